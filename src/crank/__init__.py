@@ -1,0 +1,45 @@
+"""crank: a plugin-based worker framework.
+
+The public API is what ``__all__`` lists; everything else is private and may move.
+Names are resolved lazily so ``import crank`` (and ``crank --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module, metadata
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = metadata.version("crank")
+except metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
+    __version__ = "0+unknown"
+
+_LAZY: dict[str, str] = {
+    "CrankError": "crank.errors",
+    "ExitCode": "crank.errors",
+    "hookimpl": "crank.hookspecs",
+    "hookspec": "crank.hookspecs",
+    "Manifest": "crank.manifest",
+    "load_manifest": "crank.manifest",
+    "WorkerApplication": "crank.worker",
+    "capability": "crank.worker",
+    "TaskContext": "crank.worker",
+    "CapabilityError": "crank.worker",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+if TYPE_CHECKING:
+    from crank.errors import CrankError, ExitCode
+    from crank.hookspecs import hookimpl, hookspec
+    from crank.manifest import Manifest, load_manifest
+    from crank.worker import CapabilityError, TaskContext, WorkerApplication, capability
+
+
+def __getattr__(name: str) -> Any:
+    modname = _LAZY.get(name)
+    if modname is None:
+        raise AttributeError(f"module 'crank' has no attribute {name!r}")
+    value = getattr(import_module(modname), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,44 @@
+"""The ``crank`` command line: the only place that turns CrankError into exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from crank.cli.group import CrankGroup
+
+
+@click.group(cls=CrankGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crank", prog_name="crank")
+def cli() -> None:
+    """crank: plugin-based workers with manifests, routing, a durable queue and
+    deployment artifacts that never drift."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    from crank.errors import CrankError, ExitCode
+
+    try:
+        return cli.main(args=argv, prog_name="crank", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except CrankError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+
+
+__all__ = ["cli", "main"]

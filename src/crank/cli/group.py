@@ -1,0 +1,79 @@
+"""A click group whose commands come from plugins, built-in ones imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command known by name and one-line help; its module is imported on use.
+
+    ``crank --help`` lists every command without importing any of them.
+    """
+
+    name: str
+    target: str  # "package.module:attribute"
+    short_help: str
+
+    def load(self) -> click.Command:
+        module, _, attr = self.target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        if not isinstance(command, click.Command):  # pragma: no cover - programming error
+            raise TypeError(f"{self.target} is not a click command")
+        return command
+
+
+class CrankGroup(click.Group):
+    """Resolves subcommands through the ``crank_register_commands`` hook."""
+
+    def _registered(self) -> dict[str, click.Command | LazyCommand]:
+        cache: dict[str, click.Command | LazyCommand] | None = getattr(self, "_cache", None)
+        if cache is not None:
+            return cache
+        from crank.plugins import get_plugin_manager
+
+        found: dict[str, click.Command | LazyCommand] = {}
+        conflicts: list[str] = []
+
+        def register(command: click.Command | LazyCommand) -> None:
+            name = command.name
+            if not isinstance(command, click.Command | LazyCommand) or not name:
+                raise TypeError(f"crank_register_commands got {command!r}, expected a click.Command")
+            if name in found:
+                conflicts.append(name)
+                return
+            found[name] = command
+
+        get_plugin_manager().hook.crank_register_commands(register=register)
+        self._cache = found
+        self._conflicts = conflicts
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self._registered()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        entry = self._registered().get(cmd_name)
+        if isinstance(entry, LazyCommand):
+            return entry.load()
+        return entry
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: list[tuple[str, str]] = []
+        limit = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
+        for name in self.list_commands(ctx):
+            entry: Any = self.commands.get(name) or self._registered()[name]
+            if isinstance(entry, LazyCommand):
+                rows.append((name, entry.short_help))
+            elif not entry.hidden:
+                rows.append((name, entry.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)

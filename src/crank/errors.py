@@ -1,0 +1,155 @@
+"""Every error crank raises on purpose.
+
+Each error carries a user-facing ``message`` (what is wrong, naming the offending
+object) and a ``hint`` (how to fix it). Only :mod:`crank.cli` turns them into exit
+codes and friendly text; library code raises and lets callers decide.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of the ``crank`` command."""
+
+    OK = 0
+    #: The command ran and found problems (lint findings, drift, breaking changes).
+    FINDINGS = 1
+    #: The command line or its input cannot be used (bad option, unreadable file).
+    USAGE = 2
+    #: Something crank depends on is missing or unreachable (Docker, Redis, a tool).
+    UNAVAILABLE = 3
+    #: A worker or task failed.
+    FAILED = 4
+    #: Interrupted by the user.
+    INTERRUPTED = 130
+
+
+class CrankError(Exception):
+    """Base of every deliberate crank error."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None, subject: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        #: The offending object (a path, a plugin name, a capability id...).
+        self.subject = subject
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(CrankError):
+    """The command line or an argument cannot be used as given."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ManifestError(CrankError):
+    """A manifest cannot be read or does not match the schema.
+
+    ``findings`` holds the positioned problems (``crank.manifest.Finding``) when
+    the file could be parsed far enough to locate them.
+    """
+
+    exit_code = ExitCode.FINDINGS
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        subject: Any = None,
+        findings: tuple[Any, ...] = (),
+    ) -> None:
+        super().__init__(message, hint=hint, subject=subject)
+        self.findings = findings
+
+
+class PluginError(CrankError):
+    """A plugin could not be loaded or misbehaves."""
+
+
+class WorkerError(CrankError):
+    """A worker does not match its manifest or cannot be instantiated."""
+
+
+class CapabilityNotFound(CrankError):
+    """No installed worker serves the requested capability id."""
+
+    exit_code = ExitCode.USAGE
+
+
+class CapabilityGone(CrankError):
+    """A deprecated capability was called after its sunset date."""
+
+    def __init__(self, message: str, *, successors: tuple[str, ...] = (), **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.successors = successors
+
+
+class ValidationFailed(CrankError):
+    """Input or output of a capability does not match its JSON Schema.
+
+    ``errors`` is a list of ``{"path": "$.field", "message": "..."}`` dicts.
+    """
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, *, errors: list[dict[str, str]] | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.errors = errors or []
+
+
+class DependencyMissing(CrankError):
+    """A declared dependency (module, executable, service, GPU) is not available."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class DependencyBroken(CrankError):
+    """A dependency is installed but fails when used (it is not merely missing)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class BrokerError(CrankError):
+    """The task broker is unreachable or rejected an operation."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class DockerUnavailable(CrankError):
+    """No Docker engine answers."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class GenerateError(CrankError):
+    """Scaffolding or rendering an artifact failed (bad name, target exists...)."""
+
+    exit_code = ExitCode.USAGE
+
+
+__all__ = [
+    "BrokerError",
+    "CapabilityGone",
+    "CapabilityNotFound",
+    "CrankError",
+    "DependencyBroken",
+    "DependencyMissing",
+    "DockerUnavailable",
+    "ExitCode",
+    "GenerateError",
+    "ManifestError",
+    "PluginError",
+    "UsageError",
+    "ValidationFailed",
+    "WorkerError",
+]

@@ -1,0 +1,72 @@
+"""Manifests: the versioned JSON Schema, a loader that keeps positions, lint rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crank.errors import ManifestError
+from crank.manifest.findings import Finding
+from crank.manifest.loader import LoadedDocument, load_document
+from crank.manifest.model import (
+    API_VERSION,
+    Capability,
+    Dependencies,
+    Deprecation,
+    ErrorCode,
+    Example,
+    Manifest,
+    Metadata,
+    Resources,
+    Scaling,
+    Shim,
+    SystemDependency,
+    WorkerSpec,
+    manifest_from_dict,
+)
+from crank.manifest.validate import manifest_schema, schema_findings
+
+MANIFEST_GLOBS = ("crank.yaml", "*.crank.yaml")
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    """Load and schema-validate one manifest.
+
+    Raises :class:`~crank.errors.ManifestError` whose ``findings`` locate every problem.
+    """
+    doc = load_document(path)
+    findings = [f for f in schema_findings(doc) if f.severity == "error"]
+    if findings:
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise ManifestError(
+            f"{first.file}:{first.line}:{first.col} {first.rule} {first.message}{more}",
+            hint=first.hint or "run `crank lint` on the file for every finding",
+            subject=str(path),
+            findings=tuple(findings),
+        )
+    return manifest_from_dict(doc.data, Path(path))
+
+
+__all__ = [
+    "API_VERSION",
+    "MANIFEST_GLOBS",
+    "Capability",
+    "Dependencies",
+    "Deprecation",
+    "ErrorCode",
+    "Example",
+    "Finding",
+    "LoadedDocument",
+    "Manifest",
+    "Metadata",
+    "Resources",
+    "Scaling",
+    "Shim",
+    "SystemDependency",
+    "WorkerSpec",
+    "load_document",
+    "load_manifest",
+    "manifest_from_dict",
+    "manifest_schema",
+    "schema_findings",
+]

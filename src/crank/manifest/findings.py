@@ -1,0 +1,55 @@
+"""A positioned problem in a manifest, as every manifest tool reports it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Severity = Literal["error", "warning", "info"]
+
+
+def json_path(parts: tuple[str | int, ...]) -> str:
+    """``("capabilities", 0, "id")`` -> ``$.capabilities[0].id``."""
+    out = "$"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem: where (file, line, col, JSON path), which rule, what and how to fix."""
+
+    file: str
+    line: int
+    col: int
+    rule: str
+    message: str
+    severity: Severity = "error"
+    path: tuple[str | int, ...] = ()
+    hint: str | None = None
+
+    @property
+    def json_path(self) -> str:
+        return json_path(self.path)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "json_path": self.json_path,
+            "hint": self.hint,
+        }
+
+    def format_text(self) -> str:
+        """``file:line:col CRKxxx message [$.json.path]`` plus the hint on its own line."""
+        text = f"{self.file}:{self.line}:{self.col} {self.rule} {self.message} [{self.json_path}]"
+        if self.severity != "error":
+            text = f"{self.file}:{self.line}:{self.col} {self.rule} {self.severity}: {self.message} [{self.json_path}]"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text

@@ -1,0 +1,209 @@
+"""Safe YAML loading that keeps the line and column of every node.
+
+The document is composed into PyYAML nodes (no Python object construction, so no
+code execution and no alias expansion), then turned into plain data while a
+budget bounds the work: a billion-laughs alias bomb, a huge file or binary data
+each end in a :class:`~crank.errors.ManifestError` with a position, quickly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crank.errors import ManifestError
+from crank.manifest.findings import Finding
+
+#: Manifests are small; anything bigger is a mistake (or an attack).
+MAX_BYTES = 1024 * 1024
+#: Nodes visited while building data, aliases counted each time they are used.
+MAX_NODES = 200_000
+LOAD_RULE = "CRK001"
+
+Position = tuple[int, int]
+
+
+@dataclass
+class LoadedDocument:
+    """Plain data plus the position (1-based line, col) of every JSON path in it."""
+
+    data: Any
+    file: str
+    positions: dict[tuple[str | int, ...], Position] = field(default_factory=dict)
+    #: positions of mapping *keys*, for findings about a key itself (unknown field).
+    key_positions: dict[tuple[str | int, ...], Position] = field(default_factory=dict)
+    text: str = ""
+
+    def position(self, path: tuple[str | int, ...], *, key: bool = False) -> Position:
+        """Position of ``path``, or of its nearest ancestor that has one."""
+        table = self.key_positions if key else self.positions
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if key and p in self.positions:
+                return self.positions[p]
+            p = p[:-1]
+        return self.positions.get((), (1, 1))
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose dates stay strings: the schema checks them as ``format: date``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+
+
+def _fail(file: str, line: int, col: int, message: str, hint: str | None = None) -> ManifestError:
+    finding = Finding(file=file, line=line, col=col, rule=LOAD_RULE, message=message, hint=hint)
+    return ManifestError(f"{file}:{line}:{col} {message}", hint=hint, subject=file, findings=(finding,))
+
+
+def _line_col(text: bytes, offset: int) -> Position:
+    before = text[:offset]
+    line = before.count(b"\n") + 1
+    col = offset - (before.rfind(b"\n") + 1) + 1
+    return line, col
+
+
+def read_manifest_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
+    """Read a manifest as text, refusing huge, binary and non-UTF-8 files."""
+    file = str(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ManifestError(f"{file}: no such file", hint="check the path", subject=file) from None
+    except OSError as exc:
+        raise ManifestError(f"{file}: cannot read: {exc.strerror}", subject=file) from None
+    if path.is_dir():
+        raise ManifestError(f"{file}: is a directory, not a manifest file", subject=file)
+    if size > max_bytes:
+        raise _fail(
+            file, 1, 1,
+            f"file is {size:,} bytes; manifests are limited to {max_bytes:,} bytes",
+            "a crank.yaml describes capabilities; keep large schemas and data out of it",
+        )
+    try:
+        raw = path.read_bytes()[: max_bytes + 1]
+    except OSError as exc:
+        raise ManifestError(f"{file}: cannot read: {exc.strerror}", subject=file) from None
+    return decode_manifest_bytes(raw, file)
+
+
+def decode_manifest_bytes(raw: bytes, file: str) -> str:
+    nul = raw.find(b"\x00")
+    if nul != -1:
+        line, col = _line_col(raw, nul)
+        raise _fail(file, line, col, "file contains binary data (a NUL byte), not YAML text",
+                    "point crank at the crank.yaml text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        raise _fail(file, line, col, f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+                    "save the manifest as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+_TAB_RE = re.compile(r"found character '\\t'|found a tab character")
+
+
+def parse_yaml(text: str, file: str) -> LoadedDocument:
+    """Compose one YAML document and build plain data with positions."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or "invalid YAML"
+        hint = "fix the YAML syntax at this position"
+        if _TAB_RE.search(str(exc)):
+            problem = "tab character used for indentation"
+            hint = "YAML indents with spaces only; replace the tab with spaces"
+        elif "expected a single document" in str(exc):
+            problem = "more than one YAML document (a second '---')"
+            hint = "a manifest is a single document; remove the extra '---' and what follows"
+        raise _fail(file, line, col, f"YAML syntax error: {problem}", hint) from None
+    except yaml.YAMLError as exc:
+        raise _fail(file, 1, 1, f"YAML error: {exc}", "fix the YAML syntax") from None
+
+    if root is None:
+        raise _fail(file, 1, 1, "file is empty",
+                    "start from `crank new-worker` or the example in docs/manifest.md")
+    doc = LoadedDocument(data=None, file=file, text=text)
+    if not isinstance(root, yaml.MappingNode):
+        line, col = root.start_mark.line + 1, root.start_mark.column + 1
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        raise _fail(file, line, col, f"the document is {kind}, expected a mapping of fields",
+                    "a manifest starts with `apiVersion: crank.dev/v1`")
+    builder = _Builder(doc)
+    doc.data = builder.build(root, ())
+    return doc
+
+
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
+class _Builder:
+    def __init__(self, doc: LoadedDocument) -> None:
+        self.doc = doc
+        self.visited = 0
+        self.constructor = _Loader("")
+
+    def build(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        self.visited += 1
+        if self.visited > MAX_NODES:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+            raise _fail(
+                self.doc.file, line, col,
+                f"document expands to more than {MAX_NODES:,} nodes (an alias bomb?)",
+                "remove the nested anchors/aliases (&name / *name)",
+            )
+        self.doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+            raise _fail(self.doc.file, line, col, f"unsupported YAML tag {node.tag!r}",
+                        "manifests hold plain mappings, lists and scalars; remove the tag")
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            self.constructor.flatten_mapping(node)
+            for key_node, value_node in node.value:
+                kline, kcol = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _fail(self.doc.file, kline, kcol, "a mapping key must be a plain string",
+                                "use `name: value` pairs")
+                key = self.constructor.construct_object(key_node)
+                if not isinstance(key, str):
+                    key = str(key) if isinstance(key, int | float | bool) else None
+                    if key is None:
+                        raise _fail(self.doc.file, kline, kcol, "a mapping key must be a string")
+                if key in out:
+                    first = self.doc.key_positions.get((*path, key), (0, 0))
+                    raise _fail(
+                        self.doc.file, kline, kcol,
+                        f"duplicate key {key!r} (first defined at line {first[0]})",
+                        "YAML keeps only one value per key; remove or rename one of them",
+                    )
+                self.doc.key_positions[(*path, key)] = (kline, kcol)
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.YAMLError as exc:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+            raise _fail(self.doc.file, line, col, f"cannot read value: {exc}") from None
+
+
+def load_document(path: Path | str) -> LoadedDocument:
+    """Read and parse ``path``; every failure is a :class:`ManifestError` with a position."""
+    p = Path(path)
+    return parse_yaml(read_manifest_text(p), str(path))

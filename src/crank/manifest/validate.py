@@ -1,0 +1,122 @@
+"""Schema validation of a loaded document into positioned findings."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from crank.manifest.findings import Finding
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+
+    from crank.manifest.loader import LoadedDocument
+
+SCHEMA_RULE = "CRK002"
+SCHEMA_VERSIONS = {"crank.dev/v1": "v1.json"}
+CURRENT_API_VERSION = "crank.dev/v1"
+
+
+@functools.cache
+def manifest_schema(api_version: str = CURRENT_API_VERSION) -> dict[str, Any]:
+    """The JSON Schema of a manifest version, as shipped inside the package."""
+    name = SCHEMA_VERSIONS[api_version]
+    text = resources.files("crank.manifest").joinpath("schemas", name).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator(api_version: str) -> Validator:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(
+        manifest_schema(api_version), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    kind = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"{kind} {text}" if not isinstance(value, dict | list) else kind
+
+
+def _allowed(schema: dict[str, Any]) -> list[str]:
+    return sorted(schema.get("properties", {}))
+
+
+def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
+    from jsonschema.exceptions import best_match
+
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        err = best_match(err.context)
+    path: tuple[str | int, ...] = tuple(err.absolute_path)
+    key = False
+    validator = err.validator
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    hint: str | None = None
+    if validator == "additionalProperties":
+        extras = [k for k in err.instance if k not in schema.get("properties", {})] if isinstance(err.instance, dict) else []
+        extra = extras[0] if extras else "?"
+        path = (*path, extra)
+        key = True
+        allowed = _allowed(schema)
+        close = difflib.get_close_matches(extra, allowed, n=1)
+        message = f"unknown field {extra!r}"
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
+        if not allowed and "additionalProperties" in schema:
+            message = f"field {extra!r} has an invalid value"
+            hint = None
+    elif validator == "required":
+        missing = str(err.message).split("'")[1] if "'" in err.message else "?"
+        message = f"missing required field {missing!r}"
+        hint = f"add `{missing}:` here"
+    elif validator == "type":
+        expected = err.validator_value
+        expected_s = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        message = f"expected {expected_s}, got {_describe(err.instance)}"
+        hint = f"change the value to {'an' if expected_s[0] in 'aeiou' else 'a'} {expected_s}"
+    elif validator == "enum":
+        choices = ", ".join(json.dumps(c) for c in err.validator_value)
+        message = f"{_describe(err.instance)} is not one of {choices}"
+        close = difflib.get_close_matches(str(err.instance), [str(c) for c in err.validator_value], n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of {choices}"
+    elif validator == "const":
+        message = f"must be {json.dumps(err.validator_value)}, got {_describe(err.instance)}"
+        hint = f"set it to {json.dumps(err.validator_value)}"
+    elif validator == "pattern":
+        desc = schema.get("description") or ""
+        message = f"{_describe(err.instance)} does not have the expected form"
+        hint = desc or f"it must match the pattern {err.validator_value}"
+    elif validator == "format":
+        message = f"{_describe(err.instance)} is not a valid {err.validator_value}"
+        hint = "write dates as YYYY-MM-DD" if err.validator_value == "date" else None
+    elif validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        message = f"{err.instance!r} is out of range ({validator} {err.validator_value})"
+        hint = "use a value within the allowed range"
+    elif validator in ("minItems", "minProperties"):
+        message = "must not be empty"
+        hint = "add at least one entry"
+    else:
+        message = err.message
+    line, col = doc.position(path, key=key)
+    return Finding(file=doc.file, line=line, col=col, rule=SCHEMA_RULE, message=message,
+                   path=path, hint=hint)
+
+
+def schema_findings(doc: LoadedDocument) -> list[Finding]:
+    """Every schema violation of ``doc`` as a positioned finding, in document order."""
+    data = doc.data
+    api_version = data.get("apiVersion") if isinstance(data, dict) else None
+    if api_version not in SCHEMA_VERSIONS:
+        api_version = CURRENT_API_VERSION
+    errors = _validator(api_version).iter_errors(data)
+    findings = {_finding_for(doc, e) for e in errors}
+    return sorted(findings, key=lambda f: (f.line, f.col, f.message))

@@ -1,0 +1,3 @@
+"""crank's pytest plugin and the testing helpers it exposes."""
+
+from __future__ import annotations

@@ -1,0 +1,92 @@
+"""``WorkerApplication`` and the ``@capability`` decorator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from crank.errors import CrankError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CAPABILITY_ATTR = "__crank_capability__"
+
+
+def capability(capability_id: str) -> Callable[[F], F]:
+    """Mark a method as the handler of ``capability_id`` (as declared in crank.yaml).
+
+    The handler is called as ``handler(self, data, ctx)`` with ``data`` already
+    validated against the capability's input schema; it may be sync or async,
+    and a streaming capability's handler may be a (async) generator of events.
+    """
+    if not isinstance(capability_id, str) or not capability_id:
+        raise TypeError("@capability needs the capability id, e.g. @capability('email.spam_detection')")
+
+    def mark(func: F) -> F:
+        setattr(func, CAPABILITY_ATTR, capability_id)
+        return func
+
+    return mark
+
+
+class CapabilityError(CrankError):
+    """A declared error of a capability (an ``errors[].code`` of the manifest).
+
+    ``retryable`` defaults to what the manifest declares for ``code``.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        retryable: bool | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message or code, subject=code)
+        self.code = code
+        self.retryable = retryable
+        self.details = details or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "retryable": bool(self.retryable),
+                "details": self.details}
+
+
+class WorkerApplication:
+    """Base class of every worker. Subclass it, decorate handlers with ``@capability``.
+
+    Lifecycle: ``setup()`` once per process before the first task, ``teardown()``
+    at shutdown; ``check_liveness()`` and ``check_readiness()`` feed /health and
+    /ready. Each may be sync or async.
+    """
+
+    #: Set by crank when the worker is loaded from its manifest.
+    manifest: ClassVar[Any] = None
+
+    def setup(self) -> Any:
+        """Acquire resources (load a model, open clients). Called once per process."""
+        return None
+
+    def teardown(self) -> Any:
+        """Release what ``setup`` acquired."""
+        return None
+
+    def check_liveness(self) -> Any:
+        """True while the process can make progress (a deadlock answers False)."""
+        return True
+
+    def check_readiness(self) -> Any:
+        """True when the worker can take tasks (its model is loaded, say)."""
+        return True
+
+    @classmethod
+    def handlers(cls) -> dict[str, str]:
+        """Capability id -> method name, from the ``@capability`` marks of the class."""
+        found: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                cap = getattr(value, CAPABILITY_ATTR, None)
+                if cap is not None:
+                    found[cap] = name
+        return found

@@ -1,0 +1,92 @@
+"""The task context a capability handler receives with its input."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from crank.errors import CrankError
+
+
+class TaskCancelled(CrankError):
+    """The task was cancelled or ran past its deadline; the handler should stop."""
+
+
+ProgressSink = Callable[[float, str], None]
+EventSink = Callable[[Mapping[str, Any]], None]
+
+
+def _drop_progress(fraction: float, message: str) -> None:
+    return None
+
+
+def _drop_event(event: Mapping[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class TaskContext:
+    """What a handler knows about the task it runs.
+
+    The runtime fills the sinks; in-process calls (tests, ``crank invoke``) get
+    ones that record or drop. ``deadline`` is a :func:`time.monotonic` value.
+    """
+
+    capability: str
+    task_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    attempt: int = 1
+    max_attempts: int = 1
+    deadline: float | None = None
+    logger: logging.LoggerAdapter[logging.Logger] | Any = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    progress_sink: ProgressSink = _drop_progress
+    event_sink: EventSink = _drop_event
+    #: free-form values the runtime passes along (caller id, trace id, request id).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.logger is None:
+            self.logger = logging.LoggerAdapter(
+                logging.getLogger(f"crank.task.{self.capability}"),
+                {"task_id": self.task_id, "capability": self.capability},
+            )
+
+    @classmethod
+    def for_call(cls, capability: str, timeout_s: float | None = None, **kw: Any) -> TaskContext:
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        return cls(capability=capability, deadline=deadline, **kw)
+
+    # -- time and cancellation -------------------------------------------------
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (never negative), or None without one."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`TaskCancelled` if the task was cancelled or its deadline passed."""
+        if self.cancelled:
+            raise TaskCancelled(f"task {self.task_id} ({self.capability}) was cancelled or timed out")
+
+    # -- reporting -------------------------------------------------------------
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress in [0, 1]; values outside are clamped."""
+        self.progress_sink(min(1.0, max(0.0, float(fraction))), message)
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Send one streaming event to the caller (SSE over HTTP)."""
+        self.event_sink(event)
