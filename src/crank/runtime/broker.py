@@ -1,0 +1,146 @@
+"""The broker protocol every queue backend implements, and its value types.
+
+Semantics shared by all backends (memory, SQLite, Redis Streams):
+
+* at-least-once delivery: a claimed task is invisible for ``visibility_timeout_s``;
+  if it is neither acked nor failed nor extended by then, it is delivered again;
+* ``ack`` stores the result (kept ``result_ttl_s``) and ends the task;
+* ``fail`` with ``retryable=True`` re-queues it after exponential backoff with
+  jitter until ``max_attempts``; after that (or when not retryable) it goes to
+  the dead-letter queue with its error and attempts;
+* an ``idempotency_key`` seen before returns the first task instead of a new one;
+* higher ``priority`` is claimed first; within a priority, oldest first;
+* ``submit_many`` / ``claim(limit=N)`` / ``ack_many`` batch the round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a client submits."""
+
+    capability: str
+    payload: Mapping[str, Any]
+    priority: int = 0
+    max_attempts: int = 3
+    idempotency_key: str | None = None
+    timeout_s: float | None = None
+    #: who called (for deprecation counters and logs), request/trace ids.
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as the broker knows it at one moment."""
+
+    id: str
+    capability: str
+    payload: Mapping[str, Any]
+    status: TaskStatus
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int = 3
+    idempotency_key: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    result: Any = None
+    error: Mapping[str, Any] | None = None
+    timeout_s: float | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "capability": self.capability,
+            "status": self.status,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "result": self.result,
+            "error": dict(self.error) if self.error else None,
+        }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivered task plus the receipt needed to ack/fail it."""
+
+    task: TaskRecord
+    #: backend-specific delivery handle (a stream entry id, a lease token).
+    receipt: str
+    #: 1 on first delivery, 2+ on redelivery.
+    attempt: int
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    pending: Mapping[str, int]
+    running: int
+    dead: int
+    oldest_pending_age_s: float
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """A durable task queue. Implementations must be safe across processes."""
+
+    url: str
+
+    def submit(self, spec: TaskSpec) -> TaskRecord: ...
+
+    def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]: ...
+
+    def claim(
+        self,
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+        block_s: float = 0.0,
+    ) -> list[Claim]: ...
+
+    def ack(self, claim: Claim, result: Any) -> None: ...
+
+    def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None: ...
+
+    def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
+        """Record a failed attempt; returns ``retrying`` or ``dead`` (or ``failed``)."""
+        ...
+
+    def extend(self, claim: Claim, visibility_timeout_s: float) -> bool:
+        """Keep a long task invisible; False if the claim was lost to redelivery."""
+        ...
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        """Give claimed tasks back unrun (graceful shutdown); attempts are not counted."""
+        ...
+
+    def get(self, task_id: str) -> TaskRecord | None: ...
+
+    def stats(self) -> QueueStats: ...
+
+    def dead_letters(self, limit: int = 100) -> list[TaskRecord]: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def open_broker(url: str, **options: Any) -> Broker:
+    """``memory://``, ``sqlite:///path/to/file.db`` or ``redis://host:port/db``."""
+    raise NotImplementedError  # implemented in crank.runtime.brokers (runtime issue)
