@@ -130,6 +130,15 @@ class Broker(Protocol):
         """Give claimed tasks back unrun (graceful shutdown); attempts are not counted."""
         ...
 
+    def recover(self, consumer: str) -> int:
+        """Make every task claimed by ``consumer`` (known dead) deliverable again now.
+
+        The supervisor calls this when it sees a worker process die, so its
+        in-flight tasks are redelivered within seconds instead of after the
+        visibility timeout. Returns how many tasks were recovered.
+        """
+        ...
+
     def get(self, task_id: str) -> TaskRecord | None: ...
 
     def stats(self) -> QueueStats: ...
