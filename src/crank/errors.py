@@ -102,7 +102,9 @@ class ValidationFailed(CrankError):
 
     exit_code = ExitCode.USAGE
 
-    def __init__(self, message: str, *, errors: list[dict[str, str]] | None = None, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, errors: list[dict[str, str]] | None = None, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.errors = errors or []
 

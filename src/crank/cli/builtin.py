@@ -23,7 +23,11 @@ BUILTIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("status", "crank.cli.run:status", "Print the system health report of a running crank."),
     ("new-worker", "crank.cli.generate:new_worker", "Scaffold a new worker package."),
     ("render", "crank.cli.generate:render", "Render one deployment artifact from a manifest."),
-    ("check", "crank.cli.generate:check", "Find deployment artifacts that drifted from the manifest."),
+    (
+        "check",
+        "crank.cli.generate:check",
+        "Find deployment artifacts that drifted from the manifest.",
+    ),
     ("migration", "crank.cli.generate:migration", "Create and track worker migration checklists."),
     ("build", "crank.cli.generate:build", "Build a worker's container image."),
 )
