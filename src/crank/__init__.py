@@ -27,7 +27,19 @@ _LAZY: dict[str, str] = {
     "CapabilityError": "crank.worker",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "CapabilityError",
+    "CrankError",
+    "ExitCode",
+    "Manifest",
+    "TaskContext",
+    "WorkerApplication",
+    "__version__",
+    "capability",
+    "hookimpl",
+    "hookspec",
+    "load_manifest",
+]
 
 if TYPE_CHECKING:
     from crank.errors import CrankError, ExitCode

@@ -8,10 +8,12 @@ arrives (and name the plugin that sent a bad one).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PROJECT_NAME = "crank"
 
