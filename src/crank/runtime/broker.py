@@ -10,14 +10,20 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   the dead-letter queue with its error and attempts;
 * an ``idempotency_key`` seen before returns the first task instead of a new one;
 * higher ``priority`` is claimed first; within a priority, oldest first;
-* ``submit_many`` / ``claim(limit=N)`` / ``ack_many`` batch the round trips.
+* ``submit_many`` / ``claim(limit=N)`` / ``ack_many`` batch the round trips;
+* a task delivered more than ``max_attempts`` times without an ack or a fail
+  (its worker keeps dying) goes to the dead-letter queue with ``WORKER_LOST``;
+* ``release`` puts claimed tasks back unrun, ``recover(consumer)`` makes the
+  tasks of a dead consumer deliverable at once (that attempt counts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping, Sequence
 
 TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
@@ -126,6 +132,10 @@ class Broker(Protocol):
         """Keep a long task invisible; False if the claim was lost to redelivery."""
         ...
 
+    def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
+        """:meth:`extend` for a batch in one round trip (the worker heartbeat)."""
+        ...
+
     def release(self, claims: Sequence[Claim]) -> None:
         """Give claimed tasks back unrun (graceful shutdown); attempts are not counted."""
         ...
@@ -151,5 +161,10 @@ class Broker(Protocol):
 
 
 def open_broker(url: str, **options: Any) -> Broker:
-    """``memory://``, ``sqlite:///path/to/file.db`` or ``redis://host:port/db``."""
-    raise NotImplementedError  # implemented in crank.runtime.brokers (runtime issue)
+    """``memory://``, ``sqlite:///path/to/file.db`` or ``redis://host:port/db``.
+
+    See :func:`crank.runtime.brokers.open_broker` for the options.
+    """
+    from crank.runtime.brokers import open_broker as _open
+
+    return _open(url, **options)

@@ -1,0 +1,78 @@
+"""Queue backends: in-memory (tests), SQLite (embedded default), Redis Streams.
+
+``open_broker(url, **options)`` picks one by URL scheme. Options may also be
+given as URL query parameters (``sqlite:///q.db?retry_base_s=0.1``):
+
+* ``retry_base_s`` / ``retry_max_s``: backoff of retryable failures;
+* ``result_ttl_s``: how long results of finished tasks are kept (default 1 day);
+* ``prefix`` (Redis): key prefix, default ``crank``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from crank.errors import UsageError
+
+if TYPE_CHECKING:
+    from crank.runtime.broker import Broker
+
+SCHEMES = ("memory://", "sqlite:///PATH", "redis://HOST:PORT/DB")
+_FLOAT_OPTIONS = frozenset({"retry_base_s", "retry_max_s", "result_ttl_s"})
+
+
+def _usage(url: str, why: str) -> UsageError:
+    return UsageError(
+        f"broker URL {url!r} cannot be used: {why}",
+        hint="use memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db "
+        "or redis://host:port/db",
+        subject=url,
+    )
+
+
+def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split query parameters off ``url`` and merge them under explicit ``options``."""
+    base, _, query = url.partition("?")
+    merged: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in _FLOAT_OPTIONS:
+            try:
+                merged[key] = float(value)
+            except ValueError:
+                raise _usage(url, f"option {key}={value!r} is not a number") from None
+        elif key == "prefix":
+            merged[key] = value
+        else:
+            raise _usage(
+                url,
+                f"unknown option {key!r} (known: {', '.join(sorted(_FLOAT_OPTIONS | {'prefix'}))})",
+            )
+    merged.update(options)
+    return base, merged
+
+
+def open_broker(url: str, **options: Any) -> Broker:
+    """Open the broker named by ``url``; see the module docstring for options."""
+    if not isinstance(url, str) or "://" not in url:
+        raise _usage(str(url), "it has no scheme")
+    base, opts = parse_options(url, options)
+    scheme = urlsplit(base).scheme.lower()
+    if scheme == "memory":
+        from crank.runtime.brokers.memory import MemoryBroker
+
+        return MemoryBroker(url=base, **opts)
+    if scheme == "sqlite":
+        if not base.startswith("sqlite:///") or len(base) <= len("sqlite:///"):
+            raise _usage(url, "a SQLite URL needs a file path after three slashes")
+        from crank.runtime.brokers.sqlite import SqliteBroker
+
+        return SqliteBroker(base[len("sqlite:///") :], url=base, **opts)
+    if scheme in ("redis", "rediss", "unix"):
+        from crank.runtime.brokers.redis import RedisBroker
+
+        return RedisBroker(base, **opts)
+    raise _usage(url, f"unknown scheme {scheme!r}")
+
+
+__all__ = ["SCHEMES", "open_broker", "parse_options"]

@@ -1,0 +1,154 @@
+"""Shared runtime fixtures: a private redis-server and a broker of each backend.
+
+``redis_server`` starts a real ``redis-server`` on a free loopback port with no
+persistence and yields its URL; ``redis_server_aof`` does the same with an
+append-only file (``appendfsync always``) in a temp dir and can be restarted
+mid-test. ``broker`` is parametrized over memory, sqlite and redis.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.runtime.brokers import open_broker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from crank.runtime.broker import Broker
+
+FIXTURE_WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "workers_runtime"
+FIXTURE_MANIFEST = FIXTURE_WORKERS / "crank.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not answer on port {port}")
+
+
+class RedisServer:
+    """A redis-server child process we own; ``restart()`` keeps port and data dir."""
+
+    def __init__(self, workdir: Path, *, appendonly: bool) -> None:
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        argv = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--dir", str(self.workdir), "--daemonize", "no",
+        ]  # fmt: skip
+        if self.appendonly:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--appendonly", "no"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_port(self.port, self.proc)
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self, *, kill: bool = True) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh private redis-server (no persistence); killed after the test."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path, appendonly=False)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server_aof(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server with AOF (appendfsync always); ``.restart()`` it mid-test."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path, appendonly=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A broker URL of each backend, with fast retries for tests."""
+    kind = request.param
+    if kind == "memory":
+        return "memory://?retry_base_s=0.01&retry_max_s=0.05"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}?retry_base_s=0.01&retry_max_s=0.05"
+    url: str = request.getfixturevalue("redis_server")
+    return f"{url}?retry_base_s=0.01&retry_max_s=0.05"
+
+
+@pytest.fixture
+def broker(broker_url: str) -> Iterator[Broker]:
+    """An open broker of each backend (memory, sqlite, redis); closed after the test."""
+    opened = open_broker(broker_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    """Environment for worker subprocesses: the fixture worker package importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(FIXTURE_WORKERS), env.get("PYTHONPATH", "")) if p
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+PYTHON = sys.executable
