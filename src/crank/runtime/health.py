@@ -1,0 +1,135 @@
+"""The system health report (``GET /v1/status``, ``crank status``).
+
+:func:`health_report` is pure: the supervisor gathers a :class:`SystemSnapshot`
+and this module turns it into the report document. :func:`resource_utilization`
+is the one place that reads the machine (``/proc`` and ``os.getloadavg``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from crank.runtime.scaling import bottleneck
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Mapping
+
+Health = Literal["healthy", "degraded", "critical"]
+
+#: A pending task older than this makes the queue look stuck (degraded).
+STALE_TASK_AGE_S = 300.0
+
+
+@dataclass(frozen=True)
+class ResourceUtilization:
+    cpu_percentage: float = 0.0
+    memory_percentage: float = 0.0
+    llm_api_usage_percentage: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "cpu_percentage": round(self.cpu_percentage, 1),
+            "memory_percentage": round(self.memory_percentage, 1),
+            "llm_api_usage_percentage": round(self.llm_api_usage_percentage, 1),
+        }
+
+
+@dataclass(frozen=True)
+class SystemSnapshot:
+    broker_ok: bool
+    min_workers: int
+    total_workers: int
+    healthy_workers: int
+    busy_workers: int
+    queue_depth: Mapping[str, int]
+    oldest_task_age_s: float
+    running_tasks: int = 0
+    dead_letters: int = 0
+    resources: ResourceUtilization = field(default_factory=ResourceUtilization)
+    paused_capabilities: tuple[str, ...] = ()
+    last_decision: Mapping[str, Any] | None = None
+
+
+def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
+    """critical: nothing can run; degraded: running below what was asked for."""
+    problems: list[str] = []
+    if not snap.broker_ok:
+        problems.append("broker unreachable")
+    if snap.min_workers > 0 and snap.healthy_workers == 0:
+        problems.append("no healthy worker process")
+    if problems:
+        return "critical", problems
+    if snap.healthy_workers < snap.min_workers:
+        problems.append(
+            f"{snap.healthy_workers} healthy workers, fewer than min_workers={snap.min_workers}"
+        )
+    if snap.oldest_task_age_s > STALE_TASK_AGE_S:
+        problems.append(f"oldest pending task waits for {snap.oldest_task_age_s:.0f} s")
+    if snap.resources.llm_api_usage_percentage >= 100.0:
+        problems.append("daily LLM budget exhausted")
+    if snap.paused_capabilities:
+        problems.append(f"paused capabilities: {', '.join(snap.paused_capabilities)}")
+    return ("degraded" if problems else "healthy"), problems
+
+
+def health_report(snap: SystemSnapshot, now: dt.datetime) -> dict[str, Any]:
+    health, problems = overall_health(snap)
+    total = snap.total_workers
+    utilization = 100.0 * snap.busy_workers / total if total else 0.0
+    report: dict[str, Any] = {
+        "timestamp": now.isoformat(),
+        "overall_health": health,
+        "problems": problems,
+        "worker_pool_health": {
+            "total_workers": total,
+            "healthy_workers": snap.healthy_workers,
+            "utilization_percentage": round(utilization, 1),
+        },
+        "queue_health": {
+            "total_pending_tasks": sum(snap.queue_depth.values()),
+            "oldest_task_age_seconds": int(snap.oldest_task_age_s),
+            "bottleneck_agent": bottleneck(snap.queue_depth),
+            "running_tasks": snap.running_tasks,
+            "dead_letters": snap.dead_letters,
+            "pending_by_capability": dict(sorted(snap.queue_depth.items())),
+        },
+        "resource_utilization": snap.resources.as_dict(),
+        "paused_capabilities": list(snap.paused_capabilities),
+    }
+    if snap.last_decision is not None:
+        report["last_scaling_decision"] = dict(snap.last_decision)
+    return report
+
+
+def _meminfo(path: Path = Path("/proc/meminfo")) -> float:
+    try:
+        fields = dict(line.split(":", 1) for line in path.read_text().splitlines() if ":" in line)
+        total = float(fields["MemTotal"].split()[0])
+        available = float(fields["MemAvailable"].split()[0])
+    except (OSError, KeyError, ValueError, IndexError):
+        return 0.0
+    return 100.0 * (total - available) / total if total else 0.0
+
+
+def resource_utilization(llm_api_usage_percentage: float = 0.0) -> ResourceUtilization:
+    """CPU (1-minute load over cores) and memory in use on this machine."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    cpu = min(100.0, 100.0 * load / (os.cpu_count() or 1))
+    return ResourceUtilization(cpu, _meminfo(), llm_api_usage_percentage)
+
+
+__all__ = [
+    "STALE_TASK_AGE_S",
+    "ResourceUtilization",
+    "SystemSnapshot",
+    "health_report",
+    "overall_health",
+    "resource_utilization",
+]

@@ -1,0 +1,196 @@
+"""The scaling policy: invariants as properties, plus the spec's scenarios."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crank.runtime.scaling import (
+    RuntimeMetrics,
+    ScalingConfig,
+    bottleneck,
+    decide,
+)
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+CAPS = st.sampled_from(["a.x", "b.y", "c.z", "d.w", "e.v"])
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> ScalingConfig:
+    lo = draw(st.integers(0, 50))
+    hi = draw(st.integers(max(1, lo), 200))
+    down = draw(st.floats(0.0, 0.5))
+    return ScalingConfig(
+        min_workers=lo,
+        max_workers=hi,
+        scale_up_threshold=draw(st.floats(0.5, 1.0)),
+        scale_down_threshold=down,
+        target_queue_per_worker=draw(st.integers(1, 100)),
+        min_weight=draw(st.floats(0.01, 0.2)),
+    )
+
+
+@st.composite
+def metrics(draw: st.DrawFn) -> RuntimeMetrics:
+    depth = draw(st.dictionaries(CAPS, st.integers(0, 100_000), max_size=5))
+    weights = draw(
+        st.dictionaries(
+            CAPS, st.floats(1e-6, 1.0, allow_nan=False, allow_infinity=False), max_size=5
+        )
+    )
+    return RuntimeMetrics(
+        queue_depth=depth,
+        active_workers=draw(st.integers(0, 300)),
+        idle_workers=draw(st.integers(0, 300)),
+        failed_workers=draw(st.integers(0, 10)),
+        weights=weights,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(configs(), metrics())
+def test_target_never_leaves_the_bounds(config: ScalingConfig, m: RuntimeMetrics) -> None:
+    decision = decide(config, m, NOW)
+    assert config.min_workers <= decision.target_workers <= config.max_workers
+    assert decision.current_workers == m.active_workers + m.idle_workers
+
+
+@settings(max_examples=400, deadline=None)
+@given(configs(), metrics())
+def test_weights_never_reach_zero_nor_jump_more_than_half(
+    config: ScalingConfig, m: RuntimeMetrics
+) -> None:
+    decision = decide(config, m, NOW)
+    new = decision.new_weights(m.weights)
+    for cap, adj in decision.agent_weight_adjustments.items():
+        assert adj.new_weight > 0.0, cap
+        if adj.previous_weight > 0.0:
+            assert abs(adj.new_weight - adj.previous_weight) <= 0.5 * adj.previous_weight + 1e-9
+        assert adj.reason
+    assert all(w > 0.0 for w in new.values())
+    # every capability with queued work or a weight keeps one
+    assert set(m.queue_depth) | set(m.weights) <= set(new)
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs(), metrics())
+def test_decision_type_matches_the_numbers(config: ScalingConfig, m: RuntimeMetrics) -> None:
+    d = decide(config, m, NOW)
+    expected = (
+        "scale_up"
+        if d.target_workers > d.current_workers
+        else "scale_down"
+        if d.target_workers < d.current_workers
+        else "rebalance"
+        if d.agent_weight_adjustments
+        else "maintain"
+    )
+    assert d.decision_type == expected
+    doc = d.as_dict()
+    assert set(doc) == {
+        "timestamp",
+        "decision_type",
+        "current_workers",
+        "target_workers",
+        "agent_weight_adjustments",
+        "reason",
+    }
+    assert doc["timestamp"] == "2026-11-22T12:00:00+00:00"
+
+
+@settings(max_examples=100, deadline=None)
+@given(configs(), metrics())
+def test_repeated_steps_converge_without_breaking_invariants(
+    config: ScalingConfig, m: RuntimeMetrics
+) -> None:
+    weights = dict(m.weights)
+    workers = m.current_workers
+    for _ in range(8):
+        step = RuntimeMetrics(
+            queue_depth=m.queue_depth, active_workers=workers, idle_workers=0, weights=weights
+        )
+        d = decide(config, step, NOW)
+        for adj in d.agent_weight_adjustments.values():
+            if adj.previous_weight > 0:
+                assert adj.new_weight >= 0.5 * adj.previous_weight - 1e-9
+        weights = d.new_weights(weights)
+        workers = d.target_workers
+        assert config.min_workers <= workers <= config.max_workers
+
+
+def test_spec_example_scale_up_on_generation_backlog() -> None:
+    config = ScalingConfig(min_workers=1, max_workers=50, target_queue_per_worker=10)
+    m = RuntimeMetrics(
+        queue_depth={"generation.run": 500},
+        active_workers=9,
+        idle_workers=1,
+        weights={"generation.run": 0.5},
+    )
+    d = decide(config, m, NOW)
+    assert (d.decision_type, d.current_workers, d.target_workers) == ("scale_up", 10, 20)
+
+
+def test_scale_down_when_idle_and_empty() -> None:
+    config = ScalingConfig(min_workers=2, max_workers=16)
+    m = RuntimeMetrics(
+        queue_depth={"a.x": 0}, active_workers=0, idle_workers=8, weights={"a.x": 1.0}
+    )
+    d = decide(config, m, NOW)
+    assert (d.decision_type, d.target_workers) == ("scale_down", 6)
+
+
+def test_rebalance_moves_weight_to_the_bottleneck_at_most_half() -> None:
+    config = ScalingConfig(min_workers=2, max_workers=2)
+    m = RuntimeMetrics(
+        queue_depth={"a.x": 90, "b.y": 10},
+        active_workers=1,
+        idle_workers=1,
+        weights={"a.x": 0.2, "b.y": 0.8},
+    )
+    d = decide(config, m, NOW)
+    assert d.decision_type == "rebalance"
+    assert d.agent_weight_adjustments["a.x"].new_weight == pytest.approx(0.3)
+    assert d.agent_weight_adjustments["b.y"].new_weight == pytest.approx(0.4)
+    assert "bottleneck" in d.agent_weight_adjustments["a.x"].reason
+
+
+def test_idle_capability_keeps_its_floor() -> None:
+    config = ScalingConfig(min_workers=1, max_workers=1, min_weight=0.05)
+    weights = {"a.x": 0.5, "b.y": 0.5}
+    for _ in range(20):
+        m = RuntimeMetrics(
+            queue_depth={"a.x": 1000, "b.y": 0}, active_workers=1, idle_workers=0, weights=weights
+        )
+        weights = decide(config, m, NOW).new_weights(weights)
+    assert weights["b.y"] == pytest.approx(0.05, abs=0.01)
+
+
+def test_maintain_when_nothing_changes() -> None:
+    config = ScalingConfig(min_workers=1, max_workers=4)
+    m = RuntimeMetrics(
+        queue_depth={"a.x": 5}, active_workers=1, idle_workers=1, weights={"a.x": 1.0}
+    )
+    assert decide(config, m, NOW).decision_type == "maintain"
+
+
+def test_bottleneck() -> None:
+    assert bottleneck({}) is None
+    assert bottleneck({"a.x": 0}) is None
+    assert bottleneck({"b.y": 3, "a.x": 3, "c.z": 1}) == "a.x"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"min_workers": 5, "max_workers": 2}, "min_workers=5"),
+        ({"target_queue_per_worker": 0}, "target_queue_per_worker"),
+        ({"min_weight": 0.0}, "min_weight"),
+    ],
+)
+def test_inconsistent_config_is_refused(kwargs: dict[str, float], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        ScalingConfig(**kwargs)  # type: ignore[arg-type]
