@@ -4,5 +4,15 @@ from __future__ import annotations
 
 from crank.worker.app import CapabilityError, WorkerApplication, capability
 from crank.worker.context import TaskCancelled, TaskContext
+from crank.worker.errors import DeclaredError, ErrorNamespace, UnknownErrorCode
 
-__all__ = ["CapabilityError", "TaskCancelled", "TaskContext", "WorkerApplication", "capability"]
+__all__ = [
+    "CapabilityError",
+    "DeclaredError",
+    "ErrorNamespace",
+    "TaskCancelled",
+    "TaskContext",
+    "UnknownErrorCode",
+    "WorkerApplication",
+    "capability",
+]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from crank.errors import CrankError
+
+if TYPE_CHECKING:
+    from crank.worker.errors import ErrorNamespace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,7 +23,9 @@ def capability(capability_id: str) -> Callable[[F], F]:
     and a streaming capability's handler may be a (async) generator of events.
     """
     if not isinstance(capability_id, str) or not capability_id:
-        raise TypeError("@capability needs the capability id, e.g. @capability('email.spam_detection')")
+        raise TypeError(
+            "@capability needs the capability id, e.g. @capability('email.spam_detection')"
+        )
 
     def mark(func: F) -> F:
         setattr(func, CAPABILITY_ATTR, capability_id)
@@ -49,8 +54,12 @@ class CapabilityError(CrankError):
         self.details = details or {}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "retryable": bool(self.retryable),
-                "details": self.details}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": bool(self.retryable),
+            "details": self.details,
+        }
 
 
 class WorkerApplication:
@@ -79,6 +88,16 @@ class WorkerApplication:
     def check_readiness(self) -> Any:
         """True when the worker can take tasks (its model is loaded, say)."""
         return True
+
+    @property
+    def errors(self) -> ErrorNamespace:
+        """Declared error classes of this worker's manifest: ``raise self.errors.TIMEOUT()``.
+
+        An undeclared code raises :class:`~crank.worker.errors.UnknownErrorCode`.
+        """
+        from crank.worker.errors import ErrorNamespace
+
+        return ErrorNamespace.from_manifest(type(self).manifest)
 
     @classmethod
     def handlers(cls) -> dict[str, str]:

@@ -48,6 +48,9 @@ class TaskContext:
     event_sink: EventSink = _drop_event
     #: free-form values the runtime passes along (caller id, trace id, request id).
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the capability's declared error classes (``ctx.errors.INVALID_INPUT("...")``);
+    #: filled by :class:`~crank.worker.host.WorkerHost` when left None.
+    errors: Any = None
 
     def __post_init__(self) -> None:
         if self.logger is None:
@@ -71,7 +74,9 @@ class TaskContext:
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel_event.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
+        return self.cancel_event.is_set() or (
+            self.deadline is not None and time.monotonic() >= self.deadline
+        )
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -79,7 +84,9 @@ class TaskContext:
     def check_cancelled(self) -> None:
         """Raise :class:`TaskCancelled` if the task was cancelled or its deadline passed."""
         if self.cancelled:
-            raise TaskCancelled(f"task {self.task_id} ({self.capability}) was cancelled or timed out")
+            raise TaskCancelled(
+                f"task {self.task_id} ({self.capability}) was cancelled or timed out"
+            )
 
     # -- reporting -------------------------------------------------------------
 

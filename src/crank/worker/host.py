@@ -7,18 +7,27 @@ processes, ``crank invoke``, ``crank test-worker`` and the pytest fixtures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import difflib
 import importlib
 import inspect
+import sys
 import threading
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import ValidationFailed, WorkerError
 from crank.manifest.findings import json_path
 from crank.worker.app import CapabilityError, WorkerApplication
 from crank.worker.context import TaskContext
+from crank.worker.errors import ErrorNamespace
+
+#: How often a running async handler looks at ``ctx.cancel_event`` (seconds).
+CANCEL_POLL_S = 0.02
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import ModuleType
+
     from jsonschema.protocols import Validator
 
     from crank.manifest import Capability, Manifest
@@ -43,13 +52,17 @@ def import_entrypoint(manifest: Manifest) -> type[WorkerApplication]:
     module_name, _, class_name = spec.partition(":")
     where = f"{manifest.path or manifest.name}"
     try:
-        module = importlib.import_module(module_name)
+        module: ModuleType | None = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise WorkerError(
-            f"worker {manifest.name!r}: entrypoint module {module_name!r} cannot be imported ({exc})",
-            hint=f"install the worker package (pip install -e <its folder>) or fix worker.entrypoint in {where}",
-            subject=spec,
-        ) from exc
+        module = _import_next_to_manifest(manifest, module_name)
+        if module is None:
+            raise WorkerError(
+                f"worker {manifest.name!r}: entrypoint module {module_name!r} cannot be "
+                f"imported ({exc})",
+                hint="install the worker package (pip install -e <its folder>) or fix "
+                f"worker.entrypoint in {where}",
+                subject=spec,
+            ) from exc
     cls = getattr(module, class_name, None)
     if cls is None:
         raise WorkerError(
@@ -66,24 +79,65 @@ def import_entrypoint(manifest: Manifest) -> type[WorkerApplication]:
     return cls
 
 
+def _import_next_to_manifest(manifest: Manifest, module_name: str) -> ModuleType | None:
+    """Import a worker that is not installed from the folders around its crank.yaml.
+
+    A manifest inside its package (``pkg/crank.yaml``, entrypoint ``pkg.worker:W``)
+    or next to a module (``dir/crank.yaml`` and ``dir/worker.py``) can be run from
+    a checkout: ``crank test-worker path/to/crank.yaml``.
+    """
+    if manifest.path is None:
+        return None
+    folder = manifest.path.resolve().parent
+    top = module_name.partition(".")[0]
+    for root in (folder, folder.parent):
+        if (root / top).is_dir() or (root / f"{top}.py").is_file():
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            importlib.invalidate_caches()
+            try:
+                return importlib.import_module(module_name)
+            except ModuleNotFoundError:
+                continue
+    return None
+
+
 def check_handlers(manifest: Manifest, cls: type[WorkerApplication]) -> None:
-    """Every declared capability has a handler and every handler is declared."""
+    """Every declared capability has a handler and every handler is declared.
+
+    The error names both sides: the manifest file with its ids and the class with
+    its handler methods, and points out likely typos.
+    """
     declared = set(manifest.capability_ids)
-    implemented = set(cls.handlers())
+    handlers = cls.handlers()
+    implemented = set(handlers)
     missing = sorted(declared - implemented)
     undeclared = sorted(implemented - declared)
     if not missing and not undeclared:
         return
+    where = str(manifest.path) if manifest.path else f"the manifest of {manifest.name!r}"
+    code = f"{cls.__module__}.{cls.__qualname__}"
     parts = []
     if missing:
-        parts.append(f"declared in {manifest.path or 'the manifest'} but no @capability handler in "
-                     f"{manifest.worker.entrypoint}: {', '.join(missing)}")
+        parts.append(f"declared in {where} but without a @capability handler in {code}: "
+                     + ", ".join(missing))  # fmt: skip
     if undeclared:
-        parts.append(f"handled by {manifest.worker.entrypoint} but not declared in "
-                     f"{manifest.path or 'the manifest'}: {', '.join(undeclared)}")
+        methods = ", ".join(f"{cap} ({code}.{handlers[cap]})" for cap in undeclared)
+        parts.append(f"handled in {code} but not declared in {where}: {methods}")
+    typos = [
+        f"{m!r} vs {close[0]!r}"
+        for m in missing
+        if (close := difflib.get_close_matches(m, undeclared, n=1, cutoff=0.75))
+    ]
+    hint = (
+        "add a @capability handler for each declared id, and declare (or remove) each extra "
+        "handler in crank.yaml"
+    )
+    if typos:
+        hint += f"; these look like the same capability spelled two ways: {', '.join(typos)}"
     raise WorkerError(
         f"worker {manifest.name!r} does not match its manifest: " + "; ".join(parts),
-        hint="add the missing handlers, or declare/remove the extra ones in crank.yaml",
+        hint=hint,
         subject=manifest.name,
     )
 
@@ -104,7 +158,10 @@ class WorkerHost:
         self._handlers = {cap: getattr(app, name) for cap, name in type(app).handlers().items()}
         self._validators: dict[tuple[str, str], Validator] = {}
         self._local = threading.local()
+        self._runners: list[asyncio.Runner] = []
+        self._runners_lock = threading.Lock()
         self._started = False
+        self._errors: dict[str, ErrorNamespace] = {}
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -116,6 +173,8 @@ class WorkerHost:
         if runner is None:
             runner = asyncio.Runner()
             self._local.runner = runner
+            with self._runners_lock:
+                self._runners.append(runner)
         return runner.run(_await(value))
 
     def start(self) -> None:
@@ -127,10 +186,12 @@ class WorkerHost:
         if self._started:
             self._run(self.app.teardown())
             self._started = False
-        runner = getattr(self._local, "runner", None)
-        if runner is not None:
+        # every thread that ran a coroutine has its own loop; close them all here
+        with self._runners_lock:
+            runners, self._runners = self._runners, []
+        for runner in runners:
             runner.close()
-            self._local.runner = None
+        self._local = threading.local()
 
     def live(self) -> bool:
         return bool(self._run(self.app.check_liveness()))
@@ -159,16 +220,19 @@ class WorkerHost:
             from jsonschema import Draft202012Validator
 
             cap = self.capability(capability_id)
-            v = Draft202012Validator(dict(cap.input if which == "input" else cap.output),
-                                     format_checker=Draft202012Validator.FORMAT_CHECKER)
+            v = Draft202012Validator(
+                dict(cap.input if which == "input" else cap.output),
+                format_checker=Draft202012Validator.FORMAT_CHECKER,
+            )
             self._validators[key] = v
         return v
 
     def validate_input(self, capability_id: str, data: Any) -> None:
         errors = schema_errors(self.validator(capability_id, "input"), data)
         if errors:
+            first = errors[0]
             raise ValidationFailed(
-                f"input for {capability_id} is invalid: {errors[0]['path']}: {errors[0]['message']}",
+                f"input for {capability_id} is invalid: {first['path']}: {first['message']}",
                 hint="match the capability's input schema (GET /v1/capabilities shows it)",
                 errors=errors,
                 subject=capability_id,
@@ -196,32 +260,53 @@ class WorkerHost:
 
     # -- calls -----------------------------------------------------------------
 
-    def _context(self, capability_id: str, ctx: TaskContext | None) -> TaskContext:
-        if ctx is not None:
-            return ctx
-        cap = self.capability(capability_id)
-        return TaskContext.for_call(capability_id, cap.timeout_s, max_attempts=cap.max_attempts)
+    def errors(self, capability_id: str | None = None) -> ErrorNamespace:
+        """The declared error classes of one capability (or of the whole worker)."""
+        key = capability_id or ""
+        ns = self._errors.get(key)
+        if ns is None:
+            ns = ErrorNamespace.from_manifest(self.manifest, capability_id)
+            self._errors[key] = ns
+        return ns
 
-    def call(self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None) -> Any:
+    def _context(self, capability_id: str, ctx: TaskContext | None) -> TaskContext:
+        cap = self.capability(capability_id)
+        if ctx is None:
+            ctx = TaskContext.for_call(capability_id, cap.timeout_s, max_attempts=cap.max_attempts)
+        if ctx.errors is None:
+            ctx.errors = self.errors(capability_id)
+        return ctx
+
+    def call(
+        self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
+    ) -> Any:
         """Validate, run the handler (on this thread), validate the result."""
         self.start()
         ctx = self._context(capability_id, ctx)
         self.validate_input(capability_id, data)
         handler = self._handlers[capability_id]
+        ctx.check_cancelled()
         try:
             if inspect.isasyncgenfunction(handler):
-                result = self._run(_collect_async(handler(dict(data), ctx), ctx, self, capability_id))
+                collect = _collect_async(handler(dict(data), ctx), ctx, self, capability_id)
+                result = self._run(_until_cancelled(collect, ctx))
             elif inspect.isgeneratorfunction(handler):
                 result = _collect_sync(handler(dict(data), ctx), ctx, self, capability_id)
+            elif inspect.iscoroutinefunction(handler):
+                result = self._run(_until_cancelled(handler(dict(data), ctx), ctx))
             else:
-                result = self._run(handler(dict(data), ctx))
+                result = handler(dict(data), ctx)
+                if inspect.isawaitable(result):
+                    result = self._run(_until_cancelled(result, ctx))
         except CapabilityError as exc:
             raise self._declared(capability_id, exc) from None
         if not self.capability(capability_id).streaming:
             self.validate_output(capability_id, result)
         return result
 
-    async def acall(self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None) -> Any:
+    async def acall(
+        self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
+    ) -> Any:
         """Async variant: async handlers run on the caller's loop, sync ones in a thread."""
         ctx = self._context(capability_id, ctx)
         handler = self._handlers.get(capability_id)
@@ -229,8 +314,9 @@ class WorkerHost:
             self.validate_input(capability_id, data)
             if not self._started:
                 await asyncio.to_thread(self.start)
+            ctx.check_cancelled()
             try:
-                result = await handler(dict(data), ctx)
+                result = await _until_cancelled(handler(dict(data), ctx), ctx)
             except CapabilityError as exc:
                 raise self._declared(capability_id, exc) from None
             self.validate_output(capability_id, result)
@@ -242,19 +328,50 @@ async def _await(value: Any) -> Any:
     return await value
 
 
+async def _until_cancelled(awaitable: Any, ctx: TaskContext) -> Any:
+    """Await ``awaitable``, cancelling it when ``ctx`` is cancelled or its deadline passes.
+
+    The handler sees :class:`asyncio.CancelledError` at its current ``await`` (so its
+    ``finally`` blocks run); the caller gets :class:`TaskCancelled`.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        while not task.done():
+            left = ctx.time_left()
+            wait = CANCEL_POLL_S if left is None else min(CANCEL_POLL_S, left)
+            await asyncio.wait({task}, timeout=wait)
+            if not task.done() and ctx.cancelled:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                ctx.check_cancelled()
+        return task.result()
+    finally:
+        if not task.done():  # the caller itself was cancelled
+            task.cancel()
+
+
 def _collect_sync(gen: Any, ctx: TaskContext, host: WorkerHost, cap: str) -> list[Any]:
     events = []
-    for event in gen:
-        host.validate_output(cap, event)
-        ctx.emit(event)
-        events.append(event)
+    try:
+        for event in gen:
+            host.validate_output(cap, event)
+            ctx.emit(event)
+            events.append(event)
+            ctx.check_cancelled()
+    finally:
+        gen.close()
     return events
 
 
 async def _collect_async(gen: Any, ctx: TaskContext, host: WorkerHost, cap: str) -> list[Any]:
     events = []
-    async for event in gen:
-        host.validate_output(cap, event)
-        ctx.emit(event)
-        events.append(event)
+    try:
+        async for event in gen:
+            host.validate_output(cap, event)
+            ctx.emit(event)
+            events.append(event)
+            ctx.check_cancelled()
+    finally:
+        await gen.aclose()
     return events

@@ -1,0 +1,148 @@
+"""WorkerHost: sync, async and streaming handlers, validation, lifecycle, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank.errors import ValidationFailed
+from crank.worker import TaskCancelled, TaskContext
+from crank.worker.host import OutputInvalid, WorkerHost
+
+if TYPE_CHECKING:
+    from crank.manifest import Manifest
+
+
+def test_sync_handler_gets_validated_input_and_context(kinds_host: WorkerHost) -> None:
+    progress: list[tuple[float, str]] = []
+    ctx = TaskContext(capability="text.upper", attempt=2, max_attempts=3,
+                      progress_sink=lambda f, m: progress.append((f, m)))  # fmt: skip
+    assert kinds_host.call("text.upper", {"text": "abc"}, ctx) == {"upper": "ABC", "attempt": 2}
+    assert progress == [(1.0, "done")]
+
+
+def test_async_handler_runs_from_sync_call(kinds_host: WorkerHost) -> None:
+    assert kinds_host.call("text.reverse", {"text": "abc"}) == {"reversed": "cba"}
+
+
+def test_async_handler_runs_on_the_callers_loop(kinds_host: WorkerHost) -> None:
+    async def both() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                kinds_host.acall("text.reverse", {"text": "ab"}),
+                kinds_host.acall("text.upper", {"text": "ab"}),
+            )
+        )
+
+    assert asyncio.run(both()) == [{"reversed": "ba"}, {"upper": "AB", "attempt": 1}]
+
+
+def test_generator_handler_streams_each_event(kinds_host: WorkerHost) -> None:
+    seen: list[Any] = []
+    ctx = TaskContext(capability="text.words", event_sink=seen.append)
+    events = kinds_host.call("text.words", {"text": "two words"}, ctx)
+    assert events == [{"index": 0, "word": "two"}, {"index": 1, "word": "words"}]
+    assert seen == events
+
+
+def test_async_generator_handler_streams_each_event(kinds_host: WorkerHost) -> None:
+    seen: list[Any] = []
+    ctx = TaskContext(capability="text.letters", event_sink=seen.append)
+    assert kinds_host.call("text.letters", {"text": "hi"}, ctx) == [
+        {"letter": "h"},
+        {"letter": "i"},
+    ]
+    assert seen == [{"letter": "h"}, {"letter": "i"}]
+
+
+def test_input_errors_carry_json_paths(kinds_host: WorkerHost) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        kinds_host.call("text.upper", {"text": "", "options": {"lang": 3}, "extra": 1})
+    assert info.value.errors == [
+        {"path": "$", "message": "Additional properties are not allowed ('extra' was unexpected)"},
+        {"path": "$.options.lang", "message": "3 is not of type 'string'"},
+        {"path": "$.text", "message": "'' should be non-empty"},
+    ]
+    assert info.value.message == (
+        "input for text.upper is invalid: $: Additional properties are not allowed "
+        "('extra' was unexpected)"
+    )
+
+
+def test_output_that_breaks_the_schema_is_a_worker_bug(kinds_host: WorkerHost) -> None:
+    with pytest.raises(OutputInvalid) as info:
+        kinds_host.call("text.upper", {"text": "wrong-output"})
+    assert info.value.errors == [{"path": "$.upper", "message": "42 is not of type 'string'"}]
+    assert "returned invalid output for text.upper: $.upper" in info.value.message
+
+
+def test_lifecycle_setup_readiness_teardown(kinds_manifest: Manifest) -> None:
+    host = WorkerHost(kinds_manifest)
+    assert host.live() is True
+    assert host.ready() is False
+    host.start()
+    host.start()  # idempotent
+    assert host.ready() is True
+    host.stop()
+    host.stop()
+    assert host.app.calls == ["setup", "teardown"]  # type: ignore[attr-defined]
+
+
+def test_stop_closes_loops_of_every_calling_thread(kinds_host: WorkerHost) -> None:
+    results: list[Any] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(kinds_host.call("text.reverse", {"text": "x"}))
+        )
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [{"reversed": "x"}] * 3
+    assert len(kinds_host._runners) == 3
+    kinds_host.stop()
+    assert kinds_host._runners == []
+
+
+def test_deadline_cancels_a_running_async_handler(kinds_host: WorkerHost) -> None:
+    # the manifest's timeout_s (0.2 s) becomes the deadline of an in-process call
+    with pytest.raises(TaskCancelled, match=r"\(text.slow\) was cancelled or timed out"):
+        kinds_host.call("text.slow", {"seconds": 30})
+    assert kinds_host.app.cleaned_up.is_set()  # type: ignore[attr-defined]
+
+
+def test_cancel_event_stops_a_running_async_handler(kinds_host: WorkerHost) -> None:
+    ctx = TaskContext(capability="text.slow")
+    threading.Timer(0.05, ctx.cancel).start()
+    with pytest.raises(TaskCancelled):
+        kinds_host.call("text.slow", {"seconds": 30}, ctx)
+
+
+def test_cancel_reaches_a_handler_awaited_through_acall(kinds_host: WorkerHost) -> None:
+    ctx = TaskContext(capability="text.slow")
+
+    async def run() -> None:
+        asyncio.get_running_loop().call_later(0.05, ctx.cancel)
+        await kinds_host.acall("text.slow", {"seconds": 30}, ctx)
+
+    with pytest.raises(TaskCancelled):
+        asyncio.run(run())
+
+
+def test_a_task_past_its_deadline_does_not_start(kinds_host: WorkerHost) -> None:
+    ctx = TaskContext(capability="text.upper", deadline=time.monotonic() - 1)
+    with pytest.raises(TaskCancelled):
+        kinds_host.call("text.upper", {"text": "a"}, ctx)
+
+
+def test_cancel_between_streamed_events(kinds_host: WorkerHost) -> None:
+    ctx = TaskContext(capability="text.words")
+    ctx.event_sink = lambda event: ctx.cancel()
+    with pytest.raises(TaskCancelled):
+        kinds_host.call("text.words", {"text": "a b c"}, ctx)
