@@ -33,6 +33,8 @@ MANIFEST_NAME = "crank.yaml"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "crank.cli.builtin",
     "crank.manifest.rules",
+    "crank.testing.builtin_checkers",
+    "crank.generate.builtin",
 )
 
 PluginStatus = Literal["loaded", "failed", "blocked"]
@@ -111,7 +113,9 @@ def blocked_names(environ: dict[str, str] | None = None) -> frozenset[str]:
 
 
 def _hook_names(plugin: object) -> tuple[str, ...]:
-    return tuple(sorted(n for n in dir(plugin) if n.startswith("crank_") and callable(getattr(plugin, n))))
+    return tuple(
+        sorted(n for n in dir(plugin) if n.startswith("crank_") and callable(getattr(plugin, n)))
+    )
 
 
 def _manifest_next_to(module: object) -> Path | None:
@@ -126,7 +130,9 @@ def _entry_points() -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
-def build_plugin_manager(*, environ: dict[str, str] | None = None, builtins: bool = True) -> CrankPluginManager:
+def build_plugin_manager(
+    *, environ: dict[str, str] | None = None, builtins: bool = True
+) -> CrankPluginManager:
     """Create a manager, load crank's own plugins and every installed one."""
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
@@ -138,9 +144,15 @@ def build_plugin_manager(*, environ: dict[str, str] | None = None, builtins: boo
             module = importlib.import_module(modname)
             pm.register(module, name=modname)
             manager.records.append(
-                PluginRecord(name=modname, status="loaded", module=modname,
-                             distribution="crank", version=_crank_version(),
-                             hooks=_hook_names(module), builtin=True)
+                PluginRecord(
+                    name=modname,
+                    status="loaded",
+                    module=modname,
+                    distribution="crank",
+                    version=_crank_version(),
+                    hooks=_hook_names(module),
+                    builtin=True,
+                )
             )
 
     seen: set[str] = set()
@@ -153,19 +165,30 @@ def build_plugin_manager(*, environ: dict[str, str] | None = None, builtins: boo
         dist_version = dist.version if dist is not None else None
         if ep.name in blocked:
             manager.records.append(
-                PluginRecord(name=ep.name, status="blocked", module=ep.value,
-                             distribution=dist_name, version=dist_version,
-                             error=f"blocked by {DISABLE_ENV}")
+                PluginRecord(
+                    name=ep.name,
+                    status="blocked",
+                    module=ep.value,
+                    distribution=dist_name,
+                    version=dist_version,
+                    error=f"blocked by {DISABLE_ENV}",
+                )
             )
             continue
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as exc:  # noqa: BLE001 - isolation is the point: any failure is reported
+        except Exception as exc:  # isolation is the point: any failure is reported
             error = f"{type(exc).__name__}: {exc}"
             manager.records.append(
-                PluginRecord(name=ep.name, status="failed", module=ep.value,
-                             distribution=dist_name, version=dist_version, error=error)
+                PluginRecord(
+                    name=ep.name,
+                    status="failed",
+                    module=ep.value,
+                    distribution=dist_name,
+                    version=dist_version,
+                    error=error,
+                )
             )
             warnings.warn(
                 f"crank plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {error}",
@@ -174,9 +197,15 @@ def build_plugin_manager(*, environ: dict[str, str] | None = None, builtins: boo
             )
             continue
         manager.records.append(
-            PluginRecord(name=ep.name, status="loaded", module=ep.value,
-                         distribution=dist_name, version=dist_version,
-                         hooks=_hook_names(plugin), manifest_path=_manifest_next_to(plugin))
+            PluginRecord(
+                name=ep.name,
+                status="loaded",
+                module=ep.value,
+                distribution=dist_name,
+                version=dist_version,
+                hooks=_hook_names(plugin),
+                manifest_path=_manifest_next_to(plugin),
+            )
         )
     return manager
 

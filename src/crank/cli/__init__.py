@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
-from crank.cli.group import CrankGroup
+from crank.cli.group import CrankGroup, report_error
 
 
 @click.group(cls=CrankGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,10 +17,36 @@ def cli() -> None:
     deployment artifacts that never drift."""
 
 
+def _show_plugin_warnings_plainly() -> None:
+    """A plugin that fails to load is reported as one ``warning:`` line, not a
+    Python warning with a source line."""
+    import warnings
+
+    from crank.plugins import PluginLoadWarning
+
+    original = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, PluginLoadWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
     from crank.errors import CrankError, ExitCode
 
+    _show_plugin_warnings_plainly()
     try:
         return cli.main(args=argv, prog_name="crank", standalone_mode=False)
     except click.exceptions.Abort:
@@ -32,9 +58,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except CrankError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"  hint: {exc.hint}", err=True)
+        report_error(exc)
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from crank.errors import CrankError
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,40 @@ class LazyCommand:
         return command
 
 
+def report_error(error: CrankError) -> None:
+    """``error: message`` and ``  hint: ...`` on stderr: how every command reports failure."""
+    click.echo(f"error: {error.message}", err=True)
+    if error.hint:
+        click.echo(f"  hint: {error.hint}", err=True)
+
+
 class CrankGroup(click.Group):
-    """Resolves subcommands through the ``crank_register_commands`` hook."""
+    """Resolves subcommands through the ``crank_register_commands`` hook.
+
+    A :class:`~crank.errors.CrankError` escaping a command becomes its message,
+    hint and exit code here, so commands only raise.
+    """
+
+    _cache: tuple[object, dict[str, click.Command | LazyCommand]] | None = None
+    _conflicts: list[str] = []
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from crank.errors import CrankError
+
+        try:
+            return super().invoke(ctx)
+        except CrankError as exc:
+            report_error(exc)
+            raise click.exceptions.Exit(int(exc.exit_code)) from None
 
     def _registered(self) -> dict[str, click.Command | LazyCommand]:
-        cache: dict[str, click.Command | LazyCommand] | None = getattr(self, "_cache", None)
-        if cache is not None:
-            return cache
         from crank.plugins import get_plugin_manager
+
+        manager = get_plugin_manager()
+        cached = self._cache
+        # rebuilt when the plugin manager is (tests reset it after installing plugins)
+        if cached is not None and cached[0] is manager:
+            return cached[1]
 
         found: dict[str, click.Command | LazyCommand] = {}
         conflicts: list[str] = []
@@ -43,14 +72,16 @@ class CrankGroup(click.Group):
         def register(command: click.Command | LazyCommand) -> None:
             name = command.name
             if not isinstance(command, click.Command | LazyCommand) or not name:
-                raise TypeError(f"crank_register_commands got {command!r}, expected a click.Command")
+                raise TypeError(
+                    f"crank_register_commands got {command!r}, expected a click.Command"
+                )
             if name in found:
                 conflicts.append(name)
                 return
             found[name] = command
 
-        get_plugin_manager().hook.crank_register_commands(register=register)
-        self._cache = found
+        manager.hook.crank_register_commands(register=register)
+        self._cache = (manager, found)
         self._conflicts = conflicts
         return found
 

@@ -2,28 +2,70 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from crank.errors import ManifestError
-from crank.manifest.findings import Finding
-from crank.manifest.loader import LoadedDocument, load_document
-from crank.manifest.model import (
-    API_VERSION,
-    Capability,
-    Dependencies,
-    Deprecation,
-    ErrorCode,
-    Example,
-    Manifest,
-    Metadata,
-    Resources,
-    Scaling,
-    Shim,
-    SystemDependency,
-    WorkerSpec,
-    manifest_from_dict,
-)
-from crank.manifest.validate import manifest_schema, schema_findings
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from crank.manifest.findings import Finding
+    from crank.manifest.loader import LoadedDocument, load_document
+    from crank.manifest.model import (
+        API_VERSION,
+        Capability,
+        Dependencies,
+        Deprecation,
+        ErrorCode,
+        Example,
+        Manifest,
+        Metadata,
+        Resources,
+        Scaling,
+        Shim,
+        SystemDependency,
+        WorkerSpec,
+        manifest_from_dict,
+    )
+    from crank.manifest.validate import manifest_schema, schema_findings
+
+# Names resolve on first use so importing a submodule (crank.manifest.rules at
+# start-up) does not pull in PyYAML and jsonschema.
+_LAZY: dict[str, str] = {
+    "Finding": "crank.manifest.findings",
+    "LoadedDocument": "crank.manifest.loader",
+    "load_document": "crank.manifest.loader",
+    "manifest_schema": "crank.manifest.validate",
+    "schema_findings": "crank.manifest.validate",
+    **{
+        name: "crank.manifest.model"
+        for name in (
+            "API_VERSION",
+            "Capability",
+            "Dependencies",
+            "Deprecation",
+            "ErrorCode",
+            "Example",
+            "Manifest",
+            "Metadata",
+            "Resources",
+            "Scaling",
+            "Shim",
+            "SystemDependency",
+            "WorkerSpec",
+            "manifest_from_dict",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    modname = _LAZY.get(name)
+    if modname is None:
+        raise AttributeError(f"module 'crank.manifest' has no attribute {name!r}")
+    value = getattr(import_module(modname), name)
+    globals()[name] = value
+    return value
+
 
 MANIFEST_GLOBS = ("crank.yaml", "*.crank.yaml")
 
@@ -33,6 +75,13 @@ def load_manifest(path: Path | str) -> Manifest:
 
     Raises :class:`~crank.errors.ManifestError` whose ``findings`` locate every problem.
     """
+    from pathlib import Path
+
+    from crank.errors import ManifestError
+    from crank.manifest.loader import load_document
+    from crank.manifest.model import manifest_from_dict
+    from crank.manifest.validate import schema_findings
+
     doc = load_document(path)
     findings = [f for f in schema_findings(doc) if f.severity == "error"]
     if findings:

@@ -47,9 +47,9 @@ class Finding:
 
     def format_text(self) -> str:
         """``file:line:col CRKxxx message [$.json.path]`` plus the hint on its own line."""
-        text = f"{self.file}:{self.line}:{self.col} {self.rule} {self.message} [{self.json_path}]"
-        if self.severity != "error":
-            text = f"{self.file}:{self.line}:{self.col} {self.rule} {self.severity}: {self.message} [{self.json_path}]"
+        level = "" if self.severity == "error" else f"{self.severity}: "
+        where = f"{self.file}:{self.line}:{self.col}"
+        text = f"{where} {self.rule} {level}{self.message} [{self.json_path}]"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text

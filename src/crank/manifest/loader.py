@@ -61,9 +61,20 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-def _fail(file: str, line: int, col: int, message: str, hint: str | None = None) -> ManifestError:
-    finding = Finding(file=file, line=line, col=col, rule=LOAD_RULE, message=message, hint=hint)
-    return ManifestError(f"{file}:{line}:{col} {message}", hint=hint, subject=file, findings=(finding,))
+def _fail(
+    file: str,
+    line: int,
+    col: int,
+    message: str,
+    hint: str | None = None,
+    path: tuple[str | int, ...] = (),
+) -> ManifestError:
+    finding = Finding(
+        file=file, line=line, col=col, rule=LOAD_RULE, message=message, path=path, hint=hint
+    )
+    return ManifestError(
+        f"{file}:{line}:{col} {message}", hint=hint, subject=file, findings=(finding,)
+    )
 
 
 def _line_col(text: bytes, offset: int) -> Position:
@@ -86,14 +97,26 @@ def read_manifest_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
         raise ManifestError(f"{file}: is a directory, not a manifest file", subject=file)
     if size > max_bytes:
         raise _fail(
-            file, 1, 1,
+            file,
+            1,
+            1,
             f"file is {size:,} bytes; manifests are limited to {max_bytes:,} bytes",
             "a crank.yaml describes capabilities; keep large schemas and data out of it",
         )
     try:
-        raw = path.read_bytes()[: max_bytes + 1]
+        # read at most one byte more than allowed: a FIFO or /dev/zero has no size
+        with path.open("rb") as fh:
+            raw = fh.read(max_bytes + 1)
     except OSError as exc:
         raise ManifestError(f"{file}: cannot read: {exc.strerror}", subject=file) from None
+    if len(raw) > max_bytes:
+        raise _fail(
+            file,
+            1,
+            1,
+            f"file is larger than {max_bytes:,} bytes, the limit for manifests",
+            "a crank.yaml describes capabilities; keep large schemas and data out of it",
+        )
     return decode_manifest_bytes(raw, file)
 
 
@@ -101,14 +124,24 @@ def decode_manifest_bytes(raw: bytes, file: str) -> str:
     nul = raw.find(b"\x00")
     if nul != -1:
         line, col = _line_col(raw, nul)
-        raise _fail(file, line, col, "file contains binary data (a NUL byte), not YAML text",
-                    "point crank at the crank.yaml text file")
+        raise _fail(
+            file,
+            line,
+            col,
+            "file contains binary data (a NUL byte), not YAML text",
+            "point crank at the crank.yaml text file",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line, col = _line_col(raw, exc.start)
-        raise _fail(file, line, col, f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
-                    "save the manifest as UTF-8") from None
+        raise _fail(
+            file,
+            line,
+            col,
+            f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+            "save the manifest as UTF-8",
+        ) from None
     return text.removeprefix("\ufeff")
 
 
@@ -135,20 +168,33 @@ def parse_yaml(text: str, file: str) -> LoadedDocument:
         raise _fail(file, 1, 1, f"YAML error: {exc}", "fix the YAML syntax") from None
 
     if root is None:
-        raise _fail(file, 1, 1, "file is empty",
-                    "start from `crank new-worker` or the example in docs/manifest.md")
+        raise _fail(
+            file,
+            1,
+            1,
+            "file is empty (no YAML content)",
+            "start from `crank new-worker` or the example in docs/manifest.md",
+        )
     doc = LoadedDocument(data=None, file=file, text=text)
     if not isinstance(root, yaml.MappingNode):
         line, col = root.start_mark.line + 1, root.start_mark.column + 1
         kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
-        raise _fail(file, line, col, f"the document is {kind}, expected a mapping of fields",
-                    "a manifest starts with `apiVersion: crank.dev/v1`")
+        raise _fail(
+            file,
+            line,
+            col,
+            f"the document is {kind}, expected a mapping of fields",
+            "a manifest starts with `apiVersion: crank.dev/v1`",
+        )
     builder = _Builder(doc)
     doc.data = builder.build(root, ())
     return doc
 
 
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")
+)
 
 
 class _Builder:
@@ -162,45 +208,77 @@ class _Builder:
         if self.visited > MAX_NODES:
             line, col = node.start_mark.line + 1, node.start_mark.column + 1
             raise _fail(
-                self.doc.file, line, col,
+                self.doc.file,
+                line,
+                col,
                 f"document expands to more than {MAX_NODES:,} nodes (an alias bomb?)",
                 "remove the nested anchors/aliases (&name / *name)",
             )
         self.doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
             line, col = node.start_mark.line + 1, node.start_mark.column + 1
-            raise _fail(self.doc.file, line, col, f"unsupported YAML tag {node.tag!r}",
-                        "manifests hold plain mappings, lists and scalars; remove the tag")
+            raise _fail(
+                self.doc.file,
+                line,
+                col,
+                f"unsupported YAML tag {node.tag!r}",
+                "manifests hold plain mappings, lists and scalars; remove the tag",
+                path,
+            )
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             self.constructor.flatten_mapping(node)
             for key_node, value_node in node.value:
                 kline, kcol = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise _fail(self.doc.file, kline, kcol, "a mapping key must be a plain string",
-                                "use `name: value` pairs")
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+                    raise _fail(
+                        self.doc.file,
+                        kline,
+                        kcol,
+                        "a mapping key must be a plain string",
+                        "use `name: value` pairs",
+                        path,
+                    )
                 key = self.constructor.construct_object(key_node)
                 if not isinstance(key, str):
                     key = str(key) if isinstance(key, int | float | bool) else None
                     if key is None:
-                        raise _fail(self.doc.file, kline, kcol, "a mapping key must be a string")
+                        raise _fail(
+                            self.doc.file, kline, kcol, "a mapping key must be a string", None, path
+                        )
                 if key in out:
                     first = self.doc.key_positions.get((*path, key), (0, 0))
                     raise _fail(
-                        self.doc.file, kline, kcol,
+                        self.doc.file,
+                        kline,
+                        kcol,
                         f"duplicate key {key!r} (first defined at line {first[0]})",
                         "YAML keeps only one value per key; remove or rename one of them",
+                        (*path, key),
                     )
                 self.doc.key_positions[(*path, key)] = (kline, kcol)
                 out[key] = self.build(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if node.tag not in _SCALAR_TAGS:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+            raise _fail(
+                self.doc.file,
+                line,
+                col,
+                f"unsupported YAML tag {node.tag!r}",
+                "manifests hold plain mappings, lists and scalars; remove the tag",
+                path,
+            )
         try:
             return self.constructor.construct_object(node)
         except yaml.YAMLError as exc:
             line, col = node.start_mark.line + 1, node.start_mark.column + 1
-            raise _fail(self.doc.file, line, col, f"cannot read value: {exc}") from None
+            problem = getattr(exc, "problem", None) or "invalid value"
+            raise _fail(
+                self.doc.file, line, col, f"cannot read value: {problem}", None, path
+            ) from None
 
 
 def load_document(path: Path | str) -> LoadedDocument:

@@ -1,3 +1,443 @@
-"""crank's own lint rules (CRK1xx), registered through ``crank_register_lint_rules``."""
+"""crank's own lint rules (CRK1xx), registered through ``crank_register_lint_rules``.
+
+Rules read the document as loaded (it may break the schema, so every access is
+defensive) and locate each finding at the exact node it is about.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from crank.hookspecs import hookimpl
+from crank.manifest import secrets
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from crank.manifest.findings import Finding
+    from crank.manifest.lint import LintContext, LintRule
+    from crank.manifest.loader import LoadedDocument
+
+#: Days before a sunset date from which CRK106 warns.
+SUNSET_WARNING_DAYS = 30
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class FunctionRule:
+    """A lint rule made of an id, a summary and a check function."""
+
+    id: str
+    summary: str
+    func: Callable[[LintContext], Iterable[Finding]]
+
+    def check(self, ctx: LintContext) -> Iterable[Finding]:
+        return self.func(ctx)
+
+
+# --- reading the raw document defensively --------------------------------------
+
+
+def _entries(data: Any, key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    items = data.get(key) if isinstance(data, dict) else None
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                yield i, item
+
+
+def capabilities(data: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    return _entries(data, "capabilities")
+
+
+def deprecations(data: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    return _entries(data, "deprecated")
+
+
+def capability_ids(data: Any) -> set[str]:
+    return {c["id"] for _, c in capabilities(data) if isinstance(c.get("id"), str)}
+
+
+def _date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None  # the schema's format check reports it
+    return None
+
+
+def _worker_name(doc: LoadedDocument) -> str:
+    md = doc.data.get("metadata") if isinstance(doc.data, dict) else None
+    name = md.get("name") if isinstance(md, dict) else None
+    return str(name) if name else "?"
+
+
+# --- the rules ------------------------------------------------------------------
+
+
+def unique_in_file(ctx: LintContext) -> Iterator[Finding]:
+    for section, label in (("capabilities", "capability"), ("deprecated", "deprecated capability")):
+        first: dict[str, int] = {}
+        for i, entry in _entries(ctx.data, section):
+            cid = entry.get("id")
+            if not isinstance(cid, str):
+                continue
+            if cid in first:
+                line = ctx.doc.position((section, first[cid], "id"))[0]
+                yield ctx.finding(
+                    "CRK101",
+                    (section, i, "id"),
+                    f"{label} id {cid!r} is declared twice (first at line {line})",
+                    hint="each id appears once per file; remove or rename one of them",
+                )
+            else:
+                first[cid] = i
+
+
+def unique_across_plugins(ctx: LintContext) -> Iterator[Finding]:
+    ours = [(i, c["id"]) for i, c in capabilities(ctx.data) if isinstance(c.get("id"), str)]
+    if not ours:
+        return
+    for other in ctx.installed():
+        theirs = capability_ids(other.data)
+        for i, cid in ours:
+            if cid in theirs:
+                yield ctx.finding(
+                    "CRK102",
+                    ("capabilities", i, "id"),
+                    f"capability id {cid!r} is also declared by installed worker "
+                    f"{_worker_name(other)!r} ({other.file})",
+                    hint="capability ids are global; rename one, or uninstall the other worker",
+                )
+
+
+def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
+    known = capability_ids(ctx.data)
+    entries = list(deprecations(ctx.data))
+    if not entries:
+        return
+    installed: set[str] | None = None
+    for i, dep in entries:
+        targets = dep.get("replaced_by")
+        if not isinstance(targets, list):
+            continue
+        for j, target in enumerate(targets):
+            if not isinstance(target, str) or target in known:
+                continue
+            if installed is None:
+                installed = set().union(*(capability_ids(d.data) for d in ctx.installed()))
+            if target in installed:
+                continue
+            yield ctx.finding(
+                "CRK103",
+                ("deprecated", i, "replaced_by", j),
+                f"replacement {target!r} is not a capability of this manifest "
+                "or of any installed worker",
+                hint="declare it under `capabilities:`, install the worker that serves it, "
+                "or fix the id",
+            )
+
+
+def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
+    for i, dep in deprecations(ctx.data):
+        targets = dep.get("replaced_by")
+        targets = [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
+        shim = dep.get("shim")
+        if len(targets) > 1 and shim is None:
+            yield ctx.finding(
+                "CRK104",
+                ("deprecated", i, "replaced_by"),
+                f"{dep.get('id')!r} is split into {len(targets)} capabilities but has no shim, "
+                "so old clients cannot be routed",
+                hint="add `shim: {select_by: FIELD, map: {VALUE: NEW_ID, ...}, default: VALUE}`",
+            )
+        if not isinstance(shim, dict):
+            continue
+        mapping = shim.get("map")
+        if isinstance(mapping, dict):
+            for key, target in mapping.items():
+                if isinstance(target, str) and targets and target not in targets:
+                    yield ctx.finding(
+                        "CRK104",
+                        ("deprecated", i, "shim", "map", key),
+                        f"shim maps {key!r} to {target!r}, which is not in replaced_by",
+                        hint=f"map to one of: {', '.join(targets)}",
+                    )
+            default = shim.get("default")
+            if isinstance(default, str) and default not in mapping:
+                yield ctx.finding(
+                    "CRK104",
+                    ("deprecated", i, "shim", "default"),
+                    f"shim default {default!r} is not a key of shim.map",
+                    hint=f"use one of: {', '.join(str(k) for k in mapping)}",
+                )
+
+
+def sunset_after_deprecation(ctx: LintContext) -> Iterator[Finding]:
+    for i, dep in deprecations(ctx.data):
+        since, sunset = _date(dep.get("deprecated_since")), _date(dep.get("sunset"))
+        if since is not None and sunset is not None and sunset <= since:
+            yield ctx.finding(
+                "CRK105",
+                ("deprecated", i, "sunset"),
+                f"sunset {sunset.isoformat()} is not after deprecated_since {since.isoformat()}",
+                hint="give clients time to migrate: set sunset after deprecated_since",
+            )
+
+
+def sunset_approaching(ctx: LintContext) -> Iterator[Finding]:
+    for i, dep in deprecations(ctx.data):
+        sunset = _date(dep.get("sunset"))
+        if sunset is None:
+            continue
+        days = (sunset - ctx.today).days
+        cid = dep.get("id")
+        if days < 0:
+            yield ctx.finding(
+                "CRK106",
+                ("deprecated", i, "sunset"),
+                f"{cid!r} passed its sunset on {sunset.isoformat()}; calls are answered 410 Gone",
+                hint="remove the deprecated entry (and its legacy routes), or move the sunset",
+            )
+        elif days <= SUNSET_WARNING_DAYS:
+            when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+            yield ctx.finding(
+                "CRK106",
+                ("deprecated", i, "sunset"),
+                f"{cid!r} reaches its sunset {when} ({sunset.isoformat()})",
+                hint="make sure clients have migrated, or move the sunset",
+                severity="warning",
+            )
+
+
+def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    for i, cap in capabilities(ctx.data):
+        for part in ("input", "output"):
+            schema = cap.get(part)
+            if not isinstance(schema, dict):
+                continue  # the manifest schema reports a missing or non-mapping schema
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                path: Path_ = ("capabilities", i, part, *exc.absolute_path)
+                yield ctx.finding(
+                    "CRK107",
+                    path,
+                    f"{part} is not a valid JSON Schema: {exc.message}",
+                    hint="see https://json-schema.org/draft/2020-12 for the keywords and values",
+                )
+
+
+def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
+    manifest = ctx.manifest
+    if manifest is None:
+        return
+    from crank.errors import WorkerError
+    from crank.worker.host import check_handlers, import_entrypoint
+
+    where: Path_ = ("worker", "entrypoint")
+    module = manifest.worker.module
+    try:
+        cls = import_entrypoint(manifest)
+    except WorkerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ModuleNotFoundError):
+            missing = cause.name or module
+            what = "is not installed" if missing == module else f"needs {missing!r}, not installed"
+            yield ctx.finding(
+                "CRK108",
+                where,
+                f"entrypoint not checked: module {module!r} {what}",
+                hint="install the worker package (pip install -e .) to check its handlers",
+                severity="info",
+            )
+            return
+        yield ctx.finding("CRK108", where, exc.message, hint=exc.hint)
+        return
+    except Exception as exc:  # the module itself raised while importing
+        yield ctx.finding(
+            "CRK108",
+            where,
+            f"importing {module!r} raised {type(exc).__name__}: {exc}",
+            hint="fix the error in the worker module; crank imports it to serve the worker",
+        )
+        return
+    try:
+        check_handlers(manifest, cls)
+    except WorkerError:
+        implemented = set(cls.handlers())
+        declared = set(manifest.capability_ids)
+        for i, cap in capabilities(ctx.data):
+            cid = cap.get("id")
+            if isinstance(cid, str) and cid not in implemented:
+                yield ctx.finding(
+                    "CRK108",
+                    ("capabilities", i, "id"),
+                    f"{manifest.worker.entrypoint} has no @capability({cid!r}) handler",
+                    hint="add the handler to the worker class, or remove the capability",
+                )
+        for cid in sorted(implemented - declared):
+            yield ctx.finding(
+                "CRK108",
+                where,
+                f"{manifest.worker.entrypoint} handles {cid!r}, not declared in this manifest",
+                hint="declare it under `capabilities:`, or remove the handler",
+            )
+
+
+def _walk(value: Any, path: Path_) -> Iterator[tuple[Path_, Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, (*path, i))
+
+
+def _path_at(doc: LoadedDocument, line: int, col: int) -> Path_:
+    """The innermost node starting at or before ``line:col``; ``()`` inside a comment."""
+    text = doc.text.splitlines()[line - 1] if line <= len(doc.text.splitlines()) else ""
+    if "#" in text[: col - 1] and not any(pos[0] == line for pos in doc.positions.values()):
+        return ()
+    best: tuple[tuple[int, int], Path_] = ((0, 0), ())
+    for path, pos in doc.positions.items():
+        if best[0] < pos <= (line, col) or (pos == best[0] and len(path) > len(best[1])):
+            best = (pos, path)
+    return best[1]
+
+
+def no_secrets(ctx: LintContext) -> Iterator[Finding]:
+    hint = (
+        "keep secrets out of manifests: read them from the environment (worker.env, secret: true)"
+    )
+    reported: set[Path_] = set()
+    for match in secrets.scan_text(ctx.doc.text):
+        path = _path_at(ctx.doc, match.line, match.col)
+        if path:
+            reported.add(path)
+        yield _at(ctx, match.line, match.col, path, f"value looks like {match.kind}", hint)
+    for path, value in _walk(ctx.data, ()):
+        if path in reported or not path or not isinstance(path[-1], str):
+            continue
+        key = path[-1]
+        if (
+            secrets.is_secret_key(key)
+            and isinstance(value, str | int | float)
+            and secrets.is_literal_secret(value)
+        ):
+            reported.add(path)
+            yield ctx.finding("CRK109", path, f"{key!r} holds a literal credential", hint=hint)
+    for i, env in _entries(ctx.data.get("worker"), "env"):
+        path = ("worker", "env", i, "default")
+        literal = secrets.is_literal_secret(env.get("default"))
+        if env.get("secret") is True and path not in reported and literal:
+            yield ctx.finding(
+                "CRK109",
+                path,
+                f"secret variable {env.get('name')!r} has a literal default",
+                hint="secrets have no default in the manifest; set them in the environment",
+            )
+
+
+def _at(ctx: LintContext, line: int, col: int, path: Path_, message: str, hint: str) -> Finding:
+    from crank.manifest.findings import Finding
+
+    return Finding(ctx.doc.file, line, col, "CRK109", message, "error", path, hint)
+
+
+def deprecated_not_active(ctx: LintContext) -> Iterator[Finding]:
+    active = capability_ids(ctx.data)
+    for i, dep in deprecations(ctx.data):
+        cid = dep.get("id")
+        if isinstance(cid, str) and cid in active:
+            yield ctx.finding(
+                "CRK110",
+                ("deprecated", i, "id"),
+                f"{cid!r} is both deprecated and an active capability",
+                hint="remove it from `capabilities:` (the shim routes old calls), "
+                "or drop the deprecation",
+            )
+
+
+def scaling_bounds(ctx: LintContext) -> Iterator[Finding]:
+    worker = ctx.data.get("worker")
+    scaling = worker.get("scaling") if isinstance(worker, dict) else None
+    if not isinstance(scaling, dict):
+        return
+    low, high = scaling.get("min_workers"), scaling.get("max_workers")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        yield ctx.finding(
+            "CRK111",
+            ("worker", "scaling", "min_workers"),
+            f"min_workers ({low}) is greater than max_workers ({high})",
+            hint="raise max_workers or lower min_workers",
+        )
+
+
+def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    for i, cap in capabilities(ctx.data):
+        schema = cap.get("input")
+        if not isinstance(schema, dict):
+            continue
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError:
+            continue  # CRK107 reports it
+        validator = Draft202012Validator(schema)
+        for j, example in _entries(cap, "examples"):
+            data = example.get("input")
+            if not isinstance(data, dict):
+                continue
+            error = next(iter(sorted(validator.iter_errors(data), key=lambda e: e.path)), None)
+            if error is not None:
+                yield ctx.finding(
+                    "CRK112",
+                    ("capabilities", i, "examples", j, "input", *error.absolute_path),
+                    f"example input does not match the input schema: {error.message}",
+                    hint="fix the example, or the capability's input schema",
+                )
+
+
+RULES: tuple[FunctionRule, ...] = (
+    FunctionRule("CRK101", "capability ids are unique within a file", unique_in_file),
+    FunctionRule(
+        "CRK102", "capability ids are unique across installed workers", unique_across_plugins
+    ),
+    FunctionRule("CRK103", "every replaced_by target exists", replaced_by_exists),
+    FunctionRule(
+        "CRK104", "a split has a shim whose map and default are consistent", split_has_shim
+    ),
+    FunctionRule("CRK105", "sunset is after deprecated_since", sunset_after_deprecation),
+    FunctionRule("CRK106", "warn 30 days before a sunset, error after it", sunset_approaching),
+    FunctionRule("CRK107", "input and output are valid JSON Schemas", schemas_are_valid),
+    FunctionRule(
+        "CRK108", "the entrypoint implements exactly the declared capabilities", entrypoint_matches
+    ),
+    FunctionRule("CRK109", "no secret-looking values", no_secrets),
+    FunctionRule(
+        "CRK110", "a deprecated id is not also an active capability", deprecated_not_active
+    ),
+    FunctionRule("CRK111", "min_workers is not above max_workers", scaling_bounds),
+    FunctionRule(
+        "CRK112", "examples match their capability's input schema", examples_match_schemas
+    ),
+)
+
+
+@hookimpl
+def crank_register_lint_rules(register: Callable[[LintRule], None]) -> None:
+    for rule in RULES:
+        register(rule)

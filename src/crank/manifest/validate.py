@@ -43,8 +43,15 @@ def _describe(value: Any) -> str:
     text = json.dumps(value, default=str)
     if len(text) > 40:
         text = text[:37] + "..."
-    kind = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    kind = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
     return f"{kind} {text}" if not isinstance(value, dict | list) else kind
 
 
@@ -63,7 +70,11 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
     schema = err.schema if isinstance(err.schema, dict) else {}
     hint: str | None = None
     if validator == "additionalProperties":
-        extras = [k for k in err.instance if k not in schema.get("properties", {})] if isinstance(err.instance, dict) else []
+        extras = (
+            [k for k in err.instance if k not in schema.get("properties", {})]
+            if isinstance(err.instance, dict)
+            else []
+        )
         extra = extras[0] if extras else "?"
         path = (*path, extra)
         key = True
@@ -84,9 +95,10 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
         message = f"expected {expected_s}, got {_describe(err.instance)}"
         hint = f"change the value to {'an' if expected_s[0] in 'aeiou' else 'a'} {expected_s}"
     elif validator == "enum":
-        choices = ", ".join(json.dumps(c) for c in err.validator_value)
+        options: list[Any] = list(err.validator_value)  # type: ignore[arg-type]
+        choices = ", ".join(json.dumps(c) for c in options)
         message = f"{_describe(err.instance)} is not one of {choices}"
-        close = difflib.get_close_matches(str(err.instance), [str(c) for c in err.validator_value], n=1)
+        close = difflib.get_close_matches(str(err.instance), [str(c) for c in options], n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"use one of {choices}"
     elif validator == "const":
         message = f"must be {json.dumps(err.validator_value)}, got {_describe(err.instance)}"
@@ -107,8 +119,9 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
     else:
         message = err.message
     line, col = doc.position(path, key=key)
-    return Finding(file=doc.file, line=line, col=col, rule=SCHEMA_RULE, message=message,
-                   path=path, hint=hint)
+    return Finding(
+        file=doc.file, line=line, col=col, rule=SCHEMA_RULE, message=message, path=path, hint=hint
+    )
 
 
 def schema_findings(doc: LoadedDocument) -> list[Finding]:

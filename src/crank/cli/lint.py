@@ -1,0 +1,79 @@
+"""``crank lint`` and ``crank schema``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import click
+
+from crank.errors import UsageError
+
+
+def _parse_today(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--today {value!r} is not a date", hint="write it as YYYY-MM-DD", subject=value
+        ) from None
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "github"]),
+    default=None,
+    help="Output format. Default: github when GITHUB_ACTIONS=true, else text.",
+)
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@click.option(
+    "--today",
+    metavar="YYYY-MM-DD",
+    hidden=True,
+    help="Pretend today is this date (sunset checks).",
+)
+def lint(
+    paths: tuple[str, ...], output_format: str | None, strict: bool, today: str | None
+) -> None:
+    """Validate manifests against the schema and every lint rule.
+
+    PATHS are manifest files or directories searched for crank.yaml and
+    *.crank.yaml (default: the current directory). Exit status: 0 clean
+    (warnings alone do not fail unless --strict), 1 findings, 2 usage error.
+
+    A manifest disables rules for itself with a comment such as
+    `# crank-lint: disable=CRK106,CRK109`.
+    """
+    from crank.manifest.lint import Linter
+    from crank.manifest.report import render
+
+    if output_format is None:
+        github = os.environ.get("GITHUB_ACTIONS", "").lower() == "true"
+        output_format = "github" if github else "text"
+    linter = Linter(today=_parse_today(today))
+    result = linter.lint_paths(paths or (".",))
+    click.echo(render(result, output_format), nl=False)  # type: ignore[arg-type]
+    if result.failed(strict=strict):
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@click.option(
+    "--version",
+    "schema_version",
+    type=click.Choice(["v1"]),
+    default="v1",
+    show_default=True,
+    help="Manifest format version.",
+)
+def schema(schema_version: str) -> None:
+    """Print the manifest JSON Schema (apiVersion crank.dev/VERSION)."""
+    from crank.manifest.validate import manifest_schema
+
+    click.echo(json.dumps(manifest_schema(f"crank.dev/{schema_version}"), indent=2))

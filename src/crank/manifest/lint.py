@@ -1,0 +1,312 @@
+"""The lint engine: load, schema-check and run every registered rule on manifests.
+
+A rule is any object with an ``id``, a one-line ``summary`` and a
+``check(ctx)`` method returning findings (see :class:`LintRule`). crank's own
+rules live in :mod:`crank.manifest.rules`; plugins add theirs through the
+``crank_register_lint_rules`` hook. A file opts out of rules with a comment
+anywhere in it::
+
+    # crank-lint: disable=CRK106,CRK109
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from crank.errors import ManifestError, PluginError, UsageError
+from crank.manifest.findings import Finding, Severity
+from crank.manifest.loader import LOAD_RULE, LoadedDocument, load_document
+from crank.manifest.validate import SCHEMA_RULE, schema_findings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from crank.manifest.model import Manifest
+
+RULE_ID_RE = re.compile(r"^[A-Z][A-Z0-9]*[0-9]{3}$")
+DISABLE_RE = re.compile(r"#\s*crank-lint:\s*disable=([A-Za-z0-9_, ]+)")
+#: Directories never searched for manifests.
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".nox",
+        ".tox",
+        ".venv",
+        "venv",
+        "node_modules",
+        "build",
+        "dist",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+    }
+)
+
+
+@runtime_checkable
+class LintRule(Protocol):
+    """One lint rule. ``id`` is stable (``CRK123`` or a plugin's own prefix)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def summary(self) -> str: ...
+
+    def check(self, ctx: LintContext) -> Iterable[Finding]: ...
+
+
+@dataclass
+class LintContext:
+    """What a rule sees: the loaded document, the installed manifests and today's date."""
+
+    doc: LoadedDocument
+    today: dt.date
+    schema_valid: bool = True
+    #: Returns the installed plugins' manifests; called by the rules that need them.
+    installed_source: Callable[[], Iterable[LoadedDocument]] = tuple
+    _manifest: Manifest | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.doc.data if isinstance(self.doc.data, dict) else {}
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The document as a :class:`Manifest`, or None when it breaks the schema."""
+        if not self.schema_valid:
+            return None
+        if self._manifest is None:
+            from crank.manifest.model import manifest_from_dict
+
+            self._manifest = manifest_from_dict(self.data, Path(self.doc.file))
+        return self._manifest
+
+    def installed(self) -> list[LoadedDocument]:
+        """Every installed manifest except this file itself."""
+        own = _resolved(self.doc.file)
+        return [d for d in self.installed_source() if _resolved(d.file) != own]
+
+    def finding(
+        self,
+        rule: str,
+        path: tuple[str | int, ...],
+        message: str,
+        *,
+        hint: str | None = None,
+        severity: Severity = "error",
+        key: bool = False,
+    ) -> Finding:
+        """A finding located at the node (or, with ``key``, the mapping key) of ``path``."""
+        line, col = self.doc.position(path, key=key)
+        return Finding(
+            file=self.doc.file,
+            line=line,
+            col=col,
+            rule=rule,
+            message=message,
+            severity=severity,
+            path=path,
+            hint=hint,
+        )
+
+
+def _resolved(path: str | Path) -> Path:
+    try:
+        return Path(path).resolve()
+    except OSError:  # pragma: no cover - resolve() only fails on exotic filesystems
+        return Path(path)
+
+
+def disabled_rules(text: str) -> frozenset[str]:
+    """Rule ids named by ``# crank-lint: disable=...`` comments in ``text``."""
+    found: set[str] = set()
+    for match in DISABLE_RE.finditer(text):
+        found.update(p.strip().upper() for p in match.group(1).split(",") if p.strip())
+    return frozenset(found)
+
+
+def collect_rules() -> list[LintRule]:
+    """Every rule registered through ``crank_register_lint_rules``, sorted by id."""
+    from crank.plugins import get_plugin_manager
+
+    rules: dict[str, LintRule] = {}
+
+    def register(rule: Any) -> None:
+        rule_id = getattr(rule, "id", None)
+        if not isinstance(rule, LintRule) or not isinstance(rule_id, str):
+            raise PluginError(
+                f"crank_register_lint_rules got {rule!r}, which is not a lint rule",
+                hint="register an object with `id`, `summary` and `check(ctx)`",
+                subject=rule,
+            )
+        if not RULE_ID_RE.match(rule_id):
+            raise PluginError(
+                f"lint rule id {rule_id!r} is not of the form PREFIX + three digits",
+                hint="name rules like CRK123 or ACME001",
+                subject=rule_id,
+            )
+        if rule_id in rules or rule_id in (LOAD_RULE, SCHEMA_RULE):
+            raise PluginError(
+                f"lint rule id {rule_id!r} is registered twice",
+                hint="give each rule its own id; plugins use their own prefix",
+                subject=rule_id,
+            )
+        rules[rule_id] = rule
+
+    get_plugin_manager().hook.crank_register_lint_rules(register=register)
+    return [rules[k] for k in sorted(rules)]
+
+
+def _installed_manifest_paths() -> tuple[Path, ...]:
+    from crank.plugins import get_plugin_manager
+
+    return tuple(get_plugin_manager().manifest_paths())
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """The findings of one lint run over ``files``, sorted by file and position."""
+
+    files: tuple[str, ...]
+    findings: tuple[Finding, ...]
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def failed(self, *, strict: bool = False) -> bool:
+        return any(
+            f.severity == "error" or (strict and f.severity == "warning") for f in self.findings
+        )
+
+
+class Linter:
+    """Runs the schema check and every rule; one instance lints many files."""
+
+    def __init__(
+        self,
+        rules: Iterable[LintRule] | None = None,
+        *,
+        today: dt.date | None = None,
+        installed_paths: Iterable[Path] | None = None,
+    ) -> None:
+        self.rules = list(rules) if rules is not None else collect_rules()
+        self.today = today or dt.date.today()
+        self._installed_paths = tuple(installed_paths) if installed_paths is not None else None
+        self._installed: list[LoadedDocument] | None = None
+
+    def installed_documents(self) -> list[LoadedDocument]:
+        """The installed plugins' manifests, loaded once; unreadable ones are skipped
+        (they are reported when linted themselves)."""
+        if self._installed is None:
+            if self._installed_paths is None:
+                self._installed_paths = _installed_manifest_paths()
+            docs: list[LoadedDocument] = []
+            for path in self._installed_paths:
+                try:
+                    docs.append(load_document(path))
+                except ManifestError:
+                    continue
+            self._installed = docs
+        return self._installed
+
+    def lint_file(self, path: Path | str) -> list[Finding]:
+        try:
+            doc = load_document(path)
+        except ManifestError as exc:
+            if exc.findings:
+                return list(exc.findings)
+            raise
+        return self.lint_document(doc)
+
+    def lint_document(self, doc: LoadedDocument) -> list[Finding]:
+        disabled = disabled_rules(doc.text)
+        findings = schema_findings(doc)
+        ctx = LintContext(
+            doc=doc,
+            today=self.today,
+            schema_valid=not any(f.severity == "error" for f in findings),
+            installed_source=self.installed_documents,
+        )
+        for rule in self.rules:
+            if rule.id in disabled:
+                continue
+            findings.extend(rule.check(ctx))
+        kept = {f for f in findings if f.rule not in disabled}
+        return sorted(kept, key=_order)
+
+    def lint_paths(self, paths: Iterable[Path | str]) -> LintResult:
+        files = [str(p) for p in discover_manifests(paths)]
+        findings: list[Finding] = []
+        for file in files:
+            findings.extend(self.lint_file(file))
+        return LintResult(files=tuple(files), findings=tuple(findings))
+
+
+def _order(f: Finding) -> tuple[str, int, int, str, str]:
+    return (f.file, f.line, f.col, f.rule, f.message)
+
+
+def is_manifest_name(name: str) -> bool:
+    return name == "crank.yaml" or name.endswith(".crank.yaml")
+
+
+def discover_manifests(paths: Iterable[Path | str]) -> list[Path]:
+    """Files named on the command line, plus manifests found under directories.
+
+    Raises :class:`UsageError` for a path that does not exist or a directory
+    holding no manifest.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(_walk(path))
+            if not inside:
+                raise UsageError(
+                    f"{raw}: no crank.yaml or *.crank.yaml found in this directory",
+                    hint="pass a manifest file, or a directory that contains one",
+                    subject=str(raw),
+                )
+            found.extend(inside)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise UsageError(
+                f"{raw}: no such file or directory",
+                hint="check the path; crank lint takes manifest files and directories",
+                subject=str(raw),
+            )
+    unique: dict[Path, None] = {}
+    for p in found:
+        unique.setdefault(p, None)
+    return list(unique)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")
+        )
+        for name in filenames:
+            if is_manifest_name(name):
+                yield Path(dirpath) / name
+
+
+__all__ = [
+    "LintContext",
+    "LintResult",
+    "LintRule",
+    "Linter",
+    "collect_rules",
+    "disabled_rules",
+    "discover_manifests",
+    "is_manifest_name",
+]

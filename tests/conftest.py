@@ -1,0 +1,91 @@
+"""Fixtures shared by every test folder: the test plugin packages, installed privately.
+
+The plugins under tests/fixtures/plugins are real pip-installable packages. They
+are installed with ``pip install --target`` into per-session folders, never into
+the environment running the tests: a globally installed broken plugin would
+warn (an error under ``filterwarnings = error``) in every other test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+FIXTURE_PLUGINS = Path(__file__).parent / "fixtures" / "plugins"
+
+
+@dataclass(frozen=True)
+class PluginSites:
+    """Folders to put on sys.path / PYTHONPATH to 'install' each test plugin."""
+
+    good: Path
+    broken: Path
+
+
+def _pip_install(package: Path, target: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.fixture(scope="session")
+def test_plugins(tmp_path_factory: pytest.TempPathFactory) -> PluginSites:
+    root = tmp_path_factory.mktemp("plugin-sites")
+    plugins = PluginSites(good=root / "good", broken=root / "broken")
+    jobs = [
+        _pip_install(FIXTURE_PLUGINS / "crank-testplugin-good", plugins.good),
+        _pip_install(FIXTURE_PLUGINS / "crank-testplugin-broken", plugins.broken),
+    ]
+    for job in jobs:
+        out, _ = job.communicate(timeout=240)
+        assert job.returncode == 0, out.decode(errors="replace")
+    return plugins
+
+
+@pytest.fixture(scope="session")
+def run_crank() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_crank(*args, pythonpath=[...], cwd=..., **env)``: crank in a fresh process."""
+    return _run_crank
+
+
+def _run_crank(
+    *args: str, pythonpath: list[Path] | None = None, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m crank`` in a fresh process with extra folders on PYTHONPATH."""
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "CRANK_DISABLE_PLUGINS")
+    }
+    if pythonpath:
+        environ["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "crank", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )

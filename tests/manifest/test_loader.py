@@ -1,0 +1,207 @@
+"""Every way a manifest file can be unreadable ends in one positioned CRK001 error."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner
+
+from crank.cli import cli
+from crank.errors import ManifestError
+from crank.manifest.loader import MAX_BYTES, MAX_NODES, load_document
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def alias_bomb() -> bytes:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(8):
+        prev, cur = chr(97 + i), chr(98 + i)
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return ("\n".join(lines) + "\n").encode()
+
+
+#: name -> (file content, line, col, message, json path)
+BAD_FILES: dict[str, tuple[bytes, int, int, str, str]] = {
+    "alias bomb": (
+        alias_bomb(),
+        1,
+        40,
+        f"document expands to more than {MAX_NODES:,} nodes (an alias bomb?)",
+        "$",
+    ),
+    "binary data": (
+        b"apiVersion: x\n\x89PNG\x00\x01",
+        2,
+        5,
+        "file contains binary data (a NUL byte), not YAML text",
+        "$",
+    ),
+    "not a mapping (list)": (
+        b"- a\n- b\n",
+        1,
+        1,
+        "the document is a list, expected a mapping of fields",
+        "$",
+    ),
+    "not a mapping (scalar)": (
+        b"hello\n",
+        1,
+        1,
+        "the document is a single value, expected a mapping of fields",
+        "$",
+    ),
+    "duplicate keys": (
+        b"apiVersion: a\nkind: Worker\napiVersion: b\n",
+        3,
+        1,
+        "duplicate key 'apiVersion' (first defined at line 1)",
+        "$.apiVersion",
+    ),
+    "tabs": (
+        b"metadata:\n\tname: x\n",
+        2,
+        1,
+        "YAML syntax error: tab character used for indentation",
+        "$",
+    ),
+    "empty file": (b"", 1, 1, "file is empty (no YAML content)", "$"),
+    "only comments": (b"# nothing here\n\n", 1, 1, "file is empty (no YAML content)", "$"),
+    "invalid utf-8": (b"name: caf\xe9\n", 1, 10, "file is not valid UTF-8 (byte 0xe9)", "$"),
+    "multiple documents": (
+        b"a: 1\n---\nb: 2\n",
+        2,
+        1,
+        "YAML syntax error: more than one YAML document (a second '---')",
+        "$",
+    ),
+    "python object tag": (
+        b"a: !!python/object:os.system {}\n",
+        1,
+        4,
+        "unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'",
+        "$.a",
+    ),
+    "python name tag": (
+        b"metadata:\n  name: !!python/name:os.system\n",
+        2,
+        9,
+        "unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system'",
+        "$.metadata.name",
+    ),
+    "custom tag": (b"a: !custom 3\n", 1, 4, "unsupported YAML tag '!custom'", "$.a"),
+    "tagged key": (
+        b"!!python/name:os.system : 1\n",
+        1,
+        1,
+        "a mapping key must be a plain string",
+        "$",
+    ),
+    "complex key": (b"? [a, b]\n: 1\n", 1, 3, "a mapping key must be a plain string", "$"),
+    "syntax error": (
+        b"a: [1, 2\n",
+        2,
+        1,
+        "YAML syntax error: expected ',' or ']', but got '<stream end>'",
+        "$",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_one_positioned_error(case: str, tmp_path: Path) -> None:
+    content, line, col, message, path = BAD_FILES[case]
+    file = tmp_path / "crank.yaml"
+    file.write_bytes(content)
+    with pytest.raises(ManifestError) as info:
+        load_document(file)
+    (finding,) = info.value.findings
+    assert (finding.line, finding.col, finding.rule) == (line, col, "CRK001")
+    assert finding.message == message
+    assert finding.json_path == path
+    assert finding.hint
+    assert str(info.value).startswith(f"{file}:{line}:{col} {message}")
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_through_the_cli(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content, line, col, message, path = BAD_FILES[case]
+    (tmp_path / "crank.yaml").write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["lint", "crank.yaml"])
+    assert result.exit_code == 1
+    first, hint, summary = result.output.splitlines()
+    assert first == f"crank.yaml:{line}:{col} CRK001 {message} [{path}]"
+    assert hint.startswith("    hint: ")
+    assert summary == "1 error, 0 warnings in 1 file"
+    assert "Traceback" not in result.output
+
+
+def test_huge_file_is_refused_before_reading(tmp_path: Path) -> None:
+    file = tmp_path / "crank.yaml"
+    with file.open("wb") as fh:  # 50 MB, sparse: refused on its size
+        fh.truncate(50 * 1024 * 1024)
+    with pytest.raises(ManifestError) as info:
+        load_document(file)
+    (finding,) = info.value.findings
+    assert finding.message == (
+        f"file is 52,428,800 bytes; manifests are limited to {MAX_BYTES:,} bytes"
+    )
+    assert (finding.line, finding.col) == (1, 1)
+
+
+def test_stream_without_size_is_cut_at_the_limit(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "crank.yaml"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("wb") as fh, contextlib.suppress(BrokenPipeError):
+            fh.write(b"a" * (MAX_BYTES + 4096))
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    with pytest.raises(ManifestError) as info:
+        load_document(fifo)
+    writer.join(timeout=10)
+    assert info.value.findings[0].message == (
+        f"file is larger than {MAX_BYTES:,} bytes, the limit for manifests"
+    )
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="no such file"):
+        load_document(tmp_path / "nope.yaml")
+    with pytest.raises(ManifestError, match="is a directory, not a manifest file"):
+        load_document(tmp_path)
+
+
+def test_positions_of_values_and_keys(tmp_path: Path) -> None:
+    file = tmp_path / "crank.yaml"
+    file.write_text("a:\n  b: [1, {c: x}]\n  'd': yes\n", encoding="utf-8")
+    doc = load_document(file)
+    assert doc.data == {"a": {"b": [1, {"c": "x"}], "d": True}}
+    assert doc.position(("a", "b", 1, "c")) == (2, 14)
+    assert doc.position(("a", "b", 1, "c"), key=True) == (2, 11)
+    assert doc.position(("a", "d"), key=True) == (3, 3)
+    # a path that does not exist falls back to its nearest ancestor
+    assert doc.position(("a", "b", 1, "zzz")) == (2, 10)
+
+
+def test_dates_stay_strings_and_bom_is_dropped(tmp_path: Path) -> None:
+    file = tmp_path / "crank.yaml"
+    file.write_bytes("\ufeffsunset: 2027-03-31\n".encode())
+    assert load_document(file).data == {"sunset": "2027-03-31"}
+
+
+def test_merge_keys_are_resolved(tmp_path: Path) -> None:
+    file = tmp_path / "crank.yaml"
+    file.write_text("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", encoding="utf-8")
+    assert load_document(file).data["other"] == {"x": 1, "y": 2}
