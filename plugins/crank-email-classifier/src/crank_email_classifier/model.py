@@ -179,11 +179,12 @@ class NaiveBayes:
         }
         return cls(math.log(len(pos_docs) / len(neg_docs)), token_log_odds)
 
-    def contributions(self, tokens: list[str]) -> Counter[str]:
-        out = Counter[str]()
+    def contributions(self, tokens: list[str]) -> dict[str, float]:
+        """Each known word's total push on the log-odds (positive: towards the label)."""
+        out: dict[str, float] = {}
         for t in tokens:
             if t in self.token_log_odds:
-                out[t] += self.token_log_odds[t]
+                out[t] = out.get(t, 0.0) + self.token_log_odds[t]
         return out
 
 
