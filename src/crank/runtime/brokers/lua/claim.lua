@@ -1,0 +1,62 @@
+-- ARGV: prefix, consumer, limit, now, min_idle_ms, receipt, rotation, ncaps, caps...
+local S = {P = ARGV[1], GROUP = 'crank', CONSUMER = ARGV[2], RECEIPT = ARGV[6], NOW = ARGV[4], out = {}}
+local P, GROUP, CONSUMER, NOW = S.P, S.GROUP, S.CONSUMER, S.NOW
+local limit = tonumber(ARGV[3])
+local min_idle = ARGV[5]
+local rotation = tonumber(ARGV[7])
+local ncaps = tonumber(ARGV[8])
+local capset = nil
+if ncaps >= 0 then
+  capset = {}
+  for i = 1, ncaps do capset[ARGV[8 + i]] = true end
+end
+
+-- retries whose backoff is over go back to their stream as new entries
+local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', NOW, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local key = P .. ':t:' .. id
+  local stream = redis.call('HGET', key, 'stream')
+  if stream and redis.call('HGET', key, 'status') == 'retrying' then
+    local eid = redis.call('XADD', stream, '*', 't', id)
+    redis.call('HSET', key, 'entry', eid, 'status', 'pending')
+  end
+  redis.call('ZREM', P .. ':delayed', id)
+end
+
+-- streams by priority (high first); equal priorities rotate so none starves
+local all = redis.call('ZREVRANGE', P .. ':streams', 0, -1, 'WITHSCORES')
+local streams = {}
+for i = 1, #all, 2 do
+  local stream = all[i]
+  if capset == nil or capset[redis.call('HGET', P .. ':streamcap', stream)] then
+    streams[#streams + 1] = {stream, tonumber(all[i + 1]), 0}
+  end
+end
+local n = #streams
+for i, s in ipairs(streams) do s[3] = (i + rotation) % math.max(n, 1) end
+table.sort(streams, function(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  return a[3] < b[3]
+end)
+
+local got = 0
+for _, s in ipairs(streams) do
+  if got >= limit then break end
+  local stream = s[1]
+  -- entries idle past the visibility timeout (their consumer died or hung), oldest first
+  local cursor = '0-0'
+  for _ = 1, 4 do
+    if got >= limit then break end
+    local r = redis.call('XAUTOCLAIM', stream, GROUP, CONSUMER, min_idle, cursor, 'COUNT', limit - got)
+    for _, ent in ipairs(r[2]) do got = got + take(S, stream, ent) end
+    cursor = r[1]
+    if cursor == '0-0' then break end
+  end
+  if got < limit then
+    local r = redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER, 'COUNT', limit - got, 'STREAMS', stream, '>')
+    if r then
+      for _, ent in ipairs(r[1][2]) do got = got + take(S, stream, ent) end
+    end
+  end
+end
+return S.out

@@ -1,0 +1,39 @@
+-- Shared by the claim scripts: take one delivered stream entry for this consumer.
+-- S: {P = key prefix, GROUP, CONSUMER, RECEIPT, NOW, out = result list}.
+local function take(S, stream, ent)
+  local P, GROUP, NOW = S.P, S.GROUP, S.NOW
+  local eid = ent[1]
+  local fields = ent[2]
+  if not fields or #fields < 2 then
+    redis.call('XACK', stream, GROUP, eid)
+    redis.call('XDEL', stream, eid)
+    return 0
+  end
+  local id = fields[2]
+  local key = P .. ':t:' .. id
+  local status = redis.call('HGET', key, 'status')
+  if (not status) or status == 'succeeded' or status == 'dead' or status == 'retrying' then
+    -- finished (or waiting for its retry under a newer entry): this entry is stale
+    redis.call('XACK', stream, GROUP, eid)
+    redis.call('XDEL', stream, eid)
+    return 0
+  end
+  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+  local max_attempts = tonumber(redis.call('HGET', key, 'max_attempts'))
+  if attempts > max_attempts then
+    local err = cjson.encode({code = 'WORKER_LOST', type = 'WorkerLost',
+      message = 'the task was delivered ' .. (attempts - 1) ..
+        ' times and its worker never finished it (the worker process died or hung each time)'})
+    redis.call('HSET', key, 'status', 'dead', 'error', err, 'updated_at', NOW,
+      'attempts', attempts - 1, 'consumer', '', 'receipt', '')
+    redis.call('XACK', stream, GROUP, eid)
+    redis.call('XDEL', stream, eid)
+    redis.call('XADD', P .. ':dead', 'MAXLEN', '~', 100000, '*', 't', id)
+    return 0
+  end
+  redis.call('HSET', key, 'status', 'running', 'consumer', S.CONSUMER, 'receipt', S.RECEIPT,
+    'entry', eid, 'updated_at', NOW)
+  S.out[#S.out + 1] = eid
+  S.out[#S.out + 1] = redis.call('HGETALL', key)
+  return 1
+end

@@ -1,0 +1,23 @@
+-- ARGV: prefix, release (1 = give back, 0 = extend), then (task id, entry id, receipt) triples.
+-- Extending resets the entry's idle time; releasing makes it look long idle, so the
+-- next claim takes it at once. Returns 1/0 per triple: was the claim still held.
+local P = ARGV[1]
+local release = ARGV[2] == '1'
+local out = {}
+for i = 3, #ARGV, 3 do
+  local key = P .. ':t:' .. ARGV[i]
+  local h = redis.call('HMGET', key, 'status', 'receipt', 'stream', 'consumer', 'attempts')
+  if h[1] == 'running' and h[2] == ARGV[i + 2] then
+    if release then
+      redis.call('HSET', key, 'status', 'pending', 'consumer', '', 'receipt', '',
+        'attempts', math.max(0, tonumber(h[5]) - 1))
+      redis.call('XCLAIM', h[3], 'crank', h[4], 0, ARGV[i + 1], 'IDLE', 1000000000000, 'JUSTID')
+    else
+      redis.call('XCLAIM', h[3], 'crank', h[4], 0, ARGV[i + 1], 'JUSTID')
+    end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

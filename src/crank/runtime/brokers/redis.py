@@ -1,0 +1,359 @@
+"""Redis Streams broker: the engine past one machine.
+
+Layout (``P`` is the key prefix, default ``crank``):
+
+* ``P:q:<capability>:<priority>``: one stream per capability and priority with
+  the consumer group ``crank``; entries carry only the task id. The pending
+  entries list (PEL) is the set of in-flight tasks.
+* ``P:t:<id>``: the task hash (payload, status, attempts, result, error). A
+  finished task's hash expires after ``result_ttl_s``; dead ones are kept.
+* ``P:streams`` (zset by priority) and ``P:streamcap`` list the streams.
+* ``P:idem:<key>``: idempotency keys, ``SET NX`` inside the submit script.
+* ``P:delayed``: retries waiting out their backoff (zset by due time); the
+  claim script moves due ones back onto their stream.
+* ``P:dead``: the dead-letter stream (ids of dead tasks, ``MAXLEN ~ 100000``).
+
+Visibility timeout = the entry's idle time in the PEL: a claim first takes
+entries idle longer than its timeout with ``XAUTOCLAIM`` (their consumer died),
+heartbeats reset the idle time (``XCLAIM ... JUSTID``), ``release``/``recover``
+set it huge so the next claim takes them at once. Workers sharing a queue
+should use the same visibility timeout.
+
+Trimming: an entry is deleted (``XACK`` + ``XDEL``) as soon as its task is
+acked, failed or dead, so ``XLEN`` of a stream is its backlog plus in-flight
+tasks (the number a KEDA ``redis-streams`` scaler should target with
+``streamLength``), and streams never grow with history.
+
+Every operation is one Lua script call (one round trip, atomic), batches included.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, cast
+
+from crank.errors import BrokerError
+from crank.runtime.broker import Claim, QueueStats, TaskRecord, TaskSpec, TaskStatus
+from crank.runtime.brokers.common import BrokerOptions, new_id
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+
+    import redis as redis_lib
+
+_BLOCK_SLICE_S = 0.5
+
+
+@cache
+def _lua(name: str) -> str:
+    folder = resources.files("crank.runtime.brokers") / "lua"
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    if name in ("claim", "adopt"):
+        body = (folder / "common.lua").read_text(encoding="utf-8") + "\n" + body
+    return body
+
+
+def _opt_float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _record(h: Mapping[str, str]) -> TaskRecord:
+    return TaskRecord(
+        id=h["id"],
+        capability=h["capability"],
+        payload=json.loads(h["payload"]),
+        status=cast("TaskStatus", h["status"]),
+        priority=int(h.get("priority") or 0),
+        attempts=int(h.get("attempts") or 0),
+        max_attempts=int(h.get("max_attempts") or 3),
+        idempotency_key=h.get("idempotency_key") or None,
+        created_at=float(h.get("created_at") or 0.0),
+        updated_at=float(h.get("updated_at") or 0.0),
+        result=json.loads(h["result"]) if h.get("result") else None,
+        error=json.loads(h["error"]) if h.get("error") else None,
+        timeout_s=_opt_float(h.get("timeout_s")),
+        meta=json.loads(h["meta"]) if h.get("meta") else {},
+    )
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _split_receipt(receipt: str) -> tuple[str, str]:
+    entry, _, token = receipt.partition("|")
+    return entry, token
+
+
+class RedisBroker:
+    """A task queue on Redis Streams; thread-safe (one connection pool)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "crank",
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 60.0,
+        result_ttl_s: float = 86_400.0,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        import redis as redis_lib
+
+        self.url = url
+        self.prefix = prefix
+        self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
+        self._errors: tuple[type[Exception], ...] = (redis_lib.RedisError,)
+        self._redis: redis_lib.Redis = redis_lib.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout_s + _BLOCK_SLICE_S,
+            socket_connect_timeout=min(socket_timeout_s, 2.0),
+            health_check_interval=30,
+        )
+        self._scripts = {
+            name: self._redis.register_script(_lua(name))
+            for name in ("submit", "claim", "adopt", "ack", "fail", "extend", "recover", "stats")
+        }
+        self._run(self._redis.ping, "connect")
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _run(self, call: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except self._errors as exc:
+            raise BrokerError(
+                f"Redis broker {self.url}: cannot {what}: {exc}",
+                hint="check that redis-server runs and is reachable at that address "
+                "(redis-cli -u URL ping); workers reconnect by themselves once it is back",
+                subject=self.url,
+            ) from exc
+
+    def _script(self, name: str, args: Sequence[Any], what: str) -> Any:
+        return self._run(self._scripts[name], what, keys=[], args=list(args))
+
+    # -- submit ----------------------------------------------------------------
+
+    def submit(self, spec: TaskSpec) -> TaskRecord:
+        return self.submit_many([spec])[0]
+
+    def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]:
+        if not specs:
+            return []
+        now = time.time()
+        records: list[TaskRecord] = []
+        args: list[Any] = [self.prefix, repr(now)]
+        for s in specs:
+            record = TaskRecord(
+                id=new_id(),
+                capability=s.capability,
+                payload=s.payload,
+                status="pending",
+                priority=int(s.priority),
+                max_attempts=s.max_attempts,
+                idempotency_key=s.idempotency_key,
+                created_at=now,
+                updated_at=now,
+                timeout_s=s.timeout_s,
+                meta=s.meta,
+            )
+            records.append(record)
+            args += [
+                record.id,
+                s.capability,
+                int(s.priority),
+                json.dumps(s.payload, separators=(",", ":")),
+                s.max_attempts,
+                s.idempotency_key or "",
+                "" if s.timeout_s is None else repr(float(s.timeout_s)),
+                json.dumps(s.meta, separators=(",", ":")) if s.meta else "",
+            ]
+        existing = self._script("submit", args, "submit tasks")
+        for i, other in enumerate(existing):
+            if other:
+                found = self.get(other)
+                if found is not None:
+                    records[i] = found
+        return records
+
+    # -- claim -----------------------------------------------------------------
+
+    def claim(
+        self,
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+        block_s: float = 0.0,
+    ) -> list[Claim]:
+        caps = None if capabilities is None else sorted(set(capabilities))
+        deadline = time.monotonic() + block_s
+        while True:
+            receipt = new_id()
+            args: list[Any] = [
+                self.prefix,
+                consumer,
+                limit,
+                repr(time.time()),
+                max(1, int(visibility_timeout_s * 1000)),
+                receipt,
+                random.randrange(1 << 16),  # noqa: S311 - fairness, not security
+                -1 if caps is None else len(caps),
+                *(caps or ()),
+            ]
+            flat = self._script("claim", args, "claim tasks")
+            if flat:
+                return list(self._claims(flat, receipt))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            claims = self._block(consumer, caps, limit, min(left, _BLOCK_SLICE_S))
+            if claims:
+                return claims
+
+    def _block(
+        self, consumer: str, caps: list[str] | None, limit: int, wait_s: float
+    ) -> list[Claim]:
+        """Wait on the streams with XREADGROUP BLOCK; adopt what arrives."""
+        streams = self._streams(caps)
+        if not streams:
+            time.sleep(min(wait_s, 0.05))
+            return []
+        got = self._run(
+            self._redis.xreadgroup,
+            "wait for tasks",
+            "crank",
+            consumer,
+            dict.fromkeys(streams, ">"),
+            count=limit,
+            block=max(1, int(wait_s * 1000)),
+        )
+        if not got:
+            return []
+        receipt = new_id()
+        args: list[Any] = [self.prefix, consumer, repr(time.time()), receipt]
+        for stream, entries in got:
+            for eid, fields in entries:
+                args += [stream, eid, (fields or {}).get("t", "")]
+        flat = self._script("adopt", args, "claim tasks")
+        return list(self._claims(flat, receipt))
+
+    def _streams(self, caps: list[str] | None) -> list[str]:
+        mapping: dict[str, str] = self._run(
+            self._redis.hgetall, "list streams", f"{self.prefix}:streamcap"
+        )
+        wanted = None if caps is None else set(caps)
+        return [s for s, cap in mapping.items() if wanted is None or cap in wanted]
+
+    def _claims(self, flat: Sequence[Any], receipt: str) -> Iterator[Claim]:
+        for i in range(0, len(flat), 2):
+            record = _record(_pairs(flat[i + 1]))
+            yield Claim(task=record, receipt=f"{flat[i]}|{receipt}", attempt=record.attempts)
+
+    # -- finish ----------------------------------------------------------------
+
+    def ack(self, claim: Claim, result: Any) -> None:
+        self.ack_many([(claim, result)])
+
+    def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None:
+        if not items:
+            return
+        args: list[Any] = [self.prefix, repr(time.time()), max(1, int(self.options.result_ttl_s))]
+        for claim, result in items:
+            args += [claim.task.id, _split_receipt(claim.receipt)[0], json.dumps(result)]
+        self._script("ack", args, "ack tasks")
+
+    def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
+        now = time.time()
+        entry, token = _split_receipt(claim.receipt)
+        due = now + self.options.retry.delay_s(claim.attempt)
+        args = [
+            self.prefix,
+            claim.task.id,
+            entry,
+            token,
+            "1" if retryable else "0",
+            json.dumps(dict(error)),
+            repr(now),
+            repr(due),
+        ]
+        return cast("TaskStatus", self._script("fail", args, "record a failure"))
+
+    def extend(self, claim: Claim, visibility_timeout_s: float) -> bool:
+        return self.extend_many([claim], visibility_timeout_s)[0]
+
+    def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
+        # The idle clock restarts now; the group-wide timeout decides when it runs out.
+        if not claims:
+            return []
+        held = self._script("extend", self._triples("0", claims), "extend claims")
+        return [bool(h) for h in held]
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        if claims:
+            self._script("extend", self._triples("1", claims), "release claims")
+
+    def _triples(self, release: str, claims: Sequence[Claim]) -> list[Any]:
+        args: list[Any] = [self.prefix, release]
+        for claim in claims:
+            entry, token = _split_receipt(claim.receipt)
+            args += [claim.task.id, entry, token]
+        return args
+
+    def recover(self, consumer: str) -> int:
+        return int(self._script("recover", [self.prefix, consumer], "recover tasks"))
+
+    # -- inspect ---------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        h = self._run(self._redis.hgetall, "read a task", f"{self.prefix}:t:{task_id}")
+        return _record(h) if h else None
+
+    def stats(self) -> QueueStats:
+        flat = self._script("stats", [self.prefix], "read queue stats")
+        now_ms, dead, n = int(flat[0]), int(flat[1]), int(flat[2])
+        pending: dict[str, int] = {}
+        running = 0
+        oldest: int | None = None
+        for i in range(3, 3 + 4 * n, 4):
+            cap, waiting, in_flight, first = (
+                flat[i],
+                int(flat[i + 1]),
+                int(flat[i + 2]),
+                int(flat[i + 3]),
+            )
+            if waiting:
+                pending[cap] = pending.get(cap, 0) + waiting
+            running += in_flight
+            if first >= 0:
+                oldest = first if oldest is None else min(oldest, first)
+        for cap in flat[3 + 4 * n :]:
+            pending[cap] = pending.get(cap, 0) + 1
+        age = 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000.0)
+        return QueueStats(pending=pending, running=running, dead=dead, oldest_pending_age_s=age)
+
+    def dead_letters(self, limit: int = 100) -> list[TaskRecord]:
+        entries = self._run(
+            self._redis.xrevrange, "read dead letters", f"{self.prefix}:dead", count=limit
+        )
+        ids = [fields.get("t", "") for _, fields in entries]
+        pipe = self._redis.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(f"{self.prefix}:t:{task_id}")
+        hashes = self._run(pipe.execute, "read dead letters")
+        return [_record(h) for h in hashes if h]
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except self._errors:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,283 @@
+"""The delivery contract, run against every backend (memory, SQLite, Redis Streams)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.runtime.broker import Broker, TaskSpec
+from crank.runtime.brokers import open_broker
+
+if TYPE_CHECKING:
+    from crank.runtime.broker import Claim
+
+
+def spec(cap: str = "demo.echo", n: int = 0, **kw: object) -> TaskSpec:
+    return TaskSpec(capability=cap, payload={"n": n}, **kw)  # type: ignore[arg-type]
+
+
+def claim_until(broker: Broker, want: int, *, timeout_s: float = 5.0, **kw: object) -> list[Claim]:
+    got: list[Claim] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < want and time.monotonic() < deadline:
+        got += broker.claim("w1", limit=want - len(got), block_s=0.1, **kw)  # type: ignore[arg-type]
+    return got
+
+
+def test_protocol_is_implemented(broker: Broker) -> None:
+    assert isinstance(broker, Broker)
+    assert broker.ping() is True
+
+
+def test_submit_claim_ack_keeps_result(broker: Broker) -> None:
+    record = broker.submit(spec(n=7, meta={"request_id": "r1"}, timeout_s=5.0))
+    assert record.status == "pending"
+    assert broker.get(record.id) is not None
+    [claim] = broker.claim("w1", limit=10)
+    assert claim.task.id == record.id
+    assert claim.task.payload == {"n": 7}
+    assert claim.task.meta == {"request_id": "r1"}
+    assert claim.task.timeout_s == 5.0
+    assert claim.attempt == 1
+    assert broker.claim("w2", limit=10) == []
+    broker.ack(claim, {"echo": 7})
+    done = broker.get(record.id)
+    assert done is not None
+    assert done.status == "succeeded"
+    assert done.result == {"echo": 7}
+    assert done.done
+    assert broker.claim("w2", limit=10) == []
+
+
+def test_batch_submit_claim_ack(broker: Broker) -> None:
+    records = broker.submit_many([spec(n=i) for i in range(50)])
+    assert len({r.id for r in records}) == 50
+    claims = broker.claim("w1", limit=30)
+    assert len(claims) == 30
+    assert [c.task.payload["n"] for c in claims] == list(range(30))
+    claims += broker.claim("w1", limit=30)
+    assert len(claims) == 50
+    broker.ack_many([(c, {"n": c.task.payload["n"]}) for c in claims])
+    results = [broker.get(r.id) for r in records]
+    assert all(r is not None and r.status == "succeeded" for r in results)
+    assert [r.result["n"] for r in results if r is not None] == list(range(50))
+
+
+def test_higher_priority_first_then_oldest(broker: Broker) -> None:
+    broker.submit(spec(n=1, priority=0))
+    broker.submit(spec(n=2, priority=5))
+    broker.submit(spec(n=3, priority=0))
+    broker.submit(spec("demo.other", n=4, priority=9))
+    order = [c.task.payload["n"] for c in claim_until(broker, 4)]
+    assert order == [4, 2, 1, 3]
+
+
+def test_capability_filter(broker: Broker) -> None:
+    broker.submit(spec("demo.a", n=1))
+    broker.submit(spec("demo.b", n=2))
+    claims = broker.claim("w1", capabilities=["demo.b"], limit=10)
+    assert [c.task.capability for c in claims] == ["demo.b"]
+    assert broker.claim("w1", capabilities=[], limit=10) == []
+
+
+def test_idempotency_key_returns_first_task(broker: Broker) -> None:
+    first = broker.submit(spec(n=1, idempotency_key="order-42"))
+    second = broker.submit(spec(n=2, idempotency_key="order-42"))
+    assert second.id == first.id
+    assert second.payload == {"n": 1}
+    batch = broker.submit_many([spec(n=3, idempotency_key="k2"), spec(n=4, idempotency_key="k2")])
+    assert batch[0].id == batch[1].id
+    assert len(claim_until(broker, 3, timeout_s=0.5)) == 2
+
+
+def test_idempotency_under_concurrency(broker_url: str) -> None:
+    ids: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def submit() -> None:
+        own = open_broker(broker_url) if not broker_url.startswith("memory") else shared
+        barrier.wait()
+        record = own.submit(spec(n=0, idempotency_key="same"))
+        with lock:
+            ids.append(record.id)
+        if own is not shared:
+            own.close()
+
+    shared = open_broker(broker_url)
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 8
+    assert len(set(ids)) == 1
+    assert len(shared.claim("w1", limit=10)) == 1
+    shared.close()
+
+
+def test_visibility_timeout_redelivers(broker: Broker) -> None:
+    record = broker.submit(spec(n=1))
+    [first] = broker.claim("w1", limit=1, visibility_timeout_s=0.2)
+    assert broker.claim("w2", limit=1, visibility_timeout_s=0.2) == []
+    time.sleep(0.35)
+    [again] = broker.claim("w2", limit=1, visibility_timeout_s=0.2)
+    assert again.task.id == record.id
+    assert again.attempt == 2
+    assert broker.extend(first, 5.0) is False  # lost to the redelivery
+    broker.ack(again, {"ok": True})
+    got = broker.get(record.id)
+    assert got is not None
+    assert got.status == "succeeded"
+    assert got.attempts == 2
+
+
+def test_extend_keeps_a_long_task_invisible(broker: Broker) -> None:
+    broker.submit(spec(n=1))
+    [claim] = broker.claim("w1", limit=1, visibility_timeout_s=0.3)
+    for _ in range(4):
+        time.sleep(0.15)
+        assert broker.extend_many([claim], 0.3) == [True]
+        assert broker.claim("w2", limit=1, visibility_timeout_s=0.3) == []
+    broker.ack(claim, {})
+
+
+def test_retryable_failure_backs_off_then_dead_letters(broker: Broker) -> None:
+    record = broker.submit(spec(n=1, max_attempts=3))
+    statuses = []
+    for attempt in (1, 2, 3):
+        [claim] = claim_until(broker, 1)
+        assert claim.attempt == attempt
+        error = {"code": "FLAKY", "message": f"try {attempt}", "type": "CapabilityError"}
+        statuses.append(broker.fail(claim, error, retryable=True))
+    assert statuses == ["retrying", "retrying", "dead"]
+    dead = broker.get(record.id)
+    assert dead is not None
+    assert dead.status == "dead"
+    assert dead.attempts == 3
+    assert dead.error == {"code": "FLAKY", "message": "try 3", "type": "CapabilityError"}
+    assert [d.id for d in broker.dead_letters()] == [record.id]
+    assert broker.stats().dead == 1
+    assert claim_until(broker, 1, timeout_s=0.3) == []
+
+
+def test_non_retryable_failure_goes_straight_to_dead_letters(broker: Broker) -> None:
+    record = broker.submit(spec(n=1, max_attempts=5))
+    [claim] = broker.claim("w1", limit=1)
+    status = broker.fail(claim, {"code": "BAD", "message": "no", "type": "X"}, retryable=False)
+    assert status == "dead"
+    got = broker.get(record.id)
+    assert got is not None
+    assert (got.status, got.attempts) == ("dead", 1)
+    assert broker.dead_letters()[0].error == {"code": "BAD", "message": "no", "type": "X"}
+
+
+def test_stale_fail_does_not_override_redelivery(broker: Broker) -> None:
+    broker.submit(spec(n=1))
+    [first] = broker.claim("w1", limit=1, visibility_timeout_s=0.2)
+    time.sleep(0.35)
+    [second] = broker.claim("w2", limit=1, visibility_timeout_s=0.2)
+    assert (
+        broker.fail(first, {"code": "X", "message": "", "type": "X"}, retryable=False) == "running"
+    )
+    broker.ack(second, {"ok": 1})
+    got = broker.get(second.task.id)
+    assert got is not None
+    assert got.status == "succeeded"
+
+
+def test_release_gives_tasks_back_without_counting_attempts(broker: Broker) -> None:
+    broker.submit_many([spec(n=i) for i in range(3)])
+    claims = broker.claim("w1", limit=3, visibility_timeout_s=30)
+    broker.release(claims[1:])
+    again = broker.claim("w2", limit=5, visibility_timeout_s=30)
+    assert sorted(c.task.payload["n"] for c in again) == [1, 2]
+    assert all(c.attempt == 1 for c in again)
+
+
+def test_recover_makes_a_dead_consumers_tasks_deliverable_now(broker: Broker) -> None:
+    broker.submit_many([spec(n=i) for i in range(4)])
+    taken = broker.claim("dead-worker", limit=3, visibility_timeout_s=60)
+    assert len(taken) == 3
+    assert broker.recover("dead-worker") == 3
+    assert broker.recover("dead-worker") in (0, 3)  # idempotent enough: nothing is lost
+    again = claim_until(broker, 4)
+    assert sorted(c.task.payload["n"] for c in again) == [0, 1, 2, 3]
+    by_n = {c.task.payload["n"]: c.attempt for c in again}
+    assert by_n[3] == 1
+    assert {by_n[c.task.payload["n"]] for c in taken} == {2}
+
+
+def test_task_whose_worker_keeps_dying_ends_in_dead_letters(broker: Broker) -> None:
+    record = broker.submit(spec(n=1, max_attempts=2))
+    for _ in range(2):
+        claim_until(broker, 1)
+        broker.recover("w1")
+    assert claim_until(broker, 1, timeout_s=0.3) == []
+    got = broker.get(record.id)
+    assert got is not None
+    assert got.status == "dead"
+    assert got.error is not None
+    assert got.error["code"] == "WORKER_LOST"
+
+
+def test_stats(broker: Broker) -> None:
+    assert broker.stats().pending == {}
+    broker.submit_many([spec("demo.a", n=i) for i in range(3)] + [spec("demo.b")])
+    time.sleep(0.02)
+    claims = broker.claim("w1", capabilities=["demo.a"], limit=1)
+    stats = broker.stats()
+    assert stats.pending == {"demo.a": 2, "demo.b": 1}
+    assert stats.running == 1
+    assert stats.dead == 0
+    assert 0.0 < stats.oldest_pending_age_s < 60
+    broker.ack_many([(c, {}) for c in claims])
+    assert broker.stats().running == 0
+
+
+def test_blocking_claim_wakes_on_submit(broker: Broker) -> None:
+    def later() -> None:
+        time.sleep(0.2)
+        broker.submit(spec(n=1))
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    claims = broker.claim("w1", limit=5, block_s=5.0)
+    thread.join()
+    assert [c.task.payload["n"] for c in claims] == [1]
+
+
+def test_blocking_claim_returns_empty_after_block(broker: Broker) -> None:
+    started = time.monotonic()
+    assert broker.claim("w1", limit=5, block_s=0.2) == []
+    assert time.monotonic() - started >= 0.15
+
+
+@pytest.mark.slow
+def test_results_expire_after_their_ttl(broker_url: str) -> None:
+    broker = open_broker(broker_url, result_ttl_s=1.0)
+    try:
+        record = broker.submit(spec(n=1, idempotency_key="ttl"))
+        [claim] = broker.claim("w1")
+        broker.ack(claim, {"ok": True})
+        assert broker.get(record.id) is not None
+        time.sleep(2.2)
+        assert broker.get(record.id) is None
+        # the key expired with the result: the same key makes a new task
+        assert broker.submit(spec(n=2, idempotency_key="ttl")).id != record.id
+    finally:
+        broker.close()
+
+
+def test_dead_tasks_are_kept_in_dead_letters_in_newest_first_order(broker: Broker) -> None:
+    ids = []
+    for i in range(3):
+        ids.append(broker.submit(spec(n=i)).id)
+        [claim] = broker.claim("w1")
+        broker.fail(claim, {"code": "E", "message": str(i), "type": "E"}, retryable=False)
+        time.sleep(0.01)
+    assert [d.id for d in broker.dead_letters()] == ids[::-1]
+    assert [d.id for d in broker.dead_letters(limit=2)] == ids[:0:-1]
