@@ -245,7 +245,8 @@ class Router:
                 with self._lock:
                     self.gone_calls[(cap_id, who)] += 1
                 raise CapabilityGone(
-                    f"capability {current!r} was retired on {dep.sunset.isoformat()}; "
+                    f"capability {current!r} was retired after its sunset on "
+                    f"{dep.sunset.isoformat()}; "
                     f"call {' or '.join(dep.replaced_by)} instead",
                     hint=f"move the client to {', '.join(dep.replaced_by)} "
                     "(see the worker's migration notes)",
