@@ -1,0 +1,85 @@
+"""Running pandoc with a deadline.
+
+pypandoc finds pandoc and tells its version; the conversion itself runs pandoc
+through :func:`subprocess.run` because pypandoc has no timeout: on expiry the
+pandoc process is killed and :class:`PandocTimeout` is raised.
+
+Reading always happens with ``--sandbox`` (no file or network access from
+``include`` directives and the like). pandoc 2.17's sandbox also blocks its own
+docx/odt templates, so binary outputs are made in two steps: a sandboxed read
+into pandoc's JSON AST, then an unsandboxed write from that AST.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import time
+from dataclasses import dataclass
+
+
+class PandocMissing(Exception):
+    """pandoc is not installed (or not on PATH)."""
+
+
+class PandocFailed(Exception):
+    """pandoc exited non-zero; ``message`` is the useful part of its stderr."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.returncode = returncode
+
+
+class PandocTimeout(Exception):
+    """pandoc ran past its time limit and was killed."""
+
+
+@dataclass(frozen=True)
+class Pandoc:
+    path: str
+    version: str
+
+
+@functools.cache
+def find_pandoc() -> Pandoc:
+    import pypandoc
+
+    try:
+        return Pandoc(pypandoc.get_pandoc_path(), pypandoc.get_pandoc_version())
+    except OSError as exc:
+        raise PandocMissing(str(exc)) from exc
+
+
+def _run(args: list[str], data: bytes, deadline: float) -> bytes:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise PandocTimeout("no time left for pandoc")
+    try:
+        done = subprocess.run(args, input=data, capture_output=True, timeout=left, check=False)
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed pandoc already
+        raise PandocTimeout(f"pandoc did not finish within {exc.timeout:.3g} s") from None
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+        raise PandocFailed(
+            lines[-1] if lines else f"exit status {done.returncode}", done.returncode
+        )
+    return done.stdout
+
+
+def convert(
+    data: bytes,
+    reader: str,
+    writer: str,
+    *,
+    binary_output: bool,
+    extra_args: list[str],
+    timeout_s: float,
+) -> bytes:
+    """Convert ``data`` from ``reader`` to ``writer`` within ``timeout_s`` seconds."""
+    exe = find_pandoc().path
+    deadline = time.monotonic() + timeout_s
+    if not binary_output:
+        return _run([exe, "--sandbox", "-f", reader, "-t", writer, *extra_args], data, deadline)
+    ast = _run([exe, "--sandbox", "-f", reader, "-t", "json"], data, deadline)
+    return _run([exe, "-f", "json", "-t", writer, *extra_args, "-o", "-"], ast, deadline)

@@ -1,0 +1,42 @@
+"""Fixtures of the doc-converter tests: a worker writing into a private artifact store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.artifacts import FilesystemArtifactStore
+from crank.manifest import Manifest, load_manifest
+from crank.worker.host import WorkerHost
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MANIFEST = Path(__file__).parents[1] / "src" / "crank_doc_converter" / "crank.yaml"
+
+
+@pytest.fixture(scope="session")
+def manifest() -> Manifest:
+    return load_manifest(MANIFEST)
+
+
+@pytest.fixture
+def artifact_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "artifacts"
+    monkeypatch.setenv("CRANK_ARTIFACT_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def host(manifest: Manifest, artifact_dir: Path) -> Iterator[WorkerHost]:
+    host = WorkerHost(manifest)
+    host.start()
+    yield host
+    host.stop()
+
+
+@pytest.fixture
+def store(artifact_dir: Path) -> FilesystemArtifactStore:
+    return FilesystemArtifactStore(artifact_dir)

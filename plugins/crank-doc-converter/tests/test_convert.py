@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shutil
+import zipfile
+from typing import TYPE_CHECKING
+
+import frontmatter
+import pytest
+
+if TYPE_CHECKING:
+    from crank.artifacts import FilesystemArtifactStore
+    from crank.manifest import Manifest
+    from crank.worker.host import WorkerHost
+
+pytestmark = pytest.mark.skipif(shutil.which("pandoc") is None, reason="needs pandoc")
+
+MARKDOWN = "# Report\n\nSome *emphasis* and a [link](https://example.org).\n\n- one\n- two\n"
+
+
+def test_manifest_examples_pass(manifest: Manifest, host: WorkerHost) -> None:
+    examples = manifest.capability("document.convert").examples  # type: ignore[union-attr]
+    for example in examples:
+        result = host.call("document.convert", example.input)
+        expected = dict(example.output or {})
+        assert {k: result[k] for k in expected} == expected, example.name
+    assert len(examples) == 2
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "content", "expected"),
+    [
+        ("markdown", "html", MARKDOWN, '<h1 id="report">Report</h1>'),
+        ("markdown", "rst", MARKDOWN, "Report\n======"),
+        ("markdown", "latex", MARKDOWN, "\\section{Report}"),
+        ("markdown", "plain", MARKDOWN, "Report\n\nSome emphasis and a link."),
+        ("html", "markdown", "<h2>Notes</h2><p>A <strong>bold</strong> claim.</p>", "## Notes"),
+        ("rst", "html", "Title\n=====\n\n*it* works\n", "<em>it</em> works"),
+        ("latex", "markdown", "\\section{Intro}\nHello \\emph{world}.\n", "Hello *world*."),
+    ],
+)
+def test_text_conversions(
+    host: WorkerHost, source: str, target: str, content: str, expected: str
+) -> None:
+    result = host.call("document.convert", {"from": source, "to": target, "content": content})
+    assert expected in result["content"]
+    assert (result["from"], result["to"]) == (source, target)
+    assert result["size"] == len(result["content"].encode())
+
+
+@pytest.mark.parametrize("binary", ["docx", "odt"])
+def test_binary_formats_round_trip_as_base64(host: WorkerHost, binary: str) -> None:
+    out = host.call("document.convert", {"from": "markdown", "to": binary, "content": MARKDOWN})
+    blob = base64.b64decode(out["content_base64"])
+    assert zipfile.is_zipfile(io.BytesIO(blob))  # docx and odt are zip containers
+    back = host.call(
+        "document.convert",
+        {"from": binary, "to": "markdown", "content_base64": out["content_base64"]},
+    )
+    heading = back["content"].splitlines()[0]
+    assert heading.startswith("# ")
+    assert heading.endswith("Report")  # odt adds an anchor span before the text
+    assert "*emphasis*" in back["content"]
+
+
+def test_every_result_is_stored_with_front_matter(
+    host: WorkerHost, store: FilesystemArtifactStore
+) -> None:
+    result = host.call(
+        "document.convert",
+        {"from": "markdown", "to": "html", "content": MARKDOWN, "standalone": True},
+    )
+    artifact = store.get(result["artifact_id"])
+    assert artifact.content == result["content"]
+    meta = dict(artifact.metadata)
+    assert meta["source_format"] == "markdown"
+    assert meta["target_format"] == "html"
+    assert meta["original_sha256"] == hashlib.sha256(MARKDOWN.encode()).hexdigest()
+    assert meta["worker"] == {"name": "doc-converter", "version": "1.0.0"}
+    assert meta["capability"] == "document.convert"
+    assert meta["parameters"] == {"standalone": True, "toc": False}
+    assert meta["extra"]["pandoc_version"].count(".") >= 1
+    assert store.verify(result["artifact_id"]).ok
+    on_disk = frontmatter.load(store.path_for(result["artifact_id"]))
+    assert on_disk["target_format"] == "html"
+    assert "<!DOCTYPE html>" in on_disk.content
+
+
+def test_binary_results_are_stored_as_bytes(
+    host: WorkerHost, store: FilesystemArtifactStore
+) -> None:
+    result = host.call("document.convert", {"from": "markdown", "to": "odt", "content": "# x"})
+    stored = store.get(result["artifact_id"]).content
+    assert stored == base64.b64decode(result["content_base64"])
+    assert store.list(target_format="odt")[0].id == result["artifact_id"]
