@@ -1,0 +1,215 @@
+"""The configuration ``crank run`` runs with: flags over environment over manifests.
+
+Environment variables (all optional):
+
+* ``CRANK_BROKER_URL``: broker URL (default ``sqlite:///crank-queue.db``);
+* ``CRANK_API_TOKEN``: bearer token required on every endpoint but health/ready/metrics;
+* ``CRANK_DAILY_BUDGET_USD``: daily LLM budget; warns at 80 %, pauses non-essential
+  capabilities at 100 %;
+* ``CRANK_MAX_PENDING``, ``CRANK_MAX_INFLIGHT``, ``CRANK_MAX_BODY_BYTES``: overload bounds;
+* ``CRANK_GRACE_S``: how long in-flight tasks may run after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from crank.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from crank.manifest import Manifest
+    from crank.runtime.scaling import ScalingConfig
+
+Mode = Literal["dev", "prod"]
+
+DEFAULT_BROKER_URL = "sqlite:///crank-queue.db"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+#: The dev pool is fixed and small: at most this many worker processes.
+DEV_MAX_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Everything the supervisor and the HTTP app need to know."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    mode: Mode = "prod"
+    manifest_paths: tuple[Path, ...] = ()
+    min_workers: int = 1
+    max_workers: int = 4
+    target_queue_per_worker: int = 10
+    api_token: str | None = field(default=None, repr=False)
+    #: requests being served at once; the next one gets 429.
+    max_inflight_requests: int = 64
+    #: pending tasks in the queue; a submit beyond it gets 429.
+    max_pending_tasks: int = 10_000
+    max_body_bytes: int = 1_048_576
+    #: seconds in-flight tasks may still run after SIGTERM before they are returned.
+    grace_s: float = 10.0
+    #: how often the supervisor checks children and takes a scaling decision.
+    monitor_interval_s: float = 0.5
+    scale_interval_s: float = 5.0
+    daily_budget_usd: float | None = None
+    budget_warn_ratio: float = 0.8
+    #: where LLM usage is persisted for every process to add to (SQLite).
+    usage_db: Path = Path("crank-usage.db")
+    #: Prometheus multiprocess directory for worker processes' metrics (None: a temp dir).
+    metrics_dir: Path | None = None
+    worker_batch_size: int = 8
+    visibility_timeout_s: float = 30.0
+    #: extra environment for worker processes (PYTHONPATH of named workers...).
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("dev", "prod"):
+            raise UsageError(f"mode {self.mode!r} is not dev or prod", hint="use --mode dev|prod")
+        if self.min_workers < 0 or self.max_workers < 1 or self.min_workers > self.max_workers:
+            raise UsageError(
+                f"worker bounds are inconsistent: --min-workers {self.min_workers} "
+                f"--max-workers {self.max_workers}",
+                hint="use 0 <= --min-workers <= --max-workers and --max-workers >= 1",
+            )
+        if not 0 < self.port < 65536:
+            raise UsageError(f"port {self.port} is out of range", hint="use a port in 1..65535")
+        for name in ("max_inflight_requests", "max_pending_tasks", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.daily_budget_usd is not None and self.daily_budget_usd <= 0:
+            raise UsageError(
+                f"daily budget must be positive (got {self.daily_budget_usd})",
+                hint="set CRANK_DAILY_BUDGET_USD to a positive number of dollars, or unset it",
+            )
+
+    @property
+    def dynamic_pool(self) -> bool:
+        return self.mode == "prod" and self.max_workers > self.min_workers
+
+    def scaling(self) -> ScalingConfig:
+        from crank.runtime.scaling import ScalingConfig
+
+        return ScalingConfig(
+            min_workers=self.min_workers,
+            max_workers=self.max_workers,
+            target_queue_per_worker=self.target_queue_per_worker,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The configuration without secrets (logs, ``crank_runtime_started``)."""
+        return {
+            "broker_url": _without_password(self.broker_url),
+            "host": self.host,
+            "port": self.port,
+            "mode": self.mode,
+            "min_workers": self.min_workers,
+            "max_workers": self.max_workers,
+            "auth": self.api_token is not None,
+            "daily_budget_usd": self.daily_budget_usd,
+            "manifests": [str(p) for p in self.manifest_paths],
+        }
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def _env_number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise UsageError(
+            f"environment variable {name}={raw!r} is not a number",
+            hint=f"set {name} to a number or unset it",
+            subject=name,
+        ) from None
+
+
+def pool_bounds(manifests: Sequence[Manifest]) -> tuple[int, int, int]:
+    """min, max and target queue per worker from the manifests' ``worker.scaling``."""
+    if not manifests:
+        return 1, 4, 10
+    lo = max(m.worker.scaling.min_workers for m in manifests)
+    hi = max(m.worker.scaling.max_workers for m in manifests)
+    target = min(m.worker.scaling.target_queue_per_worker for m in manifests)
+    return lo, max(lo, hi, 1), target
+
+
+def build_config(
+    manifests: Sequence[Manifest],
+    *,
+    broker_url: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    min_workers: int | None = None,
+    max_workers: int | None = None,
+    mode: Mode = "prod",
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> RuntimeConfig:
+    """Flags win over the environment, which wins over the manifests' scaling."""
+    env = os.environ if env is None else env
+    lo, hi, target = pool_bounds(manifests)
+    if mode == "dev":
+        # A fixed small pool: what the manifests ask for, capped.
+        lo = hi = max(1, min(lo or 1, DEV_MAX_WORKERS))
+    if min_workers is not None:
+        lo = min_workers
+        hi = max(hi, lo) if max_workers is None else hi
+    if max_workers is not None:
+        hi = max_workers
+        lo = min(lo, hi) if min_workers is None else lo
+    values: dict[str, Any] = {
+        "broker_url": broker_url or env.get("CRANK_BROKER_URL") or DEFAULT_BROKER_URL,
+        "host": host or DEFAULT_HOST,
+        "port": port or DEFAULT_PORT,
+        "mode": mode,
+        "manifest_paths": tuple(m.path for m in manifests if m.path is not None),
+        "min_workers": lo,
+        "max_workers": hi,
+        "target_queue_per_worker": target,
+        "api_token": env.get("CRANK_API_TOKEN") or None,
+    }
+    for key, name, kind in (
+        ("daily_budget_usd", "CRANK_DAILY_BUDGET_USD", float),
+        ("max_pending_tasks", "CRANK_MAX_PENDING", int),
+        ("max_inflight_requests", "CRANK_MAX_INFLIGHT", int),
+        ("max_body_bytes", "CRANK_MAX_BODY_BYTES", int),
+        ("grace_s", "CRANK_GRACE_S", float),
+    ):
+        number = _env_number(env, name, kind)
+        if number is not None:
+            values[key] = number
+    if env.get("CRANK_USAGE_DB"):
+        values["usage_db"] = Path(env["CRANK_USAGE_DB"])
+    values.update(overrides)
+    return RuntimeConfig(**values)
+
+
+def with_overrides(config: RuntimeConfig, **changes: Any) -> RuntimeConfig:
+    return replace(config, **changes)
+
+
+__all__ = [
+    "DEFAULT_BROKER_URL",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "Mode",
+    "RuntimeConfig",
+    "build_config",
+    "pool_bounds",
+    "with_overrides",
+]

@@ -1,0 +1,166 @@
+"""From a client's request to a queued task: route, check, validate, submit, wait.
+
+Everything a call goes through before a worker sees it, independent of HTTP:
+the router resolves the id (deprecated ids through their shims; unknown → 404,
+retired → 410), paused capabilities are refused (budget), the input is
+validated against the target's schema (400 with JSON paths) and the queue's
+bound is checked (429) — all *before* anything is queued.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from crank.errors import CrankError, ValidationFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from jsonschema.protocols import Validator
+
+    from crank.manifest import Capability
+    from crank.routing import Resolution, Router
+    from crank.runtime.broker import Broker, TaskRecord
+    from crank.runtime.status import StatusTracker
+
+_CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+MAX_PRIORITY = 100
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class QueueFull(CrankError):
+    """More tasks are pending than the server accepts (HTTP 429)."""
+
+
+class CapabilityPaused(CrankError):
+    """The daily LLM budget is spent and this capability is not essential (HTTP 503)."""
+
+
+def caller_name(raw: str | None) -> str | None:
+    """A caller id safe to use as a metric label, else None."""
+    return raw if raw is not None and _CALLER.match(raw) else None
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    resolution: Resolution
+    capability: Capability
+    caller: str | None
+
+    @property
+    def target(self) -> str:
+        return self.resolution.target
+
+
+class TaskGateway:
+    def __init__(
+        self, broker: Broker, router: Router, status: StatusTracker, *, max_pending: int
+    ) -> None:
+        self.broker = broker
+        self.router = router
+        self.status = status
+        self.max_pending = max_pending
+        self._validators: dict[str, Validator] = {}
+        self._lock = threading.Lock()
+
+    def validator(self, capability: Capability) -> Validator:
+        with self._lock:
+            found = self._validators.get(capability.id)
+            if found is None:
+                from jsonschema import Draft202012Validator
+
+                found = Draft202012Validator(
+                    dict(capability.input), format_checker=Draft202012Validator.FORMAT_CHECKER
+                )
+                self._validators[capability.id] = found
+            return found
+
+    def prepare(
+        self, capability_ref: str, payload: Any, *, caller: str | None = None
+    ) -> PreparedCall:
+        """Resolve and validate (CapabilityNotFound/Gone, CapabilityPaused, ValidationFailed)."""
+        from crank.worker.host import schema_errors
+
+        if not isinstance(payload, dict):
+            raise ValidationFailed(
+                f"input for {capability_ref} must be a JSON object",
+                hint="send the capability's input as a JSON object",
+                errors=[{"path": "$", "message": f"{type(payload).__name__} is not an object"}],
+                subject=capability_ref,
+            )
+        resolution = self.router.resolve(capability_ref, payload, caller=caller)
+        capability = resolution.route.capability
+        if resolution.target in self.status.paused():
+            raise CapabilityPaused(
+                f"capability {resolution.target} is paused: today's LLM budget is spent and it "
+                "is not essential",
+                hint="retry after midnight UTC, or raise CRANK_DAILY_BUDGET_USD",
+                subject=resolution.target,
+            )
+        errors = schema_errors(self.validator(capability), resolution.payload)
+        if errors:
+            raise ValidationFailed(
+                f"input for {resolution.target} is invalid: "
+                f"{errors[0]['path']}: {errors[0]['message']}",
+                hint="match the capability's input schema (GET /v1/capabilities shows it)",
+                errors=errors,
+                subject=resolution.target,
+            )
+        return PreparedCall(resolution, capability, caller)
+
+    def submit(
+        self,
+        call: PreparedCall,
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> TaskRecord:
+        from crank.runtime.broker import TaskSpec
+
+        if self.status.pending_total() >= self.max_pending:
+            raise QueueFull(
+                f"{self.max_pending} tasks are already pending",
+                hint="retry later; the server sheds load instead of queueing without bound",
+            )
+        spec = TaskSpec(
+            capability=call.target,
+            payload=call.resolution.payload,
+            priority=priority,
+            max_attempts=call.capability.max_attempts,
+            idempotency_key=idempotency_key,
+            timeout_s=call.capability.timeout_s,
+            meta={
+                "requested": call.resolution.requested,
+                "caller": call.caller,
+                **dict(meta or {}),
+            },
+        )
+        return self.broker.submit(spec)
+
+    def wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
+        """The finished task, or None if it is not done within ``timeout_s`` (blocking)."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.002
+        while True:
+            record = self.broker.get(task_id)
+            if record is not None and record.done:
+                return record
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
+
+
+__all__ = [
+    "CapabilityPaused",
+    "PreparedCall",
+    "QueueFull",
+    "TaskGateway",
+    "caller_name",
+]

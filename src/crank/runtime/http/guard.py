@@ -1,0 +1,165 @@
+"""The ASGI middleware in front of every route.
+
+In order: request/trace ids (``X-Request-ID``, W3C ``traceparent``), the bearer
+token, the in-flight bound (429 + ``Retry-After``), a declared body over the
+limit (413), then the route inside an OpenTelemetry span; the access log line
+and the request counter come last. Written as plain ASGI (not
+``BaseHTTPMiddleware``) so streaming responses pass through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from crank.runtime.http.auth import PUBLIC_PATHS, authorized
+from crank.runtime.http.responses import error_response
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from crank.runtime.http.limits import InflightLimiter
+    from crank.runtime.metrics import ServerMetrics
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+#: Seconds a client refused for overload should wait before trying again.
+RETRY_AFTER_S = 1
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def request_ids(scope: Scope) -> tuple[str, str]:
+    """(request_id, trace_id): taken from the client when well-formed, else new."""
+    rid = _header(scope, b"x-request-id")
+    if rid is None or not _REQUEST_ID.match(rid):
+        rid = uuid.uuid4().hex
+    match = _TRACEPARENT.match(_header(scope, b"traceparent") or "")
+    trace_id = match.group(1) if match else uuid.uuid4().hex
+    return rid, trace_id
+
+
+def metric_route(path: str, known: frozenset[str]) -> str:
+    """A bounded label for ``path``: the route template, or ``other``."""
+    if path in known:
+        return path
+    for prefix in ("/v1/tasks/", "/v1/capabilities/"):
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return prefix + "{id}"
+    return "other"
+
+
+class GuardMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        limiter: InflightLimiter,
+        max_body_bytes: int,
+        metrics: ServerMetrics,
+        known_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.known_paths = known_paths | PUBLIC_PATHS
+        self.token = token
+        self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from crank.runtime.logging import bind_ids, clear_ids, get_logger
+        from crank.runtime.tracing import span
+
+        path: str = scope["path"]
+        method: str = scope["method"]
+        rid, trace_id = request_ids(scope)
+        clear_ids()
+        bind_ids(request_id=rid, trace_id=trace_id)
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = rid
+        scope["state"]["trace_id"] = trace_id
+        status_holder = {"status": 500}
+        started = time.perf_counter()
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        rejection = self._reject(scope, path)
+        if rejection is not None:
+            reason, response = rejection
+            self.metrics.rejected.labels(reason).inc()
+            await response(scope, receive, send_with_ids)
+            self._finish(method, path, status_holder["status"], started, get_logger())
+            return
+        acquired = path in PUBLIC_PATHS or self.limiter.try_acquire()
+        if not acquired:
+            self.metrics.rejected.labels("overload").inc()
+            response = error_response(
+                429,
+                "OVERLOADED",
+                f"the server is serving {self.limiter.limit} requests already",
+                hint=f"retry after {RETRY_AFTER_S} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+            await response(scope, receive, send_with_ids)
+            self._finish(method, path, 429, started, get_logger())
+            return
+        try:
+            attrs = {"http.method": method, "http.route": path, "crank.request_id": rid}
+            with span(f"{method} {path}", attrs):
+                await self.app(scope, receive, send_with_ids)
+        finally:
+            if path not in PUBLIC_PATHS:
+                self.limiter.release()
+            self._finish(method, path, status_holder["status"], started, get_logger())
+
+    def _reject(self, scope: Scope, path: str) -> tuple[str, Any] | None:
+        if not authorized(path, _header(scope, b"authorization"), self.token):
+            return "unauthorized", error_response(
+                401,
+                "UNAUTHORIZED",
+                "a valid bearer token is required",
+                hint="send 'Authorization: Bearer <CRANK_API_TOKEN>'",
+                headers={"WWW-Authenticate": 'Bearer realm="crank"'},
+            )
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return "body_too_large", error_response(
+                413,
+                "BODY_TOO_LARGE",
+                f"request body is larger than {self.max_body_bytes} bytes",
+                hint="send a smaller body, or raise CRANK_MAX_BODY_BYTES on the server",
+            )
+        return None
+
+    def _finish(self, method: str, path: str, status: int, started: float, log: Any) -> None:
+        route = metric_route(path, self.known_paths)
+        self.metrics.http_requests.labels(method, route, str(status)).inc()
+        if path in PUBLIC_PATHS and status < 400:
+            return
+        log.info(
+            "http_request",
+            method=method,
+            path=path,
+            status=status,
+            duration_ms=round(1000 * (time.perf_counter() - started), 2),
+        )
+
+
+__all__ = ["RETRY_AFTER_S", "GuardMiddleware", "metric_route", "request_ids"]

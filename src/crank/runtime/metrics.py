@@ -1,0 +1,264 @@
+"""Prometheus metrics of the runtime.
+
+Where each number comes from (worker processes are separate processes):
+
+* **worker processes** count what they run (``crank_tasks_total`` by capability and
+  status, ``crank_task_duration_seconds``, retries, dead letters, LLM tokens and
+  cost) with prometheus-client's *multiprocess mode*: the supervisor gives every
+  child ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds the children's files up
+  with ``MultiProcessCollector``. Counts survive a child's death because its file
+  stays; the directory is emptied when ``crank run`` starts.
+* **the queue** (depth per capability, running tasks, dead-letter size, oldest
+  task age) and **the pool** (workers total/healthy/busy) are read from the
+  broker and the supervisor at scrape time (:class:`RuntimeCollector`).
+* **the HTTP server** counts requests, submissions, rejections (429/413/401/503)
+  and calls to deprecated capabilities itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crank.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from prometheus_client.metrics_core import Metric
+
+    from crank.runtime.health import SystemSnapshot
+    from crank.runtime.usage import BudgetState
+
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+# -- worker-process side (multiprocess-safe counters) ---------------------------------
+
+
+class _WorkerMetrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        # A private registry: in a worker process the values live in the multiprocess
+        # files; in-process (tests, ``crank invoke``) they stay readable here.
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.tasks = Counter(
+            "crank_tasks",
+            "Task attempts by capability and outcome.",
+            ["capability", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "crank_task_duration_seconds",
+            "Wall time of task attempts.",
+            ["capability"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "crank_task_retries", "Attempts that will be retried.", ["capability"], registry=r
+        )
+        self.dead = Counter(
+            "crank_dead_lettered",
+            "Tasks moved to the dead-letter queue.",
+            ["capability"],
+            registry=r,
+        )
+        self.llm_calls = Counter(
+            "crank_llm_calls",
+            "LLM calls recorded by handlers.",
+            ["capability", "model"],
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "crank_llm_tokens",
+            "LLM tokens recorded by handlers.",
+            ["capability", "model", "direction"],
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "crank_llm_cost_usd", "LLM cost in US dollars.", ["capability", "model"], registry=r
+        )
+
+
+_worker_metrics: _WorkerMetrics | None = None
+_worker_lock = threading.Lock()
+
+
+def worker_metrics() -> _WorkerMetrics:
+    global _worker_metrics
+    with _worker_lock:
+        if _worker_metrics is None:
+            _worker_metrics = _WorkerMetrics()
+        return _worker_metrics
+
+
+def observe_task(capability: str, status: str, duration_s: float) -> None:
+    m = worker_metrics()
+    m.tasks.labels(capability, status).inc()
+    m.duration.labels(capability).observe(max(0.0, duration_s))
+    if status == "retrying":
+        m.retries.labels(capability).inc()
+    elif status == "dead":
+        m.dead.labels(capability).inc()
+
+
+def observe_llm_usage(
+    capability: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
+) -> None:
+    m = worker_metrics()
+    m.llm_calls.labels(capability, model).inc()
+    m.llm_tokens.labels(capability, model, "input").inc(input_tokens)
+    m.llm_tokens.labels(capability, model, "output").inc(output_tokens)
+    m.llm_cost.labels(capability, model).inc(cost_usd)
+
+
+class TaskMetricsPlugin:
+    """Registered in worker processes: counts every finished attempt."""
+
+    @hookimpl
+    def crank_task_finished(self, capability: str, status: str, duration_s: float) -> None:
+        observe_task(capability, status, duration_s)
+
+
+# -- server side ----------------------------------------------------------------------
+
+
+class RuntimeCollector:
+    """Queue, pool and budget gauges read at scrape time."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], SystemSnapshot],
+        budget: Callable[[], BudgetState] | None = None,
+    ) -> None:
+        self._snapshot = snapshot
+        self._budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        snap = self._snapshot()
+        depth = GaugeMetricFamily(
+            "crank_queue_depth", "Pending tasks per capability.", labels=["capability"]
+        )
+        for cap, n in sorted(snap.queue_depth.items()):
+            depth.add_metric([cap], n)
+        yield depth
+        yield GaugeMetricFamily(
+            "crank_tasks_running", "Tasks claimed by a worker now.", value=snap.running_tasks
+        )
+        yield GaugeMetricFamily(
+            "crank_dead_letters", "Tasks in the dead-letter queue.", value=snap.dead_letters
+        )
+        yield GaugeMetricFamily(
+            "crank_oldest_pending_task_age_seconds",
+            "Age of the oldest pending task.",
+            value=snap.oldest_task_age_s,
+        )
+        workers = GaugeMetricFamily("crank_workers", "Worker processes by state.", labels=["state"])
+        workers.add_metric(["total"], snap.total_workers)
+        workers.add_metric(["healthy"], snap.healthy_workers)
+        workers.add_metric(["busy"], snap.busy_workers)
+        yield workers
+        yield GaugeMetricFamily(
+            "crank_broker_up", "1 when the broker answers.", value=int(snap.broker_ok)
+        )
+        paused = GaugeMetricFamily(
+            "crank_capability_paused",
+            "1 for capabilities paused by the budget.",
+            labels=["capability"],
+        )
+        for cap in snap.paused_capabilities:
+            paused.add_metric([cap], 1)
+        yield paused
+        if self._budget is not None:
+            state = self._budget()
+            yield GaugeMetricFamily(
+                "crank_llm_cost_today_usd", "LLM cost recorded today (UTC).", value=state.spent_usd
+            )
+            if state.budget_usd is not None:
+                yield GaugeMetricFamily(
+                    "crank_llm_budget_used_ratio",
+                    "Today's LLM cost over the daily budget.",
+                    value=state.ratio,
+                )
+
+
+class ServerMetrics:
+    """The registry ``/metrics`` renders."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], SystemSnapshot] | None = None,
+        budget: Callable[[], BudgetState] | None = None,
+        *,
+        multiprocess_dir: Path | None = None,
+    ) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "crank_http_requests",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.submitted = Counter(
+            "crank_tasks_submitted", "Tasks accepted into the queue.", ["capability"], registry=r
+        )
+        self.rejected = Counter(
+            "crank_requests_rejected",
+            "Requests refused before queueing (overload, too large, unauthorized, paused).",
+            ["reason"],
+            registry=r,
+        )
+        self.deprecated_calls = Counter(
+            "crank_deprecated_calls",
+            "Calls routed to a deprecated capability id.",
+            ["capability", "caller"],
+            registry=r,
+        )
+        self.sync_duration = Histogram(
+            "crank_sync_call_duration_seconds",
+            "Submit-to-result time of synchronous calls.",
+            ["capability"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.budget_alerts = Counter(
+            "crank_llm_budget_alerts", "Daily budget thresholds crossed.", ["level"], registry=r
+        )
+        if snapshot is not None:
+            r.register(RuntimeCollector(snapshot, budget))
+        if multiprocess_dir is not None:
+            from prometheus_client import multiprocess
+
+            Path(multiprocess_dir).mkdir(parents=True, exist_ok=True)
+            multiprocess.MultiProcessCollector(r, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def sample_value(registry: Any, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """One sample's value (tests and ``crank status``)."""
+    value = registry.get_sample_value(name, labels or {})
+    return None if value is None else float(value)
+
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "RuntimeCollector",
+    "ServerMetrics",
+    "TaskMetricsPlugin",
+    "observe_llm_usage",
+    "observe_task",
+    "sample_value",
+    "worker_metrics",
+]

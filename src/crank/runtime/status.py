@@ -1,0 +1,154 @@
+"""What the control plane knows right now: queue, pool, budget — cached briefly.
+
+:class:`StatusTracker` is shared by the HTTP app (readiness, overload checks,
+paused capabilities, ``/v1/status``, ``/metrics``) and the supervisor (scaling
+inputs). Broker statistics are cached for ``ttl_s`` so a burst of requests costs
+one ``stats()`` round trip, not one per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from crank.runtime.health import SystemSnapshot, health_report, resource_utilization
+from crank.runtime.usage import BudgetState, budget_state, paused_capabilities, utc_day
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from crank.runtime.broker import Broker, QueueStats
+    from crank.runtime.usage import UsageStore
+
+
+class PoolView(Protocol):
+    """What the supervisor tells about its worker processes."""
+
+    def worker_counts(self) -> tuple[int, int]:
+        """(total processes, healthy processes)."""
+        ...
+
+    def last_decision(self) -> dict[str, Any] | None: ...
+
+
+class StatusTracker:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        min_workers: int,
+        pool: PoolView | None = None,
+        usage: UsageStore | None = None,
+        daily_budget_usd: float | None = None,
+        budget_warn_ratio: float = 0.8,
+        non_essential: Iterable[str] = (),
+        ttl_s: float = 0.25,
+        on_budget_level: Callable[[BudgetState], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.min_workers = min_workers
+        self.pool = pool
+        self.usage = usage
+        self.daily_budget_usd = daily_budget_usd
+        self.budget_warn_ratio = budget_warn_ratio
+        self.non_essential = frozenset(non_essential)
+        self.ttl_s = ttl_s
+        self.on_budget_level = on_budget_level
+        self._lock = threading.Lock()
+        self._stats: tuple[float, QueueStats | None, bool] = (-1e18, None, False)
+        self._budget: tuple[float, BudgetState] = (-1e18, BudgetState("unlimited", 0.0, None))
+        self._announced: tuple[str, str] = ("", "ok")
+
+    # -- queue -----------------------------------------------------------------
+
+    def queue_stats(self, *, fresh: bool = False) -> tuple[QueueStats | None, bool]:
+        """(stats or None, broker reachable)."""
+        now = time.monotonic()
+        with self._lock:
+            at, stats, ok = self._stats
+            if not fresh and now - at < self.ttl_s:
+                return stats, ok
+        try:
+            stats, ok = self.broker.stats(), True
+        except Exception:
+            stats, ok = None, False
+        with self._lock:
+            self._stats = (now, stats, ok)
+        return stats, ok
+
+    def pending_total(self) -> int:
+        stats, _ = self.queue_stats()
+        return sum(stats.pending.values()) if stats else 0
+
+    # -- budget ----------------------------------------------------------------
+
+    def budget(self) -> BudgetState:
+        now = time.monotonic()
+        with self._lock:
+            at, state = self._budget
+            if now - at < max(self.ttl_s, 1.0):
+                return state
+        spent = self.usage.cost_for_day() if self.usage is not None else 0.0
+        state = budget_state(spent, self.daily_budget_usd, self.budget_warn_ratio)
+        day = utc_day()
+        with self._lock:
+            self._budget = (now, state)
+            announce = state.level in ("warning", "exhausted") and self._announced != (
+                day,
+                state.level,
+            )
+            if announce:
+                self._announced = (day, state.level)
+        if announce and self.on_budget_level is not None:
+            self.on_budget_level(state)
+        return state
+
+    def paused(self) -> frozenset[str]:
+        return frozenset(paused_capabilities(self.budget(), self.non_essential))
+
+    # -- pool and report ---------------------------------------------------------
+
+    def snapshot(self) -> SystemSnapshot:
+        stats, ok = self.queue_stats()
+        total, healthy = self.pool.worker_counts() if self.pool is not None else (0, 0)
+        running = stats.running if stats else 0
+        budget = self.budget()
+        return SystemSnapshot(
+            broker_ok=ok,
+            min_workers=self.min_workers,
+            total_workers=total,
+            healthy_workers=healthy,
+            busy_workers=min(healthy, running),
+            queue_depth=dict(stats.pending) if stats else {},
+            oldest_task_age_s=stats.oldest_pending_age_s if stats else 0.0,
+            running_tasks=running,
+            dead_letters=stats.dead if stats else 0,
+            resources=resource_utilization(100.0 * budget.ratio),
+            paused_capabilities=tuple(sorted(self.paused())),
+            last_decision=self.pool.last_decision() if self.pool is not None else None,
+        )
+
+    def report(self) -> dict[str, Any]:
+        doc = health_report(self.snapshot(), dt.datetime.now(dt.UTC))
+        doc["llm_budget"] = self.budget().as_dict()
+        return doc
+
+    def ready(self) -> tuple[bool, list[str]]:
+        """Broker answers and at least ``min_workers`` processes are healthy."""
+        problems: list[str] = []
+        try:
+            broker_ok = bool(self.broker.ping())
+        except Exception:
+            broker_ok = False
+        if not broker_ok:
+            problems.append("broker unreachable")
+        if self.pool is not None:
+            _, healthy = self.pool.worker_counts()
+            if healthy < self.min_workers:
+                problems.append(f"{healthy} of min {self.min_workers} worker processes up")
+        return not problems, problems
+
+
+__all__ = ["PoolView", "StatusTracker"]

@@ -1,0 +1,165 @@
+"""Fixtures for the HTTP app: the fixture worker, an in-memory broker, an inline worker thread."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank.manifest import load_manifest
+from crank.routing import Router
+from crank.runtime.brokers import open_broker
+from crank.runtime.config import RuntimeConfig
+from crank.runtime.http.app import build_services, create_app
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    import httpx
+
+    from crank.runtime.broker import Broker
+    from crank.runtime.http.app import RuntimeServices
+
+HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
+HTTP_MANIFEST = HTTP_WORKERS / "crank.yaml"
+TODAY = dt.date(2026, 11, 22)
+
+
+class InlineWorker:
+    """Claims and runs tasks on a thread of the test process (the memory broker is in-process)."""
+
+    def __init__(self, broker: Broker) -> None:
+        from crank.worker.host import WorkerHost
+
+        self.broker = broker
+        self.host = WorkerHost(load_manifest(HTTP_MANIFEST))
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        from crank.worker import CapabilityError, TaskContext
+
+        while not self.stop_event.is_set():
+            for claim in self.broker.claim("inline", limit=8, block_s=0.05):
+                task = claim.task
+                ctx = TaskContext(
+                    capability=task.capability, task_id=task.id, attempt=claim.attempt
+                )
+                try:
+                    result = self.host.call(task.capability, task.payload, ctx)
+                except CapabilityError as exc:
+                    self.broker.fail(claim, exc.as_dict(), retryable=bool(exc.retryable))
+                except Exception as exc:
+                    self.broker.fail(claim, {"code": "CRASH", "message": str(exc)}, retryable=False)
+                else:
+                    self.broker.ack(claim, result)
+        self.host.stop()
+
+    def __enter__(self) -> InlineWorker:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def http_workers_path(monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(HTTP_WORKERS))
+    return HTTP_WORKERS
+
+
+@pytest.fixture
+def make_services(
+    http_workers_path: Path, tmp_path: Path
+) -> Iterator[Callable[..., RuntimeServices]]:
+    opened: list[Broker] = []
+
+    def make(today: dt.date = TODAY, **config: Any) -> RuntimeServices:
+        broker = open_broker("memory://")
+        opened.append(broker)
+        router = Router.from_manifests([load_manifest(HTTP_MANIFEST)], today=lambda: today)
+        cfg = RuntimeConfig(broker_url="memory://", manifest_paths=(HTTP_MANIFEST,), **config)
+        return build_services(cfg, broker, router)
+
+    yield make
+    for broker in opened:
+        broker.close()
+
+
+@pytest.fixture
+def services(make_services: Callable[..., RuntimeServices]) -> RuntimeServices:
+    return make_services()
+
+
+class ServerThread:
+    """A real uvicorn server on a free loopback port, on a thread of the test process."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[RuntimeServices], httpx.Client]]:
+    """``serve(services)`` -> an httpx client of a live server running ``create_app(services)``."""
+    import httpx
+
+    stack: list[tuple[ServerThread, httpx.Client]] = []
+
+    def start(services: RuntimeServices) -> httpx.Client:
+        server = ServerThread(create_app(services)).__enter__()
+        http = httpx.Client(base_url=server.url, timeout=30)
+        stack.append((server, http))
+        return http
+
+    yield start
+    for server, http in reversed(stack):
+        http.close()
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(
+    services: RuntimeServices, serve: Callable[[RuntimeServices], httpx.Client]
+) -> httpx.Client:
+    return serve(services)
+
+
+@pytest.fixture
+def worker(services: RuntimeServices) -> Iterator[InlineWorker]:
+    with InlineWorker(services.broker) as inline:
+        yield inline
