@@ -141,8 +141,37 @@ def build_plugin_manager(
 
     if builtins:
         for modname in BUILTIN_PLUGINS:
-            module = importlib.import_module(modname)
-            pm.register(module, name=modname)
+            if modname in blocked:
+                manager.records.append(
+                    PluginRecord(
+                        name=modname,
+                        status="blocked",
+                        module=modname,
+                        distribution="crank",
+                        version=_crank_version(),
+                        error=f"blocked by {DISABLE_ENV}",
+                        builtin=True,
+                    )
+                )
+                continue
+            try:
+                module = importlib.import_module(modname)
+                pm.register(module, name=modname)
+            except Exception as exc:  # a broken built-in must not take the others down
+                error = f"{type(exc).__name__}: {exc}"
+                manager.records.append(
+                    PluginRecord(
+                        name=modname,
+                        status="failed",
+                        module=modname,
+                        distribution="crank",
+                        version=_crank_version(),
+                        error=error,
+                        builtin=True,
+                    )
+                )
+                _warn_failed(modname, modname, error)
+                continue
             manager.records.append(
                 PluginRecord(
                     name=modname,
@@ -163,7 +192,7 @@ def build_plugin_manager(
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
         dist_version = dist.version if dist is not None else None
-        if ep.name in blocked:
+        if ep.name in blocked or (dist_name is not None and dist_name in blocked):
             manager.records.append(
                 PluginRecord(
                     name=ep.name,
@@ -190,11 +219,7 @@ def build_plugin_manager(
                     error=error,
                 )
             )
-            warnings.warn(
-                f"crank plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {error}",
-                PluginLoadWarning,
-                stacklevel=2,
-            )
+            _warn_failed(ep.name, ep.value, error)
             continue
         manager.records.append(
             PluginRecord(
@@ -208,6 +233,14 @@ def build_plugin_manager(
             )
         )
     return manager
+
+
+def _warn_failed(name: str, target: str, error: str) -> None:
+    warnings.warn(
+        f"crank plugin {name!r} ({target}) failed to load and was skipped: {error}",
+        PluginLoadWarning,
+        stacklevel=3,
+    )
 
 
 def _crank_version() -> str:

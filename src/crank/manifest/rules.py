@@ -252,7 +252,8 @@ def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
         cause = exc.__cause__
         if isinstance(cause, ModuleNotFoundError):
             missing = cause.name or module
-            what = "is not installed" if missing == module else f"needs {missing!r}, not installed"
+            own = module == missing or module.startswith(f"{missing}.")
+            what = "is not installed" if own else f"needs {missing!r}, not installed"
             yield ctx.finding(
                 "CRK108",
                 where,

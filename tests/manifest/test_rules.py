@@ -1,0 +1,510 @@
+"""Each CRK1xx rule: a manifest that breaks it, the exact finding, and one that passes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.manifest.lint import Linter
+from crank.manifest.rules import RULES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+TODAY = dt.date(2026, 11, 22)
+
+HEAD = """\
+apiVersion: crank.dev/v1
+kind: Worker
+metadata: {name: demo, version: 1.0.0}
+worker:
+  entrypoint: demo_not_installed.worker:Demo
+"""
+
+
+def cap(cid: str, extra: str = "") -> str:
+    return (
+        f"  - id: {cid}\n    version: 1.0.0\n"
+        f"    input: {{type: object}}\n    output: {{type: object}}\n{extra}"
+    )
+
+
+Row = tuple[str, int, int, str, str, str]
+
+
+def run(
+    path: Path, *, today: dt.date = TODAY, installed: tuple[Path, ...] = (), only: str | None = None
+) -> list[Row]:
+    linter = Linter(RULES, today=today, installed_paths=installed)
+    return [
+        (f.rule, f.line, f.col, f.severity, f.message, f.json_path)
+        for f in linter.lint_file(path)
+        if only is None or f.rule == only
+    ]
+
+
+@pytest.fixture
+def manifest(write_manifest: Callable[..., Path]) -> Callable[..., Path]:
+    def make(body: str, name: str = "crank.yaml") -> Path:
+        return write_manifest(HEAD + textwrap.dedent(body), name)
+
+    return make
+
+
+def test_valid_manifest_has_only_the_not_installed_note(manifest: Callable[..., Path]) -> None:
+    path = manifest("capabilities:\n" + cap("demo.echo"))
+    assert run(path) == [
+        (
+            "CRK108",
+            5,
+            15,
+            "info",
+            "entrypoint not checked: module 'demo_not_installed.worker' is not installed",
+            "$.worker.entrypoint",
+        )
+    ]
+
+
+def test_crk101_duplicate_ids(manifest: Callable[..., Path]) -> None:
+    path = manifest("capabilities:\n" + cap("demo.echo") + cap("demo.echo"))
+    assert run(path, only="CRK101") == [
+        (
+            "CRK101",
+            11,
+            9,
+            "error",
+            "capability id 'demo.echo' is declared twice (first at line 7)",
+            "$.capabilities[1].id",
+        )
+    ]
+
+
+def test_crk102_id_declared_by_another_installed_manifest(
+    manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = other_dir / "crank.yaml"
+    other.write_text(
+        HEAD.replace("name: demo", "name: other") + "capabilities:\n" + cap("demo.echo"),
+        encoding="utf-8",
+    )
+    path = manifest("capabilities:\n" + cap("demo.echo") + cap("demo.unique"))
+    assert run(path, installed=(other,), only="CRK102") == [
+        (
+            "CRK102",
+            7,
+            9,
+            "error",
+            f"capability id 'demo.echo' is also declared by installed worker 'other' ({other})",
+            "$.capabilities[0].id",
+        )
+    ]
+    # the file itself, installed, is not compared with itself
+    assert run(path, installed=(path,), only="CRK102") == []
+
+
+def test_crk103_replacement_must_exist(manifest: Callable[..., Path], tmp_path: Path) -> None:
+    body = (
+        "capabilities:\n"
+        + cap("demo.new")
+        + (
+            "deprecated:\n"
+            "  - id: demo.old\n"
+            "    replaced_by: [demo.new, demo.elsewhere, demo.gone]\n"
+            "    shim: {select_by: kind, map: {a: demo.new, b: demo.elsewhere, c: demo.gone}}\n"
+            "    sunset: 2030-01-01\n"
+        )
+    )
+    path = manifest(body)
+    other = tmp_path / "other.crank.yaml"
+    other.write_text(HEAD + "capabilities:\n" + cap("demo.elsewhere"), encoding="utf-8")
+    assert run(path, installed=(other,), only="CRK103") == [
+        (
+            "CRK103",
+            13,
+            45,
+            "error",
+            "replacement 'demo.gone' is not a capability of this manifest "
+            "or of any installed worker",
+            "$.deprecated[0].replaced_by[2]",
+        )
+    ]
+
+
+def test_crk104_split_needs_a_consistent_shim(manifest: Callable[..., Path]) -> None:
+    body = (
+        "capabilities:\n"
+        + cap("demo.a")
+        + cap("demo.b")
+        + (
+            "deprecated:\n"
+            "  - id: demo.old\n"
+            "    replaced_by: [demo.a, demo.b]\n"
+            "    sunset: 2030-01-01\n"
+            "  - id: demo.older\n"
+            "    replaced_by: [demo.a, demo.b]\n"
+            "    shim:\n"
+            "      select_by: kind\n"
+            "      map: {a: demo.a, x: demo.other}\n"
+            "      default: b\n"
+            "    sunset: 2030-01-01\n"
+        )
+    )
+    assert run(manifest(body), only="CRK104") == [
+        (
+            "CRK104",
+            17,
+            18,
+            "error",
+            "'demo.old' is split into 2 capabilities but has no shim, "
+            "so old clients cannot be routed",
+            "$.deprecated[0].replaced_by",
+        ),
+        (
+            "CRK104",
+            23,
+            27,
+            "error",
+            "shim maps 'x' to 'demo.other', which is not in replaced_by",
+            "$.deprecated[1].shim.map.x",
+        ),
+        (
+            "CRK104",
+            24,
+            16,
+            "error",
+            "shim default 'b' is not a key of shim.map",
+            "$.deprecated[1].shim.default",
+        ),
+    ]
+
+
+def test_crk104_single_replacement_needs_no_shim(manifest: Callable[..., Path]) -> None:
+    body = (
+        "capabilities:\n"
+        + cap("demo.a")
+        + ("deprecated:\n  - id: demo.old\n    replaced_by: [demo.a]\n    sunset: 2030-01-01\n")
+    )
+    assert run(manifest(body), only="CRK104") == []
+
+
+DEPRECATION = (
+    "deprecated:\n"
+    "  - id: demo.old\n"
+    "    replaced_by: [demo.a]\n"
+    "    deprecated_since: {since}\n"
+    "    sunset: {sunset}\n"
+)
+
+
+def test_crk105_sunset_after_deprecated_since(manifest: Callable[..., Path]) -> None:
+    body = (
+        "capabilities:\n"
+        + cap("demo.a")
+        + DEPRECATION.format(since="2030-02-01", sunset="2030-01-01")
+    )
+    assert run(manifest(body), only="CRK105") == [
+        (
+            "CRK105",
+            15,
+            13,
+            "error",
+            "sunset 2030-01-01 is not after deprecated_since 2030-02-01",
+            "$.deprecated[0].sunset",
+        )
+    ]
+    body = (
+        "capabilities:\n"
+        + cap("demo.a")
+        + DEPRECATION.format(since="2029-02-01", sunset="2030-01-01")
+    )
+    assert run(manifest(body), only="CRK105") == []
+
+
+@pytest.mark.parametrize(
+    ("today", "expected"),
+    [
+        (dt.date(2029, 12, 1), None),
+        (
+            dt.date(2029, 12, 2),
+            ("warning", "'demo.old' reaches its sunset in 30 days (2030-01-01)"),
+        ),
+        (dt.date(2029, 12, 31), ("warning", "'demo.old' reaches its sunset in 1 day (2030-01-01)")),
+        (dt.date(2030, 1, 1), ("warning", "'demo.old' reaches its sunset today (2030-01-01)")),
+        (
+            dt.date(2030, 1, 2),
+            ("error", "'demo.old' passed its sunset on 2030-01-01; calls are answered 410 Gone"),
+        ),
+    ],
+)
+def test_crk106_sunset_warning_then_error(
+    manifest: Callable[..., Path], today: dt.date, expected: tuple[str, str] | None
+) -> None:
+    body = (
+        "capabilities:\n"
+        + cap("demo.a")
+        + DEPRECATION.format(since="2029-01-01", sunset="2030-01-01")
+    )
+    rows = run(manifest(body), today=today, only="CRK106")
+    if expected is None:
+        assert rows == []
+    else:
+        assert rows == [("CRK106", 15, 13, *expected, "$.deprecated[0].sunset")]
+
+
+def test_crk107_input_output_must_be_json_schemas(manifest: Callable[..., Path]) -> None:
+    body = (
+        "capabilities:\n"
+        "  - id: demo.a\n"
+        "    version: 1.0.0\n"
+        "    input: {type: object, properties: {text: {type: strng}}}\n"
+        "    output: {type: object, required: yes}\n"
+    )
+    rows = run(manifest(body), only="CRK107")
+    assert [(r[1], r[2], r[5]) for r in rows] == [
+        (9, 53, "$.capabilities[0].input.properties.text.type"),
+        (10, 38, "$.capabilities[0].output.required"),
+    ]
+    assert rows[0][4].startswith("input is not a valid JSON Schema: 'strng' is not valid")
+    assert rows[1][4] == "output is not a valid JSON Schema: True is not of type 'array'"
+
+
+def test_crk108_entrypoint_mismatch_and_import_errors(
+    manifest: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "site" / "crk108_worker"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "worker.py").write_text(
+        "from crank.worker import WorkerApplication, capability\n"
+        "class Demo(WorkerApplication):\n"
+        "    @capability('demo.a')\n"
+        "    def a(self, data, ctx):\n"
+        "        return {}\n"
+        "    @capability('demo.extra')\n"
+        "    def extra(self, data, ctx):\n"
+        "        return {}\n"
+        "class NotAWorker:\n"
+        "    pass\n"
+    )
+    (pkg / "raises.py").write_text("raise ImportError('libfoo.so missing')\n")
+    (pkg / "needs.py").write_text("import crk108_dependency_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for mod in [m for m in sys.modules if m.startswith("crk108_worker")]:
+        monkeypatch.delitem(sys.modules, mod)
+
+    def entry(target: str) -> Path:
+        text = HEAD.replace("demo_not_installed.worker:Demo", target)
+        path = tmp_path / "crank.yaml"
+        path.write_text(text + "capabilities:\n" + cap("demo.a") + cap("demo.b"), encoding="utf-8")
+        return path
+
+    assert run(entry("crk108_worker.worker:Demo"), only="CRK108") == [
+        (
+            "CRK108",
+            5,
+            15,
+            "error",
+            "crk108_worker.worker:Demo handles 'demo.extra', not declared in this manifest",
+            "$.worker.entrypoint",
+        ),
+        (
+            "CRK108",
+            11,
+            9,
+            "error",
+            "crk108_worker.worker:Demo has no @capability('demo.b') handler",
+            "$.capabilities[1].id",
+        ),
+    ]
+    assert run(entry("crk108_worker.worker:Missing"), only="CRK108") == [
+        (
+            "CRK108",
+            5,
+            15,
+            "error",
+            "worker 'demo': 'crk108_worker.worker' has no attribute 'Missing'",
+            "$.worker.entrypoint",
+        )
+    ]
+    assert run(entry("crk108_worker.worker:NotAWorker"), only="CRK108")[0][4] == (
+        "worker 'demo': crk108_worker.worker:NotAWorker is not a WorkerApplication subclass"
+    )
+    assert run(entry("crk108_worker.raises:Demo"), only="CRK108")[0][3:5] == (
+        "error",
+        "importing 'crk108_worker.raises' raised ImportError: libfoo.so missing",
+    )
+    assert run(entry("crk108_worker.needs:Demo"), only="CRK108")[0][3:5] == (
+        "info",
+        "entrypoint not checked: module 'crk108_worker.needs' needs "
+        "'crk108_dependency_not_installed', not installed",
+    )
+
+
+def test_crk108_skipped_when_the_schema_fails(manifest: Callable[..., Path]) -> None:
+    path = manifest("capabilities: []\n")
+    assert run(path, only="CRK108") == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected_col", "kind", "json_path"),
+    [
+        (
+            "    description: key AKIAABCDEFGHIJKLMNOP\n",
+            22,
+            "an AWS access key id",
+            "$.capabilities[0].description",
+        ),
+        (
+            "    description: ghp_" + "a1B2" * 9 + "\n",
+            18,
+            "a GitHub token",
+            "$.capabilities[0].description",
+        ),
+        (
+            "    description: sk-proj-" + "Ab3d" * 6 + "\n",
+            18,
+            "an API secret key (sk-...)",
+            "$.capabilities[0].description",
+        ),
+        (
+            "    description: q8Xz3LmP0vR7tY2wK9sB4nD6hJ1fG5cA\n",
+            18,
+            "a high-entropy token",
+            "$.capabilities[0].description",
+        ),
+        ("    # old key: AKIAABCDEFGHIJKLMNOP\n", 16, "an AWS access key id", "$"),
+    ],
+)
+def test_crk109_secret_shaped_tokens(
+    manifest: Callable[..., Path], line: str, expected_col: int, kind: str, json_path: str
+) -> None:
+    path = manifest("capabilities:\n" + cap("demo.a", line))
+    assert run(path, only="CRK109") == [
+        ("CRK109", 11, expected_col, "error", f"value looks like {kind}", json_path)
+    ]
+
+
+def test_crk109_private_key_block(manifest: Callable[..., Path]) -> None:
+    extra = (
+        "    description: |\n"
+        "      -----BEGIN RSA PRIVATE KEY-----\n"
+        "      MIIEowIBAAKCAQEA\n"
+        "      -----END RSA PRIVATE KEY-----\n"
+    )
+    assert run(manifest("capabilities:\n" + cap("demo.a", extra)), only="CRK109") == [
+        (
+            "CRK109",
+            12,
+            7,
+            "error",
+            "value looks like a private key block",
+            "$.capabilities[0].description",
+        )
+    ]
+
+
+def test_crk109_credential_keys_and_secret_defaults(manifest: Callable[..., Path]) -> None:
+    body = (
+        "  env:\n"
+        "    - {name: DB_PASSWORD, secret: true, default: hunter2}\n"
+        "    - {name: API_TOKEN, secret: true, default: '${API_TOKEN}'}\n"
+        "    - {name: LOG_LEVEL, default: info}\n"
+        "capabilities:\n"
+        + cap(
+            "demo.a", "    examples:\n      - input: {password: 'hunter2', token: '<your token>'}\n"
+        )
+    )
+    rows = run(manifest(body), only="CRK109")
+    assert rows == [
+        (
+            "CRK109",
+            7,
+            50,
+            "error",
+            "secret variable 'DB_PASSWORD' has a literal default",
+            "$.worker.env[0].default",
+        ),
+        (
+            "CRK109",
+            16,
+            27,
+            "error",
+            "'password' holds a literal credential",
+            "$.capabilities[0].examples[0].input.password",
+        ),
+    ]
+
+
+def test_crk110_deprecated_id_still_active(manifest: Callable[..., Path]) -> None:
+    body = (
+        "capabilities:\n"
+        + cap("demo.a")
+        + cap("demo.old")
+        + ("deprecated:\n  - id: demo.old\n    replaced_by: [demo.a]\n    sunset: 2030-01-01\n")
+    )
+    assert run(manifest(body), only="CRK110") == [
+        (
+            "CRK110",
+            16,
+            9,
+            "error",
+            "'demo.old' is both deprecated and an active capability",
+            "$.deprecated[0].id",
+        )
+    ]
+
+
+def test_crk111_min_above_max(write_manifest: Callable[..., Path]) -> None:
+    text = HEAD + "  scaling: {min_workers: 5, max_workers: 2}\ncapabilities:\n" + cap("demo.a")
+    assert run(write_manifest(text), only="CRK111") == [
+        (
+            "CRK111",
+            6,
+            26,
+            "error",
+            "min_workers (5) is greater than max_workers (2)",
+            "$.worker.scaling.min_workers",
+        )
+    ]
+
+
+def test_crk112_examples_match_input_schema(manifest: Callable[..., Path]) -> None:
+    body = (
+        "capabilities:\n"
+        "  - id: demo.a\n"
+        "    version: 1.0.0\n"
+        "    input: {type: object, properties: {n: {type: integer}}}\n"
+        "    output: {type: object}\n"
+        "    examples:\n"
+        "      - input: {n: 1}\n"
+        "      - input: {n: one}\n"
+    )
+    assert run(manifest(body), only="CRK112") == [
+        (
+            "CRK112",
+            13,
+            20,
+            "error",
+            "example input does not match the input schema: 'one' is not of type 'integer'",
+            "$.capabilities[0].examples[1].input.n",
+        )
+    ]
+
+
+def test_rules_survive_a_document_that_breaks_the_schema(
+    write_manifest: Callable[..., Path],
+) -> None:
+    text = (
+        "capabilities: 3\n"
+        "deprecated: [1, {id: 2, replaced_by: x, shim: [], sunset: soon}]\n"
+        "worker: []\n"
+    )
+    rows = run(write_manifest(text))
+    assert {r[0] for r in rows} == {"CRK002"}
