@@ -1,0 +1,277 @@
+"""The supervisor: keeps min..max worker processes alive, replaces the dead, scales on depth.
+
+Each worker is a ``python -m crank.runtime.worker_process`` child with its own
+consumer name. A monitor thread checks the children every
+``monitor_interval_s``: a child that exited without being asked to has its
+in-flight tasks made deliverable again at once (``broker.recover(consumer)``)
+and is replaced by a new process — within one interval, far inside 5 s. Every
+``scale_interval_s`` (prod mode, dynamic pool) it asks the pure policy in
+:mod:`crank.runtime.scaling` for a decision and applies it: new children to
+scale up, SIGTERM (finish in-flight, release the rest) to the newest to scale down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from crank.runtime.scaling import RuntimeMetrics, ScalingDecision, decide
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from crank.runtime.broker import Broker
+    from crank.runtime.config import RuntimeConfig
+    from crank.runtime.status import StatusTracker
+
+WORKER_MODULE = "crank.runtime.worker_process"
+
+
+@dataclass
+class WorkerChild:
+    consumer: str
+    proc: subprocess.Popen[bytes]
+    started_at: float
+    stopping: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@dataclass
+class PoolEvents:
+    """Counts of what happened to the pool (status, tests, logs)."""
+
+    spawned: int = 0
+    died: int = 0
+    replaced: int = 0
+    recovered_tasks: int = 0
+    stopped: int = 0
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def worker_command(config: RuntimeConfig, consumer: str) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        WORKER_MODULE,
+        "--broker",
+        config.broker_url,
+        "--consumer",
+        consumer,
+    ]
+    for path in config.manifest_paths:
+        argv += ["--manifest", str(path)]
+    return argv
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        broker: Broker,
+        *,
+        status: StatusTracker | None = None,
+        capabilities: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        command: Callable[[RuntimeConfig, str], list[str]] = worker_command,
+        log: Any = None,
+    ) -> None:
+        from crank.runtime.logging import get_logger
+
+        self.config = config
+        self.broker = broker
+        self.status = status
+        self.command = command
+        self.env = dict(os.environ if env is None else env)
+        self.log = log or get_logger("crank.runtime.supervisor")
+        self.events = PoolEvents()
+        self._children: list[WorkerChild] = []
+        self._lock = threading.RLock()
+        self._serial = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_scale = 0.0
+        self._last_decision: dict[str, Any] | None = None
+        caps = sorted(set(capabilities))
+        self.weights: dict[str, float] = {c: 1.0 / len(caps) for c in caps} if caps else {}
+        self._prefix = f"{socket.gethostname()}-{os.getpid()}"
+
+    # -- PoolView ---------------------------------------------------------------
+
+    def worker_counts(self) -> tuple[int, int]:
+        with self._lock:
+            live = [c for c in self._children if not c.stopping]
+            return len(live), sum(1 for c in live if c.alive)
+
+    def last_decision(self) -> dict[str, Any] | None:
+        return self._last_decision
+
+    def consumers(self) -> list[str]:
+        with self._lock:
+            return [c.consumer for c in self._children if not c.stopping]
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [c.proc.pid for c in self._children if not c.stopping and c.alive]
+
+    # -- children -------------------------------------------------------------------
+
+    def _spawn(self) -> WorkerChild:
+        with self._lock:
+            self._serial += 1
+            consumer = f"{self._prefix}-w{self._serial}"
+            proc = subprocess.Popen(self.command(self.config, consumer), env=self.env)
+            child = WorkerChild(consumer, proc, time.monotonic())
+            self._children.append(child)
+            self.events.spawned += 1
+        self.log.info("worker_started", consumer=consumer, pid=proc.pid)
+        return child
+
+    def _retire(self, child: WorkerChild) -> None:
+        """Ask one child to stop: it finishes in-flight tasks and releases the rest."""
+        child.stopping = True
+        if child.alive:
+            child.proc.send_signal(signal.SIGTERM)
+        self.events.stopped += 1
+        self.log.info("worker_stopping", consumer=child.consumer, pid=child.proc.pid)
+
+    def _recover(self, child: WorkerChild) -> int:
+        try:
+            count = int(self.broker.recover(child.consumer))
+        except Exception as exc:
+            self.log.warning("recover_failed", consumer=child.consumer, error=str(exc))
+            return 0
+        self.events.recovered_tasks += count
+        return count
+
+    def check_children(self) -> int:
+        """Reap exited children; recover and replace the ones that died. Returns replacements."""
+        replaced = 0
+        with self._lock:
+            exited = [c for c in self._children if not c.alive]
+            self._children = [c for c in self._children if c.alive]
+        for child in exited:
+            recovered = self._recover(child)
+            if child.stopping:
+                self.log.info("worker_stopped", consumer=child.consumer, recovered=recovered)
+                continue
+            self.events.died += 1
+            self.log.warning(
+                "worker_died",
+                consumer=child.consumer,
+                pid=child.proc.pid,
+                exit_code=child.proc.returncode,
+                recovered_tasks=recovered,
+            )
+            if not self._stop.is_set():
+                self._spawn()
+                self.events.replaced += 1
+                replaced += 1
+        if not self._stop.is_set():
+            total, _ = self.worker_counts()
+            for _ in range(self.config.min_workers - total):
+                self._spawn()
+        return replaced
+
+    # -- scaling --------------------------------------------------------------------
+
+    def runtime_metrics(self) -> RuntimeMetrics:
+        stats = (
+            self.status.queue_stats(fresh=True)[0]
+            if self.status is not None
+            else self.broker.stats()
+        )
+        total, healthy = self.worker_counts()
+        running = stats.running if stats else 0
+        depth = dict(stats.pending) if stats else {}
+        active = min(healthy, running)
+        return RuntimeMetrics(
+            queue_depth=depth,
+            active_workers=active,
+            idle_workers=total - active,
+            failed_workers=total - healthy,
+            weights=self.weights,
+        )
+
+    def scale_step(self, now: dt.datetime | None = None) -> ScalingDecision:
+        """Take and apply one scaling decision."""
+        decision = decide(
+            self.config.scaling(), self.runtime_metrics(), now or dt.datetime.now(dt.UTC)
+        )
+        doc = decision.as_dict()
+        self._last_decision = doc
+        self.weights = decision.new_weights(self.weights)
+        if decision.decision_type != "maintain":
+            self.events.decisions.append(doc)
+            del self.events.decisions[:-50]
+            self.log.info("scaling_decision", **doc)
+        delta = decision.target_workers - decision.current_workers
+        for _ in range(max(0, delta)):
+            self._spawn()
+        if delta < 0:
+            with self._lock:
+                newest = [c for c in self._children if not c.stopping][delta:]
+            for child in newest:
+                self._retire(child)
+        return decision
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        for _ in range(self.config.min_workers):
+            self._spawn()
+        self._thread = threading.Thread(target=self._monitor, name="crank-supervisor", daemon=True)
+        self._thread.start()
+
+    def _monitor(self) -> None:
+        while not self._stop.wait(self.config.monitor_interval_s):
+            try:
+                self.check_children()
+                due = time.monotonic() - self._last_scale >= self.config.scale_interval_s
+                if self.config.dynamic_pool and due:
+                    self._last_scale = time.monotonic()
+                    self.scale_step()
+            except Exception as exc:
+                self.log.error("supervisor_tick_failed", error=repr(exc))
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """SIGTERM every child, wait up to ``grace_s``, kill the rest and recover their tasks."""
+        grace = self.config.grace_s if grace_s is None else grace_s
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.config.monitor_interval_s + 5)
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            if child.alive and not child.stopping:
+                child.stopping = True
+                child.proc.send_signal(signal.SIGTERM)
+        # The children stop on their own within ``grace``; a little slack for their exit.
+        deadline = time.monotonic() + grace + 2.0
+        for child in children:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                child.proc.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                self.log.warning(
+                    "worker_killed_after_grace", consumer=child.consumer, grace_s=grace
+                )
+                child.proc.kill()
+                child.proc.wait()
+            self._recover(child)
+        with self._lock:
+            self._children = []
+        self.log.info("pool_stopped", workers=len(children))
+
+
+__all__ = ["WORKER_MODULE", "PoolEvents", "Supervisor", "WorkerChild", "worker_command"]
