@@ -1,0 +1,183 @@
+"""``crank new-worker``, ``render``, ``check``, ``migration`` and ``build``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+GPU_CHOICES = ("none", "optional", "required")
+
+
+@click.command("new-worker")
+@click.argument("name")
+@click.option(
+    "--capability",
+    "capabilities",
+    multiple=True,
+    metavar="ID",
+    help="Capability id to scaffold (repeatable); default <package>.echo.",
+)
+@click.option(
+    "--gpu",
+    type=click.Choice(GPU_CHOICES),
+    default="none",
+    show_default=True,
+    help="Whether the worker needs a GPU (a CUDA base image when required).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    show_default=True,
+    help="Folder the worker's folder is created in.",
+)
+@click.option("--description", default=None, help="One-line description of the worker.")
+@click.option("--no-input", is_flag=True, help="Never prompt (the default values are used).")
+@click.option("--force", is_flag=True, help="Overwrite the generated files of an existing folder.")
+def new_worker(
+    name: str,
+    capabilities: tuple[str, ...],
+    gpu: str,
+    output_dir: Path,
+    description: str | None,
+    no_input: bool,
+    force: bool,
+) -> None:
+    """Scaffold a worker package NAME: code, manifest, tests and deployment files."""
+    from crank.generate.scaffold import new_worker as scaffold
+
+    if not capabilities and not no_input and sys.stdin.isatty():
+        answer = click.prompt(
+            "Capability ids (comma-separated, empty for the default)",
+            default="",
+            show_default=False,
+        )
+        capabilities = tuple(c for c in answer.split(",") if c.strip())
+    result = scaffold(
+        name,
+        capabilities=capabilities,
+        gpu=gpu,  # type: ignore[arg-type]
+        output_dir=output_dir,
+        description=description,
+        force=force,
+    )
+    click.echo(f"created {result.target} ({len(result.files)} files)")
+    click.echo(
+        f"  worker {result.names.worker}, package {result.names.package}, "
+        f"capabilities {', '.join(result.capabilities)}"
+    )
+    click.echo("next: pip install -e <folder> && crank lint && pytest && crank run")
+
+
+@click.command("render")
+@click.argument("artifact")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="crank.yaml to render from (default: the project in the current folder).",
+)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Project folder (default: the current folder, or above --manifest).",
+)
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    help="File to write, or - for stdout (several files need a folder).",
+)
+def render(artifact: str, manifest: Path | None, project: Path | None, output: str) -> None:
+    """Render one deployment ARTIFACT (dockerfile, dockerignore, ci, compose, k8s,
+    precommit, env, or a plugin's) from a manifest."""
+    from crank.generate.project import load_project
+    from crank.generate.render import get_renderer, write_files
+
+    renderer = get_renderer(artifact)
+    files = renderer.render(load_project(project, manifest))
+    if output == "-":
+        for file in files:
+            if len(files) > 1:
+                click.echo(f"--- {file.path}")
+            click.echo(file.content, nl=False)
+        return
+    target = Path(output)
+    if len(files) == 1:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(files[0].content, encoding="utf-8")
+        click.echo(f"wrote {target}", err=True)
+        return
+    for path in write_files(target, files):
+        click.echo(f"wrote {path}", err=True)
+
+
+def _display(base: str, relpath: str) -> str:
+    return relpath if base in (".", "") else f"{base.rstrip('/')}/{relpath}"
+
+
+def _github_escape(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+@click.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="Output format (github: workflow annotations).",
+)
+@click.option("--fix", is_flag=True, help="Re-render missing and drifted artifacts.")
+def check(paths: tuple[str, ...], fmt: str, fix: bool) -> None:
+    """Check that the deployment artifacts of the worker projects at PATHS (default:
+    the current folder) match their manifests; exit 1 on drift."""
+    import json
+
+    from crank.errors import ExitCode
+    from crank.generate.drift import check_project
+    from crank.generate.project import load_project
+
+    bases = paths or (".",)
+    results = [(base, check_project(load_project(base), fix=fix)) for base in bases]
+    problems = sum(len(r.findings) for _, r in results)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {"ok": problems == 0, "projects": [r.as_dict() for _, r in results]}, indent=2
+            )
+        )
+    else:
+        for base, result in results:
+            for path in result.fixed:
+                click.echo(f"fixed {_display(base, path)}", err=fmt == "github")
+            for finding in result.findings:
+                where = _display(base, finding.file)
+                if fmt == "github":
+                    body = finding.message + (
+                        "\n" + "".join(finding.hunks) if finding.hunks else ""
+                    )
+                    click.echo(
+                        f"::error file={where},line={finding.line},"
+                        f"title=crank check ({finding.kind})::{_github_escape(body)}"
+                    )
+                    continue
+                click.echo(f"{where}:{finding.line}: {finding.kind}: {finding.message}")
+                for hunk in finding.hunks:
+                    click.echo("    " + hunk.rstrip("\n").replace("\n", "\n    "))
+        if problems:
+            click.echo(
+                f"crank check: {problems} problem(s) in {len(results)} project(s); "
+                "run `crank check --fix` to re-render the artifacts",
+                err=True,
+            )
+        else:
+            click.echo(f"crank check: {len(results)} project(s) match their manifests", err=True)
+    if problems:
+        sys.exit(ExitCode.FINDINGS)

@@ -1,0 +1,22 @@
+"""crank's own artifact renderers, registered the way a third party would."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crank.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@hookimpl
+def crank_register_renderers(register: Callable[[Any], None]) -> None:
+    from crank.generate.ci import CI_WORKFLOW, PRE_COMMIT
+    from crank.generate.compose import COMPOSE
+    from crank.generate.docker import DOCKERFILE, DOCKERIGNORE
+    from crank.generate.envfile import ENV_EXAMPLE
+    from crank.generate.k8s import K8S
+
+    for renderer in (DOCKERFILE, DOCKERIGNORE, CI_WORKFLOW, COMPOSE, K8S, PRE_COMMIT, ENV_EXAMPLE):
+        register(renderer)

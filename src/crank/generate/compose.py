@@ -1,0 +1,60 @@
+"""docker-compose.yml: the worker on Redis Streams, Redis health-checked first."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from crank.generate.render import TemplateRenderer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from crank.generate.project import WorkerProject
+
+REDIS_IMAGE = "redis:7.4.1-alpine"
+
+_MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_COMPOSE_UNITS = {
+    "Ki": "k",
+    "Mi": "m",
+    "Gi": "g",
+    "Ti": "t",
+    "K": "k",
+    "M": "m",
+    "G": "g",
+    "T": "t",
+}
+
+
+def compose_cpus(quantity: str) -> str:
+    """Kubernetes CPU quantity ("500m", "2") as compose ``cpus`` ("0.5", "2")."""
+    if quantity.endswith("m"):
+        return f"{int(quantity[:-1]) / 1000:g}"
+    return f"{float(quantity):g}"
+
+
+def compose_memory(quantity: str) -> str:
+    """Kubernetes memory quantity ("512Mi") as a compose byte value ("512m")."""
+    match = _MEMORY.match(quantity)
+    if match is None:  # the manifest schema only lets valid quantities through
+        return quantity
+    number, unit = match.groups()
+    return f"{number}{_COMPOSE_UNITS[unit]}" if unit else number
+
+
+def compose_context(project: WorkerProject) -> Mapping[str, Any]:
+    resources = project.manifest.worker.resources
+    return {
+        "redis_image": REDIS_IMAGE,
+        "compose_cpus": compose_cpus(resources.cpu),
+        "compose_memory": compose_memory(resources.memory),
+    }
+
+
+COMPOSE = TemplateRenderer(
+    name="compose",
+    description="docker-compose.yml: worker + Redis (health-checked depends_on).",
+    files=(("docker-compose.yml", "compose.yml.j2"),),
+    context_extra=compose_context,
+)

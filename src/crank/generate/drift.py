@@ -1,0 +1,148 @@
+"""``crank check``: re-render every managed artifact, diff it against the committed
+file, and cross-check what the files mean against the manifest and the code."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from crank.generate.project import WorkerProject
+    from crank.generate.render import RenderedFile
+
+FindingKind = Literal["missing", "drift", "semantic"]
+
+
+@dataclass(frozen=True)
+class DriftFinding:
+    """One problem: a missing or drifted artifact, or a meaning mismatch."""
+
+    file: str  # relative to the project root
+    kind: FindingKind
+    message: str
+    artifact: str = ""
+    hunks: tuple[str, ...] = ()  # unified diff hunks, committed -> rendered
+    line: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "kind": self.kind,
+            "artifact": self.artifact,
+            "line": self.line,
+            "message": self.message,
+            "hunks": list(self.hunks),
+        }
+
+
+@dataclass(frozen=True)
+class ProjectCheck:
+    """The outcome of checking one project."""
+
+    root: Path
+    manifest: str
+    findings: tuple[DriftFinding, ...] = ()
+    fixed: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.root),
+            "manifest": self.manifest,
+            "ok": self.ok,
+            "fixed": list(self.fixed),
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+
+def diff_hunks(committed: str, rendered: str, path: str) -> tuple[str, ...]:
+    """Unified diff hunks (each starting with ``@@``) from committed to rendered."""
+    lines = list(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True),
+            rendered.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+            n=2,
+        )
+    )
+    hunks: list[list[str]] = []
+    for line in lines[2:]:
+        if line.startswith("@@"):
+            hunks.append([])
+        if hunks:
+            hunks[-1].append(line if line.endswith("\n") else line + "\n")
+    return tuple("".join(h) for h in hunks)
+
+
+def _first_changed_line(hunk: str) -> int:
+    """Line of the committed file where a hunk's first change is ("@@ -12,3 ...")."""
+    header, _, body = hunk.partition("\n")
+    try:
+        line = int(header.split()[1].lstrip("-").split(",")[0])
+    except (IndexError, ValueError):
+        return 1
+    for text in body.splitlines():
+        if not text.startswith(" "):
+            break
+        line += 1
+    return max(line, 1)
+
+
+def compare_files(root: Path, files: list[RenderedFile]) -> list[DriftFinding]:
+    findings: list[DriftFinding] = []
+    for file in files:
+        target = root / file.path
+        if not target.is_file():
+            findings.append(
+                DriftFinding(
+                    file.path,
+                    "missing",
+                    f"managed artifact {file.artifact!r} is missing",
+                    artifact=file.artifact,
+                )
+            )
+            continue
+        committed = target.read_text(encoding="utf-8", errors="replace")
+        if committed == file.content:
+            continue
+        hunks = diff_hunks(committed, file.content, file.path)
+        findings.append(
+            DriftFinding(
+                file.path,
+                "drift",
+                f"{file.path} differs from what {file.artifact!r} renders from the manifest "
+                f"({len(hunks)} hunk{'s' if len(hunks) != 1 else ''})",
+                artifact=file.artifact,
+                hunks=hunks,
+                line=_first_changed_line(hunks[0]) if hunks else 1,
+            )
+        )
+    return findings
+
+
+def check_project(project: WorkerProject, *, fix: bool = False) -> ProjectCheck:
+    """Diff every managed artifact and run the semantic cross-checks.
+
+    With ``fix``, missing and drifted files are re-rendered first; what remains
+    (a code/manifest mismatch, say) is reported.
+    """
+    from crank.generate.crosscheck import cross_check
+    from crank.generate.render import render_all, write_files
+
+    files = render_all(project)
+    findings = compare_files(project.root, files)
+    fixed: tuple[str, ...] = ()
+    if fix and findings:
+        stale = {f.file for f in findings}
+        write_files(project.root, [f for f in files if f.path in stale])
+        fixed = tuple(sorted(stale))
+        findings = compare_files(project.root, files)
+    findings.extend(cross_check(project))
+    return ProjectCheck(project.root, project.manifest_relpath, tuple(findings), fixed)

@@ -1,0 +1,141 @@
+"""Worker name validation: hostile names are refused and nothing is written anywhere."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner
+
+from crank.cli import cli
+from crank.generate.names import capability_ids, worker_names
+
+from .conftest import tree
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+HOSTILE = [
+    ("../x", "looks like a path"),
+    ("../../etc/evil", "looks like a path"),
+    ("/tmp/abs", "looks like a path"),
+    ("a/b", "looks like a path"),
+    ("a\\b", "looks like a path"),
+    ("..", "looks like a path"),
+    (".hidden", "looks like a path"),
+    ("~root", "looks like a path"),
+    ("1abc", "does not normalise to a Python identifier"),
+    ("héllo", "does not normalise to a Python identifier"),
+    ("a$b", "does not normalise to a Python identifier"),
+    ("-", "does not normalise to a Python identifier"),
+    ("class", "is a Python keyword"),
+    ("match", "is a Python keyword"),
+    ("crank", "is reserved"),
+    ("test", "is reserved"),
+    ("site", "is reserved"),
+    ("builtins", "is reserved"),
+    ("json", "is reserved"),
+    ("os", "is reserved"),
+    ("pytest", "is already taken by an installed module"),
+    (" x", "surrounding spaces"),
+]
+
+
+@pytest.mark.parametrize(("name", "reason"), HOSTILE)
+def test_hostile_names_are_refused_and_write_nothing(
+    tmp_path: Path, name: str, reason: str
+) -> None:
+    out = tmp_path / "sandbox" / "out"
+    out.mkdir(parents=True)
+    (tmp_path / "sandbox" / "keep.txt").write_text("untouched")
+    before = tree(tmp_path)
+    result = CliRunner().invoke(cli, ["new-worker", name, "--no-input", "--output-dir", str(out)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    first, hint = result.stderr.splitlines()
+    assert first.startswith(f"error: worker name {name!r}")
+    assert reason in first
+    assert hint.startswith("  hint: ")
+    assert tree(tmp_path) == before
+
+
+def test_cli_error_is_exit_2_with_message_and_hint(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from crank.cli import main; sys.exit(main())",
+            "new-worker",
+            "../x",
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: worker name '../x' looks like a path")
+    assert "\n  hint: use a plain name" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_names_normalise() -> None:
+    names = worker_names("Text_Echo")
+    assert (names.worker, names.package, names.class_name) == ("text-echo", "text_echo", "TextEcho")
+
+
+@pytest.mark.parametrize("cap", ["Echo", "echo", "a..b", "a.b-c", "a.1b", ".a.b"])
+def test_bad_capability_ids_are_refused(cap: str) -> None:
+    from crank.errors import GenerateError
+
+    with pytest.raises(GenerateError, match="not a dotted lower-case id"):
+        capability_ids([cap], "pkg")
+
+
+def test_default_capability_and_dedup() -> None:
+    assert capability_ids([], "text_echo") == ("text_echo.echo",)
+    assert capability_ids(["a.b", "a.b", "c.d"], "x") == ("a.b", "c.d")
+
+
+def test_existing_non_empty_target_needs_force(tmp_path: Path) -> None:
+    target = tmp_path / "text-echo"
+    target.mkdir()
+    (target / "NOTES.md").write_text("mine")
+    runner = CliRunner()
+    args = ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 2
+    assert refused.stderr == (
+        f"error: {target} already exists and is not empty\n"
+        "  hint: choose another name or --output-dir, or pass --force to overwrite it\n"
+    )
+    assert sorted(p.name for p in target.iterdir()) == ["NOTES.md"]
+    forced = runner.invoke(cli, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (target / "NOTES.md").read_text() == "mine"
+    assert (target / "src" / "text_echo" / "crank.yaml").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["text-echo"]
+
+
+def test_empty_existing_target_is_used(tmp_path: Path) -> None:
+    (tmp_path / "text-echo").mkdir()
+    result = CliRunner().invoke(
+        cli, ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "text-echo" / "Dockerfile").is_file()
+
+
+def test_missing_output_dir_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["new-worker", "ok-name", "--no-input", "--output-dir", str(tmp_path / "nope")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: output folder {tmp_path / 'nope'} does not exist")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,235 @@
+"""Artifacts rendered from the manifest: content, stamps, GPU variant, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from crank.cli import cli
+from crank.generate.compose import compose_cpus, compose_memory
+from crank.generate.project import load_project
+from crank.generate.render import STAMP_MARK, render_all, renderers
+from crank.generate.templates import template_version
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+MANAGED = [
+    ".dockerignore",
+    ".env.example",
+    ".github/workflows/ci.yml",
+    ".pre-commit-config.yaml",
+    "Dockerfile",
+    "docker-compose.yml",
+    "k8s/deployment.yaml",
+    "k8s/hpa.yaml",
+    "k8s/keda-scaledobject.yaml",
+    "k8s/service.yaml",
+]
+
+
+def test_builtin_renderers_are_registered() -> None:
+    assert sorted(renderers()) == [
+        "ci",
+        "compose",
+        "dockerfile",
+        "dockerignore",
+        "env",
+        "k8s",
+        "precommit",
+    ]
+
+
+def test_every_file_carries_the_provenance_stamp(pristine_worker: Path) -> None:
+    project = load_project(pristine_worker)
+    files = render_all(project)
+    assert sorted(f.path for f in files) == MANAGED
+    digest = project.manifest.digest()[:16]
+    for file in files:
+        first = file.content.splitlines()[0]
+        assert first.startswith(f"# {STAMP_MARK} artifact={file.artifact} ")
+        assert f"template={template_version()}" in first
+        assert f"sha256={digest}" in first
+        assert "manifest=src/text_echo/crank.yaml" in first
+
+
+def test_scaffold_writes_exactly_the_rendered_artifacts(pristine_worker: Path) -> None:
+    for file in render_all(load_project(pristine_worker)):
+        assert (pristine_worker / file.path).read_text() == file.content
+
+
+def _with_system_deps(project_dir: Path) -> Path:
+    manifest = project_dir / "src" / "text_echo" / "crank.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["dependencies"]["system"] = [
+        {"name": "pandoc", "check": "exe:pandoc", "apt": "pandoc"},
+        {"name": "tesseract", "check": "exe:tesseract", "apt": "tesseract-ocr", "optional": True},
+    ]
+    doc["dependencies"]["python"] = ["pyyaml>=6"]
+    doc["worker"]["resources"] = {"cpu": "2", "memory": "1Gi", "gpu": "none"}
+    doc["worker"]["scaling"] = {"min_workers": 2, "max_workers": 9, "target_queue_per_worker": 5}
+    doc["worker"]["env"] = [
+        {"name": "MODEL_PATH", "description": "Where the model is", "default": "/models/a.onnx"},
+        {"name": "OPENAI_API_KEY", "secret": True, "required": True, "default": "never-shown"},
+    ]
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return manifest
+
+
+def test_manifest_drives_packages_resources_scaling_env(worker_project: Path) -> None:
+    _with_system_deps(worker_project)
+    files = {f.path: f.content for f in render_all(load_project(worker_project))}
+    dockerfile = files["Dockerfile"]
+    assert "apt-get install -y --no-install-recommends pandoc tesseract-ocr \\" in dockerfile
+    assert "RUN pip install --find-links /tmp/deps crank==" in dockerfile
+    assert "'pyyaml>=6'" in dockerfile
+    ci = yaml.safe_load(files[".github/workflows/ci.yml"])
+    runs = [s.get("run", "") for s in ci["jobs"]["test"]["steps"]]
+    assert any("apt-get install -y --no-install-recommends pandoc tesseract-ocr" in r for r in runs)
+    deployment = yaml.safe_load(files["k8s/deployment.yaml"])
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "1Gi"}
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    keda = yaml.safe_load(files["k8s/keda-scaledobject.yaml"])
+    assert (keda["spec"]["minReplicaCount"], keda["spec"]["maxReplicaCount"]) == (2, 9)
+    assert keda["spec"]["triggers"][0]["metadata"]["lagCount"] == "5"
+    compose = yaml.safe_load(files["docker-compose.yml"])
+    assert compose["services"]["worker"]["deploy"]["resources"]["limits"] == {
+        "cpus": "2",
+        "memory": "1g",
+    }
+    env = files[".env.example"]
+    assert "\nMODEL_PATH=/models/a.onnx\n" in env
+    assert "\nOPENAI_API_KEY=\n" in env
+    assert "never-shown" not in env
+    assert "# OPENAI_API_KEY (required) (secret)" in env
+    assert "\nCRANK_BROKER=sqlite:///crank-queue.db\n" in env
+
+
+def test_gpu_required_uses_cuda_base_and_gpu_limits(gpu_worker: Path) -> None:
+    files = {f.path: f.content for f in render_all(load_project(gpu_worker))}
+    assert "ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04\n" in files["Dockerfile"]
+    container = yaml.safe_load(files["k8s/deployment.yaml"])["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    compose = yaml.safe_load(files["docker-compose.yml"])
+    devices = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+
+
+def test_cpu_worker_uses_pinned_python_base(pristine_worker: Path) -> None:
+    text = (pristine_worker / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.12.8-slim-bookworm\n" in text
+    assert "\nUSER 10001:10001\n" in text
+    assert "HEALTHCHECK" in text and "urllib.request.urlopen('http://127.0.0.1:8080/health'" in text
+    assert text.index("COPY pyproject.toml crank-wheels*") < text.index("COPY . /src")
+
+
+@pytest.mark.parametrize(
+    ("cpu", "expected"), [("500m", "0.5"), ("250m", "0.25"), ("2", "2"), ("1.5", "1.5")]
+)
+def test_compose_cpus(cpu: str, expected: str) -> None:
+    assert compose_cpus(cpu) == expected
+
+
+@pytest.mark.parametrize(
+    ("memory", "expected"), [("512Mi", "512m"), ("1Gi", "1g"), ("1024", "1024"), ("64Ki", "64k")]
+)
+def test_compose_memory(memory: str, expected: str) -> None:
+    assert compose_memory(memory) == expected
+
+
+def test_render_cli_prints_the_committed_file(pristine_worker: Path) -> None:
+    manifest = pristine_worker / "src" / "text_echo" / "crank.yaml"
+    result = CliRunner().invoke(cli, ["render", "dockerfile", "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (pristine_worker / "Dockerfile").read_text()
+
+
+def test_render_cli_writes_output_file(pristine_worker: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy" / ".env.example"
+    result = CliRunner().invoke(
+        cli, ["render", "env", "--project", str(pristine_worker), "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == (pristine_worker / ".env.example").read_text()
+    assert result.stderr == f"wrote {out}\n"
+
+
+def test_render_cli_k8s_to_folder(pristine_worker: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["render", "k8s", "--project", str(pristine_worker), "--output", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("deployment", "service", "keda-scaledobject", "hpa"):
+        rel = f"k8s/{name}.yaml"
+        assert (tmp_path / rel).read_text() == (pristine_worker / rel).read_text()
+
+
+def test_render_unknown_artifact_is_a_usage_error(pristine_worker: Path) -> None:
+    result = CliRunner().invoke(cli, ["render", "helm", "--project", str(pristine_worker)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: no artifact renderer named 'helm'\n"
+        "  hint: choose one of: ci, compose, dockerfile, dockerignore, env, k8s, precommit\n"
+    )
+
+
+def test_render_without_manifest_names_what_it_looked_for(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["render", "dockerfile", "--project", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path}: no crank.yaml found (looked for ")
+
+
+def test_render_missing_manifest_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["render", "dockerfile", "--manifest", str(tmp_path / "crank.yaml")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path / 'crank.yaml'}: manifest not found")
+
+
+def test_render_invalid_manifest_is_reported(worker_project: Path) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(manifest.read_text().replace("kind: Worker", "kind: Nope"))
+    result = CliRunner().invoke(cli, ["render", "dockerfile", "--project", str(worker_project)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+    assert "crank.yaml:2:" in result.stderr
+
+
+def test_plugin_renderer_is_rendered_and_checked(worker_project: Path) -> None:
+    from crank.generate.render import RenderedFile
+    from crank.hookspecs import hookimpl
+    from crank.plugins import get_plugin_manager
+
+    class Notes:
+        name = "notes"
+        description = "A file a plugin manages."
+
+        def render(self, project):  # type: ignore[no-untyped-def]
+            return (RenderedFile("notes", "NOTES.txt", f"# {project.manifest.name}\n"),)
+
+    class Plugin:
+        @hookimpl
+        def crank_register_renderers(self, register):  # type: ignore[no-untyped-def]
+            register(Notes())
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), name="test-notes-renderer")
+    try:
+        shown = CliRunner().invoke(cli, ["render", "notes", "--project", str(worker_project)])
+        assert (shown.exit_code, shown.stdout) == (0, "# text-echo\n")
+        checked = CliRunner().invoke(cli, ["check", str(worker_project)])
+        assert checked.exit_code == 1
+        assert f"{worker_project}/NOTES.txt:1: missing: managed artifact 'notes' is missing" in (
+            checked.stdout
+        )
+    finally:
+        manager.unregister("test-notes-renderer")
+    shutil.rmtree(worker_project)

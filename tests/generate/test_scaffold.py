@@ -1,0 +1,181 @@
+"""`crank new-worker` output: the file set, plain cookiecutter parity, and a package
+that installs, lints, checks and passes its own tests right away."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from crank.cli import cli
+from crank.generate.templates import templates_dir, worker_template
+
+from .conftest import tree
+
+EXPECTED_FILES = [
+    ".dockerignore",
+    ".env.example",
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    "Dockerfile",
+    "README.md",
+    "docker-compose.yml",
+    "k8s/deployment.yaml",
+    "k8s/hpa.yaml",
+    "k8s/keda-scaledobject.yaml",
+    "k8s/service.yaml",
+    "pyproject.toml",
+    "src/text_echo/__init__.py",
+    "src/text_echo/crank.yaml",
+    "src/text_echo/worker.py",
+    "tests/test_worker.py",
+]
+
+
+def test_templates_dir_is_the_source_checkout_in_an_editable_install() -> None:
+    assert templates_dir() == Path(__file__).resolve().parents[2] / "templates"
+    assert (worker_template() / "cookiecutter.json").is_file()
+
+
+def test_new_worker_cli_output_and_files(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "new-worker",
+            "text-echo",
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+            "--capability",
+            "text.echo",
+            "--capability",
+            "text.shout",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "text-echo"
+    assert result.stdout == (
+        f"created {target} (17 files)\n"
+        "  worker text-echo, package text_echo, capabilities text.echo, text.shout\n"
+        "next: pip install -e <folder> && crank lint && pytest && crank run\n"
+    )
+    files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert files == EXPECTED_FILES
+    assert [p.name for p in tmp_path.iterdir()] == ["text-echo"]  # no staging left behind
+    manifest = yaml.safe_load((target / "src" / "text_echo" / "crank.yaml").read_text())
+    assert [c["id"] for c in manifest["capabilities"]] == ["text.echo", "text.shout"]
+    assert manifest["worker"]["entrypoint"] == "text_echo.worker:TextEchoWorker"
+    code = (target / "src" / "text_echo" / "worker.py").read_text()
+    assert '@capability("text.shout")\n    def text_shout(self' in code
+    pyproject = (target / "pyproject.toml").read_text()
+    assert '[project.entry-points.crank]\ntext-echo = "text_echo"\n' in pyproject
+
+
+def test_description_with_yaml_and_toml_specials_is_quoted(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "new-worker",
+            "odd",
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+            "--description",
+            'Says "hi": {now} # really',
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = yaml.safe_load((tmp_path / "odd" / "src" / "odd" / "crank.yaml").read_text())
+    assert manifest["metadata"]["description"] == 'Says "hi": {now} # really'
+    import tomllib
+
+    pyproject = tomllib.loads((tmp_path / "odd" / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == 'Says "hi": {now} # really'
+
+
+@pytest.mark.slow
+def test_plain_cookiecutter_renders_the_same_project(tmp_path: Path, pristine_worker: Path) -> None:
+    out = tmp_path / "cc"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            str(worker_template()),
+            "--no-input",
+            "--output-dir",
+            str(out),
+            "worker_name=text-echo",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tree(out / "text-echo") == tree(pristine_worker)
+
+
+@pytest.mark.slow
+def test_plain_cookiecutter_refuses_a_bad_name(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            str(worker_template()),
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+            "worker_name=Bad_Name",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "worker_name 'Bad_Name': use lower-case letters, digits and dashes" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_generated_worker_installs_lints_checks_and_passes_its_tests(
+    tmp_path: Path, pristine_worker: Path
+) -> None:
+    """pip install into a private venv (never the environment running these tests)."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+    python = str(env_dir / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv,
+            cwd=pristine_worker,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    install = run(python, "-m", "pip", "install", "-q", "-e", str(pristine_worker))
+    assert install.returncode == 0, install.stderr
+    tests = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "3 passed" in tests.stdout
+    crank = "import sys; from crank.cli import main; sys.exit(main())"
+    lint = run(python, "-c", crank, "lint", "--strict", "src/text_echo/crank.yaml")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    check = run(python, "-c", crank, "check", ".")
+    assert check.returncode == 0, check.stdout + check.stderr
+    plugins = run(python, "-c", crank, "plugins", "--format", "json")
+    assert plugins.returncode == 0, plugins.stderr
+    assert '"text-echo"' in plugins.stdout
