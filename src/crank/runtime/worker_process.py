@@ -1,0 +1,555 @@
+"""One worker process: claim a batch, run each task through its WorkerHost, ack.
+
+The supervisor starts these as child processes
+(``python -m crank.runtime.worker_process --broker URL --manifest PATH ...``)
+and calls ``broker.recover(consumer)`` when one dies. Guarantees:
+
+* a claimed task is acked, failed (retry or dead letter) or released; if the
+  process dies first, the visibility timeout (or the supervisor's ``recover``)
+  brings it back: nothing is lost, a task may run twice;
+* a heartbeat thread extends the visibility of every held task until the task's
+  own deadline (the capability's ``timeout_s``), so long tasks are not
+  redelivered while they run and hung ones are;
+* SIGTERM/SIGINT: stop claiming, give the unstarted part of the batch back,
+  finish the running task within ``grace_s`` (past it: release it and exit 1);
+* broker down: every broker call is retried with exponential backoff and
+  jitter (tenacity) until it answers; results already computed are kept and
+  acked once it is back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import FrameType
+
+    from crank.manifest import Capability
+    from crank.runtime.broker import Broker, Claim
+    from crank.worker.host import WorkerHost
+
+T = TypeVar("T")
+log = logging.getLogger("crank.runtime.worker")
+
+#: exit status when the running task did not finish within the grace period.
+EXIT_GRACE_EXCEEDED = 1
+
+
+@dataclass(frozen=True)
+class WorkerProcessConfig:
+    """Everything one worker process needs; the supervisor builds one per child."""
+
+    broker_url: str
+    manifest_paths: tuple[str, ...]
+    consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    #: capability ids to serve; None = every capability of the manifests.
+    capabilities: tuple[str, ...] | None = None
+    batch_size: int = 32
+    visibility_timeout_s: float = 30.0
+    grace_s: float = 10.0
+    #: how often held tasks are extended; None = a third of the visibility timeout.
+    heartbeat_s: float | None = None
+    #: how long one claim waits for work before the loop looks at signals again.
+    block_s: float = 1.0
+    #: longest pause between reconnection attempts when the broker is down.
+    reconnect_max_s: float = 5.0
+    #: flush acks of a batch once the oldest result waited this long.
+    ack_flush_s: float = 0.05
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        if self.heartbeat_s is not None:
+            return self.heartbeat_s
+        return max(0.05, self.visibility_timeout_s / 3.0)
+
+
+@dataclass(frozen=True)
+class Route:
+    host: WorkerHost
+    capability: Capability
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running one task came to: a result, or an error dict and whether to retry."""
+
+    result: Any = None
+    error: dict[str, Any] | None = None
+    retryable: bool = False
+
+
+def load_routes(manifest_paths: Sequence[str]) -> dict[str, Route]:
+    """capability id -> the WorkerHost of the manifest declaring it."""
+    from crank.manifest import load_manifest
+    from crank.worker.host import WorkerHost
+
+    if not manifest_paths:
+        raise UsageError(
+            "a worker process needs at least one manifest",
+            hint="pass --manifest path/to/crank.yaml (one per worker package)",
+        )
+    routes: dict[str, Route] = {}
+    for path in manifest_paths:
+        manifest = load_manifest(path)
+        host = WorkerHost(manifest)
+        for cap in manifest.capabilities:
+            if cap.id in routes:
+                raise UsageError(
+                    f"capability {cap.id!r} is declared by {routes[cap.id].host.manifest.path} "
+                    f"and by {path}",
+                    hint="serve each capability from one worker package only",
+                    subject=cap.id,
+                )
+            routes[cap.id] = Route(host, cap)
+    return routes
+
+
+def run_task(route: Route, claim: Claim) -> Outcome:
+    """Run one claimed task; every exception becomes an error dict, none escapes."""
+    from crank.worker.app import CapabilityError
+    from crank.worker.context import TaskCancelled, TaskContext
+    from crank.worker.host import OutputInvalid
+
+    task = claim.task
+    timeout = task.timeout_s or route.capability.timeout_s
+    ctx = TaskContext(
+        capability=task.capability,
+        task_id=task.id,
+        attempt=claim.attempt,
+        max_attempts=task.max_attempts,
+        deadline=time.monotonic() + timeout if timeout else None,
+        extras=dict(task.meta),
+    )
+    try:
+        return Outcome(result=route.host.call(task.capability, task.payload, ctx))
+    except CapabilityError as exc:
+        error: dict[str, Any] = {
+            "code": exc.code,
+            "message": exc.message,
+            "type": type(exc).__name__,
+        }
+        if exc.details:
+            error["details"] = exc.details
+        return Outcome(error=error, retryable=bool(exc.retryable))
+    except OutputInvalid as exc:
+        error = {"code": "OUTPUT_INVALID", "message": exc.message, "type": type(exc).__name__}
+        return Outcome(error={**error, "errors": exc.errors})
+    except ValidationFailed as exc:
+        error = {"code": "INVALID_INPUT", "message": exc.message, "type": type(exc).__name__}
+        return Outcome(error={**error, "errors": exc.errors})
+    except TaskCancelled as exc:
+        error = {"code": "TIMEOUT", "message": exc.message, "type": type(exc).__name__}
+        return Outcome(error=error, retryable=True)
+    except Exception as exc:
+        log.exception("task %s (%s) raised", task.id, task.capability)
+        error = {"code": "INTERNAL", "message": str(exc) or repr(exc), "type": type(exc).__name__}
+        return Outcome(error=error)
+
+
+class WorkerLoop:
+    """The claim → run → ack loop of one process (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: WorkerProcessConfig,
+        *,
+        routes: dict[str, Route] | None = None,
+        broker: Broker | None = None,
+        on_finished: Callable[[str, str, float], None] | None = None,
+        hard_exit: Callable[[int], Any] = os._exit,
+    ) -> None:
+        self.config = config
+        self._hard_exit = hard_exit
+        self.routes = routes if routes is not None else load_routes(config.manifest_paths)
+        caps = config.capabilities
+        if caps is not None:
+            unknown = sorted(set(caps) - set(self.routes))
+            if unknown:
+                raise UsageError(
+                    f"capabilities not declared by the given manifests: {', '.join(unknown)}",
+                    hint=f"serve some of: {', '.join(sorted(self.routes))}",
+                    subject=unknown[0],
+                )
+        self.capabilities: tuple[str, ...] = caps if caps is not None else tuple(self.routes)
+        self.stop_event = threading.Event()
+        self._broker = broker
+        self._on_finished = on_finished
+        self._held: dict[str, tuple[Claim, float | None]] = {}
+        self._held_lock = threading.Lock()
+        self._stop_deadline: float | None = None
+        self._grace_timer: threading.Timer | None = None
+        self._heartbeat_stop = threading.Event()
+        self.processed = 0
+
+    # -- broker access with reconnection ---------------------------------------------
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            self._broker = self._with_retry(
+                "connect to the broker", self._open, give_up=self._stopping
+            )
+        return self._broker
+
+    def _open(self) -> Broker:
+        from crank.runtime.brokers import open_broker
+
+        return open_broker(self.config.broker_url)
+
+    def _stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def _past_grace(self) -> bool:
+        return self._stop_deadline is not None and time.monotonic() > self._stop_deadline
+
+    def _with_retry(self, what: str, call: Callable[[], T], *, give_up: Callable[[], bool]) -> T:
+        """Retry ``call`` on BrokerError with exponential backoff and jitter."""
+        from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_random
+
+        def stop(state: Any) -> bool:
+            return give_up()
+
+        def before_sleep(state: Any) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "broker unavailable, retrying (%s, attempt %d): %s",
+                what,
+                state.attempt_number,
+                getattr(exc, "message", exc),
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(BrokerError),
+            wait=wait_exponential(multiplier=0.05, max=self.config.reconnect_max_s)
+            + wait_random(0, 0.1),
+            stop=stop,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(call)
+
+    # -- held claims and the heartbeat -------------------------------------------------
+
+    def _hold(self, claims: Sequence[Claim]) -> None:
+        with self._held_lock:
+            for claim in claims:
+                self._held[claim.task.id] = (claim, None)
+
+    def _started(self, claim: Claim, deadline: float | None) -> None:
+        with self._held_lock:
+            self._held[claim.task.id] = (claim, deadline)
+
+    def _drop(self, claims: Sequence[Claim]) -> None:
+        with self._held_lock:
+            for claim in claims:
+                self._held.pop(claim.task.id, None)
+
+    def _heartbeat(self) -> None:
+        interval = self.config.heartbeat_interval_s
+        vt = self.config.visibility_timeout_s
+        while not self._heartbeat_stop.wait(interval):
+            now = time.monotonic()
+            with self._held_lock:
+                # a task past its own deadline is not kept: if it hangs, it is redelivered
+                live = [
+                    c for c, deadline in self._held.values() if deadline is None or now < deadline
+                ]
+            if not live:
+                continue
+            try:
+                held = self.broker.extend_many(live, vt)
+            except BrokerError as exc:
+                log.warning("heartbeat could not extend %d claims: %s", len(live), exc.message)
+                continue
+            lost = [c for c, ok in zip(live, held, strict=True) if not ok]
+            if lost:
+                log.info("%d claims were redelivered elsewhere before they finished", len(lost))
+
+    # -- signals -----------------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Stop claiming; the running task gets ``grace_s`` to finish."""
+        if self.stop_event.is_set():
+            if signum is not None:  # a second signal: do not wait any longer
+                self._grace_expired()
+            return
+        log.info("stopping: finishing the running task within %.1fs", self.config.grace_s)
+        self._stop_deadline = time.monotonic() + self.config.grace_s
+        self.stop_event.set()
+        timer = threading.Timer(self.config.grace_s, self._grace_expired)
+        timer.daemon = True
+        timer.start()
+        self._grace_timer = timer
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.request_stop(signum)
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _grace_expired(self) -> None:
+        with self._held_lock:
+            held = [c for c, _ in self._held.values()]
+        log.error("grace period over: releasing %d tasks and exiting", len(held))
+        with contextlib.suppress(CrankError):
+            self.broker.release(held)
+        logging.shutdown()
+        self._hard_exit(EXIT_GRACE_EXCEEDED)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; returns the process exit status."""
+        broker = self.broker  # connects (retrying) before the first claim
+        if self.stop_event.is_set():
+            return int(ExitCode.OK)
+        for route in {id(r.host): r for r in self.routes.values()}.values():
+            route.host.start()
+        beat = threading.Thread(target=self._heartbeat, name="crank-heartbeat", daemon=True)
+        beat.start()
+        log.info(
+            "worker %s serving %s from %s",
+            self.config.consumer,
+            ", ".join(self.capabilities),
+            broker.url,
+        )
+        try:
+            while not self.stop_event.is_set():
+                claims = self._claim()
+                if claims:
+                    self._run_batch(claims)
+        finally:
+            self._heartbeat_stop.set()
+            beat.join(timeout=5)
+            for route in {id(r.host): r for r in self.routes.values()}.values():
+                with contextlib.suppress(Exception):
+                    route.host.stop()
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+        log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
+        return int(ExitCode.OK)
+
+    def _claim(self) -> list[Claim]:
+        cfg = self.config
+
+        def claim() -> list[Claim]:
+            got = self.broker.claim(
+                cfg.consumer,
+                capabilities=self.capabilities,
+                limit=cfg.batch_size,
+                visibility_timeout_s=cfg.visibility_timeout_s,
+                block_s=cfg.block_s,
+            )
+            self._hold(got)
+            return got
+
+        try:
+            return self._with_retry("claim tasks", claim, give_up=self._stopping)
+        except BrokerError:
+            return []  # stopping while the broker is down: nothing was claimed
+
+    def _run_batch(self, claims: list[Claim]) -> None:
+        done: list[tuple[Claim, Any]] = []
+        first_done = 0.0
+        for index, claim in enumerate(claims):
+            if self.stop_event.is_set():
+                self._release(claims[index:])
+                break
+            route = self.routes.get(claim.task.capability)
+            started = time.monotonic()
+            if route is None:
+                outcome = Outcome(
+                    error={
+                        "code": "CAPABILITY_NOT_SERVED",
+                        "message": f"no worker here serves {claim.task.capability!r}",
+                        "type": "CapabilityNotFound",
+                    }
+                )
+            else:
+                timeout = claim.task.timeout_s or route.capability.timeout_s
+                self._started(claim, started + timeout if timeout else None)
+                outcome = run_task(route, claim)
+            duration = time.monotonic() - started
+            self.processed += 1
+            if outcome.error is None:
+                if not done:
+                    first_done = time.monotonic()
+                done.append((claim, outcome.result))
+                self._finished(claim.task.capability, "succeeded", duration)
+                if time.monotonic() - first_done >= self.config.ack_flush_s:
+                    self._ack(done)
+                    done = []
+            else:
+                status = self._fail(claim, outcome)
+                self._finished(claim.task.capability, status, duration)
+        self._ack(done)
+
+    def _finished(self, capability: str, status: str, duration_s: float) -> None:
+        if self._on_finished is not None:
+            try:
+                self._on_finished(capability, status, duration_s)
+            except Exception:
+                log.exception("task_finished hook failed")
+
+    def _ack(self, done: list[tuple[Claim, Any]]) -> None:
+        if not done:
+            return
+        try:
+            self._with_retry(
+                "ack results", lambda: self.broker.ack_many(done), give_up=self._past_grace
+            )
+        except (TypeError, ValueError):
+            self._ack_one_by_one(done)
+        except BrokerError as exc:
+            # Stopping and the broker is still down: the claims expire and are redelivered.
+            log.error(
+                "could not ack %d results before the grace period ended: %s", len(done), exc.message
+            )
+        self._drop([c for c, _ in done])
+
+    def _ack_one_by_one(self, done: list[tuple[Claim, Any]]) -> None:
+        """A result that is not JSON fails its own task, not the batch."""
+        for claim, result in done:
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as exc:
+                error = {"code": "OUTPUT_NOT_JSON", "message": str(exc), "type": type(exc).__name__}
+                self._fail(claim, Outcome(error=error))
+                continue
+            self._ack_single(claim, result)
+
+    def _ack_single(self, claim: Claim, result: Any) -> None:
+        self._with_retry(
+            "ack a result", lambda: self.broker.ack(claim, result), give_up=self._past_grace
+        )
+
+    def _fail(self, claim: Claim, outcome: Outcome) -> str:
+        error = outcome.error or {}
+        try:
+            status: str = self._with_retry(
+                "record a failure",
+                lambda: self.broker.fail(claim, error, retryable=outcome.retryable),
+                give_up=self._past_grace,
+            )
+        except BrokerError as exc:
+            log.error("could not record the failure of %s: %s", claim.task.id, exc.message)
+            status = "running"
+        self._drop([claim])
+        log.debug(
+            "task %s (%s) failed: %s -> %s", claim.task.id, claim.task.capability, error, status
+        )
+        return status
+
+    def _release(self, claims: Sequence[Claim]) -> None:
+        if not claims:
+            return
+        try:
+            self._with_retry(
+                "release tasks", lambda: self.broker.release(claims), give_up=self._past_grace
+            )
+        except BrokerError as exc:
+            log.error(
+                "could not release %d tasks (they come back after the visibility timeout): %s",
+                len(claims),
+                exc.message,
+            )
+        self._drop(claims)
+
+
+def task_finished_hook() -> Callable[[str, str, float], None] | None:
+    """Call ``crank_task_finished`` of the plugins (metrics when the supervisor asks for them)."""
+    from crank.plugins import get_plugin_manager
+
+    manager = get_plugin_manager()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from crank.runtime.metrics import TaskMetricsPlugin
+
+        if not manager.pm.has_plugin("crank.runtime.metrics.task"):
+            manager.register(TaskMetricsPlugin(), name="crank.runtime.metrics.task")
+    if not manager.hook.crank_task_finished.get_hookimpls():
+        return None
+    hook = manager.hook.crank_task_finished
+
+    def call(capability: str, status: str, duration_s: float) -> None:
+        hook(capability=capability, status=status, duration_s=duration_s)
+
+    return call
+
+
+def run_worker_process(config: WorkerProcessConfig, *, install_signals: bool = True) -> int:
+    """Serve tasks until SIGTERM/SIGINT; returns the exit status."""
+    loop = WorkerLoop(config, on_finished=task_finished_hook())
+    if install_signals:
+        loop.install_signal_handlers()
+    return loop.run()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m crank.runtime.worker_process",
+        description="Run one crank worker process pulling tasks from a broker.",
+    )
+    p.add_argument(
+        "--broker", required=True, help="memory://, sqlite:///PATH or redis://HOST:PORT/DB"
+    )
+    p.add_argument("--manifest", action="append", required=True, help="a crank.yaml (repeatable)")
+    p.add_argument("--consumer", default=None, help="this process's name in the broker")
+    p.add_argument(
+        "--capability", action="append", default=None, help="serve only this id (repeatable)"
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--visibility-timeout", type=float, default=30.0)
+    p.add_argument("--grace", type=float, default=10.0)
+    p.add_argument("--heartbeat", type=float, default=None)
+    p.add_argument("--block", type=float, default=1.0)
+    p.add_argument(
+        "--log-mode", choices=("prod", "dev"), default=os.environ.get("CRANK_LOG_MODE", "prod")
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from crank.runtime.logging import configure_logging
+
+    configure_logging(args.log_mode)
+    kwargs: dict[str, Any] = {}
+    if args.consumer:
+        kwargs["consumer"] = args.consumer
+    config = WorkerProcessConfig(
+        broker_url=args.broker,
+        manifest_paths=tuple(args.manifest),
+        capabilities=tuple(args.capability) if args.capability else None,
+        batch_size=args.batch_size,
+        visibility_timeout_s=args.visibility_timeout,
+        grace_s=args.grace,
+        heartbeat_s=args.heartbeat,
+        block_s=args.block,
+        **kwargs,
+    )
+    try:
+        return run_worker_process(config)
+    except CrankError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return int(exc.exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

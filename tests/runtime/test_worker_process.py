@@ -1,0 +1,268 @@
+"""The worker-process loop: outcomes of tasks, heartbeats, signals, the entry point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank.errors import UsageError
+from crank.runtime.broker import TaskSpec
+from crank.runtime.brokers import open_broker
+from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_routes
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from crank.runtime.broker import Broker, TaskRecord
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "workers_runtime"
+MANIFEST = str(FIXTURES / "crank.yaml")
+
+
+@pytest.fixture(autouse=True)
+def fixture_worker_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(FIXTURES))
+
+
+@pytest.fixture
+def memory() -> Broker:
+    return open_broker("memory://?retry_base_s=0.01&retry_max_s=0.02")
+
+
+def config(broker_url: str = "memory://", **kw: Any) -> WorkerProcessConfig:
+    base: dict[str, Any] = {"consumer": "test-worker", "block_s": 0.05, "grace_s": 5.0}
+    base.update(kw)
+    return WorkerProcessConfig(broker_url=broker_url, manifest_paths=(MANIFEST,), **base)
+
+
+class Running:
+    """A WorkerLoop on a thread (no signal handlers), stopped on exit."""
+
+    def __init__(self, loop: WorkerLoop) -> None:
+        self.loop = loop
+        self.exit: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.exit.append(loop.run()))
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.request_stop()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+
+
+def wait_final(broker: Broker, ids: list[str], timeout_s: float = 10.0) -> list[TaskRecord]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        records = [broker.get(i) for i in ids]
+        if all(r is not None and r.done for r in records):
+            return [r for r in records if r is not None]
+        time.sleep(0.01)
+    raise AssertionError(f"tasks not finished: {[broker.get(i) for i in ids]}")
+
+
+def test_tasks_run_through_their_worker_host_and_results_are_acked(memory: Broker) -> None:
+    finished: list[tuple[str, str]] = []
+    loop = WorkerLoop(config(), broker=memory, on_finished=lambda c, s, d: finished.append((c, s)))
+    records = memory.submit_many(
+        [TaskSpec("fixture.echo", {"i": i}, meta={"request_id": f"r{i}"}) for i in range(40)]
+    )
+    with Running(loop):
+        done = wait_final(memory, [r.id for r in records])
+    assert [r.status for r in done] == ["succeeded"] * 40
+    assert [r.result for r in done] == [
+        {"echo": {"i": i}, "attempt": 1, "task_id": r.id} for i, r in enumerate(done)
+    ]
+    assert finished == [("fixture.echo", "succeeded")] * 40
+    assert loop.processed == 40
+
+
+def test_retryable_error_is_retried_then_dead_lettered_with_its_error(memory: Broker) -> None:
+    loop = WorkerLoop(config(), broker=memory)
+    poison = memory.submit(TaskSpec("fixture.poison", {}, max_attempts=3))
+    good = memory.submit(TaskSpec("fixture.noop", {}))
+    with Running(loop):
+        dead, ok = wait_final(memory, [poison.id, good.id])
+    assert ok.status == "succeeded"
+    assert (dead.status, dead.attempts) == ("dead", 3)
+    assert dead.error == {
+        "code": "FLAKY",
+        "message": "attempt 3 failed on purpose",
+        "type": "CapabilityError",
+    }
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (
+            {},
+            {
+                "code": "INTERNAL",
+                "message": "unexpected crash in the handler",
+                "type": "RuntimeError",
+            },
+        ),
+        (
+            {"declared": True},
+            {
+                "code": "BAD_REQUEST",
+                "message": "declared, not retryable",
+                "type": "CapabilityError",
+            },
+        ),
+    ],
+)
+def test_non_retryable_errors_dead_letter_at_once(
+    memory: Broker, payload: dict[str, Any], error: dict[str, Any]
+) -> None:
+    loop = WorkerLoop(config(), broker=memory)
+    record = memory.submit(TaskSpec("fixture.broken", payload, max_attempts=5))
+    with Running(loop):
+        [dead] = wait_final(memory, [record.id])
+    assert (dead.status, dead.attempts) == ("dead", 1)
+    assert dead.error == error
+
+
+def test_invalid_input_is_dead_lettered_with_json_paths(memory: Broker) -> None:
+    loop = WorkerLoop(config(), broker=memory)
+    record = memory.submit(TaskSpec("fixture.sleep", {"seconds": -1}))
+    with Running(loop):
+        [dead] = wait_final(memory, [record.id])
+    assert dead.status == "dead"
+    assert dead.error is not None
+    assert dead.error["code"] == "INVALID_INPUT"
+    assert dead.error["errors"] == [
+        {"path": "$.seconds", "message": "-1 is less than the minimum of 0"}
+    ]
+
+
+def test_only_the_configured_capabilities_are_claimed(memory: Broker) -> None:
+    loop = WorkerLoop(config(capabilities=("fixture.noop",)), broker=memory)
+    noop = memory.submit(TaskSpec("fixture.noop", {}))
+    echo = memory.submit(TaskSpec("fixture.echo", {}))
+    with Running(loop):
+        wait_final(memory, [noop.id])
+        time.sleep(0.1)
+    record = memory.get(echo.id)
+    assert record is not None
+    assert record.status == "pending"
+
+
+def test_unknown_capability_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as info:
+        WorkerLoop(config(capabilities=("fixture.nope",)), broker=open_broker("memory://"))
+    assert info.value.message == "capabilities not declared by the given manifests: fixture.nope"
+
+
+def test_the_same_capability_from_two_manifests_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="declared by"):
+        load_routes([MANIFEST, MANIFEST])
+
+
+def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker = open_broker(url)
+    loop = WorkerLoop(
+        config(url, visibility_timeout_s=0.3, heartbeat_s=0.05), broker=open_broker(url)
+    )
+    record = broker.submit(TaskSpec("fixture.sleep", {"seconds": 1.2}))
+    with Running(loop):
+        while (got := broker.get(record.id)) is None or got.status != "running":
+            time.sleep(0.01)
+        deadline = time.monotonic() + 0.9
+        while time.monotonic() < deadline:
+            assert broker.claim("thief", visibility_timeout_s=0.3) == []
+            time.sleep(0.05)
+        [done] = wait_final(broker, [record.id])
+    assert (done.status, done.attempts) == ("succeeded", 1)
+
+
+def test_grace_period_over_releases_the_running_task(memory: Broker) -> None:
+    exits: list[int] = []
+    loop = WorkerLoop(config(grace_s=0.2), broker=memory, hard_exit=exits.append)
+    record = memory.submit(TaskSpec("fixture.sleep", {"seconds": 0.8}))
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    while (got := memory.get(record.id)) is None or got.status != "running":
+        time.sleep(0.01)
+    loop.request_stop()
+    time.sleep(0.4)
+    assert exits == [1]
+    released = memory.get(record.id)
+    assert released is not None
+    assert (released.status, released.attempts) == ("pending", 0)
+    thread.join(timeout=5)
+
+
+# -- the process entry point ---------------------------------------------------------
+
+
+@pytest.fixture
+def env() -> Iterator[dict[str, str]]:
+    yield {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(FIXTURES), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def test_entry_point_reports_a_bad_manifest_without_a_traceback(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "crank.runtime.worker_process", "--broker", "memory://",
+         "--manifest", str(missing)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("error: ")
+    assert str(missing) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_entry_point_reports_a_bad_broker_url(env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "crank.runtime.worker_process", "--broker", "amqp://x",
+         "--manifest", MANIFEST],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[:2] == [
+        "error: broker URL 'amqp://x' cannot be used: unknown scheme 'amqp'",
+        "  hint: use memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db "
+        "or redis://host:port/db",
+    ]
+
+
+@pytest.mark.slow
+def test_entry_point_serves_until_sigterm(tmp_path: Path, env: dict[str, str]) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker = open_broker(url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crank.runtime.worker_process", "--broker", url,
+         "--manifest", MANIFEST, "--consumer", "cli-worker", "--block", "0.1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        record = broker.submit(TaskSpec("fixture.echo", {"hello": "world"}))
+        [done] = wait_final(broker, [record.id], timeout_s=30)
+        assert done.result == {"echo": {"hello": "world"}, "attempt": 1, "task_id": record.id}
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "worker cli-worker stopped after 1 tasks" in stderr
