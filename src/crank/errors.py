@@ -139,8 +139,18 @@ class GenerateError(CrankError):
     exit_code = ExitCode.USAGE
 
 
+class BuildFailed(CrankError):
+    """A container image build step failed (the build log says which)."""
+
+    def __init__(self, message: str, *, log: tuple[str, ...] = (), **kw: Any) -> None:
+        super().__init__(message, **kw)
+        #: The last lines the build printed before it failed.
+        self.log = log
+
+
 __all__ = [
     "BrokerError",
+    "BuildFailed",
     "CapabilityGone",
     "CapabilityNotFound",
     "CrankError",
