@@ -1,0 +1,72 @@
+"""The image-classifier worker: ``image.classify`` for batches of 8x8 grey digits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crank.worker import CapabilityError, WorkerApplication, capability
+
+if TYPE_CHECKING:
+    from crank.worker import TaskContext
+    from crank_image_classifier.inference import DigitsModel
+
+MAX_GREY = 16.0
+PIXELS = 64
+
+
+class ImageClassifier(WorkerApplication):
+    """Recognises handwritten digits; trains and caches its ONNX model on first start."""
+
+    model: DigitsModel | None = None
+
+    def setup(self) -> None:
+        from crank_image_classifier.inference import DigitsModel
+        from crank_image_classifier.model import ensure_model
+
+        self.model = DigitsModel.load(ensure_model())
+
+    def teardown(self) -> None:
+        self.model = None
+
+    def check_readiness(self) -> bool:
+        return self.model is not None
+
+    @capability("image.classify")
+    def classify(self, data: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        import numpy as np
+
+        model = self.model
+        if model is None:
+            raise CapabilityError("MODEL_UNAVAILABLE", "the model is not loaded yet")
+        # The input schema checks the batch's shape; values are checked here, vectorised.
+        batch = data["images"]
+        for index, image in enumerate(batch):
+            if not isinstance(image, list) or len(image) != PIXELS:
+                got = f"{len(image)} values" if isinstance(image, list) else type(image).__name__
+                raise CapabilityError(
+                    "INVALID_IMAGE",
+                    f"images[{index}] must be a list of {PIXELS} grey levels, got {got}",
+                    details={"image": index},
+                )
+        try:
+            images = np.asarray(batch, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise CapabilityError(
+                "INVALID_IMAGE", "every pixel must be a number between 0 and 16"
+            ) from None
+        bad = ~np.isfinite(images) | (images < 0) | (images > MAX_GREY)
+        if bad.any():
+            image, pixel = (int(i) for i in np.argwhere(bad)[0])
+            raise CapabilityError(
+                "INVALID_IMAGE",
+                f"images[{image}][{pixel}] = {data['images'][image][pixel]!r} is outside 0..16 "
+                "(8x8 grey levels as in scikit-learn's digits)",
+                details={"image": image, "pixel": pixel},
+            )
+        labels, probabilities = model.predict(images)
+        return {
+            "labels": labels.tolist(),
+            "probabilities": np.round(probabilities, 6).tolist(),
+            "provider": model.provider,
+            "model_sha256": model.sha256,
+        }

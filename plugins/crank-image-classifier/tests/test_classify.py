@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from crank_image_classifier.model import held_out_digits, model_path
+
+from crank.worker import CapabilityError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from crank.testing import GpuStrategy, WorkerHandle
+
+# The first test of a session trains the model (importing skl2onnx alone takes seconds).
+pytestmark = [pytest.mark.requires("onnxruntime", "sklearn", "skl2onnx"), pytest.mark.slow]
+
+
+def test_accuracy_on_held_out_digits(worker: WorkerHandle) -> None:
+    images, truth = held_out_digits()
+    assert len(images) == 450  # a quarter of the 1797 digits, never trained on
+    result = worker.call("image.classify", {"images": images.tolist()})
+    right = sum(int(p == t) for p, t in zip(result["labels"], truth.tolist(), strict=True))
+    assert right / len(truth) >= 0.9
+
+
+def test_batch_answers_one_label_and_distribution_per_image(worker: WorkerHandle) -> None:
+    images, _truth = held_out_digits()
+    result = worker.call("image.classify", {"images": images[:7].tolist()})
+    assert len(result["labels"]) == 7
+    assert len(result["probabilities"]) == 7
+    for label, probs in zip(result["labels"], result["probabilities"], strict=True):
+        assert len(probs) == 10
+        assert abs(sum(probs) - 1.0) < 1e-4
+        assert probs.index(max(probs)) == label
+    assert len(result["model_sha256"]) == 64
+
+
+def test_reports_the_provider_really_in_use(
+    worker: WorkerHandle, gpu_strategy: GpuStrategy
+) -> None:
+    images, _ = held_out_digits()
+    result = worker.call("image.classify", {"images": images[:1].tolist()})
+    session = worker.app.model.session  # type: ignore[attr-defined]
+    assert result["provider"] == session.get_providers()[0]
+    if gpu_strategy.uses_gpu:
+        assert result["provider"] == "CUDAExecutionProvider", gpu_strategy.describe()
+    else:
+        assert result["provider"] == "CPUExecutionProvider", gpu_strategy.describe()
+
+
+def test_model_is_cached_and_reused(worker: WorkerHandle, model_dir: Path) -> None:
+    path = model_path()
+    assert path.parent == model_dir
+    stamp = path.stat().st_mtime_ns
+    from crank_image_classifier.model import ensure_model
+
+    assert ensure_model() == path
+    assert path.stat().st_mtime_ns == stamp  # not retrained
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ([[0] * 63], "images[0] must be a list of 64 grey levels, got 63 values"),
+        ([[0] * 64, "x"], "images[1] must be a list of 64 grey levels, got str"),
+        ([[0] * 63 + [17]], "images[0][63] = 17 is outside 0..16"),
+        ([[0] * 10 + [-1] + [0] * 53], "images[0][10] = -1 is outside 0..16"),
+        ([[0] * 63 + ["dark"]], "every pixel must be a number between 0 and 16"),
+    ],
+)
+def test_bad_images_are_refused_naming_the_image(
+    worker: WorkerHandle, images: list[object], message: str
+) -> None:
+    with pytest.raises(CapabilityError) as info:
+        worker.call("image.classify", {"images": images})
+    assert (info.value.code, info.value.retryable) == ("INVALID_IMAGE", False)
+    assert info.value.message.startswith(message)
+
+
+def test_manifest_example_passes(worker: WorkerHandle) -> None:
+    (example,) = worker.manifest.capability("image.classify").examples  # type: ignore[union-attr]
+    result = worker.call("image.classify", example.input)
+    assert result["labels"] == example.output["labels"]  # type: ignore[index]
