@@ -1,0 +1,307 @@
+"""``crank lint`` and ``crank schema`` through click's CliRunner, exact output."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from crank.cli import cli
+from crank.manifest.validate import manifest_schema
+
+REPO = Path(__file__).resolve().parents[2]
+
+CLEAN = """\
+# crank-lint: disable=CRK108
+apiVersion: crank.dev/v1
+kind: Worker
+metadata:
+  name: demo
+  version: 1.0.0
+worker:
+  entrypoint: demo_pkg.worker:Demo
+capabilities:
+  - id: demo.echo
+    version: 1.0.0
+    input: {type: object}
+    output: {type: object}
+"""
+
+WRONG_TYPE = CLEAN.replace("  version: 1.0.0\nworker", "  version: 1.0.0\nworker").replace(
+    "    version: 1.0.0\n    input", "    version: 1.0.0\n    timeout_s: soon\n    input"
+)
+
+
+def lint(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        mp.delenv("GITHUB_ACTIONS", raising=False)
+        return CliRunner().invoke(cli, ["lint", *args], env=env)
+
+
+def write(tmp_path: Path, text: str, name: str = "crank.yaml") -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_clean_manifest(tmp_path: Path) -> None:
+    write(tmp_path, CLEAN)
+    result = lint(tmp_path, "crank.yaml")
+    assert (result.exit_code, result.output) == (0, "1 file checked, no problems found\n")
+
+
+def test_wrong_type_points_at_the_node(tmp_path: Path) -> None:
+    write(tmp_path, WRONG_TYPE)
+    result = lint(tmp_path, "crank.yaml")
+    assert result.exit_code == 1
+    assert result.output == (
+        'crank.yaml:12:16 CRK002 expected number, got a string "soon" '
+        "[$.capabilities[0].timeout_s]\n"
+        "    hint: change the value to a number\n"
+        "1 error, 0 warnings in 1 file\n"
+    )
+
+
+def _parse_text(output: str) -> list[tuple[Any, ...]]:
+    rows = []
+    for line in output.splitlines():
+        m = re.match(r"^(\S+):(\d+):(\d+) (\w+) (?:(warning|info): )?(.*) \[(\$.*)\]$", line)
+        if m:
+            file, ln, col, rule, sev, message, path = m.groups()
+            rows.append((file, int(ln), int(col), rule, sev or "error", message, path))
+    return rows
+
+
+def _parse_github(output: str) -> list[tuple[Any, ...]]:
+    rows = []
+    level = {"error": "error", "warning": "warning", "notice": "info"}
+    for line in output.splitlines():
+        m = re.match(r"^::(\w+) file=([^,]+),line=(\d+),col=(\d+),title=(\w+)::(.*)$", line)
+        if m:
+            sev, file, ln, col, rule, data = m.groups()
+            first = data.replace("%25", "%").split("%0A")[0]
+            mm = re.match(r"^(.*) \[(\$.*)\]$", first)
+            assert mm, first
+            rows.append((file, int(ln), int(col), rule, level[sev], mm.group(1), mm.group(2)))
+    return rows
+
+
+def _parse_json(output: str) -> list[tuple[Any, ...]]:
+    return [
+        (f["file"], f["line"], f["col"], f["rule"], f["severity"], f["message"], f["json_path"])
+        for f in json.loads(output)["findings"]
+    ]
+
+
+def test_text_json_and_github_carry_the_same_findings(tmp_path: Path) -> None:
+    text = WRONG_TYPE + (
+        "deprecated:\n"
+        "  - id: demo.old\n"
+        "    replaced_by: [demo.echo, demo.gone]\n"
+        "    sunset: 2026-12-01\n"
+    )
+    write(tmp_path, text)
+    write(tmp_path, CLEAN.replace("# crank-lint: disable=CRK108\n", ""), "sub/second.crank.yaml")
+    outputs = {
+        fmt: lint(tmp_path, ".", "--format", fmt, "--today", "2026-11-22")
+        for fmt in ("text", "json", "github")
+    }
+    assert {r.exit_code for r in outputs.values()} == {1}
+    text_rows = _parse_text(outputs["text"].output)
+    assert len(text_rows) == 5
+    assert {r[4] for r in text_rows} == {"error", "warning", "info"}
+    assert _parse_json(outputs["json"].output) == text_rows
+    assert _parse_github(outputs["github"].output) == text_rows
+    summary = json.loads(outputs["json"].output)["summary"]
+    assert summary == {"files": 2, "errors": 3, "warnings": 1, "notes": 1}
+    assert outputs["text"].output.endswith("3 errors, 1 warning, 1 note in 2 files\n")
+
+
+def test_github_format_is_chosen_on_github_actions(tmp_path: Path) -> None:
+    write(tmp_path, WRONG_TYPE)
+    result = lint(tmp_path, "crank.yaml", env={"GITHUB_ACTIONS": "true"})
+    assert result.exit_code == 1
+    assert result.output == (
+        "::error file=crank.yaml,line=12,col=16,title=CRK002::expected number, got a string "
+        '"soon" [$.capabilities[0].timeout_s]%0Ahint: change the value to a number\n'
+        "1 error, 0 warnings in 1 file\n"
+    )
+    # an explicit --format wins
+    result = lint(tmp_path, "crank.yaml", "--format", "text", env={"GITHUB_ACTIONS": "true"})
+    assert result.output.startswith("crank.yaml:12:16 CRK002 ")
+
+
+def test_warnings_alone_pass_unless_strict(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        CLEAN.replace(
+            "    output: {type: object}\n",
+            "    output: {type: object}\n  - id: demo.new\n"
+            "    version: 1.0.0\n    input: {type: object}\n    output: {type: object}\n",
+        )
+        + "deprecated:\n  - {id: demo.old, replaced_by: [demo.new], sunset: 2026-12-01}\n",
+    )
+    result = lint(tmp_path, "--today", "2026-11-22")
+    assert result.exit_code == 0
+    assert result.output == (
+        "crank.yaml:19:53 CRK106 warning: 'demo.old' reaches its sunset in 9 days (2026-12-01) "
+        "[$.deprecated[0].sunset]\n"
+        "    hint: make sure clients have migrated, or move the sunset\n"
+        "0 errors, 1 warning in 1 file\n"
+    )
+    assert lint(tmp_path, "--today", "2026-11-22", "--strict").exit_code == 1
+    assert lint(tmp_path, "--today", "2026-12-02").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["missing.yaml"],
+            "error: missing.yaml: no such file or directory\n"
+            "  hint: check the path; crank lint takes manifest files and directories\n",
+        ),
+        (
+            ["empty"],
+            "error: empty: no crank.yaml or *.crank.yaml found in this directory\n"
+            "  hint: pass a manifest file, or a directory that contains one\n",
+        ),
+        (
+            ["--today", "tomorrow", "crank.yaml"],
+            "error: --today 'tomorrow' is not a date\n  hint: write it as YYYY-MM-DD\n",
+        ),
+    ],
+)
+def test_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    write(tmp_path, CLEAN)
+    (tmp_path / "empty").mkdir()
+    result = lint(tmp_path, *args)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", message)
+
+
+def test_unknown_format_is_a_usage_error(tmp_path: Path) -> None:
+    result = lint(tmp_path, "--format", "xml")
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for '--format': 'xml' is not one of 'text', 'json', 'github'."
+        in result.stderr
+    )
+
+
+def test_schema_command_prints_the_shipped_schema() -> None:
+    result = CliRunner().invoke(cli, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == manifest_schema()
+    assert CliRunner().invoke(cli, ["schema", "--version", "v1"]).output == result.output
+    bad = CliRunner().invoke(cli, ["schema", "--version", "v9"])
+    assert bad.exit_code == 2
+
+
+def test_main_maps_errors_to_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crank.cli import main
+
+    assert main(["lint", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'missing'}: no such file or directory\n")
+    write(tmp_path, WRONG_TYPE)
+    assert main(["lint", str(tmp_path)]) == 1
+    with pytest.raises(SystemExit) as info:
+        main(["lint", "--bogus"])
+    assert info.value.code == 2
+    assert "No such option '--bogus'" in capsys.readouterr().err
+
+
+def test_broken_plugin_does_not_stop_lint(
+    tmp_path: Path, test_plugins: Any, run_crank: Any
+) -> None:
+    write(tmp_path, WRONG_TYPE)
+    result = run_crank(
+        "lint", "crank.yaml", cwd=tmp_path, pythonpath=[test_plugins.good, test_plugins.broken]
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith("crank.yaml:12:16 CRK002 expected number")
+    assert result.stderr == (
+        "warning: crank plugin 'testplugin-broken' (crank_testplugin_broken) failed to load and "
+        "was skipped: RuntimeError: testplugin-broken is broken on purpose\n"
+    )
+
+
+def test_plugin_rules_and_installed_manifests_join_the_lint(
+    tmp_path: Path, test_plugins: Any, run_crank: Any
+) -> None:
+    text = CLEAN.replace("demo.echo", "testplugin.greet").replace(
+        "    version: 1.0.0\n    input", "    version: 1.0.0\n    description: TODO\n    input"
+    )
+    write(tmp_path, text)
+    result = run_crank("lint", "crank.yaml", cwd=tmp_path, pythonpath=[test_plugins.good])
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "crank.yaml:10:9 CRK102 capability id 'testplugin.greet' is also declared by installed "
+        f"worker 'testplugin-good' ({test_plugins.good / 'crank_testplugin_good' / 'crank.yaml'}) "
+        "[$.capabilities[0].id]",
+        "    hint: capability ids are global; rename one, or uninstall the other worker",
+        "crank.yaml:12:18 TST001 warning: description still says TODO "
+        "[$.capabilities[0].description]",
+        "    hint: describe what the capability does",
+        "1 error, 1 warning in 1 file",
+    ]
+    # the installed plugin's own manifest is clean, its entrypoint checked for real
+    own = test_plugins.good / "crank_testplugin_good" / "crank.yaml"
+    result = run_crank("lint", str(own), pythonpath=[test_plugins.good])
+    assert (result.returncode, result.stdout) == (0, "1 file checked, no problems found\n")
+
+
+@pytest.mark.slow
+def test_pre_commit_hook_from_another_repository(tmp_path: Path) -> None:
+    if shutil.which("git") is None:  # pragma: no cover - git is part of the dev setup
+        pytest.fail("git is required")
+    work = tmp_path / "consumer"
+    work.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q"], cwd=work, check=True)
+    write(work, CLEAN, "good/crank.yaml")
+    write(work, WRONG_TYPE, "bad/svc.crank.yaml")
+    write(work, "not: a manifest\n", "other.yaml")
+    subprocess.run([*git, "add", "."], cwd=work, check=True)
+    env = {"PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "PATH": _path_env()}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pre_commit",
+            "try-repo",
+            str(REPO),
+            "crank-lint",
+            "--all-files",
+            "--verbose",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "bad/svc.crank.yaml:12:16 CRK002 expected number" in out
+    assert "good/crank.yaml" not in out.split("hook id: crank-lint")[-1].replace(
+        "bad/svc.crank.yaml", ""
+    )
+    assert "other.yaml" not in out.split("hook id: crank-lint")[-1]
+
+
+def _path_env() -> str:
+    import os
+
+    return os.environ.get("PATH", "")
