@@ -71,8 +71,15 @@ def test_json_format_is_the_documented_structure(monkeypatch: pytest.MonkeyPatch
     assert code == 1
     doc = json.loads(out)
     assert sorted(doc) == [
-        "breaking", "changes", "min_grace_days", "new", "ok", "old", "today", "warnings",
-    ]  # fmt: skip
+        "breaking",
+        "changes",
+        "min_grace_days",
+        "new",
+        "ok",
+        "old",
+        "today",
+        "warnings",
+    ]
     assert doc["old"]["name"] == "demo" and doc["old"]["version"] == "1.0.0"
     assert doc["old"]["path"] == "CMP003/old.yaml"
     assert len(doc["old"]["digest"]) == 64

@@ -79,8 +79,10 @@ def test_new_clients_call_the_new_ids_without_deprecation() -> None:
     router = router_on(dt.date(2026, 12, 1))
     resolution = router.resolve("email.bill_detection@1", {"text": "x"}, caller="new-app")
     assert (resolution.target, resolution.deprecation, resolution.headers) == (
-        "email.bill_detection", None, {},
-    )  # fmt: skip
+        "email.bill_detection",
+        None,
+        {},
+    )
     assert router.deprecated_calls == {}
 
 
@@ -145,9 +147,17 @@ def test_calls_through_the_sunset_day_work_and_after_it_are_gone() -> None:
 def test_invoke_old_id_prints_the_result_and_a_deprecation_notice() -> None:
     result = CliRunner().invoke(
         cli,
-        ["invoke", "email.classification", "--worker", str(V2), "--today", "2026-12-01",
-         "--input", '{"text": "Invoice 1234: amount due 80 EUR", "type": "bill"}'],
-    )  # fmt: skip
+        [
+            "invoke",
+            "email.classification",
+            "--worker",
+            str(V2),
+            "--today",
+            "2026-12-01",
+            "--input",
+            '{"text": "Invoice 1234: amount due 80 EUR", "type": "bill"}',
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == '{\n  "bill": true,\n  "score": 1.0\n}\n'
     assert result.stderr == (
@@ -159,9 +169,17 @@ def test_invoke_old_id_prints_the_result_and_a_deprecation_notice() -> None:
 def test_invoke_after_the_sunset_names_the_successors() -> None:
     result = CliRunner().invoke(
         cli,
-        ["invoke", "email.classification", "--worker", str(V2), "--today", "2027-04-01",
-         "--input", '{"text": "x", "type": "bill"}'],
-    )  # fmt: skip
+        [
+            "invoke",
+            "email.classification",
+            "--worker",
+            str(V2),
+            "--today",
+            "2027-04-01",
+            "--input",
+            '{"text": "x", "type": "bill"}',
+        ],
+    )
     assert result.exit_code == 4
     assert result.stdout == ""
     assert result.stderr == (

@@ -83,6 +83,11 @@ def _enum(schema: Schema) -> list[Any] | None:
     return list(values) if isinstance(values, list) else None
 
 
+def _enum_only(schema: Schema) -> bool:
+    """An enum/const without ``type``: the enum comparison says all there is to say."""
+    return isinstance(schema, dict) and "type" not in schema and _enum(schema) is not None
+
+
 def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -113,7 +118,7 @@ def input_narrowings(old: Schema, new: Schema, path: str = "$") -> list[SchemaCh
     out: list[SchemaChange] = []
     if _combinators(old) != _combinators(new):
         out.append(SchemaChange("composition_changed", path, "$ref/anyOf/oneOf/allOf changed"))
-    lost = _types(old) - _types(new)
+    lost = frozenset() if _enum_only(new) else _types(old) - _types(new)
     if lost:
         out.append(
             SchemaChange(
@@ -176,7 +181,7 @@ def output_breaks(old: Schema, new: Schema, path: str = "$") -> list[SchemaChang
     out: list[SchemaChange] = []
     if _combinators(old) != _combinators(new):
         out.append(SchemaChange("composition_changed", path, "$ref/anyOf/oneOf/allOf changed"))
-    gained = _types(new) - _types(old)
+    gained = frozenset() if _enum_only(old) else _types(new) - _types(old)
     if gained:
         out.append(
             SchemaChange(

@@ -1,0 +1,211 @@
+"""compare_manifests: the Python API the migration-checklist generator consumes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from crank.manifest import Manifest, manifest_from_dict
+from crank.routing.compat import compare_manifests
+
+TODAY = dt.date(2026, 11, 22)
+TEXT_IN = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
+OUT = {"type": "object"}
+
+
+def cap(cid: str, version: str = "1.0.0", inp: Any = TEXT_IN, out: Any = OUT) -> dict[str, Any]:
+    return {"id": cid, "version": version, "input": inp, "output": out}
+
+
+def manifest(
+    caps: list[dict[str, Any]], deprecated: list[dict[str, Any]] | None = None
+) -> Manifest:
+    return manifest_from_dict(
+        {
+            "apiVersion": "crank.dev/v1",
+            "kind": "Worker",
+            "metadata": {"name": "w", "version": "1.0.0"},
+            "worker": {"entrypoint": "w:W"},
+            "capabilities": caps,
+            "deprecated": [{"sunset": "2027-06-30", **d} for d in deprecated or []],
+        }
+    )
+
+
+def rules(old: Manifest, new: Manifest, **kw: Any) -> list[tuple[str, str]]:
+    report = compare_manifests(old, new, today=TODAY, **kw)
+    return [(f.rule, f.finding.message) for f in report.breaking]
+
+
+def test_identical_manifests_are_compatible() -> None:
+    m = manifest([cap("a.b")])
+    report = compare_manifests(m, m, today=TODAY)
+    assert report.ok and report.breaking == () and report.warnings == ()
+    assert report.as_dict()["changes"] == {
+        "added": [],
+        "removed": [],
+        "split": [],
+        "renamed": [],
+        "merged": [],
+        "deprecated": [],
+        "changed": [],
+    }
+    assert report.as_dict()["old"] == {
+        "name": "w",
+        "version": "1.0.0",
+        "path": "<old>",
+        "digest": m.digest(),
+    }
+
+
+def test_merge_is_reported_as_merged() -> None:
+    old = manifest([cap("doc.to_pdf"), cap("doc.to_html")])
+    new = manifest(
+        [cap("doc.convert")],
+        [
+            {"id": "doc.to_pdf", "replaced_by": ["doc.convert"], "deprecated_since": "2026-11-22"},
+            {"id": "doc.to_html", "replaced_by": ["doc.convert"], "deprecated_since": "2026-11-22"},
+        ],
+    )
+    report = compare_manifests(old, new, today=TODAY)
+    assert report.ok, report.breaking
+    assert report.changes["merged"] == [
+        {"from": ["doc.to_html", "doc.to_pdf"], "to": "doc.convert"}
+    ]
+    assert report.changes["renamed"] == []
+    assert report.changes["removed"] == ["doc.to_html", "doc.to_pdf"]
+
+
+def test_shim_must_cover_every_selector_value_old_clients_may_send() -> None:
+    old_in = {
+        **TEXT_IN,
+        "properties": {"text": {"type": "string"}, "type": {"enum": ["spam", "bill", "phishing"]}},
+    }
+    old = manifest([cap("email.classification", inp=old_in)])
+    new = manifest(
+        [cap("email.spam"), cap("email.bill")],
+        [
+            {
+                "id": "email.classification",
+                "replaced_by": ["email.spam", "email.bill"],
+                "shim": {"select_by": "type", "map": {"spam": "email.spam", "bill": "email.bill"}},
+            }
+        ],
+    )
+    assert rules(old, new) == [
+        (
+            "CMP003",
+            "old calls to 'email.classification' may omit 'type', and its shim has no default",
+        ),
+        (
+            "CMP003",
+            "the shim of 'email.classification' does not route type='phishing', which "
+            "old clients may send",
+        ),
+    ]
+
+
+def test_shim_default_must_be_a_map_key() -> None:
+    old = manifest([cap("e.c")])
+    new = manifest(
+        [cap("e.a")],
+        [
+            {
+                "id": "e.c",
+                "replaced_by": ["e.a"],
+                "shim": {"select_by": "kind", "map": {"a": "e.a"}, "default": "b"},
+            }
+        ],
+    )
+    assert rules(old, new) == [
+        ("CMP003", "the shim default 'b' of 'e.c' is not a key of its map (a)"),
+    ]
+
+
+def test_replaced_by_unknown_capability() -> None:
+    old = manifest([cap("e.c")])
+    new = manifest([cap("e.a")], [{"id": "e.c", "replaced_by": ["e.b"]}])
+    assert rules(old, new) == [
+        (
+            "CMP003",
+            "deprecated capability 'e.c' is replaced by 'e.b', which this manifest does "
+            "not declare",
+        ),
+    ]
+
+
+def test_successor_that_refuses_old_payloads_is_input_narrowing() -> None:
+    strict_in = {**TEXT_IN, "required": ["text", "lang"]}
+    old = manifest([cap("t.old")])
+    new = manifest([cap("t.new", inp=strict_in)], [{"id": "t.old", "replaced_by": ["t.new"]}])
+    assert rules(old, new) == [
+        (
+            "CMP004",
+            "calls to deprecated 't.old' routed to 't.new' break: input at $.lang: new "
+            "required field",
+        ),
+    ]
+
+
+def test_selector_is_removed_before_comparing_with_the_successor() -> None:
+    old_in = {
+        "type": "object",
+        "required": ["text", "type"],
+        "additionalProperties": False,
+        "properties": {"text": {"type": "string"}, "type": {"enum": ["a"]}},
+    }
+    closed = {**TEXT_IN, "additionalProperties": False}
+    old = manifest([cap("e.c", inp=old_in)])
+    shim = {"select_by": "type", "map": {"a": "e.a"}}
+    new = manifest([cap("e.a", inp=closed)], [{"id": "e.c", "replaced_by": ["e.a"], "shim": shim}])
+    assert rules(old, new) == []
+    kept = manifest(
+        [cap("e.a", inp=closed)],
+        [{"id": "e.c", "replaced_by": ["e.a"], "shim": {**shim, "keep_selector": True}}],
+    )
+    assert rules(old, kept) == [
+        (
+            "CMP004",
+            "calls to deprecated 'e.c' routed to 'e.a' break: input at $.type: field no "
+            "longer accepted",
+        ),
+    ]
+
+
+def test_grace_counts_from_deprecated_since_when_it_is_later_than_today() -> None:
+    old = manifest([cap("a.x"), cap("a.y")])
+    new = manifest(
+        [cap("a.x")], [{"id": "a.y", "replaced_by": ["a.x"], "deprecated_since": "2027-05-01"}]
+    )
+    assert rules(old, new) == [
+        (
+            "CMP007",
+            "'a.y' gets 60 days of grace (deprecated_since 2027-05-01 to sunset "
+            "2027-06-30), fewer than the minimum 90",
+        ),
+    ]
+    assert rules(old, new, min_grace_days=60) == []
+
+
+def test_unchanged_old_deprecation_is_not_rechecked_for_grace() -> None:
+    dep = [{"id": "a.y", "replaced_by": ["a.x"], "sunset": "2026-12-01"}]
+    m = manifest([cap("a.x")], dep)
+    assert rules(m, m) == []
+
+
+def test_retired_deprecation_may_be_removed_after_its_sunset() -> None:
+    old = manifest([cap("a.x")], [{"id": "a.y", "replaced_by": ["a.x"], "sunset": "2026-11-21"}])
+    new = manifest([cap("a.x")])
+    report = compare_manifests(old, new, today=TODAY)
+    assert report.ok and report.changes["removed"] == ["a.y"]
+
+
+def test_major_bump_turns_contract_breaks_into_warnings() -> None:
+    old = manifest([cap("a.x", "1.4.0")])
+    new = manifest([cap("a.x", "2.0.0", inp={**TEXT_IN, "required": ["text", "n"]})])
+    report = compare_manifests(old, new, today=TODAY)
+    assert report.ok
+    assert [(w.rule, w.finding.severity) for w in report.warnings] == [("CMP004", "warning")]
+    assert report.changes["changed"] == [
+        {"id": "a.x", "old_version": "1.4.0", "new_version": "2.0.0", "breaking": True}
+    ]
