@@ -38,35 +38,46 @@ class ImageClassifier(WorkerApplication):
         model = self.model
         if model is None:
             raise CapabilityError("MODEL_UNAVAILABLE", "the model is not loaded yet")
-        # The input schema checks the batch's shape; values are checked here, vectorised.
+        # The input schema checks the envelope; the tensor is checked here, vectorised,
+        # and only a bad batch pays for finding the culprit.
         batch = data["images"]
-        for index, image in enumerate(batch):
-            if not isinstance(image, list) or len(image) != PIXELS:
-                got = f"{len(image)} values" if isinstance(image, list) else type(image).__name__
-                raise CapabilityError(
-                    "INVALID_IMAGE",
-                    f"images[{index}] must be a list of {PIXELS} grey levels, got {got}",
-                    details={"image": index},
-                )
         try:
             images = np.asarray(batch, dtype=np.float32)
         except (TypeError, ValueError):
-            raise CapabilityError(
-                "INVALID_IMAGE", "every pixel must be a number between 0 and 16"
-            ) from None
-        bad = ~np.isfinite(images) | (images < 0) | (images > MAX_GREY)
-        if bad.any():
-            image, pixel = (int(i) for i in np.argwhere(bad)[0])
-            raise CapabilityError(
-                "INVALID_IMAGE",
-                f"images[{image}][{pixel}] = {data['images'][image][pixel]!r} is outside 0..16 "
-                "(8x8 grey levels as in scikit-learn's digits)",
-                details={"image": image, "pixel": pixel},
-            )
+            images = None
+        if images is None or images.ndim != 2 or images.shape[1] != PIXELS:
+            raise _shape_error(batch)
+        if not (images.min() >= 0.0 and images.max() <= MAX_GREY):  # NaN fails too
+            raise _value_error(batch, images)
         labels, probabilities = model.predict(images)
         return {
             "labels": labels.tolist(),
-            "probabilities": np.round(probabilities, 6).tolist(),
+            "probabilities": probabilities.tolist(),
             "provider": model.provider,
             "model_sha256": model.sha256,
         }
+
+
+def _shape_error(batch: list[Any]) -> CapabilityError:
+    for index, image in enumerate(batch):
+        if not isinstance(image, list) or len(image) != PIXELS:
+            got = f"{len(image)} values" if isinstance(image, list) else type(image).__name__
+            return CapabilityError(
+                "INVALID_IMAGE",
+                f"images[{index}] must be a list of {PIXELS} grey levels, got {got}",
+                details={"image": index},
+            )
+    return CapabilityError("INVALID_IMAGE", "every pixel must be a number between 0 and 16")
+
+
+def _value_error(batch: list[Any], images: Any) -> CapabilityError:
+    import numpy as np
+
+    bad = ~np.isfinite(images) | (images < 0) | (images > MAX_GREY)
+    image, pixel = (int(i) for i in np.argwhere(bad)[0])
+    return CapabilityError(
+        "INVALID_IMAGE",
+        f"images[{image}][{pixel}] = {batch[image][pixel]!r} is outside 0..16 "
+        "(8x8 grey levels as in scikit-learn's digits)",
+        details={"image": image, "pixel": pixel},
+    )
