@@ -19,8 +19,12 @@ if TYPE_CHECKING:
 
 def test_sync_handler_gets_validated_input_and_context(kinds_host: WorkerHost) -> None:
     progress: list[tuple[float, str]] = []
-    ctx = TaskContext(capability="text.upper", attempt=2, max_attempts=3,
-                      progress_sink=lambda f, m: progress.append((f, m)))  # fmt: skip
+    ctx = TaskContext(
+        capability="text.upper",
+        attempt=2,
+        max_attempts=3,
+        progress_sink=lambda f, m: progress.append((f, m)),
+    )
     assert kinds_host.call("text.upper", {"text": "abc"}, ctx) == {"upper": "ABC", "attempt": 2}
     assert progress == [(1.0, "done")]
 

@@ -115,7 +115,7 @@ class TaskContext:
         from crank.runtime.resilience import retrying
 
         options.setdefault("deadline", self.time_left)
-        return retrying(**options)
+        return retrying(**options).wraps
 
     def circuit_breaker(
         self, name: str, *, fail_max: int = 5, reset_timeout_s: float = 30.0

@@ -9,6 +9,7 @@ run, since they would fail for that reason alone). A ``self_test()`` that calls
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -88,12 +89,14 @@ def check_system_dependency(dep: SystemDependency) -> CheckResult:
     return CheckResult("dependency", name, "failed", f"required, {found.reason}", hint)
 
 
-def _is_skip(exc: BaseException) -> str | None:
-    """The reason when ``exc`` is a pytest skip (what ``ensure_dependency`` raises)."""
+def _pytest_outcome(exc: BaseException) -> tuple[Status, str] | None:
+    """A pytest skip or fail raised by ``ensure_dependency`` when running under pytest."""
     kind = type(exc)
-    if kind.__name__ == "Skipped" and kind.__module__.startswith("_pytest"):
-        return str(getattr(exc, "msg", "") or exc)
-    return None
+    if not kind.__module__.startswith("_pytest"):
+        return None
+    status: dict[str, Status] = {"Skipped": "skipped", "Failed": "failed"}
+    found = status.get(kind.__name__)
+    return (found, str(getattr(exc, "msg", "") or exc)) if found else None
 
 
 def _mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:
@@ -129,10 +132,10 @@ def run_example(host: WorkerHost, cap: Capability, index: int, example: Example)
         detail, hint = _describe(exc)
         return CheckResult("example", name, "failed", detail, hint)
     except BaseException as exc:
-        reason = _is_skip(exc)
-        if reason is None:
+        outcome = _pytest_outcome(exc)
+        if outcome is None:
             raise
-        return CheckResult("example", name, "skipped", reason)
+        return CheckResult("example", name, outcome[0], outcome[1])
     if example.output is not None:
         actual = result[-1] if cap.streaming and isinstance(result, list) and result else result
         wrong = _mismatch(dict(example.output), actual)
@@ -155,10 +158,10 @@ def run_app_self_test(host: WorkerHost) -> CheckResult | None:
         detail, hint = _describe(exc)
         return CheckResult("self_test", "self_test()", "failed", detail, hint)
     except BaseException as exc:
-        reason = _is_skip(exc)
-        if reason is None:
+        pytest_outcome = _pytest_outcome(exc)
+        if pytest_outcome is None:
             raise
-        return CheckResult("self_test", "self_test()", "skipped", reason)
+        return CheckResult("self_test", "self_test()", *pytest_outcome)
     if outcome is False:
         return CheckResult("self_test", "self_test()", "failed", "self_test() returned False")
     return CheckResult("self_test", "self_test()", "passed")
@@ -166,7 +169,6 @@ def run_app_self_test(host: WorkerHost) -> CheckResult | None:
 
 def run_self_test(manifest: Manifest, *, host: WorkerHost | None = None) -> SelfTestReport:
     """Check dependencies, then run every example and ``self_test()`` through a WorkerHost."""
-    from crank.worker.host import WorkerHost
 
     results = [check_system_dependency(dep) for dep in manifest.dependencies.system]
     missing = [r.name for r in results if r.status == "failed"]
@@ -182,6 +184,30 @@ def run_self_test(manifest: Manifest, *, host: WorkerHost | None = None) -> Self
             for cap, i, ex in examples
         ]
         return report()
+    with _raising_dependencies():
+        return _run_checks(manifest, host, results, examples)
+
+
+def _raising_dependencies() -> contextlib.AbstractContextManager[None]:
+    """``ensure_dependency`` raises crank errors (not pytest skips) in self-test mode."""
+    try:
+        from crank.testing.ensure import self_test_mode
+    except ImportError:  # pragma: no cover - crank.testing ships with crank
+        return contextlib.nullcontext()
+    return self_test_mode()
+
+
+def _run_checks(
+    manifest: Manifest,
+    host: WorkerHost | None,
+    results: list[CheckResult],
+    examples: list[tuple[Capability, int, Example]],
+) -> SelfTestReport:
+    from crank.worker.host import WorkerHost
+
+    def report() -> SelfTestReport:
+        return SelfTestReport(manifest.name, manifest.metadata.version, tuple(results))
+
     owned = host is None
     try:
         if host is None:
