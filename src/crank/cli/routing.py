@@ -89,13 +89,19 @@ def format_routes_text(router: Router) -> str:
 
 @click.command()
 @click.option(
-    "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
     help="Output format.",
-)  # fmt: skip
+)
 @click.option(
-    "--worker", "worker_paths", multiple=True, metavar="PATH",
+    "--worker",
+    "worker_paths",
+    multiple=True,
+    metavar="PATH",
     help="Route these crank.yaml files instead of the installed workers (repeatable).",
-)  # fmt: skip
+)
 @click.option("--today", metavar="YYYY-MM-DD", hidden=True, help=_TODAY_HELP)
 def routes(output_format: str, worker_paths: tuple[str, ...], today: str | None) -> None:
     """Print the capability routing table, deprecated ids and legacy paths included."""
@@ -113,17 +119,25 @@ def routes(output_format: str, worker_paths: tuple[str, ...], today: str | None)
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option(
-    "--against", "git_ref", metavar="GIT_REF",
+    "--against",
+    "git_ref",
+    metavar="GIT_REF",
     help="Compare PATH (default ./crank.yaml) with its version at this git ref.",
-)  # fmt: skip
+)
 @click.option(
-    "--format", "output_format", type=click.Choice(["text", "json", "github"]), default=None,
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "github"]),
+    default=None,
     help="Output format. Default: github when GITHUB_ACTIONS=true, else text.",
-)  # fmt: skip
+)
 @click.option(
-    "--min-grace-days", type=click.IntRange(min=0), default=90, show_default=True,
+    "--min-grace-days",
+    type=click.IntRange(min=0),
+    default=90,
+    show_default=True,
     help="Shortest allowed time between deprecation (or today) and sunset.",
-)  # fmt: skip
+)
 @click.option("--today", metavar="YYYY-MM-DD", hidden=True, help=_TODAY_HELP)
 def compat(
     paths: tuple[str, ...],
@@ -232,14 +246,26 @@ def _read_input(value: str) -> dict[str, Any]:
 
 @click.command()
 @click.argument("capability_id", metavar="CAPABILITY")
-@click.option("--input", "input_value", required=True, metavar="JSON|@FILE",
-              help="The input as JSON, or @path to a JSON file.")  # fmt: skip
 @click.option(
-    "--worker", "worker_paths", multiple=True, metavar="PATH",
+    "--input",
+    "input_value",
+    required=True,
+    metavar="JSON|@FILE",
+    help="The input as JSON, or @path to a JSON file.",
+)
+@click.option(
+    "--worker",
+    "worker_paths",
+    multiple=True,
+    metavar="PATH",
     help="Route through these crank.yaml files instead of the installed workers.",
-)  # fmt: skip
-@click.option("--caller", default="crank-invoke", show_default=True,
-              help="Caller name counted for deprecated capabilities.")  # fmt: skip
+)
+@click.option(
+    "--caller",
+    default="crank-invoke",
+    show_default=True,
+    help="Caller name counted for deprecated capabilities.",
+)
 @click.option("--today", metavar="YYYY-MM-DD", hidden=True, help=_TODAY_HELP)
 def invoke(
     capability_id: str,
@@ -259,17 +285,23 @@ def invoke(
 
     payload = _read_input(input_value)
     router = _router(worker_paths, _parse_today(today))
-    resolution = router.resolve(capability_id, payload, caller=caller)
-    if resolution.deprecation is not None:
-        dep = resolution.deprecation
-        click.echo(
-            f"warning: capability {dep.id!r} is deprecated and will be retired after "
-            f"{dep.sunset.isoformat()}; this call went to {resolution.target!r}: call it directly",
-            err=True,
-        )
-    host = WorkerHost(resolution.route.manifest)
+    target = capability_id
     try:
-        result = host.call(resolution.target, resolution.payload)
+        resolution = router.resolve(capability_id, payload, caller=caller)
+        target = resolution.target
+        if resolution.deprecation is not None:
+            dep = resolution.deprecation
+            click.echo(
+                f"warning: capability {dep.id!r} is deprecated and will be retired after "
+                f"{dep.sunset.isoformat()}; this call went to {resolution.target!r}: "
+                "call it directly",
+                err=True,
+            )
+        host = WorkerHost(resolution.route.manifest)
+        try:
+            result = host.call(resolution.target, resolution.payload)
+        finally:
+            host.stop()
     except ValidationFailed as exc:
         click.echo(f"error: {exc.message}", err=True)
         for err in exc.errors:
@@ -280,12 +312,10 @@ def invoke(
     except CapabilityError as exc:
         retry = "retryable" if exc.retryable else "not retryable"
         raise CrankError(
-            f"{resolution.target} failed with {exc.code} ({retry}): {exc.message}",
+            f"{target} failed with {exc.code} ({retry}): {exc.message}",
             hint="a declared error of the capability: check the input, or retry if retryable",
-            subject=resolution.target,
+            subject=target,
         ) from None
-    finally:
-        host.stop()
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
@@ -333,9 +363,12 @@ def format_self_test(report: SelfTestReport) -> str:
 @click.command()
 @click.argument("name", metavar="NAME")
 @click.option(
-    "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
     help="Output format.",
-)  # fmt: skip
+)
 def test_worker(name: str, output_format: str) -> None:
     """Run a worker's declared examples and self_test() in-process.
 

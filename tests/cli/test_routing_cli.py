@@ -1,0 +1,348 @@
+"""``crank routes``, ``invoke``, ``test-worker`` and ``compat`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from crank.cli import cli
+from crank.hookspecs import hookimpl
+from crank.plugins import DISABLE_ENV, ENTRY_POINT_GROUP, get_plugin_manager, reset_plugin_manager
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+WORKERS = FIXTURES / "workers"
+EMAIL = WORKERS / "crank_fixture_email" / "crank.yaml"
+EMAIL_V1 = WORKERS / "crank_fixture_email" / "v1.crank.yaml"
+KINDS = WORKERS / "crank_fixture_kinds" / "crank.yaml"
+SELFTEST = WORKERS / "crank_fixture_selftest" / "crank.yaml"
+
+
+@pytest.fixture(autouse=True)
+def fixture_workers_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(WORKERS))
+
+
+class _FixturePlugin:
+    @hookimpl
+    def crank_register_workers(self, register: Any) -> None:
+        register(SELFTEST)
+        register(KINDS)
+
+
+@pytest.fixture
+def only_fixture_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The installed workers are this test's fixtures, whatever the machine has installed."""
+    installed = [ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    monkeypatch.setenv(DISABLE_ENV, ",".join(installed))
+    reset_plugin_manager()
+    get_plugin_manager().register(_FixturePlugin(), name="fixture-workers")
+    yield
+    reset_plugin_manager()
+
+
+def crank(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+# -- routes -------------------------------------------------------------------------
+
+
+def test_routes_text_lists_live_deprecated_and_legacy_paths() -> None:
+    result = crank(
+        "routes", "--worker", str(EMAIL), "--worker", str(KINDS), "--today", "2026-12-01"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "CAPABILITY            VERSION  WORKER            STATUS      ROUTES TO                 "
+        "                            SUNSET      LEGACY ROUTES\n"
+        "email.bill_detection  1.0.0    email-classifier  active      -                         "
+        "                            -           -\n"
+        "email.classification  -        email-classifier  deprecated  email.spam_detection, "
+        "email.bill_detection (by type)  2027-03-31  /classify\n"
+        "email.spam_detection  1.0.0    email-classifier  active      -                         "
+        "                            -           -\n"
+        "text.letters          1.0.0    text-kinds        active      -                         "
+        "                            -           -\n"
+        "text.reverse          1.0.0    text-kinds        active      -                         "
+        "                            -           -\n"
+        "text.slow             1.0.0    text-kinds        active      -                         "
+        "                            -           -\n"
+        "text.upper            1.0.0    text-kinds        active      -                         "
+        "                            -           -\n"
+        "text.words            1.0.0    text-kinds        active      -                         "
+        "                            -           -\n"
+        "7 live, 1 deprecated\n"
+    )
+
+
+def test_routes_json_and_gone_status() -> None:
+    result = crank("routes", "--worker", str(EMAIL), "--format", "json", "--today", "2027-04-01")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["legacy_routes"] == {"/classify": "email.classification"}
+    assert [(r["capability"], r["status"]) for r in doc["routes"]] == [
+        ("email.bill_detection", "active"),
+        ("email.classification", "gone"),
+        ("email.spam_detection", "active"),
+    ]
+
+
+def test_routes_of_the_installed_workers(only_fixture_workers: None) -> None:
+    result = crank("routes")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[1].split() == [
+        "math.double",
+        "1.0.0",
+        "doubler",
+        "active",
+        "-",
+        "-",
+        "-",
+    ]
+    assert result.stdout.splitlines()[-1] == "6 live, 0 deprecated"
+
+
+def test_routes_conflicting_workers_is_a_clear_error() -> None:
+    result = crank("routes", "--worker", str(EMAIL), "--worker", str(EMAIL))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: capability 'email.spam_detection' is declared by two workers: email-classifier "
+        f"({EMAIL}) and email-classifier ({EMAIL})\n"
+        "  hint: keep email.spam_detection in one manifest; give the other a new id\n"
+    )
+
+
+def test_routes_missing_manifest_is_a_usage_error() -> None:
+    result = crank("routes", "--worker", "nowhere/crank.yaml")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: nowhere/crank.yaml: no such manifest file\n  hint: give the path of a crank.yaml\n"
+    )
+
+
+# -- invoke -------------------------------------------------------------------------
+
+
+def test_invoke_prints_the_json_result() -> None:
+    result = crank("invoke", "text.upper@1", "--worker", str(KINDS), "--input", '{"text": "hé"}')
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == '{\n  "upper": "HÉ",\n  "attempt": 1\n}\n'
+
+
+def test_invoke_streaming_prints_the_events(tmp_path: Path) -> None:
+    payload = tmp_path / "in.json"
+    payload.write_text('{"text": "a b"}')
+    result = crank("invoke", "text.words", "--worker", str(KINDS), "--input", f"@{payload}")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == [{"index": 0, "word": "a"}, {"index": 1, "word": "b"}]
+
+
+def test_invoke_invalid_input_exits_2_with_every_path() -> None:
+    result = crank(
+        "invoke", "text.upper", "--worker", str(KINDS), "--input", '{"text": "", "x": 1}'
+    )
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: input for text.upper is invalid: $: Additional properties are not allowed "
+        "('x' was unexpected)\n"
+        "  $: Additional properties are not allowed ('x' was unexpected)\n"
+        "  $.text: '' should be non-empty\n"
+        "  hint: match the capability's input schema (GET /v1/capabilities shows it)\n"
+    )
+
+
+def test_invoke_declared_error_exits_4() -> None:
+    result = crank("invoke", "text.upper", "--worker", str(KINDS), "--input", '{"text": "boom"}')
+    assert result.exit_code == 4
+    assert result.stderr == (
+        "error: text.upper failed with UPSTREAM_DOWN (retryable): upstream answered 503\n"
+        "  hint: a declared error of the capability: check the input, or retry if retryable\n"
+    )
+
+
+def test_invoke_unknown_capability_exits_2() -> None:
+    result = crank("invoke", "text.nope", "--worker", str(KINDS), "--input", "{}")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no installed worker serves capability 'text.nope'\n")
+
+
+def test_invoke_shim_without_the_selector_value_exits_2() -> None:
+    result = crank(
+        "invoke",
+        "email.classification",
+        "--worker",
+        str(EMAIL),
+        "--today",
+        "2026-12-01",
+        "--input",
+        '{"text": "x", "type": "phishing"}',
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: capability 'email.classification': type = 'phishing' is not one of 'spam', "
+        "'bill'\n"
+        "  $.type: 'phishing' is not one of 'spam', 'bill'\n"
+        "  hint: send 'type' as one of 'spam', 'bill', or call email.spam_detection, "
+        "email.bill_detection directly\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "{oops",
+            "error: --input is not valid JSON: Expecting property name enclosed in double "
+            "quotes at line 1 column 2\n",
+        ),
+        ("[1, 2]", "error: --input must be a JSON object, got list\n"),
+        (
+            "@/nonexistent/in.json",
+            "error: cannot read the input file /nonexistent/in.json: No such file or directory\n",
+        ),
+    ],
+)
+def test_invoke_unusable_input_exits_2(value: str, message: str) -> None:
+    result = crank("invoke", "text.upper", "--worker", str(KINDS), "--input", value)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert "\n  hint: " in result.stderr
+
+
+# -- test-worker --------------------------------------------------------------------
+
+
+def test_test_worker_by_path_prints_a_summary() -> None:
+    result = crank("test-worker", str(SELFTEST))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "self-test of doubler 0.3.0\n"
+        "  PASS  dependency json module (json)\n"
+        "  SKIP  dependency absent helper (crank_fixture_absent_module): optional, Python module "
+        "'crank_fixture_absent_module' is not installed\n"
+        "        hint: pip install crank-fixture-absent\n"
+        "  PASS  math.double: two\n"
+        "  PASS  math.double: example 2\n"
+        "  PASS  self_test()\n"
+        "5 checks: 4 passed, 1 skipped\n"
+    )
+
+
+def test_test_worker_by_installed_name(only_fixture_workers: None) -> None:
+    result = crank("test-worker", "doubler", "--format", "json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert (doc["worker"], doc["ok"], doc["passed"], doc["skipped"], doc["failed"]) == (
+        "doubler",
+        True,
+        4,
+        1,
+        0,
+    )
+
+
+def test_test_worker_unknown_name_lists_the_installed(only_fixture_workers: None) -> None:
+    result = crank("test-worker", "nope")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: no installed worker is named 'nope'\n"
+        "  hint: installed workers: doubler, text-kinds; or give the path of its crank.yaml\n"
+    )
+
+
+def test_test_worker_failing_example_exits_1(tmp_path: Path) -> None:
+    text = SELFTEST.read_text().replace("output: {result: 4}", "output: {result: 5}")
+    (tmp_path / "crank.yaml").write_text(text)
+    result = crank("test-worker", str(tmp_path / "crank.yaml"))
+    assert result.exit_code == 1
+    assert "  FAIL  math.double: two: output $.result is 4, expected 5\n" in result.stdout
+    assert result.stdout.endswith("5 checks: 3 passed, 1 failed, 1 skipped\n")
+
+
+# -- compat: usage and --against ----------------------------------------------------
+
+
+def test_compat_needs_two_files() -> None:
+    result = crank("compat", str(EMAIL))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: compat needs two manifests (OLD NEW), got 1\n"
+        "  hint: crank compat old/crank.yaml new/crank.yaml, or crank compat --against GIT_REF "
+        "[PATH]\n"
+    )
+
+
+def test_compat_missing_and_invalid_files_are_usage_errors(tmp_path: Path) -> None:
+    missing = crank("compat", str(EMAIL), str(tmp_path / "none.yaml"))
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(f"error: {tmp_path / 'none.yaml'}: no such manifest file")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: crank.dev/v1\nkind: Worker\n")
+    invalid = crank("compat", str(EMAIL), str(bad))
+    assert invalid.exit_code == 2
+    assert invalid.stderr.startswith(f"error: {bad}:1:1 ")
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "config", "user.email", "dev@example.com")
+    git(tmp_path, "config", "user.name", "dev")
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    (worker / "crank.yaml").write_text(EMAIL_V1.read_text())
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "v1")
+    return worker
+
+
+def test_compat_against_a_git_ref(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "crank.yaml").write_text(EMAIL.read_text())
+    monkeypatch.chdir(repo)
+    ok = crank("compat", "--against", "HEAD", "--today", "2026-11-22")
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.splitlines()[-1].startswith("compatible: no breaking changes")
+    (repo / "crank.yaml").write_text(EMAIL.read_text().split("deprecated:")[0])
+    bad = crank("compat", "--against", "HEAD", "crank.yaml", "--today", "2026-11-22")
+    assert bad.exit_code == 1
+    assert bad.stdout.startswith(
+        "HEAD:crank.yaml:9:9 CMP001 capability 'email.classification' (1.3.0) was removed "
+        "without a deprecated entry"
+    )
+
+
+def test_compat_against_errors(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo)
+    bad_ref = crank("compat", "--against", "no-such-branch")
+    assert bad_ref.exit_code == 2
+    assert bad_ref.stderr.startswith(
+        f"error: git ref 'no-such-branch' does not name a commit in {repo}\n"
+    )
+    (repo / "new.crank.yaml").write_text(EMAIL.read_text())
+    new_file = crank("compat", "--against", "HEAD", "new.crank.yaml")
+    assert (new_file.exit_code, new_file.stdout) == (
+        0,
+        "new.crank.yaml does not exist at HEAD: a new worker, nothing to compare\n",
+    )
+    two = crank("compat", "--against", "HEAD", "a.yaml", "b.yaml")
+    assert two.exit_code == 2
+    outside = tmp_path.parent / f"{tmp_path.name}-plain"
+    outside.mkdir()
+    (outside / "crank.yaml").write_text(EMAIL.read_text())
+    no_git = crank("compat", "--against", "HEAD", str(outside / "crank.yaml"))
+    assert no_git.exit_code == 2
+    assert "is not inside a git work tree" in no_git.stderr
