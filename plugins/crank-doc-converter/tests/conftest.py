@@ -9,10 +9,9 @@ import pytest
 
 from crank.artifacts import FilesystemArtifactStore
 from crank.manifest import Manifest, load_manifest
-from crank.worker.host import WorkerHost
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from crank.testing import WorkerHandle, WorkerRunner
 
 MANIFEST = Path(__file__).parents[1] / "src" / "crank_doc_converter" / "crank.yaml"
 
@@ -30,11 +29,8 @@ def artifact_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def host(manifest: Manifest, artifact_dir: Path) -> Iterator[WorkerHost]:
-    host = WorkerHost(manifest)
-    host.start()
-    yield host
-    host.stop()
+def worker(crank_worker: WorkerRunner, artifact_dir: Path) -> WorkerHandle:
+    return crank_worker(MANIFEST)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import shutil
 import zipfile
 from typing import TYPE_CHECKING
 
@@ -11,19 +10,20 @@ import frontmatter
 import pytest
 
 if TYPE_CHECKING:
+    from crank.worker.worker import WorkerHandle
+
     from crank.artifacts import FilesystemArtifactStore
     from crank.manifest import Manifest
-    from crank.worker.host import WorkerHost
 
-pytestmark = pytest.mark.skipif(shutil.which("pandoc") is None, reason="needs pandoc")
+pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
 
 MARKDOWN = "# Report\n\nSome *emphasis* and a [link](https://example.org).\n\n- one\n- two\n"
 
 
-def test_manifest_examples_pass(manifest: Manifest, host: WorkerHost) -> None:
+def test_manifest_examples_pass(manifest: Manifest, worker: WorkerHandle) -> None:
     examples = manifest.capability("document.convert").examples  # type: ignore[union-attr]
     for example in examples:
-        result = host.call("document.convert", example.input)
+        result = worker.call("document.convert", example.input)
         expected = dict(example.output or {})
         assert {k: result[k] for k in expected} == expected, example.name
     assert len(examples) == 2
@@ -42,20 +42,20 @@ def test_manifest_examples_pass(manifest: Manifest, host: WorkerHost) -> None:
     ],
 )
 def test_text_conversions(
-    host: WorkerHost, source: str, target: str, content: str, expected: str
+    worker: WorkerHandle, source: str, target: str, content: str, expected: str
 ) -> None:
-    result = host.call("document.convert", {"from": source, "to": target, "content": content})
+    result = worker.call("document.convert", {"from": source, "to": target, "content": content})
     assert expected in result["content"]
     assert (result["from"], result["to"]) == (source, target)
     assert result["size"] == len(result["content"].encode())
 
 
 @pytest.mark.parametrize("binary", ["docx", "odt"])
-def test_binary_formats_round_trip_as_base64(host: WorkerHost, binary: str) -> None:
-    out = host.call("document.convert", {"from": "markdown", "to": binary, "content": MARKDOWN})
+def test_binary_formats_round_trip_as_base64(worker: WorkerHandle, binary: str) -> None:
+    out = worker.call("document.convert", {"from": "markdown", "to": binary, "content": MARKDOWN})
     blob = base64.b64decode(out["content_base64"])
     assert zipfile.is_zipfile(io.BytesIO(blob))  # docx and odt are zip containers
-    back = host.call(
+    back = worker.call(
         "document.convert",
         {"from": binary, "to": "markdown", "content_base64": out["content_base64"]},
     )
@@ -66,9 +66,9 @@ def test_binary_formats_round_trip_as_base64(host: WorkerHost, binary: str) -> N
 
 
 def test_every_result_is_stored_with_front_matter(
-    host: WorkerHost, store: FilesystemArtifactStore
+    worker: WorkerHandle, store: FilesystemArtifactStore
 ) -> None:
-    result = host.call(
+    result = worker.call(
         "document.convert",
         {"from": "markdown", "to": "html", "content": MARKDOWN, "standalone": True},
     )
@@ -89,9 +89,9 @@ def test_every_result_is_stored_with_front_matter(
 
 
 def test_binary_results_are_stored_as_bytes(
-    host: WorkerHost, store: FilesystemArtifactStore
+    worker: WorkerHandle, store: FilesystemArtifactStore
 ) -> None:
-    result = host.call("document.convert", {"from": "markdown", "to": "odt", "content": "# x"})
+    result = worker.call("document.convert", {"from": "markdown", "to": "odt", "content": "# x"})
     stored = store.get(result["artifact_id"]).content
     assert stored == base64.b64decode(result["content_base64"])
     assert store.list(target_format="odt")[0].id == result["artifact_id"]

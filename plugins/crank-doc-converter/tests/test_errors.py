@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,91 +12,95 @@ from crank.worker import CapabilityError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from crank.worker.host import WorkerHost
+    from crank.worker.worker import WorkerHandle
 
-pytestmark = pytest.mark.skipif(shutil.which("pandoc") is None, reason="needs pandoc")
+pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
 
 
-def convert_error(host: WorkerHost, data: dict[str, object]) -> CapabilityError:
+def convert_error(worker: WorkerHandle, data: dict[str, object]) -> CapabilityError:
     with pytest.raises(CapabilityError) as info:
-        host.call("document.convert", data)
+        worker.call("document.convert", data)
     return info.value
 
 
-def test_unsupported_source_format_lists_the_readable_ones(host: WorkerHost) -> None:
-    err = convert_error(host, {"from": "pdf", "to": "html", "content": "x"})
+def test_unsupported_source_format_lists_the_readable_ones(worker: WorkerHandle) -> None:
+    err = convert_error(worker, {"from": "pdf", "to": "html", "content": "x"})
     assert (err.code, err.retryable) == ("UNSUPPORTED_FORMAT", False)
     assert (
         err.message == "cannot read 'pdf'; readable formats: docx, html, latex, markdown, odt, rst"
     )
 
 
-def test_plain_text_can_be_written_but_not_read(host: WorkerHost) -> None:
-    err = convert_error(host, {"from": "plain", "to": "html", "content": "x"})
+def test_plain_text_can_be_written_but_not_read(worker: WorkerHandle) -> None:
+    err = convert_error(worker, {"from": "plain", "to": "html", "content": "x"})
     assert err.code == "UNSUPPORTED_FORMAT"
-    err = convert_error(host, {"from": "markdown", "to": "epub", "content": "x"})
+    err = convert_error(worker, {"from": "markdown", "to": "epub", "content": "x"})
     assert err.message.startswith("cannot write 'epub'; writable formats: docx, html, latex")
 
 
-def test_corrupt_docx_is_an_invalid_document(host: WorkerHost, artifact_dir: Path) -> None:
+def test_corrupt_docx_is_an_invalid_document(worker: WorkerHandle, artifact_dir: Path) -> None:
     garbage = base64.b64encode(b"PK\x03\x04 this is not really a zip").decode()
-    err = convert_error(host, {"from": "docx", "to": "markdown", "content_base64": garbage})
+    err = convert_error(worker, {"from": "docx", "to": "markdown", "content_base64": garbage})
     assert (err.code, err.retryable) == ("INVALID_DOCUMENT", False)
     assert err.message.startswith("pandoc could not read this docx document: ")
     assert "unpack docx container" in err.message
     assert not artifact_dir.exists()  # nothing stored for a failed conversion
 
 
-def test_binary_format_sent_as_text_is_refused_with_a_hint(host: WorkerHost) -> None:
-    err = convert_error(host, {"from": "odt", "to": "html", "content": "plain words"})
+def test_binary_format_sent_as_text_is_refused_with_a_hint(worker: WorkerHandle) -> None:
+    err = convert_error(worker, {"from": "odt", "to": "html", "content": "plain words"})
     assert err.message == "odt is a binary format: send it base64-encoded as content_base64"
 
 
-def test_bad_base64_is_an_invalid_document(host: WorkerHost) -> None:
-    err = convert_error(host, {"from": "markdown", "to": "html", "content_base64": "%%%not base64"})
+def test_bad_base64_is_an_invalid_document(worker: WorkerHandle) -> None:
+    err = convert_error(
+        worker, {"from": "markdown", "to": "html", "content_base64": "%%%not base64"}
+    )
     assert (err.code, err.message) == ("INVALID_DOCUMENT", "content_base64 is not valid base64")
 
 
-def test_text_that_is_not_utf8_is_an_invalid_document(host: WorkerHost) -> None:
+def test_text_that_is_not_utf8_is_an_invalid_document(worker: WorkerHandle) -> None:
     latin1 = base64.b64encode("café".encode("latin-1")).decode()
-    err = convert_error(host, {"from": "markdown", "to": "html", "content_base64": latin1})
+    err = convert_error(worker, {"from": "markdown", "to": "html", "content_base64": latin1})
     assert err.code == "INVALID_DOCUMENT"
     assert err.message.startswith("markdown input is not UTF-8 text")
 
 
-def test_oversized_documents_are_refused(host: WorkerHost, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oversized_documents_are_refused(
+    worker: WorkerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CRANK_DOC_MAX_BYTES", "100")
-    err = convert_error(host, {"from": "markdown", "to": "html", "content": "x" * 101})
+    err = convert_error(worker, {"from": "markdown", "to": "html", "content": "x" * 101})
     assert (err.code, err.retryable) == ("TOO_LARGE", False)
     assert err.details == {"size": 101, "limit": 100}
     assert "set CRANK_DOC_MAX_BYTES" in err.message
 
 
 def test_a_conversion_past_its_timeout_is_killed_and_retryable(
-    host: WorkerHost, monkeypatch: pytest.MonkeyPatch
+    worker: WorkerHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CRANK_DOC_TIMEOUT_S", "0.001")  # pandoc cannot even start in 1 ms
-    err = convert_error(host, {"from": "markdown", "to": "html", "content": "# slow"})
+    err = convert_error(worker, {"from": "markdown", "to": "html", "content": "# slow"})
     assert (err.code, err.retryable) == ("TIMEOUT", True)
     assert err.message.startswith("conversion stopped: pandoc did not finish within")
 
 
-def test_a_bad_setting_is_reported(host: WorkerHost, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_setting_is_reported(worker: WorkerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRANK_DOC_TIMEOUT_S", "soon")
-    err = convert_error(host, {"from": "markdown", "to": "html", "content": "x"})
+    err = convert_error(worker, {"from": "markdown", "to": "html", "content": "x"})
     assert (err.code, err.message) == (
         "MISCONFIGURED",
         "CRANK_DOC_TIMEOUT_S='soon' is not a number",
     )
 
 
-def test_content_is_required(host: WorkerHost) -> None:
+def test_content_is_required(worker: WorkerHandle) -> None:
     with pytest.raises(ValidationFailed):
-        host.call("document.convert", {"from": "markdown", "to": "html"})
+        worker.call("document.convert", {"from": "markdown", "to": "html"})
 
 
 def test_without_pandoc_the_worker_is_not_ready_and_says_why(
-    host: WorkerHost, monkeypatch: pytest.MonkeyPatch
+    worker: WorkerHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # pypandoc also probes the usual install folders, so a machine without pandoc is
     # simulated at the one function that looks for it.
@@ -105,6 +108,6 @@ def test_without_pandoc_the_worker_is_not_ready_and_says_why(
         raise pandoc.PandocMissing("No pandoc was found")
 
     monkeypatch.setattr(pandoc, "find_pandoc", missing)
-    assert host.ready() is False
-    err = convert_error(host, {"from": "markdown", "to": "html", "content": "x"})
+    assert worker.ready() is False
+    err = convert_error(worker, {"from": "markdown", "to": "html", "content": "x"})
     assert (err.code, err.retryable) == ("PANDOC_UNAVAILABLE", True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from crank.testing import WorkerHandle, WorkerRunner
+
 from crank.manifest import Manifest, load_manifest
-from crank.worker.host import WorkerHost
 
 MANIFEST = Path(__file__).parents[1] / "src" / "crank_email_classifier" / "crank.yaml"
 
@@ -24,11 +27,9 @@ def manifest() -> Manifest:
     return load_manifest(MANIFEST)
 
 
-@pytest.fixture(scope="session")
-def host(manifest: Manifest) -> WorkerHost:
-    host = WorkerHost(manifest)
-    host.start()
-    return host
+@pytest.fixture
+def worker(crank_worker: WorkerRunner) -> WorkerHandle:
+    return crank_worker(MANIFEST)
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from crank.plugins import reset_plugin_manager
 from crank.routing import Router, load_router
 
 if TYPE_CHECKING:
+    from crank.worker.worker import WorkerHandle
+
     from crank.manifest import Manifest
-    from crank.worker.host import WorkerHost
 
 BEFORE_SUNSET = dt.date(2027, 1, 15)
 
@@ -42,22 +43,22 @@ def router(manifest: Manifest) -> Router:
 
 @pytest.mark.parametrize(("payload", "target", "field"), OLD_CLIENT_CALLS)
 def test_old_client_calls_reach_the_v2_capability(
-    router: Router, host: WorkerHost, payload: dict[str, str], target: str, field: str
+    router: Router, worker: WorkerHandle, payload: dict[str, str], target: str, field: str
 ) -> None:
     resolution = router.resolve("email.classification", payload, caller="billing-app")
     assert resolution.target == target
     assert "type" not in resolution.payload
-    legacy = host.call(resolution.target, resolution.payload)
-    direct = host.call(target, {k: v for k, v in payload.items() if k != "type"})
+    legacy = worker.call(resolution.target, resolution.payload)
+    direct = worker.call(target, {k: v for k, v in payload.items() if k != "type"})
     assert legacy == direct
     assert isinstance(legacy[field], bool)
 
 
-def test_old_calls_answer_the_same_as_v1_did(router: Router, host: WorkerHost) -> None:
+def test_old_calls_answer_the_same_as_v1_did(router: Router, worker: WorkerHandle) -> None:
     spam = router.resolve("email.classification", {"text": "hello", "type": "spam"})
     bill = router.resolve("email.classification", {"text": "invoice", "type": "bill"})
-    assert host.call(spam.target, spam.payload)["is_spam"] is False
-    assert host.call(bill.target, bill.payload)["is_bill"] is True
+    assert worker.call(spam.target, spam.payload)["is_spam"] is False
+    assert worker.call(bill.target, bill.payload)["is_bill"] is True
 
 
 def test_deprecated_calls_carry_headers_and_are_counted(router: Router) -> None:
