@@ -1,3 +1,177 @@
-"""The pytest plugin, auto-loaded through the ``pytest11`` entry point."""
+"""The pytest plugin, auto-loaded through the ``pytest11`` entry point.
+
+It is loaded in every pytest run where crank is installed, so it stays cheap:
+only pytest and crank's small testing modules are imported here, manifests are
+read only when strict mode needs them, dependency results are cached per
+process, and the per-test hooks return early when no crank dependency is
+involved.
+"""
 
 from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank.testing.ensure import OUTCOME_ATTR, dependency_mode, enforce
+from crank.testing.fixtures import crank_worker, gpu_strategy, mock_streaming_harness
+from crank.testing.strict import StrictPolicy, pop_policy, push_policy
+from crank.testing.summary import DependencySummary
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from crank.testing.ensure import DependencyOutcome
+    from crank.testing.gpu import GpuStrategy
+
+__all__ = ["crank_worker", "gpu_strategy", "mock_streaming_harness"]
+
+summary_key = pytest.StashKey[DependencySummary]()
+policy_key = pytest.StashKey[StrictPolicy]()
+strategy_key = pytest.StashKey["GpuStrategy"]()
+REPORT_ATTR = "crank_dependency"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("crank", "crank dependencies and GPU strategy")
+    group.addoption(
+        "--crank-require",
+        dest="crank_require",
+        default=None,
+        metavar="all|declared|none|NAME,...",
+        help="fail instead of skip when these dependencies are missing "
+        "(default: CRANK_REQUIRE, else 'declared' when CI=true, else none)",
+    )
+    group.addoption(
+        "--crank-gpu-strategy",
+        dest="crank_gpu_strategy",
+        default=None,
+        metavar="auto|full_gpu|mock_gpu|cpu_fallback",
+        help="force the GPU test strategy (default: CRANK_GPU_STRATEGY, else auto)",
+    )
+    parser.addini(
+        "crank_manifests",
+        type="linelist",
+        default=[],
+        help="extra globs (relative to the rootdir) of crank.yaml manifests whose declared "
+        "dependencies strict mode requires",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires(*specs): skip (or fail in strict mode) unless every crank dependency spec "
+        "is available, e.g. requires('exe:pandoc>=2.17', 'numpy>=1.26')",
+    )
+    policy = StrictPolicy.resolve(
+        config.getoption("crank_require"),
+        os.environ,
+        rootdir=config.rootpath,
+        manifest_globs=tuple(config.getini("crank_manifests")),
+    )
+    config.stash[policy_key] = policy
+    session = SessionSummary(config)
+    config.stash[summary_key] = session.summary
+    config.pluginmanager.register(session, "crank-session-summary")
+    push_policy(policy)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    policy = config.stash.get(policy_key, None)
+    if policy is not None:
+        pop_policy(policy)
+
+
+def gpu_strategy_for(config: pytest.Config) -> GpuStrategy:
+    """Chosen once per session (the header and the fixture share it)."""
+    strategy = config.stash.get(strategy_key, None)
+    if strategy is None:
+        from crank.testing.gpu import select_gpu_strategy
+
+        strategy = select_gpu_strategy(config.getoption("crank_gpu_strategy"))
+        config.stash[strategy_key] = strategy
+    return strategy
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from crank.errors import UsageError
+
+    lines = [f"crank: dependencies: {config.stash[policy_key].describe()}"]
+    try:
+        strategy = gpu_strategy_for(config)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    lines.append(f"crank: gpu strategy: {strategy.name}")
+    lines.extend(f"crank:   - {item}" for item in strategy.evidence)
+    return lines
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    with dependency_mode("pytest"):
+        return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marks = list(item.iter_markers("requires"))
+    if not marks:
+        return
+    from crank.testing.dependencies import check_dependency
+
+    path, line = item.reportinfo()[:2]
+    location = (os.fspath(path), (line or 0) + 1)
+    for mark in marks:
+        for spec in mark.args:
+            if not isinstance(spec, str):
+                raise pytest.UsageError(
+                    f"{item.nodeid}: @pytest.mark.requires takes spec strings, got {spec!r}"
+                )
+            result = check_dependency(spec)
+            if not result.available:
+                enforce(
+                    result,
+                    skip_message=mark.kwargs.get("reason"),
+                    install_hint=mark.kwargs.get("hint"),
+                    location=location,
+                )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    excinfo = call.excinfo
+    if excinfo is None:
+        return report
+    outcome: DependencyOutcome | None = getattr(excinfo.value, OUTCOME_ATTR, None)
+    if outcome is None:
+        return report
+    setattr(report, REPORT_ATTR, outcome.as_dict())
+    if report.skipped and outcome.path is not None and isinstance(report.longrepr, tuple):
+        # Report the skip where the test asked for the dependency, not inside crank.
+        report.longrepr = (outcome.path, outcome.lineno or 0, report.longrepr[2])
+    return report
+
+
+class SessionSummary:
+    """Per-session hooks that need the config: collect dependency outcomes, print them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.summary = DependencySummary()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        info: dict[str, Any] | None = getattr(report, REPORT_ATTR, None)
+        if info is not None:
+            self.summary.record(report.nodeid, info)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = self.summary.lines()
+        if lines:
+            terminalreporter.section("crank dependencies", sep="-")
+            for line in lines:
+                terminalreporter.write_line(line)

@@ -1,0 +1,249 @@
+"""Checking dependency specs: results, checkers, the kind registry, the cache.
+
+:func:`check_dependency` never skips or raises for a missing dependency; it
+answers a :class:`DependencyResult`. :func:`crank.testing.ensure_dependency`
+turns that answer into a pytest skip/failure or a crank error.
+
+Checkers come from the ``crank_register_dependency_checkers`` hook: crank's own
+(``module``, ``dist``, ``exe``, ``gpu``, ``nvidia-gpu``, ``onnxruntime``,
+``redis``, ``tcp``) are registered by the built-in plugin
+:mod:`crank.testing.builtin_checkers`, exactly as a third party adds a kind.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from crank.errors import PluginError, UsageError
+from crank.testing.specs import DependencySpec, parse_spec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+@dataclass(frozen=True)
+class DependencyResult:
+    """What checking one spec found.
+
+    ``available`` and ``broken`` are never both true. A missing dependency has
+    ``available=False, broken=False``; an installed one that fails when used has
+    ``broken=True`` and the real exception (or the failing output) in ``error``.
+    """
+
+    spec: str
+    kind: str
+    name: str
+    available: bool
+    reason: str
+    hint: str | None = None
+    version: str | None = None
+    error: BaseException | str | None = None
+    broken: bool = False
+
+    @classmethod
+    def found(
+        cls, spec: DependencySpec, *, version: str | None = None, reason: str = ""
+    ) -> DependencyResult:
+        return cls(
+            spec=spec.raw,
+            kind=spec.kind,
+            name=spec.name,
+            available=True,
+            reason=reason or f"{spec.name} is available",
+            version=version,
+        )
+
+    @classmethod
+    def missing(
+        cls,
+        spec: DependencySpec,
+        reason: str,
+        *,
+        hint: str | None = None,
+        version: str | None = None,
+    ) -> DependencyResult:
+        return cls(
+            spec=spec.raw,
+            kind=spec.kind,
+            name=spec.name,
+            available=False,
+            reason=reason,
+            hint=hint,
+            version=version,
+        )
+
+    @classmethod
+    def failing(
+        cls,
+        spec: DependencySpec,
+        reason: str,
+        *,
+        error: BaseException | str | None,
+        hint: str | None = None,
+        version: str | None = None,
+    ) -> DependencyResult:
+        return cls(
+            spec=spec.raw,
+            kind=spec.kind,
+            name=spec.name,
+            available=False,
+            reason=reason,
+            hint=hint,
+            version=version,
+            error=error,
+            broken=True,
+        )
+
+    @property
+    def missing_only(self) -> bool:
+        """Absent (skip-worthy), as opposed to available or broken."""
+        return not self.available and not self.broken
+
+
+class DependencyChecker(Protocol):
+    """Answers one parsed spec of the kind it was registered for.
+
+    A checker returns :meth:`DependencyResult.found`, ``.missing`` or ``.failing``;
+    an exception it raises is reported as a broken dependency naming the kind.
+    """
+
+    def __call__(self, spec: DependencySpec) -> DependencyResult: ...
+
+
+_KIND_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class DependencyRegistry:
+    """Kind -> checker, gathered once from the plugin hook."""
+
+    def __init__(
+        self, checkers: Mapping[str, DependencyChecker], failed_plugins: tuple[str, ...] = ()
+    ) -> None:
+        self.checkers = dict(checkers)
+        #: plugins that failed to load: one of them may have provided a missing kind.
+        self.failed_plugins = failed_plugins
+
+    @classmethod
+    def from_plugins(cls) -> DependencyRegistry:
+        from crank.plugins import PluginLoadWarning, get_plugin_manager
+
+        checkers: dict[str, DependencyChecker] = {}
+
+        def register(kind: str, checker: DependencyChecker) -> None:
+            if not isinstance(kind, str) or not _KIND_NAME.match(kind):
+                raise PluginError(
+                    f"dependency kind {kind!r} is not a valid kind name",
+                    hint="kinds are lower-case words like 'libreoffice' or 'nvidia-gpu'",
+                    subject=kind,
+                )
+            if not callable(checker):
+                raise PluginError(
+                    f"dependency checker for kind {kind!r} is not callable: {checker!r}",
+                    hint="register a function taking a DependencySpec and returning a "
+                    "DependencyResult",
+                    subject=kind,
+                )
+            if kind in checkers and checkers[kind] is not checker:
+                raise PluginError(
+                    f"dependency kind {kind!r} is registered twice "
+                    f"({_describe(checkers[kind])} and {_describe(checker)})",
+                    hint="disable one of the two plugins with CRANK_DISABLE_PLUGINS",
+                    subject=kind,
+                )
+            checkers[kind] = checker
+
+        with warnings.catch_warnings():
+            # A broken third-party plugin is recorded by the manager (and named when a
+            # spec asks for an unknown kind); under filterwarnings=error its warning
+            # must not turn every dependency check of a test suite into an error.
+            warnings.filterwarnings("ignore", category=PluginLoadWarning)
+            manager = get_plugin_manager()
+        manager.hook.crank_register_dependency_checkers(register=register)
+        failed = tuple(f"{r.name} ({r.error})" for r in manager.failed())
+        return cls(checkers, failed_plugins=failed)
+
+    def check(self, raw: str) -> DependencyResult:
+        try:
+            spec = parse_spec(raw, self.checkers)
+        except UsageError as exc:
+            if self.failed_plugins and "unknown kind" in exc.message:
+                exc.hint = (
+                    f"{exc.hint}; plugins that failed to load: {', '.join(self.failed_plugins)}"
+                )
+            raise
+        checker = self.checkers[spec.kind]
+        try:
+            return checker(spec)
+        except Exception as exc:  # a checker bug must show, not pass as "missing"
+            return DependencyResult.failing(
+                spec,
+                f"the {spec.kind!r} dependency checker ({_describe(checker)}) raised "
+                f"{type(exc).__name__}: {exc}",
+                error=exc,
+            )
+
+
+def _describe(obj: object) -> str:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{name}"
+
+
+_lock = threading.RLock()
+_registry: DependencyRegistry | None = None
+_cache: dict[str, DependencyResult] = {}
+
+
+def dependency_registry() -> DependencyRegistry:
+    """The process-wide registry, gathered from the plugins on first use."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = DependencyRegistry.from_plugins()
+        return _registry
+
+
+def check_dependency(spec: str) -> DependencyResult:
+    """Check ``spec`` once per process and answer what was found (cached).
+
+    Raises :class:`~crank.errors.UsageError` only for a spec that cannot be
+    parsed (an unknown kind, a bad version constraint): a typo must not skip.
+    """
+    key = spec.strip()
+    with _lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    result = dependency_registry().check(key)
+    with _lock:
+        return _cache.setdefault(key, result)
+
+
+def clear_dependency_cache() -> None:
+    """Forget every result and the registry (after registering a checker plugin)."""
+    global _registry
+    with _lock:
+        _cache.clear()
+        _registry = None
+
+
+def cached_results() -> dict[str, DependencyResult]:
+    """A copy of what this process has checked so far, by spec."""
+    with _lock:
+        return dict(_cache)
+
+
+__all__ = [
+    "DependencyChecker",
+    "DependencyRegistry",
+    "DependencyResult",
+    "DependencySpec",
+    "cached_results",
+    "check_dependency",
+    "clear_dependency_cache",
+    "dependency_registry",
+]

@@ -1,0 +1,146 @@
+"""GPU checkers: ``gpu`` / ``nvidia-gpu`` (NVML, else ``nvidia-smi -L``) and
+``onnxruntime:PROVIDER`` (a session really gets the provider)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from crank.testing.dependencies import DependencyResult
+from crank.testing.specs import DependencySpec
+from crank.testing.system_checks import exit_description, run_tool
+
+GPU_HINT = "run on a machine with an NVIDIA GPU and its driver (nvidia-smi -L must list it)"
+
+
+@dataclass(frozen=True)
+class GpuDetection:
+    """What NVML or nvidia-smi said. ``broken`` carries the failure of an installed tool."""
+
+    devices: tuple[str, ...]
+    source: str
+    detail: str
+    broken: BaseException | str | None = None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.devices)
+
+
+def detect_nvidia_gpus() -> GpuDetection:
+    """NVIDIA GPUs through ``pynvml`` when importable, else ``nvidia-smi -L``."""
+    try:
+        pynvml: Any = importlib.import_module("pynvml")
+    except ModuleNotFoundError:
+        return _detect_with_nvidia_smi()
+    except Exception as exc:  # installed but unusable
+        return GpuDetection((), "pynvml", f"pynvml failed to import: {exc}", broken=exc)
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # NVMLError_LibraryNotFound / DriverNotLoaded: no usable GPU
+        return GpuDetection((), "pynvml", f"NVML could not initialise: {exc}")
+    try:
+        count = int(pynvml.nvmlDeviceGetCount())
+        names = tuple(
+            _text(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)))
+            for i in range(count)
+        )
+    except Exception as exc:
+        return GpuDetection((), "pynvml", f"NVML failed to list devices: {exc}", broken=exc)
+    finally:
+        # shutting down a half-initialised NVML must not hide the answer
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+    detail = f"NVML lists {count} GPU(s)" if names else "NVML lists no GPU"
+    return GpuDetection(names, "pynvml", detail)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _detect_with_nvidia_smi() -> GpuDetection:
+    path = shutil.which("nvidia-smi")
+    if path is None:
+        return GpuDetection(
+            (), "nvidia-smi", "pynvml is not installed and nvidia-smi is not on PATH"
+        )
+    try:
+        proc = run_tool([path, "-L"])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return GpuDetection((), "nvidia-smi", f"`nvidia-smi -L` failed: {exc}", broken=exc)
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        detail = f"`{path} -L` {exit_description(proc.returncode)}: {output[:300]}"
+        return GpuDetection((), "nvidia-smi", detail, broken=detail)
+    devices = tuple(
+        line.split(":", 1)[1].split("(UUID", 1)[0].strip()
+        for line in proc.stdout.splitlines()
+        if line.startswith("GPU ") and ":" in line
+    )
+    detail = (
+        f"nvidia-smi -L lists {len(devices)} GPU(s)" if devices else "nvidia-smi -L lists no GPU"
+    )
+    return GpuDetection(devices, "nvidia-smi", detail)
+
+
+def check_gpu(spec: DependencySpec) -> DependencyResult:
+    """``gpu`` and ``nvidia-gpu``: at least one NVIDIA GPU answers."""
+    found = detect_nvidia_gpus()
+    if found.broken is not None:
+        return DependencyResult.failing(
+            spec, found.detail, error=found.broken, hint="check the NVIDIA driver installation"
+        )
+    if not found.found:
+        return DependencyResult.missing(spec, f"no NVIDIA GPU: {found.detail}", hint=GPU_HINT)
+    return DependencyResult.found(spec, reason=f"{found.detail}: {', '.join(found.devices)}")
+
+
+def provider_hint(provider: str) -> str:
+    if provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        return (
+            "pip install onnxruntime-gpu, with the CUDA and cuDNN libraries it needs, "
+            "on a machine with an NVIDIA GPU"
+        )
+    return f"install an onnxruntime build that includes {provider}"
+
+
+def check_onnxruntime(spec: DependencySpec) -> DependencyResult:
+    """``onnxruntime`` (the module) or ``onnxruntime:PROVIDER`` (a session really uses it)."""
+    from crank.testing.python_checks import check_module, import_for_check
+
+    if spec.target is None:
+        return check_module(
+            DependencySpec(
+                raw=spec.raw,
+                kind=spec.kind,
+                name="onnxruntime",
+                target="onnxruntime",
+                constraint=spec.constraint,
+            )
+        )
+    provider = spec.target
+    hint = provider_hint(provider)
+    imported = import_for_check(spec, "onnxruntime", hint)
+    if isinstance(imported, DependencyResult):
+        return imported
+    from crank.testing.onnx_providers import probe_provider
+
+    version = str(getattr(imported, "__version__", "")) or None
+    try:
+        probe = probe_provider(provider, imported)
+    except Exception as exc:  # onnxruntime is there but cannot create a session at all
+        return DependencyResult.failing(
+            spec,
+            f"onnxruntime {version} cannot create a session: {type(exc).__name__}: {exc}",
+            error=exc,
+            hint="pip install --force-reinstall onnxruntime",
+            version=version,
+        )
+    if probe.usable:
+        return DependencyResult.found(spec, version=version, reason=probe.explanation())
+    return DependencyResult.missing(spec, probe.explanation(), hint=hint, version=version)

@@ -1,0 +1,275 @@
+"""Strict mode: when a missing dependency fails a test instead of skipping it.
+
+Resolution, first match wins:
+
+1. ``--crank-require=all|declared|none|NAME,...`` on the command line;
+2. the ``CRANK_REQUIRE`` environment variable, same values;
+3. ``CI=true`` (also ``1``/``yes``): ``declared``;
+4. otherwise off.
+
+``declared`` requires every non-optional dependency declared in the crank.yaml
+manifests of the project under test. Those manifests are found predictably
+(see :func:`discover_manifests`) and read only when a dependency is actually
+missing, so a green run pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from crank.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from crank.testing.dependencies import DependencyResult
+
+REQUIRE_ENV = "CRANK_REQUIRE"
+StrictMode = Literal["off", "all", "declared", "names"]
+
+#: Folders never searched for manifests, at any depth (virtualenvs, caches,
+#: test fixtures that declare dependencies on purpose).
+EXCLUDED_DIRS = frozenset(
+    {".git", ".nox", ".tox", ".venv", "venv", "node_modules", "build", "dist", "fixtures"}
+)
+#: Where manifests are looked for, relative to the rootdir, before ``crank_manifests``.
+DEFAULT_MANIFEST_GLOBS = ("crank.yaml", "*.crank.yaml", "src/*/crank.yaml", "src/*/*.crank.yaml")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 style: ``Scikit_Learn`` -> ``scikit-learn`` (how names are compared)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_ci(environ: Mapping[str, str]) -> bool:
+    return environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def dependency_keys(result: DependencyResult) -> frozenset[str]:
+    """Every normalized name a result answers to in strict mode."""
+    from crank.testing.python_checks import DISTRIBUTION_OF_MODULE
+
+    keys = {normalize(result.name), normalize(result.spec)}
+    if result.kind == "module":
+        top = result.name.partition(".")[0]
+        if top == result.name and top in DISTRIBUTION_OF_MODULE:
+            keys.add(normalize(DISTRIBUTION_OF_MODULE[top]))
+    return frozenset(keys)
+
+
+@dataclass(frozen=True)
+class DeclaredDependency:
+    """One dependency a manifest declares, with every name it may be asked by."""
+
+    keys: frozenset[str]
+    manifest: Path
+    hint: str | None = None
+    optional: bool = False
+
+
+def discover_manifests(rootdir: Path, extra_globs: Sequence[str] = ()) -> list[Path]:
+    """Manifests of the project under test.
+
+    ``crank.yaml`` and ``*.crank.yaml`` at the rootdir and in ``src/*/``, plus
+    every glob of the ``crank_manifests`` ini option (relative to the rootdir).
+    Nothing inside :data:`EXCLUDED_DIRS` is ever used.
+    """
+    found: set[Path] = set()
+    for pattern in (*DEFAULT_MANIFEST_GLOBS, *extra_globs):
+        full = pattern if Path(pattern).is_absolute() else str(rootdir / pattern)
+        for hit in glob.glob(full, recursive=True):  # noqa: PTH207 - absolute and relative globs alike
+            path = Path(hit)
+            if not path.is_file():
+                continue
+            try:
+                parts = path.resolve().relative_to(rootdir.resolve()).parts[:-1]
+            except ValueError:
+                parts = path.parts[:-1]
+            if EXCLUDED_DIRS.isdisjoint(parts):
+                found.add(path)
+    return sorted(found)
+
+
+def declared_dependencies(manifests: Iterable[Path]) -> list[DeclaredDependency]:
+    """The ``dependencies`` section of each manifest, read leniently (YAML only)."""
+    import yaml
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    declared: list[DeclaredDependency] = []
+    for path in manifests:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(
+                f"strict mode cannot read manifest {path}: {exc}",
+                hint="fix the file, or narrow the crank_manifests ini option",
+                subject=str(path),
+            ) from exc
+        deps = doc.get("dependencies") if isinstance(doc, dict) else None
+        if not isinstance(deps, dict):
+            continue
+        for requirement in deps.get("python") or ():
+            try:
+                name = Requirement(str(requirement)).name
+            except InvalidRequirement:
+                name = str(requirement)
+            declared.append(
+                DeclaredDependency(
+                    frozenset({normalize(name)}), path, hint=f"pip install '{requirement}'"
+                )
+            )
+        for system in deps.get("system") or ():
+            if not isinstance(system, dict) or "name" not in system:
+                continue
+            keys = {normalize(str(system["name"]))}
+            check = str(system.get("check") or "")
+            if check:
+                keys.add(normalize(check))
+                keys.add(normalize(_check_name(check)))
+            hint = system.get("hint") or (
+                f"apt-get install {system['apt']}" if system.get("apt") else None
+            )
+            declared.append(
+                DeclaredDependency(
+                    frozenset(keys), path, hint=hint, optional=bool(system.get("optional", False))
+                )
+            )
+    return declared
+
+
+def _check_name(check: str) -> str:
+    """``exe:pandoc>=2.17`` -> ``pandoc`` (the name a result for that check carries)."""
+    from crank.testing.specs import split_constraint
+
+    prefix, colon, rest = check.partition(":")
+    if colon and "//" not in rest and prefix in ("exe", "module", "dist"):
+        check = rest
+    try:
+        return split_constraint(check)[0]
+    except UsageError:
+        return check
+
+
+class StrictPolicy:
+    """Decides, per missing dependency, whether the test must fail."""
+
+    def __init__(
+        self,
+        mode: StrictMode,
+        source: str,
+        *,
+        names: Iterable[str] = (),
+        rootdir: Path | None = None,
+        manifest_globs: Sequence[str] = (),
+    ) -> None:
+        self.mode: StrictMode = mode
+        self.source = source
+        self.names = frozenset(normalize(n) for n in names)
+        self.rootdir = rootdir
+        self.manifest_globs = tuple(manifest_globs)
+        self._declared: list[DeclaredDependency] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def resolve(
+        cls,
+        option: str | None,
+        environ: Mapping[str, str],
+        *,
+        rootdir: Path | None = None,
+        manifest_globs: Sequence[str] = (),
+    ) -> StrictPolicy:
+        if option is not None:
+            value, source = option, f"--crank-require={option}"
+        elif environ.get(REQUIRE_ENV, "").strip():
+            value, source = environ[REQUIRE_ENV], f"{REQUIRE_ENV}={environ[REQUIRE_ENV]}"
+        elif is_ci(environ):
+            value, source = "declared", f"CI={environ.get('CI')}"
+        else:
+            value, source = "none", "default"
+        value = value.strip()
+
+        def build(mode: StrictMode, names: Iterable[str] = ()) -> StrictPolicy:
+            return cls(mode, source, names=names, rootdir=rootdir, manifest_globs=manifest_globs)
+
+        lowered = value.lower()
+        if lowered in ("none", "off", ""):
+            return build("off")
+        if lowered == "all":
+            return build("all")
+        if lowered == "declared":
+            return build("declared")
+        return build("names", [n.strip() for n in value.split(",") if n.strip()])
+
+    def describe(self) -> str:
+        if self.mode == "off":
+            return "off (missing dependencies skip)"
+        if self.mode == "all":
+            return f"all dependencies required ({self.source})"
+        if self.mode == "names":
+            return f"required: {', '.join(sorted(self.names))} ({self.source})"
+        globs = ", ".join((*DEFAULT_MANIFEST_GLOBS, *self.manifest_globs))
+        return f"dependencies declared in crank.yaml manifests required ({self.source}; {globs})"
+
+    def declared(self) -> list[DeclaredDependency]:
+        with self._lock:
+            if self._declared is None:
+                manifests = (
+                    discover_manifests(self.rootdir, self.manifest_globs) if self.rootdir else []
+                )
+                self._declared = declared_dependencies(manifests)
+            return self._declared
+
+    def match_declared(self, result: DependencyResult) -> DeclaredDependency | None:
+        keys = dependency_keys(result)
+        for dep in self.declared():
+            if not dep.optional and not keys.isdisjoint(dep.keys):
+                return dep
+        return None
+
+    def requirement(self, result: DependencyResult) -> tuple[str, str | None] | None:
+        """``(why it is required, the manifest's hint)`` or None when a skip is fine."""
+        if self.mode == "off":
+            return None
+        if self.mode == "all":
+            return f"strict mode: {self.source}", None
+        if self.mode == "names":
+            if self.names.isdisjoint(dependency_keys(result)):
+                return None
+            return f"strict mode: {self.source}", None
+        dep = self.match_declared(result)
+        if dep is None:
+            return None
+        where = _relative(dep.manifest, self.rootdir)
+        return f"strict mode: {self.source} and {where} declares it", dep.hint
+
+
+def _relative(path: Path, rootdir: Path | None) -> str:
+    if rootdir is not None:
+        try:
+            return str(path.resolve().relative_to(rootdir.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+_policies: list[StrictPolicy] = []
+
+
+def push_policy(policy: StrictPolicy) -> None:
+    _policies.append(policy)
+
+
+def pop_policy(policy: StrictPolicy) -> None:
+    if policy in _policies:
+        _policies.remove(policy)
+
+
+def current_policy() -> StrictPolicy | None:
+    """The policy of the innermost running pytest session (None outside pytest)."""
+    return _policies[-1] if _policies else None

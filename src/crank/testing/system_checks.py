@@ -1,0 +1,196 @@
+"""Checkers for programs on PATH (``exe:pandoc>=2.17``) and network services.
+
+An executable is *missing* when it is not on PATH and *broken* when it is there
+but ``NAME --version`` crashes, exits non-zero or hangs: a binary that cannot
+even print its version will not convert a document either.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from crank.testing.dependencies import DependencyResult
+from crank.testing.specs import unmet_constraint
+
+if TYPE_CHECKING:
+    from crank.testing.specs import DependencySpec
+
+VERSION_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 2.0
+_VERSION = re.compile(r"\d+(?:\.\d+)+|\d+")
+
+
+def parse_version(output: str) -> str | None:
+    """The first dotted number in ``--version`` output (``pandoc 2.17.1.1`` -> ``2.17.1.1``)."""
+    for line in output.splitlines():
+        match = _VERSION.search(line)
+        if match is not None:
+            return match.group(0)
+    return None
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)
+
+
+def run_tool(
+    argv: list[str], timeout: float = VERSION_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def exit_description(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def check_executable(spec: DependencySpec) -> DependencyResult:
+    name = spec.target or spec.name
+    hint = f"apt-get install {name}"
+    path = shutil.which(name)
+    if path is None:
+        return DependencyResult.missing(spec, f"executable {name!r} is not on PATH", hint=hint)
+    command = f"{path} --version"
+    try:
+        proc = run_tool([path, "--version"])
+    except subprocess.TimeoutExpired as exc:
+        return DependencyResult.failing(
+            spec,
+            f"`{command}` did not finish within {VERSION_TIMEOUT_S:g} s",
+            error=exc,
+            hint=f"apt-get install --reinstall {name}",
+        )
+    except OSError as exc:
+        return DependencyResult.failing(
+            spec,
+            f"`{command}` cannot run: {exc}",
+            error=exc,
+            hint=f"apt-get install --reinstall {name}",
+        )
+    if proc.returncode != 0:
+        output = _tail(proc.stderr or proc.stdout)
+        detail = f"`{command}` {exit_description(proc.returncode)}"
+        return DependencyResult.failing(
+            spec,
+            f"{detail}: {output}" if output else detail,
+            error=f"{detail}\n{proc.stderr or proc.stdout}".rstrip(),
+            hint=f"apt-get install --reinstall {name}",
+        )
+    version = parse_version(proc.stdout + "\n" + proc.stderr)
+    unmet = unmet_constraint(name, version, spec.constraint)
+    if unmet is not None:
+        return DependencyResult.missing(
+            spec, unmet, hint=f"{hint}; {name}{spec.constraint} is needed", version=version
+        )
+    return DependencyResult.found(spec, version=version, reason=f"{path} {version or ''}".strip())
+
+
+# --- services ------------------------------------------------------------------
+
+
+def _address(spec: DependencySpec, default_port: int) -> tuple[str, int, str | None, str | None]:
+    parts = urlsplit(spec.url or spec.raw)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or default_port
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return host, port, user, password
+
+
+def _resp(*args: str) -> bytes:
+    out = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\r\n") and len(data) < 512:
+        chunk = sock.recv(512)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def check_redis(spec: DependencySpec) -> DependencyResult:
+    """``redis://[:password@]host:port``: connect and PING (AUTH first when a password is given)."""
+    host, port, user, password = _address(spec, 6379)
+    where = f"{host}:{port}"
+    hint = f"start Redis: redis-server --bind {host} --port {port} (apt-get install redis-server)"
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as sock:
+            if password is not None:
+                sock.sendall(_resp("AUTH", user, password) if user else _resp("AUTH", password))
+                auth = _read_line(sock)
+                if not auth.startswith(b"+OK"):
+                    return DependencyResult.failing(
+                        spec,
+                        f"Redis at {where} refused AUTH: {auth.decode(errors='replace').strip()}",
+                        error=auth.decode(errors="replace").strip(),
+                        hint="check the password in the URL",
+                    )
+            sock.sendall(_resp("PING"))
+            reply = _read_line(sock)
+    except OSError as exc:
+        return DependencyResult.missing(spec, f"nothing answers at {where}: {exc}", hint=hint)
+    text = reply.decode(errors="replace").strip()
+    if reply.startswith(b"+PONG"):
+        return DependencyResult.found(spec, reason=f"Redis at {where} answers PING")
+    if reply.startswith(b"-NOAUTH"):
+        return DependencyResult.failing(
+            spec,
+            f"Redis at {where} requires a password: {text}",
+            error=text,
+            hint=f"put it in the URL: redis://:PASSWORD@{where}",
+        )
+    return DependencyResult.failing(
+        spec,
+        f"something listens at {where} but does not answer PING like Redis: {text[:120]!r}",
+        error=text,
+        hint=f"check that {where} is a Redis server",
+    )
+
+
+def check_tcp(spec: DependencySpec) -> DependencyResult:
+    """``tcp://host:port``: something accepts connections there."""
+    host, port, _, _ = _address(spec, 0)
+    where = f"{host}:{port}"
+    if not port:
+        return DependencyResult.failing(
+            spec,
+            f"{spec.name} names no port",
+            error=None,
+            hint="write it like tcp://127.0.0.1:5432",
+        )
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        return DependencyResult.missing(
+            spec,
+            f"nothing accepts connections at {where}: {exc}",
+            hint=f"start the service on {where}",
+        )
+    return DependencyResult.found(spec, reason=f"{where} accepts connections")

@@ -1,0 +1,144 @@
+"""Run a worker in-process for tests: load its manifest, start it, call it, stop it.
+
+Used by the ``crank_worker`` fixture; works the same outside pytest::
+
+    with WorkerRunner() as run:
+        worker = run("plugins/crank-doc-converter/src/crank_doc_converter/crank.yaml")
+        worker.call("doc.convert", {"text": "# hi", "to": "html"})
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crank.errors import WorkerError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from crank.manifest import Manifest
+    from crank.worker import TaskContext, WorkerApplication
+    from crank.worker.host import WorkerHost
+
+
+class WorkerHandle:
+    """A started worker: ``call`` and ``acall`` validate input and output like the runtime."""
+
+    def __init__(self, host: WorkerHost) -> None:
+        self.host = host
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.host.manifest
+
+    @property
+    def app(self) -> WorkerApplication:
+        return self.host.app
+
+    def call(
+        self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
+    ) -> Any:
+        return self.host.call(capability_id, data, ctx)
+
+    async def acall(
+        self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
+    ) -> Any:
+        return await self.host.acall(capability_id, data, ctx)
+
+    def ready(self) -> bool:
+        return self.host.ready()
+
+    def live(self) -> bool:
+        return self.host.live()
+
+
+def find_manifest(target: str | Path) -> Path:
+    """A manifest path, a folder holding ``crank.yaml``, or an installed worker's name."""
+    path = Path(target)
+    if path.is_dir():
+        path = path / "crank.yaml"
+    if path.is_file():
+        return path
+    if isinstance(target, Path) or str(target).endswith((".yaml", ".yml")) or "/" in str(target):
+        raise WorkerError(
+            f"no worker manifest at {target}",
+            hint="pass the path of a crank.yaml, its folder, or an installed worker's name",
+            subject=str(target),
+        )
+    from crank.manifest import load_manifest
+    from crank.plugins import get_plugin_manager
+
+    names = []
+    for manifest_path in get_plugin_manager().manifest_paths():
+        manifest = load_manifest(manifest_path)
+        if manifest.name == target:
+            return manifest_path
+        names.append(manifest.name)
+    raise WorkerError(
+        f"no installed worker named {target!r}",
+        hint=f"installed workers: {', '.join(sorted(names)) or 'none'}; "
+        "pip install -e the worker package or pass its crank.yaml path",
+        subject=str(target),
+    )
+
+
+def import_root(manifest_path: Path, module: str) -> Path | None:
+    """The folder to put on sys.path so ``module`` imports (None when it already does)."""
+    top = module.partition(".")[0]
+    if importlib.util.find_spec(top) is not None:
+        return None
+    for parent in manifest_path.resolve().parents:
+        if (parent / top).is_dir() or (parent / f"{top}.py").is_file():
+            return parent
+    return None
+
+
+class WorkerRunner:
+    """Starts workers on demand and stops all of them (and undoes sys.path) on close."""
+
+    def __init__(self) -> None:
+        self.handles: list[WorkerHandle] = []
+        self._paths: list[tuple[str, str]] = []
+
+    def __call__(self, target: str | Path, *, app: WorkerApplication | None = None) -> WorkerHandle:
+        from crank.manifest import load_manifest
+        from crank.worker.host import WorkerHost
+
+        manifest_path = find_manifest(target)
+        manifest = load_manifest(manifest_path)
+        root = import_root(manifest_path, manifest.worker.module)
+        if root is not None and str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+            self._paths.append((str(root), manifest.worker.module.partition(".")[0]))
+        host = WorkerHost(manifest, app)
+        host.start()
+        handle = WorkerHandle(host)
+        self.handles.append(handle)
+        return handle
+
+    def close(self) -> None:
+        errors: list[BaseException] = []
+        while self.handles:
+            handle = self.handles.pop()
+            try:
+                handle.host.stop()
+            except Exception as exc:  # stop every worker, then report the first failure
+                errors.append(exc)
+        for root, top in self._paths:
+            if root in sys.path:
+                sys.path.remove(root)
+            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+                del sys.modules[name]
+        self._paths.clear()
+        importlib.invalidate_caches()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> WorkerRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,388 @@
+"""Every built-in kind against the real thing: modules, programs, Redis, onnxruntime."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+import numpy
+import pytest
+
+from crank.hookspecs import hookimpl
+from crank.plugins import get_plugin_manager
+from crank.testing.dependencies import (
+    DependencyResult,
+    check_dependency,
+    clear_dependency_cache,
+    dependency_registry,
+)
+
+from .conftest import write_executable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from crank.testing.specs import DependencySpec
+
+
+# --- Python modules ----------------------------------------------------------------
+
+
+def test_installed_module_with_satisfied_version() -> None:
+    result = check_dependency("numpy>=1.26")
+    assert result.available and not result.broken
+    assert result.version == numpy.__version__
+    assert (result.kind, result.name) == ("module", "numpy")
+
+
+def test_module_too_old_is_missing_with_an_upgrade_hint() -> None:
+    result = check_dependency("numpy>=999")
+    assert not result.available and not result.broken
+    assert result.reason == f"numpy {numpy.__version__} is installed but >=999 is required"
+    assert result.hint == "pip install 'numpy>=999'"
+
+
+def test_absent_module_is_missing_with_the_distribution_in_the_hint() -> None:
+    result = check_dependency("sklearn_not_here")
+    assert result.missing_only
+    assert result.reason == "Python module 'sklearn_not_here' is not installed"
+    assert result.hint == "pip install sklearn_not_here"
+
+
+@pytest.fixture
+def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    before = set(sys.modules)
+    yield folder
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_import_error_that_is_not_module_not_found_is_broken(module_dir: Path) -> None:
+    (module_dir / "crank_native_ext.py").write_text(
+        "raise ImportError('libcrankfake.so.1: cannot open shared object file')\n"
+    )
+    result = check_dependency("crank_native_ext")
+    assert result.broken and not result.available
+    assert isinstance(result.error, ImportError)
+    assert "libcrankfake.so.1" in result.reason
+
+
+def test_a_missing_inner_dependency_is_broken_not_missing(module_dir: Path) -> None:
+    (module_dir / "crank_half_installed.py").write_text("import crank_its_missing_helper\n")
+    result = check_dependency("crank_half_installed")
+    assert result.broken
+    assert isinstance(result.error, ModuleNotFoundError)
+    assert result.reason.startswith(
+        "Python module 'crank_half_installed' is installed but importing it failed"
+    )
+
+
+def test_any_exception_at_import_is_broken(module_dir: Path) -> None:
+    (module_dir / "crank_explodes.py").write_text(
+        "raise RuntimeError('CUDA driver version is insufficient')\n"
+    )
+    result = check_dependency("crank_explodes")
+    assert result.broken
+    assert result.reason == (
+        "Python module 'crank_explodes' raised RuntimeError on import: "
+        "CUDA driver version is insufficient"
+    )
+
+
+def _fake_torch(
+    module_dir: Path, *, available: bool, cuda_build: str | None, op_fails: bool = False
+) -> None:
+    """A stand-in torch package: no GPU can exist on this machine, so CUDA is simulated."""
+    pkg = module_dir / "torch"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "__version__ = '2.5.0'\n"
+        "from . import cuda, version\n"
+        "class _T:\n"
+        "    def add_(self, n):\n"
+        f"        if {op_fails!r}: raise RuntimeError('CUDA error: no kernel image is available')\n"
+        "        return self\n"
+        "def zeros(n, device=None):\n"
+        "    return _T()\n"
+    )
+    (pkg / "cuda.py").write_text(
+        f"def is_available(): return {available!r}\n"
+        "def synchronize(): pass\n"
+        "def get_device_name(i): return 'NVIDIA H100'\n"
+    )
+    (pkg / "version.py").write_text(f"cuda = {cuda_build!r}\n")
+
+
+def test_torch_cuda_on_a_cpu_only_build_is_missing(module_dir: Path) -> None:
+    _fake_torch(module_dir, available=False, cuda_build=None)
+    result = check_dependency("torch.cuda")
+    assert result.missing_only
+    assert result.reason == "torch 2.5.0 is a CPU-only build (torch.version.cuda is None)"
+
+
+def test_torch_cuda_without_a_device_is_missing(module_dir: Path) -> None:
+    _fake_torch(module_dir, available=False, cuda_build="12.4")
+    result = check_dependency("torch.cuda")
+    assert result.reason == "torch 2.5.0 is built for CUDA 12.4 but sees no usable CUDA device"
+
+
+def test_torch_cuda_usable(module_dir: Path) -> None:
+    _fake_torch(module_dir, available=True, cuda_build="12.4")
+    result = check_dependency("torch.cuda")
+    assert result.available
+    assert result.reason == "torch.cuda on NVIDIA H100"
+
+
+def test_torch_cuda_listed_but_failing_is_broken(module_dir: Path) -> None:
+    _fake_torch(module_dir, available=True, cuda_build="12.4", op_fails=True)
+    result = check_dependency("torch.cuda")
+    assert result.broken
+    assert "no kernel image is available" in result.reason
+
+
+def test_distribution_kind() -> None:
+    assert check_dependency("dist:pytest>=7").available
+    missing = check_dependency("dist:nvidia-ml-py-not-here")
+    assert missing.missing_only
+    assert missing.hint == "pip install nvidia-ml-py-not-here"
+
+
+# --- executables --------------------------------------------------------------------
+
+
+def test_real_pandoc_and_its_version() -> None:
+    result = check_dependency("exe:pandoc>=2.17")
+    assert result.available
+    assert result.version is not None and result.version.startswith("2.")
+
+
+def test_executable_not_on_path() -> None:
+    result = check_dependency("exe:crank-no-such-tool")
+    assert result.missing_only
+    assert result.reason == "executable 'crank-no-such-tool' is not on PATH"
+    assert result.hint == "apt-get install crank-no-such-tool"
+
+
+def test_version_read_from_version_output(fake_bin: Path) -> None:
+    write_executable(fake_bin / "mytool", "echo 'mytool version 1.4.2 (build abc)'")
+    assert check_dependency("exe:mytool>=1.4").version == "1.4.2"
+    old = check_dependency("exe:mytool>=2")
+    assert old.missing_only
+    assert old.reason == "mytool 1.4.2 is installed but >=2 is required"
+
+
+def test_binary_that_crashes_is_broken(fake_bin: Path) -> None:
+    tool = write_executable(fake_bin / "crashy", "kill -SEGV $$")
+    result = check_dependency("exe:crashy")
+    assert result.broken
+    assert result.reason == f"`{tool} --version` was killed by SIGSEGV"
+
+
+def test_binary_failing_on_version_is_broken(fake_bin: Path) -> None:
+    tool = write_executable(
+        fake_bin / "sadtool", "echo 'error while loading shared libraries: libz.so.1' >&2; exit 127"
+    )
+    result = check_dependency("exe:sadtool")
+    assert result.broken
+    assert result.reason == (
+        f"`{tool} --version` exited with status 127: "
+        "error while loading shared libraries: libz.so.1"
+    )
+
+
+# --- GPU ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import raises ModuleNotFoundError
+
+
+def test_gpu_missing_without_nvml_or_nvidia_smi(
+    no_pynvml: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = check_dependency("gpu")
+    assert result.missing_only
+    assert result.reason == "no NVIDIA GPU: pynvml is not installed and nvidia-smi is not on PATH"
+
+
+def test_gpu_found_through_nvidia_smi(no_pynvml: None, fake_bin: Path) -> None:
+    # A GPU cannot exist here: nvidia-smi is a stand-in printing what the real one prints.
+    write_executable(
+        fake_bin / "nvidia-smi", "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)'"
+    )
+    result = check_dependency("nvidia-gpu")
+    assert result.available
+    assert result.reason == "nvidia-smi -L lists 1 GPU(s): NVIDIA H100 80GB HBM3"
+
+
+def test_nvidia_smi_without_a_driver_is_broken(no_pynvml: None, fake_bin: Path) -> None:
+    write_executable(
+        fake_bin / "nvidia-smi",
+        'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."\n'
+        "exit 9",
+    )
+    result = check_dependency("gpu")
+    assert result.broken
+    assert "couldn't communicate with the NVIDIA driver" in result.reason
+
+
+# --- onnxruntime providers ------------------------------------------------------------------
+
+
+def test_cpu_provider_really_used() -> None:
+    result = check_dependency("onnxruntime:CPUExecutionProvider")
+    assert result.available
+    assert result.reason.endswith("a session runs on CPUExecutionProvider")
+
+
+def test_cuda_provider_on_the_cpu_build_is_missing_and_the_warning_is_caught() -> None:
+    # filterwarnings=error is on: the UserWarning onnxruntime emits must not escape.
+    result = check_dependency("onnxruntime:CUDAExecutionProvider")
+    assert result.missing_only
+    assert (
+        "does not offer CUDAExecutionProvider; a session ran on CPUExecutionProvider"
+        in result.reason
+    )
+    assert "UserWarning: Specified provider 'CUDAExecutionProvider'" in result.reason
+    assert result.hint is not None and "onnxruntime-gpu" in result.hint
+
+
+def test_bare_onnxruntime_is_the_module() -> None:
+    result = check_dependency("onnxruntime>=1.17")
+    assert result.available and result.kind == "onnxruntime" and result.version
+
+
+def test_tiny_model_matches_the_embedded_fallback() -> None:
+    import base64
+
+    from crank.testing import onnx_providers
+
+    assert onnx_providers.tiny_model_bytes() == base64.b64decode(onnx_providers._TINY_MODEL)
+
+
+# --- services --------------------------------------------------------------------------
+
+
+def test_redis_reachable(redis_url: str) -> None:
+    result = check_dependency(redis_url)
+    assert result.available
+    assert result.reason.endswith("answers PING")
+
+
+def test_redis_with_a_password_it_does_not_need_is_broken(redis_url: str) -> None:
+    result = check_dependency(redis_url.replace("redis://", "redis://:wrong@"))
+    assert result.broken
+    assert "refused AUTH" in result.reason
+    assert "wrong" not in result.name
+
+
+def test_nothing_listening_is_missing() -> None:
+    from .conftest import free_port
+
+    port = free_port()
+    result = check_dependency(f"redis://127.0.0.1:{port}")
+    assert result.missing_only
+    assert result.reason.startswith(f"nothing answers at 127.0.0.1:{port}:")
+    assert (
+        result.hint == f"start Redis: redis-server --bind 127.0.0.1 --port {port} "
+        "(apt-get install redis-server)"
+    )
+
+
+@pytest.fixture
+def not_redis() -> Iterator[int]:
+    """A TCP server that answers like an HTTP server, whatever it is sent."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(100)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    thread.join(timeout=5)
+    server.close()
+
+
+def test_something_else_on_the_port_is_broken(not_redis: int) -> None:
+    result = check_dependency(f"redis://127.0.0.1:{not_redis}")
+    assert result.broken
+    assert result.reason == (
+        f"something listens at 127.0.0.1:{not_redis} but does not answer PING like Redis: "
+        "'HTTP/1.1 400 Bad Request'"
+    )
+
+
+def test_tcp_kind(redis_url: str) -> None:
+    assert check_dependency(redis_url.replace("redis://", "tcp://")).available
+
+
+# --- the registry and plugins ------------------------------------------------------------
+
+
+class LibreOfficePlugin:
+    """An inline plugin adding a ``libreoffice`` kind, as a third party would."""
+
+    def __init__(self, found: bool) -> None:
+        self.found = found
+
+    def check(self, spec: DependencySpec) -> DependencyResult:
+        if self.found:
+            return DependencyResult.found(spec, version="7.5.1")
+        return DependencyResult.missing(
+            spec, "soffice is not installed", hint="apt-get install libreoffice-core"
+        )
+
+    @hookimpl
+    def crank_register_dependency_checkers(self, register: Callable[[str, object], None]) -> None:
+        register("libreoffice", lambda spec: self.check(spec))
+
+
+@pytest.fixture
+def libreoffice_plugin() -> Iterator[LibreOfficePlugin]:
+    plugin = LibreOfficePlugin(found=False)
+    manager = get_plugin_manager()
+    manager.register(plugin, name="test-libreoffice")
+    clear_dependency_cache()
+    yield plugin
+    manager.unregister("test-libreoffice")
+    clear_dependency_cache()
+
+
+def test_a_plugin_adds_a_kind(libreoffice_plugin: LibreOfficePlugin) -> None:
+    assert "libreoffice" in dependency_registry().checkers
+    result = check_dependency("libreoffice")
+    assert (result.kind, result.name, result.available) == ("libreoffice", "libreoffice", False)
+    assert result.hint == "apt-get install libreoffice-core"
+    assert check_dependency("libreoffice:calc").name == "libreoffice:calc"
+
+
+def test_results_are_cached_until_cleared(libreoffice_plugin: LibreOfficePlugin) -> None:
+    first = check_dependency("libreoffice")
+    libreoffice_plugin.found = True
+    assert check_dependency("libreoffice") is first
+    clear_dependency_cache()
+    assert check_dependency("libreoffice").available
+
+
+def test_a_checker_that_raises_is_reported_as_broken(libreoffice_plugin: LibreOfficePlugin) -> None:
+    def explode(spec: DependencySpec) -> DependencyResult:
+        raise KeyError("soffice")
+
+    libreoffice_plugin.check = explode  # type: ignore[method-assign]
+    result = check_dependency("libreoffice")
+    assert result.broken
+    assert "raised KeyError: 'soffice'" in result.reason

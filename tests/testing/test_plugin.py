@@ -1,0 +1,338 @@
+"""The plugin end to end, through pytester: skip vs error vs strict failure, the summary."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+SUITE = """
+    import pytest
+    from crank.testing import ensure_dependency
+
+    def test_tool_one():
+        ensure_dependency("exe:crank-missing-tool")
+        raise AssertionError("must not run")
+
+    def test_tool_two():
+        ensure_dependency("exe:crank-missing-tool")
+
+    @pytest.mark.requires("crank_missing_module")
+    def test_module_marker():
+        raise AssertionError("must not run")
+
+    def test_broken():
+        ensure_dependency("crank_broken_mod")
+
+    def test_available():
+        assert ensure_dependency("exe:pandoc").available
+"""
+
+BROKEN_MODULE = "raise ImportError('libcrankbroken.so.3: cannot open shared object file')\n"
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_suite=SUITE, crank_broken_mod=BROKEN_MODULE)
+    pytester.syspathinsert()
+    return pytester
+
+
+def summary_lines(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if line.startswith("crank: ") and " test" in line]
+
+
+def test_missing_skips_broken_fails_and_the_summary_groups_them(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
+    assert summary_lines(result) == [
+        "crank: 2 tests skipped - missing crank-missing-tool (apt-get install crank-missing-tool)",
+        "crank: 1 test skipped - missing crank_missing_module (pip install crank_missing_module)",
+        "crank: 1 test failed - crank_broken_mod is installed but broken "
+        "(pip install --force-reinstall crank_broken_mod, "
+        "or install the native libraries it needs)",
+    ]
+
+
+def test_skips_are_reported_where_the_test_asked(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-rs")
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1[]] test_suite.py:5: missing crank-missing-tool: executable "
+            "'crank-missing-tool' is not on PATH (hint: apt-get install crank-missing-tool)",
+            "SKIPPED [[]1[]] test_suite.py:9: missing crank-missing-tool: *",
+            "SKIPPED [[]1[]] test_suite.py:11: missing crank_missing_module: Python module "
+            "'crank_missing_module' is not installed (hint: pip install crank_missing_module)",
+        ]
+    )
+
+
+def test_a_broken_dependency_shows_the_real_exception(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-k", "broken")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ImportError: libcrankbroken.so.3: cannot open shared object file",
+            "*The above exception was the direct cause of the following exception:*",
+            "*DependencyBroken: crank_broken_mod is installed but broken: *",
+        ]
+    )
+
+
+def test_strict_all_turns_every_missing_dependency_into_a_failure(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--crank-require=all")
+    result.assert_outcomes(passed=1, failed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "crank-missing-tool is required (strict mode: --crank-require=all) but missing: "
+            "executable 'crank-missing-tool' is not on PATH "
+            "(hint: apt-get install crank-missing-tool)",
+        ]
+    )
+    assert summary_lines(result)[0] == (
+        "crank: 2 tests failed - required crank-missing-tool is missing "
+        "(apt-get install crank-missing-tool)"
+    )
+
+
+def test_strict_by_name_only_fails_the_named_dependency(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--crank-require=crank_missing_module")
+    result.assert_outcomes(passed=1, skipped=2, errors=1, failed=1)
+
+
+def test_strict_from_the_environment(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRANK_REQUIRE", "crank-missing-tool")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, skipped=1, failed=3)
+    result.stdout.fnmatch_lines(
+        ["crank: dependencies: required: crank-missing-tool (CRANK_REQUIRE=*)"]
+    )
+
+
+MANIFEST = """\
+apiVersion: crank.dev/v1
+kind: Worker
+metadata: {name: demo, version: 1.0.0}
+worker: {entrypoint: "demo.worker:Demo"}
+dependencies:
+  python: ["crank_missing_module>=1"]
+  system:
+    - {name: crank-missing-tool, check: "exe:crank-missing-tool", apt: crank-missing-tool-pkg,
+       hint: "apt-get install crank-missing-tool-pkg"}
+capabilities: []
+"""
+
+
+def test_ci_requires_what_the_manifest_declares(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (suite.path / "crank.yaml").write_text(MANIFEST)
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, failed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "crank-missing-tool is required (strict mode: CI=true and crank.yaml declares it) "
+            "but missing: executable 'crank-missing-tool' is not on PATH "
+            "(hint: apt-get install crank-missing-tool-pkg)",
+        ]
+    )
+
+
+def test_ci_without_a_declaration_still_skips(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["crank: dependencies: dependencies declared in crank.yaml manifests *(CI=true; *"]
+    )
+
+
+def test_fixture_manifests_are_never_strict(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixtures = suite.path / "tests" / "fixtures" / "worker"
+    fixtures.mkdir(parents=True)
+    (fixtures / "crank.yaml").write_text(MANIFEST)
+    suite.makeini("[pytest]\ncrank_manifests = tests/**/crank.yaml\n")
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
+
+
+def test_src_layout_and_ini_globs_are_searched(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = suite.path / "plugins" / "crank-demo" / "src" / "crank_demo"
+    worker.mkdir(parents=True)
+    (worker / "crank.yaml").write_text(MANIFEST)
+    monkeypatch.setenv("CI", "true")
+    assert suite.runpytest().parseoutcomes()["skipped"] == 3
+    suite.makeini("[pytest]\ncrank_manifests =\n    plugins/*/src/*/crank.yaml\n")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, failed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*(strict mode: CI=true and plugins/crank-demo/src/crank_demo/crank.yaml declares it)*"]
+    )
+
+
+def test_optional_declared_dependencies_may_skip(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (suite.path / "crank.yaml").write_text(
+        MANIFEST.replace(
+            'hint: "apt-get install crank-missing-tool-pkg"', "optional: true"
+        ).replace('["crank_missing_module>=1"]', "[]")
+    )
+    monkeypatch.setenv("CI", "true")
+    suite.runpytest().assert_outcomes(passed=1, skipped=3, failed=1)
+
+
+def test_require_none_switches_ci_strictness_off(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (suite.path / "crank.yaml").write_text(MANIFEST)
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest("--crank-require=none")
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
+    result.stdout.fnmatch_lines(["crank: dependencies: off (missing dependencies skip)"])
+
+
+def test_a_manifest_strict_mode_cannot_read_fails_the_test_clearly(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (suite.path / "crank.yaml").write_text("dependencies: [unclosed\n")
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest("-k", "tool_two")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*UsageError: strict mode cannot read manifest *crank.yaml: *"])
+
+
+def test_the_marker_runs_before_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def expensive():
+            raise AssertionError("fixture must not run for a skipped test")
+
+        @pytest.mark.requires("exe:pandoc", "exe:crank-missing-tool", hint="see docs/install.md")
+        def test_x(expensive):
+            pass
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*missing crank-missing-tool: * (hint: see docs/install.md)"])
+
+
+def test_the_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requires("exe:pandoc")
+        def test_x():
+            pass
+        """
+    )
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+    assert "requires(*specs)" in pytester.runpytest("--markers").stdout.str()
+
+
+def test_a_bad_spec_is_an_error_not_a_skip(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from crank.testing import ensure_dependency
+
+        def test_x():
+            ensure_dependency("ex:pandoc")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*UsageError: dependency spec 'ex:pandoc': unknown kind 'ex'*"])
+
+
+def test_a_plugin_kind_through_an_inline_conftest_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from crank.hookspecs import hookimpl
+        from crank.plugins import get_plugin_manager
+        from crank.testing.dependencies import DependencyResult, clear_dependency_cache
+
+        class LibreOffice:
+            @hookimpl
+            def crank_register_dependency_checkers(self, register):
+                register("libreoffice", lambda spec: DependencyResult.missing(
+                    spec, "soffice is not on PATH", hint="apt-get install libreoffice-core"))
+
+        def pytest_configure(config):
+            get_plugin_manager().register(LibreOffice(), name="libreoffice-test")
+            clear_dependency_cache()
+
+        def pytest_unconfigure(config):
+            get_plugin_manager().unregister("libreoffice-test")
+            clear_dependency_cache()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from crank.testing import ensure_dependency
+
+        @pytest.mark.requires("libreoffice")
+        def test_marker():
+            pass
+
+        def test_call():
+            ensure_dependency("libreoffice:calc", skip_message="LibreOffice not available")
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=2)
+    assert summary_lines(result) == [
+        "crank: 1 test skipped - missing libreoffice (apt-get install libreoffice-core)",
+        "crank: 1 test skipped - missing libreoffice:calc (apt-get install libreoffice-core)",
+    ]
+    result.stdout.fnmatch_lines(
+        ["*LibreOffice not available (hint: apt-get install libreoffice-core)"]
+    )
+
+
+def test_without_the_plugin_ensure_dependency_still_skips(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            from crank.testing import ensure_dependency
+
+            def test_x():
+                ensure_dependency("exe:crank-missing-tool")
+            """
+        )
+    )
+    # No entry point plugin at all (that is also what keeps this subprocess quick).
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(skipped=1)
+
+
+@pytest.mark.slow
+def test_the_summary_survives_xdist(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = suite.runpytest_subprocess(
+        "-p", "crank.testing.plugin", "-p", "xdist.plugin", "-n", "2"
+    )
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
+    assert summary_lines(result)[0] == (
+        "crank: 2 tests skipped - missing crank-missing-tool (apt-get install crank-missing-tool)"
+    )
