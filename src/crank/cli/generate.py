@@ -181,3 +181,161 @@ def check(paths: tuple[str, ...], fmt: str, fix: bool) -> None:
             click.echo(f"crank check: {len(results)} project(s) match their manifests", err=True)
     if problems:
         sys.exit(ExitCode.FINDINGS)
+
+
+@click.command("build")
+@click.argument("path", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--tag", "-t", default=None, help="Image tag (default: <worker>:<version>).")
+@click.option("--base-image", default=None, help="Base image for both stages (BASE_IMAGE).")
+@click.option(
+    "--crank-wheel",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="crank wheel to install in the image (default: built from this crank).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the result.")
+def build(
+    path: Path, tag: str | None, base_image: str | None, crank_wheel: Path | None, quiet: bool
+) -> None:
+    """Build the container image of the worker project at PATH with Docker."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from crank.errors import BuildFailed
+    from crank.generate.build import build_image
+    from crank.generate.project import load_project
+
+    console = Console(stderr=True, highlight=False)
+    project = load_project(path)
+    try:
+        if quiet:
+            built = build_image(project, tag=tag, base_image=base_image, crank_wheel=crank_wheel)
+        else:
+            with console.status(f"building {project.manifest.name}") as status:
+
+                def show(line: str) -> None:
+                    if line.startswith("Step "):
+                        status.update(escape(line))
+                        console.print(f"[bold]{escape(line)}[/bold]")
+                    else:
+                        console.print(f"[dim]{escape(line)}[/dim]")
+
+                built = build_image(
+                    project, tag=tag, base_image=base_image, crank_wheel=crank_wheel, progress=show
+                )
+    except BuildFailed as exc:
+        if quiet:
+            for line in exc.log:
+                click.echo(line, err=True)
+        raise
+    click.echo(f"built {built.tag} ({built.image_id[:19]}, {built.size_bytes / 1e6:.0f} MB)")
+
+
+@click.group("migration")
+def migration() -> None:
+    """Create and track worker migration checklists."""
+
+
+@migration.command("new")
+@click.argument("worker")
+@click.option(
+    "--from",
+    "source",
+    default=None,
+    metavar="OLD_MANIFEST|GIT_REF",
+    help="The manifest before the migration: a file or a git ref.",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The worker's crank.yaml (default: the project in the current folder).",
+)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The worker project folder (default: the current folder).",
+)
+@click.option(
+    "--date",
+    "day",
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Date of the checklist (default: today).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("deployment"),
+    show_default=True,
+    help="Where checklists live.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing checklist of the same day.")
+def migration_new(
+    worker: str,
+    source: str | None,
+    manifest: Path | None,
+    project: Path | None,
+    day: str | None,
+    output_dir: Path,
+    force: bool,
+) -> None:
+    """Write deployment/migration-WORKER-DATE.yml pre-filled from the manifest diff."""
+    import datetime as dt
+
+    from crank.errors import UsageError
+    from crank.generate.migration import new_checklist
+    from crank.generate.project import load_project
+
+    try:
+        today = dt.date.fromisoformat(day) if day else dt.date.today()
+    except ValueError:
+        raise UsageError(
+            f"--date {day!r} is not a YYYY-MM-DD date", hint="e.g. --date 2026-11-22"
+        ) from None
+    created = new_checklist(
+        load_project(project, manifest),
+        worker=worker,
+        source=source,
+        today=today,
+        output_dir=output_dir,
+        force=force,
+    )
+    changes = created.document["changes"]
+    click.echo(f"created {created.path}")
+    click.echo(
+        f"  added {len(changes['added'])}, removed {len(changes['removed'])}, split "
+        f"{len(changes['split'])}, breaking {len(changes['breaking'])}; "
+        f"{len(created.document['artifacts'])} artifact(s) to update, "
+        f"{len(created.document['retirement'])} retirement(s)"
+    )
+
+
+@migration.command("status")
+@click.argument("folder", default="deployment", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def migration_status(folder: Path, fmt: str) -> None:
+    """Summarise open items across the migration checklists in FOLDER."""
+    import json
+
+    from crank.generate.migration import checklist_status, find_checklists
+
+    statuses = [checklist_status(p) for p in find_checklists(folder)]
+    open_total = sum(len(s.open_items) for s in statuses)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {"open": open_total, "checklists": [s.as_dict() for s in statuses]}, indent=2
+            )
+        )
+        return
+    for status in statuses:
+        click.echo(
+            f"{status.path}: {status.worker} ({status.date}) {status.done}/{status.total} done"
+        )
+        for item in status.open_items:
+            click.echo(f"  [ ] {item.section}: {item.item}")
+    click.echo(f"{len(statuses)} checklist(s), {open_total} open item(s)")

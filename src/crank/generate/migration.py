@@ -1,0 +1,268 @@
+"""Worker migration checklists: created pre-filled from the manifest diff, tracked by status.
+
+The template is ``deployment/worker-migration-checklist.yml`` (shipped in the
+wheel as ``crank/_templates/worker-migration-checklist.yml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from crank.errors import GenerateError
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from crank.generate.project import WorkerProject
+    from crank.manifest import Manifest
+
+CHECKLIST_NAME = "worker-migration-checklist.yml"
+
+
+def checklist_template() -> Path:
+    from crank.generate.templates import templates_dir
+
+    root = templates_dir()
+    for candidate in (root / CHECKLIST_NAME, root.parent / "deployment" / CHECKLIST_NAME):
+        if candidate.is_file():
+            return candidate
+    raise GenerateError(
+        f"the migration checklist template {CHECKLIST_NAME} is missing from this installation",
+        hint="reinstall crank",
+    )
+
+
+def _item(item_id: str, text: str) -> dict[str, Any]:
+    return {"id": item_id, "item": text, "done": False}
+
+
+def old_manifest(source: str, project: WorkerProject) -> Manifest | None:
+    """``source`` is a manifest file or a git ref (the project's manifest at that ref).
+
+    Returns None when the manifest did not exist at that ref (a brand-new worker).
+    """
+    from crank.routing.sources import manifest_from_file, manifest_from_text, read_at_ref
+
+    if Path(source).is_file():
+        return manifest_from_file(source)[0]
+    text = read_at_ref(source, project.manifest_path)
+    if text is None:
+        return None
+    return manifest_from_text(text, f"{project.manifest_relpath}@{source}")[0]
+
+
+def compat_changes(old: Manifest | None, new: Manifest, today: dt.date) -> dict[str, Any]:
+    """``{"added", "removed", "split", "renamed", "deprecated", "breaking"}`` from crank compat."""
+    if old is None:
+        return {
+            "added": list(new.capability_ids),
+            "removed": [],
+            "split": [],
+            "renamed": [],
+            "deprecated": [],
+            "breaking": [],
+        }
+    from crank.routing.compat import compare_manifests
+
+    report = compare_manifests(old, new, today=today).as_dict()
+    changes = report.get("changes", {})
+    return {
+        "added": list(changes.get("added", [])),
+        "removed": list(changes.get("removed", [])),
+        "split": list(changes.get("split", [])),
+        "renamed": list(changes.get("renamed", [])),
+        "deprecated": list(changes.get("deprecated", [])),
+        "breaking": [
+            f"{b.get('rule', '')} {b.get('message', '')}".strip()
+            for b in report.get("breaking", [])
+        ],
+    }
+
+
+def retirement_timeline(new: Manifest, today: dt.date) -> list[dict[str, Any]]:
+    return [
+        {
+            "capability": dep.id,
+            "replaced_by": list(dep.replaced_by),
+            "sunset": dep.sunset.isoformat(),
+            "days_left": (dep.sunset - today).days,
+            "legacy_routes": list(dep.legacy_routes),
+        }
+        for dep in sorted(new.deprecated, key=lambda d: d.sunset)
+    ]
+
+
+def drifted_artifacts(project: WorkerProject) -> list[dict[str, str]]:
+    from crank.generate.drift import check_project
+
+    return [
+        {"file": f.file, "kind": f.kind, "why": f.message} for f in check_project(project).findings
+    ]
+
+
+def _add_items(doc: dict[str, Any]) -> None:
+    sections = doc["sections"]
+    changes = doc["changes"]
+    code = sections["code_changes"]["items"]
+    for cap in changes["added"]:
+        code.append(
+            _item(
+                f"implement-{cap}", f"Handler, schemas, examples and tests for new capability {cap}"
+            )
+        )
+    strategy = sections["migration_strategy"]["items"]
+    for split in changes["split"]:
+        targets = ", ".join(split["to"])
+        strategy.append(
+            _item(
+                f"shim-{split['from']}",
+                f"Shim routes {split['from']} to {targets}; tested with existing client calls",
+            )
+        )
+    for renamed in changes["renamed"]:
+        strategy.append(
+            _item(
+                f"alias-{renamed['from']}",
+                f"Calls to {renamed['from']} reach {renamed['to']} (alias shim)",
+            )
+        )
+    for cap in changes["removed"]:
+        strategy.append(_item(f"removed-{cap}", f"No client still calls removed capability {cap}"))
+    for breaking in changes["breaking"]:
+        strategy.append(_item("breaking", f"Resolve breaking change: {breaking}"))
+    artifacts = sections["deployment_artifacts"]["items"]
+    for art in doc["artifacts"]:
+        artifacts.append(_item(f"update-{art['file']}", f"{art['file']}: {art['why']}"))
+    infra = sections["infrastructure"]["items"]
+    for entry in doc["retirement"]:
+        infra.append(
+            _item(
+                f"retire-{entry['capability']}",
+                f"Retire {entry['capability']} on {entry['sunset']} ({entry['days_left']} days): "
+                f"clients moved to {', '.join(entry['replaced_by'])}, "
+                "shim and legacy routes removed",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class NewChecklist:
+    path: Path
+    document: dict[str, Any]
+
+
+def new_checklist(
+    project: WorkerProject,
+    *,
+    worker: str,
+    source: str | None,
+    today: dt.date,
+    output_dir: Path,
+    force: bool = False,
+) -> NewChecklist:
+    """Write ``<output_dir>/migration-<worker>-<date>.yml`` pre-filled for ``project``."""
+    if worker != project.manifest.name:
+        raise GenerateError(
+            f"worker {worker!r} does not match the manifest {project.manifest_relpath} "
+            f"(which names {project.manifest.name!r})",
+            hint="pass --manifest with the worker's crank.yaml",
+            subject=worker,
+        )
+    target = output_dir / f"migration-{worker}-{today.isoformat()}.yml"
+    if target.exists() and not force:
+        raise GenerateError(
+            f"{target} already exists",
+            hint="edit it, or pass --force to start it again",
+            subject=str(target),
+        )
+    doc: dict[str, Any] = yaml.safe_load(checklist_template().read_text(encoding="utf-8"))
+    old = old_manifest(source, project) if source else None
+    doc.update(
+        worker=worker,
+        date=today.isoformat(),
+        **{"from": source or ""},
+        to=f"{project.manifest_relpath} (sha256 {project.manifest.digest()[:16]})",
+    )
+    if source:
+        doc["changes"] = compat_changes(old, project.manifest, today)
+    doc["artifacts"] = drifted_artifacts(project)
+    doc["retirement"] = retirement_timeline(project.manifest, today)
+    _add_items(doc)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Migration checklist for {worker}, created {today.isoformat()} by crank migration new.\n"
+        "# Set `done: true` as items are completed; `crank migration status` lists open items.\n"
+    )
+    target.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=100), encoding="utf-8")
+    return NewChecklist(target, doc)
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    section: str
+    id: str
+    item: str
+
+
+@dataclass(frozen=True)
+class ChecklistStatus:
+    path: Path
+    worker: str
+    date: str
+    total: int
+    done: int
+    open_items: tuple[OpenItem, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "worker": self.worker,
+            "date": self.date,
+            "total": self.total,
+            "done": self.done,
+            "open": [{"section": o.section, "id": o.id, "item": o.item} for o in self.open_items],
+        }
+
+
+def checklist_status(path: Path) -> ChecklistStatus:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise GenerateError(
+            f"{path}: not valid YAML ({exc})", hint="fix the checklist file", subject=str(path)
+        ) from None
+    sections = doc.get("sections") if isinstance(doc, dict) else None
+    if not isinstance(sections, dict):
+        raise GenerateError(
+            f"{path}: no `sections` mapping; not a migration checklist",
+            hint="create checklists with `crank migration new`",
+            subject=str(path),
+        )
+    total = done = 0
+    open_items: list[OpenItem] = []
+    for name, section in sections.items():
+        for item in (section or {}).get("items", []) or []:
+            total += 1
+            if item.get("done") is True:
+                done += 1
+            else:
+                open_items.append(
+                    OpenItem(name, str(item.get("id", "")), str(item.get("item", "")))
+                )
+    return ChecklistStatus(
+        path, str(doc.get("worker", "")), str(doc.get("date", "")), total, done, tuple(open_items)
+    )
+
+
+def find_checklists(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise GenerateError(
+            f"{folder}: no such folder",
+            hint="pass the folder holding migration-*.yml checklists",
+            subject=str(folder),
+        )
+    return sorted(folder.glob("migration-*.yml"))

@@ -1,0 +1,287 @@
+"""Migration checklists: the template's sections, `migration new` pre-filled from compat,
+drift and sunsets, and `migration status` across checklists."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import TYPE_CHECKING
+
+import yaml
+from click.testing import CliRunner
+
+from crank.cli import cli
+from crank.generate.migration import checklist_template
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+SECTIONS = [
+    "code_changes",
+    "deployment_artifacts",
+    "infrastructure",
+    "migration_strategy",
+    "validation",
+    "success_criteria",
+    "rollback_plan",
+]
+
+
+def test_template_has_every_section_and_all_items_open() -> None:
+    doc = yaml.safe_load(checklist_template().read_text())
+    assert list(doc["sections"]) == SECTIONS
+    for section in doc["sections"].values():
+        assert section["items"]
+        assert all(item["done"] is False for item in section["items"])
+
+
+def _split_project(worker_project: Path) -> tuple[Path, Path]:
+    """Old manifest: one capability text.echo. New: split into text.upper and text.lower."""
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    new = yaml.safe_load(manifest.read_text())
+    cap = new["capabilities"][0]
+    old = json.loads(json.dumps(new))
+    old["capabilities"][0]["id"] = "text.echo"
+    old_path = worker_project.parent / "old-crank.yaml"
+    old_path.write_text(yaml.safe_dump(old, sort_keys=False))
+    new["capabilities"] = [dict(cap, id="text.upper"), dict(cap, id="text.lower")]
+    new["deprecated"] = [
+        {
+            "id": "text.echo",
+            "replaced_by": ["text.upper", "text.lower"],
+            "shim": {
+                "select_by": "case",
+                "default": "upper",
+                "map": {"upper": "text.upper", "lower": "text.lower"},
+            },
+            "sunset": "2027-06-30",
+        }
+    ]
+    manifest.write_text(yaml.safe_dump(new, sort_keys=False))
+    return manifest, old_path
+
+
+def test_migration_new_is_prefilled(worker_project: Path, tmp_path: Path) -> None:
+    manifest, old = _split_project(worker_project)
+    out = tmp_path / "deployment"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "migration",
+            "new",
+            "text-echo",
+            "--from",
+            str(old),
+            "--manifest",
+            str(manifest),
+            "--date",
+            "2026-11-22",
+            "--output-dir",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    path = out / "migration-text-echo-2026-11-22.yml"
+    assert result.stdout == (
+        f"created {path}\n"
+        "  added 2, removed 1, split 1, breaking 0; 12 artifact(s) to update, 1 retirement(s)\n"
+    )
+    doc = yaml.safe_load(path.read_text())
+    assert list(doc["sections"]) == SECTIONS
+    assert doc["changes"]["added"] == ["text.lower", "text.upper"]
+    assert doc["changes"]["split"] == [{"from": "text.echo", "to": ["text.upper", "text.lower"]}]
+    assert doc["retirement"] == [
+        {
+            "capability": "text.echo",
+            "replaced_by": ["text.upper", "text.lower"],
+            "sunset": "2027-06-30",
+            "days_left": 220,
+            "legacy_routes": [],
+        }
+    ]
+    assert {a["file"] for a in doc["artifacts"]} >= {"Dockerfile", "k8s/keda-scaledobject.yaml"}
+    strategy = [i["item"] for i in doc["sections"]["migration_strategy"]["items"]]
+    assert (
+        "Shim routes text.echo to text.upper, text.lower; tested with existing client calls"
+        in strategy
+    )
+    infra = [i["item"] for i in doc["sections"]["infrastructure"]["items"]]
+    assert infra[-1].startswith("Retire text.echo on 2027-06-30 (220 days)")
+    code = [i["id"] for i in doc["sections"]["code_changes"]["items"]]
+    assert code[-2:] == ["implement-text.lower", "implement-text.upper"]
+
+    again = CliRunner().invoke(
+        cli,
+        [
+            "migration",
+            "new",
+            "text-echo",
+            "--manifest",
+            str(manifest),
+            "--date",
+            "2026-11-22",
+            "--output-dir",
+            str(out),
+        ],
+    )
+    assert again.exit_code == 2
+    assert again.stderr == (
+        f"error: {path} already exists\n  hint: edit it, or pass --force to start it again\n"
+    )
+
+
+def test_migration_from_git_ref(worker_project: Path, tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(worker_project), *args], check=True, capture_output=True)
+
+    for rel in ("src/text_echo/crank.yaml", "src/text_echo/worker.py"):
+        path = worker_project / rel
+        path.write_text(path.read_text().replace("text_echo.echo", "text.echo"))
+    git("init", "-q")
+    git(
+        "-c",
+        "user.email=t@example.invalid",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "empty",
+    )
+    git("add", ".")
+    git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-q", "-m", "v1")
+    (worker_project / "k8s" / "service.yaml").unlink()
+    _split_project(worker_project)
+    out = tmp_path / "d"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "migration",
+            "new",
+            "text-echo",
+            "--from",
+            "HEAD",
+            "--project",
+            str(worker_project),
+            "--date",
+            "2026-11-22",
+            "--output-dir",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load((out / "migration-text-echo-2026-11-22.yml").read_text())
+    assert doc["from"] == "HEAD"
+    assert doc["changes"]["split"] == [{"from": "text.echo", "to": ["text.upper", "text.lower"]}]
+    assert {
+        "file": "k8s/service.yaml",
+        "kind": "missing",
+        "why": "managed artifact 'k8s' is missing",
+    } in doc["artifacts"]
+
+
+def test_migration_new_refuses_another_workers_manifest(
+    pristine_worker: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "migration",
+            "new",
+            "other",
+            "--project",
+            str(pristine_worker),
+            "--output-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: worker 'other' does not match the manifest src/text_echo/crank.yaml "
+        "(which names 'text-echo')"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_date_is_a_usage_error(pristine_worker: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "migration",
+            "new",
+            "text-echo",
+            "--project",
+            str(pristine_worker),
+            "--date",
+            "22/11/2026",
+            "--output-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --date '22/11/2026' is not a YYYY-MM-DD date\n  hint: e.g. --date 2026-11-22\n"
+    )
+
+
+def test_status_counts_open_items(pristine_worker: Path, tmp_path: Path) -> None:
+    for day in ("2026-11-01", "2026-11-02"):
+        created = CliRunner().invoke(
+            cli,
+            [
+                "migration",
+                "new",
+                "text-echo",
+                "--project",
+                str(pristine_worker),
+                "--date",
+                day,
+                "--output-dir",
+                str(tmp_path),
+            ],
+        )
+        assert created.exit_code == 0, created.output
+    first = tmp_path / "migration-text-echo-2026-11-01.yml"
+    doc = yaml.safe_load(first.read_text())
+    for section in doc["sections"].values():
+        for item in section["items"]:
+            item["done"] = True
+    doc["sections"]["rollback_plan"]["items"][0]["done"] = False
+    first.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (tmp_path / "notes.yml").write_text("not: a checklist\n")
+
+    result = CliRunner().invoke(cli, ["migration", "status", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    total = sum(len(s["items"]) for s in doc["sections"].values())
+    assert [(c["done"], c["total"]) for c in report["checklists"]] == [
+        (total - 1, total),
+        (0, total),
+    ]
+    assert report["open"] == total + 1
+    assert report["checklists"][0]["open"] == [
+        {
+            "section": "rollback_plan",
+            "id": "previous-image",
+            "item": "The previous image tag is recorded and can be redeployed",
+        }
+    ]
+    text = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
+    assert text.stdout.splitlines()[:2] == [
+        f"{first}: text-echo (2026-11-01) {total - 1}/{total} done",
+        "  [ ] rollback_plan: The previous image tag is recorded and can be redeployed",
+    ]
+    assert text.stdout.endswith(f"2 checklist(s), {total + 1} open item(s)\n")
+
+
+def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None:
+    (tmp_path / "migration-x-2026-01-01.yml").write_text("sections: [unclosed\n")
+    broken = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
+    assert broken.exit_code == 2
+    assert broken.stderr.startswith(
+        f"error: {tmp_path / 'migration-x-2026-01-01.yml'}: not valid YAML"
+    )
+    missing = CliRunner().invoke(cli, ["migration", "status", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(f"error: {tmp_path / 'nope'}: no such folder")
