@@ -35,7 +35,8 @@ def retrying(
     deadline: Callable[[], float | None] | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> Any:
-    """A tenacity ``Retrying`` (also usable as a decorator) with exponential backoff + jitter.
+    """A tenacity ``Retrying`` (``policy(func, *args)``; ``policy.wraps`` decorates) with
+    exponential backoff + jitter.
 
     Gives up after ``attempts`` tries, on an exception in ``give_up_on`` (an open
     circuit breaker is always one), or when ``deadline()`` (seconds left of the
@@ -69,7 +70,8 @@ def retrying(
         options["sleep"] = sleep
     return tenacity.Retrying(
         stop=stops,
-        wait=tenacity.wait_exponential_jitter(initial=base_s, max=max_s, jitter=base_s),
+        wait=tenacity.wait_exponential(multiplier=base_s, max=max_s)
+        + tenacity.wait_random(0, base_s),
         retry=should_retry,
         reraise=True,
         **options,

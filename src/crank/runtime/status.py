@@ -144,10 +144,9 @@ class StatusTracker:
             broker_ok = False
         if not broker_ok:
             problems.append("broker unreachable")
-        if self.pool is not None:
-            _, healthy = self.pool.worker_counts()
-            if healthy < self.min_workers:
-                problems.append(f"{healthy} of min {self.min_workers} worker processes up")
+        _, healthy = self.pool.worker_counts() if self.pool is not None else (0, 0)
+        if healthy < self.min_workers:
+            problems.append(f"{healthy} of min {self.min_workers} worker processes up")
         return not problems, problems
 
 

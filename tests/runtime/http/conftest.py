@@ -83,6 +83,7 @@ def make_services(
         broker = open_broker("memory://")
         opened.append(broker)
         router = Router.from_manifests([load_manifest(HTTP_MANIFEST)], today=lambda: today)
+        config.setdefault("min_workers", 0)
         cfg = RuntimeConfig(broker_url="memory://", manifest_paths=(HTTP_MANIFEST,), **config)
         return build_services(cfg, broker, router)
 
@@ -163,3 +164,9 @@ def client(
 def worker(services: RuntimeServices) -> Iterator[InlineWorker]:
     with InlineWorker(services.broker) as inline:
         yield inline
+
+
+@pytest.fixture
+def inline_worker(http_workers_path: Path) -> type[InlineWorker]:
+    """The :class:`InlineWorker` class, for tests that build their own services."""
+    return InlineWorker

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+InlineWorker = Any
+RuntimeServices = Any
 
 if TYPE_CHECKING:
     from httpx import Client as TestClient
-    from tests.runtime.http.conftest import InlineWorker
 
 
 def test_health_is_live(client: TestClient) -> None:
@@ -36,3 +38,136 @@ def test_sync_call_returns_the_output(client: TestClient, worker: InlineWorker) 
     r = client.post("/v1/capabilities/demo.echo", json={"text": "hey", "shout": True})
     assert (r.status_code, r.json()) == (200, {"text": "HEY"})
     assert r.headers["x-crank-task-id"]
+
+
+def test_invalid_input_is_refused_before_queueing(
+    client: TestClient, services: RuntimeServices
+) -> None:
+    r = client.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": 5, "extra": 1}})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "INVALID_INPUT"
+    assert [e["path"] for e in err["errors"]] == ["$", "$.text"]
+    assert (
+        services.broker.stats().pending == {} or sum(services.broker.stats().pending.values()) == 0
+    )
+
+
+def test_envelope_errors_name_their_paths(client: TestClient) -> None:
+    r = client.post("/v1/tasks", json={"input": {}, "priority": "high"})
+    assert r.status_code == 400
+    assert [e["path"] for e in r.json()["error"]["errors"]] == ["$.capability", "$.priority"]
+    r = client.post("/v1/tasks", content=b"{not json", headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "INVALID_INPUT")
+    r = client.post("/v1/tasks", json=[1, 2])
+    assert r.status_code == 400
+
+
+def test_unknown_capability_and_task_are_404(client: TestClient) -> None:
+    r = client.post("/v1/tasks", json={"capability": "nope.nothing", "input": {}})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "CAPABILITY_NOT_FOUND")
+    r = client.get("/v1/tasks/does-not-exist")
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "TASK_NOT_FOUND")
+
+
+def test_idempotency_key_returns_the_first_task(client: TestClient) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "once"}}
+    first = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "k-1"})
+    second = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    other = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "k-2"})
+    assert other.json()["id"] != first.json()["id"]
+
+
+def test_legacy_route_answers_with_deprecation_headers(
+    client: TestClient, worker: InlineWorker
+) -> None:
+    r = client.post("/echo", json={"text": "old"}, headers={"X-Crank-Caller": "billing-app"})
+    assert (r.status_code, r.json()) == (200, {"text": "old"})
+    assert r.headers["deprecation"] == "@1767225600"
+    assert r.headers["sunset"] == "Thu, 31 Dec 2099 23:59:59 GMT"
+    assert r.headers["link"] == '</v1/capabilities/demo.echo>; rel="successor-version"'
+    metrics = client.get("/metrics").text
+    assert (
+        'crank_deprecated_calls_total{caller="billing-app",capability="demo.legacy_echo"} 1.0'
+        in metrics
+    )
+
+
+def test_retired_capability_is_410_naming_successors(client: TestClient) -> None:
+    for r in (
+        client.post("/retired", json={"text": "x"}),
+        client.post("/v1/tasks", json={"capability": "demo.retired", "input": {"text": "x"}}),
+    ):
+        assert r.status_code == 410
+        assert r.json()["error"]["successors"] == ["demo.echo"]
+
+
+def test_streaming_capability_over_sse(client: TestClient, worker: InlineWorker) -> None:
+    with client.stream(
+        "POST",
+        "/v1/capabilities/demo.count",
+        json={"n": 3},
+        headers={"Accept": "text/event-stream"},
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        data = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert data[:3] == ['data: {"i": 1}', 'data: {"i": 2}', 'data: {"i": 3}']
+    assert '"events": 3' in data[3]
+    r = client.post("/v1/capabilities/demo.count", json={"n": 2})
+    assert r.json() == {"events": [{"i": 1}, {"i": 2}]}
+
+
+def test_sync_call_times_out_with_504_and_a_location(
+    client: TestClient, worker: InlineWorker
+) -> None:
+    r = client.post("/v1/capabilities/demo.slow", json={"seconds": 2.6})
+    assert r.status_code == 504
+    assert r.headers["location"] == f"/v1/tasks/{r.json()['error']['id']}"
+
+
+def test_capabilities_list_schemas_and_deprecations(client: TestClient) -> None:
+    doc = client.get("/v1/capabilities").json()
+    assert [c["id"] for c in doc["capabilities"]] == [
+        "demo.count",
+        "demo.echo",
+        "demo.slow",
+        "demo.summarize",
+    ]
+    echo = next(c for c in doc["capabilities"] if c["id"] == "demo.echo")
+    assert echo["input"]["required"] == ["text"]
+    assert {d["id"]: d["gone"] for d in doc["deprecated"]} == {
+        "demo.legacy_echo": False,
+        "demo.retired": True,
+    }
+
+
+def test_ready_and_status_report(client: TestClient) -> None:
+    assert client.get("/ready").json() == {"status": "ready", "problems": []}
+    report = client.get("/v1/status").json()
+    assert (report["overall_health"], report["problems"]) == ("healthy", [])
+    assert set(report) >= {
+        "timestamp",
+        "overall_health",
+        "worker_pool_health",
+        "queue_health",
+        "resource_utilization",
+    }
+    assert set(report["queue_health"]) >= {
+        "total_pending_tasks",
+        "oldest_task_age_seconds",
+        "bottleneck_agent",
+    }
+
+
+def test_not_ready_and_critical_without_workers(make_services: Any, serve: Any) -> None:
+    http = serve(make_services(min_workers=1))
+    r = http.get("/ready")
+    assert (r.status_code, r.json()["problems"]) == (503, ["0 of min 1 worker processes up"])
+    report = http.get("/v1/status").json()
+    assert (report["overall_health"], report["problems"]) == (
+        "critical",
+        ["no healthy worker process"],
+    )

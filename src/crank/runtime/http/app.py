@@ -62,7 +62,8 @@ def build_services(
 
     def announce(state: Any) -> None:
         metrics.budget_alerts.labels(state.level).inc()
-        log.warning("llm_budget", **state.as_dict())
+        doc = state.as_dict()
+        log.warning("llm_budget", budget_level=doc.pop("level"), **doc)
 
     status.on_budget_level = announce
 

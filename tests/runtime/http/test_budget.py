@@ -1,0 +1,88 @@
+"""Daily LLM budget: warning at 80 %, non-essential capabilities paused (503) at 100 %."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from crank.manifest import load_manifest
+from crank.routing import Router
+from crank.runtime.brokers import open_broker
+from crank.runtime.config import RuntimeConfig
+from crank.runtime.http.app import build_services
+from crank.runtime.logging import configure_logging
+from crank.runtime.status import StatusTracker
+from crank.runtime.usage import UsageStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_budget_warns_then_pauses_non_essential(
+    tmp_path: Path, serve: Any, http_workers_path: Path
+) -> None:
+    http_manifest = http_workers_path / "crank.yaml"
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure_logging("prod", stream=stream)
+    broker = open_broker("memory://")
+    usage = UsageStore(tmp_path / "usage.db")
+    try:
+        router = Router.from_manifests([load_manifest(http_manifest)])
+        config = RuntimeConfig(broker_url="memory://", min_workers=0, daily_budget_usd=1.0)
+        status = StatusTracker(
+            broker,
+            min_workers=0,
+            usage=usage,
+            daily_budget_usd=1.0,
+            non_essential=["demo.summarize"],
+            ttl_s=0,
+        )
+        services = build_services(config, broker, router, status=status)
+        http = serve(services)
+        body = {"capability": "demo.summarize", "input": {"text": "a b c"}}
+
+        usage.record("demo.summarize", "fake-llm-1", 10, 5, 0.85)
+        status._budget = (-1e18, status._budget[1])  # skip the 1 s cache
+        assert http.post("/v1/tasks", json=body).status_code == 202
+        metrics = http.get("/metrics").text
+        assert 'crank_llm_budget_alerts_total{level="warning"} 1.0' in metrics
+        assert "crank_llm_budget_used_ratio 0.85" in metrics
+
+        usage.record("demo.summarize", "fake-llm-1", 10, 5, 0.20)
+        status._budget = (-1e18, status._budget[1])
+        r = http.post("/v1/tasks", json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "CAPABILITY_PAUSED")
+        assert "budget" in r.json()["error"]["message"]
+        assert 0 < int(r.headers["retry-after"]) <= 86400
+        # essential capabilities keep working
+        ok = http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "x"}})
+        assert ok.status_code == 202
+        caps = {c["id"]: c["paused"] for c in http.get("/v1/capabilities").json()["capabilities"]}
+        assert caps == {
+            "demo.count": False,
+            "demo.echo": False,
+            "demo.slow": False,
+            "demo.summarize": True,
+        }
+        report = http.get("/v1/status").json()
+        assert report["overall_health"] == "degraded"
+        assert report["llm_budget"]["level"] == "exhausted"
+        assert report["paused_capabilities"] == ["demo.summarize"]
+        alerts = [
+            json.loads(line) for line in stream.getvalue().splitlines() if '"llm_budget"' in line
+        ]
+        assert [(a["budget_level"], a["used_percentage"], a["level"]) for a in alerts] == [
+            ("warning", 85.0, "warning"),
+            ("exhausted", 105.0, "warning"),
+        ]
+    finally:
+        usage.close()
+        broker.close()
+        for handler in [h for h in root.handlers if h.get_name() == "crank"]:
+            root.removeHandler(handler)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

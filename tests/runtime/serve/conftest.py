@@ -1,0 +1,144 @@
+"""``crank run`` as a real child process: the ``crank_run`` factory fixture."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
+CRANK_MAIN = "import sys; from crank.cli import main; sys.exit(main())"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_pids(parent: int) -> list[int]:
+    """Live direct children of ``parent`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+class CrankRun:
+    def __init__(
+        self, workdir: Path, *args: str, env: dict[str, str] | None = None, db: str = "queue.db"
+    ) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.db = workdir / db
+        self.broker_url = f"sqlite:///{self.db}"
+        self.argv = [
+            sys.executable, "-c", CRANK_MAIN, "run",
+            "--port", str(self.port),
+            "--worker", str(HTTP_WORKERS),
+            "--broker", self.broker_url,
+            *args,
+        ]  # fmt: skip
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.log_path = workdir / f"crank-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, *, ready: bool = True, timeout_s: float = 60.0) -> CrankRun:
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.workdir, env=self.env, stdout=out, stderr=out
+            )
+        if ready:
+            self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"crank run exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.http.get("/ready").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"crank run not ready after {timeout_s} s:\n{self.log()}")
+
+    def wait_until(self, check: Any, timeout_s: float = 60.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-4000:]}")
+
+    def workers(self) -> list[int]:
+        return child_pids(self.pid)
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.http.close()
+        if self.proc is not None and self.proc.poll() is None:
+            for pid in self.workers():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def crank_run(tmp_path: Path) -> Iterator[Callable[..., CrankRun]]:
+    """``crank_run(*args, env=..., db=..., start=True)``: a started ``crank run`` on a free port."""
+    started: list[CrankRun] = []
+
+    def make(
+        *args: str, env: dict[str, str] | None = None, db: str = "queue.db", start: bool = True
+    ) -> CrankRun:
+        run = CrankRun(tmp_path, *args, env=env, db=db)
+        started.append(run)
+        return run.start() if start else run
+
+    yield make
+    for run in started:
+        run.close()
