@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 FIXTURE_PLUGINS = Path(__file__).parent / "fixtures" / "plugins"
 
@@ -89,3 +89,23 @@ def _run_crank(
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture
+def plugins_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``plugins_on_path(folder, ...)``: 'install' plugin folders in this process.
+
+    The process-wide plugin manager is rebuilt on next use, and again afterwards.
+    """
+    from crank.plugins import reset_plugin_manager
+
+    def add(*folders: Path) -> None:
+        for folder in folders:
+            monkeypatch.syspath_prepend(str(folder))
+        reset_plugin_manager()
+
+    yield add
+    monkeypatch.undo()
+    for name in [m for m in sys.modules if m.startswith("crank_testplugin_")]:
+        del sys.modules[name]
+    reset_plugin_manager()

@@ -1,0 +1,137 @@
+"""``crank plugins``: every plugin with its status; a broken one never hides the rest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from click.testing import CliRunner
+
+from crank.cli import cli
+from crank.cli.plugins import format_table
+from crank.plugins import PluginRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def test_table_layout() -> None:
+    records = [
+        PluginRecord(
+            name="crank.manifest.rules",
+            status="loaded",
+            module="crank.manifest.rules",
+            version="0.1.0",
+            hooks=("crank_register_lint_rules",),
+            builtin=True,
+        ),
+        PluginRecord(
+            name="acme",
+            status="loaded",
+            module="acme",
+            version="2.0.0",
+            hooks=("crank_register_commands", "crank_register_lint_rules"),
+            manifest_path=Path("/site/acme/crank.yaml"),
+        ),
+        PluginRecord(name="bad", status="failed", module="bad", error="ImportError: no numpy"),
+        PluginRecord(
+            name="off", status="blocked", module="off", version="1.0", error="blocked by X"
+        ),
+    ]
+    assert format_table(records) == (
+        "NAME                  VERSION  STATUS   HOOKS                                  MANIFEST\n"
+        "crank.manifest.rules  0.1.0    loaded   register_lint_rules                    -\n"
+        "acme                  2.0.0    loaded   register_commands,register_lint_rules  "
+        "/site/acme/crank.yaml\n"
+        "bad                   -        failed   -                                      -\n"
+        "    error: ImportError: no numpy\n"
+        "off                   1.0      blocked  -                                      -\n"
+        "    error: blocked by X"
+    )
+
+
+def test_plugins_command_lists_an_installed_plugin(
+    test_plugins: Any, plugins_on_path: Callable[..., None]
+) -> None:
+    plugins_on_path(test_plugins.good)
+    manifest = test_plugins.good / "crank_testplugin_good" / "crank.yaml"
+    text = CliRunner().invoke(cli, ["plugins"])
+    assert text.exit_code == 0
+    rows = {line.split()[0]: line.split() for line in text.output.splitlines()[1:-1]}
+    assert rows["testplugin-good"] == [
+        "testplugin-good",
+        "1.2.3",
+        "loaded",
+        "register_commands,register_lint_rules",
+        str(manifest),
+    ]
+    assert rows["crank.manifest.rules"][2:4] == ["loaded", "register_lint_rules"]
+    assert text.output.splitlines()[-1].endswith(" loaded, 0 failed, 0 blocked")
+
+    data = json.loads(CliRunner().invoke(cli, ["plugins", "--format", "json"]).output)
+    good = next(p for p in data if p["name"] == "testplugin-good")
+    assert good == {
+        "name": "testplugin-good",
+        "status": "loaded",
+        "module": "crank_testplugin_good",
+        "distribution": "crank-testplugin-good",
+        "version": "1.2.3",
+        "hooks": ["crank_register_commands", "crank_register_lint_rules"],
+        "manifest": str(manifest),
+        "error": None,
+        "builtin": False,
+    }
+
+
+def test_a_plugin_adds_a_command(test_plugins: Any, plugins_on_path: Callable[..., None]) -> None:
+    plugins_on_path(test_plugins.good)
+    result = CliRunner().invoke(cli, ["hello-testplugin", "crank"])
+    assert (result.exit_code, result.output) == (0, "hello crank from crank-testplugin-good\n")
+    assert (
+        "hello-testplugin  Say hello (a command added by a plugin)."
+        in CliRunner().invoke(cli, ["--help"]).output
+    )
+
+
+def test_broken_plugin_is_listed_as_failed_and_the_rest_work(
+    test_plugins: Any, run_crank: Any
+) -> None:
+    result = run_crank(
+        "plugins", "--format", "json", pythonpath=[test_plugins.good, test_plugins.broken]
+    )
+    assert result.returncode == 0
+    by_name = {p["name"]: p for p in json.loads(result.stdout)}
+    assert by_name["testplugin-good"]["status"] == "loaded"
+    assert by_name["testplugin-broken"]["status"] == "failed"
+    assert by_name["testplugin-broken"]["error"] == (
+        "RuntimeError: testplugin-broken is broken on purpose"
+    )
+    assert result.stderr == (
+        "warning: crank plugin 'testplugin-broken' (crank_testplugin_broken) failed to load and "
+        "was skipped: RuntimeError: testplugin-broken is broken on purpose\n"
+    )
+
+    text = run_crank("plugins", pythonpath=[test_plugins.good, test_plugins.broken])
+    lines = text.stdout.splitlines()
+    broken = next(i for i, line in enumerate(lines) if line.startswith("testplugin-broken "))
+    assert lines[broken].split() == ["testplugin-broken", "0.0.1", "failed", "-", "-"]
+    assert lines[broken + 1] == "    error: RuntimeError: testplugin-broken is broken on purpose"
+    assert lines[-1].endswith(" loaded, 1 failed, 0 blocked")
+
+    # the plugin's command still works next to the broken one
+    hello = run_crank("hello-testplugin", pythonpath=[test_plugins.good, test_plugins.broken])
+    assert (hello.returncode, hello.stdout) == (0, "hello world from crank-testplugin-good\n")
+
+
+def test_blocked_plugin_is_listed_and_not_imported(test_plugins: Any, run_crank: Any) -> None:
+    result = run_crank(
+        "plugins",
+        "--format",
+        "json",
+        pythonpath=[test_plugins.broken],
+        CRANK_DISABLE_PLUGINS="testplugin-broken",
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    broken = next(p for p in json.loads(result.stdout) if p["name"] == "testplugin-broken")
+    assert (broken["status"], broken["error"]) == ("blocked", "blocked by CRANK_DISABLE_PLUGINS")

@@ -1,0 +1,129 @@
+"""The plugin manager: discovery, failure isolation, blocking, once per process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank import plugins
+from crank.hookspecs import hookimpl
+from crank.manifest.lint import collect_rules
+from crank.plugins import (
+    DISABLE_ENV,
+    PluginLoadWarning,
+    build_plugin_manager,
+    get_plugin_manager,
+    reset_plugin_manager,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+BROKEN_WARNING = (
+    "crank plugin 'testplugin-broken' (crank_testplugin_broken) failed to load and was "
+    "skipped: RuntimeError: testplugin-broken is broken on purpose"
+)
+
+
+def record(manager: plugins.CrankPluginManager, name: str) -> plugins.PluginRecord:
+    return next(r for r in manager.records if r.name == name)
+
+
+def test_a_healthy_plugin_is_loaded_with_its_manifest(
+    test_plugins: Any, plugins_on_path: Callable[..., None]
+) -> None:
+    plugins_on_path(test_plugins.good)
+    manager = get_plugin_manager()
+    good = record(manager, "testplugin-good")
+    assert good.status == "loaded"
+    assert (good.distribution, good.version, good.module) == (
+        "crank-testplugin-good",
+        "1.2.3",
+        "crank_testplugin_good",
+    )
+    assert good.hooks == ("crank_register_commands", "crank_register_lint_rules")
+    assert good.manifest_path == test_plugins.good / "crank_testplugin_good" / "crank.yaml"
+    assert good.manifest_path in manager.manifest_paths()
+    assert "TST001" in [r.id for r in collect_rules()]
+
+
+def test_a_broken_plugin_is_isolated_and_named(
+    test_plugins: Any, plugins_on_path: Callable[..., None]
+) -> None:
+    plugins_on_path(test_plugins.good, test_plugins.broken)
+    with pytest.warns(PluginLoadWarning) as caught:
+        manager = get_plugin_manager()
+    assert [str(w.message) for w in caught] == [BROKEN_WARNING]
+    broken = record(manager, "testplugin-broken")
+    assert (broken.status, broken.error) == (
+        "failed",
+        "RuntimeError: testplugin-broken is broken on purpose",
+    )
+    assert record(manager, "testplugin-good").status == "loaded"
+    assert record(manager, "crank.manifest.rules").status == "loaded"
+    # loaded once: no second warning, same manager
+    assert get_plugin_manager() is manager
+
+
+@pytest.mark.parametrize("blocked", ["testplugin-broken", "crank-testplugin-broken"])
+def test_blocked_plugins_are_never_imported(
+    test_plugins: Any, plugins_on_path: Callable[..., None], blocked: str
+) -> None:
+    plugins_on_path(test_plugins.broken)
+    manager = build_plugin_manager(environ={DISABLE_ENV: f" other , {blocked}"})
+    broken = record(manager, "testplugin-broken")
+    assert (broken.status, broken.error) == ("blocked", f"blocked by {DISABLE_ENV}")
+    import sys
+
+    assert "crank_testplugin_broken" not in sys.modules
+
+
+def test_a_failing_builtin_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        plugins, "BUILTIN_PLUGINS", ("crank_builtin_that_is_missing", "crank.manifest.rules")
+    )
+    with pytest.warns(PluginLoadWarning, match="crank_builtin_that_is_missing"):
+        manager = build_plugin_manager(environ={})
+    assert record(manager, "crank_builtin_that_is_missing").status == "failed"
+    assert record(manager, "crank.manifest.rules").status == "loaded"
+
+
+def test_manifests_registered_through_the_hook(tmp_path: Path) -> None:
+    extra = tmp_path / "crank.yaml"
+
+    class Registers:
+        @hookimpl
+        def crank_register_workers(self, register: Callable[[Any], None]) -> None:
+            register(extra)
+            register(str(extra))  # the same path twice is listed once
+
+    manager = get_plugin_manager()
+    manager.register(Registers(), name="registers-workers")
+    try:
+        assert manager.manifest_paths().count(extra) == 1
+    finally:
+        manager.unregister("registers-workers")
+
+
+def test_reset_builds_a_new_manager() -> None:
+    first = get_plugin_manager()
+    assert get_plugin_manager() is first
+    reset_plugin_manager()
+    assert get_plugin_manager() is not first
+
+
+def test_records_as_dict() -> None:
+    rules = record(get_plugin_manager(), "crank.manifest.rules")
+    assert rules.as_dict() == {
+        "name": "crank.manifest.rules",
+        "status": "loaded",
+        "module": "crank.manifest.rules",
+        "distribution": "crank",
+        "version": rules.version,
+        "hooks": ["crank_register_lint_rules"],
+        "manifest": None,
+        "error": None,
+        "builtin": True,
+    }
