@@ -22,7 +22,7 @@ import pytest
 from crank.runtime.brokers import open_broker
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from crank.runtime.broker import Broker
 
@@ -152,3 +152,78 @@ def worker_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+class WorkerPool:
+    """``python -m crank.runtime.worker_process`` children we spawn, kill and reap."""
+
+    def __init__(
+        self, broker_url: str, env: dict[str, str], log_dir: Path, args: list[str]
+    ) -> None:
+        self.broker_url = broker_url
+        self.env = env
+        self.log_dir = log_dir
+        self.args = args
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._count = 0
+
+    def spawn(self) -> str:
+        self._count += 1
+        consumer = f"worker-{self._count}"
+        log = (self.log_dir / f"{consumer}.log").open("wb")
+        argv = [
+            PYTHON, "-m", "crank.runtime.worker_process", "--broker", self.broker_url,
+            "--manifest", str(FIXTURE_MANIFEST), "--consumer", consumer, *self.args,
+        ]  # fmt: skip
+        self.procs[consumer] = subprocess.Popen(
+            argv, env=self.env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        log.close()
+        return consumer
+
+    def alive(self) -> list[str]:
+        return [c for c, p in self.procs.items() if p.poll() is None]
+
+    def serving(self) -> list[str]:
+        """Live workers that finished starting up (they logged that they serve)."""
+        return [c for c in self.alive() if f"worker {c} serving" in self.log(c)]
+
+    def kill(self, consumer: str) -> float:
+        """SIGKILL; returns the time of death (``time.time()``)."""
+        proc = self.procs[consumer]
+        proc.kill()
+        proc.wait(timeout=10)
+        return time.time()
+
+    def terminate(self, consumer: str, timeout_s: float = 30.0) -> int:
+        proc = self.procs[consumer]
+        proc.terminate()
+        return proc.wait(timeout=timeout_s)
+
+    def log(self, consumer: str) -> str:
+        return (self.log_dir / f"{consumer}.log").read_text(errors="replace")
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def worker_pool(tmp_path: Path, worker_env: dict[str, str]) -> Iterator[Callable[..., WorkerPool]]:
+    """Factory ``worker_pool(broker_url, [extra args])``; every child is killed after the test."""
+    pools: list[WorkerPool] = []
+    log_dir = tmp_path / "worker-logs"
+    log_dir.mkdir(exist_ok=True)
+
+    def make(broker_url: str, args: list[str] | None = None) -> WorkerPool:
+        pool = WorkerPool(broker_url, worker_env, log_dir, list(args or []))
+        pools.append(pool)
+        return pool
+
+    try:
+        yield make
+    finally:
+        for pool in pools:
+            pool.close()

@@ -115,7 +115,8 @@ class MemoryBroker:
                 and e.visible_at <= now
                 and (caps is None or e.record.capability in caps)
             ),
-            key=lambda e: (-e.record.priority, e.visible_at, e.seq),
+            # expired leases first (the oldest work), then higher priority, then oldest
+            key=lambda e: (e.record.status != "running", -e.record.priority, e.visible_at, e.seq),
         )
         receipt = new_id()
         claims: list[Claim] = []

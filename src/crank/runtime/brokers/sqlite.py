@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     expires_at REAL
 );
 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (priority DESC, visible_at)
-    WHERE status IN ('pending', 'retrying', 'running');
+    WHERE status IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (visible_at) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS tasks_consumer ON tasks (consumer) WHERE consumer IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
@@ -249,36 +250,40 @@ class SqliteBroker:
             return []
         now = time.time()
         receipt = new_id()
-        where = ""
-        params: list[Any] = [consumer, receipt, now + vt, now, now]
-        if caps is not None:
-            where = f" AND capability IN ({', '.join('?' * len(caps))})"
-            params.extend(caps)
-        params.append(limit)
-        sql = (
+        where = "" if caps is None else f" AND capability IN ({', '.join('?' * len(caps))})"
+        take = (
             "UPDATE tasks SET status = 'running', attempts = attempts + 1, consumer = ?, "  # noqa: S608 - constants and placeholders only
-            "receipt = ?, visible_at = ?, updated_at = ? WHERE rowid IN ("
-            "SELECT rowid FROM tasks WHERE status IN ('pending', 'retrying', 'running') "
-            f"AND visible_at <= ?{where} ORDER BY priority DESC, visible_at LIMIT ?) "
+            "receipt = ?, visible_at = ?, updated_at = ? WHERE rowid IN (SELECT rowid FROM tasks "
+            "WHERE {state} AND visible_at <= ?{where} ORDER BY {order} LIMIT ?) "
             f"RETURNING {_COLUMNS}"
         )
+        # Tasks whose lease ran out (their worker died or hung) go first: they are
+        # the oldest work; then the backlog, higher priority first.
+        expired_sql = take.format(state="status = 'running'", where=where, order="visible_at")
+        ready_sql = take.format(
+            state="status IN ('pending', 'retrying')",
+            where=where,
+            order="priority DESC, visible_at",
+        )
+        head: list[Any] = [consumer, receipt, now + vt, now, now]
         try:
             with self._write() as db:
-                rows = db.execute(sql, params).fetchall()
-                lost = [(r[0], r[5]) for r in rows if r[5] > r[6]]
-                for task_id, attempts in lost:
-                    db.execute(
-                        "UPDATE tasks SET status = 'dead', error = ?, consumer = NULL, "
-                        "receipt = NULL WHERE id = ?",
-                        (json.dumps(worker_lost_error(attempts - 1)), task_id),
-                    )
+                rows = db.execute(expired_sql, [*head, *(caps or ()), limit]).fetchall()
+                if len(rows) < limit:
+                    more = [*head, *(caps or ()), limit - len(rows)]
+                    ready = db.execute(ready_sql, more).fetchall()
+                    # RETURNING comes in no particular order
+                    rows += sorted(ready, key=lambda r: (-r[4], r[8]))
+                for row in rows:
+                    if row[5] > row[6]:  # delivered more than max_attempts times
+                        db.execute(
+                            "UPDATE tasks SET status = 'dead', error = ?, attempts = ?, "
+                            "consumer = NULL, receipt = NULL, updated_at = ? WHERE id = ?",
+                            (json.dumps(worker_lost_error(row[5] - 1)), row[5] - 1, now, row[0]),
+                        )
         except sqlite3.Error as exc:
             raise self._error("claim tasks", exc) from exc
-        claims = [
-            Claim(task=_record(r), receipt=receipt, attempt=r[5]) for r in rows if r[5] <= r[6]
-        ]
-        claims.sort(key=lambda c: (-c.task.priority, c.task.created_at))
-        return claims
+        return [Claim(task=_record(r), receipt=receipt, attempt=r[5]) for r in rows if r[5] <= r[6]]
 
     # -- finish ----------------------------------------------------------------
 
