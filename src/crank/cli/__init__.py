@@ -10,7 +10,7 @@ import click
 from crank.cli.group import CrankGroup, report_error
 
 
-@click.group(cls=CrankGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("crank", cls=CrankGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="crank", prog_name="crank")
 def cli() -> None:
     """crank: plugin-based workers with manifests, routing, a durable queue and

@@ -61,9 +61,11 @@ class CrankGroup(click.Group):
         from crank.plugins import get_plugin_manager
 
         manager = get_plugin_manager()
+        # rebuilt when the set of plugins changes (a plugin registered in-process,
+        # or the manager rebuilt after installing plugins)
+        key = frozenset(id(p) for p in manager.pm.get_plugins())
         cached = self._cache
-        # rebuilt when the plugin manager is (tests reset it after installing plugins)
-        if cached is not None and cached[0] is manager:
+        if cached is not None and cached[0] == key:
             return cached[1]
 
         found: dict[str, click.Command | LazyCommand] = {}
@@ -81,7 +83,7 @@ class CrankGroup(click.Group):
             found[name] = command
 
         manager.hook.crank_register_commands(register=register)
-        self._cache = (manager, found)
+        self._cache = (key, found)
         self._conflicts = conflicts
         return found
 
