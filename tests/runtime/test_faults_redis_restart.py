@@ -1,0 +1,66 @@
+"""Redis killed and restarted mid-run (AOF, appendfsync always): workers reconnect, 0 lost."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.errors import BrokerError
+from crank.runtime.broker import TaskSpec
+from crank.runtime.brokers import open_broker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.runtime.conftest import RedisServer, WorkerPool
+
+    from crank.runtime.broker import Broker
+
+TASKS = 5_000
+
+
+def pending(broker: Broker) -> int | None:
+    try:
+        stats = broker.stats()
+    except BrokerError:
+        return None
+    return int(sum(stats.pending.values()) + stats.running)
+
+
+@pytest.mark.slow
+def test_workers_reconnect_after_a_redis_restart_and_lose_nothing(
+    redis_server_aof: RedisServer, worker_pool: Callable[..., WorkerPool]
+) -> None:
+    url = redis_server_aof.url
+    broker = open_broker(url)
+    pool = worker_pool(url, ["--batch-size", "20", "--visibility-timeout", "5", "--block", "0.2"])
+    ids = [
+        r.id
+        for r in broker.submit_many(
+            [TaskSpec("fixture.sleep", {"seconds": 0.001}) for _ in range(TASKS)]
+        )
+    ]
+    workers = [pool.spawn(), pool.spawn()]
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = pending(broker)
+        if left is not None and left < TASKS * 0.7:
+            break
+        time.sleep(0.05)
+    redis_server_aof.stop(kill=True)  # kill -9: only what was fsynced survives
+    time.sleep(1.5)  # workers see the broker down meanwhile
+    redis_server_aof.start()
+
+    while time.monotonic() < deadline:
+        if pending(broker) == 0:
+            break
+        time.sleep(0.2)
+
+    assert pool.alive() == workers  # they reconnected; nobody had to restart them
+    assert any("broker unavailable, retrying" in pool.log(w) for w in workers)
+    records = [broker.get(i) for i in ids]
+    assert [r.status if r else "lost" for r in records] == ["succeeded"] * TASKS
+    broker.close()
