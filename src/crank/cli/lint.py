@@ -47,8 +47,9 @@ def lint(
     *.crank.yaml (default: the current directory). Exit status: 0 clean
     (warnings alone do not fail unless --strict), 1 findings, 2 usage error.
 
-    A manifest disables rules for itself with a comment such as
-    `# crank-lint: disable=CRK106,CRK109`.
+    \b
+    A manifest turns rules off for itself with a comment:
+        # crank-lint: disable=CRK106,CRK109
     """
     from crank.manifest.lint import Linter
     from crank.manifest.report import render

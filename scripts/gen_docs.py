@@ -1,0 +1,315 @@
+"""Generate docs/manifest.md (from the JSON Schema) and docs/cli.md (from --help).
+
+    python scripts/gen_docs.py           # rewrite both files
+    python scripts/gen_docs.py --check   # exit 1 when either is out of date
+
+Only crank's own plugins are loaded, so what is installed next to crank does not
+leak into the reference. A command whose module cannot be imported yet is listed
+with its one-line help and a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+WIDTH = 80
+
+EXAMPLE = """\
+apiVersion: crank.dev/v1
+kind: Worker
+metadata:
+  name: email-classifier
+  version: 2.1.0
+  description: Sorts incoming mail into spam and bills.
+  license: MIT
+worker:
+  entrypoint: crank_email_classifier.worker:EmailClassifier
+  resources: {cpu: 500m, memory: 512Mi, gpu: none}
+  scaling: {min_workers: 1, max_workers: 8, target_queue_per_worker: 10}
+  env:
+    - {name: MODEL_DIR, description: Where the model files live, default: /models}
+    - {name: MAIL_API_TOKEN, description: Token of the mail API, secret: true}
+dependencies:
+  python: ["scikit-learn>=1.4"]
+  system:
+    - {name: pandoc, check: "exe:pandoc", apt: pandoc, hint: "apt-get install pandoc"}
+capabilities:
+  - id: email.spam_detection
+    version: 1.2.0
+    description: Is this mail spam?
+    input:
+      type: object
+      required: [text]
+      properties:
+        text: {type: string}
+    output:
+      type: object
+      required: [spam]
+      properties:
+        spam: {type: boolean}
+    errors:
+      - {code: INVALID_INPUT, retryable: false}
+      - {code: MODEL_UNAVAILABLE, retryable: true}
+    timeout_s: 10
+    examples:
+      - {name: obvious spam, input: {text: "WIN A PRIZE NOW"}, output: {spam: true}}
+  - id: email.bill_detection
+    version: 1.0.0
+    input:
+      type: object
+      required: [text]
+      properties:
+        text: {type: string}
+    output:
+      type: object
+      properties:
+        bill: {type: boolean}
+deprecated:
+  - id: email.classification
+    replaced_by: [email.spam_detection, email.bill_detection]
+    shim:
+      select_by: type
+      map: {spam: email.spam_detection, bill: email.bill_detection}
+      default: spam
+    deprecated_since: 2026-09-01
+    sunset: 2027-03-31
+    legacy_routes: ["/classify"]
+"""
+
+
+# --- manifest reference ---------------------------------------------------------
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = dict(root["$defs"][ref.rsplit("/", 1)[-1]])
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _resolve(merged, root)
+    return schema
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    if "const" in schema:
+        return f"`{schema['const']}`"
+    if "enum" in schema:
+        return " \\| ".join(f"`{v}`" for v in schema["enum"])
+    kind = schema.get("type", "any")
+    if kind == "array":
+        items = schema.get("items", {})
+        inner = items.get("type", "object") if isinstance(items, dict) else "any"
+        if isinstance(items, dict) and "$ref" in items:
+            inner = "object" if "capabilityId" not in items["$ref"] else "string"
+        return f"list of {inner}"
+    if kind == "object" and not schema.get("properties"):
+        return "mapping"
+    return str(kind)
+
+
+def _literal(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _notes(schema: dict[str, Any]) -> str:
+    parts = []
+    desc = schema.get("description")
+    if desc:
+        parts.append(str(desc))
+    if "pattern" in schema and not desc:
+        parts.append(f"Pattern `{schema['pattern']}`.")
+    if "format" in schema:
+        parts.append(f"Format: {schema['format']}.")
+    for key, label in (("minimum", "min"), ("maximum", "max"), ("maxLength", "max length")):
+        if key in schema:
+            parts.append(f"{label.capitalize()} {schema[key]}.")
+    return " ".join(parts).replace("|", "\\|").replace("\n", " ")
+
+
+def _rows(schema: dict[str, Any], root: dict[str, Any], prefix: str, out: list[str]) -> None:
+    required = set(schema.get("required", []))
+    for name, raw in schema.get("properties", {}).items():
+        sub = _resolve(raw, root)
+        path = f"{prefix}{name}"
+        default = f"`{_literal(sub['default'])}`" if "default" in sub else ""
+        req = "yes" if name in required else ""
+        out.append(f"| `{path}` | {_type_of(sub)} | {req} | {default} | {_notes(sub)} |")
+        if sub.get("type") == "object" and sub.get("properties"):
+            _rows(sub, root, f"{path}.", out)
+        items = sub.get("items")
+        if sub.get("type") == "array" and isinstance(items, dict):
+            item = _resolve(items, root)
+            if item.get("properties"):
+                _rows(item, root, f"{path}[].", out)
+
+
+def manifest_md() -> str:
+    from crank.manifest.lint import collect_rules
+    from crank.manifest.validate import manifest_schema
+
+    schema = manifest_schema()
+    rows: list[str] = []
+    _rows(schema, schema, "", rows)
+    rules = "\n".join(f"| `{r.id}` | {r.summary} |" for r in collect_rules())
+    return f"""<!-- Generated by scripts/gen_docs.py from the JSON Schema; do not edit. -->
+# Manifest reference (`crank.dev/v1`)
+
+{schema["description"]}
+
+A worker package ships its manifest as `crank.yaml` next to the module its
+`crank` entry point names, so it is installed with the package. Print the
+JSON Schema with `crank schema`; check a manifest with `crank lint`.
+
+## Fields
+
+| field | type | required | default | description |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+## A complete example
+
+```yaml
+{EXAMPLE}```
+
+## Lint rules
+
+`crank lint` reports every problem as `path:line:col RULE message [$.json.path]`
+with a hint on the next line. `CRK001` means the file cannot be read as YAML
+(too large, binary, not UTF-8, duplicate keys, tabs, tags, more than one
+document...), `CRK002` that it breaks the schema. The rules beyond the schema:
+
+| rule | checks that |
+|---|---|
+{rules}
+
+Plugins add rules through the `crank_register_lint_rules` hook, under their own
+prefix. A manifest turns rules off for itself with a comment anywhere in the
+file:
+
+```yaml
+# crank-lint: disable=CRK106,CRK109
+```
+
+Errors make `crank lint` exit with status 1; warnings (such as a sunset less
+than 30 days away) only with `--strict`; notes (an entrypoint that could not be
+imported because its package is not installed) never.
+"""
+
+
+# --- CLI reference ----------------------------------------------------------------
+
+
+def _help(args: list[str]) -> str:
+    from click.testing import CliRunner
+
+    from crank.cli import cli
+
+    result = CliRunner().invoke(
+        cli, [*args, "--help"], terminal_width=WIDTH, max_content_width=WIDTH
+    )
+    if result.exit_code != 0:
+        raise RuntimeError(f"crank {' '.join(args)} --help failed:\n{result.output}")
+    return result.output
+
+
+def _section(path: list[str], out: list[str]) -> None:
+    import click
+
+    from crank.cli import cli
+    from crank.cli.group import LazyCommand
+
+    group: Any = cli
+    for name in path[:-1]:
+        group = group.get_command(click.Context(cli), name)
+    name = path[-1]
+    title = " ".join(["crank", *path])
+    out.append(f"## `{title}`\n")
+    entry = group._registered().get(name) if hasattr(group, "_registered") else None
+    try:
+        command = group.get_command(click.Context(cli), name)
+    except (ImportError, AttributeError) as exc:
+        short = entry.short_help if isinstance(entry, LazyCommand) else ""
+        out.append(
+            f"{short}\n\n*Reference not available: the command could not be "
+            f"loaded ({type(exc).__name__}).*\n"
+        )
+        return
+    out.append(f"```text\n{_help(path)}```\n")
+    if isinstance(command, click.Group):
+        for sub in command.list_commands(click.Context(command)):
+            _section([*path, sub], out)
+
+
+def cli_md() -> str:
+    import click
+
+    from crank.cli import cli
+
+    out = [
+        "<!-- Generated by scripts/gen_docs.py from `crank --help`; do not edit. -->",
+        "# Command line reference\n",
+        "Every command exits with 0 on success, 1 when it found problems, 2 on a usage",
+        "error (bad option, missing file), 3 when something it needs is unavailable",
+        "and 4 when a worker or task failed. Errors are printed as `error: ...` with a",
+        "`hint: ...` line saying how to fix them.\n",
+        f"## `crank`\n\n```text\n{_help([])}```\n",
+    ]
+    for name in cli.list_commands(click.Context(cli)):
+        _section([name], out)
+    return "\n".join(out).rstrip() + "\n"
+
+
+# --- main -------------------------------------------------------------------------
+
+
+def _only_builtin_plugins() -> None:
+    """Block every installed third-party plugin before crank loads any."""
+    names = {ep.name for ep in metadata.entry_points(group="crank")}
+    os.environ["CRANK_DISABLE_PLUGINS"] = ",".join(sorted(names))
+    os.environ.pop("GITHUB_ACTIONS", None)
+
+
+def generate() -> dict[Path, str]:
+    _only_builtin_plugins()
+    return {DOCS / "manifest.md": manifest_md(), DOCS / "cli.md": cli_md()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the files are out of date")
+    args = parser.parse_args(argv)
+    stale = 0
+    for path, text in generate().items():
+        rel = path.relative_to(REPO)
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current == text:
+            continue
+        if args.check:
+            stale += 1
+            diff = difflib.unified_diff(
+                current.splitlines(),
+                text.splitlines(),
+                f"{rel} (committed)",
+                f"{rel} (now)",
+                lineterm="",
+                n=1,
+            )
+            print(f"{rel} is out of date; run `python scripts/gen_docs.py`", file=sys.stderr)
+            print("\n".join(list(diff)[:40]), file=sys.stderr)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {rel}")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

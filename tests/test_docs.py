@@ -1,0 +1,81 @@
+"""The generated references in docs/ match the code, and their example is valid."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from crank.cli.group import LazyCommand
+from crank.hookspecs import hookimpl
+from crank.manifest.lint import Linter
+from crank.plugins import get_plugin_manager
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_gen_docs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_docs", REPO / "scripts" / "gen_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_docs_are_current() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/gen_docs.py", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_documented_example_is_a_clean_manifest(tmp_path: Path) -> None:
+    example = tmp_path / "crank.yaml"
+    example.write_text(load_gen_docs().EXAMPLE, encoding="utf-8")
+    findings = Linter(installed_paths=()).lint_file(example)
+    # at most the note that its package is not installed here
+    assert [f for f in findings if f.severity != "info"] == []
+    assert load_gen_docs().EXAMPLE in (REPO / "docs" / "manifest.md").read_text(encoding="utf-8")
+
+
+class Ghost:
+    @hookimpl
+    def crank_register_commands(self, register: Any) -> None:
+        register(LazyCommand("ghost", "crank_module_not_written_yet:ghost", "Haunt the CLI."))
+
+
+def test_a_command_whose_module_is_missing_is_listed_with_a_note() -> None:
+    manager = get_plugin_manager()
+    manager.register(Ghost(), name="ghost-command")
+    try:
+        out: list[str] = []
+        load_gen_docs()._section(["ghost"], out)
+    finally:
+        manager.unregister("ghost-command")
+    assert out == [
+        "## `crank ghost`\n",
+        "Haunt the CLI.\n\n*Reference not available: the command could not be loaded "
+        "(ModuleNotFoundError).*\n",
+    ]
+
+
+def test_cli_reference_lists_every_command() -> None:
+    from crank.cli import cli
+
+    text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    for name in cli.list_commands(click.Context(cli)):
+        if name in {"hello-testplugin"}:
+            continue
+        assert f"## `crank {name}`" in text
