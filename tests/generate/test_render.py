@@ -107,7 +107,7 @@ def test_manifest_drives_packages_resources_scaling_env(worker_project: Path) ->
     assert "\nOPENAI_API_KEY=\n" in env
     assert "never-shown" not in env
     assert "# OPENAI_API_KEY (required) (secret)" in env
-    assert "\nCRANK_BROKER=sqlite:///crank-queue.db\n" in env
+    assert "\nCRANK_BROKER_URL=sqlite:///crank-queue.db\n" in env
 
 
 def test_gpu_required_uses_cuda_base_and_gpu_limits(gpu_worker: Path) -> None:

@@ -179,3 +179,64 @@ def test_generated_worker_installs_lints_checks_and_passes_its_tests(
     plugins = run(python, "-c", crank, "plugins", "--format", "json")
     assert plugins.returncode == 0, plugins.stderr
     assert '"text-echo"' in plugins.stdout
+    serve_and_call(python, crank, pristine_worker, tmp_path, env)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_and_call(
+    python: str, crank: str, project: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """`crank run` serves the fresh worker: /health, then one capability call over HTTP."""
+    import time
+
+    import httpx
+
+    port = free_port()
+    log = tmp_path / "run.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [
+                python,
+                "-c",
+                crank,
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--broker",
+                f"sqlite:///{tmp_path / 'queue.db'}",
+                "--worker",
+                "text-echo",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            with httpx.Client(base_url=base, timeout=10) as client:
+                while True:
+                    assert server.poll() is None, log.read_text()
+                    try:
+                        if client.get("/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+                reply = client.post("/v1/capabilities/text_echo.echo", json={"text": "hi"})
+                assert reply.status_code == 200, reply.text
+                assert reply.json() == {"text": "hi", "length": 2}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

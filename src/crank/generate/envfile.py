@@ -25,14 +25,22 @@ class EnvEntry:
 #: Variables crank's runtime reads in every worker container.
 RUNTIME_ENV: tuple[EnvEntry, ...] = (
     EnvEntry(
-        "CRANK_BROKER",
+        "CRANK_BROKER_URL",
         "Task broker URL (sqlite:///file.db or redis://host:6379/0)",
         "sqlite:///crank-queue.db",
     ),
-    EnvEntry("CRANK_LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR", "INFO"),
     EnvEntry(
-        "CRANK_API_TOKEN", "Bearer token required on every route but /health", "", secret=True
+        "CRANK_API_TOKEN",
+        "Bearer token required on every route but /health, /ready and /metrics",
+        "",
+        secret=True,
     ),
+    EnvEntry("CRANK_LOG_MODE", "Log format: prod (JSON) or dev (readable)", "prod"),
+    EnvEntry("CRANK_MAX_PENDING", "Queued tasks accepted before answering 429", ""),
+    EnvEntry("CRANK_MAX_INFLIGHT", "Concurrent HTTP requests before answering 429", ""),
+    EnvEntry("CRANK_MAX_BODY_BYTES", "Largest request body accepted", ""),
+    EnvEntry("CRANK_GRACE_S", "Seconds in-flight tasks may run after SIGTERM", "10"),
+    EnvEntry("CRANK_DAILY_BUDGET_USD", "Daily LLM budget (pauses non-essential capabilities)", ""),
     EnvEntry("CRANK_DISABLE_PLUGINS", "Comma-separated plugin names crank must not load", ""),
 )
 

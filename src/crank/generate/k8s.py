@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 #: Redis the cluster's workers share (the compose service name works in-cluster too).
 REDIS_ADDRESS = "redis:6379"
-#: Stream of a capability's tasks and the consumer group every worker joins.
-STREAM_PREFIX = "crank:tasks:"
-CONSUMER_GROUP = "crank-workers"
+#: The Redis broker's stream of a capability's tasks (``<prefix>:q:<capability>:<priority>``,
+#: default priority 0) and the consumer group every worker joins.
+STREAM_TEMPLATE = "crank:q:{capability}:0"
+CONSUMER_GROUP = "crank"
 
 K8S_FILES = (
     ("k8s/deployment.yaml", "k8s-deployment.yaml.j2"),
@@ -26,7 +27,7 @@ K8S_FILES = (
 
 
 def stream_names(project: WorkerProject) -> list[str]:
-    return [f"{STREAM_PREFIX}{cap}" for cap in project.manifest.capability_ids]
+    return [STREAM_TEMPLATE.format(capability=cap) for cap in project.manifest.capability_ids]
 
 
 def k8s_context(project: WorkerProject) -> Mapping[str, Any]:
