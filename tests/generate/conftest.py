@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
 from crank.generate.scaffold import new_worker
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +47,29 @@ def tree(root: Path) -> dict[str, str]:
         else:
             snapshot[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return snapshot
+
+
+def overlay_venv(path: Path) -> Path:
+    """A fresh venv that also sees the running environment's packages (crank included).
+
+    ``system_site_packages`` would expose the *base* interpreter's packages, not those
+    of a venv running the tests (nox); a .pth file adding the running environment's
+    site folders works in both cases and keeps installs into the new venv private.
+    """
+    import subprocess
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=True).create(path)
+    python = path / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    parents = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    (Path(site) / "_crank_parent_env.pth").write_text(
+        "".join(f"import site; site.addsitedir({d!r})\n" for d in parents)
+    )
+    return python

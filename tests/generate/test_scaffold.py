@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 from crank.cli import cli
 from crank.generate.templates import templates_dir, worker_template
 
-from .conftest import tree
+from .conftest import overlay_venv, tree
 
 EXPECTED_FILES = [
     ".dockerignore",
@@ -150,9 +149,7 @@ def test_generated_worker_installs_lints_checks_and_passes_its_tests(
     tmp_path: Path, pristine_worker: Path
 ) -> None:
     """pip install into a private venv (never the environment running these tests)."""
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
-    python = str(env_dir / "bin" / "python")
+    python = str(overlay_venv(tmp_path / "venv"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
