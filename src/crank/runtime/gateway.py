@@ -140,7 +140,9 @@ class TaskGateway:
                 **dict(meta or {}),
             },
         )
-        return self.broker.submit(spec)
+        record = self.broker.submit(spec)
+        self.status.note_submitted()
+        return record
 
     def wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
         """The finished task, or None if it is not done within ``timeout_s`` (blocking)."""

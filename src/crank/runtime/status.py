@@ -60,6 +60,8 @@ class StatusTracker:
         self._stats: tuple[float, QueueStats | None, bool] = (-1e18, None, False)
         self._budget: tuple[float, BudgetState] = (-1e18, BudgetState("unlimited", 0.0, None))
         self._announced: tuple[str, str] = ("", "ok")
+        #: tasks submitted through this process since the cached stats were taken.
+        self._submitted_since = 0
 
     # -- queue -----------------------------------------------------------------
 
@@ -76,11 +78,19 @@ class StatusTracker:
             stats, ok = None, False
         with self._lock:
             self._stats = (now, stats, ok)
+            self._submitted_since = 0
         return stats, ok
 
     def pending_total(self) -> int:
+        """Pending tasks: the cached count plus what this process queued since (never low)."""
         stats, _ = self.queue_stats()
-        return sum(stats.pending.values()) if stats else 0
+        with self._lock:
+            extra = self._submitted_since
+        return (sum(stats.pending.values()) if stats else 0) + extra
+
+    def note_submitted(self, count: int = 1) -> None:
+        with self._lock:
+            self._submitted_since += count
 
     # -- budget ----------------------------------------------------------------
 
