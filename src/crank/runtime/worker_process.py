@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
+from crank.worker.app import CapabilityError
+from crank.worker.context import TaskCancelled, TaskContext
+from crank.worker.host import OutputInvalid
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -120,10 +123,6 @@ def load_routes(manifest_paths: Sequence[str]) -> dict[str, Route]:
 
 def run_task(route: Route, claim: Claim) -> Outcome:
     """Run one claimed task; every exception becomes an error dict, none escapes."""
-    from crank.worker.app import CapabilityError
-    from crank.worker.context import TaskCancelled, TaskContext
-    from crank.worker.host import OutputInvalid
-
     task = claim.task
     timeout = task.timeout_s or route.capability.timeout_s
     ctx = TaskContext(

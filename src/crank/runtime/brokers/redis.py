@@ -80,8 +80,25 @@ def _record(h: Mapping[str, str]) -> TaskRecord:
     )
 
 
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _claimed(fields: Sequence[str], now: float) -> TaskRecord:
+    """A claimed task from the claim script's HMGET (see ``common.lua``)."""
+    task_id, capability, payload, priority, attempts, max_attempts, key, created, timeout, meta = (
+        fields
+    )
+    return TaskRecord(
+        id=task_id,
+        capability=capability,
+        payload=json.loads(payload),
+        status="running",
+        priority=int(priority),
+        attempts=int(attempts),
+        max_attempts=int(max_attempts),
+        idempotency_key=key or None,
+        created_at=float(created),
+        updated_at=now,
+        timeout_s=_opt_float(timeout),
+        meta=json.loads(meta) if meta else {},
+    )
 
 
 def _split_receipt(receipt: str) -> tuple[str, str]:
@@ -252,8 +269,9 @@ class RedisBroker:
         return [s for s, cap in mapping.items() if wanted is None or cap in wanted]
 
     def _claims(self, flat: Sequence[Any], receipt: str) -> Iterator[Claim]:
+        now = time.time()
         for i in range(0, len(flat), 2):
-            record = _record(_pairs(flat[i + 1]))
+            record = _claimed(flat[i + 1], now)
             yield Claim(task=record, receipt=f"{flat[i]}|{receipt}", attempt=record.attempts)
 
     # -- finish ----------------------------------------------------------------

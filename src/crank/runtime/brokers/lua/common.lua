@@ -11,7 +11,8 @@ local function take(S, stream, ent)
   end
   local id = fields[2]
   local key = P .. ':t:' .. id
-  local status = redis.call('HGET', key, 'status')
+  local h = redis.call('HMGET', key, 'status', 'max_attempts')
+  local status = h[1]
   if (not status) or status == 'succeeded' or status == 'dead' or status == 'retrying' then
     -- finished (or waiting for its retry under a newer entry): this entry is stale
     redis.call('XACK', stream, GROUP, eid)
@@ -19,8 +20,7 @@ local function take(S, stream, ent)
     return 0
   end
   local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-  local max_attempts = tonumber(redis.call('HGET', key, 'max_attempts'))
-  if attempts > max_attempts then
+  if attempts > tonumber(h[2]) then
     local err = cjson.encode({code = 'WORKER_LOST', type = 'WorkerLost',
       message = 'the task was delivered ' .. (attempts - 1) ..
         ' times and its worker never finished it (the worker process died or hung each time)'})
@@ -34,6 +34,7 @@ local function take(S, stream, ent)
   redis.call('HSET', key, 'status', 'running', 'consumer', S.CONSUMER, 'receipt', S.RECEIPT,
     'entry', eid, 'updated_at', NOW)
   S.out[#S.out + 1] = eid
-  S.out[#S.out + 1] = redis.call('HGETALL', key)
+  S.out[#S.out + 1] = redis.call('HMGET', key, 'id', 'capability', 'payload', 'priority',
+    'attempts', 'max_attempts', 'idempotency_key', 'created_at', 'timeout_s', 'meta')
   return 1
 end

@@ -1,0 +1,459 @@
+"""Queue benchmark: crank (SQLite, Redis Streams) against Celery, Dramatiq, RQ and arq.
+
+    pip install -e ".[bench]"
+    python benchmarks/queue.py [--tasks 10000] [--samples 200] [--systems crank-redis,rq]
+
+All systems share one private redis-server (started here on a free loopback
+port, no persistence) and run the same no-op task, which counts itself with one
+Redis INCR so completion is observed the same way for everyone. For each system:
+
+* enqueue/s: N tasks submitted from this process, with the system's batch API
+  where it has one (crank ``submit_many``, RQ ``enqueue_many``), else one by one;
+* first task: seconds from spawning 2 worker processes (tasks already queued)
+  to the first completed task;
+* drain/s: N divided by the time from the first to the last completed task,
+  2 worker processes;
+* round trip p50/p99: submit one task and wait until its result is visible to
+  the client, ``--samples`` times in a row with the workers idle and waiting.
+
+Peers run with their defaults except: Celery and RQ workers in one process each
+(Celery ``-P solo``, RQ ``SimpleWorker``, no fork per job), Dramatiq
+``--processes 2`` (8 threads each, its default), arq ``poll_delay`` 10 ms
+(default 500 ms).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file would shadow the standard library's ``queue`` (which
+# redis-py imports): take its folder off the import path first.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORKERS = HERE / "queue_workers"
+SYSTEMS = ("crank-sqlite", "crank-redis", "celery", "dramatiq", "rq", "arq")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    enqueue_per_s: float
+    drain_per_s: float
+    p50_ms: float
+    p99_ms: float
+    first_task_s: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    client.close()
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+class System:
+    """One queue under test: how to enqueue, how to start workers, one round trip."""
+
+    name = ""
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        self.redis_url = redis_url
+        self.workdir = workdir
+
+    def enqueue(self, n: int) -> None:
+        raise NotImplementedError
+
+    def worker_commands(self) -> list[list[str]]:
+        raise NotImplementedError
+
+    def round_trip(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
+class Crank(System):
+    def __init__(self, redis_url: str, workdir: Path, broker_url: str) -> None:
+        super().__init__(redis_url, workdir)
+        from crank.runtime.brokers import open_broker
+
+        self.broker_url = broker_url
+        self.broker = open_broker(broker_url)
+
+    def enqueue(self, n: int) -> None:
+        from crank.runtime.broker import TaskSpec
+
+        for start in range(0, n, 1000):
+            batch = min(1000, n - start)
+            self.broker.submit_many([TaskSpec("bench.noop", {}) for _ in range(batch)])
+
+    def worker_commands(self) -> list[list[str]]:
+        return [
+            [sys.executable, "-m", "crank.runtime.worker_process", "--broker", self.broker_url,
+             "--manifest", str(WORKERS / "crank.yaml"), "--consumer", f"bench-{i}",
+             "--batch-size", "100"]
+            for i in range(2)
+        ]  # fmt: skip
+
+    def round_trip(self) -> None:
+        from crank.runtime.broker import TaskSpec
+
+        task_id = self.broker.submit(TaskSpec("bench.noop", {})).id
+        while True:
+            record = self.broker.get(task_id)
+            if record is not None and record.done:
+                return
+            time.sleep(0.0002)
+
+    def close(self) -> None:
+        self.broker.close()
+
+
+class CrankSqlite(Crank):
+    name = "crank-sqlite"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url, workdir, f"sqlite:///{workdir / 'bench-queue.db'}")
+
+
+class CrankRedis(Crank):
+    name = "crank-redis"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url, workdir, redis_url)
+
+
+class Celery(System):
+    name = "celery"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url, workdir)
+        import bench_celery
+
+        self.task = bench_celery.noop
+
+    def enqueue(self, n: int) -> None:
+        for _ in range(n):
+            self.task.apply_async()
+
+    def worker_commands(self) -> list[list[str]]:
+        return [
+            [sys.executable, "-m", "celery", "-A", "bench_celery", "worker", "-P", "solo",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
+             "-n", f"bench{i}@localhost"]
+            for i in range(2)
+        ]  # fmt: skip
+
+    def round_trip(self) -> None:
+        self.task.apply_async().get(timeout=10)
+
+
+class Dramatiq(System):
+    name = "dramatiq"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url, workdir)
+        import bench_dramatiq
+
+        self.actor = bench_dramatiq.noop
+
+    def enqueue(self, n: int) -> None:
+        for _ in range(n):
+            self.actor.send()
+
+    def worker_commands(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "dramatiq", "bench_dramatiq", "--processes", "2"]]
+
+    def round_trip(self) -> None:
+        self.actor.send().get_result(block=True, timeout=10_000)
+
+
+class Rq(System):
+    name = "rq"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url, workdir)
+        import bench_rq
+        import redis
+        from rq import Queue
+
+        self.func = bench_rq.noop
+        self.conn = redis.Redis.from_url(redis_url)
+        self.queue = Queue("bench", connection=self.conn)
+
+    def enqueue(self, n: int) -> None:
+        from rq import Queue
+
+        for start in range(0, n, 1000):
+            batch = min(1000, n - start)
+            self.queue.enqueue_many([Queue.prepare_data(self.func) for _ in range(batch)])
+
+    def worker_commands(self) -> list[list[str]]:
+        rq = shutil.which("rq") or "rq"
+        return [
+            [rq, "worker", "-u", self.redis_url, "-w", "rq.worker.SimpleWorker", "-q", "bench"]
+            for _ in range(2)
+        ]
+
+    def round_trip(self) -> None:
+        job = self.queue.enqueue(self.func)
+        deadline = time.monotonic() + 10
+        while job.latest_result() is None and time.monotonic() < deadline:
+            time.sleep(0.0002)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Arq(System):
+    name = "arq"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url, workdir)
+        import bench_arq
+        from arq import create_pool
+
+        self.runner = asyncio.Runner()
+        self.pool: Any = self.runner.run(create_pool(bench_arq.SETTINGS))
+
+    def enqueue(self, n: int) -> None:
+        async def enqueue_all() -> None:
+            for start in range(0, n, 100):
+                batch = min(100, n - start)
+                await asyncio.gather(*(self.pool.enqueue_job("noop") for _ in range(batch)))
+
+        self.runner.run(enqueue_all())
+
+    def worker_commands(self) -> list[list[str]]:
+        arq = shutil.which("arq") or "arq"
+        return [[arq, "bench_arq.WorkerSettings"] for _ in range(2)]
+
+    def round_trip(self) -> None:
+        async def one() -> None:
+            job = await self.pool.enqueue_job("noop")
+            await job.result(timeout=10, poll_delay=0.0005)
+
+        self.runner.run(one())
+
+    def close(self) -> None:
+        self.runner.run(self.pool.aclose())
+        self.runner.close()
+
+
+CLASSES: dict[str, type[System]] = {
+    "crank-sqlite": CrankSqlite,
+    "crank-redis": CrankRedis,
+    "celery": Celery,
+    "dramatiq": Dramatiq,
+    "rq": Rq,
+    "arq": Arq,
+}
+
+
+def spawn(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=WORKERS,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for cmd in commands
+    ]
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def measure(system: System, n: int, samples: int, env: dict[str, str]) -> Row:
+    import redis
+
+    counter = redis.Redis.from_url(system.redis_url)
+    started = time.perf_counter()
+    system.enqueue(n)
+    enqueue_s = time.perf_counter() - started
+
+    t0 = time.perf_counter()
+    procs = spawn(system.worker_commands(), env)
+    first = last = None
+    try:
+        deadline = t0 + 600
+        while time.perf_counter() < deadline:
+            done = int(counter.get("bench:done") or 0)
+            now = time.perf_counter()
+            if done and first is None:
+                first = now
+            if done >= n:
+                last = now
+                break
+            time.sleep(0.001)
+        if first is None or last is None:
+            raise RuntimeError(f"{system.name}: workers did not finish {n} tasks in 600 s")
+        for _ in range(5):  # warm up the round-trip path
+            system.round_trip()
+        times = []
+        for _ in range(samples):
+            begin = time.perf_counter()
+            system.round_trip()
+            times.append(time.perf_counter() - begin)
+    finally:
+        stop(procs)
+        counter.close()
+    quantiles = statistics.quantiles(times, n=100, method="inclusive")
+    return Row(
+        name=system.name,
+        enqueue_per_s=n / enqueue_s,
+        drain_per_s=n / max(last - first, 1e-9),
+        p50_ms=statistics.median(times) * 1000,
+        p99_ms=quantiles[98] * 1000,
+        first_task_s=first - t0,
+    )
+
+
+def table(rows: list[Row]) -> str:
+    head = "| system | enqueue/s | drain/s (2 procs) | round trip p50 ms | p99 ms | first task s |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.enqueue_per_s:,.0f} | {r.drain_per_s:,.0f} | {r.p50_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {r.first_task_s:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(rows: list[Row]) -> list[str]:
+    by = {r.name: r for r in rows}
+    peers = [r for r in rows if not r.name.startswith("crank")]
+    out = []
+    if "crank-redis" in by and peers:
+        fastest = max(peers, key=lambda r: r.drain_per_s)
+        ratio = by["crank-redis"].drain_per_s / fastest.drain_per_s
+        out.append(
+            f"crank-redis drain = {ratio:.1f}x the fastest peer ({fastest.name}): "
+            f"target >= 10x {'MET' if ratio >= 10 else 'NOT MET'}"
+        )
+        best_p50 = min(peers, key=lambda r: r.p50_ms)
+        for name in ("crank-redis", "crank-sqlite"):
+            if name in by:
+                ok = by[name].p99_ms <= best_p50.p50_ms
+                out.append(
+                    f"{name} p99 {by[name].p99_ms:.2f} ms vs fastest peer p50 "
+                    f"{best_p50.p50_ms:.2f} ms ({best_p50.name}): {'MET' if ok else 'NOT MET'}"
+                )
+    if "crank-redis" in by and "crank-sqlite" in by:
+        share = by["crank-sqlite"].drain_per_s / by["crank-redis"].drain_per_s
+        out.append(
+            f"crank-sqlite drain = {share:.0%} of crank-redis: target >= 50% "
+            f"{'MET' if share >= 0.5 else 'NOT MET'}"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    args = parser.parse_args(argv)
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = sorted(set(names) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(unknown)} (known: {', '.join(SYSTEMS)})")
+    if shutil.which("redis-server") is None:
+        print(
+            "error: redis-server is not installed (apt-get install redis-server)", file=sys.stderr
+        )
+        return 3
+    sys.path.insert(0, str(WORKERS))
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="crank-bench-") as tmp:
+        workdir = Path(tmp)
+        server, redis_url = start_redis(workdir)
+        os.environ["BENCH_REDIS_URL"] = redis_url
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(WORKERS), os.environ.get("PYTHONPATH", "")]),
+        }
+        import redis
+
+        admin = redis.Redis.from_url(redis_url)
+        try:
+            for name in names:
+                admin.flushall()
+                try:
+                    system = CLASSES[name](redis_url, workdir)
+                except ImportError as exc:
+                    print(f"{name}: skipped ({exc}; pip install -e '.[bench]')", file=sys.stderr)
+                    continue
+                try:
+                    row = measure(system, args.tasks, args.samples, env)
+                finally:
+                    system.close()
+                rows.append(row)
+                print(f"{name}: done", file=sys.stderr)
+        finally:
+            admin.close()
+            server.terminate()
+            server.wait()
+    print(
+        f"{args.tasks} no-op tasks, {args.samples} round trips; {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {dt.date.today().isoformat()}\n"
+    )
+    print(table(rows))
+    print()
+    for line in verdict(rows):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
