@@ -59,6 +59,7 @@ _COLUMNS = (
     "created_at, updated_at, result, error, timeout_s, meta"
 )
 _PURGE_EVERY_S = 30.0
+_RESCAN_S = 0.05
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
@@ -232,16 +233,39 @@ class SqliteBroker:
         block_s: float = 0.0,
     ) -> list[Claim]:
         deadline = time.monotonic() + block_s
-        pause = 0.001
         caps = None if capabilities is None else sorted(set(capabilities))
         while True:
+            version = self._data_version()
             claims = self._claim_now(consumer, caps, limit, visibility_timeout_s)
-            left = deadline - time.monotonic()
-            if claims or left <= 0:
+            if claims or time.monotonic() >= deadline:
                 return claims
-            # Adaptive polling: fast right after work dried up, at most 50 ms when idle.
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
+            self._wait_for_change(version, deadline)
+
+    def _data_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _wait_for_change(self, version: int, deadline: float) -> None:
+        """Sleep until another connection commits, or a lease/retry may have come due.
+
+        ``PRAGMA data_version`` changes when any other connection commits, and
+        reading it takes no lock, so idle workers poll it often (0.5 to 5 ms)
+        and only run a claim (a write transaction) when something happened, or
+        every ``_RESCAN_S`` for leases and retry backoffs that ran out.
+        """
+        pause = 0.0005
+        rescan_at = time.monotonic() + _RESCAN_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline or now >= rescan_at:
+                return
+            time.sleep(min(pause, deadline - now))
+            pause = min(pause * 1.5, 0.005)
+            try:
+                if self._data_version() != version:
+                    return
+            except sqlite3.Error:
+                return
 
     def _claim_now(
         self, consumer: str, caps: list[str] | None, limit: int, vt: float
