@@ -266,3 +266,27 @@ def test_entry_point_serves_until_sigterm(tmp_path: Path, env: dict[str, str]) -
             proc.wait()
     assert proc.returncode == 0
     assert "worker cli-worker stopped after 1 tasks" in stderr
+
+
+def test_task_finished_hook_counts_tasks_when_metrics_are_on(
+    memory: Broker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from crank.plugins import reset_plugin_manager
+    from crank.runtime.metrics import worker_metrics
+    from crank.runtime.worker_process import task_finished_hook
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    reset_plugin_manager()
+    try:
+        hook = task_finished_hook()
+        assert hook is not None
+        labels = {"capability": "fixture.noop", "status": "succeeded"}
+        registry = worker_metrics().registry
+        before = registry.get_sample_value("crank_tasks_total", labels) or 0.0
+        loop = WorkerLoop(config(), broker=memory, on_finished=hook)
+        records = memory.submit_many([TaskSpec("fixture.noop", {}) for _ in range(3)])
+        with Running(loop):
+            wait_final(memory, [r.id for r in records])
+        assert registry.get_sample_value("crank_tasks_total", labels) == before + 3
+    finally:
+        reset_plugin_manager()
