@@ -60,15 +60,15 @@ class PoolEvents:
 
 
 def worker_command(config: RuntimeConfig, consumer: str) -> list[str]:
+    """The argv of one worker process (``python -m crank.runtime.worker_process ...``)."""
     argv = [
-        sys.executable,
-        "-m",
-        WORKER_MODULE,
-        "--broker",
-        config.broker_url,
-        "--consumer",
-        consumer,
-    ]
+        sys.executable, "-m", WORKER_MODULE,
+        "--broker", config.broker_url,
+        "--consumer", consumer,
+        "--batch-size", str(config.worker_batch_size),
+        "--visibility-timeout", f"{config.visibility_timeout_s:g}",
+        "--grace", f"{config.grace_s:g}",
+    ]  # fmt: skip
     for path in config.manifest_paths:
         argv += ["--manifest", str(path)]
     return argv

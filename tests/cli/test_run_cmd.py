@@ -1,0 +1,161 @@
+"""``crank run`` / ``crank status`` error paths: clear messages and exit codes, no traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import TYPE_CHECKING
+
+from click.testing import CliRunner
+
+from crank.cli import cli, main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "runtime_workers"
+
+
+def crank(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the console entry point; its exit status whether returned or raised."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return int(code or 0), out, err
+
+
+def test_status_when_nothing_listens_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out, err = crank(["status", "--url", url], capsys)
+    assert (code, out) == (3, "")
+    assert err == (
+        f"error: no crank server answers at {url} (ConnectError)\n"
+        "  hint: start one with `crank run`, or pass --url of the running server\n"
+    )
+
+
+def test_run_refuses_the_in_process_memory_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = crank(
+        ["run", "--worker", str(FIXTURE), "--broker", "memory://", "--port", str(free_port())],
+        capsys,
+    )
+    assert code == 2
+    assert err == (
+        "error: the memory:// broker lives inside one process; worker processes cannot share it\n"
+        "  hint: use the default sqlite:///crank-queue.db or redis://HOST:PORT/DB\n"
+    )
+
+
+def test_run_reports_an_unreachable_redis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    code, _, err = crank(
+        ["run", "--worker", str(FIXTURE), "--broker", url, "--port", str(free_port())], capsys
+    )
+    assert code == 3
+    assert err.startswith("error: ")
+    assert url in err.splitlines()[0]
+    assert err.splitlines()[1].startswith("  hint: ")
+    assert "Traceback" not in err
+
+
+def test_run_names_an_unknown_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = crank(["run", "--worker", "no-such-worker"], capsys)
+    assert code == 2
+    assert err.startswith(
+        "error: --worker 'no-such-worker' is neither a crank.yaml/folder nor an installed worker\n"
+    )
+
+
+def test_run_reports_a_taken_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code, _, err = crank(["run", "--worker", str(FIXTURE), "--port", str(port)], capsys)
+    assert code == 3
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.endswith("  hint: pick another --port, or stop what is listening there\n")
+
+
+def test_run_refuses_inconsistent_bounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = crank(
+        ["run", "--worker", str(FIXTURE), "--min-workers", "5", "--max-workers", "2"], capsys
+    )
+    assert code == 2
+    assert err == (
+        "error: worker bounds are inconsistent: --min-workers 5 --max-workers 2\n"
+        "  hint: use 0 <= --min-workers <= --max-workers and --max-workers >= 1\n"
+    )
+
+
+def test_help_lists_the_options() -> None:
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--broker",
+        "--host",
+        "--port",
+        "--min-workers",
+        "--max-workers",
+        "--worker",
+        "--mode",
+    ):
+        assert option in result.output
+    status = CliRunner().invoke(cli, ["status", "--help"])
+    assert "--url" in status.output
+
+
+def test_status_prints_the_report_of_a_live_server(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    report = {"overall_health": "critical", "problems": ["broker unreachable"]}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(report).encode()
+            self.send_response(200 if self.path == "/v1/status" else 404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code, out, _ = crank(["status", "--url", f"http://127.0.0.1:{server.server_port}"], capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1  # critical
+    assert json.loads(out) == report

@@ -1,0 +1,131 @@
+"""The supervisor with real (stand-in) child processes: replace the dead, recover, scale, stop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.runtime.broker import TaskSpec
+from crank.runtime.brokers import open_broker
+from crank.runtime.config import RuntimeConfig
+from crank.runtime.supervisor import Supervisor, worker_command
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from crank.runtime.broker import Broker
+
+# A stand-in worker: sleeps until SIGTERM, then exits 0 (the real one drains first).
+SLEEPER = (
+    "import signal, sys, time; "
+    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(600)"
+)
+
+
+def sleeper(config: RuntimeConfig, consumer: str) -> list[str]:
+    return [sys.executable, "-c", SLEEPER, consumer]
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    opened = open_broker("memory://")
+    yield opened
+    opened.close()
+
+
+def wait_for(check: object, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_worker_command_names_broker_consumer_and_manifests(tmp_path: object) -> None:
+    from pathlib import Path
+
+    config = RuntimeConfig(
+        broker_url="sqlite:///q.db",
+        manifest_paths=(Path("/w/a.yaml"), Path("/w/b.yaml")),
+        grace_s=7,
+    )
+    argv = worker_command(config, "host-1-w3")
+    assert argv[:3] == [sys.executable, "-m", "crank.runtime.worker_process"]
+    assert argv[3:] == [
+        "--broker", "sqlite:///q.db", "--consumer", "host-1-w3", "--batch-size", "8",
+        "--visibility-timeout", "30", "--grace", "7",
+        "--manifest", "/w/a.yaml", "--manifest", "/w/b.yaml",
+    ]  # fmt: skip
+
+
+def test_dead_child_is_recovered_and_replaced(broker: Broker) -> None:
+    config = RuntimeConfig(
+        broker_url="memory://", min_workers=2, max_workers=2, monitor_interval_s=0.05
+    )
+    sup = Supervisor(config, broker, command=sleeper)
+    sup.start()
+    try:
+        wait_for(lambda: sup.worker_counts() == (2, 2))
+        victim_consumer = sup.consumers()[0]
+        broker.submit(TaskSpec(capability="a.x", payload={}))
+        (claim,) = broker.claim(victim_consumer, limit=1, visibility_timeout_s=600)
+        victim = sup.pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: victim not in sup.pids() and sup.worker_counts() == (2, 2))
+        assert victim_consumer not in sup.consumers()
+        assert (sup.events.died, sup.events.replaced, sup.events.recovered_tasks) == (1, 1, 1)
+        # the recovered task is deliverable again at once, long before its 600 s visibility timeout
+        (again,) = broker.claim("other", limit=1)
+        assert again.task.id == claim.task.id
+    finally:
+        sup.stop(grace_s=5)
+    assert sup.worker_counts() == (0, 0)
+
+
+def test_scale_step_applies_the_policy(broker: Broker) -> None:
+    config = RuntimeConfig(
+        broker_url="memory://", min_workers=1, max_workers=3, target_queue_per_worker=2
+    )
+    sup = Supervisor(config, broker, command=sleeper, capabilities=["a.x", "b.y"])
+    sup.start()
+    try:
+        broker.submit_many([TaskSpec(capability="a.x", payload={"i": i}) for i in range(9)])
+        decision = sup.scale_step(dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+        assert (decision.decision_type, decision.current_workers, decision.target_workers) == (
+            "scale_up",
+            1,
+            2,
+        )
+        assert sup.worker_counts()[0] == 2
+        assert sup.last_decision() == decision.as_dict()
+        assert sup.weights["a.x"] > 0.5 > sup.weights["b.y"] > 0
+        decision = sup.scale_step()
+        assert (decision.decision_type, decision.target_workers) == ("scale_up", 3)
+        # drain the queue: the pool shrinks gently towards min
+        while claims := broker.claim("drain", limit=50):
+            broker.ack_many([(c, {}) for c in claims])
+        decision = sup.scale_step()
+        assert (decision.decision_type, decision.target_workers) == ("scale_down", 2)
+        wait_for(lambda: sup.worker_counts()[0] == 2)
+    finally:
+        sup.stop(grace_s=5)
+
+
+def test_stop_kills_children_that_ignore_sigterm_after_grace(broker: Broker) -> None:
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    config = RuntimeConfig(broker_url="memory://", min_workers=1, max_workers=1)
+    sup = Supervisor(config, broker, command=lambda c, name: [sys.executable, "-c", stubborn])
+    sup.start()
+    wait_for(lambda: sup.worker_counts() == (1, 1))
+    time.sleep(0.2)  # let the child install its handler
+    (pid,) = sup.pids()
+    sup.stop(grace_s=0.1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped: the stubborn child was killed after the grace period
