@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -164,6 +163,8 @@ class Manifest:
     def digest(self) -> str:
         """sha256 of the canonical JSON form: stable across formatting and key order."""
         canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        import hashlib  # only digests need it; keeps `crank lint` start-up small
+
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -7,6 +7,7 @@ defensive) and locate each finding at the exact node it is about.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -241,26 +242,23 @@ def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
     manifest = ctx.manifest
     if manifest is None:
         return
+    where: Path_ = ("worker", "entrypoint")
+    module = manifest.worker.module
+    if not _top_level_installed(module):
+        # the common case for a package not installed yet: answered without
+        # importing the worker machinery
+        yield _not_installed(ctx, where, module, module)
+        return
+
     from crank.errors import WorkerError
     from crank.worker.host import check_handlers, import_entrypoint
 
-    where: Path_ = ("worker", "entrypoint")
-    module = manifest.worker.module
     try:
         cls = import_entrypoint(manifest)
     except WorkerError as exc:
         cause = exc.__cause__
         if isinstance(cause, ModuleNotFoundError):
-            missing = cause.name or module
-            own = module == missing or module.startswith(f"{missing}.")
-            what = "is not installed" if own else f"needs {missing!r}, not installed"
-            yield ctx.finding(
-                "CRK108",
-                where,
-                f"entrypoint not checked: module {module!r} {what}",
-                hint="install the worker package (pip install -e .) to check its handlers",
-                severity="info",
-            )
+            yield _not_installed(ctx, where, module, cause.name or module)
             return
         yield ctx.finding("CRK108", where, exc.message, hint=exc.hint)
         return
@@ -293,6 +291,25 @@ def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
                 f"{manifest.worker.entrypoint} handles {cid!r}, not declared in this manifest",
                 hint="declare it under `capabilities:`, or remove the handler",
             )
+
+
+def _top_level_installed(module: str) -> bool:
+    import importlib.util
+
+    top = module.partition(".")[0]
+    return top in sys.modules or importlib.util.find_spec(top) is not None
+
+
+def _not_installed(ctx: LintContext, where: Path_, module: str, missing: str) -> Finding:
+    own = module == missing or module.startswith(f"{missing}.")
+    what = "is not installed" if own else f"needs {missing!r}, not installed"
+    return ctx.finding(
+        "CRK108",
+        where,
+        f"entrypoint not checked: module {module!r} {what}",
+        hint="install the worker package (pip install -e .) to check its handlers",
+        severity="info",
+    )
 
 
 def _walk(value: Any, path: Path_) -> Iterator[tuple[Path_, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 from importlib import resources
@@ -55,6 +54,13 @@ def _describe(value: Any) -> str:
     return f"{kind} {text}" if not isinstance(value, dict | list) else kind
 
 
+def _close_match(word: str, choices: list[str]) -> str | None:
+    import difflib  # only for hints
+
+    close = difflib.get_close_matches(word, choices, n=1)
+    return close[0] if close else None
+
+
 def _allowed(schema: dict[str, Any]) -> list[str]:
     return sorted(schema.get("properties", {}))
 
@@ -79,9 +85,9 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
         path = (*path, extra)
         key = True
         allowed = _allowed(schema)
-        close = difflib.get_close_matches(extra, allowed, n=1)
+        close = _close_match(extra, allowed)
         message = f"unknown field {extra!r}"
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
+        hint = f"did you mean {close!r}?" if close else f"allowed fields: {', '.join(allowed)}"
         if not allowed and "additionalProperties" in schema:
             message = f"field {extra!r} has an invalid value"
             hint = None
@@ -98,8 +104,8 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
         options: list[Any] = list(err.validator_value)  # type: ignore[arg-type]
         choices = ", ".join(json.dumps(c) for c in options)
         message = f"{_describe(err.instance)} is not one of {choices}"
-        close = difflib.get_close_matches(str(err.instance), [str(c) for c in options], n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"use one of {choices}"
+        close = _close_match(str(err.instance), [str(c) for c in options])
+        hint = f"did you mean {close!r}?" if close else f"use one of {choices}"
     elif validator == "const":
         message = f"must be {json.dumps(err.validator_value)}, got {_describe(err.instance)}"
         hint = f"set it to {json.dumps(err.validator_value)}"

@@ -1,0 +1,93 @@
+"""Cold start of `crank lint` next to check-jsonschema, and of `crank --help` next to Python.
+
+    python benchmarks/lint.py [--runs N]
+
+Each command runs N times in a fresh process (cold: nothing cached in-process);
+the table shows the median wall time. Both validators check the same file
+against the same schema (`crank schema` output); crank lint also runs its lint
+rules. Goals: crank lint <= 0.5x check-jsonschema, crank --help <= 3x python -c pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from gen_docs import EXAMPLE  # noqa: E402  (the documented full manifest)
+
+
+def wall_times(argv: list[str], runs: int, cwd: Path) -> tuple[float, float, int]:
+    """(median, minimum, last exit status) of ``runs`` fresh processes."""
+    times = []
+    code = 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        code = subprocess.run(argv, cwd=cwd, capture_output=True, check=False).returncode
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times), code
+
+
+def _script(name: str) -> str | None:
+    """The console script installed next to this Python (not a pyenv/asdf shim,
+    whose own start-up would be added to both sides of the comparison)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    crank = _script("crank")
+    checker = _script("check-jsonschema")
+    if crank is None or checker is None:
+        print("needs `crank` and `check-jsonschema` on PATH (pip install -e '.[bench]')")
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        # the documented example, with an entrypoint that is not installed here, so
+        # the run does not depend on which worker packages happen to be installed
+        text = EXAMPLE.replace("crank_email_classifier.worker", "bench_not_installed.worker")
+        text = text.replace("email.", "bench.")  # ids no installed worker claims
+        (work / "one.yaml").write_text(text, encoding="utf-8")
+        schema = subprocess.run([crank, "schema"], capture_output=True, text=True, check=True)
+        (work / "schema.json").write_text(schema.stdout, encoding="utf-8")
+        json.loads(schema.stdout)
+
+        rows = [
+            ("crank lint one.yaml", [crank, "lint", "one.yaml"]),
+            (
+                "check-jsonschema --schemafile schema.json one.yaml",
+                [checker, "--schemafile", "schema.json", "one.yaml"],
+            ),
+            ("crank --help", [crank, "--help"]),
+            ("python -c pass", [sys.executable, "-c", "pass"]),
+        ]
+        for _, argv in rows:  # warm the OS file cache once
+            subprocess.run(argv, cwd=work, capture_output=True, check=False)
+        results = {name: wall_times(argv, args.runs, work) for name, argv in rows}
+
+    width = max(len(n) for n in results)
+    print(f"{'command'.ljust(width)}  median (s)  min (s)  exit")
+    for name, (median, fastest, code) in results.items():
+        print(f"{name.ljust(width)}  {median:10.3f}  {fastest:7.3f}  {code:4d}")
+    lint_ratio = results["crank lint one.yaml"][0] / results[rows[1][0]][0]
+    help_ratio = results["crank --help"][0] / results["python -c pass"][0]
+    print(f"\ncrank lint / check-jsonschema = {lint_ratio:.2f}x (goal <= 0.5x)")
+    print(f"crank --help / python -c pass = {help_ratio:.2f}x (goal <= 3x)")
+    print(f"runs per command: {args.runs}, python {sys.version.split()[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
