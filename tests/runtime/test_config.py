@@ -1,0 +1,77 @@
+"""Flags over environment over manifests; dev mode; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crank.errors import UsageError
+from crank.manifest import Manifest, load_manifest
+from crank.runtime.config import DEFAULT_BROKER_URL, RuntimeConfig, build_config
+
+MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_workers" / "crank.yaml"
+
+
+@pytest.fixture
+def manifests() -> list[Manifest]:
+    return [load_manifest(MANIFEST)]
+
+
+def test_defaults_come_from_the_manifests(manifests: list[Manifest]) -> None:
+    config = build_config(manifests, env={})
+    assert (config.broker_url, config.host, config.port) == (DEFAULT_BROKER_URL, "127.0.0.1", 8080)
+    assert (config.min_workers, config.max_workers, config.target_queue_per_worker) == (1, 3, 5)
+    assert config.manifest_paths == (MANIFEST,)
+    assert config.dynamic_pool and config.api_token is None and config.daily_budget_usd is None
+
+
+def test_flags_win_over_environment(manifests: list[Manifest]) -> None:
+    env = {
+        "CRANK_BROKER_URL": "redis://h:1/0",
+        "CRANK_API_TOKEN": "t",
+        "CRANK_DAILY_BUDGET_USD": "2.5",
+        "CRANK_MAX_PENDING": "7",
+        "CRANK_GRACE_S": "3",
+    }
+    config = build_config(
+        manifests, env=env, broker_url="sqlite:///x.db", min_workers=2, max_workers=6
+    )
+    assert config.broker_url == "sqlite:///x.db"
+    assert (config.min_workers, config.max_workers) == (2, 6)
+    got = (config.api_token, config.daily_budget_usd, config.max_pending_tasks, config.grace_s)
+    assert got == ("t", 2.5, 7, 3.0)
+    assert build_config(manifests, env=env).broker_url == "redis://h:1/0"
+
+
+def test_single_bound_flag_keeps_the_pool_consistent(manifests: list[Manifest]) -> None:
+    assert (build_config(manifests, env={}, min_workers=5).max_workers) == 5
+    assert (build_config(manifests, env={}, max_workers=1).min_workers) == 1
+
+
+def test_dev_mode_is_a_fixed_small_pool(manifests: list[Manifest]) -> None:
+    config = build_config(manifests, env={}, mode="dev")
+    assert (config.min_workers, config.max_workers, config.dynamic_pool) == (1, 1, False)
+
+
+def test_public_view_hides_secrets() -> None:
+    config = RuntimeConfig(broker_url="redis://user:pw@h:6379/0", api_token="secret")
+    public = config.public()
+    assert public["broker_url"] == "redis://user:***@h:6379/0"
+    assert public["auth"] is True
+    assert "secret" not in repr(config) and "secret" not in str(public)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CRANK_DAILY_BUDGET_USD": "lots"}, "CRANK_DAILY_BUDGET_USD='lots' is not a number"),
+        ({"CRANK_DAILY_BUDGET_USD": "-1"}, "daily budget must be positive"),
+        ({"CRANK_MAX_PENDING": "0"}, "max_pending_tasks must be at least 1"),
+    ],
+)
+def test_bad_environment_is_a_usage_error(
+    manifests: list[Manifest], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        build_config(manifests, env=env)

@@ -1,0 +1,53 @@
+"""The health report document and its overall verdict."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from crank.runtime.health import ResourceUtilization, SystemSnapshot, health_report, overall_health
+
+NOW = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
+
+
+def snap(**kw: object) -> SystemSnapshot:
+    values: dict[str, object] = {
+        "broker_ok": True, "min_workers": 2, "total_workers": 2, "healthy_workers": 2,
+        "busy_workers": 1, "queue_depth": {"a.x": 3, "b.y": 9}, "oldest_task_age_s": 12.7,
+    }  # fmt: skip
+    values.update(kw)
+    return SystemSnapshot(**values)  # type: ignore[arg-type]
+
+
+def test_report_document() -> None:
+    doc = health_report(snap(resources=ResourceUtilization(12.34, 56.78, 40.0)), NOW)
+    assert doc["timestamp"] == "2026-11-22T12:00:00+00:00"
+    assert doc["overall_health"] == "healthy"
+    assert doc["worker_pool_health"] == {
+        "total_workers": 2,
+        "healthy_workers": 2,
+        "utilization_percentage": 50.0,
+    }
+    q = doc["queue_health"]
+    assert (q["total_pending_tasks"], q["oldest_task_age_seconds"], q["bottleneck_agent"]) == (
+        12,
+        12,
+        "b.y",
+    )
+    assert doc["resource_utilization"] == {
+        "cpu_percentage": 12.3, "memory_percentage": 56.8, "llm_api_usage_percentage": 40.0
+    }  # fmt: skip
+
+
+def test_verdicts() -> None:
+    assert overall_health(snap(broker_ok=False)) == ("critical", ["broker unreachable"])
+    assert overall_health(snap(healthy_workers=0)) == ("critical", ["no healthy worker process"])
+    assert overall_health(snap(healthy_workers=1))[0] == "degraded"
+    assert overall_health(snap(oldest_task_age_s=301.0)) == (
+        "degraded",
+        ["oldest pending task waits for 301 s"],
+    )
+    assert overall_health(snap(paused_capabilities=("a.x",)))[0] == "degraded"
+    assert overall_health(snap(min_workers=0, healthy_workers=0, total_workers=0)) == (
+        "healthy",
+        [],
+    )
