@@ -18,6 +18,14 @@ EXAMPLES = {
     "text-streamer": "crank-text-streamer/src/crank_text_streamer/crank.yaml",
 }
 
+pytestmark = pytest.mark.requires(
+    "crank_doc_converter",
+    "crank_email_classifier",
+    "crank_image_classifier",
+    "crank_text_streamer",
+    hint="pip install -e plugins/crank-* (every example)",
+)
+
 
 @pytest.fixture(autouse=True)
 def fresh_plugins() -> None:

@@ -13,7 +13,17 @@ from crank.artifacts import FilesystemArtifactStore
 if TYPE_CHECKING:
     from conftest import ExamplesServer  # type: ignore[import-not-found]
 
-pytestmark = [pytest.mark.slow, pytest.mark.requires("exe:pandoc>=2.9", "onnxruntime")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.requires("exe:pandoc>=2.9", "onnxruntime"),
+    pytest.mark.requires(
+        "crank_doc_converter",
+        "crank_email_classifier",
+        "crank_image_classifier",
+        "crank_text_streamer",
+        hint="pip install -e plugins/crank-* (every example)",
+    ),
+]
 
 #: scikit-learn's first digit (a zero), as 64 grey levels.
 ZERO = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0,
