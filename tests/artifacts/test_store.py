@@ -237,3 +237,14 @@ def test_concurrent_writers_of_the_same_content_agree(
 
 def test_filesystem_store_satisfies_the_protocol(store: FilesystemArtifactStore) -> None:
     assert isinstance(store, ArtifactStore)
+
+
+def test_front_matter_delimiters_inside_values_and_content_are_harmless(
+    store: FilesystemArtifactStore, metadata: dict[str, Any]
+) -> None:
+    meta = {**metadata, "parameters": {"title": "a\n---\nb"}, "extra": {"note": "\n---\n"}}
+    content = "---\nnot front-matter\n---\nbody"
+    ref = store.put(content, meta)
+    assert store.get(ref.id).content == content
+    assert dict(store.get_metadata(ref.id)) == meta
+    assert store.verify(ref.id).ok
