@@ -9,6 +9,7 @@ warn (an error under ``filterwarnings = error``) in every other test.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -54,10 +55,14 @@ def _pip_install(package: Path, target: Path) -> subprocess.Popen[bytes]:
 def test_plugins(tmp_path_factory: pytest.TempPathFactory) -> PluginSites:
     root = tmp_path_factory.mktemp("plugin-sites")
     plugins = PluginSites(good=root / "good", broken=root / "broken")
-    jobs = [
-        _pip_install(FIXTURE_PLUGINS / "crank-testplugin-good", plugins.good),
-        _pip_install(FIXTURE_PLUGINS / "crank-testplugin-broken", plugins.broken),
-    ]
+    jobs = []
+    for name, target in (
+        ("crank-testplugin-good", plugins.good),
+        ("crank-testplugin-broken", plugins.broken),
+    ):
+        # built from a copy: setuptools writes build/ and *.egg-info next to the sources
+        source = shutil.copytree(FIXTURE_PLUGINS / name, root / "src" / name)
+        jobs.append(_pip_install(source, target))
     for job in jobs:
         out, _ = job.communicate(timeout=240)
         assert job.returncode == 0, out.decode(errors="replace")
