@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from click.testing import CliRunner
 
+from crank.cli import cli
 from crank.errors import CapabilityGone, ValidationFailed
 from crank.plugins import reset_plugin_manager
 from crank.routing import Router, load_router
@@ -96,4 +99,35 @@ def test_the_installed_plugin_is_routable_through_load_router() -> None:
         reset_plugin_manager()
     assert router.resolve("email.classification", {"text": "x", "type": "bill"}).target == (
         "email.bill_detection"
+    )
+
+
+V1_MANIFEST = Path(__file__).parent / "manifest-v1.yaml"
+
+
+def test_crank_compat_finds_no_stranded_client_from_v1(manifest: Manifest) -> None:
+    result = CliRunner().invoke(cli, ["compat", str(V1_MANIFEST), str(manifest.path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "added: email.bill_detection, email.spam_detection",
+        "split: email.classification -> email.spam_detection, email.bill_detection",
+        "deprecated: email.classification (sunset 2027-06-30)",
+        "removed: email.classification",
+        "compatible: no breaking changes from email-classifier 1.4.0 to email-classifier 2.1.0",
+    ]
+
+
+def test_without_the_deprecated_entry_v2_would_strand_v1_clients(
+    manifest: Manifest, tmp_path: Path
+) -> None:
+    text = Path(str(manifest.path)).read_text()
+    stranding = tmp_path / "crank.yaml"
+    stranding.write_text(text[: text.index("deprecated:")])
+    result = CliRunner().invoke(cli, ["compat", str(V1_MANIFEST), str(stranding)])
+    assert result.exit_code == 1
+    assert "CMP001 capability 'email.classification' (1.0.0) was removed without a deprecated" in (
+        result.output
+    )
+    assert result.output.splitlines()[-1] == (
+        "1 breaking change (CMP001) from email-classifier 1.4.0 to email-classifier 2.1.0"
     )
