@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,8 +12,6 @@ from crank.errors import ValidationFailed
 from crank.worker import CapabilityError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from crank.worker.worker import WorkerHandle
 
 pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
@@ -83,6 +83,23 @@ def test_a_conversion_past_its_timeout_is_killed_and_retryable(
     err = convert_error(worker, {"from": "markdown", "to": "html", "content": "# slow"})
     assert (err.code, err.retryable) == ("TIMEOUT", True)
     assert err.message.startswith("conversion stopped: pandoc did not finish within")
+    assert pandoc_children() == []  # killed and reaped, not left running
+
+
+def pandoc_children() -> list[int]:
+    """pandoc processes whose parent is this test process (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if comm == "pandoc" and ppid == os.getpid():
+            found.append(int(entry.name))
+    return found
 
 
 def test_a_bad_setting_is_reported(worker: WorkerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
