@@ -26,15 +26,21 @@ sys.path.insert(0, str(REPO / "scripts"))
 from gen_docs import EXAMPLE  # noqa: E402  (the documented full manifest)
 
 
-def wall_times(argv: list[str], runs: int, cwd: Path) -> tuple[float, float, int]:
-    """(median, minimum, last exit status) of ``runs`` fresh processes."""
-    times = []
-    code = 0
+def wall_times(
+    commands: dict[str, list[str]], runs: int, cwd: Path
+) -> dict[str, tuple[float, float, int]]:
+    """(median, minimum, last exit status) per command over ``runs`` fresh processes.
+
+    The commands take turns, so a change in machine load hits all of them alike.
+    """
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    codes: dict[str, int] = {}
     for _ in range(runs):
-        start = time.perf_counter()
-        code = subprocess.run(argv, cwd=cwd, capture_output=True, check=False).returncode
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), code
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            codes[name] = subprocess.run(argv, cwd=cwd, capture_output=True, check=False).returncode
+            times[name].append(time.perf_counter() - start)
+    return {n: (statistics.median(t), min(t), codes[n]) for n, t in times.items()}
 
 
 def _script(name: str) -> str | None:
@@ -75,7 +81,7 @@ def main() -> int:
         ]
         for _, argv in rows:  # warm the OS file cache once
             subprocess.run(argv, cwd=work, capture_output=True, check=False)
-        results = {name: wall_times(argv, args.runs, work) for name, argv in rows}
+        results = wall_times(dict(rows), args.runs, work)
 
     width = max(len(n) for n in results)
     print(f"{'command'.ljust(width)}  median (s)  min (s)  exit")

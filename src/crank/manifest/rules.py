@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crank.hookspecs import hookimpl
-from crank.manifest import secrets
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -335,6 +334,8 @@ def _path_at(doc: LoadedDocument, line: int, col: int) -> Path_:
 
 
 def no_secrets(ctx: LintContext) -> Iterator[Finding]:
+    from crank.manifest import secrets  # its patterns compile on first use, not at start-up
+
     hint = (
         "keep secrets out of manifests: read them from the environment (worker.env, secret: true)"
     )
