@@ -51,7 +51,8 @@ def metrics(draw: st.DrawFn) -> RuntimeMetrics:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
 @given(configs(), metrics())
 def test_target_never_leaves_the_bounds(config: ScalingConfig, m: RuntimeMetrics) -> None:
     decision = decide(config, m, NOW)
@@ -59,7 +60,8 @@ def test_target_never_leaves_the_bounds(config: ScalingConfig, m: RuntimeMetrics
     assert decision.current_workers == m.active_workers + m.idle_workers
 
 
-@settings(max_examples=400, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
 @given(configs(), metrics())
 def test_weights_never_reach_zero_nor_jump_more_than_half(
     config: ScalingConfig, m: RuntimeMetrics
@@ -76,6 +78,7 @@ def test_weights_never_reach_zero_nor_jump_more_than_half(
     assert set(m.queue_depth) | set(m.weights) <= set(new)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(configs(), metrics())
 def test_decision_type_matches_the_numbers(config: ScalingConfig, m: RuntimeMetrics) -> None:
@@ -102,6 +105,7 @@ def test_decision_type_matches_the_numbers(config: ScalingConfig, m: RuntimeMetr
     assert doc["timestamp"] == "2026-11-22T12:00:00+00:00"
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(configs(), metrics())
 def test_repeated_steps_converge_without_breaking_invariants(
