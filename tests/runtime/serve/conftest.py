@@ -52,11 +52,14 @@ class CrankRun:
         self.port = free_port()
         self.db = workdir / db
         self.broker_url = f"sqlite:///{self.db}"
+        if "--broker" in args:
+            self.broker_url = args[args.index("--broker") + 1]
+        else:
+            args = ("--broker", self.broker_url, *args)
         self.argv = [
             sys.executable, "-c", CRANK_MAIN, "run",
             "--port", str(self.port),
             "--worker", str(HTTP_WORKERS),
-            "--broker", self.broker_url,
             *args,
         ]  # fmt: skip
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
