@@ -1,4 +1,4 @@
-"""The worker's own tests: every manifest example, input validation, health."""
+"""The worker's own tests, written with crank's pytest plugin (the crank_worker fixture)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import {{ cookiecutter.package_name }}
 from crank.errors import ValidationFailed
 from crank.manifest import load_manifest
-from crank.worker.host import WorkerHost
 
-MANIFEST = load_manifest(Path({{ cookiecutter.package_name }}.__file__).parent / "crank.yaml")
+MANIFEST_PATH = Path({{ cookiecutter.package_name }}.__file__).parent / "crank.yaml"
+MANIFEST = load_manifest(MANIFEST_PATH)
 EXAMPLES = [
     pytest.param(cap.id, example.input, example.output, id=f"{cap.id}:{example.name}")
     for cap in MANIFEST.capabilities
@@ -20,24 +20,22 @@ EXAMPLES = [
 
 
 @pytest.fixture
-def host():
-    worker = WorkerHost(MANIFEST)
-    worker.start()
-    yield worker
-    worker.stop()
+def worker(crank_worker):
+    """The worker started in-process from its manifest, stopped after the test."""
+    return crank_worker(MANIFEST_PATH)
 
 
 @pytest.mark.parametrize(("capability_id", "data", "expected"), EXAMPLES)
-def test_examples(host, capability_id, data, expected):
-    assert host.call(capability_id, data) == expected
+def test_examples(worker, capability_id, data, expected):
+    assert worker.call(capability_id, data) == expected
 
 
 @pytest.mark.parametrize("capability_id", MANIFEST.capability_ids)
-def test_rejects_input_without_text(host, capability_id):
+def test_rejects_input_without_text(worker, capability_id):
     with pytest.raises(ValidationFailed):
-        host.call(capability_id, {})
+        worker.call(capability_id, {})
 
 
-def test_live_and_ready(host):
-    assert host.live()
-    assert host.ready()
+def test_live_and_ready(worker):
+    assert worker.live()
+    assert worker.ready()
