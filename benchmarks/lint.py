@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -87,11 +88,15 @@ def main() -> int:
     print(f"{'command'.ljust(width)}  median (s)  min (s)  exit")
     for name, (median, fastest, code) in results.items():
         print(f"{name.ljust(width)}  {median:10.3f}  {fastest:7.3f}  {code:4d}")
-    lint_ratio = results["crank lint one.yaml"][0] / results[rows[1][0]][0]
-    help_ratio = results["crank --help"][0] / results["python -c pass"][0]
-    print(f"\ncrank lint / check-jsonschema = {lint_ratio:.2f}x (goal <= 0.5x)")
-    print(f"crank --help / python -c pass = {help_ratio:.2f}x (goal <= 3x)")
-    print(f"runs per command: {args.runs}, python {sys.version.split()[0]}")
+    for label, a, b, goal in (
+        ("crank lint / check-jsonschema", "crank lint one.yaml", rows[1][0], "<= 0.5x"),
+        ("crank --help / python -c pass", "crank --help", "python -c pass", "<= 3x"),
+    ):
+        by_median = results[a][0] / results[b][0]
+        by_min = results[a][1] / results[b][1]
+        print(f"{label} = {by_median:.2f}x by median, {by_min:.2f}x by min (goal {goal})")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"runs per command: {args.runs}, python {sys.version.split()[0]}, load {load:.1f}")
     return 0
 
 
