@@ -129,3 +129,44 @@ def test_stop_kills_children_that_ignore_sigterm_after_grace(broker: Broker) -> 
     sup.stop(grace_s=0.1)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped: the stubborn child was killed after the grace period
+
+
+def test_crash_loop_backs_off_instead_of_respawning_twice_a_second(broker: Broker) -> None:
+    now = [1000.0]
+    # the test drives check_children itself; the monitor thread stays asleep
+    config = RuntimeConfig(
+        broker_url="memory://", min_workers=1, max_workers=1, monitor_interval_s=3600
+    )
+    crashing = [sys.executable, "-c", "import sys; sys.exit(4)"]
+    sup = Supervisor(config, broker, command=lambda c, name: crashing, clock=lambda: now[0])
+    sup.start()
+    holds = []
+    for _ in range(6):
+        wait_for(lambda: sup.pids() == [])  # the child exited by itself
+        sup.check_children()
+        if sup.worker_counts()[0] == 0:  # held back: advance the clock past the hold
+            holds.append(round(sup._hold_until - now[0], 2))
+            now[0] = sup._hold_until
+            sup.check_children()
+        now[0] += 0.1  # each replacement dies 0.1 s after its start
+    sup.stop(grace_s=1)
+    assert holds == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert sup.events.died == 6
+
+
+def test_signal_deaths_are_not_a_crash_loop(broker: Broker) -> None:
+    config = RuntimeConfig(
+        broker_url="memory://", min_workers=1, max_workers=1, monitor_interval_s=3600
+    )
+    sup = Supervisor(config, broker, command=sleeper)
+    sup.start()
+    try:
+        for _ in range(3):
+            wait_for(lambda: sup.worker_counts() == (1, 1))
+            (pid,) = sup.pids()
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda pid=pid: pid not in sup.pids())
+            sup.check_children()
+            assert sup.worker_counts()[0] == 1  # replaced at once, no hold
+    finally:
+        sup.stop(grace_s=5)

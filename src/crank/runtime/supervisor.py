@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from crank.runtime.status import StatusTracker
 
 WORKER_MODULE = "crank.runtime.worker_process"
+#: a child dying sooner than this after its start counts towards a crash loop.
+QUICK_DEATH_S = 5.0
+MAX_RESTART_BACKOFF_S = 30.0
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         command: Callable[[RuntimeConfig, str], list[str]] = worker_command,
         log: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from crank.runtime.logging import get_logger
 
@@ -101,6 +105,11 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_scale = 0.0
+        self.clock = clock
+        #: replacements owed for children that died; paid once any backoff is over.
+        self._owed = 0
+        self._crash_streak = 0
+        self._hold_until = 0.0
         self._last_decision: dict[str, Any] | None = None
         caps = sorted(set(capabilities))
         self.weights: dict[str, float] = {c: 1.0 / len(caps) for c in caps} if caps else {}
@@ -131,7 +140,7 @@ class Supervisor:
             self._serial += 1
             consumer = f"{self._prefix}-w{self._serial}"
             proc = subprocess.Popen(self.command(self.config, consumer), env=self.env)
-            child = WorkerChild(consumer, proc, time.monotonic())
+            child = WorkerChild(consumer, proc, self.clock())
             self._children.append(child)
             self.events.spawned += 1
         self.log.info("worker_started", consumer=consumer, pid=proc.pid)
@@ -155,8 +164,14 @@ class Supervisor:
         return count
 
     def check_children(self) -> int:
-        """Reap exited children; recover and replace the ones that died. Returns replacements."""
-        replaced = 0
+        """Reap exited children; recover and replace the ones that died. Returns replacements.
+
+        A child that exits by itself within ``QUICK_DEATH_S`` of its start twice in a row is
+        crash-looping (a broken import, a missing dependency): its replacements
+        then back off exponentially up to ``MAX_RESTART_BACKOFF_S`` instead of
+        respawning twice a second; a child that lived longer resets the streak.
+        """
+        now = self.clock()
         with self._lock:
             exited = [c for c in self._children if not c.alive]
             self._children = [c for c in self._children if c.alive]
@@ -166,21 +181,39 @@ class Supervisor:
                 self.log.info("worker_stopped", consumer=child.consumer, recovered=recovered)
                 continue
             self.events.died += 1
+            self._owed += 1
+            # Killed by a signal (kill -9, OOM killer) is the outside world, not a crash loop.
+            exited_itself = (child.proc.returncode or 0) >= 0
+            quick = exited_itself and now - child.started_at < QUICK_DEATH_S
+            self._crash_streak = self._crash_streak + 1 if quick else 0
+            if self._crash_streak >= 2:
+                delay = min(MAX_RESTART_BACKOFF_S, 0.5 * 2.0 ** (self._crash_streak - 2))
+                self._hold_until = now + delay
             self.log.warning(
                 "worker_died",
                 consumer=child.consumer,
                 pid=child.proc.pid,
                 exit_code=child.proc.returncode,
                 recovered_tasks=recovered,
+                crash_streak=self._crash_streak,
             )
-            if not self._stop.is_set():
-                self._spawn()
-                self.events.replaced += 1
-                replaced += 1
-        if not self._stop.is_set():
-            total, _ = self.worker_counts()
-            for _ in range(self.config.min_workers - total):
-                self._spawn()
+            if self._crash_streak >= 2:
+                self.log.error(
+                    "worker_crash_loop",
+                    hint="worker processes exit right after starting; read their stderr above",
+                    restart_in_s=round(self._hold_until - now, 2),
+                )
+        if self._stop.is_set() or now < self._hold_until:
+            return 0
+        replaced = 0
+        for _ in range(self._owed):
+            self._spawn()
+            self.events.replaced += 1
+            replaced += 1
+        self._owed = 0
+        total, _ = self.worker_counts()
+        for _ in range(self.config.min_workers - total):
+            self._spawn()
         return replaced
 
     # -- scaling --------------------------------------------------------------------
