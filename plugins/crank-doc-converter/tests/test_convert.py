@@ -10,10 +10,9 @@ import frontmatter
 import pytest
 
 if TYPE_CHECKING:
-    from crank.worker.worker import WorkerHandle
-
     from crank.artifacts import FilesystemArtifactStore
     from crank.manifest import Manifest
+    from crank.testing import WorkerHandle
 
 pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
 

@@ -12,7 +12,7 @@ from crank.errors import ValidationFailed
 from crank.worker import CapabilityError
 
 if TYPE_CHECKING:
-    from crank.worker.worker import WorkerHandle
+    from crank.testing import WorkerHandle, WorkerRunner
 
 pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
 
@@ -128,3 +128,16 @@ def test_without_pandoc_the_worker_is_not_ready_and_says_why(
     assert worker.ready() is False
     err = convert_error(worker, {"from": "markdown", "to": "html", "content": "x"})
     assert (err.code, err.retryable) == ("PANDOC_UNAVAILABLE", True)
+
+
+def test_an_unwritable_artifact_store_is_a_declared_retryable_error(
+    crank_worker: WorkerRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store should be")
+    monkeypatch.setenv("CRANK_ARTIFACT_DIR", str(blocker))
+    worker = crank_worker(Path(__file__).parents[1] / "src/crank_doc_converter/crank.yaml")
+    err = convert_error(worker, {"from": "markdown", "to": "html", "content": "# x"})
+    assert (err.code, err.retryable) == ("STORAGE_FAILED", True)
+    assert err.message.startswith("the converted document could not be stored: cannot write")
+    assert "writable" in err.details["hint"]

@@ -15,9 +15,8 @@ from crank.plugins import reset_plugin_manager
 from crank.routing import Router, load_router
 
 if TYPE_CHECKING:
-    from crank.worker.worker import WorkerHandle
-
     from crank.manifest import Manifest
+    from crank.testing import WorkerHandle
 
 BEFORE_SUNSET = dt.date(2027, 1, 15)
 

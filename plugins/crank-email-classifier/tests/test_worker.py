@@ -8,9 +8,8 @@ from crank.errors import ValidationFailed
 from crank.worker import CapabilityError
 
 if TYPE_CHECKING:
-    from crank.worker.worker import WorkerHandle
-
     from crank.manifest import Manifest
+    from crank.testing import WorkerHandle
 
 
 def test_manifest_examples_pass(manifest: Manifest, worker: WorkerHandle) -> None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crank.artifacts import FilesystemArtifactStore, build_metadata
+from crank.artifacts import ArtifactError, FilesystemArtifactStore, build_metadata
 from crank.worker import CapabilityError, WorkerApplication, capability
 from crank_doc_converter import pandoc
 from crank_doc_converter.formats import FORMATS, DocumentFormat, readable, writable
@@ -158,7 +158,14 @@ class DocumentConverter(WorkerApplication):
             extra={"pandoc_version": tool.version},
         )
         content: str | bytes = converted if target.binary else converted.decode("utf-8")
-        ref = self.store.put(content, metadata)
+        try:
+            ref = self.store.put(content, metadata)
+        except ArtifactError as exc:
+            raise CapabilityError(
+                "STORAGE_FAILED",
+                f"the converted document could not be stored: {exc.message}",
+                details={"hint": exc.hint or ""},
+            ) from None
         result: dict[str, Any] = {
             "artifact_id": ref.id,
             "from": source.name,
