@@ -81,6 +81,33 @@ def test_a_plugin_adds_a_rule(
     ]
 
 
+@dataclass(frozen=True)
+class CrashingRule:
+    id: str = "ACME002"
+    summary: str = "crashes"
+
+    def check(self, ctx: Any) -> Iterator[Any]:
+        yield from ()
+        raise KeyError("boom")
+
+
+def test_a_crashing_rule_is_a_finding_and_the_others_still_run(
+    register_plugin: Callable[..., None], write_manifest: Callable[..., Path]
+) -> None:
+    register_plugin(CrashingRule(), NoDescriptionRule())
+    findings = Linter(installed_paths=()).lint_file(write_manifest(VALID))
+    assert [(f.rule, f.line, f.col, f.message, f.hint) for f in findings if f.rule != "CRK108"] == [
+        (
+            "ACME002",
+            1,
+            1,
+            "rule ACME002 crashed: KeyError: 'boom'",
+            "a bug in the rule; skip it with `# crank-lint: disable=ACME002`",
+        ),
+        ("ACME001", 9, 5, "capability has no description", "add `description:`"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("rule", "message"),
     [

@@ -238,7 +238,17 @@ class Linter:
         for rule in self.rules:
             if rule.id in disabled:
                 continue
-            findings.extend(rule.check(ctx))
+            try:
+                findings.extend(rule.check(ctx))
+            except Exception as exc:  # a broken (plugin) rule must not hide the others
+                findings.append(
+                    ctx.finding(
+                        rule.id,
+                        (),
+                        f"rule {rule.id} crashed: {type(exc).__name__}: {exc}",
+                        hint=f"a bug in the rule; skip it with `# crank-lint: disable={rule.id}`",
+                    )
+                )
         kept = {f for f in findings if f.rule not in disabled}
         return sorted(kept, key=_order)
 
