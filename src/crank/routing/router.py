@@ -117,6 +117,7 @@ class Router:
         self._deprecations = dict(deprecations)
         self._today = today or dt.date.today
         self._lock = threading.Lock()
+        self._headers: dict[tuple[str, dt.date], dict[str, str]] = {}
         #: (deprecated id, caller or "unknown") -> routed calls.
         self.deprecated_calls: Counter[tuple[str, str]] = Counter()
         #: (deprecated id, caller or "unknown") -> calls refused after the sunset.
@@ -267,8 +268,11 @@ class Router:
             callbacks = list(self.on_deprecated_call)
         for callback in callbacks:
             callback(cap_id, who)
-        headers = deprecation_headers(first.deprecation, today=today)
-        return Resolution(capability_id, current, data, route, first.deprecation, headers)
+        key = (cap_id, today)
+        headers = self._headers.get(key)
+        if headers is None:  # formatting dates is most of a shim's cost: once per id and day
+            headers = self._headers[key] = deprecation_headers(first.deprecation, today=today)
+        return Resolution(capability_id, current, data, route, first.deprecation, dict(headers))
 
     def _live(
         self, cap_id: str, major: int | None, *, requested: str, via: Deprecation | None = None
