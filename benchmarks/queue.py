@@ -4,8 +4,9 @@
     python benchmarks/queue.py [--tasks 10000] [--samples 200] [--systems crank-redis,rq]
 
 All systems share one private redis-server (started here on a free loopback
-port, no persistence) and run the same no-op task, which counts itself with one
-Redis INCR so completion is observed the same way for everyone. For each system:
+port, no persistence) and run the same no-op task, which only bumps a counter
+in shared memory (``queue_workers/bench_counter.py``, about a microsecond, no
+network) so completion is observed the same way for everyone. For each system:
 
 * enqueue/s: N tasks submitted from this process, with the system's batch API
   where it has one (crank ``submit_many``, RQ ``enqueue_many``), else one by one;
@@ -13,6 +14,9 @@ Redis INCR so completion is observed the same way for everyone. For each system:
   to the first completed task;
 * drain/s: N divided by the time from the first to the last completed task,
   2 worker processes;
+* CPU µs/task: user + system CPU of the worker processes (and their children)
+  plus redis-server while draining, per task: what a task costs, whatever else
+  the machine is doing at the same time;
 * round trip p50/p99: submit one task and wait until its result is visible to
   the client, ``--samples`` times in a row with the workers idle and waiting.
 
@@ -60,6 +64,8 @@ class Row:
     p50_ms: float
     p99_ms: float
     first_task_s: float
+    #: CPU time of the worker processes and redis-server per task while draining.
+    cpu_us_per_task: float
 
 
 def free_port() -> int:
@@ -302,6 +308,33 @@ def spawn(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.Pop
     ]
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out += _tree(int(child))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes and their descendants, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for root in pids:
+        for pid in _tree(root):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -314,10 +347,11 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def measure(system: System, n: int, samples: int, env: dict[str, str]) -> Row:
-    import redis
+def measure(system: System, n: int, samples: int, env: dict[str, str], redis_pid: int) -> Row:
+    import bench_counter
 
-    counter = redis.Redis.from_url(system.redis_url)
+    counter_file = env["BENCH_COUNTER_FILE"]
+    bench_counter.create(counter_file)
     started = time.perf_counter()
     system.enqueue(n)
     enqueue_s = time.perf_counter() - started
@@ -325,15 +359,18 @@ def measure(system: System, n: int, samples: int, env: dict[str, str]) -> Row:
     t0 = time.perf_counter()
     procs = spawn(system.worker_commands(), env)
     first = last = None
+    pids = [p.pid for p in procs] + [redis_pid]
+    cpu_first = cpu_last = 0.0
+    done_first = 0
     try:
         deadline = t0 + 600
         while time.perf_counter() < deadline:
-            done = int(counter.get("bench:done") or 0)
+            done = bench_counter.total(counter_file)
             now = time.perf_counter()
             if done and first is None:
-                first = now
+                first, done_first, cpu_first = now, done, cpu_seconds(pids)
             if done >= n:
-                last = now
+                last, cpu_last = now, cpu_seconds(pids)
                 break
             time.sleep(0.001)
         if first is None or last is None:
@@ -347,7 +384,6 @@ def measure(system: System, n: int, samples: int, env: dict[str, str]) -> Row:
             times.append(time.perf_counter() - begin)
     finally:
         stop(procs)
-        counter.close()
     quantiles = statistics.quantiles(times, n=100, method="inclusive")
     return Row(
         name=system.name,
@@ -356,16 +392,21 @@ def measure(system: System, n: int, samples: int, env: dict[str, str]) -> Row:
         p50_ms=statistics.median(times) * 1000,
         p99_ms=quantiles[98] * 1000,
         first_task_s=first - t0,
+        cpu_us_per_task=(cpu_last - cpu_first) / max(1, n - done_first) * 1e6,
     )
 
 
 def table(rows: list[Row]) -> str:
-    head = "| system | enqueue/s | drain/s (2 procs) | round trip p50 ms | p99 ms | first task s |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    head = (
+        "| system | enqueue/s | drain/s (2 procs) | CPU µs/task | round trip p50 ms "
+        "| p99 ms | first task s |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
-            f"| {r.name} | {r.enqueue_per_s:,.0f} | {r.drain_per_s:,.0f} | {r.p50_ms:.2f} "
-            f"| {r.p99_ms:.2f} | {r.first_task_s:.2f} |"
+            f"| {r.name} | {r.enqueue_per_s:,.0f} | {r.drain_per_s:,.0f} "
+            f"| {r.cpu_us_per_task:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.first_task_s:.2f} |"
         )
     return "\n".join(lines)
 
@@ -419,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         server, redis_url = start_redis(workdir)
         os.environ["BENCH_REDIS_URL"] = redis_url
+        os.environ["BENCH_COUNTER_FILE"] = str(workdir / "counter.bin")
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(WORKERS), os.environ.get("PYTHONPATH", "")]),
@@ -435,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: skipped ({exc}; pip install -e '.[bench]')", file=sys.stderr)
                     continue
                 try:
-                    row = measure(system, args.tasks, args.samples, env)
+                    row = measure(system, args.tasks, args.samples, env, server.pid)
                 finally:
                     system.close()
                 rows.append(row)

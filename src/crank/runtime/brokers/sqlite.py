@@ -249,18 +249,18 @@ class SqliteBroker:
         """Sleep until another connection commits, or a lease/retry may have come due.
 
         ``PRAGMA data_version`` changes when any other connection commits, and
-        reading it takes no lock, so idle workers poll it often (0.5 to 5 ms)
+        reading it takes no lock, so idle workers poll it often (every 0.2 to 2 ms)
         and only run a claim (a write transaction) when something happened, or
         every ``_RESCAN_S`` for leases and retry backoffs that ran out.
         """
-        pause = 0.0005
+        pause = 0.0002
         rescan_at = time.monotonic() + _RESCAN_S
         while True:
             now = time.monotonic()
             if now >= deadline or now >= rescan_at:
                 return
             time.sleep(min(pause, deadline - now))
-            pause = min(pause * 1.5, 0.005)
+            pause = min(pause * 1.5, 0.002)
             try:
                 if self._data_version() != version:
                     return
