@@ -78,7 +78,8 @@ def test_dead_child_is_recovered_and_replaced(broker: Broker) -> None:
         (claim,) = broker.claim(victim_consumer, limit=1, visibility_timeout_s=600)
         victim = sup.pids()[0]
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: victim not in sup.pids() and sup.worker_counts() == (2, 2))
+        wait_for(lambda: sup.events.replaced == 1 and sup.worker_counts() == (2, 2))
+        assert victim not in sup.pids()
         assert victim_consumer not in sup.consumers()
         assert (sup.events.died, sup.events.replaced, sup.events.recovered_tasks) == (1, 1, 1)
         # the recovered task is deliverable again at once, long before its 600 s visibility timeout
