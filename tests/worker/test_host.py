@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -10,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank.errors import ValidationFailed
+from crank.manifest import load_manifest
 from crank.worker import TaskCancelled, TaskContext
 from crank.worker.host import OutputInvalid, WorkerHost
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from crank.manifest import Manifest
 
 
@@ -150,3 +154,34 @@ def test_cancel_between_streamed_events(kinds_host: WorkerHost) -> None:
     ctx.event_sink = lambda event: ctx.cancel()
     with pytest.raises(TaskCancelled):
         kinds_host.call("text.words", {"text": "a b c"}, ctx)
+
+
+def test_a_worker_next_to_its_manifest_runs_without_being_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "checkout" / "crank_unpackaged_worker"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "worker.py").write_text(
+        "from crank.worker import WorkerApplication, capability\n\n\n"
+        "class Shouter(WorkerApplication):\n"
+        "    @capability('text.shout')\n"
+        "    def shout(self, data, ctx):\n"
+        "        return {'text': data['text'].upper() + '!'}\n"
+    )
+    (package / "crank.yaml").write_text(
+        "apiVersion: crank.dev/v1\nkind: Worker\n"
+        "metadata: {name: shouter, version: 0.1.0}\n"
+        "worker: {entrypoint: 'crank_unpackaged_worker.worker:Shouter'}\n"
+        "capabilities:\n"
+        "  - {id: text.shout, version: 1.0.0, input: {type: object}, output: {type: object}}\n"
+    )
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        host = WorkerHost(load_manifest(package / "crank.yaml"))
+        assert host.call("text.shout", {"text": "hi"}) == {"text": "HI!"}
+        host.stop()
+        assert sys.path[0] == str(package.parent)
+    finally:
+        for name in [m for m in sys.modules if m.startswith("crank_unpackaged_worker")]:
+            del sys.modules[name]
