@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# Imported here, before any in-process pytester run: pytester restores sys.modules after
+# each run, and PyYAML's C loader keeps pointing at the node classes of the first import,
+# so a yaml first imported inside a run would leave two incompatible copies behind.
+import yaml  # noqa: F401
+
 from crank.testing.dependencies import clear_dependency_cache
 
 if TYPE_CHECKING:
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytester"]
 
 STEERING_ENV = ("CI", "CRANK_REQUIRE", "CRANK_GPU_STRATEGY", "PYTEST_ADDOPTS")
+#: The environment as the suite started (CI decides whether an unavailable install fails).
+ORIGINAL_ENV = {name: os.environ.get(name, "") for name in STEERING_ENV}
 
 
 @pytest.fixture(autouse=True)

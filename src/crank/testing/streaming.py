@@ -330,6 +330,12 @@ class MockStreamingHarness:
         await connection.close()
         return sent
 
+    async def advance(self, seconds: float) -> None:
+        """Let pending work reach its next sleep, move the clock, let the woken run."""
+        await self.settle()
+        self.clock.advance(seconds)
+        await self.settle()
+
     async def settle(self, rounds: int = 50) -> None:
         """Let every runnable task run until all wait on the clock, a buffer or the consumer."""
         for _ in range(rounds):

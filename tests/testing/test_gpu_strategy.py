@@ -1,0 +1,218 @@
+"""GPU strategy selection, its evidence, the header, and the onnxruntime-gpu CPU fallback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from crank.errors import UsageError
+from crank.testing import select_gpu_strategy
+
+from .conftest import ORIGINAL_ENV, write_executable
+
+NO_GPU = "pynvml is not installed and nvidia-smi is not on PATH"
+
+
+@pytest.fixture
+def no_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch, fake_bin: Path) -> None:
+    """No GPU can exist on this machine: nvidia-smi is a stand-in listing one."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    write_executable(fake_bin / "nvidia-smi", "echo 'GPU 0: NVIDIA A10G (UUID: GPU-42)'")
+
+
+def test_no_gpu_outside_ci_is_cpu_fallback(no_gpu: None) -> None:
+    strategy = select_gpu_strategy(environ={})
+    assert strategy.name == "cpu_fallback"
+    assert strategy.evidence == (NO_GPU, "not in CI: GPU code paths run on the CPU")
+    assert not strategy.uses_gpu
+
+
+def test_no_gpu_in_ci_is_mock_gpu(no_gpu: None) -> None:
+    strategy = select_gpu_strategy(environ={"CI": "true"})
+    assert strategy.name == "mock_gpu"
+    assert strategy.evidence == (NO_GPU, "CI=true: GPU code paths run against mocks")
+
+
+@pytest.mark.parametrize("name", ["mock_gpu", "cpu_fallback"])
+def test_forced_strategies(name: str) -> None:
+    strategy = select_gpu_strategy(name, environ={})
+    assert (strategy.name, strategy.evidence) == (name, (f"forced by --crank-gpu-strategy={name}",))
+    from_env = select_gpu_strategy(environ={"CRANK_GPU_STRATEGY": name})
+    assert from_env.evidence == (f"forced by CRANK_GPU_STRATEGY={name}",)
+
+
+def test_an_unknown_strategy_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        select_gpu_strategy("fast_gpu", environ={})
+    assert caught.value.message == "unknown GPU strategy 'fast_gpu' (--crank-gpu-strategy=fast_gpu)"
+    assert caught.value.hint == "use one of: auto, full_gpu, mock_gpu, cpu_fallback"
+
+
+def test_a_listed_gpu_is_not_enough_a_session_must_run_on_it(fake_gpu: None) -> None:
+    # nvidia-smi lists a GPU, but the installed onnxruntime (CPU build) cannot use it;
+    # its UserWarning is caught (filterwarnings=error is on) and kept as evidence.
+    strategy = select_gpu_strategy(environ={})
+    assert strategy.name == "cpu_fallback"
+    assert strategy.evidence[0] == "nvidia-smi -L lists 1 GPU(s): NVIDIA A10G"
+    assert (
+        "does not offer CUDAExecutionProvider; a session ran on CPUExecutionProvider"
+        in (strategy.evidence[1])
+    )
+    assert "UserWarning: Specified provider 'CUDAExecutionProvider'" in strategy.evidence[1]
+    assert strategy.providers == ("CPUExecutionProvider",)
+
+
+def test_forced_full_gpu_that_cannot_be_verified_says_so(no_gpu: None) -> None:
+    strategy = select_gpu_strategy("full_gpu", environ={})
+    assert (strategy.name, strategy.verified) == ("full_gpu", False)
+    assert strategy.evidence[0] == "forced by --crank-gpu-strategy=full_gpu"
+    assert strategy.evidence[-1] == "full_gpu NOT verified: tests using gpu_strategy fail"
+
+
+GPU_SUITE = """
+    import onnxruntime
+    from crank.testing import ensure_dependency
+
+    def test_strategy(gpu_strategy):
+        print("STRATEGY", gpu_strategy.name)
+
+    def test_cuda():
+        ensure_dependency("onnxruntime:CUDAExecutionProvider")
+
+    def test_which_build():
+        print("PROVIDERS", onnxruntime.get_available_providers())
+"""
+
+
+def test_header_and_fixture_in_a_pytest_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(GPU_SUITE)
+    result = pytester.runpytest("-s", "--crank-gpu-strategy=mock_gpu")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "crank: gpu strategy: mock_gpu",
+            "crank:   - forced by --crank-gpu-strategy=mock_gpu",
+            "*STRATEGY mock_gpu*",
+        ]
+    )
+
+
+def test_forced_full_gpu_fails_tests_that_use_the_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(GPU_SUITE)
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    result = pytester.runpytest("--crank-gpu-strategy=full_gpu")
+    result.assert_outcomes(passed=1, skipped=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["crank: full_gpu was requested but no session ran on the GPU: *full_gpu NOT verified*"]
+    )
+
+
+def test_a_bad_strategy_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--crank-gpu-strategy=fast_gpu")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*unknown GPU strategy 'fast_gpu' (--crank-gpu-strategy=fast_gpu)*"]
+    )
+
+
+# --- onnxruntime-gpu without CUDA libraries -------------------------------------------------
+
+
+def _onnxruntime_gpu_site(cache_root: Path) -> Path:
+    """onnxruntime-gpu installed (once) into an isolated folder, never into this environment."""
+    version = metadata.version("onnxruntime")
+    site = cache_root / f"onnxruntime-gpu-{version}"
+    marker = site / ".complete"
+    if marker.is_file():
+        return site
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(site),
+            f"onnxruntime-gpu=={version}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        message = f"pip could not install onnxruntime-gpu=={version}: {proc.stderr.strip()[-800:]}"
+        if ORIGINAL_ENV.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(message)  # CI must exercise the fallback detection, not skip it
+        pytest.skip(message)
+    marker.write_text(version)
+    return site
+
+
+@pytest.fixture(scope="session")
+def onnxruntime_gpu_site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    cache = getattr(request.config, "cache", None)
+    root = (
+        cache.mkdir("crank-onnxruntime-gpu")
+        if cache is not None
+        else tmp_path_factory.mktemp("ort")
+    )
+    return _onnxruntime_gpu_site(Path(root))
+
+
+@pytest.mark.slow
+def test_onnxruntime_gpu_falling_back_to_cpu_is_detected_and_reported(
+    pytester: pytest.Pytester, onnxruntime_gpu_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(GPU_SUITE)
+    monkeypatch.setenv(
+        "PYTHONPATH", f"{onnxruntime_gpu_site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    )
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest_subprocess("-p", "crank.testing.plugin", "-s", "-rs")
+    result.assert_outcomes(passed=2, skipped=1)
+    # the subprocess really imported the GPU build, which lists CUDA without CUDA libraries
+    result.stdout.fnmatch_lines(
+        ["*PROVIDERS [[]*'CUDAExecutionProvider', 'CPUExecutionProvider'[]]*"]
+    )
+    fallback = (
+        "onnxruntime-gpu * lists CUDAExecutionProvider, but a session asked for it fell back to "
+        "CPUExecutionProvider (stderr: Failed to create CUDAExecutionProvider*"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "crank: gpu strategy: cpu_fallback",
+            "crank:   - pynvml is not installed and nvidia-smi is not on PATH",
+            f"crank:   - {fallback}",
+            "crank:   - not in CI: GPU code paths run on the CPU",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [f"SKIPPED * missing onnxruntime:CUDAExecutionProvider: {fallback}"]
+    )
+
+    forced = pytester.runpytest_subprocess(
+        "-p", "crank.testing.plugin", "--crank-gpu-strategy=full_gpu"
+    )
+    forced.assert_outcomes(passed=1, skipped=1, errors=1)
+    forced.stdout.fnmatch_lines(
+        [f"*full_gpu was requested but no session ran on the GPU: *{fallback}*"]
+    )

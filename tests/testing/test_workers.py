@@ -1,0 +1,134 @@
+"""The crank_worker fixture: a real worker package, loaded from its manifest, run in-process."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.errors import ValidationFailed, WorkerError
+from crank.testing.workers import WorkerRunner
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+MANIFEST = """\
+apiVersion: crank.dev/v1
+kind: Worker
+metadata: {name: greeter, version: 1.0.0}
+worker: {entrypoint: "crank_greeter_fixture.worker:Greeter"}
+capabilities:
+  - id: greet.hello
+    version: 1.0.0
+    input:
+      type: object
+      required: [name]
+      properties: {name: {type: string}}
+    output:
+      type: object
+      required: [greeting]
+      properties: {greeting: {type: string}}
+  - id: greet.spell
+    version: 1.0.0
+    streaming: true
+    input: {type: object, required: [name], properties: {name: {type: string}}}
+    output: {type: object, required: [letter], properties: {letter: {type: string}}}
+"""
+
+WORKER = """\
+from pathlib import Path
+from crank.worker import WorkerApplication, capability
+
+LOG = Path(__file__).parent / "lifecycle.log"
+
+
+class Greeter(WorkerApplication):
+    def setup(self):
+        with LOG.open("a") as f:
+            f.write("setup\\n")
+        self.prefix = "Hello"
+
+    def teardown(self):
+        with LOG.open("a") as f:
+            f.write("teardown\\n")
+
+    @capability("greet.hello")
+    def hello(self, data, ctx):
+        return {"greeting": f"{self.prefix}, {data['name']}!"}
+
+    @capability("greet.spell")
+    def spell(self, data, ctx):
+        for letter in data["name"]:
+            yield {"letter": letter}
+"""
+
+
+@pytest.fixture
+def greeter(tmp_path: Path) -> Path:
+    package = tmp_path / "src" / "crank_greeter_fixture"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "worker.py").write_text(WORKER)
+    (package / "crank.yaml").write_text(MANIFEST)
+    return package / "crank.yaml"
+
+
+def test_call_a_worker_from_its_manifest(crank_worker: WorkerRunner, greeter: Path) -> None:
+    worker = crank_worker(greeter)
+    assert worker.manifest.name == "greeter"
+    assert worker.call("greet.hello", {"name": "Ada"}) == {"greeting": "Hello, Ada!"}
+    assert worker.call("greet.spell", {"name": "Ada"}) == [
+        {"letter": "A"},
+        {"letter": "d"},
+        {"letter": "a"},
+    ]
+    assert worker.ready() and worker.live()
+
+
+def test_input_is_validated_like_the_runtime(crank_worker: WorkerRunner, greeter: Path) -> None:
+    worker = crank_worker(greeter.parent)  # the folder works too
+    with pytest.raises(ValidationFailed) as caught:
+        worker.call("greet.hello", {"name": 7})
+    assert caught.value.errors == [{"path": "$.name", "message": "7 is not of type 'string'"}]
+
+
+def test_setup_and_teardown_run_and_sys_path_is_restored(greeter: Path) -> None:
+    log = greeter.parent / "lifecycle.log"
+    with WorkerRunner() as run:
+        run(greeter).call("greet.hello", {"name": "Bo"})
+        assert log.read_text() == "setup\n"
+        assert "crank_greeter_fixture" in sys.modules
+    assert log.read_text() == "setup\nteardown\n"
+    assert str(greeter.parent.parent) not in sys.path
+    assert "crank_greeter_fixture" not in sys.modules
+
+
+def test_a_missing_manifest_is_a_clear_error(crank_worker: WorkerRunner, tmp_path: Path) -> None:
+    with pytest.raises(WorkerError) as caught:
+        crank_worker(tmp_path / "nope" / "crank.yaml")
+    assert caught.value.message == f"no worker manifest at {tmp_path / 'nope' / 'crank.yaml'}"
+
+
+def test_an_unknown_installed_worker_name_lists_the_installed_ones(
+    crank_worker: WorkerRunner,
+) -> None:
+    with pytest.raises(WorkerError) as caught:
+        crank_worker("crank-no-such-worker")
+    assert caught.value.message == "no installed worker named 'crank-no-such-worker'"
+    assert caught.value.hint is not None and caught.value.hint.startswith("installed workers: ")
+
+
+def test_the_fixture_in_a_users_suite(pytester: pytest.Pytester, greeter: Path) -> None:
+    pytester.makepyfile(
+        textwrap.dedent(
+            f"""
+            def test_hello(crank_worker):
+                worker = crank_worker({str(greeter)!r})
+                assert worker.call("greet.hello", {{"name": "Cy"}}) == {{"greeting": "Hello, Cy!"}}
+            """
+        )
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert (greeter.parent / "lifecycle.log").read_text() == "setup\nteardown\n"
