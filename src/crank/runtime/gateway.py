@@ -1,4 +1,4 @@
-"""From a client's request to a queued task: route, check, validate, submit, wait.
+"""From a client's request to a queued task: route, check, validate, submit.
 
 Everything a call goes through before a worker sees it, independent of HTTP:
 the router resolves the id (deprecated ids through their shims; unknown → 404,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -143,20 +142,6 @@ class TaskGateway:
         record = self.broker.submit(spec)
         self.status.note_submitted()
         return record
-
-    def wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
-        """The finished task, or None if it is not done within ``timeout_s`` (blocking)."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.002
-        while True:
-            record = self.broker.get(task_id)
-            if record is not None and record.done:
-                return record
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 0.05)
 
 
 __all__ = [

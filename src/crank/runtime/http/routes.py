@@ -278,20 +278,40 @@ class Handlers:
     async def legacy(self, request: Request) -> Response:
         return await self._call(request, self.s.router.legacy_routes()[request.url.path])
 
+    async def _wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
+        """Poll the broker until the task is done; sleeps on the event loop, not on a thread.
+
+        A waiting synchronous caller must not hold one of the threadpool's threads
+        for seconds: with many of them, every other request would queue behind.
+        """
+        import asyncio
+        import time
+
+        from starlette.concurrency import run_in_threadpool
+
+        deadline = time.monotonic() + timeout_s
+        delay = 0.002
+        while True:
+            record = await run_in_threadpool(self.s.broker.get, task_id)
+            if record is not None and record.done:
+                return record
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
+
     async def _call(self, request: Request, ref: str) -> Response:
         """Submit, then wait for the result up to the capability's timeout (504 after)."""
         import time
 
-        from starlette.concurrency import run_in_threadpool
 
         started = time.perf_counter()
         try:
             payload = await _json_body(request, self.s.config.max_body_bytes)
             call = await self._prepare(request, ref, payload)
             record = await self._submit(request, call)
-            done = await run_in_threadpool(
-                self.s.gateway.wait, record.id, call.capability.timeout_s
-            )
+            done = await self._wait(record.id, call.capability.timeout_s)
         except Exception as exc:
             return error_for(exc)
         headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
