@@ -132,6 +132,7 @@ def test_disable_comment_parsing() -> None:
     text = "a: 1  # crank-lint: disable=CRK106, crk109\n#crank-lint:disable=ACME001\n"
     assert disabled_rules(text) == {"CRK106", "CRK109", "ACME001"}
     assert disabled_rules("# crank-lint disable=CRK106\n") == frozenset()
+    assert disabled_rules("# crank-lint: disable=CRK106 until the 2027 release\n") == {"CRK106"}
 
 
 def test_disabled_rules_are_not_reported(write_manifest: Callable[..., Path]) -> None:

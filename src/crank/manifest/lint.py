@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from crank.manifest.model import Manifest
 
 RULE_ID_RE = re.compile(r"^[A-Z][A-Z0-9]*[0-9]{3}$")
-DISABLE_RE = re.compile(r"#\s*crank-lint:\s*disable=([A-Za-z0-9_, ]+)")
+_ID = r"[A-Za-z][A-Za-z0-9]*[0-9]{3}"
+#: ``# crank-lint: disable=CRK106,CRK109`` (anything after the list is a free comment).
+DISABLE_RE = re.compile(rf"#\s*crank-lint:\s*disable=({_ID}(?:\s*,\s*{_ID})*)")
 #: Directories never searched for manifests.
 SKIP_DIRS = frozenset(
     {
