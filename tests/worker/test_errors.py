@@ -73,3 +73,15 @@ def test_worker_not_loaded_from_a_manifest_has_no_codes() -> None:
 def test_retryable_can_be_overridden_per_raise(kinds_manifest: Manifest) -> None:
     errors = ErrorNamespace.from_manifest(kinds_manifest)
     assert errors.UPSTREAM_DOWN("x", retryable=False).retryable is False
+
+
+def test_declared_errors_cross_process_boundaries_as_capability_errors(
+    kinds_manifest: Manifest,
+) -> None:
+    import pickle
+
+    exc = ErrorNamespace.from_manifest(kinds_manifest).UPSTREAM_DOWN("down", details={"s": 503})
+    copy = pickle.loads(pickle.dumps(exc))
+    assert type(copy) is CapabilityError
+    assert copy.as_dict() == exc.as_dict()
+    assert str(copy) == "down"

@@ -38,6 +38,11 @@ class DeclaredError(CapabilityError):
         flag = self.declared_retryable if retryable is None else retryable
         super().__init__(type(self).code, message, retryable=flag, details=details)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the generated class cannot be found by name in another process: travel as the
+        # plain CapabilityError with the same code, message, flag and details
+        return (CapabilityError, (self.code, self.message), dict(vars(self)))
+
 
 _CLASSES: dict[tuple[str, str, bool | None], type[DeclaredError]] = {}
 
