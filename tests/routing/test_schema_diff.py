@@ -106,3 +106,21 @@ def test_without_field_drops_the_selector() -> None:
         "properties": {"text": {}},
     }
     assert schema["required"] == ["text", "type"]
+
+
+def test_schema_paths_point_at_the_responsible_keyword() -> None:
+    old = {"type": "object", "properties": {"o": {"type": "object", "properties": {"k": {}}}}}
+    new = {
+        "type": "object",
+        "required": ["o"],
+        "properties": {
+            "o": {"type": "object", "additionalProperties": False, "properties": {}},
+        },
+    }
+    assert [(c.kind, c.schema_path) for c in input_narrowings(old, new, at=("input",))] == [
+        ("required_added", ("input", "required", 0)),
+        ("additional_properties_tightened", ("input", "properties", "o", "additionalProperties")),
+        ("property_rejected", ("input", "properties", "o", "properties")),
+    ]
+    (broken,) = output_breaks({"type": "integer"}, {"type": ["integer", "string"]})
+    assert broken.schema_path == ("type",)

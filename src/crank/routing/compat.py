@@ -435,7 +435,7 @@ def _check_through_shim(
                 "CMP004",
                 dep.id,
                 "new",
-                (*where, "input"),
+                (*where, "input", *change.schema_path),
                 f"calls to deprecated {dep.id!r} routed to {target!r} break: input at "
                 f"{change.path}: {change.detail}",
                 f"make {target} accept every payload {dep.id} accepted (minus the selector)",
@@ -445,7 +445,7 @@ def _check_through_shim(
                 "CMP005",
                 dep.id,
                 "new",
-                (*where, "output"),
+                (*where, "output", *change.schema_path),
                 f"clients of deprecated {dep.id!r} routed to {target!r} get a different output: "
                 f"{change.path}: {change.detail}",
                 f"tell the clients of {dep.id} (the Deprecation header does) to move to {target}",
@@ -469,7 +469,7 @@ def _check_contract(
             "CMP004",
             new_cap.id,
             "new",
-            (*where, "input"),
+            (*where, "input", *change.schema_path),
             f"input of {new_cap.id!r} narrowed at {change.path}: {change.detail}",
             "accept what the old schema accepted (make new fields optional, keep enum values), "
             "or add a new capability id and deprecate this one",
@@ -480,7 +480,7 @@ def _check_contract(
             "CMP005",
             new_cap.id,
             "new",
-            (*where, "output"),
+            (*where, "output", *change.schema_path),
             f"output of {new_cap.id!r} broken at {change.path}: {change.detail}",
             "keep returning what the old schema promised (add fields, do not remove or retype)",
             warning=bumped,

@@ -34,13 +34,21 @@ _COMBINATORS = ("$ref", "anyOf", "oneOf", "allOf", "not", "if", "then", "else")
 Schema = Any
 
 
+SchemaPath = tuple[str | int, ...]
+
+
 @dataclass(frozen=True)
 class SchemaChange:
-    """One incompatible difference at ``path`` (a JSON path into the *instance*)."""
+    """One incompatible difference at ``path`` (a JSON path into the *instance*).
+
+    ``schema_path`` locates the responsible keyword in the new schema (or the
+    nearest thing there), so a finding can point at its line.
+    """
 
     kind: ChangeKind
     path: str
     detail: str
+    schema_path: SchemaPath = ()
 
 
 def _types(schema: Schema) -> frozenset[str]:
@@ -113,103 +121,123 @@ def _combinators(schema: Schema) -> str:
     return _key({k: schema[k] for k in _COMBINATORS if k in schema})
 
 
-def input_narrowings(old: Schema, new: Schema, path: str = "$") -> list[SchemaChange]:
-    """Every way ``new`` refuses a payload that ``old`` accepted (as far as can be told)."""
+def _at(schema: Schema, at: SchemaPath, *keys: str) -> SchemaPath:
+    """``at`` plus the first of ``keys`` that ``schema`` has (else ``at`` itself)."""
+    for key in keys:
+        if isinstance(schema, dict) and key in schema:
+            return (*at, key)
+    return at
+
+
+def _required_at(schema: Schema, at: SchemaPath, name: str) -> SchemaPath:
+    req = schema.get("required") if isinstance(schema, dict) else None
+    if isinstance(req, list) and name in req:
+        return (*at, "required", req.index(name))
+    return _at(schema, at, "required")
+
+
+def _type_detail(verb: str, old: Schema, new: Schema) -> str:
+    return f"type {verb} from {_names(_types(old))} to {_names(_types(new))}"
+
+
+def input_narrowings(
+    old: Schema, new: Schema, path: str = "$", at: SchemaPath = ()
+) -> list[SchemaChange]:
+    """Every way ``new`` refuses a payload that ``old`` accepted (as far as can be told).
+
+    ``at`` is where ``new`` sits in its document; each change's ``schema_path`` extends it.
+    """
     out: list[SchemaChange] = []
+
+    def add(kind: ChangeKind, where: str, detail: str, schema_path: SchemaPath) -> None:
+        out.append(SchemaChange(kind, where, detail, schema_path))
+
     if _combinators(old) != _combinators(new):
-        out.append(SchemaChange("composition_changed", path, "$ref/anyOf/oneOf/allOf changed"))
-    lost = frozenset() if _enum_only(new) else _types(old) - _types(new)
-    if lost:
-        out.append(
-            SchemaChange(
-                "type_narrowed",
-                path,
-                f"type narrowed from {_names(_types(old))} to {_names(_types(new))}",
-            )
+        add(
+            "composition_changed",
+            path,
+            "$ref/anyOf/oneOf/allOf changed",
+            _at(new, at, *_COMBINATORS),
         )
+    if not _enum_only(new) and _types(old) - _types(new):
+        add("type_narrowed", path, _type_detail("narrowed", old, new), _at(new, at, "type"))
     old_enum, new_enum = _enum(old), _enum(new)
     if new_enum is not None:
         allowed = {_key(v) for v in new_enum}
+        where = _at(new, at, "enum", "const")
         if old_enum is None:
-            out.append(SchemaChange("enum_removed", path, f"values now restricted to {new_enum}"))
-        else:
-            removed = [v for v in old_enum if _key(v) not in allowed]
-            if removed:
-                shown = ", ".join(json.dumps(v) for v in removed)
-                out.append(SchemaChange("enum_removed", path, f"enum value(s) removed: {shown}"))
+            add("enum_removed", path, f"values now restricted to {new_enum}", where)
+        elif removed := [v for v in old_enum if _key(v) not in allowed]:
+            shown = ", ".join(json.dumps(v) for v in removed)
+            add("enum_removed", path, f"enum value(s) removed: {shown}", where)
     for name in sorted(_required(new) - _required(old)):
-        out.append(SchemaChange("required_added", f"{path}.{name}", "new required field"))
+        add("required_added", f"{path}.{name}", "new required field", _required_at(new, at, name))
     old_ap = old.get("additionalProperties", True) if isinstance(old, dict) else True
     new_ap = new.get("additionalProperties", True) if isinstance(new, dict) else True
-    old_props, new_props = _props(old), _props(new)
+    ap_at: SchemaPath = (*at, "additionalProperties")
     if new_ap is False and old_ap is not False:
-        out.append(
-            SchemaChange(
-                "additional_properties_tightened",
-                path,
-                "additionalProperties tightened to false: unknown fields are now refused",
-            )
-        )
+        detail = "additionalProperties tightened to false: unknown fields are now refused"
+        add("additional_properties_tightened", path, detail, ap_at)
     elif isinstance(new_ap, dict) and old_ap is True:
-        out.append(
-            SchemaChange(
-                "additional_properties_tightened",
-                path,
-                "additionalProperties tightened to a schema: extra fields must now match it",
-            )
-        )
+        detail = "additionalProperties tightened to a schema: extra fields must now match it"
+        add("additional_properties_tightened", path, detail, ap_at)
     elif isinstance(new_ap, dict) and isinstance(old_ap, dict):
-        out.extend(input_narrowings(old_ap, new_ap, f"{path}.*"))
+        out.extend(input_narrowings(old_ap, new_ap, f"{path}.*", ap_at))
+    old_props, new_props = _props(old), _props(new)
     if new_ap is False:
         for name in sorted(set(old_props) - set(new_props)):
-            out.append(
-                SchemaChange("property_rejected", f"{path}.{name}", "field no longer accepted")
-            )
+            add("property_rejected", f"{path}.{name}", "field no longer accepted",
+                _at(new, at, "properties", "additionalProperties"))  # fmt: skip
     for name in sorted(set(old_props) & set(new_props)):
-        out.extend(input_narrowings(old_props[name], new_props[name], f"{path}.{name}"))
+        sub: SchemaPath = (*at, "properties", name)
+        out.extend(input_narrowings(old_props[name], new_props[name], f"{path}.{name}", sub))
     old_items = old.get("items") if isinstance(old, dict) else None
     new_items = new.get("items") if isinstance(new, dict) else None
     if isinstance(new_items, dict):
-        out.extend(
-            input_narrowings(old_items if old_items is not None else {}, new_items, f"{path}[*]")
-        )
+        before = old_items if old_items is not None else {}
+        out.extend(input_narrowings(before, new_items, f"{path}[*]", (*at, "items")))
     return out
 
 
-def output_breaks(old: Schema, new: Schema, path: str = "$") -> list[SchemaChange]:
+def output_breaks(
+    old: Schema, new: Schema, path: str = "$", at: SchemaPath = ()
+) -> list[SchemaChange]:
     """Every way ``new`` output can surprise a client written against ``old``."""
     out: list[SchemaChange] = []
+
+    def add(kind: ChangeKind, where: str, detail: str, schema_path: SchemaPath) -> None:
+        out.append(SchemaChange(kind, where, detail, schema_path))
+
     if _combinators(old) != _combinators(new):
-        out.append(SchemaChange("composition_changed", path, "$ref/anyOf/oneOf/allOf changed"))
-    gained = frozenset() if _enum_only(old) else _types(new) - _types(old)
-    if gained:
-        out.append(
-            SchemaChange(
-                "type_changed",
-                path,
-                f"type changed from {_names(_types(old))} to {_names(_types(new))}",
-            )
+        add(
+            "composition_changed",
+            path,
+            "$ref/anyOf/oneOf/allOf changed",
+            _at(new, at, *_COMBINATORS),
         )
+    if not _enum_only(old) and _types(new) - _types(old):
+        add("type_changed", path, _type_detail("changed", old, new), _at(new, at, "type"))
     old_enum, new_enum = _enum(old), _enum(new)
     if old_enum is not None:
         known = {_key(v) for v in old_enum}
-        added = [v for v in (new_enum or []) if _key(v) not in known]
+        where = _at(new, at, "enum", "const", "type")
         if new_enum is None:
-            out.append(SchemaChange("enum_added", path, f"no longer restricted to {old_enum}"))
-        elif added:
+            add("enum_added", path, f"no longer restricted to {old_enum}", where)
+        elif added := [v for v in new_enum if _key(v) not in known]:
             shown = ", ".join(json.dumps(v) for v in added)
-            out.append(SchemaChange("enum_added", path, f"new enum value(s): {shown}"))
+            add("enum_added", path, f"new enum value(s): {shown}", where)
     for name in sorted(_required(old) - _required(new)):
-        out.append(SchemaChange("required_removed", f"{path}.{name}", "required field removed"))
+        add("required_removed", f"{path}.{name}", "required field removed",
+            _at(new, at, "required", "properties"))  # fmt: skip
     old_props, new_props = _props(old), _props(new)
     for name in sorted(set(old_props) & set(new_props)):
-        out.extend(output_breaks(old_props[name], new_props[name], f"{path}.{name}"))
+        sub: SchemaPath = (*at, "properties", name)
+        out.extend(output_breaks(old_props[name], new_props[name], f"{path}.{name}", sub))
     old_items = old.get("items") if isinstance(old, dict) else None
     new_items = new.get("items") if isinstance(new, dict) else None
     if isinstance(old_items, dict):
-        out.extend(
-            output_breaks(old_items, new_items if new_items is not None else {}, f"{path}[*]")
-        )
+        after = new_items if new_items is not None else {}
+        out.extend(output_breaks(old_items, after, f"{path}[*]", (*at, "items")))
     return out
 
 
