@@ -34,7 +34,7 @@ def test_edited_dockerfile_is_drift_named_by_file_and_hunk_and_fix_restores_it(
     where = f"{worker_project}/Dockerfile"
     assert result.stdout.splitlines()[:2] == [
         f"{where}:{line}: drift: Dockerfile differs from what 'dockerfile' renders from the "
-        "manifest (1 hunk)",
+        "manifest (1 hunk; edited by hand)",
         f"    @@ -{line - 2},5 +{line - 2},5 @@",
     ]
     assert "    -EXPOSE 9090\n    +EXPOSE 8080\n" in result.stdout
@@ -83,7 +83,8 @@ def test_github_format_annotates(worker_project: Path) -> None:
     (line,) = result.stdout.splitlines()
     assert line.startswith(
         f"::error file={worker_project}/.env.example,line=1,title=crank check (drift)::"
-        ".env.example differs from what 'env' renders from the manifest (1 hunk)%0A@@ -1 +1,"
+        ".env.example differs from what 'env' renders from the manifest (1 hunk; it has no "
+        "crank provenance stamp)%0A@@ -1 +1,"
     )
     assert "%0A-SECRET=x%0A" in line
 
@@ -106,8 +107,11 @@ def test_manifest_change_makes_every_artifact_stale(worker_project: Path) -> Non
     result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
     findings = json.loads(result.stdout)["projects"][0]["findings"]
     assert result.exit_code == 1
-    drifted = {f["file"] for f in findings if f["kind"] == "drift"}
+    drifted = {f["file"]: f["message"] for f in findings if f["kind"] == "drift"}
     assert len(drifted) == 10
+    assert all(
+        m.endswith("; the manifest changed since it was rendered)") for m in drifted.values()
+    )
     semantic = [f["message"] for f in findings if f["kind"] == "semantic"]
     assert semantic == [
         "does not apt-get install 'pandoc', which the manifest needs for system dependency 'pandoc'"
@@ -158,4 +162,20 @@ def test_code_and_manifest_capabilities_must_match(worker_project: Path) -> None
         "handler in the code: text_echo.echo\n"
         f"{worker_project}/src/text_echo/crank.yaml:1: semantic: handled in the code but not "
         "declared: text_echo.shout\n"
+    )
+
+
+def test_older_template_is_named(worker_project: Path) -> None:
+    from crank.generate.templates import template_version
+
+    service = worker_project / "k8s" / "service.yaml"
+    service.write_text(
+        service.read_text().replace(f"template={template_version()}", "template=0.9.0")
+    )
+    result = CliRunner().invoke(cli, ["check", str(worker_project)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == (
+        f"{worker_project}/k8s/service.yaml:1: drift: k8s/service.yaml differs from what 'k8s' "
+        "renders from the manifest (1 hunk; rendered with template 0.9.0, "
+        f"now {template_version()})"
     )

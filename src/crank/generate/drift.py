@@ -4,8 +4,11 @@ file, and cross-check what the files mean against the manifest and the code."""
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from crank.generate.render import STAMP_MARK
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -95,6 +98,28 @@ def _first_changed_line(hunk: str) -> int:
     return max(line, 1)
 
 
+_STAMP_FIELDS = re.compile(r"(template|sha256)=(\S+)")
+
+
+def stale_reason(committed: str, rendered: str) -> str:
+    """Why a file drifted, from the provenance stamps: an older template, a changed
+    manifest, or (neither) an edit by hand."""
+
+    def fields(text: str) -> dict[str, str]:
+        first = text.split("\n", 1)[0]
+        return dict(_STAMP_FIELDS.findall(first)) if STAMP_MARK in first else {}
+
+    old, new = fields(committed), fields(rendered)
+    if not old:
+        return "; it has no crank provenance stamp"
+    reasons = []
+    if old.get("template") != new.get("template"):
+        reasons.append(f"rendered with template {old.get('template')}, now {new.get('template')}")
+    if old.get("sha256") != new.get("sha256"):
+        reasons.append("the manifest changed since it was rendered")
+    return "; " + ", ".join(reasons) if reasons else "; edited by hand"
+
+
 def compare_files(root: Path, files: list[RenderedFile]) -> list[DriftFinding]:
     findings: list[DriftFinding] = []
     for file in files:
@@ -118,7 +143,8 @@ def compare_files(root: Path, files: list[RenderedFile]) -> list[DriftFinding]:
                 file.path,
                 "drift",
                 f"{file.path} differs from what {file.artifact!r} renders from the manifest "
-                f"({len(hunks)} hunk{'s' if len(hunks) != 1 else ''})",
+                f"({len(hunks)} hunk{'s' if len(hunks) != 1 else ''}"
+                f"{stale_reason(committed, file.content)})",
                 artifact=file.artifact,
                 hunks=hunks,
                 line=_first_changed_line(hunks[0]) if hunks else 1,
