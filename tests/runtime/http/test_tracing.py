@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -31,7 +32,13 @@ def test_requests_and_submissions_become_spans(client: Any) -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     r = client.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "t"}})
     assert r.status_code == 202
-    spans = {s.name: s for s in exporter.get_finished_spans()}
+    # the request span ends just after the response went out: wait for it
+    deadline = time.monotonic() + 10
+    while True:
+        spans = {s.name: s for s in exporter.get_finished_spans()}
+        if {"POST /v1/tasks", "crank.submit"} <= set(spans) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert {"POST /v1/tasks", "crank.submit"} <= set(spans)
     request_span, submit_span = spans["POST /v1/tasks"], spans["crank.submit"]
     assert submit_span.parent is not None
