@@ -179,3 +179,13 @@ def test_older_template_is_named(worker_project: Path) -> None:
         "renders from the manifest (1 hunk; rendered with template 0.9.0, "
         f"now {template_version()})"
     )
+
+
+def test_check_of_a_folder_without_a_manifest(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["check", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {tmp_path}: no crank.yaml found (looked for src/*/crank.yaml, */crank.yaml, "
+        "crank.yaml)\n"
+        "  hint: run this in a worker project, or create one with `crank new-worker NAME`\n"
+    )
