@@ -217,14 +217,18 @@ def sunset_approaching(ctx: LintContext) -> Iterator[Finding]:
 
 
 def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    from crank.manifest.quickcheck import is_plain_valid_schema
 
     for i, cap in capabilities(ctx.data):
         for part in ("input", "output"):
             schema = cap.get(part)
             if not isinstance(schema, dict):
                 continue  # the manifest schema reports a missing or non-mapping schema
+            if is_plain_valid_schema(schema):
+                continue  # certainly valid, decided without importing jsonschema
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
             try:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
@@ -404,22 +408,27 @@ def scaling_bounds(ctx: LintContext) -> Iterator[Finding]:
 
 
 def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    from crank.manifest.quickcheck import conforms, is_plain_valid_schema
 
     for i, cap in capabilities(ctx.data):
         schema = cap.get("input")
         if not isinstance(schema, dict):
             continue
+        inputs = [(j, e.get("input")) for j, e in _entries(cap, "examples")]
+        inputs = [(j, data) for j, data in inputs if isinstance(data, dict)]
+        if not inputs or (
+            is_plain_valid_schema(schema) and all(conforms(d, schema) for _, d in inputs)
+        ):
+            continue  # nothing to check, or certainly fine without importing jsonschema
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError:
             continue  # CRK107 reports it
         validator = Draft202012Validator(schema)
-        for j, example in _entries(cap, "examples"):
-            data = example.get("input")
-            if not isinstance(data, dict):
-                continue
+        for j, data in inputs:
             error = next(iter(sorted(validator.iter_errors(data), key=lambda e: e.path)), None)
             if error is not None:
                 yield ctx.finding(
