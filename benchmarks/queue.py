@@ -117,6 +117,8 @@ class System:
 
 
 class Crank(System):
+    batch_size = 100
+
     def __init__(self, redis_url: str, workdir: Path, broker_url: str) -> None:
         super().__init__(redis_url, workdir)
         from crank.runtime.brokers import open_broker
@@ -135,7 +137,7 @@ class Crank(System):
         return [
             [sys.executable, "-m", "crank.runtime.worker_process", "--broker", self.broker_url,
              "--manifest", str(WORKERS / "crank.yaml"), "--consumer", f"bench-{i}",
-             "--batch-size", "100"]
+             "--batch-size", str(self.batch_size)]
             for i in range(2)
         ]  # fmt: skip
 
@@ -444,7 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument(
+        "--crank-batch", type=int, default=Crank.batch_size, help="claim batch size"
+    )
     args = parser.parse_args(argv)
+    Crank.batch_size = args.crank_batch
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(names) - set(SYSTEMS))
     if unknown:

@@ -120,6 +120,19 @@ class Broker(Protocol):
         block_s: float = 0.0,
     ) -> list[Claim]: ...
 
+    def ack_and_claim(
+        self,
+        items: Sequence[tuple[Claim, Any]],
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+        block_s: float = 0.0,
+    ) -> list[Claim]:
+        """``ack_many(items)`` then ``claim(...)`` in one round trip (the worker loop)."""
+        ...
+
     def ack(self, claim: Claim, result: Any) -> None: ...
 
     def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None: ...

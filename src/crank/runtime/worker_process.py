@@ -328,10 +328,12 @@ class WorkerLoop:
             broker.url,
         )
         try:
+            done: list[tuple[Claim, Any]] = []
             while not self.stop_event.is_set():
-                claims = self._claim()
+                claims, done = self._claim(done)
                 if claims:
-                    self._run_batch(claims)
+                    done = self._run_batch(claims)
+            self._ack(done)
         finally:
             self._heartbeat_stop.set()
             beat.join(timeout=5)
@@ -343,11 +345,17 @@ class WorkerLoop:
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
         return int(ExitCode.OK)
 
-    def _claim(self) -> list[Claim]:
+    def _claim(self, done: list[tuple[Claim, Any]]) -> tuple[list[Claim], list[tuple[Claim, Any]]]:
+        """Ack the last batch's results and claim the next batch in one round trip.
+
+        Returns the new claims and the results still to ack (when stopping while
+        the broker is down).
+        """
         cfg = self.config
 
         def claim() -> list[Claim]:
-            got = self.broker.claim(
+            got = self.broker.ack_and_claim(
+                done,
                 cfg.consumer,
                 capabilities=self.capabilities,
                 limit=cfg.batch_size,
@@ -358,11 +366,14 @@ class WorkerLoop:
             return got
 
         try:
-            return self._with_retry("claim tasks", claim, give_up=self._stopping)
+            got = self._with_retry("claim tasks", claim, give_up=self._stopping)
         except BrokerError:
-            return []  # stopping while the broker is down: nothing was claimed
+            return [], done  # stopping while the broker is down: nothing was claimed
+        self._drop([c for c, _ in done])
+        return got, []
 
-    def _run_batch(self, claims: list[Claim]) -> None:
+    def _run_batch(self, claims: list[Claim]) -> list[tuple[Claim, Any]]:
+        """Run a batch; returns the results not acked yet (the next claim acks them)."""
         done: list[tuple[Claim, Any]] = []
         first_done = 0.0
         for index, claim in enumerate(claims):
@@ -396,7 +407,7 @@ class WorkerLoop:
             else:
                 status = self._fail(claim, outcome)
                 self._finished(claim.task.capability, status, duration)
-        self._ack(done)
+        return done
 
     def _finished(self, capability: str, status: str, duration_s: float) -> None:
         if self._on_finished is not None:

@@ -281,3 +281,19 @@ def test_dead_tasks_are_kept_in_dead_letters_in_newest_first_order(broker: Broke
         time.sleep(0.01)
     assert [d.id for d in broker.dead_letters()] == ids[::-1]
     assert [d.id for d in broker.dead_letters(limit=2)] == ids[:0:-1]
+
+
+def test_ack_and_claim_acks_then_claims_in_one_call(broker: Broker) -> None:
+    records = broker.submit_many([spec(n=i) for i in range(4)])
+    first = broker.claim("w1", limit=2)
+    following = broker.ack_and_claim(
+        [(c, {"n": c.task.payload["n"]}) for c in first], "w1", limit=5
+    )
+    assert sorted(c.task.payload["n"] for c in following) == [2, 3]
+    done = [broker.get(r.id) for r in records[:2]]
+    assert [(d.status, d.result) for d in done if d] == [
+        ("succeeded", {"n": 0}),
+        ("succeeded", {"n": 1}),
+    ]
+    assert broker.ack_and_claim([(c, {}) for c in following], "w1", limit=5, block_s=0.05) == []
+    assert broker.stats().running == 0

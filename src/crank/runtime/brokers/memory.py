@@ -103,6 +103,25 @@ class MemoryBroker:
                     return claims
                 self._cond.wait(min(left, 0.05))
 
+    def ack_and_claim(
+        self,
+        items: Sequence[tuple[Claim, Any]],
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+        block_s: float = 0.0,
+    ) -> list[Claim]:
+        self.ack_many(items)
+        return self.claim(
+            consumer,
+            capabilities=capabilities,
+            limit=limit,
+            visibility_timeout_s=visibility_timeout_s,
+            block_s=block_s,
+        )
+
     def _claim_now(
         self, consumer: str, caps: frozenset[str] | None, limit: int, vt: float
     ) -> list[Claim]:

@@ -209,6 +209,26 @@ class RedisBroker:
         visibility_timeout_s: float = 30.0,
         block_s: float = 0.0,
     ) -> list[Claim]:
+        return self.ack_and_claim(
+            [],
+            consumer,
+            capabilities=capabilities,
+            limit=limit,
+            visibility_timeout_s=visibility_timeout_s,
+            block_s=block_s,
+        )
+
+    def ack_and_claim(
+        self,
+        items: Sequence[tuple[Claim, Any]],
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+        block_s: float = 0.0,
+    ) -> list[Claim]:
+        """Ack ``items`` and claim the next batch in one round trip (a pipeline)."""
         caps = None if capabilities is None else sorted(set(capabilities))
         deadline = time.monotonic() + block_s
         while True:
@@ -224,7 +244,14 @@ class RedisBroker:
                 -1 if caps is None else len(caps),
                 *(caps or ()),
             ]
-            flat = self._script("claim", args, "claim tasks")
+            if items:
+                pipe = self._redis.pipeline(transaction=False)
+                self._scripts["ack"](keys=[], args=self._ack_args(items), client=pipe)
+                self._scripts["claim"](keys=[], args=args, client=pipe)
+                flat = self._run(pipe.execute, "ack and claim tasks")[1]
+                items = []
+            else:
+                flat = self._script("claim", args, "claim tasks")
             if flat:
                 return list(self._claims(flat, receipt))
             left = deadline - time.monotonic()
@@ -282,10 +309,13 @@ class RedisBroker:
     def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None:
         if not items:
             return
+        self._script("ack", self._ack_args(items), "ack tasks")
+
+    def _ack_args(self, items: Sequence[tuple[Claim, Any]]) -> list[Any]:
         args: list[Any] = [self.prefix, repr(time.time()), max(1, int(self.options.result_ttl_s))]
         for claim, result in items:
             args += [claim.task.id, _split_receipt(claim.receipt)[0], json.dumps(result)]
-        self._script("ack", args, "ack tasks")
+        return args
 
     def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
         now = time.time()

@@ -232,11 +232,32 @@ class SqliteBroker:
         visibility_timeout_s: float = 30.0,
         block_s: float = 0.0,
     ) -> list[Claim]:
+        return self.ack_and_claim(
+            [],
+            consumer,
+            capabilities=capabilities,
+            limit=limit,
+            visibility_timeout_s=visibility_timeout_s,
+            block_s=block_s,
+        )
+
+    def ack_and_claim(
+        self,
+        items: Sequence[tuple[Claim, Any]],
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+        block_s: float = 0.0,
+    ) -> list[Claim]:
+        """Ack ``items`` and claim the next batch in one transaction."""
         deadline = time.monotonic() + block_s
         caps = None if capabilities is None else sorted(set(capabilities))
         while True:
             version = self._data_version()
-            claims = self._claim_now(consumer, caps, limit, visibility_timeout_s)
+            claims = self._claim_now(consumer, caps, limit, visibility_timeout_s, items)
+            items = []
             if claims or time.monotonic() >= deadline:
                 return claims
             self._wait_for_change(version, deadline)
@@ -268,9 +289,16 @@ class SqliteBroker:
                 return
 
     def _claim_now(
-        self, consumer: str, caps: list[str] | None, limit: int, vt: float
+        self,
+        consumer: str,
+        caps: list[str] | None,
+        limit: int,
+        vt: float,
+        acks: Sequence[tuple[Claim, Any]] = (),
     ) -> list[Claim]:
         if caps is not None and not caps:
+            if acks:
+                self.ack_many(acks)
             return []
         now = time.time()
         receipt = new_id()
@@ -292,6 +320,8 @@ class SqliteBroker:
         head: list[Any] = [consumer, receipt, now + vt, now, now]
         try:
             with self._write() as db:
+                if acks:
+                    self._ack_rows(db, acks, now)
                 rows = db.execute(expired_sql, [*head, *(caps or ()), limit]).fetchall()
                 if len(rows) < limit:
                     more = [*head, *(caps or ()), limit - len(rows)]
@@ -318,19 +348,23 @@ class SqliteBroker:
         if not items:
             return
         now = time.time()
-        expires = now + self.options.result_ttl_s
-        rows = [(json.dumps(result), now, expires, claim.task.id) for claim, result in items]
         try:
             with self._write() as db:
-                db.executemany(
-                    "UPDATE tasks SET status = 'succeeded', result = ?, error = NULL, "
-                    "updated_at = ?, expires_at = ?, consumer = NULL, receipt = NULL "
-                    "WHERE id = ? AND status IN ('pending', 'retrying', 'running')",
-                    rows,
-                )
+                self._ack_rows(db, items, now)
                 self._maybe_purge(db, now)
         except sqlite3.Error as exc:
             raise self._error("ack tasks", exc) from exc
+
+    def _ack_rows(
+        self, db: sqlite3.Connection, items: Sequence[tuple[Claim, Any]], now: float
+    ) -> None:
+        expires = now + self.options.result_ttl_s
+        db.executemany(
+            "UPDATE tasks SET status = 'succeeded', result = ?, error = NULL, "
+            "updated_at = ?, expires_at = ?, consumer = NULL, receipt = NULL "
+            "WHERE id = ? AND status IN ('pending', 'retrying', 'running')",
+            [(json.dumps(result), now, expires, claim.task.id) for claim, result in items],
+        )
 
     def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
         now = time.time()
