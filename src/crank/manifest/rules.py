@@ -242,15 +242,17 @@ def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
 
 
 def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
-    manifest = ctx.manifest
-    if manifest is None:
+    if not ctx.schema_valid:
         return
     where: Path_ = ("worker", "entrypoint")
-    module = manifest.worker.module
+    module = str(ctx.data["worker"]["entrypoint"]).partition(":")[0]
     if not _top_level_installed(module):
         # the common case for a package not installed yet: answered without
-        # importing the worker machinery
+        # building the model or importing the worker machinery
         yield _not_installed(ctx, where, module, module)
+        return
+    manifest = ctx.manifest
+    if manifest is None:  # pragma: no cover - schema_valid guarantees a manifest
         return
 
     from crank.errors import WorkerError
