@@ -147,6 +147,22 @@ def test_invalid_input_is_dead_lettered_with_json_paths(memory: Broker) -> None:
     ]
 
 
+def test_a_result_that_is_not_json_fails_its_own_task_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker = open_broker(url)
+    loop = WorkerLoop(config(url), broker=open_broker(url))
+    records = broker.submit_many(
+        [TaskSpec("fixture.echo", {"i": 1}), TaskSpec("fixture.not_json", {}),
+         TaskSpec("fixture.echo", {"i": 2})]
+    )  # fmt: skip
+    with Running(loop):
+        first, bad, last = wait_final(broker, [r.id for r in records])
+    assert (first.status, last.status) == ("succeeded", "succeeded")
+    assert bad.status == "dead"
+    assert bad.error is not None
+    assert bad.error["code"] == "OUTPUT_NOT_JSON"
+
+
 def test_only_the_configured_capabilities_are_claimed(memory: Broker) -> None:
     loop = WorkerLoop(config(capabilities=("fixture.noop",)), broker=memory)
     noop = memory.submit(TaskSpec("fixture.noop", {}))

@@ -369,6 +369,11 @@ class WorkerLoop:
             got = self._with_retry("claim tasks", claim, give_up=self._stopping)
         except BrokerError:
             return [], done  # stopping while the broker is down: nothing was claimed
+        except (TypeError, ValueError):
+            # A result that is not JSON: nothing was written; settle them one by one.
+            self._ack(done)
+            done = []
+            return self._claim(done)
         self._drop([c for c, _ in done])
         return got, []
 
