@@ -1,0 +1,43 @@
+"""Prod mode scales the pool on queue depth; dev mode keeps a fixed small pool and readable logs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_prod_mode_scales_up_on_a_backlog(crank_run: Any) -> None:
+    # fixture manifest: min 1, max 3, target_queue_per_worker 5
+    run = crank_run("--mode", "prod")
+    assert len(run.workers()) == 1
+    for i in range(40):
+        body = {"capability": "demo.slow", "input": {"seconds": 0.5}, "priority": i % 3}
+        assert run.http.post("/v1/tasks", json=body).status_code == 202
+
+    def scaled() -> dict[str, Any] | None:
+        report = run.http.get("/v1/status").json()
+        decision = report.get("last_scaling_decision")
+        return report if decision and decision["decision_type"] == "scale_up" else None
+
+    report = run.wait_until(scaled, timeout_s=60, what="a scale_up decision")
+    decision = report["last_scaling_decision"]
+    assert decision["current_workers"] == 1 and 1 < decision["target_workers"] <= 3
+    run.wait_until(lambda: len(run.workers()) >= 2, what="more worker processes")
+    lines = [json.loads(line) for line in run.log().splitlines() if line.startswith("{")]
+    assert any(line.get("event") == "scaling_decision" for line in lines)
+    assert run.terminate() == 0
+
+
+def test_dev_mode_is_a_fixed_pool_with_console_logs(crank_run: Any) -> None:
+    run = crank_run("--mode", "dev")
+    assert len(run.workers()) == 1
+    report = run.http.get("/v1/status").json()
+    assert report["worker_pool_health"]["total_workers"] == 1
+    assert run.terminate() == 0
+    log = run.log()
+    assert "[info     ] crank_started" in log
+    assert "mode=dev" in log
