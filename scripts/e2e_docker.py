@@ -344,7 +344,6 @@ def main(argv: list[str] | None = None) -> int:
             tag,
             "--base-image",
             BASE,
-            "--quiet",
             env=env,
             what="crank build",
             timeout=900,
