@@ -8,6 +8,7 @@ stops the named plugins before they are imported.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -190,8 +191,10 @@ def build_plugin_manager(
             continue
         seen.add(ep.name)
         dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        dist_version = dist.version if dist is not None else None
+        # one metadata parse per plugin (each .metadata access re-reads the file)
+        dist_meta = dist.metadata if dist is not None else None
+        dist_name = dist_meta["Name"] if dist_meta is not None else None
+        dist_version = dist_meta["Version"] if dist_meta is not None else None
         if ep.name in blocked or (dist_name is not None and dist_name in blocked):
             manager.records.append(
                 PluginRecord(
@@ -243,6 +246,7 @@ def _warn_failed(name: str, target: str, error: str) -> None:
     )
 
 
+@functools.cache
 def _crank_version() -> str:
     try:
         return metadata.version("crank")
