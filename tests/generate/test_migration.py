@@ -16,6 +16,8 @@ from crank.generate.migration import checklist_template
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
+
 SECTIONS = [
     "code_changes",
     "deployment_artifacts",
@@ -285,3 +287,38 @@ def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None
     missing = CliRunner().invoke(cli, ["migration", "status", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert missing.stderr.startswith(f"error: {tmp_path / 'nope'}: no such folder")
+
+
+def test_worker_is_found_by_name_among_installed_workers(
+    pristine_worker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crank.hookspecs import hookimpl
+    from crank.plugins import get_plugin_manager
+
+    manifest = pristine_worker / "src" / "text_echo" / "crank.yaml"
+
+    class Installed:
+        @hookimpl
+        def crank_register_workers(self, register):  # type: ignore[no-untyped-def]
+            register(manifest)
+
+    monkeypatch.chdir(tmp_path)
+    manager = get_plugin_manager()
+    manager.register(Installed(), name="test-installed-text-echo")
+    try:
+        result = CliRunner().invoke(cli, ["migration", "new", "text-echo", "--date", "2026-11-22"])
+        missing = CliRunner().invoke(cli, ["migration", "new", "no-such-worker"])
+    finally:
+        manager.unregister("test-installed-text-echo")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("created deployment/migration-text-echo-2026-11-22.yml\n")
+    doc = yaml.safe_load(
+        (tmp_path / "deployment" / "migration-text-echo-2026-11-22.yml").read_text()
+    )
+    assert doc["to"].startswith("src/text_echo/crank.yaml (sha256 ")
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(
+        "error: no worker 'no-such-worker': no crank.yaml in the current folder and no installed "
+        "worker of that name (installed: "
+    )
+    assert "text-echo" in missing.stderr

@@ -285,8 +285,7 @@ def migration_new(
     import datetime as dt
 
     from crank.errors import UsageError
-    from crank.generate.migration import new_checklist
-    from crank.generate.project import load_project
+    from crank.generate.migration import new_checklist, worker_project
 
     try:
         today = dt.date.fromisoformat(day) if day else dt.date.today()
@@ -295,7 +294,7 @@ def migration_new(
             f"--date {day!r} is not a YYYY-MM-DD date", hint="e.g. --date 2026-11-22"
         ) from None
     created = new_checklist(
-        load_project(project, manifest),
+        worker_project(worker, manifest, project),
         worker=worker,
         source=source,
         today=today,

@@ -266,3 +266,33 @@ def find_checklists(folder: Path) -> list[Path]:
             subject=str(folder),
         )
     return sorted(folder.glob("migration-*.yml"))
+
+
+def worker_project(
+    worker: str, manifest: Path | None = None, project: Path | None = None
+) -> WorkerProject:
+    """The project of ``worker``: given by --manifest/--project, else the project in the
+    current folder, else the installed worker of that name (its manifest's project)."""
+    from crank.generate.project import load_project
+
+    if manifest is not None or project is not None:
+        return load_project(project, manifest)
+    try:
+        return load_project(".")
+    except GenerateError:
+        pass
+    from crank.manifest import load_manifest
+    from crank.plugins import get_plugin_manager
+
+    names = []
+    for path in get_plugin_manager().manifest_paths():
+        found = load_manifest(path)
+        if found.name == worker:
+            return load_project(None, path)
+        names.append(found.name)
+    raise GenerateError(
+        f"no worker {worker!r}: no crank.yaml in the current folder and no installed worker "
+        f"of that name (installed: {', '.join(sorted(names)) or 'none'})",
+        hint="pass --manifest PATH or --project DIR, or install the worker (pip install -e DIR)",
+        subject=worker,
+    )
