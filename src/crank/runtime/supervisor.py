@@ -270,6 +270,9 @@ class Supervisor:
         while not self._stop.wait(self.config.monitor_interval_s):
             try:
                 self.check_children()
+                if self.status is not None:
+                    # reads today's LLM cost (cached 1 s): announces 80 % / 100 % even when idle
+                    self.status.budget()
                 due = time.monotonic() - self._last_scale >= self.config.scale_interval_s
                 if self.config.dynamic_pool and due:
                     self._last_scale = time.monotonic()

@@ -1,0 +1,67 @@
+"""LLM usage recorded in worker processes adds up in the supervisor: metrics, warning, pause."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from crank.runtime.usage import UsageStore
+
+pytestmark = pytest.mark.slow
+
+
+def test_usage_from_workers_drives_the_daily_budget(crank_run: Any) -> None:
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1", env={"CRANK_DAILY_BUDGET_USD": "1.0"}
+    )
+    call = {"text": "one two three four five six seven", "cost_usd": 0.5}
+    assert run.http.post("/v1/capabilities/demo.summarize", json=call).json() == {
+        "summary": "one two three four five"
+    }
+    store = UsageStore(run.workdir / "crank-usage.db")  # the default file, in the working directory
+    try:
+        (row,) = store.rows()
+        assert (row.capability, row.model, row.calls, row.input_tokens, row.output_tokens) == (
+            "demo.summarize", "fake-llm-1", 1, 7, 5
+        )  # fmt: skip
+    finally:
+        store.close()
+    metrics = run.wait_until(
+        lambda: (
+            (t := run.http.get("/metrics").text)
+            and 'crank_llm_cost_usd_total{capability="demo.summarize",model="fake-llm-1"} 0.5' in t
+            and t
+        ),
+        what="usage metrics from the worker process",
+    )
+    assert "crank_llm_cost_today_usd 0.5" in metrics
+    # 0.9 of 1.0: warning; then 1.3: non-essential capabilities pause, essential ones go on
+    run.http.post("/v1/capabilities/demo.summarize", json={**call, "cost_usd": 0.4})
+    run.wait_until(
+        lambda: '"budget_level": "warning"' in run.log(), what="the 80 % warning in the logs"
+    )
+    run.http.post("/v1/capabilities/demo.summarize", json={**call, "cost_usd": 0.4})
+    paused = run.wait_until(
+        lambda: (
+            (
+                r := run.http.post(
+                    "/v1/tasks", json={"capability": "demo.summarize", "input": call}
+                )
+            ).status_code
+            == 503
+            and r
+        ),
+        what="demo.summarize paused",
+    )
+    assert paused.json()["error"]["code"] == "CAPABILITY_PAUSED"
+    assert run.http.post("/v1/capabilities/demo.echo", json={"text": "still on"}).status_code == 200
+    status = run.http.get("/v1/status").json()
+    assert (status["llm_budget"]["level"], status["paused_capabilities"]) == (
+        "exhausted",
+        ["demo.summarize"],
+    )
+    alerts = [json.loads(x) for x in run.log().splitlines() if '"llm_budget"' in x]
+    assert [a["budget_level"] for a in alerts] == ["warning", "exhausted"]
+    assert run.terminate() == 0
