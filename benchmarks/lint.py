@@ -26,7 +26,6 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from gen_docs import EXAMPLE  # noqa: E402  (the documented full manifest)
 
-
 #: As an installed package runs: with its bytecode cached. (Development shells often
 #: set PYTHONDONTWRITEBYTECODE, which makes an editable install recompile every module
 #: on every start while site-packages tools like check-jsonschema keep their .pyc.)
