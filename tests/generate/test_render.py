@@ -233,3 +233,33 @@ def test_plugin_renderer_is_rendered_and_checked(worker_project: Path) -> None:
     finally:
         manager.unregister("test-notes-renderer")
     shutil.rmtree(worker_project)
+
+
+def test_a_renderer_cannot_write_outside_the_project(worker_project: Path) -> None:
+    from crank.generate.render import RenderedFile
+    from crank.hookspecs import hookimpl
+    from crank.plugins import get_plugin_manager
+
+    class Escaping:
+        name = "escaping"
+        description = "Tries to write next to the project."
+
+        def render(self, project):  # type: ignore[no-untyped-def]
+            return (RenderedFile("escaping", "../outside.txt", "gotcha\n"),)
+
+    class Plugin:
+        @hookimpl
+        def crank_register_renderers(self, register):  # type: ignore[no-untyped-def]
+            register(Escaping())
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), name="test-escaping-renderer")
+    try:
+        result = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
+    finally:
+        manager.unregister("test-escaping-renderer")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"error: renderer 'escaping' wants to write '../outside.txt' outside {worker_project}"
+    )
+    assert not (worker_project.parent / "outside.txt").exists()

@@ -125,9 +125,9 @@ def render_all(project: WorkerProject) -> list[RenderedFile]:
 
 
 def write_files(root: Path, files: list[RenderedFile] | tuple[RenderedFile, ...]) -> list[Path]:
-    """Write rendered files under ``root``; refuses any path that would escape it."""
-    written: list[Path] = []
+    """Write rendered files under ``root``; if any path would escape it, nothing is written."""
     base = root.resolve()
+    targets = []
     for file in files:
         target = (base / file.path).resolve()
         if not target.is_relative_to(base):
@@ -136,7 +136,8 @@ def write_files(root: Path, files: list[RenderedFile] | tuple[RenderedFile, ...]
                 hint="renderer output paths must be relative and stay inside the project",
                 subject=file.path,
             )
+        targets.append((target, file.content))
+    for target, content in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(file.content, encoding="utf-8")
-        written.append(target)
-    return written
+        target.write_text(content, encoding="utf-8")
+    return [target for target, _ in targets]
