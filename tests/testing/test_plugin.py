@@ -328,6 +328,7 @@ def test_without_the_plugin_ensure_dependency_still_skips(
 def test_the_summary_survives_xdist(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed")
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     result = suite.runpytest_subprocess(
         "-p", "crank.testing.plugin", "-p", "xdist.plugin", "-n", "2"
