@@ -398,6 +398,21 @@ def measure(system: System, n: int, samples: int, env: dict[str, str], redis_pid
     )
 
 
+def median_row(name: str, rows: list[Row]) -> Row:
+    def med(attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in rows))
+
+    return Row(
+        name=name,
+        enqueue_per_s=med("enqueue_per_s"),
+        drain_per_s=med("drain_per_s"),
+        p50_ms=med("p50_ms"),
+        p99_ms=med("p99_ms"),
+        first_task_s=med("first_task_s"),
+        cpu_us_per_task=med("cpu_us_per_task"),
+    )
+
+
 def table(rows: list[Row]) -> str:
     head = (
         "| system | enqueue/s | drain/s (2 procs) | CPU µs/task | round trip p50 ms "
@@ -447,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds over all systems; the table shows medians"
+    )
+    parser.add_argument(
         "--crank-batch", type=int, default=Crank.batch_size, help="claim batch size"
     )
     args = parser.parse_args(argv)
@@ -461,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     sys.path.insert(0, str(WORKERS))
-    rows: list[Row] = []
+    runs: dict[str, list[Row]] = {}
     with tempfile.TemporaryDirectory(prefix="crank-bench-") as tmp:
         workdir = Path(tmp)
         server, redis_url = start_redis(workdir)
@@ -475,25 +493,30 @@ def main(argv: list[str] | None = None) -> int:
 
         admin = redis.Redis.from_url(redis_url)
         try:
-            for name in names:
-                admin.flushall()
-                try:
-                    system = CLASSES[name](redis_url, workdir)
-                except ImportError as exc:
-                    print(f"{name}: skipped ({exc}; pip install -e '.[bench]')", file=sys.stderr)
-                    continue
-                try:
-                    row = measure(system, args.tasks, args.samples, env, server.pid)
-                finally:
-                    system.close()
-                rows.append(row)
-                print(f"{name}: done", file=sys.stderr)
+            for round_no in range(1, args.repeat + 1):
+                for name in names:
+                    admin.flushall()
+                    try:
+                        system = CLASSES[name](redis_url, workdir)
+                    except ImportError as exc:
+                        print(
+                            f"{name}: skipped ({exc}; pip install -e '.[bench]')", file=sys.stderr
+                        )
+                        continue
+                    try:
+                        row = measure(system, args.tasks, args.samples, env, server.pid)
+                    finally:
+                        system.close()
+                    runs.setdefault(name, []).append(row)
+                    print(f"round {round_no}: {name}: {row}", file=sys.stderr)
         finally:
             admin.close()
             server.terminate()
             server.wait()
+    rows = [median_row(name, measured) for name, measured in runs.items()]
     print(
-        f"{args.tasks} no-op tasks, {args.samples} round trips; {os.cpu_count()} cores, "
+        f"{args.tasks} no-op tasks, {args.samples} round trips, median of {args.repeat} "
+        f"round(s); {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {dt.date.today().isoformat()}\n"
     )
     print(table(rows))
