@@ -72,7 +72,7 @@ def test_new_worker_cli_output_and_files(tmp_path: Path) -> None:
     assert [c["id"] for c in manifest["capabilities"]] == ["text.echo", "text.shout"]
     assert manifest["worker"]["entrypoint"] == "text_echo.worker:TextEchoWorker"
     code = (target / "src" / "text_echo" / "worker.py").read_text()
-    assert '@capability("text.shout")\n    def text_shout(self' in code
+    assert '@capability("text.shout")\n    def text_shout(\n        self,' in code
     pyproject = (target / "pyproject.toml").read_text()
     assert '[project.entry-points.crank]\ntext-echo = "text_echo"\n' in pyproject
 
@@ -237,3 +237,21 @@ def serve_and_call(
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("capabilities", [[], ["text.echo", "text.shout_loudly_and_at_length"]])
+def test_generated_code_passes_ruff_like_its_ci(tmp_path: Path, capabilities: list[str]) -> None:
+    """The generated CI runs `ruff check .` and `ruff format --check .`."""
+    import shutil as sh
+
+    args = [a for cap in capabilities for a in ("--capability", cap)]
+    result = CliRunner().invoke(
+        cli, ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path), *args]
+    )
+    assert result.exit_code == 0, result.output
+    ruff = sh.which("ruff")
+    assert ruff, "ruff is not installed: pip install 'crank[dev]'"
+    project = tmp_path / "text-echo"
+    for argv in ([ruff, "check", "."], [ruff, "format", "--check", "."]):
+        proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

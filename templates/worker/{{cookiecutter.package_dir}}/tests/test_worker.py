@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-import {{ cookiecutter.package_name }}
 from crank.errors import ValidationFailed
 from crank.manifest import load_manifest
+
+import {{ cookiecutter.package_name }}
 
 MANIFEST_PATH = Path({{ cookiecutter.package_name }}.__file__).parent / "crank.yaml"
 MANIFEST = load_manifest(MANIFEST_PATH)
