@@ -354,13 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         image = json.loads(run("docker", "image", "inspect", tag))[0]
         size_mb = image["Size"] / 1e6
         labels = image["Config"].get("Labels") or {}
-        if labels.get("dev.crank.capabilities") != CAPABILITY:
+        if labels.get("crank.capabilities") != CAPABILITY:
             raise E2EFailure(
-                f"image label dev.crank.capabilities is "
-                f"{labels.get('dev.crank.capabilities')!r}, expected {CAPABILITY!r}"
+                f"image label crank.capabilities is "
+                f"{labels.get('crank.capabilities')!r}, expected {CAPABILITY!r}"
             )
-        if not labels.get("dev.crank.manifest-digest"):
-            raise E2EFailure("image has no dev.crank.manifest-digest label")
+        if not labels.get("crank.manifest.digest"):
+            raise E2EFailure("image has no crank.manifest.digest label")
         verdict = "goal met" if size_mb < SIZE_GOAL_MB else f"OVER the {SIZE_GOAL_MB} MB goal"
         report.add("image size", f"{size_mb:.0f} MB ({verdict})", time.monotonic() - started)
 

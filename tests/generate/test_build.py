@@ -44,9 +44,9 @@ def test_labels_carry_manifest_digest_capabilities_and_crank_version(pristine_wo
 
     project = load_project(pristine_worker)
     labels = image_labels(project)
-    assert labels["dev.crank.manifest-digest"] == project.manifest.digest()
-    assert labels["dev.crank.capabilities"] == "text_echo.echo"
-    assert labels["dev.crank.version"] == crank.__version__
+    assert labels["crank.manifest.digest"] == project.manifest.digest()
+    assert labels["crank.capabilities"] == "text_echo.echo"
+    assert labels["crank.version"] == crank.__version__
     assert labels["org.opencontainers.image.title"] == "text-echo"
     assert labels["org.opencontainers.image.version"] == "0.1.0"
     assert labels["org.opencontainers.image.licenses"] == "MIT"

@@ -55,7 +55,7 @@ def test_key_like_values_are_found(e2e: ModuleType, text: str) -> None:
         "PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
         "CRANK_API_TOKEN=",
         "HOME=/var/lib/crank",
-        '/bin/sh -c #(nop)  LABEL dev.crank.manifest-digest="6c2f0e6e0e6f"',
+        '/bin/sh -c #(nop)  LABEL crank.manifest.digest="6c2f0e6e0e6f"',
     ],
 )
 def test_ordinary_values_are_not_secrets(e2e: ModuleType, text: str) -> None:

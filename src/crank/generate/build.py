@@ -46,10 +46,10 @@ def image_labels(project: WorkerProject) -> dict[str, str]:
         "org.opencontainers.image.version": md.version,
         "org.opencontainers.image.description": md.description,
         "org.opencontainers.image.licenses": md.license or "",
-        "dev.crank.manifest-digest": project.manifest.digest(),
-        "dev.crank.capabilities": ",".join(project.manifest.capability_ids),
-        "dev.crank.version": crank_version(),
-        "dev.crank.template-version": template_version(),
+        "crank.manifest.digest": project.manifest.digest(),
+        "crank.capabilities": ",".join(project.manifest.capability_ids),
+        "crank.version": crank_version(),
+        "crank.template.version": template_version(),
     }
     return {k: v for k, v in labels.items() if v}
 
