@@ -100,6 +100,7 @@ def test_the_valid_manifest_is_recognised() -> None:
     assert conforms(valid_manifest(), manifest_schema()) is True
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(mutated_manifests())
 def test_a_yes_for_a_manifest_is_never_wrong(data: dict[str, Any]) -> None:
@@ -170,6 +171,7 @@ schemas = st.recursive(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(schemas)
 def test_a_yes_for_a_schema_is_never_wrong(schema: dict[str, Any]) -> None:
@@ -177,6 +179,7 @@ def test_a_yes_for_a_schema_is_never_wrong(schema: dict[str, Any]) -> None:
         Draft202012Validator.check_schema(schema)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(schemas, json_values)
 def test_a_yes_for_an_instance_is_never_wrong(schema: dict[str, Any], instance: Any) -> None:
