@@ -63,7 +63,7 @@ def test_new_worker_cli_output_and_files(tmp_path: Path) -> None:
     assert result.stdout == (
         f"created {target} (17 files)\n"
         "  worker text-echo, package text_echo, capabilities text.echo, text.shout\n"
-        "next: pip install -e <folder> && crank lint && pytest && crank run\n"
+        f"next: cd {target} && pip install -e . && crank lint && pytest && crank run\n"
     )
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     assert files == EXPECTED_FILES

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
+
+if TYPE_CHECKING:
+    from crank.generate.scaffold import GpuChoice
 
 GPU_CHOICES = ("none", "optional", "required")
 
@@ -58,7 +62,7 @@ def new_worker(
     result = scaffold(
         name,
         capabilities=capabilities,
-        gpu=gpu,  # type: ignore[arg-type]
+        gpu=cast("GpuChoice", gpu),
         output_dir=output_dir,
         description=description,
         force=force,
@@ -68,7 +72,7 @@ def new_worker(
         f"  worker {result.names.worker}, package {result.names.package}, "
         f"capabilities {', '.join(result.capabilities)}"
     )
-    click.echo("next: pip install -e <folder> && crank lint && pytest && crank run")
+    click.echo(f"next: cd {result.target} && pip install -e . && crank lint && pytest && crank run")
 
 
 @click.command("render")
