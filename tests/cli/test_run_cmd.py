@@ -110,7 +110,7 @@ def test_run_refuses_inconsistent_bounds(
     assert code == 2
     assert err == (
         "error: worker bounds are inconsistent: --min-workers 5 --max-workers 2\n"
-        "  hint: use 0 <= --min-workers <= --max-workers and --max-workers >= 1\n"
+        "  hint: use 0 <= --min-workers <= --max-workers (--max-workers 0: HTTP API only)\n"
     )
 
 

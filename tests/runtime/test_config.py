@@ -49,6 +49,11 @@ def test_single_bound_flag_keeps_the_pool_consistent(manifests: list[Manifest]) 
     assert (build_config(manifests, env={}, max_workers=1).min_workers) == 1
 
 
+def test_max_workers_zero_is_the_api_alone(manifests: list[Manifest]) -> None:
+    config = build_config(manifests, env={}, max_workers=0)
+    assert (config.min_workers, config.max_workers, config.dynamic_pool) == (0, 0, False)
+
+
 def test_dev_mode_is_a_fixed_small_pool(manifests: list[Manifest]) -> None:
     config = build_config(manifests, env={}, mode="dev")
     assert (config.min_workers, config.max_workers, config.dynamic_pool) == (1, 1, False)

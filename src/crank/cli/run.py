@@ -93,7 +93,7 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
 )
 @click.option(
     "--max-workers",
-    type=click.IntRange(1, 1000),
+    type=click.IntRange(0, 1000),
     help="Most worker processes (default: the manifests' scaling).",
 )
 @click.option(

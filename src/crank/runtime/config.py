@@ -71,11 +71,12 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("dev", "prod"):
             raise UsageError(f"mode {self.mode!r} is not dev or prod", hint="use --mode dev|prod")
-        if self.min_workers < 0 or self.max_workers < 1 or self.min_workers > self.max_workers:
+        # max_workers 0 (with min 0): no local pool, the API only (workers run elsewhere).
+        if self.min_workers < 0 or self.min_workers > self.max_workers:
             raise UsageError(
                 f"worker bounds are inconsistent: --min-workers {self.min_workers} "
                 f"--max-workers {self.max_workers}",
-                hint="use 0 <= --min-workers <= --max-workers and --max-workers >= 1",
+                hint="use 0 <= --min-workers <= --max-workers (--max-workers 0: HTTP API only)",
             )
         if not 0 < self.port < 65536:
             raise UsageError(f"port {self.port} is out of range", hint="use a port in 1..65535")

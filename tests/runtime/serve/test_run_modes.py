@@ -41,3 +41,36 @@ def test_dev_mode_is_a_fixed_pool_with_console_logs(crank_run: Any) -> None:
     log = run.log()
     assert "[info     ] crank_started" in log
     assert "mode=dev" in log
+
+
+def test_api_only_with_a_worker_process_started_elsewhere(crank_run: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = crank_run("--max-workers", "0")
+    assert run.workers() == []
+    assert run.http.get("/ready").status_code == 200
+    task = run.http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "later"}})
+    assert task.json()["status"] == "pending"
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "crank.runtime.worker_process", "--broker", run.broker_url,
+         "--manifest", str(fixture / "crank.yaml"), "--consumer", "elsewhere-1"],
+        env={**run.env, "PYTHONPATH": str(fixture)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        task_id = task.json()["id"]
+        done = run.wait_until(
+            lambda: (
+                (d := run.http.get(f"/v1/tasks/{task_id}").json())["status"] == "succeeded" and d
+            ),
+            what="the task run by the outside worker",
+        )
+        assert done["result"] == {"text": "later"}
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
+    assert run.terminate() == 0
