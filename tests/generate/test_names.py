@@ -139,3 +139,15 @@ def test_missing_output_dir_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: output folder {tmp_path / 'nope'} does not exist")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_dir_is_a_clear_error() -> None:
+    # /proc accepts no new folders, not even from root
+    result = CliRunner().invoke(
+        cli, ["new-worker", "ok-name", "--no-input", "--output-dir", "/proc"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: cannot write the worker into /proc: No such file or directory\n"
+        "  hint: choose a writable --output-dir\n"
+    )

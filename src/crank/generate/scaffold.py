@@ -70,10 +70,6 @@ def new_worker(
     force: bool = False,
 ) -> ScaffoldResult:
     """Scaffold a worker package at ``output_dir/<name>``; returns what was written."""
-    from cookiecutter.main import cookiecutter
-
-    from crank.generate.templates import worker_template
-
     names = worker_names(name)
     caps = capability_ids(capabilities, names.package)
     parent = Path(output_dir).resolve()
@@ -95,9 +91,27 @@ def new_worker(
     }
     if description:
         context["description"] = description
+    try:
+        files = _render_and_move(parent, target, context, names.worker)
+    except OSError as exc:
+        raise GenerateError(
+            f"cannot write the worker into {parent}: {exc.strerror or exc}",
+            hint="choose a writable --output-dir",
+            subject=str(parent),
+        ) from None
+    return ScaffoldResult(target, names, caps, files)
+
+
+def _render_and_move(
+    parent: Path, target: Path, context: dict[str, str], worker: str
+) -> tuple[str, ...]:
+    from cookiecutter.main import cookiecutter
+
+    from crank.generate.templates import worker_template
+
     # The staging folder sits inside the output folder so the final move is a rename
     # on the same file system; it is removed whatever happens.
-    staging = Path(tempfile.mkdtemp(prefix=f".crank-new-{names.worker}-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".crank-new-{worker}-", dir=parent))
     try:
         produced = Path(
             cookiecutter(
@@ -125,4 +139,4 @@ def new_worker(
             produced.replace(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ScaffoldResult(target, names, caps, files)
+    return files
