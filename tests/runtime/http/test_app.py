@@ -171,3 +171,9 @@ def test_not_ready_and_critical_without_workers(make_services: Any, serve: Any) 
         "critical",
         ["no healthy worker process"],
     )
+
+
+def test_deeply_nested_body_is_a_clear_400(client: TestClient) -> None:
+    body = b'{"capability": "demo.echo", "input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = client.post("/v1/tasks", content=body, headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "INVALID_INPUT")

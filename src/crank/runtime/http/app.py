@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from crank.runtime.status import StatusTracker
 
 
+#: distinct callers counted by name in ``crank_deprecated_calls_total``; the rest are "other".
+MAX_CALLER_LABELS = 200
+
+
 @dataclass
 class RuntimeServices:
     """What the handlers use; built once by :func:`build_services` or by tests."""
@@ -67,7 +71,14 @@ def build_services(
 
     status.on_budget_level = announce
 
+    callers: set[str] = set()
+
     def count_deprecated(capability_id: str, caller: str) -> None:
+        # A label value per caller, but never more than MAX_CALLER_LABELS of them.
+        if caller not in callers and len(callers) >= MAX_CALLER_LABELS:
+            caller = "other"
+        else:
+            callers.add(caller)
         metrics.deprecated_calls.labels(capability_id, caller).inc()
 
     router.on_deprecated_call.append(count_deprecated)

@@ -83,6 +83,12 @@ async def _json_body(request: Request, limit: int) -> Any:
         )
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ValidationFailed(
+            "the request body nests too deeply",
+            hint="send a flatter JSON document",
+            errors=[{"path": "$", "message": "nested too deeply"}],
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed(
             f"the request body is not JSON: {exc}",
@@ -304,7 +310,6 @@ class Handlers:
     async def _call(self, request: Request, ref: str) -> Response:
         """Submit, then wait for the result up to the capability's timeout (504 after)."""
         import time
-
 
         started = time.perf_counter()
         try:
