@@ -263,3 +263,11 @@ def test_a_renderer_cannot_write_outside_the_project(worker_project: Path) -> No
         f"error: renderer 'escaping' wants to write '../outside.txt' outside {worker_project}"
     )
     assert not (worker_project.parent / "outside.txt").exists()
+
+
+def test_render_to_an_unwritable_place_is_a_clear_error(pristine_worker: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["render", "env", "--project", str(pristine_worker), "-o", "/proc/crank/.env.example"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot write /proc/crank/.env.example: ")

@@ -112,8 +112,9 @@ def render(artifact: str, manifest: Path | None, project: Path | None, output: s
         return
     target = Path(output)
     if len(files) == 1:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(files[0].content, encoding="utf-8")
+        from crank.generate.render import RenderedFile
+
+        write_files(target.parent, [RenderedFile(artifact, target.name, files[0].content)])
         click.echo(f"wrote {target}", err=True)
         return
     for path in write_files(target, files):

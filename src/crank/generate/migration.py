@@ -192,12 +192,21 @@ def new_checklist(
     doc["artifacts"] = drifted_artifacts(project)
     doc["retirement"] = retirement_timeline(project.manifest, today)
     _add_items(doc)
-    output_dir.mkdir(parents=True, exist_ok=True)
     header = (
         f"# Migration checklist for {worker}, created {today.isoformat()} by crank migration new.\n"
         "# Set `done: true` as items are completed; `crank migration status` lists open items.\n"
     )
-    target.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=100), encoding="utf-8")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            header + yaml.safe_dump(doc, sort_keys=False, width=100), encoding="utf-8"
+        )
+    except OSError as exc:
+        raise GenerateError(
+            f"cannot write {target}: {exc.strerror or exc}",
+            hint="choose a writable --output-dir",
+            subject=str(target),
+        ) from None
     return NewChecklist(target, doc)
 
 

@@ -138,6 +138,13 @@ def write_files(root: Path, files: list[RenderedFile] | tuple[RenderedFile, ...]
             )
         targets.append((target, file.content))
     for target, content in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+        except OSError as exc:
+            raise GenerateError(
+                f"cannot write {target}: {exc.strerror or exc}",
+                hint="check the folder exists and is writable",
+                subject=str(target),
+            ) from None
     return [target for target, _ in targets]
