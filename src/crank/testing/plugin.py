@@ -109,7 +109,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    # Set once around the whole test loop rather than per test: tests run in this
+    # context, and a per-test wrapper would cost every test of every suite.
     with dependency_mode("pytest"):
         return (yield)
 
