@@ -51,6 +51,55 @@ def wall_times(
     return {n: (statistics.median(t), min(t), codes[n]) for n, t in times.items()}
 
 
+def _alias_bomb() -> bytes:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(8):
+        prev, cur = chr(97 + i), chr(98 + i)
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return ("\n".join(lines) + "\n").encode()
+
+
+#: Hostile or broken files the loader must refuse quickly, with bounded memory.
+BAD_FILES: dict[str, bytes] = {
+    "alias bomb (9^9 nodes)": _alias_bomb(),
+    "50 MB of YAML": b"a: [" + b"1," * (25 * 1024 * 1024) + b"1]\n",
+    "binary data": b"\x89PNG\r\n\x1a\n\x00" * 1000,
+    "invalid UTF-8": b"name: caf\xe9\n" * 1000,
+    "duplicate keys": b"a: 1\n" * 2,
+    "tabs": b"a:\n\tb: 1\n",
+    "not a mapping": b"- 1\n" * 10000,
+    "python tag": b"a: !!python/object/apply:os.system [echo]\n",
+    "deep nesting": b"a: " + b"[" * 5000 + b"]" * 5000,
+    "recursive alias": b"a: &a [1, *a]\n",
+    "empty": b"",
+}
+
+
+def loader_limits() -> None:
+    """In-process: time and peak memory until each bad file is refused."""
+    import tracemalloc
+
+    from crank.errors import ManifestError
+    from crank.manifest.loader import load_document
+
+    print(f"\n{'bad file'.ljust(24)}  refused in (s)  peak memory (MiB)  error")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in BAD_FILES.items():
+            path = Path(tmp) / "crank.yaml"
+            path.write_bytes(content)
+            tracemalloc.start()
+            start = time.perf_counter()
+            try:
+                load_document(path)
+                error = "ACCEPTED"
+            except ManifestError as exc:
+                error = exc.findings[0].message if exc.findings else exc.message
+            elapsed = time.perf_counter() - start
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+            print(f"{name.ljust(24)}  {elapsed:14.3f}  {peak:17.1f}  {error[:60]}")
+
+
 def _script(name: str) -> str | None:
     """The console script installed next to this Python (not a pyenv/asdf shim,
     whose own start-up would be added to both sides of the comparison)."""
@@ -102,6 +151,7 @@ def main() -> int:
         by_median = results[a][0] / results[b][0]
         by_min = results[a][1] / results[b][1]
         print(f"{label} = {by_median:.2f}x by median, {by_min:.2f}x by min (goal {goal})")
+    loader_limits()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"runs per command: {args.runs}, python {sys.version.split()[0]}, load {load:.1f}")
     return 0

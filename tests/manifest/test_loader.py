@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from crank.cli import cli
 from crank.errors import ManifestError
-from crank.manifest.loader import MAX_BYTES, MAX_NODES, load_document
+from crank.manifest.loader import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_document
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,8 +29,29 @@ BAD_FILES: dict[str, tuple[bytes, int, int, str, str]] = {
     "alias bomb": (
         alias_bomb(),
         1,
-        40,
+        16,
         f"document expands to more than {MAX_NODES:,} nodes (an alias bomb?)",
+        "$",
+    ),
+    "recursive alias": (
+        b"a: &a [1, *a]\n",
+        1,
+        4,
+        "recursive alias: a node contains itself",
+        "$",
+    ),
+    "deep nesting": (
+        b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+        1,
+        104,
+        f"nested more than {MAX_DEPTH} levels deep",
+        "$",
+    ),
+    "deep nesting, broken": (
+        b"a: " + b"[" * 5000 + b"]" * 4999 + b"\n",
+        1,
+        1,
+        f"nested more than {MAX_DEPTH} levels deep",
         "$",
     ),
     "binary data": (
@@ -153,6 +174,20 @@ def test_huge_file_is_refused_before_reading(tmp_path: Path) -> None:
         f"file is 52,428,800 bytes; manifests are limited to {MAX_BYTES:,} bytes"
     )
     assert (finding.line, finding.col) == (1, 1)
+
+
+def test_huge_file_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with (tmp_path / "crank.yaml").open("wb") as fh:
+        fh.truncate(50 * 1024 * 1024)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["lint"])
+    assert (result.exit_code, result.output) == (
+        1,
+        f"crank.yaml:1:1 CRK001 file is 52,428,800 bytes; manifests are limited to {MAX_BYTES:,} "
+        "bytes [$]\n"
+        "    hint: a crank.yaml describes capabilities; keep large schemas and data out of it\n"
+        "1 error, 0 warnings in 1 file\n",
+    )
 
 
 def test_stream_without_size_is_cut_at_the_limit(tmp_path: Path) -> None:

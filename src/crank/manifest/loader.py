@@ -22,6 +22,8 @@ from crank.manifest.findings import Finding
 MAX_BYTES = 1024 * 1024
 #: Nodes visited while building data, aliases counted each time they are used.
 MAX_NODES = 200_000
+#: Nesting deeper than this is not a manifest (JSON Schemas in one nest ~20 levels).
+MAX_DEPTH = 100
 LOAD_RULE = "CRK001"
 
 Position = tuple[int, int]
@@ -189,6 +191,10 @@ def parse_yaml(text: str, file: str) -> LoadedDocument:
         raise _fail(file, line, col, f"YAML syntax error: {problem}", hint) from None
     except yaml.YAMLError as exc:
         raise _fail(file, 1, 1, f"YAML error: {exc}", "fix the YAML syntax") from None
+    except RecursionError:  # the pure-Python parser on a deeply nested broken file
+        raise _fail(
+            file, 1, 1, f"nested more than {MAX_DEPTH} levels deep", "flatten this structure"
+        ) from None
 
     if root is None:
         raise _fail(
@@ -209,9 +215,79 @@ def parse_yaml(text: str, file: str) -> LoadedDocument:
             f"the document is {kind}, expected a mapping of fields",
             "a manifest starts with `apiVersion: crank.dev/v1`",
         )
+    _check_expansion(root, file)
     builder = _Builder(doc)
     doc.data = builder.build(root, ())
     return doc
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse recursive aliases, deep nesting and alias bombs before building anything.
+
+    Sizes are computed once per distinct node, so a bomb costs time in proportion
+    to its text, not to its expansion.
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def at(node: yaml.Node) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise _fail(
+                file,
+                *at(node),
+                "recursive alias: a node contains itself",
+                "an alias (*name) must not point at a node that encloses it",
+            )
+        if depth > MAX_DEPTH:
+            raise _fail(
+                file,
+                *at(node),
+                f"nested more than {MAX_DEPTH} levels deep",
+                "a manifest is shallow; flatten this structure",
+            )
+        in_progress.add(key)
+        total = 1 + sum(size(child, depth + 1) for child in _children(node))
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    if size(root, 0) <= MAX_NODES:
+        return
+    # find the node where a document-order build would pass the limit
+    seen = 0
+    node = root
+    while True:
+        seen += 1
+        for child in _children(node):
+            if seen + sizes[id(child)] <= MAX_NODES:
+                seen += sizes[id(child)]
+                continue
+            node = child
+            break
+        else:  # pragma: no cover - unreachable: some child must overflow
+            break
+        if not _children(node):
+            break
+    raise _fail(
+        file,
+        *at(node),
+        f"document expands to more than {MAX_NODES:,} nodes (an alias bomb?)",
+        "remove the nested anchors/aliases (&name / *name)",
+    )
 
 
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
