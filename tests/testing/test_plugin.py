@@ -337,3 +337,31 @@ def test_the_summary_survives_xdist(
     assert summary_lines(result)[0] == (
         "crank: 2 tests skipped - missing crank-missing-tool (apt-get install crank-missing-tool)"
     )
+
+
+def test_module_and_class_markers_count_every_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.requires("exe:crank-missing-tool")
+
+        def test_a():
+            pass
+
+        @pytest.mark.requires("crank_missing_module")
+        class TestB:
+            def test_b1(self):
+                pass
+
+            def test_b2(self):
+                pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(skipped=3)
+    # the closest marker is checked first: the class's, then the module's
+    assert summary_lines(result) == [
+        "crank: 2 tests skipped - missing crank_missing_module (pip install crank_missing_module)",
+        "crank: 1 test skipped - missing crank-missing-tool (apt-get install crank-missing-tool)",
+    ]
