@@ -189,3 +189,19 @@ def test_check_of_a_folder_without_a_manifest(tmp_path: Path) -> None:
         "crank.yaml)\n"
         "  hint: run this in a worker project, or create one with `crank new-worker NAME`\n"
     )
+
+
+def test_compose_must_wait_for_a_healthy_redis(worker_project: Path) -> None:
+    compose = worker_project / "docker-compose.yml"
+    compose.write_text(
+        compose.read_text().replace("condition: service_healthy", "condition: service_started")
+    )
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
+    findings = json.loads(result.stdout)["projects"][0]["findings"]
+    assert [(f["file"], f["message"]) for f in findings if f["kind"] == "semantic"] == [
+        (
+            "docker-compose.yml",
+            "the worker does not wait for a healthy redis "
+            "(depends_on: redis: condition: service_healthy)",
+        )
+    ]

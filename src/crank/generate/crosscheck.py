@@ -142,6 +142,33 @@ def check_kubernetes(project: WorkerProject) -> list[DriftFinding]:
     return findings
 
 
+def check_compose(project: WorkerProject) -> list[DriftFinding]:
+    relpath = "docker-compose.yml"
+    text = _read(project, relpath)
+    if text is None:
+        return []
+    docs = _yaml(text)
+    if not docs or not isinstance(docs[0], dict):
+        return [_semantic(relpath, "is not a valid YAML compose file")]
+    services = docs[0].get("services") or {}
+    worker, redis = services.get("worker"), services.get("redis")
+    if not isinstance(worker, dict):
+        return [_semantic(relpath, "has no `worker` service")]
+    findings = []
+    condition = ((worker.get("depends_on") or {}).get("redis") or {}).get("condition")
+    if not isinstance(redis, dict) or not redis.get("healthcheck"):
+        findings.append(_semantic(relpath, "the `redis` service has no healthcheck"))
+    if condition != "service_healthy":
+        findings.append(
+            _semantic(
+                relpath,
+                "the worker does not wait for a healthy redis "
+                "(depends_on: redis: condition: service_healthy)",
+            )
+        )
+    return findings
+
+
 def declared_handlers(project: WorkerProject) -> set[str] | None:
     """Capability ids the worker's code marks with ``@capability``, read from source.
 
@@ -209,6 +236,7 @@ def cross_check(project: WorkerProject) -> list[DriftFinding]:
         *check_dockerfile(project),
         *check_ci(project),
         *check_kubernetes(project),
+        *check_compose(project),
         *check_capabilities(project),
     ]
 
