@@ -127,3 +127,36 @@ def test_records_as_dict() -> None:
         "error": None,
         "builtin": True,
     }
+
+
+class RaisingHooks:
+    @hookimpl
+    def crank_register_commands(self, register: Callable[[Any], None]) -> None:
+        raise RuntimeError("commands exploded")
+
+    @hookimpl
+    def crank_register_lint_rules(self, register: Callable[[Any], None]) -> None:
+        raise RuntimeError("rules exploded")
+
+
+def test_a_hook_that_raises_is_skipped_and_named() -> None:
+    import click
+
+    from crank.cli import cli
+
+    manager = get_plugin_manager()
+    manager.register(RaisingHooks(), name="raising-hooks")
+    try:
+        with pytest.warns(PluginLoadWarning) as caught:
+            rules = collect_rules()
+            commands = cli.list_commands(click.Context(cli))
+    finally:
+        manager.unregister("raising-hooks")
+    assert [str(w.message) for w in caught] == [
+        "crank plugin 'raising-hooks' failed in crank_register_lint_rules and was skipped: "
+        "RuntimeError: rules exploded",
+        "crank plugin 'raising-hooks' failed in crank_register_commands and was skipped: "
+        "RuntimeError: commands exploded",
+    ]
+    assert "CRK101" in [r.id for r in rules]
+    assert "lint" in commands

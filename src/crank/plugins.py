@@ -94,11 +94,35 @@ class CrankPluginManager:
         """Manifests of every loaded plugin, plus those registered through the hook."""
         paths = [r.manifest_path for r in self.loaded() if r.manifest_path is not None]
         registered: list[Path] = []
-        self.hook.crank_register_workers(register=lambda p: registered.append(Path(p)))
+        self.call_each("crank_register_workers", register=lambda p: registered.append(Path(p)))
         for p in registered:
             if p not in paths:
                 paths.append(p)
         return paths
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of a gathering hook, each on its own.
+
+        A plugin whose implementation raises is named in a :class:`PluginLoadWarning`
+        and skipped; the other plugins' contributions are kept. A
+        :class:`~crank.errors.CrankError` (a plugin registered something invalid)
+        is raised as it is, since it already names the problem.
+        """
+        from crank.errors import CrankError
+
+        caller = getattr(self.hook, hook_name)
+        for impl in caller.get_hookimpls():  # registration order: crank's own come first
+            try:
+                impl.function(*(kwargs[name] for name in impl.argnames))
+            except CrankError:
+                raise
+            except Exception as exc:  # one broken plugin must not hide the others
+                warnings.warn(
+                    f"crank plugin {impl.plugin_name!r} failed in {hook_name} and was "
+                    f"skipped: {type(exc).__name__}: {exc}",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register an in-process plugin (tests and embedding applications)."""

@@ -82,7 +82,7 @@ class CrankGroup(click.Group):
                 return
             found[name] = command
 
-        manager.hook.crank_register_commands(register=register)
+        manager.call_each("crank_register_commands", register=register)
         self._cache = (key, found)
         self._conflicts = conflicts
         return found

@@ -163,7 +163,7 @@ def collect_rules() -> list[LintRule]:
             )
         rules[rule_id] = rule
 
-    get_plugin_manager().hook.crank_register_lint_rules(register=register)
+    get_plugin_manager().call_each("crank_register_lint_rules", register=register)
     return [rules[k] for k in sorted(rules)]
 
 
