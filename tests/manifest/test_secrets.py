@@ -45,6 +45,7 @@ def test_secret_shapes(value: str, kind: str) -> None:
         ("token", True),
         ("client-secret", True),
         ("tokenizer", False),
+        ("auth", False),
         ("keyword", False),
     ],
 )

@@ -329,7 +329,8 @@ def _walk(value: Any, path: Path_) -> Iterator[tuple[Path_, Any]]:
 
 def _path_at(doc: LoadedDocument, line: int, col: int) -> Path_:
     """The innermost node starting at or before ``line:col``; ``()`` inside a comment."""
-    text = doc.text.splitlines()[line - 1] if line <= len(doc.text.splitlines()) else ""
+    lines = doc.text.splitlines()
+    text = lines[line - 1] if line <= len(lines) else ""
     if "#" in text[: col - 1] and not any(pos[0] == line for pos in doc.positions.values()):
         return ()
     best: tuple[tuple[int, int], Path_] = ((0, 0), ())

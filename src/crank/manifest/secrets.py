@@ -31,7 +31,7 @@ TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 #: Mapping keys whose literal value is a credential.
 SECRET_KEY_RE = re.compile(
     r"^(?:.*[_-])?(?:password|passwd|pwd|secret|api[_-]?key|apikey|token|access[_-]?key|"
-    r"private[_-]?key|client[_-]?secret|auth)$",
+    r"private[_-]?key|client[_-]?secret)$",
     re.IGNORECASE,
 )
 
