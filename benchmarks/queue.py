@@ -1,6 +1,6 @@
 """Queue benchmark: crank (SQLite, Redis Streams) against Celery, Dramatiq, RQ and arq.
 
-    pip install -e ".[bench]"
+    pip install -e ".[bench]" && pip install "redis>=6.4"
     python benchmarks/queue.py [--tasks 10000] [--samples 200] [--systems crank-redis,rq]
 
 All systems share one private redis-server (started here on a free loopback
@@ -19,6 +19,10 @@ network) so completion is observed the same way for everyone. For each system:
   the machine is doing at the same time;
 * round trip p50/p99: submit one task and wait until its result is visible to
   the client, ``--samples`` times in a row with the workers idle and waiting.
+
+(arq 0.28 declares ``redis<6`` while Celery's Redis transport refuses redis-py
+older than 6.4, so after installing the extra put redis-py >= 6.4 back; arq runs
+correctly on it here, every task is counted.)
 
 Peers run with their defaults except: Celery and RQ workers in one process each
 (Celery ``-P solo``, RQ ``SimpleWorker``, no fork per job), Dramatiq
