@@ -24,7 +24,13 @@ acked, failed or dead, so ``XLEN`` of a stream is its backlog plus in-flight
 tasks (the number a KEDA ``redis-streams`` scaler should target with
 ``streamLength``), and streams never grow with history.
 
-Every operation is one Lua script call (one round trip, atomic), batches included.
+Priorities: a claim reads the streams highest priority first; a claim that
+found nothing and waits (``XREADGROUP BLOCK`` on all its streams) takes what
+arrives first. ``stats().running`` counts the entries in the PELs, including
+released or recovered ones until they are claimed again.
+
+Every operation is one Lua script call (one round trip, atomic), batches
+included; ``ack_and_claim`` sends the ack and the next claim in one pipeline.
 """
 
 from __future__ import annotations
