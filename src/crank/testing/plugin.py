@@ -118,9 +118,9 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    marks = list(item.iter_markers("requires"))
-    if not marks:
+    if item.get_closest_marker("requires") is None:  # the common case: one cheap lookup
         return
+    marks = list(item.iter_markers("requires"))
     from crank.testing.dependencies import check_dependency
 
     path, line = item.reportinfo()[:2]
