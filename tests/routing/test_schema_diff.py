@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from crank.routing.schema_diff import input_narrowings, output_breaks, without_field
 
@@ -57,6 +60,11 @@ OBJ = {"type": "object", "properties": {"n": {"type": "number"}, "s": {"type": "
         ),
         ({"$ref": "#/$defs/a"}, {"$ref": "#/$defs/b"}, [("composition_changed", "$")]),
         (OBJ, {**OBJ, "properties": {**OBJ["properties"], "x": {"type": "string"}}}, []),
+        (
+            OBJ,
+            {"type": "object", "properties": {}, "additionalProperties": {"type": "string"}},
+            [("additional_properties_tightened", "$"), ("type_narrowed", "$.n")],
+        ),
     ],
 )
 def test_input_narrowings(old: Any, new: Any, expected: list[tuple[str, str]]) -> None:
@@ -75,6 +83,26 @@ def test_input_narrowings(old: Any, new: Any, expected: list[tuple[str, str]]) -
         ({"type": "integer"}, {"type": "number"}, [("type_changed", "$")]),
         ({"type": "number"}, {"type": "integer"}, []),
         ({"enum": ["a"]}, {"enum": ["a", "b"]}, [("enum_added", "$")]),
+        (
+            OBJ,
+            {"type": "object", "properties": {"n": {"type": "number"}}},
+            [("type_changed", "$.s")],
+        ),
+        (
+            {**OBJ, "required": ["s"]},
+            {"type": "object"},
+            [("required_removed", "$.s"), ("type_changed", "$.n")],
+        ),
+        (
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+            [("type_changed", "$.*")],
+        ),
+        (
+            {"type": "object", "additionalProperties": False},
+            {"type": "object", "properties": {"x": {"type": "string"}}},
+            [],
+        ),
         ({"enum": ["a"]}, {"type": "string"}, [("enum_added", "$")]),
         (
             {"type": "array", "items": {"type": "string"}},
@@ -124,3 +152,72 @@ def test_schema_paths_point_at_the_responsible_keyword() -> None:
     ]
     (broken,) = output_breaks({"type": "integer"}, {"type": ["integer", "string"]})
     assert broken.schema_path == ("type",)
+
+
+# -- property: within the supported subset, the diff never misses a refused payload ---
+
+FIELDS = ("a", "b", "c")
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["x", "y"]), st.just(1.5)
+)
+LEAF = st.one_of(
+    st.just({}),
+    st.sampled_from(["string", "integer", "number", "boolean", "null"]).map(lambda t: {"type": t}),
+    st.lists(st.sampled_from(["x", "y", 1, None]), min_size=1, max_size=3, unique=True).map(
+        lambda e: {"enum": e}
+    ),
+)
+
+
+@st.composite
+def object_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    props = draw(st.dictionaries(st.sampled_from(FIELDS), LEAF, max_size=3))
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    required = draw(st.lists(st.sampled_from(FIELDS), unique=True, max_size=2))
+    if required:
+        schema["required"] = required
+    extra = draw(st.sampled_from([None, False, {"type": "string"}]))
+    if extra is not None:
+        schema["additionalProperties"] = extra
+    return schema
+
+
+PAYLOADS = st.dictionaries(st.sampled_from((*FIELDS, "z")), VALUES, max_size=4)
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None)
+@given(old=object_schemas(), new=object_schemas(), payload=PAYLOADS)
+def test_a_payload_old_accepts_and_new_refuses_is_always_reported(
+    old: dict[str, Any], new: dict[str, Any], payload: dict[str, Any]
+) -> None:
+    # the documented assumption: old clients do not send a field the old schema did not
+    # declare but the new one does (adding an optional field is not reported)
+    newly_declared = set(new["properties"]) - set(old["properties"])
+    assume(not newly_declared & set(payload))
+    accepted = Draft202012Validator(old).is_valid(payload)
+    refused = not Draft202012Validator(new).is_valid(payload)
+    if accepted and refused:
+        assert input_narrowings(old, new), (old, new, payload)
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None)
+@given(old=object_schemas(), new=object_schemas(), result=PAYLOADS)
+def test_an_output_old_clients_would_not_expect_is_always_reported(
+    old: dict[str, Any], new: dict[str, Any], result: dict[str, Any]
+) -> None:
+    # tolerant readers: a client ignores fields its old schema did not describe
+    described = set(old["properties"])
+    assume(isinstance(old.get("additionalProperties"), dict) or set(result) <= described)
+    produced = Draft202012Validator(new).is_valid(result)
+    unexpected = not Draft202012Validator(old).is_valid(result)
+    if produced and unexpected:
+        assert output_breaks(old, new), (old, new, result)
+
+
+@settings(max_examples=50, deadline=None)
+@given(schema=object_schemas())
+def test_an_unchanged_schema_has_no_changes(schema: dict[str, Any]) -> None:
+    assert input_narrowings(schema, schema) == []
+    assert output_breaks(schema, schema) == []

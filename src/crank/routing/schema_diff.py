@@ -6,8 +6,13 @@ new one: a new required field, a type narrowed, an enum value removed,
 *broken* when a client reading the old shape can be surprised: a required field
 removed, a type changed to include something new, an enum value added.
 
-The comparison walks ``properties`` and ``items``; ``$ref`` and the combinators
-(``anyOf``/``oneOf``/``allOf``) are compared only as a whole (changed or not).
+The comparison walks ``properties``, ``items`` and ``additionalProperties``; ``$ref``
+and the combinators (``anyOf``/``oneOf``/``allOf``) are compared only as a whole
+(changed or not). Two assumptions keep the everyday
+changes compatible, as clients written against the old schema behave: they do not
+send an input field the old schema did not declare (so declaring one now is not
+reported), and they ignore output fields the old schema did not describe (so
+adding output fields, or lifting ``additionalProperties: false``, is not reported).
 """
 
 from __future__ import annotations
@@ -184,10 +189,13 @@ def input_narrowings(
     elif isinstance(new_ap, dict) and isinstance(old_ap, dict):
         out.extend(input_narrowings(old_ap, new_ap, f"{path}.*", ap_at))
     old_props, new_props = _props(old), _props(new)
-    if new_ap is False:
-        for name in sorted(set(old_props) - set(new_props)):
+    for name in sorted(set(old_props) - set(new_props)):
+        # an undeclared field now falls under the new additionalProperties
+        if new_ap is False:
             add("property_rejected", f"{path}.{name}", "field no longer accepted",
                 _at(new, at, "properties", "additionalProperties"))  # fmt: skip
+        elif isinstance(new_ap, dict):
+            out.extend(input_narrowings(old_props[name], new_ap, f"{path}.{name}", ap_at))
     for name in sorted(set(old_props) & set(new_props)):
         sub: SchemaPath = (*at, "properties", name)
         out.extend(input_narrowings(old_props[name], new_props[name], f"{path}.{name}", sub))
@@ -226,10 +234,31 @@ def output_breaks(
         elif added := [v for v in new_enum if _key(v) not in known]:
             shown = ", ".join(json.dumps(v) for v in added)
             add("enum_added", path, f"new enum value(s): {shown}", where)
-    for name in sorted(_required(old) - _required(new)):
+    dropped = _required(old) - _required(new)
+    for name in sorted(dropped):
         add("required_removed", f"{path}.{name}", "required field removed",
             _at(new, at, "required", "properties"))  # fmt: skip
     old_props, new_props = _props(old), _props(new)
+    new_ap = new.get("additionalProperties", True) if isinstance(new, dict) else True
+    for name in sorted(set(old_props) - set(new_props)):
+        # no longer declared: the field now falls under the new additionalProperties
+        if isinstance(new_ap, dict):
+            ap_at: SchemaPath = (*at, "additionalProperties")
+            out.extend(output_breaks(old_props[name], new_ap, f"{path}.{name}", ap_at))
+        elif new_ap is True and old_props[name] not in ({}, True) and name not in dropped:
+            detail = "field no longer declared: any value may come back"
+            add("type_changed", f"{path}.{name}", detail, _at(new, at, "properties"))
+    old_ap = old.get("additionalProperties", True) if isinstance(old, dict) else True
+    if isinstance(old_ap, dict):  # clients were promised a shape for undeclared fields
+        extra_at: SchemaPath = (*at, "additionalProperties")
+        if isinstance(new_ap, dict):
+            out.extend(output_breaks(old_ap, new_ap, f"{path}.*", extra_at))
+        elif new_ap is True:
+            detail = "additionalProperties no longer constrained: any extra value may come back"
+            add("type_changed", f"{path}.*", detail, at)
+        for name in sorted(set(new_props) - set(old_props)):
+            sub_at: SchemaPath = (*at, "properties", name)
+            out.extend(output_breaks(old_ap, new_props[name], f"{path}.{name}", sub_at))
     for name in sorted(set(old_props) & set(new_props)):
         sub: SchemaPath = (*at, "properties", name)
         out.extend(output_breaks(old_props[name], new_props[name], f"{path}.{name}", sub))
