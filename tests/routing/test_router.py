@@ -357,3 +357,17 @@ def test_load_router_reads_every_installed_workers_manifest(
         assert r.legacy_routes() == {"/classify": "email.classification"}
     finally:
         reset_plugin_manager()
+
+
+def test_counted_callers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crank.routing.router as router_module
+
+    monkeypatch.setattr(router_module, "MAX_COUNTED_CALLERS", 2)
+    r = split_router(default="spam")
+    for caller in ("a", "b", "c", "d", "a"):
+        r.resolve("email.classification", {}, caller=caller)
+    assert r.deprecated_calls == {
+        ("email.classification", "a"): 2,
+        ("email.classification", "b"): 1,
+        ("email.classification", "other"): 2,
+    }

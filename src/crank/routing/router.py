@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 #: How many deprecated hops (a renamed id renamed again) a call may follow.
 MAX_HOPS = 8
 UNKNOWN_CALLER = "unknown"
+#: distinct (id, caller) keys kept in ``deprecated_calls``/``gone_calls``; later callers
+#: are counted as "other", so callers naming themselves freely cannot grow memory.
+MAX_COUNTED_CALLERS = 1000
+OTHER_CALLER = "other"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Router:
         self._today = today or dt.date.today
         self._lock = threading.Lock()
         self._headers: dict[tuple[str, dt.date], dict[str, str]] = {}
+        self._callers: set[tuple[str, str]] = set()
         #: (deprecated id, caller or "unknown") -> routed calls.
         self.deprecated_calls: Counter[tuple[str, str]] = Counter()
         #: (deprecated id, caller or "unknown") -> calls refused after the sunset.
@@ -238,6 +243,12 @@ class Router:
             return Resolution(capability_id, cap_id, data, route, None, {})
 
         who = caller or UNKNOWN_CALLER
+        with self._lock:
+            if (cap_id, who) not in self._callers:
+                if len(self._callers) >= MAX_COUNTED_CALLERS:
+                    who = OTHER_CALLER
+                else:
+                    self._callers.add((cap_id, who))
         today = self._today()
         current, seen = cap_id, [cap_id]
         while (declared := self._deprecations.get(current)) is not None:
