@@ -89,7 +89,9 @@ def test_kill_9_loses_nothing_and_interrupted_tasks_finish_within_10s(
         if sum(stats.pending.values()) < 500 or len(kills) >= 8:
             break
         ready = pool.serving()
-        if not ready:
+        if len(ready) < 3:
+            # the replacement is still starting: a supervisor keeps min workers up, so
+            # kill again only once the pool is whole (two workers always serve)
             continue
         victim = rng.choice(ready)
         died_at = pool.kill(victim)
