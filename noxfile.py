@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import os
+from pathlib import Path
 
 import nox
 
@@ -11,7 +11,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
-PLUGINS = sorted(glob.glob("plugins/crank-*"))
+PLUGINS = sorted(str(p) for p in Path("plugins").glob("crank-*"))
 
 
 def install_all(session: nox.Session) -> None:
@@ -58,8 +58,8 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and print their tables (peers come from the bench extra)."""
     session.install("-e", ".[dev,bench]", *[arg for p in PLUGINS for arg in ("-e", p)])
-    for script in sorted(glob.glob("benchmarks/*.py")):
-        session.run("python", script)
+    for script in sorted(Path("benchmarks").glob("*.py")):
+        session.run("python", str(script), *session.posargs)
 
 
 @nox.session(python=PYTHON)
