@@ -186,34 +186,38 @@ def test_the_same_capability_from_two_manifests_is_a_usage_error() -> None:
         load_routes([MANIFEST, MANIFEST])
 
 
+@pytest.mark.slow
 def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     broker = open_broker(url)
     loop = WorkerLoop(
-        config(url, visibility_timeout_s=0.3, heartbeat_s=0.05), broker=open_broker(url)
+        config(url, visibility_timeout_s=0.8, heartbeat_s=0.1), broker=open_broker(url)
     )
-    record = broker.submit(TaskSpec("fixture.sleep", {"seconds": 1.2}))
+    record = broker.submit(TaskSpec("fixture.sleep", {"seconds": 2.0}))
     with Running(loop):
         while (got := broker.get(record.id)) is None or got.status != "running":
             time.sleep(0.01)
-        deadline = time.monotonic() + 0.9
+        deadline = time.monotonic() + 1.7
         while time.monotonic() < deadline:
-            assert broker.claim("thief", visibility_timeout_s=0.3) == []
+            assert broker.claim("thief", visibility_timeout_s=0.8) == []
             time.sleep(0.05)
         [done] = wait_final(broker, [record.id])
     assert (done.status, done.attempts) == ("succeeded", 1)
 
 
+@pytest.mark.slow
 def test_grace_period_over_releases_the_running_task(memory: Broker) -> None:
     exits: list[int] = []
     loop = WorkerLoop(config(grace_s=0.2), broker=memory, hard_exit=exits.append)
-    record = memory.submit(TaskSpec("fixture.sleep", {"seconds": 0.8}))
+    record = memory.submit(TaskSpec("fixture.sleep", {"seconds": 3.0}))
     thread = threading.Thread(target=loop.run)
     thread.start()
     while (got := memory.get(record.id)) is None or got.status != "running":
         time.sleep(0.01)
     loop.request_stop()
-    time.sleep(0.4)
+    deadline = time.monotonic() + 2.5
+    while not exits and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert exits == [1]
     released = memory.get(record.id)
     assert released is not None
