@@ -273,7 +273,16 @@ def test_pre_commit_hook_from_another_repository(tmp_path: Path) -> None:
     write(work, WRONG_TYPE, "bad/svc.crank.yaml")
     write(work, "not: a manifest\n", "other.yaml")
     subprocess.run([*git, "add", "."], cwd=work, check=True)
-    env = {"PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "PATH": _path_env()}
+    env = {
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+        "PATH": _path_env(),
+        "HOME": str(tmp_path),
+        # try-repo commits uncommitted changes of the hook repository into a shadow copy
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
     result = subprocess.run(
         [
             sys.executable,
