@@ -305,7 +305,9 @@ class Handlers:
             if left <= 0:
                 return None
             await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 0.05)
+            # poll closely for the first second (most calls end there), then gently
+            cap = 0.01 if timeout_s - left < 1.0 else 0.05
+            delay = min(delay * 2, cap)
 
     async def _call(self, request: Request, ref: str) -> Response:
         """Submit, then wait for the result up to the capability's timeout (504 after)."""
