@@ -16,10 +16,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import ValidationFailed, WorkerError
-from crank.manifest.findings import json_path
 from crank.worker.app import CapabilityError, WorkerApplication
 from crank.worker.context import TaskContext
 from crank.worker.errors import ErrorNamespace
+from crank.worker.validation import SchemaValidator, schema_errors
+
+__all__ = ["OutputInvalid", "WorkerHost", "check_handlers", "import_entrypoint", "schema_errors"]
 
 #: How often a running async handler looks at ``ctx.cancel_event`` (seconds).
 CANCEL_POLL_S = 0.02
@@ -35,15 +37,6 @@ if TYPE_CHECKING:
 
 class OutputInvalid(ValidationFailed):
     """A handler returned something its output schema does not allow (a worker bug)."""
-
-
-def schema_errors(validator: Validator, instance: Any) -> list[dict[str, str]]:
-    """``[{"path": "$.a[0]", "message": ...}]`` for every violation, sorted by path."""
-    errors = [
-        {"path": json_path(tuple(e.absolute_path)), "message": e.message}
-        for e in validator.iter_errors(instance)
-    ]
-    return sorted(errors, key=lambda e: e["path"])
 
 
 def import_entrypoint(manifest: Manifest) -> type[WorkerApplication]:
@@ -156,7 +149,7 @@ class WorkerHost:
             check_handlers(manifest, type(app))
         self.app = app
         self._handlers = {cap: getattr(app, name) for cap, name in type(app).handlers().items()}
-        self._validators: dict[tuple[str, str], Validator] = {}
+        self._validators: dict[tuple[str, str], SchemaValidator] = {}
         self._local = threading.local()
         self._runners: list[asyncio.Runner] = []
         self._runners_lock = threading.Lock()
@@ -213,22 +206,21 @@ class WorkerHost:
             )
         return cap
 
-    def validator(self, capability_id: str, which: str) -> Validator:
+    def schema_validator(self, capability_id: str, which: str) -> SchemaValidator:
         key = (capability_id, which)
         v = self._validators.get(key)
         if v is None:
-            from jsonschema import Draft202012Validator
-
             cap = self.capability(capability_id)
-            v = Draft202012Validator(
-                dict(cap.input if which == "input" else cap.output),
-                format_checker=Draft202012Validator.FORMAT_CHECKER,
-            )
+            v = SchemaValidator(cap.input if which == "input" else cap.output)
             self._validators[key] = v
         return v
 
+    def validator(self, capability_id: str, which: str) -> Validator:
+        """The jsonschema validator of a capability's ``input`` or ``output`` schema."""
+        return self.schema_validator(capability_id, which).full
+
     def validate_input(self, capability_id: str, data: Any) -> None:
-        errors = schema_errors(self.validator(capability_id, "input"), data)
+        errors = self.schema_validator(capability_id, "input").errors(data)
         if errors:
             first = errors[0]
             raise ValidationFailed(
@@ -239,7 +231,7 @@ class WorkerHost:
             )
 
     def validate_output(self, capability_id: str, data: Any) -> None:
-        errors = schema_errors(self.validator(capability_id, "output"), data)
+        errors = self.schema_validator(capability_id, "output").errors(data)
         if errors:
             raise OutputInvalid(
                 f"worker {self.manifest.name!r} returned invalid output for {capability_id}: "

@@ -1,0 +1,103 @@
+"""The compiled fast path may only ever agree with jsonschema, never be more lenient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from crank.worker.validation import SchemaValidator, fast_path_applies
+
+EMAIL = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 50},
+        "type": {"enum": ["spam", "bill", 1]},
+        "score": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "count": {"type": "integer", "multipleOf": 2},
+        "tags": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z]+$"},
+            "uniqueItems": True,
+        },
+        "flag": {"const": True},
+    },
+    "required": ["text"],
+    "additionalProperties": False,
+}
+NESTED = {
+    "type": "object",
+    "properties": {
+        "images": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        },
+        "mode": {"anyOf": [{"type": "null"}, {"type": "string", "enum": ["a", "b"]}]},
+        "opt": {"oneOf": [{"type": "integer"}, {"type": "boolean"}]},
+    },
+    "patternProperties": {"^x-": {"type": "string"}},
+    "propertyNames": {"maxLength": 8},
+    "if": {"required": ["mode"]},
+    "then": {"required": ["images"]},
+}
+SCHEMAS = [EMAIL, NESTED, {"type": "object"}, {"not": {"type": "string"}}]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-2, 2, allow_nan=False)
+    | st.sampled_from(["spam", "bill", "abc", "ABC", "", "x" * 60, "a", "b"]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(["text", "type", "score", "count", "tags", "flag", "images", "mode",
+                         "opt", "x-a", "x-long-name", "other"]),
+        children,
+        max_size=5,
+    ),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=["email", "nested", "object", "not"])
+@settings(max_examples=300, deadline=None)
+@given(instance=json_values)
+def test_fast_path_agrees_with_jsonschema(schema: dict[str, Any], instance: Any) -> None:
+    assert fast_path_applies(schema)
+    expected = sorted(e.message for e in Draft202012Validator(schema).iter_errors(instance))
+    got = sorted(e["message"] for e in SchemaValidator(schema).errors(instance))
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#/$defs/a", "$defs": {"a": {"type": "string"}}},
+        {"type": "string", "format": "date"},
+        {"type": "array", "prefixItems": [{"type": "string"}]},
+        {"type": "object", "unevaluatedProperties": False},
+        {"type": "object", "properties": {"a": {"dependentRequired": {"a": ["b"]}}}},
+        {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object"},
+        {"anyOf": [{"type": "string", "format": "email"}]},
+    ],
+)
+def test_keywords_with_other_meanings_take_the_jsonschema_path(schema: dict[str, Any]) -> None:
+    assert not fast_path_applies(schema)
+
+
+def test_formats_are_still_checked_without_the_fast_path() -> None:
+    validator = SchemaValidator({"type": "object", "properties": {"d": {"format": "date"}}})
+    assert validator.errors({"d": "2026-11-22"}) == []
+    assert validator.errors({"d": "22/11/2026"}) == [
+        {"path": "$.d", "message": "'22/11/2026' is not a 'date'"}
+    ]
+
+
+def test_errors_carry_json_paths_from_jsonschema() -> None:
+    errors = SchemaValidator(EMAIL).errors({"text": "", "tags": ["ok", "Bad"]})
+    assert errors == [
+        {"path": "$.tags[1]", "message": "'Bad' does not match '^[a-z]+$'"},
+        {"path": "$.text", "message": "'' should be non-empty"},
+    ]
