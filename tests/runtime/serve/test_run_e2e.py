@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -129,3 +130,23 @@ def test_sigterm_drains_and_loses_nothing(crank_run: Starter) -> None:
         done = again.wait_until(lambda tid=tid: _done(again, tid), what=f"task {tid}")
         assert done["status"] == "succeeded"
     assert again.terminate(signal.SIGINT) == 0
+
+
+def test_workers_do_not_outlive_a_killed_crank_run(crank_run: Starter) -> None:
+    run = crank_run("--min-workers", "2", "--max-workers", "2")
+    workers = run.workers()
+    assert len(workers) == 2
+    assert run.terminate(signal.SIGKILL) == -signal.SIGKILL
+
+    def gone() -> bool:
+        for pid in workers:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] != "Z":
+                return False
+        return True
+
+    run.wait_until(gone, what="worker processes to stop after their parent was killed")
