@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crank.errors import CrankError, ExitCode
+from crank.errors import CrankError, ExitCode, ValidationFailed
 
 
 class ArtifactError(CrankError):
@@ -17,19 +17,14 @@ class ArtifactNotFound(ArtifactError):
     exit_code = ExitCode.USAGE
 
 
-class ArtifactMetadataInvalid(ArtifactError):
+class ArtifactMetadataInvalid(ArtifactError, ValidationFailed):
     """Metadata does not match the artifact metadata schema.
 
-    ``errors`` is a list of ``{"path": "$.field", "message": "..."}`` dicts.
+    ``errors`` is a list of ``{"path": "$.field", "message": "..."}`` dicts, as for
+    every :class:`~crank.errors.ValidationFailed`.
     """
 
     exit_code = ExitCode.USAGE
-
-    def __init__(
-        self, message: str, *, errors: list[dict[str, str]] | None = None, **kw: Any
-    ) -> None:
-        super().__init__(message, **kw)
-        self.errors = errors or []
 
 
 class ArtifactConflict(ArtifactError):
