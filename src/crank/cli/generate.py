@@ -125,10 +125,6 @@ def _display(base: str, relpath: str) -> str:
     return relpath if base in (".", "") else f"{base.rstrip('/')}/{relpath}"
 
 
-def _github_escape(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
 @click.command("check")
 @click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
 @click.option(
@@ -145,6 +141,7 @@ def check(paths: tuple[str, ...], fmt: str, fix: bool) -> None:
     the current folder) match their manifests; exit 1 on drift."""
     import json
 
+    from crank.annotations import github_annotation
     from crank.errors import ExitCode
     from crank.generate.drift import check_project
     from crank.generate.project import load_project
@@ -169,8 +166,13 @@ def check(paths: tuple[str, ...], fmt: str, fix: bool) -> None:
                         "\n" + "".join(finding.hunks) if finding.hunks else ""
                     )
                     click.echo(
-                        f"::error file={where},line={finding.line},"
-                        f"title=crank check ({finding.kind})::{_github_escape(body)}"
+                        github_annotation(
+                            "error",
+                            body,
+                            file=where,
+                            line=finding.line,
+                            title=f"crank check ({finding.kind})",
+                        )
                     )
                     continue
                 click.echo(f"{where}:{finding.line}: {finding.kind}: {finding.message}")

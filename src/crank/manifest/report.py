@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Literal
 
+from crank.annotations import github_annotation
+
 if TYPE_CHECKING:
     from crank.manifest.findings import Finding
     from crank.manifest.lint import LintResult
@@ -51,27 +53,12 @@ def format_json(result: LintResult) -> str:
     return json.dumps(payload, indent=2) + "\n"
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-_GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
-
-
 def github_line(f: Finding) -> str:
     """``::error file=F,line=L,col=C,title=CRKxxx::message [$.path]`` (hint on a new line)."""
-    props = ",".join(
-        f"{k}={_escape_property(str(v))}"
-        for k, v in (("file", f.file), ("line", f.line), ("col", f.col), ("title", f.rule))
-    )
     message = f"{f.message} [{f.json_path}]"
     if f.hint:
         message += f"\nhint: {f.hint}"
-    return f"::{_GITHUB_LEVEL[f.severity]} {props}::{_escape_data(message)}"
+    return github_annotation(f.severity, message, file=f.file, line=f.line, col=f.col, title=f.rule)
 
 
 def format_github(result: LintResult) -> str:

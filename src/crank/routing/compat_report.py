@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Literal
 
+from crank.annotations import github_annotation
+
 if TYPE_CHECKING:
     from crank.routing.compat import CompatFinding, CompatReport
 
@@ -57,24 +59,12 @@ def format_json(report: CompatReport) -> str:
     return json.dumps(report.as_dict(), indent=2) + "\n"
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def github_line(item: CompatFinding) -> str:
     f = item.finding
-    props = ",".join(
-        f"{k}={_escape_property(str(v))}"
-        for k, v in (("file", f.file), ("line", f.line), ("col", f.col), ("title", f.rule))
-    )
     message = f"{f.message} [{f.json_path}]"
     if f.hint:
         message += f"\nhint: {f.hint}"
-    return f"::{f.severity} {props}::{_escape_data(message)}"
+    return github_annotation(f.severity, message, file=f.file, line=f.line, col=f.col, title=f.rule)
 
 
 def format_github(report: CompatReport) -> str:
