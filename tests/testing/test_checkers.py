@@ -386,3 +386,56 @@ def test_a_checker_that_raises_is_reported_as_broken(libreoffice_plugin: LibreOf
     result = check_dependency("libreoffice")
     assert result.broken
     assert "raised KeyError: 'soffice'" in result.reason
+
+
+class BadKindPlugin:
+    def __init__(self, kind: str, checker: object) -> None:
+        self.kind, self.checker = kind, checker
+
+    @hookimpl
+    def crank_register_dependency_checkers(self, register: Callable[[str, object], None]) -> None:
+        register(self.kind, self.checker)
+
+
+@pytest.mark.parametrize(
+    ("kind", "checker", "message"),
+    [
+        (
+            "Libre Office",
+            lambda spec: None,
+            "dependency kind 'Libre Office' is not a valid kind name",
+        ),
+        (
+            "libreoffice",
+            "soffice",
+            "dependency checker for kind 'libreoffice' is not callable: 'soffice'",
+        ),
+        ("exe", lambda spec: None, "dependency kind 'exe' is registered twice"),
+    ],
+)
+def test_bad_registrations_are_plugin_errors(kind: str, checker: object, message: str) -> None:
+    from crank.errors import PluginError
+
+    manager = get_plugin_manager()
+    manager.register(BadKindPlugin(kind, checker), name="test-bad-kind")
+    clear_dependency_cache()
+    try:
+        with pytest.raises(PluginError) as caught:
+            check_dependency("numpy")
+        assert caught.value.message.startswith(message)
+    finally:
+        manager.unregister("test-bad-kind")
+        clear_dependency_cache()
+
+
+def test_an_unknown_kind_names_plugins_that_failed_to_load() -> None:
+    from crank.errors import UsageError
+    from crank.testing.dependencies import DependencyRegistry
+
+    registry = DependencyRegistry({}, failed_plugins=("office (ModuleNotFoundError: uno)",))
+    with pytest.raises(UsageError) as caught:
+        registry.check("libreoffice:calc")
+    assert caught.value.hint is not None
+    assert caught.value.hint.endswith(
+        "plugins that failed to load: office (ModuleNotFoundError: uno)"
+    )
