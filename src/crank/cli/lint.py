@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 
 import click
 
-from crank.errors import UsageError
-
-
-def _parse_today(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"--today {value!r} is not a date", hint="write it as YYYY-MM-DD", subject=value
-        ) from None
+from crank.cli.options import parse_today, report_format
 
 
 @click.command()
@@ -54,10 +41,8 @@ def lint(
     from crank.manifest.lint import Linter
     from crank.manifest.report import render
 
-    if output_format is None:
-        github = os.environ.get("GITHUB_ACTIONS", "").lower() == "true"
-        output_format = "github" if github else "text"
-    linter = Linter(today=_parse_today(today))
+    output_format = report_format(output_format)
+    linter = Linter(today=parse_today(today))
     result = linter.lint_paths(paths or (".",))
     click.echo(render(result, output_format), nl=False)  # type: ignore[arg-type]
     if result.failed(strict=strict):

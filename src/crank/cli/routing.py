@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -10,25 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from crank.cli.options import parse_today, report_format
 from crank.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from crank.manifest import Manifest
     from crank.routing import Router
     from crank.worker.selftest import SelfTestReport
 
 _TODAY_HELP = "Pretend today is this date (sunset checks)."
-
-
-def _parse_today(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"--today {value!r} is not a date", hint="write it as YYYY-MM-DD", subject=value
-        ) from None
 
 
 def _load(path: str) -> Manifest:
@@ -105,7 +96,7 @@ def format_routes_text(router: Router) -> str:
 @click.option("--today", metavar="YYYY-MM-DD", hidden=True, help=_TODAY_HELP)
 def routes(output_format: str, worker_paths: tuple[str, ...], today: str | None) -> None:
     """Print the capability routing table, deprecated ids and legacy paths included."""
-    router = _router(worker_paths, _parse_today(today))
+    router = _router(worker_paths, parse_today(today))
     if output_format == "json":
         payload = {"routes": router.table(), "legacy_routes": router.legacy_routes()}
         click.echo(json.dumps(payload, indent=2))
@@ -157,10 +148,8 @@ def compat(
     from crank.routing.compat_report import render
     from crank.routing.sources import manifest_from_file, manifest_from_text, read_at_ref
 
-    if output_format is None:
-        github = os.environ.get("GITHUB_ACTIONS", "").lower() == "true"
-        output_format = "github" if github else "text"
-    when = _parse_today(today)
+    output_format = report_format(output_format)
+    when = parse_today(today)
     try:
         if git_ref is not None:
             if len(paths) > 1:
@@ -284,7 +273,7 @@ def invoke(
     from crank.worker.host import WorkerHost
 
     payload = _read_input(input_value)
-    router = _router(worker_paths, _parse_today(today))
+    router = _router(worker_paths, parse_today(today))
     target = capability_id
     try:
         resolution = router.resolve(capability_id, payload, caller=caller)
