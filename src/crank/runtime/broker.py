@@ -14,7 +14,13 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
 * a task delivered more than ``max_attempts`` times without an ack or a fail
   (its worker keeps dying) goes to the dead-letter queue with ``WORKER_LOST``;
 * ``release`` puts claimed tasks back unrun, ``recover(consumer)`` makes the
-  tasks of a dead consumer deliverable at once (that attempt counts).
+  tasks of a dead consumer deliverable at once (that attempt counts);
+* ``publish_events`` appends the events a streaming task emits while it runs,
+  numbered 1, 2, 3... per task in publish order; ``read_events(after=n)``
+  returns those numbered above ``n`` (waiting up to ``block_s`` for one) and
+  they expire with the task's result (``result_ttl_s``). Events are published
+  before the task is acked, so a reader that sees the task done and then reads
+  once more has every event (the end of the stream is the task's final status).
 """
 
 from __future__ import annotations
@@ -159,6 +165,19 @@ class Broker(Protocol):
         The supervisor calls this when it sees a worker process die, so its
         in-flight tasks are redelivered within seconds instead of after the
         visibility timeout. Returns how many tasks were recovered.
+        """
+        ...
+
+    def publish_events(self, task_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Append streaming events of a running task (numbered from 1, in order)."""
+        ...
+
+    def read_events(
+        self, task_id: str, after: int, *, block_s: float = 0.0, limit: int = 100
+    ) -> list[tuple[int, Mapping[str, Any]]]:
+        """Up to ``limit`` events numbered above ``after``, oldest first, as ``(seq, event)``.
+
+        Waits up to ``block_s`` for at least one when there is none yet.
         """
         ...
 

@@ -14,7 +14,11 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   finish the running task within ``grace_s`` (past it: release it and exit 1);
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
-  acked once it is back.
+  acked once it is back;
+* streaming capabilities: each event the handler emits is published to the
+  broker at once (``publish_events``), before the task is acked, so the HTTP
+  server can forward it while the handler still runs. Other tasks publish
+  nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.host import OutputInvalid
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import FrameType
 
     from crank.manifest import Capability
@@ -121,8 +125,15 @@ def load_routes(manifest_paths: Sequence[str]) -> dict[str, Route]:
     return routes
 
 
-def run_task(route: Route, claim: Claim) -> Outcome:
-    """Run one claimed task; every exception becomes an error dict, none escapes."""
+def run_task(
+    route: Route,
+    claim: Claim,
+    event_sink: Callable[[Mapping[str, Any]], None] | None = None,
+) -> Outcome:
+    """Run one claimed task; every exception becomes an error dict, none escapes.
+
+    ``event_sink`` receives each event a streaming handler emits, as it emits it.
+    """
     task = claim.task
     timeout = task.timeout_s or route.capability.timeout_s
     ctx = TaskContext(
@@ -133,6 +144,8 @@ def run_task(route: Route, claim: Claim) -> Outcome:
         deadline=time.monotonic() + timeout if timeout else None,
         extras=dict(task.meta),
     )
+    if event_sink is not None:
+        ctx.event_sink = event_sink
     try:
         return Outcome(result=route.host.call(task.capability, task.payload, ctx))
     except CapabilityError as exc:
@@ -398,7 +411,8 @@ class WorkerLoop:
             else:
                 timeout = claim.task.timeout_s or route.capability.timeout_s
                 self._started(claim, started + timeout if timeout else None)
-                outcome = run_task(route, claim)
+                sink = self._event_publisher(claim) if route.capability.streaming else None
+                outcome = run_task(route, claim, sink)
             duration = time.monotonic() - started
             self.processed += 1
             if outcome.error is None:
@@ -413,6 +427,24 @@ class WorkerLoop:
                 status = self._fail(claim, outcome)
                 self._finished(claim.task.capability, status, duration)
         return done
+
+    def _event_publisher(self, claim: Claim) -> Callable[[Mapping[str, Any]], None]:
+        """Publish each event of ``claim``'s task to the broker as it is emitted.
+
+        One event per round trip: a client must see each event while the handler
+        still runs, not when a buffer fills. A broker that stays down fails the task
+        (the error reaches the handler, which the runtime records as a failure).
+        """
+        task_id = claim.task.id
+
+        def publish(event: Mapping[str, Any]) -> None:
+            self._with_retry(
+                "publish an event",
+                lambda: self.broker.publish_events(task_id, [event]),
+                give_up=self._past_grace,
+            )
+
+        return publish
 
     def _finished(self, capability: str, status: str, duration_s: float) -> None:
         if self._on_finished is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -43,6 +44,8 @@ class MemoryBroker:
         self._idempotency: dict[str, str] = {}
         self._seq = 0
         self._cond = threading.Condition()
+        #: task id -> (its events, when they expire); see :meth:`publish_events`.
+        self._events: dict[str, tuple[list[Mapping[str, Any]], float]] = {}
 
     # -- submit ----------------------------------------------------------------
 
@@ -247,6 +250,35 @@ class MemoryBroker:
             self._cond.notify_all()
         return count
 
+    # -- streaming events ------------------------------------------------------
+
+    def publish_events(self, task_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        if not events:
+            return
+        # a JSON round trip, as the other backends store them (and the same errors)
+        copies = [json.loads(json.dumps(dict(event))) for event in events]
+        with self._cond:
+            stored = self._events.get(task_id, ([], 0.0))[0]
+            stored.extend(copies)
+            self._events[task_id] = (stored, time.time() + self.options.result_ttl_s)
+            self._cond.notify_all()
+
+    def read_events(
+        self, task_id: str, after: int, *, block_s: float = 0.0, limit: int = 100
+    ) -> list[tuple[int, Mapping[str, Any]]]:
+        deadline = time.monotonic() + block_s
+        start = max(0, after)
+        with self._cond:
+            while True:
+                stored = self._events.get(task_id, ([], 0.0))[0]
+                if len(stored) > start:
+                    chunk = stored[start : start + max(1, limit)]
+                    return [(start + i + 1, event) for i, event in enumerate(chunk)]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._cond.wait(left)
+
     # -- inspect ---------------------------------------------------------------
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -293,3 +325,5 @@ class MemoryBroker:
             key = self._tasks.pop(tid).record.idempotency_key
             if key is not None and self._idempotency.get(key) == tid:
                 del self._idempotency[key]
+        for tid in [t for t, (_, until) in self._events.items() if until < now]:
+            del self._events[tid]

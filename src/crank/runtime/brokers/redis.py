@@ -12,6 +12,9 @@ Layout (``P`` is the key prefix, default ``crank``):
 * ``P:delayed``: retries waiting out their backoff (zset by due time); the
   claim script moves due ones back onto their stream.
 * ``P:dead``: the dead-letter stream (ids of dead tasks, ``MAXLEN ~ 100000``).
+* ``P:ev:<id>``: the events a streaming task emitted, one stream entry each with
+  the id ``0-<n>`` (n = the event's number); expires ``result_ttl_s`` after the
+  last event. Readers tail it with ``XREAD BLOCK``.
 
 Visibility timeout = the entry's idle time in the PEL: a claim first takes
 entries idle longer than its timeout with ``XAUTOCLAIM`` (their consumer died),
@@ -140,7 +143,17 @@ class RedisBroker:
         )
         self._scripts = {
             name: self._redis.register_script(_lua(name))
-            for name in ("submit", "claim", "adopt", "ack", "fail", "extend", "recover", "stats")
+            for name in (
+                "submit",
+                "claim",
+                "adopt",
+                "ack",
+                "fail",
+                "extend",
+                "recover",
+                "stats",
+                "events",
+            )
         }
         self._run(self._redis.ping, "connect")
 
@@ -362,6 +375,39 @@ class RedisBroker:
 
     def recover(self, consumer: str) -> int:
         return int(self._script("recover", [self.prefix, consumer], "recover tasks"))
+
+    # -- streaming events ------------------------------------------------------
+
+    def publish_events(self, task_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        if not events:
+            return
+        bodies = [json.dumps(dict(event), separators=(",", ":")) for event in events]
+        ttl_ms = max(1, int(self.options.result_ttl_s * 1000))
+        self._script("events", [f"{self.prefix}:ev:{task_id}", ttl_ms, *bodies], "publish events")
+
+    def read_events(
+        self, task_id: str, after: int, *, block_s: float = 0.0, limit: int = 100
+    ) -> list[tuple[int, Mapping[str, Any]]]:
+        """``XREAD`` from entry ``0-<after>``; blocking waits in slices of at most 0.5 s."""
+        key = f"{self.prefix}:ev:{task_id}"
+        deadline = time.monotonic() + block_s
+        while True:
+            left = deadline - time.monotonic()
+            block = None if left <= 0 else max(1, int(min(left, _BLOCK_SLICE_S) * 1000))
+            got = self._run(
+                self._redis.xread,
+                "read events",
+                {key: f"0-{max(0, int(after))}"},
+                count=max(1, int(limit)),
+                block=block,
+            )
+            if got:
+                entries = got[0][1]
+                return [
+                    (int(eid.partition("-")[2]), json.loads(fields["e"])) for eid, fields in entries
+                ]
+            if block is None or time.monotonic() >= deadline:
+                return []
 
     # -- inspect ---------------------------------------------------------------
 

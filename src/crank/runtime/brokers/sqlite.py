@@ -52,6 +52,14 @@ CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (visible_at) WHERE status = 'ru
 CREATE INDEX IF NOT EXISTS tasks_consumer ON tasks (consumer) WHERE consumer IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS task_events (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (task_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS task_events_expiry ON task_events (expires_at);
 """
 
 _COLUMNS = (
@@ -60,6 +68,8 @@ _COLUMNS = (
 )
 _PURGE_EVERY_S = 30.0
 _RESCAN_S = 0.05
+#: longest pause between two looks of a blocking ``read_events``.
+_EVENT_POLL_MAX_S = 0.02
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
@@ -154,6 +164,7 @@ class SqliteBroker:
             return
         self._last_purge = now
         db.execute("DELETE FROM tasks WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))
+        db.execute("DELETE FROM task_events WHERE expires_at < ?", (now,))
 
     # -- submit ----------------------------------------------------------------
 
@@ -444,6 +455,45 @@ class SqliteBroker:
                 return int(cur.rowcount)
         except sqlite3.Error as exc:
             raise self._error("recover tasks", exc) from exc
+
+    # -- streaming events ------------------------------------------------------
+
+    def publish_events(self, task_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        if not events:
+            return
+        bodies = [json.dumps(dict(event), separators=(",", ":")) for event in events]
+        expires = time.time() + self.options.result_ttl_s
+        try:
+            with self._write() as db:
+                (last,) = db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = ?", (task_id,)
+                ).fetchone()
+                db.executemany(
+                    "INSERT INTO task_events (task_id, seq, event, expires_at) VALUES (?, ?, ?, ?)",
+                    [(task_id, int(last) + i, body, expires) for i, body in enumerate(bodies, 1)],
+                )
+        except sqlite3.Error as exc:
+            raise self._error("publish events", exc) from exc
+
+    def read_events(
+        self, task_id: str, after: int, *, block_s: float = 0.0, limit: int = 100
+    ) -> list[tuple[int, Mapping[str, Any]]]:
+        """Poll with short sleeps that grow from 1 ms to 20 ms while nothing comes."""
+        deadline = time.monotonic() + block_s
+        pause = 0.001
+        while True:
+            rows = self._read(
+                "SELECT seq, event FROM task_events WHERE task_id = ? AND seq > ? "
+                "AND expires_at >= ? ORDER BY seq LIMIT ?",
+                (task_id, int(after), time.time(), max(1, int(limit))),
+            )
+            if rows:
+                return [(int(seq), json.loads(body)) for seq, body in rows]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _EVENT_POLL_MAX_S)
 
     # -- inspect ---------------------------------------------------------------
 

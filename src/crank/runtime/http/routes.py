@@ -117,6 +117,22 @@ def _task_doc(record: TaskRecord) -> dict[str, Any]:
     return doc
 
 
+def _wants_sse(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def _timed_out(call: PreparedCall, record: TaskRecord, headers: Mapping[str, str]) -> Response:
+    location = f"/v1/tasks/{record.id}"
+    return error_response(
+        504,
+        "TIMEOUT",
+        f"{call.target} did not finish within {call.capability.timeout_s:g} s",
+        hint=f"the task goes on; poll {location}",
+        headers={**headers, "Location": location},
+        id=record.id,
+    )
+
+
 class Handlers:
     def __init__(self, services: RuntimeServices) -> None:
         self.s = services
@@ -318,22 +334,51 @@ class Handlers:
             payload = await _json_body(request, self.s.config.max_body_bytes)
             call = await self._prepare(request, ref, payload)
             record = await self._submit(request, call)
+            if call.capability.streaming and _wants_sse(request):
+                return await self._stream(request, call, record, started)
             done = await self._wait(record.id, call.capability.timeout_s)
         except Exception as exc:
             return error_for(exc)
         headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
         self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
         if done is None:
-            location = f"/v1/tasks/{record.id}"
-            return error_response(
-                504,
-                "TIMEOUT",
-                f"{call.target} did not finish within {call.capability.timeout_s:g} s",
-                hint=f"the task goes on; poll {location}",
-                headers={**headers, "Location": location},
-                id=record.id,
-            )
+            return _timed_out(call, record, headers)
         return self._result(request, call, done, headers)
+
+    async def _stream(
+        self, request: Request, call: PreparedCall, record: TaskRecord, started: float
+    ) -> Response:
+        """SSE forwarded live: answer once the first event is out (or the task ended)."""
+        import time
+
+        from starlette.responses import StreamingResponse
+
+        from crank.runtime.http.sse import first_look, live_events
+
+        timeout_s = call.capability.timeout_s
+        deadline = time.monotonic() + timeout_s
+        first = await first_look(self.s.broker, record.id, deadline)
+        headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
+        self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
+        if first is None:
+            return _timed_out(call, record, headers)
+        if first.finished and first.record is not None:
+            # ended before any event was published (it failed first, or its worker
+            # does not publish events): the answer of a finished task
+            return self._result(request, call, first.record, headers)
+        body = live_events(
+            self.s.broker,
+            record.id,
+            first.events,
+            deadline=deadline,
+            timeout_s=timeout_s,
+            is_disconnected=request.is_disconnected,
+        )
+        return StreamingResponse(
+            body,
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     def _result(
         self, request: Request, call: PreparedCall, done: TaskRecord, headers: Mapping[str, str]
@@ -356,14 +401,15 @@ class Handlers:
         if not call.capability.streaming:
             return JSONResponse(done.result, headers=dict(headers))
         events = list(done.result) if isinstance(done.result, list) else [done.result]
-        if "text/event-stream" not in request.headers.get("accept", ""):
+        if not _wants_sse(request):
             return JSONResponse({"events": events}, headers=dict(headers))
+        from crank.runtime.http.sse import format_end, format_event
 
         async def stream() -> AsyncIterator[bytes]:
+            # the task ended before a live event was seen: its result holds them all
             for number, event in enumerate(events, start=1):
-                yield f"id: {number}\nevent: message\ndata: {json.dumps(event)}\n\n".encode()
-            summary = json.dumps({"id": done.id, "events": len(events)})
-            yield f"event: end\ndata: {summary}\n\n".encode()
+                yield format_event(number, event)
+            yield format_end(done.id, len(events))
 
         return StreamingResponse(
             stream(),

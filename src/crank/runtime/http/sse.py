@@ -1,0 +1,184 @@
+"""Server-Sent Events of a streaming task, forwarded while its handler runs.
+
+The worker publishes each event to the broker as the handler emits it (before
+the task is acked); this module tails ``broker.read_events`` from the event
+loop (each look is one short call in the threadpool, the waits are
+``asyncio.sleep``, so an idle stream holds no thread) and writes every event as
+soon as it is seen. The end of the stream is the task's final status: when a
+look finds no new event, the task is read; once it is done, one more read takes
+the events published just before the ack, and only a look that finds the task
+done *and* no event left ends the stream.
+
+Wire format, per event ``id: <n>`` / ``event: message`` / ``data: <json>``;
+at the end ``event: end`` with ``{"id": task, "events": count}``, or, when
+the task failed or ran past its timeout after events were sent, ``event:
+error`` with the error. A comment line (``: keep-alive``) goes out after
+``KEEPALIVE_S`` without events, so proxies keep the connection open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+    from crank.runtime.broker import Broker, TaskRecord
+
+#: events taken per look.
+PAGE = 100
+#: first pause between two looks that found nothing, and the longest one.
+MIN_POLL_S = 0.005
+MAX_POLL_S = 0.05
+#: a comment line after this long without events.
+KEEPALIVE_S = 15.0
+#: how often an idle stream asks whether the client is still there.
+DISCONNECT_CHECK_S = 0.5
+
+Events = list[tuple[int, "Mapping[str, Any]"]]
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one look at the broker found."""
+
+    events: Events
+    #: the task, read only when no new event was found (None: not read, or gone).
+    record: TaskRecord | None = None
+    #: the task is done (or gone) and every event it published has been read.
+    finished: bool = False
+
+
+def look(broker: Broker, task_id: str, after: int) -> Look:
+    """New events; when there are none, the task's state (blocking; run it in a thread)."""
+    events = broker.read_events(task_id, after, limit=PAGE)
+    if events:
+        return Look(events)
+    record = broker.get(task_id)
+    if record is not None and not record.done:
+        return Look([], record)
+    # done (or expired): events published before the ack are all there now
+    trailing = broker.read_events(task_id, after, limit=PAGE)
+    return Look(trailing, record, finished=not trailing)
+
+
+def format_event(seq: int, event: Mapping[str, Any]) -> bytes:
+    return f"id: {seq}\nevent: message\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def format_end(task_id: str, count: int) -> bytes:
+    return f"event: end\ndata: {json.dumps({'id': task_id, 'events': count})}\n\n".encode()
+
+
+def format_error(body: Mapping[str, Any]) -> bytes:
+    return f"event: error\ndata: {json.dumps(dict(body))}\n\n".encode()
+
+
+class _Pacer:
+    """Pauses that grow while nothing comes and shrink back when an event arrives."""
+
+    def __init__(self) -> None:
+        self.delay = MIN_POLL_S
+
+    def reset(self) -> None:
+        self.delay = MIN_POLL_S
+
+    async def pause(self, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, min(self.delay, deadline - time.monotonic())))
+        self.delay = min(self.delay * 2, MAX_POLL_S)
+
+
+async def _look(broker: Broker, task_id: str, after: int) -> Look:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(look, broker, task_id, after)
+
+
+async def first_look(broker: Broker, task_id: str, deadline: float) -> Look | None:
+    """Wait for the task's first events or its end; None when the deadline passes first."""
+    pacer = _Pacer()
+    while True:
+        found = await _look(broker, task_id, 0)
+        if found.events or found.record is None or found.record.done:
+            return found
+        if time.monotonic() >= deadline:
+            return None
+        await pacer.pause(deadline)
+
+
+def _failure(record: TaskRecord | None, task_id: str) -> dict[str, Any] | None:
+    """The ``event: error`` body of a task that did not succeed; None when it did."""
+    if record is None:
+        return {
+            "code": "TASK_NOT_FOUND",
+            "message": f"task {task_id} is gone (its result expired)",
+            "id": task_id,
+        }
+    if record.status == "succeeded":
+        return None
+    error = dict(record.error or {})
+    return {
+        "code": str(error.get("code", "WORKER_FAILED")),
+        "message": str(error.get("message", f"task {task_id} {record.status}")),
+        "id": task_id,
+        "status": record.status,
+        "attempts": record.attempts,
+    }
+
+
+async def live_events(
+    broker: Broker,
+    task_id: str,
+    first: Sequence[tuple[int, Mapping[str, Any]]],
+    *,
+    deadline: float,
+    timeout_s: float,
+    is_disconnected: Callable[[], Any],
+) -> AsyncIterator[bytes]:
+    """The SSE body: ``first`` events, then each new one as it is published, then the end."""
+    sent = 0
+    after = 0
+    for seq, event in first:
+        yield format_event(seq, event)
+        sent, after = sent + 1, seq
+    pacer = _Pacer()
+    last_write = next_disconnect_check = time.monotonic()
+    while True:
+        found = await _look(broker, task_id, after)
+        for seq, event in found.events:
+            yield format_event(seq, event)
+            sent, after = sent + 1, seq
+        now = time.monotonic()
+        if found.events:
+            pacer.reset()
+            last_write = now
+            continue
+        if found.finished:
+            failure = _failure(found.record, task_id)
+            yield format_end(task_id, sent) if failure is None else format_error(failure)
+            return
+        if now >= deadline:
+            yield format_error(
+                {
+                    "code": "TIMEOUT",
+                    "message": f"the task did not finish within {timeout_s:g} s",
+                    "hint": f"the task goes on; poll /v1/tasks/{task_id}",
+                    "id": task_id,
+                }
+            )
+            return
+        if now >= next_disconnect_check:
+            next_disconnect_check = now + DISCONNECT_CHECK_S
+            if await is_disconnected():
+                return
+        if now - last_write >= KEEPALIVE_S:
+            last_write = now
+            yield b": keep-alive\n\n"
+        await pacer.pause(deadline)
+
+
+__all__ = ["Look", "first_look", "format_end", "format_event", "live_events", "look"]
