@@ -146,3 +146,36 @@ def test_a_failure_before_any_event_is_an_http_error(
         )
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "WORKER_FAILED"
+
+
+def test_a_client_that_disconnects_frees_its_request_slot(
+    make_services: Callable[..., RuntimeServices],
+    serve: Callable[[RuntimeServices], httpx.Client],
+) -> None:
+    """With one request allowed at a time, the next one is served once the stream stops."""
+    import time
+
+    services = make_services(max_inflight_requests=1)
+    client = serve(services)
+
+    def script(broker: Broker, claim: Any, go: threading.Event) -> None:
+        broker.publish_events(claim.task.id, [{"i": 1}])
+        assert go.wait(WAIT_S)
+        broker.ack(claim, [{"i": 1}])
+
+    with ScriptedWorker(services.broker, script):
+        with _sse(client) as r:
+            frames = _frames(r.iter_lines())  # kept: closing it would close the response
+            assert next(frames)["data"] == '{"i": 1}'
+            assert client.get("/v1/capabilities").status_code == 429  # the stream holds it
+        client.close()  # the connection is gone while the task still runs
+        other = serve(services)
+        deadline = time.monotonic() + WAIT_S / 2
+        status = 429
+        while status == 429 and time.monotonic() < deadline:
+            status = other.get("/v1/capabilities").status_code
+            time.sleep(0.05)
+        assert status == 200
+        task = services.broker.get(r.headers["x-crank-task-id"])
+        assert task is not None
+        assert task.status == "running"
