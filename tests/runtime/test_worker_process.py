@@ -310,3 +310,20 @@ def test_task_finished_hook_counts_tasks_when_metrics_are_on(
         assert registry.get_sample_value("crank_tasks_total", labels) == before + 3
     finally:
         reset_plugin_manager()
+
+
+def test_streaming_tasks_publish_each_event_and_other_tasks_publish_none(
+    memory: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http_workers = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_workers"
+    monkeypatch.syspath_prepend(str(http_workers))
+    routes = load_routes([str(http_workers / "crank.yaml")])
+    loop = WorkerLoop(config(), broker=memory, routes=routes)
+    count = memory.submit(TaskSpec("demo.count", {"n": 3}))
+    echo = memory.submit(TaskSpec("demo.echo", {"text": "hi"}))
+    with Running(loop):
+        done = wait_final(memory, [count.id, echo.id])
+    assert [r.status for r in done] == ["succeeded", "succeeded"]
+    assert memory.read_events(count.id, 0) == [(1, {"i": 1}), (2, {"i": 2}), (3, {"i": 3})]
+    assert done[0].result == [{"i": 1}, {"i": 2}, {"i": 3}]
+    assert memory.read_events(echo.id, 0) == []
