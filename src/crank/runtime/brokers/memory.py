@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from crank.runtime.broker import Claim, QueueStats, TaskRecord, TaskSpec, TaskStatus
-from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.common import BatchBroker, BrokerOptions, new_id, worker_lost_error
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
@@ -27,7 +27,7 @@ class _Entry:
     expires_at: float | None = None
 
 
-class MemoryBroker:
+class MemoryBroker(BatchBroker):
     """Everything in a dict behind one lock; not shared across processes."""
 
     def __init__(
@@ -48,9 +48,6 @@ class MemoryBroker:
         self._events: dict[str, tuple[list[Mapping[str, Any]], float]] = {}
 
     # -- submit ----------------------------------------------------------------
-
-    def submit(self, spec: TaskSpec) -> TaskRecord:
-        return self.submit_many([spec])[0]
 
     def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]:
         now = time.time()
@@ -166,9 +163,6 @@ class MemoryBroker:
 
     # -- finish ----------------------------------------------------------------
 
-    def ack(self, claim: Claim, result: Any) -> None:
-        self.ack_many([(claim, result)])
-
     def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None:
         now = time.time()
         with self._cond:
@@ -199,9 +193,6 @@ class MemoryBroker:
                 return "retrying"
             entry.record = replace(rec, status="dead", error=dict(error), updated_at=now)
             return "dead"
-
-    def extend(self, claim: Claim, visibility_timeout_s: float) -> bool:
-        return self.extend_many([claim], visibility_timeout_s)[0]
 
     def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
         now = time.time()

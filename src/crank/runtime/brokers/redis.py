@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import BrokerError
 from crank.runtime.broker import Claim, QueueStats, TaskRecord, TaskSpec, TaskStatus
-from crank.runtime.brokers.common import BrokerOptions, new_id
+from crank.runtime.brokers.common import BatchBroker, BrokerOptions, new_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -115,7 +115,7 @@ def _split_receipt(receipt: str) -> tuple[str, str]:
     return entry, token
 
 
-class RedisBroker:
+class RedisBroker(BatchBroker):
     """A task queue on Redis Streams; thread-safe (one connection pool)."""
 
     def __init__(
@@ -175,9 +175,6 @@ class RedisBroker:
 
     # -- submit ----------------------------------------------------------------
 
-    def submit(self, spec: TaskSpec) -> TaskRecord:
-        return self.submit_many([spec])[0]
-
     def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]:
         if not specs:
             return []
@@ -218,24 +215,6 @@ class RedisBroker:
         return records
 
     # -- claim -----------------------------------------------------------------
-
-    def claim(
-        self,
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
-    ) -> list[Claim]:
-        return self.ack_and_claim(
-            [],
-            consumer,
-            capabilities=capabilities,
-            limit=limit,
-            visibility_timeout_s=visibility_timeout_s,
-            block_s=block_s,
-        )
 
     def ack_and_claim(
         self,
@@ -322,9 +301,6 @@ class RedisBroker:
 
     # -- finish ----------------------------------------------------------------
 
-    def ack(self, claim: Claim, result: Any) -> None:
-        self.ack_many([(claim, result)])
-
     def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None:
         if not items:
             return
@@ -351,9 +327,6 @@ class RedisBroker:
             repr(due),
         ]
         return cast("TaskStatus", self._script("fail", args, "record a failure"))
-
-    def extend(self, claim: Claim, visibility_timeout_s: float) -> bool:
-        return self.extend_many([claim], visibility_timeout_s)[0]
 
     def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
         # The idle clock restarts now; the group-wide timeout decides when it runs out.

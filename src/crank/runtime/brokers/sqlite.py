@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import BrokerError
 from crank.runtime.broker import Claim, QueueStats, TaskRecord, TaskSpec, TaskStatus
-from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.common import BatchBroker, BrokerOptions, new_id, worker_lost_error
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -91,7 +91,7 @@ def _record(row: Sequence[Any]) -> TaskRecord:
     )
 
 
-class SqliteBroker:
+class SqliteBroker(BatchBroker):
     """A task queue in one SQLite file; open one per process (or per thread)."""
 
     def __init__(
@@ -168,9 +168,6 @@ class SqliteBroker:
 
     # -- submit ----------------------------------------------------------------
 
-    def submit(self, spec: TaskSpec) -> TaskRecord:
-        return self.submit_many([spec])[0]
-
     def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]:
         now = time.time()
         records = [
@@ -233,24 +230,6 @@ class SqliteBroker:
         return records
 
     # -- claim -----------------------------------------------------------------
-
-    def claim(
-        self,
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
-    ) -> list[Claim]:
-        return self.ack_and_claim(
-            [],
-            consumer,
-            capabilities=capabilities,
-            limit=limit,
-            visibility_timeout_s=visibility_timeout_s,
-            block_s=block_s,
-        )
 
     def ack_and_claim(
         self,
@@ -352,9 +331,6 @@ class SqliteBroker:
 
     # -- finish ----------------------------------------------------------------
 
-    def ack(self, claim: Claim, result: Any) -> None:
-        self.ack_many([(claim, result)])
-
     def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None:
         if not items:
             return
@@ -407,9 +383,6 @@ class SqliteBroker:
                 return "dead"
         except sqlite3.Error as exc:
             raise self._error("record a failure", exc) from exc
-
-    def extend(self, claim: Claim, visibility_timeout_s: float) -> bool:
-        return self.extend_many([claim], visibility_timeout_s)[0]
 
     def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
         if not claims:
