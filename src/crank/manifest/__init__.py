@@ -70,30 +70,45 @@ def __getattr__(name: str) -> Any:
 MANIFEST_GLOBS = ("crank.yaml", "*.crank.yaml")
 
 
-def load_manifest(path: Path | str) -> Manifest:
-    """Load and schema-validate one manifest.
+def manifest_from_document(
+    doc: LoadedDocument,
+    path: Path | str | None = None,
+    *,
+    hint: str = "run `crank lint` on the file for every finding",
+) -> Manifest:
+    """Schema-validate a loaded document and build its :class:`Manifest`.
 
-    Raises :class:`~crank.errors.ManifestError` whose ``findings`` locate every problem.
+    Raises :class:`~crank.errors.ManifestError` naming the first error (and how many
+    more), with every finding in ``findings``; ``hint`` is used when the first
+    finding has none of its own.
     """
     from pathlib import Path
 
     from crank.errors import ManifestError
-    from crank.manifest.loader import load_document
     from crank.manifest.model import manifest_from_dict
     from crank.manifest.validate import schema_findings
 
-    doc = load_document(path)
     findings = [f for f in schema_findings(doc) if f.severity == "error"]
     if findings:
         first = findings[0]
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         raise ManifestError(
             f"{first.file}:{first.line}:{first.col} {first.rule} {first.message}{more}",
-            hint=first.hint or "run `crank lint` on the file for every finding",
-            subject=str(path),
+            hint=first.hint or hint,
+            subject=doc.file,
             findings=tuple(findings),
         )
-    return manifest_from_dict(doc.data, Path(path))
+    return manifest_from_dict(doc.data, Path(path) if path is not None else None)
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    """Load and schema-validate one manifest.
+
+    Raises :class:`~crank.errors.ManifestError` whose ``findings`` locate every problem.
+    """
+    from crank.manifest.loader import load_document
+
+    return manifest_from_document(load_document(path), path)
 
 
 __all__ = [
@@ -116,6 +131,7 @@ __all__ = [
     "load_document",
     "load_manifest",
     "manifest_from_dict",
+    "manifest_from_document",
     "manifest_schema",
     "schema_findings",
 ]

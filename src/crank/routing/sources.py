@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crank.errors import ManifestError, UsageError
+from crank.errors import UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from crank.manifest import LoadedDocument, Manifest
 
 
@@ -16,38 +17,19 @@ def manifest_from_text(
     text: str, label: str, path: Path | None = None
 ) -> tuple[Manifest, LoadedDocument]:
     """Parse and schema-validate manifest ``text``; ``label`` names it in messages."""
-    from crank.manifest import manifest_from_dict, schema_findings
+    from crank.manifest import manifest_from_document
     from crank.manifest.loader import parse_yaml
 
     doc = parse_yaml(text, label)
-    errors = [f for f in schema_findings(doc) if f.severity == "error"]
-    if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ManifestError(
-            f"{first.file}:{first.line}:{first.col} {first.rule} {first.message}{more}",
-            hint=first.hint or f"run `crank lint` on {label}",
-            subject=label,
-            findings=tuple(errors),
-        )
-    return manifest_from_dict(doc.data, path), doc
+    return manifest_from_document(doc, path, hint=f"run `crank lint` on {label}"), doc
 
 
 def manifest_from_file(path: Path | str) -> tuple[Manifest, LoadedDocument]:
-    from crank.manifest import load_document, manifest_from_dict, schema_findings
+    from crank.manifest import load_document, manifest_from_document
 
     doc = load_document(path)
-    errors = [f for f in schema_findings(doc) if f.severity == "error"]
-    if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ManifestError(
-            f"{first.file}:{first.line}:{first.col} {first.rule} {first.message}{more}",
-            hint=first.hint or f"run `crank lint {path}` for every finding",
-            subject=str(path),
-            findings=tuple(errors),
-        )
-    return manifest_from_dict(doc.data, Path(path)), doc
+    hint = f"run `crank lint {path}` for every finding"
+    return manifest_from_document(doc, path, hint=hint), doc
 
 
 def read_at_ref(ref: str, path: Path) -> str | None:
