@@ -23,7 +23,9 @@ import pluggy
 from crank import hookspecs
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
+
+    from crank.manifest import Manifest
 
 ENTRY_POINT_GROUP = "crank"
 DISABLE_ENV = "CRANK_DISABLE_PLUGINS"
@@ -99,6 +101,21 @@ class CrankPluginManager:
             if p not in paths:
                 paths.append(p)
         return paths
+
+    def worker_manifests(self) -> Iterator[tuple[Path, Manifest]]:
+        """``(path, manifest)`` of every installed worker, each loaded when reached."""
+        from crank.manifest import load_manifest
+
+        for path in self.manifest_paths():
+            yield path, load_manifest(path)
+
+    def find_worker(self, name: str) -> tuple[Path, Manifest] | None:
+        """The installed worker whose ``metadata.name`` is ``name``, or None."""
+        return next(((p, m) for p, m in self.worker_manifests() if m.name == name), None)
+
+    def worker_names(self) -> list[str]:
+        """Sorted names of the installed workers (for hints that list them)."""
+        return sorted(m.name for _, m in self.worker_manifests())
 
     def call_each(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of a gathering hook, each on its own.

@@ -312,20 +312,17 @@ def invoke(
 
 
 def _find_worker(name: str) -> Manifest:
-    from crank.manifest import load_manifest
     from crank.plugins import get_plugin_manager
 
     if name.endswith((".yaml", ".yml")) or os.sep in name or Path(name).is_file():
         return _load(name)
-    installed = []
-    for path in get_plugin_manager().manifest_paths():
-        manifest = load_manifest(path)
-        if manifest.name == name:
-            return manifest
-        installed.append(manifest.name)
+    manager = get_plugin_manager()
+    found = manager.find_worker(name)
+    if found is not None:
+        return found[1]
     raise UsageError(
         f"no installed worker is named {name!r}",
-        hint=f"installed workers: {', '.join(sorted(installed)) or 'none'}; "
+        hint=f"installed workers: {', '.join(manager.worker_names()) or 'none'}; "
         "or give the path of its crank.yaml",
         subject=name,
     )

@@ -290,18 +290,15 @@ def worker_project(
         return load_project(".")
     except GenerateError:
         pass
-    from crank.manifest import load_manifest
     from crank.plugins import get_plugin_manager
 
-    names = []
-    for path in get_plugin_manager().manifest_paths():
-        found = load_manifest(path)
-        if found.name == worker:
-            return load_project(None, path)
-        names.append(found.name)
+    manager = get_plugin_manager()
+    found = manager.find_worker(worker)
+    if found is not None:
+        return load_project(None, found[0])
     raise GenerateError(
         f"no worker {worker!r}: no crank.yaml in the current folder and no installed worker "
-        f"of that name (installed: {', '.join(sorted(names)) or 'none'})",
+        f"of that name (installed: {', '.join(manager.worker_names()) or 'none'})",
         hint="pass --manifest PATH or --project DIR, or install the worker (pip install -e DIR)",
         subject=worker,
     )

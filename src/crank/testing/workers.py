@@ -68,18 +68,15 @@ def find_manifest(target: str | Path) -> Path:
             hint="pass the path of a crank.yaml, its folder, or an installed worker's name",
             subject=str(target),
         )
-    from crank.manifest import load_manifest
     from crank.plugins import get_plugin_manager
 
-    names = []
-    for manifest_path in get_plugin_manager().manifest_paths():
-        manifest = load_manifest(manifest_path)
-        if manifest.name == target:
-            return manifest_path
-        names.append(manifest.name)
+    manager = get_plugin_manager()
+    found = manager.find_worker(str(target))
+    if found is not None:
+        return found[0]
     raise WorkerError(
         f"no installed worker named {target!r}",
-        hint=f"installed workers: {', '.join(sorted(names)) or 'none'}; "
+        hint=f"installed workers: {', '.join(manager.worker_names()) or 'none'}; "
         "pip install -e the worker package or pass its crank.yaml path",
         subject=str(target),
     )
