@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from crank.errors import CrankError
@@ -29,35 +27,74 @@ def _drop_event(event: Mapping[str, Any]) -> None:
     return None
 
 
-@dataclass
 class TaskContext:
     """What a handler knows about the task it runs.
 
     The runtime fills the sinks; in-process calls (tests, ``crank invoke``) get
     ones that record or drop. ``deadline`` is a :func:`time.monotonic` value.
+    One is built per task, so it is a plain slotted class whose logger is made on
+    first use: most handlers never log, and the queue's hot path pays for every
+    allocation here.
     """
 
-    capability: str
-    task_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    attempt: int = 1
-    max_attempts: int = 1
-    deadline: float | None = None
-    logger: logging.LoggerAdapter[logging.Logger] | Any = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    progress_sink: ProgressSink = _drop_progress
-    event_sink: EventSink = _drop_event
-    #: free-form values the runtime passes along (caller id, trace id, request id).
-    extras: dict[str, Any] = field(default_factory=dict)
-    #: the capability's declared error classes (``ctx.errors.INVALID_INPUT("...")``);
-    #: filled by :class:`~crank.worker.host.WorkerHost` when left None.
-    errors: Any = None
+    __slots__ = (
+        "_cancelled",
+        "_logger",
+        "attempt",
+        "capability",
+        "deadline",
+        "errors",
+        "event_sink",
+        "extras",
+        "max_attempts",
+        "progress_sink",
+        "task_id",
+    )
 
-    def __post_init__(self) -> None:
-        if self.logger is None:
-            self.logger = logging.LoggerAdapter(
+    def __init__(
+        self,
+        capability: str,
+        task_id: str | None = None,
+        attempt: int = 1,
+        max_attempts: int = 1,
+        deadline: float | None = None,
+        logger: logging.LoggerAdapter[logging.Logger] | Any = None,
+        progress_sink: ProgressSink = _drop_progress,
+        event_sink: EventSink = _drop_event,
+        extras: dict[str, Any] | None = None,
+        errors: Any = None,
+    ) -> None:
+        self.capability = capability
+        self.task_id = task_id if task_id is not None else uuid.uuid4().hex
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.deadline = deadline
+        self._logger = logger
+        self.progress_sink = progress_sink
+        self.event_sink = event_sink
+        #: free-form values the runtime passes along (caller id, trace id, request id).
+        self.extras: dict[str, Any] = extras if extras is not None else {}
+        #: the capability's declared error classes (``ctx.errors.INVALID_INPUT("...")``);
+        #: filled by :class:`~crank.worker.host.WorkerHost` when left None.
+        self.errors = errors
+        self._cancelled = False
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskContext(capability={self.capability!r}, task_id={self.task_id!r}, "
+            f"attempt={self.attempt}, max_attempts={self.max_attempts}, "
+            f"deadline={self.deadline!r})"
+        )
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger] | Any:
+        """A logger adapter carrying ``task_id`` and ``capability`` on every record."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(
                 logging.getLogger(f"crank.task.{self.capability}"),
                 {"task_id": self.task_id, "capability": self.capability},
             )
+        return self._logger
 
     @classmethod
     def for_call(cls, capability: str, timeout_s: float | None = None, **kw: Any) -> TaskContext:
@@ -74,12 +111,11 @@ class TaskContext:
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel_event.is_set() or (
-            self.deadline is not None and time.monotonic() >= self.deadline
-        )
+        return self._cancelled or (self.deadline is not None and time.monotonic() >= self.deadline)
 
     def cancel(self) -> None:
-        self.cancel_event.set()
+        """Ask the handler to stop (from any thread); it sees it at its next check."""
+        self._cancelled = True
 
     def check_cancelled(self) -> None:
         """Raise :class:`TaskCancelled` if the task was cancelled or its deadline passed."""

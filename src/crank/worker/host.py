@@ -23,7 +23,7 @@ from crank.worker.validation import SchemaValidator, schema_errors
 
 __all__ = ["OutputInvalid", "WorkerHost", "check_handlers", "import_entrypoint", "schema_errors"]
 
-#: How often a running async handler looks at ``ctx.cancel_event`` (seconds).
+#: How often a running async handler looks at ``ctx.cancelled`` (seconds).
 CANCEL_POLL_S = 0.02
 
 if TYPE_CHECKING:
@@ -149,6 +149,9 @@ class WorkerHost:
             check_handlers(manifest, type(app))
         self.app = app
         self._handlers = {cap: getattr(app, name) for cap, name in type(app).handlers().items()}
+        #: how each handler is driven, decided once instead of on every call.
+        self._kinds = {cap: _handler_kind(handler) for cap, handler in self._handlers.items()}
+        self._capabilities = {cap.id: cap for cap in manifest.capabilities}
         self._validators: dict[tuple[str, str], SchemaValidator] = {}
         self._local = threading.local()
         self._runners: list[asyncio.Runner] = []
@@ -195,7 +198,7 @@ class WorkerHost:
     # -- validation ------------------------------------------------------------
 
     def capability(self, capability_id: str) -> Capability:
-        cap = self.manifest.capability(capability_id)
+        cap = self._capabilities.get(capability_id)
         if cap is None:
             from crank.errors import CapabilityNotFound
 
@@ -273,23 +276,25 @@ class WorkerHost:
         self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
     ) -> Any:
         """Validate, run the handler (on this thread), validate the result."""
-        self.start()
+        if not self._started:
+            self.start()
         ctx = self._context(capability_id, ctx)
         self.validate_input(capability_id, data)
         handler = self._handlers[capability_id]
         ctx.check_cancelled()
+        kind = self._kinds[capability_id]
         try:
-            if inspect.isasyncgenfunction(handler):
-                collect = _collect_async(handler(dict(data), ctx), ctx, self, capability_id)
-                result = self._run(_until_cancelled(collect, ctx))
-            elif inspect.isgeneratorfunction(handler):
-                result = _collect_sync(handler(dict(data), ctx), ctx, self, capability_id)
-            elif inspect.iscoroutinefunction(handler):
-                result = self._run(_until_cancelled(handler(dict(data), ctx), ctx))
-            else:
+            if kind == "sync":
                 result = handler(dict(data), ctx)
                 if inspect.isawaitable(result):
                     result = self._run(_until_cancelled(result, ctx))
+            elif kind == "asyncgen":
+                collect = _collect_async(handler(dict(data), ctx), ctx, self, capability_id)
+                result = self._run(_until_cancelled(collect, ctx))
+            elif kind == "gen":
+                result = _collect_sync(handler(dict(data), ctx), ctx, self, capability_id)
+            else:
+                result = self._run(_until_cancelled(handler(dict(data), ctx), ctx))
         except CapabilityError as exc:
             raise self._declared(capability_id, exc) from None
         if not self.capability(capability_id).streaming:
@@ -302,7 +307,7 @@ class WorkerHost:
         """Async variant: async handlers run on the caller's loop, sync ones in a thread."""
         ctx = self._context(capability_id, ctx)
         handler = self._handlers.get(capability_id)
-        if handler is not None and inspect.iscoroutinefunction(handler):
+        if handler is not None and self._kinds[capability_id] == "coro":
             self.validate_input(capability_id, data)
             if not self._started:
                 await asyncio.to_thread(self.start)
@@ -314,6 +319,17 @@ class WorkerHost:
             self.validate_output(capability_id, result)
             return result
         return await asyncio.to_thread(self.call, capability_id, data, ctx)
+
+
+def _handler_kind(handler: Any) -> str:
+    """``asyncgen``, ``gen``, ``coro`` or ``sync`` (which may still return an awaitable)."""
+    if inspect.isasyncgenfunction(handler):
+        return "asyncgen"
+    if inspect.isgeneratorfunction(handler):
+        return "gen"
+    if inspect.iscoroutinefunction(handler):
+        return "coro"
+    return "sync"
 
 
 async def _await(value: Any) -> Any:
