@@ -1,7 +1,19 @@
-"""An in-process broker with the full semantics, for tests and single-process use."""
+"""An in-process broker with the full semantics, for tests and single-process use.
+
+Claiming costs O(log n) per task delivered, however many are queued (plus a
+look at the head of each capability asked for): a task that can be claimed
+now sits in a heap of its capability, ordered as the protocol says
+(expired leases first, then higher priority, then oldest); a task that cannot
+yet (a lease running, a retry backing off) sits in one heap ordered by the time
+it becomes visible, and moves over when that time comes. A task whose state
+changes is pushed again rather than searched for: its older heap items go stale
+and are dropped when they surface (lazy deletion).
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import threading
 import time
@@ -24,7 +36,15 @@ class _Entry:
     visible_at: float
     consumer: str | None = None
     receipt: str | None = None
-    expires_at: float | None = None
+    #: the token of the entry's newest heap item; older items are stale.
+    token: int = 0
+
+
+#: (expired lease first, -priority, visible_at, seq, token, entry): the claim order.
+#: Tokens are unique, so comparisons never reach the entry.
+_ReadyItem = tuple[bool, int, float, int, int, _Entry]
+#: (visible_at, token, entry): a lease or a backoff, due at visible_at.
+_WaitingItem = tuple[float, int, _Entry]
 
 
 class MemoryBroker(BatchBroker):
@@ -43,6 +63,13 @@ class MemoryBroker(BatchBroker):
         self._tasks: dict[str, _Entry] = {}
         self._idempotency: dict[str, str] = {}
         self._seq = 0
+        self._tokens = itertools.count(1)
+        #: capability -> heap of the tasks claimable now; see :meth:`_schedule`.
+        self._ready: dict[str, list[_ReadyItem]] = {}
+        #: heap of the leased and backing-off tasks, soonest visible first.
+        self._waiting: list[_WaitingItem] = []
+        #: heap of (expires_at, task id) of the acked tasks; see :meth:`_purge`.
+        self._expiry: list[tuple[float, str]] = []
         self._cond = threading.Condition()
         #: task id -> (its events, when they expire); see :meth:`publish_events`.
         self._events: dict[str, tuple[list[Mapping[str, Any]], float]] = {}
@@ -75,7 +102,9 @@ class MemoryBroker(BatchBroker):
                     meta=dict(spec.meta),
                 )
                 self._seq += 1
-                self._tasks[record.id] = _Entry(record, self._seq, now)
+                entry = _Entry(record, self._seq, now)
+                self._tasks[record.id] = entry
+                self._schedule(entry, now)
                 if key is not None:
                     self._idempotency[key] = record.id
                 out.append(record)
@@ -126,21 +155,12 @@ class MemoryBroker(BatchBroker):
         self, consumer: str, caps: frozenset[str] | None, limit: int, vt: float
     ) -> list[Claim]:
         now = time.time()
-        ready = sorted(
-            (
-                e
-                for e in self._tasks.values()
-                if e.record.status in _ACTIVE
-                and e.visible_at <= now
-                and (caps is None or e.record.capability in caps)
-            ),
-            # expired leases first (the oldest work), then higher priority, then oldest
-            key=lambda e: (e.record.status != "running", -e.record.priority, e.visible_at, e.seq),
-        )
+        self._promote_due(now)
         receipt = new_id()
         claims: list[Claim] = []
-        for entry in ready:
-            if len(claims) >= limit:
+        while len(claims) < limit:
+            entry = self._pop_ready(caps)
+            if entry is None:
                 break
             attempts = entry.record.attempts + 1
             if attempts > entry.record.max_attempts:
@@ -158,8 +178,49 @@ class MemoryBroker(BatchBroker):
             entry.visible_at = now + vt
             entry.consumer = consumer
             entry.receipt = receipt
+            self._schedule(entry, now)
             claims.append(Claim(task=entry.record, receipt=receipt, attempt=attempts))
         return claims
+
+    # -- scheduling: where each active task waits to be claimed -----------------
+
+    def _schedule(self, entry: _Entry, now: float) -> None:
+        """File ``entry`` (just submitted or changed) where the next claim will find it.
+
+        A new token makes the entry's older heap items stale. A lease always goes
+        to the waiting heap, even one already expired (a zero visibility timeout):
+        only the next claim may deliver it again, never the one that made it.
+        """
+        entry.token = next(self._tokens)
+        if entry.record.status == "running" or entry.visible_at > now:
+            heapq.heappush(self._waiting, (entry.visible_at, entry.token, entry))
+        else:
+            self._push_ready(entry)
+
+    def _push_ready(self, entry: _Entry) -> None:
+        rec = entry.record
+        # expired leases first (the oldest work), then higher priority, then oldest
+        key = (rec.status != "running", -rec.priority, entry.visible_at, entry.seq)
+        heapq.heappush(self._ready.setdefault(rec.capability, []), (*key, entry.token, entry))
+
+    def _promote_due(self, now: float) -> None:
+        """Make claimable the leases that expired and the retries whose backoff is over."""
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            _, token, entry = heapq.heappop(waiting)
+            if _is_current(token, entry):
+                self._push_ready(entry)
+
+    def _pop_ready(self, caps: frozenset[str] | None) -> _Entry | None:
+        """Take the next task to deliver among ``caps`` (every capability when None)."""
+        best: list[_ReadyItem] | None = None
+        for capability in self._ready if caps is None else caps:
+            heap = self._ready.get(capability)
+            while heap and not _is_current(heap[0][4], heap[0][5]):
+                heapq.heappop(heap)
+            if heap and (best is None or heap[0] < best[0]):
+                best = heap
+        return None if best is None else heapq.heappop(best)[5]
 
     # -- finish ----------------------------------------------------------------
 
@@ -174,7 +235,7 @@ class MemoryBroker(BatchBroker):
                     entry.record, status="succeeded", result=result, error=None, updated_at=now
                 )
                 entry.consumer = entry.receipt = None
-                entry.expires_at = now + self.options.result_ttl_s
+                heapq.heappush(self._expiry, (now + self.options.result_ttl_s, claim.task.id))
 
     def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
         now = time.time()
@@ -189,6 +250,7 @@ class MemoryBroker(BatchBroker):
             if retryable and rec.attempts < rec.max_attempts:
                 entry.record = replace(rec, status="retrying", error=dict(error), updated_at=now)
                 entry.visible_at = now + self.options.retry.delay_s(rec.attempts)
+                self._schedule(entry, now)
                 self._cond.notify_all()
                 return "retrying"
             entry.record = replace(rec, status="dead", error=dict(error), updated_at=now)
@@ -207,6 +269,7 @@ class MemoryBroker(BatchBroker):
                 )
                 if held and entry is not None:
                     entry.visible_at = now + visibility_timeout_s
+                    self._schedule(entry, now)
                 out.append(held)
         return out
 
@@ -227,9 +290,11 @@ class MemoryBroker(BatchBroker):
                 )
                 entry.visible_at = entry.record.created_at
                 entry.consumer = entry.receipt = None
+                self._schedule(entry, now)
             self._cond.notify_all()
 
     def recover(self, consumer: str) -> int:
+        now = time.time()
         count = 0
         with self._cond:
             for entry in self._tasks.values():
@@ -237,6 +302,7 @@ class MemoryBroker(BatchBroker):
                     entry.record = replace(entry.record, status="pending")
                     entry.visible_at = entry.record.created_at
                     entry.consumer = entry.receipt = None
+                    self._schedule(entry, now)
                     count += 1
             self._cond.notify_all()
         return count
@@ -309,12 +375,19 @@ class MemoryBroker(BatchBroker):
         return None
 
     def _purge(self, now: float) -> None:
-        expired = [
-            tid for tid, e in self._tasks.items() if e.expires_at is not None and e.expires_at < now
-        ]
-        for tid in expired:
+        # only acked tasks expire, each acked once: the heap holds no stale items
+        while self._expiry and self._expiry[0][0] < now:
+            tid = heapq.heappop(self._expiry)[1]
             key = self._tasks.pop(tid).record.idempotency_key
             if key is not None and self._idempotency.get(key) == tid:
                 del self._idempotency[key]
         for tid in [t for t, (_, until) in self._events.items() if until < now]:
             del self._events[tid]
+
+
+def _is_current(token: int, entry: _Entry) -> bool:
+    """Whether a heap item is the entry's newest and the task is still queued or running.
+
+    Acks and dead letters leave the items of their tasks behind: those are dropped here.
+    """
+    return token == entry.token and entry.record.status in _ACTIVE
