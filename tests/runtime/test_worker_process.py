@@ -205,6 +205,58 @@ def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> N
     assert (done.status, done.attempts) == ("succeeded", 1)
 
 
+def _batches_then_a_long_one(broker: Broker, seconds: float) -> list[TaskRecord]:
+    """Batches of two: two quick tasks (a fast batch, so the next one is prefetched),
+    then a batch that sleeps, then two quick ones that are prefetched while it sleeps.
+    One capability, so every backend claims them in this order."""
+    durations = [0.0, 0.0, seconds, 0.0, 0.0, 0.0]
+    return broker.submit_many([TaskSpec("fixture.sleep", {"seconds": s}) for s in durations])
+
+
+@pytest.mark.slow
+def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> None:
+    broker = open_broker(broker_url)
+    loop = WorkerLoop(
+        config(broker_url, batch_size=2, visibility_timeout_s=0.8, heartbeat_s=0.1), broker=broker
+    )
+    records = _batches_then_a_long_one(broker, 1.6)
+    with Running(loop):
+        while (got := broker.get(records[2].id)) is None or got.status != "running":
+            time.sleep(0.01)
+        # past the visibility timeout, the prefetched no-ops are still held by the worker
+        deadline = time.monotonic() + 1.3
+        while time.monotonic() < deadline:
+            assert broker.claim("thief", limit=10, visibility_timeout_s=0.8) == []
+            time.sleep(0.05)
+        done = wait_final(broker, [r.id for r in records])
+    assert [(d.status, d.attempts) for d in done] == [("succeeded", 1)] * 6
+    broker.close()
+
+
+@pytest.mark.slow
+def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(broker_url: str) -> None:
+    broker = open_broker(broker_url)
+    loop = WorkerLoop(config(broker_url, batch_size=2), broker=broker)
+    records = _batches_then_a_long_one(broker, 0.5)
+    with Running(loop):
+        while (got := broker.get(records[2].id)) is None or got.status != "running":
+            time.sleep(0.01)
+        loop.request_stop()
+    assert loop.processed == 3
+    after = [broker.get(r.id) for r in records]
+    assert [(a.status, a.attempts) for a in after if a is not None] == [
+        ("succeeded", 1),
+        ("succeeded", 1),
+        ("succeeded", 1),  # the running task finished within the grace period
+        ("pending", 0),  # the rest of its batch, given back unrun
+        ("pending", 0),  # the prefetched batch, given back unrun
+        ("pending", 0),
+    ]
+    # given back means claimable by anyone at once, not after the visibility timeout
+    assert len(broker.claim("other", limit=10, visibility_timeout_s=30)) == 3
+    broker.close()
+
+
 @pytest.mark.slow
 def test_grace_period_over_releases_the_running_task(memory: Broker) -> None:
     exits: list[int] = []

@@ -11,6 +11,10 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
 * an ``idempotency_key`` seen before returns the first task instead of a new one;
 * higher ``priority`` is claimed first; within a priority, oldest first;
 * ``submit_many`` / ``claim(limit=N)`` / ``ack_many`` batch the round trips;
+  ``begin_ack_and_claim`` sends the ack of one batch and the claim of the next
+  and returns at once, so the worker runs a batch while the broker works on
+  the next one (a network backend overlaps them; an in-process one finishes
+  before it returns);
 * a task delivered more than ``max_attempts`` times without an ack or a fail
   (its worker keeps dying) goes to the dead-letter queue with ``WORKER_LOST``;
 * ``release`` puts claimed tasks back unrun, ``recover(consumer)`` makes the
@@ -106,6 +110,15 @@ class QueueStats:
     oldest_pending_age_s: float
 
 
+class PendingClaims(Protocol):
+    """An ack-and-claim on its way (see :meth:`Broker.begin_ack_and_claim`)."""
+
+    def result(self) -> list[Claim]:
+        """Wait for the claims; raises ``BrokerError`` when the broker did not answer
+        (then the ack may or may not have happened: acking again is harmless)."""
+        ...
+
+
 @runtime_checkable
 class Broker(Protocol):
     """A durable task queue. Implementations must be safe across processes."""
@@ -137,6 +150,23 @@ class Broker(Protocol):
         block_s: float = 0.0,
     ) -> list[Claim]:
         """``ack_many(items)`` then ``claim(...)`` in one round trip (the worker loop)."""
+        ...
+
+    def begin_ack_and_claim(
+        self,
+        items: Sequence[tuple[Claim, Any]],
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+    ) -> PendingClaims:
+        """Start ``ack_and_claim(..., block_s=0)``; ``result()`` of the answer waits for it.
+
+        Every call's ``result()`` must be taken (a connection is held until then).
+        Results that are not JSON raise ``TypeError``/``ValueError`` here, before
+        anything is sent.
+        """
         ...
 
     def ack(self, claim: Claim, result: Any) -> None: ...

@@ -15,6 +15,11 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
   acked once it is back;
+* fast batches (quicker than ``prefetch_below_s`` and full) overlap with the
+  broker: the ack of the last batch and the claim of the next are sent before
+  the batch runs and read after it (``Broker.begin_ack_and_claim``); the
+  heartbeat holds prefetched tasks if a batch turns out long, SIGTERM gives
+  them back unrun;
 * streaming capabilities: each event the handler emits is published to the
   broker at once (``publish_events``), before the task is acked, so the HTTP
   server can forward it while the handler still runs. Other tasks publish
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from crank.manifest import Capability
-    from crank.runtime.broker import Broker, Claim
+    from crank.runtime.broker import Broker, Claim, PendingClaims
     from crank.worker.host import WorkerHost
 
 T = TypeVar("T")
@@ -76,6 +81,10 @@ class WorkerProcessConfig:
     reconnect_max_s: float = 5.0
     #: flush acks of a batch once the oldest result waited this long.
     ack_flush_s: float = 0.05
+    #: claim the next batch while this one runs when the last batch took less than
+    #: this; slower batches do not need it (a round trip is small next to them) and
+    #: would only keep tasks from idle workers.
+    prefetch_below_s: float = 0.1
 
     @property
     def heartbeat_interval_s(self) -> float:
@@ -172,6 +181,42 @@ def run_task(
         return Outcome(error=error)
 
 
+class Prefetch:
+    """The next batch, claimed while this one runs (:meth:`Broker.begin_ack_and_claim`).
+
+    Its answer is read once, by whichever thread gets there first: the loop when
+    the batch is done, or the heartbeat (so prefetched tasks are held, and kept
+    invisible, while a batch runs long), or the grace timer (to give them back).
+    """
+
+    def __init__(
+        self,
+        pending: PendingClaims,
+        acked: list[tuple[Claim, Any]],
+        hold: Callable[[Sequence[Claim]], None],
+    ) -> None:
+        self.acked = acked
+        self._pending = pending
+        self._hold = hold
+        self._lock = threading.Lock()
+        self._claims: list[Claim] | None = None
+        self._error: BrokerError | None = None
+
+    def collect(self) -> list[Claim]:
+        with self._lock:
+            if self._claims is None and self._error is None:
+                try:
+                    self._claims = self._pending.result()
+                except BrokerError as exc:
+                    self._error = exc
+                else:
+                    self._hold(self._claims)
+            if self._error is not None:
+                raise self._error
+            assert self._claims is not None
+            return self._claims
+
+
 class WorkerLoop:
     """The claim → run → ack loop of one process (see the module docstring)."""
 
@@ -205,6 +250,7 @@ class WorkerLoop:
         self._stop_deadline: float | None = None
         self._grace_timer: threading.Timer | None = None
         self._heartbeat_stop = threading.Event()
+        self._prefetch: Prefetch | None = None
         self.processed = 0
 
     # -- broker access with reconnection ---------------------------------------------
@@ -274,6 +320,7 @@ class WorkerLoop:
         interval = self.config.heartbeat_interval_s
         vt = self.config.visibility_timeout_s
         while not self._heartbeat_stop.wait(interval):
+            self._collect_prefetch()
             now = time.monotonic()
             with self._held_lock:
                 # a task past its own deadline is not kept: if it hangs, it is redelivered
@@ -314,7 +361,15 @@ class WorkerLoop:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
+    def _collect_prefetch(self) -> None:
+        """Hold the tasks of a prefetch still in flight (from the heartbeat or grace timer)."""
+        prefetch = self._prefetch
+        if prefetch is not None:
+            with contextlib.suppress(BrokerError):
+                prefetch.collect()
+
     def _grace_expired(self) -> None:
+        self._collect_prefetch()
         with self._held_lock:
             held = [c for c, _ in self._held.values()]
         log.error("grace period over: releasing %d tasks and exiting", len(held))
@@ -342,10 +397,24 @@ class WorkerLoop:
         )
         try:
             done: list[tuple[Claim, Any]] = []
+            claims: list[Claim] = []
+            fast = False  # did the last batch finish quickly enough to prefetch?
             while not self.stop_event.is_set():
-                claims, done = self._claim(done)
-                if claims:
-                    done = self._run_batch(claims)
+                if not claims:
+                    claims, done = self._claim(done)  # waits up to block_s for work
+                    continue
+                # a full batch says more is waiting; a short one that the queue is empty
+                more = len(claims) >= self.config.batch_size
+                prefetch = self._begin_prefetch(done) if fast and more else None
+                if prefetch is not None:
+                    done = []  # the prefetch acks them
+                started = time.monotonic()
+                results = self._run_batch(claims)
+                fast = time.monotonic() - started < self.config.prefetch_below_s
+                if prefetch is None:
+                    claims, done = [], done + results
+                else:
+                    claims, done = self._end_prefetch(prefetch, results)
             self._ack(done)
         finally:
             self._heartbeat_stop.set()
@@ -389,6 +458,40 @@ class WorkerLoop:
             return self._claim(done)
         self._drop([c for c, _ in done])
         return got, []
+
+    def _begin_prefetch(self, done: list[tuple[Claim, Any]]) -> Prefetch | None:
+        """Send the ack of ``done`` and the claim of the next batch; None: do it the slow way."""
+        cfg = self.config
+        try:
+            pending = self.broker.begin_ack_and_claim(
+                done,
+                cfg.consumer,
+                capabilities=self.capabilities,
+                limit=cfg.batch_size,
+                visibility_timeout_s=cfg.visibility_timeout_s,
+            )
+        except (BrokerError, TypeError, ValueError):
+            return None  # broker down or a result that is not JSON: _claim deals with both
+        self._prefetch = Prefetch(pending, done, self._hold)
+        return self._prefetch
+
+    def _end_prefetch(
+        self, prefetch: Prefetch, results: list[tuple[Claim, Any]]
+    ) -> tuple[list[Claim], list[tuple[Claim, Any]]]:
+        """The prefetched claims and the results still to ack."""
+        try:
+            claims = prefetch.collect()
+        except BrokerError as exc:
+            # Unknown whether the ack went through: ack again (harmless) the slow way.
+            log.warning("prefetching the next batch failed: %s", exc.message)
+            return [], prefetch.acked + results
+        finally:
+            self._prefetch = None
+        self._drop([c for c, _ in prefetch.acked])
+        if self.stop_event.is_set():
+            self._release(claims)
+            claims = []
+        return claims, results
 
     def _run_batch(self, claims: list[Claim]) -> list[tuple[Claim, Any]]:
         """Run a batch; returns the results not acked yet (the next claim acks them)."""

@@ -66,6 +66,37 @@ def test_batch_submit_claim_ack(broker: Broker) -> None:
     assert [r.result["n"] for r in results if r is not None] == list(range(50))
 
 
+def test_begin_ack_and_claim_acks_one_batch_and_claims_the_next(broker: Broker) -> None:
+    records = broker.submit_many([spec(n=i) for i in range(4)])
+    first = broker.claim("w1", limit=2)
+    pending = broker.begin_ack_and_claim(
+        [(c, {"n": c.task.payload["n"]}) for c in first], "w1", limit=2
+    )
+    second = pending.result()
+    assert [c.task.payload["n"] for c in first + second] == [0, 1, 2, 3]
+    assert all(c.attempt == 1 for c in second)
+    done = [broker.get(r.id) for r in records[:2]]
+    assert [(d.status, d.result) for d in done if d is not None] == [
+        ("succeeded", {"n": 0}),
+        ("succeeded", {"n": 1}),
+    ]
+    assert broker.begin_ack_and_claim([(c, None) for c in second], "w1", limit=2).result() == []
+    assert all((r := broker.get(c.task.id)) is not None and r.done for c in second)
+
+
+def test_begin_ack_and_claim_refuses_a_result_that_is_not_json_before_sending(
+    broker: Broker,
+) -> None:
+    broker.submit_many([spec(n=0), spec(n=1)])
+    [claim] = broker.claim("w1")
+    with pytest.raises((TypeError, ValueError)):
+        broker.begin_ack_and_claim([(claim, {"bad": {1, 2}})], "w1").result()
+    still = broker.get(claim.task.id)
+    assert still is not None and still.status == "running"
+    # nothing was sent: the other task is still there for the next claim
+    assert [c.task.payload["n"] for c in broker.claim("w1")] == [1]
+
+
 def test_higher_priority_first_then_oldest(broker: Broker) -> None:
     broker.submit(spec(n=1, priority=0))
     broker.submit(spec(n=2, priority=5))

@@ -13,7 +13,7 @@ from crank.runtime.retry import RetryPolicy
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
-    from crank.runtime.broker import Claim, TaskRecord, TaskSpec
+    from crank.runtime.broker import Claim, PendingClaims, TaskRecord, TaskSpec
 
 DEFAULT_RESULT_TTL_S = 86_400.0
 
@@ -44,6 +44,16 @@ class BrokerOptions:
         return RetryPolicy(base_s=self.retry_base_s, max_s=self.retry_max_s)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """:class:`~crank.runtime.broker.PendingClaims` that already arrived."""
+
+    claims: list[Claim]
+
+    def result(self) -> list[Claim]:
+        return self.claims
+
+
 class BatchBroker(ABC):
     """A backend implements the batch operations, one round trip each; the
     single-item operations of :class:`~crank.runtime.broker.Broker` are batches of one."""
@@ -68,6 +78,26 @@ class BatchBroker(ABC):
         visibility_timeout_s: float = 30.0,
         block_s: float = 0.0,
     ) -> list[Claim]: ...
+
+    def begin_ack_and_claim(
+        self,
+        items: Sequence[tuple[Claim, Any]],
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+    ) -> PendingClaims:
+        """In-process backends have nothing to overlap: the work is done before this returns."""
+        return Claimed(
+            self.ack_and_claim(
+                items,
+                consumer,
+                capabilities=capabilities,
+                limit=limit,
+                visibility_timeout_s=visibility_timeout_s,
+            )
+        )
 
     def submit(self, spec: TaskSpec) -> TaskRecord:
         return self.submit_many([spec])[0]

@@ -225,9 +225,12 @@ class MemoryBroker(BatchBroker):
     # -- finish ----------------------------------------------------------------
 
     def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None:
+        # Results are kept as JSON copies, like the other backends store them; one
+        # that is not JSON raises before anything changes.
+        results = [json.loads(json.dumps(result)) for _, result in items]
         now = time.time()
         with self._cond:
-            for claim, result in items:
+            for (claim, _), result in zip(items, results, strict=True):
                 entry = self._tasks.get(claim.task.id)
                 if entry is None or entry.record.status not in _ACTIVE:
                     continue

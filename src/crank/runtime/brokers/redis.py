@@ -12,12 +12,17 @@ Layout (``P`` is the key prefix, default ``crank``):
 * ``P:delayed``: retries waiting out their backoff (zset by due time); the
   claim script moves due ones back onto their stream.
 * ``P:dead``: the dead-letter stream (ids of dead tasks, ``MAXLEN ~ 100000``).
+* ``P:reclaim:<stream>``: set (100 ms) when a claim scanned the stream's
+  pending entries with ``XAUTOCLAIM``; no claim scans again until it expires,
+  so claims stay cheap with many tasks in flight. ``release``, ``recover`` and
+  a scan that found more than it could take delete it.
 * ``P:ev:<id>``: the events a streaming task emitted, one stream entry each with
   the id ``0-<n>`` (n = the event's number); expires ``result_ttl_s`` after the
   last event. Readers tail it with ``XREAD BLOCK``.
 
 Visibility timeout = the entry's idle time in the PEL: a claim first takes
-entries idle longer than its timeout with ``XAUTOCLAIM`` (their consumer died),
+entries idle longer than its timeout with ``XAUTOCLAIM`` (their consumer died;
+at most 100 ms late, see ``P:reclaim``),
 heartbeats reset the idle time (``XCLAIM ... JUSTID``), ``release``/``recover``
 set it huge so the next claim takes them at once. Workers sharing a queue
 should use the same visibility timeout.
@@ -33,7 +38,9 @@ arrives first. ``stats().running`` counts the entries in the PELs, including
 released or recovered ones until they are claimed again.
 
 Every operation is one Lua script call (one round trip, atomic), batches
-included; ``ack_and_claim`` sends the ack and the next claim in one pipeline.
+included; ``ack_and_claim`` sends the ack and the next claim together, and
+``begin_ack_and_claim`` returns once they are written, so a worker runs its
+batch while Redis claims the next one (the replies wait in the socket).
 """
 
 from __future__ import annotations
@@ -46,7 +53,14 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import BrokerError
-from crank.runtime.broker import Claim, QueueStats, TaskRecord, TaskSpec, TaskStatus
+from crank.runtime.broker import (
+    Claim,
+    PendingClaims,
+    QueueStats,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+)
 from crank.runtime.brokers.common import BatchBroker, BrokerOptions, new_id
 
 if TYPE_CHECKING:
@@ -134,6 +148,7 @@ class RedisBroker(BatchBroker):
         self.prefix = prefix
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
         self._errors: tuple[type[Exception], ...] = (redis_lib.RedisError,)
+        self._no_script = redis_lib.exceptions.NoScriptError
         self._redis: redis_lib.Redis = redis_lib.Redis.from_url(
             url,
             decode_responses=True,
@@ -163,15 +178,43 @@ class RedisBroker(BatchBroker):
         try:
             return call(*args, **kwargs)
         except self._errors as exc:
-            raise BrokerError(
-                f"Redis broker {self.url}: cannot {what}: {exc}",
-                hint="check that redis-server runs and is reachable at that address "
-                "(redis-cli -u URL ping); workers reconnect by themselves once it is back",
-                subject=self.url,
-            ) from exc
+            raise self._error(what, exc) from exc
 
     def _script(self, name: str, args: Sequence[Any], what: str) -> Any:
         return self._run(self._scripts[name], what, keys=[], args=list(args))
+
+    def _send(self, calls: Sequence[tuple[str, list[Any]]], what: str) -> _Inflight:
+        """Write ``EVALSHA`` of each ``(script, args)`` on a connection of the pool and
+        return without waiting: :meth:`_Inflight.replies` reads the answers.
+
+        This is what lets a worker run one batch while Redis claims the next. Unlike
+        a redis-py pipeline of scripts it sends no ``SCRIPT EXISTS`` first; a script
+        Redis no longer knows (it restarted) is loaded and run again when its
+        ``NOSCRIPT`` answer is read, which is safe because it did not run.
+        """
+        pool = self._redis.connection_pool
+        conn = self._run(pool.get_connection, what)
+        try:
+            conn.send_packed_command(
+                conn.pack_commands(
+                    [("EVALSHA", self._scripts[name].sha, 0, *args) for name, args in calls]
+                )
+            )
+        except BaseException as exc:
+            conn.disconnect()
+            pool.release(conn)
+            if isinstance(exc, self._errors):
+                raise self._error(what, exc) from exc
+            raise
+        return _Inflight(self, conn, calls, what)
+
+    def _error(self, what: str, exc: Exception) -> BrokerError:
+        return BrokerError(
+            f"Redis broker {self.url}: cannot {what}: {exc}",
+            hint="check that redis-server runs and is reachable at that address "
+            "(redis-cli -u URL ping); workers reconnect by themselves once it is back",
+            subject=self.url,
+        )
 
     # -- submit ----------------------------------------------------------------
 
@@ -216,6 +259,33 @@ class RedisBroker(BatchBroker):
 
     # -- claim -----------------------------------------------------------------
 
+    def begin_ack_and_claim(
+        self,
+        items: Sequence[tuple[Claim, Any]],
+        consumer: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        limit: int = 1,
+        visibility_timeout_s: float = 30.0,
+    ) -> PendingClaims:
+        """Write the ack script and the claim script on one connection; read them later."""
+        caps = None if capabilities is None else sorted(set(capabilities))
+        receipt = new_id()
+        calls: list[tuple[str, list[Any]]] = [("ack", self._ack_args(items))] if items else []
+        args: list[Any] = [
+            self.prefix,
+            consumer,
+            limit,
+            repr(time.time()),
+            max(1, int(visibility_timeout_s * 1000)),
+            receipt,
+            random.randrange(1 << 16),  # noqa: S311 - fairness, not security
+            -1 if caps is None else len(caps),
+            *(caps or ()),
+        ]
+        calls.append(("claim", args))
+        return _PendingClaims(self, self._send(calls, "ack and claim tasks"), receipt)
+
     def ack_and_claim(
         self,
         items: Sequence[tuple[Claim, Any]],
@@ -226,35 +296,23 @@ class RedisBroker(BatchBroker):
         visibility_timeout_s: float = 30.0,
         block_s: float = 0.0,
     ) -> list[Claim]:
-        """Ack ``items`` and claim the next batch in one round trip (a pipeline)."""
-        caps = None if capabilities is None else sorted(set(capabilities))
+        """Ack ``items`` and claim the next batch in one round trip."""
         deadline = time.monotonic() + block_s
         while True:
-            receipt = new_id()
-            args: list[Any] = [
-                self.prefix,
+            claims = self.begin_ack_and_claim(
+                items,
                 consumer,
-                limit,
-                repr(time.time()),
-                max(1, int(visibility_timeout_s * 1000)),
-                receipt,
-                random.randrange(1 << 16),  # noqa: S311 - fairness, not security
-                -1 if caps is None else len(caps),
-                *(caps or ()),
-            ]
-            if items:
-                pipe = self._redis.pipeline(transaction=False)
-                self._scripts["ack"](keys=[], args=self._ack_args(items), client=pipe)
-                self._scripts["claim"](keys=[], args=args, client=pipe)
-                flat = self._run(pipe.execute, "ack and claim tasks")[1]
-                items = []
-            else:
-                flat = self._script("claim", args, "claim tasks")
-            if flat:
-                return list(self._claims(flat, receipt))
+                capabilities=capabilities,
+                limit=limit,
+                visibility_timeout_s=visibility_timeout_s,
+            ).result()
+            items = []
+            if claims:
+                return claims
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
+            caps = None if capabilities is None else sorted(set(capabilities))
             claims = self._block(consumer, caps, limit, min(left, _BLOCK_SLICE_S))
             if claims:
                 return claims
@@ -430,3 +488,68 @@ class RedisBroker(BatchBroker):
 
     def close(self) -> None:
         self._redis.close()
+
+
+class _Inflight:
+    """Script calls written to one connection whose replies are not read yet."""
+
+    def __init__(
+        self,
+        broker: RedisBroker,
+        conn: Any,
+        calls: Sequence[tuple[str, list[Any]]],
+        what: str,
+    ) -> None:
+        self._broker = broker
+        self._conn = conn
+        self._calls = calls
+        self._what = what
+
+    def replies(self) -> list[Any]:
+        """Read every reply (keeping the connection in step), then give it back."""
+        broker, conn = self._broker, self._conn
+        replies: list[Any] = []
+        failure: Exception | None = None
+        try:
+            for _ in self._calls:
+                try:
+                    replies.append(conn.read_response())
+                except broker._no_script as exc:
+                    replies.append(exc)
+                except broker._errors as exc:
+                    if not _is_reply_error(exc):
+                        raise  # the connection broke: nothing more can be read
+                    replies.append(exc)
+                    failure = failure or exc
+        except BaseException as exc:
+            conn.disconnect()
+            if isinstance(exc, broker._errors):
+                raise broker._error(self._what, exc) from exc
+            raise
+        finally:
+            broker._redis.connection_pool.release(conn)
+        if failure is not None:
+            raise broker._error(self._what, failure)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, broker._no_script):
+                name, args = self._calls[i]
+                replies[i] = broker._script(name, args, self._what)  # loads it, runs it
+        return replies
+
+
+def _is_reply_error(exc: Exception) -> bool:
+    """An error Redis answered with (the connection is still usable), not a broken one."""
+    import redis as redis_lib
+
+    return isinstance(exc, redis_lib.ResponseError)
+
+
+class _PendingClaims:
+    def __init__(self, broker: RedisBroker, inflight: _Inflight, receipt: str) -> None:
+        self._broker = broker
+        self._inflight = inflight
+        self._receipt = receipt
+
+    def result(self) -> list[Claim]:
+        flat = self._inflight.replies()[-1]
+        return list(self._broker._claims(flat, self._receipt)) if flat else []
