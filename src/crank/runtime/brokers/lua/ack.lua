@@ -9,8 +9,8 @@ for i = 4, #ARGV, 3 do
   local h = redis.call('HMGET', key, 'status', 'stream', 'idempotency_key')
   if h[1] then
     if h[1] ~= 'succeeded' and h[1] ~= 'dead' then
-      redis.call('HSET', key, 'status', 'succeeded', 'result', ARGV[i + 2],
-        'updated_at', now, 'consumer', '', 'receipt', '')
+      -- consumer and receipt stay: they only mean something while the status is running
+      redis.call('HSET', key, 'status', 'succeeded', 'result', ARGV[i + 2], 'updated_at', now)
       redis.call('EXPIRE', key, ttl)
       if h[1] == 'retrying' then redis.call('ZREM', P .. ':delayed', ARGV[i]) end
       if h[3] and h[3] ~= '' then redis.call('EXPIRE', P .. ':idem:' .. h[3], ttl) end

@@ -43,14 +43,21 @@ local got = 0
 for _, s in ipairs(streams) do
   if got >= limit then break end
   local stream = s[1]
-  -- entries idle past the visibility timeout (their consumer died or hung), oldest first
-  local cursor = '0-0'
-  for _ = 1, 4 do
-    if got >= limit then break end
-    local r = redis.call('XAUTOCLAIM', stream, GROUP, CONSUMER, min_idle, cursor, 'COUNT', limit - got)
-    for _, ent in ipairs(r[2]) do got = got + take(S, stream, ent) end
-    cursor = r[1]
-    if cursor == '0-0' then break end
+  -- entries idle past the visibility timeout (their consumer died or hung), oldest
+  -- first. XAUTOCLAIM walks the pending entries, which is most of a claim's cost when
+  -- many are in flight, so a stream is scanned at most every 100 ms by anyone (a
+  -- scan cut short, a release and a recover clear that mark, so nothing waits on it).
+  local mark = P .. ':reclaim:' .. stream
+  if got < limit and redis.call('SET', mark, '1', 'PX', 100, 'NX') then
+    local cursor = '0-0'
+    for _ = 1, 4 do
+      if got >= limit then break end
+      local r = redis.call('XAUTOCLAIM', stream, GROUP, CONSUMER, min_idle, cursor, 'COUNT', limit - got)
+      for _, ent in ipairs(r[2]) do got = got + take(S, stream, ent) end
+      cursor = r[1]
+      if cursor == '0-0' then break end
+    end
+    if cursor ~= '0-0' then redis.call('DEL', mark) end
   end
   if got < limit then
     local r = redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER, 'COUNT', limit - got, 'STREAMS', stream, '>')

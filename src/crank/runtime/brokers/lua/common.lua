@@ -11,7 +11,9 @@ local function take(S, stream, ent)
   end
   local id = fields[2]
   local key = P .. ':t:' .. id
-  local h = redis.call('HMGET', key, 'status', 'max_attempts')
+  -- one read for the checks below and for the record the worker gets
+  local h = redis.call('HMGET', key, 'status', 'max_attempts', 'attempts', 'capability', 'payload',
+    'priority', 'idempotency_key', 'created_at', 'timeout_s', 'meta')
   local status = h[1]
   if (not status) or status == 'succeeded' or status == 'dead' or status == 'retrying' then
     -- finished (or waiting for its retry under a newer entry): this entry is stale
@@ -19,22 +21,22 @@ local function take(S, stream, ent)
     redis.call('XDEL', stream, eid)
     return 0
   end
-  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+  local attempts = tonumber(h[3]) + 1
   if attempts > tonumber(h[2]) then
     local err = cjson.encode({code = 'WORKER_LOST', type = 'WorkerLost',
       message = 'the task was delivered ' .. (attempts - 1) ..
         ' times and its worker never finished it (the worker process died or hung each time)'})
     redis.call('HSET', key, 'status', 'dead', 'error', err, 'updated_at', NOW,
-      'attempts', attempts - 1, 'consumer', '', 'receipt', '')
+      'consumer', '', 'receipt', '')
     redis.call('XACK', stream, GROUP, eid)
     redis.call('XDEL', stream, eid)
     redis.call('XADD', P .. ':dead', 'MAXLEN', '~', 100000, '*', 't', id)
     return 0
   end
-  redis.call('HSET', key, 'status', 'running', 'consumer', S.CONSUMER, 'receipt', S.RECEIPT,
-    'entry', eid, 'updated_at', NOW)
+  redis.call('HSET', key, 'status', 'running', 'attempts', attempts, 'consumer', S.CONSUMER,
+    'receipt', S.RECEIPT, 'entry', eid, 'updated_at', NOW)
+  -- the fields _claimed() in redis.py expects, in its order
   S.out[#S.out + 1] = eid
-  S.out[#S.out + 1] = redis.call('HMGET', key, 'id', 'capability', 'payload', 'priority',
-    'attempts', 'max_attempts', 'idempotency_key', 'created_at', 'timeout_s', 'meta')
+  S.out[#S.out + 1] = {id, h[4], h[5], h[6], attempts, h[2], h[7], h[8], h[9], h[10]}
   return 1
 end

@@ -12,6 +12,7 @@ for i = 3, #ARGV, 3 do
       redis.call('HSET', key, 'status', 'pending', 'consumer', '', 'receipt', '',
         'attempts', math.max(0, tonumber(h[5]) - 1))
       redis.call('XCLAIM', h[3], 'crank', h[4], 0, ARGV[i + 1], 'IDLE', 1000000000000, 'JUSTID')
+      redis.call('DEL', P .. ':reclaim:' .. h[3])
     else
       redis.call('XCLAIM', h[3], 'crank', h[4], 0, ARGV[i + 1], 'JUSTID')
     end

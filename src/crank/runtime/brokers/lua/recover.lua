@@ -9,5 +9,6 @@ for _, stream in ipairs(streams) do
     redis.call('XCLAIM', stream, 'crank', ARGV[2], 0, p[1], 'IDLE', 1000000000000, 'JUSTID')
     count = count + 1
   end
+  redis.call('DEL', P .. ':reclaim:' .. stream)
 end
 return count
