@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
 
+_new_object = object.__new__
+
 TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
 
@@ -71,6 +73,43 @@ class TaskRecord:
     error: Mapping[str, Any] | None = None
     timeout_s: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def claimed(
+        cls,
+        id: str,
+        capability: str,
+        payload: Mapping[str, Any],
+        priority: int,
+        attempts: int,
+        max_attempts: int,
+        idempotency_key: str | None,
+        created_at: float,
+        updated_at: float,
+        timeout_s: float | None,
+        meta: Mapping[str, Any],
+    ) -> TaskRecord:
+        """A running task as a backend decoded it from its own storage, built without
+        the frozen dataclass's per-field ``object.__setattr__`` (a worker builds one per
+        task; this is 5x cheaper). Every field is set; a test holds this to ``__init__``."""
+        record = _new_object(cls)
+        record.__dict__.update(
+            id=id,
+            capability=capability,
+            payload=payload,
+            status="running",
+            priority=priority,
+            attempts=attempts,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+            created_at=created_at,
+            updated_at=updated_at,
+            result=None,
+            error=None,
+            timeout_s=timeout_s,
+            meta=meta,
+        )
+        return record
 
     @property
     def done(self) -> bool:

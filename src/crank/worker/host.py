@@ -286,7 +286,7 @@ class WorkerHost:
         try:
             if kind == "sync":
                 result = handler(dict(data), ctx)
-                if inspect.isawaitable(result):
+                if type(result) not in _PLAIN and inspect.isawaitable(result):
                     result = self._run(_until_cancelled(result, ctx))
             elif kind == "asyncgen":
                 collect = _collect_async(handler(dict(data), ctx), ctx, self, capability_id)
@@ -319,6 +319,10 @@ class WorkerHost:
             self.validate_output(capability_id, result)
             return result
         return await asyncio.to_thread(self.call, capability_id, data, ctx)
+
+
+#: result types that are never awaitable (most handlers return a dict).
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
 
 
 def _handler_kind(handler: Any) -> str:

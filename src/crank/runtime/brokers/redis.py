@@ -108,11 +108,10 @@ def _claimed(fields: Sequence[str], now: float) -> TaskRecord:
     task_id, capability, payload, priority, attempts, max_attempts, key, created, timeout, meta = (
         fields
     )
-    return TaskRecord(
+    return TaskRecord.claimed(
         id=task_id,
         capability=capability,
         payload=json.loads(payload),
-        status="running",
         priority=int(priority),
         attempts=int(attempts),
         max_attempts=int(max_attempts),
