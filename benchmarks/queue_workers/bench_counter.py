@@ -55,6 +55,13 @@ def count() -> None:
         struct.pack_into("<q", mm, offset, value + 1)
 
 
+def processes(path: str) -> int:
+    """How many processes have counted at least one task."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return sum(1 for i in range(SLOTS) if SLOT.unpack_from(data, i * SLOT.size)[0] != 0)
+
+
 def total(path: str) -> int:
     with open(path, "rb") as f:
         data = f.read()
