@@ -205,11 +205,12 @@ def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> N
     assert (done.status, done.attempts) == ("succeeded", 1)
 
 
-def _batches_then_a_long_one(broker: Broker, seconds: float) -> list[TaskRecord]:
-    """Batches of two: two quick tasks (a fast batch, so the next one is prefetched),
-    then a batch that sleeps, then two quick ones that are prefetched while it sleeps.
+def _batches_then_a_long_one(broker: Broker, seconds: float, tail: int) -> list[TaskRecord]:
+    """Claims with batch_size 2: one quick task (a first claim asks for one), then a
+    quick one and one that sleeps ``seconds``, during which the next two quick ones
+    are prefetched (the batch before was fast and full); then ``tail`` more.
     One capability, so every backend claims them in this order."""
-    durations = [0.0, 0.0, seconds, 0.0, 0.0, 0.0]
+    durations = [0.0, 0.0, seconds, 0.0, 0.0] + [0.0] * tail
     return broker.submit_many([TaskSpec("fixture.sleep", {"seconds": s}) for s in durations])
 
 
@@ -219,7 +220,7 @@ def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> N
     loop = WorkerLoop(
         config(broker_url, batch_size=2, visibility_timeout_s=0.8, heartbeat_s=0.1), broker=broker
     )
-    records = _batches_then_a_long_one(broker, 1.6)
+    records = _batches_then_a_long_one(broker, 1.6, tail=0)
     with Running(loop):
         while (got := broker.get(records[2].id)) is None or got.status != "running":
             time.sleep(0.01)
@@ -229,7 +230,7 @@ def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> N
             assert broker.claim("thief", limit=10, visibility_timeout_s=0.8) == []
             time.sleep(0.05)
         done = wait_final(broker, [r.id for r in records])
-    assert [(d.status, d.attempts) for d in done] == [("succeeded", 1)] * 6
+    assert [(d.status, d.attempts) for d in done] == [("succeeded", 1)] * 5
     broker.close()
 
 
@@ -237,7 +238,7 @@ def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> N
 def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(broker_url: str) -> None:
     broker = open_broker(broker_url)
     loop = WorkerLoop(config(broker_url, batch_size=2), broker=broker)
-    records = _batches_then_a_long_one(broker, 0.5)
+    records = _batches_then_a_long_one(broker, 0.5, tail=1)
     with Running(loop):
         while (got := broker.get(records[2].id)) is None or got.status != "running":
             time.sleep(0.01)
@@ -248,13 +249,38 @@ def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(broker_url: 
         ("succeeded", 1),
         ("succeeded", 1),
         ("succeeded", 1),  # the running task finished within the grace period
-        ("pending", 0),  # the rest of its batch, given back unrun
         ("pending", 0),  # the prefetched batch, given back unrun
         ("pending", 0),
+        ("pending", 0),  # never claimed
     ]
     # given back means claimable by anyone at once, not after the visibility timeout
     assert len(broker.claim("other", limit=10, visibility_timeout_s=30)) == 3
     broker.close()
+
+
+@pytest.mark.slow
+def test_slow_tasks_are_shared_between_workers_not_hoarded_by_one(memory: Broker) -> None:
+    # batch_size 8 would let the first worker to claim take all four 0.3 s tasks
+    # while the other idles; claims sized by recent task time take one at a time.
+    records = memory.submit_many([TaskSpec("fixture.sleep", {"seconds": 0.3}) for _ in range(4)])
+    a = WorkerLoop(config(consumer="a", batch_size=8), broker=memory)
+    b = WorkerLoop(config(consumer="b", batch_size=8), broker=memory)
+    with Running(a), Running(b):
+        wait_final(memory, [r.id for r in records])
+    assert a.processed + b.processed == 4
+    assert a.processed >= 1 and b.processed >= 1
+
+
+def test_claims_grow_to_the_batch_size_for_quick_tasks_and_shrink_for_slow_ones() -> None:
+    loop = WorkerLoop(config(batch_size=50, batch_target_s=0.05))
+    assert loop._next_limit() == 1  # nothing known: one task
+    loop._observe(0.001, 100)  # 10 µs per task
+    assert loop._next_limit() == 50
+    for _ in range(10):
+        loop._observe(2.0, 1)  # now 2 s per task
+    assert loop._next_limit() == 1
+    loop._observe(0.0, 0)  # an empty batch says nothing
+    assert loop._next_limit() == 1
 
 
 @pytest.mark.slow

@@ -15,6 +15,8 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
   acked once it is back;
+* a claim asks for as many tasks as recent ones ran in ``batch_target_s``
+  (1 to ``batch_size``), so slow tasks spread over workers;
 * fast batches (quicker than ``prefetch_below_s`` and full) overlap with the
   broker: the ack of the last batch and the claim of the next are sent before
   the batch runs and read after it (``Broker.begin_ack_and_claim``); the
@@ -81,6 +83,10 @@ class WorkerProcessConfig:
     reconnect_max_s: float = 5.0
     #: flush acks of a batch once the oldest result waited this long.
     ack_flush_s: float = 0.05
+    #: claim about this much work at a time: as many tasks as the recent ones ran in
+    #: this long (at least 1, at most ``batch_size``), so slow tasks are not hoarded
+    #: by one process while others idle, and fast ones still come in full batches.
+    batch_target_s: float = 0.05
     #: claim the next batch while this one runs when the last batch took less than
     #: this; slower batches do not need it (a round trip is small next to them) and
     #: would only keep tasks from idle workers.
@@ -256,6 +262,9 @@ class WorkerLoop:
         self._grace_timer: threading.Timer | None = None
         self._heartbeat_stop = threading.Event()
         self._prefetch: Prefetch | None = None
+        #: seconds per task lately (None until a batch ran) and the last claim's limit.
+        self._task_s: float | None = None
+        self._limit = 1
         self.processed = 0
 
     # -- broker access with reconnection ---------------------------------------------
@@ -409,13 +418,15 @@ class WorkerLoop:
                     claims, done = self._claim(done)  # waits up to block_s for work
                     continue
                 # a full batch says more is waiting; a short one that the queue is empty
-                more = len(claims) >= self.config.batch_size
+                more = len(claims) >= self._limit
                 prefetch = self._begin_prefetch(done) if fast and more else None
                 if prefetch is not None:
                     done = []  # the prefetch acks them
-                started = time.monotonic()
+                started, before = time.monotonic(), self.processed
                 results = self._run_batch(claims)
-                fast = time.monotonic() - started < self.config.prefetch_below_s
+                took = time.monotonic() - started
+                fast = took < self.config.prefetch_below_s
+                self._observe(took, self.processed - before)
                 if prefetch is None:
                     claims, done = [], done + results
                 else:
@@ -445,7 +456,7 @@ class WorkerLoop:
                 done,
                 cfg.consumer,
                 capabilities=self.capabilities,
-                limit=cfg.batch_size,
+                limit=self._next_limit(),
                 visibility_timeout_s=cfg.visibility_timeout_s,
                 block_s=cfg.block_s,
             )
@@ -464,6 +475,23 @@ class WorkerLoop:
         self._drop([c for c, _ in done])
         return got, []
 
+    def _next_limit(self) -> int:
+        """How many tasks the next claim asks for (see ``batch_target_s``)."""
+        cfg = self.config
+        if self._task_s is None:
+            limit = 1  # nothing known yet: a slow task must not bring a batch with it
+        else:
+            limit = max(1, min(cfg.batch_size, int(cfg.batch_target_s / self._task_s)))
+        self._limit = limit
+        return limit
+
+    def _observe(self, seconds: float, tasks: int) -> None:
+        """Fold a batch's time per task into the recent average (half old, half new)."""
+        if tasks <= 0:
+            return
+        per_task = max(seconds / tasks, 1e-7)
+        self._task_s = per_task if self._task_s is None else (self._task_s + per_task) / 2
+
     def _begin_prefetch(self, done: list[tuple[Claim, Any]]) -> Prefetch | None:
         """Send the ack of ``done`` and the claim of the next batch; None: do it the slow way."""
         cfg = self.config
@@ -472,7 +500,7 @@ class WorkerLoop:
                 done,
                 cfg.consumer,
                 capabilities=self.capabilities,
-                limit=cfg.batch_size,
+                limit=self._next_limit(),
                 visibility_timeout_s=cfg.visibility_timeout_s,
             )
         except (BrokerError, TypeError, ValueError):
@@ -676,7 +704,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--capability", action="append", default=None, help="serve only this id (repeatable)"
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="most tasks one claim takes (fewer for slow tasks)",
+    )
     p.add_argument("--visibility-timeout", type=float, default=30.0)
     p.add_argument("--grace", type=float, default=10.0)
     p.add_argument("--heartbeat", type=float, default=None)
