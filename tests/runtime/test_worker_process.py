@@ -205,6 +205,20 @@ def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> N
     assert (done.status, done.attempts) == ("succeeded", 1)
 
 
+def _wait_until_started(loop: WorkerLoop, task_id: str) -> None:
+    """Until the loop has started running ``task_id``'s handler (not just claimed it):
+    it records the task's deadline right before the handler runs, after the last
+    look at the stop signal, so from then on the task runs to its end."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with loop._held_lock:
+            held = loop._held.get(task_id)
+        if held is not None and held[1] is not None:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"task {task_id} did not start")
+
+
 def _batches_then_a_long_one(broker: Broker, seconds: float, tail: int) -> list[TaskRecord]:
     """Claims with batch_size 2: one quick task (a first claim asks for one), then a
     quick one and one that sleeps ``seconds``, during which the next two quick ones
@@ -222,8 +236,7 @@ def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> N
     )
     records = _batches_then_a_long_one(broker, 1.6, tail=0)
     with Running(loop):
-        while (got := broker.get(records[2].id)) is None or got.status != "running":
-            time.sleep(0.01)
+        _wait_until_started(loop, records[2].id)
         # past the visibility timeout, the prefetched no-ops are still held by the worker
         deadline = time.monotonic() + 1.3
         while time.monotonic() < deadline:
@@ -240,8 +253,7 @@ def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(broker_url: 
     loop = WorkerLoop(config(broker_url, batch_size=2), broker=broker)
     records = _batches_then_a_long_one(broker, 0.5, tail=1)
     with Running(loop):
-        while (got := broker.get(records[2].id)) is None or got.status != "running":
-            time.sleep(0.01)
+        _wait_until_started(loop, records[2].id)
         loop.request_stop()
     assert loop.processed == 3
     after = [broker.get(r.id) for r in records]

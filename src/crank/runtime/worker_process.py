@@ -453,12 +453,7 @@ class WorkerLoop:
 
         def claim() -> list[Claim]:
             got = self.broker.ack_and_claim(
-                done,
-                cfg.consumer,
-                capabilities=self.capabilities,
-                limit=self._next_limit(),
-                visibility_timeout_s=cfg.visibility_timeout_s,
-                block_s=cfg.block_s,
+                done, cfg.consumer, block_s=cfg.block_s, **self._claim_options()
             )
             self._hold(got)
             return got
@@ -474,6 +469,14 @@ class WorkerLoop:
             return self._claim(done)
         self._drop([c for c, _ in done])
         return got, []
+
+    def _claim_options(self) -> dict[str, Any]:
+        """What every claim of this loop asks for."""
+        return {
+            "capabilities": self.capabilities,
+            "limit": self._next_limit(),
+            "visibility_timeout_s": self.config.visibility_timeout_s,
+        }
 
     def _next_limit(self) -> int:
         """How many tasks the next claim asks for (see ``batch_target_s``)."""
@@ -494,14 +497,9 @@ class WorkerLoop:
 
     def _begin_prefetch(self, done: list[tuple[Claim, Any]]) -> Prefetch | None:
         """Send the ack of ``done`` and the claim of the next batch; None: do it the slow way."""
-        cfg = self.config
         try:
             pending = self.broker.begin_ack_and_claim(
-                done,
-                cfg.consumer,
-                capabilities=self.capabilities,
-                limit=self._next_limit(),
-                visibility_timeout_s=cfg.visibility_timeout_s,
+                done, self.config.consumer, **self._claim_options()
             )
         except (BrokerError, TypeError, ValueError):
             return None  # broker down or a result that is not JSON: _claim deals with both
