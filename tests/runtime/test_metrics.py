@@ -61,6 +61,7 @@ def test_route_labels_stay_bounded() -> None:
     known = frozenset({"/v1/tasks", "/echo"})
     assert metric_route("/v1/tasks", known) == "/v1/tasks"
     assert metric_route("/v1/tasks/abc123", known) == "/v1/tasks/{id}"
+    assert metric_route("/v1/tasks/abc123/events", known) == "/v1/tasks/{id}/events"
     assert metric_route("/v1/capabilities/demo.echo", known) == "/v1/capabilities/{id}"
     assert metric_route("/wp-admin/login.php", known) == "other"
     assert metric_route("/echo", known) == "/echo"

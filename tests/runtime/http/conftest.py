@@ -1,4 +1,8 @@
-"""Fixtures for the HTTP app: the fixture worker, an in-memory broker, an inline worker thread."""
+"""Fixtures for the HTTP app: the fixture worker, an in-memory broker, worker threads.
+
+``InlineWorker`` runs the fixture worker's handlers (publishing no live events);
+``ScriptedWorker`` lets a test play the worker step by step.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,50 @@ if TYPE_CHECKING:
 HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
 HTTP_MANIFEST = HTTP_WORKERS / "crank.yaml"
 TODAY = dt.date(2026, 11, 22)
+
+
+#: how long a scripted worker and the test wait for each other.
+WAIT_S = 10.0
+
+
+def sse_frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """The frames of an SSE body (``{"id", "event", "data"}``), comment lines left out."""
+    frame: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if frame:
+                yield frame
+            frame = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            frame[name] = value
+
+
+class ScriptedWorker:
+    """Claims one task, then runs ``script(broker, claim, go)`` on a thread."""
+
+    def __init__(self, broker: Broker, script: Callable[..., None]) -> None:
+        self.broker = broker
+        self.script = script
+        self.go = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            [claim] = self.broker.claim("scripted", block_s=WAIT_S)
+            self.script(self.broker, claim, self.go)
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
+
+    def __enter__(self) -> ScriptedWorker:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.go.set()
+        self.thread.join(timeout=WAIT_S)
+        assert not self.errors, self.errors
 
 
 class InlineWorker:

@@ -18,6 +18,7 @@ def test_openapi_document_is_valid_3_1(client: Any) -> None:
     assert {
         "/v1/tasks",
         "/v1/tasks/{task_id}",
+        "/v1/tasks/{task_id}/events",
         "/v1/capabilities/demo.echo",
         "/echo",
         "/retired",
@@ -34,3 +35,11 @@ def test_openapi_document_is_valid_3_1(client: Any) -> None:
     ]  # fmt: skip
     stream = paths["/v1/capabilities/demo.count"]["post"]["responses"]["200"]["content"]
     assert set(stream) == {"application/json", "text/event-stream"}
+    events = paths["/v1/tasks/{task_id}/events"]["get"]
+    assert [(p["in"], p["name"]) for p in events["parameters"]] == [
+        ("path", "task_id"),
+        ("header", "Last-Event-ID"),
+        ("query", "after"),
+    ]
+    assert set(events["responses"]["200"]["content"]) == {"text/event-stream"}
+    assert {"400", "401", "404", "409"} <= set(events["responses"])

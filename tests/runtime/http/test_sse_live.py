@@ -8,57 +8,18 @@ HTTP while the task provably still runs.
 from __future__ import annotations
 
 import json
-import threading
 from typing import TYPE_CHECKING, Any
 
+from .conftest import WAIT_S, ScriptedWorker, sse_frames
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import threading
+    from collections.abc import Callable
 
     import httpx
 
     from crank.runtime.broker import Broker
     from crank.runtime.http.app import RuntimeServices
-
-WAIT_S = 10.0
-
-
-def _frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    frame: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if frame:
-                yield frame
-            frame = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            frame[name] = value
-
-
-class ScriptedWorker:
-    """Claims one task, then runs ``script(broker, claim, go)`` on a thread."""
-
-    def __init__(self, broker: Broker, script: Callable[..., None]) -> None:
-        self.broker = broker
-        self.script = script
-        self.go = threading.Event()
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            [claim] = self.broker.claim("scripted", block_s=WAIT_S)
-            self.script(self.broker, claim, self.go)
-        except BaseException as exc:  # reported by the test
-            self.errors.append(exc)
-
-    def __enter__(self) -> ScriptedWorker:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.go.set()
-        self.thread.join(timeout=WAIT_S)
-        assert not self.errors, self.errors
 
 
 def _sse(client: httpx.Client, n: int = 2) -> Any:
@@ -81,7 +42,7 @@ def test_each_event_is_sent_while_the_task_runs(
 
     with ScriptedWorker(services.broker, script) as worker, _sse(client) as r:
         assert r.status_code == 200
-        frames = _frames(r.iter_lines())
+        frames = sse_frames(r.iter_lines())
         assert next(frames) == {"id": "1", "event": "message", "data": '{"i": 1}'}
         task = services.broker.get(r.headers["x-crank-task-id"])
         assert task is not None
@@ -106,7 +67,7 @@ def test_events_published_just_before_the_ack_are_not_lost(
         broker.ack(claim, [{"i": 1}, *events])
 
     with ScriptedWorker(services.broker, script) as worker, _sse(client, 20) as r:
-        frames = _frames(r.iter_lines())
+        frames = sse_frames(r.iter_lines())
         assert next(frames)["data"] == '{"i": 1}'
         worker.go.set()
         rest = list(frames)
@@ -125,7 +86,7 @@ def test_a_failure_after_events_ends_the_stream_with_an_error_event(
         broker.fail(claim, {"code": "BOOM", "message": "it broke"}, retryable=False)
 
     with ScriptedWorker(services.broker, script) as worker, _sse(client) as r:
-        frames = _frames(r.iter_lines())
+        frames = sse_frames(r.iter_lines())
         assert next(frames)["data"] == '{"i": 1}'
         worker.go.set()
         rest = list(frames)
@@ -165,7 +126,7 @@ def test_a_client_that_disconnects_frees_its_request_slot(
 
     with ScriptedWorker(services.broker, script):
         with _sse(client) as r:
-            frames = _frames(r.iter_lines())  # kept: closing it would close the response
+            frames = sse_frames(r.iter_lines())  # kept: closing it would close the response
             assert next(frames)["data"] == '{"i": 1}'
             assert client.get("/v1/capabilities").status_code == 429  # the stream holds it
         client.close()  # the connection is gone while the task still runs

@@ -121,6 +121,7 @@ def create_app(services: RuntimeServices) -> Starlette:
         Route("/v1/capabilities/{capability_id}", h.call_capability, methods=["POST"]),
         Route("/v1/tasks", h.submit_task, methods=["POST"]),
         Route("/v1/tasks/{task_id}", h.get_task, methods=["GET"]),
+        Route("/v1/tasks/{task_id}/events", h.task_events, methods=["GET"]),
         *(Route(path, h.legacy, methods=["POST"]) for path in legacy),
     ]
     known = frozenset({"/openapi.json", "/v1/status", "/v1/capabilities", "/v1/tasks", *legacy})

@@ -50,6 +50,8 @@ def metric_route(path: str, known: frozenset[str]) -> str:
     """A bounded label for ``path``: the route template, or ``other``."""
     if path in known:
         return path
+    if path.startswith("/v1/tasks/") and path.endswith("/events") and path.count("/") == 4:
+        return "/v1/tasks/{id}/events"
     for prefix in ("/v1/tasks/", "/v1/capabilities/"):
         if path.startswith(prefix) and len(path) > len(prefix):
             return prefix + "{id}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from crank.runtime.http.sse import MAX_EVENT_ID
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -34,6 +36,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Invalid input (JSON paths in error.errors).",
         401: "Missing or wrong bearer token.",
         404: "Unknown capability or task.",
+        409: "The task's capability does not stream events; read the task instead.",
         410: "Deprecated capability past its sunset; error.successors names the replacements.",
         413: "Request body too large.",
         422: "The task failed with a declared capability error.",
@@ -64,6 +67,8 @@ _TASK = {
         "error": {"type": ["object", "null"]},
     },
 }
+
+_EVENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 
 _ERROR = {
     "type": "object",
@@ -240,6 +245,41 @@ def build_openapi(
                     },
                 },
                 **_errors(401, 404),
+            },
+        }
+    }
+    paths["/v1/tasks/{task_id}/events"] = {
+        "get": {
+            "operationId": "streamTaskEvents",
+            "summary": "A streaming task's events as Server-Sent Events, live, resumable.",
+            "description": (
+                "Events numbered above Last-Event-ID (or ?after=; the header wins), each as "
+                "`id: <n>` / `event: message` / `data: <json>`, then `event: end` or "
+                "`event: error`. Always text/event-stream, whatever the Accept header."
+            ),
+            "parameters": [
+                {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "The id of the last event received; later ones are sent.",
+                    "schema": _EVENT_ID,
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "Like Last-Event-ID, for clients that cannot set headers.",
+                    "schema": _EVENT_ID,
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_errors(400, 404, 409, *_COMMON),
             },
         }
     }

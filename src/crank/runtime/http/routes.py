@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
@@ -11,6 +12,7 @@ from crank.runtime.gateway import CapabilityPaused, QueueFull, caller_name
 from crank.runtime.http.guard import RETRY_AFTER_S
 from crank.runtime.http.limits import BodyTooLarge, read_body
 from crank.runtime.http.responses import error_response
+from crank.runtime.http.sse import MAX_EVENT_ID
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from crank.runtime.http.app import RuntimeServices
 
 MAX_IDEMPOTENCY_KEY = 200
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 
 def _seconds_to_utc_midnight() -> int:
@@ -108,6 +111,35 @@ def _idempotency_key(request: Request) -> str | None:
             errors=[{"path": "header:Idempotency-Key", "message": "invalid length"}],
         )
     return key
+
+
+def _resume_after(request: Request) -> int:
+    """The number of the last event the client has: ``Last-Event-ID``, else ``?after=``, else 0."""
+    header = request.headers.get("last-event-id")
+    if header is not None:
+        raw, name, where = header, "Last-Event-ID", "header:Last-Event-ID"
+    else:
+        query = request.query_params.get("after")
+        if query is None:
+            return 0
+        raw, name, where = query, "after", "query:after"
+    if _EVENT_ID.fullmatch(raw) and int(raw) <= MAX_EVENT_ID:
+        return int(raw)
+    raise ValidationFailed(
+        f"{name} must be the number of the last event received (an integer >= 0), not {raw[:40]!r}",
+        hint="send the `id` of the last event the client received (Last-Event-ID: 3 or ?after=3), "
+        "or leave it out to start from the first event",
+        errors=[{"path": where, "message": f"not an integer from 0 to {MAX_EVENT_ID}"}],
+    )
+
+
+def _task_not_found(task_id: str) -> Response:
+    return error_response(
+        404,
+        "TASK_NOT_FOUND",
+        f"no task {task_id!r}",
+        hint="tasks expire after their result TTL",
+    )
 
 
 def _task_doc(record: TaskRecord) -> dict[str, Any]:
@@ -286,13 +318,61 @@ class Handlers:
         except Exception as exc:
             return error_for(exc)
         if record is None:
-            return error_response(
-                404,
-                "TASK_NOT_FOUND",
-                f"no task {task_id!r}",
-                hint="tasks expire after their result TTL",
-            )
+            return _task_not_found(task_id)
         return JSONResponse(_task_doc(record))
+
+    async def task_events(self, request: Request) -> Response:
+        """The SSE stream of a streaming task, resumed after ``Last-Event-ID`` (or ``?after=``).
+
+        Always Server-Sent Events: 200 as soon as the checks pass, then the
+        events live, then ``event: end`` or ``event: error`` (a failure, or no end
+        within the capability's ``timeout_s`` counted from this request).
+        """
+        import time
+
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import StreamingResponse
+
+        from crank.runtime.http.sse import live_events
+
+        task_id = request.path_params["task_id"]
+        try:
+            after = _resume_after(request)
+            record = await run_in_threadpool(self.s.broker.get, task_id)
+        except Exception as exc:
+            return error_for(exc)
+        if record is None:
+            return _task_not_found(task_id)
+        route = self.s.router.route(record.capability)
+        if route is None or not route.capability.streaming:
+            why = "is not served here" if route is None else "does not stream events"
+            return error_response(
+                409,
+                "NOT_STREAMING",
+                f"task {task_id!r} is a call of {record.capability}, which {why}",
+                hint=f"read its status and result with GET /v1/tasks/{task_id}",
+                id=task_id,
+                capability=record.capability,
+            )
+        timeout_s = route.capability.timeout_s
+        body = live_events(
+            self.s.broker,
+            task_id,
+            [],
+            after=after,
+            deadline=time.monotonic() + timeout_s,
+            timeout_s=timeout_s,
+            is_disconnected=request.is_disconnected,
+        )
+        return StreamingResponse(
+            body,
+            media_type="text/event-stream",
+            headers={
+                "X-Crank-Task-Id": task_id,
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            },
+        )
 
     async def call_capability(self, request: Request) -> Response:
         return await self._call(request, request.path_params["capability_id"])

@@ -14,6 +14,11 @@ at the end ``event: end`` with ``{"id": task, "events": count}``, or, when
 the task failed or ran past its timeout after events were sent, ``event:
 error`` with the error. A comment line (``: keep-alive``) goes out after
 ``KEEPALIVE_S`` without events, so proxies keep the connection open.
+
+A resumed stream (``GET /v1/tasks/{id}/events``) starts after the last event
+the client has. A task that ended without an event in the broker (its worker
+publishes none, or they expired) replays the events of its result instead,
+numbered from 1 as they stand there.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
     from crank.runtime.broker import Broker, TaskRecord
 
+#: the largest event number a stream resumes after (brokers number events with 64-bit integers).
+MAX_EVENT_ID = 2**63 - 1
 #: events taken per look.
 PAGE = 100
 #: first pause between two looks that found nothing, and the longest one.
@@ -64,6 +71,17 @@ def look(broker: Broker, task_id: str, after: int) -> Look:
     # done (or expired): events published before the ack are all there now
     trailing = broker.read_events(task_id, after, limit=PAGE)
     return Look(trailing, record, finished=not trailing)
+
+
+def _unpublished_events(broker: Broker, record: TaskRecord, after: int) -> Events:
+    """A succeeded task's result events above ``after`` when the broker holds none (blocking).
+
+    Its worker published none, or they expired: the result holds them all, numbered from 1.
+    """
+    if record.status != "succeeded" or broker.read_events(record.id, 0, limit=1):
+        return []
+    events = record.result if isinstance(record.result, list) else [record.result]
+    return [(seq, event) for seq, event in enumerate(events, start=1) if seq > after]
 
 
 def format_event(seq: int, event: Mapping[str, Any]) -> bytes:
@@ -138,10 +156,16 @@ async def live_events(
     deadline: float,
     timeout_s: float,
     is_disconnected: Callable[[], Any],
+    after: int = 0,
 ) -> AsyncIterator[bytes]:
-    """The SSE body: ``first`` events, then each new one as it is published, then the end."""
+    """The SSE body: ``first`` events, then each new one as it is published, then the end.
+
+    ``after`` is the number of the last event the client already has (0: none);
+    ``first`` holds events numbered above it.
+    """
+    from starlette.concurrency import run_in_threadpool
+
     sent = 0
-    after = 0
     for seq, event in first:
         yield format_event(seq, event)
         sent, after = sent + 1, seq
@@ -158,6 +182,11 @@ async def live_events(
             last_write = now
             continue
         if found.finished:
+            if sent == 0 and found.record is not None:
+                replay = await run_in_threadpool(_unpublished_events, broker, found.record, after)
+                for seq, event in replay:
+                    yield format_event(seq, event)
+                sent += len(replay)
             failure = _failure(found.record, task_id)
             yield format_end(task_id, sent) if failure is None else format_error(failure)
             return
@@ -181,4 +210,12 @@ async def live_events(
         await pacer.pause(deadline)
 
 
-__all__ = ["Look", "first_look", "format_end", "format_event", "live_events", "look"]
+__all__ = [
+    "MAX_EVENT_ID",
+    "Look",
+    "first_look",
+    "format_end",
+    "format_event",
+    "live_events",
+    "look",
+]
