@@ -92,6 +92,19 @@ class RedisServer:
         self.start()
 
 
+def sse_frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """The frames of an SSE body (``{"id", "event", "data"}``), comment lines left out."""
+    frame: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if frame:
+                yield frame
+            frame = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            frame[name] = value
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """URL of a fresh private redis-server (no persistence); killed after the test."""

@@ -36,19 +36,6 @@ TODAY = dt.date(2026, 11, 22)
 WAIT_S = 10.0
 
 
-def sse_frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    """The frames of an SSE body (``{"id", "event", "data"}``), comment lines left out."""
-    frame: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if frame:
-                yield frame
-            frame = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            frame[name] = value
-
-
 class ScriptedWorker:
     """Claims one task, then runs ``script(broker, claim, go)`` on a thread."""
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .conftest import WAIT_S, ScriptedWorker, sse_frames
+from ..conftest import sse_frames
+from .conftest import WAIT_S, ScriptedWorker
 
 if TYPE_CHECKING:
     import threading

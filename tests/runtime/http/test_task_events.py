@@ -9,7 +9,8 @@ import pytest
 
 from crank.runtime.broker import TaskSpec
 
-from .conftest import WAIT_S, ScriptedWorker, sse_frames
+from ..conftest import sse_frames
+from .conftest import WAIT_S, ScriptedWorker
 
 if TYPE_CHECKING:
     import threading

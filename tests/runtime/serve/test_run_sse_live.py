@@ -10,29 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from ..conftest import sse_frames
 
 LIVE_WORKER = Path(__file__).resolve().parent / "live_stream_worker"
-
-
-def _frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    """SSE frames (``{"id": ..., "event": ..., "data": ...}``) as they arrive."""
-    frame: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if frame:
-                yield frame
-            frame = {}
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(": ")
-        frame[name] = value
 
 
 @pytest.mark.slow
@@ -55,7 +39,7 @@ def test_sse_events_arrive_while_the_task_runs(
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         task_id = r.headers["x-crank-task-id"]
-        frames = _frames(r.iter_lines())
+        frames = sse_frames(r.iter_lines())
         first = next(frames)
         # step 1 is here and the handler is still waiting at the gate
         assert first == {"id": "1", "event": "message", "data": '{"step": 1}'}
