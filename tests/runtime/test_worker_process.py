@@ -190,16 +190,18 @@ def test_the_same_capability_from_two_manifests_is_a_usage_error() -> None:
 def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     broker = open_broker(url)
+    # The lease (1.5 s) runs out well inside the thief's window (2.5 s) unless the
+    # heartbeat (every 0.1 s) renews it; a stall of the heartbeat under 1.4 s is fine.
     loop = WorkerLoop(
-        config(url, visibility_timeout_s=0.8, heartbeat_s=0.1), broker=open_broker(url)
+        config(url, visibility_timeout_s=1.5, heartbeat_s=0.1), broker=open_broker(url)
     )
-    record = broker.submit(TaskSpec("fixture.sleep", {"seconds": 2.0}))
+    record = broker.submit(TaskSpec("fixture.sleep", {"seconds": 3.0}))
     with Running(loop):
         while (got := broker.get(record.id)) is None or got.status != "running":
             time.sleep(0.01)
-        deadline = time.monotonic() + 1.7
+        deadline = time.monotonic() + 2.5
         while time.monotonic() < deadline:
-            assert broker.claim("thief", visibility_timeout_s=0.8) == []
+            assert broker.claim("thief", visibility_timeout_s=1.5) == []
             time.sleep(0.05)
         [done] = wait_final(broker, [record.id])
     assert (done.status, done.attempts) == ("succeeded", 1)
