@@ -148,6 +148,8 @@ class RedisBroker(BatchBroker):
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
         self._errors: tuple[type[Exception], ...] = (redis_lib.RedisError,)
         self._no_script = redis_lib.exceptions.NoScriptError
+        #: an error Redis answered with (the connection stays usable), not a broken one.
+        self._reply_error = redis_lib.ResponseError
         self._redis: redis_lib.Redis = redis_lib.Redis.from_url(
             url,
             decode_responses=True,
@@ -516,7 +518,7 @@ class _Inflight:
                 except broker._no_script as exc:
                     replies.append(exc)
                 except broker._errors as exc:
-                    if not _is_reply_error(exc):
+                    if not isinstance(exc, broker._reply_error):
                         raise  # the connection broke: nothing more can be read
                     replies.append(exc)
                     failure = failure or exc
@@ -534,13 +536,6 @@ class _Inflight:
                 name, args = self._calls[i]
                 replies[i] = broker._script(name, args, self._what)  # loads it, runs it
         return replies
-
-
-def _is_reply_error(exc: Exception) -> bool:
-    """An error Redis answered with (the connection is still usable), not a broken one."""
-    import redis as redis_lib
-
-    return isinstance(exc, redis_lib.ResponseError)
 
 
 class _PendingClaims:
