@@ -120,7 +120,7 @@ def test_records_as_dict() -> None:
         "name": "crank.manifest.rules",
         "status": "loaded",
         "module": "crank.manifest.rules",
-        "distribution": "crank",
+        "distribution": "crank-workers",
         "version": rules.version,
         "hooks": ["crank_register_lint_rules"],
         "manifest": None,

@@ -9,8 +9,13 @@ from __future__ import annotations
 from importlib import import_module, metadata
 from typing import TYPE_CHECKING, Any
 
+#: The distribution's name on the package index. The import package, the ``crank``
+#: command and the entry-point groups are all ``crank``; the index already has an
+#: unrelated project called ``crank``, so the distribution needs its own name.
+DISTRIBUTION = "crank-workers"
+
 try:
-    __version__ = metadata.version("crank")
+    __version__ = metadata.version(DISTRIBUTION)
 except metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
     __version__ = "0+unknown"
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
-from crank import hookspecs
+from crank import DISTRIBUTION, hookspecs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -189,7 +189,7 @@ def build_plugin_manager(
                         name=modname,
                         status="blocked",
                         module=modname,
-                        distribution="crank",
+                        distribution=DISTRIBUTION,
                         version=_crank_version(),
                         error=f"blocked by {DISABLE_ENV}",
                         builtin=True,
@@ -206,7 +206,7 @@ def build_plugin_manager(
                         name=modname,
                         status="failed",
                         module=modname,
-                        distribution="crank",
+                        distribution=DISTRIBUTION,
                         version=_crank_version(),
                         error=error,
                         builtin=True,
@@ -219,7 +219,7 @@ def build_plugin_manager(
                     name=modname,
                     status="loaded",
                     module=modname,
-                    distribution="crank",
+                    distribution=DISTRIBUTION,
                     version=_crank_version(),
                     hooks=_hook_names(module),
                     builtin=True,
@@ -290,7 +290,7 @@ def _warn_failed(name: str, target: str, error: str) -> None:
 @functools.cache
 def _crank_version() -> str:
     try:
-        return metadata.version("crank")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # running from a source tree
         return "0+unknown"
 

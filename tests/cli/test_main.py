@@ -48,7 +48,8 @@ def test_help_lists_every_builtin_command() -> None:
 
 def test_version() -> None:
     result = CliRunner().invoke(cli, ["--version"])
-    assert (result.exit_code, result.output) == (0, f"crank, version {metadata.version('crank')}\n")
+    expected = f"crank, version {metadata.version('crank-workers')}\n"
+    assert (result.exit_code, result.output) == (0, expected)
 
 
 def test_help_imports_nothing_heavy() -> None:

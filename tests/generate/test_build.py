@@ -53,7 +53,7 @@ def test_labels_carry_manifest_digest_capabilities_and_crank_version(pristine_wo
 
 
 def test_staged_wheel_is_removed_after_the_build(worker_project: Path, tmp_path: Path) -> None:
-    wheel = tmp_path / "crank-0.1.0-py3-none-any.whl"
+    wheel = tmp_path / "crank_workers-0.2.0-py3-none-any.whl"
     wheel.write_bytes(b"not really a wheel")
     project = load_project(worker_project)
     with _StagedWheel(project, wheel) as placed:

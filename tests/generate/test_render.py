@@ -85,7 +85,7 @@ def test_manifest_drives_packages_resources_scaling_env(worker_project: Path) ->
     files = {f.path: f.content for f in render_all(load_project(worker_project))}
     dockerfile = files["Dockerfile"]
     assert "apt-get install -y --no-install-recommends pandoc tesseract-ocr \\" in dockerfile
-    assert "RUN pip install --find-links /tmp/deps crank==" in dockerfile
+    assert "RUN pip install --find-links /tmp/deps crank-workers==" in dockerfile
     assert "'pyyaml>=6'" in dockerfile
     ci = yaml.safe_load(files[".github/workflows/ci.yml"])
     runs = [s.get("run", "") for s in ci["jobs"]["test"]["steps"]]

@@ -250,7 +250,7 @@ def test_generated_code_passes_ruff_like_its_ci(tmp_path: Path, capabilities: li
     )
     assert result.exit_code == 0, result.output
     ruff = sh.which("ruff")
-    assert ruff, "ruff is not installed: pip install 'crank[dev]'"
+    assert ruff, "ruff is not installed: pip install 'crank-workers[dev]'"
     project = tmp_path / "text-echo"
     for argv in ([ruff, "check", "."], [ruff, "format", "--check", "."]):
         proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, check=False)

@@ -19,7 +19,7 @@ DATA = Path(__file__).parent / "data"
 
 def tool(name: str) -> str:
     path = shutil.which(name)
-    assert path, f"{name} is not installed: pip install 'crank[test]'"
+    assert path, f"{name} is not installed: pip install 'crank-workers[test]'"
     return path
 
 

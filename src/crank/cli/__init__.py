@@ -7,11 +7,12 @@ from typing import Any, TextIO
 
 import click
 
+from crank import DISTRIBUTION
 from crank.cli.group import CrankGroup, report_error
 
 
 @click.group("crank", cls=CrankGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="crank", prog_name="crank")
+@click.version_option(package_name=DISTRIBUTION, prog_name="crank")
 def cli() -> None:
     """crank: plugin-based workers with manifests, routing, a durable queue and
     deployment artifacts that never drift."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crank import DISTRIBUTION
 from crank.errors import BuildFailed, DockerUnavailable, GenerateError
 from crank.generate.docker import WHEELS_DIR
 
@@ -58,7 +59,7 @@ def crank_source_dir() -> Path | None:
     """The source tree of the running crank (an editable install), if there is one."""
     root = Path(__file__).resolve().parents[3]
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and 'name = "crank"' in pyproject.read_text(encoding="utf-8"):
+    if pyproject.is_file() and f'name = "{DISTRIBUTION}"' in pyproject.read_text(encoding="utf-8"):
         return root
     return None
 
@@ -69,7 +70,7 @@ def build_crank_wheel(dest: Path) -> Path:
     if source is None:
         raise GenerateError(
             "cannot build a crank wheel: this crank is not installed from a source checkout",
-            hint="pass --crank-wheel PATH (a crank-*.whl) to put into the image",
+            hint="pass --crank-wheel PATH (a crank_workers-*.whl) to put into the image",
         )
     dest.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
@@ -78,7 +79,7 @@ def build_crank_wheel(dest: Path) -> Path:
         text=True,
         check=False,
     )
-    wheels = sorted(dest.glob("crank-*.whl"))
+    wheels = sorted(dest.glob("crank_workers-*.whl"))
     if proc.returncode != 0 or not wheels:
         raise GenerateError(
             f"building the crank wheel from {source} failed: {proc.stderr.strip()[-500:]}",
@@ -147,7 +148,8 @@ class _StagedWheel:
             self.wheel = build_crank_wheel(Path(self.tmp))
         elif not self.wheel.is_file() or not self.wheel.name.endswith(".whl"):
             raise GenerateError(
-                f"{self.wheel}: not a wheel file", hint="pass a crank-*.whl to --crank-wheel"
+                f"{self.wheel}: not a wheel file",
+                hint="pass a crank_workers-*.whl to --crank-wheel",
             )
         if not self.dir.exists():
             self.dir.mkdir()

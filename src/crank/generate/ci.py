@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING, Any
 
+from crank import DISTRIBUTION
 from crank.generate.context import crank_version
 from crank.generate.render import TemplateRenderer
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def ci_context(project: WorkerProject) -> Mapping[str, Any]:
-    return {"crank_requirement": shlex.quote(f"crank=={crank_version()}")}
+    return {"crank_requirement": shlex.quote(f"{DISTRIBUTION}=={crank_version()}")}
 
 
 CI_WORKFLOW = TemplateRenderer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING, Any
 
+from crank import DISTRIBUTION
 from crank.generate.context import apt_packages, crank_version
 from crank.generate.render import TemplateRenderer
 
@@ -18,7 +19,7 @@ WHEELS_DIR = "crank-wheels"
 
 
 def dockerfile_context(project: WorkerProject) -> Mapping[str, Any]:
-    requirements = [f"crank=={crank_version()}", *project.manifest.dependencies.python]
+    requirements = [f"{DISTRIBUTION}=={crank_version()}", *project.manifest.dependencies.python]
     gpu_required = project.manifest.worker.resources.gpu == "required"
     return {
         "pip_requirements": " ".join(shlex.quote(r) for r in requirements),

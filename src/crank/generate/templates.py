@@ -25,7 +25,10 @@ def templates_dir() -> Path:
             return candidate
     raise GenerateError(
         "crank's templates are missing from this installation",
-        hint="reinstall crank (pip install --force-reinstall crank) or run from a source checkout",
+        hint=(
+            "reinstall crank (pip install --force-reinstall crank-workers) "
+            "or run from a source checkout"
+        ),
         subject=str(_PACKAGE_DIR),
     )
 

@@ -1,6 +1,6 @@
 """OpenTelemetry spans when the ``otel`` extra is installed; nothing otherwise.
 
-``pip install 'crank[otel]'`` brings opentelemetry-api/sdk; crank then opens a
+``pip install 'crank-workers[otel]'`` brings opentelemetry-api/sdk; crank then opens a
 span per HTTP request and per submitted task under the tracer ``crank``. The
 exporter is whatever the application configured on the global tracer provider
 (OTLP, console, in-memory in tests). Without the extra every call here is a

@@ -83,12 +83,8 @@ def build_services(
 
     router.on_deprecated_call.append(count_deprecated)
     gateway = TaskGateway(broker, router, status, max_pending=config.max_pending_tasks)
-    from importlib.metadata import PackageNotFoundError, version
+    from crank import __version__ as crank_version
 
-    try:
-        crank_version = version("crank")
-    except PackageNotFoundError:
-        crank_version = "0.0.0"
     return RuntimeServices(
         config=config,
         broker=broker,
