@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from crank.cli import cli
 from crank.errors import ManifestError
+from crank.manifest import loader
 from crank.manifest.loader import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_document
 
 if TYPE_CHECKING:
@@ -50,7 +51,23 @@ BAD_FILES: dict[str, tuple[bytes, int, int, str, str]] = {
     "deep nesting, broken": (
         b"a: " + b"[" * 5000 + b"]" * 4999 + b"\n",
         1,
+        104,
+        f"nested more than {MAX_DEPTH} levels deep",
+        "$",
+    ),
+    # libyaml builds with a nesting limit (PyYAML 6.0.4's: 1,000) refuse this while
+    # scanning ahead; builds without one overflow the C stack composing it.
+    "deep nesting, the whole file": (
+        b"a: " + b"[" * (MAX_BYTES - 8) + b"\n",
         1,
+        104,
+        f"nested more than {MAX_DEPTH} levels deep",
+        "$",
+    ),
+    "deep nesting, block style": (
+        "".join(f"{' ' * level}k:\n" for level in range(1200)).encode(),
+        MAX_DEPTH + 2,
+        MAX_DEPTH + 2,
         f"nested more than {MAX_DEPTH} levels deep",
         "$",
     ),
@@ -145,6 +162,30 @@ def test_bad_file_is_one_positioned_error(case: str, tmp_path: Path) -> None:
     assert finding.json_path == path
     assert finding.hint
     assert str(info.value).startswith(f"{file}:{line}:{col} {message}")
+
+
+@pytest.mark.parametrize("case", sorted(case for case in BAD_FILES if "deep" in case))
+def test_deep_nesting_is_positioned_by_the_pure_python_parser_too(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same answer whether or not PyYAML was built with libyaml."""
+    content, line, col, message, _ = BAD_FILES[case]
+    monkeypatch.setattr(loader, "_FastLoader", loader._Loader)
+    file = tmp_path / "crank.yaml"
+    file.write_bytes(content)
+    with pytest.raises(ManifestError) as info:
+        load_document(file)
+    (finding,) = info.value.findings
+    assert (finding.line, finding.col, finding.message) == (line, col, message)
+
+
+def test_nesting_at_the_limit_loads(tmp_path: Path) -> None:
+    file = tmp_path / "crank.yaml"
+    file.write_bytes(b"a: " + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"\n")
+    data = load_document(file).data["a"]
+    for _ in range(MAX_DEPTH - 1):
+        (data,) = data
+    assert data == []
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))

@@ -164,19 +164,52 @@ def decode_manifest_bytes(raw: bytes, file: str) -> str:
 _TAB_RE = re.compile(r"found character '\\t'|found a tab character")
 
 
-def _compose(text: str) -> yaml.Node | None:
+def _check_depth(text: str, file: str, loader: type[yaml.SafeLoader]) -> None:
+    """Refuse nesting deeper than MAX_DEPTH at the first node past it, before composing.
+
+    The event stream is produced iteratively by both parsers, so this never recurses,
+    whatever the document. Composing is recursive: libyaml builds without a nesting
+    limit overflow the C stack on a deep document, builds with one (PyYAML 6.0.4's)
+    refuse past 1,000 levels, and the pure-Python composer hits RecursionError.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            # the document's root collection is depth 0, as in _check_expansion
+            if depth - 1 > MAX_DEPTH:
+                line, col = (
+                    (mark.line + 1, mark.column + 1) if (mark := event.start_mark) else (1, 1)
+                )
+                raise _fail(
+                    file,
+                    line,
+                    col,
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    "a manifest is shallow; flatten this structure",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
     try:
+        _check_depth(text, file, _FastLoader)
         return yaml.compose(text, Loader=_FastLoader)
     except yaml.YAMLError:
         if _FastLoader is _Loader:
             raise
-    return yaml.compose(text, Loader=_Loader)  # raises, with the better message
+    # libyaml refused the text (a syntax error, or its own nesting limit, which it
+    # reaches while scanning ahead): the pure-Python parser has no nesting limit,
+    # finds a too-deep node where it is, and words syntax errors better.
+    _check_depth(text, file, _Loader)
+    return yaml.compose(text, Loader=_Loader)
 
 
 def parse_yaml(text: str, file: str) -> LoadedDocument:
     """Compose one YAML document and build plain data with positions."""
     try:
-        root = _compose(text)
+        root = _compose(text, file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -191,10 +224,6 @@ def parse_yaml(text: str, file: str) -> LoadedDocument:
         raise _fail(file, line, col, f"YAML syntax error: {problem}", hint) from None
     except yaml.YAMLError as exc:
         raise _fail(file, 1, 1, f"YAML error: {exc}", "fix the YAML syntax") from None
-    except RecursionError:  # the pure-Python parser on a deeply nested broken file
-        raise _fail(
-            file, 1, 1, f"nested more than {MAX_DEPTH} levels deep", "flatten this structure"
-        ) from None
 
     if root is None:
         raise _fail(
