@@ -146,7 +146,7 @@ class Crank(System):
         self.broker = open_broker(broker_url)
 
     def enqueue(self, n: int) -> None:
-        from crank.runtime.broker import TaskSpec
+        from crank.runtime.brokers.contract import TaskSpec
 
         for start in range(0, n, 1000):
             batch = min(1000, n - start)
@@ -161,7 +161,7 @@ class Crank(System):
         ]  # fmt: skip
 
     def round_trip(self) -> None:
-        from crank.runtime.broker import TaskSpec
+        from crank.runtime.brokers.contract import TaskSpec
 
         task_id = self.broker.submit(TaskSpec("bench.noop", {})).id
         while True:

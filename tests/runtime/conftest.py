@@ -24,7 +24,7 @@ from crank.runtime.brokers import open_broker
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
 
 FIXTURE_WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "workers_runtime"
 FIXTURE_MANIFEST = FIXTURE_WORKERS / "crank.yaml"

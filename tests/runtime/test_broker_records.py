@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
-from crank.runtime.broker import TaskRecord
+from crank.runtime.brokers.contract import ClaimOptions, TaskRecord
 
 
 def test_claimed_record_is_the_same_as_one_built_by_the_dataclass() -> None:
@@ -28,3 +28,11 @@ def test_claimed_record_is_the_same_as_one_built_by_the_dataclass() -> None:
     assert fast == slow
     assert set(vars(fast)) == {f.name for f in fields(TaskRecord)}
     assert (fast.result, fast.error, fast.done) == (None, None, False)
+
+
+def test_claim_options_keep_capabilities_sorted_without_repeats() -> None:
+    # the backends build their queries from these ids as they are
+    options = ClaimOptions("w1", capabilities=("demo.b", "demo.a", "demo.b"))
+    assert options.capabilities == ("demo.a", "demo.b")
+    assert replace(options, limit=5).capabilities == ("demo.a", "demo.b")
+    assert ClaimOptions("w1").capabilities is None

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.runtime.broker import Broker, TaskRecord, TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import Broker, TaskRecord, TaskSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable

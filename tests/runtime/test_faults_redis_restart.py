@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crank.errors import BrokerError
-from crank.runtime.broker import TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import TaskSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tests.runtime.conftest import RedisServer, WorkerPool
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
 
 TASKS = 5_000
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.runtime.broker import TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import TaskSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable

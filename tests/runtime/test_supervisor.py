@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.runtime.broker import TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.config import RuntimeConfig
 from crank.runtime.supervisor import Supervisor, worker_command
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
 
 # A stand-in worker: sleeps until SIGTERM, then exits 0 (the real one drains first).
 SLEEPER = (
@@ -75,7 +75,7 @@ def test_dead_child_is_recovered_and_replaced(broker: Broker) -> None:
         wait_for(lambda: sup.worker_counts() == (2, 2))
         victim_consumer = sup.consumers()[0]
         broker.submit(TaskSpec(capability="a.x", payload={}))
-        (claim,) = broker.claim(victim_consumer, limit=1, visibility_timeout_s=600)
+        (claim,) = broker.claim(ClaimOptions(victim_consumer, limit=1, visibility_timeout_s=600))
         victim = sup.pids()[0]
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: sup.events.replaced == 1 and sup.worker_counts() == (2, 2))
@@ -83,7 +83,7 @@ def test_dead_child_is_recovered_and_replaced(broker: Broker) -> None:
         assert victim_consumer not in sup.consumers()
         assert (sup.events.died, sup.events.replaced, sup.events.recovered_tasks) == (1, 1, 1)
         # the recovered task is deliverable again at once, long before its 600 s visibility timeout
-        (again,) = broker.claim("other", limit=1)
+        (again,) = broker.claim(ClaimOptions("other", limit=1))
         assert again.task.id == claim.task.id
     finally:
         sup.stop(grace_s=5)
@@ -110,7 +110,7 @@ def test_scale_step_applies_the_policy(broker: Broker) -> None:
         decision = sup.scale_step()
         assert (decision.decision_type, decision.target_workers) == ("scale_up", 3)
         # drain the queue: the pool shrinks gently towards min
-        while claims := broker.claim("drain", limit=50):
+        while claims := broker.claim(ClaimOptions("drain", limit=50)):
             broker.ack_many([(c, {}) for c in claims])
         decision = sup.scale_step()
         assert (decision.decision_type, decision.target_workers) == ("scale_down", 2)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank.errors import UsageError
-from crank.runtime.broker import TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_routes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from crank.runtime.broker import Broker, TaskRecord
+    from crank.runtime.brokers.contract import Broker, TaskRecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "workers_runtime"
 MANIFEST = str(FIXTURES / "crank.yaml")
@@ -201,7 +201,7 @@ def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> N
             time.sleep(0.01)
         deadline = time.monotonic() + 2.5
         while time.monotonic() < deadline:
-            assert broker.claim("thief", visibility_timeout_s=1.5) == []
+            assert broker.claim(ClaimOptions("thief", visibility_timeout_s=1.5)) == []
             time.sleep(0.05)
         [done] = wait_final(broker, [record.id])
     assert (done.status, done.attempts) == ("succeeded", 1)
@@ -242,7 +242,7 @@ def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> N
         # past the visibility timeout, the prefetched no-ops are still held by the worker
         deadline = time.monotonic() + 1.3
         while time.monotonic() < deadline:
-            assert broker.claim("thief", limit=10, visibility_timeout_s=0.8) == []
+            assert broker.claim(ClaimOptions("thief", limit=10, visibility_timeout_s=0.8)) == []
             time.sleep(0.05)
         done = wait_final(broker, [r.id for r in records])
     assert [(d.status, d.attempts) for d in done] == [("succeeded", 1)] * 5
@@ -268,7 +268,7 @@ def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(broker_url: 
         ("pending", 0),  # never claimed
     ]
     # given back means claimable by anyone at once, not after the visibility timeout
-    assert len(broker.claim("other", limit=10, visibility_timeout_s=30)) == 3
+    assert len(broker.claim(ClaimOptions("other", limit=10, visibility_timeout_s=30))) == 3
     broker.close()
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from crank.manifest import Capability
     from crank.routing import Resolution, Router
-    from crank.runtime.broker import Broker, TaskRecord
+    from crank.runtime.brokers.contract import Broker, TaskRecord
     from crank.runtime.status import StatusTracker
 
 _CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -119,7 +119,7 @@ class TaskGateway:
         idempotency_key: str | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> TaskRecord:
-        from crank.runtime.broker import TaskSpec
+        from crank.runtime.brokers.contract import TaskSpec
 
         if self.status.pending_total() >= self.max_pending:
             raise QueueFull(

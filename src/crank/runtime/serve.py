@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from crank.manifest import Manifest
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
 
 

@@ -19,7 +19,7 @@ from crank.runtime.usage import BudgetState, budget_state, paused_capabilities, 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from crank.runtime.broker import Broker, QueueStats
+    from crank.runtime.brokers.contract import Broker, QueueStats
     from crank.runtime.usage import UsageStore
 
 

@@ -28,7 +28,7 @@ from crank.runtime.scaling import RuntimeMetrics, ScalingDecision, decide
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
     from crank.runtime.status import StatusTracker
 

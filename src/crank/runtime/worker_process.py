@@ -40,10 +40,11 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
+from crank.runtime.brokers.contract import ClaimOptions
 from crank.worker.app import CapabilityError
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.host import OutputInvalid
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from crank.manifest import Capability
-    from crank.runtime.broker import Broker, Claim, PendingClaims
+    from crank.runtime.brokers.contract import Broker, Claim, PendingClaims
     from crank.worker.host import WorkerHost
 
 T = TypeVar("T")
@@ -253,6 +254,11 @@ class WorkerLoop:
                     subject=unknown[0],
                 )
         self.capabilities: tuple[str, ...] = caps if caps is not None else tuple(self.routes)
+        self._claim_base = ClaimOptions(
+            config.consumer,
+            capabilities=self.capabilities,
+            visibility_timeout_s=config.visibility_timeout_s,
+        )
         self.stop_event = threading.Event()
         self._broker = broker
         self._on_finished = on_finished
@@ -452,9 +458,7 @@ class WorkerLoop:
         cfg = self.config
 
         def claim() -> list[Claim]:
-            got = self.broker.ack_and_claim(
-                done, cfg.consumer, block_s=cfg.block_s, **self._claim_options()
-            )
+            got = self.broker.ack_and_claim(done, self._claim_options(block_s=cfg.block_s))
             self._hold(got)
             return got
 
@@ -470,13 +474,9 @@ class WorkerLoop:
         self._drop([c for c, _ in done])
         return got, []
 
-    def _claim_options(self) -> dict[str, Any]:
-        """What every claim of this loop asks for."""
-        return {
-            "capabilities": self.capabilities,
-            "limit": self._next_limit(),
-            "visibility_timeout_s": self.config.visibility_timeout_s,
-        }
+    def _claim_options(self, *, block_s: float = 0.0) -> ClaimOptions:
+        """What the next claim of this loop asks for (only the limit changes)."""
+        return replace(self._claim_base, limit=self._next_limit(), block_s=block_s)
 
     def _next_limit(self) -> int:
         """How many tasks the next claim asks for (see ``batch_target_s``)."""
@@ -498,9 +498,7 @@ class WorkerLoop:
     def _begin_prefetch(self, done: list[tuple[Claim, Any]]) -> Prefetch | None:
         """Send the ack of ``done`` and the claim of the next batch; None: do it the slow way."""
         try:
-            pending = self.broker.begin_ack_and_claim(
-                done, self.config.consumer, **self._claim_options()
-            )
+            pending = self.broker.begin_ack_and_claim(done, self._claim_options())
         except (BrokerError, TypeError, ValueError):
             return None  # broker down or a result that is not JSON: _claim deals with both
         self._prefetch = Prefetch(pending, done, self._hold)

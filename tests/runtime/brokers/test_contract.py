@@ -8,22 +8,22 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.runtime.broker import Broker, TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import Broker, ClaimOptions, TaskSpec
 
 if TYPE_CHECKING:
-    from crank.runtime.broker import Claim
+    from crank.runtime.brokers.contract import Claim
 
 
 def spec(cap: str = "demo.echo", n: int = 0, **kw: object) -> TaskSpec:
     return TaskSpec(capability=cap, payload={"n": n}, **kw)  # type: ignore[arg-type]
 
 
-def claim_until(broker: Broker, want: int, *, timeout_s: float = 5.0, **kw: object) -> list[Claim]:
+def claim_until(broker: Broker, want: int, *, timeout_s: float = 5.0) -> list[Claim]:
     got: list[Claim] = []
     deadline = time.monotonic() + timeout_s
     while len(got) < want and time.monotonic() < deadline:
-        got += broker.claim("w1", limit=want - len(got), block_s=0.1, **kw)  # type: ignore[arg-type]
+        got += broker.claim(ClaimOptions("w1", limit=want - len(got), block_s=0.1))
     return got
 
 
@@ -36,29 +36,29 @@ def test_submit_claim_ack_keeps_result(broker: Broker) -> None:
     record = broker.submit(spec(n=7, meta={"request_id": "r1"}, timeout_s=5.0))
     assert record.status == "pending"
     assert broker.get(record.id) is not None
-    [claim] = broker.claim("w1", limit=10)
+    [claim] = broker.claim(ClaimOptions("w1", limit=10))
     assert claim.task.id == record.id
     assert claim.task.payload == {"n": 7}
     assert claim.task.meta == {"request_id": "r1"}
     assert claim.task.timeout_s == 5.0
     assert claim.attempt == 1
-    assert broker.claim("w2", limit=10) == []
+    assert broker.claim(ClaimOptions("w2", limit=10)) == []
     broker.ack(claim, {"echo": 7})
     done = broker.get(record.id)
     assert done is not None
     assert done.status == "succeeded"
     assert done.result == {"echo": 7}
     assert done.done
-    assert broker.claim("w2", limit=10) == []
+    assert broker.claim(ClaimOptions("w2", limit=10)) == []
 
 
 def test_batch_submit_claim_ack(broker: Broker) -> None:
     records = broker.submit_many([spec(n=i) for i in range(50)])
     assert len({r.id for r in records}) == 50
-    claims = broker.claim("w1", limit=30)
+    claims = broker.claim(ClaimOptions("w1", limit=30))
     assert len(claims) == 30
     assert [c.task.payload["n"] for c in claims] == list(range(30))
-    claims += broker.claim("w1", limit=30)
+    claims += broker.claim(ClaimOptions("w1", limit=30))
     assert len(claims) == 50
     broker.ack_many([(c, {"n": c.task.payload["n"]}) for c in claims])
     results = [broker.get(r.id) for r in records]
@@ -68,9 +68,9 @@ def test_batch_submit_claim_ack(broker: Broker) -> None:
 
 def test_begin_ack_and_claim_acks_one_batch_and_claims_the_next(broker: Broker) -> None:
     records = broker.submit_many([spec(n=i) for i in range(4)])
-    first = broker.claim("w1", limit=2)
+    first = broker.claim(ClaimOptions("w1", limit=2))
     pending = broker.begin_ack_and_claim(
-        [(c, {"n": c.task.payload["n"]}) for c in first], "w1", limit=2
+        [(c, {"n": c.task.payload["n"]}) for c in first], ClaimOptions("w1", limit=2)
     )
     second = pending.result()
     assert [c.task.payload["n"] for c in first + second] == [0, 1, 2, 3]
@@ -80,7 +80,12 @@ def test_begin_ack_and_claim_acks_one_batch_and_claims_the_next(broker: Broker) 
         ("succeeded", {"n": 0}),
         ("succeeded", {"n": 1}),
     ]
-    assert broker.begin_ack_and_claim([(c, None) for c in second], "w1", limit=2).result() == []
+    assert (
+        broker.begin_ack_and_claim(
+            [(c, None) for c in second], ClaimOptions("w1", limit=2)
+        ).result()
+        == []
+    )
     assert all((r := broker.get(c.task.id)) is not None and r.done for c in second)
 
 
@@ -88,13 +93,13 @@ def test_begin_ack_and_claim_refuses_a_result_that_is_not_json_before_sending(
     broker: Broker,
 ) -> None:
     broker.submit_many([spec(n=0), spec(n=1)])
-    [claim] = broker.claim("w1")
+    [claim] = broker.claim(ClaimOptions("w1"))
     with pytest.raises((TypeError, ValueError)):
-        broker.begin_ack_and_claim([(claim, {"bad": {1, 2}})], "w1").result()
+        broker.begin_ack_and_claim([(claim, {"bad": {1, 2}})], ClaimOptions("w1")).result()
     still = broker.get(claim.task.id)
     assert still is not None and still.status == "running"
     # nothing was sent: the other task is still there for the next claim
-    assert [c.task.payload["n"] for c in broker.claim("w1")] == [1]
+    assert [c.task.payload["n"] for c in broker.claim(ClaimOptions("w1"))] == [1]
 
 
 def test_higher_priority_first_then_oldest(broker: Broker) -> None:
@@ -109,9 +114,9 @@ def test_higher_priority_first_then_oldest(broker: Broker) -> None:
 def test_capability_filter(broker: Broker) -> None:
     broker.submit(spec("demo.a", n=1))
     broker.submit(spec("demo.b", n=2))
-    claims = broker.claim("w1", capabilities=["demo.b"], limit=10)
+    claims = broker.claim(ClaimOptions("w1", capabilities=("demo.b",), limit=10))
     assert [c.task.capability for c in claims] == ["demo.b"]
-    assert broker.claim("w1", capabilities=[], limit=10) == []
+    assert broker.claim(ClaimOptions("w1", capabilities=(), limit=10)) == []
 
 
 def test_idempotency_key_returns_first_task(broker: Broker) -> None:
@@ -146,16 +151,16 @@ def test_idempotency_under_concurrency(broker_url: str) -> None:
         t.join()
     assert len(ids) == 8
     assert len(set(ids)) == 1
-    assert len(shared.claim("w1", limit=10)) == 1
+    assert len(shared.claim(ClaimOptions("w1", limit=10))) == 1
     shared.close()
 
 
 def test_visibility_timeout_redelivers(broker: Broker) -> None:
     record = broker.submit(spec(n=1))
-    [first] = broker.claim("w1", limit=1, visibility_timeout_s=0.2)
-    assert broker.claim("w2", limit=1, visibility_timeout_s=0.2) == []
+    [first] = broker.claim(ClaimOptions("w1", limit=1, visibility_timeout_s=0.2))
+    assert broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=0.2)) == []
     time.sleep(0.35)
-    [again] = broker.claim("w2", limit=1, visibility_timeout_s=0.2)
+    [again] = broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=0.2))
     assert again.task.id == record.id
     assert again.attempt == 2
     assert broker.extend(first, 5.0) is False  # lost to the redelivery
@@ -169,11 +174,11 @@ def test_visibility_timeout_redelivers(broker: Broker) -> None:
 @pytest.mark.slow
 def test_extend_keeps_a_long_task_invisible(broker: Broker) -> None:
     broker.submit(spec(n=1))
-    [claim] = broker.claim("w1", limit=1, visibility_timeout_s=1.0)
+    [claim] = broker.claim(ClaimOptions("w1", limit=1, visibility_timeout_s=1.0))
     for _ in range(3):  # 1.2 s in all: past the timeout only because of the extensions
         time.sleep(0.4)
         assert broker.extend_many([claim], 1.0) == [True]
-        assert broker.claim("w2", limit=1, visibility_timeout_s=1.0) == []
+        assert broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=1.0)) == []
     broker.ack(claim, {})
 
 
@@ -198,7 +203,7 @@ def test_retryable_failure_backs_off_then_dead_letters(broker: Broker) -> None:
 
 def test_non_retryable_failure_goes_straight_to_dead_letters(broker: Broker) -> None:
     record = broker.submit(spec(n=1, max_attempts=5))
-    [claim] = broker.claim("w1", limit=1)
+    [claim] = broker.claim(ClaimOptions("w1", limit=1))
     status = broker.fail(claim, {"code": "BAD", "message": "no", "type": "X"}, retryable=False)
     assert status == "dead"
     got = broker.get(record.id)
@@ -209,9 +214,9 @@ def test_non_retryable_failure_goes_straight_to_dead_letters(broker: Broker) -> 
 
 def test_stale_fail_does_not_override_redelivery(broker: Broker) -> None:
     broker.submit(spec(n=1))
-    [first] = broker.claim("w1", limit=1, visibility_timeout_s=0.2)
+    [first] = broker.claim(ClaimOptions("w1", limit=1, visibility_timeout_s=0.2))
     time.sleep(0.35)
-    [second] = broker.claim("w2", limit=1, visibility_timeout_s=0.2)
+    [second] = broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=0.2))
     assert (
         broker.fail(first, {"code": "X", "message": "", "type": "X"}, retryable=False) == "running"
     )
@@ -223,20 +228,20 @@ def test_stale_fail_does_not_override_redelivery(broker: Broker) -> None:
 
 def test_release_gives_tasks_back_without_counting_attempts(broker: Broker) -> None:
     broker.submit_many([spec(n=i) for i in range(3)])
-    claims = broker.claim("w1", limit=3, visibility_timeout_s=30)
+    claims = broker.claim(ClaimOptions("w1", limit=3, visibility_timeout_s=30))
     broker.release(claims[1:])
-    again = broker.claim("w2", limit=5, visibility_timeout_s=30)
+    again = broker.claim(ClaimOptions("w2", limit=5, visibility_timeout_s=30))
     assert sorted(c.task.payload["n"] for c in again) == [1, 2]
     assert all(c.attempt == 1 for c in again)
 
 
 def test_recover_makes_a_dead_consumers_tasks_deliverable_now(broker: Broker) -> None:
     broker.submit_many([spec(n=i) for i in range(4)])
-    taken = broker.claim("dead-worker", limit=3, visibility_timeout_s=60)
+    taken = broker.claim(ClaimOptions("dead-worker", limit=3, visibility_timeout_s=60))
     assert len(taken) == 3
     assert broker.recover("dead-worker") == 3
     assert broker.recover("dead-worker") in (0, 3)  # idempotent enough: nothing is lost
-    again = broker.claim("w1", limit=4)  # at once: not after the visibility timeout
+    again = broker.claim(ClaimOptions("w1", limit=4))  # at once: not after the visibility timeout
     assert sorted(c.task.payload["n"] for c in again) == [0, 1, 2, 3]
     by_n = {c.task.payload["n"]: c.attempt for c in again}
     assert by_n[3] == 1
@@ -260,7 +265,7 @@ def test_stats(broker: Broker) -> None:
     assert broker.stats().pending == {}
     broker.submit_many([spec("demo.a", n=i) for i in range(3)] + [spec("demo.b")])
     time.sleep(0.02)
-    claims = broker.claim("w1", capabilities=["demo.a"], limit=1)
+    claims = broker.claim(ClaimOptions("w1", capabilities=("demo.a",), limit=1))
     stats = broker.stats()
     assert stats.pending == {"demo.a": 2, "demo.b": 1}
     assert stats.running == 1
@@ -277,15 +282,15 @@ def test_blocking_claim_wakes_on_submit(broker: Broker) -> None:
 
     thread = threading.Thread(target=later)
     thread.start()
-    claims = broker.claim("w1", limit=5, block_s=5.0)
+    claims = broker.claim(ClaimOptions("w1", limit=5, block_s=5.0))
     thread.join()
     assert [c.task.payload["n"] for c in claims] == [1]
 
 
 def test_blocking_claim_returns_empty_when_nothing_comes(broker: Broker) -> None:
-    assert broker.claim("w1", limit=5, block_s=0.2) == []
+    assert broker.claim(ClaimOptions("w1", limit=5, block_s=0.2)) == []
     broker.submit(spec("demo.other"))
-    assert broker.claim("w1", capabilities=["demo.echo"], limit=5, block_s=0.2) == []
+    assert broker.claim(ClaimOptions("w1", capabilities=("demo.echo",), limit=5, block_s=0.2)) == []
 
 
 @pytest.mark.slow
@@ -293,7 +298,7 @@ def test_results_expire_after_their_ttl(broker_url: str) -> None:
     broker = open_broker(broker_url, result_ttl_s=1.0)
     try:
         record = broker.submit(spec(n=1, idempotency_key="ttl"))
-        [claim] = broker.claim("w1")
+        [claim] = broker.claim(ClaimOptions("w1"))
         broker.ack(claim, {"ok": True})
         assert broker.get(record.id) is not None
         time.sleep(2.2)
@@ -308,7 +313,7 @@ def test_dead_tasks_are_kept_in_dead_letters_in_newest_first_order(broker: Broke
     ids = []
     for i in range(3):
         ids.append(broker.submit(spec(n=i)).id)
-        [claim] = broker.claim("w1")
+        [claim] = broker.claim(ClaimOptions("w1"))
         broker.fail(claim, {"code": "E", "message": str(i), "type": "E"}, retryable=False)
         time.sleep(0.01)
     assert [d.id for d in broker.dead_letters()] == ids[::-1]
@@ -317,9 +322,9 @@ def test_dead_tasks_are_kept_in_dead_letters_in_newest_first_order(broker: Broke
 
 def test_ack_and_claim_acks_then_claims_in_one_call(broker: Broker) -> None:
     records = broker.submit_many([spec(n=i) for i in range(4)])
-    first = broker.claim("w1", limit=2)
+    first = broker.claim(ClaimOptions("w1", limit=2))
     following = broker.ack_and_claim(
-        [(c, {"n": c.task.payload["n"]}) for c in first], "w1", limit=5
+        [(c, {"n": c.task.payload["n"]}) for c in first], ClaimOptions("w1", limit=5)
     )
     assert sorted(c.task.payload["n"] for c in following) == [2, 3]
     done = [broker.get(r.id) for r in records[:2]]
@@ -327,5 +332,10 @@ def test_ack_and_claim_acks_then_claims_in_one_call(broker: Broker) -> None:
         ("succeeded", {"n": 0}),
         ("succeeded", {"n": 1}),
     ]
-    assert broker.ack_and_claim([(c, {}) for c in following], "w1", limit=5, block_s=0.05) == []
+    assert (
+        broker.ack_and_claim(
+            [(c, {}) for c in following], ClaimOptions("w1", limit=5, block_s=0.05)
+        )
+        == []
+    )
     assert broker.stats().running == 0

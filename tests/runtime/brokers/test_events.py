@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.runtime.broker import TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_concurrent_publishers_get_distinct_consecutive_numbers(
 def test_all_events_are_readable_once_the_task_is_done(broker: Broker) -> None:
     """Events are published before the ack: done, then one more read, misses nothing."""
     record = broker.submit(TaskSpec(capability="demo.count", payload={"n": 2}))
-    [claim] = broker.claim("w1")
+    [claim] = broker.claim(ClaimOptions("w1"))
     broker.publish_events(record.id, [{"i": 1}])
     assert broker.read_events(record.id, 0) == [(1, {"i": 1})]
     broker.publish_events(record.id, [{"i": 2}])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from crank.runtime.broker import TaskSpec
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.brokers.memory import MemoryBroker
 
 CAPABILITIES = ("demo.a", "demo.b", "demo.c")
@@ -25,7 +25,7 @@ def test_claim_order_holds_across_priorities_and_give_backs_with_many_tasks() ->
     # higher priority first, then oldest (submission order)
     order = sorted(range(len(priorities)), key=lambda n: (-priorities[n], n))
 
-    taken = [c for _ in range(30) for c in broker.claim("w1", limit=10)]
+    taken = [c for _ in range(30) for c in broker.claim(ClaimOptions("w1", limit=10))]
     assert [c.task.payload["n"] for c in taken] == order[:300]
     broker.ack_many([(c, {}) for c in taken[:100]])
     broker.release(taken[100:200])  # back to their places, attempt not counted
@@ -38,12 +38,14 @@ def test_claim_order_holds_across_priorities_and_give_backs_with_many_tasks() ->
     queue = sorted(set(order) - acked, key=lambda n: (-priorities[n], n == retried, n))
 
     # leases that expired (a zero visibility timeout) are delivered before everything else
-    leased = broker.claim("w2", capabilities=["demo.c"], limit=2, visibility_timeout_s=0)
+    leased = broker.claim(
+        ClaimOptions("w2", capabilities=("demo.c",), limit=2, visibility_timeout_s=0)
+    )
     lost = [c.task.payload["n"] for c in leased]
     assert lost == [n for n in queue if capabilities[n] == "demo.c"][:2]
 
     drained = []
-    while claims := broker.claim("w3", limit=7):
+    while claims := broker.claim(ClaimOptions("w3", limit=7)):
         drained += claims
     assert [c.task.payload["n"] for c in drained] == lost + [n for n in queue if n not in lost]
     # the recovered, retried and lost deliveries count; released ones do not

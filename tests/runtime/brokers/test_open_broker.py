@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from crank.errors import BrokerError, UsageError
-from crank.runtime.broker import open_broker as reexported
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.memory import MemoryBroker
 from crank.runtime.brokers.redis import RedisBroker
@@ -27,7 +26,7 @@ def test_schemes_pick_their_backend(tmp_path: Path, redis_server: str) -> None:
     assert isinstance(sqlite, SqliteBroker)
     assert sqlite.path == tmp_path / "q.db"
     sqlite.close()
-    redis = reexported(redis_server)
+    redis = open_broker(redis_server)
     assert isinstance(redis, RedisBroker)
     redis.close()
 

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-from crank.runtime.broker import TaskSpec
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.brokers.sqlite import SqliteBroker
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def test_the_queue_stays_consistent_across_checkpoints(tmp_path: Path) -> None:
         ids = [r.id for r in broker.submit_many([TaskSpec("demo.echo", {}) for _ in range(500)])]
         taken = 0
         while taken < 500:
-            claims = other.claim("w", limit=50)
+            claims = other.claim(ClaimOptions("w", limit=50))
             other.ack_many([(c, {"ok": True}) for c in claims])
             taken += len(claims)
             time.sleep(0.01)  # let checkpoints run in between

@@ -16,6 +16,7 @@ import pytest
 from crank.manifest import load_manifest
 from crank.routing import Router
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import ClaimOptions
 from crank.runtime.config import RuntimeConfig
 from crank.runtime.http.app import build_services, create_app
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
     from crank.runtime.http.app import RuntimeServices
 
 HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
@@ -48,7 +49,7 @@ class ScriptedWorker:
 
     def _run(self) -> None:
         try:
-            [claim] = self.broker.claim("scripted", block_s=WAIT_S)
+            [claim] = self.broker.claim(ClaimOptions("scripted", block_s=WAIT_S))
             self.script(self.broker, claim, self.go)
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)
@@ -78,7 +79,7 @@ class InlineWorker:
         from crank.worker import CapabilityError, TaskContext
 
         while not self.stop_event.is_set():
-            for claim in self.broker.claim("inline", limit=8, block_s=0.05):
+            for claim in self.broker.claim(ClaimOptions("inline", limit=8, block_s=0.05)):
                 task = claim.task
                 ctx = TaskContext(
                     capability=task.capability, task_id=task.id, attempt=claim.attempt

@@ -7,12 +7,12 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from crank.runtime.broker import TaskSpec
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.http.sse import live_events, look
 
 if TYPE_CHECKING:
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
 
 
 def _collect(broker: Broker, task_id: str, *, deadline: float, disconnected: bool = False) -> str:
@@ -39,7 +39,7 @@ def _collect(broker: Broker, task_id: str, *, deadline: float, disconnected: boo
 
 def _running_task(broker: Broker) -> str:
     record = broker.submit(TaskSpec(capability="demo.count", payload={"n": 2}))
-    [claim] = broker.claim("w1")
+    [claim] = broker.claim(ClaimOptions("w1"))
     broker.publish_events(claim.task.id, [{"i": 1}])
     return record.id
 
@@ -76,7 +76,7 @@ def test_a_task_that_is_gone_ends_the_stream_with_an_error() -> None:
 def test_look_reads_the_events_published_before_the_ack_after_seeing_the_task_done() -> None:
     broker = open_broker("memory://")
     record = broker.submit(TaskSpec(capability="demo.count", payload={"n": 2}))
-    [claim] = broker.claim("w1")
+    [claim] = broker.claim(ClaimOptions("w1"))
     broker.publish_events(record.id, [{"i": 1}, {"i": 2}])
     broker.ack(claim, [{"i": 1}, {"i": 2}])
     found = look(broker, record.id, 1)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
     from crank.runtime.http.app import RuntimeServices
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crank.runtime.broker import TaskSpec
+from crank.runtime.brokers.contract import TaskSpec
 
 from ..conftest import sse_frames
 from .conftest import WAIT_S, ScriptedWorker
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
     from crank.runtime.http.app import RuntimeServices
 
     from .conftest import InlineWorker

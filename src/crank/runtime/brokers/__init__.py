@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from crank.errors import UsageError
 
 if TYPE_CHECKING:
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
 
 SCHEMES = ("memory://", "sqlite:///PATH", "redis://HOST:PORT/DB")
 _FLOAT_OPTIONS = frozenset({"retry_base_s", "retry_max_s", "result_ttl_s"})

@@ -20,11 +20,19 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from crank.runtime.broker import Claim, QueueStats, TaskRecord, TaskSpec, TaskStatus
-from crank.runtime.brokers.common import BatchBroker, BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.contract import (
+    Broker,
+    Claim,
+    ClaimOptions,
+    QueueStats,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
 _ACTIVE = frozenset({"pending", "retrying", "running"})
 
@@ -47,7 +55,7 @@ _ReadyItem = tuple[bool, int, float, int, int, _Entry]
 _WaitingItem = tuple[float, int, _Entry]
 
 
-class MemoryBroker(BatchBroker):
+class MemoryBroker(Broker):
     """Everything in a dict behind one lock; not shared across processes."""
 
     def __init__(
@@ -113,53 +121,30 @@ class MemoryBroker(BatchBroker):
 
     # -- claim -----------------------------------------------------------------
 
-    def claim(
-        self,
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
-    ) -> list[Claim]:
-        deadline = time.monotonic() + block_s
-        caps = None if capabilities is None else frozenset(capabilities)
+    def claim(self, options: ClaimOptions) -> list[Claim]:
+        deadline = time.monotonic() + options.block_s
         with self._cond:
             while True:
-                claims = self._claim_now(consumer, caps, limit, visibility_timeout_s)
+                claims = self._claim_now(options)
                 left = deadline - time.monotonic()
                 if claims or left <= 0:
                     return claims
                 self._cond.wait(min(left, 0.05))
 
     def ack_and_claim(
-        self,
-        items: Sequence[tuple[Claim, Any]],
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
+        self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> list[Claim]:
         self.ack_many(items)
-        return self.claim(
-            consumer,
-            capabilities=capabilities,
-            limit=limit,
-            visibility_timeout_s=visibility_timeout_s,
-            block_s=block_s,
-        )
+        return self.claim(options)
 
-    def _claim_now(
-        self, consumer: str, caps: frozenset[str] | None, limit: int, vt: float
-    ) -> list[Claim]:
+    def _claim_now(self, options: ClaimOptions) -> list[Claim]:
         now = time.time()
         self._promote_due(now)
         receipt = new_id()
         claims: list[Claim] = []
+        limit, vt, consumer = options.limit, options.visibility_timeout_s, options.consumer
         while len(claims) < limit:
-            entry = self._pop_ready(caps)
+            entry = self._pop_ready(options.capabilities)
             if entry is None:
                 break
             attempts = entry.record.attempts + 1
@@ -211,7 +196,7 @@ class MemoryBroker(BatchBroker):
             if _is_current(token, entry):
                 self._push_ready(entry)
 
-    def _pop_ready(self, caps: frozenset[str] | None) -> _Entry | None:
+    def _pop_ready(self, caps: tuple[str, ...] | None) -> _Entry | None:
         """Take the next task to deliver among ``caps`` (every capability when None)."""
         best: list[_ReadyItem] | None = None
         for capability in self._ready if caps is None else caps:

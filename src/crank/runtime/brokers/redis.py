@@ -53,18 +53,20 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import BrokerError
-from crank.runtime.broker import (
+from crank.runtime.brokers.common import BrokerOptions, new_id
+from crank.runtime.brokers.contract import (
+    Broker,
     Claim,
+    ClaimOptions,
     PendingClaims,
     QueueStats,
     TaskRecord,
     TaskSpec,
     TaskStatus,
 )
-from crank.runtime.brokers.common import BatchBroker, BrokerOptions, new_id
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     import redis as redis_lib
 
@@ -128,7 +130,7 @@ def _split_receipt(receipt: str) -> tuple[str, str]:
     return entry, token
 
 
-class RedisBroker(BatchBroker):
+class RedisBroker(Broker):
     """A task queue on Redis Streams; thread-safe (one connection pool)."""
 
     def __init__(
@@ -261,24 +263,18 @@ class RedisBroker(BatchBroker):
     # -- claim -----------------------------------------------------------------
 
     def begin_ack_and_claim(
-        self,
-        items: Sequence[tuple[Claim, Any]],
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
+        self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> PendingClaims:
         """Write the ack script and the claim script on one connection; read them later."""
-        caps = None if capabilities is None else sorted(set(capabilities))
+        caps = options.capabilities
         receipt = new_id()
         calls: list[tuple[str, list[Any]]] = [("ack", self._ack_args(items))] if items else []
         args: list[Any] = [
             self.prefix,
-            consumer,
-            limit,
+            options.consumer,
+            options.limit,
             repr(time.time()),
-            max(1, int(visibility_timeout_s * 1000)),
+            max(1, int(options.visibility_timeout_s * 1000)),
             receipt,
             random.randrange(1 << 16),  # noqa: S311 - fairness, not security
             -1 if caps is None else len(caps),
@@ -288,41 +284,26 @@ class RedisBroker(BatchBroker):
         return _PendingClaims(self, self._send(calls, "ack and claim tasks"), receipt)
 
     def ack_and_claim(
-        self,
-        items: Sequence[tuple[Claim, Any]],
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
+        self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> list[Claim]:
         """Ack ``items`` and claim the next batch in one round trip."""
-        deadline = time.monotonic() + block_s
+        deadline = time.monotonic() + options.block_s
         while True:
-            claims = self.begin_ack_and_claim(
-                items,
-                consumer,
-                capabilities=capabilities,
-                limit=limit,
-                visibility_timeout_s=visibility_timeout_s,
-            ).result()
+            claims = self.begin_ack_and_claim(items, options).result()
             items = []
             if claims:
                 return claims
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            caps = None if capabilities is None else sorted(set(capabilities))
-            claims = self._block(consumer, caps, limit, min(left, _BLOCK_SLICE_S))
+            claims = self._block(options, min(left, _BLOCK_SLICE_S))
             if claims:
                 return claims
 
-    def _block(
-        self, consumer: str, caps: list[str] | None, limit: int, wait_s: float
-    ) -> list[Claim]:
+    def _block(self, options: ClaimOptions, wait_s: float) -> list[Claim]:
         """Wait on the streams with XREADGROUP BLOCK; adopt what arrives."""
-        streams = self._streams(caps)
+        consumer = options.consumer
+        streams = self._streams(options.capabilities)
         if not streams:
             time.sleep(min(wait_s, 0.05))
             return []
@@ -332,7 +313,7 @@ class RedisBroker(BatchBroker):
             "crank",
             consumer,
             dict.fromkeys(streams, ">"),
-            count=limit,
+            count=options.limit,
             block=max(1, int(wait_s * 1000)),
         )
         if not got:
@@ -345,7 +326,7 @@ class RedisBroker(BatchBroker):
         flat = self._script("adopt", args, "claim tasks")
         return list(self._claims(flat, receipt))
 
-    def _streams(self, caps: list[str] | None) -> list[str]:
+    def _streams(self, caps: tuple[str, ...] | None) -> list[str]:
         mapping: dict[str, str] = self._run(
             self._redis.hgetall, "list streams", f"{self.prefix}:streamcap"
         )

@@ -27,11 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import BrokerError
-from crank.runtime.broker import Claim, QueueStats, TaskRecord, TaskSpec, TaskStatus
-from crank.runtime.brokers.common import BatchBroker, BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.contract import (
+    Broker,
+    Claim,
+    ClaimOptions,
+    QueueStats,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -101,7 +109,7 @@ def _record(row: Sequence[Any]) -> TaskRecord:
     )
 
 
-class SqliteBroker(BatchBroker):
+class SqliteBroker(Broker):
     """A task queue in one SQLite file; open one per process (or per thread)."""
 
     def __init__(
@@ -248,21 +256,13 @@ class SqliteBroker(BatchBroker):
     # -- claim -----------------------------------------------------------------
 
     def ack_and_claim(
-        self,
-        items: Sequence[tuple[Claim, Any]],
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
+        self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> list[Claim]:
         """Ack ``items`` and claim the next batch in one transaction."""
-        deadline = time.monotonic() + block_s
-        caps = None if capabilities is None else sorted(set(capabilities))
+        deadline = time.monotonic() + options.block_s
         while True:
             version = self._data_version()
-            claims = self._claim_now(consumer, caps, limit, visibility_timeout_s, items)
+            claims = self._claim_now(options, items)
             items = []
             if claims or time.monotonic() >= deadline:
                 return claims
@@ -295,13 +295,9 @@ class SqliteBroker(BatchBroker):
                 return
 
     def _claim_now(
-        self,
-        consumer: str,
-        caps: list[str] | None,
-        limit: int,
-        vt: float,
-        acks: Sequence[tuple[Claim, Any]] = (),
+        self, options: ClaimOptions, acks: Sequence[tuple[Claim, Any]] = ()
     ) -> list[Claim]:
+        caps, limit = options.capabilities, options.limit
         if caps is not None and not caps:
             if acks:
                 self.ack_many(acks)
@@ -323,7 +319,7 @@ class SqliteBroker(BatchBroker):
             where=where,
             order="priority DESC, visible_at",
         )
-        head: list[Any] = [consumer, receipt, now + vt, now, now]
+        head: list[Any] = [options.consumer, receipt, now + options.visibility_timeout_s, now, now]
         try:
             with self._write() as db:
                 if acks:

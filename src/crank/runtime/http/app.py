@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from crank.routing import Router
-    from crank.runtime.broker import Broker
+    from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
     from crank.runtime.gateway import TaskGateway
     from crank.runtime.metrics import ServerMetrics

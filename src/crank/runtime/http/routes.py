@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from crank.runtime.broker import TaskRecord
+    from crank.runtime.brokers.contract import TaskRecord
     from crank.runtime.gateway import PreparedCall
     from crank.runtime.http.app import RuntimeServices
 

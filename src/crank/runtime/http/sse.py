@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from crank.runtime.broker import Broker, TaskRecord
+    from crank.runtime.brokers.contract import Broker, TaskRecord
 
 #: the largest event number a stream resumes after (brokers number events with 64-bit integers).
 MAX_EVENT_ID = 2**63 - 1

@@ -1,4 +1,10 @@
-"""The broker protocol every queue backend implements, and its value types.
+"""The broker contract: the protocol every queue backend implements, and its value types.
+
+One module holds all of it: the value types (:class:`TaskSpec`, :class:`TaskRecord`,
+:class:`Claim`, :class:`ClaimOptions`, :class:`QueueStats`), the :class:`Broker`
+protocol, and the single-item operations written once over the batch ones (a
+backend subclasses :class:`Broker` and implements the abstract methods; see
+:mod:`crank.runtime.brokers` for ``open_broker``).
 
 Semantics shared by all backends (memory, SQLite, Redis Streams):
 
@@ -10,7 +16,8 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   the dead-letter queue with its error and attempts;
 * an ``idempotency_key`` seen before returns the first task instead of a new one;
 * higher ``priority`` is claimed first; within a priority, oldest first;
-* ``submit_many`` / ``claim(limit=N)`` / ``ack_many`` batch the round trips;
+* ``submit_many`` / ``claim(ClaimOptions(..., limit=N))`` / ``ack_many`` batch the
+  round trips;
   ``begin_ack_and_claim`` sends the ack of one batch and the claim of the next
   and returns at once, so the worker runs a batch while the broker works on
   the next one (a network backend overlaps them; an in-process one finishes
@@ -29,11 +36,12 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from abc import abstractmethod
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
 _new_object = object.__new__
 
@@ -149,6 +157,33 @@ class QueueStats:
     oldest_pending_age_s: float
 
 
+@dataclass(frozen=True)
+class ClaimOptions:
+    """What one claim asks for: who claims, which capabilities, how many, for how long.
+
+    Every claiming call (:meth:`Broker.claim`, :meth:`Broker.ack_and_claim`,
+    :meth:`Broker.begin_ack_and_claim`) takes one; a worker builds it once and
+    changes only ``limit`` between calls (``dataclasses.replace``).
+    """
+
+    #: this worker's name in the broker (``recover(consumer)`` finds its tasks by it).
+    consumer: str
+    #: capability ids to claim from (kept sorted, without repeats); None = every one.
+    capabilities: tuple[str, ...] | None = None
+    #: the most tasks one claim delivers.
+    limit: int = 1
+    #: how long a claimed task stays invisible to other claims unless extended.
+    visibility_timeout_s: float = 30.0
+    #: how long a claim waits for a task when none is there (``begin_ack_and_claim``
+    #: never waits).
+    block_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.capabilities is not None:
+            # backends build their queries from the sorted ids; do it once, here
+            object.__setattr__(self, "capabilities", tuple(sorted(set(self.capabilities))))
+
+
 class PendingClaims(Protocol):
     """An ack-and-claim on its way (see :meth:`Broker.begin_ack_and_claim`)."""
 
@@ -158,76 +193,92 @@ class PendingClaims(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """:class:`PendingClaims` that already arrived (a backend with nothing to overlap)."""
+
+    claims: list[Claim]
+
+    def result(self) -> list[Claim]:
+        return self.claims
+
+
 @runtime_checkable
 class Broker(Protocol):
-    """A durable task queue. Implementations must be safe across processes."""
+    """A durable task queue. Implementations must be safe across processes.
+
+    A backend subclasses this class and implements its abstract methods, the batch
+    operations one round trip each; the single-item operations (``submit``,
+    ``claim``, ``ack``, ``extend``) and ``begin_ack_and_claim`` are written here
+    over the batch ones, and a backend overrides them only to do better.
+    """
 
     url: str
 
-    def submit(self, spec: TaskSpec) -> TaskRecord: ...
+    # -- submit ------------------------------------------------------------------------
 
+    @abstractmethod
     def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]: ...
 
-    def claim(
-        self,
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
-    ) -> list[Claim]: ...
+    def submit(self, spec: TaskSpec) -> TaskRecord:
+        return self.submit_many([spec])[0]
 
+    # -- claim -------------------------------------------------------------------------
+
+    @abstractmethod
     def ack_and_claim(
-        self,
-        items: Sequence[tuple[Claim, Any]],
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
-        block_s: float = 0.0,
+        self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> list[Claim]:
-        """``ack_many(items)`` then ``claim(...)`` in one round trip (the worker loop)."""
+        """``ack_many(items)`` then ``claim(options)`` in one round trip (the worker loop)."""
         ...
 
+    def claim(self, options: ClaimOptions) -> list[Claim]:
+        """Up to ``options.limit`` tasks, waiting up to ``options.block_s`` for one."""
+        return self.ack_and_claim([], options)
+
     def begin_ack_and_claim(
-        self,
-        items: Sequence[tuple[Claim, Any]],
-        consumer: str,
-        *,
-        capabilities: Collection[str] | None = None,
-        limit: int = 1,
-        visibility_timeout_s: float = 30.0,
+        self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> PendingClaims:
-        """Start ``ack_and_claim(..., block_s=0)``; ``result()`` of the answer waits for it.
+        """Start ``ack_and_claim`` without waiting for work (``options.block_s`` is not
+        used); ``result()`` of the answer waits for the broker's reply.
 
         Every call's ``result()`` must be taken (a connection is held until then).
         Results that are not JSON raise ``TypeError``/``ValueError`` here, before
-        anything is sent.
+        anything is sent. An in-process backend has nothing to overlap: this default
+        does the work before it returns.
         """
-        ...
+        if options.block_s:
+            options = replace(options, block_s=0.0)
+        return Claimed(self.ack_and_claim(items, options))
 
-    def ack(self, claim: Claim, result: Any) -> None: ...
+    # -- finish ------------------------------------------------------------------------
 
+    @abstractmethod
     def ack_many(self, items: Sequence[tuple[Claim, Any]]) -> None: ...
 
+    def ack(self, claim: Claim, result: Any) -> None:
+        self.ack_many([(claim, result)])
+
+    @abstractmethod
     def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
         """Record a failed attempt; returns ``retrying`` or ``dead`` (or ``failed``)."""
         ...
 
-    def extend(self, claim: Claim, visibility_timeout_s: float) -> bool:
-        """Keep a long task invisible; False if the claim was lost to redelivery."""
-        ...
-
+    @abstractmethod
     def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
         """:meth:`extend` for a batch in one round trip (the worker heartbeat)."""
         ...
 
+    def extend(self, claim: Claim, visibility_timeout_s: float) -> bool:
+        """Keep a long task invisible; False if the claim was lost to redelivery."""
+        return self.extend_many([claim], visibility_timeout_s)[0]
+
+    @abstractmethod
     def release(self, claims: Sequence[Claim]) -> None:
         """Give claimed tasks back unrun (graceful shutdown); attempts are not counted."""
         ...
 
+    @abstractmethod
     def recover(self, consumer: str) -> int:
         """Make every task claimed by ``consumer`` (known dead) deliverable again now.
 
@@ -237,10 +288,14 @@ class Broker(Protocol):
         """
         ...
 
+    # -- streaming events --------------------------------------------------------------
+
+    @abstractmethod
     def publish_events(self, task_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """Append streaming events of a running task (numbered from 1, in order)."""
         ...
 
+    @abstractmethod
     def read_events(
         self, task_id: str, after: int, *, block_s: float = 0.0, limit: int = 100
     ) -> list[tuple[int, Mapping[str, Any]]]:
@@ -250,22 +305,19 @@ class Broker(Protocol):
         """
         ...
 
+    # -- inspect -----------------------------------------------------------------------
+
+    @abstractmethod
     def get(self, task_id: str) -> TaskRecord | None: ...
 
+    @abstractmethod
     def stats(self) -> QueueStats: ...
 
+    @abstractmethod
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]: ...
 
+    @abstractmethod
     def ping(self) -> bool: ...
 
+    @abstractmethod
     def close(self) -> None: ...
-
-
-def open_broker(url: str, **options: Any) -> Broker:
-    """``memory://``, ``sqlite:///path/to/file.db`` or ``redis://host:port/db``.
-
-    See :func:`crank.runtime.brokers.open_broker` for the options.
-    """
-    from crank.runtime.brokers import open_broker as _open
-
-    return _open(url, **options)
