@@ -208,7 +208,7 @@ class WorkerPool:
         proc.wait(timeout=10)
         return time.time()
 
-    def terminate(self, consumer: str, timeout_s: float = 30.0) -> int:
+    def terminate(self, consumer: str, timeout_s: float = 120.0) -> int:
         proc = self.procs[consumer]
         proc.terminate()
         return proc.wait(timeout=timeout_s)

@@ -44,14 +44,18 @@ def test_workers_reconnect_after_a_redis_restart_and_lose_nothing(
     ]
     workers = [pool.spawn(), pool.spawn()]
 
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         left = pending(broker)
         if left is not None and left < TASKS * 0.7:
             break
         time.sleep(0.05)
+    assert left, "the workers finished before Redis could be killed"
     redis_server_aof.stop(kill=True)  # kill -9: only what was fsynced survives
-    time.sleep(1.5)  # workers see the broker down meanwhile
+    # restart only once a worker has seen the broker down
+    while not any("broker unavailable, retrying" in pool.log(w) for w in workers):
+        assert time.monotonic() < deadline, {w: pool.log(w)[-2000:] for w in workers}
+        time.sleep(0.05)
     redis_server_aof.start()
 
     while time.monotonic() < deadline:

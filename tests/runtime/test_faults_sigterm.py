@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from tests.runtime.conftest import WorkerPool
 
 TASKS = 3_000
+#: a stop happens with at least this many tasks waiting
+LOAD = 300
+TOP_UP = 1_000
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -32,26 +35,34 @@ def test_sigterm_during_load_loses_nothing_and_poison_reaches_dead_letters(
 ) -> None:
     broker = open_broker(url)
     pool = worker_pool(url, ["--batch-size", "20", "--grace", "5", "--block", "0.2"])
-    work = broker.submit_many(
-        [TaskSpec("fixture.sleep", {"seconds": 0.0005}) for _ in range(TASKS)]
-    )
+
+    def submit_work(count: int) -> list[str]:
+        specs = [TaskSpec("fixture.sleep", {"seconds": 0.0005}) for _ in range(count)]
+        return [r.id for r in broker.submit_many(specs)]
+
+    ids = submit_work(TASKS)
     poison = broker.submit(TaskSpec("fixture.poison", {}, max_attempts=3))
     for _ in range(2):
         pool.spawn()
 
+    # Four stops, each while work is waiting: on a fast machine the workers may drain
+    # the queue between two stops, so it is topped up first rather than hoping.
     stopped: dict[str, int] = {}
-    deadline = time.monotonic() + 120
-    while len(stopped) < 4 and time.monotonic() < deadline:
-        time.sleep(0.3)
+    deadline = time.monotonic() + 300
+    while len(stopped) < 4:
+        assert time.monotonic() < deadline, {c: pool.log(c)[-2000:] for c in pool.procs}
         serving = pool.serving()
-        if not serving or sum(broker.stats().pending.values()) < 300:
+        if not serving:
+            time.sleep(0.05)
             continue
+        if sum(broker.stats().pending.values()) < LOAD:
+            ids += submit_work(TOP_UP)
         victim = serving[0]
         stopped[victim] = pool.terminate(victim)
         pool.spawn()
 
-    ids = [r.id for r in work]
     # the poison task's retries run on their own backoff: wait for it too
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         records = [broker.get(i) for i in (*ids, poison.id)]
         if all(r is not None and r.done for r in records):
@@ -62,7 +73,7 @@ def test_sigterm_during_load_loses_nothing_and_poison_reaches_dead_letters(
     assert set(stopped.values()) == {0}, {c: pool.log(c)[-2000:] for c in stopped}
     assert all(f"worker {c} stopped after" in pool.log(c) for c in stopped)
     records = [broker.get(i) for i in ids]
-    assert [r.status if r else "lost" for r in records] == ["succeeded"] * TASKS
+    assert [r.status if r else "lost" for r in records] == ["succeeded"] * len(ids)
     # released tasks do not count an attempt: graceful shutdown ran each task once
     assert {r.attempts for r in records if r} == {1}
 

@@ -18,6 +18,7 @@ from crank.runtime.supervisor import Supervisor, worker_command
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from crank.runtime.brokers.contract import Broker
 
@@ -119,17 +120,26 @@ def test_scale_step_applies_the_policy(broker: Broker) -> None:
         sup.stop(grace_s=5)
 
 
-def test_stop_kills_children_that_ignore_sigterm_after_grace(broker: Broker) -> None:
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+def test_stop_kills_children_that_ignore_sigterm_after_grace(
+    broker: Broker, tmp_path: Path
+) -> None:
+    ignoring = tmp_path / "ignoring-sigterm"
+    stubborn = (
+        "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "pathlib.Path(sys.argv[1]).touch(); time.sleep(600)"
+    )
     config = RuntimeConfig(broker_url="memory://", min_workers=1, max_workers=1)
-    sup = Supervisor(config, broker, command=lambda c, name: [sys.executable, "-c", stubborn])
+    sup = Supervisor(
+        config, broker, command=lambda c, name: [sys.executable, "-c", stubborn, str(ignoring)]
+    )
     sup.start()
-    wait_for(lambda: sup.worker_counts() == (1, 1))
-    time.sleep(0.2)  # let the child install its handler
+    wait_for(ignoring.exists)  # the child ignores SIGTERM from here on
     (pid,) = sup.pids()
+    (child,) = sup._children
     sup.stop(grace_s=0.1)
+    assert child.proc.returncode == -signal.SIGKILL  # SIGTERM was not enough: killed
     with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # reaped: the stubborn child was killed after the grace period
+        os.kill(pid, 0)  # and reaped
 
 
 def test_crash_loop_backs_off_instead_of_respawning_twice_a_second(broker: Broker) -> None:

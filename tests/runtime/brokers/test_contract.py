@@ -19,12 +19,35 @@ def spec(cap: str = "demo.echo", n: int = 0, **kw: object) -> TaskSpec:
     return TaskSpec(capability=cap, payload={"n": n}, **kw)  # type: ignore[arg-type]
 
 
-def claim_until(broker: Broker, want: int, *, timeout_s: float = 5.0) -> list[Claim]:
+def claim_until(
+    broker: Broker,
+    want: int,
+    *,
+    timeout_s: float = 30.0,
+    consumer: str = "w1",
+    visibility_timeout_s: float = 30.0,
+) -> list[Claim]:
+    """Claim until ``want`` tasks came or ``timeout_s`` passed; always tries at least once.
+
+    A short ``timeout_s`` is for asserting that nothing (more) comes.
+    """
     got: list[Claim] = []
     deadline = time.monotonic() + timeout_s
-    while len(got) < want and time.monotonic() < deadline:
-        got += broker.claim(ClaimOptions("w1", limit=want - len(got), block_s=0.1))
-    return got
+    while True:
+        options = ClaimOptions(
+            consumer,
+            limit=want - len(got),
+            block_s=0.1,
+            visibility_timeout_s=visibility_timeout_s,
+        )
+        got += broker.claim(options)
+        if len(got) >= want or time.monotonic() >= deadline:
+            return got
+
+
+#: Clocks (time.time in the brokers, the Redis server's milliseconds, time.monotonic
+#: here) may round a timeout's end by a few milliseconds either way.
+CLOCK_SLACK_S = 0.01
 
 
 def test_protocol_is_implemented(broker: Broker) -> None:
@@ -157,10 +180,11 @@ def test_idempotency_under_concurrency(broker_url: str) -> None:
 
 def test_visibility_timeout_redelivers(broker: Broker) -> None:
     record = broker.submit(spec(n=1))
+    claimed_at = time.monotonic()
     [first] = broker.claim(ClaimOptions("w1", limit=1, visibility_timeout_s=0.2))
-    assert broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=0.2)) == []
-    time.sleep(0.35)
-    [again] = broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=0.2))
+    # delivered again once the timeout has run out, and never before it
+    [again] = claim_until(broker, 1, consumer="w2", visibility_timeout_s=0.2)
+    assert time.monotonic() - claimed_at >= 0.2 - CLOCK_SLACK_S
     assert again.task.id == record.id
     assert again.attempt == 2
     assert broker.extend(first, 5.0) is False  # lost to the redelivery
@@ -173,13 +197,29 @@ def test_visibility_timeout_redelivers(broker: Broker) -> None:
 
 @pytest.mark.slow
 def test_extend_keeps_a_long_task_invisible(broker: Broker) -> None:
-    broker.submit(spec(n=1))
-    [claim] = broker.claim(ClaimOptions("w1", limit=1, visibility_timeout_s=1.0))
-    for _ in range(3):  # 1.2 s in all: past the timeout only because of the extensions
-        time.sleep(0.4)
-        assert broker.extend_many([claim], 1.0) == [True]
-        assert broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=1.0)) == []
-    broker.ack(claim, {})
+    timeout_s = 1.0
+    thief = ClaimOptions("w2", limit=1, visibility_timeout_s=timeout_s)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        broker.submit(spec(n=1))
+        [claim] = claim_until(broker, 1, visibility_timeout_s=timeout_s)
+        claimed_at = time.monotonic()
+        held = True
+        # extend every quarter timeout until well past the first one
+        while held and time.monotonic() - claimed_at < timeout_s * 1.5:
+            time.sleep(timeout_s / 4)
+            extended_at = time.monotonic()
+            assert broker.extend_many([claim], timeout_s) == [True]
+            stolen = broker.claim(thief)
+            if stolen:
+                # only a stall of this process for a whole timeout may let it go: start over
+                assert time.monotonic() - extended_at >= timeout_s - CLOCK_SLACK_S
+                broker.ack(stolen[0], {})
+                held = False
+        if held:  # invisible past its first timeout only because of the extensions
+            broker.ack(claim, {})
+            return
+    pytest.fail("every round stalled for a whole visibility timeout")
 
 
 def test_retryable_failure_backs_off_then_dead_letters(broker: Broker) -> None:
@@ -215,8 +255,7 @@ def test_non_retryable_failure_goes_straight_to_dead_letters(broker: Broker) -> 
 def test_stale_fail_does_not_override_redelivery(broker: Broker) -> None:
     broker.submit(spec(n=1))
     [first] = broker.claim(ClaimOptions("w1", limit=1, visibility_timeout_s=0.2))
-    time.sleep(0.35)
-    [second] = broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=0.2))
+    [second] = claim_until(broker, 1, consumer="w2", visibility_timeout_s=0.2)
     assert (
         broker.fail(first, {"code": "X", "message": "", "type": "X"}, retryable=False) == "running"
     )
@@ -276,13 +315,20 @@ def test_stats(broker: Broker) -> None:
 
 
 def test_blocking_claim_wakes_on_submit(broker: Broker) -> None:
+    claiming = threading.Event()
+
     def later() -> None:
-        time.sleep(0.2)
+        claiming.wait()
+        # Nothing shows when the claim below starts to block; a moment's pause makes
+        # that the usual order. The assertion holds in either order: the claim blocks
+        # for up to a minute and returns as soon as the task is there.
+        time.sleep(0.05)
         broker.submit(spec(n=1))
 
     thread = threading.Thread(target=later)
     thread.start()
-    claims = broker.claim(ClaimOptions("w1", limit=5, block_s=5.0))
+    claiming.set()
+    claims = broker.claim(ClaimOptions("w1", limit=5, block_s=60.0))
     thread.join()
     assert [c.task.payload["n"] for c in claims] == [1]
 
@@ -299,10 +345,14 @@ def test_results_expire_after_their_ttl(broker_url: str) -> None:
     try:
         record = broker.submit(spec(n=1, idempotency_key="ttl"))
         [claim] = broker.claim(ClaimOptions("w1"))
+        acked_at = time.monotonic()
         broker.ack(claim, {"ok": True})
         assert broker.get(record.id) is not None
-        time.sleep(2.2)
+        deadline = acked_at + 60
+        while broker.get(record.id) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert broker.get(record.id) is None
+        assert time.monotonic() - acked_at >= 1.0 - CLOCK_SLACK_S  # not before its TTL
         # the key expired with the result: the same key makes a new task
         assert broker.submit(spec(n=2, idempotency_key="ttl")).id != record.id
     finally:

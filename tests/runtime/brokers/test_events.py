@@ -71,12 +71,15 @@ def test_blocking_read_wakes_on_a_publish_from_another_connection(
 ) -> None:
     got: list[list[tuple[int, object]]] = []
     reader = threading.Thread(
-        target=lambda: got.append(list(broker.read_events("t1", 0, block_s=10.0)))
+        target=lambda: got.append(list(broker.read_events("t1", 0, block_s=60.0)))
     )
     reader.start()
-    time.sleep(0.1)
+    # Nothing shows when the read starts to block; a moment's pause makes that the
+    # usual order. The assertion holds in either order: the read waits up to a minute
+    # and returns as soon as the event is there.
+    time.sleep(0.05)
     second.publish_events("t1", [{"i": 1}])
-    reader.join(timeout=15)
+    reader.join(timeout=90)
     assert not reader.is_alive()
     assert got == [[(1, {"i": 1})]]
 
@@ -126,10 +129,17 @@ def test_all_events_are_readable_once_the_task_is_done(broker: Broker) -> None:
 def test_events_expire_with_the_result_ttl(broker_url: str) -> None:
     broker = open_broker(broker_url, result_ttl_s=1.0)
     try:
+        published_at = time.monotonic()
         broker.publish_events("t1", [{"i": 1}])
         assert broker.read_events("t1", 0) == [(1, {"i": 1})]
-        time.sleep(2.2)
-        broker.submit(TaskSpec(capability="demo.echo", payload={}))  # a write purges
+        deadline = published_at + 60
+        while time.monotonic() < deadline:
+            broker.submit(TaskSpec(capability="demo.echo", payload={}))  # a write purges
+            if broker.read_events("t1", 0) == []:
+                break
+            time.sleep(0.05)
         assert broker.read_events("t1", 0) == []
+        # clocks may round the TTL's end by a few milliseconds
+        assert time.monotonic() - published_at >= 1.0 - 0.01  # not before the TTL
     finally:
         broker.close()
