@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKERS = REPO / "tests" / "fixtures" / "runtime_workers"
+WORKERS = REPO / "tests" / "fixtures" / "http_workers"
 CRANK_MAIN = "import sys; from crank.cli import main; sys.exit(main())"
 
 

@@ -22,7 +22,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "runtime_workers"
+FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "http_workers"
 
 
 def crank(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

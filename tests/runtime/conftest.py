@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from crank.runtime.brokers.contract import Broker
 
-FIXTURE_WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "workers_runtime"
+FIXTURE_WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "queue_workers"
 FIXTURE_MANIFEST = FIXTURE_WORKERS / "crank.yaml"
 
 

@@ -10,7 +10,7 @@ from crank.errors import UsageError
 from crank.manifest import Manifest, load_manifest
 from crank.runtime.config import DEFAULT_BROKER_URL, RuntimeConfig, build_config
 
-MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_workers" / "crank.yaml"
+MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "http_workers" / "crank.yaml"
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crank.runtime.health import SystemSnapshot
+from crank.runtime.health_report import SystemSnapshot
 from crank.runtime.http.guard import metric_route, request_ids
 from crank.runtime.metrics import ServerMetrics, TaskMetricsPlugin, worker_metrics
 from crank.runtime.usage import BudgetState

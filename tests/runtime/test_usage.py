@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.runtime.usage import UsageStore, budget_state, paused_capabilities, record_usage
+from crank.runtime.task_services import record_usage
+from crank.runtime.usage import UsageStore, budget_state, paused_capabilities
 from crank.worker import TaskContext
 
 if TYPE_CHECKING:

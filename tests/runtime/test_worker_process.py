@@ -16,14 +16,14 @@ import pytest
 from crank.errors import UsageError
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
-from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_routes
+from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_bindings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from crank.runtime.brokers.contract import Broker, TaskRecord
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "workers_runtime"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "queue_workers"
 MANIFEST = str(FIXTURES / "crank.yaml")
 
 
@@ -183,7 +183,7 @@ def test_unknown_capability_is_a_usage_error() -> None:
 
 def test_the_same_capability_from_two_manifests_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="declared by"):
-        load_routes([MANIFEST, MANIFEST])
+        load_bindings([MANIFEST, MANIFEST])
 
 
 @pytest.mark.slow
@@ -407,10 +407,10 @@ def test_task_finished_hook_counts_tasks_when_metrics_are_on(
 def test_streaming_tasks_publish_each_event_and_other_tasks_publish_none(
     memory: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    http_workers = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_workers"
+    http_workers = Path(__file__).resolve().parents[1] / "fixtures" / "http_workers"
     monkeypatch.syspath_prepend(str(http_workers))
-    routes = load_routes([str(http_workers / "crank.yaml")])
-    loop = WorkerLoop(config(), broker=memory, routes=routes)
+    bindings = load_bindings([str(http_workers / "crank.yaml")])
+    loop = WorkerLoop(config(), broker=memory, bindings=bindings)
     count = memory.submit(TaskSpec("demo.count", {"n": 3}))
     echo = memory.submit(TaskSpec("demo.echo", {"text": "hi"}))
     with Running(loop):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from crank.manifest import Capability
     from crank.routing import Resolution, Router
     from crank.runtime.brokers.contract import Broker, TaskRecord
-    from crank.runtime.status import StatusTracker
+    from crank.runtime.status_tracker import StatusTracker
 
 _CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MAX_PRIORITY = 100

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from prometheus_client.metrics_core import Metric
 
-    from crank.runtime.health import SystemSnapshot
+    from crank.runtime.health_report import SystemSnapshot
     from crank.runtime.usage import BudgetState
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

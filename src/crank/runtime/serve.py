@@ -133,9 +133,9 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
     from crank.routing import Router
     from crank.runtime.http.app import build_services, create_app
-    from crank.runtime.logging import configure_logging, get_logger
+    from crank.runtime.logs import configure_logging, get_logger
     from crank.runtime.metrics import ServerMetrics
-    from crank.runtime.status import StatusTracker
+    from crank.runtime.status_tracker import StatusTracker
     from crank.runtime.supervisor import Supervisor
     from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
-    from crank.runtime.status import StatusTracker
+    from crank.runtime.status_tracker import StatusTracker
 
 WORKER_MODULE = "crank.runtime.worker_process"
 #: a child dying sooner than this after its start counts towards a crash loop.
@@ -112,7 +112,7 @@ class Supervisor:
         log: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from crank.runtime.logging import get_logger
+        from crank.runtime.logs import get_logger
 
         self.config = config
         self.broker = broker

@@ -1,11 +1,12 @@
 """LLM usage tracking: tokens and cost per capability, model and day, and the daily budget.
 
-Worker processes record each call with ``ctx.record_usage(...)``; the totals go
-to a small SQLite file (``CRANK_USAGE_DB``, set by the supervisor for its
-children) so the supervisor can add up every process, and to Prometheus
-counters. The supervisor compares today's total with the daily budget
-(:func:`budget_state`): a warning at 80 %, and at 100 % the capabilities whose
-manifest says ``essential: false`` are paused (HTTP 503) until the next UTC day.
+Worker processes record each call with ``ctx.record_usage(...)``
+(:mod:`crank.runtime.task_services`); the totals go to a small SQLite file
+(``CRANK_USAGE_DB``, set by the supervisor for its children) so the supervisor
+can add up every process, and to Prometheus counters. The supervisor compares
+today's total with the daily budget (:func:`budget_state`): a warning at 80 %,
+and at 100 % the capabilities whose manifest says ``essential: false`` are
+paused (HTTP 503) until the next UTC day.
 """
 
 from __future__ import annotations
@@ -153,19 +154,6 @@ def store_from_env() -> UsageStore | None:
         return store
 
 
-def record_usage(
-    capability: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
-) -> None:
-    """Persist one call's usage (if a store is configured) and count it in the metrics."""
-    validate_usage(model, input_tokens, output_tokens, cost_usd)
-    store = store_from_env()
-    if store is not None:
-        store.record(capability, model, input_tokens, output_tokens, float(cost_usd))
-    from crank.runtime.metrics import observe_llm_usage
-
-    observe_llm_usage(capability, model, input_tokens, output_tokens, float(cost_usd))
-
-
 @dataclass(frozen=True)
 class BudgetState:
     level: BudgetLevel
@@ -208,7 +196,6 @@ __all__ = [
     "UsageStore",
     "budget_state",
     "paused_capabilities",
-    "record_usage",
     "store_from_env",
     "utc_day",
     "validate_usage",

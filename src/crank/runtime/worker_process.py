@@ -101,7 +101,9 @@ class WorkerProcessConfig:
 
 
 @dataclass(frozen=True)
-class Route:
+class CapabilityBinding:
+    """A capability this process serves, bound to the WorkerHost of the manifest declaring it."""
+
     host: WorkerHost
     capability: Capability
 
@@ -115,7 +117,7 @@ class Outcome:
     retryable: bool = False
 
 
-def load_routes(manifest_paths: Sequence[str]) -> dict[str, Route]:
+def load_bindings(manifest_paths: Sequence[str]) -> dict[str, CapabilityBinding]:
     """capability id -> the WorkerHost of the manifest declaring it."""
     from crank.manifest import load_manifest
     from crank.worker.host import WorkerHost
@@ -125,24 +127,24 @@ def load_routes(manifest_paths: Sequence[str]) -> dict[str, Route]:
             "a worker process needs at least one manifest",
             hint="pass --manifest path/to/crank.yaml (one per worker package)",
         )
-    routes: dict[str, Route] = {}
+    bindings: dict[str, CapabilityBinding] = {}
     for path in manifest_paths:
         manifest = load_manifest(path)
         host = WorkerHost(manifest)
         for cap in manifest.capabilities:
-            if cap.id in routes:
+            if cap.id in bindings:
                 raise UsageError(
-                    f"capability {cap.id!r} is declared by {routes[cap.id].host.manifest.path} "
+                    f"capability {cap.id!r} is declared by {bindings[cap.id].host.manifest.path} "
                     f"and by {path}",
                     hint="serve each capability from one worker package only",
                     subject=cap.id,
                 )
-            routes[cap.id] = Route(host, cap)
-    return routes
+            bindings[cap.id] = CapabilityBinding(host, cap)
+    return bindings
 
 
 def run_task(
-    route: Route,
+    binding: CapabilityBinding,
     claim: Claim,
     event_sink: Callable[[Mapping[str, Any]], None] | None = None,
     deadline: float | None = None,
@@ -155,7 +157,7 @@ def run_task(
     """
     task = claim.task
     if deadline is None:
-        timeout = task.timeout_s or route.capability.timeout_s
+        timeout = task.timeout_s or binding.capability.timeout_s
         deadline = time.monotonic() + timeout if timeout else None
     ctx = TaskContext(
         capability=task.capability,
@@ -168,7 +170,7 @@ def run_task(
     if event_sink is not None:
         ctx.event_sink = event_sink
     try:
-        return Outcome(result=route.host.call(task.capability, task.payload, ctx))
+        return Outcome(result=binding.host.call(task.capability, task.payload, ctx))
     except CapabilityError as exc:
         error: dict[str, Any] = {
             "code": exc.code,
@@ -236,24 +238,24 @@ class WorkerLoop:
         self,
         config: WorkerProcessConfig,
         *,
-        routes: dict[str, Route] | None = None,
+        bindings: dict[str, CapabilityBinding] | None = None,
         broker: Broker | None = None,
         on_finished: Callable[[str, str, float], None] | None = None,
         hard_exit: Callable[[int], Any] = os._exit,
     ) -> None:
         self.config = config
         self._hard_exit = hard_exit
-        self.routes = routes if routes is not None else load_routes(config.manifest_paths)
+        self.bindings = bindings if bindings is not None else load_bindings(config.manifest_paths)
         caps = config.capabilities
         if caps is not None:
-            unknown = sorted(set(caps) - set(self.routes))
+            unknown = sorted(set(caps) - set(self.bindings))
             if unknown:
                 raise UsageError(
                     f"capabilities not declared by the given manifests: {', '.join(unknown)}",
-                    hint=f"serve some of: {', '.join(sorted(self.routes))}",
+                    hint=f"serve some of: {', '.join(sorted(self.bindings))}",
                     subject=unknown[0],
                 )
-        self.capabilities: tuple[str, ...] = caps if caps is not None else tuple(self.routes)
+        self.capabilities: tuple[str, ...] = caps if caps is not None else tuple(self.bindings)
         self._claim_base = ClaimOptions(
             config.consumer,
             capabilities=self.capabilities,
@@ -272,6 +274,10 @@ class WorkerLoop:
         self._task_s: float | None = None
         self._limit = 1
         self.processed = 0
+
+    def _hosts(self) -> list[WorkerHost]:
+        """Each WorkerHost once (a manifest with several capabilities has one host)."""
+        return list({id(b.host): b.host for b in self.bindings.values()}.values())
 
     # -- broker access with reconnection ---------------------------------------------
 
@@ -405,8 +411,8 @@ class WorkerLoop:
         broker = self.broker  # connects (retrying) before the first claim
         if self.stop_event.is_set():
             return int(ExitCode.OK)
-        for route in {id(r.host): r for r in self.routes.values()}.values():
-            route.host.start()
+        for host in self._hosts():
+            host.start()
         beat = threading.Thread(target=self._heartbeat, name="crank-heartbeat", daemon=True)
         beat.start()
         log.info(
@@ -441,9 +447,9 @@ class WorkerLoop:
         finally:
             self._heartbeat_stop.set()
             beat.join(timeout=5)
-            for route in {id(r.host): r for r in self.routes.values()}.values():
+            for host in self._hosts():
                 with contextlib.suppress(Exception):
-                    route.host.stop()
+                    host.stop()
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
@@ -530,7 +536,7 @@ class WorkerLoop:
         """
         done: list[tuple[Claim, Any]] = []
         first_done = 0.0
-        routes, stopping, finished = self.routes, self.stop_event.is_set, self._finished
+        bindings, stopping, finished = self.bindings, self.stop_event.is_set, self._finished
         flush_s = self.config.ack_flush_s
         monotonic = time.monotonic
         for index, claim in enumerate(claims):
@@ -538,9 +544,9 @@ class WorkerLoop:
                 self._release(claims[index:])
                 break
             task = claim.task
-            route = routes.get(task.capability)
+            binding = bindings.get(task.capability)
             started = monotonic()
-            if route is None:
+            if binding is None:
                 outcome = Outcome(
                     error={
                         "code": "CAPABILITY_NOT_SERVED",
@@ -549,11 +555,11 @@ class WorkerLoop:
                     }
                 )
             else:
-                timeout = task.timeout_s or route.capability.timeout_s
+                timeout = task.timeout_s or binding.capability.timeout_s
                 deadline = started + timeout if timeout else None
                 self._started(claim, deadline)
-                sink = self._event_publisher(claim) if route.capability.streaming else None
-                outcome = run_task(route, claim, sink, deadline)
+                sink = self._event_publisher(claim) if binding.capability.streaming else None
+                outcome = run_task(binding, claim, sink, deadline)
             ended = monotonic()
             self.processed += 1
             if outcome.error is None:
@@ -718,7 +724,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from crank.runtime.logging import configure_logging
+    from crank.runtime.logs import configure_logging
 
     configure_logging(args.log_mode)
     kwargs: dict[str, Any] = {}

@@ -142,13 +142,13 @@ class TaskContext:
         Stops after ``attempts`` tries, when the task's deadline would pass, or at
         once on an open circuit breaker; the last exception is re-raised.
         """
-        from crank.runtime.resilience import retrying
+        from crank.worker.outbound_calls import retrying
 
         return retrying(attempts=attempts, deadline=self.time_left)(func, *args, **kwargs)
 
     def retrying(self, **options: Any) -> Any:
         """The same policy as a decorator: ``@ctx.retrying(attempts=5)``."""
-        from crank.runtime.resilience import retrying
+        from crank.worker.outbound_calls import retrying
 
         options.setdefault("deadline", self.time_left)
         return retrying(**options).wraps
@@ -157,7 +157,7 @@ class TaskContext:
         self, name: str, *, fail_max: int = 5, reset_timeout_s: float = 30.0
     ) -> Any:
         """The worker process's shared ``pybreaker.CircuitBreaker`` for provider ``name``."""
-        from crank.runtime.resilience import circuit_breaker
+        from crank.worker.outbound_calls import circuit_breaker
 
         return circuit_breaker(name, fail_max=fail_max, reset_timeout_s=reset_timeout_s)
 
@@ -165,7 +165,7 @@ class TaskContext:
         self, model: str, input_tokens: int, output_tokens: int, cost_usd: float
     ) -> None:
         """Record one LLM call's tokens and cost for this capability (metrics + daily budget)."""
-        from crank.runtime.usage import record_usage
+        from crank.runtime.task_services import record_usage
 
         record_usage(self.capability, model, input_tokens, output_tokens, cost_usd)
         self.extras.setdefault("llm_usage", []).append(

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.http.app import RuntimeServices
 
-HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
+HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "http_workers"
 HTTP_MANIFEST = HTTP_WORKERS / "crank.yaml"
 TODAY = dt.date(2026, 11, 22)
 

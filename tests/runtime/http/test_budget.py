@@ -12,8 +12,8 @@ from crank.routing import Router
 from crank.runtime.brokers import open_broker
 from crank.runtime.config import RuntimeConfig
 from crank.runtime.http.app import build_services
-from crank.runtime.logging import configure_logging
-from crank.runtime.status import StatusTracker
+from crank.runtime.logs import configure_logging
+from crank.runtime.status_tracker import StatusTracker
 from crank.runtime.usage import UsageStore
 
 if TYPE_CHECKING:

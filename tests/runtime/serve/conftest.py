@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 import httpx
 import pytest
 
-HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
+HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "http_workers"
 CRANK_MAIN = "import sys; from crank.cli import main; sys.exit(main())"
 
 

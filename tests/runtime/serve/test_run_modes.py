@@ -53,7 +53,7 @@ def test_api_only_with_a_worker_process_started_elsewhere(crank_run: Any) -> Non
     assert run.http.get("/ready").status_code == 200
     task = run.http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "later"}})
     assert task.json()["status"] == "pending"
-    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "runtime_workers"
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "http_workers"
     worker = subprocess.Popen(
         [sys.executable, "-m", "crank.runtime.worker_process", "--broker", run.broker_url,
          "--manifest", str(fixture / "crank.yaml"), "--consumer", "elsewhere-1"],

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from crank.runtime.config import RuntimeConfig
     from crank.runtime.gateway import TaskGateway
     from crank.runtime.metrics import ServerMetrics
-    from crank.runtime.status import StatusTracker
+    from crank.runtime.status_tracker import StatusTracker
 
 
 #: distinct callers counted by name in ``crank_deprecated_calls_total``; the rest are "other".
@@ -47,9 +47,9 @@ def build_services(
     """Wire the router, broker, status tracker and metrics together."""
     from crank.runtime.gateway import TaskGateway
     from crank.runtime.http.openapi import build_openapi
-    from crank.runtime.logging import get_logger
+    from crank.runtime.logs import get_logger
     from crank.runtime.metrics import ServerMetrics
-    from crank.runtime.status import StatusTracker
+    from crank.runtime.status_tracker import StatusTracker
 
     if status is None:
         non_essential = [r.capability_id for r in router.routes() if not r.capability.essential]

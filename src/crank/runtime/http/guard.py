@@ -80,7 +80,7 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from crank.runtime.logging import bind_ids, clear_ids, get_logger
+        from crank.runtime.logs import bind_ids, clear_ids, get_logger
         from crank.runtime.tracing import span
 
         path: str = scope["path"]

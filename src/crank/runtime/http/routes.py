@@ -65,7 +65,7 @@ def error_for(exc: BaseException) -> Response:
     if isinstance(exc, CrankError):
         # BrokerError and other deliberate errors of the backend
         return error_response(503, "UNAVAILABLE", exc.message, hint=exc.hint)
-    from crank.runtime.logging import get_logger
+    from crank.runtime.logs import get_logger
 
     get_logger("crank.runtime.http").error("broker_failure", exc_info=exc)
     return error_response(
@@ -247,7 +247,7 @@ class Handlers:
     async def _submit(self, request: Request, call: PreparedCall, priority: int = 0) -> TaskRecord:
         from starlette.concurrency import run_in_threadpool
 
-        from crank.runtime.logging import bind_ids
+        from crank.runtime.logs import bind_ids
         from crank.runtime.tracing import span
 
         meta = {

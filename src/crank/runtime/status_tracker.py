@@ -13,7 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from crank.runtime.health import SystemSnapshot, health_report, resource_utilization
+from crank.runtime.health_report import SystemSnapshot, health_report, resource_utilization
 from crank.runtime.usage import BudgetState, budget_state, paused_capabilities, utc_day
 
 if TYPE_CHECKING:

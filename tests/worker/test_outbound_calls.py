@@ -7,8 +7,8 @@ import time
 import pybreaker
 import pytest
 
-from crank.runtime.resilience import circuit_breaker, reset_circuit_breakers, retrying
 from crank.worker import TaskContext
+from crank.worker.outbound_calls import circuit_breaker, reset_circuit_breakers, retrying
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from crank.runtime.health import ResourceUtilization, SystemSnapshot, health_report, overall_health
+from crank.runtime.health_report import (
+    ResourceUtilization,
+    SystemSnapshot,
+    health_report,
+    overall_health,
+)
 
 NOW = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from crank.runtime.logging import (
+from crank.runtime.logs import (
     REDACTED,
     bind_ids,
     clear_ids,

@@ -1,0 +1,26 @@
+"""What the runtime lends a running task beyond its input: recording LLM usage.
+
+A handler calls ``ctx.record_usage(...)``; the call lands here, where it is added
+to the process's usage store (:mod:`crank.runtime.usage`, the daily budget) and
+to the Prometheus counters (:mod:`crank.runtime.metrics`). Neither of those two
+modules knows the other.
+"""
+
+from __future__ import annotations
+
+from crank.runtime.metrics import observe_llm_usage
+from crank.runtime.usage import store_from_env, validate_usage
+
+
+def record_usage(
+    capability: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
+) -> None:
+    """Persist one call's usage (if a store is configured) and count it in the metrics."""
+    validate_usage(model, input_tokens, output_tokens, cost_usd)
+    store = store_from_env()
+    if store is not None:
+        store.record(capability, model, input_tokens, output_tokens, float(cost_usd))
+    observe_llm_usage(capability, model, input_tokens, output_tokens, float(cost_usd))
+
+
+__all__ = ["record_usage"]
