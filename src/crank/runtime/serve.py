@@ -132,7 +132,8 @@ def _uvicorn_server(app: Any, config: RuntimeConfig) -> Any:
 def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
     from crank.routing import Router
-    from crank.runtime.http.app import build_services, create_app
+    from crank.runtime.http.app import create_app
+    from crank.runtime.http.services import build_services
     from crank.runtime.logs import configure_logging, get_logger
     from crank.runtime.metrics import ServerMetrics
     from crank.runtime.status_tracker import StatusTracker

@@ -18,7 +18,8 @@ from crank.routing import Router
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions
 from crank.runtime.config import RuntimeConfig
-from crank.runtime.http.app import build_services, create_app
+from crank.runtime.http.app import create_app
+from crank.runtime.http.services import build_services
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
     from crank.runtime.brokers.contract import Broker
-    from crank.runtime.http.app import RuntimeServices
+    from crank.runtime.http.services import RuntimeServices
 
 HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "http_workers"
 HTTP_MANIFEST = HTTP_WORKERS / "crank.yaml"

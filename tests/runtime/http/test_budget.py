@@ -11,7 +11,7 @@ from crank.manifest import load_manifest
 from crank.routing import Router
 from crank.runtime.brokers import open_broker
 from crank.runtime.config import RuntimeConfig
-from crank.runtime.http.app import build_services
+from crank.runtime.http.services import build_services
 from crank.runtime.logs import configure_logging
 from crank.runtime.status_tracker import StatusTracker
 from crank.runtime.usage import UsageStore

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank.runtime.http.auth import authorized, bearer_token
+from crank.runtime.http.routes import ROUTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,7 +51,7 @@ def test_token_protects_everything_but_probes(make_services: Any, serve: Any) ->
     ],
 )
 def test_authorized(path: str, header: str | None, expected: str | None, result: bool) -> None:
-    assert authorized(path, header, expected) is result
+    assert authorized(path, header, expected, ROUTES.public_paths()) is result
 
 
 def test_bearer_token_parsing() -> None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import httpx
 
     from crank.runtime.brokers.contract import Broker
-    from crank.runtime.http.app import RuntimeServices
+    from crank.runtime.http.services import RuntimeServices
 
 
 def _sse(client: httpx.Client, n: int = 2) -> Any:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import httpx
 
     from crank.runtime.brokers.contract import Broker
-    from crank.runtime.http.app import RuntimeServices
+    from crank.runtime.http.services import RuntimeServices
 
     from .conftest import InlineWorker
 

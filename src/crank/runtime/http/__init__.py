@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from crank.runtime.http.app import RuntimeServices, create_app
+from crank.runtime.http.app import create_app
+from crank.runtime.http.services import RuntimeServices, build_services
 
-__all__ = ["RuntimeServices", "create_app"]
+__all__ = ["RuntimeServices", "build_services", "create_app"]

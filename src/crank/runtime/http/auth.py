@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
-#: Paths probes and scrapers reach without a token.
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -18,13 +19,21 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def authorized(path: str, authorization: str | None, expected: str | None) -> bool:
+def authorized(
+    path: str,
+    authorization: str | None,
+    expected: str | None,
+    public_paths: Collection[str] = (),
+) -> bool:
     """True when no token is configured, the path is public, or the token matches.
+
+    ``public_paths`` are the routes declared public in the route table (the probes
+    and the metrics scrape).
 
     The comparison is constant-time (:func:`hmac.compare_digest`) so the answer's
     timing does not reveal how much of a guess was right.
     """
-    if expected is None or path in PUBLIC_PATHS:
+    if expected is None or path in public_paths:
         return True
     given = bearer_token(authorization)
     if given is None:
@@ -32,4 +41,4 @@ def authorized(path: str, authorization: str | None, expected: str | None) -> bo
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-__all__ = ["PUBLIC_PATHS", "authorized", "bearer_token"]
+__all__ = ["authorized", "bearer_token"]

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from crank.runtime.http.auth import PUBLIC_PATHS, authorized
+from crank.runtime.http.auth import authorized
 from crank.runtime.http.responses import error_response
 
 if TYPE_CHECKING:
@@ -67,10 +67,14 @@ class GuardMiddleware:
         limiter: InflightLimiter,
         max_body_bytes: int,
         metrics: ServerMetrics,
+        public_paths: frozenset[str] = frozenset(),
         known_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
-        self.known_paths = known_paths | PUBLIC_PATHS
+        #: no token, no in-flight slot, no access log line when they answer well.
+        self.public_paths = public_paths
+        #: the paths that are their own metrics label (the rest: a template or "other").
+        self.known_paths = known_paths | public_paths
         self.token = token
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
@@ -109,7 +113,7 @@ class GuardMiddleware:
             await response(scope, receive, send_with_ids)
             self._finish(method, path, status_holder["status"], started, get_logger())
             return
-        acquired = path in PUBLIC_PATHS or self.limiter.try_acquire()
+        acquired = path in self.public_paths or self.limiter.try_acquire()
         if not acquired:
             self.metrics.rejected.labels("overload").inc()
             response = error_response(
@@ -127,12 +131,12 @@ class GuardMiddleware:
             with span(f"{method} {path}", attrs):
                 await self.app(scope, receive, send_with_ids)
         finally:
-            if path not in PUBLIC_PATHS:
+            if path not in self.public_paths:
                 self.limiter.release()
             self._finish(method, path, status_holder["status"], started, get_logger())
 
     def _reject(self, scope: Scope, path: str) -> tuple[str, Any] | None:
-        if not authorized(path, _header(scope, b"authorization"), self.token):
+        if not authorized(path, _header(scope, b"authorization"), self.token, self.public_paths):
             return "unauthorized", error_response(
                 401,
                 "UNAUTHORIZED",
@@ -153,7 +157,7 @@ class GuardMiddleware:
     def _finish(self, method: str, path: str, status: int, started: float, log: Any) -> None:
         route = metric_route(path, self.known_paths)
         self.metrics.http_requests.labels(method, route, str(status)).inc()
-        if path in PUBLIC_PATHS and status < 400:
+        if path in self.public_paths and status < 400:
             return
         log.info(
             "http_request",

@@ -1,31 +1,68 @@
-"""The endpoint handlers. Blocking broker calls run in worker threads."""
+"""The HTTP routes: each handler with the route it answers and its OpenAPI operation.
+
+:data:`ROUTES` is the route table, filled by the ``@ROUTES.route(...)``
+declarations on :class:`Handlers` in the order they are matched and documented
+(vocabulary in :mod:`.operations`). Blocking broker calls run in worker threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import json
-import re
+import time
 from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
 from crank.runtime.gateway import CapabilityPaused, QueueFull, caller_name
+from crank.runtime.http.capability_operations import (
+    EVENT_STREAM,
+    IDEMPOTENCY_KEY,
+    capability_calls,
+    legacy_calls,
+    task_envelopes,
+)
 from crank.runtime.http.guard import RETRY_AFTER_S
-from crank.runtime.http.limits import BodyTooLarge, read_body
+from crank.runtime.http.limits import BodyTooLarge
+from crank.runtime.http.operations import (
+    GUARD_ERRORS,
+    JSON_OBJECT,
+    Operation,
+    Param,
+    Reply,
+    RouteTable,
+    component_ref,
+    errors,
+)
+from crank.runtime.http.request_parsing import (
+    idempotency_key,
+    json_body,
+    resume_after,
+)
 from crank.runtime.http.responses import error_response
-from crank.runtime.http.sse import MAX_EVENT_ID
+from crank.runtime.http.sse import (
+    MAX_EVENT_ID,
+    first_look,
+    format_end,
+    format_event,
+    live_events,
+)
+from crank.runtime.logs import bind_ids, get_logger
+from crank.runtime.tracing import span
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
     from starlette.requests import Request
-    from starlette.responses import Response
 
     from crank.runtime.brokers.contract import TaskRecord
     from crank.runtime.gateway import PreparedCall
-    from crank.runtime.http.app import RuntimeServices
+    from crank.runtime.http.services import RuntimeServices
 
-MAX_IDEMPOTENCY_KEY = 200
-_EVENT_ID = re.compile(r"[0-9]{1,19}")
+#: The route table: every route, its handler and its operation, in matching order.
+ROUTES = RouteTable()
 
 
 def _seconds_to_utc_midnight() -> int:
@@ -65,7 +102,6 @@ def error_for(exc: BaseException) -> Response:
     if isinstance(exc, CrankError):
         # BrokerError and other deliberate errors of the backend
         return error_response(503, "UNAVAILABLE", exc.message, hint=exc.hint)
-    from crank.runtime.logs import get_logger
 
     get_logger("crank.runtime.http").error("broker_failure", exc_info=exc)
     return error_response(
@@ -73,63 +109,6 @@ def error_for(exc: BaseException) -> Response:
         "BROKER_UNAVAILABLE",
         f"the task broker failed: {type(exc).__name__}",
         hint="check that the broker (SQLite file or Redis) is reachable; the call was not queued",
-    )
-
-
-async def _json_body(request: Request, limit: int) -> Any:
-    raw = await read_body(request, limit)
-    if not raw.strip():
-        raise ValidationFailed(
-            "the request body is empty",
-            hint="send a JSON object",
-            errors=[{"path": "$", "message": "a JSON body is required"}],
-        )
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ValidationFailed(
-            "the request body nests too deeply",
-            hint="send a flatter JSON document",
-            errors=[{"path": "$", "message": "nested too deeply"}],
-        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(
-            f"the request body is not JSON: {exc}",
-            hint="send a JSON object with Content-Type: application/json",
-            errors=[{"path": "$", "message": "not valid JSON"}],
-        ) from None
-
-
-def _idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
-        raise ValidationFailed(
-            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
-            hint="use a UUID per logical request",
-            errors=[{"path": "header:Idempotency-Key", "message": "invalid length"}],
-        )
-    return key
-
-
-def _resume_after(request: Request) -> int:
-    """The number of the last event the client has: ``Last-Event-ID``, else ``?after=``, else 0."""
-    header = request.headers.get("last-event-id")
-    if header is not None:
-        raw, name, where = header, "Last-Event-ID", "header:Last-Event-ID"
-    else:
-        query = request.query_params.get("after")
-        if query is None:
-            return 0
-        raw, name, where = query, "after", "query:after"
-    if _EVENT_ID.fullmatch(raw) and int(raw) <= MAX_EVENT_ID:
-        return int(raw)
-    raise ValidationFailed(
-        f"{name} must be the number of the last event received (an integer >= 0), not {raw[:40]!r}",
-        hint="send the `id` of the last event the client received (Last-Event-ID: 3 or ?after=3), "
-        "or leave it out to start from the first event",
-        errors=[{"path": where, "message": f"not an integer from 0 to {MAX_EVENT_ID}"}],
     )
 
 
@@ -165,48 +144,96 @@ def _timed_out(call: PreparedCall, record: TaskRecord, headers: Mapping[str, str
     )
 
 
+# -- what the routes declare for /openapi.json -----------------------------------------------
+
+_TASK_ID = Param("task_id", "path", {"type": "string"}, required=True)
+_EVENT_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
+_PLAIN_JSON = {"application/json": JSON_OBJECT}
+_TASK_JSON = {"application/json": component_ref("Task")}
+
+
 class Handlers:
-    def __init__(self, services: RuntimeServices) -> None:
+    """The endpoints; each is registered on :data:`ROUTES` with its operation."""
+
+    def __init__(self, services: RuntimeServices, *, openapi: Mapping[str, Any]) -> None:
         self.s = services
+        self._openapi = dict(openapi)
 
     # -- probes and documents --------------------------------------------------
 
+    @ROUTES.route(
+        "GET",
+        "/health",
+        Operation(
+            operation_id="health",
+            summary="Liveness.",
+            responses=(Reply(200, "Alive.", _PLAIN_JSON),),
+        ),
+        public=True,
+    )
     async def health(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
         return JSONResponse({"status": "ok"})
 
+    @ROUTES.route(
+        "GET",
+        "/ready",
+        Operation(
+            operation_id="ready",
+            summary="Readiness: broker reachable and at least min workers up.",
+            responses=(Reply(200, "Ready.", _PLAIN_JSON), Reply(503, "Not ready.", _PLAIN_JSON)),
+        ),
+        public=True,
+    )
     async def ready(self, request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-        from starlette.responses import JSONResponse
-
         ok, problems = await run_in_threadpool(self.s.status.ready)
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "problems": problems},
             status_code=200 if ok else 503,
         )
 
+    @ROUTES.route(
+        "GET",
+        "/metrics",
+        Operation(
+            operation_id="metrics",
+            summary="Prometheus metrics.",
+            responses=(Reply(200, "Text exposition format.", {"text/plain": {"type": "string"}}),),
+        ),
+        public=True,
+    )
     async def metrics(self, request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-        from starlette.responses import Response
-
         body, content_type = await run_in_threadpool(self.s.metrics.render)
         return Response(body, media_type=content_type)
 
+    @ROUTES.route("GET", "/openapi.json")  # the document does not describe itself
     async def openapi(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
+        return JSONResponse(self._openapi)
 
-        return JSONResponse(self.s.openapi)
-
+    @ROUTES.route(
+        "GET",
+        "/v1/status",
+        Operation(
+            operation_id="status",
+            summary="System health report.",
+            responses=(Reply(200, "The report.", _PLAIN_JSON), *errors(401)),
+        ),
+    )
     async def status(self, request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-        from starlette.responses import JSONResponse
-
         return JSONResponse(await run_in_threadpool(self.s.status.report))
 
+    @ROUTES.route(
+        "GET",
+        "/v1/capabilities",
+        Operation(
+            operation_id="listCapabilities",
+            summary="Capabilities with their schemas.",
+            responses=(
+                Reply(200, "Live and deprecated capabilities.", _PLAIN_JSON),
+                *errors(401),
+            ),
+        ),
+    )
     async def capabilities(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
         router = self.s.router
         paused = self.s.status.paused()
         live = [
@@ -239,22 +266,15 @@ class Handlers:
     # -- tasks -----------------------------------------------------------------
 
     async def _prepare(self, request: Request, ref: str, payload: Any) -> PreparedCall:
-        from starlette.concurrency import run_in_threadpool
-
         caller = caller_name(request.headers.get("x-crank-caller"))
         return await run_in_threadpool(self.s.gateway.prepare, ref, payload, caller=caller)
 
     async def _submit(self, request: Request, call: PreparedCall, priority: int = 0) -> TaskRecord:
-        from starlette.concurrency import run_in_threadpool
-
-        from crank.runtime.logs import bind_ids
-        from crank.runtime.tracing import span
-
         meta = {
             "request_id": request.scope.get("state", {}).get("request_id"),
             "trace_id": request.scope.get("state", {}).get("trace_id"),
         }
-        key = _idempotency_key(request)
+        key = idempotency_key(request)
         with span("crank.submit", {"crank.capability": call.target}):
             record = await run_in_threadpool(
                 lambda: self.s.gateway.submit(
@@ -265,11 +285,23 @@ class Handlers:
         self.s.metrics.submitted.labels(call.target).inc()
         return record
 
+    @ROUTES.route(
+        "POST",
+        "/v1/tasks",
+        Operation(
+            operation_id="submitTask",
+            summary="Queue a task; answers 202 with its id and Location.",
+            parameters=(IDEMPOTENCY_KEY,),
+            request_body=task_envelopes,
+            responses=(
+                Reply(202, "Queued.", _TASK_JSON),
+                *errors(400, 404, 410, *GUARD_ERRORS),
+            ),
+        ),
+    )
     async def submit_task(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
         try:
-            body = await _json_body(request, self.s.config.max_body_bytes)
+            body = await json_body(request, self.s.config.max_body_bytes)
             if not isinstance(body, dict):
                 raise ValidationFailed(
                     "the body must be a JSON object {capability, input, priority?}",
@@ -308,10 +340,17 @@ class Handlers:
             headers={"Location": location, **call.resolution.headers},
         )
 
+    @ROUTES.route(
+        "GET",
+        "/v1/tasks/{task_id}",
+        Operation(
+            operation_id="getTask",
+            summary="A task's status, result or error.",
+            parameters=(_TASK_ID,),
+            responses=(Reply(200, "The task.", _TASK_JSON), *errors(401, 404)),
+        ),
+    )
     async def get_task(self, request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-        from starlette.responses import JSONResponse
-
         task_id = request.path_params["task_id"]
         try:
             record = await run_in_threadpool(self.s.broker.get, task_id)
@@ -321,6 +360,38 @@ class Handlers:
             return _task_not_found(task_id)
         return JSONResponse(_task_doc(record))
 
+    @ROUTES.route(
+        "GET",
+        "/v1/tasks/{task_id}/events",
+        Operation(
+            operation_id="streamTaskEvents",
+            summary="A streaming task's events as Server-Sent Events, live, resumable.",
+            description=(
+                "Events numbered above Last-Event-ID (or ?after=; the header wins), each as "
+                "`id: <n>` / `event: message` / `data: <json>`, then `event: end` or "
+                "`event: error`. Always text/event-stream, whatever the Accept header."
+            ),
+            parameters=(
+                _TASK_ID,
+                Param(
+                    "Last-Event-ID",
+                    "header",
+                    _EVENT_ID_SCHEMA,
+                    description="The id of the last event received; later ones are sent.",
+                ),
+                Param(
+                    "after",
+                    "query",
+                    _EVENT_ID_SCHEMA,
+                    description="Like Last-Event-ID, for clients that cannot set headers.",
+                ),
+            ),
+            responses=(
+                Reply(200, "The event stream.", EVENT_STREAM),
+                *errors(400, 404, 409, *GUARD_ERRORS),
+            ),
+        ),
+    )
     async def task_events(self, request: Request) -> Response:
         """The SSE stream of a streaming task, resumed after ``Last-Event-ID`` (or ``?after=``).
 
@@ -328,16 +399,9 @@ class Handlers:
         events live, then ``event: end`` or ``event: error`` (a failure, or no end
         within the capability's ``timeout_s`` counted from this request).
         """
-        import time
-
-        from starlette.concurrency import run_in_threadpool
-        from starlette.responses import StreamingResponse
-
-        from crank.runtime.http.sse import live_events
-
         task_id = request.path_params["task_id"]
         try:
-            after = _resume_after(request)
+            after = resume_after(request)
             record = await run_in_threadpool(self.s.broker.get, task_id)
         except Exception as exc:
             return error_for(exc)
@@ -374,9 +438,19 @@ class Handlers:
             },
         )
 
+    # documented once per capability: the manifests give each its schemas
+    @ROUTES.route("POST", "/v1/capabilities/{capability_id}", documents=capability_calls)
     async def call_capability(self, request: Request) -> Response:
         return await self._call(request, request.path_params["capability_id"])
 
+    # mounted at every legacy path the manifests declare ("/{legacy_path}" names them),
+    # each documented as the deprecated capability it calls
+    @ROUTES.route(
+        "POST",
+        "/{legacy_path}",
+        documents=legacy_calls,
+        mounts=lambda router: router.legacy_routes(),
+    )
     async def legacy(self, request: Request) -> Response:
         return await self._call(request, self.s.router.legacy_routes()[request.url.path])
 
@@ -386,11 +460,6 @@ class Handlers:
         A waiting synchronous caller must not hold one of the threadpool's threads
         for seconds: with many of them, every other request would queue behind.
         """
-        import asyncio
-        import time
-
-        from starlette.concurrency import run_in_threadpool
-
         deadline = time.monotonic() + timeout_s
         delay = 0.002
         while True:
@@ -407,11 +476,9 @@ class Handlers:
 
     async def _call(self, request: Request, ref: str) -> Response:
         """Submit, then wait for the result up to the capability's timeout (504 after)."""
-        import time
-
         started = time.perf_counter()
         try:
-            payload = await _json_body(request, self.s.config.max_body_bytes)
+            payload = await json_body(request, self.s.config.max_body_bytes)
             call = await self._prepare(request, ref, payload)
             record = await self._submit(request, call)
             if call.capability.streaming and _wants_sse(request):
@@ -429,12 +496,6 @@ class Handlers:
         self, request: Request, call: PreparedCall, record: TaskRecord, started: float
     ) -> Response:
         """SSE forwarded live: answer once the first event is out (or the task ended)."""
-        import time
-
-        from starlette.responses import StreamingResponse
-
-        from crank.runtime.http.sse import first_look, live_events
-
         timeout_s = call.capability.timeout_s
         deadline = time.monotonic() + timeout_s
         first = await first_look(self.s.broker, record.id, deadline)
@@ -463,8 +524,6 @@ class Handlers:
     def _result(
         self, request: Request, call: PreparedCall, done: TaskRecord, headers: Mapping[str, str]
     ) -> Response:
-        from starlette.responses import JSONResponse, StreamingResponse
-
         if done.status != "succeeded":
             error = dict(done.error or {})
             code = str(error.get("code", "WORKER_FAILED"))
@@ -483,7 +542,6 @@ class Handlers:
         events = list(done.result) if isinstance(done.result, list) else [done.result]
         if not _wants_sse(request):
             return JSONResponse({"events": events}, headers=dict(headers))
-        from crank.runtime.http.sse import format_end, format_event
 
         async def stream() -> AsyncIterator[bytes]:
             # the task ended before a live event was seen: its result holds them all
@@ -498,4 +556,4 @@ class Handlers:
         )
 
 
-__all__ = ["Handlers", "error_for"]
+__all__ = ["ROUTES", "Handlers", "error_for"]

@@ -1,0 +1,270 @@
+"""How an HTTP route describes itself, next to its handler: the route table's vocabulary.
+
+Each handler of :class:`~crank.runtime.http.routes.Handlers` is registered on a
+:class:`RouteTable` with its method, path and OpenAPI :class:`Operation`
+(summary, parameters, request body, responses with their status codes, error
+schema and headers). The table is the one source the app mounts
+(:func:`~crank.runtime.http.app.create_app`), the request metrics label by,
+the bearer token exempts (``public``) and ``/openapi.json`` is written from
+(:func:`~crank.runtime.http.openapi.build_openapi`), as Starlette's
+``schemas.py`` reads its document from the routes. Adding a response to a route
+is one more :class:`Reply` (or status code in :func:`errors`) in its declaration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from crank.routing import Router
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: A JSON Schema, as OpenAPI 3.1 embeds it.
+Schema = Mapping[str, Any]
+
+# -- schemas shared by several operations ------------------------------------------------
+
+TASK_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["id", "capability", "status"],
+    "properties": {
+        "id": {"type": "string"},
+        "capability": {"type": "string"},
+        "requested": {"type": ["string", "null"]},
+        "status": {"enum": ["pending", "running", "retrying", "succeeded", "failed", "dead"]},
+        "priority": {"type": "integer"},
+        "attempts": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "created_at": {"type": "number"},
+        "updated_at": {"type": "number"},
+        "result": {},
+        "error": {"type": ["object", "null"]},
+    },
+}
+
+ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "hint": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "object"}},
+                "successors": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    },
+}
+
+#: The document's ``components.schemas``; operations refer to them with :func:`component_ref`.
+COMPONENTS: Mapping[str, Schema] = {"Task": TASK_SCHEMA, "Error": ERROR_SCHEMA}
+
+
+def component_ref(component: str) -> Schema:
+    """A ``$ref`` to one of :data:`COMPONENTS`."""
+    if component not in COMPONENTS:
+        raise KeyError(f"no component schema {component!r} (known: {', '.join(COMPONENTS)})")
+    return {"$ref": f"#/components/schemas/{component}"}
+
+
+JSON_OBJECT: Schema = {"type": "object"}
+
+# -- the parts of an operation ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """A path, query or header parameter."""
+
+    name: str
+    where: Literal["path", "query", "header"]
+    schema: Schema
+    required: bool = False
+    description: str | None = None
+
+    def as_openapi(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "in": self.where, "required": self.required}
+        if self.description is not None:
+            doc["description"] = self.description
+        doc["schema"] = dict(self.schema)
+        return doc
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One documented response: status code, description, body per media type, headers."""
+
+    status: int
+    description: str
+    #: media type -> schema of the body.
+    content: Mapping[str, Schema] = field(default_factory=dict)
+    #: response header -> its schema (``Location``, ``Retry-After``...).
+    headers: Mapping[str, Schema] = field(default_factory=dict)
+
+    def as_openapi(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"description": self.description}
+        if self.headers:
+            doc["headers"] = {name: {"schema": dict(s)} for name, s in self.headers.items()}
+        if self.content:
+            doc["content"] = {media: {"schema": dict(s)} for media, s in self.content.items()}
+        return doc
+
+
+#: What each error status means, whichever route answers it.
+ERROR_MEANINGS: Mapping[int, str] = {
+    400: "Invalid input (JSON paths in error.errors).",
+    401: "Missing or wrong bearer token.",
+    404: "Unknown capability or task.",
+    409: "The task's capability does not stream events; read the task instead.",
+    410: "Deprecated capability past its sunset; error.successors names the replacements.",
+    413: "Request body too large.",
+    422: "The task failed with a declared capability error.",
+    429: "Overloaded; retry after the Retry-After header.",
+    502: "The worker failed while running the task.",
+    503: "Capability paused (budget) or broker unavailable.",
+    504: "No result within the capability's timeout; poll the task.",
+}
+
+#: Errors every guarded route can answer (token, body size, overload, paused/broker down).
+GUARD_ERRORS = (401, 413, 429, 503)
+
+
+def errors(*statuses: int) -> tuple[Reply, ...]:
+    """Error replies (the :data:`ERROR_SCHEMA` body) for ``statuses``, in that order."""
+    unknown = [s for s in statuses if s not in ERROR_MEANINGS]
+    if unknown:
+        raise KeyError(
+            f"no meaning written for error status {unknown[0]}; add it to ERROR_MEANINGS"
+        )
+    content = {"application/json": component_ref("Error")}
+    return tuple(Reply(s, ERROR_MEANINGS[s], content) for s in statuses)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What ``/openapi.json`` says about one method of one path."""
+
+    operation_id: str
+    summary: str
+    responses: tuple[Reply, ...]
+    description: str | None = None
+    parameters: tuple[Param, ...] = ()
+    #: the JSON body's schema; a function of the router when the manifests decide it.
+    request_body: Schema | Callable[[Router], Schema] | None = None
+    deprecated: bool = False
+
+    def as_openapi(self, router: Router, *, public: bool, secured: bool) -> dict[str, Any]:
+        doc: dict[str, Any] = {"operationId": self.operation_id, "summary": self.summary}
+        if self.description is not None:
+            doc["description"] = self.description
+        if self.parameters:
+            doc["parameters"] = [p.as_openapi() for p in self.parameters]
+        if self.request_body is not None:
+            body = self.request_body(router) if callable(self.request_body) else self.request_body
+            doc["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": dict(body)}},
+            }
+        doc["responses"] = {str(r.status): r.as_openapi() for r in self.responses}
+        if self.deprecated:
+            doc["deprecated"] = True
+        if public and secured:
+            doc["security"] = []  # probes and scrapers need no token
+        return doc
+
+
+# -- the route table -----------------------------------------------------------------------
+
+#: The paths and operations a route stands for when the manifests decide them (one per
+#: capability, one per legacy route): ``(path, operation)`` pairs.
+Documents = Callable[["Router"], Iterable[tuple[str, Operation]]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: where it is mounted, which handler answers, how it is documented."""
+
+    method: str
+    path: str
+    #: the name of the :class:`~crank.runtime.http.routes.Handlers` method answering it.
+    handler: str
+    #: the operation documented at ``path``; None when ``documents`` (or nothing) says it.
+    operation: Operation | None = None
+    #: the operations of a path template that the manifests fill in.
+    documents: Documents | None = None
+    #: mounted at these paths (from the manifests) instead of ``path``.
+    mounts: Callable[[Router], Iterable[str]] | None = None
+    #: answered without the bearer token and outside the in-flight bound.
+    public: bool = False
+
+    def mounted_paths(self, router: Router) -> list[str]:
+        return list(self.mounts(router)) if self.mounts is not None else [self.path]
+
+    def documented(self, router: Router) -> Iterator[tuple[str, Operation]]:
+        if self.operation is not None:
+            yield self.path, self.operation
+        if self.documents is not None:
+            yield from self.documents(router)
+
+
+class RouteTable:
+    """The routes in the order they are declared (and matched, and documented)."""
+
+    def __init__(self) -> None:
+        self._endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        operation: Operation | None = None,
+        *,
+        documents: Documents | None = None,
+        mounts: Callable[[Router], Iterable[str]] | None = None,
+        public: bool = False,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler method for ``method`` ``path``."""
+
+        def register(handler: F) -> F:
+            self._endpoints.append(
+                Endpoint(method, path, handler.__name__, operation, documents, mounts, public)
+            )
+            return handler
+
+        return register
+
+    def __iter__(self) -> Iterator[Endpoint]:
+        return iter(self._endpoints)
+
+    def public_paths(self) -> frozenset[str]:
+        return frozenset(e.path for e in self._endpoints if e.public)
+
+    def fixed_paths(self, router: Router) -> frozenset[str]:
+        """Every mounted path without a parameter: each is its own metrics label."""
+        return frozenset(
+            path for e in self._endpoints for path in e.mounted_paths(router) if "{" not in path
+        )
+
+
+__all__ = [
+    "COMPONENTS",
+    "ERROR_MEANINGS",
+    "ERROR_SCHEMA",
+    "GUARD_ERRORS",
+    "JSON_OBJECT",
+    "TASK_SCHEMA",
+    "Endpoint",
+    "Operation",
+    "Param",
+    "Reply",
+    "RouteTable",
+    "component_ref",
+    "errors",
+]
