@@ -99,18 +99,32 @@ def test_several_projects(worker_project: Path, pristine_worker: Path) -> None:
     assert "1 problem(s) in 2 project(s)" in result.stderr
 
 
-def test_manifest_change_makes_every_artifact_stale(worker_project: Path) -> None:
+def rendered_files(project_dir: Path) -> dict[str, str]:
+    from crank.generate.project import load_project
+    from crank.generate.render import render_all
+
+    return {f.path: f.content for f in render_all(load_project(project_dir))}
+
+
+def test_manifest_change_reports_only_the_artifacts_it_changes(worker_project: Path) -> None:
+    before = rendered_files(worker_project)
     manifest = worker_project / "src" / "text_echo" / "crank.yaml"
     doc = yaml.safe_load(manifest.read_text())
     doc["dependencies"]["system"] = [{"name": "pandoc", "check": "exe:pandoc", "apt": "pandoc"}]
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    after = rendered_files(worker_project)
+    changed = {path for path in after if after[path] != before[path]}
+    assert "Dockerfile" in changed
+    assert "k8s/service.yaml" not in changed and ".dockerignore" not in changed
+
     result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
     findings = json.loads(result.stdout)["projects"][0]["findings"]
     assert result.exit_code == 1
     drifted = {f["file"]: f["message"] for f in findings if f["kind"] == "drift"}
-    assert len(drifted) == 10
+    assert set(drifted) == changed
     assert all(
-        m.endswith("; the manifest changed since it was rendered)") for m in drifted.values()
+        m.endswith("; the manifest (or crank) changed since it was rendered)")
+        for m in drifted.values()
     )
     semantic = [f["message"] for f in findings if f["kind"] == "semantic"]
     assert semantic == [
@@ -118,10 +132,20 @@ def test_manifest_change_makes_every_artifact_stale(worker_project: Path) -> Non
     ]
     fixed = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
     assert fixed.exit_code == 0, fixed.output
+    assert fixed.stdout == "".join(f"fixed {worker_project}/{p}\n" for p in sorted(changed))
     assert (
         "apt-get install -y --no-install-recommends pandoc"
         in (worker_project / "Dockerfile").read_text()
     )
+
+
+def test_a_scaling_change_drifts_only_the_autoscaler_files(worker_project: Path) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(manifest.read_text().replace("max_workers: 4", "max_workers: 6"))
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
+    assert result.exit_code == 1
+    findings = json.loads(result.stdout)["projects"][0]["findings"]
+    assert sorted(f["file"] for f in findings) == ["k8s/hpa.yaml", "k8s/keda-scaledobject.yaml"]
 
 
 def test_semantic_checks_on_hand_edited_files(worker_project: Path) -> None:
@@ -205,3 +229,35 @@ def test_compose_must_wait_for_a_healthy_redis(worker_project: Path) -> None:
             "(depends_on: redis: condition: service_healthy)",
         )
     ]
+
+
+def test_a_parent_folder_never_adopts_a_nested_project(worker_project: Path) -> None:
+    """Pointed at the folder that holds a project, crank refuses instead of treating the
+    child's manifest as its own (and --fix writes nothing there)."""
+    parent = worker_project.parent
+    flat = parent / "flat"  # a project with its crank.yaml at the top: flat/crank.yaml
+    flat.mkdir()
+    (flat / "pyproject.toml").write_text("[project]\nname = 'flat'\n")
+    (flat / "crank.yaml").write_text("apiVersion: crank.dev/v1\n")
+    before = sorted(p.name for p in parent.iterdir())
+    for args in (["check", str(flat.parent)], ["check", str(flat.parent), "--fix"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"error: {parent}: not a worker project: flat/ is a worker project of its own "
+            "(it has a pyproject.toml)\n"
+            "  hint: point crank at the worker project's own folder (the one holding its "
+            "pyproject.toml), e.g. `crank check plugins/*`\n"
+        )
+    assert sorted(p.name for p in parent.iterdir()) == before
+
+
+def test_a_manifest_in_a_sub_folder_needs_the_project_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "crank.yaml").write_text("apiVersion: crank.dev/v1\n")
+    result = CliRunner().invoke(cli, ["check", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"error: {tmp_path}: not a worker project: pkg/crank.yaml is in a sub-folder and "
+        f"{tmp_path} has no pyproject.toml\n"
+    )

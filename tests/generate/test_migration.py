@@ -86,7 +86,7 @@ def test_migration_new_is_prefilled(worker_project: Path, tmp_path: Path) -> Non
     path = out / "migration-text-echo-2026-11-22.yml"
     assert result.stdout == (
         f"created {path}\n"
-        "  added 2, removed 1, split 1, breaking 0; 12 artifact(s) to update, 1 retirement(s)\n"
+        "  added 2, removed 1, split 1, breaking 0; 3 artifact(s) to update, 1 retirement(s)\n"
     )
     doc = yaml.safe_load(path.read_text())
     assert list(doc["sections"]) == SECTIONS
@@ -101,7 +101,12 @@ def test_migration_new_is_prefilled(worker_project: Path, tmp_path: Path) -> Non
             "legacy_routes": [],
         }
     ]
-    assert {a["file"] for a in doc["artifacts"]} >= {"Dockerfile", "k8s/keda-scaledobject.yaml"}
+    # only what the new capability ids change: the KEDA triggers, and the code to write
+    assert sorted((a["file"], a["kind"]) for a in doc["artifacts"]) == [
+        ("k8s/keda-scaledobject.yaml", "drift"),
+        ("src/text_echo/crank.yaml", "semantic"),
+        ("src/text_echo/crank.yaml", "semantic"),
+    ]
     strategy = [i["item"] for i in doc["sections"]["migration_strategy"]["items"]]
     assert (
         "Shim routes text.echo to text.upper, text.lower; tested with existing client calls"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from crank.cli import cli
 from crank.generate.compose import compose_cpus, compose_memory
 from crank.generate.project import load_project
-from crank.generate.render import STAMP_MARK, render_all, renderers
+from crank.generate.render import STAMP_MARK, content_digest, render_all, renderers
 from crank.generate.templates import template_version
 
 if TYPE_CHECKING:
@@ -48,13 +48,21 @@ def test_every_file_carries_the_provenance_stamp(pristine_worker: Path) -> None:
     project = load_project(pristine_worker)
     files = render_all(project)
     assert sorted(f.path for f in files) == MANAGED
-    digest = project.manifest.digest()[:16]
     for file in files:
         first = file.content.splitlines()[0]
         assert first.startswith(f"# {STAMP_MARK} artifact={file.artifact} ")
         assert f"template={template_version()}" in first
-        assert f"sha256={digest}" in first
         assert "manifest=src/text_echo/crank.yaml" in first
+        # the digest of the file itself (stamp left out), never of the whole manifest
+        assert f" content={content_digest(file.content)} " in first
+        assert project.manifest.digest()[:16] not in file.content
+
+
+def test_content_digest_ignores_the_stamp_and_sees_any_other_change() -> None:
+    text = f"# {STAMP_MARK} artifact=x template=1 content=abc (do not edit)\nkey: 1\n"
+    restamped = text.replace("content=abc", "content=def").replace("template=1", "template=2")
+    assert content_digest(restamped) == content_digest(text)
+    assert content_digest(text.replace("key: 1", "key: 2")) != content_digest(text)
 
 
 def test_scaffold_writes_exactly_the_rendered_artifacts(pristine_worker: Path) -> None:

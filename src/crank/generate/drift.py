@@ -98,16 +98,19 @@ def _first_changed_line(hunk: str) -> int:
     return max(line, 1)
 
 
-_STAMP_FIELDS = re.compile(r"(template|sha256)=(\S+)")
+_STAMP_FIELDS = re.compile(r"(template|content)=(\S+)")
 
 
 def stale_reason(committed: str, rendered: str) -> str:
-    """Why a file drifted, from the provenance stamps: an older template, a changed
-    manifest, or (neither) an edit by hand."""
+    """Why a file drifted, from the provenance stamps: an older template, a file that is
+    as it was rendered (so its inputs changed), or one edited by hand since."""
+    from crank.generate.render import content_digest
 
     def fields(text: str) -> dict[str, str]:
-        first = text.split("\n", 1)[0]
-        return dict(_STAMP_FIELDS.findall(first)) if STAMP_MARK in first else {}
+        for line in text.split("\n", 3)[:3]:  # the stamp is on one of the first lines
+            if STAMP_MARK in line:
+                return dict(_STAMP_FIELDS.findall(line))
+        return {}
 
     old, new = fields(committed), fields(rendered)
     if not old:
@@ -115,9 +118,11 @@ def stale_reason(committed: str, rendered: str) -> str:
     reasons = []
     if old.get("template") != new.get("template"):
         reasons.append(f"rendered with template {old.get('template')}, now {new.get('template')}")
-    if old.get("sha256") != new.get("sha256"):
-        reasons.append("the manifest changed since it was rendered")
-    return "; " + ", ".join(reasons) if reasons else "; edited by hand"
+    if "content" in old and old["content"] != content_digest(committed):
+        reasons.append("edited by hand")
+    elif not reasons:
+        reasons.append("the manifest (or crank) changed since it was rendered")
+    return "; " + ", ".join(reasons)
 
 
 def compare_files(root: Path, files: list[RenderedFile]) -> list[DriftFinding]:

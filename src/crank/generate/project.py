@@ -33,16 +33,47 @@ class WorkerProject:
         return self.manifest.worker.module.split(".", 1)[0]
 
 
+def _owner_problem(root: Path, manifest: Path) -> str | None:
+    """Why ``manifest`` (found under ``root``) is not the manifest of the project ``root``.
+
+    A manifest in a sub-folder belongs to ``root`` only if ``root`` holds the
+    pyproject.toml and no folder between them holds one of its own (that folder
+    would be another project, e.g. a child of the folder crank was pointed at).
+    """
+    between = [
+        folder for folder in manifest.parents if folder != root and folder.is_relative_to(root)
+    ]
+    for folder in between:
+        if (folder / "pyproject.toml").is_file():
+            rel = folder.relative_to(root).as_posix()
+            return f"{rel}/ is a worker project of its own (it has a pyproject.toml)"
+    if between and not (root / "pyproject.toml").is_file():
+        rel = manifest.relative_to(root).as_posix()
+        return f"{rel} is in a sub-folder and {root} has no pyproject.toml"
+    return None
+
+
 def find_manifest(root: Path) -> Path:
-    """The one crank.yaml of a project folder; errors say what was looked for."""
+    """The one crank.yaml of a project folder; errors say what was looked for.
+
+    Only the project ``root`` itself is considered: a manifest of a project nested
+    inside it is never adopted (``crank check --fix`` would write there otherwise).
+    """
     if not root.is_dir():
         raise GenerateError(
             f"{root}: not a folder",
             hint="pass the folder of a worker project (the one holding pyproject.toml)",
             subject=str(root),
         )
+    elsewhere: list[str] = []
     for pattern in MANIFEST_LOCATIONS:
-        found = sorted(p for p in root.glob(pattern) if p.is_file())
+        found = []
+        for path in sorted(p for p in root.glob(pattern) if p.is_file()):
+            problem = _owner_problem(root, path)
+            if problem is None:
+                found.append(path)
+            else:
+                elsewhere.append(problem)
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -52,6 +83,13 @@ def find_manifest(root: Path) -> Path:
                 hint="pass --manifest to say which one the artifacts are rendered from",
                 subject=str(root),
             )
+    if elsewhere:
+        raise GenerateError(
+            f"{root}: not a worker project: {'; '.join(elsewhere)}",
+            hint="point crank at the worker project's own folder (the one holding its "
+            "pyproject.toml), e.g. `crank check plugins/*`",
+            subject=str(root),
+        )
     raise GenerateError(
         f"{root}: no crank.yaml found (looked for {', '.join(MANIFEST_LOCATIONS)})",
         hint="run this in a worker project, or create one with `crank new-worker NAME`",

@@ -8,6 +8,8 @@ re-renders them all and diffs.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
     from crank.generate.project import WorkerProject
 
 STAMP_MARK = "crank:generated"
+#: Where the stamp goes while a file is rendered; the stamp's ``content=`` digest is
+#: taken over the file with this in the stamp's place (see :func:`content_digest`).
+STAMP_SLOT = "crank:generated-stamp"
+_STAMP_TEXT = re.compile(re.escape(STAMP_MARK) + r"[^\n]*")
 
 
 @dataclass(frozen=True)
@@ -44,15 +50,34 @@ class ArtifactRenderer(Protocol):
     def render(self, project: WorkerProject) -> tuple[RenderedFile, ...]: ...
 
 
-def stamp(artifact: str, project: WorkerProject) -> str:
-    """The provenance line every generated file carries (in a comment)."""
+def content_digest(text: str) -> str:
+    """16 hex digits of sha256 over ``text`` with its stamp (the rest of the stamp's
+    line) replaced by :data:`STAMP_SLOT`: what the stamp's ``content=`` records."""
+    body = _STAMP_TEXT.sub(STAMP_SLOT, text, count=1) if STAMP_MARK in text else text
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
+
+def stamp(artifact: str, project: WorkerProject, content: str = "") -> str:
+    """The provenance every generated file carries (in a comment, to the end of its line).
+
+    It names the artifact, the template version and the manifest, and (given the
+    rendered ``content``) a digest of the file itself, so ``crank check`` tells a
+    file edited by hand from one whose manifest changed. It holds no digest of the
+    manifest: a manifest change alters only the files whose content changes.
+    """
     from crank.generate.templates import template_version
 
+    digest = f" content={content_digest(content)}" if content else ""
     return (
         f"{STAMP_MARK} artifact={artifact} template={template_version()} "
-        f"manifest={project.manifest_relpath} sha256={project.manifest.digest()[:16]} "
+        f"manifest={project.manifest_relpath}{digest} "
         "(do not edit: change the manifest, then `crank check --fix`)"
     )
+
+
+def stamped(text: str, artifact: str, project: WorkerProject) -> str:
+    """``text`` rendered with :data:`STAMP_SLOT` where the stamp goes, stamp filled in."""
+    return text.replace(STAMP_SLOT, stamp(artifact, project, text), 1)
 
 
 ContextExtra = Callable[["WorkerProject"], Mapping[str, Any]]
@@ -76,12 +101,16 @@ class TemplateRenderer:
         from crank.generate.templates import artifact_environment
 
         context = dict(common_context(project))
-        context["stamp"] = stamp(self.name, project)
+        context["stamp"] = STAMP_SLOT
         if self.context_extra is not None:
             context.update(self.context_extra(project))
         env = artifact_environment()
         return tuple(
-            RenderedFile(self.name, out, env.get_template(template).render(context))
+            RenderedFile(
+                self.name,
+                out,
+                stamped(env.get_template(template).render(context), self.name, project),
+            )
             for out, template in self.files
         )
 
