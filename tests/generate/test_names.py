@@ -123,6 +123,63 @@ def test_existing_non_empty_target_needs_force(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["text-echo"]
 
 
+def test_force_never_overwrites_an_edited_file_unless_named(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
+    assert runner.invoke(cli, args).exit_code == 0
+    target = tmp_path / "text-echo"
+    worker = target / "src" / "text_echo" / "worker.py"
+    manifest = target / "src" / "text_echo" / "crank.yaml"
+    worker.write_text(worker.read_text() + "# my change\n")
+    manifest.write_text(manifest.read_text().replace("max_workers: 4", "max_workers: 2"))
+    (target / "README.md").unlink()
+    before = tree(target)
+
+    refused = runner.invoke(cli, [*args, "--force"])
+    assert refused.exit_code == 2
+    assert refused.stderr == (
+        f"error: {target}: 2 file(s) differ from what new-worker would write and were left "
+        "alone: src/text_echo/crank.yaml, src/text_echo/worker.py\n"
+        "  hint: pass --overwrite FILE for each one to replace (a backup is kept as "
+        "FILE.orig), or choose another --output-dir; `crank check --fix` re-renders only the "
+        "deployment files\n"
+    )
+    assert tree(target) == before  # nothing written, not even the missing README
+    assert [p.name for p in tmp_path.iterdir()] == ["text-echo"]
+
+    edited = worker.read_text()
+    named = runner.invoke(
+        cli,
+        [
+            *args,
+            "--force",
+            "--overwrite",
+            "src/text_echo/worker.py",
+            "--overwrite",
+            "src/text_echo/crank.yaml",
+        ],
+    )
+    assert named.exit_code == 0, named.output
+    assert named.stdout.splitlines()[:3] == [
+        f"updated {target}: 1 added, 14 unchanged, 2 overwritten",
+        "  overwrote src/text_echo/crank.yaml (backup src/text_echo/crank.yaml.orig)",
+        "  overwrote src/text_echo/worker.py (backup src/text_echo/worker.py.orig)",
+    ]
+    assert (target / "src" / "text_echo" / "worker.py.orig").read_text() == edited
+    assert "# my change" not in worker.read_text()
+    assert (target / "README.md").is_file()
+
+
+def test_overwrite_names_only_files_new_worker_writes(tmp_path: Path) -> None:
+    args = ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    result = CliRunner().invoke(cli, [*args, "--overwrite", "../../etc/passwd"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: --overwrite ../../etc/passwd: not a file new-worker writes\n"
+    )
+
+
 def test_empty_existing_target_is_used(tmp_path: Path) -> None:
     (tmp_path / "text-echo").mkdir()
     result = CliRunner().invoke(

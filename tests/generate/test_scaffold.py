@@ -63,7 +63,11 @@ def test_new_worker_cli_output_and_files(tmp_path: Path) -> None:
     assert result.stdout == (
         f"created {target} (17 files)\n"
         "  worker text-echo, package text_echo, capabilities text.echo, text.shout\n"
-        f"next: cd {target} && pip install -e . && crank lint && pytest && crank run\n"
+        "next:\n"
+        f"  cd {target}\n"
+        "  python -m pip install -e '.[test]'\n"
+        "  crank lint && python -m pytest\n"
+        "  crank run --port 8080    # serves until Ctrl-C; choose any free port\n"
     )
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     assert files == EXPECTED_FILES
@@ -255,3 +259,51 @@ def test_generated_code_passes_ruff_like_its_ci(tmp_path: Path, capabilities: li
     for argv in ([ruff, "check", "."], [ruff, "format", "--check", "."]):
         proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_next_steps_work_verbatim_in_a_fresh_venv(tmp_path: Path) -> None:
+    """crank installed from its wheel into a fresh venv (no pytest, nothing else), then
+    new-worker's printed next steps, typed as they are, up to the server."""
+    import venv
+
+    from crank.generate.wheel import build_source_wheel, crank_source_dir
+
+    source = crank_source_dir()
+    assert source is not None
+    wheels = tmp_path / "wheels"
+    build_source_wheel(source, wheels)
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    bin_dir = tmp_path / "venv" / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env['PATH']}",
+        VIRTUAL_ENV=str(tmp_path / "venv"),
+        PIP_FIND_LINKS=f"{wheels} {env.get('PIP_FIND_LINKS', '')}".strip(),
+    )
+
+    def shell(line: str, cwd: Path) -> str:
+        proc = subprocess.run(
+            ["bash", "-ec", line],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    shell("python -m pip install -q crank-workers", tmp_path)
+    # pytest is not in the venv; the one on PATH (the test runner's) cannot import this crank
+    assert not (bin_dir / "pytest").exists()
+    work = tmp_path / "work"
+    work.mkdir()
+    printed = shell("crank new-worker demo --no-input", work)
+    steps = [line.strip() for line in printed.split("next:\n", 1)[1].splitlines()]
+    assert steps[0] == "cd demo"
+    assert steps[-1].startswith("crank run ")
+    out = shell(" && ".join(steps[:-1]), work)
+    assert "3 passed" in out
+    assert shell("command -v pytest", work).strip() == str(bin_dir / "pytest")

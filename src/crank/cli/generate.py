@@ -39,7 +39,18 @@ GPU_CHOICES = ("none", "optional", "required")
 )
 @click.option("--description", default=None, help="One-line description of the worker.")
 @click.option("--no-input", is_flag=True, help="Never prompt (the default values are used).")
-@click.option("--force", is_flag=True, help="Overwrite the generated files of an existing folder.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Fill an existing folder: add missing files, keep every file that differs.",
+)
+@click.option(
+    "--overwrite",
+    multiple=True,
+    metavar="FILE",
+    help="With --force, replace this file although it differs (repeatable; a backup "
+    "is kept as FILE.orig).",
+)
 def new_worker(
     name: str,
     capabilities: tuple[str, ...],
@@ -48,6 +59,7 @@ def new_worker(
     description: str | None,
     no_input: bool,
     force: bool,
+    overwrite: tuple[str, ...],
 ) -> None:
     """Scaffold a worker package NAME: code, manifest, tests and deployment files."""
     from crank.generate.scaffold import new_worker as scaffold
@@ -66,13 +78,45 @@ def new_worker(
         output_dir=output_dir,
         description=description,
         force=force,
+        overwrite=overwrite,
     )
-    click.echo(f"created {result.target} ({len(result.files)} files)")
+    if len(result.added) == len(result.files):
+        click.echo(f"created {result.target} ({len(result.files)} files)")
+    else:
+        click.echo(
+            f"updated {result.target}: {len(result.added)} added, "
+            f"{len(result.unchanged)} unchanged, {len(result.overwritten)} overwritten"
+        )
+        for rel in result.overwritten:
+            click.echo(f"  overwrote {rel} (backup {rel}.orig)")
     click.echo(
         f"  worker {result.names.worker}, package {result.names.package}, "
         f"capabilities {', '.join(result.capabilities)}"
     )
-    click.echo(f"next: cd {result.target} && pip install -e . && crank lint && pytest && crank run")
+    click.echo("next:")
+    for line in next_steps(result.target):
+        click.echo(f"  {line}")
+
+
+def next_steps(target: Path) -> list[str]:
+    """What to type after new-worker, in the environment crank is installed in.
+
+    The worker's ``test`` extra brings pytest into that environment (a pytest from
+    elsewhere cannot import crank); ``crank run`` comes last and on its own, as it
+    serves until stopped, on a port the user can change.
+    """
+    import shlex
+
+    try:
+        shown = target.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        shown = str(target)
+    return [
+        f"cd {shlex.quote(shown)}",
+        "python -m pip install -e '.[test]'",
+        "crank lint && python -m pytest",
+        "crank run --port 8080    # serves until Ctrl-C; choose any free port",
+    ]
 
 
 @click.command("render")
@@ -193,12 +237,18 @@ def check(paths: tuple[str, ...], fmt: str, fix: bool) -> None:
 @click.command("build")
 @click.argument("path", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--tag", "-t", default=None, help="Image tag (default: <worker>:<version>).")
-@click.option("--base-image", default=None, help="Base image for both stages (BASE_IMAGE).")
+@click.option(
+    "--base-image",
+    envvar="CRANK_BASE_IMAGE",
+    default=None,
+    help="Base image of both stages (the Dockerfile's BASE_IMAGE), e.g. from a mirror "
+    "[env: CRANK_BASE_IMAGE; default: the one the Dockerfile names].",
+)
 @click.option(
     "--crank-wheel",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="crank wheel to install in the image (default: built from this crank).",
+    help="crank wheel to install in the image (default: packed from this crank).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the result.")
 def build(

@@ -1,16 +1,19 @@
 """``crank new-worker``: render the worker template into a temp folder, then move it.
 
 Nothing is ever written outside the target folder: the template is rendered in
-a private staging folder, checked, and only then moved into place; ``--force``
-overwrites the generated files of an existing folder and keeps every other file.
+a private staging folder, checked, and only then moved into place. ``--force``
+fills an existing folder: files it lacks are added, files equal to what would be
+written are left alone, every other file is kept; a file that *differs* (the
+user edited ``worker.py``, say) is never replaced unless named with
+``--overwrite``, and then a backup is kept beside it as ``FILE.orig``.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 from crank.errors import GenerateError
@@ -22,12 +25,20 @@ if TYPE_CHECKING:
 GpuChoice = Literal["none", "optional", "required"]
 
 
+#: Suffix of the backup kept for a file ``--overwrite`` replaces.
+BACKUP_SUFFIX = ".orig"
+
+
 @dataclass(frozen=True)
 class ScaffoldResult:
     target: Path
     names: WorkerNames
     capabilities: tuple[str, ...]
     files: tuple[str, ...]  # relative paths, sorted
+    #: With --force: files added, files that were already identical, files replaced.
+    added: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    overwritten: tuple[str, ...] = ()
 
 
 def render_artifacts_into(root: Path) -> list[RenderedFile]:
@@ -88,8 +99,13 @@ def new_worker(
     output_dir: Path | str = ".",
     description: str | None = None,
     force: bool = False,
+    overwrite: tuple[str, ...] | list[str] = (),
 ) -> ScaffoldResult:
-    """Scaffold a worker package at ``output_dir/<name>``; returns what was written."""
+    """Scaffold a worker package at ``output_dir/<name>``; returns what was written.
+
+    ``overwrite`` names files (relative to the worker folder) that ``force`` may
+    replace although they differ from what would be written; it implies ``force``.
+    """
     names = worker_names(name)
     caps = capability_ids(capabilities, names.package)
     parent = Path(output_dir).resolve()
@@ -100,6 +116,7 @@ def new_worker(
             subject=str(output_dir),
         )
     target = parent / names.worker
+    force = force or bool(overwrite)
     _check_target(target, force)
     context = {
         "worker_name": names.worker,
@@ -113,26 +130,82 @@ def new_worker(
     if description:
         context["description"] = description
     try:
-        files = _render_and_move(parent, target, context, names.worker)
+        return _render_and_move(
+            parent, target, context, ScaffoldResult(target, names, caps, ()), tuple(overwrite)
+        )
     except OSError as exc:
         raise GenerateError(
             f"cannot write the worker into {parent}: {exc.strerror or exc}",
             hint="choose a writable --output-dir",
             subject=str(parent),
         ) from None
-    return ScaffoldResult(target, names, caps, files)
+
+
+def _merge_into(
+    produced: Path, target: Path, files: tuple[str, ...], overwrite: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Copy the rendered ``files`` into an existing ``target``; refuse (writing nothing)
+    when a file there differs and is not named in ``overwrite``.
+
+    Returns the files added, left unchanged and overwritten (each backed up first).
+    """
+    wanted = {PurePosixPath(p).as_posix() for p in overwrite}
+    unknown = sorted(wanted - set(files))
+    if unknown:
+        raise GenerateError(
+            f"--overwrite {', '.join(unknown)}: not a file new-worker writes",
+            hint="name files by their path inside the worker folder, e.g. "
+            f"--overwrite {next((f for f in files if f.endswith('worker.py')), files[0])}",
+            subject=unknown[0],
+        )
+    added, unchanged, differ = [], [], []
+    for rel in files:
+        existing = target / rel
+        escapes = not existing.resolve().is_relative_to(target.resolve())
+        if escapes or existing.is_symlink() or (existing.exists() and not existing.is_file()):
+            raise GenerateError(
+                f"{existing} is not a regular file; new-worker will not replace it",
+                hint="move it away, or choose another --output-dir",
+                subject=str(existing),
+            )
+        if not existing.exists():
+            added.append(rel)
+        elif existing.read_bytes() == (produced / rel).read_bytes():
+            unchanged.append(rel)
+        else:
+            differ.append(rel)
+    refused = [rel for rel in differ if rel not in wanted]
+    if refused:
+        raise GenerateError(
+            f"{target}: {len(refused)} file(s) differ from what new-worker would write "
+            f"and were left alone: {', '.join(refused)}",
+            hint="pass --overwrite FILE for each one to replace (a backup is kept as "
+            f"FILE{BACKUP_SUFFIX}), or choose another --output-dir; "
+            "`crank check --fix` re-renders only the deployment files",
+            subject=str(target),
+        )
+    for rel in differ:
+        shutil.copy2(target / rel, target / (rel + BACKUP_SUFFIX))
+    for rel in [*added, *differ]:
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(produced / rel, target / rel)
+    return tuple(added), tuple(unchanged), tuple(differ)
 
 
 def _render_and_move(
-    parent: Path, target: Path, context: dict[str, str], worker: str
-) -> tuple[str, ...]:
+    parent: Path,
+    target: Path,
+    context: dict[str, str],
+    result: ScaffoldResult,
+    overwrite: tuple[str, ...],
+) -> ScaffoldResult:
     from cookiecutter.main import cookiecutter
 
     from crank.generate.templates import worker_template
 
     # The staging folder sits inside the output folder so the final move is a rename
     # on the same file system; it is removed whatever happens.
-    staging = Path(tempfile.mkdtemp(prefix=f".crank-new-{worker}-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".crank-new-{result.names.worker}-", dir=parent))
     try:
         produced = Path(
             cookiecutter(
@@ -153,11 +226,12 @@ def _render_and_move(
         files = tuple(
             sorted(p.relative_to(produced).as_posix() for p in produced.rglob("*") if p.is_file())
         )
-        if target.exists():
-            # --force: generated files replace theirs, every other file is kept.
-            shutil.copytree(produced, target, dirs_exist_ok=True)
-        else:
-            produced.replace(target)
+        if target.exists() and any(target.iterdir()):
+            added, unchanged, overwritten = _merge_into(produced, target, files, overwrite)
+            return replace(
+                result, files=files, added=added, unchanged=unchanged, overwritten=overwritten
+            )
+        produced.replace(target)  # a rename, onto an empty folder too
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return files
+    return replace(result, files=files, added=files)
