@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""End-to-end check of a generated worker on a real Docker engine.
+"""End-to-end check of a generated worker on a real Docker engine, the way a user gets it.
 
-Scaffold a fresh worker, install it, run its tests, `crank lint` and `crank check`
-it, `crank build` its image on a locally made base (nothing is pulled: no image
-registry is reachable in CI), run the container, call /health and one capability
-over HTTP, and check that the image is small, runs as a non-root user and holds
-no secret. Prints a short report; exits non-zero with a clear message on any
-failure. Cleans up the container, the worker image and, if it started it, the
-Docker daemon. The base images are kept (tagged) so a second run is fast; pass
---purge to remove them too.
+Build crank's wheel, install it (not editable) into a fresh virtual environment with
+`pip install crank-workers` (the wheel found through PIP_FIND_LINKS, as a package index
+would serve it), scaffold a worker with `crank new-worker`, type the next steps it
+prints (install, lint, tests), `crank check` it, `crank build .` with no flags on a
+locally made base named by CRANK_BASE_IMAGE (nothing is pulled: no image registry is
+reachable in CI), run the container, call /health and one capability over HTTP, and
+check that the image is small, runs as a non-root user and holds no secret. Prints a
+short report; exits non-zero with a clear message on any failure. Cleans up the
+container, the worker image and, if it started it, the Docker daemon. The base images
+are kept (tagged) so a second run is fast; pass --purge to remove them too.
 
 Run as root (it may start dockerd): `python scripts/e2e_docker.py`.
 """
@@ -22,7 +24,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -34,10 +35,9 @@ from pathlib import Path
 BASE_RAW = "crank-e2e-base:bookworm-raw"
 BASE = "crank-e2e-base:bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-WORKER = "e2e-echo"
 CAPABILITY = "e2e.echo"
 SIZE_GOAL_MB = 300
-CRANK = "import sys; from crank.cli import main; sys.exit(main())"
+SOURCE = Path(__file__).resolve().parents[1]
 #: Values that look like credentials (in image history, env or config).
 SECRET_PATTERNS = [
     re.compile(r"(?i)(api[_-]?key|secret|token|passw(or)?d)[\"']?\s*[=:]\s*[\"']?[^\s\"']{8,}"),
@@ -205,16 +205,48 @@ def ensure_base(workdir: Path) -> str:
     return f"{BASE} (built with mmdebstrap, no pull)"
 
 
-def overlay_venv(path: Path) -> Path:
-    """A venv that also sees this environment's packages (crank), installs stay private."""
-    venv.EnvBuilder(with_pip=True).create(path)
-    python = path / "bin" / "python"
-    site = run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    parents = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
-    Path(site.strip(), "_crank_parent_env.pth").write_text(
-        "".join(f"import site; site.addsitedir({d!r})\n" for d in parents)
+def crank_wheel(dest: Path) -> Path:
+    """crank's wheel, built from this checkout: what a package index would serve."""
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-q",
+        "-w",
+        str(dest),
+        str(SOURCE),
+        what="building crank's wheel",
     )
-    return python
+    wheels = sorted(dest.glob("crank_workers-*.whl"))
+    if not wheels:
+        raise E2EFailure(f"pip wheel left no crank_workers-*.whl in {dest}")
+    return wheels[-1]
+
+
+def user_env(venv_dir: Path, wheels: Path) -> dict[str, str]:
+    """The environment of a user with ``venv_dir`` activated and crank's wheel findable."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "DOCKER_HOST", "VIRTUAL_ENV", "PYTHONHOME")
+    }
+    env["VIRTUAL_ENV"] = str(venv_dir)
+    env["PATH"] = f"{venv_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["PIP_FIND_LINKS"] = f"{wheels} {env.get('PIP_FIND_LINKS', '')}".strip()
+    return env
+
+
+def next_steps(printed: str) -> list[str]:
+    """The commands `crank new-worker` prints after ``next:``, one per line."""
+    if "next:\n" not in printed:
+        raise E2EFailure(f"crank new-worker printed no next steps:\n{printed}")
+    return [line.strip() for line in printed.split("next:\n", 1)[1].splitlines() if line.strip()]
+
+
+def shell(line: str, cwd: Path, env: dict[str, str], what: str) -> str:
+    return run("bash", "-ec", line, cwd=cwd, env=env, what=what, timeout=900)
 
 
 def http(method: str, url: str, body: dict[str, object] | None = None) -> tuple[int, str]:
@@ -268,9 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     workdir = Path(tempfile.mkdtemp(prefix="crank-e2e-"))
     daemon = Daemon(workdir)
-    tag = f"crank-e2e-{WORKER}:{os.getpid()}"
+    # unique names: the Docker engine is shared
+    worker = f"e2e-echo-{os.getpid()}"
+    tag = f"{worker}:0.1.0"  # what `crank build .` names it: <worker>:<version>
     container = f"crank-e2e-{os.getpid()}"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DOCKER_HOST")}
     ok = False
     dangling: set[str] = set()
     try:
@@ -282,73 +315,64 @@ def main(argv: list[str] | None = None) -> int:
         report.add("base image", ensure_base(workdir), time.monotonic() - started)
 
         started = time.monotonic()
-        run(
-            sys.executable,
-            "-c",
-            CRANK,
-            "new-worker",
-            WORKER,
-            "--no-input",
-            "--capability",
-            CAPABILITY,
-            "--output-dir",
-            str(workdir),
-            env=env,
-            what="crank new-worker",
+        wheels = workdir / "wheels"
+        wheel = crank_wheel(wheels)
+        venv.EnvBuilder(with_pip=True).create(workdir / "venv")
+        env = user_env(workdir / "venv", wheels)
+        shell("python -m pip install -q crank-workers", workdir, env, "pip install crank-workers")
+        version = shell("crank --version", workdir, env, "crank --version").strip()
+        report.add(
+            "pip install crank-workers", f"{wheel.name}: {version}", time.monotonic() - started
         )
-        project = workdir / WORKER
-        report.add("scaffold", str(project), time.monotonic() - started)
 
         started = time.monotonic()
-        python = str(overlay_venv(workdir / "venv"))
-        run(
-            python,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "-e",
-            str(project),
-            env=env,
-            what="pip install of the worker",
+        printed = shell(
+            f"crank new-worker {worker} --no-input --capability {CAPABILITY}",
+            workdir,
+            env,
+            "crank new-worker",
         )
-        report.add("pip install", "editable, private venv", time.monotonic() - started)
+        steps = next_steps(printed)
+        project = workdir / worker
+        report.add("scaffold", f"{project}, {len(steps)} next steps", time.monotonic() - started)
 
         started = time.monotonic()
-        out = run(
-            python,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            cwd=project,
-            env=env,
-            what="the worker's own tests",
+        if not steps[-1].startswith("crank run"):
+            raise E2EFailure(f"the last next step is not `crank run`: {steps}")
+        out = shell(" && ".join(steps[:-1]), workdir, env, "the next steps new-worker printed")
+        report.add(
+            "next steps",
+            " && ".join(steps[:-1]) + ": " + out.strip().splitlines()[-1],
+            time.monotonic() - started,
         )
-        report.add("worker tests", out.strip().splitlines()[-1], time.monotonic() - started)
 
         started = time.monotonic()
-        run(python, "-c", CRANK, "lint", "--strict", cwd=project, env=env, what="crank lint")
-        run(python, "-c", CRANK, "check", ".", cwd=project, env=env, what="crank check")
+        shell("crank lint --strict && crank check .", project, env, "crank lint + check")
         report.add("crank lint + check", "clean", time.monotonic() - started)
 
         started = time.monotonic()
-        out = run(
-            sys.executable,
-            "-c",
-            CRANK,
-            "build",
-            str(project),
-            "--tag",
-            tag,
-            "--base-image",
-            BASE,
-            env=env,
-            what="crank build",
-            timeout=900,
+        missing = f"crank-e2e-no-such-base:{os.getpid()}"
+        refused = subprocess.run(
+            ["crank", "build", ".", "--quiet"],
+            cwd=project,
+            env={**env, "CRANK_BASE_IMAGE": missing},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
-        report.add("crank build", out.strip(), time.monotonic() - started)
+        if refused.returncode != 4 or f"the base image {missing} is not on this machine" not in (
+            refused.stderr
+        ):
+            raise E2EFailure(
+                f"a build on a missing base should exit 4 with a hint naming it; got exit "
+                f"{refused.returncode}:\n{refused.stderr[-2000:]}"
+            )
+        report.add("missing base image", "exit 4, hint names it", time.monotonic() - started)
+
+        started = time.monotonic()
+        out = shell("crank build .", project, {**env, "CRANK_BASE_IMAGE": BASE}, "crank build .")
+        report.add("crank build .", out.strip().splitlines()[-1], time.monotonic() - started)
 
         started = time.monotonic()
         image = json.loads(run("docker", "image", "inspect", tag))[0]
@@ -385,8 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         uid = run("docker", "exec", container, "id", "-u").strip()
         if uid == "0":
             raise E2EFailure("the container's process runs as uid 0")
+        inside = run("docker", "exec", container, "crank", "--version").strip()
+        if inside != version:
+            raise E2EFailure(f"the image runs {inside!r}, the host {version!r}")
         report.add(
-            "container /health", f"{base} answers 200, uid {uid}", time.monotonic() - started
+            "container /health",
+            f"{base} answers 200, uid {uid}, {inside}",
+            time.monotonic() - started,
         )
 
         started = time.monotonic()

@@ -6,14 +6,13 @@ scripts/e2e_docker.py, which CI runs after the tests.
 
 from __future__ import annotations
 
-import zipfile
 from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
-from crank.generate.build import _StagedWheel, build_crank_wheel, image_labels
+from crank.generate.build import _StagedWheel, image_labels
 from crank.generate.project import load_project
 
 if TYPE_CHECKING:
@@ -78,13 +77,3 @@ def test_crank_wheel_argument_must_be_a_wheel(worker_project: Path, tmp_path: Pa
         _StagedWheel(load_project(worker_project), not_wheel),
     ):
         pass
-
-
-@pytest.mark.slow
-def test_crank_wheel_ships_the_templates(tmp_path: Path) -> None:
-    wheel = build_crank_wheel(tmp_path)
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert "crank/_templates/worker/cookiecutter.json" in names
-    assert "crank/_templates/artifacts/Dockerfile.j2" in names
-    assert "crank/_templates/artifacts/VERSION" in names
-    assert "crank/_templates/worker-migration-checklist.yml" in names

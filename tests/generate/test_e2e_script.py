@@ -70,3 +70,17 @@ def test_failed_command_names_itself_and_shows_the_tail(e2e: ModuleType) -> None
 def test_missing_tool_is_a_clear_failure(e2e: ModuleType) -> None:
     with pytest.raises(e2e.E2EFailure, match="no-such-tool-xyz: not installed"):
         e2e.run("no-such-tool-xyz")
+
+
+def test_next_steps_are_the_lines_after_next(e2e: ModuleType) -> None:
+    printed = (
+        "created /x/demo (17 files)\n  worker demo, package demo, capabilities demo.echo\n"
+        "next:\n  cd demo\n  python -m pip install -e '.[test]'\n  crank run --port 8080\n"
+    )
+    assert e2e.next_steps(printed) == [
+        "cd demo",
+        "python -m pip install -e '.[test]'",
+        "crank run --port 8080",
+    ]
+    with pytest.raises(e2e.E2EFailure, match="printed no next steps"):
+        e2e.next_steps("created /x/demo (17 files)\n")

@@ -1,25 +1,25 @@
 """``crank build``: build a worker's image with the Docker SDK, labelled from its manifest.
 
-crank itself is not on a package index, so the build context gets a crank wheel
-(built from the installed source, or given with ``--crank-wheel``) in
-``crank-wheels/``; the rendered Dockerfile installs crank from there.
+crank itself is not on a package index, so the build context gets a wheel of the
+running crank (see :mod:`crank.generate.wheel`, or one given with ``--crank-wheel``)
+in ``crank-wheels/``; the rendered Dockerfile installs crank from there, so the
+image runs the crank version of the host.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crank import DISTRIBUTION
 from crank.errors import BuildFailed, DockerUnavailable, GenerateError
 from crank.generate.docker import WHEELS_DIR
+from crank.generate.wheel import build_crank_wheel
 
 if TYPE_CHECKING:
     from crank.generate.project import WorkerProject
@@ -53,39 +53,6 @@ def image_labels(project: WorkerProject) -> dict[str, str]:
         "crank.template.version": template_version(),
     }
     return {k: v for k, v in labels.items() if v}
-
-
-def crank_source_dir() -> Path | None:
-    """The source tree of the running crank (an editable install), if there is one."""
-    root = Path(__file__).resolve().parents[3]
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and f'name = "{DISTRIBUTION}"' in pyproject.read_text(encoding="utf-8"):
-        return root
-    return None
-
-
-def build_crank_wheel(dest: Path) -> Path:
-    """Build a wheel of the running crank into ``dest`` (needs the source tree)."""
-    source = crank_source_dir()
-    if source is None:
-        raise GenerateError(
-            "cannot build a crank wheel: this crank is not installed from a source checkout",
-            hint="pass --crank-wheel PATH (a crank_workers-*.whl) to put into the image",
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(source)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wheels = sorted(dest.glob("crank_workers-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        raise GenerateError(
-            f"building the crank wheel from {source} failed: {proc.stderr.strip()[-500:]}",
-            hint="pass --crank-wheel PATH to use a wheel you built",
-        )
-    return wheels[-1]
 
 
 def _unix_socket_problem(path: str) -> str | None:
@@ -169,6 +136,31 @@ class _StagedWheel:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def dockerfile_base(project: WorkerProject) -> str:
+    """The base image the project's Dockerfile names by default (``ARG BASE_IMAGE=``)."""
+    text = (project.root / "Dockerfile").read_text(encoding="utf-8", errors="replace")
+    match = re.search(r"^ARG\s+BASE_IMAGE=(\S+)", text, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+def _failure_hint(client: Any, error: str, base: str) -> str:
+    """What to do about a failed build; a base image that is neither here nor pullable
+    (no registry reachable, an air-gapped network) gets its own advice."""
+    from docker.errors import DockerException
+
+    try:
+        have_base = bool(base) and bool(client.images.get(base))
+    except DockerException:
+        have_base = False
+    if base and not have_base and (base in error or "pull" in error or "registry" in error):
+        return (
+            f"the base image {base} is not on this machine and could not be pulled; "
+            f"pull or build it (docker pull {base}), or name one this Docker has, e.g. "
+            "from a mirror, with --base-image IMAGE or CRANK_BASE_IMAGE=IMAGE"
+        )
+    return "the lines above show the failing step; fix it and run crank build again"
+
+
 def build_image(
     project: WorkerProject,
     *,
@@ -217,9 +209,10 @@ def _build(
         )
         for chunk in stream:
             if "error" in chunk:
+                error = str(chunk["error"]).strip()
                 raise BuildFailed(
-                    f"building {tag} failed: {str(chunk['error']).strip()}",
-                    hint="the lines above show the failing step; fix it and run crank build again",
+                    f"building {tag} failed: {error}",
+                    hint=_failure_hint(client, error, base_image or dockerfile_base(project)),
                     subject=tag,
                     log=tuple(tail[-30:]),
                 )
