@@ -152,7 +152,7 @@ def _rows(schema: dict[str, Any], root: dict[str, Any], prefix: str, out: list[s
 
 
 def manifest_md() -> str:
-    from crank.manifest.lint import collect_rules
+    from crank.cli.lint import collect_rules
     from crank.manifest.validate import manifest_schema
 
     schema = manifest_schema()
@@ -191,8 +191,9 @@ document...), `CRK002` that it breaks the schema. The rules beyond the schema:
 {rules}
 
 Plugins add rules through the `crank_register_lint_rules` hook, under their own
-prefix. A manifest turns rules off for itself with a comment anywhere in the
-file:
+prefix (see [plugins.md](plugins.md)); `CRK108` is registered by the worker layer,
+which imports the entrypoint. A manifest turns rules off for itself with a
+comment anywhere in the file:
 
 ```yaml
 # crank-lint: disable=CRK106,CRK109

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crank.cli.group import LazyCommand
+from crank.cli.lint import collect_rules
 from crank.hookspecs import hookimpl
 from crank.manifest.lint import Linter
 from crank.plugins import get_plugin_manager
@@ -44,7 +45,7 @@ def test_generated_docs_are_current() -> None:
 def test_the_documented_example_is_a_clean_manifest(tmp_path: Path) -> None:
     example = tmp_path / "crank.yaml"
     example.write_text(load_gen_docs().EXAMPLE, encoding="utf-8")
-    findings = Linter(installed_paths=()).lint_file(example)
+    findings = Linter(collect_rules(), installed_paths=()).lint_file(example)
     # at most the note that its package is not installed here
     assert [f for f in findings if f.severity != "info"] == []
     assert load_gen_docs().EXAMPLE in (REPO / "docs" / "manifest.md").read_text(encoding="utf-8")

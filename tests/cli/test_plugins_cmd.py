@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
 from crank.cli.plugins import format_table
-from crank.plugins import PluginRecord
+from crank.contributions import ContributionProblem
+from crank.hookspecs import hookimpl
+from crank.plugins import PluginLoadWarning, PluginRecord, get_plugin_manager
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,6 +85,7 @@ def test_plugins_command_lists_an_installed_plugin(
         "manifest": str(manifest),
         "error": None,
         "builtin": False,
+        "problems": [],
     }
 
 
@@ -135,3 +140,67 @@ def test_blocked_plugin_is_listed_and_not_imported(test_plugins: Any, run_crank:
     assert (result.returncode, result.stderr) == (0, "")
     broken = next(p for p in json.loads(result.stdout) if p["name"] == "testplugin-broken")
     assert (broken["status"], broken["error"]) == ("blocked", "blocked by CRANK_DISABLE_PLUGINS")
+
+
+def test_problems_are_listed_under_their_plugin() -> None:
+    records = [
+        PluginRecord(name="acme", status="loaded", module="acme", version="2.0.0"),
+        PluginRecord(name="other", status="loaded", module="other", version="1.0"),
+    ]
+    problems = [
+        ContributionProblem(
+            "acme", "crank_register_commands", "failed", "failed in crank_register_commands"
+        ),
+        ContributionProblem("other", "crank_register_renderers", "unusable", "sent a string"),
+    ]
+    assert format_table(records, problems) == (
+        "NAME   VERSION  STATUS  HOOKS  MANIFEST\n"
+        "acme   2.0.0    loaded  -      -\n"
+        "    problem: failed in crank_register_commands\n"
+        "other  1.0      loaded  -      -\n"
+        "    problem: sent a string"
+    )
+
+
+class Clashing:
+    @hookimpl
+    def crank_register_commands(self, register: Callable[[Any], None]) -> None:
+        register(click.Command("lint", help="not crank's lint"))
+
+    @hookimpl
+    def crank_register_renderers(self, register: Callable[[Any], None]) -> None:
+        raise RuntimeError("renderers exploded")
+
+
+def test_plugins_command_gathers_and_shows_contribution_problems() -> None:
+    manager = get_plugin_manager()
+    manager.register(Clashing(), name="clashing")
+    try:
+        with pytest.warns(PluginLoadWarning):
+            text = CliRunner().invoke(cli, ["plugins"])
+            data = CliRunner().invoke(cli, ["plugins", "--format", "json"])
+    finally:
+        manager.unregister("clashing")
+    assert text.exit_code == 0
+    lines = text.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("clashing "))
+    assert lines[row].split()[:4] == [
+        "clashing",
+        "-",
+        "loaded",
+        "register_commands,register_renderers",
+    ]
+    assert lines[row + 1 : row + 3] == [
+        "    problem: registered command 'lint', which was skipped: command 'lint' is "
+        "registered twice ('crank.cli.builtin' registered it first)",
+        "    problem: failed in crank_register_renderers and was skipped: "
+        "RuntimeError: renderers exploded",
+    ]
+    assert lines[-1].endswith(" loaded, 0 failed, 0 blocked; 2 contribution problems")
+    assert data.exit_code == 0
+    by_name = {p["name"]: p for p in json.loads(data.stdout)}
+    assert all(p["problems"] == [] for name, p in by_name.items() if name != "clashing")
+    assert [(p["hook"], p["kind"]) for p in by_name["clashing"]["problems"]] == [
+        ("crank_register_commands", "duplicate"),
+        ("crank_register_renderers", "failed"),
+    ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -14,8 +15,11 @@ from crank.generate.compose import compose_cpus, compose_memory
 from crank.generate.project import load_project
 from crank.generate.render import STAMP_MARK, content_digest, render_all, renderers
 from crank.generate.templates import template_version
+from crank.hookspecs import hookimpl
+from crank.plugins import get_plugin_manager
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 MANAGED = [
@@ -279,3 +283,73 @@ def test_render_to_an_unwritable_place_is_a_clear_error(pristine_worker: Path) -
     )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot write /proc/crank/.env.example: ")
+
+
+class Exploding:
+    name = "exploding"
+    description = "A renderer with a bug."
+
+    def render(self, project: object) -> tuple[object, ...]:
+        raise ZeroDivisionError("division by zero in the template")
+
+
+class ExplodingPlugin:
+    @hookimpl
+    def crank_register_renderers(self, register: Callable[[Any], None]) -> None:
+        register(Exploding())
+
+
+@pytest.fixture
+def exploding_renderer() -> Iterator[None]:
+    manager = get_plugin_manager()
+    manager.register(ExplodingPlugin(), name="test-exploding")
+    yield
+    manager.unregister("test-exploding")
+
+
+FAILED = (
+    "renderer 'exploding' of plugin 'test-exploding' failed: "
+    "ZeroDivisionError: division by zero in the template"
+)
+
+
+def test_a_renderer_that_raises_is_named_by_render(
+    pristine_worker: Path, exploding_renderer: None
+) -> None:
+    result = CliRunner().invoke(cli, ["render", "exploding", "--project", str(pristine_worker)])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: {FAILED}\n  hint: a bug in the plugin: report it to its authors, or disable "
+        "it with CRANK_DISABLE_PLUGINS\n"
+    )
+    # the other renderers are untouched
+    ok = CliRunner().invoke(cli, ["render", "env", "--project", str(pristine_worker)])
+    assert ok.exit_code == 0
+
+
+def test_check_reports_a_renderer_that_raises_and_checks_the_rest(
+    worker_project: Path, exploding_renderer: None
+) -> None:
+    (worker_project / "Dockerfile").write_text("FROM scratch\n")
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
+    assert result.exit_code == 1
+    findings = json.loads(result.stdout)["projects"][0]["findings"]
+    # the other artifacts are still diffed (the hand-edited Dockerfile drifted)
+    assert [(f["kind"], f["file"], f["artifact"]) for f in findings if f["kind"] != "semantic"] == [
+        ("drift", "Dockerfile", "dockerfile"),
+        ("renderer", "src/text_echo/crank.yaml", "exploding"),
+    ]
+    assert [f["message"] for f in findings if f["kind"] == "renderer"] == [FAILED]
+    text = CliRunner().invoke(cli, ["check", str(worker_project)])
+    assert f"{worker_project}/src/text_echo/crank.yaml:1: renderer: {FAILED}" in text.stdout
+
+
+def test_new_worker_goes_on_without_a_renderer_that_raises(
+    tmp_path: Path, exploding_renderer: None
+) -> None:
+    result = CliRunner().invoke(
+        cli, ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"warning: {FAILED}; its files were not written\n"
+    assert (tmp_path / "text-echo" / "Dockerfile").is_file()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crank.errors import PluginError, UsageError
+from crank.cli.lint import collect_rules
+from crank.errors import UsageError
 from crank.hookspecs import hookimpl
-from crank.manifest.lint import Linter, collect_rules, disabled_rules, discover_manifests
-from crank.plugins import get_plugin_manager
+from crank.manifest.lint import Linter, disabled_rules, discover_manifests
+from crank.plugins import PluginLoadWarning, get_plugin_manager
 
 from .conftest import VALID
 
@@ -74,7 +76,7 @@ def test_a_plugin_adds_a_rule(
 ) -> None:
     register_plugin(NoDescriptionRule())
     path = write_manifest(VALID)
-    findings = Linter(installed_paths=()).lint_file(path)
+    findings = Linter(collect_rules(), installed_paths=()).lint_file(path)
     assert [(f.rule, f.line, f.col, f.severity, f.json_path) for f in findings] == [
         ("CRK108", 7, 15, "info", "$.worker.entrypoint"),
         ("ACME001", 9, 5, "warning", "$.capabilities[0]"),
@@ -95,7 +97,7 @@ def test_a_crashing_rule_is_a_finding_and_the_others_still_run(
     register_plugin: Callable[..., None], write_manifest: Callable[..., Path]
 ) -> None:
     register_plugin(CrashingRule(), NoDescriptionRule())
-    findings = Linter(installed_paths=()).lint_file(write_manifest(VALID))
+    findings = Linter(collect_rules(), installed_paths=()).lint_file(write_manifest(VALID))
     assert [(f.rule, f.line, f.col, f.message, f.hint) for f in findings if f.rule != "CRK108"] == [
         (
             "ACME002",
@@ -111,21 +113,44 @@ def test_a_crashing_rule_is_a_finding_and_the_others_still_run(
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        (object(), "which is not a lint rule"),
+        (object(), "registered an unusable lint rule, which was skipped: "),
         (
             NoDescriptionRule(id="bad"),
+            "registered an unusable lint rule, which was skipped: "
             "lint rule id 'bad' is not of the form PREFIX + three digits",
         ),
-        (NoDescriptionRule(id="CRK101"), "lint rule id 'CRK101' is registered twice"),
-        (NoDescriptionRule(id="CRK002"), "lint rule id 'CRK002' is registered twice"),
+        (
+            NoDescriptionRule(id="CRK101"),
+            "registered lint rule id 'CRK101', which was skipped: lint rule id 'CRK101' is "
+            "registered twice ('crank.manifest.rules' registered it first)",
+        ),
+        (
+            NoDescriptionRule(id="CRK002"),
+            "registered lint rule id 'CRK002', which was skipped: lint rule id 'CRK002' is "
+            "registered twice ('crank' registered it first)",
+        ),
     ],
 )
-def test_bad_rule_registrations_are_named(
+def test_bad_rule_registrations_are_named_and_skipped(
     register_plugin: Callable[..., None], rule: Any, message: str
 ) -> None:
     register_plugin(rule)
-    with pytest.raises(PluginError, match=re.escape(message)):
+    with pytest.warns(PluginLoadWarning) as caught:
+        rules = collect_rules()
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith(f"crank plugin 'inline-0' {message}")
+    if rule.__class__ is object:
+        assert str(caught[0].message).endswith(", which is not a lint rule")
+    # the bad registration is skipped, crank's own rules are all there and unchanged
+    assert rule not in rules
+    assert [r.id for r in rules] == [f"CRK{n}" for n in range(101, 113)]
+    (problem,) = get_plugin_manager().problems("inline-0")
+    assert (problem.hook, str(problem)) == ("crank_register_lint_rules", str(caught[0].message))
+    # warned once: gathering again records the problem without a second warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         collect_rules()
+    assert get_plugin_manager().problems("inline-0") == (problem,)
 
 
 def test_disable_comment_parsing() -> None:
@@ -138,15 +163,20 @@ def test_disable_comment_parsing() -> None:
 def test_disabled_rules_are_not_reported(write_manifest: Callable[..., Path]) -> None:
     text = VALID.replace("version: 2.1.0", "version: 2.1.0\n  key: AKIAABCDEFGHIJKLMNOP")
     path = write_manifest(text)
-    assert {f.rule for f in Linter(installed_paths=()).lint_file(path)} == {"CRK002", "CRK109"}
+    assert {f.rule for f in Linter(collect_rules(), installed_paths=()).lint_file(path)} == {
+        "CRK002",
+        "CRK109",
+    }
     path.write_text(text + "# crank-lint: disable=CRK109,CRK002\n", encoding="utf-8")
-    assert Linter(installed_paths=()).lint_file(path) == []
+    assert Linter(collect_rules(), installed_paths=()).lint_file(path) == []
 
 
 def test_findings_are_sorted_by_position(write_manifest: Callable[..., Path]) -> None:
     text = VALID.replace("kind: Worker", "kind: Wrker").replace("name: email", "nme: email")
     text += "deprecated:\n  - {id: a.b, replaced_by: [x.y], sunset: 2020-01-01}\n"
-    findings = Linter(installed_paths=(), today=dt.date(2026, 1, 1)).lint_file(write_manifest(text))
+    findings = Linter(collect_rules(), installed_paths=(), today=dt.date(2026, 1, 1)).lint_file(
+        write_manifest(text)
+    )
     positions = [(f.line, f.col) for f in findings]
     assert positions == sorted(positions)
     assert len(findings) >= 4

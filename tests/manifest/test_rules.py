@@ -11,6 +11,7 @@ import pytest
 
 from crank.manifest.lint import Linter
 from crank.manifest.rules import RULES
+from crank.worker.lint_rules import ENTRYPOINT_RULE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,7 +41,7 @@ Row = tuple[str, int, int, str, str, str]
 def run(
     path: Path, *, today: dt.date = TODAY, installed: tuple[Path, ...] = (), only: str | None = None
 ) -> list[Row]:
-    linter = Linter(RULES, today=today, installed_paths=installed)
+    linter = Linter((*RULES, ENTRYPOINT_RULE), today=today, installed_paths=installed)
     return [
         (f.rule, f.line, f.col, f.severity, f.message, f.json_path)
         for f in linter.lint_file(path)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy
 import pytest
 
+from crank.errors import UsageError
 from crank.hookspecs import hookimpl
 from crank.plugins import get_plugin_manager
 from crank.testing.dependencies import (
@@ -386,6 +387,9 @@ def test_a_checker_that_raises_is_reported_as_broken(libreoffice_plugin: LibreOf
     result = check_dependency("libreoffice")
     assert result.broken
     assert "raised KeyError: 'soffice'" in result.reason
+    assert result.reason.startswith(
+        "the 'libreoffice' dependency checker of plugin 'test-libreoffice' ("
+    )
 
 
 class BadKindPlugin:
@@ -403,33 +407,48 @@ class BadKindPlugin:
         (
             "Libre Office",
             lambda spec: None,
+            "registered an unusable dependency checker, which was skipped: "
             "dependency kind 'Libre Office' is not a valid kind name",
         ),
         (
             "libreoffice",
             "soffice",
+            "registered an unusable dependency checker, which was skipped: "
             "dependency checker for kind 'libreoffice' is not callable: 'soffice'",
         ),
-        ("exe", lambda spec: None, "dependency kind 'exe' is registered twice"),
+        (
+            "exe",
+            lambda spec: None,
+            "registered dependency kind 'exe', which was skipped: dependency kind 'exe' is "
+            "registered twice ('crank.testing.builtin_checkers' registered it first)",
+        ),
     ],
 )
-def test_bad_registrations_are_plugin_errors(kind: str, checker: object, message: str) -> None:
-    from crank.errors import PluginError
+def test_bad_registrations_are_skipped_and_named(kind: str, checker: object, message: str) -> None:
+    from crank.testing.dependencies import dependency_registry
 
     manager = get_plugin_manager()
     manager.register(BadKindPlugin(kind, checker), name="test-bad-kind")
     clear_dependency_cache()
     try:
-        with pytest.raises(PluginError) as caught:
-            check_dependency("numpy")
-        assert caught.value.message.startswith(message)
+        # never fatal, and no warning inside a test suite: the other kinds still work
+        assert check_dependency("numpy").available
+        registry = dependency_registry()
+        assert "libreoffice" not in registry.checkers
+        assert registry.checkers["exe"].__module__ == "crank.testing.system_checks"
+        assert registry.skipped == (f"crank plugin 'test-bad-kind' {message}",)
+        assert [str(p) for p in manager.problems("test-bad-kind")] == list(registry.skipped)
+        # a spec of a kind that may have been lost names the skipped registration
+        with pytest.raises(UsageError) as caught:
+            check_dependency("libreoffice:calc")
+        assert caught.value.hint is not None
+        assert caught.value.hint.endswith(f"skipped: crank plugin 'test-bad-kind' {message}")
     finally:
         manager.unregister("test-bad-kind")
         clear_dependency_cache()
 
 
 def test_an_unknown_kind_names_plugins_that_failed_to_load() -> None:
-    from crank.errors import UsageError
     from crank.testing.dependencies import DependencyRegistry
 
     registry = DependencyRegistry({}, failed_plugins=("office (ModuleNotFoundError: uno)",))

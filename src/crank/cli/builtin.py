@@ -8,7 +8,7 @@ from crank.cli.group import LazyCommand
 from crank.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from crank.plugin import RegisterCommand
 
 #: name, "module:command", one-line help (shown by ``crank --help`` without imports).
 BUILTIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -33,7 +33,7 @@ BUILTIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-@hookimpl
-def crank_register_commands(register: Callable[[LazyCommand], None]) -> None:
+@hookimpl(tryfirst=True)
+def crank_register_commands(register: RegisterCommand) -> None:
     for name, target, short_help in BUILTIN_COMMANDS:
         register(LazyCommand(name, target, short_help))

@@ -89,6 +89,8 @@ def new_worker(
         )
         for rel in result.overwritten:
             click.echo(f"  overwrote {rel} (backup {rel}.orig)")
+    for failure in result.render_failures:
+        click.echo(f"warning: {failure.message}; its files were not written", err=True)
     click.echo(
         f"  worker {result.names.worker}, package {result.names.package}, "
         f"capabilities {', '.join(result.capabilities)}"
@@ -144,10 +146,9 @@ def render(artifact: str, manifest: Path | None, project: Path | None, output: s
     """Render one deployment ARTIFACT (dockerfile, dockerignore, ci, compose, k8s,
     precommit, env, or a plugin's) from a manifest."""
     from crank.generate.project import load_project
-    from crank.generate.render import get_renderer, write_files
+    from crank.generate.render import render_one, write_files
 
-    renderer = get_renderer(artifact)
-    files = renderer.render(load_project(project, manifest))
+    files = render_one(artifact, load_project(project, manifest))
     if output == "-":
         for file in files:
             if len(files) > 1:
@@ -187,7 +188,7 @@ def check(paths: tuple[str, ...], fmt: str, fix: bool) -> None:
 
     from crank.annotations import github_annotation
     from crank.errors import ExitCode
-    from crank.generate.drift import check_project
+    from crank.generate.check import check_project
     from crank.generate.project import load_project
 
     bases = paths or (".",)

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from crank.contributions import ContributionKind
+from crank.errors import PluginError
+
 if TYPE_CHECKING:
     from crank.errors import CrankError
 
@@ -31,6 +34,22 @@ class LazyCommand:
         return command
 
 
+def _accept_command(command: object) -> tuple[str, click.Command | LazyCommand]:
+    if not isinstance(command, click.Command | LazyCommand) or not command.name:
+        raise PluginError(
+            f"crank_register_commands got {command!r}, expected a named click.Command",
+            hint="register a click.Command (or a crank.plugin.LazyCommand) with a name",
+            subject=command,
+        )
+    return command.name, command
+
+
+#: ``crank`` subcommands, gathered through ``crank_register_commands``.
+COMMANDS: ContributionKind[click.Command | LazyCommand] = ContributionKind(
+    "crank_register_commands", "command", _accept_command
+)
+
+
 def report_error(error: CrankError) -> None:
     """``error: message`` and ``  hint: ...`` on stderr: how every command reports failure."""
     click.echo(f"error: {error.message}", err=True)
@@ -46,7 +65,6 @@ class CrankGroup(click.Group):
     """
 
     _cache: tuple[object, dict[str, click.Command | LazyCommand]] | None = None
-    _conflicts: list[str] = []
 
     def invoke(self, ctx: click.Context) -> Any:
         from crank.errors import CrankError
@@ -67,24 +85,8 @@ class CrankGroup(click.Group):
         cached = self._cache
         if cached is not None and cached[0] == key:
             return cached[1]
-
-        found: dict[str, click.Command | LazyCommand] = {}
-        conflicts: list[str] = []
-
-        def register(command: click.Command | LazyCommand) -> None:
-            name = command.name
-            if not isinstance(command, click.Command | LazyCommand) or not name:
-                raise TypeError(
-                    f"crank_register_commands got {command!r}, expected a click.Command"
-                )
-            if name in found:
-                conflicts.append(name)
-                return
-            found[name] = command
-
-        manager.call_each("crank_register_commands", register=register)
+        found = {name: c.value for name, c in manager.collect(COMMANDS).items()}
         self._cache = (key, found)
-        self._conflicts = conflicts
         return found
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from crank.cli.options import parse_today, report_format
+
+if TYPE_CHECKING:
+    from crank.manifest.lint import LintRule
+    from crank.plugins import CrankPluginManager
+
+
+def collect_rules(manager: CrankPluginManager | None = None) -> list[LintRule]:
+    """Every lint rule the plugins register (crank's own included), sorted by id."""
+    from crank.manifest.lint import LINT_RULES
+    from crank.plugins import get_plugin_manager
+
+    found = (manager or get_plugin_manager()).collect(LINT_RULES)
+    return [found[rule_id].value for rule_id in sorted(found)]
 
 
 @click.command()
@@ -40,9 +54,13 @@ def lint(
     """
     from crank.manifest.lint import Linter
     from crank.manifest.report import render
+    from crank.plugins import get_plugin_manager
 
     output_format = report_format(output_format)
-    linter = Linter(today=parse_today(today))
+    manager = get_plugin_manager()
+    linter = Linter(
+        collect_rules(manager), today=parse_today(today), installed_paths=manager.manifest_paths()
+    )
     result = linter.lint_paths(paths or (".",))
     click.echo(render(result, output_format), nl=False)  # type: ignore[arg-type]
     if result.failed(strict=strict):

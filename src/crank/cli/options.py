@@ -1,11 +1,28 @@
-"""Option parsing shared by several commands."""
+"""Options shared by several commands, each declared once.
+
+A command takes ``@format_option("text", "json")`` or ``@today_option`` instead of
+spelling the option out, so the same option reads and behaves the same in every
+command; the callbacks hand the command a parsed value.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 from crank.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+F = TypeVar("F", bound="Callable[..., Any]")
+
+#: The format chosen inside GitHub Actions when a command can write annotations.
+GITHUB = "github"
 
 
 def parse_today(value: str | None) -> dt.date | None:
@@ -24,4 +41,68 @@ def report_format(value: str | None) -> str:
     """The ``--format`` given, else ``github`` inside GitHub Actions, else ``text``."""
     if value is not None:
         return value
-    return "github" if os.environ.get("GITHUB_ACTIONS", "").lower() == "true" else "text"
+    return GITHUB if os.environ.get("GITHUB_ACTIONS", "").lower() == "true" else "text"
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    """``--format`` among ``choices``, passed to the command as ``output_format``.
+
+    The default is ``text``; a command that can write GitHub annotations defaults to
+    ``github`` when ``GITHUB_ACTIONS=true``.
+    """
+    if GITHUB in choices:
+        return click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(choices),
+            default=None,
+            callback=lambda _ctx, _param, value: report_format(value),
+            help="Output format. Default: github when GITHUB_ACTIONS=true, else text.",
+        )
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default="text",
+        show_default=True,
+        help="Output format.",
+    )
+
+
+#: ``--today YYYY-MM-DD`` (hidden; tests and rehearsals of a sunset), passed as a date.
+today_option = click.option(
+    "--today",
+    metavar="YYYY-MM-DD",
+    hidden=True,
+    callback=lambda _ctx, _param, value: parse_today(value),
+    help="Pretend today is this date (sunset checks).",
+)
+
+
+def worker_paths_option(action: str) -> Callable[[F], F]:
+    """``--worker PATH`` (repeatable): crank.yaml files used instead of the installed
+    workers; ``action`` says what is done with them ("Route")."""
+    return click.option(
+        "--worker",
+        "worker_paths",
+        multiple=True,
+        metavar="PATH",
+        help=f"{action} these crank.yaml files instead of the installed workers (repeatable).",
+    )
+
+
+#: ``--manifest PATH``: the worker's crank.yaml when it is not found from the project.
+manifest_option = click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The worker's crank.yaml (default: the project in the current folder).",
+)
+
+#: ``--project DIR``: the worker project folder.
+project_option = click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The worker project folder (default: the current folder, or above --manifest).",
+)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from crank.cli.options import format_option
+
 if TYPE_CHECKING:
-    from crank.plugins import PluginRecord
+    from collections.abc import Sequence
+
+    from crank.contributions import ContributionProblem
+    from crank.plugins import CrankPluginManager, PluginRecord
 
 COLUMNS = ("NAME", "VERSION", "STATUS", "HOOKS", "MANIFEST")
 
@@ -19,7 +24,8 @@ def _row(record: PluginRecord) -> tuple[str, ...]:
     return (record.name, record.version or "-", record.status, hooks, manifest)
 
 
-def format_table(records: list[PluginRecord]) -> str:
+def format_table(records: list[PluginRecord], problems: Sequence[ContributionProblem] = ()) -> str:
+    """One row per plugin; its load error and its contributions' problems below it."""
     rows = [COLUMNS, *(_row(r) for r in records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
     lines: list[str] = []
@@ -28,32 +34,55 @@ def format_table(records: list[PluginRecord]) -> str:
         lines.append("  ".join([*cells, row[-1]]).rstrip())
         if record is not None and record.error:
             lines.append(f"    error: {record.error}")
+        if record is not None:
+            lines.extend(f"    problem: {p.message}" for p in problems if p.plugin == record.name)
     return "\n".join(lines)
 
 
+def gather_problems(manager: CrankPluginManager) -> tuple[ContributionProblem, ...]:
+    """Gather every kind of contribution once, so each plugin's problems are known."""
+    from crank.cli.group import COMMANDS
+    from crank.generate.render import RENDERERS
+    from crank.manifest.lint import LINT_RULES
+    from crank.plugins import WORKERS
+    from crank.testing.dependencies import DEPENDENCY_CHECKERS
+
+    kinds: tuple[Any, ...] = (COMMANDS, LINT_RULES, RENDERERS, DEPENDENCY_CHECKERS, WORKERS)
+    for kind in kinds:
+        manager.collect(kind)
+    return manager.problems()
+
+
 @click.command()
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json")
 def plugins(output_format: str) -> None:
     """List installed plugins: name, version, hooks, manifest and status.
 
     Status is loaded, failed (the error is shown) or blocked (named in
-    CRANK_DISABLE_PLUGINS). A failed plugin never stops the others.
+    CRANK_DISABLE_PLUGINS). A contribution crank could not use (a hook that
+    raised, an unusable object, a name registered twice) is listed under its
+    plugin. A failed plugin or contribution never stops the others.
     """
     from crank.plugins import get_plugin_manager
 
-    records = get_plugin_manager().records
+    manager = get_plugin_manager()
+    records = manager.records
+    problems = gather_problems(manager)
     if output_format == "json":
-        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
+        click.echo(json.dumps([_as_dict(r, problems) for r in records], indent=2))
         return
-    click.echo(format_table(records))
+    click.echo(format_table(records, problems))
     failed = sum(1 for r in records if r.status == "failed")
     blocked = sum(1 for r in records if r.status == "blocked")
     loaded = len(records) - failed - blocked
-    click.echo(f"{loaded} loaded, {failed} failed, {blocked} blocked")
+    summary = f"{loaded} loaded, {failed} failed, {blocked} blocked"
+    if problems:
+        summary += f"; {len(problems)} contribution problem{'s' if len(problems) > 1 else ''}"
+    click.echo(summary)
+
+
+def _as_dict(record: PluginRecord, problems: Sequence[ContributionProblem]) -> dict[str, Any]:
+    return {
+        **record.as_dict(),
+        "problems": [p.as_dict() for p in problems if p.plugin == record.name],
+    }

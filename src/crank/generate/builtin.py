@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crank.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from crank.plugin import RegisterRenderer
 
 
-@hookimpl
-def crank_register_renderers(register: Callable[[Any], None]) -> None:
+@hookimpl(tryfirst=True)
+def crank_register_renderers(register: RegisterRenderer) -> None:
+    # lazy: this module loads with every crank command; the renderers are wanted
+    # only by render, check and new-worker
     from crank.generate.ci import CI_WORKFLOW, PRE_COMMIT
     from crank.generate.compose import COMPOSE
     from crank.generate.docker import DOCKERFILE, DOCKERIGNORE

@@ -1,22 +1,26 @@
-"""``crank check``: re-render every managed artifact, diff it against the committed
-file, and cross-check what the files mean against the manifest and the code."""
+"""Drift: how a committed artifact differs from what its renderer makes of the manifest.
+
+:mod:`crank.generate.check` runs the whole ``crank check`` (drift plus the
+semantic cross-checks of :mod:`crank.generate.crosscheck`).
+"""
 
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from crank.generate.render import STAMP_MARK
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
-    from crank.generate.project import WorkerProject
     from crank.generate.render import RenderedFile
 
-FindingKind = Literal["missing", "drift", "semantic"]
+#: missing or drifted file, a meaning mismatch, or a renderer that failed.
+FindingKind = Literal["missing", "drift", "semantic", "renderer"]
 
 
 @dataclass(frozen=True)
@@ -38,29 +42,6 @@ class DriftFinding:
             "line": self.line,
             "message": self.message,
             "hunks": list(self.hunks),
-        }
-
-
-@dataclass(frozen=True)
-class ProjectCheck:
-    """The outcome of checking one project."""
-
-    root: Path
-    manifest: str
-    findings: tuple[DriftFinding, ...] = ()
-    fixed: tuple[str, ...] = field(default=())
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.root),
-            "manifest": self.manifest,
-            "ok": self.ok,
-            "fixed": list(self.fixed),
-            "findings": [f.as_dict() for f in self.findings],
         }
 
 
@@ -125,7 +106,7 @@ def stale_reason(committed: str, rendered: str) -> str:
     return "; " + ", ".join(reasons)
 
 
-def compare_files(root: Path, files: list[RenderedFile]) -> list[DriftFinding]:
+def compare_files(root: Path, files: Sequence[RenderedFile]) -> list[DriftFinding]:
     findings: list[DriftFinding] = []
     for file in files:
         target = root / file.path
@@ -156,24 +137,3 @@ def compare_files(root: Path, files: list[RenderedFile]) -> list[DriftFinding]:
             )
         )
     return findings
-
-
-def check_project(project: WorkerProject, *, fix: bool = False) -> ProjectCheck:
-    """Diff every managed artifact and run the semantic cross-checks.
-
-    With ``fix``, missing and drifted files are re-rendered first; what remains
-    (a code/manifest mismatch, say) is reported.
-    """
-    from crank.generate.crosscheck import cross_check
-    from crank.generate.render import render_all, write_files
-
-    files = render_all(project)
-    findings = compare_files(project.root, files)
-    fixed: tuple[str, ...] = ()
-    if fix and findings:
-        stale = {f.file for f in findings}
-        write_files(project.root, [f for f in files if f.path in stale])
-        fixed = tuple(sorted(stale))
-        findings = compare_files(project.root, files)
-    findings.extend(cross_check(project))
-    return ProjectCheck(project.root, project.manifest_relpath, tuple(findings), fixed)

@@ -97,7 +97,7 @@ def retirement_timeline(new: Manifest, today: dt.date) -> list[dict[str, Any]]:
 
 
 def drifted_artifacts(project: WorkerProject) -> list[dict[str, str]]:
-    from crank.generate.drift import check_project
+    from crank.generate.check import check_project
 
     return [
         {"file": f.file, "kind": f.kind, "why": f.message} for f in check_project(project).findings

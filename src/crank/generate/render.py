@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from crank.errors import GenerateError
+from crank.contributions import Contribution, ContributionKind
+from crank.errors import CrankError, GenerateError, PluginError
+from crank.plugins import get_plugin_manager
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -115,27 +117,57 @@ class TemplateRenderer:
         )
 
 
+def _accept_renderer(renderer: object) -> tuple[str, ArtifactRenderer]:
+    if not isinstance(renderer, ArtifactRenderer):
+        raise PluginError(
+            f"crank_register_renderers got {renderer!r}, not an ArtifactRenderer",
+            hint="register an object with name, description and render(project)",
+            subject=renderer,
+        )
+    return renderer.name, renderer
+
+
+#: Artifact renderers, gathered through ``crank_register_renderers``.
+RENDERERS: ContributionKind[ArtifactRenderer] = ContributionKind(
+    "crank_register_renderers", "renderer", _accept_renderer
+)
+
+
+@dataclass(frozen=True)
+class RenderFailure:
+    """A renderer that raised: its files are missing from this rendering."""
+
+    artifact: str
+    plugin: str
+    error: str
+
+    @property
+    def message(self) -> str:
+        return f"renderer {self.artifact!r} of plugin {self.plugin!r} failed: {self.error}"
+
+    hint = "a bug in the plugin: report it to its authors, or disable it with CRANK_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What every renderer made of one project, and the renderers that failed."""
+
+    files: tuple[RenderedFile, ...]
+    failures: tuple[RenderFailure, ...] = ()
+
+
+def registered_renderers() -> dict[str, Contribution[ArtifactRenderer]]:
+    """Every registered renderer by name, with the plugin that registered it."""
+    return get_plugin_manager().collect(RENDERERS)
+
+
 def renderers() -> dict[str, ArtifactRenderer]:
-    """Every registered renderer by name, crank's own first (first registration wins)."""
-    from crank.plugins import get_plugin_manager
-
-    found: dict[str, ArtifactRenderer] = {}
-
-    def register(renderer: Any) -> None:
-        if not isinstance(renderer, ArtifactRenderer):
-            raise GenerateError(
-                f"crank_register_renderers got {renderer!r}, not an ArtifactRenderer",
-                hint="register an object with name, description and render(project)",
-                subject=renderer,
-            )
-        found.setdefault(renderer.name, renderer)
-
-    get_plugin_manager().hook.crank_register_renderers(register=register)
-    return found
+    """Every registered renderer by name (crank's own first: they are tryfirst)."""
+    return {name: c.value for name, c in registered_renderers().items()}
 
 
-def get_renderer(name: str) -> ArtifactRenderer:
-    available = renderers()
+def _registered(name: str) -> Contribution[ArtifactRenderer]:
+    available = registered_renderers()
     if name not in available:
         raise GenerateError(
             f"no artifact renderer named {name!r}",
@@ -145,12 +177,49 @@ def get_renderer(name: str) -> ArtifactRenderer:
     return available[name]
 
 
-def render_all(project: WorkerProject) -> list[RenderedFile]:
-    """Every managed file of the project, in a stable order."""
+def get_renderer(name: str) -> ArtifactRenderer:
+    return _registered(name).value
+
+
+def _render(renderer: Contribution[ArtifactRenderer], project: WorkerProject) -> Rendering:
+    try:
+        return Rendering(tuple(renderer.value.render(project)))
+    except CrankError:
+        raise  # a deliberate error about the project, which names what is wrong
+    except Exception as exc:  # a broken renderer must not hide the other artifacts
+        failure = RenderFailure(renderer.name, renderer.plugin, f"{type(exc).__name__}: {exc}")
+        return Rendering((), (failure,))
+
+
+def render_one(name: str, project: WorkerProject) -> tuple[RenderedFile, ...]:
+    """The files of the renderer ``name``; a renderer that raises is a GenerateError
+    naming it and its plugin."""
+    rendering = _render(_registered(name), project)
+    for failure in rendering.failures:
+        raise GenerateError(failure.message, hint=failure.hint, subject=name)
+    return rendering.files
+
+
+def render_each(project: WorkerProject) -> Rendering:
+    """Every managed file of the project, in a stable order; each renderer runs on
+    its own, and one that raises is reported in ``failures``."""
     files: list[RenderedFile] = []
-    for name in sorted(renderers()):
-        files.extend(get_renderer(name).render(project))
-    return files
+    failures: list[RenderFailure] = []
+    available = registered_renderers()
+    for name in sorted(available):
+        rendering = _render(available[name], project)
+        files.extend(rendering.files)
+        failures.extend(rendering.failures)
+    return Rendering(tuple(files), tuple(failures))
+
+
+def render_all(project: WorkerProject) -> list[RenderedFile]:
+    """Every managed file of the project, in a stable order; a renderer that
+    raises is a GenerateError naming it (:func:`render_each` goes on instead)."""
+    rendering = render_each(project)
+    for failure in rendering.failures:
+        raise GenerateError(failure.message, hint=failure.hint, subject=failure.artifact)
+    return list(rendering.files)
 
 
 def write_files(root: Path, files: list[RenderedFile] | tuple[RenderedFile, ...]) -> list[Path]:

@@ -20,7 +20,7 @@ from crank.errors import GenerateError
 from crank.generate.names import WorkerNames, capability_ids, worker_names
 
 if TYPE_CHECKING:
-    from crank.generate.render import RenderedFile
+    from crank.generate.render import RenderFailure, Rendering
 
 GpuChoice = Literal["none", "optional", "required"]
 
@@ -39,17 +39,19 @@ class ScaffoldResult:
     added: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     overwritten: tuple[str, ...] = ()
+    #: plugin renderers that raised: their files are not in the new worker.
+    render_failures: tuple[RenderFailure, ...] = ()
 
 
-def render_artifacts_into(root: Path) -> list[RenderedFile]:
+def render_artifacts_into(root: Path) -> Rendering:
     """Render every managed artifact of the project at ``root`` and write it there."""
     from crank.generate.project import load_project
-    from crank.generate.render import render_all, write_files
+    from crank.generate.render import render_each, write_files
 
     project = load_project(root)
-    files = render_all(project)
-    write_files(project.root, files)
-    return files
+    rendering = render_each(project)
+    write_files(project.root, rendering.files)
+    return rendering
 
 
 def _check_target(target: Path, force: bool) -> None:
@@ -222,7 +224,7 @@ def _render_and_move(
                 hint="report this as a crank bug",
                 subject=str(produced),
             )
-        render_artifacts_into(produced)
+        result = replace(result, render_failures=render_artifacts_into(produced).failures)
         files = tuple(
             sorted(p.relative_to(produced).as_posix() for p in produced.rglob("*") if p.is_file())
         )

@@ -1,10 +1,11 @@
 """The lint engine: load, schema-check and run every registered rule on manifests.
 
 A rule is any object with an ``id``, a one-line ``summary`` and a
-``check(ctx)`` method returning findings (see :class:`LintRule`). crank's own
-rules live in :mod:`crank.manifest.rules`; plugins add theirs through the
-``crank_register_lint_rules`` hook. A file opts out of rules with a comment
-anywhere in it::
+``check(ctx)`` method returning findings (see :class:`LintRule`). The engine is
+given its rules: crank's own live in :mod:`crank.manifest.rules` and
+:mod:`crank.worker.lint_rules`, plugins add theirs, and all of them are gathered
+through the ``crank_register_lint_rules`` hook (:data:`LINT_RULES`) by the
+layers above. A file opts out of rules with a comment anywhere in it::
 
     # crank-lint: disable=CRK106,CRK109
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from crank.contributions import ContributionKind
 from crank.errors import ManifestError, PluginError, UsageError
 from crank.manifest.findings import Finding, Severity
 from crank.manifest.loader import LOAD_RULE, LoadedDocument, load_document
@@ -135,42 +137,32 @@ def disabled_rules(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def collect_rules() -> list[LintRule]:
-    """Every rule registered through ``crank_register_lint_rules``, sorted by id."""
-    from crank.plugins import get_plugin_manager
-
-    rules: dict[str, LintRule] = {}
-
-    def register(rule: Any) -> None:
-        rule_id = getattr(rule, "id", None)
-        if not isinstance(rule, LintRule) or not isinstance(rule_id, str):
-            raise PluginError(
-                f"crank_register_lint_rules got {rule!r}, which is not a lint rule",
-                hint="register an object with `id`, `summary` and `check(ctx)`",
-                subject=rule,
-            )
-        if not RULE_ID_RE.match(rule_id):
-            raise PluginError(
-                f"lint rule id {rule_id!r} is not of the form PREFIX + three digits",
-                hint="name rules like CRK123 or ACME001",
-                subject=rule_id,
-            )
-        if rule_id in rules or rule_id in (LOAD_RULE, SCHEMA_RULE):
-            raise PluginError(
-                f"lint rule id {rule_id!r} is registered twice",
-                hint="give each rule its own id; plugins use their own prefix",
-                subject=rule_id,
-            )
-        rules[rule_id] = rule
-
-    get_plugin_manager().call_each("crank_register_lint_rules", register=register)
-    return [rules[k] for k in sorted(rules)]
+def _accept_rule(rule: object) -> tuple[str, LintRule]:
+    rule_id = getattr(rule, "id", None)
+    if not isinstance(rule, LintRule) or not isinstance(rule_id, str):
+        raise PluginError(
+            f"crank_register_lint_rules got {rule!r}, which is not a lint rule",
+            hint="register an object with `id`, `summary` and `check(ctx)`",
+            subject=rule,
+        )
+    if not RULE_ID_RE.match(rule_id):
+        raise PluginError(
+            f"lint rule id {rule_id!r} is not of the form PREFIX + three digits",
+            hint="name rules like CRK123 or ACME001",
+            subject=rule_id,
+        )
+    return rule_id, rule
 
 
-def _installed_manifest_paths() -> tuple[Path, ...]:
-    from crank.plugins import get_plugin_manager
-
-    return tuple(get_plugin_manager().manifest_paths())
+#: Lint rules, gathered through ``crank_register_lint_rules``. The load and schema
+#: checks are not rules, but their ids are taken.
+LINT_RULES: ContributionKind[LintRule] = ContributionKind(
+    "crank_register_lint_rules",
+    "lint rule",
+    _accept_rule,
+    label="lint rule id",
+    reserved={LOAD_RULE: "crank", SCHEMA_RULE: "crank"},
+)
 
 
 @dataclass(frozen=True)
@@ -190,26 +182,29 @@ class LintResult:
 
 
 class Linter:
-    """Runs the schema check and every rule; one instance lints many files."""
+    """Runs the schema check and ``rules``; one instance lints many files.
+
+    ``installed_paths`` are the installed workers' manifests, which the rules
+    about other workers (CRK102, CRK103) compare against; they are read once,
+    when a rule first asks.
+    """
 
     def __init__(
         self,
-        rules: Iterable[LintRule] | None = None,
+        rules: Iterable[LintRule],
         *,
         today: dt.date | None = None,
-        installed_paths: Iterable[Path] | None = None,
+        installed_paths: Iterable[Path] = (),
     ) -> None:
-        self.rules = list(rules) if rules is not None else collect_rules()
+        self.rules = list(rules)
         self.today = today or dt.date.today()
-        self._installed_paths = tuple(installed_paths) if installed_paths is not None else None
+        self._installed_paths = tuple(installed_paths)
         self._installed: list[LoadedDocument] | None = None
 
     def installed_documents(self) -> list[LoadedDocument]:
         """The installed plugins' manifests, loaded once; unreadable ones are skipped
         (they are reported when linted themselves)."""
         if self._installed is None:
-            if self._installed_paths is None:
-                self._installed_paths = _installed_manifest_paths()
             docs: list[LoadedDocument] = []
             for path in self._installed_paths:
                 try:
@@ -313,11 +308,11 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 __all__ = [
+    "LINT_RULES",
     "LintContext",
     "LintResult",
     "LintRule",
     "Linter",
-    "collect_rules",
     "disabled_rules",
     "discover_manifests",
     "is_manifest_name",

@@ -7,7 +7,6 @@ defensive) and locate each finding at the exact node it is about.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +16,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from crank.manifest.findings import Finding
-    from crank.manifest.lint import LintContext, LintRule
+    from crank.manifest.lint import LintContext
     from crank.manifest.loader import LoadedDocument
+    from crank.plugin import RegisterLintRule
 
 #: Days before a sunset date from which CRK106 warns.
 SUNSET_WARNING_DAYS = 30
@@ -241,82 +241,6 @@ def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
                 )
 
 
-def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
-    if not ctx.schema_valid:
-        return
-    where: Path_ = ("worker", "entrypoint")
-    module = str(ctx.data["worker"]["entrypoint"]).partition(":")[0]
-    if not _top_level_installed(module):
-        # the common case for a package not installed yet: answered without
-        # building the model or importing the worker machinery
-        yield _not_installed(ctx, where, module, module)
-        return
-    manifest = ctx.manifest
-    if manifest is None:  # pragma: no cover - schema_valid guarantees a manifest
-        return
-
-    from crank.errors import WorkerError
-    from crank.worker.host import check_handlers, import_entrypoint
-
-    try:
-        cls = import_entrypoint(manifest)
-    except WorkerError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ModuleNotFoundError):
-            yield _not_installed(ctx, where, module, cause.name or module)
-            return
-        yield ctx.finding("CRK108", where, exc.message, hint=exc.hint)
-        return
-    except Exception as exc:  # the module itself raised while importing
-        yield ctx.finding(
-            "CRK108",
-            where,
-            f"importing {module!r} raised {type(exc).__name__}: {exc}",
-            hint="fix the error in the worker module; crank imports it to serve the worker",
-        )
-        return
-    try:
-        check_handlers(manifest, cls)
-    except WorkerError:
-        implemented = set(cls.handlers())
-        declared = set(manifest.capability_ids)
-        for i, cap in capabilities(ctx.data):
-            cid = cap.get("id")
-            if isinstance(cid, str) and cid not in implemented:
-                yield ctx.finding(
-                    "CRK108",
-                    ("capabilities", i, "id"),
-                    f"{manifest.worker.entrypoint} has no @capability({cid!r}) handler",
-                    hint="add the handler to the worker class, or remove the capability",
-                )
-        for cid in sorted(implemented - declared):
-            yield ctx.finding(
-                "CRK108",
-                where,
-                f"{manifest.worker.entrypoint} handles {cid!r}, not declared in this manifest",
-                hint="declare it under `capabilities:`, or remove the handler",
-            )
-
-
-def _top_level_installed(module: str) -> bool:
-    import importlib.util
-
-    top = module.partition(".")[0]
-    return top in sys.modules or importlib.util.find_spec(top) is not None
-
-
-def _not_installed(ctx: LintContext, where: Path_, module: str, missing: str) -> Finding:
-    own = module == missing or module.startswith(f"{missing}.")
-    what = "is not installed" if own else f"needs {missing!r}, not installed"
-    return ctx.finding(
-        "CRK108",
-        where,
-        f"entrypoint not checked: module {module!r} {what}",
-        hint="install the worker package (pip install -e .) to check its handlers",
-        severity="info",
-    )
-
-
 def _walk(value: Any, path: Path_) -> Iterator[tuple[Path_, Any]]:
     yield path, value
     if isinstance(value, dict):
@@ -454,9 +378,6 @@ RULES: tuple[FunctionRule, ...] = (
     FunctionRule("CRK105", "sunset is after deprecated_since", sunset_after_deprecation),
     FunctionRule("CRK106", "warn 30 days before a sunset, error after it", sunset_approaching),
     FunctionRule("CRK107", "input and output are valid JSON Schemas", schemas_are_valid),
-    FunctionRule(
-        "CRK108", "the entrypoint implements exactly the declared capabilities", entrypoint_matches
-    ),
     FunctionRule("CRK109", "no secret-looking values", no_secrets),
     FunctionRule(
         "CRK110", "a deprecated id is not also an active capability", deprecated_not_active
@@ -468,7 +389,7 @@ RULES: tuple[FunctionRule, ...] = (
 )
 
 
-@hookimpl
-def crank_register_lint_rules(register: Callable[[LintRule], None]) -> None:
+@hookimpl(tryfirst=True)
+def crank_register_lint_rules(register: RegisterLintRule) -> None:
     for rule in RULES:
         register(rule)

@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING
 from crank.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from crank.testing.dependencies import DependencyChecker
+    from crank.plugin import RegisterDependencyChecker
 
 
-@hookimpl
-def crank_register_dependency_checkers(register: Callable[[str, DependencyChecker], None]) -> None:
+@hookimpl(tryfirst=True)
+def crank_register_dependency_checkers(register: RegisterDependencyChecker) -> None:
     from crank.testing.gpu_checks import check_gpu, check_onnxruntime
     from crank.testing.python_checks import check_distribution, check_module
     from crank.testing.system_checks import check_executable, check_redis, check_tcp

@@ -16,9 +16,11 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
+from crank.contributions import ContributionKind
 from crank.errors import PluginError, UsageError
+from crank.plugins import PluginLoadWarning, get_plugin_manager
 from crank.testing.specs import DependencySpec, parse_spec
 
 if TYPE_CHECKING:
@@ -117,71 +119,88 @@ class DependencyChecker(Protocol):
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
+def _accept_checker(kind: object, checker: object) -> tuple[str, DependencyChecker]:
+    if not isinstance(kind, str) or not _KIND_NAME.match(kind):
+        raise PluginError(
+            f"dependency kind {kind!r} is not a valid kind name",
+            hint="kinds are lower-case words like 'libreoffice' or 'nvidia-gpu'",
+            subject=kind,
+        )
+    if not callable(checker):
+        raise PluginError(
+            f"dependency checker for kind {kind!r} is not callable: {checker!r}",
+            hint="register a function taking a DependencySpec and returning a DependencyResult",
+            subject=kind,
+        )
+    return kind, cast("DependencyChecker", checker)
+
+
+#: Dependency checkers by kind, gathered through ``crank_register_dependency_checkers``.
+DEPENDENCY_CHECKERS: ContributionKind[DependencyChecker] = ContributionKind(
+    "crank_register_dependency_checkers",
+    "dependency checker",
+    _accept_checker,
+    label="dependency kind",
+)
+
+
 class DependencyRegistry:
     """Kind -> checker, gathered once from the plugin hook."""
 
     def __init__(
-        self, checkers: Mapping[str, DependencyChecker], failed_plugins: tuple[str, ...] = ()
+        self,
+        checkers: Mapping[str, DependencyChecker],
+        failed_plugins: tuple[str, ...] = (),
+        *,
+        providers: Mapping[str, str] | None = None,
+        skipped: tuple[str, ...] = (),
     ) -> None:
         self.checkers = dict(checkers)
         #: plugins that failed to load: one of them may have provided a missing kind.
         self.failed_plugins = failed_plugins
+        #: checker registrations that were skipped (the hook raised, a bad kind...).
+        self.skipped = skipped
+        #: kind -> the plugin that registered its checker (named when one raises).
+        self.providers = dict(providers or {})
 
     @classmethod
     def from_plugins(cls) -> DependencyRegistry:
-        from crank.plugins import PluginLoadWarning, get_plugin_manager
-
-        checkers: dict[str, DependencyChecker] = {}
-
-        def register(kind: str, checker: DependencyChecker) -> None:
-            if not isinstance(kind, str) or not _KIND_NAME.match(kind):
-                raise PluginError(
-                    f"dependency kind {kind!r} is not a valid kind name",
-                    hint="kinds are lower-case words like 'libreoffice' or 'nvidia-gpu'",
-                    subject=kind,
-                )
-            if not callable(checker):
-                raise PluginError(
-                    f"dependency checker for kind {kind!r} is not callable: {checker!r}",
-                    hint="register a function taking a DependencySpec and returning a "
-                    "DependencyResult",
-                    subject=kind,
-                )
-            if kind in checkers and checkers[kind] is not checker:
-                raise PluginError(
-                    f"dependency kind {kind!r} is registered twice "
-                    f"({_describe(checkers[kind])} and {_describe(checker)})",
-                    hint="disable one of the two plugins with CRANK_DISABLE_PLUGINS",
-                    subject=kind,
-                )
-            checkers[kind] = checker
-
         with warnings.catch_warnings():
-            # A broken third-party plugin is recorded by the manager (and named when a
-            # spec asks for an unknown kind); under filterwarnings=error its warning
-            # must not turn every dependency check of a test suite into an error.
+            # A broken third-party plugin (or checker registration) is recorded by the
+            # manager and named when a spec asks for an unknown kind; under
+            # filterwarnings=error its warning must not turn every dependency check
+            # of a test suite into an error.
             warnings.filterwarnings("ignore", category=PluginLoadWarning)
             manager = get_plugin_manager()
-        manager.hook.crank_register_dependency_checkers(register=register)
-        failed = tuple(f"{r.name} ({r.error})" for r in manager.failed())
-        return cls(checkers, failed_plugins=failed)
+            found = manager.collect(DEPENDENCY_CHECKERS)
+        return cls(
+            {kind: c.value for kind, c in found.items()},
+            failed_plugins=tuple(f"{r.name} ({r.error})" for r in manager.failed()),
+            providers={kind: c.plugin for kind, c in found.items()},
+            skipped=tuple(str(p) for p in manager.problems() if p.hook == DEPENDENCY_CHECKERS.hook),
+        )
 
     def check(self, raw: str) -> DependencyResult:
         try:
             spec = parse_spec(raw, self.checkers)
         except UsageError as exc:
-            if self.failed_plugins and "unknown kind" in exc.message:
-                exc.hint = (
-                    f"{exc.hint}; plugins that failed to load: {', '.join(self.failed_plugins)}"
-                )
+            if "unknown kind" in exc.message or "no checker for" in exc.message:
+                if self.failed_plugins:
+                    exc.hint = (
+                        f"{exc.hint}; plugins that failed to load: {', '.join(self.failed_plugins)}"
+                    )
+                if self.skipped:
+                    exc.hint = f"{exc.hint}; skipped: {'; '.join(self.skipped)}"
             raise
         checker = self.checkers[spec.kind]
         try:
             return checker(spec)
         except Exception as exc:  # a checker bug must show, not pass as "missing"
+            plugin = self.providers.get(spec.kind)
+            of = f" of plugin {plugin!r}" if plugin else ""
             return DependencyResult.failing(
                 spec,
-                f"the {spec.kind!r} dependency checker ({_describe(checker)}) raised "
+                f"the {spec.kind!r} dependency checker{of} ({_describe(checker)}) raised "
                 f"{type(exc).__name__}: {exc}",
                 error=exc,
             )
@@ -238,6 +257,7 @@ def cached_results() -> dict[str, DependencyResult]:
 
 
 __all__ = [
+    "DEPENDENCY_CHECKERS",
     "DependencyChecker",
     "DependencyRegistry",
     "DependencyResult",

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank import plugins
+from crank.cli.lint import collect_rules
 from crank.hookspecs import hookimpl
-from crank.manifest.lint import collect_rules
 from crank.plugins import (
     DISABLE_ENV,
     PluginLoadWarning,
@@ -82,7 +82,9 @@ def test_blocked_plugins_are_never_imported(
 
 def test_a_failing_builtin_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        plugins, "BUILTIN_PLUGINS", ("crank_builtin_that_is_missing", "crank.manifest.rules")
+        plugins.loading,
+        "BUILTIN_PLUGINS",
+        ("crank_builtin_that_is_missing", "crank.manifest.rules"),
     )
     with pytest.warns(PluginLoadWarning, match="crank_builtin_that_is_missing"):
         manager = build_plugin_manager(environ={})

@@ -1,0 +1,161 @@
+"""Loading plugins: entry-point discovery, failure isolation, blocked names.
+
+Plugins are loaded once per process, behind :func:`get_plugin_manager`. A plugin
+whose import raises is recorded with its error (shown by ``crank plugins`` and
+warned about once) and never takes crank down. ``CRANK_DISABLE_PLUGINS=a,b``
+stops the named plugins before they are imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import threading
+import warnings
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from crank import DISTRIBUTION, hookspecs
+from crank.plugins.manager import CrankPluginManager, PluginRecord, hook_names
+from crank.plugins.registry import PluginLoadWarning
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+ENTRY_POINT_GROUP = "crank"
+DISABLE_ENV = "CRANK_DISABLE_PLUGINS"
+MANIFEST_NAME = "crank.yaml"
+
+#: crank's own plugins: every built-in command and rule is registered the way a
+#: third party would register one.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "crank.cli.builtin",
+    "crank.manifest.rules",
+    "crank.worker.lint_rules",
+    "crank.testing.builtin_checkers",
+    "crank.generate.builtin",
+)
+
+
+def blocked_names(environ: dict[str, str] | None = None) -> frozenset[str]:
+    raw = (environ if environ is not None else os.environ).get(DISABLE_ENV, "")
+    return frozenset(n.strip() for n in raw.split(",") if n.strip())
+
+
+def _manifest_next_to(module: object) -> Path | None:
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    candidate = Path(file).parent / MANIFEST_NAME
+    return candidate if candidate.is_file() else None
+
+
+def _entry_points() -> Iterable[metadata.EntryPoint]:
+    return metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def build_plugin_manager(
+    *, environ: dict[str, str] | None = None, builtins: bool = True
+) -> CrankPluginManager:
+    """Create a manager, load crank's own plugins and every installed one."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    manager = CrankPluginManager(pm)
+    blocked = blocked_names(environ)
+    if builtins:
+        for modname in BUILTIN_PLUGINS:
+            manager.records.append(_load_builtin(pm, modname, blocked))
+    seen: set[str] = set()
+    for ep in sorted(_entry_points(), key=lambda e: e.name):
+        if ep.name not in seen:
+            seen.add(ep.name)
+            manager.records.append(_load_entry_point(pm, ep, blocked))
+    return manager
+
+
+def _load_builtin(pm: pluggy.PluginManager, modname: str, blocked: frozenset[str]) -> PluginRecord:
+    record = PluginRecord(
+        name=modname,
+        status="loaded",
+        module=modname,
+        distribution=DISTRIBUTION,
+        version=_crank_version(),
+        builtin=True,
+    )
+    if modname in blocked:
+        return replace(record, status="blocked", error=f"blocked by {DISABLE_ENV}")
+    try:
+        module = importlib.import_module(modname)
+        pm.register(module, name=modname)
+    except Exception as exc:  # a broken built-in must not take the others down
+        error = f"{type(exc).__name__}: {exc}"
+        _warn_failed(modname, modname, error)
+        return replace(record, status="failed", error=error)
+    return replace(record, hooks=hook_names(module))
+
+
+def _load_entry_point(
+    pm: pluggy.PluginManager, ep: metadata.EntryPoint, blocked: frozenset[str]
+) -> PluginRecord:
+    dist = getattr(ep, "dist", None)
+    # one metadata parse per plugin (each .metadata access re-reads the file)
+    dist_meta = dist.metadata if dist is not None else None
+    dist_name = dist_meta["Name"] if dist_meta is not None else None
+    record = PluginRecord(
+        name=ep.name,
+        status="loaded",
+        module=ep.value,
+        distribution=dist_name,
+        version=dist_meta["Version"] if dist_meta is not None else None,
+    )
+    if ep.name in blocked or (dist_name is not None and dist_name in blocked):
+        return replace(record, status="blocked", error=f"blocked by {DISABLE_ENV}")
+    try:
+        plugin = ep.load()
+        pm.register(plugin, name=ep.name)
+    except Exception as exc:  # isolation is the point: any failure is reported
+        error = f"{type(exc).__name__}: {exc}"
+        _warn_failed(ep.name, ep.value, error)
+        return replace(record, status="failed", error=error)
+    return replace(record, hooks=hook_names(plugin), manifest_path=_manifest_next_to(plugin))
+
+
+def _warn_failed(name: str, target: str, error: str) -> None:
+    warnings.warn(
+        f"crank plugin {name!r} ({target}) failed to load and was skipped: {error}",
+        PluginLoadWarning,
+        stacklevel=4,
+    )
+
+
+@functools.cache
+def _crank_version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+_lock = threading.Lock()
+_manager: CrankPluginManager | None = None
+
+
+def get_plugin_manager() -> CrankPluginManager:
+    """The process-wide manager, built on first use (plugins load once)."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            _manager = build_plugin_manager()
+        return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager (tests that change installed plugins)."""
+    global _manager
+    with _lock:
+        _manager = None

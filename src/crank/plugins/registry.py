@@ -1,0 +1,180 @@
+"""One registry for every kind of plugin contribution, with one set of rules.
+
+Whatever the kind (command, lint rule, renderer, dependency checker, worker):
+
+* Each plugin's hook implementation is called on its own, through pluggy's own
+  hook calling (a per-plugin :meth:`pluggy.PluginManager.subset_hook_caller`), in
+  pluggy's order: tryfirst/trylast, then the last registered first. Wrappers and
+  tracing apply as to any pluggy call. crank's own implementations are marked
+  ``tryfirst``, so they come before a third party's.
+* An implementation that raises is skipped; what it registered before raising
+  is kept; the other plugins are unaffected.
+* A registered object that the kind cannot use is skipped.
+* A name registered twice: the first registration keeps it, the second is
+  skipped. Registering the very same contribution again is not a conflict.
+* Each of these is recorded as a :class:`ContributionProblem` naming the
+  plugin (``crank plugins`` lists them) and warned about once with a
+  :class:`PluginLoadWarning`. Nothing a plugin registers can stop crank.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from crank.contributions import Contribution, ContributionKind, ContributionProblem
+from crank.errors import CrankError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pluggy
+
+T = TypeVar("T")
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin failed to load, or one of its contributions could not be used."""
+
+
+class Registry:
+    """Gathers contributions through pluggy, isolating and recording each plugin's faults."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._pm = pm
+        self._lock = threading.Lock()
+        #: The problems of the latest collection of each hook.
+        self._problems: dict[str, tuple[ContributionProblem, ...]] = {}
+        self._warned: set[ContributionProblem] = set()
+
+    @property
+    def problems(self) -> tuple[ContributionProblem, ...]:
+        """Every problem the latest collection of each hook found."""
+        with self._lock:
+            return tuple(p for found in self._problems.values() for p in found)
+
+    def problems_of(self, plugin: str) -> tuple[ContributionProblem, ...]:
+        return tuple(p for p in self.problems if p.plugin == plugin)
+
+    def forget(self, plugin: str) -> None:
+        """Drop what is recorded about ``plugin`` (it was unregistered)."""
+        with self._lock:
+            for hook, found in self._problems.items():
+                self._problems[hook] = tuple(p for p in found if p.plugin != plugin)
+            self._warned = {p for p in self._warned if p.plugin != plugin}
+
+    def collect(self, kind: ContributionKind[T]) -> dict[str, Contribution[T]]:
+        """Every usable contribution of ``kind`` by name, in the order pluggy called them."""
+        found: dict[str, Contribution[T]] = {}
+        problems: list[ContributionProblem] = []
+
+        def register_for(plugin: str) -> dict[str, Any]:
+            def register(*args: Any) -> None:
+                self._accept(kind, plugin, args, found, problems)
+
+            return {"register": register}
+
+        self._call_each(kind.hook, register_for, problems)
+        self._settle(kind.hook, problems)
+        return found
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call an event hook (``crank_runtime_started``...) on each plugin, isolated."""
+        problems: list[ContributionProblem] = []
+        self._call_each(hook, lambda _plugin: kwargs, problems)
+        self._settle(hook, problems)
+
+    def _accept(
+        self,
+        kind: ContributionKind[T],
+        plugin: str,
+        args: tuple[Any, ...],
+        found: dict[str, Contribution[T]],
+        problems: list[ContributionProblem],
+    ) -> None:
+        try:
+            name, value = kind.accept(*args)
+        except CrankError as exc:
+            problems.append(_unusable(kind, plugin, exc.message, exc.hint))
+            return
+        except Exception as exc:  # register called with the wrong arguments
+            problems.append(_unusable(kind, plugin, f"{type(exc).__name__}: {exc}", None))
+            return
+        owner = kind.reserved.get(name)
+        first = found.get(name)
+        if owner is None and first is None:
+            found[name] = Contribution(name, value, plugin)
+            return
+        if first is not None and _same(first.value, value):
+            return  # the same contribution twice takes nothing from anyone
+        holder = owner or (first.plugin if first is not None else "?")
+        problems.append(
+            ContributionProblem(
+                plugin=plugin,
+                hook=kind.hook,
+                kind="duplicate",
+                message=f"registered {kind.name_label} {name!r}, which was skipped: "
+                f"{kind.name_label} {name!r} is registered twice ({holder!r} registered it first)",
+                hint="disable one of the two plugins with CRANK_DISABLE_PLUGINS",
+            )
+        )
+
+    def _call_each(
+        self,
+        hook: str,
+        kwargs_for: Callable[[str], dict[str, Any]],
+        problems: list[ContributionProblem],
+    ) -> None:
+        caller = getattr(self._pm.hook, hook)
+        # pluggy calls the implementations last to first (tryfirst/trylast included)
+        impls = [i for i in reversed(caller.get_hookimpls()) if not (i.wrapper or i.hookwrapper)]
+        plugins = [i.plugin for i in impls]
+        for impl in impls:
+            others = [p for p in plugins if p is not impl.plugin]
+            one = self._pm.subset_hook_caller(hook, remove_plugins=others)
+            try:
+                one(**kwargs_for(impl.plugin_name))
+            except Exception as exc:  # one broken plugin must not hide the others
+                problems.append(
+                    ContributionProblem(
+                        plugin=impl.plugin_name,
+                        hook=hook,
+                        kind="failed",
+                        message=f"failed in {hook} and was skipped: {type(exc).__name__}: {exc}",
+                        hint="a bug in the plugin: report it to its authors, or disable it "
+                        "with CRANK_DISABLE_PLUGINS",
+                    )
+                )
+
+    def _settle(self, hook: str, problems: list[ContributionProblem]) -> None:
+        with self._lock:
+            self._problems[hook] = tuple(problems)
+            new = [p for p in problems if p not in self._warned]
+            self._warned.update(new)
+        for problem in new:
+            warnings.warn(str(problem), PluginLoadWarning, stacklevel=4)
+
+
+def _unusable(
+    kind: ContributionKind[Any], plugin: str, message: str, hint: str | None
+) -> ContributionProblem:
+    return ContributionProblem(
+        plugin=plugin,
+        hook=kind.hook,
+        kind="unusable",
+        message=f"registered an unusable {kind.noun}, which was skipped: {message}",
+        hint=hint,
+    )
+
+
+def _same(first: object, second: object) -> bool:
+    if first is second:
+        return True
+    try:
+        return bool(first == second)
+    except Exception:  # an exotic __eq__ is not crank's business: not the same
+        return False
+
+
+__all__ = ["PluginLoadWarning", "Registry"]

@@ -1,0 +1,109 @@
+"""The lint rule that needs the worker machinery: CRK108, the entrypoint matches.
+
+It imports the worker's entrypoint and compares its handlers with the declared
+capabilities, so it belongs to the worker layer, above the manifest; it is
+registered through ``crank_register_lint_rules`` like any plugin's rule.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import TYPE_CHECKING
+
+from crank.errors import WorkerError
+from crank.hookspecs import hookimpl
+from crank.manifest.rules import FunctionRule, Path_, capabilities
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from crank.manifest.findings import Finding
+    from crank.manifest.lint import LintContext
+    from crank.plugin import RegisterLintRule
+
+
+def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
+    if not ctx.schema_valid:
+        return
+    where: Path_ = ("worker", "entrypoint")
+    module = str(ctx.data["worker"]["entrypoint"]).partition(":")[0]
+    if not _top_level_installed(module):
+        # the common case for a package not installed yet: answered without
+        # building the model or importing the worker machinery
+        yield _not_installed(ctx, where, module, module)
+        return
+    manifest = ctx.manifest
+    if manifest is None:  # pragma: no cover - schema_valid guarantees a manifest
+        return
+
+    # lazy: the host pulls in asyncio, and this plugin module loads with every
+    # crank command while the rule runs only under `crank lint`
+    from crank.worker.host import check_handlers, import_entrypoint
+
+    try:
+        cls = import_entrypoint(manifest)
+    except WorkerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ModuleNotFoundError):
+            yield _not_installed(ctx, where, module, cause.name or module)
+            return
+        yield ctx.finding("CRK108", where, exc.message, hint=exc.hint)
+        return
+    except Exception as exc:  # the module itself raised while importing
+        yield ctx.finding(
+            "CRK108",
+            where,
+            f"importing {module!r} raised {type(exc).__name__}: {exc}",
+            hint="fix the error in the worker module; crank imports it to serve the worker",
+        )
+        return
+    try:
+        check_handlers(manifest, cls)
+    except WorkerError:
+        implemented = set(cls.handlers())
+        declared = set(manifest.capability_ids)
+        for i, cap in capabilities(ctx.data):
+            cid = cap.get("id")
+            if isinstance(cid, str) and cid not in implemented:
+                yield ctx.finding(
+                    "CRK108",
+                    ("capabilities", i, "id"),
+                    f"{manifest.worker.entrypoint} has no @capability({cid!r}) handler",
+                    hint="add the handler to the worker class, or remove the capability",
+                )
+        for cid in sorted(implemented - declared):
+            yield ctx.finding(
+                "CRK108",
+                where,
+                f"{manifest.worker.entrypoint} handles {cid!r}, not declared in this manifest",
+                hint="declare it under `capabilities:`, or remove the handler",
+            )
+
+
+def _top_level_installed(module: str) -> bool:
+    top = module.partition(".")[0]
+    return top in sys.modules or importlib.util.find_spec(top) is not None
+
+
+def _not_installed(ctx: LintContext, where: Path_, module: str, missing: str) -> Finding:
+    own = module == missing or module.startswith(f"{missing}.")
+    what = "is not installed" if own else f"needs {missing!r}, not installed"
+    return ctx.finding(
+        "CRK108",
+        where,
+        f"entrypoint not checked: module {module!r} {what}",
+        hint="install the worker package (pip install -e .) to check its handlers",
+        severity="info",
+    )
+
+
+#: CRK108, as registered.
+ENTRYPOINT_RULE = FunctionRule(
+    "CRK108", "the entrypoint implements exactly the declared capabilities", entrypoint_matches
+)
+
+
+@hookimpl(tryfirst=True)
+def crank_register_lint_rules(register: RegisterLintRule) -> None:
+    register(ENTRYPOINT_RULE)
