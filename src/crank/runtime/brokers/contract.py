@@ -15,7 +15,8 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   jitter until ``max_attempts``; after that (or when not retryable) it goes to
   the dead-letter queue with its error and attempts;
 * an ``idempotency_key`` seen before returns the first task instead of a new one;
-* higher ``priority`` is claimed first; within a priority, oldest first;
+* higher ``priority`` is claimed first; within a priority, oldest first (the
+  Redis broker compares priority bands, see ``redis.priority_band``);
 * ``submit_many`` / ``claim(ClaimOptions(..., limit=N))`` / ``ack_many`` batch the
   round trips;
   ``begin_ack_and_claim`` sends the ack of one batch and the claim of the next

@@ -2,12 +2,12 @@
 
 Layout (``P`` is the key prefix, default ``crank``):
 
-* ``P:q:<capability>:<priority>``: one stream per capability and priority with
-  the consumer group ``crank``; entries carry only the task id. The pending
-  entries list (PEL) is the set of in-flight tasks.
+* ``P:q:<capability>:<band>``: one stream per capability and priority band
+  (:func:`stream_key`) with the consumer group ``crank``; entries carry only the
+  task id. The pending entries list (PEL) is the set of in-flight tasks.
 * ``P:t:<id>``: the task hash (payload, status, attempts, result, error). A
   finished task's hash expires after ``result_ttl_s``; dead ones are kept.
-* ``P:streams`` (zset by priority) and ``P:streamcap`` list the streams.
+* ``P:streams`` (zset by band) and ``P:streamcap`` list the streams.
 * ``P:idem:<key>``: idempotency keys, ``SET NX`` inside the submit script.
 * ``P:delayed``: retries waiting out their backoff (zset by due time); the
   claim script moves due ones back onto their stream.
@@ -32,10 +32,15 @@ acked, failed or dead, so ``XLEN`` of a stream is its backlog plus in-flight
 tasks (the number a KEDA ``redis-streams`` scaler should target with
 ``streamLength``), and streams never grow with history.
 
-Priorities: a claim reads the streams highest priority first; a claim that
-found nothing and waits (``XREADGROUP BLOCK`` on all its streams) takes what
-arrives first. ``stats().running`` counts the entries in the PELs, including
-released or recovered ones until they are claimed again.
+Priorities are grouped into bands (:func:`priority_band`): 0, and for any other
+priority the bit length of its magnitude, capped at 7, with its sign (1; 2-3;
+4-7; ...; 64 and above), so a capability's tasks sit in at most 15 streams,
+whatever priorities clients send, and an autoscaler can watch every one of them
+(:data:`PRIORITY_BANDS`). A claim reads the streams highest band first, oldest
+first within a band; a claim that found nothing and waits (``XREADGROUP BLOCK``
+on all its streams) takes what arrives first. ``stats().running`` counts the
+entries in the PELs, including released or recovered ones until they are claimed
+again.
 
 Every operation is one Lua script call (one round trip, atomic), batches
 included; ``ack_and_claim`` sends the ack and the next claim together, and
@@ -71,6 +76,24 @@ if TYPE_CHECKING:
     import redis as redis_lib
 
 _BLOCK_SLICE_S = 0.5
+
+#: The largest band: priorities of magnitude 64 and above share it.
+MAX_BAND = 7
+#: Every priority band a task can be queued in, highest first.
+PRIORITY_BANDS: tuple[int, ...] = tuple(range(MAX_BAND, -MAX_BAND - 1, -1))
+#: The consumer group every worker reads the streams with.
+CONSUMER_GROUP = "crank"
+
+
+def priority_band(priority: int) -> int:
+    """The band a task of ``priority`` is queued in (``submit.lua`` computes the same)."""
+    band = min(abs(int(priority)).bit_length(), MAX_BAND)
+    return -band if priority < 0 else band
+
+
+def stream_key(prefix: str, capability: str, band: int) -> str:
+    """The stream holding ``capability``'s tasks of priority ``band`` under ``prefix``."""
+    return f"{prefix}:q:{capability}:{band}"
 
 
 @cache

@@ -4,6 +4,14 @@
 local P = ARGV[1]
 local now = ARGV[2]
 local out = {}
+-- the priority band: 0, or +-bit length of |priority| capped at 7 (see redis.py)
+local function band(prio)
+  local p = tonumber(prio)
+  local m, b = math.abs(p), 0
+  while m >= 1 and b < 7 do m = math.floor(m / 2); b = b + 1 end
+  if p < 0 then return -b end
+  return b
+end
 for i = 3, #ARGV, 8 do
   local id, cap, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local idem = ARGV[i + 5]
@@ -15,10 +23,11 @@ for i = 3, #ARGV, 8 do
   if existing then
     out[#out + 1] = existing
   else
-    local stream = P .. ':q:' .. cap .. ':' .. prio
+    local b = band(prio)
+    local stream = P .. ':q:' .. cap .. ':' .. b
     if not redis.call('ZSCORE', P .. ':streams', stream) then
       pcall(redis.call, 'XGROUP', 'CREATE', stream, 'crank', '0', 'MKSTREAM')
-      redis.call('ZADD', P .. ':streams', prio, stream)
+      redis.call('ZADD', P .. ':streams', b, stream)
       redis.call('HSET', P .. ':streamcap', stream, cap)
     end
     local eid = redis.call('XADD', stream, '*', 't', id)
