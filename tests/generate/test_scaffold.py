@@ -225,7 +225,7 @@ def serve_and_call(
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
-            with httpx.Client(base_url=base, timeout=10) as client:
+            with httpx.Client(base_url=base, timeout=60) as client:
                 while True:
                     assert server.poll() is None, log.read_text()
                     try:

@@ -34,8 +34,9 @@ HTTP_MANIFEST = HTTP_WORKERS / "crank.yaml"
 TODAY = dt.date(2026, 11, 22)
 
 
-#: how long a scripted worker and the test wait for each other.
-WAIT_S = 10.0
+#: how long a scripted worker and the test wait for each other (generous: a busy
+#: machine may stall either side for seconds).
+WAIT_S = 60.0
 
 
 class ScriptedWorker:
@@ -101,7 +102,7 @@ class InlineWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_event.set()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=60)
 
 
 @pytest.fixture
@@ -159,7 +160,7 @@ class ServerThread:
         import time
 
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
@@ -168,7 +169,7 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=60)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import pytest
 from crank.runtime.http.auth import authorized, bearer_token
 from crank.runtime.http.routes import ROUTES
 
+from .conftest import WAIT_S, ScriptedWorker
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -76,24 +78,33 @@ def test_body_over_the_limit_is_413_declared_or_streamed(make_services: Any, ser
     assert 'crank_requests_rejected_total{reason="body_too_large"} 1.0' in http.get("/metrics").text
 
 
-def test_inflight_bound_answers_429_with_retry_after(
-    make_services: Any, serve: Any, inline_worker: Any
-) -> None:
+def test_inflight_bound_answers_429_with_retry_after(make_services: Any, serve: Any) -> None:
     services = make_services(max_inflight_requests=1)
     http = serve(services)
-    with inline_worker(services.broker):
+
+    def hold_until_told(broker: Any, claim: Any, go: threading.Event) -> None:
+        assert go.wait(WAIT_S)
+        broker.ack(claim, {"text": "held"})
+
+    # the sync call holds the only request slot until the scripted worker answers it
+    # (or until demo.echo's timeout_s, 10 s, ends the call)
+    with ScriptedWorker(services.broker, hold_until_told) as worker:
         slow = threading.Thread(
-            target=lambda: http.post("/v1/capabilities/demo.slow", json={"seconds": 1.0}),
+            target=lambda: http.post("/v1/capabilities/demo.echo", json={"text": "held"}),
             daemon=True,
         )
         slow.start()
+        deadline = time.monotonic() + WAIT_S
         while services.limiter.inflight < 1:
+            assert time.monotonic() < deadline, "the slow call never started"
             time.sleep(0.01)
         r = http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}})
         assert (r.status_code, r.json()["error"]["code"]) == (429, "OVERLOADED")
         assert r.headers["retry-after"] == "1"
         assert http.get("/health").status_code == 200  # probes are never refused
-        slow.join(timeout=10)
+        worker.go.set()
+        slow.join(timeout=WAIT_S)
+        assert not slow.is_alive()
     assert (
         http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}}).status_code
         == 202

@@ -87,13 +87,16 @@ def test_dead_worker_is_replaced_and_its_task_completes(crank_run: Starter) -> N
     )
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
+    # nobody else runs it until the death is noticed: still running = the kill hit it
+    interrupted = run.http.get(f"/v1/tasks/{task['id']}").json()["status"] == "running"
     replacement = run.wait_until(
         lambda: [p for p in run.workers() if p != victim], what="replacement worker"
     )
     replaced_after = time.monotonic() - killed_at
     done = run.wait_until(lambda: _done(run, task["id"]), what="recovered task")
     assert done["status"] == "succeeded"
-    assert done["attempts"] >= 2 or done["status"] == "succeeded"
+    # (a stall of this test for the task's 1.5 s lets it finish before the kill)
+    assert done["attempts"] >= 2 or not interrupted
     assert replacement and victim not in run.workers()
     print(f"worker replaced {replaced_after:.2f} s after kill -9")  # recorded, not asserted
     assert "worker_died" in run.log()
