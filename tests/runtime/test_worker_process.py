@@ -21,7 +21,7 @@ from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_b
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from crank.runtime.brokers.contract import Broker, TaskRecord
+    from crank.runtime.brokers.contract import Broker, Claim, TaskRecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "queue_workers"
 MANIFEST = str(FIXTURES / "crank.yaml")
@@ -57,11 +57,11 @@ class Running:
 
     def __exit__(self, *exc: object) -> None:
         self.loop.request_stop()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=120)
         assert not self.thread.is_alive()
 
 
-def wait_final(broker: Broker, ids: list[str], timeout_s: float = 10.0) -> list[TaskRecord]:
+def wait_final(broker: Broker, ids: list[str], timeout_s: float = 120.0) -> list[TaskRecord]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         records = [broker.get(i) for i in ids]
@@ -167,9 +167,10 @@ def test_only_the_configured_capabilities_are_claimed(memory: Broker) -> None:
     loop = WorkerLoop(config(capabilities=("fixture.noop",)), broker=memory)
     noop = memory.submit(TaskSpec("fixture.noop", {}))
     echo = memory.submit(TaskSpec("fixture.echo", {}))
+    # oldest first: a loop that claimed the later no-op passed over the older echo
+    later_noop = memory.submit(TaskSpec("fixture.noop", {}))
     with Running(loop):
-        wait_final(memory, [noop.id])
-        time.sleep(0.1)
+        wait_final(memory, [noop.id, later_noop.id])
     record = memory.get(echo.id)
     assert record is not None
     assert record.status == "pending"
@@ -211,7 +212,7 @@ def _wait_until_started(loop: WorkerLoop, task_id: str) -> None:
     """Until the loop has started running ``task_id``'s handler (not just claimed it):
     it records the task's deadline right before the handler runs, after the last
     look at the stop signal, so from then on the task runs to its end."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with loop._held_lock:
             held = loop._held.get(task_id)
@@ -233,16 +234,18 @@ def _batches_then_a_long_one(broker: Broker, seconds: float, tail: int) -> list[
 @pytest.mark.slow
 def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> None:
     broker = open_broker(broker_url)
+    # As in the heartbeat test: the lease (1.5 s) runs out well inside the thief's
+    # window (2.5 s) unless the heartbeat (every 0.1 s) renews it.
     loop = WorkerLoop(
-        config(broker_url, batch_size=2, visibility_timeout_s=0.8, heartbeat_s=0.1), broker=broker
+        config(broker_url, batch_size=2, visibility_timeout_s=1.5, heartbeat_s=0.1), broker=broker
     )
-    records = _batches_then_a_long_one(broker, 1.6, tail=0)
+    records = _batches_then_a_long_one(broker, 3.0, tail=0)
     with Running(loop):
         _wait_until_started(loop, records[2].id)
         # past the visibility timeout, the prefetched no-ops are still held by the worker
-        deadline = time.monotonic() + 1.3
+        deadline = time.monotonic() + 2.5
         while time.monotonic() < deadline:
-            assert broker.claim(ClaimOptions("thief", limit=10, visibility_timeout_s=0.8)) == []
+            assert broker.claim(ClaimOptions("thief", limit=10, visibility_timeout_s=1.5)) == []
             time.sleep(0.05)
         done = wait_final(broker, [r.id for r in records])
     assert [(d.status, d.attempts) for d in done] == [("succeeded", 1)] * 5
@@ -272,17 +275,68 @@ def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(broker_url: 
     broker.close()
 
 
-@pytest.mark.slow
-def test_slow_tasks_are_shared_between_workers_not_hoarded_by_one(memory: Broker) -> None:
-    # batch_size 8 would let the first worker to claim take all four 0.3 s tasks
-    # while the other idles; claims sized by recent task time take one at a time.
-    records = memory.submit_many([TaskSpec("fixture.sleep", {"seconds": 0.3}) for _ in range(4)])
+class _StopDuringClaim:
+    """A real broker whose loop is told to stop while its claim is on the way back."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self.loop: WorkerLoop | None = None
+
+    def ack_and_claim(self, *args: Any, **kwargs: Any) -> list[Claim]:
+        got: list[Claim] = self._broker.ack_and_claim(*args, **kwargs)
+        if got and self.loop is not None:
+            self.loop.request_stop()  # SIGTERM arrives as the claim returns
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+
+def test_tasks_claimed_as_the_stop_comes_are_given_back_unrun(memory: Broker) -> None:
+    records = memory.submit_many([TaskSpec("fixture.noop", {}) for _ in range(3)])
+    stopping = _StopDuringClaim(memory)
+    loop = WorkerLoop(config(), broker=stopping)  # type: ignore[arg-type]
+    stopping.loop = loop
+    with Running(loop) as running:
+        running.thread.join(timeout=120)
+    assert loop.processed == 0
+    after = [memory.get(r.id) for r in records]
+    assert [(a.status, a.attempts) for a in after if a is not None] == [("pending", 0)] * 3
+    # given back: claimable by anyone at once, not after the visibility timeout
+    assert len(memory.claim(ClaimOptions("other", limit=10))) == 3
+
+
+def test_slow_tasks_are_shared_between_workers_not_hoarded_by_one(
+    memory: Broker, tmp_path: Path
+) -> None:
+    # batch_size 8 would let the first worker to claim take all four tasks while the
+    # other idles; claims sized by recent task time take one at a time. The tasks run
+    # until the test opens the gate, so how fast either loop starts does not matter.
+    gate = tmp_path / "gate"
+    records = memory.submit_many(
+        [TaskSpec("fixture.wait_for_file", {"path": str(gate)}) for _ in range(4)]
+    )
     a = WorkerLoop(config(consumer="a", batch_size=8), broker=memory)
     b = WorkerLoop(config(consumer="b", batch_size=8), broker=memory)
     with Running(a), Running(b):
+        try:
+            _wait_until_running_a_task(a)
+            _wait_until_running_a_task(b)
+        finally:
+            gate.touch()
         wait_final(memory, [r.id for r in records])
     assert a.processed + b.processed == 4
     assert a.processed >= 1 and b.processed >= 1
+
+
+def _wait_until_running_a_task(loop: WorkerLoop) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with loop._held_lock:
+            if any(started is not None for _, started in loop._held.values()):
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"worker {loop.config.consumer} runs no task")
 
 
 def test_claims_grow_to_the_batch_size_for_quick_tasks_and_shrink_for_slow_ones() -> None:
@@ -307,14 +361,14 @@ def test_grace_period_over_releases_the_running_task(memory: Broker) -> None:
     while (got := memory.get(record.id)) is None or got.status != "running":
         time.sleep(0.01)
     loop.request_stop()
-    deadline = time.monotonic() + 2.5
+    deadline = time.monotonic() + 120
     while not exits and time.monotonic() < deadline:
         time.sleep(0.01)
     assert exits == [1]
     released = memory.get(record.id)
     assert released is not None
     assert (released.status, released.attempts) == ("pending", 0)
-    thread.join(timeout=5)
+    thread.join(timeout=120)
 
 
 # -- the process entry point ---------------------------------------------------------

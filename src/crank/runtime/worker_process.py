@@ -443,6 +443,9 @@ class WorkerLoop:
                     claims, done = [], done + results
                 else:
                     claims, done = self._end_prefetch(prefetch, results)
+            # claimed while the stop came (a claim in flight when the signal arrived):
+            # give them back unrun, so they do not wait out the visibility timeout
+            self._release(claims)
             self._ack(done)
         finally:
             self._heartbeat_stop.set()
