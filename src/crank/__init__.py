@@ -30,10 +30,16 @@ _LAZY: dict[str, str] = {
     "capability": "crank.worker",
     "TaskContext": "crank.worker",
     "CapabilityError": "crank.worker",
+    "Client": "crank.client",
+    "AsyncClient": "crank.client",
+    "connect": "crank.client",
+    "connect_async": "crank.client",
 }
 
 __all__ = [
+    "AsyncClient",
     "CapabilityError",
+    "Client",
     "CrankError",
     "ExitCode",
     "Manifest",
@@ -41,12 +47,15 @@ __all__ = [
     "WorkerApplication",
     "__version__",
     "capability",
+    "connect",
+    "connect_async",
     "hookimpl",
     "hookspec",
     "load_manifest",
 ]
 
 if TYPE_CHECKING:
+    from crank.client import AsyncClient, Client, connect, connect_async
     from crank.errors import CrankError, ExitCode
     from crank.hookspecs import hookimpl, hookspec
     from crank.manifest import Manifest, load_manifest

@@ -1,0 +1,273 @@
+"""Producers inside a deployment: queue tasks straight into the broker the workers claim from.
+
+``connect("redis://host:6379/0")`` or ``connect("sqlite:///crank-queue.db")`` opens
+the broker (the URLs and options of ``crank run --broker``) and returns a
+:class:`BrokerClient`; ``connect_async`` the same for asyncio. Nothing here goes
+through the HTTP server: no routing of deprecated ids, no validation before the
+task is queued (the worker validates it and fails the task with
+``INVALID_INPUT``), no overload bound. Use it where the producer is trusted and
+speed matters; use :class:`~crank.client.Client` everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from crank.client.errors import InvalidTask, TaskNotFound, TaskTimeout
+from crank.client.tasks import TaskInfo, TaskRequest, check_task_request, encode_json
+from crank.client.waiting import ResultPolls, deadline_of, seconds_left
+from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import TaskSpec
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from crank.runtime.brokers.contract import Broker, TaskRecord
+
+#: What ``submit_many`` takes: a :class:`TaskRequest`, or ``(capability, input)``.
+TaskLike = TaskRequest | tuple[str, Mapping[str, Any]]
+
+
+def _spec(request: TaskLike, caller: str | None) -> TaskSpec:
+    if not isinstance(request, TaskRequest):
+        if not (isinstance(request, tuple) and len(request) == 2):
+            raise InvalidTask(
+                f"submit_many takes TaskRequest values or (capability, input) pairs, "
+                f"not {request!r:.80}",
+                hint="pass TaskRequest('demo.echo', {'text': 'hi'}) or ('demo.echo', {...})",
+            )
+        request = TaskRequest(request[0], request[1])
+    check_task_request(request.capability, request.input)
+    # the broker writes JSON too, but would accept NaN and name no capability in its error
+    encode_json(request.capability, request.input)
+    meta: dict[str, Any] = {"requested": request.capability}
+    if caller:
+        meta["caller"] = caller
+    meta.update(request.meta)
+    return TaskSpec(
+        capability=request.capability,
+        payload=request.input,
+        priority=request.priority,
+        max_attempts=request.max_attempts,
+        idempotency_key=request.idempotency_key,
+        timeout_s=request.timeout_s,
+        meta=meta,
+    )
+
+
+def _info(task_id: str, record: TaskRecord | None) -> TaskInfo:
+    if record is None:
+        raise TaskNotFound(task_id)
+    return TaskInfo.from_record(record)
+
+
+class BrokerClient:
+    """Submits tasks to a broker and waits for their results (see the module docstring)."""
+
+    def __init__(self, broker: Broker, *, caller: str | None = None) -> None:
+        self.broker = broker
+        #: kept with each task as ``meta.caller`` (logs and the console show it).
+        self.caller = caller
+
+    @property
+    def url(self) -> str:
+        return self.broker.url
+
+    def submit(
+        self,
+        capability: str,
+        input: Mapping[str, Any],
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        max_attempts: int = 3,
+        timeout_s: float | None = None,
+    ) -> BrokerTask:
+        """Queue one task (one broker round trip); the :class:`BrokerTask` waits for it."""
+        request = TaskRequest(
+            capability,
+            input,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+        )
+        return self.submit_many([request])[0]
+
+    def submit_many(self, requests: Iterable[TaskLike]) -> list[BrokerTask]:
+        """Queue many tasks in one broker round trip (one SQLite transaction), in order."""
+        specs = [_spec(request, self.caller) for request in requests]
+        if not specs:
+            return []
+        records = self.broker.submit_many(specs)
+        return [BrokerTask(self, record.id, TaskInfo.from_record(record)) for record in records]
+
+    def task(self, task_id: str) -> BrokerTask:
+        """A handle on a task submitted before (by any producer or server)."""
+        return BrokerTask(self, task_id)
+
+    def close(self) -> None:
+        self.broker.close()
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class BrokerTask:
+    """A task in the broker: its status and its result."""
+
+    def __init__(self, client: BrokerClient, task_id: str, info: TaskInfo | None = None) -> None:
+        self.client = client
+        self.id = task_id
+        #: the task when this handle was made (None: not read).
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"<BrokerTask {self.id} in {self.client.url}>"
+
+    def status(self) -> TaskInfo:
+        """The task now; :class:`TaskNotFound` when there is none (or it expired)."""
+        self.info = _info(self.id, self.client.broker.get(self.id))
+        return self.info
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the task is done and return its result.
+
+        Raises :class:`TaskFailed` when it failed or went to the dead-letter queue,
+        :class:`TaskTimeout` when it is not done within ``timeout`` seconds (None: wait
+        as long as it takes).
+        """
+        deadline = deadline_of(timeout)
+        polls = ResultPolls(first_s=0.001)
+        while True:
+            info = self.status()
+            if info.done:
+                return info.outcome()
+            left = seconds_left(deadline)
+            if left is not None and left <= 0:
+                raise TaskTimeout(self.id, timeout)
+            pause = polls.next_s()
+            time.sleep(pause if left is None else min(pause, left))
+
+
+class AsyncBrokerClient:
+    """:class:`BrokerClient` for asyncio: the broker's calls run in worker threads."""
+
+    def __init__(self, broker: Broker, *, caller: str | None = None) -> None:
+        self.sync = BrokerClient(broker, caller=caller)
+
+    @property
+    def url(self) -> str:
+        return self.sync.url
+
+    async def submit(
+        self,
+        capability: str,
+        input: Mapping[str, Any],
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        max_attempts: int = 3,
+        timeout_s: float | None = None,
+    ) -> AsyncBrokerTask:
+        request = TaskRequest(
+            capability,
+            input,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+        )
+        return (await self.submit_many([request]))[0]
+
+    async def submit_many(self, requests: Iterable[TaskLike]) -> list[AsyncBrokerTask]:
+        specs = [_spec(request, self.sync.caller) for request in requests]
+        if not specs:
+            return []
+        records = await asyncio.to_thread(self.sync.broker.submit_many, specs)
+        return [AsyncBrokerTask(self, r.id, TaskInfo.from_record(r)) for r in records]
+
+    def task(self, task_id: str) -> AsyncBrokerTask:
+        return AsyncBrokerTask(self, task_id)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> AsyncBrokerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncBrokerTask:
+    """:class:`BrokerTask` for asyncio."""
+
+    def __init__(
+        self, client: AsyncBrokerClient, task_id: str, info: TaskInfo | None = None
+    ) -> None:
+        self.client = client
+        self.id = task_id
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"<AsyncBrokerTask {self.id} in {self.client.url}>"
+
+    async def status(self) -> TaskInfo:
+        record = await asyncio.to_thread(self.client.sync.broker.get, self.id)
+        self.info = _info(self.id, record)
+        return self.info
+
+    async def result(self, timeout: float | None = None) -> Any:
+        deadline = deadline_of(timeout)
+        polls = ResultPolls(first_s=0.001)
+        while True:
+            info = await self.status()
+            if info.done:
+                return info.outcome()
+            left = seconds_left(deadline)
+            if left is not None and left <= 0:
+                raise TaskTimeout(self.id, timeout)
+            pause = polls.next_s()
+            await asyncio.sleep(pause if left is None else min(pause, left))
+
+
+def connect(url: str, *, caller: str | None = None, **options: Any) -> BrokerClient:
+    """Open the broker at ``url`` (``redis://``, ``sqlite:///``; options as for
+    ``crank run --broker``) for submitting tasks and reading results."""
+    return BrokerClient(open_broker(url, **options), caller=caller)
+
+
+async def connect_async(
+    url: str, *, caller: str | None = None, **options: Any
+) -> AsyncBrokerClient:
+    """:func:`connect` for asyncio (the broker is opened in a worker thread)."""
+    broker = await asyncio.to_thread(open_broker, url, **options)
+    return AsyncBrokerClient(broker, caller=caller)
+
+
+__all__ = [
+    "AsyncBrokerClient",
+    "AsyncBrokerTask",
+    "BrokerClient",
+    "BrokerTask",
+    "TaskLike",
+    "connect",
+    "connect_async",
+]

@@ -1,0 +1,314 @@
+"""The synchronous HTTP client of a ``crank run`` server: :class:`Client` and :class:`Task`.
+
+Every request goes through :meth:`Client._send`, which retries what is safe to
+retry (:class:`~crank.client.wire.RetryPolicy`), turns error answers into
+exceptions and a ``Deprecation`` header into a :class:`CapabilityDeprecated`
+warning pointed at the caller's line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from httpx_sse import EventSource
+from tenacity import Retrying
+
+from crank.client.errors import ApiError, ServerUnreachable, TaskTimeout
+from crank.client.tasks import TaskEvent, TaskInfo, check_task_request, encode_json
+from crank.client.waiting import ResultPolls, deadline_of, seconds_left
+from crank.client.wire import (
+    DEFAULT_URL,
+    RETRIED_TRANSPORT_ERRORS,
+    EventCursor,
+    RetryLater,
+    RetryPolicy,
+    backoff_s,
+    body_of,
+    cancel_not_supported,
+    deprecation_of,
+    error_of,
+    new_idempotency_key,
+    request_headers,
+    unbounded_read,
+    unreachable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from types import TracebackType
+
+#: ``warnings.warn`` in :meth:`Client._send` (1), the API method (2), its caller (3).
+_USER_FRAME = 3
+
+
+class Client:
+    """Calls the capabilities a ``crank run`` server serves, over HTTP.
+
+    ``token`` is sent as ``Authorization: Bearer``; ``caller`` as ``X-Crank-Caller``
+    (it names you in the server's deprecation counters). ``timeout`` bounds each
+    request that is not a wait for a result (connect, read, write; seconds).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        caller: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=request_headers(token, caller),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    # -- the API ---------------------------------------------------------------------
+
+    def call(
+        self,
+        capability: str,
+        input: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run ``capability`` on ``input`` and return its output.
+
+        The server waits up to the capability's ``timeout_s``; ``timeout`` (seconds)
+        bounds the wait on this side too. Raises :class:`TaskFailed` (``code`` is the
+        handler's error code), :class:`TaskTimeout` (with the task id when the server
+        gave one up), :class:`ApiError` for a refused request.
+        """
+        check_task_request(capability, input)
+        response = self._send(
+            "POST",
+            f"/v1/capabilities/{capability}",
+            what=f"calling {capability}",
+            content=encode_json(capability, input),
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key or new_idempotency_key(),
+            },
+            requested=capability,
+            timeout=httpx.Timeout(self._http.timeout.connect, read=timeout)
+            if timeout is not None
+            else unbounded_read(self._http.timeout),
+            wait_s=timeout,
+        )
+        return response.json()
+
+    def submit(
+        self,
+        capability: str,
+        input: Mapping[str, Any],
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+    ) -> Task:
+        """Queue a task (``POST /v1/tasks``); the :class:`Task` waits for it."""
+        check_task_request(capability, input)
+        body = {"capability": capability, "input": input, "priority": priority}
+        response = self._send(
+            "POST",
+            "/v1/tasks",
+            what=f"submitting {capability}",
+            content=encode_json(capability, body),
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key or new_idempotency_key(),
+            },
+            requested=capability,
+        )
+        info = TaskInfo.from_document(response.json())
+        return Task(self, info.id, info)
+
+    def task(self, task_id: str) -> Task:
+        """A handle on a task submitted before (by this client or another)."""
+        return Task(self, task_id)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        requested: str | None = None,
+        wait_s: float | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One request with retries; a 2xx answer, else the error raised."""
+        try:
+            for attempt in Retrying(**self.retry.tenacity_options()):
+                with attempt:
+                    response = self._http.request(method, path, **kwargs)
+                    if response.status_code == 429:
+                        raise RetryLater(response, body_of(response))
+        except RetryLater as last:
+            raise error_of(last.response, last.body, what=what) from None
+        except httpx.TimeoutException as exc:
+            if wait_s is not None:
+                raise TaskTimeout(None, wait_s, why=f"no answer to {what}") from None
+            raise ServerUnreachable(
+                f"{self.base_url} did not answer {what} in time ({type(exc).__name__})",
+                hint="check the server, or raise the client's timeout",
+                subject=self.base_url,
+            ) from None
+        except RETRIED_TRANSPORT_ERRORS as exc:
+            raise unreachable(self.base_url, what, exc, self.retry.attempts) from None
+        if requested is not None:
+            warning = deprecation_of(response, requested)
+            if warning is not None:
+                warnings.warn(warning, stacklevel=_USER_FRAME)
+        if response.is_success:
+            return response
+        raise error_of(response, body_of(response), what=what)
+
+    @contextlib.contextmanager
+    def _event_source(self, task_id: str, after: int) -> Iterator[EventSource]:
+        """``GET /v1/tasks/{id}/events`` from after ``after``, open and checked."""
+        path = f"/v1/tasks/{task_id}/events"
+        what = f"reading the events of task {task_id}"
+        request = self._http.build_request(
+            "GET",
+            path,
+            headers={"Accept": "text/event-stream", "Last-Event-ID": str(after)},
+            timeout=unbounded_read(self._http.timeout),
+        )
+        response = self._http.send(request, stream=True)
+        try:
+            if not response.is_success:
+                response.read()
+                if response.status_code == 429:
+                    raise RetryLater(response, body_of(response))
+                raise error_of(response, body_of(response), what=what)
+            yield EventSource(response)
+        finally:
+            response.close()
+
+
+class Task:
+    """A queued task on a ``crank run`` server: its status, result and events."""
+
+    def __init__(self, client: Client, task_id: str, info: TaskInfo | None = None) -> None:
+        self.client = client
+        self.id = task_id
+        #: what the server said about the task when this handle was made (None: not asked).
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} on {self.client.base_url}>"
+
+    def status(self) -> TaskInfo:
+        """The task now (``GET /v1/tasks/{id}``)."""
+        response = self.client._send("GET", f"/v1/tasks/{self.id}", what=f"reading task {self.id}")
+        self.info = TaskInfo.from_document(response.json())
+        return self.info
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the task is done and return its result.
+
+        Raises :class:`TaskFailed` when it failed, :class:`TaskTimeout` when it is not
+        done within ``timeout`` seconds (None: wait as long as it takes).
+        """
+        deadline = deadline_of(timeout)
+        polls = ResultPolls()
+        while True:
+            info = self.status()
+            if info.done:
+                return info.outcome()
+            left = seconds_left(deadline)
+            if left is not None and left <= 0:
+                raise TaskTimeout(self.id, timeout)
+            pause = polls.next_s()
+            time.sleep(pause if left is None else min(pause, left))
+
+    def events(self, *, after: int = 0, timeout: float | None = None) -> Iterator[TaskEvent]:
+        """The events of a streaming task as they are emitted, then the end.
+
+        A dropped connection is resumed with ``Last-Event-ID`` (no event is lost or
+        repeated); ends when the task ends; a failed task raises :class:`TaskFailed`
+        after the events it sent. ``timeout`` bounds the whole wait (None: the task's).
+        """
+        cursor = EventCursor(self.id, last_id=after)
+        deadline = deadline_of(timeout)
+        policy = self.client.retry
+        while True:
+            try:
+                with self.client._event_source(self.id, cursor.last_id) as source:
+                    for frame in source.iter_sse():
+                        event = cursor.take(frame.event, frame.id, frame.data)
+                        if event is not None:
+                            yield event
+                if cursor.ended:
+                    return
+            except RetryLater as busy:
+                if cursor.broken + 1 >= policy.attempts:
+                    raise error_of(busy.response, busy.body, what="reading events") from None
+                pause = min(policy.max_wait_s, busy.retry_after_s or policy.backoff_s)
+            except TaskTimeout:
+                # the server's wait (the capability's timeout_s) ran out and the task goes
+                # on: a new connection waits afresh, unless our own deadline has passed
+                left = seconds_left(deadline)
+                if left is not None and left <= 0:
+                    raise
+                cursor.ended = False
+                continue
+            except RETRIED_TRANSPORT_ERRORS as exc:
+                if cursor.broken + 1 >= policy.attempts:
+                    what = f"reading the events of task {self.id}"
+                    raise unreachable(self.client.base_url, what, exc, policy.attempts) from None
+                pause = backoff_s(policy.backoff_s, cursor.broken + 1, policy.max_wait_s)
+            # closed before its end (or refused for a while): resume after the last event
+            cursor.broken += 1
+            left = seconds_left(deadline)
+            if left is not None and left <= 0:
+                raise TaskTimeout(self.id, timeout, why="its events did not end in time")
+            time.sleep(pause if left is None else min(pause, left))
+
+    def cancel(self) -> TaskInfo:
+        """Ask the server to cancel the task (``DELETE /v1/tasks/{id}``).
+
+        Raises :class:`CancelNotSupported` when the server has no such route.
+        """
+        try:
+            response = self.client._send(
+                "DELETE", f"/v1/tasks/{self.id}", what=f"cancelling task {self.id}"
+            )
+        except ApiError as exc:
+            if exc.status == 405 or (exc.status == 404 and exc.code != "TASK_NOT_FOUND"):
+                raise cancel_not_supported(self.client.base_url, exc.status) from None
+            raise
+        body = body_of(response)
+        if isinstance(body, dict) and "id" in body and "status" in body:
+            self.info = TaskInfo.from_document(body)
+            return self.info
+        return self.status()
+
+
+__all__ = ["Client", "Task"]

@@ -1,0 +1,151 @@
+"""The values the clients hand out: :class:`TaskInfo`, :class:`TaskEvent`, :class:`TaskRequest`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from crank.client.errors import InvalidTask, TaskFailed
+
+if TYPE_CHECKING:
+    from crank.runtime.brokers.contract import TaskRecord
+
+#: the statuses a finished task can have (docs/runtime.md).
+FINAL_STATUSES = frozenset({"succeeded", "failed", "dead"})
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as the server (or the broker) knows it at one moment."""
+
+    id: str
+    capability: str
+    status: str
+    attempts: int = 0
+    max_attempts: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    result: Any = None
+    error: Mapping[str, Any] | None = None
+    #: the id the task was submitted under (a deprecated id routes to ``capability``).
+    requested: str = ""
+    priority: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> TaskInfo:
+        """From the task document of ``POST /v1/tasks`` / ``GET /v1/tasks/{id}``."""
+        error = doc.get("error")
+        return cls(
+            id=str(doc["id"]),
+            capability=str(doc.get("capability", "")),
+            status=str(doc.get("status", "")),
+            attempts=int(doc.get("attempts") or 0),
+            max_attempts=int(doc.get("max_attempts") or 0),
+            created_at=float(doc.get("created_at") or 0.0),
+            updated_at=float(doc.get("updated_at") or 0.0),
+            result=doc.get("result"),
+            error=dict(error) if isinstance(error, Mapping) else None,
+            requested=str(doc.get("requested") or doc.get("capability", "")),
+            priority=int(doc.get("priority") or 0),
+        )
+
+    @classmethod
+    def from_record(cls, record: TaskRecord) -> TaskInfo:
+        """From the broker's record of the task."""
+        requested = record.meta.get("requested") if record.meta else None
+        return cls(
+            id=record.id,
+            capability=record.capability,
+            status=record.status,
+            attempts=record.attempts,
+            max_attempts=record.max_attempts,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            result=record.result,
+            error=dict(record.error) if record.error else None,
+            requested=requested if isinstance(requested, str) else record.capability,
+            priority=record.priority,
+        )
+
+    def outcome(self) -> Any:
+        """The result of a finished task, or :class:`TaskFailed` raised with its error."""
+        if self.status == "succeeded":
+            return self.result
+        error = dict(self.error or {})
+        raise TaskFailed(
+            self.id,
+            str(error.get("code") or "WORKER_FAILED"),
+            str(error.get("message") or f"task {self.id} ended {self.status}"),
+            task_status=self.status,
+            error=error,
+            attempts=self.attempts,
+        )
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One event a streaming task emitted; ``id`` numbers them from 1 per task."""
+
+    id: int
+    data: Any
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One task to queue with ``submit_many`` (the arguments of ``submit``)."""
+
+    capability: str
+    input: Mapping[str, Any]
+    priority: int = 0
+    idempotency_key: str | None = None
+    #: attempts before the task goes to the dead-letter queue.
+    max_attempts: int = 3
+    #: the task's deadline; None: the capability's ``timeout_s``.
+    timeout_s: float | None = None
+    #: extra fields kept with the task (shown in logs; ``caller`` names the producer).
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def check_task_request(capability: object, payload: object) -> None:
+    """Refuse, before sending, what no server would accept."""
+    if not isinstance(capability, str) or not capability:
+        raise InvalidTask(
+            f"the capability must be a non-empty id string, not {capability!r}",
+            hint="name a capability as the server lists it, e.g. 'demo.echo'",
+            subject=capability,
+        )
+    if not isinstance(payload, Mapping):
+        raise InvalidTask(
+            f"the input of {capability} must be a mapping (a JSON object), "
+            f"not {type(payload).__name__}",
+            hint="pass the capability's input as a dict",
+            subject=capability,
+        )
+
+
+def encode_json(capability: str, payload: Any) -> bytes:
+    """The JSON body, or :class:`InvalidTask` naming what cannot be sent."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidTask(
+            f"the input of {capability} cannot be sent as JSON: {exc}",
+            hint="use only dicts, lists, strings, finite numbers, booleans and None",
+            subject=capability,
+        ) from None
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "TaskEvent",
+    "TaskInfo",
+    "TaskRequest",
+    "check_task_request",
+    "encode_json",
+]

@@ -1,0 +1,295 @@
+"""What the sync and the asyncio HTTP clients share: requests, answers, retries, events.
+
+Each function is pure (a response in, a value or an exception out) so :mod:`.http`
+and :mod:`.async_http` differ only in how they send and wait.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from tenacity import retry_if_exception_type, stop_after_attempt
+
+from crank.client.errors import (
+    ApiError,
+    CancelNotSupported,
+    CapabilityDeprecated,
+    ClientError,
+    ServerUnreachable,
+    TaskFailed,
+    TaskNotFound,
+    TaskTimeout,
+)
+from crank.client.tasks import TaskEvent
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+_SUCCESSOR = re.compile(r'<[^>]*/v1/capabilities/([^>/?#]+)>\s*;\s*rel="?successor-version"?')
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long the client retries what is safe to retry.
+
+    Retried: 429 (waiting what ``Retry-After`` says, at most ``max_wait_s``) and a
+    connection that could not be made or broke before an answer. Both are safe:
+    every submit carries an ``Idempotency-Key``, so a repeated one returns the same task.
+    """
+
+    attempts: int = 5
+    max_wait_s: float = 30.0
+    #: first pause after a broken connection (doubling, with jitter).
+    backoff_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts must be at least 1, not {self.attempts}")
+
+    def tenacity_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``."""
+        return {
+            "stop": stop_after_attempt(self.attempts),
+            "wait": self._wait,
+            "retry": retry_if_exception_type((RetryLater, *RETRIED_TRANSPORT_ERRORS)),
+            "reraise": True,
+        }
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        if isinstance(failure, RetryLater) and failure.retry_after_s is not None:
+            return min(self.max_wait_s, failure.retry_after_s)
+        return backoff_s(self.backoff_s, state.attempt_number, self.max_wait_s)
+
+
+def backoff_s(base_s: float, attempt: int, cap_s: float) -> float:
+    """Exponential backoff with jitter (a half to the whole of ``base * 2**(n-1)``)."""
+    delay = min(cap_s, base_s * 2.0 ** min(attempt - 1, 20))
+    return delay / 2.0 + random.random() * delay / 2.0  # noqa: S311 - jitter, not secrets
+
+
+#: failures before the server answered, safe to retry (a read timeout is not one:
+#: the request may still be running, and waiting again doubles the wait).
+RETRIED_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+class RetryLater(Exception):
+    """Internal: a 429 to retry after ``retry_after_s`` (the client turns the last into
+    an :class:`ApiError`)."""
+
+    def __init__(self, response: httpx.Response, body: Any) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.body = body
+        self.retry_after_s = retry_after_s(response)
+
+
+def new_idempotency_key() -> str:
+    return uuid.uuid4().hex
+
+
+def request_headers(
+    token: str | None, caller: str | None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The headers every request of a client carries."""
+    headers = {"Accept": "application/json", "User-Agent": "crank-client"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if caller:
+        headers["X-Crank-Caller"] = caller
+    headers.update(extra or {})
+    return headers
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def body_of(response: httpx.Response) -> Any:
+    """The JSON of an answer, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def deprecation_of(response: httpx.Response, requested: str) -> CapabilityDeprecated | None:
+    """The warning to give when the answer carries a ``Deprecation`` header."""
+    if "deprecation" not in response.headers:
+        return None
+    successors = tuple(
+        dict.fromkeys(_SUCCESSOR.findall(", ".join(response.headers.get_list("link"))))
+    )
+    return CapabilityDeprecated(requested, successors, response.headers.get("sunset"))
+
+
+def error_of(response: httpx.Response, body: Any, *, what: str) -> ClientError:
+    """The exception for an error answer (``what`` names the request, for the message)."""
+    status = response.status_code
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(error, Mapping):
+        text = response.text.strip()[:200] or response.reason_phrase
+        return ApiError(
+            status,
+            f"HTTP_{status}",
+            f"{what} answered {status}: {text}",
+            retry_after_s=retry_after_s(response),
+        )
+    code = str(error.get("code") or f"HTTP_{status}")
+    message = str(error.get("message") or response.reason_phrase)
+    task_id = error.get("id")
+    task_error = error.get("task_error")
+    if isinstance(task_id, str) and isinstance(task_error, Mapping):
+        # a synchronous call whose task ended badly: 422 for a declared code, 502 otherwise
+        return TaskFailed(
+            task_id,
+            str(task_error.get("code") or code),
+            message,
+            task_status=_text_or_none(task_error.get("status")),
+            error=task_error,
+            declared=status == 422,
+        )
+    if status == 404 and code == "TASK_NOT_FOUND":
+        return TaskNotFound(task_id if isinstance(task_id, str) else _task_in(response), message)
+    if status == 504 and code == "TIMEOUT":
+        return TaskTimeout(task_id if isinstance(task_id, str) else None, None, why=message)
+    hint = error.get("hint")
+    return ApiError(
+        status,
+        code,
+        message,
+        hint=str(hint) if hint else None,
+        details=error,
+        retry_after_s=retry_after_s(response),
+    )
+
+
+@dataclass
+class EventCursor:
+    """Where a task's event stream stands: the last event received, and how it ended."""
+
+    task_id: str
+    last_id: int = 0
+    ended: bool = False
+    #: consecutive connections that broke without bringing an event.
+    broken: int = 0
+
+    def take(self, event: str, event_id: str, data: str) -> TaskEvent | None:
+        """One SSE frame: an event to hand out, None for ``end`` (then ``ended``), or raises
+        for ``error``."""
+        if event == "end":
+            self.ended = True
+            return None
+        if event == "error":
+            self.ended = True
+            raise stream_error(self.task_id, _json_or_text(data))
+        if event != "message":
+            return None
+        number = int(event_id) if event_id.isdigit() else self.last_id + 1
+        self.last_id = number
+        self.broken = 0
+        return TaskEvent(number, _json_or_text(data))
+
+
+def stream_error(task_id: str, data: Any) -> ClientError:
+    """The exception of an ``event: error`` frame."""
+    error = data if isinstance(data, Mapping) else {"message": str(data)}
+    code = str(error.get("code") or "WORKER_FAILED")
+    message = str(error.get("message") or "the task failed")
+    if code == "TIMEOUT":
+        return TaskTimeout(task_id, None, why=message)
+    attempts = error.get("attempts")
+    return TaskFailed(
+        task_id,
+        code,
+        message,
+        task_status=_text_or_none(error.get("status")),
+        error=error,
+        attempts=attempts if isinstance(attempts, int) else None,
+    )
+
+
+def _task_in(response: httpx.Response) -> str:
+    """The task id of a ``/v1/tasks/{id}...`` request."""
+    parts = response.request.url.path.split("/")
+    return parts[3] if len(parts) > 3 and parts[1:3] == ["v1", "tasks"] else ""
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _json_or_text(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+def unbounded_read(timeout: httpx.Timeout) -> httpx.Timeout:
+    """``timeout`` without a bound on reading: the server bounds a wait for a result."""
+    return httpx.Timeout(timeout.connect, read=None, write=timeout.write, pool=timeout.pool)
+
+
+def unreachable(url: str, what: str, exc: Exception, attempts: int) -> ServerUnreachable:
+    return ServerUnreachable(
+        f"{url} did not answer {what} ({type(exc).__name__}: {exc}) after {attempts} tries",
+        hint="check that crank run is up at that address (GET /health)",
+        subject=url,
+    )
+
+
+def cancel_not_supported(url: str, status: int) -> CancelNotSupported:
+    return CancelNotSupported(
+        f"the server at {url} cannot cancel tasks (DELETE /v1/tasks/{{id}} answered {status})",
+        hint="upgrade crank on the server; until then a task runs to its end",
+        subject=url,
+    )
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "RETRIED_TRANSPORT_ERRORS",
+    "EventCursor",
+    "RetryLater",
+    "RetryPolicy",
+    "backoff_s",
+    "body_of",
+    "cancel_not_supported",
+    "deprecation_of",
+    "error_of",
+    "new_idempotency_key",
+    "request_headers",
+    "retry_after_s",
+    "stream_error",
+    "unbounded_read",
+    "unreachable",
+]

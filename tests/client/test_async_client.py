@@ -1,0 +1,125 @@
+"""``crank.AsyncClient`` against a real ``crank run`` (real processes, real HTTP, SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank import AsyncClient
+from crank.client import (
+    ApiError,
+    CancelNotSupported,
+    CapabilityDeprecated,
+    RetryPolicy,
+    ServerUnreachable,
+    TaskEvent,
+    TaskFailed,
+    TaskNotFound,
+    TaskTimeout,
+)
+
+from .conftest import free_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..runtime.serve.conftest import CrankRun
+
+pytestmark = pytest.mark.slow
+
+
+def test_call_submit_result_and_status(server: CrankRun) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.url) as client:
+            assert await client.call("demo.echo", {"text": "a"}) == {"text": "a"}
+            # many at once over one client
+            outputs = await asyncio.gather(
+                *(client.call("demo.echo", {"text": str(i)}) for i in range(8))
+            )
+            assert outputs == [{"text": str(i)} for i in range(8)]
+            task = await client.submit("demo.echo", {"text": "queued"})
+            assert await task.result(timeout=30) == {"text": "queued"}
+            info = await task.status()
+            assert (info.status, info.result) == ("succeeded", {"text": "queued"})
+            assert await client.task(task.id).result(timeout=5) == {"text": "queued"}
+
+    asyncio.run(scenario())
+
+
+def test_result_times_out(server: CrankRun) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.url) as client:
+            task = await client.submit("demo.slow", {"seconds": 1.0})
+            with pytest.raises(TaskTimeout) as caught:
+                await task.result(timeout=0.05)
+            assert caught.value.task_id == task.id
+            assert await task.result(timeout=30) == {"slept": 1.0}
+
+    asyncio.run(scenario())
+
+
+def test_events_resume_after_a_dropped_connection(
+    server: CrankRun, dropping_proxy: Any, tmp_path: Path
+) -> None:
+    proxy = dropping_proxy(server.port, drop_after=b"id: 2\n")
+    gate = tmp_path / "gate"
+
+    async def scenario() -> tuple[str, list[TaskEvent]]:
+        seen: list[TaskEvent] = []
+        async with AsyncClient(proxy.url) as client:
+            task = await client.submit("client.gated", {"gate": str(gate)})
+            async for event in task.events(timeout=60):
+                seen.append(event)
+                if event.id == 2:
+                    assert await asyncio.to_thread(proxy.dropped.wait, 30)
+                    gate.touch()
+        return task.id, seen
+
+    task_id, seen = asyncio.run(scenario())
+    assert [e.data["step"] for e in seen] == [1, 2, 3, 4]
+    assert [e.id for e in seen] == [1, 2, 3, 4]
+    assert seen[2].data["gate_opened"] is True
+    streams = [r for r in proxy.requests if r.startswith(f"get /v1/tasks/{task_id}/events")]
+    assert ["last-event-id: 2" in r for r in streams] == [False, True]
+
+
+def test_failures_warnings_and_refusals(server: CrankRun) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.url) as client:
+            with pytest.raises(TaskFailed) as refused:
+                await client.call("client.refuse", {"why": "async"})
+            assert (refused.value.code, refused.value.declared) == ("NOT_ALLOWED", True)
+
+            task = await client.submit("client.stream_then_refuse", {})
+            seen = []
+            with pytest.raises(TaskFailed) as mid_stream:
+                async for event in task.events(timeout=30):
+                    seen.append(event.data["i"])
+            assert seen == [1, 2]
+            assert mid_stream.value.code == "NOT_ALLOWED"
+
+            with pytest.warns(CapabilityDeprecated, match="call demo.echo instead") as warned:
+                await client.call("demo.legacy_echo", {"text": "old"})
+            assert warned[0].filename == __file__
+
+            with pytest.raises(ApiError) as invalid:
+                await client.submit("demo.echo", {"text": 5})
+            assert (invalid.value.status, invalid.value.code) == (400, "INVALID_INPUT")
+            with pytest.raises(TaskNotFound):
+                await client.task("missing").status()
+            with pytest.raises(CancelNotSupported):
+                await (await client.submit("demo.echo", {"text": "x"})).cancel()
+
+    asyncio.run(scenario())
+
+
+def test_no_server_is_unreachable() -> None:
+    async def scenario() -> None:
+        url = f"http://127.0.0.1:{free_port()}"
+        async with AsyncClient(url, retry=RetryPolicy(attempts=2)) as client:
+            with pytest.raises(ServerUnreachable, match="after 2 tries"):
+                await client.submit("demo.echo", {"text": "x"})
+
+    asyncio.run(scenario())

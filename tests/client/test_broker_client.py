@@ -1,0 +1,106 @@
+"""``crank.connect`` straight to a real broker (SQLite file, Redis server) with real workers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank import connect, connect_async
+from crank.client import InvalidTask, TaskFailed, TaskNotFound, TaskRequest, TaskTimeout
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def queue_url(request: pytest.FixtureRequest, tmp_path: Path, worker_pool: Any) -> str:
+    """A broker URL with one worker process serving the runtime fixture worker."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'queue.db'}"
+    else:
+        url = str(request.getfixturevalue("redis_server"))
+    worker_pool(url).spawn()
+    return url
+
+
+def test_submit_and_wait_for_the_result(queue_url: str) -> None:
+    with connect(queue_url, caller="billing-job") as queue:
+        task = queue.submit("fixture.echo", {"n": 1}, priority=3)
+        assert task.info is not None and task.info.status == "pending"
+        result = task.result(timeout=60)
+        assert result["echo"] == {"n": 1}
+        assert result["task_id"] == task.id
+        info = task.status()
+        assert (info.status, info.priority, info.requested) == ("succeeded", 3, "fixture.echo")
+        # the producer is named with the task
+        record = queue.broker.get(task.id)
+        assert record is not None and record.meta["caller"] == "billing-job"
+
+
+def test_submit_many_in_order(queue_url: str) -> None:
+    with connect(queue_url) as queue:
+        tasks = queue.submit_many(
+            [("fixture.echo", {"i": i}) for i in range(10)]
+            + [TaskRequest("fixture.echo", {"i": 10}, priority=1)]
+        )
+        assert len({t.id for t in tasks}) == 11
+        assert [t.result(timeout=60)["echo"]["i"] for t in tasks] == list(range(11))
+        assert queue.submit_many([]) == []
+
+
+def test_failures_and_timeouts(queue_url: str) -> None:
+    with connect(queue_url) as queue:
+        refused = queue.submit("fixture.broken", {"declared": True})
+        with pytest.raises(TaskFailed) as caught:
+            refused.result(timeout=60)
+        assert caught.value.code == "BAD_REQUEST"
+        assert caught.value.task_status == refused.status().status
+        assert caught.value.declared is None  # no manifest here to tell
+        slow = queue.submit("fixture.sleep", {"seconds": 1.0})
+        with pytest.raises(TaskTimeout) as late:
+            slow.result(timeout=0.05)
+        assert late.value.task_id == slow.id
+        assert slow.result(timeout=60) == {"slept": 1.0}
+        with pytest.raises(TaskNotFound):
+            queue.task("no-such-task").result(timeout=1)
+
+
+def test_idempotency_key_and_bad_input(queue_url: str) -> None:
+    with connect(queue_url) as queue:
+        first = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-17")
+        again = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-17")
+        assert again.id == first.id
+        with pytest.raises(InvalidTask, match="cannot be sent as JSON"):
+            queue.submit("fixture.echo", {"x": math.inf})
+        with pytest.raises(InvalidTask, match="must be a mapping"):
+            queue.submit("fixture.echo", "text")  # type: ignore[arg-type]
+        with pytest.raises(InvalidTask, match="TaskRequest values or"):
+            queue.submit_many(["fixture.echo"])  # type: ignore[list-item]
+
+
+def test_the_asyncio_producer(queue_url: str) -> None:
+    async def scenario() -> None:
+        async with await connect_async(queue_url) as queue:
+            tasks = await queue.submit_many([("fixture.echo", {"i": i}) for i in range(5)])
+            results = await asyncio.gather(*(t.result(timeout=60) for t in tasks))
+            assert [r["echo"]["i"] for r in results] == list(range(5))
+            one = await queue.submit("fixture.broken", {"declared": True})
+            with pytest.raises(TaskFailed) as caught:
+                await one.result(timeout=60)
+            assert caught.value.code == "BAD_REQUEST"
+            info = await queue.task(tasks[0].id).status()
+            assert info.status == "succeeded"
+
+    asyncio.run(scenario())
+
+
+def test_a_bad_url_is_a_clear_error() -> None:
+    from crank.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown scheme 'http'"):
+        connect("http://127.0.0.1:8080")

@@ -1,0 +1,35 @@
+"""The client's public names, and what importing it does not pull in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import crank
+import crank.client
+
+
+def test_the_top_level_names_are_the_clients() -> None:
+    assert crank.Client is crank.client.Client
+    assert crank.AsyncClient is crank.client.AsyncClient
+    assert crank.connect is crank.client.connect
+    assert crank.connect_async is crank.client.connect_async
+    for name in ("Client", "AsyncClient", "connect", "connect_async"):
+        assert name in crank.__all__
+    for name in crank.client.__all__:
+        assert getattr(crank.client, name) is not None
+
+
+def test_importing_the_client_leaves_the_server_stack_alone() -> None:
+    """A producer imports the client, not Starlette, uvicorn or crank's HTTP app."""
+    code = (
+        "import sys\n"
+        "from crank import Client, connect\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('starlette', 'uvicorn', 'prometheus_client', 'jsonschema') "
+        "or m.startswith(('crank.runtime.http', 'crank.runtime.supervisor', 'crank.worker'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

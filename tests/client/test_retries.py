@@ -1,0 +1,132 @@
+"""What only a misbehaving or future server does: 429s, hang-ups, DELETE, odd headers.
+
+A scripted stdlib HTTP server answers canned responses in turn and records each
+request, so the test sees exactly what the client sent on every try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from typing import Any
+
+import pytest
+
+from crank import AsyncClient, Client
+from crank.client import ApiError, CancelNotSupported, CapabilityDeprecated, RetryPolicy, TaskInfo
+
+from .conftest import DROP
+
+QUEUED = {"id": "t1", "capability": "demo.echo", "status": "pending", "attempts": 0}
+BUSY = {"error": {"code": "OVERLOADED", "message": "busy", "hint": "retry after 1 s"}}
+FAST = RetryPolicy(attempts=5, backoff_s=0.001)
+
+
+def _keys(requests: list[tuple[str, str, dict[str, str]]]) -> list[str]:
+    return [headers["idempotency-key"] for _, _, headers in requests]
+
+
+def test_429_is_retried_after_retry_after_with_the_same_key(scripted: Any) -> None:
+    server = scripted(
+        [(429, {"Retry-After": "0"}, BUSY), (429, {"Retry-After": "0"}, BUSY), (202, {}, QUEUED)]
+    )
+    with Client(server.url, retry=FAST) as client:
+        task = client.submit("demo.echo", {"text": "x"})
+    assert task.id == "t1"
+    keys = _keys(server.requests)
+    assert len(keys) == 3
+    assert len(set(keys)) == 1
+    assert re.fullmatch(r"[0-9a-f]{32}", keys[0])
+
+
+def test_a_hang_up_is_retried_with_the_same_key(scripted: Any) -> None:
+    server = scripted([(DROP, {}, b""), (200, {}, {"text": "x"})])
+    with Client(server.url, retry=FAST) as client:
+        assert client.call("demo.echo", {"text": "x"}, idempotency_key="my-key") == {"text": "x"}
+    assert _keys(server.requests) == ["my-key", "my-key"]
+
+
+def test_the_async_client_retries_the_same_way(scripted: Any) -> None:
+    server = scripted([(DROP, {}, b""), (429, {"Retry-After": "0"}, BUSY), (202, {}, QUEUED)])
+
+    async def scenario() -> str:
+        async with AsyncClient(server.url, retry=FAST) as client:
+            return (await client.submit("demo.echo", {"text": "x"})).id
+
+    assert asyncio.run(scenario()) == "t1"
+    assert len(set(_keys(server.requests))) == 1
+    assert len(server.requests) == 3
+
+
+def test_when_the_retries_run_out_the_429_is_raised(scripted: Any) -> None:
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    server = scripted([(429, {"Retry-After": later}, BUSY)])
+    with (
+        Client(server.url, retry=RetryPolicy(attempts=1)) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.submit("demo.echo", {"text": "x"})
+    assert (caught.value.status, caught.value.code) == (429, "OVERLOADED")
+    # an HTTP date is read as the seconds until then
+    assert caught.value.retry_after_s is not None
+    assert 60 < caught.value.retry_after_s <= 120
+    assert caught.value.hint == "retry after 1 s"
+    assert len(server.requests) == 1
+
+
+def test_an_answer_that_is_not_json_still_names_its_status(scripted: Any) -> None:
+    server = scripted([(500, {"Content-Type": "text/plain"}, b"Internal Server Error")])
+    with Client(server.url) as client, pytest.raises(ApiError) as caught:
+        client.call("demo.echo", {"text": "x"})
+    assert (caught.value.status, caught.value.code) == (500, "HTTP_500")
+    assert "Internal Server Error" in caught.value.message
+    assert len(server.requests) == 1  # a 500 is an answer: not retried
+
+
+def test_cancel_on_a_server_that_supports_it(scripted: Any) -> None:
+    cancelled = {**QUEUED, "status": "failed", "error": {"code": "CANCELLED", "message": "by you"}}
+    server = scripted([(202, {}, QUEUED), (200, {}, cancelled)])
+    with Client(server.url) as client:
+        info = client.submit("demo.echo", {"text": "x"}).cancel()
+    assert isinstance(info, TaskInfo)
+    assert (info.status, info.error) == ("failed", {"code": "CANCELLED", "message": "by you"})
+    assert server.requests[1][:2] == ("DELETE", "/v1/tasks/t1")
+
+
+def test_cancel_answered_404_by_a_server_without_the_route(scripted: Any) -> None:
+    not_found = {"error": {"code": "NOT_FOUND", "message": "no route"}}
+    server = scripted([(202, {}, QUEUED), (404, {}, not_found)])
+    with Client(server.url) as client:
+        task = client.submit("demo.echo", {"text": "x"})
+        with pytest.raises(CancelNotSupported, match="answered 404"):
+            task.cancel()
+
+
+def test_every_successor_is_named(scripted: Any) -> None:
+    headers = {
+        "Deprecation": "@1767225600",
+        "Sunset": "Wed, 31 Mar 2027 23:59:59 GMT",
+        "Link": '</v1/capabilities/email.spam>; rel="successor-version", '
+        '</v1/capabilities/email.bill>; rel="successor-version"',
+    }
+    server = scripted([(200, headers, {"label": "spam"})])
+    with (
+        Client(server.url, caller="billing") as client,
+        pytest.warns(CapabilityDeprecated) as warned,
+    ):
+        client.call("email.classification", {"text": "x"})
+    warning = warned[0].message
+    assert isinstance(warning, CapabilityDeprecated)
+    assert warning.successors == ("email.spam", "email.bill")
+    assert str(warning) == (
+        "capability email.classification is deprecated (it stops answering after "
+        "Wed, 31 Mar 2027 23:59:59 GMT): call email.spam, email.bill instead"
+    )
+    assert server.requests[0][2]["x-crank-caller"] == "billing"
+
+
+def test_a_retry_policy_needs_one_attempt() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        RetryPolicy(attempts=0)
