@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+#: The formats of every findings report (``--format``): text, JSON, or annotations.
+ReportFormat = Literal["text", "json", "github"]
+
 Level = Literal["error", "warning", "notice"]
 _LEVELS: dict[str, Level] = {
     "error": "error",

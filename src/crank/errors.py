@@ -12,19 +12,35 @@ from typing import Any
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes of the ``crank`` command."""
+    """Process exit codes of the ``crank`` command (docs/cli.md lists them).
+
+    A command returns one of them; a :class:`CrankError` carries its own. Only
+    :mod:`crank.cli` turns either into the exit status.
+    """
 
     OK = 0
-    #: The command ran and found problems (lint findings, drift, breaking changes).
     FINDINGS = 1
-    #: The command line or its input cannot be used (bad option, unreadable file).
     USAGE = 2
-    #: Something crank depends on is missing or unreachable (Docker, Redis, a tool).
     UNAVAILABLE = 3
-    #: A worker or task failed.
     FAILED = 4
-    #: Interrupted by the user.
     INTERRUPTED = 130
+
+    @property
+    def meaning(self) -> str:
+        return _EXIT_MEANINGS[self]
+
+
+_EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success: the command did its job and found nothing wrong",
+    ExitCode.FINDINGS: "the command ran and found problems: lint findings, drifted artifacts, "
+    "breaking changes, failed self-tests, a critical health report",
+    ExitCode.USAGE: "the command line or its input cannot be used: a bad option, a missing "
+    "or unreadable file, an unknown worker or capability",
+    ExitCode.UNAVAILABLE: "something crank needs is missing or unreachable: Docker, Redis, "
+    "a running crank, a tool",
+    ExitCode.FAILED: "a worker, a task or a build failed",
+    ExitCode.INTERRUPTED: "interrupted by the user (Ctrl-C)",
+}
 
 
 class CrankError(Exception):
@@ -127,6 +143,12 @@ class BrokerError(CrankError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class NothingListening(CrankError):
+    """No crank server answers at a URL (``crank status``)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
 class DockerUnavailable(CrankError):
     """No Docker engine answers."""
 
@@ -160,6 +182,7 @@ __all__ = [
     "ExitCode",
     "GenerateError",
     "ManifestError",
+    "NothingListening",
     "PluginError",
     "UsageError",
     "ValidationFailed",

@@ -178,7 +178,7 @@ def test_warnings_alone_pass_unless_strict(tmp_path: Path) -> None:
         ),
         (
             ["--today", "tomorrow", "crank.yaml"],
-            "error: --today 'tomorrow' is not a date\n  hint: write it as YYYY-MM-DD\n",
+            "error: --today 'tomorrow' is not a YYYY-MM-DD date\n  hint: e.g. --today 2026-11-22\n",
         ),
     ],
 )

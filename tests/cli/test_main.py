@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 
 from crank.cli import cli, main
 from crank.cli.builtin import BUILTIN_COMMANDS
-from crank.errors import DependencyMissing
+from crank.errors import DependencyMissing, ExitCode
 from crank.hookspecs import hookimpl
 from crank.plugins import ENTRY_POINT_GROUP, get_plugin_manager
 
@@ -140,3 +141,108 @@ def test_python_dash_m_crank() -> None:
     )
     assert result.returncode == 0
     assert '"$id": "https://crank.dev/schemas/manifest/v1.json"' in result.stdout
+
+
+def _builtin_commands() -> Iterator[tuple[str, click.Command]]:
+    for name, _, _ in BUILTIN_COMMANDS:
+        command = cli.get_command(click.Context(cli), name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            for sub in command.list_commands(click.Context(command)):
+                yield f"{name} {sub}", command.commands[sub]
+        else:
+            yield name, command
+
+
+def test_every_builtin_command_returns_its_exit_code() -> None:
+    for name, command in _builtin_commands():
+        assert command.callback is not None
+        returns = command.callback.__annotations__.get("return")
+        assert returns == "ExitCode", f"crank {name} returns {returns!r}, not an ExitCode"
+
+
+def test_shared_options_are_declared_once() -> None:
+    from crank.cli import options
+
+    sources = {
+        path.name: path.read_text(encoding="utf-8")
+        for path in Path(options.__file__).parent.glob("*.py")
+    }
+    for option in ('"--format"', '"--today"', '"--manifest"', '"--project"', '"worker_paths"'):
+        declared = sorted(name for name, text in sources.items() if option in text)
+        assert declared == ["options.py"], f"{option} is declared in {declared}"
+    # and every command offering --format gets the same option
+    helps = {
+        (tuple(p.type.choices), p.help)  # type: ignore[attr-defined]
+        for _, command in _builtin_commands()
+        for p in command.params
+        if p.name == "output_format"
+    }
+    assert helps == {
+        (("text", "json"), "Output format."),
+        (
+            ("text", "json", "github"),
+            "Output format. Default: github when GITHUB_ACTIONS=true, else text.",
+        ),
+    }
+
+
+class Returning:
+    @hookimpl
+    def crank_register_commands(self, register: Callable[[Any], None]) -> None:
+        @click.command("returns-findings")
+        def returns_findings() -> ExitCode:
+            click.echo("found 2 problems")
+            return ExitCode.FINDINGS
+
+        @click.command("returns-seven")
+        def returns_seven() -> int:
+            return 7
+
+        @click.command("returns-nothing")
+        def returns_nothing() -> None:
+            click.echo("done")
+
+        register(returns_findings)
+        register(returns_seven)
+        register(returns_nothing)
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "output"),
+    [
+        ("returns-findings", 1, "found 2 problems\n"),
+        ("returns-seven", 7, ""),
+        ("returns-nothing", 0, "done\n"),
+    ],
+)
+def test_a_command_returns_its_exit_status(command: str, status: int, output: str) -> None:
+    manager = get_plugin_manager()
+    manager.register(Returning(), name="returning-commands")
+    try:
+        result = CliRunner().invoke(cli, [command])
+        assert main([command]) == status
+    finally:
+        manager.unregister("returning-commands")
+    assert (result.exit_code, result.stdout) == (status, output)
+
+
+def test_invalid_input_is_reported_with_each_located_problem(tmp_path: Path) -> None:
+    from crank.cli.group import report_error
+    from crank.errors import ValidationFailed
+
+    runner = CliRunner()
+    with runner.isolation() as (_, _, err):
+        report_error(
+            ValidationFailed(
+                "input of demo.echo is invalid",
+                errors=[{"path": "$.text", "message": "'text' is a required property"}],
+                hint="see the capability's input schema",
+            )
+        )
+        written = err.getvalue().decode()  # type: ignore[union-attr]
+    assert written == (
+        "error: input of demo.echo is invalid\n"
+        "  $.text: 'text' is a required property\n"
+        "  hint: see the capability's input schema\n"
+    )

@@ -349,7 +349,7 @@ def test_load_router_reads_every_installed_workers_manifest(
     reset_plugin_manager()
     try:
         get_plugin_manager().register(_EmailPlugin(), name="email-fixture")
-        r = load_router(today=lambda: DAY)
+        r = load_router(get_plugin_manager().manifest_paths(), today=lambda: DAY)
         assert [route.capability_id for route in r.routes()] == [
             "email.bill_detection",
             "email.spam_detection",

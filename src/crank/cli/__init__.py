@@ -1,14 +1,23 @@
-"""The ``crank`` command line: the only place that turns CrankError into exit codes."""
+"""The ``crank`` command line, the only layer that turns outcomes into exit codes.
+
+Commands return an :class:`~crank.errors.ExitCode` or raise a
+:class:`~crank.errors.CrankError`; :class:`~crank.cli.group.CrankGroup` turns
+either into the exit status. :func:`main` adds what happens outside a command:
+click's own usage errors and an interrupt.
+"""
 
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, TextIO
 
 import click
 
 from crank import DISTRIBUTION
-from crank.cli.group import CrankGroup, report_error
+from crank.cli.group import CrankGroup
+from crank.errors import ExitCode
+from crank.plugins import PluginLoadWarning
 
 
 @click.group("crank", cls=CrankGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,10 +30,6 @@ def cli() -> None:
 def _show_plugin_warnings_plainly() -> None:
     """A plugin that fails to load is reported as one ``warning:`` line, not a
     Python warning with a source line."""
-    import warnings
-
-    from crank.plugins import PluginLoadWarning
-
     original = warnings.showwarning
 
     def show(
@@ -44,23 +49,18 @@ def _show_plugin_warnings_plainly() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point."""
-    from crank.errors import CrankError, ExitCode
-
+    """Console-script entry point: returns the exit status (or exits with it)."""
     _show_plugin_warnings_plainly()
     try:
         return cli.main(args=argv, prog_name="crank", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # click's usage errors (bad option, no such command)
         exc.show()
-        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+        sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except CrankError as exc:
-        report_error(exc)
-        sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)

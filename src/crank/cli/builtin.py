@@ -17,10 +17,10 @@ BUILTIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("plugins", "crank.cli.plugins:plugins", "List installed plugins and their status."),
     ("routes", "crank.cli.routing:routes", "Print the capability routing table."),
     ("compat", "crank.cli.routing:compat", "Find manifest changes that strand clients."),
-    ("invoke", "crank.cli.routing:invoke", "Run a capability in-process through the router."),
-    ("test-worker", "crank.cli.routing:test_worker", "Run a worker's examples and self-tests."),
+    ("invoke", "crank.cli.workers:invoke", "Run a capability in-process through the router."),
+    ("test-worker", "crank.cli.workers:test_worker", "Run a worker's examples and self-tests."),
     ("run", "crank.cli.run:run", "Serve workers over HTTP and from a durable queue."),
-    ("status", "crank.cli.run:status", "Print the system health report of a running crank."),
+    ("status", "crank.cli.status:status", "Print the system health report of a running crank."),
     ("new-worker", "crank.cli.generate:new_worker", "Scaffold a new worker package."),
     ("render", "crank.cli.generate:render", "Render one deployment artifact from a manifest."),
     (
@@ -28,8 +28,8 @@ BUILTIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
         "crank.cli.generate:check",
         "Find deployment artifacts that drifted from the manifest.",
     ),
-    ("migration", "crank.cli.generate:migration", "Create and track worker migration checklists."),
-    ("build", "crank.cli.generate:build", "Build a worker's container image."),
+    ("migration", "crank.cli.migration:migration", "Create and track worker migration checklists."),
+    ("build", "crank.cli.build:build", "Build a worker's container image."),
 )
 
 

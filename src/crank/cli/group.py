@@ -1,18 +1,22 @@
-"""A click group whose commands come from plugins, built-in ones imported lazily."""
+"""A click group whose commands come from plugins, built-in ones imported lazily.
+
+It is also the one place where a command's outcome becomes the process exit
+status: a command returns an :class:`~crank.errors.ExitCode` (``FINDINGS`` when
+it found problems), or raises a :class:`~crank.errors.CrankError`, which is
+reported here (``error:``/``hint:`` lines) and exits with the error's code.
+"""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from crank.contributions import ContributionKind
-from crank.errors import PluginError
-
-if TYPE_CHECKING:
-    from crank.errors import CrankError
+from crank.errors import CrankError, ExitCode, PluginError, ValidationFailed
+from crank.plugins import get_plugin_manager
 
 
 @dataclass(frozen=True)
@@ -51,33 +55,45 @@ COMMANDS: ContributionKind[click.Command | LazyCommand] = ContributionKind(
 
 
 def report_error(error: CrankError) -> None:
-    """``error: message`` and ``  hint: ...`` on stderr: how every command reports failure."""
+    """``error: message``, the located problems of an invalid input, and ``  hint: ...``
+    on stderr: how every command reports failure."""
     click.echo(f"error: {error.message}", err=True)
+    if isinstance(error, ValidationFailed):
+        for problem in error.errors:
+            click.echo(f"  {problem['path']}: {problem['message']}", err=True)
     if error.hint:
         click.echo(f"  hint: {error.hint}", err=True)
+
+
+def exit_status(outcome: object) -> int:
+    """The exit status of what a command returned: its ExitCode (a plugin's command
+    may return a plain int); anything else, None included, is OK."""
+    if isinstance(outcome, int) and not isinstance(outcome, bool):
+        return int(outcome)
+    return ExitCode.OK
 
 
 class CrankGroup(click.Group):
     """Resolves subcommands through the ``crank_register_commands`` hook.
 
-    A :class:`~crank.errors.CrankError` escaping a command becomes its message,
-    hint and exit code here, so commands only raise.
+    A command's returned :class:`~crank.errors.ExitCode`, or the code of a
+    :class:`~crank.errors.CrankError` escaping it (reported as its message and
+    hint), becomes the exit status here and only here.
     """
 
     _cache: tuple[object, dict[str, click.Command | LazyCommand]] | None = None
 
     def invoke(self, ctx: click.Context) -> Any:
-        from crank.errors import CrankError
-
         try:
-            return super().invoke(ctx)
+            status = exit_status(super().invoke(ctx))
         except CrankError as exc:
             report_error(exc)
             raise click.exceptions.Exit(int(exc.exit_code)) from None
+        if status != ExitCode.OK:
+            raise click.exceptions.Exit(status)
+        return ExitCode.OK
 
     def _registered(self) -> dict[str, click.Command | LazyCommand]:
-        from crank.plugins import get_plugin_manager
-
         manager = get_plugin_manager()
         # rebuilt when the set of plugins changes (a plugin registered in-process,
         # or the manager rebuilt after installing plugins)

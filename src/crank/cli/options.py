@@ -25,16 +25,23 @@ F = TypeVar("F", bound="Callable[..., Any]")
 GITHUB = "github"
 
 
-def parse_today(value: str | None) -> dt.date | None:
-    """``--today YYYY-MM-DD`` (sunset checks); None when not given."""
+def parse_date(value: str | None, option: str) -> dt.date | None:
+    """The ``YYYY-MM-DD`` value of ``option``; None when not given."""
     if value is None:
         return None
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise UsageError(
-            f"--today {value!r} is not a date", hint="write it as YYYY-MM-DD", subject=value
+            f"{option} {value!r} is not a YYYY-MM-DD date",
+            hint=f"e.g. {option} 2026-11-22",
+            subject=value,
         ) from None
+
+
+def parse_today(value: str | None) -> dt.date | None:
+    """``--today YYYY-MM-DD`` (sunset checks); None when not given."""
+    return parse_date(value, "--today")
 
 
 def report_format(value: str | None) -> str:

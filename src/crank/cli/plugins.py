@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from crank.cli.group import COMMANDS
 from crank.cli.options import format_option
+from crank.errors import ExitCode
+from crank.generate.render import RENDERERS
+from crank.manifest.lint import LINT_RULES
+from crank.plugins import WORKERS, get_plugin_manager
+from crank.testing.dependencies import DEPENDENCY_CHECKERS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,12 +47,6 @@ def format_table(records: list[PluginRecord], problems: Sequence[ContributionPro
 
 def gather_problems(manager: CrankPluginManager) -> tuple[ContributionProblem, ...]:
     """Gather every kind of contribution once, so each plugin's problems are known."""
-    from crank.cli.group import COMMANDS
-    from crank.generate.render import RENDERERS
-    from crank.manifest.lint import LINT_RULES
-    from crank.plugins import WORKERS
-    from crank.testing.dependencies import DEPENDENCY_CHECKERS
-
     kinds: tuple[Any, ...] = (COMMANDS, LINT_RULES, RENDERERS, DEPENDENCY_CHECKERS, WORKERS)
     for kind in kinds:
         manager.collect(kind)
@@ -55,7 +55,7 @@ def gather_problems(manager: CrankPluginManager) -> tuple[ContributionProblem, .
 
 @click.command()
 @format_option("text", "json")
-def plugins(output_format: str) -> None:
+def plugins(output_format: str) -> ExitCode:
     """List installed plugins: name, version, hooks, manifest and status.
 
     Status is loaded, failed (the error is shown) or blocked (named in
@@ -63,14 +63,12 @@ def plugins(output_format: str) -> None:
     raised, an unusable object, a name registered twice) is listed under its
     plugin. A failed plugin or contribution never stops the others.
     """
-    from crank.plugins import get_plugin_manager
-
     manager = get_plugin_manager()
     records = manager.records
     problems = gather_problems(manager)
     if output_format == "json":
         click.echo(json.dumps([_as_dict(r, problems) for r in records], indent=2))
-        return
+        return ExitCode.OK
     click.echo(format_table(records, problems))
     failed = sum(1 for r in records if r.status == "failed")
     blocked = sum(1 for r in records if r.status == "blocked")
@@ -79,6 +77,7 @@ def plugins(output_format: str) -> None:
     if problems:
         summary += f"; {len(problems)} contribution problem{'s' if len(problems) > 1 else ''}"
     click.echo(summary)
+    return ExitCode.OK
 
 
 def _as_dict(record: PluginRecord, problems: Sequence[ContributionProblem]) -> dict[str, Any]:

@@ -1,24 +1,21 @@
-"""``crank run`` (serve workers) and ``crank status`` (health report of a running crank)."""
+"""``crank run``: serve workers over HTTP and from a durable queue."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from crank.errors import CrankError, ExitCode, UsageError
+from crank.errors import ExitCode, UsageError
+from crank.manifest import load_manifest
+from crank.plugins import get_plugin_manager
+from crank.runtime.config import build_config
+from crank.runtime.serve import serve
 
 if TYPE_CHECKING:
     from crank.manifest import Manifest
-
-
-class NothingListening(CrankError):
-    """``crank status`` found no server at the URL."""
-
-    exit_code = ExitCode.UNAVAILABLE
 
 
 def _manifest_file(path: Path) -> Path | None:
@@ -34,9 +31,6 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     A name is a path (a crank.yaml, or a folder holding one) or the
     ``metadata.name`` of an installed worker; no names means every installed worker.
     """
-    from crank.manifest import load_manifest
-    from crank.plugins import get_plugin_manager
-
     installed: list[Manifest] | None = None
 
     def all_installed() -> list[Manifest]:
@@ -118,15 +112,12 @@ def run(
     max_workers: int | None,
     workers: tuple[str, ...],
     mode: str,
-) -> int:
+) -> ExitCode:
     """Serve workers over HTTP and from a durable queue, with a supervised process pool.
 
     Stops gracefully on SIGTERM/SIGINT: in-flight tasks finish within the grace
     period (CRANK_GRACE_S, default 10 s), the rest go back to the queue.
     """
-    from crank.runtime.config import build_config
-    from crank.runtime.serve import serve
-
     manifests, import_paths = resolve_workers(workers)
     pythonpath = os.pathsep.join([*import_paths, os.environ.get("PYTHONPATH", "")]).strip(
         os.pathsep
@@ -141,54 +132,7 @@ def run(
         mode="dev" if mode == "dev" else "prod",
         worker_env={"PYTHONPATH": pythonpath} if import_paths else {},
     )
-    return serve(config, manifests)
+    return ExitCode.OK if serve(config, manifests) == 0 else ExitCode.FAILED
 
 
-def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[str, Any]:
-    import httpx
-
-    endpoint = url.rstrip("/") + "/v1/status"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.get(endpoint, headers=headers, timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        raise NothingListening(
-            f"no crank server answers at {url} ({type(exc).__name__})",
-            hint="start one with `crank run`, or pass --url of the running server",
-            subject=url,
-        ) from None
-    if response.status_code == 401:
-        raise UsageError(
-            f"{endpoint} wants a bearer token",
-            hint="set CRANK_API_TOKEN to the server's token",
-            subject=url,
-        )
-    try:
-        doc = response.json()
-    except ValueError:
-        doc = None
-    if response.status_code != 200 or not isinstance(doc, dict):
-        raise NothingListening(
-            f"{endpoint} answered HTTP {response.status_code} without a health report",
-            hint="is this a crank server? check --url",
-            subject=url,
-        )
-    return doc
-
-
-@click.command("status")
-@click.option(
-    "--url",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="Base URL of the running crank.",
-)
-def status(url: str) -> None:
-    """Print the system health report (JSON) of a running crank; exit 1 when critical."""
-    report = fetch_status(url, os.environ.get("CRANK_API_TOKEN") or None)
-    click.echo(json.dumps(report, indent=2, sort_keys=True))
-    if report.get("overall_health") == "critical":
-        raise click.exceptions.Exit(int(ExitCode.FINDINGS))
-
-
-__all__ = ["fetch_status", "resolve_workers", "run", "status"]
+__all__ = ["resolve_workers", "run"]

@@ -6,16 +6,13 @@ All three formats carry the same findings; only the presentation differs.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from crank.annotations import github_annotation
+from crank.annotations import ReportFormat, github_annotation
 
 if TYPE_CHECKING:
     from crank.manifest.findings import Finding
     from crank.manifest.lint import LintResult
-
-OutputFormat = Literal["text", "json", "github"]
-FORMATS: tuple[OutputFormat, ...] = ("text", "json", "github")
 
 
 def _plural(n: int, word: str) -> str:
@@ -67,7 +64,7 @@ def format_github(result: LintResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(result: LintResult, output_format: OutputFormat) -> str:
+def render(result: LintResult, output_format: ReportFormat) -> str:
     if output_format == "json":
         return format_json(result)
     if output_format == "github":

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from crank.annotations import github_annotation
+from crank.annotations import ReportFormat, github_annotation
 
 if TYPE_CHECKING:
     from crank.routing.compat import CompatFinding, CompatReport
-
-CompatFormat = Literal["text", "json", "github"]
 
 
 def _plural(n: int, word: str) -> str:
@@ -73,7 +71,7 @@ def format_github(report: CompatReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(report: CompatReport, output_format: CompatFormat) -> str:
+def render(report: CompatReport, output_format: ReportFormat) -> str:
     if output_format == "json":
         return format_json(report)
     if output_format == "github":

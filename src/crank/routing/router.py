@@ -23,9 +23,11 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import CapabilityGone, CapabilityNotFound, ManifestError, ValidationFailed
+from crank.manifest import load_manifest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+    from pathlib import Path
 
     from crank.manifest import Capability, Deprecation, Manifest
 
@@ -360,10 +362,9 @@ def _duplicate(what: str, ident: str, first: Manifest, second: Manifest) -> None
     )
 
 
-def load_router(*, today: Callable[[], dt.date] | None = None) -> Router:
-    """A router over every installed worker's manifest."""
-    from crank.manifest import load_manifest
-    from crank.plugins import get_plugin_manager
-
-    paths = get_plugin_manager().manifest_paths()
-    return Router.from_manifests((load_manifest(p) for p in paths), today=today)
+def load_router(
+    manifest_paths: Iterable[Path | str], *, today: Callable[[], dt.date] | None = None
+) -> Router:
+    """A router over the manifests at ``manifest_paths`` (the installed workers' come
+    from :meth:`crank.plugins.CrankPluginManager.manifest_paths`)."""
+    return Router.from_manifests((load_manifest(p) for p in manifest_paths), today=today)

@@ -1,0 +1,59 @@
+"""``crank status``: the system health report of a running crank."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+import httpx
+
+from crank.errors import ExitCode, NothingListening, UsageError
+
+
+def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[str, Any]:
+    endpoint = url.rstrip("/") + "/v1/status"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(endpoint, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise NothingListening(
+            f"no crank server answers at {url} ({type(exc).__name__})",
+            hint="start one with `crank run`, or pass --url of the running server",
+            subject=url,
+        ) from None
+    if response.status_code == 401:
+        raise UsageError(
+            f"{endpoint} wants a bearer token",
+            hint="set CRANK_API_TOKEN to the server's token",
+            subject=url,
+        )
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if response.status_code != 200 or not isinstance(doc, dict):
+        raise NothingListening(
+            f"{endpoint} answered HTTP {response.status_code} without a health report",
+            hint="is this a crank server? check --url",
+            subject=url,
+        )
+    return doc
+
+
+@click.command("status")
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Base URL of the running crank.",
+)
+def status(url: str) -> ExitCode:
+    """Print the system health report (JSON) of a running crank; exit 1 when critical."""
+    report = fetch_status(url, os.environ.get("CRANK_API_TOKEN") or None)
+    click.echo(json.dumps(report, indent=2, sort_keys=True))
+    return ExitCode.FINDINGS if report.get("overall_health") == "critical" else ExitCode.OK
+
+
+__all__ = ["fetch_status", "status"]

@@ -1,0 +1,172 @@
+"""``crank invoke`` and ``crank test-worker``: run a worker's capabilities in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from crank.cli.options import format_option, today_option, worker_paths_option
+from crank.cli.routing import build_router, load_manifest_file
+from crank.errors import CrankError, ExitCode, UsageError
+from crank.plugins import get_plugin_manager
+from crank.worker import CapabilityError
+from crank.worker.host import WorkerHost
+from crank.worker.selftest import run_self_test
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from crank.manifest import Manifest
+    from crank.worker.selftest import SelfTestReport
+
+
+# -- crank invoke -----------------------------------------------------------------
+
+
+def _read_input(value: str) -> dict[str, Any]:
+    source = "--input"
+    text = value
+    if value.startswith("@"):
+        file = Path(value[1:])
+        source = str(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the input file {file}: {exc.strerror or exc}",
+                hint="--input @path reads JSON from a file; --input '{...}' takes it inline",
+                subject=str(file),
+            ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            hint='pass a JSON object, e.g. --input \'{"text": "hello"}\'',
+            subject=source,
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{source} must be a JSON object, got {type(data).__name__}",
+            hint='wrap the value in an object, e.g. {"text": "hello"}',
+            subject=source,
+        )
+    return data
+
+
+@click.command()
+@click.argument("capability_id", metavar="CAPABILITY")
+@click.option(
+    "--input",
+    "input_value",
+    required=True,
+    metavar="JSON|@FILE",
+    help="The input as JSON, or @path to a JSON file.",
+)
+@worker_paths_option("Route through")
+@click.option(
+    "--caller",
+    default="crank-invoke",
+    show_default=True,
+    help="Caller name counted for deprecated capabilities.",
+)
+@today_option
+def invoke(
+    capability_id: str,
+    input_value: str,
+    worker_paths: tuple[str, ...],
+    caller: str,
+    today: dt.date | None,
+) -> ExitCode:
+    """Run CAPABILITY (id or id@MAJOR) in-process through the router; print the JSON result.
+
+    Exit status: 0 ok, 2 invalid input or unknown capability, 4 the capability
+    failed (a declared error, a worker bug, a retired capability).
+    """
+    payload = _read_input(input_value)
+    router = build_router(worker_paths, today)
+    target = capability_id
+    try:
+        resolution = router.resolve(capability_id, payload, caller=caller)
+        target = resolution.target
+        if resolution.deprecation is not None:
+            dep = resolution.deprecation
+            click.echo(
+                f"warning: capability {dep.id!r} is deprecated and will be retired after "
+                f"{dep.sunset.isoformat()}; this call went to {resolution.target!r}: "
+                "call it directly",
+                err=True,
+            )
+        host = WorkerHost(resolution.route.manifest)
+        try:
+            result = host.call(resolution.target, resolution.payload)
+        finally:
+            host.stop()
+    except CapabilityError as exc:
+        retry = "retryable" if exc.retryable else "not retryable"
+        raise CrankError(
+            f"{target} failed with {exc.code} ({retry}): {exc.message}",
+            hint="a declared error of the capability: check the input, or retry if retryable",
+            subject=target,
+        ) from None
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    return ExitCode.OK
+
+
+# -- crank test-worker ------------------------------------------------------------
+
+
+def _find_worker(name: str) -> Manifest:
+    if name.endswith((".yaml", ".yml")) or os.sep in name or Path(name).is_file():
+        return load_manifest_file(name)
+    manager = get_plugin_manager()
+    found = manager.find_worker(name)
+    if found is not None:
+        return found[1]
+    raise UsageError(
+        f"no installed worker is named {name!r}",
+        hint=f"installed workers: {', '.join(manager.worker_names()) or 'none'}; "
+        "or give the path of its crank.yaml",
+        subject=name,
+    )
+
+
+_MARK = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
+
+
+def format_self_test(report: SelfTestReport) -> str:
+    lines = [f"self-test of {report.worker} {report.version}"]
+    for r in report.results:
+        label = r.name if r.kind in ("example", "self_test") else f"{r.kind} {r.name}"
+        detail = f": {r.detail}" if r.detail and r.status != "passed" else ""
+        lines.append(f"  {_MARK[r.status]}  {label}{detail}")
+        if r.hint and r.status != "passed":
+            lines.append(f"        hint: {r.hint}")
+    counts = ", ".join(
+        f"{report.count(s)} {s}" for s in ("passed", "failed", "skipped") if report.count(s)
+    )
+    lines.append(f"{len(report.results)} checks: {counts or 'nothing to run'}")
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("name", metavar="NAME")
+@format_option("text", "json")
+def test_worker(name: str, output_format: str) -> ExitCode:
+    """Run a worker's declared examples and self_test() in-process.
+
+    NAME is an installed worker's name or the path of a crank.yaml. Declared
+    system dependencies are checked first: a missing optional one is skipped
+    with its install hint, a missing required one fails. Exit status: 0 all
+    passed or skipped, 1 a check failed, 2 unknown worker.
+    """
+    report = run_self_test(_find_worker(name))
+    if output_format == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(format_self_test(report), nl=False)
+    return ExitCode.OK if report.ok else ExitCode.FINDINGS
