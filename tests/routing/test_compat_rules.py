@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
-from crank.routing.compat import RULES
+from crank.routing.compat import RULES, CompatContext, CompatRule
+from crank.routing.sources import manifest_from_file
 
 from .conftest import COMPAT
 
@@ -20,7 +22,7 @@ def run_compat(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("rule", sorted(r.id for r in RULES))
 def test_compatible_change_passes(rule: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(COMPAT)
     code, out, err = run_compat(f"{rule}/old.yaml", f"{rule}/new-ok.yaml")
@@ -29,7 +31,7 @@ def test_compatible_change_passes(rule: str, monkeypatch: pytest.MonkeyPatch) ->
     assert out.splitlines()[-1].startswith("compatible: no breaking changes from demo 1.0.0")
 
 
-@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("rule", sorted(r.id for r in RULES))
 def test_breaking_change_fails_with_the_rule_id(rule: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(COMPAT)
     code, out, err = run_compat(f"{rule}/old.yaml", f"{rule}/new-bad.yaml")
@@ -137,3 +139,24 @@ def test_github_format_is_the_default_on_github_actions(monkeypatch: pytest.Monk
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     _, out, _ = run_compat("CMP001/old.yaml", "CMP001/new-bad.yaml")
     assert out.startswith("::error file=CMP001/old.yaml,line=20,col=9,title=CMP001::")
+
+
+def test_the_rules_are_a_table_of_one_function_per_rule() -> None:
+    assert [r.id for r in RULES] == [f"CMP00{n}" for n in range(1, 8)]
+    assert len({r.check for r in RULES}) == len(RULES)
+    assert all(r.summary for r in RULES)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
+def test_each_rule_function_reports_only_its_own_id(rule: CompatRule) -> None:
+    (old, _), (bad, _), (ok, _) = (
+        manifest_from_file(COMPAT / rule.id / name)
+        for name in ("old.yaml", "new-bad.yaml", "new-ok.yaml")
+    )
+    today = dt.date.fromisoformat(TODAY)
+    found = list(rule.check(CompatContext(old, bad, today)))
+    assert found, f"{rule.id} finds nothing in its failing fixture"
+    assert {f.rule for f in found} == {rule.id}
+    assert [
+        f for f in rule.check(CompatContext(old, ok, today)) if f.finding.severity == "error"
+    ] == []

@@ -1,14 +1,107 @@
-"""Render a :class:`~crank.routing.compat.CompatReport` as text, JSON or GitHub annotations."""
+"""What ``crank compat`` reports: the :class:`CompatReport` and its findings, and
+how it is rendered (text, JSON or GitHub annotations)."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from crank.annotations import ReportFormat, github_annotation
 
 if TYPE_CHECKING:
-    from crank.routing.compat import CompatFinding, CompatReport
+    import datetime as dt
+
+    from crank.manifest import Manifest
+    from crank.manifest.findings import Finding
+
+Side = Literal["old", "new"]
+
+
+@dataclass(frozen=True)
+class CompatFinding:
+    """One incompatible change: a positioned :class:`Finding` plus the capability it concerns."""
+
+    finding: Finding
+    capability: str
+    side: Side
+
+    @property
+    def rule(self) -> str:
+        return self.finding.rule
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.finding.as_dict(), "capability": self.capability, "side": self.side}
+
+
+@dataclass(frozen=True)
+class ManifestSummary:
+    name: str
+    version: str
+    path: str | None
+    digest: str
+
+    @classmethod
+    def of(cls, manifest: Manifest, label: str | None = None) -> ManifestSummary:
+        path = label or (str(manifest.path) if manifest.path else None)
+        return cls(manifest.name, manifest.metadata.version, path, manifest.digest())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "path": self.path,
+            "digest": self.digest,
+        }
+
+
+@dataclass(frozen=True)
+class CompatReport:
+    """What changed between two manifests and which changes strand clients.
+
+    ``as_dict()`` is a stable structure::
+
+        {"old": {name, version, path, digest}, "new": {...}, "ok": bool,
+         "min_grace_days": int, "today": "YYYY-MM-DD",
+         "breaking": [finding...], "warnings": [finding...],
+         "changes": {"added": [id], "removed": [id],
+                     "split": [{"from": id, "to": [id]}],
+                     "renamed": [{"from": id, "to": id}],
+                     "merged": [{"from": [id], "to": id}],
+                     "deprecated": [{"id", "replaced_by", "sunset", "deprecated_since",
+                                     "select_by", "legacy_routes"}],
+                     "changed": [{"id", "old_version", "new_version", "breaking"}]}}
+
+    where a finding is ``{file, line, col, rule, severity, message, json_path, hint,
+    capability, side}``.
+    """
+
+    old: ManifestSummary
+    new: ManifestSummary
+    today: dt.date
+    min_grace_days: int
+    breaking: tuple[CompatFinding, ...] = ()
+    warnings: tuple[CompatFinding, ...] = ()
+    changes: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaking
+
+    def rules(self) -> list[str]:
+        return sorted({f.rule for f in self.breaking})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "old": self.old.as_dict(),
+            "new": self.new.as_dict(),
+            "ok": self.ok,
+            "today": self.today.isoformat(),
+            "min_grace_days": self.min_grace_days,
+            "breaking": [f.as_dict() for f in self.breaking],
+            "warnings": [f.as_dict() for f in self.warnings],
+            "changes": self.changes,
+        }
 
 
 def _plural(n: int, word: str) -> str:
