@@ -1,8 +1,22 @@
-"""Every error crank raises on purpose.
+"""The errors crank raises on purpose, and the exit codes of the ``crank`` command.
 
 Each error carries a user-facing ``message`` (what is wrong, naming the offending
 object) and a ``hint`` (how to fix it). Only :mod:`crank.cli` turns them into exit
 codes and friendly text; library code raises and lets callers decide.
+
+This module holds the errors shared across crank's layers. An error that belongs
+to one public API lives with that API, still a :class:`CrankError`, so
+``except CrankError`` catches everything crank raises on purpose
+(:data:`ERROR_HOMES` lists them; a test keeps the list true):
+
+* ``crank.worker``: errors of the worker API (``CapabilityError`` and the
+  per-code declared errors, ``UnknownErrorCode``, ``TaskCancelled``,
+  ``OutputInvalid``), importable from :mod:`crank.worker`;
+* ``crank.artifacts.errors``: the artifact store's;
+* ``crank.client.errors``: the Python client's;
+* ``crank.runtime``: what a ``crank run`` process answers over HTTP (a full queue,
+  a paused capability, a body too large) and ``ServeError`` (the server cannot
+  start); they never leave that process as exceptions.
 """
 
 from __future__ import annotations
@@ -170,7 +184,17 @@ class BuildFailed(CrankError):
         self.log = log
 
 
+#: Where CrankError subclasses may live besides this module (packages end in ".").
+ERROR_HOMES: tuple[str, ...] = (
+    "crank.worker.",
+    "crank.artifacts.errors",
+    "crank.client.errors",
+    "crank.runtime.",
+)
+
+
 __all__ = [
+    "ERROR_HOMES",
     "BrokerError",
     "BuildFailed",
     "CapabilityGone",
