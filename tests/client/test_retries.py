@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from crank import AsyncClient, Client
-from crank.client import ApiError, CancelNotSupported, CapabilityDeprecated, RetryPolicy, TaskInfo
+from crank.client import (
+    ApiError,
+    CancelNotSupported,
+    CapabilityDeprecated,
+    ClientError,
+    RetryPolicy,
+    TaskInfo,
+)
 
 from .conftest import DROP
 
@@ -125,6 +132,11 @@ def test_every_successor_is_named(scripted: Any) -> None:
         "Wed, 31 Mar 2027 23:59:59 GMT): call email.spam, email.bill instead"
     )
     assert server.requests[0][2]["x-crank-caller"] == "billing"
+
+
+def test_a_caller_the_server_would_ignore_is_refused() -> None:
+    with pytest.raises(ClientError, match="cannot name a caller"):
+        Client("http://127.0.0.1:1", caller="billing service")
 
 
 def test_a_retry_policy_needs_one_attempt() -> None:

@@ -105,10 +105,20 @@ def new_idempotency_key() -> str:
     return uuid.uuid4().hex
 
 
+_CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+
 def request_headers(
     token: str | None, caller: str | None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The headers every request of a client carries."""
+    if caller is not None and not _CALLER.match(caller):
+        # the server ignores a caller it cannot use as a metric label: say so here
+        raise ClientError(
+            f"caller {caller!r} cannot name a caller",
+            hint="use 1 to 64 letters, digits and . _ @ - (e.g. 'billing-service')",
+            subject=caller,
+        )
     headers = {"Accept": "application/json", "User-Agent": "crank-client"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
