@@ -102,49 +102,53 @@ def test_retryable_error_is_retried_then_dead_lettered_with_its_error(memory: Br
     }
 
 
-@pytest.mark.parametrize(
-    ("payload", "error"),
-    [
-        (
-            {},
-            {
-                "code": "INTERNAL",
-                "message": "unexpected crash in the handler",
-                "type": "RuntimeError",
-            },
-        ),
-        (
-            {"declared": True},
-            {
-                "code": "BAD_REQUEST",
-                "message": "declared, not retryable",
-                "type": "CapabilityError",
-            },
-        ),
-    ],
-)
-def test_non_retryable_errors_dead_letter_at_once(
-    memory: Broker, payload: dict[str, Any], error: dict[str, Any]
-) -> None:
+def test_a_crash_is_dead_lettered_at_once(memory: Broker) -> None:
     loop = WorkerLoop(config(), broker=memory)
-    record = memory.submit(TaskSpec("fixture.broken", payload, max_attempts=5))
+    record = memory.submit(TaskSpec("fixture.broken", {}, max_attempts=5))
     with Running(loop):
         [dead] = wait_final(memory, [record.id])
     assert (dead.status, dead.attempts) == ("dead", 1)
-    assert dead.error == error
+    assert dead.error == {
+        "code": "INTERNAL",
+        "message": "unexpected crash in the handler",
+        "type": "RuntimeError",
+    }
+    assert [d.id for d in memory.dead_letters()] == [record.id]
 
 
-def test_invalid_input_is_dead_lettered_with_json_paths(memory: Broker) -> None:
+def test_a_declared_non_retryable_error_fails_the_task_without_a_dead_letter(
+    memory: Broker,
+) -> None:
+    finished: list[tuple[str, str]] = []
+    loop = WorkerLoop(
+        config(), broker=memory, on_finished=lambda cap, status, _s: finished.append((cap, status))
+    )
+    record = memory.submit(TaskSpec("fixture.broken", {"declared": True}, max_attempts=5))
+    with Running(loop):
+        [failed] = wait_final(memory, [record.id])
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.error == {
+        "code": "BAD_REQUEST",
+        "message": "declared, not retryable",
+        "type": "CapabilityError",
+    }
+    assert memory.dead_letters() == []
+    assert memory.stats().dead == 0
+    assert finished == [("fixture.broken", "failed")]
+
+
+def test_invalid_input_fails_the_task_with_json_paths(memory: Broker) -> None:
     loop = WorkerLoop(config(), broker=memory)
     record = memory.submit(TaskSpec("fixture.sleep", {"seconds": -1}))
     with Running(loop):
-        [dead] = wait_final(memory, [record.id])
-    assert dead.status == "dead"
-    assert dead.error is not None
-    assert dead.error["code"] == "INVALID_INPUT"
-    assert dead.error["errors"] == [
+        [failed] = wait_final(memory, [record.id])
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error["code"] == "INVALID_INPUT"
+    assert failed.error["errors"] == [
         {"path": "$.seconds", "message": "-1 is less than the minimum of 0"}
     ]
+    assert memory.dead_letters() == []
 
 
 def test_a_result_that_is_not_json_fails_its_own_task_only(tmp_path: Path) -> None:

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 _CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MAX_PRIORITY = 100
-MAX_IDEMPOTENCY_KEY = 200
 
 
 class QueueFull(CrankError):
@@ -119,7 +118,9 @@ class TaskGateway:
         idempotency_key: str | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> TaskRecord:
-        from crank.runtime.brokers.contract import TaskSpec
+        """Queue the call (QueueFull; IdempotencyKeyReused when the caller's key is bound to
+        another capability or input)."""
+        from crank.runtime.brokers.contract import TaskSpec, scoped_idempotency_key
 
         if self.status.pending_total() >= self.max_pending:
             raise QueueFull(
@@ -131,7 +132,12 @@ class TaskGateway:
             payload=call.resolution.payload,
             priority=priority,
             max_attempts=call.capability.max_attempts,
-            idempotency_key=idempotency_key,
+            # a key names a request of one caller: another caller's same key is another key
+            idempotency_key=(
+                None
+                if idempotency_key is None
+                else scoped_idempotency_key(call.caller, idempotency_key)
+            ),
             timeout_s=call.capability.timeout_s,
             meta={
                 "requested": call.resolution.requested,

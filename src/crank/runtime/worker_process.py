@@ -4,9 +4,11 @@ The supervisor starts these as child processes
 (``python -m crank.runtime.worker_process --broker URL --manifest PATH ...``)
 and calls ``broker.recover(consumer)`` when one dies. Guarantees:
 
-* a claimed task is acked, failed (retry or dead letter) or released; if the
-  process dies first, the visibility timeout (or the supervisor's ``recover``)
-  brings it back: nothing is lost, a task may run twice;
+* a claimed task is acked, failed or released; a failure is ``failed`` when the
+  caller's input was at fault (refused by the schema, a declared non-retryable
+  error), else retried or a dead letter (crash, undeclared error, attempts
+  exhausted); if the process dies first, the visibility timeout (or the
+  supervisor's ``recover``) brings it back: nothing is lost, a task may run twice;
 * a heartbeat thread extends the visibility of every held task until the task's
   own deadline (the capability's ``timeout_s``), so long tasks are not
   redelivered while they run and hung ones are;
@@ -110,11 +112,16 @@ class CapabilityBinding:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What running one task came to: a result, or an error dict and whether to retry."""
+    """What running one task came to: a result, or an error dict and whether to retry.
+
+    ``client_fault``: the caller's input was refused (schema, or a declared
+    non-retryable error): the task ends ``failed``, not as a dead letter.
+    """
 
     result: Any = None
     error: dict[str, Any] | None = None
     retryable: bool = False
+    client_fault: bool = False
 
 
 def load_bindings(manifest_paths: Sequence[str]) -> dict[str, CapabilityBinding]:
@@ -179,13 +186,16 @@ def run_task(
         }
         if exc.details:
             error["details"] = exc.details
-        return Outcome(error=error, retryable=bool(exc.retryable))
+        retryable = bool(exc.retryable)
+        # an undeclared code is the worker's bug, not the caller's fault
+        declared = not exc.details.get("undeclared_code")
+        return Outcome(error=error, retryable=retryable, client_fault=declared and not retryable)
     except OutputInvalid as exc:
         error = {"code": "OUTPUT_INVALID", "message": exc.message, "type": type(exc).__name__}
         return Outcome(error={**error, "errors": exc.errors})
     except ValidationFailed as exc:
         error = {"code": "INVALID_INPUT", "message": exc.message, "type": type(exc).__name__}
-        return Outcome(error={**error, "errors": exc.errors})
+        return Outcome(error={**error, "errors": exc.errors}, client_fault=True)
     except TaskCancelled as exc:
         error = {"code": "TIMEOUT", "message": exc.message, "type": type(exc).__name__}
         return Outcome(error=error, retryable=True)
@@ -640,7 +650,9 @@ class WorkerLoop:
         try:
             status: str = self._with_retry(
                 "record a failure",
-                lambda: self.broker.fail(claim, error, retryable=outcome.retryable),
+                lambda: self.broker.fail(
+                    claim, error, retryable=outcome.retryable, client_fault=outcome.client_fault
+                ),
                 give_up=self._past_grace,
             )
         except BrokerError as exc:

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crank.runtime.brokers import open_broker
-from crank.runtime.brokers.contract import Broker, ClaimOptions, TaskSpec
+from crank.runtime.brokers.contract import (
+    Broker,
+    ClaimOptions,
+    IdempotencyKeyReused,
+    TaskRecord,
+    TaskSpec,
+    scoped_idempotency_key,
+)
 
 if TYPE_CHECKING:
     from crank.runtime.brokers.contract import Claim
@@ -142,14 +149,44 @@ def test_capability_filter(broker: Broker) -> None:
     assert broker.claim(ClaimOptions("w1", capabilities=(), limit=10)) == []
 
 
-def test_idempotency_key_returns_first_task(broker: Broker) -> None:
-    first = broker.submit(spec(n=1, idempotency_key="order-42"))
-    second = broker.submit(spec(n=2, idempotency_key="order-42"))
-    assert second.id == first.id
-    assert second.payload == {"n": 1}
-    batch = broker.submit_many([spec(n=3, idempotency_key="k2"), spec(n=4, idempotency_key="k2")])
+def test_idempotency_key_returns_first_task_of_the_same_request(broker: Broker) -> None:
+    first = broker.submit(spec(n=1, idempotency_key="order-42", meta={"request_id": "r1"}))
+    retried = broker.submit(spec(n=1, idempotency_key="order-42", meta={"request_id": "r2"}))
+    assert retried.id == first.id
+    assert retried.meta == {"request_id": "r1"}
+    batch = broker.submit_many([spec(n=3, idempotency_key="k2"), spec(n=3, idempotency_key="k2")])
+    assert isinstance(batch[0], TaskRecord)
+    assert isinstance(batch[1], TaskRecord)
     assert batch[0].id == batch[1].id
     assert len(claim_until(broker, 3, timeout_s=0.5)) == 2
+
+
+def test_idempotency_key_with_another_input_or_capability_is_refused(broker: Broker) -> None:
+    first = broker.submit(spec(n=1, idempotency_key="order-42"))
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        broker.submit(spec(n=2, idempotency_key="order-42"))
+    assert first.id not in refused.value.message
+    with pytest.raises(IdempotencyKeyReused):
+        broker.submit(spec("demo.other", n=1, idempotency_key="order-42"))
+    # in a batch, only the reused key is refused; the others are queued
+    batch = broker.submit_many(
+        [spec(n=5, idempotency_key="order-42"), spec(n=6), spec(n=1, idempotency_key="order-42")]
+    )
+    assert isinstance(batch[0], IdempotencyKeyReused)
+    assert isinstance(batch[1], TaskRecord)
+    assert isinstance(batch[2], TaskRecord)
+    assert batch[2].id == first.id
+    claims = claim_until(broker, 3, timeout_s=0.5)
+    assert sorted(c.task.payload["n"] for c in claims) == [1, 6]
+
+
+def test_scoped_keys_of_two_callers_never_meet(broker: Broker) -> None:
+    alice = broker.submit(spec(n=1, idempotency_key=scoped_idempotency_key("alice", "k")))
+    bob = broker.submit(spec(n=1, idempotency_key=scoped_idempotency_key("bob", "k")))
+    anonymous = broker.submit(spec(n=2, idempotency_key=scoped_idempotency_key(None, "k")))
+    assert len({alice.id, bob.id, anonymous.id}) == 3
+    again = broker.submit(spec(n=1, idempotency_key=scoped_idempotency_key("bob", "k")))
+    assert again.id == bob.id
 
 
 def test_idempotency_under_concurrency(broker_url: str) -> None:
@@ -250,6 +287,26 @@ def test_non_retryable_failure_goes_straight_to_dead_letters(broker: Broker) -> 
     assert got is not None
     assert (got.status, got.attempts) == ("dead", 1)
     assert broker.dead_letters()[0].error == {"code": "BAD", "message": "no", "type": "X"}
+
+
+def test_client_fault_fails_the_task_without_a_dead_letter(broker: Broker) -> None:
+    record = broker.submit(spec(n=1, max_attempts=5))
+    [claim] = broker.claim(ClaimOptions("w1", limit=1))
+    error = {"code": "INVALID_INPUT", "message": "no words", "type": "CapabilityError"}
+    # client_fault wins over retryable: retrying the same input cannot help
+    assert broker.fail(claim, error, retryable=True, client_fault=True) == "failed"
+    got = broker.get(record.id)
+    assert got is not None
+    assert (got.status, got.attempts, got.error) == ("failed", 1, error)
+    assert got.done
+    assert broker.dead_letters() == []
+    assert broker.stats().dead == 0
+    assert claim_until(broker, 1, timeout_s=0.3) == []
+    # a late ack of the same claim does not turn it into a success
+    broker.ack(claim, {"late": True})
+    after = broker.get(record.id)
+    assert after is not None
+    assert after.status == "failed"
 
 
 def test_stale_fail_does_not_override_redelivery(broker: Broker) -> None:
@@ -355,6 +412,25 @@ def test_results_expire_after_their_ttl(broker_url: str) -> None:
         assert time.monotonic() - acked_at >= 1.0 - CLOCK_SLACK_S  # not before its TTL
         # the key expired with the result: the same key makes a new task
         assert broker.submit(spec(n=2, idempotency_key="ttl")).id != record.id
+    finally:
+        broker.close()
+
+
+@pytest.mark.slow
+def test_failed_tasks_expire_like_results(broker_url: str) -> None:
+    broker = open_broker(broker_url, result_ttl_s=1.0)
+    try:
+        record = broker.submit(spec(n=1, idempotency_key="bad"))
+        [claim] = broker.claim(ClaimOptions("w1"))
+        failed_at = time.monotonic()
+        error = {"code": "INVALID_INPUT", "message": "no", "type": "X"}
+        assert broker.fail(claim, error, retryable=False, client_fault=True) == "failed"
+        deadline = failed_at + 60
+        while broker.get(record.id) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert broker.get(record.id) is None
+        assert time.monotonic() - failed_at >= 1.0 - CLOCK_SLACK_S
+        assert broker.submit(spec(n=2, idempotency_key="bad")).id != record.id
     finally:
         broker.close()
 

@@ -78,22 +78,22 @@ class InlineWorker:
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        from crank.worker import CapabilityError, TaskContext
+        # the worker loop's own decision of what a task's outcome is (failed, retry, dead)
+        from crank.runtime.worker_process import CapabilityBinding, run_task
 
+        bindings = {c.id: CapabilityBinding(self.host, c) for c in self.host.manifest.capabilities}
         while not self.stop_event.is_set():
             for claim in self.broker.claim(ClaimOptions("inline", limit=8, block_s=0.05)):
-                task = claim.task
-                ctx = TaskContext(
-                    capability=task.capability, task_id=task.id, attempt=claim.attempt
-                )
-                try:
-                    result = self.host.call(task.capability, task.payload, ctx)
-                except CapabilityError as exc:
-                    self.broker.fail(claim, exc.as_dict(), retryable=bool(exc.retryable))
-                except Exception as exc:
-                    self.broker.fail(claim, {"code": "CRASH", "message": str(exc)}, retryable=False)
+                outcome = run_task(bindings[claim.task.capability], claim)
+                if outcome.error is None:
+                    self.broker.ack(claim, outcome.result)
                 else:
-                    self.broker.ack(claim, result)
+                    self.broker.fail(
+                        claim,
+                        outcome.error,
+                        retryable=outcome.retryable,
+                        client_fault=outcome.client_fault,
+                    )
         self.host.stop()
 
     def __enter__(self) -> InlineWorker:

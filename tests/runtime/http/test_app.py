@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 InlineWorker = Any
 RuntimeServices = Any
 
@@ -77,6 +79,66 @@ def test_idempotency_key_returns_the_first_task(client: TestClient) -> None:
     assert first.json()["id"] == second.json()["id"]
     other = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "k-2"})
     assert other.json()["id"] != first.json()["id"]
+
+
+def test_a_key_reused_with_another_input_or_capability_is_409_and_leaks_nothing(
+    client: TestClient,
+) -> None:
+    key = {"Idempotency-Key": "k-1"}
+    first = client.post(
+        "/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}}, headers=key
+    )
+    assert first.status_code == 202
+    task_id = first.json()["id"]
+    refused = [
+        client.post(
+            "/v1/tasks", json={"capability": "demo.echo", "input": {"text": "b"}}, headers=key
+        ),
+        client.post(
+            "/v1/tasks", json={"capability": "demo.slow", "input": {"seconds": 0}}, headers=key
+        ),
+        client.post("/v1/capabilities/demo.slow", json={"seconds": 0}, headers=key),
+        client.post("/echo", json={"text": "c"}, headers=key),
+    ]
+    for r in refused:
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["code"] == "IDEMPOTENCY_KEY_REUSED"
+        assert "another capability or input" in error["message"]
+        assert task_id not in r.text
+        assert "x-crank-task-id" not in r.headers
+
+
+@pytest.mark.parametrize("key", [b"", b"a b", b"k" * 201, "cl\u00e9".encode("latin-1")])
+def test_an_idempotency_key_outside_its_rule_is_400(client: TestClient, key: bytes) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "x"}}
+    r = client.post("/v1/tasks", json=body, headers=[(b"Idempotency-Key", key)])
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["errors"][0]["path"] == "header:Idempotency-Key"
+    assert f"(got {len(key)} characters)" in error["message"]
+
+
+def test_the_longest_idempotency_key_is_accepted(client: TestClient) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "x"}}
+    r = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "~" * 200})
+    assert r.status_code == 202, r.text
+
+
+def test_two_callers_with_the_same_key_get_their_own_tasks(client: TestClient) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "same"}}
+    ids = {
+        caller: client.post(
+            "/v1/tasks", json=body, headers={"Idempotency-Key": "k", "X-Crank-Caller": caller}
+        ).json()["id"]
+        for caller in ("billing", "reports")
+    }
+    anonymous = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "k"}).json()["id"]
+    assert len({*ids.values(), anonymous}) == 3
+    again = client.post(
+        "/v1/tasks", json=body, headers={"Idempotency-Key": "k", "X-Crank-Caller": "billing"}
+    )
+    assert again.json()["id"] == ids["billing"]
 
 
 def test_legacy_route_answers_with_deprecation_headers(

@@ -11,10 +11,17 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
 * at-least-once delivery: a claimed task is invisible for ``visibility_timeout_s``;
   if it is neither acked nor failed nor extended by then, it is delivered again;
 * ``ack`` stores the result (kept ``result_ttl_s``) and ends the task;
+* ``fail`` with ``client_fault=True`` (invalid input, a declared non-retryable
+  error: the caller's fault) ends the task ``failed``: not retried, not a dead
+  letter, expired with results after ``result_ttl_s``;
 * ``fail`` with ``retryable=True`` re-queues it after exponential backoff with
   jitter until ``max_attempts``; after that (or when not retryable) it goes to
-  the dead-letter queue with its error and attempts;
-* an ``idempotency_key`` seen before returns the first task instead of a new one;
+  the dead-letter queue (status ``dead``) with its error and attempts;
+* an ``idempotency_key`` seen before, with the same capability and input (their
+  :func:`input_fingerprint`), returns the first task instead of a new one; with
+  another capability or input, the submit answers :class:`IdempotencyKeyReused`
+  (never the other task). Keys are opaque to the broker: whoever submits scopes
+  them (the HTTP gateway prefixes the caller, see :func:`scoped_idempotency_key`);
 * higher ``priority`` is claimed first; within a priority, oldest first (the
   Redis broker compares priority bands, see ``redis.priority_band``);
 * ``submit_many`` / ``claim(ClaimOptions(..., limit=N))`` / ``ack_many`` batch the
@@ -37,9 +44,13 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from crank.errors import CrankError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -48,6 +59,41 @@ _new_object = object.__new__
 
 TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
+
+
+class IdempotencyKeyReused(CrankError):
+    """A submit reused an idempotency key bound to another capability or input (HTTP 409).
+
+    Carries no trace of the task that owns the key: a request never learns about,
+    let alone receives, a task it did not create.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "the Idempotency-Key was already used for a request with another capability or input",
+            hint="send a new key for each distinct request; reuse a key only to retry the very "
+            "same request (same capability, same input)",
+        )
+        self.key = key
+
+
+def input_fingerprint(capability: str, payload: Mapping[str, Any]) -> str:
+    """The SHA-256 of a task's capability and input as canonical JSON (sorted keys, no
+    spaces): what an idempotency key is bound to."""
+    canonical = json.dumps(
+        [capability, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def scoped_idempotency_key(scope: str | None, key: str) -> str:
+    """The key as a broker stores it: ``<scope>:<key>``, so two callers' keys never meet.
+
+    ``scope`` names the caller (no ``:`` in it; None or empty for anonymous callers).
+    """
+    if scope and ":" in scope:
+        raise ValueError(f"an idempotency scope has no ':' in it: {scope!r}")
+    return f"{scope or ''}:{key}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +185,10 @@ class TaskRecord:
         }
 
 
+#: What a batch submit gives back per task: its record, or why it was refused.
+Submitted = TaskRecord | IdempotencyKeyReused
+
+
 @dataclass(frozen=True)
 class Claim:
     """A delivered task plus the receipt needed to ack/fail it."""
@@ -219,10 +269,17 @@ class Broker(Protocol):
     # -- submit ------------------------------------------------------------------------
 
     @abstractmethod
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]: ...
+    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
+        """Queue ``specs`` in one round trip; per spec, its task (new, or the one its
+        idempotency key already names) or :class:`IdempotencyKeyReused`."""
+        ...
 
     def submit(self, spec: TaskSpec) -> TaskRecord:
-        return self.submit_many([spec])[0]
+        """Queue one task; raises :class:`IdempotencyKeyReused` where its key is taken."""
+        submitted = self.submit_many([spec])[0]
+        if isinstance(submitted, IdempotencyKeyReused):
+            raise submitted
+        return submitted
 
     # -- claim -------------------------------------------------------------------------
 
@@ -261,8 +318,22 @@ class Broker(Protocol):
         self.ack_many([(claim, result)])
 
     @abstractmethod
-    def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
-        """Record a failed attempt; returns ``retrying`` or ``dead`` (or ``failed``)."""
+    def fail(
+        self,
+        claim: Claim,
+        error: Mapping[str, Any],
+        *,
+        retryable: bool,
+        client_fault: bool = False,
+    ) -> TaskStatus:
+        """Record a failed attempt; returns the task's status after it.
+
+        ``failed`` when ``client_fault`` (the input was refused or a declared
+        non-retryable error was raised: retrying cannot help and it is no dead letter;
+        kept ``result_ttl_s`` like a result); else ``retrying`` while ``retryable`` and
+        attempts are left; else ``dead`` (a dead letter). A claim that was lost to
+        redelivery changes nothing and returns the task's current status.
+        """
         ...
 
     @abstractmethod

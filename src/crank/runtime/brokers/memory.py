@@ -25,10 +25,13 @@ from crank.runtime.brokers.contract import (
     Broker,
     Claim,
     ClaimOptions,
+    IdempotencyKeyReused,
     QueueStats,
+    Submitted,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    input_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -84,9 +87,9 @@ class MemoryBroker(Broker):
 
     # -- submit ----------------------------------------------------------------
 
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]:
+    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
         now = time.time()
-        out: list[TaskRecord] = []
+        out: list[Submitted] = []
         with self._cond:
             self._purge(now)
             for spec in specs:
@@ -94,7 +97,12 @@ class MemoryBroker(Broker):
                 if key is not None and key in self._idempotency:
                     existing = self._tasks.get(self._idempotency[key])
                     if existing is not None:
-                        out.append(existing.record)
+                        first = existing.record
+                        same = input_fingerprint(first.capability, first.payload)
+                        if same == input_fingerprint(spec.capability, spec.payload):
+                            out.append(first)
+                        else:
+                            out.append(IdempotencyKeyReused(key))
                         continue
                 record = TaskRecord(
                     id=new_id(),
@@ -225,7 +233,14 @@ class MemoryBroker(Broker):
                 entry.consumer = entry.receipt = None
                 heapq.heappush(self._expiry, (now + self.options.result_ttl_s, claim.task.id))
 
-    def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
+    def fail(
+        self,
+        claim: Claim,
+        error: Mapping[str, Any],
+        *,
+        retryable: bool,
+        client_fault: bool = False,
+    ) -> TaskStatus:
         now = time.time()
         with self._cond:
             entry = self._tasks.get(claim.task.id)
@@ -235,6 +250,10 @@ class MemoryBroker(Broker):
                 return entry.record.status
             rec = entry.record
             entry.consumer = entry.receipt = None
+            if client_fault:
+                entry.record = replace(rec, status="failed", error=dict(error), updated_at=now)
+                heapq.heappush(self._expiry, (now + self.options.result_ttl_s, rec.id))
+                return "failed"
             if retryable and rec.attempts < rec.max_attempts:
                 entry.record = replace(rec, status="retrying", error=dict(error), updated_at=now)
                 entry.visible_at = now + self.options.retry.delay_s(rec.attempts)
@@ -363,7 +382,7 @@ class MemoryBroker(Broker):
         return None
 
     def _purge(self, now: float) -> None:
-        # only acked tasks expire, each acked once: the heap holds no stale items
+        # only acked and failed tasks expire, each once: the heap holds no stale items
         while self._expiry and self._expiry[0][0] < now:
             tid = heapq.heappop(self._expiry)[1]
             key = self._tasks.pop(tid).record.idempotency_key

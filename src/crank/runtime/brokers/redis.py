@@ -6,9 +6,10 @@ Layout (``P`` is the key prefix, default ``crank``):
   (:func:`stream_key`) with the consumer group ``crank``; entries carry only the
   task id. The pending entries list (PEL) is the set of in-flight tasks.
 * ``P:t:<id>``: the task hash (payload, status, attempts, result, error). A
-  finished task's hash expires after ``result_ttl_s``; dead ones are kept.
+  succeeded or failed task's hash expires after ``result_ttl_s``; dead ones are kept.
 * ``P:streams`` (zset by band) and ``P:streamcap`` list the streams.
-* ``P:idem:<key>``: idempotency keys, ``SET NX`` inside the submit script.
+* ``P:idem:<key>``: idempotency keys, ``SET NX`` inside the submit script, which
+  also compares the input fingerprint stored in the owner's hash (``fp``).
 * ``P:delayed``: retries waiting out their backoff (zset by due time); the
   claim script moves due ones back onto their stream.
 * ``P:dead``: the dead-letter stream (ids of dead tasks, ``MAXLEN ~ 100000``).
@@ -63,11 +64,14 @@ from crank.runtime.brokers.contract import (
     Broker,
     Claim,
     ClaimOptions,
+    IdempotencyKeyReused,
     PendingClaims,
     QueueStats,
+    Submitted,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    input_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -244,11 +248,11 @@ class RedisBroker(Broker):
 
     # -- submit ----------------------------------------------------------------
 
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]:
+    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
         if not specs:
             return []
         now = time.time()
-        records: list[TaskRecord] = []
+        records: list[Submitted] = []
         args: list[Any] = [self.prefix, repr(now)]
         for s in specs:
             record = TaskRecord(
@@ -274,14 +278,27 @@ class RedisBroker(Broker):
                 s.idempotency_key or "",
                 "" if s.timeout_s is None else repr(float(s.timeout_s)),
                 json.dumps(s.meta, separators=(",", ":")) if s.meta else "",
+                "" if s.idempotency_key is None else input_fingerprint(s.capability, s.payload),
             ]
-        existing = self._script("submit", args, "submit tasks")
-        for i, other in enumerate(existing):
-            if other:
-                found = self.get(other)
-                if found is not None:
-                    records[i] = found
+        answers = self._script("submit", args, "submit tasks")
+        for i, answer in enumerate(answers):
+            if answer:
+                records[i] = self._owner(specs[i], answer)
         return records
+
+    def _owner(self, spec: TaskSpec, answer: str) -> Submitted:
+        """What the submit script said about a key already taken (see ``submit.lua``)."""
+        key = str(spec.idempotency_key)
+        if answer == "!":
+            return IdempotencyKeyReused(key)
+        found = self.get(answer.removeprefix("?"))
+        if found is None:  # the owner expired since: the key is free now
+            return self.submit_many([spec])[0]
+        if answer.startswith("?") and input_fingerprint(
+            found.capability, found.payload
+        ) != input_fingerprint(spec.capability, spec.payload):
+            return IdempotencyKeyReused(key)
+        return found
 
     # -- claim -----------------------------------------------------------------
 
@@ -375,7 +392,14 @@ class RedisBroker(Broker):
             args += [claim.task.id, _split_receipt(claim.receipt)[0], json.dumps(result)]
         return args
 
-    def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
+    def fail(
+        self,
+        claim: Claim,
+        error: Mapping[str, Any],
+        *,
+        retryable: bool,
+        client_fault: bool = False,
+    ) -> TaskStatus:
         now = time.time()
         entry, token = _split_receipt(claim.receipt)
         due = now + self.options.retry.delay_s(claim.attempt)
@@ -388,6 +412,8 @@ class RedisBroker(Broker):
             json.dumps(dict(error)),
             repr(now),
             repr(due),
+            "1" if client_fault else "0",
+            max(1, int(self.options.result_ttl_s)),
         ]
         return cast("TaskStatus", self._script("fail", args, "record a failure"))
 

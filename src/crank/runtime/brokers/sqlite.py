@@ -32,10 +32,13 @@ from crank.runtime.brokers.contract import (
     Broker,
     Claim,
     ClaimOptions,
+    IdempotencyKeyReused,
     QueueStats,
+    Submitted,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    input_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -107,6 +110,15 @@ def _record(row: Sequence[Any]) -> TaskRecord:
         timeout_s=row[12],
         meta={} if not row[13] else json.loads(row[13]),
     )
+
+
+def _existing(row: Sequence[Any], spec: TaskSpec) -> Submitted:
+    """The task that owns ``spec``'s idempotency key, if it was made from the same request."""
+    first = _record(row)
+    same = input_fingerprint(first.capability, first.payload)
+    if same != input_fingerprint(spec.capability, spec.payload):
+        return IdempotencyKeyReused(str(spec.idempotency_key))
+    return first
 
 
 class SqliteBroker(Broker):
@@ -192,9 +204,9 @@ class SqliteBroker(Broker):
 
     # -- submit ----------------------------------------------------------------
 
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[TaskRecord]:
+    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
         now = time.time()
-        records = [
+        created = [
             TaskRecord(
                 id=new_id(),
                 capability=s.capability,
@@ -224,16 +236,17 @@ class SqliteBroker(Broker):
                 r.timeout_s,
                 json.dumps(r.meta, separators=(",", ":")) if r.meta else None,
             )
-            for r in records
+            for r in created
         ]
-        keyed = [i for i, r in enumerate(records) if r.idempotency_key is not None]
+        records: list[Submitted] = list(created)
+        keyed = [i for i, s in enumerate(specs) if s.idempotency_key is not None]
         try:
             with self._write() as db:
                 self._maybe_purge(db, now)
                 if keyed:  # a key whose task expired is free again
                     db.executemany(
                         "DELETE FROM tasks WHERE idempotency_key = ? AND expires_at < ?",
-                        [(records[i].idempotency_key, now) for i in keyed],
+                        [(specs[i].idempotency_key, now) for i in keyed],
                     )
                 db.executemany(
                     "INSERT INTO tasks (id, capability, payload, status, priority, max_attempts, "
@@ -245,10 +258,10 @@ class SqliteBroker(Broker):
                 for i in keyed:
                     row = db.execute(
                         f"SELECT {_COLUMNS} FROM tasks WHERE idempotency_key = ?",  # noqa: S608 - constants and placeholders only
-                        (records[i].idempotency_key,),
+                        (specs[i].idempotency_key,),
                     ).fetchone()
-                    if row is not None and row[0] != records[i].id:
-                        records[i] = _record(row)
+                    if row is not None and row[0] != rows[i][0]:
+                        records[i] = _existing(row, specs[i])
         except sqlite3.Error as exc:
             raise self._error("submit tasks", exc) from exc
         return records
@@ -365,7 +378,14 @@ class SqliteBroker(Broker):
             [(json.dumps(result), now, expires, claim.task.id) for claim, result in items],
         )
 
-    def fail(self, claim: Claim, error: Mapping[str, Any], *, retryable: bool) -> TaskStatus:
+    def fail(
+        self,
+        claim: Claim,
+        error: Mapping[str, Any],
+        *,
+        retryable: bool,
+        client_fault: bool = False,
+    ) -> TaskStatus:
         now = time.time()
         body = json.dumps(dict(error))
         try:
@@ -379,6 +399,13 @@ class SqliteBroker(Broker):
                 status, attempts, max_attempts, receipt = row
                 if status != "running" or receipt != claim.receipt:
                     return cast("TaskStatus", status)
+                if client_fault:
+                    db.execute(
+                        "UPDATE tasks SET status = 'failed', error = ?, updated_at = ?, "
+                        "expires_at = ?, consumer = NULL, receipt = NULL WHERE id = ?",
+                        (body, now, now + self.options.result_ttl_s, claim.task.id),
+                    )
+                    return "failed"
                 if retryable and attempts < max_attempts:
                     due = now + self.options.retry.delay_s(attempts)
                     db.execute(

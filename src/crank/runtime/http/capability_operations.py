@@ -11,8 +11,16 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from crank.runtime.http.operations import GUARD_ERRORS, JSON_OBJECT, Operation, Param, Reply, errors
-from crank.runtime.http.request_parsing import MAX_IDEMPOTENCY_KEY
+from crank.runtime.http.operations import (
+    GUARD_ERRORS,
+    JSON_OBJECT,
+    KEY_REUSED,
+    Operation,
+    Param,
+    Reply,
+    errors,
+)
+from crank.runtime.http.request_parsing import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +28,17 @@ if TYPE_CHECKING:
     from crank.routing import Router
 
 IDEMPOTENCY_KEY = Param(
-    "Idempotency-Key", "header", {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY}
+    "Idempotency-Key",
+    "header",
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_IDEMPOTENCY_KEY,
+        "pattern": IDEMPOTENCY_KEY_PATTERN,
+    },
+    description="Makes retries safe: the same caller, capability and input with the same key "
+    "get the first task back; another capability or input answers 409. Keys are scoped to "
+    "the X-Crank-Caller.",
 )
 EVENT_STREAM = {"text/event-stream": {"type": "string"}}
 
@@ -75,7 +93,7 @@ def call_operation(
         request_body=input_schema,
         responses=(
             Reply(200, "The capability's output.", content),
-            *errors(400, 404, 410, 422, 502, 504, *GUARD_ERRORS),
+            *errors(400, 404, KEY_REUSED, 410, 422, 502, 504, *GUARD_ERRORS),
         ),
         deprecated=deprecated,
     )

@@ -117,12 +117,12 @@ class Reply:
         return doc
 
 
-#: What each error status means, whichever route answers it.
+#: What each error status means, unless the route says better (see :func:`errors`).
 ERROR_MEANINGS: Mapping[int, str] = {
     400: "Invalid input (JSON paths in error.errors).",
     401: "Missing or wrong bearer token.",
     404: "Unknown capability or task.",
-    409: "The task's capability does not stream events; read the task instead.",
+    409: "Conflict with the state of the resource.",
     410: "Deprecated capability past its sunset; error.successors names the replacements.",
     413: "Request body too large.",
     422: "The task failed with a declared capability error.",
@@ -132,19 +132,32 @@ ERROR_MEANINGS: Mapping[int, str] = {
     504: "No result within the capability's timeout; poll the task.",
 }
 
+#: 409 of the routes that take an Idempotency-Key.
+KEY_REUSED = (
+    409,
+    "IDEMPOTENCY_KEY_REUSED: this caller used the Idempotency-Key before with another "
+    "capability or input.",
+)
+
 #: Errors every guarded route can answer (token, body size, overload, paused/broker down).
 GUARD_ERRORS = (401, 413, 429, 503)
 
 
-def errors(*statuses: int) -> tuple[Reply, ...]:
-    """Error replies (the :data:`ERROR_SCHEMA` body) for ``statuses``, in that order."""
-    unknown = [s for s in statuses if s not in ERROR_MEANINGS]
-    if unknown:
-        raise KeyError(
-            f"no meaning written for error status {unknown[0]}; add it to ERROR_MEANINGS"
-        )
+def errors(*statuses: int | tuple[int, str]) -> tuple[Reply, ...]:
+    """Error replies (the :data:`ERROR_SCHEMA` body) for ``statuses``, in that order; a
+    ``(status, meaning)`` pair says what it means on this route."""
     content = {"application/json": component_ref("Error")}
-    return tuple(Reply(s, ERROR_MEANINGS[s], content) for s in statuses)
+    replies = []
+    for status in statuses:
+        code, meaning = status if isinstance(status, tuple) else (status, None)
+        if meaning is None:
+            if code not in ERROR_MEANINGS:
+                raise KeyError(
+                    f"no meaning written for error status {code}; add it to ERROR_MEANINGS"
+                )
+            meaning = ERROR_MEANINGS[code]
+        replies.append(Reply(code, meaning, content))
+    return tuple(replies)
 
 
 @dataclass(frozen=True)
@@ -259,6 +272,7 @@ __all__ = [
     "ERROR_SCHEMA",
     "GUARD_ERRORS",
     "JSON_OBJECT",
+    "KEY_REUSED",
     "TASK_SCHEMA",
     "Endpoint",
     "Operation",

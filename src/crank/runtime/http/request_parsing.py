@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
 MAX_IDEMPOTENCY_KEY = 200
+#: visible ASCII, no spaces: what survives every HTTP client and proxy unchanged.
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 
@@ -44,14 +47,21 @@ async def json_body(request: Request, limit: int) -> Any:
 
 
 def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1..200 visible ASCII characters, else 400."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not _IDEMPOTENCY_KEY.match(key):
         raise ValidationFailed(
-            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters "
+            f"without spaces (got {len(key)} characters)",
             hint="use a UUID per logical request",
-            errors=[{"path": "header:Idempotency-Key", "message": "invalid length"}],
+            errors=[
+                {
+                    "path": "header:Idempotency-Key",
+                    "message": f"not 1 to {MAX_IDEMPOTENCY_KEY} characters from '!' to '~'",
+                }
+            ],
         )
     return key
 
@@ -76,4 +86,10 @@ def resume_after(request: Request) -> int:
     )
 
 
-__all__ = ["MAX_IDEMPOTENCY_KEY", "idempotency_key", "json_body", "resume_after"]
+__all__ = [
+    "IDEMPOTENCY_KEY_PATTERN",
+    "MAX_IDEMPOTENCY_KEY",
+    "idempotency_key",
+    "json_body",
+    "resume_after",
+]

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
+from crank.runtime.brokers.contract import IdempotencyKeyReused
 from crank.runtime.gateway import CapabilityPaused, QueueFull, caller_name
 from crank.runtime.http.capability_operations import (
     EVENT_STREAM,
@@ -29,6 +30,7 @@ from crank.runtime.http.limits import BodyTooLarge
 from crank.runtime.http.operations import (
     GUARD_ERRORS,
     JSON_OBJECT,
+    KEY_REUSED,
     Operation,
     Param,
     Reply,
@@ -81,6 +83,8 @@ def error_for(exc: BaseException) -> Response:
         return error_response(404, "CAPABILITY_NOT_FOUND", exc.message, hint=exc.hint)
     if isinstance(exc, ValidationFailed):
         return error_response(400, "INVALID_INPUT", exc.message, hint=exc.hint, errors=exc.errors)
+    if isinstance(exc, IdempotencyKeyReused):
+        return error_response(409, "IDEMPOTENCY_KEY_REUSED", exc.message, hint=exc.hint)
     if isinstance(exc, BodyTooLarge):
         return error_response(413, "BODY_TOO_LARGE", exc.message, hint=exc.hint)
     if isinstance(exc, QueueFull):
@@ -295,7 +299,7 @@ class Handlers:
             request_body=task_envelopes,
             responses=(
                 Reply(202, "Queued.", _TASK_JSON),
-                *errors(400, 404, 410, *GUARD_ERRORS),
+                *errors(400, 404, KEY_REUSED, 410, *GUARD_ERRORS),
             ),
         ),
     )
@@ -388,7 +392,12 @@ class Handlers:
             ),
             responses=(
                 Reply(200, "The event stream.", EVENT_STREAM),
-                *errors(400, 404, 409, *GUARD_ERRORS),
+                *errors(
+                    400,
+                    404,
+                    (409, "The task's capability does not stream events; read the task instead."),
+                    *GUARD_ERRORS,
+                ),
             ),
         ),
     )
@@ -527,7 +536,9 @@ class Handlers:
         if done.status != "succeeded":
             error = dict(done.error or {})
             code = str(error.get("code", "WORKER_FAILED"))
-            declared = call.capability.error(code) is not None
+            # the caller's fault (failed) or a declared error: 422 with its code; a crash,
+            # an undeclared error or a task that kept dying: the worker failed (502)
+            declared = done.status == "failed" or call.capability.error(code) is not None
             return error_response(
                 422 if declared else 502,
                 code if declared else "WORKER_FAILED",

@@ -15,7 +15,8 @@ local function take(S, stream, ent)
   local h = redis.call('HMGET', key, 'status', 'max_attempts', 'attempts', 'capability', 'payload',
     'priority', 'idempotency_key', 'created_at', 'timeout_s', 'meta')
   local status = h[1]
-  if (not status) or status == 'succeeded' or status == 'dead' or status == 'retrying' then
+  if (not status) or status == 'succeeded' or status == 'failed' or status == 'dead'
+      or status == 'retrying' then
     -- finished (or waiting for its retry under a newer entry): this entry is stale
     redis.call('XACK', stream, GROUP, eid)
     redis.call('XDEL', stream, eid)

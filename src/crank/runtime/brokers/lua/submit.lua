@@ -1,6 +1,10 @@
--- ARGV: prefix, now, then 8 values per task:
---   id, capability, priority, payload, max_attempts, idempotency key, timeout_s, meta
--- Returns, per task, '' when created or the id of the task that owns its idempotency key.
+-- ARGV: prefix, now, then 9 values per task:
+--   id, capability, priority, payload, max_attempts, idempotency key, timeout_s, meta,
+--   fingerprint (of capability and input; '' without a key)
+-- Returns, per task: '' when created; the id of the task that owns its idempotency key
+-- when that task was made from the same capability and input; '!' when the key is bound
+-- to another capability or input (nothing is created, nothing of the other task is told);
+-- '?' .. id when the owner predates fingerprints (the caller compares).
 local P = ARGV[1]
 local now = ARGV[2]
 local out = {}
@@ -12,16 +16,29 @@ local function band(prio)
   if p < 0 then return -b end
   return b
 end
-for i = 3, #ARGV, 8 do
+for i = 3, #ARGV, 9 do
   local id, cap, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local idem = ARGV[i + 5]
-  local existing = false
+  local idem, fp = ARGV[i + 5], ARGV[i + 8]
+  local answer = nil
   if idem ~= '' then
-    local set = redis.call('SET', P .. ':idem:' .. idem, id, 'NX', 'GET')
-    if set then existing = set end
+    local idem_key = P .. ':idem:' .. idem
+    local owner = redis.call('SET', idem_key, id, 'NX', 'GET')
+    if owner then
+      local known = redis.call('HGET', P .. ':t:' .. owner, 'fp')
+      if known == fp then
+        answer = owner
+      elseif known then
+        answer = '!'
+      elseif redis.call('EXISTS', P .. ':t:' .. owner) == 1 then
+        answer = '?' .. owner
+      else
+        -- the owner expired before its key: the key is free again
+        redis.call('SET', idem_key, id)
+      end
+    end
   end
-  if existing then
-    out[#out + 1] = existing
+  if answer then
+    out[#out + 1] = answer
   else
     local b = band(prio)
     local stream = P .. ':q:' .. cap .. ':' .. b
@@ -34,7 +51,7 @@ for i = 3, #ARGV, 8 do
     redis.call('HSET', P .. ':t:' .. id, 'id', id, 'capability', cap, 'priority', prio,
       'payload', ARGV[i + 3], 'max_attempts', ARGV[i + 4], 'idempotency_key', idem,
       'timeout_s', ARGV[i + 6], 'meta', ARGV[i + 7], 'status', 'pending', 'attempts', 0,
-      'created_at', now, 'updated_at', now, 'stream', stream, 'entry', eid)
+      'created_at', now, 'updated_at', now, 'stream', stream, 'entry', eid, 'fp', fp)
     out[#out + 1] = ''
   end
 end
