@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank import connect, connect_async
-from crank.client import InvalidTask, TaskFailed, TaskNotFound, TaskRequest, TaskTimeout
+from crank.client import ApiError, InvalidTask, TaskFailed, TaskNotFound, TaskRequest, TaskTimeout
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,7 +59,7 @@ def test_failures_and_timeouts(queue_url: str) -> None:
         with pytest.raises(TaskFailed) as caught:
             refused.result(timeout=60)
         assert caught.value.code == "BAD_REQUEST"
-        assert caught.value.task_status == refused.status().status
+        assert caught.value.task_status == refused.status().status == "failed"
         assert caught.value.declared is None  # no manifest here to tell
         slow = queue.submit("fixture.sleep", {"seconds": 1.0})
         with pytest.raises(TaskTimeout) as late:
@@ -75,6 +75,15 @@ def test_idempotency_key_and_bad_input(queue_url: str) -> None:
         first = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-17")
         again = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-17")
         assert again.id == first.id
+        with pytest.raises(ApiError) as reused:
+            queue.submit("fixture.echo", {"k": 2}, idempotency_key="order-17")
+        assert (reused.value.status, reused.value.code) == (409, "IDEMPOTENCY_KEY_REUSED")
+        assert first.id not in str(reused.value)
+    with connect(queue_url, caller="other-job") as queue:
+        # another caller's same key is another key
+        theirs = queue.submit("fixture.echo", {"k": 2}, idempotency_key="order-17")
+        assert theirs.id != first.id
+        assert theirs.result(timeout=60)["echo"] == {"k": 2}
         with pytest.raises(InvalidTask, match="cannot be sent as JSON"):
             queue.submit("fixture.echo", {"x": math.inf})
         with pytest.raises(InvalidTask, match="must be a mapping"):

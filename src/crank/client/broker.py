@@ -16,11 +16,15 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from crank.client.errors import InvalidTask, TaskNotFound, TaskTimeout
+from crank.client.errors import ApiError, InvalidTask, TaskNotFound, TaskTimeout
 from crank.client.tasks import TaskInfo, TaskRequest, check_task_request, encode_json
 from crank.client.waiting import ResultPolls, deadline_of, seconds_left
 from crank.runtime.brokers import open_broker
-from crank.runtime.brokers.contract import TaskSpec
+from crank.runtime.brokers.contract import (
+    IdempotencyKeyReused,
+    TaskSpec,
+    scoped_idempotency_key,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -52,10 +56,26 @@ def _spec(request: TaskLike, caller: str | None) -> TaskSpec:
         payload=request.input,
         priority=request.priority,
         max_attempts=request.max_attempts,
-        idempotency_key=request.idempotency_key,
+        # scoped like the HTTP gateway's: the same caller's key means the same request
+        idempotency_key=(
+            None
+            if request.idempotency_key is None
+            else scoped_idempotency_key(caller, request.idempotency_key)
+        ),
         timeout_s=request.timeout_s,
         meta=meta,
     )
+
+
+def _accepted(submitted: list[TaskRecord | IdempotencyKeyReused]) -> list[TaskRecord]:
+    """The records, or the 409 the HTTP API answers for a key bound to another request
+    (the tasks before it in the batch are queued)."""
+    records = []
+    for item in submitted:
+        if isinstance(item, IdempotencyKeyReused):
+            raise ApiError(409, "IDEMPOTENCY_KEY_REUSED", item.message, hint=item.hint)
+        records.append(item)
+    return records
 
 
 def _info(task_id: str, record: TaskRecord | None) -> TaskInfo:
@@ -102,7 +122,7 @@ class BrokerClient:
         specs = [_spec(request, self.caller) for request in requests]
         if not specs:
             return []
-        records = self.broker.submit_many(specs)
+        records = _accepted(self.broker.submit_many(specs))
         return [BrokerTask(self, record.id, TaskInfo.from_record(record)) for record in records]
 
     def task(self, task_id: str) -> BrokerTask:
@@ -195,7 +215,7 @@ class AsyncBrokerClient:
         specs = [_spec(request, self.sync.caller) for request in requests]
         if not specs:
             return []
-        records = await asyncio.to_thread(self.sync.broker.submit_many, specs)
+        records = _accepted(await asyncio.to_thread(self.sync.broker.submit_many, specs))
         return [AsyncBrokerTask(self, r.id, TaskInfo.from_record(r)) for r in records]
 
     def task(self, task_id: str) -> AsyncBrokerTask:

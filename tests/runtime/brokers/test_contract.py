@@ -187,6 +187,9 @@ def test_scoped_keys_of_two_callers_never_meet(broker: Broker) -> None:
     assert len({alice.id, bob.id, anonymous.id}) == 3
     again = broker.submit(spec(n=1, idempotency_key=scoped_idempotency_key("bob", "k")))
     assert again.id == bob.id
+    # no scope passes for another, whatever its characters
+    assert scoped_idempotency_key("a:b", "c") != scoped_idempotency_key("a", "b:c")
+    assert scoped_idempotency_key("a%3Ab", "c") != scoped_idempotency_key("a:b", "c")
 
 
 def test_idempotency_under_concurrency(broker_url: str) -> None:

@@ -133,7 +133,7 @@ def test_a_refused_input_is_failed_not_a_dead_letter(
     assert report["queue_health"]["dead_letters"] == 0
     from crank.cli import main
 
-    assert main(["status", "--url", run.url]) is None
+    assert main(["status", "--url", run.url]) == 0
     assert json.loads(capsys.readouterr().out)["queue_health"]["dead_letters"] == 0
     metrics = run.wait_until(
         lambda: (

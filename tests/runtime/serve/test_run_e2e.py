@@ -68,7 +68,7 @@ def test_http_end_to_end_with_worker_processes(
     # crank status prints the report of the running server
     from crank.cli import main
 
-    assert main(["status", "--url", run.url]) is None
+    assert main(["status", "--url", run.url]) == 0
     report = __import__("json").loads(capsys.readouterr().out)
     assert report["overall_health"] == "healthy"
     assert report["worker_pool_health"]["total_workers"] == 2

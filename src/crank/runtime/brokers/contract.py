@@ -89,11 +89,11 @@ def input_fingerprint(capability: str, payload: Mapping[str, Any]) -> str:
 def scoped_idempotency_key(scope: str | None, key: str) -> str:
     """The key as a broker stores it: ``<scope>:<key>``, so two callers' keys never meet.
 
-    ``scope`` names the caller (no ``:`` in it; None or empty for anonymous callers).
+    ``scope`` names the caller (None or empty for anonymous callers); a ``:`` or ``%``
+    in it is percent-encoded, so no scope can pass for another.
     """
-    if scope and ":" in scope:
-        raise ValueError(f"an idempotency scope has no ':' in it: {scope!r}")
-    return f"{scope or ''}:{key}"
+    scope = (scope or "").replace("%", "%25").replace(":", "%3A")
+    return f"{scope}:{key}"
 
 
 @dataclass(frozen=True)
