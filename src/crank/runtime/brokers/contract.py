@@ -39,13 +39,19 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   returns those numbered above ``n`` (waiting up to ``block_s`` for one) and
   they expire with the task's result (``result_ttl_s``). Events are published
   before the task is acked, so a reader that sees the task done and then reads
-  once more has every event (the end of the stream is the task's final status).
+  once more has every event (the end of the stream is the task's final status);
+* results are pushed, not polled: ``wait_for_result`` (and its asyncio twin
+  ``wait_for_result_async``) returns as soon as the task ends, woken by a notice
+  the backend sends once the outcome is stored (see :mod:`.notices`);
+  ``submit_many(..., watch=True)`` watches the new tasks in the same round trip.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -54,6 +60,8 @@ from crank.errors import CrankError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from crank.runtime.brokers.notices import ResultNotices
 
 _new_object = object.__new__
 
@@ -269,14 +277,19 @@ class Broker(Protocol):
     # -- submit ------------------------------------------------------------------------
 
     @abstractmethod
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
+    def submit_many(self, specs: Sequence[TaskSpec], *, watch: bool = False) -> list[Submitted]:
         """Queue ``specs`` in one round trip; per spec, its task (new, or the one its
-        idempotency key already names) or :class:`IdempotencyKeyReused`."""
+        idempotency key already names) or :class:`IdempotencyKeyReused`.
+
+        ``watch=True`` also watches the tasks (:meth:`watch`) in the same round trip,
+        so this process is told when each ends (:meth:`result_notices`; forget each
+        there when done waiting).
+        """
         ...
 
-    def submit(self, spec: TaskSpec) -> TaskRecord:
+    def submit(self, spec: TaskSpec, *, watch: bool = False) -> TaskRecord:
         """Queue one task; raises :class:`IdempotencyKeyReused` where its key is taken."""
-        submitted = self.submit_many([spec])[0]
+        submitted = self.submit_many([spec], watch=watch)[0]
         if isinstance(submitted, IdempotencyKeyReused):
             raise submitted
         return submitted
@@ -376,6 +389,107 @@ class Broker(Protocol):
         Waits up to ``block_s`` for at least one when there is none yet.
         """
         ...
+
+    # -- results: waiting for a task to end ---------------------------------------------
+
+    def result_notices(self) -> ResultNotices | None:
+        """This process's listener for the notices of ended tasks, started on first use
+        (a backend that sends none returns None, and waiters read the task now and then).
+
+        Waiters of one process share it: on Redis one subscription, on SQLite one local
+        socket, whatever the number of tasks waited for.
+        """
+        return None
+
+    def watch(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
+        """Have this process told (through :meth:`result_notices`) when these tasks end.
+
+        Returns each task's status now (None: no such task, or it expired), read after
+        the watch is in place, so a task that ends later is always told.
+        """
+        return [None if record is None else record.status for record in map(self.get, task_ids)]
+
+    def wait_for_result(self, task_id: str, timeout_s: float | None = None) -> TaskRecord | None:
+        """Block until the task ends, woken by its notice; the result is stored before.
+
+        Returns the ended task (``record.done``), or the task as it stands when
+        ``timeout_s`` passes first (None: wait as long as it takes), or None when there
+        is no such task (never submitted, or its result expired). Costs two broker round
+        trips plus the wait (watch, read the result); a notice that was lost delays the
+        answer by at most ``notices.SAFETY_POLL_S``. Safe from any thread.
+        """
+        from crank.runtime.brokers.notices import SAFETY_POLL_S
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        notices = self.result_notices()
+        if notices is None:
+            return self._poll_for_result(task_id, deadline)
+        notices.expect([task_id])
+        try:
+            [status] = self.watch([task_id])
+            if status is None:
+                return None
+            if status in FINAL_STATUSES:
+                return self.get(task_id)
+            while True:
+                left = SAFETY_POLL_S if deadline is None else deadline - time.monotonic()
+                if left > 0:
+                    notices.wait(task_id, min(left, SAFETY_POLL_S))
+                record = self.get(task_id)
+                if (
+                    record is None
+                    or record.done
+                    or (deadline is not None and time.monotonic() >= deadline)
+                ):
+                    return record
+        finally:
+            notices.forget(task_id)
+
+    async def wait_for_result_async(
+        self, task_id: str, timeout_s: float | None = None
+    ) -> TaskRecord | None:
+        """:meth:`wait_for_result` for asyncio: the wait blocks no thread, the two round
+        trips run in worker threads."""
+        from crank.runtime.brokers.notices import SAFETY_POLL_S
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        notices = await asyncio.to_thread(self.result_notices)
+        if notices is None:
+            return await asyncio.to_thread(self._poll_for_result, task_id, deadline)
+        notices.expect([task_id])
+        try:
+            [status] = await asyncio.to_thread(self.watch, [task_id])
+            if status is None:
+                return None
+            if status in FINAL_STATUSES:
+                return await asyncio.to_thread(self.get, task_id)
+            while True:
+                left = SAFETY_POLL_S if deadline is None else deadline - time.monotonic()
+                if left > 0:
+                    await notices.wait_async(task_id, min(left, SAFETY_POLL_S))
+                record = await asyncio.to_thread(self.get, task_id)
+                if (
+                    record is None
+                    or record.done
+                    or (deadline is not None and time.monotonic() >= deadline)
+                ):
+                    return record
+        finally:
+            notices.forget(task_id)
+
+    def _poll_for_result(self, task_id: str, deadline: float | None) -> TaskRecord | None:
+        """Read the task until it ends (a backend without notices): every 1 ms at
+        first, growing to 50 ms."""
+        pause = 0.001
+        while True:
+            record = self.get(task_id)
+            if record is None or record.done:
+                return record
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return record
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, 0.05)
 
     # -- inspect -----------------------------------------------------------------------
 

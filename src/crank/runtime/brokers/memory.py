@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
 from crank.runtime.brokers.contract import (
+    FINAL_STATUSES,
     Broker,
     Claim,
     ClaimOptions,
@@ -33,6 +34,7 @@ from crank.runtime.brokers.contract import (
     TaskStatus,
     input_fingerprint,
 )
+from crank.runtime.brokers.notices import INLINE_LIMIT, Notice, ResultNotices
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -84,10 +86,13 @@ class MemoryBroker(Broker):
         self._cond = threading.Condition()
         #: task id -> (its events, when they expire); see :meth:`publish_events`.
         self._events: dict[str, tuple[list[Mapping[str, Any]], float]] = {}
+        #: waiters in this process (the only one) and the tasks they watch.
+        self._notices = ResultNotices()
+        self._watched: set[str] = set()
 
     # -- submit ----------------------------------------------------------------
 
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
+    def submit_many(self, specs: Sequence[TaskSpec], *, watch: bool = False) -> list[Submitted]:
         now = time.time()
         out: list[Submitted] = []
         with self._cond:
@@ -124,8 +129,37 @@ class MemoryBroker(Broker):
                 if key is not None:
                     self._idempotency[key] = record.id
                 out.append(record)
+            if watch:
+                tasks = [r for r in out if isinstance(r, TaskRecord)]
+                self._notices.expect(r.id for r in tasks)
+                self._watched.update(r.id for r in tasks if not r.done)
             self._cond.notify_all()
         return out
+
+    # -- results -----------------------------------------------------------------
+
+    def result_notices(self) -> ResultNotices:
+        return self._notices
+
+    def watch(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
+        with self._cond:
+            self._purge(time.time())
+            out: list[TaskStatus | None] = []
+            for task_id in task_ids:
+                entry = self._tasks.get(task_id)
+                out.append(None if entry is None else entry.record.status)
+                if entry is not None and not entry.record.done:
+                    self._watched.add(task_id)
+            return out
+
+    def _ended(self, record: TaskRecord, outcome: Any) -> None:
+        """Tell this process's waiters that ``record`` ended (under the lock)."""
+        if record.id in self._watched and record.status in FINAL_STATUSES:
+            self._watched.discard(record.id)
+            body: str | None = json.dumps(outcome)
+            if body is not None and len(body) > INLINE_LIMIT:
+                body = None  # as the other backends: too large to carry
+            self._notices.deliver([Notice(record.id, record.status, record.attempts, body)])
 
     # -- claim -----------------------------------------------------------------
 
@@ -164,6 +198,7 @@ class MemoryBroker(Broker):
                     updated_at=now,
                 )
                 entry.consumer = entry.receipt = None
+                self._ended(entry.record, entry.record.error)
                 continue
             entry.record = replace(
                 entry.record, status="running", attempts=attempts, updated_at=now
@@ -232,6 +267,7 @@ class MemoryBroker(Broker):
                 )
                 entry.consumer = entry.receipt = None
                 heapq.heappush(self._expiry, (now + self.options.result_ttl_s, claim.task.id))
+                self._ended(entry.record, result)
 
     def fail(
         self,
@@ -253,6 +289,7 @@ class MemoryBroker(Broker):
             if client_fault:
                 entry.record = replace(rec, status="failed", error=dict(error), updated_at=now)
                 heapq.heappush(self._expiry, (now + self.options.result_ttl_s, rec.id))
+                self._ended(entry.record, entry.record.error)
                 return "failed"
             if retryable and rec.attempts < rec.max_attempts:
                 entry.record = replace(rec, status="retrying", error=dict(error), updated_at=now)
@@ -261,6 +298,7 @@ class MemoryBroker(Broker):
                 self._cond.notify_all()
                 return "retrying"
             entry.record = replace(rec, status="dead", error=dict(error), updated_at=now)
+            self._ended(entry.record, entry.record.error)
             return "dead"
 
     def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:

@@ -20,6 +20,9 @@ Layout (``P`` is the key prefix, default ``crank``):
 * ``P:ev:<id>``: the events a streaming task emitted, one stream entry each with
   the id ``0-<n>`` (n = the event's number); expires ``result_ttl_s`` after the
   last event. Readers tail it with ``XREAD BLOCK``.
+* ``P:w:<id>``: the channels (``P:n:<listener>``, one per listening process) to
+  ``PUBLISH`` a task's notice on when it ends (:mod:`.notices`); the script that
+  stores the outcome publishes, then deletes the set.
 
 Visibility timeout = the entry's idle time in the PEL: a claim first takes
 entries idle longer than its timeout with ``XAUTOCLAIM`` (their consumer died;
@@ -51,8 +54,10 @@ batch while Redis claims the next one (the replies wait in the socket).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import threading
 import time
 from functools import cache
 from importlib import resources
@@ -73,6 +78,7 @@ from crank.runtime.brokers.contract import (
     TaskStatus,
     input_fingerprint,
 )
+from crank.runtime.brokers.notices import Notice, ResultNotices
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -104,7 +110,7 @@ def stream_key(prefix: str, capability: str, band: int) -> str:
 def _lua(name: str) -> str:
     folder = resources.files("crank.runtime.brokers") / "lua"
     body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    if name in ("claim", "adopt"):
+    if name in ("claim", "adopt", "ack", "fail"):
         body = (folder / "common.lua").read_text(encoding="utf-8") + "\n" + body
     return body
 
@@ -198,9 +204,14 @@ class RedisBroker(Broker):
                 "recover",
                 "stats",
                 "events",
+                "watch",
             )
         }
         self._run(self._redis.ping, "connect")
+        #: this process's channel for result notices (subscribed on first use).
+        self.notice_channel = f"{prefix}:n:{new_id()}"
+        self._listener: _NoticeListener | None = None
+        self._listener_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------
 
@@ -248,11 +259,12 @@ class RedisBroker(Broker):
 
     # -- submit ----------------------------------------------------------------
 
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
+    def submit_many(self, specs: Sequence[TaskSpec], *, watch: bool = False) -> list[Submitted]:
         if not specs:
             return []
         now = time.time()
         records: list[Submitted] = []
+        ids: list[str] = []
         args: list[Any] = [self.prefix, repr(now)]
         for s in specs:
             record = TaskRecord(
@@ -269,6 +281,7 @@ class RedisBroker(Broker):
                 meta=s.meta,
             )
             records.append(record)
+            ids.append(record.id)
             args += [
                 record.id,
                 s.capability,
@@ -280,25 +293,63 @@ class RedisBroker(Broker):
                 json.dumps(s.meta, separators=(",", ":")) if s.meta else "",
                 "" if s.idempotency_key is None else input_fingerprint(s.capability, s.payload),
             ]
-        answers = self._script("submit", args, "submit tasks")
+        if not watch:
+            answers = self._script("submit", args, "submit tasks")
+        else:
+            # watched before they exist: no task can end before its notice has a channel
+            self.result_notices().expect(ids)
+            calls = [("watch", self._watch_args(ids)), ("submit", args)]
+            answers = self._send(calls, "submit tasks").replies()[-1]
         for i, answer in enumerate(answers):
             if answer:
-                records[i] = self._owner(specs[i], answer)
+                if watch:
+                    self.result_notices().forget(ids[i])
+                records[i] = self._owner(specs[i], answer, watch=watch)
         return records
 
-    def _owner(self, spec: TaskSpec, answer: str) -> Submitted:
+    def _owner(self, spec: TaskSpec, answer: str, *, watch: bool = False) -> Submitted:
         """What the submit script said about a key already taken (see ``submit.lua``)."""
         key = str(spec.idempotency_key)
         if answer == "!":
             return IdempotencyKeyReused(key)
-        found = self.get(answer.removeprefix("?"))
+        owner = answer.removeprefix("?")
+        if watch:  # before it is read: if it ends later, the notice comes
+            self.result_notices().expect([owner])
+            self.watch([owner])
+        found = self.get(owner)
+        reused = (
+            found is not None
+            and answer.startswith("?")
+            and input_fingerprint(found.capability, found.payload)
+            != input_fingerprint(spec.capability, spec.payload)
+        )
+        if watch and (found is None or reused):
+            self.result_notices().forget(owner)
         if found is None:  # the owner expired since: the key is free now
-            return self.submit_many([spec])[0]
-        if answer.startswith("?") and input_fingerprint(
-            found.capability, found.payload
-        ) != input_fingerprint(spec.capability, spec.payload):
+            return self.submit_many([spec], watch=watch)[0]
+        if reused:
             return IdempotencyKeyReused(key)
         return found
+
+    # -- results ---------------------------------------------------------------
+
+    def result_notices(self) -> ResultNotices:
+        """Subscribes this process to its notice channel on first use (one connection)."""
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = _NoticeListener(self, self.notice_channel)
+            return self._listener.notices
+
+    def watch(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
+        if not task_ids:
+            return []
+        self.result_notices()
+        statuses = self._script("watch", self._watch_args(task_ids), "watch tasks")
+        return [cast("TaskStatus", s) if s else None for s in statuses]
+
+    def _watch_args(self, task_ids: Sequence[str]) -> list[Any]:
+        ttl = max(1, int(self.options.result_ttl_s))
+        return [self.prefix, self.notice_channel, ttl, *task_ids]
 
     # -- claim -----------------------------------------------------------------
 
@@ -518,7 +569,82 @@ class RedisBroker(Broker):
             return False
 
     def close(self) -> None:
+        with self._listener_lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         self._redis.close()
+
+
+class _NoticeListener:
+    """One subscription to this process's notice channel, read by a thread that hands
+    each notice to :class:`ResultNotices`.
+
+    When the connection breaks (Redis restarted), notices published meanwhile are
+    lost: once it is back (redis-py subscribes again), every waiter is woken to read
+    its task from the broker.
+    """
+
+    def __init__(self, broker: RedisBroker, channel: str) -> None:
+        self.notices = ResultNotices()
+        self._broker = broker
+        self._channel = channel
+        self._closed = threading.Event()
+        self._pubsub = broker._redis.pubsub()
+        try:
+            self._pubsub.subscribe(channel)
+            # read the confirmation: from here on, nothing published to it is missed
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                message = self._pubsub.get_message(timeout=0.5)
+                if message is not None and message.get("type") == "subscribe":
+                    break
+            else:
+                raise broker._error("subscribe to result notices", TimeoutError("no answer"))
+        except broker._errors as exc:
+            self._pubsub.close()
+            raise broker._error("subscribe to result notices", exc) from exc
+        # redis-py reconnects (and subscribes again) inside get_message: be told of it
+        self._reconnected = False
+        connection = self._pubsub.connection
+        if connection is not None:
+            connection.register_connect_callback(self._on_reconnect)
+        self._thread = threading.Thread(target=self._run, name="crank-result-notices", daemon=True)
+        self._thread.start()
+
+    def _on_reconnect(self, connection: Any) -> None:
+        self._reconnected = True
+
+    def _run(self) -> None:
+        broken = False
+        pause = 0.05
+        while not self._closed.is_set():
+            try:
+                message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                batch = []
+                while message is not None:
+                    if message.get("type") == "message":
+                        batch.append(message["data"])
+                    message = self._pubsub.get_message(ignore_subscribe_messages=True)
+            except self._broker._errors:
+                broken = True
+                self._closed.wait(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            if broken or self._reconnected:
+                broken, pause, self._reconnected = False, 0.05, False
+                self.notices.wake_all()
+            notices = [n for n in map(Notice.decode, batch) if n is not None]
+            if notices:
+                self.notices.deliver(notices)
+        with contextlib.suppress(Exception):
+            self._pubsub.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            self._broker._redis.publish(self._channel, "")  # wakes the read at once
+        self._thread.join(timeout=2)
 
 
 class _Inflight:

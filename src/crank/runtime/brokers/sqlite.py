@@ -14,10 +14,23 @@ threshold (the round trip's p99). Each open broker has a thread that runs a
 ``PASSIVE`` checkpoint every ``_CHECKPOINT_EVERY_S`` on its own connection;
 it never blocks readers or writers, and with several processes the WAL is
 bounded as long as one of them is open.
+
+Nobody polls for news, both ways over local datagram sockets
+(:class:`~crank.runtime.brokers.notices.LocalChannel`):
+
+* results: a process watching a task has its listener's address in
+  ``task_waiters``; whoever ends the task sends the notice there right after the
+  commit that stored the outcome;
+* new work: a worker waiting for tasks lists its address in ``wake_listeners``; a
+  submit (or a release, a recover) sends each a byte after its commit. Waiting
+  workers still look at ``PRAGMA data_version`` every ``_WAKE_FALLBACK_S`` (a
+  producer that has not seen a new worker's address yet) and claim every
+  ``_RESCAN_S`` (leases and retry backoffs that ran out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -29,6 +42,7 @@ from typing import TYPE_CHECKING, Any, cast
 from crank.errors import BrokerError
 from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
 from crank.runtime.brokers.contract import (
+    FINAL_STATUSES,
     Broker,
     Claim,
     ClaimOptions,
@@ -39,6 +53,13 @@ from crank.runtime.brokers.contract import (
     TaskSpec,
     TaskStatus,
     input_fingerprint,
+)
+from crank.runtime.brokers.notices import (
+    ChannelListener,
+    LocalChannel,
+    LocalSender,
+    Notice,
+    ResultNotices,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +100,16 @@ CREATE TABLE IF NOT EXISTS task_events (
     PRIMARY KEY (task_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS task_events_expiry ON task_events (expires_at);
+CREATE TABLE IF NOT EXISTS task_waiters (
+    task_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (task_id, address)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wake_listeners (
+    address TEXT PRIMARY KEY,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 _COLUMNS = (
@@ -91,6 +122,12 @@ _RESCAN_S = 0.05
 _CHECKPOINT_EVERY_S = 0.2
 #: longest pause between two looks of a blocking ``read_events``.
 _EVENT_POLL_MAX_S = 0.02
+#: a waiting worker's look at ``PRAGMA data_version`` when no wake-up came.
+_WAKE_FALLBACK_S = 0.01
+#: a waiting worker renews its ``wake_listeners`` row this often; older rows are ignored.
+_WAKE_RENEW_S = 30.0
+#: producers re-read the worker addresses to wake at most this often.
+_WAKE_REFRESH_S = 1.0
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
@@ -139,6 +176,15 @@ class SqliteBroker(Broker):
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
         self._lock = threading.RLock()
         self._last_purge = 0.0
+        #: sends result notices and wake-ups to other processes' channels.
+        self._sender = LocalSender()
+        #: this process's result listener (on first use) and its worker wake channel.
+        self._listener: ChannelListener | None = None
+        self._wake: LocalChannel | None = None
+        self._wake_renewed = 0.0
+        #: the addresses of waiting workers, re-read every ``_WAKE_REFRESH_S``.
+        self._wake_addresses: list[str] = []
+        self._wake_read_at = -_WAKE_REFRESH_S
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,11 +247,125 @@ class SqliteBroker(Broker):
         self._last_purge = now
         db.execute("DELETE FROM tasks WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))
         db.execute("DELETE FROM task_events WHERE expires_at < ?", (now,))
+        db.execute("DELETE FROM task_waiters WHERE expires_at < ?", (now,))
+
+    # -- notices and wake-ups ------------------------------------------------------
+
+    def _waiters_of(
+        self, db: sqlite3.Connection, ended: Sequence[tuple[str, str, int, str]]
+    ) -> list[tuple[str, bytes]]:
+        """Take the waiters of tasks that ``ended`` as ``(id, status, attempts, outcome
+        json)``; returns ``(address, notice)`` to send once the transaction committed."""
+        out: list[tuple[str, bytes]] = []
+        by_id = {task_id: (status, attempts, body) for task_id, status, attempts, body in ended}
+        ids = list(by_id)
+        for first in range(0, len(ids), 500):
+            chunk = ids[first : first + 500]
+            rows = db.execute(
+                "DELETE FROM task_waiters WHERE task_id IN "  # noqa: S608 - placeholders only
+                f"({', '.join('?' * len(chunk))}) RETURNING task_id, address",
+                chunk,
+            ).fetchall()
+            for task_id, address in rows:
+                status, attempts, body = by_id[task_id]
+                notice = Notice(task_id, cast("TaskStatus", status), attempts, body)
+                out.append((address, notice.encode()))
+        return out
+
+    def _send_notices(self, notices: Sequence[tuple[str, bytes]]) -> None:
+        for address, message in notices:
+            self._sender.send(address, message)
+
+    def _wake_workers(self) -> None:
+        """Tell the workers waiting for tasks that some may be there (after a commit)."""
+        now = time.monotonic()
+        if now - self._wake_read_at >= _WAKE_REFRESH_S:
+            self._wake_read_at = now
+            own = None if self._wake is None else self._wake.address
+            try:
+                rows = self._read(
+                    "SELECT address FROM wake_listeners WHERE updated_at > ?",
+                    (time.time() - 3 * _WAKE_RENEW_S,),
+                )
+            except BrokerError:
+                rows = []
+            self._wake_addresses = [a for (a,) in rows if a != own]
+        for address in self._wake_addresses:
+            self._sender.send(address, b"w")
+
+    def _wake_channel(self) -> LocalChannel | None:
+        """This worker's wake-up channel, listed in ``wake_listeners`` (renewed now and
+        then); None when local sockets cannot be had (then waits poll)."""
+        if self._wake is None:
+            try:
+                self._wake = LocalChannel("wake")
+            except OSError:
+                return None
+        now = time.time()
+        if now - self._wake_renewed >= _WAKE_RENEW_S:
+            self._wake_renewed = now
+            try:
+                with self._write() as db:
+                    db.execute(
+                        "INSERT OR REPLACE INTO wake_listeners (address, updated_at) VALUES (?, ?)",
+                        (self._wake.address, now),
+                    )
+            except (sqlite3.Error, BrokerError):
+                self._wake_renewed = 0.0
+        return self._wake
+
+    # -- results ---------------------------------------------------------------
+
+    def result_notices(self) -> ResultNotices:
+        """Binds this process's notice socket on first use (one thread reads it)."""
+        with self._lock:
+            if self._listener is None:
+                self._listener = ChannelListener(ResultNotices())
+            return self._listener.notices
+
+    def _listener_address(self) -> str:
+        self.result_notices()
+        assert self._listener is not None
+        return self._listener.address
+
+    def watch(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
+        if not task_ids:
+            return []
+        address = self._listener_address()
+        now = time.time()
+        try:
+            with self._write() as db:
+                return self._watch_rows(db, list(task_ids), address, now)
+        except sqlite3.Error as exc:
+            raise self._error("watch tasks", exc) from exc
+
+    def _watch_rows(
+        self, db: sqlite3.Connection, task_ids: list[str], address: str, now: float
+    ) -> list[TaskStatus | None]:
+        out: list[TaskStatus | None] = []
+        for task_id in task_ids:
+            row = db.execute(
+                "SELECT status FROM tasks WHERE id = ? AND (expires_at IS NULL OR expires_at >= ?)",
+                (task_id, now),
+            ).fetchone()
+            out.append(None if row is None else cast("TaskStatus", row[0]))
+        # only tasks still to end get a waiter: an ended one would never be told
+        expires = now + self.options.result_ttl_s
+        db.executemany(
+            "INSERT OR IGNORE INTO task_waiters (task_id, address, expires_at) VALUES (?, ?, ?)",
+            [
+                (task_id, address, expires)
+                for task_id, status in zip(task_ids, out, strict=True)
+                if status is not None and status not in FINAL_STATUSES
+            ],
+        )
+        return out
 
     # -- submit ----------------------------------------------------------------
 
-    def submit_many(self, specs: Sequence[TaskSpec]) -> list[Submitted]:
+    def submit_many(self, specs: Sequence[TaskSpec], *, watch: bool = False) -> list[Submitted]:
         now = time.time()
+        address = self._listener_address() if watch else None
         created = [
             TaskRecord(
                 id=new_id(),
@@ -240,6 +400,7 @@ class SqliteBroker(Broker):
         ]
         records: list[Submitted] = list(created)
         keyed = [i for i, s in enumerate(specs) if s.idempotency_key is not None]
+        expected: list[str] = []
         try:
             with self._write() as db:
                 self._maybe_purge(db, now)
@@ -262,8 +423,16 @@ class SqliteBroker(Broker):
                     ).fetchone()
                     if row is not None and row[0] != rows[i][0]:
                         records[i] = _existing(row, specs[i])
+                if address is not None:
+                    # in the transaction: no task can end before its waiter is listed
+                    expected = [r.id for r in records if isinstance(r, TaskRecord)]
+                    self.result_notices().expect(expected)
+                    self._watch_rows(db, expected, address, now)
         except sqlite3.Error as exc:
+            for task_id in expected:
+                self.result_notices().forget(task_id)
             raise self._error("submit tasks", exc) from exc
+        self._wake_workers()
         return records
 
     # -- claim -----------------------------------------------------------------
@@ -273,25 +442,29 @@ class SqliteBroker(Broker):
     ) -> list[Claim]:
         """Ack ``items`` and claim the next batch in one transaction."""
         deadline = time.monotonic() + options.block_s
+        wake = self._wake_channel() if options.block_s > 0 else None
         while True:
             version = self._data_version()
+            if wake is not None:
+                wake.drain()  # before the claim: a wake-up after it is kept for the wait
             claims = self._claim_now(options, items)
             items = []
             if claims or time.monotonic() >= deadline:
                 return claims
-            self._wait_for_change(version, deadline)
+            self._wait_for_change(version, deadline, wake)
 
     def _data_version(self) -> int:
         with self._lock:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
-    def _wait_for_change(self, version: int, deadline: float) -> None:
-        """Sleep until another connection commits, or a lease/retry may have come due.
+    def _wait_for_change(self, version: int, deadline: float, wake: LocalChannel | None) -> None:
+        """Wait for a wake-up, another connection's commit, or a lease/retry coming due.
 
-        ``PRAGMA data_version`` changes when any other connection commits, and
-        reading it takes no lock, so idle workers poll it often (every 0.2 to 2 ms)
-        and only run a claim (a write transaction) when something happened, or
-        every ``_RESCAN_S`` for leases and retry backoffs that ran out.
+        Producers send a wake-up after each submit; ``PRAGMA data_version``
+        (it changes when any other connection commits, and reading it takes no lock)
+        is the fallback, looked at every ``_WAKE_FALLBACK_S`` (without a wake channel:
+        every 0.2 to 2 ms); a claim runs every ``_RESCAN_S`` anyway for leases and
+        retry backoffs that ran out.
         """
         pause = 0.0002
         rescan_at = time.monotonic() + _RESCAN_S
@@ -299,8 +472,12 @@ class SqliteBroker(Broker):
             now = time.monotonic()
             if now >= deadline or now >= rescan_at:
                 return
-            time.sleep(min(pause, deadline - now))
-            pause = min(pause * 1.5, 0.002)
+            if wake is not None:
+                if wake.receive(min(_WAKE_FALLBACK_S, deadline - now, rescan_at - now)):
+                    return
+            else:
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 1.5, 0.002)
             try:
                 if self._data_version() != version:
                     return
@@ -333,25 +510,32 @@ class SqliteBroker(Broker):
             order="priority DESC, visible_at",
         )
         head: list[Any] = [options.consumer, receipt, now + options.visibility_timeout_s, now, now]
+        notices: list[tuple[str, bytes]] = []
         try:
             with self._write() as db:
                 if acks:
-                    self._ack_rows(db, acks, now)
+                    notices = self._ack_rows(db, acks, now)
                 rows = db.execute(expired_sql, [*head, *(caps or ()), limit]).fetchall()
                 if len(rows) < limit:
                     more = [*head, *(caps or ()), limit - len(rows)]
                     ready = db.execute(ready_sql, more).fetchall()
                     # RETURNING comes in no particular order
                     rows += sorted(ready, key=lambda r: (-r[4], r[8]))
+                lost: list[tuple[str, str, int, str]] = []
                 for row in rows:
                     if row[5] > row[6]:  # delivered more than max_attempts times
+                        error = json.dumps(worker_lost_error(row[5] - 1))
                         db.execute(
                             "UPDATE tasks SET status = 'dead', error = ?, attempts = ?, "
                             "consumer = NULL, receipt = NULL, updated_at = ? WHERE id = ?",
-                            (json.dumps(worker_lost_error(row[5] - 1)), row[5] - 1, now, row[0]),
+                            (error, row[5] - 1, now, row[0]),
                         )
+                        lost.append((row[0], "dead", row[5] - 1, error))
+                if lost:
+                    notices += self._waiters_of(db, lost)
         except sqlite3.Error as exc:
             raise self._error("claim tasks", exc) from exc
+        self._send_notices(notices)
         return [Claim(task=_record(r), receipt=receipt, attempt=r[5]) for r in rows if r[5] <= r[6]]
 
     # -- finish ----------------------------------------------------------------
@@ -362,21 +546,32 @@ class SqliteBroker(Broker):
         now = time.time()
         try:
             with self._write() as db:
-                self._ack_rows(db, items, now)
+                notices = self._ack_rows(db, items, now)
                 self._maybe_purge(db, now)
         except sqlite3.Error as exc:
             raise self._error("ack tasks", exc) from exc
+        self._send_notices(notices)
 
     def _ack_rows(
         self, db: sqlite3.Connection, items: Sequence[tuple[Claim, Any]], now: float
-    ) -> None:
+    ) -> list[tuple[str, bytes]]:
+        """Store the results; returns the notices to send after the commit."""
         expires = now + self.options.result_ttl_s
+        bodies = [json.dumps(result) for _, result in items]
         db.executemany(
             "UPDATE tasks SET status = 'succeeded', result = ?, error = NULL, "
             "updated_at = ?, expires_at = ?, consumer = NULL, receipt = NULL "
             "WHERE id = ? AND status IN ('pending', 'retrying', 'running')",
-            [(json.dumps(result), now, expires, claim.task.id) for claim, result in items],
+            [
+                (body, now, expires, claim.task.id)
+                for (claim, _), body in zip(items, bodies, strict=True)
+            ],
         )
+        ended = [
+            (claim.task.id, "succeeded", claim.attempt, body)
+            for (claim, _), body in zip(items, bodies, strict=True)
+        ]
+        return self._waiters_of(db, ended)
 
     def fail(
         self,
@@ -388,6 +583,7 @@ class SqliteBroker(Broker):
     ) -> TaskStatus:
         now = time.time()
         body = json.dumps(dict(error))
+        notices: list[tuple[str, bytes]] = []
         try:
             with self._write() as db:
                 row = db.execute(
@@ -399,14 +595,15 @@ class SqliteBroker(Broker):
                 status, attempts, max_attempts, receipt = row
                 if status != "running" or receipt != claim.receipt:
                     return cast("TaskStatus", status)
+                ended: TaskStatus = "dead"
                 if client_fault:
+                    ended = "failed"
                     db.execute(
                         "UPDATE tasks SET status = 'failed', error = ?, updated_at = ?, "
                         "expires_at = ?, consumer = NULL, receipt = NULL WHERE id = ?",
                         (body, now, now + self.options.result_ttl_s, claim.task.id),
                     )
-                    return "failed"
-                if retryable and attempts < max_attempts:
+                elif retryable and attempts < max_attempts:
                     due = now + self.options.retry.delay_s(attempts)
                     db.execute(
                         "UPDATE tasks SET status = 'retrying', error = ?, visible_at = ?, "
@@ -414,14 +611,17 @@ class SqliteBroker(Broker):
                         (body, due, now, claim.task.id),
                     )
                     return "retrying"
-                db.execute(
-                    "UPDATE tasks SET status = 'dead', error = ?, updated_at = ?, "
-                    "consumer = NULL, receipt = NULL WHERE id = ?",
-                    (body, now, claim.task.id),
-                )
-                return "dead"
+                else:
+                    db.execute(
+                        "UPDATE tasks SET status = 'dead', error = ?, updated_at = ?, "
+                        "consumer = NULL, receipt = NULL WHERE id = ?",
+                        (body, now, claim.task.id),
+                    )
+                notices = self._waiters_of(db, [(claim.task.id, ended, attempts, body)])
         except sqlite3.Error as exc:
             raise self._error("record a failure", exc) from exc
+        self._send_notices(notices)
+        return ended
 
     def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
         if not claims:
@@ -455,6 +655,7 @@ class SqliteBroker(Broker):
                 )
         except sqlite3.Error as exc:
             raise self._error("release claims", exc) from exc
+        self._wake_workers()
 
     def recover(self, consumer: str) -> int:
         try:
@@ -464,9 +665,12 @@ class SqliteBroker(Broker):
                     "consumer = NULL, receipt = NULL WHERE consumer = ? AND status = 'running'",
                     (consumer,),
                 )
-                return int(cur.rowcount)
+                count = int(cur.rowcount)
         except sqlite3.Error as exc:
             raise self._error("recover tasks", exc) from exc
+        if count:
+            self._wake_workers()
+        return count
 
     # -- streaming events ------------------------------------------------------
 
@@ -576,5 +780,12 @@ class SqliteBroker(Broker):
     def close(self) -> None:
         self._closed.set()
         self._checkpointer.join(timeout=5)
+        if self._listener is not None:
+            self._listener.close()
+        if self._wake is not None:
+            with contextlib.suppress(sqlite3.Error, BrokerError), self._write() as db:
+                db.execute("DELETE FROM wake_listeners WHERE address = ?", (self._wake.address,))
+            self._wake.close()
+        self._sender.close()
         with self._lock:
             self._db.close()

@@ -6,7 +6,7 @@ local ttl = ARGV[3]
 local by_stream = {}
 for i = 4, #ARGV, 3 do
   local key = P .. ':t:' .. ARGV[i]
-  local h = redis.call('HMGET', key, 'status', 'stream', 'idempotency_key')
+  local h = redis.call('HMGET', key, 'status', 'stream', 'idempotency_key', 'attempts')
   if h[1] then
     if h[1] ~= 'succeeded' and h[1] ~= 'failed' and h[1] ~= 'dead' then
       -- consumer and receipt stay: they only mean something while the status is running
@@ -14,6 +14,7 @@ for i = 4, #ARGV, 3 do
       redis.call('EXPIRE', key, ttl)
       if h[1] == 'retrying' then redis.call('ZREM', P .. ':delayed', ARGV[i]) end
       if h[3] and h[3] ~= '' then redis.call('EXPIRE', P .. ':idem:' .. h[3], ttl) end
+      notify(P, ARGV[i], 'succeeded', h[4] or 0, ARGV[i + 2])
     end
     local ids = by_stream[h[2]]
     if not ids then ids = {}; by_stream[h[2]] = ids end

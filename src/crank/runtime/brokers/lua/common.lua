@@ -1,4 +1,19 @@
--- Shared by the claim scripts: take one delivered stream entry for this consumer.
+-- Shared by the scripts that claim or end tasks.
+
+-- Tell the processes waiting for a task that it ended (see watch.lua): the outcome is
+-- already stored. A notice is '<id> <status> <attempts>', then a newline and the
+-- outcome's JSON when it is small (notices.py reads it).
+local function notify(P, id, status, attempts, body)
+  local key = P .. ':w:' .. id
+  local channels = redis.call('SMEMBERS', key)
+  if #channels == 0 then return end
+  local msg = id .. ' ' .. status .. ' ' .. attempts
+  if body and #body <= 16384 then msg = msg .. '\n' .. body end
+  for _, channel in ipairs(channels) do redis.call('PUBLISH', channel, msg) end
+  redis.call('DEL', key)
+end
+
+-- Take one delivered stream entry for this consumer.
 -- S: {P = key prefix, GROUP, CONSUMER, RECEIPT, NOW, out = result list}.
 local function take(S, stream, ent)
   local P, GROUP, NOW = S.P, S.GROUP, S.NOW
@@ -32,6 +47,7 @@ local function take(S, stream, ent)
     redis.call('XACK', stream, GROUP, eid)
     redis.call('XDEL', stream, eid)
     redis.call('XADD', P .. ':dead', 'MAXLEN', '~', 100000, '*', 't', id)
+    notify(P, id, 'dead', attempts - 1, err)
     return 0
   end
   redis.call('HSET', key, 'status', 'running', 'attempts', attempts, 'consumer', S.CONSUMER,

@@ -16,6 +16,7 @@ if ARGV[9] == '1' then
     'consumer', '', 'receipt', '')
   redis.call('EXPIRE', key, ARGV[10])
   if h[6] and h[6] ~= '' then redis.call('EXPIRE', P .. ':idem:' .. h[6], ARGV[10]) end
+  notify(P, id, 'failed', h[3], ARGV[6])
   return 'failed'
 end
 if ARGV[5] == '1' and tonumber(h[3]) < tonumber(h[4]) then
@@ -27,4 +28,5 @@ end
 redis.call('HSET', key, 'status', 'dead', 'error', ARGV[6], 'updated_at', ARGV[7],
   'consumer', '', 'receipt', '')
 redis.call('XADD', P .. ':dead', 'MAXLEN', '~', 100000, '*', 't', id)
+notify(P, id, 'dead', h[3], ARGV[6])
 return 'dead'

@@ -1,0 +1,367 @@
+"""Result notices: how a process waiting for a task learns that it ended, without polling.
+
+A process that wants to know when tasks end *watches* them
+(``Broker.submit_many(specs, watch=True)`` or ``Broker.watch(ids)``): the broker
+records, next to each task, the address of that process's listener. Whoever ends
+the task (an ack, a final failure, a dead letter) first stores the outcome in the
+broker and then sends a :class:`Notice` to every address recorded for it; the
+listener hands the notice to the waiters of the task in that process
+(:class:`ResultNotices`). So durability is unchanged (a notice is only ever about
+a result already stored) and a lost notice costs time, never a result: a waiter
+that heard nothing reads the task from the broker every :data:`SAFETY_POLL_S`.
+
+How a notice travels depends on the backend:
+
+* Redis: ``PUBLISH`` on the channel of the listening process (one subscription
+  per process, fanned out to its waiters), from inside the script that stores the
+  outcome;
+* SQLite: a datagram on a local socket (:class:`LocalChannel`) of the listening
+  process, sent by the process that committed the outcome, right after the commit;
+* memory: a direct call.
+
+Wire format (both transports): ``<task id> <status> <attempts>`` and, when the
+outcome is at most :data:`INLINE_LIMIT` bytes of JSON, a newline and that JSON
+(the result of a succeeded task, the error of another). A notice without it only
+says "read me".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from crank.runtime.brokers.contract import TaskRecord, TaskStatus
+
+#: outcomes larger than this (bytes of JSON) are not carried; the waiter reads the task.
+INLINE_LIMIT = 16_384
+#: a waiter that heard nothing reads the task from the broker this often anyway.
+SAFETY_POLL_S = 1.0
+#: a watched task's notice nobody took is dropped after this long.
+UNCLAIMED_TTL_S = 120.0
+_FINAL = frozenset({"succeeded", "failed", "dead"})
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A task ended: its final status, attempts and (when small) its outcome as JSON."""
+
+    task_id: str
+    status: TaskStatus
+    attempts: int
+    #: the result (succeeded) or the error (failed, dead) as JSON text; None: not carried.
+    body: str | None = None
+
+    def encode(self) -> bytes:
+        head = f"{self.task_id} {self.status} {self.attempts}"
+        if self.body is None or len(self.body) > INLINE_LIMIT:
+            return head.encode()
+        return f"{head}\n{self.body}".encode()
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Notice | None:
+        """The notice in ``data``; None when it is not one (ignored by listeners)."""
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        head, newline, body = text.partition("\n")
+        parts = head.split(" ")
+        if len(parts) != 3 or parts[1] not in _FINAL or not parts[2].isdigit():
+            return None
+        status: Any = parts[1]
+        return cls(parts[0], status, int(parts[2]), body if newline else None)
+
+    def finish(self, record: TaskRecord) -> TaskRecord | None:
+        """``record`` (the task as submitted) as this notice says it ended; None when the
+        notice carries no outcome (then read the task from the broker)."""
+        import json
+
+        if self.body is None:
+            return None
+        outcome = json.loads(self.body)
+        if self.status == "succeeded":
+            return replace(
+                record, status="succeeded", attempts=self.attempts, result=outcome, error=None
+            )
+        error = outcome if isinstance(outcome, dict) else {"message": str(outcome)}
+        return replace(record, status=self.status, attempts=self.attempts, error=error)
+
+
+def _resolve(future: asyncio.Future[Notice | None], notice: Notice | None) -> None:
+    if not future.done():
+        future.set_result(notice)
+
+
+class _Slot:
+    """What one watched task's waiters share."""
+
+    __slots__ = ("event", "futures", "notice", "refs", "since")
+
+    def __init__(self) -> None:
+        self.refs = 0
+        self.notice: Notice | None = None
+        self.event: threading.Event | None = None
+        self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Notice | None]]] = []
+        self.since = time.monotonic()
+
+
+class ResultNotices:
+    """The waiters of one process for task notices, and the notices they wait for.
+
+    ``expect`` a task before it can end (before it is submitted, or before the
+    broker is asked to watch it), ``wait``/``wait_async`` for its notice, ``forget``
+    it when done waiting. The listener calls :meth:`deliver` from its thread;
+    :meth:`wake_all` (after the listener lost its connection, when notices may have
+    been lost) makes every waiter look at the broker now.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._last_sweep = time.monotonic()
+        #: notices delivered to this process so far (tests and metrics).
+        self.delivered = 0
+
+    def expect(self, task_ids: Iterable[str]) -> None:
+        with self._lock:
+            for task_id in task_ids:
+                slot = self._slots.get(task_id)
+                if slot is None:
+                    slot = self._slots[task_id] = _Slot()
+                slot.refs += 1
+
+    def forget(self, task_id: str) -> None:
+        with self._lock:
+            slot = self._slots.get(task_id)
+            if slot is not None:
+                slot.refs -= 1
+                if slot.refs <= 0:
+                    del self._slots[task_id]
+
+    def watching(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._slots
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._slots)
+
+    def deliver(self, notices: Iterable[Notice]) -> None:
+        """Hand notices to their waiters (any thread); notices nobody expects are dropped."""
+        wakeups: dict[asyncio.AbstractEventLoop, list[tuple[Any, Notice | None]]] = {}
+        with self._lock:
+            for notice in notices:
+                slot = self._slots.get(notice.task_id)
+                if slot is None:
+                    continue
+                self.delivered += 1
+                slot.notice = notice
+                if slot.event is not None:
+                    slot.event.set()
+                for loop, future in slot.futures:
+                    wakeups.setdefault(loop, []).append((future, notice))
+            self._sweep()
+        _wake_loops(wakeups)
+
+    def wake_all(self) -> None:
+        """Every waiter stops waiting now and reads its task (notices may have been lost)."""
+        wakeups: dict[asyncio.AbstractEventLoop, list[tuple[Any, Notice | None]]] = {}
+        with self._lock:
+            for slot in self._slots.values():
+                if slot.event is not None:
+                    slot.event.set()
+                for loop, future in slot.futures:
+                    wakeups.setdefault(loop, []).append((future, slot.notice))
+        _wake_loops(wakeups)
+
+    def _sweep(self) -> None:
+        """Drop slots nobody forgot (a caller that stopped caring); under the lock."""
+        now = time.monotonic()
+        if now - self._last_sweep < UNCLAIMED_TTL_S:
+            return
+        self._last_sweep = now
+        stale = [
+            task_id
+            for task_id, slot in self._slots.items()
+            if now - slot.since > UNCLAIMED_TTL_S and not slot.futures and slot.event is None
+        ]
+        for task_id in stale:
+            del self._slots[task_id]
+
+    def wait(self, task_id: str, timeout_s: float) -> Notice | None:
+        """The task's notice, waiting up to ``timeout_s``; None when none came (or
+        :meth:`wake_all`). The task must be expected."""
+        with self._lock:
+            slot = self._slots.get(task_id)
+            if slot is None or slot.notice is not None:
+                return None if slot is None else slot.notice
+            if slot.event is None:
+                slot.event = threading.Event()
+            event = slot.event
+        event.wait(max(0.0, timeout_s))
+        with self._lock:
+            event.clear()
+            return slot.notice
+
+    async def wait_async(self, task_id: str, timeout_s: float) -> Notice | None:
+        """:meth:`wait` for asyncio: the event loop is not blocked."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            slot = self._slots.get(task_id)
+            if slot is None or slot.notice is not None:
+                return None if slot is None else slot.notice
+            future: asyncio.Future[Notice | None] = loop.create_future()
+            slot.futures.append((loop, future))
+        timer = loop.call_later(max(0.0, timeout_s), _resolve, future, None)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            with self._lock:
+                slot.futures = [(lp, f) for lp, f in slot.futures if f is not future]
+        return slot.notice
+
+
+def _wake_loops(wakeups: dict[asyncio.AbstractEventLoop, list[tuple[Any, Notice | None]]]) -> None:
+    """One thread-safe call per event loop, however many of its waiters woke."""
+
+    def resolve_all(items: list[tuple[Any, Notice | None]]) -> None:
+        for future, notice in items:
+            _resolve(future, notice)
+
+    for loop, items in wakeups.items():
+        try:
+            loop.call_soon_threadsafe(resolve_all, items)
+        except RuntimeError:  # that loop is closed: its waiters are gone
+            continue
+
+
+# -- a local datagram channel (SQLite's notices and wake-ups) -------------------------------
+
+
+def _socket_address(address: str) -> str | bytes:
+    # "@name" is a Linux abstract socket: no file to clean up, gone with its process
+    return b"\0" + address[1:].encode() if address.startswith("@") else address
+
+
+class LocalChannel:
+    """A datagram socket other processes of this machine send short messages to.
+
+    Its :attr:`address` is a string to store in the broker: on Linux an abstract
+    socket name (``@crank-...``), elsewhere a path in the temp directory.
+    """
+
+    def __init__(self, purpose: str) -> None:
+        name = f"crank-{purpose}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._path: str | None = None
+        if sys.platform.startswith("linux"):
+            self.address = f"@{name}"
+        else:
+            import tempfile
+
+            self._path = self.address = str(Path(tempfile.gettempdir()) / f"{name}.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind(_socket_address(self.address))
+        except OSError:
+            self.sock.close()
+            raise
+
+    def receive(self, timeout_s: float | None) -> list[bytes]:
+        """The messages waiting, waiting up to ``timeout_s`` for the first ([] when none)."""
+        sock = self.sock
+        sock.settimeout(timeout_s)
+        try:
+            messages = [sock.recv(65_536)]
+        except (TimeoutError, BlockingIOError):
+            return []
+        sock.setblocking(False)
+        try:
+            while True:
+                messages.append(sock.recv(65_536))
+        except (BlockingIOError, InterruptedError):
+            return messages
+
+    def drain(self) -> int:
+        """Throw away the messages waiting; returns how many there were."""
+        return len(self.receive(0.0))
+
+    def close(self) -> None:
+        self.sock.close()
+        if self._path is not None:
+            Path(self._path).unlink(missing_ok=True)
+
+
+class LocalSender:
+    """Sends datagrams to :class:`LocalChannel` addresses; a full or gone receiver is
+    skipped (a notice is an optimisation: the waiters' safety poll covers a lost one)."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def send(self, address: str, message: bytes) -> bool:
+        with self._lock:
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sock.setblocking(False)
+            try:
+                self._sock.sendto(message, _socket_address(address))
+            except OSError:  # the listener exited, or its buffer is full
+                return False
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+class ChannelListener:
+    """A thread reading a :class:`LocalChannel` and delivering its notices."""
+
+    def __init__(self, notices: ResultNotices) -> None:
+        self.notices = notices
+        self.channel = LocalChannel("results")
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="crank-result-notices", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return self.channel.address
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                messages = self.channel.receive(0.5)
+            except OSError:
+                return  # closed under us
+            notices = [n for n in map(Notice.decode, messages) if n is not None]
+            if notices:
+                self.notices.deliver(notices)
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(timeout=2)
+        self.channel.close()
+
+
+__all__ = [
+    "INLINE_LIMIT",
+    "SAFETY_POLL_S",
+    "ChannelListener",
+    "LocalChannel",
+    "LocalSender",
+    "Notice",
+    "ResultNotices",
+]
