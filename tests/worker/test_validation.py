@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from crank.worker.validation import SchemaValidator, fast_path_applies
+from crank.worker.validation import SchemaValidator, error_message, fast_path_applies
 
 EMAIL = {
     "type": "object",
@@ -66,7 +66,9 @@ json_values = st.recursive(
 @given(instance=json_values)
 def test_fast_path_agrees_with_jsonschema(schema: dict[str, Any], instance: Any) -> None:
     assert fast_path_applies(schema)
-    expected = sorted(e.message for e in Draft202012Validator(schema).iter_errors(instance))
+    # worded as jsonschema words it (a long value quoted short, in both)
+    full = Draft202012Validator(schema).iter_errors(instance)
+    expected = sorted(error_message(e) for e in full)
     got = sorted(e["message"] for e in SchemaValidator(schema).errors(instance))
     assert got == expected
 
@@ -101,3 +103,23 @@ def test_errors_carry_json_paths_from_jsonschema() -> None:
         {"path": "$.tags[1]", "message": "'Bad' does not match '^[a-z]+$'"},
         {"path": "$.text", "message": "'' should be non-empty"},
     ]
+
+
+def test_a_long_value_is_quoted_short_with_its_length() -> None:
+    validator = SchemaValidator({"type": "object", "properties": {"s": {"maxLength": 3}}})
+    [error] = validator.errors({"s": "y" * 10_000})
+    assert error == {"path": "$.s", "message": f"{'y' * 40!r}... (10000 characters) is too long"}
+    [error] = validator.errors({"s": "yyyy"})
+    assert error["message"] == "'yyyy' is too long"
+    long_list = SchemaValidator({"type": "string"}).errors(list(range(5_000)))
+    assert long_list[0]["message"].endswith(
+        "characters as Python shows it) is not of type 'string'"
+    )
+    assert len(long_list[0]["message"]) < 200
+
+
+def test_past_twenty_problems_the_last_entry_counts_the_rest() -> None:
+    validator = SchemaValidator({"type": "array", "items": {"type": "string"}})
+    errors = validator.errors(list(range(100)))
+    assert len(errors) == 20
+    assert errors[-1] == {"path": "$", "message": "and 81 more problems not listed"}

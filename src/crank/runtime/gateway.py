@@ -54,6 +54,11 @@ class PreparedCall:
         return self.resolution.target
 
 
+def _rooted(errors: list[dict[str, str]], where: str) -> list[dict[str, str]]:
+    """``errors`` with their JSON paths (``$``, ``$.a``) moved under ``where``."""
+    return [{**e, "path": where + str(e.get("path", "$"))[1:]} for e in errors]
+
+
 class TaskGateway:
     def __init__(
         self, broker: Broker, router: Router, status: StatusTracker, *, max_pending: int
@@ -78,19 +83,34 @@ class TaskGateway:
             return found
 
     def prepare(
-        self, capability_ref: str, payload: Any, *, caller: str | None = None
+        self,
+        capability_ref: str,
+        payload: Any,
+        *,
+        caller: str | None = None,
+        where: str = "$",
     ) -> PreparedCall:
-        """Resolve and validate (CapabilityNotFound/Gone, CapabilityPaused, ValidationFailed)."""
+        """Resolve and validate (CapabilityNotFound/Gone, CapabilityPaused, ValidationFailed).
+
+        ``where`` is the JSON path of the input in the request (``$.input`` in a task
+        envelope): every reported problem's path starts there.
+        """
         from crank.worker.host import schema_errors
 
         if not isinstance(payload, dict):
             raise ValidationFailed(
                 f"input for {capability_ref} must be a JSON object",
                 hint="send the capability's input as a JSON object",
-                errors=[{"path": "$", "message": f"{type(payload).__name__} is not an object"}],
+                errors=[{"path": where, "message": f"{type(payload).__name__} is not an object"}],
                 subject=capability_ref,
             )
-        resolution = self.router.resolve(capability_ref, payload, caller=caller)
+        try:
+            resolution = self.router.resolve(capability_ref, payload, caller=caller)
+        except ValidationFailed as exc:  # a shim that cannot choose a successor
+            errors = _rooted(exc.errors, where)
+            raise ValidationFailed(
+                exc.message, hint=exc.hint, errors=errors, subject=exc.subject
+            ) from None
         capability = resolution.route.capability
         if resolution.target in self.status.paused():
             raise CapabilityPaused(
@@ -99,7 +119,7 @@ class TaskGateway:
                 hint="retry after midnight UTC, or raise CRANK_DAILY_BUDGET_USD",
                 subject=resolution.target,
             )
-        errors = schema_errors(self.validator(capability), resolution.payload)
+        errors = _rooted(schema_errors(self.validator(capability), resolution.payload), where)
         if errors:
             raise ValidationFailed(
                 f"input for {resolution.target} is invalid: "

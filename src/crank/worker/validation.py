@@ -68,13 +68,54 @@ def fast_path_applies(schema: Any) -> bool:
     )
 
 
+#: The longest quote of a value in an error message; a longer value is cut, with its length.
+MAX_QUOTED = 60
+#: The most problems one answer lists (a huge invalid list would otherwise list them all).
+MAX_REPORTED = 20
+
+
+def quoted(value: Any) -> str:
+    """``repr(value)``, or a short prefix of it that says how long the value is."""
+    text = repr(value)
+    if len(text) <= MAX_QUOTED:
+        return text
+    if isinstance(value, str):
+        return f"{value[: MAX_QUOTED - 20]!r}... ({len(value)} characters)"
+    return f"{text[: MAX_QUOTED - 20]}... ({len(text)} characters as Python shows it)"
+
+
+def error_message(error: Any) -> str:
+    """jsonschema's message, with the offending value (quoted in full by jsonschema) cut short."""
+    message = str(error.message)
+    full = repr(error.instance)
+    if len(full) > MAX_QUOTED and full in message:
+        message = message.replace(full, quoted(error.instance))
+    if len(message) > 4 * MAX_QUOTED:  # another quoted value (an enum, a pattern) too long
+        message = message[: 4 * MAX_QUOTED] + "..."
+    return message
+
+
 def schema_errors(validator: Validator, instance: Any) -> list[dict[str, str]]:
-    """``[{"path": "$.a[0]", "message": ...}]`` for every violation, sorted by path."""
-    errors = [
-        {"path": json_path(tuple(e.absolute_path)), "message": e.message}
-        for e in validator.iter_errors(instance)
-    ]
-    return sorted(errors, key=lambda e: e["path"])
+    """``[{"path": "$.a[0]", "message": ...}]`` for the violations, sorted by path.
+
+    A long offending value is quoted by a short prefix and its length (an answer
+    must not echo a 450 KB string); past :data:`MAX_REPORTED` problems, one last
+    entry says how many more there are.
+    """
+    errors = sorted(
+        (
+            {"path": json_path(tuple(e.absolute_path)), "message": error_message(e)}
+            for e in validator.iter_errors(instance)
+        ),
+        key=lambda e: e["path"],
+    )
+    if len(errors) > MAX_REPORTED:
+        more = len(errors) - MAX_REPORTED + 1
+        errors = [
+            *errors[: MAX_REPORTED - 1],
+            {"path": "$", "message": f"and {more} more problems not listed"},
+        ]
+    return errors
 
 
 class SchemaValidator:

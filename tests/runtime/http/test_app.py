@@ -48,7 +48,8 @@ def test_invalid_input_is_refused_before_queueing(
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == "INVALID_INPUT"
-    assert [e["path"] for e in err["errors"]] == ["$", "$.text"]
+    # paths point into the body the client sent: the input is at $.input of the envelope
+    assert [e["path"] for e in err["errors"]] == ["$.input", "$.input.text"]
     assert (
         services.broker.stats().pending == {} or sum(services.broker.stats().pending.values()) == 0
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
@@ -13,7 +14,43 @@ from crank.runtime.http.openapi import build_openapi
 from crank.runtime.http.routes import ROUTES, Handlers
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
     from crank.runtime.http.services import RuntimeServices
+
+#: Starlette's own answers (no route, wrong method...) by status: (code, hint).
+_HTTP_ERRORS = {
+    404: ("NOT_FOUND", "GET /openapi.json lists every route"),
+    405: ("METHOD_NOT_ALLOWED", "the Allow header lists the methods this path answers"),
+}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (and any HTTPException) as the documented JSON error."""
+    from crank.runtime.http.responses import error_response
+
+    status: int = getattr(exc, "status_code", 500)
+    code, hint = _HTTP_ERRORS.get(status, ("HTTP_ERROR", "see GET /openapi.json"))
+    what = {
+        404: f"no route {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(status, str(getattr(exc, "detail", "")))
+    return error_response(status, code, what, hint=hint, headers=getattr(exc, "headers", None))
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug that escaped a handler: the documented JSON error, the details in the log."""
+    from crank.runtime.http.responses import error_response
+    from crank.runtime.logs import get_logger
+
+    get_logger("crank.runtime.http").error("unhandled_error", exc_info=exc)
+    return error_response(
+        500,
+        "INTERNAL",
+        f"the server failed while answering: {type(exc).__name__}",
+        hint="this is a bug in crank or a plugin; the server log has the traceback",
+    )
 
 
 def create_app(services: RuntimeServices) -> Starlette:
@@ -39,7 +76,11 @@ def create_app(services: RuntimeServices) -> Starlette:
             known_paths=ROUTES.fixed_paths(router),
         )
     ]
-    app = Starlette(routes=routes, middleware=middleware)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+    )
     app.state.services = services
     return app
 

@@ -1,14 +1,16 @@
 """What a request carries, read and checked: its JSON body, its Idempotency-Key, where
 an event stream resumes. Each problem is a :class:`~crank.errors.ValidationFailed`
-naming where in the request it is (answered 400)."""
+naming where in the request it is (answered 400); a body that is not JSON by its
+Content-Type is :class:`UnsupportedMediaType` (415)."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from crank.errors import ValidationFailed
+from crank.errors import CrankError, ValidationFailed
+from crank.manifest.findings import json_path
 from crank.runtime.http.limits import read_body
 from crank.runtime.http.sse import MAX_EVENT_ID
 
@@ -22,7 +24,32 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 
+class UnsupportedMediaType(CrankError):
+    """The request body is declared as something other than JSON (HTTP 415)."""
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type, parameters (``charset``) aside."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads accepts NaN, Infinity and -Infinity, which are not JSON (RFC 8259)
+    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
 async def json_body(request: Request, limit: int) -> Any:
+    """The body as JSON: 415 unless its Content-Type is JSON (a missing one is taken for
+    JSON), 413 over ``limit``, 400 when empty or not strict JSON."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json_media_type(content_type):
+        raise UnsupportedMediaType(
+            f"the request body must be JSON, not {content_type[:80]!r}",
+            hint="send the body as JSON with Content-Type: application/json",
+        )
     raw = await read_body(request, limit)
     if not raw.strip():
         raise ValidationFailed(
@@ -31,7 +58,7 @@ async def json_body(request: Request, limit: int) -> Any:
             errors=[{"path": "$", "message": "a JSON body is required"}],
         )
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except RecursionError:
         raise ValidationFailed(
             "the request body nests too deeply",
@@ -40,10 +67,51 @@ async def json_body(request: Request, limit: int) -> Any:
         ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed(
-            f"the request body is not JSON: {exc}",
+            f"the request body is not JSON: {str(exc)[:200]}",
             hint="send a JSON object with Content-Type: application/json",
             errors=[{"path": "$", "message": "not valid JSON"}],
         ) from None
+
+
+#: The fields of ``POST /v1/tasks``; anything else is refused (a typo is not ignored).
+ENVELOPE_FIELDS = ("capability", "input", "priority")
+MAX_PRIORITY = 100
+
+
+def task_envelope(body: Any) -> tuple[str, dict[str, Any], int]:
+    """``(capability, input, priority)`` of a ``POST /v1/tasks`` body, every problem at its
+    JSON path."""
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            "the body must be a JSON object {capability, input, priority?}",
+            hint="send {capability, input, priority?}",
+            errors=[{"path": "$", "message": f"{type(body).__name__} is not an object"}],
+        )
+    problems = []
+    ref = body.get("capability")
+    if not isinstance(ref, str) or not ref:
+        problems.append({"path": "$.capability", "message": "a capability id (string) is required"})
+    payload = body.get("input")
+    if not isinstance(payload, dict):
+        what = "is required" if "input" not in body else "must be a JSON object"
+        problems.append({"path": "$.input", "message": f"the capability's input {what}"})
+    priority = body.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
+        problems.append(
+            {"path": "$.priority", "message": f"an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}"}
+        )
+    problems += [
+        {"path": json_path((field[:60],)), "message": "not a field of the task envelope"}
+        for field in body
+        if field not in ENVELOPE_FIELDS
+    ]
+    if problems:
+        raise ValidationFailed(
+            f"invalid task envelope: {problems[0]['path']}: {problems[0]['message']}",
+            hint="send {capability, input, priority?}",
+            errors=problems,
+        )
+    return str(ref), cast("dict[str, Any]", payload), int(priority)
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -67,19 +135,34 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def resume_after(request: Request) -> int:
-    """The number of the last event the client has: ``Last-Event-ID``, else ``?after=``, else 0."""
+    """The number of the last event the client has: ``Last-Event-ID``, else ``?after=``, else 0.
+
+    Both are checked when both are sent (the header wins), so a bad ``after`` is never
+    silently ignored.
+    """
+    found: int | None = None
     header = request.headers.get("last-event-id")
     if header is not None:
-        raw, name, where = header, "Last-Event-ID", "header:Last-Event-ID"
-    else:
-        query = request.query_params.get("after")
-        if query is None:
-            return 0
-        raw, name, where = query, "after", "query:after"
+        found = _event_id(header, "Last-Event-ID", "header:Last-Event-ID")
+    query = request.query_params.getlist("after")
+    if len(query) > 1:
+        raise ValidationFailed(
+            "?after= is given more than once",
+            hint="send the id of the last event received once: ?after=3",
+            errors=[{"path": "query:after", "message": "given more than once"}],
+        )
+    if query:
+        after = _event_id(query[0], "after", "query:after")
+        found = after if found is None else found
+    return 0 if found is None else found
+
+
+def _event_id(raw: str, name: str, where: str) -> int:
     if _EVENT_ID.fullmatch(raw) and int(raw) <= MAX_EVENT_ID:
         return int(raw)
     raise ValidationFailed(
-        f"{name} must be the number of the last event received (an integer >= 0), not {raw[:40]!r}",
+        f"{name} must be the number of the last event received (an integer from 0 to "
+        f"{MAX_EVENT_ID}), not {raw[:40]!r}",
         hint="send the `id` of the last event the client received (Last-Event-ID: 3 or ?after=3), "
         "or leave it out to start from the first event",
         errors=[{"path": where, "message": f"not an integer from 0 to {MAX_EVENT_ID}"}],
@@ -89,7 +172,10 @@ def resume_after(request: Request) -> int:
 __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_IDEMPOTENCY_KEY",
+    "UnsupportedMediaType",
     "idempotency_key",
+    "is_json_media_type",
     "json_body",
     "resume_after",
+    "task_envelope",
 ]

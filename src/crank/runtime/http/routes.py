@@ -39,9 +39,11 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import (
+    UnsupportedMediaType,
     idempotency_key,
     json_body,
     resume_after,
+    task_envelope,
 )
 from crank.runtime.http.responses import error_response
 from crank.runtime.http.sse import (
@@ -87,6 +89,8 @@ def error_for(exc: BaseException) -> Response:
         return error_response(409, "IDEMPOTENCY_KEY_REUSED", exc.message, hint=exc.hint)
     if isinstance(exc, BodyTooLarge):
         return error_response(413, "BODY_TOO_LARGE", exc.message, hint=exc.hint)
+    if isinstance(exc, UnsupportedMediaType):
+        return error_response(415, "UNSUPPORTED_MEDIA_TYPE", exc.message, hint=exc.hint)
     if isinstance(exc, QueueFull):
         return error_response(
             429,
@@ -269,9 +273,14 @@ class Handlers:
 
     # -- tasks -----------------------------------------------------------------
 
-    async def _prepare(self, request: Request, ref: str, payload: Any) -> PreparedCall:
+    async def _prepare(
+        self, request: Request, ref: str, payload: Any, *, where: str = "$"
+    ) -> PreparedCall:
+        """Resolve and validate; problems are reported at JSON paths under ``where``."""
         caller = caller_name(request.headers.get("x-crank-caller"))
-        return await run_in_threadpool(self.s.gateway.prepare, ref, payload, caller=caller)
+        return await run_in_threadpool(
+            lambda: self.s.gateway.prepare(ref, payload, caller=caller, where=where)
+        )
 
     async def _submit(self, request: Request, call: PreparedCall, priority: int = 0) -> TaskRecord:
         meta = {
@@ -306,34 +315,8 @@ class Handlers:
     async def submit_task(self, request: Request) -> Response:
         try:
             body = await json_body(request, self.s.config.max_body_bytes)
-            if not isinstance(body, dict):
-                raise ValidationFailed(
-                    "the body must be a JSON object {capability, input, priority?}",
-                    errors=[{"path": "$", "message": "not an object"}],
-                )
-            ref, payload, priority = (
-                body.get("capability"),
-                body.get("input", {}),
-                body.get("priority", 0),
-            )
-            problems = []
-            if not isinstance(ref, str) or not ref:
-                problems.append(
-                    {"path": "$.capability", "message": "a capability id (string) is required"}
-                )
-            if (
-                isinstance(priority, bool)
-                or not isinstance(priority, int)
-                or not -100 <= priority <= 100
-            ):
-                problems.append({"path": "$.priority", "message": "an integer from -100 to 100"})
-            if problems:
-                raise ValidationFailed(
-                    f"invalid task envelope: {problems[0]['path']}: {problems[0]['message']}",
-                    hint="send {capability, input, priority?}",
-                    errors=problems,
-                )
-            call = await self._prepare(request, str(ref), payload)
+            ref, payload, priority = task_envelope(body)
+            call = await self._prepare(request, ref, payload, where="$.input")
             record = await self._submit(request, call, priority)
         except Exception as exc:
             return error_for(exc)

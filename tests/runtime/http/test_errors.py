@@ -1,0 +1,160 @@
+"""The error contract of docs/runtime.md: every error answer is ``{"error": {code, message,
+hint?}}`` with its documented status, Starlette's own 404/405 included; bodies must be
+strict JSON declared as JSON; a long offending value is quoted short."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from httpx import Client
+
+    from crank.runtime.http.services import RuntimeServices
+
+
+def _error(r: Any, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert error["code"] == code
+    assert error["message"]
+    return error
+
+
+def test_an_unknown_path_is_a_json_404(client: Client) -> None:
+    error = _error(client.get("/v2/nothing"), 404, "NOT_FOUND")
+    assert "/v2/nothing" in error["message"]
+    assert "openapi.json" in error["hint"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/v1/tasks", "POST"),
+        ("DELETE", "/health", "GET, HEAD"),
+        ("PUT", "/v1/capabilities/demo.echo", "POST"),
+        ("GET", "/echo", "POST"),
+    ],
+)
+def test_a_wrong_method_is_a_json_405_with_allow(
+    client: Client, method: str, path: str, allowed: str
+) -> None:
+    error = _error(client.request(method, path), 405, "METHOD_NOT_ALLOWED")
+    assert error["message"] == f"{method} is not allowed on {path}"
+
+
+def test_405_keeps_the_allow_header(client: Client) -> None:
+    r = client.get("/v1/tasks")
+    assert r.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+@pytest.mark.parametrize("path", ["/v1/tasks", "/v1/capabilities/demo.echo", "/echo"])
+def test_a_body_that_is_not_json_by_its_content_type_is_415(
+    client: Client, services: RuntimeServices, path: str, content_type: str
+) -> None:
+    body = json.dumps({"capability": "demo.echo", "input": {"text": "x"}, "text": "x"})
+    r = client.post(path, content=body, headers={"Content-Type": content_type})
+    error = _error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert content_type.split(";")[0] in error["message"]
+    assert "application/json" in error["hint"]
+    assert sum(services.broker.stats().pending.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "application/x+json"]
+)
+def test_json_media_types_are_accepted(client: Client, content_type: str) -> None:
+    body = json.dumps({"capability": "demo.echo", "input": {"text": "x"}})
+    r = client.post("/v1/tasks", content=body, headers={"Content-Type": content_type})
+    assert r.status_code == 202, r.text
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(client: Client, constant: str) -> None:
+    body = '{"capability": "demo.slow", "input": {"seconds": ' + constant + "}}"
+    r = client.post("/v1/tasks", content=body, headers={"Content-Type": "application/json"})
+    error = _error(r, 400, "INVALID_INPUT")
+    assert constant.lstrip("-") in error["message"]
+    assert error["errors"] == [{"path": "$", "message": "not valid JSON"}]
+    r = client.post(
+        "/v1/capabilities/demo.slow",
+        content='{"seconds": ' + constant + "}",
+        headers={"Content-Type": "application/json"},
+    )
+    _error(r, 400, "INVALID_INPUT")
+
+
+def test_a_long_value_is_quoted_by_a_short_prefix_with_its_length(client: Client) -> None:
+    text = "x" * 450_000
+    r = client.post("/v1/capabilities/demo.echo", json={"text": text})
+    error = _error(r, 400, "INVALID_INPUT")
+    assert len(r.content) < 2_000
+    assert "(450000 characters)" in error["message"]
+    assert error["errors"] == [
+        {"path": "$.text", "message": f"{'x' * 40!r}... (450000 characters) is too long"}
+    ]
+
+
+def test_many_problems_are_listed_up_to_a_bound(client: Client) -> None:
+    # demo.echo allows no other property: each of these is a problem of its own
+    data = {"text": "x", **{f"extra{i}": i for i in range(500)}}
+    r = client.post("/v1/capabilities/demo.echo", json=data)
+    error = _error(r, 400, "INVALID_INPUT")
+    assert len(r.content) < 10_000
+    assert len(error["errors"]) <= 20
+
+
+def test_a_task_without_input_names_the_envelope(client: Client) -> None:
+    error = _error(client.post("/v1/tasks", json={"capability": "demo.echo"}), 400, "INVALID_INPUT")
+    assert error["message"] == "invalid task envelope: $.input: the capability's input is required"
+    assert error["errors"] == [{"path": "$.input", "message": "the capability's input is required"}]
+    error = _error(
+        client.post("/v1/tasks", json={"capability": "demo.echo", "input": "hi"}),
+        400,
+        "INVALID_INPUT",
+    )
+    assert error["errors"] == [
+        {"path": "$.input", "message": "the capability's input must be a JSON object"}
+    ]
+
+
+def test_an_unknown_envelope_field_is_refused(client: Client) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "x"}, "priorty": 5}
+    error = _error(client.post("/v1/tasks", json=body), 400, "INVALID_INPUT")
+    assert error["errors"] == [{"path": "$.priorty", "message": "not a field of the task envelope"}]
+
+
+def test_input_problems_point_into_the_envelope(client: Client) -> None:
+    body = {"capability": "demo.echo", "input": {"text": 3}}
+    error = _error(client.post("/v1/tasks", json=body), 400, "INVALID_INPUT")
+    assert error["message"].startswith("input for demo.echo is invalid: $.input.text: 3 is not")
+
+
+def test_a_bad_after_is_refused_even_with_last_event_id(client: Client) -> None:
+    submitted = client.post("/v1/tasks", json={"capability": "demo.count", "input": {"n": 1}})
+    task_id = submitted.json()["id"]
+    for query in ("after=9223372036854775808", "after=-1", "after=1&after=2"):
+        r = client.get(f"/v1/tasks/{task_id}/events?{query}", headers={"Last-Event-ID": "0"})
+        error = _error(r, 400, "INVALID_INPUT")
+        assert error["errors"][0]["path"] == "query:after"
+
+
+def test_an_unexpected_failure_is_a_json_500(
+    client: Client, services: RuntimeServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services.status, "report", broken)
+    error = _error(client.get("/v1/status"), 500, "INTERNAL")
+    assert "RuntimeError" in error["message"]
+    assert "a bug" not in error["message"]
