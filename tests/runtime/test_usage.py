@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.runtime.task_services import record_usage
+from crank.runtime.task_services import RUNTIME_TASK_SERVICES, record_usage
 from crank.runtime.usage import UsageStore, budget_state, paused_capabilities
 from crank.worker import TaskContext
 
@@ -66,7 +66,7 @@ def test_ctx_record_usage_persists_and_counts(
 
     db = tmp_path / "usage.db"
     monkeypatch.setenv("CRANK_USAGE_DB", str(db))
-    ctx = TaskContext(capability="demo.summarize")
+    ctx = TaskContext(capability="demo.summarize", services=RUNTIME_TASK_SERVICES)
     before = (
         worker_metrics().registry.get_sample_value(
             "crank_llm_cost_usd_total", {"capability": "demo.summarize", "model": "gpt-x"}

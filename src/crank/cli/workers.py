@@ -13,15 +13,16 @@ from crank.cli.options import format_option, today_option, worker_paths_option
 from crank.cli.routing import build_router, load_manifest_file
 from crank.errors import CrankError, ExitCode, UsageError
 from crank.plugins import get_plugin_manager
+from crank.runtime.task_services import RUNTIME_TASK_SERVICES
+from crank.testing.selftest import run_self_test
 from crank.worker import CapabilityError
 from crank.worker.host import WorkerHost
-from crank.worker.selftest import run_self_test
 
 if TYPE_CHECKING:
     import datetime as dt
 
     from crank.manifest import Manifest
-    from crank.worker.selftest import SelfTestReport
+    from crank.testing.selftest import SelfTestReport
 
 
 # -- crank invoke -----------------------------------------------------------------
@@ -101,7 +102,7 @@ def invoke(
                 "call it directly",
                 err=True,
             )
-        host = WorkerHost(resolution.route.manifest)
+        host = WorkerHost(resolution.route.manifest, services=RUNTIME_TASK_SERVICES)
         try:
             result = host.call(resolution.target, resolution.payload)
         finally:

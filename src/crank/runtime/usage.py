@@ -127,16 +127,6 @@ class UsageStore:
             self._conn.close()
 
 
-def validate_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
-    if not isinstance(model, str) or not model:
-        raise ValueError("record_usage needs the model name, e.g. record_usage('gpt-4o-mini', ...)")
-    for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"record_usage: {name} must be a whole number >= 0 (got {value!r})")
-    if not isinstance(cost_usd, (int, float)) or isinstance(cost_usd, bool) or cost_usd < 0:
-        raise ValueError(f"record_usage: cost_usd must be a number >= 0 (got {cost_usd!r})")
-
-
 _stores: dict[Path, UsageStore] = {}
 _stores_lock = threading.Lock()
 
@@ -198,5 +188,4 @@ __all__ = [
     "paused_capabilities",
     "store_from_env",
     "utc_day",
-    "validate_usage",
 ]

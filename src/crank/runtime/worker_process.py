@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
 from crank.runtime.brokers.contract import ClaimOptions
-from crank.worker.app import CapabilityError
+from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.worker.context import TaskCancelled, TaskContext
+from crank.worker.errors import CapabilityError
 from crank.worker.host import OutputInvalid
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def load_bindings(manifest_paths: Sequence[str]) -> dict[str, CapabilityBinding]
     bindings: dict[str, CapabilityBinding] = {}
     for path in manifest_paths:
         manifest = load_manifest(path)
-        host = WorkerHost(manifest)
+        host = WorkerHost(manifest, services=RUNTIME_TASK_SERVICES)
         for cap in manifest.capabilities:
             if cap.id in bindings:
                 raise UsageError(
@@ -173,6 +174,7 @@ def run_task(
         max_attempts=task.max_attempts,
         deadline=deadline,
         extras=dict(task.meta),
+        services=RUNTIME_TASK_SERVICES,
     )
     if event_sink is not None:
         ctx.event_sink = event_sink

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from crank.worker.app import CapabilityError, WorkerApplication, capability
+from crank.worker.app import WorkerApplication, capability
 from crank.worker.context import TaskCancelled, TaskContext
-from crank.worker.errors import DeclaredError, ErrorNamespace, UnknownErrorCode
+from crank.worker.errors import CapabilityError, DeclaredError, ErrorNamespace, UnknownErrorCode
 
 __all__ = [
     "CapabilityError",

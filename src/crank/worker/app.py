@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from crank.errors import CrankError
-
-if TYPE_CHECKING:
-    from crank.worker.errors import ErrorNamespace
+from crank.worker.errors import ErrorNamespace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,34 +29,6 @@ def capability(capability_id: str) -> Callable[[F], F]:
         return func
 
     return mark
-
-
-class CapabilityError(CrankError):
-    """A declared error of a capability (an ``errors[].code`` of the manifest).
-
-    ``retryable`` defaults to what the manifest declares for ``code``.
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str = "",
-        *,
-        retryable: bool | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message or code, subject=code)
-        self.code = code
-        self.retryable = retryable
-        self.details = details or {}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "message": self.message,
-            "retryable": bool(self.retryable),
-            "details": self.details,
-        }
 
 
 class WorkerApplication:
@@ -95,8 +64,6 @@ class WorkerApplication:
 
         An undeclared code raises :class:`~crank.worker.errors.UnknownErrorCode`.
         """
-        from crank.worker.errors import ErrorNamespace
-
         return ErrorNamespace.from_manifest(type(self).manifest)
 
     @classmethod

@@ -6,9 +6,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from crank.errors import CrankError
+from crank.worker.outbound_calls import circuit_breaker, retrying
 
 
 class TaskCancelled(CrankError):
@@ -27,11 +28,51 @@ def _drop_event(event: Mapping[str, Any]) -> None:
     return None
 
 
+class TaskServices(Protocol):
+    """What the process running a task lends it beyond its input.
+
+    The runtime implements it (:mod:`crank.runtime.task_services`: LLM usage goes to
+    the daily budget and the metrics) and hands it to every task context it builds;
+    the worker layer knows only this protocol. Without one (tests, in-process calls)
+    a task keeps what it reports on its context.
+    """
+
+    def record_usage(
+        self, capability: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
+    ) -> None:
+        """Account one LLM call of a task of ``capability`` (already validated)."""
+        ...
+
+
+class _NoServices:
+    """A task outside the runtime: usage stays on the context (``ctx.extras``)."""
+
+    def record_usage(
+        self, capability: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
+    ) -> None:
+        return None
+
+
+NO_SERVICES: TaskServices = _NoServices()
+
+
+def validate_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+    """Refuse usage that cannot be added up (a handler bug), naming the argument."""
+    if not isinstance(model, str) or not model:
+        raise ValueError("record_usage needs the model name, e.g. record_usage('gpt-4o-mini', ...)")
+    for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"record_usage: {name} must be a whole number >= 0 (got {value!r})")
+    if not isinstance(cost_usd, (int, float)) or isinstance(cost_usd, bool) or cost_usd < 0:
+        raise ValueError(f"record_usage: cost_usd must be a number >= 0 (got {cost_usd!r})")
+
+
 class TaskContext:
     """What a handler knows about the task it runs.
 
-    The runtime fills the sinks; in-process calls (tests, ``crank invoke``) get
-    ones that record or drop. ``deadline`` is a :func:`time.monotonic` value.
+    The runtime fills the sinks and lends its :class:`TaskServices`; in-process
+    calls (tests) get sinks that record or drop. ``deadline`` is a
+    :func:`time.monotonic` value.
     One is built per task, so it is a plain slotted class whose logger is made on
     first use: most handlers never log, and the queue's hot path pays for every
     allocation here.
@@ -48,6 +89,7 @@ class TaskContext:
         "extras",
         "max_attempts",
         "progress_sink",
+        "services",
         "task_id",
     )
 
@@ -63,6 +105,7 @@ class TaskContext:
         event_sink: EventSink = _drop_event,
         extras: dict[str, Any] | None = None,
         errors: Any = None,
+        services: TaskServices = NO_SERVICES,
     ) -> None:
         self.capability = capability
         self.task_id = task_id if task_id is not None else uuid.uuid4().hex
@@ -77,6 +120,8 @@ class TaskContext:
         #: the capability's declared error classes (``ctx.errors.INVALID_INPUT("...")``);
         #: filled by :class:`~crank.worker.host.WorkerHost` when left None.
         self.errors = errors
+        #: what the process running the task lends it (see :class:`TaskServices`).
+        self.services = services
         self._cancelled = False
 
     def __repr__(self) -> str:
@@ -142,14 +187,10 @@ class TaskContext:
         Stops after ``attempts`` tries, when the task's deadline would pass, or at
         once on an open circuit breaker; the last exception is re-raised.
         """
-        from crank.worker.outbound_calls import retrying
-
         return retrying(attempts=attempts, deadline=self.time_left)(func, *args, **kwargs)
 
     def retrying(self, **options: Any) -> Any:
         """The same policy as a decorator: ``@ctx.retrying(attempts=5)``."""
-        from crank.worker.outbound_calls import retrying
-
         options.setdefault("deadline", self.time_left)
         return retrying(**options).wraps
 
@@ -157,17 +198,15 @@ class TaskContext:
         self, name: str, *, fail_max: int = 5, reset_timeout_s: float = 30.0
     ) -> Any:
         """The worker process's shared ``pybreaker.CircuitBreaker`` for provider ``name``."""
-        from crank.worker.outbound_calls import circuit_breaker
-
         return circuit_breaker(name, fail_max=fail_max, reset_timeout_s=reset_timeout_s)
 
     def record_usage(
         self, model: str, input_tokens: int, output_tokens: int, cost_usd: float
     ) -> None:
-        """Record one LLM call's tokens and cost for this capability (metrics + daily budget)."""
-        from crank.runtime.task_services import record_usage
-
-        record_usage(self.capability, model, input_tokens, output_tokens, cost_usd)
+        """Record one LLM call's tokens and cost for this capability (metrics + daily budget
+        when the runtime runs the task, and ``extras["llm_usage"]`` always)."""
+        validate_usage(model, input_tokens, output_tokens, cost_usd)
+        self.services.record_usage(self.capability, model, input_tokens, output_tokens, cost_usd)
         self.extras.setdefault("llm_usage", []).append(
             {
                 "model": model,

@@ -1,4 +1,4 @@
-"""Typed declared errors: one :class:`CapabilityError` subclass per manifest error code.
+"""Declared errors: :class:`CapabilityError`, and one typed subclass per manifest error code.
 
 A worker raises ``self.errors.INVALID_INPUT("no text")`` (or ``ctx.errors`` inside a
 handler); the class carries the code and the manifest's ``retryable`` flag, so
@@ -9,13 +9,40 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from crank.errors import WorkerError
-from crank.worker.app import CapabilityError
+from crank.errors import CrankError, WorkerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from crank.manifest import Manifest
+
+
+class CapabilityError(CrankError):
+    """A declared error of a capability (an ``errors[].code`` of the manifest).
+
+    ``retryable`` defaults to what the manifest declares for ``code``.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        retryable: bool | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message or code, subject=code)
+        self.code = code
+        self.retryable = retryable
+        self.details = details or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": bool(self.retryable),
+            "details": self.details,
+        }
 
 
 class UnknownErrorCode(WorkerError, AttributeError):

@@ -16,9 +16,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import ValidationFailed, WorkerError
-from crank.worker.app import CapabilityError, WorkerApplication
-from crank.worker.context import TaskContext
-from crank.worker.errors import ErrorNamespace
+from crank.worker.app import WorkerApplication
+from crank.worker.context import NO_SERVICES, TaskContext
+from crank.worker.errors import CapabilityError, ErrorNamespace
 from crank.worker.validation import SchemaValidator, schema_errors
 
 __all__ = ["OutputInvalid", "WorkerHost", "check_handlers", "import_entrypoint", "schema_errors"]
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
     from crank.manifest import Capability, Manifest
+    from crank.worker.context import TaskServices
 
 
 class OutputInvalid(ValidationFailed):
@@ -138,8 +139,16 @@ def check_handlers(manifest: Manifest, cls: type[WorkerApplication]) -> None:
 class WorkerHost:
     """One instantiated worker with validated, sync or async call paths."""
 
-    def __init__(self, manifest: Manifest, app: WorkerApplication | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        app: WorkerApplication | None = None,
+        *,
+        services: TaskServices = NO_SERVICES,
+    ) -> None:
         self.manifest = manifest
+        #: lent to the task contexts this host builds itself (``call`` without a ctx).
+        self.services = services
         if app is None:
             cls = import_entrypoint(manifest)
             check_handlers(manifest, cls)
@@ -267,7 +276,9 @@ class WorkerHost:
     def _context(self, capability_id: str, ctx: TaskContext | None) -> TaskContext:
         cap = self.capability(capability_id)
         if ctx is None:
-            ctx = TaskContext.for_call(capability_id, cap.timeout_s, max_attempts=cap.max_attempts)
+            ctx = TaskContext.for_call(
+                capability_id, cap.timeout_s, max_attempts=cap.max_attempts, services=self.services
+            )
         if ctx.errors is None:
             ctx.errors = self.errors(capability_id)
         return ctx

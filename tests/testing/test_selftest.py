@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from crank.manifest import load_manifest
-from crank.worker.selftest import CheckResult, run_self_test
+from crank.testing.selftest import CheckResult, run_self_test
 
-from .conftest import WORKERS
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
+WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "workers"
 BASE = WORKERS / "crank_fixture_selftest" / "crank.yaml"
+
+
+@pytest.fixture(autouse=True)
+def fixture_workers_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(WORKERS))
 
 
 def variant(tmp_path: Path, **changes: Any) -> Path:

@@ -1,4 +1,5 @@
-"""No import circle inside the runtime: each module can be read (and loaded) on its own terms.
+"""The runtime and the worker layer have no import circle, and the worker imports no layer
+above it (the runtime lends a task what it needs through ``TaskServices``).
 
 The graph is read from the source, every ``import`` counted, those inside functions
 and under ``if TYPE_CHECKING:`` included: a circle of annotations is still a circle
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import crank
 
 SRC = Path(crank.__file__).resolve().parent.parent
@@ -20,9 +23,9 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph(package: str) -> dict[str, set[str]]:
-    """module -> the modules of ``package`` it imports (implicit parent packages aside)."""
-    files = {_module_name(p): p for p in (SRC / package.replace(".", "/")).rglob("*.py")}
+def import_graph() -> dict[str, set[str]]:
+    """crank module -> the crank modules it imports (implicit parent packages aside)."""
+    files = {_module_name(p): p for p in (SRC / "crank").rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
         here = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -83,7 +86,25 @@ def test_the_graph_sees_a_circle() -> None:
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_runtime_has_no_import_circle() -> None:
-    graph = import_graph("crank.runtime")
+def within(graph: dict[str, set[str]], package: str) -> dict[str, set[str]]:
+    inside = {m for m in graph if m == package or m.startswith(f"{package}.")}
+    return {m: graph[m] & inside for m in inside}
+
+
+@pytest.mark.parametrize("package", ["crank.runtime", "crank.worker"])
+def test_no_import_circle(package: str) -> None:
+    graph = import_graph()
     assert "crank.runtime.brokers.contract" in graph["crank.runtime.brokers.memory"]
-    assert circles(graph) == []
+    assert circles(within(graph, package)) == []
+
+
+def test_the_worker_layer_imports_nothing_above_it() -> None:
+    above = ("crank.runtime", "crank.testing", "crank.generate", "crank.cli")
+    graph = import_graph()
+    assert "crank.worker.outbound_calls" in graph["crank.worker.context"]
+    wrong = {
+        module: sorted(t for t in targets if t.startswith(above))
+        for module, targets in within(graph, "crank.worker").items()
+        if any(t.startswith(above) for t in targets)
+    }
+    assert wrong == {}

@@ -9,16 +9,17 @@ run, since they would fail for that reason alone). A ``self_test()`` that calls
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from crank.errors import CrankError, DependencyMissing
+from crank.testing.dependencies import check_dependency
+from crank.testing.ensure import self_test_mode
+from crank.worker.host import WorkerHost
 
 if TYPE_CHECKING:
     from crank.manifest import Capability, Example, Manifest, SystemDependency
-    from crank.worker.host import WorkerHost
 
 Status = Literal["passed", "failed", "skipped"]
 CheckKind = Literal["dependency", "load", "example", "self_test"]
@@ -69,10 +70,6 @@ class SelfTestReport:
 
 def check_system_dependency(dep: SystemDependency) -> CheckResult:
     name = f"{dep.name} ({dep.check})"
-    try:
-        from crank.testing.dependencies import check_dependency
-    except ImportError as exc:  # the testing extra is part of crank; this is a broken install
-        return CheckResult("dependency", name, "failed", f"cannot check dependencies: {exc}")
     try:
         found = check_dependency(dep.check)
     except CrankError as exc:
@@ -184,17 +181,9 @@ def run_self_test(manifest: Manifest, *, host: WorkerHost | None = None) -> Self
             for cap, i, ex in examples
         ]
         return report()
-    with _raising_dependencies():
+    # ``ensure_dependency`` raises crank errors (not pytest skips) in self-test mode
+    with self_test_mode():
         return _run_checks(manifest, host, results, examples)
-
-
-def _raising_dependencies() -> contextlib.AbstractContextManager[None]:
-    """``ensure_dependency`` raises crank errors (not pytest skips) in self-test mode."""
-    try:
-        from crank.testing.ensure import self_test_mode
-    except ImportError:  # pragma: no cover - crank.testing ships with crank
-        return contextlib.nullcontext()
-    return self_test_mode()
 
 
 def _run_checks(
@@ -203,8 +192,6 @@ def _run_checks(
     results: list[CheckResult],
     examples: list[tuple[Capability, int, Example]],
 ) -> SelfTestReport:
-    from crank.worker.host import WorkerHost
-
     def report() -> SelfTestReport:
         return SelfTestReport(manifest.name, manifest.metadata.version, tuple(results))
 
