@@ -310,6 +310,27 @@ def test_tasks_claimed_as_the_stop_comes_are_given_back_unrun(memory: Broker) ->
     assert len(memory.claim(ClaimOptions("other", limit=10))) == 3
 
 
+def test_the_grace_timer_exists_before_the_stop_can_be_seen(memory: Broker) -> None:
+    # A loop that sees the stop at once cancels the grace timer on its way out; were the
+    # timer made after the stop was visible, it could miss it and end the process later.
+    exits: list[int] = []
+    loop = WorkerLoop(config(grace_s=600), broker=memory, hard_exit=exits.append)
+    timer_when_stop_was_set: list[object] = []
+
+    class WatchedEvent(threading.Event):
+        def set(self) -> None:
+            timer_when_stop_was_set.append(loop._grace_timer)
+            super().set()
+
+    loop.stop_event = WatchedEvent()
+    loop.request_stop()
+    assert timer_when_stop_was_set[0] is not None
+    # stopped before it started: run() returns at once and cancels the timer
+    assert loop.run() == 0
+    assert loop._grace_timer is not None and loop._grace_timer.finished.is_set()
+    assert exits == []
+
+
 def test_slow_tasks_are_shared_between_workers_not_hoarded_by_one(
     memory: Broker, tmp_path: Path
 ) -> None:

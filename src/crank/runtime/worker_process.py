@@ -385,12 +385,14 @@ class WorkerLoop:
                 self._grace_expired()
             return
         log.info("stopping: finishing the running task within %.1fs", self.config.grace_s)
-        self._stop_deadline = time.monotonic() + self.config.grace_s
-        self.stop_event.set()
+        # The timer is in place before the stop can be seen: a loop that stops at once
+        # must find it to cancel it (a timer cancelled before it starts never fires).
         timer = threading.Timer(self.config.grace_s, self._grace_expired)
         timer.daemon = True
-        timer.start()
         self._grace_timer = timer
+        self._stop_deadline = time.monotonic() + self.config.grace_s
+        self.stop_event.set()
+        timer.start()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(signum)
@@ -422,6 +424,7 @@ class WorkerLoop:
         """Serve until stopped; returns the process exit status."""
         broker = self.broker  # connects (retrying) before the first claim
         if self.stop_event.is_set():
+            self._cancel_grace_timer()
             return int(ExitCode.OK)
         for host in self._hosts():
             host.start()
@@ -465,10 +468,14 @@ class WorkerLoop:
             for host in self._hosts():
                 with contextlib.suppress(Exception):
                     host.stop()
-            if self._grace_timer is not None:
-                self._grace_timer.cancel()
+            self._cancel_grace_timer()
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
         return int(ExitCode.OK)
+
+    def _cancel_grace_timer(self) -> None:
+        """Stopped in time: the grace period must not end the process later."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
 
     def _claim(self, done: list[tuple[Claim, Any]]) -> tuple[list[Claim], list[tuple[Claim, Any]]]:
         """Ack the last batch's results and claim the next batch in one round trip.
