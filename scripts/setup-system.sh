@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# Install the system tools crank's tests use for real (Debian/Ubuntu, as root),
+# Install the system tools crank's tests use for real (Debian/Ubuntu, with apt-get),
 # then verify each one: a missing tool must fail here, not turn into skipped tests.
+# Runs as root; as another user it starts itself again through sudo. Safe to run again.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" -ne 0 ]; then
-  echo "setup-system.sh: run as root (sudo) so apt-get can install packages" >&2
+  if command -v sudo >/dev/null 2>&1; then
+    echo "setup-system.sh: not root: running it again through sudo to install with apt-get" >&2
+    exec sudo DEBIAN_FRONTEND=noninteractive bash "$0" "$@"
+  fi
+  echo "setup-system.sh: apt-get needs root, and sudo is not installed." >&2
+  echo "  fix: run it as root (su -c 'bash scripts/setup-system.sh'), or install sudo" >&2
+  exit 2
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup-system.sh: apt-get not found; this script supports Debian and Ubuntu." >&2
+  echo "  fix: install redis-server, pandoc, docker.io (dockerd), mmdebstrap, git and curl" >&2
+  echo "       with your system's package manager" >&2
   exit 2
 fi
 apt-get update -qq
@@ -23,6 +35,6 @@ done
 if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
 fi
-for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 300); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p 6379 ping >/dev/null
 echo "setup-system.sh: redis-server $(redis-server --version | awk '{print $3}'), $(pandoc --version | head -1), $(dockerd --version)"
