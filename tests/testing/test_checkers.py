@@ -13,6 +13,7 @@ import pytest
 from crank.errors import UsageError
 from crank.hookspecs import hookimpl
 from crank.plugins import get_plugin_manager
+from crank.testing import ensure_dependency
 from crank.testing.dependencies import (
     DependencyResult,
     check_dependency,
@@ -185,7 +186,7 @@ def test_binary_that_crashes_is_broken(fake_bin: Path) -> None:
     assert result.reason == f"`{tool} --version` was killed by SIGSEGV"
 
 
-def test_binary_failing_on_version_is_broken(fake_bin: Path) -> None:
+def test_binary_whose_loader_fails_is_broken(fake_bin: Path) -> None:
     tool = write_executable(
         fake_bin / "sadtool", "echo 'error while loading shared libraries: libz.so.1' >&2; exit 127"
     )
@@ -195,6 +196,76 @@ def test_binary_failing_on_version_is_broken(fake_bin: Path) -> None:
         f"`{tool} --version` exited with status 127: "
         "error while loading shared libraries: libz.so.1"
     )
+
+
+def test_a_file_that_cannot_be_executed_is_broken(fake_bin: Path) -> None:
+    tool = fake_bin / "garbage"
+    tool.write_bytes(b"\x7fELF\x00not really a program")
+    tool.chmod(0o755)
+    result = check_dependency("exe:garbage")
+    assert result.broken
+    assert result.reason.startswith(f"`{tool} --version` cannot run: [Errno 8] Exec format error")
+
+
+def test_a_script_whose_interpreter_is_gone_is_broken(fake_bin: Path) -> None:
+    tool = fake_bin / "orphan"
+    tool.write_text("#!/nonexistent/interpreter\n")
+    tool.chmod(0o755)
+    result = check_dependency("exe:orphan")
+    assert result.broken
+    assert f"`{tool} --version` cannot run" in result.reason
+
+
+# Real programs that refuse `--version` (java takes -version, ffmpeg -version, go version)
+REFUSES_DOUBLE_DASH = 'case "$1" in --version) echo "unknown option: $1" >&2; exit 1;; esac\n'
+
+
+def test_a_program_that_refuses_version_flags_but_runs_is_present(fake_bin: Path) -> None:
+    tool = write_executable(fake_bin / "javaish", REFUSES_DOUBLE_DASH + "exit 2")
+    result = check_dependency("exe:javaish")
+    assert (result.available, result.broken) == (True, False)
+    assert result.reason == f"{tool} runs"
+    assert result.version is None  # not read: no constraint asked for it
+
+
+def test_the_version_is_read_with_the_usual_flags_in_turn(fake_bin: Path) -> None:
+    write_executable(
+        fake_bin / "javaish",
+        REFUSES_DOUBLE_DASH
+        + 'if [ "$1" = -version ]; then echo \'openjdk version "17.0.9" 2023-10-17\' >&2; '
+        "exit 0; fi\nexit 2",
+    )
+    result = check_dependency("exe:javaish>=17")
+    assert (result.available, result.version) == (True, "17.0.9")
+    assert check_dependency("exe:javaish>=21").reason == (
+        "javaish 17.0.9 is installed but >=21 is required"
+    )
+    write_executable(fake_bin / "goish", 'if [ "$1" = version ]; then echo "goish go1.22.3"; fi')
+    assert check_dependency("exe:goish>=1.21").version == "1.22.3"
+
+
+def test_a_version_no_flag_prints_cannot_be_checked_and_says_how_to_tell(fake_bin: Path) -> None:
+    tool = write_executable(fake_bin / "quiet", "exit 0")
+    result = check_dependency("exe:quiet>=1")
+    assert result.missing_only
+    assert result.reason == (
+        f"quiet runs, but `{tool} --version`, `{tool} -version`, `{tool} -V`, `{tool} version` "
+        "printed no version, so >=1 cannot be checked"
+    )
+    assert result.hint is not None and "version_command" in result.hint
+
+
+def test_a_version_command_of_its_own(fake_bin: Path) -> None:
+    write_executable(fake_bin / "odd", 'if [ "$1" = --show-release ]; then echo "odd 3.2"; fi')
+    result = check_dependency("exe:odd>=3", version_command="odd --show-release")
+    assert (result.available, result.version) == (True, "3.2")
+    assert ensure_dependency("exe:odd>=3", version_command=["odd", "--show-release"]).available
+    assert check_dependency("exe:odd>=3").missing_only  # without it: no flag shows one
+
+
+def test_an_empty_version_command_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="names no program"):
+        check_dependency("exe:sh>=1", version_command="  ")
 
 
 # --- GPU ------------------------------------------------------------------------------
@@ -458,3 +529,33 @@ def test_an_unknown_kind_names_plugins_that_failed_to_load() -> None:
     assert caught.value.hint.endswith(
         "plugins that failed to load: office (ModuleNotFoundError: uno)"
     )
+
+
+def test_a_manifest_system_dependency_brings_its_version_command(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    from crank.manifest import load_manifest
+    from crank.worker.selftest import check_system_dependency
+
+    tool = write_executable(
+        fake_bin / "odd", 'if [ "$1" = --show-release ]; then echo "odd 3.2"; fi'
+    )
+    manifest = tmp_path / "crank.yaml"
+    manifest.write_text(
+        "apiVersion: crank.dev/v1\nkind: Worker\nmetadata: {name: odd-worker, version: 1.0.0}\n"
+        "worker: {entrypoint: 'odd_worker:Odd'}\n"
+        "capabilities:\n  - {id: odd.echo, version: 1.0.0, input: {type: object}, "
+        "output: {type: object}}\n"
+        "dependencies:\n  system:\n"
+        "    - {name: odd, check: 'exe:odd>=3', version_command: 'odd --show-release'}\n",
+        encoding="utf-8",
+    )
+    (dep,) = load_manifest(manifest).dependencies.system
+    assert dep.version_command == "odd --show-release"
+    assert check_system_dependency(dep).as_dict() == {
+        "kind": "dependency",
+        "name": "odd (exe:odd>=3)",
+        "status": "passed",
+        "detail": f"{tool} 3.2",
+        "hint": None,
+    }

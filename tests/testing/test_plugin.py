@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -210,6 +211,37 @@ def test_a_manifest_strict_mode_cannot_read_fails_the_test_clearly(
     result = suite.runpytest("-k", "tool_two")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*UsageError: strict mode cannot read manifest *crank.yaml: *"])
+
+
+def test_a_declared_version_command_reads_the_version(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that prints its version only through its own command (``odd --release``)."""
+    tools = pytester.mkdir("tools")
+    odd = tools / "odd"
+    odd.write_text('#!/bin/sh\nif [ "$1" = --release ]; then echo "odd 3.2"; fi\n')
+    odd.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    (pytester.path / "crank.yaml").write_text(
+        MANIFEST.partition("dependencies:")[0]
+        + "dependencies:\n  system:\n"
+        + '    - {name: odd, check: "exe:odd>=3", version_command: "odd --release"}\n'
+        + "capabilities: []\n"
+    )
+    pytester.makepyfile(
+        """
+        from crank.testing import ensure_dependency
+
+        def test_declared():
+            assert ensure_dependency("exe:odd>=3").version == "3.2"
+
+        def test_newer_than_installed():
+            ensure_dependency("exe:odd>=4")
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*missing odd: odd 3.2 is installed but >=4 is required*"])
 
 
 def test_the_marker_runs_before_fixtures(pytester: pytest.Pytester) -> None:

@@ -71,6 +71,7 @@ class SystemDependency:
     apt: str | None = None
     hint: str | None = None
     optional: bool = False
+    version_command: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,16 @@ from __future__ import annotations
 import re
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, cast
 
 from crank.contributions import ContributionKind
 from crank.errors import PluginError, UsageError
 from crank.plugins import PluginLoadWarning, get_plugin_manager
-from crank.testing.specs import DependencySpec, parse_spec
+from crank.testing.specs import DependencySpec, parse_spec, version_argv
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -180,9 +180,13 @@ class DependencyRegistry:
             skipped=tuple(str(p) for p in manager.problems() if p.hook == DEPENDENCY_CHECKERS.hook),
         )
 
-    def check(self, raw: str) -> DependencyResult:
+    def check(
+        self, raw: str, *, version_command: tuple[str, ...] | None = None
+    ) -> DependencyResult:
         try:
             spec = parse_spec(raw, self.checkers)
+            if version_command is not None:
+                spec = replace(spec, version_command=version_command)
         except UsageError as exc:
             if "unknown kind" in exc.message or "no checker for" in exc.message:
                 if self.failed_plugins:
@@ -226,18 +230,25 @@ def dependency_registry() -> DependencyRegistry:
         return _registry
 
 
-def check_dependency(spec: str) -> DependencyResult:
+def check_dependency(
+    spec: str, *, version_command: str | Sequence[str] | None = None
+) -> DependencyResult:
     """Check ``spec`` once per process and answer what was found (cached).
+
+    :param version_command: for ``exe:`` specs with a version constraint, the command
+        that prints the program's version (``"java -version"``) when none of the usual
+        flags does.
 
     Raises :class:`~crank.errors.UsageError` only for a spec that cannot be
     parsed (an unknown kind, a bad version constraint): a typo must not skip.
     """
-    key = spec.strip()
+    argv = version_argv(version_command)
+    key = spec.strip() if argv is None else f"{spec.strip()} [{' '.join(argv)}]"
     with _lock:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    result = dependency_registry().check(key)
+    result = dependency_registry().check(spec.strip(), version_command=argv)
     with _lock:
         return _cache.setdefault(key, result)
 

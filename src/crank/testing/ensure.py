@@ -25,7 +25,7 @@ from crank.errors import DependencyBroken, DependencyMissing
 from crank.testing.dependencies import DependencyResult, check_dependency
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from types import FrameType
 
 Mode = Literal["pytest", "raise"]
@@ -86,14 +86,21 @@ def _caller_frame() -> FrameType | None:
 
 
 def ensure_dependency(
-    spec: str, skip_message: str | None = None, install_hint: str | None = None
+    spec: str,
+    skip_message: str | None = None,
+    install_hint: str | None = None,
+    *,
+    version_command: str | Sequence[str] | None = None,
 ) -> DependencyResult:
     """Return the result when ``spec`` is available; otherwise skip, fail or raise.
 
     :param skip_message: replaces the generated reason (the hint is still added).
     :param install_hint: replaces the checker's hint (``brew install pandoc``).
+    :param version_command: how to print an ``exe:`` program's version when a
+        constraint asks for it and none of ``--version``, ``-version``, ``-V``,
+        ``version`` does (``"java -version"``).
     """
-    result = check_dependency(spec)
+    result = check_dependency(spec, version_command=version_command)
     if result.available:
         return result
     frame = _caller_frame()

@@ -71,7 +71,7 @@ class SelfTestReport:
 def check_system_dependency(dep: SystemDependency) -> CheckResult:
     name = f"{dep.name} ({dep.check})"
     try:
-        found = check_dependency(dep.check)
+        found = check_dependency(dep.check, version_command=dep.version_command)
     except CrankError as exc:
         return CheckResult("dependency", name, "failed", exc.message, exc.hint)
     hint = dep.hint or found.hint

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from crank.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
 
 _CONSTRAINT_START = re.compile(r"[<>=!~]")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -48,6 +48,25 @@ class DependencySpec:
     target: str | None = None
     constraint: str | None = None
     url: str | None = None
+    #: how to print the version (``("java", "-version")``) when the usual flags do not
+    #: (``exe:`` checks; from a manifest's ``version_command`` or ``ensure_dependency``).
+    version_command: tuple[str, ...] | None = None
+
+
+def version_argv(command: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """A version command as an argv: ``"java -version"`` -> ``("java", "-version")``."""
+    if command is None:
+        return None
+    import shlex
+
+    argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(command)
+    if not argv or not all(isinstance(part, str) and part for part in argv):
+        raise UsageError(
+            f"version command {command!r} names no program",
+            hint="write it like 'java -version'",
+            subject=str(command),
+        )
+    return argv
 
 
 def split_constraint(text: str) -> tuple[str, str | None]:

@@ -70,6 +70,8 @@ class DeclaredDependency:
     manifest: Path
     hint: str | None = None
     optional: bool = False
+    #: a system dependency's ``version_command``, as an argv
+    version_command: tuple[str, ...] | None = None
 
 
 def discover_manifests(rootdir: Path, extra_globs: Sequence[str] = ()) -> list[Path]:
@@ -134,12 +136,26 @@ def declared_dependencies(manifests: Iterable[Path]) -> list[DeclaredDependency]
             hint = system.get("hint") or (
                 f"apt-get install {system['apt']}" if system.get("apt") else None
             )
+            command = system.get("version_command")
             declared.append(
                 DeclaredDependency(
-                    frozenset(keys), path, hint=hint, optional=bool(system.get("optional", False))
+                    frozenset(keys),
+                    path,
+                    hint=hint,
+                    optional=bool(system.get("optional", False)),
+                    version_command=_argv(command) if isinstance(command, str) else None,
                 )
             )
     return declared
+
+
+def _argv(command: str) -> tuple[str, ...] | None:
+    import shlex
+
+    try:
+        return tuple(shlex.split(command)) or None
+    except ValueError:  # unbalanced quotes: crank lint reports the manifest
+        return None
 
 
 def _check_name(check: str) -> str:
@@ -224,6 +240,14 @@ class StrictPolicy:
                 )
                 self._declared = declared_dependencies(manifests)
             return self._declared
+
+    def version_command(self, name: str) -> tuple[str, ...] | None:
+        """The version command a declared manifest gives program ``name``, if any."""
+        key = normalize(name)
+        for dep in self.declared():
+            if dep.version_command and key in dep.keys:
+                return dep.version_command
+        return None
 
     def match_declared(self, result: DependencyResult) -> DeclaredDependency | None:
         keys = dependency_keys(result)

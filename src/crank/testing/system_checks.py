@@ -1,8 +1,13 @@
 """Checkers for programs on PATH (``exe:pandoc>=2.17``) and network services.
 
-An executable is *missing* when it is not on PATH and *broken* when it is there
-but ``NAME --version`` crashes, exits non-zero or hangs: a binary that cannot
-even print its version will not convert a document either.
+An executable is *present* when it is on PATH and runs. Many working programs
+do not take ``--version`` (``java -version``, ``ffmpeg -version``) and exit
+non-zero on it: that is still a program that runs. It is *broken* only when it
+cannot run at all: it cannot be executed, is killed by a signal, exits 126/127
+(the loader or a wrapper could not start it: a missing shared library or
+interpreter), or hangs. Its version is read only when a constraint asks for
+one, trying ``--version``, ``-version``, ``-V`` and ``version`` in turn, or the
+spec's own version command (a manifest's ``version_command``).
 """
 
 from __future__ import annotations
@@ -63,45 +68,105 @@ def exit_description(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def check_executable(spec: DependencySpec) -> DependencyResult:
-    name = spec.target or spec.name
-    hint = f"apt-get install {name}"
-    path = shutil.which(name)
-    if path is None:
-        return DependencyResult.missing(spec, f"executable {name!r} is not on PATH", hint=hint)
-    command = f"{path} --version"
+#: tried in turn to read a version, when a constraint asks for one.
+VERSION_FLAGS = ("--version", "-version", "-V", "version")
+#: exit statuses of a program that could not start: 126 found but not executable,
+#: 127 a missing interpreter or shared library (the dynamic loader's status).
+CANNOT_START = frozenset({126, 127})
+
+
+def _cannot_run(command: str, proc: subprocess.CompletedProcess[str]) -> str | None:
+    """Why ``proc`` shows a program that cannot run at all (None: it ran)."""
+    if proc.returncode < 0 or proc.returncode in CANNOT_START:
+        output = _tail(proc.stderr or proc.stdout)
+        detail = f"`{command}` {exit_description(proc.returncode)}"
+        return f"{detail}: {output}" if output else detail
+    return None
+
+
+def _run_probe(
+    spec: DependencySpec, argv: list[str], reinstall: str
+) -> subprocess.CompletedProcess[str] | DependencyResult:
+    """Run ``argv``; a result when the program cannot run at all, else what it did."""
+    command = " ".join(argv)
     try:
-        proc = run_tool([path, "--version"])
+        proc = run_tool(argv)
     except subprocess.TimeoutExpired as exc:
         return DependencyResult.failing(
             spec,
             f"`{command}` did not finish within {VERSION_TIMEOUT_S:g} s",
             error=exc,
-            hint=f"apt-get install --reinstall {name}",
+            hint=reinstall,
         )
     except OSError as exc:
         return DependencyResult.failing(
-            spec,
-            f"`{command}` cannot run: {exc}",
-            error=exc,
-            hint=f"apt-get install --reinstall {name}",
+            spec, f"`{command}` cannot run: {exc}", error=exc, hint=reinstall
         )
-    if proc.returncode != 0:
-        output = _tail(proc.stderr or proc.stdout)
-        detail = f"`{command}` {exit_description(proc.returncode)}"
+    cannot = _cannot_run(command, proc)
+    if cannot is not None:
         return DependencyResult.failing(
             spec,
-            f"{detail}: {output}" if output else detail,
-            error=f"{detail}\n{proc.stderr or proc.stdout}".rstrip(),
-            hint=f"apt-get install --reinstall {name}",
+            cannot,
+            error=f"{cannot}\n{proc.stderr or proc.stdout}".rstrip(),
+            hint=reinstall,
         )
-    version = parse_version(proc.stdout + "\n" + proc.stderr)
+    return proc
+
+
+def _declared_version_command(name: str) -> tuple[str, ...] | None:
+    """The ``version_command`` a manifest of the project under test gives ``name``."""
+    from crank.errors import UsageError
+    from crank.testing.strict import current_policy
+
+    policy = current_policy()
+    if policy is None:
+        return None
+    try:
+        return policy.version_command(name)
+    except UsageError:  # an unreadable manifest: strict mode reports it where it matters
+        return None
+
+
+def check_executable(spec: DependencySpec) -> DependencyResult:
+    name = spec.target or spec.name
+    hint = f"apt-get install {name}"
+    reinstall = f"apt-get install --reinstall {name}"
+    path = shutil.which(name)
+    if path is None:
+        return DependencyResult.missing(spec, f"executable {name!r} is not on PATH", hint=hint)
+    if spec.constraint is None:
+        # Only whether it runs: one harmless call; its exit status does not matter.
+        probe = _run_probe(spec, [path, "--version"], reinstall)
+        if isinstance(probe, DependencyResult):
+            return probe
+        return DependencyResult.found(spec, reason=f"{path} runs")
+
+    custom = spec.version_command or _declared_version_command(name)
+    commands = [list(custom)] if custom else [[path, flag] for flag in VERSION_FLAGS]
+    version = None
+    for argv in commands:
+        probe = _run_probe(spec, argv, reinstall)
+        if isinstance(probe, DependencyResult):
+            return probe
+        if probe.returncode == 0:
+            version = parse_version(probe.stdout + "\n" + probe.stderr)
+            if version is not None:
+                break
+    if version is None:
+        tried = ", ".join(f"`{' '.join(argv)}`" for argv in commands)
+        return DependencyResult.missing(
+            spec,
+            f"{name} runs, but {tried} printed no version, so {spec.constraint} cannot be checked",
+            hint=f"give the command that prints its version: version_command in the "
+            f"manifest's system dependency, or ensure_dependency({spec.raw!r}, "
+            "version_command=...)",
+        )
     unmet = unmet_constraint(name, version, spec.constraint)
     if unmet is not None:
         return DependencyResult.missing(
             spec, unmet, hint=f"{hint}; {name}{spec.constraint} is needed", version=version
         )
-    return DependencyResult.found(spec, version=version, reason=f"{path} {version or ''}".strip())
+    return DependencyResult.found(spec, version=version, reason=f"{path} {version}")
 
 
 # --- services ------------------------------------------------------------------
