@@ -535,7 +535,7 @@ def test_a_manifest_system_dependency_brings_its_version_command(
     fake_bin: Path, tmp_path: Path
 ) -> None:
     from crank.manifest import load_manifest
-    from crank.worker.selftest import check_system_dependency
+    from crank.testing.selftest import check_system_dependency
 
     tool = write_executable(
         fake_bin / "odd", 'if [ "$1" = --show-release ]; then echo "odd 3.2"; fi'
