@@ -113,3 +113,40 @@ def test_a_bad_url_is_a_clear_error() -> None:
 
     with pytest.raises(UsageError, match="unknown scheme 'http'"):
         connect("http://127.0.0.1:8080")
+
+
+def test_result_is_woken_by_the_notice(queue_url: str) -> None:
+    """The wait ends on the broker's notice (no reading the task over and over), and the
+    process stops watching the task once it has the result."""
+    with connect(queue_url) as queue:
+        notices = queue.broker.result_notices()
+        assert notices is not None
+        before = notices.delivered
+        slow = queue.submit("fixture.sleep", {"seconds": 0.5})
+        assert notices.watching(slow.id)
+        assert slow.result(timeout=60) == {"slept": 0.5}
+        assert notices.delivered == before + 1
+        assert not notices.watching(slow.id)
+        # a second result() of the same handle, and a handle from the id alone, read it
+        assert slow.result(timeout=5) == {"slept": 0.5}
+        assert queue.task(slow.id).result(timeout=5) == {"slept": 0.5}
+        # a task not watched leaves nothing behind here, and its result is still there
+        quiet = queue.submit("fixture.echo", {"q": 1}, watch=False)
+        assert not notices.watching(quiet.id)
+        assert quiet.result(timeout=60)["echo"] == {"q": 1}
+        assert len(notices) == 0
+
+
+def test_the_asyncio_wait_is_woken_by_the_notice(queue_url: str) -> None:
+    async def scenario() -> None:
+        async with await connect_async(queue_url) as queue:
+            notices = queue.sync.broker.result_notices()
+            assert notices is not None
+            before = notices.delivered
+            tasks = await queue.submit_many([("fixture.sleep", {"seconds": 0.2})] * 3)
+            results = await asyncio.gather(*(t.result(timeout=60) for t in tasks))
+            assert results == [{"slept": 0.2}] * 3
+            assert notices.delivered == before + 3
+            assert len(notices) == 0
+
+    asyncio.run(scenario())

@@ -12,19 +12,19 @@ speed matters; use :class:`~crank.client.Client` everywhere else.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from crank.client.errors import ApiError, InvalidTask, TaskNotFound, TaskTimeout
 from crank.client.tasks import TaskInfo, TaskRequest, check_task_request, encode_json
-from crank.client.waiting import ResultPolls, deadline_of, seconds_left
+from crank.client.waiting import deadline_of, seconds_left
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import (
     IdempotencyKeyReused,
     TaskSpec,
     scoped_idempotency_key,
 )
+from crank.runtime.brokers.notices import SAFETY_POLL_S
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -84,6 +84,66 @@ def _info(task_id: str, record: TaskRecord | None) -> TaskInfo:
     return TaskInfo.from_record(record)
 
 
+def _outcome(task_id: str, record: TaskRecord | None, timeout: float | None) -> Any:
+    """The result of the task as the wait left it, or the error it ended with."""
+    info = _info(task_id, record)
+    if not info.done:
+        raise TaskTimeout(task_id, timeout)
+    return info.outcome()
+
+
+def _wait_watched(
+    broker: Broker, submitted: TaskRecord, deadline: float | None
+) -> TaskRecord | None:
+    """Wait for a task submitted with ``watch=True``: its notice, usually with the outcome
+    in it (no broker round trip at all), else one read after the notice or a quiet
+    ``SAFETY_POLL_S``. Stops watching it (``forget``) whatever happens."""
+    notices = broker.result_notices()
+    if notices is None:  # a backend without notices: its own wait reads the task
+        return broker.wait_for_result(submitted.id, seconds_left(deadline))
+    try:
+        while True:
+            left = seconds_left(deadline)
+            if left is None or left > 0:
+                notice = notices.wait(
+                    submitted.id, SAFETY_POLL_S if left is None else min(left, SAFETY_POLL_S)
+                )
+                finished = None if notice is None else notice.finish(submitted)
+                if finished is not None:
+                    return finished
+            record = broker.get(submitted.id)
+            left = seconds_left(deadline)
+            if record is None or record.done or (left is not None and left <= 0):
+                return record
+    finally:
+        notices.forget(submitted.id)
+
+
+async def _wait_watched_async(
+    broker: Broker, submitted: TaskRecord, deadline: float | None
+) -> TaskRecord | None:
+    """:func:`_wait_watched` for asyncio: the wait blocks no thread."""
+    notices = await asyncio.to_thread(broker.result_notices)
+    if notices is None:
+        return await broker.wait_for_result_async(submitted.id, seconds_left(deadline))
+    try:
+        while True:
+            left = seconds_left(deadline)
+            if left is None or left > 0:
+                notice = await notices.wait_async(
+                    submitted.id, SAFETY_POLL_S if left is None else min(left, SAFETY_POLL_S)
+                )
+                finished = None if notice is None else notice.finish(submitted)
+                if finished is not None:
+                    return finished
+            record = await asyncio.to_thread(broker.get, submitted.id)
+            left = seconds_left(deadline)
+            if record is None or record.done or (left is not None and left <= 0):
+                return record
+    finally:
+        notices.forget(submitted.id)
+
+
 class BrokerClient:
     """Submits tasks to a broker and waits for their results (see the module docstring)."""
 
@@ -105,8 +165,14 @@ class BrokerClient:
         idempotency_key: str | None = None,
         max_attempts: int = 3,
         timeout_s: float | None = None,
+        watch: bool = True,
     ) -> BrokerTask:
-        """Queue one task (one broker round trip); the :class:`BrokerTask` waits for it."""
+        """Queue one task (one broker round trip); the :class:`BrokerTask` waits for it.
+
+        ``watch`` (the default) has the broker tell this process when the task ends, in
+        the same round trip, so ``result()`` wakes at once; pass False for a task you
+        will not wait for (nobody is told, nothing is kept here).
+        """
         request = TaskRequest(
             capability,
             input,
@@ -115,15 +181,18 @@ class BrokerClient:
             max_attempts=max_attempts,
             timeout_s=timeout_s,
         )
-        return self.submit_many([request])[0]
+        return self.submit_many([request], watch=watch)[0]
 
-    def submit_many(self, requests: Iterable[TaskLike]) -> list[BrokerTask]:
-        """Queue many tasks in one broker round trip (one SQLite transaction), in order."""
+    def submit_many(self, requests: Iterable[TaskLike], *, watch: bool = True) -> list[BrokerTask]:
+        """Queue many tasks in one broker round trip (one SQLite transaction), in order
+        (``watch`` as for :meth:`submit`)."""
         specs = [_spec(request, self.caller) for request in requests]
         if not specs:
             return []
-        records = _accepted(self.broker.submit_many(specs))
-        return [BrokerTask(self, record.id, TaskInfo.from_record(record)) for record in records]
+        records = _accepted(self.broker.submit_many(specs, watch=watch))
+        return [
+            BrokerTask(self, r.id, TaskInfo.from_record(r), r if watch else None) for r in records
+        ]
 
     def task(self, task_id: str) -> BrokerTask:
         """A handle on a task submitted before (by any producer or server)."""
@@ -147,11 +216,20 @@ class BrokerClient:
 class BrokerTask:
     """A task in the broker: its status and its result."""
 
-    def __init__(self, client: BrokerClient, task_id: str, info: TaskInfo | None = None) -> None:
+    def __init__(
+        self,
+        client: BrokerClient,
+        task_id: str,
+        info: TaskInfo | None = None,
+        watched: TaskRecord | None = None,
+    ) -> None:
         self.client = client
         self.id = task_id
         #: the task when this handle was made (None: not read).
         self.info = info
+        #: the task as submitted while this process watches it (its first wait uses
+        #: the notice); None once waited for, or never watched.
+        self._watched = watched
 
     def __repr__(self) -> str:
         return f"<BrokerTask {self.id} in {self.client.url}>"
@@ -169,16 +247,15 @@ class BrokerTask:
         as long as it takes).
         """
         deadline = deadline_of(timeout)
-        polls = ResultPolls(first_s=0.001)
-        while True:
-            info = self.status()
-            if info.done:
-                return info.outcome()
-            left = seconds_left(deadline)
-            if left is not None and left <= 0:
-                raise TaskTimeout(self.id, timeout)
-            pause = polls.next_s()
-            time.sleep(pause if left is None else min(pause, left))
+        broker = self.client.broker
+        watched, self._watched = self._watched, None
+        if watched is not None:
+            record = _wait_watched(broker, watched, deadline)
+        else:
+            record = broker.wait_for_result(self.id, seconds_left(deadline))
+        if record is not None:
+            self.info = TaskInfo.from_record(record)
+        return _outcome(self.id, record, timeout)
 
 
 class AsyncBrokerClient:
@@ -200,6 +277,7 @@ class AsyncBrokerClient:
         idempotency_key: str | None = None,
         max_attempts: int = 3,
         timeout_s: float | None = None,
+        watch: bool = True,
     ) -> AsyncBrokerTask:
         request = TaskRequest(
             capability,
@@ -209,14 +287,20 @@ class AsyncBrokerClient:
             max_attempts=max_attempts,
             timeout_s=timeout_s,
         )
-        return (await self.submit_many([request]))[0]
+        return (await self.submit_many([request], watch=watch))[0]
 
-    async def submit_many(self, requests: Iterable[TaskLike]) -> list[AsyncBrokerTask]:
+    async def submit_many(
+        self, requests: Iterable[TaskLike], *, watch: bool = True
+    ) -> list[AsyncBrokerTask]:
         specs = [_spec(request, self.sync.caller) for request in requests]
         if not specs:
             return []
-        records = _accepted(await asyncio.to_thread(self.sync.broker.submit_many, specs))
-        return [AsyncBrokerTask(self, r.id, TaskInfo.from_record(r)) for r in records]
+        submitted = await asyncio.to_thread(self.sync.broker.submit_many, specs, watch=watch)
+        records = _accepted(submitted)
+        return [
+            AsyncBrokerTask(self, r.id, TaskInfo.from_record(r), r if watch else None)
+            for r in records
+        ]
 
     def task(self, task_id: str) -> AsyncBrokerTask:
         return AsyncBrokerTask(self, task_id)
@@ -240,11 +324,16 @@ class AsyncBrokerTask:
     """:class:`BrokerTask` for asyncio."""
 
     def __init__(
-        self, client: AsyncBrokerClient, task_id: str, info: TaskInfo | None = None
+        self,
+        client: AsyncBrokerClient,
+        task_id: str,
+        info: TaskInfo | None = None,
+        watched: TaskRecord | None = None,
     ) -> None:
         self.client = client
         self.id = task_id
         self.info = info
+        self._watched = watched
 
     def __repr__(self) -> str:
         return f"<AsyncBrokerTask {self.id} in {self.client.url}>"
@@ -256,16 +345,15 @@ class AsyncBrokerTask:
 
     async def result(self, timeout: float | None = None) -> Any:
         deadline = deadline_of(timeout)
-        polls = ResultPolls(first_s=0.001)
-        while True:
-            info = await self.status()
-            if info.done:
-                return info.outcome()
-            left = seconds_left(deadline)
-            if left is not None and left <= 0:
-                raise TaskTimeout(self.id, timeout)
-            pause = polls.next_s()
-            await asyncio.sleep(pause if left is None else min(pause, left))
+        broker = self.client.sync.broker
+        watched, self._watched = self._watched, None
+        if watched is not None:
+            record = await _wait_watched_async(broker, watched, deadline)
+        else:
+            record = await broker.wait_for_result_async(self.id, seconds_left(deadline))
+        if record is not None:
+            self.info = TaskInfo.from_record(record)
+        return _outcome(self.id, record, timeout)
 
 
 def connect(url: str, *, caller: str | None = None, **options: Any) -> BrokerClient:
