@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from crank.runtime.brokers import contract, open_broker
 from crank.runtime.brokers import notices as notices_module
-from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import Broker, ClaimOptions, TaskSpec
 from crank.runtime.brokers.notices import Notice, ResultNotices
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def no_safety_poll(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(notices_module, "SAFETY_POLL_S", 3600.0)
+    monkeypatch.setattr(contract, "SAFETY_POLL_S", 3600.0)
 
 
 def spec(n: int = 0, **kw: object) -> TaskSpec:

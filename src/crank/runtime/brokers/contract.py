@@ -59,11 +59,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from crank.errors import CrankError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from crank.runtime.brokers.notices import ResultNotices
+    from collections.abc import Awaitable, Iterable, Mapping, Sequence
 
 _new_object = object.__new__
+
+#: a waiter that heard nothing reads the task from the broker this often anyway.
+SAFETY_POLL_S = 1.0
 
 TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
@@ -262,6 +263,27 @@ class Claimed:
         return self.claims
 
 
+class ResultListener(Protocol):
+    """What :meth:`Broker.wait_for_result` needs of a process's listener for the notices
+    of ended tasks (:class:`~crank.runtime.brokers.notices.ResultNotices`)."""
+
+    def expect(self, task_ids: Iterable[str]) -> None:
+        """Keep the notices of these tasks (before they can end)."""
+        ...
+
+    def wait(self, task_id: str, timeout_s: float) -> Any:
+        """Block up to ``timeout_s`` for the task's notice."""
+        ...
+
+    def wait_async(self, task_id: str, timeout_s: float) -> Awaitable[Any]:
+        """:meth:`wait` without blocking the event loop."""
+        ...
+
+    def forget(self, task_id: str) -> None:
+        """Done waiting for the task."""
+        ...
+
+
 @runtime_checkable
 class Broker(Protocol):
     """A durable task queue. Implementations must be safe across processes.
@@ -392,7 +414,7 @@ class Broker(Protocol):
 
     # -- results: waiting for a task to end ---------------------------------------------
 
-    def result_notices(self) -> ResultNotices | None:
+    def result_notices(self) -> ResultListener | None:
         """This process's listener for the notices of ended tasks, started on first use
         (a backend that sends none returns None, and waiters read the task now and then).
 
@@ -416,10 +438,8 @@ class Broker(Protocol):
         ``timeout_s`` passes first (None: wait as long as it takes), or None when there
         is no such task (never submitted, or its result expired). Costs two broker round
         trips plus the wait (watch, read the result); a notice that was lost delays the
-        answer by at most ``notices.SAFETY_POLL_S``. Safe from any thread.
+        answer by at most :data:`SAFETY_POLL_S`. Safe from any thread.
         """
-        from crank.runtime.brokers.notices import SAFETY_POLL_S
-
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         notices = self.result_notices()
         if notices is None:
@@ -450,8 +470,6 @@ class Broker(Protocol):
     ) -> TaskRecord | None:
         """:meth:`wait_for_result` for asyncio: the wait blocks no thread, the two round
         trips run in worker threads."""
-        from crank.runtime.brokers.notices import SAFETY_POLL_S
-
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         notices = await asyncio.to_thread(self.result_notices)
         if notices is None:

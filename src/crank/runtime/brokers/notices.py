@@ -8,7 +8,8 @@ broker and then sends a :class:`Notice` to every address recorded for it; the
 listener hands the notice to the waiters of the task in that process
 (:class:`ResultNotices`). So durability is unchanged (a notice is only ever about
 a result already stored) and a lost notice costs time, never a result: a waiter
-that heard nothing reads the task from the broker every :data:`SAFETY_POLL_S`.
+that heard nothing reads the task from the broker every
+:data:`~crank.runtime.brokers.contract.SAFETY_POLL_S`.
 
 How a notice travels depends on the backend:
 
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
 
 #: outcomes larger than this (bytes of JSON) are not carried; the waiter reads the task.
 INLINE_LIMIT = 16_384
-#: a waiter that heard nothing reads the task from the broker this often anyway.
-SAFETY_POLL_S = 1.0
 #: a watched task's notice nobody took is dropped after this long.
 UNCLAIMED_TTL_S = 120.0
 _FINAL = frozenset({"succeeded", "failed", "dead"})
@@ -358,7 +357,6 @@ class ChannelListener:
 
 __all__ = [
     "INLINE_LIMIT",
-    "SAFETY_POLL_S",
     "ChannelListener",
     "LocalChannel",
     "LocalSender",
