@@ -20,11 +20,11 @@ from crank.client.tasks import TaskInfo, TaskRequest, check_task_request, encode
 from crank.client.waiting import deadline_of, seconds_left
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import (
+    SAFETY_POLL_S,
     IdempotencyKeyReused,
     TaskSpec,
     scoped_idempotency_key,
 )
-from crank.runtime.brokers.notices import SAFETY_POLL_S
 
 if TYPE_CHECKING:
     from types import TracebackType

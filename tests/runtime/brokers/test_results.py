@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crank.runtime.brokers import contract, open_broker
-from crank.runtime.brokers import notices as notices_module
-from crank.runtime.brokers.contract import Broker, ClaimOptions, TaskSpec
-from crank.runtime.brokers.notices import Notice, ResultNotices
+from crank.runtime.brokers.contract import Broker, ClaimOptions, Notice, TaskSpec
+from crank.runtime.brokers.notices import ResultNotices
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -185,7 +184,7 @@ def test_large_outcomes_are_not_carried(broker: Broker, no_safety_poll: None) ->
     [record] = broker.submit_many([spec(n=10)], watch=True)
     notices = broker.result_notices()
     assert notices is not None
-    big = {"text": "x" * (notices_module.INLINE_LIMIT + 10)}
+    big = {"text": "x" * (contract.INLINE_LIMIT + 10)}
     broker.ack(claim_one(broker), big)
     notice = notices.wait(record.id, 3600)
     notices.forget(record.id)

@@ -263,6 +263,51 @@ class Claimed:
         return self.claims
 
 
+#: outcomes larger than this (bytes of JSON) are not carried; the waiter reads the task.
+INLINE_LIMIT = 16_384
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A task ended: its final status, attempts and (when small) its outcome as JSON."""
+
+    task_id: str
+    status: TaskStatus
+    attempts: int
+    #: the result (succeeded) or the error (failed, dead) as JSON text; None: not carried.
+    body: str | None = None
+
+    def encode(self) -> bytes:
+        head = f"{self.task_id} {self.status} {self.attempts}"
+        if self.body is None or len(self.body) > INLINE_LIMIT:
+            return head.encode()
+        return f"{head}\n{self.body}".encode()
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Notice | None:
+        """The notice in ``data``; None when it is not one (ignored by listeners)."""
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        head, newline, body = text.partition("\n")
+        parts = head.split(" ")
+        if len(parts) != 3 or parts[1] not in FINAL_STATUSES or not parts[2].isdigit():
+            return None
+        status: Any = parts[1]
+        return cls(parts[0], status, int(parts[2]), body if newline else None)
+
+    def finish(self, record: TaskRecord) -> TaskRecord | None:
+        """``record`` (the task as submitted) as this notice says it ended; None when the
+        notice carries no outcome (then read the task from the broker)."""
+        if self.body is None:
+            return None
+        outcome = json.loads(self.body)
+        if self.status == "succeeded":
+            return replace(
+                record, status="succeeded", attempts=self.attempts, result=outcome, error=None
+            )
+        error = outcome if isinstance(outcome, dict) else {"message": str(outcome)}
+        return replace(record, status=self.status, attempts=self.attempts, error=error)
+
+
 class ResultListener(Protocol):
     """What :meth:`Broker.wait_for_result` needs of a process's listener for the notices
     of ended tasks (:class:`~crank.runtime.brokers.notices.ResultNotices`)."""
@@ -271,11 +316,11 @@ class ResultListener(Protocol):
         """Keep the notices of these tasks (before they can end)."""
         ...
 
-    def wait(self, task_id: str, timeout_s: float) -> Any:
+    def wait(self, task_id: str, timeout_s: float) -> Notice | None:
         """Block up to ``timeout_s`` for the task's notice."""
         ...
 
-    def wait_async(self, task_id: str, timeout_s: float) -> Awaitable[Any]:
+    def wait_async(self, task_id: str, timeout_s: float) -> Awaitable[Notice | None]:
         """:meth:`wait` without blocking the event loop."""
         ...
 

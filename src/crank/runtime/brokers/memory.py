@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
 from crank.runtime.brokers.contract import (
     FINAL_STATUSES,
+    INLINE_LIMIT,
     Broker,
     Claim,
     ClaimOptions,
     IdempotencyKeyReused,
+    Notice,
     QueueStats,
     Submitted,
     TaskRecord,
@@ -34,7 +36,7 @@ from crank.runtime.brokers.contract import (
     TaskStatus,
     input_fingerprint,
 )
-from crank.runtime.brokers.notices import INLINE_LIMIT, Notice, ResultNotices
+from crank.runtime.brokers.notices import ResultNotices
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

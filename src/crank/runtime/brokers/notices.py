@@ -35,63 +35,16 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from crank.runtime.brokers.contract import Notice
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from crank.runtime.brokers.contract import TaskRecord, TaskStatus
-
-#: outcomes larger than this (bytes of JSON) are not carried; the waiter reads the task.
-INLINE_LIMIT = 16_384
 #: a watched task's notice nobody took is dropped after this long.
 UNCLAIMED_TTL_S = 120.0
-_FINAL = frozenset({"succeeded", "failed", "dead"})
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A task ended: its final status, attempts and (when small) its outcome as JSON."""
-
-    task_id: str
-    status: TaskStatus
-    attempts: int
-    #: the result (succeeded) or the error (failed, dead) as JSON text; None: not carried.
-    body: str | None = None
-
-    def encode(self) -> bytes:
-        head = f"{self.task_id} {self.status} {self.attempts}"
-        if self.body is None or len(self.body) > INLINE_LIMIT:
-            return head.encode()
-        return f"{head}\n{self.body}".encode()
-
-    @classmethod
-    def decode(cls, data: bytes | str) -> Notice | None:
-        """The notice in ``data``; None when it is not one (ignored by listeners)."""
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        head, newline, body = text.partition("\n")
-        parts = head.split(" ")
-        if len(parts) != 3 or parts[1] not in _FINAL or not parts[2].isdigit():
-            return None
-        status: Any = parts[1]
-        return cls(parts[0], status, int(parts[2]), body if newline else None)
-
-    def finish(self, record: TaskRecord) -> TaskRecord | None:
-        """``record`` (the task as submitted) as this notice says it ended; None when the
-        notice carries no outcome (then read the task from the broker)."""
-        import json
-
-        if self.body is None:
-            return None
-        outcome = json.loads(self.body)
-        if self.status == "succeeded":
-            return replace(
-                record, status="succeeded", attempts=self.attempts, result=outcome, error=None
-            )
-        error = outcome if isinstance(outcome, dict) else {"message": str(outcome)}
-        return replace(record, status=self.status, attempts=self.attempts, error=error)
 
 
 def _resolve(future: asyncio.Future[Notice | None], notice: Notice | None) -> None:
@@ -356,10 +309,8 @@ class ChannelListener:
 
 
 __all__ = [
-    "INLINE_LIMIT",
     "ChannelListener",
     "LocalChannel",
     "LocalSender",
-    "Notice",
     "ResultNotices",
 ]

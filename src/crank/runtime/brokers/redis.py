@@ -70,6 +70,7 @@ from crank.runtime.brokers.contract import (
     Claim,
     ClaimOptions,
     IdempotencyKeyReused,
+    Notice,
     PendingClaims,
     QueueStats,
     Submitted,
@@ -78,7 +79,7 @@ from crank.runtime.brokers.contract import (
     TaskStatus,
     input_fingerprint,
 )
-from crank.runtime.brokers.notices import Notice, ResultNotices
+from crank.runtime.brokers.notices import ResultNotices
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence

@@ -47,6 +47,7 @@ from crank.runtime.brokers.contract import (
     Claim,
     ClaimOptions,
     IdempotencyKeyReused,
+    Notice,
     QueueStats,
     Submitted,
     TaskRecord,
@@ -58,7 +59,6 @@ from crank.runtime.brokers.notices import (
     ChannelListener,
     LocalChannel,
     LocalSender,
-    Notice,
     ResultNotices,
 )
 
