@@ -12,18 +12,21 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 PLUGINS = sorted(str(p) for p in Path("plugins").glob("crank-*"))
+#: Example plugins (not workers): installed for the tests, never by the README's first line.
+EXAMPLES = sorted(str(p) for p in Path("examples").glob("crank-*"))
+PYTHON_PATHS = ("src", "tests", "benchmarks", "plugins", "examples", "noxfile.py")
 
 
 def install_all(session: nox.Session) -> None:
-    session.install("-e", ".[dev]", *[arg for p in PLUGINS for arg in ("-e", p)])
+    session.install("-e", ".[dev]", *[arg for p in [*PLUGINS, *EXAMPLES] for arg in ("-e", p)])
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff on the framework, its tests and the examples; crank lint on the example manifests."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "plugins", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "plugins", "noxfile.py")
+    session.run("ruff", "check", *PYTHON_PATHS)
+    session.run("ruff", "format", "--check", *PYTHON_PATHS)
 
 
 @nox.session(python=PYTHON)
@@ -67,8 +70,8 @@ def ci(session: nox.Session) -> None:
     """Everything CI checks, in one environment: lint, types, docs drift, tests, e2e."""
     install_all(session)
     env = {"CI": os.environ.get("CI", "true")}
-    session.run("ruff", "check", "src", "tests", "benchmarks", "plugins", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "plugins", "noxfile.py")
+    session.run("ruff", "check", *PYTHON_PATHS)
+    session.run("ruff", "format", "--check", *PYTHON_PATHS)
     session.run("mypy")
     session.run("pytest", "-m", "not e2e", env=env)
     session.run("python", "scripts/e2e_docker.py", env=env)

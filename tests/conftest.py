@@ -30,6 +30,8 @@ class PluginSites:
 
     good: Path
     broken: Path
+    #: loads, but each of its contributions is broken (one per registry)
+    misbehaving: Path
 
 
 def _pip_install(package: Path, target: Path) -> subprocess.Popen[bytes]:
@@ -54,11 +56,14 @@ def _pip_install(package: Path, target: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture(scope="session")
 def test_plugins(tmp_path_factory: pytest.TempPathFactory) -> PluginSites:
     root = tmp_path_factory.mktemp("plugin-sites")
-    plugins = PluginSites(good=root / "good", broken=root / "broken")
+    plugins = PluginSites(
+        good=root / "good", broken=root / "broken", misbehaving=root / "misbehaving"
+    )
     jobs = []
     for name, target in (
         ("crank-testplugin-good", plugins.good),
         ("crank-testplugin-broken", plugins.broken),
+        ("crank-testplugin-misbehaving", plugins.misbehaving),
     ):
         # built from a copy: setuptools writes build/ and *.egg-info next to the sources
         source = shutil.copytree(FIXTURE_PLUGINS / name, root / "src" / name)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import typing
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import pytest
@@ -15,6 +16,7 @@ import pytest
 import crank.plugin
 from crank import hookspecs
 
+REPO = Path(__file__).resolve().parents[1]
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("crank_"))
 
 
@@ -80,3 +82,25 @@ def test_importing_the_facade_is_light() -> None:
         .split(",")
     )
     assert {"yaml", "jsonschema", "crank.manifest.lint", "crank.runtime"} & modules == set()
+
+
+def test_installed_workers_are_the_registered_manifests(tmp_path: Path) -> None:
+    from crank.hookspecs import hookimpl
+    from crank.plugins import get_plugin_manager
+
+    manifest = REPO / "plugins" / "crank-text-streamer" / "src" / "crank_text_streamer"
+    extra = tmp_path / "crank.yaml"
+    extra.write_text((manifest / "crank.yaml").read_text().replace("text-streamer", "extra-one"))
+
+    class Registers:
+        @hookimpl
+        def crank_register_workers(self, register: Callable[..., None]) -> None:
+            register(extra)
+
+    manager = get_plugin_manager()
+    manager.register(Registers(), name="registers-extra")
+    try:
+        found = crank.plugin.installed_workers()
+    finally:
+        manager.unregister("registers-extra")
+    assert (extra, "extra-one") in [(path, m.name) for path, m in found]

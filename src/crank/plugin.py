@@ -27,17 +27,20 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from crank.hookspecs import hookimpl
+from crank.plugins import get_plugin_manager
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from os import PathLike
+    from pathlib import Path
 
     import click
 
     from crank.cli.group import LazyCommand
+    from crank.errors import ExitCode
     from crank.generate.project import WorkerProject
-    from crank.generate.render import ArtifactRenderer, RenderedFile, stamp
-    from crank.manifest import Manifest
+    from crank.generate.render import STAMP_SLOT, ArtifactRenderer, RenderedFile, stamp, stamped
+    from crank.manifest import Capability, Manifest, SystemDependency
     from crank.manifest.findings import Finding, Severity
     from crank.manifest.lint import LintContext, LintRule
     from crank.manifest.loader import LoadedDocument
@@ -61,9 +64,11 @@ RegisterWorker: TypeAlias = "Callable[[str | PathLike[str]], None]"
 
 _LAZY: dict[str, str] = {
     "ArtifactRenderer": "crank.generate.render",
+    "Capability": "crank.manifest",
     "DependencyChecker": "crank.testing.dependencies",
     "DependencyResult": "crank.testing.dependencies",
     "DependencySpec": "crank.testing.specs",
+    "ExitCode": "crank.errors",
     "Finding": "crank.manifest.findings",
     "FunctionRule": "crank.manifest.rules",
     "LazyCommand": "crank.cli.group",
@@ -73,10 +78,19 @@ _LAZY: dict[str, str] = {
     "Manifest": "crank.manifest",
     "RenderedFile": "crank.generate.render",
     "RuntimeConfig": "crank.runtime.config",
+    "STAMP_SLOT": "crank.generate.render",
     "Severity": "crank.manifest.findings",
+    "SystemDependency": "crank.manifest",
     "WorkerProject": "crank.generate.project",
     "stamp": "crank.generate.render",
+    "stamped": "crank.generate.render",
 }
+
+
+def installed_workers() -> list[tuple[Path, Manifest]]:
+    """``(path of crank.yaml, manifest)`` of every installed worker (a plugin command
+    that works on "all workers" starts here)."""
+    return list(get_plugin_manager().worker_manifests())
 
 
 def __getattr__(name: str) -> Any:
@@ -89,10 +103,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "STAMP_SLOT",
     "ArtifactRenderer",
+    "Capability",
     "DependencyChecker",
     "DependencyResult",
     "DependencySpec",
+    "ExitCode",
     "Finding",
     "FunctionRule",
     "LazyCommand",
@@ -108,7 +125,10 @@ __all__ = [
     "RenderedFile",
     "RuntimeConfig",
     "Severity",
+    "SystemDependency",
     "WorkerProject",
     "hookimpl",
+    "installed_workers",
     "stamp",
+    "stamped",
 ]

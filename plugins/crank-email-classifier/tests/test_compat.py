@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from crank.cli import cli
 from crank.errors import CapabilityGone, ValidationFailed
-from crank.plugins import reset_plugin_manager
+from crank.plugins import get_plugin_manager, reset_plugin_manager
 from crank.routing import Router, load_router
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def test_after_the_sunset_old_calls_are_gone_with_successors(manifest: Manifest)
 def test_the_installed_plugin_is_routable_through_load_router() -> None:
     reset_plugin_manager()
     try:
-        router = load_router(today=lambda: BEFORE_SUNSET)
+        router = load_router(get_plugin_manager().manifest_paths(), today=lambda: BEFORE_SUNSET)
     finally:
         reset_plugin_manager()
     assert router.resolve("email.classification", {"text": "x", "type": "bill"}).target == (

@@ -12,7 +12,7 @@ import click
 
 from crank.annotations import github_annotation
 from crank.cli.options import format_option, manifest_option, project_option
-from crank.errors import ExitCode
+from crank.errors import ExitCode, GenerateError
 from crank.generate.check import check_project
 from crank.generate.project import load_project
 from crank.generate.render import RenderedFile, render_one, write_files
@@ -143,7 +143,15 @@ def next_steps(target: Path) -> list[str]:
 def render(artifact: str, manifest: Path | None, project: Path | None, output: str) -> ExitCode:
     """Render one deployment ARTIFACT (dockerfile, dockerignore, ci, compose, k8s,
     precommit, env, or a plugin's) from a manifest."""
-    files = render_one(artifact, load_project(project, manifest))
+    worker = load_project(project, manifest)
+    files = render_one(artifact, worker)
+    if not files:
+        raise GenerateError(
+            f"renderer {artifact!r} renders no file for worker {worker.manifest.name}",
+            hint="the artifact does not apply to this worker's manifest; "
+            "`crank plugins` lists the plugin that adds it",
+            subject=artifact,
+        )
     if output == "-":
         for file in files:
             if len(files) > 1:
