@@ -6,11 +6,17 @@ dependency) and runs it with the plugin and with ``-p no:crank``, alternating,
 several times. Prints wall time, CPU time and pytest's own session time of each
 side: medians and minimums (on a busy machine the minimum is the least disturbed).
 
-    python benchmarks/pytest_overhead.py [--runs 5] [--tests 2000]
+    python benchmarks/pytest_overhead.py [--runs 5] [--tests 2000] [--unrelated]
 
 ``ensure_dependency`` skips without the plugin too, so both sides skip the same
 tests and run the same bodies: the difference is the plugin's own cost (its
 import, header, per-test hooks and summary).
+
+``--unrelated`` is a project that does not use crank at all (no manifest, no
+crank import, no marker or fixture) run with ``CI=true``, like pluggy's own test
+suite in an environment where crank is installed: the plugin must cost nothing
+measurable and print nothing (the script counts the ``crank`` lines of a run
+that shows the header and the summary).
 """
 
 from __future__ import annotations
@@ -47,15 +53,17 @@ def test_ensure_{i}():
 """
 
 
-def generate_suite(folder: Path, total: int) -> int:
-    """Files of 100 tests each; about 1 % use crank dependency helpers."""
+def generate_suite(folder: Path, total: int, *, use_crank: bool = True) -> int:
+    """Files of 100 tests each; about 1 % use crank dependency helpers (if ``use_crank``)."""
     count = 0
     index = 0
     while count < total:
-        parts = ["import pytest", "from crank.testing import ensure_dependency"]
+        parts = ["import pytest"]
+        if use_crank:
+            parts.append("from crank.testing import ensure_dependency")
         in_file = 0
         while in_file < 100 and count < total:
-            if index % 50 == 0 and total - count >= 2:
+            if use_crank and index % 50 == 0 and total - count >= 2:
                 parts.append(DEPENDENCY.format(i=index))
                 in_file += 2
                 count += 2
@@ -82,8 +90,8 @@ class Run:
     summary: str
 
 
-def run_suite(folder: Path, extra: list[str], *, isolated: bool = False) -> Run:
-    env = {**os.environ, "CI": "", "CRANK_REQUIRE": ""}
+def run_suite(folder: Path, extra: list[str], *, isolated: bool = False, ci: bool = False) -> Run:
+    env = {**os.environ, "CI": "true" if ci else "", "CRANK_REQUIRE": ""}
     if isolated:
         # no entry-point plugin at all; crank is then loaded explicitly (or not)
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -103,6 +111,14 @@ def run_suite(folder: Path, extra: list[str], *, isolated: bool = False) -> Run:
     return Run(wall, cpu, float(match.group(1)) if match else float("nan"), last)
 
 
+def crank_lines(folder: Path, extra: list[str]) -> list[str]:
+    """Lines starting with ``crank`` in a verbose-enough run (header and summary shown)."""
+    env = {**os.environ, "CI": "true", "CRANK_REQUIRE": ""}
+    cmd = [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", *extra]
+    proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, check=False)
+    return [line for line in proc.stdout.splitlines() if line.startswith("crank")]
+
+
 def _row(label: str, a: float, b: float) -> str:
     return f"{label:>14} {a:>12.3f} {b:>14.3f} {100 * (a - b) / b:>8.1f}%"
 
@@ -116,21 +132,31 @@ def main() -> None:
         action="store_true",
         help="disable every other pytest plugin: compare '-p crank.testing.plugin' with nothing",
     )
+    parser.add_argument(
+        "--unrelated",
+        action="store_true",
+        help="a suite that does not use crank, run with CI=true (pluggy's own suite, say)",
+    )
     args = parser.parse_args()
     on, off = (["-p", "crank.testing.plugin"], []) if args.isolated else ([], ["-p", "no:crank"])
+    ci = args.unrelated
 
     with tempfile.TemporaryDirectory(prefix="crank-bench-") as tmp:
         folder = Path(tmp)
-        total = generate_suite(folder, args.tests)
+        total = generate_suite(folder, args.tests, use_crank=not args.unrelated)
         print(f"generated {total} tests in {folder}")
-        run_suite(folder, on, isolated=args.isolated)  # warm the file system and bytecode caches
+        if args.unrelated:
+            print(f"crank lines in a run with header and summary: {crank_lines(folder, on)}")
+        run_suite(folder, on, isolated=args.isolated, ci=ci)  # warm the caches
         with_plugin: list[Run] = []
         without_plugin: list[Run] = []
         for _ in range(args.runs):
-            with_plugin.append(run_suite(folder, on, isolated=args.isolated))
-            without_plugin.append(run_suite(folder, off, isolated=args.isolated))
+            with_plugin.append(run_suite(folder, on, isolated=args.isolated, ci=ci))
+            without_plugin.append(run_suite(folder, off, isolated=args.isolated, ci=ci))
 
     mode = "isolated (PYTEST_DISABLE_PLUGIN_AUTOLOAD=1)" if args.isolated else "all plugins"
+    if args.unrelated:
+        mode += ", a suite that does not use crank, CI=true"
     print(f"{args.runs} alternating runs, {mode}, load average {os.getloadavg()[0]:.1f}")
     print(f"{'':>14} {'with crank':>12} {'without':>14} {'overhead':>9}")
     for n, (a, b) in enumerate(zip(with_plugin, without_plugin, strict=True), 1):

@@ -148,8 +148,76 @@ def test_ci_without_a_declaration_still_skips(
     monkeypatch.setenv("CI", "true")
     result = suite.runpytest()
     result.assert_outcomes(passed=1, skipped=3, failed=1)
+    # no manifest: no header claiming strictness; the summary says what applied
+    header = result.outlines[: result.outlines.index("collected 5 items")]
+    assert [line for line in header if line.startswith("crank:")] == []
     result.stdout.fnmatch_lines(
-        ["crank: dependencies: dependencies declared in crank.yaml manifests *(CI=true; *"]
+        [
+            "*- crank dependencies -*",
+            "crank: dependencies: CI=true, but no crank.yaml manifest declares any, so missing "
+            "dependencies skip (searched crank.yaml, *.crank.yaml, src/*/crank.yaml, "
+            "src/*/*.crank.yaml, */crank.yaml, */*.crank.yaml; add globs with the "
+            "crank_manifests ini option)",
+            "crank: 2 tests skipped - *",
+        ]
+    )
+
+
+def test_a_project_that_does_not_use_crank_hears_nothing_from_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pluggy's own suite, say, run where crank is installed and CI=true."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_plain():
+            assert 1 + 1 == 2
+
+        @pytest.mark.skip(reason="not today")
+        def test_skipped():
+            pass
+        """
+    )
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert [line for line in result.outlines if line.startswith("crank")] == []
+    assert "crank dependencies" not in result.stdout.str()
+
+
+def test_the_header_names_the_manifests_that_make_dependencies_required(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (suite.path / "crank.yaml").write_text(MANIFEST)
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest("--collect-only")
+    header = result.outlines[: result.outlines.index("collected 5 items")]
+    assert [line for line in header if line.startswith("crank: dependencies")] == [
+        "crank: dependencies: dependencies declared in crank.yaml required (CI=true)"
+    ]
+
+
+def test_a_package_one_folder_down_is_the_project_as_getting_started_shows(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crank.yaml beside text_tools/__init__.py, at the repository root."""
+    package = suite.path / "text_tools"
+    package.mkdir()
+    (package / "crank.yaml").write_text(MANIFEST)
+    monkeypatch.setenv("CI", "true")
+    # not a package (no __init__.py): an example or a doc, not the project
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
+    (package / "__init__.py").write_text("")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, failed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "crank: dependencies: dependencies declared in text_tools/crank.yaml required "
+            "(CI=true)",
+            "*(strict mode: CI=true and text_tools/crank.yaml declares it)*",
+        ]
     )
 
 

@@ -1,10 +1,12 @@
 """The pytest plugin, auto-loaded through the ``pytest11`` entry point.
 
-It is loaded in every pytest run where crank is installed, so it stays cheap:
-only pytest and crank's small testing modules are imported here, manifests are
-read only when strict mode needs them, dependency results are cached per
-process, and the per-test hooks return early when no crank dependency is
-involved.
+It is loaded in every pytest run where crank is installed, so it stays cheap
+and quiet: only pytest and crank's small testing modules are imported here,
+manifests are read only when strict mode needs them, dependency results are
+cached per process, and the per-test hooks return early when no crank
+dependency is involved. A project that has no crank manifest and sets no crank
+option gets no header lines (``CI=true`` alone does not count); if its tests use
+crank anyway, what applied is shown in the end-of-run summary instead.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ __all__ = ["crank_worker", "gpu_strategy", "mock_streaming_harness"]
 summary_key = pytest.StashKey[DependencySummary]()
 policy_key = pytest.StashKey[StrictPolicy]()
 strategy_key = pytest.StashKey["GpuStrategy"]()
+announced_key = pytest.StashKey[bool]()
 REPORT_ATTR = "crank_dependency"
+#: environment variables that choose crank's test behaviour explicitly.
+CRANK_ENV = ("CRANK_REQUIRE", "CRANK_GPU_STRATEGY")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,10 +100,24 @@ def gpu_strategy_for(config: pytest.Config) -> GpuStrategy:
     return strategy
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+def project_uses_crank(config: pytest.Config) -> bool:
+    """A crank manifest in the project, or a crank option set on purpose."""
+    explicit = (
+        config.getoption("crank_require") is not None
+        or config.getoption("crank_gpu_strategy") is not None
+        or any(os.environ.get(name, "").strip() for name in CRANK_ENV)
+        or bool(config.getini("crank_manifests"))
+    )
+    return explicit or bool(config.stash[policy_key].manifests())
+
+
+def crank_lines(config: pytest.Config, *, gpu: bool = True) -> list[str]:
+    """What crank applies to this session: the strict policy and the GPU strategy."""
     from crank.errors import UsageError
 
     lines = [f"crank: dependencies: {config.stash[policy_key].describe()}"]
+    if not gpu:
+        return lines
     try:
         strategy = gpu_strategy_for(config)
     except UsageError as exc:
@@ -106,6 +125,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(f"crank: gpu strategy: {strategy.name}")
     lines.extend(f"crank:   - {item}" for item in strategy.evidence)
     return lines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    announce = project_uses_crank(config)
+    config.stash[announced_key] = announce
+    return crank_lines(config) if announce else []
 
 
 @pytest.hookimpl(wrapper=True)
@@ -173,7 +198,13 @@ class SessionSummary:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = self.summary.lines()
-        if lines:
+        # Quiet header (a project without crank manifests): if its tests used crank
+        # after all, say here which policy and strategy applied to them.
+        used_gpu = strategy_key in self.config.stash
+        context: list[str] = []
+        if not self.config.stash.get(announced_key, True) and (lines or used_gpu):
+            context = crank_lines(self.config, gpu=used_gpu)
+        if lines or context:
             terminalreporter.section("crank dependencies", sep="-")
-            for line in lines:
+            for line in [*context, *lines]:
                 terminalreporter.write_line(line)

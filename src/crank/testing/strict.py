@@ -9,8 +9,10 @@ Resolution, first match wins:
 
 ``declared`` requires every non-optional dependency declared in the crank.yaml
 manifests of the project under test. Those manifests are found predictably
-(see :func:`discover_manifests`) and read only when a dependency is actually
-missing, so a green run pays nothing for it.
+(see :func:`discover_manifests`, which covers every layout ``crank new-worker``
+and the docs produce) and read only when a dependency is actually missing, so a
+green run pays nothing for it. When none is found, ``declared`` requires nothing
+and says so.
 """
 
 from __future__ import annotations
@@ -37,8 +39,20 @@ StrictMode = Literal["off", "all", "declared", "names"]
 EXCLUDED_DIRS = frozenset(
     {".git", ".nox", ".tox", ".venv", "venv", "node_modules", "build", "dist", "fixtures"}
 )
-#: Where manifests are looked for, relative to the rootdir, before ``crank_manifests``.
-DEFAULT_MANIFEST_GLOBS = ("crank.yaml", "*.crank.yaml", "src/*/crank.yaml", "src/*/*.crank.yaml")
+#: Where manifests are looked for, relative to the rootdir, before ``crank_manifests``:
+#: the project root, a src layout (what ``crank new-worker`` makes) and a package one
+#: folder down (docs/getting-started.md: ``crank.yaml`` beside ``__init__.py``).
+DEFAULT_MANIFEST_GLOBS = (
+    "crank.yaml",
+    "*.crank.yaml",
+    "src/*/crank.yaml",
+    "src/*/*.crank.yaml",
+    "*/crank.yaml",
+    "*/*.crank.yaml",
+)
+#: Globs whose hits count only inside a Python package (a folder with ``__init__.py``),
+#: so that ``docs/crank.yaml`` or an example folder is not taken for the project.
+PACKAGE_ONLY_GLOBS = frozenset({"*/crank.yaml", "*/*.crank.yaml"})
 
 
 def normalize(name: str) -> str:
@@ -77,9 +91,9 @@ class DeclaredDependency:
 def discover_manifests(rootdir: Path, extra_globs: Sequence[str] = ()) -> list[Path]:
     """Manifests of the project under test.
 
-    ``crank.yaml`` and ``*.crank.yaml`` at the rootdir and in ``src/*/``, plus
-    every glob of the ``crank_manifests`` ini option (relative to the rootdir).
-    Nothing inside :data:`EXCLUDED_DIRS` is ever used.
+    ``crank.yaml`` and ``*.crank.yaml`` at the rootdir, in ``src/*/`` and in a
+    package folder one level down, plus every glob of the ``crank_manifests`` ini
+    option (relative to the rootdir). Nothing inside :data:`EXCLUDED_DIRS` is ever used.
     """
     found: set[Path] = set()
     for pattern in (*DEFAULT_MANIFEST_GLOBS, *extra_globs):
@@ -87,6 +101,8 @@ def discover_manifests(rootdir: Path, extra_globs: Sequence[str] = ()) -> list[P
         for hit in glob.glob(full, recursive=True):  # noqa: PTH207 - absolute and relative globs alike
             path = Path(hit)
             if not path.is_file():
+                continue
+            if pattern in PACKAGE_ONLY_GLOBS and not (path.parent / "__init__.py").is_file():
                 continue
             try:
                 parts = path.resolve().relative_to(rootdir.resolve()).parts[:-1]
@@ -188,8 +204,9 @@ class StrictPolicy:
         self.names = frozenset(normalize(n) for n in names)
         self.rootdir = rootdir
         self.manifest_globs = tuple(manifest_globs)
+        self._manifests: list[Path] | None = None
         self._declared: list[DeclaredDependency] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @classmethod
     def resolve(
@@ -230,15 +247,29 @@ class StrictPolicy:
         if self.mode == "names":
             return f"required: {', '.join(sorted(self.names))} ({self.source})"
         globs = ", ".join((*DEFAULT_MANIFEST_GLOBS, *self.manifest_globs))
-        return f"dependencies declared in crank.yaml manifests required ({self.source}; {globs})"
+        manifests = self.manifests()
+        if not manifests:
+            return (
+                f"{self.source}, but no crank.yaml manifest declares any, so missing "
+                f"dependencies skip (searched {globs}; add globs with the crank_manifests "
+                "ini option)"
+            )
+        where = ", ".join(_relative(m, self.rootdir) for m in manifests)
+        return f"dependencies declared in {where} required ({self.source})"
+
+    def manifests(self) -> list[Path]:
+        """The project's manifests (found once; globbing only, nothing is read)."""
+        with self._lock:
+            if self._manifests is None:
+                self._manifests = (
+                    discover_manifests(self.rootdir, self.manifest_globs) if self.rootdir else []
+                )
+            return self._manifests
 
     def declared(self) -> list[DeclaredDependency]:
         with self._lock:
             if self._declared is None:
-                manifests = (
-                    discover_manifests(self.rootdir, self.manifest_globs) if self.rootdir else []
-                )
-                self._declared = declared_dependencies(manifests)
+                self._declared = declared_dependencies(self.manifests())
             return self._declared
 
     def version_command(self, name: str) -> tuple[str, ...] | None:
