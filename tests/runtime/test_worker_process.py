@@ -436,6 +436,25 @@ def test_entry_point_reports_a_bad_broker_url(env: dict[str, str]) -> None:
     ]
 
 
+def _http_modules_after_importing(module: str) -> list[str]:
+    """The HTTP stack's modules a fresh interpreter holds once ``module`` is imported."""
+    probe = (
+        f"import sys, {module}; print(' '.join(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('starlette', 'uvicorn', 'httpx') "
+        "or m.startswith('crank.runtime.http'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.split()
+
+
+def test_a_worker_process_does_not_load_the_http_stack() -> None:
+    assert _http_modules_after_importing("crank.runtime.worker_process") == []
+    # the probe sees them where they belong
+    assert "starlette" in _http_modules_after_importing("crank.runtime.serve")
+
+
 @pytest.mark.slow
 def test_entry_point_serves_until_sigterm(tmp_path: Path, env: dict[str, str]) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from crank.errors import UsageError
+from crank.runtime.scaling import ScalingConfig
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from crank.manifest import Manifest
-    from crank.runtime.scaling import ScalingConfig
 
 Mode = Literal["dev", "prod"]
 
@@ -94,8 +94,6 @@ class RuntimeConfig:
         return self.mode == "prod" and self.max_workers > self.min_workers
 
     def scaling(self) -> ScalingConfig:
-        from crank.runtime.scaling import ScalingConfig
-
         return ScalingConfig(
             min_workers=self.min_workers,
             max_workers=self.max_workers,

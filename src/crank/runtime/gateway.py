@@ -14,7 +14,11 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jsonschema import Draft202012Validator
+
 from crank.errors import CrankError, ValidationFailed
+from crank.runtime.brokers.contract import TaskSpec, scoped_idempotency_key
+from crank.worker.host import schema_errors
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -74,8 +78,6 @@ class TaskGateway:
         with self._lock:
             found = self._validators.get(capability.id)
             if found is None:
-                from jsonschema import Draft202012Validator
-
                 found = Draft202012Validator(
                     dict(capability.input), format_checker=Draft202012Validator.FORMAT_CHECKER
                 )
@@ -95,8 +97,6 @@ class TaskGateway:
         ``where`` is the JSON path of the input in the request (``$.input`` in a task
         envelope): every reported problem's path starts there.
         """
-        from crank.worker.host import schema_errors
-
         if not isinstance(payload, dict):
             raise ValidationFailed(
                 f"input for {capability_ref} must be a JSON object",
@@ -140,8 +140,6 @@ class TaskGateway:
     ) -> TaskRecord:
         """Queue the call (QueueFull; IdempotencyKeyReused when the caller's key is bound to
         another capability or input)."""
-        from crank.runtime.brokers.contract import TaskSpec, scoped_idempotency_key
-
         if self.status.pending_total() >= self.max_pending:
             raise QueueFull(
                 f"{self.max_pending} tasks are already pending",

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
+import structlog
+
 REDACTED = "[REDACTED]"
 
 _SECRET_KEY = re.compile(
@@ -61,8 +63,6 @@ def configure_logging(
     Stdlib records (uvicorn, task loggers) go through the same processors, so
     they are redacted and carry the bound ids too.
     """
-    import structlog
-
     verbose = mode == "dev"
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -101,21 +101,15 @@ def configure_logging(
 
 
 def get_logger(name: str = "crank.runtime") -> Any:
-    import structlog
-
     return structlog.stdlib.get_logger(name)
 
 
 def bind_ids(**ids: Any) -> None:
     """Attach ids (request_id, trace_id, task_id, capability) to every log line of this context."""
-    import structlog
-
     structlog.contextvars.bind_contextvars(**{k: v for k, v in ids.items() if v is not None})
 
 
 def clear_ids() -> None:
-    import structlog
-
     structlog.contextvars.clear_contextvars()
 
 

@@ -21,6 +21,16 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
 from crank.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -38,8 +48,6 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 
 class _WorkerMetrics:
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
         # A private registry: in a worker process the values live in the multiprocess
         # files; in-process (tests, ``crank invoke``) they stay readable here.
         self.registry = CollectorRegistry()
@@ -138,8 +146,6 @@ class RuntimeCollector:
         self._budget = budget
 
     def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
         snap = self._snapshot()
         depth = GaugeMetricFamily(
             "crank_queue_depth", "Pending tasks per capability.", labels=["capability"]
@@ -197,8 +203,6 @@ class ServerMetrics:
         *,
         multiprocess_dir: Path | None = None,
     ) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
@@ -235,14 +239,10 @@ class ServerMetrics:
         if snapshot is not None:
             r.register(RuntimeCollector(snapshot, budget))
         if multiprocess_dir is not None:
-            from prometheus_client import multiprocess
-
             Path(multiprocess_dir).mkdir(parents=True, exist_ok=True)
             multiprocess.MultiProcessCollector(r, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

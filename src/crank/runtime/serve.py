@@ -12,12 +12,27 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import uvicorn
+
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError
+from crank.plugins import get_plugin_manager
+from crank.routing import Router
+from crank.runtime.brokers import open_broker
+from crank.runtime.config import _without_password
+from crank.runtime.http.app import create_app
+from crank.runtime.http.services import build_services
+from crank.runtime.logs import configure_logging, get_logger
+from crank.runtime.metrics import ServerMetrics
+from crank.runtime.status_tracker import StatusTracker
+from crank.runtime.supervisor import Supervisor
+from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -35,8 +50,6 @@ class ServeError(CrankError):
 
 def open_runtime_broker(url: str) -> Broker:
     """Open and ping the broker; a clear error instead of a traceback when it is not there."""
-    from crank.runtime.brokers import open_broker
-
     if url.startswith("memory://"):
         raise UsageError(
             "the memory:// broker lives inside one process; worker processes cannot share it",
@@ -52,8 +65,6 @@ def open_runtime_broker(url: str) -> Broker:
         why = "it did not answer the ping"
     if not ok:
         broker.close()
-        from crank.runtime.config import _without_password
-
         raise BrokerError(
             f"broker {_without_password(url)} is unreachable ({why})",
             hint="start Redis (redis-server) or check --broker / CRANK_BROKER_URL",
@@ -96,28 +107,24 @@ def metrics_dir(config: RuntimeConfig) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _uvicorn_server(app: Any, config: RuntimeConfig) -> Any:
-    import signal
-    import threading
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises the signal after shutting down; crank exits 0 instead."""
 
-    import uvicorn
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
-    class GracefulServer(uvicorn.Server):
-        """uvicorn re-raises the signal after shutting down; crank exits 0 instead."""
 
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            handled = (signal.SIGINT, signal.SIGTERM)
-            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-            try:
-                yield
-            finally:
-                for sig, handler in original.items():
-                    signal.signal(sig, handler)
-
+def _uvicorn_server(app: Any, config: RuntimeConfig) -> GracefulServer:
     uv_config = uvicorn.Config(
         app,
         log_config=None,
@@ -131,15 +138,6 @@ def _uvicorn_server(app: Any, config: RuntimeConfig) -> Any:
 
 def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
-    from crank.routing import Router
-    from crank.runtime.http.app import create_app
-    from crank.runtime.http.services import build_services
-    from crank.runtime.logs import configure_logging, get_logger
-    from crank.runtime.metrics import ServerMetrics
-    from crank.runtime.status_tracker import StatusTracker
-    from crank.runtime.supervisor import Supervisor
-    from crank.runtime.usage import USAGE_DB_ENV, UsageStore
-
     configure_logging(config.mode)
     log = get_logger("crank.runtime")
     router = Router.from_manifests(manifests)
@@ -198,8 +196,6 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
 
 
 def _announce_started(config: RuntimeConfig, log: Any) -> None:
-    from crank.plugins import get_plugin_manager
-
     try:
         get_plugin_manager().hook.crank_runtime_started(config=config)
     except Exception as exc:

@@ -12,6 +12,7 @@ scale up, SIGTERM (finish in-flight, release the rest) to the newest to scale do
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import os
 import signal
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from crank.runtime.logs import get_logger
 from crank.runtime.scaling import RuntimeMetrics, ScalingDecision, decide
 
 if TYPE_CHECKING:
@@ -70,8 +72,6 @@ def _die_with_parent() -> Callable[[], None] | None:
     """
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
@@ -112,8 +112,6 @@ class Supervisor:
         log: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from crank.runtime.logs import get_logger
-
         self.config = config
         self.broker = broker
         self.status = status

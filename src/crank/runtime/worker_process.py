@@ -45,12 +45,19 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_random
+
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
+from crank.manifest import load_manifest
+from crank.plugins import get_plugin_manager
+from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions
+from crank.runtime.logs import configure_logging
+from crank.runtime.metrics import TaskMetricsPlugin
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError
-from crank.worker.host import OutputInvalid
+from crank.worker.host import OutputInvalid, WorkerHost
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -58,7 +65,6 @@ if TYPE_CHECKING:
 
     from crank.manifest import Capability
     from crank.runtime.brokers.contract import Broker, Claim, PendingClaims
-    from crank.worker.host import WorkerHost
 
 T = TypeVar("T")
 log = logging.getLogger("crank.runtime.worker")
@@ -127,9 +133,6 @@ class Outcome:
 
 def load_bindings(manifest_paths: Sequence[str]) -> dict[str, CapabilityBinding]:
     """capability id -> the WorkerHost of the manifest declaring it."""
-    from crank.manifest import load_manifest
-    from crank.worker.host import WorkerHost
-
     if not manifest_paths:
         raise UsageError(
             "a worker process needs at least one manifest",
@@ -302,8 +305,6 @@ class WorkerLoop:
         return self._broker
 
     def _open(self) -> Broker:
-        from crank.runtime.brokers import open_broker
-
         return open_broker(self.config.broker_url)
 
     def _stopping(self) -> bool:
@@ -314,7 +315,6 @@ class WorkerLoop:
 
     def _with_retry(self, what: str, call: Callable[[], T], *, give_up: Callable[[], bool]) -> T:
         """Retry ``call`` on BrokerError with exponential backoff and jitter."""
-        from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_random
 
         def stop(state: Any) -> bool:
             return give_up()
@@ -691,14 +691,10 @@ class WorkerLoop:
 
 def task_finished_hook() -> Callable[[str, str, float], None] | None:
     """Call ``crank_task_finished`` of the plugins (metrics when the supervisor asks for them)."""
-    from crank.plugins import get_plugin_manager
-
     manager = get_plugin_manager()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from crank.runtime.metrics import TaskMetricsPlugin
-
-        if not manager.pm.has_plugin("crank.runtime.metrics.task"):
-            manager.register(TaskMetricsPlugin(), name="crank.runtime.metrics.task")
+    metrics_on = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    if metrics_on and not manager.pm.has_plugin("crank.runtime.metrics.task"):
+        manager.register(TaskMetricsPlugin(), name="crank.runtime.metrics.task")
     if not manager.hook.crank_task_finished.get_hookimpls():
         return None
     hook = manager.hook.crank_task_finished
@@ -748,8 +744,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from crank.runtime.logs import configure_logging
-
     configure_logging(args.log_mode)
     kwargs: dict[str, Any] = {}
     if args.consumer:

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from crank.errors import ValidationFailed, WorkerError
+from crank.errors import CapabilityNotFound, ValidationFailed, WorkerError
 from crank.worker.app import WorkerApplication
 from crank.worker.context import NO_SERVICES, TaskContext
 from crank.worker.errors import CapabilityError, ErrorNamespace
@@ -209,8 +209,6 @@ class WorkerHost:
     def capability(self, capability_id: str) -> Capability:
         cap = self._capabilities.get(capability_id)
         if cap is None:
-            from crank.errors import CapabilityNotFound
-
             raise CapabilityNotFound(
                 f"worker {self.manifest.name!r} has no capability {capability_id!r}",
                 hint=f"its capabilities: {', '.join(self.manifest.capability_ids)}",

@@ -42,6 +42,9 @@ def retrying(
     circuit breaker is always one), or when ``deadline()`` (seconds left of the
     task) would be passed by the next wait. The last exception is re-raised.
     """
+    # Imported on first use: the task context imports this module, and with it every
+    # handler and `crank --help` (through the worker layer's lint rule); pybreaker pulls
+    # in redis-py. Only a handler that retries or breaks a circuit pays for them.
     import pybreaker
     import tenacity
 
@@ -97,7 +100,7 @@ def circuit_breaker(
     ``pybreaker.CircuitBreakerError`` for ``reset_timeout_s``, then one trial call
     decides whether it closes again.
     """
-    import pybreaker
+    import pybreaker  # on first use, see retrying()
 
     if not name:
         raise ValueError(

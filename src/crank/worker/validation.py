@@ -131,6 +131,8 @@ class SchemaValidator:
     def full(self) -> Validator:
         """The jsonschema validator (draft 2020-12, with format checks)."""
         if self._full is None:
+            # on first use: the fast path answers valid inputs, and loading a worker
+            # (crank lint, a worker process starting) need not pay for jsonschema
             from jsonschema import Draft202012Validator
 
             self._full = Draft202012Validator(
@@ -143,7 +145,7 @@ class SchemaValidator:
             self._fast_ready = True
             if fast_path_applies(self.schema):
                 try:
-                    import fastjsonschema
+                    import fastjsonschema  # on the first validation, like jsonschema above
 
                     self._fast = fastjsonschema.compile(self.schema, use_default=False)
                 except Exception:  # any compile problem just means no fast path

@@ -53,7 +53,12 @@ def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any
 
 
 def open_broker(url: str, **options: Any) -> Broker:
-    """Open the broker named by ``url``; see the module docstring for options."""
+    """Open the broker named by ``url``; see the module docstring for options.
+
+    Only the backend the URL names is imported (lazily, below): every import of the
+    contract goes through this package, and a process on SQLite must not load
+    redis-py (the Redis backend imports it at its top).
+    """
     if not isinstance(url, str) or "://" not in url:
         raise _usage(str(url), "it has no scheme")
     base, opts = parse_options(url, options)

@@ -32,6 +32,7 @@ import asyncio
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -217,8 +218,6 @@ class LocalChannel:
         if sys.platform.startswith("linux"):
             self.address = f"@{name}"
         else:
-            import tempfile
-
             self._path = self.address = str(Path(tempfile.gettempdir()) / f"{name}.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:

@@ -63,6 +63,8 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
+import redis as redis_lib
+
 from crank.errors import BrokerError
 from crank.runtime.brokers.common import BrokerOptions, new_id
 from crank.runtime.brokers.contract import (
@@ -84,7 +86,6 @@ from crank.runtime.brokers.notices import ResultNotices
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
-    import redis as redis_lib
 
 _BLOCK_SLICE_S = 0.5
 
@@ -177,8 +178,6 @@ class RedisBroker(Broker):
         result_ttl_s: float = 86_400.0,
         socket_timeout_s: float = 5.0,
     ) -> None:
-        import redis as redis_lib
-
         self.url = url
         self.prefix = prefix
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)

@@ -11,7 +11,9 @@ from starlette.routing import Route
 
 from crank.runtime.http.guard import GuardMiddleware
 from crank.runtime.http.openapi import build_openapi
+from crank.runtime.http.responses import error_response
 from crank.runtime.http.routes import ROUTES, Handlers
+from crank.runtime.logs import get_logger
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -28,8 +30,6 @@ _HTTP_ERRORS = {
 
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404 and 405 (and any HTTPException) as the documented JSON error."""
-    from crank.runtime.http.responses import error_response
-
     status: int = getattr(exc, "status_code", 500)
     code, hint = _HTTP_ERRORS.get(status, ("HTTP_ERROR", "see GET /openapi.json"))
     what = {
@@ -41,9 +41,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def internal_error(request: Request, exc: Exception) -> Response:
     """A bug that escaped a handler: the documented JSON error, the details in the log."""
-    from crank.runtime.http.responses import error_response
-    from crank.runtime.logs import get_logger
-
     get_logger("crank.runtime.http").error("unhandled_error", exc_info=exc)
     return error_response(
         500,

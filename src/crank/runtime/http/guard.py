@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from crank.runtime.http.auth import authorized
 from crank.runtime.http.responses import error_response
+from crank.runtime.logs import bind_ids, clear_ids, get_logger
+from crank.runtime.tracing import span
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -84,9 +86,6 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from crank.runtime.logs import bind_ids, clear_ids, get_logger
-        from crank.runtime.tracing import span
-
         path: str = scope["path"]
         method: str = scope["method"]
         rid, trace_id = request_ids(scope)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from starlette.responses import JSONResponse
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from starlette.responses import JSONResponse
 
 
 def error_response(
@@ -19,8 +19,6 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    from starlette.responses import JSONResponse
-
     body: dict[str, Any] = {"code": code, "message": message}
     if hint:
         body["hint"] = hint

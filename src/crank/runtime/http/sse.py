@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -111,8 +113,6 @@ class _Pacer:
 
 
 async def _look(broker: Broker, task_id: str, after: int) -> Look:
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(look, broker, task_id, after)
 
 
@@ -163,8 +163,6 @@ async def live_events(
     ``after`` is the number of the last event the client already has (0: none);
     ``first`` holds events numbered above it.
     """
-    from starlette.concurrency import run_in_threadpool
-
     sent = 0
     for seq, event in first:
         yield format_event(seq, event)
