@@ -1,0 +1,250 @@
+"""Each API request of the HTTP clients, and what its outcome means, written once.
+
+:mod:`.http` and :mod:`.async_http` build a :class:`Planned` request here, send it
+their own way (``for``/``async for`` over the retries, ``sleep``/``await sleep``),
+and hand every failure and answer back here, so the two clients differ only in
+how they send and wait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from crank.client.errors import ApiError, ServerUnreachable, TaskTimeout
+from crank.client.tasks import TaskInfo, encode_json
+from crank.client.waiting import seconds_left
+from crank.client.wire import (
+    RETRIED_TRANSPORT_ERRORS,
+    RetryLater,
+    backoff_s,
+    body_of,
+    cancel_not_supported,
+    deprecation_of,
+    error_of,
+    new_idempotency_key,
+    unbounded_read,
+    unreachable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from crank.client.errors import CapabilityDeprecated, ClientError
+    from crank.client.wire import EventCursor, RetryPolicy
+
+#: What sending a request may fail with, before an answer that counts.
+SEND_FAILURES: tuple[type[Exception], ...] = (
+    RetryLater,
+    httpx.TimeoutException,
+    *RETRIED_TRANSPORT_ERRORS,
+)
+#: What reading a task's events may fail with, and be resumed after.
+EVENT_FAILURES: tuple[type[Exception], ...] = (RetryLater, TaskTimeout, *RETRIED_TRANSPORT_ERRORS)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One API request before it is sent: ``what`` names it in errors, ``requested``
+    is the capability whose ``Deprecation`` header is read, ``wait_s`` the caller's
+    own bound on a wait for a result."""
+
+    method: str
+    path: str
+    what: str
+    requested: str | None = None
+    wait_s: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def failure(self, exc: Exception, base_url: str, attempts: int) -> ClientError:
+        """The error to raise when sending failed with ``exc`` (the retries are over)."""
+        if isinstance(exc, RetryLater):
+            return error_of(exc.response, exc.body, what=self.what)
+        if isinstance(exc, httpx.TimeoutException) and self.wait_s is not None:
+            return TaskTimeout(None, self.wait_s, why=f"no answer to {self.what}")
+        if isinstance(exc, httpx.TimeoutException):
+            return ServerUnreachable(
+                f"{base_url} did not answer {self.what} in time ({type(exc).__name__})",
+                hint="check the server, or raise the client's timeout",
+                subject=base_url,
+            )
+        return unreachable(base_url, self.what, exc, attempts)
+
+    def deprecation(self, response: httpx.Response) -> CapabilityDeprecated | None:
+        """The warning a deprecated capability's answer carries (the client warns)."""
+        return deprecation_of(response, self.requested) if self.requested is not None else None
+
+    def answer(self, response: httpx.Response) -> httpx.Response:
+        """A 2xx answer as it is; any other raises the error it carries."""
+        if response.is_success:
+            return response
+        raise error_of(response, body_of(response), what=self.what)
+
+
+def busy(response: httpx.Response) -> None:
+    """Raise :class:`RetryLater` for a 429, for the retries to wait and send again."""
+    if response.status_code == 429:
+        raise RetryLater(response, body_of(response))
+
+
+def _json_headers(idempotency_key: str | None) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key or new_idempotency_key(),
+    }
+
+
+def call_request(
+    capability: str,
+    payload: Mapping[str, Any],
+    *,
+    idempotency_key: str | None,
+    timeout: float | None,
+    client_timeout: httpx.Timeout,
+) -> Planned:
+    """``POST /v1/capabilities/{id}``: run a capability and wait for its output."""
+    wait = (
+        httpx.Timeout(client_timeout.connect, read=timeout)
+        if timeout is not None
+        else unbounded_read(client_timeout)
+    )
+    return Planned(
+        "POST",
+        f"/v1/capabilities/{capability}",
+        what=f"calling {capability}",
+        requested=capability,
+        wait_s=timeout,
+        options={
+            "content": encode_json(capability, payload),
+            "headers": _json_headers(idempotency_key),
+            "timeout": wait,
+        },
+    )
+
+
+def submit_request(
+    capability: str, payload: Mapping[str, Any], *, priority: int, idempotency_key: str | None
+) -> Planned:
+    """``POST /v1/tasks``: queue a task."""
+    body = {"capability": capability, "input": payload, "priority": priority}
+    return Planned(
+        "POST",
+        "/v1/tasks",
+        what=f"submitting {capability}",
+        requested=capability,
+        options={
+            "content": encode_json(capability, body),
+            "headers": _json_headers(idempotency_key),
+        },
+    )
+
+
+def status_request(task_id: str) -> Planned:
+    """``GET /v1/tasks/{id}``."""
+    return Planned("GET", f"/v1/tasks/{task_id}", what=f"reading task {task_id}")
+
+
+def cancel_request(task_id: str) -> Planned:
+    """``DELETE /v1/tasks/{id}``."""
+    return Planned("DELETE", f"/v1/tasks/{task_id}", what=f"cancelling task {task_id}")
+
+
+def cancel_refusal(exc: ApiError, base_url: str) -> ClientError:
+    """The error of a refused cancel: a server without the route cannot cancel at all."""
+    if exc.status == 405 or (exc.status == 404 and exc.code != "TASK_NOT_FOUND"):
+        return cancel_not_supported(base_url, exc.status)
+    return exc
+
+
+def cancelled(response: httpx.Response) -> TaskInfo | None:
+    """The task as the cancel answer describes it (None: ask for its status)."""
+    body = body_of(response)
+    if isinstance(body, dict) and "id" in body and "status" in body:
+        return TaskInfo.from_document(body)
+    return None
+
+
+def events_request(task_id: str, after: int, client_timeout: httpx.Timeout) -> Planned:
+    """``GET /v1/tasks/{id}/events`` from after event ``after``."""
+    return Planned(
+        "GET",
+        f"/v1/tasks/{task_id}/events",
+        what=f"reading the events of task {task_id}",
+        options={
+            "headers": {"Accept": "text/event-stream", "Last-Event-ID": str(after)},
+            "timeout": unbounded_read(client_timeout),
+        },
+    )
+
+
+def events_refused(response: httpx.Response, planned: Planned) -> Exception:
+    """The error of an event stream that did not open (its body already read)."""
+    if response.status_code == 429:
+        return RetryLater(response, body_of(response))
+    return error_of(response, body_of(response), what=planned.what)
+
+
+def reopen_pause(cursor: EventCursor, policy: RetryPolicy) -> float:
+    """Seconds to wait before reopening a task's events that broke off (backing off)."""
+    return backoff_s(policy.backoff_s, cursor.broken + 1, policy.max_wait_s)
+
+
+def resume_pause(
+    exc: Exception,
+    cursor: EventCursor,
+    policy: RetryPolicy,
+    deadline: float | None,
+    base_url: str,
+) -> float | None:
+    """Seconds to wait before reopening a task's events after ``exc``, or None to
+    reopen at once; raises when it gives up."""
+    if isinstance(exc, TaskTimeout):
+        # the server's wait (the capability's timeout_s) ran out and the task goes
+        # on: a new connection waits afresh, unless our own deadline has passed
+        left = seconds_left(deadline)
+        if left is not None and left <= 0:
+            raise exc
+        cursor.ended = False
+        return None
+    giving_up = cursor.broken + 1 >= policy.attempts
+    if isinstance(exc, RetryLater):
+        if giving_up:
+            raise error_of(exc.response, exc.body, what="reading events") from None
+        return min(policy.max_wait_s, exc.retry_after_s or policy.backoff_s)
+    if giving_up:
+        what = f"reading the events of task {cursor.task_id}"
+        raise unreachable(base_url, what, exc, policy.attempts) from None
+    return reopen_pause(cursor, policy)
+
+
+def before_reopening(
+    cursor: EventCursor, pause: float, deadline: float | None, timeout: float | None
+) -> float:
+    """Count the broken connection and say how long to wait before reopening;
+    raises :class:`TaskTimeout` once the caller's deadline has passed."""
+    cursor.broken += 1
+    left = seconds_left(deadline)
+    if left is not None and left <= 0:
+        raise TaskTimeout(cursor.task_id, timeout, why="its events did not end in time")
+    return pause if left is None else min(pause, left)
+
+
+__all__ = [
+    "EVENT_FAILURES",
+    "SEND_FAILURES",
+    "Planned",
+    "before_reopening",
+    "busy",
+    "call_request",
+    "cancel_refusal",
+    "cancel_request",
+    "cancelled",
+    "events_refused",
+    "events_request",
+    "reopen_pause",
+    "resume_pause",
+    "status_request",
+    "submit_request",
+]
