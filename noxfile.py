@@ -15,6 +15,8 @@ PLUGINS = sorted(str(p) for p in Path("plugins").glob("crank-*"))
 #: Example plugins (not workers): installed for the tests, never by the README's first line.
 EXAMPLES = sorted(str(p) for p in Path("examples").glob("crank-*"))
 PYTHON_PATHS = ("src", "tests", "benchmarks", "plugins", "examples", "noxfile.py")
+#: No block of code repeated across modules (the length is set in pyproject.toml).
+DUPLICATE_CODE = ("pylint", "--disable=all", "--enable=duplicate-code", "src/crank")
 
 
 def install_all(session: nox.Session) -> None:
@@ -23,10 +25,11 @@ def install_all(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff on the framework, its tests and the examples; crank lint on the example manifests."""
-    session.install("ruff>=0.5")
+    """ruff on the framework, its tests and the examples; no duplicated code in src/."""
+    session.install("ruff>=0.5", "pylint>=3.2")
     session.run("ruff", "check", *PYTHON_PATHS)
     session.run("ruff", "format", "--check", *PYTHON_PATHS)
+    session.run(*DUPLICATE_CODE)
 
 
 @nox.session(python=PYTHON)
@@ -72,6 +75,7 @@ def ci(session: nox.Session) -> None:
     env = {"CI": os.environ.get("CI", "true")}
     session.run("ruff", "check", *PYTHON_PATHS)
     session.run("ruff", "format", "--check", *PYTHON_PATHS)
+    session.run(*DUPLICATE_CODE)
     session.run("mypy")
     session.run("pytest", "-m", "not e2e", env=env)
     session.run("python", "scripts/e2e_docker.py", env=env)
