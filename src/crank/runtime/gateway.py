@@ -9,7 +9,6 @@ bound is checked (429) — all *before* anything is queued.
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from crank.runtime.brokers.contract import Broker, TaskRecord
     from crank.runtime.status_tracker import StatusTracker
 
-_CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MAX_PRIORITY = 100
 
 
@@ -40,11 +38,6 @@ class QueueFull(CrankError):
 
 class CapabilityPaused(CrankError):
     """The daily LLM budget is spent and this capability is not essential (HTTP 503)."""
-
-
-def caller_name(raw: str | None) -> str | None:
-    """A caller id safe to use as a metric label, else None."""
-    return raw if raw is not None and _CALLER.match(raw) else None
 
 
 @dataclass(frozen=True)
@@ -173,5 +166,4 @@ __all__ = [
     "PreparedCall",
     "QueueFull",
     "TaskGateway",
-    "caller_name",
 ]

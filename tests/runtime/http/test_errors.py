@@ -158,3 +158,19 @@ def test_an_unexpected_failure_is_a_json_500(
     error = _error(client.get("/v1/status"), 500, "INTERNAL")
     assert "RuntimeError" in error["message"]
     assert "a bug" not in error["message"]
+
+
+@pytest.mark.parametrize("name", ["", "billing:v2", "x" * 65, "a b"])
+def test_a_caller_name_the_server_cannot_use_is_400(client: Client, name: str) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "x"}}
+    r = client.post("/v1/tasks", json=body, headers={"X-Crank-Caller": name})
+    error = _error(r, 400, "INVALID_INPUT")
+    assert error["errors"][0]["path"] == "header:X-Crank-Caller"
+
+
+def test_a_whole_float_priority_is_an_integer(client: Client) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "x"}, "priority": 38.0}
+    r = client.post("/v1/tasks", json=body)
+    assert (r.status_code, r.json()["priority"]) == (202, 38)
+    body["priority"] = 38.5
+    _error(client.post("/v1/tasks", json=body), 400, "INVALID_INPUT")

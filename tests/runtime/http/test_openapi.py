@@ -1,18 +1,46 @@
-"""/openapi.json is valid OpenAPI 3.1 and built from the manifests' schemas."""
+"""/openapi.json is valid OpenAPI 3.1 and says what the server really does: the schemas
+the manifests declare, the input a deprecated id's shim really takes, the events a
+stream sends, every status code with its error schema and headers.
+
+The fuzzer (tests/runtime/serve/test_schemathesis.py) checks the document against a
+running server; these tests pin what it says."""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from jsonschema import Draft202012Validator
+
+from crank.errors import ValidationFailed
+from crank.manifest import load_manifest
+from crank.routing import Router
+from crank.runtime.brokers import open_broker
+from crank.runtime.config import RuntimeConfig
+from crank.runtime.http.app import create_app
+from crank.runtime.http.openapi import build_openapi
+from crank.runtime.http.routes import ROUTES
+from crank.runtime.http.services import build_services
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from httpx import Client
+
+EMAIL_MANIFEST = (
+    Path(__file__).resolve().parents[3]
+    / "plugins/crank-email-classifier/src/crank_email_classifier/crank.yaml"
+)
+BEFORE_SUNSET = dt.date(2026, 12, 1)
 
 
-def test_openapi_document_is_valid_3_1(client: Any) -> None:
-    validator = pytest.importorskip(
-        "openapi_spec_validator", reason="pip install openapi-spec-validator to check the document"
-    )
+def test_openapi_document_is_valid_3_1(client: Client) -> None:
+    from openapi_spec_validator import validate
+
     spec = client.get("/openapi.json").json()
-    validator.validate(spec)
+    validate(spec)
     assert spec["openapi"] == "3.1.0"
     paths = spec["paths"]
     assert {
@@ -27,19 +55,151 @@ def test_openapi_document_is_valid_3_1(client: Any) -> None:
     assert echo["requestBody"]["content"]["application/json"]["schema"]["required"] == ["text"]
     assert echo["responses"]["200"]["content"]["application/json"]["schema"]["required"] == ["text"]
     assert paths["/echo"]["post"]["deprecated"] is True
-    envelopes = paths["/v1/tasks"]["post"]["requestBody"]["content"]["application/json"]["schema"][
-        "oneOf"
-    ]
-    assert [e["properties"]["capability"]["const"] for e in envelopes] == [
-        "demo.count", "demo.echo", "demo.slow", "demo.summarize"
+
+
+def _body_schema(operation: dict[str, Any]) -> Any:
+    return operation["requestBody"]["content"]["application/json"]["schema"]
+
+
+def test_every_status_a_route_answers_is_declared_with_its_error_schema(client: Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    declared = {
+        (path, method): sorted(op["responses"])
+        for path, ops in paths.items()
+        for method, op in ops.items()
+    }
+    assert declared[("/v1/tasks", "post")] == [
+        "202", "400", "401", "404", "409", "410", "413", "415", "429", "503",
     ]  # fmt: skip
+    assert declared[("/v1/tasks/{task_id}", "get")] == ["200", "401", "404", "413", "429", "503"]
+    assert declared[("/v1/tasks/{task_id}/events", "get")] == [
+        "200", "400", "401", "404", "409", "413", "429", "503",
+    ]  # fmt: skip
+    assert declared[("/v1/capabilities/demo.echo", "post")] == [
+        "200", "400", "401", "409", "413", "415", "422", "429", "502", "503", "504",
+    ]  # fmt: skip
+    assert declared[("/echo", "post")] == [
+        "200", "400", "401", "409", "410", "413", "415", "422", "429", "502", "503", "504",
+    ]  # fmt: skip
+    # past its sunset a deprecated id answers 410 whatever the input
+    assert declared[("/retired", "post")] == ["400", "401", "410", "413", "415", "429"]
+    assert declared[("/health", "get")] == ["200"]
+    for (path, method), statuses in declared.items():
+        for status in statuses:
+            reply = paths[path][method]["responses"][status]
+            if int(status) >= 400 and path != "/ready":
+                assert reply["content"] == {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                }, (path, method, status)
+
+
+def test_headers_are_declared_with_their_rules(client: Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    submit = paths["/v1/tasks"]["post"]
+    key = next(p for p in submit["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["schema"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[!-~]+$",
+    }
+    assert submit["responses"]["202"]["headers"]["Location"]["required"] is True
+    assert submit["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+    assert submit["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
+    legacy = paths["/echo"]["post"]["responses"]
+    for status in ("200", "422", "502", "504"):
+        assert {"Deprecation", "Sunset", "Link", "X-Crank-Task-Id"} <= set(
+            legacy[status]["headers"]
+        )
+        assert all(h["required"] for h in legacy[status]["headers"].values())
+    assert legacy["504"]["headers"]["Location"]["required"] is True
+    live = paths["/v1/capabilities/demo.echo"]["post"]["responses"]
+    assert set(live["200"]["headers"]) == {"X-Crank-Task-Id"}
+
+
+def test_the_task_envelope_requires_input_and_names_every_field(client: Client) -> None:
+    schema = _body_schema(client.get("/openapi.json").json()["paths"]["/v1/tasks"]["post"])
+    envelopes = schema["oneOf"]
+    assert [e["properties"]["capability"]["const"] for e in envelopes] == [
+        "demo.count", "demo.echo", "demo.slow", "demo.summarize", "demo.legacy_echo",
+    ]  # fmt: skip
+    assert all(e["required"] == ["capability", "input"] for e in envelopes)
+    assert all(e["additionalProperties"] is False for e in envelopes)
+    assert envelopes[-1]["deprecated"] is True
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid({"capability": "demo.echo", "input": {"text": "x"}})
+    assert not validator.is_valid({"capability": "demo.echo"})
+    assert not validator.is_valid({"capability": "demo.echo", "input": {"text": "x"}, "x": 1})
+
+
+def test_sse_events_are_documented_as_the_objects_they_are(client: Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
     stream = paths["/v1/capabilities/demo.count"]["post"]["responses"]["200"]["content"]
     assert set(stream) == {"application/json", "text/event-stream"}
+    event = Draft202012Validator(stream["text/event-stream"]["schema"])
+    assert event.is_valid({"id": "1", "event": "message", "data": '{"i": 1}'})
+    assert event.is_valid({"id": "3", "event": "end", "data": '{"id": "t", "events": 3}'})
+    assert not event.is_valid("data: {}")
+    assert not event.is_valid({"event": "message", "data": "{}"})  # message events are numbered
     events = paths["/v1/tasks/{task_id}/events"]["get"]
     assert [(p["in"], p["name"]) for p in events["parameters"]] == [
         ("path", "task_id"),
         ("header", "Last-Event-ID"),
         ("query", "after"),
     ]
-    assert set(events["responses"]["200"]["content"]) == {"text/event-stream"}
-    assert {"400", "401", "404", "409"} <= set(events["responses"])
+    message = events["responses"]["200"]["content"]["text/event-stream"]["schema"]["oneOf"][0]
+    # the data of a message event is the output of the streaming capability (demo.count)
+    assert message["properties"]["data"]["contentSchema"]["required"] == ["i"]
+
+
+@pytest.fixture
+def email_services() -> Iterator[Any]:
+    broker = open_broker("memory://")
+    router = Router.from_manifests([load_manifest(EMAIL_MANIFEST)], today=lambda: BEFORE_SUNSET)
+    config = RuntimeConfig(broker_url="memory://", manifest_paths=(EMAIL_MANIFEST,), min_workers=0)
+    yield build_services(config, broker, router)
+    broker.close()
+
+
+CLASSIFY_INPUTS = [
+    {"text": "hello"},  # no selector: the default successor (spam)
+    {"type": "bill", "text": "Amount due: $5"},
+    {"type": "spam", "text": "hi", "subject": "s"},
+    {},
+    {"type": "bill"},
+    {"type": "invoice", "text": "x"},
+    {"type": None, "text": "x"},
+    {"text": "x", "unknown": 1},
+    {"type": "bill", "text": ""},
+]
+
+
+@pytest.mark.parametrize("data", CLASSIFY_INPUTS, ids=lambda d: str(sorted(d.items())))
+def test_a_split_shims_schema_takes_exactly_what_the_shim_takes(
+    email_services: Any, data: dict[str, Any]
+) -> None:
+    doc = build_openapi(ROUTES, email_services.router)
+    for path in ("/classify", "/v1/capabilities/email.classification"):
+        documented = Draft202012Validator(_body_schema(doc["paths"][path]["post"])).is_valid(data)
+        try:
+            email_services.gateway.prepare("email.classification", data)
+        except ValidationFailed:
+            accepted = False
+        else:
+            accepted = True
+        assert documented == accepted, (path, data)
+
+
+def test_a_split_shims_output_is_any_successors(email_services: Any) -> None:
+    doc = build_openapi(ROUTES, email_services.router)
+    answer = doc["paths"]["/classify"]["post"]["responses"]["200"]["content"]["application/json"]
+    labels = [branch["properties"]["label"]["enum"] for branch in answer["schema"]["anyOf"]]
+    assert labels == [["spam", "ham"], ["bill", "not_bill"]]
+
+
+def test_the_document_served_is_the_one_built(email_services: Any, serve: Any) -> None:
+    http = serve(email_services)
+    assert http.get("/openapi.json").json() == build_openapi(
+        ROUTES, email_services.router, version=email_services.version
+    )
+    assert create_app(email_services).routes  # mounted from the same table

@@ -8,7 +8,14 @@ import pytest
 
 from crank.runtime.http.app import create_app
 from crank.runtime.http.openapi import build_openapi
-from crank.runtime.http.operations import Operation, Param, Reply, component_ref, errors
+from crank.runtime.http.operations import (
+    Header,
+    Operation,
+    Param,
+    Reply,
+    component_ref,
+    errors,
+)
 from crank.runtime.http.routes import ROUTES
 
 
@@ -54,7 +61,7 @@ def test_an_operation_renders_its_parts_in_openapi_terms() -> None:
         request_body={"type": "object"},
         responses=(
             Reply(202, "Queued.", {"application/json": component_ref("Task")},
-                  headers={"Location": {"type": "string"}}),
+                  headers={"Location": Header({"type": "string"}, "The task.", required=True)}),
             *errors(429),
         ),
     )  # fmt: skip
@@ -65,12 +72,16 @@ def test_an_operation_renders_its_parts_in_openapi_terms() -> None:
     assert doc["requestBody"]["content"]["application/json"]["schema"] == {"type": "object"}
     assert doc["responses"]["202"] == {
         "description": "Queued.",
-        "headers": {"Location": {"schema": {"type": "string"}}},
+        "headers": {
+            "Location": {"description": "The task.", "required": True, "schema": {"type": "string"}}
+        },
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}},
     }
     assert doc["responses"]["429"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }
+    # an error status brings the headers every such answer carries
+    assert doc["responses"]["429"]["headers"]["Retry-After"]["required"] is True
     assert "security" not in doc
 
 

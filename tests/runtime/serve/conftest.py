@@ -46,7 +46,12 @@ def child_pids(parent: int) -> list[int]:
 
 class CrankRun:
     def __init__(
-        self, workdir: Path, *args: str, env: dict[str, str] | None = None, db: str = "queue.db"
+        self,
+        workdir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        db: str = "queue.db",
+        fixture_workers: bool = True,
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -59,7 +64,7 @@ class CrankRun:
         self.argv = [
             sys.executable, "-c", CRANK_MAIN, "run",
             "--port", str(self.port),
-            "--worker", str(HTTP_WORKERS),
+            *(("--worker", str(HTTP_WORKERS)) if fixture_workers else ()),
             *args,
         ]  # fmt: skip
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -132,13 +137,19 @@ class CrankRun:
 
 @pytest.fixture
 def crank_run(tmp_path: Path) -> Iterator[Callable[..., CrankRun]]:
-    """``crank_run(*args, env=..., db=..., start=True)``: a started ``crank run`` on a free port."""
+    """``crank_run(*args, env=..., db=..., start=True, fixture_workers=True)``: a started
+    ``crank run`` on a free port, serving the HTTP fixture workers (and those ``args`` name;
+    with ``fixture_workers=False`` and no ``--worker``: every installed worker)."""
     started: list[CrankRun] = []
 
     def make(
-        *args: str, env: dict[str, str] | None = None, db: str = "queue.db", start: bool = True
+        *args: str,
+        env: dict[str, str] | None = None,
+        db: str = "queue.db",
+        start: bool = True,
+        fixture_workers: bool = True,
     ) -> CrankRun:
-        run = CrankRun(tmp_path, *args, env=env, db=db)
+        run = CrankRun(tmp_path, *args, env=env, db=db, fixture_workers=fixture_workers)
         started.append(run)
         return run.start() if start else run
 

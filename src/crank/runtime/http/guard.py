@@ -144,6 +144,8 @@ class GuardMiddleware:
                 headers={"WWW-Authenticate": 'Bearer realm="crank"'},
             )
         declared = _header(scope, b"content-length")
+        if path in self.public_paths:  # probes read no body: nothing to refuse
+            return None
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return "body_too_large", error_response(
                 413,

@@ -48,16 +48,26 @@ TASK_SCHEMA: Schema = {
 ERROR_SCHEMA: Schema = {
     "type": "object",
     "required": ["error"],
+    "additionalProperties": False,
     "properties": {
         "error": {
             "type": "object",
             "required": ["code", "message"],
             "properties": {
-                "code": {"type": "string"},
+                "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
                 "message": {"type": "string"},
                 "hint": {"type": "string"},
-                "errors": {"type": "array", "items": {"type": "object"}},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["path", "message"],
+                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
                 "successors": {"type": "array", "items": {"type": "string"}},
+                "id": {"type": "string", "description": "The task, when there is one."},
+                "task_error": {"type": "object", "description": "The task's error as stored."},
             },
         }
     },
@@ -98,6 +108,22 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Header:
+    """A response header: its schema, and whether every answer of that status carries it."""
+
+    schema: Schema
+    description: str
+    required: bool = False
+
+    def as_openapi(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "required": self.required,
+            "schema": dict(self.schema),
+        }
+
+
+@dataclass(frozen=True)
 class Reply:
     """One documented response: status code, description, body per media type, headers."""
 
@@ -105,17 +131,32 @@ class Reply:
     description: str
     #: media type -> schema of the body.
     content: Mapping[str, Schema] = field(default_factory=dict)
-    #: response header -> its schema (``Location``, ``Retry-After``...).
-    headers: Mapping[str, Schema] = field(default_factory=dict)
+    #: response header -> what it holds (``Location``, ``Retry-After``...).
+    headers: Mapping[str, Header] = field(default_factory=dict)
 
     def as_openapi(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"description": self.description}
         if self.headers:
-            doc["headers"] = {name: {"schema": dict(s)} for name, s in self.headers.items()}
+            doc["headers"] = {name: h.as_openapi() for name, h in self.headers.items()}
         if self.content:
             doc["content"] = {media: {"schema": dict(s)} for media, s in self.content.items()}
         return doc
 
+    def with_headers(self, headers: Mapping[str, Header]) -> Reply:
+        return Reply(self.status, self.description, self.content, {**self.headers, **headers})
+
+
+_SECONDS = {"type": "string", "pattern": "^[0-9]+$"}
+RETRY_AFTER = Header(_SECONDS, "Seconds to wait before trying again.", required=True)
+TASK_ID = Header({"type": "string"}, "The task that answered.", required=True)
+LOCATION = Header({"type": "string", "pattern": "^/v1/tasks/"}, "The task.", required=True)
+
+#: Headers of an answer through a deprecated id (RFC 9745, RFC 8594, RFC 8288).
+DEPRECATION_HEADERS: Mapping[str, Header] = {
+    "Deprecation": Header({"type": "string", "pattern": "^@[0-9]+$"}, "Deprecated since.", True),
+    "Sunset": Header({"type": "string"}, "The last moment the id answers (HTTP date).", True),
+    "Link": Header({"type": "string"}, 'The successors (rel="successor-version").', True),
+}
 
 #: What each error status means, unless the route says better (see :func:`errors`).
 ERROR_MEANINGS: Mapping[int, str] = {
@@ -125,11 +166,22 @@ ERROR_MEANINGS: Mapping[int, str] = {
     409: "Conflict with the state of the resource.",
     410: "Deprecated capability past its sunset; error.successors names the replacements.",
     413: "Request body too large.",
-    422: "The task failed with a declared capability error.",
+    415: "The request body is not declared as JSON (Content-Type).",
+    422: "The task failed for its input: the worker refused it or raised a declared error.",
     429: "Overloaded; retry after the Retry-After header.",
-    502: "The worker failed while running the task.",
+    502: "The worker failed while running the task (a crash or an undeclared error).",
     503: "Capability paused (budget) or broker unavailable.",
-    504: "No result within the capability's timeout; poll the task.",
+    504: "No result within the capability's timeout; the task goes on (Location).",
+}
+
+#: The headers every answer of an error status carries (or may carry).
+ERROR_HEADERS: Mapping[int, Mapping[str, Header]] = {
+    401: {
+        "WWW-Authenticate": Header({"type": "string"}, "The bearer scheme.", required=True),
+    },
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": Header(_SECONDS, "When a paused capability answers again.")},
+    504: {"Location": LOCATION, "X-Crank-Task-Id": TASK_ID},
 }
 
 #: 409 of the routes that take an Idempotency-Key.
@@ -139,25 +191,30 @@ KEY_REUSED = (
     "capability or input.",
 )
 
-#: Errors every guarded route can answer (token, body size, overload, paused/broker down).
-GUARD_ERRORS = (401, 413, 429, 503)
+#: Errors every guarded route can answer (token, declared body size, overload).
+GUARD_ERRORS = (401, 413, 429)
+#: Errors of a route that reads a JSON body.
+BODY_ERRORS = (400, 413, 415)
 
 
 def errors(*statuses: int | tuple[int, str]) -> tuple[Reply, ...]:
-    """Error replies (the :data:`ERROR_SCHEMA` body) for ``statuses``, in that order; a
-    ``(status, meaning)`` pair says what it means on this route."""
+    """Error replies (the :data:`ERROR_SCHEMA` body and :data:`ERROR_HEADERS`) for
+    ``statuses``, each once, in order; a ``(status, meaning)`` pair says what it means
+    on this route."""
     content = {"application/json": component_ref("Error")}
-    replies = []
+    replies: dict[int, Reply] = {}
     for status in statuses:
         code, meaning = status if isinstance(status, tuple) else (status, None)
+        if code in replies and meaning is None:
+            continue
         if meaning is None:
             if code not in ERROR_MEANINGS:
                 raise KeyError(
                     f"no meaning written for error status {code}; add it to ERROR_MEANINGS"
                 )
             meaning = ERROR_MEANINGS[code]
-        replies.append(Reply(code, meaning, content))
-    return tuple(replies)
+        replies[code] = Reply(code, meaning, content, ERROR_HEADERS.get(code, {}))
+    return tuple(sorted(replies.values(), key=lambda r: r.status))
 
 
 @dataclass(frozen=True)
@@ -267,14 +324,21 @@ class RouteTable:
 
 
 __all__ = [
+    "BODY_ERRORS",
     "COMPONENTS",
+    "DEPRECATION_HEADERS",
+    "ERROR_HEADERS",
     "ERROR_MEANINGS",
     "ERROR_SCHEMA",
     "GUARD_ERRORS",
     "JSON_OBJECT",
     "KEY_REUSED",
+    "LOCATION",
+    "RETRY_AFTER",
+    "TASK_ID",
     "TASK_SCHEMA",
     "Endpoint",
+    "Header",
     "Operation",
     "Param",
     "Reply",

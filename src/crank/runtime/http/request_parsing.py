@@ -96,6 +96,8 @@ def task_envelope(body: Any) -> tuple[str, dict[str, Any], int]:
         what = "is required" if "input" not in body else "must be a JSON object"
         problems.append({"path": "$.input", "message": f"the capability's input {what}"})
     priority = body.get("priority", 0)
+    if isinstance(priority, float) and priority.is_integer():
+        priority = int(priority)  # 38.0 is an integer to JSON Schema, as to every JSON client
     if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
         problems.append(
             {"path": "$.priority", "message": f"an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}"}
@@ -134,6 +136,29 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+#: What ``X-Crank-Caller`` may hold: a name safe as a metric label and an idempotency scope.
+CALLER_PATTERN = "^[A-Za-z0-9._@-]{1,64}$"
+_CALLER = re.compile(CALLER_PATTERN)
+
+
+def caller(request: Request) -> str | None:
+    """The ``X-Crank-Caller`` name, None when not sent; 400 when it is not a valid name
+    (silently ignoring it would file the caller's idempotency keys as anonymous)."""
+    name = request.headers.get("x-crank-caller")
+    if name is None:
+        return None
+    if not _CALLER.match(name):
+        raise ValidationFailed(
+            f"X-Crank-Caller must be 1 to 64 letters, digits or . _ @ - (got {len(name)} "
+            "characters)",
+            hint="name the calling application, e.g. X-Crank-Caller: billing-app",
+            errors=[
+                {"path": "header:X-Crank-Caller", "message": f"does not match {CALLER_PATTERN}"}
+            ],
+        )
+    return name
+
+
 def resume_after(request: Request) -> int:
     """The number of the last event the client has: ``Last-Event-ID``, else ``?after=``, else 0.
 
@@ -170,9 +195,11 @@ def _event_id(raw: str, name: str, where: str) -> int:
 
 
 __all__ = [
+    "CALLER_PATTERN",
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_IDEMPOTENCY_KEY",
     "UnsupportedMediaType",
+    "caller",
     "idempotency_key",
     "is_json_media_type",
     "json_body",

@@ -17,20 +17,26 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
 from crank.runtime.brokers.contract import IdempotencyKeyReused
-from crank.runtime.gateway import CapabilityPaused, QueueFull, caller_name
+from crank.runtime.gateway import CapabilityPaused, QueueFull
 from crank.runtime.http.capability_operations import (
-    EVENT_STREAM,
+    CALLER,
     IDEMPOTENCY_KEY,
     capability_calls,
     legacy_calls,
+    streamed_events,
     task_envelopes,
 )
 from crank.runtime.http.guard import RETRY_AFTER_S
 from crank.runtime.http.limits import BodyTooLarge
 from crank.runtime.http.operations import (
+    BODY_ERRORS,
+    DEPRECATION_HEADERS,
     GUARD_ERRORS,
     JSON_OBJECT,
     KEY_REUSED,
+    LOCATION,
+    TASK_ID,
+    Header,
     Operation,
     Param,
     Reply,
@@ -40,6 +46,7 @@ from crank.runtime.http.operations import (
 )
 from crank.runtime.http.request_parsing import (
     UnsupportedMediaType,
+    caller,
     idempotency_key,
     json_body,
     resume_after,
@@ -57,10 +64,11 @@ from crank.runtime.logs import bind_ids, get_logger
 from crank.runtime.tracing import span
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Iterator, Mapping
 
     from starlette.requests import Request
 
+    from crank.routing import Router
     from crank.runtime.brokers.contract import TaskRecord
     from crank.runtime.gateway import PreparedCall
     from crank.runtime.http.services import RuntimeServices
@@ -158,6 +166,55 @@ _TASK_ID = Param("task_id", "path", {"type": "string"}, required=True)
 _EVENT_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 _PLAIN_JSON = {"application/json": JSON_OBJECT}
 _TASK_JSON = {"application/json": component_ref("Task")}
+#: a task queued through a deprecated id also carries its Deprecation headers.
+_QUEUED_HEADERS = {
+    "Location": LOCATION,
+    **{name: Header(h.schema, h.description) for name, h in DEPRECATION_HEADERS.items()},
+}
+
+
+def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
+    """``GET /v1/tasks/{task_id}/events``: its events are those of the streaming capabilities."""
+    yield (
+        "/v1/tasks/{task_id}/events",
+        Operation(
+            operation_id="streamTaskEvents",
+            summary="A streaming task's events as Server-Sent Events, live, resumable.",
+            description=(
+                "Events numbered above Last-Event-ID (or ?after=; the header wins, both are "
+                "checked), each as `id: <n>` / `event: message` / `data: <json>`, then "
+                "`event: end` or `event: error`. Always text/event-stream, whatever the Accept "
+                "header."
+            ),
+            parameters=(
+                _TASK_ID,
+                Param(
+                    "Last-Event-ID",
+                    "header",
+                    _EVENT_ID_SCHEMA,
+                    description="The id of the last event received; later ones are sent.",
+                ),
+                Param(
+                    "after",
+                    "query",
+                    _EVENT_ID_SCHEMA,
+                    description="Like Last-Event-ID, for clients that cannot set headers.",
+                ),
+            ),
+            responses=(
+                Reply(
+                    200, "The event stream.", streamed_events(router), {"X-Crank-Task-Id": TASK_ID}
+                ),
+                *errors(
+                    *GUARD_ERRORS,
+                    400,
+                    404,
+                    (409, "The task's capability does not stream events; read the task instead."),
+                    503,
+                ),
+            ),
+        ),
+    )
 
 
 class Handlers:
@@ -223,7 +280,7 @@ class Handlers:
         Operation(
             operation_id="status",
             summary="System health report.",
-            responses=(Reply(200, "The report.", _PLAIN_JSON), *errors(401)),
+            responses=(Reply(200, "The report.", _PLAIN_JSON), *errors(*GUARD_ERRORS)),
         ),
     )
     async def status(self, request: Request) -> Response:
@@ -237,7 +294,7 @@ class Handlers:
             summary="Capabilities with their schemas.",
             responses=(
                 Reply(200, "Live and deprecated capabilities.", _PLAIN_JSON),
-                *errors(401),
+                *errors(*GUARD_ERRORS),
             ),
         ),
     )
@@ -277,9 +334,9 @@ class Handlers:
         self, request: Request, ref: str, payload: Any, *, where: str = "$"
     ) -> PreparedCall:
         """Resolve and validate; problems are reported at JSON paths under ``where``."""
-        caller = caller_name(request.headers.get("x-crank-caller"))
+        name = caller(request)
         return await run_in_threadpool(
-            lambda: self.s.gateway.prepare(ref, payload, caller=caller, where=where)
+            lambda: self.s.gateway.prepare(ref, payload, caller=name, where=where)
         )
 
     async def _submit(self, request: Request, call: PreparedCall, priority: int = 0) -> TaskRecord:
@@ -304,11 +361,11 @@ class Handlers:
         Operation(
             operation_id="submitTask",
             summary="Queue a task; answers 202 with its id and Location.",
-            parameters=(IDEMPOTENCY_KEY,),
+            parameters=(IDEMPOTENCY_KEY, CALLER),
             request_body=task_envelopes,
             responses=(
-                Reply(202, "Queued.", _TASK_JSON),
-                *errors(400, 404, KEY_REUSED, 410, *GUARD_ERRORS),
+                Reply(202, "Queued.", _TASK_JSON, _QUEUED_HEADERS),
+                *errors(*BODY_ERRORS, *GUARD_ERRORS, 404, KEY_REUSED, 410, 503),
             ),
         ),
     )
@@ -334,7 +391,7 @@ class Handlers:
             operation_id="getTask",
             summary="A task's status, result or error.",
             parameters=(_TASK_ID,),
-            responses=(Reply(200, "The task.", _TASK_JSON), *errors(401, 404)),
+            responses=(Reply(200, "The task.", _TASK_JSON), *errors(*GUARD_ERRORS, 404, 503)),
         ),
     )
     async def get_task(self, request: Request) -> Response:
@@ -347,43 +404,7 @@ class Handlers:
             return _task_not_found(task_id)
         return JSONResponse(_task_doc(record))
 
-    @ROUTES.route(
-        "GET",
-        "/v1/tasks/{task_id}/events",
-        Operation(
-            operation_id="streamTaskEvents",
-            summary="A streaming task's events as Server-Sent Events, live, resumable.",
-            description=(
-                "Events numbered above Last-Event-ID (or ?after=; the header wins), each as "
-                "`id: <n>` / `event: message` / `data: <json>`, then `event: end` or "
-                "`event: error`. Always text/event-stream, whatever the Accept header."
-            ),
-            parameters=(
-                _TASK_ID,
-                Param(
-                    "Last-Event-ID",
-                    "header",
-                    _EVENT_ID_SCHEMA,
-                    description="The id of the last event received; later ones are sent.",
-                ),
-                Param(
-                    "after",
-                    "query",
-                    _EVENT_ID_SCHEMA,
-                    description="Like Last-Event-ID, for clients that cannot set headers.",
-                ),
-            ),
-            responses=(
-                Reply(200, "The event stream.", EVENT_STREAM),
-                *errors(
-                    400,
-                    404,
-                    (409, "The task's capability does not stream events; read the task instead."),
-                    *GUARD_ERRORS,
-                ),
-            ),
-        ),
-    )
+    @ROUTES.route("GET", "/v1/tasks/{task_id}/events", documents=_events_operation)
     async def task_events(self, request: Request) -> Response:
         """The SSE stream of a streaming task, resumed after ``Last-Event-ID`` (or ``?after=``).
 
