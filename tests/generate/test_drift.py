@@ -59,7 +59,7 @@ def test_default_path_is_the_current_folder(worker_project: Path, monkeypatch) -
 
 
 def test_json_format(worker_project: Path) -> None:
-    (worker_project / "k8s" / "hpa.yaml").write_text("kind: nothing\n")
+    (worker_project / "k8s" / "overlays" / "hpa" / "hpa.yaml").write_text("kind: nothing\n")
     result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -68,7 +68,7 @@ def test_json_format(worker_project: Path) -> None:
     assert project["manifest"] == "src/text_echo/crank.yaml"
     (finding,) = project["findings"]
     assert (finding["file"], finding["kind"], finding["artifact"]) == (
-        "k8s/hpa.yaml",
+        "k8s/overlays/hpa/hpa.yaml",
         "drift",
         "k8s",
     )
@@ -115,7 +115,7 @@ def test_manifest_change_reports_only_the_artifacts_it_changes(worker_project: P
     after = rendered_files(worker_project)
     changed = {path for path in after if after[path] != before[path]}
     assert "Dockerfile" in changed
-    assert "k8s/service.yaml" not in changed and ".dockerignore" not in changed
+    assert "k8s/base/service.yaml" not in changed and ".dockerignore" not in changed
 
     result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
     findings = json.loads(result.stdout)["projects"][0]["findings"]
@@ -145,13 +145,16 @@ def test_a_scaling_change_drifts_only_the_autoscaler_files(worker_project: Path)
     result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
     assert result.exit_code == 1
     findings = json.loads(result.stdout)["projects"][0]["findings"]
-    assert sorted(f["file"] for f in findings) == ["k8s/hpa.yaml", "k8s/keda-scaledobject.yaml"]
+    assert sorted(f["file"] for f in findings) == [
+        "k8s/overlays/hpa/hpa.yaml",
+        "k8s/overlays/keda/scaledobject.yaml",
+    ]
 
 
 def test_semantic_checks_on_hand_edited_files(worker_project: Path) -> None:
     ci = worker_project / ".github" / "workflows" / "ci.yml"
     ci.write_text(ci.read_text().replace("python -m pytest -ra", "echo skipped"))
-    deployment = worker_project / "k8s" / "deployment.yaml"
+    deployment = worker_project / "k8s" / "base" / "deployment.yaml"
     deployment.write_text(
         deployment.read_text().replace('cpu: "500m"', 'cpu: "4"').replace("path: /ready", "path: /")
     )
@@ -164,11 +167,14 @@ def test_semantic_checks_on_hand_edited_files(worker_project: Path) -> None:
         (".github/workflows/ci.yml", "no step runs the tests (pytest)"),
         ("Dockerfile", "does not switch to a non-root USER"),
         (
-            "k8s/deployment.yaml",
+            "k8s/base/deployment.yaml",
             "container 'worker' probes {'livenessProbe': '/health', 'readinessProbe': '/'}; "
             "expected liveness /health and readiness /ready",
         ),
-        ("k8s/deployment.yaml", "container 'worker' requests cpu '4'; the manifest says '500m'"),
+        (
+            "k8s/base/deployment.yaml",
+            "container 'worker' requests cpu '4'; the manifest says '500m'",
+        ),
     ]
 
 
@@ -192,14 +198,15 @@ def test_code_and_manifest_capabilities_must_match(worker_project: Path) -> None
 def test_older_template_is_named(worker_project: Path) -> None:
     from crank.generate.templates import template_version
 
-    service = worker_project / "k8s" / "service.yaml"
+    service = worker_project / "k8s" / "base" / "service.yaml"
     service.write_text(
         service.read_text().replace(f"template={template_version()}", "template=0.9.0")
     )
     result = CliRunner().invoke(cli, ["check", str(worker_project)])
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0] == (
-        f"{worker_project}/k8s/service.yaml:1: drift: k8s/service.yaml differs from what 'k8s' "
+        f"{worker_project}/k8s/base/service.yaml:1: drift: k8s/base/service.yaml differs from "
+        "what 'k8s' "
         "renders from the manifest (1 hunk; rendered with template 0.9.0, "
         f"now {template_version()})"
     )
@@ -260,4 +267,86 @@ def test_a_manifest_in_a_sub_folder_needs_the_project_pyproject(tmp_path: Path) 
     assert result.stderr.startswith(
         f"error: {tmp_path}: not a worker project: pkg/crank.yaml is in a sub-folder and "
         f"{tmp_path} has no pyproject.toml\n"
+    )
+
+
+def test_a_file_crank_no_longer_renders_is_an_orphan_and_fix_removes_it(
+    worker_project: Path,
+) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(manifest.read_text().replace("gpu: none", "gpu: required"))
+    hand_written = worker_project / "k8s" / "overlays" / "mine.yaml"
+    hand_written.write_text("kind: ConfigMap\n")  # no crank stamp: never touched
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
+    assert result.exit_code == 1
+    findings = json.loads(result.stdout)["projects"][0]["findings"]
+    orphans = sorted((f["file"], f["message"]) for f in findings if f["kind"] == "orphan")
+    assert orphans == [
+        (
+            f"k8s/overlays/hpa/{name}",
+            f"k8s/overlays/hpa/{name} was generated by crank (k8s) but is no longer rendered "
+            "from the manifest; `crank check --fix` removes it",
+        )
+        for name in ("hpa.yaml", "kustomization.yaml")
+    ]
+    fixed = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert f"fixed {worker_project}/k8s/overlays/hpa/hpa.yaml\n" in fixed.stdout
+    assert not (worker_project / "k8s" / "overlays" / "hpa").exists()
+    assert (worker_project / "k8s" / "overlays" / "gpu" / "gpu-nodes.yaml").is_file()
+    assert hand_written.read_text() == "kind: ConfigMap\n"
+
+
+def test_manifest_python_dependencies_must_be_in_pyproject_and_fix_adds_them(
+    worker_project: Path,
+) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("  python: []", "  python: ['numpy>=1.26', 'PyYAML>=6.0.2']")
+    )
+    pyproject = worker_project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "dependencies = [", 'dependencies = ["pyyaml>=5",  # older floor\n  ', 1
+        )
+    )
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
+    assert result.exit_code == 1
+    findings = json.loads(result.stdout)["projects"][0]["findings"]
+    assert [(f["file"], f["message"]) for f in findings if f["kind"] == "semantic"] == [
+        (
+            "pyproject.toml",
+            "does not require 'numpy>=1.26', which crank.yaml's dependencies.python lists",
+        ),
+        (
+            "pyproject.toml",
+            "requires 'pyyaml>=5' where crank.yaml's dependencies.python says 'PyYAML>=6.0.2'",
+        ),
+    ]
+    fixed = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert f"fixed {worker_project}/pyproject.toml\n" in fixed.stdout
+    import tomllib
+
+    text = pyproject.read_text()
+    deps = tomllib.loads(text)["project"]["dependencies"]
+    assert deps[0] == "PyYAML>=6.0.2" and "numpy>=1.26" in deps
+    assert any(d.startswith("crank-workers>=") for d in deps)
+    assert "[tool.crank.deploy]" in text and "# crank check keeps this list" in text
+
+
+def test_a_stale_lock_is_reported(worker_project: Path) -> None:
+    from .test_lock import fake_lock
+
+    fake_lock(worker_project)
+    assert CliRunner().invoke(cli, ["check", str(worker_project)]).exit_code == 0
+    pyproject = worker_project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace("dependencies = [", 'dependencies = ["idna",')
+    )
+    result = CliRunner().invoke(cli, ["check", str(worker_project)])
+    assert result.exit_code == 1
+    assert result.stdout == (
+        f"{worker_project}/requirements.lock:1: semantic: does not meet what the image needs "
+        "(idna is not locked); run `crank lock` and commit it\n"
     )

@@ -86,7 +86,8 @@ def test_migration_new_is_prefilled(worker_project: Path, tmp_path: Path) -> Non
     path = out / "migration-text-echo-2026-11-22.yml"
     assert result.stdout == (
         f"created {path}\n"
-        "  added 2, removed 1, split 1, breaking 0; 3 artifact(s) to update, 1 retirement(s)\n"
+        "  added 2, removed 1, split 1, breaking 0, infrastructure 0; 3 artifact(s) to update, "
+        "1 retirement(s)\n"
     )
     doc = yaml.safe_load(path.read_text())
     assert list(doc["sections"]) == SECTIONS
@@ -103,7 +104,7 @@ def test_migration_new_is_prefilled(worker_project: Path, tmp_path: Path) -> Non
     ]
     # only what the new capability ids change: the KEDA triggers, and the code to write
     assert sorted((a["file"], a["kind"]) for a in doc["artifacts"]) == [
-        ("k8s/keda-scaledobject.yaml", "drift"),
+        ("k8s/overlays/keda/scaledobject.yaml", "drift"),
         ("src/text_echo/crank.yaml", "semantic"),
         ("src/text_echo/crank.yaml", "semantic"),
     ]
@@ -158,7 +159,7 @@ def test_migration_from_git_ref(worker_project: Path, tmp_path: Path) -> None:
     )
     git("add", ".")
     git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-q", "-m", "v1")
-    (worker_project / "k8s" / "service.yaml").unlink()
+    (worker_project / "k8s" / "base" / "service.yaml").unlink()
     _split_project(worker_project)
     out = tmp_path / "d"
     result = CliRunner().invoke(
@@ -182,7 +183,7 @@ def test_migration_from_git_ref(worker_project: Path, tmp_path: Path) -> None:
     assert doc["from"] == "HEAD"
     assert doc["changes"]["split"] == [{"from": "text.echo", "to": ["text.upper", "text.lower"]}]
     assert {
-        "file": "k8s/service.yaml",
+        "file": "k8s/base/service.yaml",
         "kind": "missing",
         "why": "managed artifact 'k8s' is missing",
     } in doc["artifacts"]
@@ -327,3 +328,60 @@ def test_worker_is_found_by_name_among_installed_workers(
         "worker of that name (installed: "
     )
     assert "text-echo" in missing.stderr
+
+
+def test_infrastructure_changes_are_flagged_and_paths_are_relative(
+    worker_project: Path, tmp_path: Path
+) -> None:
+    """A GPU none -> required and a 256Mi -> 2Gi change are infrastructure changes; the
+    checklist records no absolute path of this machine and passes yamllint."""
+    import shutil
+
+    from .conftest import tool
+
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    old = worker_project / "deployment" / "old-crank.yaml"
+    old.parent.mkdir()
+    shutil.copy(manifest, old)
+    manifest.write_text(
+        manifest.read_text()
+        .replace("gpu: none", "gpu: required")
+        .replace("memory: 256Mi", "memory: 2Gi")
+    )
+    out = worker_project / "deployment"
+    result = CliRunner().invoke(
+        cli,
+        ["migration", "new", "text-echo", "--from", str(old), "--project",
+         str(worker_project), "--date", "2026-11-22", "--output-dir", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "infrastructure 2;" in result.stdout
+    path = out / "migration-text-echo-2026-11-22.yml"
+    text = path.read_text()
+    assert str(tmp_path) not in text and "/tmp" not in text
+    doc = yaml.safe_load(text)
+    assert doc["from"] == "deployment/old-crank.yaml"
+    assert doc["changes"]["infrastructure"] == [
+        {
+            "field": "worker.resources.gpu",
+            "from": "none",
+            "to": "required",
+            "affects": "GPU nodes, the CUDA base image and the k8s/overlays/gpu overlay",
+        },
+        {
+            "field": "worker.resources.memory",
+            "from": "256Mi",
+            "to": "2Gi",
+            "affects": "node capacity, quotas and the pod's memory request and limit",
+        },
+    ]
+    infra = {i["id"]: i["item"] for i in doc["sections"]["infrastructure"]["items"]}
+    assert infra["infra-worker.resources.gpu"] == (
+        "worker.resources.gpu: none -> required; update GPU nodes, the CUDA base image and the "
+        "k8s/overlays/gpu overlay"
+    )
+    assert "infra-worker.resources.memory" in infra
+    config = worker_project / ".yamllint"
+    subprocess.run(
+        [tool("yamllint"), "--strict", "-c", str(config), str(path)], check=True, timeout=60
+    )

@@ -161,7 +161,7 @@ def test_force_never_overwrites_an_edited_file_unless_named(tmp_path: Path) -> N
     )
     assert named.exit_code == 0, named.output
     assert named.stdout.splitlines()[:3] == [
-        f"updated {target}: 1 added, 14 unchanged, 2 overwritten",
+        f"updated {target}: 1 added, 21 unchanged, 2 overwritten",
         "  overwrote src/text_echo/crank.yaml (backup src/text_echo/crank.yaml.orig)",
         "  overwrote src/text_echo/worker.py (backup src/text_echo/worker.py.orig)",
     ]

@@ -33,12 +33,19 @@ MANAGED = [
     ".env.example",
     ".github/workflows/ci.yml",
     ".pre-commit-config.yaml",
+    ".yamllint",
     "Dockerfile",
     "docker-compose.yml",
-    "k8s/deployment.yaml",
-    "k8s/hpa.yaml",
-    "k8s/keda-scaledobject.yaml",
-    "k8s/service.yaml",
+    "k8s/base/deployment.yaml",
+    "k8s/base/kustomization.yaml",
+    "k8s/base/networkpolicy.yaml",
+    "k8s/base/pdb.yaml",
+    "k8s/base/service.yaml",
+    "k8s/overlays/hpa/hpa.yaml",
+    "k8s/overlays/hpa/kustomization.yaml",
+    "k8s/overlays/keda/kustomization.yaml",
+    "k8s/overlays/keda/scaledobject.yaml",
+    "k8s/overlays/keda/triggerauthentication.yaml",
 ]
 
 
@@ -52,6 +59,7 @@ def test_builtin_renderers_are_registered() -> None:
         "env",
         "k8s",
         "precommit",
+        "yamllint",
     ]
 
 
@@ -65,7 +73,7 @@ def test_every_file_carries_the_provenance_stamp(pristine_worker: Path) -> None:
         assert f"template={template_version()}" in first
         assert "manifest=src/text_echo/crank.yaml" in first
         # the digest of the file itself (stamp left out), never of the whole manifest
-        assert f" content={content_digest(file.content)} " in first
+        assert first.endswith(f" content={content_digest(file.content)}")
         assert project.manifest.digest()[:16] not in file.content
 
 
@@ -104,49 +112,139 @@ def test_manifest_drives_packages_resources_scaling_env(worker_project: Path) ->
     files = {f.path: f.content for f in render_all(load_project(worker_project))}
     dockerfile = files["Dockerfile"]
     assert "apt-get install -y --no-install-recommends pandoc tesseract-ocr \\" in dockerfile
-    assert "RUN pip install --find-links /tmp/deps crank-workers==" in dockerfile
-    assert "'pyyaml>=6'" in dockerfile
+    # two cores requested: two worker processes per container or pod
+    assert '"--max-workers", "2"]' in dockerfile
     ci = yaml.safe_load(files[".github/workflows/ci.yml"])
     runs = [s.get("run", "") for s in ci["jobs"]["test"]["steps"]]
     assert any("apt-get install -y --no-install-recommends pandoc tesseract-ocr" in r for r in runs)
-    deployment = yaml.safe_load(files["k8s/deployment.yaml"])
+    deployment = yaml.safe_load(files["k8s/base/deployment.yaml"])
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["requests"] == {"cpu": "2", "memory": "1Gi"}
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    keda = yaml.safe_load(files["k8s/keda-scaledobject.yaml"])
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MODEL_PATH"]["value"] == "/models/a.onnx"
+    assert env["OPENAI_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "text-echo", "key": "openai-api-key"}
+    }
+    assert "never-shown" not in files["k8s/base/deployment.yaml"]
+    keda = yaml.safe_load(files["k8s/overlays/keda/scaledobject.yaml"])
     assert (keda["spec"]["minReplicaCount"], keda["spec"]["maxReplicaCount"]) == (2, 9)
-    assert keda["spec"]["triggers"][0]["metadata"]["lagCount"] == "5"
+    assert {t["metadata"]["streamLength"] for t in keda["spec"]["triggers"]} == {"5"}
     compose = yaml.safe_load(files["docker-compose.yml"])
     assert compose["services"]["worker"]["deploy"]["resources"]["limits"] == {
         "cpus": "2",
         "memory": "1g",
     }
-    env = files[".env.example"]
-    assert "\nMODEL_PATH=/models/a.onnx\n" in env
-    assert "\nOPENAI_API_KEY=\n" in env
-    assert "never-shown" not in env
-    assert "# OPENAI_API_KEY (required) (secret)" in env
-    assert "\nCRANK_BROKER_URL=sqlite:///crank-queue.db\n" in env
+    env_file = files[".env.example"]
+    assert "\nMODEL_PATH=/models/a.onnx\n" in env_file
+    assert "\nOPENAI_API_KEY=\n" in env_file
+    assert "never-shown" not in env_file
+    assert "# OPENAI_API_KEY (required) (secret)" in env_file
+    assert "\nCRANK_BROKER_URL=sqlite:///crank-queue.db\n" in env_file
 
 
 def test_gpu_required_uses_cuda_base_and_gpu_limits(gpu_worker: Path) -> None:
     files = {f.path: f.content for f in render_all(load_project(gpu_worker))}
-    assert "ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04\n" in files["Dockerfile"]
-    container = yaml.safe_load(files["k8s/deployment.yaml"])["spec"]["template"]["spec"][
+    assert (
+        "ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04@sha256:"
+        "8aef630a54bc5c5146ae5ce68e6af5caa3df0fb690bb91544175c91f307e4356\n"
+    ) in files["Dockerfile"]
+    container = yaml.safe_load(files["k8s/base/deployment.yaml"])["spec"]["template"]["spec"][
         "containers"
     ][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     compose = yaml.safe_load(files["docker-compose.yml"])
     devices = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert compose["services"]["worker"]["command"][6:8] == ["--max-workers", "1"]
 
 
-def test_cpu_worker_uses_pinned_python_base(pristine_worker: Path) -> None:
+def test_cpu_worker_image_is_pinned_locked_and_has_an_init(pristine_worker: Path) -> None:
     text = (pristine_worker / "Dockerfile").read_text()
-    assert "ARG BASE_IMAGE=python:3.12.8-slim-bookworm\n" in text
+    assert (
+        "ARG BASE_IMAGE=python:3.12.8-slim-bookworm@sha256:"
+        "2199a62885a12290dc9c5be3ca0681d367576ab7bf037da120e564723292a2f0\n"
+    ) in text
     assert "\nUSER 10001:10001\n" in text
     assert "HEALTHCHECK" in text and "urllib.request.urlopen('http://127.0.0.1:8080/health'" in text
-    assert text.index("COPY pyproject.toml crank-wheels*") < text.index("COPY . /src")
+    # the dependency layer is the lock, installed offline and hash-checked, before crank
+    # and the worker, so a code change never reinstalls the dependencies
+    lock_install = text.index("--require-hashes --no-deps -r /tmp/lock/requirements.lock")
+    assert (
+        text.index("COPY requirements.lock") < lock_install < text.index("COPY crank-wheels/crank/")
+    )
+    assert text.index("COPY crank-wheels/crank/") < text.index("COPY crank-wheels/worker/")
+    assert text.count("pip install --no-cache-dir --no-index") == 3
+    assert "--find-links /tmp/worker \\\n      text-echo==0.1.0 \\\n && pip check" in text
+    assert "COPY pyproject.toml" not in text and "COPY . " not in text
+    assert 'ENTRYPOINT ["dumb-init", "--"]' in text
+    for label in ("source", "revision", "created", "licenses"):
+        assert f"org.opencontainers.image.{label}=" in text
+    ignore = (pristine_worker / ".dockerignore").read_text()
+    assert ignore.endswith("*\n!requirements.lock\n!crank-wheels/\n")
+
+
+def test_ci_workflow_is_pinned_bounded_and_tests_every_python(pristine_worker: Path) -> None:
+    workflow = yaml.safe_load((pristine_worker / ".github" / "workflows" / "ci.yml").read_text())
+    assert workflow["concurrency"]["cancel-in-progress"] is True
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        assert job["timeout-minutes"] <= 30, name
+        for step in job["steps"]:
+            if "uses" in step:
+                _, _, ref = step["uses"].partition("@")
+                assert len(ref) == 40 and int(ref, 16) >= 0, step["uses"]  # a commit SHA
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+            if step.get("uses", "").startswith("actions/setup-python@"):
+                assert step["with"]["cache"] == "pip"
+    matrix = workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"]
+    assert matrix == ["3.11", "3.12", "3.13"]  # requires-python >= 3.11
+    text = (pristine_worker / ".github" / "workflows" / "ci.yml").read_text()
+    assert "# v4.3.1" in text and "# v5.6.0" in text  # the tag beside each SHA
+    precommit = yaml.safe_load((pristine_worker / ".pre-commit-config.yaml").read_text())
+    ruff_rev = next(r["rev"] for r in precommit["repos"] if "ruff-pre-commit" in r["repo"])
+    assert f" ruff=={ruff_rev.removeprefix('v')} " in text  # one ruff version in both
+    assert "crank build . --locked" in text
+
+
+def test_pre_commit_hooks_install_themselves(pristine_worker: Path) -> None:
+    import crank
+
+    config = yaml.safe_load((pristine_worker / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: (repo, h) for repo in config["repos"] for h in repo["hooks"]}
+    assert {"check-yaml", "end-of-file-fixer", "trailing-whitespace", "check-added-large-files",
+            "detect-private-key", "ruff-check", "ruff-format", "yamllint", "gitleaks",
+            "crank-lint", "crank-check"} <= set(hooks)  # fmt: skip
+    for repo, hook in hooks.values():
+        assert hook.get("language") != "system"
+        if repo["repo"] == "local":
+            assert hook["language"] == "python"
+            assert hook["additional_dependencies"] == [f"crank-workers=={crank.__version__}"]
+        else:
+            assert repo["rev"].startswith("v")
+
+
+def test_generated_text_files_pass_the_file_checks(pristine_worker: Path) -> None:
+    """What end-of-file-fixer and trailing-whitespace would otherwise rewrite."""
+    for file in render_all(load_project(pristine_worker)):
+        assert file.content.endswith("\n") and not file.content.endswith("\n\n"), file.path
+        assert not [n for n, line in enumerate(file.content.splitlines()) if line != line.rstrip()]
+
+
+def test_scaffolded_project_metadata(pristine_worker: Path) -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((pristine_worker / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT"
+    assert pyproject["project"]["optional-dependencies"]["test"] == ["pytest>=8.2"]
+    assert pyproject["tool"]["crank"]["deploy"]["broker_prefix"] == "crank"
+    readme = (pristine_worker / "README.md").read_text()
+    assert "example.invalid" not in readme and "](http" not in readme
+    ignored = (pristine_worker / ".gitignore").read_text().splitlines()
+    for entry in (".pytest_cache/", ".ruff_cache/", ".env", ".env.*", "!.env.example",
+                  "crank-wheels/"):  # fmt: skip
+        assert entry in ignored
 
 
 @pytest.mark.parametrize(
@@ -185,8 +283,9 @@ def test_render_cli_k8s_to_folder(pristine_worker: Path, tmp_path: Path) -> None
         cli, ["render", "k8s", "--project", str(pristine_worker), "--output", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
-    for name in ("deployment", "service", "keda-scaledobject", "hpa"):
-        rel = f"k8s/{name}.yaml"
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml"))
+    assert written == [m for m in MANAGED if m.startswith("k8s/")]
+    for rel in written:
         assert (tmp_path / rel).read_text() == (pristine_worker / rel).read_text()
 
 
@@ -197,7 +296,9 @@ def test_render_unknown_artifact_is_a_usage_error(pristine_worker: Path) -> None
     assert error == "error: no artifact renderer named 'helm'"
     choices = hint.removeprefix("  hint: choose one of: ").split(", ")
     assert choices == sorted(renderers())  # every registered one, an installed plugin's too
-    builtin = ["ci", "compose", "dockerfile", "dockerignore", "env", "k8s", "precommit"]
+    builtin = [
+        "ci", "compose", "dockerfile", "dockerignore", "env", "k8s", "precommit", "yamllint"
+    ]  # fmt: skip
     assert [c for c in choices if c in builtin] == builtin
 
 
@@ -221,7 +322,7 @@ def test_render_invalid_manifest_is_reported(worker_project: Path) -> None:
     result = CliRunner().invoke(cli, ["render", "dockerfile", "--project", str(worker_project)])
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ")
-    assert "crank.yaml:2:" in result.stderr
+    assert "crank.yaml:3:" in result.stderr  # line 1 is the document start
 
 
 def test_plugin_renderer_is_rendered_and_checked(worker_project: Path) -> None:

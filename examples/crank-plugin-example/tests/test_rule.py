@@ -23,7 +23,7 @@ def test_a_service_without_a_hint_is_a_warning(scaffolded: Path, tmp_path: Path)
     assert result.returncode == 0, result.stdout  # a warning alone does not fail
     findings = [f for f in json.loads(result.stdout)["findings"] if f["rule"] == "EXA001"]
     assert [(f["severity"], f["json_path"], f["line"]) for f in findings] == [
-        ("warning", "$.dependencies.system[0]", 21)
+        ("warning", "$.dependencies.system[0]", 22)
     ]
     assert findings[0]["message"] == (
         "service 'search' is checked at http://127.0.0.1:9200/health but has no hint: "

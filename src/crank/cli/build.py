@@ -1,4 +1,5 @@
-"""``crank build``: a worker project's container image, built with Docker."""
+"""``crank build`` (a worker project's container image, built with Docker) and
+``crank lock`` (the locked, hashed dependency set the image installs)."""
 
 from __future__ import annotations
 
@@ -29,16 +30,28 @@ from crank.generate.project import load_project
     default=None,
     help="crank wheel to install in the image (default: packed from this crank).",
 )
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Fail when requirements.lock is missing or stale instead of locking again (CI).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the result.")
 def build(
-    path: Path, tag: str | None, base_image: str | None, crank_wheel: Path | None, quiet: bool
+    path: Path,
+    tag: str | None,
+    base_image: str | None,
+    crank_wheel: Path | None,
+    locked: bool,
+    quiet: bool,
 ) -> ExitCode:
     """Build the container image of the worker project at PATH with Docker."""
     console = Console(stderr=True, highlight=False)
     project = load_project(path)
     try:
         if quiet:
-            built = build_image(project, tag=tag, base_image=base_image, crank_wheel=crank_wheel)
+            built = build_image(
+                project, tag=tag, base_image=base_image, crank_wheel=crank_wheel, locked=locked
+            )
         else:
             with console.status(f"building {project.manifest.name}") as status:
 
@@ -50,7 +63,12 @@ def build(
                         console.print(f"[dim]{escape(line)}[/dim]")
 
                 built = build_image(
-                    project, tag=tag, base_image=base_image, crank_wheel=crank_wheel, progress=show
+                    project,
+                    tag=tag,
+                    base_image=base_image,
+                    crank_wheel=crank_wheel,
+                    locked=locked,
+                    progress=show,
                 )
     except BuildFailed as exc:
         if quiet:
@@ -58,4 +76,28 @@ def build(
                 click.echo(line, err=True)
         raise
     click.echo(f"built {built.tag} ({built.image_id[:19]}, {built.size_bytes / 1e6:.0f} MB)")
+    return ExitCode.OK
+
+
+@click.command("lock")
+@click.argument("path", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Only say whether requirements.lock is current (exit 1 when it is not).",
+)
+def lock(path: Path, check_only: bool) -> ExitCode:
+    """Resolve the dependencies of the worker project at PATH into requirements.lock
+    (versions and sha256 hashes, with uv): the set its image installs."""
+    from crank.generate.lock import LOCK_FILE, lock_status, parse_lock, write_lock
+
+    project = load_project(path)
+    status = lock_status(project)
+    if check_only:
+        click.echo(f"{project.root / LOCK_FILE}: {status}")
+        return ExitCode.OK if status == "current" else ExitCode.FINDINGS
+    written = write_lock(project)
+    count = len(parse_lock(written.read_text(encoding="utf-8")))
+    click.echo(f"locked {count} packages in {written} (commit it)")
     return ExitCode.OK

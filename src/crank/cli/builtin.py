@@ -30,6 +30,7 @@ BUILTIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("migration", "crank.cli.migration:migration", "Create and track worker migration checklists."),
     ("build", "crank.cli.build:build", "Build a worker's container image."),
+    ("lock", "crank.cli.build:lock", "Lock a worker's dependencies with hashes."),
 )
 
 

@@ -72,7 +72,8 @@ def migration_new(
     click.echo(f"created {created.path}")
     click.echo(
         f"  added {len(changes['added'])}, removed {len(changes['removed'])}, split "
-        f"{len(changes['split'])}, breaking {len(changes['breaking'])}; "
+        f"{len(changes['split'])}, breaking {len(changes['breaking'])}, infrastructure "
+        f"{len(changes.get('infrastructure', []))}; "
         f"{len(created.document['artifacts'])} artifact(s) to update, "
         f"{len(created.document['retirement'])} retirement(s)"
     )

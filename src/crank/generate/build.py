@@ -1,27 +1,26 @@
 """``crank build``: build a worker's image with the Docker SDK, labelled from its manifest.
 
-crank itself is not on a package index, so the build context gets a wheel of the
-running crank (see :mod:`crank.generate.wheel`, or one given with ``--crank-wheel``)
-in ``crank-wheels/``; the rendered Dockerfile installs crank from there, so the
-image runs the crank version of the host.
+Before the build it makes sure ``requirements.lock`` is current (locking again
+unless ``--locked``) and that the Dockerfile is the one crank renders, then
+stages the wheels the image installs (:mod:`crank.generate.staging`): the
+locked set, the running crank (so the image runs the host's crank version) and
+the worker itself. The image build needs no package index.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import BuildFailed, DockerUnavailable, GenerateError
-from crank.generate.docker import WHEELS_DIR
-from crank.generate.wheel import build_crank_wheel
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from crank.generate.project import WorkerProject
 
 Progress = Callable[[str], None]
@@ -99,43 +98,6 @@ def docker_client() -> Any:
     return client
 
 
-class _StagedWheel:
-    """Puts the crank wheel into ``<project>/crank-wheels`` for one build, then tidies up."""
-
-    def __init__(self, project: WorkerProject, wheel: Path | None) -> None:
-        self.dir = project.root / WHEELS_DIR
-        self.wheel = wheel
-        self.created_dir = False
-        self.placed: Path | None = None
-        self.tmp: str | None = None
-
-    def __enter__(self) -> Path:
-        if self.wheel is None:
-            self.tmp = tempfile.mkdtemp(prefix="crank-wheel-")
-            self.wheel = build_crank_wheel(Path(self.tmp))
-        elif not self.wheel.is_file() or not self.wheel.name.endswith(".whl"):
-            raise GenerateError(
-                f"{self.wheel}: not a wheel file",
-                hint="pass a crank_workers-*.whl to --crank-wheel",
-            )
-        if not self.dir.exists():
-            self.dir.mkdir()
-            self.created_dir = True
-        target = self.dir / self.wheel.name
-        if not target.exists():
-            shutil.copy2(self.wheel, target)
-            self.placed = target
-        return target
-
-    def __exit__(self, *exc: object) -> None:
-        if self.placed is not None:
-            self.placed.unlink(missing_ok=True)
-        if self.created_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-
 def dockerfile_base(project: WorkerProject) -> str:
     """The base image the project's Dockerfile names by default (``ARG BASE_IMAGE=``)."""
     text = (project.root / "Dockerfile").read_text(encoding="utf-8", errors="replace")
@@ -161,26 +123,111 @@ def _failure_hint(client: Any, error: str, base: str) -> str:
     return "the lines above show the failing step; fix it and run crank build again"
 
 
-def build_image(
-    project: WorkerProject,
-    *,
-    tag: str | None = None,
-    base_image: str | None = None,
-    crank_wheel: Path | None = None,
-    progress: Progress | None = None,
-) -> BuiltImage:
-    """Build the project's Dockerfile; ``progress`` receives every line of build output."""
+def source_metadata(project: WorkerProject) -> dict[str, str]:
+    """OCI source, revision and creation time of the project's git checkout (empty when
+    the project is not in git); created is the commit's time, so a rebuild of the same
+    commit gets the same label."""
+
+    def git(*args: str) -> str:
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(project.root), *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    source = git("remote", "get-url", "origin")
+    if source.startswith("git@") and ":" in source:  # git@host:owner/repo.git
+        host, _, path = source[len("git@") :].partition(":")
+        source = f"https://{host}/{path}"
+    source = re.sub(r"\.git$", "", re.sub(r"//[^/@]*@", "//", source))  # no credentials
+    return {
+        "IMAGE_SOURCE": source,
+        "IMAGE_REVISION": git("rev-parse", "HEAD"),
+        "IMAGE_CREATED": git("log", "-1", "--format=%cI"),
+    }
+
+
+def check_build_files(project: WorkerProject) -> None:
+    """The project has the Dockerfile and .dockerignore this crank renders."""
+    from crank.generate.drift import compare_files
+    from crank.generate.render import get_renderer
+
     if not (project.root / "Dockerfile").is_file():
         raise GenerateError(
             f"{project.root}: no Dockerfile",
             hint="render it with `crank check --fix` (or `crank render dockerfile -o Dockerfile`)",
             subject=str(project.root),
         )
+    files = [
+        *get_renderer("dockerfile").render(project),
+        *get_renderer("dockerignore").render(project),
+    ]
+    stale = sorted({f.file for f in compare_files(project.root, files)})
+    if stale:
+        raise GenerateError(
+            f"{project.root}: {' and '.join(stale)} "
+            f"{'differs' if len(stale) == 1 else 'differ'} from what this crank renders "
+            "from the manifest",
+            hint="run `crank check --fix`: crank build stages the wheels the current "
+            "Dockerfile installs",
+            subject=str(project.root),
+        )
+
+
+def ensure_buildable(project: WorkerProject, *, locked: bool, progress: Progress | None) -> None:
+    """The Dockerfile and .dockerignore are crank's current ones, and the lock is current
+    (written now unless ``locked``)."""
+    from crank.generate.lock import LOCK_FILE, lock_state, write_lock
+
+    check_build_files(project)
+    status, problems = lock_state(project)
+    if status == "current":
+        return
+    if locked:
+        raise GenerateError(
+            f"{project.root / LOCK_FILE} is {status}: "
+            + (
+                "the image installs exactly the locked set"
+                if status == "missing"
+                else "; ".join(problems)
+            ),
+            hint="run `crank lock` and commit requirements.lock (or build without --locked)",
+            subject=str(project.root / LOCK_FILE),
+        )
+    if progress is not None:
+        progress(f"locking the dependencies into {LOCK_FILE} ({status})")
+    write_lock(project)
+
+
+def build_image(
+    project: WorkerProject,
+    *,
+    tag: str | None = None,
+    base_image: str | None = None,
+    crank_wheel: Path | None = None,
+    locked: bool = False,
+    progress: Progress | None = None,
+) -> BuiltImage:
+    """Build the project's Dockerfile; ``progress`` receives every line of build output."""
+    check_build_files(project)
     client = docker_client()
     try:
+        ensure_buildable(project, locked=locked, progress=progress)
         return _build(client, project, tag, base_image, crank_wheel, progress)
     finally:
         client.close()
+
+
+def engine_machine(client: Any) -> str:
+    """The Docker engine's CPU architecture as a wheel platform suffix (x86_64, aarch64)."""
+    arch = str(client.info().get("Architecture") or "x86_64")
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
 
 
 def _build(
@@ -191,12 +238,18 @@ def _build(
     crank_wheel: Path | None,
     progress: Progress | None,
 ) -> BuiltImage:
+    from crank.generate.staging import StagedWheels
+
     tag = tag or f"{project.manifest.name}:{project.manifest.metadata.version}"
     labels = image_labels(project)
-    buildargs = {"BASE_IMAGE": base_image} if base_image else {}
+    buildargs = source_metadata(project)
+    if base_image:
+        buildargs["BASE_IMAGE"] = base_image
     tail: list[str] = []
     image_id = ""
-    with _StagedWheel(project, crank_wheel):
+    with StagedWheels(
+        project, machine=engine_machine(client), crank_wheel=crank_wheel, progress=progress
+    ):
         stream = client.api.build(
             path=str(project.root),
             tag=tag,

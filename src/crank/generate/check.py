@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crank.generate.crosscheck import cross_check
-from crank.generate.drift import DriftFinding, compare_files
+from crank.generate.drift import DriftFinding, compare_files, orphaned_files
+from crank.generate.pydeps import write_dependencies
 from crank.generate.render import render_each, write_files
 
 if TYPE_CHECKING:
@@ -46,21 +47,40 @@ def check_project(project: WorkerProject, *, fix: bool = False) -> ProjectCheck:
     (a code/manifest mismatch, say) is reported. A renderer that raises is a
     finding naming it and its plugin; the other artifacts are still checked.
     """
+    fixed_deps: list[str] = []
+    if fix and write_dependencies(project):
+        fixed_deps.append("pyproject.toml")
     rendering = render_each(project)
     files = rendering.files
-    findings = compare_files(project.root, files)
-    fixed: tuple[str, ...] = ()
+    findings = [*compare_files(project.root, files), *orphaned_files(project.root, files)]
+    fixed: tuple[str, ...] = tuple(fixed_deps)
     if fix and findings:
-        stale = {f.file for f in findings}
+        stale = {f.file for f in findings if f.kind != "orphan"}
         write_files(project.root, [f for f in files if f.path in stale])
-        fixed = tuple(sorted(stale))
-        findings = compare_files(project.root, files)
+        gone = {f.file for f in findings if f.kind == "orphan"}
+        remove_files(project.root, gone)
+        fixed = tuple(sorted(stale | gone | set(fixed_deps)))
+        findings = [*compare_files(project.root, files), *orphaned_files(project.root, files)]
     findings.extend(
         DriftFinding(project.manifest_relpath, "renderer", f.message, artifact=f.artifact)
         for f in rendering.failures
     )
     findings.extend(cross_check(project))
     return ProjectCheck(project.root, project.manifest_relpath, tuple(findings), fixed)
+
+
+def remove_files(root: Path, relpaths: set[str]) -> None:
+    """Delete generated files no renderer makes any more, and folders they leave empty."""
+    base = root.resolve()
+    for rel in sorted(relpaths):
+        target = (base / rel).resolve()
+        if not target.is_relative_to(base) or not target.is_file():
+            continue
+        target.unlink()
+        for folder in target.parents:
+            if folder == base or not folder.is_relative_to(base) or any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 __all__ = ["ProjectCheck", "check_project"]

@@ -12,8 +12,6 @@ if TYPE_CHECKING:
 
     from crank.generate.project import WorkerProject
 
-REDIS_IMAGE = "redis:7.4.1-alpine"
-
 _MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _COMPOSE_UNITS = {
     "Ki": "k",
@@ -44,9 +42,13 @@ def compose_memory(quantity: str) -> str:
 
 
 def compose_context(project: WorkerProject) -> Mapping[str, Any]:
+    from crank.generate.context import REDIS_IMAGE, settings_of
+
     resources = project.manifest.worker.resources
+    prefix = settings_of(project).broker_prefix
     return {
-        "redis_image": REDIS_IMAGE,
+        "redis_image": REDIS_IMAGE.ref,
+        "compose_broker_url": f"redis://redis:6379/0?prefix={prefix}",
         "compose_cpus": compose_cpus(resources.cpu),
         "compose_memory": compose_memory(resources.memory),
     }
@@ -54,7 +56,8 @@ def compose_context(project: WorkerProject) -> Mapping[str, Any]:
 
 COMPOSE = TemplateRenderer(
     name="compose",
-    description="docker-compose.yml: worker + Redis (health-checked depends_on).",
+    description="docker-compose.yml: worker + Redis (health-checked depends_on), init, "
+    "stop grace from the capabilities' timeouts.",
     files=(("docker-compose.yml", "compose.yml.j2"),),
     context_extra=compose_context,
 )

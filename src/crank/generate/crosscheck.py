@@ -89,7 +89,7 @@ def check_ci(project: WorkerProject) -> list[DriftFinding]:
 
 
 def check_kubernetes(project: WorkerProject) -> list[DriftFinding]:
-    relpath = "k8s/deployment.yaml"
+    relpath = "k8s/base/deployment.yaml"
     text = _read(project, relpath)
     if text is None:
         return []
@@ -231,8 +231,34 @@ def check_capabilities(project: WorkerProject) -> list[DriftFinding]:
     return findings
 
 
+def check_python_dependencies(project: WorkerProject) -> list[DriftFinding]:
+    """pyproject.toml carries every dependencies.python of the manifest."""
+    from crank.generate.pydeps import dependency_gaps
+
+    return [_semantic("pyproject.toml", gap.message) for gap in dependency_gaps(project)]
+
+
+def check_lock(project: WorkerProject) -> list[DriftFinding]:
+    """A committed requirements.lock meets every requirement of pyproject.toml, of crank
+    and of the image."""
+    from crank.generate.lock import LOCK_FILE, lock_state
+
+    status, problems = lock_state(project)
+    if status != "stale":
+        return []
+    return [
+        _semantic(
+            LOCK_FILE,
+            f"does not meet what the image needs ({'; '.join(problems)}); "
+            "run `crank lock` and commit it",
+        )
+    ]
+
+
 def cross_check(project: WorkerProject) -> list[DriftFinding]:
     return [
+        *check_python_dependencies(project),
+        *check_lock(project),
         *check_dockerfile(project),
         *check_ci(project),
         *check_kubernetes(project),

@@ -57,7 +57,16 @@ def env_entries(project: WorkerProject) -> list[EnvEntry]:
         for var in project.manifest.worker.env
     ]
     declared = {e.name for e in entries}
-    return entries + [e for e in RUNTIME_ENV if e.name not in declared]
+    from crank.generate.context import shutdown
+
+    grace = str(shutdown(project).grace_s)
+    runtime = [
+        EnvEntry(e.name, e.description + " (the longest capability timeout_s)", grace)
+        if e.name == "CRANK_GRACE_S"
+        else e
+        for e in RUNTIME_ENV
+    ]
+    return entries + [e for e in runtime if e.name not in declared]
 
 
 def env_context(project: WorkerProject) -> Mapping[str, Any]:

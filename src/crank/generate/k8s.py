@@ -1,48 +1,189 @@
-"""Kubernetes manifests: Deployment, Service, KEDA ScaledObject and an HPA alternative."""
+"""Kubernetes as a kustomize base and overlays, one overlay per way to run it.
+
+* ``k8s/base``: Deployment (no ``replicas``: an autoscaler owns them), Service,
+  PodDisruptionBudget, NetworkPolicy. Apply an overlay, never the base alone.
+* ``k8s/overlays/keda``: the base scaled by KEDA on the Redis streams the
+  broker queues the worker's tasks in: one trigger per capability and priority
+  band, summed into one backlog (``scalingModifiers``).
+* ``k8s/overlays/hpa``: the base scaled on CPU, for clusters without KEDA; not
+  rendered for a worker that requires a GPU (CPU load says nothing about it).
+* ``k8s/overlays/gpu``: the KEDA overlay on GPU nodes (toleration, node
+  selector, runtime class, one GPU and one worker process per pod); rendered
+  when the manifest's ``gpu`` is ``optional`` or ``required``.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from crank.generate.render import TemplateRenderer
+from crank.generate.render import RenderedFile, TemplateRenderer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from crank.generate.project import WorkerProject
 
-#: Redis the cluster's workers share (the compose service name works in-cluster too).
-REDIS_ADDRESS = "redis:6379"
-#: The Redis broker's stream of a capability's tasks (``<prefix>:q:<capability>:<priority>``,
-#: default priority 0) and the consumer group every worker joins.
-STREAM_TEMPLATE = "crank:q:{capability}:0"
-CONSUMER_GROUP = "crank"
-
-K8S_FILES = (
-    ("k8s/deployment.yaml", "k8s-deployment.yaml.j2"),
-    ("k8s/service.yaml", "k8s-service.yaml.j2"),
-    ("k8s/keda-scaledobject.yaml", "k8s-keda-scaledobject.yaml.j2"),
-    ("k8s/hpa.yaml", "k8s-hpa.yaml.j2"),
+BASE_FILES = (
+    ("k8s/base/kustomization.yaml", "k8s/base-kustomization.yaml.j2"),
+    ("k8s/base/deployment.yaml", "k8s/deployment.yaml.j2"),
+    ("k8s/base/service.yaml", "k8s/service.yaml.j2"),
+    ("k8s/base/pdb.yaml", "k8s/pdb.yaml.j2"),
+    ("k8s/base/networkpolicy.yaml", "k8s/networkpolicy.yaml.j2"),
 )
+KEDA_FILES = (
+    ("k8s/overlays/keda/kustomization.yaml", "k8s/keda-kustomization.yaml.j2"),
+    ("k8s/overlays/keda/scaledobject.yaml", "k8s/scaledobject.yaml.j2"),
+    ("k8s/overlays/keda/triggerauthentication.yaml", "k8s/triggerauthentication.yaml.j2"),
+)
+HPA_FILES = (
+    ("k8s/overlays/hpa/kustomization.yaml", "k8s/hpa-kustomization.yaml.j2"),
+    ("k8s/overlays/hpa/hpa.yaml", "k8s/hpa.yaml.j2"),
+)
+GPU_FILES = (
+    ("k8s/overlays/gpu/kustomization.yaml", "k8s/gpu-kustomization.yaml.j2"),
+    ("k8s/overlays/gpu/gpu-nodes.yaml", "k8s/gpu-nodes.yaml.j2"),
+)
+#: Where NVIDIA's GPU operator puts GPU pods: its label, taint and runtime class.
+GPU_NODE_SELECTOR = ("nvidia.com/gpu.present", "true")
+GPU_TOLERATION_KEY = "nvidia.com/gpu"
+GPU_RUNTIME_CLASS = "nvidia"
 
 
-def stream_names(project: WorkerProject) -> list[str]:
-    return [STREAM_TEMPLATE.format(capability=cap) for cap in project.manifest.capability_ids]
+@dataclass(frozen=True)
+class Trigger:
+    """One KEDA trigger: the stream of one capability's tasks in one priority band."""
+
+    name: str
+    capability: str
+    band: int
+    stream: str
 
 
-def k8s_context(project: WorkerProject) -> Mapping[str, Any]:
+def _identifier(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+
+
+def keda_triggers(project: WorkerProject) -> list[Trigger]:
+    """Every stream the Redis broker can queue the worker's tasks in, under the prefix
+    the Deployment's broker URL uses (names from the broker itself)."""
+    from crank.generate.context import settings_of
+    from crank.runtime.brokers.redis import PRIORITY_BANDS, stream_key
+
+    prefix = settings_of(project).broker_prefix
+    triggers = []
+    for cap in project.manifest.capability_ids:
+        for band in PRIORITY_BANDS:
+            sign = "n" if band < 0 else "p"
+            triggers.append(
+                Trigger(
+                    f"{_identifier(cap)}_{sign}{abs(band)}",
+                    cap,
+                    band,
+                    stream_key(prefix, cap, band),
+                )
+            )
+    return triggers
+
+
+def folded_sum(names: list[str], width: int = 90) -> list[str]:
+    """``a + b + ...`` cut into lines for a YAML folded scalar (``>-`` joins them
+    with spaces): every line but the last ends with ``+``."""
+    lines: list[str] = []
+    current = ""
+    for name in names:
+        candidate = f"{current} + {name}" if current else name
+        if current and len(candidate) > width:
+            lines.append(current + " +")
+            current = name
+        else:
+            current = candidate
+    return [*lines, current] if current else lines
+
+
+def secret_key(env_name: str) -> str:
+    """The key of the worker's Secret holding environment variable ``env_name``."""
+    return env_name.lower().replace("_", "-")
+
+
+def broker_url(project: WorkerProject) -> str:
+    """CRANK_BROKER_URL of the Deployment; the password comes from an earlier env var."""
+    from crank.generate.context import settings_of
+
+    s = settings_of(project)
+    scheme = "rediss" if s.redis_tls else "redis"
+    return (
+        f"{scheme}://:$(CRANK_REDIS_PASSWORD)@{s.redis_address}/{s.redis_db}"
+        f"?prefix={s.broker_prefix}"
+    )
+
+
+def image_entry(project: WorkerProject) -> dict[str, str]:
+    """The base kustomization's ``images`` entry: registry from the settings, the
+    worker's version as tag, and the digest when the settings know it."""
+    from crank.generate.context import settings_of
+
+    s = settings_of(project)
     return {
-        "redis_address": REDIS_ADDRESS,
-        "k8s_broker_url": f"redis://{REDIS_ADDRESS}/0",
-        "streams": stream_names(project),
-        "consumer_group": CONSUMER_GROUP,
-        "hpa_min_replicas": max(project.manifest.worker.scaling.min_workers, 1),
+        "name": project.manifest.name,
+        "newName": f"{s.registry}/{project.manifest.name}",
+        "newTag": project.manifest.metadata.version,
+        "digest": s.image_digest,
     }
 
 
-K8S = TemplateRenderer(
-    name="k8s",
-    description="Kubernetes Deployment, Service, KEDA ScaledObject (stream lag) and HPA.",
-    files=K8S_FILES,
-    context_extra=k8s_context,
-)
+def k8s_context(project: WorkerProject) -> Mapping[str, Any]:
+    from crank.generate.envfile import env_entries
+
+    triggers = keda_triggers(project)
+    worker_env = [e for e in env_entries(project) if e.name in _manifest_env_names(project)]
+    return {
+        "triggers": triggers,
+        "backlog_formula": folded_sum([t.name for t in triggers]),
+        "broker_url": broker_url(project),
+        "image": image_entry(project),
+        "secret_name": project.manifest.name,
+        "worker_env": [
+            {"name": e.name, "value": e.value, "secret": e.secret, "key": secret_key(e.name)}
+            for e in worker_env
+        ],
+        "hpa_min_replicas": max(project.manifest.worker.scaling.min_workers, 1),
+        "fallback_replicas": max(project.manifest.worker.scaling.min_workers, 1),
+        "gpu_node_selector": GPU_NODE_SELECTOR,
+        "gpu_toleration_key": GPU_TOLERATION_KEY,
+        "gpu_runtime_class": GPU_RUNTIME_CLASS,
+    }
+
+
+def _manifest_env_names(project: WorkerProject) -> set[str]:
+    return {var.name for var in project.manifest.worker.env}
+
+
+def k8s_files(project: WorkerProject) -> tuple[tuple[str, str], ...]:
+    gpu = project.manifest.worker.resources.gpu
+    files = [*BASE_FILES, *KEDA_FILES]
+    if gpu != "required":
+        files += HPA_FILES
+    if gpu != "none":
+        files += GPU_FILES
+    return tuple(files)
+
+
+@dataclass(frozen=True)
+class KubernetesRenderer:
+    """The kustomize tree; which overlays exist depends on the manifest's GPU need."""
+
+    name: str = "k8s"
+    description: str = (
+        "Kubernetes kustomize base (Deployment, Service, PDB, NetworkPolicy) with overlays "
+        "for KEDA (every priority stream), HPA and GPU nodes."
+    )
+
+    def render(self, project: WorkerProject) -> tuple[RenderedFile, ...]:
+        return TemplateRenderer(
+            self.name, self.description, k8s_files(project), context_extra=k8s_context
+        ).render(project)
+
+
+K8S = KubernetesRenderer()

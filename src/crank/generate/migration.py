@@ -6,6 +6,7 @@ wheel as ``crank/_templates/worker-migration-checklist.yml``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,48 @@ def compat_changes(old: Manifest | None, new: Manifest, today: dt.date) -> dict[
     }
 
 
+#: What an infrastructure change asks of the platform, by the manifest field changed.
+_INFRA_ACTIONS = {
+    "worker.resources.gpu": "GPU nodes, the CUDA base image and the k8s/overlays/gpu overlay",
+    "worker.resources.cpu": "node capacity, quotas and the pod's CPU request and limit",
+    "worker.resources.memory": "node capacity, quotas and the pod's memory request and limit",
+    "worker.scaling.min_workers": "the autoscaler's minimum (pods kept warm, cost)",
+    "worker.scaling.max_workers": "the autoscaler's maximum (capacity, Redis connections, cost)",
+    "worker.scaling.target_queue_per_worker": "how fast KEDA adds pods for a backlog",
+    "dependencies.system": "the image's apt packages and CI's system dependencies",
+    "timeout_s (longest)": "the shutdown grace: CRANK_GRACE_S, terminationGracePeriodSeconds, "
+    "stop_grace_period",
+}
+
+
+def infrastructure_changes(old: Manifest | None, new: Manifest) -> list[dict[str, str]]:
+    """Changes the platform must act on: resources (a GPU, more memory), scaling bounds,
+    system packages, the longest timeout (the shutdown grace)."""
+    if old is None:
+        return []
+
+    def facts(m: Manifest) -> dict[str, str]:
+        res, scaling = m.worker.resources, m.worker.scaling
+        return {
+            "worker.resources.gpu": res.gpu,
+            "worker.resources.cpu": res.cpu,
+            "worker.resources.memory": res.memory,
+            "worker.scaling.min_workers": str(scaling.min_workers),
+            "worker.scaling.max_workers": str(scaling.max_workers),
+            "worker.scaling.target_queue_per_worker": str(scaling.target_queue_per_worker),
+            "dependencies.system": ", ".join(sorted(d.apt or d.name for d in m.dependencies.system))
+            or "none",
+            "timeout_s (longest)": f"{max((c.timeout_s for c in m.capabilities), default=0):g}",
+        }
+
+    before, after = facts(old), facts(new)
+    return [
+        {"field": key, "from": before[key], "to": after[key], "affects": _INFRA_ACTIONS[key]}
+        for key in before
+        if before[key] != after[key]
+    ]
+
+
 def retirement_timeline(new: Manifest, today: dt.date) -> list[dict[str, Any]]:
     return [
         {
@@ -138,6 +181,14 @@ def _add_items(doc: dict[str, Any]) -> None:
     for art in doc["artifacts"]:
         artifacts.append(_item(f"update-{art['file']}", f"{art['file']}: {art['why']}"))
     infra = sections["infrastructure"]["items"]
+    for change in changes.get("infrastructure", []):
+        infra.append(
+            _item(
+                f"infra-{change['field']}",
+                f"{change['field']}: {change['from']} -> {change['to']}; "
+                f"update {change['affects']}",
+            )
+        )
     for entry in doc["retirement"]:
         infra.append(
             _item(
@@ -147,6 +198,29 @@ def _add_items(doc: dict[str, Any]) -> None:
                 "shim and legacy routes removed",
             )
         )
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Indents a mapping's sequences under their key, as yamllint's default config wants."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def dump_yaml(doc: Any) -> str:
+    """YAML that passes yamllint's default rules (with a 150-column line length)."""
+    return yaml.dump(doc, Dumper=_IndentedDumper, sort_keys=False, width=100, allow_unicode=True)
+
+
+def _shown_source(source: str | None, project: WorkerProject) -> str:
+    """``--from`` as the checklist records it: a file as a path relative to the project
+    (never an absolute path of this machine), a git ref as it is."""
+    if not source:
+        return ""
+    path = Path(source)
+    if not path.is_file():
+        return source
+    return Path(os.path.relpath(path.resolve(), project.root)).as_posix()
 
 
 @dataclass(frozen=True)
@@ -184,23 +258,23 @@ def new_checklist(
     doc.update(
         worker=worker,
         date=today.isoformat(),
-        **{"from": source or ""},
+        **{"from": _shown_source(source, project)},
         to=f"{project.manifest_relpath} (sha256 {project.manifest.digest()[:16]})",
     )
     if source:
         doc["changes"] = compat_changes(old, project.manifest, today)
+        doc["changes"]["infrastructure"] = infrastructure_changes(old, project.manifest)
     doc["artifacts"] = drifted_artifacts(project)
     doc["retirement"] = retirement_timeline(project.manifest, today)
     _add_items(doc)
     header = (
         f"# Migration checklist for {worker}, created {today.isoformat()} by crank migration new.\n"
         "# Set `done: true` as items are completed; `crank migration status` lists open items.\n"
+        "---\n"
     )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        target.write_text(
-            header + yaml.safe_dump(doc, sort_keys=False, width=100), encoding="utf-8"
-        )
+        target.write_text(header + dump_yaml(doc), encoding="utf-8")
     except OSError as exc:
         raise GenerateError(
             f"cannot write {target}: {exc.strerror or exc}",

@@ -72,8 +72,7 @@ def stamp(artifact: str, project: WorkerProject, content: str = "") -> str:
     digest = f" content={content_digest(content)}" if content else ""
     return (
         f"{STAMP_MARK} artifact={artifact} template={template_version()} "
-        f"manifest={project.manifest_relpath}{digest} "
-        "(do not edit: change the manifest, then `crank check --fix`)"
+        f"manifest={project.manifest_relpath}{digest}"
     )
 
 
