@@ -110,6 +110,44 @@ def test_crk102_id_declared_by_another_installed_manifest(
     assert run(path, installed=(path,), only="CRK102") == []
 
 
+def test_crk102_an_installed_copy_of_the_same_worker_is_no_clash(
+    manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``pip install .`` puts a copy of the manifest in site-packages: not another worker."""
+    site = tmp_path / "site-packages" / "demo"
+    site.mkdir(parents=True)
+    installed_copy = site / "crank.yaml"
+    installed_copy.write_text(HEAD + "capabilities:\n" + cap("demo.echo"), encoding="utf-8")
+    path = manifest("capabilities:\n" + cap("demo.echo") + cap("demo.unique"))
+    assert run(path, installed=(installed_copy,), only="CRK102") == []
+
+
+def test_crk103_a_new_version_that_drops_a_replacement_is_caught_despite_the_installed_copy(
+    manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    site = tmp_path / "site-packages" / "demo"
+    site.mkdir(parents=True)
+    old_copy = site / "crank.yaml"  # the installed old version still has demo.v2
+    old_copy.write_text(
+        HEAD + "capabilities:\n" + cap("demo.v2") + cap("demo.other"), encoding="utf-8"
+    )
+    new_version = manifest(
+        "capabilities:\n"
+        + cap("demo.other")
+        + "deprecated:\n  - id: demo.v1\n    replaced_by: [demo.v2]\n    sunset: 2030-01-01\n"
+    )
+    assert run(new_version, installed=(old_copy,), only="CRK103") == [
+        (
+            "CRK103",
+            13,
+            19,
+            "error",
+            "replacement 'demo.v2' is not a capability of this manifest or of any installed worker",
+            "$.deprecated[0].replaced_by[0]",
+        )
+    ]
+
+
 def test_crk103_replacement_must_exist(manifest: Callable[..., Path], tmp_path: Path) -> None:
     body = (
         "capabilities:\n"
@@ -124,7 +162,10 @@ def test_crk103_replacement_must_exist(manifest: Callable[..., Path], tmp_path: 
     )
     path = manifest(body)
     other = tmp_path / "other.crank.yaml"
-    other.write_text(HEAD + "capabilities:\n" + cap("demo.elsewhere"), encoding="utf-8")
+    other.write_text(
+        HEAD.replace("name: demo", "name: other") + "capabilities:\n" + cap("demo.elsewhere"),
+        encoding="utf-8",
+    )
     assert run(path, installed=(other,), only="CRK103") == [
         (
             "CRK103",
@@ -337,14 +378,26 @@ def test_crk108_entrypoint_mismatch_and_import_errors(
     assert run(entry("crk108_worker.worker:NotAWorker"), only="CRK108")[0][4] == (
         "worker 'demo': crk108_worker.worker:NotAWorker is not a WorkerApplication subclass"
     )
+    # installed, but the import fails: an error naming the real exception
     assert run(entry("crk108_worker.raises:Demo"), only="CRK108")[0][3:5] == (
         "error",
-        "importing 'crk108_worker.raises' raised ImportError: libfoo.so missing",
+        "module 'crk108_worker.raises' is installed but fails to import: "
+        "ImportError: libfoo.so missing",
     )
     assert run(entry("crk108_worker.needs:Demo"), only="CRK108")[0][3:5] == (
+        "error",
+        "module 'crk108_worker.needs' is installed but fails to import: "
+        "ModuleNotFoundError: No module named 'crk108_dependency_not_installed'",
+    )
+    assert run(entry("crk108_worker.nowhere:Demo"), only="CRK108")[0][3:5] == (
+        "error",
+        "entrypoint module 'crk108_worker.nowhere' does not exist in the installed package "
+        "'crk108_worker'",
+    )
+    # not installed at all: only a note, the handlers cannot be checked
+    assert run(entry("crk108_not_installed_at_all.worker:Demo"), only="CRK108")[0][3:5] == (
         "info",
-        "entrypoint not checked: module 'crk108_worker.needs' needs "
-        "'crk108_dependency_not_installed', not installed",
+        "entrypoint not checked: module 'crk108_not_installed_at_all.worker' is not installed",
     )
 
 

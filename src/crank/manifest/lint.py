@@ -94,9 +94,22 @@ class LintContext:
         return self._manifest
 
     def installed(self) -> list[LoadedDocument]:
-        """Every installed manifest except this file itself."""
+        """Every installed manifest of *another* worker.
+
+        This file itself (an editable install) and any installed copy of the same
+        worker (``pip install .`` puts one in site-packages) are left out: the file
+        under lint is the worker's truth. Comparing with its own older copy reported
+        each example worker as clashing with itself, and hid a new version that drops
+        a capability its own ``replaced_by`` still names.
+        """
         own = _resolved(self.doc.file)
-        return [d for d in self.installed_source() if _resolved(d.file) != own]
+        name = _worker_name(self.data)
+        return [
+            d
+            for d in self.installed_source()
+            if _resolved(d.file) != own
+            and (name is None or _worker_name(d.data if isinstance(d.data, dict) else {}) != name)
+        ]
 
     def finding(
         self,
@@ -120,6 +133,12 @@ class LintContext:
             path=path,
             hint=hint,
         )
+
+
+def _worker_name(data: dict[str, Any]) -> str | None:
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _resolved(path: str | Path) -> Path:

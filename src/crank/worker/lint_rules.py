@@ -31,7 +31,7 @@ def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
     if not _top_level_installed(module):
         # the common case for a package not installed yet: answered without
         # building the model or importing the worker machinery
-        yield _not_installed(ctx, where, module, module)
+        yield _not_installed(ctx, where, module)
         return
     manifest = ctx.manifest
     if manifest is None:  # pragma: no cover - schema_valid guarantees a manifest
@@ -46,17 +46,12 @@ def entrypoint_matches(ctx: LintContext) -> Iterator[Finding]:
     except WorkerError as exc:
         cause = exc.__cause__
         if isinstance(cause, ModuleNotFoundError):
-            yield _not_installed(ctx, where, module, cause.name or module)
+            yield _fails_to_import(ctx, where, module, cause)
             return
         yield ctx.finding("CRK108", where, exc.message, hint=exc.hint)
         return
     except Exception as exc:  # the module itself raised while importing
-        yield ctx.finding(
-            "CRK108",
-            where,
-            f"importing {module!r} raised {type(exc).__name__}: {exc}",
-            hint="fix the error in the worker module; crank imports it to serve the worker",
-        )
+        yield _fails_to_import(ctx, where, module, exc)
         return
     try:
         check_handlers(manifest, cls)
@@ -86,15 +81,41 @@ def _top_level_installed(module: str) -> bool:
     return top in sys.modules or importlib.util.find_spec(top) is not None
 
 
-def _not_installed(ctx: LintContext, where: Path_, module: str, missing: str) -> Finding:
-    own = module == missing or module.startswith(f"{missing}.")
-    what = "is not installed" if own else f"needs {missing!r}, not installed"
+def _not_installed(ctx: LintContext, where: Path_, module: str) -> Finding:
+    """The worker's package is not installed (yet): a note, its handlers are not checked."""
     return ctx.finding(
         "CRK108",
         where,
-        f"entrypoint not checked: module {module!r} {what}",
+        f"entrypoint not checked: module {module!r} is not installed",
         hint="install the worker package (pip install -e .) to check its handlers",
         severity="info",
+    )
+
+
+def _fails_to_import(ctx: LintContext, where: Path_, module: str, error: BaseException) -> Finding:
+    """The worker's package is installed but its entrypoint module does not import."""
+    top = module.partition(".")[0]
+    if isinstance(error, ModuleNotFoundError) and (
+        error.name == module or module.startswith(f"{error.name}.")
+    ):
+        return ctx.finding(
+            "CRK108",
+            where,
+            f"entrypoint module {module!r} does not exist in the installed package {top!r}",
+            hint="fix the module path in worker.entrypoint, or reinstall the package",
+        )
+    if isinstance(error, ModuleNotFoundError):
+        hint = (
+            f"install what it imports (pip install {error.name}); `pip install -e .` installs "
+            "the dependencies the package declares"
+        )
+    else:
+        hint = "fix the error in the worker module; crank imports it to serve the worker"
+    return ctx.finding(
+        "CRK108",
+        where,
+        f"module {module!r} is installed but fails to import: {type(error).__name__}: {error}",
+        hint=hint,
     )
 
 
