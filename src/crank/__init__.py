@@ -6,18 +6,17 @@ Names are resolved lazily so ``import crank`` (and ``crank --help``) stays fast.
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+
+#: ``typing.TYPE_CHECKING`` without importing typing: ``import crank`` is on the path of
+#: every ``crank`` command, ``crank --help`` included (mypy knows the name).
+TYPE_CHECKING = False
 
 #: The distribution's name on the package index. The import package, the ``crank``
 #: command and the entry-point groups are all ``crank``; the index already has an
 #: unrelated project called ``crank``, so the distribution needs its own name.
 DISTRIBUTION = "crank-workers"
 
-try:
-    __version__ = metadata.version(DISTRIBUTION)
-except metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
-    __version__ = "0+unknown"
 
 _LAZY: dict[str, str] = {
     "CrankError": "crank.errors",
@@ -55,6 +54,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    __version__: str
     from crank.client import AsyncClient, Client, connect, connect_async
     from crank.errors import CrankError, ExitCode
     from crank.hookspecs import hookimpl, hookspec
@@ -62,7 +64,21 @@ if TYPE_CHECKING:
     from crank.worker import CapabilityError, TaskContext, WorkerApplication, capability
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # read on first use: importlib.metadata (and the email parser under it) is the
+        # largest import of a worker process that never asks for the version
+        globals()["__version__"] = value = _version()
+        return value
     modname = _LAZY.get(name)
     if modname is None:
         raise AttributeError(f"module 'crank' has no attribute {name!r}")
