@@ -3,7 +3,8 @@
     pip install -e ".[bench]" && pip install "redis>=6.4"
     python benchmarks/startup.py [--runs 41] [--tasks 2000]
 
-* **Start-up**: ``python -c pass``, ``crank --help``, ``python -c "import crank"`` and
+* **Start-up**: ``python -c pass``, ``crank --help`` (the console script, its help text
+  from the cache after the first run), ``python -c "import crank"`` and
   ``python -m crank.runtime.worker_process --help`` (what a worker imports before its
   first task) each run ``--runs`` times in fresh processes, taking turns, with their
   bytecode cached (as an installed package runs). Timed against this interpreter
@@ -11,7 +12,8 @@
   best) and CPU time (user + system, median) per command: CPU time does not count
   waiting for a core, so it moves less with the machine's load.
 * **Footprint**: one worker process runs ``--tasks`` echo tasks (SQLite and Redis
-  brokers); its peak RSS (``VmHWM``) is read before it stops. Dramatiq's worker
+  brokers, and the one ``crank run`` starts, with metrics on); its peak RSS
+  (``VmHWM``) is read before it stops. Dramatiq's worker
   process (``--processes 1 --threads 1``, the one that runs the actor) runs the same
   echo on the same Redis, for comparison.
 * ``-X importtime``: the largest imports of ``crank --help`` and of a worker
@@ -93,7 +95,11 @@ def start_up(commands: dict[str, list[str]], runs: int) -> dict[str, Timing]:
 def import_profile(argv: list[str], top: int) -> list[tuple[float, str]]:
     """The ``top`` largest cumulative imports (ms, module) of one run with -X importtime."""
     out = subprocess.run(
-        [PYTHON, "-X", "importtime", *argv], env=ENV, capture_output=True, text=True, check=False
+        [PYTHON, "-X", "importtime", *argv],
+        env={**ENV, "CRANK_HELP_CACHE": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
     ).stderr
     rows = []
     for line in out.splitlines():
@@ -143,6 +149,29 @@ def crank_worker_rss(broker_url: str, tasks: int) -> float:
         proc.wait(timeout=30)
 
 
+def crank_run_worker_rss(broker_url: str, tasks: int) -> float:
+    """The worker process ``crank run`` starts (metrics on, as in production)."""
+    import crank
+
+    argv = [
+        PYTHON, "-m", "crank", "run", "--broker", broker_url, "--port", str(free_port()),
+        "--worker", str(WORKERS), "--min-workers", "1", "--max-workers", "1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        with crank.connect(broker_url) as queue:
+            sent = queue.submit_many([("bench.echo", {"text": f"t{i}"}) for i in range(tasks)])
+            for task in sent:
+                task.result(timeout=120)
+        return max(peak_rss_mb(pid) for pid in children(proc.pid))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 def dramatiq_worker_rss(redis_url: str, tasks: int) -> float:
     argv = [PYTHON, "-m", "dramatiq", "bench_dramatiq_echo", "--processes", "1", "--threads", "1"]
     env = {**ENV, "BENCH_REDIS_URL": redis_url, "PYTHONPATH": str(WORKERS)}
@@ -185,6 +214,9 @@ def main() -> int:
     rss: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="crank-startup-bench-") as tmp:
         rss["crank worker, SQLite"] = crank_worker_rss(f"sqlite:///{tmp}/q.db", args.tasks)
+        rss["crank run's worker, SQLite"] = crank_run_worker_rss(
+            f"sqlite:///{tmp}/run.db", args.tasks
+        )
         port = free_port()
         redis = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -223,8 +255,8 @@ def main() -> int:
         print(f"| {name} | {mb:.1f} |")
     print()
     for label, argv in (
-        ("crank --help", [CRANK, "--help"]),
-        ("worker process", ["-m", "crank.runtime.worker_process", "--help"]),
+        ("crank --help made afresh (CRANK_HELP_CACHE=0)", [CRANK, "--help"]),
+        ("a worker process's start", ["-m", "crank.runtime.worker_process", "--help"]),
     ):
         print(f"largest imports of {label} (cumulative ms, one run with -X importtime):")
         for ms, module in import_profile(argv, args.top):
