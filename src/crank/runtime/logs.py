@@ -9,13 +9,40 @@ request or task (``request_id``, ``trace_id``, ``task_id``, ``capability``);
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TextIO
 
-import structlog
+#: Optional packages structlog imports when they are installed, for its console
+#: renderer's tracebacks: rich (with pygments) alone adds about 5 MB and 100 ms to every
+#: process that logs, a worker included. crank renders JSON in prod and plain
+#: tracebacks in dev.
+_STRUCTLOG_EXTRAS = ("rich", "better_exceptions", "colorama")
+
+
+@contextlib.contextmanager
+def _hidden(names: tuple[str, ...]) -> Iterator[None]:
+    """Imports of ``names`` fail (ImportError) inside the block: a ``None`` in
+    ``sys.modules`` says "not installed". Put back at once, so a handler that imports
+    rich itself still gets it."""
+    saved = {name: sys.modules.get(name) for name in names}
+    for name in saved:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
+
+
+with _hidden(_STRUCTLOG_EXTRAS):
+    import structlog  # imported here, with its extras hidden (above)
 
 REDACTED = "[REDACTED]"
 

@@ -49,7 +49,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_r
 
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
 from crank.manifest import load_manifest
-from crank.plugins import get_plugin_manager
+from crank.plugins import build_plugin_manager
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions
 from crank.runtime.logs import configure_logging
@@ -691,7 +691,9 @@ class WorkerLoop:
 
 def task_finished_hook() -> Callable[[str, str, float], None] | None:
     """Call ``crank_task_finished`` of the plugins (metrics when the supervisor asks for them)."""
-    manager = get_plugin_manager()
+    # the installed plugins only: none of crank's own implements the hook, and loading
+    # them would import the CLI (click) into every worker process
+    manager = build_plugin_manager(builtins=False)
     metrics_on = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     if metrics_on and not manager.pm.has_plugin("crank.runtime.metrics.task"):
         manager.register(TaskMetricsPlugin(), name="crank.runtime.metrics.task")
