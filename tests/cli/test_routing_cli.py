@@ -170,6 +170,67 @@ def test_invoke_declared_error_exits_4() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("capability", "error", "frames"),
+    [
+        ("text.upper", "RuntimeError: the model file is corrupt", ["in upper", "in _crash"]),
+        ("text.reverse", "KeyError: 'lookup'", ["in reverse"]),  # async: from the event loop
+    ],
+)
+def test_invoke_a_crashing_handler_exits_4_with_the_workers_own_frames(
+    capability: str, error: str, frames: list[str]
+) -> None:
+    result = crank("invoke", capability, "--worker", str(KINDS), "--input", '{"text": "crash"}')
+    assert result.exit_code == 4
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: {capability} raised {error}"
+    worker_py = str(KINDS.parent / "worker.py")
+    located = [line for line in lines if line.startswith("  File ")]
+    assert [line.split(", ")[-1] for line in located] == frames
+    assert all(line.startswith(f'  File "{worker_py}", line ') for line in located)
+    assert lines[-1] == (
+        "  hint: an exception the capability does not declare is a bug in the worker "
+        "'text-kinds'; the frames above are its own"
+    )
+    assert "Traceback" not in result.stderr
+    assert "click" not in result.stderr
+
+
+def test_invoke_invalid_output_is_the_workers_failure_exit_4() -> None:
+    result = crank(
+        "invoke", "text.upper", "--worker", str(KINDS), "--input", '{"text": "wrong-output"}'
+    )
+    assert result.exit_code == 4
+    assert result.stderr.splitlines()[:2] == [
+        "error: worker 'text-kinds' returned invalid output for text.upper: $.upper: 42 is not "
+        "of type 'string'",
+        "  $.upper: 42 is not of type 'string'",
+    ]
+
+
+def test_invoke_crash_through_the_console_script_prints_no_traceback() -> None:
+    """The reported failure: a real ``crank`` process printed click's and crank's frames."""
+    import os
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(WORKERS)}
+    code = "import sys; from crank.cli import main; sys.exit(main())"
+    argv = [sys.executable, "-c", code, "invoke", "text.upper", "--worker", str(KINDS)]
+    done = subprocess.run(
+        [*argv, "--input", '{"text": "crash"}'],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.startswith(
+        "error: text.upper raised RuntimeError: the model file is corrupt\n"
+    )
+    assert "Traceback" not in done.stderr
+    assert "site-packages" not in done.stderr
+    assert "/crank/" not in done.stderr.replace(str(WORKERS), "")
+
+
 def test_invoke_unknown_capability_exits_2() -> None:
     result = crank("invoke", "text.nope", "--worker", str(KINDS), "--input", "{}")
     assert result.exit_code == 2

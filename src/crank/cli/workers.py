@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,14 +88,17 @@ def invoke(
     """Run CAPABILITY (id or id@MAJOR) in-process through the router; print the JSON result.
 
     Exit status: 0 ok, 2 invalid input or unknown capability, 4 the capability
-    failed (a declared error, a worker bug, a retired capability).
+    failed (a declared error, a worker bug, a retired capability). A worker bug
+    (an undeclared exception, invalid output) prints one error line and the
+    worker's own frames, not a traceback through crank.
     """
     payload = _read_input(input_value)
     router = build_router(worker_paths, today)
     target = capability_id
+    manifest: Manifest | None = None
     try:
         resolution = router.resolve(capability_id, payload, caller=caller)
-        target = resolution.target
+        target, manifest = resolution.target, resolution.route.manifest
         if resolution.deprecation is not None:
             dep = resolution.deprecation
             click.echo(
@@ -114,8 +119,36 @@ def invoke(
             hint="a declared error of the capability: check the input, or retry if retryable",
             subject=target,
         ) from None
+    except CrankError:
+        raise
+    except Exception as exc:  # the worker's own bug: its frames, not crank's or click's
+        worker = repr(manifest.name) if manifest is not None else "serving it"
+        raise CrankError(
+            f"{target} raised {type(exc).__name__}: {exc}\n{_worker_frames(exc, manifest)}",
+            hint=f"an exception the capability does not declare is a bug in the worker "
+            f"{worker}; the frames above are its own",
+            subject=target,
+        ) from None
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     return ExitCode.OK
+
+
+def _worker_frames(exc: BaseException, manifest: Manifest | None) -> str:
+    """The traceback of ``exc`` cut to the frames in the worker's package (its entrypoint's
+    top-level module); the innermost frame when none is there (then crank failed)."""
+    top = manifest.worker.entrypoint.partition(":")[0].partition(".")[0] if manifest else ""
+    module = sys.modules.get(top) if top else None
+    origin = getattr(module, "__file__", None)
+    if origin is None:
+        home = None
+    elif Path(origin).name == "__init__.py":
+        home = Path(origin).parent
+    else:
+        home = Path(origin)
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if home is not None and Path(f.filename).is_relative_to(home)]
+    shown = traceback.format_list(own or frames[-1:])
+    return "".join(shown).rstrip("\n")
 
 
 # -- crank test-worker ------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from crank.errors import CapabilityNotFound, ValidationFailed, WorkerError
+from crank.errors import CapabilityNotFound, ExitCode, ValidationFailed, WorkerError
 from crank.worker.app import WorkerApplication
 from crank.worker.context import NO_SERVICES, TaskContext
 from crank.worker.errors import CapabilityError, ErrorNamespace
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 class OutputInvalid(ValidationFailed):
     """A handler returned something its output schema does not allow (a worker bug)."""
+
+    exit_code = ExitCode.FAILED  # the worker failed, not its caller's input
 
 
 def import_entrypoint(manifest: Manifest) -> type[WorkerApplication]:
