@@ -9,20 +9,22 @@ bound is checked (429) — all *before* anything is queued.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-
 from crank.errors import CrankError, ValidationFailed
-from crank.runtime.brokers.contract import TaskSpec, scoped_idempotency_key
-from crank.worker.host import schema_errors
+from crank.runtime.broker_io import BrokerIO
+from crank.runtime.brokers.contract import (
+    IdempotencyKeyReused,
+    TaskSpec,
+    scoped_idempotency_key,
+)
+from crank.worker.validation import SchemaValidator
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from jsonschema.protocols import Validator
 
     from crank.manifest import Capability
     from crank.routing import Resolution, Router
@@ -58,23 +60,30 @@ def _rooted(errors: list[dict[str, str]], where: str) -> list[dict[str, str]]:
 
 class TaskGateway:
     def __init__(
-        self, broker: Broker, router: Router, status: StatusTracker, *, max_pending: int
+        self,
+        broker: Broker,
+        router: Router,
+        status: StatusTracker,
+        *,
+        max_pending: int,
+        io: BrokerIO | None = None,
     ) -> None:
         self.broker = broker
+        #: the one thread that talks to the broker for the requests of this process.
+        self.io = io if io is not None else BrokerIO(broker, on_submitted=status.note_submitted)
+        self._stats_read: asyncio.Future[Any] | None = None
         self.router = router
         self.status = status
         self.max_pending = max_pending
-        self._validators: dict[str, Validator] = {}
+        self._validators: dict[str, SchemaValidator] = {}
         self._lock = threading.Lock()
 
-    def validator(self, capability: Capability) -> Validator:
+    def validator(self, capability: Capability) -> SchemaValidator:
+        """The capability's input validator: compiled where it can be, jsonschema's words."""
         with self._lock:
             found = self._validators.get(capability.id)
             if found is None:
-                found = Draft202012Validator(
-                    dict(capability.input), format_checker=Draft202012Validator.FORMAT_CHECKER
-                )
-                self._validators[capability.id] = found
+                found = self._validators[capability.id] = SchemaValidator(capability.input)
             return found
 
     def prepare(
@@ -89,6 +98,9 @@ class TaskGateway:
 
         ``where`` is the JSON path of the input in the request (``$.input`` in a task
         envelope): every reported problem's path starts there.
+
+        Runs on the event loop: CPU only, the budget read from its cache (refreshed on a
+        thread when stale).
         """
         if not isinstance(payload, dict):
             raise ValidationFailed(
@@ -105,14 +117,14 @@ class TaskGateway:
                 exc.message, hint=exc.hint, errors=errors, subject=exc.subject
             ) from None
         capability = resolution.route.capability
-        if resolution.target in self.status.paused():
+        if resolution.target in self.status.paused(wait=False):
             raise CapabilityPaused(
                 f"capability {resolution.target} is paused: today's LLM budget is spent and it "
                 "is not essential",
                 hint="retry after midnight UTC, or raise CRANK_DAILY_BUDGET_USD",
                 subject=resolution.target,
             )
-        errors = _rooted(schema_errors(self.validator(capability), resolution.payload), where)
+        errors = _rooted(self.validator(capability).errors(resolution.payload), where)
         if errors:
             raise ValidationFailed(
                 f"input for {resolution.target} is invalid: "
@@ -123,22 +135,22 @@ class TaskGateway:
             )
         return PreparedCall(resolution, capability, caller)
 
-    def submit(
+    def task_spec(
         self,
         call: PreparedCall,
         *,
         priority: int = 0,
         idempotency_key: str | None = None,
         meta: Mapping[str, Any] | None = None,
-    ) -> TaskRecord:
-        """Queue the call (QueueFull; IdempotencyKeyReused when the caller's key is bound to
-        another capability or input)."""
-        if self.status.pending_total() >= self.max_pending:
+    ) -> TaskSpec:
+        """The task to queue for ``call``; QueueFull when the queue is at its bound
+        (counted from the status cache: :meth:`refresh_stats` keeps it fresh)."""
+        if self.status.pending_total(wait=False) >= self.max_pending:
             raise QueueFull(
                 f"{self.max_pending} tasks are already pending",
                 hint="retry later; the server sheds load instead of queueing without bound",
             )
-        spec = TaskSpec(
+        return TaskSpec(
             capability=call.target,
             payload=call.resolution.payload,
             priority=priority,
@@ -156,9 +168,25 @@ class TaskGateway:
                 **dict(meta or {}),
             },
         )
-        record = self.broker.submit(spec)
-        self.status.note_submitted()
-        return record
+
+    async def refresh_stats(self) -> None:
+        """Read the queue's stats again when the cached ones are stale, on the I/O thread:
+        in order with the submits, so the pending count is exact (the submits the I/O
+        thread made are counted there). Concurrent requests share one read."""
+        if not self.status.stats_stale():
+            return
+        if self._stats_read is None or self._stats_read.done():
+            self._stats_read = asyncio.ensure_future(self.io.call(self.status.queue_stats))
+        await asyncio.shield(self._stats_read)
+
+    async def submit(self, spec: TaskSpec, *, watch: bool = False) -> TaskRecord:
+        """Queue ``spec`` through the I/O thread, grouped with concurrent submits
+        (IdempotencyKeyReused when the caller's key is bound to another capability or
+        input). ``watch=True``: this process is told when it ends."""
+        submitted = await self.io.submit(spec, watch=watch)
+        if isinstance(submitted, IdempotencyKeyReused):
+            raise submitted
+        return submitted
 
 
 __all__ = [

@@ -181,6 +181,7 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
                 server.run(sockets=[sock])
             finally:
                 log.info("crank_stopping", grace_s=config.grace_s)
+                services.gateway.io.close()
                 supervisor.stop(config.grace_s)
                 supervisor = None
     finally:

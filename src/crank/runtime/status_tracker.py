@@ -62,28 +62,43 @@ class StatusTracker:
         self._announced: tuple[str, str] = ("", "ok")
         #: tasks submitted through this process since the cached stats were taken.
         self._submitted_since = 0
+        #: a refresh of a stale budget running on a thread (see ``budget(wait=False)``).
+        self._refreshing = False
 
     # -- queue -----------------------------------------------------------------
 
-    def queue_stats(self, *, fresh: bool = False) -> tuple[QueueStats | None, bool]:
-        """(stats or None, broker reachable)."""
+    def queue_stats(
+        self, *, fresh: bool = False, wait: bool = True
+    ) -> tuple[QueueStats | None, bool]:
+        """(stats or None, broker reachable).
+
+        ``wait=False`` never calls the broker: the cached stats, however old.
+        """
         now = time.monotonic()
         with self._lock:
             at, stats, ok = self._stats
-            if not fresh and now - at < self.ttl_s:
+            if (not fresh and now - at < self.ttl_s) or not wait:
                 return stats, ok
+        with self._lock:
+            counted = self._submitted_since
         try:
             stats, ok = self.broker.stats(), True
         except Exception:
             stats, ok = None, False
         with self._lock:
             self._stats = (now, stats, ok)
-            self._submitted_since = 0
+            # submits made while the stats were read stay counted (never low)
+            self._submitted_since -= counted
         return stats, ok
 
-    def pending_total(self) -> int:
+    def stats_stale(self) -> bool:
+        """Whether :meth:`queue_stats` would call the broker now."""
+        with self._lock:
+            return time.monotonic() - self._stats[0] >= self.ttl_s
+
+    def pending_total(self, *, wait: bool = True) -> int:
         """Pending tasks: the cached count plus what this process queued since (never low)."""
-        stats, _ = self.queue_stats()
+        stats, _ = self.queue_stats(wait=wait)
         with self._lock:
             extra = self._submitted_since
         return (sum(stats.pending.values()) if stats else 0) + extra
@@ -94,11 +109,17 @@ class StatusTracker:
 
     # -- budget ----------------------------------------------------------------
 
-    def budget(self) -> BudgetState:
+    def budget(self, *, wait: bool = True) -> BudgetState:
+        """Today's LLM budget state, cached a second; ``wait=False`` (the request path, on
+        the event loop) reads it only the first time: later a stale state is returned
+        and refreshed on a thread."""
         now = time.monotonic()
         with self._lock:
             at, state = self._budget
             if now - at < max(self.ttl_s, 1.0):
+                return state
+            if not wait and at > -1e17:
+                self._refresh_soon()
                 return state
         spent = self.usage.cost_for_day() if self.usage is not None else 0.0
         state = budget_state(spent, self.daily_budget_usd, self.budget_warn_ratio)
@@ -115,8 +136,25 @@ class StatusTracker:
             self.on_budget_level(state)
         return state
 
-    def paused(self) -> frozenset[str]:
-        return frozenset(paused_capabilities(self.budget(), self.non_essential))
+    def paused(self, *, wait: bool = True) -> frozenset[str]:
+        return frozenset(paused_capabilities(self.budget(wait=wait), self.non_essential))
+
+    def _refresh_soon(self) -> None:
+        """Refresh a stale budget on a thread, one refresh at a time (under the lock)."""
+        if self._refreshing:
+            return
+        self._refreshing = True
+
+        def refresh() -> None:
+            try:
+                self.budget()
+            except Exception:  # noqa: S110 - a failed refresh keeps the last values; next try soon
+                pass
+            finally:
+                with self._lock:
+                    self._refreshing = False
+
+        threading.Thread(target=refresh, name="crank-status-refresh", daemon=True).start()
 
     # -- pool and report ---------------------------------------------------------
 

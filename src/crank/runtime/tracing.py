@@ -10,6 +10,7 @@ cheap no-op.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
 
+@functools.cache  # two spans per request: looking the package up each time showed
 def otel_available() -> bool:
     return importlib.util.find_spec("opentelemetry") is not None and (
         importlib.util.find_spec("opentelemetry.trace") is not None

@@ -54,7 +54,7 @@ import json
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 from crank.errors import CrankError
 
@@ -267,12 +267,21 @@ class Claimed:
 INLINE_LIMIT = 16_384
 
 
+#: the status word of a notice that a streaming task published events (not an end).
+EVENT = "event"
+_NOTICE_KINDS = FINAL_STATUSES | {EVENT}
+
+
 @dataclass(frozen=True)
 class Notice:
-    """A task ended: its final status, attempts and (when small) its outcome as JSON."""
+    """A task ended: its final status, attempts and (when small) its outcome as JSON.
+
+    Or, with the status :data:`EVENT`, a streaming task published events up to number
+    ``attempts`` (watchers of a live stream are told of each).
+    """
 
     task_id: str
-    status: TaskStatus
+    status: TaskStatus | Literal["event"]
     attempts: int
     #: the result (succeeded) or the error (failed, dead) as JSON text; None: not carried.
     body: str | None = None
@@ -289,15 +298,20 @@ class Notice:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
         head, newline, body = text.partition("\n")
         parts = head.split(" ")
-        if len(parts) != 3 or parts[1] not in FINAL_STATUSES or not parts[2].isdigit():
+        if len(parts) != 3 or parts[1] not in _NOTICE_KINDS or not parts[2].isdigit():
             return None
         status: Any = parts[1]
         return cls(parts[0], status, int(parts[2]), body if newline else None)
 
+    @property
+    def ended(self) -> bool:
+        """The task ended (not an event notice)."""
+        return self.status != EVENT
+
     def finish(self, record: TaskRecord) -> TaskRecord | None:
         """``record`` (the task as submitted) as this notice says it ended; None when the
-        notice carries no outcome (then read the task from the broker)."""
-        if self.body is None:
+        notice carries no outcome (then read the task from the broker), or is an event's."""
+        if self.body is None or self.status == EVENT:
             return None
         outcome = json.loads(self.body)
         if self.status == "succeeded":
@@ -305,7 +319,8 @@ class Notice:
                 record, status="succeeded", attempts=self.attempts, result=outcome, error=None
             )
         error = outcome if isinstance(outcome, dict) else {"message": str(outcome)}
-        return replace(record, status=self.status, attempts=self.attempts, error=error)
+        status = cast("TaskStatus", self.status)
+        return replace(record, status=status, attempts=self.attempts, error=error)
 
 
 class ResultListener(Protocol):

@@ -365,6 +365,8 @@ class MemoryBroker(Broker):
             stored = self._events.get(task_id, ([], 0.0))[0]
             stored.extend(copies)
             self._events[task_id] = (stored, time.time() + self.options.result_ttl_s)
+            if task_id in self._watched:
+                self._notices.deliver([Notice(task_id, "event", len(stored))])
             self._cond.notify_all()
 
     def read_events(

@@ -23,7 +23,8 @@ How a notice travels depends on the backend:
 Wire format (both transports): ``<task id> <status> <attempts>`` and, when the
 outcome is at most :data:`INLINE_LIMIT` bytes of JSON, a newline and that JSON
 (the result of a succeeded task, the error of another). A notice without it only
-says "read me".
+says "read me". A streaming task's watchers are also told of each event it
+publishes (``<task id> event <number>``), so a live stream is pushed too.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class ResultNotices:
                 if slot is None:
                     continue
                 self.delivered += 1
-                slot.notice = notice
+                if notice.ended:
+                    slot.notice = notice
                 if slot.event is not None:
                     slot.event.set()
                 for loop, future in slot.futures:
@@ -150,8 +152,8 @@ class ResultNotices:
             del self._slots[task_id]
 
     def wait(self, task_id: str, timeout_s: float) -> Notice | None:
-        """The task's notice, waiting up to ``timeout_s``; None when none came (or
-        :meth:`wake_all`). The task must be expected."""
+        """The task's end notice, waiting up to ``timeout_s``; None when none came (or
+        an event notice or :meth:`wake_all` woke it). The task must be expected."""
         with self._lock:
             slot = self._slots.get(task_id)
             if slot is None or slot.notice is not None:
@@ -165,7 +167,8 @@ class ResultNotices:
             return slot.notice
 
     async def wait_async(self, task_id: str, timeout_s: float) -> Notice | None:
-        """:meth:`wait` for asyncio: the event loop is not blocked."""
+        """:meth:`wait` for asyncio (the event loop is not blocked); returns the notice
+        that woke it, an event notice included (``notice.ended`` tells)."""
         loop = asyncio.get_running_loop()
         with self._lock:
             slot = self._slots.get(task_id)
@@ -175,12 +178,12 @@ class ResultNotices:
             slot.futures.append((loop, future))
         timer = loop.call_later(max(0.0, timeout_s), _resolve, future, None)
         try:
-            await future
+            woke = await future
         finally:
             timer.cancel()
             with self._lock:
                 slot.futures = [(lp, f) for lp, f in slot.futures if f is not future]
-        return slot.notice
+        return woke if woke is not None else slot.notice
 
 
 def _wake_loops(wakeups: dict[asyncio.AbstractEventLoop, list[tuple[Any, Notice | None]]]) -> None:

@@ -496,7 +496,8 @@ class RedisBroker(Broker):
             return
         bodies = [json.dumps(dict(event), separators=(",", ":")) for event in events]
         ttl_ms = max(1, int(self.options.result_ttl_s * 1000))
-        self._script("events", [f"{self.prefix}:ev:{task_id}", ttl_ms, *bodies], "publish events")
+        keys = [f"{self.prefix}:ev:{task_id}", ttl_ms, f"{self.prefix}:w:{task_id}", task_id]
+        self._script("events", [*keys, *bodies], "publish events")
 
     def read_events(
         self, task_id: str, after: int, *, block_s: float = 0.0, limit: int = 100

@@ -688,8 +688,13 @@ class SqliteBroker(Broker):
                     "INSERT INTO task_events (task_id, seq, event, expires_at) VALUES (?, ?, ?, ?)",
                     [(task_id, int(last) + i, body, expires) for i, body in enumerate(bodies, 1)],
                 )
+                waiters = db.execute(
+                    "SELECT address FROM task_waiters WHERE task_id = ?", (task_id,)
+                ).fetchall()
         except sqlite3.Error as exc:
             raise self._error("publish events", exc) from exc
+        notice = Notice(task_id, "event", int(last) + len(bodies)).encode()
+        self._send_notices([(address, notice) for (address,) in waiters])
 
     def read_events(
         self, task_id: str, after: int, *, block_s: float = 0.0, limit: int = 100

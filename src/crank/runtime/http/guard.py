@@ -9,9 +9,9 @@ and the request counter come last. Written as plain ASGI (not
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from crank.runtime.http.auth import authorized
@@ -42,9 +42,9 @@ def request_ids(scope: Scope) -> tuple[str, str]:
     """(request_id, trace_id): taken from the client when well-formed, else new."""
     rid = _header(scope, b"x-request-id")
     if rid is None or not _REQUEST_ID.match(rid):
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # uuid4().hex without the UUID object: a tenth of the cost
     match = _TRACEPARENT.match(_header(scope, b"traceparent") or "")
-    trace_id = match.group(1) if match else uuid.uuid4().hex
+    trace_id = match.group(1) if match else os.urandom(16).hex()
     return rid, trace_id
 
 
@@ -81,6 +81,7 @@ class GuardMiddleware:
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self._log: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +111,7 @@ class GuardMiddleware:
             reason, response = rejection
             self.metrics.rejected.labels(reason).inc()
             await response(scope, receive, send_with_ids)
-            self._finish(method, path, status_holder["status"], started, get_logger())
+            self._finish(method, path, status_holder["status"], started, self._logger())
             return
         acquired = path in self.public_paths or self.limiter.try_acquire()
         if not acquired:
@@ -123,7 +124,7 @@ class GuardMiddleware:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
             await response(scope, receive, send_with_ids)
-            self._finish(method, path, 429, started, get_logger())
+            self._finish(method, path, 429, started, self._logger())
             return
         try:
             attrs = {"http.method": method, "http.route": path, "crank.request_id": rid}
@@ -132,7 +133,13 @@ class GuardMiddleware:
         finally:
             if path not in self.public_paths:
                 self.limiter.release()
-            self._finish(method, path, status_holder["status"], started, get_logger())
+            self._finish(method, path, status_holder["status"], started, self._logger())
+
+    def _logger(self) -> Any:
+        """The access log's logger, bound once (a lazy proxy per request rebuilds it)."""
+        if self._log is None:
+            self._log = get_logger().bind()
+        return self._log
 
     def _reject(self, scope: Scope, path: str) -> tuple[str, Any] | None:
         if not authorized(path, _header(scope, b"authorization"), self.token, self.public_paths):

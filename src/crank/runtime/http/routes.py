@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
+from crank.runtime.brokers import contract as broker_contract
 from crank.runtime.brokers.contract import IdempotencyKeyReused
 from crank.runtime.gateway import CapabilityPaused, QueueFull
 from crank.runtime.http.capability_operations import (
@@ -330,27 +331,26 @@ class Handlers:
 
     # -- tasks -----------------------------------------------------------------
 
-    async def _prepare(
+    def _prepare(
         self, request: Request, ref: str, payload: Any, *, where: str = "$"
     ) -> PreparedCall:
-        """Resolve and validate; problems are reported at JSON paths under ``where``."""
-        name = caller(request)
-        return await run_in_threadpool(
-            lambda: self.s.gateway.prepare(ref, payload, caller=name, where=where)
-        )
+        """Route and validate on the event loop: CPU only, microseconds (no thread hop);
+        problems are reported at JSON paths under ``where``."""
+        return self.s.gateway.prepare(ref, payload, caller=caller(request), where=where)
 
-    async def _submit(self, request: Request, call: PreparedCall, priority: int = 0) -> TaskRecord:
-        meta = {
-            "request_id": request.scope.get("state", {}).get("request_id"),
-            "trace_id": request.scope.get("state", {}).get("trace_id"),
-        }
-        key = idempotency_key(request)
+    async def _submit(
+        self, request: Request, call: PreparedCall, priority: int = 0, *, watch: bool = False
+    ) -> TaskRecord:
+        """Queue the call through the broker I/O thread (grouped with concurrent submits);
+        ``watch``: this process is told when the task ends (forget it after waiting)."""
+        state = request.scope.get("state", {})
+        meta = {"request_id": state.get("request_id"), "trace_id": state.get("trace_id")}
+        await self.s.gateway.refresh_stats()
+        spec = self.s.gateway.task_spec(
+            call, priority=priority, idempotency_key=idempotency_key(request), meta=meta
+        )
         with span("crank.submit", {"crank.capability": call.target}):
-            record = await run_in_threadpool(
-                lambda: self.s.gateway.submit(
-                    call, priority=priority, idempotency_key=key, meta=meta
-                )
-            )
+            record = await self.s.gateway.submit(spec, watch=watch)
         bind_ids(task_id=record.id, capability=call.target)
         self.s.metrics.submitted.labels(call.target).inc()
         return record
@@ -373,7 +373,7 @@ class Handlers:
         try:
             body = await json_body(request, self.s.config.max_body_bytes)
             ref, payload, priority = task_envelope(body)
-            call = await self._prepare(request, ref, payload, where="$.input")
+            call = self._prepare(request, ref, payload, where="$.input")
             record = await self._submit(request, call, priority)
         except Exception as exc:
             return error_for(exc)
@@ -397,7 +397,7 @@ class Handlers:
     async def get_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         try:
-            record = await run_in_threadpool(self.s.broker.get, task_id)
+            record = await self.s.gateway.io.get(task_id)
         except Exception as exc:
             return error_for(exc)
         if record is None:
@@ -415,7 +415,7 @@ class Handlers:
         task_id = request.path_params["task_id"]
         try:
             after = resume_after(request)
-            record = await run_in_threadpool(self.s.broker.get, task_id)
+            record = await self.s.gateway.io.get(task_id)
         except Exception as exc:
             return error_for(exc)
         if record is None:
@@ -432,6 +432,15 @@ class Handlers:
                 capability=record.capability,
             )
         timeout_s = route.capability.timeout_s
+        io = self.s.gateway.io
+        notices = self.s.broker.result_notices()
+        if notices is not None:  # told of each event and of the end while streaming
+            notices.expect([task_id])
+            try:
+                await io.call(lambda: self.s.broker.watch([task_id]))
+            except Exception as exc:
+                notices.forget(task_id)
+                return error_for(exc)
         body = live_events(
             self.s.broker,
             task_id,
@@ -440,6 +449,9 @@ class Handlers:
             deadline=time.monotonic() + timeout_s,
             timeout_s=timeout_s,
             is_disconnected=request.is_disconnected,
+            io=io,
+            notices=notices,
+            on_close=None if notices is None else lambda: notices.forget(task_id),
         )
         return StreamingResponse(
             body,
@@ -467,38 +479,54 @@ class Handlers:
     async def legacy(self, request: Request) -> Response:
         return await self._call(request, self.s.router.legacy_routes()[request.url.path])
 
-    async def _wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
-        """Poll the broker until the task is done; sleeps on the event loop, not on a thread.
+    async def _wait(self, record: TaskRecord, timeout_s: float) -> TaskRecord | None:
+        """The watched task once it ended, woken by its notice; None after ``timeout_s``.
 
-        A waiting synchronous caller must not hold one of the threadpool's threads
-        for seconds: with many of them, every other request would queue behind.
+        No thread waits and nothing polls: the notice of the task's end (pushed by
+        whoever stored its outcome) resolves this request's future on the event loop,
+        and carries the outcome when it is small. The broker is read only when it did
+        not, or when no notice came for ``SAFETY_POLL_S`` (one was lost: a listener
+        reconnecting after a broker restart).
         """
+        if record.done:  # an idempotent repeat of a call that already ended
+            return record
+        notices = self.s.broker.result_notices()
         deadline = time.monotonic() + timeout_s
-        delay = 0.002
         while True:
-            record = await run_in_threadpool(self.s.broker.get, task_id)
-            if record is not None and record.done:
-                return record
             left = deadline - time.monotonic()
-            if left <= 0:
+            if notices is not None and left > 0:
+                notice = await notices.wait_async(
+                    record.id, min(left, broker_contract.SAFETY_POLL_S)
+                )
+                finished = None if notice is None else notice.finish(record)
+                if finished is not None:
+                    return finished
+            elif left > 0:  # a backend that sends no notices
+                await asyncio.sleep(min(left, 0.01))
+            found = await self.s.gateway.io.get(record.id)
+            if found is not None and found.done:
+                return found
+            if time.monotonic() >= deadline:
                 return None
-            await asyncio.sleep(min(delay, left))
-            # poll closely for the first second (most calls end there), then gently
-            cap = 0.01 if timeout_s - left < 1.0 else 0.05
-            delay = min(delay * 2, cap)
 
     async def _call(self, request: Request, ref: str) -> Response:
         """Submit, then wait for the result up to the capability's timeout (504 after)."""
         started = time.perf_counter()
+        record: TaskRecord | None = None
+        streaming = False
         try:
             payload = await json_body(request, self.s.config.max_body_bytes)
-            call = await self._prepare(request, ref, payload)
-            record = await self._submit(request, call)
+            call = self._prepare(request, ref, payload)
+            record = await self._submit(request, call, watch=True)
             if call.capability.streaming and _wants_sse(request):
+                streaming = True
                 return await self._stream(request, call, record, started)
-            done = await self._wait(record.id, call.capability.timeout_s)
+            done = await self._wait(record, call.capability.timeout_s)
         except Exception as exc:
             return error_for(exc)
+        finally:
+            if record is not None and not streaming:
+                self._forget(record.id)
         headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
         self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
         if done is None:
@@ -511,28 +539,43 @@ class Handlers:
         """SSE forwarded live: answer once the first event is out (or the task ended)."""
         timeout_s = call.capability.timeout_s
         deadline = time.monotonic() + timeout_s
-        first = await first_look(self.s.broker, record.id, deadline)
-        headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
-        self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
-        if first is None:
-            return _timed_out(call, record, headers)
-        if first.finished and first.record is not None:
-            # ended before any event was published (it failed first, or its worker
-            # does not publish events): the answer of a finished task
-            return self._result(request, call, first.record, headers)
-        body = live_events(
-            self.s.broker,
-            record.id,
-            first.events,
-            deadline=deadline,
-            timeout_s=timeout_s,
-            is_disconnected=request.is_disconnected,
-        )
-        return StreamingResponse(
-            body,
-            media_type="text/event-stream",
-            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        io, notices = self.s.gateway.io, self.s.broker.result_notices()
+        handed_over = False  # the stream forgets the watched task when it ends
+        try:
+            first = await first_look(self.s.broker, record.id, deadline, io=io, notices=notices)
+            headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
+            self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
+            if first is None:
+                return _timed_out(call, record, headers)
+            if first.finished and first.record is not None:
+                # ended before any event was published (it failed first, or its worker
+                # does not publish events): the answer of a finished task
+                return self._result(request, call, first.record, headers)
+            body = live_events(
+                self.s.broker,
+                record.id,
+                first.events,
+                deadline=deadline,
+                timeout_s=timeout_s,
+                is_disconnected=request.is_disconnected,
+                io=io,
+                notices=notices,
+                on_close=lambda: self._forget(record.id),
+            )
+            handed_over = True
+            return StreamingResponse(
+                body,
+                media_type="text/event-stream",
+                headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        finally:
+            if not handed_over:
+                self._forget(record.id)
+
+    def _forget(self, task_id: str) -> None:
+        notices = self.s.broker.result_notices()
+        if notices is not None:
+            notices.forget(task_id)
 
     def _result(
         self, request: Request, call: PreparedCall, done: TaskRecord, headers: Mapping[str, str]

@@ -1,10 +1,13 @@
 """Server-Sent Events of a streaming task, forwarded while its handler runs.
 
 The worker publishes each event to the broker as the handler emits it (before
-the task is acked); this module tails ``broker.read_events`` from the event
-loop (each look is one short call in the threadpool, the waits are
-``asyncio.sleep``, so an idle stream holds no thread) and writes every event as
-soon as it is seen. The end of the stream is the task's final status: when a
+the task is acked); this module looks at ``broker.read_events`` from the event
+loop and writes every event as soon as it is seen. The server watches the task
+(:mod:`crank.runtime.brokers.notices`), so it is told of each event and of the
+end as they happen: a look runs when a notice comes (each look one short call on
+the broker I/O thread), and otherwise only every ``DISCONNECT_CHECK_S`` as a safety
+net; an idle stream holds no thread. Without notices (a backend that sends none)
+it looks every 5 ms to 50 ms. The end of the stream is the task's final status: when a
 look finds no new event, the task is read; once it is done, one more read takes
 the events published just before the ack, and only a look that finds the task
 done *and* no event left ends the stream.
@@ -34,7 +37,8 @@ from starlette.concurrency import run_in_threadpool
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from crank.runtime.brokers.contract import Broker, TaskRecord
+    from crank.runtime.broker_io import BrokerIO
+    from crank.runtime.brokers.contract import Broker, ResultListener, TaskRecord
 
 #: the largest event number a stream resumes after (brokers number events with 64-bit integers).
 MAX_EVENT_ID = 2**63 - 1
@@ -99,28 +103,50 @@ def format_error(body: Mapping[str, Any]) -> bytes:
 
 
 class _Pacer:
-    """Pauses that grow while nothing comes and shrink back when an event arrives."""
+    """Waits between two looks: for the task's next notice when the server watches it
+    (up to ``DISCONNECT_CHECK_S``), else pauses that grow while nothing comes and
+    shrink back when an event arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, task_id: str, notices: ResultListener | None) -> None:
+        self.task_id = task_id
+        self.notices = notices
         self.delay = MIN_POLL_S
 
     def reset(self) -> None:
         self.delay = MIN_POLL_S
 
     async def pause(self, deadline: float) -> None:
-        await asyncio.sleep(max(0.0, min(self.delay, deadline - time.monotonic())))
+        left = max(0.0, deadline - time.monotonic())
+        if self.notices is not None:
+            await self.notices.wait_async(self.task_id, min(DISCONNECT_CHECK_S, left))
+            return
+        await asyncio.sleep(min(self.delay, left))
         self.delay = min(self.delay * 2, MAX_POLL_S)
 
 
-async def _look(broker: Broker, task_id: str, after: int) -> Look:
+async def _look(broker: Broker, task_id: str, after: int, io: BrokerIO | None) -> Look:
+    if io is not None:
+        found: Look = await io.call(lambda: look(broker, task_id, after))
+        return found
     return await run_in_threadpool(look, broker, task_id, after)
 
 
-async def first_look(broker: Broker, task_id: str, deadline: float) -> Look | None:
-    """Wait for the task's first events or its end; None when the deadline passes first."""
-    pacer = _Pacer()
+async def first_look(
+    broker: Broker,
+    task_id: str,
+    deadline: float,
+    *,
+    io: BrokerIO | None = None,
+    notices: ResultListener | None = None,
+) -> Look | None:
+    """Wait for the task's first events or its end; None when the deadline passes first.
+
+    ``notices``: the server watches the task (expected there), so looks follow its
+    notices; ``io``: the broker I/O thread the looks run on.
+    """
+    pacer = _Pacer(task_id, notices)
     while True:
-        found = await _look(broker, task_id, 0)
+        found = await _look(broker, task_id, 0, io)
         if found.events or found.record is None or found.record.done:
             return found
         if time.monotonic() >= deadline:
@@ -157,20 +183,54 @@ async def live_events(
     timeout_s: float,
     is_disconnected: Callable[[], Any],
     after: int = 0,
+    io: BrokerIO | None = None,
+    notices: ResultListener | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE body: ``first`` events, then each new one as it is published, then the end.
 
     ``after`` is the number of the last event the client already has (0: none);
-    ``first`` holds events numbered above it.
+    ``first`` holds events numbered above it. ``io`` and ``notices`` as for
+    :func:`first_look`; ``on_close`` runs when the stream ends, however it ends.
     """
+    try:
+        async for chunk in _live_events(
+            broker,
+            task_id,
+            first,
+            deadline=deadline,
+            timeout_s=timeout_s,
+            is_disconnected=is_disconnected,
+            after=after,
+            io=io,
+            notices=notices,
+        ):
+            yield chunk
+    finally:
+        if on_close is not None:
+            on_close()
+
+
+async def _live_events(
+    broker: Broker,
+    task_id: str,
+    first: Sequence[tuple[int, Mapping[str, Any]]],
+    *,
+    deadline: float,
+    timeout_s: float,
+    is_disconnected: Callable[[], Any],
+    after: int,
+    io: BrokerIO | None,
+    notices: ResultListener | None,
+) -> AsyncIterator[bytes]:
     sent = 0
     for seq, event in first:
         yield format_event(seq, event)
         sent, after = sent + 1, seq
-    pacer = _Pacer()
+    pacer = _Pacer(task_id, notices)
     last_write = next_disconnect_check = time.monotonic()
     while True:
-        found = await _look(broker, task_id, after)
+        found = await _look(broker, task_id, after, io)
         for seq, event in found.events:
             yield format_event(seq, event)
             sent, after = sent + 1, seq
