@@ -1,38 +1,58 @@
-"""JSON logs with bound ids and secret redaction."""
+"""JSON and console logs: bound ids, tracebacks, no escape codes, secret redaction."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crank.errors import UsageError
 from crank.runtime.logs import (
-    _SECRET_VALUE,
     REDACTED,
     bind_ids,
     clear_ids,
     configure_logging,
     get_logger,
     redact,
+    resolve_log_format,
 )
+from crank.runtime.redaction import is_secret_key, redact_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from crank.runtime.logs import LogFormat
 
 
 @pytest.fixture
-def log_stream() -> io.StringIO:
-    stream = io.StringIO()
+def configured() -> Iterator[Callable[..., io.StringIO]]:
+    """``configured(mode, log_format=None)``: crank's logging into a fresh string stream."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    configure_logging("prod", stream=stream)
-    yield stream
+
+    def configure(mode: str = "prod", log_format: LogFormat | None = None) -> io.StringIO:
+        stream = io.StringIO()
+        assert configure_logging(mode, stream=stream, log_format=log_format) == (
+            log_format or "json"  # a StringIO is no terminal
+        )
+        return stream
+
+    yield configure
     clear_ids()
     for handler in [h for h in root.handlers if h.get_name() == "crank"]:
         root.removeHandler(handler)
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
+
+
+@pytest.fixture
+def log_stream(configured: Callable[..., io.StringIO]) -> io.StringIO:
+    return configured("prod")
 
 
 def test_json_lines_carry_ids_and_redact(log_stream: io.StringIO) -> None:
@@ -54,6 +74,105 @@ def test_json_lines_carry_ids_and_redact(log_stream: io.StringIO) -> None:
     assert first["level"] == "info"
     assert second["task_id"] == "k1"
     assert second["level"] == "warning"
+    assert second["logger"] == "crank.task.a.x"
+    assert second["event"] == f"stdlib password={REDACTED}"  # the formatted record, redacted
+    assert "hunter2" not in log_stream.getvalue()
+
+
+def test_a_json_line_holds_the_formatted_traceback(log_stream: io.StringIO) -> None:
+    def handler() -> None:
+        {}["oops"]  # the KeyError is the point
+
+    try:
+        handler()
+    except KeyError:
+        logging.getLogger("crank.runtime.worker").exception("task t1 raised")
+        get_logger("crank.test").exception("structlog_raised", task="t1")
+    stdlib, native = (json.loads(line) for line in log_stream.getvalue().splitlines())
+    for line in (stdlib, native):
+        assert "exc_info" not in line
+        exception = line["exception"]
+        assert exception.startswith("Traceback (most recent call last):\n")
+        assert ", in handler\n" in exception
+        assert exception.endswith("KeyError: 'oops'")
+        assert line["level"] == "error"
+    assert stdlib["event"] == "task t1 raised"
+
+
+def test_a_secret_in_an_exception_message_is_redacted(log_stream: io.StringIO) -> None:
+    try:
+        raise ConnectionError("cannot reach redis://:s3cret-pw@cache:6379/0")
+    except ConnectionError:
+        logging.getLogger("crank.runtime.worker").exception("broker down")
+    (line,) = (json.loads(text) for text in log_stream.getvalue().splitlines())
+    assert line["exception"].endswith(
+        f"ConnectionError: cannot reach redis://:{REDACTED}@cache:6379/0"
+    )
+
+
+def test_json_lines_hold_no_escape_codes_and_no_color_message(log_stream: io.StringIO) -> None:
+    # what uvicorn logs: a plain message plus a coloured copy for its own formatter
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on %s (Press CTRL+C to quit)",
+        "http://127.0.0.1:8080",
+        extra={"color_message": "Uvicorn running on \x1b[1m%s\x1b[0m (Press CTRL+C to quit)"},
+    )
+    get_logger("crank.test").info("\x1b[31mred\x1b[0m", detail="\x1b[1mbold\x1b[0m")
+    text = log_stream.getvalue()
+    assert "\x1b" not in text and "\\u001b" not in text
+    uvicorn, ours = (json.loads(line) for line in text.splitlines())
+    assert uvicorn["event"] == "Uvicorn running on http://127.0.0.1:8080 (Press CTRL+C to quit)"
+    assert "color_message" not in uvicorn
+    assert (ours["event"], ours["detail"]) == ("red", "bold")
+
+
+def test_console_lines_are_for_people(configured: Callable[..., io.StringIO]) -> None:
+    stream = configured("prod", log_format="console")
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on %s", "http://127.0.0.1:9", extra={"color_message": "\x1b[1mx\x1b[0m"}
+    )
+    try:
+        {}["oops"]
+    except KeyError:
+        get_logger("crank.test").exception("task_raised", task_id="t1", password="hunter2")
+    text = stream.getvalue()
+    assert not text.lstrip().startswith("{")
+    assert "\x1b" not in text  # a string stream is no terminal: no colours
+    first, second = text.splitlines()[:2]
+    assert "[info     ] Uvicorn running on http://127.0.0.1:9" in first
+    assert "color_message" not in text
+    assert "[error    ] task_raised" in second
+    assert f"password={REDACTED}" in second and "task_id=t1" in second
+    assert "Traceback (most recent call last):" in text
+    assert text.rstrip().endswith("KeyError: 'oops'")
+
+
+@pytest.mark.parametrize(
+    ("environ", "mode", "terminal", "expected"),
+    [
+        ({}, "prod", False, "json"),
+        ({}, "prod", True, "console"),
+        ({}, "dev", False, "console"),
+        ({"CRANK_LOG_FORMAT": "auto"}, "prod", True, "console"),
+        ({"CRANK_LOG_FORMAT": "json"}, "prod", True, "json"),
+        ({"CRANK_LOG_FORMAT": "JSON "}, "dev", True, "json"),
+        ({"CRANK_LOG_FORMAT": "console"}, "prod", False, "console"),
+        ({"CRANK_LOG_FORMAT": ""}, "prod", False, "json"),
+    ],
+)
+def test_the_log_format(environ: dict[str, str], mode: str, terminal: bool, expected: str) -> None:
+    class Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return terminal
+
+    assert resolve_log_format(mode, stream=Stream(), environ=environ) == expected
+
+
+def test_an_unknown_log_format_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        resolve_log_format("prod", environ={"CRANK_LOG_FORMAT": "xml"})
+    assert caught.value.message == "CRANK_LOG_FORMAT='xml' is not a log format"
+    assert caught.value.hint == "set CRANK_LOG_FORMAT to one of auto, json, console, or unset it"
 
 
 @pytest.mark.parametrize(
@@ -74,6 +193,62 @@ def test_values_that_look_like_keys(value: str, expected: str) -> None:
     assert redact(value) == expected
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "input_tokens", "output_tokens", "max_tokens", "token_count", "token_type", "passed",
+        "author", "authored_by", "idempotency_key", "cache_key", "key", "private_key_path",
+        "bypass", "compass", "tokenizer", "keyboard", "passenger",
+    ],
+)  # fmt: skip
+def test_ordinary_words_keep_their_values(key: str) -> None:
+    assert not is_secret_key(key)
+    assert redact({key: 42, "nested": {key: "visible"}}) == {key: 42, "nested": {key: "visible"}}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password", "db_password", "Password", "passwd", "pwd", "db_pass", "passphrase",
+        "secret", "client_secret", "token", "access_token", "refreshToken", "auth_token",
+        "api_key", "apiKey", "X-API-Key", "x-api-key", "apikey", "private_key", "secret_key",
+        "Authorization", "proxy-authorization", "cookie", "Set-Cookie", "credentials",
+        "aws_secret_access_key", "basic_auth", "auth",
+    ],
+)  # fmt: skip
+def test_secret_keys_are_redacted(key: str) -> None:
+    assert is_secret_key(key)
+    assert redact({key: "s3cr3t", "nested": [{key: 1234}]}) == {
+        key: REDACTED,
+        "nested": [{key: REDACTED}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stdlib password=hunter2", f"stdlib password={REDACTED}"),
+        ("login with db_password = 'hunter 2' now", f"login with db_password = {REDACTED} now"),
+        ('{"password": "hunter2", "user": "ann"}', f'{{"password": {REDACTED}, "user": "ann"}}'),
+        ("api_key: abc123&page=2", f"api_key: {REDACTED}&page=2"),
+        ("Authorization: Bearer abc.def", f"Authorization: Bearer {REDACTED}"),
+        ("Authorization: Basic dXNlcjpwYXNz", f"Authorization: Basic {REDACTED}"),
+        ("token=abc, next", f"token={REDACTED}, next"),
+        ("redis://:pw@cache:6379/0", f"redis://:{REDACTED}@cache:6379/0"),
+        ("postgres://bob:s3cr3t@db:5432/app", f"postgres://bob:{REDACTED}@db:5432/app"),
+        ("at https://ann:p4ss@example.com/x", f"at https://ann:{REDACTED}@example.com/x"),
+        # nothing secret: left alone
+        ("input_tokens=120 output_tokens=80", "input_tokens=120 output_tokens=80"),
+        ("tests passed: 12, author: ann", "tests passed: 12, author: ann"),
+        ("http://cache:6379/0 and user@example.com", "http://cache:6379/0 and user@example.com"),
+        ("https://ann@example.com/x", "https://ann@example.com/x"),
+        ("token_count=3 tokens: 5", "token_count=3 tokens: 5"),
+    ],
+)  # fmt: skip
+def test_secrets_inside_texts(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
 def test_nested_keys() -> None:
     doc = {
         "user": "ann",
@@ -90,20 +265,21 @@ def test_nested_keys() -> None:
 
 
 _SECRET_ALPHABET = (
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/_- -BEGINPRIVATEKY"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/_- -BEGINPRIVATEKY:=@'\""
 )
+_FRAGMENTS = [
+    "Bearer ", "sk-", "AKIA", "ghp_", "xoxb-", "-----BEGIN RSA PRIVATE KEY-----", "password=",
+    "api_key: ", "token=", "redis://:", "https://ann:", "@host", "secret", "Authorization: Basic ",
+]  # fmt: skip
 
 
 @given(
     st.text(alphabet=_SECRET_ALPHABET, max_size=80)
-    | st.builds(
-        lambda prefix, body: prefix + body,
-        st.sampled_from(
-            ["Bearer ", "sk-", "AKIA", "ghp_", "xoxb-", "-----BEGIN RSA PRIVATE KEY-----"]
-        ),
-        st.text(alphabet=_SECRET_ALPHABET, max_size=60),
-    )
+    | st.lists(
+        st.sampled_from(_FRAGMENTS) | st.text(alphabet=_SECRET_ALPHABET.lower(), max_size=20),
+        max_size=6,
+    ).map("".join)
 )
 def test_redaction_shortcut_never_changes_the_answer(value: str) -> None:
     # redact() skips the regex for strings it cannot match; the answer must be the same
-    assert redact(value) == _SECRET_VALUE.sub(REDACTED, value)
+    assert redact(value) == redact_text(value)

@@ -1,20 +1,31 @@
-"""Structured logs: JSON in prod, readable lines in dev, secrets always redacted.
+"""Structured logs: readable lines on a terminal, JSON lines elsewhere, secrets redacted.
 
-Every record carries the ids bound with :func:`bind_ids` for the current
-request or task (``request_id``, ``trace_id``, ``task_id``, ``capability``);
-:func:`redact` removes values under secret-looking keys (``password``,
-``token``, ``api_key``, ``authorization``...) and values that look like keys
-(``sk-...``, ``Bearer ...``, AWS/GitHub tokens, long random strings).
+The format (``CRANK_LOG_FORMAT``): ``console`` (readable lines; in colour on a
+terminal), ``json`` (one JSON object per line) or ``auto`` (the default): console
+when the log stream is a terminal or the mode is ``dev``, JSON otherwise. A JSON
+line of an exception carries its formatted traceback under ``exception``.
+
+Every record carries the ids bound with :func:`bind_ids` for the current request
+or task (``request_id``, ``trace_id``, ``task_id``, ``capability``), and every
+record, crank's or a library's through the stdlib ``logging``, is redacted
+(:mod:`crank.runtime.redaction`). uvicorn's ``color_message`` is dropped and escape
+codes are stripped from JSON lines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from crank.errors import UsageError
+from crank.runtime.redaction import REDACTED, redact, redact_processor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, MutableMapping
 
 #: Optional packages structlog imports when they are installed, for its console
 #: renderer's tracebacks: rich (with pygments) alone adds about 5 MB and 100 ms to every
@@ -44,72 +55,95 @@ def _hidden(names: tuple[str, ...]) -> Iterator[None]:
 with _hidden(_STRUCTLOG_EXTRAS):
     import structlog  # imported here, with its extras hidden (above)
 
-REDACTED = "[REDACTED]"
-
-_SECRET_KEY = re.compile(
-    r"(pass(word|wd)?|secret|token|api[-_]?key|authorization|auth|cookie|credential|private[-_]?key)",
-    re.IGNORECASE,
-)
-_SECRET_VALUE = re.compile(
-    r"(\bBearer\s+\S+"
-    r"|\bsk-[A-Za-z0-9_-]{16,}"
-    r"|\bAKIA[0-9A-Z]{16}\b"
-    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
-    r"|\bxox[abpr]-[A-Za-z0-9-]{10,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
-    r"|\b(?=[A-Za-z0-9+/_-]*[0-9])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[A-Z])[A-Za-z0-9+/_-]{32,}\b)"
-)
-_MAX_DEPTH = 6
+LOG_FORMAT_ENV = "CRANK_LOG_FORMAT"
+LogFormat = Literal["json", "console"]
+_FORMATS = ("auto", "json", "console")
+#: Keys libraries add for a coloured console of their own (uvicorn).
+_DROPPED_KEYS = ("color_message",)
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 
 
-def _may_hold_secret(value: str) -> bool:
-    """False when ``_SECRET_VALUE`` cannot match: every pattern but ``sk-``, ``gh?_`` and
-    ``xox?-`` needs an uppercase letter. Skipping the regex for the rest (paths, hex ids,
-    ordinary words) makes a log line several times cheaper; a test holds the two equal."""
-    return "sk-" in value or "gh" in value or "xox" in value or value != value.lower()
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
-def redact(value: Any, *, key: str | None = None, depth: int = 0) -> Any:
-    """A copy of ``value`` with secrets replaced by ``[REDACTED]``."""
-    if key is not None and _SECRET_KEY.search(key) and value not in (None, "", False):
-        return REDACTED
-    if depth > _MAX_DEPTH:
-        return value
-    if isinstance(value, str):
-        return _SECRET_VALUE.sub(REDACTED, value) if _may_hold_secret(value) else value
-    if isinstance(value, Mapping):
-        return {k: redact(v, key=str(k), depth=depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v, depth=depth + 1) for v in value]
-    return value
+def resolve_log_format(
+    mode: str = "prod", *, stream: TextIO | None = None, environ: Mapping[str, str] | None = None
+) -> LogFormat:
+    """The format ``CRANK_LOG_FORMAT`` asks for, ``auto`` resolved for ``stream`` and ``mode``."""
+    env = os.environ if environ is None else environ
+    raw = env.get(LOG_FORMAT_ENV, "")
+    value = raw.strip().lower() or "auto"
+    if value not in _FORMATS:
+        raise UsageError(
+            f"{LOG_FORMAT_ENV}={raw!r} is not a log format",
+            hint=f"set {LOG_FORMAT_ENV} to one of {', '.join(_FORMATS)}, or unset it",
+            subject=LOG_FORMAT_ENV,
+        )
+    if value == "json":
+        return "json"
+    if value == "console" or mode == "dev":
+        return "console"
+    return "console" if _is_terminal(stream or sys.stderr) else "json"
 
 
-def redact_processor(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """structlog processor form of :func:`redact`."""
-    return {k: redact(v, key=None if k == "event" else k) for k, v in event_dict.items()}
+def _drop_library_keys(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    for key in _DROPPED_KEYS:
+        event_dict.pop(key, None)
+    return event_dict
+
+
+def _strip_escape_codes(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """No terminal escape codes in a JSON line (a library's colours, a child's output)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "\x1b" in value:
+            event_dict[key] = _ANSI_ESCAPE.sub("", value).replace("\x1b", "")
+    return event_dict
 
 
 def configure_logging(
-    mode: str = "prod", *, stream: TextIO | None = None, level: int | None = None
-) -> None:
-    """JSON lines (prod) or console lines (dev) for structlog and the stdlib ``logging``.
+    mode: str = "prod",
+    *,
+    stream: TextIO | None = None,
+    level: int | None = None,
+    log_format: LogFormat | None = None,
+) -> LogFormat:
+    """Send structlog and the stdlib ``logging`` to ``stream`` (stderr) as JSON or console
+    lines; returns the format chosen (``log_format``, else :func:`resolve_log_format`).
 
     Stdlib records (uvicorn, task loggers) go through the same processors, so
     they are redacted and carry the bound ids too.
     """
-    verbose = mode == "dev"
+    out = stream or sys.stderr
+    chosen = log_format or resolve_log_format(mode, stream=out)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_processor,
     ]
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if verbose
-        else structlog.processors.JSONRenderer(default=str)
-    )
+    rendering: list[Any]
+    if chosen == "json":
+        rendering = [
+            structlog.processors.format_exc_info,  # the traceback as text, then redacted
+            _drop_library_keys,
+            redact_processor,
+            _strip_escape_codes,
+            structlog.processors.JSONRenderer(default=str),
+        ]
+    else:
+        rendering = [
+            _drop_library_keys,
+            redact_processor,
+            structlog.dev.ConsoleRenderer(
+                colors=_is_terminal(out) and not os.environ.get("NO_COLOR"),
+                exception_formatter=structlog.dev.plain_traceback,
+            ),
+        ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -118,20 +152,23 @@ def configure_logging(
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     handler.set_name("crank")
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "crank"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level if level is not None else (logging.DEBUG if verbose else logging.INFO))
+    root.setLevel(
+        level if level is not None else (logging.DEBUG if mode == "dev" else logging.INFO)
+    )
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uv = logging.getLogger(name)
         uv.handlers.clear()
         uv.propagate = True
+    return chosen
 
 
 def get_logger(name: str = "crank.runtime") -> Any:
@@ -148,11 +185,14 @@ def clear_ids() -> None:
 
 
 __all__ = [
+    "LOG_FORMAT_ENV",
     "REDACTED",
+    "LogFormat",
     "bind_ids",
     "clear_ids",
     "configure_logging",
     "get_logger",
     "redact",
     "redact_processor",
+    "resolve_log_format",
 ]
