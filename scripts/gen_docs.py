@@ -190,6 +190,21 @@ document...), `CRK002` that it breaks the schema. The rules beyond the schema:
 |---|---|
 {rules}
 
+`CRK113` reads each capability's `input` and `output` as a validator does and
+reports, at the key's `line:col`, every keyword that is not JSON Schema 2020-12
+(`requierd`, `nullable`, `example`; extensions named `x-...` are allowed) and,
+at the value, every null where a value or a schema is due (`const: null` and
+`default: null` are data). A validator silently ignores an unknown keyword, so
+such a schema says less than its author wrote. The usual cause is YAML: in a
+`{{flow mapping}}` an unquoted `,` or `: ` ends a value, and the rest of the text
+becomes keys with null values:
+
+```yaml
+standalone: {{type: boolean, description: A whole page (headers, <html> wrapper).}}
+# CRK113 input schema: '<html> wrapper).' is not a JSON Schema keyword with no value
+standalone: {{type: boolean, description: "A whole page (headers, <html> wrapper)."}}
+```
+
 Plugins add rules through the `crank_register_lint_rules` hook, under their own
 prefix (see [plugins.md](plugins.md)); `CRK108` is registered by the worker layer,
 which imports the entrypoint. A manifest turns rules off for itself with a

@@ -552,6 +552,92 @@ def test_crk112_examples_match_input_schema(manifest: Callable[..., Path]) -> No
     ]
 
 
+def test_crk113_an_unquoted_comma_in_a_flow_mapping_cuts_a_description(
+    manifest: Callable[..., Path],
+) -> None:
+    # the doc-converter's manifest had this line: YAML reads '<html> wrapper).' as a key
+    body = (
+        "capabilities:\n"
+        "  - id: demo.a\n"
+        "    version: 1.0.0\n"
+        "    input:\n"
+        "      type: object\n"
+        "      properties:\n"
+        "        standalone: {type: boolean, description: A whole page (headers, <html> body).}\n"
+        "    output: {type: object}\n"
+    )
+    assert run(manifest(body), only="CRK113") == [
+        (
+            "CRK113",
+            12,
+            73,
+            "error",
+            "input schema: '<html> body).' is not a JSON Schema keyword with no value: probably "
+            "the tail of a text cut short",
+            "$.capabilities[0].input.properties.standalone.<html> body).",
+        )
+    ]
+
+
+def test_crk113_unknown_keywords_and_nulls_anywhere_in_a_schema(
+    manifest: Callable[..., Path],
+) -> None:
+    body = (
+        "capabilities:\n"
+        "  - id: demo.a\n"
+        "    version: 1.0.0\n"
+        "    input:\n"
+        "      type: object\n"
+        "      requierd: [text]\n"
+        "      properties:\n"
+        "        text: {type: string, nullable: true}\n"
+        "        tags: {type: array, items: {type: string, description: }}\n"
+        "        mode: {anyOf: [{const: null}, ~]}\n"
+        "    output:\n"
+        "      type: object\n"
+        "      x-internal: kept\n"
+        "      default: null\n"
+        "      properties: {score: {type: number, minimum: }}\n"
+    )
+    found = [(r[1], r[2], r[4], r[5]) for r in run(manifest(body), only="CRK113")]
+    assert found == [
+        (11, 7, "input schema: 'requierd' is not a JSON Schema keyword",
+         "$.capabilities[0].input.requierd"),
+        (13, 30, "input schema: 'nullable' is not a JSON Schema keyword",
+         "$.capabilities[0].input.properties.text.nullable"),
+        # a null value is located where YAML saw it end: the next token
+        (14, 64, "input schema: 'description' has no value (null)",
+         "$.capabilities[0].input.properties.tags.items.description"),
+        (15, 39, "input schema: anyOf[1] is null, not a schema",
+         "$.capabilities[0].input.properties.mode.anyOf[1]"),
+        (20, 51, "output schema: 'minimum' has no value (null)",
+         "$.capabilities[0].output.properties.score.minimum"),
+    ]  # fmt: skip
+
+
+def test_crk113_names_what_2020_12_says_instead(manifest: Callable[..., Path]) -> None:
+    from crank.manifest.lint import Linter
+    from crank.manifest.rules import RULES
+
+    body = "capabilities:\n" + cap("demo.a").replace(
+        "input: {type: object}", "input: {type: object, nullable: true}"
+    )
+    [finding] = [
+        f for f in Linter(RULES, today=TODAY).lint_file(manifest(body)) if f.rule == "CRK113"
+    ]
+    assert finding.hint == (
+        "JSON Schema 2020-12 says type: [<type>, 'null'] (nullable is OpenAPI 3.0, not JSON Schema)"
+    )
+
+
+def test_crk113_passes_the_example_manifests() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted(root.glob("plugins/*/src/*/crank.yaml")):
+        assert run(path, only="CRK113") == [], path
+
+
 def test_rules_survive_a_document_that_breaks_the_schema(
     write_manifest: Callable[..., Path],
 ) -> None:

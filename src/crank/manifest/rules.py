@@ -366,6 +366,22 @@ def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
                 )
 
 
+def schemas_say_what_they_mean(ctx: LintContext) -> Iterator[Finding]:
+    """Unknown keywords and nulls in input/output schemas (see :mod:`.schema_keywords`)."""
+    from crank.manifest.schema_keywords import schema_problems
+
+    for i, cap in capabilities(ctx.data):
+        for part in ("input", "output"):
+            for problem in schema_problems(cap.get(part)):
+                yield ctx.finding(
+                    "CRK113",
+                    ("capabilities", i, part, *problem.path),
+                    f"{part} schema: {problem.message}",
+                    hint=problem.hint,
+                    key=problem.kind == "unknown-keyword",
+                )
+
+
 RULES: tuple[FunctionRule, ...] = (
     FunctionRule("CRK101", "capability ids are unique within a file", unique_in_file),
     FunctionRule(
@@ -385,6 +401,11 @@ RULES: tuple[FunctionRule, ...] = (
     FunctionRule("CRK111", "min_workers is not above max_workers", scaling_bounds),
     FunctionRule(
         "CRK112", "examples match their capability's input schema", examples_match_schemas
+    ),
+    FunctionRule(
+        "CRK113",
+        "input and output schemas use only JSON Schema keywords, and no null values",
+        schemas_say_what_they_mean,
     ),
 )
 
