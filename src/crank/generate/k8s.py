@@ -69,7 +69,8 @@ def keda_triggers(project: WorkerProject) -> list[Trigger]:
     """Every stream the Redis broker can queue the worker's tasks in, under the prefix
     the Deployment's broker URL uses (names from the broker itself)."""
     from crank.generate.context import settings_of
-    from crank.runtime.brokers.redis import PRIORITY_BANDS, stream_key
+    from crank.runtime.brokers.contract import PRIORITY_BANDS
+    from crank.runtime.brokers.redis import stream_key
 
     prefix = settings_of(project).broker_prefix
     triggers = []

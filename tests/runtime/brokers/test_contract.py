@@ -15,6 +15,8 @@ from crank.runtime.brokers.contract import (
     IdempotencyKeyReused,
     TaskRecord,
     TaskSpec,
+    band_priorities,
+    priority_band,
     scoped_idempotency_key,
 )
 
@@ -468,3 +470,39 @@ def test_ack_and_claim_acks_then_claims_in_one_call(broker: Broker) -> None:
         == []
     )
     assert broker.stats().running == 0
+
+
+def test_stats_count_pending_tasks_per_priority_band(broker: Broker) -> None:
+    broker.submit_many(
+        [
+            spec("demo.a", n=1),
+            spec("demo.a", n=2, priority=5),
+            spec("demo.a", n=3, priority=6),
+            spec("demo.b", n=4, priority=-1),
+            spec("demo.b", n=5, priority=1000),
+        ]
+    )
+    [claim] = broker.claim(ClaimOptions("w1", capabilities=("demo.b",), limit=1))
+    assert claim.task.priority == 1000  # the highest first; it is running now, not pending
+    stats = broker.stats()
+    assert stats.pending == {"demo.a": 3, "demo.b": 1}
+    assert stats.pending_by_priority == {"demo.a": {0: 1, 3: 2}, "demo.b": {-1: 1}}
+    # a task waiting to be retried is pending in its band too
+    broker.fail(claim, {"code": "BOOM", "message": "x"}, retryable=True)
+    assert broker.stats().pending_by_priority["demo.b"] == {-1: 1, 7: 1}
+
+
+@pytest.mark.parametrize(
+    ("band", "priorities"),
+    [(0, (0, 0)), (1, (1, 1)), (3, (4, 7)), (6, (32, 63)), (7, (64, None)), (-2, (-2, -3)),
+     (-7, (-64, None))],
+)  # fmt: skip
+def test_band_priorities_are_the_range_priority_band_maps_there(
+    band: int, priorities: tuple[int, int | None]
+) -> None:
+    assert band_priorities(band) == priorities
+    low, high = priorities
+    assert priority_band(low) == band
+    if high is not None:
+        assert priority_band(high) == band
+        assert priority_band(high + (1 if band > 0 else -1)) != band

@@ -23,7 +23,7 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   (never the other task). Keys are opaque to the broker: whoever submits scopes
   them (the HTTP gateway prefixes the caller, see :func:`scoped_idempotency_key`);
 * higher ``priority`` is claimed first; within a priority, oldest first (the
-  Redis broker compares priority bands, see ``redis.priority_band``);
+  Redis broker compares priority bands, see :func:`priority_band`);
 * ``submit_many`` / ``claim(ClaimOptions(..., limit=N))`` / ``ack_many`` batch the
   round trips;
   ``begin_ack_and_claim`` sends the ack of one batch and the claim of the next
@@ -209,12 +209,40 @@ class Claim:
     attempt: int
 
 
+#: The largest priority band: priorities of magnitude 64 and above share it.
+MAX_BAND = 7
+#: Every priority band a task can be in, highest first.
+PRIORITY_BANDS: tuple[int, ...] = tuple(range(MAX_BAND, -MAX_BAND - 1, -1))
+
+
+def priority_band(priority: int) -> int:
+    """The band of ``priority``: 0, else the bit length of its magnitude (capped at
+    :data:`MAX_BAND`) with its sign. Band 3 holds priorities 4..7, band -1 holds -1."""
+    band = min(abs(int(priority)).bit_length(), MAX_BAND)
+    return -band if priority < 0 else band
+
+
+def band_priorities(band: int) -> tuple[int, int | None]:
+    """The priorities in ``band`` as (nearest to 0, farthest; None: unbounded)."""
+    if band == 0:
+        return 0, 0
+    magnitude = abs(band)
+    low = 1 << (magnitude - 1)
+    high: int | None = None if magnitude == MAX_BAND else (1 << magnitude) - 1
+    if band > 0:
+        return low, high
+    return -low, None if high is None else -high
+
+
 @dataclass(frozen=True)
 class QueueStats:
+    #: pending tasks (waiting or waiting to be retried) per capability.
     pending: Mapping[str, int]
     running: int
     dead: int
     oldest_pending_age_s: float
+    #: the same tasks per capability and :func:`priority_band`.
+    pending_by_priority: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

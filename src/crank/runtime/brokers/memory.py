@@ -35,6 +35,7 @@ from crank.runtime.brokers.contract import (
     TaskSpec,
     TaskStatus,
     input_fingerprint,
+    priority_band,
 )
 from crank.runtime.brokers.notices import ResultNotices
 
@@ -396,6 +397,7 @@ class MemoryBroker(Broker):
     def stats(self) -> QueueStats:
         now = time.time()
         pending: dict[str, int] = {}
+        by_band: dict[str, dict[int, int]] = {}
         running = dead = 0
         oldest: float | None = None
         with self._cond:
@@ -403,13 +405,22 @@ class MemoryBroker(Broker):
                 rec = entry.record
                 if rec.status in ("pending", "retrying"):
                     pending[rec.capability] = pending.get(rec.capability, 0) + 1
+                    bands = by_band.setdefault(rec.capability, {})
+                    band = priority_band(rec.priority)
+                    bands[band] = bands.get(band, 0) + 1
                     oldest = rec.created_at if oldest is None else min(oldest, rec.created_at)
                 elif rec.status == "running":
                     running += 1
                 elif rec.status == "dead":
                     dead += 1
         age = 0.0 if oldest is None else max(0.0, now - oldest)
-        return QueueStats(pending=pending, running=running, dead=dead, oldest_pending_age_s=age)
+        return QueueStats(
+            pending=pending,
+            running=running,
+            dead=dead,
+            oldest_pending_age_s=age,
+            pending_by_priority=by_band,
+        )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:
         with self._cond:

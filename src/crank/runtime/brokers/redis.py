@@ -80,6 +80,7 @@ from crank.runtime.brokers.contract import (
     TaskSpec,
     TaskStatus,
     input_fingerprint,
+    priority_band,
 )
 from crank.runtime.brokers.notices import ResultNotices
 
@@ -89,18 +90,8 @@ if TYPE_CHECKING:
 
 _BLOCK_SLICE_S = 0.5
 
-#: The largest band: priorities of magnitude 64 and above share it.
-MAX_BAND = 7
-#: Every priority band a task can be queued in, highest first.
-PRIORITY_BANDS: tuple[int, ...] = tuple(range(MAX_BAND, -MAX_BAND - 1, -1))
 #: The consumer group every worker reads the streams with.
 CONSUMER_GROUP = "crank"
-
-
-def priority_band(priority: int) -> int:
-    """The band a task of ``priority`` is queued in (``submit.lua`` computes the same)."""
-    band = min(abs(int(priority)).bit_length(), MAX_BAND)
-    return -band if priority < 0 else band
 
 
 def stream_key(prefix: str, capability: str, band: int) -> str:
@@ -533,24 +524,39 @@ class RedisBroker(Broker):
         flat = self._script("stats", [self.prefix], "read queue stats")
         now_ms, dead, n = int(flat[0]), int(flat[1]), int(flat[2])
         pending: dict[str, int] = {}
+        by_band: dict[str, dict[int, int]] = {}
+
+        def count(cap: str, band: int, waiting: int) -> None:
+            pending[cap] = pending.get(cap, 0) + waiting
+            bands = by_band.setdefault(cap, {})
+            bands[band] = bands.get(band, 0) + waiting
+
         running = 0
         oldest: int | None = None
-        for i in range(3, 3 + 4 * n, 4):
-            cap, waiting, in_flight, first = (
+        end = 3 + 5 * n
+        for i in range(3, end, 5):
+            cap, band, waiting, in_flight, first = (
                 flat[i],
                 int(flat[i + 1]),
                 int(flat[i + 2]),
                 int(flat[i + 3]),
+                int(flat[i + 4]),
             )
             if waiting:
-                pending[cap] = pending.get(cap, 0) + waiting
+                count(cap, band, waiting)
             running += in_flight
             if first >= 0:
                 oldest = first if oldest is None else min(oldest, first)
-        for cap in flat[3 + 4 * n :]:
-            pending[cap] = pending.get(cap, 0) + 1
+        for i in range(end, len(flat) - 1, 2):  # tasks waiting to be retried
+            count(flat[i], priority_band(int(flat[i + 1] or 0)), 1)
         age = 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000.0)
-        return QueueStats(pending=pending, running=running, dead=dead, oldest_pending_age_s=age)
+        return QueueStats(
+            pending=pending,
+            running=running,
+            dead=dead,
+            oldest_pending_age_s=age,
+            pending_by_priority=by_band,
+        )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:
         entries = self._run(

@@ -54,6 +54,7 @@ from crank.runtime.brokers.contract import (
     TaskSpec,
     TaskStatus,
     input_fingerprint,
+    priority_band,
 )
 from crank.runtime.brokers.notices import (
     ChannelListener,
@@ -735,13 +736,16 @@ class SqliteBroker(Broker):
 
     def stats(self) -> QueueStats:
         now = time.time()
-        pending = {
-            cap: int(n)
-            for cap, n in self._read(
-                "SELECT capability, COUNT(*) FROM tasks "
-                "WHERE status IN ('pending', 'retrying') GROUP BY capability"
-            )
-        }
+        pending: dict[str, int] = {}
+        by_band: dict[str, dict[int, int]] = {}
+        for cap, priority, n in self._read(
+            "SELECT capability, priority, COUNT(*) FROM tasks "
+            "WHERE status IN ('pending', 'retrying') GROUP BY capability, priority"
+        ):
+            pending[cap] = pending.get(cap, 0) + int(n)
+            bands = by_band.setdefault(cap, {})
+            band = priority_band(int(priority))
+            bands[band] = bands.get(band, 0) + int(n)
         (running, dead, oldest), *_ = self._read(
             "SELECT "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'running'), "
@@ -750,7 +754,11 @@ class SqliteBroker(Broker):
         )
         age = 0.0 if oldest is None else max(0.0, now - float(oldest))
         return QueueStats(
-            pending=pending, running=int(running), dead=int(dead), oldest_pending_age_s=age
+            pending=pending,
+            running=int(running),
+            dead=int(dead),
+            oldest_pending_age_s=age,
+            pending_by_priority=by_band,
         )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:

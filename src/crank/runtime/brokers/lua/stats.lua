@@ -1,5 +1,5 @@
--- ARGV: prefix. Returns {now_ms, dead, n, (capability, waiting, in_flight, oldest_ms)*n,
---                        retrying capabilities...}
+-- ARGV: prefix. Returns {now_ms, dead, n,
+--   (capability, band, waiting, in_flight, oldest_ms)*n, (capability, priority)* of retrying}
 local P = ARGV[1]
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -23,13 +23,17 @@ for _, stream in ipairs(streams) do
     end
   end
   out[#out + 1] = cap
+  out[#out + 1] = tonumber(string.match(stream, ':(%-?%d+)$')) or 0
   out[#out + 1] = math.max(0, len - in_flight)
   out[#out + 1] = in_flight
   out[#out + 1] = oldest
 end
 local delayed = redis.call('ZRANGE', P .. ':delayed', 0, 9999)
 for _, id in ipairs(delayed) do
-  local cap = redis.call('HGET', P .. ':t:' .. id, 'capability')
-  if cap then out[#out + 1] = cap end
+  local task = redis.call('HMGET', P .. ':t:' .. id, 'capability', 'priority')
+  if task[1] then
+    out[#out + 1] = task[1]
+    out[#out + 1] = task[2] or '0'
+  end
 end
 return out
