@@ -98,7 +98,7 @@ def main() -> None:
     strict.start()
     session = host.app.model.session  # type: ignore[attr-defined]
     input_name = session.get_inputs()[0].name
-    provider = session.get_providers()[0]
+    provider = host.app.model.provider  # type: ignore[attr-defined]  # where the nodes ran
     held_out, _ = held_out_digits()
     images_all = np.concatenate([held_out, held_out])  # 900 images, enough for any batch
 

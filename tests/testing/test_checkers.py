@@ -312,7 +312,7 @@ def test_nvidia_smi_without_a_driver_is_broken(no_pynvml: None, fake_bin: Path) 
 def test_cpu_provider_really_used() -> None:
     result = check_dependency("onnxruntime:CPUExecutionProvider")
     assert result.available
-    assert result.reason.endswith("a session runs on CPUExecutionProvider")
+    assert result.reason.endswith(": a session ran all 2 nodes on CPUExecutionProvider")
 
 
 def test_cuda_provider_on_the_cpu_build_is_missing_and_the_warning_is_caught() -> None:
@@ -320,7 +320,7 @@ def test_cuda_provider_on_the_cpu_build_is_missing_and_the_warning_is_caught() -
     result = check_dependency("onnxruntime:CUDAExecutionProvider")
     assert result.missing_only
     assert (
-        "does not offer CUDAExecutionProvider; a session ran on CPUExecutionProvider"
+        "does not offer CUDAExecutionProvider; a session ran all 2 nodes on CPUExecutionProvider"
         in result.reason
     )
     assert "UserWarning: Specified provider 'CUDAExecutionProvider'" in result.reason
@@ -330,6 +330,50 @@ def test_cuda_provider_on_the_cpu_build_is_missing_and_the_warning_is_caught() -
 def test_bare_onnxruntime_is_the_module() -> None:
     result = check_dependency("onnxruntime>=1.17")
     assert result.available and result.kind == "onnxruntime" and result.version
+
+
+def test_a_probe_runs_the_model_and_reads_where_each_node_ran() -> None:
+    import onnxruntime
+
+    from crank.testing.onnx_providers import probe_provider
+
+    probe = probe_provider("CPUExecutionProvider", onnxruntime)
+    assert probe.in_use == ("CPUExecutionProvider",)
+    # onnxruntime's own profile of a real run, one entry per node of the tiny model
+    assert probe.placement.nodes == (
+        ("matmul", "MatMul", "CPUExecutionProvider"),
+        ("relu", "Relu", "CPUExecutionProvider"),
+    )
+    assert probe.usable and not probe.fell_back
+
+
+def test_a_provider_that_got_only_some_nodes_is_not_usable() -> None:
+    from crank.testing.onnx_providers import NodePlacement, ProviderProbe
+
+    placement = NodePlacement(
+        (
+            ("hidden", "Gemm", "CUDAExecutionProvider"),
+            ("relu", "Relu", "CUDAExecutionProvider"),
+            ("scaler", "Scaler", "CPUExecutionProvider"),
+        )
+    )
+    assert placement.provider == "CUDAExecutionProvider+CPUExecutionProvider"
+    assert placement.describe() == (
+        "2 nodes on CUDAExecutionProvider (Gemm, Relu) and 1 on CPUExecutionProvider (Scaler)"
+    )
+    probe = ProviderProbe(
+        requested="CUDAExecutionProvider",
+        build="onnxruntime-gpu 1.31.1",
+        listed=("CUDAExecutionProvider", "CPUExecutionProvider"),
+        in_use=("CUDAExecutionProvider", "CPUExecutionProvider"),
+        placement=placement,
+    )
+    assert not probe.usable  # the session got CUDA, but not every node ran there
+    assert probe.explanation() == (
+        "onnxruntime-gpu 1.31.1 lists CUDAExecutionProvider, but a session asked for it fell "
+        "back and ran 2 nodes on CUDAExecutionProvider (Gemm, Relu) and 1 on "
+        "CPUExecutionProvider (Scaler)"
+    )
 
 
 def test_tiny_model_matches_the_embedded_fallback() -> None:

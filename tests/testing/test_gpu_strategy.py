@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from importlib import metadata
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from crank.errors import UsageError
 from crank.testing import select_gpu_strategy
 
-from .conftest import ORIGINAL_ENV, write_executable
+from .conftest import write_executable
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NO_GPU = "pynvml is not installed and nvidia-smi is not on PATH"
 
@@ -68,7 +69,7 @@ def test_a_listed_gpu_is_not_enough_a_session_must_run_on_it(fake_gpu: None) -> 
     assert strategy.name == "cpu_fallback"
     assert strategy.evidence[0] == "nvidia-smi -L lists 1 GPU(s): NVIDIA A10G"
     assert (
-        "does not offer CUDAExecutionProvider; a session ran on CPUExecutionProvider"
+        "does not offer CUDAExecutionProvider; a session ran all 2 nodes on CPUExecutionProvider"
         in (strategy.evidence[1])
     )
     assert "UserWarning: Specified provider 'CUDAExecutionProvider'" in strategy.evidence[1]
@@ -132,58 +133,6 @@ def test_a_bad_strategy_option_is_a_usage_error(pytester: pytest.Pytester) -> No
 # --- onnxruntime-gpu without CUDA libraries -------------------------------------------------
 
 
-def _onnxruntime_gpu_site(cache_root: Path) -> Path:
-    """onnxruntime-gpu installed (once) into an isolated folder, never into this environment.
-
-    The newest GPU build not newer than the installed onnxruntime: the GPU wheels of
-    a release can come later than the CPU ones (a fresh CI once got onnxruntime
-    1.32.0 while the newest onnxruntime-gpu was 1.31.1). The subprocess imports the
-    GPU build in place of the CPU one, so the two need not match exactly.
-    """
-    version = metadata.version("onnxruntime")
-    site = cache_root / f"onnxruntime-gpu-upto-{version}"
-    marker = site / ".complete"
-    if marker.is_file():
-        return site
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--target",
-            str(site),
-            f"onnxruntime-gpu<={version}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        message = f"pip could not install onnxruntime-gpu<={version}: {proc.stderr.strip()[-800:]}"
-        if ORIGINAL_ENV.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(message)  # CI must exercise the fallback detection, not skip it
-        pytest.skip(message)
-    marker.write_text(version)
-    return site
-
-
-@pytest.fixture(scope="session")
-def onnxruntime_gpu_site(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    cache = getattr(request.config, "cache", None)
-    root = (
-        cache.mkdir("crank-onnxruntime-gpu")
-        if cache is not None
-        else tmp_path_factory.mktemp("ort")
-    )
-    return _onnxruntime_gpu_site(Path(root))
-
-
 @pytest.mark.slow
 def test_onnxruntime_gpu_falling_back_to_cpu_is_detected_and_reported(
     pytester: pytest.Pytester, onnxruntime_gpu_site: Path, monkeypatch: pytest.MonkeyPatch
@@ -200,8 +149,9 @@ def test_onnxruntime_gpu_falling_back_to_cpu_is_detected_and_reported(
         ["*PROVIDERS [[]*'CUDAExecutionProvider', 'CPUExecutionProvider'[]]*"]
     )
     fallback = (
-        "onnxruntime-gpu * lists CUDAExecutionProvider, but a session asked for it fell back to "
-        "CPUExecutionProvider (stderr: Failed to create CUDAExecutionProvider*"
+        "onnxruntime-gpu * lists CUDAExecutionProvider, but a session asked for it fell back "
+        "and ran all 2 nodes on CPUExecutionProvider (stderr: Failed to create "
+        "CUDAExecutionProvider*"
     )
     result.stdout.fnmatch_lines(
         [
@@ -222,3 +172,29 @@ def test_onnxruntime_gpu_falling_back_to_cpu_is_detected_and_reported(
     forced.stdout.fnmatch_lines(
         [f"*full_gpu was requested but no session ran on the GPU: *{fallback}*"]
     )
+
+
+GPU_SITE_SUITE = """
+    def test_uses_the_gpu_build(onnxruntime_gpu_site):
+        assert (onnxruntime_gpu_site / "onnxruntime").is_dir()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "outcome"), [((), {"skipped": 1}), (("--crank-require=all",), {"errors": 1})]
+)
+def test_onnxruntime_gpu_that_pip_cannot_install_skips_or_fails_in_strict_mode(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    outcome: dict[str, int],
+) -> None:
+    pytester.makepyfile(GPU_SITE_SUITE)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # no index and an empty folder of wheels
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs", *args)
+    result.assert_outcomes(**outcome)  # type: ignore[arg-type]
+    result.stdout.fnmatch_lines(["*pip could not install onnxruntime-gpu<=*"])
+    if args:
+        result.stdout.fnmatch_lines(["*(all dependencies required (--crank-require=all))*"])

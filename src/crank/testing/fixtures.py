@@ -1,4 +1,5 @@
-"""Fixtures the plugin provides: ``gpu_strategy``, ``mock_streaming_harness``, ``crank_worker``."""
+"""Fixtures the plugin provides: ``gpu_strategy``, ``mock_streaming_harness``, ``crank_worker``,
+``onnxruntime_gpu_site``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from crank.testing.gpu import GpuStrategy
     from crank.testing.streaming import MockStreamingHarness
@@ -27,6 +29,38 @@ def gpu_strategy(pytestconfig: pytest.Config) -> GpuStrategy:
             pytrace=False,
         )
     return strategy
+
+
+@pytest.fixture(scope="session")
+def onnxruntime_gpu_site(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A folder holding onnxruntime-gpu, to put first on a subprocess's ``PYTHONPATH``.
+
+    On a machine without CUDA that subprocess sees what onnxruntime-gpu does there: it
+    lists ``CUDAExecutionProvider`` and falls back to the CPU. Installed once (pip,
+    no dependencies) into the pytest cache. When pip cannot install it the test
+    skips, or fails in strict mode (``CI=true``): CI must exercise the fallback.
+    """
+    from pathlib import Path
+
+    from crank.errors import DependencyMissing
+    from crank.testing.gpu_builds import install_onnxruntime_gpu
+    from crank.testing.plugin import strict_policy_for
+
+    cache = getattr(pytestconfig, "cache", None)
+    root = (
+        cache.mkdir("crank-onnxruntime-gpu")
+        if cache is not None
+        else tmp_path_factory.mktemp("onnxruntime-gpu")
+    )
+    try:
+        return install_onnxruntime_gpu(Path(root))
+    except DependencyMissing as exc:
+        policy = strict_policy_for(pytestconfig)
+        if policy.mode != "off":
+            pytest.fail(f"{exc} ({policy.describe()})", pytrace=False)
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """GPU test strategy: full_gpu, mock_gpu or cpu_fallback, with the evidence that decided it.
 
-``full_gpu`` is chosen only after a real session ran on the GPU: an onnxruntime
-session asked for ``CUDAExecutionProvider`` must list it in
-``session.get_providers()`` (onnxruntime-gpu lists CUDA and silently falls back
-to CPU when the CUDA libraries are missing), or, without onnxruntime, a torch
+``full_gpu`` is chosen only after real work ran on the GPU: an onnxruntime session
+asked for ``CUDAExecutionProvider`` must get it (onnxruntime-gpu lists CUDA and
+silently falls back to CPU when the CUDA libraries are missing) *and* a profiled run
+of a small model must show every node executed by it
+(:func:`crank.testing.onnx_providers.probe_provider`); without onnxruntime, a torch
 tensor must really live on the device.
 """
 
@@ -50,7 +51,7 @@ class SessionCheck:
 
 
 def verify_gpu_session() -> SessionCheck:
-    """Run something tiny on the GPU and report the provider really used."""
+    """Run a tiny model on the GPU and report which provider really ran its nodes."""
     from crank.testing.onnx_providers import probe_provider
 
     try:

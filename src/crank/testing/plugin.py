@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank.testing.ensure import OUTCOME_ATTR, dependency_mode, enforce
-from crank.testing.fixtures import crank_worker, gpu_strategy, mock_streaming_harness
+from crank.testing.fixtures import (
+    crank_worker,
+    gpu_strategy,
+    mock_streaming_harness,
+    onnxruntime_gpu_site,
+)
 from crank.testing.strict import StrictPolicy, pop_policy, push_policy
 from crank.testing.summary import DependencySummary
 
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from crank.testing.ensure import DependencyOutcome
     from crank.testing.gpu import GpuStrategy
 
-__all__ = ["crank_worker", "gpu_strategy", "mock_streaming_harness"]
+__all__ = ["crank_worker", "gpu_strategy", "mock_streaming_harness", "onnxruntime_gpu_site"]
 
 summary_key = pytest.StashKey[DependencySummary]()
 policy_key = pytest.StashKey[StrictPolicy]()
@@ -87,6 +92,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     policy = config.stash.get(policy_key, None)
     if policy is not None:
         pop_policy(policy)
+
+
+def strict_policy_for(config: pytest.Config) -> StrictPolicy:
+    """The session's strict policy (resolved once, at configure time)."""
+    return config.stash[policy_key]
 
 
 def gpu_strategy_for(config: pytest.Config) -> GpuStrategy:
