@@ -9,7 +9,6 @@ mid-test. ``broker`` is parametrized over memory, sqlite and redis.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,11 +19,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crank.runtime.brokers import open_broker
+from crank.testing import ensure_dependency
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from crank.runtime.brokers.contract import Broker
+
+REDIS_HINT = "apt-get install redis-server (scripts/setup-system.sh does)"
 
 FIXTURE_WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "queue_workers"
 FIXTURE_MANIFEST = FIXTURE_WORKERS / "crank.yaml"
@@ -108,8 +110,7 @@ def sse_frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """URL of a fresh private redis-server (no persistence); killed after the test."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    ensure_dependency("exe:redis-server", install_hint=REDIS_HINT)
     server = RedisServer(tmp_path, appendonly=False)
     server.start()
     try:
@@ -121,8 +122,7 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def redis_server_aof(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server with AOF (appendfsync always); ``.restart()`` it mid-test."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    ensure_dependency("exe:redis-server", install_hint=REDIS_HINT)
     server = RedisServer(tmp_path, appendonly=True)
     server.start()
     try:

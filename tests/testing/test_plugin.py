@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+from crank.testing import ensure_dependency
+
 SUITE = """
     import pytest
     from crank.testing import ensure_dependency
@@ -428,7 +430,7 @@ def test_without_the_plugin_ensure_dependency_still_skips(
 def test_the_summary_survives_xdist(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("xdist", reason="pytest-xdist is not installed")
+    ensure_dependency("xdist", install_hint="pip install pytest-xdist")
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     result = suite.runpytest_subprocess(
         "-p", "crank.testing.plugin", "-p", "xdist.plugin", "-n", "2"
@@ -465,3 +467,38 @@ def test_module_and_class_markers_count_every_test(pytester: pytest.Pytester) ->
         "crank: 2 tests skipped - missing crank_missing_module (pip install crank_missing_module)",
         "crank: 1 test skipped - missing crank-missing-tool (apt-get install crank-missing-tool)",
     ]
+
+
+# --- the suite's own dependencies (crank_dependencies) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "outcome"), [({}, {"skipped": 1}), ({"CI": "true"}, {"failed": 1})]
+)
+def test_a_suite_dependency_skips_outside_ci_and_fails_in_it(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    environ: dict[str, str],
+    outcome: dict[str, int],
+) -> None:
+    for name, value in environ.items():  # the conftest removed CI and the like
+        monkeypatch.setenv(name, value)
+    pytester.makeini("[pytest]\ncrank_dependencies =\n    exe:crank-missing-tool\n")
+    pytester.makepyfile(
+        """
+        from crank.testing import ensure_dependency
+
+        def test_needs_the_tool():
+            ensure_dependency("exe:crank-missing-tool")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(**outcome)  # type: ignore[arg-type]
+    if environ:
+        result.stdout.fnmatch_lines(
+            [
+                "crank: dependencies: dependencies declared in crank_dependencies of tox.ini "
+                "required (CI=true)",
+                "*strict mode: CI=true and tox.ini declares it*",
+            ]
+        )

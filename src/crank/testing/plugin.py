@@ -67,6 +67,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="extra globs (relative to the rootdir) of crank.yaml manifests whose declared "
         "dependencies strict mode requires",
     )
+    parser.addini(
+        "crank_dependencies",
+        type="linelist",
+        default=[],
+        help="dependency specs the test suite itself needs (exe:redis-server, a test-only "
+        "module); strict mode requires them like the manifests' (so CI=true fails, not skips)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -80,6 +87,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ,
         rootdir=config.rootpath,
         manifest_globs=tuple(config.getini("crank_manifests")),
+        suite_specs=tuple(config.getini("crank_dependencies")),
+        suite_file=config.inipath,
     )
     config.stash[policy_key] = policy
     session = SessionSummary(config)
@@ -117,6 +126,7 @@ def project_uses_crank(config: pytest.Config) -> bool:
         or config.getoption("crank_gpu_strategy") is not None
         or any(os.environ.get(name, "").strip() for name in CRANK_ENV)
         or bool(config.getini("crank_manifests"))
+        or bool(config.getini("crank_dependencies"))
     )
     return explicit or bool(config.stash[policy_key].manifests())
 

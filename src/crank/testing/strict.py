@@ -8,10 +8,12 @@ Resolution, first match wins:
 4. otherwise off.
 
 ``declared`` requires every non-optional dependency declared in the crank.yaml
-manifests of the project under test. Those manifests are found predictably
-(see :func:`discover_manifests`, which covers every layout ``crank new-worker``
-and the docs produce) and read only when a dependency is actually missing, so a
-green run pays nothing for it. When none is found, ``declared`` requires nothing
+manifests of the project under test, and every dependency spec listed in the
+``crank_dependencies`` ini option (what the test suite itself needs: a tool, a
+test-only package). Those manifests are found predictably (see
+:func:`discover_manifests`, which covers every layout ``crank new-worker`` and the
+docs produce) and read only when a dependency is actually missing, so a green run
+pays nothing for it. When neither declares anything, ``declared`` requires nothing
 and says so.
 """
 
@@ -187,6 +189,15 @@ def _check_name(check: str) -> str:
         return check
 
 
+def suite_dependencies(specs: Iterable[str], where: Path) -> list[DeclaredDependency]:
+    """The ``crank_dependencies`` ini option: specs the test suite declares in ``where``."""
+    declared = []
+    for spec in specs:
+        keys = {normalize(spec), normalize(_check_name(spec))}
+        declared.append(DeclaredDependency(frozenset(keys), where))
+    return declared
+
+
 class StrictPolicy:
     """Decides, per missing dependency, whether the test must fail."""
 
@@ -198,12 +209,17 @@ class StrictPolicy:
         names: Iterable[str] = (),
         rootdir: Path | None = None,
         manifest_globs: Sequence[str] = (),
+        suite_specs: Sequence[str] = (),
+        suite_file: Path | None = None,
     ) -> None:
         self.mode: StrictMode = mode
         self.source = source
         self.names = frozenset(normalize(n) for n in names)
         self.rootdir = rootdir
         self.manifest_globs = tuple(manifest_globs)
+        #: the ``crank_dependencies`` ini option, and the file that sets it
+        self.suite_specs = tuple(suite_specs)
+        self.suite_file = suite_file or Path(rootdir or ".", "pyproject.toml")
         self._manifests: list[Path] | None = None
         self._declared: list[DeclaredDependency] | None = None
         self._lock = threading.RLock()
@@ -216,6 +232,8 @@ class StrictPolicy:
         *,
         rootdir: Path | None = None,
         manifest_globs: Sequence[str] = (),
+        suite_specs: Sequence[str] = (),
+        suite_file: Path | None = None,
     ) -> StrictPolicy:
         if option is not None:
             value, source = option, f"--crank-require={option}"
@@ -228,7 +246,15 @@ class StrictPolicy:
         value = value.strip()
 
         def build(mode: StrictMode, names: Iterable[str] = ()) -> StrictPolicy:
-            return cls(mode, source, names=names, rootdir=rootdir, manifest_globs=manifest_globs)
+            return cls(
+                mode,
+                source,
+                names=names,
+                rootdir=rootdir,
+                manifest_globs=manifest_globs,
+                suite_specs=suite_specs,
+                suite_file=suite_file,
+            )
 
         lowered = value.lower()
         if lowered in ("none", "off", ""):
@@ -248,14 +274,16 @@ class StrictPolicy:
             return f"required: {', '.join(sorted(self.names))} ({self.source})"
         globs = ", ".join((*DEFAULT_MANIFEST_GLOBS, *self.manifest_globs))
         manifests = self.manifests()
-        if not manifests:
+        if not manifests and not self.suite_specs:
             return (
                 f"{self.source}, but no crank.yaml manifest declares any, so missing "
                 f"dependencies skip (searched {globs}; add globs with the crank_manifests "
                 "ini option)"
             )
-        where = ", ".join(_relative(m, self.rootdir) for m in manifests)
-        return f"dependencies declared in {where} required ({self.source})"
+        places = [_relative(m, self.rootdir) for m in manifests]
+        if self.suite_specs:
+            places.append(f"crank_dependencies of {_relative(self.suite_file, self.rootdir)}")
+        return f"dependencies declared in {', '.join(places)} required ({self.source})"
 
     def manifests(self) -> list[Path]:
         """The project's manifests (found once; globbing only, nothing is read)."""
@@ -269,7 +297,10 @@ class StrictPolicy:
     def declared(self) -> list[DeclaredDependency]:
         with self._lock:
             if self._declared is None:
-                self._declared = declared_dependencies(self.manifests())
+                self._declared = [
+                    *declared_dependencies(self.manifests()),
+                    *suite_dependencies(self.suite_specs, self.suite_file),
+                ]
             return self._declared
 
     def version_command(self, name: str) -> tuple[str, ...] | None:

@@ -17,8 +17,8 @@ def test_without_otel_spans_are_no_ops(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracing.current_trace_id() is None
 
 
+@pytest.mark.requires("opentelemetry.sdk", hint="pip install 'crank-workers[otel]'")
 def test_requests_and_submissions_become_spans(client: Any) -> None:
-    pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
