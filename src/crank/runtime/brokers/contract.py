@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
@@ -63,8 +64,23 @@ if TYPE_CHECKING:
 
 _new_object = object.__new__
 
-#: a waiter that heard nothing reads the task from the broker this often anyway.
+#: the environment variable that sets :data:`SAFETY_POLL_S` (seconds).
+SAFETY_POLL_ENV = "CRANK_RESULT_SAFETY_POLL_S"
+#: a waiter that heard nothing reads the task from the broker this often anyway (lost
+#: notices cost this long, never a result).
 SAFETY_POLL_S = 1.0
+
+
+def _safety_poll_from_env() -> float:
+    raw = os.environ.get(SAFETY_POLL_ENV, "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return SAFETY_POLL_S  # unset or not a number: the default
+    return value if value > 0 else SAFETY_POLL_S
+
+
+SAFETY_POLL_S = _safety_poll_from_env()
 
 TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
