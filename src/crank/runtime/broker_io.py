@@ -9,8 +9,10 @@ at once (nothing waits to fill a batch); under load, the requests that arrive
 while one batch is with the broker make up the next one, so batches grow exactly
 when round trips are the bottleneck.
 
-Each request's answer goes back to its event loop in one thread-safe callback per
-batch, not one per request.
+The hand-over costs one wake-up of the thread per turn of the event loop, not one
+per request: the jobs of the requests that reached their broker call in the same
+turn go over together. Each request's answer goes back to its event loop in one
+thread-safe callback per batch, not one per request.
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ class BrokerIO:
         self.on_submitted = on_submitted
         self.max_batch = max_batch
         self.stats = BatchStats()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        #: jobs of this turn of the event loop, handed over together at its end.
+        self._turn: list[_Job] = []
         self._thread = threading.Thread(target=self._run, name="crank-broker-io", daemon=True)
         self._closed = False
         self._thread.start()
@@ -106,7 +110,14 @@ class BrokerIO:
     def _put(self, job: _Job) -> None:
         if self._closed:
             raise RuntimeError("the broker I/O thread is closed")
-        self._jobs.put(job)
+        if not self._turn:
+            job.loop.call_soon(self._hand_over)
+        self._turn.append(job)
+
+    def _hand_over(self) -> None:
+        """Wake the thread once for every job this turn of the event loop made."""
+        jobs, self._turn = self._turn, []
+        self._jobs.put(jobs)
 
     # -- the thread ------------------------------------------------------------------------
 
@@ -116,17 +127,18 @@ class BrokerIO:
             first = jobs.get()
             if first is None:
                 return
-            batch = [first]
+            batch = list(first)
             try:
                 while len(batch) < self.max_batch:
-                    job = jobs.get_nowait()
-                    if job is None:
+                    more = jobs.get_nowait()
+                    if more is None:
                         jobs.put(None)  # stop after this batch
                         break
-                    batch.append(job)
+                    batch += more
             except queue.Empty:
                 pass
-            self._serve(batch)
+            for start in range(0, len(batch), self.max_batch):
+                self._serve(batch[start : start + self.max_batch])
 
     def _serve(self, batch: list[_Job]) -> None:
         answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
