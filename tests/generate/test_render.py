@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
@@ -63,17 +65,47 @@ def test_builtin_renderers_are_registered() -> None:
     ]
 
 
+#: which renderer owns each managed file
+ARTIFACT_OF = {
+    ".dockerignore": "dockerignore",
+    ".env.example": "env",
+    ".github/workflows/ci.yml": "ci",
+    ".pre-commit-config.yaml": "precommit",
+    ".yamllint": "yamllint",
+    "Dockerfile": "dockerfile",
+    "docker-compose.yml": "compose",
+    **{path: "k8s" for path in MANAGED if path.startswith("k8s/")},
+}
+
+
+def stamp_of(text: str) -> dict[str, str]:
+    """The ``key=value`` fields of a file's provenance stamp (its first line)."""
+    first = text.splitlines()[0]
+    assert first.startswith("# crank:generated "), first
+    return dict(field.split("=", 1) for field in first.split()[2:])
+
+
+def own_digest(text: str) -> str:
+    """The stamp's ``content=`` computed here, as the docs define it: sha256 of the file
+    with the stamp (from ``crank:generated`` to the end of its line) replaced by
+    ``crank:generated-stamp``, first 16 hex digits."""
+    body = re.sub(r"crank:generated[^\n]*", "crank:generated-stamp", text, count=1)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
+
 def test_every_file_carries_the_provenance_stamp(pristine_worker: Path) -> None:
     project = load_project(pristine_worker)
     files = render_all(project)
     assert sorted(f.path for f in files) == MANAGED
     for file in files:
-        first = file.content.splitlines()[0]
-        assert first.startswith(f"# {STAMP_MARK} artifact={file.artifact} ")
-        assert f"template={template_version()}" in first
-        assert "manifest=src/text_echo/crank.yaml" in first
-        # the digest of the file itself (stamp left out), never of the whole manifest
-        assert first.endswith(f" content={content_digest(file.content)}")
+        fields = stamp_of(file.content)
+        assert fields == {
+            "artifact": ARTIFACT_OF[file.path],
+            "template": template_version(),
+            "manifest": "src/text_echo/crank.yaml",
+            "content": own_digest(file.content),  # the file itself, never the manifest
+        }, file.path
+        assert file.artifact == ARTIFACT_OF[file.path]
         assert project.manifest.digest()[:16] not in file.content
 
 
@@ -84,9 +116,18 @@ def test_content_digest_ignores_the_stamp_and_sees_any_other_change() -> None:
     assert content_digest(text.replace("key: 1", "key: 2")) != content_digest(text)
 
 
-def test_scaffold_writes_exactly_the_rendered_artifacts(pristine_worker: Path) -> None:
-    for file in render_all(load_project(pristine_worker)):
-        assert (pristine_worker / file.path).read_text() == file.content
+def test_a_new_worker_holds_every_managed_artifact_intact(pristine_worker: Path) -> None:
+    # read from disk: which files carry a stamp, and does each stamp match its file
+    stamped = {
+        path.relative_to(pristine_worker).as_posix(): path.read_text(encoding="utf-8")
+        for path in pristine_worker.rglob("*")
+        if path.is_file() and STAMP_MARK in path.read_text(encoding="utf-8", errors="replace")
+    }
+    assert sorted(stamped) == MANAGED
+    for rel, text in stamped.items():
+        fields = stamp_of(text)
+        assert fields["artifact"] == ARTIFACT_OF[rel], rel
+        assert fields["content"] == own_digest(text), f"{rel} was changed after it was stamped"
 
 
 def _with_system_deps(project_dir: Path) -> Path:
@@ -266,6 +307,8 @@ def test_render_cli_prints_the_committed_file(pristine_worker: Path) -> None:
     result = CliRunner().invoke(cli, ["render", "dockerfile", "--manifest", str(manifest)])
     assert result.exit_code == 0, result.output
     assert result.stdout == (pristine_worker / "Dockerfile").read_text()
+    fields = stamp_of(result.stdout)
+    assert (fields["artifact"], fields["content"]) == ("dockerfile", own_digest(result.stdout))
 
 
 def test_render_cli_writes_output_file(pristine_worker: Path, tmp_path: Path) -> None:
@@ -275,6 +318,7 @@ def test_render_cli_writes_output_file(pristine_worker: Path, tmp_path: Path) ->
     )
     assert result.exit_code == 0, result.output
     assert out.read_text() == (pristine_worker / ".env.example").read_text()
+    assert stamp_of(out.read_text())["artifact"] == "env"
     assert result.stderr == f"wrote {out}\n"
 
 
@@ -286,7 +330,9 @@ def test_render_cli_k8s_to_folder(pristine_worker: Path, tmp_path: Path) -> None
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml"))
     assert written == [m for m in MANAGED if m.startswith("k8s/")]
     for rel in written:
-        assert (tmp_path / rel).read_text() == (pristine_worker / rel).read_text()
+        text = (tmp_path / rel).read_text()
+        assert text == (pristine_worker / rel).read_text()
+        assert stamp_of(text) == {**stamp_of(text), "artifact": "k8s", "content": own_digest(text)}
 
 
 def test_render_unknown_artifact_is_a_usage_error(pristine_worker: Path) -> None:

@@ -79,30 +79,120 @@ def test_weights_never_reach_zero_nor_jump_more_than_half(
 
 
 @pytest.mark.slow
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(configs(), metrics())
-def test_decision_type_matches_the_numbers(config: ScalingConfig, m: RuntimeMetrics) -> None:
+def test_a_pool_outside_its_bounds_is_brought_back_first(
+    config: ScalingConfig, m: RuntimeMetrics
+) -> None:
     d = decide(config, m, NOW)
-    expected = (
-        "scale_up"
-        if d.target_workers > d.current_workers
-        else "scale_down"
-        if d.target_workers < d.current_workers
-        else "rebalance"
-        if d.agent_weight_adjustments
-        else "maintain"
+    workers = m.active_workers + m.idle_workers
+    if workers < config.min_workers:
+        assert (d.decision_type, d.target_workers) == ("scale_up", config.min_workers)
+        assert d.reason == f"below min_workers ({workers} < {config.min_workers})"
+    elif workers > config.max_workers:
+        assert (d.decision_type, d.target_workers) == ("scale_down", config.max_workers)
+        assert d.reason == f"above max_workers ({workers} > {config.max_workers})"
+
+
+@st.composite
+def backlogs(draw: st.DrawFn) -> tuple[ScalingConfig, RuntimeMetrics]:
+    """A pool inside its bounds, below max, with more pending than its target rate."""
+    config = draw(configs().filter(lambda c: c.max_workers > c.min_workers))
+    workers = draw(st.integers(config.min_workers, config.max_workers - 1))
+    active = draw(st.integers(0, workers))
+    threshold = workers * config.target_queue_per_worker
+    caps = draw(st.lists(CAPS, min_size=1, max_size=5, unique=True))
+    depth = {caps[0]: draw(st.integers(threshold + 1, threshold + 5_000))}
+    depth.update({cap: draw(st.integers(0, 100)) for cap in caps[1:]})
+    return config, RuntimeMetrics(
+        queue_depth=depth, active_workers=active, idle_workers=workers - active
     )
-    assert d.decision_type == expected
-    doc = d.as_dict()
-    assert set(doc) == {
-        "timestamp",
-        "decision_type",
-        "current_workers",
-        "target_workers",
-        "agent_weight_adjustments",
-        "reason",
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(backlogs())
+def test_a_backlog_beyond_the_target_grows_the_pool_at_most_twofold(
+    case: tuple[ScalingConfig, RuntimeMetrics],
+) -> None:
+    config, m = case
+    workers = m.active_workers + m.idle_workers
+    pending = sum(m.queue_depth.values())
+    d = decide(config, m, NOW)
+    assert d.decision_type == "scale_up"
+    assert workers < d.target_workers <= min(config.max_workers, max(2 * workers, 1))
+    # never more than the backlog needs at the target rate, unless one more is the least step
+    needed = -(-pending // config.target_queue_per_worker)
+    assert d.target_workers <= max(needed, workers + 1)
+
+
+@st.composite
+def idle_pools(draw: st.DrawFn) -> tuple[ScalingConfig, RuntimeMetrics]:
+    """A pool above its minimum, nobody busy, nothing queued."""
+    config = draw(configs().filter(lambda c: c.max_workers > c.min_workers))
+    workers = draw(st.integers(config.min_workers + 1, config.max_workers))
+    caps = draw(st.lists(CAPS, max_size=5, unique=True))
+    return config, RuntimeMetrics(
+        queue_depth=dict.fromkeys(caps, 0), active_workers=0, idle_workers=workers
+    )
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(idle_pools())
+def test_an_idle_pool_with_an_empty_queue_shrinks_a_quarter_at_a_time(
+    case: tuple[ScalingConfig, RuntimeMetrics],
+) -> None:
+    config, m = case
+    workers = m.idle_workers
+    d = decide(config, m, NOW)
+    assert d.decision_type == "scale_down"
+    assert d.target_workers == max(config.min_workers, workers - max(1, workers // 4))
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(configs(), metrics())
+def test_a_decision_without_a_size_change_rebalances_or_maintains(
+    config: ScalingConfig, m: RuntimeMetrics
+) -> None:
+    d = decide(config, m, NOW)
+    if d.target_workers != d.current_workers:
+        return
+    if d.agent_weight_adjustments:
+        assert (d.decision_type, d.reason) == ("rebalance", "capability weights follow the queue")
+    else:
+        assert d.decision_type == "maintain"
+
+
+def test_a_decision_as_json() -> None:
+    config = ScalingConfig(min_workers=2, max_workers=2)
+    m = RuntimeMetrics(
+        queue_depth={"a.x": 90, "b.y": 10},
+        active_workers=1,
+        idle_workers=1,
+        weights={"a.x": 0.2, "b.y": 0.8},
+    )
+    assert decide(config, m, NOW).as_dict() == {
+        "timestamp": "2026-11-22T12:00:00+00:00",
+        "decision_type": "rebalance",
+        "current_workers": 2,
+        "target_workers": 2,
+        "agent_weight_adjustments": {
+            "a.x": {
+                "previous_weight": 0.2,
+                "new_weight": 0.3,
+                "reason": "bottleneck capability: 90% of pending tasks (step limited to 50%)",
+            },
+            "b.y": {
+                "previous_weight": 0.8,
+                "new_weight": 0.4,
+                "reason": "shrinking share of the queue: 10% of pending tasks "
+                "(step limited to 50%)",
+            },
+        },
+        "reason": "capability weights follow the queue",
     }
-    assert doc["timestamp"] == "2026-11-22T12:00:00+00:00"
 
 
 @pytest.mark.slow

@@ -58,9 +58,28 @@ def test_retry_skips_errors_not_listed() -> None:
 def test_ctx_retry_respects_the_deadline() -> None:
     ctx = TaskContext.for_call("a.x", timeout_s=0.05)
     flaky = Flaky(failures=100)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ConnectionError, match="failure 1"):
         ctx.retry(flaky, 1, attempts=50)
-    assert flaky.calls < 50
+    # the first wait (at least 0.2 s) would pass the 0.05 s left: no second try
+    assert flaky.calls == 1
+
+
+def test_retry_waits_only_while_the_deadline_allows() -> None:
+    left = [1.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        left[0] -= seconds
+
+    flaky = Flaky(failures=100)
+    policy = retrying(attempts=50, base_s=0.1, deadline=lambda: left[0], sleep=sleep)
+    with pytest.raises(ConnectionError):
+        policy(flaky, 1)
+    # waits of 0.1-0.2, 0.2-0.3, 0.4-0.5 s fit in the second; the next (0.8-0.9) does not
+    assert 2 <= len(waits) <= 3
+    assert flaky.calls == len(waits) + 1
+    assert sum(waits) <= 1.0
 
 
 def test_ctx_retrying_decorator() -> None:
