@@ -1,7 +1,8 @@
 """The broker contract: the protocol every queue backend implements, and its value types.
 
 One module holds all of it: the value types (:class:`TaskSpec`, :class:`TaskRecord`,
-:class:`Claim`, :class:`ClaimOptions`, :class:`QueueStats`), the :class:`Broker`
+:class:`Claim`, :class:`ClaimOptions`, :class:`QueueStats`, :class:`TaskQuery`,
+:class:`TaskSummary`, :class:`TaskPage`), the :class:`Broker`
 protocol, and the single-item operations written once over the batch ones (a
 backend subclasses :class:`Broker` and implements the abstract methods; see
 :mod:`crank.runtime.brokers` for ``open_broker``).
@@ -40,6 +41,8 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   they expire with the task's result (``result_ttl_s``). Events are published
   before the task is acked, so a reader that sees the task done and then reads
   once more has every event (the end of the stream is the task's final status);
+* ``list_tasks`` pages through the tasks the broker holds, newest first (the order
+  they were queued), filtered by status, capability and caller;
 * results are pushed, not polled: ``wait_for_result`` (and its asyncio twin
   ``wait_for_result_async``) returns as soon as the task ends, woken by a notice
   the backend sends once the outcome is stored (see :mod:`.notices`);
@@ -55,7 +58,7 @@ import os
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
 
 from crank.errors import CrankError
 
@@ -83,6 +86,8 @@ def _safety_poll_from_env() -> float:
 SAFETY_POLL_S = _safety_poll_from_env()
 
 TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
+#: every status a task can have, in the order of its life.
+TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
 
 
@@ -305,6 +310,105 @@ class Claimed:
 
     def result(self) -> list[Claim]:
         return self.claims
+
+
+#: the most tasks one page of :meth:`Broker.list_tasks` holds.
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """Which tasks :meth:`Broker.list_tasks` lists, how many, and from where.
+
+    Every filter given must hold (None: any). ``cursor`` is the ``next_cursor`` of
+    the page before (None: start at the newest task); it is opaque, a backend's own
+    position, and stays valid while tasks come and go.
+    """
+
+    status: TaskStatus | None = None
+    capability: str | None = None
+    caller: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"a page holds 1 to {MAX_PAGE} tasks, not {self.limit}")
+        if self.cursor is not None and not cursor_is_valid(self.cursor):
+            raise ValueError(f"{self.cursor!r} is not a cursor this broker handed out")
+
+    @property
+    def before(self) -> int | None:
+        """The cursor as the position to list below (every backend numbers its tasks in
+        the order they were queued); None: from the newest."""
+        return None if self.cursor is None else int(self.cursor)
+
+
+def cursor_is_valid(cursor: str) -> bool:
+    """Whether ``cursor`` can be a page's cursor: a whole number (a backend's position)."""
+    return cursor.isascii() and cursor.isdigit() and 0 < len(cursor) <= 19
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """A task as a list shows it: what it is and how it stands, without its input or result
+    (a page stays small however large those are; :meth:`Broker.get` has them)."""
+
+    id: str
+    capability: str
+    status: TaskStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    #: the id the task was submitted under (a deprecated id routes to ``capability``).
+    requested: str
+    #: who submitted it (``X-Crank-Caller``), when it was said.
+    caller: str | None
+    error: Mapping[str, Any] | None
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskSummary:
+        meta = record.meta or {}
+        requested, caller = meta.get("requested"), meta.get("caller")
+        return cls(
+            id=record.id,
+            capability=record.capability,
+            status=record.status,
+            priority=record.priority,
+            attempts=record.attempts,
+            max_attempts=record.max_attempts,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            requested=requested if isinstance(requested, str) else record.capability,
+            caller=caller if isinstance(caller, str) else None,
+            error=dict(record.error) if record.error else None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "capability": self.capability,
+            "requested": self.requested,
+            "caller": self.caller,
+            "status": self.status,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "error": dict(self.error) if self.error else None,
+        }
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of :meth:`Broker.list_tasks`: newest first."""
+
+    tasks: tuple[TaskSummary, ...]
+    #: the cursor of the next page; None when no task is left after this page.
+    next_cursor: str | None
 
 
 #: outcomes larger than this (bytes of JSON) are not carried; the waiter reads the task.
@@ -623,6 +727,18 @@ class Broker(Protocol):
 
     @abstractmethod
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]: ...
+
+    @abstractmethod
+    def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """The tasks ``query`` asks for, newest first (the order they were queued), as
+        the broker holds them: history survives a restart of every process.
+
+        Expired tasks (finished ones past ``result_ttl_s``) are not listed. A page
+        may hold fewer than ``query.limit`` tasks and still have a ``next_cursor``
+        when a backend stopped looking to keep one call short (Redis, with filters
+        that few tasks match); follow ``next_cursor`` until it is None.
+        """
+        ...
 
     @abstractmethod
     def ping(self) -> bool: ...

@@ -31,9 +31,12 @@ from crank.runtime.brokers.contract import (
     Notice,
     QueueStats,
     Submitted,
+    TaskPage,
+    TaskQuery,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    TaskSummary,
     input_fingerprint,
     priority_band,
 )
@@ -428,6 +431,26 @@ class MemoryBroker(Broker):
         dead.sort(key=lambda r: r.updated_at, reverse=True)
         return dead[:limit]
 
+    def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Newest first by submission number (``_Entry.seq``, the cursor)."""
+        before = query.before
+        found: list[_Entry] = []
+        with self._cond:
+            self._purge(time.time())
+            for entry in reversed(self._tasks.values()):
+                if before is not None and entry.seq >= before:
+                    continue
+                if _matches(entry.record, query):
+                    found.append(entry)
+                    if len(found) > query.limit:
+                        break
+        more = len(found) > query.limit
+        page = found[: query.limit]
+        return TaskPage(
+            tuple(TaskSummary.of(e.record) for e in page),
+            str(page[-1].seq) if more else None,
+        )
+
     def ping(self) -> bool:
         return True
 
@@ -443,6 +466,15 @@ class MemoryBroker(Broker):
                 del self._idempotency[key]
         for tid in [t for t, (_, until) in self._events.items() if until < now]:
             del self._events[tid]
+
+
+def _matches(record: TaskRecord, query: TaskQuery) -> bool:
+    meta = record.meta or {}
+    return (
+        (query.status is None or record.status == query.status)
+        and (query.capability is None or record.capability == query.capability)
+        and (query.caller is None or meta.get("caller") == query.caller)
+    )
 
 
 def _is_current(token: int, entry: _Entry) -> bool:

@@ -24,6 +24,20 @@ Layout (``P`` is the key prefix, default ``crank``):
   ``PUBLISH`` a task's notice on when it ends (:mod:`.notices`); the script that
   stores the outcome publishes, then deletes the set.
 
+* ``P:ix``: the list index (below).
+
+Listing: every task, when it is submitted, gets the next number of ``P:ix:seq``
+and is added to the sorted set ``P:ix`` under that score: one ``INCRBY`` and one
+``ZADD`` per submit call, nothing on the claim and ack paths. ``list_tasks`` walks
+it newest first and reads each entry's status, capability and caller from the task
+hash (statuses change too often to be indexed cheaply), a bounded number of
+entries per script call. The entry of an expired task is taken out when a list
+meets it, and by a sweep in the submit script: about every 64 tasks it looks at two
+entries per task submitted, among those submitted more than ``result_ttl_s`` ago
+(``P:ix:clock`` records which number a submit reached at what time, once a
+minute), going round from ``P:ix:swept``; so the index stays as large as the tasks
+it lists, and costs nothing to sweep while every task is younger than the TTL.
+
 Visibility timeout = the entry's idle time in the PEL: a claim first takes
 entries idle longer than its timeout with ``XAUTOCLAIM`` (their consumer died;
 at most 100 ms late, see ``P:reclaim``),
@@ -76,9 +90,12 @@ from crank.runtime.brokers.contract import (
     PendingClaims,
     QueueStats,
     Submitted,
+    TaskPage,
+    TaskQuery,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    TaskSummary,
     input_fingerprint,
     priority_band,
 )
@@ -89,6 +106,10 @@ if TYPE_CHECKING:
 
 
 _BLOCK_SLICE_S = 0.5
+#: index entries one call of the list script looks at, at most (Redis runs nothing else
+#: meanwhile), and the calls one page makes before it answers short with a cursor.
+_LIST_BUDGET = 2_000
+_LIST_CALLS = 5
 
 #: The consumer group every worker reads the streams with.
 CONSUMER_GROUP = "crank"
@@ -105,6 +126,8 @@ def _lua(name: str) -> str:
     body = (folder / f"{name}.lua").read_text(encoding="utf-8")
     if name in ("claim", "adopt", "ack", "fail"):
         body = (folder / "common.lua").read_text(encoding="utf-8") + "\n" + body
+    if name == "submit":
+        body = (folder / "index.lua").read_text(encoding="utf-8") + "\n" + body
     return body
 
 
@@ -149,6 +172,34 @@ def _claimed(fields: Sequence[str], now: float) -> TaskRecord:
         timeout_s=_opt_float(timeout),
         meta=json.loads(meta) if meta else {},
     )
+
+
+def _summary(fields: Sequence[str | None]) -> TaskSummary:
+    """A listed task from the list script's HMGET (see ``list.lua``)."""
+    status, task_id, capability, priority, attempts, max_attempts, created, updated, error, meta = (
+        fields
+    )
+    extra = json.loads(meta) if meta else {}
+    requested, caller = extra.get("requested"), extra.get("caller")
+    return TaskSummary(
+        id=str(task_id),
+        capability=str(capability),
+        status=cast("TaskStatus", status),
+        priority=int(priority or 0),
+        attempts=int(attempts or 0),
+        max_attempts=int(max_attempts or 3),
+        created_at=float(created or 0.0),
+        updated_at=float(updated or 0.0),
+        requested=requested if isinstance(requested, str) else str(capability),
+        caller=caller if isinstance(caller, str) else None,
+        error=json.loads(error) if error else None,
+    )
+
+
+def _caller(meta: Mapping[str, Any] | None) -> str:
+    """Who submitted a task, as its hash keeps it ('' when nobody said)."""
+    caller = (meta or {}).get("caller")
+    return caller if isinstance(caller, str) else ""
 
 
 def _split_receipt(receipt: str) -> tuple[str, str]:
@@ -196,6 +247,7 @@ class RedisBroker(Broker):
                 "stats",
                 "events",
                 "watch",
+                "list",
             )
         }
         self._run(self._redis.ping, "connect")
@@ -256,7 +308,7 @@ class RedisBroker(Broker):
         now = time.time()
         records: list[Submitted] = []
         ids: list[str] = []
-        args: list[Any] = [self.prefix, repr(now)]
+        args: list[Any] = [self.prefix, repr(now), max(1, int(self.options.result_ttl_s))]
         for s in specs:
             record = TaskRecord(
                 id=new_id(),
@@ -283,6 +335,7 @@ class RedisBroker(Broker):
                 "" if s.timeout_s is None else repr(float(s.timeout_s)),
                 json.dumps(s.meta, separators=(",", ":")) if s.meta else "",
                 "" if s.idempotency_key is None else input_fingerprint(s.capability, s.payload),
+                _caller(s.meta),
             ]
         if not watch:
             answers = self._script("submit", args, "submit tasks")
@@ -568,6 +621,29 @@ class RedisBroker(Broker):
             pipe.hgetall(f"{self.prefix}:t:{task_id}")
         hashes = self._run(pipe.execute, "read dead letters")
         return [_record(h) for h in hashes if h]
+
+    def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Walks the list index newest first (see "Listing" above), a bounded number of
+        entries per script call, and a few calls per page."""
+        tasks: list[TaskSummary] = []
+        cursor = query.cursor or ""
+        for _ in range(_LIST_CALLS):
+            wanted = query.limit - len(tasks)
+            args = [
+                self.prefix,
+                cursor,
+                wanted,
+                _LIST_BUDGET,
+                query.status or "",
+                query.capability or "",
+                query.caller or "",
+            ]
+            flat = self._script("list", args, "list tasks")
+            cursor, rows = str(flat[0]), flat[1:]
+            tasks += (_summary(row[:10]) for row in rows)
+            if not cursor or len(rows) == wanted:
+                break
+        return TaskPage(tuple(tasks), cursor or None)
 
     def ping(self) -> bool:
         try:

@@ -50,9 +50,12 @@ from crank.runtime.brokers.contract import (
     Notice,
     QueueStats,
     Submitted,
+    TaskPage,
+    TaskQuery,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    TaskSummary,
     input_fingerprint,
     priority_band,
 )
@@ -85,7 +88,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT,
     timeout_s REAL,
     meta TEXT,
-    expires_at REAL
+    expires_at REAL,
+    caller TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (priority DESC, visible_at)
     WHERE status IN ('pending', 'retrying');
@@ -113,9 +117,18 @@ CREATE TABLE IF NOT EXISTS wake_listeners (
 ) WITHOUT ROWID;
 """
 
+#: columns added to the schema since its first version, with their declarations: a
+#: queue file written before gets them when it is opened (:func:`_add_new_columns`).
+_ADDED_COLUMNS = (("caller", "TEXT"),)
+
 _COLUMNS = (
     "id, capability, payload, status, priority, attempts, max_attempts, idempotency_key, "
     "created_at, updated_at, result, error, timeout_s, meta"
+)
+#: what a list shows of a task (:class:`TaskSummary`), after its rowid (the cursor).
+_SUMMARY_COLUMNS = (
+    "rowid, id, capability, status, priority, attempts, max_attempts, created_at, updated_at, "
+    "error, meta"
 )
 _PURGE_EVERY_S = 30.0
 _RESCAN_S = 0.05
@@ -148,6 +161,38 @@ def _record(row: Sequence[Any]) -> TaskRecord:
         timeout_s=row[12],
         meta={} if not row[13] else json.loads(row[13]),
     )
+
+
+def _summary(row: Sequence[Any]) -> TaskSummary:
+    """A list's row (:data:`_SUMMARY_COLUMNS`, rowid first) as a summary."""
+    meta = {} if not row[10] else json.loads(row[10])
+    requested, caller = meta.get("requested"), meta.get("caller")
+    return TaskSummary(
+        id=row[1],
+        capability=row[2],
+        status=row[3],
+        priority=row[4],
+        attempts=row[5],
+        max_attempts=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        requested=requested if isinstance(requested, str) else row[2],
+        caller=caller if isinstance(caller, str) else None,
+        error=None if row[9] is None else json.loads(row[9]),
+    )
+
+
+def _add_new_columns(db: sqlite3.Connection) -> None:
+    """Give a queue file from an earlier crank the columns added since (no data moves)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for name, declaration in _ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {declaration}")
+
+
+def _caller(meta: Mapping[str, Any] | None) -> str | None:
+    caller = (meta or {}).get("caller")
+    return caller if isinstance(caller, str) else None
 
 
 def _existing(row: Sequence[Any], spec: TaskSpec) -> Submitted:
@@ -200,6 +245,7 @@ class SqliteBroker(Broker):
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                _add_new_columns(db)
         except (sqlite3.Error, OSError) as exc:
             raise BrokerError(
                 f"cannot open the SQLite queue {self.path}: {exc}",
@@ -396,6 +442,7 @@ class SqliteBroker(Broker):
                 now,
                 r.timeout_s,
                 json.dumps(r.meta, separators=(",", ":")) if r.meta else None,
+                _caller(r.meta),
             )
             for r in created
         ]
@@ -412,8 +459,8 @@ class SqliteBroker(Broker):
                     )
                 db.executemany(
                     "INSERT INTO tasks (id, capability, payload, status, priority, max_attempts, "
-                    "idempotency_key, created_at, updated_at, visible_at, timeout_s, meta) "
-                    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "idempotency_key, created_at, updated_at, visible_at, timeout_s, meta, caller) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (idempotency_key) DO NOTHING",
                     rows,
                 )
@@ -767,6 +814,28 @@ class SqliteBroker(Broker):
             (limit,),
         )
         return [_record(r) for r in rows]
+
+    def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Newest first by rowid (the order of the inserts, and the cursor)."""
+        where = ["(expires_at IS NULL OR expires_at >= ?)"]
+        params: list[Any] = [time.time()]
+        for column, value in (
+            ("rowid <", query.before),
+            ("status =", query.status),
+            ("capability =", query.capability),
+            ("caller =", query.caller),
+        ):
+            if value is not None:
+                where.append(f"{column} ?")
+                params.append(value)
+        rows = self._read(
+            f"SELECT {_SUMMARY_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "  # noqa: S608 - constants and placeholders only
+            "ORDER BY rowid DESC LIMIT ?",
+            (*params, query.limit + 1),
+        )
+        page = rows[: query.limit]
+        more = len(rows) > query.limit
+        return TaskPage(tuple(map(_summary, page)), str(page[-1][0]) if more else None)
 
     def ping(self) -> bool:
         try:

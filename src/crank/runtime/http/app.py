@@ -28,6 +28,16 @@ _HTTP_ERRORS = {
 }
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers at the request's path (Starlette's own 405 names
+    only those of the first route whose path matched, and several routes share a path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404 and 405 (and any HTTPException) as the documented JSON error."""
     status: int = getattr(exc, "status_code", 500)
@@ -36,7 +46,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
         404: f"no route {request.url.path}",
         405: f"{request.method} is not allowed on {request.url.path}",
     }.get(status, str(getattr(exc, "detail", "")))
-    return error_response(status, code, what, hint=hint, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status == 405:
+        headers["Allow"] = allowed_methods(request)
+    return error_response(status, code, what, hint=hint, headers=headers)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from crank.runtime.brokers.contract import TASK_STATUSES
+
 if TYPE_CHECKING:
     from crank.routing import Router
 
@@ -34,7 +36,7 @@ TASK_SCHEMA: Schema = {
         "id": {"type": "string"},
         "capability": {"type": "string"},
         "requested": {"type": ["string", "null"]},
-        "status": {"enum": ["pending", "running", "retrying", "succeeded", "failed", "dead"]},
+        "status": {"enum": list(TASK_STATUSES)},
         "priority": {"type": "integer"},
         "attempts": {"type": "integer"},
         "max_attempts": {"type": "integer"},
@@ -42,6 +44,43 @@ TASK_SCHEMA: Schema = {
         "updated_at": {"type": "number"},
         "result": {},
         "error": {"type": ["object", "null"]},
+    },
+}
+
+#: A task in a list: what it is and how it stands, without its input or result.
+TASK_SUMMARY_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["id", "capability", "status", "created_at", "updated_at"],
+    "properties": {
+        **{
+            name: TASK_SCHEMA["properties"][name]
+            for name in (
+                "id",
+                "capability",
+                "requested",
+                "status",
+                "priority",
+                "attempts",
+                "max_attempts",
+                "created_at",
+                "updated_at",
+                "error",
+            )
+        },
+        "caller": {"type": ["string", "null"]},
+    },
+}
+
+#: One page of a list of tasks.
+TASK_PAGE_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["tasks", "next_cursor"],
+    "properties": {
+        "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskSummary"}},
+        "next_cursor": {
+            "type": ["string", "null"],
+            "description": "The cursor of the next page; null when no task is left.",
+        },
     },
 }
 
@@ -74,7 +113,12 @@ ERROR_SCHEMA: Schema = {
 }
 
 #: The document's ``components.schemas``; operations refer to them with :func:`component_ref`.
-COMPONENTS: Mapping[str, Schema] = {"Task": TASK_SCHEMA, "Error": ERROR_SCHEMA}
+COMPONENTS: Mapping[str, Schema] = {
+    "Task": TASK_SCHEMA,
+    "TaskSummary": TASK_SUMMARY_SCHEMA,
+    "TaskPage": TASK_PAGE_SCHEMA,
+    "Error": ERROR_SCHEMA,
+}
 
 
 def component_ref(component: str) -> Schema:
@@ -336,7 +380,9 @@ __all__ = [
     "LOCATION",
     "RETRY_AFTER",
     "TASK_ID",
+    "TASK_PAGE_SCHEMA",
     "TASK_SCHEMA",
+    "TASK_SUMMARY_SCHEMA",
     "Endpoint",
     "Header",
     "Operation",

@@ -8,17 +8,14 @@ declarations on :class:`Handlers` in the order they are matched and documented
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
 from crank.runtime.brokers import contract as broker_contract
-from crank.runtime.brokers.contract import IdempotencyKeyReused
-from crank.runtime.gateway import CapabilityPaused, QueueFull
+from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.capability_operations import (
     CALLER,
     IDEMPOTENCY_KEY,
@@ -27,8 +24,6 @@ from crank.runtime.http.capability_operations import (
     streamed_events,
     task_envelopes,
 )
-from crank.runtime.http.guard import RETRY_AFTER_S
-from crank.runtime.http.limits import BodyTooLarge
 from crank.runtime.http.operations import (
     BODY_ERRORS,
     DEPRECATION_HEADERS,
@@ -46,7 +41,6 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import (
-    UnsupportedMediaType,
     caller,
     idempotency_key,
     json_body,
@@ -61,7 +55,8 @@ from crank.runtime.http.sse import (
     format_event,
     live_events,
 )
-from crank.runtime.logs import bind_ids, get_logger
+from crank.runtime.http.task_control import LIST_TASKS, TaskControl
+from crank.runtime.logs import bind_ids
 from crank.runtime.tracing import span
 
 if TYPE_CHECKING:
@@ -76,73 +71,6 @@ if TYPE_CHECKING:
 
 #: The route table: every route, its handler and its operation, in matching order.
 ROUTES = RouteTable()
-
-
-def _seconds_to_utc_midnight() -> int:
-    now = dt.datetime.now(dt.UTC)
-    tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    return max(1, int((tomorrow - now).total_seconds()))
-
-
-def error_for(exc: BaseException) -> Response:
-    """The HTTP answer for an error raised while preparing or running a call."""
-    if isinstance(exc, CapabilityGone):
-        return error_response(
-            410, "CAPABILITY_GONE", exc.message, hint=exc.hint, successors=list(exc.successors)
-        )
-    if isinstance(exc, CapabilityNotFound):
-        return error_response(404, "CAPABILITY_NOT_FOUND", exc.message, hint=exc.hint)
-    if isinstance(exc, ValidationFailed):
-        return error_response(400, "INVALID_INPUT", exc.message, hint=exc.hint, errors=exc.errors)
-    if isinstance(exc, IdempotencyKeyReused):
-        return error_response(409, "IDEMPOTENCY_KEY_REUSED", exc.message, hint=exc.hint)
-    if isinstance(exc, BodyTooLarge):
-        return error_response(413, "BODY_TOO_LARGE", exc.message, hint=exc.hint)
-    if isinstance(exc, UnsupportedMediaType):
-        return error_response(415, "UNSUPPORTED_MEDIA_TYPE", exc.message, hint=exc.hint)
-    if isinstance(exc, QueueFull):
-        return error_response(
-            429,
-            "QUEUE_FULL",
-            exc.message,
-            hint=exc.hint,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-    if isinstance(exc, CapabilityPaused):
-        return error_response(
-            503,
-            "CAPABILITY_PAUSED",
-            exc.message,
-            hint=exc.hint,
-            headers={"Retry-After": str(_seconds_to_utc_midnight())},
-        )
-    if isinstance(exc, CrankError):
-        # BrokerError and other deliberate errors of the backend
-        return error_response(503, "UNAVAILABLE", exc.message, hint=exc.hint)
-
-    get_logger("crank.runtime.http").error("broker_failure", exc_info=exc)
-    return error_response(
-        503,
-        "BROKER_UNAVAILABLE",
-        f"the task broker failed: {type(exc).__name__}",
-        hint="check that the broker (SQLite file or Redis) is reachable; the call was not queued",
-    )
-
-
-def _task_not_found(task_id: str) -> Response:
-    return error_response(
-        404,
-        "TASK_NOT_FOUND",
-        f"no task {task_id!r}",
-        hint="tasks expire after their result TTL",
-    )
-
-
-def _task_doc(record: TaskRecord) -> dict[str, Any]:
-    doc = record.as_dict()
-    requested = record.meta.get("requested") if record.meta else None
-    doc["requested"] = requested if isinstance(requested, str) else record.capability
-    return doc
 
 
 def _wants_sse(request: Request) -> bool:
@@ -218,8 +146,10 @@ def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
     )
 
 
-class Handlers:
-    """The endpoints; each is registered on :data:`ROUTES` with its operation."""
+class Handlers(TaskControl):
+    """The endpoints; each is registered on :data:`ROUTES` with its operation (those of
+    :class:`~crank.runtime.http.task_control.TaskControl` with the operations declared
+    there, in the order below)."""
 
     def __init__(self, services: RuntimeServices, *, openapi: Mapping[str, Any]) -> None:
         self.s = services
@@ -379,10 +309,12 @@ class Handlers:
             return error_for(exc)
         location = f"/v1/tasks/{record.id}"
         return JSONResponse(
-            {**_task_doc(record), "location": location},
+            {**task_doc(record), "location": location},
             status_code=202,
             headers={"Location": location, **call.resolution.headers},
         )
+
+    list_tasks = ROUTES.route("GET", "/v1/tasks", LIST_TASKS)(TaskControl.list_tasks)
 
     @ROUTES.route(
         "GET",
@@ -401,8 +333,8 @@ class Handlers:
         except Exception as exc:
             return error_for(exc)
         if record is None:
-            return _task_not_found(task_id)
-        return JSONResponse(_task_doc(record))
+            return task_not_found(task_id)
+        return JSONResponse(task_doc(record))
 
     @ROUTES.route("GET", "/v1/tasks/{task_id}/events", documents=_events_operation)
     async def task_events(self, request: Request) -> Response:
@@ -419,7 +351,7 @@ class Handlers:
         except Exception as exc:
             return error_for(exc)
         if record is None:
-            return _task_not_found(task_id)
+            return task_not_found(task_id)
         route = self.s.router.route(record.capability)
         if route is None or not route.capability.streaming:
             why = "is not served here" if route is None else "does not stream events"

@@ -1,0 +1,90 @@
+"""What several handlers answer alike: the error for an exception, a task's document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
+from crank.runtime.brokers.contract import IdempotencyKeyReused
+from crank.runtime.gateway import CapabilityPaused, QueueFull
+from crank.runtime.http.guard import RETRY_AFTER_S
+from crank.runtime.http.limits import BodyTooLarge
+from crank.runtime.http.request_parsing import UnsupportedMediaType
+from crank.runtime.http.responses import error_response
+from crank.runtime.logs import get_logger
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from crank.runtime.brokers.contract import TaskRecord
+
+
+def _seconds_to_utc_midnight() -> int:
+    now = dt.datetime.now(dt.UTC)
+    tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    return max(1, int((tomorrow - now).total_seconds()))
+
+
+def error_for(exc: BaseException) -> Response:
+    """The HTTP answer for an error raised while preparing or running a call."""
+    if isinstance(exc, CapabilityGone):
+        return error_response(
+            410, "CAPABILITY_GONE", exc.message, hint=exc.hint, successors=list(exc.successors)
+        )
+    if isinstance(exc, CapabilityNotFound):
+        return error_response(404, "CAPABILITY_NOT_FOUND", exc.message, hint=exc.hint)
+    if isinstance(exc, ValidationFailed):
+        return error_response(400, "INVALID_INPUT", exc.message, hint=exc.hint, errors=exc.errors)
+    if isinstance(exc, IdempotencyKeyReused):
+        return error_response(409, "IDEMPOTENCY_KEY_REUSED", exc.message, hint=exc.hint)
+    if isinstance(exc, BodyTooLarge):
+        return error_response(413, "BODY_TOO_LARGE", exc.message, hint=exc.hint)
+    if isinstance(exc, UnsupportedMediaType):
+        return error_response(415, "UNSUPPORTED_MEDIA_TYPE", exc.message, hint=exc.hint)
+    if isinstance(exc, QueueFull):
+        return error_response(
+            429,
+            "QUEUE_FULL",
+            exc.message,
+            hint=exc.hint,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if isinstance(exc, CapabilityPaused):
+        return error_response(
+            503,
+            "CAPABILITY_PAUSED",
+            exc.message,
+            hint=exc.hint,
+            headers={"Retry-After": str(_seconds_to_utc_midnight())},
+        )
+    if isinstance(exc, CrankError):
+        # BrokerError and other deliberate errors of the backend
+        return error_response(503, "UNAVAILABLE", exc.message, hint=exc.hint)
+
+    get_logger("crank.runtime.http").error("broker_failure", exc_info=exc)
+    return error_response(
+        503,
+        "BROKER_UNAVAILABLE",
+        f"the task broker failed: {type(exc).__name__}",
+        hint="check that the broker (SQLite file or Redis) is reachable; the call was not queued",
+    )
+
+
+def task_not_found(task_id: str) -> Response:
+    return error_response(
+        404,
+        "TASK_NOT_FOUND",
+        f"no task {task_id!r}",
+        hint="tasks expire after their result TTL",
+    )
+
+
+def task_doc(record: TaskRecord) -> dict[str, Any]:
+    doc = record.as_dict()
+    requested = record.meta.get("requested") if record.meta else None
+    doc["requested"] = requested if isinstance(requested, str) else record.capability
+    return doc
+
+
+__all__ = ["error_for", "task_doc", "task_not_found"]
