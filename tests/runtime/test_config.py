@@ -73,6 +73,7 @@ def test_public_view_hides_secrets() -> None:
         ({"CRANK_DAILY_BUDGET_USD": "lots"}, "CRANK_DAILY_BUDGET_USD='lots' is not a number"),
         ({"CRANK_DAILY_BUDGET_USD": "-1"}, "daily budget must be positive"),
         ({"CRANK_MAX_PENDING": "0"}, "max_pending_tasks must be at least 1"),
+        ({"CRANK_UI": "maybe"}, "console mode 'maybe' is not one of on, readonly, off"),
     ],
 )
 def test_bad_environment_is_a_usage_error(
@@ -80,3 +81,15 @@ def test_bad_environment_is_a_usage_error(
 ) -> None:
     with pytest.raises(UsageError, match=message):
         build_config(manifests, env=env)
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [(None, "on"), ("", "on"), ("readonly", "readonly"), (" OFF ", "off")]
+)
+def test_crank_ui_chooses_the_console_mode(
+    manifests: list[Manifest], value: str | None, mode: str
+) -> None:
+    env = {} if value is None else {"CRANK_UI": value}
+    config = build_config(manifests, env=env)
+    assert config.ui == mode
+    assert config.public()["ui"] == mode

@@ -187,6 +187,18 @@ class Router:
     def deprecations(self) -> list[Deprecation]:
         return [self._deprecations[k].deprecation for k in sorted(self._deprecations)]
 
+    def today(self) -> dt.date:
+        """The date sunsets are compared with (a test may fix it)."""
+        return self._today()
+
+    def deprecated_call_counts(
+        self,
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """(routed, refused after the sunset) calls per (deprecated id, caller) since this
+        router was built, copied while no call is being counted."""
+        with self._lock:
+            return dict(self.deprecated_calls), dict(self.gone_calls)
+
     def is_gone(self, capability_id: str) -> bool:
         dep = self.deprecated(capability_id)
         return dep is not None and self._today() > dep.sunset

@@ -7,7 +7,9 @@ Environment variables (all optional):
 * ``CRANK_DAILY_BUDGET_USD``: daily LLM budget; warns at 80 %, pauses non-essential
   capabilities at 100 %;
 * ``CRANK_MAX_PENDING``, ``CRANK_MAX_INFLIGHT``, ``CRANK_MAX_BODY_BYTES``: overload bounds;
-* ``CRANK_GRACE_S``: how long in-flight tasks may run after SIGTERM.
+* ``CRANK_GRACE_S``: how long in-flight tasks may run after SIGTERM;
+* ``CRANK_UI``: the operator console at ``/ui``: ``on`` (default), ``readonly`` (pages
+  without actions; actions refused) or ``off`` (not served).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     from crank.manifest import Manifest
 
 Mode = Literal["dev", "prod"]
+#: The operator console: served with its actions, served read-only, or not served.
+ConsoleMode = Literal["on", "readonly", "off"]
+CONSOLE_MODES: tuple[ConsoleMode, ...] = ("on", "readonly", "off")
 
 DEFAULT_BROKER_URL = "sqlite:///crank-queue.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -67,6 +72,8 @@ class RuntimeConfig:
     visibility_timeout_s: float = 30.0
     #: extra environment for worker processes (PYTHONPATH of named workers...).
     worker_env: Mapping[str, str] = field(default_factory=dict)
+    #: the operator console at ``/ui`` (``CRANK_UI``).
+    ui: ConsoleMode = "on"
 
     def __post_init__(self) -> None:
         if self.mode not in ("dev", "prod"):
@@ -77,6 +84,12 @@ class RuntimeConfig:
                 f"worker bounds are inconsistent: --min-workers {self.min_workers} "
                 f"--max-workers {self.max_workers}",
                 hint="use 0 <= --min-workers <= --max-workers (--max-workers 0: HTTP API only)",
+            )
+        if self.ui not in CONSOLE_MODES:
+            raise UsageError(
+                f"console mode {self.ui!r} is not one of {', '.join(CONSOLE_MODES)}",
+                hint="set CRANK_UI to on, readonly or off",
+                subject="CRANK_UI",
             )
         if not 0 < self.port < 65536:
             raise UsageError(f"port {self.port} is out of range", hint="use a port in 1..65535")
@@ -110,6 +123,7 @@ class RuntimeConfig:
             "min_workers": self.min_workers,
             "max_workers": self.max_workers,
             "auth": self.api_token is not None,
+            "ui": self.ui,
             "daily_budget_usd": self.daily_budget_usd,
             "manifests": [str(p) for p in self.manifest_paths],
         }
@@ -192,6 +206,8 @@ def build_config(
         number = _env_number(env, name, kind)
         if number is not None:
             values[key] = number
+    if env.get("CRANK_UI", "").strip():
+        values["ui"] = env["CRANK_UI"].strip().lower()
     if env.get("CRANK_USAGE_DB"):
         values["usage_db"] = Path(env["CRANK_USAGE_DB"])
     values.update(overrides)
@@ -203,9 +219,11 @@ def with_overrides(config: RuntimeConfig, **changes: Any) -> RuntimeConfig:
 
 
 __all__ = [
+    "CONSOLE_MODES",
     "DEFAULT_BROKER_URL",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "ConsoleMode",
     "Mode",
     "RuntimeConfig",
     "build_config",

@@ -238,12 +238,30 @@ class ServerMetrics:
         )
         if snapshot is not None:
             r.register(RuntimeCollector(snapshot, budget))
+        #: what the worker processes counted (None: no worker processes report here).
+        self._workers: Any = None
         if multiprocess_dir is not None:
             Path(multiprocess_dir).mkdir(parents=True, exist_ok=True)
-            multiprocess.MultiProcessCollector(r, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+            self._workers = multiprocess.MultiProcessCollector(r, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def task_outcomes(self) -> dict[tuple[str, str], float]:
+        """Task attempts the worker processes finished since ``crank run`` started, by
+        (capability, status), summed over the processes (the console's throughput);
+        empty when no worker process reports to this server."""
+        if self._workers is None:
+            return {}
+        counts: dict[tuple[str, str], float] = {}
+        for metric in self._workers.collect():
+            if metric.name != "crank_tasks":
+                continue
+            for sample in metric.samples:
+                if sample.name == "crank_tasks_total":
+                    key = (sample.labels["capability"], sample.labels["status"])
+                    counts[key] = counts.get(key, 0.0) + sample.value
+        return counts
 
 
 def sample_value(registry: Any, name: str, labels: dict[str, str] | None = None) -> float | None:

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from crank.runtime.console import CONSOLE_PREFIX, console_routes
 from crank.runtime.http.guard import GuardMiddleware
 from crank.runtime.http.openapi import build_openapi
 from crank.runtime.http.responses import error_response
@@ -70,11 +71,13 @@ def create_app(services: RuntimeServices) -> Starlette:
         ROUTES, router, version=services.version, secured=services.config.api_token is not None
     )
     handlers = Handlers(services, openapi=document)
-    routes = [
+    routes: list[BaseRoute] = [
         Route(path, getattr(handlers, endpoint.handler), methods=[endpoint.method])
         for endpoint in ROUTES
         for path in endpoint.mounted_paths(router)
     ]
+    console = console_routes(services)  # the operator console at /ui, unless CRANK_UI=off
+    routes += console
     middleware = [
         Middleware(
             GuardMiddleware,
@@ -84,6 +87,7 @@ def create_app(services: RuntimeServices) -> Starlette:
             metrics=services.metrics,
             public_paths=ROUTES.public_paths(),
             known_paths=ROUTES.fixed_paths(router),
+            console_prefix=CONSOLE_PREFIX if console else None,
         )
     ]
     app = Starlette(

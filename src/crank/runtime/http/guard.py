@@ -1,7 +1,8 @@
 """The ASGI middleware in front of every route.
 
 In order: request/trace ids (``X-Request-ID``, W3C ``traceparent``), the bearer
-token, the in-flight bound (429 + ``Retry-After``), a declared body over the
+token (not under ``console_prefix``: the console checks its own session cookie),
+the in-flight bound (429 + ``Retry-After``), a declared body over the
 limit (413), then the route inside an OpenTelemetry span; the access log line
 and the request counter come last. Written as plain ASGI (not
 ``BaseHTTPMiddleware``) so streaming responses pass through untouched.
@@ -48,16 +49,22 @@ def request_ids(scope: Scope) -> tuple[str, str]:
     return rid, trace_id
 
 
-def metric_route(path: str, known: frozenset[str]) -> str:
-    """A bounded label for ``path``: the route template, or ``other``."""
+def metric_route(path: str, known: frozenset[str], console_prefix: str | None = None) -> str:
+    """A bounded label for ``path``: the route template, the console's prefix, or ``other``."""
     if path in known:
         return path
+    if console_prefix is not None and _under(path, console_prefix):
+        return console_prefix
     if path.startswith("/v1/tasks/") and path.endswith("/events") and path.count("/") == 4:
         return "/v1/tasks/{id}/events"
     for prefix in ("/v1/tasks/", "/v1/capabilities/"):
         if path.startswith(prefix) and len(path) > len(prefix):
             return prefix + "{id}"
     return "other"
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
 
 
 class GuardMiddleware:
@@ -71,8 +78,11 @@ class GuardMiddleware:
         metrics: ServerMetrics,
         public_paths: frozenset[str] = frozenset(),
         known_paths: frozenset[str] = frozenset(),
+        console_prefix: str | None = None,
     ) -> None:
         self.app = app
+        #: paths that check their own session (the console) instead of the bearer token.
+        self.console_prefix = console_prefix
         #: no token, no in-flight slot, no access log line when they answer well.
         self.public_paths = public_paths
         #: the paths that are their own metrics label (the rest: a template or "other").
@@ -142,7 +152,9 @@ class GuardMiddleware:
         return self._log
 
     def _reject(self, scope: Scope, path: str) -> tuple[str, Any] | None:
-        if not authorized(path, _header(scope, b"authorization"), self.token, self.public_paths):
+        console = self.console_prefix is not None and _under(path, self.console_prefix)
+        authorization = _header(scope, b"authorization")
+        if not console and not authorized(path, authorization, self.token, self.public_paths):
             return "unauthorized", error_response(
                 401,
                 "UNAUTHORIZED",
@@ -163,7 +175,7 @@ class GuardMiddleware:
         return None
 
     def _finish(self, method: str, path: str, status: int, started: float, log: Any) -> None:
-        route = metric_route(path, self.known_paths)
+        route = metric_route(path, self.known_paths, self.console_prefix)
         self.metrics.http_requests.labels(method, route, str(status)).inc()
         if path in self.public_paths and status < 400:
             return

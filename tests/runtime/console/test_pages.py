@@ -1,0 +1,232 @@
+"""What the console's pages show and what its try-it form does (live server, memory
+broker, the fixture worker on a thread where a task must run)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import time
+from typing import TYPE_CHECKING
+
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+
+from .conftest import forms_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from crank.runtime.brokers.contract import Broker
+
+    from .conftest import ConsoleClient, InlineWorker
+
+
+def _text(page: str) -> str:
+    """The page's text, tags dropped and whitespace folded (what a reader sees)."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def _row(page: str, attribute: str, value: str) -> str:
+    found = re.search(rf'<tr[^>]*{attribute}="{re.escape(value)}"[^>]*>(.*?)</tr>', page, re.S)
+    assert found is not None, f"no row {attribute}={value!r}"
+    return _text(found.group(1))
+
+
+def _dead_letter(broker: Broker, capability: str = "demo.slow") -> str:
+    record = broker.submit(TaskSpec(capability, {"seconds": 0}, max_attempts=1))
+    [claim] = broker.claim(ClaimOptions("t", capabilities=(capability,)))
+    broker.fail(claim, {"code": "BOOM", "message": "the model file is missing"}, retryable=False)
+    return record.id
+
+
+def test_overview_shows_queue_depth_per_capability_and_priority(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    broker = client.services.broker
+    broker.submit_many(
+        [
+            TaskSpec("demo.echo", {"text": "a"}),
+            TaskSpec("demo.echo", {"text": "b"}, priority=5),
+            TaskSpec("demo.echo", {"text": "c"}, priority=6),
+            TaskSpec("demo.slow", {"seconds": 0}, priority=-1),
+        ]
+    )
+    _dead_letter(broker, "demo.count")
+    page = client.http.get("/ui").text
+    assert _row(page, "data-capability", "demo.echo") == (
+        "demo.echo 3 priority 4 to 7: 2 priority 0: 1"
+    )
+    assert _row(page, "data-capability", "demo.slow") == "demo.slow 1 priority -1: 1"
+    assert _row(page, "data-capability", "demo.summarize") == "demo.summarize 0"
+    text = _text(page)
+    assert "Dead letters: 1" in text
+    # no worker process in this server: the pool says so, and readiness tells why
+    assert "Worker processes: 0 healthy of 0" in text
+    assert "No daily budget set" in text
+
+
+def test_overview_reloads_itself_only_when_asked(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    assert 'http-equiv="refresh"' not in client.http.get("/ui").text
+    assert '<meta http-equiv="refresh" content="5">' in client.http.get("/ui?refresh=1").text
+
+
+def test_capability_page_shows_schemas_examples_and_a_labelled_form(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    listing = client.http.get("/ui/capabilities").text
+    count_row = _row(listing, "data-capability", "demo.count")
+    assert count_row.startswith("demo.count 1.0.0 http-fixture streaming")
+    assert "Also called through: demo.legacy_echo" in _row(listing, "data-capability", "demo.echo")
+    page = client.http.get("/ui/capabilities/demo.echo").text
+    assert "<h1>demo.echo" in page
+    assert '"maxLength": 200' in html.unescape(page)  # the input schema
+    assert "hello" in _text(page)  # the example's name
+    [form] = [f for f in forms_of(page) if f["action"] == "/ui/capabilities/demo.echo/call"]
+    assert form["method"] == "post"
+    assert set(form["fields"]) == {"csrf_token", "input", "run"}
+    assert '<label for="input">' in page and '<textarea id="input" name="input"' in page
+    # the form starts with the first example's input
+    textarea = re.search(r"<textarea[^>]*>(.*?)</textarea>", page, re.S)
+    assert textarea is not None and '"text": "hello"' in html.unescape(textarea.group(1))
+    assert client.http.get("/ui/capabilities/no.such").status_code == 404
+
+
+def test_the_form_calls_the_capability_and_shows_the_answer(
+    console: Callable[..., ConsoleClient], inline_worker_for: Callable[[Broker], InlineWorker]
+) -> None:
+    client = console()
+    inline_worker_for(client.services.broker)
+    page = client.post_form(
+        "/ui/capabilities/demo.echo/call", {"input": '{"text": "from the form", "shout": true}'}
+    )
+    assert page.status_code == 200
+    text = _text(page.text)
+    assert "Answer: HTTP 200" in text
+    assert '"text": "FROM THE FORM"' in html.unescape(page.text)
+    # the call was a task of the caller "console", kept by the broker
+    task_id = re.search(r'href="/ui/tasks/([0-9a-f]+)"', page.text)
+    assert task_id is not None
+    record = client.services.broker.get(task_id.group(1))
+    assert record is not None and record.status == "succeeded"
+    assert record.meta["caller"] == "console"
+    # the form keeps what was sent
+    assert "from the form" in html.unescape(page.text.split("<textarea", 1)[1])
+
+
+def test_the_form_shows_the_apis_refusals(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    not_json = client.post_form("/ui/capabilities/demo.echo/call", {"input": "{text: 1}"})
+    assert not_json.status_code == 400
+    assert "INVALID_INPUT: the input is not JSON" in _text(not_json.text)
+    invalid = client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": 5}'})
+    assert invalid.status_code == 400
+    assert "$.text" in invalid.text and "Answer: HTTP 400" in _text(invalid.text)
+    assert client.services.broker.stats().pending == {}
+
+
+def test_queue_from_the_form_opens_the_tasks_page(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    answer = client.post_form(
+        "/ui/capabilities/demo.echo/call", {"input": '{"text": "later"}', "run": "queue"}
+    )
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location.startswith("/ui/tasks/")
+    page = client.http.get(location)
+    text = _text(page.text)
+    assert "Queued task" in text  # the flash message
+    assert "Status pending" in text and "Caller console" in text
+    assert '"text": "later"' in html.unescape(page.text)
+
+
+def test_task_page_shows_input_result_attempts_trace_and_events(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    broker = client.services.broker
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    submitted = client.http.post(
+        "/v1/tasks",
+        json={"capability": "demo.count", "input": {"n": 3}},
+        headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01", "X-Crank-Caller": "billing"},
+    )
+    task_id = submitted.json()["id"]
+    # the worker's part, played on the broker: three events, then the result
+    [claim] = broker.claim(ClaimOptions("w", capabilities=("demo.count",)))
+    broker.publish_events(task_id, [{"i": 1}, {"i": 2}, {"i": 3}])
+    broker.ack(claim, [{"i": 1}, {"i": 2}, {"i": 3}])
+    page = client.http.get(f"/ui/tasks/{task_id}").text
+    text = _text(page)
+    assert "Status succeeded" in text and "Attempts 1 of at most 3" in text
+    assert f"Trace id {trace}" in text and "Caller billing" in text
+    assert "Events (3)" in text
+    events = re.findall(r'<li value="(\d+)"><code>(.*?)</code>', page)
+    assert [(n, html.unescape(e)) for n, e in events] == [
+        ("1", '{"i": 1}'),
+        ("2", '{"i": 2}'),
+        ("3", '{"i": 3}'),
+    ]
+    assert '"n": 3' in html.unescape(page)  # the input
+
+
+def test_a_deprecated_ids_page_counts_calls_per_caller_and_the_days_to_its_sunset(
+    console: Callable[..., ConsoleClient], inline_worker_for: Callable[[Broker], InlineWorker]
+) -> None:
+    client = console(today=dt.date(2027, 1, 1))
+    inline_worker_for(client.services.broker)
+    for caller, times in (("billing", 2), ("reports", 1), (None, 1)):
+        headers = {} if caller is None else {"X-Crank-Caller": caller}
+        for _ in range(times):
+            answer = client.http.post(
+                "/v1/capabilities/demo.legacy_echo", json={"text": "old"}, headers=headers
+            )
+            assert answer.status_code == 200, answer.text
+    page = client.http.get("/ui/deprecated").text
+    assert _row(page, "data-caller", "billing") == "billing 2 0"
+    assert _row(page, "data-caller", "reports") == "reports 1 0"
+    assert _row(page, "data-caller", "unknown") == "unknown 1 0"
+    sunset = client.services.router.deprecated("demo.legacy_echo")
+    assert sunset is not None
+    days = (sunset.sunset - dt.date(2027, 1, 1)).days
+    assert f"{days} day(s) left" in _text(page)
+    assert "Calls per caller (4 in all)" in _text(page)
+
+
+def test_a_deprecated_id_past_its_sunset_shows_the_refused_callers(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    answer = client.http.post(
+        "/v1/capabilities/demo.retired", json={"text": "old"}, headers={"X-Crank-Caller": "late"}
+    )
+    assert answer.status_code == 410
+    page = client.http.get("/ui/deprecated").text
+    section = page[page.index('data-deprecated="demo.retired"') :]
+    assert _row(section, "data-caller", "late") == "late 0 1"
+    assert "calls are refused (HTTP 410)" in _text(section)
+
+
+def test_dead_letters_page_lists_them_with_their_error(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    broker = client.services.broker
+    first = _dead_letter(broker, "demo.slow")
+    time.sleep(0.01)  # distinct update times, so "newest first" is one order
+    second = _dead_letter(broker, "demo.count")
+    page = client.http.get("/ui/dead-letters").text
+    rows = re.findall(r'<tr class="dead-letter" data-task="([0-9a-f]+)"', page)
+    assert rows == [second, first]
+    assert "BOOM the model file is missing" in _row(page, "data-task", first)
+    only = client.http.get("/ui/dead-letters?capability=demo.slow").text
+    assert re.findall(r'<tr class="dead-letter" data-task="([0-9a-f]+)"', only) == [first]
+
+
+def test_an_unknown_task_is_a_404_page(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    answer = client.http.get("/ui/tasks/0123456789abcdef")
+    assert answer.status_code == 404
+    assert "No such task" in answer.text and "What to do:" in answer.text
