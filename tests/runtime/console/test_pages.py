@@ -230,3 +230,66 @@ def test_an_unknown_task_is_a_404_page(console: Callable[..., ConsoleClient]) ->
     answer = client.http.get("/ui/tasks/0123456789abcdef")
     assert answer.status_code == 404
     assert "No such task" in answer.text and "What to do:" in answer.text
+
+
+def _listed(page: str) -> list[str]:
+    return re.findall(r'<tr class="task" data-task="([0-9a-f]+)"', page)
+
+
+def test_task_search_filters_by_status_capability_and_caller(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    broker = client.services.broker
+    echo = broker.submit(TaskSpec("demo.echo", {"text": "a"}, meta={"caller": "billing"}))
+    slow = broker.submit(TaskSpec("demo.slow", {"seconds": 0}, meta={"caller": "reports"}))
+    dead = _dead_letter(broker, "demo.count")
+    assert _listed(client.http.get("/ui/tasks").text) == [dead, slow.id, echo.id]
+    assert _listed(client.http.get("/ui/tasks?status=dead").text) == [dead]
+    assert _listed(client.http.get("/ui/tasks?capability=demo.slow").text) == [slow.id]
+    by_caller = client.http.get("/ui/tasks?caller=billing&status=pending").text
+    assert _listed(by_caller) == [echo.id]
+    assert _row(by_caller, "data-task", echo.id).startswith(f"{echo.id} demo.echo pending billing")
+    # the form shows the filters it was sent
+    assert '<option value="pending" selected>' in by_caller
+    assert 'name="caller" value="billing"' in by_caller
+
+
+def test_task_search_pages_through_the_broker_newest_first(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    records = client.services.broker.submit_many(
+        [TaskSpec("demo.echo", {"text": str(i)}) for i in range(60)]
+    )
+    newest_first = [r.id for r in reversed(records)]
+    first = client.http.get("/ui/tasks?capability=demo.echo").text
+    assert _listed(first) == newest_first[:50]
+    older = re.search(r'<a href="([^"]+)" rel="next">Older tasks</a>', first)
+    assert older is not None
+    second = client.http.get(html.unescape(older.group(1))).text
+    assert _listed(second) == newest_first[50:]
+    assert 'rel="next"' not in second
+    assert '<a href="/ui/tasks?capability=demo.echo">Newest</a>' in second
+
+
+def test_task_search_says_what_is_wrong_with_a_filter(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    for query, message in (
+        ("status=finished", "status 'finished' is not one of pending, running"),
+        ("caller=no%20spaces", "caller 'no spaces' is not a caller name"),
+        ("cursor=abc", "the page link is damaged"),
+    ):
+        answer = client.http.get(f"/ui/tasks?{query}")
+        assert answer.status_code == 400, query
+        assert message in _text(answer.text), query
+
+
+def test_task_search_opens_a_task_by_its_id(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    record = client.services.broker.submit(TaskSpec("demo.echo", {"text": "find me"}))
+    answer = client.http.get(f"/ui/tasks?id={record.id}")
+    assert (answer.status_code, answer.headers["location"]) == (303, f"/ui/tasks/{record.id}")
+    assert client.http.get("/ui/tasks?id=../../etc").status_code == 404

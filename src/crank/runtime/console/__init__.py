@@ -70,6 +70,7 @@ def console_routes(services: RuntimeServices) -> list[Route]:
         Route(f"{ui}/capabilities/{{capability_id}}/call", web.action(pages.call_capability),
               methods=["POST"]),
         Route(f"{ui}/deprecated", web.page(deprecated), methods=["GET"]),
+        Route(f"{ui}/tasks", web.page(tasks.task_search), methods=["GET"]),
         Route(f"{ui}/tasks/{{task_id}}", web.page(tasks.task_detail), methods=["GET"]),
         Route(f"{ui}/dead-letters", web.page(tasks.dead_letters), methods=["GET"]),
     ]  # fmt: skip

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.runtime.console.overview import gather_overview
 from crank.runtime.console.web import CONSOLE_CALLER, CONSOLE_PREFIX
-from crank.runtime.http.routes import error_for
+from crank.runtime.http.answers import error_for
 
 if TYPE_CHECKING:
     import datetime as dt

@@ -6,10 +6,16 @@ its own), so what these pages show survives a restart of the server.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
+from starlette.concurrency import run_in_threadpool
+
+from crank.runtime.brokers.contract import TASK_STATUSES, TaskQuery, cursor_is_valid
 from crank.runtime.console.web import CONSOLE_PREFIX
+from crank.runtime.http.request_parsing import CALLER_PATTERN
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,8 +27,60 @@ if TYPE_CHECKING:
 
 #: the most events of a streamed task the detail page lists.
 MAX_EVENTS_SHOWN = 200
-#: dead letters listed on one page.
-DEAD_LETTERS_SHOWN = 100
+#: tasks listed on one page of the search.
+TASKS_SHOWN = 50
+_CALLER = re.compile(CALLER_PATTERN)
+#: what a task id looks like: what the brokers hand out, and nothing a URL would mangle.
+_TASK_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Search:
+    """The task search's filters, as the form sent them, and what is wrong with them."""
+
+    status: str | None
+    capability: str | None
+    caller: str | None
+    cursor: str | None
+    problems: tuple[str, ...]
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> Search:
+        def given(name: str) -> str | None:
+            value = params.get(name, "").strip()
+            return value or None
+
+        status, capability = given("status"), given("capability")
+        caller, cursor = given("caller"), given("cursor")
+        problems = []
+        if status is not None and status not in TASK_STATUSES:
+            problems.append(f"status {status[:40]!r} is not one of {', '.join(TASK_STATUSES)}")
+        if capability is not None and len(capability) > 200:
+            problems.append("the capability is longer than 200 characters")
+        if caller is not None and not _CALLER.match(caller):
+            problems.append(
+                f"caller {caller[:40]!r} is not a caller name (letters, digits, . _ @ -)"
+            )
+        if cursor is not None and not cursor_is_valid(cursor):
+            problems.append("the page link is damaged: start again from the newest tasks")
+        return cls(status, capability, caller, cursor, tuple(problems))
+
+    def query(self) -> TaskQuery:
+        return TaskQuery(
+            status=self.status,  # type: ignore[arg-type]  # checked in of()
+            capability=self.capability,
+            caller=self.caller,
+            limit=TASKS_SHOWN,
+            cursor=self.cursor,
+        )
+
+    def link(self, cursor: str | None = None, *, base: str = "tasks") -> str:
+        """The search page (or the dead letters: ``base``) with these filters and a cursor."""
+        fields = {"capability": self.capability, "caller": self.caller, "cursor": cursor}
+        if base == "tasks":
+            fields["status"] = self.status
+        query = urlencode({k: v for k, v in fields.items() if v})
+        return f"{CONSOLE_PREFIX}/{base}" + (f"?{query}" if query else "")
 
 
 @dataclass(frozen=True)
@@ -90,21 +148,64 @@ async def task_detail(web: ConsoleWeb, visit: Visit) -> Response:
     )
 
 
-async def dead_letters(web: ConsoleWeb, visit: Visit) -> Response:
-    capability = visit.request.query_params.get("capability") or None
-    letters = await web.s.gateway.io.call(lambda: web.s.broker.dead_letters(DEAD_LETTERS_SHOWN))
-    if capability is not None:
-        letters = [r for r in letters if r.capability == capability]
+async def task_search(web: ConsoleWeb, visit: Visit) -> Response:
+    """Tasks from the broker, newest first, filtered, one page at a time; ``?id=`` opens
+    one task."""
+    params = visit.request.query_params
+    wanted = params.get("id", "").strip()
+    if wanted:
+        if not _TASK_ID.match(wanted):
+            return no_task(web, visit, wanted[:128])
+        return web.redirect(visit, f"{CONSOLE_PREFIX}/tasks/{quote(wanted, safe='')}")
+    search = Search.of(params)
+    page = None
+    if not search.problems:
+        page = await run_in_threadpool(web.s.broker.list_tasks, search.query())
     return web.render(
         visit,
-        "dead_letters.html",
-        title="Dead letters",
-        active=f"{CONSOLE_PREFIX}/dead-letters",
-        letters=letters,
-        capability=capability,
+        "tasks.html",
+        status=400 if search.problems else 200,
+        title="Tasks",
+        active=f"{CONSOLE_PREFIX}/tasks",
+        search=search,
+        page=page,
+        statuses=TASK_STATUSES,
         capabilities=[r.capability_id for r in web.s.router.routes()],
-        limit=DEAD_LETTERS_SHOWN,
+        next_link=search.link(page.next_cursor) if page and page.next_cursor else None,
+        first_link=search.link() if search.cursor else None,
     )
 
 
-__all__ = ["MAX_EVENTS_SHOWN", "TaskView", "dead_letters", "no_task", "task_detail", "task_view"]
+async def dead_letters(web: ConsoleWeb, visit: Visit) -> Response:
+    """The dead letters, newest first, from the broker; filtered by capability."""
+    found = Search.of(visit.request.query_params)
+    search = Search("dead", found.capability, None, found.cursor, found.problems)
+    page = None
+    if not search.problems:
+        page = await run_in_threadpool(web.s.broker.list_tasks, search.query())
+    return web.render(
+        visit,
+        "dead_letters.html",
+        status=400 if search.problems else 200,
+        title="Dead letters",
+        active=f"{CONSOLE_PREFIX}/dead-letters",
+        search=search,
+        page=page,
+        capabilities=[r.capability_id for r in web.s.router.routes()],
+        next_link=search.link(page.next_cursor, base="dead-letters")
+        if page and page.next_cursor
+        else None,
+        first_link=search.link(base="dead-letters") if search.cursor else None,
+    )
+
+
+__all__ = [
+    "MAX_EVENTS_SHOWN",
+    "Search",
+    "TaskView",
+    "dead_letters",
+    "no_task",
+    "task_detail",
+    "task_search",
+    "task_view",
+]
