@@ -648,3 +648,24 @@ def test_rules_survive_a_document_that_breaks_the_schema(
     )
     rows = run(write_manifest(text))
     assert {r[0] for r in rows} == {"CRK002"}
+
+
+def test_max_concurrency_is_a_positive_integer(manifest: Callable[..., Path]) -> None:
+    from crank.manifest import load_manifest
+
+    good = manifest("capabilities:\n" + cap("demo.a", "    max_concurrency: 4\n"))
+    assert load_manifest(good).capabilities[0].max_concurrency == 4
+    assert run(good, only="CRK002") == []
+    unset = manifest("capabilities:\n" + cap("demo.a"), name="unset.yaml")
+    assert load_manifest(unset).capabilities[0].max_concurrency is None
+    zero = manifest("capabilities:\n" + cap("demo.a", "    max_concurrency: 0\n"), name="z.yaml")
+    assert run(zero, only="CRK002") == [
+        (
+            "CRK002",
+            11,
+            22,
+            "error",
+            "0 is out of range (minimum 1)",
+            "$.capabilities[0].max_concurrency",
+        )
+    ]

@@ -209,3 +209,12 @@ def test_major_bump_turns_contract_breaks_into_warnings() -> None:
     assert report.changes["changed"] == [
         {"id": "a.x", "old_version": "1.4.0", "new_version": "2.0.0", "breaking": True}
     ]
+
+
+def test_changing_max_concurrency_is_not_breaking() -> None:
+    old = manifest([cap("a.b")])
+    for limit in (1, 50):
+        new = manifest([{**cap("a.b"), "max_concurrency": limit}])
+        assert new.capabilities[0].max_concurrency == limit
+        assert compare_manifests(old, new, today=TODAY).ok
+        assert compare_manifests(new, old, today=TODAY).ok

@@ -106,6 +106,8 @@ class Capability:
     max_attempts: int = 3
     streaming: bool = False
     essential: bool = True
+    #: most calls running at once across the pool; None: no limit.
+    max_concurrency: int | None = None
     examples: tuple[Example, ...] = ()
 
     @property
@@ -212,6 +214,9 @@ def manifest_from_dict(doc: Mapping[str, Any], path: Path | None = None) -> Mani
                 max_attempts=int(c.get("max_attempts", 3)),
                 streaming=bool(c.get("streaming", False)),
                 essential=bool(c.get("essential", True)),
+                max_concurrency=(
+                    int(c["max_concurrency"]) if c.get("max_concurrency") is not None else None
+                ),
                 examples=tuple(
                     Example(input=e["input"], name=e.get("name", ""), output=e.get("output"))
                     for e in c.get("examples", ())
