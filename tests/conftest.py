@@ -32,6 +32,8 @@ class PluginSites:
     broken: Path
     #: loads, but each of its contributions is broken (one per registry)
     misbehaving: Path
+    #: a worker package (with its crank.yaml) whose import fails on a missing module.
+    missing_dep: Path
 
 
 def _pip_install(package: Path, target: Path) -> subprocess.Popen[bytes]:
@@ -57,13 +59,17 @@ def _pip_install(package: Path, target: Path) -> subprocess.Popen[bytes]:
 def test_plugins(tmp_path_factory: pytest.TempPathFactory) -> PluginSites:
     root = tmp_path_factory.mktemp("plugin-sites")
     plugins = PluginSites(
-        good=root / "good", broken=root / "broken", misbehaving=root / "misbehaving"
+        good=root / "good",
+        broken=root / "broken",
+        misbehaving=root / "misbehaving",
+        missing_dep=root / "missing-dep",
     )
     jobs = []
     for name, target in (
         ("crank-testplugin-good", plugins.good),
         ("crank-testplugin-broken", plugins.broken),
         ("crank-testplugin-misbehaving", plugins.misbehaving),
+        ("crank-testplugin-missing-dep", plugins.missing_dep),
     ):
         # built from a copy: setuptools writes build/ and *.egg-info next to the sources
         source = shutil.copytree(FIXTURE_PLUGINS / name, root / "src" / name)

@@ -10,6 +10,7 @@ from crank.runtime.health_report import (
     health_report,
     overall_health,
 )
+from crank.runtime.worker_reports import WorkerHealth
 
 NOW = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
 
@@ -24,13 +25,27 @@ def snap(**kw: object) -> SystemSnapshot:
 
 
 def test_report_document() -> None:
-    doc = health_report(snap(resources=ResourceUtilization(12.34, 56.78, 40.0)), NOW)
+    ready = WorkerHealth("demo", ("a.x", "b.y"), "ready", ready_processes=2)
+    doc = health_report(
+        snap(resources=ResourceUtilization(12.34, 56.78, 40.0), workers={"demo": ready}), NOW
+    )
     assert doc["timestamp"] == "2026-11-22T12:00:00+00:00"
     assert doc["overall_health"] == "healthy"
     assert doc["worker_pool_health"] == {
         "total_workers": 2,
         "healthy_workers": 2,
+        "failed_workers": 0,
+        "failed_workers_window_s": 300,
         "utilization_percentage": 50.0,
+    }
+    assert doc["workers"] == {
+        "demo": {
+            "state": "ready",
+            "reason": None,
+            "capabilities": ["a.x", "b.y"],
+            "ready_processes": 2,
+            "live": True,
+        }
     }
     q = doc["queue_health"]
     assert (q["total_pending_tasks"], q["oldest_task_age_seconds"], q["bottleneck_agent"]) == (
@@ -56,3 +71,39 @@ def test_verdicts() -> None:
         "healthy",
         [],
     )
+
+
+def test_workers_that_cannot_serve_degrade_or_break_the_verdict() -> None:
+    ready = WorkerHealth("good", ("a.x",), "ready", ready_processes=2)
+    broken = WorkerHealth("bad", ("b.y",), "failed", "ModuleNotFoundError: No module named 'nope'")
+    waiting = WorkerHealth("slow", ("c.z",), "not_ready", "the model is not loaded")
+    assert overall_health(snap(workers={"good": ready, "bad": broken})) == (
+        "degraded",
+        ["worker 'bad' failed to load: ModuleNotFoundError: No module named 'nope'"],
+    )
+    assert overall_health(snap(workers={"good": ready, "slow": waiting})) == (
+        "degraded",
+        ["worker 'slow' is not ready: the model is not loaded"],
+    )
+    # nothing can serve at all: critical
+    assert overall_health(snap(workers={"bad": broken, "slow": waiting})) == (
+        "critical",
+        [
+            "no worker can serve: worker 'bad' failed to load: ModuleNotFoundError: No module "
+            "named 'nope'; worker 'slow' is not ready: the model is not loaded"
+        ],
+    )
+    unlive = WorkerHealth("good", ("a.x",), "ready", "deadlocked", ready_processes=1, live=False)
+    assert overall_health(snap(workers={"good": unlive})) == (
+        "degraded",
+        ["worker 'good' is not live: deadlocked"],
+    )
+
+
+def test_recent_crashes_degrade_and_are_counted() -> None:
+    assert overall_health(snap(crashed_workers=3)) == (
+        "degraded",
+        ["3 worker process(es) crashed in the last 300 s"],
+    )
+    doc = health_report(snap(crashed_workers=3), NOW)
+    assert doc["worker_pool_health"]["failed_workers"] == 3

@@ -22,11 +22,16 @@ if TYPE_CHECKING:
 
     from crank.runtime.brokers.contract import Broker
 
-# A stand-in worker: sleeps until SIGTERM, then exits 0 (the real one drains first).
-SLEEPER = (
-    "import signal, sys, time; "
-    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(600)"
-)
+# A stand-in worker: reports (no workers, all well) until SIGTERM, then exits 0 (the real
+# one drains first). Without reports the supervisor would not count it healthy.
+SLEEPER = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+report = int(os.environ["CRANK_REPORT_FD"])
+while True:
+    os.write(report, b'{"workers": []}\\n')
+    time.sleep(0.2)
+"""
 
 
 def sleeper(config: RuntimeConfig, consumer: str) -> list[str]:
@@ -61,7 +66,7 @@ def test_worker_command_names_broker_consumer_and_manifests(tmp_path: object) ->
     assert argv[:3] == [sys.executable, "-m", "crank.runtime.worker_process"]
     assert argv[3:] == [
         "--broker", "sqlite:///q.db", "--consumer", "host-1-w3", "--batch-size", "8",
-        "--visibility-timeout", "30", "--grace", "7",
+        "--visibility-timeout", "30", "--grace", "7", "--health-interval", "2",
         "--manifest", "/w/a.yaml", "--manifest", "/w/b.yaml",
     ]  # fmt: skip
 
@@ -163,6 +168,10 @@ def test_crash_loop_backs_off_instead_of_respawning_twice_a_second(broker: Broke
     sup.stop(grace_s=1)
     assert holds == [0.5, 1.0, 2.0, 4.0, 8.0]
     assert sup.events.died == 6
+    # failed_workers: crashes within the window, forgotten once it has passed
+    assert sup.crashes() == sup.runtime_metrics().failed_workers == 6
+    now[0] += 300.1
+    assert sup.crashes() == 0
 
 
 def test_signal_deaths_are_not_a_crash_loop(broker: Broker) -> None:
@@ -179,5 +188,36 @@ def test_signal_deaths_are_not_a_crash_loop(broker: Broker) -> None:
             wait_for(lambda pid=pid: pid not in sup.pids())
             sup.check_children()
             assert sup.worker_counts()[0] == 1  # replaced at once, no hold
+    finally:
+        sup.stop(grace_s=5)
+
+
+def test_a_process_is_healthy_only_while_it_reports(broker: Broker) -> None:
+    now = [1000.0]
+    once = (
+        "import os, signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+        "os.write(int(os.environ['CRANK_REPORT_FD']), "
+        'b\'{"workers": [{"name": "w", "capabilities": ["a.x"], '
+        '"state": "ready"}]}\\n\'); time.sleep(600)'
+    )
+    config = RuntimeConfig(
+        broker_url="memory://", min_workers=1, max_workers=1, monitor_interval_s=3600
+    )
+    sup = Supervisor(
+        config,
+        broker,
+        command=lambda c, name: [sys.executable, "-c", once],
+        workers={"w": ["a.x"]},
+        clock=lambda: now[0],
+    )
+    sup.start()
+    try:
+        assert sup.worker_health()["w"].state in ("starting", "ready")
+        wait_for(lambda: sup.worker_counts() == (1, 1))  # alive and reported
+        assert sup.worker_health()["w"].state == "ready"
+        assert sup.stale_processes() == []
+        now[0] += sup.stale_after_s + 1  # and then silent for too long: alive, not healthy
+        assert sup.worker_counts() == (1, 0)
+        assert sup.stale_processes() == sup.consumers()
     finally:
         sup.stop(grace_s=5)

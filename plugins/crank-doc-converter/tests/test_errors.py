@@ -125,7 +125,9 @@ def test_without_pandoc_the_worker_is_not_ready_and_says_why(
         raise pandoc.PandocMissing("No pandoc was found")
 
     monkeypatch.setattr(pandoc, "find_pandoc", missing)
-    assert worker.ready() is False
+    # the hook raises: crank run shows the message as the reason it is not ready
+    with pytest.raises(pandoc.PandocMissing, match="No pandoc was found"):
+        worker.ready()
     err = convert_error(worker, {"from": "markdown", "to": "html", "content": "x"})
     assert (err.code, err.retryable) == ("PANDOC_UNAVAILABLE", True)
 

@@ -14,9 +14,13 @@ MANIFEST = Path(__file__).parents[1] / "src" / "crank_text_streamer" / "crank.ya
 
 
 @pytest.fixture
-def worker(crank_worker: WorkerRunner, monkeypatch: pytest.MonkeyPatch) -> WorkerHandle:
-    monkeypatch.setenv("CRANK_STREAM_MAX_CONNECTIONS", "3")
-    return crank_worker(MANIFEST)
+def worker(crank_worker: WorkerRunner, tmp_path: Path) -> WorkerHandle:
+    """The worker loaded from its manifest with ``max_concurrency: 3`` (32 when shipped)."""
+    text = MANIFEST.read_text()
+    assert "max_concurrency: 32\n" in text
+    manifest = tmp_path / "crank.yaml"
+    manifest.write_text(text.replace("max_concurrency: 32\n", "max_concurrency: 3\n"))
+    return crank_worker(manifest)
 
 
 @pytest.fixture

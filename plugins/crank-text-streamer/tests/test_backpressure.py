@@ -1,4 +1,8 @@
-"""Backpressure of the text stream, driven by crank's MockStreamingHarness (no sockets)."""
+"""Backpressure of the text stream, driven by crank's MockStreamingHarness (no sockets).
+
+The limit under ``crank run`` (429 past ``max_concurrency``, across worker
+processes) is tested through real processes in crank's own runtime tests.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ def test_connection_past_the_limit_gets_backpressure_naming_it(worker: WorkerHan
         results = await harness.connect_many(4)
         assert [r.status for r in results] == ["accepted"] * 3 + ["backpressure_applied"]
         refused = results[3]
-        assert "connection limit of 3 streams" in refused.message
-        assert refused.retry_after_s == 2.0
+        assert "max_concurrency of 3 streams" in refused.message
+        assert refused.retry_after_s == 1.0
         assert refused.connection is None
         # a stream that ends frees its slot for the next client
         await harness.disconnect(harness.connections[0])

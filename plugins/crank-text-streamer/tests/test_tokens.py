@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crank.errors import UsageError, ValidationFailed
+from crank.errors import ValidationFailed
 from crank.worker import TaskContext
 
 if TYPE_CHECKING:
@@ -43,12 +43,8 @@ def test_bad_unit_is_refused_by_the_schema(worker: WorkerHandle) -> None:
         worker.call("text.tokens", {"text": TEXT, "unit": "paragraph"})
 
 
-def test_a_bad_connection_limit_is_a_clear_error(
-    crank_worker: WorkerRunner, monkeypatch: pytest.MonkeyPatch, manifest_path: Path
+def test_the_shipped_limit_is_the_manifests_max_concurrency(
+    crank_worker: WorkerRunner, manifest_path: Path
 ) -> None:
-    monkeypatch.setenv("CRANK_STREAM_MAX_CONNECTIONS", "zero")
-    with pytest.raises(UsageError) as info:
-        crank_worker(manifest_path)
-    assert (
-        info.value.message == "CRANK_STREAM_MAX_CONNECTIONS='zero' is not a positive whole number"
-    )
+    shipped = crank_worker(manifest_path)
+    assert shipped.app.admission.max_streams == 32  # type: ignore[attr-defined]

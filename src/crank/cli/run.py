@@ -36,7 +36,16 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     def all_installed() -> list[Manifest]:
         nonlocal installed
         if installed is None:
-            installed = [load_manifest(p) for p in get_plugin_manager().manifest_paths()]
+            manager = get_plugin_manager()
+            paths = manager.manifest_paths()
+            # a worker package that failed to import is still served: its worker
+            # processes report why it cannot load, and its capabilities answer 503
+            paths += [
+                r.manifest_path
+                for r in manager.failed()
+                if r.manifest_path is not None and r.manifest_path not in paths
+            ]
+            installed = [load_manifest(p) for p in paths]
         return installed
 
     if not names:

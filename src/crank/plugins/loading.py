@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import threading
 import warnings
@@ -121,8 +122,21 @@ def _load_entry_point(
     except Exception as exc:  # isolation is the point: any failure is reported
         error = f"{type(exc).__name__}: {exc}"
         _warn_failed(ep.name, ep.value, error)
-        return replace(record, status="failed", error=error)
+        # its manifest still says which capabilities are missing (crank run reports them)
+        return replace(record, status="failed", error=error, manifest_path=_manifest_of(ep.value))
     return replace(record, hooks=hook_names(plugin), manifest_path=_manifest_next_to(plugin))
+
+
+def _manifest_of(target: str) -> Path | None:
+    """The crank.yaml beside a module found without running it (for a plugin that failed)."""
+    try:
+        spec = importlib.util.find_spec(target.partition(":")[0])
+    except Exception:  # finding a submodule imports its package, which may be what failed
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    candidate = Path(spec.origin).parent / MANIFEST_NAME
+    return candidate if candidate.is_file() else None
 
 
 def _warn_failed(name: str, target: str, error: str) -> None:

@@ -70,6 +70,8 @@ class RuntimeConfig:
     metrics_dir: Path | None = None
     worker_batch_size: int = 8
     visibility_timeout_s: float = 30.0
+    #: how often each worker process runs its workers' readiness and liveness checks.
+    health_interval_s: float = 2.0
     #: extra environment for worker processes (PYTHONPATH of named workers...).
     worker_env: Mapping[str, str] = field(default_factory=dict)
     #: the operator console at ``/ui`` (``CRANK_UI``).
@@ -93,6 +95,8 @@ class RuntimeConfig:
             )
         if not 0 < self.port < 65536:
             raise UsageError(f"port {self.port} is out of range", hint="use a port in 1..65535")
+        if not self.health_interval_s > 0:
+            raise UsageError(f"health_interval_s must be positive (got {self.health_interval_s})")
         for name in ("max_inflight_requests", "max_pending_tasks", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1 (got {getattr(self, name)})")

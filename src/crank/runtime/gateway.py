@@ -2,7 +2,8 @@
 
 Everything a call goes through before a worker sees it, independent of HTTP:
 the router resolves the id (deprecated ids through their shims; unknown → 404,
-retired → 410), paused capabilities are refused (budget), the input is
+retired → 410), a capability whose worker failed to load or is not ready is
+refused (503), paused capabilities are refused (budget), the input is
 validated against the target's schema (400 with JSON paths) and the queue's
 bound is checked (429) — all *before* anything is queued.
 """
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from crank.routing import Resolution, Router
     from crank.runtime.brokers.contract import Broker, TaskRecord
     from crank.runtime.status_tracker import StatusTracker
+    from crank.runtime.worker_reports import WorkerHealth
 
 MAX_PRIORITY = 100
 
@@ -40,6 +42,22 @@ class QueueFull(CrankError):
 
 class CapabilityPaused(CrankError):
     """The daily LLM budget is spent and this capability is not essential (HTTP 503)."""
+
+
+class WorkerUnavailable(CrankError):
+    """The worker serving this capability failed to load or is not ready (HTTP 503)."""
+
+    def __init__(self, capability_id: str, worker: WorkerHealth) -> None:
+        if worker.state == "failed":
+            why = f"its worker {worker.name!r} failed to load: {worker.reason}"
+            hint = "fix the worker (its error is above) and restart crank run; /ready lists it"
+        else:
+            why = f"its worker {worker.name!r} is not ready: {worker.reason}"
+            hint = "retry once /ready answers 200; the worker's check_readiness() decides"
+        super().__init__(
+            f"{capability_id} cannot be served: {why}", hint=hint, subject=capability_id
+        )
+        self.worker = worker
 
 
 @dataclass(frozen=True)
@@ -117,6 +135,9 @@ class TaskGateway:
                 exc.message, hint=exc.hint, errors=errors, subject=exc.subject
             ) from None
         capability = resolution.route.capability
+        broken = self.status.unavailable(resolution.target)
+        if broken is not None:
+            raise WorkerUnavailable(resolution.target, broken)
         if resolution.target in self.status.paused(wait=False):
             raise CapabilityPaused(
                 f"capability {resolution.target} is paused: today's LLM budget is spent and it "
@@ -194,4 +215,5 @@ __all__ = [
     "PreparedCall",
     "QueueFull",
     "TaskGateway",
+    "WorkerUnavailable",
 ]

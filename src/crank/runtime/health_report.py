@@ -18,10 +18,14 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
 
+    from crank.runtime.worker_reports import WorkerHealth
+
 Health = Literal["healthy", "degraded", "critical"]
 
 #: A pending task older than this makes the queue look stuck (degraded).
 STALE_TASK_AGE_S = 300.0
+#: ``failed_workers`` counts worker processes that crashed within this many seconds.
+CRASH_WINDOW_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class SystemSnapshot:
     resources: ResourceUtilization = field(default_factory=ResourceUtilization)
     paused_capabilities: tuple[str, ...] = ()
     last_decision: Mapping[str, Any] | None = None
+    #: each worker as the worker processes report it (empty: no local pool).
+    workers: Mapping[str, WorkerHealth] = field(default_factory=dict)
+    #: worker processes that died without being asked to in the last ``CRASH_WINDOW_S``.
+    crashed_workers: int = 0
 
 
 def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
@@ -61,8 +69,12 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
         problems.append("broker unreachable")
     if snap.min_workers > 0 and snap.healthy_workers == 0:
         problems.append("no healthy worker process")
+    loaded = [w for w in snap.workers.values() if w.state not in ("failed", "not_ready")]
+    if snap.workers and not loaded:
+        problems.append("no worker can serve: " + "; ".join(_worker_problems(snap)))
     if problems:
         return "critical", problems
+    problems += _worker_problems(snap)
     if snap.healthy_workers < snap.min_workers:
         problems.append(
             f"{snap.healthy_workers} healthy workers, fewer than min_workers={snap.min_workers}"
@@ -73,7 +85,18 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
         problems.append("daily LLM budget exhausted")
     if snap.paused_capabilities:
         problems.append(f"paused capabilities: {', '.join(snap.paused_capabilities)}")
+    if snap.crashed_workers:
+        problems.append(
+            f"{snap.crashed_workers} worker process(es) crashed in the last {CRASH_WINDOW_S:.0f} s"
+        )
     return ("degraded" if problems else "healthy"), problems
+
+
+def _worker_problems(snap: SystemSnapshot) -> list[str]:
+    workers = snap.workers.values()
+    found = [w.problem() for w in workers]
+    found += [f"worker {w.name!r} is not live: {w.reason}" for w in workers if not w.live]
+    return [p for p in found if p is not None]
 
 
 def health_report(snap: SystemSnapshot, now: dt.datetime) -> dict[str, Any]:
@@ -87,8 +110,11 @@ def health_report(snap: SystemSnapshot, now: dt.datetime) -> dict[str, Any]:
         "worker_pool_health": {
             "total_workers": total,
             "healthy_workers": snap.healthy_workers,
+            "failed_workers": snap.crashed_workers,
+            "failed_workers_window_s": int(CRASH_WINDOW_S),
             "utilization_percentage": round(utilization, 1),
         },
+        "workers": {name: w.as_dict() for name, w in sorted(snap.workers.items())},
         "queue_health": {
             "total_pending_tasks": sum(snap.queue_depth.values()),
             "oldest_task_age_seconds": int(snap.oldest_task_age_s),
@@ -126,6 +152,7 @@ def resource_utilization(llm_api_usage_percentage: float = 0.0) -> ResourceUtili
 
 
 __all__ = [
+    "CRASH_WINDOW_S",
     "STALE_TASK_AGE_S",
     "ResourceUtilization",
     "SystemSnapshot",

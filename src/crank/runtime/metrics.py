@@ -172,6 +172,19 @@ class RuntimeCollector:
         yield GaugeMetricFamily(
             "crank_broker_up", "1 when the broker answers.", value=int(snap.broker_ok)
         )
+        states = GaugeMetricFamily(
+            "crank_worker_state",
+            "1 for the state each worker is in (starting, ready, not_ready, failed).",
+            labels=["worker", "state"],
+        )
+        for name, worker in sorted(snap.workers.items()):
+            states.add_metric([name, worker.state], 1)
+        yield states
+        yield GaugeMetricFamily(
+            "crank_worker_process_crashes",
+            "Worker processes that died without being asked to in the last five minutes.",
+            value=snap.crashed_workers,
+        )
         paused = GaugeMetricFamily(
             "crank_capability_paused",
             "1 for capabilities paused by the budget.",

@@ -61,12 +61,10 @@ class RuntimeMetrics:
     queue_depth: Mapping[str, int]
     active_workers: int
     idle_workers: int
+    #: worker processes that crashed lately (the supervisor counts a window of minutes).
     failed_workers: int = 0
     #: current weight per capability (relative share of the pool's attention, in (0, 1]).
     weights: Mapping[str, float] = field(default_factory=dict)
-    avg_task_completion_time_ms: float = 0.0
-    tasks_per_second: float = 0.0
-    llm_call_latency_ms: float = 0.0
 
     @property
     def current_workers(self) -> int:

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -25,6 +26,12 @@ from crank.errors import BrokerError, CrankError, ExitCode, UsageError
 from crank.plugins import get_plugin_manager
 from crank.routing import Router
 from crank.runtime.brokers import open_broker
+from crank.runtime.concurrency import (
+    SLOTS_DIR_ENV,
+    CallAdmission,
+    ConcurrencySlots,
+    concurrency_limits,
+)
 from crank.runtime.config import _without_password
 from crank.runtime.http.app import create_app
 from crank.runtime.http.services import build_services
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
     from crank.manifest import Manifest
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
+    from crank.runtime.worker_reports import WorkerHealth
 
 
 class ServeError(CrankError):
@@ -141,6 +149,7 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     configure_logging(config.mode)
     log = get_logger("crank.runtime")
     router = Router.from_manifests(manifests)
+    limits = concurrency_limits(manifests)  # a bad CRANK_MAX_CONCURRENCY stops here
     sock = bind_socket(config.host, config.port)
     broker: Broker | None = None
     usage: UsageStore | None = None
@@ -149,10 +158,15 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
         broker = open_runtime_broker(config.broker_url)
         usage = UsageStore(config.usage_db)
         non_essential = [r.capability_id for r in router.routes() if not r.capability.essential]
-        with metrics_dir(config) as mdir:
+        with (
+            metrics_dir(config) as mdir,
+            tempfile.TemporaryDirectory(prefix="crank-slots-") as slots_dir,
+        ):
+            slots = ConcurrencySlots(slots_dir, limits)
             env = dict(os.environ)
             env.update(config.worker_env)
             env["PROMETHEUS_MULTIPROC_DIR"] = str(mdir)
+            env[SLOTS_DIR_ENV] = slots_dir
             env[USAGE_DB_ENV] = str(Path(config.usage_db).resolve())
             env["CRANK_LOG_MODE"] = config.mode
             status = StatusTracker(
@@ -168,14 +182,28 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
                 broker,
                 status=status,
                 capabilities=[r.capability_id for r in router.routes()],
+                workers={m.name: m.capability_ids for m in manifests},
                 env=env,
             )
+            url = f"http://{config.host}:{config.port}"
+
+            def announce(health: dict[str, WorkerHealth]) -> None:
+                print(startup_summary(url, health, config.min_workers), file=sys.stderr, flush=True)
+
+            supervisor.on_workers_known = announce
             status.pool = supervisor
             metrics = ServerMetrics(status.snapshot, status.budget, multiprocess_dir=mdir)
-            services = build_services(config, broker, router, status=status, metrics=metrics)
+            services = build_services(
+                config,
+                broker,
+                router,
+                status=status,
+                metrics=metrics,
+                admission=CallAdmission(limits, slots),
+            )
             server = _uvicorn_server(create_app(services), config)
             supervisor.start()
-            log.info("crank_started", url=f"http://{config.host}:{config.port}", **config.public())
+            log.info("crank_started", url=url, **config.public())
             _announce_started(config, log)
             try:
                 server.run(sockets=[sock])
@@ -196,6 +224,24 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     return 0
 
 
+def startup_summary(url: str, health: dict[str, WorkerHealth], processes: int) -> str:
+    """For a person: where crank listens, which worker serves what, and which cannot."""
+    lines = [f"crank is listening on {url} with {processes} worker process(es)"]
+    if not health:
+        lines.append("  no worker processes here: tasks wait for workers that run elsewhere")
+    for name, worker in sorted(health.items()):
+        caps = ", ".join(worker.capabilities) or "no capabilities"
+        if worker.state == "ready":
+            lines.append(f"  {name}: serves {caps} at {url}/v1/capabilities/<id>")
+        elif worker.state == "failed":
+            lines.append(f"  {name}: FAILED to load: {worker.reason}")
+            lines.append(f"    its capabilities answer 503 until it is fixed: {caps}")
+        else:
+            lines.append(f"  {name}: NOT READY: {worker.reason}")
+            lines.append(f"    its capabilities answer 503 until it is ready: {caps}")
+    return "\n".join(lines)
+
+
 def _announce_started(config: RuntimeConfig, log: Any) -> None:
     try:
         get_plugin_manager().hook.crank_runtime_started(config=config)
@@ -203,4 +249,4 @@ def _announce_started(config: RuntimeConfig, log: Any) -> None:
         log.error("plugin_runtime_started_failed", error=repr(exc))
 
 
-__all__ = ["ServeError", "bind_socket", "open_runtime_broker", "serve"]
+__all__ = ["ServeError", "bind_socket", "open_runtime_broker", "serve", "startup_summary"]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from crank.runtime.brokers.contract import Broker, QueueStats
     from crank.runtime.usage import UsageStore
+    from crank.runtime.worker_reports import WorkerHealth
 
 
 class PoolView(Protocol):
@@ -31,6 +32,18 @@ class PoolView(Protocol):
         ...
 
     def last_decision(self) -> dict[str, Any] | None: ...
+
+    def worker_health(self) -> dict[str, WorkerHealth]:
+        """Each worker as the live processes report it."""
+        ...
+
+    def crashes(self) -> int:
+        """Processes that died without being asked to, lately."""
+        ...
+
+    def stale_processes(self) -> list[str]:
+        """Live processes that stopped reporting."""
+        ...
 
 
 class StatusTracker:
@@ -158,6 +171,30 @@ class StatusTracker:
 
     # -- pool and report ---------------------------------------------------------
 
+    def workers(self) -> dict[str, WorkerHealth]:
+        """Each worker's health; empty when there is no local pool to report it.
+
+        With no worker process here (``--max-workers 0``, or a pool scaled to zero
+        with ``min_workers`` 0), nothing is known about the workers: they run
+        elsewhere, and saying "starting" forever would be false.
+        """
+        if self.pool is None:
+            return {}
+        total, _ = self.pool.worker_counts()
+        if total == 0 and self.min_workers == 0:
+            return {}
+        return self.pool.worker_health()
+
+    def unavailable(self, capability_id: str) -> WorkerHealth | None:
+        """The worker of ``capability_id`` when it failed to load or is not ready, else None.
+
+        A starting worker is not unavailable: a task queued now waits for it.
+        """
+        for worker in self.workers().values():
+            if capability_id in worker.capabilities and worker.state in ("failed", "not_ready"):
+                return worker
+        return None
+
     def snapshot(self) -> SystemSnapshot:
         stats, ok = self.queue_stats()
         total, healthy = self.pool.worker_counts() if self.pool is not None else (0, 0)
@@ -176,6 +213,8 @@ class StatusTracker:
             resources=resource_utilization(100.0 * budget.ratio),
             paused_capabilities=tuple(sorted(self.paused())),
             last_decision=self.pool.last_decision() if self.pool is not None else None,
+            workers=self.workers(),
+            crashed_workers=self.pool.crashes() if self.pool is not None else 0,
         )
 
     def report(self) -> dict[str, Any]:
@@ -184,7 +223,7 @@ class StatusTracker:
         return doc
 
     def ready(self) -> tuple[bool, list[str]]:
-        """Broker answers and at least ``min_workers`` processes are healthy."""
+        """Broker answers, ``min_workers`` processes are healthy, every worker is ready."""
         problems: list[str] = []
         try:
             broker_ok = bool(self.broker.ping())
@@ -194,7 +233,25 @@ class StatusTracker:
             problems.append("broker unreachable")
         _, healthy = self.pool.worker_counts() if self.pool is not None else (0, 0)
         if healthy < self.min_workers:
-            problems.append(f"{healthy} of min {self.min_workers} worker processes up")
+            problems.append(f"{healthy} of min {self.min_workers} worker processes healthy")
+        problems += [p for w in self.workers().values() if (p := w.problem()) is not None]
+        return not problems, problems
+
+    def live(self) -> tuple[bool, list[str]]:
+        """Every worker answers its liveness check and no worker process stopped reporting.
+
+        ``/health`` answers this: the server itself is alive when it can answer at all.
+        """
+        problems = [
+            f"worker {w.name!r} is not live: {w.reason}"
+            for w in self.workers().values()
+            if not w.live
+        ]
+        if self.pool is not None:
+            problems += [
+                f"worker process {consumer} has not reported its health check in time"
+                for consumer in self.pool.stale_processes()
+            ]
         return not problems, problems
 
 

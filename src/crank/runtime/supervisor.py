@@ -8,10 +8,16 @@ and is replaced by a new process — within one interval, far inside 5 s. Every
 ``scale_interval_s`` (prod mode, dynamic pool) it asks the pure policy in
 :mod:`crank.runtime.scaling` for a decision and applies it: new children to
 scale up, SIGTERM (finish in-flight, release the rest) to the newest to scale down.
+
+Each child reports its workers (loaded or failed, ready, live) on a pipe of its
+own (:mod:`crank.runtime.worker_reports`); a reader thread per child keeps its
+latest report. A process is *healthy* when it is alive, reported within
+``stale_after_s`` and every worker it loaded answers its liveness check.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import datetime as dt
 import os
@@ -24,11 +30,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from crank.runtime.health_report import CRASH_WINDOW_S
 from crank.runtime.logs import get_logger
 from crank.runtime.scaling import RuntimeMetrics, ScalingDecision, decide
+from crank.runtime.worker_reports import REPORT_FD_ENV, ProcessReport, WorkerHealth, fold_reports
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from typing import BinaryIO
 
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
@@ -46,6 +55,9 @@ class WorkerChild:
     proc: subprocess.Popen[bytes]
     started_at: float
     stopping: bool = False
+    #: the latest report of its workers, and when it came (the supervisor's clock).
+    report: ProcessReport | None = None
+    reported_at: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -93,6 +105,7 @@ def worker_command(config: RuntimeConfig, consumer: str) -> list[str]:
         "--batch-size", str(config.worker_batch_size),
         "--visibility-timeout", f"{config.visibility_timeout_s:g}",
         "--grace", f"{config.grace_s:g}",
+        "--health-interval", f"{config.health_interval_s:g}",
     ]  # fmt: skip
     for path in config.manifest_paths:
         argv += ["--manifest", str(path)]
@@ -107,6 +120,7 @@ class Supervisor:
         *,
         status: StatusTracker | None = None,
         capabilities: Sequence[str] = (),
+        workers: Mapping[str, Sequence[str]] | None = None,
         env: Mapping[str, str] | None = None,
         command: Callable[[RuntimeConfig, str], list[str]] = worker_command,
         log: Any = None,
@@ -131,16 +145,66 @@ class Supervisor:
         self._crash_streak = 0
         self._hold_until = 0.0
         self._last_decision: dict[str, Any] | None = None
-        caps = sorted(set(capabilities))
+        #: worker name -> its capability ids: what the children are expected to report.
+        self.workers: dict[str, tuple[str, ...]] = {
+            name: tuple(caps) for name, caps in (workers or {}).items()
+        }
+        #: a report older than this makes its process unhealthy (hung, or too busy to check).
+        self.stale_after_s = max(10.0, 3.0 * config.health_interval_s)
+        #: when children died without being asked to (for ``failed_workers``).
+        self._crashes: collections.deque[float] = collections.deque()
+        self._last_states: dict[str, tuple[str, str | None]] = {}
+        #: called once with every worker's health when none is starting any more.
+        self.on_workers_known: Callable[[dict[str, WorkerHealth]], None] | None = None
+        self._announced = False
+        caps = sorted(set(capabilities) | {c for cs in self.workers.values() for c in cs})
         self.weights: dict[str, float] = {c: 1.0 / len(caps) for c in caps} if caps else {}
         self._prefix = f"{socket.gethostname()}-{os.getpid()}"
 
     # -- PoolView ---------------------------------------------------------------
 
     def worker_counts(self) -> tuple[int, int]:
+        """(processes, healthy processes): alive, reporting, and their workers live."""
+        now = self.clock()
         with self._lock:
             live = [c for c in self._children if not c.stopping]
-            return len(live), sum(1 for c in live if c.alive)
+            return len(live), sum(1 for c in live if self._healthy(c, now))
+
+    def _healthy(self, child: WorkerChild, now: float) -> bool:
+        if not child.alive or child.report is None or child.reported_at is None:
+            return False
+        return now - child.reported_at <= self.stale_after_s and child.report.live
+
+    def worker_health(self) -> dict[str, WorkerHealth]:
+        """Each expected worker, folded from the latest reports of the live processes."""
+        with self._lock:
+            reports = [
+                c.report
+                for c in self._children
+                if not c.stopping and c.alive and c.report is not None
+            ]
+        return fold_reports(self.workers, reports)
+
+    def crashes(self) -> int:
+        """Worker processes that died without being asked to in the last ``CRASH_WINDOW_S``."""
+        cutoff = self.clock() - CRASH_WINDOW_S
+        with self._lock:
+            while self._crashes and self._crashes[0] < cutoff:
+                self._crashes.popleft()
+            return len(self._crashes)
+
+    def stale_processes(self) -> list[str]:
+        """Consumers of live processes that have not reported within ``stale_after_s``."""
+        now = self.clock()
+        with self._lock:
+            return [
+                c.consumer
+                for c in self._children
+                if not c.stopping
+                and c.alive
+                and now - (c.reported_at if c.reported_at is not None else c.started_at)
+                > self.stale_after_s
+            ]
 
     def last_decision(self) -> dict[str, Any] | None:
         return self._last_decision
@@ -156,17 +220,53 @@ class Supervisor:
     # -- children -------------------------------------------------------------------
 
     def _spawn(self) -> WorkerChild:
-        with self._lock:
-            self._serial += 1
-            consumer = f"{self._prefix}-w{self._serial}"
-            proc = subprocess.Popen(
-                self.command(self.config, consumer), env=self.env, preexec_fn=_die_with_parent()
-            )
-            child = WorkerChild(consumer, proc, self.clock())
-            self._children.append(child)
-            self.events.spawned += 1
+        # the child writes its reports to ``write_fd``; only it holds that end, so the
+        # reader sees end-of-file when the child exits
+        read_fd, write_fd = os.pipe()
+        try:
+            with self._lock:
+                self._serial += 1
+                consumer = f"{self._prefix}-w{self._serial}"
+                proc = subprocess.Popen(
+                    self.command(self.config, consumer),
+                    env={**self.env, REPORT_FD_ENV: str(write_fd)},
+                    pass_fds=(write_fd,),
+                    preexec_fn=_die_with_parent(),
+                    # a group of its own: Ctrl-C in a terminal reaches crank run alone,
+                    # which stops the children once (a second signal cuts their grace)
+                    process_group=0,
+                )
+                child = WorkerChild(consumer, proc, self.clock())
+                self._children.append(child)
+                self.events.spawned += 1
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        reader = threading.Thread(
+            target=self._read_reports,
+            args=(child, os.fdopen(read_fd, "rb")),
+            name=f"crank-reports-{consumer}",
+            daemon=True,
+        )
+        reader.start()
         self.log.info("worker_started", consumer=consumer, pid=proc.pid)
         return child
+
+    def _read_reports(self, child: WorkerChild, stream: BinaryIO) -> None:
+        """Keep ``child``'s latest report until its pipe closes (the child exited)."""
+        with stream:
+            for line in stream:
+                try:
+                    report = ProcessReport.from_line(line)
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.log.warning(
+                        "worker_report_unreadable", consumer=child.consumer, error=str(exc)
+                    )
+                    continue
+                with self._lock:
+                    child.report, child.reported_at = report, self.clock()
 
     def _retire(self, child: WorkerChild) -> None:
         """Ask one child to stop: it finishes in-flight tasks and releases the rest."""
@@ -203,6 +303,7 @@ class Supervisor:
                 self.log.info("worker_stopped", consumer=child.consumer, recovered=recovered)
                 continue
             self.events.died += 1
+            self._crashes.append(now)
             self._owed += 1
             # Killed by a signal (kill -9, OOM killer) is the outside world, not a crash loop.
             exited_itself = (child.proc.returncode or 0) >= 0
@@ -246,15 +347,15 @@ class Supervisor:
             if self.status is not None
             else self.broker.stats()
         )
-        total, healthy = self.worker_counts()
+        total, _ = self.worker_counts()
         running = stats.running if stats else 0
         depth = dict(stats.pending) if stats else {}
-        active = min(healthy, running)
+        active = min(total, running)
         return RuntimeMetrics(
             queue_depth=depth,
             active_workers=active,
             idle_workers=total - active,
-            failed_workers=total - healthy,
+            failed_workers=self.crashes(),
             weights=self.weights,
         )
 
@@ -292,6 +393,7 @@ class Supervisor:
         while not self._stop.wait(self.config.monitor_interval_s):
             try:
                 self.check_children()
+                self.watch_workers()
                 if self.status is not None:
                     # reads today's LLM cost (cached 1 s): announces 80 % / 100 % even when idle
                     self.status.budget()
@@ -301,6 +403,26 @@ class Supervisor:
                     self.scale_step()
             except Exception as exc:
                 self.log.error("supervisor_tick_failed", error=repr(exc))
+
+    def watch_workers(self) -> dict[str, WorkerHealth]:
+        """Log each worker whose state changed; announce them once none is starting."""
+        health = self.worker_health()
+        for name, worker in health.items():
+            state = (worker.state, worker.reason if worker.state != "starting" else None)
+            if self._last_states.get(name, ("starting", None)) != state:
+                level = self.log.info if worker.state in ("ready", "starting") else self.log.error
+                level(f"worker_{worker.state}", worker=name, reason=worker.reason)
+            self._last_states[name] = state
+        total, _ = self.worker_counts()
+        if total:
+            settled = all(w.state != "starting" for w in health.values())
+        else:  # no process to report: known only when none is meant to run here
+            settled, health = self.config.min_workers == 0, {}
+        if settled and not self._announced:
+            self._announced = True
+            if self.on_workers_known is not None:
+                self.on_workers_known(health)
+        return health
 
     def stop(self, grace_s: float | None = None) -> None:
         """SIGTERM every child, wait up to ``grace_s``, kill the rest and recover their tasks."""
@@ -332,4 +454,10 @@ class Supervisor:
         self.log.info("pool_stopped", workers=len(children))
 
 
-__all__ = ["WORKER_MODULE", "PoolEvents", "Supervisor", "WorkerChild", "worker_command"]
+__all__ = [
+    "WORKER_MODULE",
+    "PoolEvents",
+    "Supervisor",
+    "WorkerChild",
+    "worker_command",
+]

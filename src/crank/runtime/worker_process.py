@@ -24,6 +24,12 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   the batch runs and read after it (``Broker.begin_ack_and_claim``); the
   heartbeat holds prefetched tasks if a batch turns out long, SIGTERM gives
   them back unrun;
+* one broken worker never takes the others down: a worker that fails to import
+  or to set up is reported and the process serves the rest
+  (:mod:`crank.runtime.hosted_workers`); every ``health_interval_s`` a health
+  thread runs the workers' readiness and liveness checks, reports them to the
+  supervisor (:mod:`crank.runtime.worker_reports`) and the loop claims tasks only
+  for the workers that are ready;
 * streaming capabilities: each event the handler emits is published to the
   broker at once (``publish_events``), before the task is acked, so the HTTP
   server can forward it while the handler still runs. Other tasks publish
@@ -52,9 +58,17 @@ from crank.manifest import load_manifest
 from crank.plugins import build_plugin_manager
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions
+from crank.runtime.concurrency import (
+    SLOTS_DIR_ENV,
+    ConcurrencySlots,
+    Slot,
+    concurrency_limits,
+)
+from crank.runtime.hosted_workers import CapabilityBinding, HostedWorkers
 from crank.runtime.logs import configure_logging
 from crank.runtime.metrics import TaskMetricsPlugin
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
+from crank.runtime.worker_reports import ReportWriter
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError
 from crank.worker.host import OutputInvalid, WorkerHost
@@ -63,7 +77,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from types import FrameType
 
-    from crank.manifest import Capability
     from crank.runtime.brokers.contract import Broker, Claim, PendingClaims
 
 T = TypeVar("T")
@@ -71,6 +84,8 @@ log = logging.getLogger("crank.runtime.worker")
 
 #: exit status when the running task did not finish within the grace period.
 EXIT_GRACE_EXCEEDED = 1
+#: how long a capability found at its max_concurrency is left out of claims.
+FULL_RECHECK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -101,20 +116,14 @@ class WorkerProcessConfig:
     #: this; slower batches do not need it (a round trip is small next to them) and
     #: would only keep tasks from idle workers.
     prefetch_below_s: float = 0.1
+    #: how often the workers' readiness and liveness checks run and are reported.
+    health_interval_s: float = 2.0
 
     @property
     def heartbeat_interval_s(self) -> float:
         if self.heartbeat_s is not None:
             return self.heartbeat_s
         return max(0.05, self.visibility_timeout_s / 3.0)
-
-
-@dataclass(frozen=True)
-class CapabilityBinding:
-    """A capability this process serves, bound to the WorkerHost of the manifest declaring it."""
-
-    host: WorkerHost
-    capability: Capability
 
 
 @dataclass(frozen=True)
@@ -254,23 +263,43 @@ class WorkerLoop:
         config: WorkerProcessConfig,
         *,
         bindings: dict[str, CapabilityBinding] | None = None,
+        workers: HostedWorkers | None = None,
         broker: Broker | None = None,
         on_finished: Callable[[str, str, float], None] | None = None,
         hard_exit: Callable[[int], Any] = os._exit,
+        reports: ReportWriter | None = None,
+        slots: ConcurrencySlots | None = None,
     ) -> None:
         self.config = config
         self._hard_exit = hard_exit
-        self.bindings = bindings if bindings is not None else load_bindings(config.manifest_paths)
+        # manifests are read here; the workers are imported and set up when run() starts
+        if workers is None:
+            workers = (
+                HostedWorkers.from_bindings(bindings)
+                if bindings is not None
+                else HostedWorkers.from_paths(config.manifest_paths)
+            )
+        self.workers = workers
+        declared = self.workers.declared
         caps = config.capabilities
         if caps is not None:
-            unknown = sorted(set(caps) - set(self.bindings))
+            unknown = sorted(set(caps) - set(declared))
             if unknown:
                 raise UsageError(
                     f"capabilities not declared by the given manifests: {', '.join(unknown)}",
-                    hint=f"serve some of: {', '.join(sorted(self.bindings))}",
+                    hint=f"serve some of: {', '.join(sorted(declared))}",
                     subject=unknown[0],
                 )
-        self.capabilities: tuple[str, ...] = caps if caps is not None else tuple(self.bindings)
+        self.capabilities: tuple[str, ...] = caps if caps is not None else declared
+        self._reports = reports if reports is not None else ReportWriter.from_env()
+        self._health_stop = threading.Event()
+        self._serving_seen: tuple[str, ...] | None = None
+        self._claimable_now: tuple[str, ...] = ()
+        #: max_concurrency slots shared with the other processes (None: no limits here).
+        self._slots = slots
+        self._limited = frozenset(slots.limits) if slots is not None else frozenset()
+        #: capabilities found at their limit, left out of claims until then.
+        self._full_until: dict[str, float] = {}
         self._claim_base = ClaimOptions(
             config.consumer,
             capabilities=self.capabilities,
@@ -290,9 +319,27 @@ class WorkerLoop:
         self._limit = 1
         self.processed = 0
 
-    def _hosts(self) -> list[WorkerHost]:
-        """Each WorkerHost once (a manifest with several capabilities has one host)."""
-        return list({id(b.host): b.host for b in self.bindings.values()}.values())
+    @property
+    def bindings(self) -> dict[str, CapabilityBinding]:
+        """capability id -> binding, of the workers that loaded."""
+        return self.workers.bindings
+
+    def _claimable(self) -> tuple[str, ...]:
+        """The configured capabilities whose worker is ready now (recomputed on a change)."""
+        serving = self.workers.serving()
+        if serving is not self._serving_seen:
+            ready = set(serving)
+            self._serving_seen = serving
+            self._claimable_now = tuple(c for c in self.capabilities if c in ready)
+        return self._claimable_now
+
+    # -- health --------------------------------------------------------------------------
+
+    def _health(self) -> None:
+        """Report at once (the workers are starting), then check and report every interval."""
+        self._reports.write(self.workers.report())
+        while not self._health_stop.wait(self.config.health_interval_s):
+            self._reports.write(self.workers.check())
 
     # -- broker access with reconnection ---------------------------------------------
 
@@ -421,20 +468,32 @@ class WorkerLoop:
     # -- the loop ----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until stopped; returns the process exit status."""
+        """Load the workers, then serve until stopped; returns the process exit status."""
+        health = threading.Thread(target=self._health, name="crank-health", daemon=True)
+        health.start()
+        try:
+            self.workers.load()  # a worker that fails is reported; the others serve
+            self._reports.write(self.workers.report())
+            return self._serve()
+        finally:
+            self._health_stop.set()
+            self.workers.stop()
+            self._cancel_grace_timer()
+
+    def _serve(self) -> int:
         broker = self.broker  # connects (retrying) before the first claim
         if self.stop_event.is_set():
             self._cancel_grace_timer()
             return int(ExitCode.OK)
-        for host in self._hosts():
-            host.start()
         beat = threading.Thread(target=self._heartbeat, name="crank-heartbeat", daemon=True)
         beat.start()
+        failed = [w.name for w in self.workers.workers if w.state == "failed"]
         log.info(
-            "worker %s serving %s from %s",
+            "worker %s serving %s from %s%s",
             self.config.consumer,
-            ", ".join(self.capabilities),
+            ", ".join(self._claimable()) or "nothing",
             broker.url,
+            f" (failed to load: {', '.join(failed)})" if failed else "",
         )
         try:
             done: list[tuple[Claim, Any]] = []
@@ -465,10 +524,6 @@ class WorkerLoop:
         finally:
             self._heartbeat_stop.set()
             beat.join(timeout=5)
-            for host in self._hosts():
-                with contextlib.suppress(Exception):
-                    host.stop()
-            self._cancel_grace_timer()
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
         return int(ExitCode.OK)
 
@@ -484,9 +539,14 @@ class WorkerLoop:
         the broker is down).
         """
         cfg = self.config
+        options = self._claim_options(block_s=cfg.block_s)
+        if options is None:  # no worker here is ready: settle what is done, wait, look again
+            self._ack(done)
+            self.stop_event.wait(cfg.block_s)
+            return [], []
 
         def claim() -> list[Claim]:
-            got = self.broker.ack_and_claim(done, self._claim_options(block_s=cfg.block_s))
+            got = self.broker.ack_and_claim(done, options)
             self._hold(got)
             return got
 
@@ -502,9 +562,18 @@ class WorkerLoop:
         self._drop([c for c, _ in done])
         return got, []
 
-    def _claim_options(self, *, block_s: float = 0.0) -> ClaimOptions:
-        """What the next claim of this loop asks for (only the limit changes)."""
-        return replace(self._claim_base, limit=self._next_limit(), block_s=block_s)
+    def _claim_options(self, *, block_s: float = 0.0) -> ClaimOptions | None:
+        """What the next claim of this loop asks for; None when nothing can be served now."""
+        capabilities = self._claimable()
+        if self._full_until:
+            now = time.monotonic()
+            self._full_until = {c: t for c, t in self._full_until.items() if t > now}
+            capabilities = tuple(c for c in capabilities if c not in self._full_until)
+        if not capabilities:
+            return None
+        return replace(
+            self._claim_base, capabilities=capabilities, limit=self._next_limit(), block_s=block_s
+        )
 
     def _next_limit(self) -> int:
         """How many tasks the next claim asks for (see ``batch_target_s``)."""
@@ -525,8 +594,11 @@ class WorkerLoop:
 
     def _begin_prefetch(self, done: list[tuple[Claim, Any]]) -> Prefetch | None:
         """Send the ack of ``done`` and the claim of the next batch; None: do it the slow way."""
+        options = self._claim_options()
+        if options is None:
+            return None
         try:
-            pending = self.broker.begin_ack_and_claim(done, self._claim_options())
+            pending = self.broker.begin_ack_and_claim(done, options)
         except (BrokerError, TypeError, ValueError):
             return None  # broker down or a result that is not JSON: _claim deals with both
         self._prefetch = Prefetch(pending, done, self._hold)
@@ -559,6 +631,7 @@ class WorkerLoop:
         done: list[tuple[Claim, Any]] = []
         first_done = 0.0
         bindings, stopping, finished = self.bindings, self.stop_event.is_set, self._finished
+        limited = self._limited
         flush_s = self.config.ack_flush_s
         monotonic = time.monotonic
         for index, claim in enumerate(claims):
@@ -577,11 +650,20 @@ class WorkerLoop:
                     }
                 )
             else:
+                slot = None
+                if task.capability in limited:
+                    slot = self._take_slot(claim)
+                    if slot is None:
+                        continue  # at its max_concurrency: back to the queue, unrun
                 timeout = task.timeout_s or binding.capability.timeout_s
                 deadline = started + timeout if timeout else None
                 self._started(claim, deadline)
                 sink = self._event_publisher(claim) if binding.capability.streaming else None
-                outcome = run_task(binding, claim, sink, deadline)
+                try:
+                    outcome = run_task(binding, claim, sink, deadline)
+                finally:
+                    if slot is not None:
+                        slot.release()
             ended = monotonic()
             self.processed += 1
             if outcome.error is None:
@@ -596,6 +678,18 @@ class WorkerLoop:
                 status = self._fail(claim, outcome)
                 finished(task.capability, status, ended - started)
         return done
+
+    def _take_slot(self, claim: Claim) -> Slot | None:
+        """A slot of the task's capability, or None: the task is given back and waits."""
+        assert self._slots is not None
+        capability = claim.task.capability
+        slot = self._slots.try_acquire(capability)
+        if slot is None:
+            log.debug("%s is at its max_concurrency: task %s goes back", capability, claim.task.id)
+            self._release([claim])
+            # not claimed again for a moment: another process holds every slot
+            self._full_until[capability] = time.monotonic() + FULL_RECHECK_S
+        return slot
 
     def _event_publisher(self, claim: Claim) -> Callable[[Mapping[str, Any]], None]:
         """Publish each event of ``claim``'s task to the broker as it is emitted.
@@ -707,9 +801,27 @@ def task_finished_hook() -> Callable[[str, str, float], None] | None:
     return call
 
 
+def shared_slots(
+    workers: HostedWorkers, environ: Mapping[str, str] | None = None
+) -> ConcurrencySlots | None:
+    """The max_concurrency slots of the ``crank run`` that started this process, if any."""
+    env = os.environ if environ is None else environ
+    directory = env.get(SLOTS_DIR_ENV)
+    if not directory:
+        return None  # started alone: no other process to share a limit with
+    limits = concurrency_limits((w.manifest for w in workers.workers), env)
+    return ConcurrencySlots(directory, limits) if limits else None
+
+
 def run_worker_process(config: WorkerProcessConfig, *, install_signals: bool = True) -> int:
     """Serve tasks until SIGTERM/SIGINT; returns the exit status."""
-    loop = WorkerLoop(config, on_finished=task_finished_hook())
+    workers = HostedWorkers.from_paths(config.manifest_paths)
+    loop = WorkerLoop(
+        config,
+        workers=workers,
+        on_finished=task_finished_hook(),
+        slots=shared_slots(workers),
+    )
     if install_signals:
         loop.install_signal_handlers()
     return loop.run()
@@ -739,6 +851,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=None)
     p.add_argument("--block", type=float, default=1.0)
     p.add_argument(
+        "--health-interval",
+        type=float,
+        default=2.0,
+        help="seconds between the workers' readiness/liveness checks",
+    )
+    p.add_argument(
         "--log-mode", choices=("prod", "dev"), default=os.environ.get("CRANK_LOG_MODE", "prod")
     )
     return p
@@ -759,6 +877,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace_s=args.grace,
         heartbeat_s=args.heartbeat,
         block_s=args.block,
+        health_interval_s=args.health_interval,
         **kwargs,
     )
     try:

@@ -35,8 +35,11 @@ class WorkerApplication:
     """Base class of every worker. Subclass it, decorate handlers with ``@capability``.
 
     Lifecycle: ``setup()`` once per process before the first task, ``teardown()``
-    at shutdown; ``check_liveness()`` and ``check_readiness()`` feed /health and
-    /ready. Each may be sync or async.
+    at shutdown. Under ``crank run`` each worker process runs ``check_readiness()``
+    and ``check_liveness()`` every couple of seconds and reports them: they feed
+    ``/ready`` (and whether the worker's capabilities are served) and ``/health``.
+    A hook answers ``False`` or raises an exception whose message says why. Each
+    may be sync or async.
     """
 
     #: Set by crank when the worker is loaded from its manifest.
@@ -51,11 +54,19 @@ class WorkerApplication:
         return None
 
     def check_liveness(self) -> Any:
-        """True while the process can make progress (a deadlock answers False)."""
+        """True while the process can make progress (a deadlock answers False).
+
+        False (or an exception, whose message is the reason) makes ``/health`` 503.
+        """
         return True
 
     def check_readiness(self) -> Any:
-        """True when the worker can take tasks (its model is loaded, say)."""
+        """True when the worker can take tasks (its model is loaded, say).
+
+        False (or an exception, whose message is the reason: ``raise
+        RuntimeError("pandoc is not installed")``) makes ``/ready`` 503 and its
+        capabilities answer 503 until it passes; its queued tasks wait.
+        """
         return True
 
     @property

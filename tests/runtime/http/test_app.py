@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def test_health_is_live(client: TestClient) -> None:
     r = client.get("/health")
-    assert (r.status_code, r.json()) == (200, {"status": "ok"})
+    assert (r.status_code, r.json()) == (200, {"status": "ok", "problems": []})
     assert r.headers["x-request-id"]
 
 
@@ -227,7 +227,7 @@ def test_ready_and_status_report(client: TestClient) -> None:
 def test_not_ready_and_critical_without_workers(make_services: Any, serve: Any) -> None:
     http = serve(make_services(min_workers=1))
     r = http.get("/ready")
-    assert (r.status_code, r.json()["problems"]) == (503, ["0 of min 1 worker processes up"])
+    assert (r.status_code, r.json()["problems"]) == (503, ["0 of min 1 worker processes healthy"])
     report = http.get("/v1/status").json()
     assert (report["overall_health"], report["problems"]) == (
         "critical",

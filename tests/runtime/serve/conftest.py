@@ -51,7 +51,7 @@ class CrankRun:
         *args: str,
         env: dict[str, str] | None = None,
         db: str = "queue.db",
-        fixture_workers: bool = True,
+        workers: tuple[str | Path, ...] = (HTTP_WORKERS,),
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -64,7 +64,7 @@ class CrankRun:
         self.argv = [
             sys.executable, "-c", CRANK_MAIN, "run",
             "--port", str(self.port),
-            *(("--worker", str(HTTP_WORKERS)) if fixture_workers else ()),
+            *(arg for worker in workers for arg in ("--worker", str(worker))),
             *args,
         ]  # fmt: skip
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -137,19 +137,21 @@ class CrankRun:
 
 @pytest.fixture
 def crank_run(tmp_path: Path) -> Iterator[Callable[..., CrankRun]]:
-    """``crank_run(*args, env=..., db=..., start=True, fixture_workers=True)``: a started
-    ``crank run`` on a free port, serving the HTTP fixture workers (and those ``args`` name;
-    with ``fixture_workers=False`` and no ``--worker``: every installed worker)."""
+    """``crank_run(*args, env=..., db=..., workers=..., start=True, fixture_workers=True)``:
+    a started ``crank run`` on a free port, serving ``workers`` (paths or names; the HTTP
+    fixture worker by default) and those ``args`` name; with ``fixture_workers=False``
+    (or ``workers=()``) and no ``--worker``: every installed worker."""
     started: list[CrankRun] = []
 
     def make(
         *args: str,
         env: dict[str, str] | None = None,
         db: str = "queue.db",
+        workers: tuple[str | Path, ...] = (HTTP_WORKERS,),
         start: bool = True,
         fixture_workers: bool = True,
     ) -> CrankRun:
-        run = CrankRun(tmp_path, *args, env=env, db=db, fixture_workers=fixture_workers)
+        run = CrankRun(tmp_path, *args, env=env, db=db, workers=workers if fixture_workers else ())
         started.append(run)
         return run.start() if start else run
 

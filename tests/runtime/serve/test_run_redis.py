@@ -29,6 +29,17 @@ def test_redis_streams_broker_end_to_end(crank_run: Any, redis_server: str) -> N
     )
     assert done["result"] == {"slept": 1.0}
     assert len(run.workers()) == 2
-    report = run.http.get("/v1/status").json()
-    assert report["overall_health"] == "healthy"
+    report = run.wait_until(
+        lambda: (
+            (r := run.http.get("/v1/status").json())["worker_pool_health"]["healthy_workers"] == 2
+            and r
+        ),
+        what="both replacements reporting",
+    )
+    # replaced and serving, and the two kills a moment ago are owned up to
+    assert report["worker_pool_health"]["failed_workers"] == 2
+    assert (report["overall_health"], report["problems"]) == (
+        "degraded",
+        ["2 worker process(es) crashed in the last 300 s"],
+    )
     assert run.terminate(signal.SIGTERM) == 0

@@ -49,10 +49,8 @@ class DocumentConverter(WorkerApplication):
         )
 
     def check_readiness(self) -> bool:
-        try:
-            pandoc.find_pandoc()
-        except pandoc.PandocMissing:
-            return False
+        """Ready once pandoc is found; else ``PandocMissing`` says why (``/ready`` shows it)."""
+        pandoc.find_pandoc()
         return True
 
     # -- input -----------------------------------------------------------------

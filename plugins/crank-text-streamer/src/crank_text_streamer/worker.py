@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from crank.worker import WorkerApplication, capability
-from crank_text_streamer.admission import StreamAdmission, max_streams_from_env
+from crank_text_streamer.admission import StreamAdmission, max_streams
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,7 +31,7 @@ class TextStreamer(WorkerApplication):
     sleep: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
 
     def setup(self) -> None:
-        self.admission = StreamAdmission(max_streams_from_env())
+        self.admission = StreamAdmission(max_streams(type(self).manifest))
 
     @capability("text.tokens")
     async def tokens(self, data: dict[str, Any], ctx: TaskContext) -> AsyncIterator[dict[str, Any]]:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
 from crank.runtime.brokers.contract import IdempotencyKeyReused
-from crank.runtime.gateway import CapabilityPaused, QueueFull
+from crank.runtime.concurrency import ConcurrencyLimited
+from crank.runtime.gateway import CapabilityPaused, QueueFull, WorkerUnavailable
 from crank.runtime.http.guard import RETRY_AFTER_S
 from crank.runtime.http.limits import BodyTooLarge
 from crank.runtime.http.request_parsing import UnsupportedMediaType
@@ -42,6 +43,16 @@ def error_for(exc: BaseException) -> Response:
         return error_response(413, "BODY_TOO_LARGE", exc.message, hint=exc.hint)
     if isinstance(exc, UnsupportedMediaType):
         return error_response(415, "UNSUPPORTED_MEDIA_TYPE", exc.message, hint=exc.hint)
+    if isinstance(exc, ConcurrencyLimited):
+        return error_response(
+            429,
+            "CONCURRENCY_LIMIT",
+            exc.message,
+            hint=exc.hint,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+            capability=exc.capability,
+            max_concurrency=exc.limit,
+        )
     if isinstance(exc, QueueFull):
         return error_response(
             429,
@@ -49,6 +60,20 @@ def error_for(exc: BaseException) -> Response:
             exc.message,
             hint=exc.hint,
             headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if isinstance(exc, WorkerUnavailable):
+        worker = exc.worker
+        # waiting fixes a worker that is not ready yet, not one that failed to load
+        retry = {} if worker.state == "failed" else {"Retry-After": str(RETRY_AFTER_S)}
+        return error_response(
+            503,
+            "WORKER_UNAVAILABLE",
+            exc.message,
+            hint=exc.hint,
+            headers=retry,
+            worker=worker.name,
+            worker_state=worker.state,
+            reason=worker.reason,
         )
     if isinstance(exc, CapabilityPaused):
         return error_response(

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
     from crank.routing import Router
     from crank.runtime.brokers.contract import TaskRecord
+    from crank.runtime.concurrency import Admitted
     from crank.runtime.gateway import PreparedCall
     from crank.runtime.http.services import RuntimeServices
 
@@ -162,20 +163,24 @@ class Handlers(TaskControl):
         "/health",
         Operation(
             operation_id="health",
-            summary="Liveness.",
-            responses=(Reply(200, "Alive.", _PLAIN_JSON),),
+            summary="Liveness: every worker's check_liveness() holds, every process reports.",
+            responses=(Reply(200, "Alive.", _PLAIN_JSON), Reply(503, "Not live.", _PLAIN_JSON)),
         ),
         public=True,
     )
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        ok, problems = await run_in_threadpool(self.s.status.live)
+        return JSONResponse(
+            {"status": "ok" if ok else "not live", "problems": problems},
+            status_code=200 if ok else 503,
+        )
 
     @ROUTES.route(
         "GET",
         "/ready",
         Operation(
             operation_id="ready",
-            summary="Readiness: broker reachable and at least min workers up.",
+            summary="Readiness: broker reachable, min workers healthy, every worker ready.",
             responses=(Reply(200, "Ready.", _PLAIN_JSON), Reply(503, "Not ready.", _PLAIN_JSON)),
         ),
         public=True,
@@ -442,23 +447,31 @@ class Handlers(TaskControl):
                 return None
 
     async def _call(self, request: Request, ref: str) -> Response:
-        """Submit, then wait for the result up to the capability's timeout (504 after)."""
+        """Submit, then wait for the result up to the capability's timeout (504 after).
+
+        A capability at its ``max_concurrency`` answers 429 before anything is queued.
+        """
         started = time.perf_counter()
         record: TaskRecord | None = None
+        admitted: Admitted | None = None
         streaming = False
         try:
             payload = await json_body(request, self.s.config.max_body_bytes)
             call = self._prepare(request, ref, payload)
+            admitted = self.s.admission.admit(call.target)
             record = await self._submit(request, call, watch=True)
             if call.capability.streaming and _wants_sse(request):
                 streaming = True
-                return await self._stream(request, call, record, started)
+                return await self._stream(request, call, record, started, admitted)
             done = await self._wait(record, call.capability.timeout_s)
         except Exception as exc:
             return error_for(exc)
         finally:
-            if record is not None and not streaming:
-                self._forget(record.id)
+            if not streaming:  # a stream does both when it ends
+                if record is not None:
+                    self._forget(record.id)
+                if admitted is not None:
+                    admitted.release()
         headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
         self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
         if done is None:
@@ -466,13 +479,20 @@ class Handlers(TaskControl):
         return self._result(request, call, done, headers)
 
     async def _stream(
-        self, request: Request, call: PreparedCall, record: TaskRecord, started: float
+        self,
+        request: Request,
+        call: PreparedCall,
+        record: TaskRecord,
+        started: float,
+        admitted: Admitted,
     ) -> Response:
         """SSE forwarded live: answer once the first event is out (or the task ended)."""
         timeout_s = call.capability.timeout_s
         deadline = time.monotonic() + timeout_s
         io, notices = self.s.gateway.io, self.s.broker.result_notices()
-        handed_over = False  # the stream forgets the watched task when it ends
+        # the stream forgets the watched task and lets its concurrency slot go when it
+        # ends, however it ends (the client may leave); any other answer does it here
+        handed_over = False
         try:
             first = await first_look(self.s.broker, record.id, deadline, io=io, notices=notices)
             headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
@@ -492,7 +512,7 @@ class Handlers(TaskControl):
                 is_disconnected=request.is_disconnected,
                 io=io,
                 notices=notices,
-                on_close=lambda: self._forget(record.id),
+                on_close=lambda: self._end_stream(record.id, admitted),
             )
             handed_over = True
             return StreamingResponse(
@@ -502,7 +522,11 @@ class Handlers(TaskControl):
             )
         finally:
             if not handed_over:
-                self._forget(record.id)
+                self._end_stream(record.id, admitted)
+
+    def _end_stream(self, task_id: str, admitted: Admitted) -> None:
+        self._forget(task_id)
+        admitted.release()
 
     def _forget(self, task_id: str) -> None:
         notices = self.s.broker.result_notices()

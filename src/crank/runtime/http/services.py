@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crank import __version__
+from crank.runtime.concurrency import CallAdmission
 from crank.runtime.gateway import TaskGateway
 from crank.runtime.http.limits import InflightLimiter
 from crank.runtime.logs import get_logger
@@ -34,6 +35,8 @@ class RuntimeServices:
     metrics: ServerMetrics
     gateway: TaskGateway
     limiter: InflightLimiter = field(default_factory=lambda: InflightLimiter(64))
+    #: max_concurrency of synchronous and streaming calls.
+    admission: CallAdmission = field(default_factory=lambda: CallAdmission({}))
     #: the version ``/openapi.json`` states.
     version: str = __version__
 
@@ -45,6 +48,7 @@ def build_services(
     *,
     status: StatusTracker | None = None,
     metrics: ServerMetrics | None = None,
+    admission: CallAdmission | None = None,
 ) -> RuntimeServices:
     """Wire the router, broker, status tracker and metrics together."""
     if status is None:
@@ -88,7 +92,17 @@ def build_services(
         metrics=metrics,
         gateway=gateway,
         limiter=InflightLimiter(config.max_inflight_requests),
+        admission=admission if admission is not None else CallAdmission(manifest_limits(router)),
     )
 
 
-__all__ = ["MAX_CALLER_LABELS", "RuntimeServices", "build_services"]
+def manifest_limits(router: Router) -> dict[str, int]:
+    """capability id -> ``max_concurrency`` as the manifests declare it."""
+    return {
+        r.capability_id: r.capability.max_concurrency
+        for r in router.routes()
+        if r.capability.max_concurrency is not None
+    }
+
+
+__all__ = ["MAX_CALLER_LABELS", "RuntimeServices", "build_services", "manifest_limits"]

@@ -1,0 +1,213 @@
+"""What each worker process tells the supervisor about the workers it hosts.
+
+A worker process loads every manifest it is given. A worker that fails to load
+(its module cannot be imported, its handlers do not match the manifest, its
+``setup()`` raises) is reported, not fatal: the process serves the others. Every
+``health_interval_s`` the process runs each loaded worker's ``check_readiness()``
+and ``check_liveness()`` and writes one :class:`ProcessReport` as a JSON line to
+the pipe the supervisor gave it (the file descriptor in ``CRANK_REPORT_FD``).
+
+The supervisor keeps the latest report of each live process and folds them into
+one :class:`WorkerHealth` per worker (:func:`fold_reports`), which ``/ready``,
+``/health``, ``/v1/status`` and the gateway read: a worker that failed to load or
+is not ready makes ``/ready`` 503 and its capabilities answer 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+#: the environment variable holding the write end of the report pipe.
+REPORT_FD_ENV = "CRANK_REPORT_FD"
+
+#: what one process says about one worker ("starting": being imported or set up).
+ReportedState = Literal["starting", "ready", "not_ready", "failed"]
+#: what the pool says about one worker: "starting" until a process reports it loaded.
+WorkerState = ReportedState
+
+_REPORTED: frozenset[str] = frozenset({"starting", "ready", "not_ready", "failed"})
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """One worker as one process sees it."""
+
+    name: str
+    capabilities: tuple[str, ...]
+    state: ReportedState
+    #: the worker's ``check_liveness()`` (a worker that failed to load is not asked).
+    live: bool = True
+    #: why it failed or is not ready, or why it is not live; None when all is well.
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "capabilities": list(self.capabilities),
+            "state": self.state,
+            "live": self.live,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    """Every worker of one process, as of its latest health check."""
+
+    workers: tuple[WorkerReport, ...]
+
+    @property
+    def live(self) -> bool:
+        """Every worker of the process that was asked answered its liveness check with True."""
+        return all(w.live for w in self.workers)
+
+    def to_line(self) -> bytes:
+        doc = {"workers": [w.as_dict() for w in self.workers]}
+        return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes | str) -> ProcessReport:
+        """Decode one line; ValueError when it is not a report (the pipe is ours alone)."""
+        doc = json.loads(line)
+        if not isinstance(doc, dict) or not isinstance(doc.get("workers"), list):
+            raise ValueError("a report is an object with a list of workers")
+        workers = []
+        for item in doc["workers"]:
+            state = item.get("state") if isinstance(item, dict) else None
+            if state not in _REPORTED:
+                raise ValueError(f"a worker report needs a state in {sorted(_REPORTED)}")
+            reason = item.get("reason")
+            workers.append(
+                WorkerReport(
+                    name=str(item["name"]),
+                    capabilities=tuple(str(c) for c in item.get("capabilities", ())),
+                    state=state,
+                    live=bool(item.get("live", True)),
+                    reason=None if reason is None else str(reason),
+                )
+            )
+        return cls(tuple(workers))
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    """One worker as the whole pool sees it."""
+
+    name: str
+    capabilities: tuple[str, ...]
+    state: WorkerState
+    reason: str | None = None
+    #: live processes that report this worker ready.
+    ready_processes: int = 0
+    #: False when a process reports that the worker's liveness check fails.
+    live: bool = True
+
+    @property
+    def serving(self) -> bool:
+        return self.state == "ready"
+
+    def problem(self) -> str | None:
+        """A sentence for ``/ready`` and ``/v1/status``, None when the worker is ready."""
+        if self.state == "failed":
+            return f"worker {self.name!r} failed to load: {self.reason}"
+        if self.state == "not_ready":
+            return f"worker {self.name!r} is not ready: {self.reason}"
+        if self.state == "starting":
+            return f"worker {self.name!r} is starting: {self.reason or 'not loaded yet'}"
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "capabilities": list(self.capabilities),
+            "ready_processes": self.ready_processes,
+            "live": self.live,
+        }
+
+
+def fold_reports(
+    expected: Mapping[str, Sequence[str]], reports: Sequence[ProcessReport]
+) -> dict[str, WorkerHealth]:
+    """One :class:`WorkerHealth` per expected worker (name -> its capability ids).
+
+    Ready when any process reports it ready (that process serves it); otherwise
+    failed when a process could not load it, not ready when one says so, and
+    starting while it is being loaded or no process has reported it yet.
+    """
+    health: dict[str, WorkerHealth] = {}
+    for name, capabilities in sorted(expected.items()):
+        seen = [w for report in reports for w in report.workers if w.name == name]
+        ready = [w for w in seen if w.state == "ready"]
+        failed = [w for w in seen if w.state == "failed"]
+        not_ready = [w for w in seen if w.state == "not_ready"]
+        starting = [w for w in seen if w.state == "starting"]
+        unlive = [w for w in seen if not w.live]
+        state: WorkerState
+        reason: str | None
+        if ready:
+            state, reason = "ready", None
+        elif failed:
+            state, reason = "failed", failed[0].reason
+        elif not_ready:
+            state, reason = "not_ready", not_ready[0].reason
+        else:
+            state = "starting"
+            reason = starting[0].reason if starting else "no worker process has reported yet"
+        if unlive and reason is None:
+            reason = unlive[0].reason
+        health[name] = WorkerHealth(
+            name=name,
+            capabilities=tuple(capabilities),
+            state=state,
+            reason=reason,
+            ready_processes=len(ready),
+            live=not unlive,
+        )
+    return health
+
+
+class ReportWriter:
+    """The child's end of the report pipe; a process started without one reports nowhere."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()  # two threads report: their lines must not interleave
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReportWriter:
+        raw = (os.environ if environ is None else environ).get(REPORT_FD_ENV, "")
+        return cls(int(raw) if raw.strip().isdigit() else None)
+
+    def write(self, report: ProcessReport) -> bool:
+        """Send one report; False when nobody listens (no pipe, or the supervisor is gone)."""
+        if self.fd is None:
+            return False
+        data = report.to_line()
+        with self._lock:
+            try:
+                while data:  # a short write sends the rest
+                    data = data[os.write(self.fd, data) :]
+            except OSError:
+                self.fd = None  # the supervisor is gone; the process stops on SIGTERM anyway
+                return False
+        return True
+
+
+__all__ = [
+    "REPORT_FD_ENV",
+    "ProcessReport",
+    "ReportWriter",
+    "ReportedState",
+    "WorkerHealth",
+    "WorkerReport",
+    "WorkerState",
+    "fold_reports",
+]

@@ -1,0 +1,191 @@
+"""One broken worker never takes the others down; /ready, /health and /v1/status say why.
+
+Every test runs ``crank run`` as a real process with real worker processes and asks
+it over HTTP, as an operator and a load balancer would.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from .conftest import HTTP_WORKERS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    CrankRun = Any
+    Starter = Callable[..., Any]
+
+pytestmark = pytest.mark.slow
+
+HEALTH_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "health_workers"
+MISSING = HEALTH_WORKERS / "missing_dependency"
+NOT_READY = HEALTH_WORKERS / "not_ready"
+IMPORT_ERROR = (
+    "entrypoint module 'crank_health_missing_dep.worker' cannot be imported "
+    "(No module named 'crank_fixture_dependency_not_installed')"
+)
+
+
+def answer(run: CrankRun, path: str) -> httpx.Response | None:
+    """``GET path``, or None while the server does not answer yet."""
+    try:
+        return run.http.get(path)  # type: ignore[no-any-return]
+    except httpx.HTTPError:
+        return None
+
+
+def settled_readiness(run: CrankRun) -> httpx.Response:
+    """``/ready`` once no worker is starting and no process is still coming up."""
+
+    def check() -> httpx.Response | None:
+        r = answer(run, "/ready")
+        if r is None:
+            return None
+        problems = r.json()["problems"]
+        if any("is starting" in p or "worker processes healthy" in p for p in problems):
+            return None
+        return r
+
+    return run.wait_until(check, what="every worker loaded or reported")  # type: ignore[no-any-return]
+
+
+def test_a_worker_that_fails_to_import_is_reported_and_the_other_serves(
+    crank_run: Starter,
+) -> None:
+    run = crank_run(
+        "--min-workers", "2", "--max-workers", "2",
+        workers=(MISSING, HTTP_WORKERS),
+        start=False,
+    ).start(ready=False)  # fmt: skip
+    ready = settled_readiness(run)
+    assert (ready.status_code, ready.json()) == (
+        503,
+        {
+            "status": "not ready",
+            "problems": [f"worker 'missing-dependency' failed to load: {IMPORT_ERROR}"],
+        },
+    )
+    # its capability answers 503 with the reason, synchronously and queued; not 404
+    call = run.http.post("/v1/capabilities/broken.echo", json={"text": "hi"})
+    assert call.status_code == 503
+    error = call.json()["error"]
+    assert (error["code"], error["worker"], error["worker_state"], error["reason"]) == (
+        "WORKER_UNAVAILABLE",
+        "missing-dependency",
+        "failed",
+        IMPORT_ERROR,
+    )
+    assert error["message"] == (
+        f"broken.echo cannot be served: its worker 'missing-dependency' failed to load: "
+        f"{IMPORT_ERROR}"
+    )
+    assert "retry-after" not in call.headers  # waiting does not fix an import error
+    queued = run.http.post("/v1/tasks", json={"capability": "broken.echo", "input": {}})
+    assert (queued.status_code, queued.json()["error"]["code"]) == (503, "WORKER_UNAVAILABLE")
+    # the healthy worker serves, from worker processes that stay up
+    assert run.http.post("/v1/capabilities/demo.echo", json={"text": "hi"}).json() == {"text": "hi"}
+    streamed = run.http.post("/v1/capabilities/demo.count", json={"n": 2})
+    assert streamed.json() == {"events": [{"i": 1}, {"i": 2}]}
+    status = run.http.get("/v1/status").json()
+    assert status["overall_health"] == "degraded"
+    assert status["problems"] == [f"worker 'missing-dependency' failed to load: {IMPORT_ERROR}"]
+    assert status["worker_pool_health"]["healthy_workers"] == 2
+    assert status["worker_pool_health"]["failed_workers"] == 0
+    assert status["workers"]["missing-dependency"] == {
+        "state": "failed",
+        "reason": IMPORT_ERROR,
+        "capabilities": ["broken.echo"],
+        "ready_processes": 0,
+        "live": True,
+    }
+    assert status["workers"]["http-fixture"]["state"] == "ready"
+    assert status["workers"]["http-fixture"]["ready_processes"] == 2
+    metrics = run.http.get("/metrics").text
+    assert 'crank_worker_state{state="failed",worker="missing-dependency"} 1.0' in metrics
+    assert 'crank_worker_state{state="ready",worker="http-fixture"} 1.0' in metrics
+    # the person at the terminal is told, once, what serves where and what failed
+    log = run.wait_until(lambda: "FAILED to load" in run.log() and run.log(), what="summary")
+    assert f"crank is listening on {run.url} with 2 worker process(es)" in log
+    assert (
+        f"  http-fixture: serves demo.echo, demo.slow, demo.count, demo.summarize at "
+        f"{run.url}/v1/capabilities/<id>\n"
+    ) in log
+    assert f"  missing-dependency: FAILED to load: {IMPORT_ERROR}\n" in log
+    assert "    its capabilities answer 503 until it is fixed: broken.echo\n" in log
+    # no process died: loading failed inside each, and each kept serving
+    assert len(run.workers()) == 2
+    assert "worker_died" not in log and "worker_crash_loop" not in log
+    assert run.terminate() == 0
+
+
+def test_installed_worker_package_that_fails_to_import(
+    crank_run: Starter, test_plugins: Any
+) -> None:
+    pythonpath = f"{test_plugins.good}:{test_plugins.missing_dep}"
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1",
+        workers=("testplugin-good", "testplugin-missing-dep"),
+        env={"PYTHONPATH": pythonpath},
+        start=False,
+    ).start(ready=False)  # fmt: skip
+    ready = settled_readiness(run)
+    reason = (
+        "entrypoint module 'crank_testplugin_missing_dep.worker' cannot be imported "
+        "(No module named 'crank_fixture_dependency_not_installed')"
+    )
+    assert (ready.status_code, ready.json()["problems"]) == (
+        503,
+        [f"worker 'testplugin-missing-dep' failed to load: {reason}"],
+    )
+    refused = run.http.post("/v1/capabilities/missingdep.echo", json={})
+    assert (refused.status_code, refused.json()["error"]["reason"]) == (503, reason)
+    greeted = run.http.post("/v1/capabilities/testplugin.greet", json={"name": "ada"})
+    assert (greeted.status_code, greeted.json()) == (200, {"greeting": "hello ada"})
+    assert run.http.get("/v1/status").json()["overall_health"] == "degraded"
+    assert run.terminate() == 0
+
+
+def test_readiness_hook_gates_ready_and_the_capability(crank_run: Starter, tmp_path: Path) -> None:
+    flag, stuck = tmp_path / "ready-flag", tmp_path / "stuck-flag"
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1",
+        workers=(NOT_READY, HTTP_WORKERS),
+        env={"CRANK_FIXTURE_READY_FILE": str(flag), "CRANK_FIXTURE_STUCK_FILE": str(stuck)},
+        start=False,
+    ).start(ready=False)  # fmt: skip
+    reason = f"check_readiness() raised RuntimeError: {flag} does not exist yet"
+    ready = settled_readiness(run)
+    assert (ready.status_code, ready.json()["problems"]) == (
+        503,
+        [f"worker 'not-ready' is not ready: {reason}"],
+    )
+    refused = run.http.post("/v1/capabilities/gated.echo", json={"text": "x"})
+    assert refused.status_code == 503
+    assert refused.json()["error"]["worker_state"] == "not_ready"
+    assert refused.headers["retry-after"] == "1"
+    assert run.http.post("/v1/capabilities/demo.echo", json={"text": "y"}).json() == {"text": "y"}
+    assert run.http.get("/health").json() == {"status": "ok", "problems": []}
+
+    flag.touch()  # the worker's own check now passes: ready, and it serves
+    run.wait_until(lambda: run.http.get("/ready").status_code == 200, what="ready")
+    assert run.http.post("/v1/capabilities/gated.echo", json={"text": "x"}).json() == {"text": "x"}
+    assert run.http.get("/v1/status").json()["overall_health"] == "healthy"
+
+    stuck.touch()  # its liveness check fails: /health says so and names it
+    health = run.wait_until(
+        lambda: (r := run.http.get("/health")).status_code == 503 and r, what="/health 503"
+    )
+    assert health.json() == {
+        "status": "not live",
+        "problems": ["worker 'not-ready' is not live: check_liveness() returned False"],
+    }
+    assert run.http.get("/v1/status").json()["worker_pool_health"]["healthy_workers"] == 0
+    stuck.unlink()
+    run.wait_until(lambda: run.http.get("/health").status_code == 200, what="/health 200")
+    assert run.terminate(signal.SIGINT) == 0
