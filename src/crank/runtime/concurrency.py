@@ -9,8 +9,8 @@ shares. A worker process takes a slot (a non-blocking ``flock``) before it runs
 a task of a limited capability and lets it go when the task ends; without one,
 the task goes back to the queue unrun and waits. The kernel drops the locks of
 a process that dies, so a crash (even ``kill -9``) never leaks a slot. The HTTP
-server counts the held slots to refuse a synchronous or streaming call beyond
-the limit with 429 instead of queueing it behind.
+server checks whether every slot is held to refuse a synchronous or streaming
+call beyond the limit with 429 instead of queueing it behind.
 
 This is a limit on calls *running at once* for one capability, whatever the
 number of worker processes; it is not a number of tasks per process.
@@ -142,27 +142,27 @@ class ConcurrencySlots:
                 self._held.discard(key)
                 fcntl.flock(self._fds[key], fcntl.LOCK_UN)
 
-    def held(self, capability: str) -> int:
-        """How many slots of ``capability`` are held now, by this process or another.
+    def full(self, capability: str) -> bool:
+        """True when every slot of ``capability`` is held, by this process or another.
 
-        Each free slot is taken and let go at once to find out; a worker that tries
-        that slot in the same instant tries the next one, or puts its task back.
+        Slots are tried in order and the first free one is taken and let go at once
+        to find out (workers take the lowest free slot, so that is soon); a worker
+        trying that slot in the same instant takes the next one, or puts its task
+        back to try again.
         """
-        count = 0
         with self._lock:
             for index in range(self.limits.get(capability, 0)):
                 key = (capability, index)
                 if key in self._held:
-                    count += 1
                     continue
                 fd = self._fd(key)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    count += 1
                     continue
                 fcntl.flock(fd, fcntl.LOCK_UN)
-        return count
+                return False
+        return capability in self.limits
 
     def close(self) -> None:
         with self._lock:
@@ -191,9 +191,9 @@ class CallAdmission:
     """The HTTP server's gate for synchronous and streaming calls of limited capabilities.
 
     A call is admitted while fewer than the limit are admitted and not finished
-    here *and* fewer than the limit hold a slot (queued tasks that run take
-    slots too); past it, :class:`ConcurrencyLimited`. The count here is exact for
-    concurrent requests; the slots add what other callers started.
+    here *and* some slot is free (queued tasks that run take slots too); past it,
+    :class:`ConcurrencyLimited`. The count here is exact for concurrent requests;
+    the slots add what other callers started.
     """
 
     def __init__(self, limits: Mapping[str, int], slots: ConcurrencySlots | None = None) -> None:
@@ -208,8 +208,7 @@ class CallAdmission:
             return Admitted(capability, None)
         with self._lock:
             admitted = self._admitted.get(capability, 0)
-            held = self.slots.held(capability) if self.slots is not None else 0
-            if max(admitted, held) >= limit:
+            if admitted >= limit or (self.slots is not None and self.slots.full(capability)):
                 raise ConcurrencyLimited(capability, limit)
             self._admitted[capability] = admitted + 1
         return Admitted(capability, self)
