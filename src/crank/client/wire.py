@@ -113,7 +113,7 @@ def request_headers(
 ) -> dict[str, str]:
     """The headers every request of a client carries."""
     if caller is not None and not _CALLER.match(caller):
-        # the server ignores a caller it cannot use as a metric label: say so here
+        # the server refuses (400) a caller it cannot use as a label and key scope: say so here
         raise ClientError(
             f"caller {caller!r} cannot name a caller",
             hint="use 1 to 64 letters, digits and . _ @ - (e.g. 'billing-service')",
