@@ -55,6 +55,9 @@ def test_openapi_document_is_valid_3_1(client: Client) -> None:
     assert echo["requestBody"]["content"]["application/json"]["schema"]["required"] == ["text"]
     assert echo["responses"]["200"]["content"]["application/json"]["schema"]["required"] == ["text"]
     assert paths["/echo"]["post"]["deprecated"] is True
+    # the manifest's examples are the operation's request examples
+    body = echo["requestBody"]["content"]["application/json"]
+    assert body["examples"] == {"hello": {"value": {"text": "hello"}}}
 
 
 def _body_schema(operation: dict[str, Any]) -> Any:

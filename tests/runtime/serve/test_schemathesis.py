@@ -89,7 +89,8 @@ def test_schemathesis_finds_nothing_against_the_example_workers(
     assert int(selected.group(1)) == int(selected.group(2)) == int(tested.group(1))
     operations = sum(len(ops) for ops in document["paths"].values())
     assert int(tested.group(1)) == operations
-    for phase in ("Coverage", "Fuzzing", "Stateful"):
+    # Examples sends the manifests' examples (documented as request examples)
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅ {phase}\b", out), f"{phase} did not run and pass:\n{out[-3000:]}"
     scenarios = re.search(r"Scenarios:\s+(\d+)", out)
     assert scenarios is not None and int(scenarios.group(1)) > 0, out[-3000:]

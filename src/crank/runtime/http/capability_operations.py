@@ -182,6 +182,7 @@ def call_operation(
     *,
     deprecated: bool = False,
     gone: bool = False,
+    examples: Mapping[str, Any] | None = None,
 ) -> Operation:
     """A synchronous call: the input in, the output (or its events) out, every error."""
     request_errors = (*BODY_ERRORS, *GUARD_ERRORS)
@@ -214,6 +215,7 @@ def call_operation(
         summary=summary,
         parameters=(IDEMPOTENCY_KEY, CALLER),
         request_body=answers.input,
+        request_examples=dict(examples or {}),
         responses=(
             Reply(200, "The capability's output (or its events).", content, headers),
             *sorted(replies, key=lambda r: r.status),
@@ -230,9 +232,14 @@ def capability_calls(router: Router) -> Iterator[tuple[str, Operation]]:
             capability_schema(cap.input), ((capability_schema(cap.output), cap.streaming),)
         )
         summary = cap.description or f"Call {r.capability_id} and wait for the result."
+        # the manifest's examples: schemathesis's examples phase sends each of them
+        examples = {
+            example.name or f"example {i}": dict(example.input)
+            for i, example in enumerate(cap.examples, start=1)
+        }
         yield (
             f"/v1/capabilities/{r.capability_id}",
-            call_operation(f"call_{r.capability_id}", summary, answers),
+            call_operation(f"call_{r.capability_id}", summary, answers, examples=examples),
         )
     for dep in router.deprecations():
         yield f"/v1/capabilities/{dep.id}", _deprecated_call(router, dep, f"call_{dep.id}")

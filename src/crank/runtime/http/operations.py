@@ -272,6 +272,8 @@ class Operation:
     parameters: tuple[Param, ...] = ()
     #: the JSON body's schema; a function of the router when the manifests decide it.
     request_body: Schema | Callable[[Router], Schema] | None = None
+    #: named example bodies (a capability's manifest examples): name -> body.
+    request_examples: Mapping[str, Any] = field(default_factory=dict)
     deprecated: bool = False
 
     def as_openapi(self, router: Router, *, public: bool, secured: bool) -> dict[str, Any]:
@@ -282,10 +284,10 @@ class Operation:
             doc["parameters"] = [p.as_openapi() for p in self.parameters]
         if self.request_body is not None:
             body = self.request_body(router) if callable(self.request_body) else self.request_body
-            doc["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": dict(body)}},
-            }
+            media: dict[str, Any] = {"schema": dict(body)}
+            if self.request_examples:
+                media["examples"] = {n: {"value": v} for n, v in self.request_examples.items()}
+            doc["requestBody"] = {"required": True, "content": {"application/json": media}}
         doc["responses"] = {str(r.status): r.as_openapi() for r in self.responses}
         if self.deprecated:
             doc["deprecated"] = True
