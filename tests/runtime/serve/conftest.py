@@ -52,7 +52,10 @@ class CrankRun:
         env: dict[str, str] | None = None,
         db: str = "queue.db",
         workers: tuple[str | Path, ...] = (HTTP_WORKERS,),
+        fixture_workers: bool = True,
     ) -> None:
+        if not fixture_workers:  # only the workers ``args`` name (none: every installed one)
+            workers = ()
         self.workdir = workdir
         self.port = free_port()
         self.db = workdir / db
@@ -151,7 +154,9 @@ def crank_run(tmp_path: Path) -> Iterator[Callable[..., CrankRun]]:
         start: bool = True,
         fixture_workers: bool = True,
     ) -> CrankRun:
-        run = CrankRun(tmp_path, *args, env=env, db=db, workers=workers if fixture_workers else ())
+        run = CrankRun(
+            tmp_path, *args, env=env, db=db, workers=workers, fixture_workers=fixture_workers
+        )
         started.append(run)
         return run.start() if start else run
 
