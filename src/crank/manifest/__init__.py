@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from crank.manifest.loader import LoadedDocument, load_document
     from crank.manifest.model import (
         API_VERSION,
+        Batching,
         Capability,
         Dependencies,
         Deprecation,
@@ -40,6 +41,7 @@ _LAZY: dict[str, str] = {
         name: "crank.manifest.model"
         for name in (
             "API_VERSION",
+            "Batching",
             "Capability",
             "Dependencies",
             "Deprecation",
@@ -114,6 +116,7 @@ def load_manifest(path: Path | str) -> Manifest:
 __all__ = [
     "API_VERSION",
     "MANIFEST_GLOBS",
+    "Batching",
     "Capability",
     "Dependencies",
     "Deprecation",

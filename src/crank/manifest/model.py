@@ -95,6 +95,18 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Batching:
+    """``batching:`` of a capability: how a worker process groups its tasks for one call."""
+
+    max_batch_size: int
+    max_latency_ms: float
+
+    @property
+    def max_latency_s(self) -> float:
+        return self.max_latency_ms / 1000.0
+
+
+@dataclass(frozen=True)
 class Capability:
     id: str
     version: str
@@ -109,6 +121,10 @@ class Capability:
     #: most calls running at once across the pool; None: no limit.
     max_concurrency: int | None = None
     examples: tuple[Example, ...] = ()
+    #: None: the handler takes one input at a time.
+    batching: Batching | None = None
+    #: tasks of this capability one worker process runs at once (async handlers).
+    concurrency: int = 1
 
     @property
     def major(self) -> int:
@@ -221,6 +237,15 @@ def manifest_from_dict(doc: Mapping[str, Any], path: Path | None = None) -> Mani
                     Example(input=e["input"], name=e.get("name", ""), output=e.get("output"))
                     for e in c.get("examples", ())
                 ),
+                batching=(
+                    Batching(
+                        int(c["batching"]["max_batch_size"]),
+                        float(c["batching"]["max_latency_ms"]),
+                    )
+                    if "batching" in c
+                    else None
+                ),
+                concurrency=int(c.get("concurrency", 1)),
             )
             for c in doc["capabilities"]
         ),

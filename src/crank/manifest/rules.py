@@ -382,6 +382,41 @@ def schemas_say_what_they_mean(ctx: LintContext) -> Iterator[Finding]:
                 )
 
 
+def batching_fits_capability(ctx: LintContext) -> Iterator[Finding]:
+    """A streaming task runs alone: no batching, no concurrency. A batch handler returns
+    one output per input, so the output schema describes one item's output."""
+    for i, cap in capabilities(ctx.data):
+        batching = cap.get("batching")
+        concurrency = cap.get("concurrency")
+        if cap.get("streaming") is True:
+            for key, present in (
+                ("batching", isinstance(batching, dict)),
+                ("concurrency", isinstance(concurrency, int) and concurrency > 1),
+            ):
+                if present:
+                    yield ctx.finding(
+                        "CRK114",
+                        ("capabilities", i, key),
+                        f"a streaming capability cannot declare {key}: a streaming task runs "
+                        "alone, publishing its events as it goes",
+                        hint=f"remove `{key}:`, or make the capability non-streaming",
+                        key=True,
+                    )
+        output = cap.get("output")
+        shape = output.get("type") if isinstance(output, dict) else None
+        if isinstance(batching, dict) and shape == "array":
+            yield ctx.finding(
+                "CRK114",
+                ("capabilities", i, "output", "type"),
+                "with batching the output schema describes one task's output (the batch "
+                "handler returns a list of them, one per input); an array here reads like "
+                "the whole batch's",
+                hint="describe one item's output, or disable CRK114 for this file if each "
+                "task really answers a list",
+                severity="warning",
+            )
+
+
 RULES: tuple[FunctionRule, ...] = (
     FunctionRule("CRK101", "capability ids are unique within a file", unique_in_file),
     FunctionRule(
@@ -406,6 +441,12 @@ RULES: tuple[FunctionRule, ...] = (
         "CRK113",
         "input and output schemas use only JSON Schema keywords, and no null values",
         schemas_say_what_they_mean,
+    ),
+    FunctionRule(
+        "CRK114",
+        "batching and concurrency are not declared on a streaming capability; a batching "
+        "capability's output schema is one item's",
+        batching_fits_capability,
     ),
 )
 

@@ -10,14 +10,21 @@ from crank.worker.errors import ErrorNamespace
 F = TypeVar("F", bound=Callable[..., Any])
 
 CAPABILITY_ATTR = "__crank_capability__"
+BATCH_ATTR = "__crank_batch__"
 
 
-def capability(capability_id: str) -> Callable[[F], F]:
+def capability(capability_id: str, *, batch: bool = False) -> Callable[[F], F]:
     """Mark a method as the handler of ``capability_id`` (as declared in crank.yaml).
 
     The handler is called as ``handler(self, data, ctx)`` with ``data`` already
     validated against the capability's input schema; it may be sync or async,
     and a streaming capability's handler may be a (async) generator of events.
+
+    ``batch=True`` marks a batch handler, for a capability with ``batching:`` in its
+    manifest: it is called as ``handler(self, items)`` with a list of
+    :class:`~crank.worker.BatchItem` (each a validated input and its own task
+    context) and returns a list of as many outputs, in the same order; an element
+    may be an exception (``ctx.errors.INVALID_IMAGE(...)``) that fails that item only.
     """
     if not isinstance(capability_id, str) or not capability_id:
         raise TypeError(
@@ -26,6 +33,7 @@ def capability(capability_id: str) -> Callable[[F], F]:
 
     def mark(func: F) -> F:
         setattr(func, CAPABILITY_ATTR, capability_id)
+        setattr(func, BATCH_ATTR, bool(batch))
         return func
 
     return mark
@@ -87,3 +95,12 @@ class WorkerApplication:
                 if cap is not None:
                     found[cap] = name
         return found
+
+    @classmethod
+    def batch_handlers(cls) -> frozenset[str]:
+        """Capability ids whose handler was marked ``@capability(id, batch=True)``."""
+        return frozenset(
+            cap
+            for cap, name in cls.handlers().items()
+            if getattr(getattr(cls, name), BATCH_ATTR, False)
+        )

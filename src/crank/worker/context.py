@@ -141,6 +141,12 @@ class TaskContext:
             )
         return self._logger
 
+    @property
+    def caller(self) -> str | None:
+        """Who called (the API caller the HTTP server identified), when the runtime knows."""
+        caller = self.extras.get("caller")
+        return None if caller is None else str(caller)
+
     @classmethod
     def for_call(cls, capability: str, timeout_s: float | None = None, **kw: Any) -> TaskContext:
         deadline = time.monotonic() + timeout_s if timeout_s else None

@@ -13,21 +13,29 @@ import importlib
 import inspect
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crank.errors import CapabilityNotFound, ExitCode, ValidationFailed, WorkerError
 from crank.worker.app import WorkerApplication
-from crank.worker.context import NO_SERVICES, TaskContext
+from crank.worker.batch import BatchItem, BatchScope, handler_misfits, streaming_conflicts
+from crank.worker.context import NO_SERVICES, TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError, ErrorNamespace
 from crank.worker.validation import SchemaValidator, schema_errors
 
-__all__ = ["OutputInvalid", "WorkerHost", "check_handlers", "import_entrypoint", "schema_errors"]
+__all__ = [
+    "OutputInvalid",
+    "WorkerHost",
+    "check_fit",
+    "check_handlers",
+    "import_entrypoint",
+    "schema_errors",
+]
 
 #: How often a running async handler looks at ``ctx.cancelled`` (seconds).
 CANCEL_POLL_S = 0.02
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from types import ModuleType
 
     from jsonschema.protocols import Validator
@@ -138,6 +146,21 @@ def check_handlers(manifest: Manifest, cls: type[WorkerApplication]) -> None:
     )
 
 
+def check_fit(manifest: Manifest, cls: type[WorkerApplication]) -> None:
+    """Each handler fits its capability's ``batching``, ``concurrency`` and ``streaming``
+    (a batch handler where batching is declared and only there, an async handler for
+    concurrency above 1); the error names every misfit."""
+    misfits = [*streaming_conflicts(manifest), *handler_misfits(manifest, cls)]
+    if not misfits:
+        return
+    where = str(manifest.path) if manifest.path else f"the manifest of {manifest.name!r}"
+    raise WorkerError(
+        f"worker {manifest.name!r} does not fit {where}: " + "; ".join(m.message for m in misfits),
+        hint=misfits[0].hint + " (`crank lint` lists every misfit)",
+        subject=misfits[0].capability,
+    )
+
+
 class WorkerHost:
     """One instantiated worker with validated, sync or async call paths."""
 
@@ -154,11 +177,15 @@ class WorkerHost:
         if app is None:
             cls = import_entrypoint(manifest)
             check_handlers(manifest, cls)
+            check_fit(manifest, cls)
             cls.manifest = manifest
             app = cls()
         else:
             check_handlers(manifest, type(app))
+            check_fit(manifest, type(app))
         self.app = app
+        #: capability ids served by a batch handler (``@capability(id, batch=True)``).
+        self.batched = type(app).batch_handlers()
         self._handlers = {cap: getattr(app, name) for cap, name in type(app).handlers().items()}
         #: how each handler is driven, decided once instead of on every call.
         self._kinds = {cap: _handler_kind(handler) for cap, handler in self._handlers.items()}
@@ -286,7 +313,12 @@ class WorkerHost:
     def call(
         self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
     ) -> Any:
-        """Validate, run the handler (on this thread), validate the result."""
+        """Validate, run the handler (on this thread), validate the result.
+
+        A batch handler's capability is called as a batch of one.
+        """
+        if capability_id in self.batched:
+            return _single(self.call_batch(capability_id, [(data, ctx)]))
         if not self._started:
             self.start()
         ctx = self._context(capability_id, ctx)
@@ -316,6 +348,8 @@ class WorkerHost:
         self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
     ) -> Any:
         """Async variant: async handlers run on the caller's loop, sync ones in a thread."""
+        if capability_id in self.batched:
+            return _single(await self.acall_batch(capability_id, [(data, ctx)]))
         ctx = self._context(capability_id, ctx)
         handler = self._handlers.get(capability_id)
         if handler is not None and self._kinds[capability_id] == "coro":
@@ -330,6 +364,130 @@ class WorkerHost:
             self.validate_output(capability_id, result)
             return result
         return await asyncio.to_thread(self.call, capability_id, data, ctx)
+
+    # -- batches ---------------------------------------------------------------
+
+    def call_batch(
+        self,
+        capability_id: str,
+        items: Sequence[tuple[Mapping[str, Any], TaskContext | None]],
+    ) -> list[Any]:
+        """Run a batch handler once for ``items`` (inputs with their contexts, on this
+        thread); per item, in order, its validated output or the exception that failed it.
+
+        An item whose input is invalid, or whose context is already cancelled (its
+        deadline passed while the batch formed), fails alone and is not handed to the
+        handler. A handler that raises fails every item it was given with that error.
+        """
+        if not self._started:
+            self.start()
+        outcomes, batch, where = self._open_batch(capability_id, items)
+        if batch:
+            handler = self._handlers[capability_id]
+            try:
+                returned = handler(batch)
+                if type(returned) not in _PLAIN and inspect.isawaitable(returned):
+                    returned = self._run(_until_cancelled(returned, BatchScope(batch)))
+            except Exception as exc:
+                returned = [self._batch_error(capability_id, exc)] * len(batch)
+            else:
+                returned = self._close_batch(capability_id, batch, returned)
+            for index, out in zip(where, returned, strict=True):
+                outcomes[index] = out
+        return outcomes
+
+    async def acall_batch(
+        self,
+        capability_id: str,
+        items: Sequence[tuple[Mapping[str, Any], TaskContext | None]],
+    ) -> list[Any]:
+        """:meth:`call_batch` for asyncio: an async batch handler runs on the caller's
+        loop (cancelled when every item's deadline passed), a sync one in a thread."""
+        if self._kinds[capability_id] != "coro":
+            return await asyncio.to_thread(self.call_batch, capability_id, items)
+        if not self._started:
+            await asyncio.to_thread(self.start)
+        outcomes, batch, where = self._open_batch(capability_id, items)
+        if batch:
+            handler = self._handlers[capability_id]
+            try:
+                returned = await _until_cancelled(handler(batch), BatchScope(batch))
+            except Exception as exc:
+                returned = [self._batch_error(capability_id, exc)] * len(batch)
+            else:
+                returned = self._close_batch(capability_id, batch, returned)
+            for index, out in zip(where, returned, strict=True):
+                outcomes[index] = out
+        return outcomes
+
+    def _open_batch(
+        self,
+        capability_id: str,
+        items: Sequence[tuple[Mapping[str, Any], TaskContext | None]],
+    ) -> tuple[list[Any], list[BatchItem], list[int]]:
+        """(outcomes so far, the items to hand the handler, where each one's outcome goes)."""
+        outcomes: list[Any] = [None] * len(items)
+        batch: list[BatchItem] = []
+        where: list[int] = []
+        for index, (data, ctx) in enumerate(items):
+            ctx = self._context(capability_id, ctx)
+            try:
+                self.validate_input(capability_id, data)
+            except ValidationFailed as exc:
+                outcomes[index] = exc
+                continue
+            if ctx.cancelled:
+                outcomes[index] = TaskCancelled(
+                    f"task {ctx.task_id} ({capability_id}) was cancelled or timed out "
+                    "before its batch ran"
+                )
+                continue
+            batch.append(BatchItem(dict(data), ctx))
+            where.append(index)
+        return outcomes, batch, where
+
+    def _batch_error(self, capability_id: str, exc: Exception) -> Exception:
+        if isinstance(exc, CapabilityError):
+            return self._declared(capability_id, exc)
+        return exc
+
+    def _close_batch(self, capability_id: str, batch: list[BatchItem], returned: Any) -> list[Any]:
+        """One output per item, each validated; a list of the wrong length fails them all."""
+        if not isinstance(returned, (list, tuple)) or len(returned) != len(batch):
+            got = (
+                f"{len(returned)} outputs"
+                if isinstance(returned, (list, tuple))
+                else f"a {type(returned).__name__}"
+            )
+            error = OutputInvalid(
+                f"worker {self.manifest.name!r}: the batch handler of {capability_id} returned "
+                f"{got} for {len(batch)} inputs",
+                hint="a batch handler returns a list with one output (or exception) per item, "
+                "in the order of the items",
+                errors=[{"path": "$", "message": f"expected a list of {len(batch)} outputs"}],
+                subject=capability_id,
+            )
+            return [error] * len(batch)
+        outputs: list[Any] = []
+        for out in returned:
+            if isinstance(out, Exception):
+                outputs.append(self._batch_error(capability_id, out))
+                continue
+            try:
+                self.validate_output(capability_id, out)
+            except OutputInvalid as exc:
+                outputs.append(exc)
+            else:
+                outputs.append(out)
+        return outputs
+
+
+def _single(outcomes: list[Any]) -> Any:
+    """The one outcome of a batch of one: its output, or its exception raised."""
+    [outcome] = outcomes
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 #: result types that are never awaitable (most handlers return a dict).
@@ -351,7 +509,18 @@ async def _await(value: Any) -> Any:
     return await value
 
 
-async def _until_cancelled(awaitable: Any, ctx: TaskContext) -> Any:
+class _Cancellable(Protocol):
+    """What :func:`_until_cancelled` watches: a task's context or a whole batch's scope."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def time_left(self) -> float | None: ...
+
+    def check_cancelled(self) -> None: ...
+
+
+async def _until_cancelled(awaitable: Any, ctx: _Cancellable) -> Any:
     """Await ``awaitable``, cancelling it when ``ctx`` is cancelled or its deadline passes.
 
     The handler sees :class:`asyncio.CancelledError` at its current ``await`` (so its

@@ -1,8 +1,9 @@
-"""The lint rule that needs the worker machinery: CRK108, the entrypoint matches.
+"""The lint rules that need the worker machinery: CRK108, the entrypoint matches, and
+CRK115, each handler fits its capability's batching and concurrency.
 
-It imports the worker's entrypoint and compares its handlers with the declared
-capabilities, so it belongs to the worker layer, above the manifest; it is
-registered through ``crank_register_lint_rules`` like any plugin's rule.
+They import the worker's entrypoint and compare its handlers with the declared
+capabilities, so they belong to the worker layer, above the manifest; they are
+registered through ``crank_register_lint_rules`` like any plugin's rules.
 """
 
 from __future__ import annotations
@@ -119,12 +120,47 @@ def _fails_to_import(ctx: LintContext, where: Path_, module: str, error: BaseExc
     )
 
 
+def handlers_fit(ctx: LintContext) -> Iterator[Finding]:
+    """Batching declared where, and only where, the handler is a batch handler taking the
+    list of items; concurrency above 1 only with an async handler."""
+    manifest = ctx.manifest
+    if not ctx.schema_valid or manifest is None:
+        return
+    module = manifest.worker.module
+    if not _top_level_installed(module):
+        return  # CRK108 says it was not checked
+    from crank.worker.batch import handler_misfits
+    from crank.worker.host import import_entrypoint
+
+    try:
+        cls = import_entrypoint(manifest)
+    except Exception:
+        return  # CRK108 reports why it does not import
+    index = {cid: i for i, cid in enumerate(manifest.capability_ids)}
+    for misfit in handler_misfits(manifest, cls):
+        yield ctx.finding(
+            "CRK115",
+            ("capabilities", index[misfit.capability], misfit.key),
+            misfit.message,
+            hint=misfit.hint,
+            key=True,
+        )
+
+
 #: CRK108, as registered.
 ENTRYPOINT_RULE = FunctionRule(
     "CRK108", "the entrypoint implements exactly the declared capabilities", entrypoint_matches
+)
+#: CRK115, as registered.
+HANDLER_FIT_RULE = FunctionRule(
+    "CRK115",
+    "a batching capability has a batch handler (taking the list of items) and the reverse; "
+    "concurrency above 1 has an async handler",
+    handlers_fit,
 )
 
 
 @hookimpl(tryfirst=True)
 def crank_register_lint_rules(register: RegisterLintRule) -> None:
     register(ENTRYPOINT_RULE)
+    register(HANDLER_FIT_RULE)
