@@ -79,12 +79,6 @@ class Registry:
         self._settle(kind.hook, problems)
         return found
 
-    def notify(self, hook: str, **kwargs: Any) -> None:
-        """Call an event hook (``crank_runtime_started``...) on each plugin, isolated."""
-        problems: list[ContributionProblem] = []
-        self._call_each(hook, lambda _plugin: kwargs, problems)
-        self._settle(hook, problems)
-
     def _accept(
         self,
         kind: ContributionKind[T],
