@@ -35,7 +35,12 @@ from crank.artifacts.errors import (
     ArtifactError,
     ArtifactNotFound,
 )
-from crank.artifacts.metadata import canonical_json, sha256_hex, validate_metadata
+from crank.artifacts.metadata import (
+    canonical_json,
+    metadata_errors,
+    sha256_hex,
+    validate_metadata,
+)
 
 Encoding = Literal["utf-8", "base64"]
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -346,8 +351,6 @@ class FilesystemArtifactStore:
     # -- integrity -------------------------------------------------------------
 
     def _problems(self, artifact_id: str, parsed: _Parsed, raw: bytes) -> tuple[str, ...]:
-        from crank.artifacts.metadata import metadata_errors
-
         problems = []
         actual = sha256_hex(raw)
         if actual != artifact_id:

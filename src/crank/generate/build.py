@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import BuildFailed, DockerUnavailable, GenerateError
+from crank.generate.context import crank_version
+from crank.generate.drift import compare_files
+from crank.generate.lock import LOCK_FILE, lock_state, write_lock
+from crank.generate.render import get_renderer
+from crank.generate.staging import StagedWheels
+from crank.generate.templates import template_version
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,8 +43,6 @@ class BuiltImage:
 
 def image_labels(project: WorkerProject) -> dict[str, str]:
     """OCI labels plus crank's own: manifest digest, capabilities, crank version."""
-    from crank.generate.context import crank_version
-    from crank.generate.templates import template_version
 
     md = project.manifest.metadata
     labels = {
@@ -155,9 +159,6 @@ def source_metadata(project: WorkerProject) -> dict[str, str]:
 
 def check_build_files(project: WorkerProject) -> None:
     """The project has the Dockerfile and .dockerignore this crank renders."""
-    from crank.generate.drift import compare_files
-    from crank.generate.render import get_renderer
-
     if not (project.root / "Dockerfile").is_file():
         raise GenerateError(
             f"{project.root}: no Dockerfile",
@@ -183,8 +184,6 @@ def check_build_files(project: WorkerProject) -> None:
 def ensure_buildable(project: WorkerProject, *, locked: bool, progress: Progress | None) -> None:
     """The Dockerfile and .dockerignore are crank's current ones, and the lock is current
     (written now unless ``locked``)."""
-    from crank.generate.lock import LOCK_FILE, lock_state, write_lock
-
     check_build_files(project)
     status, problems = lock_state(project)
     if status == "current":
@@ -238,8 +237,6 @@ def _build(
     crank_wheel: Path | None,
     progress: Progress | None,
 ) -> BuiltImage:
-    from crank.generate.staging import StagedWheels
-
     tag = tag or f"{project.manifest.name}:{project.manifest.metadata.version}"
     labels = image_labels(project)
     buildargs = source_metadata(project)

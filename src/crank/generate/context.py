@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import crank
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -91,8 +93,6 @@ def shutdown(project: WorkerProject) -> Shutdown:
 
 
 def crank_version() -> str:
-    import crank
-
     return crank.__version__
 
 

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from crank.errors import WorkerError
 from crank.generate.drift import DriftFinding
+from crank.worker.host import check_handlers, import_entrypoint
 
 if TYPE_CHECKING:
     from crank.generate.project import WorkerProject
@@ -208,9 +210,6 @@ def check_capabilities(project: WorkerProject) -> list[DriftFinding]:
     relpath = project.manifest_relpath
     implemented = declared_handlers(project)
     if implemented is None:
-        from crank.errors import WorkerError
-        from crank.worker.host import check_handlers, import_entrypoint
-
         try:
             check_handlers(project.manifest, import_entrypoint(project.manifest))
         except WorkerError as exc:

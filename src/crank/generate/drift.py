@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from crank.generate.render import STAMP_MARK
+from crank.generate.render import STAMP_MARK, content_digest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -86,7 +86,6 @@ _STAMP_FIELDS = re.compile(r"(template|content)=(\S+)")
 def stale_reason(committed: str, rendered: str) -> str:
     """Why a file drifted, from the provenance stamps: an older template, a file that is
     as it was rendered (so its inputs changed), or one edited by hand since."""
-    from crank.generate.render import content_digest
 
     def fields(text: str) -> dict[str, str]:
         for line in text.split("\n", 3)[:3]:  # the stamp is on one of the first lines

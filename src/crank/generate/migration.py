@@ -14,6 +14,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from crank.errors import GenerateError
+from crank.generate.check import check_project
+from crank.generate.project import load_project
+from crank.generate.templates import templates_dir
+from crank.plugins import get_plugin_manager
+from crank.routing.compat import compare_manifests
+from crank.routing.sources import manifest_from_file, manifest_from_text, read_at_ref
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -25,7 +31,6 @@ CHECKLIST_NAME = "worker-migration-checklist.yml"
 
 
 def checklist_template() -> Path:
-    from crank.generate.templates import templates_dir
 
     root = templates_dir()
     for candidate in (root / CHECKLIST_NAME, root.parent / "deployment" / CHECKLIST_NAME):
@@ -46,7 +51,6 @@ def old_manifest(source: str, project: WorkerProject) -> Manifest | None:
 
     Returns None when the manifest did not exist at that ref (a brand-new worker).
     """
-    from crank.routing.sources import manifest_from_file, manifest_from_text, read_at_ref
 
     if Path(source).is_file():
         return manifest_from_file(source)[0]
@@ -67,7 +71,6 @@ def compat_changes(old: Manifest | None, new: Manifest, today: dt.date) -> dict[
             "deprecated": [],
             "breaking": [],
         }
-    from crank.routing.compat import compare_manifests
 
     report = compare_manifests(old, new, today=today).as_dict()
     changes = report.get("changes", {})
@@ -140,7 +143,6 @@ def retirement_timeline(new: Manifest, today: dt.date) -> list[dict[str, Any]]:
 
 
 def drifted_artifacts(project: WorkerProject) -> list[dict[str, str]]:
-    from crank.generate.check import check_project
 
     return [
         {"file": f.file, "kind": f.kind, "why": f.message} for f in check_project(project).findings
@@ -356,7 +358,6 @@ def worker_project(
 ) -> WorkerProject:
     """The project of ``worker``: given by --manifest/--project, else the project in the
     current folder, else the installed worker of that name (its manifest's project)."""
-    from crank.generate.project import load_project
 
     if manifest is not None or project is not None:
         return load_project(project, manifest)
@@ -364,7 +365,6 @@ def worker_project(
         return load_project(".")
     except GenerateError:
         pass
-    from crank.plugins import get_plugin_manager
 
     manager = get_plugin_manager()
     found = manager.find_worker(worker)

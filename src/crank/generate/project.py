@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crank.errors import GenerateError
+from crank.manifest import load_manifest
 
 if TYPE_CHECKING:
     from crank.manifest import Manifest
@@ -110,7 +111,6 @@ def load_project(root: Path | str | None, manifest: Path | str | None = None) ->
 
     With only ``manifest``, the root is the nearest folder above it with a pyproject.toml.
     """
-    from crank.manifest import load_manifest
 
     if manifest is None:
         root_path = Path(root if root is not None else ".").resolve()

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from crank.contributions import Contribution, ContributionKind
 from crank.errors import CrankError, GenerateError, PluginError
+from crank.generate.context import common_context
+from crank.generate.templates import artifact_environment, template_version
 from crank.plugins import get_plugin_manager
 
 if TYPE_CHECKING:
@@ -67,8 +69,6 @@ def stamp(artifact: str, project: WorkerProject, content: str = "") -> str:
     file edited by hand from one whose manifest changed. It holds no digest of the
     manifest: a manifest change alters only the files whose content changes.
     """
-    from crank.generate.templates import template_version
-
     digest = f" content={content_digest(content)}" if content else ""
     return (
         f"{STAMP_MARK} artifact={artifact} template={template_version()} "
@@ -98,9 +98,6 @@ class TemplateRenderer:
     context_extra: ContextExtra | None = field(default=None, compare=False)
 
     def render(self, project: WorkerProject) -> tuple[RenderedFile, ...]:
-        from crank.generate.context import common_context
-        from crank.generate.templates import artifact_environment
-
         context = dict(common_context(project))
         context["stamp"] = STAMP_SLOT
         if self.context_extra is not None:

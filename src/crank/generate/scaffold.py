@@ -16,8 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
+from packaging.version import InvalidVersion, Version
+
+import crank
+from crank import DISTRIBUTION
 from crank.errors import GenerateError
 from crank.generate.names import WorkerNames, capability_ids, worker_names
+from crank.generate.project import load_project
+from crank.generate.render import render_each, write_files
+from crank.generate.templates import worker_template
 
 if TYPE_CHECKING:
     from crank.generate.render import RenderFailure, Rendering
@@ -45,9 +52,6 @@ class ScaffoldResult:
 
 def render_artifacts_into(root: Path) -> Rendering:
     """Render every managed artifact of the project at ``root`` and write it there."""
-    from crank.generate.project import load_project
-    from crank.generate.render import render_each, write_files
-
     project = load_project(root)
     rendering = render_each(project)
     write_files(project.root, rendering.files)
@@ -80,12 +84,8 @@ def crank_requirement() -> str:
     not enough; a source tree without an installed version falls back to the first
     release under the distribution's own name.
     """
-    from packaging.version import InvalidVersion, Version
-
-    from crank import DISTRIBUTION, __version__
-
     try:
-        floor = Version(__version__).base_version
+        floor = Version(crank.__version__).base_version
     except InvalidVersion:  # pragma: no cover - "0+unknown" parses; kept for odd builds
         floor = "0.2.0"
     if Version(floor) < Version("0.2.0"):
@@ -201,9 +201,9 @@ def _render_and_move(
     result: ScaffoldResult,
     overwrite: tuple[str, ...],
 ) -> ScaffoldResult:
+    # cookiecutter (and what it pulls in) only when a worker is scaffolded: this module
+    # is also imported by crank render and crank check
     from cookiecutter.main import cookiecutter
-
-    from crank.generate.templates import worker_template
 
     # The staging folder sits inside the output folder so the final move is a rename
     # on the same file system; it is removed whatever happens.

@@ -23,6 +23,7 @@ from crank.contributions import ContributionKind
 from crank.errors import ManifestError, PluginError, UsageError
 from crank.manifest.findings import Finding, Severity
 from crank.manifest.loader import LOAD_RULE, LoadedDocument, load_document
+from crank.manifest.model import manifest_from_dict
 from crank.manifest.validate import SCHEMA_RULE, schema_findings
 
 if TYPE_CHECKING:
@@ -88,8 +89,6 @@ class LintContext:
         if not self.schema_valid:
             return None
         if self._manifest is None:
-            from crank.manifest.model import manifest_from_dict
-
             self._manifest = manifest_from_dict(self.data, Path(self.doc.file))
         return self._manifest
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crank.hookspecs import hookimpl
+from crank.manifest.findings import Finding
+from crank.manifest.quickcheck import conforms, is_plain_valid_schema
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-    from crank.manifest.findings import Finding
     from crank.manifest.lint import LintContext
     from crank.manifest.loader import LoadedDocument
     from crank.plugin import RegisterLintRule
@@ -217,8 +218,6 @@ def sunset_approaching(ctx: LintContext) -> Iterator[Finding]:
 
 
 def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
-    from crank.manifest.quickcheck import is_plain_valid_schema
-
     for i, cap in capabilities(ctx.data):
         for part in ("input", "output"):
             schema = cap.get(part)
@@ -300,8 +299,6 @@ def no_secrets(ctx: LintContext) -> Iterator[Finding]:
 
 
 def _at(ctx: LintContext, line: int, col: int, path: Path_, message: str, hint: str) -> Finding:
-    from crank.manifest.findings import Finding
-
     return Finding(ctx.doc.file, line, col, "CRK109", message, "error", path, hint)
 
 
@@ -335,8 +332,6 @@ def scaling_bounds(ctx: LintContext) -> Iterator[Finding]:
 
 
 def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
-    from crank.manifest.quickcheck import conforms, is_plain_valid_schema
-
     for i, cap in capabilities(ctx.data):
         schema = cap.get("input")
         if not isinstance(schema, dict):

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from crank.manifest.findings import Finding
+from crank.manifest.quickcheck import conforms
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -136,8 +137,6 @@ def schema_findings(doc: LoadedDocument) -> list[Finding]:
     api_version = data.get("apiVersion") if isinstance(data, dict) else None
     if api_version not in SCHEMA_VERSIONS:
         api_version = CURRENT_API_VERSION
-    from crank.manifest.quickcheck import conforms
-
     if conforms(data, manifest_schema(api_version)):
         return []  # certainly valid: no need to import jsonschema
     errors = _validator(api_version).iter_errors(data)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from crank.contributions import ContributionKind, ContributionProblem
 from crank.errors import PluginError
-from crank.manifest import load_manifest
 from crank.plugins.registry import Registry
 
 if TYPE_CHECKING:
@@ -112,6 +111,10 @@ class CrankPluginManager:
 
     def worker_manifests(self) -> Iterator[tuple[Path, Manifest]]:
         """``(path, manifest)`` of every installed worker, each loaded when reached."""
+        # lazy: reading a manifest imports PyYAML, and every crank command (crank --help
+        # included) builds this manager
+        from crank.manifest.reading import load_manifest
+
         for path in self.manifest_paths():
             yield path, load_manifest(path)
 

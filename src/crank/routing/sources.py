@@ -6,6 +6,8 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from crank.errors import UsageError
+from crank.manifest.loader import load_document, parse_yaml
+from crank.manifest.reading import manifest_from_document
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -17,16 +19,11 @@ def manifest_from_text(
     text: str, label: str, path: Path | None = None
 ) -> tuple[Manifest, LoadedDocument]:
     """Parse and schema-validate manifest ``text``; ``label`` names it in messages."""
-    from crank.manifest import manifest_from_document
-    from crank.manifest.loader import parse_yaml
-
     doc = parse_yaml(text, label)
     return manifest_from_document(doc, path, hint=f"run `crank lint` on {label}"), doc
 
 
 def manifest_from_file(path: Path | str) -> tuple[Manifest, LoadedDocument]:
-    from crank.manifest import load_document, manifest_from_document
-
     doc = load_document(path)
     hint = f"run `crank lint {path}` for every finding"
     return manifest_from_document(doc, path, hint=hint), doc

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 
 from crank.errors import DependencyBroken, DependencyMissing
 from crank.testing.dependencies import DependencyResult, check_dependency
+from crank.testing.strict import current_policy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -130,9 +131,8 @@ def enforce(
     if not in_pytest():
         raise DependencyMissing(base, hint=hint, subject=result.spec)
 
+    # pytest only when running under it: ensure_dependency also serves scripts
     import pytest
-
-    from crank.testing.strict import current_policy
 
     policy = current_policy()
     required = policy.requirement(result) if policy is not None else None

@@ -1,26 +1,53 @@
 """Fixtures the plugin provides: ``gpu_strategy``, ``mock_streaming_harness``, ``crank_worker``,
-``onnxruntime_gpu_site``."""
+``onnxruntime_gpu_site``; and the session state they share with the plugin's hooks.
+
+The plugin registers them in every pytest run where crank is installed, so what
+each one needs is imported when a test asks for it (the GPU probe, the streaming
+harness, the worker host and its asyncio, pip), not when pytest starts.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from crank.errors import DependencyMissing
+from crank.testing.strict import StrictPolicy
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from crank.testing.gpu import GpuStrategy
     from crank.testing.streaming import MockStreamingHarness
     from crank.testing.workers import WorkerRunner
 
+#: The session's strict policy, resolved at configure time by the plugin.
+policy_key = pytest.StashKey[StrictPolicy]()
+#: The session's GPU strategy, chosen once (the report header and the fixture share it).
+strategy_key = pytest.StashKey["GpuStrategy"]()
+
+
+def strict_policy_for(config: pytest.Config) -> StrictPolicy:
+    """The session's strict policy (resolved once, at configure time)."""
+    return config.stash[policy_key]
+
+
+def gpu_strategy_for(config: pytest.Config) -> GpuStrategy:
+    """Chosen once per session (the header and the fixture share it)."""
+    strategy = config.stash.get(strategy_key, None)
+    if strategy is None:
+        from crank.testing.gpu import select_gpu_strategy  # pytest start-up: see above
+
+        strategy = select_gpu_strategy(config.getoption("crank_gpu_strategy"))
+        config.stash[strategy_key] = strategy
+    return strategy
+
 
 @pytest.fixture(scope="session")
 def gpu_strategy(pytestconfig: pytest.Config) -> GpuStrategy:
     """The session's GPU strategy; a forced ``full_gpu`` that a session cannot confirm fails."""
-    from crank.testing.plugin import gpu_strategy_for
-
     strategy = gpu_strategy_for(pytestconfig)
     if strategy.name == "full_gpu" and not strategy.verified:
         pytest.fail(
@@ -42,11 +69,7 @@ def onnxruntime_gpu_site(
     no dependencies) into the pytest cache. When pip cannot install it the test
     skips, or fails in strict mode (``CI=true``): CI must exercise the fallback.
     """
-    from pathlib import Path
-
-    from crank.errors import DependencyMissing
-    from crank.testing.gpu_builds import install_onnxruntime_gpu
-    from crank.testing.plugin import strict_policy_for
+    from crank.testing.gpu_builds import install_onnxruntime_gpu  # pytest start-up
 
     cache = getattr(pytestconfig, "cache", None)
     root = (
@@ -66,7 +89,7 @@ def onnxruntime_gpu_site(
 @pytest.fixture
 def mock_streaming_harness() -> MockStreamingHarness:
     """A fresh :class:`~crank.testing.MockStreamingHarness` (100 connections, 16-event buffers)."""
-    from crank.testing.streaming import MockStreamingHarness
+    from crank.testing.streaming import MockStreamingHarness  # pytest start-up: see above
 
     return MockStreamingHarness()
 
@@ -77,7 +100,7 @@ def crank_worker() -> Iterator[WorkerRunner]:
 
     Every worker started through it is torn down after the test.
     """
-    from crank.testing.workers import WorkerRunner
+    from crank.testing.workers import WorkerRunner  # pytest start-up: see above
 
     runner = WorkerRunner()
     try:

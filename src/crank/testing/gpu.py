@@ -10,12 +10,17 @@ tensor must really live on the device.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Literal, cast
 
 from crank.errors import UsageError
+from crank.testing.dependencies import check_dependency
+from crank.testing.gpu_checks import detect_nvidia_gpus
+from crank.testing.onnx_providers import probe_provider
+from crank.testing.strict import is_ci
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -52,8 +57,6 @@ class SessionCheck:
 
 def verify_gpu_session() -> SessionCheck:
     """Run a tiny model on the GPU and report which provider really ran its nodes."""
-    from crank.testing.onnx_providers import probe_provider
-
     try:
         import onnxruntime
     except ModuleNotFoundError:
@@ -68,10 +71,6 @@ def verify_gpu_session() -> SessionCheck:
                 False, (), f"onnxruntime cannot create a session: {type(exc).__name__}: {exc}"
             )
         return SessionCheck(probe.usable, probe.in_use, probe.explanation())
-    import importlib.util
-
-    from crank.testing.dependencies import check_dependency
-
     if importlib.util.find_spec("torch") is None:
         return SessionCheck(
             False, (), "neither onnxruntime nor torch is installed to run a GPU session"
@@ -115,9 +114,6 @@ def select_gpu_strategy(
     :param requested: ``auto`` (default), or a strategy to force; falls back to
         the ``CRANK_GPU_STRATEGY`` environment variable.
     """
-    from crank.testing.gpu_checks import detect_nvidia_gpus
-    from crank.testing.strict import is_ci
-
     env = os.environ if environ is None else environ
     value, source = resolve_request(requested, env)
     if value in ("mock_gpu", "cpu_fallback"):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from crank.testing.dependencies import DependencyResult
+from crank.testing.onnx_providers import probe_provider
+from crank.testing.python_checks import check_module, import_for_check
 from crank.testing.specs import DependencySpec
 from crank.testing.system_checks import exit_description, run_tool
 
@@ -111,7 +113,6 @@ def provider_hint(provider: str) -> str:
 
 def check_onnxruntime(spec: DependencySpec) -> DependencyResult:
     """``onnxruntime`` (the module) or ``onnxruntime:PROVIDER`` (a session really uses it)."""
-    from crank.testing.python_checks import check_module, import_for_check
 
     if spec.target is None:
         return check_module(
@@ -128,7 +129,6 @@ def check_onnxruntime(spec: DependencySpec) -> DependencyResult:
     imported = import_for_check(spec, "onnxruntime", hint)
     if isinstance(imported, DependencyResult):
         return imported
-    from crank.testing.onnx_providers import probe_provider
 
     version = str(getattr(imported, "__version__", "")) or None
     try:

@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from crank.errors import UsageError
+from crank.testing.dependencies import check_dependency
 from crank.testing.ensure import OUTCOME_ATTR, dependency_mode, enforce
 from crank.testing.fixtures import (
     crank_worker,
     gpu_strategy,
+    gpu_strategy_for,
     mock_streaming_harness,
     onnxruntime_gpu_site,
+    policy_key,
+    strategy_key,
 )
 from crank.testing.strict import StrictPolicy, pop_policy, push_policy
 from crank.testing.summary import DependencySummary
@@ -30,13 +35,10 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
     from crank.testing.ensure import DependencyOutcome
-    from crank.testing.gpu import GpuStrategy
 
 __all__ = ["crank_worker", "gpu_strategy", "mock_streaming_harness", "onnxruntime_gpu_site"]
 
 summary_key = pytest.StashKey[DependencySummary]()
-policy_key = pytest.StashKey[StrictPolicy]()
-strategy_key = pytest.StashKey["GpuStrategy"]()
 announced_key = pytest.StashKey[bool]()
 REPORT_ATTR = "crank_dependency"
 #: environment variables that choose crank's test behaviour explicitly.
@@ -103,22 +105,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         pop_policy(policy)
 
 
-def strict_policy_for(config: pytest.Config) -> StrictPolicy:
-    """The session's strict policy (resolved once, at configure time)."""
-    return config.stash[policy_key]
-
-
-def gpu_strategy_for(config: pytest.Config) -> GpuStrategy:
-    """Chosen once per session (the header and the fixture share it)."""
-    strategy = config.stash.get(strategy_key, None)
-    if strategy is None:
-        from crank.testing.gpu import select_gpu_strategy
-
-        strategy = select_gpu_strategy(config.getoption("crank_gpu_strategy"))
-        config.stash[strategy_key] = strategy
-    return strategy
-
-
 def project_uses_crank(config: pytest.Config) -> bool:
     """A crank manifest in the project, or a crank option set on purpose."""
     explicit = (
@@ -133,7 +119,6 @@ def project_uses_crank(config: pytest.Config) -> bool:
 
 def crank_lines(config: pytest.Config, *, gpu: bool = True) -> list[str]:
     """What crank applies to this session: the strict policy and the GPU strategy."""
-    from crank.errors import UsageError
 
     lines = [f"crank: dependencies: {config.stash[policy_key].describe()}"]
     if not gpu:
@@ -166,7 +151,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("requires") is None:  # the common case: one cheap lookup
         return
     marks = list(item.iter_markers("requires"))
-    from crank.testing.dependencies import check_dependency
 
     path, line = item.reportinfo()[:2]
     location = (os.fspath(path), (line or 0) + 1)

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from crank.errors import UsageError
+from crank.testing.python_checks import DISTRIBUTION_OF_MODULE
+from crank.testing.specs import split_constraint
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -68,7 +70,6 @@ def is_ci(environ: Mapping[str, str]) -> bool:
 
 def dependency_keys(result: DependencyResult) -> frozenset[str]:
     """Every normalized name a result answers to in strict mode."""
-    from crank.testing.python_checks import DISTRIBUTION_OF_MODULE
 
     keys = {normalize(result.name), normalize(result.spec)}
     if result.kind == "module":
@@ -178,7 +179,6 @@ def _argv(command: str) -> tuple[str, ...] | None:
 
 def _check_name(check: str) -> str:
     """``exe:pandoc>=2.17`` -> ``pandoc`` (the name a result for that check carries)."""
-    from crank.testing.specs import split_constraint
 
     prefix, colon, rest = check.partition(":")
     if colon and "//" not in rest and prefix in ("exe", "module", "dist"):

@@ -20,8 +20,10 @@ import subprocess
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from crank.errors import UsageError
 from crank.testing.dependencies import DependencyResult
 from crank.testing.specs import unmet_constraint
+from crank.testing.strict import current_policy
 
 if TYPE_CHECKING:
     from crank.testing.specs import DependencySpec
@@ -115,8 +117,6 @@ def _run_probe(
 
 def _declared_version_command(name: str) -> tuple[str, ...] | None:
     """The ``version_command`` a manifest of the project under test gives ``name``."""
-    from crank.errors import UsageError
-    from crank.testing.strict import current_policy
 
     policy = current_policy()
     if policy is None:

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import WorkerError
+from crank.manifest import load_manifest
+from crank.plugins import get_plugin_manager
+from crank.worker.host import WorkerHost
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from crank.manifest import Manifest
     from crank.worker import TaskContext, WorkerApplication
-    from crank.worker.host import WorkerHost
 
 
 class WorkerHandle:
@@ -68,8 +70,6 @@ def find_manifest(target: str | Path) -> Path:
             hint="pass the path of a crank.yaml, its folder, or an installed worker's name",
             subject=str(target),
         )
-    from crank.plugins import get_plugin_manager
-
     manager = get_plugin_manager()
     found = manager.find_worker(str(target))
     if found is not None:
@@ -101,9 +101,6 @@ class WorkerRunner:
         self._paths: list[tuple[str, str]] = []
 
     def __call__(self, target: str | Path, *, app: WorkerApplication | None = None) -> WorkerHandle:
-        from crank.manifest import load_manifest
-        from crank.worker.host import WorkerHost
-
         manifest_path = find_manifest(target)
         manifest = load_manifest(manifest_path)
         root = import_root(manifest_path, manifest.worker.module)
