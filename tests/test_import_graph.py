@@ -1,5 +1,6 @@
-"""The runtime and the worker layer have no import circle, and the worker imports no layer
-above it (the runtime lends a task what it needs through ``TaskServices``).
+"""No import circle inside any of crank's packages, the worker imports no layer above it
+(the runtime lends a task what it needs through ``TaskServices``), and no import runs
+back up the layers (the import-linter contract in pyproject.toml).
 
 The graph is read from the source, every ``import`` counted, those inside functions
 and under ``if TYPE_CHECKING:`` included: a circle of annotations is still a circle
@@ -9,6 +10,9 @@ for a reader.
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,10 @@ import pytest
 import crank
 
 SRC = Path(crank.__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(
+    f"crank.{p.name}" for p in (SRC / "crank").iterdir() if (p / "__init__.py").is_file()
+)
 
 
 def _module_name(path: Path) -> str:
@@ -91,11 +99,59 @@ def within(graph: dict[str, set[str]], package: str) -> dict[str, set[str]]:
     return {m: graph[m] & inside for m in inside}
 
 
-@pytest.mark.parametrize("package", ["crank.runtime", "crank.worker"])
+@pytest.mark.parametrize("package", PACKAGES)
 def test_no_import_circle(package: str) -> None:
     graph = import_graph()
     assert "crank.runtime.brokers.contract" in graph["crank.runtime.brokers.memory"]
     assert circles(within(graph, package)) == []
+
+
+def test_every_package_is_checked() -> None:
+    assert {"crank.cli", "crank.generate", "crank.manifest", "crank.testing"} <= set(PACKAGES)
+
+
+#: the ``lint-imports`` command, run with this interpreter.
+LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
+
+
+NO_CACHE = ("--no-cache",)  # no .import_linter_cache folder in the source tree
+
+
+def lint_imports(src: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` with the repository's contract, over the crank package in ``src``."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LINT_IMPORTS,
+            "--config",
+            str(REPO / "pyproject.toml"),
+            "--no-cache",
+        ],
+        cwd=src,
+        env={"PYTHONPATH": str(src), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_no_import_runs_back_up_the_layers() -> None:
+    result = lint_imports(SRC)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 1 kept, 0 broken." in result.stdout
+
+
+def test_an_import_back_up_the_layers_breaks_the_contract(tmp_path: Path) -> None:
+    copy = tmp_path / "src"
+    shutil.copytree(SRC / "crank", copy / "crank", ignore=shutil.ignore_patterns("__pycache__"))
+    lint = copy / "crank" / "manifest" / "lint.py"
+    lint.write_text(lint.read_text(encoding="utf-8") + "\nimport crank.cli.group\n")
+    result = lint_imports(copy)
+    assert result.returncode == 1
+    assert "Contracts: 0 kept, 1 broken." in result.stdout
+    assert "crank.manifest.lint -> crank.cli.group" in result.stdout
 
 
 def test_the_worker_layer_imports_nothing_above_it() -> None:
