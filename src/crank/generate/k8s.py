@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crank.generate.render import RenderedFile, TemplateRenderer
+from crank.routing.queues import PRIORITY_BANDS, stream_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -69,8 +70,6 @@ def keda_triggers(project: WorkerProject) -> list[Trigger]:
     """Every stream the Redis broker can queue the worker's tasks in, under the prefix
     the Deployment's broker URL uses (names from the broker itself)."""
     from crank.generate.context import settings_of
-    from crank.runtime.brokers.contract import PRIORITY_BANDS
-    from crank.runtime.brokers.redis import stream_key
 
     prefix = settings_of(project).broker_prefix
     triggers = []

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from crank.routing.queues import stream_key
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import PRIORITY_BANDS, ClaimOptions, TaskSpec, priority_band
-from crank.runtime.brokers.redis import stream_key
 
 PRIORITIES = [*range(-130, 131), -1000, 1000, 2**40, -(2**40)]
 

@@ -62,6 +62,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtim
 
 from crank.errors import CrankError
 
+# The bands are shared with the generated KEDA scalers, so they live below both layers.
+from crank.routing.queues import MAX_BAND as MAX_BAND
+from crank.routing.queues import PRIORITY_BANDS as PRIORITY_BANDS
+from crank.routing.queues import priority_band as priority_band
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable, Mapping, Sequence
 
@@ -228,19 +233,6 @@ class Claim:
     receipt: str
     #: 1 on first delivery, 2+ on redelivery.
     attempt: int
-
-
-#: The largest priority band: priorities of magnitude 64 and above share it.
-MAX_BAND = 7
-#: Every priority band a task can be in, highest first.
-PRIORITY_BANDS: tuple[int, ...] = tuple(range(MAX_BAND, -MAX_BAND - 1, -1))
-
-
-def priority_band(priority: int) -> int:
-    """The band of ``priority``: 0, else the bit length of its magnitude (capped at
-    :data:`MAX_BAND`) with its sign. Band 3 holds priorities 4..7, band -1 holds -1."""
-    band = min(abs(int(priority)).bit_length(), MAX_BAND)
-    return -band if priority < 0 else band
 
 
 def band_priorities(band: int) -> tuple[int, int | None]:

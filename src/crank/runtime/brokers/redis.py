@@ -3,8 +3,8 @@
 Layout (``P`` is the key prefix, default ``crank``):
 
 * ``P:q:<capability>:<band>``: one stream per capability and priority band
-  (:func:`stream_key`) with the consumer group ``crank``; entries carry only the
-  task id. The pending entries list (PEL) is the set of in-flight tasks.
+  (:func:`crank.routing.queues.stream_key`) with the consumer group ``crank``; entries
+  carry only the task id. The pending entries list (PEL) is the set of in-flight tasks.
 * ``P:t:<id>``: the task hash (payload, status, attempts, result, error). A
   succeeded or failed task's hash expires after ``result_ttl_s``; dead ones are kept.
 * ``P:streams`` (zset by band) and ``P:streamcap`` list the streams.
@@ -113,11 +113,6 @@ _LIST_CALLS = 5
 
 #: The consumer group every worker reads the streams with.
 CONSUMER_GROUP = "crank"
-
-
-def stream_key(prefix: str, capability: str, band: int) -> str:
-    """The stream holding ``capability``'s tasks of priority ``band`` under ``prefix``."""
-    return f"{prefix}:q:{capability}:{band}"
 
 
 @cache
