@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from crank.errors import BuildFailed, ExitCode
 from crank.generate.build import build_image
+from crank.generate.lock import LOCK_FILE, lock_status, parse_lock, write_lock
 from crank.generate.project import load_project
 
 
@@ -90,7 +91,6 @@ def build(
 def lock(path: Path, check_only: bool) -> ExitCode:
     """Resolve the dependencies of the worker project at PATH into requirements.lock
     (versions and sha256 hashes, with uv): the set its image installs."""
-    from crank.generate.lock import LOCK_FILE, lock_status, parse_lock, write_lock
 
     project = load_project(path)
     status = lock_status(project)

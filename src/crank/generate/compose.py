@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from crank.generate.context import REDIS_IMAGE, settings_of
 from crank.generate.render import TemplateRenderer
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ def compose_memory(quantity: str) -> str:
 
 
 def compose_context(project: WorkerProject) -> Mapping[str, Any]:
-    from crank.generate.context import REDIS_IMAGE, settings_of
 
     resources = project.manifest.worker.resources
     prefix = settings_of(project).broker_prefix

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import crank
+from crank.generate.settings import load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -97,7 +98,6 @@ def crank_version() -> str:
 
 
 def settings_of(project: WorkerProject) -> DeploySettings:
-    from crank.generate.settings import load_settings
 
     return load_settings(project.root / "pyproject.toml")
 

@@ -16,6 +16,8 @@ import yaml
 
 from crank.errors import WorkerError
 from crank.generate.drift import DriftFinding
+from crank.generate.lock import LOCK_FILE, lock_state
+from crank.generate.pydeps import dependency_gaps
 from crank.worker.host import check_handlers, import_entrypoint
 
 if TYPE_CHECKING:
@@ -232,7 +234,6 @@ def check_capabilities(project: WorkerProject) -> list[DriftFinding]:
 
 def check_python_dependencies(project: WorkerProject) -> list[DriftFinding]:
     """pyproject.toml carries every dependencies.python of the manifest."""
-    from crank.generate.pydeps import dependency_gaps
 
     return [_semantic("pyproject.toml", gap.message) for gap in dependency_gaps(project)]
 
@@ -240,7 +241,6 @@ def check_python_dependencies(project: WorkerProject) -> list[DriftFinding]:
 def check_lock(project: WorkerProject) -> list[DriftFinding]:
     """A committed requirements.lock meets every requirement of pyproject.toml, of crank
     and of the image."""
-    from crank.generate.lock import LOCK_FILE, lock_state
 
     status, problems = lock_state(project)
     if status != "stale":

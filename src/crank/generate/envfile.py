@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from crank.generate.context import shutdown
 from crank.generate.render import TemplateRenderer
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ def env_entries(project: WorkerProject) -> list[EnvEntry]:
         for var in project.manifest.worker.env
     ]
     declared = {e.name for e in entries}
-    from crank.generate.context import shutdown
 
     grace = str(shutdown(project).grace_s)
     runtime = [

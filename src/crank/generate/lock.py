@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Literal
 
 from crank import DISTRIBUTION
 from crank.errors import GenerateError
+from crank.generate.context import PYTHON_VERSIONS
+from crank.generate.wheel import build_crank_wheel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -72,7 +74,6 @@ def _applies_on_linux(marker: str) -> bool:
     """Whether a requirement's marker holds for some supported CPython on Linux."""
     if not marker:
         return True
-    from crank.generate.context import PYTHON_VERSIONS
 
     probe = LockedRequirement("x", "0", marker, ())
     return any(
@@ -148,8 +149,6 @@ def _uv() -> str:
 def write_lock(project: WorkerProject, *, crank_wheels: Path | None = None) -> Path:
     """Resolve and write ``requirements.lock``; ``crank_wheels`` holds crank's wheel
     (made from the running crank when not given: crank is not on the package index)."""
-    from crank.generate.context import PYTHON_VERSIONS
-    from crank.generate.wheel import build_crank_wheel
 
     with tempfile.TemporaryDirectory(prefix="crank-lock-") as tmp:
         work = Path(tmp)

@@ -21,7 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from crank.errors import GenerateError
+from crank.generate.context import PYTHON_VERSIONS
 from crank.generate.docker import WHEELS_DIR
+from crank.generate.lock import LOCK_FILE, download_wheels
+from crank.generate.wheel import build_crank_wheel
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,9 +75,6 @@ class StagedWheels:
         self.created = False
 
     def __enter__(self) -> StagedWheels:
-        from crank.generate.context import PYTHON_VERSIONS
-        from crank.generate.lock import LOCK_FILE, download_wheels
-        from crank.generate.wheel import build_crank_wheel
 
         if self.crank_wheel is not None and (
             not self.crank_wheel.is_file() or not self.crank_wheel.name.endswith(".whl")
