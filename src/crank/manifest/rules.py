@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from crank.hookspecs import hookimpl
 from crank.manifest.findings import Finding
 from crank.manifest.quickcheck import conforms, is_plain_valid_schema
+from crank.manifest.schema_keywords import schema_problems
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -363,8 +364,6 @@ def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
 
 def schemas_say_what_they_mean(ctx: LintContext) -> Iterator[Finding]:
     """Unknown keywords and nulls in input/output schemas (see :mod:`.schema_keywords`)."""
-    from crank.manifest.schema_keywords import schema_problems
-
     for i, cap in capabilities(ctx.data):
         for part in ("input", "output"):
             for problem in schema_problems(cap.get(part)):
