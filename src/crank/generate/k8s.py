@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from crank.generate.context import settings_of
+from crank.generate.envfile import env_entries
 from crank.generate.render import RenderedFile, TemplateRenderer
 from crank.routing.queues import PRIORITY_BANDS, stream_key
 
@@ -69,7 +71,6 @@ def _identifier(text: str) -> str:
 def keda_triggers(project: WorkerProject) -> list[Trigger]:
     """Every stream the Redis broker can queue the worker's tasks in, under the prefix
     the Deployment's broker URL uses (names from the broker itself)."""
-    from crank.generate.context import settings_of
 
     prefix = settings_of(project).broker_prefix
     triggers = []
@@ -109,7 +110,6 @@ def secret_key(env_name: str) -> str:
 
 def broker_url(project: WorkerProject) -> str:
     """CRANK_BROKER_URL of the Deployment; the password comes from an earlier env var."""
-    from crank.generate.context import settings_of
 
     s = settings_of(project)
     scheme = "rediss" if s.redis_tls else "redis"
@@ -122,7 +122,6 @@ def broker_url(project: WorkerProject) -> str:
 def image_entry(project: WorkerProject) -> dict[str, str]:
     """The base kustomization's ``images`` entry: registry from the settings, the
     worker's version as tag, and the digest when the settings know it."""
-    from crank.generate.context import settings_of
 
     s = settings_of(project)
     return {
@@ -134,7 +133,6 @@ def image_entry(project: WorkerProject) -> dict[str, str]:
 
 
 def k8s_context(project: WorkerProject) -> Mapping[str, Any]:
-    from crank.generate.envfile import env_entries
 
     triggers = keda_triggers(project)
     worker_env = [e for e in env_entries(project) if e.name in _manifest_env_names(project)]
