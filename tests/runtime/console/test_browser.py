@@ -1,0 +1,153 @@
+"""The console in a real browser: headless Chromium (system package) driven by Selenium,
+against ``crank run`` with a real worker process and an API token.
+
+One walk through the pages, the way an operator goes: log in, see the worker, call a
+capability from its form, see who still calls a deprecated id, find tasks. Every step
+waits for the page state it needs (WebDriverWait), never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from .conftest import TOKEN
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from .browser import Browser
+    from .conftest import CrankRun
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.requires(
+        "exe:chromium",
+        "exe:chromedriver",
+        "selenium",
+        hint="bash scripts/setup-system.sh (chromium, chromium-driver); pip install selenium",
+    ),
+]
+
+
+@pytest.fixture
+def open_browser() -> Iterator[Callable[[str], Browser]]:
+    """``open_browser(base_url)``: a headless Chromium tab, closed after the test."""
+    from .browser import Browser, start_chromium
+
+    opened: list[Browser] = []
+
+    def start(base_url: str) -> Browser:
+        browser = Browser(start_chromium(), base_url)
+        opened.append(browser)
+        return browser
+
+    yield start
+    for browser in opened:
+        browser.close()
+
+
+def _api(run: CrankRun, caller: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    if caller is not None:
+        headers["X-Crank-Caller"] = caller
+    return httpx.Client(base_url=run.url, headers=headers, timeout=60)
+
+
+def _ended(api: httpx.Client, run: CrankRun, task_id: str) -> str:
+    def status() -> str | None:
+        found: str = api.get(f"/v1/tasks/{task_id}").json()["status"]
+        return found if found in ("succeeded", "failed", "dead") else None
+
+    ended: str = run.wait_until(status, what=f"task {task_id} to end")
+    return ended
+
+
+def test_an_operator_walks_the_console(
+    console_run: Callable[..., CrankRun], open_browser: Callable[[str], Browser], tmp_path: Path
+) -> None:
+    # a relative broker path: the footer of every page (and screenshot) names the broker
+    run = console_run("--broker", "sqlite:///queue.db", env={"CRANK_API_TOKEN": TOKEN})
+    browser = open_browser(run.url)
+
+    # -- log in: every page sends the browser to the login form first ---------------------
+    browser.open("/ui/capabilities")
+    assert browser.wait_for_path("/ui/login?next=") == "/ui/login?next=%2Fui%2Fcapabilities"
+    browser.snap("login")
+    browser.type("#token", "not the token")
+    browser.click("form[action='/ui/login'] button[type=submit]")
+    assert "not the server's API token" in browser.text("#login-error")
+    browser.type("#token", TOKEN)
+    browser.click("form[action='/ui/login'] button[type=submit]")
+    browser.wait_for_path("/ui/capabilities")
+    assert "Logged in." in browser.text(".flash")
+
+    # -- overview: the worker process is up and serving -----------------------------------
+    browser.open("/ui")
+    browser.wait_for_text("#workers-h + p", "1 healthy of 1")
+    browser.snap("overview")
+
+    # -- capabilities: call one from its form and read the answer -------------------------
+    browser.open("/ui/capabilities")
+    browser.click("a[href='/ui/capabilities/ops.echo']")
+    browser.wait_for_path("/ui/capabilities/ops.echo")
+    assert json.loads(browser.find("#input").get_attribute("value") or "") == {
+        "text": "hello operator"
+    }
+    browser.click("a[href='/ui/capabilities/ops.echo?example=1#input']")  # the shout example
+    browser.wait_for_path("/ui/capabilities/ops.echo?example=1")
+    browser.click("button[name=run][value=call]")
+    assert browser.wait_for_text("#answer-h", "Answer: HTTP 200")
+    assert json.loads(browser.text(".answer pre.json")) == {"text": "HELLO OPERATOR"}
+    browser.snap("capability", show=".answer")
+
+    # -- deprecated ids: who still calls the old id ----------------------------------------
+    with _api(run, caller="billing-service") as billing, _api(run) as anonymous:
+        for client in (billing, billing, anonymous):
+            answer = client.post("/v1/capabilities/ops.legacy_echo", json={"text": "old"})
+            assert answer.status_code == 200 and answer.headers["deprecation"]
+    browser.open("/ui/deprecated")
+    row = browser.text("tr.caller[data-caller='billing-service']")
+    assert row.split() == ["billing-service", "2", "0"]
+    assert browser.text("tr.caller[data-caller='unknown']").split() == ["unknown", "1", "0"]
+    assert "day(s) left" in browser.text("[data-deprecated='ops.legacy_echo'] .sunset")
+    browser.snap("deprecated")
+
+    # -- tasks: the console's own call is there, as the caller "console" -------------------
+    browser.open("/ui/tasks")
+    browser.choose("#capability", "ops.echo")
+    browser.type("#caller", "console")
+    browser.click("form[role=search] button[type=submit]")
+    browser.wait_for_path("/ui/tasks?")
+    assert browser.count("tr.task") == 1
+    browser.click("tr.task th a")
+    browser.wait_for_path("/ui/tasks/")
+    assert browser.text(".task-status") == "succeeded"
+    assert '"shout": true' in browser.text("pre.json[aria-label=Input]")
+    browser.snap("task")
+    browser.open("/ui/tasks")
+    browser.find("tr.task")
+    browser.snap("tasks")
+
+    # -- dead letters: a task that failed for want of its index file -----------------------
+    index = tmp_path / "index.txt"
+    with _api(run, caller="nightly-job") as api:
+        queued = api.post(
+            "/v1/tasks", json={"capability": "ops.reindex", "input": {"index": str(index)}}
+        )
+        dead = queued.json()["id"]
+        assert _ended(api, run, dead) == "dead"
+    browser.open("/ui/dead-letters")
+    row = browser.text(f"tr.dead-letter[data-task='{dead}']")
+    assert "the index file index.txt is missing" in row
+    browser.snap("dead-letters")
+
+    # -- logging out ends it ------------------------------------------------------------------
+    browser.click(".logout button")
+    browser.wait_for_path("/ui/login")
+    browser.open("/ui")
+    browser.wait_for_path("/ui/login?next=")
