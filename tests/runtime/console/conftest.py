@@ -140,15 +140,23 @@ CONSOLE_WORKER = Path(__file__).resolve().parent / "console_worker"
 
 @pytest.fixture
 def console_run(tmp_path: Path) -> Iterator[Callable[..., CrankRun]]:
-    """``console_run(*args, env=..., db=...)``: a started ``crank run`` serving only the
-    console fixture worker, with one worker process (so a busy worker leaves tasks pending)."""
+    """``console_run(*args, env=..., db=..., also=(), ready=True)``: a started ``crank run``
+    serving the console fixture worker (and the worker folders in ``also``) with one worker
+    process (so a busy worker leaves tasks pending); waits for /ready unless told not to."""
     started: list[CrankRun] = []
 
-    def make(*args: str, env: dict[str, str] | None = None, db: str = "queue.db") -> CrankRun:
-        argv = ("--worker", str(CONSOLE_WORKER), "--min-workers", "1", "--max-workers", "1")
-        run = CrankRun(tmp_path, *argv, *args, env=env, db=db, fixture_workers=False)
+    def make(
+        *args: str,
+        env: dict[str, str] | None = None,
+        db: str = "queue.db",
+        also: tuple[Path, ...] = (),
+        ready: bool = True,
+    ) -> CrankRun:
+        argv = ("--min-workers", "1", "--max-workers", "1")
+        workers = (CONSOLE_WORKER, *also)
+        run = CrankRun(tmp_path, *argv, *args, env=env, db=db, workers=workers)
         started.append(run)
-        return run.start()
+        return run.start(ready=ready)
 
     yield make
     for run in started:

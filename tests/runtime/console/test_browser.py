@@ -89,6 +89,8 @@ def test_an_operator_walks_the_console(
     # -- overview: the worker process is up and serving -----------------------------------
     browser.open("/ui")
     browser.wait_for_text("#workers-h + p", "1 healthy of 1")
+    worker = browser.text("tr.worker[data-worker='console-fixture']").split()
+    assert worker[:4] == ["console-fixture", "ready", "yes", "1"], worker
     browser.snap("overview")
 
     # -- capabilities: call one from its form and read the answer -------------------------

@@ -9,15 +9,18 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from .conftest import CONSOLE_WORKER, TOKEN, ConsoleClient
 
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from .conftest import CrankRun
 
@@ -90,6 +93,36 @@ def test_overview_counts_what_the_worker_processes_finished(
         assert reindex is not None
         cells = re.findall(r'<td class="num">([^<]*)</td>', reindex.group(1))
         assert cells[:4] == ["0", "0", "0", "1"] and cells[-1] == "100 %"
+    finally:
+        console.close()
+
+
+def test_overview_names_a_worker_that_cannot_serve_and_why(
+    console_run: Callable[..., CrankRun],
+) -> None:
+    broken = FIXTURES / "health_workers" / "missing_dependency"
+    run = console_run(also=(broken,), ready=False)
+    console = ConsoleClient(run.url)
+    try:
+
+        def broken_row() -> str | None:
+            try:
+                page = console.http.get("/ui").text
+            except httpx.HTTPError:  # not listening yet: the server does not wait for /ready
+                return None
+            found = re.search(
+                r'<tr class="worker" data-worker="missing-dependency">(.*?)</tr>', page, re.S
+            )
+            text = (
+                None if found is None else " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
+            )
+            return text if text is not None and " failed " in f" {text} " else None
+
+        row = run.wait_until(broken_row, what="the failed worker on the overview")
+        assert "broken.echo" in row and "crank_fixture_dependency_not_installed" in row
+        page = console.http.get("/ui").text
+        assert "Ready for traffic:" in page and 'tone-bad">no<' in page
+        assert "worker &#39;missing-dependency&#39; failed to load" in page  # among the problems
     finally:
         console.close()
 
