@@ -10,7 +10,6 @@ import pytest
 from crank import AsyncClient
 from crank.client import (
     ApiError,
-    CancelNotSupported,
     CapabilityDeprecated,
     RetryPolicy,
     ServerUnreachable,
@@ -109,8 +108,11 @@ def test_failures_warnings_and_refusals(server: CrankRun) -> None:
             assert (invalid.value.status, invalid.value.code) == (400, "INVALID_INPUT")
             with pytest.raises(TaskNotFound):
                 await client.task("missing").status()
-            with pytest.raises(CancelNotSupported):
-                await (await client.submit("demo.echo", {"text": "x"})).cancel()
+            finished = await client.submit("demo.echo", {"text": "x"})
+            await finished.result(timeout=60)
+            with pytest.raises(ApiError) as too_late:
+                await finished.cancel()
+            assert (too_late.value.status, too_late.value.code) == (409, "TASK_FINISHED")
 
     asyncio.run(scenario())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -148,5 +149,47 @@ def test_the_asyncio_wait_is_woken_by_the_notice(queue_url: str) -> None:
             assert results == [{"slept": 0.2}] * 3
             assert notices.delivered == before + 3
             assert len(notices) == 0
+
+    asyncio.run(scenario())
+
+
+def test_cancel_a_running_and_a_waiting_task(queue_url: str, tmp_path: Path) -> None:
+    started, stopped, marks = tmp_path / "started", tmp_path / "stopped", tmp_path / "marks"
+    with connect(queue_url) as queue:
+        running = queue.submit(
+            "fixture.until_cancelled", {"started": str(started), "stopped": str(stopped)}
+        )
+        deadline = time.monotonic() + 60
+        while not started.exists():  # the one worker process is busy with it
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        waiting = queue.submit("fixture.mark", {"path": str(marks)})
+        info = waiting.cancel()
+        assert (info.status, info.done) == ("cancelled", True)
+        stopping = running.cancel()
+        assert (stopping.status, stopping.done) == ("running", False)
+        assert stopping.cancel_requested_at is not None
+        with pytest.raises(TaskFailed) as ended:
+            running.result(timeout=60)
+        assert (ended.value.code, ended.value.task_status) == ("CANCELLED", "cancelled")
+        assert stopped.read_text() == running.id
+        after = queue.submit("fixture.mark", {"path": str(marks)})
+        after.result(timeout=60)
+        assert marks.read_text().split() == [after.id]  # the cancelled one never ran
+        with pytest.raises(ApiError) as too_late:
+            waiting.cancel()
+        assert (too_late.value.status, too_late.value.code) == (409, "TASK_FINISHED")
+        with pytest.raises(TaskNotFound):
+            queue.task("no-such-task").cancel()
+
+
+def test_cancel_from_asyncio(queue_url: str) -> None:
+    async def scenario() -> None:
+        async with await connect_async(queue_url) as queue:
+            task = await queue.submit("fixture.echo", {"n": 1})
+            await task.result(timeout=60)
+            with pytest.raises(ApiError) as too_late:
+                await task.cancel()
+            assert too_late.value.code == "TASK_FINISHED"
 
     asyncio.run(scenario())

@@ -12,7 +12,6 @@ import pytest
 from crank import Client
 from crank.client import (
     ApiError,
-    CancelNotSupported,
     CapabilityDeprecated,
     InvalidTask,
     RetryPolicy,
@@ -188,10 +187,13 @@ def test_the_same_idempotency_key_gives_the_same_task(client: Client) -> None:
     assert client.submit("demo.echo", {"text": "once"}).id != first.id
 
 
-def test_cancel_on_a_server_without_it_says_so(client: Client) -> None:
+def test_cancelling_a_task_that_ended_is_refused(client: Client) -> None:
     task = client.submit("demo.echo", {"text": "x"})
-    with pytest.raises(CancelNotSupported, match=r"DELETE /v1/tasks/\{id\} answered 405"):
+    task.result(timeout=60)
+    with pytest.raises(ApiError) as too_late:
         task.cancel()
+    assert (too_late.value.status, too_late.value.code) == (409, "TASK_FINISHED")
+    assert too_late.value.details["task_status"] == "succeeded"
 
 
 def test_no_server_is_unreachable_after_the_retries() -> None:

@@ -93,13 +93,23 @@ def test_an_answer_that_is_not_json_still_names_its_status(scripted: Any) -> Non
 
 
 def test_cancel_on_a_server_that_supports_it(scripted: Any) -> None:
-    cancelled = {**QUEUED, "status": "failed", "error": {"code": "CANCELLED", "message": "by you"}}
+    error = {"code": "CANCELLED", "message": "cancelled before it ran"}
+    cancelled = {**QUEUED, "status": "cancelled", "error": error, "outcome": "cancelled"}
     server = scripted([(202, {}, QUEUED), (200, {}, cancelled)])
     with Client(server.url) as client:
         info = client.submit("demo.echo", {"text": "x"}).cancel()
     assert isinstance(info, TaskInfo)
-    assert (info.status, info.error) == ("failed", {"code": "CANCELLED", "message": "by you"})
+    assert (info.status, info.error, info.done) == ("cancelled", error, True)
     assert server.requests[1][:2] == ("DELETE", "/v1/tasks/t1")
+
+
+def test_cancel_answered_405_by_a_server_without_the_route(scripted: Any) -> None:
+    not_allowed = {"error": {"code": "METHOD_NOT_ALLOWED", "message": "DELETE is not allowed"}}
+    server = scripted([(202, {}, QUEUED), (405, {"Allow": "GET"}, not_allowed)])
+    with Client(server.url) as client:
+        task = client.submit("demo.echo", {"text": "x"})
+        with pytest.raises(CancelNotSupported, match=r"DELETE /v1/tasks/\{id\} answered 405"):
+            task.cancel()
 
 
 def test_cancel_answered_404_by_a_server_without_the_route(scripted: Any) -> None:

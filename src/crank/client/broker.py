@@ -29,7 +29,7 @@ from crank.runtime.brokers.contract import (
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from crank.runtime.brokers.contract import Broker, TaskRecord
+    from crank.runtime.brokers.contract import Broker, Cancellation, TaskRecord
 
 #: What ``submit_many`` takes: a :class:`TaskRequest`, or ``(capability, input)``.
 TaskLike = TaskRequest | tuple[str, Mapping[str, Any]]
@@ -82,6 +82,22 @@ def _info(task_id: str, record: TaskRecord | None) -> TaskInfo:
     if record is None:
         raise TaskNotFound(task_id)
     return TaskInfo.from_record(record)
+
+
+def _cancelled(task_id: str, cancellation: Cancellation | None) -> TaskInfo:
+    """The task after a cancel, or the errors the HTTP API answers (404, 409)."""
+    if cancellation is None:
+        raise TaskNotFound(task_id)
+    if cancellation.outcome == "finished":
+        status = cancellation.task.status
+        raise ApiError(
+            409,
+            "TASK_FINISHED",
+            f"task {task_id} already ended: {status}",
+            hint="nothing to cancel",
+            details={"id": task_id, "task_status": status},
+        )
+    return TaskInfo.from_record(cancellation.task)
 
 
 def _outcome(task_id: str, record: TaskRecord | None, timeout: float | None) -> Any:
@@ -257,6 +273,13 @@ class BrokerTask:
             self.info = TaskInfo.from_record(record)
         return _outcome(self.id, record, timeout)
 
+    def cancel(self) -> TaskInfo:
+        """Cancel the task (:meth:`Broker.cancel`): status ``cancelled`` when it had not
+        started (it never runs), ``running`` when its worker was told to stop;
+        :class:`ApiError` 409 when it had ended, :class:`TaskNotFound` when there is none."""
+        self.info = _cancelled(self.id, self.client.broker.cancel(self.id))
+        return self.info
+
 
 class AsyncBrokerClient:
     """:class:`BrokerClient` for asyncio: the broker's calls run in worker threads."""
@@ -354,6 +377,12 @@ class AsyncBrokerTask:
         if record is not None:
             self.info = TaskInfo.from_record(record)
         return _outcome(self.id, record, timeout)
+
+    async def cancel(self) -> TaskInfo:
+        """:meth:`BrokerTask.cancel` without blocking the event loop."""
+        cancellation = await asyncio.to_thread(self.client.sync.broker.cancel, self.id)
+        self.info = _cancelled(self.id, cancellation)
+        return self.info
 
 
 def connect(url: str, *, caller: str | None = None, **options: Any) -> BrokerClient:

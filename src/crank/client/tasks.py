@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from crank.runtime.brokers.contract import TaskRecord
 
 #: the statuses a finished task can have (docs/runtime.md).
-FINAL_STATUSES = frozenset({"succeeded", "failed", "dead"})
+FINAL_STATUSES = frozenset({"succeeded", "failed", "dead", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class TaskInfo:
     #: the id the task was submitted under (a deprecated id routes to ``capability``).
     requested: str = ""
     priority: int = 0
+    #: when the task was asked to stop (``cancel()``); None: never.
+    cancel_requested_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -53,6 +55,7 @@ class TaskInfo:
             error=dict(error) if isinstance(error, Mapping) else None,
             requested=str(doc.get("requested") or doc.get("capability", "")),
             priority=int(doc.get("priority") or 0),
+            cancel_requested_at=_number_or_none(doc.get("cancel_requested_at")),
         )
 
     @classmethod
@@ -71,6 +74,7 @@ class TaskInfo:
             error=dict(record.error) if record.error else None,
             requested=requested if isinstance(requested, str) else record.capability,
             priority=record.priority,
+            cancel_requested_at=record.cancel_requested_at,
         )
 
     def outcome(self) -> Any:
@@ -110,6 +114,12 @@ class TaskRequest:
     timeout_s: float | None = None
     #: extra fields kept with the task (shown in logs; ``caller`` names the producer).
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _number_or_none(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def check_task_request(capability: object, payload: object) -> None:

@@ -168,12 +168,14 @@ def run_task(
     claim: Claim,
     event_sink: Callable[[Mapping[str, Any]], None] | None = None,
     deadline: float | None = None,
+    on_context: Callable[[TaskContext], None] | None = None,
 ) -> Outcome:
     """Run one claimed task; every exception becomes an error dict, none escapes.
 
     ``event_sink`` receives each event a streaming handler emits, as it emits it.
     ``deadline`` (a :func:`time.monotonic` value) defaults to the task's timeout
-    (or the capability's) from now.
+    (or the capability's) from now. ``on_context`` gets the task's context before the
+    handler starts (the worker loop cancels it from there when the task is cancelled).
     """
     task = claim.task
     if deadline is None:
@@ -190,6 +192,8 @@ def run_task(
     )
     if event_sink is not None:
         ctx.event_sink = event_sink
+    if on_context is not None:
+        on_context(ctx)
     try:
         return Outcome(result=binding.host.call(task.capability, task.payload, ctx))
     except CapabilityError as exc:
@@ -309,6 +313,11 @@ class WorkerLoop:
         self._broker = broker
         self._on_finished = on_finished
         self._held: dict[str, tuple[Claim, float | None]] = {}
+        #: tasks asked to stop (``Broker.cancel``) and the contexts of running tasks,
+        #: both under ``_held_lock``: a task in ``_cancels`` never starts, and one that
+        #: runs has its context cancelled (see :meth:`_on_cancel`).
+        self._cancels: set[str] = set()
+        self._contexts: dict[str, TaskContext] = {}
         self._held_lock = threading.Lock()
         self._stop_deadline: float | None = None
         self._grace_timer: threading.Timer | None = None
@@ -400,6 +409,52 @@ class WorkerLoop:
         with self._held_lock:
             for claim in claims:
                 self._held.pop(claim.task.id, None)
+                self._cancels.discard(claim.task.id)
+
+    # -- cancelled tasks ---------------------------------------------------------------
+
+    def _listen_for_cancels(self, broker: Broker) -> Callable[[], None]:
+        """Be told when a task this process holds is cancelled; without the notices
+        (the broker would not subscribe) the heartbeat still asks now and then."""
+        try:
+            return broker.listen_for_cancels(self.config.consumer, self._on_cancel)
+        except BrokerError as exc:
+            log.warning("not told of cancelled tasks until the next heartbeat: %s", exc.message)
+            return lambda: None
+
+    def _on_cancel(self, task_id: str) -> None:
+        """A task this process holds (or is about to: a claim on its way) was cancelled:
+        it does not start, or its handler is told (``ctx.cancelled``)."""
+        with self._held_lock:
+            self._cancels.add(task_id)
+            ctx = self._contexts.get(task_id)
+        if ctx is not None:
+            ctx.cancel()
+            log.info("task %s was cancelled while it ran: its handler is told", task_id)
+
+    def _track(self, ctx: TaskContext) -> None:
+        """The context of the task about to run (cancelled at once if it was asked)."""
+        with self._held_lock:
+            self._contexts[ctx.task_id] = ctx
+            cancelled = ctx.task_id in self._cancels
+        if cancelled:
+            ctx.cancel()
+
+    def _ask_for_cancels(self) -> None:
+        """The heartbeat's look at which held tasks were cancelled, in case a notice was
+        lost (a broker connection that broke); forgets notices of tasks not held."""
+        with self._held_lock:
+            held = list(self._held)
+            self._cancels.intersection_update(held)
+        if not held:
+            return
+        try:
+            asked = self.broker.cancel_requested(held)
+        except BrokerError as exc:
+            log.warning("heartbeat could not ask for cancelled tasks: %s", exc.message)
+            return
+        for task_id in asked - self._cancels:
+            self._on_cancel(task_id)
 
     def _heartbeat(self) -> None:
         interval = self.config.heartbeat_interval_s
@@ -422,6 +477,7 @@ class WorkerLoop:
             lost = [c for c, ok in zip(live, held, strict=True) if not ok]
             if lost:
                 log.info("%d claims were redelivered elsewhere before they finished", len(lost))
+            self._ask_for_cancels()
 
     # -- signals -----------------------------------------------------------------------
 
@@ -485,6 +541,8 @@ class WorkerLoop:
         if self.stop_event.is_set():
             self._cancel_grace_timer()
             return int(ExitCode.OK)
+        # before the first claim: a cancel sent while a claim is on its way is not lost
+        stop_listening = self._listen_for_cancels(broker)
         beat = threading.Thread(target=self._heartbeat, name="crank-heartbeat", daemon=True)
         beat.start()
         failed = [w.name for w in self.workers.workers if w.state == "failed"]
@@ -524,6 +582,7 @@ class WorkerLoop:
         finally:
             self._heartbeat_stop.set()
             beat.join(timeout=5)
+            stop_listening()
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
         return int(ExitCode.OK)
 
@@ -634,11 +693,16 @@ class WorkerLoop:
         limited = self._limited
         flush_s = self.config.ack_flush_s
         monotonic = time.monotonic
+        cancels, contexts, track = self._cancels, self._contexts, self._track
         for index, claim in enumerate(claims):
             if stopping():
                 self._release(claims[index:])
                 break
             task = claim.task
+            if task.id in cancels:  # cancelled before it started: given back, it ends
+                self._release([claim])
+                finished(task.capability, "cancelled", 0.0)
+                continue
             binding = bindings.get(task.capability)
             started = monotonic()
             if binding is None:
@@ -660,8 +724,9 @@ class WorkerLoop:
                 self._started(claim, deadline)
                 sink = self._event_publisher(claim) if binding.capability.streaming else None
                 try:
-                    outcome = run_task(binding, claim, sink, deadline)
+                    outcome = run_task(binding, claim, sink, deadline, track)
                 finally:
+                    contexts.pop(task.id, None)
                     if slot is not None:
                         slot.release()
             ended = monotonic()

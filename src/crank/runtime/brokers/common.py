@@ -27,6 +27,23 @@ def worker_lost_error(attempts: int) -> dict[str, Any]:
     }
 
 
+#: the error of a task cancelled before its handler started.
+CANCELLED_BEFORE_IT_RAN = "cancelled before it ran"
+#: ... of a task cancelled while its handler ran (the handler's own error is its cause).
+CANCELLED_WHILE_IT_RAN = "cancelled while it ran"
+#: ... of a task cancelled while it ran whose worker went away before it stopped.
+CANCELLED_WORKER_GONE = "cancelled while it ran; its worker stopped before it did"
+
+
+def cancelled_error(message: str, cause: Any = None) -> dict[str, Any]:
+    """The error a cancelled task ends with; ``cause``: the error it had before (the
+    handler's, when it stopped by raising, or the one of the attempt before a retry)."""
+    error: dict[str, Any] = {"code": "CANCELLED", "message": message, "type": "TaskCancelled"}
+    if cause:
+        error["cause"] = cause
+    return error
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Delay before attempt ``n + 1`` of a task after ``n`` failed attempts.

@@ -2,7 +2,7 @@
 
 One module holds all of it: the value types (:class:`TaskSpec`, :class:`TaskRecord`,
 :class:`Claim`, :class:`ClaimOptions`, :class:`QueueStats`, :class:`TaskQuery`,
-:class:`TaskSummary`, :class:`TaskPage`), the :class:`Broker`
+:class:`TaskSummary`, :class:`TaskPage`, :class:`Cancellation`), the :class:`Broker`
 protocol, and the single-item operations written once over the batch ones (a
 backend subclasses :class:`Broker` and implements the abstract methods; see
 :mod:`crank.runtime.brokers` for ``open_broker``).
@@ -41,6 +41,10 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   they expire with the task's result (``result_ttl_s``). Events are published
   before the task is acked, so a reader that sees the task done and then reads
   once more has every event (the end of the stream is the task's final status);
+* ``cancel`` takes a pending task off the queue for good, or tells the worker holding
+  a running one (``listen_for_cancels``), whose handler then sees ``ctx.cancelled``;
+  a cancelled task ends ``cancelled``: kept ``result_ttl_s``, not retried, no dead
+  letter;
 * ``list_tasks`` pages through the tasks the broker holds, newest first (the order
   they were queued), filtered by status, capability and caller;
 * results are pushed, not polled: ``wait_for_result`` (and its asyncio twin
@@ -68,7 +72,7 @@ from crank.routing.queues import PRIORITY_BANDS as PRIORITY_BANDS
 from crank.routing.queues import priority_band as priority_band
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 _new_object = object.__new__
 
@@ -90,10 +94,10 @@ def _safety_poll_from_env() -> float:
 
 SAFETY_POLL_S = _safety_poll_from_env()
 
-TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead"]
+TaskStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "dead", "cancelled"]
 #: every status a task can have, in the order of its life.
 TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
-FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead"})
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead", "cancelled"})
 
 
 class IdempotencyKeyReused(CrankError):
@@ -163,6 +167,8 @@ class TaskRecord:
     error: Mapping[str, Any] | None = None
     timeout_s: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: when someone asked a running task to stop (:meth:`Broker.cancel`); None: nobody.
+    cancel_requested_at: float | None = None
 
     @classmethod
     def claimed(
@@ -198,6 +204,7 @@ class TaskRecord:
             error=None,
             timeout_s=timeout_s,
             meta=meta,
+            cancel_requested_at=None,
         )
         return record
 
@@ -217,6 +224,7 @@ class TaskRecord:
             "updated_at": self.updated_at,
             "result": self.result,
             "error": dict(self.error) if self.error else None,
+            "cancel_requested_at": self.cancel_requested_at,
         }
 
 
@@ -302,6 +310,23 @@ class Claimed:
 
     def result(self) -> list[Claim]:
         return self.claims
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What :meth:`Broker.cancel` did to a task.
+
+    * ``cancelled``: it was pending (or waiting out a retry's backoff): it is off the
+      queue, ended ``cancelled``, and never runs;
+    * ``stopping``: a worker holds it: the worker is told, its handler sees
+      ``ctx.cancelled``; the task ends ``cancelled`` when the handler stops (or
+      ``succeeded`` if it finished first), and is never delivered again;
+    * ``finished``: it had ended already; nothing changed.
+    """
+
+    outcome: Literal["cancelled", "stopping", "finished"]
+    #: the task after the request.
+    task: TaskRecord
 
 
 #: the most tasks one page of :meth:`Broker.list_tasks` holds.
@@ -592,6 +617,42 @@ class Broker(Protocol):
         The supervisor calls this when it sees a worker process die, so its
         in-flight tasks are redelivered within seconds instead of after the
         visibility timeout. Returns how many tasks were recovered.
+        """
+        ...
+
+    # -- cancelling --------------------------------------------------------------------
+
+    @abstractmethod
+    def cancel(self, task_id: str) -> Cancellation | None:
+        """Stop a task (None: no such task, or it expired).
+
+        A pending or retrying task ends ``cancelled`` at once, off the queue: no claim
+        delivers it afterwards (``cancelled``). A running one is marked, and the
+        consumer holding it is told through :meth:`listen_for_cancels` (``stopping``);
+        from then on, whatever its worker does ends the task: a ``fail`` or a
+        ``release`` ends it ``cancelled`` (never retried, never a dead letter), an
+        ``ack`` ``succeeded`` (it finished first), a lease that runs out or a
+        ``recover`` ``cancelled``. A finished task is left as it is (``finished``).
+        Asking again is harmless.
+        """
+        ...
+
+    @abstractmethod
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        """Which of these tasks were asked to stop while running (a worker's heartbeat
+        asks, in case a notice from :meth:`listen_for_cancels` was lost)."""
+        ...
+
+    @abstractmethod
+    def listen_for_cancels(
+        self, consumer: str, on_cancel: Callable[[str], None]
+    ) -> Callable[[], None]:
+        """Call ``on_cancel(task_id)`` (from a thread of this process) soon after a task
+        ``consumer`` holds is asked to stop; returns the function that stops listening.
+
+        Start listening before claiming: a notice sent before is not repeated (Redis:
+        a channel per consumer; SQLite: a local socket listed under the consumer's
+        name; memory: a direct call).
         """
         ...
 

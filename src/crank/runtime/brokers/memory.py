@@ -20,11 +20,20 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.common import (
+    CANCELLED_BEFORE_IT_RAN,
+    CANCELLED_WHILE_IT_RAN,
+    CANCELLED_WORKER_GONE,
+    BrokerOptions,
+    cancelled_error,
+    new_id,
+    worker_lost_error,
+)
 from crank.runtime.brokers.contract import (
     FINAL_STATUSES,
     INLINE_LIMIT,
     Broker,
+    Cancellation,
     Claim,
     ClaimOptions,
     IdempotencyKeyReused,
@@ -43,7 +52,7 @@ from crank.runtime.brokers.contract import (
 from crank.runtime.brokers.notices import ResultNotices
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 _ACTIVE = frozenset({"pending", "retrying", "running"})
 
@@ -95,6 +104,8 @@ class MemoryBroker(Broker):
         #: waiters in this process (the only one) and the tasks they watch.
         self._notices = ResultNotices()
         self._watched: set[str] = set()
+        #: consumer -> what to call when a task it holds is asked to stop.
+        self._cancel_listeners: dict[str, list[Callable[[str], None]]] = {}
 
     # -- submit ----------------------------------------------------------------
 
@@ -195,6 +206,10 @@ class MemoryBroker(Broker):
             entry = self._pop_ready(options.capabilities)
             if entry is None:
                 break
+            if entry.record.cancel_requested_at is not None:
+                # its worker let the lease run out after a cancel: it ends here
+                self._end_cancelled(entry, now, CANCELLED_WORKER_GONE)
+                continue
             attempts = entry.record.attempts + 1
             if attempts > entry.record.max_attempts:
                 entry.record = replace(
@@ -292,6 +307,9 @@ class MemoryBroker(Broker):
                 return entry.record.status
             rec = entry.record
             entry.consumer = entry.receipt = None
+            if rec.cancel_requested_at is not None:
+                self._end_cancelled(entry, now, CANCELLED_WHILE_IT_RAN, cause=dict(error))
+                return "cancelled"
             if client_fault:
                 entry.record = replace(rec, status="failed", error=dict(error), updated_at=now)
                 heapq.heappush(self._expiry, (now + self.options.result_ttl_s, rec.id))
@@ -333,6 +351,9 @@ class MemoryBroker(Broker):
                     continue
                 if entry.record.status != "running":
                     continue
+                if entry.record.cancel_requested_at is not None:
+                    self._end_cancelled(entry, now, CANCELLED_BEFORE_IT_RAN, given_back=True)
+                    continue
                 entry.record = replace(
                     entry.record,
                     status="pending",
@@ -350,13 +371,88 @@ class MemoryBroker(Broker):
         with self._cond:
             for entry in self._tasks.values():
                 if entry.consumer == consumer and entry.record.status == "running":
+                    count += 1
+                    if entry.record.cancel_requested_at is not None:
+                        self._end_cancelled(entry, now, CANCELLED_WORKER_GONE)
+                        continue
                     entry.record = replace(entry.record, status="pending")
                     entry.visible_at = entry.record.created_at
                     entry.consumer = entry.receipt = None
                     self._schedule(entry, now)
-                    count += 1
             self._cond.notify_all()
         return count
+
+    # -- cancelling ----------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> Cancellation | None:
+        now = time.time()
+        with self._cond:
+            self._purge(now)
+            entry = self._tasks.get(task_id)
+            if entry is None:
+                return None
+            rec = entry.record
+            if rec.done:
+                return Cancellation("finished", rec)
+            if rec.status != "running":
+                cause = rec.error if rec.status == "retrying" else None
+                entry.record = replace(rec, cancel_requested_at=now)
+                self._end_cancelled(entry, now, CANCELLED_BEFORE_IT_RAN, cause=cause)
+                return Cancellation("cancelled", entry.record)
+            if rec.cancel_requested_at is None:
+                entry.record = replace(rec, cancel_requested_at=now)
+            listeners = list(self._cancel_listeners.get(entry.consumer or "", ()))
+            answer = Cancellation("stopping", entry.record)
+        for tell in listeners:
+            tell(task_id)
+        return answer
+
+    def _end_cancelled(
+        self,
+        entry: _Entry,
+        now: float,
+        message: str,
+        *,
+        cause: Any = None,
+        given_back: bool = False,
+    ) -> None:
+        """End ``entry``'s task ``cancelled`` (under the lock); ``given_back``: its worker
+        gave it back unrun, so the delivery does not count as an attempt."""
+        rec = entry.record
+        entry.record = replace(
+            rec,
+            status="cancelled",
+            attempts=max(0, rec.attempts - 1) if given_back else rec.attempts,
+            error=cancelled_error(message, cause),
+            updated_at=now,
+            cancel_requested_at=rec.cancel_requested_at or now,
+        )
+        entry.consumer = entry.receipt = None
+        heapq.heappush(self._expiry, (now + self.options.result_ttl_s, rec.id))
+        self._ended(entry.record, entry.record.error)
+
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        with self._cond:
+            return {
+                task_id
+                for task_id in task_ids
+                if (entry := self._tasks.get(task_id)) is not None
+                and entry.record.cancel_requested_at is not None
+            }
+
+    def listen_for_cancels(
+        self, consumer: str, on_cancel: Callable[[str], None]
+    ) -> Callable[[], None]:
+        with self._cond:
+            self._cancel_listeners.setdefault(consumer, []).append(on_cancel)
+
+        def stop() -> None:
+            with self._cond:
+                listeners = self._cancel_listeners.get(consumer, [])
+                if on_cancel in listeners:
+                    listeners.remove(on_cancel)
+
+        return stop
 
     # -- streaming events ------------------------------------------------------
 

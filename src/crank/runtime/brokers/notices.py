@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from crank.runtime.brokers.contract import Notice
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 #: a watched task's notice nobody took is dropped after this long.
 UNCLAIMED_TTL_S = 120.0
@@ -280,14 +280,15 @@ class LocalSender:
                 self._sock = None
 
 
-class ChannelListener:
-    """A thread reading a :class:`LocalChannel` and delivering its notices."""
+class ChannelThread:
+    """A thread reading a :class:`LocalChannel`, handing each batch of messages to
+    ``handle`` (which must not raise)."""
 
-    def __init__(self, notices: ResultNotices) -> None:
-        self.notices = notices
-        self.channel = LocalChannel("results")
+    def __init__(self, purpose: str, handle: Callable[[list[bytes]], None]) -> None:
+        self.channel = LocalChannel(purpose)
+        self._handle = handle
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="crank-result-notices", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"crank-{purpose}", daemon=True)
         self._thread.start()
 
     @property
@@ -300,9 +301,8 @@ class ChannelListener:
                 messages = self.channel.receive(0.5)
             except OSError:
                 return  # closed under us
-            notices = [n for n in map(Notice.decode, messages) if n is not None]
-            if notices:
-                self.notices.deliver(notices)
+            if messages:
+                self._handle(messages)
 
     def close(self) -> None:
         self._closed = True
@@ -310,8 +310,22 @@ class ChannelListener:
         self.channel.close()
 
 
+class ChannelListener(ChannelThread):
+    """A thread reading a :class:`LocalChannel` and delivering its notices."""
+
+    def __init__(self, notices: ResultNotices) -> None:
+        self.notices = notices
+        super().__init__("result-notices", self._deliver)
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        notices = [n for n in map(Notice.decode, messages) if n is not None]
+        if notices:
+            self.notices.deliver(notices)
+
+
 __all__ = [
     "ChannelListener",
+    "ChannelThread",
     "LocalChannel",
     "LocalSender",
     "ResultNotices",

@@ -24,6 +24,11 @@ Layout (``P`` is the key prefix, default ``crank``):
   ``PUBLISH`` a task's notice on when it ends (:mod:`.notices`); the script that
   stores the outcome publishes, then deletes the set.
 
+* ``P:cancel:<consumer>``: a channel per worker (its consumer name): the cancel
+  script publishes there the id of a task that worker holds when the task is asked to
+  stop (:meth:`RedisBroker.listen_for_cancels`); the hash's ``cancel_requested`` marks
+  it, so whichever script ends it (fail, release, a claim after its lease ran out)
+  ends it ``cancelled``.
 * ``P:ix``: the list index (below).
 
 Listing: every task, when it is submitted, gets the next number of ``P:ix:seq``
@@ -83,6 +88,7 @@ from crank.errors import BrokerError
 from crank.runtime.brokers.common import BrokerOptions, new_id
 from crank.runtime.brokers.contract import (
     Broker,
+    Cancellation,
     Claim,
     ClaimOptions,
     IdempotencyKeyReused,
@@ -119,7 +125,7 @@ CONSUMER_GROUP = "crank"
 def _lua(name: str) -> str:
     folder = resources.files("crank.runtime.brokers") / "lua"
     body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    if name in ("claim", "adopt", "ack", "fail"):
+    if name in ("claim", "adopt", "ack", "fail", "extend", "cancel"):
         body = (folder / "common.lua").read_text(encoding="utf-8") + "\n" + body
     if name == "submit":
         body = (folder / "index.lua").read_text(encoding="utf-8") + "\n" + body
@@ -146,6 +152,7 @@ def _record(h: Mapping[str, str]) -> TaskRecord:
         error=json.loads(h["error"]) if h.get("error") else None,
         timeout_s=_opt_float(h.get("timeout_s")),
         meta=json.loads(h["meta"]) if h.get("meta") else {},
+        cancel_requested_at=_opt_float(h.get("cancel_requested")),
     )
 
 
@@ -218,6 +225,8 @@ class RedisBroker(Broker):
         self.url = url
         self.prefix = prefix
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
+        #: the result TTL in whole seconds, as the scripts EXPIRE keys.
+        self._ttl = max(1, int(result_ttl_s))
         self._errors: tuple[type[Exception], ...] = (redis_lib.RedisError,)
         self._no_script = redis_lib.exceptions.NoScriptError
         #: an error Redis answered with (the connection stays usable), not a broken one.
@@ -243,6 +252,7 @@ class RedisBroker(Broker):
                 "events",
                 "watch",
                 "list",
+                "cancel",
             )
         }
         self._run(self._redis.ping, "connect")
@@ -303,7 +313,7 @@ class RedisBroker(Broker):
         now = time.time()
         records: list[Submitted] = []
         ids: list[str] = []
-        args: list[Any] = [self.prefix, repr(now), max(1, int(self.options.result_ttl_s))]
+        args: list[Any] = [self.prefix, repr(now), self._ttl]
         for s in specs:
             record = TaskRecord(
                 id=new_id(),
@@ -387,8 +397,7 @@ class RedisBroker(Broker):
         return [cast("TaskStatus", s) if s else None for s in statuses]
 
     def _watch_args(self, task_ids: Sequence[str]) -> list[Any]:
-        ttl = max(1, int(self.options.result_ttl_s))
-        return [self.prefix, self.notice_channel, ttl, *task_ids]
+        return [self.prefix, self.notice_channel, self._ttl, *task_ids]
 
     # -- claim -----------------------------------------------------------------
 
@@ -407,6 +416,7 @@ class RedisBroker(Broker):
             max(1, int(options.visibility_timeout_s * 1000)),
             receipt,
             random.randrange(1 << 16),  # noqa: S311 - fairness, not security
+            self._ttl,
             -1 if caps is None else len(caps),
             *(caps or ()),
         ]
@@ -449,7 +459,7 @@ class RedisBroker(Broker):
         if not got:
             return []
         receipt = new_id()
-        args: list[Any] = [self.prefix, consumer, repr(time.time()), receipt]
+        args: list[Any] = [self.prefix, consumer, repr(time.time()), receipt, self._ttl]
         for stream, entries in got:
             for eid, fields in entries:
                 args += [stream, eid, (fields or {}).get("t", "")]
@@ -477,7 +487,7 @@ class RedisBroker(Broker):
         self._script("ack", self._ack_args(items), "ack tasks")
 
     def _ack_args(self, items: Sequence[tuple[Claim, Any]]) -> list[Any]:
-        args: list[Any] = [self.prefix, repr(time.time()), max(1, int(self.options.result_ttl_s))]
+        args: list[Any] = [self.prefix, repr(time.time()), self._ttl]
         for claim, result in items:
             args += [claim.task.id, _split_receipt(claim.receipt)[0], json.dumps(result)]
         return args
@@ -503,7 +513,7 @@ class RedisBroker(Broker):
             repr(now),
             repr(due),
             "1" if client_fault else "0",
-            max(1, int(self.options.result_ttl_s)),
+            self._ttl,
         ]
         return cast("TaskStatus", self._script("fail", args, "record a failure"))
 
@@ -519,7 +529,7 @@ class RedisBroker(Broker):
             self._script("extend", self._triples("1", claims), "release claims")
 
     def _triples(self, release: str, claims: Sequence[Claim]) -> list[Any]:
-        args: list[Any] = [self.prefix, release]
+        args: list[Any] = [self.prefix, release, repr(time.time()), self._ttl]
         for claim in claims:
             entry, token = _split_receipt(claim.receipt)
             args += [claim.task.id, entry, token]
@@ -527,6 +537,40 @@ class RedisBroker(Broker):
 
     def recover(self, consumer: str) -> int:
         return int(self._script("recover", [self.prefix, consumer], "recover tasks"))
+
+    # -- cancelling ------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> Cancellation | None:
+        args = [self.prefix, task_id, repr(time.time()), self._ttl]
+        outcome, _consumer = self._script("cancel", args, "cancel a task")
+        if outcome == "none":
+            return None
+        record = self.get(task_id)
+        if record is None:  # expired between the two calls
+            return None
+        return Cancellation(outcome, record)
+
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        if not task_ids:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hget(f"{self.prefix}:t:{task_id}", "cancel_requested")
+        marks = self._run(pipe.execute, "read cancel requests")
+        return {task_id for task_id, mark in zip(task_ids, marks, strict=True) if mark}
+
+    def listen_for_cancels(
+        self, consumer: str, on_cancel: Callable[[str], None]
+    ) -> Callable[[], None]:
+        """Subscribes to ``P:cancel:<consumer>`` (the cancel script publishes there)."""
+
+        def tell(messages: list[str]) -> None:
+            for task_id in messages:
+                if task_id:
+                    on_cancel(task_id)
+
+        listener = _Subscription(self, f"{self.prefix}:cancel:{consumer}", tell)
+        return listener.close
 
     # -- streaming events ------------------------------------------------------
 
@@ -654,19 +698,25 @@ class RedisBroker(Broker):
         self._redis.close()
 
 
-class _NoticeListener:
-    """One subscription to this process's notice channel, read by a thread that hands
-    each notice to :class:`ResultNotices`.
+class _Subscription:
+    """One subscription to a channel, read by a thread that hands what is published to
+    ``handle`` (a list of messages at a time; it must not raise).
 
-    When the connection breaks (Redis restarted), notices published meanwhile are
-    lost: once it is back (redis-py subscribes again), every waiter is woken to read
-    its task from the broker.
+    When the connection breaks (Redis restarted), what was published meanwhile is lost:
+    once it is back (redis-py subscribes again), ``on_reconnect`` is called.
     """
 
-    def __init__(self, broker: RedisBroker, channel: str) -> None:
-        self.notices = ResultNotices()
+    def __init__(
+        self,
+        broker: RedisBroker,
+        channel: str,
+        handle: Callable[[list[str]], None],
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
         self._broker = broker
         self._channel = channel
+        self._handle = handle
+        self._on_reconnect = on_reconnect
         self._closed = threading.Event()
         self._pubsub = broker._redis.pubsub()
         try:
@@ -678,19 +728,19 @@ class _NoticeListener:
                 if message is not None and message.get("type") == "subscribe":
                     break
             else:
-                raise broker._error("subscribe to result notices", TimeoutError("no answer"))
+                raise broker._error(f"subscribe to {channel}", TimeoutError("no answer"))
         except broker._errors as exc:
             self._pubsub.close()
-            raise broker._error("subscribe to result notices", exc) from exc
+            raise broker._error(f"subscribe to {channel}", exc) from exc
         # redis-py reconnects (and subscribes again) inside get_message: be told of it
         self._reconnected = False
         connection = self._pubsub.connection
         if connection is not None:
-            connection.register_connect_callback(self._on_reconnect)
-        self._thread = threading.Thread(target=self._run, name="crank-result-notices", daemon=True)
+            connection.register_connect_callback(self._on_connect)
+        self._thread = threading.Thread(target=self._run, name="crank-subscription", daemon=True)
         self._thread.start()
 
-    def _on_reconnect(self, connection: Any) -> None:
+    def _on_connect(self, connection: Any) -> None:
         self._reconnected = True
 
     def _run(self) -> None:
@@ -711,10 +761,10 @@ class _NoticeListener:
                 continue
             if broken or self._reconnected:
                 broken, pause, self._reconnected = False, 0.05, False
-                self.notices.wake_all()
-            notices = [n for n in map(Notice.decode, batch) if n is not None]
-            if notices:
-                self.notices.deliver(notices)
+                if self._on_reconnect is not None:
+                    self._on_reconnect()
+            if batch:
+                self._handle(batch)
         with contextlib.suppress(Exception):
             self._pubsub.close()
 
@@ -723,6 +773,20 @@ class _NoticeListener:
         with contextlib.suppress(Exception):
             self._broker._redis.publish(self._channel, "")  # wakes the read at once
         self._thread.join(timeout=2)
+
+
+class _NoticeListener(_Subscription):
+    """This process's result notices: one subscription, each notice handed to
+    :class:`ResultNotices`; after a reconnection every waiter reads its task."""
+
+    def __init__(self, broker: RedisBroker, channel: str) -> None:
+        self.notices = ResultNotices()
+        super().__init__(broker, channel, self._deliver, self.notices.wake_all)
+
+    def _deliver(self, messages: list[str]) -> None:
+        notices = [n for n in map(Notice.decode, messages) if n is not None]
+        if notices:
+            self.notices.deliver(notices)
 
 
 class _Inflight:

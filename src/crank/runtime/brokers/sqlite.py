@@ -40,10 +40,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import BrokerError
-from crank.runtime.brokers.common import BrokerOptions, new_id, worker_lost_error
+from crank.runtime.brokers.common import (
+    CANCELLED_BEFORE_IT_RAN,
+    CANCELLED_WHILE_IT_RAN,
+    CANCELLED_WORKER_GONE,
+    BrokerOptions,
+    cancelled_error,
+    new_id,
+    worker_lost_error,
+)
 from crank.runtime.brokers.contract import (
     FINAL_STATUSES,
     Broker,
+    Cancellation,
     Claim,
     ClaimOptions,
     IdempotencyKeyReused,
@@ -61,13 +70,14 @@ from crank.runtime.brokers.contract import (
 )
 from crank.runtime.brokers.notices import (
     ChannelListener,
+    ChannelThread,
     LocalChannel,
     LocalSender,
     ResultNotices,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -89,7 +99,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     timeout_s REAL,
     meta TEXT,
     expires_at REAL,
-    caller TEXT
+    caller TEXT,
+    cancel_requested REAL
 );
 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (priority DESC, visible_at)
     WHERE status IN ('pending', 'retrying');
@@ -111,6 +122,11 @@ CREATE TABLE IF NOT EXISTS task_waiters (
     expires_at REAL NOT NULL,
     PRIMARY KEY (task_id, address)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cancel_listeners (
+    consumer TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS wake_listeners (
     address TEXT PRIMARY KEY,
     updated_at REAL NOT NULL
@@ -119,16 +135,29 @@ CREATE TABLE IF NOT EXISTS wake_listeners (
 
 #: columns added to the schema since its first version, with their declarations: a
 #: queue file written before gets them when it is opened (:func:`_add_new_columns`).
-_ADDED_COLUMNS = (("caller", "TEXT"),)
+_ADDED_COLUMNS = (("caller", "TEXT"), ("cancel_requested", "REAL"))
 
 _COLUMNS = (
     "id, capability, payload, status, priority, attempts, max_attempts, idempotency_key, "
-    "created_at, updated_at, result, error, timeout_s, meta"
+    "created_at, updated_at, result, error, timeout_s, meta, cancel_requested"
+)
+#: how a task whose worker held it when it was cancelled ends (see ``Broker.cancel``).
+_END_CANCELLED = (
+    "UPDATE tasks SET status = 'cancelled', error = ?, attempts = ?, updated_at = ?, "
+    "expires_at = ?, consumer = NULL, receipt = NULL WHERE id = ?"
 )
 #: what a list shows of a task (:class:`TaskSummary`), after its rowid (the cursor).
 _SUMMARY_COLUMNS = (
     "rowid, id, capability, status, priority, attempts, max_attempts, created_at, updated_at, "
     "error, meta"
+)
+#: what ``release`` and ``recover`` set: a task goes back to the queue, unless it was
+#: cancelled while held; then it ends (parameters: its error, expiry, now).
+_PENDING_UNLESS_CANCELLED = (
+    "status = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END, "
+    "error = CASE WHEN cancel_requested IS NULL THEN error ELSE ? END, "
+    "expires_at = CASE WHEN cancel_requested IS NULL THEN expires_at ELSE ? END, "
+    "visible_at = created_at, updated_at = ?, consumer = NULL, receipt = NULL"
 )
 _PURGE_EVERY_S = 30.0
 _RESCAN_S = 0.05
@@ -160,6 +189,7 @@ def _record(row: Sequence[Any]) -> TaskRecord:
         error=None if row[11] is None else json.loads(row[11]),
         timeout_s=row[12],
         meta={} if not row[13] else json.loads(row[13]),
+        cancel_requested_at=row[14],
     )
 
 
@@ -571,7 +601,12 @@ class SqliteBroker(Broker):
                     rows += sorted(ready, key=lambda r: (-r[4], r[8]))
                 lost: list[tuple[str, str, int, str]] = []
                 for row in rows:
-                    if row[5] > row[6]:  # delivered more than max_attempts times
+                    if row[14] is not None:  # cancelled, and its worker let the lease run out
+                        error = json.dumps(cancelled_error(CANCELLED_WORKER_GONE))
+                        expires = now + self.options.result_ttl_s
+                        db.execute(_END_CANCELLED, (error, row[5] - 1, now, expires, row[0]))
+                        lost.append((row[0], "cancelled", row[5] - 1, error))
+                    elif row[5] > row[6]:  # delivered more than max_attempts times
                         error = json.dumps(worker_lost_error(row[5] - 1))
                         db.execute(
                             "UPDATE tasks SET status = 'dead', error = ?, attempts = ?, "
@@ -584,7 +619,11 @@ class SqliteBroker(Broker):
         except sqlite3.Error as exc:
             raise self._error("claim tasks", exc) from exc
         self._send_notices(notices)
-        return [Claim(task=_record(r), receipt=receipt, attempt=r[5]) for r in rows if r[5] <= r[6]]
+        return [
+            Claim(task=_record(r), receipt=receipt, attempt=r[5])
+            for r in rows
+            if r[5] <= r[6] and r[14] is None
+        ]
 
     # -- finish ----------------------------------------------------------------
 
@@ -635,16 +674,22 @@ class SqliteBroker(Broker):
         try:
             with self._write() as db:
                 row = db.execute(
-                    "SELECT status, attempts, max_attempts, receipt FROM tasks WHERE id = ?",
+                    "SELECT status, attempts, max_attempts, receipt, cancel_requested "
+                    "FROM tasks WHERE id = ?",
                     (claim.task.id,),
                 ).fetchone()
                 if row is None:
                     return "dead"
-                status, attempts, max_attempts, receipt = row
+                status, attempts, max_attempts, receipt, cancel_requested = row
                 if status != "running" or receipt != claim.receipt:
                     return cast("TaskStatus", status)
                 ended: TaskStatus = "dead"
-                if client_fault:
+                if cancel_requested is not None:
+                    ended = "cancelled"
+                    body = json.dumps(cancelled_error(CANCELLED_WHILE_IT_RAN, dict(error)))
+                    expires = now + self.options.result_ttl_s
+                    db.execute(_END_CANCELLED, (body, attempts, now, expires, claim.task.id))
+                elif client_fault:
                     ended = "failed"
                     db.execute(
                         "UPDATE tasks SET status = 'failed', error = ?, updated_at = ?, "
@@ -693,32 +738,144 @@ class SqliteBroker(Broker):
         if not claims:
             return
         now = time.time()
+        error = json.dumps(cancelled_error(CANCELLED_BEFORE_IT_RAN))
         try:
             with self._write() as db:
-                db.executemany(
-                    "UPDATE tasks SET status = 'pending', attempts = MAX(0, attempts - 1), "
-                    "visible_at = created_at, updated_at = ?, consumer = NULL, receipt = NULL "
-                    "WHERE id = ? AND receipt = ? AND status = 'running'",
-                    [(now, c.task.id, c.receipt) for c in claims],
-                )
+                ended = [
+                    row
+                    for claim in claims
+                    for row in db.execute(
+                        f"UPDATE tasks SET {_PENDING_UNLESS_CANCELLED}, "  # noqa: S608 - a constant
+                        "attempts = MAX(0, attempts - 1) "
+                        "WHERE id = ? AND receipt = ? AND status = 'running' "
+                        "RETURNING id, status, attempts, error",
+                        (error, now + self.options.result_ttl_s, now, claim.task.id, claim.receipt),
+                    )
+                ]
+                notices = self._waiters_of(db, [r for r in ended if r[1] == "cancelled"])
         except sqlite3.Error as exc:
             raise self._error("release claims", exc) from exc
+        self._send_notices(notices)
         self._wake_workers()
 
     def recover(self, consumer: str) -> int:
+        now = time.time()
+        error = json.dumps(cancelled_error(CANCELLED_WORKER_GONE))
         try:
             with self._write() as db:
-                cur = db.execute(
-                    "UPDATE tasks SET status = 'pending', visible_at = created_at, "
-                    "consumer = NULL, receipt = NULL WHERE consumer = ? AND status = 'running'",
-                    (consumer,),
-                )
-                count = int(cur.rowcount)
+                ended = db.execute(
+                    f"UPDATE tasks SET {_PENDING_UNLESS_CANCELLED} "  # noqa: S608 - a constant
+                    "WHERE consumer = ? AND status = 'running' "
+                    "RETURNING id, status, attempts, error",
+                    (error, now + self.options.result_ttl_s, now, consumer),
+                ).fetchall()
+                notices = self._waiters_of(db, [r for r in ended if r[1] == "cancelled"])
         except sqlite3.Error as exc:
             raise self._error("recover tasks", exc) from exc
-        if count:
+        self._send_notices(notices)
+        if ended:
             self._wake_workers()
-        return count
+        return len(ended)
+
+    # -- cancelling ------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> Cancellation | None:
+        now = time.time()
+        notices: list[tuple[str, bytes]] = []
+        address: str | None = None
+        try:
+            with self._write() as db:
+                row = db.execute(
+                    "SELECT status, consumer, error FROM tasks "
+                    "WHERE id = ? AND (expires_at IS NULL OR expires_at >= ?)",
+                    (task_id, now),
+                ).fetchone()
+                if row is None:
+                    return None
+                status, consumer, error = row
+                if status in ("pending", "retrying"):
+                    cause = json.loads(error) if status == "retrying" and error else None
+                    body = json.dumps(cancelled_error(CANCELLED_BEFORE_IT_RAN, cause))
+                    ended = db.execute(
+                        "UPDATE tasks SET status = 'cancelled', error = ?, updated_at = ?, "
+                        "expires_at = ?, cancel_requested = ?, consumer = NULL, receipt = NULL "
+                        "WHERE id = ? RETURNING id, status, attempts, error",
+                        (body, now, now + self.options.result_ttl_s, now, task_id),
+                    ).fetchall()
+                    notices = self._waiters_of(db, ended)
+                elif status == "running":
+                    db.execute(
+                        "UPDATE tasks SET cancel_requested = COALESCE(cancel_requested, ?) "
+                        "WHERE id = ?",
+                        (now, task_id),
+                    )
+                    found = db.execute(
+                        "SELECT address FROM cancel_listeners WHERE consumer = ?", (consumer,)
+                    ).fetchone()
+                    address = None if found is None else found[0]
+                record = _record(
+                    db.execute(
+                        f"SELECT {_COLUMNS} FROM tasks WHERE id = ?",  # noqa: S608 - a constant
+                        (task_id,),
+                    ).fetchone()
+                )
+        except sqlite3.Error as exc:
+            raise self._error("cancel a task", exc) from exc
+        self._send_notices(notices)
+        if address is not None:
+            self._sender.send(address, task_id.encode())
+        outcome = {"pending": "cancelled", "retrying": "cancelled", "running": "stopping"}
+        return Cancellation(outcome.get(status, "finished"), record)  # type: ignore[arg-type]
+
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(task_ids)
+        for first in range(0, len(ids), 500):
+            chunk = ids[first : first + 500]
+            found.update(
+                task_id
+                for (task_id,) in self._read(
+                    "SELECT id FROM tasks WHERE cancel_requested IS NOT NULL "  # noqa: S608 - placeholders only
+                    f"AND id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        return found
+
+    def listen_for_cancels(
+        self, consumer: str, on_cancel: Callable[[str], None]
+    ) -> Callable[[], None]:
+        """A local socket listed in ``cancel_listeners`` under ``consumer``; without one
+        (no local sockets here) the heartbeat's :meth:`cancel_requested` is all there is."""
+
+        def tell(messages: list[bytes]) -> None:
+            for message in messages:
+                on_cancel(message.decode("ascii", "replace"))
+
+        try:
+            reader = ChannelThread("cancel", tell)
+        except OSError:
+            return lambda: None
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO cancel_listeners (consumer, address, updated_at) "
+                    "VALUES (?, ?, ?)",
+                    (consumer, reader.address, time.time()),
+                )
+        except BaseException:
+            reader.close()
+            raise
+
+        def stop() -> None:
+            with contextlib.suppress(sqlite3.Error, BrokerError), self._write() as db:
+                db.execute(
+                    "DELETE FROM cancel_listeners WHERE consumer = ? AND address = ?",
+                    (consumer, reader.address),
+                )
+            reader.close()
+
+        return stop
 
     # -- streaming events ------------------------------------------------------
 

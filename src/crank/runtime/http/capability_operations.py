@@ -95,10 +95,18 @@ _SSE_ERROR = {
         "message": {"type": "string"},
         "hint": {"type": "string"},
         "id": {"type": "string"},
-        "status": {"enum": ["failed", "dead"]},
+        "status": {"enum": ["failed", "dead", "cancelled"]},
         "attempts": {"type": "integer", "minimum": 0},
     },
 }
+
+
+#: 409 of a call: its key was used for another request, or its task was cancelled.
+_KEY_REUSED_OR_CANCELLED = (
+    409,
+    f"{KEY_REUSED[1]} Or CANCELLED: the task was cancelled (DELETE /v1/tasks/{{id}}) before "
+    "it finished; error.id names it.",
+)
 
 
 def event_stream(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,7 +216,9 @@ def call_operation(
     ran = (422, 502, 504)  # a task was queued: it names itself (and its deprecation)
     replies = [
         r.with_headers(headers) if r.status in ran else r
-        for r in errors(*request_errors, KEY_REUSED, *ran, 503, *((410,) if deprecated else ()))
+        for r in errors(
+            *request_errors, _KEY_REUSED_OR_CANCELLED, *ran, 503, *((410,) if deprecated else ())
+        )
     ]
     return Operation(
         operation_id=operation_id,

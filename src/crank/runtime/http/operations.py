@@ -44,6 +44,10 @@ TASK_SCHEMA: Schema = {
         "updated_at": {"type": "number"},
         "result": {},
         "error": {"type": ["object", "null"]},
+        "cancel_requested_at": {
+            "type": ["number", "null"],
+            "description": "When someone asked to cancel the task (DELETE /v1/tasks/{id}).",
+        },
     },
 }
 
@@ -107,6 +111,10 @@ ERROR_SCHEMA: Schema = {
                 "successors": {"type": "array", "items": {"type": "string"}},
                 "id": {"type": "string", "description": "The task, when there is one."},
                 "task_error": {"type": "object", "description": "The task's error as stored."},
+                "task_status": {
+                    "type": "string",
+                    "description": "How a task that had ended ended (409 TASK_FINISHED).",
+                },
             },
         }
     },

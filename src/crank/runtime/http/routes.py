@@ -55,7 +55,7 @@ from crank.runtime.http.sse import (
     format_event,
     live_events,
 )
-from crank.runtime.http.task_control import LIST_TASKS, TaskControl
+from crank.runtime.http.task_control import CANCEL_TASK, LIST_TASKS, TaskControl
 from crank.runtime.logs import bind_ids
 from crank.runtime.tracing import span
 
@@ -341,6 +341,10 @@ class Handlers(TaskControl):
             return task_not_found(task_id)
         return JSONResponse(task_doc(record))
 
+    cancel_task = ROUTES.route("DELETE", "/v1/tasks/{task_id}", CANCEL_TASK)(
+        TaskControl.cancel_task
+    )
+
     @ROUTES.route("GET", "/v1/tasks/{task_id}/events", documents=_events_operation)
     async def task_events(self, request: Request) -> Response:
         """The SSE stream of a streaming task, resumed after ``Last-Event-ID`` (or ``?after=``).
@@ -536,6 +540,17 @@ class Handlers(TaskControl):
     def _result(
         self, request: Request, call: PreparedCall, done: TaskRecord, headers: Mapping[str, str]
     ) -> Response:
+        if done.status == "cancelled":
+            error = dict(done.error or {})
+            return error_response(
+                409,
+                "CANCELLED",
+                f"task {done.id} was cancelled before it finished",
+                hint=f"someone cancelled it (DELETE /v1/tasks/{done.id}); send the call again "
+                "to run it",
+                id=done.id,
+                task_error=error,
+            )
         if done.status != "succeeded":
             error = dict(done.error or {})
             code = str(error.get("code", "WORKER_FAILED"))

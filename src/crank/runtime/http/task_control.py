@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 
 from crank.errors import ValidationFailed
 from crank.runtime.brokers.contract import MAX_PAGE, TASK_STATUSES, TaskQuery, cursor_is_valid
-from crank.runtime.http.answers import error_for
+from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
     GUARD_ERRORS,
     Operation,
@@ -26,6 +26,8 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import CALLER_PATTERN
+from crank.runtime.http.responses import error_response
+from crank.runtime.logs import get_logger
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 DEFAULT_PAGE = 50
 MAX_FILTER_LENGTH = 200
 _CALLER = re.compile(CALLER_PATTERN)
+log = get_logger("crank.runtime.http")
 
 # -- what the routes declare for /openapi.json -----------------------------------------------
 
@@ -85,6 +88,57 @@ LIST_TASKS = Operation(
         *errors(*GUARD_ERRORS, 400, 503),
     ),
 )
+
+_TASK_ID = Param("task_id", "path", {"type": "string"}, required=True)
+
+#: The answer to a cancel: the task as it stands after it, and what happened.
+CANCEL_ANSWER_SCHEMA: dict[str, Any] = {
+    "allOf": [
+        component_ref("Task"),
+        {
+            "type": "object",
+            "required": ["outcome", "message"],
+            "properties": {
+                "outcome": {"enum": ["cancelled", "stopping"]},
+                "message": {"type": "string"},
+            },
+        },
+    ]
+}
+
+CANCEL_TASK = Operation(
+    operation_id="cancelTask",
+    summary="Cancel a task; the answer says whether it was stopped before it ran.",
+    description=(
+        "A pending task (or one waiting to be retried) is taken off the queue and never runs: "
+        "200, outcome `cancelled`, status `cancelled`. A running one is told: its handler "
+        "sees `ctx.cancelled` and ends the task `cancelled` when it stops (an async handler "
+        "at its next await, at its deadline at the latest); a handler that finishes first "
+        "ends it `succeeded`: 202, outcome `stopping`, status still `running`. A task that "
+        "has ended answers 409 `TASK_FINISHED`. Asking again is harmless."
+    ),
+    parameters=(_TASK_ID,),
+    responses=(
+        Reply(200, "Cancelled before it ran.", {"application/json": CANCEL_ANSWER_SCHEMA}),
+        Reply(
+            202, "Running: its worker was told to stop.", {"application/json": CANCEL_ANSWER_SCHEMA}
+        ),
+        *errors(
+            *GUARD_ERRORS,
+            (404, "TASK_NOT_FOUND: no such task, or it expired."),
+            (409, "TASK_FINISHED: the task ended before; error.task_status says how."),
+            503,
+        ),
+    ),
+)
+
+#: What a cancel answer says happened, by its outcome.
+_CANCEL_MESSAGES = {
+    "cancelled": "the task was waiting in the queue: it is cancelled and will never run",
+    "stopping": "the task is running: its worker was told, its handler sees ctx.cancelled and "
+    "the task ends cancelled when it stops (at its deadline at the latest), or succeeded if "
+    "it finished first",
+}
 
 # -- reading the query string --------------------------------------------------------------
 
@@ -171,8 +225,36 @@ class TaskControl:
             return error_for(exc)
         return JSONResponse(page_doc(page))
 
+    async def cancel_task(self, request: Request) -> Response:
+        """``DELETE /v1/tasks/{task_id}``: stop a task (see :data:`CANCEL_TASK`)."""
+        task_id = request.path_params["task_id"]
+        try:
+            cancellation = await self.s.gateway.io.call(lambda: self.s.broker.cancel(task_id))
+        except Exception as exc:
+            return error_for(exc)
+        if cancellation is None:
+            return task_not_found(task_id)
+        task = cancellation.task
+        if cancellation.outcome == "finished":
+            return error_response(
+                409,
+                "TASK_FINISHED",
+                f"task {task_id} already ended: {task.status}",
+                hint=f"nothing to cancel; GET /v1/tasks/{task_id} shows how it ended",
+                id=task_id,
+                task_status=task.status,
+            )
+        log.info("task_cancel", task_id=task_id, outcome=cancellation.outcome)
+        doc = {
+            **task_doc(task),
+            "outcome": cancellation.outcome,
+            "message": _CANCEL_MESSAGES[cancellation.outcome],
+        }
+        return JSONResponse(doc, status_code=200 if cancellation.outcome == "cancelled" else 202)
+
 
 __all__ = [
+    "CANCEL_TASK",
     "LIST_TASKS",
     "TaskControl",
     "page_doc",

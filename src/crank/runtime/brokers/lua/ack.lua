@@ -8,7 +8,7 @@ for i = 4, #ARGV, 3 do
   local key = P .. ':t:' .. ARGV[i]
   local h = redis.call('HMGET', key, 'status', 'stream', 'idempotency_key', 'attempts')
   if h[1] then
-    if h[1] ~= 'succeeded' and h[1] ~= 'failed' and h[1] ~= 'dead' then
+    if h[1] ~= 'succeeded' and h[1] ~= 'failed' and h[1] ~= 'dead' and h[1] ~= 'cancelled' then
       -- consumer and receipt stay: they only mean something while the status is running
       redis.call('HSET', key, 'status', 'succeeded', 'result', ARGV[i + 2], 'updated_at', now)
       redis.call('EXPIRE', key, ttl)

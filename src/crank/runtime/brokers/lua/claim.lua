@@ -1,14 +1,15 @@
--- ARGV: prefix, consumer, limit, now, min_idle_ms, receipt, rotation, ncaps, caps...
-local S = {P = ARGV[1], GROUP = 'crank', CONSUMER = ARGV[2], RECEIPT = ARGV[6], NOW = ARGV[4], out = {}}
+-- ARGV: prefix, consumer, limit, now, min_idle_ms, receipt, rotation, result ttl, ncaps, caps...
+local S = {P = ARGV[1], GROUP = 'crank', CONSUMER = ARGV[2], RECEIPT = ARGV[6], NOW = ARGV[4],
+  TTL = ARGV[8], out = {}}
 local P, GROUP, CONSUMER, NOW = S.P, S.GROUP, S.CONSUMER, S.NOW
 local limit = tonumber(ARGV[3])
 local min_idle = ARGV[5]
 local rotation = tonumber(ARGV[7])
-local ncaps = tonumber(ARGV[8])
+local ncaps = tonumber(ARGV[9])
 local capset = nil
 if ncaps >= 0 then
   capset = {}
-  for i = 1, ncaps do capset[ARGV[8 + i]] = true end
+  for i = 1, ncaps do capset[ARGV[9 + i]] = true end
 end
 
 -- retries whose backoff is over go back to their stream as new entries

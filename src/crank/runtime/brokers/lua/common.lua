@@ -13,8 +13,29 @@ local function notify(P, id, status, attempts, body)
   redis.call('DEL', key)
 end
 
+-- The error of a cancelled task (the texts of CANCELLED_* in common.py): its message,
+-- and the error it had before as JSON text (or nil).
+local function cancelled_error(message, cause)
+  local err = '{"code":"CANCELLED","message":"' .. message .. '","type":"TaskCancelled"'
+  if cause and cause ~= '' then err = err .. ',"cause":' .. cause end
+  return err .. '}'
+end
+local WORKER_GONE = 'cancelled while it ran; its worker stopped before it did'
+
+-- End a task 'cancelled' (its stream entry already acked): kept `ttl` seconds like a
+-- result, its waiters told.
+local function end_cancelled(P, id, attempts, err, now, ttl)
+  local key = P .. ':t:' .. id
+  redis.call('HSET', key, 'status', 'cancelled', 'error', err, 'attempts', attempts,
+    'updated_at', now, 'consumer', '', 'receipt', '')
+  redis.call('EXPIRE', key, ttl)
+  local idem = redis.call('HGET', key, 'idempotency_key')
+  if idem and idem ~= '' then redis.call('EXPIRE', P .. ':idem:' .. idem, ttl) end
+  notify(P, id, 'cancelled', attempts, err)
+end
+
 -- Take one delivered stream entry for this consumer.
--- S: {P = key prefix, GROUP, CONSUMER, RECEIPT, NOW, out = result list}.
+-- S: {P = key prefix, GROUP, CONSUMER, RECEIPT, NOW, TTL (of results), out = result list}.
 local function take(S, stream, ent)
   local P, GROUP, NOW = S.P, S.GROUP, S.NOW
   local eid = ent[1]
@@ -28,13 +49,20 @@ local function take(S, stream, ent)
   local key = P .. ':t:' .. id
   -- one read for the checks below and for the record the worker gets
   local h = redis.call('HMGET', key, 'status', 'max_attempts', 'attempts', 'capability', 'payload',
-    'priority', 'idempotency_key', 'created_at', 'timeout_s', 'meta')
+    'priority', 'idempotency_key', 'created_at', 'timeout_s', 'meta', 'cancel_requested')
   local status = h[1]
   if (not status) or status == 'succeeded' or status == 'failed' or status == 'dead'
-      or status == 'retrying' then
+      or status == 'cancelled' or status == 'retrying' then
     -- finished (or waiting for its retry under a newer entry): this entry is stale
     redis.call('XACK', stream, GROUP, eid)
     redis.call('XDEL', stream, eid)
+    return 0
+  end
+  if h[11] and h[11] ~= '' then
+    -- cancelled while a worker held it, which let the lease run out (or died): it ends
+    redis.call('XACK', stream, GROUP, eid)
+    redis.call('XDEL', stream, eid)
+    end_cancelled(P, id, h[3], cancelled_error(WORKER_GONE), NOW, S.TTL)
     return 0
   end
   local attempts = tonumber(h[3]) + 1

@@ -6,11 +6,16 @@ local P = ARGV[1]
 local id = ARGV[2]
 local key = P .. ':t:' .. id
 local h = redis.call('HMGET', key, 'status', 'receipt', 'attempts', 'max_attempts', 'stream',
-  'idempotency_key')
+  'idempotency_key', 'cancel_requested')
 if not h[1] then return 'dead' end
 if h[1] ~= 'running' or h[2] ~= ARGV[4] then return h[1] end
 redis.call('XACK', h[5], 'crank', ARGV[3])
 redis.call('XDEL', h[5], ARGV[3])
+if h[7] and h[7] ~= '' then
+  -- asked to stop while it ran: however the handler ended, the task is cancelled
+  end_cancelled(P, id, h[3], cancelled_error('cancelled while it ran', ARGV[6]), ARGV[7], ARGV[10])
+  return 'cancelled'
+end
 if ARGV[9] == '1' then
   redis.call('HSET', key, 'status', 'failed', 'error', ARGV[6], 'updated_at', ARGV[7],
     'consumer', '', 'receipt', '')

@@ -6,7 +6,7 @@ local P, channel, ttl = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 for i = 4, #ARGV do
   local status = redis.call('HGET', P .. ':t:' .. ARGV[i], 'status') or ''
-  if status ~= 'succeeded' and status ~= 'failed' and status ~= 'dead' then
+  if status ~= 'succeeded' and status ~= 'failed' and status ~= 'dead' and status ~= 'cancelled' then
     local key = P .. ':w:' .. ARGV[i]
     redis.call('SADD', key, channel)
     redis.call('EXPIRE', key, ttl)
