@@ -15,6 +15,7 @@ from crank.errors import UsageError
 from crank.runtime.logs import (
     REDACTED,
     bind_ids,
+    bound_ids,
     clear_ids,
     configure_logging,
     get_logger,
@@ -77,6 +78,17 @@ def test_json_lines_carry_ids_and_redact(log_stream: io.StringIO) -> None:
     assert second["logger"] == "crank.task.a.x"
     assert second["event"] == f"stdlib password={REDACTED}"  # the formatted record, redacted
     assert "hunter2" not in log_stream.getvalue()
+
+
+def test_ids_bound_for_a_block_apply_inside_it_only(log_stream: io.StringIO) -> None:
+    bind_ids(request_id="outer")
+    with bound_ids(task_id="t1", request_id="inner", trace_id=None):
+        logging.getLogger("crank.task.a.x").info("inside")
+    logging.getLogger("crank.task.a.x").info("after")
+    inside, after = (json.loads(line) for line in log_stream.getvalue().splitlines())
+    assert (inside["task_id"], inside["request_id"]) == ("t1", "inner")
+    assert "trace_id" not in inside  # None is not bound
+    assert after["request_id"] == "outer" and "task_id" not in after
 
 
 def test_a_json_line_holds_the_formatted_traceback(log_stream: io.StringIO) -> None:

@@ -184,11 +184,32 @@ def clear_ids() -> None:
     structlog.contextvars.clear_contextvars()
 
 
+class bound_ids:  # lower case: used like a function, ``with bound_ids(task_id=...):``
+    """:func:`bind_ids` for the duration of a block (a task), then the ids before it.
+
+    A class, not a generator: it runs around every task of a worker process, and
+    binding then resetting structlog's context variables by their tokens is the
+    cheap way (about 3 µs)."""
+
+    __slots__ = ("_ids", "_tokens")
+
+    def __init__(self, **ids: Any) -> None:
+        self._ids = {k: v for k, v in ids.items() if v is not None}
+        self._tokens: Mapping[str, Any] = {}
+
+    def __enter__(self) -> None:
+        self._tokens = structlog.contextvars.bind_contextvars(**self._ids)
+
+    def __exit__(self, *exc: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
+
+
 __all__ = [
     "LOG_FORMAT_ENV",
     "REDACTED",
     "LogFormat",
     "bind_ids",
+    "bound_ids",
     "clear_ids",
     "configure_logging",
     "get_logger",

@@ -39,6 +39,7 @@ from crank.runtime.logs import configure_logging, get_logger
 from crank.runtime.metrics import ServerMetrics
 from crank.runtime.status_tracker import StatusTracker
 from crank.runtime.supervisor import Supervisor
+from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ def _uvicorn_server(app: Any, config: RuntimeConfig) -> GracefulServer:
 def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
     configure_logging(config.mode)
+    configure_tracing()  # CRANK_TRACES_FILE / OTEL_TRACES_EXPORTER; its worker processes too
     log = get_logger("crank.runtime")
     router = Router.from_manifests(manifests)
     limits = concurrency_limits(manifests)  # a bad CRANK_MAX_CONCURRENCY stops here

@@ -68,6 +68,7 @@ from crank.runtime.hosted_workers import CapabilityBinding, HostedWorkers
 from crank.runtime.logs import configure_logging
 from crank.runtime.metrics import TaskMetricsPlugin
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
+from crank.runtime.tracing import configure_tracing, task_trace
 from crank.runtime.worker_reports import ReportWriter
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError
@@ -176,7 +177,21 @@ def run_task(
     ``deadline`` (a :func:`time.monotonic` value) defaults to the task's timeout
     (or the capability's) from now. ``on_context`` gets the task's context before the
     handler starts (the worker loop cancels it from there when the task is cancelled).
+    The task runs in its span, continuing the trace of the request that submitted it,
+    with its ids on every log line.
     """
+    task = claim.task
+    with task_trace(task.id, task.capability, task.meta):
+        return _run_task(binding, claim, event_sink, deadline, on_context)
+
+
+def _run_task(
+    binding: CapabilityBinding,
+    claim: Claim,
+    event_sink: Callable[[Mapping[str, Any]], None] | None,
+    deadline: float | None,
+    on_context: Callable[[TaskContext], None] | None,
+) -> Outcome:
     task = claim.task
     if deadline is None:
         timeout = task.timeout_s or binding.capability.timeout_s
@@ -930,6 +945,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_mode)
+    try:
+        configure_tracing()
+    except CrankError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return int(exc.exit_code)
     kwargs: dict[str, Any] = {}
     if args.consumer:
         kwargs["consumer"] = args.consumer

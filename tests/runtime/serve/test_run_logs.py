@@ -68,6 +68,15 @@ def test_a_failing_task_logs_its_traceback_as_one_json_line(
     (failure,) = [line for line in lines if line.get("event") == raised]
     assert failure["level"] == "error"
     assert failure["logger"] == "crank.runtime.worker"
+    # the worker's line carries the task's ids, and the trace id of the request that queued it
+    (submitted,) = [
+        line
+        for line in lines
+        if line.get("event") == "http_request" and line.get("path") == "/v1/tasks"
+    ]
+    assert (failure["task_id"], failure["capability"]) == (task_id, "observe.fail")
+    assert failure["trace_id"] == submitted["trace_id"]
+    assert failure["request_id"] == submitted["request_id"]
     traceback = failure["exception"]
     assert traceback.startswith("Traceback (most recent call last):\n")
     assert 'crank_observed_fixture/worker.py", line ' in traceback

@@ -145,7 +145,8 @@ class TaskSpec:
     max_attempts: int = 3
     idempotency_key: str | None = None
     timeout_s: float | None = None
-    #: who called (for deprecation counters and logs), request/trace ids.
+    #: who called (for deprecation counters and logs), request/trace ids, and the W3C
+    #: ``traceparent`` of the span that submitted it (the worker's span continues it).
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 

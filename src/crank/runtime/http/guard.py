@@ -3,7 +3,8 @@
 In order: request/trace ids (``X-Request-ID``, W3C ``traceparent``), the bearer
 token (not under ``console_prefix``: the console checks its own session cookie),
 the in-flight bound (429 + ``Retry-After``), a declared body over the
-limit (413), then the route inside an OpenTelemetry span; the access log line
+limit (413), then the route inside an OpenTelemetry span that continues the
+caller's trace (its ``traceparent`` is the span's parent); the access log line
 and the request counter come last. Written as plain ASGI (not
 ``BaseHTTPMiddleware``) so streaming responses pass through untouched.
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from crank.runtime.http.auth import authorized
 from crank.runtime.http.responses import error_response
 from crank.runtime.logs import bind_ids, clear_ids, get_logger
-from crank.runtime.tracing import span
+from crank.runtime.tracing import TRACEPARENT, span, trace_id_of
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from crank.runtime.http.limits import InflightLimiter
     from crank.runtime.metrics import ServerMetrics
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 #: Seconds a client refused for overload should wait before trying again.
 RETRY_AFTER_S = 1
@@ -44,9 +44,20 @@ def request_ids(scope: Scope) -> tuple[str, str]:
     rid = _header(scope, b"x-request-id")
     if rid is None or not _REQUEST_ID.match(rid):
         rid = os.urandom(16).hex()  # uuid4().hex without the UUID object: a tenth of the cost
-    match = _TRACEPARENT.match(_header(scope, b"traceparent") or "")
-    trace_id = match.group(1) if match else os.urandom(16).hex()
+    trace_id = trace_id_of(_header(scope, b"traceparent")) or os.urandom(16).hex()
     return rid, trace_id
+
+
+def trace_context(scope: Scope) -> dict[str, str] | None:
+    """The caller's W3C trace context (``traceparent``, ``tracestate``), when well-formed."""
+    parent = _header(scope, b"traceparent")
+    if trace_id_of(parent) is None:
+        return None
+    context = {TRACEPARENT: str(parent)}
+    state = _header(scope, b"tracestate")
+    if state:
+        context["tracestate"] = state
+    return context
 
 
 def metric_route(path: str, known: frozenset[str], console_prefix: str | None = None) -> str:
@@ -103,8 +114,11 @@ class GuardMiddleware:
         clear_ids()
         bind_ids(request_id=rid, trace_id=trace_id)
         scope.setdefault("state", {})
+        caller_trace = trace_context(scope)
         scope["state"]["request_id"] = rid
         scope["state"]["trace_id"] = trace_id
+        #: passed on with a task when no span of ours is recorded (see routes._submit)
+        scope["state"][TRACEPARENT] = caller_trace[TRACEPARENT] if caller_trace else None
         status_holder = {"status": 500}
         started = time.perf_counter()
 
@@ -138,7 +152,11 @@ class GuardMiddleware:
             return
         try:
             attrs = {"http.method": method, "http.route": path, "crank.request_id": rid}
-            with span(f"{method} {path}", attrs):
+            with span(f"{method} {path}", attrs, parent=caller_trace, kind="SERVER") as current:
+                if current is not None:  # a new trace when the caller sent none: log its id
+                    trace_id = f"{current.get_span_context().trace_id:032x}"
+                    scope["state"]["trace_id"] = trace_id
+                    bind_ids(trace_id=trace_id)
                 await self.app(scope, receive, send_with_ids)
         finally:
             if path not in self.public_paths:
@@ -188,4 +206,4 @@ class GuardMiddleware:
         )
 
 
-__all__ = ["RETRY_AFTER_S", "GuardMiddleware", "metric_route", "request_ids"]
+__all__ = ["RETRY_AFTER_S", "GuardMiddleware", "metric_route", "request_ids", "trace_context"]

@@ -57,7 +57,7 @@ from crank.runtime.http.sse import (
 )
 from crank.runtime.http.task_control import CANCEL_TASK, LIST_TASKS, TaskControl
 from crank.runtime.logs import bind_ids
-from crank.runtime.tracing import span
+from crank.runtime.tracing import TRACEPARENT, current_traceparent, span
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Mapping
@@ -279,12 +279,17 @@ class Handlers(TaskControl):
         """Queue the call through the broker I/O thread (grouped with concurrent submits);
         ``watch``: this process is told when the task ends (forget it after waiting)."""
         state = request.scope.get("state", {})
-        meta = {"request_id": state.get("request_id"), "trace_id": state.get("trace_id")}
         await self.s.gateway.refresh_stats()
-        spec = self.s.gateway.task_spec(
-            call, priority=priority, idempotency_key=idempotency_key(request), meta=meta
-        )
         with span("crank.submit", {"crank.capability": call.target}):
+            # the worker's span continues from this one (or from the caller's, unrecorded)
+            parent = current_traceparent() or state.get(TRACEPARENT)
+            meta = {"request_id": state.get("request_id"), "trace_id": state.get("trace_id")}
+            spec = self.s.gateway.task_spec(
+                call,
+                priority=priority,
+                idempotency_key=idempotency_key(request),
+                meta={**meta, TRACEPARENT: parent} if parent else meta,
+            )
             record = await self.s.gateway.submit(spec, watch=watch)
         bind_ids(task_id=record.id, capability=call.target)
         self.s.metrics.submitted.labels(call.target).inc()
