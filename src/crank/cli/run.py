@@ -111,7 +111,8 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     type=click.Choice(["dev", "prod"]),
     default="prod",
     show_default=True,
-    help="dev: fixed small pool, readable verbose logs; prod: dynamic pool, JSON logs.",
+    help="dev: fixed small pool, readable verbose logs; prod: dynamic pool, logs at INFO "
+    "(JSON lines, or readable lines on a terminal: CRANK_LOG_FORMAT).",
 )
 def run(
     broker_url: str | None,
