@@ -59,6 +59,33 @@ def test_result_times_out(server: CrankRun) -> None:
     asyncio.run(scenario())
 
 
+def test_result_waits_on_the_server_in_one_request(
+    server: CrankRun, dropping_proxy: Any, tmp_path: Path
+) -> None:
+    proxy = dropping_proxy(server.port, drop_after=b"never sent")
+    gate = tmp_path / "gate"
+
+    async def scenario() -> tuple[str, Any]:
+        async with AsyncClient(proxy.url) as client:
+            task = await client.submit("client.gated", {"gate": str(gate)})
+            looks = f"get /v1/tasks/{task.id}?"
+            waiting = asyncio.create_task(task.result(timeout=120))
+            await asyncio.to_thread(
+                server.wait_until,
+                lambda: any(r.startswith(looks) for r in proxy.requests),
+                what="the long-poll",
+            )
+            gate.touch()  # the task ends while the request waits at the server
+            return task.id, await waiting
+
+    task_id, result = asyncio.run(scenario())
+    assert [event["step"] for event in result] == [1, 2, 3, 4]
+    assert result[2]["gate_opened"] is True
+    # one request, answered when the task ended: no polling
+    [look] = [r for r in proxy.requests if r.startswith(f"get /v1/tasks/{task_id}?")]
+    assert look.startswith(f"get /v1/tasks/{task_id}?wait=30.000 ")
+
+
 def test_events_resume_after_a_dropped_connection(
     server: CrankRun, dropping_proxy: Any, tmp_path: Path
 ) -> None:

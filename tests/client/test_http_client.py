@@ -70,6 +70,32 @@ def test_result_times_out_and_the_task_goes_on(client: Client) -> None:
     assert task.result(timeout=30) == {"slept": 1.5}
 
 
+GATED_RESULT = [{"step": 1}, {"step": 2}, {"step": 3, "gate_opened": True}, {"step": 4}]
+
+
+def test_result_waits_on_the_server_in_one_request(
+    server: CrankRun, dropping_proxy: Any, tmp_path: Path
+) -> None:
+    proxy = dropping_proxy(server.port, drop_after=b"never sent")
+    gate = tmp_path / "gate"
+    with Client(proxy.url) as client:
+        task = client.submit("client.gated", {"gate": str(gate)})
+        looks = f"get /v1/tasks/{task.id}?"
+        answer: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: answer.update(result=task.result(timeout=120)))
+        waiter.start()
+        server.wait_until(
+            lambda: any(r.startswith(looks) for r in proxy.requests), what="the long-poll"
+        )
+        gate.touch()  # the task ends while the request waits at the server
+        waiter.join(120)
+    assert answer["result"] == GATED_RESULT
+    # one request, answered when the task ended: no polling
+    [look] = [r for r in proxy.requests if r.startswith(looks)]
+    assert look.startswith(f"get /v1/tasks/{task.id}?wait=30.000 ")
+    assert task.info is not None and task.info.status == "succeeded"
+
+
 def test_a_call_past_the_capabilitys_timeout_names_its_task(client: Client) -> None:
     # demo.slow answers within 2 s or not at all: the server gives up with 504
     with pytest.raises(TaskTimeout) as caught:

@@ -23,6 +23,7 @@ from crank.client import (
     RetryPolicy,
     TaskInfo,
 )
+from crank.client.waiting import LONG_POLL_S, LongPolls
 
 from .conftest import DROP
 
@@ -152,3 +153,27 @@ def test_a_caller_the_server_would_ignore_is_refused() -> None:
 def test_a_retry_policy_needs_one_attempt() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RetryPolicy(attempts=0)
+
+
+def test_a_server_without_wait_is_asked_again_after_a_pause(scripted: Any) -> None:
+    # an older server ignores ?wait= and answers an unfinished task at once
+    done = {**QUEUED, "status": "succeeded", "attempts": 1, "result": {"text": "x"}}
+    server = scripted([(200, {}, QUEUED), (200, {}, QUEUED), (200, {}, done)])
+    with Client(server.url, retry=FAST) as client:
+        assert client.task("t1").result(timeout=30) == {"text": "x"}
+    paths = [path for _, path, _ in server.requests]
+    assert len(paths) == 3
+    # each look asks for a wait of at most the time left (30 s here), never more
+    for path in paths:
+        assert re.fullmatch(r"/v1/tasks/t1\?wait=(30\.000|[12][0-9]\.[0-9]{3})", path), path
+
+
+def test_long_polls_pause_only_when_the_server_did_not_wait() -> None:
+    polls = LongPolls()
+    assert polls.wait_s(None) == LONG_POLL_S
+    assert polls.wait_s(1000.0) == LONG_POLL_S
+    # answered long before the wait asked for: a server without ?wait=
+    assert polls.pause_s() > 0
+    # a look that asks for no wait (the caller's time is up) never makes the next one pause
+    assert polls.wait_s(-1.0) == 0.0
+    assert polls.pause_s() == 0.0

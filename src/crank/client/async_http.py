@@ -39,7 +39,7 @@ from crank.client.exchange import (
     submit_request,
 )
 from crank.client.tasks import TaskEvent, TaskInfo, check_task_request
-from crank.client.waiting import ResultPolls, deadline_of, seconds_left
+from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import DEFAULT_URL, EventCursor, RetryPolicy, request_headers
 
 if TYPE_CHECKING:
@@ -176,16 +176,23 @@ class AsyncTask:
     async def result(self, timeout: float | None = None) -> Any:
         """Wait until the task is done and return its result (see ``Task.result``)."""
         deadline = deadline_of(timeout)
-        polls = ResultPolls()
+        polls = LongPolls()
         while True:
-            info = await self.status()
+            info = await self._look(polls.wait_s(seconds_left(deadline)))
             if info.done:
                 return info.outcome()
             left = seconds_left(deadline)
             if left is not None and left <= 0:
                 raise TaskTimeout(self.id, timeout)
-            pause = polls.next_s()
-            await asyncio.sleep(pause if left is None else min(pause, left))
+            pause = polls.pause_s()
+            if pause > 0:
+                await asyncio.sleep(pause if left is None else min(pause, left))
+
+    async def _look(self, wait_s: float) -> TaskInfo:
+        """The task once it ended or after ``wait_s`` (the server waits, woken by its end)."""
+        planned = status_request(self.id, wait_s, self.client._http.timeout)
+        self.info = TaskInfo.from_document((await self.client._send(planned)).json())
+        return self.info
 
     async def events(
         self, *, after: int = 0, timeout: float | None = None

@@ -141,9 +141,23 @@ def submit_request(
     )
 
 
-def status_request(task_id: str) -> Planned:
-    """``GET /v1/tasks/{id}``."""
-    return Planned("GET", f"/v1/tasks/{task_id}", what=f"reading task {task_id}")
+def status_request(
+    task_id: str, wait_s: float = 0.0, client_timeout: httpx.Timeout | None = None
+) -> Planned:
+    """``GET /v1/tasks/{id}``; with ``wait_s`` the server answers once the task ended or
+    after that long (``?wait=``), so reading goes on that long past the client's timeout."""
+    what = f"reading task {task_id}"
+    if wait_s <= 0:
+        return Planned("GET", f"/v1/tasks/{task_id}", what=what)
+    options: dict[str, Any] = {"params": {"wait": f"{wait_s:.3f}"}}
+    if client_timeout is not None and client_timeout.read is not None:
+        options["timeout"] = httpx.Timeout(
+            client_timeout.connect,
+            read=client_timeout.read + wait_s,
+            write=client_timeout.write,
+            pool=client_timeout.pool,
+        )
+    return Planned("GET", f"/v1/tasks/{task_id}", what=what, options=options)
 
 
 def cancel_request(task_id: str) -> Planned:

@@ -146,6 +146,24 @@ def test_a_bad_after_is_refused_even_with_last_event_id(client: Client) -> None:
         assert error["errors"][0]["path"] == "query:after"
 
 
+@pytest.mark.parametrize(
+    "query", ["wait=abc", "wait=-1", "wait=55.5", "wait=nan", "wait=inf", "wait=1_0", "wait= 1",
+              "wait=", "wait=1&wait=2", "wait=1e400"],
+)  # fmt: skip
+def test_a_bad_wait_is_refused_naming_it(client: Client, query: str) -> None:
+    submitted = client.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}})
+    task_id = submitted.json()["id"]
+    for path in (f"/v1/tasks/{task_id}", "/v1/tasks/no-such-task"):
+        error = _error(client.get(f"{path}?{query}"), 400, "INVALID_INPUT")
+        assert error["errors"][0]["path"] == "query:wait"
+        assert "?wait=" in error["message"]
+        assert "0 to 55" in error["hint"]
+
+
+def test_a_wait_for_an_unknown_task_is_a_404(client: Client) -> None:
+    _error(client.get("/v1/tasks/no-such-task?wait=55"), 404, "TASK_NOT_FOUND")
+
+
 def test_an_unexpected_failure_is_a_json_500(
     client: Client, services: RuntimeServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,7 +74,14 @@ def test_every_status_a_route_answers_is_declared_with_its_error_schema(client: 
     assert declared[("/v1/tasks", "post")] == [
         "202", "400", "401", "404", "409", "410", "413", "415", "429", "503",
     ]  # fmt: skip
-    assert declared[("/v1/tasks/{task_id}", "get")] == ["200", "401", "404", "413", "429", "503"]
+    assert declared[("/v1/tasks/{task_id}", "get")] == [
+        "200", "400", "401", "404", "413", "429", "503",
+    ]  # fmt: skip
+    [task_id, wait] = paths["/v1/tasks/{task_id}"]["get"]["parameters"]
+    assert (task_id["name"], wait["name"], wait["in"], wait["required"]) == (
+        "task_id", "wait", "query", False,
+    )  # fmt: skip
+    assert wait["schema"] == {"type": "number", "minimum": 0, "maximum": 55, "default": 0}
     assert declared[("/v1/tasks/{task_id}/events", "get")] == [
         "200", "400", "401", "404", "409", "413", "429", "503",
     ]  # fmt: skip

@@ -1,7 +1,7 @@
 """What a request carries, read and checked: its JSON body, its Idempotency-Key, where
-an event stream resumes. Each problem is a :class:`~crank.errors.ValidationFailed`
-naming where in the request it is (answered 400); a body that is not JSON by its
-Content-Type is :class:`UnsupportedMediaType` (415)."""
+an event stream resumes, how long a read of a task may wait for its end. Each problem
+is a :class:`~crank.errors.ValidationFailed` naming where in the request it is (answered
+400); a body that is not JSON by its Content-Type is :class:`UnsupportedMediaType` (415)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ MAX_IDEMPOTENCY_KEY = 200
 IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
+#: the longest ``GET /v1/tasks/{id}?wait=`` (seconds): under the idle timeout of common
+#: proxies (60 s), so a long-poll is answered before anything between gives up on it.
+MAX_TASK_WAIT_S = 55
+#: a JSON number, as written by every client (no "inf", "nan", "1_0" or spaces).
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class UnsupportedMediaType(CrankError):
@@ -182,6 +187,30 @@ def resume_after(request: Request) -> int:
     return 0 if found is None else found
 
 
+def task_wait(request: Request) -> float:
+    """``?wait=`` of ``GET /v1/tasks/{id}``: seconds to wait for the task to end, from 0
+    (the default: answer at once) to :data:`MAX_TASK_WAIT_S`; anything else is a 400."""
+    values = request.query_params.getlist("wait")
+    if not values:
+        return 0.0
+    hint = f"send the seconds to wait for the task to end, e.g. ?wait=20 (0 to {MAX_TASK_WAIT_S})"
+    if len(values) > 1:
+        raise ValidationFailed(
+            "?wait= is given more than once",
+            hint=hint,
+            errors=[{"path": "query:wait", "message": "given more than once"}],
+        )
+    raw = values[0]
+    seconds = float(raw) if _JSON_NUMBER.fullmatch(raw) else None
+    if seconds is None or not 0 <= seconds <= MAX_TASK_WAIT_S:
+        raise ValidationFailed(
+            f"?wait= must be a number of seconds from 0 to {MAX_TASK_WAIT_S}, not {raw[:40]!r}",
+            hint=hint,
+            errors=[{"path": "query:wait", "message": f"not a number from 0 to {MAX_TASK_WAIT_S}"}],
+        )
+    return seconds
+
+
 def _event_id(raw: str, name: str, where: str) -> int:
     if _EVENT_ID.fullmatch(raw) and int(raw) <= MAX_EVENT_ID:
         return int(raw)
@@ -198,6 +227,7 @@ __all__ = [
     "CALLER_PATTERN",
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_IDEMPOTENCY_KEY",
+    "MAX_TASK_WAIT_S",
     "UnsupportedMediaType",
     "caller",
     "idempotency_key",
@@ -205,4 +235,5 @@ __all__ = [
     "json_body",
     "resume_after",
     "task_envelope",
+    "task_wait",
 ]

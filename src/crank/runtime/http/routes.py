@@ -41,11 +41,13 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import (
+    MAX_TASK_WAIT_S,
     caller,
     idempotency_key,
     json_body,
     resume_after,
     task_envelope,
+    task_wait,
 )
 from crank.runtime.http.responses import error_response
 from crank.runtime.http.sse import (
@@ -93,6 +95,16 @@ def _timed_out(call: PreparedCall, record: TaskRecord, headers: Mapping[str, str
 # -- what the routes declare for /openapi.json -----------------------------------------------
 
 _TASK_ID = Param("task_id", "path", {"type": "string"}, required=True)
+_BAD_WAIT = f"?wait= is not a number of seconds from 0 to {MAX_TASK_WAIT_S}."
+_WAIT = Param(
+    "wait",
+    "query",
+    {"type": "number", "minimum": 0, "maximum": MAX_TASK_WAIT_S, "default": 0},
+    description=(
+        "Seconds to wait for an unfinished task to end before answering (a long-poll); "
+        "0 answers at once."
+    ),
+)
 _EVENT_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 _PLAIN_JSON = {"application/json": JSON_OBJECT}
 _TASK_JSON = {"application/json": component_ref("Task")}
@@ -331,20 +343,65 @@ class Handlers(TaskControl):
         "/v1/tasks/{task_id}",
         Operation(
             operation_id="getTask",
-            summary="A task's status, result or error.",
-            parameters=(_TASK_ID,),
-            responses=(Reply(200, "The task.", _TASK_JSON), *errors(*GUARD_ERRORS, 404, 503)),
+            summary="A task's status, result or error; ?wait= waits for its end first.",
+            description=(
+                "With `?wait=SECONDS` an unfinished task is answered as soon as it ends "
+                "(this server is told when it does; nothing polls), or as it stands after "
+                "that long: still 200, with its status (pending, running, retrying). "
+                "The wait holds one of the server's in-flight requests."
+            ),
+            parameters=(_TASK_ID, _WAIT),
+            responses=(
+                Reply(200, "The task (ended, or as it stands when the wait ran out).", _TASK_JSON),
+                *errors(*GUARD_ERRORS, (400, _BAD_WAIT), 404, 503),
+            ),
         ),
     )
     async def get_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         try:
+            wait_s = task_wait(request)
             record = await self.s.gateway.io.get(task_id)
+            if record is not None and not record.done and wait_s > 0:
+                record = await self._wait_for_end(task_id, wait_s)
         except Exception as exc:
             return error_for(exc)
         if record is None:
             return task_not_found(task_id)
         return JSONResponse(task_doc(record))
+
+    async def _wait_for_end(self, task_id: str, wait_s: float) -> TaskRecord | None:
+        """The task once it ended, or as it stands after ``wait_s``, read from the broker
+        (so the answer is the one a plain GET gives next); None once it is gone.
+
+        Woken by the task's notice (watched here first, so an end after the watch is
+        always told); the broker is also read every ``SAFETY_POLL_S`` in case a notice
+        was lost, and, without notices, every 10 ms.
+        """
+        io, broker = self.s.gateway.io, self.s.broker
+        notices = broker.result_notices()
+        deadline = time.monotonic() + wait_s
+        if notices is None:
+            while (left := deadline - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, 0.01))
+                found = await io.get(task_id)
+                if found is None or found.done:
+                    return found
+            return await io.get(task_id)
+        notices.expect([task_id])
+        try:
+            [status] = await io.call(lambda: broker.watch([task_id]))
+            ended = status is None or status in broker_contract.FINAL_STATUSES
+            while not ended and (left := deadline - time.monotonic()) > 0:
+                notice = await notices.wait_async(task_id, min(left, broker_contract.SAFETY_POLL_S))
+                if notice is not None and not notice.ended:
+                    continue  # a streaming task's event: it goes on
+                found = await io.get(task_id)
+                if found is None or found.done:
+                    return found
+        finally:
+            notices.forget(task_id)
+        return await io.get(task_id)
 
     cancel_task = ROUTES.route("DELETE", "/v1/tasks/{task_id}", CANCEL_TASK)(
         TaskControl.cancel_task
