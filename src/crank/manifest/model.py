@@ -127,6 +127,11 @@ class Capability:
     concurrency: int = 1
 
     @property
+    def batched_or_concurrent(self) -> bool:
+        """Declares batching, or concurrency above 1: a batching worker loop serves it."""
+        return self.batching is not None or self.concurrency > 1
+
+    @property
     def major(self) -> int:
         return int(self.version.split(".", 1)[0])
 

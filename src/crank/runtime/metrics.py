@@ -34,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from crank.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from prometheus_client.metrics_core import Metric
 
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from crank.runtime.usage import BudgetState
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: tasks per batch (``batching:`` allows up to 4,096).
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+#: how long a task waited for its batch (``max_latency_ms`` is usually a few ms).
+BATCH_WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 60)
 
 # -- worker-process side (multiprocess-safe counters) ---------------------------------
 
@@ -89,6 +93,27 @@ class _WorkerMetrics:
         self.llm_cost = Counter(
             "crank_llm_cost_usd", "LLM cost in US dollars.", ["capability", "model"], registry=r
         )
+        self.batch_size = Histogram(
+            "crank_batch_size",
+            "Tasks per batch handed to a batch handler.",
+            ["capability"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_wait = Histogram(
+            "crank_batch_wait_seconds",
+            "Time each task waited in its worker process for its batch to be released.",
+            ["capability"],
+            buckets=BATCH_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.batches = Counter(
+            "crank_batches",
+            "Batches released, by why: full, latency (max_latency_ms passed) or deadline "
+            "(a task's deadline came close).",
+            ["capability", "reason"],
+            registry=r,
+        )
 
 
 _worker_metrics: _WorkerMetrics | None = None
@@ -111,6 +136,16 @@ def observe_task(capability: str, status: str, duration_s: float) -> None:
         m.retries.labels(capability).inc()
     elif status == "dead":
         m.dead.labels(capability).inc()
+
+
+def observe_batch(capability: str, size: int, reason: str, waits: Sequence[float]) -> None:
+    """A batch of ``size`` tasks was released for ``reason``; ``waits``: each task's wait."""
+    m = worker_metrics()
+    m.batch_size.labels(capability).observe(size)
+    m.batches.labels(capability, reason).inc()
+    wait = m.batch_wait.labels(capability)
+    for seconds in waits:
+        wait.observe(seconds)
 
 
 def observe_llm_usage(
@@ -288,6 +323,7 @@ __all__ = [
     "RuntimeCollector",
     "ServerMetrics",
     "TaskMetricsPlugin",
+    "observe_batch",
     "observe_llm_usage",
     "observe_task",
     "sample_value",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import datetime as dt
+import functools
 import os
 import signal
 import socket
@@ -30,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from crank.errors import CrankError
+from crank.manifest import load_manifest
 from crank.runtime.health_report import CRASH_WINDOW_S
 from crank.runtime.logs import get_logger
 from crank.runtime.scaling import RuntimeMetrics, ScalingDecision, decide
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
     from crank.runtime.status_tracker import StatusTracker
 
 WORKER_MODULE = "crank.runtime.worker_process"
+#: the worker processes of manifests with batching or concurrency run this one instead.
+BATCHING_MODULE = "crank.runtime.batching_loop"
 #: a child dying sooner than this after its start counts towards a crash loop.
 QUICK_DEATH_S = 5.0
 MAX_RESTART_BACKOFF_S = 30.0
@@ -96,10 +101,23 @@ def _die_with_parent() -> Callable[[], None] | None:
     return setup
 
 
+@functools.cache
+def _worker_module(manifest_paths: tuple[str, ...]) -> str:
+    """The batching loop's module when a manifest declares batching or concurrency."""
+    try:
+        manifests = [load_manifest(path) for path in manifest_paths]
+    except CrankError:
+        return WORKER_MODULE  # the worker process reports what is wrong with it
+    if any(cap.batched_or_concurrent for m in manifests for cap in m.capabilities):
+        return BATCHING_MODULE
+    return WORKER_MODULE
+
+
 def worker_command(config: RuntimeConfig, consumer: str) -> list[str]:
     """The argv of one worker process (``python -m crank.runtime.worker_process ...``)."""
+    module = _worker_module(tuple(str(p) for p in config.manifest_paths))
     argv = [
-        sys.executable, "-m", WORKER_MODULE,
+        sys.executable, "-m", module,
         "--broker", config.broker_url,
         "--consumer", consumer,
         "--batch-size", str(config.worker_batch_size),

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from types import FrameType
 
-    from crank.runtime.brokers.contract import Broker, Claim, PendingClaims
+    from crank.runtime.brokers.contract import Broker, Claim, PendingClaims, TaskRecord
 
 T = TypeVar("T")
 log = logging.getLogger("crank.runtime.worker")
@@ -164,6 +164,20 @@ def load_bindings(manifest_paths: Sequence[str]) -> dict[str, CapabilityBinding]
     return bindings
 
 
+def task_context(claim: Claim, deadline: float | None) -> TaskContext:
+    """The context a claimed task runs with (``deadline``: a :func:`time.monotonic` value)."""
+    task = claim.task
+    return TaskContext(
+        capability=task.capability,
+        task_id=task.id,
+        attempt=claim.attempt,
+        max_attempts=task.max_attempts,
+        deadline=deadline,
+        extras=dict(task.meta),
+        services=RUNTIME_TASK_SERVICES,
+    )
+
+
 def run_task(
     binding: CapabilityBinding,
     claim: Claim,
@@ -196,22 +210,21 @@ def _run_task(
     if deadline is None:
         timeout = task.timeout_s or binding.capability.timeout_s
         deadline = time.monotonic() + timeout if timeout else None
-    ctx = TaskContext(
-        capability=task.capability,
-        task_id=task.id,
-        attempt=claim.attempt,
-        max_attempts=task.max_attempts,
-        deadline=deadline,
-        extras=dict(task.meta),
-        services=RUNTIME_TASK_SERVICES,
-    )
+    ctx = task_context(claim, deadline)
     if event_sink is not None:
         ctx.event_sink = event_sink
     if on_context is not None:
         on_context(ctx)
     try:
         return Outcome(result=binding.host.call(task.capability, task.payload, ctx))
-    except CapabilityError as exc:
+    except Exception as exc:
+        return outcome_of_error(exc, task)
+
+
+def outcome_of_error(exc: Exception, task: TaskRecord) -> Outcome:
+    """What an exception that failed ``task`` comes to (a raised one, or one a batch
+    handler answered for this task's item)."""
+    if isinstance(exc, CapabilityError):
         error: dict[str, Any] = {
             "code": exc.code,
             "message": exc.message,
@@ -223,19 +236,18 @@ def _run_task(
         # an undeclared code is the worker's bug, not the caller's fault
         declared = not exc.details.get("undeclared_code")
         return Outcome(error=error, retryable=retryable, client_fault=declared and not retryable)
-    except OutputInvalid as exc:
+    if isinstance(exc, OutputInvalid):
         error = {"code": "OUTPUT_INVALID", "message": exc.message, "type": type(exc).__name__}
         return Outcome(error={**error, "errors": exc.errors})
-    except ValidationFailed as exc:
+    if isinstance(exc, ValidationFailed):
         error = {"code": "INVALID_INPUT", "message": exc.message, "type": type(exc).__name__}
         return Outcome(error={**error, "errors": exc.errors}, client_fault=True)
-    except TaskCancelled as exc:
+    if isinstance(exc, TaskCancelled):
         error = {"code": "TIMEOUT", "message": exc.message, "type": type(exc).__name__}
         return Outcome(error=error, retryable=True)
-    except Exception as exc:
-        log.exception("task %s (%s) raised", task.id, task.capability)
-        error = {"code": "INTERNAL", "message": str(exc) or repr(exc), "type": type(exc).__name__}
-        return Outcome(error=error)
+    log.error("task %s (%s) raised", task.id, task.capability, exc_info=exc)
+    error = {"code": "INTERNAL", "message": str(exc) or repr(exc), "type": type(exc).__name__}
+    return Outcome(error=error)
 
 
 class Prefetch:
@@ -606,14 +618,17 @@ class WorkerLoop:
         if self._grace_timer is not None:
             self._grace_timer.cancel()
 
-    def _claim(self, done: list[tuple[Claim, Any]]) -> tuple[list[Claim], list[tuple[Claim, Any]]]:
+    def _claim(
+        self, done: list[tuple[Claim, Any]], options: ClaimOptions | None = None
+    ) -> tuple[list[Claim], list[tuple[Claim, Any]]]:
         """Ack the last batch's results and claim the next batch in one round trip.
 
         Returns the new claims and the results still to ack (when stopping while
-        the broker is down).
+        the broker is down). ``options``: what to claim (default: this loop's next claim).
         """
         cfg = self.config
-        options = self._claim_options(block_s=cfg.block_s)
+        if options is None:
+            options = self._claim_options(block_s=cfg.block_s)
         if options is None:  # no worker here is ready: settle what is done, wait, look again
             self._ack(done)
             self.stop_event.wait(cfg.block_s)
@@ -631,8 +646,7 @@ class WorkerLoop:
         except (TypeError, ValueError):
             # A result that is not JSON: nothing was written; settle them one by one.
             self._ack(done)
-            done = []
-            return self._claim(done)
+            return self._claim([], options)
         self._drop([c for c, _ in done])
         return got, []
 
@@ -893,10 +907,36 @@ def shared_slots(
     return ConcurrencySlots(directory, limits) if limits else None
 
 
-def run_worker_process(config: WorkerProcessConfig, *, install_signals: bool = True) -> int:
+def declares_batching(workers: HostedWorkers) -> bool:
+    """Whether a capability of these workers declares batching or concurrency above 1
+    (served by :mod:`crank.runtime.batching_loop`, which builds on this module)."""
+    return any(
+        cap.batched_or_concurrent
+        for worker in workers.workers
+        for cap in worker.manifest.capabilities
+    )
+
+
+#: the module that runs the worker processes of manifests with batching or concurrency.
+BATCHING_MODULE = "crank.runtime.batching_loop"
+
+
+def run_worker_process(
+    config: WorkerProcessConfig,
+    *,
+    install_signals: bool = True,
+    loop_class: type[WorkerLoop] | None = None,
+) -> int:
     """Serve tasks until SIGTERM/SIGINT; returns the exit status."""
     workers = HostedWorkers.from_paths(config.manifest_paths)
-    loop = WorkerLoop(
+    if loop_class is None:
+        if declares_batching(workers):
+            raise UsageError(
+                "these manifests declare batching or concurrency, which this loop does not do",
+                hint=f"run python -m {BATCHING_MODULE} with the same arguments (crank run does)",
+            )
+        loop_class = WorkerLoop
+    loop = loop_class(
         config,
         workers=workers,
         on_finished=task_finished_hook(),
@@ -942,7 +982,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, loop_class: type[WorkerLoop] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_mode)
     try:
@@ -966,7 +1006,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **kwargs,
     )
     try:
-        return run_worker_process(config)
+        return run_worker_process(config, loop_class=loop_class)
     except CrankError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

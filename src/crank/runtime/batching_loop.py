@@ -1,0 +1,515 @@
+"""The worker loop of a process that serves capabilities with batching or concurrency.
+
+``python -m crank.runtime.batching_loop`` takes the arguments of
+``python -m crank.runtime.worker_process``; ``crank run`` starts its worker processes
+with it when a manifest declares ``batching:`` or ``concurrency:`` above 1.
+
+:class:`~crank.runtime.worker_process.WorkerLoop` runs one task at a time, each
+with its own handler call. A process whose manifests declare ``batching:`` or
+``concurrency:`` above 1 runs this loop instead, which adds, per capability:
+
+* **batching**: the tasks it claims (queued ones and synchronous HTTP calls alike)
+  wait in a :class:`~crank.runtime.batch_former.BatchFormer` until their batch is
+  full, ``max_latency_ms`` passed since the oldest arrived, or a task's deadline
+  comes close; then the batch handler runs once for all of them;
+* **concurrency N** (async handlers): up to N tasks (or batches) run at once on the
+  process's *task loop*, an asyncio event loop on a thread of its own; each task
+  keeps its own deadline and cancellation (``ctx``), so one slow call holds only
+  its own place.
+
+Claims ask only for capabilities with room (a batch not yet full, fewer than N in
+flight), never more tasks than the least roomy of them takes; plain capabilities of the same
+process run one at a time on the main thread, as in ``WorkerLoop``.
+
+At-least-once holds per task: each task of a batch is acked or failed on its own,
+and only after the handler answered for it; a task waiting for its batch or
+running is held by the process (the heartbeat extends it) and comes back to the
+queue if the process dies. Tasks finished on the task loop are settled by a
+settling thread (one ``ack_many`` for all that finished together), so a claim
+waiting on the broker holds no result back; batches run on the main thread are
+acked with the next claim, as ``WorkerLoop`` does. On SIGTERM the tasks still
+waiting for a batch or a place are given back unrun and the running ones get the
+grace period to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from crank.errors import ExitCode
+from crank.runtime.batch_former import BatchFormer, FormedBatch
+from crank.runtime.metrics import observe_batch
+from crank.runtime.worker_process import (
+    Outcome,
+    WorkerLoop,
+    main,
+    outcome_of_error,
+    task_context,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from crank.manifest import Batching
+    from crank.runtime.brokers.contract import Claim, ClaimOptions
+    from crank.runtime.concurrency import Slot
+    from crank.runtime.hosted_workers import CapabilityBinding
+    from crank.worker.context import TaskContext
+
+log = logging.getLogger("crank.runtime.worker")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """How one capability's tasks are run by this process."""
+
+    capability: str
+    batching: Batching | None
+    #: units (tasks, or batches) in flight at once; above 1 they run on the task loop.
+    concurrency: int
+
+    @property
+    def on_task_loop(self) -> bool:
+        return self.concurrency > 1
+
+
+def lanes_of(bindings: dict[str, CapabilityBinding]) -> dict[str, Lane]:
+    """The capabilities with batching or concurrency; the others are plain."""
+    return {
+        cap: Lane(cap, b.capability.batching, b.capability.concurrency)
+        for cap, b in bindings.items()
+        if b.capability.batching is not None or b.capability.concurrency > 1
+    }
+
+
+@dataclass
+class _Finished:
+    """What a unit on the task loop came to, for the settling thread."""
+
+    capability: str
+    outcomes: list[tuple[Claim, Outcome]] = field(default_factory=list)
+    seconds: float = 0.0
+    #: claims given back unrun (no max_concurrency slot was free).
+    give_back: list[Claim] = field(default_factory=list)
+
+
+def _outcome(value: Any, claim: Claim) -> Outcome:
+    if isinstance(value, Exception):
+        return outcome_of_error(value, claim.task)
+    return Outcome(result=value)
+
+
+def run_formed(
+    binding: CapabilityBinding, items: Sequence[tuple[Claim, TaskContext]]
+) -> list[Outcome]:
+    """Run a batch handler once for ``items``, on this thread; one outcome per item."""
+    cap = binding.capability.id
+    try:
+        values = binding.host.call_batch(cap, [(c.task.payload, ctx) for c, ctx in items])
+    except Exception as exc:  # the host itself failed (not the handler: it answers per item)
+        return [outcome_of_error(exc, c.task) for c, _ in items]
+    return [_outcome(v, c) for v, (c, _) in zip(values, items, strict=True)]
+
+
+async def arun_formed(
+    binding: CapabilityBinding, items: Sequence[tuple[Claim, TaskContext]]
+) -> list[Outcome]:
+    """:func:`run_formed` on the running event loop."""
+    cap = binding.capability.id
+    try:
+        values = await binding.host.acall_batch(cap, [(c.task.payload, ctx) for c, ctx in items])
+    except Exception as exc:
+        return [outcome_of_error(exc, c.task) for c, _ in items]
+    return [_outcome(v, c) for v, (c, _) in zip(values, items, strict=True)]
+
+
+class BatchingLoop(WorkerLoop):
+    """Claim → batch or run concurrently → ack, per task (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lanes: dict[str, Lane] = {}
+        self._former = BatchFormer({})
+        #: under ``_room``: units waiting for a place on the task loop, and those in flight.
+        self._room = threading.Condition()
+        self._backlog: dict[str, deque[Claim | FormedBatch]] = {}
+        self._in_flight: dict[str, int] = {}
+        #: the most units each capability had in flight at once.
+        self.peak_in_flight: dict[str, int] = {}
+        self._finished_queue: queue.SimpleQueue[_Finished | None] = queue.SimpleQueue()
+        self._task_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _serve(self) -> int:
+        broker = self.broker  # connects (retrying) before the first claim
+        if self.stop_event.is_set():
+            self._cancel_grace_timer()
+            return int(ExitCode.OK)
+        self._lanes = lanes_of(self.bindings)
+        self._former = BatchFormer(
+            {c: lane.batching for c, lane in self._lanes.items() if lane.batching is not None}
+        )
+        for cap in self._lanes:
+            self._backlog[cap] = deque()
+            self._in_flight[cap] = 0
+            self.peak_in_flight[cap] = 0
+        threads = [
+            threading.Thread(target=self._heartbeat, name="crank-heartbeat", daemon=True),
+            threading.Thread(target=self._settle, name="crank-settle", daemon=True),
+        ]
+        if any(lane.on_task_loop for lane in self._lanes.values()):
+            self._task_loop = asyncio.new_event_loop()
+            threads.append(
+                threading.Thread(
+                    target=self._task_loop.run_forever, name="crank-task-loop", daemon=True
+                )
+            )
+        for thread in threads:
+            thread.start()
+        log.info(
+            "worker %s serving %s from %s (batching: %s; concurrent: %s)",
+            self.config.consumer,
+            ", ".join(self._claimable()) or "nothing",
+            broker.url,
+            ", ".join(c for c, lane in self._lanes.items() if lane.batching) or "none",
+            ", ".join(
+                f"{c}={lane.concurrency}" for c, lane in self._lanes.items() if lane.on_task_loop
+            )
+            or "none",
+        )
+        try:
+            done: list[tuple[Claim, Any]] = []
+            while not self.stop_event.is_set():
+                done += self._run_due()
+                options = self._next_claim()
+                if options is None:  # every lane is full (or no worker is ready): wait
+                    self._ack(done)
+                    done = []
+                    self._wait_for_room()
+                    continue
+                claims, done = self._claim(done, options)
+                done += self._take(claims)
+            self._release(self._unstarted())
+            self._ack(done)
+            self._wait_for_in_flight()
+        finally:
+            self._finished_queue.put(None)
+            if self._task_loop is not None:
+                self._task_loop.call_soon_threadsafe(self._task_loop.stop)
+            self._heartbeat_stop.set()
+            for thread in threads:
+                thread.join(timeout=5)
+            if self._task_loop is not None and not self._task_loop.is_running():
+                self._task_loop.close()
+        log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
+        return int(ExitCode.OK)
+
+    def _next_claim(self) -> ClaimOptions | None:
+        """What to claim: the capabilities with room, no more tasks than the least roomy
+        one takes (a claim cannot say how many of each it wants, and a task claimed
+        beyond its room would be held here while another process could run it),
+        waiting no longer than the next batch may; None: nothing has room."""
+        capabilities = self._claimable()
+        if self._full_until:
+            now = time.monotonic()
+            self._full_until = {c: t for c, t in self._full_until.items() if t > now}
+            capabilities = tuple(c for c in capabilities if c not in self._full_until)
+        room: dict[str, int] = {}
+        with self._room:
+            for cap in capabilities:
+                lane = self._lanes.get(cap)
+                if lane is None:
+                    free = self._next_limit()
+                elif self._backlog[cap] and lane.batching is not None:
+                    free = 0  # a released batch waits for a place: do not form another yet
+                elif lane.batching is not None:
+                    free = self._former.room(cap)
+                else:
+                    free = lane.concurrency - self._in_flight[cap] - len(self._backlog[cap])
+                if free > 0:
+                    room[cap] = free
+        if not room:
+            return None
+        block_s = self._until_next_release(self.config.block_s)
+        return replace(
+            self._claim_base, capabilities=tuple(room), limit=min(room.values()), block_s=block_s
+        )
+
+    def _until_next_release(self, longest: float) -> float:
+        release = self._former.next_release()
+        if release is None:
+            return longest
+        return min(longest, max(0.0, release - time.monotonic()))
+
+    def _wait_for_room(self) -> None:
+        """Until a unit on the task loop finishes or the next batch is due."""
+        with self._room:
+            self._room.wait(self._until_next_release(self.config.block_s))
+
+    def _take(self, claims: list[Claim]) -> list[tuple[Claim, Any]]:
+        """Route the claimed tasks: to their batch, to the task loop, or run them now
+        (plain capabilities); the results of those run here, to ack."""
+        now = time.monotonic()
+        plain: list[Claim] = []
+        for claim in claims:
+            cap = claim.task.capability
+            lane = self._lanes.get(cap)
+            if lane is None:
+                plain.append(claim)
+            elif lane.batching is not None:
+                binding = self.bindings[cap]
+                timeout = claim.task.timeout_s or binding.capability.timeout_s
+                self._former.add(claim, now, now + timeout if timeout else None)
+            else:
+                with self._room:
+                    self._backlog[cap].append(claim)
+                self._dispatch(cap)
+        if not plain:
+            return []
+        before = self.processed
+        results = self._run_batch(plain)
+        self._observe(time.monotonic() - now, self.processed - before)
+        return results
+
+    def _run_due(self) -> list[tuple[Claim, Any]]:
+        """Run (or hand to the task loop) the batches due now; the results to ack."""
+        if self.stop_event.is_set():
+            return []  # they are given back unrun
+        done: list[tuple[Claim, Any]] = []
+        for batch in self._former.due(time.monotonic()):
+            self._batch_released(batch)
+            if self._lanes[batch.capability].on_task_loop:
+                with self._room:
+                    self._backlog[batch.capability].append(batch)
+                self._dispatch(batch.capability)
+            else:
+                done += self._run_here(batch)
+        return done
+
+    def _batch_released(self, batch: FormedBatch) -> None:
+        observe_batch(batch.capability, len(batch.items), batch.reason, batch.waits())
+
+    def _unstarted(self) -> list[Claim]:
+        """Every task still waiting for a batch or a place, taken out (stopping)."""
+        claims = [w.claim for w in self._former.drain()]
+        with self._room:
+            for backlog in self._backlog.values():
+                for unit in backlog:
+                    claims.extend(_claims_of(unit))
+                backlog.clear()
+        return claims
+
+    def _wait_for_in_flight(self) -> None:
+        """Until every unit on the task loop is settled (the grace timer ends it sooner)."""
+        with self._room:
+            while any(self._in_flight.values()):
+                self._room.wait(0.1)
+
+    # -- batches run here ----------------------------------------------------------------
+
+    def _slots_for(self, claims: Sequence[Claim]) -> tuple[list[Claim], list[Slot]]:
+        """The claims that got a max_concurrency slot (the others went back) and the slots."""
+        if claims and claims[0].task.capability not in self._limited:
+            return list(claims), []
+        kept: list[Claim] = []
+        slots: list[Slot] = []
+        for claim in claims:
+            slot = self._take_slot(claim)  # None: it was given back
+            if slot is not None:
+                kept.append(claim)
+                slots.append(slot)
+        return kept, slots
+
+    def _contexts(
+        self, claims: Sequence[Claim], deadlines: Sequence[float | None]
+    ) -> list[tuple[Claim, TaskContext]]:
+        items = []
+        for claim, deadline in zip(claims, deadlines, strict=True):
+            self._started(claim, deadline)
+            items.append((claim, task_context(claim, deadline)))
+        return items
+
+    def _run_here(self, batch: FormedBatch) -> list[tuple[Claim, Any]]:
+        """Run a batch on this thread; the results to ack (failures are recorded now)."""
+        cap = batch.capability
+        deadlines = {w.claim.task.id: w.deadline for w in batch.items}
+        claims, slots = self._slots_for([w.claim for w in batch.items])
+        if not claims:
+            return []
+        items = self._contexts(claims, [deadlines[c.task.id] for c in claims])
+        started = time.monotonic()
+        try:
+            outcomes = run_formed(self.bindings[cap], items)
+        finally:
+            for slot in slots:
+                slot.release()
+        seconds = time.monotonic() - started
+        self._former.ran(cap, seconds)
+        done: list[tuple[Claim, Any]] = []
+        for claim, outcome in zip(claims, outcomes, strict=True):
+            self.processed += 1
+            if outcome.error is None:
+                done.append((claim, outcome.result))
+                self._finished(cap, "succeeded", seconds)
+            else:
+                self._finished(cap, self._fail(claim, outcome), seconds)
+        return done
+
+    # -- the task loop ------------------------------------------------------------------
+
+    def _dispatch(self, capability: str) -> None:
+        """Start units of ``capability`` on the task loop while it has places."""
+        lane = self._lanes[capability]
+        loop = self._task_loop
+        assert loop is not None
+        while True:
+            with self._room:
+                backlog = self._backlog[capability]
+                if not backlog or self._in_flight[capability] >= lane.concurrency:
+                    return
+                unit = backlog.popleft()
+                self._in_flight[capability] += 1
+                self.peak_in_flight[capability] = max(
+                    self.peak_in_flight[capability], self._in_flight[capability]
+                )
+            asyncio.run_coroutine_threadsafe(self._run_unit(capability, unit), loop)
+
+    async def _run_unit(self, capability: str, unit: Claim | FormedBatch) -> None:
+        """Run one task or batch on the task loop; whatever happens, it is settled."""
+        finished = _Finished(capability)
+        try:
+            await self._run_unit_inner(unit, finished)
+        except BaseException as exc:  # never lose a unit: each task gets an outcome
+            log.exception("running %s on the task loop failed", capability)
+            settled = {c.task.id for c, _ in finished.outcomes} | {
+                c.task.id for c in finished.give_back
+            }
+            error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+            finished.outcomes += [
+                (c, outcome_of_error(error, c.task))
+                for c in _claims_of(unit)
+                if c.task.id not in settled
+            ]
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._finished_queue.put(finished)
+
+    async def _run_unit_inner(self, unit: Claim | FormedBatch, finished: _Finished) -> None:
+        binding = self.bindings[finished.capability]
+        if isinstance(unit, FormedBatch):
+            deadlines = {w.claim.task.id: w.deadline for w in unit.items}
+            claims = [w.claim for w in unit.items]
+        else:
+            timeout = unit.task.timeout_s or binding.capability.timeout_s
+            deadlines = {unit.task.id: time.monotonic() + timeout if timeout else None}
+            claims = [unit]
+        kept, slots = self._slots_for_async(claims, finished)
+        items = self._contexts(kept, [deadlines[c.task.id] for c in kept])
+        started = time.monotonic()
+        try:
+            if not items:
+                return
+            if isinstance(unit, FormedBatch):
+                outcomes = await arun_formed(binding, items)
+            else:
+                claim, ctx = items[0]
+                try:
+                    result = await binding.host.acall(
+                        claim.task.capability, claim.task.payload, ctx
+                    )
+                except Exception as exc:
+                    outcomes = [outcome_of_error(exc, claim.task)]
+                else:
+                    outcomes = [Outcome(result=result)]
+        finally:
+            for slot in slots:
+                slot.release()
+            finished.seconds = time.monotonic() - started
+        finished.outcomes = list(zip(kept, outcomes, strict=True))
+
+    def _slots_for_async(
+        self, claims: list[Claim], finished: _Finished
+    ) -> tuple[list[Claim], list[Slot]]:
+        """Like :meth:`_slots_for`, but the claims without a slot are given back by the
+        settling thread (no broker call on the task loop)."""
+        if not claims or claims[0].task.capability not in self._limited:
+            return claims, []
+        assert self._slots is not None
+        kept: list[Claim] = []
+        slots: list[Slot] = []
+        for claim in claims:
+            slot = self._slots.try_acquire(claim.task.capability)
+            if slot is None:
+                finished.give_back.append(claim)
+            else:
+                kept.append(claim)
+                slots.append(slot)
+        return kept, slots
+
+    def _settle(self) -> None:
+        """The settling thread: ack or fail what the task loop finished, free its places."""
+        while True:
+            first = self._finished_queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while True:
+                try:
+                    more = self._finished_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._settle_finished(batch)
+            if stop:
+                return
+
+    def _settle_finished(self, finished: list[_Finished]) -> None:
+        done: list[tuple[Claim, Any]] = []
+        try:
+            for unit in finished:
+                if unit.give_back:
+                    self._release(unit.give_back)
+                    self._full_until[unit.capability] = time.monotonic() + 0.05
+                for claim, outcome in unit.outcomes:
+                    self.processed += 1
+                    if outcome.error is None:
+                        done.append((claim, outcome.result))
+                        self._finished(unit.capability, "succeeded", unit.seconds)
+                    else:
+                        self._finished(unit.capability, self._fail(claim, outcome), unit.seconds)
+            self._ack(done)
+        except Exception:
+            log.exception("settling finished tasks failed (they come back after the timeout)")
+        finally:
+            with self._room:
+                for unit in finished:
+                    self._in_flight[unit.capability] -= 1
+                self._room.notify_all()
+            for cap in {unit.capability for unit in finished}:
+                self._dispatch(cap)
+
+
+def _claims_of(unit: Claim | FormedBatch) -> list[Claim]:
+    if isinstance(unit, FormedBatch):
+        return [w.claim for w in unit.items]
+    return [unit]
+
+
+__all__ = ["BatchingLoop", "Lane", "arun_formed", "lanes_of", "run_formed"]
+
+if __name__ == "__main__":  # python -m crank.runtime.batching_loop (the supervisor's children)
+    sys.exit(main(loop_class=BatchingLoop))
