@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from crank.errors import ExitCode
 from crank.runtime.batch_former import BatchFormer, FormedBatch
 from crank.runtime.metrics import observe_batch
+from crank.runtime.tracing import task_trace
 from crank.runtime.worker_process import (
     Outcome,
     WorkerLoop,
@@ -173,6 +174,8 @@ class BatchingLoop(WorkerLoop):
                     target=self._task_loop.run_forever, name="crank-task-loop", daemon=True
                 )
             )
+        # before the first claim: a cancel sent while a claim is on its way is not lost
+        stop_listening = self._listen_for_cancels(broker)
         for thread in threads:
             thread.start()
         log.info(
@@ -208,6 +211,7 @@ class BatchingLoop(WorkerLoop):
             self._heartbeat_stop.set()
             for thread in threads:
                 thread.join(timeout=5)
+            stop_listening()
             if self._task_loop is not None and not self._task_loop.is_running():
                 self._task_loop.close()
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
@@ -260,7 +264,7 @@ class BatchingLoop(WorkerLoop):
         (plain capabilities); the results of those run here, to ack."""
         now = time.monotonic()
         plain: list[Claim] = []
-        for claim in claims:
+        for claim in self._not_cancelled(claims):
             cap = claim.task.capability
             lane = self._lanes.get(cap)
             if lane is None:
@@ -285,8 +289,12 @@ class BatchingLoop(WorkerLoop):
         if self.stop_event.is_set():
             return []  # they are given back unrun
         done: list[tuple[Claim, Any]] = []
-        for batch in self._former.due(time.monotonic()):
-            self._batch_released(batch)
+        for formed in self._former.due(time.monotonic()):
+            self._batch_released(formed)
+            kept = set(map(id, self._not_cancelled([w.claim for w in formed.items])))
+            batch = replace(formed, items=tuple(w for w in formed.items if id(w.claim) in kept))
+            if not batch.items:
+                continue
             if self._lanes[batch.capability].on_task_loop:
                 with self._room:
                     self._backlog[batch.capability].append(batch)
@@ -294,6 +302,26 @@ class BatchingLoop(WorkerLoop):
             else:
                 done += self._run_here(batch)
         return done
+
+    def _on_cancel(self, task_id: str) -> None:
+        super()._on_cancel(task_id)
+        with self._held_lock:
+            started = task_id in self._contexts
+        if not started:  # waiting for its batch or its place: it never starts
+            log.info("task %s was cancelled before it started: it goes back unrun", task_id)
+
+    def _not_cancelled(self, claims: Sequence[Claim]) -> list[Claim]:
+        """The claims not cancelled before they started; those are given back (they end
+        ``cancelled``, never run)."""
+        with self._held_lock:
+            cancelled = [c for c in claims if c.task.id in self._cancels]
+        if not cancelled:
+            return list(claims)
+        self._release(cancelled)
+        for claim in cancelled:
+            self._finished(claim.task.capability, "cancelled", 0.0)
+        gone = set(map(id, cancelled))
+        return [c for c in claims if id(c) not in gone]
 
     def _batch_released(self, batch: FormedBatch) -> None:
         observe_batch(batch.capability, len(batch.items), batch.reason, batch.waits())
@@ -329,14 +357,23 @@ class BatchingLoop(WorkerLoop):
                 slots.append(slot)
         return kept, slots
 
-    def _contexts(
+    def _begin(
         self, claims: Sequence[Claim], deadlines: Sequence[float | None]
     ) -> list[tuple[Claim, TaskContext]]:
+        """The tasks' contexts, tracked (a cancel reaches ``ctx.cancelled``) until
+        :meth:`_untrack`; each task is held until its deadline from now on."""
         items = []
         for claim, deadline in zip(claims, deadlines, strict=True):
             self._started(claim, deadline)
-            items.append((claim, task_context(claim, deadline)))
+            ctx = task_context(claim, deadline)
+            self._track(ctx)
+            items.append((claim, ctx))
         return items
+
+    def _untrack(self, claims: Sequence[Claim]) -> None:
+        with self._held_lock:
+            for claim in claims:
+                self._contexts.pop(claim.task.id, None)
 
     def _run_here(self, batch: FormedBatch) -> list[tuple[Claim, Any]]:
         """Run a batch on this thread; the results to ack (failures are recorded now)."""
@@ -345,11 +382,12 @@ class BatchingLoop(WorkerLoop):
         claims, slots = self._slots_for([w.claim for w in batch.items])
         if not claims:
             return []
-        items = self._contexts(claims, [deadlines[c.task.id] for c in claims])
+        items = self._begin(claims, [deadlines[c.task.id] for c in claims])
         started = time.monotonic()
         try:
             outcomes = run_formed(self.bindings[cap], items)
         finally:
+            self._untrack(claims)
             for slot in slots:
                 slot.release()
         seconds = time.monotonic() - started
@@ -414,7 +452,7 @@ class BatchingLoop(WorkerLoop):
             deadlines = {unit.task.id: time.monotonic() + timeout if timeout else None}
             claims = [unit]
         kept, slots = self._slots_for_async(claims, finished)
-        items = self._contexts(kept, [deadlines[c.task.id] for c in kept])
+        items = self._begin(kept, [deadlines[c.task.id] for c in kept])
         started = time.monotonic()
         try:
             if not items:
@@ -423,15 +461,16 @@ class BatchingLoop(WorkerLoop):
                 outcomes = await arun_formed(binding, items)
             else:
                 claim, ctx = items[0]
-                try:
-                    result = await binding.host.acall(
-                        claim.task.capability, claim.task.payload, ctx
-                    )
-                except Exception as exc:
-                    outcomes = [outcome_of_error(exc, claim.task)]
-                else:
-                    outcomes = [Outcome(result=result)]
+                task = claim.task
+                with task_trace(task.id, task.capability, task.meta):
+                    try:
+                        result = await binding.host.acall(task.capability, task.payload, ctx)
+                    except Exception as exc:
+                        outcomes = [outcome_of_error(exc, task)]
+                    else:
+                        outcomes = [Outcome(result=result)]
         finally:
+            self._untrack(kept)
             for slot in slots:
                 slot.release()
             finished.seconds = time.monotonic() - started

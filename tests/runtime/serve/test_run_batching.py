@@ -257,3 +257,66 @@ def test_each_concurrent_task_keeps_its_own_deadline(
     again = wait_all(run, [submit(run, "concurrent.late", {}) for _ in range(5)])
     assert [r["status"] for r in again] == ["succeeded"] * 5
     assert run.terminate() == 0
+
+
+def ended(run: CrankRun, task_id: str) -> dict[str, Any]:
+    done = ("succeeded", "failed", "dead", "cancelled")
+    doc: dict[str, Any] = run.wait_until(
+        lambda: (d := run.http.get(f"/v1/tasks/{task_id}").json())["status"] in done and d,
+        what=f"task {task_id} to end",
+    )
+    return doc
+
+
+def test_cancelling_a_concurrent_task_stops_it_alone(
+    crank_run: Starter, broker_args: tuple[str, ...], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = crank_run(
+        *broker_args, "--min-workers", "1", "--max-workers", "1",
+        workers=(BATCHING,), env={GATE_ENV: str(gate)},
+    )  # fmt: skip
+    ids = [submit(run, "concurrent.gated", {}) for _ in range(3)]
+    run.wait_until(lambda: len(list(gate.glob("running-*"))) == 3, what="three calls running")
+    stopping = run.http.delete(f"/v1/tasks/{ids[1]}")
+    assert stopping.status_code == 202, stopping.text
+    # stopped at its await while the two others still wait at the gate
+    assert ended(run, ids[1])["status"] == "cancelled"
+    assert [run.http.get(f"/v1/tasks/{i}").json()["status"] for i in ids] == [
+        "running",
+        "cancelled",
+        "running",
+    ]
+    (gate / "open").touch()
+    assert [ended(run, i)["status"] for i in (ids[0], ids[2])] == ["succeeded"] * 2
+    assert run.terminate() == 0
+
+
+def test_a_task_cancelled_while_it_waits_for_its_batch_never_runs(
+    crank_run: Starter, broker_args: tuple[str, ...], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "open").touch()
+    run = crank_run(
+        *broker_args, "--min-workers", "1", "--max-workers", "1",
+        workers=(BATCHING,), env={GATE_ENV: str(gate)},
+    )  # fmt: skip
+    ids = [submit(run, "batching.gated", {"n": n}) for n in range(3)]
+    run.wait_until(
+        lambda: all(run.http.get(f"/v1/tasks/{i}").json()["status"] == "running" for i in ids),
+        what="three tasks waiting in their batch",
+    )
+    assert run.http.delete(f"/v1/tasks/{ids[0]}").status_code == 202
+    run.wait_until(
+        lambda: f"task {ids[0]} was cancelled before it started" in run.log(),
+        what="the worker process to hear of the cancel",
+    )
+    ids.append(submit(run, "batching.gated", {"n": 3}))  # fills the batch of four
+    results = [ended(run, i) for i in ids]
+    assert [r["status"] for r in results] == ["cancelled"] + ["succeeded"] * 3
+    # it was taken out of the batch before the handler ran: the others ran as three
+    assert [r["result"]["batch_size"] for r in results[1:]] == [3, 3, 3]
+    assert not [m for m in gate.glob("batch-*.json") if ids[0] in m.read_text()]
+    assert run.terminate() == 0
