@@ -199,6 +199,16 @@ def test_an_unknown_log_format_is_a_usage_error() -> None:
             "0123456789abcdef0123456789abcdef",
         ),  # a hash, no upper case
         ("Zq8" + "xY7wV6uT5sR4qP3oN2mL1kJ0iH9gFf", REDACTED),
+        ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", REDACTED),  # base64, with slashes
+        # a path through a temporary directory with a random name is a path, not a key
+        (
+            'File "/tmp/tmp.Ab3xK9qLm2/c/tests/fixtures/crank_fixture/worker.py", line 24',
+            'File "/tmp/tmp.Ab3xK9qLm2/c/tests/fixtures/crank_fixture/worker.py", line 24',
+        ),
+        (
+            "/var/folders/Xy7Ab3Cd9Ef1/T/pytest-of-ann/pytest-12/worker0/models/mlp.onnx",
+            "/var/folders/Xy7Ab3Cd9Ef1/T/pytest-of-ann/pytest-12/worker0/models/mlp.onnx",
+        ),
     ],
 )
 def test_values_that_look_like_keys(value: str, expected: str) -> None:

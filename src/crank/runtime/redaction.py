@@ -8,7 +8,8 @@ counts and ordinary words keep their values: ``input_tokens``, ``token_count``,
 ``.`` and camelCase.
 
 A text is redacted where it holds a secret-looking value (``sk-...``, ``Bearer ...``,
-AWS and GitHub tokens, private key blocks, long random strings), a secret in a
+AWS and GitHub tokens, private key blocks, long random strings that are not file
+paths), a secret in a
 ``key=value`` or ``key: value`` pair (the formatted message of a stdlib record:
 ``password=hunter2``), or a password inside a URL (``redis://:pw@host``).
 """
@@ -64,10 +65,16 @@ _KEY_LIKE_VALUE = (
     r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
     r"|\bxox[abpr]-[A-Za-z0-9-]{10,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
-    r"|\b(?=[A-Za-z0-9+/_-]*[0-9])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[A-Z])"
+)
+#: A long random string (digits, lower and upper case), base64 alphabets included (group 7).
+_RANDOM_LOOKING = (
+    r"\b(?=[A-Za-z0-9+/_-]*[0-9])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[A-Z])"
     r"[A-Za-z0-9+/_-]{32,}\b"
 )
-_SECRET_TEXT = re.compile(f"{_PAIR}|{_URL_USERINFO}|({_KEY_LIKE_VALUE})")
+#: A path segment that is a plain lower-case name (``tests``, ``site_packages``): a random
+#: string split at ``/`` rarely holds one of three characters or more.
+_PLAIN_SEGMENT = re.compile(r"[a-z][a-z0-9_.-]{2,}")
+_SECRET_TEXT = re.compile(f"{_PAIR}|{_URL_USERINFO}|({_KEY_LIKE_VALUE})|({_RANDOM_LOOKING})")
 _MAX_DEPTH = 6
 #: Lower-case fragments one of which a text must hold for ``_PAIR`` to match in it.
 _PAIR_HINTS = ("pass", "secret", "token", "key", "auth", "credential")
@@ -89,7 +96,18 @@ def _replace(match: re.Match[str]) -> str:
         return f"{match.group(1)}{match.group(2)}{REDACTED}"
     if match.group(5) is not None:  # a URL: keep everything but the password
         return f"{match.group(4)}{REDACTED}"
+    if match.group(7) is not None and _is_path(match.group(7)):
+        return match.group(7)
     return REDACTED
+
+
+def _is_path(text: str) -> bool:
+    """Whether a random-looking run is a file path (``tmp.Ab3.../c/tests/worker``), kept.
+
+    A traceback's ``File "..."`` lines and a model's location are what an operator
+    reads first; a temporary directory's random name must not take the path with it.
+    """
+    return "/" in text and any(_PLAIN_SEGMENT.fullmatch(part) for part in text.split("/"))
 
 
 def redact_text(text: str) -> str:
