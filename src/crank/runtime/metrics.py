@@ -34,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from crank.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from prometheus_client.metrics_core import Metric
 
@@ -295,6 +295,13 @@ class ServerMetrics:
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
+    def batches(self) -> dict[str, dict[str, Any]]:
+        """What the worker processes' batches came to, per capability (``/v1/status``);
+        empty when no worker process reports to this server or none batches."""
+        if self._workers is None:
+            return {}
+        return batch_report(self._workers.collect())
+
     def task_outcomes(self) -> dict[tuple[str, str], float]:
         """Task attempts the worker processes finished since ``crank run`` started, by
         (capability, status), summed over the processes (the console's throughput);
@@ -312,6 +319,46 @@ class ServerMetrics:
         return counts
 
 
+def _batch_entry() -> dict[str, Any]:
+    return {
+        "batches": 0,
+        "tasks": 0,
+        "wait_s": 0.0,
+        "released": dict.fromkeys(("full", "latency", "deadline"), 0),
+    }
+
+
+def batch_report(metrics: Iterable[Metric]) -> dict[str, dict[str, Any]]:
+    """Per capability, what its batches came to: how many, their mean size, the mean
+    time a task waited for its batch and how many were released for each reason."""
+    found: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        if metric.name not in ("crank_batches", "crank_batch_size", "crank_batch_wait_seconds"):
+            continue
+        for sample in metric.samples:
+            entry = found.setdefault(sample.labels["capability"], _batch_entry())
+            if sample.name == "crank_batches_total":
+                reason = sample.labels["reason"]
+                entry["released"][reason] = entry["released"].get(reason, 0) + int(sample.value)
+            elif sample.name == "crank_batch_size_count":
+                entry["batches"] += int(sample.value)
+            elif sample.name == "crank_batch_size_sum":
+                entry["tasks"] += int(sample.value)
+            elif sample.name == "crank_batch_wait_seconds_sum":
+                entry["wait_s"] += sample.value
+    report = {}
+    for capability, entry in sorted(found.items()):
+        batches, tasks = entry["batches"], entry["tasks"]
+        report[capability] = {
+            "batches": batches,
+            "tasks": tasks,
+            "mean_batch_size": round(tasks / batches, 2) if batches else 0.0,
+            "mean_wait_ms": round(1000.0 * entry["wait_s"] / tasks, 3) if tasks else 0.0,
+            "released": entry["released"],
+        }
+    return report
+
+
 def sample_value(registry: Any, name: str, labels: dict[str, str] | None = None) -> float | None:
     """One sample's value (tests and ``crank status``)."""
     value = registry.get_sample_value(name, labels or {})
@@ -323,6 +370,7 @@ __all__ = [
     "RuntimeCollector",
     "ServerMetrics",
     "TaskMetricsPlugin",
+    "batch_report",
     "observe_batch",
     "observe_llm_usage",
     "observe_task",

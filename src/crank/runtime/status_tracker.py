@@ -69,6 +69,8 @@ class StatusTracker:
         self.non_essential = frozenset(non_essential)
         self.ttl_s = ttl_s
         self.on_budget_level = on_budget_level
+        #: per capability, what its batches came to (``batching`` in the report).
+        self.batches: Callable[[], dict[str, Any]] | None = None
         self._lock = threading.Lock()
         self._stats: tuple[float, QueueStats | None, bool] = (-1e18, None, False)
         self._budget: tuple[float, BudgetState] = (-1e18, BudgetState("unlimited", 0.0, None))
@@ -220,6 +222,7 @@ class StatusTracker:
     def report(self) -> dict[str, Any]:
         doc = health_report(self.snapshot(), dt.datetime.now(dt.UTC))
         doc["llm_budget"] = self.budget().as_dict()
+        doc["batching"] = self.batches() if self.batches is not None else {}
         return doc
 
     def ready(self) -> tuple[bool, list[str]]:

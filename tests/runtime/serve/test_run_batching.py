@@ -104,6 +104,16 @@ def test_queued_tasks_and_synchronous_calls_run_in_full_batches(
     assert metric(metrics, "crank_batch_size_count", capability="batching.square") == 2
     assert metric(metrics, "crank_batch_size_sum", capability="batching.square") == 8
     assert metric(metrics, "crank_batch_wait_seconds_count", capability="batching.square") == 8
+    status = run.http.get("/v1/status").json()["batching"]
+    assert set(status) == {"batching.square"}
+    square = status["batching.square"]
+    assert {k: square[k] for k in ("batches", "tasks", "mean_batch_size", "released")} == {
+        "batches": 2,
+        "tasks": 8,
+        "mean_batch_size": 4.0,
+        "released": {"full": 2, "latency": 0, "deadline": 0},
+    }
+    assert square["mean_wait_ms"] >= 0
     assert run.terminate() == 0
 
 
@@ -131,6 +141,12 @@ def test_a_batch_that_cannot_fill_runs_after_max_latency_or_before_a_deadline(
     )
     # it waited for its deadline (3 s) to come close, not for max_latency_ms (60 s)
     assert metric(metrics, "crank_batch_wait_seconds_sum", capability="batching.deadline") < 3
+    status = run.http.get("/v1/status").json()["batching"]
+    assert status["batching.soon"]["released"] == {"full": 0, "latency": 1, "deadline": 0}
+    assert status["batching.deadline"]["released"] == {"full": 0, "latency": 0, "deadline": 1}
+    # it waited less than its 3 s timeout, more than batching.soon's 30 ms of latency
+    assert 30 <= status["batching.deadline"]["mean_wait_ms"] < 3000
+    assert status["batching.soon"]["mean_wait_ms"] >= 30
     assert run.terminate() == 0
 
 

@@ -71,6 +71,7 @@ def build_services(
         log.warning("llm_budget", budget_level=doc.pop("level"), **doc)
 
     status.on_budget_level = announce
+    status.batches = server_metrics.batches
 
     callers: set[str] = set()
 
