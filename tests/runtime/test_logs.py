@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -305,3 +306,22 @@ _FRAGMENTS = [
 def test_redaction_shortcut_never_changes_the_answer(value: str) -> None:
     # redact() skips the regex for strings it cannot match; the answer must be the same
     assert redact(value) == redact_text(value)
+
+
+def test_logging_follows_stderr_when_it_is_swapped(
+    configured: Callable[..., io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # configured without a stream, the handler writes to stderr as it is now: a swapped
+    # and closed stderr (pytest's capture between tests) is never written to again
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging("prod", log_format="json")
+    logging.getLogger("crank.test").warning("to the first")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    errors: list[logging.LogRecord] = []
+    monkeypatch.setattr(logging.Handler, "handleError", lambda _h, record: errors.append(record))
+    logging.getLogger("crank.test").warning("to the second")
+    assert errors == []
+    assert json.loads(second.getvalue().splitlines()[-1])["event"] == "to the second"

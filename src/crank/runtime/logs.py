@@ -104,6 +104,26 @@ def _strip_escape_codes(logger: Any, method: str, event_dict: MutableMapping[str
     return event_dict
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record, not as it was at configuration.
+
+    A program (or a test run) that swaps stderr and closes the old one, as pytest's
+    capture does between tests, would otherwise make every later record a
+    "--- Logging error --- I/O operation on closed file".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:  # StreamHandler assigns it; stderr it stays
+        pass
+
+
 def configure_logging(
     mode: str = "prod",
     *,
@@ -154,7 +174,7 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(out) if stream is not None else _StderrHandler()
     handler.setFormatter(formatter)
     handler.set_name("crank")
     root = logging.getLogger()
