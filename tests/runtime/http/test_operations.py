@@ -53,7 +53,7 @@ def test_fixed_paths_label_the_request_metrics(make_services: Any) -> None:
     router = make_services().router
     assert ROUTES.fixed_paths(router) == {
         "/health", "/ready", "/metrics", "/openapi.json", "/v1/status", "/v1/capabilities",
-        "/v1/tasks", "/echo", "/retired",
+        "/v1/tasks", "/v1/dead-letters", "/echo", "/retired",
     }  # fmt: skip
 
 

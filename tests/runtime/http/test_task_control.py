@@ -100,6 +100,7 @@ def test_filters_by_status_capability_and_caller(client: Client, services: Runti
         ("caller=no%20spaces", "query:caller"),
         ("capability=", "query:capability"),
         ("stauts=pending", "query:stauts"),
+        ("cursor=9579557806361382505", "query:cursor"),  # past a signed 64-bit position
         ("status=pending&status=dead", "query:status"),
     ],
 )

@@ -81,3 +81,39 @@ def test_cancel_a_pending_and_a_running_task(
     listed = run.http.get("/v1/tasks", params={"status": "cancelled"}).json()["tasks"]
     assert [t["id"] for t in listed] == [waiting, busy]  # newest first
     assert "Traceback" not in run.log()
+
+
+def test_a_redriven_dead_letter_runs_again_and_succeeds_once_its_cause_is_gone(
+    crank_run: Any, broker_args: list[str], tmp_path: Path
+) -> None:
+    run = one_worker(crank_run, broker_args)
+    needed = tmp_path / "needed"
+    first, second = (queue(run, "fixture.needs_file", {"path": str(needed)}) for _ in range(2))
+    for task_id in (first, second):
+        dead = ended(run, task_id)
+        assert dead["status"] == "dead"
+        assert "does not exist" in dead["error"]["message"]
+    listed = run.http.get("/v1/dead-letters", params={"capability": "fixture.needs_file"})
+    assert [t["id"] for t in listed.json()["tasks"]] == [second, first]
+
+    # still broken: redriven, it dies again
+    assert run.http.post(f"/v1/dead-letters/{first}/redrive").status_code == 200
+    assert ended(run, first)["status"] == "dead"
+
+    needed.write_text("here")  # the cause is gone
+    answer = run.http.post(f"/v1/dead-letters/{first}/redrive")
+    assert answer.status_code == 200, answer.text
+    done = ended(run, first)
+    assert (done["status"], done["result"], done["attempts"]) == (
+        "succeeded",
+        {"found": str(needed)},
+        1,
+    )
+    bulk = run.http.post("/v1/capabilities/fixture.needs_file/dead-letters/redrive")
+    assert bulk.json()["count"] == 1
+    assert ended(run, second)["status"] == "succeeded"
+    assert run.http.get("/v1/dead-letters").json()["tasks"] == []
+    run.wait_until(
+        lambda: run.http.get("/v1/status").json()["queue_health"]["dead_letters"] == 0,
+        what="the dead-letter count to say none",
+    )

@@ -2,7 +2,8 @@
 
 One module holds all of it: the value types (:class:`TaskSpec`, :class:`TaskRecord`,
 :class:`Claim`, :class:`ClaimOptions`, :class:`QueueStats`, :class:`TaskQuery`,
-:class:`TaskSummary`, :class:`TaskPage`, :class:`Cancellation`), the :class:`Broker`
+:class:`TaskSummary`, :class:`TaskPage`, :class:`Cancellation`, :class:`DeadLetterChange`),
+the :class:`Broker`
 protocol, and the single-item operations written once over the batch ones (a
 backend subclasses :class:`Broker` and implements the abstract methods; see
 :mod:`crank.runtime.brokers` for ``open_broker``).
@@ -45,6 +46,9 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
   a running one (``listen_for_cancels``), whose handler then sees ``ctx.cancelled``;
   a cancelled task ends ``cancelled``: kept ``result_ttl_s``, not retried, no dead
   letter;
+* ``redrive`` puts a dead letter back on its queue as if new (attempts 0, no error,
+  same id, input, priority and place in the list); ``purge_dead_letter`` deletes one
+  for good; both have a form for every dead letter of a capability;
 * ``list_tasks`` pages through the tasks the broker holds, newest first (the order
   they were queued), filtered by status, capability and caller;
 * results are pushed, not polled: ``wait_for_result`` (and its asyncio twin
@@ -330,6 +334,19 @@ class Cancellation:
     task: TaskRecord
 
 
+@dataclass(frozen=True)
+class DeadLetterChange:
+    """What :meth:`Broker.redrive` or :meth:`Broker.purge_dead_letter` did to a task.
+
+    ``changed`` False: the task was no dead letter (``task.status`` says what it is)
+    and nothing changed. Else ``task`` is the task after a redrive (``pending``), or
+    as it was before a purge (``dead``; it is gone now).
+    """
+
+    changed: bool
+    task: TaskRecord
+
+
 #: the most tasks one page of :meth:`Broker.list_tasks` holds.
 MAX_PAGE = 500
 
@@ -364,7 +381,8 @@ class TaskQuery:
 
 def cursor_is_valid(cursor: str) -> bool:
     """Whether ``cursor`` can be a page's cursor: a whole number (a backend's position)."""
-    return cursor.isascii() and cursor.isdigit() and 0 < len(cursor) <= 19
+    # 18 digits: a SQLite rowid and a Redis score are signed 64-bit, 19 digits could overflow
+    return cursor.isascii() and cursor.isdigit() and 0 < len(cursor) <= 18
 
 
 @dataclass(frozen=True)
@@ -655,6 +673,36 @@ class Broker(Protocol):
         a channel per consumer; SQLite: a local socket listed under the consumer's
         name; memory: a direct call).
         """
+        ...
+
+    # -- dead letters --------------------------------------------------------------------
+
+    @abstractmethod
+    def redrive(self, task_id: str) -> DeadLetterChange | None:
+        """Put a dead letter back on its queue (None: no such task).
+
+        It becomes ``pending`` with 0 attempts and no error, keeps its id, input,
+        priority, idempotency key and place in :meth:`list_tasks`, and is claimed
+        after the tasks already waiting at its priority; the events of a streaming
+        task are kept, and new ones are numbered after them (as for a retry). A
+        task that is not ``dead`` is left as it is (``changed`` False).
+        """
+        ...
+
+    @abstractmethod
+    def redrive_dead_letters(self, capability: str) -> int:
+        """:meth:`redrive` every dead letter of ``capability``; returns how many."""
+        ...
+
+    @abstractmethod
+    def purge_dead_letter(self, task_id: str) -> DeadLetterChange | None:
+        """Delete a dead letter for good: the task, its events and its idempotency key
+        (None: no such task). A task that is not ``dead`` is left (``changed`` False)."""
+        ...
+
+    @abstractmethod
+    def purge_dead_letters(self, capability: str) -> int:
+        """:meth:`purge_dead_letter` every dead letter of ``capability``; returns how many."""
         ...
 
     # -- streaming events --------------------------------------------------------------

@@ -36,6 +36,7 @@ from crank.runtime.brokers.contract import (
     Cancellation,
     Claim,
     ClaimOptions,
+    DeadLetterChange,
     IdempotencyKeyReused,
     Notice,
     QueueStats,
@@ -454,6 +455,71 @@ class MemoryBroker(Broker):
 
         return stop
 
+    # -- dead letters ----------------------------------------------------------
+
+    def redrive(self, task_id: str) -> DeadLetterChange | None:
+        now = time.time()
+        with self._cond:
+            self._purge(now)
+            entry = self._tasks.get(task_id)
+            if entry is None:
+                return None
+            if entry.record.status != "dead":
+                return DeadLetterChange(False, entry.record)
+            self._redrive(entry, now)
+            self._cond.notify_all()
+            return DeadLetterChange(True, entry.record)
+
+    def redrive_dead_letters(self, capability: str) -> int:
+        now = time.time()
+        with self._cond:
+            dead = [e for e in self._tasks.values() if _is_dead_letter(e.record, capability)]
+            for entry in dead:
+                self._redrive(entry, now)
+            self._cond.notify_all()
+        return len(dead)
+
+    def _redrive(self, entry: _Entry, now: float) -> None:
+        """Back on the queue as if new, after what waits at its priority (under the lock)."""
+        entry.record = replace(
+            entry.record,
+            status="pending",
+            attempts=0,
+            error=None,
+            updated_at=now,
+            cancel_requested_at=None,
+        )
+        entry.visible_at = now
+        entry.consumer = entry.receipt = None
+        self._schedule(entry, now)
+
+    def purge_dead_letter(self, task_id: str) -> DeadLetterChange | None:
+        with self._cond:
+            self._purge(time.time())
+            entry = self._tasks.get(task_id)
+            if entry is None:
+                return None
+            if entry.record.status != "dead":
+                return DeadLetterChange(False, entry.record)
+            self._forget(entry.record)
+            return DeadLetterChange(True, entry.record)
+
+    def purge_dead_letters(self, capability: str) -> int:
+        with self._cond:
+            dead = [e.record for e in self._tasks.values() if _is_dead_letter(e.record, capability)]
+            for record in dead:
+                self._forget(record)
+        return len(dead)
+
+    def _forget(self, record: TaskRecord) -> None:
+        """Delete a task, its events and its idempotency key (under the lock)."""
+        del self._tasks[record.id]
+        self._events.pop(record.id, None)
+        self._watched.discard(record.id)
+        key = record.idempotency_key
+        if key is not None and self._idempotency.get(key) == record.id:
+            del self._idempotency[key]
+
     # -- streaming events ------------------------------------------------------
 
     def publish_events(self, task_id: str, events: Sequence[Mapping[str, Any]]) -> None:
@@ -571,6 +637,10 @@ def _matches(record: TaskRecord, query: TaskQuery) -> bool:
         and (query.capability is None or record.capability == query.capability)
         and (query.caller is None or meta.get("caller") == query.caller)
     )
+
+
+def _is_dead_letter(record: TaskRecord, capability: str) -> bool:
+    return record.status == "dead" and record.capability == capability
 
 
 def _is_current(token: int, entry: _Entry) -> bool:

@@ -12,7 +12,9 @@ Layout (``P`` is the key prefix, default ``crank``):
   also compares the input fingerprint stored in the owner's hash (``fp``).
 * ``P:delayed``: retries waiting out their backoff (zset by due time); the
   claim script moves due ones back onto their stream.
-* ``P:dead``: the dead-letter stream (ids of dead tasks, ``MAXLEN ~ 100000``).
+* ``P:dead``: the dead-letter stream (ids of dead tasks, ``MAXLEN ~ 100000``); a
+  dead task's hash names its entry (``dead_entry``), which a redrive or a purge
+  deletes, so ``XLEN`` counts the dead letters.
 * ``P:reclaim:<stream>``: set (100 ms) when a claim scanned the stream's
   pending entries with ``XAUTOCLAIM``; no claim scans again until it expires,
   so claims stay cheap with many tasks in flight. ``release``, ``recover`` and
@@ -91,6 +93,7 @@ from crank.runtime.brokers.contract import (
     Cancellation,
     Claim,
     ClaimOptions,
+    DeadLetterChange,
     IdempotencyKeyReused,
     Notice,
     PendingClaims,
@@ -116,6 +119,8 @@ _BLOCK_SLICE_S = 0.5
 #: meanwhile), and the calls one page makes before it answers short with a cursor.
 _LIST_BUDGET = 2_000
 _LIST_CALLS = 5
+#: P:dead entries one call of the dead-letter script walks (see ``_change_dead_letters``).
+_DEAD_BUDGET = 1_000
 
 #: The consumer group every worker reads the streams with.
 CONSUMER_GROUP = "crank"
@@ -253,6 +258,7 @@ class RedisBroker(Broker):
                 "watch",
                 "list",
                 "cancel",
+                "dead",
             )
         }
         self._run(self._redis.ping, "connect")
@@ -571,6 +577,47 @@ class RedisBroker(Broker):
 
         listener = _Subscription(self, f"{self.prefix}:cancel:{consumer}", tell)
         return listener.close
+
+    # -- dead letters ----------------------------------------------------------
+
+    def redrive(self, task_id: str) -> DeadLetterChange | None:
+        return self._change_dead_letter("redrive", task_id)
+
+    def redrive_dead_letters(self, capability: str) -> int:
+        return self._change_dead_letters("redrive", capability)
+
+    def purge_dead_letter(self, task_id: str) -> DeadLetterChange | None:
+        return self._change_dead_letter("purge", task_id)
+
+    def purge_dead_letters(self, capability: str) -> int:
+        return self._change_dead_letters("purge", capability)
+
+    def _change_dead_letter(self, action: str, task_id: str) -> DeadLetterChange | None:
+        before = self.get(task_id)
+        if before is None:
+            return None
+        args = [self.prefix, action, repr(time.time()), "id", task_id]
+        [outcome] = self._script("dead", args, f"{action} a dead letter")
+        if outcome == "none":
+            return None
+        if outcome != "done":  # not dead (any more)
+            now = self.get(task_id)
+            return None if now is None else DeadLetterChange(False, now)
+        if action == "purge":
+            return DeadLetterChange(True, before)
+        after = self.get(task_id)
+        return DeadLetterChange(True, before if after is None else after)
+
+    def _change_dead_letters(self, action: str, capability: str) -> int:
+        """Walks ``P:dead`` a bounded number of entries per script call, so one call
+        never holds Redis up for long whatever the number of dead letters."""
+        cursor, total, now = "", 0, repr(time.time())
+        while True:
+            args = [self.prefix, action, now, "cap", capability, cursor, _DEAD_BUDGET]
+            cursor, count = self._script("dead", args, f"{action} dead letters")
+            total += int(count)
+            if not cursor:
+                return total
 
     # -- streaming events ------------------------------------------------------
 

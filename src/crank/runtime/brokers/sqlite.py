@@ -55,6 +55,7 @@ from crank.runtime.brokers.contract import (
     Cancellation,
     Claim,
     ClaimOptions,
+    DeadLetterChange,
     IdempotencyKeyReused,
     Notice,
     QueueStats,
@@ -159,6 +160,8 @@ _PENDING_UNLESS_CANCELLED = (
     "expires_at = CASE WHEN cancel_requested IS NULL THEN expires_at ELSE ? END, "
     "visible_at = created_at, updated_at = ?, consumer = NULL, receipt = NULL"
 )
+#: what becomes of a dead letter (see :func:`_apply`).
+_REDRIVE, _PURGE = "redrive", "purge"
 _PURGE_EVERY_S = 30.0
 _RESCAN_S = 0.05
 #: how often each open broker checkpoints the WAL (see the module docstring).
@@ -232,6 +235,30 @@ def _existing(row: Sequence[Any], spec: TaskSpec) -> Submitted:
     if same != input_fingerprint(spec.capability, spec.payload):
         return IdempotencyKeyReused(str(spec.idempotency_key))
     return first
+
+
+def _apply(
+    db: sqlite3.Connection, change: str, where: str, params: tuple[Any, ...], now: float
+) -> int:
+    """Redrive or purge the dead letters ``where`` picks (``t`` is the task); how many.
+
+    A redriven task is queued as if new, after what waits at its priority; its events
+    stay (new ones are numbered after them, as for a retry). A purged one is deleted
+    with its events and waiters (its idempotency key goes with its row).
+    """
+    picked = f"SELECT t.id FROM tasks AS t WHERE t.status = 'dead' AND {where}"  # noqa: S608 - constants
+    if change == _REDRIVE:
+        redrive = (
+            "UPDATE tasks SET status = 'pending', attempts = 0, error = NULL, result = NULL, "  # noqa: S608 - constants
+            "visible_at = ?, updated_at = ?, expires_at = NULL, cancel_requested = NULL, "
+            f"consumer = NULL, receipt = NULL WHERE id IN ({picked})"
+        )
+        cur = db.execute(redrive, (now, now, *params))
+        return int(cur.rowcount)
+    for table in ("task_events", "task_waiters"):
+        db.execute(f"DELETE FROM {table} WHERE task_id IN ({picked})", params)  # noqa: S608
+    cur = db.execute(f"DELETE FROM tasks WHERE id IN ({picked})", params)  # noqa: S608
+    return int(cur.rowcount)
 
 
 class SqliteBroker(Broker):
@@ -876,6 +903,56 @@ class SqliteBroker(Broker):
             reader.close()
 
         return stop
+
+    # -- dead letters ----------------------------------------------------------
+
+    def redrive(self, task_id: str) -> DeadLetterChange | None:
+        return self._change_dead_letter(task_id, _REDRIVE, "redrive a dead letter")
+
+    def redrive_dead_letters(self, capability: str) -> int:
+        return self._change_dead_letters(capability, _REDRIVE, "redrive dead letters")
+
+    def purge_dead_letter(self, task_id: str) -> DeadLetterChange | None:
+        return self._change_dead_letter(task_id, _PURGE, "purge a dead letter")
+
+    def purge_dead_letters(self, capability: str) -> int:
+        return self._change_dead_letters(capability, _PURGE, "purge dead letters")
+
+    def _change_dead_letter(self, task_id: str, change: str, what: str) -> DeadLetterChange | None:
+        """Apply ``change`` (:data:`_REDRIVE`, :data:`_PURGE`) to one task if it is dead."""
+        now = time.time()
+        try:
+            with self._write() as db:
+                row = db.execute(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE id = ? "  # noqa: S608 - a constant
+                    "AND (expires_at IS NULL OR expires_at >= ?)",
+                    (task_id, now),
+                ).fetchone()
+                if row is None:
+                    return None
+                before = _record(row)
+                if before.status != "dead":
+                    return DeadLetterChange(False, before)
+                _apply(db, change, "t.id = ?", (task_id,), now)
+                after = db.execute(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE id = ?",  # noqa: S608 - a constant
+                    (task_id,),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+        if change == _REDRIVE:
+            self._wake_workers()
+        return DeadLetterChange(True, before if after is None else _record(after))
+
+    def _change_dead_letters(self, capability: str, change: str, what: str) -> int:
+        try:
+            with self._write() as db:
+                count = _apply(db, change, "t.capability = ?", (capability,), time.time())
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+        if count and change == _REDRIVE:
+            self._wake_workers()
+        return count
 
     # -- streaming events ------------------------------------------------------
 

@@ -24,6 +24,14 @@ from crank.runtime.http.capability_operations import (
     streamed_events,
     task_envelopes,
 )
+from crank.runtime.http.dead_letter_control import (
+    LIST_DEAD_LETTERS,
+    PURGE_ALL,
+    PURGE_ONE,
+    REDRIVE_ALL,
+    REDRIVE_ONE,
+    DeadLetterControl,
+)
 from crank.runtime.http.operations import (
     BODY_ERRORS,
     DEPRECATION_HEADERS,
@@ -159,10 +167,11 @@ def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
     )
 
 
-class Handlers(TaskControl):
+class Handlers(TaskControl, DeadLetterControl):
     """The endpoints; each is registered on :data:`ROUTES` with its operation (those of
-    :class:`~crank.runtime.http.task_control.TaskControl` with the operations declared
-    there, in the order below)."""
+    :class:`~crank.runtime.http.task_control.TaskControl` and
+    :class:`~crank.runtime.http.dead_letter_control.DeadLetterControl` with the operations
+    declared there, in the order below)."""
 
     def __init__(self, services: RuntimeServices, *, openapi: Mapping[str, Any]) -> None:
         self.s = services
@@ -405,6 +414,22 @@ class Handlers(TaskControl):
 
     cancel_task = ROUTES.route("DELETE", "/v1/tasks/{task_id}", CANCEL_TASK)(
         TaskControl.cancel_task
+    )
+
+    list_dead_letters = ROUTES.route("GET", "/v1/dead-letters", LIST_DEAD_LETTERS)(
+        DeadLetterControl.list_dead_letters
+    )
+    purge_dead_letters = ROUTES.route(
+        "DELETE", "/v1/capabilities/{capability}/dead-letters", PURGE_ALL
+    )(DeadLetterControl.purge_dead_letters)
+    redrive_dead_letters = ROUTES.route(
+        "POST", "/v1/capabilities/{capability}/dead-letters/redrive", REDRIVE_ALL
+    )(DeadLetterControl.redrive_dead_letters)
+    purge_dead_letter = ROUTES.route("DELETE", "/v1/dead-letters/{task_id}", PURGE_ONE)(
+        DeadLetterControl.purge_dead_letter
+    )
+    redrive_dead_letter = ROUTES.route("POST", "/v1/dead-letters/{task_id}/redrive", REDRIVE_ONE)(
+        DeadLetterControl.redrive_dead_letter
     )
 
     @ROUTES.route("GET", "/v1/tasks/{task_id}/events", documents=_events_operation)

@@ -46,7 +46,7 @@ log = get_logger("crank.runtime.http")
 _CURSOR = Param(
     "cursor",
     "query",
-    {"type": "string", "pattern": "^[0-9]{1,19}$"},
+    {"type": "string", "pattern": "^[0-9]{1,18}$"},
     description="The `next_cursor` of the page before; leave it out for the newest tasks.",
 )
 _LIMIT = Param(
