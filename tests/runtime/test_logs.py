@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -9,12 +10,14 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
 from crank.errors import UsageError
 from crank.runtime.logs import (
     REDACTED,
+    LineLogger,
     bind_ids,
     bound_ids,
     clear_ids,
@@ -158,6 +161,119 @@ def test_console_lines_are_for_people(configured: Callable[..., io.StringIO]) ->
     assert f"password={REDACTED}" in second and "task_id=t1" in second
     assert "Traceback (most recent call last):" in text
     assert text.rstrip().endswith("KeyError: 'oops'")
+
+
+#: what an access log line may hold: a path with a secret in it, an id that looks like a
+#: key, escape codes from a client.
+ACCESS_FIELDS = {
+    "method": "GET",
+    "path": "/v1/x;password=hunter2/\x1b[31mred",
+    "status": 200,
+    "duration_ms": 1.25,
+}
+
+
+def _without_timestamp(line: str, log_format: str) -> str:
+    if log_format == "json":
+        doc = json.loads(line)
+        assert doc.pop("timestamp").endswith("Z")
+        return json.dumps(doc)
+    stamp, _, rest = line.partition(" ")
+    assert stamp.endswith("Z")
+    return rest
+
+
+@contextlib.contextmanager
+def crank_handler_only() -> Iterator[None]:
+    """Only crank's handler on the root logger (pytest's log capture, added around each
+    test's call, taken off), as in ``crank run``: a :class:`LineLogger` then writes its
+    lines itself."""
+    root = logging.getLogger()
+    others = [h for h in root.handlers if h.get_name() != "crank"]
+    for handler in others:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in others:
+            root.addHandler(handler)
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_line_logger_writes_what_structlog_writes(
+    configured: Callable[..., io.StringIO], log_format: LogFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = configured("prod", log_format=log_format)
+    bridged_lines: list[str] = []
+    monkeypatch.setattr(  # count the lines that went through logging's handlers
+        logging.Logger, "handle", _counting(logging.Logger.handle, bridged_lines)
+    )
+    bind_ids(request_id="Ab3" * 12, trace_id="t1", task_id="k1")
+    with crank_handler_only():
+        LineLogger().info("http_request", **ACCESS_FIELDS)
+        get_logger().info("http_request", **ACCESS_FIELDS)
+    direct, bridged = stream.getvalue().splitlines()
+    assert len(bridged_lines) == 1  # get_logger's line only: the LineLogger wrote its own
+    assert _without_timestamp(direct, log_format) == _without_timestamp(bridged, log_format)
+    assert "hunter2" not in direct and "\x1b" not in direct and "Ab3Ab3" not in direct
+    if log_format == "json":
+        line = json.loads(direct)
+        assert set(line) == {*ACCESS_FIELDS, "event", "request_id", "trace_id", "task_id",
+                             "level", "logger", "timestamp"}  # fmt: skip
+        assert line["path"] == f"/v1/x;password={REDACTED}"
+        assert line["request_id"] == REDACTED
+
+
+def _counting(handle: Callable[..., None], into: list[str]) -> Callable[..., None]:
+    def counted(logger: logging.Logger, record: logging.LogRecord) -> None:
+        into.append(logger.name)
+        handle(logger, record)
+
+    return counted
+
+
+def test_a_line_logger_defers_to_logging_when_others_listen(
+    log_stream: io.StringIO,
+) -> None:
+    class Kept(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    root = logging.getLogger()
+    kept = Kept()
+    with crank_handler_only():
+        root.addHandler(kept)
+        try:
+            LineLogger().info("http_request", status=200)
+        finally:
+            root.removeHandler(kept)
+        # structlog configured anew (as capture_logs does) sees the line
+        with structlog.testing.capture_logs() as captured:
+            LineLogger().info("http_request", status=201)
+        # a level above INFO writes nothing
+        logging.getLogger("crank.runtime").setLevel(logging.WARNING)
+        try:
+            LineLogger().info("http_request", status=202)
+        finally:
+            logging.getLogger("crank.runtime").setLevel(logging.NOTSET)
+    # the other handler got its record, and crank's line was written as well
+    [record] = kept.records
+    assert record.name == "crank.runtime"
+    assert captured == [{"event": "http_request", "status": 201, "log_level": "info"}]
+    assert [json.loads(line)["status"] for line in log_stream.getvalue().splitlines()] == [200]
+
+
+def test_a_line_logger_reports_a_broken_stream_as_logging_does(
+    log_stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_stream.close()
+    with crank_handler_only():
+        LineLogger().info("http_request", status=200)  # no exception reaches the request
+    assert "--- Logging error ---" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

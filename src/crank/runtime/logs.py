@@ -164,8 +164,9 @@ def configure_logging(
                 exception_formatter=structlog.dev.plain_traceback,
             ),
         ]
+    structlog_processors = [*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=structlog_processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
@@ -181,6 +182,8 @@ def configure_logging(
     for old in [h for h in root.handlers if h.get_name() == "crank"]:
         root.removeHandler(old)
     root.addHandler(handler)
+    global _direct  # the one logging set-up of this process, as structlog's own
+    _direct = _DirectLines(handler, formatter, structlog_processors, [*shared, *rendering])
     root.setLevel(
         level if level is not None else (logging.DEBUG if mode == "dev" else logging.INFO)
     )
@@ -193,6 +196,103 @@ def configure_logging(
 
 def get_logger(name: str = "crank.runtime") -> Any:
     return structlog.stdlib.get_logger(name)
+
+
+class _DirectLines:
+    """What :func:`configure_logging` set up, for :class:`LineLogger` to write the same
+    lines without the stdlib bridge; valid while nobody changed that set-up."""
+
+    __slots__ = ("formatter", "handler", "processors", "structlog_processors")
+
+    def __init__(
+        self,
+        handler: logging.StreamHandler[TextIO],
+        formatter: logging.Formatter,
+        structlog_processors: list[Any],
+        processors: list[Any],
+    ) -> None:
+        self.handler = handler
+        self.formatter = formatter
+        self.structlog_processors = list(structlog_processors)
+        #: structlog's chain then the formatter's: the event dict to the finished line.
+        self.processors = processors
+
+    def serves(self, logger: logging.Logger) -> bool:
+        """Whether a record of ``logger`` would reach this handler only, and unfiltered.
+
+        Anything else (a handler added by a test's ``caplog`` or an application, a
+        filter, structlog configured anew, as ``capture_logs`` does) takes the stdlib
+        path, so what each of them sees is unchanged.
+        """
+        handler = self.handler
+        if (
+            logger.disabled
+            or logger.filters
+            or handler.filters
+            or handler.formatter is not self.formatter
+            # compared by content: capture_logs() changes the configured list in place
+            or structlog.get_config()["processors"] != self.structlog_processors
+        ):
+            return False
+        current: logging.Logger | None = logger
+        while current is not None:
+            if current.parent is None:  # the root logger
+                return current.handlers == [handler] and not current.filters
+            if current.handlers or not current.propagate:
+                return False
+            current = current.parent
+        return False
+
+
+_direct: _DirectLines | None = None
+
+
+class LineLogger:
+    """A logger of one kind of frequent line (the access log), for the hot path: the
+    same line, in the same format, redacted and carrying the bound ids, as
+    ``get_logger(name).info(...)`` writes, without the stdlib bridge (two
+    ``LogRecord`` objects and a walk through ``logging``'s handlers per line).
+
+    While the process's logging is the one :func:`configure_logging` set up, it runs
+    the very processors that set-up runs and writes to its handler (under the
+    handler's lock, errors reported as ``logging`` reports them); otherwise it logs
+    through structlog as usual.
+    """
+
+    __slots__ = ("_name", "_slow", "_stdlib")
+
+    def __init__(self, name: str = "crank.runtime") -> None:
+        self._name = name
+        self._stdlib = logging.getLogger(name)
+        self._slow = get_logger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        direct = _direct
+        if direct is None or not direct.serves(self._stdlib):
+            # structlog's lazy proxy: it follows a new configuration (capture_logs)
+            self._slow.info(event, **fields)
+            return
+        logger = self._stdlib
+        if not logger.isEnabledFor(logging.INFO) or direct.handler.level > logging.INFO:
+            return
+        event_dict: Any = fields
+        event_dict["event"] = event
+        for processor in direct.processors:
+            event_dict = processor(logger, "info", event_dict)
+        handler = direct.handler
+        handler.acquire()
+        try:
+            handler.stream.write(event_dict + handler.terminator)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:  # a closed stream...: reported the way logging reports it
+            record = logger.makeRecord(
+                self._name, logging.INFO, "(line logger)", 0, event, (), None
+            )
+            handler.handleError(record)
+        finally:
+            handler.release()
 
 
 def bind_ids(**ids: Any) -> None:
@@ -227,6 +327,7 @@ class bound_ids:  # lower case: used like a function, ``with bound_ids(task_id=.
 __all__ = [
     "LOG_FORMAT_ENV",
     "REDACTED",
+    "LineLogger",
     "LogFormat",
     "bind_ids",
     "bound_ids",

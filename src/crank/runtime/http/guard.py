@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.runtime.http.auth import authorized
 from crank.runtime.http.responses import error_response
-from crank.runtime.logs import bind_ids, clear_ids, get_logger
+from crank.runtime.logs import LineLogger, bind_ids, clear_ids
 from crank.runtime.tracing import TRACEPARENT, span, trace_id_of
 
 if TYPE_CHECKING:
@@ -164,9 +164,9 @@ class GuardMiddleware:
             self._finish(method, path, status_holder["status"], started, self._logger())
 
     def _logger(self) -> Any:
-        """The access log's logger, bound once (a lazy proxy per request rebuilds it)."""
+        """The access log's logger: the same line as structlog's, written directly."""
         if self._log is None:
-            self._log = get_logger().bind()
+            self._log = LineLogger()
         return self._log
 
     def _reject(self, scope: Scope, path: str) -> tuple[str, Any] | None:
