@@ -409,6 +409,7 @@ _SECRET_ALPHABET = (
 _FRAGMENTS = [
     "Bearer ", "sk-", "AKIA", "ghp_", "xoxb-", "-----BEGIN RSA PRIVATE KEY-----", "password=",
     "api_key: ", "token=", "redis://:", "https://ann:", "@host", "secret", "Authorization: Basic ",
+    "Ab3Xy9" * 5, "2026-12-05T08:18:05.111836Z", "POST",
 ]  # fmt: skip
 
 

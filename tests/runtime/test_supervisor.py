@@ -7,10 +7,11 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from crank.runtime import supervisor as supervisor_module
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.config import RuntimeConfig
@@ -219,5 +220,55 @@ def test_a_process_is_healthy_only_while_it_reports(broker: Broker) -> None:
         now[0] += sup.stale_after_s + 1  # and then silent for too long: alive, not healthy
         assert sup.worker_counts() == (1, 0)
         assert sup.stale_processes() == sup.consumers()
+    finally:
+        sup.stop(grace_s=5)
+
+
+#: a worker process that reports "starting", then "ready" once the file argv[1] exists.
+TWO_REPORTS = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+def report(state):
+    line = '{"workers": [{"name": "w", "capabilities": ["a.x"], "state": "%s"}]}\\n' % state
+    os.write(int(os.environ["CRANK_REPORT_FD"]), line.encode())
+report("starting")
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+report("ready")
+time.sleep(600)
+"""
+
+
+def test_worker_health_is_folded_again_only_when_a_report_changes(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = tmp_path / "gate"
+    config = RuntimeConfig(
+        broker_url="memory://", min_workers=1, max_workers=1, monitor_interval_s=3600
+    )
+    sup = Supervisor(
+        config,
+        broker,
+        command=lambda c, name: [sys.executable, "-c", TWO_REPORTS, str(gate)],
+        workers={"w": ["a.x"]},
+    )
+    folds: list[int] = []
+    fold = supervisor_module.fold_reports
+
+    def counted(*args: Any) -> Any:
+        folds.append(1)
+        return fold(*args)
+
+    sup.start()
+    try:
+        wait_for(lambda: sup.worker_counts() == (1, 1))  # its first report is in
+        assert sup.worker_health()["w"].state == "starting"
+        monkeypatch.setattr(supervisor_module, "fold_reports", counted)
+        for _ in range(3):  # asked again and again (every request): the same reports
+            assert sup.worker_health()["w"].state == "starting"
+        assert folds == []
+        gate.touch()
+        wait_for(lambda: sup.worker_health()["w"].state == "ready")  # a new report
+        assert folds
     finally:
         sup.stop(grace_s=5)

@@ -56,6 +56,7 @@ class _WorkerMetrics:
         # files; in-process (tests, ``crank invoke``) they stay readable here.
         self.registry = CollectorRegistry()
         r = self.registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.tasks = Counter(
             "crank_tasks",
             "Task attempts by capability and outcome.",
@@ -253,6 +254,7 @@ class ServerMetrics:
     ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.http_requests = Counter(
             "crank_http_requests",
             "HTTP requests answered.",
@@ -291,6 +293,15 @@ class ServerMetrics:
         if multiprocess_dir is not None:
             Path(multiprocess_dir).mkdir(parents=True, exist_ok=True)
             self._workers = multiprocess.MultiProcessCollector(r, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: ``labels()`` checks and locks on every call,
+        and the request path asks for the same few children again and again."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

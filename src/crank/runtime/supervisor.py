@@ -113,6 +113,10 @@ def _worker_module(manifest_paths: tuple[str, ...]) -> str:
     return WORKER_MODULE
 
 
+def _same_objects(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+
+
 def worker_command(config: RuntimeConfig, consumer: str) -> list[str]:
     """The argv of one worker process (``python -m crank.runtime.worker_process ...``)."""
     module = _worker_module(tuple(str(p) for p in config.manifest_paths))
@@ -175,6 +179,8 @@ class Supervisor:
         #: called once with every worker's health when none is starting any more.
         self.on_workers_known: Callable[[dict[str, WorkerHealth]], None] | None = None
         self._announced = False
+        #: the reports last folded into each worker's health, and that health.
+        self._folded: tuple[tuple[ProcessReport, ...], dict[str, WorkerHealth]] | None = None
         caps = sorted(set(capabilities) | {c for cs in self.workers.values() for c in cs})
         self.weights: dict[str, float] = {c: 1.0 / len(caps) for c in caps} if caps else {}
         self._prefix = f"{socket.gethostname()}-{os.getpid()}"
@@ -196,12 +202,17 @@ class Supervisor:
     def worker_health(self) -> dict[str, WorkerHealth]:
         """Each expected worker, folded from the latest reports of the live processes."""
         with self._lock:
-            reports = [
+            reports = tuple(
                 c.report
                 for c in self._children
                 if not c.stopping and c.alive and c.report is not None
-            ]
-        return fold_reports(self.workers, reports)
+            )
+        # asked on every call (is its worker available?): folded again only when a
+        # report changed (reports are frozen: the same objects, the same health)
+        folded = self._folded
+        if folded is None or not _same_objects(folded[0], reports):
+            folded = self._folded = (reports, fold_reports(self.workers, reports))
+        return dict(folded[1])
 
     def crashes(self) -> int:
         """Worker processes that died without being asked to in the last ``CRASH_WINDOW_S``."""

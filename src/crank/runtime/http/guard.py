@@ -194,7 +194,7 @@ class GuardMiddleware:
 
     def _finish(self, method: str, path: str, status: int, started: float, log: Any) -> None:
         route = metric_route(path, self.known_paths, self.console_prefix)
-        self.metrics.http_requests.labels(method, route, str(status)).inc()
+        self.metrics.child(self.metrics.http_requests, method, route, str(status)).inc()
         if path in self.public_paths and status < 400:
             return
         log.info(

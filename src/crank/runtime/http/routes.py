@@ -313,7 +313,7 @@ class Handlers(TaskControl, DeadLetterControl):
             )
             record = await self.s.gateway.submit(spec, watch=watch)
         bind_ids(task_id=record.id, capability=call.target)
-        self.s.metrics.submitted.labels(call.target).inc()
+        self.s.metrics.child(self.s.metrics.submitted, call.target).inc()
         return record
 
     @ROUTES.route(
@@ -564,7 +564,7 @@ class Handlers(TaskControl, DeadLetterControl):
                 if admitted is not None:
                     admitted.release()
         headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
-        self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
+        self._observe_call(call, started)
         if done is None:
             return _timed_out(call, record, headers)
         return self._result(request, call, done, headers)
@@ -587,7 +587,7 @@ class Handlers(TaskControl, DeadLetterControl):
         try:
             first = await first_look(self.s.broker, record.id, deadline, io=io, notices=notices)
             headers = {"X-Crank-Task-Id": record.id, **call.resolution.headers}
-            self.s.metrics.sync_duration.labels(call.target).observe(time.perf_counter() - started)
+            self._observe_call(call, started)
             if first is None:
                 return _timed_out(call, record, headers)
             if first.finished and first.record is not None:
@@ -614,6 +614,10 @@ class Handlers(TaskControl, DeadLetterControl):
         finally:
             if not handed_over:
                 self._end_stream(record.id, admitted)
+
+    def _observe_call(self, call: PreparedCall, started: float) -> None:
+        metrics = self.s.metrics
+        metrics.child(metrics.sync_duration, call.target).observe(time.perf_counter() - started)
 
     def _end_stream(self, task_id: str, admitted: Admitted) -> None:
         self._forget(task_id)
