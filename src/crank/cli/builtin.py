@@ -21,6 +21,7 @@ BUILTIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("test-worker", "crank.cli.workers:test_worker", "Run a worker's examples and self-tests."),
     ("run", "crank.cli.run:run", "Serve workers over HTTP and from a durable queue."),
     ("status", "crank.cli.status:status", "Print the system health report of a running crank."),
+    ("tasks", "crank.cli.tasks:tasks", "List, show, cancel and redrive tasks of a running crank."),
     ("new-worker", "crank.cli.generate:new_worker", "Scaffold a new worker package."),
     ("render", "crank.cli.generate:render", "Render one deployment artifact from a manifest."),
     (

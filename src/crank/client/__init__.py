@@ -46,7 +46,7 @@ from crank.client.errors import (
     TaskTimeout,
 )
 from crank.client.http import Client, Task
-from crank.client.tasks import TaskEvent, TaskInfo, TaskRequest
+from crank.client.tasks import TaskEvent, TaskInfo, TaskList, TaskRequest
 from crank.client.wire import RetryPolicy
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "TaskEvent",
     "TaskFailed",
     "TaskInfo",
+    "TaskList",
     "TaskNotFound",
     "TaskRequest",
     "TaskTimeout",

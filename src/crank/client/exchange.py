@@ -165,6 +165,28 @@ def cancel_request(task_id: str) -> Planned:
     return Planned("DELETE", f"/v1/tasks/{task_id}", what=f"cancelling task {task_id}")
 
 
+def list_request(filters: Mapping[str, Any]) -> Planned:
+    """``GET /v1/tasks`` with the filters given (None values left out)."""
+    params = {k: str(v) for k, v in filters.items() if v is not None}
+    return Planned("GET", "/v1/tasks", what="listing tasks", options={"params": params})
+
+
+def redrive_request(task_id: str) -> Planned:
+    """``POST /v1/dead-letters/{id}/redrive``."""
+    return Planned(
+        "POST", f"/v1/dead-letters/{task_id}/redrive", what=f"redriving dead letter {task_id}"
+    )
+
+
+def redrive_all_request(capability: str) -> Planned:
+    """``POST /v1/capabilities/{capability}/dead-letters/redrive``."""
+    return Planned(
+        "POST",
+        f"/v1/capabilities/{capability}/dead-letters/redrive",
+        what=f"redriving the dead letters of {capability}",
+    )
+
+
 def cancel_refusal(exc: ApiError, base_url: str) -> ClientError:
     """The error of a refused cancel: a server without the route cannot cancel at all."""
     if exc.status == 405 or (exc.status == 404 and exc.code != "TASK_NOT_FOUND"):

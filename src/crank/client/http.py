@@ -30,12 +30,15 @@ from crank.client.exchange import (
     cancelled,
     events_refused,
     events_request,
+    list_request,
+    redrive_all_request,
+    redrive_request,
     reopen_pause,
     resume_pause,
     status_request,
     submit_request,
 )
-from crank.client.tasks import TaskEvent, TaskInfo, check_task_request
+from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_task_request
 from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import DEFAULT_URL, EventCursor, RetryPolicy, request_headers
 
@@ -122,6 +125,35 @@ class Client:
     def task(self, task_id: str) -> Task:
         """A handle on a task submitted before (by this client or another)."""
         return Task(self, task_id)
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        capability: str | None = None,
+        caller: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> TaskList:
+        """One page of tasks, newest first (``GET /v1/tasks``); follow ``next_cursor``."""
+        filters = {
+            "status": status,
+            "capability": capability,
+            "caller": caller,
+            "cursor": cursor,
+            "limit": limit,
+        }
+        return TaskList.from_document(self._send(list_request(filters)).json())
+
+    def redrive(self, task_id: str) -> TaskInfo:
+        """Put a dead letter back on its queue (``POST /v1/dead-letters/{id}/redrive``):
+        the task, now ``pending``; :class:`ApiError` 409 ``NOT_A_DEAD_LETTER`` when it is
+        not dead, :class:`TaskNotFound` when there is none."""
+        return TaskInfo.from_document(self._send(redrive_request(task_id)).json())
+
+    def redrive_dead_letters(self, capability: str) -> int:
+        """Put every dead letter of ``capability`` back on its queue; returns how many."""
+        return int(self._send(redrive_all_request(capability)).json()["count"])
 
     def close(self) -> None:
         self._http.close()

@@ -101,6 +101,27 @@ class TaskEvent:
 
 
 @dataclass(frozen=True)
+class TaskList:
+    """One page of ``GET /v1/tasks`` (:meth:`Client.list_tasks`): the tasks, newest first,
+    without input or result, and the cursor of the next page (None: the last one)."""
+
+    tasks: tuple[TaskInfo, ...]
+    next_cursor: str | None
+    #: each task's caller (``X-Crank-Caller``), by task id, where it had one.
+    callers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> TaskList:
+        rows = [row for row in doc.get("tasks") or () if isinstance(row, Mapping)]
+        cursor = doc.get("next_cursor")
+        return cls(
+            tasks=tuple(TaskInfo.from_document(row) for row in rows),
+            next_cursor=str(cursor) if cursor else None,
+            callers={str(r["id"]): str(r["caller"]) for r in rows if r.get("caller")},
+        )
+
+
+@dataclass(frozen=True)
 class TaskRequest:
     """One task to queue with ``submit_many`` (the arguments of ``submit``)."""
 
