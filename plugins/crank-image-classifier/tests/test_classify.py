@@ -82,3 +82,35 @@ def test_manifest_example_passes(worker: WorkerHandle) -> None:
     (example,) = worker.manifest.capability("image.classify").examples  # type: ignore[union-attr]
     result = worker.call("image.classify", example.input)
     assert result["labels"] == example.output["labels"]  # type: ignore[index]
+
+
+def test_a_batch_of_tasks_runs_through_the_model_once_and_answers_each(
+    worker: WorkerHandle,
+) -> None:
+    images, _ = held_out_digits()
+    alone = [worker.call("image.classify", {"images": images[i : i + 2].tolist()}) for i in (0, 4)]
+    runs = []
+    model = worker.app.model  # type: ignore[attr-defined]
+    predict = model.predict
+
+    def counted(tensor: object) -> object:
+        runs.append(len(tensor))  # type: ignore[arg-type]
+        return predict(tensor)
+
+    model.predict = counted
+    try:
+        outcomes = worker.host.call_batch(
+            "image.classify",
+            [
+                ({"images": images[0:2].tolist()}, None),
+                ({"images": [[0] * 63 + [17]]}, None),  # this task's image is bad
+                ({"images": images[4:6].tolist()}, None),
+            ],
+        )
+    finally:
+        model.predict = predict
+    assert runs == [4]  # the good tasks' four images in one run
+    assert [o["labels"] for o in (outcomes[0], outcomes[2])] == [a["labels"] for a in alone]
+    assert isinstance(outcomes[1], CapabilityError)
+    assert (outcomes[1].code, outcomes[1].retryable) == ("INVALID_IMAGE", False)
+    assert outcomes[1].message.startswith("images[0][63] = 17 is outside 0..16")
