@@ -2,7 +2,9 @@
 against ``crank run`` with a real worker process and an API token.
 
 One walk through the pages, the way an operator goes: log in, see the worker, call a
-capability from its form, see who still calls a deprecated id, find tasks. Every step
+capability from its form, see who still calls a deprecated id, find tasks, cancel a
+pending task (it never runs), redrive a dead letter once its cause is gone (it runs
+again and succeeds). Every step
 waits for the page state it needs (WebDriverWait), never for a fixed time.
 """
 
@@ -61,7 +63,7 @@ def _api(run: CrankRun, caller: str | None = None) -> httpx.Client:
 def _ended(api: httpx.Client, run: CrankRun, task_id: str) -> str:
     def status() -> str | None:
         found: str = api.get(f"/v1/tasks/{task_id}").json()["status"]
-        return found if found in ("succeeded", "failed", "dead") else None
+        return found if found in ("succeeded", "failed", "dead", "cancelled") else None
 
     ended: str = run.wait_until(status, what=f"task {task_id} to end")
     return ended
@@ -135,6 +137,36 @@ def test_an_operator_walks_the_console(
     browser.find("tr.task")
     browser.snap("tasks")
 
+    # -- cancel: a task waiting behind a busy worker is cancelled and never runs ------------
+    gate, mark = tmp_path / "gate", tmp_path / "cancelled-ran"
+    with _api(run) as api:
+        busy = api.post("/v1/tasks", json={"capability": "ops.hold", "input": {"gate": str(gate)}})
+        busy_id = busy.json()["id"]
+        run.wait_until(
+            lambda: api.get(f"/v1/tasks/{busy_id}").json()["status"] == "running",
+            what="the only worker to be busy",
+        )
+        waiting = api.post(
+            "/v1/tasks", json={"capability": "ops.mark", "input": {"mark": str(mark)}}
+        )
+        waiting_id = waiting.json()["id"]
+    browser.open(f"/ui/tasks/{waiting_id}")
+    assert browser.text(".task-status") == "pending"
+    browser.click("#cancel-task")
+    assert "will never run" in browser.wait_for_text(".flash", "cancelled")
+    assert browser.text(".task-status") == "cancelled"
+    assert browser.count("#cancel-task") == 0  # nothing left to cancel
+    gate.write_text("open")
+    with _api(run) as api:
+        assert _ended(api, run, busy_id) == "succeeded"
+        after_mark = tmp_path / "after-ran"
+        after = api.post(
+            "/v1/tasks", json={"capability": "ops.mark", "input": {"mark": str(after_mark)}}
+        )
+        assert _ended(api, run, after.json()["id"]) == "succeeded"
+        assert _ended(api, run, waiting_id) == "cancelled"
+    assert after_mark.exists() and not mark.exists()  # the worker went past it: it never ran
+
     # -- dead letters: a task that failed for want of its index file -----------------------
     index = tmp_path / "index.txt"
     with _api(run, caller="nightly-job") as api:
@@ -147,6 +179,17 @@ def test_an_operator_walks_the_console(
     row = browser.text(f"tr.dead-letter[data-task='{dead}']")
     assert "the index file index.txt is missing" in row
     browser.snap("dead-letters")
+    # its cause gone, the dead letter is redriven from its row: it runs again and succeeds
+    index.write_text("alpha beta gamma")
+    browser.click(f"tr.dead-letter[data-task='{dead}'] button.redrive")
+    assert "back on the queue" in browser.wait_for_text(".flash", dead)
+    with _api(run) as api:
+        assert _ended(api, run, dead) == "succeeded"
+    browser.open(f"/ui/tasks/{dead}")
+    assert browser.text(".task-status") == "succeeded"
+    assert json.loads(browser.text("pre.json[aria-label=Result]")) == {"entries": 3}
+    browser.open("/ui/dead-letters")
+    assert browser.count(f"tr.dead-letter[data-task='{dead}']") == 0
 
     # -- logging out ends it ------------------------------------------------------------------
     browser.click(".logout button")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crank.runtime.console import login, pages, tasks
+from crank.runtime.console import actions, login, pages, tasks
 from crank.runtime.console.throughput import OutcomeWindow
 from crank.runtime.console.web import CONSOLE_PREFIX, SECURITY_HEADERS, ConsoleWeb
 
@@ -73,6 +73,15 @@ def console_routes(services: RuntimeServices) -> list[Route]:
         Route(f"{ui}/tasks", web.page(tasks.task_search), methods=["GET"]),
         Route(f"{ui}/tasks/{{task_id}}", web.page(tasks.task_detail), methods=["GET"]),
         Route(f"{ui}/dead-letters", web.page(tasks.dead_letters), methods=["GET"]),
+        Route(f"{ui}/tasks/{{task_id}}/cancel", web.action(actions.cancel_task),
+              methods=["POST"]),
+        Route(f"{ui}/dead-letters/redrive-all", web.action(actions.redrive_all),
+              methods=["POST"]),
+        Route(f"{ui}/dead-letters/purge-all", web.action(actions.purge_all), methods=["POST"]),
+        Route(f"{ui}/dead-letters/{{task_id}}/redrive", web.action(actions.redrive),
+              methods=["POST"]),
+        Route(f"{ui}/dead-letters/{{task_id}}/purge", web.action(actions.purge),
+              methods=["POST"]),
     ]  # fmt: skip
 
 

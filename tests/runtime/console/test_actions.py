@@ -1,0 +1,107 @@
+"""The console's task actions in-process (a real server, the memory broker): cancel from
+a task's page, redrive and purge dead letters one by one or all of a capability, and
+every refusal. (Login, CSRF and read-only for these routes: test_security.py checks
+every console route.)"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+
+from .conftest import forms_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .conftest import ConsoleClient
+
+
+def dead_letter(client: ConsoleClient, capability: str = "demo.slow") -> str:
+    broker = client.services.broker
+    task = broker.submit(TaskSpec(capability, {"seconds": 0}, max_attempts=1))
+    [claim] = broker.claim(ClaimOptions("t", capabilities=(capability,), block_s=5.0))
+    broker.fail(claim, {"code": "BOOM", "message": "kaput"}, retryable=False)
+    return task.id
+
+
+def flash_after(client: ConsoleClient, answer: object) -> str:
+    """Follow an action's 303 and read the message the page shows."""
+    location = answer.headers["location"]  # type: ignore[attr-defined]
+    page = client.http.get(location).text
+    start = page.index('class="flash"')
+    return page[page.index(">", start) + 1 : page.index("</p>", start)]
+
+
+def test_cancel_a_pending_task_from_its_page(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    broker = client.services.broker
+    task = broker.submit(TaskSpec("demo.echo", {"text": "never"}))
+    page = client.http.get(f"/ui/tasks/{task.id}").text
+    actions = [f["action"] for f in forms_of(page) if f["method"] == "post"]
+    assert f"/ui/tasks/{task.id}/cancel" in actions
+    answer = client.post_form(f"/ui/tasks/{task.id}/cancel", {})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/ui/tasks/{task.id}"
+    assert "will never run" in flash_after(client, answer)
+    assert broker.get(task.id).status == "cancelled"
+    assert broker.claim(ClaimOptions("w", block_s=0.2)) == []
+    # a finished task has no cancel button, and a late form changes nothing
+    page = client.http.get(f"/ui/tasks/{task.id}").text
+    assert f"/ui/tasks/{task.id}/cancel" not in page
+    again = client.post_form(f"/ui/tasks/{task.id}/cancel", {})
+    assert "had ended (cancelled)" in flash_after(client, again)
+    missing = client.post_form("/ui/tasks/no-such-task/cancel", {})
+    assert missing.status_code == 404 and "No such task" in missing.text
+
+
+def test_redrive_and_purge_one_dead_letter(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    broker = client.services.broker
+    first, second = dead_letter(client), dead_letter(client)
+    listed = client.http.get("/ui/dead-letters?capability=demo.slow").text
+    actions = {f["action"] for f in forms_of(listed) if f["method"] == "post"}
+    assert {f"/ui/dead-letters/{first}/redrive", f"/ui/dead-letters/{first}/purge"} <= actions
+    assert {"/ui/dead-letters/redrive-all", "/ui/dead-letters/purge-all"} <= actions
+
+    back = {"back": "dead-letters", "capability": "demo.slow"}
+    answer = client.post_form(f"/ui/dead-letters/{first}/redrive", back)
+    assert answer.headers["location"] == "/ui/dead-letters?capability=demo.slow"
+    assert "back on the queue" in flash_after(client, answer)
+    again = broker.get(first)
+    assert (again.status, again.attempts, again.error) == ("pending", 0, None)
+
+    unticked = client.post_form(f"/ui/dead-letters/{second}/purge", back)
+    assert unticked.status_code == 400 and "Not confirmed" in unticked.text
+    assert broker.get(second).status == "dead"
+    purged = client.post_form(f"/ui/dead-letters/{second}/purge", {"confirm": "yes"})
+    assert purged.headers["location"] == "/ui/dead-letters?capability=demo.slow"
+    assert "deleted for good" in flash_after(client, purged)
+    assert broker.get(second) is None
+
+    not_dead = client.post_form(f"/ui/dead-letters/{first}/redrive", {})
+    assert "is not a dead letter (it is pending)" in flash_after(client, not_dead)
+
+
+def test_redrive_and_purge_all_of_a_capability(console: Callable[..., ConsoleClient]) -> None:
+    client = console()
+    broker = client.services.broker
+    slow = [dead_letter(client) for _ in range(2)]
+    other = dead_letter(client, "demo.echo")
+    page = client.http.get("/ui/dead-letters").text
+    assert "Choose a capability" in page  # no bulk form without one
+    answer = client.post_form("/ui/dead-letters/redrive-all", {"capability": "demo.slow"})
+    assert "2 dead letter(s) of demo.slow are back on the queue" in flash_after(client, answer)
+    assert {broker.get(t).status for t in slow} == {"pending"}
+    assert broker.get(other).status == "dead"
+
+    unticked = client.post_form("/ui/dead-letters/purge-all", {"capability": "demo.echo"})
+    assert unticked.status_code == 400
+    purged = client.post_form(
+        "/ui/dead-letters/purge-all", {"capability": "demo.echo", "confirm": "yes"}
+    )
+    assert "1 dead letter(s) of demo.echo are deleted for good" in flash_after(client, purged)
+    assert broker.get(other) is None
+    for bad in ("", "no spaces please", "x" * 201):
+        refused = client.post_form("/ui/dead-letters/redrive-all", {"capability": bad})
+        assert refused.status_code == 400 and "No capability" in refused.text, bad
