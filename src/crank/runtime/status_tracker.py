@@ -182,8 +182,8 @@ class StatusTracker:
         """
         if self.pool is None:
             return {}
-        total, _ = self.pool.worker_counts()
-        if total == 0 and self.min_workers == 0:
+        # asked on every call: the processes are counted only when none may be wanted
+        if self.min_workers == 0 and self.pool.worker_counts()[0] == 0:
             return {}
         return self.pool.worker_health()
 
