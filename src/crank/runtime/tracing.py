@@ -84,14 +84,18 @@ def new_traceparent(trace_id: str | None = None) -> str:
     return f"00-{trace_id or os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
-@contextlib.contextmanager
+#: what :func:`span` gives when spans are not recorded: one shared context manager
+#: yielding None (no generator made per request).
+_NO_SPAN: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
 def span(
     name: str,
     attributes: Mapping[str, Any] | None = None,
     *,
     parent: Mapping[str, Any] | None = None,
     kind: str = "INTERNAL",
-) -> Iterator[Any]:
+) -> contextlib.AbstractContextManager[Any]:
     """A span named ``name`` (None when spans are not recorded).
 
     ``parent``: a carrier holding a W3C ``traceparent`` (and ``tracestate``), such as
@@ -99,8 +103,17 @@ def span(
     it the span is a child of the current one. ``kind``: ``SERVER``, ``CONSUMER``...
     """
     if not tracing_active():
-        yield None
-        return
+        return _NO_SPAN
+    return _recorded_span(name, attributes, parent, kind)
+
+
+@contextlib.contextmanager
+def _recorded_span(
+    name: str,
+    attributes: Mapping[str, Any] | None,
+    parent: Mapping[str, Any] | None,
+    kind: str,
+) -> Iterator[Any]:
     trace = _otel_trace()
     context = None
     if parent is not None and parent.get(TRACEPARENT):
