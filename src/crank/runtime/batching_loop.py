@@ -18,7 +18,8 @@ with its own handler call. A process whose manifests declare ``batching:`` or
   its own place.
 
 Claims ask only for capabilities with room (a batch not yet full, fewer than N in
-flight), never more tasks than the least roomy of them takes; plain capabilities of the same
+flight), never more tasks than the least roomy of them takes (see
+:meth:`BatchingLoop._claim_next`); plain capabilities of the same
 process run one at a time on the main thread, as in ``WorkerLoop``.
 
 At-least-once holds per task: each task of a batch is acked or failed on its own,
@@ -66,6 +67,10 @@ if TYPE_CHECKING:
     from crank.worker.context import TaskContext
 
 log = logging.getLogger("crank.runtime.worker")
+
+#: the longest a claim waits while a concurrent capability is at its limit (it is left
+#: out of the claim, and a place freed meanwhile is seen only when the claim returns).
+AT_LIMIT_POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -193,13 +198,13 @@ class BatchingLoop(WorkerLoop):
             done: list[tuple[Claim, Any]] = []
             while not self.stop_event.is_set():
                 done += self._run_due()
-                options = self._next_claim()
-                if options is None:  # every lane is full (or no worker is ready): wait
+                claimed = self._claim_next(done)
+                if claimed is None:  # every lane is full (or no worker is ready): wait
                     self._ack(done)
                     done = []
                     self._wait_for_room()
                     continue
-                claims, done = self._claim(done, options)
+                claims, done = claimed
                 done += self._take(claims)
             self._release(self._unstarted())
             self._ack(done)
@@ -217,36 +222,70 @@ class BatchingLoop(WorkerLoop):
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
         return int(ExitCode.OK)
 
-    def _next_claim(self) -> ClaimOptions | None:
-        """What to claim: the capabilities with room, no more tasks than the least roomy
-        one takes (a claim cannot say how many of each it wants, and a task claimed
-        beyond its room would be held here while another process could run it),
-        waiting no longer than the next batch may; None: nothing has room."""
+    def _rooms(self) -> tuple[dict[str, int], dict[str, int], bool]:
+        """How many tasks each capability with room takes now: (batching or concurrent
+        ones, plain ones, whether a concurrent capability is at its limit)."""
         capabilities = self._claimable()
         if self._full_until:
             now = time.monotonic()
             self._full_until = {c: t for c, t in self._full_until.items() if t > now}
             capabilities = tuple(c for c in capabilities if c not in self._full_until)
-        room: dict[str, int] = {}
+        shaped: dict[str, int] = {}
+        plain: dict[str, int] = {}
+        at_limit = False
         with self._room:
             for cap in capabilities:
                 lane = self._lanes.get(cap)
                 if lane is None:
-                    free = self._next_limit()
-                elif self._backlog[cap] and lane.batching is not None:
+                    plain[cap] = self._next_limit()
+                    continue
+                if self._backlog[cap] and lane.batching is not None:
                     free = 0  # a released batch waits for a place: do not form another yet
                 elif lane.batching is not None:
                     free = self._former.room(cap)
                 else:
                     free = lane.concurrency - self._in_flight[cap] - len(self._backlog[cap])
+                    at_limit = at_limit or self._in_flight[cap] >= lane.concurrency
                 if free > 0:
-                    room[cap] = free
-        if not room:
-            return None
-        block_s = self._until_next_release(self.config.block_s)
+                    shaped[cap] = free
+        return shaped, plain, at_limit
+
+    def _options(self, room: dict[str, int], block_s: float) -> ClaimOptions:
+        """A claim of the capabilities in ``room``, no more tasks than the least roomy
+        one takes: a claim cannot say how many of each it wants, and a task claimed
+        beyond its room would wait here while another process could run it."""
         return replace(
             self._claim_base, capabilities=tuple(room), limit=min(room.values()), block_s=block_s
         )
+
+    def _claim_next(
+        self, done: list[tuple[Claim, Any]]
+    ) -> tuple[list[Claim], list[tuple[Claim, Any]]] | None:
+        """Ack ``done`` and claim what has room; None (nothing acked) when nothing has.
+
+        First the batching and concurrent capabilities alone, without waiting (their
+        rooms are large; a plain capability's is its next claim's size, often 1); then,
+        if that found nothing, every capability with room, waiting up to ``block_s``
+        (less when a batch is due sooner, or when a concurrent capability is at its
+        limit: a place it frees is seen only when the claim returns); or, if it found
+        some, the plain capabilities without waiting, so they are never starved.
+        """
+        shaped, plain, at_limit = self._rooms()
+        if not shaped and not plain:
+            return None
+        claims: list[Claim] = []
+        if shaped:
+            claims, done = self._claim(done, self._options(shaped, 0.0))
+        if not claims:
+            block_s = self._until_next_release(self.config.block_s)
+            if at_limit:
+                block_s = min(block_s, AT_LIMIT_POLL_S)
+            got, done = self._claim(done, self._options({**shaped, **plain}, block_s))
+            claims += got
+        elif plain:
+            got, done = self._claim(done, self._options(plain, 0.0))
+            claims += got
+        return claims, done
 
     def _until_next_release(self, longest: float) -> float:
         release = self._former.next_release()

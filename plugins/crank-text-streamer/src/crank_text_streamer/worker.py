@@ -52,3 +52,11 @@ class TextStreamer(WorkerApplication):
             }
             count += 1
         yield {"type": "done", "count": count, "unit": unit}
+
+    @capability("text.slow_echo")
+    async def slow_echo(self, data: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        # Stands for awaiting a remote service; while it waits, the worker process's
+        # event loop runs the other calls in flight (``concurrency: 50``).
+        await self.sleep(float(data.get("delay_ms", 100)) / 1000.0)
+        text = data["text"]
+        return {"text": text, "words": len(PATTERNS["word"].findall(text))}
