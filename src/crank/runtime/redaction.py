@@ -145,6 +145,8 @@ def redact(value: Any, *, key: str | None = None, depth: int = 0) -> Any:
         return value
     if isinstance(value, str):
         return redact_text(value) if may_hold_secret(value) else value
+    if value is None or isinstance(value, (int, float)):  # before the costlier ABC check
+        return value
     if isinstance(value, Mapping):
         return {k: redact(v, key=str(k), depth=depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
