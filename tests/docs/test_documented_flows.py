@@ -1,0 +1,102 @@
+"""The shell blocks of README.md and docs/getting-started.md, run as a reader types them.
+
+Each page runs in a fresh virtual environment with crank's wheel where a package
+index would serve it (see conftest.py); the harness and its directives are
+described in harness.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .conftest import REPO, checkout_copy, fresh_venv, reader_env
+from .harness import Reader, parse_blocks
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
+
+def _run(reader: Reader, page: Path) -> None:
+    try:
+        reader.run_page(parse_blocks(page.read_text(encoding="utf-8")))
+    finally:
+        reader.stop_servers()
+
+
+def test_readme(crank_wheelhouse: Path, tmp_path: Path) -> None:
+    """Install crank and the example workers from a clone, serve them, call one."""
+    clone = checkout_copy(tmp_path / "crank")
+    venv = fresh_venv(tmp_path / "venv")
+    reader = Reader(clone, reader_env(crank_wheelhouse, venv), "README.md")
+    try:
+        reader.run_page(parse_blocks((REPO / "README.md").read_text(encoding="utf-8")))
+        # docs/examples.md: after the README's first command, the examples lint clean
+        # (each is installed, not editable: its own installed copy is no clash)
+        lint = subprocess.run(
+            ["crank", "lint", "plugins/"],
+            cwd=clone,
+            env=reader.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert (lint.returncode, lint.stdout) == (0, "4 files checked, no problems found\n"), (
+            lint.stdout + lint.stderr
+        )
+    finally:
+        reader.stop_servers()
+    assert reader.transcript, "nothing ran"
+
+
+def test_getting_started(
+    crank_wheelhouse: Path, tmp_path: Path, docker_base_image: str | None
+) -> None:
+    """Install, new worker, its tests and lint, serve and call it, build and run its image."""
+    env = reader_env(crank_wheelhouse)
+    missing = {}
+    if docker_base_image is None:
+        missing["docker"] = "no Docker engine here (CI runs it)"
+    else:
+        # no image registry is reachable: the documented setting names a local base
+        env["CRANK_BASE_IMAGE"] = docker_base_image
+    workdir = tmp_path / "reader"
+    workdir.mkdir()
+    reader = Reader(workdir, env, "docs/getting-started.md", missing=missing)
+    try:
+        _run(reader, REPO / "docs" / "getting-started.md")
+    finally:
+        if docker_base_image is not None:
+            subprocess.run(
+                ["docker", "image", "rm", "-f", "demo:0.1.0"], capture_output=True, check=False
+            )
+    transcript = "\n".join(reader.transcript)
+    assert "$ crank new-worker demo" in transcript
+    assert os.path.isdir(workdir / "demo" / "src" / "demo")
+    # the page types the next steps `crank new-worker` prints, verbatim
+    (tmp_path / "again").mkdir()
+    again = subprocess.run(
+        ["crank", "new-worker", "demo"],
+        cwd=tmp_path / "again",
+        env=reader.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    printed = again.stdout.split("\nnext:\n", 1)[1]
+    steps = itertools.takewhile(lambda line: line.startswith("  "), printed.splitlines())
+    hint = [line.split("#")[0].strip() for line in steps]
+    page = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert hint and all(f"\n{step}\n" in page for step in hint), hint
+    if docker_base_image is not None:
+        # the image part ran, not skipped: built, served /health, as uid 10001
+        assert "$ crank build ." in transcript, transcript
+        assert "docker exec" in transcript, transcript
