@@ -163,6 +163,13 @@ class NothingListening(CrankError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class NothingToDo(CrankError):
+    """A task is not in a state the action applies to (it had ended; it is no dead
+    letter): nothing changed (``crank tasks cancel|redrive``)."""
+
+    exit_code = ExitCode.FINDINGS
+
+
 class DockerUnavailable(CrankError):
     """No Docker engine answers."""
 
@@ -207,6 +214,7 @@ __all__ = [
     "GenerateError",
     "ManifestError",
     "NothingListening",
+    "NothingToDo",
     "PluginError",
     "UsageError",
     "ValidationFailed",

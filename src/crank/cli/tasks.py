@@ -25,20 +25,13 @@ from crank.client import (
     TaskInfo,
     TaskNotFound,
 )
-from crank.errors import BrokerError, CrankError, ExitCode, NothingListening, UsageError
+from crank.errors import BrokerError, ExitCode, NothingListening, NothingToDo, UsageError
 from crank.runtime.brokers.contract import TASK_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-class NothingToDo(CrankError):
-    """The task is not in a state the action applies to (it had ended; it is no dead
-    letter): nothing changed."""
-
-    exit_code = ExitCode.FINDINGS
 
 
 @contextlib.contextmanager
