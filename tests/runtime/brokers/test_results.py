@@ -317,6 +317,24 @@ def test_wake_all_releases_waiters_without_a_notice() -> None:
     assert len(notices) == 0
 
 
+def test_a_wake_before_the_wait_is_not_lost() -> None:
+    # the listener reconnected (wake_all) between a caller's expect and its wait: the
+    # wait must return at once to read the broker, not sleep through the lost notice
+    notices = ResultNotices()
+    notices.expect(["t1", "t2"])
+    notices.wake_all()
+    released: list[object] = []
+    thread = threading.Thread(target=lambda: released.append(notices.wait("t1", 3600)))
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert released == [None]
+    assert asyncio.run(asyncio.wait_for(notices.wait_async("t2", 3600), 120)) is None
+    # told once: a later wait waits for the notice again, and gets it
+    notices.deliver([Notice("t1", "succeeded", 1, None)])
+    assert notices.wait("t1", 3600) == Notice("t1", "succeeded", 1, None)
+
+
 def test_a_client_fault_is_told_as_failed(broker: Broker, no_safety_poll: None) -> None:
     [record] = broker.submit_many([spec(n=14)], watch=True)
     notices = broker.result_notices()

@@ -57,7 +57,7 @@ def _resolve(future: asyncio.Future[Notice | None], notice: Notice | None) -> No
 class _Slot:
     """What one watched task's waiters share."""
 
-    __slots__ = ("event", "futures", "notice", "refs", "since")
+    __slots__ = ("event", "futures", "notice", "refs", "since", "woken")
 
     def __init__(self) -> None:
         self.refs = 0
@@ -65,6 +65,8 @@ class _Slot:
         self.event: threading.Event | None = None
         self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Notice | None]]] = []
         self.since = time.monotonic()
+        #: woken while nobody waited: the next wait returns at once (reads the broker)
+        self.woken = False
 
 
 class ResultNotices:
@@ -131,6 +133,8 @@ class ResultNotices:
         wakeups: dict[asyncio.AbstractEventLoop, list[tuple[Any, Notice | None]]] = {}
         with self._lock:
             for slot in self._slots.values():
+                if slot.event is None and not slot.futures:
+                    slot.woken = True  # a waiter still on its way must not miss it
                 if slot.event is not None:
                     slot.event.set()
                 for loop, future in slot.futures:
@@ -158,6 +162,9 @@ class ResultNotices:
             slot = self._slots.get(task_id)
             if slot is None or slot.notice is not None:
                 return None if slot is None else slot.notice
+            if slot.woken:
+                slot.woken = False
+                return None
             if slot.event is None:
                 slot.event = threading.Event()
             event = slot.event
@@ -174,6 +181,9 @@ class ResultNotices:
             slot = self._slots.get(task_id)
             if slot is None or slot.notice is not None:
                 return None if slot is None else slot.notice
+            if slot.woken:
+                slot.woken = False
+                return None
             future: asyncio.Future[Notice | None] = loop.create_future()
             slot.futures.append((loop, future))
         timer = loop.call_later(max(0.0, timeout_s), _resolve, future, None)
