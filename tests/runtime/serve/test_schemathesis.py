@@ -47,14 +47,12 @@ def fuzz_config(document: dict[str, Any]) -> str:
         "[checks]",
         'not_a_server_error.expected-statuses = ["1xx", "2xx", "3xx", "4xx"]',
         f"negative_data_rejection.expected-statuses = {json.dumps([*NEGATIVE_STATUSES, '413'])}",
+        # DELETE /v1/tasks/{id} cancels: the task stays readable (status cancelled), by
+        # design. The check assumes every DELETE removes what it names; turned off per
+        # operation (getTask, streamTaskEvents) the stateful phase still applied it, so
+        # it is off for all (a purged dead letter's 404 is tested in test_dead_letter_routes).
+        "use_after_free.enabled = false",
     ]
-    for kept_after_cancel in ("getTask", "streamTaskEvents"):
-        lines += [
-            "",
-            "[[operations]]",
-            f"include-operation-id = {json.dumps(kept_after_cancel)}",
-            "checks.use_after_free.enabled = false",
-        ]
     for operations in document["paths"].values():
         for operation in operations.values():
             documented = [s for s in ("410", "413", "422") if s in operation["responses"]]
