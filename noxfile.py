@@ -19,8 +19,10 @@ PYTHON_PATHS = ("src", "tests", "benchmarks", "plugins", "examples", "noxfile.py
 DUPLICATE_CODE = ("pylint", "--disable=all", "--enable=duplicate-code", "src/crank")
 
 
-def install_all(session: nox.Session) -> None:
-    session.install("-e", ".[dev]", *[arg for p in [*PLUGINS, *EXAMPLES] for arg in ("-e", p)])
+def install_all(session: nox.Session, *options: str) -> None:
+    session.install(
+        *options, "-e", ".[dev]", *[arg for p in [*PLUGINS, *EXAMPLES] for arg in ("-e", p)]
+    )
 
 
 @nox.session(python=PYTHON)
@@ -47,6 +49,33 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def minimums(session: nox.Session) -> None:
+    """The test suite on the lowest versions pyproject.toml allows: a minimum pin is a claim.
+
+    uv resolves every direct requirement (crank's, its test extra's and the examples')
+    to the lowest version the specifiers allow, and everything below them to the newest
+    that fits, which is what a user with an old pin elsewhere gets.
+    """
+    session.install("uv>=0.4")
+    python = str(Path(session.virtualenv.location) / "bin" / "python")
+    editables = [arg for p in [*PLUGINS, *EXAMPLES] for arg in ("-e", p)]
+    session.run(
+        "uv", "pip", "install", "--python", python, "--resolution", "lowest-direct",
+        "-e", ".[dev]", *editables,
+    )  # fmt: skip
+    session.run("uv", "pip", "list", "--python", python)
+    # tests/docs install crank into fresh environments of their own, whatever this
+    # session's versions are: the ci session runs them. Two processes (one a core on the
+    # 2-core CI machine) keep CI's total time down; arguments replace them.
+    options = session.posargs or ["-n", "2"]
+    session.run("pytest", "-m", "not e2e", "--ignore=tests/docs", *options, env=_ci_env())
+
+
+def _ci_env() -> dict[str, str]:
+    return {"CI": os.environ.get("CI", "true")}
+
+
+@nox.session(python=PYTHON)
 def e2e(session: nox.Session) -> None:
     """Scaffold, build and run a worker image on a real Docker engine (needs root + docker.io)."""
     install_all(session)
@@ -70,8 +99,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def ci(session: nox.Session) -> None:
-    """Everything CI checks, in one environment: lint, types, docs drift, tests, e2e."""
-    install_all(session)
+    """Everything CI checks: lint, types, docs drift, tests (the newest dependencies a
+    newcomer gets today), e2e; then ``minimums`` (the oldest versions pyproject allows)."""
+    # the newest versions, as a newcomer gets them today, even in a reused environment
+    install_all(session, "--upgrade", "--upgrade-strategy", "eager")
     env = {"CI": os.environ.get("CI", "true")}
     session.run("ruff", "check", *PYTHON_PATHS)
     session.run("ruff", "format", "--check", *PYTHON_PATHS)
@@ -79,3 +110,5 @@ def ci(session: nox.Session) -> None:
     session.run("mypy")
     session.run("pytest", "-m", "not e2e", env=env)
     session.run("python", "scripts/e2e_docker.py", env=env)
+    # then the same suite on the minimum versions, in an environment of its own
+    session.notify("minimums")

@@ -218,7 +218,8 @@ def test_main_maps_errors_to_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as info:
         main(["lint", "--bogus"])
     assert info.value.code == 2
-    assert "No such option '--bogus'" in capsys.readouterr().err
+    err = capsys.readouterr().err  # click words it "No such option: --bogus" before 8.4
+    assert "No such option" in err and "--bogus" in err
 
 
 def test_broken_plugin_does_not_stop_lint(

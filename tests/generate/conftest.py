@@ -73,8 +73,14 @@ def overlay_venv(path: Path) -> Path:
         check=True,
     ).stdout.strip()
     parents = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    # not inside pip's isolated build environment (pip marks it with PIP_BUILD_TRACKER):
+    # there the running environment's packages would shadow the build's own (an old
+    # `packaging` under a new hatchling), which no user's build sees
     (Path(site) / "_crank_parent_env.pth").write_text(
-        "".join(f"import site; site.addsitedir({d!r})\n" for d in parents)
+        "".join(
+            f"import os, site; 'PIP_BUILD_TRACKER' in os.environ or site.addsitedir({d!r})\n"
+            for d in parents
+        )
     )
     return python
 
