@@ -265,23 +265,52 @@ class LocalChannel:
 
 
 class LocalSender:
-    """Sends datagrams to :class:`LocalChannel` addresses; a full or gone receiver is
-    skipped (a notice is an optimisation: the waiters' safety poll covers a lost one)."""
+    """Sends datagrams to :class:`LocalChannel` addresses.
 
-    def __init__(self) -> None:
+    A receiver's queue holds few datagrams (Linux: ``net.unix.max_dgram_qlen``, 10 by
+    default), fewer than a batch's worth of notices sent at once, so a full queue is
+    waited on for up to ``wait_s`` while the receiver drains it. A receiver that stays
+    full that long, or is gone, is skipped (the waiters' safety poll covers a lost
+    notice), and for ``backoff_s`` after such a wait every send to a full queue is
+    skipped at once, so a stuck receiver cannot slow the sender down message by message.
+    """
+
+    def __init__(self, wait_s: float = 0.5, backoff_s: float = 1.0) -> None:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
+        self.wait_s = wait_s
+        self.backoff_s = backoff_s
+        self._congested_until = 0.0
+        #: messages not delivered (a receiver gone or full): tests and diagnostics
+        self.dropped = 0
 
     def send(self, address: str, message: bytes) -> bool:
         with self._lock:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._sock.setblocking(False)
+            sock, target = self._sock, _socket_address(address)
             try:
-                self._sock.sendto(message, _socket_address(address))
-            except OSError:  # the listener exited, or its buffer is full
+                sock.sendto(message, target)
+                return True
+            except BlockingIOError:  # its queue is full: wait for the receiver to drain it
+                pass
+            except OSError:  # the listener exited
+                self.dropped += 1
                 return False
-            return True
+            if time.monotonic() < self._congested_until:
+                self.dropped += 1
+                return False
+            sock.settimeout(self.wait_s)
+            try:
+                sock.sendto(message, target)
+                return True
+            except OSError:  # still full after wait_s (TimeoutError), or gone meanwhile
+                self._congested_until = time.monotonic() + self.backoff_s
+                self.dropped += 1
+                return False
+            finally:
+                sock.setblocking(False)
 
     def close(self) -> None:
         with self._lock:
