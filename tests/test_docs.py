@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,18 @@ def test_cli_reference_lists_every_command() -> None:
     assert sorted(builtin) == sorted(name for name, _, _ in BUILTIN_COMMANDS)
     for name in builtin:
         assert f"## `crank {name}`" in text
+
+
+def test_every_local_link_and_picture_in_the_docs_exists() -> None:
+    # a renamed page or a screenshot never taken must not leave a dead link behind
+    missing, checked = [], 0
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith(("#", "mailto:")):
+                continue
+            path = (page.parent / target.split("#", 1)[0]).resolve()
+            checked += 1
+            if not path.exists():
+                missing.append(f"{page.relative_to(REPO)}: {target}")
+    assert checked > 7  # the console's screenshots at least
+    assert missing == []
