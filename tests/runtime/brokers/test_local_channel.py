@@ -18,7 +18,7 @@ def test_a_burst_larger_than_the_queue_arrives_whole_and_in_order() -> None:
     sent = [f"t{n} succeeded 1".encode() for n in range(300)]
     results: list[bool] = []
     thread = threading.Thread(
-        target=lambda: results.extend(sender.send(channel.address, m) for m in sent)
+        target=lambda: results.extend(sender.send(channel.address, m, wait=True) for m in sent)
     )
     try:
         thread.start()
@@ -39,7 +39,7 @@ def test_a_receiver_that_never_reads_is_skipped_not_waited_on_forever() -> None:
     channel = LocalChannel("test-stuck")
     sender = LocalSender(wait_s=0.01, backoff_s=3600)
     try:
-        answers = [sender.send(channel.address, b"t succeeded 1") for _ in range(5_000)]
+        answers = [sender.send(channel.address, b"t succeeded 1", wait=True) for _ in range(5_000)]
         # the queue took what it holds; the rest were dropped (counted), none raised
         assert answers[0] is True
         assert answers[-1] is False
@@ -62,3 +62,18 @@ def test_a_receiver_that_is_gone_is_skipped() -> None:
         assert sender.dropped == 1
     finally:
         sender.close()
+
+
+def test_a_wake_up_to_a_full_queue_is_dropped_at_once() -> None:
+    # a wake-up is a hint to a worker that is busy when its queue is full: the sender
+    # (a producer, or another worker acking) must never wait on it
+    channel = LocalChannel("test-wake")
+    sender = LocalSender(wait_s=3600)  # were it waited on, this test would hang
+    try:
+        answers = [sender.send(channel.address, b"w") for _ in range(5_000)]
+        assert answers[0] is True
+        assert answers[-1] is False
+        assert sender.dropped == answers.count(False)
+    finally:
+        sender.close()
+        channel.close()

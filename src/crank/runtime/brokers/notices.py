@@ -268,8 +268,10 @@ class LocalSender:
     """Sends datagrams to :class:`LocalChannel` addresses.
 
     A receiver's queue holds few datagrams (Linux: ``net.unix.max_dgram_qlen``, 10 by
-    default), fewer than a batch's worth of notices sent at once, so a full queue is
-    waited on for up to ``wait_s`` while the receiver drains it. A receiver that stays
+    default), fewer than a batch's worth of notices sent at once. A message sent with
+    ``wait=True`` (a result notice, which a caller waits for) waits on a full queue for
+    up to ``wait_s`` while the receiver drains it; one without (a wake-up: a hint to a
+    worker that is busy anyway when its queue is full) is dropped at once. A receiver that stays
     full that long, or is gone, is skipped (the waiters' safety poll covers a lost
     notice), and for ``backoff_s`` after such a wait every send to a full queue is
     skipped at once, so a stuck receiver cannot slow the sender down message by message.
@@ -284,7 +286,7 @@ class LocalSender:
         #: messages not delivered (a receiver gone or full): tests and diagnostics
         self.dropped = 0
 
-    def send(self, address: str, message: bytes) -> bool:
+    def send(self, address: str, message: bytes, *, wait: bool = False) -> bool:
         with self._lock:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -298,7 +300,7 @@ class LocalSender:
             except OSError:  # the listener exited
                 self.dropped += 1
                 return False
-            if time.monotonic() < self._congested_until:
+            if not wait or time.monotonic() < self._congested_until:
                 self.dropped += 1
                 return False
             sock.settimeout(self.wait_s)

@@ -378,7 +378,7 @@ class SqliteBroker(Broker):
 
     def _send_notices(self, notices: Sequence[tuple[str, bytes]]) -> None:
         for address, message in notices:
-            self._sender.send(address, message)
+            self._sender.send(address, message, wait=True)
 
     def _wake_workers(self) -> None:
         """Tell the workers waiting for tasks that some may be there (after a commit)."""
