@@ -155,6 +155,13 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 18
 
 @contextlib.contextmanager
 def running(argv: list[str], *, cwd: Path, env: dict[str, str], probe: str) -> Iterator[None]:
+    """The server of ``argv`` up for the block; afterwards, its whole process group gone.
+
+    LitServe's inference workers outlive their parent's SIGTERM and spin at most of a
+    core each: left running they would take the CPU of every server measured after
+    them. The group is SIGKILLed once its leader is gone and waited for, so each
+    server is measured on a machine with nothing of the previous one left.
+    """
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
@@ -175,6 +182,30 @@ def running(argv: list[str], *, cwd: Path, env: dict[str, str], probe: str) -> I
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+        end_group(proc.pid)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, split after it
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(stat.parent.name))
+    return members
+
+
+def end_group(pgid: int, timeout_s: float = 30.0) -> None:
+    """SIGKILL what is left of process group ``pgid`` and wait until none of it runs."""
+    deadline = time.monotonic() + timeout_s
+    while group_members(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process group {pgid} outlived SIGKILL for {timeout_s:g} s")
+        time.sleep(0.05)
 
 
 def _ms(value: str) -> float:
