@@ -35,6 +35,7 @@ from crank.runtime.concurrency import (
 from crank.runtime.config import _without_password
 from crank.runtime.http.app import create_app
 from crank.runtime.http.services import build_services
+from crank.runtime.http.wire import GatheringHttpToolsProtocol
 from crank.runtime.logs import configure_logging, get_logger
 from crank.runtime.metrics import ServerMetrics
 from crank.runtime.status_tracker import StatusTracker
@@ -136,6 +137,7 @@ class GracefulServer(uvicorn.Server):
 def _uvicorn_server(app: Any, config: RuntimeConfig) -> GracefulServer:
     uv_config = uvicorn.Config(
         app,
+        http=GatheringHttpToolsProtocol,  # one write per JSON answer (see http/wire.py)
         log_config=None,
         access_log=False,
         lifespan="off",

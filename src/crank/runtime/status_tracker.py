@@ -107,9 +107,11 @@ class StatusTracker:
         return stats, ok
 
     def stats_stale(self) -> bool:
-        """Whether :meth:`queue_stats` would call the broker now."""
-        with self._lock:
-            return time.monotonic() - self._stats[0] >= self.ttl_s
+        """Whether :meth:`queue_stats` would call the broker now.
+
+        Asked on every submit, on the event loop: read without the lock (the tuple is
+        replaced whole), so a request never waits for a thread that holds it."""
+        return time.monotonic() - self._stats[0] >= self.ttl_s
 
     def pending_total(self, *, wait: bool = True) -> int:
         """Pending tasks: the cached count plus what this process queued since (never low)."""

@@ -20,8 +20,10 @@ from crank.runtime.brokers.contract import ClaimOptions
 from crank.runtime.config import RuntimeConfig
 from crank.runtime.http.app import create_app
 from crank.runtime.http.services import build_services
+from crank.runtime.http.wire import GatheringHttpToolsProtocol
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Iterator
 
     import httpx
@@ -138,7 +140,7 @@ def services(make_services: Callable[..., RuntimeServices]) -> RuntimeServices:
 class ServerThread:
     """A real uvicorn server on a free loopback port, on a thread of the test process."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, http: type[asyncio.Protocol] | None = None) -> None:
         import socket
 
         import uvicorn
@@ -147,7 +149,12 @@ class ServerThread:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            lifespan="off",
+            http=http or GatheringHttpToolsProtocol,  # the protocol `crank run` serves with
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -29,6 +29,16 @@ _HTTP_ERRORS = {
 }
 
 
+#: the routes of the hot path (synchronous calls, submits, a task's state).
+_HOT = frozenset(
+    {
+        ("POST", "/v1/capabilities/{capability_id}"),
+        ("POST", "/v1/tasks"),
+        ("GET", "/v1/tasks/{task_id}"),
+    }
+)
+
+
 def allowed_methods(request: Request) -> str:
     """Every method some route answers at the request's path (Starlette's own 405 names
     only those of the first route whose path matched, and several routes share a path)."""
@@ -71,9 +81,13 @@ def create_app(services: RuntimeServices) -> Starlette:
         ROUTES, router, version=services.version, secured=services.config.api_token is not None
     )
     handlers = Handlers(services, openapi=document)
+    # Starlette tries the routes in order, one regular expression each: the calls and
+    # submits every request makes are tried first (no two routes match the same request,
+    # so the order changes nothing else)
+    endpoints = sorted(ROUTES, key=lambda e: (e.method, e.path) not in _HOT)
     routes: list[BaseRoute] = [
         Route(path, getattr(handlers, endpoint.handler), methods=[endpoint.method])
-        for endpoint in ROUTES
+        for endpoint in endpoints
         for path in endpoint.mounted_paths(router)
     ]
     console = console_routes(services)  # the operator console at /ui, unless CRANK_UI=off
