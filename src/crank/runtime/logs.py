@@ -15,10 +15,12 @@ codes are stripped from JSON lines.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import re
 import sys
+import types
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from crank.errors import UsageError
@@ -52,8 +54,36 @@ def _hidden(names: tuple[str, ...]) -> Iterator[None]:
                 sys.modules[name] = module
 
 
-with _hidden(_STRUCTLOG_EXTRAS):
-    import structlog  # imported here, with its extras hidden (above)
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in for a module that is imported when one of its attributes is first read."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if sys.modules.get(self.__name__) is self:  # read while still standing in
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+#: Modules structlog imports for its async methods only (``ainfo``...): asyncio, with
+#: ssl under it, is about 10 MB of a worker process whose handlers are all sync.
+_STRUCTLOG_DEFERRED = ("asyncio",)
+
+
+@contextlib.contextmanager
+def _deferred(names: tuple[str, ...]) -> Iterator[None]:
+    """Imports of ``names`` inside the block get a stand-in that imports the real module
+    on first use; taken out of ``sys.modules`` at once, so any later ``import`` is real."""
+    stand_ins = {name: _ImportedOnFirstUse(name) for name in names if name not in sys.modules}
+    sys.modules.update(stand_ins)
+    try:
+        yield
+    finally:
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+
+
+with _hidden(_STRUCTLOG_EXTRAS), _deferred(_STRUCTLOG_DEFERRED):
+    import structlog  # imported here, with its extras hidden and asyncio deferred (above)
 
 LOG_FORMAT_ENV = "CRANK_LOG_FORMAT"
 LogFormat = Literal["json", "console"]

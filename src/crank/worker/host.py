@@ -6,7 +6,6 @@ processes, ``crank invoke``, ``crank test-worker`` and the pytest fixtures.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import difflib
 import importlib
@@ -35,6 +34,7 @@ __all__ = [
 CANCEL_POLL_S = 0.02
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Mapping, Sequence
     from types import ModuleType
 
@@ -203,6 +203,8 @@ class WorkerHost:
         """Finish a coroutine on this thread's own loop (kept for the thread's life)."""
         if not inspect.isawaitable(value):
             return value
+        import asyncio  # here: a process whose handlers are all sync never loads it (~10 MB)
+
         runner: asyncio.Runner | None = getattr(self._local, "runner", None)
         if runner is None:
             runner = asyncio.Runner()
@@ -348,6 +350,8 @@ class WorkerHost:
         self, capability_id: str, data: Mapping[str, Any], ctx: TaskContext | None = None
     ) -> Any:
         """Async variant: async handlers run on the caller's loop, sync ones in a thread."""
+        import asyncio  # loaded already (a loop runs this); see _run
+
         if capability_id in self.batched:
             return _single(await self.acall_batch(capability_id, [(data, ctx)]))
         ctx = self._context(capability_id, ctx)
@@ -403,6 +407,8 @@ class WorkerHost:
     ) -> list[Any]:
         """:meth:`call_batch` for asyncio: an async batch handler runs on the caller's
         loop (cancelled when every item's deadline passed), a sync one in a thread."""
+        import asyncio  # loaded already (a loop runs this); see _run
+
         if self._kinds[capability_id] != "coro":
             return await asyncio.to_thread(self.call_batch, capability_id, items)
         if not self._started:
@@ -526,6 +532,8 @@ async def _until_cancelled(awaitable: Any, ctx: _Cancellable) -> Any:
     The handler sees :class:`asyncio.CancelledError` at its current ``await`` (so its
     ``finally`` blocks run); the caller gets :class:`TaskCancelled`.
     """
+    import asyncio  # loaded already (a loop runs this); see WorkerHost._run
+
     task = asyncio.ensure_future(awaitable)
     try:
         while not task.done():

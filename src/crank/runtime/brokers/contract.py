@@ -59,8 +59,6 @@ Semantics shared by all backends (memory, SQLite, Redis Streams):
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import os
 import time
@@ -123,6 +121,8 @@ class IdempotencyKeyReused(CrankError):
 def input_fingerprint(capability: str, payload: Mapping[str, Any]) -> str:
     """The SHA-256 of a task's capability and input as canonical JSON (sorted keys, no
     spaces): what an idempotency key is bound to."""
+    import hashlib  # here: it loads OpenSSL's libcrypto (~3.5 MB), which a worker never needs
+
     canonical = json.dumps(
         [capability, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
@@ -780,6 +780,8 @@ class Broker(Protocol):
     ) -> TaskRecord | None:
         """:meth:`wait_for_result` for asyncio: the wait blocks no thread, the two round
         trips run in worker threads."""
+        import asyncio  # here: a worker process running sync handlers never loads it (~10 MB)
+
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         notices = await asyncio.to_thread(self.result_notices)
         if notices is None:

@@ -29,7 +29,6 @@ publishes (``<task id> event <number>``), so a live stream is pushed too.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import sys
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from crank.runtime.brokers.contract import Notice
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Iterable
 
 #: a watched task's notice nobody took is dropped after this long.
@@ -176,6 +176,8 @@ class ResultNotices:
     async def wait_async(self, task_id: str, timeout_s: float) -> Notice | None:
         """:meth:`wait` for asyncio (the event loop is not blocked); returns the notice
         that woke it, an event notice included (``notice.ended`` tells)."""
+        import asyncio  # here: a worker process running sync handlers never loads it (~10 MB)
+
         loop = asyncio.get_running_loop()
         with self._lock:
             slot = self._slots.get(task_id)
