@@ -74,6 +74,7 @@ def test_public_view_hides_secrets() -> None:
         ({"CRANK_DAILY_BUDGET_USD": "-1"}, "daily budget must be positive"),
         ({"CRANK_MAX_PENDING": "0"}, "max_pending_tasks must be at least 1"),
         ({"CRANK_UI": "maybe"}, "console mode 'maybe' is not one of on, readonly, off"),
+        ({"CRANK_ACCESS_LOG": "some"}, "access log mode 'some' is not one of on, errors, off"),
     ],
 )
 def test_bad_environment_is_a_usage_error(
@@ -93,3 +94,15 @@ def test_crank_ui_chooses_the_console_mode(
     config = build_config(manifests, env=env)
     assert config.ui == mode
     assert config.public()["ui"] == mode
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [(None, "on"), ("", "on"), ("errors", "errors"), (" OFF ", "off")]
+)
+def test_crank_access_log_chooses_which_requests_are_logged(
+    manifests: list[Manifest], value: str | None, mode: str
+) -> None:
+    env = {} if value is None else {"CRANK_ACCESS_LOG": value}
+    config = build_config(manifests, env=env)
+    assert config.access_log == mode
+    assert config.public()["access_log"] == mode

@@ -9,7 +9,9 @@ Environment variables (all optional):
 * ``CRANK_MAX_PENDING``, ``CRANK_MAX_INFLIGHT``, ``CRANK_MAX_BODY_BYTES``: overload bounds;
 * ``CRANK_GRACE_S``: how long in-flight tasks may run after SIGTERM;
 * ``CRANK_UI``: the operator console at ``/ui``: ``on`` (default), ``readonly`` (pages
-  without actions; actions refused) or ``off`` (not served).
+  without actions; actions refused) or ``off`` (not served);
+* ``CRANK_ACCESS_LOG``: the server's line per request: ``on`` (default), ``errors``
+  (answers of status 400 and above only) or ``off``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ Mode = Literal["dev", "prod"]
 #: The operator console: served with its actions, served read-only, or not served.
 ConsoleMode = Literal["on", "readonly", "off"]
 CONSOLE_MODES: tuple[ConsoleMode, ...] = ("on", "readonly", "off")
+AccessLogMode = Literal["on", "errors", "off"]
+ACCESS_LOG_MODES: tuple[AccessLogMode, ...] = ("on", "errors", "off")
 
 DEFAULT_BROKER_URL = "sqlite:///crank-queue.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -76,6 +80,8 @@ class RuntimeConfig:
     worker_env: Mapping[str, str] = field(default_factory=dict)
     #: the operator console at ``/ui`` (``CRANK_UI``).
     ui: ConsoleMode = "on"
+    #: which requests get an access log line (``CRANK_ACCESS_LOG``).
+    access_log: AccessLogMode = "on"
 
     def __post_init__(self) -> None:
         if self.mode not in ("dev", "prod"):
@@ -92,6 +98,12 @@ class RuntimeConfig:
                 f"console mode {self.ui!r} is not one of {', '.join(CONSOLE_MODES)}",
                 hint="set CRANK_UI to on, readonly or off",
                 subject="CRANK_UI",
+            )
+        if self.access_log not in ACCESS_LOG_MODES:
+            raise UsageError(
+                f"access log mode {self.access_log!r} is not one of {', '.join(ACCESS_LOG_MODES)}",
+                hint="set CRANK_ACCESS_LOG to on, errors or off",
+                subject="CRANK_ACCESS_LOG",
             )
         if not 0 < self.port < 65536:
             raise UsageError(f"port {self.port} is out of range", hint="use a port in 1..65535")
@@ -128,6 +140,7 @@ class RuntimeConfig:
             "max_workers": self.max_workers,
             "auth": self.api_token is not None,
             "ui": self.ui,
+            "access_log": self.access_log,
             "daily_budget_usd": self.daily_budget_usd,
             "manifests": [str(p) for p in self.manifest_paths],
         }
@@ -212,6 +225,8 @@ def build_config(
             values[key] = number
     if env.get("CRANK_UI", "").strip():
         values["ui"] = env["CRANK_UI"].strip().lower()
+    if env.get("CRANK_ACCESS_LOG", "").strip():
+        values["access_log"] = env["CRANK_ACCESS_LOG"].strip().lower()
     if env.get("CRANK_USAGE_DB"):
         values["usage_db"] = Path(env["CRANK_USAGE_DB"])
     values.update(overrides)
@@ -223,10 +238,12 @@ def with_overrides(config: RuntimeConfig, **changes: Any) -> RuntimeConfig:
 
 
 __all__ = [
+    "ACCESS_LOG_MODES",
     "CONSOLE_MODES",
     "DEFAULT_BROKER_URL",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "AccessLogMode",
     "ConsoleMode",
     "Mode",
     "RuntimeConfig",

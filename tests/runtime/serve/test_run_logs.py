@@ -171,3 +171,48 @@ def test_an_unknown_log_format_stops_crank_run_with_a_clear_error(tmp_path: Path
         "error: CRANK_LOG_FORMAT='xml' is not a log format",
         "  hint: set CRANK_LOG_FORMAT to one of auto, json, console, or unset it",
     ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "logged"), [("on", {200, 404}), ("errors", {404}), ("off", set())]
+)
+def test_crank_access_log_says_which_requests_get_a_line(
+    crank_run: Callable[..., CrankRun], mode: str, logged: set[int]
+) -> None:
+    run = observed_run(crank_run, env={"CRANK_ACCESS_LOG": mode, "CRANK_LOG_FORMAT": "json"})
+    assert run.http.get("/v1/capabilities").status_code == 200
+    assert run.http.get("/v1/tasks/no-such-task").status_code == 404
+    # the requests are counted whatever the log says
+    counted = run.http.get("/metrics").text
+    assert 'route="/v1/capabilities",status="200"} 1.0' in counted
+    assert 'route="/v1/tasks/{id}",status="404"} 1.0' in counted
+    # the server's last line comes after every access line it wrote
+    assert run.terminate() == 0
+    lines = json_lines(run.log())
+    assert any(line.get("event") == "crank_stopped" for line in lines)
+    statuses = {
+        line["status"]
+        for line in lines
+        if line.get("event") == "http_request" and line.get("path") != "/ready"
+    }
+    assert statuses == logged
+    (started,) = [line for line in lines if line.get("event") == "crank_started"]
+    assert started["access_log"] == mode
+
+
+def test_an_unknown_access_log_mode_stops_crank_run_with_a_clear_error(tmp_path: Path) -> None:
+    port = str(free_port())
+    proc = subprocess.run(
+        [sys.executable, "-m", "crank", "run", "--worker", str(OBSERVED), "--port", port],
+        cwd=tmp_path,
+        env={**os.environ, "CRANK_ACCESS_LOG": "verbose"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: access log mode 'verbose' is not one of on, errors, off",
+        "  hint: set CRANK_ACCESS_LOG to on, errors or off",
+    ]

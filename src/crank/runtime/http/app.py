@@ -102,6 +102,7 @@ def create_app(services: RuntimeServices) -> Starlette:
             public_paths=ROUTES.public_paths(),
             known_paths=ROUTES.fixed_paths(router),
             console_prefix=CONSOLE_PREFIX if console else None,
+            access_log=services.config.access_log,
         )
     ]
     app = Starlette(
