@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from crank.runtime.console import CONSOLE_PREFIX, console_routes
+from crank.runtime.http.fast_calls import FastCalls
 from crank.runtime.http.guard import GuardMiddleware
 from crank.runtime.http.openapi import build_openapi
 from crank.runtime.http.responses import error_response
@@ -27,16 +28,6 @@ _HTTP_ERRORS = {
     404: ("NOT_FOUND", "GET /openapi.json lists every route"),
     405: ("METHOD_NOT_ALLOWED", "the Allow header lists the methods this path answers"),
 }
-
-
-#: the routes of the hot path (synchronous calls, submits, a task's state).
-_HOT = frozenset(
-    {
-        ("POST", "/v1/capabilities/{capability_id}"),
-        ("POST", "/v1/tasks"),
-        ("GET", "/v1/tasks/{task_id}"),
-    }
-)
 
 
 def allowed_methods(request: Request) -> str:
@@ -81,13 +72,9 @@ def create_app(services: RuntimeServices) -> Starlette:
         ROUTES, router, version=services.version, secured=services.config.api_token is not None
     )
     handlers = Handlers(services, openapi=document)
-    # Starlette tries the routes in order, one regular expression each: the calls and
-    # submits every request makes are tried first (no two routes match the same request,
-    # so the order changes nothing else)
-    endpoints = sorted(ROUTES, key=lambda e: (e.method, e.path) not in _HOT)
     routes: list[BaseRoute] = [
         Route(path, getattr(handlers, endpoint.handler), methods=[endpoint.method])
-        for endpoint in endpoints
+        for endpoint in ROUTES
         for path in endpoint.mounted_paths(router)
     ]
     console = console_routes(services)  # the operator console at /ui, unless CRANK_UI=off
@@ -103,7 +90,9 @@ def create_app(services: RuntimeServices) -> Starlette:
             known_paths=ROUTES.fixed_paths(router),
             console_prefix=CONSOLE_PREFIX if console else None,
             access_log=services.config.access_log,
-        )
+        ),
+        # the hot routes skip the route table (fast_calls.py); the rest go on to it
+        Middleware(FastCalls, handlers=handlers),
     ]
     app = Starlette(
         routes=routes,
