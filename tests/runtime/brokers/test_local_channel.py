@@ -8,8 +8,22 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from crank.runtime.brokers.notices import LocalChannel, LocalSender
+from crank.runtime.brokers import contract, open_broker
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+from crank.runtime.brokers.notices import (
+    BUNDLE_BYTES,
+    BUNDLE_SEPARATOR,
+    LocalChannel,
+    LocalSender,
+    bundles,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
 
 
 def test_a_burst_larger_than_the_queue_arrives_whole_and_in_order() -> None:
@@ -77,3 +91,46 @@ def test_a_wake_up_to_a_full_queue_is_dropped_at_once() -> None:
     finally:
         sender.close()
         channel.close()
+
+
+def test_notices_are_bundled_into_datagrams_that_a_receiver_reads_whole() -> None:
+    messages = [f't{n} succeeded 1\n{{"n": {n}}}'.encode() for n in range(5_000)]
+    datagrams = bundles(messages)
+    assert 1 < len(datagrams) < 10
+    assert all(len(d) <= BUNDLE_BYTES for d in datagrams)
+    # split at the separator, they give back every notice, in order
+    assert [p for d in datagrams for p in d.split(BUNDLE_SEPARATOR)] == messages
+    assert bundles([]) == []
+    assert bundles([b"t1 succeeded 1"]) == [b"t1 succeeded 1"]
+
+
+def test_a_batch_of_acks_reaches_the_waiting_process_in_one_datagram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # more notices than a receiver's queue holds (10): bundled, nothing waits or drops
+    monkeypatch.setattr(contract, "SAFETY_POLL_S", 3600.0)  # a waiter returns by its notice
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    server, worker = open_broker(url), open_broker(url)
+    try:
+        records = server.submit_many(
+            [TaskSpec("demo.echo", {"n": n}) for n in range(300)], watch=True
+        )
+        claims = worker.claim(ClaimOptions("w1", limit=300))
+        assert len(claims) == 300
+        worker.ack_many([(c, {"echo": c.task.payload["n"]}) for c in claims])
+        sender = worker._sender  # type: ignore[attr-defined]
+        assert (sender.sent, sender.dropped) == (1, 0)
+        notices = server.result_notices()
+        assert notices is not None
+        for record in records:
+            notice = notices.wait(record.id, 3600)
+            assert notice is not None
+            finished = notice.finish(record)
+            assert finished is not None
+            assert (finished.status, finished.result) == (
+                "succeeded",
+                {"echo": record.payload["n"]},
+            )
+    finally:
+        server.close()
+        worker.close()

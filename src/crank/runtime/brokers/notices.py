@@ -43,7 +43,7 @@ from crank.runtime.brokers.contract import Notice
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
 #: a watched task's notice nobody took is dropped after this long.
 UNCLAIMED_TTL_S = 120.0
@@ -285,7 +285,8 @@ class LocalSender:
         self.wait_s = wait_s
         self.backoff_s = backoff_s
         self._congested_until = 0.0
-        #: messages not delivered (a receiver gone or full): tests and diagnostics
+        #: datagrams delivered, and messages not (a receiver gone or full): diagnostics
+        self.sent = 0
         self.dropped = 0
 
     def send(self, address: str, message: bytes, *, wait: bool = False) -> bool:
@@ -296,6 +297,7 @@ class LocalSender:
             sock, target = self._sock, _socket_address(address)
             try:
                 sock.sendto(message, target)
+                self.sent += 1
                 return True
             except BlockingIOError:  # its queue is full: wait for the receiver to drain it
                 pass
@@ -308,6 +310,7 @@ class LocalSender:
             sock.settimeout(self.wait_s)
             try:
                 sock.sendto(message, target)
+                self.sent += 1
                 return True
             except OSError:  # still full after wait_s (TimeoutError), or gone meanwhile
                 self._congested_until = time.monotonic() + self.backoff_s
@@ -321,6 +324,31 @@ class LocalSender:
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
+
+
+#: between the notices of one datagram: a byte no notice holds (the head is an id, a
+#: status and a number; the body is JSON text, where a NUL is always escaped).
+BUNDLE_SEPARATOR = b"\0"
+#: the largest datagram of bundled notices (a receiver reads up to 64 KiB at once).
+BUNDLE_BYTES = 60_000
+
+
+def bundles(messages: Sequence[bytes]) -> list[bytes]:
+    """``messages`` (notices to one address) as few datagrams as fit: a batch's acks
+    reach the waiting server in one or two datagrams, not one each, which a receiver's
+    queue (``net.unix.max_dgram_qlen``: 10) could not hold."""
+    out: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for message in messages:
+        if current and size + len(message) + 1 > BUNDLE_BYTES:
+            out.append(BUNDLE_SEPARATOR.join(current))
+            current, size = [], 0
+        current.append(message)
+        size += len(message) + 1
+    if current:
+        out.append(BUNDLE_SEPARATOR.join(current))
+    return out
 
 
 class ChannelThread:
@@ -361,15 +389,23 @@ class ChannelListener(ChannelThread):
         super().__init__("result-notices", self._deliver)
 
     def _deliver(self, messages: list[bytes]) -> None:
-        notices = [n for n in map(Notice.decode, messages) if n is not None]
+        notices = [
+            notice
+            for message in messages
+            for part in message.split(BUNDLE_SEPARATOR)
+            if (notice := Notice.decode(part)) is not None
+        ]
         if notices:
             self.notices.deliver(notices)
 
 
 __all__ = [
+    "BUNDLE_BYTES",
+    "BUNDLE_SEPARATOR",
     "ChannelListener",
     "ChannelThread",
     "LocalChannel",
     "LocalSender",
     "ResultNotices",
+    "bundles",
 ]

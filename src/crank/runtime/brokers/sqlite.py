@@ -75,6 +75,7 @@ from crank.runtime.brokers.notices import (
     LocalChannel,
     LocalSender,
     ResultNotices,
+    bundles,
 )
 
 if TYPE_CHECKING:
@@ -377,8 +378,13 @@ class SqliteBroker(Broker):
         return out
 
     def _send_notices(self, notices: Sequence[tuple[str, bytes]]) -> None:
+        """Send each listener its notices, bundled (a batch's acks: one datagram)."""
+        by_address: dict[str, list[bytes]] = {}
         for address, message in notices:
-            self._sender.send(address, message, wait=True)
+            by_address.setdefault(address, []).append(message)
+        for address, messages in by_address.items():
+            for datagram in bundles(messages):
+                self._sender.send(address, datagram, wait=True)
 
     def _wake_workers(self) -> None:
         """Tell the workers waiting for tasks that some may be there (after a commit)."""
