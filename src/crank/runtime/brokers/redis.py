@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import threading
 import time
@@ -85,6 +86,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
 import redis as redis_lib
+from hiredis import pack_command
 
 from crank.errors import BrokerError
 from crank.runtime.brokers.common import BrokerOptions, new_id
@@ -209,6 +211,14 @@ def _caller(meta: Mapping[str, Any] | None) -> str:
     return caller if isinstance(caller, str) else ""
 
 
+def _entry_task(fields: Sequence[str] | Mapping[str, str] | None) -> str:
+    """The task id of a stream entry's fields (``t``), as a plain reply has them."""
+    if isinstance(fields, dict):
+        return str(fields.get("t", ""))
+    pairs = list(fields or ())
+    return next((str(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True) if k == "t"), "")
+
+
 def _split_receipt(receipt: str) -> tuple[str, str]:
     entry, _, token = receipt.partition("|")
     return entry, token
@@ -261,6 +271,7 @@ class RedisBroker(Broker):
                 "dead",
             )
         }
+        self._hot = _HotConnection(self._redis.connection_pool)
         self._run(self._redis.ping, "connect")
         #: this process's channel for result notices (subscribed on first use).
         self.notice_channel = f"{prefix}:n:{new_id()}"
@@ -276,32 +287,40 @@ class RedisBroker(Broker):
             raise self._error(what, exc) from exc
 
     def _script(self, name: str, args: Sequence[Any], what: str) -> Any:
-        return self._run(self._scripts[name], what, keys=[], args=list(args))
+        return self._send([(name, list(args))], what).replies()[0]
 
     def _send(self, calls: Sequence[tuple[str, list[Any]]], what: str) -> _Inflight:
-        """Write ``EVALSHA`` of each ``(script, args)`` on a connection of the pool and
-        return without waiting: :meth:`_Inflight.replies` reads the answers.
+        """Write ``EVALSHA`` of each ``(script, args)`` and return without waiting:
+        :meth:`_Inflight.replies` reads the answers.
 
         This is what lets a worker run one batch while Redis claims the next. Unlike
         a redis-py pipeline of scripts it sends no ``SCRIPT EXISTS`` first; a script
         Redis no longer knows (it restarted) is loaded and run again when its
         ``NOSCRIPT`` answer is read, which is safe because it did not run.
         """
-        pool = self._redis.connection_pool
-        conn = self._run(pool.get_connection, what)
+        commands = [("EVALSHA", self._scripts[name].sha, 0, *args) for name, args in calls]
+        return _Inflight(self, self._write(commands, what), calls, what)
+
+    def _command(self, command: tuple[Any, ...], what: str) -> Any:
+        """One plain command on the hot connection (:class:`_HotConnection`); its reply
+        as Redis sent it (redis-py's reply callbacks do not run)."""
+        return _Inflight(self, self._write([command], what), [("", [])], what).replies()[0]
+
+    def _write(self, commands: Sequence[tuple[Any, ...]], what: str) -> Any:
+        """Write ``commands`` on the hot connection (or one of the pool's while it is
+        busy); returns the connection, whose replies the caller reads."""
+        hot = self._hot
+        conn = self._run(hot.take, what)
         try:
-            conn.send_packed_command(
-                conn.pack_commands(
-                    [("EVALSHA", self._scripts[name].sha, 0, *args) for name, args in calls]
-                )
-            )
+            # hiredis packs in C what redis-py packs argument by argument in Python
+            conn.send_packed_command([b"".join([pack_command(c) for c in commands])])
         except BaseException as exc:
             conn.disconnect()
-            pool.release(conn)
+            hot.give(conn)
             if isinstance(exc, self._errors):
                 raise self._error(what, exc) from exc
             raise
-        return _Inflight(self, conn, calls, what)
+        return conn
 
     def _error(self, what: str, exc: Exception) -> BrokerError:
         return BrokerError(
@@ -319,7 +338,9 @@ class RedisBroker(Broker):
         now = time.time()
         records: list[Submitted] = []
         ids: list[str] = []
-        args: list[Any] = [self.prefix, repr(now), self._ttl]
+        # watched in the same call: the task has its notice channel before it can end
+        watcher = self.notice_channel if watch else ""
+        args: list[Any] = [self.prefix, repr(now), self._ttl, watcher]
         for s in specs:
             record = TaskRecord(
                 id=new_id(),
@@ -348,13 +369,9 @@ class RedisBroker(Broker):
                 "" if s.idempotency_key is None else input_fingerprint(s.capability, s.payload),
                 _caller(s.meta),
             ]
-        if not watch:
-            answers = self._script("submit", args, "submit tasks")
-        else:
-            # watched before they exist: no task can end before its notice has a channel
+        if watch:  # expected before they exist: a notice cannot come before its waiter
             self.result_notices().expect(ids)
-            calls = [("watch", self._watch_args(ids)), ("submit", args)]
-            answers = self._send(calls, "submit tasks").replies()[-1]
+        answers = self._script("submit", args, "submit tasks")
         for i, answer in enumerate(answers):
             if answer:
                 if watch:
@@ -411,6 +428,11 @@ class RedisBroker(Broker):
         self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> PendingClaims:
         """Write the ack script and the claim script on one connection; read them later."""
+        return self._begin_ack_and_claim(items, options)
+
+    def _begin_ack_and_claim(
+        self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
+    ) -> _PendingClaims:
         caps = options.capabilities
         receipt = new_id()
         calls: list[tuple[str, list[Any]]] = [("ack", self._ack_args(items))] if items else []
@@ -435,49 +457,40 @@ class RedisBroker(Broker):
         """Ack ``items`` and claim the next batch in one round trip."""
         deadline = time.monotonic() + options.block_s
         while True:
-            claims = self.begin_ack_and_claim(items, options).result()
+            pending = self._begin_ack_and_claim(items, options)
+            claims = pending.result()
             items = []
             if claims:
                 return claims
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            claims = self._block(options, min(left, _BLOCK_SLICE_S))
+            claims = self._block(options, pending.streams, min(left, _BLOCK_SLICE_S))
             if claims:
                 return claims
 
-    def _block(self, options: ClaimOptions, wait_s: float) -> list[Claim]:
-        """Wait on the streams with XREADGROUP BLOCK; adopt what arrives."""
-        consumer = options.consumer
-        streams = self._streams(options.capabilities)
+    def _block(self, options: ClaimOptions, streams: Sequence[str], wait_s: float) -> list[Claim]:
+        """Wait on ``streams`` (the claim that found nothing names them) with
+        ``XREADGROUP BLOCK``; adopt what arrives."""
         if not streams:
             time.sleep(min(wait_s, 0.05))
             return []
-        got = self._run(
-            self._redis.xreadgroup,
-            "wait for tasks",
-            "crank",
-            consumer,
-            dict.fromkeys(streams, ">"),
-            count=options.limit,
-            block=max(1, int(wait_s * 1000)),
-        )
+        consumer = options.consumer
+        command = (
+            "XREADGROUP", "GROUP", CONSUMER_GROUP, consumer, "COUNT", options.limit,
+            "BLOCK", max(1, int(wait_s * 1000)), "STREAMS", *streams, *(">" for _ in streams),
+        )  # fmt: skip
+        got = self._command(command, "wait for tasks")
         if not got:
             return []
         receipt = new_id()
         args: list[Any] = [self.prefix, consumer, repr(time.time()), receipt, self._ttl]
-        for stream, entries in got:
+        # RESP2 answers [[stream, entries]], RESP3 {stream: entries}
+        for stream, entries in got.items() if isinstance(got, dict) else got:
             for eid, fields in entries:
-                args += [stream, eid, (fields or {}).get("t", "")]
+                args += [stream, eid, _entry_task(fields)]
         flat = self._script("adopt", args, "claim tasks")
         return list(self._claims(flat, receipt))
-
-    def _streams(self, caps: tuple[str, ...] | None) -> list[str]:
-        mapping: dict[str, str] = self._run(
-            self._redis.hgetall, "list streams", f"{self.prefix}:streamcap"
-        )
-        wanted = None if caps is None else set(caps)
-        return [s for s, cap in mapping.items() if wanted is None or cap in wanted]
 
     def _claims(self, flat: Sequence[Any], receipt: str) -> Iterator[Claim]:
         now = time.time()
@@ -742,6 +755,7 @@ class RedisBroker(Broker):
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        self._hot.close()
         self._redis.close()
 
 
@@ -873,14 +887,65 @@ class _Inflight:
                 raise broker._error(self._what, exc) from exc
             raise
         finally:
-            broker._redis.connection_pool.release(conn)
+            broker._hot.give(conn)
         if failure is not None:
             raise broker._error(self._what, failure)
         for i, reply in enumerate(replies):
             if isinstance(reply, broker._no_script):
                 name, args = self._calls[i]
-                replies[i] = broker._script(name, args, self._what)  # loads it, runs it
+                # redis-py's Script loads it and runs it
+                script = broker._scripts[name]
+                replies[i] = broker._run(script, self._what, keys=[], args=args)
         return replies
+
+
+class _HotConnection:
+    """One connection kept out of the pool for the calls on a task's way (submit,
+    claim, ack): taking a connection from redis-py's pool and giving it back costs
+    about as much as the round trip to a local Redis. A call that finds it
+    busy (another thread, or a worker's claim in flight) takes one from the pool.
+    A connection that broke is disconnected; its next use connects again.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = os.getpid()
+
+    def take(self) -> Any:
+        """The hot connection, or one of the pool's while it is busy."""
+        if not self._lock.acquire(blocking=False):
+            return self._pool.get_connection()
+        try:
+            if self._conn is None or self._pid != os.getpid():  # none yet, or forked
+                self._pid = os.getpid()
+                self._conn = self._pool.make_connection()
+            conn = self._conn
+            # as the pool checks its connections: one Redis closed (it restarted) or one
+            # with a stray reply is connected afresh, before anything is written to it
+            try:
+                stale = conn.can_read()
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError):
+                stale = True
+            if stale:
+                conn.disconnect()
+        except BaseException:
+            self._lock.release()
+            raise
+        return conn  # it connects (again) when it is written to
+
+    def give(self, conn: Any) -> None:
+        if conn is self._conn:
+            self._lock.release()
+        else:
+            self._pool.release(conn)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.disconnect()
 
 
 class _PendingClaims:
@@ -888,7 +953,12 @@ class _PendingClaims:
         self._broker = broker
         self._inflight = inflight
         self._receipt = receipt
+        #: after a claim that found nothing: the streams it looked at (to block on).
+        self.streams: list[str] = []
 
     def result(self) -> list[Claim]:
-        flat = self._inflight.replies()[-1]
-        return list(self._broker._claims(flat, self._receipt)) if flat else []
+        flat, streams = self._inflight.replies()[-1]
+        if not flat:
+            self.streams = list(streams)
+            return []
+        return list(self._broker._claims(flat, self._receipt))

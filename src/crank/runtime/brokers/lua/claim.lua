@@ -1,4 +1,6 @@
 -- ARGV: prefix, consumer, limit, now, min_idle_ms, receipt, rotation, result ttl, ncaps, caps...
+-- Returns {claimed, streams}: claimed is (entry id, task fields) pairs, flat; when it is
+-- empty, streams names the streams looked at, for the worker to block on.
 local S = {P = ARGV[1], GROUP = 'crank', CONSUMER = ARGV[2], RECEIPT = ARGV[6], NOW = ARGV[4],
   TTL = ARGV[8], out = {}}
 local P, GROUP, CONSUMER, NOW = S.P, S.GROUP, S.CONSUMER, S.NOW
@@ -67,4 +69,7 @@ for _, s in ipairs(streams) do
     end
   end
 end
-return S.out
+if got > 0 then return {S.out, {}} end
+local names = {}
+for i, s in ipairs(streams) do names[i] = s[1] end
+return {S.out, names}

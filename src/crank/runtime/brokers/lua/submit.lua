@@ -1,4 +1,5 @@
--- ARGV: prefix, now, result ttl (s), then 10 values per task:
+-- ARGV: prefix, now, result ttl (s), watcher (the notice channel to record for each task
+-- created, as watch.lua does; '' for none), then 10 values per task:
 --   id, capability, priority, payload, max_attempts, idempotency key, timeout_s, meta,
 --   fingerprint (of capability and input; '' without a key), caller ('' for none)
 -- Returns, per task: '' when created; the id of the task that owns its idempotency key
@@ -8,6 +9,7 @@
 local P = ARGV[1]
 local now = ARGV[2]
 local ttl = tonumber(ARGV[3])
+local watcher = ARGV[4]
 local out = {}
 local created = 0
 local ix = {}  -- ZADD arguments: offset in this call, id
@@ -19,7 +21,7 @@ local function band(prio)
   if p < 0 then return -b end
   return b
 end
-for i = 4, #ARGV, 10 do
+for i = 5, #ARGV, 10 do
   local id, cap, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local idem, fp = ARGV[i + 5], ARGV[i + 8]
   local answer = nil
@@ -56,6 +58,10 @@ for i = 4, #ARGV, 10 do
       'timeout_s', ARGV[i + 6], 'meta', ARGV[i + 7], 'status', 'pending', 'attempts', 0,
       'created_at', now, 'updated_at', now, 'stream', stream, 'entry', eid, 'fp', fp,
       'caller', ARGV[i + 9])
+    if watcher ~= '' then
+      redis.call('SADD', P .. ':w:' .. id, watcher)
+      redis.call('EXPIRE', P .. ':w:' .. id, ttl)
+    end
     created = created + 1
     ix[#ix + 1] = created
     ix[#ix + 1] = id
