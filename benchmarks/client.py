@@ -32,6 +32,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import signal
@@ -40,8 +41,9 @@ import statistics
 import subprocess
 import tempfile
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from http_api import end_group
 from machine_load import load_now, verdict
 
 if TYPE_CHECKING:
@@ -79,20 +81,58 @@ def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         cwd=WORKERS,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True,  # its own process group, ended whole in stop()
     )
 
 
+def children_of() -> dict[int, list[int]]:
+    """Every live process's children, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid ...: comm may hold spaces, split after it
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    return children
+
+
+def process_group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """End every process started here and everything they started, whole process groups.
+
+    ``crank run`` starts its workers in process groups of their own: they are found
+    before anything is signalled (once their parent is gone, init adopts them) and their
+    groups are ended too, so nothing started here outlives the benchmark, whichever
+    step failed.
+    """
+    children = children_of()
+    groups: list[int] = []
+    todo = [proc.pid for proc in procs]
+    while todo:
+        pid = todo.pop()
+        group = process_group(pid)
+        if group is not None and group not in groups and group != os.getpgrp():
+            groups.append(group)
+        todo += children.get(pid, [])
     for proc in procs:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
     for proc in procs:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    for group in groups:  # what is left of each (crank run's workers, a stuck child)
+        end_group(group)
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:
@@ -115,10 +155,25 @@ def timed(one: Callable[[], object], samples: int, warmup: int) -> list[float]:
 class Systems:
     """The four round trips, their worker processes started once."""
 
-    def __init__(self, redis_url: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, redis_url: str, env: dict[str, str], procs: list[subprocess.Popen[bytes]]
+    ) -> None:
+        """Starts the processes (into ``procs``, which the caller stops whatever
+        happens) and opens the clients (closed here if a later step fails)."""
         import crank
 
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs = procs
+        self.queue: crank.client.BrokerClient | None = None
+        self.client: crank.Client | None = None
+        self.loop = asyncio.new_event_loop()
+        self.async_queue: crank.client.AsyncBrokerClient | None = None
+        try:
+            self._start(crank, redis_url, env)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, crank: Any, redis_url: str, env: dict[str, str]) -> None:
         crank_workers = [
             [sys.executable, "-m", "crank.runtime.worker_process", "--broker", redis_url,
              "--manifest", str(WORKERS / "crank.yaml"), "--consumer", f"bench-{i}"]
@@ -142,31 +197,33 @@ class Systems:
             self.procs.append(start(argv, env))
 
         self.queue = crank.connect(redis_url)
-        self.client = crank.Client(f"http://127.0.0.1:{http_port}")
-        self.loop = asyncio.new_event_loop()
+        self.client = client = crank.Client(f"http://127.0.0.1:{http_port}")
         self.async_queue = self.loop.run_until_complete(crank.connect_async(redis_url))
         sys.path.insert(0, str(WORKERS))
         import bench_celery_echo
 
         self.celery_echo = bench_celery_echo.echo
-        wait_for(lambda: self.client._http.get("/ready").status_code == 200, "crank run")
+        wait_for(lambda: client._http.get("/ready").status_code == 200, "crank run")
         # every worker answers before anything is timed
         for name, one in self.cases().items():
             wait_for(lambda one=one: one() is None, f"a first round trip of {name}")  # type: ignore[misc]
 
     def cases(self) -> dict[str, Callable[[], None]]:
+        queue, async_queue, client = self.queue, self.async_queue, self.client
+        assert queue is not None and async_queue is not None and client is not None
+
         def crank_connect() -> None:
-            self.queue.submit("bench.echo", PAYLOAD).result(timeout=10)
+            queue.submit("bench.echo", PAYLOAD).result(timeout=10)
 
         async def async_round_trip() -> None:
-            task = await self.async_queue.submit("bench.echo", PAYLOAD)
+            task = await async_queue.submit("bench.echo", PAYLOAD)
             await task.result(timeout=10)
 
         def crank_connect_async() -> None:
             self.loop.run_until_complete(async_round_trip())
 
         def crank_http() -> None:
-            self.client.call("bench.echo", PAYLOAD)
+            client.call("bench.echo", PAYLOAD)
 
         def celery() -> None:
             self.celery_echo.delay(PAYLOAD["text"]).get(timeout=10)
@@ -179,11 +236,14 @@ class Systems:
         }
 
     def close(self) -> None:
-        self.client.close()
-        self.queue.close()
-        self.loop.run_until_complete(self.async_queue.aclose())
+        """Close the clients (the processes are the caller's to stop)."""
+        if self.client is not None:
+            self.client.close()
+        if self.queue is not None:
+            self.queue.close()
+        if self.async_queue is not None:
+            self.loop.run_until_complete(self.async_queue.aclose())
         self.loop.close()
-        stop(self.procs)
 
 
 def main() -> int:
@@ -213,11 +273,12 @@ def main() -> int:
             "PYTHONPATH": os.pathsep.join([str(WORKERS), os.environ.get("PYTHONPATH", "")]),
         }
         systems = None
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             import redis as redis_lib
 
             wait_for(lambda: bool(redis_lib.Redis(port=port).ping()), "redis-server")
-            systems = Systems(redis_url, env)
+            systems = Systems(redis_url, env, procs)
             cases = systems.cases()
             samples: dict[str, list[float]] = {name: [] for name in cases}
             p50s: dict[str, list[float]] = {name: [] for name in cases}
@@ -227,10 +288,13 @@ def main() -> int:
                     samples[name] += taken
                     p50s[name].append(percentiles(taken)[0])
         finally:
-            if systems is not None:
-                systems.close()
-            redis.terminate()
-            redis.wait(timeout=10)
+            try:
+                if systems is not None:
+                    systems.close()
+            finally:
+                stop(procs)  # whatever failed: no worker or crank run outlives this
+                redis.terminate()
+                redis.wait(timeout=10)
     after = load_now()
 
     print(
