@@ -61,7 +61,6 @@ class TaskInfo:
     @classmethod
     def from_record(cls, record: TaskRecord) -> TaskInfo:
         """From the broker's record of the task."""
-        requested = record.meta.get("requested") if record.meta else None
         return cls(
             id=record.id,
             capability=record.capability,
@@ -72,7 +71,7 @@ class TaskInfo:
             updated_at=record.updated_at,
             result=record.result,
             error=dict(record.error) if record.error else None,
-            requested=requested if isinstance(requested, str) else record.capability,
+            requested=record.requested,
             priority=record.priority,
             cancel_requested_at=record.cancel_requested_at,
         )

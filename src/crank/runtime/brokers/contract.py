@@ -217,6 +217,13 @@ class TaskRecord:
     def done(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    @property
+    def requested(self) -> str:
+        """The capability id the caller asked for (``meta.requested``: a deprecated id
+        routed to this capability), else the capability itself."""
+        requested = self.meta.get("requested") if self.meta else None
+        return requested if isinstance(requested, str) else self.capability
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -406,8 +413,7 @@ class TaskSummary:
 
     @classmethod
     def of(cls, record: TaskRecord) -> TaskSummary:
-        meta = record.meta or {}
-        requested, caller = meta.get("requested"), meta.get("caller")
+        caller = record.meta.get("caller") if record.meta else None
         return cls(
             id=record.id,
             capability=record.capability,
@@ -417,7 +423,7 @@ class TaskSummary:
             max_attempts=record.max_attempts,
             created_at=record.created_at,
             updated_at=record.updated_at,
-            requested=requested if isinstance(requested, str) else record.capability,
+            requested=record.requested,
             caller=caller if isinstance(caller, str) else None,
             error=dict(record.error) if record.error else None,
         )
