@@ -107,8 +107,7 @@ def task_not_found(task_id: str) -> Response:
 
 def task_doc(record: TaskRecord) -> dict[str, Any]:
     doc = record.as_dict()
-    requested = record.meta.get("requested") if record.meta else None
-    doc["requested"] = requested if isinstance(requested, str) else record.capability
+    doc["requested"] = record.requested
     return doc
 
 
