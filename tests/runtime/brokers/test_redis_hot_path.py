@@ -42,7 +42,8 @@ def test_a_call_while_the_own_connection_is_busy_takes_one_from_the_pool(
         thread = threading.Thread(target=lambda: other.append(broker.get(second.id)))
         thread.start()
         thread.join(timeout=60)
-        assert other and other[0] is not None and other[0].status == "pending"
+        # (the claim written before may already hold it: it blocks for work on the server)
+        assert other and other[0] is not None and other[0].status in ("pending", "running")
         # the claim ran as it was written, before or after that submit: one of the two
         # claims takes it
         claims = pending.result() or broker.claim(ClaimOptions("w1", limit=5))
