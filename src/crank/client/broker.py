@@ -100,9 +100,11 @@ def _cancelled(task_id: str, cancellation: Cancellation | None) -> TaskInfo:
     return TaskInfo.from_record(cancellation.task)
 
 
-def _outcome(task_id: str, record: TaskRecord | None, timeout: float | None) -> Any:
-    """The result of the task as the wait left it, or the error it ended with."""
-    info = _info(task_id, record)
+def _outcome(task_id: str, info: TaskInfo | None, timeout: float | None) -> Any:
+    """The result of the task as the wait left it (``info``: None when it is gone), or
+    the error it ended with."""
+    if info is None:
+        raise TaskNotFound(task_id)
     if not info.done:
         raise TaskTimeout(task_id, timeout)
     return info.outcome()
@@ -269,9 +271,10 @@ class BrokerTask:
             record = _wait_watched(broker, watched, deadline)
         else:
             record = broker.wait_for_result(self.id, seconds_left(deadline))
-        if record is not None:
-            self.info = TaskInfo.from_record(record)
-        return _outcome(self.id, record, timeout)
+        if record is None:
+            return _outcome(self.id, None, timeout)
+        self.info = TaskInfo.from_record(record)
+        return _outcome(self.id, self.info, timeout)
 
     def cancel(self) -> TaskInfo:
         """Cancel the task (:meth:`Broker.cancel`): status ``cancelled`` when it had not
@@ -374,9 +377,10 @@ class AsyncBrokerTask:
             record = await _wait_watched_async(broker, watched, deadline)
         else:
             record = await broker.wait_for_result_async(self.id, seconds_left(deadline))
-        if record is not None:
-            self.info = TaskInfo.from_record(record)
-        return _outcome(self.id, record, timeout)
+        if record is None:
+            return _outcome(self.id, None, timeout)
+        self.info = TaskInfo.from_record(record)
+        return _outcome(self.id, self.info, timeout)
 
     async def cancel(self) -> TaskInfo:
         """:meth:`BrokerTask.cancel` without blocking the event loop."""

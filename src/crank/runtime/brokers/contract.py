@@ -64,7 +64,7 @@ import os
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 from crank.errors import CrankError
 
@@ -504,13 +504,17 @@ class Notice:
         if self.body is None or self.status == EVENT:
             return None
         outcome = json.loads(self.body)
+        # a copy of the record with its end, built as TaskRecord.claimed builds one (a
+        # waiter makes one per task, on the way from the notice to the caller)
+        ended = _new_object(TaskRecord)
+        ended.__dict__.update(record.__dict__)
         if self.status == "succeeded":
-            return replace(
-                record, status="succeeded", attempts=self.attempts, result=outcome, error=None
-            )
+            ended.__dict__.update(status="succeeded", attempts=self.attempts, result=outcome)
+            ended.__dict__["error"] = None
+            return ended
         error = outcome if isinstance(outcome, dict) else {"message": str(outcome)}
-        status = cast("TaskStatus", self.status)
-        return replace(record, status=status, attempts=self.attempts, error=error)
+        ended.__dict__.update(status=self.status, attempts=self.attempts, error=error)
+        return ended
 
 
 class ResultListener(Protocol):

@@ -761,7 +761,7 @@ class RedisBroker(Broker):
 
 class _Subscription:
     """One subscription to a channel, read by a thread that hands what is published to
-    ``handle`` (a list of messages at a time; it must not raise).
+    ``handle`` (as a list, one message at a time; it must not raise).
 
     When the connection breaks (Redis restarted), what was published meanwhile is lost:
     once it is back (redis-py subscribes again), ``on_reconnect`` is called.
@@ -810,22 +810,21 @@ class _Subscription:
         while not self._closed.is_set():
             try:
                 message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                batch = []
+                if broken or self._reconnected:
+                    broken, pause, self._reconnected = False, 0.05, False
+                    if self._on_reconnect is not None:
+                        self._on_reconnect()
+                # each message is handed over as it is read: the waiter it wakes does not
+                # wait for another look at the socket first
                 while message is not None:
                     if message.get("type") == "message":
-                        batch.append(message["data"])
+                        self._handle([message["data"]])
                     message = self._pubsub.get_message(ignore_subscribe_messages=True)
             except self._broker._errors:
                 broken = True
                 self._closed.wait(pause)
                 pause = min(pause * 2, 2.0)
                 continue
-            if broken or self._reconnected:
-                broken, pause, self._reconnected = False, 0.05, False
-                if self._on_reconnect is not None:
-                    self._on_reconnect()
-            if batch:
-                self._handle(batch)
         with contextlib.suppress(Exception):
             self._pubsub.close()
 
