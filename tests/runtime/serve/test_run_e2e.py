@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import TaskSpec
 
 from .conftest import HTTP_WORKERS
 
@@ -183,17 +184,27 @@ def test_kill_9_of_crank_run_with_tasks_queued_and_running_loses_none(
     if backend == "redis":
         broker_args = ("--broker", request.getfixturevalue("redis_server"))
     pool = ("--min-workers", "2", "--max-workers", "2", *broker_args)
-    run = crank_run(*pool, env={"CRANK_GRACE_S": "10"})
-    ids = []
-    for i in range(30):
-        body = (
-            {"capability": "demo.slow", "input": {"seconds": 0.5}}
-            if i % 3 == 0
-            else {"capability": "demo.echo", "input": {"text": str(i)}}
-        )
-        r = run.http.post("/v1/tasks", json=body)
-        assert r.status_code == 202
-        ids.append(r.json()["id"])
+    run = crank_run(*pool, env={"CRANK_GRACE_S": "10"}, start=False)
+    # queued before the workers start, more than the two can hold (a batch of 8 and a
+    # prefetch of 8 each): the rest wait while the slow tasks run, seconds in all;
+    # submitted one by one to a running pool they could all be claimed before the
+    # status (cached for a second) showed any of them queued
+    producer = open_broker(run.broker_url)
+    try:
+        ids = [
+            record.id
+            for record in producer.submit_many(
+                [
+                    TaskSpec("demo.slow", {"seconds": 0.5})
+                    if i % 3 == 0
+                    else TaskSpec("demo.echo", {"text": str(i)})
+                    for i in range(60)
+                ]
+            )
+        ]
+    finally:
+        producer.close()
+    run.start()
 
     def running_and_queued() -> bool:
         queue = run.http.get("/v1/status").json()["queue_health"]
