@@ -155,24 +155,6 @@ def test_on_a_terminal_crank_run_writes_readable_lines(
     assert "color_message" not in text
 
 
-def test_an_unknown_log_format_stops_crank_run_with_a_clear_error(tmp_path: Path) -> None:
-    port = str(free_port())
-    proc = subprocess.run(
-        [sys.executable, "-m", "crank", "run", "--worker", str(OBSERVED), "--port", port],
-        cwd=tmp_path,
-        env={**os.environ, "CRANK_LOG_FORMAT": "xml"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.splitlines() == [
-        "error: CRANK_LOG_FORMAT='xml' is not a log format",
-        "  hint: set CRANK_LOG_FORMAT to one of auto, json, console, or unset it",
-    ]
-
-
 @pytest.mark.parametrize(
     ("mode", "logged"), [("on", {200, 404}), ("errors", {404}), ("off", set())]
 )
@@ -200,19 +182,39 @@ def test_crank_access_log_says_which_requests_get_a_line(
     assert started["access_log"] == mode
 
 
-def test_an_unknown_access_log_mode_stops_crank_run_with_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "lines"),
+    [
+        (
+            "CRANK_LOG_FORMAT",
+            "xml",
+            [
+                "error: CRANK_LOG_FORMAT='xml' is not a log format",
+                "  hint: set CRANK_LOG_FORMAT to one of auto, json, console, or unset it",
+            ],
+        ),
+        (
+            "CRANK_ACCESS_LOG",
+            "verbose",
+            [
+                "error: access log mode 'verbose' is not one of on, errors, off",
+                "  hint: set CRANK_ACCESS_LOG to on, errors or off",
+            ],
+        ),
+    ],
+)
+def test_an_unknown_log_setting_stops_crank_run_with_a_clear_error(
+    tmp_path: Path, variable: str, value: str, lines: list[str]
+) -> None:
     port = str(free_port())
     proc = subprocess.run(
         [sys.executable, "-m", "crank", "run", "--worker", str(OBSERVED), "--port", port],
         cwd=tmp_path,
-        env={**os.environ, "CRANK_ACCESS_LOG": "verbose"},
+        env={**os.environ, variable: value},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.splitlines() == [
-        "error: access log mode 'verbose' is not one of on, errors, off",
-        "  hint: set CRANK_ACCESS_LOG to on, errors or off",
-    ]
+    assert proc.stderr.splitlines() == lines
