@@ -152,3 +152,43 @@ def test_no_server_is_unreachable() -> None:
                 await client.submit("demo.echo", {"text": "x"})
 
     asyncio.run(scenario())
+
+
+def test_dead_letters_are_listed_and_redriven(server: CrankRun) -> None:
+    async def dead(client: AsyncClient, task_id: str) -> None:
+        with pytest.raises(TaskFailed) as caught:
+            await client.task(task_id).result(timeout=60)
+        assert caught.value.task_status == "dead"
+
+    async def scenario() -> None:
+        async with AsyncClient(server.url, caller="async-redrive") as client:
+            first = await client.submit("client.crash", {"why": "first"})
+            second = await client.submit("client.crash", {"why": "second"})
+            for task in (first, second):
+                await dead(client, task.id)
+            page = await client.list_tasks(status="dead", caller="async-redrive")
+            assert [t.id for t in page.tasks] == [second.id, first.id]  # newest first
+            assert page.callers == {first.id: "async-redrive", second.id: "async-redrive"}
+            one = await client.list_tasks(status="dead", caller="async-redrive", limit=1)
+            assert [t.id for t in one.tasks] == [second.id]
+            rest = await client.list_tasks(
+                status="dead", caller="async-redrive", cursor=one.next_cursor
+            )
+            assert [t.id for t in rest.tasks] == [first.id]
+
+            again = await client.redrive(first.id)
+            assert (again.id, again.status) == (first.id, "pending")
+            await dead(client, first.id)  # still crashing: dead again
+            assert await client.redrive_dead_letters("client.crash") == 2
+            for task in (first, second):
+                await dead(client, task.id)
+
+            done = await client.submit("demo.echo", {"text": "fine"})
+            assert await done.result(timeout=60) == {"text": "fine"}
+            with pytest.raises(ApiError) as refused:
+                await client.redrive(done.id)
+            assert (refused.value.status, refused.value.code) == (409, "NOT_A_DEAD_LETTER")
+            with pytest.raises(TaskNotFound):
+                await client.redrive("no-such-task")
+
+    asyncio.run(scenario())

@@ -33,12 +33,15 @@ from crank.client.exchange import (
     cancelled,
     events_refused,
     events_request,
+    list_request,
+    redrive_all_request,
+    redrive_request,
     reopen_pause,
     resume_pause,
     status_request,
     submit_request,
 )
-from crank.client.tasks import TaskEvent, TaskInfo, check_task_request
+from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_task_request
 from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import DEFAULT_URL, EventCursor, RetryPolicy, request_headers
 
@@ -112,6 +115,29 @@ class AsyncClient:
     def task(self, task_id: str) -> AsyncTask:
         """A handle on a task submitted before (by this client or another)."""
         return AsyncTask(self, task_id)
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        capability: str | None = None,
+        caller: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> TaskList:
+        """One page of tasks, newest first (see ``Client.list_tasks``)."""
+        planned = list_request(
+            status=status, capability=capability, caller=caller, cursor=cursor, limit=limit
+        )
+        return TaskList.from_document((await self._send(planned)).json())
+
+    async def redrive(self, task_id: str) -> TaskInfo:
+        """Put a dead letter back on its queue (see ``Client.redrive``)."""
+        return TaskInfo.from_document((await self._send(redrive_request(task_id))).json())
+
+    async def redrive_dead_letters(self, capability: str) -> int:
+        """Put every dead letter of ``capability`` back on its queue; returns how many."""
+        return int((await self._send(redrive_all_request(capability))).json()["count"])
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -165,8 +165,22 @@ def cancel_request(task_id: str) -> Planned:
     return Planned("DELETE", f"/v1/tasks/{task_id}", what=f"cancelling task {task_id}")
 
 
-def list_request(filters: Mapping[str, Any]) -> Planned:
+def list_request(
+    *,
+    status: str | None = None,
+    capability: str | None = None,
+    caller: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> Planned:
     """``GET /v1/tasks`` with the filters given (None values left out)."""
+    filters = {
+        "status": status,
+        "capability": capability,
+        "caller": caller,
+        "cursor": cursor,
+        "limit": limit,
+    }
     params = {k: str(v) for k, v in filters.items() if v is not None}
     return Planned("GET", "/v1/tasks", what="listing tasks", options={"params": params})
 

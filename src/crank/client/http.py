@@ -136,14 +136,10 @@ class Client:
         limit: int | None = None,
     ) -> TaskList:
         """One page of tasks, newest first (``GET /v1/tasks``); follow ``next_cursor``."""
-        filters = {
-            "status": status,
-            "capability": capability,
-            "caller": caller,
-            "cursor": cursor,
-            "limit": limit,
-        }
-        return TaskList.from_document(self._send(list_request(filters)).json())
+        planned = list_request(
+            status=status, capability=capability, caller=caller, cursor=cursor, limit=limit
+        )
+        return TaskList.from_document(self._send(planned).json())
 
     def redrive(self, task_id: str) -> TaskInfo:
         """Put a dead letter back on its queue (``POST /v1/dead-letters/{id}/redrive``):
