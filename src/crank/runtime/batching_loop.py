@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.errors import ExitCode
 from crank.runtime.batch_former import BatchFormer, FormedBatch
-from crank.runtime.metrics import observe_batch
+from crank.runtime.task_metrics import observe_batch
 from crank.runtime.tracing import task_trace
 from crank.runtime.worker_process import (
     Outcome,

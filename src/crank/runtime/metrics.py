@@ -4,10 +4,11 @@ Where each number comes from (worker processes are separate processes):
 
 * **worker processes** count what they run (``crank_tasks_total`` by capability and
   status, ``crank_task_duration_seconds``, retries, dead letters, LLM tokens and
-  cost) with prometheus-client's *multiprocess mode*: the supervisor gives every
-  child ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds the children's files up
-  with ``MultiProcessCollector``. Counts survive a child's death because its file
-  stays; the directory is emptied when ``crank run`` starts.
+  cost) in the files of prometheus-client's *multiprocess mode*, written by
+  :mod:`crank.runtime.task_metrics` without importing prometheus-client: the
+  supervisor gives every child ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds the
+  children's files up with ``MultiProcessCollector``. Counts survive a child's death
+  because its file stays; the directory is emptied when ``crank run`` starts.
 * **the queue** (depth per capability, running tasks, dead-letter size, oldest
   task age) and **the pool** (workers total/healthy/busy) are read from the
   broker and the supervisor at scrape time (:class:`RuntimeCollector`).
@@ -17,7 +18,6 @@ Where each number comes from (worker processes are separate processes):
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,141 +31,22 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from crank.hookspecs import hookimpl
+from crank.runtime.task_metrics import (
+    DURATION_BUCKETS,
+    TaskMetricsPlugin,
+    observe_batch,
+    observe_llm_usage,
+    observe_task,
+    worker_metrics,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator
 
     from prometheus_client.metrics_core import Metric
 
     from crank.runtime.health_report import SystemSnapshot
     from crank.runtime.usage import BudgetState
-
-DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-#: tasks per batch (``batching:`` allows up to 4,096).
-BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
-#: how long a task waited for its batch (``max_latency_ms`` is usually a few ms).
-BATCH_WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 60)
-
-# -- worker-process side (multiprocess-safe counters) ---------------------------------
-
-
-class _WorkerMetrics:
-    def __init__(self) -> None:
-        # A private registry: in a worker process the values live in the multiprocess
-        # files; in-process (tests, ``crank invoke``) they stay readable here.
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self.tasks = Counter(
-            "crank_tasks",
-            "Task attempts by capability and outcome.",
-            ["capability", "status"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "crank_task_duration_seconds",
-            "Wall time of task attempts.",
-            ["capability"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.retries = Counter(
-            "crank_task_retries", "Attempts that will be retried.", ["capability"], registry=r
-        )
-        self.dead = Counter(
-            "crank_dead_lettered",
-            "Tasks moved to the dead-letter queue.",
-            ["capability"],
-            registry=r,
-        )
-        self.llm_calls = Counter(
-            "crank_llm_calls",
-            "LLM calls recorded by handlers.",
-            ["capability", "model"],
-            registry=r,
-        )
-        self.llm_tokens = Counter(
-            "crank_llm_tokens",
-            "LLM tokens recorded by handlers.",
-            ["capability", "model", "direction"],
-            registry=r,
-        )
-        self.llm_cost = Counter(
-            "crank_llm_cost_usd", "LLM cost in US dollars.", ["capability", "model"], registry=r
-        )
-        self.batch_size = Histogram(
-            "crank_batch_size",
-            "Tasks per batch handed to a batch handler.",
-            ["capability"],
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.batch_wait = Histogram(
-            "crank_batch_wait_seconds",
-            "Time each task waited in its worker process for its batch to be released.",
-            ["capability"],
-            buckets=BATCH_WAIT_BUCKETS,
-            registry=r,
-        )
-        self.batches = Counter(
-            "crank_batches",
-            "Batches released, by why: full, latency (max_latency_ms passed) or deadline "
-            "(a task's deadline came close).",
-            ["capability", "reason"],
-            registry=r,
-        )
-
-
-_worker_metrics: _WorkerMetrics | None = None
-_worker_lock = threading.Lock()
-
-
-def worker_metrics() -> _WorkerMetrics:
-    global _worker_metrics
-    with _worker_lock:
-        if _worker_metrics is None:
-            _worker_metrics = _WorkerMetrics()
-        return _worker_metrics
-
-
-def observe_task(capability: str, status: str, duration_s: float) -> None:
-    m = worker_metrics()
-    m.tasks.labels(capability, status).inc()
-    m.duration.labels(capability).observe(max(0.0, duration_s))
-    if status == "retrying":
-        m.retries.labels(capability).inc()
-    elif status == "dead":
-        m.dead.labels(capability).inc()
-
-
-def observe_batch(capability: str, size: int, reason: str, waits: Sequence[float]) -> None:
-    """A batch of ``size`` tasks was released for ``reason``; ``waits``: each task's wait."""
-    m = worker_metrics()
-    m.batch_size.labels(capability).observe(size)
-    m.batches.labels(capability, reason).inc()
-    wait = m.batch_wait.labels(capability)
-    for seconds in waits:
-        wait.observe(seconds)
-
-
-def observe_llm_usage(
-    capability: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
-) -> None:
-    m = worker_metrics()
-    m.llm_calls.labels(capability, model).inc()
-    m.llm_tokens.labels(capability, model, "input").inc(input_tokens)
-    m.llm_tokens.labels(capability, model, "output").inc(output_tokens)
-    m.llm_cost.labels(capability, model).inc(cost_usd)
-
-
-class TaskMetricsPlugin:
-    """Registered in worker processes: counts every finished attempt."""
-
-    @hookimpl
-    def crank_task_finished(self, capability: str, status: str, duration_s: float) -> None:
-        observe_task(capability, status, duration_s)
-
 
 # -- server side ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ other.
 
 from __future__ import annotations
 
+from crank.runtime.task_metrics import observe_llm_usage
 from crank.runtime.usage import store_from_env
 from crank.worker.context import TaskServices, validate_usage
 
@@ -23,9 +24,6 @@ def record_usage(
     store = store_from_env()
     if store is not None:
         store.record(capability, model, input_tokens, output_tokens, float(cost_usd))
-    # here: prometheus-client (~6 MB with the HTTP server it brings) loads on first use only
-    from crank.runtime.metrics import observe_llm_usage
-
     observe_llm_usage(capability, model, input_tokens, output_tokens, float(cost_usd))
 
 

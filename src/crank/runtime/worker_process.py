@@ -66,6 +66,7 @@ from crank.runtime.concurrency import (
 )
 from crank.runtime.hosted_workers import CapabilityBinding, HostedWorkers
 from crank.runtime.logs import configure_logging
+from crank.runtime.task_metrics import TaskMetricsPlugin
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.runtime.tracing import configure_tracing, task_trace
 from crank.runtime.worker_reports import ReportWriter
@@ -883,9 +884,6 @@ def task_finished_hook() -> Callable[[str, str, float], None] | None:
     manager = build_plugin_manager(builtins=False)
     metrics_on = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     if metrics_on and not manager.pm.has_plugin("crank.runtime.metrics.task"):
-        # here: prometheus-client (and the HTTP server it imports) only when metrics are on
-        from crank.runtime.metrics import TaskMetricsPlugin
-
         manager.register(TaskMetricsPlugin(), name="crank.runtime.metrics.task")
     if not manager.hook.crank_task_finished.get_hookimpls():
         return None
