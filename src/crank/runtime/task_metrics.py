@@ -145,6 +145,8 @@ class MultiprocessFiles:
         self._files: dict[str, Any] = {}
         #: value and key of each series written so far, by (metric, sample, labels).
         self._values: dict[tuple[str, str, tuple[str, ...]], list[Any]] = {}
+        #: a histogram's ``_sum`` and bucket series with their bounds, by (metric, labels).
+        self._histograms: dict[tuple[str, tuple[str, ...]], tuple[list[Any], list[Any]]] = {}
 
     def _series(
         self, spec: MetricSpec, sample: str, names: Sequence[str], values: Sequence[str]
@@ -170,18 +172,27 @@ class MultiprocessFiles:
         with self._lock:
             self._add(self._series(spec, "_total", spec.labels, labels), amount)
 
+    def _histogram(self, spec: MetricSpec, labels: Sequence[str]) -> tuple[list[Any], list[Any]]:
+        """The ``_sum`` series and the (bound, series) of each bucket, made on first use:
+        every bucket is there from the first observation, as prometheus-client has it."""
+        index = (spec.name, tuple(labels))
+        histogram = self._histograms.get(index)
+        if histogram is None:
+            names = (*spec.labels, "le")
+            buckets = [
+                (b, self._series(spec, "_bucket", names, (*labels, self._go_float(b))))
+                for b in (*spec.buckets, float("inf"))
+            ]
+            total = self._series(spec, "_sum", spec.labels, labels)
+            histogram = self._histograms[index] = (total, buckets)
+        return histogram
+
     def observe(self, spec: MetricSpec, labels: Sequence[str], amounts: Sequence[float]) -> None:
         with self._lock:
-            total = self._series(spec, "_sum", spec.labels, labels)
-            names = (*spec.labels, "le")
-            bounds = (*spec.buckets, float("inf"))
-            # every bucket is there from the first observation, as prometheus-client has it
-            buckets = [
-                self._series(spec, "_bucket", names, (*labels, self._go_float(b))) for b in bounds
-            ]
+            total, buckets = self._histogram(spec, labels)
             for amount in amounts:
                 self._add(total, amount)
-                for bound, bucket in zip(bounds, buckets, strict=True):
+                for bound, bucket in buckets:
                     if amount <= bound:
                         self._add(bucket, 1.0)
                         break
@@ -192,6 +203,7 @@ class MultiprocessFiles:
                 file.close()
             self._files.clear()
             self._values.clear()
+            self._histograms.clear()
 
 
 class _WorkerMetrics:
