@@ -19,7 +19,7 @@ from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_bindings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from crank.runtime.brokers.contract import Broker, Claim, TaskRecord
 
@@ -191,23 +191,81 @@ def test_the_same_capability_from_two_manifests_is_a_usage_error() -> None:
         load_bindings([MANIFEST, MANIFEST])
 
 
+class _RenewalsSeen:
+    """A real broker that notes each renewal (``extend_many``) the heartbeat makes:
+    when it began and which of its tasks were still held, so a test can wait for
+    the state "renewed after the first lease ran out" instead of for time."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._lock = threading.Lock()
+        self._renewals: list[tuple[float, frozenset[str]]] = []
+
+    def extend_many(self, claims: Sequence[Claim], visibility_timeout_s: float) -> list[bool]:
+        began = time.time()  # the brokers' lease clock
+        held: list[bool] = self._broker.extend_many(claims, visibility_timeout_s)
+        kept = frozenset(c.task.id for c, ok in zip(claims, held, strict=True) if ok)
+        with self._lock:
+            self._renewals.append((began, kept))
+        return held
+
+    def wait_for_renewal(self, task_ids: set[str], *, begun_after: float) -> None:
+        """Until one renewal that began after ``begun_after`` held every task of
+        ``task_ids``; fails if none does within a generous deadline."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with self._lock:
+                if any(began > begun_after and task_ids <= kept for began, kept in self._renewals):
+                    return
+            time.sleep(0.005)
+        raise AssertionError(f"the heartbeat did not renew {sorted(task_ids)} after their lease")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+
+def _claimed_by_now(broker: Broker, task_ids: list[str]) -> float:
+    """Waits until every task of ``task_ids`` is claimed; returns the time then (on
+    the brokers' lease clock), so each was claimed at or before it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        now = time.time()
+        records = [broker.get(i) for i in task_ids]
+        if all(r is not None and r.status == "running" for r in records):
+            return now
+        time.sleep(0.005)
+    raise AssertionError(f"tasks not claimed: {[broker.get(i) for i in task_ids]}")
+
+
+#: the lease of these tests; the heartbeat renews it every ``HEARTBEAT_S``.
+LEASE_S = 1.5
+HEARTBEAT_S = 0.1
+
+
+def _thief_claims(broker: Broker) -> list[Claim]:
+    return broker.claim(ClaimOptions("thief", limit=10, visibility_timeout_s=LEASE_S))
+
+
 @pytest.mark.slow
 def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     broker = open_broker(url)
-    # The lease (1.5 s) runs out well inside the thief's window (2.5 s) unless the
-    # heartbeat (every 0.1 s) renews it; a stall of the heartbeat under 1.4 s is fine.
+    renewals = _RenewalsSeen(open_broker(url))
     loop = WorkerLoop(
-        config(url, visibility_timeout_s=1.5, heartbeat_s=0.1), broker=open_broker(url)
+        config(url, visibility_timeout_s=LEASE_S, heartbeat_s=HEARTBEAT_S),
+        broker=renewals,  # type: ignore[arg-type]
     )
-    record = broker.submit(TaskSpec("fixture.sleep", {"seconds": 3.0}))
+    gate = tmp_path / "gate"
+    record = broker.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
     with Running(loop):
-        while (got := broker.get(record.id)) is None or got.status != "running":
-            time.sleep(0.01)
-        deadline = time.monotonic() + 2.5
-        while time.monotonic() < deadline:
-            assert broker.claim(ClaimOptions("thief", visibility_timeout_s=1.5)) == []
-            time.sleep(0.05)
+        try:
+            claimed_by = _claimed_by_now(broker, [record.id])
+            # Past its first lease, held only because the heartbeat renewed it: a
+            # thief that comes right after that renewal gets nothing.
+            renewals.wait_for_renewal({record.id}, begun_after=claimed_by + LEASE_S)
+            assert _thief_claims(broker) == []
+        finally:
+            gate.touch()
         [done] = wait_final(broker, [record.id])
     assert (done.status, done.attempts) == ("succeeded", 1)
 
@@ -226,44 +284,62 @@ def _wait_until_started(loop: WorkerLoop, task_id: str) -> None:
     raise AssertionError(f"task {task_id} did not start")
 
 
-def _batches_then_a_long_one(broker: Broker, seconds: float, tail: int) -> list[TaskRecord]:
+def _batches_then_a_long_one(broker: Broker, tmp_path: Path, tail: int) -> list[TaskRecord]:
     """Claims with batch_size 2: one quick task (a first claim asks for one), then a
-    quick one and one that sleeps ``seconds``, during which the next two quick ones
-    are prefetched (the batch before was fast and full); then ``tail`` more.
-    One capability, so every backend claims them in this order."""
-    durations = [0.0, 0.0, seconds, 0.0, 0.0] + [0.0] * tail
-    return broker.submit_many([TaskSpec("fixture.sleep", {"seconds": s}) for s in durations])
+    quick one and one that runs until the test creates ``tmp_path / "gate"``, during
+    which the next two quick ones are prefetched (the batch before was fast and
+    full); then ``tail`` more. The quick ones wait for a file that exists. One
+    capability, so every backend claims them in this order."""
+    there, gate = tmp_path / "there", tmp_path / "gate"
+    there.touch()
+    paths = [there, there, gate, there, there] + [there] * tail
+    return broker.submit_many([TaskSpec("fixture.wait_for_file", {"path": str(p)}) for p in paths])
+
+
+def _batching_config(broker_url: str, **kw: Any) -> WorkerProcessConfig:
+    # Every batch counts as fast (so the next one is prefetched) and full claims
+    # (batch_size) are asked for, however slowly the machine runs the quick tasks.
+    return config(broker_url, batch_size=2, batch_target_s=600, prefetch_below_s=600, **kw)
 
 
 @pytest.mark.slow
-def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str) -> None:
+def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str, tmp_path: Path) -> None:
     broker = open_broker(broker_url)
-    # As in the heartbeat test: the lease (1.5 s) runs out well inside the thief's
-    # window (2.5 s) unless the heartbeat (every 0.1 s) renews it.
+    renewals = _RenewalsSeen(broker)
     loop = WorkerLoop(
-        config(broker_url, batch_size=2, visibility_timeout_s=1.5, heartbeat_s=0.1), broker=broker
+        _batching_config(broker_url, visibility_timeout_s=LEASE_S, heartbeat_s=HEARTBEAT_S),
+        broker=renewals,  # type: ignore[arg-type]
     )
-    records = _batches_then_a_long_one(broker, 3.0, tail=0)
+    records = _batches_then_a_long_one(broker, tmp_path, tail=0)
+    prefetched = [records[3].id, records[4].id]
     with Running(loop):
-        _wait_until_started(loop, records[2].id)
-        # past the visibility timeout, the prefetched no-ops are still held by the worker
-        deadline = time.monotonic() + 2.5
-        while time.monotonic() < deadline:
-            assert broker.claim(ClaimOptions("thief", limit=10, visibility_timeout_s=1.5)) == []
-            time.sleep(0.05)
+        try:
+            _wait_until_started(loop, records[2].id)
+            claimed_by = _claimed_by_now(broker, prefetched)
+            # Past their first lease the prefetched tasks are still held by the worker,
+            # only because its heartbeat renewed them: a thief gets nothing.
+            renewals.wait_for_renewal(set(prefetched), begun_after=claimed_by + LEASE_S)
+            assert _thief_claims(broker) == []
+        finally:
+            (tmp_path / "gate").touch()
         done = wait_final(broker, [r.id for r in records])
     assert [(d.status, d.attempts) for d in done] == [("succeeded", 1)] * 5
     broker.close()
 
 
 @pytest.mark.slow
-def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(broker_url: str) -> None:
+def test_stopping_during_a_prefetched_batch_gives_the_prefetch_back(
+    broker_url: str, tmp_path: Path
+) -> None:
     broker = open_broker(broker_url)
-    loop = WorkerLoop(config(broker_url, batch_size=2), broker=broker)
-    records = _batches_then_a_long_one(broker, 0.5, tail=1)
+    loop = WorkerLoop(_batching_config(broker_url, grace_s=600), broker=broker)
+    records = _batches_then_a_long_one(broker, tmp_path, tail=1)
     with Running(loop):
-        _wait_until_started(loop, records[2].id)
-        loop.request_stop()
+        try:
+            _wait_until_started(loop, records[2].id)
+            loop.request_stop()
+        finally:
+            (tmp_path / "gate").touch()
     assert loop.processed == 3
     after = [broker.get(r.id) for r in records]
     assert [(a.status, a.attempts) for a in after if a is not None] == [
@@ -377,23 +453,27 @@ def test_claims_grow_to_the_batch_size_for_quick_tasks_and_shrink_for_slow_ones(
 
 
 @pytest.mark.slow
-def test_grace_period_over_releases_the_running_task(memory: Broker) -> None:
+def test_grace_period_over_releases_the_running_task(memory: Broker, tmp_path: Path) -> None:
     exits: list[int] = []
     loop = WorkerLoop(config(grace_s=0.2), broker=memory, hard_exit=exits.append)
-    record = memory.submit(TaskSpec("fixture.sleep", {"seconds": 3.0}))
+    # the task runs until the test opens the gate, so it cannot end within the grace
+    gate = tmp_path / "gate"
+    record = memory.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
     thread = threading.Thread(target=loop.run)
     thread.start()
-    while (got := memory.get(record.id)) is None or got.status != "running":
-        time.sleep(0.01)
-    loop.request_stop()
-    deadline = time.monotonic() + 120
-    while not exits and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert exits == [1]
-    released = memory.get(record.id)
-    assert released is not None
-    assert (released.status, released.attempts) == ("pending", 0)
-    thread.join(timeout=120)
+    try:
+        _wait_until_started(loop, record.id)
+        loop.request_stop()
+        deadline = time.monotonic() + 120
+        while not exits and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert exits == [1]
+        released = memory.get(record.id)
+        assert released is not None
+        assert (released.status, released.attempts) == ("pending", 0)
+    finally:
+        gate.touch()  # the handler ends; hard_exit did not end this process
+        thread.join(timeout=120)
 
 
 # -- the process entry point ---------------------------------------------------------
