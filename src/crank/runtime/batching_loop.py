@@ -11,7 +11,8 @@ with its own handler call. A process whose manifests declare ``batching:`` or
 * **batching**: the tasks it claims (queued ones and synchronous HTTP calls alike)
   wait in a :class:`~crank.runtime.batch_former.BatchFormer` until their batch is
   full, ``max_latency_ms`` passed since the oldest arrived, or a task's deadline
-  comes close; then the batch handler runs once for all of them;
+  comes close; then the batch handler runs once for all of them (each task in its
+  own span, the call in one linked to them: :func:`~crank.runtime.tracing.batch_trace`);
 * **concurrency N** (async handlers): up to N tasks (or batches) run at once on the
   process's *task loop*, an asyncio event loop on a thread of its own; each task
   keeps its own deadline and cancellation (``ctx``), so one slow call holds only
@@ -48,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from crank.errors import ExitCode
 from crank.runtime.batch_former import BatchFormer, FormedBatch
 from crank.runtime.task_metrics import observe_batch
-from crank.runtime.tracing import task_trace
+from crank.runtime.tracing import batch_trace, task_trace
 from crank.runtime.worker_process import (
     Outcome,
     WorkerLoop,
@@ -424,7 +425,9 @@ class BatchingLoop(WorkerLoop):
         items = self._begin(claims, [deadlines[c.task.id] for c in claims])
         started = time.monotonic()
         try:
-            outcomes = run_formed(self.bindings[cap], items)
+            with batch_trace(cap, [c.task for c in claims], batch.reason) as traced:
+                outcomes = run_formed(self.bindings[cap], items)
+                traced.record([outcome.error for outcome in outcomes])
         finally:
             self._untrack(claims)
             for slot in slots:
@@ -497,7 +500,9 @@ class BatchingLoop(WorkerLoop):
             if not items:
                 return
             if isinstance(unit, FormedBatch):
-                outcomes = await arun_formed(binding, items)
+                with batch_trace(unit.capability, [c.task for c in kept], unit.reason) as traced:
+                    outcomes = await arun_formed(binding, items)
+                    traced.record([outcome.error for outcome in outcomes])
             else:
                 claim, ctx = items[0]
                 task = claim.task

@@ -4,7 +4,8 @@ An incoming ``traceparent`` header is the parent of crank's spans: the request s
 (kind SERVER), its child ``crank.submit``, and, in the worker process that runs the
 task, ``crank.task <capability>`` (kind CONSUMER), whose parent travels with the
 task as ``meta["traceparent"]``. Every log line of the request and of the task
-carries that trace's id (``trace_id``).
+carries that trace's id (``trace_id``). The tasks of a batch each keep their span;
+the batch call is one more, linked to them (:func:`batch_trace`).
 
 Spans are recorded when a tracer provider is installed: by the application, by
 ``opentelemetry-instrument``, or by :func:`configure_tracing`, which ``crank run``
@@ -37,7 +38,9 @@ from crank.errors import UsageError
 from crank.runtime.logs import bound_ids
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from crank.runtime.brokers.contract import TaskRecord
 
 TRACES_FILE_ENV = "CRANK_TRACES_FILE"
 EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
@@ -116,16 +119,21 @@ def _recorded_span(
     trace = _otel_trace()
     context = None
     if parent is not None and parent.get(TRACEPARENT):
-        from opentelemetry.propagate import extract
-
-        carrier = {k: str(parent[k]) for k in (TRACEPARENT, TRACESTATE) if parent.get(k)}
-        context = extract(carrier)
+        context = _context_of(parent)
     attrs = {k: v for k, v in (attributes or {}).items() if isinstance(v, (str, bool, int, float))}
     tracer = trace.get_tracer("crank")
     with tracer.start_as_current_span(
         name, context=context, kind=getattr(trace.SpanKind, kind), attributes=attrs
     ) as current:
         yield current
+
+
+def _context_of(carrier: Mapping[str, Any]) -> Any:
+    """The OpenTelemetry context a carrier's ``traceparent`` (and ``tracestate``) names;
+    without one, an empty context (a span started in it begins a trace)."""
+    from opentelemetry.propagate import extract
+
+    return extract({k: str(carrier[k]) for k in (TRACEPARENT, TRACESTATE) if carrier.get(k)})
 
 
 def current_trace_id() -> str | None:
@@ -182,6 +190,138 @@ def _traced_task(task_id: str, capability: str, meta: Mapping[str, Any]) -> Iter
             )
         )
         yield current
+
+
+class BatchTrace:
+    """Around one batch handler call in a worker process: what :func:`batch_trace` gives.
+
+    Without a tracer provider it only binds the batch's ids to the log lines written
+    meanwhile; :meth:`record` is then a no-op.
+    """
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids: bound_ids) -> None:
+        self._ids = ids
+
+    def __enter__(self) -> BatchTrace:
+        self._ids.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ids.__exit__(*exc)
+
+    def record(self, errors: Sequence[Mapping[str, Any] | None]) -> None:
+        """What each item came to, in the batch's order: None if it succeeded, else its
+        error (``{"code": ..., "message": ...}``). Its span ends with that status."""
+
+
+def batch_trace(capability: str, tasks: Sequence[TaskRecord], reason: str | None) -> BatchTrace:
+    """Around one call of ``capability``'s batch handler for ``tasks``.
+
+    Each task gets the span it would get alone (``crank.task <capability>``, kind
+    CONSUMER, a child of the span that submitted it, so each request's trace goes
+    on), with ``crank.batch.size`` and ``crank.batch.release_reason``; it covers the
+    batch call and ends with that task's outcome (:meth:`BatchTrace.record`). The
+    call itself is one span, ``crank.batch <capability>``, current while the handler
+    runs (the handler's own spans are its children), with a link to each task's span,
+    and each task's span links back to it.
+
+    Log lines written meanwhile carry ``capability``, ``task_ids`` and ``trace_ids``
+    (the tasks' ids and their traces' ids, in the batch's order), and, when spans are
+    recorded, ``trace_id``: the batch span's own trace.
+
+    Whether spans are recorded is asked once per batch: without a tracer provider
+    this costs a list of ids per batch, nothing else.
+    """
+    task_ids = [task.id for task in tasks]
+    if tracing_active():
+        return _TracedBatch(capability, tasks, reason, task_ids)
+    trace_ids = [
+        task.meta.get("trace_id") or trace_id_of(task.meta.get(TRACEPARENT)) for task in tasks
+    ]
+    return BatchTrace(bound_ids(capability=capability, task_ids=task_ids, trace_ids=trace_ids))
+
+
+class _TracedBatch(BatchTrace):
+    __slots__ = ("_batch", "_current", "_errors", "_items", "_spans")
+
+    def __init__(
+        self, capability: str, tasks: Sequence[TaskRecord], reason: str | None, task_ids: list[str]
+    ) -> None:
+        trace = _otel_trace()
+        tracer = trace.get_tracer("crank")
+        shared: dict[str, Any] = {"crank.capability": capability, "crank.batch.size": len(tasks)}
+        if reason is not None:
+            shared["crank.batch.release_reason"] = reason
+        self._items = [
+            tracer.start_span(
+                f"crank.task {capability}",
+                context=_context_of(task.meta),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"crank.task_id": task.id, **shared},
+            )
+            for task in tasks
+        ]
+        contexts = [item.get_span_context() for item in self._items]
+        self._batch = tracer.start_span(
+            f"crank.batch {capability}",
+            kind=trace.SpanKind.INTERNAL,
+            attributes=shared,
+            links=[
+                trace.Link(context, {"crank.task_id": task_id})
+                for context, task_id in zip(contexts, task_ids, strict=True)
+            ],
+        )
+        batch_context = self._batch.get_span_context()
+        for item in self._items:
+            # from the task's trace to the call that served it (and its other tasks)
+            item.add_link(batch_context, {"crank.batch.size": len(tasks)})
+        self._errors: Sequence[Mapping[str, Any] | None] | None = None
+        self._current = trace.use_span(self._batch, end_on_exit=False)
+        super().__init__(
+            bound_ids(
+                capability=capability,
+                task_ids=task_ids,
+                trace_ids=[f"{c.trace_id:032x}" for c in contexts],
+                trace_id=f"{batch_context.trace_id:032x}",
+            )
+        )
+
+    def __enter__(self) -> BatchTrace:
+        self._current.__enter__()
+        return super().__enter__()
+
+    def record(self, errors: Sequence[Mapping[str, Any] | None]) -> None:
+        self._errors = errors
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self._current.__exit__(None, None, None)
+        from opentelemetry.trace import Status, StatusCode
+
+        raised = exc[1] if len(exc) > 1 and isinstance(exc[1], BaseException) else None
+        errors: Sequence[Mapping[str, Any] | None]
+        if raised is not None:  # the call itself failed: so did every task of it
+            error = {"code": type(raised).__name__, "message": str(raised) or repr(raised)}
+            errors = [error] * len(self._items)
+        else:
+            errors = self._errors or [None] * len(self._items)
+        failed = 0
+        for item, outcome in zip(self._items, errors, strict=True):
+            if outcome is None:
+                item.set_status(Status(StatusCode.OK))
+            else:
+                failed += 1
+                code = str(outcome.get("code") or "INTERNAL")
+                item.set_attribute("error.type", code)
+                item.set_status(Status(StatusCode.ERROR, f"{code}: {outcome.get('message', '')}"))
+        self._batch.set_attribute("crank.batch.failed", failed)
+        if self._items and failed == len(self._items):  # the handler raised, or nothing worked
+            self._batch.set_status(Status(StatusCode.ERROR, "every task of the batch failed"))
+        self._batch.end()
+        for item in self._items:  # after the batch's: each task's span covers the call
+            item.end()
 
 
 def configure_tracing(service_name: str = "crank") -> bool:
@@ -263,6 +403,8 @@ __all__ = [
     "EXPORTER_ENV",
     "TRACEPARENT",
     "TRACES_FILE_ENV",
+    "BatchTrace",
+    "batch_trace",
     "configure_tracing",
     "current_trace_id",
     "current_traceparent",
