@@ -13,6 +13,12 @@ and at 32 connections, after a warm-up:
   bentoml``) so their pins never meet crank's;
 * ``crank run`` with 2 worker processes on SQLite and on a private redis-server: the
   synchronous call, and ``POST /v1/tasks`` (202, the task queued);
+* the same SQLite synchronous call with crank's default access log line, for its cost.
+
+Every server logs the way the peers are run here: no line per request (uvicorn's
+``--no-access-log`` for Starlette, LitServe's ``log_level="warning"``, and for
+crank ``CRANK_ACCESS_LOG=off``), warnings and errors as usual. The one row with
+``(access log on)`` is crank's default.
 * then ``benchmarks/client.py``: the Python client's round trip against Celery's
   ``delay().get()`` on one Redis (needs the ``bench`` extra; ``--skip-client``).
 
@@ -340,9 +346,12 @@ def bench_bentoml(python: Path, workdir: Path, seconds: float) -> dict[int, Run]
         return measure(url, ECHO_BODY, workdir, seconds)
 
 
-def bench_crank(broker: str, workdir: Path, seconds: float) -> dict[str, dict[int, Run]]:
+def bench_crank(
+    broker: str, workdir: Path, seconds: float, *, access_log: str = "off", submits: bool = True
+) -> dict[str, dict[int, Run]]:
     port = free_port()
     env = {**os.environ, "CRANK_MAX_INFLIGHT": "256", "CRANK_MAX_PENDING": "10000000"}
+    env["CRANK_ACCESS_LOG"] = access_log
     argv = [sys.executable, "-c", CRANK_MAIN, "run", "--port", str(port),
             "--worker", str(WORKERS), "--broker", broker,
             "--min-workers", "2", "--max-workers", "2"]  # fmt: skip
@@ -358,9 +367,12 @@ def bench_crank(broker: str, workdir: Path, seconds: float) -> dict[str, dict[in
                 if r.status == 200:
                     break
             time.sleep(0.2)
-        sync = measure(base + ECHO_PATH, ECHO_BODY, workdir, seconds, proc.pid)
-        submit = measure(base + "/v1/tasks", SUBMIT_BODY, workdir, seconds, proc.pid)
-        return {"sync call": sync, "POST /v1/tasks": submit}
+        runs = {"sync call": measure(base + ECHO_PATH, ECHO_BODY, workdir, seconds, proc.pid)}
+        if submits:
+            runs["POST /v1/tasks"] = measure(
+                base + "/v1/tasks", SUBMIT_BODY, workdir, seconds, proc.pid
+            )
+        return runs
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -466,6 +478,11 @@ def main() -> int:
             f"sqlite:///{workdir / 'queue.db'}", workdir, args.seconds
         ).items():
             table[f"crank run sqlite, {name}"] = runs
+        default_log = bench_crank(
+            f"sqlite:///{workdir / 'logged.db'}", workdir, args.seconds, access_log="on",
+            submits=False,
+        )  # fmt: skip
+        table["crank run sqlite, sync call (access log on)"] = default_log["sync call"]
         if shutil.which("redis-server"):
             with redis_server(workdir) as url:
                 for name, runs in bench_crank(url, workdir, args.seconds).items():
