@@ -26,7 +26,7 @@ from crank.runtime.logs import (
     redact,
     resolve_log_format,
 )
-from crank.runtime.redaction import is_secret_key, redact_text
+from crank.runtime.redaction import is_secret_key, redact_processor, redact_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -423,6 +423,28 @@ _FRAGMENTS = [
 def test_redaction_shortcut_never_changes_the_answer(value: str) -> None:
     # redact() skips the regex for strings it cannot match; the answer must be the same
     assert redact(value) == redact_text(value)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["event", "exc_info", "password", "api_key", "path", "token_count", "x"]),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(alphabet=_SECRET_ALPHABET, max_size=40)
+        | st.sampled_from(_FRAGMENTS)
+        | st.lists(st.text(alphabet=_SECRET_ALPHABET, max_size=40), max_size=3)
+        | st.dictionaries(st.sampled_from(["secret", "n"]), st.text(max_size=10), max_size=2),
+    )
+)
+def test_the_log_processor_redacts_each_value_as_redact_does(event: dict[str, object]) -> None:
+    # the processor handles texts itself: its verdicts must stay redact()'s, value by value
+    expected = {
+        k: v if k == "exc_info" else redact(v, key=None if k == "event" else k)
+        for k, v in event.items()
+    }
+    assert redact_processor(None, "info", dict(event)) == expected
 
 
 def test_logging_follows_stderr_when_it_is_swapped(
