@@ -620,6 +620,8 @@ class SqliteBroker(Broker):
             where=where,
             order="priority DESC, visible_at",
         )
+        if not acks and not self._claimable(now, caps, where):
+            return []
         head: list[Any] = [options.consumer, receipt, now + options.visibility_timeout_s, now, now]
         notices: list[tuple[str, bytes]] = []
         try:
@@ -657,6 +659,28 @@ class SqliteBroker(Broker):
             for r in rows
             if r[5] <= r[6] and r[14] is None
         ]
+
+    def _claimable(self, now: float, caps: Sequence[str] | None, where: str) -> bool:
+        """Whether a claim could take anything now: a read, which takes no lock.
+
+        Every submit wakes every waiting worker, and each claims; all but one find
+        nothing, yet each took the write lock to learn it, and a writer that finds
+        the lock taken sleeps at least a millisecond (SQLite's busy handler): the
+        submit or ack it delayed was on some request's path. Idle workers' rescans
+        (every ``_RESCAN_S``) took it too. A task that becomes claimable after this
+        read wakes the worker again (its wake-up is kept: the channel was drained
+        before).
+        """
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'running' "  # noqa: S608 - constants and placeholders only
+            f"AND visible_at <= ?{where}) OR EXISTS (SELECT 1 FROM tasks "
+            f"WHERE status IN ('pending', 'retrying') AND visible_at <= ?{where})"
+        )
+        try:
+            rows = self._read(sql, [now, *(caps or ()), now, *(caps or ())])
+        except BrokerError:
+            return True  # the claim will say what is wrong
+        return bool(rows[0][0])
 
     # -- finish ----------------------------------------------------------------
 
