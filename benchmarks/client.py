@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import signal
 import socket
 import statistics
 import subprocess
@@ -43,8 +42,8 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from http_api import end_group
 from machine_load import load_now, verdict
+from process_groups import stop_groups
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -120,19 +119,8 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         if group is not None and group not in groups and group != os.getpgrp():
             groups.append(group)
         todo += children.get(pid, [])
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    for group in groups:  # what is left of each (crank run's workers, a stuck child)
-        end_group(group)
+    # then what is left of each group (crank run's workers, a stuck child)
+    stop_groups(procs, grace_s=15, others=groups)
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:

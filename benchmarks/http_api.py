@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from machine_load import load_now, verdict
+from process_groups import stop_group
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -180,38 +181,7 @@ def running(argv: list[str], *, cwd: Path, env: dict[str, str], probe: str) -> I
         wait_until_up(probe, proc)
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        end_group(proc.pid)
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of process group ``pgid``."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # pid (comm) state ppid pgrp ...: comm may hold spaces, split after it
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                members.append(int(stat.parent.name))
-    return members
-
-
-def end_group(pgid: int, timeout_s: float = 30.0) -> None:
-    """SIGKILL what is left of process group ``pgid`` and wait until none of it runs."""
-    deadline = time.monotonic() + timeout_s
-    while group_members(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"process group {pgid} outlived SIGKILL for {timeout_s:g} s")
-        time.sleep(0.05)
+        stop_group(proc, grace_s=60)
 
 
 def _ms(value: str) -> float:
