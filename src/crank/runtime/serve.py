@@ -9,6 +9,7 @@ and its tasks are recovered for the next start. The process exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -44,7 +45,7 @@ from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from crank.manifest import Manifest
     from crank.runtime.brokers.contract import Broker
@@ -118,7 +119,17 @@ def metrics_dir(config: RuntimeConfig) -> Iterator[Path]:
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn re-raises the signal after shutting down; crank exits 0 instead."""
+    """uvicorn re-raises the signal after shutting down; crank exits 0 instead.
+
+    ``on_loop`` is called with the event loop as the server starts on it.
+    """
+
+    on_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.on_loop is not None:
+            self.on_loop(asyncio.get_running_loop())
+        await super().startup(sockets=sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -206,6 +217,8 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
                 admission=CallAdmission(limits, slots),
             )
             server = _uvicorn_server(create_app(services), config)
+            # result notices wake requests from the event loop itself (SQLite)
+            server.on_loop = broker.listen_in
             supervisor.start()
             log.info("crank_started", url=url, **config.public())
             _announce_started(config, log)

@@ -6,6 +6,7 @@ one batch of tasks; a burst must wait for the receiver instead of being dropped.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -134,3 +135,57 @@ def test_a_batch_of_acks_reaches_the_waiting_process_in_one_datagram(
     finally:
         server.close()
         worker.close()
+
+
+def _notice_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "crank-result-notices"]
+
+
+def test_an_event_loop_reads_the_notices_of_a_server_without_a_thread(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "q.db"
+    server = open_broker(f"sqlite:///{path}")
+    worker = open_broker(f"sqlite:///{path}")  # another process's broker, as a worker's
+    notices = server.result_notices()
+    assert notices is not None
+    assert len(_notice_threads()) == 1  # a thread reads until a loop takes over
+
+    async def scenario() -> list[contract.Notice | None]:
+        server.listen_in(asyncio.get_running_loop())
+        assert _notice_threads() == []
+        records = server.submit_many(
+            [TaskSpec("demo.echo", {"n": n}) for n in range(3)], watch=True
+        )
+        ids = [r.id for r in records if isinstance(r, contract.TaskRecord)]
+        waits = [asyncio.ensure_future(notices.wait_async(i, 120)) for i in ids]
+        claims = worker.claim(ClaimOptions("w", limit=3, visibility_timeout_s=60))
+        worker.ack_many([(c, {"echo": c.task.payload["n"]}) for c in claims])
+        return list(await asyncio.wait_for(asyncio.gather(*waits), 120))
+
+    try:
+        got = asyncio.run(scenario())
+        assert [(n.status, n.ended) for n in got if n is not None] == [("succeeded", True)] * 3
+        bodies = [json.loads(n.body) for n in got if n is not None and n.body is not None]
+        assert bodies == [{"echo": 0}, {"echo": 1}, {"echo": 2}]
+    finally:
+        worker.close()
+        server.close()  # the loop has closed: the socket just closes
+    assert _notice_threads() == []
+
+
+def test_a_broker_closed_on_its_loop_stops_reading_there(tmp_path: Path) -> None:
+    import asyncio
+
+    broker = open_broker(f"sqlite:///{tmp_path / 'q.db'}")
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        broker.listen_in(loop)
+        listener = broker._listener  # type: ignore[attr-defined]
+        fd = listener.channel.sock.fileno()
+        broker.close()
+        # the loop no longer watches the closed socket (a watched closed fd would spin)
+        return bool(loop.remove_reader(fd))
+
+    assert asyncio.run(scenario()) is False

@@ -74,6 +74,7 @@ from crank.routing.queues import PRIORITY_BANDS as PRIORITY_BANDS
 from crank.routing.queues import priority_band as priority_band
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 _new_object = object.__new__
@@ -742,6 +743,13 @@ class Broker(Protocol):
         socket, whatever the number of tasks waited for.
         """
         return None
+
+    def listen_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver this process's result notices from ``loop`` (an HTTP server's event
+        loop, running in this thread), where the backend can: no thread between a
+        notice and the requests that wait for it. Without it (the default) a thread
+        of the listener delivers them."""
+        return
 
     def watch(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
         """Have this process told (through :meth:`result_notices`) when these tasks end.

@@ -198,16 +198,23 @@ class ResultNotices:
         return woke if woke is not None else slot.notice
 
 
+def _resolve_all(items: list[tuple[Any, Notice | None]]) -> None:
+    for future, notice in items:
+        _resolve(future, notice)
+
+
 def _wake_loops(wakeups: dict[asyncio.AbstractEventLoop, list[tuple[Any, Notice | None]]]) -> None:
-    """One thread-safe call per event loop, however many of its waiters woke."""
-
-    def resolve_all(items: list[tuple[Any, Notice | None]]) -> None:
-        for future, notice in items:
-            _resolve(future, notice)
-
+    """The waiters of the event loop running here at once; one thread-safe call for
+    each other loop, however many of its waiters woke."""
+    if not wakeups:
+        return
+    here = _running_loop()
     for loop, items in wakeups.items():
+        if loop is here:
+            _resolve_all(items)
+            continue
         try:
-            loop.call_soon_threadsafe(resolve_all, items)
+            loop.call_soon_threadsafe(_resolve_all, items)
         except RuntimeError:  # that loop is closed: its waiters are gone
             continue
 
@@ -353,32 +360,94 @@ def bundles(messages: Sequence[bytes]) -> list[bytes]:
 
 class ChannelThread:
     """A thread reading a :class:`LocalChannel`, handing each batch of messages to
-    ``handle`` (which must not raise)."""
+    ``handle`` (which must not raise); or, after :meth:`read_on`, an event loop."""
 
     def __init__(self, purpose: str, handle: Callable[[list[bytes]], None]) -> None:
         self.channel = LocalChannel(purpose)
         self._handle = handle
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"crank-{purpose}", daemon=True)
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name=f"crank-{purpose}", daemon=True
+        )
         self._thread.start()
 
     @property
     def address(self) -> str:
         return self.channel.address
 
+    @property
+    def reader(self) -> str:
+        """Who reads the channel: ``thread`` or ``event loop``."""
+        return "event loop" if self._loop is not None else "thread"
+
     def _run(self) -> None:
-        while not self._closed:
+        while not self._stop.is_set():
             try:
-                messages = self.channel.receive(0.5)
+                messages = self.channel.receive(0.2)
             except OSError:
                 return  # closed under us
             if messages:
                 self._handle(messages)
 
+    def read_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on ``loop`` (running in this thread) reads the channel, and the
+        thread stops: a message reaches its handler without a thread hop (the
+        socket's address, stored in the broker, stays the same)."""
+        if self._loop is not None:
+            return
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()  # at most one receive timeout: it must not read any more
+            self._thread = None
+        self.channel.sock.setblocking(False)
+        loop.add_reader(self.channel.sock.fileno(), self._readable)
+        self._loop = loop
+        self._readable()  # what came while the thread was stopping
+
+    def _readable(self) -> None:
+        sock = self.channel.sock
+        messages: list[bytes] = []
+        try:
+            while True:
+                messages.append(sock.recv(65_536))
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return  # closed under us
+        if messages:
+            self._handle(messages)
+
     def close(self) -> None:
-        self._closed = True
-        self._thread.join(timeout=2)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                if _running_loop() is loop:
+                    loop.remove_reader(self.channel.sock.fileno())
+                else:  # the socket closes on its loop, once no longer watched there
+                    loop.call_soon_threadsafe(self._close_on_loop, loop)
+                    return
+            except RuntimeError:  # closed meanwhile
+                pass
         self.channel.close()
+
+    def _close_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.channel.sock.fileno())
+        self.channel.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any (only asked where one may run:
+    asyncio is loaded by then; a worker process of sync handlers never loads it)."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class ChannelListener(ChannelThread):

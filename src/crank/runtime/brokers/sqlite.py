@@ -79,6 +79,7 @@ from crank.runtime.brokers.notices import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
 SCHEMA = """
@@ -432,6 +433,12 @@ class SqliteBroker(Broker):
             if self._listener is None:
                 self._listener = ChannelListener(ResultNotices())
             return self._listener.notices
+
+    def listen_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The notice socket is read by ``loop`` (call it from there), not by a thread."""
+        self.result_notices()
+        assert self._listener is not None
+        self._listener.read_on(loop)
 
     def _listener_address(self) -> str:
         self.result_notices()
