@@ -17,6 +17,7 @@ from crank.errors import UsageError
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_bindings
+from crank.runtime.worker_reports import PARENT_GONE_SIGNAL
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -556,6 +557,65 @@ def test_entry_point_serves_until_sigterm(tmp_path: Path, env: dict[str, str]) -
             proc.wait()
     assert proc.returncode == 0
     assert "worker cli-worker stopped after 1 tasks" in stderr
+
+
+def _wait_for_line(log_path: Path, text: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if text in log_path.read_text():
+            return
+        assert proc.poll() is None, log_path.read_text()
+        time.sleep(0.01)
+    raise AssertionError(f"{text!r} not logged:\n{log_path.read_text()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "again", "outcome"),
+    [
+        # the kernel's parent-death signal, repeated as the orphan is handed on: one stop
+        (PARENT_GONE_SIGNAL, "told again that the supervisor is gone", (0, "succeeded", 1)),
+        # an operator's second SIGTERM: stop now, the running task given back
+        (signal.SIGTERM, "grace period over", (1, "pending", 0)),
+    ],
+)
+def test_the_parent_gone_signal_twice_is_one_graceful_stop(
+    tmp_path: Path, env: dict[str, str], signum: int, again: str, outcome: tuple[int, str, int]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker = open_broker(url)
+    started, gate, log_path = tmp_path / "started", tmp_path / "gate", tmp_path / "worker.log"
+    record = broker.submit(
+        TaskSpec("fixture.wait_for_file", {"path": str(gate), "started": str(started)})
+    )
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crank.runtime.worker_process", "--broker", url,
+             "--manifest", MANIFEST, "--block", "0.1", "--grace", "600"],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.01)
+        proc.send_signal(signum)
+        _wait_for_line(log_path, "stopping: finishing the running task", proc)
+        proc.send_signal(signum)  # once the first was handled: not merged into one
+        if signum == PARENT_GONE_SIGNAL:
+            _wait_for_line(log_path, again, proc)
+            gate.touch()
+        proc.wait(timeout=120)
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert again in log_path.read_text()
+    after = broker.get(record.id)
+    assert after is not None
+    assert (proc.returncode, after.status, after.attempts) == outcome, log_path.read_text()
+    broker.close()
 
 
 def test_task_finished_hook_counts_tasks_when_metrics_are_on(

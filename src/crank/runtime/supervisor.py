@@ -36,7 +36,13 @@ from crank.manifest import load_manifest
 from crank.runtime.health_report import CRASH_WINDOW_S
 from crank.runtime.logs import get_logger
 from crank.runtime.scaling import RuntimeMetrics, ScalingDecision, decide
-from crank.runtime.worker_reports import REPORT_FD_ENV, ProcessReport, WorkerHealth, fold_reports
+from crank.runtime.worker_reports import (
+    PARENT_GONE_SIGNAL,
+    REPORT_FD_ENV,
+    ProcessReport,
+    WorkerHealth,
+    fold_reports,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -82,10 +88,13 @@ class PoolEvents:
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux, a child setup that sends the child SIGTERM when its parent dies.
+    """On Linux, a child setup that sends the child ``PARENT_GONE_SIGNAL`` (SIGHUP) when
+    its parent dies.
 
     Without it, ``kill -9`` of ``crank run`` would leave its worker processes running
     as orphans; with it they drain and release their tasks like on a normal stop.
+    The kernel sends the signal once per thread of the dying parent the child is
+    handed to, so it is not SIGTERM, whose second delivery cuts a worker's grace.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -96,7 +105,7 @@ def _die_with_parent() -> Callable[[], None] | None:
     pr_set_pdeathsig = 1
 
     def setup() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        libc.prctl(pr_set_pdeathsig, PARENT_GONE_SIGNAL)
 
     return setup
 

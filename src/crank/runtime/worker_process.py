@@ -13,7 +13,9 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   own deadline (the capability's ``timeout_s``), so long tasks are not
   redelivered while they run and hung ones are;
 * SIGTERM/SIGINT: stop claiming, give the unstarted part of the batch back,
-  finish the running task within ``grace_s`` (past it: release it and exit 1);
+  finish the running task within ``grace_s`` (past it, or on a second signal:
+  release it and exit 1); SIGHUP, which the kernel sends when the supervisor dies
+  (and may send more than once), is that stop however often it comes;
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
   acked once it is back;
@@ -69,7 +71,7 @@ from crank.runtime.logs import configure_logging
 from crank.runtime.task_metrics import TaskMetricsPlugin
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.runtime.tracing import configure_tracing, task_trace
-from crank.runtime.worker_reports import ReportWriter
+from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ReportWriter
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError
 from crank.worker.host import OutputInvalid, WorkerHost
@@ -527,9 +529,19 @@ class WorkerLoop:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(signum)
 
+    def _on_parent_gone(self, signum: int, frame: FrameType | None) -> None:
+        # The kernel repeats it as the orphan is handed on (PARENT_GONE_SIGNAL): every
+        # delivery is the same graceful stop, never "a second signal" that cuts the grace.
+        if self.stop_event.is_set():
+            log.info("told again that the supervisor is gone: the stop goes on as it was")
+        else:
+            log.warning("the supervisor is gone: stopping")
+        self.request_stop()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(PARENT_GONE_SIGNAL, self._on_parent_gone)
 
     def _collect_prefetch(self) -> None:
         """Hold the tasks of a prefetch still in flight (from the heartbeat or grace timer)."""

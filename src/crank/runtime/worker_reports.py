@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 
 #: the environment variable holding the write end of the report pipe.
 REPORT_FD_ENV = "CRANK_REPORT_FD"
+
+#: what the kernel sends a worker process when the supervisor dies (``PR_SET_PDEATHSIG``).
+#: Not SIGTERM: the kernel sends it again each time the orphan is handed on (to another
+#: thread of the dying process, then to init), and a second SIGTERM means "stop now";
+#: the worker takes every parent-death signal as the one graceful stop.
+PARENT_GONE_SIGNAL = signal.SIGHUP
 
 #: what one process says about one worker ("starting": being imported or set up).
 ReportedState = Literal["starting", "ready", "not_ready", "failed"]
@@ -202,6 +209,7 @@ class ReportWriter:
 
 
 __all__ = [
+    "PARENT_GONE_SIGNAL",
     "REPORT_FD_ENV",
     "ProcessReport",
     "ReportWriter",
