@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from crank.errors import ExitCode
 from crank.runtime.batch_former import BatchFormer, FormedBatch
 from crank.runtime.task_metrics import observe_batch
-from crank.runtime.tracing import batch_trace, task_trace
+from crank.runtime.tracing import batch_trace, record_outcome, task_trace
 from crank.runtime.worker_process import (
     Outcome,
     WorkerLoop,
@@ -506,13 +506,14 @@ class BatchingLoop(WorkerLoop):
             else:
                 claim, ctx = items[0]
                 task = claim.task
-                with task_trace(task.id, task.capability, task.meta):
+                with task_trace(task.id, task.capability, task.meta) as current:
                     try:
                         result = await binding.host.acall(task.capability, task.payload, ctx)
                     except Exception as exc:
                         outcomes = [outcome_of_error(exc, task)]
                     else:
                         outcomes = [Outcome(result=result)]
+                    record_outcome(current, outcomes[0].error)
         finally:
             self._untrack(kept)
             for slot in slots:

@@ -162,7 +162,8 @@ def task_trace(
     """Around one task in a worker process: its span ``crank.task <capability>``, a
     child of the span that submitted it (``meta["traceparent"]``), and the task's ids
     (``task_id``, ``capability``, ``request_id``, ``trace_id``) on every log line.
-    Without a tracer provider only the ids are bound (this runs for every task)."""
+    Gives the span (end it with the task's outcome: :func:`record_outcome`), or None
+    without a tracer provider: then only the ids are bound (this runs for every task)."""
     if tracing_active():
         return _traced_task(task_id, capability, meta)
     return bound_ids(
@@ -190,6 +191,21 @@ def _traced_task(task_id: str, capability: str, meta: Mapping[str, Any]) -> Iter
             )
         )
         yield current
+
+
+def record_outcome(current: Any, error: Mapping[str, Any] | None) -> None:
+    """End-of-task status on the task's span ``current`` (None: spans are not recorded):
+    ``OK``, or ``ERROR`` with ``CODE: message`` and ``error.type`` the error's code."""
+    if current is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    if error is None:
+        current.set_status(Status(StatusCode.OK))
+        return
+    code = str(error.get("code") or "INTERNAL")
+    current.set_attribute("error.type", code)
+    current.set_status(Status(StatusCode.ERROR, f"{code}: {error.get('message', '')}"))
 
 
 class BatchTrace:
@@ -307,15 +323,9 @@ class _TracedBatch(BatchTrace):
             errors = [error] * len(self._items)
         else:
             errors = self._errors or [None] * len(self._items)
-        failed = 0
         for item, outcome in zip(self._items, errors, strict=True):
-            if outcome is None:
-                item.set_status(Status(StatusCode.OK))
-            else:
-                failed += 1
-                code = str(outcome.get("code") or "INTERNAL")
-                item.set_attribute("error.type", code)
-                item.set_status(Status(StatusCode.ERROR, f"{code}: {outcome.get('message', '')}"))
+            record_outcome(item, outcome)
+        failed = sum(outcome is not None for outcome in errors)
         self._batch.set_attribute("crank.batch.failed", failed)
         if self._items and failed == len(self._items):  # the handler raised, or nothing worked
             self._batch.set_status(Status(StatusCode.ERROR, "every task of the batch failed"))
@@ -410,6 +420,7 @@ __all__ = [
     "current_traceparent",
     "new_traceparent",
     "otel_available",
+    "record_outcome",
     "span",
     "task_trace",
     "trace_id_of",

@@ -70,7 +70,7 @@ from crank.runtime.hosted_workers import CapabilityBinding, HostedWorkers
 from crank.runtime.logs import configure_logging
 from crank.runtime.task_metrics import TaskMetricsPlugin
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
-from crank.runtime.tracing import configure_tracing, task_trace
+from crank.runtime.tracing import configure_tracing, record_outcome, task_trace
 from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ReportWriter
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError
@@ -197,8 +197,10 @@ def run_task(
     with its ids on every log line.
     """
     task = claim.task
-    with task_trace(task.id, task.capability, task.meta):
-        return _run_task(binding, claim, event_sink, deadline, on_context)
+    with task_trace(task.id, task.capability, task.meta) as current:
+        outcome = _run_task(binding, claim, event_sink, deadline, on_context)
+        record_outcome(current, outcome.error)
+        return outcome
 
 
 def _run_task(

@@ -44,7 +44,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 def submit_traced(run: CrankRun, capability: str, inputs: list[dict[str, Any]]) -> list[str]:
     """Submit one task per input, each from its own caller's trace; their ids."""
     ids = []
-    for trace_id, data in zip(CALLER_TRACES, inputs, strict=True):
+    for trace_id, data in zip(CALLER_TRACES[: len(inputs)], inputs, strict=True):
         answer = run.http.post(
             "/v1/tasks",
             json={"capability": capability, "input": data},
@@ -110,7 +110,7 @@ def assert_each_task_continues_its_callers_trace(
     by_task = {s["attributes"]["crank.task_id"]: s for s in tasks}
     assert set(by_task) == set(ids)
     submits = {s["context"]["trace_id"]: s for s in spans if s["name"] == "crank.submit"}
-    for task_id, caller in zip(ids, CALLER_TRACES, strict=True):
+    for task_id, caller in zip(ids, CALLER_TRACES[: len(ids)], strict=True):
         task = by_task[task_id]
         assert task["context"]["trace_id"] == f"0x{caller}"
         assert task["parent_id"] == submits[f"0x{caller}"]["context"]["span_id"]
@@ -199,6 +199,33 @@ def test_a_batch_handler_that_raises_ends_every_tasks_span_in_error(
         "status_code": "ERROR",
         "description": "every task of the batch failed",
     }
+    assert run.terminate() == 0
+
+
+def test_a_concurrent_capabilitys_tasks_each_have_their_span(
+    crank_run: Callable[..., CrankRun], tmp_path: Path
+) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "open").touch()
+    # concurrent.gated: an async handler on the task loop (concurrency 50), no batching
+    run = batching_run(
+        crank_run, CRANK_TRACES_FILE=str(spans_file), CRANK_FIXTURE_GATE_DIR=str(gate)
+    )
+    ids = submit_traced(run, "concurrent.gated", [{}, {}])
+    assert [wait_final(run, i)["status"] for i in ids] == ["succeeded"] * 2
+
+    def task_spans() -> list[dict[str, Any]]:
+        spans = json_lines(spans_file.read_text()) if spans_file.exists() else []
+        found = [s for s in spans if s["name"] == "crank.task concurrent.gated"]
+        return spans if len(found) == 2 else []
+
+    spans = run.wait_until(task_spans, what="the tasks' spans")
+    tasks = [s for s in spans if s["name"] == "crank.task concurrent.gated"]
+    by_task = assert_each_task_continues_its_callers_trace(ids, tasks, spans)
+    assert {s["status"]["status_code"] for s in by_task.values()} == {"OK"}
+    assert not [s for s in spans if s["name"].startswith("crank.batch")]
     assert run.terminate() == 0
 
 

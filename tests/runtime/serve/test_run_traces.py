@@ -79,6 +79,7 @@ def test_a_callers_trace_continues_through_the_queue_into_the_worker_process(
     assert submit["parent_id"] == request["context"]["span_id"]
     assert task["parent_id"] == submit["context"]["span_id"]
     assert (request["kind"], task["kind"]) == ("SpanKind.SERVER", "SpanKind.CONSUMER")
+    assert task["status"]["status_code"] == "OK"
     # written by two processes: crank run itself and one of its worker processes
     assert request["resource"]["attributes"]["process.pid"] == run.pid
     assert task["resource"]["attributes"]["process.pid"] in run.workers()
@@ -93,6 +94,31 @@ def test_a_callers_trace_continues_through_the_queue_into_the_worker_process(
         if entry.get("event") == "http_request" and entry.get("path") == ECHO
     ]
     assert [entry["trace_id"] for entry in access] == [CALLER_TRACE]
+    assert run.terminate() == 0
+
+
+def test_a_failed_tasks_span_ends_in_error_with_its_code(
+    crank_run: Callable[..., CrankRun], tmp_path: Path
+) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+    run = observed_run(crank_run, CRANK_TRACES_FILE=str(spans_file))
+    # observe.fail raises KeyError('oops'), one attempt
+    answer = run.http.post(
+        "/v1/tasks",
+        json={"capability": "observe.fail", "input": {}},
+        headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+    )
+    assert answer.status_code == 202, answer.text
+
+    def task_span() -> dict[str, Any] | None:
+        spans = json_lines(spans_file.read_text()) if spans_file.exists() else []
+        return next((s for s in spans if s["name"] == "crank.task observe.fail"), None)
+
+    task = run.wait_until(task_span, what="the failed task's span")
+    assert task["context"]["trace_id"] == f"0x{CALLER_TRACE}"
+    assert task["attributes"]["crank.task_id"] == answer.json()["id"]
+    assert task["attributes"]["error.type"] == "INTERNAL"
+    assert task["status"] == {"status_code": "ERROR", "description": "INTERNAL: 'oops'"}
     assert run.terminate() == 0
 
 
