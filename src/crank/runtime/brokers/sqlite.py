@@ -428,7 +428,8 @@ class SqliteBroker(Broker):
     # -- results ---------------------------------------------------------------
 
     def result_notices(self) -> ResultNotices:
-        """Binds this process's notice socket on first use (one thread reads it)."""
+        """Binds this process's notice socket on first use (a thread reads it, or the
+        event loop :meth:`listen_in` names)."""
         with self._lock:
             if self._listener is None:
                 self._listener = ChannelListener(ResultNotices())
