@@ -19,6 +19,10 @@ on one thread everywhere. Each request or task is one 8x8 image.
 * concurrency: 1,000 tasks of an async handler awaiting 100 ms, ``concurrency: 50``,
   2 worker processes: seconds from the last submit until the last task is done.
 
+Neither server writes a line per request, as in ``http_api.py``: LitServe runs at
+``log_level="warning"`` (no uvicorn access log) and ``crank run`` with
+``CRANK_ACCESS_LOG=off``; warnings and errors are logged as usual.
+
 The load average is printed at the start and the end; when the machine is busy the
 numbers are printed but the ratios to the goals are withheld (``machine_load.py``).
 Prints Markdown for ``RESULTS.md``.
@@ -108,7 +112,7 @@ if __name__ == "__main__":  # LitServe spawns its workers: they import this file
         server = ls.LitServer(api, accelerator="cpu", workers_per_device=2)
     except TypeError:
         server = ls.LitServer(Digits(), accelerator="cpu", workers_per_device=2, **options)
-    server.run(port=PORT, generate_client_file=False)
+    server.run(port=PORT, generate_client_file=False, log_level="warning")
 """
 
 
@@ -334,7 +338,8 @@ def http_crank(model: Path, workdir: Path, seconds: float, *, batched: bool) -> 
         "--min-workers", str(WORKERS), "--max-workers", str(WORKERS),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    with running(argv, cwd=workdir, env=worker_env(model), probe=f"{url}/ready"):
+    env = {**worker_env(model), "CRANK_ACCESS_LOG": "off"}  # as LitServe is run: no access log
+    with running(argv, cwd=workdir, env=env, probe=f"{url}/ready"):
         wait_ready(f"{url}/ready")
         return wrk_digits(f"{url}/v1/capabilities/bench.digit", workdir, seconds)
 
