@@ -3,7 +3,8 @@
 ``redis_server`` starts a real ``redis-server`` on a free loopback port with no
 persistence and yields its URL; ``redis_server_aof`` does the same with an
 append-only file (``appendfsync always``) in a temp dir and can be restarted
-mid-test. ``broker`` is parametrized over memory, sqlite and redis.
+mid-test. ``broker`` is parametrized over memory, sqlite and redis. ``spans`` collects
+the spans this process records (OpenTelemetry's in-memory exporter).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -240,3 +241,22 @@ def worker_pool(tmp_path: Path, worker_env: dict[str, str]) -> Iterator[Callable
     finally:
         for pool in pools:
             pool.close()
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """An in-memory exporter on this process's tracer provider (installed once)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    yield exporter
+    processor.shutdown()

@@ -5,16 +5,13 @@ of the usual cases is tests/runtime/serve/test_run_batch_traces.py)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import structlog
 
 from crank.runtime import tracing
 from crank.runtime.brokers.contract import TaskRecord
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 TRACES = ["4bf92f3577b34da6a3ce929d0e0e4736", "5bf92f3577b34da6a3ce929d0e0e4737"]
 
@@ -52,25 +49,6 @@ def test_without_a_tracer_provider_a_batch_binds_its_ids_and_nothing_else(
         assert structlog.contextvars.get_contextvars() == {"request_id": "outer"}
     finally:
         structlog.contextvars.clear_contextvars()
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    """An in-memory exporter on this process's tracer provider (installed once)."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    yield exporter
-    processor.shutdown()
 
 
 @pytest.mark.requires("opentelemetry.sdk", hint="pip install 'crank-workers[otel]'")

@@ -4,14 +4,11 @@ caller's W3C trace context is the parent of crank's spans and travels with the t
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from crank.runtime import tracing
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -38,25 +35,6 @@ def test_without_a_tracer_provider_spans_are_no_ops(monkeypatch: pytest.MonkeyPa
 )
 def test_trace_id_of_a_traceparent(header: str | None, trace_id: str | None) -> None:
     assert tracing.trace_id_of(header) == trace_id
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    """An in-memory exporter on this process's tracer provider (installed once)."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    yield exporter
-    processor.shutdown()
 
 
 def finished(exporter: Any, names: set[str]) -> dict[str, Any]:

@@ -119,6 +119,16 @@ class CrankRun:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-4000:]}")
 
+    def wait_final(self, task_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        """The task's document once it ended: succeeded, failed or dead."""
+
+        def ended() -> dict[str, Any] | None:
+            doc: dict[str, Any] = self.http.get(f"/v1/tasks/{task_id}").json()
+            return doc if doc["status"] in ("succeeded", "failed", "dead") else None
+
+        found: dict[str, Any] = self.wait_until(ended, timeout_s, what=f"task {task_id} to end")
+        return found
+
     def workers(self) -> list[int]:
         return child_pids(self.pid)
 

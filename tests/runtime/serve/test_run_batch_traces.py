@@ -55,15 +55,6 @@ def submit_traced(run: CrankRun, capability: str, inputs: list[dict[str, Any]]) 
     return ids
 
 
-def wait_final(run: CrankRun, task_id: str) -> dict[str, Any]:
-    def final() -> dict[str, Any] | None:
-        doc: dict[str, Any] = run.http.get(f"/v1/tasks/{task_id}").json()
-        return doc if doc["status"] in ("succeeded", "failed", "dead") else None
-
-    found: dict[str, Any] = run.wait_until(final, what=f"task {task_id} to end")
-    return found
-
-
 def batch_spans(
     run: CrankRun, spans_file: Path, capability: str, count: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
@@ -127,7 +118,7 @@ def test_each_task_of_a_batch_has_its_span_in_its_callers_trace_and_the_batch_li
     ids = submit_traced(
         run, "batching.square", [{"n": 1}, {"n": 2}, {"n": 3, "fail": True}, {"n": 4}]
     )
-    results = [wait_final(run, i) for i in ids]
+    results = [run.wait_final(i) for i in ids]
     assert [r["status"] for r in results] == ["succeeded", "succeeded", "failed", "succeeded"]
     assert {r["result"]["batch_size"] for r in results if r["result"]} == {4}
 
@@ -181,7 +172,7 @@ def test_a_batch_handler_that_raises_ends_every_tasks_span_in_error(
     # an async batch handler on the task loop (concurrency 2); one item makes it raise
     inputs: list[dict[str, Any]] = [{"n": 1}, {"n": 2, "explode": True}, {"n": 3}, {"n": 4}]
     ids = submit_traced(run, "batching.async_square", inputs)
-    assert {wait_final(run, i)["status"] for i in ids} <= {"failed", "dead"}
+    assert {run.wait_final(i)["status"] for i in ids} <= {"failed", "dead"}
 
     tasks, batch, spans = batch_spans(run, spans_file, "batching.async_square", 4)
     by_task = assert_each_task_continues_its_callers_trace(ids, tasks, spans)
@@ -214,7 +205,7 @@ def test_a_concurrent_capabilitys_tasks_each_have_their_span(
         crank_run, CRANK_TRACES_FILE=str(spans_file), CRANK_FIXTURE_GATE_DIR=str(gate)
     )
     ids = submit_traced(run, "concurrent.gated", [{}, {}])
-    assert [wait_final(run, i)["status"] for i in ids] == ["succeeded"] * 2
+    assert [run.wait_final(i)["status"] for i in ids] == ["succeeded"] * 2
 
     def task_spans() -> list[dict[str, Any]]:
         spans = json_lines(spans_file.read_text()) if spans_file.exists() else []
@@ -234,7 +225,7 @@ def test_without_a_tracer_a_batchs_log_lines_carry_its_tasks_ids_and_traces(
 ) -> None:
     run = batching_run(crank_run, CRANK_TRACES_FILE="")
     ids = submit_traced(run, "batching.square", [{"n": n} for n in range(4)])
-    results = [wait_final(run, i) for i in ids]
+    results = [run.wait_final(i) for i in ids]
     assert [r["result"]["square"] for r in results] == [0, 1, 4, 9]
     line = handler_line(run, 4)
     assert line["capability"] == "batching.square"

@@ -47,13 +47,8 @@ def submit(run: CrankRun, capability: str, data: dict[str, Any]) -> str:
     return task_id
 
 
-def final(run: CrankRun, task_id: str) -> dict[str, Any] | None:
-    doc: dict[str, Any] = run.http.get(f"/v1/tasks/{task_id}").json()
-    return doc if doc["status"] in ("succeeded", "failed", "dead") else None
-
-
 def wait_all(run: CrankRun, ids: list[str]) -> list[dict[str, Any]]:
-    return [run.wait_until(lambda i=i: final(run, i), what=f"task {i}") for i in ids]
+    return [run.wait_final(i) for i in ids]
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -18,15 +18,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 
-def _finished(run: CrankRun, task_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        doc: dict[str, Any] = run.http.get(f"/v1/tasks/{task_id}").json()
-        return doc if doc["status"] in ("succeeded", "failed", "dead") else None
-
-    result: dict[str, Any] = run.wait_until(done, what=f"task {task_id} finished")
-    return result
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def started(request: pytest.FixtureRequest, crank_run: Starter) -> CrankRun:
     if request.param == "redis":
@@ -52,8 +43,8 @@ def test_the_same_key_never_hands_out_another_requests_task(started: CrankRun) -
     assert alice.status_code == bob.status_code == 202
     alice_id, bob_id = alice.json()["id"], bob.json()["id"]
     assert alice_id != bob_id
-    assert _finished(run, alice_id)["result"] == {"text": "alice's"}
-    assert _finished(run, bob_id)["result"] == {"text": "bob's"}
+    assert run.wait_final(alice_id)["result"] == {"text": "alice's"}
+    assert run.wait_final(bob_id)["result"] == {"text": "bob's"}
 
     # alice retries: her own task; alice sends another input or capability: 409, nothing queued
     assert submit("alice", "demo.echo", {"text": "alice's"}).json()["id"] == alice_id
@@ -127,7 +118,7 @@ def test_a_refused_input_is_failed_not_a_dead_letter(
         assert r.json()["error"]["code"] == "INVALID_INPUT"
         ids.append(r.headers["x-crank-task-id"])
     for task_id in ids:
-        doc = _finished(run, task_id)
+        doc = run.wait_final(task_id)
         assert (doc["status"], doc["attempts"]) == ("failed", 1)
     report = run.http.get("/v1/status").json()
     assert report["queue_health"]["dead_letters"] == 0

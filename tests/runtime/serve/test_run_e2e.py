@@ -38,11 +38,6 @@ def log_events(run: CrankRun) -> list[dict[str, Any]]:
     return events
 
 
-def _done(run: CrankRun, task_id: str) -> dict[str, object] | None:
-    doc = run.http.get(f"/v1/tasks/{task_id}").json()
-    return doc if doc["status"] in ("succeeded", "failed", "dead") else None
-
-
 def test_http_end_to_end_with_worker_processes(
     crank_run: Starter, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -52,7 +47,7 @@ def test_http_end_to_end_with_worker_processes(
         "/v1/tasks", json={"capability": "demo.echo", "input": {"text": "hello"}}
     )
     assert accepted.status_code == 202
-    done = run.wait_until(lambda: _done(run, accepted.json()["id"]), what="async task")
+    done = run.wait_final(accepted.json()["id"])
     assert (done["status"], done["result"]) == ("succeeded", {"text": "hello"})
     assert run.http.post(
         "/v1/capabilities/demo.echo", json={"text": "x", "shout": True}
@@ -122,7 +117,7 @@ def test_dead_worker_is_replaced_and_its_task_completes(crank_run: Starter, tmp_
         1,
     )
     (gate / "open").touch()
-    done = run.wait_until(lambda: _done(run, task["id"]), what="recovered task")
+    done = run.wait_final(task["id"])
     assert (done["status"], done["attempts"]) == ("succeeded", 2)
     # a process killed a moment ago is a crash the status report owns up to
     health = run.http.get("/v1/status").json()
@@ -158,7 +153,7 @@ def test_sigterm_drains_and_loses_nothing(crank_run: Starter) -> None:
     # a second run on the same queue finishes every task: nothing was lost
     again = crank_run("--min-workers", "2", "--max-workers", "2")  # same tmp dir, same queue file
     for tid in ids:
-        done = again.wait_until(lambda tid=tid: _done(again, tid), what=f"task {tid}")
+        done = again.wait_final(tid)
         assert done["status"] == "succeeded"
     assert again.terminate(signal.SIGINT) == 0
 
@@ -228,6 +223,6 @@ def test_kill_9_of_crank_run_with_tasks_queued_and_running_loses_none(
     # running finished during the drain, what was claimed unrun went back unspent)
     again = crank_run(*pool)
     for tid in ids:
-        done = again.wait_until(lambda tid=tid: _done(again, tid), what=f"task {tid}")
+        done = again.wait_final(tid)
         assert (done["status"], done["attempts"]) == ("succeeded", 1), done
     assert again.terminate() == 0

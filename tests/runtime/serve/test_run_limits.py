@@ -36,11 +36,6 @@ def running(gate: Path) -> int:
     return len(list(gate.glob("running-*")))
 
 
-def final(run: CrankRun, task_id: str) -> dict[str, Any] | None:
-    doc: dict[str, Any] = run.http.get(f"/v1/tasks/{task_id}").json()
-    return doc if doc["status"] in ("succeeded", "failed", "dead") else None
-
-
 def test_queued_tasks_wait_for_a_slot_across_worker_processes(
     crank_run: Starter, tmp_path: Path
 ) -> None:
@@ -60,13 +55,13 @@ def test_queued_tasks_wait_for_a_slot_across_worker_processes(
     # keep claiming. Without the limit they would have taken the older limited
     # tasks first (oldest first) and be stuck at the gate too.
     echo = run.http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "e"}})
-    done = run.wait_until(lambda: final(run, echo.json()["id"]), what="echo beside the limit")
+    done = run.wait_final(echo.json()["id"])
     assert done["status"] == "succeeded"
     assert running(gate) == 2
     statuses = sorted(run.http.get(f"/v1/tasks/{i}").json()["status"] for i in ids)
     assert statuses == ["pending"] * 4 + ["running"] * 2
     (gate / "open").touch()
-    results = [run.wait_until(lambda i=i: final(run, i), what=f"task {i}") for i in ids]
+    results = [run.wait_final(i) for i in ids]
     assert [r["status"] for r in results] == ["succeeded"] * 6
     assert max(r["result"]["peak"] for r in results) == 2
     assert run.terminate() == 0
@@ -108,7 +103,7 @@ def test_synchronous_calls_past_the_limit_get_429(crank_run: Starter, tmp_path: 
     for caller in callers:
         caller.join(timeout=120)
     assert sorted(a.status_code for a in answers) == [200, 200]
-    done = run.wait_until(lambda: final(run, queued.json()["id"]), what="the queued call")
+    done = run.wait_final(queued.json()["id"])
     assert done["status"] == "succeeded"
     assert max(a.json()["peak"] for a in answers) <= 2
     metrics = run.http.get("/metrics").text
