@@ -477,6 +477,36 @@ def test_grace_period_over_releases_the_running_task(memory: Broker, tmp_path: P
         thread.join(timeout=120)
 
 
+@pytest.mark.slow
+def test_grace_period_over_gives_back_a_claim_the_loop_had_not_recorded(
+    memory: Broker, tmp_path: Path
+) -> None:
+    exits: list[int] = []
+    loop = WorkerLoop(config(grace_s=0.2), broker=memory, hard_exit=exits.append)
+    gate = tmp_path / "gate"
+    running = memory.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
+    # a task of a capability this loop never claims, claimed under the loop's name: a
+    # claim whose answer arrived as the grace ran out, before the loop recorded it
+    stray = memory.submit(TaskSpec("elsewhere.thing", {}))
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        _wait_until_started(loop, running.id)
+        on_its_way = ClaimOptions("test-worker", ("elsewhere.thing",), visibility_timeout_s=600)
+        assert [c.task.id for c in memory.claim(on_its_way)] == [stray.id]
+        loop.request_stop()
+        deadline = time.monotonic() + 120
+        while not exits and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert exits == [1]
+        # claimable now, not after its 600 s visibility timeout
+        again = memory.claim(ClaimOptions("next", ("elsewhere.thing",), visibility_timeout_s=60))
+        assert [c.task.id for c in again] == [stray.id]
+    finally:
+        gate.touch()  # the handler ends; hard_exit did not end this process
+        thread.join(timeout=120)
+
+
 # -- the process entry point ---------------------------------------------------------
 
 

@@ -559,6 +559,11 @@ class WorkerLoop:
         log.error("grace period over: releasing %d tasks and exiting", len(held))
         with contextlib.suppress(CrankError):
             self.broker.release(held)
+        # A claim on its way back when this runs (a second signal lands between the
+        # broker's answer and the loop recording it) is nobody's but this consumer's:
+        # given back now, not after its visibility timeout.
+        with contextlib.suppress(CrankError):
+            self.broker.recover(self.config.consumer)
         logging.shutdown()
         self._hard_exit(EXIT_GRACE_EXCEEDED)
 
