@@ -376,11 +376,6 @@ class ChannelThread:
     def address(self) -> str:
         return self.channel.address
 
-    @property
-    def reader(self) -> str:
-        """Who reads the channel: ``thread`` or ``event loop``."""
-        return "event loop" if self._loop is not None else "thread"
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -451,7 +446,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class ChannelListener(ChannelThread):
-    """A thread reading a :class:`LocalChannel` and delivering its notices."""
+    """A thread (or, after :meth:`read_on`, an event loop) reading a
+    :class:`LocalChannel` and delivering its notices."""
 
     def __init__(self, notices: ResultNotices) -> None:
         self.notices = notices
