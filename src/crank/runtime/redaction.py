@@ -164,7 +164,7 @@ def redact_processor(logger: Any, method: str, event_dict: MutableMapping[str, A
 
     A text, most of a line's values (the access log's are all texts but two), is
     handled here rather than in a call of :func:`redact` per value: the same
-    verdicts, a third less time per line.
+    verdicts, about a sixth less time for an access line (10.5 to 8.7 us here).
     """
     out: dict[str, Any] = {}
     for k, v in event_dict.items():
