@@ -91,10 +91,19 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and print their tables (peers come from the bench extra)."""
+    """Run the benchmarks and print their tables (peers come from the bench extra; arq's
+    row of the queue benchmark from ``bench_arq``)."""
     session.install("-e", ".[dev,bench]", *[arg for p in PLUGINS for arg in ("-e", p)])
     for script in sorted(Path("benchmarks").glob("*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_arq(session: nox.Session) -> None:
+    """The queue benchmark's arq row, next to crank-redis: arq declares redis<6, which
+    Celery's Redis transport does not accept, so it has an environment of its own."""
+    session.install("-e", ".[bench-arq]")
+    session.run("python", "benchmarks/queue.py", "--systems", "crank-redis,arq", *session.posargs)
 
 
 @nox.session(python=PYTHON)

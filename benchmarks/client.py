@@ -1,6 +1,6 @@
 """The Python client's round trip against Celery's ``delay().get()``, on one Redis.
 
-    pip install -e ".[bench]" && pip install "redis>=6.4"   # Celery's transport needs it
+    pip install -e ".[bench]"
     python benchmarks/client.py [--samples 500] [--rounds 3]
 
 One private redis-server (free loopback port, no persistence) serves everybody.

@@ -1,6 +1,6 @@
 """Start-up and footprint: ``crank --help`` next to ``python -c pass``, a worker's peak RSS.
 
-    pip install -e ".[bench]" && pip install "redis>=6.4"
+    pip install -e ".[bench]"
     python benchmarks/startup.py [--runs 41] [--tasks 2000]
 
 * **Start-up**: ``python -c pass``, ``crank --help`` (the console script, its help text
