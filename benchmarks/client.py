@@ -32,7 +32,6 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import socket
@@ -43,7 +42,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from machine_load import load_now, verdict
-from process_groups import stop_groups
+from process_groups import stop_trees
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,43 +83,14 @@ def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def children_of() -> dict[int, list[int]]:
-    """Every live process's children, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # pid (comm) state ppid ...: comm may hold spaces, split after it
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(stat.parent.name))
-    return children
-
-
-def process_group(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
-
-
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     """End every process started here and everything they started, whole process groups.
 
     ``crank run`` starts its workers in process groups of their own: they are found
-    before anything is signalled (once their parent is gone, init adopts them) and their
-    groups are ended too, so nothing started here outlives the benchmark, whichever
-    step failed.
+    before anything is signalled and their groups are ended too, so nothing started
+    here outlives the benchmark, whichever step failed.
     """
-    children = children_of()
-    groups: list[int] = []
-    todo = [proc.pid for proc in procs]
-    while todo:
-        pid = todo.pop()
-        group = process_group(pid)
-        if group is not None and group not in groups and group != os.getpgrp():
-            groups.append(group)
-        todo += children.get(pid, [])
-    # then what is left of each group (crank run's workers, a stuck child)
-    stop_groups(procs, grace_s=15, others=groups)
+    stop_trees(procs, grace_s=15)
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:

@@ -75,3 +75,37 @@ def stop_group(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
     """SIGTERM ``proc``'s process group, up to ``grace_s`` for ``proc`` to exit, then
     SIGKILL whatever of the group is left and wait until none of it runs."""
     stop_groups([proc], grace_s=grace_s)
+
+
+def children_of() -> dict[int, list[int]]:
+    """Every live process's children, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid ...: comm may hold spaces, split after it
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    return children
+
+
+def descendant_groups(pids: Iterable[int]) -> list[int]:
+    """The process groups of ``pids`` and of all their descendants, this process's own
+    group left out: the groups a process that started others in sessions of their own
+    (``crank run`` starts its workers so) leaves behind if it dies first."""
+    children = children_of()
+    groups: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(ProcessLookupError):
+            group = os.getpgid(pid)
+            if group not in groups and group != os.getpgrp():
+                groups.append(group)
+        todo += children.get(pid, [])
+    return groups
+
+
+def stop_trees(procs: Sequence[subprocess.Popen[bytes]], *, grace_s: float) -> None:
+    """``stop_groups`` for ``procs`` and every group their descendants made, found before
+    anything is signalled (once their parent is gone, init adopts them)."""
+    stop_groups(procs, grace_s=grace_s, others=descendant_groups(proc.pid for proc in procs))

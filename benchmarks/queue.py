@@ -48,9 +48,9 @@ import sys
 from pathlib import Path
 
 # Run as a script, this file would shadow the standard library's ``queue`` (which
-# redis-py imports): take its folder off the import path first.
+# redis-py imports): its folder goes to the end of the import path, not the front.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
@@ -66,6 +66,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from process_groups import stop_group, stop_groups
 
 HERE = Path(__file__).resolve().parent
 WORKERS = HERE / "queue_workers"
@@ -101,6 +103,7 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # ended with process_groups.stop_group, as the workers
     )  # fmt: skip
     import redis
 
@@ -391,18 +394,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def signal_all(procs: list[subprocess.Popen[bytes]], signum: int) -> None:
     """Send ``signum`` to each worker's process group (workers and their children)."""
     for proc in procs:
@@ -490,7 +481,7 @@ def measure(system: System, n: int, samples: int, env: dict[str, str], redis_pid
             times.append(time.perf_counter() - begin)
     finally:
         signal_all(procs, signal.SIGCONT)
-        stop(procs)
+        stop_groups(procs, grace_s=10)
     quantiles = statistics.quantiles(times, n=100, method="inclusive")
     return Row(
         name=system.name,
@@ -617,8 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {round_no}: {name}: {row}", file=sys.stderr)
         finally:
             admin.close()
-            server.terminate()
-            server.wait()
+            stop_group(server, grace_s=10)
     rows = [median_row(name, measured) for name, measured in runs.items()]
     print(
         f"{args.tasks} no-op tasks, {args.samples} round trips, median of {args.repeat} "

@@ -37,7 +37,6 @@ import argparse
 import os
 import platform
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ import time
 from dataclasses import dataclass
 
 from machine_load import load_now, verdict
+from process_groups import stop_group, stop_trees
 
 HERE = Path(__file__).resolve().parent
 WORKERS = HERE / "client_workers"
@@ -137,7 +137,10 @@ def crank_worker_rss(broker_url: str, tasks: int) -> float:
         "--manifest", str(WORKERS / "crank.yaml"), "--consumer", "footprint",
     ]  # fmt: skip
     env = {**ENV, "PYTHONPATH": os.pathsep.join([str(WORKERS), ENV.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, ended whole by stop_group
+    )  # fmt: skip
     try:
         with crank.connect(broker_url) as queue:
             sent = queue.submit_many([("bench.echo", {"text": f"t{i}"}) for i in range(tasks)])
@@ -145,8 +148,7 @@ def crank_worker_rss(broker_url: str, tasks: int) -> float:
                 task.result(timeout=120)
         return peak_rss_mb(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_group(proc, grace_s=30)
 
 
 def crank_run_worker_rss(broker_url: str, tasks: int) -> float:
@@ -168,16 +170,17 @@ def crank_run_worker_rss(broker_url: str, tasks: int) -> float:
                 task.result(timeout=120)
         return max(peak_rss_mb(pid) for pid in children(proc.pid))
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        # crank run's workers lead process groups of their own: those end too
+        stop_trees([proc], grace_s=30)
 
 
 def dramatiq_worker_rss(redis_url: str, tasks: int) -> float:
     argv = [PYTHON, "-m", "dramatiq", "bench_dramatiq_echo", "--processes", "1", "--threads", "1"]
     env = {**ENV, "BENCH_REDIS_URL": redis_url, "PYTHONPATH": str(WORKERS)}
     proc = subprocess.Popen(
-        argv, env=env, cwd=WORKERS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+        argv, env=env, cwd=WORKERS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # dramatiq's worker processes are ended with it
+    )  # fmt: skip
     try:
         os.environ["BENCH_REDIS_URL"] = redis_url
         sys.path.insert(0, str(WORKERS))
@@ -189,8 +192,7 @@ def dramatiq_worker_rss(redis_url: str, tasks: int) -> float:
         workers = children(proc.pid)
         return max(peak_rss_mb(pid) for pid in workers)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_group(proc, grace_s=30)
 
 
 def main() -> int:
@@ -222,6 +224,7 @@ def main() -> int:
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", tmp],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # ended by stop_group, as the workers
         )  # fmt: skip
         try:
             time.sleep(0.3)  # redis-server binds within milliseconds; the clients retry anyway
@@ -232,8 +235,7 @@ def main() -> int:
             except ImportError:
                 print("(dramatiq not installed: pip install -e '.[bench]')", file=sys.stderr)
         finally:
-            redis.terminate()
-            redis.wait(timeout=10)
+            stop_group(redis, grace_s=10)
     after = load_now()
 
     print(
