@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank.errors import UsageError
+from crank.runtime import worker_process
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_bindings
@@ -507,6 +510,82 @@ def test_grace_period_over_gives_back_a_claim_the_loop_had_not_recorded(
         thread.join(timeout=120)
 
 
+@pytest.mark.slow
+def test_a_second_signal_inside_a_broker_transaction_still_gives_the_task_back(
+    tmp_path: Path,
+) -> None:
+    # A signal handler runs on the main thread between two of its bytecodes, wherever it
+    # was: here inside a transaction on the loop's own SQLite connection. Broker work done
+    # in the handler would run inside that transaction (SQLite refuses a nested BEGIN) and
+    # leave the task running under a worker about to exit, until its visibility timeout.
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker = open_broker(url)
+    exits: list[int] = []
+    loop = WorkerLoop(config(url, grace_s=600), broker=broker, hard_exit=exits.append)
+    gate = tmp_path / "gate"
+    record = broker.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        _wait_until_started(loop, record.id)
+        loop.request_stop()  # the first signal: the running task has 600 s
+        with broker._write():  # type: ignore[attr-defined]
+            loop.request_stop(signal.SIGTERM)  # the second lands mid-transaction
+        deadline = time.monotonic() + 120
+        while not exits and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert exits == [1]
+        released = broker.get(record.id)
+        assert released is not None
+        assert (released.status, released.attempts) == ("pending", 0)
+    finally:
+        gate.touch()  # the handler ends; hard_exit did not end this process
+        thread.join(timeout=120)
+        broker.close()
+
+
+@pytest.mark.slow
+def test_a_stop_that_cannot_wait_exits_even_when_the_broker_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_process, "STOP_NOW_LIMIT_S", 0.5)
+    path = tmp_path / "q.db"
+    url = f"sqlite:///{path}"
+    broker = open_broker(url)
+    exits: list[int] = []
+    loop = WorkerLoop(config(url, grace_s=600), broker=broker, hard_exit=exits.append)
+    gate = tmp_path / "gate"
+    record = broker.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    _wait_until_started(loop, record.id)
+    # another process's writer that does not let go: giving back waits for the write lock
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        loop.request_stop()
+        loop.request_stop(signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        while not exits and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert exits == [1]  # exited while the broker still did not answer
+        # read beside the broker: the loop's connection queues behind the lock too
+        with contextlib.closing(sqlite3.connect(path)) as reader:
+            left = reader.execute("SELECT status FROM tasks WHERE id = ?", (record.id,)).fetchall()
+        assert left == [("running",)]  # comes back after its visibility timeout
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        gate.touch()
+        thread.join(timeout=120)
+    # the lock let go, the giving back goes on and ends with the exit it would have made
+    deadline = time.monotonic() + 120
+    while len(exits) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert exits == [1, 1]
+    broker.close()
+
+
 # -- the process entry point ---------------------------------------------------------
 
 
@@ -606,7 +685,7 @@ def _wait_for_line(log_path: Path, text: str, proc: subprocess.Popen[str]) -> No
         # the kernel's parent-death signal, repeated as the orphan is handed on: one stop
         (PARENT_GONE_SIGNAL, "told again that the supervisor is gone", (0, "succeeded", 1)),
         # an operator's second SIGTERM: stop now, the running task given back
-        (signal.SIGTERM, "grace period over", (1, "pending", 0)),
+        (signal.SIGTERM, "stopping now (a second stop signal)", (1, "pending", 0)),
     ],
 )
 def test_the_parent_gone_signal_twice_is_one_graceful_stop(

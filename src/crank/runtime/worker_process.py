@@ -87,6 +87,9 @@ log = logging.getLogger("crank.runtime.worker")
 
 #: exit status when the running task did not finish within the grace period.
 EXIT_GRACE_EXCEEDED = 1
+#: how long giving back the held tasks may take on a stop that cannot wait (a broker
+#: that does not answer); the process exits then regardless.
+STOP_NOW_LIMIT_S = 15.0
 #: how long a capability found at its max_concurrency is left out of claims.
 FULL_RECHECK_S = 0.05
 
@@ -352,6 +355,8 @@ class WorkerLoop:
         self._held_lock = threading.Lock()
         self._stop_deadline: float | None = None
         self._grace_timer: threading.Timer | None = None
+        self._stop_now_lock = threading.Lock()
+        self._stopping_now = False
         self._heartbeat_stop = threading.Event()
         self._prefetch: Prefetch | None = None
         #: seconds per task lately (None until a batch ran) and the last claim's limit.
@@ -516,12 +521,12 @@ class WorkerLoop:
         """Stop claiming; the running task gets ``grace_s`` to finish."""
         if self.stop_event.is_set():
             if signum is not None:  # a second signal: do not wait any longer
-                self._grace_expired()
+                self._stop_now("a second stop signal")
             return
         log.info("stopping: finishing the running task within %.1fs", self.config.grace_s)
         # The timer is in place before the stop can be seen: a loop that stops at once
         # must find it to cancel it (a timer cancelled before it starts never fires).
-        timer = threading.Timer(self.config.grace_s, self._grace_expired)
+        timer = threading.Timer(self.config.grace_s, self._stop_now, args=("grace period over",))
         timer.daemon = True
         self._grace_timer = timer
         self._stop_deadline = time.monotonic() + self.config.grace_s
@@ -552,18 +557,44 @@ class WorkerLoop:
             with contextlib.suppress(BrokerError):
                 prefetch.collect()
 
-    def _grace_expired(self) -> None:
+    def _stop_now(self, why: str) -> None:
+        """Give back what this process holds and exit, once, on a thread of its own.
+
+        A second signal runs this from its handler, on the main thread, between two of
+        that thread's bytecodes wherever it was: inside a transaction on the broker's
+        connection, or holding the prefetch's lock. Broker work done there would run
+        inside that transaction (SQLite refuses a nested BEGIN; a Redis reply would be
+        half read) or wait for a lock its own thread holds. On its own thread it waits
+        for the main thread to leave the broker, which it does once the handler returns.
+        The thread is not a daemon: a main thread that ends first does not cut it short.
+        """
+        with self._stop_now_lock:
+            if self._stopping_now:
+                return
+            self._stopping_now = True
+        stopper = threading.Thread(
+            target=self._give_back_and_exit, args=(why,), name="crank-stop-now"
+        )
+        stopper.start()
+
+    def _give_back_and_exit(self, why: str) -> None:
+        # The broker might not answer (down, or a lock that is never let go): the process
+        # ends anyway, and what it held comes back after its visibility timeout.
+        watchdog = threading.Timer(STOP_NOW_LIMIT_S, self._hard_exit, args=(EXIT_GRACE_EXCEEDED,))
+        watchdog.daemon = True
+        watchdog.start()
         self._collect_prefetch()
         with self._held_lock:
             held = [c for c, _ in self._held.values()]
-        log.error("grace period over: releasing %d tasks and exiting", len(held))
+        log.error("stopping now (%s): releasing %d tasks and exiting", why, len(held))
         with contextlib.suppress(CrankError):
             self.broker.release(held)
-        # A claim on its way back when this runs (a second signal lands between the
-        # broker's answer and the loop recording it) is nobody's but this consumer's:
-        # given back now, not after its visibility timeout.
+        # A claim on its way back when this runs (the stop lands between the broker's
+        # answer and the loop recording it) is nobody's but this consumer's: given back
+        # now, not after its visibility timeout.
         with contextlib.suppress(CrankError):
             self.broker.recover(self.config.consumer)
+        watchdog.cancel()
         logging.shutdown()
         self._hard_exit(EXIT_GRACE_EXCEEDED)
 

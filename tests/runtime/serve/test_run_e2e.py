@@ -212,7 +212,7 @@ def test_kill_9_of_crank_run_with_tasks_queued_and_running_loses_none(
     run.wait_until(lambda: _gone(workers), what="worker processes to stop after crank run died")
     # the kernel may send a worker its parent-death signal more than once (as the orphan
     # is handed on): each is the one graceful stop, none cuts the grace period short
-    assert "grace period over" not in run.log(), run.log()[-4000:]
+    assert "stopping now" not in run.log(), run.log()[-4000:]
     broker = open_broker(run.broker_url)
     try:
         left = [tid for tid in ids if broker.get(tid).status != "succeeded"]  # type: ignore[union-attr]
