@@ -1,4 +1,4 @@
-"""Run the shell blocks of a Markdown page the way a reader types them.
+"""Run the shell and Python blocks of a Markdown page the way a reader types them.
 
 Each fenced block in ``bash``, ``sh`` or ``console`` is a step. In a ``bash``/``sh``
 block every line is a command (a line ending in ``\\`` continues); in a ``console``
@@ -7,6 +7,11 @@ A block runs as one bash script (``set -e``), so shell variables live for the bl
 the working directory and exported variables carry over to the next block, as in
 the reader's terminal (``cd demo``, ``. .venv/bin/activate``).
 
+A ``python`` block (read only when the test asks ``parse_blocks`` for ``python``) is a
+program a reader copies: it runs alone, as ``python FILE`` in the reader's directory
+and environment, so it must hold its own imports. With ``output`` the next fenced
+block of the page (a ``text`` block) is what it prints (stdout), compared line by line.
+
 What the harness needs that the reader does not is written in an HTML comment right
 above the block, invisible on the rendered page::
 
@@ -14,15 +19,17 @@ above the block, invisible on the rendered page::
     <!-- docs-test: background, ready URL --> each command is a server: start it, go on
                                               once URL answers 200; stopped at the end
     <!-- docs-test: output -->                compare what each command prints (stdout)
-                                              with the lines the console block shows
+                                              with the lines the console block shows (a
+                                              python block: the text block after it)
     <!-- docs-test: needs docker -->          run only where the test provides it
     <!-- docs-test: 2=skip (why); 1=background, ready URL -->
                                               the same, for single commands (1-based)
 
-The one rewrite: a page's ports (8080, 8081...) are fixed, and tests never bind fixed
-ports on a shared machine, so each port a page names is mapped to a free one in
-``localhost:N``, ``127.0.0.1:N``, ``--port N`` and ``-p N:`` (the host side), and a
-``crank run`` that names no port gets ``--port`` its mapped 8080.
+The one rewrite: a page's ports (8080, 8081..., and Redis's 6379) are fixed, and tests
+never bind fixed ports on a shared machine, so each port a page names is mapped to a
+free one in ``localhost:N``, ``127.0.0.1:N``, ``--port N`` and ``-p N:`` (the host
+side), and a ``crank run`` that names no port gets ``--port`` its mapped 8080. A test
+that starts a server the page only names (a Redis) sets its port in ``Reader.ports``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SHELL_LANGUAGES = frozenset({"bash", "sh", "console"})
+PYTHON = "python"
 _FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 _DIRECTIVE = re.compile(r"<!--\s*docs-test:(?P<body>.*?)-->", re.DOTALL)
 _PORT_USES = (
@@ -49,6 +57,8 @@ _PORT_USES = (
     (r"(-p\s+){port}:", r"\g<1>{new}:"),
 )
 DEFAULT_PORT = 8080
+#: the ports a page may name: crank's (80xx) and Redis's default
+_DOCUMENTED_PORT = re.compile(r"\b(80[0-9]{2}|6379)\b")
 
 
 @dataclass(frozen=True)
@@ -120,8 +130,24 @@ def _commands(language: str, lines: list[str]) -> list[Command]:
     return commands
 
 
-def parse_blocks(markdown: str) -> list[Block]:
-    """The shell blocks of a page, with the harness directives above each."""
+def _shown_output(lines: list[str], after: int, where: int) -> tuple[str, ...]:
+    """The ``text`` block that follows line ``after``: what the python block above prints."""
+    for i in range(after, len(lines)):
+        fence = _FENCE.match(lines[i])
+        if fence is None:
+            continue
+        if fence.group("lang") != "text":
+            break
+        end = i + 1
+        while end < len(lines) and not lines[end].startswith("```"):
+            end += 1
+        return tuple(line.rstrip() for line in lines[i + 1 : end])
+    raise ValueError(f"line {where}: an `output` python block needs a text block after it")
+
+
+def parse_blocks(markdown: str, languages: frozenset[str] = SHELL_LANGUAGES) -> list[Block]:
+    """The blocks of a page in ``languages`` (shell by default, ``python`` on request),
+    with the harness directives above each."""
     lines = markdown.splitlines()
     blocks: list[Block] = []
     i = 0
@@ -135,7 +161,7 @@ def parse_blocks(markdown: str) -> list[Block]:
         while j < len(lines) and not lines[j].startswith("```"):
             j += 1
         language = fence.group("lang")
-        if language in SHELL_LANGUAGES:
+        if language in languages:
             before = "\n".join(lines[max(0, start - 8) : start])
             found = list(_DIRECTIVE.finditer(before))
             # the directive must be the last thing above the fence (blank lines aside)
@@ -143,8 +169,14 @@ def parse_blocks(markdown: str) -> list[Block]:
             options, per_command = (
                 _parse_directive(directive.group("body")) if directive else ({}, {})
             )
+            if language == PYTHON:
+                source = "\n".join(lines[start + 1 : j]) + "\n"
+                shown = _shown_output(lines, j + 1, start + 1) if "output" in options else ()
+                found_commands = [Command(source, shown)]
+            else:
+                found_commands = _commands(language, lines[start + 1 : j])
             commands = []
-            for n, command in enumerate(_commands(language, lines[start + 1 : j]), 1):
+            for n, command in enumerate(found_commands, 1):
                 extra = per_command.get(n, {})
                 commands.append(
                     Command(
@@ -200,7 +232,7 @@ class Reader:
 
     def rewrite(self, text: str) -> str:
         """Map the page's ports to free ones (see the module doc)."""
-        for documented in sorted({int(p) for p in re.findall(r"\b(80[0-9]{2})\b", text)}):
+        for documented in sorted({int(p) for p in _DOCUMENTED_PORT.findall(text)}):
             new = self.port(documented)
             for pattern, replacement in _PORT_USES:
                 text = re.sub(pattern.format(port=documented), replacement.format(new=new), text)
@@ -224,6 +256,9 @@ class Reader:
 
     def run_block(self, block: Block) -> None:
         where = f"{self.page}:{block.line}"
+        if block.language == PYTHON:
+            self._python(block.commands[0], block, where)
+            return
         foreground: list[Command] = []
         for command in block.commands:
             if command.skip is not None:
@@ -289,6 +324,39 @@ class Reader:
                         )
             self.cwd = Path((state / "cwd").read_text().strip())
             self.env = _exports((state / "env").read_bytes())
+
+    def _python(self, command: Command, block: Block, where: str) -> None:
+        """Run a python block as the reader's ``python FILE``; compare what it prints."""
+        source = self.rewrite(command.text)
+        self.transcript.append(f"$ python example.py  # {where}\n{source.rstrip()}")
+        with tempfile.TemporaryDirectory(prefix="docs-python-") as tmp:
+            program = Path(tmp) / "example.py"
+            program.write_text(source, encoding="utf-8")
+            proc = subprocess.run(
+                ["python", str(program)],
+                cwd=self.cwd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                check=False,
+            )
+        self.transcript.append((proc.stdout + proc.stderr).rstrip())
+        if proc.returncode != 0:
+            raise DocFailure(
+                f"{where}: the python block failed (exit {proc.returncode}):\n{source}"
+                f"--- output ---\n{proc.stdout}{proc.stderr}"
+            )
+        if block.check_output:
+            got = [line.rstrip() for line in proc.stdout.rstrip("\n").splitlines()]
+            want = [self.rewrite(line) for line in command.expected]
+            if got != want:
+                raise DocFailure(
+                    f"{where}: the python block printed\n"
+                    + "\n".join(got)
+                    + "\n--- the page shows ---\n"
+                    + "\n".join(want)
+                )
 
     def _serve(self, command: Command, where: str) -> None:
         text = self.rewrite(command.text)

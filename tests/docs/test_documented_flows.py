@@ -1,8 +1,10 @@
-"""The shell blocks of README.md and docs/getting-started.md, run as a reader types them.
+"""The blocks of README.md, docs/getting-started.md and docs/client.md, run as a reader
+types them.
 
-Each page runs in a fresh virtual environment with crank's wheel where a package
-index would serve it (see conftest.py); the harness and its directives are
-described in harness.py.
+The install pages run in a fresh virtual environment with crank's wheel where a
+package index would serve it (see conftest.py); docs/client.md runs its Python
+programs in this environment, where crank and the example workers are installed.
+The harness and its directives are described in harness.py.
 """
 
 from __future__ import annotations
@@ -10,22 +12,22 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-from typing import TYPE_CHECKING
+import sys
+from pathlib import Path
 
 import pytest
 
+from ..runtime.conftest import redis_server  # noqa: F401 - a fixture
 from .conftest import REPO, checkout_copy, fresh_venv, reader_env
-from .harness import Reader, parse_blocks
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from .harness import PYTHON, SHELL_LANGUAGES, Block, Reader, parse_blocks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
-def _run(reader: Reader, page: Path) -> None:
+def _run(reader: Reader, page: Path | list[Block]) -> None:
+    blocks = page if isinstance(page, list) else parse_blocks(page.read_text(encoding="utf-8"))
     try:
-        reader.run_page(parse_blocks(page.read_text(encoding="utf-8")))
+        reader.run_page(blocks)
     finally:
         reader.stop_servers()
 
@@ -100,3 +102,16 @@ def test_getting_started(
         # the image part ran, not skipped: built, served /health, as uid 10001
         assert "$ crank build ." in transcript, transcript
         assert "docker exec" in transcript, transcript
+
+
+def test_client_page(redis_server: str, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    """docs/client.md: serve the example workers on Redis, run each Python program, in
+    order, and compare what it prints with the page."""
+    env = reader_env(tmp_path / "no-wheelhouse", Path(sys.prefix))
+    reader = Reader(tmp_path, env, "docs/client.md")
+    reader.ports[6379] = int(redis_server.rsplit(":", 1)[1].split("/")[0])
+    page = (REPO / "docs" / "client.md").read_text(encoding="utf-8")
+    blocks = parse_blocks(page, SHELL_LANGUAGES | {PYTHON})
+    _run(reader, blocks)
+    ran = [line for line in reader.transcript if line.startswith("$ python")]
+    assert len(ran) == sum(b.language == PYTHON for b in blocks) >= 5, reader.transcript

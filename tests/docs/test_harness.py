@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .harness import Command, DocFailure, Reader, parse_blocks
+from .harness import PYTHON, SHELL_LANGUAGES, Command, DocFailure, Reader, parse_blocks
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -93,6 +93,10 @@ def test_the_pages_ports_are_mapped_to_free_ones(tmp_path: Path) -> None:
         f"docker run -p {other}:8080 i"
     )
     assert reader.rewrite("crank run --port 8080") == f"crank run --port {web}"
+    redis = reader.port(6379)
+    assert reader.rewrite('connect("redis://127.0.0.1:6379/0")') == (
+        f'connect("redis://127.0.0.1:{redis}/0")'
+    )
 
 
 SERVER = """\
@@ -145,3 +149,50 @@ def test_a_server_that_exits_before_it_is_ready_fails_the_page(tmp_path: Path) -
     with pytest.raises(DocFailure, match="exited with 4 before"):
         reader.run_page(parse_blocks(page))
     reader.stop_servers()
+
+
+PYTHON_PAGE = textwrap.dedent(
+    """\
+    <!-- docs-test: output -->
+    ```python
+    import os
+    print("in", os.path.basename(os.getcwd()), "to 127.0.0.1:6379")
+    ```
+
+    prints
+
+    ```text
+    in work to 127.0.0.1:6379
+    ```
+
+    ```python
+    print(os.getcwd())  # each block is a whole program: this one did not import os
+    ```
+    """
+)
+
+
+def test_python_blocks_are_read_only_when_asked_for_with_what_they_print() -> None:
+    assert parse_blocks(PYTHON_PAGE) == []
+    shows, fragment = parse_blocks(PYTHON_PAGE, SHELL_LANGUAGES | {PYTHON})
+    assert (shows.line, shows.language, shows.check_output) == (2, "python", True)
+    assert shows.commands[0].expected == ("in work to 127.0.0.1:6379",)
+    assert shows.commands[0].text.startswith("import os\n")
+    assert (fragment.check_output, fragment.commands[0].expected) == (False, ())
+    with pytest.raises(ValueError, match="line 2: an `output` python block needs a text block"):
+        parse_blocks("<!-- docs-test: output -->\n```python\nprint(1)\n```\n", frozenset({PYTHON}))
+
+
+def test_a_python_block_runs_alone_and_what_it_prints_is_compared(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    reader = Reader(tmp_path / "work", dict(os.environ), "page.md", timeout_s=120)
+    redis = reader.port(6379)
+    shows, fragment = parse_blocks(PYTHON_PAGE, SHELL_LANGUAGES | {PYTHON})
+    reader.run_block(shows)  # the page's port, in the program and in what it shows, mapped
+    assert f"in work to 127.0.0.1:{redis}" in reader.transcript
+    with pytest.raises(DocFailure, match=r"page\.md:13: the python block failed \(exit 1\)"):
+        reader.run_block(fragment)
+    wrong = PYTHON_PAGE.replace("in work to", "in play to")
+    shown = r"printed\nin work to .*\n--- the page shows ---\nin play"
+    with pytest.raises(DocFailure, match=shown):
+        reader.run_block(parse_blocks(wrong, frozenset({PYTHON}))[0])
