@@ -144,6 +144,9 @@ def test_a_declared_error_is_raised_with_its_code(client: Client) -> None:
     assert failure.declared is True
     assert "refused: because" in str(failure)
     assert failure.task_id
+    # how it ended, as docs/client.md promises for a synchronous call too
+    assert (failure.task_status, failure.attempts) == ("failed", 1)
+    assert client.task(failure.task_id).status().status == "failed"
     # the same failure through a queued task
     task = client.submit("client.refuse", {"why": "queued"})
     with pytest.raises(TaskFailed) as queued:
@@ -153,6 +156,15 @@ def test_a_declared_error_is_raised_with_its_code(client: Client) -> None:
     assert queued.value.task_status == task.status().status
     assert queued.value.task_status in ("failed", "dead")
     assert queued.value.attempts == 1
+
+
+def test_a_crash_in_a_synchronous_call_is_raised_as_a_dead_task(client: Client) -> None:
+    with pytest.raises(TaskFailed) as caught:
+        client.call("client.crash", {"why": "sync"})
+    failure = caught.value
+    assert (failure.code, failure.declared) == ("INTERNAL", False)  # the 502 says WORKER_FAILED
+    assert (failure.task_status, failure.attempts) == ("dead", 1)  # max_attempts: 1
+    assert f"task {failure.task_id} ended dead after 1 attempt(s)" in str(failure)
 
 
 def test_a_stream_that_fails_raises_after_its_events(client: Client) -> None:

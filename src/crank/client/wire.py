@@ -179,13 +179,15 @@ def error_of(response: httpx.Response, body: Any, *, what: str) -> ClientError:
     task_error = error.get("task_error")
     if isinstance(task_id, str) and isinstance(task_error, Mapping):
         # a synchronous call whose task ended badly: 422 for a declared code, 502 otherwise
+        attempts = error.get("attempts")
         return TaskFailed(
             task_id,
             str(task_error.get("code") or code),
             message,
-            task_status=_text_or_none(task_error.get("status")),
+            task_status=_text_or_none(error.get("task_status") or task_error.get("status")),
             error=task_error,
             declared=status == 422,
+            attempts=attempts if isinstance(attempts, int) else None,
         )
     if status == 404 and code == "TASK_NOT_FOUND":
         return TaskNotFound(task_id if isinstance(task_id, str) else _task_in(response), message)

@@ -113,7 +113,12 @@ ERROR_SCHEMA: Schema = {
                 "task_error": {"type": "object", "description": "The task's error as stored."},
                 "task_status": {
                     "type": "string",
-                    "description": "How a task that had ended ended (409 TASK_FINISHED).",
+                    "description": "How a task that had ended ended (409 TASK_FINISHED; "
+                    "a synchronous call's 422 or 502).",
+                },
+                "attempts": {
+                    "type": "integer",
+                    "description": "How many times the task ran (a synchronous call's 422 or 502).",
                 },
             },
         }

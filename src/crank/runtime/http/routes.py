@@ -641,6 +641,8 @@ class Handlers(TaskControl, DeadLetterControl):
                 "to run it",
                 id=done.id,
                 task_error=error,
+                task_status=done.status,
+                attempts=done.attempts,
             )
         if done.status != "succeeded":
             error = dict(done.error or {})
@@ -656,6 +658,8 @@ class Handlers(TaskControl, DeadLetterControl):
                 headers=headers,
                 id=done.id,
                 task_error=error,
+                task_status=done.status,
+                attempts=done.attempts,
             )
         if not call.capability.streaming:
             return JSONResponse(done.result, headers=dict(headers))
