@@ -117,12 +117,13 @@ def test_client_page(redis_server: str, tmp_path: Path) -> None:  # noqa: F811 -
     assert len(ran) == sum(b.language == PYTHON for b in blocks) >= 5, reader.transcript
 
 
-def test_capabilities_page(tmp_path: Path) -> None:
-    """docs/capabilities.md: its console blocks (self-tests, routes), run in a checkout
-    where crank and the example workers are installed, print what the page shows."""
+@pytest.mark.parametrize("page", ["capabilities.md", "runtime.md"])
+def test_reference_pages(page: str, tmp_path: Path) -> None:
+    """The shell blocks of docs/capabilities.md (self-tests, routes) and docs/runtime.md
+    (serve the example workers, call one), run in a checkout where crank and the example
+    workers are installed, print what the page shows."""
     clone = checkout_copy(tmp_path / "crank")
-    reader = Reader(
-        clone, reader_env(tmp_path / "no-wheelhouse", Path(sys.prefix)), "docs/capabilities.md"
-    )
-    _run(reader, REPO / "docs" / "capabilities.md")
-    assert any(line.startswith("$ crank routes") for line in reader.transcript), reader.transcript
+    env = reader_env(tmp_path / "no-wheelhouse", Path(sys.prefix))
+    reader = Reader(clone, env, f"docs/{page}")
+    _run(reader, REPO / "docs" / page)
+    assert any(line.startswith("$ crank ") for line in reader.transcript), reader.transcript
