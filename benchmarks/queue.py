@@ -4,9 +4,10 @@
     python benchmarks/queue.py [--tasks 10000] [--samples 200] [--systems crank-redis,rq]
 
 arq (0.26.3 and later) declares ``redis<6`` while Celery's Redis transport (kombu 5.7)
-needs redis-py >= 6.4: no environment holds both, so the ``bench`` extra leaves arq
-out (a run there skips it) and arq is measured from an environment of its own, with
-crank-redis beside it as the reference on that environment's redis-py::
+needs redis-py >= 6.4: their current releases cannot share an environment, so the
+``bench`` extra leaves arq out (a run there skips it) and arq is measured from an
+environment of its own, with crank-redis beside it as the reference on that
+environment's redis-py::
 
     python -m venv .venv-arq && .venv-arq/bin/pip install -e ".[bench-arq]"
     .venv-arq/bin/python benchmarks/queue.py --systems crank-redis,arq
