@@ -191,6 +191,13 @@ class BuildFailed(CrankError):
         self.log = log
 
 
+class DockerConnectionLost(BuildFailed):
+    """The Docker engine's connection broke during a build (it stopped or restarted):
+    the engine is unavailable, the build itself did not fail (exit status 3, not 4)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
 #: Where CrankError subclasses may live besides this module (packages end in ".").
 ERROR_HOMES: tuple[str, ...] = (
     "crank.worker.",
@@ -209,6 +216,7 @@ __all__ = [
     "CrankError",
     "DependencyBroken",
     "DependencyMissing",
+    "DockerConnectionLost",
     "DockerUnavailable",
     "ExitCode",
     "GenerateError",

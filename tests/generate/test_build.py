@@ -7,20 +7,32 @@ scripts/e2e_docker.py, which CI runs after the tests.
 
 from __future__ import annotations
 
+import http.server
+import json
+import os
+import socketserver
 import subprocess
+import threading
 import zipfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
-from crank.errors import GenerateError
-from crank.generate.build import ensure_buildable, image_labels, source_metadata
+from crank.errors import DockerConnectionLost, ExitCode, GenerateError
+from crank.generate.build import (
+    DOCKER_API_VERSION,
+    ensure_buildable,
+    image_labels,
+    source_metadata,
+    stream_build,
+)
 from crank.generate.project import load_project
 from crank.generate.staging import StagedWheels
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -173,3 +185,94 @@ def test_staged_wheels_are_the_lock_crank_and_the_worker_then_removed(
         }
     assert not (worker_project / "crank-wheels").exists()
     assert seen[0] == "staging this crank's wheel"
+
+
+class _EngineThatDropsTheBuild(http.server.BaseHTTPRequestHandler):
+    """Answers like a Docker engine, then cuts its build output off mid-line (an engine
+    that stops or restarts while building): a real engine cannot be made to do it."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        body = json.dumps({"ApiVersion": DOCKER_API_VERSION, "Architecture": "x86_64"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            while size := int(self.rfile.readline().strip(), 16):
+                self.rfile.read(size + 2)
+            self.rfile.readline()
+        else:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        step = b'{"stream":"Step 1/9 : FROM python:3.11-slim\\n"}\r\n'
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(step), step))
+        self.wfile.write(b'40\r\n{"stream":"Ste')  # 64 bytes announced, 14 sent
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, _ = super().get_request()
+        return conn, ("engine", 0)  # BaseHTTPRequestHandler wants an address pair
+
+
+@pytest.fixture
+def dropping_engine(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "engine.sock")
+    server = _UnixServer(path, _EngineThatDropsTheBuild)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"unix://{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        os.unlink(path)
+
+
+def test_an_engine_connection_that_breaks_mid_build_is_a_build_failure(
+    dropping_engine: str, tmp_path: Path
+) -> None:
+    import docker
+
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    printed: list[str] = []
+    client = docker.DockerClient(base_url=dropping_engine, version=DOCKER_API_VERSION)
+    try:
+        with pytest.raises(DockerConnectionLost) as failed:
+            stream_build(
+                client,
+                path=str(context),
+                tag="demo:0.1.0",
+                labels={},
+                buildargs={},
+                base="python:3.11-slim",
+                progress=printed.append,
+            )
+    finally:
+        client.close()
+    error = failed.value
+    assert error.exit_code == ExitCode.UNAVAILABLE  # the engine went away: not the build's fault
+    assert str(error).startswith(
+        "building demo:0.1.0 failed: the connection to the Docker engine broke ("
+    )
+    assert error.hint is not None and "docker info" in error.hint
+    # what it printed before the break stays with the error
+    assert error.log == ("Step 1/9 : FROM python:3.11-slim",)
+    assert printed == ["Step 1/9 : FROM python:3.11-slim"]

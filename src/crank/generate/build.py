@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from crank.errors import BuildFailed, DockerUnavailable, GenerateError
+from crank.errors import BuildFailed, DockerConnectionLost, DockerUnavailable, GenerateError
 from crank.generate.context import crank_version
 from crank.generate.drift import compare_files
 from crank.generate.lock import LOCK_FILE, lock_state, write_lock
@@ -229,26 +229,32 @@ def engine_machine(client: Any) -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
 
 
-def _build(
+def stream_build(
     client: Any,
-    project: WorkerProject,
-    tag: str | None,
-    base_image: str | None,
-    crank_wheel: Path | None,
-    progress: Progress | None,
-) -> BuiltImage:
-    tag = tag or f"{project.manifest.name}:{project.manifest.metadata.version}"
-    labels = image_labels(project)
-    buildargs = source_metadata(project)
-    if base_image:
-        buildargs["BASE_IMAGE"] = base_image
+    *,
+    path: str,
+    tag: str,
+    labels: dict[str, str],
+    buildargs: dict[str, str],
+    base: str,
+    progress: Progress | None = None,
+) -> Any:
+    """Build the context at ``path`` with the engine, following its output; the image.
+
+    A failed step is BuildFailed with the engine's error; a connection to the engine
+    that breaks on the way (the engine stopped or restarted mid-build) is
+    DockerConnectionLost with the lines printed until then, never a traceback from
+    the HTTP stack.
+    """
+    import urllib3
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
     tail: list[str] = []
     image_id = ""
-    with StagedWheels(
-        project, machine=engine_machine(client), crank_wheel=crank_wheel, progress=progress
-    ):
+    try:
         stream = client.api.build(
-            path=str(project.root),
+            path=path,
             tag=tag,
             labels=labels,
             buildargs=buildargs,
@@ -262,7 +268,7 @@ def _build(
                 error = str(chunk["error"]).strip()
                 raise BuildFailed(
                     f"building {tag} failed: {error}",
-                    hint=_failure_hint(client, error, base_image or dockerfile_base(project)),
+                    hint=_failure_hint(client, error, base),
                     subject=tag,
                     log=tuple(tail[-30:]),
                 )
@@ -274,5 +280,41 @@ def _build(
             aux = chunk.get("aux")
             if isinstance(aux, dict) and "ID" in aux:
                 image_id = str(aux["ID"])
-    image = client.images.get(image_id or tag)
+        return client.images.get(image_id or tag)
+    except (DockerException, RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise DockerConnectionLost(
+            f"building {tag} failed: the connection to the Docker engine broke "
+            f"({type(exc).__name__}: {exc})",
+            hint="check that the engine still runs (docker info, and its log), "
+            "then run crank build again",
+            subject=tag,
+            log=tuple(tail[-30:]),
+        ) from None
+
+
+def _build(
+    client: Any,
+    project: WorkerProject,
+    tag: str | None,
+    base_image: str | None,
+    crank_wheel: Path | None,
+    progress: Progress | None,
+) -> BuiltImage:
+    tag = tag or f"{project.manifest.name}:{project.manifest.metadata.version}"
+    labels = image_labels(project)
+    buildargs = source_metadata(project)
+    if base_image:
+        buildargs["BASE_IMAGE"] = base_image
+    with StagedWheels(
+        project, machine=engine_machine(client), crank_wheel=crank_wheel, progress=progress
+    ):
+        image = stream_build(
+            client,
+            path=str(project.root),
+            tag=tag,
+            labels=labels,
+            buildargs=buildargs,
+            base=base_image or dockerfile_base(project),
+            progress=progress,
+        )
     return BuiltImage(tag, image.id, int(image.attrs.get("Size", 0)), labels)
