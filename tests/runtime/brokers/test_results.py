@@ -292,6 +292,45 @@ def test_sqlite_worker_is_woken_by_a_submit(
         producer.close()
 
 
+def test_a_worker_listed_anew_finds_a_submit_its_producer_did_not_wake_it_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crank.runtime.brokers import sqlite as sqlite_module
+
+    # no rescan: only the worker's own look at the database can end its wait
+    monkeypatch.setattr(sqlite_module, "_RESCAN_S", 3600.0)
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    worker, producer = open_broker(url), open_broker(url)
+    try:
+        # the producer read the addresses to wake before the worker was listed, and
+        # keeps that list for _WAKE_REFRESH_S: its submit wakes nobody
+        producer._wake_workers()  # type: ignore[attr-defined]
+        assert producer._wake_addresses == []  # type: ignore[attr-defined]
+        got: list[Claim] = []
+        waiting = threading.Event()
+
+        def claim() -> None:
+            waiting.set()
+            got.extend(worker.claim(ClaimOptions("w1", limit=1, block_s=3600)))
+
+        thread = threading.Thread(target=claim)
+        thread.start()
+        waiting.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # listed: from now on it is the window
+            if producer._read("SELECT address FROM wake_listeners"):  # type: ignore[attr-defined]
+                break
+            time.sleep(0.01)
+        record = producer.submit(spec(n=14))
+        assert producer._wake_addresses == []  # type: ignore[attr-defined]
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        assert [c.task.id for c in got] == [record.id]
+    finally:
+        worker.close()
+        producer.close()
+
+
 def test_notice_wire_format_round_trips() -> None:
     notice = Notice("abc", "failed", 2, '{"code": "X"}')
     assert Notice.decode(notice.encode()) == notice

@@ -22,10 +22,11 @@ Nobody polls for news, both ways over local datagram sockets
   ``task_waiters``; whoever ends the task sends the notice there right after the
   commit that stored the outcome;
 * new work: a worker waiting for tasks lists its address in ``wake_listeners``; a
-  submit (or a release, a recover) sends each a byte after its commit. Waiting
-  workers still look at ``PRAGMA data_version`` every ``_WAKE_FALLBACK_S`` (a
-  producer that has not seen a new worker's address yet) and claim every
-  ``_RESCAN_S`` (leases and retry backoffs that ran out).
+  submit (or a release, a recover) sends each a byte after its commit. A worker
+  listed anew still looks at ``PRAGMA data_version`` every ``_WAKE_FALLBACK_S``
+  until every producer has re-read the addresses (a producer that has not seen it
+  yet), and every waiting worker claims every ``_RESCAN_S`` (leases and retry
+  backoffs that ran out).
 """
 
 from __future__ import annotations
@@ -170,10 +171,13 @@ _RESCAN_S = 0.05
 _CHECKPOINT_EVERY_S = 0.2
 #: longest pause between two looks of a blocking ``read_events``.
 _EVENT_POLL_MAX_S = 0.02
-#: a waiting worker's look at ``PRAGMA data_version`` when no wake-up came.
+#: a waiting worker's look at ``PRAGMA data_version`` when no wake-up came, while
+#: producers may not know its address yet (see :meth:`SqliteBroker._wait_for_change`).
 _WAKE_FALLBACK_S = 0.01
-#: a waiting worker renews its ``wake_listeners`` row this often; older rows are ignored.
+#: a waiting worker renews its ``wake_listeners`` row this often ...
 _WAKE_RENEW_S = 30.0
+#: ... and producers ignore rows older than this.
+_WAKE_STALE_S = 3 * _WAKE_RENEW_S
 #: producers re-read the worker addresses to wake at most this often.
 _WAKE_REFRESH_S = 1.0
 
@@ -287,6 +291,8 @@ class SqliteBroker(Broker):
         self._listener: ChannelListener | None = None
         self._wake: LocalChannel | None = None
         self._wake_renewed = 0.0
+        #: from when every producer has this worker's wake address (monotonic clock).
+        self._wake_known_at = float("inf")
         #: the addresses of waiting workers, re-read every ``_WAKE_REFRESH_S``.
         self._wake_addresses: list[str] = []
         self._wake_read_at = -_WAKE_REFRESH_S
@@ -396,7 +402,7 @@ class SqliteBroker(Broker):
             try:
                 rows = self._read(
                     "SELECT address FROM wake_listeners WHERE updated_at > ?",
-                    (time.time() - 3 * _WAKE_RENEW_S,),
+                    (time.time() - _WAKE_STALE_S,),
                 )
             except BrokerError:
                 rows = []
@@ -414,6 +420,8 @@ class SqliteBroker(Broker):
                 return None
         now = time.time()
         if now - self._wake_renewed >= _WAKE_RENEW_S:
+            # a new row, or one producers had stopped reading: not everybody wakes us yet
+            unknown = now - self._wake_renewed >= _WAKE_STALE_S - 2 * _WAKE_REFRESH_S
             self._wake_renewed = now
             try:
                 with self._write() as db:
@@ -423,6 +431,10 @@ class SqliteBroker(Broker):
                     )
             except (sqlite3.Error, BrokerError):
                 self._wake_renewed = 0.0
+                self._wake_known_at = float("inf")
+            else:
+                if unknown:  # every producer re-reads the addresses within _WAKE_REFRESH_S
+                    self._wake_known_at = time.monotonic() + _WAKE_REFRESH_S + 0.1
         return self._wake
 
     # -- results ---------------------------------------------------------------
@@ -581,9 +593,12 @@ class SqliteBroker(Broker):
 
         Producers send a wake-up after each submit; ``PRAGMA data_version``
         (it changes when any other connection commits, and reading it takes no lock)
-        is the fallback, looked at every ``_WAKE_FALLBACK_S`` (without a wake channel:
-        every 0.2 to 2 ms); a claim runs every ``_RESCAN_S`` anyway for leases and
-        retry backoffs that ran out.
+        is the fallback, looked at every ``_WAKE_FALLBACK_S`` while a producer may
+        not have this worker's address yet (for ``_WAKE_REFRESH_S`` after it is
+        listed anew; without a wake channel: every 0.2 to 2 ms); a claim runs every
+        ``_RESCAN_S`` anyway for leases and retry backoffs that ran out. Once every
+        producer wakes it, the wait only looks at the wake channel until the rescan:
+        an idle worker reads the database 20 times a second, not 100.
         """
         pause = 0.0002
         rescan_at = time.monotonic() + _RESCAN_S
@@ -592,7 +607,8 @@ class SqliteBroker(Broker):
             if now >= deadline or now >= rescan_at:
                 return
             if wake is not None:
-                if wake.receive(min(_WAKE_FALLBACK_S, deadline - now, rescan_at - now)):
+                fallback = _WAKE_FALLBACK_S if now < self._wake_known_at else _RESCAN_S
+                if wake.receive(min(fallback, deadline - now, rescan_at - now)):
                     return
             else:
                 time.sleep(min(pause, deadline - now))
