@@ -1,7 +1,10 @@
-"""The SQLite broker checkpoints its WAL in the background, not inside a commit."""
+"""The SQLite broker checkpoints its WAL in the background, not inside a commit, from
+one process per queue file."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import time
 from typing import TYPE_CHECKING
@@ -10,6 +13,7 @@ from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.brokers.sqlite import SqliteBroker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -56,3 +60,43 @@ def test_the_queue_stays_consistent_across_checkpoints(tmp_path: Path) -> None:
     finally:
         other.close()
         broker.close()
+
+
+def _checkpoint_lock_held(path: Path) -> bool:
+    """Does some broker hold the queue's checkpoint lock (a probe of our own says)?"""
+    fd = os.open(f"{path}-checkpoint", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_one_broker_per_file_checkpoints_and_another_takes_over(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    first = SqliteBroker(path)
+    second = SqliteBroker(path)  # waits for the lock: two checkpointers could race
+    try:
+        _wait_for(lambda: _checkpoint_lock_held(path), "nobody took the checkpoint lock")
+        holder, waiter = (first, second) if first._checkpoints_now else (second, first)  # type: ignore[attr-defined]
+        assert holder._checkpoints_now and not waiter._checkpoints_now  # type: ignore[attr-defined]
+        holder.close()
+        # the lock is let go with its holder; the other broker checkpoints from now on
+        _wait_for(lambda: waiter._checkpoints_now, "the other broker did not take over")  # type: ignore[attr-defined]
+        waiter.submit_many([TaskSpec("demo.echo", {"n": i}) for i in range(2000)])
+        _wait_for(lambda: _rows_in_database_file(path) == 2000, "the WAL was not checkpointed")
+    finally:
+        first.close()
+        second.close()
+    assert not _checkpoint_lock_held(path)  # both closed: nobody holds it

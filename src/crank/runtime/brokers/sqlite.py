@@ -10,10 +10,17 @@ every commit safe against a process crash (WAL), not against power loss.
 Checkpoints (copying the WAL back into the database file, with an fsync) do
 not run inside a commit, where SQLite's automatic checkpoint would put them:
 there they added milliseconds to whichever submit, claim or ack crossed the
-threshold (the round trip's p99). Each open broker has a thread that runs a
-``PASSIVE`` checkpoint every ``_CHECKPOINT_EVERY_S`` on its own connection;
-it never blocks readers or writers, and with several processes the WAL is
-bounded as long as one of them is open.
+threshold (the round trip's p99). One open broker per database file checkpoints
+(the one holding an exclusive ``flock`` on ``<file>-checkpoint``; the others wait
+for it, and one of them takes over within ``_CHECKPOINT_EVERY_S`` when its holder
+closes or dies): a thread that runs a ``PASSIVE`` checkpoint every
+``_CHECKPOINT_EVERY_S`` on its own connection, when something was committed since
+its last complete one. It never blocks readers or writers, and the WAL is bounded
+as long as one process has the queue open. One checkpointer, not one per process:
+SQLite before 3.51.3 has a race between two connections' back-to-back
+checkpoints and a commit that restarts the WAL which can corrupt the database
+(SQLite's "WAL-reset bug"); with one connection checkpointing, and only after
+new commits, that pattern cannot come from crank's own checkpoints.
 
 Nobody polls for news, both ways over local datagram sockets
 (:class:`~crank.runtime.brokers.notices.LocalChannel`):
@@ -32,7 +39,9 @@ Nobody polls for news, both ways over local datagram sockets
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -319,6 +328,8 @@ class SqliteBroker(Broker):
                 subject=str(self.path),
             ) from exc
         self._closed = threading.Event()
+        #: whether this broker is the one checkpointing its file (holds the lock).
+        self._checkpoints_now = False
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="crank-sqlite-checkpoint", daemon=True
         )
@@ -1133,17 +1144,44 @@ class SqliteBroker(Broker):
         return True
 
     def _checkpoint_loop(self) -> None:
-        """Copy committed WAL frames into the database now and then, off the commit path."""
+        """Copy committed WAL frames into the database now and then, off the commit path,
+        while this broker holds the database's checkpoint lock (see the module docstring)."""
+        try:
+            lock = os.open(f"{self.path}-checkpoint", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return  # an unwritable folder: the queue still works; SQLite checkpoints on close
+        try:
+            while True:  # a checkpointer per database: wait for the one that has it to go
+                if self._closed.wait(_CHECKPOINT_EVERY_S):
+                    return
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    continue
+            self._checkpoints_now = True
+            self._checkpoint_while_open()
+        finally:
+            self._checkpoints_now = False
+            os.close(lock)  # a separate file: SQLite's own locks on the database stay
+
+    def _checkpoint_while_open(self) -> None:
         try:
             db = sqlite3.connect(str(self.path), isolation_level=None, timeout=0)
         except sqlite3.Error:
-            return  # the queue still works; SQLite only checkpoints on close then
+            return
+        checkpointed_at: int | None = None  # data_version of the last complete checkpoint
         try:
             while not self._closed.wait(_CHECKPOINT_EVERY_S):
                 try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    version = db.execute("PRAGMA data_version").fetchone()[0]
+                    if version == checkpointed_at:
+                        continue  # nothing committed since: a checkpoint would find nothing
+                    busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if not busy and frames == copied:
+                        checkpointed_at = version
                 except sqlite3.Error:
-                    continue  # another process is checkpointing, or the file is busy
+                    continue  # the file is busy: next time
         finally:
             db.close()
 
