@@ -9,17 +9,23 @@ The harness and its directives are described in harness.py.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..runtime.conftest import redis_server  # noqa: F401 - a fixture
 from .conftest import REPO, checkout_copy, fresh_venv, reader_env
 from .harness import PYTHON, SHELL_LANGUAGES, Block, Reader, parse_blocks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -58,6 +64,60 @@ def test_readme(crank_wheelhouse: Path, tmp_path: Path) -> None:
     assert reader.transcript, "nothing ran"
 
 
+@contextlib.contextmanager
+def _image_tag_borrowed(tag: str, *, enabled: bool) -> Iterator[None]:
+    """The page builds and runs ``tag``; an image the machine already had under that
+    name is set aside first and given its name back after, so the test removes only
+    what it built (``docker image rm`` of a tag removes the tag, not another's image)."""
+    if not enabled:
+        yield
+        return
+
+    def docker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+
+    aside = f"crank-docs-test-kept/{tag.replace(':', '-')}:{uuid.uuid4().hex[:12]}"
+    kept = docker("image", "tag", tag, aside).returncode == 0  # fails: no such image
+    try:
+        yield
+    finally:
+        docker("image", "rm", "-f", tag)  # the page's build (another tag keeps its image)
+        if kept:
+            docker("image", "tag", aside, tag)
+            docker("image", "rm", aside)
+
+
+def test_an_image_already_named_like_the_pages_is_given_its_name_back(
+    docker_base_image: str | None,
+) -> None:
+    if docker_base_image is None:
+        pytest.fail("this needs a Docker engine (scripts/setup-system.sh installs one)")
+
+    def image_id(ref: str) -> str | None:
+        done = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", ref],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    tag = f"crank-docs-borrow-{uuid.uuid4().hex[:8]}:0.1.0"
+    subprocess.run(["docker", "image", "tag", docker_base_image, tag], check=True)
+    theirs = image_id(tag)
+    try:
+        with _image_tag_borrowed(tag, enabled=True):
+            subprocess.run(
+                ["docker", "build", "-q", "-t", tag, "-"],
+                input=f"FROM {docker_base_image}\nLABEL crank.test={tag}\n",
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            built = image_id(tag)
+            assert built is not None and built != theirs
+        assert image_id(tag) == theirs  # the name is theirs again
+        assert image_id(built) is None  # and what the page built is gone
+    finally:
+        subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+
+
 def test_getting_started(
     crank_wheelhouse: Path, tmp_path: Path, docker_base_image: str | None
 ) -> None:
@@ -72,13 +132,8 @@ def test_getting_started(
     workdir = tmp_path / "reader"
     workdir.mkdir()
     reader = Reader(workdir, env, "docs/getting-started.md", missing=missing)
-    try:
+    with _image_tag_borrowed("demo:0.1.0", enabled=docker_base_image is not None):
         _run(reader, REPO / "docs" / "getting-started.md")
-    finally:
-        if docker_base_image is not None:
-            subprocess.run(
-                ["docker", "image", "rm", "-f", "demo:0.1.0"], capture_output=True, check=False
-            )
     transcript = "\n".join(reader.transcript)
     assert "$ crank new-worker demo" in transcript
     assert os.path.isdir(workdir / "demo" / "src" / "demo")
