@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from crank.runtime.http.request_parsing import MAX_TASK_WAIT_S
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -95,7 +97,9 @@ def test_schemathesis_finds_nothing_against_the_example_workers(
         # hypothesis parses lambdas' source while it describes strategies
         "--workers", "1",
         "--seed", "14",
-        "--request-timeout", "30",
+        # past the longest ?wait= a task read may ask for (MAX_TASK_WAIT_S, 55 s): a
+        # fuzzed wait of 32.9 s once timed out on the client side at 30
+        "--request-timeout", str(MAX_TASK_WAIT_S + 30),
         "--no-color",
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
