@@ -289,16 +289,7 @@ class Reader:
                     parts.append(text)
             parts.append(f"pwd > {state / 'cwd'}")
             parts.append(f"env -0 > {state / 'env'}")
-            proc = subprocess.run(
-                ["bash", "-c", "\n".join(parts)],
-                cwd=self.cwd,
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout_s,
-                check=False,
-            )
-            self.transcript.append((proc.stdout + proc.stderr).rstrip())
+            proc = self._execute(["bash", "-c", "\n".join(parts)])
             if proc.returncode != 0:
                 outputs = "".join(
                     (state / f"out{n}").read_text(errors="replace")
@@ -313,17 +304,37 @@ class Reader:
             if block.check_output:
                 for n, command in enumerate(commands):
                     got = (state / f"out{n}").read_text(errors="replace").rstrip("\n").splitlines()
-                    got = [line.rstrip() for line in got]
-                    want = [self.rewrite(line) for line in command.expected]
-                    if got != want:
-                        raise DocFailure(
-                            f"{where}: `{command.text}` printed\n"
-                            + "\n".join(got)
-                            + "\n--- the page shows ---\n"
-                            + "\n".join(want)
-                        )
+                    self._compare(got, command, f"{where}: `{command.text}`")
             self.cwd = Path((state / "cwd").read_text().strip())
             self.env = _exports((state / "env").read_bytes())
+
+    def _compare(self, printed: list[str], command: Command, what: str) -> None:
+        """What ``command`` printed, line by line (trailing blanks aside), against the
+        text block the page shows after it."""
+        got = [line.rstrip() for line in printed]
+        want = [self.rewrite(line) for line in command.expected]
+        if got != want:
+            raise DocFailure(
+                f"{what} printed\n"
+                + "\n".join(got)
+                + "\n--- the page shows ---\n"
+                + "\n".join(want)
+            )
+
+    def _execute(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` where the reader is (their folder, their environment); what it
+        prints goes to the transcript."""
+        proc = subprocess.run(
+            argv,
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout_s,
+            check=False,
+        )
+        self.transcript.append((proc.stdout + proc.stderr).rstrip())
+        return proc
 
     def _python(self, command: Command, block: Block, where: str) -> None:
         """Run a python block as the reader's ``python FILE``; compare what it prints."""
@@ -332,31 +343,16 @@ class Reader:
         with tempfile.TemporaryDirectory(prefix="docs-python-") as tmp:
             program = Path(tmp) / "example.py"
             program.write_text(source, encoding="utf-8")
-            proc = subprocess.run(
-                ["python", str(program)],
-                cwd=self.cwd,
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout_s,
-                check=False,
-            )
-        self.transcript.append((proc.stdout + proc.stderr).rstrip())
+            proc = self._execute(["python", str(program)])
         if proc.returncode != 0:
             raise DocFailure(
                 f"{where}: the python block failed (exit {proc.returncode}):\n{source}"
                 f"--- output ---\n{proc.stdout}{proc.stderr}"
             )
         if block.check_output:
-            got = [line.rstrip() for line in proc.stdout.rstrip("\n").splitlines()]
-            want = [self.rewrite(line) for line in command.expected]
-            if got != want:
-                raise DocFailure(
-                    f"{where}: the python block printed\n"
-                    + "\n".join(got)
-                    + "\n--- the page shows ---\n"
-                    + "\n".join(want)
-                )
+            self._compare(
+                proc.stdout.rstrip("\n").splitlines(), command, f"{where}: the python block"
+            )
 
     def _serve(self, command: Command, where: str) -> None:
         text = self.rewrite(command.text)

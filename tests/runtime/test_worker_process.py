@@ -274,6 +274,21 @@ def test_heartbeat_keeps_a_long_task_from_being_redelivered(tmp_path: Path) -> N
     assert (done.status, done.attempts) == ("succeeded", 1)
 
 
+def _wait_for_exits(exits: list[int], count: int) -> None:
+    """Until ``hard_exit`` was called ``count`` times (it records, the test goes on)."""
+    deadline = time.monotonic() + 120
+    while len(exits) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert exits == [1] * count
+
+
+def _assert_given_back(broker: Broker, task_id: str) -> None:
+    """Pending again and its attempt not counted: released, not failed or recovered."""
+    record = broker.get(task_id)
+    assert record is not None
+    assert (record.status, record.attempts) == ("pending", 0)
+
+
 def _wait_until_started(loop: WorkerLoop, task_id: str) -> None:
     """Until the loop has started running ``task_id``'s handler (not just claimed it):
     it records the task's deadline right before the handler runs, after the last
@@ -468,13 +483,8 @@ def test_grace_period_over_releases_the_running_task(memory: Broker, tmp_path: P
     try:
         _wait_until_started(loop, record.id)
         loop.request_stop()
-        deadline = time.monotonic() + 120
-        while not exits and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert exits == [1]
-        released = memory.get(record.id)
-        assert released is not None
-        assert (released.status, released.attempts) == ("pending", 0)
+        _wait_for_exits(exits, 1)
+        _assert_given_back(memory, record.id)
     finally:
         gate.touch()  # the handler ends; hard_exit did not end this process
         thread.join(timeout=120)
@@ -498,16 +508,30 @@ def test_grace_period_over_gives_back_a_claim_the_loop_had_not_recorded(
         on_its_way = ClaimOptions("test-worker", ("elsewhere.thing",), visibility_timeout_s=600)
         assert [c.task.id for c in memory.claim(on_its_way)] == [stray.id]
         loop.request_stop()
-        deadline = time.monotonic() + 120
-        while not exits and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert exits == [1]
+        _wait_for_exits(exits, 1)
         # claimable now, not after its 600 s visibility timeout
         again = memory.claim(ClaimOptions("next", ("elsewhere.thing",), visibility_timeout_s=60))
         assert [c.task.id for c in again] == [stray.id]
     finally:
         gate.touch()  # the handler ends; hard_exit did not end this process
         thread.join(timeout=120)
+
+
+def _sqlite_loop_running_a_task(
+    path: Path,
+) -> tuple[Broker, WorkerLoop, list[int], TaskRecord, Path, threading.Thread]:
+    """A loop (600 s of grace, ``hard_exit`` recorded) on a SQLite queue at ``path``,
+    on a thread, running a task that ends when the test creates the gate file."""
+    url = f"sqlite:///{path}"
+    broker = open_broker(url)
+    exits: list[int] = []
+    loop = WorkerLoop(config(url, grace_s=600), broker=broker, hard_exit=exits.append)
+    gate = path.parent / "gate"
+    record = broker.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    _wait_until_started(loop, record.id)
+    return broker, loop, exits, record, gate, thread
 
 
 @pytest.mark.slow
@@ -518,26 +542,13 @@ def test_a_second_signal_inside_a_broker_transaction_still_gives_the_task_back(
     # was: here inside a transaction on the loop's own SQLite connection. Broker work done
     # in the handler would run inside that transaction (SQLite refuses a nested BEGIN) and
     # leave the task running under a worker about to exit, until its visibility timeout.
-    url = f"sqlite:///{tmp_path / 'q.db'}"
-    broker = open_broker(url)
-    exits: list[int] = []
-    loop = WorkerLoop(config(url, grace_s=600), broker=broker, hard_exit=exits.append)
-    gate = tmp_path / "gate"
-    record = broker.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
-    thread = threading.Thread(target=loop.run)
-    thread.start()
+    broker, loop, exits, record, gate, thread = _sqlite_loop_running_a_task(tmp_path / "q.db")
     try:
-        _wait_until_started(loop, record.id)
         loop.request_stop()  # the first signal: the running task has 600 s
         with broker._write():  # type: ignore[attr-defined]
             loop.request_stop(signal.SIGTERM)  # the second lands mid-transaction
-        deadline = time.monotonic() + 120
-        while not exits and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert exits == [1]
-        released = broker.get(record.id)
-        assert released is not None
-        assert (released.status, released.attempts) == ("pending", 0)
+        _wait_for_exits(exits, 1)
+        _assert_given_back(broker, record.id)
     finally:
         gate.touch()  # the handler ends; hard_exit did not end this process
         thread.join(timeout=120)
@@ -550,15 +561,7 @@ def test_a_stop_that_cannot_wait_exits_even_when_the_broker_does_not_answer(
 ) -> None:
     monkeypatch.setattr(worker_process, "STOP_NOW_LIMIT_S", 0.5)
     path = tmp_path / "q.db"
-    url = f"sqlite:///{path}"
-    broker = open_broker(url)
-    exits: list[int] = []
-    loop = WorkerLoop(config(url, grace_s=600), broker=broker, hard_exit=exits.append)
-    gate = tmp_path / "gate"
-    record = broker.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
-    thread = threading.Thread(target=loop.run)
-    thread.start()
-    _wait_until_started(loop, record.id)
+    broker, loop, exits, record, gate, thread = _sqlite_loop_running_a_task(path)
     # another process's writer that does not let go: giving back waits for the write lock
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
@@ -579,10 +582,7 @@ def test_a_stop_that_cannot_wait_exits_even_when_the_broker_does_not_answer(
         gate.touch()
         thread.join(timeout=120)
     # the lock let go, the giving back goes on and ends with the exit it would have made
-    deadline = time.monotonic() + 120
-    while len(exits) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert exits == [1, 1]
+    _wait_for_exits(exits, 2)
     broker.close()
 
 

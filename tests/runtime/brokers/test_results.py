@@ -8,6 +8,7 @@ hang until pytest-timeout fails it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from crank.runtime.brokers.contract import Broker, ClaimOptions, Notice, TaskSpe
 from crank.runtime.brokers.notices import ResultNotices
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from crank.runtime.brokers.contract import Claim
@@ -254,6 +256,29 @@ def test_redis_listener_survives_a_restart(
         broker.close()
 
 
+@contextlib.contextmanager
+def _claiming(worker: Broker, producer: Broker) -> Iterator[list[Claim]]:
+    """A claim of ``worker`` waiting up to an hour on a thread, from the moment its wake
+    address is listed (a producer can read it); joined when the block ends."""
+    got: list[Claim] = []
+    waiting = threading.Event()
+
+    def claim() -> None:
+        waiting.set()
+        got.extend(worker.claim(ClaimOptions("w1", limit=1, block_s=3600)))
+
+    thread = threading.Thread(target=claim, daemon=True)
+    thread.start()
+    waiting.wait()
+    deadline = time.monotonic() + 60
+    while not producer._read("SELECT address FROM wake_listeners"):  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the waiting worker was never listed"
+        time.sleep(0.01)
+    yield got
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the claim did not end"
+
+
 def test_sqlite_worker_is_woken_by_a_submit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,27 +290,9 @@ def test_sqlite_worker_is_woken_by_a_submit(
     url = f"sqlite:///{tmp_path / 'q.db'}"
     worker, producer = open_broker(url), open_broker(url)
     try:
-        got: list[Claim] = []
-        waiting = threading.Event()
-
-        def claim() -> None:
-            waiting.set()
-            got.extend(worker.claim(ClaimOptions("w1", limit=1, block_s=3600)))
-
-        thread = threading.Thread(target=claim)
-        thread.start()
-        waiting.wait()
-        # the producer finds the worker's address once it is listed
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            rows = producer._read("SELECT address FROM wake_listeners")  # type: ignore[attr-defined]
-            if rows:
-                break
-            time.sleep(0.01)
-        producer._wake_read_at = -1e9  # type: ignore[attr-defined]
-        record = producer.submit(spec(n=13))
-        thread.join(timeout=60)
-        assert not thread.is_alive()
+        with _claiming(worker, producer) as got:
+            producer._wake_read_at = -1e9  # type: ignore[attr-defined] # it reads the list anew
+            record = producer.submit(spec(n=13))
         assert [c.task.id for c in got] == [record.id]
     finally:
         worker.close()
@@ -306,25 +313,9 @@ def test_a_worker_listed_anew_finds_a_submit_its_producer_did_not_wake_it_for(
         # keeps that list for _WAKE_REFRESH_S: its submit wakes nobody
         producer._wake_workers()  # type: ignore[attr-defined]
         assert producer._wake_addresses == []  # type: ignore[attr-defined]
-        got: list[Claim] = []
-        waiting = threading.Event()
-
-        def claim() -> None:
-            waiting.set()
-            got.extend(worker.claim(ClaimOptions("w1", limit=1, block_s=3600)))
-
-        thread = threading.Thread(target=claim)
-        thread.start()
-        waiting.wait()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # listed: from now on it is the window
-            if producer._read("SELECT address FROM wake_listeners"):  # type: ignore[attr-defined]
-                break
-            time.sleep(0.01)
-        record = producer.submit(spec(n=14))
-        assert producer._wake_addresses == []  # type: ignore[attr-defined]
-        thread.join(timeout=60)
-        assert not thread.is_alive()
+        with _claiming(worker, producer) as got:  # listed: from now on it is the window
+            record = producer.submit(spec(n=14))
+            assert producer._wake_addresses == []  # type: ignore[attr-defined]
         assert [c.task.id for c in got] == [record.id]
     finally:
         worker.close()
