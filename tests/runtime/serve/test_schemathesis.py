@@ -4,7 +4,7 @@ example workers (real processes, real HTTP): no failure.
 
 schemathesis is a test dependency (the ``test`` extra), so a missing install fails
 here instead of skipping. Two settings are written from the served document itself,
-per operation, and nothing else is relaxed:
+per operation, one check is left out, and nothing else is relaxed:
 
 * any 5xx is a server error (stricter than the default, which lets 5xx through the
   data checks): a call that times out (504) or a worker that crashes (502) fails it;
@@ -17,8 +17,8 @@ per operation, and nothing else is relaxed:
   that documents 410 (a deprecated id past its sunset);
 * a task read after ``DELETE /v1/tasks/{id}`` is still there: DELETE cancels a task
   and keeps its record (status ``cancelled``, as docs/runtime.md says), so the
-  use-after-free check, which expects 404 after a successful DELETE, does not apply
-  to ``getTask`` and ``streamTaskEvents``.
+  use-after-free check, which expects 404 after a successful DELETE, is left out
+  (``--exclude-checks``; the config file's switches did not reach every phase).
 """
 
 from __future__ import annotations
@@ -49,16 +49,6 @@ def fuzz_config(document: dict[str, Any]) -> str:
         "[checks]",
         'not_a_server_error.expected-statuses = ["1xx", "2xx", "3xx", "4xx"]',
         f"negative_data_rejection.expected-statuses = {json.dumps([*NEGATIVE_STATUSES, '413'])}",
-        # DELETE /v1/tasks/{id} cancels: the task stays readable (status cancelled), by
-        # design. The check assumes every DELETE removes what it names; turned off per
-        # operation (getTask, streamTaskEvents) the stateful phase still applied it, so
-        # it is off for all (a purged dead letter's 404 is tested in test_dead_letter_routes).
-        "use_after_free.enabled = false",
-        # the stateful phase (POST /v1/tasks, DELETE, GET) reads its own [checks], which
-        # the top-level table does not reach in schemathesis 4.32
-        "",
-        "[phases.stateful]",
-        "checks.use_after_free.enabled = false",
     ]
     for operations in document["paths"].values():
         for operation in operations.values():
@@ -70,9 +60,6 @@ def fuzz_config(document: dict[str, Any]) -> str:
                     "[[operations]]",
                     f"include-operation-id = {json.dumps(operation['operationId'])}",
                     f"checks.positive_data_acceptance.expected-statuses = {statuses}",
-                    # an operation's own [checks] start from the defaults, not from the
-                    # top-level ones (schemathesis 4.32): use_after_free is off here too
-                    "checks.use_after_free.enabled = false",
                 ]
     return "\n".join(lines) + "\n"
 
@@ -90,6 +77,13 @@ def test_schemathesis_finds_nothing_against_the_example_workers(
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config),
         "run", f"{run.url}/openapi.json",
         "--checks", "all",
+        # DELETE /v1/tasks/{id} cancels: the task stays readable (status cancelled), by
+        # design, and the use-after-free check expects a 404 after every DELETE. Turned
+        # off in the config file (top level, per operation, [phases.stateful]), the
+        # stateful phase of schemathesis 4.32 still ran it now and then under --checks
+        # all; excluded here it runs nowhere (a purged dead letter's 404 is tested in
+        # test_dead_letter_routes)
+        "--exclude-checks", "use_after_free",
         "--max-examples", "50",
         "--phases", "examples,coverage,fuzzing,stateful",
         # one thread: on CPython 3.11 (before 3.11.8) ast.parse in two threads at once
