@@ -7,12 +7,14 @@ scripts/e2e_docker.py, which CI runs after the tests.
 
 from __future__ import annotations
 
+import gc
 import http.server
 import json
 import os
 import socketserver
 import subprocess
 import threading
+import warnings
 import zipfile
 from typing import TYPE_CHECKING, Any
 
@@ -273,6 +275,14 @@ def test_an_engine_connection_that_breaks_mid_build_is_a_build_failure(
         "building demo:0.1.0 failed: the connection to the Docker engine broke ("
     )
     assert error.hint is not None and "docker info" in error.hint
-    # what it printed before the break stays with the error
-    assert error.log == ("Step 1/9 : FROM python:3.11-slim",)
-    assert printed == ["Step 1/9 : FROM python:3.11-slim"]
+    # what it printed before the break stays with the error (docker-py 7.0 reads ahead
+    # and meets the break before it hands out the first line; later releases do not)
+    assert printed in ([], ["Step 1/9 : FROM python:3.11-slim"])
+    assert error.log == tuple(printed)
+    # docker-py 7.0 leaves the build context's temporary file open when the build stream
+    # breaks (later releases close it), and the error's context keeps the frame holding
+    # it: both let go, it is collected here rather than in whichever test runs next
+    del error, failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
