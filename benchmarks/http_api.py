@@ -13,7 +13,8 @@ and at 32 connections, after a warm-up:
   bentoml``) so their pins never meet crank's;
 * ``crank run`` with 2 worker processes on SQLite and on a private redis-server: the
   synchronous call, and ``POST /v1/tasks`` (202, the task queued);
-* the same SQLite synchronous call with crank's default access log line, for its cost.
+* the same SQLite synchronous call with crank's default access log line, for its cost;
+* both brokers again with ``--http-processes 2`` (two processes serving the port).
 
 Every server logs the way the peers are run here: no line per request (uvicorn's
 ``--no-access-log`` for Starlette, LitServe's ``log_level="warning"``, and for
@@ -218,6 +219,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+HTTP_PROCESS = b"crank.runtime.http_process"
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -238,11 +249,14 @@ def measure(
         if server_pid is None:
             runs[connections] = wrk(url, body, connections, seconds, workdir)
             continue
+        # the server: crank run's process and its HTTP processes (``--http-processes``)
         kids = children(server_pid)
-        server0, kids0 = cpu_seconds(server_pid), sum(map(cpu_seconds, kids))
+        servers = [server_pid, *(k for k in kids if HTTP_PROCESS in cmdline(k))]
+        kids = [k for k in kids if k not in servers]
+        server0, kids0 = sum(map(cpu_seconds, servers)), sum(map(cpu_seconds, kids))
         run = wrk(url, body, connections, seconds, workdir)
         requests = max(1.0, run.rps * seconds)
-        server_ms = 1000 * (cpu_seconds(server_pid) - server0) / requests
+        server_ms = 1000 * (sum(map(cpu_seconds, servers)) - server0) / requests
         kids_ms = 1000 * (sum(map(cpu_seconds, kids)) - kids0) / requests
         runs[connections] = Run(run.rps, run.p50_ms, run.p99_ms, run.errors, server_ms, kids_ms)
     return runs
@@ -317,14 +331,21 @@ def bench_bentoml(python: Path, workdir: Path, seconds: float) -> dict[int, Run]
 
 
 def bench_crank(
-    broker: str, workdir: Path, seconds: float, *, access_log: str = "off", submits: bool = True
+    broker: str,
+    workdir: Path,
+    seconds: float,
+    *,
+    access_log: str = "off",
+    submits: bool = True,
+    http_processes: int = 1,
 ) -> dict[str, dict[int, Run]]:
     port = free_port()
     env = {**os.environ, "CRANK_MAX_INFLIGHT": "256", "CRANK_MAX_PENDING": "10000000"}
     env["CRANK_ACCESS_LOG"] = access_log
     argv = [sys.executable, "-c", CRANK_MAIN, "run", "--port", str(port),
             "--worker", str(WORKERS), "--broker", broker,
-            "--min-workers", "2", "--max-workers", "2"]  # fmt: skip
+            "--min-workers", "2", "--max-workers", "2",
+            "--http-processes", str(http_processes)]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -394,7 +415,9 @@ def goals(table: dict[str, dict[int, Run]]) -> list[str]:
         table[n][32].rps for n in ("LitServe (2 workers)", "BentoML (2 workers)") if n in table
     ]
     best_peer = max(peers) if peers else None
-    for broker in ("sqlite", "redis"):
+    for broker in (
+        "sqlite", "redis", "sqlite --http-processes 2", "redis --http-processes 2"
+    ):  # fmt: skip
         sync = table.get(f"crank run {broker}, sync call")
         submit = table.get(f"crank run {broker}, POST /v1/tasks")
         if sync is None or submit is None:
@@ -453,10 +476,16 @@ def main() -> int:
             submits=False,
         )  # fmt: skip
         table["crank run sqlite, sync call (access log on)"] = default_log["sync call"]
+        for name, runs in bench_crank(
+            f"sqlite:///{workdir / 'two.db'}", workdir, args.seconds, http_processes=2
+        ).items():
+            table[f"crank run sqlite --http-processes 2, {name}"] = runs
         if shutil.which("redis-server"):
             with redis_server(workdir) as url:
                 for name, runs in bench_crank(url, workdir, args.seconds).items():
                     table[f"crank run redis, {name}"] = runs
+                for name, runs in bench_crank(url, workdir, args.seconds, http_processes=2).items():
+                    table[f"crank run redis --http-processes 2, {name}"] = runs
     after = load_now()
 
     versions = "" if peers_python is None else f", {peer_versions(peers_python)}"

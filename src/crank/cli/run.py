@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from crank.errors import ExitCode, UsageError
 from crank.manifest import load_manifest
 from crank.plugins import get_plugin_manager
-from crank.runtime.config import build_config
+from crank.runtime.config import MAX_HTTP_PROCESSES, build_config
 from crank.runtime.serve import serve
 
 if TYPE_CHECKING:
@@ -114,6 +114,12 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     help="dev: fixed small pool, readable verbose logs; prod: dynamic pool, logs at INFO "
     "(JSON lines, or readable lines on a terminal: CRANK_LOG_FORMAT).",
 )
+@click.option(
+    "--http-processes",
+    type=click.IntRange(1, MAX_HTTP_PROCESSES),
+    help="Processes serving the HTTP port (default 1, or CRANK_HTTP_PROCESSES); more than "
+    "one puts the supervisor in a process of its own.",
+)
 def run(
     broker_url: str | None,
     host: str,
@@ -122,6 +128,7 @@ def run(
     max_workers: int | None,
     workers: tuple[str, ...],
     mode: str,
+    http_processes: int | None,
 ) -> ExitCode:
     """Serve workers over HTTP and from a durable queue, with a supervised process pool.
 
@@ -132,6 +139,9 @@ def run(
     pythonpath = os.pathsep.join([*import_paths, os.environ.get("PYTHONPATH", "")]).strip(
         os.pathsep
     )
+    overrides: dict[str, Any] = {}
+    if http_processes is not None:
+        overrides["http_processes"] = http_processes
     config = build_config(
         manifests,
         broker_url=broker_url,
@@ -141,6 +151,7 @@ def run(
         max_workers=max_workers,
         mode="dev" if mode == "dev" else "prod",
         worker_env={"PYTHONPATH": pythonpath} if import_paths else {},
+        **overrides,
     )
     return ExitCode.OK if serve(config, manifests) == 0 else ExitCode.FAILED
 

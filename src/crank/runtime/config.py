@@ -8,6 +8,7 @@ Environment variables (all optional):
   capabilities at 100 %;
 * ``CRANK_MAX_PENDING``, ``CRANK_MAX_INFLIGHT``, ``CRANK_MAX_BODY_BYTES``: overload bounds;
 * ``CRANK_GRACE_S``: how long in-flight tasks may run after SIGTERM;
+* ``CRANK_HTTP_PROCESSES``: processes serving the HTTP port (default 1);
 * ``CRANK_UI``: the operator console at ``/ui``: ``on`` (default), ``readonly`` (pages
   without actions; actions refused) or ``off`` (not served);
 * ``CRANK_ACCESS_LOG``: the server's line per request: ``on`` (default), ``errors``
@@ -41,6 +42,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 #: The dev pool is fixed and small: at most this many worker processes.
 DEV_MAX_WORKERS = 2
+#: the most processes ``crank run`` serves its HTTP port with.
+MAX_HTTP_PROCESSES = 64
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class RuntimeConfig:
     ui: ConsoleMode = "on"
     #: which requests get an access log line (``CRANK_ACCESS_LOG``).
     access_log: AccessLogMode = "on"
+    #: processes serving the HTTP port (``--http-processes``, ``CRANK_HTTP_PROCESSES``);
+    #: more than one: the supervisor runs in a process of its own (docs/runtime.md).
+    http_processes: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("dev", "prod"):
@@ -107,6 +113,13 @@ class RuntimeConfig:
             )
         if not 0 < self.port < 65536:
             raise UsageError(f"port {self.port} is out of range", hint="use a port in 1..65535")
+        if not 1 <= self.http_processes <= MAX_HTTP_PROCESSES:
+            raise UsageError(
+                f"http processes must be between 1 and {MAX_HTTP_PROCESSES} "
+                f"(got {self.http_processes})",
+                hint="use --http-processes N or CRANK_HTTP_PROCESSES=N, about one per CPU core",
+                subject="CRANK_HTTP_PROCESSES",
+            )
         if not self.health_interval_s > 0:
             raise UsageError(f"health_interval_s must be positive (got {self.health_interval_s})")
         for name in ("max_inflight_requests", "max_pending_tasks", "max_body_bytes"):
@@ -141,6 +154,7 @@ class RuntimeConfig:
             "auth": self.api_token is not None,
             "ui": self.ui,
             "access_log": self.access_log,
+            "http_processes": self.http_processes,
             "daily_budget_usd": self.daily_budget_usd,
             "manifests": [str(p) for p in self.manifest_paths],
         }
@@ -219,6 +233,7 @@ def build_config(
         ("max_inflight_requests", "CRANK_MAX_INFLIGHT", int),
         ("max_body_bytes", "CRANK_MAX_BODY_BYTES", int),
         ("grace_s", "CRANK_GRACE_S", float),
+        ("http_processes", "CRANK_HTTP_PROCESSES", int),
     ):
         number = _env_number(env, name, kind)
         if number is not None:
@@ -243,6 +258,7 @@ __all__ = [
     "DEFAULT_BROKER_URL",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "MAX_HTTP_PROCESSES",
     "AccessLogMode",
     "ConsoleMode",
     "Mode",

@@ -154,18 +154,32 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _ProcessContext:
+    """A processor adding this process's fields to every record (the record's own win)."""
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self.fields = dict(fields)
+
+    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        for key, value in self.fields.items():
+            event.setdefault(key, value)
+        return event
+
+
 def configure_logging(
     mode: str = "prod",
     *,
     stream: TextIO | None = None,
     level: int | None = None,
     log_format: LogFormat | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> LogFormat:
     """Send structlog and the stdlib ``logging`` to ``stream`` (stderr) as JSON or console
     lines; returns the format chosen (``log_format``, else :func:`resolve_log_format`).
 
     Stdlib records (uvicorn, task loggers) go through the same processors, so
-    they are redacted and carry the bound ids too.
+    they are redacted and carry the bound ids too. ``context`` is added to every record
+    of this process (which of the HTTP processes wrote it).
     """
     out = stream or sys.stderr
     chosen = log_format or resolve_log_format(mode, stream=out)
@@ -176,6 +190,8 @@ def configure_logging(
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if context:
+        shared.append(_ProcessContext(context))
     rendering: list[Any]
     if chosen == "json":
         rendering = [

@@ -28,11 +28,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 
 from crank.runtime.task_metrics import (
     DURATION_BUCKETS,
+    MetricSpec,
     TaskMetricsPlugin,
     observe_batch,
     observe_llm_usage,
@@ -49,6 +51,12 @@ if TYPE_CHECKING:
     from crank.runtime.usage import BudgetState
 
 # -- server side ----------------------------------------------------------------------
+
+#: budget thresholds crossed: counted by the process that watches the budget (with
+#: several HTTP processes, the supervisor's, which writes it like a worker process does).
+BUDGET_ALERTS = MetricSpec(
+    "counter", "crank_llm_budget_alerts", "Daily budget thresholds crossed.", ("level",)
+)
 
 
 class RuntimeCollector:
@@ -132,9 +140,21 @@ class ServerMetrics:
         budget: Callable[[], BudgetState] | None = None,
         *,
         multiprocess_dir: Path | None = None,
+        shared: bool = False,
     ) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        # Several HTTP processes (``--http-processes``): each counts into its own file of
+        # the multiprocess directory, and ``/metrics`` adds every process's files up, so
+        # whichever process answers says the same. The counters then are not registered
+        # here as well: the collector already reads their files (they would count twice).
+        r: CollectorRegistry | None = self.registry
+        if shared:
+            if multiprocess_dir is None or not getattr(values.ValueClass, "_multiprocess", False):
+                raise RuntimeError(
+                    "shared server metrics need PROMETHEUS_MULTIPROC_DIR set before "
+                    "prometheus_client is imported, and the directory"
+                )
+            r = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.http_requests = Counter(
             "crank_http_requests",
@@ -165,15 +185,17 @@ class ServerMetrics:
             registry=r,
         )
         self.budget_alerts = Counter(
-            "crank_llm_budget_alerts", "Daily budget thresholds crossed.", ["level"], registry=r
+            BUDGET_ALERTS.name, BUDGET_ALERTS.help, BUDGET_ALERTS.labels, registry=r
         )
         if snapshot is not None:
-            r.register(RuntimeCollector(snapshot, budget))
+            self.registry.register(RuntimeCollector(snapshot, budget))
         #: what the worker processes counted (None: no worker processes report here).
         self._workers: Any = None
         if multiprocess_dir is not None:
             Path(multiprocess_dir).mkdir(parents=True, exist_ok=True)
-            self._workers = multiprocess.MultiProcessCollector(r, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+            self._workers = multiprocess.MultiProcessCollector(
+                self.registry, path=str(multiprocess_dir)
+            )  # type: ignore[no-untyped-call]
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, kept: ``labels()`` checks and locks on every call,
@@ -258,6 +280,7 @@ def sample_value(registry: Any, name: str, labels: dict[str, str] | None = None)
 
 
 __all__ = [
+    "BUDGET_ALERTS",
     "DURATION_BUCKETS",
     "RuntimeCollector",
     "ServerMetrics",

@@ -35,12 +35,15 @@ from crank.runtime.concurrency import (
 )
 from crank.runtime.config import _without_password
 from crank.runtime.http.app import create_app
-from crank.runtime.http.services import build_services
+from crank.runtime.http.services import budget_announcer, build_services
 from crank.runtime.http.wire import GatheringHttpToolsProtocol
+from crank.runtime.http_processes import HttpProcesses, HttpProcessPlan, per_process_config
 from crank.runtime.logs import configure_logging, get_logger
-from crank.runtime.metrics import ServerMetrics
+from crank.runtime.metrics import BUDGET_ALERTS, ServerMetrics
+from crank.runtime.pool_snapshot import PoolPublisher
 from crank.runtime.status_tracker import StatusTracker
 from crank.runtime.supervisor import Supervisor
+from crank.runtime.task_metrics import MultiprocessFiles
 from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
@@ -125,19 +128,30 @@ class GracefulServer(uvicorn.Server):
     """
 
     on_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None
+    #: the signals that stop it gracefully (a second one cuts the grace).
+    exit_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    #: a signal that stops it gracefully however often it comes (its parent died: the
+    #: kernel sends it once per thread of the parent).
+    parent_gone_signal: signal.Signals | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if self.on_loop is not None:
             self.on_loop(asyncio.get_running_loop())
         await super().startup(sockets=sockets)
 
+    def _parent_gone(self, _signum: int, _frame: Any) -> None:
+        self.should_exit = True
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        handled = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in self.exit_signals}
+        if self.parent_gone_signal is not None:
+            original[self.parent_gone_signal] = signal.signal(
+                self.parent_gone_signal, self._parent_gone
+            )
         try:
             yield
         finally:
@@ -145,7 +159,7 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _uvicorn_server(app: Any, config: RuntimeConfig) -> GracefulServer:
+def uvicorn_server(app: Any, config: RuntimeConfig) -> GracefulServer:
     uv_config = uvicorn.Config(
         app,
         http=GatheringHttpToolsProtocol,  # one write per JSON answer (see http/wire.py)
@@ -156,6 +170,20 @@ def _uvicorn_server(app: Any, config: RuntimeConfig) -> GracefulServer:
         server_header=False,
     )
     return GracefulServer(uv_config)
+
+
+def runtime_status(
+    config: RuntimeConfig, broker: Broker, router: Router, usage: UsageStore | None
+) -> StatusTracker:
+    """The status tracker of one process serving HTTP (its pool is set by the caller)."""
+    return StatusTracker(
+        broker,
+        min_workers=config.min_workers,
+        usage=usage,
+        daily_budget_usd=config.daily_budget_usd,
+        budget_warn_ratio=config.budget_warn_ratio,
+        non_essential=[r.capability_id for r in router.routes() if not r.capability.essential],
+    )
 
 
 def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
@@ -172,26 +200,17 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     try:
         broker = open_runtime_broker(config.broker_url)
         usage = UsageStore(config.usage_db)
-        non_essential = [r.capability_id for r in router.routes() if not r.capability.essential]
         with (
             metrics_dir(config) as mdir,
             tempfile.TemporaryDirectory(prefix="crank-slots-") as slots_dir,
         ):
-            slots = ConcurrencySlots(slots_dir, limits)
             env = dict(os.environ)
             env.update(config.worker_env)
             env["PROMETHEUS_MULTIPROC_DIR"] = str(mdir)
             env[SLOTS_DIR_ENV] = slots_dir
             env[USAGE_DB_ENV] = str(Path(config.usage_db).resolve())
             env["CRANK_LOG_MODE"] = config.mode
-            status = StatusTracker(
-                broker,
-                min_workers=config.min_workers,
-                usage=usage,
-                daily_budget_usd=config.daily_budget_usd,
-                budget_warn_ratio=config.budget_warn_ratio,
-                non_essential=non_essential,
-            )
+            status = runtime_status(config, broker, router, usage)
             supervisor = Supervisor(
                 config,
                 broker,
@@ -207,26 +226,44 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
 
             supervisor.on_workers_known = announce
             status.pool = supervisor
-            metrics = ServerMetrics(status.snapshot, status.budget, multiprocess_dir=mdir)
-            services = build_services(
-                config,
-                broker,
-                router,
-                status=status,
-                metrics=metrics,
-                admission=CallAdmission(limits, slots),
-            )
-            server = _uvicorn_server(create_app(services), config)
-            # result notices wake requests from the event loop itself (SQLite)
-            server.on_loop = broker.listen_in
-            supervisor.start()
-            log.info("crank_started", url=url, **config.public())
-            _announce_started(config, log)
             try:
-                server.run(sockets=[sock])
+                if config.http_processes == 1:
+                    slots = ConcurrencySlots(slots_dir, limits)
+                    metrics = ServerMetrics(status.snapshot, status.budget, multiprocess_dir=mdir)
+                    services = build_services(
+                        config,
+                        broker,
+                        router,
+                        status=status,
+                        metrics=metrics,
+                        admission=CallAdmission(limits, slots),
+                    )
+                    server = uvicorn_server(create_app(services), config)
+                    # result notices wake requests from the event loop itself (SQLite)
+                    server.on_loop = broker.listen_in
+                    supervisor.start()
+                    log.info("crank_started", url=url, **config.public())
+                    _announce_started(config, log)
+                    try:
+                        server.run(sockets=[sock])
+                    finally:
+                        log.info("crank_stopping", grace_s=config.grace_s)
+                        services.gateway.io.close()
+                else:
+                    plan = HttpProcessPlan(
+                        config=per_process_config(config),
+                        manifests=tuple(manifests),
+                        fd=sock.fileno(),
+                        pool_file=Path(slots_dir) / "pool.json",
+                        metrics_dir=mdir,
+                        slots_dir=slots_dir,
+                        limits=limits,
+                        # with a token, every process derives the key from it (as replicas
+                        # do); without one, one random key for all of them
+                        session_key=None if config.api_token else os.urandom(32),
+                    )
+                    _serve_from_processes(config, plan, supervisor, env, log, url)
             finally:
-                log.info("crank_stopping", grace_s=config.grace_s)
-                services.gateway.io.close()
                 supervisor.stop(config.grace_s)
                 supervisor = None
     finally:
@@ -239,6 +276,57 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
             broker.close()
     log.info("crank_stopped")
     return 0
+
+
+def _serve_from_processes(
+    config: RuntimeConfig,
+    plan: HttpProcessPlan,
+    supervisor: Supervisor,
+    env: dict[str, str],
+    log: Any,
+    url: str,
+) -> None:
+    """The main process of ``--http-processes N``: the supervisor, the pool file, and N
+    processes serving the port (:mod:`crank.runtime.http_processes`), until a signal."""
+    front = HttpProcesses(plan, config.http_processes, env=env, log=log)
+    # the budget is watched here, on the supervisor's tick, and announced once (the HTTP
+    # processes do not announce it); counted in the metrics files like a worker's counts
+    alerts = MultiprocessFiles(str(plan.metrics_dir))
+    if supervisor.status is not None:
+        supervisor.status.on_budget_level = budget_announcer(
+            lambda level: alerts.inc(BUDGET_ALERTS, (level,))
+        )
+    publisher = PoolPublisher(
+        supervisor,
+        plan.pool_file,
+        interval_s=min(0.5, config.monitor_interval_s),
+        http=front.report,
+        log=log,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: the HTTP processes cut their grace
+            front.signal_all(signal.SIGTERM)
+        stop.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    original = {sig: signal.signal(sig, on_signal) for sig in handled}
+    try:
+        supervisor.start()
+        publisher.start()
+        front.start()
+        log.info("crank_started", url=url, **config.public())
+        _announce_started(config, log)
+        while not stop.wait(0.25):
+            front.check()
+    finally:
+        log.info("crank_stopping", grace_s=config.grace_s)
+        front.stop(config.grace_s)
+        publisher.stop()
+        alerts.close()
+        for sig, handler in original.items():
+            signal.signal(sig, handler)
 
 
 def startup_summary(url: str, health: dict[str, WorkerHealth], processes: int) -> str:
@@ -266,4 +354,13 @@ def _announce_started(config: RuntimeConfig, log: Any) -> None:
         log.error("plugin_runtime_started_failed", error=repr(exc))
 
 
-__all__ = ["ServeError", "bind_socket", "open_runtime_broker", "serve", "startup_summary"]
+__all__ = [
+    "GracefulServer",
+    "ServeError",
+    "bind_socket",
+    "open_runtime_broker",
+    "runtime_status",
+    "serve",
+    "startup_summary",
+    "uvicorn_server",
+]

@@ -45,6 +45,10 @@ class PoolView(Protocol):
         """Live processes that stopped reporting."""
         ...
 
+    def problem(self) -> str | None:
+        """Why this view of the pool cannot be trusted now, or None."""
+        ...
+
 
 class StatusTracker:
     def __init__(
@@ -71,6 +75,8 @@ class StatusTracker:
         self.on_budget_level = on_budget_level
         #: per capability, what its batches came to (``batching`` in the report).
         self.batches: Callable[[], dict[str, Any]] | None = None
+        #: the processes serving HTTP (``http_processes`` in the report), when several.
+        self.http: Callable[[], dict[str, int] | None] | None = None
         self._lock = threading.Lock()
         self._stats: tuple[float, QueueStats | None, bool] = (-1e18, None, False)
         self._budget: tuple[float, BudgetState] = (-1e18, BudgetState("unlimited", 0.0, None))
@@ -225,6 +231,8 @@ class StatusTracker:
         doc = health_report(self.snapshot(), dt.datetime.now(dt.UTC))
         doc["llm_budget"] = self.budget().as_dict()
         doc["batching"] = self.batches() if self.batches is not None else {}
+        if self.http is not None:
+            doc["http_processes"] = self.http()
         return doc
 
     def ready(self) -> tuple[bool, list[str]]:
@@ -236,6 +244,8 @@ class StatusTracker:
             broker_ok = False
         if not broker_ok:
             problems.append("broker unreachable")
+        if self.pool is not None and (blind := self.pool.problem()) is not None:
+            problems.append(blind)
         _, healthy = self.pool.worker_counts() if self.pool is not None else (0, 0)
         if healthy < self.min_workers:
             problems.append(f"{healthy} of min {self.min_workers} worker processes healthy")
@@ -253,6 +263,8 @@ class StatusTracker:
             if not w.live
         ]
         if self.pool is not None:
+            if (blind := self.pool.problem()) is not None:
+                problems.append(blind)
             problems += [
                 f"worker process {consumer} has not reported its health check in time"
                 for consumer in self.pool.stale_processes()

@@ -87,7 +87,7 @@ class PoolEvents:
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """On Linux, a child setup that sends the child ``PARENT_GONE_SIGNAL`` (SIGHUP) when
     its parent dies.
 
@@ -247,6 +247,9 @@ class Supervisor:
     def last_decision(self) -> dict[str, Any] | None:
         return self._last_decision
 
+    def problem(self) -> str | None:
+        return None  # the supervisor's own memory: nothing between it and the truth
+
     def consumers(self) -> list[str]:
         with self._lock:
             return [c.consumer for c in self._children if not c.stopping]
@@ -269,7 +272,7 @@ class Supervisor:
                     self.command(self.config, consumer),
                     env={**self.env, REPORT_FD_ENV: str(write_fd)},
                     pass_fds=(write_fd,),
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                     # a group of its own: Ctrl-C in a terminal reaches crank run alone,
                     # which stops the children once (a second signal cuts their grace)
                     process_group=0,
@@ -497,5 +500,6 @@ __all__ = [
     "PoolEvents",
     "Supervisor",
     "WorkerChild",
+    "die_with_parent",
     "worker_command",
 ]

@@ -12,10 +12,12 @@ from crank.runtime.usage import UsageStore
 pytestmark = pytest.mark.slow
 
 
-def test_usage_from_workers_drives_the_daily_budget(crank_run: Any) -> None:
+@pytest.mark.parametrize("http_processes", ["1", "2"])
+def test_usage_from_workers_drives_the_daily_budget(crank_run: Any, http_processes: str) -> None:
     run = crank_run(
-        "--min-workers", "1", "--max-workers", "1", env={"CRANK_DAILY_BUDGET_USD": "1.0"}
-    )
+        "--min-workers", "1", "--max-workers", "1", "--http-processes", http_processes,
+        env={"CRANK_DAILY_BUDGET_USD": "1.0"},
+    )  # fmt: skip
     call = {"text": "one two three four five six seven", "cost_usd": 0.5}
     assert run.http.post("/v1/capabilities/demo.summarize", json=call).json() == {
         "summary": "one two three four five"
@@ -63,6 +65,17 @@ def test_usage_from_workers_drives_the_daily_budget(crank_run: Any) -> None:
         "exhausted",
         ["demo.summarize"],
     )
+    run.wait_until(
+        lambda: '"budget_level": "exhausted"' in run.log(), what="the 100 % alert in the logs"
+    )
+    # each threshold announced once, and counted once, whichever process serves
     alerts = [json.loads(x) for x in run.log().splitlines() if '"llm_budget"' in x]
     assert [a["budget_level"] for a in alerts] == ["warning", "exhausted"]
+    counted = (
+        'crank_llm_budget_alerts_total{level="warning"} 1.0',
+        'crank_llm_budget_alerts_total{level="exhausted"} 1.0',
+    )
+    run.wait_until(
+        lambda: all(c in run.http.get("/metrics").text for c in counted), what="alerts counted"
+    )
     assert run.terminate() == 0

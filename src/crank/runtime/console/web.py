@@ -128,7 +128,8 @@ class ConsoleWeb:
         self.s = services
         self.token = services.config.api_token
         self.readonly = services.config.ui == "readonly"
-        self.signer = SessionSigner(session_key(self.token))
+        key = services.session_key
+        self.signer = SessionSigner(key if key is not None else session_key(self.token))
         self.templates = Environment(
             loader=PackageLoader("crank.runtime.console", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),

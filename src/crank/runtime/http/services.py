@@ -14,6 +14,8 @@ from crank.runtime.metrics import ServerMetrics
 from crank.runtime.status_tracker import StatusTracker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from crank.routing import Router
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
@@ -39,6 +41,9 @@ class RuntimeServices:
     admission: CallAdmission = field(default_factory=lambda: CallAdmission({}))
     #: the version ``/openapi.json`` states.
     version: str = __version__
+    #: the key console sessions are signed with, when the processes serving HTTP share
+    #: one (None: derived from the API token, else random to this process).
+    session_key: bytes | None = field(default=None, repr=False)
 
 
 def build_services(
@@ -62,15 +67,10 @@ def build_services(
         )
     if metrics is None:
         metrics = ServerMetrics(status.snapshot, status.budget, multiprocess_dir=config.metrics_dir)
-    log = get_logger("crank.runtime.budget")
     server_metrics = metrics
-
-    def announce(state: BudgetState) -> None:
-        server_metrics.budget_alerts.labels(state.level).inc()
-        doc: dict[str, Any] = state.as_dict()
-        log.warning("llm_budget", budget_level=doc.pop("level"), **doc)
-
-    status.on_budget_level = announce
+    status.on_budget_level = budget_announcer(
+        lambda level: server_metrics.budget_alerts.labels(level).inc()
+    )
     status.batches = server_metrics.batches
 
     callers: set[str] = set()
@@ -97,6 +97,18 @@ def build_services(
     )
 
 
+def budget_announcer(count: Callable[[str], None]) -> Callable[[BudgetState], None]:
+    """What a budget threshold crossed does: count it by level, and say so in the log."""
+    log = get_logger("crank.runtime.budget")
+
+    def announce(state: BudgetState) -> None:
+        count(state.level)
+        doc: dict[str, Any] = state.as_dict()
+        log.warning("llm_budget", budget_level=doc.pop("level"), **doc)
+
+    return announce
+
+
 def manifest_limits(router: Router) -> dict[str, int]:
     """capability id -> ``max_concurrency`` as the manifests declare it."""
     return {
@@ -106,4 +118,10 @@ def manifest_limits(router: Router) -> dict[str, int]:
     }
 
 
-__all__ = ["MAX_CALLER_LABELS", "RuntimeServices", "build_services", "manifest_limits"]
+__all__ = [
+    "MAX_CALLER_LABELS",
+    "RuntimeServices",
+    "budget_announcer",
+    "build_services",
+    "manifest_limits",
+]
