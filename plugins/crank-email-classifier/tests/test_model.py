@@ -58,6 +58,10 @@ def test_reasons_name_the_rules_and_words_that_decided() -> None:
         ("Total: EUR 3,450.00, due 2026-10-31", "EUR 3,450.00", "2026-10-31"),
         ("charges of $63.10 are due on 12/01", "$63.10", "12/01"),
         ("rent of £1,850 is due on the 1st", "£1,850", "the 1st"),
+        ("Please pay $120 by Dec 1", "$120", "Dec 1"),
+        ("Amount due $2,700.00 by Dec 31", "$2,700.00", "Dec 31"),
+        ("Pay before 2026-12-20 to avoid a late fee of $15", "$15", "2026-12-20"),
+        ("Signed by Room 12 residents, $40 collected", "$40", None),
         ("see you at lunch", None, None),
     ],
 )

@@ -30,6 +30,16 @@ _DUE = re.compile(
     r"((?:[A-Z][a-z]{2,8}\.?\s+\d{1,2})|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?|"
     r"(?:the\s+)?\d{1,2}(?:st|nd|rd|th))"
 )
+_MONTH_DAY = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?\s+\d{1,2}(?:st|nd|rd|th)?\b"
+)
+#: a deadline without the word "due" ("pay $120 by Dec 1"): a real date only, so that
+#: "by Room 12" or "by the 3rd party" are not taken for one.
+_DEADLINE = re.compile(
+    rf"\b(?:by|before|no later than)\s+({_MONTH_DAY}|\d{{4}}-\d{{2}}-\d{{2}}|"
+    r"\d{1,2}/\d{1,2}(?:/\d{2,4})?)"
+)
 #: Words too common to say anything about an email.
 STOPWORDS = frozenset(
     [
@@ -251,5 +261,6 @@ def find_amount(text: str) -> str | None:
 
 
 def find_due(text: str) -> str | None:
-    match = _DUE.search(text)
+    """The due date as written: after "due", else after "by"/"before" when it is a date."""
+    match = _DUE.search(text) or _DEADLINE.search(text)
     return match.group(1) if match else None
