@@ -17,13 +17,9 @@ from typing import TYPE_CHECKING
 
 from crank.errors import CrankError, ExitCode
 from crank.routing import Router
-from crank.runtime.concurrency import CallAdmission, ConcurrencySlots
-from crank.runtime.http.app import create_app
-from crank.runtime.http.services import build_services
 from crank.runtime.logs import configure_logging, get_logger
-from crank.runtime.metrics import ServerMetrics
 from crank.runtime.pool_snapshot import SharedPoolView
-from crank.runtime.serve import open_runtime_broker, runtime_status, uvicorn_server
+from crank.runtime.serve import http_server, open_runtime_broker, runtime_status
 from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import UsageStore
 from crank.runtime.worker_reports import PARENT_GONE_SIGNAL
@@ -47,21 +43,18 @@ def serve_http(plan: HttpProcessPlan) -> int:
         status = runtime_status(config, broker, router, usage)
         status.pool = pool
         status.http = pool.http_processes
-        metrics = ServerMetrics(
-            status.snapshot, status.budget, multiprocess_dir=plan.metrics_dir, shared=True
-        )
-        services = build_services(
+        server, services = http_server(
             config,
             broker,
             router,
-            status=status,
-            metrics=metrics,
-            admission=CallAdmission(plan.limits, ConcurrencySlots(plan.slots_dir, plan.limits)),
+            status,
+            metrics_dir=plan.metrics_dir,
+            slots_dir=plan.slots_dir,
+            limits=plan.limits,
+            shared=True,
+            session_key=plan.session_key,
         )
-        services.session_key = plan.session_key
         status.on_budget_level = None  # the supervisor's process announces a threshold once
-        server = uvicorn_server(create_app(services), config)
-        server.on_loop = broker.listen_in  # result notices wake requests from the loop (SQLite)
         server.parent_gone_signal = PARENT_GONE_SIGNAL
         try:
             server.run(sockets=[sock])

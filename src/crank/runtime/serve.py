@@ -48,11 +48,12 @@ from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from crank.manifest import Manifest
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
+    from crank.runtime.http.services import RuntimeServices
     from crank.runtime.worker_reports import WorkerHealth
 
 
@@ -186,6 +187,38 @@ def runtime_status(
     )
 
 
+def http_server(
+    config: RuntimeConfig,
+    broker: Broker,
+    router: Router,
+    status: StatusTracker,
+    *,
+    metrics_dir: Path,
+    slots_dir: str,
+    limits: Mapping[str, int],
+    shared: bool = False,
+    session_key: bytes | None = None,
+) -> tuple[GracefulServer, RuntimeServices]:
+    """The server of one process serving HTTP, and what its handlers use; ``shared``: one
+    of several such processes (their metrics counted in the multiprocess files, their
+    console sessions signed with ``session_key``)."""
+    metrics = ServerMetrics(
+        status.snapshot, status.budget, multiprocess_dir=metrics_dir, shared=shared
+    )
+    services = build_services(
+        config,
+        broker,
+        router,
+        status=status,
+        metrics=metrics,
+        admission=CallAdmission(limits, ConcurrencySlots(slots_dir, limits)),
+    )
+    services.session_key = session_key
+    server = uvicorn_server(create_app(services), config)
+    server.on_loop = broker.listen_in  # result notices wake requests from the loop (SQLite)
+    return server, services
+
+
 def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
     configure_logging(config.mode)
@@ -228,19 +261,10 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
             status.pool = supervisor
             try:
                 if config.http_processes == 1:
-                    slots = ConcurrencySlots(slots_dir, limits)
-                    metrics = ServerMetrics(status.snapshot, status.budget, multiprocess_dir=mdir)
-                    services = build_services(
-                        config,
-                        broker,
-                        router,
-                        status=status,
-                        metrics=metrics,
-                        admission=CallAdmission(limits, slots),
-                    )
-                    server = uvicorn_server(create_app(services), config)
-                    # result notices wake requests from the event loop itself (SQLite)
-                    server.on_loop = broker.listen_in
+                    server, services = http_server(
+                        config, broker, router, status, metrics_dir=mdir, slots_dir=slots_dir,
+                        limits=limits,
+                    )  # fmt: skip
                     supervisor.start()
                     log.info("crank_started", url=url, **config.public())
                     _announce_started(config, log)
@@ -358,6 +382,7 @@ __all__ = [
     "GracefulServer",
     "ServeError",
     "bind_socket",
+    "http_server",
     "open_runtime_broker",
     "runtime_status",
     "serve",
