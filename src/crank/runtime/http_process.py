@@ -69,7 +69,15 @@ def serve_http(plan: HttpProcessPlan) -> int:
 
 
 def main() -> int:
-    plan = pickle.load(sys.stdin.buffer)  # noqa: S301 - our parent's pipe, nobody else's
+    try:
+        plan = pickle.load(sys.stdin.buffer)  # noqa: S301 - our parent's pipe, nobody else's
+    except (EOFError, pickle.UnpicklingError):
+        # started by hand, or the parent died before it wrote the plan
+        print(
+            "error: no plan on stdin: this process is started by crank run --http-processes",
+            file=sys.stderr,
+        )
+        return int(ExitCode.USAGE)
     try:
         return serve_http(plan)
     except CrankError as exc:

@@ -301,3 +301,21 @@ def test_a_bad_number_of_http_processes_is_a_usage_error(
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_http_process_started_by_hand_says_what_it_is(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", HTTP_PROCESS],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: no plan on stdin: this process is started by crank run --http-processes\n"
+    )
