@@ -255,7 +255,10 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
             url = f"http://{config.host}:{config.port}"
 
             def announce(health: dict[str, WorkerHealth]) -> None:
-                print(startup_summary(url, health, config.min_workers), file=sys.stderr, flush=True)
+                summary = startup_summary(
+                    url, health, config.min_workers, http_processes=config.http_processes
+                )
+                print(summary, file=sys.stderr, flush=True)
 
             supervisor.on_workers_known = announce
             status.pool = supervisor
@@ -353,9 +356,12 @@ def _serve_from_processes(
             signal.signal(sig, handler)
 
 
-def startup_summary(url: str, health: dict[str, WorkerHealth], processes: int) -> str:
+def startup_summary(
+    url: str, health: dict[str, WorkerHealth], processes: int, *, http_processes: int = 1
+) -> str:
     """For a person: where crank listens, which worker serves what, and which cannot."""
-    lines = [f"crank is listening on {url} with {processes} worker process(es)"]
+    serving = f" ({http_processes} HTTP processes)" if http_processes > 1 else ""
+    lines = [f"crank is listening on {url}{serving} with {processes} worker process(es)"]
     if not health:
         lines.append("  no worker processes here: tasks wait for workers that run elsewhere")
     for name, worker in sorted(health.items()):

@@ -107,6 +107,8 @@ def test_two_processes_serve_the_port_and_say_the_same(
     processes = child_pids(run.pid)
     assert len(http_pids(run)) == 2, [cmdline(p) for p in processes]
     assert len(processes) == 4  # two serving the port, two worker processes
+    summary = f"crank is listening on {run.url} (2 HTTP processes) with 2 worker process(es)"
+    run.wait_until(lambda: summary in run.log(), what="the start-up summary")
 
     # many calls at once, each on its own connection: each gets its own answer
     answers: dict[str, httpx.Response] = {}
