@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
-from crank.errors import DockerConnectionLost, ExitCode, GenerateError
+from crank.errors import BuildFailed, DockerConnectionLost, ExitCode, GenerateError
 from crank.generate.build import (
     DOCKER_API_VERSION,
     ensure_buildable,
@@ -282,6 +282,58 @@ def test_an_engine_connection_that_breaks_mid_build_is_a_build_failure(
     # docker-py 7.0 leaves the build context's temporary file open when the build stream
     # breaks (later releases close it), and the error's context keeps the frame holding
     # it: both let go, it is collected here rather than in whichever test runs next
+    del error, failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+def test_a_build_context_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """docker-py reads the context into a tar before it connects; a file it cannot read
+    fails the build with the file's name (exit 4), not as a lost engine (exit 3).
+
+    The tests run as root, who can read any file; a path longer than the system allows
+    (PATH_MAX, 4,096 bytes) cannot be opened by anyone, so that is the unreadable file:
+    a folder whose path is just short enough to be listed, holding a long-named file."""
+    import docker
+
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    deep = context
+    while len(str(deep)) < 3_900:
+        deep = deep / ("d" * min(200, 3_950 - len(str(deep))))
+        deep.mkdir()
+    long_name = "f" * 250
+    fd = os.open(long_name, os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=os.open(deep, os.O_RDONLY))
+    os.close(fd)
+    assert len(str(deep / long_name)) > 4_096
+    # no engine behind this address: the context fails before anything connects
+    client = docker.DockerClient(
+        base_url=f"unix://{tmp_path / 'no-engine.sock'}", version=DOCKER_API_VERSION
+    )
+    try:
+        with pytest.raises(BuildFailed) as failed:
+            stream_build(
+                client,
+                path=str(context),
+                tag="demo:0.1.0",
+                labels={},
+                buildargs={},
+                base="python:3.11-slim",
+            )
+    finally:
+        client.close()
+    error = failed.value
+    assert not isinstance(error, DockerConnectionLost)
+    assert error.exit_code == ExitCode.FAILED
+    assert str(error).startswith(
+        f"building demo:0.1.0 failed: cannot read {deep / long_name} in the build context "
+        "(File name too long)"
+    )
+    assert error.hint is not None and ".dockerignore" in error.hint
+    # docker-py leaves the half-written tar's temporary file open when reading the
+    # context fails; the error's context keeps the frame holding it: let both go here
     del error, failed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)

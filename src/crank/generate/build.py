@@ -244,7 +244,7 @@ def stream_build(
     A failed step is BuildFailed with the engine's error; a connection to the engine
     that breaks on the way (the engine stopped or restarted mid-build) is
     DockerConnectionLost with the lines printed until then, never a traceback from
-    the HTTP stack.
+    the HTTP stack; a file of the context that cannot be read is BuildFailed naming it.
     """
     import urllib3
     from docker.errors import DockerException
@@ -281,13 +281,28 @@ def stream_build(
             if isinstance(aux, dict) and "ID" in aux:
                 image_id = str(aux["ID"])
         return client.images.get(image_id or tag)
-    except (DockerException, RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except (
+        DockerException,
+        RequestException,
+        urllib3.exceptions.HTTPError,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
         raise DockerConnectionLost(
             f"building {tag} failed: the connection to the Docker engine broke "
             f"({type(exc).__name__}: {exc})",
             hint="check that the engine still runs (docker info, and its log), "
             "then run crank build again",
             subject=tag,
+            log=tuple(tail[-30:]),
+        ) from None
+    except OSError as exc:  # docker-py reads the whole context into a tar before it connects
+        where = exc.filename or path
+        raise BuildFailed(
+            f"building {tag} failed: cannot read {where} in the build context "
+            f"({exc.strerror or exc})",
+            hint="make it readable, or keep it out of the image with a line in .dockerignore",
+            subject=where,
             log=tuple(tail[-30:]),
         ) from None
 
