@@ -109,6 +109,11 @@ def test_a_supervisor_that_stops_writing_makes_every_process_not_ready(tmp_path:
         live, why = status.live()
         assert not live
         assert why[0] == "the supervisor has not reported the worker processes for 11 s"
+        report = status.report()
+        assert report["overall_health"] == "critical"
+        assert report["problems"][0] == (
+            "the supervisor has not reported the worker processes for 11 s"
+        )
     finally:
         broker.close()
 

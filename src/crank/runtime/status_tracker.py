@@ -229,6 +229,10 @@ class StatusTracker:
 
     def report(self) -> dict[str, Any]:
         doc = health_report(self.snapshot(), dt.datetime.now(dt.UTC))
+        if self.pool is not None and (blind := self.pool.problem()) is not None:
+            # nothing known of the workers: said first, and nothing can be called healthy
+            doc["problems"].insert(0, blind)
+            doc["overall_health"] = "critical"
         doc["llm_budget"] = self.budget().as_dict()
         doc["batching"] = self.batches() if self.batches is not None else {}
         if self.http is not None:
