@@ -246,72 +246,19 @@ def dropping_engine(tmp_path: Path) -> Iterator[str]:
         os.unlink(path)
 
 
-def test_an_engine_connection_that_breaks_mid_build_is_a_build_failure(
-    dropping_engine: str, tmp_path: Path
-) -> None:
-    import docker
-
+def _context(tmp_path: Path) -> Path:
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text("FROM python:3.11-slim\n")
-    printed: list[str] = []
-    client = docker.DockerClient(base_url=dropping_engine, version=DOCKER_API_VERSION)
-    try:
-        with pytest.raises(DockerConnectionLost) as failed:
-            stream_build(
-                client,
-                path=str(context),
-                tag="demo:0.1.0",
-                labels={},
-                buildargs={},
-                base="python:3.11-slim",
-                progress=printed.append,
-            )
-    finally:
-        client.close()
-    error = failed.value
-    assert error.exit_code == ExitCode.UNAVAILABLE  # the engine went away: not the build's fault
-    assert str(error).startswith(
-        "building demo:0.1.0 failed: the connection to the Docker engine broke ("
-    )
-    assert error.hint is not None and "docker info" in error.hint
-    # what it printed before the break stays with the error (docker-py 7.0 reads ahead
-    # and meets the break before it hands out the first line; later releases do not)
-    assert printed in ([], ["Step 1/9 : FROM python:3.11-slim"])
-    assert error.log == tuple(printed)
-    # docker-py 7.0 leaves the build context's temporary file open when the build stream
-    # breaks (later releases close it), and the error's context keeps the frame holding
-    # it: both let go, it is collected here rather than in whichever test runs next
-    del error, failed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+    return context
 
 
-def test_a_build_context_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
-    """docker-py reads the context into a tar before it connects; a file it cannot read
-    fails the build with the file's name (exit 4), not as a lost engine (exit 3).
-
-    The tests run as root, who can read any file; a path longer than the system allows
-    (PATH_MAX, 4,096 bytes) cannot be opened by anyone, so that is the unreadable file:
-    a folder whose path is just short enough to be listed, holding a long-named file."""
+def _failed_build(base_url: str, context: Path, printed: list[str] | None = None) -> BuildFailed:
+    """What ``stream_build`` of ``context`` (as demo:0.1.0) against the engine at
+    ``base_url`` raised; the caller lets it go with :func:`_let_go`."""
     import docker
 
-    context = tmp_path / "context"
-    context.mkdir()
-    (context / "Dockerfile").write_text("FROM python:3.11-slim\n")
-    deep = context
-    while len(str(deep)) < 3_900:
-        deep = deep / ("d" * min(200, 3_950 - len(str(deep))))
-        deep.mkdir()
-    long_name = "f" * 250
-    fd = os.open(long_name, os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=os.open(deep, os.O_RDONLY))
-    os.close(fd)
-    assert len(str(deep / long_name)) > 4_096
-    # no engine behind this address: the context fails before anything connects
-    client = docker.DockerClient(
-        base_url=f"unix://{tmp_path / 'no-engine.sock'}", version=DOCKER_API_VERSION
-    )
+    client = docker.DockerClient(base_url=base_url, version=DOCKER_API_VERSION)
     try:
         with pytest.raises(BuildFailed) as failed:
             stream_build(
@@ -321,10 +268,63 @@ def test_a_build_context_file_that_cannot_be_read_is_named(tmp_path: Path) -> No
                 labels={},
                 buildargs={},
                 base="python:3.11-slim",
+                progress=None if printed is None else printed.append,
             )
     finally:
         client.close()
-    error = failed.value
+    return failed.value
+
+
+def _let_go() -> None:
+    """docker-py leaves the build context's temporary file open when a build fails
+    before it ends (7.0 even when the stream breaks), and a failure's context keeps the
+    frame holding it: once the test dropped the error, it is collected here rather than
+    in whichever test runs next."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+def test_an_engine_connection_that_breaks_mid_build_is_a_build_failure(
+    dropping_engine: str, tmp_path: Path
+) -> None:
+    printed: list[str] = []
+    error = _failed_build(dropping_engine, _context(tmp_path), printed)
+    assert isinstance(error, DockerConnectionLost)
+    assert error.exit_code == ExitCode.UNAVAILABLE  # the engine went away: not the build's fault
+    assert str(error).startswith(
+        "building demo:0.1.0 failed: the connection to the Docker engine broke ("
+    )
+    assert error.hint is not None and "docker info" in error.hint
+    # what it printed before the break stays with the error (docker-py 7.0 reads ahead
+    # and meets the break before it hands out the first line; later releases do not)
+    assert printed in ([], ["Step 1/9 : FROM python:3.11-slim"])
+    assert error.log == tuple(printed)
+    del error
+    _let_go()
+
+
+def test_a_build_context_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """docker-py reads the context into a tar before it connects; a file it cannot read
+    fails the build with the file's name (exit 4), not as a lost engine (exit 3).
+
+    The tests run as root, who can read any file; a path longer than the system allows
+    (PATH_MAX, 4,096 bytes) cannot be opened by anyone, so that is the unreadable file:
+    a folder whose path is just short enough to be listed, holding a long-named file."""
+    context = _context(tmp_path)
+    deep = context
+    while len(str(deep)) < 3_900:
+        deep = deep / ("d" * min(200, 3_950 - len(str(deep))))
+        deep.mkdir()
+    long_name = "f" * 250
+    folder = os.open(deep, os.O_RDONLY)
+    try:
+        os.close(os.open(long_name, os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=folder))
+    finally:
+        os.close(folder)
+    assert len(str(deep / long_name)) > 4_096
+    # no engine behind this address: the context fails before anything connects
+    error = _failed_build(f"unix://{tmp_path / 'no-engine.sock'}", context)
     assert not isinstance(error, DockerConnectionLost)
     assert error.exit_code == ExitCode.FAILED
     assert str(error).startswith(
@@ -332,9 +332,5 @@ def test_a_build_context_file_that_cannot_be_read_is_named(tmp_path: Path) -> No
         "(File name too long)"
     )
     assert error.hint is not None and ".dockerignore" in error.hint
-    # docker-py leaves the half-written tar's temporary file open when reading the
-    # context fails; the error's context keeps the frame holding it: let both go here
-    del error, failed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+    del error
+    _let_go()
