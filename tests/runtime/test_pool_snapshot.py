@@ -198,3 +198,37 @@ def test_shared_server_metrics_refuse_to_count_in_process_only(tmp_path: Path) -
     # the test process counts in memory (no PROMETHEUS_MULTIPROC_DIR when it imported it)
     with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
         ServerMetrics(multiprocess_dir=tmp_path, shared=True)
+
+
+def test_a_restart_that_cannot_start_a_process_is_tried_again(tmp_path: Path) -> None:
+    plan = HttpProcessPlan(
+        config=RuntimeConfig(),
+        manifests=(),
+        fd=0,
+        pool_file=tmp_path / "pool.json",
+        metrics_dir=tmp_path,
+        slots_dir=str(tmp_path),
+        limits={},
+        session_key=None,
+    )
+    clock = Clock()
+    log = Log()
+    commands = [
+        [sys.executable, "-c", "import sys; sys.stdin.buffer.read(); sys.exit(3)"],
+        [str(tmp_path / "no-such-program")],  # what a failed start looks like: OSError
+        [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"],
+    ]
+    front = HttpProcesses(plan, 1, env={}, log=log, command=lambda: commands.pop(0), clock=clock)
+    front.start()
+    [slot] = front.slots
+    assert slot.proc is not None
+    slot.proc.wait(timeout=60)
+    front.check()  # died: due in 1 s
+    clock.now += 1.0
+    front.check()  # the start fails: logged, due again in 4 s
+    assert [event for event, _ in log.lines][-1] == "http_process_start_failed"
+    clock.now += 4.0
+    front.check()  # started
+    assert slot.proc.wait(timeout=60) == 0
+    assert front.restarts == 1  # a start that failed is not a restart
+    front.stop(0)

@@ -154,8 +154,15 @@ class HttpProcesses:
                     restart_in_s=backoff,
                 )
             if slot.due is not None and now >= slot.due:
-                self.restarts += 1
-                self._spawn(slot)
+                try:
+                    self._spawn(slot)
+                    self.restarts += 1
+                except OSError as exc:  # no fork, no memory: try again after the backoff
+                    slot.failures += 1
+                    slot.due = now + min(MAX_RESTART_BACKOFF_S, 2.0**slot.failures)
+                    self.log.error(
+                        "http_process_start_failed", http_process=slot.index, error=repr(exc)
+                    )
 
     def report(self) -> dict[str, int]:
         """``http_processes`` of ``/v1/status``: configured, alive, restarts."""
