@@ -152,10 +152,9 @@ class Log:
     error = warning = info
 
 
-def test_a_process_that_keeps_failing_is_restarted_with_a_growing_backoff(
-    tmp_path: Path,
-) -> None:
-    plan = HttpProcessPlan(
+def plan_in(tmp_path: Path) -> HttpProcessPlan:
+    """A plan for processes that never serve (the restart tests run stand-ins)."""
+    return HttpProcessPlan(
         config=RuntimeConfig(),
         manifests=(),
         fd=0,
@@ -163,8 +162,14 @@ def test_a_process_that_keeps_failing_is_restarted_with_a_growing_backoff(
         metrics_dir=tmp_path,
         slots_dir=str(tmp_path),
         limits={},
-        session_key=b"k" * 32,
+        session_key=None,
     )
+
+
+def test_a_process_that_keeps_failing_is_restarted_with_a_growing_backoff(
+    tmp_path: Path,
+) -> None:
+    plan = plan_in(tmp_path)
     clock = Clock()
     log = Log()
     # a process that reads its plan and exits 3 at once, like one that cannot serve
@@ -201,16 +206,7 @@ def test_shared_server_metrics_refuse_to_count_in_process_only(tmp_path: Path) -
 
 
 def test_a_restart_that_cannot_start_a_process_is_tried_again(tmp_path: Path) -> None:
-    plan = HttpProcessPlan(
-        config=RuntimeConfig(),
-        manifests=(),
-        fd=0,
-        pool_file=tmp_path / "pool.json",
-        metrics_dir=tmp_path,
-        slots_dir=str(tmp_path),
-        limits={},
-        session_key=None,
-    )
+    plan = plan_in(tmp_path)
     clock = Clock()
     log = Log()
     commands = [
