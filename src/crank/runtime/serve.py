@@ -27,13 +27,13 @@ from crank.errors import BrokerError, CrankError, ExitCode, UsageError
 from crank.plugins import get_plugin_manager
 from crank.routing import Router
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.common import url_without_password
 from crank.runtime.concurrency import (
     SLOTS_DIR_ENV,
     CallAdmission,
     ConcurrencySlots,
     concurrency_limits,
 )
-from crank.runtime.config import _without_password
 from crank.runtime.http.app import create_app
 from crank.runtime.http.services import budget_announcer, build_services
 from crank.runtime.http.wire import GatheringHttpToolsProtocol
@@ -81,9 +81,9 @@ def open_runtime_broker(url: str) -> Broker:
     if not ok:
         broker.close()
         raise BrokerError(
-            f"broker {_without_password(url)} is unreachable ({why})",
+            f"broker {url_without_password(url)} is unreachable ({why})",
             hint="start Redis (redis-server) or check --broker / CRANK_BROKER_URL",
-            subject=url,
+            subject=url_without_password(url),
         )
     return broker
 

@@ -13,22 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from crank.errors import UsageError
+from crank.runtime.brokers.common import url_usage_error
 
 if TYPE_CHECKING:
     from crank.runtime.brokers.contract import Broker
 
 SCHEMES = ("memory://", "sqlite:///PATH", "redis://HOST:PORT/DB")
 _FLOAT_OPTIONS = frozenset({"retry_base_s", "retry_max_s", "result_ttl_s"})
-
-
-def _usage(url: str, why: str) -> UsageError:
-    return UsageError(
-        f"broker URL {url!r} cannot be used: {why}",
-        hint="use memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db "
-        "or redis://host:port/db",
-        subject=url,
-    )
 
 
 def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -40,11 +31,11 @@ def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any
             try:
                 merged[key] = float(value)
             except ValueError:
-                raise _usage(url, f"option {key}={value!r} is not a number") from None
+                raise url_usage_error(url, f"option {key}={value!r} is not a number") from None
         elif key == "prefix":
             merged[key] = value
         else:
-            raise _usage(
+            raise url_usage_error(
                 url,
                 f"unknown option {key!r} (known: {', '.join(sorted(_FLOAT_OPTIONS | {'prefix'}))})",
             )
@@ -56,11 +47,11 @@ def open_broker(url: str, **options: Any) -> Broker:
     """Open the broker named by ``url``; see the module docstring for options.
 
     Only the backend the URL names is imported (lazily, below): every import of the
-    contract goes through this package, and a process on SQLite must not load
-    redis-py (the Redis backend imports it at its top).
+    contract goes through this package, and a process on SQLite must not load the
+    Redis backend (nor one on Redis the SQLite one).
     """
     if not isinstance(url, str) or "://" not in url:
-        raise _usage(str(url), "it has no scheme")
+        raise url_usage_error(str(url), "it has no scheme")
     base, opts = parse_options(url, options)
     scheme = urlsplit(base).scheme.lower()
     if scheme == "memory":
@@ -69,7 +60,7 @@ def open_broker(url: str, **options: Any) -> Broker:
         return MemoryBroker(url=base, **opts)
     if scheme == "sqlite":
         if not base.startswith("sqlite:///") or len(base) <= len("sqlite:///"):
-            raise _usage(url, "a SQLite URL needs a file path after three slashes")
+            raise url_usage_error(url, "a SQLite URL needs a file path after three slashes")
         from crank.runtime.brokers.sqlite import SqliteBroker
 
         return SqliteBroker(base[len("sqlite:///") :], url=base, **opts)
@@ -77,7 +68,7 @@ def open_broker(url: str, **options: Any) -> Broker:
         from crank.runtime.brokers.redis import RedisBroker
 
         return RedisBroker(base, **opts)
-    raise _usage(url, f"unknown scheme {scheme!r}")
+    raise url_usage_error(url, f"unknown scheme {scheme!r}")
 
 
 __all__ = ["SCHEMES", "open_broker", "parse_options"]

@@ -9,6 +9,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from crank.errors import UsageError
+
 DEFAULT_RESULT_TTL_S = 86_400.0
 
 
@@ -16,6 +18,27 @@ def new_id() -> str:
     """32 random hex digits (as random as ``uuid4().hex``, a tenth of its cost: no UUID
     object; a server makes one per task)."""
     return os.urandom(16).hex()
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with its password, if it has one, shown as ``***`` (for messages and logs)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def url_usage_error(url: str, why: str, hint: str | None = None) -> UsageError:
+    """The error of a broker URL that cannot be used, and why."""
+    url = url_without_password(url)
+    return UsageError(
+        f"broker URL {url!r} cannot be used: {why}",
+        hint=hint
+        or "use memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db "
+        "or redis://host:port/db",
+        subject=url,
+    )
 
 
 def worker_lost_error(attempts: int) -> dict[str, Any]:

@@ -75,7 +75,6 @@ batch while Redis claims the next one (the replies wait in the socket).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -85,11 +84,13 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
-import redis as redis_lib
-from hiredis import pack_command
-
 from crank.errors import BrokerError
-from crank.runtime.brokers.common import BrokerOptions, new_id
+from crank.runtime.brokers.common import (
+    BrokerOptions,
+    new_id,
+    url_usage_error,
+    url_without_password,
+)
 from crank.runtime.brokers.contract import (
     Broker,
     Cancellation,
@@ -111,6 +112,16 @@ from crank.runtime.brokers.contract import (
     priority_band,
 )
 from crank.runtime.brokers.notices import ResultNotices
+from crank.runtime.brokers.resp import (
+    HEALTH_CHECK_AFTER_S,
+    Address,
+    Connection,
+    ConnectionLost,
+    Pool,
+    RedisError,
+    ReplyError,
+    Timeouts,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -126,6 +137,16 @@ _DEAD_BUDGET = 1_000
 
 #: The consumer group every worker reads the streams with.
 CONSUMER_GROUP = "crank"
+_URL_HINT = (
+    "use redis://host:port/db, redis://:password@host:port/db, "
+    "redis://user:password@host:port/db (an ACL user), rediss://... (TLS) or "
+    "unix:///path/to/redis.sock (docs/runtime.md, Redis URLs)"
+)
+#: The scripts (``lua/<name>.lua``) the broker loads as it connects.
+_SCRIPTS = (
+    "submit", "claim", "adopt", "ack", "fail", "extend", "recover",
+    "stats", "events", "watch", "list", "cancel", "dead",
+)  # fmt: skip
 
 
 @cache
@@ -137,6 +158,12 @@ def _lua(name: str) -> str:
     if name == "submit":
         body = (folder / "index.lua").read_text(encoding="utf-8") + "\n" + body
     return body
+
+
+def _fields(flat: Sequence[str] | None) -> dict[str, str]:
+    """A hash or stream entry's fields, as RESP2 sends them (``[k1, v1, k2, v2, ...]``)."""
+    pairs = list(flat or ())
+    return dict(zip(pairs[::2], pairs[1::2], strict=True))
 
 
 def _opt_float(value: str | None) -> float | None:
@@ -242,49 +269,29 @@ class RedisBroker(Broker):
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
         #: the result TTL in whole seconds, as the scripts EXPIRE keys.
         self._ttl = max(1, int(result_ttl_s))
-        self._errors: tuple[type[Exception], ...] = (redis_lib.RedisError,)
-        self._no_script = redis_lib.exceptions.NoScriptError
-        #: an error Redis answered with (the connection stays usable), not a broken one.
-        self._reply_error = redis_lib.ResponseError
-        self._redis: redis_lib.Redis = redis_lib.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=socket_timeout_s + _BLOCK_SLICE_S,
-            socket_connect_timeout=min(socket_timeout_s, 2.0),
-            health_check_interval=30,
+        try:
+            address = Address.parse(url)
+        except ValueError as exc:
+            raise url_usage_error(url, str(exc), _URL_HINT) from None
+        timeouts = Timeouts(
+            read_s=socket_timeout_s + _BLOCK_SLICE_S, connect_s=min(socket_timeout_s, 2.0)
         )
-        self._scripts = {
-            name: self._redis.register_script(_lua(name))
-            for name in (
-                "submit",
-                "claim",
-                "adopt",
-                "ack",
-                "fail",
-                "extend",
-                "recover",
-                "stats",
-                "events",
-                "watch",
-                "list",
-                "cancel",
-                "dead",
-            )
-        }
-        self._hot = _HotConnection(self._redis.connection_pool)
-        self._run(self._redis.ping, "connect")
+        self._pool = Pool(address, timeouts)
+        self._hot = _HotConnection(self._pool)
+        # Redis names each script by its SHA-1 as it loads it (one round trip for all)
+        try:
+            shas = self._commands([("SCRIPT", "LOAD", _lua(name)) for name in _SCRIPTS], "connect")
+        except BrokerError:  # (a login Redis wants and was not given: NOAUTH)
+            self._hot.close()
+            self._pool.close()
+            raise
+        self._scripts: dict[str, str] = dict(zip(_SCRIPTS, shas, strict=True))
         #: this process's channel for result notices (subscribed on first use).
         self.notice_channel = f"{prefix}:n:{new_id()}"
         self._listener: _NoticeListener | None = None
         self._listener_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------
-
-    def _run(self, call: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return call(*args, **kwargs)
-        except self._errors as exc:
-            raise self._error(what, exc) from exc
 
     def _script(self, name: str, args: Sequence[Any], what: str) -> Any:
         return self._send([(name, list(args))], what).replies()[0]
@@ -293,41 +300,45 @@ class RedisBroker(Broker):
         """Write ``EVALSHA`` of each ``(script, args)`` and return without waiting:
         :meth:`_Inflight.replies` reads the answers.
 
-        This is what lets a worker run one batch while Redis claims the next. Unlike
-        a redis-py pipeline of scripts it sends no ``SCRIPT EXISTS`` first; a script
-        Redis no longer knows (it restarted) is loaded and run again when its
-        ``NOSCRIPT`` answer is read, which is safe because it did not run.
+        This is what lets a worker run one batch while Redis claims the next. Nothing
+        asks first whether Redis knows the scripts: one it no longer knows (it
+        restarted) is run again with ``EVAL`` (which loads it) when its ``NOSCRIPT``
+        answer is read, which is safe because it did not run.
         """
-        commands = [("EVALSHA", self._scripts[name].sha, 0, *args) for name, args in calls]
+        commands = [("EVALSHA", self._scripts[name], 0, *args) for name, args in calls]
         return _Inflight(self, self._write(commands, what), calls, what)
 
     def _command(self, command: tuple[Any, ...], what: str) -> Any:
         """One plain command on the hot connection (:class:`_HotConnection`); its reply
-        as Redis sent it (redis-py's reply callbacks do not run)."""
-        return _Inflight(self, self._write([command], what), [("", [])], what).replies()[0]
+        as Redis sent it."""
+        return self._commands([command], what)[0]
 
-    def _write(self, commands: Sequence[tuple[Any, ...]], what: str) -> Any:
+    def _commands(self, commands: Sequence[tuple[Any, ...]], what: str) -> list[Any]:
+        """Plain commands written together (one round trip); their replies."""
+        calls: list[tuple[str, list[Any]]] = [("", [])] * len(commands)
+        return _Inflight(self, self._write(commands, what), calls, what).replies()
+
+    def _write(self, commands: Sequence[tuple[Any, ...]], what: str) -> Connection:
         """Write ``commands`` on the hot connection (or one of the pool's while it is
         busy); returns the connection, whose replies the caller reads."""
         hot = self._hot
-        conn = self._run(hot.take, what)
+        conn = hot.take()
         try:
-            # hiredis packs in C what redis-py packs argument by argument in Python
-            conn.send_packed_command([b"".join([pack_command(c) for c in commands])])
+            conn.send(commands)
         except BaseException as exc:
-            conn.disconnect()
+            conn.close()
             hot.give(conn)
-            if isinstance(exc, self._errors):
+            if isinstance(exc, RedisError):
                 raise self._error(what, exc) from exc
             raise
         return conn
 
     def _error(self, what: str, exc: Exception) -> BrokerError:
         return BrokerError(
-            f"Redis broker {self.url}: cannot {what}: {exc}",
+            f"Redis broker {url_without_password(self.url)}: cannot {what}: {exc}",
             hint="check that redis-server runs and is reachable at that address "
             "(redis-cli -u URL ping); workers reconnect by themselves once it is back",
-            subject=self.url,
+            subject=url_without_password(self.url),
         )
 
     # -- submit ----------------------------------------------------------------
@@ -572,10 +583,10 @@ class RedisBroker(Broker):
     def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
         if not task_ids:
             return set()
-        pipe = self._redis.pipeline(transaction=False)
-        for task_id in task_ids:
-            pipe.hget(f"{self.prefix}:t:{task_id}", "cancel_requested")
-        marks = self._run(pipe.execute, "read cancel requests")
+        marks = self._commands(
+            [("HGET", f"{self.prefix}:t:{task_id}", "cancel_requested") for task_id in task_ids],
+            "read cancel requests",
+        )
         return {task_id for task_id, mark in zip(task_ids, marks, strict=True) if mark}
 
     def listen_for_cancels(
@@ -650,26 +661,25 @@ class RedisBroker(Broker):
         deadline = time.monotonic() + block_s
         while True:
             left = deadline - time.monotonic()
-            block = None if left <= 0 else max(1, int(min(left, _BLOCK_SLICE_S) * 1000))
-            got = self._run(
-                self._redis.xread,
-                "read events",
-                {key: f"0-{max(0, int(after))}"},
-                count=max(1, int(limit)),
-                block=block,
-            )
+            block = () if left <= 0 else ("BLOCK", max(1, int(min(left, _BLOCK_SLICE_S) * 1000)))
+            command = (
+                "XREAD", "COUNT", max(1, int(limit)), *block,
+                "STREAMS", key, f"0-{max(0, int(after))}",
+            )  # fmt: skip
+            got = self._command(command, "read events")
             if got:
                 entries = got[0][1]
                 return [
-                    (int(eid.partition("-")[2]), json.loads(fields["e"])) for eid, fields in entries
+                    (int(eid.partition("-")[2]), json.loads(_fields(flat)["e"]))
+                    for eid, flat in entries
                 ]
-            if block is None or time.monotonic() >= deadline:
+            if not block or time.monotonic() >= deadline:
                 return []
 
     # -- inspect ---------------------------------------------------------------
 
     def get(self, task_id: str) -> TaskRecord | None:
-        h = self._run(self._redis.hgetall, "read a task", f"{self.prefix}:t:{task_id}")
+        h = _fields(self._command(("HGETALL", f"{self.prefix}:t:{task_id}"), "read a task"))
         return _record(h) if h else None
 
     def stats(self) -> QueueStats:
@@ -711,15 +721,15 @@ class RedisBroker(Broker):
         )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:
-        entries = self._run(
-            self._redis.xrevrange, "read dead letters", f"{self.prefix}:dead", count=limit
+        command = ("XREVRANGE", f"{self.prefix}:dead", "+", "-", "COUNT", max(1, int(limit)))
+        entries = self._command(command, "read dead letters")
+        ids = [_entry_task(fields) for _, fields in entries]
+        if not ids:
+            return []
+        hashes = self._commands(
+            [("HGETALL", f"{self.prefix}:t:{task_id}") for task_id in ids], "read dead letters"
         )
-        ids = [fields.get("t", "") for _, fields in entries]
-        pipe = self._redis.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hgetall(f"{self.prefix}:t:{task_id}")
-        hashes = self._run(pipe.execute, "read dead letters")
-        return [_record(h) for h in hashes if h]
+        return [_record(h) for h in map(_fields, hashes) if h]
 
     def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Walks the list index newest first (see "Listing" above), a bounded number of
@@ -746,8 +756,8 @@ class RedisBroker(Broker):
 
     def ping(self) -> bool:
         try:
-            return bool(self._redis.ping())
-        except self._errors:
+            return bool(self._command(("PING",), "ping") == "PONG")
+        except BrokerError:
             return False
 
     def close(self) -> None:
@@ -756,15 +766,18 @@ class RedisBroker(Broker):
         if listener is not None:
             listener.close()
         self._hot.close()
-        self._redis.close()
+        self._pool.close()
 
 
 class _Subscription:
-    """One subscription to a channel, read by a thread that hands what is published to
-    ``handle`` (as a list, one message at a time; it must not raise).
+    """One subscription to a channel, on a connection of its own, read by a thread that
+    hands what is published to ``handle`` (as a list, one message at a time; it must not
+    raise).
 
     When the connection breaks (Redis restarted), what was published meanwhile is lost:
-    once it is back (redis-py subscribes again), ``on_reconnect`` is called.
+    the thread connects and subscribes again (backing off from 50 ms to 2 s while it
+    cannot), then calls ``on_reconnect``. A subscription that heard nothing for a while
+    pings Redis, so a connection that died silently is found out and made afresh.
     """
 
     def __init__(
@@ -779,59 +792,64 @@ class _Subscription:
         self._handle = handle
         self._on_reconnect = on_reconnect
         self._closed = threading.Event()
-        self._pubsub = broker._redis.pubsub()
+        self._conn = broker._pool.new()
         try:
-            self._pubsub.subscribe(channel)
-            # read the confirmation: from here on, nothing published to it is missed
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:
-                message = self._pubsub.get_message(timeout=0.5)
-                if message is not None and message.get("type") == "subscribe":
-                    break
-            else:
-                raise broker._error(f"subscribe to {channel}", TimeoutError("no answer"))
-        except broker._errors as exc:
-            self._pubsub.close()
+            # the confirmation read: from here on, nothing published to it is missed
+            self._subscribe()
+        except RedisError as exc:
+            self._conn.close()
             raise broker._error(f"subscribe to {channel}", exc) from exc
-        # redis-py reconnects (and subscribes again) inside get_message: be told of it
-        self._reconnected = False
-        connection = self._pubsub.connection
-        if connection is not None:
-            connection.register_connect_callback(self._on_connect)
         self._thread = threading.Thread(target=self._run, name="crank-subscription", daemon=True)
         self._thread.start()
 
-    def _on_connect(self, connection: Any) -> None:
-        self._reconnected = True
+    def _subscribe(self) -> None:
+        self._conn.send([("SUBSCRIBE", self._channel)])
+        reply = self._conn.read()
+        if isinstance(reply, ReplyError):
+            raise reply
+        if not (isinstance(reply, list) and reply and reply[0] == "subscribe"):
+            self._conn.close()
+            raise ConnectionLost(f"Redis answered SUBSCRIBE with {reply!r}")
 
     def _run(self) -> None:
+        conn = self._conn
         broken = False
         pause = 0.05
+        heard = time.monotonic()
+        pinged: float | None = None
         while not self._closed.is_set():
             try:
-                message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if broken or self._reconnected:
-                    broken, pause, self._reconnected = False, 0.05, False
+                if broken:
+                    self._subscribe()
+                    broken, pause, heard, pinged = False, 0.05, time.monotonic(), None
                     if self._on_reconnect is not None:
                         self._on_reconnect()
+                reply = conn.poll(_BLOCK_SLICE_S)
+                now = time.monotonic()
                 # each message is handed over as it is read: the waiter it wakes does not
                 # wait for another look at the socket first
-                while message is not None:
-                    if message.get("type") == "message":
-                        self._handle([message["data"]])
-                    message = self._pubsub.get_message(ignore_subscribe_messages=True)
-            except self._broker._errors:
+                while reply is not False:
+                    heard, pinged = now, None
+                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
+                        self._handle([reply[2]])
+                    reply = conn.buffered()
+                if pinged is not None and now - pinged > conn.timeouts.read_s:
+                    raise ConnectionLost("Redis did not answer a PING on the subscription")
+                if pinged is None and now - heard > HEALTH_CHECK_AFTER_S:
+                    conn.send([("PING",)])
+                    pinged = now
+            except RedisError:
+                conn.close()
+                if self._closed.is_set():
+                    break
                 broken = True
                 self._closed.wait(pause)
                 pause = min(pause * 2, 2.0)
-                continue
-        with contextlib.suppress(Exception):
-            self._pubsub.close()
+        conn.close()
 
     def close(self) -> None:
         self._closed.set()
-        with contextlib.suppress(Exception):
-            self._broker._redis.publish(self._channel, "")  # wakes the read at once
+        self._conn.wake()  # the read in the thread returns at once
         self._thread.join(timeout=2)
 
 
@@ -868,83 +886,64 @@ class _Inflight:
         """Read every reply (keeping the connection in step), then give it back."""
         broker, conn = self._broker, self._conn
         replies: list[Any] = []
-        failure: Exception | None = None
         try:
-            for _ in self._calls:
-                try:
-                    replies.append(conn.read_response())
-                except broker._no_script as exc:
-                    replies.append(exc)
-                except broker._errors as exc:
-                    if not isinstance(exc, broker._reply_error):
-                        raise  # the connection broke: nothing more can be read
-                    replies.append(exc)
-                    failure = failure or exc
+            replies = [conn.read() for _ in self._calls]
         except BaseException as exc:
-            conn.disconnect()
-            if isinstance(exc, broker._errors):
+            conn.close()
+            if isinstance(exc, RedisError):
                 raise broker._error(self._what, exc) from exc
             raise
         finally:
             broker._hot.give(conn)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, ReplyError) and reply.no_script and self._calls[i][0]:
+                name, args = self._calls[i]
+                # Redis forgot it (it restarted): EVAL runs it and caches it again
+                replies[i] = broker._command(("EVAL", _lua(name), 0, *args), self._what)
+        failure = next((r for r in replies if isinstance(r, ReplyError)), None)
         if failure is not None:
             raise broker._error(self._what, failure)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, broker._no_script):
-                name, args = self._calls[i]
-                # redis-py's Script loads it and runs it
-                script = broker._scripts[name]
-                replies[i] = broker._run(script, self._what, keys=[], args=args)
         return replies
 
 
 class _HotConnection:
     """One connection kept out of the pool for the calls on a task's way (submit,
-    claim, ack): taking a connection from redis-py's pool and giving it back costs
-    about as much as the round trip to a local Redis. A call that finds it
-    busy (another thread, or a worker's claim in flight) takes one from the pool.
-    A connection that broke is disconnected; its next use connects again.
+    claim, ack): taking a connection from a pool and giving it back costs about as
+    much as the round trip to a local Redis. A call that finds it busy (another
+    thread, or a worker's claim in flight) takes one from the pool. A connection that
+    broke is closed; its next use connects again.
     """
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._lock = threading.Lock()
-        self._conn: Any = None
+        self._conn: Connection | None = None
         self._pid = os.getpid()
 
-    def take(self) -> Any:
+    def take(self) -> Connection:
         """The hot connection, or one of the pool's while it is busy."""
         if not self._lock.acquire(blocking=False):
-            return self._pool.get_connection()
-        try:
-            if self._conn is None or self._pid != os.getpid():  # none yet, or forked
-                self._pid = os.getpid()
-                self._conn = self._pool.make_connection()
-            conn = self._conn
-            # as the pool checks its connections: one Redis closed (it restarted) or one
-            # with a stray reply is connected afresh, before anything is written to it
-            try:
-                stale = conn.can_read()
-            except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError):
-                stale = True
-            if stale:
-                conn.disconnect()
-        except BaseException:
-            self._lock.release()
-            raise
+            return self._pool.take()
+        if self._conn is None or self._pid != os.getpid():  # none yet, or forked
+            self._pid = os.getpid()
+            self._conn = self._pool.new()
+        conn = self._conn
+        # as the pool checks its connections: one Redis closed (it restarted) or one
+        # with a stray reply is connected afresh, before anything is written to it
+        if conn.stale():
+            conn.close()
         return conn  # it connects (again) when it is written to
 
-    def give(self, conn: Any) -> None:
+    def give(self, conn: Connection) -> None:
         if conn is self._conn:
             self._lock.release()
         else:
-            self._pool.release(conn)
+            self._pool.give(conn)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.disconnect()
+            conn.close()
 
 
 class _PendingClaims:

@@ -1,0 +1,280 @@
+"""How the Redis broker reaches Redis (its own connections, :mod:`crank.runtime.brokers.resp`):
+every form of URL it accepts against a real redis-server set up that way (a password,
+an ACL user, a database number, a Unix socket, TLS), the errors of those it refuses, the
+health check of an idle connection and the end of a subscription.
+(A worker on Redis that loads no redis-py: test_worker_imports.py.)"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+
+from crank.errors import BrokerError, UsageError
+from crank.runtime.brokers import open_broker
+from crank.runtime.brokers import resp as resp_module
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+from crank.testing import ensure_dependency
+
+from ..conftest import REDIS_HINT, free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from crank.runtime.brokers.contract import Broker
+
+
+def _answers(connect: Callable[[], socket.socket]) -> bool:
+    """Whether a redis-server answers there (``PONG``, or ``NOAUTH`` when it wants a login)."""
+    try:
+        with connect() as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64)[:6] in (b"+PONG\r", b"-NOAUT")
+    except OSError:
+        return False
+
+
+def _redis_server(tmp_path: Path, *args: str, probe: Callable[[], socket.socket]) -> Iterator[None]:
+    ensure_dependency("exe:redis-server", install_hint=REDIS_HINT)
+    argv = ["redis-server", "--save", "", "--appendonly", "no", "--dir", str(tmp_path), *args]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(probe):
+            assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "redis-server did not answer"
+            time.sleep(0.02)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _tcp(port: int) -> Callable[[], socket.socket]:
+    return lambda: socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def _round_trip(broker: Broker) -> None:
+    """A task submitted, claimed, acked and its result waited for by notice."""
+    [task] = broker.submit_many([TaskSpec("demo.echo", {"text": "hi"})], watch=True)
+    notices = broker.result_notices()
+    [claim] = broker.claim(ClaimOptions("w1"))
+    assert claim.task.id == task.id
+    broker.ack(claim, {"text": "hi"})
+    notice = notices.wait(task.id, 3600)
+    notices.forget(task.id)
+    assert notice is not None and notice.status == "succeeded"
+    done = broker.get(task.id)
+    assert done is not None and done.result == {"text": "hi"}
+
+
+@pytest.fixture
+def locked_redis(tmp_path: Path) -> Iterator[int]:
+    """A redis-server with a password for the default user and an ACL user ``alice``."""
+    port = free_port()
+    for _ in _redis_server(
+        tmp_path, "--port", str(port), "--bind", "127.0.0.1",
+        "--requirepass", "s3cret-default",
+        "--user", "alice", "on", ">s3cret-alice", "~*", "&*", "+@all",
+        probe=_tcp(port),
+    ):  # fmt: skip
+        yield port
+
+
+@pytest.mark.parametrize(
+    "userinfo",
+    [":s3cret-default", "default:s3cret-default", "alice:s3cret-alice", "al%69ce:s3cret-alice"],
+)
+def test_a_password_and_a_user_log_in(locked_redis: int, userinfo: str) -> None:
+    broker = open_broker(f"redis://{userinfo}@127.0.0.1:{locked_redis}/0")
+    try:
+        _round_trip(broker)
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "refusal"),
+    [
+        (":wrong-one", "WRONGPASS"),
+        ("alice:wrong-one", "WRONGPASS"),
+        ("", "NOAUTH"),
+    ],
+)
+def test_a_refused_login_is_a_broker_error_that_shows_no_password(
+    locked_redis: int, userinfo: str, refusal: str
+) -> None:
+    at = f"{userinfo}@" if userinfo else ""
+    with pytest.raises(BrokerError) as info:
+        open_broker(f"redis://{at}127.0.0.1:{locked_redis}/0")
+    assert refusal in info.value.message
+    assert "wrong-one" not in info.value.message
+    assert "wrong-one" not in str(info.value.subject)
+    assert "redis-cli" in (info.value.hint or "")
+
+
+def test_the_database_number_is_the_one_used(redis_server: str) -> None:
+    url = redis_server.rsplit("/", 1)[0] + "/3"
+    broker = open_broker(url)
+    admin3 = redis.Redis.from_url(url, decode_responses=True)
+    admin0 = redis.Redis.from_url(redis_server, decode_responses=True)
+    try:
+        [task] = broker.submit_many([TaskSpec("demo.echo", {})])
+        assert admin3.exists(f"crank:t:{task.id}")
+        assert not admin0.exists(f"crank:t:{task.id}")
+    finally:
+        admin3.close()
+        admin0.close()
+        broker.close()
+
+
+def test_a_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "redis.sock")
+
+    def probe() -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(1)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    for _ in _redis_server(tmp_path, "--port", "0", "--unixsocket", path, probe=probe):
+        broker = open_broker(f"unix://{path}")
+        try:
+            _round_trip(broker)
+        finally:
+            broker.close()
+        with pytest.raises(BrokerError) as info:
+            open_broker(f"unix://{tmp_path / 'none.sock'}")
+        assert "cannot connect" in info.value.message
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A certificate authority and a certificate for localhost it signed (openssl)."""
+    ca_key, ca, key, csr, cert = (
+        folder / n for n in ("ca.key", "ca.pem", "k.pem", "r.csr", "c.pem")
+    )
+    ext = folder / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run = ["openssl"]
+    for args in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=crank test CA", "-keyout", ca_key, "-out", ca],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", key,
+         "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+         "-extfile", ext, "-out", cert],
+    ):  # fmt: skip
+        subprocess.run([*run, *map(str, args)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server that speaks TLS only, and the authority that signed its certificate."""
+    ensure_dependency("exe:openssl", install_hint="apt-get install openssl")
+    ca, cert, key = _certificates(tmp_path)
+    port = free_port()
+
+    def probe() -> socket.socket:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(ca))
+        return context.wrap_socket(_tcp(port)(), server_hostname="localhost")
+
+    for _ in _redis_server(
+        tmp_path, "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+        probe=probe,
+    ):  # fmt: skip
+        yield port, ca
+
+
+def test_rediss_speaks_tls_and_verifies_the_certificate(
+    tls_redis: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, ca = tls_redis
+    url = f"rediss://localhost:{port}/0"
+    # the system's authorities do not know this one: refused
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(BrokerError) as info:
+        open_broker(url)
+    assert "certificate verify failed" in info.value.message
+    # told of it (as OpenSSL reads SSL_CERT_FILE): accepted, results by notice included
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    broker = open_broker(url)
+    try:
+        _round_trip(broker)
+    finally:
+        broker.close()
+    # and plain redis:// to a TLS port is a clear error, not a hang
+    with pytest.raises(BrokerError):
+        open_broker(f"redis://localhost:{port}/0", socket_timeout_s=1.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis://127.0.0.1:http/0", "its port is not a number"),
+        ("redis://127.0.0.1:6379/zero", "the database 'zero' is not a number"),
+        ("redis://alice@127.0.0.1:6379/0", "a user name needs its password"),
+        ("unix://", "a unix:// URL needs the socket's path"),
+    ],
+)
+def test_unusable_redis_urls_are_usage_errors(url: str, why: str) -> None:
+    with pytest.raises(UsageError) as info:
+        open_broker(url)
+    assert info.value.message.startswith(f"broker URL {url!r} cannot be used: {why}")
+    assert "redis://host:port/db" in (info.value.hint or "")
+
+
+def test_a_password_in_an_unusable_url_is_not_shown() -> None:
+    with pytest.raises(UsageError) as info:
+        open_broker("redis://:hunter2@127.0.0.1:6379/zero")
+    assert "hunter2" not in info.value.message
+    assert "hunter2" not in str(info.value.subject)
+
+
+def test_an_idle_connection_is_checked_before_it_is_written_to(
+    redis_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = open_broker(redis_server)
+    admin = redis.Redis.from_url(redis_server, decode_responses=True)
+    try:
+        [task] = broker.submit_many([TaskSpec("demo.echo", {})])
+
+        def pings() -> int:
+            return int(admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+        before = pings()
+        assert broker.get(task.id) is not None
+        assert pings() == before  # in use a moment ago: written to at once
+        monkeypatch.setattr(resp_module, "HEALTH_CHECK_AFTER_S", 0.0)
+        assert broker.get(task.id) is not None
+        assert pings() == before + 1
+    finally:
+        admin.close()
+        broker.close()
+
+
+def test_closing_the_broker_stops_its_subscription_at_once(redis_server: str) -> None:
+    def listening() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "crank-subscription"]
+
+    before = listening()
+    broker = open_broker(redis_server)
+    broker.result_notices()
+    [thread] = [t for t in listening() if t not in before]
+    broker.close()
+    # close() waits for the thread (at most 2 s) after waking its read
+    assert not thread.is_alive()
