@@ -2,7 +2,7 @@
 
 The broker sends raw commands (mostly ``EVALSHA`` of its scripts, packed by hiredis)
 and reads raw replies; it needs no client library's command methods. redis-py would
-cost every worker process about 25 MB: its package imports its asyncio client, ssl,
+cost every worker process about 15 MB: its package imports its asyncio client, ssl,
 cluster and sentinel support and, when installed, OpenTelemetry's metrics SDK, before
 the first command. What it did for the broker is here: the URL, the connection
 (connect and ``AUTH`` / ``SELECT``, TLS for ``rediss://``, timeouts), a health check
