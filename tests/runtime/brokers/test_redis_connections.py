@@ -6,6 +6,8 @@ health check of an idle connection and the end of a subscription.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from crank.runtime.brokers.contract import Broker
+
+    from ..conftest import RedisServer
 
 
 def _answers(connect: Callable[[], socket.socket]) -> bool:
@@ -278,3 +282,36 @@ def test_closing_the_broker_stops_its_subscription_at_once(redis_server: str) ->
     broker.close()
     # close() waits for the thread (at most 2 s) after waking its read
     assert not thread.is_alive()
+
+
+def test_a_subscription_that_hears_nothing_pings_and_connects_again(
+    redis_server_aof: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that stops answering without closing the connection (a frozen server, a
+    peer gone behind a NAT) is found out by the subscription's ping; once it answers
+    again, the subscription is made afresh and every waiter told to look."""
+    monkeypatch.setattr(resp_module, "HEALTH_CHECK_AFTER_S", 0.2)
+    broker = open_broker(redis_server_aof.url, socket_timeout_s=0.5)
+    proc = redis_server_aof.proc
+    assert proc is not None
+    try:
+        [task] = broker.submit_many([TaskSpec("demo.echo", {})], watch=True)
+        notices = broker.result_notices()
+        listener = broker._listener  # type: ignore[attr-defined]
+        os.kill(proc.pid, signal.SIGSTOP)  # it keeps the connection and answers nothing
+        try:
+            deadline = time.monotonic() + 60
+            while listener._conn.connected:  # the unanswered ping gives it up
+                assert time.monotonic() < deadline, "the subscription never noticed"
+                time.sleep(0.01)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        # subscribed again: waiters are woken to read their task (nothing was missed)
+        assert notices.wait(task.id, 3600) is None
+        [claim] = broker.claim(ClaimOptions("w1"))
+        broker.ack(claim, {"after": "the freeze"})
+        notice = notices.wait(task.id, 3600)
+        notices.forget(task.id)
+        assert notice is not None and notice.status == "succeeded"
+    finally:
+        broker.close()

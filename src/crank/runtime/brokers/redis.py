@@ -113,7 +113,6 @@ from crank.runtime.brokers.contract import (
 )
 from crank.runtime.brokers.notices import ResultNotices
 from crank.runtime.brokers.resp import (
-    HEALTH_CHECK_AFTER_S,
     Address,
     Connection,
     ConnectionLost,
@@ -121,6 +120,7 @@ from crank.runtime.brokers.resp import (
     RedisError,
     ReplyError,
     Timeouts,
+    idle_too_long,
 )
 
 if TYPE_CHECKING:
@@ -835,7 +835,7 @@ class _Subscription:
                     reply = conn.buffered()
                 if pinged is not None and now - pinged > conn.timeouts.read_s:
                     raise ConnectionLost("Redis did not answer a PING on the subscription")
-                if pinged is None and now - heard > HEALTH_CHECK_AFTER_S:
+                if pinged is None and idle_too_long(now - heard):
                     conn.send([("PING",)])
                     pinged = now
             except RedisError:

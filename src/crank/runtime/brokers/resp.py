@@ -178,7 +178,7 @@ class Connection:
         :meth:`read`, one each, in order."""
         if self._sock is None:
             self.connect()
-        elif time.monotonic() - self._used > HEALTH_CHECK_AFTER_S:
+        elif idle_too_long(time.monotonic() - self._used):
             self._check_health()
         self._send_now(commands)
 
@@ -328,6 +328,11 @@ class Pool:
             conn.close()
 
 
+def idle_too_long(idle_s: float) -> bool:
+    """Whether a connection unused for ``idle_s`` is checked before it is used again."""
+    return idle_s > HEALTH_CHECK_AFTER_S
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
@@ -354,4 +359,5 @@ __all__ = [
     "RedisError",
     "ReplyError",
     "Timeouts",
+    "idle_too_long",
 ]
