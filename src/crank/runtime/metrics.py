@@ -184,6 +184,14 @@ class ServerMetrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.sync_waits = Counter(
+            "crank_sync_call_waits",
+            "How synchronous calls learned that their task ended: 'notice' (pushed by whoever "
+            "stored the outcome) or 'read' (the broker read after a wake-up, the safety poll "
+            "or the timeout: a notice that did not come).",
+            ["ended_by"],
+            registry=r,
+        )
         self.budget_alerts = Counter(
             BUDGET_ALERTS.name, BUDGET_ALERTS.help, BUDGET_ALERTS.labels, registry=r
         )

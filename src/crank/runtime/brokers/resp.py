@@ -240,8 +240,8 @@ class Connection:
         except TimeoutError as exc:
             if quiet:
                 return False
-            self.close()
             waited = sock.gettimeout() or timeout_s
+            self.close()
             raise ConnectionLost(
                 f"Redis at {self.address} did not answer within {waited:g} s"
             ) from exc

@@ -522,20 +522,29 @@ class Handlers(TaskControl, DeadLetterControl):
         deadline = time.monotonic() + timeout_s
         while True:
             left = deadline - time.monotonic()
+            told = False  # a notice of the task's end came (an outcome too large for it
+            # to carry is then read from the broker)
             if notices is not None and left > 0:
                 notice = await notices.wait_async(
                     record.id, min(left, broker_contract.SAFETY_POLL_S)
                 )
+                told = notice is not None and notice.status != broker_contract.EVENT
                 finished = None if notice is None else notice.finish(record)
                 if finished is not None:
+                    self._ended_by("notice")
                     return finished
             elif left > 0:  # a backend that sends no notices
                 await asyncio.sleep(min(left, 0.01))
             found = await self.s.gateway.io.get(record.id)
             if found is not None and found.done:
+                self._ended_by("notice" if told else "read")
                 return found
             if time.monotonic() >= deadline:
                 return None
+
+    def _ended_by(self, how: str) -> None:
+        metrics = self.s.metrics
+        metrics.child(metrics.sync_waits, how).inc()
 
     async def _call(self, request: Request, ref: str) -> Response:
         """Submit, then wait for the result up to the capability's timeout (504 after).
