@@ -6,13 +6,14 @@ health check of an idle connection and the end of a subscription.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -315,3 +316,83 @@ def test_a_subscription_that_hears_nothing_pings_and_connects_again(
         assert notice is not None and notice.status == "succeeded"
     finally:
         broker.close()
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+def test_an_event_loop_reads_the_notices_itself(redis_server: str) -> None:
+    """``listen_in(loop)`` (an HTTP server's): the notice is handed on by the loop that
+    waits for it, not by the subscription's thread (one hand-over less per call)."""
+    broker = open_broker(redis_server)
+
+    async def main() -> None:
+        broker.listen_in(asyncio.get_running_loop())
+        notices = broker.result_notices()
+        listener = broker._listener  # type: ignore[attr-defined]
+        await _until(lambda: listener._attached, "the thread never handed the reading over")
+        delivered_on: list[int] = []
+        deliver = notices.deliver
+
+        def recording(found: Any) -> None:
+            delivered_on.append(threading.get_ident())
+            deliver(found)
+
+        notices.deliver = recording  # type: ignore[method-assign]
+        [task] = broker.submit_many([TaskSpec("demo.echo", {"n": 1})], watch=True)
+
+        def work() -> None:
+            [claim] = broker.claim(ClaimOptions("w1"))
+            broker.ack(claim, {"n": 1})
+
+        await asyncio.to_thread(work)
+        notice = await notices.wait_async(task.id, 3600)
+        notices.forget(task.id)
+        assert notice is not None and notice.status == "succeeded"
+        assert delivered_on == [threading.get_ident()]
+        broker.close()  # on the loop: the socket is closed there, the thread ends
+        assert not listener._thread.is_alive()
+        assert not listener._conn.connected
+
+    asyncio.run(main())
+
+
+def test_a_loop_that_reads_the_notices_gives_a_frozen_connection_back(
+    redis_server_aof: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's ping goes unanswered: it gives the connection up, the thread makes it
+    afresh once Redis answers, wakes every waiter, and hands the reading back."""
+    monkeypatch.setattr(resp_module, "HEALTH_CHECK_AFTER_S", 0.2)
+    broker = open_broker(redis_server_aof.url, socket_timeout_s=0.5)
+    proc = redis_server_aof.proc
+    assert proc is not None
+
+    async def main() -> None:
+        broker.listen_in(asyncio.get_running_loop())
+        notices = broker.result_notices()
+        listener = broker._listener  # type: ignore[attr-defined]
+        await _until(lambda: listener._attached, "the thread never handed the reading over")
+        [task] = broker.submit_many([TaskSpec("demo.echo", {})], watch=True)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            await _until(lambda: not listener._attached, "the loop never gave it up")
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert await notices.wait_async(task.id, 3600) is None  # woken to look
+        await _until(lambda: listener._attached, "the reading never came back to the loop")
+
+        def work() -> None:
+            [claim] = broker.claim(ClaimOptions("w1"))
+            broker.ack(claim, {"after": "the freeze"})
+
+        await asyncio.to_thread(work)
+        notice = await notices.wait_async(task.id, 3600)
+        notices.forget(task.id)
+        assert notice is not None and notice.status == "succeeded"
+        broker.close()
+
+    asyncio.run(main())

@@ -208,7 +208,7 @@ def _wake_loops(wakeups: dict[asyncio.AbstractEventLoop, list[tuple[Any, Notice 
     each other loop, however many of its waiters woke."""
     if not wakeups:
         return
-    here = _running_loop()
+    here = running_loop()
     for loop, items in wakeups.items():
         if loop is here:
             _resolve_all(items)
@@ -420,7 +420,7 @@ class ChannelThread:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
-                if _running_loop() is loop:
+                if running_loop() is loop:
                     loop.remove_reader(self.channel.sock.fileno())
                 else:  # the socket closes on its loop, once no longer watched there
                     loop.call_soon_threadsafe(self._close_on_loop, loop)
@@ -434,7 +434,7 @@ class ChannelThread:
         self.channel.close()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop running in this thread, if any (only asked where one may run:
     asyncio is loaded by then; a worker process of sync handlers never loads it)."""
     import asyncio
@@ -473,4 +473,5 @@ __all__ = [
     "LocalSender",
     "ResultNotices",
     "bundles",
+    "running_loop",
 ]

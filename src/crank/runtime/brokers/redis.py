@@ -111,7 +111,7 @@ from crank.runtime.brokers.contract import (
     input_fingerprint,
     priority_band,
 )
-from crank.runtime.brokers.notices import ResultNotices
+from crank.runtime.brokers.notices import ResultNotices, running_loop
 from crank.runtime.brokers.resp import (
     Address,
     Connection,
@@ -124,6 +124,7 @@ from crank.runtime.brokers.resp import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
 
@@ -422,6 +423,15 @@ class RedisBroker(Broker):
             if self._listener is None:
                 self._listener = _NoticeListener(self, self.notice_channel)
             return self._listener.notices
+
+    def listen_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The notice subscription is read by ``loop`` (call it from there), not by a
+        thread (see :class:`_Subscription`)."""
+        self.result_notices()
+        with self._listener_lock:
+            listener = self._listener
+        if listener is not None:
+            listener.read_on(loop)
 
     def watch(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
         if not task_ids:
@@ -778,6 +788,13 @@ class _Subscription:
     the thread connects and subscribes again (backing off from 50 ms to 2 s while it
     cannot), then calls ``on_reconnect``. A subscription that heard nothing for a while
     pings Redis, so a connection that died silently is found out and made afresh.
+
+    An event loop can take the reading over (:meth:`read_on`, an HTTP server's): a
+    message then reaches ``handle`` on that loop, with no thread between the socket and
+    the requests waiting for it. The thread only waits meanwhile; when the loop finds
+    the connection broken or its ping unanswered, it gives the connection back, and the
+    thread makes it afresh as above and hands it to the loop again. (Not over TLS: a
+    readable socket need not hold a whole TLS record.)
     """
 
     def __init__(
@@ -793,6 +810,16 @@ class _Subscription:
         self._on_reconnect = on_reconnect
         self._closed = threading.Event()
         self._conn = broker._pool.new()
+        #: the event loop that reads the subscription (None: the thread does).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: the loop's reader is on the socket: only the loop may close it then.
+        self._attached = False
+        self._fd = -1
+        self._timer: Any = None
+        #: set when the loop gave the connection back (it broke), and by close().
+        self._given_back = threading.Event()
+        self._heard = time.monotonic()
+        self._pinged: float | None = None
         try:
             # the confirmation read: from here on, nothing published to it is missed
             self._subscribe()
@@ -801,6 +828,12 @@ class _Subscription:
             raise broker._error(f"subscribe to {channel}", exc) from exc
         self._thread = threading.Thread(target=self._run, name="crank-subscription", daemon=True)
         self._thread.start()
+
+    def read_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on ``loop`` reads the subscription (the thread hands the connection
+        over within half a second); a TLS connection stays with the thread."""
+        if self._loop is None and not self._conn.address.tls:
+            self._loop = loop
 
     def _subscribe(self) -> None:
         self._conn.send([("SUBSCRIBE", self._channel)])
@@ -811,33 +844,25 @@ class _Subscription:
             self._conn.close()
             raise ConnectionLost(f"Redis answered SUBSCRIBE with {reply!r}")
 
+    # -- the thread --------------------------------------------------------------------
+
     def _run(self) -> None:
         conn = self._conn
         broken = False
         pause = 0.05
-        heard = time.monotonic()
-        pinged: float | None = None
         while not self._closed.is_set():
             try:
                 if broken:
                     self._subscribe()
-                    broken, pause, heard, pinged = False, 0.05, time.monotonic(), None
+                    broken, pause = False, 0.05
+                    self._heard, self._pinged = time.monotonic(), None
                     if self._on_reconnect is not None:
                         self._on_reconnect()
-                reply = conn.poll(_BLOCK_SLICE_S)
-                now = time.monotonic()
-                # each message is handed over as it is read: the waiter it wakes does not
-                # wait for another look at the socket first
-                while reply is not False:
-                    heard, pinged = now, None
-                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
-                        self._handle([reply[2]])
-                    reply = conn.buffered()
-                if pinged is not None and now - pinged > conn.timeouts.read_s:
-                    raise ConnectionLost("Redis did not answer a PING on the subscription")
-                if pinged is None and idle_too_long(now - heard):
-                    conn.send([("PING",)])
-                    pinged = now
+                if self._loop is not None:
+                    broken = self._hand_to_loop(self._loop)
+                    continue
+                self._take(conn.poll(_BLOCK_SLICE_S))
+                self._check_health(conn.send)
             except RedisError:
                 conn.close()
                 if self._closed.is_set():
@@ -845,11 +870,93 @@ class _Subscription:
                 broken = True
                 self._closed.wait(pause)
                 pause = min(pause * 2, 2.0)
-        conn.close()
+        if not self._attached:
+            conn.close()
+
+    def _hand_to_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Give the connection to ``loop`` and wait until it gives it back: True when it
+        did because the connection broke (False: closed, or the loop is gone)."""
+        self._given_back.clear()
+        try:
+            loop.call_soon_threadsafe(self._attach)
+        except RuntimeError:  # the loop was closed: the thread reads again
+            self._loop = None
+            return False
+        self._given_back.wait()
+        return not self._closed.is_set()
+
+    # -- either reader -----------------------------------------------------------------
+
+    def _take(self, reply: Any) -> None:
+        """Hand on ``reply`` and every reply already parsed after it (``False``: none).
+        Each message is handed on as it is read: the waiter it wakes does not wait for
+        another look at the socket first."""
+        while reply is not False:
+            self._heard, self._pinged = time.monotonic(), None
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
+                self._handle([reply[2]])
+            reply = self._conn.buffered()
+
+    def _check_health(self, send: Callable[[Sequence[tuple[Any, ...]]], None]) -> None:
+        now = time.monotonic()
+        if self._pinged is not None and now - self._pinged > self._conn.timeouts.read_s:
+            raise ConnectionLost("Redis did not answer a PING on the subscription")
+        if self._pinged is None and idle_too_long(now - self._heard):
+            send([("PING",)])
+            self._pinged = now
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        loop = self._loop
+        if loop is None or self._closed.is_set() or not self._conn.connected:
+            self._given_back.set()
+            return
+        self._conn.set_nonblocking()
+        self._fd = self._conn.fileno()
+        loop.add_reader(self._fd, self._readable)
+        self._attached = True
+        self._timer = loop.call_later(_BLOCK_SLICE_S, self._tick)
+        self._readable()  # what the thread had received and not handed on yet
+
+    def _readable(self) -> None:
+        conn = self._conn
+        try:
+            self._take(conn.buffered())
+            while conn.receive_nowait():
+                self._take(conn.buffered())
+        except RedisError:
+            self._give_back()
+
+    def _tick(self) -> None:
+        try:
+            self._check_health(self._conn.send_nowait)
+        except RedisError:
+            self._give_back()
+            return
+        if self._loop is not None:
+            self._timer = self._loop.call_later(_BLOCK_SLICE_S, self._tick)
+
+    def _give_back(self) -> None:
+        """On the loop: stop reading, close the connection, wake the thread."""
+        if self._attached and self._loop is not None:
+            self._attached = False
+            self._loop.remove_reader(self._fd)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._conn.close()
+        self._given_back.set()
 
     def close(self) -> None:
         self._closed.set()
-        self._conn.wake()  # the read in the thread returns at once
+        loop = self._loop
+        if self._attached and loop is not None and not loop.is_closed():
+            if running_loop() is loop or not loop.is_running():
+                self._give_back()
+            else:  # the socket closes on its loop, once no longer watched there
+                loop.call_soon_threadsafe(self._give_back)
+        self._given_back.set()
+        self._conn.wake()  # a read in the thread returns at once
         self._thread.join(timeout=2)
 
 

@@ -257,6 +257,42 @@ class Connection:
         self._reader.feed(data)
         return self.buffered()
 
+    def fileno(self) -> int:
+        """The socket's descriptor (-1 when not connected)."""
+        return -1 if self._sock is None else self._sock.fileno()
+
+    def set_nonblocking(self) -> None:
+        """From now on (until it is connected again) reads and writes never wait: for an
+        event loop that watches :meth:`fileno` (:meth:`receive_nowait`,
+        :meth:`send_nowait`)."""
+        if self._sock is not None:
+            self._sock.setblocking(False)
+
+    def receive_nowait(self) -> bool:
+        """Take what the socket holds into the parser (read it with :meth:`buffered`):
+        False when it held nothing; raises :class:`ConnectionLost` (and closes) when the
+        connection broke."""
+        sock = self._sock
+        if sock is None:
+            raise ConnectionLost(f"the connection to Redis at {self.address} is closed")
+        try:
+            data = sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self.close()
+            raise ConnectionLost(f"cannot read from Redis at {self.address}: {_why(exc)}") from exc
+        if not data:
+            self.close()
+            raise ConnectionLost(f"Redis at {self.address} closed the connection")
+        self._reader.feed(data)
+        return True
+
+    def send_nowait(self, commands: Sequence[tuple[Any, ...]]) -> None:
+        """Write short ``commands`` on a connection made non-blocking (a ping): no health
+        check, no connecting."""
+        self._send_now(commands)
+
     def stale(self) -> bool:
         """Something is waiting to be read before anything was written: Redis closed it
         (it restarted) or a reply is stray. Such a connection must be made afresh."""
