@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from crank.runtime.brokers.contract import Broker
+    from crank.runtime.brokers.contract import Broker, Notice
+    from crank.runtime.brokers.notices import ResultNotices
 
     from ..conftest import RedisServer
 
@@ -65,16 +66,24 @@ def _tcp(port: int) -> Callable[[], socket.socket]:
     return lambda: socket.create_connection(("127.0.0.1", port), timeout=1)
 
 
+def _end(broker: Broker, task_id: str, result: dict[str, Any]) -> None:
+    """The one queued task, ``task_id``, claimed and acked with ``result``."""
+    [claim] = broker.claim(ClaimOptions("w1"))
+    assert claim.task.id == task_id
+    broker.ack(claim, result)
+
+
+def _succeeded(notice: Notice | None, notices: ResultNotices, task_id: str) -> None:
+    notices.forget(task_id)
+    assert notice is not None and notice.status == "succeeded"
+
+
 def _round_trip(broker: Broker) -> None:
     """A task submitted, claimed, acked and its result waited for by notice."""
     [task] = broker.submit_many([TaskSpec("demo.echo", {"text": "hi"})], watch=True)
     notices = broker.result_notices()
-    [claim] = broker.claim(ClaimOptions("w1"))
-    assert claim.task.id == task.id
-    broker.ack(claim, {"text": "hi"})
-    notice = notices.wait(task.id, 3600)
-    notices.forget(task.id)
-    assert notice is not None and notice.status == "succeeded"
+    _end(broker, task.id, {"text": "hi"})
+    _succeeded(notices.wait(task.id, 3600), notices, task.id)
     done = broker.get(task.id)
     assert done is not None and done.result == {"text": "hi"}
 
@@ -309,11 +318,8 @@ def test_a_subscription_that_hears_nothing_pings_and_connects_again(
             os.kill(proc.pid, signal.SIGCONT)
         # subscribed again: waiters are woken to read their task (nothing was missed)
         assert notices.wait(task.id, 3600) is None
-        [claim] = broker.claim(ClaimOptions("w1"))
-        broker.ack(claim, {"after": "the freeze"})
-        notice = notices.wait(task.id, 3600)
-        notices.forget(task.id)
-        assert notice is not None and notice.status == "succeeded"
+        _end(broker, task.id, {"after": "the freeze"})
+        _succeeded(notices.wait(task.id, 3600), notices, task.id)
     finally:
         broker.close()
 
@@ -345,14 +351,8 @@ def test_an_event_loop_reads_the_notices_itself(redis_server: str) -> None:
         notices.deliver = recording  # type: ignore[method-assign]
         [task] = broker.submit_many([TaskSpec("demo.echo", {"n": 1})], watch=True)
 
-        def work() -> None:
-            [claim] = broker.claim(ClaimOptions("w1"))
-            broker.ack(claim, {"n": 1})
-
-        await asyncio.to_thread(work)
-        notice = await notices.wait_async(task.id, 3600)
-        notices.forget(task.id)
-        assert notice is not None and notice.status == "succeeded"
+        await asyncio.to_thread(_end, broker, task.id, {"n": 1})
+        _succeeded(await notices.wait_async(task.id, 3600), notices, task.id)
         assert delivered_on == [threading.get_ident()]
         broker.close()  # on the loop: the socket is closed there, the thread ends
         assert not listener._thread.is_alive()
@@ -385,14 +385,8 @@ def test_a_loop_that_reads_the_notices_gives_a_frozen_connection_back(
         assert await notices.wait_async(task.id, 3600) is None  # woken to look
         await _until(lambda: listener._attached, "the reading never came back to the loop")
 
-        def work() -> None:
-            [claim] = broker.claim(ClaimOptions("w1"))
-            broker.ack(claim, {"after": "the freeze"})
-
-        await asyncio.to_thread(work)
-        notice = await notices.wait_async(task.id, 3600)
-        notices.forget(task.id)
-        assert notice is not None and notice.status == "succeeded"
+        await asyncio.to_thread(_end, broker, task.id, {"after": "the freeze"})
+        _succeeded(await notices.wait_async(task.id, 3600), notices, task.id)
         broker.close()
 
     asyncio.run(main())
