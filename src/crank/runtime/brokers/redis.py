@@ -239,14 +239,6 @@ def _caller(meta: Mapping[str, Any] | None) -> str:
     return caller if isinstance(caller, str) else ""
 
 
-def _entry_task(fields: Sequence[str] | Mapping[str, str] | None) -> str:
-    """The task id of a stream entry's fields (``t``), as a plain reply has them."""
-    if isinstance(fields, dict):
-        return str(fields.get("t", ""))
-    pairs = list(fields or ())
-    return next((str(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True) if k == "t"), "")
-
-
 def _split_receipt(receipt: str) -> tuple[str, str]:
     entry, _, token = receipt.partition("|")
     return entry, token
@@ -506,10 +498,9 @@ class RedisBroker(Broker):
             return []
         receipt = new_id()
         args: list[Any] = [self.prefix, consumer, repr(time.time()), receipt, self._ttl]
-        # RESP2 answers [[stream, entries]], RESP3 {stream: entries}
-        for stream, entries in got.items() if isinstance(got, dict) else got:
+        for stream, entries in got:  # [[stream, [[entry id, [field, value, ...]], ...]]]
             for eid, fields in entries:
-                args += [stream, eid, _entry_task(fields)]
+                args += [stream, eid, _fields(fields).get("t", "")]
         flat = self._script("adopt", args, "claim tasks")
         return list(self._claims(flat, receipt))
 
@@ -733,7 +724,7 @@ class RedisBroker(Broker):
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:
         command = ("XREVRANGE", f"{self.prefix}:dead", "+", "-", "COUNT", max(1, int(limit)))
         entries = self._command(command, "read dead letters")
-        ids = [_entry_task(fields) for _, fields in entries]
+        ids = [_fields(fields).get("t", "") for _, fields in entries]
         if not ids:
             return []
         hashes = self._commands(
