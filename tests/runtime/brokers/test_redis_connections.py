@@ -390,3 +390,21 @@ def test_a_loop_that_reads_the_notices_gives_a_frozen_connection_back(
         broker.close()
 
     asyncio.run(main())
+
+
+def test_a_broker_closed_after_its_loop_closes_its_subscription(redis_server: str) -> None:
+    """An HTTP server's loop is gone before the broker is closed (a shutdown): the
+    socket the loop read is closed all the same, and the thread ends."""
+    broker = open_broker(redis_server)
+
+    async def main() -> Any:
+        broker.listen_in(asyncio.get_running_loop())
+        broker.result_notices()
+        listener = broker._listener  # type: ignore[attr-defined]
+        await _until(lambda: listener._attached, "the thread never handed the reading over")
+        return listener
+
+    listener = asyncio.run(main())  # the loop is closed once it returns
+    broker.close()
+    assert not listener._conn.connected
+    assert not listener._thread.is_alive()

@@ -941,8 +941,11 @@ class _Subscription:
     def close(self) -> None:
         self._closed.set()
         loop = self._loop
-        if self._attached and loop is not None and not loop.is_closed():
-            if running_loop() is loop or not loop.is_running():
+        if self._attached and loop is not None:
+            if loop.is_closed():  # nothing watches the socket any more
+                self._attached = False
+                self._conn.close()
+            elif running_loop() is loop or not loop.is_running():
                 self._give_back()
             else:  # the socket closes on its loop, once no longer watched there
                 loop.call_soon_threadsafe(self._give_back)
