@@ -408,3 +408,35 @@ def test_a_broker_closed_after_its_loop_closes_its_subscription(redis_server: st
     broker.close()
     assert not listener._conn.connected
     assert not listener._thread.is_alive()
+
+
+def test_a_connection_on_a_descriptor_above_1023_is_kept(redis_server: str) -> None:
+    """A busy server holds many descriptors: a connection whose descriptor is above
+    select()'s limit is checked all the same, not taken for stale and made afresh on
+    every call."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held: list[int] = []
+    admin = redis.Redis.from_url(redis_server, decode_responses=True)
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        broker = open_broker(redis_server)
+        try:
+            [task] = broker.submit_many([TaskSpec("demo.echo", {})])
+            assert broker._hot._conn.fileno() > 1023  # type: ignore[attr-defined]
+            before = int(admin.info("stats")["total_connections_received"])
+            for _ in range(5):
+                assert broker.get(task.id) is not None
+            assert int(admin.info("stats")["total_connections_received"]) == before
+        finally:
+            broker.close()
+    finally:
+        admin.close()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -1031,8 +1031,7 @@ class _HotConnection:
         conn = self._conn
         # as the pool checks its connections: one Redis closed (it restarted) or one
         # with a stray reply is connected afresh, before anything is written to it
-        if conn.stale():
-            conn.close()
+        conn.drop_if_stale()
         return conn  # it connects (again) when it is written to
 
     def give(self, conn: Connection) -> None:

@@ -251,11 +251,15 @@ class Connection:
         finally:
             if quiet and self._sock is not None:
                 self._sock.settimeout(self.timeouts.read_s)
+        self._feed(data)
+        return self.buffered()
+
+    def _feed(self, data: bytes) -> None:
+        """Hand what a read returned to the parser (nothing: Redis closed it)."""
         if not data:
             self.close()
             raise ConnectionLost(f"Redis at {self.address} closed the connection")
         self._reader.feed(data)
-        return self.buffered()
 
     def fileno(self) -> int:
         """The socket's descriptor (-1 when not connected)."""
@@ -282,10 +286,7 @@ class Connection:
         except OSError as exc:
             self.close()
             raise ConnectionLost(f"cannot read from Redis at {self.address}: {_why(exc)}") from exc
-        if not data:
-            self.close()
-            raise ConnectionLost(f"Redis at {self.address} closed the connection")
-        self._reader.feed(data)
+        self._feed(data)
         return True
 
     def send_nowait(self, commands: Sequence[tuple[Any, ...]]) -> None:
@@ -306,10 +307,18 @@ class Connection:
             pending = getattr(sock, "pending", None)
             if pending is not None and pending():
                 return True
-            readable, _, _ = select.select([sock], [], [], 0)
+            # poll, not select: select cannot watch a descriptor above 1023 (a busy
+            # server's), and would call every such connection stale
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
+
+    def drop_if_stale(self) -> None:
+        """Close it when :meth:`stale`: its next use connects afresh."""
+        if self.stale():
+            self.close()
 
     def wake(self) -> None:
         """Make a :meth:`poll` in another thread return at once (it raises
@@ -347,8 +356,7 @@ class Pool:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             return self.new()
-        if conn.stale():
-            conn.close()
+        conn.drop_if_stale()
         return conn
 
     def give(self, conn: Connection) -> None:
