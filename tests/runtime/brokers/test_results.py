@@ -124,10 +124,12 @@ def test_worker_lost_is_told(broker: Broker, no_safety_poll: None) -> None:
     notices = broker.result_notices()
     assert notices is not None
     broker.claim(ClaimOptions("w1", limit=1, visibility_timeout_s=0.0))
-    # the lease ran out and the only attempt is spent: the next claim makes it dead
+    # the lease ran out and the only attempt is spent: the next claim makes it dead.
+    # Workers sharing a queue use the same visibility timeout (Redis reclaims an entry
+    # idle past the *claimer's* timeout: with the default 30 s this took 30 s).
     deadline = time.monotonic() + 60
     while notices.wait(record.id, 0.05) is None and time.monotonic() < deadline:
-        broker.claim(ClaimOptions("w2", limit=1))
+        broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=0.0))
     notice = notices.wait(record.id, 0)
     notices.forget(record.id)
     assert notice is not None
