@@ -157,6 +157,68 @@ def test_crank_lock_resolves_the_project_with_hashes(worker_project: Path) -> No
     assert lock.read_text() == first
 
 
+def _pinned(lock: Path, name: str) -> tuple[int, ...]:
+    [version] = [r.version for r in parse_lock(lock.read_text()) if r.name.lower() == name]
+    return tuple(int(part) for part in version.split("."))
+
+
+def _lock_with(worker_project: Path, requirement: str | None, *options: str) -> Path:
+    """Lock the project with ``requirement`` as its one extra dependency (none: without)."""
+    pyproject = worker_project / "pyproject.toml"
+    text = pyproject.read_text()
+    start = text.index("dependencies = [") + len("dependencies = [")
+    text = text[:start] + text[start:].split(" # lock-test\n", 1)[-1]
+    if requirement is not None:
+        text = text[:start] + f'"{requirement}", # lock-test\n' + text[start:]
+    pyproject.write_text(text)
+    result = CliRunner().invoke(cli, ["lock", *options, str(worker_project)])
+    assert result.exit_code == 0, result.output
+    return worker_project / "requirements.lock"
+
+
+@pytest.mark.slow
+def test_locking_again_keeps_the_pinned_versions_until_upgrade(worker_project: Path) -> None:
+    """uv against the package index: a lock made again changes only what must change."""
+    lock = _lock_with(worker_project, "idna>=3,<3.7")
+    assert _pinned(lock, "idna") == (3, 6)
+    # the range now allows newer versions: the pinned one stays, and is current
+    _lock_with(worker_project, "idna>=3")
+    assert _pinned(lock, "idna") == (3, 6)
+    assert lock_status(load_project(worker_project)) == "current"
+    # --upgrade resolves afresh: the newest idna allowed
+    _lock_with(worker_project, "idna>=3", "--upgrade")
+    newest = _pinned(lock, "idna")
+    assert newest >= (3, 7)
+    # a range the pin leaves is followed, down as well as up
+    _lock_with(worker_project, "idna>=3,<3.7")
+    assert _pinned(lock, "idna") == (3, 6)
+    _lock_with(worker_project, "idna>=3.7")
+    assert _pinned(lock, "idna") >= newest
+    # a package nothing needs any more leaves the lock
+    _lock_with(worker_project, "tomli-w>=1")
+    assert "tomli-w" in {r.name.lower() for r in parse_lock(lock.read_text())}
+    _lock_with(worker_project, None)
+    assert "tomli-w" not in {r.name.lower() for r in parse_lock(lock.read_text())}
+
+
+@pytest.mark.slow
+def test_a_lock_that_does_not_parse_is_resolved_afresh(worker_project: Path) -> None:
+    lock = worker_project / "requirements.lock"
+    lock.write_text("this is not a lock ==\n")
+    result = CliRunner().invoke(cli, ["lock", str(worker_project)])
+    assert result.exit_code == 0, result.output
+    assert lock_status(load_project(worker_project)) == "current"
+
+
+def test_check_and_upgrade_together_are_a_usage_error(worker_project: Path) -> None:
+    result = CliRunner().invoke(cli, ["lock", "--check", "--upgrade", str(worker_project)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --check and --upgrade cannot be used together: --check only reads the lock\n"
+        "  hint: run `crank lock --upgrade`, then `crank lock --check`\n"
+    )
+
+
 @pytest.mark.slow
 def test_an_unresolvable_dependency_is_a_clear_error(worker_project: Path) -> None:
     pyproject = worker_project / "pyproject.toml"

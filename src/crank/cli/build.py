@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from crank.errors import BuildFailed, ExitCode
+from crank.errors import BuildFailed, ExitCode, UsageError
 from crank.generate.build import build_image
 from crank.generate.lock import LOCK_FILE, lock_status, parse_lock, write_lock
 from crank.generate.project import load_project
@@ -88,16 +88,28 @@ def build(
     is_flag=True,
     help="Only say whether requirements.lock is current (exit 1 when it is not).",
 )
-def lock(path: Path, check_only: bool) -> ExitCode:
+@click.option(
+    "--upgrade",
+    is_flag=True,
+    help="Resolve every package afresh to the newest version allowed (by default the "
+    "versions already locked are kept where the requirements still allow them).",
+)
+def lock(path: Path, check_only: bool, upgrade: bool) -> ExitCode:
     """Resolve the dependencies of the worker project at PATH into requirements.lock
-    (versions and sha256 hashes, with uv): the set its image installs."""
+    (versions and sha256 hashes, with uv): the set its image installs. Versions the
+    lock already pins are kept where the requirements still allow them."""
 
+    if check_only and upgrade:
+        raise UsageError(
+            "--check and --upgrade cannot be used together: --check only reads the lock",
+            hint="run `crank lock --upgrade`, then `crank lock --check`",
+        )
     project = load_project(path)
     status = lock_status(project)
     if check_only:
         click.echo(f"{project.root / LOCK_FILE}: {status}")
         return ExitCode.OK if status == "current" else ExitCode.FINDINGS
-    written = write_lock(project)
+    written = write_lock(project, upgrade=upgrade)
     count = len(parse_lock(written.read_text(encoding="utf-8")))
     click.echo(f"locked {count} packages in {written} (commit it)")
     return ExitCode.OK

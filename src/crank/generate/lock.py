@@ -146,9 +146,25 @@ def _uv() -> str:
     return str(find_uv_bin())
 
 
-def write_lock(project: WorkerProject, *, crank_wheels: Path | None = None) -> Path:
+def _kept_pins(lock: Path) -> str | None:
+    """The lock's text when it is one to keep pins from (it exists and parses)."""
+    try:
+        text = lock.read_text(encoding="utf-8")
+        parse_lock(text)
+    except (OSError, UnicodeDecodeError, GenerateError):
+        return None
+    return text
+
+
+def write_lock(
+    project: WorkerProject, *, crank_wheels: Path | None = None, upgrade: bool = False
+) -> Path:
     """Resolve and write ``requirements.lock``; ``crank_wheels`` holds crank's wheel
-    (made from the running crank when not given: crank is not on the package index)."""
+    (made from the running crank when not given: crank is not on the package index).
+
+    A version the current lock pins is kept while the requirements still allow it
+    (a package nothing needs any more is dropped); ``upgrade`` resolves afresh, to
+    the newest versions allowed."""
 
     with tempfile.TemporaryDirectory(prefix="crank-lock-") as tmp:
         work = Path(tmp)
@@ -158,6 +174,10 @@ def write_lock(project: WorkerProject, *, crank_wheels: Path | None = None) -> P
         # uv names its inputs in the lock's comments: fixed names keep it reproducible.
         (work / "pyproject.toml").write_bytes((project.root / "pyproject.toml").read_bytes())
         (work / "image.in").write_text("\n".join(IMAGE_REQUIREMENTS) + "\n", encoding="utf-8")
+        if not upgrade and (kept := _kept_pins(project.root / LOCK_FILE)) is not None:
+            # uv keeps the versions its output file already pins wherever the
+            # requirements still allow them: locking again changes only what must change.
+            (work / "locked.txt").write_text(kept, encoding="utf-8")
         argv = [
             _uv(), "pip", "compile", "pyproject.toml", "image.in",
             "--universal", "--generate-hashes", "--no-header", "--quiet",
