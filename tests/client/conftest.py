@@ -24,6 +24,7 @@ import pytest
 from ..runtime.conftest import (  # noqa: F401 - fixtures
     free_port,
     redis_server,
+    redis_server_aof,
     worker_env,
     worker_pool,
 )

@@ -10,10 +10,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crank import connect, connect_async
-from crank.client import ApiError, InvalidTask, TaskFailed, TaskNotFound, TaskRequest, TaskTimeout
+from crank.client import (
+    ApiError,
+    BrokerUnavailable,
+    ClientError,
+    InvalidTask,
+    TaskFailed,
+    TaskNotFound,
+    TaskRequest,
+    TaskTimeout,
+)
+from crank.errors import BrokerError
+
+from ..runtime.conftest import free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from ..runtime.conftest import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -191,5 +205,71 @@ def test_cancel_from_asyncio(queue_url: str) -> None:
             with pytest.raises(ApiError) as too_late:
                 await task.cancel()
             assert too_late.value.code == "TASK_FINISHED"
+
+    asyncio.run(scenario())
+
+
+def _unavailable(exc: BaseException) -> BrokerUnavailable:
+    """``exc`` is the client's error and the broker's at once, and keeps no password."""
+    assert isinstance(exc, BrokerUnavailable)
+    assert isinstance(exc, ClientError) and isinstance(exc, BrokerError)
+    assert exc.exit_code == BrokerError.exit_code
+    assert exc.hint
+    assert "s3cret" not in str(exc)
+    return exc
+
+
+def test_a_broker_that_cannot_be_reached_is_a_client_error(tmp_path: Path) -> None:
+    gone = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(ClientError) as caught:
+        connect(gone)
+    error = _unavailable(caught.value)
+    assert f"127.0.0.1:{gone.rsplit(':', 1)[1].split('/')[0]}" in error.message
+    # a SQLite path that is a folder cannot be opened as the queue's file
+    with pytest.raises(ClientError) as caught:
+        connect(f"sqlite:///{tmp_path}")
+    assert str(tmp_path) in _unavailable(caught.value).message
+
+    async def scenario() -> None:
+        with pytest.raises(ClientError) as caught:
+            await connect_async(gone)
+        _unavailable(caught.value)
+
+    asyncio.run(scenario())
+
+
+def test_a_broker_lost_after_connect_is_a_client_error(
+    redis_server_aof: RedisServer,
+) -> None:
+    url = redis_server_aof.url
+    with connect(f"{url}?retry_base_s=0.01&retry_max_s=0.05") as queue:
+        task = queue.submit("demo.echo", {"text": "queued before Redis went away"})
+        assert task.status().status == "pending"
+        redis_server_aof.stop(kill=True)
+        for call in (
+            lambda: queue.submit("demo.echo", {"text": "x"}),
+            task.status,
+            lambda: task.result(timeout=5),
+            task.cancel,
+        ):
+            with pytest.raises(ClientError) as caught:
+                call()
+            _unavailable(caught.value)
+
+    redis_server_aof.start()
+
+    async def scenario() -> None:
+        async with await connect_async(f"{url}?retry_base_s=0.01&retry_max_s=0.05") as queue:
+            task = await queue.submit("demo.echo", {"text": "queued"})
+            redis_server_aof.stop(kill=True)
+            for call in (
+                lambda: queue.submit("demo.echo", {"text": "x"}),
+                task.status,
+                lambda: task.result(timeout=5),
+                task.cancel,
+            ):
+                with pytest.raises(ClientError) as caught:
+                    await call()
+                _unavailable(caught.value)
 
     asyncio.run(scenario())

@@ -36,6 +36,7 @@ from crank.client.broker import (
 )
 from crank.client.errors import (
     ApiError,
+    BrokerUnavailable,
     CancelNotSupported,
     CapabilityDeprecated,
     ClientError,
@@ -57,6 +58,7 @@ __all__ = [
     "AsyncTask",
     "BrokerClient",
     "BrokerTask",
+    "BrokerUnavailable",
     "CancelNotSupported",
     "CapabilityDeprecated",
     "Client",

@@ -12,12 +12,20 @@ speed matters; use :class:`~crank.client.Client` everywhere else.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from crank.client.errors import ApiError, InvalidTask, TaskNotFound, TaskTimeout
+from crank.client.errors import (
+    ApiError,
+    BrokerUnavailable,
+    InvalidTask,
+    TaskNotFound,
+    TaskTimeout,
+)
 from crank.client.tasks import TaskInfo, TaskRequest, check_task_request, encode_json
 from crank.client.waiting import deadline_of, seconds_left
+from crank.errors import BrokerError
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import (
     SAFETY_POLL_S,
@@ -33,6 +41,18 @@ if TYPE_CHECKING:
 
 #: What ``submit_many`` takes: a :class:`TaskRequest`, or ``(capability, input)``.
 TaskLike = TaskRequest | tuple[str, Mapping[str, Any]]
+
+
+@contextlib.contextmanager
+def _broker_errors() -> Iterator[None]:
+    """A :class:`BrokerError` of the broker raised as :class:`BrokerUnavailable`: what
+    a client raises is a :class:`ClientError`."""
+    try:
+        yield
+    except BrokerUnavailable:
+        raise
+    except BrokerError as exc:
+        raise BrokerUnavailable(exc.message, hint=exc.hint, subject=exc.subject) from exc
 
 
 def _spec(request: TaskLike, caller: str | None) -> TaskSpec:
@@ -207,7 +227,9 @@ class BrokerClient:
         specs = [_spec(request, self.caller) for request in requests]
         if not specs:
             return []
-        records = _accepted(self.broker.submit_many(specs, watch=watch))
+        with _broker_errors():
+            submitted = self.broker.submit_many(specs, watch=watch)
+        records = _accepted(submitted)
         return [
             BrokerTask(self, r.id, TaskInfo.from_record(r), r if watch else None) for r in records
         ]
@@ -254,7 +276,9 @@ class BrokerTask:
 
     def status(self) -> TaskInfo:
         """The task now; :class:`TaskNotFound` when there is none (or it expired)."""
-        self.info = _info(self.id, self.client.broker.get(self.id))
+        with _broker_errors():
+            record = self.client.broker.get(self.id)
+        self.info = _info(self.id, record)
         return self.info
 
     def result(self, timeout: float | None = None) -> Any:
@@ -267,10 +291,11 @@ class BrokerTask:
         deadline = deadline_of(timeout)
         broker = self.client.broker
         watched, self._watched = self._watched, None
-        if watched is not None:
-            record = _wait_watched(broker, watched, deadline)
-        else:
-            record = broker.wait_for_result(self.id, seconds_left(deadline))
+        with _broker_errors():
+            if watched is not None:
+                record = _wait_watched(broker, watched, deadline)
+            else:
+                record = broker.wait_for_result(self.id, seconds_left(deadline))
         if record is None:
             return _outcome(self.id, None, timeout)
         self.info = TaskInfo.from_record(record)
@@ -280,7 +305,9 @@ class BrokerTask:
         """Cancel the task (:meth:`Broker.cancel`): status ``cancelled`` when it had not
         started (it never runs), ``running`` when its worker was told to stop;
         :class:`ApiError` 409 when it had ended, :class:`TaskNotFound` when there is none."""
-        self.info = _cancelled(self.id, self.client.broker.cancel(self.id))
+        with _broker_errors():
+            cancellation = self.client.broker.cancel(self.id)
+        self.info = _cancelled(self.id, cancellation)
         return self.info
 
 
@@ -321,7 +348,8 @@ class AsyncBrokerClient:
         specs = [_spec(request, self.sync.caller) for request in requests]
         if not specs:
             return []
-        submitted = await asyncio.to_thread(self.sync.broker.submit_many, specs, watch=watch)
+        with _broker_errors():
+            submitted = await asyncio.to_thread(self.sync.broker.submit_many, specs, watch=watch)
         records = _accepted(submitted)
         return [
             AsyncBrokerTask(self, r.id, TaskInfo.from_record(r), r if watch else None)
@@ -365,7 +393,8 @@ class AsyncBrokerTask:
         return f"<AsyncBrokerTask {self.id} in {self.client.url}>"
 
     async def status(self) -> TaskInfo:
-        record = await asyncio.to_thread(self.client.sync.broker.get, self.id)
+        with _broker_errors():
+            record = await asyncio.to_thread(self.client.sync.broker.get, self.id)
         self.info = _info(self.id, record)
         return self.info
 
@@ -373,10 +402,11 @@ class AsyncBrokerTask:
         deadline = deadline_of(timeout)
         broker = self.client.sync.broker
         watched, self._watched = self._watched, None
-        if watched is not None:
-            record = await _wait_watched_async(broker, watched, deadline)
-        else:
-            record = await broker.wait_for_result_async(self.id, seconds_left(deadline))
+        with _broker_errors():
+            if watched is not None:
+                record = await _wait_watched_async(broker, watched, deadline)
+            else:
+                record = await broker.wait_for_result_async(self.id, seconds_left(deadline))
         if record is None:
             return _outcome(self.id, None, timeout)
         self.info = TaskInfo.from_record(record)
@@ -384,22 +414,29 @@ class AsyncBrokerTask:
 
     async def cancel(self) -> TaskInfo:
         """:meth:`BrokerTask.cancel` without blocking the event loop."""
-        cancellation = await asyncio.to_thread(self.client.sync.broker.cancel, self.id)
+        with _broker_errors():
+            cancellation = await asyncio.to_thread(self.client.sync.broker.cancel, self.id)
         self.info = _cancelled(self.id, cancellation)
         return self.info
 
 
 def connect(url: str, *, caller: str | None = None, **options: Any) -> BrokerClient:
     """Open the broker at ``url`` (``redis://``, ``sqlite:///``; options as for
-    ``crank run --broker``) for submitting tasks and reading results."""
-    return BrokerClient(open_broker(url, **options), caller=caller)
+    ``crank run --broker``) for submitting tasks and reading results.
+
+    Raises :class:`BrokerUnavailable` when the broker cannot be reached (so does every
+    call after), :class:`~crank.errors.UsageError` for a URL or option it cannot use."""
+    with _broker_errors():
+        broker = open_broker(url, **options)
+    return BrokerClient(broker, caller=caller)
 
 
 async def connect_async(
     url: str, *, caller: str | None = None, **options: Any
 ) -> AsyncBrokerClient:
     """:func:`connect` for asyncio (the broker is opened in a worker thread)."""
-    broker = await asyncio.to_thread(open_broker, url, **options)
+    with _broker_errors():
+        broker = await asyncio.to_thread(open_broker, url, **options)
     return AsyncBrokerClient(broker, caller=caller)
 
 

@@ -9,6 +9,8 @@
 * :class:`InvalidTask`: refused before sending (no capability id, input not JSON).
 * :class:`CancelNotSupported`: the server has no ``DELETE /v1/tasks/{id}``.
 * :class:`ServerUnreachable`: no answer after the retries.
+* :class:`BrokerUnavailable`: ``connect``'s broker cannot be reached or refused an
+  operation (also a :class:`~crank.errors.BrokerError`).
 * :class:`CapabilityDeprecated` is a :class:`DeprecationWarning` naming the successors.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from crank.errors import CrankError
+from crank.errors import BrokerError, CrankError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -123,6 +125,12 @@ class ServerUnreachable(ClientError):
     """No answer from the server (connection refused, reset or closed) after the retries."""
 
 
+class BrokerUnavailable(ClientError, BrokerError):
+    """The broker of :func:`crank.connect` cannot be reached (Redis down, a SQLite file
+    that cannot be opened) or refused an operation; the message names its URL (never
+    its password). A :class:`ClientError` and a :class:`~crank.errors.BrokerError`."""
+
+
 class CapabilityDeprecated(DeprecationWarning):
     """A call went through a deprecated capability id; ``successors`` are the ids to use."""
 
@@ -137,6 +145,7 @@ class CapabilityDeprecated(DeprecationWarning):
 
 __all__ = [
     "ApiError",
+    "BrokerUnavailable",
     "CancelNotSupported",
     "CapabilityDeprecated",
     "ClientError",
