@@ -631,7 +631,7 @@ def _http_modules_after_importing(module: str) -> list[str]:
     probe = (
         f"import sys, {module}; print(' '.join(sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('starlette', 'uvicorn', 'httpx') "
-        "or m.startswith('crank.runtime.http'))))"
+        "or m.split('.')[:3] == ['crank', 'runtime', 'http'])))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
@@ -641,8 +641,10 @@ def _http_modules_after_importing(module: str) -> list[str]:
 
 def test_a_worker_process_does_not_load_the_http_stack() -> None:
     assert _http_modules_after_importing("crank.runtime.worker_process") == []
+    # nor does the main process of several HTTP processes (it supervises)
+    assert _http_modules_after_importing("crank.runtime.serve") == []
     # the probe sees them where they belong
-    assert "starlette" in _http_modules_after_importing("crank.runtime.serve")
+    assert "starlette" in _http_modules_after_importing("crank.runtime.http.server")
 
 
 @pytest.mark.slow

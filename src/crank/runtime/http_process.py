@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from crank.errors import CrankError, ExitCode
 from crank.routing import Router
+from crank.runtime.http.server import http_server
 from crank.runtime.logs import configure_logging, get_logger
 from crank.runtime.pool_snapshot import SharedPoolView
-from crank.runtime.serve import http_server, open_runtime_broker, runtime_status
+from crank.runtime.serve import open_runtime_broker, runtime_status
 from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import UsageStore
 from crank.runtime.worker_reports import PARENT_GONE_SIGNAL

@@ -9,7 +9,6 @@ and its tasks are recovered for the next start. The process exits 0.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -21,8 +20,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError
 from crank.plugins import get_plugin_manager
 from crank.routing import Router
@@ -30,30 +27,24 @@ from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.common import url_without_password
 from crank.runtime.concurrency import (
     SLOTS_DIR_ENV,
-    CallAdmission,
-    ConcurrencySlots,
     concurrency_limits,
 )
-from crank.runtime.http.app import create_app
-from crank.runtime.http.services import budget_announcer, build_services
-from crank.runtime.http.wire import GatheringHttpToolsProtocol
 from crank.runtime.http_processes import HttpProcesses, HttpProcessPlan, per_process_config
 from crank.runtime.logs import configure_logging, get_logger
-from crank.runtime.metrics import BUDGET_ALERTS, ServerMetrics
+from crank.runtime.metrics import BUDGET_ALERTS
 from crank.runtime.pool_snapshot import PoolPublisher
-from crank.runtime.status_tracker import StatusTracker
+from crank.runtime.status_tracker import StatusTracker, budget_announcer
 from crank.runtime.supervisor import Supervisor
 from crank.runtime.task_metrics import MultiprocessFiles
 from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Sequence
 
     from crank.manifest import Manifest
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
-    from crank.runtime.http.services import RuntimeServices
     from crank.runtime.worker_reports import WorkerHealth
 
 
@@ -122,57 +113,6 @@ def metrics_dir(config: RuntimeConfig) -> Iterator[Path]:
         yield Path(tmp)
 
 
-class GracefulServer(uvicorn.Server):
-    """uvicorn re-raises the signal after shutting down; crank exits 0 instead.
-
-    ``on_loop`` is called with the event loop as the server starts on it.
-    """
-
-    on_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None
-    #: the signals that stop it gracefully (a second one cuts the grace).
-    exit_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
-    #: a signal that stops it gracefully however often it comes (its parent died: the
-    #: kernel sends it once per thread of the parent).
-    parent_gone_signal: signal.Signals | None = None
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.on_loop is not None:
-            self.on_loop(asyncio.get_running_loop())
-        await super().startup(sockets=sockets)
-
-    def _parent_gone(self, _signum: int, _frame: Any) -> None:
-        self.should_exit = True
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in self.exit_signals}
-        if self.parent_gone_signal is not None:
-            original[self.parent_gone_signal] = signal.signal(
-                self.parent_gone_signal, self._parent_gone
-            )
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-
-
-def uvicorn_server(app: Any, config: RuntimeConfig) -> GracefulServer:
-    uv_config = uvicorn.Config(
-        app,
-        http=GatheringHttpToolsProtocol,  # one write per JSON answer (see http/wire.py)
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=max(1, int(config.grace_s)),
-        server_header=False,
-    )
-    return GracefulServer(uv_config)
-
-
 def runtime_status(
     config: RuntimeConfig, broker: Broker, router: Router, usage: UsageStore | None
 ) -> StatusTracker:
@@ -185,38 +125,6 @@ def runtime_status(
         budget_warn_ratio=config.budget_warn_ratio,
         non_essential=[r.capability_id for r in router.routes() if not r.capability.essential],
     )
-
-
-def http_server(
-    config: RuntimeConfig,
-    broker: Broker,
-    router: Router,
-    status: StatusTracker,
-    *,
-    metrics_dir: Path,
-    slots_dir: str,
-    limits: Mapping[str, int],
-    shared: bool = False,
-    session_key: bytes | None = None,
-) -> tuple[GracefulServer, RuntimeServices]:
-    """The server of one process serving HTTP, and what its handlers use; ``shared``: one
-    of several such processes (their metrics counted in the multiprocess files, their
-    console sessions signed with ``session_key``)."""
-    metrics = ServerMetrics(
-        status.snapshot, status.budget, multiprocess_dir=metrics_dir, shared=shared
-    )
-    services = build_services(
-        config,
-        broker,
-        router,
-        status=status,
-        metrics=metrics,
-        admission=CallAdmission(limits, ConcurrencySlots(slots_dir, limits)),
-    )
-    services.session_key = session_key
-    server = uvicorn_server(create_app(services), config)
-    server.on_loop = broker.listen_in  # result notices wake requests from the loop (SQLite)
-    return server, services
 
 
 def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
@@ -264,6 +172,10 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
             status.pool = supervisor
             try:
                 if config.http_processes == 1:
+                    # only here: the main process of several HTTP processes supervises
+                    # and never loads the HTTP stack (uvicorn, Starlette, the app)
+                    from crank.runtime.http.server import http_server
+
                     server, services = http_server(
                         config, broker, router, status, metrics_dir=mdir, slots_dir=slots_dir,
                         limits=limits,
@@ -385,13 +297,10 @@ def _announce_started(config: RuntimeConfig, log: Any) -> None:
 
 
 __all__ = [
-    "GracefulServer",
     "ServeError",
     "bind_socket",
-    "http_server",
     "open_runtime_broker",
     "runtime_status",
     "serve",
     "startup_summary",
-    "uvicorn_server",
 ]

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crank.runtime.health_report import SystemSnapshot, health_report, resource_utilization
+from crank.runtime.logs import get_logger
 from crank.runtime.usage import BudgetState, budget_state, paused_capabilities, utc_day
 
 if TYPE_CHECKING:
@@ -276,4 +277,20 @@ class StatusTracker:
         return not problems, problems
 
 
-__all__ = ["PoolView", "StatusTracker"]
+def budget_announcer(count: Callable[[str], None]) -> Callable[[BudgetState], None]:
+    """What a budget threshold crossed does: count it by level, and say so in the log."""
+    log = get_logger("crank.runtime.budget")
+
+    def announce(state: BudgetState) -> None:
+        count(state.level)
+        doc: dict[str, Any] = state.as_dict()
+        log.warning("llm_budget", budget_level=doc.pop("level"), **doc)
+
+    return announce
+
+
+__all__ = [
+    "PoolView",
+    "StatusTracker",
+    "budget_announcer",
+]

@@ -40,6 +40,10 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def loads_httptools(pid: int) -> bool:
+    return "httptools" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def http_pids(run: CrankRun) -> list[int]:
     return [pid for pid in child_pids(run.pid) if HTTP_PROCESS in cmdline(pid)]
 
@@ -107,6 +111,10 @@ def test_two_processes_serve_the_port_and_say_the_same(
     processes = child_pids(run.pid)
     assert len(http_pids(run)) == 2, [cmdline(p) for p in processes]
     assert len(processes) == 4  # two serving the port, two worker processes
+    # the HTTP stack is loaded where HTTP is served, not in the main process, which only
+    # supervises (httptools' parser is a shared object: its mapping says it is loaded)
+    assert [loads_httptools(pid) for pid in http_pids(run)] == [True, True]
+    assert not loads_httptools(run.pid)
     summary = f"crank is listening on {run.url} (2 HTTP processes) with 2 worker process(es)"
     run.wait_until(lambda: summary in run.log(), what="the start-up summary")
 

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crank import __version__
 from crank.runtime.concurrency import CallAdmission
 from crank.runtime.gateway import TaskGateway
 from crank.runtime.http.limits import InflightLimiter
-from crank.runtime.logs import get_logger
 from crank.runtime.metrics import ServerMetrics
-from crank.runtime.status_tracker import StatusTracker
+from crank.runtime.status_tracker import StatusTracker, budget_announcer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from crank.routing import Router
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.config import RuntimeConfig
-    from crank.runtime.usage import BudgetState
 
 
 #: distinct callers counted by name in ``crank_deprecated_calls_total``; the rest are "other".
@@ -97,18 +93,6 @@ def build_services(
     )
 
 
-def budget_announcer(count: Callable[[str], None]) -> Callable[[BudgetState], None]:
-    """What a budget threshold crossed does: count it by level, and say so in the log."""
-    log = get_logger("crank.runtime.budget")
-
-    def announce(state: BudgetState) -> None:
-        count(state.level)
-        doc: dict[str, Any] = state.as_dict()
-        log.warning("llm_budget", budget_level=doc.pop("level"), **doc)
-
-    return announce
-
-
 def manifest_limits(router: Router) -> dict[str, int]:
     """capability id -> ``max_concurrency`` as the manifests declare it."""
     return {
@@ -121,7 +105,6 @@ def manifest_limits(router: Router) -> dict[str, int]:
 __all__ = [
     "MAX_CALLER_LABELS",
     "RuntimeServices",
-    "budget_announcer",
     "build_services",
     "manifest_limits",
 ]
