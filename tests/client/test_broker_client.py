@@ -25,6 +25,7 @@ from crank.errors import BrokerError
 from ..runtime.conftest import free_port
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from ..runtime.conftest import RedisServer
@@ -238,6 +239,16 @@ def test_a_broker_that_cannot_be_reached_is_a_client_error(tmp_path: Path) -> No
     asyncio.run(scenario())
 
 
+def _every_call(queue: Any, task: Any) -> list[Callable[[], Any]]:
+    """The calls of a producer (``BrokerClient`` or ``AsyncBrokerClient``) on ``task``."""
+    return [
+        lambda: queue.submit("demo.echo", {"text": "x"}),
+        task.status,
+        lambda: task.result(timeout=5),
+        task.cancel,
+    ]
+
+
 def test_a_broker_lost_after_connect_is_a_client_error(
     redis_server_aof: RedisServer,
 ) -> None:
@@ -246,12 +257,7 @@ def test_a_broker_lost_after_connect_is_a_client_error(
         task = queue.submit("demo.echo", {"text": "queued before Redis went away"})
         assert task.status().status == "pending"
         redis_server_aof.stop(kill=True)
-        for call in (
-            lambda: queue.submit("demo.echo", {"text": "x"}),
-            task.status,
-            lambda: task.result(timeout=5),
-            task.cancel,
-        ):
+        for call in _every_call(queue, task):
             with pytest.raises(ClientError) as caught:
                 call()
             _unavailable(caught.value)
@@ -262,12 +268,7 @@ def test_a_broker_lost_after_connect_is_a_client_error(
         async with await connect_async(f"{url}?retry_base_s=0.01&retry_max_s=0.05") as queue:
             task = await queue.submit("demo.echo", {"text": "queued"})
             redis_server_aof.stop(kill=True)
-            for call in (
-                lambda: queue.submit("demo.echo", {"text": "x"}),
-                task.status,
-                lambda: task.result(timeout=5),
-                task.cancel,
-            ):
+            for call in _every_call(queue, task):
                 with pytest.raises(ClientError) as caught:
                     await call()
                 _unavailable(caught.value)
