@@ -64,7 +64,7 @@ def test_bill_detection(examples_server: ExamplesServer) -> None:
 
 def _past_the_legacy_sunset(r: Any) -> bool:
     """The example classifier's ``email.classification`` stops answering after the
-    sunset its crank.yaml names (2027-06-30): from that day on the legacy path answers
+    sunset its crank.yaml names (2036-06-30): from that day on the legacy path answers
     410 whatever the input, and this suite must keep passing then too."""
     manifest = resources.files("crank_email_classifier") / "crank.yaml"
     with resources.as_file(manifest) as path:
@@ -93,7 +93,7 @@ def test_legacy_classify_still_answers_with_deprecation_headers(
     assert r.status_code == 200, r.text
     assert r.json()[field] is answer
     assert r.headers["Deprecation"] == "@1788220800"  # deprecated since 2026-09-01
-    assert r.headers["Sunset"] == "Wed, 30 Jun 2027 23:59:59 GMT"
+    assert r.headers["Sunset"] == "Mon, 30 Jun 2036 23:59:59 GMT"
     assert 'rel="successor-version"' in r.headers["Link"]
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from crank.manifest import Manifest
     from crank.testing import WorkerHandle
 
-BEFORE_SUNSET = dt.date(2027, 1, 15)
+BEFORE_SUNSET = dt.date(2036, 1, 15)
 
 #: (old client payload, capability v2 must route it to, the v2 field that answers)
 OLD_CLIENT_CALLS = [
@@ -66,7 +66,7 @@ def test_old_calls_answer_the_same_as_v1_did(router: Router, worker: WorkerHandl
 def test_deprecated_calls_carry_headers_and_are_counted(router: Router) -> None:
     resolution = router.resolve("email.classification", {"text": "hello"}, caller="old-crm")
     assert resolution.headers["Deprecation"] == "@1788220800"  # 2026-09-01T00:00:00Z
-    assert resolution.headers["Sunset"] == "Wed, 30 Jun 2027 23:59:59 GMT"
+    assert resolution.headers["Sunset"] == "Mon, 30 Jun 2036 23:59:59 GMT"
     assert (
         '</v1/capabilities/email.spam_detection>; rel="successor-version"'
         in (resolution.headers["Link"])
@@ -84,7 +84,7 @@ def test_unknown_type_is_refused_naming_the_choices(router: Router) -> None:
 
 
 def test_after_the_sunset_old_calls_are_gone_with_successors(manifest: Manifest) -> None:
-    router = Router.from_manifests([manifest], today=lambda: dt.date(2027, 7, 1))
+    router = Router.from_manifests([manifest], today=lambda: dt.date(2036, 7, 1))
     with pytest.raises(CapabilityGone) as info:
         router.resolve("email.classification", {"text": "hello", "type": "spam"})
     assert info.value.successors == ("email.spam_detection", "email.bill_detection")
@@ -110,7 +110,7 @@ def test_crank_compat_finds_no_stranded_client_from_v1(manifest: Manifest) -> No
     assert result.output.splitlines() == [
         "added: email.bill_detection, email.spam_detection",
         "split: email.classification -> email.spam_detection, email.bill_detection",
-        "deprecated: email.classification (sunset 2027-06-30)",
+        "deprecated: email.classification (sunset 2036-06-30)",
         "removed: email.classification",
         "compatible: no breaking changes from email-classifier 1.4.0 to email-classifier 2.1.0",
     ]
