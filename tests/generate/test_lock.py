@@ -13,6 +13,7 @@ from crank.errors import GenerateError
 from crank.generate.lock import (
     LockedRequirement,
     _may_apply,
+    lock_changes,
     lock_state,
     lock_status,
     parse_lock,
@@ -157,13 +158,45 @@ def test_crank_lock_resolves_the_project_with_hashes(worker_project: Path) -> No
     assert lock.read_text() == first
 
 
+def test_lock_changes_name_each_package_once() -> None:
+    def pin(name: str, version: str, marker: str = "") -> LockedRequirement:
+        return LockedRequirement(name, version, marker, ("sha256:aa",))
+
+    before = [
+        pin("numpy", "1.26.4", 'python_version < "3.12"'),
+        pin("numpy", "2.0.0", 'python_version >= "3.12"'),
+        pin("Redis", "8.2.0"),
+        pin("idna", "3.6"),
+        pin("click", "8.1.7"),
+    ]
+    after = [
+        pin("numpy", "2.0.0", 'python_version < "3.12"'),
+        pin("numpy", "2.0.0", 'python_version >= "3.12"'),
+        pin("idna", "3.6"),
+        pin("click", "8.1.8"),
+        pin("typing_extensions", "4.12.2"),
+    ]
+    assert lock_changes(before, after) == [
+        "~ click 8.1.7 -> 8.1.8",
+        "~ numpy 1.26.4, 2.0.0 -> 2.0.0",
+        "- redis 8.2.0",
+        "+ typing-extensions 4.12.2",
+    ]
+    assert lock_changes(after, after) == []
+
+
 def _pinned(lock: Path, name: str) -> tuple[int, ...]:
     [version] = [r.version for r in parse_lock(lock.read_text()) if r.name.lower() == name]
     return tuple(int(part) for part in version.split("."))
 
 
-def _lock_with(worker_project: Path, requirement: str | None, *options: str) -> Path:
-    """Lock the project with ``requirement`` as its one extra dependency (none: without)."""
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def _lock_with(worker_project: Path, requirement: str | None, *options: str) -> list[str]:
+    """Lock the project with ``requirement`` as its one extra dependency (none: without);
+    what `crank lock` printed after naming the lock, then its other lines."""
     pyproject = worker_project / "pyproject.toml"
     text = pyproject.read_text()
     start = text.index("dependencies = [") + len("dependencies = [")
@@ -173,31 +206,42 @@ def _lock_with(worker_project: Path, requirement: str | None, *options: str) -> 
     pyproject.write_text(text)
     result = CliRunner().invoke(cli, ["lock", *options, str(worker_project)])
     assert result.exit_code == 0, result.output
-    return worker_project / "requirements.lock"
+    first, *changes = result.stdout.splitlines()
+    lock = worker_project / "requirements.lock"
+    head = f"locked {len(parse_lock(lock.read_text()))} packages in {lock}"
+    assert first.startswith(head)
+    return [first.removeprefix(head), *changes]
 
 
 @pytest.mark.slow
 def test_locking_again_keeps_the_pinned_versions_until_upgrade(worker_project: Path) -> None:
-    """uv against the package index: a lock made again changes only what must change."""
-    lock = _lock_with(worker_project, "idna>=3,<3.7")
+    """uv against the package index: a lock made again changes only what must change,
+    and says what it changed."""
+    lock = worker_project / "requirements.lock"
+    assert _lock_with(worker_project, "idna>=3,<3.7") == [" (commit it)"]  # a first lock
     assert _pinned(lock, "idna") == (3, 6)
     # the range now allows newer versions: the pinned one stays, and is current
-    _lock_with(worker_project, "idna>=3")
+    assert _lock_with(worker_project, "idna>=3") == [": no version changed"]
     assert _pinned(lock, "idna") == (3, 6)
     assert lock_status(load_project(worker_project)) == "current"
     # --upgrade resolves afresh: the newest idna allowed
-    _lock_with(worker_project, "idna>=3", "--upgrade")
+    upgraded = _lock_with(worker_project, "idna>=3", "--upgrade")
     newest = _pinned(lock, "idna")
     assert newest >= (3, 7)
+    assert upgraded[0] == " (commit it)"
+    assert f"  ~ idna 3.6 -> {_dotted(newest)}" in upgraded[1:]
     # a range the pin leaves is followed, down as well as up
-    _lock_with(worker_project, "idna>=3,<3.7")
-    assert _pinned(lock, "idna") == (3, 6)
+    assert _lock_with(worker_project, "idna>=3,<3.7") == [
+        " (commit it)",
+        f"  ~ idna {_dotted(newest)} -> 3.6",
+    ]
     _lock_with(worker_project, "idna>=3.7")
     assert _pinned(lock, "idna") >= newest
-    # a package nothing needs any more leaves the lock
-    _lock_with(worker_project, "tomli-w>=1")
-    assert "tomli-w" in {r.name.lower() for r in parse_lock(lock.read_text())}
-    _lock_with(worker_project, None)
+    # a package added, then one nothing needs any more, which leaves the lock
+    added = _lock_with(worker_project, "tomli-w>=1")
+    tomli_w = _dotted(_pinned(lock, "tomli-w"))
+    assert added == [" (commit it)", f"  + tomli-w {tomli_w}"]
+    assert _lock_with(worker_project, None) == [" (commit it)", f"  - tomli-w {tomli_w}"]
     assert "tomli-w" not in {r.name.lower() for r in parse_lock(lock.read_text())}
 
 

@@ -11,7 +11,14 @@ from rich.markup import escape
 
 from crank.errors import BuildFailed, ExitCode, UsageError
 from crank.generate.build import build_image
-from crank.generate.lock import LOCK_FILE, lock_status, parse_lock, write_lock
+from crank.generate.lock import (
+    LOCK_FILE,
+    lock_changes,
+    lock_status,
+    parse_lock,
+    read_lock,
+    write_lock,
+)
 from crank.generate.project import load_project
 
 
@@ -109,7 +116,14 @@ def lock(path: Path, check_only: bool, upgrade: bool) -> ExitCode:
     if check_only:
         click.echo(f"{project.root / LOCK_FILE}: {status}")
         return ExitCode.OK if status == "current" else ExitCode.FINDINGS
+    before = None if status == "missing" else read_lock(project.root / LOCK_FILE)
     written = write_lock(project, upgrade=upgrade)
-    count = len(parse_lock(written.read_text(encoding="utf-8")))
-    click.echo(f"locked {count} packages in {written} (commit it)")
+    after = parse_lock(written.read_text(encoding="utf-8"))
+    changes = None if before is None else lock_changes(before, after)
+    if changes == []:
+        click.echo(f"locked {len(after)} packages in {written}: no version changed")
+        return ExitCode.OK
+    click.echo(f"locked {len(after)} packages in {written} (commit it)")
+    for line in changes or ():
+        click.echo(f"  {line}")
     return ExitCode.OK

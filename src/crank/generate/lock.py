@@ -146,14 +146,12 @@ def _uv() -> str:
     return str(find_uv_bin())
 
 
-def _kept_pins(lock: Path) -> str | None:
-    """The lock's text when it is one to keep pins from (it exists and parses)."""
+def read_lock(path: Path) -> list[LockedRequirement] | None:
+    """The packages of the lock at ``path``; None when there is none or it does not parse."""
     try:
-        text = lock.read_text(encoding="utf-8")
-        parse_lock(text)
+        return parse_lock(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, GenerateError):
         return None
-    return text
 
 
 def write_lock(
@@ -174,10 +172,11 @@ def write_lock(
         # uv names its inputs in the lock's comments: fixed names keep it reproducible.
         (work / "pyproject.toml").write_bytes((project.root / "pyproject.toml").read_bytes())
         (work / "image.in").write_text("\n".join(IMAGE_REQUIREMENTS) + "\n", encoding="utf-8")
-        if not upgrade and (kept := _kept_pins(project.root / LOCK_FILE)) is not None:
+        current = project.root / LOCK_FILE
+        if not upgrade and read_lock(current) is not None:
             # uv keeps the versions its output file already pins wherever the
             # requirements still allow them: locking again changes only what must change.
-            (work / "locked.txt").write_text(kept, encoding="utf-8")
+            (work / "locked.txt").write_bytes(current.read_bytes())
         argv = [
             _uv(), "pip", "compile", "pyproject.toml", "image.in",
             "--universal", "--generate-hashes", "--no-header", "--quiet",
@@ -262,6 +261,30 @@ def parse_lock(text: str) -> list[LockedRequirement]:
             )
         )
     return found
+
+
+def lock_changes(
+    before: Sequence[LockedRequirement], after: Sequence[LockedRequirement]
+) -> list[str]:
+    """What locking again changed, one line per package: ``+ name version`` (added),
+    ``- name version`` (removed), ``~ name old -> new`` (another version)."""
+
+    def versions(lock: Sequence[LockedRequirement]) -> dict[str, str]:
+        found: dict[str, set[str]] = {}
+        for r in lock:
+            found.setdefault(r.name.lower().replace("_", "-"), set()).add(r.version)
+        return {name: ", ".join(sorted(v)) for name, v in found.items()}
+
+    old, new = versions(before), versions(after)
+    lines = []
+    for name in sorted(old.keys() | new.keys()):
+        if name not in new:
+            lines.append(f"- {name} {old[name]}")
+        elif name not in old:
+            lines.append(f"+ {name} {new[name]}")
+        elif old[name] != new[name]:
+            lines.append(f"~ {name} {old[name]} -> {new[name]}")
+    return lines
 
 
 def _may_apply(requirement: LockedRequirement, python: str, machine: str) -> bool:
