@@ -4,7 +4,8 @@ back up the layers (the import-linter contract in pyproject.toml).
 
 The graph is read from the source, every ``import`` counted, those inside functions
 and under ``if TYPE_CHECKING:`` included: a circle of annotations is still a circle
-for a reader.
+for a reader. Importing a module runs the ``__init__`` of each package above it, so
+an ``__init__`` that imports counts as imported too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def _module_name(path: Path) -> str:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """crank module -> the crank modules it imports (implicit parent packages aside)."""
+    """crank module -> the crank modules it imports (with the packages above them whose
+    ``__init__`` imports anything, the importer's own aside)."""
     files = {_module_name(p): p for p in (SRC / "crank").rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
@@ -52,6 +54,14 @@ def import_graph() -> dict[str, set[str]]:
                 if len(modules) < len(named) and base in files:
                     modules.add(base)
                 graph[name].update(modules)
+    # importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first: a package's
+    # __init__ that imports is part of every path through it (outside the package)
+    for name, imported in graph.items():
+        ancestors = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        for module in list(imported):
+            parts = module.split(".")
+            packages = {".".join(parts[:i]) for i in range(1, len(parts))}
+            imported.update(p for p in packages - ancestors if graph.get(p))
     return graph
 
 

@@ -1,8 +1,7 @@
-"""The HTTP API of ``crank run`` (Starlette on uvicorn)."""
+"""The HTTP API of ``crank run`` (Starlette on uvicorn).
 
-from __future__ import annotations
-
-from crank.runtime.http.app import create_app
-from crank.runtime.http.services import RuntimeServices, build_services
-
-__all__ = ["RuntimeServices", "build_services", "create_app"]
+The package itself imports nothing: importing one of its modules (``limits``, which
+the console reads bodies with) must not load the whole app, which imports the console.
+The app is :func:`crank.runtime.http.app.create_app`; its services are built by
+:func:`crank.runtime.http.services.build_services`.
+"""
