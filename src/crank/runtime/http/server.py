@@ -111,7 +111,7 @@ def http_server(
     )
     services.session_key = session_key
     server = uvicorn_server(create_app(services), config)
-    server.on_loop = broker.listen_in  # result notices wake requests from the loop (SQLite)
+    server.on_loop = broker.listen_in  # the loop reads result notices itself (SQLite, Redis)
     return server, services
 
 
