@@ -268,11 +268,12 @@ def lock_changes(
 ) -> list[str]:
     """What locking again changed, one line per package: ``+ name version`` (added),
     ``- name version`` (removed), ``~ name old -> new`` (another version)."""
+    from packaging.utils import canonicalize_name
 
     def versions(lock: Sequence[LockedRequirement]) -> dict[str, str]:
         found: dict[str, set[str]] = {}
         for r in lock:
-            found.setdefault(r.name.lower().replace("_", "-"), set()).add(r.version)
+            found.setdefault(canonicalize_name(r.name), set()).add(r.version)
         return {name: ", ".join(sorted(v)) for name, v in found.items()}
 
     old, new = versions(before), versions(after)
