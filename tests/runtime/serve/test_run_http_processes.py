@@ -112,8 +112,12 @@ def test_two_processes_serve_the_port_and_say_the_same(
     assert len(http_pids(run)) == 2, [cmdline(p) for p in processes]
     assert len(processes) == 4  # two serving the port, two worker processes
     # the HTTP stack is loaded where HTTP is served, not in the main process, which only
-    # supervises (httptools' parser is a shared object: its mapping says it is loaded)
-    assert [loads_httptools(pid) for pid in http_pids(run)] == [True, True]
+    # supervises (httptools' parser is a shared object: its mapping says it is loaded;
+    # /ready may come from one HTTP process while the other is still importing)
+    run.wait_until(
+        lambda: [loads_httptools(pid) for pid in http_pids(run)] == [True, True],
+        what="httptools loaded in both HTTP processes",
+    )
     assert not loads_httptools(run.pid)
     summary = f"crank is listening on {run.url} (2 HTTP processes) with 2 worker process(es)"
     run.wait_until(lambda: summary in run.log(), what="the start-up summary")
