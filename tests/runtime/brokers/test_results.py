@@ -308,6 +308,8 @@ def test_a_worker_listed_anew_finds_a_submit_its_producer_did_not_wake_it_for(
 
     # no rescan: only the worker's own look at the database can end its wait
     monkeypatch.setattr(sqlite_module, "_RESCAN_S", 3600.0)
+    # a producer slow to re-read the addresses (however busy the machine is)
+    monkeypatch.setattr(sqlite_module, "_WAKE_REFRESH_S", 3600.0)
     url = f"sqlite:///{tmp_path / 'q.db'}"
     worker, producer = open_broker(url), open_broker(url)
     try:

@@ -198,8 +198,10 @@ _WAKE_FALLBACK_S = 0.01
 _WAKE_RENEW_S = 30.0
 #: ... and producers ignore rows older than this.
 _WAKE_STALE_S = 3 * _WAKE_RENEW_S
-#: producers re-read the worker addresses to wake at most this often.
-_WAKE_REFRESH_S = 1.0
+#: producers re-read the worker addresses to wake at most this often (a tiny table):
+#: a worker listed anew waits up to ``_WAKE_FALLBACK_S`` for a task until then. At 1 s,
+#: the round trips of the first second after workers started took 10 ms.
+_WAKE_REFRESH_S = 0.1
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
