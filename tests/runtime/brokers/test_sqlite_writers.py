@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def turn_held(path: Path) -> Iterator[int]:
     """Another process's turn to write: the queue's writer lock, held (a descriptor of
     our own, so the broker's ``flock`` meets it as it would another process's)."""
-    fd = os.open(f"{path}-write", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(f"{path}-write", os.O_RDONLY | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         yield fd
@@ -76,7 +76,7 @@ def test_a_failed_transaction_gives_the_turn_back(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError), broker._write() as db:
             db.execute("INSERT INTO wake_listeners (address, updated_at) VALUES ('x', 1)")
             raise RuntimeError("a bug in the middle of a write")
-        probe = os.open(f"{tmp_path / 'q.db'}-write", os.O_RDWR)
+        probe = os.open(f"{tmp_path / 'q.db'}-write", os.O_RDONLY)
         try:
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
         finally:

@@ -326,8 +326,11 @@ class SqliteBroker(Broker):
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):  # no lock file: SQLite's busy wait alone
-                self._turn = os.open(f"{self.path}-write", os.O_RDWR | os.O_CREAT, 0o600)
+            # read-only and readable by all: flock needs no write access, so the users
+            # sharing a queue file all take turns, whoever made the lock file; none to
+            # be had (an unwritable folder): SQLite's busy wait alone
+            with contextlib.suppress(OSError):
+                self._turn = os.open(f"{self.path}-write", os.O_RDONLY | os.O_CREAT, 0o644)
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
