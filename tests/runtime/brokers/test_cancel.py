@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -145,6 +145,30 @@ def test_a_running_task_that_finishes_first_succeeds(broker: Broker) -> None:
     assert ended is not None
     assert (ended.status, ended.result) == ("succeeded", {"done": True})
     assert ended.cancel_requested_at == cancellation.task.cancel_requested_at
+
+
+def test_a_cancel_answers_with_the_task_as_it_left_it(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker told to stop may end the task before the cancel has answered; the
+    answer is still the moment of the cancel: running, asked to stop."""
+    record = broker.submit(spec(1))
+    [claim] = broker.claim(ClaimOptions("w1"))
+    if hasattr(broker, "_script"):  # Redis: the worker ends it right after the script
+        script = broker._script
+
+        def then_the_worker_fails_it(name: str, args: Any, what: str) -> Any:
+            reply = script(name, args, what)
+            if name == "cancel":
+                broker.fail(claim, {"code": "CANCELLED", "message": "told"}, retryable=False)
+            return reply
+
+        monkeypatch.setattr(broker, "_script", then_the_worker_fails_it)
+    cancellation = broker.cancel(record.id)
+    assert cancellation is not None and cancellation.outcome == "stopping"
+    task = cancellation.task
+    assert (task.status, task.done, task.attempts) == ("running", False, 1)
+    assert task.cancel_requested_at is not None
 
 
 def test_a_held_task_given_back_after_a_cancel_never_ran(broker: Broker) -> None:

@@ -573,13 +573,11 @@ class RedisBroker(Broker):
 
     def cancel(self, task_id: str) -> Cancellation | None:
         args = [self.prefix, task_id, repr(time.time()), self._ttl]
-        outcome, _consumer = self._script("cancel", args, "cancel a task")
+        outcome, _consumer, task = self._script("cancel", args, "cancel a task")
         if outcome == "none":
             return None
-        record = self.get(task_id)
-        if record is None:  # expired between the two calls
-            return None
-        return Cancellation(outcome, record)
+        # the task as the script left it: read afterwards, its worker may have ended it
+        return Cancellation(outcome, _record(_fields(task)))
 
     def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
         if not task_ids:
