@@ -9,6 +9,7 @@ the spans this process records (OpenTelemetry's in-memory exporter).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 
 from crank.runtime.brokers import open_broker
 from crank.testing import ensure_dependency
@@ -260,3 +262,20 @@ def spans() -> Iterator[Any]:
     provider.add_span_processor(processor)
     yield exporter
     processor.shutdown()
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """The process's logging as it was before the test: ``configure_logging`` changes the
+    root logger and structlog's configuration, which later tests in the process (one
+    reading structlog's default output from stdout) would otherwise inherit."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    config = structlog.get_config()
+    saved = {**config, "processors": list(config["processors"])}
+    yield
+    for handler in [h for h in root.handlers if h.get_name() == "crank"]:
+        root.removeHandler(handler)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**saved)

@@ -35,10 +35,8 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def configured() -> Iterator[Callable[..., io.StringIO]]:
+def configured(logging_restored: None) -> Iterator[Callable[..., io.StringIO]]:
     """``configured(mode, log_format=None)``: crank's logging into a fresh string stream."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
 
     def configure(mode: str = "prod", log_format: LogFormat | None = None) -> io.StringIO:
         stream = io.StringIO()
@@ -49,10 +47,6 @@ def configured() -> Iterator[Callable[..., io.StringIO]]:
 
     yield configure
     clear_ids()
-    for handler in [h for h in root.handlers if h.get_name() == "crank"]:
-        root.removeHandler(handler)
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 from crank.manifest import load_manifest
@@ -21,12 +20,10 @@ if TYPE_CHECKING:
 
 
 def test_budget_warns_then_pauses_non_essential(
-    tmp_path: Path, serve: Any, http_workers_path: Path
+    tmp_path: Path, serve: Any, http_workers_path: Path, logging_restored: None
 ) -> None:
     http_manifest = http_workers_path / "crank.yaml"
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
     configure_logging("prod", stream=stream)
     broker = open_broker("memory://")
     usage = UsageStore(tmp_path / "usage.db")
@@ -82,7 +79,3 @@ def test_budget_warns_then_pauses_non_essential(
     finally:
         usage.close()
         broker.close()
-        for handler in [h for h in root.handlers if h.get_name() == "crank"]:
-            root.removeHandler(handler)
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
