@@ -5,8 +5,8 @@ Every write runs in ``BEGIN IMMEDIATE`` (one writer at a time), and a claim is o
 never claim the same task. Writers take turns on an ``flock`` of ``<file>-write``
 before they begin: SQLite's own wait for its write lock (``busy_timeout``) sleeps
 1, 2, 5, 10 ms... between tries, so with a server and two workers writing, one
-transaction in eight slept a millisecond or more and the p99 of a submit was 8 ms;
-a writer that finds the lock taken tries again every 50-200 us (up to
+transaction in eight waited a millisecond or more for the lock (p99 8 ms); a
+writer that finds the turn taken tries again every 50-200 us (up to
 ``busy_timeout``, then the error SQLite would give). ``busy_timeout`` still covers
 writers that do not take the turn (another program, or the file lock could not be
 made: an unwritable folder).
