@@ -4,7 +4,7 @@ are never touched; the dead-letter count stays true."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
 
@@ -52,6 +52,40 @@ def test_a_redriven_dead_letter_runs_again_and_can_succeed(broker: Broker) -> No
     assert (done.status, done.result, done.attempts) == ("succeeded", {"ok": True}, 1)
     # the idempotency key still names the same task
     assert broker.submit(TaskSpec("demo.echo", {"n": 1}, idempotency_key="k-1")).id == record.id
+
+
+def test_a_redrive_answers_with_the_task_as_it_left_it(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker may claim the redriven task before the redrive has answered; the answer
+    is still the moment of the redrive: pending, no attempts (the contract's word)."""
+    record = dead_letter(broker)
+    claimed: list[Any] = []
+    if hasattr(broker, "_script"):  # Redis: a worker claims it right after the script
+        script = broker._script
+
+        def then_a_worker_claims_it(name: str, args: Any, what: str) -> Any:
+            reply = script(name, args, what)
+            if name == "dead":
+                claimed.extend(claim_until(broker, 1))
+            return reply
+
+        monkeypatch.setattr(broker, "_script", then_a_worker_claims_it)
+    change = broker.redrive(record.id)
+    assert change is not None and change.changed
+    assert (change.task.status, change.task.attempts) == ("pending", 0)
+    if claimed:
+        now = broker.get(record.id)
+        assert now is not None and now.status == "running"  # the claim did happen
+
+
+def test_a_purge_answers_with_the_task_as_it_was(broker: Broker) -> None:
+    record = dead_letter(broker)
+    change = broker.purge_dead_letter(record.id)
+    assert change is not None and change.changed
+    assert (change.task.id, change.task.status, change.task.error) == (record.id, "dead", BAD)
+    assert broker.get(record.id) is None
+    assert broker.purge_dead_letter(record.id) is None  # gone: nothing to purge
 
 
 def test_a_redriven_task_goes_after_those_waiting_at_its_priority(broker: Broker) -> None:

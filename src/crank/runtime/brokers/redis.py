@@ -576,7 +576,7 @@ class RedisBroker(Broker):
         outcome, _consumer, task = self._script("cancel", args, "cancel a task")
         if outcome == "none":
             return None
-        # the task as the script left it: read afterwards, its worker may have ended it
+        # the task as the script left it, not read afterwards: its worker may have ended it
         return Cancellation(outcome, _record(_fields(task)))
 
     def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
@@ -616,20 +616,13 @@ class RedisBroker(Broker):
         return self._change_dead_letters("purge", capability)
 
     def _change_dead_letter(self, action: str, task_id: str) -> DeadLetterChange | None:
-        before = self.get(task_id)
-        if before is None:
-            return None
         args = [self.prefix, action, repr(time.time()), "id", task_id]
-        [outcome] = self._script("dead", args, f"{action} a dead letter")
+        # the task as the script saw it (after a redrive, before a purge), not read
+        # afterwards: a worker may have claimed a redriven task in between
+        outcome, task = self._script("dead", args, f"{action} a dead letter")
         if outcome == "none":
             return None
-        if outcome != "done":  # not dead (any more)
-            now = self.get(task_id)
-            return None if now is None else DeadLetterChange(False, now)
-        if action == "purge":
-            return DeadLetterChange(True, before)
-        after = self.get(task_id)
-        return DeadLetterChange(True, before if after is None else after)
+        return DeadLetterChange(outcome == "done", _record(_fields(task)))
 
     def _change_dead_letters(self, action: str, capability: str) -> int:
         """Walks ``P:dead`` a bounded number of entries per script call, so one call

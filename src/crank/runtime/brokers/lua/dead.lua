@@ -1,7 +1,11 @@
 -- Redrive or purge dead letters.
 -- ARGV: prefix, action ('redrive' | 'purge'), now, then either
---   'id', task id                       -> {outcome}: 'none' (no such task), the task's
---                                          status when it is no dead letter, or 'done'
+--   'id', task id                       -> {outcome, the task's hash (HGETALL)}: outcome
+--                                          'none' (no such task), 'done', or the task's
+--                                          status when it is no dead letter; the hash as
+--                                          the script left it (redrive, no dead letter)
+--                                          or as it was before (purge), so the answer is
+--                                          the moment of the change, not a read after it
 --   'cap', capability, cursor, budget   -> {next cursor ('' at the end), how many}
 -- A redriven task goes to the back of its stream as a new entry: pending, 0 attempts, no
 -- error; its hash, events and list entry stay. A purged one is deleted with its events,
@@ -57,12 +61,14 @@ if ARGV[4] == 'id' then
   local id = ARGV[5]
   local key = P .. ':t:' .. id
   local h = redis.call('HMGET', key, unpack(FIELDS))
-  if not h[1] then return {'none'} end
-  if h[1] ~= 'dead' then return {h[1]} end
+  if not h[1] then return {'none', {}} end
+  if h[1] ~= 'dead' then return {h[1], redis.call('HGETALL', key)} end
   local dead_entry = h[4]
   if not dead_entry or dead_entry == '' then dead_entry = find_dead_entry(id) end
+  local before = nil
+  if action == 'purge' then before = redis.call('HGETALL', key) end
   change(id, key, h, dead_entry)
-  return {'done'}
+  return {'done', before or redis.call('HGETALL', key)}
 end
 
 local capability, cursor, budget = ARGV[5], ARGV[6], tonumber(ARGV[7])
