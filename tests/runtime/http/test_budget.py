@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from crank.manifest import load_manifest
 from crank.routing import Router
+from crank.runtime import status_tracker as status_tracker_module
+from crank.runtime import usage as usage_module
 from crank.runtime.brokers import open_broker
 from crank.runtime.config import RuntimeConfig
 from crank.runtime.http.services import build_services
@@ -18,10 +20,19 @@ from crank.runtime.usage import UsageStore
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
+
 
 def test_budget_warns_then_pauses_non_essential(
-    tmp_path: Path, serve: Any, http_workers_path: Path, logging_restored: None
+    tmp_path: Path,
+    serve: Any,
+    http_workers_path: Path,
+    logging_restored: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # one UTC day throughout: a run across midnight would record on one day, read another
+    for module in (usage_module, status_tracker_module):
+        monkeypatch.setattr(module, "utc_day", lambda now=None: "2026-06-15")
     http_manifest = http_workers_path / "crank.yaml"
     stream = io.StringIO()
     configure_logging("prod", stream=stream)
