@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crank.errors import UsageError
+from crank.errors import BrokerError, UsageError
 from crank.runtime import worker_process
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
@@ -182,6 +182,37 @@ def test_only_the_configured_capabilities_are_claimed(memory: Broker) -> None:
     record = memory.get(echo.id)
     assert record is not None
     assert record.status == "pending"
+
+
+def test_a_broker_call_is_retried_after_failures_and_given_up_when_asked(
+    memory: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first try is a plain call; a failure goes on to the backoff (logged per
+    retry, the same call made again) until it succeeds, or until ``give_up`` says so."""
+    loop = WorkerLoop(config(reconnect_max_s=0.01), broker=memory)
+    calls: list[int] = []
+
+    def fails_twice() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise BrokerError("broker down")
+        return "done"
+
+    with caplog.at_level("WARNING", logger="crank.runtime.worker"):
+        assert loop._with_retry("claim tasks", fails_twice, give_up=lambda: False) == "done"
+    assert len(calls) == 3
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert retries == [
+        "broker unavailable, retrying (claim tasks, attempt 1): broker down",
+        "broker unavailable, retrying (claim tasks, attempt 2): broker down",
+    ]
+
+    calls.clear()
+    with pytest.raises(BrokerError, match="broker down"):
+        loop._with_retry("ack tasks", fails_twice, give_up=lambda: True)
+    assert len(calls) == 1  # stopping: no second try
+
+    assert loop._with_retry("ack tasks", lambda: 7, give_up=lambda: True) == 7
 
 
 def test_unknown_capability_is_a_usage_error() -> None:
