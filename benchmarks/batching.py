@@ -13,7 +13,9 @@ on one thread everywhere. Each request or task is one 8x8 image.
   a time for ``--seconds``: ``crank run`` with 2 worker processes on SQLite, with
   ``batching: {max_batch_size: 64, max_latency_ms: 5}`` and without; LitServe with 2
   workers, with ``max_batch_size=64`` and a 5 ms batch timeout and without (LitServe
-  lives in its own virtual environment, ``--venv``, created on first use);
+  lives in its own virtual environment, ``--venv``, created on first use; by its
+  default it serves HTTP from one process per inference worker, 2 here, as
+  ``crank run --http-processes 2`` does);
 * through the queue: ``--tasks`` single-image tasks queued in SQLite, drained by 2
   worker processes with and without batching;
 * concurrency: 1,000 tasks of an async handler awaiting 100 ms, ``concurrency: 50``,

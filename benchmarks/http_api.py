@@ -10,7 +10,9 @@ and at 32 connections, after a warm-up:
 * bare Starlette on uvicorn, one process (the limit: an echo with no queue at all);
 * LitServe and BentoML, each with 2 workers, installed in their own virtual
   environment (``--peers-venv``, created on first use with ``pip install litserve
-  bentoml``) so their pins never meet crank's;
+  bentoml``) so their pins never meet crank's; LitServe runs, by its default, one
+  HTTP server process per inference worker (``num_api_servers``: 2 here), so its
+  like-for-like crank row is the one with ``--http-processes 2``;
 * ``crank run`` with 2 worker processes on SQLite and on a private redis-server: the
   synchronous call, and ``POST /v1/tasks`` (202, the task queued);
 * the same SQLite synchronous call with crank's default access log line, for its cost;
