@@ -112,11 +112,11 @@ def lock(path: Path, check_only: bool, upgrade: bool) -> ExitCode:
             hint="run `crank lock --upgrade`, then `crank lock --check`",
         )
     project = load_project(path)
-    status = lock_status(project)
     if check_only:
+        status = lock_status(project)
         click.echo(f"{project.root / LOCK_FILE}: {status}")
         return ExitCode.OK if status == "current" else ExitCode.FINDINGS
-    before = None if status == "missing" else read_lock(project.root / LOCK_FILE)
+    before = read_lock(project.root / LOCK_FILE)  # None: there is none (or it does not parse)
     written = write_lock(project, upgrade=upgrade)
     after = parse_lock(written.read_text(encoding="utf-8"))
     changes = None if before is None else lock_changes(before, after)
