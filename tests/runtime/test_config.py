@@ -8,7 +8,14 @@ import pytest
 
 from crank.errors import UsageError
 from crank.manifest import Manifest, load_manifest
-from crank.runtime.config import DEFAULT_BROKER_URL, RuntimeConfig, build_config
+from crank.runtime import config as config_module
+from crank.runtime.config import (
+    DEFAULT_BROKER_URL,
+    MAX_HTTP_PROCESSES,
+    RuntimeConfig,
+    build_config,
+)
+from crank.runtime.cpus import usable_cpus
 
 MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "http_workers" / "crank.yaml"
 
@@ -106,3 +113,27 @@ def test_crank_access_log_chooses_which_requests_are_logged(
     config = build_config(manifests, env=env)
     assert config.access_log == mode
     assert config.public()["access_log"] == mode
+
+
+@pytest.mark.parametrize(
+    ("value", "processes"), [(None, 1), ("", 1), ("3", 3), ("auto", None), (" Auto ", None)]
+)
+def test_crank_http_processes_is_a_number_or_auto(
+    manifests: list[Manifest], value: str | None, processes: int | None
+) -> None:
+    env = {} if value is None else {"CRANK_HTTP_PROCESSES": value}
+    config = build_config(manifests, env=env)
+    # auto: one per CPU this process may use
+    assert config.http_processes == (processes or min(usable_cpus(), MAX_HTTP_PROCESSES))
+    assert config.public()["http_processes"] == config.http_processes
+
+
+def test_auto_http_processes_follow_the_cpus_and_stay_within_the_bound(
+    manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"CRANK_HTTP_PROCESSES": "auto"}
+    for cpus, processes in ((1, 1), (6, 6), (200, MAX_HTTP_PROCESSES)):
+        monkeypatch.setattr(config_module, "usable_cpus", lambda cpus=cpus: cpus)
+        assert build_config(manifests, env=env).http_processes == processes
+    with pytest.raises(UsageError, match="CRANK_HTTP_PROCESSES='two' is not a number or 'auto'"):
+        build_config(manifests, env={"CRANK_HTTP_PROCESSES": "two"})

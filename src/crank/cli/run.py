@@ -11,7 +11,7 @@ import click
 from crank.errors import ExitCode, UsageError
 from crank.manifest import load_manifest
 from crank.plugins import get_plugin_manager
-from crank.runtime.config import MAX_HTTP_PROCESSES, build_config
+from crank.runtime.config import AUTO, MAX_HTTP_PROCESSES, auto_http_processes, build_config
 from crank.runtime.serve import serve
 
 if TYPE_CHECKING:
@@ -76,6 +76,19 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     return manifests, import_paths
 
 
+def _http_processes(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``--http-processes``: a whole number from 1 to 64, or ``auto``."""
+    if value is None:
+        return None
+    if value.strip().lower() == AUTO:
+        return auto_http_processes()
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a whole number nor {AUTO!r}") from None
+    return int(click.IntRange(1, MAX_HTTP_PROCESSES).convert(number, param, ctx))
+
+
 @click.command("run")
 @click.option(
     "--broker",
@@ -116,9 +129,11 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
 )
 @click.option(
     "--http-processes",
-    type=click.IntRange(1, MAX_HTTP_PROCESSES),
-    help="Processes serving the HTTP port (default 1, or CRANK_HTTP_PROCESSES); more than "
-    "one puts the supervisor in a process of its own.",
+    metavar="N|auto",
+    callback=_http_processes,
+    help="Processes serving the HTTP port, 1 to 64 (default 1, or CRANK_HTTP_PROCESSES); "
+    "auto: one per CPU this process may use (its affinity, a container's CPU quota). More "
+    "than one puts the supervisor in a process of its own.",
 )
 def run(
     broker_url: str | None,

@@ -8,7 +8,8 @@ Environment variables (all optional):
   capabilities at 100 %;
 * ``CRANK_MAX_PENDING``, ``CRANK_MAX_INFLIGHT``, ``CRANK_MAX_BODY_BYTES``: overload bounds;
 * ``CRANK_GRACE_S``: how long in-flight tasks may run after SIGTERM;
-* ``CRANK_HTTP_PROCESSES``: processes serving the HTTP port (default 1);
+* ``CRANK_HTTP_PROCESSES``: processes serving the HTTP port (default 1), or ``auto``: one
+  per CPU this process may use (:mod:`crank.runtime.cpus`);
 * ``CRANK_UI``: the operator console at ``/ui``: ``on`` (default), ``readonly`` (pages
   without actions; actions refused) or ``off`` (not served);
 * ``CRANK_ACCESS_LOG``: the server's line per request: ``on`` (default), ``errors``
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from crank.errors import UsageError
 from crank.runtime.brokers.common import url_without_password
+from crank.runtime.cpus import usable_cpus
 from crank.runtime.scaling import ScalingConfig
 
 if TYPE_CHECKING:
@@ -45,6 +47,13 @@ DEFAULT_PORT = 8080
 DEV_MAX_WORKERS = 2
 #: the most processes ``crank run`` serves its HTTP port with.
 MAX_HTTP_PROCESSES = 64
+#: what ``--http-processes`` / ``CRANK_HTTP_PROCESSES`` take for one per usable CPU.
+AUTO = "auto"
+
+
+def auto_http_processes() -> int:
+    """One HTTP process per CPU this process may use (affinity, a container's quota)."""
+    return min(usable_cpus(), MAX_HTTP_PROCESSES)
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,8 @@ class RuntimeConfig:
             raise UsageError(
                 f"http processes must be between 1 and {MAX_HTTP_PROCESSES} "
                 f"(got {self.http_processes})",
-                hint="use --http-processes N or CRANK_HTTP_PROCESSES=N, about one per CPU core",
+                hint="use --http-processes N or CRANK_HTTP_PROCESSES=N, about one per CPU core "
+                "(auto: one per CPU this process may use)",
                 subject="CRANK_HTTP_PROCESSES",
             )
         if not self.health_interval_s > 0:
@@ -161,16 +171,20 @@ class RuntimeConfig:
         }
 
 
-def _env_number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
+def _env_number(
+    env: Mapping[str, str], name: str, kind: type[float] | type[int], *, also: str | None = None
+) -> Any:
+    """``name``'s number, None when unset; ``also``: a word it may say instead."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return None
     try:
         return kind(raw)
     except ValueError:
+        words = f"a number or {also!r}" if also else "a number"
         raise UsageError(
-            f"environment variable {name}={raw!r} is not a number",
-            hint=f"set {name} to a number or unset it",
+            f"environment variable {name}={raw!r} is not {words}",
+            hint=f"set {name} to {words}, or unset it",
             subject=name,
         ) from None
 
@@ -226,11 +240,14 @@ def build_config(
         ("max_inflight_requests", "CRANK_MAX_INFLIGHT", int),
         ("max_body_bytes", "CRANK_MAX_BODY_BYTES", int),
         ("grace_s", "CRANK_GRACE_S", float),
-        ("http_processes", "CRANK_HTTP_PROCESSES", int),
     ):
         number = _env_number(env, name, kind)
         if number is not None:
             values[key] = number
+    if env.get("CRANK_HTTP_PROCESSES", "").strip().lower() == AUTO:
+        values["http_processes"] = auto_http_processes()
+    elif (processes := _env_number(env, "CRANK_HTTP_PROCESSES", int, also=AUTO)) is not None:
+        values["http_processes"] = processes
     if env.get("CRANK_UI", "").strip():
         values["ui"] = env["CRANK_UI"].strip().lower()
     if env.get("CRANK_ACCESS_LOG", "").strip():
@@ -247,6 +264,7 @@ def with_overrides(config: RuntimeConfig, **changes: Any) -> RuntimeConfig:
 
 __all__ = [
     "ACCESS_LOG_MODES",
+    "AUTO",
     "CONSOLE_MODES",
     "DEFAULT_BROKER_URL",
     "DEFAULT_HOST",

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from crank.runtime.cpus import usable_cpus
+
 from .conftest import CRANK_MAIN, child_pids
 from .test_run_health import IMPORT_ERROR, MISSING
 
@@ -290,12 +292,56 @@ def test_console_sessions_hold_across_the_processes(crank_run: Starter) -> None:
             assert answer.status_code == 303, answer.text[:300]
 
 
+def test_auto_serves_the_port_from_one_process_per_usable_cpu(crank_run: Starter) -> None:
+    """``--http-processes auto`` counts the CPUs ``crank run`` may use, as it is started:
+    here every CPU of this test (its affinity and cgroup quota are inherited)."""
+    cpus = min(usable_cpus(), 64)
+    run = crank_run("--http-processes", "auto", "--min-workers", "1", "--max-workers", "1")
+    if cpus == 1:  # a one-CPU machine: the plain single process
+        assert http_pids(run) == []
+        return
+    assert len(http_pids(run)) == cpus
+    summary = f"crank is listening on {run.url} ({cpus} HTTP processes)"
+    run.wait_until(lambda: summary in run.log(), what="the start-up summary")
+    status = run.wait_until(
+        lambda: (
+            (doc := fresh(run, "GET", "/v1/status").json())["http_processes"]["alive"] == cpus
+            and doc
+        ),
+        what=f"{cpus} HTTP processes alive",
+    )
+    assert status["http_processes"]["configured"] == cpus
+    assert run.terminate() == 0
+
+
+def test_auto_follows_the_affinity_crank_run_is_started_with(crank_run: Starter) -> None:
+    """Started pinned to one CPU (as ``taskset -c 0`` would), auto is one process: the
+    supervisor serves the port itself, as without the flag."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})  # this thread's: crank run inherits it
+    try:
+        run = crank_run("--http-processes", "auto", "--min-workers", "1", "--max-workers", "1")
+    finally:
+        os.sched_setaffinity(0, before)
+    assert os.sched_getaffinity(run.pid) == {min(before)}
+    assert http_pids(run) == []
+    summary = f"crank is listening on {run.url} with 1 worker process(es)"
+    run.wait_until(lambda: summary in run.log(), what="the start-up summary")
+    assert "http_processes" not in fresh(run, "GET", "/v1/status").json()
+    assert run.terminate() == 0
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
         (["--http-processes", "0"], {}, "'--http-processes': 0 is not in the range 1<=x<=64"),
         ([], {"CRANK_HTTP_PROCESSES": "0"}, "http processes must be between 1 and 64 (got 0)"),
-        ([], {"CRANK_HTTP_PROCESSES": "two"}, "CRANK_HTTP_PROCESSES='two' is not a number"),
+        (
+            [],
+            {"CRANK_HTTP_PROCESSES": "two"},
+            "CRANK_HTTP_PROCESSES='two' is not a number or 'auto'",
+        ),
+        (["--http-processes", "two"], {}, "'two' is neither a whole number nor 'auto'"),
     ],
 )
 def test_a_bad_number_of_http_processes_is_a_usage_error(
