@@ -39,7 +39,12 @@ RUNTIME_ENV: tuple[EnvEntry, ...] = (
     EnvEntry("CRANK_LOG_MODE", "Log format: prod (JSON) or dev (readable)", "prod"),
     EnvEntry("CRANK_MAX_PENDING", "Queued tasks accepted before answering 429", ""),
     EnvEntry("CRANK_MAX_INFLIGHT", "Concurrent HTTP requests before answering 429", ""),
-    EnvEntry("CRANK_HTTP_PROCESSES", "Processes serving the HTTP port (1: the default)", ""),
+    EnvEntry(
+        "CRANK_HTTP_PROCESSES",
+        "Processes serving the HTTP port: a number (1: the default) or auto, one per CPU"
+        " the container may use",
+        "",
+    ),
     EnvEntry("CRANK_MAX_BODY_BYTES", "Largest request body accepted", ""),
     EnvEntry("CRANK_GRACE_S", "Seconds in-flight tasks may run after SIGTERM", "10"),
     EnvEntry("CRANK_DAILY_BUDGET_USD", "Daily LLM budget (pauses non-essential capabilities)", ""),
