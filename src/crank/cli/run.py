@@ -80,8 +80,8 @@ def _http_processes(ctx: click.Context, param: click.Parameter, value: str | Non
     """``--http-processes``: a whole number from 1 to 64, or ``auto``."""
     if value is None:
         return None
-    if value.strip().lower() == AUTO:
-        return auto_http_processes()
+    if (processes := auto_http_processes(value)) is not None:
+        return processes
     try:
         number = int(value)
     except ValueError:

@@ -51,8 +51,11 @@ MAX_HTTP_PROCESSES = 64
 AUTO = "auto"
 
 
-def auto_http_processes() -> int:
-    """One HTTP process per CPU this process may use (affinity, a container's quota)."""
+def auto_http_processes(text: str) -> int | None:
+    """What ``auto`` comes to when ``text`` says it (any case, spaces around): one HTTP
+    process per CPU this process may use (affinity, cgroup quotas); else None."""
+    if text.strip().lower() != AUTO:
+        return None
     return min(usable_cpus(), MAX_HTTP_PROCESSES)
 
 
@@ -244,9 +247,10 @@ def build_config(
         number = _env_number(env, name, kind)
         if number is not None:
             values[key] = number
-    if env.get("CRANK_HTTP_PROCESSES", "").strip().lower() == AUTO:
-        values["http_processes"] = auto_http_processes()
-    elif (processes := _env_number(env, "CRANK_HTTP_PROCESSES", int, also=AUTO)) is not None:
+    processes = auto_http_processes(env.get("CRANK_HTTP_PROCESSES", ""))
+    if processes is None:
+        processes = _env_number(env, "CRANK_HTTP_PROCESSES", int, also=AUTO)
+    if processes is not None:
         values["http_processes"] = processes
     if env.get("CRANK_UI", "").strip():
         values["ui"] = env["CRANK_UI"].strip().lower()

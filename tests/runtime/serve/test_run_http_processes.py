@@ -8,6 +8,7 @@ is read from the access log, whose lines carry ``http_process`` and the request 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from .conftest import CRANK_MAIN, child_pids
 from .test_run_health import IMPORT_ERROR, MISSING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
 
     CrankRun = Any
     Starter = Callable[..., Any]
@@ -292,17 +293,25 @@ def test_console_sessions_hold_across_the_processes(crank_run: Starter) -> None:
             assert answer.status_code == 303, answer.text[:300]
 
 
+@contextlib.contextmanager
+def pinned(choose: Callable[[set[int]], Iterable[int]]) -> Iterator[None]:
+    """This thread on the CPUs ``choose`` picks from its own while the block runs: a
+    ``crank run`` started inside inherits them (as under ``taskset``)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(choose(before)))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def test_auto_serves_the_port_from_one_process_per_usable_cpu(crank_run: Starter) -> None:
     """``--http-processes auto`` counts the CPUs ``crank run`` may use, as it is started:
     the CPUs of this test (its affinity and cgroup quota are inherited), at most four
     of them here (on a big machine every one would only make the test slow)."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, set(sorted(before)[:4]))  # this thread's: crank run inherits it
-    try:
+    with pinned(lambda cpus: sorted(cpus)[:4]):
         cpus = usable_cpus()
         run = crank_run("--http-processes", "auto", "--min-workers", "1", "--max-workers", "1")
-    finally:
-        os.sched_setaffinity(0, before)
     if cpus == 1:  # a one-CPU machine: the plain single process
         assert http_pids(run) == []
         return
@@ -323,13 +332,10 @@ def test_auto_serves_the_port_from_one_process_per_usable_cpu(crank_run: Starter
 def test_auto_follows_the_affinity_crank_run_is_started_with(crank_run: Starter) -> None:
     """Started pinned to one CPU (as ``taskset -c 0`` would), auto is one process: the
     supervisor serves the port itself, as without the flag."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(before)})  # this thread's: crank run inherits it
-    try:
+    first = min(os.sched_getaffinity(0))
+    with pinned(lambda cpus: [first]):
         run = crank_run("--http-processes", "auto", "--min-workers", "1", "--max-workers", "1")
-    finally:
-        os.sched_setaffinity(0, before)
-    assert os.sched_getaffinity(run.pid) == {min(before)}
+    assert os.sched_getaffinity(run.pid) == {first}
     assert http_pids(run) == []
     summary = f"crank is listening on {run.url} with 1 worker process(es)"
     run.wait_until(lambda: summary in run.log(), what="the start-up summary")
