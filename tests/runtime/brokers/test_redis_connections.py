@@ -324,6 +324,37 @@ def test_a_subscription_that_hears_nothing_pings_and_connects_again(
         broker.close()
 
 
+def test_a_frozen_redis_times_a_call_out_and_a_thawed_one_answers_again(
+    redis_server_aof: RedisServer,
+) -> None:
+    """A call to a Redis that keeps the connection and answers nothing fails once the
+    read timeout (``socket_timeout_s`` plus a blocking claim's slice) runs out, with an
+    error that says so, and does not hang; once Redis answers again, so does the broker.
+    (On Linux the kernel times the read out: the socket blocks, with ``SO_RCVTIMEO``.)"""
+    broker = open_broker(redis_server_aof.url, socket_timeout_s=0.2)
+    proc = redis_server_aof.proc
+    assert proc is not None
+    try:
+        [task] = broker.submit_many([TaskSpec("demo.echo", {"n": 1})])
+        sock = broker._hot._conn._sock  # type: ignore[attr-defined]
+        if resp_module._KERNEL_TIMEOUTS:
+            assert sock.gettimeout() is None  # no poll before each read and write
+        os.kill(proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            with pytest.raises(BrokerError) as info:
+                broker.get(task.id)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert "did not answer within 0.7 s" in info.value.message, info.value.message
+        assert time.monotonic() - started >= 0.7  # not sooner than the timeout
+        record = broker.get(task.id)  # connects afresh
+        assert record is not None
+        assert record.payload == {"n": 1}
+    finally:
+        broker.close()
+
+
 async def _until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + 60
     while not condition():
