@@ -53,7 +53,6 @@ def test_query_options_are_parsed_and_overridden() -> None:
         ("queue.db", "it has no scheme"),
         ("amqp://localhost", "unknown scheme 'amqp'"),
         ("sqlite://", "a SQLite URL needs a file path after three slashes"),
-        ("memory://?retry_base_s=fast", "option retry_base_s='fast' is not a number"),
         ("memory://?colour=blue", "unknown option 'colour'"),
     ],
 )
@@ -63,6 +62,44 @@ def test_bad_urls_are_usage_errors_with_a_hint(url: str, why: str) -> None:
     assert info.value.message.startswith(f"broker URL {url!r} cannot be used: {why}")
     assert info.value.hint is not None
     assert "sqlite:///" in info.value.hint
+
+
+_ZERO_OR_MORE = "must be a number of seconds, 0 or more"
+_ABOVE_ZERO = "must be a number of seconds above 0"
+
+
+@pytest.mark.parametrize(
+    ("query", "why", "must"),
+    [
+        ("retry_base_s=fast", "option retry_base_s='fast' is not a number", _ZERO_OR_MORE),
+        ("retry_base_s=-1", "option retry_base_s='-1' is out of range", _ZERO_OR_MORE),
+        ("retry_max_s=inf", "option retry_max_s='inf' is out of range", _ZERO_OR_MORE),
+        ("result_ttl_s=-5", "option result_ttl_s='-5' is out of range", _ABOVE_ZERO),
+        ("result_ttl_s=0", "option result_ttl_s='0' is out of range", _ABOVE_ZERO),
+        ("result_ttl_s=nan", "option result_ttl_s='nan' is out of range", _ABOVE_ZERO),
+    ],
+)
+def test_option_values_out_of_range_are_usage_errors(
+    tmp_path: Path, query: str, why: str, must: str
+) -> None:
+    """A negative time to live would end every result as it was stored; NaN would make
+    every comparison with it false. Each backend refuses them before it opens."""
+    for base in ("memory://", f"sqlite:///{tmp_path}/q.db", "redis://127.0.0.1:1/0"):
+        url = f"{base}?{query}"
+        with pytest.raises(UsageError) as info:
+            open_broker(url)
+        assert info.value.message == f"broker URL {url!r} cannot be used: {why}"
+        assert info.value.hint == f"{query.partition('=')[0]} {must}"
+    assert not (tmp_path / "q.db").exists()
+
+
+def test_options_given_as_arguments_are_checked_alike() -> None:
+    with pytest.raises(UsageError) as info:
+        open_broker("memory://", result_ttl_s=-1.0)
+    assert "option result_ttl_s=-1.0 is out of range" in info.value.message
+    broker = open_broker("memory://?retry_base_s=0", retry_max_s=0)
+    assert isinstance(broker, MemoryBroker)
+    assert (broker.options.retry_base_s, broker.options.retry_max_s) == (0.0, 0.0)
 
 
 def test_unreachable_redis_is_a_broker_error_with_a_hint() -> None:

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +16,7 @@ import pytest
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import TaskSpec
 
-from .conftest import HTTP_WORKERS
+from .conftest import CRANK_MAIN, HTTP_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -226,3 +228,22 @@ def test_kill_9_of_crank_run_with_tasks_queued_and_running_loses_none(
         done = again.wait_final(tid)
         assert (done["status"], done["attempts"]) == ("succeeded", 1), done
     assert again.terminate() == 0
+
+
+def test_a_broker_option_out_of_range_stops_crank_run_before_it_opens_the_queue(
+    tmp_path: Path,
+) -> None:
+    url = "sqlite:///queue.db?result_ttl_s=-5"
+    done = subprocess.run(
+        [sys.executable, "-c", CRANK_MAIN, "run", "--port", "1", "--broker", url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[:2] == [
+        f"error: broker URL {url!r} cannot be used: option result_ttl_s='-5' is out of range",
+        "  hint: result_ttl_s must be a number of seconds above 0",
+    ]
+    assert not (tmp_path / "queue.db").exists()

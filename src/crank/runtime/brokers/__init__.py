@@ -3,13 +3,19 @@
 ``open_broker(url, **options)`` picks one by URL scheme. Options may also be
 given as URL query parameters (``sqlite:///q.db?retry_base_s=0.1``):
 
-* ``retry_base_s`` / ``retry_max_s``: backoff of retryable failures;
-* ``result_ttl_s``: how long results of finished tasks are kept (default 1 day);
+* ``retry_base_s`` / ``retry_max_s``: backoff of retryable failures (seconds, 0 or
+  more: 0 retries at once);
+* ``result_ttl_s``: how long results of finished tasks are kept (seconds, above 0;
+  default 1 day);
 * ``prefix`` (Redis): key prefix, default ``crank``.
+
+A value that is not a finite number in its range is a :class:`~crank.errors.UsageError`
+naming the option: ``result_ttl_s=-5`` would have ended every result as it was stored.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -19,7 +25,25 @@ if TYPE_CHECKING:
     from crank.runtime.brokers.contract import Broker
 
 SCHEMES = ("memory://", "sqlite:///PATH", "redis://HOST:PORT/DB")
-_FLOAT_OPTIONS = frozenset({"retry_base_s", "retry_max_s", "result_ttl_s"})
+#: the options that are seconds, and the least each may be (and whether it may be that).
+_FLOAT_OPTIONS = {"retry_base_s": True, "retry_max_s": True, "result_ttl_s": False}
+
+
+def _seconds(url: str, key: str, value: Any) -> float:
+    """``value`` of option ``key`` as seconds, or the usage error saying what it must be."""
+    zero_allowed = _FLOAT_OPTIONS[key]
+    must = "a number of seconds, 0 or more" if zero_allowed else "a number of seconds above 0"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise url_usage_error(
+            url, f"option {key}={value!r} is not a number", hint=f"{key} must be {must}"
+        ) from None
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_allowed):
+        raise url_usage_error(
+            url, f"option {key}={value!r} is out of range", hint=f"{key} must be {must}"
+        )
+    return seconds
 
 
 def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -27,19 +51,14 @@ def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any
     base, _, query = url.partition("?")
     merged: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in _FLOAT_OPTIONS:
-            try:
-                merged[key] = float(value)
-            except ValueError:
-                raise url_usage_error(url, f"option {key}={value!r} is not a number") from None
-        elif key == "prefix":
+        if key in _FLOAT_OPTIONS or key == "prefix":
             merged[key] = value
         else:
-            raise url_usage_error(
-                url,
-                f"unknown option {key!r} (known: {', '.join(sorted(_FLOAT_OPTIONS | {'prefix'}))})",
-            )
+            known = ", ".join(sorted(_FLOAT_OPTIONS.keys() | {"prefix"}))
+            raise url_usage_error(url, f"unknown option {key!r} (known: {known})")
     merged.update(options)
+    for key in _FLOAT_OPTIONS.keys() & merged.keys():
+        merged[key] = _seconds(url, key, merged[key])
     return base, merged
 
 
