@@ -72,14 +72,24 @@ def _jsonable(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else str(value)
 
 
+def _utf8(text: str) -> str:
+    """``text``, a lone UTF-16 surrogate in it written as its JSON escape (``\\ud800``):
+    a task's result may hold one, and the page is sent as UTF-8, which has no form for it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def pretty_json(value: Any) -> str:
     """``value`` as indented JSON for a ``<pre>`` (the template escapes it)."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable)
+    return _utf8(json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable))
 
 
 def compact_json(value: Any) -> str:
     """``value`` as JSON on one line."""
-    return json.dumps(value, ensure_ascii=False, default=_jsonable)
+    return _utf8(json.dumps(value, ensure_ascii=False, default=_jsonable))
 
 
 def utc_time(timestamp: float | None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import ClientDisconnect
+
 from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
 from crank.runtime.brokers.contract import IdempotencyKeyReused
 from crank.runtime.concurrency import ConcurrencyLimited
@@ -19,6 +21,10 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from crank.runtime.brokers.contract import TaskRecord
+
+
+#: the status of a request whose client left before its body arrived (as nginx logs it).
+CLIENT_CLOSED = 499
 
 
 def _seconds_to_utc_midnight() -> int:
@@ -86,6 +92,15 @@ def error_for(exc: BaseException) -> Response:
     if isinstance(exc, CrankError):
         # BrokerError and other deliberate errors of the backend
         return error_response(503, "UNAVAILABLE", exc.message, hint=exc.hint)
+    if isinstance(exc, ClientDisconnect):
+        # nobody reads this answer: its status (nginx's 499) is for the access log and
+        # the request counter, which would otherwise blame the broker for a client
+        return error_response(
+            CLIENT_CLOSED,
+            "CLIENT_CLOSED_REQUEST",
+            "the client closed the connection before its request body arrived",
+            hint="nothing was queued; send the request again",
+        )
 
     get_logger("crank.runtime.http").error("broker_failure", exc_info=exc)
     return error_response(

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
 
 from crank.errors import ValidationFailed
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
@@ -24,7 +23,7 @@ from crank.runtime.http.operations import (
     component_ref,
     errors,
 )
-from crank.runtime.http.responses import error_response
+from crank.runtime.http.responses import JSONResponse, error_response
 from crank.runtime.http.task_control import (
     _CALLER_FILTER,
     _CURSOR,

@@ -27,6 +27,8 @@ _EVENT_ID = re.compile(r"[0-9]{1,19}")
 MAX_TASK_WAIT_S = 55
 #: a JSON number, as written by every client (no "inf", "nan", "1_0" or spaces).
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+#: the escape of a UTF-16 surrogate: a body without one cannot hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class UnsupportedMediaType(CrankError):
@@ -46,9 +48,31 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
 
 
+def _lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:
+    """(JSON path, the surrogate) of the first string (or key) in ``value`` holding a lone
+    UTF-16 surrogate: ``"\\ud800"`` parses, but is no Unicode character, and no UTF-8 text
+    (a worker's, the answer's) can hold it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return json_path(path), value[exc.start]
+        return None
+    if not isinstance(value, dict | list):
+        return None
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str) and (found := _lone_surrogate(key, path)) is not None:
+            return found
+        if (found := _lone_surrogate(item, (*path, key))) is not None:
+            return found
+    return None
+
+
 async def json_body(request: Request, limit: int) -> Any:
     """The body as JSON: 415 unless its Content-Type is JSON (a missing one is taken for
-    JSON), 413 over ``limit``, 400 when empty or not strict JSON."""
+    JSON), 413 over ``limit``, 400 when empty, not strict JSON, or holding a string that
+    is not Unicode (a lone surrogate)."""
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json_media_type(content_type):
         raise UnsupportedMediaType(
@@ -63,7 +87,8 @@ async def json_body(request: Request, limit: int) -> Any:
             errors=[{"path": "$", "message": "a JSON body is required"}],
         )
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        body = json.loads(raw, parse_constant=_no_constant)
+        lone = _lone_surrogate(body) if _SURROGATE_ESCAPE.search(raw) else None
     except RecursionError:
         raise ValidationFailed(
             "the request body nests too deeply",
@@ -76,6 +101,16 @@ async def json_body(request: Request, limit: int) -> Any:
             hint="send a JSON object with Content-Type: application/json",
             errors=[{"path": "$", "message": "not valid JSON"}],
         ) from None
+    if lone is not None:
+        where, surrogate = lone
+        raise ValidationFailed(
+            f"the request body holds a lone UTF-16 surrogate ({surrogate!r}) at {where}: "
+            "it is not a Unicode character",
+            hint="send text as UTF-8; a character beyond U+FFFF escaped takes both halves "
+            "of its surrogate pair (\\ud83d\\ude00)",
+            errors=[{"path": where, "message": "a lone UTF-16 surrogate"}],
+        )
+    return body
 
 
 #: The fields of ``POST /v1/tasks``; anything else is refused (a typo is not ignored).

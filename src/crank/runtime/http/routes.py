@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from crank.runtime.brokers import contract as broker_contract
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
@@ -57,7 +57,7 @@ from crank.runtime.http.request_parsing import (
     task_envelope,
     task_wait,
 )
-from crank.runtime.http.responses import error_response
+from crank.runtime.http.responses import JSONResponse, error_response
 from crank.runtime.http.sse import (
     MAX_EVENT_ID,
     first_look,

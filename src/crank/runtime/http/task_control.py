@@ -12,7 +12,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
 
 from crank.errors import ValidationFailed
 from crank.runtime.brokers.contract import MAX_PAGE, TASK_STATUSES, TaskQuery, cursor_is_valid
@@ -26,7 +25,7 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import CALLER_PATTERN
-from crank.runtime.http.responses import error_response
+from crank.runtime.http.responses import JSONResponse, error_response
 from crank.runtime.logs import get_logger
 
 if TYPE_CHECKING:
