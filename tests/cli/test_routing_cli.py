@@ -121,12 +121,29 @@ def test_routes_conflicting_workers_is_a_clear_error() -> None:
     )
 
 
-def test_routes_missing_manifest_is_a_usage_error() -> None:
+def test_routes_missing_manifest_is_a_usage_error(tmp_path: Path) -> None:
     result = crank("routes", "--worker", "nowhere/crank.yaml")
     assert result.exit_code == 2
     assert result.stderr == (
-        "error: nowhere/crank.yaml: no such manifest file\n  hint: give the path of a crank.yaml\n"
+        "error: nowhere/crank.yaml: no such manifest file\n"
+        "  hint: give the path of a crank.yaml, or of the folder holding it\n"
     )
+    empty = crank("invoke", "text.upper", "--worker", str(tmp_path), "--input", "{}")
+    assert empty.exit_code == 2
+    assert empty.stderr.startswith(f"error: {tmp_path}: no crank.yaml in the folder\n")
+
+
+def test_a_worker_folder_is_taken_as_crank_run_takes_it() -> None:
+    """``--worker`` names a crank.yaml or the folder holding it, as for ``crank run``."""
+    by_file = crank("routes", "--format", "json", "--worker", str(KINDS))
+    by_folder = crank("routes", "--format", "json", "--worker", str(KINDS.parent))
+    assert by_folder.exit_code == 0, by_folder.stderr
+    assert by_folder.stdout == by_file.stdout
+    called = crank(
+        "invoke", "text.upper", "--worker", str(KINDS.parent), "--input", '{"text": "ok"}'
+    )
+    assert (called.exit_code, called.stderr) == (0, "")
+    assert json.loads(called.stdout)["upper"] == "OK"
 
 
 # -- invoke -------------------------------------------------------------------------
@@ -271,9 +288,23 @@ def test_invoke_shim_without_the_selector_value_exits_2() -> None:
             "@/nonexistent/in.json",
             "error: cannot read the input file /nonexistent/in.json: No such file or directory\n",
         ),
+        (
+            '{"text": NaN}',
+            "error: --input is not valid JSON: NaN is not a JSON value (RFC 8259 has no NaN "
+            "or Infinity)\n",
+        ),
+        (
+            '{"text": ["a", "\\udfff"]}',
+            "error: --input holds a lone UTF-16 surrogate ('\\udfff') at $.text[1]: it is not "
+            "a Unicode character\n",
+        ),
+        ("@latin1", "error: the input file {tmp}/in.json is not UTF-8 text: byte 10 is b'\\xe9'\n"),
     ],
 )
-def test_invoke_unusable_input_exits_2(value: str, message: str) -> None:
+def test_invoke_unusable_input_exits_2(value: str, message: str, tmp_path: Path) -> None:
+    if value == "@latin1":
+        (tmp_path / "in.json").write_bytes('{"text": "\xe9"}'.encode("latin-1"))
+        value, message = f"@{tmp_path}/in.json", message.format(tmp=tmp_path)
     result = crank("invoke", "text.upper", "--worker", str(KINDS), "--input", value)
     assert result.exit_code == 2
     assert result.stderr.startswith(message)
@@ -283,9 +314,12 @@ def test_invoke_unusable_input_exits_2(value: str, message: str) -> None:
 # -- test-worker --------------------------------------------------------------------
 
 
-def test_test_worker_by_path_prints_a_summary() -> None:
+def test_test_worker_by_path_prints_a_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     result = crank("test-worker", str(SELFTEST))
     assert result.exit_code == 0, result.output
+    monkeypatch.chdir(SELFTEST.parent.parent)  # its folder's bare name: a path, not a name
+    by_folder = crank("test-worker", SELFTEST.parent.name)
+    assert (by_folder.exit_code, by_folder.stdout) == (0, result.stdout)
     assert result.stdout == (
         "self-test of doubler 0.3.0\n"
         "  PASS  dependency json module (json)\n"
@@ -317,7 +351,8 @@ def test_test_worker_unknown_name_lists_the_installed(only_fixture_workers: None
     assert result.exit_code == 2
     assert result.stderr == (
         "error: no installed worker is named 'nope'\n"
-        "  hint: installed workers: doubler, text-kinds; or give the path of its crank.yaml\n"
+        "  hint: installed workers: doubler, text-kinds; or give the path of its crank.yaml "
+        "(or of its folder)\n"
     )
 
 

@@ -87,14 +87,15 @@ today_option = click.option(
 
 
 def worker_paths_option(action: str) -> Callable[[F], F]:
-    """``--worker PATH`` (repeatable): crank.yaml files used instead of the installed
-    workers; ``action`` says what is done with them ("Route")."""
+    """``--worker PATH`` (repeatable): crank.yaml files (or folders holding one) used
+    instead of the installed workers; ``action`` says what is done with them ("Route")."""
     return click.option(
         "--worker",
         "worker_paths",
         multiple=True,
         metavar="PATH",
-        help=f"{action} these crank.yaml files instead of the installed workers (repeatable).",
+        help=f"{action} these crank.yaml files (or folders holding one) instead of the "
+        "installed workers (repeatable).",
     )
 
 

@@ -25,14 +25,19 @@ if TYPE_CHECKING:
 
 
 def load_manifest_file(path: str) -> Manifest:
-    """The manifest at ``path``, a usage error when there is no such file."""
-    if not Path(path).is_file():
+    """The manifest at ``path`` (a crank.yaml, or a folder holding one, as ``crank run
+    --worker`` takes it), a usage error when there is none."""
+    file = Path(path)
+    if file.is_dir() and (file / "crank.yaml").is_file():
+        file = file / "crank.yaml"
+    if not file.is_file():
+        what = "no crank.yaml in the folder" if file.is_dir() else "no such manifest file"
         raise UsageError(
-            f"{path}: no such manifest file",
-            hint="give the path of a crank.yaml",
+            f"{path}: {what}",
+            hint="give the path of a crank.yaml, or of the folder holding it",
             subject=path,
         )
-    return load_manifest(path)
+    return load_manifest(file)
 
 
 def build_router(worker_paths: tuple[str, ...], today: dt.date | None) -> Router:

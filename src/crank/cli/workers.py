@@ -14,6 +14,7 @@ import click
 from crank.cli.options import format_option, today_option, worker_paths_option
 from crank.cli.routing import build_router, load_manifest_file
 from crank.errors import CrankError, ExitCode, UsageError
+from crank.manifest.findings import lone_surrogate
 from crank.plugins import get_plugin_manager
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.testing.selftest import run_self_test
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
 # -- crank invoke -----------------------------------------------------------------
 
 
+def _no_constant(name: str) -> Any:
+    # json.loads takes NaN, Infinity and -Infinity, which are not JSON (RFC 8259)
+    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
 def _read_input(value: str) -> dict[str, Any]:
+    """``--input``: strict JSON, as the HTTP API takes it; every problem a usage error."""
     source = "--input"
     text = value
     if value.startswith("@"):
@@ -44,14 +51,35 @@ def _read_input(value: str) -> dict[str, Any]:
                 hint="--input @path reads JSON from a file; --input '{...}' takes it inline",
                 subject=str(file),
             ) from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"the input file {file} is not UTF-8 text: byte {exc.start} is "
+                f"{exc.object[exc.start : exc.start + 1]!r}",
+                hint="save the JSON as UTF-8",
+                subject=str(file),
+            ) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             hint='pass a JSON object, e.g. --input \'{"text": "hello"}\'',
             subject=source,
         ) from None
+    except ValueError as exc:
+        raise UsageError(
+            f"{source} is not valid JSON: {exc}",
+            hint='pass a JSON object, e.g. --input \'{"text": "hello"}\'',
+            subject=source,
+        ) from None
+    if (lone := lone_surrogate(data)) is not None:
+        raise UsageError(
+            f"{source} holds a lone UTF-16 surrogate ({lone[1]!r}) at {lone[0]}: it is not "
+            "a Unicode character",
+            hint="a character beyond U+FFFF escaped takes both halves of its surrogate pair "
+            "(\\ud83d\\ude00)",
+            subject=source,
+        )
     if not isinstance(data, dict):
         raise UsageError(
             f"{source} must be a JSON object, got {type(data).__name__}",
@@ -129,7 +157,9 @@ def invoke(
             f"{worker}; the frames above are its own",
             subject=target,
         ) from None
-    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    # a lone surrogate in the result (UTF-8 has no form for it) is printed escaped
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"))
     return ExitCode.OK
 
 
@@ -155,7 +185,13 @@ def _worker_frames(exc: BaseException, manifest: Manifest | None) -> str:
 
 
 def _find_worker(name: str) -> Manifest:
-    if name.endswith((".yaml", ".yml")) or os.sep in name or Path(name).is_file():
+    given = Path(name)
+    if (
+        name.endswith((".yaml", ".yml"))
+        or os.sep in name
+        or given.is_file()
+        or (given / "crank.yaml").is_file()
+    ):
         return load_manifest_file(name)
     manager = get_plugin_manager()
     found = manager.find_worker(name)
@@ -164,7 +200,7 @@ def _find_worker(name: str) -> Manifest:
     raise UsageError(
         f"no installed worker is named {name!r}",
         hint=f"installed workers: {', '.join(manager.worker_names()) or 'none'}; "
-        "or give the path of its crank.yaml",
+        "or give the path of its crank.yaml (or of its folder)",
         subject=name,
     )
 

@@ -16,6 +16,27 @@ def json_path(parts: tuple[str | int, ...]) -> str:
     return out
 
 
+def lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:
+    """(JSON path, the surrogate) of the first string (or key) in a parsed JSON ``value``
+    that holds a lone UTF-16 surrogate, else None. ``"\\ud800"`` parses, but is no
+    Unicode character: no UTF-8 text (a worker's, an answer's) can hold it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return json_path(path), value[exc.start]
+        return None
+    if not isinstance(value, dict | list):
+        return None
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str) and (found := lone_surrogate(key, path)) is not None:
+            return found
+        if (found := lone_surrogate(item, (*path, key))) is not None:
+            return found
+    return None
+
+
 @dataclass(frozen=True, order=True)
 class Finding:
     """One problem: where (file, line, col, JSON path), which rule, what and how to fix."""

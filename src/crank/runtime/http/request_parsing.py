@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import CrankError, ValidationFailed
-from crank.manifest.findings import json_path
+from crank.manifest.findings import json_path, lone_surrogate
 from crank.runtime.http.limits import read_body
 from crank.runtime.http.sse import MAX_EVENT_ID
 
@@ -48,27 +48,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
 
 
-def _lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:
-    """(JSON path, the surrogate) of the first string (or key) in ``value`` holding a lone
-    UTF-16 surrogate: ``"\\ud800"`` parses, but is no Unicode character, and no UTF-8 text
-    (a worker's, the answer's) can hold it."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return json_path(path), value[exc.start]
-        return None
-    if not isinstance(value, dict | list):
-        return None
-    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
-    for key, item in items:
-        if isinstance(key, str) and (found := _lone_surrogate(key, path)) is not None:
-            return found
-        if (found := _lone_surrogate(item, (*path, key))) is not None:
-            return found
-    return None
-
-
 async def json_body(request: Request, limit: int) -> Any:
     """The body as JSON: 415 unless its Content-Type is JSON (a missing one is taken for
     JSON), 413 over ``limit``, 400 when empty, not strict JSON, or holding a string that
@@ -88,7 +67,7 @@ async def json_body(request: Request, limit: int) -> Any:
         )
     try:
         body = json.loads(raw, parse_constant=_no_constant)
-        lone = _lone_surrogate(body) if _SURROGATE_ESCAPE.search(raw) else None
+        lone = lone_surrogate(body) if _SURROGATE_ESCAPE.search(raw) else None
     except RecursionError:
         raise ValidationFailed(
             "the request body nests too deeply",
