@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,42 @@ def test_idempotency_key_and_bad_input(queue_url: str) -> None:
             queue.submit("fixture.echo", "text")  # type: ignore[arg-type]
         with pytest.raises(InvalidTask, match="TaskRequest values or"):
             queue.submit_many(["fixture.echo"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"priority": "high"},
+            "the priority of fixture.echo must be an integer from -100 to 100, not 'high'",
+        ),
+        ({"priority": 101}, "must be an integer from -100 to 100, not 101"),
+        ({"priority": True}, "must be an integer from -100 to 100, not True"),
+        ({"max_attempts": 0}, "max_attempts of fixture.echo must be a whole number from 1, not 0"),
+        ({"max_attempts": 2.5}, "must be a whole number from 1, not 2.5"),
+        (
+            {"timeout_s": 0},
+            "timeout_s of fixture.echo must be a number of seconds above 0, or None, not 0",
+        ),
+        ({"timeout_s": math.nan}, "must be a number of seconds above 0, or None, not nan"),
+        (
+            {"idempotency_key": "two words"},
+            "visible ASCII characters without spaces (got 9 characters)",
+        ),
+        ({"idempotency_key": "k" * 201}, "without spaces (got 201 characters)"),
+    ],
+)
+def test_options_the_http_api_would_refuse_are_refused_before_queueing(
+    tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    """Straight to the broker, nothing else checks them: a string priority sorted as text
+    in SQLite, max_attempts=0 made a task that went dead unrun."""
+    with connect(f"sqlite:///{tmp_path / 'queue.db'}") as queue:
+        with pytest.raises(InvalidTask, match=re.escape(message)):
+            queue.submit("fixture.echo", {"k": 1}, **options)
+        with pytest.raises(InvalidTask, match=re.escape(message)):
+            queue.submit_many([TaskRequest("fixture.echo", {"k": 2}, **options)])
+        assert not queue.broker.stats().pending  # nothing was queued
 
 
 def test_the_asyncio_producer(queue_url: str) -> None:

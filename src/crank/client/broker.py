@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,9 @@ from crank.client.waiting import deadline_of, seconds_left
 from crank.errors import BrokerError
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import (
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_PRIORITY,
     SAFETY_POLL_S,
     IdempotencyKeyReused,
     TaskSpec,
@@ -55,6 +60,58 @@ def _broker_errors() -> Iterator[None]:
         raise BrokerUnavailable(exc.message, hint=exc.hint, subject=exc.subject) from exc
 
 
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_options(request: TaskRequest) -> None:
+    """Refuse what the HTTP API would refuse (and what no broker checks): a priority out
+    of range sorts a task where no client expects it; ``max_attempts=0`` makes a task
+    that can never run; a timeout of 0 or less one that is over before it starts."""
+    capability, priority = request.capability, request.priority
+    if not _whole(priority) or abs(priority) > MAX_PRIORITY:
+        raise InvalidTask(
+            f"the priority of {capability} must be an integer from -{MAX_PRIORITY} to "
+            f"{MAX_PRIORITY}, not {priority!r:.40}",
+            hint="higher runs first; 0 is the default",
+            subject=capability,
+        )
+    attempts = request.max_attempts
+    if not _whole(attempts) or attempts < 1:
+        raise InvalidTask(
+            f"max_attempts of {capability} must be a whole number from 1, not {attempts!r:.40}",
+            hint="1 runs it once, without retries; 3 is the default",
+            subject=capability,
+        )
+    timeout = request.timeout_s
+    if timeout is not None and not (
+        isinstance(timeout, int | float)
+        and not isinstance(timeout, bool)
+        and math.isfinite(timeout)
+        and timeout > 0
+    ):
+        raise InvalidTask(
+            f"timeout_s of {capability} must be a number of seconds above 0, or None, "
+            f"not {timeout!r:.40}",
+            hint="None gives the task its capability's timeout_s",
+            subject=capability,
+        )
+    key = request.idempotency_key
+    if key is not None and not (
+        isinstance(key, str) and 1 <= len(key) <= MAX_IDEMPOTENCY_KEY and _KEY.match(key)
+    ):
+        size = f"{len(key)} characters" if isinstance(key, str) else type(key).__name__
+        raise InvalidTask(
+            f"the idempotency key of a {capability} task must be 1 to {MAX_IDEMPOTENCY_KEY} "
+            f"visible ASCII characters without spaces (got {size})",
+            hint="use a UUID per logical request",
+            subject=capability,
+        )
+
+
 def _spec(request: TaskLike, caller: str | None) -> TaskSpec:
     if not isinstance(request, TaskRequest):
         if not (isinstance(request, tuple) and len(request) == 2):
@@ -65,6 +122,7 @@ def _spec(request: TaskLike, caller: str | None) -> TaskSpec:
             )
         request = TaskRequest(request[0], request[1])
     check_task_request(request.capability, request.input)
+    _check_options(request)
     # the broker writes JSON too, but would accept NaN and name no capability in its error
     encode_json(request.capability, request.input)
     meta: dict[str, Any] = {"requested": request.capability}

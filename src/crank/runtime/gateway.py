@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from crank.runtime.status_tracker import StatusTracker
     from crank.runtime.worker_reports import WorkerHealth
 
-MAX_PRIORITY = 100
-
 
 class QueueFull(CrankError):
     """More tasks are pending than the server accepts (HTTP 429)."""

@@ -140,6 +140,15 @@ def scoped_idempotency_key(scope: str | None, key: str) -> str:
     return f"{scope}:{key}"
 
 
+#: a task's priority is an integer from -MAX_PRIORITY to MAX_PRIORITY (the HTTP API and
+#: the Python client refuse others).
+MAX_PRIORITY = 100
+#: an idempotency key: 1 to MAX_IDEMPOTENCY_KEY visible ASCII characters, no spaces (what
+#: survives every HTTP client and proxy unchanged).
+MAX_IDEMPOTENCY_KEY = 200
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What a client submits."""

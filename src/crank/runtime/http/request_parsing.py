@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import CrankError, ValidationFailed
 from crank.manifest.findings import json_path, lone_surrogate
+from crank.runtime.brokers.contract import (
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_PRIORITY,
+)
 from crank.runtime.http.limits import read_body
 from crank.runtime.http.sse import MAX_EVENT_ID
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-MAX_IDEMPOTENCY_KEY = 200
-#: visible ASCII, no spaces: what survives every HTTP client and proxy unchanged.
-IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 #: the longest ``GET /v1/tasks/{id}?wait=`` (seconds): under the idle timeout of common
@@ -94,7 +96,6 @@ async def json_body(request: Request, limit: int) -> Any:
 
 #: The fields of ``POST /v1/tasks``; anything else is refused (a typo is not ignored).
 ENVELOPE_FIELDS = ("capability", "input", "priority")
-MAX_PRIORITY = 100
 
 
 def task_envelope(body: Any) -> tuple[str, dict[str, Any], int]:
@@ -241,6 +242,7 @@ __all__ = [
     "CALLER_PATTERN",
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_IDEMPOTENCY_KEY",
+    "MAX_PRIORITY",
     "MAX_TASK_WAIT_S",
     "UnsupportedMediaType",
     "caller",
