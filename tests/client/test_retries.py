@@ -10,11 +10,11 @@ import asyncio
 import email.utils
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crank import AsyncClient, Client
+from crank import AsyncClient, Client, connect, connect_async
 from crank.client import (
     ApiError,
     CancelNotSupported,
@@ -26,6 +26,9 @@ from crank.client import (
 from crank.client.waiting import LONG_POLL_S, LongPolls
 
 from .conftest import DROP
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 QUEUED = {"id": "t1", "capability": "demo.echo", "status": "pending", "attempts": 0}
 BUSY = {"error": {"code": "OVERLOADED", "message": "busy", "hint": "retry after 1 s"}}
@@ -145,9 +148,38 @@ def test_every_successor_is_named(scripted: Any) -> None:
     assert server.requests[0][2]["x-crank-caller"] == "billing"
 
 
-def test_a_caller_the_server_would_ignore_is_refused() -> None:
+def test_a_caller_the_server_would_ignore_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ClientError, match="cannot name a caller"):
         Client("http://127.0.0.1:1", caller="billing service")
+    # straight to the broker too (it scopes keys as the server does), before it is opened
+    queue = tmp_path / "queue.db"
+    with pytest.raises(ClientError, match="caller 'billing service' cannot name a caller"):
+        connect(f"sqlite:///{queue}", caller="billing service")
+    assert not queue.exists()
+    with pytest.raises(ClientError, match="cannot name a caller"):
+        asyncio.run(connect_async(f"sqlite:///{queue}", caller="x" * 65))
+
+
+@pytest.mark.parametrize(
+    ("base_url", "timeout", "message"),
+    [
+        ("127.0.0.1:8080", 30.0, "base_url '127.0.0.1:8080' is not an http:// or https:// URL"),
+        ("ftp://host", 30.0, "base_url 'ftp://host' is not an http:// or https:// URL"),
+        ("http://", 30.0, "base_url 'http://' is not an http:// or https:// URL"),
+        ("http://127.0.0.1:8080", -1, "timeout -1 is not a number of seconds above 0"),
+        ("http://127.0.0.1:8080", float("nan"), "timeout nan is not a number of seconds above 0"),
+    ],
+)
+def test_an_unusable_address_or_timeout_is_refused_when_the_client_is_made(
+    base_url: str, timeout: float, message: str
+) -> None:
+    """Not at the first call, as the HTTP library's own error (UnsupportedProtocol)."""
+    for make in (Client, AsyncClient):
+        with pytest.raises(ClientError) as refused:
+            make(base_url, timeout=timeout)
+        assert refused.value.message == message
+        assert refused.value.hint is not None
+    assert Client("https://crank.example/", timeout=None).base_url == "https://crank.example"
 
 
 def test_a_retry_policy_needs_one_attempt() -> None:

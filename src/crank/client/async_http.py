@@ -43,7 +43,13 @@ from crank.client.exchange import (
 )
 from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_task_request
 from crank.client.waiting import LongPolls, deadline_of, seconds_left
-from crank.client.wire import DEFAULT_URL, EventCursor, RetryPolicy, request_headers
+from crank.client.wire import (
+    DEFAULT_URL,
+    EventCursor,
+    RetryPolicy,
+    client_options,
+    request_headers,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -66,7 +72,7 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = client_options(base_url, timeout)
         self.retry = retry or RetryPolicy()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,

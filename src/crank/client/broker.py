@@ -25,7 +25,13 @@ from crank.client.errors import (
     TaskNotFound,
     TaskTimeout,
 )
-from crank.client.tasks import TaskInfo, TaskRequest, check_task_request, encode_json
+from crank.client.tasks import (
+    TaskInfo,
+    TaskRequest,
+    check_caller,
+    check_task_request,
+    encode_json,
+)
 from crank.client.waiting import deadline_of, seconds_left
 from crank.errors import BrokerError
 from crank.runtime.brokers import open_broker
@@ -244,6 +250,7 @@ class BrokerClient:
     """Submits tasks to a broker and waits for their results (see the module docstring)."""
 
     def __init__(self, broker: Broker, *, caller: str | None = None) -> None:
+        check_caller(caller)
         self.broker = broker
         #: kept with each task as ``meta.caller`` (logs and the console show it).
         self.caller = caller
@@ -484,6 +491,7 @@ def connect(url: str, *, caller: str | None = None, **options: Any) -> BrokerCli
 
     Raises :class:`BrokerUnavailable` when the broker cannot be reached (so does every
     call after), :class:`~crank.errors.UsageError` for a URL or option it cannot use."""
+    check_caller(caller)  # before anything is opened
     with _broker_errors():
         broker = open_broker(url, **options)
     return BrokerClient(broker, caller=caller)
@@ -493,6 +501,7 @@ async def connect_async(
     url: str, *, caller: str | None = None, **options: Any
 ) -> AsyncBrokerClient:
     """:func:`connect` for asyncio (the broker is opened in a worker thread)."""
+    check_caller(caller)
     with _broker_errors():
         broker = await asyncio.to_thread(open_broker, url, **options)
     return AsyncBrokerClient(broker, caller=caller)

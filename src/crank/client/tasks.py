@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crank.client.errors import InvalidTask, TaskFailed
+from crank.client.errors import ClientError, InvalidTask, TaskFailed
 
 if TYPE_CHECKING:
     from crank.runtime.brokers.contract import TaskRecord
@@ -142,6 +143,20 @@ def _number_or_none(value: object) -> float | None:
     return None
 
 
+_CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+
+def check_caller(caller: object) -> None:
+    """A client's ``caller``: what the server takes as ``X-Crank-Caller`` (a metric label
+    and the scope of idempotency keys), or a :class:`ClientError` saying so."""
+    if caller is not None and not (isinstance(caller, str) and _CALLER.match(caller)):
+        raise ClientError(
+            f"caller {caller!r:.80} cannot name a caller",
+            hint="use 1 to 64 letters, digits and . _ @ - (e.g. 'billing-service')",
+            subject=str(caller),
+        )
+
+
 def check_task_request(capability: object, payload: object) -> None:
     """Refuse, before sending, what no server would accept."""
     if not isinstance(capability, str) or not capability:
@@ -176,6 +191,7 @@ __all__ = [
     "TaskEvent",
     "TaskInfo",
     "TaskRequest",
+    "check_caller",
     "check_task_request",
     "encode_json",
 ]

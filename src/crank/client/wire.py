@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import re
 import time
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 from tenacity import retry_if_exception_type, stop_after_attempt
@@ -29,7 +31,7 @@ from crank.client.errors import (
     TaskNotFound,
     TaskTimeout,
 )
-from crank.client.tasks import TaskEvent
+from crank.client.tasks import TaskEvent, check_caller
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -105,20 +107,36 @@ def new_idempotency_key() -> str:
     return uuid.uuid4().hex
 
 
-_CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+def client_options(base_url: object, timeout: object) -> str:
+    """``base_url`` without its trailing slash, once it and ``timeout`` (seconds above 0,
+    or None: no limit) are usable; else a :class:`ClientError` saying what to pass."""
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError(
+            f"base_url {base_url!r:.200} is not an http:// or https:// URL",
+            hint=f"pass the address crank run serves, e.g. {DEFAULT_URL}",
+            subject=str(base_url),
+        )
+    if timeout is not None and not (
+        isinstance(timeout, int | float)
+        and not isinstance(timeout, bool)
+        and math.isfinite(timeout)
+        and timeout > 0
+    ):
+        raise ClientError(
+            f"timeout {timeout!r:.40} is not a number of seconds above 0",
+            hint="pass the seconds a request may take (30 by default), or None for no limit",
+            subject=str(timeout),
+        )
+    return str(base_url).rstrip("/")
 
 
 def request_headers(
     token: str | None, caller: str | None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The headers every request of a client carries."""
-    if caller is not None and not _CALLER.match(caller):
-        # the server refuses (400) a caller it cannot use as a label and key scope: say so here
-        raise ClientError(
-            f"caller {caller!r} cannot name a caller",
-            hint="use 1 to 64 letters, digits and . _ @ - (e.g. 'billing-service')",
-            subject=caller,
-        )
+    # the server refuses (400) a caller it cannot use as a label and key scope: say so here
+    check_caller(caller)
     headers = {"Accept": "application/json", "User-Agent": "crank-client"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -296,6 +314,7 @@ __all__ = [
     "backoff_s",
     "body_of",
     "cancel_not_supported",
+    "client_options",
     "deprecation_of",
     "error_of",
     "new_idempotency_key",
