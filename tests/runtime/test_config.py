@@ -79,6 +79,9 @@ def test_public_view_hides_secrets() -> None:
     [
         ({"CRANK_DAILY_BUDGET_USD": "lots"}, "CRANK_DAILY_BUDGET_USD='lots' is not a number"),
         ({"CRANK_DAILY_BUDGET_USD": "-1"}, "daily budget must be positive"),
+        ({"CRANK_DAILY_BUDGET_USD": "inf"}, "CRANK_DAILY_BUDGET_USD='inf' is not a finite number"),
+        ({"CRANK_GRACE_S": "nan"}, "CRANK_GRACE_S='nan' is not a finite number"),
+        ({"CRANK_GRACE_S": "-1"}, r"grace_s must be a number of seconds, 0 or more \(got -1.0\)"),
         ({"CRANK_MAX_PENDING": "0"}, "max_pending_tasks must be at least 1"),
         ({"CRANK_UI": "maybe"}, "console mode 'maybe' is not one of on, readonly, off"),
         ({"CRANK_ACCESS_LOG": "some"}, "access log mode 'some' is not one of on, errors, off"),

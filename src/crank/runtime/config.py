@@ -18,6 +18,7 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -139,7 +140,15 @@ class RuntimeConfig:
         for name in ("max_inflight_requests", "max_pending_tasks", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.daily_budget_usd is not None and self.daily_budget_usd <= 0:
+        if not (math.isfinite(self.grace_s) and self.grace_s >= 0):
+            raise UsageError(
+                f"grace_s must be a number of seconds, 0 or more (got {self.grace_s})",
+                hint="set CRANK_GRACE_S to the seconds in-flight tasks may still run after "
+                "SIGTERM, or unset it (10)",
+                subject="CRANK_GRACE_S",
+            )
+        budget = self.daily_budget_usd
+        if budget is not None and not (math.isfinite(budget) and budget > 0):
             raise UsageError(
                 f"daily budget must be positive (got {self.daily_budget_usd})",
                 hint="set CRANK_DAILY_BUDGET_USD to a positive number of dollars, or unset it",
@@ -181,15 +190,22 @@ def _env_number(
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return None
+    words = f"a number or {also!r}" if also else "a number"
     try:
-        return kind(raw)
+        number = kind(raw)
     except ValueError:
-        words = f"a number or {also!r}" if also else "a number"
         raise UsageError(
             f"environment variable {name}={raw!r} is not {words}",
             hint=f"set {name} to {words}, or unset it",
             subject=name,
         ) from None
+    if not math.isfinite(number):  # float("nan"), float("inf") parse
+        raise UsageError(
+            f"environment variable {name}={raw!r} is not a finite number",
+            hint=f"set {name} to {words}, or unset it",
+            subject=name,
+        )
+    return number
 
 
 def pool_bounds(manifests: Sequence[Manifest]) -> tuple[int, int, int]:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from crank.errors import UsageError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -71,11 +73,20 @@ class UsageStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(_SCHEMA)
-        self._conn.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # as the queue file's
+            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(_SCHEMA)
+            self._conn.commit()
+        except (sqlite3.Error, OSError) as exc:
+            raise UsageError(
+                f"cannot open the LLM usage file {self.path}: {exc}",
+                hint="set CRANK_USAGE_DB to a SQLite file in a writable folder, or unset it "
+                "(crank-usage.db in the current folder)",
+                subject="CRANK_USAGE_DB",
+            ) from exc
 
     def record(
         self,

@@ -247,3 +247,19 @@ def test_a_broker_option_out_of_range_stops_crank_run_before_it_opens_the_queue(
         "  hint: result_ttl_s must be a number of seconds above 0",
     ]
     assert not (tmp_path / "queue.db").exists()
+
+
+def test_an_unusable_usage_file_stops_crank_run_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "usage.db").write_text("not a database " * 200)
+    done = subprocess.run(
+        [sys.executable, "-c", CRANK_MAIN, "run", "--port", "1", "--worker", str(HTTP_WORKERS)],
+        cwd=tmp_path,
+        env={**os.environ, "CRANK_USAGE_DB": "usage.db"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "error: cannot open the LLM usage file usage.db: file is not a database\n" in done.stderr
+    assert "  hint: set CRANK_USAGE_DB to a SQLite file in a writable folder" in done.stderr
+    assert "Traceback" not in done.stderr
