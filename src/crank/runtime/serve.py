@@ -40,7 +40,7 @@ from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from crank.manifest import Manifest
     from crank.runtime.brokers.contract import Broker
@@ -289,7 +289,29 @@ def startup_summary(
     return "\n".join(lines)
 
 
+def _warn_if_open(config: RuntimeConfig, log: Any, env: Mapping[str, str]) -> None:
+    """Say so when the API answers anyone: a CRANK_API_TOKEN that is set but empty (an
+    unset shell variable passed on) is taken as no token at all, and a server listening
+    beyond this machine without a token queues tasks for whoever reaches its port."""
+    if config.api_token is not None:
+        return
+    if "CRANK_API_TOKEN" in env:
+        log.warning(
+            "api_token_empty",
+            message="CRANK_API_TOKEN is set but empty: the API answers without a token",
+            hint="set CRANK_API_TOKEN to the token clients must send, or unset it",
+        )
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "api_open",
+            message=f"listening on {config.host} with no CRANK_API_TOKEN set, so whoever reaches "
+            "the port can call capabilities and queue tasks",
+            hint="set CRANK_API_TOKEN, or listen on 127.0.0.1 behind a proxy that checks callers",
+        )
+
+
 def _announce_started(config: RuntimeConfig, log: Any) -> None:
+    _warn_if_open(config, log, os.environ)
     try:
         get_plugin_manager().hook.crank_runtime_started(config=config)
     except Exception as exc:

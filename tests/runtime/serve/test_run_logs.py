@@ -218,3 +218,29 @@ def test_an_unknown_log_setting_stops_crank_run_with_a_clear_error(
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == lines
+
+
+def test_an_api_that_answers_anyone_is_said_to_at_start(
+    crank_run: Callable[..., CrankRun],
+) -> None:
+    """An empty CRANK_API_TOKEN (an unset shell variable passed on) means no token; a
+    server reachable beyond this machine without one queues tasks for anybody."""
+
+    def warnings(run: CrankRun) -> dict[str, str]:
+        run.wait_until(lambda: "crank_started" in run.log(), what="the start-up line")
+        lines = json_lines(run.log())
+        return {line["event"]: line["message"] for line in lines if line["level"] == "warning"}
+
+    empty = crank_run("--max-workers", "0", env={"CRANK_API_TOKEN": ""})
+    assert warnings(empty) == {
+        "api_token_empty": "CRANK_API_TOKEN is set but empty: the API answers without a token"
+    }
+    assert empty.terminate() == 0
+    everyone = crank_run("--max-workers", "0", "--host", "0.0.0.0")
+    assert warnings(everyone) == {
+        "api_open": "listening on 0.0.0.0 with no CRANK_API_TOKEN set, so whoever reaches the port "
+        "can call capabilities and queue tasks"
+    }
+    assert everyone.terminate() == 0
+    guarded = crank_run("--max-workers", "0", "--host", "0.0.0.0", env={"CRANK_API_TOKEN": "t"})
+    assert warnings(guarded) == {}
