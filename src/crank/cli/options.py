@@ -11,6 +11,7 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -113,4 +114,28 @@ project_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="The worker project folder (default: the current folder, or above --manifest).",
+)
+
+
+#: where ``crank run`` answers by default (its ``--host``/``--port`` defaults).
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{value!r} is not an http:// or https:// URL (e.g. {DEFAULT_URL})"
+        )
+    return value
+
+
+#: ``--url``: the base URL of a running crank (or ``CRANK_URL``), checked before use.
+url_option = click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    envvar="CRANK_URL",
+    callback=_http_url,
+    help="Base URL of the running crank (or CRANK_URL).",
 )

@@ -9,6 +9,7 @@ from typing import Any
 import click
 import httpx
 
+from crank.cli.options import url_option
 from crank.errors import ExitCode, NothingListening, UsageError
 
 
@@ -43,12 +44,7 @@ def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[s
 
 
 @click.command("status")
-@click.option(
-    "--url",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="Base URL of the running crank.",
-)
+@url_option
 def status(url: str) -> ExitCode:
     """Print the system health report (JSON) of a running crank; exit 1 when critical."""
     report = fetch_status(url, os.environ.get("CRANK_API_TOKEN") or None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from crank.cli.options import format_option
+from crank.cli.options import format_option, url_option
 from crank.client import (
     ApiError,
     CancelNotSupported,
@@ -30,8 +30,6 @@ from crank.runtime.brokers.contract import TASK_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 @contextlib.contextmanager
@@ -48,20 +46,20 @@ def _answers(url: str) -> Iterator[None]:
         ) from exc
     except TaskNotFound as exc:
         raise UsageError(
-            str(exc), hint="tasks expire after their result TTL; `crank tasks list` shows them"
+            exc.message, hint="tasks expire after their result TTL; `crank tasks list` shows them"
         ) from None
     except CancelNotSupported as exc:
-        raise UsageError(str(exc), hint=exc.hint) from None
+        raise UsageError(exc.message, hint=exc.hint) from None
     except ApiError as exc:
         if exc.status == 401:
             raise UsageError(
                 f"{url} wants a bearer token", hint="set CRANK_API_TOKEN to the server's token"
             ) from None
         if exc.status == 409:
-            raise NothingToDo(str(exc), hint=exc.hint) from None
+            raise NothingToDo(exc.message, hint=exc.hint) from None
         if exc.status in (429, 503):
-            raise BrokerError(str(exc), hint=exc.hint or "try again in a moment") from None
-        raise UsageError(str(exc), hint=exc.hint) from None
+            raise BrokerError(exc.message, hint=exc.hint or "try again in a moment") from None
+        raise UsageError(exc.message, hint=exc.hint) from None
 
 
 def _client(url: str) -> Client:
@@ -76,15 +74,6 @@ def _when(seconds: float) -> str:
 
 def _doc(info: TaskInfo) -> dict[str, Any]:
     return dataclasses.asdict(info)
-
-
-url_option = click.option(
-    "--url",
-    default=DEFAULT_URL,
-    show_default=True,
-    envvar="CRANK_URL",
-    help="Base URL of the running crank (or CRANK_URL).",
-)
 
 
 @click.group("tasks")

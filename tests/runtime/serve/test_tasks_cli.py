@@ -107,7 +107,13 @@ def test_each_error_has_its_exit_status(crank_run: Any) -> None:
     run: CrankRun = crank_run(env={"CRANK_API_TOKEN": "s3cret-token"})
     unknown = crank(run, "show", "no-such-task", token="s3cret-token")
     assert unknown.returncode == 2
-    assert "no-such-task" in unknown.stderr and "hint:" in unknown.stderr
+    assert unknown.stderr.splitlines() == [
+        "error: no task 'no-such-task'",
+        "  hint: tasks expire after their result TTL; `crank tasks list` shows them",
+    ]  # one hint, not the client's as well
+    refused = crank(run, "list", "--caller", "two words", token="s3cret-token")
+    assert refused.returncode == 2
+    assert refused.stderr.count("hint:") == 1, refused.stderr
     no_token = crank(run, "list")
     assert no_token.returncode == 2
     assert "CRANK_API_TOKEN" in no_token.stderr
@@ -120,3 +126,21 @@ def test_each_error_has_its_exit_status(crank_run: Any) -> None:
     nobody = crank(None, "list")
     assert nobody.returncode == 3
     assert "no crank server answers" in nobody.stderr
+
+
+@pytest.mark.parametrize("command", [("tasks", "list"), ("status",)])
+def test_a_url_that_is_no_http_url_is_a_bad_argument(command: tuple[str, ...]) -> None:
+    """Not 'no server answers' (3) nor a client failure (4): the argument is wrong (2)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CRANK_MAIN, *command, "--url", "127.0.0.1:8080"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        "Invalid value for '--url': '127.0.0.1:8080' is not an http:// or https:// URL "
+        "(e.g. http://127.0.0.1:8080)"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr
