@@ -127,10 +127,16 @@ def test_lock_status_is_whether_every_requirement_is_met(worker_project: Path) -
         "requirements.lock: 'idna>=3' is not pinned"
     )
     check = CliRunner().invoke(cli, ["lock", "--check", str(worker_project)])
-    assert (check.exit_code, check.stdout) == (1, f"{lock}: stale\n")
+    assert (check.exit_code, check.stdout) == (
+        1,
+        f"{lock}: stale\n  {problems[0]}\n  hint: run `crank lock` and commit requirements.lock\n",
+    )
     lock.unlink()
     check = CliRunner().invoke(cli, ["lock", "--check", str(worker_project)])
-    assert (check.exit_code, check.stdout) == (1, f"{lock}: missing\n")
+    assert (check.exit_code, check.stdout) == (
+        1,
+        f"{lock}: missing\n  hint: run `crank lock` and commit requirements.lock\n",
+    )
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from crank.generate.build import build_image
 from crank.generate.lock import (
     LOCK_FILE,
     lock_changes,
-    lock_status,
+    lock_state,
     parse_lock,
     read_lock,
     write_lock,
@@ -113,9 +113,14 @@ def lock(path: Path, check_only: bool, upgrade: bool) -> ExitCode:
         )
     project = load_project(path)
     if check_only:
-        status = lock_status(project)
+        status, problems = lock_state(project)
         click.echo(f"{project.root / LOCK_FILE}: {status}")
-        return ExitCode.OK if status == "current" else ExitCode.FINDINGS
+        for problem in problems:
+            click.echo(f"  {problem}")
+        if status == "current":
+            return ExitCode.OK
+        click.echo("  hint: run `crank lock` and commit requirements.lock")
+        return ExitCode.FINDINGS
     before = read_lock(project.root / LOCK_FILE)  # None: there is none (or it does not parse)
     written = write_lock(project, upgrade=upgrade)
     after = parse_lock(written.read_text(encoding="utf-8"))
