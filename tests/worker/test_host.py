@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import threading
 import time
@@ -86,6 +87,26 @@ def test_output_that_breaks_the_schema_is_a_worker_bug(kinds_host: WorkerHost) -
         kinds_host.call("text.upper", {"text": "wrong-output"})
     assert info.value.errors == [{"path": "$.upper", "message": "42 is not of type 'string'"}]
     assert "returned invalid output for text.upper: $.upper" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("output", "path", "shown"),
+    [
+        ({"slept": math.nan}, "$.slept", "nan"),
+        ({"slept": 1.0, "log": [{"at": 0.5}, {"at": -math.inf}]}, "$.log[1].at", "-inf"),
+        ({"slept": 1.0, "pair": (1.0, math.inf)}, "$.pair[1]", "inf"),
+    ],
+)
+def test_a_number_json_has_no_form_for_is_invalid_output(
+    kinds_host: WorkerHost, output: dict[str, Any], path: str, shown: str
+) -> None:
+    """JSON Schema's ``number`` takes NaN and infinities; JSON (RFC 8259) has no form for
+    them, so no client could read such a result: the handler's bug, named at its path."""
+    kinds_host.validate_output("text.slow", {"slept": 1.0, "log": [{"at": 0.5}]})
+    with pytest.raises(OutputInvalid) as info:
+        kinds_host.validate_output("text.slow", output)
+    assert info.value.errors == [{"path": path, "message": f"{shown} is not a JSON number"}]
+    assert info.value.message.endswith(f"text.slow: {path}: {shown} is not a JSON number")
 
 
 def test_lifecycle_setup_readiness_teardown(kinds_manifest: Manifest) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,6 +15,37 @@ def json_path(parts: tuple[str | int, ...]) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else f".{p}"
     return out
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(map(_all_finite, value.values()))
+    if isinstance(value, list | tuple):
+        return all(map(_all_finite, value))
+    return True
+
+
+def non_finite_number(value: Any) -> tuple[str, float] | None:
+    """(JSON path, the number) of the first NaN or infinity in ``value``, else None: JSON
+    (RFC 8259) has no form for them; Python's ``json`` writes ``NaN``, which no strict
+    JSON reader (a browser's, the HTTP API's) takes. One quick walk; the path is looked
+    for only when there is one."""
+    if _all_finite(value):
+        return None
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return json_path(path), item
+        children: Any = ()
+        if isinstance(item, dict):
+            children = item.items()
+        elif isinstance(item, list | tuple):
+            children = enumerate(item)
+        stack.extend(reversed([(child, (*path, key)) for key, child in children]))
+    return None  # pragma: no cover - _all_finite found one
 
 
 def lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:

@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crank.errors import CapabilityNotFound, ExitCode, ValidationFailed, WorkerError
+from crank.manifest.findings import non_finite_number
 from crank.worker.app import WorkerApplication
 from crank.worker.batch import BatchItem, BatchScope, handler_misfits, streaming_conflicts
 from crank.worker.context import NO_SERVICES, TaskCancelled, TaskContext
@@ -273,6 +274,10 @@ class WorkerHost:
 
     def validate_output(self, capability_id: str, data: Any) -> None:
         errors = self.schema_validator(capability_id, "output").errors(data)
+        if not errors and (odd := non_finite_number(data)) is not None:
+            # a JSON Schema "number" takes NaN; JSON has none: every read of the result
+            # (a synchronous answer, GET /v1/tasks/{id}) would fail
+            errors = [{"path": odd[0], "message": f"{odd[1]} is not a JSON number"}]
         if errors:
             raise OutputInvalid(
                 f"worker {self.manifest.name!r} returned invalid output for {capability_id}: "

@@ -1,6 +1,7 @@
 """Requests and results that are odd at the level of bytes, through ``crank run``: a
 JSON string that is not Unicode (a lone UTF-16 surrogate) is refused at its path, a
-result that holds one is still answered (escaped, as valid JSON), and a client that
+result that holds one is still answered (escaped, as valid JSON), a result holding NaN
+(which JSON has no form for) fails its task as the worker's bug, and a client that
 leaves before its body arrived is logged and counted as such, not as a broker failure."""
 
 from __future__ import annotations
@@ -97,3 +98,22 @@ def test_a_client_that_leaves_before_its_body_arrived_is_a_499_not_a_broker_fail
     assert line["path"] == "/v1/capabilities/demo.echo"
     assert "broker_failure" not in run.log()
     assert run.http.get("/v1/tasks").json()["tasks"] == []
+
+
+def test_a_result_holding_nan_fails_its_task_instead_of_every_read_of_it(
+    crank_run: Callable[..., CrankRun],
+) -> None:
+    """A JSON Schema ``number`` takes NaN; stored, it made every read of the result (the
+    synchronous answer, ``GET /v1/tasks/{id}``) a 500."""
+    run = crank_run("--min-workers", "1", "--max-workers", "1")
+    answer = run.http.post("/v1/capabilities/demo.echo", json={"text": "not-a-number"})
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["task_error"]["code"] == "OUTPUT_INVALID"
+    assert error["task_error"]["errors"] == [
+        {"path": "$.score", "message": "nan is not a JSON number"}
+    ]
+    task = run.http.get(f"/v1/tasks/{error['id']}")
+    assert task.status_code == 200, task.text
+    assert task.json()["status"] == "dead"
+    assert "Traceback" not in run.log()
