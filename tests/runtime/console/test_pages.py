@@ -124,6 +124,14 @@ def test_the_form_shows_the_apis_refusals(console: Callable[..., ConsoleClient])
     invalid = client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": 5}'})
     assert invalid.status_code == 400
     assert "$.text" in invalid.text and "Answer: HTTP 400" in _text(invalid.text)
+    lone = client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": "\\ud800"}'})
+    assert lone.status_code == 400
+    assert (
+        "INVALID_INPUT: the input holds a lone UTF-16 surrogate ('\\ud800') at $.text"
+    ) in html.unescape(_text(lone.text))
+    nan = client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": NaN}'})
+    assert nan.status_code == 400
+    assert "the input is not JSON: NaN is not JSON" in _text(nan.text)
     assert client.services.broker.stats().pending == {}
 
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from crank.manifest.findings import lone_surrogate
 from crank.runtime.console.overview import gather_overview
 from crank.runtime.console.web import CONSOLE_CALLER, CONSOLE_PREFIX
 from crank.runtime.http.answers import error_for
@@ -131,10 +132,22 @@ def _refusal(exc: BaseException) -> Answer:
 
 
 def _parse_input(text: str) -> Any:
+    """The form's input as the API reads a body: strict JSON, Unicode strings only
+    (a ValueError saying what is wrong)."""
+
     def no_constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
-    return json.loads(text, parse_constant=no_constant)
+    try:
+        payload = json.loads(text, parse_constant=no_constant)
+    except ValueError as exc:
+        raise ValueError(f"the input is not JSON: {str(exc)[:200]}") from None
+    if (lone := lone_surrogate(payload)) is not None:
+        raise ValueError(
+            f"the input holds a lone UTF-16 surrogate ({lone[1]!r}) at {lone[0]}: "
+            "it is not a Unicode character"
+        )
+    return payload
 
 
 async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
@@ -148,7 +161,8 @@ async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
     try:
         payload = _parse_input(text)
     except (ValueError, RecursionError) as exc:
-        message = f"the input is not JSON: {str(exc)[:200]}"
+        deep = isinstance(exc, RecursionError)
+        message = "the input is not JSON: it nests too deeply" if deep else str(exc)
         refusal = {"error": {"code": "INVALID_INPUT", "message": message}}
         answer = Answer(400, refusal=refusal)
         return _capability_page(web, visit, route, input_text=text, answer=answer, status=400)
