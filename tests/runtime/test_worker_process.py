@@ -657,6 +657,42 @@ def test_entry_point_reports_a_bad_broker_url(env: dict[str, str]) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "argument --batch-size: '0' is not a whole number 1 or more"),
+        (
+            ["--visibility-timeout", "-5"],
+            "argument --visibility-timeout: '-5' is not a number above 0",
+        ),
+        (
+            ["--visibility-timeout", "nan"],
+            "argument --visibility-timeout: 'nan' is not a number above 0",
+        ),
+        (["--grace", "-1"], "argument --grace: '-1' is not a number 0 or more"),
+        (
+            ["--visibility-timeout", "5", "--heartbeat", "5"],
+            "--heartbeat 5 must be shorter than --visibility-timeout 5 (a third of it is the "
+            "default)",
+        ),
+    ],
+)
+def test_entry_point_refuses_numbers_that_would_break_delivery(
+    env: dict[str, str], args: list[str], message: str
+) -> None:
+    """A batch of 0 never takes a task; a lease that runs out at once (or is renewed after
+    it ran out) hands a running task to a second worker."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "crank.runtime.worker_process", "--broker", "memory://",
+         "--manifest", MANIFEST, *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.splitlines()[-1] == f"python -m crank.runtime.worker_process: error: {message}"
+    )
+
+
 def _http_modules_after_importing(module: str) -> list[str]:
     """The HTTP stack's modules a fresh interpreter holds once ``module`` is imported."""
     probe = (

@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -1013,6 +1014,24 @@ def run_worker_process(
     return loop.run()
 
 
+def _number(kind: type[float] | type[int], least: float, *, inclusive: bool) -> Any:
+    """An argparse type: a finite ``kind`` above ``least`` (or equal, when inclusive)."""
+    word = "whole number" if kind is int else "number"
+    bound = f"{least:g} or more" if inclusive else f"above {least:g}"
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {word}") from None
+        ok = math.isfinite(value) and (value >= least if inclusive else value > least)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {word} {bound}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m crank.runtime.worker_process",
@@ -1028,17 +1047,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=_number(int, 1, inclusive=True),
         default=32,
         help="most tasks one claim takes (fewer for slow tasks)",
     )
-    p.add_argument("--visibility-timeout", type=float, default=30.0)
-    p.add_argument("--grace", type=float, default=10.0)
-    p.add_argument("--heartbeat", type=float, default=None)
-    p.add_argument("--block", type=float, default=1.0)
+    seconds = _number(float, 0, inclusive=False)
+    p.add_argument("--visibility-timeout", type=seconds, default=30.0)
+    p.add_argument("--grace", type=_number(float, 0, inclusive=True), default=10.0)
+    p.add_argument("--heartbeat", type=seconds, default=None)
+    p.add_argument("--block", type=_number(float, 0, inclusive=True), default=1.0)
     p.add_argument(
         "--health-interval",
-        type=float,
+        type=seconds,
         default=2.0,
         help="seconds between the workers' readiness/liveness checks",
     )
@@ -1049,7 +1069,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, loop_class: type[WorkerLoop] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.heartbeat is not None and args.heartbeat >= args.visibility_timeout:
+        # a lease renewed after it ran out: another worker takes the task meanwhile
+        parser.error(
+            f"--heartbeat {args.heartbeat:g} must be shorter than --visibility-timeout "
+            f"{args.visibility_timeout:g} (a third of it is the default)"
+        )
     configure_logging(args.log_mode)
     try:
         configure_tracing()
