@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from crank.client.tasks import (
     check_caller,
     check_task_request,
     encode_json,
+    positive_seconds,
 )
 from crank.client.waiting import deadline_of, seconds_left
 from crank.errors import BrokerError
@@ -93,12 +93,7 @@ def _check_options(request: TaskRequest) -> None:
             subject=capability,
         )
     timeout = request.timeout_s
-    if timeout is not None and not (
-        isinstance(timeout, int | float)
-        and not isinstance(timeout, bool)
-        and math.isfinite(timeout)
-        and timeout > 0
-    ):
+    if timeout is not None and not positive_seconds(timeout):
         raise InvalidTask(
             f"timeout_s of {capability} must be a number of seconds above 0, or None, "
             f"not {timeout!r:.40}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,6 +147,16 @@ def _number_or_none(value: object) -> float | None:
 _CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 
+def positive_seconds(value: object) -> bool:
+    """Whether ``value`` is a number of seconds a client can wait: finite, above 0."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def check_caller(caller: object) -> None:
     """A client's ``caller``: what the server takes as ``X-Crank-Caller`` (a metric label
     and the scope of idempotency keys), or a :class:`ClientError` saying so."""
@@ -194,4 +205,5 @@ __all__ = [
     "check_caller",
     "check_task_request",
     "encode_json",
+    "positive_seconds",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import math
 import random
 import re
 import time
@@ -31,7 +30,7 @@ from crank.client.errors import (
     TaskNotFound,
     TaskTimeout,
 )
-from crank.client.tasks import TaskEvent, check_caller
+from crank.client.tasks import TaskEvent, check_caller, positive_seconds
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -117,12 +116,7 @@ def client_options(base_url: object, timeout: object) -> str:
             hint=f"pass the address crank run serves, e.g. {DEFAULT_URL}",
             subject=str(base_url),
         )
-    if timeout is not None and not (
-        isinstance(timeout, int | float)
-        and not isinstance(timeout, bool)
-        and math.isfinite(timeout)
-        and timeout > 0
-    ):
+    if timeout is not None and not positive_seconds(timeout):
         raise ClientError(
             f"timeout {timeout!r:.40} is not a number of seconds above 0",
             hint="pass the seconds a request may take (30 by default), or None for no limit",
