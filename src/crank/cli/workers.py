@@ -14,7 +14,7 @@ import click
 from crank.cli.options import format_option, today_option, worker_paths_option
 from crank.cli.routing import build_router, load_manifest_file
 from crank.errors import CrankError, ExitCode, UsageError
-from crank.manifest.findings import lone_surrogate
+from crank.manifest.findings import lone_surrogate, strict_json
 from crank.plugins import get_plugin_manager
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.testing.selftest import run_self_test
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 
 
 # -- crank invoke -----------------------------------------------------------------
-
-
-def _no_constant(name: str) -> Any:
-    # json.loads takes NaN, Infinity and -Infinity, which are not JSON (RFC 8259)
-    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
 
 
 def _read_input(value: str) -> dict[str, Any]:
@@ -59,7 +54,7 @@ def _read_input(value: str) -> dict[str, Any]:
                 subject=str(file),
             ) from None
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = strict_json(text)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",

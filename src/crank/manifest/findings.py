@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,25 +28,37 @@ def _all_finite(value: Any) -> bool:
     return True
 
 
+def _non_finite_at(value: Any, path: tuple[str | int, ...]) -> tuple[str, float] | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (json_path(path), value)
+    children: Any = ()
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list | tuple):
+        children = enumerate(value)
+    for key, child in children:
+        if (found := _non_finite_at(child, (*path, key))) is not None:
+            return found
+    return None
+
+
 def non_finite_number(value: Any) -> tuple[str, float] | None:
     """(JSON path, the number) of the first NaN or infinity in ``value``, else None: JSON
     (RFC 8259) has no form for them; Python's ``json`` writes ``NaN``, which no strict
     JSON reader (a browser's, the HTTP API's) takes. One quick walk; the path is looked
     for only when there is one."""
-    if _all_finite(value):
-        return None
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return json_path(path), item
-        children: Any = ()
-        if isinstance(item, dict):
-            children = item.items()
-        elif isinstance(item, list | tuple):
-            children = enumerate(item)
-        stack.extend(reversed([(child, (*path, key)) for key, child in children]))
-    return None  # pragma: no cover - _all_finite found one
+    return None if _all_finite(value) else _non_finite_at(value, ())
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads takes NaN, Infinity and -Infinity, which are not JSON (RFC 8259)
+    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+def strict_json(text: str | bytes) -> Any:
+    """``json.loads`` without NaN and the infinities (a ValueError naming them), as the
+    HTTP API, the console and ``crank invoke`` read an input."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:

@@ -131,7 +131,7 @@ def test_the_form_shows_the_apis_refusals(console: Callable[..., ConsoleClient])
     ) in html.unescape(_text(lone.text))
     nan = client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": NaN}'})
     assert nan.status_code == 400
-    assert "the input is not JSON: NaN is not JSON" in _text(nan.text)
+    assert "the input is not JSON: NaN is not a JSON value (RFC 8259 has no NaN" in _text(nan.text)
     assert client.services.broker.stats().pending == {}
 
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from crank.manifest.findings import lone_surrogate
+from crank.manifest.findings import lone_surrogate, strict_json
 from crank.runtime.console.overview import gather_overview
 from crank.runtime.console.web import CONSOLE_CALLER, CONSOLE_PREFIX
 from crank.runtime.http.answers import error_for
@@ -135,11 +135,8 @@ def _parse_input(text: str) -> Any:
     """The form's input as the API reads a body: strict JSON, Unicode strings only
     (a ValueError saying what is wrong)."""
 
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
     try:
-        payload = json.loads(text, parse_constant=no_constant)
+        payload = strict_json(text)
     except ValueError as exc:
         raise ValueError(f"the input is not JSON: {str(exc)[:200]}") from None
     if (lone := lone_surrogate(payload)) is not None:

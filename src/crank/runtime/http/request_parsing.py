@@ -5,12 +5,11 @@ is a :class:`~crank.errors.ValidationFailed` naming where in the request it is (
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import CrankError, ValidationFailed
-from crank.manifest.findings import json_path, lone_surrogate
+from crank.manifest.findings import json_path, lone_surrogate, strict_json
 from crank.runtime.brokers.contract import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_IDEMPOTENCY_KEY,
@@ -45,11 +44,6 @@ def is_json_media_type(content_type: str) -> bool:
     )
 
 
-def _no_constant(name: str) -> Any:
-    # json.loads accepts NaN, Infinity and -Infinity, which are not JSON (RFC 8259)
-    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
-
-
 async def json_body(request: Request, limit: int) -> Any:
     """The body as JSON: 415 unless its Content-Type is JSON (a missing one is taken for
     JSON), 413 over ``limit``, 400 when empty, not strict JSON, or holding a string that
@@ -68,7 +62,7 @@ async def json_body(request: Request, limit: int) -> Any:
             errors=[{"path": "$", "message": "a JSON body is required"}],
         )
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
+        body = strict_json(raw)
         lone = lone_surrogate(body) if _SURROGATE_ESCAPE.search(raw) else None
     except RecursionError:
         raise ValidationFailed(
