@@ -299,6 +299,9 @@ def test_invoke_shim_without_the_selector_value_exits_2() -> None:
             "a Unicode character\n",
         ),
         ("@latin1", "error: the input file {tmp}/in.json is not UTF-8 text: byte 10 is b'\\xe9'\n"),
+        pytest.param(
+            "[" * 100_000, "error: --input is not valid JSON: it nests too deeply\n", id="deep"
+        ),
     ],
 )
 def test_invoke_unusable_input_exits_2(value: str, message: str, tmp_path: Path) -> None:

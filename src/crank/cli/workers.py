@@ -61,9 +61,10 @@ def _read_input(value: str) -> dict[str, Any]:
             hint='pass a JSON object, e.g. --input \'{"text": "hello"}\'',
             subject=source,
         ) from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        why = "it nests too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise UsageError(
-            f"{source} is not valid JSON: {exc}",
+            f"{source} is not valid JSON: {why}",
             hint='pass a JSON object, e.g. --input \'{"text": "hello"}\'',
             subject=source,
         ) from None
