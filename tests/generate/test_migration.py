@@ -290,6 +290,16 @@ def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None
     assert broken.stderr.startswith(
         f"error: {tmp_path / 'migration-x-2026-01-01.yml'}: not valid YAML"
     )
+    checklist = tmp_path / "migration-x-2026-01-01.yml"
+    for content, why in (
+        (b"\xff\xfe\x00", "not valid YAML ('utf-8' codec can't decode byte 0xff"),
+        (b"sections:\n  a:\n    - 5\n", "section 'a' is not a mapping with a list of items"),
+        (b"sections:\n  a:\n    items: [5]\n", "section 'a' is not a mapping with a list of items"),
+    ):
+        checklist.write_bytes(content)
+        odd = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
+        assert odd.exit_code == 2, odd.output
+        assert odd.stderr.startswith(f"error: {checklist}: {why}"), odd.stderr
     missing = CliRunner().invoke(cli, ["migration", "status", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert missing.stderr.startswith(f"error: {tmp_path / 'nope'}: no such folder")

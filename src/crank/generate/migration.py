@@ -313,24 +313,40 @@ class ChecklistStatus:
         }
 
 
+def _not_a_checklist(path: Path, why: str) -> GenerateError:
+    return GenerateError(
+        f"{path}: {why}; not a migration checklist",
+        hint="create checklists with `crank migration new`",
+        subject=str(path),
+    )
+
+
+def _section_items(path: Path, name: object, section: object) -> list[dict[str, Any]]:
+    """The items of one section, each a mapping (an empty section has none)."""
+    if section is None:
+        return []
+    items = section.get("items") if isinstance(section, dict) else None
+    if items is None and isinstance(section, dict):
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise _not_a_checklist(path, f"section {name!r} is not a mapping with a list of items")
+    return items
+
+
 def checklist_status(path: Path) -> ChecklistStatus:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise GenerateError(
             f"{path}: not valid YAML ({exc})", hint="fix the checklist file", subject=str(path)
         ) from None
     sections = doc.get("sections") if isinstance(doc, dict) else None
     if not isinstance(sections, dict):
-        raise GenerateError(
-            f"{path}: no `sections` mapping; not a migration checklist",
-            hint="create checklists with `crank migration new`",
-            subject=str(path),
-        )
+        raise _not_a_checklist(path, "no `sections` mapping")
     total = done = 0
     open_items: list[OpenItem] = []
     for name, section in sections.items():
-        for item in (section or {}).get("items", []) or []:
+        for item in _section_items(path, name, section):
             total += 1
             if item.get("done") is True:
                 done += 1
