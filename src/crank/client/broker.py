@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +35,14 @@ from crank.client.waiting import deadline_of, seconds_left
 from crank.errors import BrokerError
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import (
-    IDEMPOTENCY_KEY_PATTERN,
     MAX_IDEMPOTENCY_KEY,
     MAX_PRIORITY,
     SAFETY_POLL_S,
     IdempotencyKeyReused,
     TaskSpec,
     scoped_idempotency_key,
+    valid_idempotency_key,
+    valid_priority,
 )
 
 if TYPE_CHECKING:
@@ -66,19 +66,12 @@ def _broker_errors() -> Iterator[None]:
         raise BrokerUnavailable(exc.message, hint=exc.hint, subject=exc.subject) from exc
 
 
-_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_options(request: TaskRequest) -> None:
     """Refuse what the HTTP API would refuse (and what no broker checks): a priority out
     of range sorts a task where no client expects it; ``max_attempts=0`` makes a task
     that can never run; a timeout of 0 or less one that is over before it starts."""
     capability, priority = request.capability, request.priority
-    if not _whole(priority) or abs(priority) > MAX_PRIORITY:
+    if not valid_priority(priority):
         raise InvalidTask(
             f"the priority of {capability} must be an integer from -{MAX_PRIORITY} to "
             f"{MAX_PRIORITY}, not {priority!r:.40}",
@@ -86,7 +79,7 @@ def _check_options(request: TaskRequest) -> None:
             subject=capability,
         )
     attempts = request.max_attempts
-    if not _whole(attempts) or attempts < 1:
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise InvalidTask(
             f"max_attempts of {capability} must be a whole number from 1, not {attempts!r:.40}",
             hint="1 runs it once, without retries; 3 is the default",
@@ -101,9 +94,7 @@ def _check_options(request: TaskRequest) -> None:
             subject=capability,
         )
     key = request.idempotency_key
-    if key is not None and not (
-        isinstance(key, str) and 1 <= len(key) <= MAX_IDEMPOTENCY_KEY and _KEY.match(key)
-    ):
+    if key is not None and not valid_idempotency_key(key):
         size = f"{len(key)} characters" if isinstance(key, str) else type(key).__name__
         raise InvalidTask(
             f"the idempotency key of a {capability} task must be 1 to {MAX_IDEMPOTENCY_KEY} "

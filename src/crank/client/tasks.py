@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crank.client.errors import ClientError, InvalidTask, TaskFailed
+from crank.runtime.brokers.contract import CALLER_PATTERN
 
 if TYPE_CHECKING:
     from crank.runtime.brokers.contract import TaskRecord
@@ -144,7 +145,7 @@ def _number_or_none(value: object) -> float | None:
     return None
 
 
-_CALLER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_CALLER = re.compile(CALLER_PATTERN)
 
 
 def positive_seconds(value: object) -> bool:

@@ -325,12 +325,11 @@ def _section_items(path: Path, name: object, section: object) -> list[dict[str, 
     """The items of one section, each a mapping (an empty section has none)."""
     if section is None:
         return []
-    items = section.get("items") if isinstance(section, dict) else None
-    if items is None and isinstance(section, dict):
-        return []
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise _not_a_checklist(path, f"section {name!r} is not a mapping with a list of items")
-    return items
+    if isinstance(section, dict):
+        items = section.get("items") or []
+        if isinstance(items, list) and all(isinstance(i, dict) for i in items):
+            return items
+    raise _not_a_checklist(path, f"section {name!r} is not a mapping with a list of items")
 
 
 def checklist_status(path: Path) -> ChecklistStatus:

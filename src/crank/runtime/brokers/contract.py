@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
@@ -147,6 +148,24 @@ MAX_PRIORITY = 100
 #: survives every HTTP client and proxy unchanged).
 MAX_IDEMPOTENCY_KEY = 200
 IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+#: what names a caller (``X-Crank-Caller``, a client's ``caller``): a name safe as a
+#: metric label and as the scope of idempotency keys.
+CALLER_PATTERN = "^[A-Za-z0-9._@-]{1,64}$"
+
+
+def valid_priority(value: object) -> bool:
+    """Whether ``value`` is a task priority: an integer (not a bool) within the bound."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_PRIORITY
+
+
+def valid_idempotency_key(value: object) -> bool:
+    """Whether ``value`` is an idempotency key (see ``IDEMPOTENCY_KEY_PATTERN``)."""
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= MAX_IDEMPOTENCY_KEY
+        and _IDEMPOTENCY_KEY.match(value) is not None
+    )
 
 
 @dataclass(frozen=True)

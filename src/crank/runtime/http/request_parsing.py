@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any, cast
 from crank.errors import CrankError, ValidationFailed
 from crank.manifest.findings import json_path, lone_surrogate, strict_json
 from crank.runtime.brokers.contract import (
+    CALLER_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     MAX_IDEMPOTENCY_KEY,
     MAX_PRIORITY,
+    valid_idempotency_key,
+    valid_priority,
 )
 from crank.runtime.http.limits import read_body
 from crank.runtime.http.sse import MAX_EVENT_ID
@@ -21,7 +24,6 @@ from crank.runtime.http.sse import MAX_EVENT_ID
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 #: the longest ``GET /v1/tasks/{id}?wait=`` (seconds): under the idle timeout of common
 #: proxies (60 s), so a long-poll is answered before anything between gives up on it.
@@ -112,7 +114,7 @@ def task_envelope(body: Any) -> tuple[str, dict[str, Any], int]:
     priority = body.get("priority", 0)
     if isinstance(priority, float) and priority.is_integer():
         priority = int(priority)  # 38.0 is an integer to JSON Schema, as to every JSON client
-    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
+    if not valid_priority(priority):
         problems.append(
             {"path": "$.priority", "message": f"an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}"}
         )
@@ -135,7 +137,7 @@ def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not _IDEMPOTENCY_KEY.match(key):
+    if not valid_idempotency_key(key):
         raise ValidationFailed(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters "
             f"without spaces (got {len(key)} characters)",
@@ -150,8 +152,6 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-#: What ``X-Crank-Caller`` may hold: a name safe as a metric label and an idempotency scope.
-CALLER_PATTERN = "^[A-Za-z0-9._@-]{1,64}$"
 _CALLER = re.compile(CALLER_PATTERN)
 
 
