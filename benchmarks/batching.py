@@ -16,8 +16,9 @@ on one thread everywhere. Each request or task is one 8x8 image.
   lives in its own virtual environment, ``--venv``, created on first use; by its
   default it serves HTTP from one process per inference worker, 2 here, as
   ``crank run --http-processes 2`` does);
-* through the queue: ``--tasks`` single-image tasks queued in SQLite, drained by 2
-  worker processes with and without batching;
+* through the queue: ``--tasks`` single-image tasks queued in SQLite (one
+  transaction), then drained by 2 warm worker processes with and without batching;
+  timed from the commit to the last ack, and once more with the submit included;
 * concurrency: 1,000 tasks of an async handler awaiting 100 ms, ``concurrency: 50``,
   2 worker processes: seconds from the last submit until the last task is done.
 
@@ -53,6 +54,7 @@ import tempfile
 import textwrap
 import time
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from http_api import Run, free_port, running, wrk
@@ -275,8 +277,20 @@ def worker_processes(url: str, path: Path, env: dict[str, str], *, batched: bool
 
 
 def wait_done(broker: Any, ids: list[str], timeout_s: float = 900.0) -> float:
-    """Until every task ended; the time it happened (``time.perf_counter``)."""
+    """Until every task ended; the time it happened (``time.perf_counter``).
+
+    The poll must not take the CPU the workers drain with: ``stats()`` counts the
+    pending rows (17 ms with 20,000 images queued, here), so it runs only once the
+    last task submitted (claimed last: same priority, same submit) has ended; until
+    then the poll reads that one row by its key (tens of microseconds).
+    """
     deadline = time.monotonic() + timeout_s
+    last = ids[-1]
+    while time.monotonic() < deadline:
+        record = broker.get(last)
+        if record is None or record.status in ("succeeded", "failed", "dead", "cancelled"):
+            break
+        time.sleep(0.001)
     while time.monotonic() < deadline:
         stats = broker.stats()
         if not sum(stats.pending.values()) and not stats.running:
@@ -285,12 +299,26 @@ def wait_done(broker: Any, ids: list[str], timeout_s: float = 900.0) -> float:
             if missing:
                 raise RuntimeError(f"{len(missing)} of the last tasks did not succeed")
             return ended
-        time.sleep(0.005)
+        time.sleep(0.002)
     raise RuntimeError("the queue did not drain")
 
 
-def drain(model: Path, workdir: Path, tasks: int, *, batched: bool) -> float:
-    """Tasks per second: ``tasks`` single-image tasks drained by 2 worker processes."""
+@dataclass(frozen=True)
+class Drain:
+    """Tasks per second through the queue, two ways."""
+
+    drained: float  # from a full queue (``submit_many`` committed) to the last ack
+    with_submit: float  # from before ``submit_many`` (the producer's part included)
+
+
+def drain(model: Path, workdir: Path, tasks: int, *, batched: bool) -> Drain:
+    """``tasks`` single-image tasks queued in one transaction, drained by 2 worker processes.
+
+    The workers are started and warm first; they cannot see the tasks until the
+    submit commits, so the drain starts when ``submit_many`` returns. The rate with
+    the submit included is printed too: encoding and inserting 20,000 images takes
+    the producer 0.4 s here, during which the workers wait.
+    """
     url = f"sqlite:///{workdir / ('drain-b.db' if batched else 'drain-s.db')}"
     broker = open_broker(url)
     path = manifest(workdir, batched=batched)
@@ -303,12 +331,13 @@ def drain(model: Path, workdir: Path, tasks: int, *, batched: bool) -> float:
             ]
             wait_done(broker, warm)
             specs = [TaskSpec("bench.digit", {"image": image}) for image in pictures]
-            started = time.perf_counter()
+            submitting = time.perf_counter()
             ids = [r.id for r in broker.submit_many(specs)]
+            started = time.perf_counter()
             ended = wait_done(broker, ids)
     finally:
         broker.close()
-    return tasks / (ended - started)
+    return Drain(drained=tasks / (ended - started), with_submit=tasks / (ended - submitting))
 
 
 def concurrency(model: Path, workdir: Path, tasks: int = 1000) -> float:
@@ -452,8 +481,9 @@ def main() -> int:
     for name, run in http.items():
         latency = f"{run.p50_ms:.1f} / {run.p99_ms:.1f}"
         print(f"| HTTP: {name} | {run.rps:,.0f} | {latency} | {run.errors} |")
-    print(f"| queue: {args.tasks:,} tasks, batching | {batched_drain:,.0f} | | |")
-    print(f"| queue: {args.tasks:,} tasks, no batching | {single_drain:,.0f} | | |")
+    for name, rates in (("batching", batched_drain), ("no batching", single_drain)):
+        print(f"| queue: {args.tasks:,} tasks queued, drained, {name} | {rates.drained:,.0f} | | |")
+        print(f"| queue: the same, submit included, {name} | {rates.with_submit:,.0f} | | |")
     print(f"\nConcurrency 50, 2 processes: 1,000 tasks of a 100 ms await done "
           f"{awaited:.2f} s after the last submit (goal: within 1.5 s).\n")  # fmt: skip
 
@@ -475,8 +505,10 @@ def main() -> int:
         p99 = http[name].p99_ms
         print(f"- HTTP {name}: p99 {p99:.1f} ms against max_latency_ms + one batch's model "
               f"time + 5 ms = {bound:.1f} ms ({'met' if p99 <= bound else 'MISSED'})")  # fmt: skip
-    ratio = batched_drain / single_drain
-    print(f"- queue: batched drain / unbatched drain: {ratio:.2f}x (goal >= 4x)")
+    ratio = batched_drain.drained / single_drain.drained
+    print(f"- queue: batched drain / unbatched drain: {ratio:.2f}x (goal >= 4x); with the "
+          f"submit of the {args.tasks:,} tasks included: "
+          f"{batched_drain.with_submit / single_drain.with_submit:.2f}x")  # fmt: skip
     return 0
 
 
