@@ -515,6 +515,10 @@ def main() -> int:
         spread = f" ({rates[0]:,.0f}-{rates[-1]:,.0f})" if len(rates) > 1 else ""
         print(f"| queue: {args.tasks:,} tasks {what}, {name}, median of {len(rates)} "
               f"| {median(rates):,.0f}{spread} | | |")  # fmt: skip
+    drained = ", ".join(f"{b.drained / s.drained:.2f}x" for b, s in pairs)
+    submitted = ", ".join(f"{b.with_submit / s.with_submit:.2f}x" for b, s in pairs)
+    print(f"\nEach pair of drains, batched / unbatched, in the order run: {drained} "
+          f"(submit + drain: {submitted}).")  # fmt: skip
     print(f"\nConcurrency 50, 2 processes: 1,000 tasks of a 100 ms await done "
           f"{awaited:.2f} s after the last submit (goal: within 1.5 s).\n")  # fmt: skip
 
