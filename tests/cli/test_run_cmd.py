@@ -10,16 +10,12 @@ from click.testing import CliRunner
 
 from crank.cli import cli, main
 
+from ..ports import free_port
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "http_workers"

@@ -38,7 +38,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -46,6 +45,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..ports import free_port
 
 SHELL_LANGUAGES = frozenset({"bash", "sh", "console"})
 PYTHON = "python"
@@ -199,12 +200,6 @@ def parse_blocks(markdown: str, languages: frozenset[str] = SHELL_LANGUAGES) -> 
             )
         i = j + 1
     return blocks
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DocFailure(AssertionError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from ..ports import free_port
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -23,12 +24,6 @@ PLUGINS = REPO / "plugins"
 #: metadata.name of every example, as `crank run --worker` takes it.
 EXAMPLES = ("doc-converter", "email-classifier", "image-classifier", "text-streamer")
 CRANK_MAIN = "import sys; from crank.cli import main; sys.exit(main())"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ExamplesServer:

@@ -10,6 +10,8 @@ import pytest
 
 from crank.generate.scaffold import new_worker
 
+from ..ports import free_port
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -156,9 +158,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
     server = shutil.which("redis-server")
     assert server, "redis-server is not installed (apt-get install redis-server)"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(tmp_path)],

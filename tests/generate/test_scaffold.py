@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from crank.cli import cli
 from crank.generate.templates import templates_dir, worker_template
 
+from ..ports import free_port
 from .conftest import overlay_venv, tree
 
 EXPECTED_FILES = [
@@ -188,14 +189,6 @@ def test_generated_worker_installs_lints_checks_and_passes_its_tests(
     assert plugins.returncode == 0, plugins.stderr
     assert '"text-echo"' in plugins.stdout
     serve_and_call(python, crank, pristine_worker, tmp_path, env)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_and_call(

@@ -24,6 +24,8 @@ import structlog
 from crank.runtime.brokers import open_broker
 from crank.testing import ensure_dependency
 
+from ..ports import free_port
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -33,12 +35,6 @@ REDIS_HINT = "apt-get install redis-server (scripts/setup-system.sh does)"
 
 FIXTURE_WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "queue_workers"
 FIXTURE_MANIFEST = FIXTURE_WORKERS / "crank.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,7 @@ from crank.runtime.brokers.memory import MemoryBroker
 from crank.runtime.brokers.redis import RedisBroker
 from crank.runtime.brokers.sqlite import SqliteBroker
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ...ports import free_port
 
 
 def test_schemes_pick_their_backend(tmp_path: Path, redis_server: str) -> None:

@@ -22,6 +22,8 @@ from crank.runtime.http.app import create_app
 from crank.runtime.http.services import build_services
 from crank.runtime.http.wire import GatheringHttpToolsProtocol
 
+from ...ports import free_port
+
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable, Iterator
@@ -141,13 +143,9 @@ class ServerThread:
     """A real uvicorn server on a free loopback port, on a thread of the test process."""
 
     def __init__(self, app: Any, http: type[asyncio.Protocol] | None = None) -> None:
-        import socket
-
         import uvicorn
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         config = uvicorn.Config(
             app,
             host="127.0.0.1",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ...ports import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -20,12 +21,6 @@ import pytest
 
 HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "http_workers"
 CRANK_MAIN = "import sys; from crank.cli import main; sys.exit(main())"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def child_pids(parent: int) -> list[int]:
