@@ -347,6 +347,59 @@ def test_the_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) 
     assert "requires(*specs)" in pytester.runpytest("--markers").stdout.str()
 
 
+def test_a_marker_written_wrong_is_an_error_at_its_line(pytester: pytest.Pytester) -> None:
+    """Naming nothing, a spec that is not a string or not a spec, a misspelled keyword:
+    each test errors at setup with where and how to fix it, never passes unchecked, and
+    shows no traceback from inside crank."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.requires()
+        def test_names_nothing():
+            pass
+
+        @pytest.mark.requires(3)
+        def test_not_a_string():
+            pass
+
+        @pytest.mark.requires("numpy>>1")
+        def test_not_a_spec():
+            pass
+
+        @pytest.mark.requires("exe:sh", hints="apt-get install sh")
+        def test_misspelled_keyword():
+            pass
+
+        @pytest.mark.requires("exe:sh", reason=3)
+        def test_reason_not_a_string():
+            pass
+
+        @pytest.mark.requires("exe:sh", reason="needs a shell", hint="apt-get install dash")
+        def test_written_right():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_marker_written_wrong_is_an_error_at_its_line.py:3: @pytest.mark.requires: "
+            "names no dependency, so it checks nothing",
+            "  hint: write it like @pytest.mark.requires('exe:pandoc>=2.17', *",
+            "*.py:7: @pytest.mark.requires: takes spec strings, got 3",
+            "*.py:11: @pytest.mark.requires: dependency spec 'numpy>>1': '>>1' is not a version "
+            "constraint",
+            "*.py:15: @pytest.mark.requires: unknown keyword hints=",
+            "  hint: it takes reason= and hint=",
+            "*.py:19: @pytest.mark.requires: reason= takes a string, got 3",
+        ]
+    )
+    output = result.stdout.str()
+    assert "Traceback" not in output and "crank/testing" not in output
+    assert "During handling" not in output
+
+
 def test_a_bad_spec_is_an_error_not_a_skip(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

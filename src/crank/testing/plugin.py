@@ -155,12 +155,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     path, line = item.reportinfo()[:2]
     location = (os.fspath(path), (line or 0) + 1)
     for mark in marks:
-        for spec in mark.args:
-            if not isinstance(spec, str):
-                raise pytest.UsageError(
-                    f"{item.nodeid}: @pytest.mark.requires takes spec strings, got {spec!r}"
-                )
-            result = check_dependency(spec)
+        problem: str | None = None
+        try:
+            _check_marker(mark)
+            results = [check_dependency(spec) for spec in mark.args]
+        except UsageError as exc:  # a test author's mistake: said once, no traceback
+            problem = str(exc)
+        if problem is not None:
+            where = f"{location[0]}:{location[1]}"
+            pytest.fail(f"{where}: @pytest.mark.requires: {problem}", pytrace=False)
+        for result in results:
             if not result.available:
                 enforce(
                     result,
@@ -168,6 +172,31 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                     install_hint=mark.kwargs.get("hint"),
                     location=location,
                 )
+
+
+#: the keywords ``@pytest.mark.requires`` takes.
+_MARKER_KEYWORDS = ("reason", "hint")
+
+
+def _check_marker(mark: pytest.Mark) -> None:
+    """A marker that names nothing, or not as specs, or with an unknown keyword."""
+    example = (
+        "write it like @pytest.mark.requires('exe:pandoc>=2.17', hint='apt-get install pandoc')"
+    )
+    if not mark.args:
+        raise UsageError("names no dependency, so it checks nothing", hint=example)
+    for spec in mark.args:
+        if not isinstance(spec, str):
+            raise UsageError(f"takes spec strings, got {spec!r}", hint=example)
+    unknown = sorted(set(mark.kwargs) - set(_MARKER_KEYWORDS))
+    for key in unknown:
+        raise UsageError(
+            f"unknown keyword {key}=",
+            hint=f"it takes {' and '.join(k + '=' for k in _MARKER_KEYWORDS)}",
+        )
+    for key in _MARKER_KEYWORDS:
+        if key in mark.kwargs and not isinstance(mark.kwargs[key], str):
+            raise UsageError(f"{key}= takes a string, got {mark.kwargs[key]!r}", hint=example)
 
 
 @pytest.hookimpl(wrapper=True)
