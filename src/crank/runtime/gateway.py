@@ -189,14 +189,19 @@ class TaskGateway:
         )
 
     async def refresh_stats(self) -> None:
-        """Read the queue's stats again when the cached ones are stale, on the I/O thread:
-        in order with the submits, so the pending count is exact (the submits the I/O
-        thread made are counted there). Concurrent requests share one read."""
+        """Keep the cached queue stats (the pending bound's count) fresh without making
+        requests wait for them: stale ones are read again on a thread of their own, not
+        the broker I/O thread (counting a deep queue takes a while: the submits queued
+        behind it waited), and only a request that the cached count would refuse waits
+        for that read, so a refusal is always made on a fresh count. The cached count
+        is never low (see ``StatusTracker.pending_total``). Concurrent requests share
+        one read."""
         if not self.status.stats_stale():
             return
         if self._stats_read is None or self._stats_read.done():
-            self._stats_read = asyncio.ensure_future(self.io.call(self.status.queue_stats))
-        await asyncio.shield(self._stats_read)
+            self._stats_read = asyncio.ensure_future(asyncio.to_thread(self.status.queue_stats))
+        if self.status.pending_total(wait=False) >= self.max_pending:
+            await asyncio.shield(self._stats_read)
 
     async def submit(self, spec: TaskSpec, *, watch: bool = False) -> TaskRecord:
         """Queue ``spec`` through the I/O thread, grouped with concurrent submits

@@ -51,6 +51,10 @@ class PoolView(Protocol):
         ...
 
 
+#: the most of its time a process spends reading queue stats (see ``stats_ttl``).
+STATS_TIME_SHARE = 0.05
+
+
 class StatusTracker:
     def __init__(
         self,
@@ -79,11 +83,16 @@ class StatusTracker:
         #: the processes serving HTTP (``http_processes`` in the report), when several.
         self.http: Callable[[], dict[str, int] | None] | None = None
         self._lock = threading.Lock()
-        self._stats: tuple[float, QueueStats | None, bool] = (-1e18, None, False)
+        #: (read at, stats, broker reachable, submits this process had made when read).
+        self._stats: tuple[float, QueueStats | None, bool, int] = (-1e18, None, False, 0)
+        #: seconds the last stats read took (see :meth:`stats_ttl`).
+        self._read_s = 0.0
+        #: a stats read is under way on some thread.
+        self._reading = False
         self._budget: tuple[float, BudgetState] = (-1e18, BudgetState("unlimited", 0.0, None))
         self._announced: tuple[str, str] = ("", "ok")
-        #: tasks submitted through this process since the cached stats were taken.
-        self._submitted_since = 0
+        #: tasks submitted through this process, ever.
+        self._submitted = 0
         #: a refresh of a stale budget running on a thread (see ``budget(wait=False)``).
         self._refreshing = False
 
@@ -94,42 +103,60 @@ class StatusTracker:
     ) -> tuple[QueueStats | None, bool]:
         """(stats or None, broker reachable).
 
-        ``wait=False`` never calls the broker: the cached stats, however old.
+        ``wait=False`` never calls the broker: the cached stats, however old. While
+        another thread reads them, the cached ones are answered too (``fresh=True``
+        reads anyway).
         """
         now = time.monotonic()
         with self._lock:
-            at, stats, ok = self._stats
-            if (not fresh and now - at < self.ttl_s) or not wait:
+            at, stats, ok, _ = self._stats
+            if not wait or (not fresh and now - at < self.stats_ttl()):
                 return stats, ok
-        with self._lock:
-            counted = self._submitted_since
+            if self._reading and not fresh and stats is not None:
+                return stats, ok
+            self._reading = True
+            counted = self._submitted
+        started = time.monotonic()
         try:
             stats, ok = self.broker.stats(), True
         except Exception:
             stats, ok = None, False
+        finally:
+            with self._lock:
+                self._reading = False
+                self._read_s = time.monotonic() - started
         with self._lock:
-            self._stats = (now, stats, ok)
             # submits made while the stats were read stay counted (never low)
-            self._submitted_since -= counted
+            self._stats = (now, stats, ok, counted)
         return stats, ok
+
+    def stats_ttl(self) -> float:
+        """How long cached stats are used: ``ttl_s``, or 20 times as long as the last
+        read took, whichever is longer. Counting a deep SQLite queue takes time (a
+        GROUP BY over every ready task, about 25 ms per 100,000 on the development
+        machine): reads of it keep to a twentieth of the time, so the stats of half a
+        million queued tasks may be a few seconds old."""
+        return max(self.ttl_s, self._read_s / STATS_TIME_SHARE)
 
     def stats_stale(self) -> bool:
         """Whether :meth:`queue_stats` would call the broker now.
 
         Asked on every submit, on the event loop: read without the lock (the tuple is
         replaced whole), so a request never waits for a thread that holds it."""
-        return time.monotonic() - self._stats[0] >= self.ttl_s
+        return time.monotonic() - self._stats[0] >= self.stats_ttl()
 
     def pending_total(self, *, wait: bool = True) -> int:
-        """Pending tasks: the cached count plus what this process queued since (never low)."""
-        stats, _ = self.queue_stats(wait=wait)
-        with self._lock:
-            extra = self._submitted_since
+        """Pending tasks: the cached count plus what this process queued since it was
+        read (never low: tasks done since are not subtracted)."""
+        self.queue_stats(wait=wait)
+        with self._lock:  # the stats and the submits they counted: one pair
+            _, stats, _, counted = self._stats
+            extra = self._submitted - counted
         return (sum(stats.pending.values()) if stats else 0) + extra
 
     def note_submitted(self, count: int = 1) -> None:
         with self._lock:
-            self._submitted_since += count
+            self._submitted += count
 
     # -- budget ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ handler), which do not depend on the machine's speed or load.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -125,3 +126,26 @@ def test_a_queue_file_from_an_earlier_crank_gets_the_new_index(tmp_path: Path) -
         assert len(broker.claim(ClaimOptions("w1", capabilities=("demo.echo",)))) == 1
     finally:
         broker.close()
+
+
+def test_a_count_under_way_holds_up_no_writer(broker: SqliteBroker) -> None:
+    """stats() reads on a connection of its own: while one runs (its lock held here),
+    this process's submits, claims and acks go on (they shared one connection, and
+    a server's submits waited for its stats)."""
+    done: list[str] = []
+
+    def write() -> None:
+        broker.submit_many([TaskSpec("demo.echo", {"n": 1})])
+        (claim,) = broker.claim(ClaimOptions("w1", capabilities=("demo.echo",)))
+        broker.ack(claim, {"n": 1})
+        done.append(claim.task.id)
+
+    assert broker.stats().pending == {}  # the counting connection is open
+    with broker._count_lock:
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(timeout=60)
+        assert done, "a write waited for the count"
+    record = broker.get(done[0])
+    assert record is not None and record.status == "succeeded"
+    assert broker.stats().pending == {}

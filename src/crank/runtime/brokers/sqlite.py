@@ -349,6 +349,10 @@ class SqliteBroker(Broker):
         self.url = url or f"sqlite:///{self.path}"
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
         self._lock = threading.RLock()
+        #: a second connection for counting (stats): long reads there hold nothing
+        #: this process's writers wait for (opened on first use).
+        self._count_db: sqlite3.Connection | None = None
+        self._count_lock = threading.Lock()
         #: this process's writers, one at a time (then the writers' turn, then _lock).
         self._writers = threading.Lock()
         self._busy_timeout_s = busy_timeout_ms / 1000
@@ -1193,6 +1197,30 @@ class SqliteBroker(Broker):
         except sqlite3.Error as exc:
             raise self._error("read the queue", exc) from exc
 
+    def _count(self, *queries: str) -> list[list[Any]]:
+        """``queries`` read in one snapshot on the counting connection.
+
+        Counting a deep queue takes a while (the stats of 200,000 ready tasks: tens of
+        milliseconds); on the main connection it held the lock every thread of this
+        process writes through, so a server's submits waited for its stats."""
+        with self._count_lock:
+            try:
+                db = self._count_db
+                if db is None:
+                    db = sqlite3.connect(
+                        str(self.path), isolation_level=None, check_same_thread=False
+                    )
+                    db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+                    db.execute("PRAGMA query_only = ON")
+                    self._count_db = db
+                db.execute("BEGIN")
+                try:
+                    return [db.execute(sql).fetchall() for sql in queries]
+                finally:
+                    db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._error("read the queue", exc) from exc
+
     def get(self, task_id: str) -> TaskRecord | None:
         rows = self._read(
             f"SELECT {_COLUMNS} FROM tasks "  # noqa: S608 - constants and placeholders only
@@ -1205,20 +1233,20 @@ class SqliteBroker(Broker):
         now = time.time()
         pending: dict[str, int] = {}
         by_band: dict[str, dict[int, int]] = {}
-        for cap, priority, n in self._read(
+        ready, counts = self._count(
             "SELECT capability, priority, COUNT(*) FROM tasks "
-            "WHERE status IN ('pending', 'retrying') GROUP BY capability, priority"
-        ):
+            "WHERE status IN ('pending', 'retrying') GROUP BY capability, priority",
+            "SELECT "
+            "(SELECT COUNT(*) FROM tasks WHERE status = 'running'), "
+            "(SELECT COUNT(*) FROM tasks WHERE status = 'dead'), "
+            "(SELECT MIN(created_at) FROM tasks WHERE status IN ('pending', 'retrying'))",
+        )
+        for cap, priority, n in ready:
             pending[cap] = pending.get(cap, 0) + int(n)
             bands = by_band.setdefault(cap, {})
             band = priority_band(int(priority))
             bands[band] = bands.get(band, 0) + int(n)
-        (running, dead, oldest), *_ = self._read(
-            "SELECT "
-            "(SELECT COUNT(*) FROM tasks WHERE status = 'running'), "
-            "(SELECT COUNT(*) FROM tasks WHERE status = 'dead'), "
-            "(SELECT MIN(created_at) FROM tasks WHERE status IN ('pending', 'retrying'))"
-        )
+        (running, dead, oldest), *_ = counts
         age = 0.0 if oldest is None else max(0.0, now - float(oldest))
         return QueueStats(
             pending=pending,
@@ -1316,6 +1344,10 @@ class SqliteBroker(Broker):
                 db.execute("DELETE FROM wake_listeners WHERE address = ?", (self._wake.address,))
             self._wake.close()
         self._sender.close()
+        with self._count_lock:
+            if self._count_db is not None:
+                self._count_db.close()
+                self._count_db = None
         with self._writers, self._lock:
             self._db.close()
             if self._turn is not None:
