@@ -1,4 +1,5 @@
-"""A SQLite claim costs what it takes, whatever other capabilities have queued.
+"""A SQLite queue with much in it: a claim costs what it takes, whatever other
+capabilities have queued; counting holds up no writer; a purge is bounded.
 
 The claim used to scan the ready tasks of every capability in priority order and
 skip those of the others: with 200,000 tasks of another capability queued ahead, a
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
-from crank.runtime.brokers.sqlite import _UNION_MOST, SqliteBroker
+from crank.runtime.brokers.sqlite import _PURGE_MOST, _UNION_MOST, SqliteBroker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -149,3 +150,37 @@ def test_a_count_under_way_holds_up_no_writer(broker: SqliteBroker) -> None:
     record = broker.get(done[0])
     assert record is not None and record.status == "succeeded"
     assert broker.stats().pending == {}
+
+
+def test_expired_results_are_purged_a_bounded_share_per_write(broker: SqliteBroker) -> None:
+    """A purge of 200,000 results that expired together held the write lock for a
+    second; now each write transaction that purges (a submit's, an ack's) deletes at
+    most _PURGE_MOST of them, and the next one goes on (not 30 s later) until none is
+    left; then the purge rests again."""
+    total = 2 * _PURGE_MOST + 500
+    broker.submit_many([TaskSpec("bulk.import", {"n": i}) for i in range(total)])
+    options = ClaimOptions("w1", capabilities=("bulk.import",), limit=total)
+    broker.ack_many([(claim, {"ok": True}) for claim in broker.claim(options)])
+
+    def expire() -> None:  # as if result_ttl_s had passed for every result
+        with broker._lock:
+            broker._db.execute("UPDATE tasks SET expires_at = 1.0 WHERE status = 'succeeded'")
+
+    def expired() -> int:
+        with broker._lock:
+            sql = "SELECT COUNT(*) FROM tasks WHERE expires_at < 2.0"
+            return int(broker._db.execute(sql).fetchone()[0])
+
+    expire()
+    broker._last_purge = 0.0  # the purge is due
+    left = [expired()]
+    for n in range(3):
+        broker.submit_many([TaskSpec("demo.echo", {"n": n})])
+        left.append(expired())
+    assert left == [total, total - _PURGE_MOST, total - 2 * _PURGE_MOST, 0]
+    # the last purge found fewer than its most: the next is 30 s away
+    done = broker.claim(ClaimOptions("w1", capabilities=("demo.echo",), limit=10))
+    broker.ack_many([(claim, {"n": 0}) for claim in done])
+    expire()
+    broker.submit_many([TaskSpec("demo.echo", {"n": 9})])
+    assert expired() == 3
