@@ -87,8 +87,9 @@ class StatusTracker:
         self._stats: tuple[float, QueueStats | None, bool, int] = (-1e18, None, False, 0)
         #: seconds the last stats read took (see :meth:`stats_ttl`).
         self._read_s = 0.0
-        #: a stats read is under way on some thread.
-        self._reading = False
+        #: stats reads under way (on any thread), and their end, to wait for.
+        self._reading = 0
+        self._read_ended = threading.Condition(self._lock)
         self._budget: tuple[float, BudgetState] = (-1e18, BudgetState("unlimited", 0.0, None))
         self._announced: tuple[str, str] = ("", "ok")
         #: tasks submitted through this process, ever.
@@ -104,30 +105,35 @@ class StatusTracker:
         """(stats or None, broker reachable).
 
         ``wait=False`` never calls the broker: the cached stats, however old. While
-        another thread reads them, the cached ones are answered too (``fresh=True``
-        reads anyway).
+        another thread reads them, this waits for that read instead of making another
+        (``fresh=True`` reads anyway).
         """
         now = time.monotonic()
         with self._lock:
             at, stats, ok, _ = self._stats
             if not wait or (not fresh and now - at < self.stats_ttl()):
                 return stats, ok
-            if self._reading and not fresh and stats is not None:
+            if self._reading and not fresh:
+                while self._reading:
+                    self._read_ended.wait()
+                _, stats, ok, _ = self._stats
                 return stats, ok
-            self._reading = True
+            self._reading += 1
             counted = self._submitted
         started = time.monotonic()
         try:
-            stats, ok = self.broker.stats(), True
-        except Exception:
-            stats, ok = None, False
+            try:
+                stats, ok = self.broker.stats(), True
+            except Exception:
+                stats, ok = None, False
+            with self._lock:
+                # submits made while the stats were read stay counted (never low)
+                self._stats = (now, stats, ok, counted)
         finally:
             with self._lock:
-                self._reading = False
+                self._reading -= 1
                 self._read_s = time.monotonic() - started
-        with self._lock:
-            # submits made while the stats were read stay counted (never low)
-            self._stats = (now, stats, ok, counted)
+                self._read_ended.notify_all()
         return stats, ok
 
     def stats_ttl(self) -> float:

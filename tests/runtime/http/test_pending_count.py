@@ -13,7 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from crank.runtime.brokers.contract import ClaimOptions
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 
 from .conftest import WAIT_S
 
@@ -114,3 +114,33 @@ def test_a_full_queue_is_refused_on_a_fresh_count(make_services: Any, serve: Any
     held.release.set()
     assert post(http, "still full") == 429
     assert held.reads >= 1
+
+
+def test_a_status_asked_during_a_count_waits_for_that_count(make_services: Any, serve: Any) -> None:
+    """/v1/status asked while the stats are being read answers from that read (the
+    truth as of now), neither from the stale cache nor by starting a second read."""
+    services = make_services()
+    services.status.ttl_s = 0.0
+    http = serve(services)
+    held = HeldCount(services.broker)
+    try:
+        reader, _ = in_thread(services.status.queue_stats)
+        assert held.entered.wait(WAIT_S)
+        services.broker.submit_many([TaskSpec("demo.echo", {"text": "queued"})])
+        probe, answers = in_thread(lambda: http.get("/v1/status").json())
+        waiters = services.status._read_ended._waiters  # the request, waiting for the read
+        deadline = time.monotonic() + WAIT_S
+        while not waiters and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert waiters, "the status did not wait for the read under way"
+        assert not answers
+        held.release.set()
+        probe.join(timeout=WAIT_S)
+        reader.join(timeout=WAIT_S)
+        assert len(answers) == 1
+        # the read it waited for ran after the submit: it counts the queued task
+        queue = answers[0]["queue_health"]
+        assert queue["pending_by_capability"] == {"demo.echo": 1}, queue
+        assert held.reads == 1
+    finally:
+        held.release.set()
