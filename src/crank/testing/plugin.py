@@ -189,9 +189,9 @@ def _check_marker(mark: pytest.Mark) -> None:
         if not isinstance(spec, str):
             raise UsageError(f"takes spec strings, got {spec!r}", hint=example)
     unknown = sorted(set(mark.kwargs) - set(_MARKER_KEYWORDS))
-    for key in unknown:
+    if unknown:
         raise UsageError(
-            f"unknown keyword {key}=",
+            f"unknown keyword {unknown[0]}=",
             hint=f"it takes {' and '.join(k + '=' for k in _MARKER_KEYWORDS)}",
         )
     for key in _MARKER_KEYWORDS:

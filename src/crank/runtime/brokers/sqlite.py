@@ -187,7 +187,7 @@ _REDRIVE, _PURGE = "redrive", "purge"
 _PURGE_EVERY_S = 30.0
 #: the most expired rows of a table one purge deletes: a purge of 200,000 expired
 #: results at once held the write lock for a second (every submit and claim waited);
-#: 2,000 take about 20 ms here, and the next ack goes on while more are left.
+#: 2,000 take about 20 ms here, and the next write goes on while more are left.
 _PURGE_MOST = 2_000
 _RESCAN_S = 0.05
 #: a writer that finds the writers' turn taken tries again after this, then twice as
@@ -225,17 +225,25 @@ _READY_CAPABILITIES = (
 _UNION_MOST = 64
 
 
+#: a claim: the rows ``{rows}`` selects become running. Parameters: consumer, receipt,
+#: visible_at, updated_at, then those of ``{rows}``.
+_TAKE = (
+    "UPDATE tasks SET status = 'running', attempts = attempts + 1, consumer = ?, "  # noqa: S608 - constants and placeholders only
+    "receipt = ?, visible_at = ?, updated_at = ? WHERE rowid IN ({rows}) "
+    f"RETURNING {_COLUMNS}"
+)
+
+
 @lru_cache(maxsize=_UNION_MOST)
 def _claim_ready_sql(capabilities: int) -> str:
     """The claim of ready tasks for ``capabilities`` named capabilities: the first
-    ``limit`` of each, by its own index entries, then the first ``limit`` of those.
+    ``limit`` of each, read from that capability's own index entries, then the first
+    ``limit`` of those, by priority and age.
 
-    One scan of the ready index in priority order, filtered by capability, walked past
-    every task of every other capability queued ahead: with 200,000 of another
-    capability's tasks ahead, a claim held the write lock 36 ms (every submit waited).
-    Each capability's own entries (``tasks_ready_by_capability``) are read from its
-    first, so a claim costs what it takes, whatever else is queued.
-    Parameters: consumer, receipt, visible_at, updated_at, then (capability, now,
+    It replaces one scan of a ready index in priority order filtered by capability,
+    which walked past every task of every other capability queued ahead: with
+    200,000 of another capability's tasks ahead, a claim held the write lock 36 ms
+    (every submit waited). Parameters after :data:`_TAKE`'s own: (capability, now,
     limit) for each capability, then limit.
     """
     one = (
@@ -244,11 +252,8 @@ def _claim_ready_sql(capabilities: int) -> str:
         "ORDER BY priority DESC, visible_at LIMIT ?"
     )
     union = " UNION ALL ".join(f"SELECT * FROM ({one})" for _ in range(capabilities))  # noqa: S608 - constants only
-    return (
-        "UPDATE tasks SET status = 'running', attempts = attempts + 1, consumer = ?, "  # noqa: S608 - constants and placeholders only
-        "receipt = ?, visible_at = ?, updated_at = ? WHERE rowid IN (SELECT rowid FROM "
-        f"({union}) ORDER BY priority DESC, visible_at LIMIT ?) RETURNING {_COLUMNS}"
-    )
+    rows = f"SELECT rowid FROM ({union}) ORDER BY priority DESC, visible_at LIMIT ?"  # noqa: S608 - constants only
+    return _TAKE.format(rows=rows)
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
@@ -474,7 +479,8 @@ class SqliteBroker(Broker):
 
     def _maybe_purge(self, db: sqlite3.Connection, now: float) -> None:
         """Delete what expired, at most ``_PURGE_MOST`` rows of each table in this
-        transaction (an ack's): when more are left, the next ack purges again."""
+        write transaction (a submit's or an ack's): while more are left, the next write
+        purges again."""
         if now - self._last_purge < _PURGE_EVERY_S:
             return
         most = _PURGE_MOST
@@ -766,15 +772,12 @@ class SqliteBroker(Broker):
         now = time.time()
         receipt = new_id()
         where = "" if caps is None else f" AND capability IN ({', '.join('?' * len(caps))})"
-        take = (
-            "UPDATE tasks SET status = 'running', attempts = attempts + 1, consumer = ?, "  # noqa: S608 - constants and placeholders only
-            "receipt = ?, visible_at = ?, updated_at = ? WHERE rowid IN (SELECT rowid FROM tasks "
-            "WHERE {state} AND visible_at <= ?{where} ORDER BY {order} LIMIT ?) "
-            f"RETURNING {_COLUMNS}"
-        )
         # Tasks whose lease ran out (their worker died or hung) go first: they are
         # the oldest work; then the backlog, higher priority first.
-        expired_sql = take.format(state="status = 'running'", where=where, order="visible_at")
+        expired_sql = _TAKE.format(
+            rows="SELECT rowid FROM tasks WHERE status = 'running' AND visible_at <= ?"  # noqa: S608 - constants and placeholders only
+            f"{where} ORDER BY visible_at LIMIT ?"
+        )
         if not acks and not self._claimable(now, caps, where):
             return []
         head: list[Any] = [options.consumer, receipt, now + options.visibility_timeout_s, now, now]
@@ -830,12 +833,10 @@ class SqliteBroker(Broker):
                 return []
         if len(caps) > _UNION_MOST:  # one scan of the capabilities' entries, sorted
             marks = ", ".join("?" * len(caps))
-            sql = (
-                "UPDATE tasks SET status = 'running', attempts = attempts + 1, consumer = ?, "  # noqa: S608 - constants and placeholders only
-                "receipt = ?, visible_at = ?, updated_at = ? WHERE rowid IN (SELECT rowid "
-                "FROM tasks WHERE status IN ('pending', 'retrying') AND visible_at <= ? "
-                f"AND capability IN ({marks}) ORDER BY priority DESC, visible_at LIMIT ?) "
-                f"RETURNING {_COLUMNS}"
+            sql = _TAKE.format(
+                rows="SELECT rowid FROM tasks WHERE status IN ('pending', 'retrying') "  # noqa: S608 - constants and placeholders only
+                f"AND visible_at <= ? AND capability IN ({marks}) "
+                "ORDER BY priority DESC, visible_at LIMIT ?"
             )
             return db.execute(sql, [*head, now, *caps, limit]).fetchall()
         params = [*head, *(v for c in caps for v in (c, now, limit)), limit]
