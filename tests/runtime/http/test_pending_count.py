@@ -46,15 +46,23 @@ def post(http: Any, text: str) -> int:
     return int(http.post("/v1/tasks", json=body).status_code)
 
 
+def until(check: Any, what: str) -> None:
+    """Wait for ``check()`` to hold (a state, polled), failing after ``WAIT_S``."""
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(what)
+        time.sleep(0.005)
+
+
 def settled(services: Any) -> None:
     """Until no count read by an earlier request is still under way."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
+
+    def ended() -> bool:
         read = services.gateway._stats_read
-        if read is None or read.done():
-            return
-        time.sleep(0.005)
-    raise AssertionError("a count read never ended")
+        return read is None or read.done()
+
+    until(ended, "a count read never ended")
 
 
 def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
@@ -129,10 +137,7 @@ def test_a_status_asked_during_a_count_waits_for_that_count(make_services: Any, 
         services.broker.submit_many([TaskSpec("demo.echo", {"text": "queued"})])
         probe, answers = in_thread(lambda: http.get("/v1/status").json())
         waiters = services.status._read_ended._waiters  # the request, waiting for the read
-        deadline = time.monotonic() + WAIT_S
-        while not waiters and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert waiters, "the status did not wait for the read under way"
+        until(lambda: bool(waiters), "the status did not wait for the read under way")
         assert not answers
         held.release.set()
         probe.join(timeout=WAIT_S)
