@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -64,6 +65,27 @@ def test_a_claim_does_not_walk_past_another_capabilitys_backlog(broker: SqliteBr
     assert steps < BACKLOG / 100, f"the empty claim took {steps * 100} steps"
 
 
+def test_a_claim_does_not_walk_another_capabilitys_expired_leases(broker: SqliteBroker) -> None:
+    """Leases that ran out (their worker died) of a capability this worker does not
+    serve: two deployments sharing a queue file, one of them down. Each claim looks
+    for expired leases of its own capabilities first; by expiry alone, that look
+    walked all of the other's."""
+    broker.submit_many([TaskSpec("bulk.import", {"n": i}) for i in range(BACKLOG)])
+    dead = ClaimOptions("gone", capabilities=("bulk.import",), limit=BACKLOG)
+    assert len(broker.claim(dead)) == BACKLOG
+    with broker._lock:  # as if their worker died long ago
+        broker._db.execute("UPDATE tasks SET visible_at = rowid WHERE status = 'running'")
+    broker.submit_many([TaskSpec("demo.echo", {"n": i}) for i in range(3)])
+    options = ClaimOptions("w1", capabilities=("demo.echo",), limit=8, visibility_timeout_s=60)
+    steps, got = steps_of(broker, options)
+    assert got == ["demo.echo"] * 3
+    assert steps < BACKLOG / 100, f"the claim took {steps * 100} steps"
+    # a worker of bulk.import takes them again, the oldest lease first
+    again = broker.claim(ClaimOptions("w2", capabilities=("bulk.import",), limit=2))
+    assert [c.task.payload["n"] for c in again] == [0, 1]
+    assert [c.attempt for c in again] == [2, 2]
+
+
 def test_one_claim_of_several_capabilities_takes_by_priority_then_age(
     broker: SqliteBroker,
 ) -> None:
@@ -108,23 +130,120 @@ def test_a_claim_of_very_many_capabilities_takes_the_same_order(broker: SqliteBr
     assert [c.task.payload["n"] for c in claims] == expected
 
 
-def test_a_queue_file_from_an_earlier_crank_gets_the_new_index(tmp_path: Path) -> None:
+def test_a_queue_file_from_an_earlier_crank_gets_the_new_indexes(tmp_path: Path) -> None:
+    """A file written by an earlier crank: no ``backing_off`` column, the ready index
+    of every capability in priority order, the lease index by expiry alone, and
+    retries (one due, one not) in the ready index. Opened, it gets the column and
+    the new indexes; the old ones are dropped; its tasks are claimed as before."""
     path = tmp_path / "q.db"
-    SqliteBroker(path).close()
+    first = SqliteBroker(path, retry_base_s=600, retry_max_s=600)
+    first.submit_many([TaskSpec("demo.echo", {"n": n}) for n in range(3)])
+    claims = first.claim(ClaimOptions("w1", capabilities=("demo.echo",), limit=2))
+    for claim in claims:
+        first.fail(claim, {"code": "DOWN", "message": "upstream down"}, retryable=True)
+    first.close()
     old = sqlite3.connect(str(path), isolation_level=None)
-    old.execute("DROP INDEX tasks_ready_by_capability")
+    for index in ("tasks_queued", "tasks_backing_off", "tasks_leased"):
+        old.execute(f"DROP INDEX {index}")
+    old.execute("ALTER TABLE tasks DROP COLUMN backing_off")
     old.execute(
         "CREATE INDEX tasks_ready ON tasks (priority DESC, visible_at) "
         "WHERE status IN ('pending', 'retrying')"
     )
+    old.execute("CREATE INDEX tasks_leases ON tasks (visible_at) WHERE status = 'running'")
+    due, later = (c.task.id for c in claims)
+    old.execute("UPDATE tasks SET visible_at = 1.0 WHERE id = ?", (due,))  # its backoff ran out
     old.close()
     broker = SqliteBroker(path)
     try:
         names = {row[0] for row in broker._db.execute("SELECT name FROM sqlite_master")}
-        assert "tasks_ready_by_capability" in names
-        assert "tasks_ready" not in names
-        broker.submit_many([TaskSpec("demo.echo", {"n": 1})])
-        assert len(broker.claim(ClaimOptions("w1", capabilities=("demo.echo",)))) == 1
+        assert {"tasks_queued", "tasks_backing_off", "tasks_leased"} <= names
+        assert not {"tasks_ready", "tasks_ready_by_capability", "tasks_leases"} & names
+        options = ClaimOptions("w1", capabilities=("demo.echo",), limit=10)
+        taken = [c.task.id for c in broker.claim(options)]
+        assert taken[0] == due  # its visible_at is the oldest
+        assert later not in taken and len(taken) == 2
+        record = broker.get(later)
+        assert record is not None and record.status == "retrying"
+    finally:
+        broker.close()
+
+
+def backing_off(broker: SqliteBroker, capability: str, count: int) -> list[str]:
+    """``count`` tasks of ``capability`` that failed once and wait for their retry
+    (the broker's backoff is long: they stay waiting while the test runs)."""
+    broker.submit_many([TaskSpec(capability, {"n": n}) for n in range(count)])
+    options = ClaimOptions("w1", capabilities=(capability,), limit=count)
+    failed = []
+    for claim in broker.claim(options):
+        status = broker.fail(claim, {"code": "DOWN", "message": "upstream down"}, retryable=True)
+        assert status == "retrying"
+        failed.append(claim.task.id)
+    return failed
+
+
+def test_tasks_backing_off_cost_a_claim_nothing(tmp_path: Path) -> None:
+    """A downstream outage: every task of a capability failed and waits out its
+    backoff. Those tasks sat in the claim's index, not yet visible, so every claim of
+    that capability, and every "anything to claim?" read, stepped past all of them
+    (20,000: 120,000 steps each); they now wait in an index of their own."""
+    broker = SqliteBroker(tmp_path / "q.db", retry_base_s=600, retry_max_s=600)
+    try:
+        backing_off(broker, "demo.echo", BACKLOG)
+        broker.submit_many([TaskSpec("demo.echo", {"n": -n}) for n in range(1, 4)])
+        options = ClaimOptions("w1", capabilities=("demo.echo",), limit=8, visibility_timeout_s=60)
+        steps, got = steps_of(broker, options)
+        assert got == ["demo.echo"] * 3
+        assert steps < BACKLOG / 100, f"the claim took {steps * 100} steps"
+        steps, got = steps_of(broker, options)
+        assert got == []
+        assert steps < BACKLOG / 100, f"the empty claim took {steps * 100} steps"
+        count = [0]
+
+        def step() -> int:
+            count[0] += 1
+            return 0
+
+        broker._db.set_progress_handler(step, 100)
+        try:
+            assert not broker._claimable(time.time(), ("demo.echo",), " AND capability IN (?)")
+        finally:
+            broker._db.set_progress_handler(None, 100)
+        assert count[0] < BACKLOG / 100, f"the read took {count[0] * 100} steps"
+        assert broker.stats().pending == {"demo.echo": BACKLOG}  # still counted as queued
+    finally:
+        broker.close()
+
+
+def test_retries_whose_backoff_ran_out_are_claimed_by_priority_then_age(tmp_path: Path) -> None:
+    broker = SqliteBroker(tmp_path / "q.db", retry_base_s=600, retry_max_s=600)
+    try:
+        broker.submit_many([TaskSpec("demo.echo", {"n": "low"}, priority=0)])
+        broker.submit_many([TaskSpec("demo.echo", {"n": "high"}, priority=5)])
+        broker.submit_many([TaskSpec("demo.echo", {"n": "waits"}, priority=9)])
+        options = ClaimOptions("w1", capabilities=("demo.echo",), limit=3)
+        ids = {}
+        for claim in broker.claim(options):
+            broker.fail(claim, {"code": "DOWN", "message": "upstream down"}, retryable=True)
+            ids[claim.task.payload["n"]] = claim.task.id
+        broker.submit_many(
+            [
+                TaskSpec("demo.echo", {"n": "new-mid"}, priority=3),
+                TaskSpec("demo.echo", {"n": "new-low"}, priority=0),
+            ]
+        )
+        # as if their backoff had passed, long before the new tasks came
+        with broker._lock:
+            broker._db.execute(
+                "UPDATE tasks SET visible_at = 1.0 WHERE id IN (?, ?)", (ids["low"], ids["high"])
+            )
+        assert broker._claimable(time.time(), None, "")
+        claims = broker.claim(ClaimOptions("w2", limit=10))
+        assert [c.task.payload["n"] for c in claims] == ["high", "new-mid", "low", "new-low"]
+        assert [c.attempt for c in claims] == [2, 1, 2, 1]
+        record = broker.get(ids["waits"])
+        assert record is not None and record.status == "retrying"
+        assert broker.claim(ClaimOptions("w2", limit=10)) == []
     finally:
         broker.close()
 

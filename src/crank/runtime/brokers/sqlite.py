@@ -121,16 +121,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     meta TEXT,
     expires_at REAL,
     caller TEXT,
-    cancel_requested REAL
+    cancel_requested REAL,
+    backing_off INTEGER
 );
-DROP INDEX IF EXISTS tasks_ready;
-CREATE INDEX IF NOT EXISTS tasks_ready_by_capability
-    ON tasks (capability, priority DESC, visible_at)
-    WHERE status IN ('pending', 'retrying');
-CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (visible_at) WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS tasks_consumer ON tasks (consumer) WHERE consumer IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (updated_at) WHERE status = 'dead';
-CREATE INDEX IF NOT EXISTS tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS task_events (
     task_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -156,9 +149,28 @@ CREATE TABLE IF NOT EXISTS wake_listeners (
 ) WITHOUT ROWID;
 """
 
+#: the tasks table's indexes, made after :func:`_add_new_columns` (some index a column
+#: added since the first version). Those an earlier crank made and no longer used are
+#: dropped: each index costs every write.
+INDEXES = """
+DROP INDEX IF EXISTS tasks_ready;
+DROP INDEX IF EXISTS tasks_ready_by_capability;
+DROP INDEX IF EXISTS tasks_leases;
+CREATE INDEX IF NOT EXISTS tasks_queued
+    ON tasks (capability, priority DESC, visible_at)
+    WHERE status IN ('pending', 'retrying') AND backing_off IS NULL;
+CREATE INDEX IF NOT EXISTS tasks_backing_off ON tasks (visible_at)
+    WHERE status = 'retrying' AND backing_off IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (capability, visible_at)
+    WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS tasks_consumer ON tasks (consumer) WHERE consumer IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (updated_at) WHERE status = 'dead';
+CREATE INDEX IF NOT EXISTS tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
 #: columns added to the schema since its first version, with their declarations: a
 #: queue file written before gets them when it is opened (:func:`_add_new_columns`).
-_ADDED_COLUMNS = (("caller", "TEXT"), ("cancel_requested", "REAL"))
+_ADDED_COLUMNS = (("caller", "TEXT"), ("cancel_requested", "REAL"), ("backing_off", "INTEGER"))
 
 _COLUMNS = (
     "id, capability, payload, status, priority, attempts, max_attempts, idempotency_key, "
@@ -215,11 +227,25 @@ _WAKE_REFRESH_S = 0.1
 #: capability reads them first).
 _READY_CAPABILITIES = (
     "WITH RECURSIVE ready(capability) AS (SELECT MIN(capability) FROM tasks "
-    "WHERE status IN ('pending', 'retrying') UNION ALL SELECT (SELECT MIN(capability) "
-    "FROM tasks WHERE status IN ('pending', 'retrying') AND capability > ready.capability) "
+    "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL "
+    "UNION ALL SELECT (SELECT MIN(capability) FROM tasks "
+    "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL "
+    "AND capability > ready.capability) "
     "FROM ready WHERE ready.capability IS NOT NULL) "
     "SELECT capability FROM ready WHERE capability IS NOT NULL"
 )
+#: retries whose backoff ran out join the queued tasks (the claim's index), at most
+#: ``_QUEUE_RETRIES_MOST`` per claim, the first due first. Backing off, they are
+#: in an index of their own, by due time: in the claim's index, where they used to
+#: be, each claim walked past all of them (they are not visible yet), so while a
+#: downstream outage had 20,000 tasks backing off, every claim and every "anything
+#: claimable?" read stepped through the 20,000.
+_QUEUE_DUE_RETRIES = (
+    "UPDATE tasks SET backing_off = NULL WHERE rowid IN (SELECT rowid FROM tasks "
+    "WHERE status = 'retrying' AND backing_off IS NOT NULL AND visible_at <= ? "
+    "ORDER BY visible_at LIMIT ?)"
+)
+_QUEUE_RETRIES_MOST = 1_000
 #: claims of more capabilities than this take one sorted scan, not a query each
 #: (SQLite joins at most 500 queries in one statement).
 _UNION_MOST = 64
@@ -229,7 +255,7 @@ _UNION_MOST = 64
 #: visible_at, updated_at, then those of ``{rows}``.
 _TAKE = (
     "UPDATE tasks SET status = 'running', attempts = attempts + 1, consumer = ?, "  # noqa: S608 - constants and placeholders only
-    "receipt = ?, visible_at = ?, updated_at = ? WHERE rowid IN ({rows}) "
+    "receipt = ?, visible_at = ?, updated_at = ?, backing_off = NULL WHERE rowid IN ({rows}) "
     f"RETURNING {_COLUMNS}"
 )
 
@@ -247,8 +273,9 @@ def _claim_ready_sql(capabilities: int) -> str:
     limit) for each capability, then limit.
     """
     one = (
-        "SELECT rowid, priority, visible_at FROM tasks INDEXED BY tasks_ready_by_capability "
-        "WHERE status IN ('pending', 'retrying') AND capability = ? AND visible_at <= ? "
+        "SELECT rowid, priority, visible_at FROM tasks INDEXED BY tasks_queued "
+        "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL "
+        "AND capability = ? AND visible_at <= ? "
         "ORDER BY priority DESC, visible_at LIMIT ?"
     )
     union = " UNION ALL ".join(f"SELECT * FROM ({one})" for _ in range(capabilities))  # noqa: S608 - constants only
@@ -331,6 +358,7 @@ def _apply(
         redrive = (
             "UPDATE tasks SET status = 'pending', attempts = 0, error = NULL, result = NULL, "  # noqa: S608 - constants
             "visible_at = ?, updated_at = ?, expires_at = NULL, cancel_requested = NULL, "
+            "backing_off = NULL, "
             f"consumer = NULL, receipt = NULL WHERE id IN ({picked})"
         )
         cur = db.execute(redrive, (now, now, *params))
@@ -399,6 +427,9 @@ class SqliteBroker(Broker):
                     if statement.strip():
                         db.execute(statement)
                 _add_new_columns(db)
+                for statement in INDEXES.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
         except (sqlite3.Error, OSError) as exc:
             raise BrokerError(
                 f"cannot open the SQLite queue {self.path}: {exc}",
@@ -788,6 +819,7 @@ class SqliteBroker(Broker):
                     notices = self._ack_rows(db, acks, now)
                 rows = db.execute(expired_sql, [*head, *(caps or ()), limit]).fetchall()
                 if len(rows) < limit:
+                    db.execute(_QUEUE_DUE_RETRIES, (now, _QUEUE_RETRIES_MOST))
                     ready = self._claim_ready(db, head[:4], caps, now, limit - len(rows))
                     # RETURNING comes in no particular order
                     rows += sorted(ready, key=lambda r: (-r[4], r[8]))
@@ -835,7 +867,7 @@ class SqliteBroker(Broker):
             marks = ", ".join("?" * len(caps))
             sql = _TAKE.format(
                 rows="SELECT rowid FROM tasks WHERE status IN ('pending', 'retrying') "  # noqa: S608 - constants and placeholders only
-                f"AND visible_at <= ? AND capability IN ({marks}) "
+                f"AND backing_off IS NULL AND visible_at <= ? AND capability IN ({marks}) "
                 "ORDER BY priority DESC, visible_at LIMIT ?"
             )
             return db.execute(sql, [*head, now, *caps, limit]).fetchall()
@@ -856,10 +888,12 @@ class SqliteBroker(Broker):
         sql = (
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'running' "  # noqa: S608 - constants and placeholders only
             f"AND visible_at <= ?{where}) OR EXISTS (SELECT 1 FROM tasks "
-            f"WHERE status IN ('pending', 'retrying') AND visible_at <= ?{where})"
+            "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL "
+            f"AND visible_at <= ?{where}) OR EXISTS (SELECT 1 FROM tasks "
+            "WHERE status = 'retrying' AND backing_off IS NOT NULL AND visible_at <= ?)"
         )
         try:
-            rows = self._read(sql, [now, *(caps or ()), now, *(caps or ())])
+            rows = self._read(sql, [now, *(caps or ()), now, *(caps or ()), now])
         except BrokerError:
             return True  # the claim will say what is wrong
         return bool(rows[0][0])
@@ -939,7 +973,8 @@ class SqliteBroker(Broker):
                     due = now + self.options.retry.delay_s(attempts)
                     db.execute(
                         "UPDATE tasks SET status = 'retrying', error = ?, visible_at = ?, "
-                        "updated_at = ?, consumer = NULL, receipt = NULL WHERE id = ?",
+                        "updated_at = ?, consumer = NULL, receipt = NULL, backing_off = 1 "
+                        "WHERE id = ?",
                         (body, due, now, claim.task.id),
                     )
                     return "retrying"
