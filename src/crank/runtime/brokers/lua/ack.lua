@@ -12,7 +12,10 @@ for i = 4, #ARGV, 3 do
       -- consumer and receipt stay: they only mean something while the status is running
       redis.call('HSET', key, 'status', 'succeeded', 'result', ARGV[i + 2], 'updated_at', now)
       redis.call('EXPIRE', key, ttl)
-      if h[1] == 'retrying' then redis.call('ZREM', P .. ':delayed', ARGV[i]) end
+      if h[1] == 'retrying' then
+        redis.call('ZREM', P .. ':delayed', ARGV[i])
+        if h[2] then redis.call('ZREM', P .. ':delayed:' .. h[2], ARGV[i]) end
+      end
       if h[3] and h[3] ~= '' then redis.call('EXPIRE', P .. ':idem:' .. h[3], ttl) end
       notify(P, ARGV[i], 'succeeded', h[4] or 0, ARGV[i + 2])
     end

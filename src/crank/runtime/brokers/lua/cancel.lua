@@ -12,7 +12,10 @@ local h = redis.call('HMGET', key, 'status', 'stream', 'entry', 'consumer', 'att
 local status = h[1]
 if not status then return {'none', '', {}} end
 if status == 'pending' or status == 'retrying' then
-  if status == 'retrying' then redis.call('ZREM', P .. ':delayed', id) end
+  if status == 'retrying' then
+    redis.call('ZREM', P .. ':delayed', id)
+    if h[2] then redis.call('ZREM', P .. ':delayed:' .. h[2], id) end
+  end
   if h[2] and h[3] and h[3] ~= '' then
     -- off its stream (and out of the pending entries, if it was given back)
     redis.call('XACK', h[2], 'crank', h[3])

@@ -24,6 +24,7 @@ for _, id in ipairs(due) do
     redis.call('HSET', key, 'entry', eid, 'status', 'pending')
   end
   redis.call('ZREM', P .. ':delayed', id)
+  if stream then redis.call('ZREM', P .. ':delayed:' .. stream, id) end
 end
 
 -- streams by priority (high first); equal priorities rotate so none starves

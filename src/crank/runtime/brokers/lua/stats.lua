@@ -1,9 +1,29 @@
 -- ARGV: prefix. Returns {now_ms, dead, n,
---   (capability, band, waiting, in_flight, oldest_ms)*n, (capability, priority)* of retrying}
+--   (capability, band, waiting, in_flight, oldest_ms, backing_off)*n}
+-- Retries waiting out their backoff are counted per stream (P:delayed:<stream>, kept
+-- beside P:delayed by the scripts that add and remove them). When the two disagree
+-- (tasks an earlier crank put in P:delayed alone), the counts are made again from
+-- P:delayed first.
 local P = ARGV[1]
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local streams = redis.call('ZRANGE', P .. ':streams', 0, -1)
+local counted = 0
+for _, stream in ipairs(streams) do
+  counted = counted + redis.call('ZCARD', P .. ':delayed:' .. stream)
+end
+if counted ~= redis.call('ZCARD', P .. ':delayed') then
+  for _, stream in ipairs(streams) do redis.call('DEL', P .. ':delayed:' .. stream) end
+  local all = redis.call('ZRANGE', P .. ':delayed', 0, -1, 'WITHSCORES')
+  for i = 1, #all, 2 do
+    local stream = redis.call('HGET', P .. ':t:' .. all[i], 'stream')
+    if stream then
+      redis.call('ZADD', P .. ':delayed:' .. stream, all[i + 1], all[i])
+    else  -- its task is gone: the claim that found it due would drop it
+      redis.call('ZREM', P .. ':delayed', all[i])
+    end
+  end
+end
 local out = {now_ms, redis.call('XLEN', P .. ':dead'), #streams}
 for _, stream in ipairs(streams) do
   local cap = redis.call('HGET', P .. ':streamcap', stream)
@@ -27,13 +47,6 @@ for _, stream in ipairs(streams) do
   out[#out + 1] = math.max(0, len - in_flight)
   out[#out + 1] = in_flight
   out[#out + 1] = oldest
-end
-local delayed = redis.call('ZRANGE', P .. ':delayed', 0, 9999)
-for _, id in ipairs(delayed) do
-  local task = redis.call('HMGET', P .. ':t:' .. id, 'capability', 'priority')
-  if task[1] then
-    out[#out + 1] = task[1]
-    out[#out + 1] = task[2] or '0'
-  end
+  out[#out + 1] = redis.call('ZCARD', P .. ':delayed:' .. stream)
 end
 return out

@@ -1,0 +1,98 @@
+"""Retries waiting out their backoff on Redis: counted, every one, cheaply.
+
+They wait in ``P:delayed`` (by due time), off their stream. The stats counted them
+by reading each one's task hash from ``P:delayed``, at most the first 10,000: with
+15,000 backing off (a downstream outage), ``/v1/status``, ``/metrics`` and the
+``CRANK_MAX_PENDING`` admission saw 10,000, and each count took Redis 25 ms. Now
+each stream's retries are also in ``P:delayed:<stream>``, counted with ``ZCARD``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.routing.queues import stream_key
+from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import redis as redis_py
+
+    from crank.runtime.brokers.redis import RedisBroker
+
+DOWN = {"code": "DOWN", "message": "the service it calls is down"}
+
+
+@pytest.fixture
+def broker(redis_server: str) -> Iterator[RedisBroker]:
+    # an hour's backoff: what fails waits while the test runs
+    opened = open_broker(f"{redis_server}?retry_base_s=3600&retry_max_s=3600")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+@pytest.fixture
+def admin(redis_server: str) -> Iterator[redis_py.Redis]:
+    import redis
+
+    client = redis.Redis.from_url(redis_server, decode_responses=True)
+    yield client
+    client.close()
+
+
+def fail_all(broker: RedisBroker, capability: str, count: int, priority: int = 0) -> list[str]:
+    """``count`` tasks that failed once and now wait out their backoff."""
+    broker.submit_many([TaskSpec(capability, {"n": n}, priority=priority) for n in range(count)])
+    claims = broker.claim(ClaimOptions("w1", capabilities=(capability,), limit=count))
+    assert len(claims) == count
+    for claim in claims:
+        assert broker.fail(claim, DOWN, retryable=True) == "retrying"
+    return [c.task.id for c in claims]
+
+
+def test_more_than_ten_thousand_retries_are_all_counted(broker: RedisBroker) -> None:
+    fail_all(broker, "demo.echo", 10_050)
+    fail_all(broker, "demo.other", 3, priority=5)
+    broker.submit_many([TaskSpec("demo.echo", {"n": "fresh"})])
+    stats = broker.stats()
+    assert stats.pending == {"demo.echo": 10_051, "demo.other": 3}
+    assert stats.pending_by_priority == {"demo.echo": {0: 10_051}, "demo.other": {3: 3}}
+    assert stats.running == 0
+
+
+def test_each_way_off_the_backoff_is_counted(broker: RedisBroker, admin: redis_py.Redis) -> None:
+    ids = fail_all(broker, "demo.echo", 4)
+    assert broker.stats().pending == {"demo.echo": 4}
+    cancelled = broker.cancel(ids[0])
+    assert cancelled is not None and cancelled.outcome == "cancelled"
+    assert broker.stats().pending == {"demo.echo": 3}
+    # two backoffs run out: the next claim puts them back on their stream, then takes one
+    admin.zadd("crank:delayed", {ids[1]: 0, ids[2]: 1})  # ids[1] due first
+    (claim,) = broker.claim(ClaimOptions("w2", capabilities=("demo.echo",), limit=1))
+    assert claim.task.id == ids[1]
+    stats = broker.stats()
+    assert stats.pending == {"demo.echo": 2}  # one back on its stream, one backing off
+    assert stats.running == 1
+    broker.ack(claim, {"n": 1})
+    assert broker.stats().pending == {"demo.echo": 2}
+    assert admin.zcard(f"crank:delayed:{stream_key('crank', 'demo.echo', 0)}") == 1
+
+
+def test_retries_an_earlier_crank_put_back_are_counted(
+    broker: RedisBroker, admin: redis_py.Redis
+) -> None:
+    """An earlier crank added retries to ``P:delayed`` alone; the first count after it
+    makes the per-stream sets again (and drops an entry whose task is gone, as the
+    claim that found it due would)."""
+    fail_all(broker, "demo.echo", 5)
+    fail_all(broker, "demo.other", 2)
+    for cap in ("demo.echo", "demo.other"):
+        admin.delete(f"crank:delayed:{stream_key('crank', cap, 0)}")
+    admin.zadd("crank:delayed", {"no-such-task": 1e12})
+    assert broker.stats().pending == {"demo.echo": 5, "demo.other": 2}
+    assert admin.zscore("crank:delayed", "no-such-task") is None
+    assert admin.zcard(f"crank:delayed:{stream_key('crank', 'demo.echo', 0)}") == 5
