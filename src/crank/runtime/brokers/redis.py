@@ -15,9 +15,11 @@ Layout (``P`` is the key prefix, default ``crank``):
   the same tasks by stream, for the stats to count (``ZCARD``): counting them from
   ``P:delayed`` read each one's hash (with 15,000 backing off, 25 ms of Redis per
   stats call, and only the first 10,000 were counted).
-* ``P:dead``: the dead-letter stream (ids of dead tasks, ``MAXLEN ~ 100000``); a
-  dead task's hash names its entry (``dead_entry``), which a redrive or a purge
-  deletes, so ``XLEN`` counts the dead letters.
+* ``P:dead``: the dead-letter stream (ids of dead tasks); a dead task's hash names its
+  entry (``dead_entry``), which a redrive or a purge deletes, so ``XLEN`` counts the
+  dead letters. It is never trimmed: it was (``MAXLEN ~ 100000``), and past 100,000
+  dead letters the oldest lost their entries while their tasks stayed dead and kept,
+  uncounted, and out of reach of a capability's redrive or purge.
 * ``P:reclaim:<stream>``: set (100 ms) when a claim scanned the stream's
   pending entries with ``XAUTOCLAIM``; no claim scans again until it expires,
   so claims stay cheap with many tasks in flight. ``release``, ``recover`` and

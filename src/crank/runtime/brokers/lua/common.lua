@@ -74,7 +74,7 @@ local function take(S, stream, ent)
       'consumer', '', 'receipt', '')
     redis.call('XACK', stream, GROUP, eid)
     redis.call('XDEL', stream, eid)
-    local dead_entry = redis.call('XADD', P .. ':dead', 'MAXLEN', '~', 100000, '*', 't', id)
+    local dead_entry = redis.call('XADD', P .. ':dead', '*', 't', id)
     redis.call('HSET', key, 'dead_entry', dead_entry)
     notify(P, id, 'dead', attempts - 1, err)
     return 0

@@ -33,7 +33,7 @@ if ARGV[5] == '1' and tonumber(h[3]) < tonumber(h[4]) then
 end
 redis.call('HSET', key, 'status', 'dead', 'error', ARGV[6], 'updated_at', ARGV[7],
   'consumer', '', 'receipt', '')
-local dead_entry = redis.call('XADD', P .. ':dead', 'MAXLEN', '~', 100000, '*', 't', id)
+local dead_entry = redis.call('XADD', P .. ':dead', '*', 't', id)
 redis.call('HSET', key, 'dead_entry', dead_entry)
 notify(P, id, 'dead', h[3], ARGV[6])
 return 'dead'

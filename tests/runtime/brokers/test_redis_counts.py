@@ -1,6 +1,6 @@
-"""Retries waiting out their backoff on Redis: counted, every one, cheaply.
+"""What the Redis broker counts: every retry waiting out its backoff, every dead letter.
 
-They wait in ``P:delayed`` (by due time), off their stream. The stats counted them
+Retries wait in ``P:delayed`` (by due time), off their stream. The stats counted them
 by reading each one's task hash from ``P:delayed``, at most the first 10,000: with
 15,000 backing off (a downstream outage), ``/v1/status``, ``/metrics`` and the
 ``CRANK_MAX_PENDING`` admission saw 10,000, and each count took Redis 25 ms. Now
@@ -96,3 +96,24 @@ def test_retries_an_earlier_crank_put_back_are_counted(
     assert broker.stats().pending == {"demo.echo": 5, "demo.other": 2}
     assert admin.zscore("crank:delayed", "no-such-task") is None
     assert admin.zcard(f"crank:delayed:{stream_key('crank', 'demo.echo', 0)}") == 5
+
+
+def test_every_dead_letter_stays_counted_and_reachable(redis_server: str) -> None:
+    """The dead-letter stream was trimmed to about 100,000 entries: past that, the
+    oldest dead letters were neither counted nor redriven by a capability's redrive,
+    though their tasks stayed dead (kept for good)."""
+    broker = open_broker(redis_server)
+    total = 100_300
+    try:
+        for start in range(0, total, 20_000):
+            count = min(20_000, total - start)
+            broker.submit_many([TaskSpec("demo.echo", {"n": n}) for n in range(count)])
+            options = ClaimOptions("w1", capabilities=("demo.echo",), limit=count)
+            for claim in broker.claim(options):
+                broker.fail(claim, DOWN, retryable=False)
+        assert broker.stats().dead == total
+        assert broker.redrive_dead_letters("demo.echo") == total
+        assert broker.stats().dead == 0
+        assert broker.stats().pending == {"demo.echo": total}
+    finally:
+        broker.close()
