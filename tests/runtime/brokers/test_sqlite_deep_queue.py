@@ -143,7 +143,7 @@ def test_a_queue_file_from_an_earlier_crank_gets_the_new_indexes(tmp_path: Path)
         first.fail(claim, {"code": "DOWN", "message": "upstream down"}, retryable=True)
     first.close()
     old = sqlite3.connect(str(path), isolation_level=None)
-    for index in ("tasks_queued", "tasks_backing_off", "tasks_leased"):
+    for index in ("tasks_queued", "tasks_backoff", "tasks_leased"):
         old.execute(f"DROP INDEX {index}")
     old.execute("ALTER TABLE tasks DROP COLUMN backing_off")
     old.execute(
@@ -157,7 +157,7 @@ def test_a_queue_file_from_an_earlier_crank_gets_the_new_indexes(tmp_path: Path)
     broker = SqliteBroker(path)
     try:
         names = {row[0] for row in broker._db.execute("SELECT name FROM sqlite_master")}
-        assert {"tasks_queued", "tasks_backing_off", "tasks_leased"} <= names
+        assert {"tasks_queued", "tasks_backoff", "tasks_leased"} <= names
         assert not {"tasks_ready", "tasks_ready_by_capability", "tasks_leases"} & names
         options = ClaimOptions("w1", capabilities=("demo.echo",), limit=10)
         taken = [c.task.id for c in broker.claim(options)]
@@ -303,3 +303,35 @@ def test_expired_results_are_purged_a_bounded_share_per_write(broker: SqliteBrok
     expire()
     broker.submit_many([TaskSpec("demo.echo", {"n": 9})])
     assert expired() == 3
+
+
+def test_the_count_reads_the_queued_tasks_not_every_result(tmp_path: Path) -> None:
+    """The stats read the two partial indexes that hold every queued task (ready, and
+    waiting out a retry's backoff), not the table, where results are kept for a day."""
+    broker = SqliteBroker(tmp_path / "q.db", retry_base_s=600, retry_max_s=600)
+    try:
+        broker.submit_many([TaskSpec("bulk.import", {"n": n}) for n in range(BACKLOG)])
+        options = ClaimOptions("w1", capabilities=("bulk.import",), limit=BACKLOG)
+        broker.ack_many([(claim, {"ok": True}) for claim in broker.claim(options)])
+        backing_off(broker, "demo.echo", 2)
+        broker.submit_many([TaskSpec("demo.echo", {"n": 9}, priority=3)])
+        assert broker.stats().pending == {"demo.echo": 3}  # opens the counting connection
+        count = [0]
+
+        def step() -> int:
+            count[0] += 1
+            return 0
+
+        assert broker._count_db is not None
+        broker._count_db.set_progress_handler(step, 100)
+        try:
+            stats = broker.stats()
+        finally:
+            broker._count_db.set_progress_handler(None, 100)
+        assert count[0] < BACKLOG / 100, f"the count took {count[0] * 100} steps"
+        assert stats.pending == {"demo.echo": 3}
+        assert stats.pending_by_priority == {"demo.echo": {0: 2, 2: 1}}
+        assert stats.running == 0
+        assert stats.oldest_pending_age_s > 0
+    finally:
+        broker.close()

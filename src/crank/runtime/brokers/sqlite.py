@@ -156,11 +156,12 @@ INDEXES = """
 DROP INDEX IF EXISTS tasks_ready;
 DROP INDEX IF EXISTS tasks_ready_by_capability;
 DROP INDEX IF EXISTS tasks_leases;
+DROP INDEX IF EXISTS tasks_backing_off;
 CREATE INDEX IF NOT EXISTS tasks_queued
     ON tasks (capability, priority DESC, visible_at)
     WHERE status IN ('pending', 'retrying') AND backing_off IS NULL;
-CREATE INDEX IF NOT EXISTS tasks_backing_off ON tasks (visible_at)
-    WHERE status = 'retrying' AND backing_off IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_backoff ON tasks (visible_at, capability, priority)
+    WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (capability, visible_at)
     WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS tasks_consumer ON tasks (consumer) WHERE consumer IS NOT NULL;
@@ -242,7 +243,7 @@ _READY_CAPABILITIES = (
 #: claimable?" read stepped through the 20,000.
 _QUEUE_DUE_RETRIES = (
     "UPDATE tasks SET backing_off = NULL WHERE rowid IN (SELECT rowid FROM tasks "
-    "WHERE status = 'retrying' AND backing_off IS NOT NULL AND visible_at <= ? "
+    "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL AND visible_at <= ? "
     "ORDER BY visible_at LIMIT ?)"
 )
 _QUEUE_RETRIES_MOST = 1_000
@@ -890,7 +891,8 @@ class SqliteBroker(Broker):
             f"AND visible_at <= ?{where}) OR EXISTS (SELECT 1 FROM tasks "
             "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL "
             f"AND visible_at <= ?{where}) OR EXISTS (SELECT 1 FROM tasks "
-            "WHERE status = 'retrying' AND backing_off IS NOT NULL AND visible_at <= ?)"
+            "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL "
+            "AND visible_at <= ?)"
         )
         try:
             rows = self._read(sql, [now, *(caps or ()), now, *(caps or ()), now])
@@ -1290,21 +1292,28 @@ class SqliteBroker(Broker):
         now = time.time()
         pending: dict[str, int] = {}
         by_band: dict[str, dict[int, int]] = {}
-        ready, counts = self._count(
-            "SELECT capability, priority, COUNT(*) FROM tasks "
-            "WHERE status IN ('pending', 'retrying') GROUP BY capability, priority",
+        # each query reads one partial index: together they cover every queued task
+        queued, backing_off, counts = self._count(
+            "SELECT capability, priority, COUNT(*) FROM tasks WHERE status IN "
+            "('pending', 'retrying') AND backing_off IS NULL GROUP BY capability, priority",
+            "SELECT capability, priority, COUNT(*) FROM tasks WHERE status IN "
+            "('pending', 'retrying') AND backing_off IS NOT NULL GROUP BY capability, priority",
             "SELECT "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'running'), "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'dead'), "
-            "(SELECT MIN(created_at) FROM tasks WHERE status IN ('pending', 'retrying'))",
+            "(SELECT MIN(created_at) FROM tasks "
+            "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL), "
+            "(SELECT MIN(created_at) FROM tasks "
+            "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL)",
         )
-        for cap, priority, n in ready:
+        for cap, priority, n in (*queued, *backing_off):
             pending[cap] = pending.get(cap, 0) + int(n)
             bands = by_band.setdefault(cap, {})
             band = priority_band(int(priority))
             bands[band] = bands.get(band, 0) + int(n)
-        (running, dead, oldest), *_ = counts
-        age = 0.0 if oldest is None else max(0.0, now - float(oldest))
+        (running, dead, *firsts), *_ = counts
+        oldest = min((float(first) for first in firsts if first is not None), default=None)
+        age = 0.0 if oldest is None else max(0.0, now - oldest)
         return QueueStats(
             pending=pending,
             running=int(running),
