@@ -387,10 +387,10 @@ class SqliteBroker(Broker):
         self.url = url or f"sqlite:///{self.path}"
         self.options = BrokerOptions(retry_base_s, retry_max_s, result_ttl_s)
         self._lock = threading.RLock()
-        #: a second connection for counting (stats): long reads there hold nothing
+        #: a second connection for the long reads (stats, lists): they hold nothing
         #: this process's writers wait for (opened on first use).
-        self._count_db: sqlite3.Connection | None = None
-        self._count_lock = threading.Lock()
+        self._aside_db: sqlite3.Connection | None = None
+        self._aside_lock = threading.Lock()
         #: this process's writers, one at a time (then the writers' turn, then _lock).
         self._writers = threading.Lock()
         self._busy_timeout_s = busy_timeout_ms / 1000
@@ -1256,25 +1256,29 @@ class SqliteBroker(Broker):
         except sqlite3.Error as exc:
             raise self._error("read the queue", exc) from exc
 
-    def _count(self, *queries: str) -> list[list[Any]]:
-        """``queries`` read in one snapshot on the counting connection.
+    def _read_aside(self, *queries: str | tuple[str, Sequence[Any]]) -> list[list[Any]]:
+        """``queries`` (SQL, or SQL and its parameters) read in one snapshot on the
+        reading connection.
 
         Counting a deep queue takes a while (the stats of 200,000 ready tasks: tens of
-        milliseconds); on the main connection it held the lock every thread of this
-        process writes through, so a server's submits waited for its stats."""
-        with self._count_lock:
+        milliseconds), and so does a list that few tasks match (a filter no index
+        serves: 23-34 ms with 200,000 queued); on the main connection they held the lock
+        every thread of this process writes through, so a server's submits waited."""
+        with self._aside_lock:
             try:
-                db = self._count_db
+                db = self._aside_db
                 if db is None:
                     db = sqlite3.connect(
                         str(self.path), isolation_level=None, check_same_thread=False
                     )
                     db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
                     db.execute("PRAGMA query_only = ON")
-                    self._count_db = db
+                    self._aside_db = db
                 db.execute("BEGIN")
                 try:
-                    return [db.execute(sql).fetchall() for sql in queries]
+                    return [
+                        db.execute(*((q,) if isinstance(q, str) else q)).fetchall() for q in queries
+                    ]
                 finally:
                     db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -1293,7 +1297,7 @@ class SqliteBroker(Broker):
         pending: dict[str, int] = {}
         by_band: dict[str, dict[int, int]] = {}
         # each query reads one partial index: together they cover every queued task
-        queued, backing_off, counts = self._count(
+        queued, backing_off, counts = self._read_aside(
             "SELECT capability, priority, COUNT(*) FROM tasks WHERE status IN "
             "('pending', 'retrying') AND backing_off IS NULL GROUP BY capability, priority",
             "SELECT capability, priority, COUNT(*) FROM tasks WHERE status IN "
@@ -1323,9 +1327,12 @@ class SqliteBroker(Broker):
         )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:
-        rows = self._read(
-            f"SELECT {_COLUMNS} FROM tasks WHERE status = 'dead' ORDER BY updated_at DESC LIMIT ?",  # noqa: S608 - constants and placeholders only
-            (limit,),
+        (rows,) = self._read_aside(
+            (
+                f"SELECT {_COLUMNS} FROM tasks WHERE status = 'dead' "  # noqa: S608 - constants and placeholders only
+                "ORDER BY updated_at DESC LIMIT ?",
+                (limit,),
+            )
         )
         return [_record(r) for r in rows]
 
@@ -1342,10 +1349,12 @@ class SqliteBroker(Broker):
             if value is not None:
                 where.append(f"{column} ?")
                 params.append(value)
-        rows = self._read(
-            f"SELECT {_SUMMARY_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "  # noqa: S608 - constants and placeholders only
-            "ORDER BY rowid DESC LIMIT ?",
-            (*params, query.limit + 1),
+        (rows,) = self._read_aside(
+            (
+                f"SELECT {_SUMMARY_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "  # noqa: S608 - constants and placeholders only
+                "ORDER BY rowid DESC LIMIT ?",
+                (*params, query.limit + 1),
+            )
         )
         page = rows[: query.limit]
         more = len(rows) > query.limit
@@ -1410,10 +1419,10 @@ class SqliteBroker(Broker):
                 db.execute("DELETE FROM wake_listeners WHERE address = ?", (self._wake.address,))
             self._wake.close()
         self._sender.close()
-        with self._count_lock:
-            if self._count_db is not None:
-                self._count_db.close()
-                self._count_db = None
+        with self._aside_lock:
+            if self._aside_db is not None:
+                self._aside_db.close()
+                self._aside_db = None
         with self._writers, self._lock:
             self._db.close()
             if self._turn is not None:
