@@ -376,6 +376,29 @@ def test_stats(broker: Broker) -> None:
     assert broker.stats().running == 0
 
 
+def test_stats_count_retries_waiting_out_their_backoff_as_pending(broker_url: str) -> None:
+    """Pending is every queued task that is not running, a retry waiting out its
+    backoff included: the admission bound and /v1/status count them on every backend."""
+    slow = broker_url.replace(
+        "retry_base_s=0.01&retry_max_s=0.05", "retry_base_s=600&retry_max_s=600"
+    )
+    broker = open_broker(slow)
+    try:
+        broker.submit_many([spec("demo.a", n=i) for i in range(3)])
+        claims = broker.claim(ClaimOptions("w1", capabilities=("demo.a",), limit=2))
+        for claim in claims:
+            assert broker.fail(claim, {"code": "DOWN", "message": "down"}, retryable=True) == (
+                "retrying"
+            )
+        stats = broker.stats()
+        assert stats.pending == {"demo.a": 3}
+        assert stats.running == 0
+        assert len(broker.claim(ClaimOptions("w1", capabilities=("demo.a",), limit=5))) == 1
+        assert broker.stats().pending == {"demo.a": 2}  # the one never tried is running
+    finally:
+        broker.close()
+
+
 def test_blocking_claim_wakes_on_submit(broker: Broker) -> None:
     claiming = threading.Event()
 
