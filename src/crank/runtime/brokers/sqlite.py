@@ -884,7 +884,8 @@ class SqliteBroker(Broker):
         submit or ack it delayed was on some request's path. Idle workers' rescans
         (every ``_RESCAN_S``) took it too. A task that becomes claimable after this
         read wakes the worker again (its wake-up is kept: the channel was drained
-        before).
+        before). A retry of any capability whose backoff ran out counts: the claim
+        moves it to the queued tasks (:data:`_QUEUE_DUE_RETRIES`) whoever it is for.
         """
         sql = (
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'running' "  # noqa: S608 - constants and placeholders only
