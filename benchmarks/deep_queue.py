@@ -86,7 +86,9 @@ def main() -> int:
         "--kinds",
         type=lambda text: text.split(","),
         default=list(KINDS),
-        help="backlogs to measure in front of, comma-separated (default other,retrying)",
+        help="kinds of backlog, comma-separated: other (tasks of a capability no worker "
+        "serves), retrying (the served capability's, waiting out a retry backoff); "
+        "default other,retrying",
     )
     args = parser.parse_args()
     unknown = sorted(set(args.kinds) - set(KINDS))
