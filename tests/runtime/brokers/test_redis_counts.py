@@ -9,7 +9,7 @@ each stream's retries are also in ``P:delayed:<stream>``, counted with ``ZCARD``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -117,3 +117,34 @@ def test_every_dead_letter_stays_counted_and_reachable(redis_server: str) -> Non
         assert broker.stats().pending == {"demo.echo": total}
     finally:
         broker.close()
+
+
+def test_a_bulk_redrive_takes_the_dead_letters_of_when_it_began(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk of P:dead stops at its last entry as of the first call: a task that
+    dies while the walk goes on (a redriven one failing again at once, say) is not
+    taken, so a redrive of a poison capability ends."""
+    from crank.runtime.brokers import redis as redis_broker
+
+    broker.submit_many([TaskSpec("demo.echo", {"n": n}) for n in range(3)])
+    first, second, late = broker.claim(ClaimOptions("w1", capabilities=("demo.echo",), limit=3))
+    for claim in (first, second):
+        assert broker.fail(claim, DOWN, retryable=False) == "dead"
+    monkeypatch.setattr(redis_broker, "_DEAD_BUDGET", 1)  # one entry per script call
+    script = broker._script
+    calls: list[str] = []
+
+    def script_then_a_death(name: str, args: list[Any], what: str) -> Any:
+        answer = script(name, args, what)
+        if name == "dead" and not calls:  # after the walk's first call
+            calls.append(name)
+            assert broker.fail(late, DOWN, retryable=False) == "dead"
+        return answer
+
+    monkeypatch.setattr(broker, "_script", script_then_a_death)
+    assert broker.redrive_dead_letters("demo.echo") == 2
+    assert calls == ["dead"]
+    for claim, status in ((first, "pending"), (second, "pending"), (late, "dead")):
+        record = broker.get(claim.task.id)
+        assert record is not None and record.status == status

@@ -630,11 +630,13 @@ class RedisBroker(Broker):
 
     def _change_dead_letters(self, action: str, capability: str) -> int:
         """Walks ``P:dead`` a bounded number of entries per script call, so one call
-        never holds Redis up for long whatever the number of dead letters."""
-        cursor, total, now = "", 0, repr(time.time())
+        never holds Redis up for long whatever the number of dead letters, up to its
+        last entry when the walk began (a redriven task that dies again meanwhile is
+        not taken twice: a redrive of a poison capability ends)."""
+        cursor, last, total, now = "", "", 0, repr(time.time())
         while True:
-            args = [self.prefix, action, now, "cap", capability, cursor, _DEAD_BUDGET]
-            cursor, count = self._script("dead", args, f"{action} dead letters")
+            args = [self.prefix, action, now, "cap", capability, cursor, _DEAD_BUDGET, last]
+            cursor, count, last = self._script("dead", args, f"{action} dead letters")
             total += int(count)
             if not cursor:
                 return total

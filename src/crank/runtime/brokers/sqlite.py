@@ -202,6 +202,8 @@ _PURGE_EVERY_S = 30.0
 #: results at once held the write lock for a second (every submit and claim waited);
 #: 2,000 take about 20 ms here, and the next write goes on while more are left.
 _PURGE_MOST = 2_000
+#: the most dead letters one write transaction of a bulk redrive or purge changes.
+_BULK_MOST = 2_000
 _RESCAN_S = 0.05
 #: a writer that finds the writers' turn taken tries again after this, then twice as
 #: long each time up to the most (see the module docstring).
@@ -1195,14 +1197,33 @@ class SqliteBroker(Broker):
         return DeadLetterChange(True, before if after is None else _record(after))
 
     def _change_dead_letters(self, capability: str, change: str, what: str) -> int:
-        try:
-            with self._write() as db:
-                count = _apply(db, change, "t.capability = ?", (capability,), time.time())
-        except sqlite3.Error as exc:
-            raise self._error(what, exc) from exc
-        if count and change == _REDRIVE:
+        """Apply ``change`` to the dead letters of ``capability`` as of the call (one
+        redriven that dies again meanwhile is not taken twice), at most
+        ``_BULK_MOST`` per write transaction, with a pause between them for other
+        writers: all at once, 100,000 held the write lock 0.9 s."""
+        started, total = time.time(), 0
+        while True:
+            (rows,) = self._read_aside(
+                (
+                    "SELECT id FROM tasks WHERE status = 'dead' AND updated_at <= ? "
+                    "AND capability = ? LIMIT ?",
+                    (started, capability, _BULK_MOST),
+                )
+            )
+            if rows:
+                ids = json.dumps([task_id for (task_id,) in rows])
+                try:
+                    with self._write() as db:
+                        picked = "t.id IN (SELECT value FROM json_each(?))"
+                        total += _apply(db, change, picked, (ids,), time.time())
+                except sqlite3.Error as exc:
+                    raise self._error(what, exc) from exc
+            if len(rows) < _BULK_MOST:
+                break
+            time.sleep(2 * _TURN_PAUSE_MAX_S)  # a writer waiting for its turn gets it
+        if total and change == _REDRIVE:
             self._wake_workers()
-        return count
+        return total
 
     # -- streaming events ------------------------------------------------------
 

@@ -6,13 +6,16 @@
 --                                          the script left it (redrive, no dead letter)
 --                                          or as it was before (purge), so the answer is
 --                                          the moment of the change, not a read after it
---   'cap', capability, cursor, budget   -> {next cursor ('' at the end), how many}
+--   'cap', capability, cursor, budget, last
+--                                       -> {next cursor ('' at the end), how many, last}
 -- A redriven task goes to the back of its stream as a new entry: pending, 0 attempts, no
 -- error; its hash, events and list entry stay. A purged one is deleted with its events,
 -- its waiters, its idempotency key (when it owns it) and its list entry. Either way its
 -- entry of P:dead goes (so XLEN P:dead keeps counting the dead letters); the 'cap' form
--- walks P:dead from `cursor`, `budget` entries per call, and drops the entries of tasks
--- that are gone or no longer dead on the way.
+-- walks P:dead from `cursor` up to `last` (the stream's last entry when the first call
+-- ran, which it answers: a task redriven that dies again meanwhile is not taken twice),
+-- `budget` entries per call, and drops the entries of tasks that are gone or no longer
+-- dead on the way.
 local P, action, now = ARGV[1], ARGV[2], ARGV[3]
 local DEAD = P .. ':dead'
 
@@ -71,10 +74,15 @@ if ARGV[4] == 'id' then
   return {'done', before or redis.call('HGETALL', key)}
 end
 
-local capability, cursor, budget = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local capability, cursor, budget, last = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+if last == '' then
+  local newest = redis.call('XREVRANGE', DEAD, '+', '-', 'COUNT', 1)
+  if #newest == 0 then return {'', 0, ''} end
+  last = newest[1][1]
+end
 local from = '-'
 if cursor ~= '' then from = '(' .. cursor end
-local got = redis.call('XRANGE', DEAD, from, '+', 'COUNT', budget)
+local got = redis.call('XRANGE', DEAD, from, last, 'COUNT', budget)
 local count = 0
 for _, ent in ipairs(got) do
   local id = ent[2][2]
@@ -88,5 +96,5 @@ for _, ent in ipairs(got) do
   end
 end
 local next_cursor = ''
-if #got == budget then next_cursor = got[#got][1] end
-return {next_cursor, count}
+if #got == budget and got[#got][1] ~= last then next_cursor = got[#got][1] end
+return {next_cursor, count, last}
