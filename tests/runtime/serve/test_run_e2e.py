@@ -191,12 +191,12 @@ def test_kill_9_of_crank_run_with_tasks_queued_and_running_loses_none(
         ids = [
             record.id
             for record in producer.submit_many(
-                [
-                    TaskSpec("demo.slow", {"seconds": 0.5})
-                    if i % 3 == 0
-                    else TaskSpec("demo.echo", {"text": str(i)})
-                    for i in range(60)
-                ]
+                # every task slow: the two hold 32, and the other 28 stay queued until
+                # 28 have run, 0.4 s each on two workers: the status can see tasks
+                # running and queued for at least 5.6 s however slow this machine is
+                # (with a third of them slow, the queue could empty within a second of
+                # the workers starting: before the first look at the status)
+                [TaskSpec("demo.slow", {"seconds": 0.4}) for _ in range(60)]
             )
         ]
     finally:
