@@ -11,6 +11,7 @@ bound is checked (429) — all *before* anything is queued.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -195,13 +196,25 @@ class TaskGateway:
         behind it waited), and only a request that the cached count would refuse waits
         for that read, so a refusal is always made on a fresh count. The cached count
         is never low (see ``StatusTracker.pending_total``). Concurrent requests share
-        one read."""
-        if not self.status.stats_stale():
-            return
+        one read.
+
+        A count that reaches the bound only by the submits made while it was read
+        (perhaps counted twice) is read again, at most twice, before it refuses."""
+        if self.status.stats_stale():
+            read = self._read_stats(fresh=False)
+            if self.status.pending_total(wait=False) >= self.max_pending:
+                await asyncio.shield(read)
+        for _ in range(2):
+            if not self.status.pending_in_doubt(self.max_pending):
+                return
+            await asyncio.shield(self._read_stats(fresh=True))
+
+    def _read_stats(self, *, fresh: bool) -> asyncio.Future[Any]:
+        """The stats read under way, or a new one (on a thread: see refresh_stats)."""
         if self._stats_read is None or self._stats_read.done():
-            self._stats_read = asyncio.ensure_future(asyncio.to_thread(self.status.queue_stats))
-        if self.status.pending_total(wait=False) >= self.max_pending:
-            await asyncio.shield(self._stats_read)
+            read = functools.partial(self.status.queue_stats, fresh=fresh)
+            self._stats_read = asyncio.ensure_future(asyncio.to_thread(read))
+        return self._stats_read
 
     async def submit(self, spec: TaskSpec, *, watch: bool = False) -> TaskRecord:
         """Queue ``spec`` through the I/O thread, grouped with concurrent submits

@@ -83,8 +83,15 @@ class StatusTracker:
         #: the processes serving HTTP (``http_processes`` in the report), when several.
         self.http: Callable[[], dict[str, int] | None] | None = None
         self._lock = threading.Lock()
-        #: (read at, stats, broker reachable, submits this process had made when read).
-        self._stats: tuple[float, QueueStats | None, bool, int] = (-1e18, None, False, 0)
+        #: (read at, stats, broker reachable, submits this process had made when the
+        #: read began, and when it ended: those in between may or may not be counted).
+        self._stats: tuple[float, QueueStats | None, bool, int, int] = (
+            -1e18,
+            None,
+            False,
+            0,
+            0,
+        )
         #: seconds the last stats read took (see :meth:`stats_ttl`).
         self._read_s = 0.0
         #: stats reads under way (on any thread), and their end, to wait for.
@@ -110,13 +117,13 @@ class StatusTracker:
         """
         now = time.monotonic()
         with self._lock:
-            at, stats, ok, _ = self._stats
+            at, stats, ok, _, _ = self._stats
             if not wait or (not fresh and now - at < self.stats_ttl()):
                 return stats, ok
             if self._reading and not fresh:
                 while self._reading:
                     self._read_ended.wait()
-                _, stats, ok, _ = self._stats
+                _, stats, ok, _, _ = self._stats
                 return stats, ok
             self._reading += 1
             counted = self._submitted
@@ -127,8 +134,10 @@ class StatusTracker:
             except Exception:
                 stats, ok = None, False
             with self._lock:
-                # submits made while the stats were read stay counted (never low)
-                self._stats = (now, stats, ok, counted)
+                # submits made while the stats were read stay counted (never low); a
+                # read that began before the one cached ended does not replace it
+                if now >= self._stats[0]:
+                    self._stats = (now, stats, ok, counted, self._submitted)
         finally:
             with self._lock:
                 self._reading -= 1
@@ -154,11 +163,24 @@ class StatusTracker:
     def pending_total(self, *, wait: bool = True) -> int:
         """Pending tasks: the cached count plus what this process queued since it was
         read (never low: tasks done since are not subtracted)."""
+        return self._pending_bounds(wait=wait)[0]
+
+    def pending_in_doubt(self, bound: int) -> bool:
+        """Whether the cached count reaches ``bound`` only by the submits this process
+        made while it was read (they may be in the stats and counted as made since:
+        twice). A refusal is not made on such a count; it is read again."""
+        most, least = self._pending_bounds(wait=False)
+        return least < bound <= most
+
+    def _pending_bounds(self, *, wait: bool) -> tuple[int, int]:
+        """(most, least) pending: the cached count plus this process's submits since
+        its read began (never low), or since it ended (never high by them)."""
         self.queue_stats(wait=wait)
-        with self._lock:  # the stats and the submits they counted: one pair
-            _, stats, _, counted = self._stats
-            extra = self._submitted - counted
-        return (sum(stats.pending.values()) if stats else 0) + extra
+        with self._lock:  # the stats and the submits they counted: one set
+            _, stats, _, began, ended = self._stats
+            submitted = self._submitted
+        counted = sum(stats.pending.values()) if stats else 0
+        return counted + submitted - began, counted + submitted - ended
 
     def note_submitted(self, count: int = 1) -> None:
         with self._lock:

@@ -112,6 +112,66 @@ def test_a_request_the_count_would_refuse_waits_for_a_fresh_one(
         held.release.set()
 
 
+def test_submits_made_while_the_count_was_read_do_not_refuse_a_request(
+    make_services: Any, serve: Any
+) -> None:
+    """A read begins, a submit lands, the read counts it: that task is in the stats and
+    among the submits made since the read began. A count over the bound only by such
+    submits is read again before it refuses (three sequential requests under a bound
+    of three were refused at the third on a busy machine)."""
+    services = make_services(max_pending_tasks=3)
+    services.status.ttl_s = 0.0
+    http = serve(services)
+    submit_many = services.broker.submit_many
+    read: list[HeldCount] = []
+
+    def after_the_read_began(*args: Any, **kwargs: Any) -> Any:
+        assert read[-1].entered.wait(WAIT_S)
+        return submit_many(*args, **kwargs)
+
+    services.broker.submit_many = after_the_read_began
+    first = HeldCount(services.broker)
+    read.append(first)
+    try:
+        # a read begins (held) before the first submit lands and counts it when let go
+        thread, codes = in_thread(lambda: post(http, "1"))
+        assert first.entered.wait(WAIT_S)
+        thread.join(timeout=WAIT_S)
+        first.release.set()
+        settled(services)
+        assert codes == [202]
+        services.status._read_s = 0.0  # held, the read took long: its count stays fresh
+        second = HeldCount(services.broker)
+        read.append(second)
+        # again for the second: cached, 1 task + 2 submits since its read began
+        thread, codes = in_thread(lambda: post(http, "2"))
+        assert second.entered.wait(WAIT_S)
+        thread.join(timeout=WAIT_S)
+        assert codes == [202]
+        # the third finds 3 (1 + 2 - 0) and waits for the read under way: 2 + 2 - 1
+        at_bound = threading.Event()
+        counted = services.status.pending_total
+
+        def watched(*, wait: bool = True) -> int:
+            pending = int(counted(wait=wait))
+            if pending >= 3:
+                at_bound.set()
+            return pending
+
+        services.status.pending_total = watched
+        thread, codes = in_thread(lambda: post(http, "3"))
+        assert at_bound.wait(WAIT_S), "the cached count did not reach the bound"
+        second.release.set()  # the request awaits the read next, with no step between
+        thread.join(timeout=WAIT_S)
+        assert codes == [202], "refused on submits counted twice"
+        assert counted() == 3
+        # the bound still holds: the queue has three
+        assert post(http, "4") == 429
+    finally:
+        for held in read:
+            held.release.set()
+
+
 def test_a_full_queue_is_refused_on_a_fresh_count(make_services: Any, serve: Any) -> None:
     services = make_services(max_pending_tasks=2)
     services.status.ttl_s = 0.0
