@@ -20,6 +20,7 @@ def snapshot() -> SystemSnapshot:
         running_tasks=1,
         dead_letters=2,
         paused_capabilities=("b.y",),
+        backing_off={"a.x": 3},
     )
 
 
@@ -28,6 +29,8 @@ def test_scrape_reads_queue_pool_and_budget() -> None:
     value = metrics.registry.get_sample_value
     assert value("crank_queue_depth", {"capability": "a.x"}) == 4
     assert value("crank_queue_depth", {"capability": "b.y"}) == 0
+    assert value("crank_queue_backing_off", {"capability": "a.x"}) == 3
+    assert value("crank_queue_backing_off", {"capability": "b.y"}) == 0
     assert value("crank_workers", {"state": "healthy"}) == 2
     assert value("crank_tasks_running") == 1
     assert value("crank_dead_letters") == 2

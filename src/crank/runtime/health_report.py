@@ -60,6 +60,8 @@ class SystemSnapshot:
     workers: Mapping[str, WorkerHealth] = field(default_factory=dict)
     #: worker processes that died without being asked to in the last ``CRASH_WINDOW_S``.
     crashed_workers: int = 0
+    #: of ``queue_depth``, retries waiting out their backoff, per capability.
+    backing_off: Mapping[str, int] = field(default_factory=dict)
 
 
 def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
@@ -122,6 +124,10 @@ def health_report(snap: SystemSnapshot, now: dt.datetime) -> dict[str, Any]:
             "running_tasks": snap.running_tasks,
             "dead_letters": snap.dead_letters,
             "pending_by_capability": dict(sorted(snap.queue_depth.items())),
+            # of the pending: retries waiting out their backoff (no worker can take them
+            # yet; a downstream that keeps failing shows here first)
+            "backing_off_tasks": sum(snap.backing_off.values()),
+            "backing_off_by_capability": dict(sorted(snap.backing_off.items())),
         },
         "resource_utilization": snap.resources.as_dict(),
         "paused_capabilities": list(snap.paused_capabilities),

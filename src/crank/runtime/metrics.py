@@ -78,6 +78,14 @@ class RuntimeCollector:
         for cap, n in sorted(snap.queue_depth.items()):
             depth.add_metric([cap], n)
         yield depth
+        backing_off = GaugeMetricFamily(
+            "crank_queue_backing_off",
+            "Of the pending tasks, retries waiting out their backoff, per capability.",
+            labels=["capability"],
+        )
+        for cap in sorted(snap.queue_depth):
+            backing_off.add_metric([cap], snap.backing_off.get(cap, 0))
+        yield backing_off
         yield GaugeMetricFamily(
             "crank_tasks_running", "Tasks claimed by a worker now.", value=snap.running_tasks
         )

@@ -281,6 +281,7 @@ class StatusTracker:
             last_decision=self.pool.last_decision() if self.pool is not None else None,
             workers=self.workers(),
             crashed_workers=self.pool.crashes() if self.pool is not None else 0,
+            backing_off=dict(stats.backing_off) if stats else {},
         )
 
     def report(self) -> dict[str, Any]:

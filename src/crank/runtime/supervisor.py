@@ -390,7 +390,9 @@ class Supervisor:
         )
         total, _ = self.worker_counts()
         running = stats.running if stats else 0
-        depth = dict(stats.pending) if stats else {}
+        # the work a new process could take now: retries waiting out their backoff are
+        # left out (a downstream outage backs off every task: no reason for more workers)
+        depth = stats.ready() if stats else {}
         active = min(total, running)
         return RuntimeMetrics(
             queue_depth=depth,

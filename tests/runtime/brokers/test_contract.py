@@ -392,11 +392,29 @@ def test_stats_count_retries_waiting_out_their_backoff_as_pending(broker_url: st
             )
         stats = broker.stats()
         assert stats.pending == {"demo.a": 3}
+        assert stats.backing_off == {"demo.a": 2}
+        assert stats.ready() == {"demo.a": 1}
         assert stats.running == 0
         assert len(broker.claim(ClaimOptions("w1", capabilities=("demo.a",), limit=5))) == 1
-        assert broker.stats().pending == {"demo.a": 2}  # the one never tried is running
+        stats = broker.stats()
+        assert stats.pending == {"demo.a": 2}  # the one never tried is running
+        assert stats.ready() == {}
     finally:
         broker.close()
+
+
+def test_a_retry_whose_backoff_is_over_counts_as_ready(broker: Broker) -> None:
+    """Backing off is only until the retry is due (here within 50 ms): then it is work
+    for a worker again, whether or not a claim has looked at it since."""
+    broker.submit_many([spec("demo.a", n=1)])
+    (claim,) = broker.claim(ClaimOptions("w1", capabilities=("demo.a",), limit=1))
+    assert broker.fail(claim, {"code": "DOWN", "message": "down"}, retryable=True) == "retrying"
+    deadline = time.monotonic() + 30
+    while (stats := broker.stats()).backing_off:
+        assert time.monotonic() < deadline, "the retry never came due"
+        time.sleep(0.01)
+    assert stats.pending == {"demo.a": 1}
+    assert stats.ready() == {"demo.a": 1}
 
 
 def test_blocking_claim_wakes_on_submit(broker: Broker) -> None:

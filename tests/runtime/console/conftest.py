@@ -93,12 +93,18 @@ class ConsoleClient:
 def console(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., ConsoleClient]]:
-    """``console(token=None, ui="on", today=TODAY)``: a live server with the console."""
+    """``console(token=None, ui="on", today=TODAY, retry_s=None)``: a live server with
+    the console (``retry_s``: every retry's backoff; by default 10-50 ms)."""
     monkeypatch.syspath_prepend(str(HTTP_WORKERS))
     opened: list[tuple[Broker, ServerThread, ConsoleClient]] = []
 
-    def start(*, token: str | None = None, ui: str = "on", today: Any = TODAY) -> ConsoleClient:
-        broker = open_broker("memory://?retry_base_s=0.01&retry_max_s=0.05")
+    def start(
+        *, token: str | None = None, ui: str = "on", today: Any = TODAY, retry_s: Any = None
+    ) -> ConsoleClient:
+        retry = "retry_base_s=0.01&retry_max_s=0.05"
+        if retry_s is not None:
+            retry = f"retry_base_s={retry_s}&retry_max_s={retry_s}"
+        broker = open_broker(f"memory://?{retry}")
         router = Router.from_manifests([load_manifest(HTTP_MANIFEST)], today=lambda: today)
         config = RuntimeConfig(
             broker_url="memory://",

@@ -66,6 +66,21 @@ def test_overview_shows_queue_depth_per_capability_and_priority(
     assert "No daily budget set" in text
 
 
+def test_overview_says_how_many_pending_tasks_back_off(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console(retry_s=600)
+    broker = client.services.broker
+    broker.submit_many([TaskSpec("demo.echo", {"text": str(i)}) for i in range(3)])
+    for claim in broker.claim(ClaimOptions("t", capabilities=("demo.echo",), limit=2)):
+        broker.fail(claim, {"code": "DOWN", "message": "the model server is down"}, retryable=True)
+    page = client.http.get("/ui").text
+    assert _row(page, "data-capability", "demo.echo") == (
+        "demo.echo 3 (2 backing off) priority 0: 3"
+    )
+    assert _row(page, "data-capability", "demo.slow") == "demo.slow 0"
+
+
 def test_overview_reloads_itself_only_when_asked(console: Callable[..., ConsoleClient]) -> None:
     client = console()
     assert 'http-equiv="refresh"' not in client.http.get("/ui").text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,7 +48,6 @@ def test_dev_mode_is_a_fixed_pool_with_console_logs(crank_run: Any) -> None:
 def test_api_only_with_a_worker_process_started_elsewhere(crank_run: Any) -> None:
     import subprocess
     import sys
-    from pathlib import Path
 
     run = crank_run("--max-workers", "0")
     assert run.workers() == []
@@ -73,4 +74,42 @@ def test_api_only_with_a_worker_process_started_elsewhere(crank_run: Any) -> Non
     finally:
         worker.terminate()
         assert worker.wait(timeout=30) == 0
+    assert run.terminate() == 0
+
+
+def test_retries_backing_off_add_no_worker_processes(crank_run: Any, tmp_path: Any) -> None:
+    """A downstream outage: every task failed and waits out a long retry backoff. They
+    are pending, and /v1/status and /metrics say how many back off, but no worker could
+    take them before the backoff ends: the autoscaler asks for no more processes (a
+    backlog of ready tasks as large scales up: test_prod_mode_scales_up_on_a_backlog)."""
+    kinds = Path(__file__).resolve().parents[2] / "fixtures" / "workers" / "crank_fixture_kinds"
+    broker = f"sqlite:///{tmp_path / 'queue.db'}?retry_base_s=600&retry_max_s=600"
+    run = crank_run(
+        "--mode", "prod", "--broker", broker, "--min-workers", "1", "--max-workers", "3",
+        workers=(kinds,),
+    )  # fmt: skip
+    for _ in range(40):  # 40 ready would be 4 processes' worth (target 10 per process)
+        body = {"capability": "text.upper", "input": {"text": "boom"}}
+        assert run.http.post("/v1/tasks", json=body).status_code == 202
+
+    def all_backing_off() -> dict[str, Any] | None:
+        report: dict[str, Any] = run.http.get("/v1/status").json()
+        queue = report["queue_health"]
+        return report if queue["backing_off_tasks"] == 40 else None
+
+    seen = run.wait_until(all_backing_off, timeout_s=60, what="40 retries backing off")
+    queue = seen["queue_health"]
+    assert queue["total_pending_tasks"] == 40
+    assert queue["backing_off_by_capability"] == {"text.upper": 40}
+    assert 'crank_queue_backing_off{capability="text.upper"} 40.0' in run.http.get("/metrics").text
+    since = datetime.fromisoformat(seen["timestamp"])
+
+    def decided_since() -> dict[str, Any] | None:
+        decision = run.http.get("/v1/status").json().get("last_scaling_decision")
+        later = decision and datetime.fromisoformat(decision["timestamp"]) > since
+        return decision if later else None
+
+    decision = run.wait_until(decided_since, timeout_s=60, what="a scaling decision")
+    assert decision["decision_type"] != "scale_up", decision
+    assert decision["target_workers"] <= decision["current_workers"], decision
     assert run.terminate() == 0

@@ -305,6 +305,15 @@ class QueueStats:
     oldest_pending_age_s: float
     #: the same tasks per capability and :func:`priority_band`.
     pending_by_priority: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+    #: of the pending, retries still waiting out their backoff (no claim takes them
+    #: before it ends), per capability; capabilities with none are left out.
+    backing_off: Mapping[str, int] = field(default_factory=dict)
+
+    def ready(self) -> dict[str, int]:
+        """Pending tasks a claim could take now, per capability: the work for workers
+        (retries backing off left out; capabilities with none left out)."""
+        ready = {cap: n - self.backing_off.get(cap, 0) for cap, n in self.pending.items()}
+        return {cap: n for cap, n in ready.items() if n > 0}
 
 
 @dataclass(frozen=True)

@@ -562,6 +562,7 @@ class MemoryBroker(Broker):
     def stats(self) -> QueueStats:
         now = time.time()
         pending: dict[str, int] = {}
+        backing_off: dict[str, int] = {}
         by_band: dict[str, dict[int, int]] = {}
         running = dead = 0
         oldest: float | None = None
@@ -570,6 +571,8 @@ class MemoryBroker(Broker):
                 rec = entry.record
                 if rec.status in ("pending", "retrying"):
                     pending[rec.capability] = pending.get(rec.capability, 0) + 1
+                    if rec.status == "retrying" and entry.visible_at > now:
+                        backing_off[rec.capability] = backing_off.get(rec.capability, 0) + 1
                     bands = by_band.setdefault(rec.capability, {})
                     band = priority_band(rec.priority)
                     bands[band] = bands.get(band, 0) + 1
@@ -585,6 +588,7 @@ class MemoryBroker(Broker):
             dead=dead,
             oldest_pending_age_s=age,
             pending_by_priority=by_band,
+            backing_off=backing_off,
         )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:

@@ -681,9 +681,10 @@ class RedisBroker(Broker):
         return _record(h) if h else None
 
     def stats(self) -> QueueStats:
-        flat = self._script("stats", [self.prefix], "read queue stats")
+        flat = self._script("stats", [self.prefix, repr(time.time())], "read queue stats")
         now_ms, dead, n = int(flat[0]), int(flat[1]), int(flat[2])
         pending: dict[str, int] = {}
+        later: dict[str, int] = {}
         by_band: dict[str, dict[int, int]] = {}
 
         def count(cap: str, band: int, waiting: int) -> None:
@@ -693,17 +694,20 @@ class RedisBroker(Broker):
 
         running = 0
         oldest: int | None = None
-        for i in range(3, 3 + 6 * n, 6):
-            cap, band, waiting, in_flight, first, backing_off = (
+        for i in range(3, 3 + 7 * n, 7):
+            cap, band, waiting, in_flight, first, backing_off, not_due = (
                 flat[i],
                 int(flat[i + 1]),
                 int(flat[i + 2]),
                 int(flat[i + 3]),
                 int(flat[i + 4]),
                 int(flat[i + 5]),
+                int(flat[i + 6]),
             )
             if waiting + backing_off:  # retries waiting out their backoff count as queued
                 count(cap, band, waiting + backing_off)
+            if not_due:
+                later[cap] = later.get(cap, 0) + not_due
             running += in_flight
             if first >= 0:
                 oldest = first if oldest is None else min(oldest, first)
@@ -714,6 +718,7 @@ class RedisBroker(Broker):
             dead=dead,
             oldest_pending_age_s=age,
             pending_by_priority=by_band,
+            backing_off=later,
         )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:

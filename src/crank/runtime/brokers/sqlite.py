@@ -1317,13 +1317,19 @@ class SqliteBroker(Broker):
     def stats(self) -> QueueStats:
         now = time.time()
         pending: dict[str, int] = {}
+        later: dict[str, int] = {}
         by_band: dict[str, dict[int, int]] = {}
         # each query reads one partial index: together they cover every queued task
+        # (a retry whose backoff is over waits in the second until a claim moves it)
         queued, backing_off, counts = self._read_aside(
-            "SELECT capability, priority, COUNT(*) FROM tasks WHERE status IN "
+            "SELECT capability, priority, COUNT(*), 0 FROM tasks WHERE status IN "
             "('pending', 'retrying') AND backing_off IS NULL GROUP BY capability, priority",
-            "SELECT capability, priority, COUNT(*) FROM tasks WHERE status IN "
-            "('pending', 'retrying') AND backing_off IS NOT NULL GROUP BY capability, priority",
+            (
+                "SELECT capability, priority, COUNT(*), SUM(visible_at > ?) FROM tasks "
+                "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL "
+                "GROUP BY capability, priority",
+                (now,),
+            ),
             "SELECT "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'running'), "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'dead'), "
@@ -1332,8 +1338,10 @@ class SqliteBroker(Broker):
             "(SELECT MIN(created_at) FROM tasks "
             "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL)",
         )
-        for cap, priority, n in (*queued, *backing_off):
+        for cap, priority, n, not_due in (*queued, *backing_off):
             pending[cap] = pending.get(cap, 0) + int(n)
+            if not_due:
+                later[cap] = later.get(cap, 0) + int(not_due)
             bands = by_band.setdefault(cap, {})
             band = priority_band(int(priority))
             bands[band] = bands.get(band, 0) + int(n)
@@ -1346,6 +1354,7 @@ class SqliteBroker(Broker):
             dead=int(dead),
             oldest_pending_age_s=age,
             pending_by_priority=by_band,
+            backing_off=later,
         )
 
     def dead_letters(self, limit: int = 100) -> list[TaskRecord]:

@@ -32,11 +32,13 @@ def band_label(band: int) -> str:
 
 @dataclass(frozen=True)
 class QueueRow:
-    """One capability's pending tasks, in total and per priority band (highest first)."""
+    """One capability's pending tasks, in total and per priority band (highest first),
+    and how many of them are retries waiting out their backoff."""
 
     capability: str
     pending: int
     bands: tuple[tuple[str, int], ...]
+    backing_off: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def _queue(services: RuntimeServices, capabilities: list[str]) -> tuple[QueueRow
     stats, _ = services.status.queue_stats()
     pending = dict(stats.pending) if stats else {}
     by_band = dict(stats.pending_by_priority) if stats else {}
+    backing_off = dict(stats.backing_off) if stats else {}
     rows = []
     for cap in sorted(set(capabilities) | set(pending)):
         bands = by_band.get(cap, {})
@@ -100,6 +103,7 @@ def _queue(services: RuntimeServices, capabilities: list[str]) -> tuple[QueueRow
                 cap,
                 pending.get(cap, 0),
                 tuple((band_label(b), n) for b, n in sorted(bands.items(), reverse=True) if n),
+                backing_off.get(cap, 0),
             )
         )
     return tuple(rows)

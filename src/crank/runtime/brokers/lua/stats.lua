@@ -1,5 +1,8 @@
--- ARGV: prefix. Returns {now_ms, dead, n,
---   (capability, band, waiting, in_flight, oldest_ms, backing_off)*n}
+-- ARGV: prefix, now (the client's clock, as the retries' due times are).
+-- Returns {now_ms, dead, n,
+--   (capability, band, waiting, in_flight, oldest_ms, backing_off, not_due)*n}:
+-- backing_off are the retries in P:delayed:<stream>, not_due those of them whose
+-- backoff is not over (the others go back to the stream at the next claim).
 -- Retries waiting out their backoff are counted per stream (P:delayed:<stream>, kept
 -- beside P:delayed by the scripts that add and remove them). When the two disagree
 -- (tasks an earlier crank put in P:delayed alone), the counts are made again from
@@ -48,5 +51,6 @@ for _, stream in ipairs(streams) do
   out[#out + 1] = in_flight
   out[#out + 1] = oldest
   out[#out + 1] = redis.call('ZCARD', P .. ':delayed:' .. stream)
+  out[#out + 1] = redis.call('ZCOUNT', P .. ':delayed:' .. stream, '(' .. ARGV[2], '+inf')
 end
 return out
