@@ -92,8 +92,8 @@ class StatusTracker:
             0,
             0,
         )
-        #: seconds the last stats read took (see :meth:`stats_ttl`).
-        self._read_s = 0.0
+        #: seconds the last two stats reads took (see :meth:`stats_ttl`).
+        self._read_s = (0.0, 0.0)
         #: stats reads under way (on any thread), and their end, to wait for.
         self._reading = 0
         self._read_ended = threading.Condition(self._lock)
@@ -141,17 +141,18 @@ class StatusTracker:
         finally:
             with self._lock:
                 self._reading -= 1
-                self._read_s = time.monotonic() - started
+                self._read_s = (self._read_s[1], time.monotonic() - started)
                 self._read_ended.notify_all()
         return stats, ok
 
     def stats_ttl(self) -> float:
         """How long cached stats are used: ``ttl_s``, or 20 times as long as the last
-        read took, whichever is longer. Counting a deep SQLite queue takes time (a
-        GROUP BY over every ready task, about 25 ms per 100,000 on the development
-        machine): reads of it keep to a twentieth of the time, so the stats of half a
-        million queued tasks may be a few seconds old."""
-        return max(self.ttl_s, self._read_s / STATS_TIME_SHARE)
+        two reads took (the shorter), whichever is longer. Counting a deep SQLite queue
+        takes time (a GROUP BY over every ready task, about 25 ms per 100,000 on the
+        development machine): reads of it keep to a twentieth of the time, so the
+        stats of half a million queued tasks may be a few seconds old. One slow read
+        (a busy machine, a pause) does not keep the count that long."""
+        return max(self.ttl_s, min(self._read_s) / STATS_TIME_SHARE)
 
     def stats_stale(self) -> bool:
         """Whether :meth:`queue_stats` would call the broker now.
