@@ -10,6 +10,7 @@ server reads the task one last time. ``crank_sync_call_waits_total`` says which:
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,6 +44,17 @@ def test_sync_calls_are_answered_by_notices(
         answers = list(pool.map(call, range(64)))
     assert answers == [(200, {"text": f"t{i}"}) for i in range(64)]
     assert ended_by(run) == {"notice": 64, "read": 0}
+
+
+def subscriptions(run: Any, what: str) -> int:
+    """How many times the log says a result-notice subscription was ``lost`` or
+    ``restored`` (each HTTP process has its own, made on its first call)."""
+    count = 0
+    for line in run.log().splitlines():
+        if line.startswith("{") and f'"redis_subscription_{what}"' in line:
+            doc = json.loads(line)
+            count += doc["event"] == f"redis_subscription_{what}" and ":n:" in doc["channel"]
+    return count
 
 
 def ended_by(run: Any) -> dict[str, int]:
@@ -82,7 +94,15 @@ def test_sync_calls_are_answered_by_notices_after_redis_restarts(
         assert time.monotonic() < deadline, "the server never reached Redis again"
     assert answer == (200, {"text": "t1"})
     # that call may have been woken to read its task (its notice was published before
-    # the subscription was back); the calls after it are told by their notices
+    # the subscription was back); so may a call to another HTTP process whose
+    # subscription is not back yet. Once every one lost is back (the log says so), the
+    # calls are told by their notices.
+    lost = run.wait_until(lambda: subscriptions(run, "lost"), what="a subscription lost")
+    run.wait_until(
+        lambda: subscriptions(run, "restored") == subscriptions(run, "lost"),
+        timeout_s=120,
+        what=f"the {lost} result subscriptions lost to be restored",
+    )
     before = ended_by(run)
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(call, range(2, 34)))

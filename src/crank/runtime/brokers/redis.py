@@ -81,6 +81,7 @@ batch while Redis claims the next one (the replies wait in the socket).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import threading
@@ -132,6 +133,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
 
+#: a subscription lost and made again (stdlib logging: crank's set-up renders it).
+_log = logging.getLogger("crank.runtime.brokers.redis")
 _BLOCK_SLICE_S = 0.5
 #: index entries one call of the list script looks at, at most (Redis runs nothing else
 #: meanwhile), and the calls one page makes before it answers short with a cursor.
@@ -841,6 +844,8 @@ class _Subscription:
         conn = self._conn
         broken = False
         pause = 0.05
+        #: when the subscription was lost (None: it is up).
+        lost: float | None = None
         while not self._closed.is_set():
             try:
                 if broken:
@@ -849,20 +854,35 @@ class _Subscription:
                     self._heard, self._pinged = time.monotonic(), None
                     if self._on_reconnect is not None:
                         self._on_reconnect()
+                    if lost is not None:
+                        down_s = round(time.monotonic() - lost, 3)
+                        extra = {"channel": self._channel, "down_s": down_s}
+                        _log.info("redis_subscription_restored", extra=extra)
+                        lost = None
                 if self._loop is not None:
                     broken = self._hand_to_loop(self._loop)
+                    if broken and lost is None:
+                        lost = self._lost("the connection broke")
                     continue
                 self._take(conn.poll(_BLOCK_SLICE_S))
                 self._check_health(conn.send)
-            except RedisError:
+            except RedisError as exc:
                 conn.close()
                 if self._closed.is_set():
                     break
                 broken = True
+                if lost is None:
+                    lost = self._lost(str(exc))
                 self._closed.wait(pause)
                 pause = min(pause * 2, 2.0)
         if not self._attached:
             conn.close()
+
+    def _lost(self, why: str) -> float:
+        """Say once per outage that the subscription is down (what it tells is missed
+        until it is back); when it broke."""
+        _log.warning("redis_subscription_lost", extra={"channel": self._channel, "error": why})
+        return time.monotonic()
 
     def _hand_to_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Give the connection to ``loop`` and wait until it gives it back: True when it
