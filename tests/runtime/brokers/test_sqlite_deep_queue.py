@@ -20,7 +20,7 @@ import pytest
 
 from crank.runtime.brokers import sqlite as sqlite_broker
 from crank.runtime.brokers.contract import ClaimOptions, TaskPage, TaskQuery, TaskSpec
-from crank.runtime.brokers.sqlite import _BULK_MOST, _PURGE_MOST, _UNION_MOST, SqliteBroker
+from crank.runtime.brokers.sqlite import _BULK_MOST, _UNION_MOST, SqliteBroker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -320,9 +320,9 @@ def test_a_list_under_way_holds_up_no_writer(broker: SqliteBroker) -> None:
 def test_expired_results_are_purged_a_bounded_share_per_write(broker: SqliteBroker) -> None:
     """A purge of 200,000 results that expired together held the write lock for a
     second; now each write transaction that purges (a submit's, an ack's) deletes at
-    most _PURGE_MOST of them, and the next one goes on (not 30 s later) until none is
+    most _BULK_MOST of them, and the next one goes on (not 30 s later) until none is
     left; then the purge rests again."""
-    total = 2 * _PURGE_MOST + 500
+    total = 2 * _BULK_MOST + 500
     broker.submit_many([TaskSpec("bulk.import", {"n": i}) for i in range(total)])
     options = ClaimOptions("w1", capabilities=("bulk.import",), limit=total)
     broker.ack_many([(claim, {"ok": True}) for claim in broker.claim(options)])
@@ -342,7 +342,7 @@ def test_expired_results_are_purged_a_bounded_share_per_write(broker: SqliteBrok
     for n in range(3):
         broker.submit_many([TaskSpec("demo.echo", {"n": n})])
         left.append(expired())
-    assert left == [total, total - _PURGE_MOST, total - 2 * _PURGE_MOST, 0]
+    assert left == [total, total - _BULK_MOST, total - 2 * _BULK_MOST, 0]
     # the last purge found fewer than its most: the next is 30 s away
     done = broker.claim(ClaimOptions("w1", capabilities=("demo.echo",), limit=10))
     broker.ack_many([(claim, {"n": 0}) for claim in done])

@@ -198,11 +198,11 @@ _PENDING_UNLESS_CANCELLED = (
 #: what becomes of a dead letter (see :func:`_apply`).
 _REDRIVE, _PURGE = "redrive", "purge"
 _PURGE_EVERY_S = 30.0
-#: the most expired rows of a table one purge deletes: a purge of 200,000 expired
-#: results at once held the write lock for a second (every submit and claim waited);
-#: 2,000 take about 20 ms here, and the next write goes on while more are left.
-_PURGE_MOST = 2_000
-#: the most dead letters one write transaction of a bulk redrive or purge changes.
+#: the most rows one write transaction of a bulk change takes: the expired rows of a
+#: table one purge deletes, the dead letters one step of a bulk redrive or purge
+#: changes. A purge of 200,000 expired results at once held the write lock for a second
+#: (every submit and claim waited); 2,000 take about 20 ms here, and the next write
+#: goes on while more are left.
 _BULK_MOST = 2_000
 _RESCAN_S = 0.05
 #: a writer that finds the writers' turn taken tries again after this, then twice as
@@ -512,12 +512,12 @@ class SqliteBroker(Broker):
         )
 
     def _maybe_purge(self, db: sqlite3.Connection, now: float) -> None:
-        """Delete what expired, at most ``_PURGE_MOST`` rows of each table in this
+        """Delete what expired, at most ``_BULK_MOST`` rows of each table in this
         write transaction (a submit's or an ack's): while more are left, the next write
         purges again."""
         if now - self._last_purge < _PURGE_EVERY_S:
             return
-        most = _PURGE_MOST
+        most = _BULK_MOST
         deleted = [
             db.execute(
                 "DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks "

@@ -11,9 +11,10 @@ local P = ARGV[1]
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local streams = redis.call('ZRANGE', P .. ':streams', 0, -1)
-local counted = 0
-for _, stream in ipairs(streams) do
-  counted = counted + redis.call('ZCARD', P .. ':delayed:' .. stream)
+local counted, delayed = 0, {}
+for i, stream in ipairs(streams) do
+  delayed[i] = redis.call('ZCARD', P .. ':delayed:' .. stream)
+  counted = counted + delayed[i]
 end
 if counted ~= redis.call('ZCARD', P .. ':delayed') then
   for _, stream in ipairs(streams) do redis.call('DEL', P .. ':delayed:' .. stream) end
@@ -26,9 +27,12 @@ if counted ~= redis.call('ZCARD', P .. ':delayed') then
       redis.call('ZREM', P .. ':delayed', all[i])
     end
   end
+  for i, stream in ipairs(streams) do
+    delayed[i] = redis.call('ZCARD', P .. ':delayed:' .. stream)
+  end
 end
 local out = {now_ms, redis.call('XLEN', P .. ':dead'), #streams}
-for _, stream in ipairs(streams) do
+for i, stream in ipairs(streams) do
   local cap = redis.call('HGET', P .. ':streamcap', stream)
   local len = redis.call('XLEN', stream)
   local summary = redis.call('XPENDING', stream, 'crank')
@@ -50,7 +54,7 @@ for _, stream in ipairs(streams) do
   out[#out + 1] = math.max(0, len - in_flight)
   out[#out + 1] = in_flight
   out[#out + 1] = oldest
-  out[#out + 1] = redis.call('ZCARD', P .. ':delayed:' .. stream)
+  out[#out + 1] = delayed[i]
   out[#out + 1] = redis.call('ZCOUNT', P .. ':delayed:' .. stream, '(' .. ARGV[2], '+inf')
 end
 return out
