@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from crank.errors import UsageError
+from crank.runtime.sqlite_wal import use_wal
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -76,7 +77,7 @@ class UsageStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # as the queue file's
             self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._conn)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_SCHEMA)
             self._conn.commit()

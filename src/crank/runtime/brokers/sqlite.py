@@ -95,6 +95,7 @@ from crank.runtime.brokers.notices import (
     ResultNotices,
     bundles,
 )
+from crank.runtime.sqlite_wal import use_wal
 
 if TYPE_CHECKING:
     import asyncio
@@ -422,7 +423,7 @@ class SqliteBroker(Broker):
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            use_wal(self._db, timeout_s=self._busy_timeout_s)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer does it
             with self._write() as db:
