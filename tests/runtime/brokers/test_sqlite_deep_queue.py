@@ -374,6 +374,38 @@ def test_the_count_reads_the_queued_tasks_not_every_result(tmp_path: Path) -> No
         broker.close()
 
 
+def test_the_oldest_pending_task_is_the_first_submitted_backing_off_or_not(
+    tmp_path: Path,
+) -> None:
+    """The oldest pending age is read from the indexes alone (each one's first rowid),
+    not from the table row of every queued task."""
+    broker = SqliteBroker(tmp_path / "q.db", retry_base_s=600, retry_max_s=600)
+
+    def age_of(task_id: str) -> tuple[float, float, float]:
+        record = broker.get(task_id)
+        assert record is not None
+        before = time.time()
+        age = broker.stats().oldest_pending_age_s
+        return before - record.created_at, age, time.time() - record.created_at
+
+    try:
+        (first,) = backing_off(broker, "demo.a", 1)
+        second, third = (
+            r.id for r in broker.submit_many([TaskSpec("demo.b", {"n": n}) for n in (2, 3)])
+        )
+        low, age, high = age_of(first)  # backing off
+        assert low <= age <= high
+        assert broker.cancel(first) is not None
+        low, age, high = age_of(second)  # queued
+        assert low <= age <= high
+        (claim,) = broker.claim(ClaimOptions("w1", capabilities=("demo.b",), limit=1))
+        assert claim.task.id == second
+        low, age, high = age_of(third)
+        assert low <= age <= high
+    finally:
+        broker.close()
+
+
 def dead_letters(broker: SqliteBroker, capability: str, count: int) -> list[str]:
     broker.submit_many([TaskSpec(capability, {"n": n}) for n in range(count)])
     options = ClaimOptions("w1", capabilities=(capability,), limit=count)

@@ -1334,10 +1334,14 @@ class SqliteBroker(Broker):
             "SELECT "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'running'), "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'dead'), "
-            "(SELECT MIN(created_at) FROM tasks "
-            "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL), "
-            "(SELECT MIN(created_at) FROM tasks "
-            "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL)",
+            # the oldest queued task is the first submitted (rowids are in submission
+            # order, as list_tasks's cursor): MIN(created_at) read every queued row from
+            # the table (90 ms per 100,000 retries backing off), the rowid is in the index
+            # (`+`: not a scan of the whole table in rowid order for the first one)
+            "(SELECT created_at FROM tasks WHERE rowid = (SELECT MIN(+rowid) FROM tasks "
+            "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL)), "
+            "(SELECT created_at FROM tasks WHERE rowid = (SELECT MIN(+rowid) FROM tasks "
+            "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL))",
         )
         for cap, priority, n, not_due in (*queued, *backing_off):
             pending[cap] = pending.get(cap, 0) + int(n)
