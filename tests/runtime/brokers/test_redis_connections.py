@@ -324,6 +324,36 @@ def test_a_subscription_that_hears_nothing_pings_and_connects_again(
         broker.close()
 
 
+def test_a_subscriptions_ping_is_answered_on_the_subscribed_connection(
+    redis_server_aof: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subscription's idle ping went through the connection's own health check,
+    which pinged first and, with no answer in time, connected afresh: the subscription
+    went on reading a connection that subscribed to nothing (its PONG looked healthy),
+    and no notice came again. Here Redis is frozen when the subscription pings and
+    thawed at once: the notice after it must arrive."""
+    monkeypatch.setattr(resp_module, "HEALTH_CHECK_AFTER_S", 0.2)
+    broker = open_broker(redis_server_aof.url, socket_timeout_s=5)
+    proc = redis_server_aof.proc
+    assert proc is not None
+    try:
+        [task] = broker.submit_many([TaskSpec("demo.echo", {})], watch=True)
+        notices = broker.result_notices()
+        listener = broker._listener  # type: ignore[attr-defined]
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 60
+            while listener._pinged is None:  # it pinged, and heard nothing yet
+                assert time.monotonic() < deadline, "the subscription never pinged"
+                time.sleep(0.01)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        _end(broker, task.id, {"after": "the ping"})
+        _succeeded(notices.wait(task.id, 60), notices, task.id)
+    finally:
+        broker.close()
+
+
 def test_a_frozen_redis_times_a_call_out_and_a_thawed_one_answers_again(
     redis_server_aof: RedisServer,
 ) -> None:

@@ -865,7 +865,7 @@ class _Subscription:
                         lost = self._lost("the connection broke")
                     continue
                 self._take(conn.poll(_BLOCK_SLICE_S))
-                self._check_health(conn.send)
+                self._check_health(conn.send_nowait)
             except RedisError as exc:
                 conn.close()
                 if self._closed.is_set():

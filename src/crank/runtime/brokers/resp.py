@@ -315,8 +315,12 @@ class Connection:
         return True
 
     def send_nowait(self, commands: Sequence[tuple[Any, ...]]) -> None:
-        """Write short ``commands`` on a connection made non-blocking (a ping): no health
-        check, no connecting."""
+        """Write short ``commands`` (a subscription's ping) on this connection as it is,
+        blocking or not: no health check, no connecting. :meth:`send`'s health check
+        reads a reply (in a subscription it may be a message) and connects afresh when
+        none comes in time: a subscription then reads a connection subscribed to nothing."""
+        if self._sock is None:
+            raise ConnectionLost(f"the connection to Redis at {self.address} is closed")
         self._send_now(commands)
 
     def stale(self) -> bool:
