@@ -17,6 +17,10 @@ take, and the pending count behind ``CRANK_MAX_PENDING`` is read beside the subm
 (Before, 200,000 queued tasks of another capability took ``POST /v1/tasks`` from 6,300
 req/s to 273.)
 
+It also times the queue's ``stats()`` (the counts behind ``/v1/status``, ``/metrics``,
+the autoscaler and the pending bound) in front of each backlog: the median of 9
+reads, after one that opens the reading connection.
+
 The load average is printed at the start and the end; when the machine is busy the
 ratios are withheld (``machine_load.py``). Prints Markdown for ``RESULTS.md``.
 """
@@ -35,6 +39,7 @@ sys.path.append(str(Path(__file__).resolve().parent))
 import argparse
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 
@@ -73,6 +78,21 @@ def fill(path: Path, depth: int, kind: str) -> float:
     return time.perf_counter() - started
 
 
+def stats_ms(path: Path) -> float:
+    """The median ``stats()`` read of the queue file at ``path``, in milliseconds."""
+    broker = open_broker(f"sqlite:///{path}")
+    try:
+        broker.stats()
+        times = []
+        for _ in range(9):
+            started = time.perf_counter()
+            broker.stats()
+            times.append(time.perf_counter() - started)
+    finally:
+        broker.close()
+    return 1000 * statistics.median(times)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
@@ -108,8 +128,9 @@ def main() -> int:
         for kind, depth in cases:
             path = workdir / f"deep-{kind}-{depth}.db"
             filled = fill(path, depth, kind)
+            read_ms = stats_ms(path)
             runs = bench_crank(f"sqlite:///{path}", workdir, args.seconds)
-            rows[kind, depth] = {"filled_s": filled, **runs}
+            rows[kind, depth] = {"filled_s": filled, "stats_ms": read_ms, **runs}
     after = load_now()
 
     python = f"{platform.python_implementation()} {platform.python_version()}"
@@ -122,6 +143,10 @@ def main() -> int:
             run = runs[name][32]  # type: ignore[index]
             print(f"| {kind} | {depth:,} | {name} | {run.rps:,.0f} | "
                   f"{run.p50_ms:.2f} / {run.p99_ms:.2f} | {run.errors} |")  # fmt: skip
+    print("\n| backlog | tasks | stats() median ms |")
+    print("|---|---:|---:|")
+    for (kind, depth), row in rows.items():
+        print(f"| {kind} | {depth:,} | {row['stats_ms']:.1f} |")
     busy = verdict(before, after)
     if busy is not None:
         print(f"\n{busy}")
