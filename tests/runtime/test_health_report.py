@@ -64,7 +64,7 @@ def test_verdicts() -> None:
     assert overall_health(snap(healthy_workers=1))[0] == "degraded"
     assert overall_health(snap(oldest_task_age_s=301.0)) == (
         "degraded",
-        ["oldest pending task waits for 301 s"],
+        ["a task has waited 301 s for a worker"],
     )
     assert overall_health(snap(paused_capabilities=("a.x",)))[0] == "degraded"
     assert overall_health(snap(min_workers=0, healthy_workers=0, total_workers=0)) == (

@@ -82,7 +82,7 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
             f"{snap.healthy_workers} healthy workers, fewer than min_workers={snap.min_workers}"
         )
     if snap.oldest_task_age_s > STALE_TASK_AGE_S:
-        problems.append(f"oldest pending task waits for {snap.oldest_task_age_s:.0f} s")
+        problems.append(f"a task has waited {snap.oldest_task_age_s:.0f} s for a worker")
     if snap.resources.llm_api_usage_percentage >= 100.0:
         problems.append("daily LLM budget exhausted")
     if snap.paused_capabilities:

@@ -94,7 +94,8 @@ class RuntimeCollector:
         )
         yield GaugeMetricFamily(
             "crank_oldest_pending_task_age_seconds",
-            "Age of the oldest pending task.",
+            "How long the longest-waiting task ready for a worker has waited "
+            "(retries waiting out their backoff left out).",
             value=snap.oldest_task_age_s,
         )
         workers = GaugeMetricFamily("crank_workers", "Worker processes by state.", labels=["state"])

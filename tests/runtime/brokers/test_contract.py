@@ -417,6 +417,57 @@ def test_a_retry_whose_backoff_is_over_counts_as_ready(broker: Broker) -> None:
     assert stats.ready() == {"demo.a": 1}
 
 
+def wait_for_clock(past: float, by_s: float) -> None:
+    """Until this process's clock reads ``by_s`` past ``past`` (a state of the clock, so
+    the ages compared below differ by at least that much)."""
+    while time.time() < past + by_s:
+        time.sleep(by_s / 10)
+
+
+def test_the_oldest_pending_age_leaves_out_retries_backing_off(broker_url: str) -> None:
+    """The oldest pending age is how long ready work has waited for a worker: a retry
+    waiting out its backoff is not such work (a downstream outage must not read as
+    workers falling behind), and every backend measures it the same way."""
+    slow = broker_url.replace(
+        "retry_base_s=0.01&retry_max_s=0.05", "retry_base_s=600&retry_max_s=600"
+    )
+    broker = open_broker(slow)
+    try:
+        (first,) = broker.submit_many([spec("demo.a", n=1)])
+        (claim,) = broker.claim(ClaimOptions("w1", capabilities=("demo.a",), limit=1))
+        assert broker.fail(claim, {"code": "DOWN", "message": "down"}, retryable=True) == (
+            "retrying"
+        )
+        wait_for_clock(first.created_at, 0.5)
+        assert broker.stats().oldest_pending_age_s == 0.0  # nothing ready
+        (second,) = broker.submit_many([spec("demo.b", n=2)])
+        stats = broker.stats()
+        after = time.time()
+        assert stats.backing_off == {"demo.a": 1}
+        # the task submitted last, not the retry submitted half a second before it
+        # (10 ms: Redis dates a stream entry in whole milliseconds)
+        assert 0.0 <= stats.oldest_pending_age_s <= after - second.created_at + 0.01
+    finally:
+        broker.close()
+
+
+def test_a_due_retry_has_waited_since_its_backoff_ended(broker: Broker) -> None:
+    """Once its backoff is over, a retry is ready work, waiting since then (whether a
+    claim has moved it yet or not), not since its first submission."""
+    (record,) = broker.submit_many([spec("demo.a", n=1)])
+    (claim,) = broker.claim(ClaimOptions("w1", capabilities=("demo.a",), limit=1))
+    wait_for_clock(record.created_at, 0.5)
+    failed_at = time.time()
+    assert broker.fail(claim, {"code": "DOWN", "message": "down"}, retryable=True) == "retrying"
+    deadline = time.monotonic() + 30
+    while broker.stats().backing_off:
+        assert time.monotonic() < deadline, "the retry never came due"
+        time.sleep(0.01)
+    age = broker.stats().oldest_pending_age_s
+    after = time.time()
+    assert 0.0 < age <= after - failed_at  # < after - created_at - 0.5
+
+
 def test_blocking_claim_wakes_on_submit(broker: Broker) -> None:
     claiming = threading.Event()
 

@@ -302,6 +302,10 @@ class QueueStats:
     pending: Mapping[str, int]
     running: int
     dead: int
+    #: how long the longest-waiting task a claim could take now has waited for a worker:
+    #: since it was submitted (or redriven, or given back), or for a retry since its
+    #: backoff ended. Retries still backing off are not in it (see ``backing_off``): they
+    #: wait on purpose, and a downstream outage must not read as workers falling behind.
     oldest_pending_age_s: float
     #: the same tasks per capability and :func:`priority_band`.
     pending_by_priority: Mapping[str, Mapping[int, int]] = field(default_factory=dict)

@@ -571,12 +571,14 @@ class MemoryBroker(Broker):
                 rec = entry.record
                 if rec.status in ("pending", "retrying"):
                     pending[rec.capability] = pending.get(rec.capability, 0) + 1
-                    if rec.status == "retrying" and entry.visible_at > now:
-                        backing_off[rec.capability] = backing_off.get(rec.capability, 0) + 1
                     bands = by_band.setdefault(rec.capability, {})
                     band = priority_band(rec.priority)
                     bands[band] = bands.get(band, 0) + 1
-                    oldest = rec.created_at if oldest is None else min(oldest, rec.created_at)
+                    if rec.status == "retrying" and entry.visible_at > now:
+                        backing_off[rec.capability] = backing_off.get(rec.capability, 0) + 1
+                    else:  # ready for a worker since visible_at
+                        since = entry.visible_at
+                        oldest = since if oldest is None else min(oldest, since)
                 elif rec.status == "running":
                     running += 1
                 elif rec.status == "dead":

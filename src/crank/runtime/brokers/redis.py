@@ -684,7 +684,8 @@ class RedisBroker(Broker):
         return _record(h) if h else None
 
     def stats(self) -> QueueStats:
-        flat = self._script("stats", [self.prefix, repr(time.time())], "read queue stats")
+        now = time.time()
+        flat = self._script("stats", [self.prefix, repr(now)], "read queue stats")
         now_ms, dead, n = int(flat[0]), int(flat[1]), int(flat[2])
         pending: dict[str, int] = {}
         later: dict[str, int] = {}
@@ -696,8 +697,8 @@ class RedisBroker(Broker):
             bands[band] = bands.get(band, 0) + waiting
 
         running = 0
-        oldest: int | None = None
-        for i in range(3, 3 + 7 * n, 7):
+        age = 0.0
+        for i in range(3, 3 + 8 * n, 8):
             cap, band, waiting, in_flight, first, backing_off, not_due = (
                 flat[i],
                 int(flat[i + 1]),
@@ -712,9 +713,13 @@ class RedisBroker(Broker):
             if not_due:
                 later[cap] = later.get(cap, 0) + not_due
             running += in_flight
+            # ready since it was added to the stream (Redis's clock, as the entry ids),
+            # or for a retry still in P:delayed since it came due (this client's clock)
             if first >= 0:
-                oldest = first if oldest is None else min(oldest, first)
-        age = 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000.0)
+                age = max(age, (now_ms - first) / 1000.0)
+            due_since = float(flat[i + 7])
+            if due_since >= 0:
+                age = max(age, now - due_since)
         return QueueStats(
             pending=pending,
             running=running,

@@ -1321,37 +1321,35 @@ class SqliteBroker(Broker):
         later: dict[str, int] = {}
         by_band: dict[str, dict[int, int]] = {}
         # each query reads one partial index: together they cover every queued task
-        # (a retry whose backoff is over waits in the second until a claim moves it)
+        # (a retry whose backoff is over waits in the second until a claim moves it).
+        # A queued task is ready since its visible_at (its submission, a redrive, or the
+        # end of its retry's backoff), which both indexes hold: the oldest ready task is
+        # read in the same pass as the counts, not from the table's rows.
         queued, backing_off, counts = self._read_aside(
-            "SELECT capability, priority, COUNT(*), 0 FROM tasks WHERE status IN "
-            "('pending', 'retrying') AND backing_off IS NULL GROUP BY capability, priority",
+            "SELECT capability, priority, COUNT(*), 0, MIN(visible_at) FROM tasks "
+            "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL "
+            "GROUP BY capability, priority",
             (
-                "SELECT capability, priority, COUNT(*), SUM(visible_at > ?) FROM tasks "
-                "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL "
+                "SELECT capability, priority, COUNT(*), SUM(visible_at > ?), MIN(visible_at) "
+                "FROM tasks WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL "
                 "GROUP BY capability, priority",
                 (now,),
             ),
             "SELECT "
             "(SELECT COUNT(*) FROM tasks WHERE status = 'running'), "
-            "(SELECT COUNT(*) FROM tasks WHERE status = 'dead'), "
-            # the oldest queued task is the first submitted (rowids are in submission
-            # order, as list_tasks's cursor): MIN(created_at) read every queued row from
-            # the table (90 ms per 100,000 retries backing off), the rowid is in the index
-            # (`+`: not a scan of the whole table in rowid order for the first one)
-            "(SELECT created_at FROM tasks WHERE rowid = (SELECT MIN(+rowid) FROM tasks "
-            "WHERE status IN ('pending', 'retrying') AND backing_off IS NULL)), "
-            "(SELECT created_at FROM tasks WHERE rowid = (SELECT MIN(+rowid) FROM tasks "
-            "WHERE status IN ('pending', 'retrying') AND backing_off IS NOT NULL))",
+            "(SELECT COUNT(*) FROM tasks WHERE status = 'dead')",
         )
-        for cap, priority, n, not_due in (*queued, *backing_off):
+        oldest: float | None = None
+        for cap, priority, n, not_due, since in (*queued, *backing_off):
             pending[cap] = pending.get(cap, 0) + int(n)
             if not_due:
                 later[cap] = later.get(cap, 0) + int(not_due)
             bands = by_band.setdefault(cap, {})
             band = priority_band(int(priority))
             bands[band] = bands.get(band, 0) + int(n)
-        (running, dead, *firsts), *_ = counts
-        oldest = min((float(first) for first in firsts if first is not None), default=None)
+            if since <= now:  # (of the retries backing off, only one already due)
+                oldest = since if oldest is None else min(oldest, since)
+        (running, dead), *_ = counts
         age = 0.0 if oldest is None else max(0.0, now - oldest)
         return QueueStats(
             pending=pending,

@@ -1,8 +1,10 @@
 -- ARGV: prefix, now (the client's clock, as the retries' due times are).
 -- Returns {now_ms, dead, n,
---   (capability, band, waiting, in_flight, oldest_ms, backing_off, not_due)*n}:
+--   (capability, band, waiting, in_flight, oldest_ms, backing_off, not_due, due_since)*n}:
 -- backing_off are the retries in P:delayed:<stream>, not_due those of them whose
--- backoff is not over (the others go back to the stream at the next claim).
+-- backoff is not over (the others go back to the stream at the next claim); oldest_ms
+-- is when the stream's first waiting entry was added, due_since when the first of its
+-- retries already due came due (-1: none).
 -- Retries waiting out their backoff are counted per stream (P:delayed:<stream>, kept
 -- beside P:delayed by the scripts that add and remove them). When the two disagree
 -- (tasks an earlier crank put in P:delayed alone), the counts are made again from
@@ -56,5 +58,11 @@ for i, stream in ipairs(streams) do
   out[#out + 1] = oldest
   out[#out + 1] = delayed[i]
   out[#out + 1] = redis.call('ZCOUNT', P .. ':delayed:' .. stream, '(' .. ARGV[2], '+inf')
+  local due = redis.call('ZRANGE', P .. ':delayed:' .. stream, 0, 0, 'WITHSCORES')
+  if #due > 0 and tonumber(due[2]) <= tonumber(ARGV[2]) then
+    out[#out + 1] = due[2]
+  else
+    out[#out + 1] = -1
+  end
 end
 return out
