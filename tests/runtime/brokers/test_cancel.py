@@ -84,6 +84,57 @@ def test_a_task_waiting_out_a_retry_is_cancelled_with_its_last_error(broker: Bro
     nothing_claimable(broker)
 
 
+def test_a_retry_back_in_line_is_still_retrying_and_cancelled_with_its_last_error(
+    broker: Broker,
+) -> None:
+    """A retry whose backoff is over, moved back among the queued tasks by a claim (of
+    another capability here), stays ``retrying`` with its last error until a worker
+    takes it, on every backend: it was ``pending`` on Redis, and its cancel lost the
+    cause."""
+    record = broker.submit(spec(1))
+    [claim] = broker.claim(ClaimOptions("w1"))
+    flaky = {"code": "FLAKY", "message": "try again", "type": "X"}
+    assert broker.fail(claim, flaky, retryable=True) == "retrying"
+    deadline = time.monotonic() + WAIT_S
+    while broker.stats().backing_off:
+        assert time.monotonic() < deadline, "the retry never came due"
+        time.sleep(0.01)
+    assert broker.claim(ClaimOptions("w2", capabilities=("demo.other",))) == []
+    task = broker.get(record.id)
+    assert task is not None
+    assert (task.status, task.attempts, task.error) == ("retrying", 1, flaky)
+    assert broker.stats().pending == {"demo.echo": 1}
+    cancellation = broker.cancel(record.id)
+    assert cancellation is not None and cancellation.outcome == "cancelled"
+    assert cancellation.task.error == {
+        "code": "CANCELLED",
+        "message": "cancelled before it ran",
+        "type": "TaskCancelled",
+        "cause": flaky,
+    }
+    nothing_claimable(broker)
+    assert broker.stats().pending == {}
+
+
+def test_a_retry_back_in_line_runs_again(broker: Broker) -> None:
+    record = broker.submit(spec(1))
+    [claim] = broker.claim(ClaimOptions("w1"))
+    assert broker.fail(claim, {"code": "FLAKY", "message": "m"}, retryable=True) == "retrying"
+    deadline = time.monotonic() + WAIT_S
+    while broker.stats().backing_off:
+        assert time.monotonic() < deadline, "the retry never came due"
+        time.sleep(0.01)
+    assert broker.claim(ClaimOptions("w2", capabilities=("demo.other",))) == []
+    [again] = claim_until(broker, 1)
+    assert (again.task.id, again.task.attempts) == (record.id, 2)
+    task = broker.get(record.id)
+    assert task is not None and task.status == "running"
+    broker.ack_many([(again, {"ok": True})])
+    task = broker.get(record.id)
+    assert task is not None and (task.status, task.result) == ("succeeded", {"ok": True})
+    nothing_claimable(broker)
+
+
 def test_a_task_given_back_unrun_is_cancelled_like_a_pending_one(broker: Broker) -> None:
     record = broker.submit(spec(1))
     [claim] = broker.claim(ClaimOptions("w1"))

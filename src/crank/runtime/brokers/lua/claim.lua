@@ -14,14 +14,15 @@ if ncaps >= 0 then
   for i = 1, ncaps do capset[ARGV[9 + i]] = true end
 end
 
--- retries whose backoff is over go back to their stream as new entries
+-- retries whose backoff is over go back to their stream as new entries; they stay
+-- 'retrying' (with their last error) until a claim takes them, as on every backend
 local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', NOW, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   local key = P .. ':t:' .. id
   local stream = redis.call('HGET', key, 'stream')
   if stream and redis.call('HGET', key, 'status') == 'retrying' then
     local eid = redis.call('XADD', stream, '*', 't', id)
-    redis.call('HSET', key, 'entry', eid, 'status', 'pending')
+    redis.call('HSET', key, 'entry', eid)
   end
   redis.call('ZREM', P .. ':delayed', id)
   if stream then redis.call('ZREM', P .. ':delayed:' .. stream, id) end

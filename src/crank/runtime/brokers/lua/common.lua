@@ -49,11 +49,11 @@ local function take(S, stream, ent)
   local key = P .. ':t:' .. id
   -- one read for the checks below and for the record the worker gets
   local h = redis.call('HMGET', key, 'status', 'max_attempts', 'attempts', 'capability', 'payload',
-    'priority', 'idempotency_key', 'created_at', 'timeout_s', 'meta', 'cancel_requested')
+    'priority', 'idempotency_key', 'created_at', 'timeout_s', 'meta', 'cancel_requested', 'entry')
   local status = h[1]
   if (not status) or status == 'succeeded' or status == 'failed' or status == 'dead'
-      or status == 'cancelled' or status == 'retrying' then
-    -- finished (or waiting for its retry under a newer entry): this entry is stale
+      or status == 'cancelled' or (status == 'retrying' and h[12] ~= eid) then
+    -- finished (or a retry not back in line under this entry): this entry is stale
     redis.call('XACK', stream, GROUP, eid)
     redis.call('XDEL', stream, eid)
     return 0
