@@ -111,6 +111,13 @@ def test_description_with_yaml_and_toml_specials_is_quoted(tmp_path: Path) -> No
     assert pyproject["project"]["description"] == 'Says "hi": {now} # really'
 
 
+def hooks_kept_in(folder: Path) -> dict[str, str]:
+    """The environment for a plain cookiecutter run: cookiecutter writes each hook it
+    runs to a temporary file it never removes, so they go to the test's own folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "TMPDIR": str(folder)}
+
+
 @pytest.mark.slow
 def test_plain_cookiecutter_renders_the_same_project(tmp_path: Path, pristine_worker: Path) -> None:
     out = tmp_path / "cc"
@@ -129,6 +136,7 @@ def test_plain_cookiecutter_renders_the_same_project(tmp_path: Path, pristine_wo
         capture_output=True,
         text=True,
         timeout=120,
+        env=hooks_kept_in(tmp_path / "tmp"),
     )
     assert tree(out / "text-echo") == tree(pristine_worker)
 
@@ -143,17 +151,18 @@ def test_plain_cookiecutter_refuses_a_bad_name(tmp_path: Path) -> None:
             str(worker_template()),
             "--no-input",
             "--output-dir",
-            str(tmp_path),
+            str(tmp_path / "out"),
             "worker_name=Bad_Name",
         ],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=hooks_kept_in(tmp_path / "tmp"),
     )
     assert proc.returncode != 0
     assert "worker_name 'Bad_Name': use lower-case letters, digits and dashes" in proc.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.slow
