@@ -16,7 +16,7 @@ from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from .test_contract import claim_until
 
 if TYPE_CHECKING:
-    from crank.runtime.brokers.contract import Broker
+    from crank.runtime.brokers.contract import Broker, TaskRecord
 
 WAIT_S = 60.0
 
@@ -46,6 +46,16 @@ def nothing_claimable(broker: Broker) -> None:
     assert broker.claim(ClaimOptions("w9", limit=10, block_s=0.2)) == []
 
 
+def cancelled_before_it_ran(cause: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The error of a task cancelled while it waited (with its last error, if retried)."""
+    error: dict[str, Any] = {
+        "code": "CANCELLED",
+        "message": "cancelled before it ran",
+        "type": "TaskCancelled",
+    }
+    return error if cause is None else {**error, "cause": cause}
+
+
 def test_a_pending_task_is_cancelled_and_never_runs(broker: Broker) -> None:
     record = broker.submit(spec(1))
     kept = broker.submit(spec(2))
@@ -54,11 +64,7 @@ def test_a_pending_task_is_cancelled_and_never_runs(broker: Broker) -> None:
     assert cancellation.outcome == "cancelled"
     task = cancellation.task
     assert (task.id, task.status, task.attempts) == (record.id, "cancelled", 0)
-    assert task.error == {
-        "code": "CANCELLED",
-        "message": "cancelled before it ran",
-        "type": "TaskCancelled",
-    }
+    assert task.error == cancelled_before_it_ran()
     assert task.cancel_requested_at is not None
     assert broker.get(record.id) == task
     [claim] = broker.claim(ClaimOptions("w1", limit=10))
@@ -74,14 +80,23 @@ def test_a_task_waiting_out_a_retry_is_cancelled_with_its_last_error(broker: Bro
     assert broker.fail(claim, flaky, retryable=True) == "retrying"
     cancellation = broker.cancel(record.id)
     assert cancellation is not None and cancellation.outcome == "cancelled"
-    assert cancellation.task.error == {
-        "code": "CANCELLED",
-        "message": "cancelled before it ran",
-        "type": "TaskCancelled",
-        "cause": flaky,
-    }
+    assert cancellation.task.error == cancelled_before_it_ran(cause=flaky)
     time.sleep(0.1)  # the backoff (10 to 50 ms here) is over: the retry would be due now
     nothing_claimable(broker)
+
+
+def retry_back_in_line(broker: Broker, error: dict[str, Any]) -> TaskRecord:
+    """A task that failed with ``error``, whose backoff is over, moved back among the
+    queued tasks by a claim (of another capability: it takes nothing)."""
+    record = broker.submit(spec(1))
+    [claim] = broker.claim(ClaimOptions("w1"))
+    assert broker.fail(claim, error, retryable=True) == "retrying"
+    deadline = time.monotonic() + WAIT_S
+    while broker.stats().backing_off:
+        assert time.monotonic() < deadline, "the retry never came due"
+        time.sleep(0.01)
+    assert broker.claim(ClaimOptions("w2", capabilities=("demo.other",))) == []
+    return record
 
 
 def test_a_retry_back_in_line_is_still_retrying_and_cancelled_with_its_last_error(
@@ -91,40 +106,21 @@ def test_a_retry_back_in_line_is_still_retrying_and_cancelled_with_its_last_erro
     another capability here), stays ``retrying`` with its last error until a worker
     takes it, on every backend: it was ``pending`` on Redis, and its cancel lost the
     cause."""
-    record = broker.submit(spec(1))
-    [claim] = broker.claim(ClaimOptions("w1"))
     flaky = {"code": "FLAKY", "message": "try again", "type": "X"}
-    assert broker.fail(claim, flaky, retryable=True) == "retrying"
-    deadline = time.monotonic() + WAIT_S
-    while broker.stats().backing_off:
-        assert time.monotonic() < deadline, "the retry never came due"
-        time.sleep(0.01)
-    assert broker.claim(ClaimOptions("w2", capabilities=("demo.other",))) == []
+    record = retry_back_in_line(broker, flaky)
     task = broker.get(record.id)
     assert task is not None
     assert (task.status, task.attempts, task.error) == ("retrying", 1, flaky)
     assert broker.stats().pending == {"demo.echo": 1}
     cancellation = broker.cancel(record.id)
     assert cancellation is not None and cancellation.outcome == "cancelled"
-    assert cancellation.task.error == {
-        "code": "CANCELLED",
-        "message": "cancelled before it ran",
-        "type": "TaskCancelled",
-        "cause": flaky,
-    }
+    assert cancellation.task.error == cancelled_before_it_ran(cause=flaky)
     nothing_claimable(broker)
     assert broker.stats().pending == {}
 
 
 def test_a_retry_back_in_line_runs_again(broker: Broker) -> None:
-    record = broker.submit(spec(1))
-    [claim] = broker.claim(ClaimOptions("w1"))
-    assert broker.fail(claim, {"code": "FLAKY", "message": "m"}, retryable=True) == "retrying"
-    deadline = time.monotonic() + WAIT_S
-    while broker.stats().backing_off:
-        assert time.monotonic() < deadline, "the retry never came due"
-        time.sleep(0.01)
-    assert broker.claim(ClaimOptions("w2", capabilities=("demo.other",))) == []
+    record = retry_back_in_line(broker, {"code": "FLAKY", "message": "m"})
     [again] = claim_until(broker, 1)
     assert (again.task.id, again.task.attempts) == (record.id, 2)
     task = broker.get(record.id)
