@@ -294,32 +294,47 @@ def test_closing_the_broker_stops_its_subscription_at_once(redis_server: str) ->
     assert not thread.is_alive()
 
 
+def _watching(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch, socket_timeout_s: float
+) -> tuple[Broker, str, ResultNotices]:
+    """A broker whose subscription pings after 0.2 s of quiet, a task it watches, and
+    the notices it listens for."""
+    monkeypatch.setattr(resp_module, "HEALTH_CHECK_AFTER_S", 0.2)
+    broker = open_broker(server.url, socket_timeout_s=socket_timeout_s)
+    [task] = broker.submit_many([TaskSpec("demo.echo", {})], watch=True)
+    return broker, task.id, broker.result_notices()
+
+
+def _frozen_until(server: RedisServer, condition: Callable[[], bool], what: str) -> None:
+    """Redis stopped (it keeps its connections and answers nothing) until ``condition``
+    holds, then let go."""
+    proc = server.proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+
 def test_a_subscription_that_hears_nothing_pings_and_connects_again(
     redis_server_aof: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Redis that stops answering without closing the connection (a frozen server, a
     peer gone behind a NAT) is found out by the subscription's ping; once it answers
     again, the subscription is made afresh and every waiter told to look."""
-    monkeypatch.setattr(resp_module, "HEALTH_CHECK_AFTER_S", 0.2)
-    broker = open_broker(redis_server_aof.url, socket_timeout_s=0.5)
-    proc = redis_server_aof.proc
-    assert proc is not None
+    broker, task_id, notices = _watching(redis_server_aof, monkeypatch, socket_timeout_s=0.5)
     try:
-        [task] = broker.submit_many([TaskSpec("demo.echo", {})], watch=True)
-        notices = broker.result_notices()
         listener = broker._listener  # type: ignore[attr-defined]
-        os.kill(proc.pid, signal.SIGSTOP)  # it keeps the connection and answers nothing
-        try:
-            deadline = time.monotonic() + 60
-            while listener._conn.connected:  # the unanswered ping gives it up
-                assert time.monotonic() < deadline, "the subscription never noticed"
-                time.sleep(0.01)
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
+        # the unanswered ping gives the connection up
+        _frozen_until(redis_server_aof, lambda: not listener._conn.connected, "it never noticed")
         # subscribed again: waiters are woken to read their task (nothing was missed)
-        assert notices.wait(task.id, 3600) is None
-        _end(broker, task.id, {"after": "the freeze"})
-        _succeeded(notices.wait(task.id, 3600), notices, task.id)
+        assert notices.wait(task_id, 3600) is None
+        _end(broker, task_id, {"after": "the freeze"})
+        _succeeded(notices.wait(task_id, 3600), notices, task_id)
     finally:
         broker.close()
 
@@ -332,24 +347,13 @@ def test_a_subscriptions_ping_is_answered_on_the_subscribed_connection(
     went on reading a connection that subscribed to nothing (its PONG looked healthy),
     and no notice came again. Here Redis is frozen when the subscription pings and
     thawed at once: the notice after it must arrive."""
-    monkeypatch.setattr(resp_module, "HEALTH_CHECK_AFTER_S", 0.2)
-    broker = open_broker(redis_server_aof.url, socket_timeout_s=5)
-    proc = redis_server_aof.proc
-    assert proc is not None
+    broker, task_id, notices = _watching(redis_server_aof, monkeypatch, socket_timeout_s=5)
     try:
-        [task] = broker.submit_many([TaskSpec("demo.echo", {})], watch=True)
-        notices = broker.result_notices()
         listener = broker._listener  # type: ignore[attr-defined]
-        os.kill(proc.pid, signal.SIGSTOP)
-        try:
-            deadline = time.monotonic() + 60
-            while listener._pinged is None:  # it pinged, and heard nothing yet
-                assert time.monotonic() < deadline, "the subscription never pinged"
-                time.sleep(0.01)
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
-        _end(broker, task.id, {"after": "the ping"})
-        _succeeded(notices.wait(task.id, 60), notices, task.id)
+        # it pinged, and heard nothing yet
+        _frozen_until(redis_server_aof, lambda: listener._pinged is not None, "it never pinged")
+        _end(broker, task_id, {"after": "the ping"})
+        _succeeded(notices.wait(task_id, 60), notices, task_id)
     finally:
         broker.close()
 
