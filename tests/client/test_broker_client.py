@@ -77,7 +77,7 @@ def test_failures_and_timeouts(queue_url: str) -> None:
             refused.result(timeout=60)
         assert caught.value.code == "BAD_REQUEST"
         assert caught.value.task_status == refused.status().status == "failed"
-        assert caught.value.declared is None  # no manifest here to tell
+        assert caught.value.declared is True  # failed: a declared code (or bad input)
         slow = queue.submit("fixture.sleep", {"seconds": 1.0})
         with pytest.raises(TaskTimeout) as late:
             slow.result(timeout=0.05)

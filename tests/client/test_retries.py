@@ -183,7 +183,7 @@ def test_an_unusable_address_or_timeout_is_refused_when_the_client_is_made(
 
 
 def test_a_retry_policy_needs_one_attempt() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ClientError, match="at least 1"):
         RetryPolicy(attempts=0)
 
 

@@ -31,9 +31,12 @@ from crank.client.exchange import (
     cancel_refusal,
     cancel_request,
     cancelled,
+    check_timeout,
     events_refused,
     events_request,
+    is_event_stream,
     list_request,
+    past,
     redrive_all_request,
     redrive_request,
     reopen_pause,
@@ -95,11 +98,10 @@ class AsyncClient:
             capability,
             input,
             idempotency_key=idempotency_key,
-            timeout=timeout,
+            timeout=check_timeout(timeout, zero=False),
             client_timeout=self._http.timeout,
         )
-        response = await self._send(planned)
-        return response.json()
+        return planned.document(await self._send(planned))
 
     async def submit(
         self,
@@ -114,8 +116,7 @@ class AsyncClient:
         planned = submit_request(
             capability, input, priority=priority, idempotency_key=idempotency_key
         )
-        response = await self._send(planned)
-        info = TaskInfo.from_document(response.json())
+        info = planned.task(await self._send(planned))
         return AsyncTask(self, info.id, info)
 
     def task(self, task_id: str) -> AsyncTask:
@@ -135,15 +136,17 @@ class AsyncClient:
         planned = list_request(
             status=status, capability=capability, caller=caller, cursor=cursor, limit=limit
         )
-        return TaskList.from_document((await self._send(planned)).json())
+        return planned.tasks(await self._send(planned))
 
     async def redrive(self, task_id: str) -> TaskInfo:
         """Put a dead letter back on its queue (see ``Client.redrive``)."""
-        return TaskInfo.from_document((await self._send(redrive_request(task_id))).json())
+        planned = redrive_request(task_id)
+        return planned.task(await self._send(planned))
 
     async def redrive_dead_letters(self, capability: str) -> int:
         """Put every dead letter of ``capability`` back on its queue; returns how many."""
-        return int((await self._send(redrive_all_request(capability))).json()["count"])
+        planned = redrive_all_request(capability)
+        return planned.count(await self._send(planned))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -162,10 +165,10 @@ class AsyncClient:
     async def _send(self, planned: Planned) -> httpx.Response:
         """One request with retries; a 2xx answer, else the error raised."""
         try:
-            async for attempt in AsyncRetrying(**self.retry.tenacity_options()):
+            async for attempt in AsyncRetrying(**self.retry.tenacity_options(planned.deadline)):
                 with attempt:
                     response = await self._http.request(
-                        planned.method, planned.path, **planned.options
+                        planned.method, planned.path, **planned.options_now()
                     )
                     busy(response)
         except SEND_FAILURES as exc:
@@ -176,12 +179,14 @@ class AsyncClient:
         return planned.answer(response)
 
     @contextlib.asynccontextmanager
-    async def _event_source(self, task_id: str, after: int) -> AsyncIterator[EventSource]:
-        planned = events_request(task_id, after, self._http.timeout)
-        request = self._http.build_request(planned.method, planned.path, **planned.options)
+    async def _event_source(
+        self, task_id: str, after: int, deadline: float | None
+    ) -> AsyncIterator[EventSource]:
+        planned = events_request(task_id, after, self._http.timeout, deadline)
+        request = self._http.build_request(planned.method, planned.path, **planned.options_now())
         response = await self._http.send(request, stream=True)
         try:
-            if not response.is_success:
+            if not is_event_stream(response):
                 await response.aread()
                 raise events_refused(response, planned)
             yield EventSource(response)
@@ -201,16 +206,16 @@ class AsyncTask:
         return f"<AsyncTask {self.id} on {self.client.base_url}>"
 
     async def status(self) -> TaskInfo:
-        response = await self.client._send(status_request(self.id))
-        self.info = TaskInfo.from_document(response.json())
+        planned = status_request(self.id)
+        self.info = planned.task(await self.client._send(planned))
         return self.info
 
     async def result(self, timeout: float | None = None) -> Any:
         """Wait until the task is done and return its result (see ``Task.result``)."""
-        deadline = deadline_of(timeout)
+        deadline = deadline_of(check_timeout(timeout, zero=True))
         polls = LongPolls()
         while True:
-            info = await self._look(polls.wait_s(seconds_left(deadline)))
+            info = await self._look(polls.wait_s(seconds_left(deadline)), timeout, deadline)
             if info.done:
                 return info.outcome()
             left = seconds_left(deadline)
@@ -220,10 +225,12 @@ class AsyncTask:
             if pause > 0:
                 await asyncio.sleep(pause if left is None else min(pause, left))
 
-    async def _look(self, wait_s: float) -> TaskInfo:
-        """The task once it ended or after ``wait_s`` (the server waits, woken by its end)."""
-        planned = status_request(self.id, wait_s, self.client._http.timeout)
-        self.info = TaskInfo.from_document((await self.client._send(planned)).json())
+    async def _look(self, wait_s: float, timeout: float | None, deadline: float | None) -> TaskInfo:
+        """The task once it ended or after ``wait_s`` (see ``Task._look``)."""
+        planned = status_request(
+            self.id, wait_s, self.client._http.timeout, timeout=timeout, deadline=deadline
+        )
+        self.info = planned.task(await self.client._send(planned))
         return self.info
 
     async def events(
@@ -232,15 +239,19 @@ class AsyncTask:
         """The events of a streaming task, resumed after a dropped connection (see
         ``Task.events``)."""
         cursor = EventCursor(self.id, last_id=after)
-        deadline = deadline_of(timeout)
+        deadline = deadline_of(check_timeout(timeout, zero=True))
         policy = self.client.retry
         while True:
             try:
-                async with self.client._event_source(self.id, cursor.last_id) as source:
+                async with self.client._event_source(self.id, cursor.last_id, deadline) as source:
                     async for frame in source.aiter_sse():
                         event = cursor.take(frame.event, frame.id, frame.data)
                         if event is not None:
                             yield event
+                        if not cursor.ended and past(deadline):
+                            raise TaskTimeout(
+                                self.id, timeout, why="its events did not end in time"
+                            )
                 if cursor.ended:
                     return
                 pause: float | None = reopen_pause(cursor, policy)

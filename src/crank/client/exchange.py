@@ -8,14 +8,15 @@ how they send and wait.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 
-from crank.client.errors import ApiError, ServerUnreachable, TaskTimeout
-from crank.client.tasks import TaskInfo, encode_json
-from crank.client.waiting import seconds_left
+from crank.client.errors import ApiError, ClientError, InvalidTask, ServerUnreachable, TaskTimeout
+from crank.client.tasks import TaskInfo, TaskList, encode_json, positive_seconds
+from crank.client.waiting import deadline_of, seconds_left
 from crank.client.wire import (
     RETRIED_TRANSPORT_ERRORS,
     RetryLater,
@@ -32,7 +33,7 @@ from crank.client.wire import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from crank.client.errors import CapabilityDeprecated, ClientError
+    from crank.client.errors import CapabilityDeprecated
     from crank.client.wire import EventCursor, RetryPolicy
 
 #: What sending a request may fail with, before an answer that counts.
@@ -42,7 +43,32 @@ SEND_FAILURES: tuple[type[Exception], ...] = (
     *RETRIED_TRANSPORT_ERRORS,
 )
 #: What reading a task's events may fail with, and be resumed after.
-EVENT_FAILURES: tuple[type[Exception], ...] = (RetryLater, TaskTimeout, *RETRIED_TRANSPORT_ERRORS)
+EVENT_FAILURES: tuple[type[Exception], ...] = (
+    RetryLater,
+    TaskTimeout,
+    httpx.ReadTimeout,
+    *RETRIED_TRANSPORT_ERRORS,
+)
+#: seconds a read may go on past the caller's deadline for the answer to arrive (the
+#: server answers a wait at its end; this is the way back).
+ANSWER_GRACE_S = 2.0
+#: a read that timed out this close to the caller's deadline ran out of the caller's time.
+_DEADLINE_SLACK_S = 0.1
+
+
+def segment(value: str, what: str = "task id") -> str:
+    """``value`` as one segment of a URL path: escaped, so an id can never reach
+    another route (``../dead-letters/...``) or cut the path (``?``, ``#``). No id crank
+    makes holds a ``/`` (a server would read it as two segments)."""
+    if value in ("", ".", "..") or "/" in value:
+        raise InvalidTask(
+            f"{what} {value!r:.200} cannot be one: empty, '.', '..' or holding a '/'",
+            hint="pass the id a submit returned (Task.id)"
+            if what == "task id"
+            else "pass the capability's id, e.g. text.echo",
+            subject=value,
+        )
+    return quote(value, safe="")
 
 
 @dataclass(frozen=True)
@@ -57,13 +83,37 @@ class Planned:
     requested: str | None = None
     wait_s: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: when the caller's ``timeout`` runs out (``time.monotonic()``): no try starts, and
+    #: no read goes on, past it (but for ``grace_s``, the answer's way back).
+    deadline: float | None = None
+    grace_s: float = 0.0
+    #: the task the request waits for, when it is known (named by a timeout).
+    task_id: str | None = None
+
+    def options_now(self) -> Mapping[str, Any]:
+        """The options of a try made now: reading bounded by what is left of the deadline."""
+        left = seconds_left(self.deadline)
+        timeout = self.options.get("timeout")
+        if left is None or not isinstance(timeout, httpx.Timeout):
+            return self.options
+        read = max(0.001, left) + self.grace_s
+        if timeout.read is not None and timeout.read <= read:
+            return self.options
+        bounded = httpx.Timeout(timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
+        return {**self.options, "timeout": bounded}
 
     def failure(self, exc: Exception, base_url: str, attempts: int) -> ClientError:
         """The error to raise when sending failed with ``exc`` (the retries are over)."""
         if isinstance(exc, RetryLater):
             return error_of(exc.response, exc.body, what=self.what)
-        if isinstance(exc, httpx.TimeoutException) and self.wait_s is not None:
-            return TaskTimeout(None, self.wait_s, why=f"no answer to {self.what}")
+        left = seconds_left(self.deadline)
+        if (
+            isinstance(exc, httpx.TimeoutException)
+            and self.wait_s is not None
+            and (left is None or left <= _DEADLINE_SLACK_S)
+        ):
+            # the caller's time ran out (a read that timed out earlier is the server's)
+            return TaskTimeout(self.task_id, self.wait_s, why=f"no answer to {self.what}")
         if isinstance(exc, httpx.TimeoutException):
             return ServerUnreachable(
                 f"{base_url} did not answer {self.what} in time ({type(exc).__name__})",
@@ -71,6 +121,36 @@ class Planned:
                 subject=base_url,
             )
         return unreachable(base_url, self.what, exc, attempts)
+
+    def document(self, response: httpx.Response) -> Any:
+        """The JSON of a 2xx answer; an :class:`ApiError` when it is none (``base_url``
+        names something other than a crank server, or a proxy answered)."""
+        try:
+            return response.json()
+        except ValueError:
+            raise not_crank(response, self.what, "is not JSON") from None
+
+    def task(self, response: httpx.Response) -> TaskInfo:
+        """The task document of a 2xx answer as a :class:`TaskInfo`."""
+        body = self.document(response)
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise not_crank(response, self.what, "is not a task")
+        return TaskInfo.from_document(body)
+
+    def tasks(self, response: httpx.Response) -> TaskList:
+        """A page of ``GET /v1/tasks`` as a :class:`TaskList`."""
+        body = self.document(response)
+        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
+            raise not_crank(response, self.what, "is not a list of tasks")
+        return TaskList.from_document(body)
+
+    def count(self, response: httpx.Response) -> int:
+        """The ``count`` of a bulk change's answer."""
+        body = self.document(response)
+        count = body.get("count") if isinstance(body, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise not_crank(response, self.what, "has no count")
+        return count
 
     def deprecation(self, response: httpx.Response) -> CapabilityDeprecated | None:
         """The warning a deprecated capability's answer carries (the client warns)."""
@@ -81,6 +161,30 @@ class Planned:
         if response.is_success:
             return response
         raise error_of(response, body_of(response), what=self.what)
+
+
+def not_crank(response: httpx.Response, what: str, why: str) -> ApiError:
+    """The error of a successful answer that is not what a crank server sends."""
+    kind = response.headers.get("content-type", "no content type")
+    return ApiError(
+        response.status_code,
+        "UNEXPECTED_ANSWER",
+        f"the answer to {what} {why} ({kind}): {response.text.strip()[:120]!r}",
+        hint="check that base_url is the address of crank run (GET /health answers it)",
+    )
+
+
+def check_timeout(timeout: object, *, zero: bool) -> float | None:
+    """A caller's ``timeout`` (seconds; None: no limit): finite and above 0, or 0 too
+    where ``zero`` (look once, do not wait); else a :class:`ClientError`."""
+    if timeout is None or positive_seconds(timeout) or (zero and timeout == 0):
+        return timeout  # type: ignore[return-value]
+    least = "0 or more" if zero else "above 0"
+    raise ClientError(
+        f"timeout {timeout!r:.40} is not a number of seconds {least}",
+        hint="pass the seconds to wait, or None to wait as long as it takes",
+        subject=str(timeout),
+    )
 
 
 def busy(response: httpx.Response) -> None:
@@ -112,7 +216,7 @@ def call_request(
     )
     return Planned(
         "POST",
-        f"/v1/capabilities/{capability}",
+        f"/v1/capabilities/{segment(capability, 'capability id')}",
         what=f"calling {capability}",
         requested=capability,
         wait_s=timeout,
@@ -121,6 +225,7 @@ def call_request(
             "headers": _json_headers(idempotency_key),
             "timeout": wait,
         },
+        deadline=deadline_of(timeout),
     )
 
 
@@ -142,13 +247,21 @@ def submit_request(
 
 
 def status_request(
-    task_id: str, wait_s: float = 0.0, client_timeout: httpx.Timeout | None = None
+    task_id: str,
+    wait_s: float = 0.0,
+    client_timeout: httpx.Timeout | None = None,
+    *,
+    timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Planned:
     """``GET /v1/tasks/{id}``; with ``wait_s`` the server answers once the task ended or
-    after that long (``?wait=``), so reading goes on that long past the client's timeout."""
+    after that long (``?wait=``), so reading goes on that long past the client's timeout.
+    ``deadline`` (of the caller's ``timeout``) bounds the read: a server that does not
+    answer by then is a :class:`TaskTimeout` of this task, not an unreachable server."""
     what = f"reading task {task_id}"
+    path = f"/v1/tasks/{segment(task_id)}"
     if wait_s <= 0:
-        return Planned("GET", f"/v1/tasks/{task_id}", what=what)
+        return Planned("GET", path, what=what)
     options: dict[str, Any] = {"params": {"wait": f"{wait_s:.3f}"}}
     if client_timeout is not None and client_timeout.read is not None:
         options["timeout"] = httpx.Timeout(
@@ -157,12 +270,17 @@ def status_request(
             write=client_timeout.write,
             pool=client_timeout.pool,
         )
-    return Planned("GET", f"/v1/tasks/{task_id}", what=what, options=options)
+    planned = Planned("GET", path, what=what, options=options)
+    if deadline is None:
+        return planned
+    return replace(
+        planned, wait_s=timeout, deadline=deadline, grace_s=ANSWER_GRACE_S, task_id=task_id
+    )
 
 
 def cancel_request(task_id: str) -> Planned:
     """``DELETE /v1/tasks/{id}``."""
-    return Planned("DELETE", f"/v1/tasks/{task_id}", what=f"cancelling task {task_id}")
+    return Planned("DELETE", f"/v1/tasks/{segment(task_id)}", what=f"cancelling task {task_id}")
 
 
 def list_request(
@@ -188,7 +306,9 @@ def list_request(
 def redrive_request(task_id: str) -> Planned:
     """``POST /v1/dead-letters/{id}/redrive``."""
     return Planned(
-        "POST", f"/v1/dead-letters/{task_id}/redrive", what=f"redriving dead letter {task_id}"
+        "POST",
+        f"/v1/dead-letters/{segment(task_id)}/redrive",
+        what=f"redriving dead letter {task_id}",
     )
 
 
@@ -196,7 +316,7 @@ def redrive_all_request(capability: str) -> Planned:
     """``POST /v1/capabilities/{capability}/dead-letters/redrive``."""
     return Planned(
         "POST",
-        f"/v1/capabilities/{capability}/dead-letters/redrive",
+        f"/v1/capabilities/{segment(capability, 'capability id')}/dead-letters/redrive",
         what=f"redriving the dead letters of {capability}",
     )
 
@@ -216,16 +336,28 @@ def cancelled(response: httpx.Response) -> TaskInfo | None:
     return None
 
 
-def events_request(task_id: str, after: int, client_timeout: httpx.Timeout) -> Planned:
-    """``GET /v1/tasks/{id}/events`` from after event ``after``."""
+def events_request(
+    task_id: str, after: int, client_timeout: httpx.Timeout, deadline: float | None = None
+) -> Planned:
+    """``GET /v1/tasks/{id}/events`` from after event ``after``. With the caller's
+    ``deadline``, the server is asked to end the stream then (``?wait=``: an
+    ``event: error`` with code ``TIMEOUT`` and no status), and a read stops a moment
+    after it whatever the server does."""
+    options: dict[str, Any] = {
+        "headers": {"Accept": "text/event-stream", "Last-Event-ID": str(after)},
+        "timeout": unbounded_read(client_timeout),
+    }
+    left = seconds_left(deadline)
+    if left is not None:
+        options["params"] = {"wait": f"{max(0.0, left):.3f}"}
     return Planned(
         "GET",
-        f"/v1/tasks/{task_id}/events",
+        f"/v1/tasks/{segment(task_id)}/events",
         what=f"reading the events of task {task_id}",
-        options={
-            "headers": {"Accept": "text/event-stream", "Last-Event-ID": str(after)},
-            "timeout": unbounded_read(client_timeout),
-        },
+        options=options,
+        deadline=deadline,
+        grace_s=ANSWER_GRACE_S,
+        task_id=task_id,
     )
 
 
@@ -233,7 +365,21 @@ def events_refused(response: httpx.Response, planned: Planned) -> Exception:
     """The error of an event stream that did not open (its body already read)."""
     if response.status_code == 429:
         return RetryLater(response, body_of(response))
+    if response.is_success:  # a 2xx that is no event stream
+        return not_crank(response, planned.what, "is not an event stream")
     return error_of(response, body_of(response), what=planned.what)
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    """Whether an answer opened a task's events (a 2xx of ``text/event-stream``)."""
+    kind = response.headers.get("content-type", "")
+    return response.is_success and kind.partition(";")[0].strip() == "text/event-stream"
+
+
+def past(deadline: float | None) -> bool:
+    """Whether the caller's ``deadline`` has passed (never, without one)."""
+    left = seconds_left(deadline)
+    return left is not None and left <= 0
 
 
 def reopen_pause(cursor: EventCursor, policy: RetryPolicy) -> float:
@@ -250,13 +396,18 @@ def resume_pause(
 ) -> float | None:
     """Seconds to wait before reopening a task's events after ``exc``, or None to
     reopen at once; raises when it gives up."""
-    if isinstance(exc, TaskTimeout):
+    if isinstance(exc, TaskTimeout | httpx.ReadTimeout):
         # the server's wait (the capability's timeout_s) ran out and the task goes
-        # on: a new connection waits afresh, unless our own deadline has passed
+        # on, or nothing came for as long as we could wait: a new connection waits
+        # afresh, unless our own deadline has passed
         left = seconds_left(deadline)
         if left is not None and left <= 0:
-            raise exc
+            if isinstance(exc, TaskTimeout):
+                raise exc
+            raise TaskTimeout(cursor.task_id, None, why="its events did not end in time") from None
         cursor.ended = False
+        if isinstance(exc, httpx.ReadTimeout):
+            return reopen_pause(cursor, policy)
         return None
     giving_up = cursor.broken + 1 >= policy.attempts
     if isinstance(exc, RetryLater):
@@ -291,10 +442,15 @@ __all__ = [
     "cancel_refusal",
     "cancel_request",
     "cancelled",
+    "check_timeout",
     "events_refused",
     "events_request",
+    "is_event_stream",
+    "not_crank",
+    "past",
     "reopen_pause",
     "resume_pause",
+    "segment",
     "status_request",
     "submit_request",
 ]

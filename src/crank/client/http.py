@@ -28,9 +28,12 @@ from crank.client.exchange import (
     cancel_refusal,
     cancel_request,
     cancelled,
+    check_timeout,
     events_refused,
     events_request,
+    is_event_stream,
     list_request,
+    past,
     redrive_all_request,
     redrive_request,
     reopen_pause,
@@ -105,11 +108,10 @@ class Client:
             capability,
             input,
             idempotency_key=idempotency_key,
-            timeout=timeout,
+            timeout=check_timeout(timeout, zero=False),
             client_timeout=self._http.timeout,
         )
-        response = self._send(planned)
-        return response.json()
+        return planned.document(self._send(planned))
 
     def submit(
         self,
@@ -124,8 +126,7 @@ class Client:
         planned = submit_request(
             capability, input, priority=priority, idempotency_key=idempotency_key
         )
-        response = self._send(planned)
-        info = TaskInfo.from_document(response.json())
+        info = planned.task(self._send(planned))
         return Task(self, info.id, info)
 
     def task(self, task_id: str) -> Task:
@@ -145,17 +146,19 @@ class Client:
         planned = list_request(
             status=status, capability=capability, caller=caller, cursor=cursor, limit=limit
         )
-        return TaskList.from_document(self._send(planned).json())
+        return planned.tasks(self._send(planned))
 
     def redrive(self, task_id: str) -> TaskInfo:
         """Put a dead letter back on its queue (``POST /v1/dead-letters/{id}/redrive``):
         the task, now ``pending``; :class:`ApiError` 409 ``NOT_A_DEAD_LETTER`` when it is
         not dead, :class:`TaskNotFound` when there is none."""
-        return TaskInfo.from_document(self._send(redrive_request(task_id)).json())
+        planned = redrive_request(task_id)
+        return planned.task(self._send(planned))
 
     def redrive_dead_letters(self, capability: str) -> int:
         """Put every dead letter of ``capability`` back on its queue; returns how many."""
-        return int(self._send(redrive_all_request(capability)).json()["count"])
+        planned = redrive_all_request(capability)
+        return planned.count(self._send(planned))
 
     def close(self) -> None:
         self._http.close()
@@ -176,9 +179,11 @@ class Client:
     def _send(self, planned: Planned) -> httpx.Response:
         """One request with retries; a 2xx answer, else the error raised."""
         try:
-            for attempt in Retrying(**self.retry.tenacity_options()):
+            for attempt in Retrying(**self.retry.tenacity_options(planned.deadline)):
                 with attempt:
-                    response = self._http.request(planned.method, planned.path, **planned.options)
+                    response = self._http.request(
+                        planned.method, planned.path, **planned.options_now()
+                    )
                     busy(response)
         except SEND_FAILURES as exc:
             raise planned.failure(exc, self.base_url, self.retry.attempts) from None
@@ -188,13 +193,15 @@ class Client:
         return planned.answer(response)
 
     @contextlib.contextmanager
-    def _event_source(self, task_id: str, after: int) -> Iterator[EventSource]:
+    def _event_source(
+        self, task_id: str, after: int, deadline: float | None
+    ) -> Iterator[EventSource]:
         """``GET /v1/tasks/{id}/events`` from after ``after``, open and checked."""
-        planned = events_request(task_id, after, self._http.timeout)
-        request = self._http.build_request(planned.method, planned.path, **planned.options)
+        planned = events_request(task_id, after, self._http.timeout, deadline)
+        request = self._http.build_request(planned.method, planned.path, **planned.options_now())
         response = self._http.send(request, stream=True)
         try:
-            if not response.is_success:
+            if not is_event_stream(response):
                 response.read()
                 raise events_refused(response, planned)
             yield EventSource(response)
@@ -216,8 +223,8 @@ class Task:
 
     def status(self) -> TaskInfo:
         """The task now (``GET /v1/tasks/{id}``)."""
-        response = self.client._send(status_request(self.id))
-        self.info = TaskInfo.from_document(response.json())
+        planned = status_request(self.id)
+        self.info = planned.task(self.client._send(planned))
         return self.info
 
     def result(self, timeout: float | None = None) -> Any:
@@ -226,10 +233,10 @@ class Task:
         Raises :class:`TaskFailed` when it failed, :class:`TaskTimeout` when it is not
         done within ``timeout`` seconds (None: wait as long as it takes).
         """
-        deadline = deadline_of(timeout)
+        deadline = deadline_of(check_timeout(timeout, zero=True))
         polls = LongPolls()
         while True:
-            info = self._look(polls.wait_s(seconds_left(deadline)))
+            info = self._look(polls.wait_s(seconds_left(deadline)), timeout, deadline)
             if info.done:
                 return info.outcome()
             left = seconds_left(deadline)
@@ -239,10 +246,13 @@ class Task:
             if pause > 0:
                 time.sleep(pause if left is None else min(pause, left))
 
-    def _look(self, wait_s: float) -> TaskInfo:
-        """The task once it ended or after ``wait_s`` (the server waits, woken by its end)."""
-        planned = status_request(self.id, wait_s, self.client._http.timeout)
-        self.info = TaskInfo.from_document(self.client._send(planned).json())
+    def _look(self, wait_s: float, timeout: float | None, deadline: float | None) -> TaskInfo:
+        """The task once it ended or after ``wait_s`` (the server waits, woken by its end);
+        no read goes on past the caller's ``deadline`` (of ``timeout``)."""
+        planned = status_request(
+            self.id, wait_s, self.client._http.timeout, timeout=timeout, deadline=deadline
+        )
+        self.info = planned.task(self.client._send(planned))
         return self.info
 
     def events(self, *, after: int = 0, timeout: float | None = None) -> Iterator[TaskEvent]:
@@ -253,15 +263,19 @@ class Task:
         after the events it sent. ``timeout`` bounds the whole wait (None: the task's).
         """
         cursor = EventCursor(self.id, last_id=after)
-        deadline = deadline_of(timeout)
+        deadline = deadline_of(check_timeout(timeout, zero=True))
         policy = self.client.retry
         while True:
             try:
-                with self.client._event_source(self.id, cursor.last_id) as source:
+                with self.client._event_source(self.id, cursor.last_id, deadline) as source:
                     for frame in source.iter_sse():
                         event = cursor.take(frame.event, frame.id, frame.data)
                         if event is not None:
                             yield event
+                        if not cursor.ended and past(deadline):
+                            raise TaskTimeout(
+                                self.id, timeout, why="its events did not end in time"
+                            )
                 if cursor.ended:
                     return
                 pause: float | None = reopen_pause(cursor, policy)

@@ -90,6 +90,7 @@ class TaskInfo:
             str(error.get("message") or f"task {self.id} ended {self.status}"),
             task_status=self.status,
             error=error,
+            declared=declared_by_status(self.status),
             attempts=self.attempts,
         )
 
@@ -146,6 +147,14 @@ def _number_or_none(value: object) -> float | None:
 
 
 _CALLER = re.compile(CALLER_PATTERN)
+
+
+def declared_by_status(status: str | None) -> bool | None:
+    """``TaskFailed.declared`` from a finished task's status alone: a ``failed`` task
+    ended with a code its manifest declares (or the caller's input was refused), as the
+    server's synchronous call answers 422; a ``dead`` one may have either kind of code,
+    which only the server's manifest tells (None)."""
+    return True if status == "failed" else None
 
 
 def positive_seconds(value: object) -> bool:

@@ -30,7 +30,7 @@ from crank.client.errors import (
     TaskNotFound,
     TaskTimeout,
 )
-from crank.client.tasks import TaskEvent, check_caller, positive_seconds
+from crank.client.tasks import TaskEvent, check_caller, declared_by_status, positive_seconds
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -54,13 +54,37 @@ class RetryPolicy:
     backoff_s: float = 0.05
 
     def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ClientError(
+                f"RetryPolicy.attempts must be a whole number, not {self.attempts!r:.40}",
+                hint="pass how many times a request may be sent, e.g. RetryPolicy(attempts=5)",
+            )
         if self.attempts < 1:
-            raise ValueError(f"RetryPolicy.attempts must be at least 1, not {self.attempts}")
+            raise ClientError(
+                f"RetryPolicy.attempts must be at least 1, not {self.attempts}",
+                hint="pass how many times a request may be sent, e.g. RetryPolicy(attempts=5)",
+            )
+        for name in ("max_wait_s", "backoff_s"):
+            value = getattr(self, name)
+            if not (positive_seconds(value) or value == 0):
+                raise ClientError(
+                    f"RetryPolicy.{name} must be a number of seconds, 0 or more, not {value!r:.40}",
+                    hint="pass seconds, e.g. RetryPolicy(max_wait_s=30, backoff_s=0.05)",
+                )
 
-    def tenacity_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``."""
+    def tenacity_options(self, deadline: float | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``; with a
+        ``deadline`` (``time.monotonic()``), no try is made whose wait would end past it
+        (the last failure is raised instead: a 429 as its :class:`ApiError`)."""
+        stop: Any = stop_after_attempt(self.attempts)
+        if deadline is not None:
+
+            def out_of_time(state: RetryCallState) -> bool:
+                return time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+
+            stop = stop | out_of_time
         return {
-            "stop": stop_after_attempt(self.attempts),
+            "stop": stop,
             "wait": self._wait,
             "retry": retry_if_exception_type((RetryLater, *RETRIED_TRANSPORT_ERRORS)),
             "reraise": True,
@@ -125,12 +149,22 @@ def client_options(base_url: object, timeout: object) -> str:
     return str(base_url).rstrip("/")
 
 
+#: what a bearer token may hold (RFC 6750's b64token, which any HTTP header can carry).
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
 def request_headers(
     token: str | None, caller: str | None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The headers every request of a client carries."""
     # the server refuses (400) a caller it cannot use as a label and key scope: say so here
     check_caller(caller)
+    if token and not (isinstance(token, str) and _TOKEN.fullmatch(token)):
+        raise ClientError(
+            "the token cannot be sent as a bearer token: it must be letters, digits and "
+            "- . _ ~ + / (then = padding), with no spaces or line breaks",
+            hint="pass the value of CRANK_API_TOKEN the server was started with",
+        )
     headers = {"Accept": "application/json", "User-Agent": "crank-client"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -248,15 +282,19 @@ def stream_error(task_id: str, data: Any) -> ClientError:
     error = data if isinstance(data, Mapping) else {"message": str(data)}
     code = str(error.get("code") or "WORKER_FAILED")
     message = str(error.get("message") or "the task failed")
-    if code == "TIMEOUT":
+    status = _text_or_none(error.get("status"))
+    if code == "TIMEOUT" and status is None:
+        # the stream's own wait ran out (no status: the task goes on); a task that ended
+        # with code TIMEOUT (its handler ran out of time) carries its final status
         return TaskTimeout(task_id, None, why=message)
     attempts = error.get("attempts")
     return TaskFailed(
         task_id,
         code,
         message,
-        task_status=_text_or_none(error.get("status")),
+        task_status=status,
         error=error,
+        declared=declared_by_status(status),
         attempts=attempts if isinstance(attempts, int) else None,
     )
 

@@ -157,6 +157,7 @@ def test_sse_events_are_documented_as_the_objects_they_are(client: Client) -> No
         ("path", "task_id"),
         ("header", "Last-Event-ID"),
         ("query", "after"),
+        ("query", "wait"),
     ]
     message = events["responses"]["200"]["content"]["text/event-stream"]["schema"]["oneOf"][0]
     # the data of a message event is the output of the streaming capability (demo.count)

@@ -205,6 +205,43 @@ def test_a_malformed_resume_point_is_400(
     assert "last event" in error["hint"]
 
 
+def test_a_wait_shorter_than_the_timeout_ends_the_stream_then(
+    services: RuntimeServices, client: httpx.Client
+) -> None:
+    """``?wait=`` (a client with a deadline of its own): the stream ends after that long
+    with ``event: error``, code TIMEOUT and no status: the task goes on."""
+
+    def script(broker: Broker, claim: Any, go: threading.Event) -> None:
+        broker.publish_events(claim.task.id, [{"i": 1}])
+        assert go.wait(WAIT_S), "the test never read the end of the stream"
+        broker.ack(claim, [{"i": 1}])
+
+    with ScriptedWorker(services.broker, script) as worker:
+        task_id = _submit(client, "demo.count", {"n": 1})
+        r, frames = _events(client, task_id, wait="0.2")
+        assert r.status_code == 200
+        assert [f["event"] for f in frames] == ["message", "error"]
+        error = json.loads(frames[1]["data"])
+        assert (error["code"], error["id"]) == ("TIMEOUT", task_id)
+        assert "status" not in error
+        assert "0.2 s" in error["message"]
+        task = services.broker.get(task_id)
+        assert task is not None and not task.done
+        worker.go.set()
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "NaN", "1e"])
+def test_a_wait_that_is_no_number_of_seconds_is_400(client: httpx.Client, wait: str) -> None:
+    task_id = _submit(client, "demo.count", {"n": 1})
+    r = client.get(f"/v1/tasks/{task_id}/events", params={"wait": wait})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["code"], error["errors"][0]["path"]) == ("INVALID_INPUT", "query:wait")
+    assert "0 or more" in error["message"]
+    twice = client.get(f"/v1/tasks/{task_id}/events?wait=1&wait=2")
+    assert twice.status_code == 400
+
+
 def test_the_stream_needs_the_bearer_token(
     make_services: Callable[..., RuntimeServices],
     serve: Callable[[RuntimeServices], httpx.Client],

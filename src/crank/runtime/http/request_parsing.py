@@ -5,6 +5,7 @@ is a :class:`~crank.errors.ValidationFailed` naming where in the request it is (
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any, cast
 
@@ -199,10 +200,21 @@ def resume_after(request: Request) -> int:
 def task_wait(request: Request) -> float:
     """``?wait=`` of ``GET /v1/tasks/{id}``: seconds to wait for the task to end, from 0
     (the default: answer at once) to :data:`MAX_TASK_WAIT_S`; anything else is a 400."""
+    return _wait_query(request, MAX_TASK_WAIT_S, 0.0) or 0.0
+
+
+def stream_wait(request: Request) -> float | None:
+    """``?wait=`` of ``GET /v1/tasks/{id}/events``: the most seconds the stream waits for
+    the task to end (None: the capability's ``timeout_s``); anything else is a 400."""
+    return _wait_query(request, None, None)
+
+
+def _wait_query(request: Request, most: float | None, default: float | None) -> float | None:
     values = request.query_params.getlist("wait")
     if not values:
-        return 0.0
-    hint = f"send the seconds to wait for the task to end, e.g. ?wait=20 (0 to {MAX_TASK_WAIT_S})"
+        return default
+    span = f"0 to {most}" if most is not None else "0 or more"
+    hint = f"send the seconds to wait for the task to end, e.g. ?wait=20 ({span})"
     if len(values) > 1:
         raise ValidationFailed(
             "?wait= is given more than once",
@@ -211,11 +223,11 @@ def task_wait(request: Request) -> float:
         )
     raw = values[0]
     seconds = float(raw) if _JSON_NUMBER.fullmatch(raw) else None
-    if seconds is None or not 0 <= seconds <= MAX_TASK_WAIT_S:
+    if seconds is None or not (0 <= seconds <= (math.inf if most is None else most)):
         raise ValidationFailed(
-            f"?wait= must be a number of seconds from 0 to {MAX_TASK_WAIT_S}, not {raw[:40]!r}",
+            f"?wait= must be a number of seconds, {span}, not {raw[:40]!r}",
             hint=hint,
-            errors=[{"path": "query:wait", "message": f"not a number from 0 to {MAX_TASK_WAIT_S}"}],
+            errors=[{"path": "query:wait", "message": f"not a number of seconds, {span}"}],
         )
     return seconds
 

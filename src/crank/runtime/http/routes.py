@@ -54,6 +54,7 @@ from crank.runtime.http.request_parsing import (
     idempotency_key,
     json_body,
     resume_after,
+    stream_wait,
     task_envelope,
     task_wait,
 )
@@ -113,6 +114,16 @@ _WAIT = Param(
         "0 answers at once."
     ),
 )
+_STREAM_WAIT = Param(
+    "wait",
+    "query",
+    {"type": "number", "minimum": 0},
+    description=(
+        "The most seconds to stream before the task ends: then `event: error` with code "
+        "TIMEOUT and no status (the task goes on). Default and most: the capability's "
+        "timeout_s."
+    ),
+)
 _EVENT_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 _PLAIN_JSON = {"application/json": JSON_OBJECT}
 _TASK_JSON = {"application/json": component_ref("Task")}
@@ -150,6 +161,7 @@ def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
                     _EVENT_ID_SCHEMA,
                     description="Like Last-Event-ID, for clients that cannot set headers.",
                 ),
+                _STREAM_WAIT,
             ),
             responses=(
                 Reply(
@@ -157,7 +169,7 @@ def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
                 ),
                 *errors(
                     *GUARD_ERRORS,
-                    400,
+                    (400, "Last-Event-ID, ?after= or ?wait= cannot be used."),
                     404,
                     (409, "The task's capability does not stream events; read the task instead."),
                     503,
@@ -438,11 +450,13 @@ class Handlers(TaskControl, DeadLetterControl):
 
         Always Server-Sent Events: 200 as soon as the checks pass, then the
         events live, then ``event: end`` or ``event: error`` (a failure, or no end
-        within the capability's ``timeout_s`` counted from this request).
+        within the capability's ``timeout_s``, or the ``?wait=`` asked for if shorter,
+        counted from this request).
         """
         task_id = request.path_params["task_id"]
         try:
             after = resume_after(request)
+            wait_s = stream_wait(request)
             record = await self.s.gateway.io.get(task_id)
         except Exception as exc:
             return error_for(exc)
@@ -460,6 +474,8 @@ class Handlers(TaskControl, DeadLetterControl):
                 capability=record.capability,
             )
         timeout_s = route.capability.timeout_s
+        if wait_s is not None:
+            timeout_s = min(timeout_s, wait_s)
         io = self.s.gateway.io
         notices = self.s.broker.result_notices()
         if notices is not None:  # told of each event and of the end while streaming

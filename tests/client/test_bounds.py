@@ -1,0 +1,258 @@
+"""What the HTTP clients bound and refuse: the caller's timeouts (429 retries, a stalled
+server, an event stream), ids that would reach another route, answers that are not a
+crank server's, and arguments no request could use."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crank import AsyncClient, Client
+from crank.client import (
+    ApiError,
+    ClientError,
+    InvalidTask,
+    RetryPolicy,
+    TaskEvent,
+    TaskFailed,
+    TaskNotFound,
+    TaskTimeout,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from ..runtime.serve.conftest import CrankRun
+
+BUSY = {"error": {"code": "OVERLOADED", "message": "busy"}}
+QUEUED = {"id": "t1", "capability": "demo.echo", "status": "pending", "attempts": 0}
+HTML = (200, {"Content-Type": "text/html"}, b"<html><body>Welcome</body></html>")
+
+
+class Silent:
+    """A server that takes connections and requests and never answers."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.requests = 0
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            self.requests += 1
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[Silent]:
+    server = Silent()
+    yield server
+    server.close()
+
+
+# -- the caller's timeout -----------------------------------------------------------------
+
+
+def test_a_429_whose_retry_after_ends_past_the_timeout_is_raised_at_once(scripted: Any) -> None:
+    """``call(timeout=...)`` bounds the retries too: a 429 asking for 30 s is not waited
+    out by a caller with 1 s (it was, and the call answered after 30 s)."""
+    busy = (429, {"Retry-After": "30"}, BUSY)
+    server = scripted([busy, busy, (200, {}, {"text": "late"})])
+    with Client(server.url) as client, pytest.raises(ApiError) as caught:
+        client.call("demo.echo", {"text": "x"}, timeout=1)
+    assert (caught.value.status, caught.value.retry_after_s) == (429, 30.0)
+    assert len(server.requests) == 1
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as client:
+            with pytest.raises(ApiError) as caught:
+                await client.call("demo.echo", {"text": "x"}, timeout=1)
+            assert caught.value.status == 429
+
+    asyncio.run(main())
+    assert len(server.requests) == 2
+
+
+def test_a_result_from_a_server_that_never_answers_is_a_timeout_of_the_task(
+    silent: Silent,
+) -> None:
+    """``result(timeout)`` reads no longer than the timeout and a moment: a stalled server
+    (or proxy) is a ``TaskTimeout`` naming the task, not ``ServerUnreachable`` after the
+    client's own 30 s read timeout on top."""
+    with Client(silent.url, timeout=600) as client, pytest.raises(TaskTimeout) as caught:
+        client.task("t1").result(timeout=0.5)
+    assert (caught.value.task_id, caught.value.timeout_s) == ("t1", 0.5)
+
+    async def main() -> None:
+        async with AsyncClient(silent.url, timeout=600) as client:
+            with pytest.raises(TaskTimeout) as caught:
+                await client.task("t2").result(timeout=0.5)
+            assert caught.value.task_id == "t2"
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_events_end_at_the_callers_timeout(server: CrankRun, tmp_path: Path) -> None:
+    """``events(timeout=...)`` bounds the whole wait: a task held at its gate for 20 s
+    raises ``TaskTimeout`` after its two first events (it used to stream on until the
+    gate's own 20 s ran out and end without one)."""
+    with Client(server.url) as client:
+        task = client.submit("client.gated", {"gate": str(tmp_path / "never")})
+        seen: list[int] = []
+        with pytest.raises(TaskTimeout) as caught:
+            for event in task.events(timeout=2):
+                seen.append(event.id)
+        assert seen == [1, 2]
+        assert caught.value.task_id == task.id
+
+    async def main() -> list[int]:
+        async with AsyncClient(server.url) as client:
+            task = client.task(client_task_id)
+            seen = []
+            with pytest.raises(TaskTimeout):
+                async for event in task.events(timeout=1):
+                    seen.append(event.id)
+            return seen
+
+    client_task_id = task.id
+    assert asyncio.run(main()) == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_stream_whose_task_ran_out_of_time_raises_its_failure(server: CrankRun) -> None:
+    """A task that *ended* with code TIMEOUT (its handler ran past timeout_s) is a
+    failure after its events, not the stream's own wait running out: the client
+    reconnected at once, for ever, thousands of times a second."""
+    with Client(server.url) as client:
+        task = client.submit("client.overrun", {})
+        seen: list[TaskEvent] = []
+        with pytest.raises(TaskFailed) as caught:
+            for event in task.events(timeout=120):
+                seen.append(event)
+        assert (caught.value.code, caught.value.task_status) == ("TIMEOUT", "dead")
+        assert caught.value.declared is None  # dead: only the server's manifest tells
+        assert seen and [e.id for e in seen] == list(range(1, len(seen) + 1))
+        with pytest.raises(TaskFailed) as again:
+            task.result(timeout=60)
+        assert again.value.code == "TIMEOUT"
+
+
+@pytest.mark.slow
+def test_a_failed_task_is_declared_whichever_way_it_is_read(server: CrankRun) -> None:
+    with Client(server.url) as client:
+        task = client.submit("client.refuse", {"why": "queued"})
+        with pytest.raises(TaskFailed) as caught:
+            task.result(timeout=60)
+        assert (caught.value.task_status, caught.value.declared) == ("failed", True)
+        stream = client.submit("client.stream_then_refuse", {})
+        with pytest.raises(TaskFailed) as streamed:
+            list(stream.events(timeout=60))
+        assert (streamed.value.code, streamed.value.declared) == ("NOT_ALLOWED", True)
+
+
+# -- ids ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_id_cannot_reach_another_route(server: CrankRun) -> None:
+    """A task id went into the path as it was: ``task("../dead-letters/<id>").cancel()``
+    purged a dead letter, ``task("abc?wait=1")`` read task ``abc``."""
+    with Client(server.url) as client:
+        with pytest.raises(TaskFailed) as crashed:
+            client.call("client.crash", {"why": "a dead letter"})
+        dead = crashed.value.task_id
+        for odd in (f"../dead-letters/{dead}", "..", ".", "", "a/b"):
+            with pytest.raises(InvalidTask):
+                client.task(odd).cancel()
+        with pytest.raises(InvalidTask):
+            client.call("client.refuse/../../tasks", {"why": "x"})
+        assert client.task(dead).status().status == "dead"  # still a dead letter
+        with pytest.raises(TaskNotFound) as missing:
+            client.task("abc?wait=1#x").status()
+        assert missing.value.task_id == "abc?wait=1#x"
+
+
+# -- answers that are not a crank server's ------------------------------------------------
+
+
+def test_answers_that_are_not_a_crank_servers_are_api_errors(scripted: Any) -> None:
+    server = scripted([HTML])
+    with Client(server.url) as client:
+        for attempt in (
+            lambda: client.call("demo.echo", {"text": "x"}),
+            lambda: client.submit("demo.echo", {"text": "x"}),
+            lambda: client.task("t1").status(),
+            lambda: client.task("t1").result(timeout=5),
+            lambda: list(client.task("t1").events(timeout=5)),
+            lambda: client.list_tasks(),
+            lambda: client.redrive_dead_letters("demo.echo"),
+        ):
+            with pytest.raises(ApiError) as caught:
+                attempt()
+            assert caught.value.code == "UNEXPECTED_ANSWER"
+            assert "text/html" in caught.value.message
+            assert caught.value.hint is not None and "base_url" in caught.value.hint
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as client:
+            with pytest.raises(ApiError) as caught:
+                await client.call("demo.echo", {"text": "x"})
+            assert caught.value.code == "UNEXPECTED_ANSWER"
+            with pytest.raises(ApiError):
+                [e async for e in client.task("t1").events(timeout=5)]
+
+    asyncio.run(main())
+
+
+# -- arguments no request could use -------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+def test_a_call_timeout_that_is_no_number_of_seconds_is_refused(
+    scripted: Any, timeout: object
+) -> None:
+    server = scripted([(200, {}, {"text": "x"})])
+    with Client(server.url) as client, pytest.raises(ClientError, match="timeout"):
+        client.call("demo.echo", {"text": "x"}, timeout=timeout)  # type: ignore[arg-type]
+    assert server.requests == []
+
+
+def test_a_result_timeout_of_0_looks_once(scripted: Any) -> None:
+    server = scripted([(200, {}, QUEUED)])
+    with Client(server.url) as client:
+        with pytest.raises(TaskTimeout):
+            client.task("t1").result(timeout=0)
+        with pytest.raises(ClientError, match="timeout"):
+            client.task("t1").result(timeout=-1)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("token", ["abc\ndef", "sécret", "two words"])
+def test_a_token_that_cannot_be_a_bearer_token_is_refused(token: str) -> None:
+    with pytest.raises(ClientError, match="bearer token"):
+        Client("http://127.0.0.1:9", token=token)
+
+
+@pytest.mark.parametrize(
+    "policy", [{"backoff_s": -1}, {"max_wait_s": -5}, {"max_wait_s": float("nan")}]
+)
+def test_a_retry_policy_with_a_negative_wait_is_refused(policy: dict[str, float]) -> None:
+    with pytest.raises(ClientError, match="seconds, 0 or more"):
+        RetryPolicy(**policy)
