@@ -168,6 +168,25 @@ def test_a_bad_url_is_a_clear_error() -> None:
         connect("http://127.0.0.1:8080")
 
 
+def test_an_unknown_keyword_option_is_a_usage_error(tmp_path: Path, redis_server: str) -> None:
+    """As an unknown query parameter is: not the backend's TypeError naming its __init__."""
+    from crank.errors import UsageError
+
+    known = "known: prefix, result_ttl_s, retry_base_s, retry_max_s"
+    for url in (f"sqlite:///{tmp_path / 'queue.db'}", redis_server):
+        with pytest.raises(UsageError) as caught:
+            connect(url, bogus=1)
+        assert caught.value.message == f"broker {url}: unknown option 'bogus' ({known})"
+        assert caught.value.hint is not None and "keyword arguments" in caught.value.hint
+        with pytest.raises(UsageError, match="unknown option 'bogus'"):
+            asyncio.run(connect_async(url, bogus=1))
+    assert not (tmp_path / "queue.db").exists()  # refused before anything was opened
+    with pytest.raises(UsageError, match="option prefix is for Redis brokers only"):
+        connect(f"sqlite:///{tmp_path / 'queue.db'}", prefix="jobs")
+    with connect(redis_server, prefix="jobs", result_ttl_s=60) as queue:
+        assert (queue.broker.prefix, queue.broker.options.result_ttl_s) == ("jobs", 60.0)
+
+
 def test_result_is_woken_by_the_notice(queue_url: str) -> None:
     """The wait ends on the broker's notice (no reading the task over and over), and the
     process stops watching the task once it has the result."""

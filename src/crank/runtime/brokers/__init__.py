@@ -11,6 +11,7 @@ given as URL query parameters (``sqlite:///q.db?retry_base_s=0.1``):
 
 A value that is not a finite number in its range is a :class:`~crank.errors.UsageError`
 naming the option: ``result_ttl_s=-5`` would have ended every result as it was stored.
+So is an option not listed here, given in the URL or as a keyword argument.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from crank.runtime.brokers.common import url_usage_error
+from crank.errors import UsageError
+from crank.runtime.brokers.common import url_usage_error, url_without_password
 
 if TYPE_CHECKING:
     from crank.runtime.brokers.contract import Broker
 
 SCHEMES = ("memory://", "sqlite:///PATH", "redis://HOST:PORT/DB")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
 #: the options that are seconds, and the least each may be (and whether it may be that).
 _FLOAT_OPTIONS = {"retry_base_s": True, "retry_max_s": True, "result_ttl_s": False}
 
@@ -46,16 +49,30 @@ def _seconds(url: str, key: str, value: Any) -> float:
     return seconds
 
 
+def _known_options() -> str:
+    return ", ".join(sorted(_FLOAT_OPTIONS.keys() | {"prefix"}))
+
+
 def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Split query parameters off ``url`` and merge them under explicit ``options``."""
+    """Split query parameters off ``url`` and merge them under explicit ``options``;
+    an option of either kind that no backend takes is a :class:`UsageError`."""
     base, _, query = url.partition("?")
     merged: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key in _FLOAT_OPTIONS or key == "prefix":
             merged[key] = value
         else:
-            known = ", ".join(sorted(_FLOAT_OPTIONS.keys() | {"prefix"}))
-            raise url_usage_error(url, f"unknown option {key!r} (known: {known})")
+            raise url_usage_error(url, f"unknown option {key!r} (known: {_known_options()})")
+    # checked here, not left to the backend: its TypeError would name its __init__
+    unknown = sorted(options.keys() - _FLOAT_OPTIONS.keys() - {"prefix"})
+    if unknown:
+        raise UsageError(
+            f"broker {url_without_password(url)}: unknown option {unknown[0]!r} "
+            f"(known: {_known_options()})",
+            hint="pass only those, as keyword arguments or URL query parameters "
+            "(prefix on Redis only)",
+            subject=unknown[0],
+        )
     merged.update(options)
     for key in _FLOAT_OPTIONS.keys() & merged.keys():
         merged[key] = _seconds(url, key, merged[key])
@@ -73,6 +90,12 @@ def open_broker(url: str, **options: Any) -> Broker:
         raise url_usage_error(str(url), "it has no scheme")
     base, opts = parse_options(url, options)
     scheme = urlsplit(base).scheme.lower()
+    if "prefix" in opts and scheme not in _REDIS_SCHEMES:
+        raise url_usage_error(
+            url,
+            "option prefix is for Redis brokers only",
+            hint="leave it out: a SQLite queue has a file of its own",
+        )
     if scheme == "memory":
         from crank.runtime.brokers.memory import MemoryBroker
 
@@ -83,7 +106,7 @@ def open_broker(url: str, **options: Any) -> Broker:
         from crank.runtime.brokers.sqlite import SqliteBroker
 
         return SqliteBroker(base[len("sqlite:///") :], url=base, **opts)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in _REDIS_SCHEMES:
         from crank.runtime.brokers.redis import RedisBroker
 
         return RedisBroker(base, **opts)
