@@ -168,6 +168,22 @@ def test_a_bad_url_is_a_clear_error() -> None:
         connect("http://127.0.0.1:8080")
 
 
+def test_a_memory_queue_is_refused() -> None:
+    """No worker can reach a queue inside this process: result() would wait forever."""
+    from crank.errors import UsageError
+
+    for url in ("memory://", "MEMORY://?result_ttl_s=5"):
+        with pytest.raises(UsageError) as caught:
+            connect(url)
+        assert caught.value.message == (
+            f"broker URL {url!r} cannot be used: a memory:// queue lives in this process "
+            "only: no worker could run its tasks"
+        )
+        assert caught.value.hint is not None and "crank run --broker" in caught.value.hint
+        with pytest.raises(UsageError, match="no worker could run its tasks"):
+            asyncio.run(connect_async(url))
+
+
 def test_an_unknown_keyword_option_is_a_usage_error(tmp_path: Path, redis_server: str) -> None:
     """As an unknown query parameter is: not the backend's TypeError naming its __init__."""
     from crank.errors import UsageError

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from crank.client.errors import (
     ApiError,
@@ -34,6 +35,7 @@ from crank.client.tasks import (
 from crank.client.waiting import deadline_of, seconds_left
 from crank.errors import BrokerError
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers.common import url_usage_error
 from crank.runtime.brokers.contract import (
     MAX_IDEMPOTENCY_KEY,
     MAX_PRIORITY,
@@ -471,13 +473,27 @@ class AsyncBrokerTask:
         return self.info
 
 
+def _check_url(url: str) -> None:
+    """Refuse ``memory://``: a queue inside this process, which no worker of ``crank
+    run`` can reach (it refuses it too), so every ``result()`` would wait forever."""
+    if isinstance(url, str) and urlsplit(url).scheme.lower() == "memory":
+        raise url_usage_error(
+            url,
+            "a memory:// queue lives in this process only: no worker could run its tasks",
+            hint="connect to the broker crank run --broker serves: "
+            "sqlite:///path/to/queue.db or redis://host:port/db",
+        )
+
+
 def connect(url: str, *, caller: str | None = None, **options: Any) -> BrokerClient:
     """Open the broker at ``url`` (``redis://``, ``sqlite:///``; options as for
     ``crank run --broker``) for submitting tasks and reading results.
 
     Raises :class:`BrokerUnavailable` when the broker cannot be reached (so does every
-    call after), :class:`~crank.errors.UsageError` for a URL or option it cannot use."""
+    call after), :class:`~crank.errors.UsageError` for a URL or option it cannot use
+    (``memory://`` included: no worker could run its tasks)."""
     check_caller(caller)  # before anything is opened
+    _check_url(url)
     with _broker_errors():
         broker = open_broker(url, **options)
     return BrokerClient(broker, caller=caller)
@@ -488,6 +504,7 @@ async def connect_async(
 ) -> AsyncBrokerClient:
     """:func:`connect` for asyncio (the broker is opened in a worker thread)."""
     check_caller(caller)
+    _check_url(url)
     with _broker_errors():
         broker = await asyncio.to_thread(open_broker, url, **options)
     return AsyncBrokerClient(broker, caller=caller)
