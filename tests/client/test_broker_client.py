@@ -109,6 +109,60 @@ def test_idempotency_key_and_bad_input(queue_url: str) -> None:
             queue.submit_many(["fixture.echo"])  # type: ignore[list-item]
 
 
+def _no_more_waiting(queue: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """From here on, any wait for a notice or read of a task fails the test; the
+    process's notices."""
+    broker = queue.broker if hasattr(queue, "broker") else queue.sync.broker
+    notices = broker.result_notices()
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"waited or read the broker: {args}")
+
+    for name in ("wait", "wait_async"):
+        monkeypatch.setattr(notices, name, refused)
+    for name in ("get", "wait_for_result", "wait_for_result_async"):
+        monkeypatch.setattr(broker, name, refused)
+    return notices
+
+
+def test_a_repeated_key_of_an_ended_task_answers_without_waiting(
+    queue_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its notice was sent before the second submit: result() has the outcome the
+    submit answered, with no wait for a notice (that waited the whole safety poll)
+    and no further round trip."""
+    with connect(queue_url) as queue:
+        first = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-18")
+        assert first.result(timeout=60)["echo"] == {"k": 1}
+        again = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-18")
+        assert again.id == first.id
+        assert again.info is not None and again.info.done
+        with monkeypatch.context() as patched:
+            notices = _no_more_waiting(queue, patched)
+            assert again.result()["echo"] == {"k": 1}
+            assert not notices.watching(again.id)
+        broken = queue.submit("fixture.broken", {"declared": True}, idempotency_key="order-19")
+        with pytest.raises(TaskFailed):
+            broken.result(timeout=60)
+        repeated = queue.submit("fixture.broken", {"declared": True}, idempotency_key="order-19")
+        with monkeypatch.context() as patched:
+            _no_more_waiting(queue, patched)
+            with pytest.raises(TaskFailed) as caught:
+                repeated.result()
+        assert caught.value.code == "BAD_REQUEST"
+
+    async def scenario() -> None:
+        async with await connect_async(queue_url) as queue:
+            again = await queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-18")
+            assert again.id == first.id
+            with monkeypatch.context() as patched:
+                notices = _no_more_waiting(queue, patched)
+                assert (await again.result())["echo"] == {"k": 1}
+                assert not notices.watching(again.id)
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -187,11 +187,14 @@ def _wait_watched(
 ) -> TaskRecord | None:
     """Wait for a task submitted with ``watch=True``: its notice, usually with the outcome
     in it (no broker round trip at all), else one read after the notice or a quiet
-    ``SAFETY_POLL_S``. Stops watching it (``forget``) whatever happens."""
+    ``SAFETY_POLL_S``; none when the submit itself found the task ended (a repeated
+    idempotency key). Stops watching it (``forget``) whatever happens."""
     notices = broker.result_notices()
     if notices is None:  # a backend without notices: its own wait reads the task
         return broker.wait_for_result(submitted.id, seconds_left(deadline))
     try:
+        if submitted.done:  # no notice will come: it was sent before this submit
+            return submitted
         while True:
             left = seconds_left(deadline)
             if left is None or left > 0:
@@ -217,6 +220,8 @@ async def _wait_watched_async(
     if notices is None:
         return await broker.wait_for_result_async(submitted.id, seconds_left(deadline))
     try:
+        if submitted.done:
+            return submitted
         while True:
             left = seconds_left(deadline)
             if left is None or left > 0:
