@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from crank import connect, connect_async
 from crank.client import (
     ApiError,
     BrokerUnavailable,
+    ClientClosed,
     ClientError,
     InvalidTask,
     TaskFailed,
@@ -400,3 +402,54 @@ def test_a_broker_lost_after_connect_is_a_client_error(
                 _unavailable(caught.value)
 
     asyncio.run(scenario())
+
+
+def _crank_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("crank-")}
+
+
+def _no_threads_but(before: set[threading.Thread]) -> None:
+    """Wait until crank's threads are among ``before`` (a closed broker's end soon)."""
+    deadline = time.monotonic() + 30
+    while not _crank_threads() <= before:
+        assert time.monotonic() < deadline, _crank_threads() - before
+        time.sleep(0.01)
+
+
+def test_a_closed_client_says_so_on_every_backend(queue_url: str) -> None:
+    """A closed SQLite broker raised BrokerUnavailable with a hint about a full disk; a
+    closed Redis one connected again, leaving two sockets and a subscription thread."""
+    before = _crank_threads()
+    queue = connect(queue_url)
+    task = queue.submit("fixture.echo", {"n": 1})
+    assert task.result(timeout=60)["echo"] == {"n": 1}
+    queue.close()
+    queue.close()  # harmless
+    calls: list[Callable[[], Any]] = [
+        *_every_call(queue, task),
+        lambda: queue.submit_many([("fixture.echo", {})]),
+        lambda: queue.task(task.id),
+        queue.__enter__,
+    ]
+    for call in calls:
+        with pytest.raises(ClientClosed) as caught:
+            call()
+        assert isinstance(caught.value, ClientError)
+        assert caught.value.message == (
+            f"BrokerClient of {queue_url} is closed: open a new client to go on"
+        )
+        assert caught.value.hint is not None and "connect(url)" in caught.value.hint
+    _no_threads_but(before)  # nothing was opened again
+
+    async def scenario() -> None:
+        async with await connect_async(queue_url) as queue:
+            task = await queue.submit("fixture.echo", {"n": 2})
+        await queue.aclose()  # harmless
+        for call in [*_every_call(queue, task), lambda: queue.task(task.id), queue.__aenter__]:
+            with pytest.raises(
+                ClientClosed, match=f"^AsyncBrokerClient of {re.escape(queue_url)} "
+            ):
+                await call()
+
+    asyncio.run(scenario())
+    _no_threads_but(before)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from crank.client.errors import (
     ApiError,
     BrokerUnavailable,
+    ClientClosed,
     InvalidTask,
     TaskNotFound,
     TaskTimeout,
@@ -35,7 +36,7 @@ from crank.client.tasks import (
 from crank.client.waiting import deadline_of, seconds_left
 from crank.errors import BrokerError
 from crank.runtime.brokers import open_broker
-from crank.runtime.brokers.common import url_usage_error
+from crank.runtime.brokers.common import url_usage_error, url_without_password
 from crank.runtime.brokers.contract import (
     MAX_IDEMPOTENCY_KEY,
     MAX_PRIORITY,
@@ -247,10 +248,21 @@ class BrokerClient:
         self.broker = broker
         #: kept with each task as ``meta.caller`` (logs and the console show it).
         self.caller = caller
+        self._closed = False
 
     @property
     def url(self) -> str:
         return self.broker.url
+
+    def _open_broker(self, kind: str = "BrokerClient") -> Broker:
+        """The broker, or :class:`ClientClosed` once closed: a closed SQLite broker
+        raised a misleading error, a closed Redis one connected again unseen."""
+        if self._closed:
+            raise ClientClosed(
+                f"{kind} of {url_without_password(self.url)}",
+                hint="call connect(url) again for a new one",
+            )
+        return self.broker
 
     def submit(
         self,
@@ -282,11 +294,12 @@ class BrokerClient:
     def submit_many(self, requests: Iterable[TaskLike], *, watch: bool = True) -> list[BrokerTask]:
         """Queue many tasks in one broker round trip (one SQLite transaction), in order
         (``watch`` as for :meth:`submit`)."""
+        broker = self._open_broker()
         specs = [_spec(request, self.caller) for request in requests]
         if not specs:
             return []
         with _broker_errors():
-            submitted = self.broker.submit_many(specs, watch=watch)
+            submitted = broker.submit_many(specs, watch=watch)
         records = _accepted(submitted)
         return [
             BrokerTask(self, r.id, TaskInfo.from_record(r), r if watch else None) for r in records
@@ -294,12 +307,19 @@ class BrokerClient:
 
     def task(self, task_id: str) -> BrokerTask:
         """A handle on a task submitted before (by any producer or server)."""
+        self._open_broker()
         return BrokerTask(self, task_id)
 
     def close(self) -> None:
+        """Close the broker connection; every call after raises :class:`ClientClosed`
+        (closing again does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self.broker.close()
 
     def __enter__(self) -> BrokerClient:
+        self._open_broker()
         return self
 
     def __exit__(
@@ -334,8 +354,9 @@ class BrokerTask:
 
     def status(self) -> TaskInfo:
         """The task now; :class:`TaskNotFound` when there is none (or it expired)."""
+        broker = self.client._open_broker()
         with _broker_errors():
-            record = self.client.broker.get(self.id)
+            record = broker.get(self.id)
         self.info = _info(self.id, record)
         return self.info
 
@@ -347,7 +368,7 @@ class BrokerTask:
         as long as it takes).
         """
         deadline = deadline_of(timeout)
-        broker = self.client.broker
+        broker = self.client._open_broker()
         watched, self._watched = self._watched, None
         with _broker_errors():
             if watched is not None:
@@ -363,8 +384,9 @@ class BrokerTask:
         """Cancel the task (:meth:`Broker.cancel`): status ``cancelled`` when it had not
         started (it never runs), ``running`` when its worker was told to stop;
         :class:`ApiError` 409 when it had ended, :class:`TaskNotFound` when there is none."""
+        broker = self.client._open_broker()
         with _broker_errors():
-            cancellation = self.client.broker.cancel(self.id)
+            cancellation = broker.cancel(self.id)
         self.info = _cancelled(self.id, cancellation)
         return self.info
 
@@ -403,24 +425,31 @@ class AsyncBrokerClient:
     async def submit_many(
         self, requests: Iterable[TaskLike], *, watch: bool = True
     ) -> list[AsyncBrokerTask]:
+        broker = self._open_broker()
         specs = [_spec(request, self.sync.caller) for request in requests]
         if not specs:
             return []
         with _broker_errors():
-            submitted = await asyncio.to_thread(self.sync.broker.submit_many, specs, watch=watch)
+            submitted = await asyncio.to_thread(broker.submit_many, specs, watch=watch)
         records = _accepted(submitted)
         return [
             AsyncBrokerTask(self, r.id, TaskInfo.from_record(r), r if watch else None)
             for r in records
         ]
 
+    def _open_broker(self) -> Broker:
+        return self.sync._open_broker("AsyncBrokerClient")
+
     def task(self, task_id: str) -> AsyncBrokerTask:
+        self._open_broker()
         return AsyncBrokerTask(self, task_id)
 
     async def aclose(self) -> None:
+        """:meth:`BrokerClient.close`, in a worker thread."""
         await asyncio.to_thread(self.sync.close)
 
     async def __aenter__(self) -> AsyncBrokerClient:
+        self._open_broker()
         return self
 
     async def __aexit__(
@@ -451,14 +480,15 @@ class AsyncBrokerTask:
         return f"<AsyncBrokerTask {self.id} in {self.client.url}>"
 
     async def status(self) -> TaskInfo:
+        broker = self.client._open_broker()
         with _broker_errors():
-            record = await asyncio.to_thread(self.client.sync.broker.get, self.id)
+            record = await asyncio.to_thread(broker.get, self.id)
         self.info = _info(self.id, record)
         return self.info
 
     async def result(self, timeout: float | None = None) -> Any:
         deadline = deadline_of(timeout)
-        broker = self.client.sync.broker
+        broker = self.client._open_broker()
         watched, self._watched = self._watched, None
         with _broker_errors():
             if watched is not None:
@@ -472,8 +502,9 @@ class AsyncBrokerTask:
 
     async def cancel(self) -> TaskInfo:
         """:meth:`BrokerTask.cancel` without blocking the event loop."""
+        broker = self.client._open_broker()
         with _broker_errors():
-            cancellation = await asyncio.to_thread(self.client.sync.broker.cancel, self.id)
+            cancellation = await asyncio.to_thread(broker.cancel, self.id)
         self.info = _cancelled(self.id, cancellation)
         return self.info
 

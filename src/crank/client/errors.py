@@ -12,6 +12,7 @@
 * :class:`BrokerUnavailable`: ``connect``'s broker cannot be reached or refused an
   operation (also a :class:`~crank.errors.BrokerError`).
 * :class:`CapabilityDeprecated` is a :class:`DeprecationWarning` naming the successors.
+* :class:`ClientClosed`: a call on a client after its ``close()``.
 """
 
 from __future__ import annotations
@@ -143,11 +144,26 @@ class CapabilityDeprecated(DeprecationWarning):
         self.sunset = sunset
 
 
+class ClientClosed(ClientError):
+    """A call on a client after its ``close()`` (or the end of its ``with`` block): a
+    closed client stays closed, whatever its transport would do if asked again."""
+
+    def __init__(self, client: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"{client} is closed: open a new client to go on",
+            hint=hint or "a closed client cannot be used again; make a new one",
+            subject=client,
+        )
+        #: the client, as the message names it (``BrokerClient of redis://...``).
+        self.client = client
+
+
 __all__ = [
     "ApiError",
     "BrokerUnavailable",
     "CancelNotSupported",
     "CapabilityDeprecated",
+    "ClientClosed",
     "ClientError",
     "InvalidTask",
     "ServerUnreachable",
