@@ -78,6 +78,20 @@ def test_json_lines_carry_ids_and_redact(log_stream: io.StringIO) -> None:
     assert "hunter2" not in log_stream.getvalue()
 
 
+def test_a_library_record_reaches_cranks_own_logs(log_stream: io.StringIO) -> None:
+    """The NullHandler crank adds for programs that set up no logging holds nothing
+    back from the logs of crank run (the root logger's handler)."""
+    crank_logger = logging.getLogger("crank")
+    assert any(isinstance(h, logging.NullHandler) for h in crank_logger.handlers)
+    logging.getLogger("crank.runtime.brokers.redis").warning(
+        "redis_subscription_lost", extra={"channel": "crank:n:1", "error": "reset"}
+    )
+    [line] = (json.loads(line) for line in log_stream.getvalue().splitlines())
+    assert (line["event"], line["level"], line["logger"]) == (
+        "redis_subscription_lost", "warning", "crank.runtime.brokers.redis"
+    )  # fmt: skip
+
+
 def test_ids_bound_for_a_block_apply_inside_it_only(log_stream: io.StringIO) -> None:
     bind_ids(request_id="outer")
     with bound_ids(task_id="t1", request_id="inner", trace_id=None):

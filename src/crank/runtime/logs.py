@@ -284,7 +284,10 @@ class _DirectLines:
         while current is not None:
             if current.parent is None:  # the root logger
                 return current.handlers == [handler] and not current.filters
-            if current.handlers or not current.propagate:
+            # crank's own NullHandler (see crank/__init__.py) writes nothing
+            if not current.propagate or any(
+                not isinstance(h, logging.NullHandler) for h in current.handlers
+            ):
                 return False
             current = current.parent
         return False
