@@ -244,17 +244,22 @@ def test_an_unknown_keyword_option_is_a_usage_error(tmp_path: Path, redis_server
     """As an unknown query parameter is: not the backend's TypeError naming its __init__."""
     from crank.errors import UsageError
 
-    known = "known: prefix, result_ttl_s, retry_base_s, retry_max_s"
-    for url in (f"sqlite:///{tmp_path / 'queue.db'}", redis_server):
+    sqlite = f"sqlite:///{tmp_path / 'queue.db'}"
+    for url, known in [
+        (sqlite, "busy_timeout_ms, result_ttl_s, retry_base_s, retry_max_s"),
+        (redis_server, "prefix, result_ttl_s, retry_base_s, retry_max_s, socket_timeout_s"),
+    ]:
         with pytest.raises(UsageError) as caught:
             connect(url, bogus=1)
-        assert caught.value.message == f"broker {url}: unknown option 'bogus' ({known})"
-        assert caught.value.hint is not None and "keyword arguments" in caught.value.hint
+        assert caught.value.message == f"broker {url}: unknown option 'bogus' (known: {known})"
+        assert caught.value.hint is not None and "spelling" in caught.value.hint
         with pytest.raises(UsageError, match="unknown option 'bogus'"):
             asyncio.run(connect_async(url, bogus=1))
     assert not (tmp_path / "queue.db").exists()  # refused before anything was opened
+    with pytest.raises(UsageError, match="unknown option 'prefix'"):
+        connect(sqlite, prefix="jobs")
     with pytest.raises(UsageError, match="option prefix is for Redis brokers only"):
-        connect(f"sqlite:///{tmp_path / 'queue.db'}", prefix="jobs")
+        connect(f"{sqlite}?prefix=jobs")
     with connect(redis_server, prefix="jobs", result_ttl_s=60) as queue:
         assert (queue.broker.prefix, queue.broker.options.result_ttl_s) == ("jobs", 60.0)
 

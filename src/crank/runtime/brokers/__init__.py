@@ -30,6 +30,11 @@ SCHEMES = ("memory://", "sqlite:///PATH", "redis://HOST:PORT/DB")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 #: the options that are seconds, and the least each may be (and whether it may be that).
 _FLOAT_OPTIONS = {"retry_base_s": True, "retry_max_s": True, "result_ttl_s": False}
+#: the options of one backend besides those (the timeouts: keyword arguments only).
+_BACKEND_OPTIONS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(_REDIS_SCHEMES, frozenset({"prefix", "socket_timeout_s"})),
+    "sqlite": frozenset({"busy_timeout_ms"}),
+}
 
 
 def _seconds(url: str, key: str, value: Any) -> float:
@@ -64,13 +69,14 @@ def parse_options(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any
         else:
             raise url_usage_error(url, f"unknown option {key!r} (known: {_known_options()})")
     # checked here, not left to the backend: its TypeError would name its __init__
-    unknown = sorted(options.keys() - _FLOAT_OPTIONS.keys() - {"prefix"})
+    known = _FLOAT_OPTIONS.keys() | _BACKEND_OPTIONS.get(urlsplit(base).scheme.lower(), frozenset())
+    unknown = sorted(options.keys() - known)
     if unknown:
         raise UsageError(
             f"broker {url_without_password(url)}: unknown option {unknown[0]!r} "
-            f"(known: {_known_options()})",
-            hint="pass only those, as keyword arguments or URL query parameters "
-            "(prefix on Redis only)",
+            f"(known: {', '.join(sorted(known))})",
+            hint="check its spelling (prefix is for Redis only); "
+            f"{_known_options()} may be URL query parameters too",
             subject=unknown[0],
         )
     merged.update(options)
