@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
+import subprocess
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -458,3 +461,56 @@ def test_a_closed_client_says_so_on_every_backend(queue_url: str) -> None:
 
     asyncio.run(scenario())
     _no_threads_but(before)
+
+
+#: a producer that connects, waits for a task, forks; the child submits and waits for
+#: one of its own, then closes; the parent waits for another. Prints what each saw.
+_FORKED_PRODUCER = """
+import json, os, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with the listener's thread
+from crank import connect
+
+queue = connect(sys.argv[1])
+notices = queue.broker.result_notices()
+queue.submit("fixture.echo", {"who": "parent"}).result(timeout=60)
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read_end)
+    try:
+        own = queue.broker.result_notices()
+        before = own.delivered
+        echo = queue.submit("fixture.echo", {"who": "child"}).result(timeout=60)["echo"]
+        seen = {"echo": echo, "told": own.delivered - before, "inherited": own is notices}
+        queue.close()
+    except BaseException as exc:
+        seen = {"error": repr(exc)}
+    os.write(write_end, json.dumps(seen).encode())
+    os._exit(0)
+os.close(write_end)
+with os.fdopen(read_end) as pipe:
+    child = json.loads(pipe.read())
+os.waitpid(pid, 0)
+before = notices.delivered
+echo = queue.submit("fixture.echo", {"who": "parent"}).result(timeout=60)["echo"]
+print(json.dumps({"child": child, "parent": {"echo": echo, "told": notices.delivered - before}}))
+queue.close()
+"""
+
+
+def test_a_forked_child_is_told_of_its_own_tasks(queue_url: str) -> None:
+    """A child kept its parent's listener: the notices of its tasks went to the parent,
+    which dropped them, and each result came by the once-a-second read. The child now
+    listens on its own, and leaves the parent's listener alone (closing the inherited
+    Redis subscription shut the parent's socket down)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKED_PRODUCER, queue_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["child"] == {"echo": {"who": "child"}, "told": 1, "inherited": False}
+    assert seen["parent"] == {"echo": {"who": "parent"}, "told": 1}

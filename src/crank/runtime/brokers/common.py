@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import random
+import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from crank.errors import UsageError
 
@@ -100,3 +101,30 @@ class BrokerOptions:
     @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(base_s=self.retry_base_s, max_s=self.retry_max_s)
+
+
+class ForkAware(Protocol):
+    def _after_fork_in_child(self) -> None:
+        """In a child just forked from this process (only the forking thread runs)."""
+        ...
+
+
+#: the brokers of this process that hold process-local listeners (held weakly).
+_FORK_AWARE: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+
+
+def reset_in_forked_children(broker: ForkAware) -> None:
+    """Have ``broker._after_fork_in_child()`` run in each child this process forks
+    while ``broker`` lives: a listener of result notices belongs to one process (its
+    address is where the broker sends the notices of the tasks this process watches),
+    and a child that kept its parent's would hear of its own tasks only by polling."""
+    _FORK_AWARE.add(broker)
+
+
+def _after_fork_in_child() -> None:
+    for broker in list(_FORK_AWARE):
+        broker._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -94,6 +94,7 @@ from crank.errors import BrokerError
 from crank.runtime.brokers.common import (
     BrokerOptions,
     new_id,
+    reset_in_forked_children,
     url_usage_error,
     url_without_password,
 )
@@ -290,6 +291,16 @@ class RedisBroker(Broker):
         self.notice_channel = f"{prefix}:n:{new_id()}"
         self._listener: _NoticeListener | None = None
         self._listener_lock = threading.Lock()
+        reset_in_forked_children(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child's waiters are told on a channel of its own (subscribed on first
+        use): the parent's channel reaches the parent's subscription only. The parent's
+        subscription is dropped, not closed: closing it here shuts the parent's socket
+        down."""
+        self._listener_lock = threading.Lock()  # a thread of the parent may have held it
+        self._listener = None
+        self.notice_channel = f"{self.prefix}:n:{new_id()}"
 
     # -- plumbing --------------------------------------------------------------
 

@@ -65,6 +65,7 @@ from crank.runtime.brokers.common import (
     BrokerOptions,
     cancelled_error,
     new_id,
+    reset_in_forked_children,
     worker_lost_error,
 )
 from crank.runtime.brokers.contract import (
@@ -448,6 +449,17 @@ class SqliteBroker(Broker):
             target=self._checkpoint_loop, name="crank-sqlite-checkpoint", daemon=True
         )
         self._checkpointer.start()
+        reset_in_forked_children(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child binds local sockets of its own on first use: a notice sent to
+        the parent's reaches whichever process reads first (the parent, which drops it),
+        and closing them here would unlist the parent's wake channel (and unlink its
+        sockets where they are files). They are dropped, not closed."""
+        self._listener = None
+        self._wake = None
+        self._wake_renewed = 0.0
+        self._wake_known_at = float("inf")
 
     # -- plumbing --------------------------------------------------------------
 
