@@ -11,7 +11,7 @@ def test_a_program_without_logging_set_up_hears_nothing_from_crank() -> None:
     """Python's last resort printed a bare ``redis_subscription_lost`` on the stderr of
     a producer whose Redis dropped; the program's own warnings still go there."""
     code = (
-        "import logging, crank\n"
+        "import logging, crank.runtime.brokers.redis\n"
         "logging.getLogger('crank.runtime.brokers.redis').warning(\n"
         "    'redis_subscription_lost', extra={'channel': 'crank:n:1', 'error': 'reset'})\n"
         "logging.getLogger('crank').error('crank_itself')\n"

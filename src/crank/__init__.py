@@ -6,7 +6,6 @@ Names are resolved lazily so ``import crank`` (and ``crank --help``) stays fast.
 
 from __future__ import annotations
 
-import logging
 from importlib import import_module
 
 #: ``typing.TYPE_CHECKING`` without importing typing: ``import crank`` is on the path of
@@ -18,11 +17,6 @@ TYPE_CHECKING = False
 #: unrelated project called ``crank``, so the distribution needs its own name.
 DISTRIBUTION = "crank-workers"
 
-
-# a library's records reach the handlers of the program that uses it, or nowhere:
-# without a handler anywhere, Python's last resort would print a bare warning
-# (redis_subscription_lost) on the stderr of a program that configured no logging
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY: dict[str, str] = {
     "CrankError": "crank.errors",

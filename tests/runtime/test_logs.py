@@ -81,6 +81,8 @@ def test_json_lines_carry_ids_and_redact(log_stream: io.StringIO) -> None:
 def test_a_library_record_reaches_cranks_own_logs(log_stream: io.StringIO) -> None:
     """The NullHandler crank adds for programs that set up no logging holds nothing
     back from the logs of crank run (the root logger's handler)."""
+    import crank.runtime.brokers.redis  # noqa: F401 - sets the NullHandler
+
     crank_logger = logging.getLogger("crank")
     assert any(isinstance(h, logging.NullHandler) for h in crank_logger.handlers)
     logging.getLogger("crank.runtime.brokers.redis").warning(

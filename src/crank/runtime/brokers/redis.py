@@ -136,6 +136,12 @@ if TYPE_CHECKING:
 
 #: a subscription lost and made again (stdlib logging: crank's set-up renders it).
 _log = logging.getLogger("crank.runtime.brokers.redis")
+# a library's records reach the handlers of the program that uses it, or nowhere: without
+# a handler anywhere, Python's last resort printed a bare warning (redis_subscription_lost)
+# on the stderr of a producer that configured no logging. Set here, where a program that
+# is not crank's own logs through crank (not in crank/__init__: `crank --help` would
+# import logging for it).
+logging.getLogger("crank").addHandler(logging.NullHandler())
 _BLOCK_SLICE_S = 0.5
 #: index entries one call of the list script looks at, at most (Redis runs nothing else
 #: meanwhile), and the calls one page makes before it answers short with a cursor.
