@@ -24,6 +24,13 @@ def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[s
             hint="start one with `crank run`, or pass --url of the running server",
             subject=url,
         ) from None
+    if response.status_code == 401 and token:
+        raise UsageError(
+            f"{endpoint} refused the bearer token in CRANK_API_TOKEN",
+            hint="check CRANK_API_TOKEN: it must be the token the server was started "
+            "with (its CRANK_API_TOKEN)",
+            subject=url,
+        )
     if response.status_code == 401:
         raise UsageError(
             f"{endpoint} wants a bearer token",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from crank.cli.group import report_error
 from crank.cli.options import format_option, url_option
 from crank.client import (
     ApiError,
@@ -25,45 +26,94 @@ from crank.client import (
     TaskInfo,
     TaskNotFound,
 )
-from crank.errors import BrokerError, ExitCode, NothingListening, NothingToDo, UsageError
+from crank.errors import (
+    BrokerError,
+    CrankError,
+    ExitCode,
+    NothingListening,
+    NothingToDo,
+    UsageError,
+)
 from crank.runtime.brokers.contract import TASK_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from crank.client import ClientError
 
-@contextlib.contextmanager
-def _answers(url: str) -> Iterator[None]:
-    """The client's errors as the CLI's: no server 3, a refused request 2, a broker that
-    is down 3, a task in the wrong state 1 (see ``crank tasks --help``)."""
-    try:
-        yield
-    except ServerUnreachable as exc:
-        raise NothingListening(
+
+#: what a server that is not crank (or a proxy in front of one) answers with
+_NOT_CRANK = "is this a crank server? check --url"
+
+
+def _token() -> str | None:
+    return os.environ.get("CRANK_API_TOKEN") or None
+
+
+def _cli_error(exc: ClientError, url: str) -> CrankError:
+    """The CLI's error for what the client raised: no server 3, a refused request 2, a
+    broker that is down 3, a task in the wrong state 1 (see ``crank tasks --help``)."""
+    if isinstance(exc, ServerUnreachable):
+        return NothingListening(
             f"no crank server answers at {url}",
             hint="start one with `crank run`, or pass --url of the running server",
             subject=url,
-        ) from exc
-    except TaskNotFound as exc:
-        raise UsageError(
-            exc.message, hint="tasks expire after their result TTL; `crank tasks list` shows them"
+        )
+    if isinstance(exc, TaskNotFound):
+        return UsageError(
+            exc.message,
+            hint="tasks expire after their result TTL; `crank tasks list` shows them",
+            subject=exc.task_id,
+        )
+    if not isinstance(exc, ApiError):
+        return UsageError(exc.message, hint=exc.hint, subject=exc.subject)
+    if exc.status == 401:
+        if _token() is not None:
+            return UsageError(
+                f"{url} refused the bearer token in CRANK_API_TOKEN",
+                hint="check CRANK_API_TOKEN: it must be the token the server was started "
+                "with (its CRANK_API_TOKEN)",
+                subject=url,
+            )
+        return UsageError(
+            f"{url} wants a bearer token", hint="set CRANK_API_TOKEN to the server's token"
+        )
+    if exc.code == f"HTTP_{exc.status}":  # no crank error document in the answer
+        return NothingListening(
+            f"{url} answered HTTP {exc.status} without a crank error", hint=_NOT_CRANK, subject=url
+        )
+    if exc.status == 409:
+        return NothingToDo(exc.message, hint=exc.hint)
+    if exc.status in (429, 503):
+        return BrokerError(exc.message, hint=exc.hint or "try again in a moment")
+    return UsageError(exc.message, hint=exc.hint)
+
+
+@contextlib.contextmanager
+def _answers(url: str) -> Iterator[None]:
+    """The client's errors as the CLI's (:func:`_cli_error`); an answer that is not the
+    JSON crank sends means something else answers at ``url``."""
+    try:
+        yield
+    except (CancelNotSupported, ServerUnreachable, TaskNotFound, ApiError) as exc:
+        raise _cli_error(exc, url) from None
+    except (ValueError, KeyError, TypeError, AttributeError):  # reading the answer
+        raise NothingListening(
+            f"{url} answered, but not with what a crank server sends", hint=_NOT_CRANK, subject=url
         ) from None
-    except CancelNotSupported as exc:
-        raise UsageError(exc.message, hint=exc.hint) from None
-    except ApiError as exc:
-        if exc.status == 401:
-            raise UsageError(
-                f"{url} wants a bearer token", hint="set CRANK_API_TOKEN to the server's token"
-            ) from None
-        if exc.status == 409:
-            raise NothingToDo(exc.message, hint=exc.hint) from None
-        if exc.status in (429, 503):
-            raise BrokerError(exc.message, hint=exc.hint or "try again in a moment") from None
-        raise UsageError(exc.message, hint=exc.hint) from None
+
+
+def _task_id(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """TASK_ID(S) as given; a bad parameter (exit status 2) for an empty one, which would
+    name the tasks collection instead of a task."""
+    for task_id in value if isinstance(value, tuple) else (value,):
+        if not task_id.strip():
+            raise click.BadParameter("a task id cannot be empty (`crank tasks list` shows the ids)")
+    return value
 
 
 def _client(url: str) -> Client:
-    return Client(url, token=os.environ.get("CRANK_API_TOKEN") or None, timeout=30.0)
+    return Client(url, token=_token(), timeout=30.0)
 
 
 def _when(seconds: float) -> str:
@@ -82,7 +132,8 @@ def tasks() -> None:
 
     The bearer token is read from CRANK_API_TOKEN. Exit status: 0 done; 1 nothing
     to do (the task had ended, or is no dead letter); 2 a bad argument, an unknown
-    task or a missing token; 3 no server at --url, or its broker is down.
+    task, a missing or refused token; 3 no crank server at --url, or its broker is
+    down.
     """
 
 
@@ -130,7 +181,7 @@ def list_tasks(
 
 @tasks.command("show")
 @url_option
-@click.argument("task_id")
+@click.argument("task_id", callback=_task_id)
 @format_option("text", "json")
 def show(url: str, task_id: str, output_format: str) -> ExitCode:
     """Show one task: its status, attempts, result or error."""
@@ -164,7 +215,7 @@ def show(url: str, task_id: str, output_format: str) -> ExitCode:
 
 @tasks.command("cancel")
 @url_option
-@click.argument("task_id")
+@click.argument("task_id", callback=_task_id)
 def cancel(url: str, task_id: str) -> ExitCode:
     """Cancel a task: a waiting one never runs; a running one is told to stop.
 
@@ -184,15 +235,16 @@ def cancel(url: str, task_id: str) -> ExitCode:
 
 @tasks.command("redrive")
 @url_option
-@click.argument("task_ids", nargs=-1)
+@click.argument("task_ids", nargs=-1, callback=_task_id)
 @click.option(
     "--capability", help="Redrive every dead letter of this capability (instead of TASK_IDS)."
 )
 def redrive(url: str, task_ids: tuple[str, ...], capability: str | None) -> ExitCode:
     """Put dead letters back on their queue: they run again.
 
-    Give TASK_IDS, or --capability for all of one capability. Exit status 1 when a task
-    given is not a dead letter (the others are still redriven).
+    Give TASK_IDS, or --capability for all of one capability. Each task that cannot be
+    redriven is reported and the others are still redriven; exit status 2 when one is
+    unknown, else 1 when one is not a dead letter.
     """
     if bool(task_ids) == bool(capability):
         raise UsageError(
@@ -207,15 +259,18 @@ def redrive(url: str, task_ids: tuple[str, ...], capability: str | None) -> Exit
             click.echo(f"{count} dead letter(s) of {capability} back on the queue")
             return ExitCode.OK
         status = ExitCode.OK
-        for task_id in task_ids:
-            try:
-                with _answers(url):
+        with _answers(url):
+            for task_id in task_ids:
+                try:
                     client.redrive(task_id)
-            except NothingToDo as exc:
-                click.echo(f"error: {exc.message}", err=True)
-                status = ExitCode.FINDINGS
-                continue
-            click.echo(f"{task_id}: back on the queue (pending)")
+                except (TaskNotFound, ApiError) as exc:
+                    if isinstance(exc, ApiError) and exc.status != 409:
+                        raise  # not about this task: the next one would fail the same way
+                    failure = _cli_error(exc, url)
+                    report_error(failure)
+                    status = max(status, failure.exit_code)
+                    continue
+                click.echo(f"{task_id}: back on the queue (pending)")
     return status
 
 

@@ -1,0 +1,224 @@
+"""``crank tasks`` and ``crank status`` against servers that answer badly: an empty
+task id, a refused token, a server that is not crank, tasks that cannot be
+redriven. The real entry point runs against a small HTTP server in this process,
+which answers each path as the test says and records what it was asked."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crank.cli import main
+
+from ..ports import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: path (without query) -> (status, content type, body)
+Answers = dict[str, tuple[int, str, str]]
+
+HTML_404 = (404, "text/html", "<!DOCTYPE HTML>\n<html><body><h1>Error response</h1></body></html>")
+
+
+def crank(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the console entry point; its exit status whether returned or raised."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return int(code or 0), out, err
+
+
+class FakeServer:
+    """Answers ``answers[path]`` (else an HTML 404, as ``python -m http.server`` does)."""
+
+    def __init__(self) -> None:
+        self.answers: Answers = {}
+        self.asked: list[tuple[str, str]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                path = self.path.split("?", 1)[0]
+                server.asked.append((self.command, path))
+                status, content_type, body = server.answers.get(path, HTML_404)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = answer
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_port}"
+        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.01,), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    fake = FakeServer()
+    yield fake
+    fake.close()
+
+
+def crank_error(status: int, code: str, message: str) -> tuple[int, str, str]:
+    return status, "application/json", json.dumps({"error": {"code": code, "message": message}})
+
+
+def task_document(task_id: str, status: str) -> tuple[int, str, str]:
+    return 200, "application/json", json.dumps({"id": task_id, "status": status})
+
+
+# -- TASK_ID ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["show", ""], ["cancel", ""], ["redrive", ""], ["redrive", "9f0c", " "]]
+)
+def test_an_empty_task_id_is_refused_before_asking_the_server(
+    args: list[str], server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = crank(["tasks", *args, "--url", server.url], capsys)
+    assert (code, out) == (2, "")
+    assert "a task id cannot be empty (`crank tasks list` shows the ids)" in err
+    assert server.asked == []
+
+
+# -- a refused token ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "path", "message"),
+    [
+        (["tasks", "list"], "/v1/tasks", "error: {url} refused the bearer token"),
+        (["status"], "/v1/status", "error: {url}/v1/status refused the bearer token"),
+    ],
+)
+def test_a_wrong_token_is_said_to_be_refused(
+    command: list[str],
+    path: str,
+    message: str,
+    server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.answers[path] = crank_error(401, "UNAUTHORIZED", "a valid bearer token is required")
+    monkeypatch.setenv("CRANK_API_TOKEN", "wrong")
+    code, out, err = crank([*command, "--url", server.url], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{message.format(url=server.url)} in CRANK_API_TOKEN\n"
+        "  hint: check CRANK_API_TOKEN: it must be the token the server was started with "
+        "(its CRANK_API_TOKEN)\n"
+    )
+    monkeypatch.delenv("CRANK_API_TOKEN")
+    code, _, err = crank([*command, "--url", server.url], capsys)
+    assert code == 2
+    assert "wants a bearer token\n  hint: set CRANK_API_TOKEN to the server's token\n" in err
+
+
+# -- a server that is not crank -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (HTML_404, "error: {url} answered HTTP 404 without a crank error\n"),
+        (
+            (200, "text/html", "<html>hello</html>"),
+            "error: {url} answered, but not with what a crank server sends\n",
+        ),
+        ((200, "application/json", "[1, 2]"), "not with what a crank server sends"),
+    ],
+)
+@pytest.mark.parametrize("args", [["list"], ["show", "9f0c"]])
+def test_a_server_that_is_not_crank_is_unavailable(
+    args: list[str],
+    answer: tuple[int, str, str],
+    message: str,
+    server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server.answers = {"/v1/tasks": answer, "/v1/tasks/9f0c": answer}
+    code, out, err = crank(["tasks", *args, "--url", server.url], capsys)
+    assert (code, out) == (3, "")
+    assert message.format(url=server.url) in err
+    assert err.endswith("  hint: is this a crank server? check --url\n")
+    assert "<html" not in err
+
+
+# -- redrive --------------------------------------------------------------------------
+
+
+def test_redrive_goes_on_after_a_task_it_cannot_redrive(
+    server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.answers = {
+        "/v1/dead-letters/gone/redrive": crank_error(404, "TASK_NOT_FOUND", "no task 'gone'"),
+        "/v1/dead-letters/done/redrive": crank_error(
+            409, "NOT_A_DEAD_LETTER", "task done is not a dead letter: it is succeeded"
+        ),
+        "/v1/dead-letters/dead/redrive": task_document("dead", "pending"),
+    }
+    code, out, err = crank(
+        ["tasks", "redrive", "gone", "done", "dead", "--url", server.url], capsys
+    )
+    assert [path for _, path in server.asked] == [
+        "/v1/dead-letters/gone/redrive",
+        "/v1/dead-letters/done/redrive",
+        "/v1/dead-letters/dead/redrive",
+    ]
+    assert out == "dead: back on the queue (pending)\n"
+    assert err == (
+        "error: no task 'gone'\n"
+        "  hint: tasks expire after their result TTL; `crank tasks list` shows them\n"
+        "error: HTTP 409 NOT_A_DEAD_LETTER: task done is not a dead letter: it is succeeded\n"
+    )
+    assert code == 2  # an unknown task outweighs one that is no dead letter
+
+
+def test_redrive_of_tasks_that_are_no_dead_letters_exits_1_with_their_hints(
+    server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refusal = {
+        "error": {
+            "code": "NOT_A_DEAD_LETTER",
+            "message": "task done is not a dead letter: it is succeeded",
+            "hint": "only dead tasks are redriven",
+        }
+    }
+    server.answers = {
+        "/v1/dead-letters/done/redrive": (409, "application/json", json.dumps(refusal)),
+        "/v1/dead-letters/dead/redrive": task_document("dead", "pending"),
+    }
+    code, out, err = crank(["tasks", "redrive", "done", "dead", "--url", server.url], capsys)
+    assert (code, out) == (1, "dead: back on the queue (pending)\n")
+    assert err == (
+        "error: HTTP 409 NOT_A_DEAD_LETTER: task done is not a dead letter: it is succeeded\n"
+        "  hint: only dead tasks are redriven\n"
+    )
+
+
+def test_redrive_stops_at_an_error_that_is_not_about_the_task(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out, err = crank(["tasks", "redrive", "a", "b", "--url", url], capsys)
+    assert (code, out) == (3, "")
+    assert err.count("error: no crank server answers") == 1
