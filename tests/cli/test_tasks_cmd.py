@@ -1,5 +1,5 @@
-"""``crank tasks`` and ``crank status`` against servers that answer badly: an empty
-task id, a refused token, a server that is not crank, tasks that cannot be
+"""``crank tasks`` and ``crank status`` against servers that answer badly: a bad --url,
+an empty task id, a refused token, a server that is not crank, tasks that cannot be
 redriven. The real entry point runs against a small HTTP server in this process,
 which answers each path as the test says and records what it was asked."""
 
@@ -83,6 +83,28 @@ def crank_error(status: int, code: str, message: str) -> tuple[int, str, str]:
 
 def task_document(task_id: str, status: str) -> tuple[int, str, str]:
     return 200, "application/json", json.dumps({"id": task_id, "status": status})
+
+
+# -- --url ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["status"], ["tasks", "list"]])
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:badport", "is not a valid URL: Port could not be cast"),
+        ("http://[::1", "is not a valid URL: Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999", "is not a valid URL: Port out of range 0-65535"),
+        ("http://127.0.0.1:0", "has port 0, which no server listens on"),
+    ],
+)
+def test_a_url_with_a_bad_host_or_port_is_a_bad_argument(
+    command: list[str], url: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = crank([*command, "--url", url], capsys)
+    assert (code, out) == (2, "")
+    assert f"Error: Invalid value for '--url': {url!r} {why}" in err
+    assert err.rstrip().endswith("(e.g. http://127.0.0.1:8080)")
 
 
 # -- TASK_ID ----------------------------------------------------------------------

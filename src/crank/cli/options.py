@@ -122,11 +122,18 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    parts = urlsplit(value)
+    """``value`` when it is an http(s) URL with a host and a usable port; a bad
+    parameter (exit status 2) saying what is wrong with it otherwise."""
+    example = f"(e.g. {DEFAULT_URL})"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # parsed on access: a port that is no number raises here
+    except ValueError as exc:  # an unclosed "[" of an IPv6 host, a port out of range
+        raise click.BadParameter(f"{value!r} is not a valid URL: {exc} {example}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(
-            f"{value!r} is not an http:// or https:// URL (e.g. {DEFAULT_URL})"
-        )
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL {example}")
+    if port == 0:
+        raise click.BadParameter(f"{value!r} has port 0, which no server listens on {example}")
     return value
 
 
