@@ -6,6 +6,7 @@ which answers each path as the test says and records what it was asked."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -71,7 +72,10 @@ class FakeServer:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
+def server(caplog: pytest.LogCaptureFixture) -> Iterator[FakeServer]:
+    # httpx logs each request at INFO: where an earlier test left logging configured
+    # to print that on stderr, it would land between the lines asserted here
+    caplog.set_level(logging.WARNING, logger="httpx")
     fake = FakeServer()
     yield fake
     fake.close()
