@@ -49,7 +49,8 @@ _EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.FINDINGS: "the command ran and found problems: lint findings, drifted artifacts, "
     "breaking changes, failed self-tests, a critical health report",
     ExitCode.USAGE: "the command line or its input cannot be used: a bad option, a missing "
-    "or unreadable file, an unknown worker or capability",
+    "or unreadable file, an invalid manifest (`crank lint` reports it as findings), an "
+    "unknown worker or capability",
     ExitCode.UNAVAILABLE: "something crank needs is missing or unreachable: Docker, Redis, "
     "a running crank, a tool",
     ExitCode.FAILED: "a worker, a task or a build failed",
@@ -85,10 +86,12 @@ class ManifestError(CrankError):
     """A manifest cannot be read or does not match the schema.
 
     ``findings`` holds the positioned problems (``crank.manifest.Finding``) when
-    the file could be parsed far enough to locate them.
+    the file could be parsed far enough to locate them. A command cannot use such a
+    manifest (exit status 2); ``crank lint``, whose job is to find these problems,
+    reports the findings instead (exit status 1).
     """
 
-    exit_code = ExitCode.FINDINGS
+    exit_code = ExitCode.USAGE
 
     def __init__(
         self,

@@ -246,3 +246,43 @@ def test_invalid_input_is_reported_with_each_located_problem(tmp_path: Path) -> 
         "  $.text: 'text' is a required property\n"
         "  hint: see the capability's input schema\n"
     )
+
+
+INVALID_MANIFEST = "apiVersion: crank.dev/v1\nkind: Nope\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--worker", "crank.yaml", "--max-workers", "0", "--port", "1"],
+        ["routes", "--worker", "crank.yaml"],
+        ["invoke", "x.y", "--input", "{}", "--worker", "crank.yaml"],
+        ["render", "dockerfile", "--manifest", "crank.yaml"],
+        ["check"],
+        ["test-worker", "crank.yaml"],
+        ["migration", "new", "x", "--manifest", "crank.yaml"],
+        ["compat", "crank.yaml", "crank.yaml"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_a_manifest_that_cannot_be_used_is_a_usage_error(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit status 2 in every command that needs the manifest (docs/cli.md: input that
+    cannot be used), never 1, which says the command ran and found problems."""
+    (tmp_path / "crank.yaml").write_text(INVALID_MANIFEST)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "crank.yaml:1:1 CRK002 missing required field 'capabilities'" in result.stderr
+    assert "hint: add `capabilities:` here" in result.stderr
+
+
+def test_lint_reports_a_manifest_that_cannot_be_used_as_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "crank.yaml").write_text(INVALID_MANIFEST)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["lint"])
+    assert (result.exit_code, result.stderr) == (1, "")
+    assert 'crank.yaml:2:7 CRK002 must be "Worker", got a string "Nope" [$.kind]' in result.stdout

@@ -113,7 +113,7 @@ def test_routes_of_the_installed_workers(only_fixture_workers: None) -> None:
 
 def test_routes_conflicting_workers_is_a_clear_error() -> None:
     result = crank("routes", "--worker", str(EMAIL), "--worker", str(EMAIL))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # the manifests cannot be used together
     assert result.stderr == (
         f"error: capability 'email.spam_detection' is declared by two workers: email-classifier "
         f"({EMAIL}) and email-classifier ({EMAIL})\n"

@@ -366,7 +366,7 @@ def test_render_invalid_manifest_is_reported(worker_project: Path) -> None:
     manifest = worker_project / "src" / "text_echo" / "crank.yaml"
     manifest.write_text(manifest.read_text().replace("kind: Worker", "kind: Nope"))
     result = CliRunner().invoke(cli, ["render", "dockerfile", "--project", str(worker_project)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
     assert "crank.yaml:3:" in result.stderr  # line 1 is the document start
 

@@ -228,7 +228,8 @@ def test_worker(name: str, output_format: str) -> ExitCode:
     NAME is an installed worker's name or the path of a crank.yaml. Declared
     system dependencies are checked first: a missing optional one is skipped
     with its install hint, a missing required one fails. Exit status: 0 all
-    passed or skipped, 1 a check failed, 2 unknown worker.
+    passed or skipped, 1 a check failed, 2 an unknown worker or an invalid
+    manifest.
     """
     report = run_self_test(_find_worker(name))
     if output_format == "json":
