@@ -184,7 +184,10 @@ JSON Schema with `crank schema`; check a manifest with `crank lint`.
 `crank lint` reports every problem as `path:line:col RULE message [$.json.path]`
 with a hint on the next line. `CRK001` means the file cannot be read as YAML
 (too large, binary, not UTF-8, duplicate keys, tabs, tags, more than one
-document...), `CRK002` that it breaks the schema. The rules beyond the schema:
+document...) or cannot be read at all (no permission, a dangling link), `CRK002`
+that it breaks the schema. Each file is linted whatever the others hold; a folder
+the search cannot look into is a `CRK001` warning naming it. The rules beyond
+the schema:
 
 | rule | checks that |
 |---|---|

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from click.testing import CliRunner, Result
 
 from crank.cli import cli
 from crank.manifest.validate import manifest_schema
+
+from ..permissions import unprivileged
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -312,6 +315,59 @@ def test_pre_commit_hook_from_another_repository(tmp_path: Path) -> None:
 
 
 def _path_env() -> str:
-    import os
 
     return os.environ.get("PATH", "")
+
+
+def test_lint_reports_each_manifest_it_cannot_read_and_lints_the_others(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, CLEAN, "a/crank.yaml")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "crank.yaml").symlink_to("gone.yaml")
+    write(tmp_path, "x: 1\n", "c/crank.yaml").chmod(0)
+    write(tmp_path, WRONG_TYPE, "d/crank.yaml")
+    (tmp_path / "e").mkdir(mode=0)
+    done = subprocess.run(
+        unprivileged([sys.executable, "-m", "crank", "lint", "."]),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (1, "")
+    assert done.stdout.splitlines() == [
+        "e:1:1 CRK001 warning: cannot read this folder (Permission denied): manifests in it "
+        "were not linted [$]",
+        "    hint: make the folder readable by this user, or lint the manifests it holds by path",
+        "b/crank.yaml:1:1 CRK001 is a symbolic link to gone.yaml, which does not exist [$]",
+        "    hint: point the link at a manifest, or remove it",
+        "c/crank.yaml:1:1 CRK001 cannot read: Permission denied [$]",
+        "    hint: make the file readable by this user (e.g. chmod a+r), or run as one who can "
+        "read it",
+        'd/crank.yaml:12:16 CRK002 expected number, got a string "soon" '
+        "[$.capabilities[0].timeout_s]",
+        "    hint: change the value to a number",
+        "3 errors, 1 warning in 4 files",
+    ]
+
+
+def test_lint_names_the_folders_it_could_not_search_when_it_found_nothing(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "locked").mkdir(mode=0)
+    done = subprocess.run(
+        unprivileged([sys.executable, "-m", "crank", "lint", "."]),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "error: .: no crank.yaml or *.crank.yaml found in this directory; could not read "
+        "locked (Permission denied)\n"
+        "  hint: make the folders readable by this user\n"
+    )

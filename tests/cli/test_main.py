@@ -19,6 +19,8 @@ from crank.errors import DependencyMissing, ExitCode
 from crank.hookspecs import hookimpl
 from crank.plugins import ENTRY_POINT_GROUP, get_plugin_manager
 
+from ..permissions import unprivileged
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -286,3 +288,23 @@ def test_lint_reports_a_manifest_that_cannot_be_used_as_findings(
     result = CliRunner().invoke(cli, ["lint"])
     assert (result.exit_code, result.stderr) == (1, "")
     assert 'crank.yaml:2:7 CRK002 must be "Worker", got a string "Nope" [$.kind]' in result.stdout
+
+
+def test_a_manifest_that_cannot_be_read_is_a_usage_error_with_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "crank.yaml").write_text(INVALID_MANIFEST)
+    (tmp_path / "worker" / "crank.yaml").chmod(0)
+    done = subprocess.run(
+        unprivileged([sys.executable, "-m", "crank", "routes", "--worker", "worker"]),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "error: worker/crank.yaml: cannot read: Permission denied\n"
+        "  hint: make the file readable by this user (e.g. chmod a+r), or run as one who can "
+        "read it\n"
+    )

@@ -259,6 +259,37 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         load_document(tmp_path)
 
 
+def test_a_file_that_cannot_be_read_carries_a_finding_and_a_hint(tmp_path: Path) -> None:
+    """So ``crank lint`` reports it with the other files' findings, and every other
+    command says how to fix it."""
+    link = tmp_path / "crank.yaml"
+    link.symlink_to("gone.yaml")
+    for path, why, hint in [
+        (
+            link,
+            "is a symbolic link to gone.yaml, which does not exist",
+            "point the link at a manifest, or remove it",
+        ),
+        (
+            tmp_path,
+            "is a directory, not a manifest file",
+            "give the crank.yaml inside it, or the path of a manifest file",
+        ),
+        (tmp_path / "nope.yaml", "no such file", "check the path"),
+    ]:
+        with pytest.raises(ManifestError) as info:
+            load_document(path)
+        assert (info.value.message, info.value.hint) == (f"{path}: {why}", hint)
+        [finding] = info.value.findings
+        assert (finding.file, finding.line, finding.col, finding.rule) == (
+            str(path),
+            1,
+            1,
+            "CRK001",
+        )
+        assert (finding.message, finding.hint) == (why, hint)
+
+
 def test_positions_of_values_and_keys(tmp_path: Path) -> None:
     file = tmp_path / "crank.yaml"
     file.write_text("a:\n  b: [1, {c: x}]\n  'd': yes\n", encoding="utf-8")

@@ -268,11 +268,25 @@ class Linter:
         return sorted(kept, key=_order)
 
     def lint_paths(self, paths: Iterable[Path | str]) -> LintResult:
-        files = [str(p) for p in discover_manifests(paths)]
-        findings: list[Finding] = []
+        unreadable: list[OSError] = []
+        files = [str(p) for p in discover_manifests(paths, unreadable=unreadable)]
+        findings = [_unreadable_folder(exc) for exc in unreadable]
         for file in files:
             findings.extend(self.lint_file(file))
         return LintResult(files=tuple(files), findings=tuple(findings))
+
+
+def _unreadable_folder(exc: OSError) -> Finding:
+    """A warning naming a folder the search for manifests could not look into."""
+    return Finding(
+        file=str(Path(exc.filename)),
+        line=1,
+        col=1,
+        rule=LOAD_RULE,
+        message=f"cannot read this folder ({exc.strerror or exc}): manifests in it were not linted",
+        severity="warning",
+        hint="make the folder readable by this user, or lint the manifests it holds by path",
+    )
 
 
 def _order(f: Finding) -> tuple[str, int, int, str, str]:
@@ -283,25 +297,34 @@ def is_manifest_name(name: str) -> bool:
     return name == "crank.yaml" or name.endswith(".crank.yaml")
 
 
-def discover_manifests(paths: Iterable[Path | str]) -> list[Path]:
+def discover_manifests(
+    paths: Iterable[Path | str], *, unreadable: list[OSError] | None = None
+) -> list[Path]:
     """Files named on the command line, plus manifests found under directories.
 
     Raises :class:`UsageError` for a path that does not exist or a directory
-    holding no manifest.
+    holding no manifest. A folder that cannot be searched is appended to
+    ``unreadable`` (its error names it) and skipped.
     """
     found: list[Path] = []
+    errors = unreadable if unreadable is not None else []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(_walk(path))
+            before = len(errors)
+            inside = sorted(_walk(path, errors.append))
             if not inside:
+                skipped = [f"{Path(e.filename)} ({e.strerror or e})" for e in errors[before:]]
                 raise UsageError(
-                    f"{raw}: no crank.yaml or *.crank.yaml found in this directory",
-                    hint="pass a manifest file, or a directory that contains one",
+                    f"{raw}: no crank.yaml or *.crank.yaml found in this directory"
+                    + (f"; could not read {', '.join(skipped)}" if skipped else ""),
+                    hint="make the folders readable by this user"
+                    if skipped
+                    else "pass a manifest file, or a directory that contains one",
                     subject=str(raw),
                 )
             found.extend(inside)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a dangling link is reported as a file
             found.append(path)
         else:
             raise UsageError(
@@ -315,8 +338,8 @@ def discover_manifests(paths: Iterable[Path | str]) -> list[Path]:
     return list(unique)
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
+def _walk(root: Path, onerror: Callable[[OSError], None]) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = sorted(
             d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")
         )

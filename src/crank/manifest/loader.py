@@ -100,17 +100,47 @@ def _line_col(text: bytes, offset: int) -> Position:
     return line, col
 
 
+def _unreadable(file: str, why: str, hint: str) -> ManifestError:
+    """The error of a manifest file that cannot be read at all, with the finding ``crank
+    lint`` reports for it (at 1:1: there is no text to point into)."""
+    finding = Finding(file=file, line=1, col=1, rule=LOAD_RULE, message=why, hint=hint)
+    return ManifestError(f"{file}: {why}", hint=hint, subject=file, findings=(finding,))
+
+
+def _why_unreadable(path: Path, exc: OSError) -> tuple[str, str]:
+    """What to say (and hint) about a manifest file ``exc`` kept from being read."""
+    if isinstance(exc, FileNotFoundError) and path.is_symlink():
+        return (
+            f"is a symbolic link to {path.readlink()}, which does not exist",
+            "point the link at a manifest, or remove it",
+        )
+    if isinstance(exc, FileNotFoundError):
+        return "no such file", "check the path"
+    if isinstance(exc, PermissionError):
+        return (
+            f"cannot read: {exc.strerror}",
+            "make the file readable by this user (e.g. chmod a+r), or run as one who can read it",
+        )
+    return f"cannot read: {exc.strerror or exc}", "check that the path is a readable file"
+
+
 def read_manifest_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
-    """Read a manifest as text, refusing huge, binary and non-UTF-8 files."""
+    """Read a manifest as text, refusing huge, binary and non-UTF-8 files.
+
+    A file that cannot be read (missing, a dangling link, a folder, no permission) is a
+    :class:`ManifestError` whose finding says why, as for one that cannot be parsed.
+    """
     file = str(path)
     try:
         size = path.stat().st_size
-    except FileNotFoundError:
-        raise ManifestError(f"{file}: no such file", hint="check the path", subject=file) from None
     except OSError as exc:
-        raise ManifestError(f"{file}: cannot read: {exc.strerror}", subject=file) from None
+        raise _unreadable(file, *_why_unreadable(path, exc)) from None
     if path.is_dir():
-        raise ManifestError(f"{file}: is a directory, not a manifest file", subject=file)
+        raise _unreadable(
+            file,
+            "is a directory, not a manifest file",
+            "give the crank.yaml inside it, or the path of a manifest file",
+        )
     if size > max_bytes:
         raise _fail(
             file,
@@ -124,7 +154,7 @@ def read_manifest_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
         with path.open("rb") as fh:
             raw = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise ManifestError(f"{file}: cannot read: {exc.strerror}", subject=file) from None
+        raise _unreadable(file, *_why_unreadable(path, exc)) from None
     if len(raw) > max_bytes:
         raise _fail(
             file,
