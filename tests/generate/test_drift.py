@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import yaml
 from click.testing import CliRunner
 
 from crank.cli import cli
+
+from ..permissions import unprivileged
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -350,3 +354,48 @@ def test_a_stale_lock_is_reported(worker_project: Path) -> None:
         f"{worker_project}/requirements.lock:1: semantic: does not meet what the image needs "
         "(idna is not locked); run `crank lock` and commit it\n"
     )
+
+
+def test_a_folder_where_an_artifact_belongs_is_a_finding_that_fix_leaves_alone(
+    worker_project: Path,
+) -> None:
+    dockerfile = worker_project / "Dockerfile"
+    dockerfile.unlink()
+    dockerfile.mkdir()
+    (dockerfile / "notes.txt").write_text("mine")
+    expected = (
+        f"{worker_project}/Dockerfile:1: unreadable: cannot read Dockerfile, where "
+        "'dockerfile' is rendered: it is a directory, not a file; make it a readable file, "
+        "or move it away and run `crank check --fix` to render it again\n"
+    )
+    result = CliRunner().invoke(cli, ["check", str(worker_project)])
+    assert (result.exit_code, result.stdout) == (1, expected)
+    fixed = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
+    assert (fixed.exit_code, fixed.stdout) == (1, expected)
+    assert (dockerfile / "notes.txt").read_text() == "mine"
+
+
+def test_an_artifact_it_may_not_read_is_a_finding(worker_project: Path) -> None:
+    (worker_project / "Dockerfile").chmod(0)
+    done = subprocess.run(
+        unprivileged([sys.executable, "-m", "crank", "check", "--format", "json"]),
+        cwd=worker_project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    [project] = json.loads(done.stdout)["projects"]
+    assert project["findings"] == [
+        {
+            "file": "Dockerfile",
+            "kind": "unreadable",
+            "artifact": "dockerfile",
+            "line": 1,
+            "message": "cannot read Dockerfile, where 'dockerfile' is rendered: Permission "
+            "denied; make it a readable file, or move it away and run `crank check --fix` to "
+            "render it again",
+            "hunks": [],
+        }
+    ]

@@ -55,7 +55,7 @@ def check_project(project: WorkerProject, *, fix: bool = False) -> ProjectCheck:
     findings = [*compare_files(project.root, files), *orphaned_files(project.root, files)]
     fixed: tuple[str, ...] = tuple(fixed_deps)
     if fix and findings:
-        stale = {f.file for f in findings if f.kind != "orphan"}
+        stale = {f.file for f in findings if f.kind not in ("orphan", "unreadable")}
         write_files(project.root, [f for f in files if f.path in stale])
         gone = {f.file for f in findings if f.kind == "orphan"}
         remove_files(project.root, gone)

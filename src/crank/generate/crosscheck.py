@@ -29,8 +29,12 @@ def _semantic(file: str, message: str, line: int = 1) -> DriftFinding:
 
 
 def _read(project: WorkerProject, relpath: str) -> str | None:
+    """The file's text; None when it is missing or cannot be read (drift reports why)."""
     path = project.root / relpath
-    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+    except OSError:
+        return None
 
 
 def _yaml(text: str) -> Any:
@@ -185,7 +189,7 @@ def declared_handlers(project: WorkerProject) -> set[str] | None:
     for source in sorted(package_dir.rglob("*.py")):
         try:
             tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
-        except (SyntaxError, UnicodeDecodeError):
+        except (SyntaxError, UnicodeDecodeError, OSError):
             continue
         for node in ast.walk(tree):
             if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

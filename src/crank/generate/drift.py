@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
     from crank.generate.render import RenderedFile
 
-#: missing or drifted file, a generated file no longer rendered, a meaning mismatch,
-#: or a renderer that failed.
-FindingKind = Literal["missing", "drift", "orphan", "semantic", "renderer"]
+#: missing, unreadable or drifted file, a generated file no longer rendered, a meaning
+#: mismatch, or a renderer that failed.
+FindingKind = Literal["missing", "unreadable", "drift", "orphan", "semantic", "renderer"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,9 @@ def compare_files(root: Path, files: Sequence[RenderedFile]) -> list[DriftFindin
     findings: list[DriftFinding] = []
     for file in files:
         target = root / file.path
+        if target.exists() and not target.is_file():
+            findings.append(_unreadable(file, "it is a directory, not a file"))
+            continue
         if not target.is_file():
             findings.append(
                 DriftFinding(
@@ -120,7 +123,11 @@ def compare_files(root: Path, files: Sequence[RenderedFile]) -> list[DriftFindin
                 )
             )
             continue
-        committed = target.read_text(encoding="utf-8", errors="replace")
+        try:
+            committed = target.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            findings.append(_unreadable(file, exc.strerror or str(exc)))
+            continue
         if committed == file.content:
             continue
         hunks = diff_hunks(committed, file.content, file.path)
@@ -137,6 +144,18 @@ def compare_files(root: Path, files: Sequence[RenderedFile]) -> list[DriftFindin
             )
         )
     return findings
+
+
+def _unreadable(file: RenderedFile, why: str) -> DriftFinding:
+    """A managed artifact whose committed copy cannot be read, so cannot be compared.
+    ``crank check --fix`` leaves it alone: what is there is not known to be crank's."""
+    return DriftFinding(
+        file.path,
+        "unreadable",
+        f"cannot read {file.path}, where {file.artifact!r} is rendered: {why}; make it a "
+        "readable file, or move it away and run `crank check --fix` to render it again",
+        artifact=file.artifact,
+    )
 
 
 def _stamped_artifact(path: Path) -> str | None:
