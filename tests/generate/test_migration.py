@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import yaml
@@ -12,6 +13,8 @@ from click.testing import CliRunner
 
 from crank.cli import cli
 from crank.generate.migration import checklist_template
+
+from ..permissions import unprivileged
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -287,8 +290,10 @@ def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None
     (tmp_path / "migration-x-2026-01-01.yml").write_text("sections: [unclosed\n")
     broken = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
     assert broken.exit_code == 2
-    assert broken.stderr.startswith(
-        f"error: {tmp_path / 'migration-x-2026-01-01.yml'}: not valid YAML"
+    assert broken.stderr == (  # one line, not PyYAML's account of the document
+        f"error: {tmp_path / 'migration-x-2026-01-01.yml'}:2:1 not valid YAML: expected ',' "
+        "or ']', but got '<stream end>'\n"
+        "  hint: fix the YAML syntax at this position\n"
     )
     checklist = tmp_path / "migration-x-2026-01-01.yml"
     for content, why in (
@@ -300,6 +305,15 @@ def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None
         odd = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
         assert odd.exit_code == 2, odd.output
         assert odd.stderr.startswith(f"error: {checklist}: {why}"), odd.stderr
+    checklist.unlink()
+    checklist.mkdir()
+    folder = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
+    assert (folder.exit_code, folder.stderr) == (
+        2,
+        f"error: {checklist}: is a directory, not a migration checklist\n"
+        "  hint: rename or move it: every migration-*.yml in the folder is read as a checklist\n",
+    )
+    checklist.rmdir()
     missing = CliRunner().invoke(cli, ["migration", "status", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert missing.stderr.startswith(f"error: {tmp_path / 'nope'}: no such folder")
@@ -394,4 +408,23 @@ def test_infrastructure_changes_are_flagged_and_paths_are_relative(
     config = worker_project / ".yamllint"
     subprocess.run(
         [tool("yamllint"), "--strict", "-c", str(config), str(path)], check=True, timeout=60
+    )
+
+
+def test_status_of_a_checklist_it_may_not_read(tmp_path: Path) -> None:
+    checklist = tmp_path / "migration-x-2026-01-01.yml"
+    checklist.write_text("sections: {}\n")
+    checklist.chmod(0)
+    done = subprocess.run(
+        unprivileged([sys.executable, "-m", "crank", "migration", "status", "."]),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "error: migration-x-2026-01-01.yml: cannot read: Permission denied\n"
+        "  hint: make the checklist readable by this user, or run as one who can read it\n"
     )

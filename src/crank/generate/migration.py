@@ -17,6 +17,7 @@ from crank.errors import GenerateError
 from crank.generate.check import check_project
 from crank.generate.project import load_project
 from crank.generate.templates import templates_dir
+from crank.manifest.loader import describe_yaml_error
 from crank.plugins import get_plugin_manager
 from crank.routing.compat import compare_manifests
 from crank.routing.sources import manifest_from_file, manifest_from_text, read_at_ref
@@ -332,13 +333,44 @@ def _section_items(path: Path, name: object, section: object) -> list[dict[str, 
     raise _not_a_checklist(path, f"section {name!r} is not a mapping with a list of items")
 
 
-def checklist_status(path: Path) -> ChecklistStatus:
+def _read_checklist(path: Path) -> Any:
+    """The YAML document of a checklist; a GenerateError in one line saying why not."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise GenerateError(
-            f"{path}: not valid YAML ({exc})", hint="fix the checklist file", subject=str(path)
+            f"{path}: not valid YAML ({exc})",
+            hint="save the checklist as UTF-8",
+            subject=str(path),
         ) from None
+    except IsADirectoryError:
+        raise GenerateError(
+            f"{path}: is a directory, not a migration checklist",
+            hint="rename or move it: every migration-*.yml in the folder is read as a checklist",
+            subject=str(path),
+        ) from None
+    except OSError as exc:
+        raise GenerateError(
+            f"{path}: cannot read: {exc.strerror or exc}",
+            hint="make the checklist readable by this user, or run as one who can read it",
+            subject=str(path),
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line, col, problem, hint = describe_yaml_error(exc)
+        raise GenerateError(
+            f"{path}:{line}:{col} not valid YAML: {problem}", hint=hint, subject=str(path)
+        ) from None
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise GenerateError(
+            f"{path}: not valid YAML: {problem}", hint="fix the checklist file", subject=str(path)
+        ) from None
+
+
+def checklist_status(path: Path) -> ChecklistStatus:
+    doc = _read_checklist(path)
     sections = doc.get("sections") if isinstance(doc, dict) else None
     if not isinstance(sections, dict):
         raise _not_a_checklist(path, "no `sections` mapping")

@@ -236,21 +236,28 @@ def _compose(text: str, file: str) -> yaml.Node | None:
     return yaml.compose(text, Loader=_Loader)
 
 
+def describe_yaml_error(exc: yaml.MarkedYAMLError) -> tuple[int, int, str, str]:
+    """(line, col, problem, hint) of a YAML syntax error, in one line each: PyYAML's own
+    text spans several lines and quotes the document back (``in "<unicode string>"``)."""
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or "invalid YAML"
+    hint = "fix the YAML syntax at this position"
+    if _TAB_RE.search(str(exc)):
+        problem = "tab character used for indentation"
+        hint = "YAML indents with spaces only; replace the tab with spaces"
+    elif "expected a single document" in str(exc):
+        problem = "more than one YAML document (a second '---')"
+        hint = "the file is a single document; remove the extra '---' and what follows"
+    return line, col, problem, hint
+
+
 def parse_yaml(text: str, file: str) -> LoadedDocument:
     """Compose one YAML document and build plain data with positions."""
     try:
         root = _compose(text, file)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or "invalid YAML"
-        hint = "fix the YAML syntax at this position"
-        if _TAB_RE.search(str(exc)):
-            problem = "tab character used for indentation"
-            hint = "YAML indents with spaces only; replace the tab with spaces"
-        elif "expected a single document" in str(exc):
-            problem = "more than one YAML document (a second '---')"
-            hint = "a manifest is a single document; remove the extra '---' and what follows"
+        line, col, problem, hint = describe_yaml_error(exc)
         raise _fail(file, line, col, f"YAML syntax error: {problem}", hint) from None
     except yaml.YAMLError as exc:
         raise _fail(file, 1, 1, f"YAML error: {exc}", "fix the YAML syntax") from None
