@@ -6,6 +6,7 @@ import json
 import socket
 from typing import TYPE_CHECKING
 
+import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli, main
@@ -14,8 +15,6 @@ from ..ports import free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 
 FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "http_workers"
@@ -155,3 +154,31 @@ def test_status_prints_the_report_of_a_live_server(capsys: pytest.CaptureFixture
         server.server_close()
     assert code == 1  # critical
     assert json.loads(out) == report
+
+
+@pytest.mark.parametrize(
+    ("variable", "what", "default"),
+    [
+        ("CRANK_MAX_PENDING", "number of queued tasks accepted", 10000),
+        ("CRANK_MAX_INFLIGHT", "number of HTTP requests served at once", 64),
+        ("CRANK_MAX_BODY_BYTES", "largest request body accepted, in bytes", 1048576),
+    ],
+)
+def test_an_overload_bound_below_1_names_its_variable(
+    variable: str,
+    what: str,
+    default: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, "0")
+    code, out, err = crank(
+        ["run", "--worker", str(FIXTURE), "--max-workers", "0", "--port", str(free_port())], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {variable} must be at least 1 (got 0): it is the {what}\n"
+        f"  hint: set {variable} to a whole number of 1 or more, or unset it ({default})\n"
+    )

@@ -60,6 +60,14 @@ def auto_http_processes(text: str) -> int | None:
     return min(usable_cpus(), MAX_HTTP_PROCESSES)
 
 
+#: the overload bounds: field, the environment variable that sets it, what it bounds.
+_OVERLOAD_BOUNDS = (
+    ("max_inflight_requests", "CRANK_MAX_INFLIGHT", "number of HTTP requests served at once"),
+    ("max_pending_tasks", "CRANK_MAX_PENDING", "number of queued tasks accepted"),
+    ("max_body_bytes", "CRANK_MAX_BODY_BYTES", "largest request body accepted, in bytes"),
+)
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Everything the supervisor and the HTTP app need to know."""
@@ -137,9 +145,14 @@ class RuntimeConfig:
             )
         if not self.health_interval_s > 0:
             raise UsageError(f"health_interval_s must be positive (got {self.health_interval_s})")
-        for name in ("max_inflight_requests", "max_pending_tasks", "max_body_bytes"):
+        for name, variable, what in _OVERLOAD_BOUNDS:
             if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be at least 1 (got {getattr(self, name)})")
+                default = getattr(RuntimeConfig, name)
+                raise UsageError(
+                    f"{variable} must be at least 1 (got {getattr(self, name)}): it is the {what}",
+                    hint=f"set {variable} to a whole number of 1 or more, or unset it ({default})",
+                    subject=variable,
+                )
         if not (math.isfinite(self.grace_s) and self.grace_s >= 0):
             raise UsageError(
                 f"grace_s must be a number of seconds, 0 or more (got {self.grace_s})",
