@@ -182,3 +182,23 @@ def test_an_overload_bound_below_1_names_its_variable(
         f"error: {variable} must be at least 1 (got 0): it is the {what}\n"
         f"  hint: set {variable} to a whole number of 1 or more, or unset it ({default})\n"
     )
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "nosuch.invalid", "192.0.2.1"])
+def test_run_on_a_host_that_is_not_this_machine_is_a_usage_error(
+    host: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No such name, or an address (TEST-NET-1) no interface here has: the --host is
+    wrong (2), not the port taken (3)."""
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    argv = ["run", "--worker", str(FIXTURE), "--max-workers", "0", "--host", host]
+    code, out, err = crank([*argv, "--port", str(port)], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: cannot listen on {host}:{port}: ")
+    assert err.endswith(
+        "  hint: --host must be an address of this machine, e.g. 127.0.0.1 or 0.0.0.0\n"
+    )

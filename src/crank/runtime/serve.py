@@ -10,6 +10,7 @@ and its tasks are recovered for the next start. The process exits 0.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -89,6 +90,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            # no such name, or an address no interface of this machine has
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="--host must be an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+                subject=host,
+            ) from None
         raise ServeError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             hint="pick another --port, or stop what is listening there",
