@@ -202,3 +202,28 @@ def test_run_on_a_host_that_is_not_this_machine_is_a_usage_error(
     assert err.endswith(
         "  hint: --host must be an address of this machine, e.g. 127.0.0.1 or 0.0.0.0\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "why"), [("notadb.txt", "file is not a database"), ("adir", "unable to open")]
+)
+def test_a_queue_file_that_cannot_be_opened_leaves_no_lock_file_behind(
+    name: str,
+    why: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notadb.txt").write_text("hello\n")
+    (tmp_path / "adir").mkdir()
+    argv = ["run", "--worker", str(FIXTURE), "--max-workers", "0", "--port", str(free_port())]
+    code, out, err = crank([*argv, "--broker", f"sqlite:///{name}"], capsys)
+    assert (code, out) == (3, "")
+    assert err.startswith(f"error: cannot open the SQLite queue {name}: {why}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "notadb.txt"]
+    # a lock file that was there before is someone else's: it stays
+    (tmp_path / f"{name}-write").touch()
+    code, _, _ = crank([*argv, "--broker", f"sqlite:///{name}"], capsys)
+    assert code == 3
+    assert (tmp_path / f"{name}-write").exists()

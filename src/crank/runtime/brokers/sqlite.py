@@ -412,14 +412,11 @@ class SqliteBroker(Broker):
         #: the addresses of waiting workers, re-read every ``_WAKE_REFRESH_S``.
         self._wake_addresses: list[str] = []
         self._wake_read_at = -_WAKE_REFRESH_S
+        made_turn_file = False
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            # read-only and readable by all: flock needs no write access, so the users
-            # sharing a queue file all take turns, whoever made the lock file; none to
-            # be had (an unwritable folder): SQLite's busy wait alone
-            with contextlib.suppress(OSError):
-                self._turn = os.open(f"{self.path}-write", os.O_RDONLY | os.O_CREAT, 0o644)
+            made_turn_file = self._open_turn_file()
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
@@ -436,6 +433,7 @@ class SqliteBroker(Broker):
                     if statement.strip():
                         db.execute(statement)
         except (sqlite3.Error, OSError) as exc:
+            self._forget_turn_file(made_turn_file)
             raise BrokerError(
                 f"cannot open the SQLite queue {self.path}: {exc}",
                 hint="check that the directory exists and is writable, and that the file "
@@ -462,6 +460,36 @@ class SqliteBroker(Broker):
         self._wake_known_at = float("inf")
 
     # -- plumbing --------------------------------------------------------------
+
+    def _open_turn_file(self) -> bool:
+        """Open ``<file>-write``, the writers' turn, creating it if need be; whether this
+        call created it. Read-only and readable by all: flock needs no write access, so
+        the users sharing a queue file all take turns, whoever made the lock file; none
+        to be had (an unwritable folder): SQLite's busy wait alone."""
+        turn_file = f"{self.path}-write"
+        with contextlib.suppress(OSError):
+            try:
+                self._turn = os.open(turn_file, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:  # O_CREAT as well: a folder there fails (EISDIR)
+                self._turn = os.open(turn_file, os.O_RDONLY | os.O_CREAT, 0o644)
+                return False
+            return True
+        return False
+
+    def _forget_turn_file(self, made: bool) -> None:
+        """After the queue failed to open: close the turn file, and remove it when this
+        broker made it, so that no stray ``<file>-write`` sits next to a file (or in a
+        folder) that is no queue. Whoever opened it meanwhile failed to open the queue
+        too."""
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+        if self._turn is not None:
+            os.close(self._turn)
+            self._turn = None
+        if made:
+            with contextlib.suppress(OSError):
+                Path(f"{self.path}-write").unlink()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
