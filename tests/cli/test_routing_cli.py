@@ -445,3 +445,54 @@ def test_compat_against_errors(repo: Path, tmp_path: Path, monkeypatch: pytest.M
     no_git = crank("compat", "--against", "HEAD", str(outside / "crank.yaml"))
     assert no_git.exit_code == 2
     assert "is not inside a git work tree" in no_git.stderr
+
+
+def test_compat_against_finds_the_manifest_of_a_new_worker_project(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``crank new-worker`` puts the manifest at src/PACKAGE/crank.yaml: --against finds
+    it there when there is no ./crank.yaml, as ``crank check`` does."""
+    package = repo / "src" / "email_classifier"
+    package.mkdir(parents=True)
+    (repo / "crank.yaml").rename(package / "crank.yaml")
+    (repo / "pyproject.toml").write_text("[project]\nname = 'email-classifier'\n")
+    git(repo, "add", "-A", ".")
+    git(repo, "commit", "-q", "-m", "the layout of crank new-worker")
+    (package / "crank.yaml").write_text(EMAIL.read_text().split("deprecated:")[0])
+    monkeypatch.chdir(repo)
+    result = crank("compat", "--against", "HEAD", "--today", "2026-11-22")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith(
+        "HEAD:src/email_classifier/crank.yaml:9:9 CMP001 capability 'email.classification'"
+    )
+
+
+def test_compat_against_without_a_manifest_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = crank("compat", "--against", "HEAD")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {tmp_path}: no crank.yaml found (looked for src/*/crank.yaml, */crank.yaml, "
+        "crank.yaml)\n"
+        "  hint: give the manifest: crank compat --against GIT_REF path/to/crank.yaml\n",
+    )
+
+
+def test_compat_paths_that_are_no_manifest_get_a_hint(tmp_path: Path) -> None:
+    hint = "crank compat OLD NEW takes two crank.yaml files (or folders holding one)"
+    missing = crank("compat", str(EMAIL), str(tmp_path / "none.yaml"))
+    assert (missing.exit_code, missing.stderr) == (
+        2,
+        f"error: {tmp_path / 'none.yaml'}: no such manifest file\n  hint: check the path; {hint}\n",
+    )
+    folder = crank("compat", str(tmp_path), str(EMAIL))
+    assert (folder.exit_code, folder.stderr) == (
+        2,
+        f"error: {tmp_path}: a folder without a crank.yaml\n"
+        f"  hint: give the path of the manifest in it; {hint}\n",
+    )
+    # a folder holding a crank.yaml names it, as --worker takes it
+    same = crank("compat", str(EMAIL.parent), str(EMAIL), "--today", "2026-11-22")
+    assert same.exit_code == 0, same.output

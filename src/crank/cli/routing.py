@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from crank.cli.options import format_option, today_option, worker_paths_option
-from crank.errors import ExitCode, ManifestError, UsageError
+from crank.errors import ExitCode, GenerateError, ManifestError, UsageError
+from crank.generate.project import find_manifest
 from crank.manifest import load_manifest
 from crank.plugins import get_plugin_manager
 from crank.routing import Router, load_router
@@ -100,6 +101,46 @@ def routes(output_format: str, worker_paths: tuple[str, ...], today: dt.date | N
 
 # -- crank compat -----------------------------------------------------------------
 
+_COMPAT_HINT = "crank compat OLD NEW takes two crank.yaml files (or folders holding one)"
+
+
+def _compat_manifest(path: str) -> Path:
+    """The manifest ``path`` names: a crank.yaml, or a folder holding one."""
+    file = Path(path)
+    if file.is_dir() and (file / "crank.yaml").is_file():
+        return file / "crank.yaml"
+    if file.is_dir():
+        raise UsageError(
+            f"{path}: a folder without a crank.yaml",
+            hint=f"give the path of the manifest in it; {_COMPAT_HINT}",
+            subject=path,
+        )
+    if not file.is_file():
+        raise UsageError(
+            f"{path}: no such manifest file",
+            hint=f"check the path; {_COMPAT_HINT}",
+            subject=path,
+        )
+    return file
+
+
+def _project_manifest() -> Path:
+    """The manifest of --against without a PATH: ./crank.yaml, else the project's, found
+    as ``crank check`` finds it (src/PACKAGE/crank.yaml in a ``crank new-worker``
+    project)."""
+    here = Path("crank.yaml")
+    if here.is_file():
+        return here
+    root = Path.cwd()
+    try:
+        return find_manifest(root).relative_to(root)
+    except GenerateError as exc:
+        raise UsageError(
+            exc.message,
+            hint="give the manifest: crank compat --against GIT_REF path/to/crank.yaml",
+            subject=exc.subject,
+        ) from None
+
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
@@ -107,7 +148,8 @@ def routes(output_format: str, worker_paths: tuple[str, ...], today: dt.date | N
     "--against",
     "git_ref",
     metavar="GIT_REF",
-    help="Compare PATH (default ./crank.yaml) with its version at this git ref.",
+    help="Compare PATH (default ./crank.yaml, else the project's manifest, as crank "
+    "check finds it) with its version at this git ref.",
 )
 @format_option("text", "json", "github")
 @click.option(
@@ -138,9 +180,7 @@ def compat(
                     "--against takes at most one manifest path",
                     hint="crank compat --against origin/main path/to/crank.yaml",
                 )
-            new_path = Path(paths[0] if paths else "crank.yaml")
-            if not new_path.is_file():
-                raise UsageError(f"{new_path}: no such manifest file", subject=str(new_path))
+            new_path = _compat_manifest(paths[0]) if paths else _project_manifest()
             old_label = f"{git_ref}:{new_path}"
             text = read_at_ref(git_ref, new_path)
             if text is None:
@@ -156,12 +196,9 @@ def compat(
                     hint="crank compat old/crank.yaml new/crank.yaml, "
                     "or crank compat --against GIT_REF [PATH]",
                 )
-            for p in paths:
-                if not Path(p).is_file():
-                    raise UsageError(f"{p}: no such manifest file", subject=p)
-            old_label = paths[0]
-            old, old_doc = manifest_from_file(paths[0])
-            new_path = Path(paths[1])
+            old_path, new_path = (_compat_manifest(p) for p in paths)
+            old_label = str(old_path)
+            old, old_doc = manifest_from_file(old_path)
         new, new_doc = manifest_from_file(new_path)
     except ManifestError as exc:
         raise UsageError(exc.message, hint=exc.hint, subject=exc.subject) from None
