@@ -82,6 +82,10 @@ def _cli_error(exc: ClientError, url: str) -> CrankError:
         return NothingListening(
             f"{url} answered HTTP {exc.status} without a crank error", hint=_NOT_CRANK, subject=url
         )
+    if exc.code == "UNEXPECTED_ANSWER":  # a 2xx that is not what crank sends
+        return NothingListening(
+            f"{url} answered, but not with what a crank server sends", hint=_NOT_CRANK, subject=url
+        )
     if exc.status == 409:
         return NothingToDo(exc.message, hint=exc.hint)
     if exc.status in (429, 503):
