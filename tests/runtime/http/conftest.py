@@ -1,11 +1,13 @@
 """Fixtures for the HTTP app: the fixture worker, an in-memory broker, worker threads.
 
 ``InlineWorker`` runs the fixture worker's handlers (publishing no live events);
-``ScriptedWorker`` lets a test play the worker step by step.
+``ScriptedWorker`` lets a test play the worker step by step. ``redis_services`` are the
+services on a private redis-server that a test stops for a broker outage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from pathlib import Path
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.http.services import RuntimeServices
+
+    from ..conftest import RedisServer
 
 HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "http_workers"
 HTTP_MANIFEST = HTTP_WORKERS / "crank.yaml"
@@ -137,6 +141,47 @@ def make_services(
 @pytest.fixture
 def services(make_services: Callable[..., RuntimeServices]) -> RuntimeServices:
     return make_services()
+
+
+@contextlib.contextmanager
+def services_on_redis(redis: RedisServer) -> Iterator[RuntimeServices]:
+    """Services of the fixture worker on ``redis`` (the fixture workers' folder must be
+    on ``sys.path``): ``redis.stop()`` is a broker outage (Redis gone, its port closed)."""
+    broker = open_broker(f"{redis.url}?retry_base_s=0.01&retry_max_s=0.05")
+    try:
+        router = Router.from_manifests([load_manifest(HTTP_MANIFEST)], today=lambda: TODAY)
+        config = RuntimeConfig(broker_url=redis.url, manifest_paths=(HTTP_MANIFEST,), min_workers=0)
+        yield build_services(config, broker, router)
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def redis_services(
+    http_workers_path: Path, redis_server_aof: RedisServer
+) -> Iterator[RuntimeServices]:
+    """Services on the test's private redis-server (``redis_server_aof``: its ``stop()``
+    is a broker outage)."""
+    with services_on_redis(redis_server_aof) as services:
+        yield services
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
+    """``check()``'s first true value, asked until ``timeout_s`` passed (then fails)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.02)
+    return found
+
+
+def wait_for_outage(http: httpx.Client) -> None:
+    """Until the server sees the broker gone (its cached statistics may be a moment old)."""
+    wait_until(
+        lambda: "crank_broker_up 0.0" in http.get("/metrics").text, "broker outage on /metrics"
+    )
 
 
 class ServerThread:

@@ -128,6 +128,22 @@ def test_headers_are_declared_with_their_rules(client: Client) -> None:
     assert set(live["200"]["headers"]) == {"X-Crank-Task-Id"}
 
 
+def test_a_503_names_the_codes_it_answers_and_when_to_retry(client: Client) -> None:
+    """A generated client reads which 503 is which, and that the broker's comes with a
+    Retry-After, from the document."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, method in (
+        ("/v1/tasks", "post"),
+        ("/v1/tasks", "get"),
+        ("/v1/tasks/{task_id}", "get"),
+        ("/v1/capabilities/demo.echo", "post"),
+    ):
+        reply = paths[path][method]["responses"]["503"]
+        for code in ("BROKER_UNAVAILABLE", "CAPABILITY_PAUSED", "WORKER_UNAVAILABLE"):
+            assert code in reply["description"], (path, method, code)
+        assert "the broker" in reply["headers"]["Retry-After"]["description"], (path, method)
+
+
 def test_the_task_envelope_requires_input_and_names_every_field(client: Client) -> None:
     schema = _body_schema(client.get("/openapi.json").json()["paths"]["/v1/tasks"]["post"])
     envelopes = schema["oneOf"]

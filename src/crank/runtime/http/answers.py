@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
 
-from crank.errors import CapabilityGone, CapabilityNotFound, CrankError, ValidationFailed
+from crank.errors import (
+    BrokerError,
+    CapabilityGone,
+    CapabilityNotFound,
+    CrankError,
+    ValidationFailed,
+)
 from crank.runtime.brokers.contract import IdempotencyKeyReused
 from crank.runtime.concurrency import ConcurrencyLimited
 from crank.runtime.gateway import CapabilityPaused, QueueFull, WorkerUnavailable
@@ -89,8 +95,10 @@ def error_for(exc: BaseException) -> Response:
             hint=exc.hint,
             headers={"Retry-After": str(_seconds_to_utc_midnight())},
         )
+    if isinstance(exc, BrokerError):
+        return broker_unavailable(exc.message, exc.hint)
     if isinstance(exc, CrankError):
-        # BrokerError and other deliberate errors of the backend
+        # other deliberate errors of the backend
         return error_response(503, "UNAVAILABLE", exc.message, hint=exc.hint)
     if isinstance(exc, ClientDisconnect):
         # nobody reads this answer: its status (nginx's 499) is for the access log and
@@ -103,11 +111,21 @@ def error_for(exc: BaseException) -> Response:
         )
 
     get_logger("crank.runtime.http").error("broker_failure", exc_info=exc)
+    return broker_unavailable(
+        f"the task broker failed: {type(exc).__name__}",
+        "check that the broker (SQLite file or Redis) is reachable; the call was not queued",
+    )
+
+
+def broker_unavailable(message: str, hint: str | None) -> Response:
+    """503 ``BROKER_UNAVAILABLE``: the broker did not answer (or failed); worth a retry
+    soon, as a worker that is not ready yet is."""
     return error_response(
         503,
         "BROKER_UNAVAILABLE",
-        f"the task broker failed: {type(exc).__name__}",
-        hint="check that the broker (SQLite file or Redis) is reachable; the call was not queued",
+        message,
+        hint=hint,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 
@@ -126,4 +144,9 @@ def task_doc(record: TaskRecord) -> dict[str, Any]:
     return doc
 
 
-__all__ = ["error_for", "task_doc", "task_not_found"]
+__all__ = [
+    "broker_unavailable",
+    "error_for",
+    "task_doc",
+    "task_not_found",
+]

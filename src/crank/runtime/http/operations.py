@@ -227,7 +227,10 @@ ERROR_MEANINGS: Mapping[int, str] = {
     422: "The task failed for its input: the worker refused it or raised a declared error.",
     429: "Overloaded; retry after the Retry-After header.",
     502: "The worker failed while running the task (a crash or an undeclared error).",
-    503: "Capability paused (budget) or broker unavailable.",
+    503: (
+        "Unavailable: CAPABILITY_PAUSED (budget), WORKER_UNAVAILABLE (its worker failed to "
+        "load or is not ready) or BROKER_UNAVAILABLE (the broker did not answer)."
+    ),
     504: "No result within the capability's timeout; the task goes on (Location).",
 }
 
@@ -237,7 +240,13 @@ ERROR_HEADERS: Mapping[int, Mapping[str, Header]] = {
         "WWW-Authenticate": Header({"type": "string"}, "The bearer scheme.", required=True),
     },
     429: {"Retry-After": RETRY_AFTER},
-    503: {"Retry-After": Header(_SECONDS, "When a paused capability answers again.")},
+    503: {
+        "Retry-After": Header(
+            _SECONDS,
+            "When to try again: a paused capability after midnight UTC; a worker that is "
+            "not ready yet, or the broker, in a second (none for a worker that failed).",
+        )
+    },
     504: {"Location": LOCATION, "X-Crank-Task-Id": TASK_ID},
 }
 
