@@ -3,6 +3,7 @@ client: a cookie jar, forms sent with the page's CSRF token, redirects not follo
 
 ``console(token=..., ui=...)`` starts the HTTP app with the console and returns a
 :class:`ConsoleClient`; ``ConsoleClient.log_in()`` goes through the login form.
+``redis_console`` is the console on a private redis-server that a test can stop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from crank.runtime.config import RuntimeConfig
 from crank.runtime.http.app import create_app
 from crank.runtime.http.services import build_services
 
-from ..http.conftest import HTTP_MANIFEST, HTTP_WORKERS, TODAY, InlineWorker, ServerThread
+from ..http.conftest import (
+    HTTP_MANIFEST,
+    HTTP_WORKERS,
+    TODAY,
+    InlineWorker,
+    ServerThread,
+    services_on_redis,
+)
 from ..serve.conftest import CrankRun
 
 if TYPE_CHECKING:
@@ -30,6 +38,8 @@ if TYPE_CHECKING:
 
     from crank.runtime.brokers.contract import Broker
     from crank.runtime.http.services import RuntimeServices
+
+    from ..conftest import RedisServer
 
 TOKEN = "s3cret-console-token-for-tests"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -124,6 +134,24 @@ def console(
         client.close()
         server.__exit__(None, None, None)
         broker.close()
+
+
+@pytest.fixture
+def redis_console(
+    monkeypatch: pytest.MonkeyPatch, redis_server_aof: RedisServer
+) -> Iterator[ConsoleClient]:
+    """A live server with the console on the test's private redis-server (the
+    ``redis_server_aof`` fixture: its ``stop()`` is a broker outage); no token."""
+    monkeypatch.syspath_prepend(str(HTTP_WORKERS))
+    with (
+        services_on_redis(redis_server_aof) as services,
+        ServerThread(create_app(services)) as server,
+    ):
+        client = ConsoleClient(server.url, services)
+        try:
+            yield client
+        finally:
+            client.close()
 
 
 @pytest.fixture

@@ -47,13 +47,8 @@ def _back(visit: Visit, task_id: str) -> str:
 
 
 def _broker_down(web: ConsoleWeb, visit: Visit, exc: Exception) -> Response:
-    web.log.warning("console_action_failed", error=type(exc).__name__)
-    return web.refuse(
-        visit,
-        503,
-        "The broker did not answer",
-        "Nothing was changed (or it is unknown whether it was): the broker failed.",
-        "check that the broker (SQLite file or Redis) is reachable, then try again",
+    return web.broker_unreachable(
+        visit, exc, outcome="Nothing was changed (or it is unknown whether it was):"
     )
 
 

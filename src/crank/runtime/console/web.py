@@ -6,7 +6,9 @@ wraps an action (POST): refused with 403 before it runs when the browser has not
 logged in, when the console is read-only, when the request comes from another site
 (``Sec-Fetch-Site``) or when its form lacks this session's CSRF token. Every answer
 carries headers that keep the console out of frames, caches and other origins'
-scripts, and no page or action ever logs a form's content.
+scripts, and no page or action ever logs a form's content. A broker that does not
+answer (:class:`~crank.errors.BrokerError`) makes any page or action a 503 page saying
+so, with one warning line in the log.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from crank import __version__
+from crank.errors import BrokerError
 from crank.runtime.console.session import (
     COOKIE_NAME,
     CSRF_FIELD,
@@ -212,6 +215,17 @@ class ConsoleWeb:
             visit, "error.html", status=status, title=title, message=message, hint=hint
         )
 
+    def broker_unreachable(self, visit: Visit, exc: Exception, *, outcome: str = "") -> Response:
+        """503: the broker did not answer (or failed), said as the broker said it, with
+        one warning line in the log and no traceback: an outage is no bug of crank's.
+        ``outcome`` says what became of an action."""
+        message = f"the task broker failed: {type(exc).__name__}"
+        hint = "check that the broker (SQLite file or Redis) is reachable, then try again"
+        if isinstance(exc, BrokerError):
+            message, hint = exc.message, exc.hint or hint
+        self.log.warning("console_broker_unreachable", path=visit.request.url.path, error=message)
+        return self.refuse(visit, 503, "Broker unreachable", f"{outcome} {message}".strip(), hint)
+
     def to_login(self, visit: Visit) -> Response:
         target = visit.request.url.path
         if visit.request.url.query:
@@ -229,7 +243,10 @@ class ConsoleWeb:
             visit = self.visit(request)
             if not self.signed_in(visit):
                 return self.to_login(visit)
-            return await handler(self, visit)
+            try:
+                return await handler(self, visit)
+            except BrokerError as exc:
+                return self.broker_unreachable(visit, exc)
 
         endpoint.__name__ = handler.__name__
         return endpoint
@@ -249,7 +266,12 @@ class ConsoleWeb:
             refusal = await self._check_action(visit, changes_tasks, needs_login)
             if refusal is not None:
                 return refusal
-            return await handler(self, visit)
+            try:
+                return await handler(self, visit)
+            except BrokerError as exc:
+                return self.broker_unreachable(
+                    visit, exc, outcome="It is unknown whether the action was carried out:"
+                )
 
         endpoint.__name__ = handler.__name__
         return endpoint
