@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from crank.runtime.health_report import (
     ResourceUtilization,
@@ -107,3 +108,28 @@ def test_recent_crashes_degrade_and_are_counted() -> None:
     )
     doc = health_report(snap(crashed_workers=3), NOW)
     assert doc["worker_pool_health"]["failed_workers"] == 3
+
+
+def test_queue_numbers_the_broker_did_not_give_are_null_not_zero() -> None:
+    """Nothing is known of the queue while the broker does not answer: the report says
+    null (a zero would clear an alert on dead letters), and the verdict is critical for
+    the broker, not for a queue it made up."""
+    unknown = snap(
+        broker_ok=False,
+        busy_workers=None,
+        queue_depth=None,
+        oldest_task_age_s=None,
+        running_tasks=None,
+        dead_letters=None,
+        backing_off=None,
+    )
+    doc = health_report(unknown, NOW)
+    assert (doc["overall_health"], doc["problems"]) == ("critical", ["broker unreachable"])
+    assert set(doc["queue_health"].values()) == {None}
+    assert doc["worker_pool_health"]["utilization_percentage"] is None
+    # a broker that answers but whose statistics are missing is no healthy queue either
+    health, problems = overall_health(replace(unknown, broker_ok=True))
+    assert (health, problems) == (
+        "degraded",
+        ["the queue's numbers are unknown: the broker's statistics failed"],
+    )

@@ -44,15 +44,22 @@ class ResourceUtilization:
 
 @dataclass(frozen=True)
 class SystemSnapshot:
+    """What the report is made of. The numbers read from the broker are None when it did
+    not answer: nothing is known of the queue then, and a zero would look like an empty
+    one (an alert on dead letters would clear)."""
+
     broker_ok: bool
     min_workers: int
     total_workers: int
     healthy_workers: int
-    busy_workers: int
-    queue_depth: Mapping[str, int]
-    oldest_task_age_s: float
-    running_tasks: int = 0
-    dead_letters: int = 0
+    #: processes running a task (from the broker's running count: None when unknown).
+    busy_workers: int | None
+    #: pending tasks per capability (None: unknown).
+    queue_depth: Mapping[str, int] | None
+    #: how long the longest-waiting ready task has waited (None: unknown).
+    oldest_task_age_s: float | None
+    running_tasks: int | None = 0
+    dead_letters: int | None = 0
     resources: ResourceUtilization = field(default_factory=ResourceUtilization)
     paused_capabilities: tuple[str, ...] = ()
     last_decision: Mapping[str, Any] | None = None
@@ -60,8 +67,8 @@ class SystemSnapshot:
     workers: Mapping[str, WorkerHealth] = field(default_factory=dict)
     #: worker processes that died without being asked to in the last ``CRASH_WINDOW_S``.
     crashed_workers: int = 0
-    #: of ``queue_depth``, retries waiting out their backoff, per capability.
-    backing_off: Mapping[str, int] = field(default_factory=dict)
+    #: of ``queue_depth``, retries waiting out their backoff, per capability (None: unknown).
+    backing_off: Mapping[str, int] | None = field(default_factory=dict)
 
 
 def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
@@ -81,7 +88,10 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
         problems.append(
             f"{snap.healthy_workers} healthy workers, fewer than min_workers={snap.min_workers}"
         )
-    if snap.oldest_task_age_s > STALE_TASK_AGE_S:
+    if snap.oldest_task_age_s is None:
+        # (only with the broker answering: its being unreachable is critical, above)
+        problems.append("the queue's numbers are unknown: the broker's statistics failed")
+    elif snap.oldest_task_age_s > STALE_TASK_AGE_S:
         problems.append(f"a task has waited {snap.oldest_task_age_s:.0f} s for a worker")
     if snap.resources.llm_api_usage_percentage >= 100.0:
         problems.append("daily LLM budget exhausted")
@@ -101,10 +111,22 @@ def _worker_problems(snap: SystemSnapshot) -> list[str]:
     return [p for p in found if p is not None]
 
 
+def _total(counts: Mapping[str, int] | None) -> int | None:
+    return None if counts is None else sum(counts.values())
+
+
+def _sorted(counts: Mapping[str, int] | None) -> dict[str, int] | None:
+    return None if counts is None else dict(sorted(counts.items()))
+
+
 def health_report(snap: SystemSnapshot, now: dt.datetime) -> dict[str, Any]:
+    """The report document; the queue's numbers (and the utilization, which counts the
+    running tasks) are null while the broker does not answer."""
     health, problems = overall_health(snap)
     total = snap.total_workers
-    utilization = 100.0 * snap.busy_workers / total if total else 0.0
+    busy = snap.busy_workers
+    utilization = None if busy is None else round(100.0 * busy / total if total else 0.0, 1)
+    age = snap.oldest_task_age_s
     report: dict[str, Any] = {
         "timestamp": now.isoformat(),
         "overall_health": health,
@@ -114,20 +136,20 @@ def health_report(snap: SystemSnapshot, now: dt.datetime) -> dict[str, Any]:
             "healthy_workers": snap.healthy_workers,
             "failed_workers": snap.crashed_workers,
             "failed_workers_window_s": int(CRASH_WINDOW_S),
-            "utilization_percentage": round(utilization, 1),
+            "utilization_percentage": utilization,
         },
         "workers": {name: w.as_dict() for name, w in sorted(snap.workers.items())},
         "queue_health": {
-            "total_pending_tasks": sum(snap.queue_depth.values()),
-            "oldest_task_age_seconds": int(snap.oldest_task_age_s),
-            "bottleneck_agent": bottleneck(snap.queue_depth),
+            "total_pending_tasks": _total(snap.queue_depth),
+            "oldest_task_age_seconds": None if age is None else int(age),
+            "bottleneck_agent": bottleneck(snap.queue_depth or {}),
             "running_tasks": snap.running_tasks,
             "dead_letters": snap.dead_letters,
-            "pending_by_capability": dict(sorted(snap.queue_depth.items())),
+            "pending_by_capability": _sorted(snap.queue_depth),
             # of the pending: retries waiting out their backoff (no worker can take them
             # yet; a downstream that keeps failing shows here first)
-            "backing_off_tasks": sum(snap.backing_off.values()),
-            "backing_off_by_capability": dict(sorted(snap.backing_off.items())),
+            "backing_off_tasks": _total(snap.backing_off),
+            "backing_off_by_capability": _sorted(snap.backing_off),
         },
         "resource_utilization": snap.resources.as_dict(),
         "paused_capabilities": list(snap.paused_capabilities),

@@ -11,7 +11,8 @@ Where each number comes from (worker processes are separate processes):
   because its file stays; the directory is emptied when ``crank run`` starts.
 * **the queue** (depth per capability, running tasks, dead-letter size, oldest
   task age) and **the pool** (workers total/healthy/busy) are read from the
-  broker and the supervisor at scrape time (:class:`RuntimeCollector`).
+  broker and the supervisor at scrape time (:class:`RuntimeCollector`); while the
+  broker does not answer, its numbers are left out and ``crank_broker_up`` is 0.
 * **the HTTP server** counts requests, submissions, rejections (429/413/401/503)
   and calls to deprecated capabilities itself.
 """
@@ -72,36 +73,12 @@ class RuntimeCollector:
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        depth = GaugeMetricFamily(
-            "crank_queue_depth", "Pending tasks per capability.", labels=["capability"]
-        )
-        for cap, n in sorted(snap.queue_depth.items()):
-            depth.add_metric([cap], n)
-        yield depth
-        backing_off = GaugeMetricFamily(
-            "crank_queue_backing_off",
-            "Of the pending tasks, retries waiting out their backoff, per capability.",
-            labels=["capability"],
-        )
-        for cap in sorted(snap.queue_depth):
-            backing_off.add_metric([cap], snap.backing_off.get(cap, 0))
-        yield backing_off
-        yield GaugeMetricFamily(
-            "crank_tasks_running", "Tasks claimed by a worker now.", value=snap.running_tasks
-        )
-        yield GaugeMetricFamily(
-            "crank_dead_letters", "Tasks in the dead-letter queue.", value=snap.dead_letters
-        )
-        yield GaugeMetricFamily(
-            "crank_oldest_pending_task_age_seconds",
-            "How long the longest-waiting task ready for a worker has waited "
-            "(retries waiting out their backoff left out).",
-            value=snap.oldest_task_age_s,
-        )
+        yield from _queue_gauges(snap)
         workers = GaugeMetricFamily("crank_workers", "Worker processes by state.", labels=["state"])
         workers.add_metric(["total"], snap.total_workers)
         workers.add_metric(["healthy"], snap.healthy_workers)
-        workers.add_metric(["busy"], snap.busy_workers)
+        if snap.busy_workers is not None:  # counted from the broker's running tasks
+            workers.add_metric(["busy"], snap.busy_workers)
         yield workers
         yield GaugeMetricFamily(
             "crank_broker_up", "1 when the broker answers.", value=int(snap.broker_ok)
@@ -138,6 +115,42 @@ class RuntimeCollector:
                     "Today's LLM cost over the daily budget.",
                     value=state.ratio,
                 )
+
+
+def _queue_gauges(snap: SystemSnapshot) -> Iterator[Metric]:
+    """The gauges read from the broker; while it does not answer, their samples are left
+    out (nothing is known: a zero would clear an alert on ``crank_dead_letters > 0``)
+    and ``crank_broker_up`` 0 says why."""
+    depth = GaugeMetricFamily(
+        "crank_queue_depth", "Pending tasks per capability.", labels=["capability"]
+    )
+    backing_off = GaugeMetricFamily(
+        "crank_queue_backing_off",
+        "Of the pending tasks, retries waiting out their backoff, per capability.",
+        labels=["capability"],
+    )
+    if snap.queue_depth is not None:
+        backing = snap.backing_off or {}
+        for cap, n in sorted(snap.queue_depth.items()):
+            depth.add_metric([cap], n)
+            backing_off.add_metric([cap], backing.get(cap, 0))
+    yield depth
+    yield backing_off
+    if snap.running_tasks is not None:
+        yield GaugeMetricFamily(
+            "crank_tasks_running", "Tasks claimed by a worker now.", value=snap.running_tasks
+        )
+    if snap.dead_letters is not None:
+        yield GaugeMetricFamily(
+            "crank_dead_letters", "Tasks in the dead-letter queue.", value=snap.dead_letters
+        )
+    if snap.oldest_task_age_s is not None:
+        yield GaugeMetricFamily(
+            "crank_oldest_pending_task_age_seconds",
+            "How long the longest-waiting task ready for a worker has waited "
+            "(retries waiting out their backoff left out).",
+            value=snap.oldest_task_age_s,
+        )
 
 
 class ServerMetrics:

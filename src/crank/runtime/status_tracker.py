@@ -263,26 +263,27 @@ class StatusTracker:
         return None
 
     def snapshot(self) -> SystemSnapshot:
+        """What the report and the metrics say now; the broker's numbers are None when
+        its statistics could not be read (unknown, not zero)."""
         stats, ok = self.queue_stats()
         total, healthy = self.pool.worker_counts() if self.pool is not None else (0, 0)
-        running = stats.running if stats else 0
         budget = self.budget()
         return SystemSnapshot(
             broker_ok=ok,
             min_workers=self.min_workers,
             total_workers=total,
             healthy_workers=healthy,
-            busy_workers=min(healthy, running),
-            queue_depth=dict(stats.pending) if stats else {},
-            oldest_task_age_s=stats.oldest_pending_age_s if stats else 0.0,
-            running_tasks=running,
-            dead_letters=stats.dead if stats else 0,
+            busy_workers=min(healthy, stats.running) if stats else None,
+            queue_depth=dict(stats.pending) if stats else None,
+            oldest_task_age_s=stats.oldest_pending_age_s if stats else None,
+            running_tasks=stats.running if stats else None,
+            dead_letters=stats.dead if stats else None,
             resources=resource_utilization(100.0 * budget.ratio),
             paused_capabilities=tuple(sorted(self.paused())),
             last_decision=self.pool.last_decision() if self.pool is not None else None,
             workers=self.workers(),
             crashed_workers=self.pool.crashes() if self.pool is not None else 0,
-            backing_off=dict(stats.backing_off) if stats else {},
+            backing_off=dict(stats.backing_off) if stats else None,
         )
 
     def report(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Every page that reads the broker and every action answers an HTML 503 page saying the
 broker is unreachable, in the broker's words, with one warning line in the log and no
-traceback.
+traceback; the overview says the queue's numbers are unknown instead of showing zeros.
 """
 
 from __future__ import annotations
@@ -89,3 +89,26 @@ def test_every_page_and_action_that_needs_the_broker_says_it_is_unreachable(
     assert len(warned) == len(pages) + len(actions), warned
     assert {line["level"] for line in warned} == {"warning"}
     assert not [line for line in lines if line["level"] in ("error", "critical")], lines
+
+
+def test_the_overview_says_the_queue_is_unknown_while_the_broker_is_down(
+    redis_console: ConsoleClient, redis_server_aof: RedisServer
+) -> None:
+    client = redis_console
+    _dead_letter(client.services.broker)
+    before = _text(client.http.get("/ui").text)
+    assert "Dead letters: 1" in before
+    assert "Longest wait for a worker: 0 s" in before
+
+    redis_server_aof.stop()
+    wait_for_outage(client.http)
+    page = client.http.get("/ui")
+    assert page.status_code == 200, page.text
+    text = _text(page.text)
+    unknown = "unknown (broker unreachable)"
+    assert (
+        f"Running now: {unknown} · Longest wait for a worker: {unknown} · Dead letters: {unknown}"
+    ) in text
+    assert f"Pending tasks: {unknown}." in text
+    assert 'class="queue-row"' not in page.text  # no per-capability zeros either
+    assert "broker unreachable" in text  # the health problem

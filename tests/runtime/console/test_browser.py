@@ -16,14 +16,18 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+
+from ..http.conftest import wait_for_outage
 from .conftest import TOKEN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from ..conftest import RedisServer
     from .browser import Browser
-    from .conftest import CrankRun
+    from .conftest import ConsoleClient, CrankRun
 
 pytestmark = [
     pytest.mark.slow,
@@ -196,3 +200,38 @@ def test_an_operator_walks_the_console(
     browser.wait_for_path("/ui/login")
     browser.open("/ui")
     browser.wait_for_path("/ui/login?next=")
+
+
+def test_an_operator_sees_a_broker_outage_as_such(
+    redis_console: ConsoleClient,
+    redis_server_aof: RedisServer,
+    open_browser: Callable[[str], Browser],
+) -> None:
+    """Redis stops: the overview says the queue is unknown (no reassuring zeros), the
+    task pages say the broker is unreachable and what to do, and a dead letter's redrive
+    says nothing was (knowingly) done."""
+    broker = redis_console.services.broker
+    record = broker.submit(TaskSpec("demo.slow", {"seconds": 0}, max_attempts=1))
+    [claim] = broker.claim(ClaimOptions("t", capabilities=("demo.slow",), block_s=10))
+    broker.fail(claim, {"code": "BOOM", "message": "no model"}, retryable=False)
+    browser = open_browser(redis_console.url)
+    browser.open("/ui/dead-letters")
+    browser.find(f"tr.dead-letter[data-task='{record.id}'] button.redrive")  # the form, loaded
+
+    redis_server_aof.stop()
+    wait_for_outage(redis_console.http)
+    first_tab = browser.driver.current_window_handle
+    browser.driver.switch_to.new_window("tab")
+    browser.open("/ui")
+    queue = browser.wait_for_text("#queue-h + p", "Dead letters: unknown (broker unreachable)")
+    assert "Running now: unknown (broker unreachable)" in queue
+    assert "Pending tasks: unknown (broker unreachable)." in browser.text("#queue-h ~ p.error")
+    browser.open("/ui/tasks")
+    browser.wait_for_text("h1", "Broker unreachable")
+    assert "Redis broker redis://127.0.0.1:" in browser.text("p.error")
+    # the dead letter's form, loaded before the outage, sent during it
+    browser.driver.switch_to.window(first_tab)
+    browser.click(f"tr.dead-letter[data-task='{record.id}'] button.redrive")
+    browser.wait_for_text("h1", "Broker unreachable")
+    assert "Nothing was changed" in browser.text("p.error")
+    assert "check that redis-server runs" in browser.text("p.hint")

@@ -63,10 +63,11 @@ class Overview:
     processes_healthy: int
     #: None: the pool does not report its workers one by one.
     workers: tuple[WorkerRow, ...] | None
-    queue: tuple[QueueRow, ...]
-    running: int
-    dead_letters: int
-    oldest_pending_s: int
+    #: the queue's numbers: None when unknown (the broker did not answer).
+    queue: tuple[QueueRow, ...] | None
+    running: int | None
+    dead_letters: int | None
+    oldest_pending_s: int | None
     rates: Rates | None
     budget: BudgetState
     paused: tuple[str, ...]
@@ -90,11 +91,13 @@ def _workers(report: dict[str, Any]) -> tuple[WorkerRow, ...] | None:
     )
 
 
-def _queue(services: RuntimeServices, capabilities: list[str]) -> tuple[QueueRow, ...]:
+def _queue(services: RuntimeServices, capabilities: list[str]) -> tuple[QueueRow, ...] | None:
     stats, _ = services.status.queue_stats()
-    pending = dict(stats.pending) if stats else {}
-    by_band = dict(stats.pending_by_priority) if stats else {}
-    backing_off = dict(stats.backing_off) if stats else {}
+    if stats is None:
+        return None
+    pending = dict(stats.pending)
+    by_band = dict(stats.pending_by_priority)
+    backing_off = dict(stats.backing_off)
     rows = []
     for cap in sorted(set(capabilities) | set(pending)):
         bands = by_band.get(cap, {})
@@ -107,6 +110,11 @@ def _queue(services: RuntimeServices, capabilities: list[str]) -> tuple[QueueRow
             )
         )
     return tuple(rows)
+
+
+def _known(count: Any) -> int | None:
+    """A number of the report, or None where it is null (unknown)."""
+    return None if count is None else int(count)
 
 
 def _gather(services: RuntimeServices, window: OutcomeWindow) -> Overview:
@@ -125,9 +133,9 @@ def _gather(services: RuntimeServices, window: OutcomeWindow) -> Overview:
         processes_healthy=int(pool["healthy_workers"]),
         workers=_workers(report),
         queue=_queue(services, capabilities),
-        running=int(queue["running_tasks"]),
-        dead_letters=int(queue["dead_letters"]),
-        oldest_pending_s=int(queue["oldest_task_age_seconds"]),
+        running=_known(queue["running_tasks"]),
+        dead_letters=_known(queue["dead_letters"]),
+        oldest_pending_s=_known(queue["oldest_task_age_seconds"]),
         rates=window.rates(),
         budget=status.budget(),
         paused=tuple(report["paused_capabilities"]),
