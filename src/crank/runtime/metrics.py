@@ -13,8 +13,8 @@ Where each number comes from (worker processes are separate processes):
   task age) and **the pool** (workers total/healthy/busy) are read from the
   broker and the supervisor at scrape time (:class:`RuntimeCollector`); while the
   broker does not answer, its numbers are left out and ``crank_broker_up`` is 0.
-* **the HTTP server** counts requests, submissions, rejections (429/413/401/503)
-  and calls to deprecated capabilities itself.
+* **the HTTP server** counts requests, submissions, rejections (429 overload or a
+  full queue, 413, 401, 503 paused) and calls to deprecated capabilities itself.
 """
 
 from __future__ import annotations
@@ -189,7 +189,8 @@ class ServerMetrics:
         )
         self.rejected = Counter(
             "crank_requests_rejected",
-            "Requests refused before queueing (overload, too large, unauthorized, paused).",
+            "Requests refused before queueing, by reason (overload, body_too_large, "
+            "unauthorized, paused, queue_full).",
             ["reason"],
             registry=r,
         )

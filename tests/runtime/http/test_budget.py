@@ -66,6 +66,8 @@ def test_budget_warns_then_pauses_non_essential(
         assert (r.status_code, r.json()["error"]["code"]) == (503, "CAPABILITY_PAUSED")
         assert "budget" in r.json()["error"]["message"]
         assert 0 < int(r.headers["retry-after"]) <= 86400
+        rejected = 'crank_requests_rejected_total{reason="paused"} 1.0'
+        assert rejected in http.get("/metrics").text
         # essential capabilities keep working
         ok = http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "x"}})
         assert ok.status_code == 202

@@ -126,6 +126,21 @@ def test_pending_bound_answers_429(make_services: Any, serve: Any) -> None:
     assert (r.json()["error"]["code"], r.headers["retry-after"]) == ("QUEUE_FULL", "1")
 
 
+def test_refusals_of_a_full_queue_are_counted_as_rejected(make_services: Any, serve: Any) -> None:
+    """``crank_requests_rejected_total`` counts every refusal before queueing: a full
+    queue's 429 too, submitted or called synchronously."""
+    services = make_services(max_pending_tasks=1)
+    services.status.ttl_s = 0.0
+    http = serve(services)
+    task = {"capability": "demo.echo", "input": {"text": "a"}}
+    assert http.post("/v1/tasks", json=task).status_code == 202
+    assert http.post("/v1/tasks", json=task).status_code == 429
+    sync = http.post("/v1/capabilities/demo.echo", json={"text": "b"})
+    assert (sync.status_code, sync.json()["error"]["code"]) == (429, "QUEUE_FULL")
+    metrics = http.get("/metrics").text
+    assert 'crank_requests_rejected_total{reason="queue_full"} 2.0' in metrics
+
+
 def test_request_and_trace_ids_reach_the_task(services: Any, client: Any) -> None:
     trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     r = client.post(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from crank.manifest.findings import lone_surrogate, strict_json
 from crank.runtime.console.overview import gather_overview
 from crank.runtime.console.web import CONSOLE_CALLER, CONSOLE_PREFIX
-from crank.runtime.http.answers import error_for
+from crank.runtime.http.answers import error_for, rejection_reason
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -171,6 +171,8 @@ async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
         await gateway.refresh_stats()
         record = await gateway.submit(gateway.task_spec(call, meta=meta))
     except Exception as exc:
+        if (reason := rejection_reason(exc)) is not None:
+            web.s.metrics.rejected.labels(reason).inc()
         answer = _refusal(exc)
         page = _capability_page(web, visit, route, input_text=text, answer=answer)
         page.status_code = answer.status

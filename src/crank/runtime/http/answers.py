@@ -129,6 +129,23 @@ def broker_unavailable(message: str, hint: str | None) -> Response:
     )
 
 
+#: ``crank_requests_rejected_total``'s reason for each refusal of the server's state a
+#: handler answers before anything is queued (the guard counts its own: overload,
+#: unauthorized, a body declared too large).
+_REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
+    (CapabilityPaused, "paused"),
+    (QueueFull, "queue_full"),
+)
+
+
+def rejection_reason(exc: BaseException) -> str | None:
+    """The ``reason`` label ``exc`` is counted under as a rejected request, or None."""
+    for kind, reason in _REJECTIONS:
+        if isinstance(exc, kind):
+            return reason
+    return None
+
+
 def task_not_found(task_id: str) -> Response:
     return error_response(
         404,
@@ -147,6 +164,7 @@ def task_doc(record: TaskRecord) -> dict[str, Any]:
 __all__ = [
     "broker_unavailable",
     "error_for",
+    "rejection_reason",
     "task_doc",
     "task_not_found",
 ]

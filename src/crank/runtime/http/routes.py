@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from crank.runtime.brokers import contract as broker_contract
-from crank.runtime.http.answers import error_for, task_doc, task_not_found
+from crank.runtime.http.answers import error_for, rejection_reason, task_doc, task_not_found
 from crank.runtime.http.capability_operations import (
     CALLER,
     IDEMPOTENCY_KEY,
@@ -306,6 +306,15 @@ class Handlers(TaskControl, DeadLetterControl):
         problems are reported at JSON paths under ``where``."""
         return self.s.gateway.prepare(ref, payload, caller=caller(request), where=where)
 
+    def _refusal(self, exc: Exception) -> Response:
+        """The answer for an error of a submit or a call; a refusal before queueing (a
+        paused capability, a full queue...) is counted in ``crank_requests_rejected_total``."""
+        reason = rejection_reason(exc)
+        if reason is not None:
+            metrics = self.s.metrics
+            metrics.child(metrics.rejected, reason).inc()
+        return error_for(exc)
+
     async def _submit(
         self, request: Request, call: PreparedCall, priority: int = 0, *, watch: bool = False
     ) -> TaskRecord:
@@ -349,7 +358,7 @@ class Handlers(TaskControl, DeadLetterControl):
             call = self._prepare(request, ref, payload, where="$.input")
             record = await self._submit(request, call, priority)
         except Exception as exc:
-            return error_for(exc)
+            return self._refusal(exc)
         location = f"/v1/tasks/{record.id}"
         return JSONResponse(
             {**task_doc(record), "location": location},
@@ -581,7 +590,7 @@ class Handlers(TaskControl, DeadLetterControl):
                 return await self._stream(request, call, record, started, admitted)
             done = await self._wait(record, call.capability.timeout_s)
         except Exception as exc:
-            return error_for(exc)
+            return self._refusal(exc)
         finally:
             if not streaming:  # a stream does both when it ends
                 if record is not None:
