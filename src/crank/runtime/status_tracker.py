@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crank.runtime.health_report import SystemSnapshot, health_report, resource_utilization
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from crank.runtime.brokers.contract import Broker, QueueStats
-    from crank.runtime.usage import UsageStore
+    from crank.runtime.usage import BudgetLevel, UsageStore
     from crank.runtime.worker_reports import WorkerHealth
 
 
@@ -51,6 +52,8 @@ class PoolView(Protocol):
         ...
 
 
+#: the budget's thresholds, lowest first: each is announced once a day, when crossed.
+ALERT_LEVELS: tuple[BudgetLevel, ...] = ("warning", "exhausted")
 #: the most of its time a process spends reading queue stats (see ``stats_ttl``).
 STATS_TIME_SHARE = 0.05
 
@@ -98,7 +101,8 @@ class StatusTracker:
         self._reading = 0
         self._read_ended = threading.Condition(self._lock)
         self._budget: tuple[float, BudgetState] = (-1e18, BudgetState("unlimited", 0.0, None))
-        self._announced: tuple[str, str] = ("", "ok")
+        #: (UTC day, the highest threshold announced that day).
+        self._announced: tuple[str, BudgetLevel] = ("", "ok")
         #: tasks submitted through this process, ever.
         self._submitted = 0
         #: a refresh of a stale budget running on a thread (see ``budget(wait=False)``).
@@ -206,15 +210,24 @@ class StatusTracker:
         day = utc_day()
         with self._lock:
             self._budget = (now, state)
-            announce = state.level in ("warning", "exhausted") and self._announced != (
-                day,
-                state.level,
-            )
-            if announce:
-                self._announced = (day, state.level)
-        if announce and self.on_budget_level is not None:
-            self.on_budget_level(state)
+            crossed = self._crossed(day, state.level)
+            if crossed:
+                self._announced = (day, crossed[-1])
+        if self.on_budget_level is not None:
+            for level in crossed:
+                self.on_budget_level(replace(state, level=level))
         return state
+
+    def _crossed(self, day: str, level: BudgetLevel) -> tuple[BudgetLevel, ...]:
+        """The thresholds up to ``level`` not yet announced today, in order: a jump from
+        below the warning to past the budget crosses both (under the lock)."""
+        if level not in ALERT_LEVELS:
+            return ()
+        announced_day, announced = self._announced
+        done = 0
+        if announced_day == day and announced in ALERT_LEVELS:
+            done = ALERT_LEVELS.index(announced) + 1
+        return ALERT_LEVELS[done : ALERT_LEVELS.index(level) + 1]
 
     def paused(self, *, wait: bool = True) -> frozenset[str]:
         return frozenset(paused_capabilities(self.budget(wait=wait), self.non_essential))
@@ -348,6 +361,7 @@ def budget_announcer(count: Callable[[str], None]) -> Callable[[BudgetState], No
 
 
 __all__ = [
+    "ALERT_LEVELS",
     "PoolView",
     "StatusTracker",
     "budget_announcer",

@@ -92,3 +92,63 @@ def test_budget_warns_then_pauses_non_essential(
     finally:
         usage.close()
         broker.close()
+
+
+def test_a_jump_past_the_budget_alerts_every_threshold_it_crossed(
+    tmp_path: Path,
+    serve: Any,
+    http_workers_path: Path,
+    logging_restored: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From 60 % to 180 % of the budget between two reads: the warning threshold was
+    crossed too, and is alerted before the exhaustion (each once); the paused
+    capability's refusals are counted as rejected requests."""
+    for module in (usage_module, status_tracker_module):
+        monkeypatch.setattr(module, "utc_day", lambda now=None: "2026-06-15")
+    stream = io.StringIO()
+    configure_logging("prod", stream=stream)
+    broker = open_broker("memory://")
+    usage = UsageStore(tmp_path / "usage.db")
+    try:
+        router = Router.from_manifests([load_manifest(http_workers_path / "crank.yaml")])
+        config = RuntimeConfig(broker_url="memory://", min_workers=0, daily_budget_usd=1.0)
+        status = StatusTracker(
+            broker,
+            min_workers=0,
+            usage=usage,
+            daily_budget_usd=1.0,
+            non_essential=["demo.summarize"],
+            ttl_s=0,
+        )
+        http = serve(build_services(config, broker, router, status=status))
+        body = {"capability": "demo.summarize", "input": {"text": "a b c"}}
+
+        usage.record("demo.summarize", "fake-llm-1", 10, 5, 0.6)
+        status._budget = (-1e18, status._budget[1])  # skip the 1 s cache
+        assert http.post("/v1/tasks", json=body).status_code == 202
+        assert "crank_llm_budget_alerts_total{" not in http.get("/metrics").text
+
+        usage.record("demo.summarize", "fake-llm-1", 10, 5, 1.2)
+        status._budget = (-1e18, status._budget[1])
+        for _ in range(2):
+            refused = http.post("/v1/tasks", json=body)
+            assert refused.json()["error"]["code"] == "CAPABILITY_PAUSED"
+        sync = http.post("/v1/capabilities/demo.summarize", json={"text": "a b c"})
+        assert sync.json()["error"]["code"] == "CAPABILITY_PAUSED"
+        status._budget = (-1e18, status._budget[1])
+        http.get("/v1/status")  # read again: nothing announced twice
+        metrics = http.get("/metrics").text
+        assert 'crank_llm_budget_alerts_total{level="warning"} 1.0' in metrics
+        assert 'crank_llm_budget_alerts_total{level="exhausted"} 1.0' in metrics
+        assert 'crank_requests_rejected_total{reason="paused"} 3.0' in metrics
+        alerts = [
+            json.loads(line) for line in stream.getvalue().splitlines() if '"llm_budget"' in line
+        ]
+        assert [(a["budget_level"], a["used_percentage"]) for a in alerts] == [
+            ("warning", 180.0),
+            ("exhausted", 180.0),
+        ]
+    finally:
+        usage.close()
+        broker.close()
