@@ -326,6 +326,26 @@ def test_task_search_says_what_is_wrong_with_a_filter(
         assert message in _text(answer.text), query
 
 
+def test_a_filter_given_twice_is_refused_not_half_applied(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    """The API answers 400 for a repeated parameter; the console must not list by one of
+    the values (``status=dead&status=failed`` listed no task although dead ones exist)."""
+    client = console()
+    _dead_letter(client.services.broker)
+    for path, message in (
+        ("/ui/tasks?status=dead&status=failed", "status is given 2 times"),
+        ("/ui/tasks?capability=demo.slow&capability=demo.echo", "capability is given 2 times"),
+        ("/ui/tasks?caller=a&caller=b&caller=c", "caller is given 3 times"),
+        ("/ui/tasks?id=0123456789abcdef&id=fedcba9876543210", "id is given 2 times"),
+        ("/ui/dead-letters?capability=demo.slow&capability=demo.count", "capability is given"),
+    ):
+        answer = client.http.get(path)
+        assert answer.status_code == 400, (path, answer.status_code)
+        assert message in _text(answer.text), path
+        assert not _listed(answer.text) and 'class="dead-letter"' not in answer.text, path
+
+
 def test_task_search_opens_a_task_by_its_id(console: Callable[..., ConsoleClient]) -> None:
     client = console()
     record = client.services.broker.submit(TaskSpec("demo.echo", {"text": "find me"}))

@@ -20,6 +20,7 @@ from crank.runtime.http.request_parsing import CALLER_PATTERN
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from starlette.datastructures import QueryParams
     from starlette.responses import Response
 
     from crank.runtime.brokers.contract import TaskRecord
@@ -32,6 +33,18 @@ TASKS_SHOWN = 50
 _CALLER = re.compile(CALLER_PATTERN)
 #: what a task id looks like: what the brokers hand out, and nothing a URL would mangle.
 _TASK_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+#: the query parameters of the task search, each taken once.
+SEARCH_PARAMETERS = ("status", "capability", "caller", "cursor", "id")
+
+
+def repeated(params: QueryParams) -> list[str]:
+    """A problem for each search parameter given more than once: the API answers 400 for
+    it, and taking one of the values would list what was not asked for."""
+    return [
+        f"{name} is given {count} times (a search takes one {name})"
+        for name in SEARCH_PARAMETERS
+        if (count := len(params.getlist(name))) > 1
+    ]
 
 
 @dataclass(frozen=True)
@@ -45,14 +58,14 @@ class Search:
     problems: tuple[str, ...]
 
     @classmethod
-    def of(cls, params: Mapping[str, str]) -> Search:
+    def of(cls, params: QueryParams) -> Search:
         def given(name: str) -> str | None:
             value = params.get(name, "").strip()
             return value or None
 
         status, capability = given("status"), given("capability")
         caller, cursor = given("caller"), given("cursor")
-        problems = []
+        problems = repeated(params)
         if status is not None and status not in TASK_STATUSES:
             problems.append(f"status {status[:40]!r} is not one of {', '.join(TASK_STATUSES)}")
         if capability is not None and len(capability) > 200:
@@ -153,7 +166,7 @@ async def task_search(web: ConsoleWeb, visit: Visit) -> Response:
     one task."""
     params = visit.request.query_params
     wanted = params.get("id", "").strip()
-    if wanted:
+    if wanted and len(params.getlist("id")) == 1:
         if not _TASK_ID.match(wanted):
             return no_task(web, visit, wanted[:128])
         return web.redirect(visit, f"{CONSOLE_PREFIX}/tasks/{quote(wanted, safe='')}")
@@ -201,10 +214,12 @@ async def dead_letters(web: ConsoleWeb, visit: Visit) -> Response:
 
 __all__ = [
     "MAX_EVENTS_SHOWN",
+    "SEARCH_PARAMETERS",
     "Search",
     "TaskView",
     "dead_letters",
     "no_task",
+    "repeated",
     "task_detail",
     "task_search",
     "task_view",
