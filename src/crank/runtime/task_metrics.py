@@ -284,6 +284,16 @@ def observe_task(capability: str, status: str, duration_s: float) -> None:
         sink.inc(DEAD, (capability,))
 
 
+def observe_ended_unrun(capability: str, status: str) -> None:
+    """A task of ``capability`` ended ``status`` in a claim, no attempt of it running to
+    its end (:meth:`Broker.ended_by_claims`): counted as an attempt that ended so (the
+    one its dead worker never finished), without a duration."""
+    sink = _sink()
+    sink.inc(TASKS, (capability, status))
+    if status == "dead":
+        sink.inc(DEAD, (capability,))
+
+
 def observe_batch(capability: str, size: int, reason: str, waits: Sequence[float]) -> None:
     """A batch of ``size`` tasks was released for ``reason``; ``waits``: each task's wait."""
     sink = _sink()
@@ -318,6 +328,7 @@ __all__ = [
     "TaskMetricsPlugin",
     "close_files",
     "observe_batch",
+    "observe_ended_unrun",
     "observe_llm_usage",
     "observe_task",
     "worker_metrics",

@@ -69,7 +69,7 @@ from crank.runtime.concurrency import (
 )
 from crank.runtime.hosted_workers import CapabilityBinding, HostedWorkers
 from crank.runtime.logs import configure_logging
-from crank.runtime.task_metrics import TaskMetricsPlugin
+from crank.runtime.task_metrics import TaskMetricsPlugin, observe_ended_unrun
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.runtime.tracing import configure_tracing, record_outcome, task_trace
 from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ReportWriter
@@ -453,6 +453,10 @@ class WorkerLoop:
         with self._held_lock:
             for claim in claims:
                 self._held[claim.task.id] = (claim, None)
+        # what the claim ended without a handler (a task whose workers kept dying, or
+        # cancelled while a dead worker held it): nobody else counts it
+        for capability, status in self.broker.ended_by_claims():
+            observe_ended_unrun(capability, status)
 
     def _started(self, claim: Claim, deadline: float | None) -> None:
         with self._held_lock:

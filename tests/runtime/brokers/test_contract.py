@@ -362,6 +362,39 @@ def test_task_whose_worker_keeps_dying_ends_in_dead_letters(broker: Broker) -> N
     assert got.error["code"] == "WORKER_LOST"
 
 
+def test_the_tasks_a_claim_ends_are_handed_to_the_claimer(broker: Broker) -> None:
+    """A task delivered more than max_attempts times ends dead (WORKER_LOST) inside a
+    claim, a cancelled one whose worker died ends cancelled there: no handler ran either
+    to its end, so the process that claimed is told, to count them."""
+    assert broker.ended_by_claims() == []
+    [lost] = broker.submit_many([spec("demo.a", n=1, max_attempts=1)])
+    [stopped] = broker.submit_many([spec("demo.b", n=2)])
+    held = claim_until(broker, 2, visibility_timeout_s=0.01)
+    assert {c.task.id for c in held} == {lost.id, stopped.id}
+    cancellation = broker.cancel(stopped.id)
+    assert cancellation is not None and cancellation.outcome == "stopping"
+    # the leases ran out (their worker died): a later claim ends both (on Redis, one
+    # that takes entries idle longer than its own visibility timeout)
+    told: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 30
+
+    def status(task_id: str) -> str | None:
+        record = broker.get(task_id)
+        return None if record is None else record.status
+
+    while (status(lost.id), status(stopped.id)) != ("dead", "cancelled"):
+        assert time.monotonic() < deadline, "no claim ended the tasks"
+        options = ClaimOptions("w2", capabilities=("demo.a", "demo.b"), visibility_timeout_s=0.01)
+        assert broker.claim(options) == []
+        told += broker.ended_by_claims()
+    ended = broker.get(lost.id)
+    assert ended is not None and ended.error is not None
+    assert ended.error["code"] == "WORKER_LOST"
+    told += broker.ended_by_claims()
+    assert sorted(told) == [("demo.a", "dead"), ("demo.b", "cancelled")]
+    assert broker.ended_by_claims() == []  # handed over once
+
+
 def test_stats(broker: Broker) -> None:
     assert broker.stats().pending == {}
     broker.submit_many([spec("demo.a", n=i) for i in range(3)] + [spec("demo.b")])

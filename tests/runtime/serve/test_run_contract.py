@@ -136,3 +136,36 @@ def test_a_refused_input_is_failed_not_a_dead_letter(
     )
     assert "crank_dead_letters 0.0" in metrics
     assert 'crank_dead_lettered_total{capability="email.spam_detection"}' not in metrics
+
+
+def test_a_task_whose_workers_kept_dying_is_counted_dead_by_the_worker_that_ends_it(
+    crank_run: Starter,
+) -> None:
+    """A task delivered more than max_attempts times ends dead (WORKER_LOST) inside the
+    next claim: no handler ran it to its end, and the process whose claim ended it
+    counts it, so /metrics agrees with the dead letters (it counted nothing before)."""
+    from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+    from crank.runtime.brokers.sqlite import SqliteBroker
+
+    run = crank_run("--min-workers", "1", "--max-workers", "1", start=False)
+    queue = SqliteBroker(run.db)
+    try:
+        [task] = queue.submit_many([TaskSpec("demo.echo", {"text": "x"}, max_attempts=1)])
+        # delivered once to a worker that died holding it: its lease runs out at once
+        [held] = queue.claim(ClaimOptions("gone", visibility_timeout_s=0.001))
+        assert held.task.id == task.id
+    finally:
+        queue.close()
+    run.start()
+    doc = run.wait_final(task.id)
+    assert (doc["status"], doc["error"]["code"]) == ("dead", "WORKER_LOST")
+    metrics = run.wait_until(
+        lambda: (
+            (t := run.http.get("/metrics").text)
+            and 'crank_dead_lettered_total{capability="demo.echo"} 1.0' in t
+            and t
+        ),
+        what="the dead letter counted by the worker that ended it",
+    )
+    assert 'crank_tasks_total{capability="demo.echo",status="dead"} 1.0' in metrics
+    assert "crank_dead_letters 1.0" in metrics

@@ -4,6 +4,7 @@ of retried tasks and the options every backend accepts (the contract itself is i
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 import weakref
@@ -40,6 +41,25 @@ def url_usage_error(url: str, why: str, hint: str | None = None) -> UsageError:
         "or redis://host:port/db",
         subject=url,
     )
+
+
+class EndedByClaims:
+    """The tasks a broker's claims ended, kept for :meth:`Broker.ended_by_claims`
+    (thread-safe; the oldest are let go past ``most``, when nobody asks)."""
+
+    def __init__(self, most: int = 10_000) -> None:
+        self._ended: collections.deque[tuple[str, str]] = collections.deque(maxlen=most)
+
+    def add(self, capability: str, status: str) -> None:
+        self._ended.append((capability, status))
+
+    def drain(self) -> list[tuple[str, str]]:
+        taken: list[tuple[str, str]] = []
+        while True:
+            try:
+                taken.append(self._ended.popleft())
+            except IndexError:
+                return taken
 
 
 def worker_lost_error(attempts: int) -> dict[str, Any]:

@@ -625,6 +625,15 @@ class Broker(Protocol):
         """Up to ``options.limit`` tasks, waiting up to ``options.block_s`` for one."""
         return self.ack_and_claim([], options)
 
+    def ended_by_claims(self) -> list[tuple[str, str]]:
+        """``(capability, status)`` of each task this broker's claims ended since the
+        last call, though no handler ran it to its end: ``dead`` (delivered more than
+        ``max_attempts`` times, its workers died or hung: ``WORKER_LOST``) or
+        ``cancelled`` (cancelled while a worker that then died held it). Nobody else
+        sees them end: the worker process that claimed counts them in its metrics. A
+        backend whose claims end no task returns nothing."""
+        return []
+
     def begin_ack_and_claim(
         self, items: Sequence[tuple[Claim, Any]], options: ClaimOptions
     ) -> PendingClaims:

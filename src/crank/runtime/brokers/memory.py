@@ -25,6 +25,7 @@ from crank.runtime.brokers.common import (
     CANCELLED_WHILE_IT_RAN,
     CANCELLED_WORKER_GONE,
     BrokerOptions,
+    EndedByClaims,
     cancelled_error,
     new_id,
     worker_lost_error,
@@ -100,6 +101,7 @@ class MemoryBroker(Broker):
         #: heap of (expires_at, task id) of the acked tasks; see :meth:`_purge`.
         self._expiry: list[tuple[float, str]] = []
         self._cond = threading.Condition()
+        self._ended_by_claims = EndedByClaims()
         #: task id -> (its events, when they expire); see :meth:`publish_events`.
         self._events: dict[str, tuple[list[Mapping[str, Any]], float]] = {}
         #: waiters in this process (the only one) and the tasks they watch.
@@ -197,6 +199,9 @@ class MemoryBroker(Broker):
         self.ack_many(items)
         return self.claim(options)
 
+    def ended_by_claims(self) -> list[tuple[str, str]]:
+        return self._ended_by_claims.drain()
+
     def _claim_now(self, options: ClaimOptions) -> list[Claim]:
         now = time.time()
         self._promote_due(now)
@@ -210,6 +215,7 @@ class MemoryBroker(Broker):
             if entry.record.cancel_requested_at is not None:
                 # its worker let the lease run out after a cancel: it ends here
                 self._end_cancelled(entry, now, CANCELLED_WORKER_GONE)
+                self._ended_by_claims.add(entry.record.capability, "cancelled")
                 continue
             attempts = entry.record.attempts + 1
             if attempts > entry.record.max_attempts:
@@ -221,6 +227,7 @@ class MemoryBroker(Broker):
                 )
                 entry.consumer = entry.receipt = None
                 self._ended(entry.record, entry.record.error)
+                self._ended_by_claims.add(entry.record.capability, "dead")
                 continue
             entry.record = replace(
                 entry.record, status="running", attempts=attempts, updated_at=now

@@ -93,6 +93,7 @@ from typing import TYPE_CHECKING, Any, cast
 from crank.errors import BrokerError
 from crank.runtime.brokers.common import (
     BrokerOptions,
+    EndedByClaims,
     new_id,
     reset_in_forked_children,
     url_usage_error,
@@ -297,6 +298,7 @@ class RedisBroker(Broker):
         self.notice_channel = f"{prefix}:n:{new_id()}"
         self._listener: _NoticeListener | None = None
         self._listener_lock = threading.Lock()
+        self._ended = EndedByClaims()
         reset_in_forked_children(self)
 
     def _after_fork_in_child(self) -> None:
@@ -525,8 +527,17 @@ class RedisBroker(Broker):
         for stream, entries in got:  # [[stream, [[entry id, [field, value, ...]], ...]]]
             for eid, fields in entries:
                 args += [stream, eid, _fields(fields).get("t", "")]
-        flat = self._script("adopt", args, "claim tasks")
+        flat, lost = self._script("adopt", args, "claim tasks")
+        self._lost(lost)
         return list(self._claims(flat, receipt))
+
+    def ended_by_claims(self) -> list[tuple[str, str]]:
+        return self._ended.drain()
+
+    def _lost(self, flat: Sequence[str]) -> None:
+        """Keep what a claim script ended, ``(capability, status)`` pairs flat."""
+        for i in range(0, len(flat) - 1, 2):
+            self._ended.add(str(flat[i]), str(flat[i + 1]))
 
     def _claims(self, flat: Sequence[Any], receipt: str) -> Iterator[Claim]:
         now = time.time()
@@ -1097,7 +1108,8 @@ class _PendingClaims:
         self.streams: list[str] = []
 
     def result(self) -> list[Claim]:
-        flat, streams = self._inflight.replies()[-1]
+        flat, streams, lost = self._inflight.replies()[-1]
+        self._broker._lost(lost)
         if not flat:
             self.streams = list(streams)
             return []

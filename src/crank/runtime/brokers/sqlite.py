@@ -63,6 +63,7 @@ from crank.runtime.brokers.common import (
     CANCELLED_WHILE_IT_RAN,
     CANCELLED_WORKER_GONE,
     BrokerOptions,
+    EndedByClaims,
     cancelled_error,
     new_id,
     reset_in_forked_children,
@@ -441,6 +442,7 @@ class SqliteBroker(Broker):
                 subject=str(self.path),
             ) from exc
         self._closed = threading.Event()
+        self._ended = EndedByClaims()
         #: whether this broker is the one checkpointing its file (holds the lock).
         self._checkpoints_now = False
         self._checkpointer = threading.Thread(
@@ -886,12 +888,20 @@ class SqliteBroker(Broker):
                     notices += self._waiters_of(db, lost)
         except sqlite3.Error as exc:
             raise self._error("claim tasks", exc) from exc
+        for row in rows:  # committed: what the claim ended, for its worker to count
+            if row[14] is not None:
+                self._ended.add(row[1], "cancelled")
+            elif row[5] > row[6]:
+                self._ended.add(row[1], "dead")
         self._send_notices(notices)
         return [
             Claim(task=_record(r), receipt=receipt, attempt=r[5])
             for r in rows
             if r[5] <= r[6] and r[14] is None
         ]
+
+    def ended_by_claims(self) -> list[tuple[str, str]]:
+        return self._ended.drain()
 
     def _claim_ready(
         self,

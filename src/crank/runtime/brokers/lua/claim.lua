@@ -1,8 +1,9 @@
 -- ARGV: prefix, consumer, limit, now, min_idle_ms, receipt, rotation, result ttl, ncaps, caps...
--- Returns {claimed, streams}: claimed is (entry id, task fields) pairs, flat; when it is
--- empty, streams names the streams looked at, for the worker to block on.
+-- Returns {claimed, streams, lost}: claimed is (entry id, task fields) pairs, flat; when
+-- it is empty, streams names the streams looked at, for the worker to block on; lost is
+-- (capability, status) of each task the claim ended (dead or cancelled), flat.
 local S = {P = ARGV[1], GROUP = 'crank', CONSUMER = ARGV[2], RECEIPT = ARGV[6], NOW = ARGV[4],
-  TTL = ARGV[8], out = {}}
+  TTL = ARGV[8], out = {}, lost = {}}
 local P, GROUP, CONSUMER, NOW = S.P, S.GROUP, S.CONSUMER, S.NOW
 local limit = tonumber(ARGV[3])
 local min_idle = ARGV[5]
@@ -71,7 +72,7 @@ for _, s in ipairs(streams) do
     end
   end
 end
-if got > 0 then return {S.out, {}} end
+if got > 0 then return {S.out, {}, S.lost} end
 local names = {}
 for i, s in ipairs(streams) do names[i] = s[1] end
-return {S.out, names}
+return {S.out, names, S.lost}

@@ -35,7 +35,8 @@ local function end_cancelled(P, id, attempts, err, now, ttl)
 end
 
 -- Take one delivered stream entry for this consumer.
--- S: {P = key prefix, GROUP, CONSUMER, RECEIPT, NOW, TTL (of results), out = result list}.
+-- S: {P = key prefix, GROUP, CONSUMER, RECEIPT, NOW, TTL (of results), out = result list,
+--   lost = (capability, status) of each task this take ended (dead or cancelled), flat}.
 local function take(S, stream, ent)
   local P, GROUP, NOW = S.P, S.GROUP, S.NOW
   local eid = ent[1]
@@ -63,6 +64,8 @@ local function take(S, stream, ent)
     redis.call('XACK', stream, GROUP, eid)
     redis.call('XDEL', stream, eid)
     end_cancelled(P, id, h[3], cancelled_error(WORKER_GONE), NOW, S.TTL)
+    S.lost[#S.lost + 1] = h[4]
+    S.lost[#S.lost + 1] = 'cancelled'
     return 0
   end
   local attempts = tonumber(h[3]) + 1
@@ -77,6 +80,8 @@ local function take(S, stream, ent)
     local dead_entry = redis.call('XADD', P .. ':dead', '*', 't', id)
     redis.call('HSET', key, 'dead_entry', dead_entry)
     notify(P, id, 'dead', attempts - 1, err)
+    S.lost[#S.lost + 1] = h[4]
+    S.lost[#S.lost + 1] = 'dead'
     return 0
   end
   redis.call('HSET', key, 'status', 'running', 'attempts', attempts, 'consumer', S.CONSUMER,
