@@ -21,13 +21,16 @@ def test_the_top_level_names_are_the_clients() -> None:
 
 
 def test_importing_the_client_leaves_the_server_stack_alone() -> None:
-    """A producer imports the client, not Starlette, uvicorn or crank's HTTP app."""
+    """A producer imports the client, not Starlette, uvicorn or crank's HTTP app, nor the
+    manifest loader, the router and PyYAML (the broker contract's priority bands
+    pulled those in through the routing package)."""
     code = (
         "import sys\n"
         "from crank import Client, connect\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('starlette', 'uvicorn', 'prometheus_client', 'jsonschema') "
-        "or m.startswith(('crank.runtime.http', 'crank.runtime.supervisor', 'crank.worker'))))"
+        "('starlette', 'uvicorn', 'prometheus_client', 'jsonschema', 'yaml') "
+        "or m.startswith(('crank.runtime.http', 'crank.runtime.supervisor', 'crank.worker', "
+        "'crank.manifest', 'crank.routing.router'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
