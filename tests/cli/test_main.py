@@ -130,7 +130,8 @@ def test_main_exit_codes(failing_commands: None, capsys: pytest.CaptureFixture[s
     assert "error: pandoc is not installed\n  hint: apt-get install pandoc\n" in err
     # click turns Ctrl-C inside a command into Abort: both read "aborted"
     assert err.count("aborted\n") == 2
-    assert "Error: No such command 'no-such-command'." in err
+    # click's own usage errors in crank's format too
+    assert "error: No such command 'no-such-command'.\n  hint: see `crank --help`\n" in err
 
 
 def test_python_dash_m_crank() -> None:

@@ -107,8 +107,9 @@ def test_a_url_with_a_bad_host_or_port_is_a_bad_argument(
 ) -> None:
     code, out, err = crank([*command, "--url", url], capsys)
     assert (code, out) == (2, "")
-    assert f"Error: Invalid value for '--url': {url!r} {why}" in err
-    assert err.rstrip().endswith("(e.g. http://127.0.0.1:8080)")
+    assert f"error: Invalid value for '--url': {url!r} {why}" in err
+    assert "(e.g. http://127.0.0.1:8080)\n" in err
+    assert err.endswith(f"  hint: see `crank {' '.join(command)} --help`\n")
 
 
 # -- TASK_ID ----------------------------------------------------------------------

@@ -652,8 +652,8 @@ def test_entry_point_reports_a_bad_broker_url(env: dict[str, str]) -> None:
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[:2] == [
         "error: broker URL 'amqp://x' cannot be used: unknown scheme 'amqp'",
-        "  hint: use memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db "
-        "or redis://host:port/db",
+        "  hint: use sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+        "redis://host:port/db (memory:// lives in one process: tests only)",
     ]
 
 

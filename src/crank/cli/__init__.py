@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("aborted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:  # click's usage errors (bad option, no such command)
-        exc.show()
+        # in crank's own format (docs/cli.md): what is wrong, then where to read how
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "crank"
+        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"  hint: see `{where} --help`", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -37,8 +37,8 @@ def url_usage_error(url: str, why: str, hint: str | None = None) -> UsageError:
     return UsageError(
         f"broker URL {url!r} cannot be used: {why}",
         hint=hint
-        or "use memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db "
-        "or redis://host:port/db",
+        or "use sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+        "redis://host:port/db (memory:// lives in one process: tests only)",
         subject=url,
     )
 
