@@ -54,7 +54,8 @@ _EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.UNAVAILABLE: "something crank needs is missing or unreachable: Docker, Redis, "
     "a running crank, a tool",
     ExitCode.FAILED: "a worker, a task or a build failed",
-    ExitCode.INTERRUPTED: "interrupted by the user (Ctrl-C)",
+    ExitCode.INTERRUPTED: "interrupted by the user (Ctrl-C); not `crank run`, which Ctrl-C "
+    "and SIGTERM stop the planned way: 0 after a clean stop",
 }
 
 
