@@ -248,7 +248,7 @@ def redrive(url: str, task_ids: tuple[str, ...], capability: str | None) -> Exit
 
     Give TASK_IDS, or --capability for all of one capability. Each task that cannot be
     redriven is reported and the others are still redriven; exit status 2 when one is
-    unknown, else 1 when one is not a dead letter.
+    unknown, else 1 when one is not a dead letter (or the capability has none).
     """
     if bool(task_ids) == bool(capability):
         raise UsageError(
@@ -260,6 +260,13 @@ def redrive(url: str, task_ids: tuple[str, ...], capability: str | None) -> Exit
         if capability:
             with _answers(url):
                 count = client.redrive_dead_letters(capability)
+            if not count:  # nothing changed: as a task that is no dead letter
+                raise NothingToDo(
+                    f"no dead letter of {capability} to redrive",
+                    hint="`crank tasks list --status dead` shows the dead letters; "
+                    "`crank routes` the capability ids",
+                    subject=capability,
+                )
             click.echo(f"{count} dead letter(s) of {capability} back on the queue")
             return ExitCode.OK
         status = ExitCode.OK

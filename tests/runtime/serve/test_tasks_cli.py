@@ -101,6 +101,11 @@ def test_list_show_cancel_and_redrive_from_the_command_line(crank_run: Any, tmp_
     not_dead = crank(run, "redrive", dead[0])
     assert not_dead.returncode == 1
     assert "not a dead letter: it is succeeded" in not_dead.stderr
+    # none left (or a capability id mistyped): nothing to do, not a silent 0
+    none_left = crank(run, "redrive", "--capability", "fixture.needs_file")
+    assert none_left.returncode == 1
+    assert none_left.stderr.startswith("error: no dead letter of fixture.needs_file to redrive")
+    assert "hint: `crank tasks list --status dead`" in none_left.stderr
 
 
 def test_each_error_has_its_exit_status(crank_run: Any) -> None:
