@@ -399,3 +399,21 @@ def test_an_artifact_it_may_not_read_is_a_finding(worker_project: Path) -> None:
             "hunks": [],
         }
     ]
+
+
+def test_a_pyproject_it_may_not_read_is_a_usage_error(worker_project: Path) -> None:
+    """Its dependencies are checked against the manifest's: unreadable, it gave a
+    PermissionError traceback."""
+    (worker_project / "pyproject.toml").chmod(0)
+    done = subprocess.run(
+        unprivileged([sys.executable, "-m", "crank", "check"]),
+        cwd=worker_project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pyproject.toml: cannot read: Permission denied" in done.stderr
+    assert "hint: make pyproject.toml readable" in done.stderr

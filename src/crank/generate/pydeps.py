@@ -67,6 +67,13 @@ def _pyproject_requirements(project: WorkerProject) -> list[str]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return []
+    except OSError as exc:  # there, but not readable: its dependencies are unknown
+        raise GenerateError(
+            f"{path}: cannot read: {exc.strerror or exc}",
+            hint="make pyproject.toml readable by this user (its dependencies are checked "
+            "against the manifest's)",
+            subject=str(path),
+        ) from None
     deps = data.get("project", {}).get("dependencies", [])
     return [str(d) for d in deps] if isinstance(deps, list) else []
 
