@@ -126,7 +126,8 @@ def test_routes_missing_manifest_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr == (
         "error: nowhere/crank.yaml: no such manifest file\n"
-        "  hint: give the path of a crank.yaml, or of the folder holding it\n"
+        "  hint: give the path of a crank.yaml, of the folder holding it, or of the worker "
+        "project (its pyproject.toml's folder)\n"
     )
     empty = crank("invoke", "text.upper", "--worker", str(tmp_path), "--input", "{}")
     assert empty.exit_code == 2

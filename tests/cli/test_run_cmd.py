@@ -77,7 +77,8 @@ def test_run_names_an_unknown_worker(
     code, _, err = crank(["run", "--worker", "no-such-worker"], capsys)
     assert code == 2
     assert err.startswith(
-        "error: --worker 'no-such-worker' is neither a crank.yaml/folder nor an installed worker\n"
+        "error: --worker 'no-such-worker' is neither a crank.yaml, its folder or its worker "
+        "project, nor an installed worker\n"
     )
 
 

@@ -316,3 +316,26 @@ def test_next_steps_work_verbatim_in_a_fresh_venv(tmp_path: Path) -> None:
     out = shell(" && ".join(steps[:-1]), work)
     assert "3 passed" in out
     assert shell("command -v pytest", work).strip() == str(bin_dir / "pytest")
+
+
+@pytest.mark.slow
+def test_crank_run_serves_a_project_folder_as_new_worker_made_it(worker_project: Path) -> None:
+    """``--worker`` takes the project's folder: its manifest is src/<package>/crank.yaml,
+    and its worker processes import the package from src/ (it was refused: "neither a
+    crank.yaml/folder nor an installed worker")."""
+    from ..runtime.serve.conftest import CrankRun
+
+    routes = CliRunner().invoke(cli, ["routes", "--worker", str(worker_project)])
+    assert routes.exit_code == 0, routes.output
+    assert "text_echo.echo" in routes.output
+    run = CrankRun(
+        worker_project.parent,
+        "--worker", str(worker_project), "--min-workers", "1", "--max-workers", "1",
+        fixture_workers=False,
+    )  # fmt: skip
+    try:
+        run.start()
+        answer = run.http.post("/v1/capabilities/text_echo.echo", json={"text": "hello"})
+        assert (answer.status_code, answer.json()) == (200, {"text": "hello", "length": 5})
+    finally:
+        run.close()

@@ -25,20 +25,38 @@ if TYPE_CHECKING:
     from crank.manifest import Manifest
 
 
+def worker_manifest_file(path: Path) -> tuple[Path, Path] | None:
+    """The crank.yaml ``path`` names (itself, the one in the folder, or the one of the
+    worker project the folder is: ``src/<package>/crank.yaml`` as ``crank new-worker``
+    makes it), and the folder its worker's package is imported from; None: none."""
+    if path.is_file():
+        return path, path.resolve().parent
+    if (path / "crank.yaml").is_file():
+        return path / "crank.yaml", path.resolve()
+    if path.is_dir() and (path / "pyproject.toml").is_file():
+        try:
+            found = find_manifest(path)
+        except GenerateError:
+            return None
+        # the manifest sits in its package (src/<package>/ or <package>/)
+        return found, found.resolve().parent.parent
+    return None
+
+
 def load_manifest_file(path: str) -> Manifest:
-    """The manifest at ``path`` (a crank.yaml, or a folder holding one, as ``crank run
-    --worker`` takes it), a usage error when there is none."""
-    file = Path(path)
-    if file.is_dir() and (file / "crank.yaml").is_file():
-        file = file / "crank.yaml"
-    if not file.is_file():
-        what = "no crank.yaml in the folder" if file.is_dir() else "no such manifest file"
+    """The manifest at ``path`` (a crank.yaml, a folder holding one, or a worker
+    project's folder, as ``crank run --worker`` takes it), a usage error when there is
+    none."""
+    found = worker_manifest_file(Path(path))
+    if found is None:
+        what = "no crank.yaml in the folder" if Path(path).is_dir() else "no such manifest file"
         raise UsageError(
             f"{path}: {what}",
-            hint="give the path of a crank.yaml, or of the folder holding it",
+            hint="give the path of a crank.yaml, of the folder holding it, or of the worker "
+            "project (its pyproject.toml's folder)",
             subject=path,
         )
-    return load_manifest(file)
+    return load_manifest(found[0])
 
 
 def build_router(worker_paths: tuple[str, ...], today: dt.date | None) -> Router:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from crank.cli.routing import worker_manifest_file
 from crank.errors import ExitCode, UsageError
 from crank.manifest import load_manifest
 from crank.plugins import get_plugin_manager
@@ -18,18 +19,12 @@ if TYPE_CHECKING:
     from crank.manifest import Manifest
 
 
-def _manifest_file(path: Path) -> Path | None:
-    if path.is_file():
-        return path
-    candidate = path / "crank.yaml"
-    return candidate if candidate.is_file() else None
-
-
 def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     """Manifests to serve, plus folders worker processes must be able to import from.
 
-    A name is a path (a crank.yaml, or a folder holding one) or the
-    ``metadata.name`` of an installed worker; no names means every installed worker.
+    A name is a path (a crank.yaml, a folder holding one, or a worker project's folder)
+    or the ``metadata.name`` of an installed worker; no names means every installed
+    worker.
     """
     installed: list[Manifest] | None = None
 
@@ -59,16 +54,17 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     manifests: list[Manifest] = []
     import_paths: list[str] = []
     for name in names:
-        file = _manifest_file(Path(name))
-        if file is not None:
-            manifests.append(load_manifest(file))
-            import_paths.append(str(file.resolve().parent))
+        given = worker_manifest_file(Path(name))
+        if given is not None:
+            manifests.append(load_manifest(given[0]))
+            import_paths.append(str(given[1]))
             continue
         match = [m for m in all_installed() if m.name == name]
         if not match:
             known = ", ".join(sorted(m.name for m in all_installed())) or "none installed"
             raise UsageError(
-                f"--worker {name!r} is neither a crank.yaml/folder nor an installed worker",
+                f"--worker {name!r} is neither a crank.yaml, its folder or its worker "
+                "project, nor an installed worker",
                 hint=f"installed workers: {known}",
                 subject=name,
             )

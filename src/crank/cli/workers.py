@@ -187,6 +187,7 @@ def _find_worker(name: str) -> Manifest:
         or os.sep in name
         or given.is_file()
         or (given / "crank.yaml").is_file()
+        or (given / "pyproject.toml").is_file()
     ):
         return load_manifest_file(name)
     manager = get_plugin_manager()
