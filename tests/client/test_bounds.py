@@ -14,6 +14,7 @@ import pytest
 from crank import AsyncClient, Client
 from crank.client import (
     ApiError,
+    ClientClosed,
     ClientError,
     InvalidTask,
     RetryPolicy,
@@ -256,3 +257,27 @@ def test_a_token_that_cannot_be_a_bearer_token_is_refused(token: str) -> None:
 def test_a_retry_policy_with_a_negative_wait_is_refused(policy: dict[str, float]) -> None:
     with pytest.raises(ClientError, match="seconds, 0 or more"):
         RetryPolicy(**policy)
+
+
+def test_a_closed_client_says_so(scripted: Any) -> None:
+    """A call after close() raised httpx's RuntimeError ("the client has been closed")."""
+    server = scripted([(200, {}, QUEUED)])
+    client = Client(server.url)
+    client.close()
+    for attempt in (
+        lambda: client.submit("demo.echo", {"text": "x"}),
+        lambda: client.task("t1").status(),
+        lambda: list(client.task("t1").events(timeout=5)),
+    ):
+        with pytest.raises(ClientClosed, match="is closed"):
+            attempt()
+    client.close()  # closing again is harmless
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as made:
+            pass
+        with pytest.raises(ClientClosed, match="AsyncClient of"):
+            await made.task("t1").status()
+
+    asyncio.run(main())
+    assert server.requests == []

@@ -20,7 +20,7 @@ import httpx
 from httpx_sse import EventSource
 from tenacity import AsyncRetrying
 
-from crank.client.errors import ApiError, TaskTimeout
+from crank.client.errors import ApiError, ClientClosed, TaskTimeout
 from crank.client.exchange import (
     EVENT_FAILURES,
     SEND_FAILURES,
@@ -149,7 +149,15 @@ class AsyncClient:
         return planned.count(await self._send(planned))
 
     async def aclose(self) -> None:
+        """Close the connection pool; every call after raises :class:`ClientClosed`."""
         await self._http.aclose()
+
+    def _open(self) -> httpx.AsyncClient:
+        if self._http.is_closed:
+            raise ClientClosed(
+                f"AsyncClient of {self.base_url}", hint="make a new AsyncClient(...)"
+            )
+        return self._http
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -167,7 +175,7 @@ class AsyncClient:
         try:
             async for attempt in AsyncRetrying(**self.retry.tenacity_options(planned.deadline)):
                 with attempt:
-                    response = await self._http.request(
+                    response = await self._open().request(
                         planned.method, planned.path, **planned.options_now()
                     )
                     busy(response)
@@ -183,7 +191,7 @@ class AsyncClient:
         self, task_id: str, after: int, deadline: float | None
     ) -> AsyncIterator[EventSource]:
         planned = events_request(task_id, after, self._http.timeout, deadline)
-        request = self._http.build_request(planned.method, planned.path, **planned.options_now())
+        request = self._open().build_request(planned.method, planned.path, **planned.options_now())
         response = await self._http.send(request, stream=True)
         try:
             if not is_event_stream(response):

@@ -17,7 +17,7 @@ import httpx
 from httpx_sse import EventSource
 from tenacity import Retrying
 
-from crank.client.errors import ApiError, TaskTimeout
+from crank.client.errors import ApiError, ClientClosed, TaskTimeout
 from crank.client.exchange import (
     EVENT_FAILURES,
     SEND_FAILURES,
@@ -161,7 +161,13 @@ class Client:
         return planned.count(self._send(planned))
 
     def close(self) -> None:
+        """Close the connection pool; every call after raises :class:`ClientClosed`."""
         self._http.close()
+
+    def _open(self) -> httpx.Client:
+        if self._http.is_closed:
+            raise ClientClosed(f"Client of {self.base_url}", hint="make a new Client(...)")
+        return self._http
 
     def __enter__(self) -> Client:
         return self
@@ -181,7 +187,7 @@ class Client:
         try:
             for attempt in Retrying(**self.retry.tenacity_options(planned.deadline)):
                 with attempt:
-                    response = self._http.request(
+                    response = self._open().request(
                         planned.method, planned.path, **planned.options_now()
                     )
                     busy(response)
@@ -198,7 +204,7 @@ class Client:
     ) -> Iterator[EventSource]:
         """``GET /v1/tasks/{id}/events`` from after ``after``, open and checked."""
         planned = events_request(task_id, after, self._http.timeout, deadline)
-        request = self._http.build_request(planned.method, planned.path, **planned.options_now())
+        request = self._open().build_request(planned.method, planned.path, **planned.options_now())
         response = self._http.send(request, stream=True)
         try:
             if not is_event_stream(response):
