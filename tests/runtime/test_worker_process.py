@@ -23,7 +23,7 @@ from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_b
 from crank.runtime.worker_reports import PARENT_GONE_SIGNAL
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from crank.runtime.brokers.contract import Broker, Claim, TaskRecord
 
@@ -575,7 +575,7 @@ def test_a_second_signal_inside_a_broker_transaction_still_gives_the_task_back(
     # leave the task running under a worker about to exit, until its visibility timeout.
     broker, loop, exits, record, gate, thread = _sqlite_loop_running_a_task(tmp_path / "q.db")
     try:
-        loop.request_stop()  # the first signal: the running task has 600 s
+        loop.request_stop(signal.SIGTERM)  # the first signal: the running task has 600 s
         with broker._write():  # type: ignore[attr-defined]
             loop.request_stop(signal.SIGTERM)  # the second lands mid-transaction
         _wait_for_exits(exits, 1)
@@ -597,7 +597,7 @@ def test_a_stop_that_cannot_wait_exits_even_when_the_broker_does_not_answer(
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        loop.request_stop()
+        loop.request_stop(signal.SIGTERM)
         loop.request_stop(signal.SIGTERM)
         deadline = time.monotonic() + 120
         while not exits and time.monotonic() < deadline:
@@ -737,62 +737,175 @@ def test_entry_point_serves_until_sigterm(tmp_path: Path, env: dict[str, str]) -
     assert "worker cli-worker stopped after 1 tasks" in stderr
 
 
-def _wait_for_line(log_path: Path, text: str, proc: subprocess.Popen[str]) -> None:
+def _wait_for_line(log_path: Path, text: str, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if text in log_path.read_text():
             return
-        assert proc.poll() is None, log_path.read_text()
+        assert alive(), log_path.read_text()
         time.sleep(0.01)
     raise AssertionError(f"{text!r} not logged:\n{log_path.read_text()}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("signum", "again", "outcome"),
-    [
-        # the kernel's parent-death signal, repeated as the orphan is handed on: one stop
-        (PARENT_GONE_SIGNAL, "told again that the supervisor is gone", (0, "succeeded", 1)),
-        # an operator's second SIGTERM: stop now, the running task given back
-        (signal.SIGTERM, "stopping now (a second stop signal)", (1, "pending", 0)),
-    ],
-)
-def test_the_parent_gone_signal_twice_is_one_graceful_stop(
-    tmp_path: Path, env: dict[str, str], signum: int, again: str, outcome: tuple[int, str, int]
-) -> None:
-    url = f"sqlite:///{tmp_path / 'q.db'}"
+def _worker_argv(url: str) -> list[str]:
+    return [sys.executable, "-m", "crank.runtime.worker_process", "--broker", url,
+            "--manifest", MANIFEST, "--block", "0.1", "--grace", "600"]  # fmt: skip
+
+
+def _submit_hold(url: str, tmp_path: Path) -> tuple[Broker, TaskRecord, Path, Path]:
+    """A task that runs until ``gate`` exists, and the file it leaves once it runs."""
     broker = open_broker(url)
-    started, gate, log_path = tmp_path / "started", tmp_path / "gate", tmp_path / "worker.log"
+    started, gate = tmp_path / "started", tmp_path / "gate"
     record = broker.submit(
         TaskSpec("fixture.wait_for_file", {"path": str(gate), "started": str(started)})
     )
+    return broker, record, started, gate
+
+
+def _wait_for_file(path: Path, log_path: Path, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert alive() and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_stops_at_once_and_gives_the_running_task_back(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker, record, started, gate = _submit_hold(url, tmp_path)
+    log_path = tmp_path / "worker.log"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "crank.runtime.worker_process", "--broker", url,
-             "--manifest", MANIFEST, "--block", "0.1", "--grace", "600"],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            _worker_argv(url), env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
+        )
     try:
-        deadline = time.monotonic() + 120
-        while not started.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.01)
-        proc.send_signal(signum)
-        _wait_for_line(log_path, "stopping: finishing the running task", proc)
-        proc.send_signal(signum)  # once the first was handled: not merged into one
-        if signum == PARENT_GONE_SIGNAL:
-            _wait_for_line(log_path, again, proc)
-            gate.touch()
+        _wait_for_file(started, log_path, lambda: proc.poll() is None)
+        proc.send_signal(signal.SIGTERM)
+        _wait_for_line(
+            log_path, "stopping on SIGTERM: finishing the running task", lambda: proc.poll() is None
+        )
+        proc.send_signal(signal.SIGTERM)  # once the first was handled: not merged into one
         proc.wait(timeout=120)
     finally:
         gate.touch()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert again in log_path.read_text()
+    assert "stopping now (a second stop signal)" in log_path.read_text()
     after = broker.get(record.id)
     assert after is not None
-    assert (proc.returncode, after.status, after.attempts) == outcome, log_path.read_text()
+    assert (proc.returncode, after.status, after.attempts) == (1, "pending", 0)
+    broker.close()
+
+
+@pytest.mark.slow
+def test_a_parent_gone_signal_while_the_parent_lives_is_no_stop(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # The kernel sends it when the *thread* that started the process exits: the
+    # supervisor's monitor thread, as the pool stops. Taken for a stop, it made the
+    # supervisor's one SIGTERM a second signal, which cut the running task off.
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker, record, started, gate = _submit_hold(url, tmp_path)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            _worker_argv(url), env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
+        )
+    try:
+        _wait_for_file(started, log_path, lambda: proc.poll() is None)
+        proc.send_signal(PARENT_GONE_SIGNAL)  # this process, its parent, lives on
+        proc.send_signal(signal.SIGTERM)  # handled after it (signals run by number)
+        _wait_for_line(
+            log_path, "stopping on SIGTERM: finishing the running task", lambda: proc.poll() is None
+        )
+        gate.touch()
+        proc.wait(timeout=120)
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = log_path.read_text()
+    assert "stopping now" not in log, log
+    assert "the supervisor is gone" not in log, log
+    after = broker.get(record.id)
+    assert after is not None
+    assert (proc.returncode, after.status, after.attempts) == (0, "succeeded", 1), log
+    broker.close()
+
+
+#: a parent that starts the worker as the supervisor does (``die_with_parent``), says
+#: its pid, and waits to be killed.
+PARENT = (
+    "import subprocess, sys\n"
+    "from crank.runtime.supervisor import die_with_parent\n"
+    "child = subprocess.Popen(\n"
+    "    sys.argv[1:], preexec_fn=die_with_parent(), stderr=subprocess.STDOUT\n"
+    ")\n"
+    "print(child.pid, file=sys.stderr, flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def _exited(pid: int) -> bool:
+    """``pid`` (not a child of this process) has exited; a zombie counts."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_parent_gone_signal_twice_is_one_graceful_stop(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    broker, record, started, gate = _submit_hold(url, tmp_path)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log_file:
+        parent = subprocess.Popen(
+            [sys.executable, "-c", PARENT, *_worker_argv(url)],
+            env=env, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    assert parent.stderr is not None
+    worker = int(parent.stderr.readline())
+    try:
+        _wait_for_file(started, log_path, lambda: not _exited(worker))
+        parent.kill()  # as kill -9 of crank run: the kernel tells the worker
+        parent.wait()
+        _wait_for_line(log_path, "the supervisor is gone: stopping", lambda: not _exited(worker))
+        # the kernel may send it again as the orphan is handed on: the same stop
+        os.kill(worker, PARENT_GONE_SIGNAL)
+        _wait_for_line(
+            log_path, "told again that the supervisor is gone", lambda: not _exited(worker)
+        )
+        gate.touch()
+        deadline = time.monotonic() + 120
+        while not _exited(worker):
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.01)
+    finally:
+        gate.touch()
+        with contextlib.suppress(ProcessLookupError):
+            if not _exited(worker):
+                os.kill(worker, signal.SIGKILL)
+        parent.kill()
+        parent.communicate()  # and closes its pipes
+    log = log_path.read_text()
+    assert "stopping now" not in log, log
+    assert "stopped after 1 tasks" in log, log
+    after = broker.get(record.id)
+    assert after is not None
+    assert (after.status, after.attempts) == ("succeeded", 1), log
     broker.close()
 
 

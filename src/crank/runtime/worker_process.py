@@ -15,7 +15,9 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
 * SIGTERM/SIGINT: stop claiming, give the unstarted part of the batch back,
   finish the running task within ``grace_s`` (past it, or on a second signal:
   release it and exit 1); SIGHUP, which the kernel sends when the supervisor dies
-  (and may send more than once), is that stop however often it comes;
+  (and may send more than once), is that stop however often it comes, and never the
+  first of two; one that comes while the supervisor runs (the kernel sends it when
+  the supervisor's thread that started this process ends) is no stop at all;
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
   acked once it is back;
@@ -355,6 +357,12 @@ class WorkerLoop:
         self._contexts: dict[str, TaskContext] = {}
         self._held_lock = threading.Lock()
         self._stop_deadline: float | None = None
+        #: a stop signal (SIGTERM/SIGINT) came: the next one stops at once. A stop
+        #: without one (the supervisor gone, a caller) never counts as the first.
+        self._signalled = False
+        #: the process that started this one: a parent-death signal while it still runs
+        #: came from the exit of its thread that started this process, not of the parent.
+        self._parent = os.getppid()
         self._grace_timer: threading.Timer | None = None
         self._stop_now_lock = threading.Lock()
         self._stopping_now = False
@@ -539,12 +547,23 @@ class WorkerLoop:
     # -- signals -----------------------------------------------------------------------
 
     def request_stop(self, signum: int | None = None) -> None:
-        """Stop claiming; the running task gets ``grace_s`` to finish."""
-        if self.stop_event.is_set():
-            if signum is not None:  # a second signal: do not wait any longer
+        """Stop claiming; the running task gets ``grace_s`` to finish.
+
+        ``signum``: the stop signal that asked (SIGTERM, SIGINT); the second one stops
+        at once. A stop without a signal (the supervisor gone) is not the first of two.
+        """
+        if signum is not None:
+            if self._signalled:  # a second signal: do not wait any longer
                 self._stop_now("a second stop signal")
+                return
+            self._signalled = True
+        if self.stop_event.is_set():
             return
-        log.info("stopping: finishing the running task within %.1fs", self.config.grace_s)
+        log.info(
+            "stopping%s: finishing the running task within %.1fs",
+            f" on {signal.Signals(signum).name}" if signum is not None else "",
+            self.config.grace_s,
+        )
         # The timer is in place before the stop can be seen: a loop that stops at once
         # must find it to cancel it (a timer cancelled before it starts never fires).
         timer = threading.Timer(self.config.grace_s, self._stop_now, args=("grace period over",))
@@ -558,6 +577,12 @@ class WorkerLoop:
         self.request_stop(signum)
 
     def _on_parent_gone(self, signum: int, frame: FrameType | None) -> None:
+        # PR_SET_PDEATHSIG fires when the *thread* that started this process exits: the
+        # supervisor's monitor thread starts replacements and ends when the pool stops.
+        # While the parent runs, it is no stop: the parent says when (SIGTERM).
+        if os.getppid() == self._parent:
+            log.debug("the thread that started this process ended; the supervisor runs on")
+            return
         # The kernel repeats it as the orphan is handed on (PARENT_GONE_SIGNAL): every
         # delivery is the same graceful stop, never "a second signal" that cuts the grace.
         if self.stop_event.is_set():
