@@ -4,7 +4,9 @@ Order on SIGTERM/SIGINT: the HTTP server stops accepting connections and lets
 requests in progress finish (up to the grace period); then every worker
 process gets SIGTERM, finishes its in-flight tasks and gives the unstarted
 ones back to the queue; a worker still busy after the grace period is killed
-and its tasks are recovered for the next start. The process exits 0.
+and its tasks are recovered for the next start. The process exits 0. A second
+signal cuts the grace everywhere (:class:`StopSignals`): the workers stop at once and
+give their tasks back, and crank run still waits for them to exit.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from crank.manifest import Manifest
     from crank.runtime.brokers.contract import Broker
@@ -121,6 +123,42 @@ def metrics_dir(config: RuntimeConfig) -> Iterator[Path]:
         yield Path(tmp)
 
 
+class StopSignals:
+    """SIGTERM and SIGINT of ``crank run``, from its start until every process it started
+    has stopped: the first stops it gracefully (``on_first``); each later one cuts the
+    grace (``on_again``): the HTTP processes and the worker processes stop at once, and
+    the workers give their tasks back.
+
+    Installed over the whole stop, not only while HTTP is served: a signal that found
+    Python's default handler there raised ``KeyboardInterrupt`` in the middle of
+    stopping the workers, which then kept their grace while the metrics directory they
+    write to was removed.
+    """
+
+    def __init__(self) -> None:
+        self.received = 0
+        #: set by the first signal.
+        self.stopping = threading.Event()
+        self.on_first: list[Callable[[int], None]] = []
+        self.on_again: list[Callable[[int], None]] = []
+        self._original: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._original[sig] = signal.signal(sig, self.handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._original.items():
+            signal.signal(sig, handler)
+        self._original = {}
+
+    def handle(self, signum: int, _frame: Any) -> None:
+        self.received += 1
+        for call in self.on_first if self.received == 1 else self.on_again:
+            call(signum)
+        self.stopping.set()
+
+
 def runtime_status(
     config: RuntimeConfig, broker: Broker, router: Router, usage: UsageStore | None
 ) -> StatusTracker:
@@ -178,6 +216,10 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
 
             supervisor.on_workers_known = announce
             status.pool = supervisor
+            stop_signals = StopSignals()
+            pool = supervisor
+            stop_signals.on_again.append(lambda _signum: pool.cut_grace())
+            stop_signals.install()
             try:
                 if config.http_processes == 1:
                     # only here: the main process of several HTTP processes supervises
@@ -188,6 +230,11 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
                         config, broker, router, status, metrics_dir=mdir, slots_dir=slots_dir,
                         limits=limits,
                     )  # fmt: skip
+                    # crank run's own handlers stay in place (see StopSignals); the server
+                    # hears of each signal from them, as from its own
+                    server.exit_signals = ()
+                    stop_signals.on_first.append(lambda signum: server.handle_exit(signum, None))
+                    stop_signals.on_again.append(lambda signum: _force_exit(server, signum))
                     supervisor.start()
                     log.info("crank_started", url=url, **config.public())
                     _announce_started(config, log)
@@ -209,10 +256,11 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
                         # do); without one, one random key for all of them
                         session_key=None if config.api_token else os.urandom(32),
                     )
-                    _serve_from_processes(config, plan, supervisor, env, log, url)
+                    _serve_from_processes(config, plan, supervisor, stop_signals, env, log, url)
             finally:
                 supervisor.stop(config.grace_s)
                 supervisor = None
+                stop_signals.restore()
     finally:
         if supervisor is not None:
             supervisor.stop(config.grace_s)
@@ -225,10 +273,17 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     return 0
 
 
+def _force_exit(server: Any, signum: int) -> None:
+    """A later stop signal: the HTTP server stops waiting for requests in progress."""
+    server.handle_exit(signum, None)
+    server.force_exit = True
+
+
 def _serve_from_processes(
     config: RuntimeConfig,
     plan: HttpProcessPlan,
     supervisor: Supervisor,
+    stop_signals: StopSignals,
     env: dict[str, str],
     log: Any,
     url: str,
@@ -250,30 +305,21 @@ def _serve_from_processes(
         http=front.report,
         log=log,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl-C: the HTTP processes cut their grace
-            front.signal_all(signal.SIGTERM)
-        stop.set()
-
-    handled = (signal.SIGINT, signal.SIGTERM)
-    original = {sig: signal.signal(sig, on_signal) for sig in handled}
+    # a second Ctrl-C: the HTTP processes cut their grace (the workers: see serve)
+    stop_signals.on_again.append(lambda _signum: front.signal_all(signal.SIGTERM))
     try:
         supervisor.start()
         publisher.start()
         front.start()
         log.info("crank_started", url=url, **config.public())
         _announce_started(config, log)
-        while not stop.wait(0.25):
+        while not stop_signals.stopping.wait(0.25):
             front.check()
     finally:
         log.info("crank_stopping", grace_s=config.grace_s)
         front.stop(config.grace_s)
         publisher.stop()
         alerts.close()
-        for sig, handler in original.items():
-            signal.signal(sig, handler)
 
 
 def startup_summary(

@@ -18,6 +18,7 @@ latest report. A process is *healthy* when it is alive, reported within
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import datetime as dt
 import functools
@@ -168,6 +169,8 @@ class Supervisor:
         self._lock = threading.RLock()
         self._serial = 0
         self._stop = threading.Event()
+        #: a second stop signal came: every child stops at once (see :meth:`cut_grace`).
+        self._cut = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_scale = 0.0
         self.clock = clock
@@ -467,6 +470,30 @@ class Supervisor:
                 self.on_workers_known(health)
         return health
 
+    def cut_grace(self) -> None:
+        """A second stop signal: every child stops at once and gives its tasks back.
+
+        Safe in a signal handler on the thread running :meth:`stop` (no lock, no wait).
+        A child gets its first stop signal (SIGTERM) if it had none yet, then SIGINT: a
+        second signal of another number, so the two are never merged into one.
+        """
+        self._cut.set()
+        self._stop.set()  # no replacements from now on
+        for child in list(self._children):
+            self._signal_stop(child)
+
+    def _signal_stop(self, child: WorkerChild) -> None:
+        """SIGTERM ``child`` once; after :meth:`cut_grace`, SIGINT too (stop now)."""
+        first = not child.stopping
+        child.stopping = True
+        if not child.alive:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if first:
+                child.proc.send_signal(signal.SIGTERM)
+            if self._cut.is_set():
+                child.proc.send_signal(signal.SIGINT)
+
     def stop(self, grace_s: float | None = None) -> None:
         """SIGTERM every child, wait up to ``grace_s``, kill the rest and recover their tasks."""
         grace = self.config.grace_s if grace_s is None else grace_s
@@ -476,9 +503,9 @@ class Supervisor:
         with self._lock:
             children = list(self._children)
         for child in children:
-            if child.alive and not child.stopping:
-                child.stopping = True
-                child.proc.send_signal(signal.SIGTERM)
+            if not child.stopping:
+                self._signal_stop(child)
+        self.log.info("pool_stopping", workers=len(children), grace_s=grace)
         # The children stop on their own within ``grace``; a little slack for their exit.
         deadline = time.monotonic() + grace + 2.0
         for child in children:
