@@ -108,9 +108,9 @@ class _Finished:
     give_back: list[Claim] = field(default_factory=list)
 
 
-def _outcome(value: Any, claim: Claim) -> Outcome:
+def _outcome(value: Any, claim: Claim, ctx: TaskContext) -> Outcome:
     if isinstance(value, Exception):
-        return outcome_of_error(value, claim.task)
+        return outcome_of_error(value, claim.task, ctx)
     return Outcome(result=value)
 
 
@@ -122,8 +122,8 @@ def run_formed(
     try:
         values = binding.host.call_batch(cap, [(c.task.payload, ctx) for c, ctx in items])
     except Exception as exc:  # the host itself failed (not the handler: it answers per item)
-        return [outcome_of_error(exc, c.task) for c, _ in items]
-    return [_outcome(v, c) for v, (c, _) in zip(values, items, strict=True)]
+        return [outcome_of_error(exc, c.task, ctx) for c, ctx in items]
+    return [_outcome(v, c, ctx) for v, (c, ctx) in zip(values, items, strict=True)]
 
 
 async def arun_formed(
@@ -134,8 +134,8 @@ async def arun_formed(
     try:
         values = await binding.host.acall_batch(cap, [(c.task.payload, ctx) for c, ctx in items])
     except Exception as exc:
-        return [outcome_of_error(exc, c.task) for c, _ in items]
-    return [_outcome(v, c) for v, (c, _) in zip(values, items, strict=True)]
+        return [outcome_of_error(exc, c.task, ctx) for c, ctx in items]
+    return [_outcome(v, c, ctx) for v, (c, ctx) in zip(values, items, strict=True)]
 
 
 class BatchingLoop(WorkerLoop):
@@ -510,7 +510,7 @@ class BatchingLoop(WorkerLoop):
                     try:
                         result = await binding.host.acall(task.capability, task.payload, ctx)
                     except Exception as exc:
-                        outcomes = [outcome_of_error(exc, task)]
+                        outcomes = [outcome_of_error(exc, task, ctx)]
                     else:
                         outcomes = [Outcome(result=result)]
                     record_outcome(current, outcomes[0].error)

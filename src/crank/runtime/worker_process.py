@@ -228,12 +228,20 @@ def _run_task(
     try:
         return Outcome(result=binding.host.call(task.capability, task.payload, ctx))
     except Exception as exc:
-        return outcome_of_error(exc, task)
+        return outcome_of_error(exc, task, ctx)
 
 
-def outcome_of_error(exc: Exception, task: TaskRecord) -> Outcome:
+def asked_to_stop(ctx: TaskContext | None) -> bool:
+    """Whether the task was cancelled (``ctx.cancel()``) before its deadline passed."""
+    if ctx is None or not ctx.cancelled:
+        return False
+    return ctx.deadline is None or time.monotonic() < ctx.deadline
+
+
+def outcome_of_error(exc: Exception, task: TaskRecord, ctx: TaskContext | None = None) -> Outcome:
     """What an exception that failed ``task`` comes to (a raised one, or one a batch
-    handler answered for this task's item)."""
+    handler answered for this task's item). ``ctx``: the task's context, which tells
+    a task cancelled by an operator (``CANCELLED``) from one out of time (``TIMEOUT``)."""
     if isinstance(exc, CapabilityError):
         error: dict[str, Any] = {
             "code": exc.code,
@@ -253,6 +261,9 @@ def outcome_of_error(exc: Exception, task: TaskRecord) -> Outcome:
         error = {"code": "INVALID_INPUT", "message": exc.message, "type": type(exc).__name__}
         return Outcome(error={**error, "errors": exc.errors}, client_fault=True)
     if isinstance(exc, TaskCancelled):
+        if asked_to_stop(ctx):  # the broker ends it cancelled: never retried
+            message = f"task {task.id} ({task.capability}) was cancelled while it ran"
+            return Outcome(error={"code": "CANCELLED", "message": message, "type": "TaskCancelled"})
         error = {"code": "TIMEOUT", "message": exc.message, "type": type(exc).__name__}
         return Outcome(error=error, retryable=True)
     log.error("task %s (%s) raised", task.id, task.capability, exc_info=exc)

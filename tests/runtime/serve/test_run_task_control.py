@@ -73,6 +73,12 @@ def test_cancel_a_pending_and_a_running_task(
     assert done["status"] == "cancelled"
     assert done["error"]["message"] == "cancelled while it ran"
     assert stopped.read_text() == busy  # the handler saw ctx.cancelled
+    # what the handler raised: asked to stop, not out of time
+    assert done["error"]["cause"] == {
+        "code": "CANCELLED",
+        "message": f"task {busy} (fixture.until_cancelled) was cancelled while it ran",
+        "type": "TaskCancelled",
+    }
 
     after = queue(run, "fixture.mark", {"path": str(marks)})
     assert ended(run, after)["status"] == "succeeded"
