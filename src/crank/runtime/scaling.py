@@ -65,6 +65,10 @@ class RuntimeMetrics:
     failed_workers: int = 0
     #: current weight per capability (relative share of the pool's attention, in (0, 1]).
     weights: Mapping[str, float] = field(default_factory=dict)
+    #: tasks waiting that no process here can take (their worker failed or is not
+    #: ready, or nobody here declares their capability), by capability: not in
+    #: ``queue_depth``, named in the decision's reason.
+    left_out: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def current_workers(self) -> int:
@@ -212,6 +216,10 @@ def decide(config: ScalingConfig, metrics: RuntimeMetrics, now: dt.datetime) -> 
         kind, reason = "rebalance", "capability weights follow the queue"
     else:
         kind = "maintain"
+    left_out = {cap: n for cap, n in sorted(metrics.left_out.items()) if n > 0}
+    if left_out:
+        named = ", ".join(f"{cap} ({n})" for cap, n in left_out.items())
+        reason += f"; left out {sum(left_out.values())} tasks no worker here can take now: {named}"
     return ScalingDecision(
         timestamp=now,
         decision_type=kind,

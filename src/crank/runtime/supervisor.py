@@ -395,7 +395,7 @@ class Supervisor:
         running = stats.running if stats else 0
         # the work a new process could take now: retries waiting out their backoff are
         # left out (a downstream outage backs off every task: no reason for more workers)
-        depth = stats.ready() if stats else {}
+        depth, left_out = self._takeable(stats.ready() if stats else {})
         active = min(total, running)
         return RuntimeMetrics(
             queue_depth=depth,
@@ -403,7 +403,23 @@ class Supervisor:
             idle_workers=total - active,
             failed_workers=self.crashes(),
             weights=self.weights,
+            left_out=left_out,
         )
+
+    def _takeable(self, depth: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+        """(the depths of capabilities a ready worker here serves, the others): more
+        processes would not run tasks whose worker failed to load or is not ready, nor
+        those of a capability no worker here declares."""
+        if not self.workers:  # who serves what is not known: every task counts
+            return dict(depth), {}
+        serving = {
+            cap
+            for worker in self.worker_health().values()
+            if worker.state == "ready"
+            for cap in worker.capabilities
+        }
+        kept = {cap: n for cap, n in depth.items() if cap in serving}
+        return kept, {cap: n for cap, n in depth.items() if cap not in serving and n > 0}
 
     def scale_step(self, now: dt.datetime | None = None) -> ScalingDecision:
         """Take and apply one scaling decision."""

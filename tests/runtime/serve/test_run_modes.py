@@ -113,3 +113,42 @@ def test_retries_backing_off_add_no_worker_processes(crank_run: Any, tmp_path: A
     assert decision["decision_type"] != "scale_up", decision
     assert decision["target_workers"] <= decision["current_workers"], decision
     assert run.terminate() == 0
+
+
+def test_prod_mode_adds_no_processes_for_tasks_no_worker_here_can_take(crank_run: Any) -> None:
+    import httpx
+
+    from crank.runtime.brokers import open_broker
+    from crank.runtime.brokers.contract import TaskSpec
+
+    from .conftest import HTTP_WORKERS
+
+    missing = Path(__file__).resolve().parents[2] / "fixtures" / "health_workers"
+    run = crank_run(
+        "--mode", "prod", "--min-workers", "1", "--max-workers", "3",
+        workers=(HTTP_WORKERS, missing / "missing_dependency"),
+        start=False,
+    )  # fmt: skip
+    # queued for a worker that fails to load (its capability answers 503 over HTTP)
+    producer = open_broker(run.broker_url)
+    try:
+        producer.submit_many([TaskSpec("broken.echo", {"text": str(i)}) for i in range(60)])
+    finally:
+        producer.close()
+    run.start(ready=False)
+
+    def decided() -> dict[str, Any] | None:
+        try:
+            report: dict[str, Any] = run.http.get("/v1/status").json()
+        except httpx.HTTPError:
+            return None
+        failed = report["workers"].get("missing-dependency", {}).get("state") == "failed"
+        decision = report.get("last_scaling_decision")
+        return decision if failed and decision else None
+
+    decision = run.wait_until(decided, timeout_s=60, what="a scaling decision")
+    assert decision["decision_type"] != "scale_up", decision
+    assert decision["target_workers"] == decision["current_workers"] == 1, decision
+    assert "left out 60 tasks no worker here can take now: broken.echo (60)" in decision["reason"]
+    assert len(run.workers()) == 1
+    assert run.terminate() == 0
