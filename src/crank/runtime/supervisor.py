@@ -191,8 +191,19 @@ class Supervisor:
         #: called once with every worker's health when none is starting any more.
         self.on_workers_known: Callable[[dict[str, WorkerHealth]], None] | None = None
         self._announced = False
-        #: the reports last folded into each worker's health, and that health.
-        self._folded: tuple[tuple[ProcessReport, ...], dict[str, WorkerHealth]] | None = None
+        #: the reports last folded into each worker's health (and those of the processes
+        #: that stopped reporting), and that health.
+        self._folded: (
+            tuple[
+                tuple[ProcessReport, ...],
+                tuple[tuple[str, ProcessReport], ...],
+                dict[str, WorkerHealth],
+            ]
+            | None
+        ) = None
+        #: the processes last seen not reporting (logged once as they stop, and again
+        #: when they report).
+        self._unresponsive: set[str] = set()
         caps = sorted(set(capabilities) | {c for cs in self.workers.values() for c in cs})
         self.weights: dict[str, float] = {c: 1.0 / len(caps) for c in caps} if caps else {}
         self._prefix = f"{socket.gethostname()}-{os.getpid()}"
@@ -211,20 +222,36 @@ class Supervisor:
             return False
         return now - child.reported_at <= self.stale_after_s and child.report.live
 
+    def _silent_for(self, child: WorkerChild, now: float) -> float:
+        """Seconds since ``child`` last reported (since it started, before its first report)."""
+        return now - (child.reported_at if child.reported_at is not None else child.started_at)
+
     def worker_health(self) -> dict[str, WorkerHealth]:
-        """Each expected worker, folded from the latest reports of the live processes."""
+        """Each expected worker, folded from the latest reports of the live processes.
+
+        The report of a process that stopped reporting (hung) is not counted: it says
+        what was true then; the worker it hosts is named not live instead.
+        """
+        now = self.clock()
         with self._lock:
+            live = [
+                c for c in self._children if not c.stopping and c.alive and c.report is not None
+            ]
+            stale = tuple(
+                (c.consumer, c.report)
+                for c in live
+                if c.report is not None and self._silent_for(c, now) > self.stale_after_s
+            )
+            hung = {consumer for consumer, _ in stale}
             reports = tuple(
-                c.report
-                for c in self._children
-                if not c.stopping and c.alive and c.report is not None
+                c.report for c in live if c.report is not None and c.consumer not in hung
             )
         # asked on every call (is its worker available?): folded again only when a
         # report changed (reports are frozen: the same objects, the same health)
         folded = self._folded
-        if folded is None or not _same_objects(folded[0], reports):
-            folded = self._folded = (reports, fold_reports(self.workers, reports))
-        return dict(folded[1])
+        if folded is None or not _same_objects(folded[0], reports) or folded[1] != stale:
+            folded = self._folded = (reports, stale, fold_reports(self.workers, reports, stale))
+        return dict(folded[2])
 
     def crashes(self) -> int:
         """Worker processes that died without being asked to in the last ``CRASH_WINDOW_S``."""
@@ -241,11 +268,29 @@ class Supervisor:
             return [
                 c.consumer
                 for c in self._children
-                if not c.stopping
-                and c.alive
-                and now - (c.reported_at if c.reported_at is not None else c.started_at)
-                > self.stale_after_s
+                if not c.stopping and c.alive and self._silent_for(c, now) > self.stale_after_s
             ]
+
+    def watch_reports(self) -> None:
+        """Log each process as it stops reporting (hung), and as it reports again."""
+        now = self.clock()
+        with self._lock:
+            children = {c.consumer: c for c in self._children if not c.stopping and c.alive}
+        stale = {
+            name for name, c in children.items() if self._silent_for(c, now) > self.stale_after_s
+        }
+        for name in sorted(stale - self._unresponsive):
+            child = children[name]
+            self.log.warning(
+                "worker_unresponsive",
+                consumer=name,
+                pid=child.proc.pid,
+                since_last_report_s=round(self._silent_for(child, now), 1),
+                hint="a hung process (a deadlock, a stopped process, a call that holds the GIL)",
+            )
+        for name in sorted((self._unresponsive - stale) & children.keys()):
+            self.log.info("worker_responsive_again", consumer=name, pid=children[name].proc.pid)
+        self._unresponsive = stale
 
     def last_decision(self) -> dict[str, Any] | None:
         return self._last_decision
@@ -468,6 +513,7 @@ class Supervisor:
 
     def watch_workers(self) -> dict[str, WorkerHealth]:
         """Log each worker whose state changed; announce them once none is starting."""
+        self.watch_reports()
         health = self.worker_health()
         for name, worker in health.items():
             state = (worker.state, worker.reason if worker.state != "starting" else None)

@@ -141,16 +141,23 @@ class WorkerHealth:
 
 
 def fold_reports(
-    expected: Mapping[str, Sequence[str]], reports: Sequence[ProcessReport]
+    expected: Mapping[str, Sequence[str]],
+    reports: Sequence[ProcessReport],
+    stale: Sequence[tuple[str, ProcessReport]] = (),
 ) -> dict[str, WorkerHealth]:
     """One :class:`WorkerHealth` per expected worker (name -> its capability ids).
 
     Ready when any process reports it ready (that process serves it); otherwise
     failed when a process could not load it, not ready when one says so, and
     starting while it is being loaded or no process has reported it yet.
+
+    ``stale``: (process, its last report) of live processes that stopped reporting
+    (hung): not counted, but named: a worker they host is not live, and not ready
+    when no other process reports it.
     """
     health: dict[str, WorkerHealth] = {}
     for name, capabilities in sorted(expected.items()):
+        silent = sorted(p for p, r in stale if any(w.name == name for w in r.workers))
         seen = [w for report in reports for w in report.workers if w.name == name]
         ready = [w for w in seen if w.state == "ready"]
         failed = [w for w in seen if w.state == "failed"]
@@ -170,13 +177,19 @@ def fold_reports(
             reason = starting[0].reason if starting else "no worker process has reported yet"
         if unlive and reason is None:
             reason = unlive[0].reason
+        if silent:
+            hung = f"worker process {', '.join(silent)} stopped reporting (hung, or too busy)"
+            if not seen:
+                state, reason = "not_ready", hung
+            elif reason is None:
+                reason = hung
         health[name] = WorkerHealth(
             name=name,
             capabilities=tuple(capabilities),
             state=state,
             reason=reason,
             ready_processes=len(ready),
-            live=not unlive,
+            live=not unlive and not silent,
         )
     return health
 

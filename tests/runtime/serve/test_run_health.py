@@ -189,3 +189,53 @@ def test_readiness_hook_gates_ready_and_the_capability(crank_run: Starter, tmp_p
     stuck.unlink()
     run.wait_until(lambda: run.http.get("/health").status_code == 200, what="/health 200")
     assert run.terminate(signal.SIGINT) == 0
+
+
+def test_a_hung_worker_process_is_named_everywhere_and_logged(crank_run: Starter) -> None:
+    import os
+
+    run = crank_run("--min-workers", "2", "--max-workers", "2")
+    hung, _ = run.workers()
+    os.kill(hung, signal.SIGSTOP)  # alive, and silent: as a deadlock would leave it
+    try:
+        run.wait_until(
+            lambda: (r := answer(run, "/health")) is not None and r.status_code == 503,
+            what="/health to see the silent process",
+        )
+        [line] = run.wait_until(
+            lambda: [e for e in log_events(run) if e.get("event") == "worker_unresponsive"],
+            what="the silent process logged",
+        )
+        status = run.http.get("/v1/status").json()
+        worker = status["workers"]["http-fixture"]
+        # its last report said ready: no longer counted once it went silent
+        assert (worker["state"], worker["ready_processes"], worker["live"]) == ("ready", 1, False)
+        assert line["pid"] == hung and line["since_last_report_s"] > 0
+        consumer = line["consumer"]
+        assert consumer in worker["reason"]
+        assert any(consumer in p for p in status["problems"]), status["problems"]
+    finally:
+        os.kill(hung, signal.SIGCONT)
+    run.wait_until(
+        lambda: (r := answer(run, "/health")) is not None and r.status_code == 200,
+        what="/health once it reports again",
+    )
+    run.wait_until(
+        lambda: any(e.get("event") == "worker_responsive_again" for e in log_events(run)),
+        what="the recovery logged",
+    )
+    worker = run.http.get("/v1/status").json()["workers"]["http-fixture"]
+    assert (worker["ready_processes"], worker["live"], worker["reason"]) == (2, True, None)
+    assert run.terminate() == 0
+
+
+def log_events(run: CrankRun) -> list[dict[str, Any]]:
+    import contextlib
+    import json
+
+    events = []
+    for line in run.log().splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events
