@@ -65,6 +65,12 @@ def test_workers_reconnect_after_a_redis_restart_and_lose_nothing(
 
     assert pool.alive() == workers  # they reconnected; nobody had to restart them
     assert any("broker unavailable, retrying" in pool.log(w) for w in workers)
+    # each one that said the broker was down says when it is back (one may still be
+    # in its backoff when the other finished the last task)
+    down = [w for w in workers if "broker unavailable, retrying" in pool.log(w)]
+    while not all("broker available again (" in pool.log(w) for w in down):
+        assert time.monotonic() < deadline, {w: pool.log(w)[-2000:] for w in down}
+        time.sleep(0.05)
     records = [broker.get(i) for i in ids]
     assert [r.status if r else "lost" for r in records] == ["succeeded"] * TASKS
     broker.close()

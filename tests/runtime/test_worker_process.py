@@ -206,6 +206,9 @@ def test_a_broker_call_is_retried_after_failures_and_given_up_when_asked(
         "broker unavailable, retrying (claim tasks, attempt 1): broker down",
         "broker unavailable, retrying (claim tasks, attempt 2): broker down",
     ]
+    # and when it is over (only then: a call that never failed logs nothing)
+    [back] = [r.getMessage() for r in caplog.records if "available again" in r.getMessage()]
+    assert back.startswith("broker available again (claim tasks, after 3 attempts, ")
 
     calls.clear()
     with pytest.raises(BrokerError, match="broker down"):

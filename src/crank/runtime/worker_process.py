@@ -464,7 +464,16 @@ class WorkerLoop:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(attempt)
+        down_since = time.monotonic()
+        answered = retrying(attempt)
+        # an outage logged each retry: say when it is over too
+        log.warning(
+            "broker available again (%s, after %d attempts, %.1f s)",
+            what,
+            retrying.statistics.get("attempt_number", 0),
+            time.monotonic() - down_since,
+        )
+        return answered
 
     # -- held claims and the heartbeat -------------------------------------------------
 
