@@ -772,10 +772,12 @@ def _wait_for_file(path: Path, log_path: Path, alive: Callable[[], bool]) -> Non
         time.sleep(0.01)
 
 
-@pytest.mark.slow
-def test_a_second_sigterm_stops_at_once_and_gives_the_running_task_back(
+@contextlib.contextmanager
+def _worker_running_a_held_task(
     tmp_path: Path, env: dict[str, str]
-) -> None:
+) -> Iterator[tuple[Broker, TaskRecord, subprocess.Popen[str], Path]]:
+    """A worker process (SQLite) running a task that waits for its gate: the broker, the
+    task, the process and its log; the gate is opened and the process ended after."""
     url = f"sqlite:///{tmp_path / 'q.db'}"
     broker, record, started, gate = _submit_hold(url, tmp_path)
     log_path = tmp_path / "worker.log"
@@ -785,22 +787,31 @@ def test_a_second_sigterm_stops_at_once_and_gives_the_running_task_back(
         )
     try:
         _wait_for_file(started, log_path, lambda: proc.poll() is None)
+        yield broker, record, proc, gate
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        broker.close()
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_stops_at_once_and_gives_the_running_task_back(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    log_path = tmp_path / "worker.log"
+    with _worker_running_a_held_task(tmp_path, env) as (broker, record, proc, _):
         proc.send_signal(signal.SIGTERM)
         _wait_for_line(
             log_path, "stopping on SIGTERM: finishing the running task", lambda: proc.poll() is None
         )
         proc.send_signal(signal.SIGTERM)  # once the first was handled: not merged into one
         proc.wait(timeout=120)
-    finally:
-        gate.touch()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert "stopping now (a second stop signal)" in log_path.read_text()
-    after = broker.get(record.id)
-    assert after is not None
-    assert (proc.returncode, after.status, after.attempts) == (1, "pending", 0)
-    broker.close()
+        assert "stopping now (a second stop signal)" in log_path.read_text()
+        after = broker.get(record.id)
+        assert after is not None
+        assert (proc.returncode, after.status, after.attempts) == (1, "pending", 0)
 
 
 @pytest.mark.slow
@@ -810,15 +821,8 @@ def test_a_parent_gone_signal_while_the_parent_lives_is_no_stop(
     # The kernel sends it when the *thread* that started the process exits: the
     # supervisor's monitor thread, as the pool stops. Taken for a stop, it made the
     # supervisor's one SIGTERM a second signal, which cut the running task off.
-    url = f"sqlite:///{tmp_path / 'q.db'}"
-    broker, record, started, gate = _submit_hold(url, tmp_path)
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            _worker_argv(url), env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
-        )
-    try:
-        _wait_for_file(started, log_path, lambda: proc.poll() is None)
+    with _worker_running_a_held_task(tmp_path, env) as (broker, record, proc, gate):
         proc.send_signal(PARENT_GONE_SIGNAL)  # this process, its parent, lives on
         proc.send_signal(signal.SIGTERM)  # handled after it (signals run by number)
         _wait_for_line(
@@ -826,18 +830,12 @@ def test_a_parent_gone_signal_while_the_parent_lives_is_no_stop(
         )
         gate.touch()
         proc.wait(timeout=120)
-    finally:
-        gate.touch()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    log = log_path.read_text()
-    assert "stopping now" not in log, log
-    assert "the supervisor is gone" not in log, log
-    after = broker.get(record.id)
-    assert after is not None
-    assert (proc.returncode, after.status, after.attempts) == (0, "succeeded", 1), log
-    broker.close()
+        log = log_path.read_text()
+        assert "stopping now" not in log, log
+        assert "the supervisor is gone" not in log, log
+        after = broker.get(record.id)
+        assert after is not None
+        assert (proc.returncode, after.status, after.attempts) == (0, "succeeded", 1), log
 
 
 #: a parent that starts the worker as the supervisor does (``die_with_parent``), says
@@ -867,7 +865,6 @@ def _exited(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_the_parent_gone_signal_twice_is_one_graceful_stop(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
