@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from typing import TYPE_CHECKING
 
 from crank.testing import ensure_dependency
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def unprivileged(argv: list[str]) -> list[str]:
@@ -18,3 +24,15 @@ def unprivileged(argv: list[str]) -> list[str]:
     ensure_dependency("exe:setpriv", install_hint="apt-get install util-linux")
     program = shutil.which("setpriv") or "setpriv"
     return [program, "--bounding-set=-dac_override,-dac_read_search", *argv]
+
+
+def crank_unprivileged(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``crank ARGS`` in ``cwd``, run so that file permissions apply (see above)."""
+    return subprocess.run(
+        unprivileged([sys.executable, "-m", "crank", *args]),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from crank.cli import cli
 from crank.manifest.validate import manifest_schema
 
-from ..permissions import unprivileged
+from ..permissions import crank_unprivileged
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -328,14 +328,7 @@ def test_lint_reports_each_manifest_it_cannot_read_and_lints_the_others(
     write(tmp_path, "x: 1\n", "c/crank.yaml").chmod(0)
     write(tmp_path, WRONG_TYPE, "d/crank.yaml")
     (tmp_path / "e").mkdir(mode=0)
-    done = subprocess.run(
-        unprivileged([sys.executable, "-m", "crank", "lint", "."]),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = crank_unprivileged(["lint", "."], cwd=tmp_path)
     assert (done.returncode, done.stderr) == (1, "")
     assert done.stdout.splitlines() == [
         "e:1:1 CRK001 warning: cannot read this folder (Permission denied): manifests in it "
@@ -357,14 +350,7 @@ def test_lint_names_the_folders_it_could_not_search_when_it_found_nothing(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "locked").mkdir(mode=0)
-    done = subprocess.run(
-        unprivileged([sys.executable, "-m", "crank", "lint", "."]),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = crank_unprivileged(["lint", "."], cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         "error: .: no crank.yaml or *.crank.yaml found in this directory; could not read "

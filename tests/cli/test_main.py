@@ -19,7 +19,7 @@ from crank.errors import DependencyMissing, ExitCode
 from crank.hookspecs import hookimpl
 from crank.plugins import ENTRY_POINT_GROUP, get_plugin_manager
 
-from ..permissions import unprivileged
+from ..permissions import crank_unprivileged
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -295,14 +295,7 @@ def test_a_manifest_that_cannot_be_read_is_a_usage_error_with_a_hint(tmp_path: P
     (tmp_path / "worker").mkdir()
     (tmp_path / "worker" / "crank.yaml").write_text(INVALID_MANIFEST)
     (tmp_path / "worker" / "crank.yaml").chmod(0)
-    done = subprocess.run(
-        unprivileged([sys.executable, "-m", "crank", "routes", "--worker", "worker"]),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = crank_unprivileged(["routes", "--worker", "worker"], cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         "error: worker/crank.yaml: cannot read: Permission denied\n"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import yaml
@@ -12,7 +10,7 @@ from click.testing import CliRunner
 
 from crank.cli import cli
 
-from ..permissions import unprivileged
+from ..permissions import crank_unprivileged
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -377,14 +375,7 @@ def test_a_folder_where_an_artifact_belongs_is_a_finding_that_fix_leaves_alone(
 
 def test_an_artifact_it_may_not_read_is_a_finding(worker_project: Path) -> None:
     (worker_project / "Dockerfile").chmod(0)
-    done = subprocess.run(
-        unprivileged([sys.executable, "-m", "crank", "check", "--format", "json"]),
-        cwd=worker_project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = crank_unprivileged(["check", "--format", "json"], cwd=worker_project)
     assert done.returncode == 1, done.stderr
     [project] = json.loads(done.stdout)["projects"]
     assert project["findings"] == [
@@ -405,14 +396,7 @@ def test_a_pyproject_it_may_not_read_is_a_usage_error(worker_project: Path) -> N
     """Its dependencies are checked against the manifest's: unreadable, it gave a
     PermissionError traceback."""
     (worker_project / "pyproject.toml").chmod(0)
-    done = subprocess.run(
-        unprivileged([sys.executable, "-m", "crank", "check"]),
-        cwd=worker_project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = crank_unprivileged(["check"], cwd=worker_project)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "pyproject.toml: cannot read: Permission denied" in done.stderr

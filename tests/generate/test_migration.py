@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import yaml
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 from crank.cli import cli
 from crank.generate.migration import checklist_template
 
-from ..permissions import unprivileged
+from ..permissions import crank_unprivileged
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -415,14 +414,7 @@ def test_status_of_a_checklist_it_may_not_read(tmp_path: Path) -> None:
     checklist = tmp_path / "migration-x-2026-01-01.yml"
     checklist.write_text("sections: {}\n")
     checklist.chmod(0)
-    done = subprocess.run(
-        unprivileged([sys.executable, "-m", "crank", "migration", "status", "."]),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = crank_unprivileged(["migration", "status", "."], cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         "error: migration-x-2026-01-01.yml: cannot read: Permission denied\n"
