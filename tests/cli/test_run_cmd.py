@@ -9,25 +9,16 @@ from typing import TYPE_CHECKING
 import pytest
 from click.testing import CliRunner
 
-from crank.cli import cli, main
+from crank.cli import cli
 
 from ..ports import free_port
+from .entry import crank
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
 FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "http_workers"
-
-
-def crank(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the console entry point; its exit status whether returned or raised."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code or 0), out, err
 
 
 def test_status_when_nothing_listens_exits_3(capsys: pytest.CaptureFixture[str]) -> None:

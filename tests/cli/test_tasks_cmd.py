@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.cli import main
-
 from ..ports import free_port
+from .entry import crank
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,16 +23,6 @@ if TYPE_CHECKING:
 Answers = dict[str, tuple[int, str, str]]
 
 HTML_404 = (404, "text/html", "<!DOCTYPE HTML>\n<html><body><h1>Error response</h1></body></html>")
-
-
-def crank(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the console entry point; its exit status whether returned or raised."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code or 0), out, err
 
 
 class FakeServer:
