@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -81,6 +82,15 @@ class CrankRun:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The JSON lines of the log (stdout and stderr of crank run and its workers)."""
+        events = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line))
+        return events
 
     def start(self, *, ready: bool = True, timeout_s: float = 60.0) -> CrankRun:
         with self.log_path.open("ab") as out:

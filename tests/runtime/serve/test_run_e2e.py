@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -28,16 +26,6 @@ pytestmark = pytest.mark.slow
 
 
 LIMITED = Path(__file__).resolve().parents[2] / "fixtures" / "limited_workers"
-
-
-def log_events(run: CrankRun) -> list[dict[str, Any]]:
-    """The JSON lines of ``crank run``'s log (stdout and stderr of it and its workers)."""
-    events = []
-    for line in run.log().splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-    return events
 
 
 def test_http_end_to_end_with_worker_processes(
@@ -112,7 +100,7 @@ def test_dead_worker_is_replaced_and_its_task_completes(crank_run: Starter, tmp_
         lambda: run.http.get(f"/v1/tasks/{task['id']}").json()["attempts"] == 2,
         what="the task redelivered",
     )
-    (died,) = [e for e in log_events(run) if e.get("event") == "worker_died"]
+    (died,) = [e for e in run.log_events() if e.get("event") == "worker_died"]
     assert (died["pid"], died["exit_code"], died["recovered_tasks"]) == (
         victim,
         -signal.SIGKILL,

@@ -203,7 +203,7 @@ def test_a_hung_worker_process_is_named_everywhere_and_logged(crank_run: Starter
             what="/health to see the silent process",
         )
         [line] = run.wait_until(
-            lambda: [e for e in log_events(run) if e.get("event") == "worker_unresponsive"],
+            lambda: [e for e in run.log_events() if e.get("event") == "worker_unresponsive"],
             what="the silent process logged",
         )
         status = run.http.get("/v1/status").json()
@@ -221,21 +221,9 @@ def test_a_hung_worker_process_is_named_everywhere_and_logged(crank_run: Starter
         what="/health once it reports again",
     )
     run.wait_until(
-        lambda: any(e.get("event") == "worker_responsive_again" for e in log_events(run)),
+        lambda: any(e.get("event") == "worker_responsive_again" for e in run.log_events()),
         what="the recovery logged",
     )
     worker = run.http.get("/v1/status").json()["workers"]["http-fixture"]
     assert (worker["ready_processes"], worker["live"], worker["reason"]) == (2, True, None)
     assert run.terminate() == 0
-
-
-def log_events(run: CrankRun) -> list[dict[str, Any]]:
-    import contextlib
-    import json
-
-    events = []
-    for line in run.log().splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-    return events
