@@ -952,3 +952,41 @@ def test_streaming_tasks_publish_each_event_and_other_tasks_publish_none(
     assert memory.read_events(count.id, 0) == [(1, {"i": 1}), (2, {"i": 2}), (3, {"i": 3})]
     assert done[0].result == [{"i": 1}, {"i": 2}, {"i": 3}]
     assert memory.read_events(echo.id, 0) == []
+
+
+def test_a_stop_gives_the_batchs_unstarted_tasks_back_at_once(
+    memory: Broker, tmp_path: Path
+) -> None:
+    """Claimed four at a time: at the stop, the three behind the running one go back to
+    the queue at once, not after the running one ends (docs/runtime.md: SIGTERM gives
+    the waiting ones back at once); the running one finishes."""
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    held = memory.submit(
+        TaskSpec("fixture.wait_for_file", {"path": str(gate), "started": str(started)})
+    )
+    behind = memory.submit_many([TaskSpec("fixture.noop", {}) for _ in range(3)])
+    loop = WorkerLoop(config(batch_size=4, grace_s=120.0), broker=memory)
+    loop._task_s = 1e-6  # fast tasks seen before: the claim takes a batch of 4
+    runner = Running(loop)
+    with runner:
+        try:
+            deadline = time.monotonic() + 120
+            while not started.exists():
+                assert time.monotonic() < deadline, "the held task never started"
+                time.sleep(0.01)
+            loop.request_stop(signal.SIGTERM)
+            while not all(_status(memory, r.id) == "pending" for r in behind):
+                assert time.monotonic() < deadline, [memory.get(r.id) for r in behind]
+                time.sleep(0.01)
+            assert _status(memory, held.id) == "running"  # still at its gate
+        finally:
+            gate.touch()
+    assert runner.exit == [0]
+    assert _status(memory, held.id) == "succeeded"
+    for record in behind:
+        _assert_given_back(memory, record.id)
+
+
+def _status(broker: Broker, task_id: str) -> str | None:
+    record = broker.get(task_id)
+    return None if record is None else record.status

@@ -375,6 +375,11 @@ class WorkerLoop:
         #: came from the exit of its thread that started this process, not of the parent.
         self._parent = os.getppid()
         self._grace_timer: threading.Timer | None = None
+        #: the batch _run_batch runs, and the index of the task it is at (started, or
+        #: about to look at the stop before it starts): at a stop, the ones after it
+        #: are given back at once (see request_stop).
+        self._batch: Sequence[Claim] = ()
+        self._at = 0
         self._stop_now_lock = threading.Lock()
         self._stopping_now = False
         self._heartbeat_stop = threading.Event()
@@ -490,6 +495,10 @@ class WorkerLoop:
         with self._held_lock:
             self._held[claim.task.id] = (claim, deadline)
 
+    def _holds(self, claim: Claim) -> bool:
+        with self._held_lock:
+            return claim.task.id in self._held
+
     def _drop(self, claims: Sequence[Claim]) -> None:
         with self._held_lock:
             for claim in claims:
@@ -592,6 +601,21 @@ class WorkerLoop:
         self._stop_deadline = time.monotonic() + self.config.grace_s
         self.stop_event.set()
         timer.start()
+        # the tasks of the batch that have not started wait for nothing here: they go
+        # back to the queue now, not when the running one ends (on a thread: this may
+        # be a signal handler that landed in the middle of a broker call)
+        threading.Thread(
+            target=self._give_back_waiting, name="crank-give-back", daemon=True
+        ).start()
+
+    def _give_back_waiting(self) -> None:
+        # The loop writes _at before it looks at the stop, and the stop was set before
+        # this reads it: a task after _at can never start any more (it sees the stop).
+        batch, at = self._batch, self._at
+        waiting = [c for c in batch[at + 1 :] if self._holds(c)]
+        if waiting:
+            log.info("giving %d unstarted tasks back to the queue", len(waiting))
+            self._release(waiting)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(signum)
@@ -839,9 +863,12 @@ class WorkerLoop:
         flush_s = self.config.ack_flush_s
         monotonic = time.monotonic
         cancels, contexts, track = self._cancels, self._contexts, self._track
+        self._batch = claims
         for index, claim in enumerate(claims):
+            self._at = index  # before the look at the stop (see _give_back_waiting)
             if stopping():
-                self._release(claims[index:])
+                # those a stop gave back already are not held any more
+                self._release([c for c in claims[index:] if self._holds(c)])
                 break
             task = claim.task
             if task.id in cancels:  # cancelled before it started: given back, it ends
