@@ -190,7 +190,7 @@ class ServerMetrics:
         self.rejected = Counter(
             "crank_requests_rejected",
             "Requests refused before queueing, by reason (overload, body_too_large, "
-            "unauthorized, paused, queue_full).",
+            "unauthorized, paused, queue_full, concurrency_limit).",
             ["reason"],
             registry=r,
         )

@@ -95,6 +95,8 @@ def test_synchronous_calls_past_the_limit_get_429(crank_run: Starter, tmp_path: 
         2,
     )
     assert error["message"] == "limited.hold is running 2 call(s) already, its max_concurrency"
+    rejected = 'crank_requests_rejected_total{reason="concurrency_limit"} 1.0'
+    assert rejected in run.http.get("/metrics").text
     # a queued task is not refused: it waits for a slot
     queued = run.http.post("/v1/tasks", json={"capability": "limited.hold", "input": {}})
     assert queued.status_code == 202

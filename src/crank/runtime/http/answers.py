@@ -135,6 +135,7 @@ def broker_unavailable(message: str, hint: str | None) -> Response:
 _REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
     (CapabilityPaused, "paused"),
     (QueueFull, "queue_full"),
+    (ConcurrencyLimited, "concurrency_limit"),
 )
 
 
