@@ -859,6 +859,8 @@ class SqliteBroker(Broker):
             return []
         head: list[Any] = [options.consumer, receipt, now + options.visibility_timeout_s, now, now]
         notices: list[tuple[str, bytes]] = []
+        # (capability, status) of each task this claim ends, for Broker.ended_by_claims
+        ended: list[tuple[str, str]] = []
         try:
             with self._write() as db:
                 if acks:
@@ -876,6 +878,7 @@ class SqliteBroker(Broker):
                         expires = now + self.options.result_ttl_s
                         db.execute(_END_CANCELLED, (error, row[5] - 1, now, expires, row[0]))
                         lost.append((row[0], "cancelled", row[5] - 1, error))
+                        ended.append((row[1], "cancelled"))
                     elif row[5] > row[6]:  # delivered more than max_attempts times
                         error = json.dumps(worker_lost_error(row[5] - 1))
                         db.execute(
@@ -884,15 +887,13 @@ class SqliteBroker(Broker):
                             (error, row[5] - 1, now, row[0]),
                         )
                         lost.append((row[0], "dead", row[5] - 1, error))
+                        ended.append((row[1], "dead"))
                 if lost:
                     notices += self._waiters_of(db, lost)
         except sqlite3.Error as exc:
             raise self._error("claim tasks", exc) from exc
-        for row in rows:  # committed: what the claim ended, for its worker to count
-            if row[14] is not None:
-                self._ended.add(row[1], "cancelled")
-            elif row[5] > row[6]:
-                self._ended.add(row[1], "dead")
+        for capability, status in ended:  # committed: for the claiming worker to count
+            self._ended.add(capability, status)
         self._send_notices(notices)
         return [
             Claim(task=_record(r), receipt=receipt, attempt=r[5])
