@@ -336,6 +336,26 @@ def test_release_gives_tasks_back_without_counting_attempts(broker: Broker) -> N
     assert all(c.attempt == 1 for c in again)
 
 
+def test_a_task_given_back_behind_many_in_flight_is_the_next_claims_first(
+    broker: Broker,
+) -> None:
+    # Redis found given-back entries by scanning the pending entries from their start,
+    # a few dozen per claim: one behind a hundred in flight waited for those to end.
+    broker.submit_many([spec(n=i) for i in range(102)])
+    held = broker.claim(ClaimOptions("w1", limit=101, visibility_timeout_s=30))
+    assert len(held) == 101
+    broker.release([held[-1]])
+    stats = broker.stats()
+    assert stats.pending == {"demo.echo": 2}  # given back: waiting, not running
+    assert stats.running == 100
+    [first] = broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=30))
+    assert first.task.payload["n"] == 100  # in line before the one never claimed
+    [then] = broker.claim(ClaimOptions("w2", limit=1, visibility_timeout_s=30))
+    assert then.task.payload["n"] == 101
+    assert broker.claim(ClaimOptions("w3", limit=10, visibility_timeout_s=30)) == []
+    assert broker.stats().running == 102
+
+
 def test_recover_makes_a_dead_consumers_tasks_deliverable_now(broker: Broker) -> None:
     broker.submit_many([spec(n=i) for i in range(4)])
     taken = broker.claim(ClaimOptions("dead-worker", limit=3, visibility_timeout_s=60))

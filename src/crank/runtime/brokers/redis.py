@@ -22,8 +22,13 @@ Layout (``P`` is the key prefix, default ``crank``):
   uncounted, and out of reach of a capability's redrive or purge.
 * ``P:reclaim:<stream>``: set (100 ms) when a claim scanned the stream's
   pending entries with ``XAUTOCLAIM``; no claim scans again until it expires,
-  so claims stay cheap with many tasks in flight. ``release``, ``recover`` and
-  a scan that found more than it could take delete it.
+  so claims stay cheap with many tasks in flight. A scan that found more than it
+  could take deletes it.
+* ``P:released:<stream>``: entries given back unrun (``release``, ``recover``), by
+  entry id; the next claim takes them first, with ``XCLAIM``. Found by a scan
+  instead, they started from the front of the PEL at every scan and reached only
+  its first entries: behind 40 in-flight tasks a released one waited until those
+  were acked.
 * ``P:ev:<id>``: the events a streaming task emitted, one stream entry each with
   the id ``0-<n>`` (n = the event's number); expires ``result_ttl_s`` after the
   last event. Readers tail it with ``XREAD BLOCK``.
@@ -54,8 +59,8 @@ Visibility timeout = the entry's idle time in the PEL: a claim first takes
 entries idle longer than its timeout with ``XAUTOCLAIM`` (their consumer died;
 at most 100 ms late, see ``P:reclaim``),
 heartbeats reset the idle time (``XCLAIM ... JUSTID``), ``release``/``recover``
-set it huge so the next claim takes them at once. Workers sharing a queue
-should use the same visibility timeout.
+set it huge and list the entry in ``P:released``, so the next claim takes it first.
+Workers sharing a queue should use the same visibility timeout.
 
 Trimming: an entry is deleted (``XACK`` + ``XDEL``) as soon as its task is
 acked, failed or dead, so ``XLEN`` of a stream is its backlog plus in-flight
@@ -69,8 +74,7 @@ whatever priorities clients send, and an autoscaler can watch every one of them
 (:data:`PRIORITY_BANDS`). A claim reads the streams highest band first, oldest
 first within a band; a claim that found nothing and waits (``XREADGROUP BLOCK``
 on all its streams) takes what arrives first. ``stats().running`` counts the
-entries in the PELs, including released or recovered ones until they are claimed
-again.
+entries in the PELs but those given back, which count as waiting.
 
 Every operation is one Lua script call (one round trip, atomic), batches
 included; ``ack_and_claim`` sends the ack and the next claim together, and
@@ -169,7 +173,7 @@ _SCRIPTS = (
 def _lua(name: str) -> str:
     folder = resources.files("crank.runtime.brokers") / "lua"
     body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    if name in ("claim", "adopt", "ack", "fail", "extend", "cancel"):
+    if name in ("claim", "adopt", "ack", "fail", "extend", "cancel", "recover"):
         body = (folder / "common.lua").read_text(encoding="utf-8") + "\n" + body
     if name == "submit":
         body = (folder / "index.lua").read_text(encoding="utf-8") + "\n" + body

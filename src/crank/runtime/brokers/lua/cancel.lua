@@ -20,6 +20,7 @@ if status == 'pending' or status == 'retrying' then
     -- off its stream (and out of the pending entries, if it was given back)
     redis.call('XACK', h[2], 'crank', h[3])
     redis.call('XDEL', h[2], h[3])
+    redis.call('ZREM', P .. ':released:' .. h[2], h[3])
   end
   local cause = nil
   if status == 'retrying' then cause = h[6] end

@@ -49,10 +49,24 @@ local got = 0
 for _, s in ipairs(streams) do
   if got >= limit then break end
   local stream = s[1]
+  -- entries given back unrun (release, recover), first: they were in line before the
+  -- new ones. XCLAIM with the visibility timeout as its least idle time takes only those
+  -- still given back (an entry a scan adopted since is busy again, and left out of the
+  -- set by take(); one gone from the stream is not returned).
+  local released = P .. ':released:' .. stream
+  local back = redis.call('ZRANGE', released, 0, limit - got - 1)
+  if #back > 0 then
+    redis.call('ZREM', released, unpack(back))
+    local r = redis.call('XCLAIM', stream, GROUP, CONSUMER, min_idle, unpack(back))
+    for _, ent in ipairs(r) do
+      if ent then got = got + take(S, stream, ent) end
+    end
+  end
   -- entries idle past the visibility timeout (their consumer died or hung), oldest
   -- first. XAUTOCLAIM walks the pending entries, which is most of a claim's cost when
   -- many are in flight, so a stream is scanned at most every 100 ms by anyone (a
-  -- scan cut short, a release and a recover clear that mark, so nothing waits on it).
+  -- scan cut short clears that mark; what a release or a recover gives back is taken
+  -- above, from P:released, without a scan).
   local mark = P .. ':reclaim:' .. stream
   if got < limit and redis.call('SET', mark, '1', 'PX', 100, 'NX') then
     local cursor = '0-0'

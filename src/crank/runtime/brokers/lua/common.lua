@@ -37,6 +37,14 @@ end
 -- Take one delivered stream entry for this consumer.
 -- S: {P = key prefix, GROUP, CONSUMER, RECEIPT, NOW, TTL (of results), out = result list,
 --   lost = (capability, status) of each task this take ended (dead or cancelled), flat}.
+-- An entry given back unrun (release, recover): long idle, so a scan of the pending
+-- entries would adopt it, and in P:released:<stream> (by its entry id), so the next
+-- claim takes it first, however many entries are in flight ahead of it.
+local function give_back(P, stream, consumer, eid)
+  redis.call('XCLAIM', stream, 'crank', consumer, 0, eid, 'IDLE', 1000000000000, 'JUSTID')
+  redis.call('ZADD', P .. ':released:' .. stream, tonumber(string.match(eid, '^(%d+)')), eid)
+end
+
 local function take(S, stream, ent)
   local P, GROUP, NOW = S.P, S.GROUP, S.NOW
   local eid = ent[1]
@@ -48,6 +56,7 @@ local function take(S, stream, ent)
   end
   local id = fields[2]
   local key = P .. ':t:' .. id
+  redis.call('ZREM', P .. ':released:' .. stream, eid)
   -- one read for the checks below and for the record the worker gets
   local h = redis.call('HMGET', key, 'status', 'max_attempts', 'attempts', 'capability', 'payload',
     'priority', 'idempotency_key', 'created_at', 'timeout_s', 'meta', 'cancel_requested', 'entry')

@@ -1,7 +1,7 @@
 -- ARGV: prefix, release (1 = give back, 0 = extend), now, result ttl, then
 -- (task id, entry id, receipt) triples.
--- Extending resets the entry's idle time; releasing makes it look long idle, so the
--- next claim takes it at once, or ends a task cancelled while held ('cancelled', its
+-- Extending resets the entry's idle time; releasing gives it back (give_back: the
+-- next claim takes it first), or ends a task cancelled while held ('cancelled', its
 -- delivery not counted). Returns 1/0 per triple: was the claim still held.
 local P = ARGV[1]
 local release = ARGV[2] == '1'
@@ -19,8 +19,7 @@ for i = 5, #ARGV, 3 do
     elseif release then
       redis.call('HSET', key, 'status', 'pending', 'consumer', '', 'receipt', '',
         'attempts', math.max(0, tonumber(h[5]) - 1))
-      redis.call('XCLAIM', h[3], 'crank', h[4], 0, ARGV[i + 1], 'IDLE', 1000000000000, 'JUSTID')
-      redis.call('DEL', P .. ':reclaim:' .. h[3])
+      give_back(P, h[3], h[4], ARGV[i + 1])
     else
       redis.call('XCLAIM', h[3], 'crank', h[4], 0, ARGV[i + 1], 'JUSTID')
     end

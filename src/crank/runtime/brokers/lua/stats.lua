@@ -3,7 +3,7 @@
 --   (capability, band, waiting, in_flight, oldest_ms, backing_off, not_due, due_since)*n}:
 -- backing_off are the retries in P:delayed:<stream>, not_due those of them whose
 -- backoff is not over (the others go back to the stream at the next claim); oldest_ms
--- is when the stream's first waiting entry was added, due_since when the first of its
+-- is when the stream's first waiting entry (new, or given back) was added, due_since when the first of its
 -- retries already due came due (-1: none).
 -- Retries waiting out their backoff are counted per stream (P:delayed:<stream>, kept
 -- beside P:delayed by the scripts that add and remove them). When the two disagree
@@ -38,8 +38,14 @@ for i, stream in ipairs(streams) do
   local cap = redis.call('HGET', P .. ':streamcap', stream)
   local len = redis.call('XLEN', stream)
   local summary = redis.call('XPENDING', stream, 'crank')
-  local in_flight = tonumber(summary[1])
+  -- entries given back unrun are in the PEL but wait for a worker like new ones
+  local released = P .. ':released:' .. stream
+  local back = redis.call('ZCARD', released)
+  local in_flight = math.max(0, tonumber(summary[1]) - back)
   local oldest = -1
+  if back > 0 then
+    oldest = tonumber(redis.call('ZRANGE', released, 0, 0, 'WITHSCORES')[2])
+  end
   local groups = redis.call('XINFO', 'GROUPS', stream)
   for _, g in ipairs(groups) do
     local last = nil
@@ -48,7 +54,10 @@ for i, stream in ipairs(streams) do
     end
     if last then
       local first = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1)
-      if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
+      if #first > 0 then
+        local added = tonumber(string.match(first[1][1], '^(%d+)'))
+        if oldest < 0 or added < oldest then oldest = added end
+      end
     end
   end
   out[#out + 1] = cap
