@@ -356,28 +356,39 @@ def _batching_config(broker_url: str, **kw: Any) -> WorkerProcessConfig:
 
 
 @pytest.mark.slow
-def test_prefetched_tasks_are_held_while_a_long_batch_runs(broker_url: str, tmp_path: Path) -> None:
+def test_prefetched_tasks_go_back_when_the_batch_before_them_runs_long(
+    broker_url: str, tmp_path: Path
+) -> None:
+    # A prefetched batch waits for the batch before it: when one of that batch's tasks
+    # runs past a heartbeat, the prefetched tasks go back to the queue for another
+    # process, instead of waiting (held, shown running) until the long one ends.
     broker = open_broker(broker_url)
-    renewals = _RenewalsSeen(broker)
-    loop = WorkerLoop(
-        _batching_config(broker_url, visibility_timeout_s=LEASE_S, heartbeat_s=HEARTBEAT_S),
-        broker=renewals,  # type: ignore[arg-type]
-    )
+    loop = WorkerLoop(_batching_config(broker_url, heartbeat_s=HEARTBEAT_S), broker=broker)
     records = _batches_then_a_long_one(broker, tmp_path, tail=0)
     prefetched = [records[3].id, records[4].id]
     with Running(loop):
         try:
             _wait_until_started(loop, records[2].id)
-            claimed_by = _claimed_by_now(broker, prefetched)
-            # Past their first lease the prefetched tasks are still held by the worker,
-            # only because its heartbeat renewed them: a thief gets nothing.
-            renewals.wait_for_renewal(set(prefetched), begun_after=claimed_by + LEASE_S)
-            assert _thief_claims(broker) == []
+            _wait_for_status(broker, prefetched, "pending")
+            thief = _thief_claims(broker)
+            assert sorted(c.task.id for c in thief) == sorted(prefetched)
+            broker.release(thief)  # the loop runs them once it is free again
         finally:
             (tmp_path / "gate").touch()
         done = wait_final(broker, [r.id for r in records])
     assert [(d.status, d.attempts) for d in done] == [("succeeded", 1)] * 5
+    assert loop.processed == 5
     broker.close()
+
+
+def _wait_for_status(broker: Broker, task_ids: list[str], status: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        records = [broker.get(i) for i in task_ids]
+        if all(r is not None and r.status == status for r in records):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"not all {status}: {[broker.get(i) for i in task_ids]}")
 
 
 @pytest.mark.slow
@@ -495,14 +506,131 @@ def _wait_until_running_a_task(loop: WorkerLoop) -> None:
 
 def test_claims_grow_to_the_batch_size_for_quick_tasks_and_shrink_for_slow_ones() -> None:
     loop = WorkerLoop(config(batch_size=50, batch_target_s=0.05))
-    assert loop._next_limit() == 1  # nothing known: one task
-    loop._observe(0.001, 100)  # 10 µs per task
-    assert loop._next_limit() == 50
+    assert loop._next_limit(["fixture.noop"]) == 1  # nothing known: one task
+    loop._observe("fixture.noop", 0.001, 100)  # 10 µs per task
+    assert loop._next_limit(["fixture.noop"]) == 50
     for _ in range(10):
-        loop._observe(2.0, 1)  # now 2 s per task
-    assert loop._next_limit() == 1
-    loop._observe(0.0, 0)  # an empty batch says nothing
-    assert loop._next_limit() == 1
+        loop._observe("fixture.noop", 2.0, 1)  # now 2 s per task
+    assert loop._next_limit(["fixture.noop"]) == 1
+    loop._observe("fixture.noop", 0.0, 0)  # an empty batch says nothing
+    assert loop._next_limit(["fixture.noop"]) == 1
+
+
+def test_claim_sizes_are_learned_per_capability() -> None:
+    loop = WorkerLoop(config(batch_size=50, batch_target_s=0.05))
+    loop._observe("fixture.noop", 0.001, 100)  # quick
+    loop._observe("fixture.wait_for_file", 20.0, 1)  # slow
+    assert loop._claim_size("fixture.noop") == 50
+    assert loop._claim_size("fixture.wait_for_file") == 1
+    assert loop._claim_size("fixture.echo") == 1  # never run here
+    # a claim asks for the most any of them takes; what it brings beyond each one's
+    # own size goes back (below)
+    assert loop._next_limit(["fixture.noop", "fixture.wait_for_file"]) == 50
+    assert loop._next_limit(["fixture.wait_for_file", "fixture.echo"]) == 1
+
+
+def test_a_claim_keeps_of_each_capability_only_its_claim_size(
+    broker_url: str, tmp_path: Path
+) -> None:
+    broker = open_broker(broker_url)
+    gate = str(tmp_path / "gate")
+    quick = broker.submit_many([TaskSpec("fixture.noop", {}) for _ in range(5)])
+    slow = broker.submit_many([TaskSpec("fixture.wait_for_file", {"path": gate}) for _ in range(4)])
+    loop = WorkerLoop(config(broker_url, batch_size=32), broker=broker)
+    loop.workers.load()
+    loop._observe("fixture.noop", 0.001, 100)  # quick ones known; slow ones never run here
+    claims, unacked = loop._claim([])
+    assert unacked == []
+    # (Redis reads one stream per capability, in turns: the order of the two varies)
+    kept = sorted(c.task.id for c in claims)
+    assert kept == sorted([r.id for r in quick] + [slow[0].id])
+    # the other slow ones are back in the queue at once, for any process to take
+    statuses = [getattr(broker.get(r.id), "status", None) for r in slow[1:]]
+    assert statuses == ["pending"] * 3
+    other = broker.claim(ClaimOptions("other", capabilities=("fixture.wait_for_file",), limit=10))
+    assert sorted(c.task.id for c in other) == sorted(r.id for r in slow[1:])
+    broker.release(other)
+    loop._release(claims)
+    loop.workers.stop()
+    broker.close()
+
+
+def test_slow_tasks_after_quick_ones_are_not_held_by_the_process_that_ran_the_quick_ones(
+    memory: Broker, tmp_path: Path
+) -> None:
+    # The claim size of the quick capability (32) must not be the slow one's: the one
+    # process that ran the quick tasks would hold all four slow ones (shown running)
+    # while another idles.
+    gate = tmp_path / "gate"
+    quick = memory.submit_many([TaskSpec("fixture.noop", {}) for _ in range(40)])
+    slow = memory.submit_many(
+        [TaskSpec("fixture.wait_for_file", {"path": str(gate)}) for _ in range(4)]
+    )
+    a = WorkerLoop(config(consumer="a", batch_size=32), broker=memory)
+    b = WorkerLoop(config(consumer="b", batch_size=32), broker=memory)
+    with Running(a), contextlib.ExitStack() as later:
+        try:
+            _wait_until_running_a_task(a)
+            wait_final(memory, [r.id for r in quick])
+            statuses = sorted(getattr(memory.get(r.id), "status", "") for r in slow)
+            assert statuses == ["pending", "pending", "pending", "running"]
+            later.enter_context(Running(b))  # stopped after the gate opens
+            _wait_until_running_a_task(b)
+        finally:
+            gate.touch()
+        wait_final(memory, [r.id for r in slow])
+    assert b.processed >= 1
+
+
+def test_tasks_waiting_behind_a_long_one_go_back_for_another_process(
+    broker_url: str, tmp_path: Path
+) -> None:
+    # A quick capability (its tasks find their file at once) whose one task hangs: the
+    # tasks claimed with it must not wait for it; the heartbeat gives them back.
+    broker = open_broker(broker_url)
+    here, gate = tmp_path / "here", tmp_path / "gate"
+    here.touch()
+    before = broker.submit_many(
+        [TaskSpec("fixture.wait_for_file", {"path": str(here)}) for _ in range(40)]
+    )
+    hung = broker.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
+    behind = broker.submit_many(
+        [TaskSpec("fixture.wait_for_file", {"path": str(here)}) for _ in range(5)]
+    )
+    # full claims (batch_size) whatever the machine's speed, never a prefetch: the long
+    # task and the five after it come in one batch
+    a = WorkerLoop(
+        config(
+            broker_url,
+            consumer="a",
+            heartbeat_s=HEARTBEAT_S,
+            batch_size=50,
+            batch_target_s=600,
+            prefetch_below_s=0,
+        ),
+        broker=broker,
+    )
+    # a second process's broker connection (the memory broker lives in this one object)
+    other = broker if broker_url.startswith("memory:") else open_broker(broker_url)
+    b = WorkerLoop(config(broker_url, consumer="b"), broker=other)
+    try:
+        with Running(a):
+            try:
+                _wait_until_started(a, hung.id)
+                # given back, they are run by another process while the long one runs
+                with Running(b):
+                    finished = wait_final(broker, [r.id for r in behind])
+                assert {r.status for r in finished} == {"succeeded"}
+                assert b.processed == len(behind)
+                record = broker.get(hung.id)
+                assert record is not None and record.status == "running"
+            finally:
+                gate.touch()
+            wait_final(broker, [hung.id])
+        assert a.processed == len(before) + 1
+    finally:
+        other.close()
+        broker.close()
 
 
 @pytest.mark.slow
@@ -966,7 +1094,8 @@ def test_a_stop_gives_the_batchs_unstarted_tasks_back_at_once(
     )
     behind = memory.submit_many([TaskSpec("fixture.noop", {}) for _ in range(3)])
     loop = WorkerLoop(config(batch_size=4, grace_s=120.0), broker=memory)
-    loop._task_s = 1e-6  # fast tasks seen before: the claim takes a batch of 4
+    # fast tasks seen before: the claim takes a batch of 4
+    loop._task_s = {"fixture.wait_for_file": 1e-6, "fixture.noop": 1e-6}
     runner = Running(loop)
     with runner:
         try:

@@ -238,7 +238,7 @@ class BatchingLoop(WorkerLoop):
             for cap in capabilities:
                 lane = self._lanes.get(cap)
                 if lane is None:
-                    plain[cap] = self._next_limit()
+                    plain[cap] = self._claim_size(cap)
                     continue
                 if self._backlog[cap] and lane.batching is not None:
                     free = 0  # a released batch waits for a place: do not form another yet
@@ -251,13 +251,27 @@ class BatchingLoop(WorkerLoop):
                     shaped[cap] = free
         return shaped, plain, at_limit
 
-    def _options(self, room: dict[str, int], block_s: float) -> ClaimOptions:
-        """A claim of the capabilities in ``room``, no more tasks than the least roomy
-        one takes: a claim cannot say how many of each it wants, and a task claimed
-        beyond its room would wait here while another process could run it."""
+    def _options(
+        self, shaped: dict[str, int], plain: dict[str, int], block_s: float
+    ) -> ClaimOptions:
+        """A claim of the capabilities in ``shaped`` and ``plain``: no more tasks than the
+        least roomy batching or concurrent one takes (a claim cannot say how many of each
+        it wants, and a task claimed beyond its room would wait here while another
+        process could run it), and no more than the largest claim size of the plain ones
+        (what a plain one brings beyond its own size goes back at once: ``_trim``)."""
+        limits = [min(shaped.values())] if shaped else []
+        if plain:
+            limits.append(max(plain.values()))
+        self._limit = min(limits)
         return replace(
-            self._claim_base, capabilities=tuple(room), limit=min(room.values()), block_s=block_s
+            self._claim_base,
+            capabilities=(*shaped, *plain),
+            limit=self._limit,
+            block_s=block_s,
         )
+
+    def _sized(self, capability: str) -> bool:
+        return capability not in self._lanes
 
     def _claim_next(
         self, done: list[tuple[Claim, Any]]
@@ -276,15 +290,15 @@ class BatchingLoop(WorkerLoop):
             return None
         claims: list[Claim] = []
         if shaped:
-            claims, done = self._claim(done, self._options(shaped, 0.0))
+            claims, done = self._claim(done, self._options(shaped, {}, 0.0))
         if not claims:
             block_s = self._until_next_release(self.config.block_s)
             if at_limit:
                 block_s = min(block_s, AT_LIMIT_POLL_S)
-            got, done = self._claim(done, self._options({**shaped, **plain}, block_s))
+            got, done = self._claim(done, self._options(shaped, plain, block_s))
             claims += got
         elif plain:
-            got, done = self._claim(done, self._options(plain, 0.0))
+            got, done = self._claim(done, self._options({}, plain, 0.0))
             claims += got
         return claims, done
 
@@ -319,10 +333,7 @@ class BatchingLoop(WorkerLoop):
                 self._dispatch(cap)
         if not plain:
             return []
-        before = self.processed
-        results = self._run_batch(plain)
-        self._observe(time.monotonic() - now, self.processed - before)
-        return results
+        return self._run_batch(plain)
 
     def _run_due(self) -> list[tuple[Claim, Any]]:
         """Run (or hand to the task loop) the batches due now; the results to ack."""
@@ -404,7 +415,7 @@ class BatchingLoop(WorkerLoop):
         :meth:`_untrack`; each task is held until its deadline from now on."""
         items = []
         for claim, deadline in zip(claims, deadlines, strict=True):
-            self._started(claim, deadline)
+            self._hold_until(claim, deadline)
             ctx = task_context(claim, deadline)
             self._track(ctx)
             items.append((claim, ctx))

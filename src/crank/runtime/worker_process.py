@@ -18,16 +18,24 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   (and may send more than once), is that stop however often it comes, and never the
   first of two; one that comes while the supervisor runs (the kernel sends it when
   the supervisor's thread that started this process ends) is no stop at all;
+* a result waits for the rest of its batch about ``ack_flush_s`` at most: it is
+  acked once it waited that long, or before a task expected to keep it waiting
+  longer (of a capability that is slow, or not run here yet) starts;
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
   acked once it is back;
 * a claim asks for as many tasks as recent ones ran in ``batch_target_s``
-  (1 to ``batch_size``), so slow tasks spread over workers;
-* fast batches (quicker than ``prefetch_below_s`` and full) overlap with the
-  broker: the ack of the last batch and the claim of the next are sent before
-  the batch runs and read after it (``Broker.begin_ack_and_claim``); the
-  heartbeat holds prefetched tasks if a batch turns out long, SIGTERM gives
-  them back unrun;
+  (1 to ``batch_size``), learned per capability (one never run yet: 1), so slow
+  tasks spread over workers: what a claim brings of a capability beyond its own
+  size goes back to the queue at once (a claim cannot say how many of each it
+  wants);
+* full batches expected to be fast (quicker than ``prefetch_below_s`` by their
+  capabilities' recent times) overlap with the broker: the ack of the last batch
+  and the claim of the next are sent before the batch runs and read after it
+  (``Broker.begin_ack_and_claim``);
+* a task that runs past a heartbeat does not keep others waiting behind it: the
+  heartbeat gives the unstarted tasks of its batch, and a prefetched batch, back
+  to the queue, where an idle process takes them; SIGTERM gives them back unrun;
 * one broken worker never takes the others down: a worker that fails to import
   or to set up is reported and the process serves the rest
   (:mod:`crank.runtime.hosted_workers`); every ``health_interval_s`` a health
@@ -277,6 +285,8 @@ class Prefetch:
     Its answer is read once, by whichever thread gets there first: the loop when
     the batch is done, or the heartbeat (so prefetched tasks are held, and kept
     invisible, while a batch runs long), or the grace timer (to give them back).
+    The heartbeat may also take the claims away to give them back
+    (:meth:`take_away`): the loop then finds none.
     """
 
     def __init__(
@@ -291,6 +301,7 @@ class Prefetch:
         self._lock = threading.Lock()
         self._claims: list[Claim] | None = None
         self._error: BrokerError | None = None
+        self._taken = False  # handed to the loop (collect) or taken away (take_away)
 
     def collect(self) -> list[Claim]:
         with self._lock:
@@ -305,6 +316,24 @@ class Prefetch:
                 raise self._error
             assert self._claims is not None
             return self._claims
+
+    def take(self) -> list[Claim]:
+        """The claims, for the loop to run (none if they were taken away)."""
+        claims = self.collect()
+        with self._lock:
+            if self._taken:
+                return []
+            self._taken = True
+            return claims
+
+    def take_away(self) -> list[Claim]:
+        """The claims, to give back, unless the loop took them first."""
+        claims = self.collect()
+        with self._lock:
+            if self._taken:
+                return []
+            self._taken = True
+            return claims
 
 
 class WorkerLoop:
@@ -384,9 +413,12 @@ class WorkerLoop:
         self._stopping_now = False
         self._heartbeat_stop = threading.Event()
         self._prefetch: Prefetch | None = None
-        #: seconds per task lately (None until a batch ran) and the last claim's limit.
-        self._task_s: float | None = None
+        #: seconds per task lately, per capability (absent until one ran here), and the
+        #: last claim's limit.
+        self._task_s: dict[str, float] = {}
         self._limit = 1
+        #: the task running now and since when (monotonic); the heartbeat's "past a beat".
+        self._running: tuple[str, float] | None = None
         self.processed = 0
 
     @property
@@ -491,9 +523,20 @@ class WorkerLoop:
         for capability, status in self.broker.ended_by_claims():
             observe_ended_unrun(capability, status)
 
-    def _started(self, claim: Claim, deadline: float | None) -> None:
+    def _hold_until(self, claim: Claim, deadline: float | None) -> None:
+        """Keep ``claim`` invisible to others until ``deadline`` (its task started)."""
         with self._held_lock:
             self._held[claim.task.id] = (claim, deadline)
+
+    def _started(self, claim: Claim, started: float, deadline: float | None) -> bool:
+        """Mark ``claim`` running; False: the heartbeat gave it back first, do not run it."""
+        task_id = claim.task.id
+        with self._held_lock:
+            if task_id not in self._held:
+                return False
+            self._held[task_id] = (claim, deadline)
+            self._running = (task_id, started)
+            return True
 
     def _holds(self, claim: Claim) -> bool:
         with self._held_lock:
@@ -555,6 +598,7 @@ class WorkerLoop:
         vt = self.config.visibility_timeout_s
         while not self._heartbeat_stop.wait(interval):
             self._collect_prefetch()
+            self._give_back_behind_a_long_task(interval)
             now = time.monotonic()
             with self._held_lock:
                 # a task past its own deadline is not kept: if it hangs, it is redelivered
@@ -572,6 +616,39 @@ class WorkerLoop:
             if lost:
                 log.info("%d claims were redelivered elsewhere before they finished", len(lost))
             self._ask_for_cancels()
+
+    def _give_back_behind_a_long_task(self, beat_s: float) -> None:
+        """A task running for a heartbeat or more: the tasks waiting behind it (the rest
+        of its batch, a prefetched batch) go back to the queue for an idle process."""
+        now = time.monotonic()
+        with self._held_lock:
+            running = self._running
+            if running is None or running[0] not in self._held or now - running[1] < beat_s:
+                return
+            # _started checks under this lock whether its task is still held: a task
+            # taken out of _held here is never started by the loop
+            waiting = [c for c in self._batch[self._at + 1 :] if c.task.id in self._held]
+            for claim in waiting:
+                del self._held[claim.task.id]
+        prefetch = self._prefetch
+        if prefetch is not None:
+            with contextlib.suppress(BrokerError):
+                waiting += prefetch.take_away()
+        if not waiting:
+            return
+        log.info(
+            "task %s has run %.1fs: giving the %d tasks waiting behind it back to the queue",
+            running[0],
+            now - running[1],
+            len(waiting),
+        )
+        # one try, not the loop's retries: the heartbeat must go on extending the others
+        # (no longer held here, they come back after the visibility timeout if this fails)
+        try:
+            self.broker.release(waiting)
+        except BrokerError as exc:
+            log.warning("could not give back %d tasks: %s", len(waiting), exc.message)
+        self._drop(waiting)
 
     # -- signals -----------------------------------------------------------------------
 
@@ -723,21 +800,21 @@ class WorkerLoop:
         try:
             done: list[tuple[Claim, Any]] = []
             claims: list[Claim] = []
-            fast = False  # did the last batch finish quickly enough to prefetch?
             while not self.stop_event.is_set():
                 if not claims:
                     claims, done = self._claim(done)  # waits up to block_s for work
                     continue
                 # a full batch says more is waiting; a short one that the queue is empty
                 more = len(claims) >= self._limit
-                prefetch = self._begin_prefetch(done) if fast and more else None
+                expected_s = self._expected_s(claims)
+                quick = more and expected_s < self.config.prefetch_below_s
+                prefetch = self._begin_prefetch(done) if quick else None
                 if prefetch is not None:
                     done = []  # the prefetch acks them
-                started, before = time.monotonic(), self.processed
+                elif done and expected_s >= self.config.ack_flush_s:
+                    self._ack(done)  # they would wait for this batch: their callers wait
+                    done = []
                 results = self._run_batch(claims)
-                took = time.monotonic() - started
-                fast = took < self.config.prefetch_below_s
-                self._observe(took, self.processed - before)
                 if prefetch is None:
                     claims, done = [], done + results
                 else:
@@ -788,7 +865,7 @@ class WorkerLoop:
             self._ack(done)
             return self._claim([], options)
         self._drop([c for c, _ in done])
-        return got, []
+        return self._trim(got), []
 
     def _claim_options(self, *, block_s: float = 0.0) -> ClaimOptions | None:
         """What the next claim of this loop asks for; None when nothing can be served now."""
@@ -800,25 +877,84 @@ class WorkerLoop:
         if not capabilities:
             return None
         return replace(
-            self._claim_base, capabilities=capabilities, limit=self._next_limit(), block_s=block_s
+            self._claim_base,
+            capabilities=capabilities,
+            limit=self._next_limit(capabilities),
+            block_s=block_s,
         )
 
-    def _next_limit(self) -> int:
-        """How many tasks the next claim asks for (see ``batch_target_s``)."""
-        cfg = self.config
-        if self._task_s is None:
-            limit = 1  # nothing known yet: a slow task must not bring a batch with it
-        else:
-            limit = max(1, min(cfg.batch_size, int(cfg.batch_target_s / self._task_s)))
+    def _next_limit(self, capabilities: Sequence[str] | None = None) -> int:
+        """How many tasks the next claim of ``capabilities`` (default: the claimable
+        ones) asks for: the largest of their claim sizes (:meth:`_claim_size`); what it
+        brings of one beyond that one's own size goes back (:meth:`_trim`)."""
+        if capabilities is None:
+            capabilities = self._claimable()
+        limit = max((self._claim_size(c) for c in capabilities), default=1)
         self._limit = limit
         return limit
 
-    def _observe(self, seconds: float, tasks: int) -> None:
-        """Fold a batch's time per task into the recent average (half old, half new)."""
+    def _claim_size(self, capability: str) -> int:
+        """How many tasks of ``capability`` to hold at once (see ``batch_target_s``)."""
+        task_s = self._task_s.get(capability)
+        if task_s is None:
+            return 1  # nothing known yet: a slow task must not bring a batch with it
+        cfg = self.config
+        return max(1, min(cfg.batch_size, int(cfg.batch_target_s / task_s)))
+
+    def _sized(self, capability: str) -> bool:
+        """Whether claims of ``capability`` are sized by :meth:`_claim_size` (a batching
+        or concurrent capability of a subclass is sized by its room instead)."""
+        return True
+
+    def _observe(self, capability: str, seconds: float, tasks: int) -> None:
+        """Fold a batch's time per task of ``capability`` into its recent average
+        (half old, half new)."""
         if tasks <= 0:
             return
         per_task = max(seconds / tasks, 1e-7)
-        self._task_s = per_task if self._task_s is None else (self._task_s + per_task) / 2
+        old = self._task_s.get(capability)
+        self._task_s[capability] = per_task if old is None else (old + per_task) / 2
+
+    def _expected_s(self, claims: Sequence[Claim]) -> float:
+        """How long ``claims`` should take by their capabilities' recent times."""
+        task_s = self._task_s
+        total = 0.0
+        for claim in claims:
+            seconds = task_s.get(claim.task.capability)
+            if seconds is None:
+                return math.inf
+            total += seconds
+        return total
+
+    def _trim(self, claims: list[Claim]) -> list[Claim]:
+        """The claims to run; those of a capability beyond its claim size go back now,
+        so another process can take them instead of waiting behind this one's."""
+        if len(claims) <= 1:
+            return claims
+        counts: dict[str, int] = {}
+        for claim in claims:
+            cap = claim.task.capability
+            counts[cap] = counts.get(cap, 0) + 1
+        over = {
+            cap: size
+            for cap, n in counts.items()
+            if self._sized(cap) and n > (size := self._claim_size(cap))
+        }
+        if not over:
+            return claims
+        kept: list[Claim] = []
+        extra: list[Claim] = []
+        for claim in claims:
+            cap = claim.task.capability
+            if cap in over:
+                if over[cap] <= 0:
+                    extra.append(claim)
+                    continue
+                over[cap] -= 1
+            kept.append(claim)
+        log.debug("a claim brought %d tasks beyond their claim size: given back", len(extra))
+        self._release(extra)
+        return kept
 
     def _begin_prefetch(self, done: list[tuple[Claim, Any]]) -> Prefetch | None:
         """Send the ack of ``done`` and the claim of the next batch; None: do it the slow way."""
@@ -837,7 +973,7 @@ class WorkerLoop:
     ) -> tuple[list[Claim], list[tuple[Claim, Any]]]:
         """The prefetched claims and the results still to ack."""
         try:
-            claims = prefetch.collect()
+            claims = prefetch.take()
         except BrokerError as exc:
             # Unknown whether the ack went through: ack again (harmless) the slow way.
             log.warning("prefetching the next batch failed: %s", exc.message)
@@ -848,7 +984,7 @@ class WorkerLoop:
         if self.stop_event.is_set():
             self._release(claims)
             claims = []
-        return claims, results
+        return self._trim(claims), results
 
     def _run_batch(self, claims: list[Claim]) -> list[tuple[Claim, Any]]:
         """Run a batch; returns the results not acked yet (the next claim acks them).
@@ -859,10 +995,13 @@ class WorkerLoop:
         done: list[tuple[Claim, Any]] = []
         first_done = 0.0
         bindings, stopping, finished = self.bindings, self.stop_event.is_set, self._finished
-        limited = self._limited
+        limited, mark_started = self._limited, self._started
         flush_s = self.config.ack_flush_s
         monotonic = time.monotonic
         cancels, contexts, track = self._cancels, self._contexts, self._track
+        task_s = self._task_s
+        #: capability -> [seconds its tasks ran, how many], folded in at the end
+        spent: dict[str, list[float]] = {}
         self._batch = claims
         for index, claim in enumerate(claims):
             self._at = index  # before the look at the stop (see _give_back_waiting)
@@ -877,7 +1016,14 @@ class WorkerLoop:
                 continue
             binding = bindings.get(task.capability)
             started = monotonic()
+            if done and started - first_done + task_s.get(task.capability, flush_s) >= flush_s:
+                # the results so far would wait for this task (slow, or not known yet)
+                # past the flush: their callers are told now
+                self._ack(done)
+                done = []
             if binding is None:
+                if not mark_started(claim, started, None):
+                    continue  # given back behind a long task (see the heartbeat)
                 outcome = Outcome(
                     error={
                         "code": "CAPABILITY_NOT_SERVED",
@@ -886,14 +1032,15 @@ class WorkerLoop:
                     }
                 )
             else:
+                timeout = task.timeout_s or binding.capability.timeout_s
+                deadline = started + timeout if timeout else None
+                if not mark_started(claim, started, deadline):
+                    continue  # given back behind a long task (see the heartbeat)
                 slot = None
                 if task.capability in limited:
                     slot = self._take_slot(claim)
                     if slot is None:
                         continue  # at its max_concurrency: back to the queue, unrun
-                timeout = task.timeout_s or binding.capability.timeout_s
-                deadline = started + timeout if timeout else None
-                self._started(claim, deadline)
                 sink = self._event_publisher(claim) if binding.capability.streaming else None
                 try:
                     outcome = run_task(binding, claim, sink, deadline, track)
@@ -903,6 +1050,12 @@ class WorkerLoop:
                         slot.release()
             ended = monotonic()
             self.processed += 1
+            took = spent.get(task.capability)
+            if took is None:
+                spent[task.capability] = [ended - started, 1.0]
+            else:
+                took[0] += ended - started
+                took[1] += 1.0
             if outcome.error is None:
                 if not done:
                     first_done = ended
@@ -914,6 +1067,8 @@ class WorkerLoop:
             else:
                 status = self._fail(claim, outcome)
                 finished(task.capability, status, ended - started)
+        for capability, (seconds, count) in spent.items():
+            self._observe(capability, seconds, int(count))
         return done
 
     def _take_slot(self, claim: Claim) -> Slot | None:
