@@ -5,14 +5,19 @@ every console route.)"""
 
 from __future__ import annotations
 
+import io
+import json
 from typing import TYPE_CHECKING
 
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+from crank.runtime.logs import configure_logging
 
 from .conftest import forms_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import pytest
 
     from .conftest import ConsoleClient
 
@@ -105,3 +110,28 @@ def test_redrive_and_purge_all_of_a_capability(console: Callable[..., ConsoleCli
     for bad in ("", "no spaces please", "x" * 201):
         refused = client.post_form("/ui/dead-letters/redrive-all", {"capability": bad})
         assert refused.status_code == 400 and "No capability" in refused.text, bad
+
+
+def test_a_bug_in_an_action_is_a_500_not_a_broker_outage(
+    console: Callable[..., ConsoleClient], monkeypatch: pytest.MonkeyPatch, logging_restored: None
+) -> None:
+    # Every action turned any exception into "Broker unreachable" (503): a bug in crank
+    # or a plugin read as an outage, and its traceback was lost. A stand-in for such a
+    # bug: the broker's redrive raises a KeyError (not a BrokerError).
+    client = console()
+    dead = dead_letter(client)
+    stream = io.StringIO()
+    configure_logging("prod", stream=stream)
+
+    def broken(task_id: str) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(client.services.broker, "redrive", broken)
+    answer = client.post_form(f"/ui/dead-letters/{dead}/redrive", {})
+    assert answer.status_code == 500, answer.text
+    assert "Broker unreachable" not in answer.text
+    assert answer.json()["error"]["code"] == "INTERNAL"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [logged] = [line for line in lines if line["event"] == "unhandled_error"]
+    assert logged["level"] == "error" and "KeyError: 'a bug'" in logged["exception"]
+    assert not [line for line in lines if line["event"] == "console_broker_unreachable"]

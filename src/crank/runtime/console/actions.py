@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 
+from crank.errors import BrokerError
 from crank.runtime.console.tasks import no_task
 from crank.runtime.console.web import CONSOLE_PREFIX
 
@@ -46,7 +47,9 @@ def _back(visit: Visit, task_id: str) -> str:
     return _task_page(task_id)
 
 
-def _broker_down(web: ConsoleWeb, visit: Visit, exc: Exception) -> Response:
+def _broker_down(web: ConsoleWeb, visit: Visit, exc: BrokerError) -> Response:
+    # BrokerError only: anything else is a bug, answered 500 with its traceback logged
+    # (the app's handler), never "broker unreachable"
     return web.broker_unreachable(
         visit, exc, outcome="Nothing was changed (or it is unknown whether it was):"
     )
@@ -68,7 +71,7 @@ async def cancel_task(web: ConsoleWeb, visit: Visit) -> Response:
     task_id = visit.request.path_params["task_id"]
     try:
         cancellation = await run_in_threadpool(web.s.broker.cancel, task_id)
-    except Exception as exc:
+    except BrokerError as exc:
         return _broker_down(web, visit, exc)
     if cancellation is None:
         return no_task(web, visit, task_id)
@@ -90,7 +93,7 @@ async def redrive(web: ConsoleWeb, visit: Visit) -> Response:
     task_id = visit.request.path_params["task_id"]
     try:
         change = await run_in_threadpool(web.s.broker.redrive, task_id)
-    except Exception as exc:
+    except BrokerError as exc:
         return _broker_down(web, visit, exc)
     return _one_done(web, visit, task_id, change, "redriven")
 
@@ -102,7 +105,7 @@ async def purge(web: ConsoleWeb, visit: Visit) -> Response:
         return _unconfirmed(web, visit)
     try:
         change = await run_in_threadpool(web.s.broker.purge_dead_letter, task_id)
-    except Exception as exc:
+    except BrokerError as exc:
         return _broker_down(web, visit, exc)
     return _one_done(web, visit, task_id, change, "purged")
 
@@ -152,7 +155,7 @@ async def _all(web: ConsoleWeb, visit: Visit, outcome: str) -> Response:
     act = broker.redrive_dead_letters if outcome == "redriven" else broker.purge_dead_letters
     try:
         count = await run_in_threadpool(act, capability)
-    except Exception as exc:
+    except BrokerError as exc:
         return _broker_down(web, visit, exc)
     if outcome == "redriven":
         message = f"{count} dead letter(s) of {capability} are back on the queue."
