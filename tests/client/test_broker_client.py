@@ -26,7 +26,7 @@ from crank.client import (
     TaskRequest,
     TaskTimeout,
 )
-from crank.errors import BrokerError
+from crank.errors import BrokerError, UsageError
 
 from ..runtime.conftest import free_port
 
@@ -221,8 +221,6 @@ def test_the_asyncio_producer(queue_url: str) -> None:
 
 
 def test_a_bad_url_is_a_clear_error() -> None:
-    from crank.errors import UsageError
-
     with pytest.raises(UsageError, match="unknown scheme 'http'"):
         connect("http://127.0.0.1:8080")
 
@@ -362,10 +360,12 @@ def test_a_broker_that_cannot_be_reached_is_a_client_error(tmp_path: Path) -> No
         connect(gone)
     error = _unavailable(caught.value)
     assert f"127.0.0.1:{gone.rsplit(':', 1)[1].split('/')[0]}" in error.message
-    # a SQLite path that is a folder cannot be opened as the queue's file
-    with pytest.raises(ClientError) as caught:
+    # a SQLite path that is a folder can never be the queue's file: a usage error, as for
+    # any URL the client cannot use (BrokerUnavailable says a retry may succeed)
+    with pytest.raises(UsageError) as usage:
         connect(f"sqlite:///{tmp_path}")
-    assert str(tmp_path) in _unavailable(caught.value).message
+    assert not isinstance(usage.value, ClientError)
+    assert usage.value.message.startswith(f"cannot open the SQLite queue {tmp_path}:")
 
     async def scenario() -> None:
         with pytest.raises(ClientError) as caught:

@@ -106,10 +106,14 @@ def test_unreachable_redis_is_a_broker_error_with_a_hint() -> None:
     assert "redis-server" in info.value.hint
 
 
-def test_unusable_sqlite_file_is_a_broker_error(tmp_path: Path) -> None:
+def test_a_sqlite_path_that_is_no_queue_is_a_usage_error(tmp_path: Path) -> None:
+    # No retry opens a file that is not a database, or a folder: exit 2, not 3 (a broker
+    # that may come back), and a worker process does not retry it for ever.
     bad = tmp_path / "not-a-db.db"
     bad.write_text("this is not a database " * 100)
-    with pytest.raises(BrokerError) as info:
-        open_broker(f"sqlite:///{bad}")
-    assert str(bad) in info.value.message
-    assert info.value.hint is not None
+    for path, why in ((bad, "file is not a database"), (tmp_path, "unable to open")):
+        with pytest.raises(UsageError) as info:
+            open_broker(f"sqlite:///{path}")
+        assert info.value.message.startswith(f"cannot open the SQLite queue {path}: {why}")
+        assert info.value.exit_code == 2
+        assert info.value.hint is not None and "sqlite:///crank-queue.db" in info.value.hint

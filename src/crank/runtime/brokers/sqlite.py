@@ -57,7 +57,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from crank.errors import BrokerError
+from crank.errors import BrokerError, UsageError
 from crank.runtime.brokers.common import (
     CANCELLED_BEFORE_IT_RAN,
     CANCELLED_WHILE_IT_RAN,
@@ -375,6 +375,19 @@ def _apply(
     return int(cur.rowcount)
 
 
+#: SQLite's answers for a path that is no queue crank can use, whenever it is tried:
+#: not a database (26), cannot open it (14: a folder, a missing or unreadable one),
+#: access refused (3), read-only (8).
+_NOT_A_QUEUE = frozenset({3, 8, 14, 26})
+
+
+def _not_a_queue(exc: BaseException) -> bool:
+    """Whether opening the queue failed for a reason no retry changes."""
+    if isinstance(exc, (PermissionError, NotADirectoryError, IsADirectoryError)):
+        return True
+    return getattr(exc, "sqlite_errorcode", None) in _NOT_A_QUEUE
+
+
 class SqliteBroker(Broker):
     """A task queue in one SQLite file; open one per process (or per thread)."""
 
@@ -435,6 +448,14 @@ class SqliteBroker(Broker):
                         db.execute(statement)
         except (sqlite3.Error, OSError) as exc:
             self._forget_turn_file(made_turn_file)
+            if _not_a_queue(exc):
+                # no retry opens it: the URL names a path crank cannot use (exit 2, not 3)
+                raise UsageError(
+                    f"cannot open the SQLite queue {self.path}: {exc}",
+                    hint="point the broker URL at a crank queue file, or at a new file in a "
+                    "folder this user can write (sqlite:///crank-queue.db)",
+                    subject=str(self.path),
+                ) from exc
             raise BrokerError(
                 f"cannot open the SQLite queue {self.path}: {exc}",
                 hint="check that the directory exists and is writable, and that the file "
