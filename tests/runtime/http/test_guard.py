@@ -75,7 +75,17 @@ def test_body_over_the_limit_is_413_declared_or_streamed(make_services: Any, ser
 
     r = http.post("/v1/tasks", content=chunks(), headers={"content-type": "application/json"})
     assert (r.status_code, r.json()["error"]["code"]) == (413, "BODY_TOO_LARGE")
-    assert 'crank_requests_rejected_total{reason="body_too_large"} 1.0' in http.get("/metrics").text
+
+    def call_chunks() -> Iterator[bytes]:
+        yield b'{"text": "'
+        yield b"z" * 100
+        yield b'"}'
+
+    headers = {"content-type": "application/json"}
+    r = http.post("/v1/capabilities/demo.echo", content=call_chunks(), headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "BODY_TOO_LARGE")
+    # each refusal counted once, whether its size was declared or found while reading
+    assert 'crank_requests_rejected_total{reason="body_too_large"} 3.0' in http.get("/metrics").text
 
 
 def test_inflight_bound_answers_429_with_retry_after(make_services: Any, serve: Any) -> None:

@@ -129,10 +129,11 @@ def broker_unavailable(message: str, hint: str | None) -> Response:
     )
 
 
-#: ``crank_requests_rejected_total``'s reason for each refusal of the server's state a
-#: handler answers before anything is queued (the guard counts its own: overload,
-#: unauthorized, a body declared too large).
+#: ``crank_requests_rejected_total``'s reason for each refusal a handler answers before
+#: anything is queued (the guard counts its own: overload, unauthorized, a body declared
+#: too large; a handler, one found too large while it was read).
 _REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
+    (BodyTooLarge, "body_too_large"),
     (CapabilityPaused, "paused"),
     (QueueFull, "queue_full"),
     (ConcurrencyLimited, "concurrency_limit"),
