@@ -1000,8 +1000,16 @@ class WorkerLoop:
         monotonic = time.monotonic
         cancels, contexts, track = self._cancels, self._contexts, self._track
         task_s = self._task_s
-        #: capability -> [seconds its tasks ran, how many], folded in at the end
+        # One capability (the usual batch): its time per task is the batch's, and a
+        # task known to be quick needs no look ahead (the check after each task flushes
+        # in time). Mixed ones are timed per task and looked at before each starts.
+        first_cap = claims[0].task.capability if claims else ""
+        single = all(c.task.capability == first_cap for c in claims)
+        known_s = task_s.get(first_cap)
+        look_ahead = not single or known_s is None or known_s >= flush_s
+        #: capability -> [seconds its tasks ran, how many], folded in at the end (mixed)
         spent: dict[str, list[float]] = {}
+        batch_started, processed_before = monotonic(), self.processed
         self._batch = claims
         for index, claim in enumerate(claims):
             self._at = index  # before the look at the stop (see _give_back_waiting)
@@ -1016,7 +1024,11 @@ class WorkerLoop:
                 continue
             binding = bindings.get(task.capability)
             started = monotonic()
-            if done and started - first_done + task_s.get(task.capability, flush_s) >= flush_s:
+            if (
+                look_ahead
+                and done
+                and started - first_done + task_s.get(task.capability, flush_s) >= flush_s
+            ):
                 # the results so far would wait for this task (slow, or not known yet)
                 # past the flush: their callers are told now
                 self._ack(done)
@@ -1050,12 +1062,13 @@ class WorkerLoop:
                         slot.release()
             ended = monotonic()
             self.processed += 1
-            took = spent.get(task.capability)
-            if took is None:
-                spent[task.capability] = [ended - started, 1.0]
-            else:
-                took[0] += ended - started
-                took[1] += 1.0
+            if not single:
+                took = spent.get(task.capability)
+                if took is None:
+                    spent[task.capability] = [ended - started, 1.0]
+                else:
+                    took[0] += ended - started
+                    took[1] += 1.0
             if outcome.error is None:
                 if not done:
                     first_done = ended
@@ -1067,6 +1080,9 @@ class WorkerLoop:
             else:
                 status = self._fail(claim, outcome)
                 finished(task.capability, status, ended - started)
+        if single:
+            ran = self.processed - processed_before
+            self._observe(first_cap, monotonic() - batch_started, ran)
         for capability, (seconds, count) in spent.items():
             self._observe(capability, seconds, int(count))
         return done
