@@ -586,7 +586,8 @@ def test_tasks_waiting_behind_a_long_one_go_back_for_another_process(
     broker_url: str, tmp_path: Path
 ) -> None:
     # A quick capability (its tasks find their file at once) whose one task hangs: the
-    # tasks claimed with it must not wait for it; the heartbeat gives them back.
+    # tasks claimed with it must not wait for it (the heartbeat gives them back), nor
+    # the results finished before it (the heartbeat acks them).
     broker = open_broker(broker_url)
     here, gate = tmp_path / "here", tmp_path / "gate"
     here.touch()
@@ -617,6 +618,10 @@ def test_tasks_waiting_behind_a_long_one_go_back_for_another_process(
         with Running(a):
             try:
                 _wait_until_started(a, hung.id)
+                # acked while the long one runs, though it came in their batch
+                assert {r.status for r in wait_final(broker, [r.id for r in before])} == {
+                    "succeeded"
+                }
                 # given back, they are run by another process while the long one runs
                 with Running(b):
                     finished = wait_final(broker, [r.id for r in behind])

@@ -18,9 +18,10 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   (and may send more than once), is that stop however often it comes, and never the
   first of two; one that comes while the supervisor runs (the kernel sends it when
   the supervisor's thread that started this process ends) is no stop at all;
-* a result waits for the rest of its batch about ``ack_flush_s`` at most: it is
-  acked once it waited that long, or before a task expected to keep it waiting
-  longer (of a capability that is slow, or not run here yet) starts;
+* a result waits for the rest of its batch about ``ack_flush_s``: it is acked once
+  it waited that long, or before a task expected to keep it waiting longer (of a
+  capability that is slow, or not run here yet) starts, or by the heartbeat when a
+  task expected to be quick runs past a beat;
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
   acked once it is back;
@@ -34,8 +35,9 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   and the claim of the next are sent before the batch runs and read after it
   (``Broker.begin_ack_and_claim``);
 * a task that runs past a heartbeat does not keep others waiting behind it: the
-  heartbeat gives the unstarted tasks of its batch, and a prefetched batch, back
-  to the queue, where an idle process takes them; SIGTERM gives them back unrun;
+  heartbeat acks the results finished before it, and gives the unstarted tasks of
+  its batch, and a prefetched batch, back to the queue, where an idle process takes
+  them; SIGTERM gives them back unrun;
 * one broken worker never takes the others down: a worker that fails to import
   or to set up is reported and the process serves the rest
   (:mod:`crank.runtime.hosted_workers`); every ``health_interval_s`` a health
@@ -285,8 +287,8 @@ class Prefetch:
     Its answer is read once, by whichever thread gets there first: the loop when
     the batch is done, or the heartbeat (so prefetched tasks are held, and kept
     invisible, while a batch runs long), or the grace timer (to give them back).
-    The heartbeat may also take the claims away to give them back
-    (:meth:`take_away`): the loop then finds none.
+    The heartbeat may also take the claims to give them back (:meth:`take`): the
+    loop then finds none.
     """
 
     def __init__(
@@ -301,7 +303,7 @@ class Prefetch:
         self._lock = threading.Lock()
         self._claims: list[Claim] | None = None
         self._error: BrokerError | None = None
-        self._taken = False  # handed to the loop (collect) or taken away (take_away)
+        self._taken = False  # handed to the loop or to the heartbeat (take)
 
     def collect(self) -> list[Claim]:
         with self._lock:
@@ -318,16 +320,8 @@ class Prefetch:
             return self._claims
 
     def take(self) -> list[Claim]:
-        """The claims, for the loop to run (none if they were taken away)."""
-        claims = self.collect()
-        with self._lock:
-            if self._taken:
-                return []
-            self._taken = True
-            return claims
-
-    def take_away(self) -> list[Claim]:
-        """The claims, to give back, unless the loop took them first."""
+        """The claims, once: to whichever asks first of the loop (to run them) and the
+        heartbeat (to give them back); the other gets none."""
         claims = self.collect()
         with self._lock:
             if self._taken:
@@ -419,6 +413,10 @@ class WorkerLoop:
         self._limit = 1
         #: the task running now and since when (monotonic); the heartbeat's "past a beat".
         self._running: tuple[str, float] | None = None
+        #: the results not acked yet: of the batch that runs (_run_batch's list) and of
+        #: the one before it (the loop's, acked with the next claim).
+        self._results: list[tuple[Claim, Any]] = []
+        self._carried: list[tuple[Claim, Any]] = []
         self.processed = 0
 
     @property
@@ -598,7 +596,7 @@ class WorkerLoop:
         vt = self.config.visibility_timeout_s
         while not self._heartbeat_stop.wait(interval):
             self._collect_prefetch()
-            self._give_back_behind_a_long_task(interval)
+            self._behind_a_long_task(interval)
             now = time.monotonic()
             with self._held_lock:
                 # a task past its own deadline is not kept: if it hangs, it is redelivered
@@ -617,23 +615,32 @@ class WorkerLoop:
                 log.info("%d claims were redelivered elsewhere before they finished", len(lost))
             self._ask_for_cancels()
 
-    def _give_back_behind_a_long_task(self, beat_s: float) -> None:
-        """A task running for a heartbeat or more: the tasks waiting behind it (the rest
+    def _behind_a_long_task(self, beat_s: float) -> None:
+        """A task running for a heartbeat or more: the results finished before it are
+        acked (their callers wait no longer), and the tasks waiting behind it (the rest
         of its batch, a prefetched batch) go back to the queue for an idle process."""
         now = time.monotonic()
         with self._held_lock:
             running = self._running
             if running is None or running[0] not in self._held or now - running[1] < beat_s:
                 return
+            # copies of the loop's lists (it only appends to them while its task runs);
+            # what the loop acked since is no longer held. The loop acks these again
+            # later, which changes nothing: an ack of an ended task is a no-op.
+            finished = [
+                (c, r) for c, r in [*self._carried, *self._results] if c.task.id in self._held
+            ]
             # _started checks under this lock whether its task is still held: a task
             # taken out of _held here is never started by the loop
             waiting = [c for c in self._batch[self._at + 1 :] if c.task.id in self._held]
             for claim in waiting:
                 del self._held[claim.task.id]
+        if finished:
+            self._ack_early(finished, running, now)
         prefetch = self._prefetch
         if prefetch is not None:
             with contextlib.suppress(BrokerError):
-                waiting += prefetch.take_away()
+                waiting += prefetch.take()
         if not waiting:
             return
         log.info(
@@ -649,6 +656,24 @@ class WorkerLoop:
         except BrokerError as exc:
             log.warning("could not give back %d tasks: %s", len(waiting), exc.message)
         self._drop(waiting)
+
+    def _ack_early(
+        self, finished: list[tuple[Claim, Any]], running: tuple[str, float], now: float
+    ) -> None:
+        """Ack results that wait behind a long task (one try: the loop acks them anyway)."""
+        log.info(
+            "task %s has run %.1fs: acking the %d results finished before it",
+            running[0],
+            now - running[1],
+            len(finished),
+        )
+        try:
+            self.broker.ack_many(finished)
+        except (BrokerError, TypeError, ValueError) as exc:
+            # broker down, or a result that is not JSON: the loop settles them later
+            log.debug("early ack of %d results failed: %s", len(finished), exc)
+            return
+        self._drop([c for c, _ in finished])
 
     # -- signals -----------------------------------------------------------------------
 
@@ -814,6 +839,7 @@ class WorkerLoop:
                 elif done and expected_s >= self.config.ack_flush_s:
                     self._ack(done)  # they would wait for this batch: their callers wait
                     done = []
+                self._carried = done
                 results = self._run_batch(claims)
                 if prefetch is None:
                     claims, done = [], done + results
@@ -1011,6 +1037,7 @@ class WorkerLoop:
         spent: dict[str, list[float]] = {}
         batch_started, processed_before = monotonic(), self.processed
         self._batch = claims
+        self._results = done
         for index, claim in enumerate(claims):
             self._at = index  # before the look at the stop (see _give_back_waiting)
             if stopping():
@@ -1032,7 +1059,7 @@ class WorkerLoop:
                 # the results so far would wait for this task (slow, or not known yet)
                 # past the flush: their callers are told now
                 self._ack(done)
-                done = []
+                done = self._results = []
             if binding is None:
                 if not mark_started(claim, started, None):
                     continue  # given back behind a long task (see the heartbeat)
@@ -1061,6 +1088,7 @@ class WorkerLoop:
                     if slot is not None:
                         slot.release()
             ended = monotonic()
+            self._running = None  # ended: no longer what the heartbeat looks at
             self.processed += 1
             if not single:
                 took = spent.get(task.capability)
@@ -1076,7 +1104,7 @@ class WorkerLoop:
                 finished(task.capability, "succeeded", ended - started)
                 if ended - first_done >= flush_s:
                     self._ack(done)
-                    done = []
+                    done = self._results = []
             else:
                 status = self._fail(claim, outcome)
                 finished(task.capability, status, ended - started)
