@@ -514,3 +514,78 @@ def test_a_forked_child_is_told_of_its_own_tasks(queue_url: str) -> None:
     seen = json.loads(out.stdout)
     assert seen["child"] == {"echo": {"who": "child"}, "told": 1, "inherited": False}
     assert seen["parent"] == {"echo": {"who": "parent"}, "told": 1}
+
+
+#: a producer on SQLite forks while one of its threads is inside a broker call (holding
+#: the broker's locks and the writers' turn); the child checks the turn and submits.
+_FORK_MID_CALL = """
+import fcntl, json, os, select, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with other threads running
+from crank import connect
+
+queue = connect(sys.argv[1])
+broker = queue.broker
+queue.submit("fixture.echo", {"who": "parent"}).result(timeout=60)
+held, release = threading.Event(), threading.Event()
+
+def inside_a_call():
+    with broker._writers, broker._lock:
+        fcntl.flock(broker._turn, fcntl.LOCK_EX)
+        held.set()
+        release.wait()
+        fcntl.flock(broker._turn, fcntl.LOCK_UN)
+
+thread = threading.Thread(target=inside_a_call)
+thread.start()
+held.wait()
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read_end)
+    try:
+        try:  # the parent's thread holds the turn: the child must not have it too
+            fcntl.flock(broker._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            turn = "taken too"
+        except BlockingIOError:
+            turn = "waits"
+        os.write(write_end, json.dumps({"turn": turn}).encode() + b"\\n")
+        echo = queue.submit("fixture.echo", {"who": "child"}).result(timeout=60)["echo"]
+        seen = {"echo": echo}
+        queue.close()
+    except BaseException as exc:
+        seen = {"error": repr(exc)}
+    os.write(write_end, json.dumps(seen).encode() + b"\\n")
+    os._exit(0)
+os.close(write_end)
+pipe = os.fdopen(read_end)
+first = json.loads(pipe.readline())
+release.set()  # the parent's call ends: the turn is free for the child
+thread.join()
+ready, _, _ = select.select([pipe], [], [], 90)
+second = json.loads(pipe.readline()) if ready else {"error": "the child hangs"}
+if not ready:
+    os.kill(pid, 9)
+os.waitpid(pid, 0)
+print(json.dumps({**first, **second}))
+queue.close()
+"""
+
+
+def test_a_child_forked_in_the_middle_of_a_sqlite_call_has_a_broker_of_its_own(
+    tmp_path: Path, worker_pool: Any
+) -> None:
+    """The child kept its parent's locks (held for ever by a thread that does not exist
+    in the child: its first call hung), its SQLite connection (SQLite: never carried
+    across a fork) and its writers' turn (an flock the two shared: the child took the
+    turn while the parent held it)."""
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    worker_pool(url).spawn()
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_MID_CALL, url],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"turn": "waits", "echo": {"who": "child"}}

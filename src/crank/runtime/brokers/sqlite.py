@@ -388,6 +388,24 @@ def _not_a_queue(exc: BaseException) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in _NOT_A_QUEUE
 
 
+#: what forked children inherited of their parent's brokers (connections, the turn's
+#: file): kept, never closed in the child (see ``SqliteBroker._after_fork_in_child``).
+_INHERITED: list[tuple[Any, ...]] = []
+
+
+class _OpenOnFirstUse:
+    """A forked child's main connection until it is used: then the child's own."""
+
+    def __init__(self, broker: SqliteBroker) -> None:
+        self._broker = broker
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        return self._broker._open_in_child().execute(*args)
+
+    def close(self) -> None:
+        """Never opened: nothing to close."""
+
+
 class SqliteBroker(Broker):
     """A task queue in one SQLite file; open one per process (or per thread)."""
 
@@ -431,13 +449,7 @@ class SqliteBroker(Broker):
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             made_turn_file = self._open_turn_file()
-            self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            use_wal(self._db, timeout_s=self._busy_timeout_s)
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer does it
+            self._db = self._connect(wal=True)
             with self._write() as db:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
@@ -472,15 +484,58 @@ class SqliteBroker(Broker):
         self._checkpointer.start()
         reset_in_forked_children(self)
 
+    def _connect(self, *, wal: bool = False) -> sqlite3.Connection:
+        """This process's main connection (``wal``: the first one, which also puts the
+        file in WAL mode if it is not yet)."""
+        db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        if wal:
+            use_wal(db, timeout_s=self._busy_timeout_s)
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer does it
+        return db
+
     def _after_fork_in_child(self) -> None:
-        """A forked child binds local sockets of its own on first use: a notice sent to
-        the parent's reaches whichever process reads first (the parent, which drops it),
-        and closing them here would unlist the parent's wake channel (and unlink its
-        sockets where they are files). They are dropped, not closed."""
+        """A forked child (a program that forks after ``connect``) gets a broker of its own.
+
+        Local sockets: bound again on first use: a notice sent to the parent's reaches
+        whichever process reads first (the parent, which drops it), and closing them here
+        would unlist the parent's wake channel (and unlink its sockets where they are
+        files). They are dropped, not closed.
+
+        Locks: threads do not survive a fork, so a lock one of the parent's threads held
+        at that moment (a submit, a read) would stay held in the child for ever: new ones.
+
+        Connections: SQLite's own rule is that a connection is not carried across a fork
+        (its locks belong to the process that took them), so the child opens its own on
+        first use (no I/O here: this runs between fork and exec too). The parent's are
+        kept, never closed here, so nothing of theirs is cleaned up under the parent.
+        The writers' turn is an ``flock``, which belongs to the open file the two would
+        share: the child opens the file again."""
         self._listener = None
         self._wake = None
         self._wake_renewed = 0.0
         self._wake_known_at = float("inf")
+        _INHERITED.append((self._db, self._aside_db, self._turn))
+        self._lock = threading.RLock()
+        self._writers = threading.Lock()
+        self._aside_lock = threading.Lock()
+        self._aside_db = None
+        self._db = _OpenOnFirstUse(self)  # type: ignore[assignment]
+        self._turn = None
+        with contextlib.suppress(OSError):
+            self._turn = os.open(f"{self.path}-write", os.O_RDONLY)
+
+    def _open_in_child(self) -> sqlite3.Connection:
+        """The forked child's own connection, opened by its first use (under _lock)."""
+        try:
+            db = self._connect()
+        except sqlite3.Error as exc:
+            raise self._error("open the queue again in a forked process", exc) from exc
+        self._db = db
+        return db
 
     # -- plumbing --------------------------------------------------------------
 
