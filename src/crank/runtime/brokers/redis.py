@@ -309,10 +309,14 @@ class RedisBroker(Broker):
         """A forked child's waiters are told on a channel of its own (subscribed on first
         use): the parent's channel reaches the parent's subscription only. The parent's
         subscription is dropped, not closed: closing it here shuts the parent's socket
-        down."""
+        down. Its command connections are the child's own, made on first use."""
         self._listener_lock = threading.Lock()  # a thread of the parent may have held it
         self._listener = None
         self.notice_channel = f"{self.prefix}:n:{new_id()}"
+        # the connections too: a call one of the parent's threads was in as the process
+        # forked holds the pool's lock or the hot connection for ever in the child
+        self._pool.after_fork_in_child()
+        self._hot = _HotConnection(self._pool)
 
     # -- plumbing --------------------------------------------------------------
 

@@ -400,6 +400,12 @@ class Pool:
         for conn in idle:
             conn.close()
 
+    def after_fork_in_child(self) -> None:
+        """A new lock (a thread of the parent may have held this one as the process
+        forked) and none of the parent's sockets (dropped, not closed: they are its)."""
+        self._lock = threading.Lock()
+        self._pid, self._idle = os.getpid(), []
+
 
 def idle_too_long(idle_s: float) -> bool:
     """Whether a connection unused for ``idle_s`` is checked before it is used again."""
