@@ -503,15 +503,7 @@ def test_a_forked_child_is_told_of_its_own_tasks(queue_url: str) -> None:
     which dropped them, and each result came by the once-a-second read. The child now
     listens on its own, and leaves the parent's listener alone (closing the inherited
     Redis subscription shut the parent's socket down)."""
-    out = subprocess.run(
-        [sys.executable, "-c", _FORKED_PRODUCER, queue_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout)
+    seen = _run_producer(_FORKED_PRODUCER, queue_url)
     assert seen["child"] == {"echo": {"who": "child"}, "told": 1, "inherited": False}
     assert seen["parent"] == {"echo": {"who": "parent"}, "told": 1}
 
@@ -585,13 +577,18 @@ def test_a_child_forked_in_the_middle_of_a_call_has_a_broker_of_its_own(queue_ur
     in the child: its first call hung); on SQLite also its connection (SQLite: never
     carried across a fork) and its writers' turn (an flock the two shared: the child took
     the turn while the parent held it)."""
+    turn = "waits" if queue_url.startswith("sqlite") else None
+    assert _run_producer(_FORK_MID_CALL, queue_url) == {"turn": turn, "echo": {"who": "child"}}
+
+
+def _run_producer(script: str, queue_url: str) -> Any:
+    """Run a producer script (in a process of its own: it forks); what it printed."""
     out = subprocess.run(
-        [sys.executable, "-c", _FORK_MID_CALL, queue_url],
+        [sys.executable, "-c", script, queue_url],
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    turn = "waits" if queue_url.startswith("sqlite") else None
-    assert json.loads(out.stdout) == {"turn": turn, "echo": {"who": "child"}}
+    return json.loads(out.stdout)
