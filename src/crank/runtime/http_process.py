@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from crank.errors import CrankError, ExitCode
 from crank.routing import Router
+from crank.runtime import run_dir
 from crank.runtime.http.server import http_server
 from crank.runtime.logs import configure_logging, get_logger
 from crank.runtime.pool_snapshot import SharedPoolView
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 def serve_http(plan: HttpProcessPlan) -> int:
     """Serve the inherited socket until told to stop; the exit code."""
     config = plan.config
+    run_dir.hold()  # the run's directory (metrics, slots) stays while this process serves
     configure_logging(config.mode, context={"http_process": plan.index})
     configure_tracing()
     log = get_logger("crank.runtime")

@@ -11,14 +11,12 @@ give their tasks back, and crank run still waits for them to exit.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +34,7 @@ from crank.runtime.http_processes import HttpProcesses, HttpProcessPlan, per_pro
 from crank.runtime.logs import configure_logging, get_logger
 from crank.runtime.metrics import BUDGET_ALERTS
 from crank.runtime.pool_snapshot import PoolPublisher
+from crank.runtime.run_dir import RUN_DIR_ENV, run_directory
 from crank.runtime.status_tracker import StatusTracker, budget_announcer
 from crank.runtime.supervisor import Supervisor
 from crank.runtime.task_metrics import MultiprocessFiles
@@ -43,7 +42,7 @@ from crank.runtime.tracing import configure_tracing
 from crank.runtime.usage import USAGE_DB_ENV, UsageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from crank.manifest import Manifest
     from crank.runtime.brokers.contract import Broker
@@ -109,18 +108,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-@contextlib.contextmanager
-def metrics_dir(config: RuntimeConfig) -> Iterator[Path]:
-    """The multiprocess metrics directory, emptied at start (stale files double-count)."""
-    if config.metrics_dir is not None:
-        path = Path(config.metrics_dir)
-        if path.exists():
-            shutil.rmtree(path)
-        path.mkdir(parents=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="crank-metrics-") as tmp:
-        yield Path(tmp)
+def metrics_dir(config: RuntimeConfig, run_dir: Path) -> Path:
+    """The multiprocess metrics directory: the configured one, emptied at start (stale
+    files double-count), or one in the run's private directory."""
+    path = Path(config.metrics_dir) if config.metrics_dir is not None else run_dir / "metrics"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
 
 
 class StopSignals:
@@ -187,14 +182,15 @@ def serve(config: RuntimeConfig, manifests: Sequence[Manifest]) -> int:
     try:
         broker = open_runtime_broker(config.broker_url)
         usage = UsageStore(config.usage_db)
-        with (
-            metrics_dir(config) as mdir,
-            tempfile.TemporaryDirectory(prefix="crank-slots-") as slots_dir,
-        ):
+        with run_directory() as run_dir:
+            mdir = metrics_dir(config, run_dir)
+            (run_dir / "slots").mkdir()
+            slots_dir = str(run_dir / "slots")
             env = dict(os.environ)
             env.update(config.worker_env)
             env["PROMETHEUS_MULTIPROC_DIR"] = str(mdir)
             env[SLOTS_DIR_ENV] = slots_dir
+            env[RUN_DIR_ENV] = str(run_dir)
             env[USAGE_DB_ENV] = str(Path(config.usage_db).resolve())
             env["CRANK_LOG_MODE"] = config.mode
             status = runtime_status(config, broker, router, usage)

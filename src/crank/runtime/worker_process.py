@@ -71,6 +71,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_r
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
 from crank.manifest import load_manifest
 from crank.plugins import build_plugin_manager
+from crank.runtime import run_dir
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions
 from crank.runtime.concurrency import (
@@ -1270,6 +1271,7 @@ def run_worker_process(
     loop_class: type[WorkerLoop] | None = None,
 ) -> int:
     """Serve tasks until SIGTERM/SIGINT; returns the exit status."""
+    run_dir.hold()  # started by crank run: its directory stays while this process drains
     workers = HostedWorkers.from_paths(config.manifest_paths)
     if loop_class is None:
         if declares_batching(workers):

@@ -110,3 +110,40 @@ def test_a_second_ctrl_c_stops_the_workers_at_once_and_gives_their_tasks_back(
     assert "task_finished hook failed" not in log, log[-4000:]
     # back in the queue, its attempt not spent
     assert _statuses(run, ids) == [("pending", 0)], log[-4000:]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_killed_runs_private_directory_is_removed_by_the_next_run(
+    crank_run: Starter, tmp_path: Path
+) -> None:
+    # Each crank run keeps its processes' metrics files and concurrency slots in a
+    # directory of its own under TMPDIR. A kill -9 left it behind: a service restarted
+    # after every crash filled the temporary directory, two directories per crash.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp)}
+    first = crank_run("--http-processes", "2", env=env, db="first.db")
+    [first_dir] = tmp.glob("crank-run-*")
+    assert (first_dir / "metrics").is_dir()
+    assert (first_dir / "slots").is_dir()
+    children = first.workers()  # the worker processes and the two HTTP processes
+    assert len(children) >= 3, children
+    os.kill(first.pid, signal.SIGKILL)
+    first.proc.wait(timeout=60)
+    # its children see their parent gone, drain and end; until then the directory is
+    # theirs (a second run started meanwhile leaves it)
+    first.wait_until(lambda: not any(_running(pid) for pid in children), what="children ended")
+    second = crank_run(env=env, db="second.db")
+    assert not first_dir.exists()
+    [second_dir] = tmp.glob("crank-run-*")
+    assert second.http.get("/metrics").status_code == 200
+    assert second.terminate() == 0
+    assert list(tmp.glob("crank-run-*")) == [], second_dir
