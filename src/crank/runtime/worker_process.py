@@ -910,12 +910,10 @@ class WorkerLoop:
             block_s=block_s,
         )
 
-    def _next_limit(self, capabilities: Sequence[str] | None = None) -> int:
-        """How many tasks the next claim of ``capabilities`` (default: the claimable
-        ones) asks for: the largest of their claim sizes (:meth:`_claim_size`); what it
-        brings of one beyond that one's own size goes back (:meth:`_trim`)."""
-        if capabilities is None:
-            capabilities = self._claimable()
+    def _next_limit(self, capabilities: Sequence[str]) -> int:
+        """How many tasks the next claim of ``capabilities`` asks for: the largest of
+        their claim sizes (:meth:`_claim_size`); what it brings of one beyond that one's
+        own size goes back (:meth:`_trim`)."""
         limit = max((self._claim_size(c) for c in capabilities), default=1)
         self._limit = limit
         return limit

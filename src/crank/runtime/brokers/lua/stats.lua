@@ -3,8 +3,8 @@
 --   (capability, band, waiting, in_flight, oldest_ms, backing_off, not_due, due_since)*n}:
 -- backing_off are the retries in P:delayed:<stream>, not_due those of them whose
 -- backoff is not over (the others go back to the stream at the next claim); oldest_ms
--- is when the stream's first waiting entry (new, or given back) was added, due_since when the first of its
--- retries already due came due (-1: none).
+-- is when the stream's first waiting entry (new, or given back) was added, due_since
+-- when the first of its retries already due came due (-1: none).
 -- Retries waiting out their backoff are counted per stream (P:delayed:<stream>, kept
 -- beside P:delayed by the scripts that add and remove them). When the two disagree
 -- (tasks an earlier crank put in P:delayed alone), the counts are made again from
