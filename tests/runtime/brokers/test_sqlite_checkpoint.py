@@ -4,8 +4,11 @@ one process per queue file."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -116,3 +119,63 @@ def test_one_broker_per_file_checkpoints_and_another_takes_over(tmp_path: Path) 
         second.close()
     assert not _checkpoint_lock_held(path)  # both closed: nobody holds it
     assert _intact(path) == 2000
+
+
+#: a program that opens the queue, checkpoints, forks, and closes its broker; its child
+#: then commits 2,000 tasks and prints how many reached the database file within 60 s.
+_FORKED = """
+import json, os, sqlite3, sys, time, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with the checkpointer running
+from crank.runtime.brokers.contract import TaskSpec
+from crank.runtime.brokers.sqlite import SqliteBroker
+
+def rows_in_file():
+    db = sqlite3.connect(f"file:{sys.argv[1]}?immutable=1", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+    finally:
+        db.close()
+
+broker = SqliteBroker(sys.argv[1])
+broker.submit_many([TaskSpec("demo.echo", {"n": -1})])
+deadline = time.monotonic() + 60
+while not broker._checkpoints_now:
+    assert time.monotonic() < deadline, "the only broker did not take the checkpoint lock"
+    time.sleep(0.02)
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(write_end)
+    os.read(read_end, 1)  # the parent's broker is closed
+    broker.submit_many([TaskSpec("demo.echo", {"n": i}) for i in range(2000)])
+    deadline = time.monotonic() + 60
+    while rows_in_file() < 2001 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(json.dumps({"in_file": rows_in_file()}), flush=True)
+    broker.close()
+    os._exit(0)
+os.close(read_end)
+broker.close()
+os.write(write_end, b"x")
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_forked_child_checkpoints_once_its_parent_closed(tmp_path: Path) -> None:
+    """The child inherited the open lock file of its parent's checkpointer (an flock
+    lasts while any copy is open) but not the thread: once the parent closed, nobody
+    checkpointed, and no other process could take the lock while the child lived."""
+    path = tmp_path / "q.db"
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKED, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"in_file": 2001}
+    assert not _checkpoint_lock_held(path)
+    assert _intact(path) == 2001

@@ -478,11 +478,17 @@ class SqliteBroker(Broker):
         self._ended = EndedByClaims()
         #: whether this broker is the one checkpointing its file (holds the lock).
         self._checkpoints_now = False
-        self._checkpointer = threading.Thread(
+        #: the checkpoint lock's file, while the checkpointer has it open.
+        self._checkpoint_file: int | None = None
+        self._checkpointer = self._start_checkpointer()
+        reset_in_forked_children(self)
+
+    def _start_checkpointer(self) -> threading.Thread:
+        thread = threading.Thread(
             target=self._checkpoint_loop, name="crank-sqlite-checkpoint", daemon=True
         )
-        self._checkpointer.start()
-        reset_in_forked_children(self)
+        thread.start()
+        return thread
 
     def _connect(self, *, wal: bool = False) -> sqlite3.Connection:
         """This process's main connection (``wal``: the first one, which also puts the
@@ -513,7 +519,22 @@ class SqliteBroker(Broker):
         first use (no I/O here: this runs between fork and exec too). The parent's are
         kept, never closed here, so nothing of theirs is cleaned up under the parent.
         The writers' turn is an ``flock``, which belongs to the open file the two would
-        share: the child opens the file again."""
+        share: the child opens the file again.
+
+        Checkpoints: the parent's checkpointer thread is not in the child, but its open
+        lock file is, and an ``flock`` lasts while any copy of it is open: the child
+        would keep the lock after its parent ended, and no process would checkpoint
+        again. The child closes its copy (the parent keeps its lock) and starts a
+        checkpointer of its own with its connection."""
+        checkpoint_file, self._checkpoint_file = self._checkpoint_file, None
+        if checkpoint_file is not None:
+            with contextlib.suppress(OSError):
+                os.close(checkpoint_file)
+        self._checkpoints_now = False
+        closed = self._closed.is_set()
+        self._closed = threading.Event()  # its lock may be held by a thread of the parent
+        if closed:
+            self._closed.set()
         self._listener = None
         self._wake = None
         self._wake_renewed = 0.0
@@ -529,12 +550,15 @@ class SqliteBroker(Broker):
             self._turn = os.open(f"{self.path}-write", os.O_RDONLY)
 
     def _open_in_child(self) -> sqlite3.Connection:
-        """The forked child's own connection, opened by its first use (under _lock)."""
+        """The forked child's own connection, opened by its first use (under _lock), and
+        its checkpointer (threads are started here, not between fork and exec)."""
         try:
             db = self._connect()
         except sqlite3.Error as exc:
             raise self._error("open the queue again in a forked process", exc) from exc
         self._db = db
+        if not self._closed.is_set():
+            self._checkpointer = self._start_checkpointer()
         return db
 
     # -- plumbing --------------------------------------------------------------
@@ -1535,6 +1559,7 @@ class SqliteBroker(Broker):
             lock = os.open(f"{self.path}-checkpoint", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             return  # an unwritable folder: the queue still works; SQLite checkpoints on close
+        self._checkpoint_file = lock
         try:
             while True:  # a checkpointer per database: wait for the one that has it to go
                 if self._closed.wait(_CHECKPOINT_EVERY_S):
@@ -1548,6 +1573,7 @@ class SqliteBroker(Broker):
             self._checkpoint_while_open()
         finally:
             self._checkpoints_now = False
+            self._checkpoint_file = None
             os.close(lock)  # a separate file: SQLite's own locks on the database stay
 
     def _checkpoint_while_open(self) -> None:
