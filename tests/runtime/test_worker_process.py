@@ -638,6 +638,43 @@ def test_tasks_waiting_behind_a_long_one_go_back_for_another_process(
         broker.close()
 
 
+def test_results_before_a_hung_quick_task_are_acked_long_before_the_next_beat(
+    memory: Broker, tmp_path: Path
+) -> None:
+    # A capability known to be quick (no look ahead: results wait for the flush) whose
+    # task hangs: the results finished before it waited for the next heartbeat, a third
+    # of the visibility timeout (10 s by default), and their sync callers with them.
+    # Here the heartbeat never comes while the test waits.
+    here, gate = tmp_path / "here", tmp_path / "gate"
+    here.touch()
+    before = memory.submit_many(
+        [TaskSpec("fixture.wait_for_file", {"path": str(here)}) for _ in range(5)]
+    )
+    hung = memory.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
+    loop = WorkerLoop(
+        config(
+            heartbeat_s=3600,
+            visibility_timeout_s=7200,
+            batch_size=50,
+            batch_target_s=600,
+            prefetch_below_s=0,
+        ),
+        broker=memory,
+    )
+    loop._observe("fixture.wait_for_file", 0.0001, 100)  # known to be quick
+    with Running(loop):
+        try:
+            _wait_until_started(loop, hung.id)
+            records = wait_final(memory, [r.id for r in before], timeout_s=120)
+            assert {r.status for r in records} == {"succeeded"}
+            record = memory.get(hung.id)
+            assert record is not None and record.status == "running"
+        finally:
+            gate.touch()
+        wait_final(memory, [hung.id])
+    assert loop.processed == len(before) + 1
+
+
 @pytest.mark.slow
 def test_grace_period_over_releases_the_running_task(memory: Broker, tmp_path: Path) -> None:
     exits: list[int] = []

@@ -20,8 +20,8 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   the supervisor's thread that started this process ends) is no stop at all;
 * a result waits for the rest of its batch about ``ack_flush_s``: it is acked once
   it waited that long, or before a task expected to keep it waiting longer (of a
-  capability that is slow, or not run here yet) starts, or by the heartbeat when a
-  task expected to be quick runs past a beat;
+  capability that is slow, or not run here yet) starts, or by the heartbeat's thread
+  when a task expected to be quick runs ``EARLY_ACK_AFTER_S`` or more;
 * broker down: every broker call is retried with exponential backoff and
   jitter (tenacity) until it answers; results already computed are kept and
   acked once it is back;
@@ -106,6 +106,9 @@ EXIT_GRACE_EXCEEDED = 1
 STOP_NOW_LIMIT_S = 15.0
 #: how long a capability found at its max_concurrency is left out of claims.
 FULL_RECHECK_S = 0.05
+#: a task expected to be quick that has run this long: the results finished before it
+#: are acked by the heartbeat's thread, which looks this often (a heartbeat is seconds).
+EARLY_ACK_AFTER_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -595,7 +598,13 @@ class WorkerLoop:
     def _heartbeat(self) -> None:
         interval = self.config.heartbeat_interval_s
         vt = self.config.visibility_timeout_s
-        while not self._heartbeat_stop.wait(interval):
+        tick = min(interval, EARLY_ACK_AFTER_S)
+        next_beat = time.monotonic() + interval
+        while not self._heartbeat_stop.wait(tick):
+            if time.monotonic() < next_beat:
+                self._ack_behind_a_running_task()
+                continue
+            next_beat = time.monotonic() + interval
             self._collect_prefetch()
             self._behind_a_long_task(interval)
             now = time.monotonic()
@@ -616,6 +625,28 @@ class WorkerLoop:
                 log.info("%d claims were redelivered elsewhere before they finished", len(lost))
             self._ask_for_cancels()
 
+    def _ack_behind_a_running_task(self) -> None:
+        """Between beats: a task expected to be quick has run ``EARLY_ACK_AFTER_S`` or
+        more (hung on a service, say): the results finished before it are acked now, not
+        at the next beat (a third of the visibility timeout), so their callers are told."""
+        running = self._running
+        if running is None or time.monotonic() - running[1] < EARLY_ACK_AFTER_S:
+            return
+        with self._held_lock:
+            running = self._running
+            if running is None or running[0] not in self._held:
+                return
+            finished = self._finished_before_it()
+        if finished:
+            self._ack_early(finished, running, time.monotonic())
+
+    def _finished_before_it(self) -> list[tuple[Claim, Any]]:
+        """Under ``_held_lock``: copies of the loop's results not acked yet (it only appends
+        to its lists while its task runs); what the loop acked since is no longer held.
+        The loop acks these again later, which changes nothing: an ack of an ended task
+        is a no-op."""
+        return [(c, r) for c, r in [*self._carried, *self._results] if c.task.id in self._held]
+
     def _behind_a_long_task(self, beat_s: float) -> None:
         """A task running for a heartbeat or more: the results finished before it are
         acked (their callers wait no longer), and the tasks waiting behind it (the rest
@@ -625,12 +656,7 @@ class WorkerLoop:
             running = self._running
             if running is None or running[0] not in self._held or now - running[1] < beat_s:
                 return
-            # copies of the loop's lists (it only appends to them while its task runs);
-            # what the loop acked since is no longer held. The loop acks these again
-            # later, which changes nothing: an ack of an ended task is a no-op.
-            finished = [
-                (c, r) for c, r in [*self._carried, *self._results] if c.task.id in self._held
-            ]
+            finished = self._finished_before_it()
             # _started checks under this lock whether its task is still held: a task
             # taken out of _held here is never started by the loop
             waiting = [c for c in self._batch[self._at + 1 :] if c.task.id in self._held]
@@ -662,7 +688,7 @@ class WorkerLoop:
         self, finished: list[tuple[Claim, Any]], running: tuple[str, float], now: float
     ) -> None:
         """Ack results that wait behind a long task (one try: the loop acks them anyway)."""
-        log.info(
+        log.debug(
             "task %s has run %.1fs: acking the %d results finished before it",
             running[0],
             now - running[1],
