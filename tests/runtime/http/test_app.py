@@ -65,6 +65,20 @@ def test_envelope_errors_name_their_paths(client: TestClient) -> None:
     assert r.status_code == 400
 
 
+def test_a_task_shows_its_input_and_caller_where_the_list_does_not(client: TestClient) -> None:
+    body = {"capability": "demo.echo", "input": {"text": "what was asked"}}
+    submitted = client.post("/v1/tasks", json=body, headers={"X-Crank-Caller": "billing"})
+    assert submitted.status_code == 202
+    assert submitted.json()["caller"] == "billing"
+    assert "input" not in submitted.json()  # the caller sent it: no echo of a big input
+    task = client.get(f"/v1/tasks/{submitted.json()['id']}").json()
+    assert (task["input"], task["caller"]) == ({"text": "what was asked"}, "billing")
+    [listed] = client.get("/v1/tasks", params={"caller": "billing"}).json()["tasks"]
+    assert listed["caller"] == "billing" and "input" not in listed
+    anonymous = client.post("/v1/tasks", json=body).json()
+    assert client.get(f"/v1/tasks/{anonymous['id']}").json()["caller"] is None
+
+
 def test_unknown_capability_and_task_are_404(client: TestClient) -> None:
     r = client.post("/v1/tasks", json={"capability": "nope.nothing", "input": {}})
     assert (r.status_code, r.json()["error"]["code"]) == (404, "CAPABILITY_NOT_FOUND")

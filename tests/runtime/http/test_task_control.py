@@ -244,6 +244,8 @@ def test_a_waiting_call_whose_task_is_cancelled_answers_409(
     error = answer.json()["error"]
     assert (error["code"], error["id"]) == ("CANCELLED", task["id"])
     assert error["task_error"]["message"] == "cancelled before it ran"
+    # like every answer of a task that was queued, it names the task
+    assert answer.headers["X-Crank-Task-Id"] == task["id"]
 
 
 def test_the_python_client_cancels(client: Client, services: RuntimeServices) -> None:

@@ -22,6 +22,7 @@ from crank.runtime.http.limits import BodyTooLarge
 from crank.runtime.http.request_parsing import UnsupportedMediaType
 from crank.runtime.http.responses import error_response
 from crank.runtime.logs import get_logger
+from crank.worker.validation import quoted
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -152,14 +153,20 @@ def task_not_found(task_id: str) -> Response:
     return error_response(
         404,
         "TASK_NOT_FOUND",
-        f"no task {task_id!r}",
+        f"no task {quoted(task_id)}",
         hint="tasks expire after their result TTL",
     )
 
 
-def task_doc(record: TaskRecord) -> dict[str, Any]:
+def task_doc(record: TaskRecord, *, with_input: bool = False) -> dict[str, Any]:
+    """A task as the API shows it; ``with_input``: its input too (``GET
+    /v1/tasks/{id}``: elsewhere the caller sent it, or it is no one's business)."""
     doc = record.as_dict()
     doc["requested"] = record.requested
+    caller = record.meta.get("caller") if record.meta else None
+    doc["caller"] = caller if isinstance(caller, str) else None
+    if with_input:
+        doc["input"] = record.payload
     return doc
 
 

@@ -16,7 +16,7 @@ successors' outputs.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from crank.runtime.http.operations import (
@@ -214,8 +214,14 @@ def call_operation(
         content.update(event_stream(_any_of(_distinct(streamed))))
     headers = {"X-Crank-Task-Id": TASK_ID, **(DEPRECATION_HEADERS if deprecated else {})}
     ran = (422, 502, 504)  # a task was queued: it names itself (and its deprecation)
+    # 409: a CANCELLED task names itself too; a reused key queued nothing
+    cancelled = {name: replace(h, required=False) for name, h in headers.items()}
     replies = [
-        r.with_headers(headers) if r.status in ran else r
+        r.with_headers(headers)
+        if r.status in ran
+        else r.with_headers(cancelled)
+        if r.status == 409
+        else r
         for r in errors(
             *request_errors, _KEY_REUSED_OR_CANCELLED, *ran, 503, *((410,) if deprecated else ())
         )

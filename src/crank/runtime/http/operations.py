@@ -44,6 +44,14 @@ TASK_SCHEMA: Schema = {
         "updated_at": {"type": "number"},
         "result": {},
         "error": {"type": ["object", "null"]},
+        "caller": {
+            "type": ["string", "null"],
+            "description": "The X-Crank-Caller the task was submitted with.",
+        },
+        "input": {
+            "type": "object",
+            "description": "The task's input (GET /v1/tasks/{id} only).",
+        },
         "cancel_requested_at": {
             "type": ["number", "null"],
             "description": "When someone asked to cancel the task (DELETE /v1/tasks/{id}).",
@@ -69,9 +77,9 @@ TASK_SUMMARY_SCHEMA: Schema = {
                 "created_at",
                 "updated_at",
                 "error",
+                "caller",
             )
         },
-        "caller": {"type": ["string", "null"]},
     },
 }
 

@@ -398,7 +398,7 @@ class Handlers(TaskControl, DeadLetterControl):
             return error_for(exc)
         if record is None:
             return task_not_found(task_id)
-        return JSONResponse(task_doc(record))
+        return JSONResponse(task_doc(record, with_input=True))
 
     async def _wait_for_end(self, task_id: str, wait_s: float) -> TaskRecord | None:
         """The task once it ended, or as it stands after ``wait_s``, read from the broker
@@ -673,6 +673,7 @@ class Handlers(TaskControl, DeadLetterControl):
                 f"task {done.id} was cancelled before it finished",
                 hint=f"someone cancelled it (DELETE /v1/tasks/{done.id}); send the call again "
                 "to run it",
+                headers=headers,
                 id=done.id,
                 task_error=error,
                 task_status=done.status,
