@@ -112,6 +112,25 @@ def test_redrive_and_purge_all_of_a_capability(console: Callable[..., ConsoleCli
         assert refused.status_code == 400 and "No capability" in refused.text, bad
 
 
+def test_a_form_that_names_a_field_twice_does_nothing(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    # the last of two capabilities was the one acted on: a bulk action must act on the
+    # one capability its form names, or on none
+    client = console()
+    broker = client.services.broker
+    slow = dead_letter(client)
+    body = {"csrf_token": client.csrf(), "capability": ["demo.echo", "demo.slow"]}
+    refused = client.http.post("/ui/dead-letters/redrive-all", data=body)
+    assert refused.status_code == 400
+    assert "names capability more than once" in refused.text
+    assert broker.get(slow).status == "dead"
+    token = client.csrf()
+    twice = {"csrf_token": [token, token], "capability": "demo.slow"}
+    assert client.http.post("/ui/dead-letters/redrive-all", data=twice).status_code == 400
+    assert broker.get(slow).status == "dead"
+
+
 def test_a_bug_in_an_action_is_a_500_not_a_broker_outage(
     console: Callable[..., ConsoleClient], monkeypatch: pytest.MonkeyPatch, logging_restored: None
 ) -> None:

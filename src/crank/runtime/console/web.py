@@ -316,13 +316,11 @@ class ConsoleWeb:
             )
         try:
             body = await read_body(request, self.s.config.max_body_bytes)
-            visit.form = dict(
-                parse_qsl(
-                    body.decode("utf-8"),
-                    keep_blank_values=True,
-                    strict_parsing=False,
-                    max_num_fields=MAX_FORM_FIELDS,
-                )
+            fields = parse_qsl(
+                body.decode("utf-8"),
+                keep_blank_values=True,
+                strict_parsing=False,
+                max_num_fields=MAX_FORM_FIELDS,
             )
         except BodyTooLarge as exc:
             return self.refuse(visit, 413, "Form too large", exc.message, exc.hint or "")
@@ -332,6 +330,19 @@ class ConsoleWeb:
                 400,
                 "Unreadable form",
                 "The form could not be read (not UTF-8, or too many fields).",
+                "use the console's own forms",
+            )
+        visit.form = dict(fields)
+        if len(visit.form) < len(fields):
+            # no console form repeats a field: which one would be meant (a bulk action's
+            # capability, the token) is a guess, so nothing is done
+            names = [name for name, _ in fields]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            return self.refuse(
+                visit,
+                400,
+                "Unreadable form",
+                f"The form names {', '.join(repeated)} more than once: nothing was done.",
                 "use the console's own forms",
             )
         if not visit.session.csrf_matches(visit.form.get(CSRF_FIELD)):
