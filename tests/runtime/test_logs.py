@@ -373,6 +373,16 @@ def test_secret_keys_are_redacted(key: str) -> None:
     }
 
 
+def test_whether_a_secret_is_set_is_not_hidden() -> None:
+    # crank run's start-up line said "auth": "[REDACTED]" for a true/false value
+    assert redact({"auth": True, "password": False, "token": None, "api_key": ""}) == {
+        "auth": True,
+        "password": False,
+        "token": None,
+        "api_key": "",
+    }
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -139,7 +139,15 @@ def may_hold_secret(text: str) -> bool:
 
 def redact(value: Any, *, key: str | None = None, depth: int = 0) -> Any:
     """A copy of ``value`` with secrets replaced by ``[REDACTED]``."""
-    if key is not None and value not in (None, "", False) and is_secret_key(key):
+    # whether a secret is set (True, False, None, empty) gives nothing away; the log
+    # says "auth": true, not that something was hidden
+    if (
+        key is not None
+        and value is not None
+        and value != ""
+        and not isinstance(value, bool)
+        and is_secret_key(key)
+    ):
         return REDACTED
     if depth > _MAX_DEPTH:
         return value
