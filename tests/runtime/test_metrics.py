@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from crank.runtime.health_report import SystemSnapshot
-from crank.runtime.http.guard import metric_route, request_ids
+from crank.runtime.http.guard import metric_route, request_ids, route_templates
+from crank.runtime.http.routes import ROUTES
 from crank.runtime.metrics import ServerMetrics, TaskMetricsPlugin, worker_metrics
 from crank.runtime.usage import BudgetState
 
@@ -62,12 +63,29 @@ def test_task_finished_hook_counts_outcomes() -> None:
 
 def test_route_labels_stay_bounded() -> None:
     known = frozenset({"/v1/tasks", "/echo"})
-    assert metric_route("/v1/tasks", known) == "/v1/tasks"
-    assert metric_route("/v1/tasks/abc123", known) == "/v1/tasks/{id}"
-    assert metric_route("/v1/tasks/abc123/events", known) == "/v1/tasks/{id}/events"
-    assert metric_route("/v1/capabilities/demo.echo", known) == "/v1/capabilities/{id}"
-    assert metric_route("/wp-admin/login.php", known) == "other"
-    assert metric_route("/echo", known) == "/echo"
+    templates = route_templates(e.path for e in ROUTES)
+
+    def label(path: str) -> str:
+        return metric_route(path, known, "/ui", templates)
+
+    assert label("/v1/tasks") == "/v1/tasks"
+    assert label("/v1/tasks/abc123") == "/v1/tasks/{id}"
+    assert label("/v1/tasks/abc123/events") == "/v1/tasks/{id}/events"
+    assert label("/v1/capabilities/demo.echo") == "/v1/capabilities/{id}"
+    # each dead-letter route is its own label (they were "other", and the capability
+    # ones were counted with the synchronous calls)
+    assert label("/v1/dead-letters/abc123") == "/v1/dead-letters/{id}"
+    assert label("/v1/dead-letters/abc123/redrive") == "/v1/dead-letters/{id}/redrive"
+    assert label("/v1/capabilities/demo.echo/dead-letters") == "/v1/capabilities/{id}/dead-letters"
+    assert (
+        label("/v1/capabilities/demo.echo/dead-letters/redrive")
+        == "/v1/capabilities/{id}/dead-letters/redrive"
+    )
+    assert label("/ui/tasks/abc") == "/ui"
+    assert label("/wp-admin/login.php") == "other"
+    assert label("/v1/tasks/abc/nothing-here") == "other"
+    assert label("/v1/tasks//events") == "other"  # an empty id is no task
+    assert label("/echo") == "/echo"
 
 
 def test_request_ids_reject_malformed_input() -> None:

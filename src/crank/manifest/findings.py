@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,7 +59,29 @@ def _no_constant(name: str) -> Any:
 def strict_json(text: str | bytes) -> Any:
     """``json.loads`` without NaN and the infinities (a ValueError naming them), as the
     HTTP API, the console and ``crank invoke`` read an input."""
-    return json.loads(text, parse_constant=_no_constant)
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        if type(exc) is ValueError and "integer string conversion" in str(exc):
+            # Python's own words name sys.set_int_max_str_digits(), a fix for the
+            # server's code, not for the one who sent the number
+            raise ValueError(
+                f"a number has more than {sys.get_int_max_str_digits()} digits"
+            ) from None
+        raise
+
+
+def json_kind(value: Any) -> str:
+    """What ``value`` is, in JSON's words: "an array", "null"... (for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import CrankError, ValidationFailed
+from crank.manifest.findings import json_kind
 from crank.runtime.broker_io import BrokerIO
 from crank.runtime.brokers.contract import (
     IdempotencyKeyReused,
@@ -123,7 +124,7 @@ class TaskGateway:
             raise ValidationFailed(
                 f"input for {capability_ref} must be a JSON object",
                 hint="send the capability's input as a JSON object",
-                errors=[{"path": where, "message": f"{type(payload).__name__} is not an object"}],
+                errors=[{"path": where, "message": f"{json_kind(payload)}, not an object"}],
                 subject=capability_ref,
             )
         try:

@@ -32,6 +32,22 @@ def test_an_unknown_path_is_a_json_404(client: Client) -> None:
     assert "openapi.json" in error["hint"]
 
 
+def test_a_trailing_slash_is_redirected_to_the_path_alone_never_to_the_host_header(
+    client: Client,
+) -> None:
+    # Starlette's redirect wrote the request's Host header into Location: a request
+    # that named another host was sent to it
+    r = client.get("/v1/tasks/?limit=2", headers={"Host": "evil.example"})
+    assert (r.status_code, r.headers["location"]) == (307, "/v1/tasks?limit=2")
+    r = client.post("/v1/capabilities/demo.echo/", json={"text": "x"})
+    assert (r.status_code, r.headers["location"]) == (307, "/v1/capabilities/demo.echo")
+    followed = client.get("/v1/tasks/", follow_redirects=True)
+    assert followed.status_code == 200 and "tasks" in followed.json(), followed.text
+    # no redirect to a route that would refuse the method, nor to another site
+    _error(client.post("/ready/"), 404, "NOT_FOUND")
+    _error(client.get("//evil.example/"), 404, "NOT_FOUND")
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
@@ -100,6 +116,42 @@ def test_a_long_value_is_quoted_by_a_short_prefix_with_its_length(client: Client
     assert error["errors"] == [
         {"path": "$.text", "message": f"{'x' * 40!r}... (450000 characters) is too long"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [("[]", "an array"), ("null", "null"), ('"hi"', "a string"), ("7", "a number")],
+)
+def test_a_body_that_is_not_an_object_is_named_in_jsons_words(
+    client: Client, body: str, kind: str
+) -> None:
+    # it was "list is not an object", "NoneType is not an object": Python's names
+    headers = {"Content-Type": "application/json"}
+    error = _error(client.post("/v1/tasks", content=body, headers=headers), 400, "INVALID_INPUT")
+    assert error["errors"] == [{"path": "$", "message": f"{kind}, not an object"}]
+    r = client.post("/v1/capabilities/demo.echo", content=body, headers=headers)
+    error = _error(r, 400, "INVALID_INPUT")
+    assert error["errors"] == [{"path": "$", "message": f"{kind}, not an object"}]
+
+
+def test_a_number_too_long_to_read_is_refused_without_pythons_advice(client: Client) -> None:
+    body = '{"capability": "demo.echo", "input": {"text": ' + "9" * 5000 + "}}"
+    r = client.post("/v1/tasks", content=body, headers={"Content-Type": "application/json"})
+    error = _error(r, 400, "INVALID_INPUT")
+    assert "a number has more than 4300 digits" in error["message"]
+    assert "sys." not in error["message"]
+
+
+def test_an_unknown_task_id_is_quoted_short(client: Client) -> None:
+    error = _error(client.get(f"/v1/tasks/{'a' * 5000}"), 404, "TASK_NOT_FOUND")
+    assert len(error["message"]) < 120
+    assert "(5000 characters)" in error["message"]
+
+
+def test_a_bad_status_filter_lists_the_statuses(client: Client) -> None:
+    error = _error(client.get("/v1/tasks?status=bogus"), 400, "INVALID_INPUT")
+    assert error["hint"].startswith("use one of pending, ")
+    assert "(" not in error["hint"]
 
 
 def test_many_problems_are_listed_up_to_a_bound(client: Client) -> None:

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Route
+from starlette.responses import RedirectResponse
+from starlette.routing import BaseRoute, Match, Route
 
 from crank.runtime.console import CONSOLE_PREFIX, console_routes
 from crank.runtime.http.fast_calls import FastCalls
-from crank.runtime.http.guard import GuardMiddleware
+from crank.runtime.http.guard import GuardMiddleware, route_templates
 from crank.runtime.http.openapi import build_openapi
 from crank.runtime.http.responses import error_response
 from crank.runtime.http.routes import ROUTES, Handlers
@@ -40,9 +41,31 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+def slash_twin(request: Request) -> str | None:
+    """The request's path with its trailing slash taken off, or one added, when a route
+    answers that path and the request's method; else None."""
+    path = request.scope["path"]
+    twin = path.rstrip("/") if path.endswith("/") else f"{path}/"
+    if not twin or twin.startswith("//"):  # "//host" in a Location is another site
+        return None
+    scope = {**request.scope, "path": twin}
+    for route in request.app.router.routes:
+        if route.matches(scope)[0] is Match.FULL:
+            return twin
+    return None
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404 and 405 (and any HTTPException) as the documented JSON error."""
+    """Starlette's own 404 and 405 (and any HTTPException) as the documented JSON error.
+
+    A path that a route answers with its trailing slash taken off (or one added) is
+    redirected there (307: same method and body), with the path alone in ``Location``:
+    Starlette's own redirect wrote the request's ``Host`` header into it, so a client
+    that sent another name was sent to that site."""
     status: int = getattr(exc, "status_code", 500)
+    if status == 404 and (twin := slash_twin(request)) is not None:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        return RedirectResponse(f"{twin}?{query}" if query else twin, status_code=307)
     code, hint = _HTTP_ERRORS.get(status, ("HTTP_ERROR", "see GET /openapi.json"))
     what = {
         404: f"no route {request.url.path}",
@@ -89,6 +112,7 @@ def create_app(services: RuntimeServices) -> Starlette:
             public_paths=ROUTES.public_paths(),
             known_paths=ROUTES.fixed_paths(router),
             console_prefix=CONSOLE_PREFIX if console else None,
+            templates=route_templates(e.path for e in ROUTES),
             access_log=services.config.access_log,
         ),
         # the hot routes skip the route table (fast_calls.py); the rest go on to it
@@ -99,6 +123,7 @@ def create_app(services: RuntimeServices) -> Starlette:
         middleware=middleware,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
+    app.router.redirect_slashes = False  # http_error redirects, without the Host header
     app.state.services = services
     return app
 

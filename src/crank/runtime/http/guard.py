@@ -22,6 +22,8 @@ from crank.runtime.logs import LineLogger, bind_ids, clear_ids
 from crank.runtime.tracing import TRACEPARENT, span, trace_id_of
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from crank.runtime.config import AccessLogMode
@@ -61,17 +63,44 @@ def trace_context(scope: Scope) -> dict[str, str] | None:
     return context
 
 
-def metric_route(path: str, known: frozenset[str], console_prefix: str | None = None) -> str:
-    """A bounded label for ``path``: the route template, the console's prefix, or ``other``."""
+#: a path template's segments (None: a parameter) and its label.
+RouteTemplate = tuple[tuple[str | None, ...], str]
+
+
+def route_templates(paths: Iterable[str]) -> tuple[RouteTemplate, ...]:
+    """The templates of the routes with parameters, each parameter labelled ``{id}``
+    (one whose first segment is a parameter, a catch-all, is left out)."""
+    templates = []
+    for path in paths:
+        segments = path.split("/")
+        if len(segments) < 2 or segments[1].startswith("{"):
+            continue
+        params = tuple(None if s.startswith("{") else s for s in segments)
+        label = "/".join("{id}" if s is None else s for s in params)
+        templates.append((params, label))
+    return tuple(templates)
+
+
+def metric_route(
+    path: str,
+    known: frozenset[str],
+    console_prefix: str | None = None,
+    templates: tuple[RouteTemplate, ...] = (),
+) -> str:
+    """A bounded label for ``path``: the route itself, its template, the console's prefix,
+    or ``other``."""
     if path in known:
         return path
     if console_prefix is not None and _under(path, console_prefix):
         return console_prefix
-    if path.startswith("/v1/tasks/") and path.endswith("/events") and path.count("/") == 4:
-        return "/v1/tasks/{id}/events"
-    for prefix in ("/v1/tasks/", "/v1/capabilities/"):
-        if path.startswith(prefix) and len(path) > len(prefix):
-            return prefix + "{id}"
+    segments = path.split("/")
+    count = len(segments)
+    for params, label in templates:
+        if len(params) == count and all(
+            segment if param is None else param == segment
+            for param, segment in zip(params, segments, strict=True)
+        ):
+            return label
     return "other"
 
 
@@ -91,6 +120,7 @@ class GuardMiddleware:
         public_paths: frozenset[str] = frozenset(),
         known_paths: frozenset[str] = frozenset(),
         console_prefix: str | None = None,
+        templates: tuple[RouteTemplate, ...] = (),
         access_log: AccessLogMode = "on",
     ) -> None:
         self.app = app
@@ -100,6 +130,8 @@ class GuardMiddleware:
         self.log_from_status = {"on": 0, "errors": 400, "off": 1000}[access_log]
         #: paths that check their own session (the console) instead of the bearer token.
         self.console_prefix = console_prefix
+        #: the routes with parameters, for the metrics label of a path not in known_paths.
+        self.templates = templates
         #: no token, no in-flight slot, no access log line when they answer well.
         self.public_paths = public_paths
         #: the paths that are their own metrics label (the rest: a template or "other").
@@ -199,7 +231,7 @@ class GuardMiddleware:
         return None
 
     def _finish(self, method: str, path: str, status: int, started: float, log: Any) -> None:
-        route = metric_route(path, self.known_paths, self.console_prefix)
+        route = metric_route(path, self.known_paths, self.console_prefix, self.templates)
         self.metrics.child(self.metrics.http_requests, method, route, str(status)).inc()
         if status < self.log_from_status or (path in self.public_paths and status < 400):
             return

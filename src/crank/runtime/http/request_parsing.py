@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any, cast
 
 from crank.errors import CrankError, ValidationFailed
-from crank.manifest.findings import json_path, lone_surrogate, strict_json
+from crank.manifest.findings import json_kind, json_path, lone_surrogate, strict_json
 from crank.runtime.brokers.contract import (
     CALLER_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
@@ -102,7 +102,7 @@ def task_envelope(body: Any) -> tuple[str, dict[str, Any], int]:
         raise ValidationFailed(
             "the body must be a JSON object {capability, input, priority?}",
             hint="send {capability, input, priority?}",
-            errors=[{"path": "$", "message": f"{type(body).__name__} is not an object"}],
+            errors=[{"path": "$", "message": f"{json_kind(body)}, not an object"}],
         )
     problems = []
     ref = body.get("capability")

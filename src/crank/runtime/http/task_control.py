@@ -169,7 +169,9 @@ def task_query(request: Request, *, status: str | None = None) -> TaskQuery:
             raise _invalid(name[:40], "not a parameter of this list", f"use {', '.join(known)}")
     wanted = _one(request, "status") if status is None else status
     if wanted is not None and wanted not in TASK_STATUSES:
-        raise _invalid("status", f"{wanted[:40]!r} is not a status", f"use one of {TASK_STATUSES}")
+        raise _invalid(
+            "status", f"{wanted[:40]!r} is not a status", f"use one of {', '.join(TASK_STATUSES)}"
+        )
     capability = _one(request, "capability")
     if capability is not None and not 1 <= len(capability) <= MAX_FILTER_LENGTH:
         raise _invalid("capability", f"1 to {MAX_FILTER_LENGTH} characters", "name a capability id")
