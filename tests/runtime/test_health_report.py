@@ -90,8 +90,9 @@ def test_workers_that_cannot_serve_degrade_or_break_the_verdict() -> None:
     assert overall_health(snap(workers={"bad": broken, "slow": waiting})) == (
         "critical",
         [
-            "no worker can serve: worker 'bad' failed to load: ModuleNotFoundError: No module "
-            "named 'nope'; worker 'slow' is not ready: the model is not loaded"
+            "no worker can serve",
+            "worker 'bad' failed to load: ModuleNotFoundError: No module named 'nope'",
+            "worker 'slow' is not ready: the model is not loaded",
         ],
     )
     unlive = WorkerHealth("good", ("a.x",), "ready", "deadlocked", ready_processes=1, live=False)

@@ -80,7 +80,9 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
         problems.append("no healthy worker process")
     loaded = [w for w in snap.workers.values() if w.state not in ("failed", "not_ready")]
     if snap.workers and not loaded:
-        problems.append("no worker can serve: " + "; ".join(_worker_problems(snap)))
+        # each worker's reason a problem of its own: one line joining them all was long
+        # past reading with a few workers down
+        problems += ["no worker can serve", *_worker_problems(snap)]
     if problems:
         return "critical", problems
     problems += _worker_problems(snap)

@@ -196,6 +196,25 @@ def test_streaming_capability_over_sse(client: TestClient, worker: InlineWorker)
     assert r.json() == {"events": [{"i": 1}, {"i": 2}]}
 
 
+@pytest.mark.parametrize(
+    ("accept", "streamed"),
+    [
+        ("application/json, text/event-stream;q=0", False),  # q=0: "not acceptable"
+        ("text/event-stream;q=0.5, application/json", False),
+        ("text/event-stream;q=0.5, */*;q=0.1", True),
+        ("text/event-stream, application/json;q=0.9", True),
+        ("Text/Event-Stream", True),
+    ],
+)
+def test_the_answer_follows_the_accept_headers_preference(
+    client: TestClient, worker: InlineWorker, accept: str, streamed: bool
+) -> None:
+    # "text/event-stream" anywhere in Accept meant a stream, even refused with q=0
+    r = client.post("/v1/capabilities/demo.count", json={"n": 2}, headers={"Accept": accept})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream") is streamed, accept
+
+
 def test_sync_call_times_out_with_504_and_a_location(
     client: TestClient, worker: InlineWorker
 ) -> None:

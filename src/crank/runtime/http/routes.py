@@ -86,7 +86,31 @@ ROUTES = RouteTable()
 
 
 def _wants_sse(request: Request) -> bool:
-    return "text/event-stream" in request.headers.get("accept", "")
+    """Whether ``Accept`` prefers ``text/event-stream`` to JSON (by their q values)."""
+    accept = request.headers.get("accept", "").lower()  # (asked of streaming calls only)
+    if "text/event-stream" not in accept:
+        return False
+    sse = json = 0.0
+    for part in accept.split(","):
+        media, _, params = part.partition(";")
+        media = media.strip()
+        if media == "text/event-stream":
+            sse = max(sse, _quality(params))
+        elif media in ("application/json", "application/*", "*/*"):
+            json = max(json, _quality(params))
+    return sse > 0 and sse >= json
+
+
+def _quality(params: str) -> float:
+    """The ``q`` of a media range's parameters (1 when absent or unreadable)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                return min(1.0, max(0.0, float(value)))
+            except ValueError:
+                return 1.0
+    return 1.0
 
 
 def _timed_out(call: PreparedCall, record: TaskRecord, headers: Mapping[str, str]) -> Response:
