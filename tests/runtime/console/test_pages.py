@@ -147,6 +147,24 @@ def test_the_form_shows_the_apis_refusals(console: Callable[..., ConsoleClient])
     nan = client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": NaN}'})
     assert nan.status_code == 400
     assert "the input is not JSON: NaN is not a JSON value (RFC 8259 has no NaN" in _text(nan.text)
+    # the whole error body, as the API answers it: hint and JSON paths too
+    assert '"path": "$.text"' in html.unescape(lone.text)
+    assert '"hint": "send a JSON object"' in html.unescape(not_json.text)
+    deep = client.post_form("/ui/capabilities/demo.echo/call", {"input": "[" * 5000 + "]" * 5000})
+    assert deep.status_code == 400
+    assert "INVALID_INPUT: the input nests too deeply" in _text(deep.text)
+    assert '"hint": "send a flatter JSON document"' in html.unescape(deep.text)
+    assert client.services.broker.stats().pending == {}
+
+
+def test_the_form_runs_only_the_actions_it_offers(console: Callable[..., ConsoleClient]) -> None:
+    # an unknown "run" was taken for a call
+    client = console()
+    for run in ("bogus", ""):
+        answer = client.post_form(
+            "/ui/capabilities/demo.echo/call", {"input": '{"text": "x"}', "run": run}
+        )
+        assert answer.status_code == 400 and "Unknown action" in answer.text, run
     assert client.services.broker.stats().pending == {}
 
 

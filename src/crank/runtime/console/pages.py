@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from crank.manifest.findings import lone_surrogate, strict_json
+from crank.errors import ValidationFailed
 from crank.runtime.console.overview import gather_overview
 from crank.runtime.console.web import CONSOLE_CALLER, CONSOLE_PREFIX
 from crank.runtime.http.answers import error_for, rejection_reason
+from crank.runtime.http.request_parsing import parse_json
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -131,22 +132,6 @@ def _refusal(exc: BaseException) -> Answer:
     return Answer(response.status_code, refusal=json.loads(bytes(response.body)))
 
 
-def _parse_input(text: str) -> Any:
-    """The form's input as the API reads a body: strict JSON, Unicode strings only
-    (a ValueError saying what is wrong)."""
-
-    try:
-        payload = strict_json(text)
-    except ValueError as exc:
-        raise ValueError(f"the input is not JSON: {str(exc)[:200]}") from None
-    if (lone := lone_surrogate(payload)) is not None:
-        raise ValueError(
-            f"the input holds a lone UTF-16 surrogate ({lone[1]!r}) at {lone[0]}: "
-            "it is not a Unicode character"
-        )
-    return payload
-
-
 async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
     """Run the capability with the form's input: wait for the outcome up to its timeout,
     or (``run=queue``) queue it and open the task's page."""
@@ -155,13 +140,20 @@ async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
     if route is None:
         return _no_capability(web, visit, capability_id)
     text = visit.form.get("input", "")
+    run = visit.form.get("run", "call")
+    if run not in ("call", "queue"):
+        return web.refuse(
+            visit,
+            400,
+            "Unknown action",
+            f"The form asked to {run[:40]!r} the capability: it can call it or queue it.",
+            "use the console's own form",
+        )
     try:
-        payload = _parse_input(text)
-    except (ValueError, RecursionError) as exc:
-        deep = isinstance(exc, RecursionError)
-        message = "the input is not JSON: it nests too deeply" if deep else str(exc)
-        refusal = {"error": {"code": "INVALID_INPUT", "message": message}}
-        answer = Answer(400, refusal=refusal)
+        # read as the API reads a body: the same refusals, with their JSON paths
+        payload = parse_json(text.encode("utf-8"), "the input")
+    except ValidationFailed as exc:
+        answer = _refusal(exc)
         return _capability_page(web, visit, route, input_text=text, answer=answer, status=400)
     gateway = web.s.gateway
     state = visit.request.scope.get("state", {})
@@ -178,7 +170,7 @@ async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
         page.status_code = answer.status
         return page
     web.s.metrics.submitted.labels(call.target).inc()
-    if visit.form.get("run") == "queue":
+    if run == "queue":
         return web.redirect(
             visit, f"{CONSOLE_PREFIX}/tasks/{record.id}", flash=f"Queued task {record.id}."
         )

@@ -57,10 +57,16 @@ async def json_body(request: Request, limit: int) -> Any:
             f"the request body must be JSON, not {content_type[:80]!r}",
             hint="send the body as JSON with Content-Type: application/json",
         )
-    raw = await read_body(request, limit)
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(raw: bytes, what: str = "the request body") -> Any:
+    """A JSON document as the API reads one (a request body; the console's input, which
+    its messages call ``what``): ValidationFailed when empty, not strict JSON, nested
+    too deeply, or holding a string that is not Unicode (a lone surrogate)."""
     if not raw.strip():
         raise ValidationFailed(
-            "the request body is empty",
+            f"{what} is empty",
             hint="send a JSON object",
             errors=[{"path": "$", "message": "a JSON body is required"}],
         )
@@ -69,20 +75,21 @@ async def json_body(request: Request, limit: int) -> Any:
         lone = lone_surrogate(body) if _SURROGATE_ESCAPE.search(raw) else None
     except RecursionError:
         raise ValidationFailed(
-            "the request body nests too deeply",
+            f"{what} nests too deeply",
             hint="send a flatter JSON document",
             errors=[{"path": "$", "message": "nested too deeply"}],
         ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed(
-            f"the request body is not JSON: {str(exc)[:200]}",
-            hint="send a JSON object with Content-Type: application/json",
+            f"{what} is not JSON: {str(exc)[:200]}",
+            hint="send a JSON object"
+            + (" with Content-Type: application/json" if what == "the request body" else ""),
             errors=[{"path": "$", "message": "not valid JSON"}],
         ) from None
     if lone is not None:
         where, surrogate = lone
         raise ValidationFailed(
-            f"the request body holds a lone UTF-16 surrogate ({surrogate!r}) at {where}: "
+            f"{what} holds a lone UTF-16 surrogate ({surrogate!r}) at {where}: "
             "it is not a Unicode character",
             hint="send text as UTF-8; a character beyond U+FFFF escaped takes both halves "
             "of its surrogate pair (\\ud83d\\ude00)",
