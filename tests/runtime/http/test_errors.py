@@ -198,6 +198,23 @@ def test_a_bad_after_is_refused_even_with_last_event_id(client: Client) -> None:
         assert error["errors"][0]["path"] == "query:after"
 
 
+def test_a_parameter_a_task_route_does_not_take_is_refused(client: Client) -> None:
+    # ?wiat=5 answered at once, as if no wait was asked; the list already refused typos
+    submitted = client.post("/v1/tasks", json={"capability": "demo.count", "input": {"n": 1}})
+    task_id = submitted.json()["id"]
+    error = _error(client.get(f"/v1/tasks/{task_id}?wiat=5"), 400, "INVALID_INPUT")
+    assert error["errors"] == [{"path": "query:wiat", "message": "not a parameter of this route"}]
+    assert error["hint"] == "use ?wait="
+    error = _error(client.get(f"/v1/tasks/{task_id}/events?from=2"), 400, "INVALID_INPUT")
+    assert error["errors"][0]["path"] == "query:from"
+    # a header given twice: which one is meant is a guess
+    r = client.get(
+        f"/v1/tasks/{task_id}/events",
+        headers=[("Last-Event-ID", "1"), ("Last-Event-ID", "2")],
+    )
+    assert _error(r, 400, "INVALID_INPUT")["errors"][0]["path"] == "header:Last-Event-ID"
+
+
 @pytest.mark.parametrize(
     "query", ["wait=abc", "wait=-1", "wait=55.5", "wait=nan", "wait=inf", "wait=1_0", "wait= 1",
               "wait=", "wait=1&wait=2", "wait=1e400"],

@@ -181,6 +181,19 @@ def caller(request: Request) -> str | None:
     return name
 
 
+def only_parameters(request: Request, *names: str) -> None:
+    """A 400 for a query parameter the route does not take: a typo (``?wiat=5``) must
+    not be silently ignored."""
+    for name in request.query_params:
+        if name not in names:
+            message = "not a parameter of this route"
+            raise ValidationFailed(
+                f"query parameter {name[:40]}: {message}",
+                hint=f"use {', '.join(f'?{n}=' for n in names)}" if names else "send none",
+                errors=[{"path": f"query:{name[:40]}", "message": message}],
+            )
+
+
 def resume_after(request: Request) -> int:
     """The number of the last event the client has: ``Last-Event-ID``, else ``?after=``, else 0.
 
@@ -188,7 +201,14 @@ def resume_after(request: Request) -> int:
     silently ignored.
     """
     found: int | None = None
-    header = request.headers.get("last-event-id")
+    headers = request.headers.getlist("last-event-id")
+    if len(headers) > 1:
+        raise ValidationFailed(
+            "Last-Event-ID is given more than once",
+            hint="send the id of the last event received once",
+            errors=[{"path": "header:Last-Event-ID", "message": "given more than once"}],
+        )
+    header = headers[0] if headers else None
     if header is not None:
         found = _event_id(header, "Last-Event-ID", "header:Last-Event-ID")
     query = request.query_params.getlist("after")

@@ -53,6 +53,7 @@ from crank.runtime.http.request_parsing import (
     caller,
     idempotency_key,
     json_body,
+    only_parameters,
     resume_after,
     stream_wait,
     task_envelope,
@@ -128,7 +129,10 @@ def _timed_out(call: PreparedCall, record: TaskRecord, headers: Mapping[str, str
 # -- what the routes declare for /openapi.json -----------------------------------------------
 
 _TASK_ID = Param("task_id", "path", {"type": "string"}, required=True)
-_BAD_WAIT = f"?wait= is not a number of seconds from 0 to {MAX_TASK_WAIT_S}."
+_BAD_WAIT = (
+    f"?wait= is not a number of seconds from 0 to {MAX_TASK_WAIT_S}, or a query parameter "
+    "the route does not take."
+)
 _WAIT = Param(
     "wait",
     "query",
@@ -193,7 +197,7 @@ def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
                 ),
                 *errors(
                     *GUARD_ERRORS,
-                    (400, "Last-Event-ID, ?after= or ?wait= cannot be used."),
+                    (400, "Last-Event-ID, ?after= or ?wait= cannot be used, or another parameter."),
                     404,
                     (409, "The task's capability does not stream events; read the task instead."),
                     503,
@@ -414,6 +418,7 @@ class Handlers(TaskControl, DeadLetterControl):
     async def get_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         try:
+            only_parameters(request, "wait")
             wait_s = task_wait(request)
             record = await self.s.gateway.io.get(task_id)
             if record is not None and not record.done and wait_s > 0:
@@ -488,6 +493,7 @@ class Handlers(TaskControl, DeadLetterControl):
         """
         task_id = request.path_params["task_id"]
         try:
+            only_parameters(request, "after", "wait")
             after = resume_after(request)
             wait_s = stream_wait(request)
             record = await self.s.gateway.io.get(task_id)
