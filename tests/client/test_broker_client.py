@@ -92,6 +92,46 @@ def test_failures_and_timeouts(queue_url: str) -> None:
             queue.task("no-such-task").result(timeout=1)
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def idle_queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A broker URL no worker serves: its tasks stay pending."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}"
+    return str(request.getfixturevalue("redis_server"))
+
+
+#: what no wait can be bounded by (the HTTP clients refuse the same).
+NO_SECONDS: list[object] = [math.nan, -1, "1", math.inf, True, False]
+
+
+def test_a_result_timeout_that_is_no_number_of_seconds_is_refused(idle_queue_url: str) -> None:
+    """NaN made a deadline no clock reaches (the wait read the broker thousands of times
+    a second, for ever), -1 was taken for "look once", "1" raised a bare TypeError."""
+    with connect(idle_queue_url) as queue:
+        watched = queue.submit("fixture.echo", {})
+        for task in (watched, queue.task(watched.id)):
+            for timeout in NO_SECONDS:
+                with pytest.raises(ClientError) as caught:
+                    task.result(timeout=timeout)  # type: ignore[arg-type]
+                assert caught.value.message == (
+                    f"timeout {timeout!r} is not a number of seconds 0 or more"
+                )
+            with pytest.raises(TaskTimeout):  # what was refused took nothing away
+                task.result(timeout=0)
+
+    async def scenario() -> None:
+        async with await connect_async(idle_queue_url) as queue:
+            watched = await queue.submit("fixture.echo", {})
+            for task in (watched, queue.task(watched.id)):
+                for timeout in NO_SECONDS:
+                    with pytest.raises(ClientError, match="is not a number of seconds"):
+                        await task.result(timeout=timeout)  # type: ignore[arg-type]
+                with pytest.raises(TaskTimeout):
+                    await task.result(timeout=0)
+
+    asyncio.run(scenario())
+
+
 def test_idempotency_key_and_bad_input(queue_url: str) -> None:
     with connect(queue_url) as queue:
         first = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-17")

@@ -30,6 +30,7 @@ from crank.client.tasks import (
     TaskRequest,
     check_caller,
     check_task_request,
+    check_timeout,
     encode_json,
     positive_seconds,
 )
@@ -367,7 +368,8 @@ class BrokerTask:
         :class:`TaskTimeout` when it is not done within ``timeout`` seconds (None: wait
         as long as it takes).
         """
-        deadline = deadline_of(timeout)
+        # NaN would never pass (a deadline no clock reaches: a busy loop of reads)
+        deadline = deadline_of(check_timeout(timeout, zero=True))
         broker = self.client._open_broker()
         watched, self._watched = self._watched, None
         with _broker_errors():
@@ -487,7 +489,8 @@ class AsyncBrokerTask:
         return self.info
 
     async def result(self, timeout: float | None = None) -> Any:
-        deadline = deadline_of(timeout)
+        # NaN would never pass (a deadline no clock reaches: a busy loop of reads)
+        deadline = deadline_of(check_timeout(timeout, zero=True))
         broker = self.client._open_broker()
         watched, self._watched = self._watched, None
         with _broker_errors():

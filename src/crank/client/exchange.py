@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from crank.client.errors import ApiError, ClientError, InvalidTask, ServerUnreachable, TaskTimeout
-from crank.client.tasks import TaskInfo, TaskList, encode_json, positive_seconds
+from crank.client.tasks import TaskInfo, TaskList, check_timeout, encode_json
 from crank.client.waiting import deadline_of, seconds_left
 from crank.client.wire import (
     RETRIED_TRANSPORT_ERRORS,
@@ -171,19 +171,6 @@ def not_crank(response: httpx.Response, what: str, why: str) -> ApiError:
         "UNEXPECTED_ANSWER",
         f"the answer to {what} {why} ({kind}): {response.text.strip()[:120]!r}",
         hint="check that base_url is the address of crank run (GET /health answers it)",
-    )
-
-
-def check_timeout(timeout: object, *, zero: bool) -> float | None:
-    """A caller's ``timeout`` (seconds; None: no limit): finite and above 0, or 0 too
-    where ``zero`` (look once, do not wait); else a :class:`ClientError`."""
-    if timeout is None or positive_seconds(timeout) or (zero and timeout == 0):
-        return timeout  # type: ignore[return-value]
-    least = "0 or more" if zero else "above 0"
-    raise ClientError(
-        f"timeout {timeout!r:.40} is not a number of seconds {least}",
-        hint="pass the seconds to wait, or None to wait as long as it takes",
-        subject=str(timeout),
     )
 
 

@@ -167,6 +167,21 @@ def positive_seconds(value: object) -> bool:
     )
 
 
+def check_timeout(timeout: object, *, zero: bool) -> float | None:
+    """A caller's ``timeout`` (seconds; None: no limit): finite and above 0, or 0 too
+    where ``zero`` (look once, do not wait); else a :class:`ClientError`."""
+    if timeout is None or positive_seconds(timeout):
+        return timeout  # type: ignore[return-value]
+    if zero and timeout == 0 and not isinstance(timeout, bool):
+        return 0.0
+    least = "0 or more" if zero else "above 0"
+    raise ClientError(
+        f"timeout {timeout!r:.40} is not a number of seconds {least}",
+        hint="pass the seconds to wait, or None to wait as long as it takes",
+        subject=str(timeout),
+    )
+
+
 def check_caller(caller: object) -> None:
     """A client's ``caller``: what the server takes as ``X-Crank-Caller`` (a metric label
     and the scope of idempotency keys), or a :class:`ClientError` saying so."""
@@ -214,6 +229,7 @@ __all__ = [
     "TaskRequest",
     "check_caller",
     "check_task_request",
+    "check_timeout",
     "encode_json",
     "positive_seconds",
 ]
