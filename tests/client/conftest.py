@@ -5,7 +5,10 @@
 * ``DroppingProxy``: a TCP relay in front of a server that cuts the first connection
   whose answer carried a given SSE event, and records every request head;
 * ``ScriptedServer``: a stdlib HTTP server answering a list of canned responses in
-  turn, recording each request (for what only a misbehaving server does).
+  turn, recording each request (for what only a misbehaving server does);
+* ``EventStreamServer``: answers every request with an event stream whose body depends
+  on its ``Last-Event-ID``, then hangs up or holds the connection saying nothing (a
+  half-open connection, a proxy that passes nothing).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..runtime.conftest import (  # noqa: F401 - fixtures
 from ..runtime.serve.conftest import CrankRun, crank_run  # noqa: F401 - fixtures
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 _REQUEST_HEAD = re.compile(rb"(?:GET|POST|PUT|DELETE) [^\r\n]* HTTP/1\.1\r\n.*?\r\n\r\n", re.S)
 CLIENT_WORKER = Path(__file__).resolve().parents[1] / "fixtures" / "client_worker"
@@ -184,6 +187,74 @@ def scripted() -> Iterator[type[ScriptedServer]]:
     class Made(ScriptedServer):
         def __init__(self, answers: list[tuple[int, dict[str, str], Any]]) -> None:
             super().__init__(answers)
+            made.append(self)
+
+    yield Made
+    for server in made:
+        server.close()
+
+
+class EventStreamServer:
+    """Answers each request with ``200 text/event-stream``: the body ``answer`` gives for
+    the request's ``Last-Event-ID``, then it hangs up, or holds the connection open and
+    sends nothing more when ``answer`` says so."""
+
+    def __init__(self, answer: Callable[[int], tuple[bytes, bool]]) -> None:
+        self.answer = answer
+        #: the ``Last-Event-ID`` of each request, in order.
+        self.last_event_ids: list[int] = []
+        self._closing = threading.Event()
+        self._held: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        head = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    _close(conn)
+                    return
+                head += chunk
+            headers = dict(
+                line.split(":", 1) for line in head.decode().split("\r\n")[1:] if ":" in line
+            )
+            after = int({k.lower(): v for k, v in headers.items()}.get("last-event-id", "0"))
+            self.last_event_ids.append(after)
+            body, hold = self.answer(after)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Connection: close\r\n\r\n" + body
+            )
+            if hold:
+                self._held.append(conn)
+                return
+        _close(conn)
+
+    def close(self) -> None:
+        self._closing.set()
+        _close(self._listener)
+        for conn in self._held:
+            _close(conn)
+
+
+@pytest.fixture
+def event_stream_server() -> Iterator[type[EventStreamServer]]:
+    made: list[EventStreamServer] = []
+
+    class Made(EventStreamServer):
+        def __init__(self, answer: Callable[[int], tuple[bytes, bool]]) -> None:
+            super().__init__(answer)
             made.append(self)
 
     yield Made

@@ -18,17 +18,21 @@ from crank.client import (
     ClientError,
     InvalidTask,
     RetryPolicy,
+    ServerUnreachable,
     TaskEvent,
     TaskFailed,
     TaskNotFound,
     TaskTimeout,
+    exchange,
 )
+from crank.runtime.http.sse import KEEPALIVE_S
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
     from ..runtime.serve.conftest import CrankRun
+    from .conftest import EventStreamServer
 
 BUSY = {"error": {"code": "OVERLOADED", "message": "busy"}}
 QUEUED = {"id": "t1", "capability": "demo.echo", "status": "pending", "attempts": 0}
@@ -99,6 +103,10 @@ def test_a_result_from_a_server_that_never_answers_is_a_timeout_of_the_task(
     with Client(silent.url, timeout=600) as client, pytest.raises(TaskTimeout) as caught:
         client.task("t1").result(timeout=0.5)
     assert (caught.value.task_id, caught.value.timeout_s) == ("t1", 0.5)
+    # so is a call given a timeout (without one, it waits as long as the server does)
+    with Client(silent.url, timeout=600) as client, pytest.raises(TaskTimeout) as called:
+        client.call("demo.echo", {"text": "x"}, timeout=0.5)
+    assert (called.value.task_id, called.value.timeout_s) == (None, 0.5)
 
     async def main() -> None:
         async with AsyncClient(silent.url, timeout=600) as client:
@@ -166,6 +174,64 @@ def test_a_failed_task_is_declared_whichever_way_it_is_read(server: CrankRun) ->
         with pytest.raises(TaskFailed) as streamed:
             list(stream.events(timeout=60))
         assert (streamed.value.code, streamed.value.declared) == ("NOT_ALLOWED", True)
+
+
+# -- event streams that misbehave ---------------------------------------------------------
+
+
+def _event(number: int) -> bytes:
+    return f'id: {number}\ndata: {{"n": {number}}}\n\n'.encode()
+
+
+END = b"event: end\ndata: {}\n\n"
+
+
+def test_a_stream_is_dead_after_several_keep_alive_intervals_of_silence() -> None:
+    assert exchange.STREAM_SILENCE_S >= 3 * KEEPALIVE_S
+
+
+def test_a_stream_gone_silent_is_resumed_after_its_last_event(
+    event_stream_server: type[EventStreamServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that sent one event and then nothing (a half-open connection) held
+    ``events()`` for ever: a live stream sends a keep-alive comment every 15 s, so one
+    silent for several is dead, and is resumed with ``Last-Event-ID`` like a dropped one."""
+    monkeypatch.setattr(exchange, "STREAM_SILENCE_S", 1.0)  # the test's, instead of 45 s
+
+    def answer(after: int) -> tuple[bytes, bool]:
+        return (_event(1), True) if after == 0 else (_event(2) + END, False)
+
+    server = event_stream_server(answer)
+    with Client(server.url) as client:
+        assert [e.id for e in client.task("t1").events()] == [1, 2]
+    assert server.last_event_ids[-1] == 1
+
+    async def main() -> list[int]:
+        async with AsyncClient(server.url) as client:
+            return [e.id async for e in client.task("t1").events()]
+
+    assert asyncio.run(main()) == [1, 2]
+    assert server.last_event_ids[-1] == 1
+
+
+def test_a_stream_that_stays_silent_gives_up_within_the_retry_policy(
+    event_stream_server: type[EventStreamServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exchange, "STREAM_SILENCE_S", 0.2)
+    server = event_stream_server(lambda after: (b"", True))
+    policy = RetryPolicy(attempts=2, backoff_s=0)
+    with Client(server.url, retry=policy) as client, pytest.raises(ServerUnreachable) as caught:
+        list(client.task("t1").events())
+    assert "went silent for 0.2 s, 2 times in a row" in caught.value.message
+    assert server.last_event_ids == [0, 0]
+
+    async def main() -> None:
+        async with AsyncClient(server.url, retry=policy) as client:
+            with pytest.raises(ServerUnreachable, match="went silent"):
+                [e async for e in client.task("t1").events()]
+
+    asyncio.run(main())
+    assert len(server.last_event_ids) == 4
 
 
 # -- ids ----------------------------------------------------------------------------------

@@ -54,6 +54,11 @@ EVENT_FAILURES: tuple[type[Exception], ...] = (
 ANSWER_GRACE_S = 2.0
 #: a read that timed out this close to the caller's deadline ran out of the caller's time.
 _DEADLINE_SLACK_S = 0.1
+#: seconds an event stream may say nothing before its connection counts as dead (a
+#: half-open connection, a proxy that holds it but passes nothing): three of the
+#: keep-alive comments ``crank run`` sends after 15 s without events (``KEEPALIVE_S`` of
+#: ``crank.runtime.http.sse``, which a client does not import; a test keeps them in step).
+STREAM_SILENCE_S = 45.0
 
 
 def segment(value: str, what: str = "task id") -> str:
@@ -332,7 +337,13 @@ def events_request(
     after it whatever the server does."""
     options: dict[str, Any] = {
         "headers": {"Accept": "text/event-stream", "Last-Event-ID": str(after)},
-        "timeout": unbounded_read(client_timeout),
+        # a live stream is never quiet that long (keep-alive comments): a dead one is
+        "timeout": httpx.Timeout(
+            client_timeout.connect,
+            read=STREAM_SILENCE_S,
+            write=client_timeout.write,
+            pool=client_timeout.pool,
+        ),
     }
     left = seconds_left(deadline)
     if left is not None:
@@ -383,20 +394,29 @@ def resume_pause(
 ) -> float | None:
     """Seconds to wait before reopening a task's events after ``exc``, or None to
     reopen at once; raises when it gives up."""
-    if isinstance(exc, TaskTimeout | httpx.ReadTimeout):
-        # the server's wait (the capability's timeout_s) ran out and the task goes
-        # on, or nothing came for as long as we could wait: a new connection waits
-        # afresh, unless our own deadline has passed
-        left = seconds_left(deadline)
-        if left is not None and left <= 0:
-            if isinstance(exc, TaskTimeout):
-                raise exc
-            raise TaskTimeout(cursor.task_id, None, why="its events did not end in time") from None
+    left = seconds_left(deadline)
+    if isinstance(exc, TaskTimeout | httpx.ReadTimeout) and left is not None and left <= 0:
+        if isinstance(exc, TaskTimeout):
+            raise exc
+        raise TaskTimeout(cursor.task_id, None, why="its events did not end in time") from None
+    if isinstance(exc, TaskTimeout):
+        # the server's wait (the capability's timeout_s) ran out and the task goes on:
+        # a new connection waits afresh
         cursor.ended = False
-        if isinstance(exc, httpx.ReadTimeout):
-            return reopen_pause(cursor, policy)
         return None
     giving_up = cursor.broken + 1 >= policy.attempts
+    if isinstance(exc, httpx.ReadTimeout):
+        # silent for several keep-alive intervals before our deadline: the connection is
+        # dead, as if it had dropped
+        if giving_up:
+            raise ServerUnreachable(
+                f"the events of task {cursor.task_id} at {base_url} went silent for "
+                f"{STREAM_SILENCE_S:g} s, {policy.attempts} times in a row",
+                hint="a live stream sends a keep-alive comment every 15 s: check the "
+                "server, and any proxy between that holds connections without passing data",
+                subject=base_url,
+            ) from None
+        return reopen_pause(cursor, policy)
     if isinstance(exc, RetryLater):
         if giving_up:
             raise error_of(exc.response, exc.body, what="reading events") from None
@@ -422,6 +442,7 @@ def before_reopening(
 __all__ = [
     "EVENT_FAILURES",
     "SEND_FAILURES",
+    "STREAM_SILENCE_S",
     "Planned",
     "before_reopening",
     "busy",
