@@ -234,6 +234,35 @@ def test_a_stream_that_stays_silent_gives_up_within_the_retry_policy(
     assert len(server.last_event_ids) == 4
 
 
+def test_streams_that_end_early_without_an_event_count_against_the_retry_policy(
+    event_stream_server: type[EventStreamServer],
+) -> None:
+    """An empty ``200 text/event-stream`` (not crank's: it ends a stream with the task)
+    was asked again for ever, ``RetryPolicy.attempts`` unheeded. A stream that ends
+    early after an event is no such failure: only connections in a row without one count."""
+    policy = RetryPolicy(attempts=3, backoff_s=0)
+    empty = event_stream_server(lambda after: (b"", False))
+    with Client(empty.url, retry=policy) as client, pytest.raises(ServerUnreachable) as caught:
+        list(client.task("t1").events())
+    assert "ended before the task, without an event, 3 times in a row" in caught.value.message
+    assert empty.last_event_ids == [0, 0, 0]
+
+    async def main() -> None:
+        async with AsyncClient(empty.url, retry=policy) as client:
+            with pytest.raises(ServerUnreachable, match="3 times in a row"):
+                [e async for e in client.task("t1").events()]
+
+    asyncio.run(main())
+    assert len(empty.last_event_ids) == 6
+
+    one_at_a_time = event_stream_server(
+        lambda after: (_event(after + 1), False) if after < 5 else (END, False)
+    )
+    with Client(one_at_a_time.url, retry=policy) as client:
+        assert [e.id for e in client.task("t1").events()] == [1, 2, 3, 4, 5]
+    assert one_at_a_time.last_event_ids == [0, 1, 2, 3, 4, 5]
+
+
 # -- ids ----------------------------------------------------------------------------------
 
 

@@ -385,6 +385,22 @@ def reopen_pause(cursor: EventCursor, policy: RetryPolicy) -> float:
     return backoff_s(policy.backoff_s, cursor.broken + 1, policy.max_wait_s)
 
 
+def closed_early_pause(cursor: EventCursor, policy: RetryPolicy, base_url: str) -> float:
+    """Seconds to wait before reopening a task's events whose stream ended before the
+    task did; raises :class:`ServerUnreachable` once ``policy.attempts`` connections in
+    a row brought no event (a server or proxy answering an empty stream would be asked
+    again for ever)."""
+    if cursor.broken + 1 >= policy.attempts:
+        raise ServerUnreachable(
+            f"the events of task {cursor.task_id} at {base_url} ended before the task, "
+            f"without an event, {policy.attempts} times in a row",
+            hint="crank run ends a stream with the task (event: end or error): check that "
+            "base_url is crank run, and any proxy between",
+            subject=base_url,
+        )
+    return reopen_pause(cursor, policy)
+
+
 def resume_pause(
     exc: Exception,
     cursor: EventCursor,
@@ -451,6 +467,7 @@ __all__ = [
     "cancel_request",
     "cancelled",
     "check_timeout",
+    "closed_early_pause",
     "events_refused",
     "events_request",
     "is_event_stream",

@@ -29,6 +29,7 @@ from crank.client.exchange import (
     cancel_request,
     cancelled,
     check_timeout,
+    closed_early_pause,
     events_refused,
     events_request,
     is_event_stream,
@@ -36,7 +37,6 @@ from crank.client.exchange import (
     past,
     redrive_all_request,
     redrive_request,
-    reopen_pause,
     resume_pause,
     status_request,
     submit_request,
@@ -284,7 +284,7 @@ class Task:
                             )
                 if cursor.ended:
                     return
-                pause: float | None = reopen_pause(cursor, policy)
+                pause: float | None = closed_early_pause(cursor, policy, self.client.base_url)
             except EVENT_FAILURES as exc:
                 pause = resume_pause(exc, cursor, policy, deadline, self.client.base_url)
             if pause is None:
