@@ -340,6 +340,44 @@ def test_a_result_timeout_of_0_looks_once(scripted: Any) -> None:
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("key", "got"),
+    [
+        (5, "int"),
+        ("", "0 characters"),
+        ("clé", "3 characters"),
+        ("a\nb", "3 characters"),
+        ("order-17\n", "9 characters"),
+        ("two words", "9 characters"),
+        ("k" * 201, "201 characters"),
+    ],
+)
+def test_an_idempotency_key_the_server_would_refuse_is_refused_before_sending(
+    scripted: Any, key: object, got: str
+) -> None:
+    """An int, a non-ASCII key or one with a line break raised TypeError,
+    UnicodeEncodeError or httpx's LocalProtocolError, and "" was replaced by a random
+    key; the broker client refuses them as InvalidTask, and so does this one now."""
+    server = scripted([(202, {}, QUEUED)])
+    message = (
+        "the idempotency key of a demo.echo task must be 1 to 200 visible ASCII "
+        f"characters without spaces (got {got})"
+    )
+    with Client(server.url) as client:
+        for send in (client.call, client.submit):
+            with pytest.raises(InvalidTask) as caught:
+                send("demo.echo", {"text": "x"}, idempotency_key=key)  # type: ignore[operator]
+            assert caught.value.message == message
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as client:
+            with pytest.raises(InvalidTask, match="visible ASCII"):
+                await client.submit("demo.echo", {"text": "x"}, idempotency_key=key)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert server.requests == []
+
+
 @pytest.mark.parametrize("token", ["abc\ndef", "sécret", "two words"])
 def test_a_token_that_cannot_be_a_bearer_token_is_refused(token: str) -> None:
     with pytest.raises(ClientError, match="bearer token"):

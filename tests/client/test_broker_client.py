@@ -229,6 +229,8 @@ def test_a_repeated_key_of_an_ended_task_answers_without_waiting(
             "visible ASCII characters without spaces (got 9 characters)",
         ),
         ({"idempotency_key": "k" * 201}, "without spaces (got 201 characters)"),
+        # a whole match: the server's pattern ends in $, which lets a final line break by
+        ({"idempotency_key": "order-17\n"}, "without spaces (got 9 characters)"),
     ],
 )
 def test_options_the_http_api_would_refuse_are_refused_before_queueing(

@@ -29,6 +29,7 @@ from crank.client.tasks import (
     TaskInfo,
     TaskRequest,
     check_caller,
+    check_idempotency_key,
     check_task_request,
     check_timeout,
     encode_json,
@@ -39,13 +40,11 @@ from crank.errors import BrokerError
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.common import url_usage_error, url_without_password
 from crank.runtime.brokers.contract import (
-    MAX_IDEMPOTENCY_KEY,
     MAX_PRIORITY,
     SAFETY_POLL_S,
     IdempotencyKeyReused,
     TaskSpec,
     scoped_idempotency_key,
-    valid_idempotency_key,
     valid_priority,
 )
 
@@ -97,15 +96,7 @@ def _check_options(request: TaskRequest) -> None:
             hint="None gives the task its capability's timeout_s",
             subject=capability,
         )
-    key = request.idempotency_key
-    if key is not None and not valid_idempotency_key(key):
-        size = f"{len(key)} characters" if isinstance(key, str) else type(key).__name__
-        raise InvalidTask(
-            f"the idempotency key of a {capability} task must be 1 to {MAX_IDEMPOTENCY_KEY} "
-            f"visible ASCII characters without spaces (got {size})",
-            hint="use a UUID per logical request",
-            subject=capability,
-        )
+    check_idempotency_key(request.idempotency_key, capability)
 
 
 def _spec(request: TaskLike, caller: str | None) -> TaskSpec:

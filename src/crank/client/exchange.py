@@ -15,7 +15,13 @@ from urllib.parse import quote
 import httpx
 
 from crank.client.errors import ApiError, ClientError, InvalidTask, ServerUnreachable, TaskTimeout
-from crank.client.tasks import TaskInfo, TaskList, check_timeout, encode_json
+from crank.client.tasks import (
+    TaskInfo,
+    TaskList,
+    check_idempotency_key,
+    check_timeout,
+    encode_json,
+)
 from crank.client.waiting import deadline_of, seconds_left
 from crank.client.wire import (
     RETRIED_TRANSPORT_ERRORS,
@@ -185,10 +191,11 @@ def busy(response: httpx.Response) -> None:
         raise RetryLater(response, body_of(response))
 
 
-def _json_headers(idempotency_key: str | None) -> dict[str, str]:
+def _json_headers(capability: str, idempotency_key: str | None) -> dict[str, str]:
+    check_idempotency_key(idempotency_key, capability)
     return {
         "Content-Type": "application/json",
-        "Idempotency-Key": idempotency_key or new_idempotency_key(),
+        "Idempotency-Key": new_idempotency_key() if idempotency_key is None else idempotency_key,
     }
 
 
@@ -214,7 +221,7 @@ def call_request(
         wait_s=timeout,
         options={
             "content": encode_json(capability, payload),
-            "headers": _json_headers(idempotency_key),
+            "headers": _json_headers(capability, idempotency_key),
             "timeout": wait,
         },
         deadline=deadline_of(timeout),
@@ -233,7 +240,7 @@ def submit_request(
         requested=capability,
         options={
             "content": encode_json(capability, body),
-            "headers": _json_headers(idempotency_key),
+            "headers": _json_headers(capability, idempotency_key),
         },
     )
 

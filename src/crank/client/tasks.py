@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crank.client.errors import ClientError, InvalidTask, TaskFailed
-from crank.runtime.brokers.contract import CALLER_PATTERN
+from crank.runtime.brokers.contract import (
+    CALLER_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY,
+)
 
 if TYPE_CHECKING:
     from crank.runtime.brokers.contract import TaskRecord
@@ -147,6 +151,7 @@ def _number_or_none(value: object) -> float | None:
 
 
 _CALLER = re.compile(CALLER_PATTERN)
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def declared_by_status(status: str | None) -> bool | None:
@@ -210,6 +215,24 @@ def check_task_request(capability: object, payload: object) -> None:
         )
 
 
+def check_idempotency_key(key: object, capability: str) -> None:
+    """An ``idempotency_key`` the server takes (None: the client makes one), or an
+    :class:`InvalidTask`: as a header it could not be sent at all (an ``int``, ``é``, a
+    line break), and an empty one is no key. Matched whole, unlike ``re.match``, whose
+    ``$`` lets a trailing line break through."""
+    if key is None:
+        return
+    if isinstance(key, str) and len(key) <= MAX_IDEMPOTENCY_KEY and _IDEMPOTENCY_KEY.fullmatch(key):
+        return
+    size = f"{len(key)} characters" if isinstance(key, str) else type(key).__name__
+    raise InvalidTask(
+        f"the idempotency key of a {capability} task must be 1 to {MAX_IDEMPOTENCY_KEY} "
+        f"visible ASCII characters without spaces (got {size})",
+        hint="use a UUID per logical request, or None for a fresh one",
+        subject=capability,
+    )
+
+
 def encode_json(capability: str, payload: Any) -> bytes:
     """The JSON body, or :class:`InvalidTask` naming what cannot be sent."""
     try:
@@ -228,6 +251,7 @@ __all__ = [
     "TaskInfo",
     "TaskRequest",
     "check_caller",
+    "check_idempotency_key",
     "check_task_request",
     "check_timeout",
     "encode_json",
