@@ -130,14 +130,19 @@ def test_events_end_at_the_callers_timeout(server: CrankRun, tmp_path: Path) -> 
                 seen.append(event.id)
         assert seen == [1, 2]
         assert caught.value.task_id == task.id
+        # the caller's timeout, in one message (it read "did not finish: the task did not
+        # finish within 2 s", the server's words, with timeout_s None)
+        assert caught.value.timeout_s == 2
+        assert caught.value.message == f"task {task.id} did not finish within 2 s"
 
     async def main() -> list[int]:
         async with AsyncClient(server.url) as client:
             task = client.task(client_task_id)
             seen = []
-            with pytest.raises(TaskTimeout):
+            with pytest.raises(TaskTimeout) as caught:
                 async for event in task.events(timeout=1):
                     seen.append(event.id)
+            assert caught.value.timeout_s == 1
             return seen
 
     client_task_id = task.id

@@ -102,6 +102,15 @@ def test_a_call_past_the_capabilitys_timeout_names_its_task(client: Client) -> N
         client.call("demo.slow", {"seconds": 3})
     assert caught.value.task_id
     assert client.task(caught.value.task_id).status().capability == "demo.slow"
+    assert caught.value.timeout_s is None  # the caller gave none: the server's ran out
+    assert caught.value.message == (
+        f"the server stopped waiting for task {caught.value.task_id} at its capability's "
+        "timeout_s: demo.slow did not finish within 2 s"
+    )
+    # the caller's own timeout, longer than the server's wait, is the one carried
+    with pytest.raises(TaskTimeout) as bounded:
+        client.call("demo.slow", {"seconds": 3}, timeout=60)
+    assert (bounded.value.timeout_s, bounded.value.task_id is not None) == (60, True)
 
 
 def test_events_of_a_streaming_task(client: Client) -> None:

@@ -35,6 +35,7 @@ from crank.client.exchange import (
     closed_early_pause,
     events_refused,
     events_request,
+    events_timeout,
     is_event_stream,
     list_request,
     past,
@@ -257,14 +258,14 @@ class AsyncTask:
                         if event is not None:
                             yield event
                         if not cursor.ended and past(deadline):
-                            raise TaskTimeout(
-                                self.id, timeout, why="its events did not end in time"
-                            )
+                            raise events_timeout(self.id, timeout)
                 if cursor.ended:
                     return
                 pause: float | None = closed_early_pause(cursor, policy, self.client.base_url)
             except EVENT_FAILURES as exc:
-                pause = resume_pause(exc, cursor, policy, deadline, self.client.base_url)
+                pause = resume_pause(
+                    exc, cursor, policy, deadline, self.client.base_url, timeout=timeout
+                )
             if pause is None:
                 continue
             # closed before its end (or refused for a while): resume after the last event

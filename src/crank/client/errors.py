@@ -99,17 +99,26 @@ class TaskNotFound(ClientError):
 class TaskTimeout(ClientError, TimeoutError):
     """The result was not there within the time asked for; the task itself goes on."""
 
-    def __init__(self, task_id: str | None, timeout_s: float | None, *, why: str = "") -> None:
+    def __init__(
+        self,
+        task_id: str | None,
+        timeout_s: float | None,
+        *,
+        why: str = "",
+        message: str | None = None,
+    ) -> None:
         waited = "" if timeout_s is None else f" within {timeout_s:g} s"
         name = "the task" if task_id is None else f"task {task_id}"
         super().__init__(
-            f"{name} did not finish{waited}{': ' + why if why else ''}",
+            # ``message`` when the limit that ran out is not the caller's (a server's 504)
+            message or f"{name} did not finish{waited}{': ' + why if why else ''}",
             hint="the task goes on; ask again for its result later"
             if task_id
             else "call again later",
             subject=task_id,
         )
         self.task_id = task_id
+        #: the caller's timeout (seconds), None when it gave none.
         self.timeout_s = timeout_s
 
 

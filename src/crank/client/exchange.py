@@ -171,7 +171,7 @@ class Planned:
         """A 2xx answer as it is; any other raises the error it carries."""
         if response.is_success:
             return response
-        raise error_of(response, body_of(response), what=self.what)
+        raise error_of(response, body_of(response), what=self.what, timeout=self.wait_s)
 
 
 def not_crank(response: httpx.Response, what: str, why: str) -> ApiError:
@@ -414,14 +414,15 @@ def resume_pause(
     policy: RetryPolicy,
     deadline: float | None,
     base_url: str,
+    *,
+    timeout: float | None = None,
 ) -> float | None:
     """Seconds to wait before reopening a task's events after ``exc``, or None to
-    reopen at once; raises when it gives up."""
+    reopen at once; raises when it gives up (past the deadline of the caller's
+    ``timeout``: a :class:`TaskTimeout` naming it, whatever the server said)."""
     left = seconds_left(deadline)
     if isinstance(exc, TaskTimeout | httpx.ReadTimeout) and left is not None and left <= 0:
-        if isinstance(exc, TaskTimeout):
-            raise exc
-        raise TaskTimeout(cursor.task_id, None, why="its events did not end in time") from None
+        raise events_timeout(cursor.task_id, timeout) from None
     if isinstance(exc, TaskTimeout):
         # the server's wait (the capability's timeout_s) ran out and the task goes on:
         # a new connection waits afresh
@@ -450,6 +451,11 @@ def resume_pause(
     return reopen_pause(cursor, policy)
 
 
+def events_timeout(task_id: str, timeout: float | None) -> TaskTimeout:
+    """The error of a task whose events did not end within the caller's ``timeout``."""
+    return TaskTimeout(task_id, timeout)
+
+
 def before_reopening(
     cursor: EventCursor, pause: float, deadline: float | None, timeout: float | None
 ) -> float:
@@ -458,7 +464,7 @@ def before_reopening(
     cursor.broken += 1
     left = seconds_left(deadline)
     if left is not None and left <= 0:
-        raise TaskTimeout(cursor.task_id, timeout, why="its events did not end in time")
+        raise events_timeout(cursor.task_id, timeout)
     return pause if left is None else min(pause, left)
 
 
@@ -477,6 +483,7 @@ __all__ = [
     "closed_early_pause",
     "events_refused",
     "events_request",
+    "events_timeout",
     "is_event_stream",
     "not_crank",
     "past",

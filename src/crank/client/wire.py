@@ -207,8 +207,11 @@ def deprecation_of(response: httpx.Response, requested: str) -> CapabilityDeprec
     return CapabilityDeprecated(requested, successors, response.headers.get("sunset"))
 
 
-def error_of(response: httpx.Response, body: Any, *, what: str) -> ClientError:
-    """The exception for an error answer (``what`` names the request, for the message)."""
+def error_of(
+    response: httpx.Response, body: Any, *, what: str, timeout: float | None = None
+) -> ClientError:
+    """The exception for an error answer (``what`` names the request, for the message;
+    ``timeout`` is the caller's, which a :class:`TaskTimeout` carries)."""
     status = response.status_code
     error = body.get("error") if isinstance(body, Mapping) else None
     if not isinstance(error, Mapping):
@@ -238,7 +241,14 @@ def error_of(response: httpx.Response, body: Any, *, what: str) -> ClientError:
     if status == 404 and code == "TASK_NOT_FOUND":
         return TaskNotFound(task_id if isinstance(task_id, str) else _task_in(response), message)
     if status == 504 and code == "TIMEOUT":
-        return TaskTimeout(task_id if isinstance(task_id, str) else None, None, why=message)
+        # the server's own wait, the capability's timeout_s, ran out before the caller's
+        name = f"task {task_id}" if isinstance(task_id, str) else "the task"
+        return TaskTimeout(
+            task_id if isinstance(task_id, str) else None,
+            timeout,
+            message=f"the server stopped waiting for {name} at its capability's timeout_s: "
+            f"{message}",
+        )
     hint = error.get("hint")
     return ApiError(
         status,
