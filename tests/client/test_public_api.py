@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import get_type_hints
+
+import pytest
 
 import crank
 import crank.client
@@ -18,6 +21,13 @@ def test_the_top_level_names_are_the_clients() -> None:
         assert name in crank.__all__
     for name in crank.client.__all__:
         assert getattr(crank.client, name) is not None
+
+
+@pytest.mark.parametrize("client", [crank.Client, crank.AsyncClient])
+def test_no_request_timeout_is_typed_as_the_docs_allow(client: type) -> None:
+    """``timeout=None`` (no limit) works and is documented, but was annotated ``float``:
+    mypy --strict refused a program passing it."""
+    assert get_type_hints(client.__init__)["timeout"] == float | None
 
 
 def test_importing_the_client_leaves_the_server_stack_alone() -> None:

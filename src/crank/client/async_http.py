@@ -72,7 +72,7 @@ class AsyncClient:
         *,
         token: str | None = None,
         caller: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:

@@ -74,7 +74,7 @@ class Client:
         *,
         token: str | None = None,
         caller: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
