@@ -401,11 +401,15 @@ def test_a_closed_client_says_so(scripted: Any) -> None:
     """A call after close() raised httpx's RuntimeError ("the client has been closed")."""
     server = scripted([(200, {}, QUEUED)])
     client = Client(server.url)
+    task = client.task("t1")
     client.close()
     for attempt in (
         lambda: client.submit("demo.echo", {"text": "x"}),
-        lambda: client.task("t1").status(),
-        lambda: list(client.task("t1").events(timeout=5)),
+        task.status,
+        lambda: list(task.events(timeout=5)),
+        # it handed out a task and entered a with block as if open
+        lambda: client.task("t1"),
+        client.__enter__,
     ):
         with pytest.raises(ClientClosed, match="is closed"):
             attempt()
@@ -413,9 +417,12 @@ def test_a_closed_client_says_so(scripted: Any) -> None:
 
     async def main() -> None:
         async with AsyncClient(server.url) as made:
-            pass
+            task = made.task("t1")
+        for attempt in (task.status, made.__aenter__):
+            with pytest.raises(ClientClosed, match="AsyncClient of"):
+                await attempt()
         with pytest.raises(ClientClosed, match="AsyncClient of"):
-            await made.task("t1").status()
+            made.task("t1")
 
     asyncio.run(main())
     assert server.requests == []

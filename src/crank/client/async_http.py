@@ -122,6 +122,7 @@ class AsyncClient:
 
     def task(self, task_id: str) -> AsyncTask:
         """A handle on a task submitted before (by this client or another)."""
+        self._open()  # a closed client hands out nothing that could only fail later
         return AsyncTask(self, task_id)
 
     async def list_tasks(
@@ -161,6 +162,7 @@ class AsyncClient:
         return self._http
 
     async def __aenter__(self) -> AsyncClient:
+        self._open()
         return self
 
     async def __aexit__(

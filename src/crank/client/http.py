@@ -132,6 +132,7 @@ class Client:
 
     def task(self, task_id: str) -> Task:
         """A handle on a task submitted before (by this client or another)."""
+        self._open()  # a closed client hands out nothing that could only fail later
         return Task(self, task_id)
 
     def list_tasks(
@@ -171,6 +172,7 @@ class Client:
         return self._http
 
     def __enter__(self) -> Client:
+        self._open()
         return self
 
     def __exit__(
