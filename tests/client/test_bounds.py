@@ -290,6 +290,32 @@ def test_an_id_cannot_reach_another_route(server: CrankRun) -> None:
         assert missing.value.task_id == "abc?wait=1#x"
 
 
+@pytest.mark.parametrize(
+    ("task_id", "message"),
+    [
+        (123, "a task id must be a string, not int 123"),
+        (None, "a task id must be a string, not NoneType None"),
+        ("", "task id '' cannot be one: empty, '.', '..' or holding a '/'"),
+    ],
+)
+def test_a_task_id_that_cannot_be_one_is_refused(
+    scripted: Any, task_id: object, message: str
+) -> None:
+    """``task(123).status()`` raised ``TypeError: argument of type 'int' is not iterable``."""
+    server = scripted([(200, {}, QUEUED)])
+    with Client(server.url) as client, pytest.raises(InvalidTask) as caught:
+        client.task(task_id).status()  # type: ignore[arg-type]
+    assert caught.value.message == message
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as client:
+            with pytest.raises(InvalidTask, match="task id"):
+                client.task(task_id)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert server.requests == []
+
+
 # -- answers that are not a crank server's ------------------------------------------------
 
 

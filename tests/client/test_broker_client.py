@@ -132,6 +132,22 @@ def test_a_result_timeout_that_is_no_number_of_seconds_is_refused(idle_queue_url
     asyncio.run(scenario())
 
 
+def test_a_task_id_that_cannot_be_one_is_refused(tmp_path: Path) -> None:
+    """``task("")`` read the broker and raised TaskNotFound ("no task ''") where the HTTP
+    client refuses the id, as documented, with InvalidTask."""
+    with connect(f"sqlite:///{tmp_path / 'queue.db'}") as queue:
+        for task_id in ("", "..", "a/b", 123, None):
+            with pytest.raises(InvalidTask, match="task id"):
+                queue.task(task_id).status()  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        async with await connect_async(f"sqlite:///{tmp_path / 'queue.db'}") as queue:
+            with pytest.raises(InvalidTask, match=r"^task id '' cannot be one"):
+                queue.task("")
+
+    asyncio.run(scenario())
+
+
 def test_idempotency_key_and_bad_input(queue_url: str) -> None:
     with connect(queue_url) as queue:
         first = queue.submit("fixture.echo", {"k": 1}, idempotency_key="order-17")

@@ -45,7 +45,7 @@ from crank.client.exchange import (
     status_request,
     submit_request,
 )
-from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_task_request
+from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_id, check_task_request
 from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import (
     DEFAULT_URL,
@@ -123,7 +123,7 @@ class AsyncClient:
     def task(self, task_id: str) -> AsyncTask:
         """A handle on a task submitted before (by this client or another)."""
         self._open()  # a closed client hands out nothing that could only fail later
-        return AsyncTask(self, task_id)
+        return AsyncTask(self, check_id(task_id))
 
     async def list_tasks(
         self,

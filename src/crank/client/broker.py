@@ -29,6 +29,7 @@ from crank.client.tasks import (
     TaskInfo,
     TaskRequest,
     check_caller,
+    check_id,
     check_idempotency_key,
     check_task_request,
     check_timeout,
@@ -300,7 +301,7 @@ class BrokerClient:
     def task(self, task_id: str) -> BrokerTask:
         """A handle on a task submitted before (by any producer or server)."""
         self._open_broker()
-        return BrokerTask(self, task_id)
+        return BrokerTask(self, check_id(task_id))
 
     def close(self) -> None:
         """Close the broker connection; every call after raises :class:`ClientClosed`
@@ -435,7 +436,7 @@ class AsyncBrokerClient:
 
     def task(self, task_id: str) -> AsyncBrokerTask:
         self._open_broker()
-        return AsyncBrokerTask(self, task_id)
+        return AsyncBrokerTask(self, check_id(task_id))
 
     async def aclose(self) -> None:
         """:meth:`BrokerClient.close`, in a worker thread."""

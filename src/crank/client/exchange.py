@@ -14,10 +14,11 @@ from urllib.parse import quote
 
 import httpx
 
-from crank.client.errors import ApiError, ClientError, InvalidTask, ServerUnreachable, TaskTimeout
+from crank.client.errors import ApiError, ClientError, ServerUnreachable, TaskTimeout
 from crank.client.tasks import (
     TaskInfo,
     TaskList,
+    check_id,
     check_idempotency_key,
     check_timeout,
     encode_json,
@@ -69,17 +70,9 @@ STREAM_SILENCE_S = 45.0
 
 def segment(value: str, what: str = "task id") -> str:
     """``value`` as one segment of a URL path: escaped, so an id can never reach
-    another route (``../dead-letters/...``) or cut the path (``?``, ``#``). No id crank
-    makes holds a ``/`` (a server would read it as two segments)."""
-    if value in ("", ".", "..") or "/" in value:
-        raise InvalidTask(
-            f"{what} {value!r:.200} cannot be one: empty, '.', '..' or holding a '/'",
-            hint="pass the id a submit returned (Task.id)"
-            if what == "task id"
-            else "pass the capability's id, e.g. text.echo",
-            subject=value,
-        )
-    return quote(value, safe="")
+    another route (``../dead-letters/...``) or cut the path (``?``, ``#``); an id that
+    cannot be one is an :class:`InvalidTask` (:func:`check_id`)."""
+    return quote(check_id(value, what), safe="")
 
 
 @dataclass(frozen=True)

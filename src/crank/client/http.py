@@ -42,7 +42,7 @@ from crank.client.exchange import (
     status_request,
     submit_request,
 )
-from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_task_request
+from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_id, check_task_request
 from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import (
     DEFAULT_URL,
@@ -133,7 +133,7 @@ class Client:
     def task(self, task_id: str) -> Task:
         """A handle on a task submitted before (by this client or another)."""
         self._open()  # a closed client hands out nothing that could only fail later
-        return Task(self, task_id)
+        return Task(self, check_id(task_id))
 
     def list_tasks(
         self,

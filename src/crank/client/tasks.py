@@ -233,6 +233,31 @@ def check_idempotency_key(key: object, capability: str) -> None:
     )
 
 
+def check_id(value: object, what: str = "task id") -> str:
+    """``value`` when it can name a task (or, as ``what`` says, a capability), else an
+    :class:`InvalidTask`: a string that is not empty, ``.`` or ``..`` and holds no ``/``.
+    No id crank makes is otherwise, and in a URL path such a one would name another
+    route (``../dead-letters/...``)."""
+    hint = (
+        "pass the id a submit returned (Task.id)"
+        if what == "task id"
+        else "pass the capability's id, e.g. text.echo"
+    )
+    if not isinstance(value, str):
+        raise InvalidTask(
+            f"a {what} must be a string, not {type(value).__name__} {value!r:.40}",
+            hint=hint,
+            subject=str(value),
+        )
+    if value in ("", ".", "..") or "/" in value:
+        raise InvalidTask(
+            f"{what} {value!r:.200} cannot be one: empty, '.', '..' or holding a '/'",
+            hint=hint,
+            subject=value,
+        )
+    return value
+
+
 def encode_json(capability: str, payload: Any) -> bytes:
     """The JSON body, or :class:`InvalidTask` naming what cannot be sent."""
     try:
@@ -251,6 +276,7 @@ __all__ = [
     "TaskInfo",
     "TaskRequest",
     "check_caller",
+    "check_id",
     "check_idempotency_key",
     "check_task_request",
     "check_timeout",
