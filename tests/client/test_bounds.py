@@ -348,6 +348,24 @@ def test_answers_that_are_not_a_crank_servers_are_api_errors(scripted: Any) -> N
     asyncio.run(main())
 
 
+def test_a_task_document_with_a_field_of_the_wrong_kind_is_an_api_error(scripted: Any) -> None:
+    """``"attempts": "many"`` raised a bare ValueError from ``int()``."""
+    many = {**QUEUED, "attempts": "many"}
+    server = scripted([(200, {}, many)])
+    with Client(server.url) as client:
+        for attempt in (
+            client.task("t1").status,
+            client.task("t1").cancel,
+            lambda: client.list_tasks(),
+        ):
+            with pytest.raises(ApiError) as caught:
+                attempt()
+            assert caught.value.code == "UNEXPECTED_ANSWER"
+    server.answers[:] = [(200, {}, {"tasks": [many], "next_cursor": None})]
+    with Client(server.url) as client, pytest.raises(ApiError, match="not a list of tasks"):
+        client.list_tasks()
+
+
 # -- arguments no request could use -------------------------------------------------------
 
 

@@ -139,14 +139,20 @@ class Planned:
         body = self.document(response)
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise not_crank(response, self.what, "is not a task")
-        return TaskInfo.from_document(body)
+        try:
+            return TaskInfo.from_document(body)
+        except (TypeError, ValueError):  # a field of the wrong kind ("attempts": "many")
+            raise not_crank(response, self.what, "is not a task") from None
 
     def tasks(self, response: httpx.Response) -> TaskList:
         """A page of ``GET /v1/tasks`` as a :class:`TaskList`."""
         body = self.document(response)
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
             raise not_crank(response, self.what, "is not a list of tasks")
-        return TaskList.from_document(body)
+        try:
+            return TaskList.from_document(body)
+        except (TypeError, ValueError):
+            raise not_crank(response, self.what, "is not a list of tasks") from None
 
     def count(self, response: httpx.Response) -> int:
         """The ``count`` of a bulk change's answer."""
@@ -324,7 +330,10 @@ def cancelled(response: httpx.Response) -> TaskInfo | None:
     """The task as the cancel answer describes it (None: ask for its status)."""
     body = body_of(response)
     if isinstance(body, dict) and "id" in body and "status" in body:
-        return TaskInfo.from_document(body)
+        try:
+            return TaskInfo.from_document(body)
+        except (TypeError, ValueError):
+            raise not_crank(response, "cancelling a task", "is not a task") from None
     return None
 
 
