@@ -243,6 +243,13 @@ def test_cancelling_a_task_that_ended_is_refused(client: Client) -> None:
     assert too_late.value.details["task_status"] == "succeeded"
 
 
+def test_redriving_no_such_task_names_it(client: Client) -> None:
+    """The 404 was read for a task id only on /v1/tasks/ paths: redrive's had ''."""
+    with pytest.raises(TaskNotFound) as caught:
+        client.redrive("no-such-task")
+    assert caught.value.task_id == "no-such-task"
+
+
 def test_no_server_is_unreachable_after_the_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with (

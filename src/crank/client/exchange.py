@@ -91,7 +91,7 @@ class Planned:
     #: no read goes on, past it (but for ``grace_s``, the answer's way back).
     deadline: float | None = None
     grace_s: float = 0.0
-    #: the task the request waits for, when it is known (named by a timeout).
+    #: the task the request is about, when there is one (a timeout or a 404 names it).
     task_id: str | None = None
 
     def options_now(self) -> Mapping[str, Any]:
@@ -170,7 +170,13 @@ class Planned:
         """A 2xx answer as it is; any other raises the error it carries."""
         if response.is_success:
             return response
-        raise error_of(response, body_of(response), what=self.what, timeout=self.wait_s)
+        raise error_of(
+            response,
+            body_of(response),
+            what=self.what,
+            timeout=self.wait_s,
+            task_id=self.task_id,
+        )
 
 
 def not_crank(response: httpx.Response, what: str, why: str) -> ApiError:
@@ -259,7 +265,7 @@ def status_request(
     what = f"reading task {task_id}"
     path = f"/v1/tasks/{segment(task_id)}"
     if wait_s <= 0:
-        return Planned("GET", path, what=what)
+        return Planned("GET", path, what=what, task_id=task_id)
     options: dict[str, Any] = {"params": {"wait": f"{wait_s:.3f}"}}
     if client_timeout is not None and client_timeout.read is not None:
         options["timeout"] = httpx.Timeout(
@@ -268,17 +274,20 @@ def status_request(
             write=client_timeout.write,
             pool=client_timeout.pool,
         )
-    planned = Planned("GET", path, what=what, options=options)
+    planned = Planned("GET", path, what=what, options=options, task_id=task_id)
     if deadline is None:
         return planned
-    return replace(
-        planned, wait_s=timeout, deadline=deadline, grace_s=ANSWER_GRACE_S, task_id=task_id
-    )
+    return replace(planned, wait_s=timeout, deadline=deadline, grace_s=ANSWER_GRACE_S)
 
 
 def cancel_request(task_id: str) -> Planned:
     """``DELETE /v1/tasks/{id}``."""
-    return Planned("DELETE", f"/v1/tasks/{segment(task_id)}", what=f"cancelling task {task_id}")
+    return Planned(
+        "DELETE",
+        f"/v1/tasks/{segment(task_id)}",
+        what=f"cancelling task {task_id}",
+        task_id=task_id,
+    )
 
 
 def list_request(
@@ -307,6 +316,7 @@ def redrive_request(task_id: str) -> Planned:
         "POST",
         f"/v1/dead-letters/{segment(task_id)}/redrive",
         what=f"redriving dead letter {task_id}",
+        task_id=task_id,
     )
 
 
@@ -374,7 +384,7 @@ def events_refused(response: httpx.Response, planned: Planned) -> Exception:
         return RetryLater(response, body_of(response))
     if response.is_success:  # a 2xx that is no event stream
         return not_crank(response, planned.what, "is not an event stream")
-    return error_of(response, body_of(response), what=planned.what)
+    return error_of(response, body_of(response), what=planned.what, task_id=planned.task_id)
 
 
 def is_event_stream(response: httpx.Response) -> bool:

@@ -208,10 +208,17 @@ def deprecation_of(response: httpx.Response, requested: str) -> CapabilityDeprec
 
 
 def error_of(
-    response: httpx.Response, body: Any, *, what: str, timeout: float | None = None
+    response: httpx.Response,
+    body: Any,
+    *,
+    what: str,
+    timeout: float | None = None,
+    task_id: str | None = None,
 ) -> ClientError:
     """The exception for an error answer (``what`` names the request, for the message;
-    ``timeout`` is the caller's, which a :class:`TaskTimeout` carries)."""
+    ``timeout`` is the caller's, which a :class:`TaskTimeout` carries; ``task_id`` the
+    task the request was about, which a :class:`TaskNotFound` names when the answer
+    does not)."""
     status = response.status_code
     error = body.get("error") if isinstance(body, Mapping) else None
     if not isinstance(error, Mapping):
@@ -224,7 +231,7 @@ def error_of(
         )
     code = str(error.get("code") or f"HTTP_{status}")
     message = str(error.get("message") or response.reason_phrase)
-    task_id = error.get("id")
+    task_id = error.get("id") if isinstance(error.get("id"), str) else task_id
     task_error = error.get("task_error")
     if isinstance(task_id, str) and isinstance(task_error, Mapping):
         # a synchronous call whose task ended badly: 422 for a declared code, 502 otherwise
@@ -239,7 +246,7 @@ def error_of(
             attempts=attempts if isinstance(attempts, int) else None,
         )
     if status == 404 and code == "TASK_NOT_FOUND":
-        return TaskNotFound(task_id if isinstance(task_id, str) else _task_in(response), message)
+        return TaskNotFound(task_id or "", message)
     if status == 504 and code == "TIMEOUT":
         # the server's own wait, the capability's timeout_s, ran out before the caller's
         name = f"task {task_id}" if isinstance(task_id, str) else "the task"
@@ -307,12 +314,6 @@ def stream_error(task_id: str, data: Any) -> ClientError:
         declared=declared_by_status(status),
         attempts=attempts if isinstance(attempts, int) else None,
     )
-
-
-def _task_in(response: httpx.Response) -> str:
-    """The task id of a ``/v1/tasks/{id}...`` request."""
-    parts = response.request.url.path.split("/")
-    return parts[3] if len(parts) > 3 and parts[1:3] == ["v1", "tasks"] else ""
 
 
 def _text_or_none(value: object) -> str | None:
