@@ -71,6 +71,19 @@ def test_the_async_client_retries_the_same_way(scripted: Any) -> None:
     assert len(server.requests) == 3
 
 
+@pytest.mark.parametrize(("header", "seconds"), [("1.5", 1.5), ("2", 2.0), ("0.25", 0.25)])
+def test_a_decimal_retry_after_is_taken_as_written(
+    scripted: Any, header: str, seconds: float
+) -> None:
+    """``Retry-After: 1.5`` was ignored (the retry came after the client's own backoff,
+    sooner than asked): a decimal is taken as it is, never shortened."""
+    server = scripted([(429, {"Retry-After": header}, BUSY)])
+    policy = RetryPolicy(attempts=1)
+    with Client(server.url, retry=policy) as client, pytest.raises(ApiError) as caught:
+        client.call("demo.echo", {"text": "x"})
+    assert caught.value.retry_after_s == seconds
+
+
 def test_when_the_retries_run_out_the_429_is_raised(scripted: Any) -> None:
     later = email.utils.formatdate(time.time() + 120, usegmt=True)
     server = scripted([(429, {"Retry-After": later}, BUSY)])

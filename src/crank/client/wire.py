@@ -174,13 +174,21 @@ def request_headers(
     return headers
 
 
+#: ``Retry-After`` seconds: RFC 9110's whole delay-seconds, or a decimal such as 1.5.
+_DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def retry_after_s(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    """``Retry-After`` in seconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+
+    Delay-seconds is a whole number by the RFC, but a server that asks for 1.5 s means
+    it: taken as written, never shortened (read as "1", the retry came too soon; ignored,
+    it came after the client's own backoff, sooner still)."""
     raw = response.headers.get("retry-after")
     if raw is None:
         return None
     raw = raw.strip()
-    if raw.isdigit():
+    if _DELAY_SECONDS.fullmatch(raw):
         return float(raw)
     try:
         when = email.utils.parsedate_to_datetime(raw)
