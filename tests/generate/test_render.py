@@ -26,6 +26,8 @@ from crank.generate.templates import template_version
 from crank.hookspecs import hookimpl
 from crank.plugins import get_plugin_manager
 
+from .conftest import tree
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
@@ -495,9 +497,46 @@ def test_check_reports_a_renderer_that_raises_and_checks_the_rest(
         ("drift", "Dockerfile", "dockerfile"),
         ("renderer", "src/text_echo/crank.yaml", "exploding"),
     ]
-    assert [f["message"] for f in findings if f["kind"] == "renderer"] == [FAILED]
+    left = f"{FAILED}; its files were left as they are (not checked, not removed)"
+    assert [f["message"] for f in findings if f["kind"] == "renderer"] == [left]
     text = CliRunner().invoke(cli, ["check", str(worker_project)])
-    assert f"{worker_project}/src/text_echo/crank.yaml:1: renderer: {FAILED}" in text.stdout
+    assert f"{worker_project}/src/text_echo/crank.yaml:1: renderer: {left}" in text.stdout
+
+
+def test_check_fix_keeps_the_files_of_a_renderer_that_raises(
+    worker_project: Path, exploding_renderer: None
+) -> None:
+    # what the renderer wrote before it broke: without its rendering, crank cannot tell
+    # whether it still makes this file, so it must not call it an orphan and delete it
+    notes = worker_project / "EXPLODING.txt"
+    notes.write_text(f"# {STAMP_MARK} artifact=exploding template=2.0 manifest=crank.yaml\n")
+    unnamed = worker_project / "k8s" / "old.yaml"
+    unnamed.write_text(f"# {STAMP_MARK}\nkind: ConfigMap\n")  # stamped, owner unknown
+    before = tree(worker_project)
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
+    assert result.exit_code == 1
+    findings = json.loads(result.stdout)["projects"][0]["findings"]
+    assert [f["kind"] for f in findings if f["kind"] not in ("semantic", "renderer")] == []
+    fixed = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
+    assert fixed.exit_code == 1
+    assert "orphan" not in fixed.stdout
+    assert tree(worker_project) == before
+
+
+def test_check_fix_keeps_every_file_when_the_manifest_breaks_the_renderers(
+    worker_project: Path,
+) -> None:
+    # a NaN timeout made every built-in renderer raise, and --fix then deleted the
+    # Dockerfile, the compose file, k8s/ and the CI workflow as "orphans"
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    text = manifest.read_text()
+    assert "timeout_s: 10" in text
+    manifest.write_text(text.replace("timeout_s: 10", "timeout_s: .nan", 1))
+    before = tree(worker_project)
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
+    assert result.exit_code != 0
+    assert "orphan" not in result.stdout
+    assert tree(worker_project) == before
 
 
 def test_new_worker_goes_on_without_a_renderer_that_raises(

@@ -52,7 +52,8 @@ def check_project(project: WorkerProject, *, fix: bool = False) -> ProjectCheck:
         fixed_deps.append("pyproject.toml")
     rendering = render_each(project)
     files = rendering.files
-    findings = [*compare_files(project.root, files), *orphaned_files(project.root, files)]
+    failed = {f.artifact for f in rendering.failures}
+    findings = [*compare_files(project.root, files), *orphaned_files(project.root, files, failed)]
     fixed: tuple[str, ...] = tuple(fixed_deps)
     if fix and findings:
         stale = {f.file for f in findings if f.kind not in ("orphan", "unreadable")}
@@ -60,9 +61,17 @@ def check_project(project: WorkerProject, *, fix: bool = False) -> ProjectCheck:
         gone = {f.file for f in findings if f.kind == "orphan"}
         remove_files(project.root, gone)
         fixed = tuple(sorted(stale | gone | set(fixed_deps)))
-        findings = [*compare_files(project.root, files), *orphaned_files(project.root, files)]
+        findings = [
+            *compare_files(project.root, files),
+            *orphaned_files(project.root, files, failed),
+        ]
     findings.extend(
-        DriftFinding(project.manifest_relpath, "renderer", f.message, artifact=f.artifact)
+        DriftFinding(
+            project.manifest_relpath,
+            "renderer",
+            f"{f.message}; its files were left as they are (not checked, not removed)",
+            artifact=f.artifact,
+        )
         for f in rendering.failures
     )
     findings.extend(cross_check(project))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crank.generate.render import STAMP_MARK, content_digest
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from pathlib import Path
 
     from crank.generate.render import RenderedFile
@@ -172,11 +172,18 @@ def _stamped_artifact(path: Path) -> str | None:
     return None
 
 
-def orphaned_files(root: Path, files: Sequence[RenderedFile]) -> list[DriftFinding]:
+def orphaned_files(
+    root: Path, files: Sequence[RenderedFile], failed: Collection[str] = ()
+) -> list[DriftFinding]:
     """Files crank generated (they carry its stamp) that no renderer makes any more: the
     hpa overlay of a worker that now requires a GPU, the flat k8s/ files of templates
     before 2.0. Looked for where generated files live: the top folder, k8s/ and
-    .github/workflows/."""
+    .github/workflows/.
+
+    ``failed`` names the renderers that raised: what they would make is not known, so
+    no file they may own (stamped with their name, or with no name) is an orphan;
+    ``crank check --fix`` would otherwise delete every file of a renderer that broke.
+    """
     rendered = {f.path for f in files}
     candidates = [p for p in root.iterdir() if p.is_file()] if root.is_dir() else []
     for folder in ("k8s", ".github/workflows"):
@@ -188,6 +195,8 @@ def orphaned_files(root: Path, files: Sequence[RenderedFile]) -> list[DriftFindi
         if rel in rendered or path.is_symlink():
             continue
         artifact = _stamped_artifact(path)
+        if artifact is not None and failed and (not artifact or artifact in failed):
+            continue
         if artifact is not None:
             findings.append(
                 DriftFinding(
