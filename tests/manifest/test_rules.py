@@ -669,3 +669,32 @@ def test_max_concurrency_is_a_positive_integer(manifest: Callable[..., Path]) ->
             "$.capabilities[0].max_concurrency",
         )
     ]
+
+
+def test_nan_and_infinity_are_refused_where_they_are(manifest: Callable[..., Path]) -> None:
+    # NaN fails no minimum or maximum comparison: it passed the schema, then crashed
+    # every renderer ("cannot convert float NaN to integer") as if a plugin were broken
+    from crank.errors import ManifestError
+    from crank.manifest import load_manifest
+
+    path = manifest(
+        "capabilities:\n"
+        + cap("demo.a", "    timeout_s: .nan\n")
+        + cap("demo.b", "    timeout_s: .inf\n")
+        + cap("demo.c", "    timeout_s: -.inf\n")
+    )
+    finite = "is not a usable number: a manifest holds JSON numbers, which are finite"
+    assert run(path, only="CRK002") == [
+        ("CRK002", 11, 16, "error", f"NaN (.nan) {finite}", "$.capabilities[0].timeout_s"),
+        ("CRK002", 16, 16, "error", f"infinity (.inf) {finite}", "$.capabilities[1].timeout_s"),
+        (
+            "CRK002",
+            21,
+            16,
+            "error",
+            f"minus infinity (-.inf) {finite}",
+            "$.capabilities[2].timeout_s",
+        ),
+    ]
+    with pytest.raises(ManifestError, match=r"crank.yaml:11:16 CRK002 NaN \(.nan\) is not"):
+        load_manifest(path)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from crank.manifest.findings import Finding
+from crank.manifest.findings import Finding, non_finite_number
 from crank.manifest.quickcheck import conforms
 
 if TYPE_CHECKING:
@@ -131,14 +132,62 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
     )
 
 
+def _non_finite_findings(doc: LoadedDocument) -> list[Finding]:
+    """A finding for every NaN or infinity (YAML's ``.nan``, ``.inf``) in ``doc``.
+
+    The schema cannot refuse them: NaN fails no ``minimum`` or ``maximum`` comparison,
+    so a ``timeout_s: .nan`` passed and crashed the renderers later. A manifest is
+    JSON data, and JSON has no such numbers.
+    """
+    if non_finite_number(doc.data) is None:
+        return []
+    found: list[Finding] = []
+
+    def walk(value: Any, path: tuple[str | int, ...]) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            word = (
+                "NaN (.nan)"
+                if math.isnan(value)
+                else "infinity (.inf)"
+                if value > 0
+                else "minus infinity (-.inf)"
+            )
+            line, col = doc.position(path)
+            found.append(
+                Finding(
+                    file=doc.file,
+                    line=line,
+                    col=col,
+                    rule=SCHEMA_RULE,
+                    message=f"{word} is not a usable number: a manifest holds JSON "
+                    "numbers, which are finite",
+                    path=path,
+                    hint="write a finite number here",
+                )
+            )
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                walk(child, (*path, key))
+        elif isinstance(value, list):
+            for index, child in enumerate(value):
+                walk(child, (*path, index))
+
+    walk(doc.data, ())
+    return found
+
+
 def schema_findings(doc: LoadedDocument) -> list[Finding]:
     """Every schema violation of ``doc`` as a positioned finding, in document order."""
     data = doc.data
     api_version = data.get("apiVersion") if isinstance(data, dict) else None
     if api_version not in SCHEMA_VERSIONS:
         api_version = CURRENT_API_VERSION
-    if conforms(data, manifest_schema(api_version)):
+    non_finite = _non_finite_findings(doc)
+    if not non_finite and conforms(data, manifest_schema(api_version)):
         return []  # certainly valid: no need to import jsonschema
     errors = _validator(api_version).iter_errors(data)
-    findings = {_finding_for(doc, e) for e in errors}
+    # "inf is out of range" says less than the non-finite finding at the same place
+    odd = {f.path for f in non_finite}
+    findings = {f for f in map(functools.partial(_finding_for, doc), errors) if f.path not in odd}
+    findings |= set(non_finite)
     return sorted(findings, key=lambda f: (f.line, f.col, f.message))
