@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -139,6 +140,22 @@ BAD_FILES: dict[str, tuple[bytes, int, int, str, str]] = {
         "$",
     ),
     "complex key": (b"? [a, b]\n: 1\n", 1, 3, "a mapping key must be a plain string", "$"),
+    # Python's int() refuses more than sys.get_int_max_str_digits() digits (a ValueError,
+    # which escaped as a traceback)
+    "huge integer": (
+        b"metadata:\n  version: " + b"9" * 5000 + b"\n",
+        2,
+        12,
+        f"cannot read value: the number has more than {sys.get_int_max_str_digits():,} digits",
+        "$.metadata.version",
+    ),
+    "huge integer key": (
+        b"metadata:\n  ? " + b"9" * 5000 + b"\n  : 1\n",  # a plain key has at most 1024
+        2,
+        5,
+        f"cannot read value: the number has more than {sys.get_int_max_str_digits():,} digits",
+        "$.metadata",
+    ),
     "syntax error": (
         b"a: [1, 2\n",
         2,
@@ -202,6 +219,17 @@ def test_bad_file_through_the_cli(
     assert hint.startswith("    hint: ")
     assert summary == "1 error, 0 warnings in 1 file"
     assert "Traceback" not in result.output
+
+
+def test_a_huge_integer_is_a_usage_error_outside_lint(tmp_path: Path) -> None:
+    manifest = tmp_path / "crank.yaml"
+    manifest.write_bytes(b"apiVersion: crank.dev/v1\nmetadata:\n  version: " + b"9" * 5000)
+    for command in (["routes", "--worker"], ["test-worker"], ["compat", str(manifest)]):
+        result = CliRunner().invoke(cli, [*command, str(manifest)])
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.startswith(
+            f"error: {manifest}:3:12 cannot read value: the number has more than "
+        ), command
 
 
 def test_huge_file_is_refused_before_reading(tmp_path: Path) -> None:

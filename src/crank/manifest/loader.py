@@ -9,6 +9,7 @@ each end in a :class:`~crank.errors.ManifestError` with a position, quickly.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,7 +405,7 @@ class _Builder:
                         "use `name: value` pairs",
                         path,
                     )
-                key = self.constructor.construct_object(key_node)
+                key = self._scalar(key_node, path)
                 if not isinstance(key, str):
                     key = str(key) if isinstance(key, int | float | bool) else None
                     if key is None:
@@ -436,13 +437,29 @@ class _Builder:
                 "manifests hold plain mappings, lists and scalars; remove the tag",
                 path,
             )
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
         try:
             return self.constructor.construct_object(node)
         except yaml.YAMLError as exc:
-            line, col = node.start_mark.line + 1, node.start_mark.column + 1
             problem = getattr(exc, "problem", None) or "invalid value"
             raise _fail(
                 self.doc.file, line, col, f"cannot read value: {problem}", None, path
+            ) from None
+        except ValueError:
+            # Python refuses to convert an integer of more than sys.get_int_max_str_digits()
+            # digits (a guard against quadratic time); its own words name a Python setting
+            raise _fail(
+                self.doc.file,
+                line,
+                col,
+                "cannot read value: the number has more than "
+                f"{sys.get_int_max_str_digits():,} digits",
+                "no manifest field needs such a number; shorten it, or quote it to make "
+                "it a string",
+                path,
             ) from None
 
 
