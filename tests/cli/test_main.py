@@ -302,3 +302,40 @@ def test_a_manifest_that_cannot_be_read_is_a_usage_error_with_a_hint(tmp_path: P
         "  hint: make the file readable by this user (e.g. chmod a+r), or run as one who can "
         "read it\n"
     )
+
+
+TOO_LONG = "x" * 300  # more than the 255 bytes a file name may have
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["lint", TOO_LONG],
+        ["test-worker", TOO_LONG],
+        ["routes", "--worker", TOO_LONG],
+        ["invoke", "demo.echo", "--input", "{}", "--worker", TOO_LONG],
+        ["compat", TOO_LONG, TOO_LONG],
+        ["compat", "--against", "HEAD", TOO_LONG],
+        ["check", TOO_LONG],
+        ["render", "dockerfile", "--project", TOO_LONG],
+        ["render", "dockerfile", "--manifest", TOO_LONG],
+        ["lock", TOO_LONG],
+        ["build", TOO_LONG],
+        ["migration", "status", TOO_LONG],
+        ["new-worker", "ok9", "--no-input", "--output-dir", TOO_LONG],
+    ],
+    ids=lambda args: " ".join(a for a in args if a != TOO_LONG),
+)
+def test_a_file_name_too_long_is_a_usage_error(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the operating system's ENAMETOOLONG escaped from a dozen path checks as a traceback
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    first, hint = result.stderr.splitlines()
+    assert first.startswith("error: file name too long: ")
+    assert "bytes; most file systems allow at most 255 bytes per name" in first
+    assert hint == "  hint: use a shorter path"
+    assert not list(tmp_path.iterdir())

@@ -8,14 +8,16 @@ reported here (``error:``/``hint:`` lines) and exits with the error's code.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from crank.contributions import ContributionKind
-from crank.errors import CrankError, ExitCode, PluginError, ValidationFailed
+from crank.errors import CrankError, ExitCode, PluginError, UsageError, ValidationFailed
 from crank.plugins import get_plugin_manager
 
 
@@ -65,6 +67,21 @@ def report_error(error: CrankError) -> None:
         click.echo(f"  hint: {error.hint}", err=True)
 
 
+def name_too_long(exc: OSError) -> UsageError:
+    """The usage error of a path the operating system refuses as too long (a name of
+    more than 255 bytes, say): it can come from any look at a path a user typed, so it
+    is caught once here rather than around each of them."""
+    name = str(exc.filename) if exc.filename is not None else "a path"
+    shown = name if len(name) <= 60 else f"{name[:40]}...{name[-12:]}"
+    size = len(os.fsencode(name))
+    return UsageError(
+        f"file name too long: {shown!r} ({size:,} bytes; most file systems allow at most "
+        "255 bytes per name and 4,096 per path)",
+        hint="use a shorter path",
+        subject=name,
+    )
+
+
 def exit_status(outcome: object) -> int:
     """The exit status of what a command returned: its ExitCode (a plugin's command
     may return a plain int); anything else, None included, is OK."""
@@ -89,6 +106,11 @@ class CrankGroup(click.Group):
         except CrankError as exc:
             report_error(exc)
             raise click.exceptions.Exit(int(exc.exit_code)) from None
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            report_error(name_too_long(exc))
+            raise click.exceptions.Exit(ExitCode.USAGE) from None
         if status != ExitCode.OK:
             raise click.exceptions.Exit(status)
         return ExitCode.OK
