@@ -393,6 +393,27 @@ def test_compat_missing_and_invalid_files_are_usage_errors(tmp_path: Path) -> No
     assert invalid.stderr.startswith(f"error: {bad}:1:1 ")
 
 
+def test_compat_dates_beyond_the_calendar_are_usage_errors() -> None:
+    # a grace period counted past 9999-12-31 raised OverflowError (a traceback)
+    huge = crank("compat", str(EMAIL_V1), str(EMAIL), "--min-grace-days", "3000000")
+    assert huge.exit_code == 2
+    assert "Invalid value for '--min-grace-days': 3000000 is not in the range 0<=x<=36500." in (
+        huge.stderr
+    )
+    late = crank("compat", str(EMAIL_V1), str(EMAIL), "--today", "9999-12-31")
+    assert late.exit_code == 2
+    assert late.stderr == (
+        "error: --today 9999-12-31 is too far ahead: crank counts grace periods of up to "
+        "36,500 days from it, so it takes dates up to 9899-12-31\n"
+        "  hint: e.g. --today 2026-11-22\n"
+    )
+    latest = crank(
+        "compat", str(EMAIL_V1), str(EMAIL), "--today", "9899-12-31", "--min-grace-days", "36500"
+    )
+    assert latest.exit_code in (0, 1), latest.output
+    assert latest.exception is None or isinstance(latest.exception, SystemExit)
+
+
 def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
 

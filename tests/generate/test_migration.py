@@ -65,6 +65,21 @@ def _split_project(worker_project: Path) -> tuple[Path, Path]:
     return manifest, old_path
 
 
+def test_migration_new_refuses_a_date_too_far_ahead(worker_project: Path, tmp_path: Path) -> None:
+    manifest, old = _split_project(worker_project)
+    out = tmp_path / "deployment"
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("migration", "new", "text-echo", "--from", str(old), "--manifest", str(manifest)),
+            *("--date", "9999-12-31", "--output-dir", str(out)),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --date 9999-12-31 is too far ahead: ")
+    assert not out.exists()
+
+
 def test_migration_new_is_prefilled(worker_project: Path, tmp_path: Path) -> None:
     manifest, old = _split_project(worker_project)
     out = tmp_path / "deployment"

@@ -187,6 +187,31 @@ def test_grace_counts_from_deprecated_since_when_it_is_later_than_today() -> Non
     assert rules(old, new, min_grace_days=60) == []
 
 
+def test_grace_that_would_end_after_the_last_date_is_a_finding() -> None:
+    # the earliest allowed sunset, 9999-12-01 + 90 days, is no date: OverflowError
+    old = manifest([cap("a.x"), cap("a.y")])
+    new = manifest(
+        [cap("a.x")],
+        [
+            {
+                "id": "a.y",
+                "replaced_by": ["a.x"],
+                "deprecated_since": "9999-12-01",
+                "sunset": "9999-12-31",
+            }
+        ],
+    )
+    report = compare_manifests(old, new, today=TODAY)
+    assert [(f.rule, f.finding.message, f.finding.hint) for f in report.breaking] == [
+        (
+            "CMP007",
+            "'a.y' gets 30 days of grace (deprecated_since 9999-12-01 to sunset "
+            "9999-12-31), fewer than the minimum 90",
+            "set deprecated_since earlier",
+        ),
+    ]
+
+
 def test_unchanged_old_deprecation_is_not_rechecked_for_grace() -> None:
     dep = [{"id": "a.y", "replaced_by": ["a.x"], "sunset": "2026-12-01"}]
     m = manifest([cap("a.x")], dep)

@@ -26,18 +26,33 @@ F = TypeVar("F", bound="Callable[..., Any]")
 GITHUB = "github"
 
 
+#: The longest grace period ``--min-grace-days`` takes: a century.
+MAX_GRACE_DAYS = 36_500
+#: The latest date a date option takes: crank counts grace periods (up to
+#: MAX_GRACE_DAYS) forward from it, and Python's dates end with the year 9999.
+LATEST_DATE = dt.date(9899, 12, 31)
+
+
 def parse_date(value: str | None, option: str) -> dt.date | None:
     """The ``YYYY-MM-DD`` value of ``option``; None when not given."""
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise UsageError(
             f"{option} {value!r} is not a YYYY-MM-DD date",
             hint=f"e.g. {option} 2026-11-22",
             subject=value,
         ) from None
+    if day > LATEST_DATE:
+        raise UsageError(
+            f"{option} {value} is too far ahead: crank counts grace periods of up to "
+            f"{MAX_GRACE_DAYS:,} days from it, so it takes dates up to {LATEST_DATE}",
+            hint=f"e.g. {option} 2026-11-22",
+            subject=value,
+        )
+    return day
 
 
 def parse_today(value: str | None) -> dt.date | None:

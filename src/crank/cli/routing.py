@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from crank.cli.options import format_option, today_option, worker_paths_option
+from crank.cli.options import (
+    MAX_GRACE_DAYS,
+    format_option,
+    today_option,
+    worker_paths_option,
+)
 from crank.errors import ExitCode, GenerateError, ManifestError, UsageError
 from crank.generate.project import find_manifest
 from crank.manifest import load_manifest
@@ -172,7 +177,7 @@ def _project_manifest() -> Path:
 @format_option("text", "json", "github")
 @click.option(
     "--min-grace-days",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_GRACE_DAYS),
     default=90,
     show_default=True,
     help="Shortest allowed time between deprecation (or today) and sunset.",

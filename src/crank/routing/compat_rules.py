@@ -262,7 +262,15 @@ def sunset_too_soon(ctx: CompatContext) -> Iterator[CompatFinding]:
         grace = (dep.sunset - start).days
         if grace < ctx.min_grace_days:
             since = "today" if start == ctx.today else f"deprecated_since {start.isoformat()}"
-            earliest = start + dt.timedelta(days=ctx.min_grace_days)
+            try:
+                earliest = start + dt.timedelta(days=ctx.min_grace_days)
+                hint = f"set the sunset on or after {earliest.isoformat()}"
+            except OverflowError:  # the grace would end after 9999-12-31, the last date
+                hint = (
+                    "set deprecated_since earlier"
+                    if start != ctx.today
+                    else "ask for a shorter minimum grace period"
+                )
             yield ctx.finding(
                 "CMP007",
                 dep.id,
@@ -270,7 +278,7 @@ def sunset_too_soon(ctx: CompatContext) -> Iterator[CompatFinding]:
                 where,
                 f"{dep.id!r} gets {grace} days of grace ({since} to sunset "
                 f"{dep.sunset.isoformat()}), fewer than the minimum {ctx.min_grace_days}",
-                f"set the sunset on or after {earliest.isoformat()}",
+                hint,
             )
 
 
