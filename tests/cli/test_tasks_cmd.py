@@ -116,6 +116,61 @@ def test_an_empty_task_id_is_refused_before_asking_the_server(
     assert server.asked == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["show", "a/b"], ["show", "."], ["show", ".."], ["cancel", "a/b"], ["redrive", "9f0c", ".."]],
+)
+def test_a_task_id_that_would_be_a_path_is_refused_before_asking_the_server(
+    args: list[str], server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the client refused it with an error the CLI did not expect: exit 4, not 2
+    code, out, err = crank(["tasks", *args, "--url", server.url], capsys)
+    assert (code, out) == (2, "")
+    assert f"{args[-1]!r} is no task id: a task id is not '.' or '..' and holds no '/'" in err
+    assert server.asked == []
+
+
+def test_a_capability_that_would_be_a_path_is_a_bad_argument(
+    server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = crank(["tasks", "redrive", "--capability", "a/b", "--url", server.url], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: capability id 'a/b' cannot be one")
+    assert server.asked == []
+
+
+# -- a token an HTTP header cannot carry ----------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["status"], ["tasks", "list"]])
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("secret ", "starts or ends with a space"),
+        (" secret", "starts or ends with a space"),
+        ("ünï", "holds 'ü', which is not printable ASCII"),
+        ("sec\nret", "holds '\\n', which is not printable ASCII"),
+    ],
+)
+def test_a_token_a_header_cannot_carry_is_a_bad_argument(
+    command: list[str],
+    token: str,
+    problem: str,
+    server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # status crashed (UnicodeEncodeError) or said no server answers; tasks exited 4
+    monkeypatch.setenv("CRANK_API_TOKEN", token)
+    code, out, err = crank([*command, "--url", server.url], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: CRANK_API_TOKEN {problem}: an HTTP header cannot carry it as the server's "
+        "token\n  hint: set CRANK_API_TOKEN to the exact token the server was started with\n"
+    )
+    assert server.asked == []
+
+
 # -- a refused token ----------------------------------------------------------------
 
 

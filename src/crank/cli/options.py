@@ -132,6 +132,31 @@ project_option = click.option(
 )
 
 
+def api_token() -> str | None:
+    """``CRANK_API_TOKEN``, the bearer token of the commands that talk to a running
+    crank; None when unset or empty.
+
+    It travels in an HTTP header, which holds printable ASCII and no whitespace at
+    either end: a token with an accented letter failed deep in the HTTP library (a
+    traceback), and one with a trailing space (a copy-paste) read as "no server".
+    """
+    token = os.environ.get("CRANK_API_TOKEN") or None
+    if token is None:
+        return None
+    odd = next((c for c in token if not " " <= c <= "~"), None)
+    if odd is not None:
+        problem = f"holds {odd!r}, which is not printable ASCII"
+    elif token != token.strip():
+        problem = "starts or ends with a space"
+    else:
+        return token
+    raise UsageError(
+        f"CRANK_API_TOKEN {problem}: an HTTP header cannot carry it as the server's token",
+        hint="set CRANK_API_TOKEN to the exact token the server was started with",
+        subject="CRANK_API_TOKEN",
+    )
+
+
 #: where ``crank run`` answers by default (its ``--host``/``--port`` defaults).
 DEFAULT_URL = "http://127.0.0.1:8080"
 

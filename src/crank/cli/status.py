@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import click
 import httpx
 
-from crank.cli.options import url_option
+from crank.cli.options import api_token, url_option
 from crank.errors import ExitCode, NothingListening, UsageError
 
 
@@ -54,7 +53,7 @@ def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[s
 @url_option
 def status(url: str) -> ExitCode:
     """Print the system health report (JSON) of a running crank; exit 1 when critical."""
-    report = fetch_status(url, os.environ.get("CRANK_API_TOKEN") or None)
+    report = fetch_status(url, api_token())
     click.echo(json.dumps(report, indent=2, sort_keys=True))
     return ExitCode.FINDINGS if report.get("overall_health") == "critical" else ExitCode.OK
 

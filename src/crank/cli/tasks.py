@@ -11,17 +11,17 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from crank.cli.group import report_error
-from crank.cli.options import format_option, url_option
+from crank.cli.options import api_token, format_option, url_option
 from crank.client import (
     ApiError,
     CancelNotSupported,
     Client,
+    InvalidTask,
     ServerUnreachable,
     TaskInfo,
     TaskNotFound,
@@ -47,7 +47,7 @@ _NOT_CRANK = "is this a crank server? check --url"
 
 
 def _token() -> str | None:
-    return os.environ.get("CRANK_API_TOKEN") or None
+    return api_token()
 
 
 def _cli_error(exc: ClientError, url: str) -> CrankError:
@@ -99,7 +99,8 @@ def _answers(url: str) -> Iterator[None]:
     JSON crank sends means something else answers at ``url``."""
     try:
         yield
-    except (CancelNotSupported, ServerUnreachable, TaskNotFound, ApiError) as exc:
+    # InvalidTask: a task id or capability the client refuses to put in a URL
+    except (CancelNotSupported, InvalidTask, ServerUnreachable, TaskNotFound, ApiError) as exc:
         raise _cli_error(exc, url) from None
     except (ValueError, KeyError, TypeError, AttributeError):  # reading the answer
         raise NothingListening(
@@ -113,6 +114,12 @@ def _task_id(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     for task_id in value if isinstance(value, tuple) else (value,):
         if not task_id.strip():
             raise click.BadParameter("a task id cannot be empty (`crank tasks list` shows the ids)")
+        if task_id in (".", "..") or "/" in task_id:
+            # it would be read as part of the URL's path, naming another resource
+            raise click.BadParameter(
+                f"{task_id!r:.80} is no task id: a task id is not '.' or '..' and holds no "
+                "'/' (`crank tasks list` shows the ids)"
+            )
     return value
 
 
