@@ -155,6 +155,42 @@ def test_migration_new_is_prefilled(worker_project: Path, tmp_path: Path) -> Non
     )
 
 
+def test_migration_from_a_missing_file_or_a_folder_says_so(
+    worker_project: Path, tmp_path: Path
+) -> None:
+    # a typo in --from was read as a git ref only: "... so --against has no history to
+    # read", of an option the command does not have, and not a word of the missing file
+    def new_from(source: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "migration",
+                "new",
+                "text-echo",
+                "--from",
+                source,
+                "--project",
+                str(worker_project),
+                "--output-dir",
+                str(tmp_path / "d"),
+            ],
+        )
+        return result.exit_code, result.stderr
+
+    typo = str(tmp_path / "typo.yaml")
+    code, err = new_from(typo)
+    assert code == 2
+    assert err.startswith(f"error: --from {typo}: no such file, nor a git ref (")
+    assert "--against" not in err
+    code, err = new_from(str(tmp_path))
+    assert (code, err) == (
+        2,
+        f"error: --from {tmp_path}: is a directory, not a manifest file\n"
+        "  hint: pass the old crank.yaml itself, or a git ref\n",
+    )
+    assert not (tmp_path / "d").exists()
+
+
 def test_migration_from_git_ref(worker_project: Path, tmp_path: Path) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(worker_project), *args], check=True, capture_output=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from crank.errors import GenerateError
+from crank.errors import GenerateError, UsageError
 from crank.generate.check import check_project
 from crank.generate.project import load_project
 from crank.generate.templates import templates_dir
@@ -53,9 +53,26 @@ def old_manifest(source: str, project: WorkerProject) -> Manifest | None:
     Returns None when the manifest did not exist at that ref (a brand-new worker).
     """
 
-    if Path(source).is_file():
+    path = Path(source)
+    if path.is_file():
         return manifest_from_file(source)[0]
-    text = read_at_ref(source, project.manifest_path)
+    if path.exists():
+        raise UsageError(
+            f"--from {source}: is a directory, not a manifest file",
+            hint="pass the old crank.yaml itself, or a git ref",
+            subject=source,
+        )
+    try:
+        text = read_at_ref(source, project.manifest_path, option="--from")
+    except UsageError as exc:
+        # a missing file (a typo, say) is tried as a git ref; the ref's failure alone
+        # ("--against has no history") hid that the file was not there
+        raise UsageError(
+            f"--from {source}: no such file, nor a git ref ({exc.message})",
+            hint="pass the path of the old crank.yaml, or a branch, tag or commit of the "
+            "worker's repository",
+            subject=source,
+        ) from None
     if text is None:
         return None
     return manifest_from_text(text, f"{project.manifest_relpath}@{source}")[0]

@@ -29,11 +29,11 @@ def manifest_from_file(path: Path | str) -> tuple[Manifest, LoadedDocument]:
     return manifest_from_document(doc, path, hint=hint), doc
 
 
-def read_at_ref(ref: str, path: Path) -> str | None:
+def read_at_ref(ref: str, path: Path, option: str = "--against") -> str | None:
     """The text of ``path`` as of git ``ref``, or None when the file did not exist then.
 
     Raises :class:`UsageError` when ``path`` is not in a git work tree or ``ref``
-    does not name a commit.
+    does not name a commit; ``option`` is the one named there, which gave the ref.
     """
     folder = path.resolve().parent
     if not folder.is_dir():
@@ -48,11 +48,11 @@ def read_at_ref(ref: str, path: Path) -> str | None:
         inside = git("rev-parse", "--is-inside-work-tree")
     except FileNotFoundError:
         raise UsageError(
-            "--against needs git, which is not on PATH", hint="install git or compare two files"
+            f"{option} needs git, which is not on PATH", hint="install git or compare two files"
         ) from None
     if inside.returncode != 0:
         raise UsageError(
-            f"{path} is not inside a git work tree, so --against has no history to read",
+            f"{path} is not inside a git work tree, so {option} has no history to read",
             hint="run it in the worker's repository, or compare two files: crank compat OLD NEW",
             subject=str(path),
         )
