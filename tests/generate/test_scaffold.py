@@ -339,3 +339,39 @@ def test_crank_run_serves_a_project_folder_as_new_worker_made_it(worker_project:
         assert (answer.status_code, answer.json()) == (200, {"text": "hello", "length": 5})
     finally:
         run.close()
+
+
+def test_a_description_too_long_is_refused_before_rendering(tmp_path: Path) -> None:
+    # the rendered manifest failed the schema, and the error named a crank.yaml in a
+    # temporary folder already deleted, with a hint to lint it
+    result = CliRunner().invoke(
+        cli,
+        [
+            "new-worker",
+            "ok9",
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+            "--description",
+            "a" * 100000,
+        ],
+    )
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: --description is too long (100,000 characters; at most 500)\n"
+        "  hint: say in a sentence what the worker does; the README holds the rest\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    longest = CliRunner().invoke(
+        cli,
+        [
+            "new-worker",
+            "ok9",
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+            "--description",
+            "a" * 500,
+        ],
+    )
+    assert longest.exit_code == 0, longest.output

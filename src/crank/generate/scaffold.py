@@ -25,6 +25,7 @@ from crank.generate.names import WorkerNames, capability_ids, worker_names
 from crank.generate.project import load_project
 from crank.generate.render import render_each, write_files
 from crank.generate.templates import worker_template
+from crank.manifest.validate import manifest_schema
 
 if TYPE_CHECKING:
     from crank.generate.render import RenderFailure, Rendering
@@ -110,6 +111,8 @@ def new_worker(
     """
     names = worker_names(name)
     caps = capability_ids(capabilities, names.package)
+    if description:
+        _check_description(description)
     parent = Path(output_dir).resolve()
     if not parent.is_dir():
         raise GenerateError(
@@ -141,6 +144,19 @@ def new_worker(
             hint="choose a writable --output-dir",
             subject=str(parent),
         ) from None
+
+
+def _check_description(description: str) -> None:
+    """Refuse a description the manifest schema would, before anything is rendered: the
+    rendered manifest's error named a temporary folder already gone."""
+    schema = manifest_schema()["properties"]["metadata"]["properties"]["description"]
+    limit = int(schema["maxLength"])
+    if len(description) > limit:
+        raise GenerateError(
+            f"--description is too long ({len(description):,} characters; at most {limit:,})",
+            hint="say in a sentence what the worker does; the README holds the rest",
+            subject=description,
+        )
 
 
 def _merge_into(
