@@ -139,6 +139,33 @@ def test_lock_status_is_whether_every_requirement_is_met(worker_project: Path) -
     )
 
 
+def test_lock_check_of_a_pyproject_that_is_not_toml_is_a_usage_error(
+    worker_project: Path,
+) -> None:
+    # it said "requirements.lock: stale", exit 1, "run crank lock", which fails the same
+    fake_lock(worker_project)
+    pyproject = worker_project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "[project\n")
+    check = CliRunner().invoke(cli, ["lock", "--check", str(worker_project)])
+    assert (check.exit_code, check.stdout) == (2, "")
+    assert check.stderr.startswith(f"error: {pyproject}: not valid TOML (")
+    assert check.stderr.endswith("  hint: fix the file\n")
+
+
+def test_lock_check_of_a_lock_that_is_a_directory_is_a_usage_error(
+    worker_project: Path,
+) -> None:
+    # it said "missing", and `crank lock` could not write the lock there either
+    lock = worker_project / "requirements.lock"
+    lock.mkdir()
+    check = CliRunner().invoke(cli, ["lock", "--check", str(worker_project)])
+    assert (check.exit_code, check.stdout) == (2, "")
+    assert check.stderr == (
+        f"error: {lock}: is a directory, not a lock file\n"
+        "  hint: move it away, then run `crank lock` to write the lock\n"
+    )
+
+
 @pytest.mark.slow
 def test_crank_lock_resolves_the_project_with_hashes(worker_project: Path) -> None:
     """uv against the package index, as a user's `crank lock` does."""

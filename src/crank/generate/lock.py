@@ -122,8 +122,17 @@ LockStatus = Literal["missing", "current", "stale"]
 def lock_state(project: WorkerProject) -> tuple[LockStatus, list[str]]:
     """``missing``, ``current`` or ``stale`` with the reasons (see :func:`lock_problems`)."""
     path = project.root / LOCK_FILE
+    if path.exists() and not path.is_file():
+        raise GenerateError(
+            f"{path}: is a directory, not a lock file",
+            hint="move it away, then run `crank lock` to write the lock",
+            subject=str(path),
+        )
     if not path.is_file():
         return "missing", []
+    # read before the lock: a pyproject.toml that is not TOML cannot be locked either,
+    # so it is an error of its own (exit 2), not a stale lock that `crank lock` fixes
+    _pyproject(project)
     try:
         problems = lock_problems(project, path.read_text(encoding="utf-8", errors="replace"))
     except GenerateError as exc:
