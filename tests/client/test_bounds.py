@@ -268,6 +268,29 @@ def test_streams_that_end_early_without_an_event_count_against_the_retry_policy(
     assert one_at_a_time.last_event_ids == [0, 1, 2, 3, 4, 5]
 
 
+def test_events_a_server_sends_again_are_handed_out_once(
+    event_stream_server: type[EventStreamServer],
+) -> None:
+    """A server or proxy that ignores ``Last-Event-ID`` starts the stream over: the
+    events before the resume point came out twice ([1, 2, 1, 2, 3])."""
+
+    def answer(after: int) -> tuple[bytes, bool]:
+        if after == 0:
+            return _event(1) + _event(2), False  # then the connection drops
+        return _event(1) + _event(2) + _event(3) + END, False
+
+    server = event_stream_server(answer)
+    with Client(server.url) as client:
+        assert [e.id for e in client.task("t1").events()] == [1, 2, 3]
+    assert server.last_event_ids == [0, 2]
+
+    async def main() -> list[int]:
+        async with AsyncClient(server.url) as client:
+            return [e.id async for e in client.task("t1").events()]
+
+    assert asyncio.run(main()) == [1, 2, 3]
+
+
 # -- ids ----------------------------------------------------------------------------------
 
 

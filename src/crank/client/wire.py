@@ -286,8 +286,8 @@ class EventCursor:
     broken: int = 0
 
     def take(self, event: str, event_id: str, data: str) -> TaskEvent | None:
-        """One SSE frame: an event to hand out, None for ``end`` (then ``ended``), or raises
-        for ``error``."""
+        """One SSE frame: an event to hand out, None for ``end`` (then ``ended``) and for
+        an event handed out already, or raises for ``error``."""
         if event == "end":
             self.ended = True
             return None
@@ -297,6 +297,10 @@ class EventCursor:
         if event != "message":
             return None
         number = int(event_id) if event_id.isdigit() else self.last_id + 1
+        if number <= self.last_id:
+            # sent again by a server (or a proxy) that did not resume after
+            # Last-Event-ID: handed out once already; no progress either
+            return None
         self.last_id = number
         self.broken = 0
         return TaskEvent(number, _json_or_text(data))
