@@ -18,6 +18,7 @@ from crank.runtime.brokers.contract import (
     band_priorities,
     priority_band,
     scoped_idempotency_key,
+    valid_idempotency_key,
 )
 
 if TYPE_CHECKING:
@@ -651,3 +652,11 @@ def test_band_priorities_are_the_range_priority_band_maps_there(
     if high is not None:
         assert priority_band(high) == band
         assert priority_band(high + (1 if band > 0 else -1)) != band
+
+
+def test_an_idempotency_key_is_printable_ascii_with_nothing_after_it() -> None:
+    assert valid_idempotency_key("order-17")
+    assert valid_idempotency_key("!" * 200)
+    # "$" of the pattern matched before a final newline: "order-17\n" passed
+    for bad in ("order-17\n", "", "a b", "clé", "x" * 201, 17, None):
+        assert not valid_idempotency_key(bad), bad

@@ -164,7 +164,7 @@ def valid_idempotency_key(value: object) -> bool:
     return (
         isinstance(value, str)
         and 1 <= len(value) <= MAX_IDEMPOTENCY_KEY
-        and _IDEMPOTENCY_KEY.match(value) is not None
+        and _IDEMPOTENCY_KEY.fullmatch(value) is not None
     )
 
 
