@@ -130,7 +130,20 @@ def test_a_refused_login_is_a_broker_error_that_shows_no_password(
     assert refusal in info.value.message
     assert "wrong-one" not in info.value.message
     assert "wrong-one" not in str(info.value.subject)
+    # it runs: the hint is about the login, not about whether redis-server runs
+    assert "password" in (info.value.hint or "")
     assert "redis-cli" in (info.value.hint or "")
+
+
+def test_a_database_number_redis_does_not_have_is_a_hint_about_the_number(
+    redis_server: str,
+) -> None:
+    url = redis_server.rsplit("/", 1)[0] + "/99"
+    with pytest.raises(BrokerError) as info:
+        open_broker(url)
+    assert "DB index is out of range" in info.value.message
+    assert "database number" in (info.value.hint or "")
+    assert "runs and is reachable" not in (info.value.hint or "")
 
 
 def test_the_database_number_is_the_one_used(redis_server: str) -> None:

@@ -127,6 +127,7 @@ from crank.runtime.brokers.resp import (
     Address,
     Connection,
     ConnectionLost,
+    LoginRefused,
     Pool,
     RedisError,
     ReplyError,
@@ -361,10 +362,21 @@ class RedisBroker(Broker):
         return conn
 
     def _error(self, what: str, exc: Exception) -> BrokerError:
+        if isinstance(exc, LoginRefused) or "NOAUTH" in str(exc):
+            # it runs and answers: what it refused (or wants: NOAUTH) is in the URL
+            hint = (
+                "check the broker URL's user and password (redis://user:password@host/db) "
+                "and its database number (0 to the server's `databases` - 1; "
+                "redis-cli -u URL ping tries the same login)"
+            )
+        else:
+            hint = (
+                "check that redis-server runs and is reachable at that address "
+                "(redis-cli -u URL ping); workers reconnect by themselves once it is back"
+            )
         return BrokerError(
             f"Redis broker {url_without_password(self.url)}: cannot {what}: {exc}",
-            hint="check that redis-server runs and is reachable at that address "
-            "(redis-cli -u URL ping); workers reconnect by themselves once it is back",
+            hint=hint,
             subject=url_without_password(self.url),
         )
 

@@ -57,6 +57,11 @@ class ConnectionLost(RedisError):
     """The connection could not be made, broke, timed out or went out of step."""
 
 
+class LoginRefused(ConnectionLost):
+    """Redis answered the login (``AUTH``, ``SELECT``) with an error: the URL's user,
+    password or database number, not the network."""
+
+
 class ReplyError(RedisError):
     """An error Redis answered with (``-ERR ...``); read as a value, not raised."""
 
@@ -184,7 +189,7 @@ class Connection:
             for reply in [self.read() for _ in login]:
                 if isinstance(reply, ReplyError):
                     self.close()
-                    raise ConnectionLost(f"Redis at {address} refused the login: {reply}")
+                    raise LoginRefused(f"Redis at {address} refused the login: {reply}")
         self._kernel = _KERNEL_TIMEOUTS and not address.tls
         if self._kernel:
             sock.settimeout(None)
