@@ -104,7 +104,11 @@ def test_a_renderer_that_raises_is_named_and_the_rest_is_checked(
     assert check.returncode == 1
     (project,) = json.loads(check.stdout)["projects"]
     assert [(f["kind"], f["artifact"], f["message"]) for f in project["findings"]] == [
-        ("renderer", "misbehaving", RENDER_FAILED)
+        (
+            "renderer",
+            "misbehaving",
+            f"{RENDER_FAILED}; its files were left as they are (not checked, not removed)",
+        )
     ]
     clean = run_crank("check", str(WORKER), CRANK_DISABLE_PLUGINS=PLUGIN, pythonpath=sites)
     assert clean.returncode == 0, clean.stdout
