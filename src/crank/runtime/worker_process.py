@@ -398,6 +398,11 @@ class WorkerLoop:
         #: a stop signal (SIGTERM/SIGINT) came: the next one stops at once. A stop
         #: without one (the supervisor gone, a caller) never counts as the first.
         self._signalled = False
+        #: a stop was asked (set first thing, before any I/O: a second signal whose
+        #: handler runs inside the first one's, between two of its bytecodes, must see it).
+        self._stop_begun = False
+        #: the supervisor's death was told (see _on_parent_gone; set the same way).
+        self._parent_gone = False
         #: the process that started this one: a parent-death signal while it still runs
         #: came from the exit of its thread that started this process, not of the parent.
         self._parent = os.getppid()
@@ -715,8 +720,9 @@ class WorkerLoop:
                 self._stop_now("a second stop signal")
                 return
             self._signalled = True
-        if self.stop_event.is_set():
+        if self._stop_begun or self.stop_event.is_set():
             return
+        self._stop_begun = True
         log.info(
             "stopping%s: finishing the running task within %.1fs",
             f" on {signal.Signals(signum).name}" if signum is not None else "",
@@ -758,7 +764,8 @@ class WorkerLoop:
             return
         # The kernel repeats it as the orphan is handed on (PARENT_GONE_SIGNAL): every
         # delivery is the same graceful stop, never "a second signal" that cuts the grace.
-        if self.stop_event.is_set():
+        told, self._parent_gone = self._parent_gone, True
+        if told:
             log.info("told again that the supervisor is gone: the stop goes on as it was")
         else:
             log.warning("the supervisor is gone: stopping")
