@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from crank.cli import cli
 from crank.hookspecs import hookimpl
 from crank.plugins import DISABLE_ENV, ENTRY_POINT_GROUP, get_plugin_manager, reset_plugin_manager
+from crank.runtime.config import RuntimeConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -313,6 +314,41 @@ def test_invoke_unusable_input_exits_2(value: str, message: str, tmp_path: Path)
     assert result.exit_code == 2
     assert result.stderr.startswith(message)
     assert "\n  hint: " in result.stderr
+
+
+#: what --input @FILE reads at most: the HTTP API's default body limit
+MAX_INPUT_BYTES = 1_048_576
+
+
+def test_invoke_reads_an_input_file_of_up_to_1_mib(tmp_path: Path) -> None:
+    at_limit = tmp_path / "in.json"
+    head = '{"text": "'
+    at_limit.write_text(head + "a" * (MAX_INPUT_BYTES - len(head) - 2) + '"}')
+    assert at_limit.stat().st_size == MAX_INPUT_BYTES
+    result = crank("invoke", "text.upper", "--worker", str(KINDS), "--input", f"@{at_limit}")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["upper"] == "A" * (MAX_INPUT_BYTES - len(head) - 2)
+
+
+@pytest.mark.parametrize("endless", [False, True], ids=["one-byte-too-many", "dev-zero"])
+def test_invoke_refuses_an_input_file_over_1_mib(endless: bool, tmp_path: Path) -> None:
+    # /dev/zero was read until a MemoryError: the read stops one byte beyond the limit
+    source = Path("/dev/zero") if endless else tmp_path / "in.json"
+    if not endless:
+        source.write_text('{"text": "' + "a" * (MAX_INPUT_BYTES - 11) + '"}')
+        assert source.stat().st_size == MAX_INPUT_BYTES + 1
+    result = crank("invoke", "text.upper", "--worker", str(KINDS), "--input", f"@{source}")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: the input file {source} is larger than 1,048,576 bytes (1 MiB), the most "
+        "--input takes\n"
+        "  hint: pass a smaller JSON object; a call through the HTTP API has the same limit "
+        "by default (CRANK_MAX_BODY_BYTES)\n"
+    )
+
+
+def test_the_input_limit_is_the_http_apis_default_body_limit() -> None:
+    assert RuntimeConfig().max_body_bytes == MAX_INPUT_BYTES
 
 
 # -- test-worker --------------------------------------------------------------------

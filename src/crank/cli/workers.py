@@ -30,6 +30,43 @@ if TYPE_CHECKING:
 
 # -- crank invoke -----------------------------------------------------------------
 
+#: The most ``--input @FILE`` reads: the HTTP API's default request body limit
+#: (``CRANK_MAX_BODY_BYTES``), so an input invoke takes is one a server takes too. A
+#: file without end (/dev/zero, a runaway pipe) was read until memory ran out.
+MAX_INPUT_BYTES = 1_048_576
+
+
+def _read_input_file(file: Path) -> str:
+    """The text of ``--input @FILE``; a usage error when it cannot be read, is larger
+    than :data:`MAX_INPUT_BYTES` or is not UTF-8."""
+    try:
+        with file.open("rb") as handle:
+            # one byte more than allowed tells a file at the limit from one beyond it
+            data = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the input file {file}: {exc.strerror or exc}",
+            hint="--input @path reads JSON from a file; --input '{...}' takes it inline",
+            subject=str(file),
+        ) from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise UsageError(
+            f"the input file {file} is larger than {MAX_INPUT_BYTES:,} bytes (1 MiB), the "
+            "most --input takes",
+            hint="pass a smaller JSON object; a call through the HTTP API has the same "
+            "limit by default (CRANK_MAX_BODY_BYTES)",
+            subject=str(file),
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"the input file {file} is not UTF-8 text: byte {exc.start} is "
+            f"{exc.object[exc.start : exc.start + 1]!r}",
+            hint="save the JSON as UTF-8",
+            subject=str(file),
+        ) from None
+
 
 def _read_input(value: str) -> dict[str, Any]:
     """``--input``: strict JSON, as the HTTP API takes it; every problem a usage error."""
@@ -38,21 +75,7 @@ def _read_input(value: str) -> dict[str, Any]:
     if value.startswith("@"):
         file = Path(value[1:])
         source = str(file)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the input file {file}: {exc.strerror or exc}",
-                hint="--input @path reads JSON from a file; --input '{...}' takes it inline",
-                subject=str(file),
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"the input file {file} is not UTF-8 text: byte {exc.start} is "
-                f"{exc.object[exc.start : exc.start + 1]!r}",
-                hint="save the JSON as UTF-8",
-                subject=str(file),
-            ) from None
+        text = _read_input_file(file)
     try:
         data = strict_json(text)
     except json.JSONDecodeError as exc:
@@ -92,7 +115,7 @@ def _read_input(value: str) -> dict[str, Any]:
     "input_value",
     required=True,
     metavar="JSON|@FILE",
-    help="The input as JSON, or @path to a JSON file.",
+    help="The input as JSON, or @path to a JSON file (at most 1 MiB).",
 )
 @worker_paths_option("Route through")
 @click.option(
