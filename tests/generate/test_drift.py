@@ -195,6 +195,12 @@ def test_code_and_manifest_capabilities_must_match(worker_project: Path) -> None
         f"{worker_project}/src/text_echo/crank.yaml:1: semantic: handled in the code but not "
         "declared: text_echo.shout\n"
     )
+    # what --fix leaves it cannot fix: advising --fix again sent users round in circles
+    assert result.stderr == (
+        "crank check: 2 problem(s) in 1 project(s); --fix cannot fix these: edit the file or "
+        "the manifest a semantic finding names until they agree (`crank lock` renews a stale "
+        "requirements.lock)\n"
+    )
 
 
 def test_older_template_is_named(worker_project: Path) -> None:
@@ -370,6 +376,10 @@ def test_a_folder_where_an_artifact_belongs_is_a_finding_that_fix_leaves_alone(
     assert (result.exit_code, result.stdout) == (1, expected)
     fixed = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
     assert (fixed.exit_code, fixed.stdout) == (1, expected)
+    assert fixed.stderr == (
+        "crank check: 1 problem(s) in 1 project(s); --fix cannot fix these: make each "
+        "unreadable path a readable file, or move it away and run `crank check --fix` again\n"
+    )
     assert (dockerfile / "notes.txt").read_text() == "mine"
 
 

@@ -520,6 +520,10 @@ def test_check_fix_keeps_the_files_of_a_renderer_that_raises(
     fixed = CliRunner().invoke(cli, ["check", str(worker_project), "--fix"])
     assert fixed.exit_code == 1
     assert "orphan" not in fixed.stdout
+    assert fixed.stderr == (
+        "crank check: 1 problem(s) in 1 project(s); --fix cannot fix these: have the plugin its "
+        "message names fixed, or disable that plugin with CRANK_DISABLE_PLUGINS\n"
+    )
     assert tree(worker_project) == before
 
 

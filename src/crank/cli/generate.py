@@ -19,6 +19,8 @@ from crank.generate.render import RenderedFile, render_one, write_files
 from crank.generate.scaffold import new_worker as scaffold
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from crank.annotations import ReportFormat
     from crank.generate.scaffold import GpuChoice
 
@@ -168,6 +170,28 @@ def render(artifact: str, manifest: Path | None, project: Path | None, output: s
     return ExitCode.OK
 
 
+#: what to do by hand about a finding --fix leaves, by its kind
+_BY_HAND: dict[str, str] = {
+    "semantic": "edit the file or the manifest a semantic finding names until they agree "
+    "(`crank lock` renews a stale requirements.lock)",
+    "unreadable": "make each unreadable path a readable file, or move it away and run "
+    "`crank check --fix` again",
+    "renderer": "have the plugin its message names fixed, or disable that plugin with "
+    "CRANK_DISABLE_PLUGINS",
+}
+
+
+def _what_to_do(kinds: Collection[str], *, fixed: bool) -> str:
+    """The summary's advice. Before --fix it is to run it; after, what remains is what
+    --fix cannot fix, so advising it again would send the user round in circles."""
+    if not fixed:
+        return "run `crank check --fix` to re-render the artifacts"
+    steps = [_BY_HAND[kind] for kind in sorted(kinds) if kind in _BY_HAND]
+    if len(steps) < len(kinds):  # --fix wrote a file that still differs: not expected
+        steps.append("each message above says what is wrong")
+    return "--fix cannot fix these: " + "; ".join(steps)
+
+
 def _display(base: str, relpath: str) -> str:
     return relpath if base in (".", "") else f"{base.rstrip('/')}/{relpath}"
 
@@ -213,9 +237,10 @@ def check(paths: tuple[str, ...], output_format: ReportFormat, fix: bool) -> Exi
                 for hunk in finding.hunks:
                     click.echo("    " + hunk.rstrip("\n").replace("\n", "\n    "))
         if problems:
+            kinds = {f.kind for _, r in results for f in r.findings}
             click.echo(
                 f"crank check: {problems} problem(s) in {len(results)} project(s); "
-                "run `crank check --fix` to re-render the artifacts",
+                f"{_what_to_do(kinds, fixed=fix)}",
                 err=True,
             )
         else:
