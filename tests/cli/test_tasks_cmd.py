@@ -101,6 +101,44 @@ def test_a_url_with_a_bad_host_or_port_is_a_bad_argument(
     assert err.endswith(f"  hint: see `crank {' '.join(command)} --help`\n")
 
 
+@pytest.mark.parametrize("command", [["status"], ["tasks", "list"]])
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://alice:s3cret@127.0.0.1:0", "'http://alice:***@127.0.0.1:0' has port 0"),
+        ("http://alice:s3cret@[::1", "'http://alice:***@[::1' is not a valid URL: Invalid IPv6"),
+        # an unescaped "/" ends the host there: urlsplit quotes "s3" as the port
+        ("http://alice:s3/cret@127.0.0.1", "'http://alice:***@127.0.0.1' is not a valid URL ("),
+        ("alice:s3cret@127.0.0.1", "'alice:***@127.0.0.1' is not an http:// or https:// URL"),
+    ],
+)
+def test_a_bad_url_is_named_without_its_password(
+    command: list[str], url: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = crank([*command, "--url", url], capsys)
+    assert (code, out) == (2, "")
+    assert f"error: Invalid value for '--url': {why}" in err
+    assert "s3" not in err
+
+
+@pytest.mark.parametrize("command", [["status"], ["tasks", "list"], ["tasks", "show", "9f0c"]])
+@pytest.mark.parametrize("answering", [False, True], ids=["nothing-listens", "not-crank"])
+def test_a_url_with_a_password_is_named_without_it(
+    command: list[str],
+    answering: bool,
+    server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the whole URL, password included, was echoed on stderr (and into CI logs)
+    base = server.url if answering else f"http://127.0.0.1:{free_port()}"
+    url = base.replace("http://", "http://alice:s3cret@") + "/crank"
+    code, out, err = crank([*command, "--url", url], capsys)
+    assert (code, out) == (3, "")
+    shown = base.replace("http://", "http://alice:***@") + "/crank"
+    assert shown in err
+    assert "s3cret" not in err
+
+
 # -- TASK_ID ----------------------------------------------------------------------
 
 

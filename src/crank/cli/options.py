@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -161,19 +162,60 @@ def api_token() -> str | None:
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
+def _credentials(url: str) -> tuple[str, str, str, str] | None:
+    """``url`` cut into (what comes before the user, user, password, what follows the
+    ``@``) when it has a ``user:password@``; None when it has no password.
+
+    Cut by hand rather than with ``urlsplit``, which refuses some URLs (an unclosed
+    ``[``) that the message saying so still shows, and at the last ``@``, wherever it
+    is: a password with an unescaped ``/`` (where the URL's host would end) is masked
+    too, at the price of garbling a URL with an ``@`` in its path. A value with no
+    ``scheme://`` (a mistake, which a message then names) is cut the same way.
+    """
+    scheme, sep, rest = url.partition("://")
+    prefix, rest = (scheme + sep, rest) if sep else ("", url)
+    userinfo, at, after = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    return (prefix, user, password, after) if at and colon else None
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with its password, if it has one, shown as ``***``: every message that
+    names a ``--url`` shows it this way, as a terminal, a CI log or a bug report is no
+    place for a password."""
+    cut = _credentials(url)
+    return url if cut is None else f"{cut[0]}{cut[1]}:***@{cut[3]}"
+
+
+def hide_password(text: str, url: str) -> str:
+    """``text`` (a message that may quote ``url``) with the password of ``url`` masked
+    wherever ``url``'s ``user:password@`` appears in it."""
+    cut = _credentials(url)
+    if cut is None or not cut[2]:
+        return text
+    _, user, password, _ = cut
+    return text.replace(f"{user}:{password}@", f"{user}:***@")
+
+
 def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """``value`` when it is an http(s) URL with a host and a usable port; a bad
     parameter (exit status 2) saying what is wrong with it otherwise."""
     example = f"(e.g. {DEFAULT_URL})"
+    shown = url_without_password(value)
     try:
         parts = urlsplit(value)
         port = parts.port  # parsed on access: a port that is no number raises here
     except ValueError as exc:  # an unclosed "[" of an IPv6 host, a port out of range
-        raise click.BadParameter(f"{value!r} is not a valid URL: {exc} {example}") from None
+        # a password with an unescaped "/" ends the authority there: urlsplit then reads
+        # part of it as the port and quotes it in its message
+        cut = _credentials(value)
+        pieces = [p for p in re.split(r"[/?#]", cut[2]) if p] if cut else []
+        why = "" if any(p in str(exc) for p in pieces) else f": {exc}"
+        raise click.BadParameter(f"{shown!r} is not a valid URL{why} {example}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL {example}")
+        raise click.BadParameter(f"{shown!r} is not an http:// or https:// URL {example}")
     if port == 0:
-        raise click.BadParameter(f"{value!r} has port 0, which no server listens on {example}")
+        raise click.BadParameter(f"{shown!r} has port 0, which no server listens on {example}")
     return value
 
 

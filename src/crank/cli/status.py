@@ -8,33 +8,35 @@ from typing import Any
 import click
 import httpx
 
-from crank.cli.options import api_token, url_option
+from crank.cli.options import api_token, url_option, url_without_password
 from crank.errors import ExitCode, NothingListening, UsageError
 
 
 def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[str, Any]:
-    endpoint = url.rstrip("/") + "/v1/status"
+    # every message names the URL without the password of its user:password@
+    shown = url_without_password(url)
+    endpoint = shown.rstrip("/") + "/v1/status"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(endpoint, headers=headers, timeout=timeout_s)
+        response = httpx.get(url.rstrip("/") + "/v1/status", headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise NothingListening(
-            f"no crank server answers at {url} ({type(exc).__name__})",
+            f"no crank server answers at {shown} ({type(exc).__name__})",
             hint="start one with `crank run`, or pass --url of the running server",
-            subject=url,
+            subject=shown,
         ) from None
     if response.status_code == 401 and token:
         raise UsageError(
             f"{endpoint} refused the bearer token in CRANK_API_TOKEN",
             hint="check CRANK_API_TOKEN: it must be the token the server was started "
             "with (its CRANK_API_TOKEN)",
-            subject=url,
+            subject=shown,
         )
     if response.status_code == 401:
         raise UsageError(
             f"{endpoint} wants a bearer token",
             hint="set CRANK_API_TOKEN to the server's token",
-            subject=url,
+            subject=shown,
         )
     try:
         doc = response.json()
@@ -44,7 +46,7 @@ def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[s
         raise NothingListening(
             f"{endpoint} answered HTTP {response.status_code} without a health report",
             hint="is this a crank server? check --url",
-            subject=url,
+            subject=shown,
         )
     return doc
 

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crank.cli.group import report_error
-from crank.cli.options import api_token, format_option, url_option
+from crank.cli.options import (
+    api_token,
+    format_option,
+    hide_password,
+    url_option,
+    url_without_password,
+)
 from crank.client import (
     ApiError,
     CancelNotSupported,
@@ -52,7 +58,13 @@ def _token() -> str | None:
 
 def _cli_error(exc: ClientError, url: str) -> CrankError:
     """The CLI's error for what the client raised: no server 3, a refused request 2, a
-    broker that is down 3, a task in the wrong state 1 (see ``crank tasks --help``)."""
+    broker that is down 3, a task in the wrong state 1 (see ``crank tasks --help``).
+
+    The URL a message names never shows the password of --url, nor does a message of
+    the client that quotes it."""
+    raw, url = url, url_without_password(url)
+    message = hide_password(exc.message, raw)
+    hint = hide_password(exc.hint, raw) if exc.hint else exc.hint
     if isinstance(exc, ServerUnreachable):
         return NothingListening(
             f"no crank server answers at {url}",
@@ -61,12 +73,12 @@ def _cli_error(exc: ClientError, url: str) -> CrankError:
         )
     if isinstance(exc, TaskNotFound):
         return UsageError(
-            exc.message,
+            message,
             hint="tasks expire after their result TTL; `crank tasks list` shows them",
             subject=exc.task_id,
         )
     if not isinstance(exc, ApiError):
-        return UsageError(exc.message, hint=exc.hint, subject=exc.subject)
+        return UsageError(message, hint=hint, subject=exc.subject)
     if exc.status == 401:
         if _token() is not None:
             return UsageError(
@@ -87,10 +99,10 @@ def _cli_error(exc: ClientError, url: str) -> CrankError:
             f"{url} answered, but not with what a crank server sends", hint=_NOT_CRANK, subject=url
         )
     if exc.status == 409:
-        return NothingToDo(exc.message, hint=exc.hint)
+        return NothingToDo(message, hint=hint)
     if exc.status in (429, 503):
-        return BrokerError(exc.message, hint=exc.hint or "try again in a moment")
-    return UsageError(exc.message, hint=exc.hint)
+        return BrokerError(message, hint=hint or "try again in a moment")
+    return UsageError(message, hint=hint)
 
 
 @contextlib.contextmanager
@@ -103,8 +115,11 @@ def _answers(url: str) -> Iterator[None]:
     except (CancelNotSupported, InvalidTask, ServerUnreachable, TaskNotFound, ApiError) as exc:
         raise _cli_error(exc, url) from None
     except (ValueError, KeyError, TypeError, AttributeError):  # reading the answer
+        shown = url_without_password(url)
         raise NothingListening(
-            f"{url} answered, but not with what a crank server sends", hint=_NOT_CRANK, subject=url
+            f"{shown} answered, but not with what a crank server sends",
+            hint=_NOT_CRANK,
+            subject=shown,
         ) from None
 
 
