@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
+from crank.runtime.health_report import SystemSnapshot, health_report
 
 from ..ports import free_port
 from .entry import crank
@@ -122,7 +124,18 @@ def test_status_prints_the_report_of_a_live_server(capsys: pytest.CaptureFixture
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    report = {"overall_health": "critical", "problems": ["broker unreachable"]}
+    # the report crank run sends, made by the same function
+    snapshot = SystemSnapshot(
+        broker_ok=False,
+        min_workers=1,
+        total_workers=1,
+        healthy_workers=1,
+        busy_workers=None,
+        queue_depth=None,
+        oldest_task_age_s=None,
+    )
+    report = health_report(snapshot, dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+    assert (report["overall_health"], report["problems"]) == ("critical", ["broker unreachable"])
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

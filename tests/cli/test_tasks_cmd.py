@@ -272,6 +272,66 @@ def test_a_server_that_is_not_crank_is_unavailable(
     assert "<html" not in err
 
 
+#: the fields of a crank health report, as `crank run` sends them
+REPORT = {
+    "timestamp": "2026-11-22T00:00:00+00:00",
+    "overall_health": "healthy",
+    "problems": [],
+    "worker_pool_health": {"total_workers": 1, "healthy_workers": 1},
+    "queue_health": {"total_pending_tasks": 0},
+}
+
+
+def test_status_prints_a_health_report(
+    server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.answers["/v1/status"] = (200, "application/json", json.dumps(REPORT))
+    code, out, err = crank(["status", "--url", server.url], capsys)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == REPORT
+
+
+@pytest.mark.parametrize(
+    ("answer", "wrong"),
+    [
+        ({"tasks": "x"}, "overall_health, problems, worker_pool_health, queue_health"),
+        ({**REPORT, "problems": "none"}, "problems"),
+        ({**REPORT, "overall_health": None}, "overall_health"),
+    ],
+    ids=["any-object", "problems-not-a-list", "no-overall-health"],
+)
+def test_status_of_json_that_is_no_health_report_is_unavailable(
+    answer: dict[str, object],
+    wrong: str,
+    server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # any JSON object was printed as the report, with exit status 0 as if all were well
+    server.answers["/v1/status"] = (200, "application/json", json.dumps(answer))
+    code, out, err = crank(["status", "--url", server.url], capsys)
+    assert (code, out) == (3, "")
+    assert err == (
+        f"error: {server.url}/v1/status answered a JSON object that is not a crank health "
+        f"report: {wrong} missing or not of the right type\n"
+        "  hint: is this a crank server? check --url\n"
+    )
+
+
+def test_status_of_a_health_this_crank_does_not_know_is_unavailable(
+    server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = {**REPORT, "overall_health": "wobbly"}
+    server.answers["/v1/status"] = (200, "application/json", json.dumps(answer))
+    code, out, err = crank(["status", "--url", server.url], capsys)
+    assert (code, out) == (3, "")
+    assert err == (
+        f"error: {server.url}/v1/status reports overall_health 'wobbly', which this crank "
+        "does not know (healthy, degraded, critical)\n"
+        "  hint: the server runs another version of crank: use the crank command of that "
+        "version, or read the report with `curl`\n"
+    )
+
+
 # -- redrive --------------------------------------------------------------------------
 
 

@@ -48,13 +48,53 @@ def fetch_status(url: str, token: str | None, timeout_s: float = 10.0) -> dict[s
             hint="is this a crank server? check --url",
             subject=shown,
         )
+    return _health_report(doc, endpoint, shown)
+
+
+#: the fields every crank health report has held (``health_report()`` of the runtime),
+#: with their JSON types: any JSON object is not a report, and `{"tasks": "x"}` read
+#: as one exited 0, as a healthy crank would
+REPORT_FIELDS: dict[str, type] = {
+    "overall_health": str,
+    "problems": list,
+    "worker_pool_health": dict,
+    "queue_health": dict,
+}
+#: the values of ``overall_health``; the exit status is decided by them
+HEALTH_LEVELS = ("healthy", "degraded", "critical")
+
+
+def _health_report(doc: dict[str, Any], endpoint: str, shown: str) -> dict[str, Any]:
+    """``doc`` when it is a crank health report; else what answers at --url is not a
+    crank server, or not one whose report this crank can judge (exit status 3)."""
+    wrong = [name for name, kind in REPORT_FIELDS.items() if not isinstance(doc.get(name), kind)]
+    if wrong:
+        raise NothingListening(
+            f"{endpoint} answered a JSON object that is not a crank health report: "
+            f"{', '.join(wrong)} missing or not of the right type",
+            hint="is this a crank server? check --url",
+            subject=shown,
+        )
+    if doc["overall_health"] not in HEALTH_LEVELS:
+        raise NothingListening(
+            f"{endpoint} reports overall_health {doc['overall_health']!r:.60}, which this "
+            f"crank does not know ({', '.join(HEALTH_LEVELS)})",
+            hint="the server runs another version of crank: use the crank command of that "
+            "version, or read the report with `curl`",
+            subject=shown,
+        )
     return doc
 
 
 @click.command("status")
 @url_option
 def status(url: str) -> ExitCode:
-    """Print the system health report (JSON) of a running crank; exit 1 when critical."""
+    """Print the system health report (JSON) of a running crank; exit 1 when critical.
+
+    Exit status: 0 healthy or degraded; 1 critical; 2 a missing or refused token
+    (CRANK_API_TOKEN); 3 nothing answers at --url, or what answers is not a crank
+    server, or reports a health this crank does not know (another version).
+    """
     report = fetch_status(url, api_token())
     click.echo(json.dumps(report, indent=2, sort_keys=True))
     return ExitCode.FINDINGS if report.get("overall_health") == "critical" else ExitCode.OK
