@@ -201,27 +201,28 @@ def resume_after(request: Request) -> int:
     silently ignored.
     """
     found: int | None = None
-    headers = request.headers.getlist("last-event-id")
-    if len(headers) > 1:
-        raise ValidationFailed(
-            "Last-Event-ID is given more than once",
-            hint="send the id of the last event received once",
-            errors=[{"path": "header:Last-Event-ID", "message": "given more than once"}],
-        )
-    header = headers[0] if headers else None
+    header = _at_most_one(
+        request.headers.getlist("last-event-id"), "Last-Event-ID", "header:Last-Event-ID"
+    )
     if header is not None:
         found = _event_id(header, "Last-Event-ID", "header:Last-Event-ID")
-    query = request.query_params.getlist("after")
-    if len(query) > 1:
-        raise ValidationFailed(
-            "?after= is given more than once",
-            hint="send the id of the last event received once: ?after=3",
-            errors=[{"path": "query:after", "message": "given more than once"}],
-        )
-    if query:
-        after = _event_id(query[0], "after", "query:after")
+    query = _at_most_one(request.query_params.getlist("after"), "?after=", "query:after")
+    if query is not None:
+        after = _event_id(query, "after", "query:after")
         found = after if found is None else found
     return 0 if found is None else found
+
+
+def _at_most_one(values: list[str], name: str, path: str) -> str | None:
+    """The one value of a header or query parameter (None: not sent); a 400 when it is
+    sent twice: which one is meant would be a guess."""
+    if len(values) > 1:
+        raise ValidationFailed(
+            f"{name} is given more than once",
+            hint="send the id of the last event received once",
+            errors=[{"path": path, "message": "given more than once"}],
+        )
+    return values[0] if values else None
 
 
 def task_wait(request: Request) -> float:
