@@ -171,6 +171,11 @@ def test_a_caller_the_server_would_ignore_is_refused(tmp_path: Path) -> None:
     assert not queue.exists()
     with pytest.raises(ClientError, match="cannot name a caller"):
         asyncio.run(connect_async(f"sqlite:///{queue}", caller="x" * 65))
+    # the pattern's "$" matched before a final newline: "billing\n" passed
+    with pytest.raises(ClientError, match="cannot name a caller"):
+        connect(f"sqlite:///{queue}", caller="billing\n")
+    with pytest.raises(ClientError, match="cannot name a caller"):
+        Client("http://127.0.0.1:1", caller="billing\n")
 
 
 @pytest.mark.parametrize(

@@ -190,7 +190,7 @@ def check_timeout(timeout: object, *, zero: bool) -> float | None:
 def check_caller(caller: object) -> None:
     """A client's ``caller``: what the server takes as ``X-Crank-Caller`` (a metric label
     and the scope of idempotency keys), or a :class:`ClientError` saying so."""
-    if caller is not None and not (isinstance(caller, str) and _CALLER.match(caller)):
+    if caller is not None and not (isinstance(caller, str) and _CALLER.fullmatch(caller)):
         raise ClientError(
             f"caller {caller!r:.80} cannot name a caller",
             hint="use 1 to 64 letters, digits and . _ @ - (e.g. 'billing-service')",

@@ -215,6 +215,17 @@ def test_a_parameter_a_task_route_does_not_take_is_refused(client: Client) -> No
     assert _error(r, 400, "INVALID_INPUT")["errors"][0]["path"] == "header:Last-Event-ID"
 
 
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Crank-Caller"])
+def test_an_idempotency_key_or_caller_sent_twice_is_refused(client: Client, header: str) -> None:
+    # the first one was used: a retry whose proxy added a second key could be filed
+    # under either
+    body = {"capability": "demo.echo", "input": {"text": "x"}}
+    r = client.post("/v1/tasks", json=body, headers=[(header, "first"), (header, "second")])
+    error = _error(r, 400, "INVALID_INPUT")
+    assert error["errors"] == [{"path": f"header:{header}", "message": "given more than once"}]
+    assert client.get("/v1/tasks").json()["tasks"] == []
+
+
 @pytest.mark.parametrize(
     "query", ["wait=abc", "wait=-1", "wait=55.5", "wait=nan", "wait=inf", "wait=1_0", "wait= 1",
               "wait=", "wait=1&wait=2", "wait=1e400"],

@@ -142,7 +142,9 @@ def task_envelope(body: Any) -> tuple[str, dict[str, Any], int]:
 
 def idempotency_key(request: Request) -> str | None:
     """The ``Idempotency-Key`` header: 1..200 visible ASCII characters, else 400."""
-    key = request.headers.get("idempotency-key")
+    key = _at_most_one(
+        request.headers.getlist("idempotency-key"), "Idempotency-Key", "header:Idempotency-Key"
+    )
     if key is None:
         return None
     if not valid_idempotency_key(key):
@@ -166,10 +168,12 @@ _CALLER = re.compile(CALLER_PATTERN)
 def caller(request: Request) -> str | None:
     """The ``X-Crank-Caller`` name, None when not sent; 400 when it is not a valid name
     (silently ignoring it would file the caller's idempotency keys as anonymous)."""
-    name = request.headers.get("x-crank-caller")
+    name = _at_most_one(
+        request.headers.getlist("x-crank-caller"), "X-Crank-Caller", "header:X-Crank-Caller"
+    )
     if name is None:
         return None
-    if not _CALLER.match(name):
+    if not _CALLER.fullmatch(name):
         raise ValidationFailed(
             f"X-Crank-Caller must be 1 to 64 letters, digits or . _ @ - (got {len(name)} "
             "characters)",
@@ -215,11 +219,11 @@ def resume_after(request: Request) -> int:
 
 def _at_most_one(values: list[str], name: str, path: str) -> str | None:
     """The one value of a header or query parameter (None: not sent); a 400 when it is
-    sent twice: which one is meant would be a guess."""
+    sent twice: which one is meant would be a guess (two idempotency keys, two callers)."""
     if len(values) > 1:
         raise ValidationFailed(
             f"{name} is given more than once",
-            hint="send the id of the last event received once",
+            hint=f"send {name} once",
             errors=[{"path": path, "message": "given more than once"}],
         )
     return values[0] if values else None

@@ -176,7 +176,7 @@ def task_query(request: Request, *, status: str | None = None) -> TaskQuery:
     if capability is not None and not 1 <= len(capability) <= MAX_FILTER_LENGTH:
         raise _invalid("capability", f"1 to {MAX_FILTER_LENGTH} characters", "name a capability id")
     caller = _one(request, "caller")
-    if caller is not None and not _CALLER.match(caller):
+    if caller is not None and not _CALLER.fullmatch(caller):
         raise _invalid(
             "caller", f"does not match {CALLER_PATTERN}", "name a caller as it sends itself"
         )
