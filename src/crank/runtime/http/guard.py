@@ -63,29 +63,30 @@ def trace_context(scope: Scope) -> dict[str, str] | None:
     return context
 
 
-#: a path template's segments (None: a parameter) and its label.
-RouteTemplate = tuple[tuple[str | None, ...], str]
+#: the templates of the routes with parameters, by their number of segments: each
+#: template's segments (None: a parameter) and its label.
+RouteTemplates = dict[int, tuple[tuple[tuple[str | None, ...], str], ...]]
 
 
-def route_templates(paths: Iterable[str]) -> tuple[RouteTemplate, ...]:
+def route_templates(paths: Iterable[str]) -> RouteTemplates:
     """The templates of the routes with parameters, each parameter labelled ``{id}``
     (one whose first segment is a parameter, a catch-all, is left out)."""
-    templates = []
+    found: dict[int, list[tuple[tuple[str | None, ...], str]]] = {}
     for path in paths:
         segments = path.split("/")
         if len(segments) < 2 or segments[1].startswith("{"):
             continue
         params = tuple(None if s.startswith("{") else s for s in segments)
         label = "/".join("{id}" if s is None else s for s in params)
-        templates.append((params, label))
-    return tuple(templates)
+        found.setdefault(len(params), []).append((params, label))
+    return {count: tuple(templates) for count, templates in found.items()}
 
 
 def metric_route(
     path: str,
     known: frozenset[str],
     console_prefix: str | None = None,
-    templates: tuple[RouteTemplate, ...] = (),
+    templates: RouteTemplates | None = None,
 ) -> str:
     """A bounded label for ``path``: the route itself, its template, the console's prefix,
     or ``other``."""
@@ -94,12 +95,11 @@ def metric_route(
     if console_prefix is not None and _under(path, console_prefix):
         return console_prefix
     segments = path.split("/")
-    count = len(segments)
-    for params, label in templates:
-        if len(params) == count and all(
-            segment if param is None else param == segment
-            for param, segment in zip(params, segments, strict=True)
-        ):
+    for params, label in (templates or {}).get(len(segments), ()):
+        for param, segment in zip(params, segments, strict=True):
+            if (param != segment) if param is not None else not segment:
+                break
+        else:
             return label
     return "other"
 
@@ -120,7 +120,7 @@ class GuardMiddleware:
         public_paths: frozenset[str] = frozenset(),
         known_paths: frozenset[str] = frozenset(),
         console_prefix: str | None = None,
-        templates: tuple[RouteTemplate, ...] = (),
+        templates: RouteTemplates | None = None,
         access_log: AccessLogMode = "on",
     ) -> None:
         self.app = app
