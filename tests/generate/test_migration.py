@@ -3,9 +3,10 @@ drift and sunsets, and `migration status` across checklists."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from crank.generate.migration import checklist_template
 from ..permissions import crank_unprivileged
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     import pytest
@@ -348,8 +350,8 @@ def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None
     checklist = tmp_path / "migration-x-2026-01-01.yml"
     for content, why in (
         (b"\xff\xfe\x00", "not valid YAML ('utf-8' codec can't decode byte 0xff"),
-        (b"sections:\n  a:\n    - 5\n", "section 'a' is not a mapping with a list of items"),
-        (b"sections:\n  a:\n    items: [5]\n", "section 'a' is not a mapping with a list of items"),
+        (b"sections:\n  a:\n    - 5\n", "sections.a is a list; expected a mapping"),
+        (b"sections:\n  a:\n    items: [5]\n", "sections.a.items[0] is 5; expected a mapping"),
     ):
         checklist.write_bytes(content)
         odd = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
@@ -367,6 +369,76 @@ def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None
     missing = CliRunner().invoke(cli, ["migration", "status", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert missing.stderr.startswith(f"error: {tmp_path / 'nope'}: no such folder")
+
+
+def test_status_refuses_a_hand_edited_value_of_the_wrong_type(
+    pristine_worker: Path, tmp_path: Path
+) -> None:
+    """A checklist is edited by hand: `done: "yes"` must not be counted as open, nor a
+    section with `items: null` dropped, nor a missing worker shown as None."""
+    created = CliRunner().invoke(
+        cli,
+        [
+            "migration",
+            "new",
+            "text-echo",
+            "--project",
+            str(pristine_worker),
+            "--date",
+            "2026-11-01",
+            "--output-dir",
+            str(tmp_path),
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    checklist = tmp_path / "migration-text-echo-2026-11-01.yml"
+    pristine = yaml.safe_load(checklist.read_text())
+
+    def edited(change: Callable[[dict[str, Any]], object]) -> str:
+        doc = copy.deepcopy(pristine)
+        change(doc)
+        checklist.write_text(yaml.safe_dump(doc, sort_keys=False))
+        result = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
+        assert (result.exit_code, result.stdout) == (2, ""), result.output
+        return result.stderr
+
+    first = pristine["sections"]["code_changes"]["items"][0]["id"]
+    assert edited(lambda d: d["sections"]["code_changes"]["items"][0].update(done="yes")) == (
+        f"error: {checklist}: sections.code_changes.items[0].done (id {first!r}) is 'yes'; "
+        "expected true or false\n"
+        "  hint: write `done: true` for a completed item, `done: false` for an open one\n"
+    )
+    assert edited(lambda d: d["sections"]["rollback_plan"].update(items=None)) == (
+        f"error: {checklist}: sections.rollback_plan.items is empty (null); "
+        "expected a list of items\n"
+        "  hint: write `items: []` for a section with no items\n"
+    )
+    assert edited(lambda d: d["sections"]["validation"]["items"][1].pop("item")) == (
+        f"error: {checklist}: sections.validation.items[1].item is missing; expected text\n"
+        "  hint: each item is `- id: some-id`, `item: what to do`, `done: false`\n"
+    )
+    assert edited(lambda d: d.update(worker=None)) == (
+        f"error: {checklist}: `worker` is empty (null); expected the worker's name\n"
+        "  hint: set `worker` as `crank migration new` wrote it\n"
+    )
+    assert edited(lambda d: d.pop("date")) == (
+        f"error: {checklist}: `date` is missing; expected a YYYY-MM-DD date\n"
+        "  hint: set `date` as `crank migration new` wrote it\n"
+    )
+    assert edited(lambda d: d.update(sections={})) == (
+        f"error: {checklist}: `sections` is empty; not a migration checklist\n"
+        "  hint: create checklists with `crank migration new`\n"
+    )
+
+    # what a person types by hand and means: an unquoted date, an emptied section
+    doc = copy.deepcopy(pristine)
+    doc["sections"]["rollback_plan"]["items"] = []
+    checklist.write_text(
+        yaml.safe_dump(doc, sort_keys=False).replace("date: '2026-11-01'", "date: 2026-11-01")
+    )
+    kept = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
+    assert kept.exit_code == 0, kept.output
+    assert kept.stdout.startswith(f"{checklist}: text-echo (2026-11-01) 0/")
 
 
 def test_worker_is_found_by_name_among_installed_workers(

@@ -6,6 +6,7 @@ wheel as ``crank/_templates/worker-migration-checklist.yml``).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,6 @@ from crank.routing.compat import compare_manifests
 from crank.routing.sources import manifest_from_file, manifest_from_text, read_at_ref
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     from crank.generate.project import WorkerProject
     from crank.manifest import Manifest
 
@@ -339,15 +338,86 @@ def _not_a_checklist(path: Path, why: str) -> GenerateError:
     )
 
 
+#: A key the checklist lacks, told apart from one set to null.
+_MISSING = object()
+
+
+_ITEM_HINT = "each item is `- id: some-id`, `item: what to do`, `done: false`"
+
+
+def _wrong_value(path: Path, where: str, value: object, expected: str, hint: str) -> GenerateError:
+    # the file is edited by hand: a value of the wrong type must stop the count, or
+    # `done: "yes"` would be counted as open and `items: null` as an empty section
+    return GenerateError(
+        f"{path}: {where} is {_shown_value(value)}; expected {expected}",
+        hint=hint,
+        subject=str(path),
+    )
+
+
+def _shown_value(value: object) -> str:
+    if value is _MISSING:
+        return "missing"
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else f"{shown[:57]}..."
+
+
 def _section_items(path: Path, name: object, section: object) -> list[dict[str, Any]]:
-    """The items of one section, each a mapping (an empty section has none)."""
-    if section is None:
-        return []
-    if isinstance(section, dict):
-        items = section.get("items") or []
-        if isinstance(items, list) and all(isinstance(i, dict) for i in items):
-            return items
-    raise _not_a_checklist(path, f"section {name!r} is not a mapping with a list of items")
+    """The items of one section, each a mapping with a text ``id`` and ``item`` and a
+    boolean ``done``; a GenerateError naming the first value of the wrong type."""
+    if not isinstance(section, dict):
+        raise _wrong_value(
+            path,
+            f"sections.{name}",
+            section,
+            "a mapping with `title` and `items`",
+            "restore the section from `crank migration new`, or delete it",
+        )
+    items = section.get("items", _MISSING)
+    if not isinstance(items, list):
+        raise _wrong_value(
+            path,
+            f"sections.{name}.items",
+            items,
+            "a list of items",
+            "write `items: []` for a section with no items",
+        )
+    for index, item in enumerate(items):
+        where = f"sections.{name}.items[{index}]"
+        if not isinstance(item, dict):
+            raise _wrong_value(
+                path, where, item, "a mapping with `id`, `item` and `done`", _ITEM_HINT
+            )
+        for key in ("id", "item"):
+            value = item.get(key, _MISSING)
+            if not isinstance(value, str) or not value.strip():
+                raise _wrong_value(path, f"{where}.{key}", value, "text", _ITEM_HINT)
+        if not isinstance(item.get("done"), bool):
+            raise _wrong_value(
+                path,
+                f"{where}.done (id {item['id']!r})",
+                item.get("done", _MISSING),
+                "true or false",
+                "write `done: true` for a completed item, `done: false` for an open one",
+            )
+    return items
+
+
+def _checklist_text(path: Path, doc: dict[Any, Any], key: str) -> str:
+    """``worker`` or ``date`` of a checklist, as text."""
+    value = doc.get(key, _MISSING)
+    if key == "date" and isinstance(value, dt.date):
+        return value.isoformat()  # an unquoted date, as a person types it
+    if not isinstance(value, str) or not value.strip():
+        expected = "a YYYY-MM-DD date" if key == "date" else "the worker's name"
+        raise _wrong_value(
+            path, f"`{key}`", value, expected, f"set `{key}` as `crank migration new` wrote it"
+        )
+    return value
 
 
 def _read_checklist(path: Path) -> Any:
@@ -391,20 +461,19 @@ def checklist_status(path: Path) -> ChecklistStatus:
     sections = doc.get("sections") if isinstance(doc, dict) else None
     if not isinstance(sections, dict):
         raise _not_a_checklist(path, "no `sections` mapping")
+    if not sections:
+        raise _not_a_checklist(path, "`sections` is empty")
     total = done = 0
     open_items: list[OpenItem] = []
     for name, section in sections.items():
         for item in _section_items(path, name, section):
             total += 1
-            if item.get("done") is True:
+            if item["done"]:
                 done += 1
             else:
-                open_items.append(
-                    OpenItem(name, str(item.get("id", "")), str(item.get("item", "")))
-                )
-    return ChecklistStatus(
-        path, str(doc.get("worker", "")), str(doc.get("date", "")), total, done, tuple(open_items)
-    )
+                open_items.append(OpenItem(str(name), item["id"], item["item"]))
+    worker, date = _checklist_text(path, doc, "worker"), _checklist_text(path, doc, "date")
+    return ChecklistStatus(path, worker, date, total, done, tuple(open_items))
 
 
 def find_checklists(folder: Path) -> list[Path]:
