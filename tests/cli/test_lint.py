@@ -75,6 +75,31 @@ def test_wrong_type_points_at_the_node(tmp_path: Path) -> None:
     )
 
 
+def test_a_long_value_is_quoted_short(tmp_path: Path) -> None:
+    """A finding about a 100,000-character value quotes its start and its length, as the
+    HTTP API does, rather than printing the value."""
+    long = "x" * 100_000
+    text = CLEAN.replace(
+        "  version: 1.0.0\nworker", f"  version: 1.0.0\n  description: {long}\nworker"
+    ).replace(
+        "    input: {type: object}",
+        "    input: {type: object, properties: {text: {type: string, maxLength: 5}}}\n"
+        f"    examples:\n      - input: {{text: {long}}}",
+    )
+    write(tmp_path, text)
+    result = lint(tmp_path, "crank.yaml")
+    start = repr("x" * 40)
+    assert (result.exit_code, result.output) == (
+        1,
+        f"crank.yaml:7:16 CRK002 {start}... (100000 characters) is too long "
+        "[$.metadata.description]\n"
+        f"crank.yaml:15:23 CRK112 example input does not match the input schema: {start}... "
+        "(100000 characters) is too long [$.capabilities[0].examples[0].input.text]\n"
+        "    hint: fix the example, or the capability's input schema\n"
+        "2 errors, 0 warnings in 1 file\n",
+    )
+
+
 def _parse_text(output: str) -> list[tuple[Any, ...]]:
     rows = []
     for line in output.splitlines():

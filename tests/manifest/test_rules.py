@@ -698,3 +698,13 @@ def test_nan_and_infinity_are_refused_where_they_are(manifest: Callable[..., Pat
     ]
     with pytest.raises(ManifestError, match=r"crank.yaml:11:16 CRK002 NaN \(.nan\) is not"):
         load_manifest(path)
+
+
+@pytest.mark.parametrize("value", ["short", "x" * 100_000, list(range(1000)), 10**70])
+def test_findings_quote_a_value_as_the_http_api_does(value: object) -> None:
+    # the manifest layer sits below crank.worker, so it has its own copy of the wording
+    from crank.manifest.findings import quoted
+    from crank.worker.validation import quoted as api_quoted
+
+    assert quoted(value) == api_quoted(value)
+    assert len(quoted(value)) < 100

@@ -105,6 +105,37 @@ def lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, s
     return None
 
 
+#: The longest quote of a manifest's value in a finding; the HTTP API quotes as long.
+MAX_QUOTED = 60
+
+
+def quoted(value: Any) -> str:
+    """``repr(value)``, or its first characters and how long it is: a finding about a
+    100,000-character description must not print the description.
+
+    Worded as the HTTP API quotes a value (``crank.worker.validation.quoted``); this
+    layer sits below ``crank.worker`` and must not import it.
+    """
+    shown = repr(value)
+    if len(shown) <= MAX_QUOTED:
+        return shown
+    keep = MAX_QUOTED - 20
+    if isinstance(value, str):
+        return f"{value[:keep]!r}... ({len(value)} characters)"
+    return f"{shown[:keep]}... ({len(shown)} characters as Python shows it)"
+
+
+def schema_error_message(error: Any) -> str:
+    """A jsonschema error's message with the value it quotes in full cut short."""
+    message = str(error.message)
+    whole = repr(error.instance)
+    if len(whole) > MAX_QUOTED and whole in message:
+        message = message.replace(whole, quoted(error.instance))
+    # another quoted value (a long enum, a pattern) can still make it long
+    limit = 4 * MAX_QUOTED
+    return message if len(message) <= limit else f"{message[:limit]}..."
+
+
 @dataclass(frozen=True, order=True)
 class Finding:
     """One problem: where (file, line, col, JSON path), which rule, what and how to fix."""

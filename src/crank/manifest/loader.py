@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from crank.errors import ManifestError
-from crank.manifest.findings import Finding
+from crank.manifest.findings import Finding, quoted
 
 #: Manifests are small; anything bigger is a mistake (or an attack).
 MAX_BYTES = 1024 * 1024
@@ -387,7 +387,7 @@ class _Builder:
                 self.doc.file,
                 line,
                 col,
-                f"unsupported YAML tag {node.tag!r}",
+                f"unsupported YAML tag {quoted(node.tag)}",
                 "manifests hold plain mappings, lists and scalars; remove the tag",
                 path,
             )
@@ -418,7 +418,7 @@ class _Builder:
                         self.doc.file,
                         kline,
                         kcol,
-                        f"duplicate key {key!r} (first defined at line {first[0]})",
+                        f"duplicate key {quoted(key)} (first defined at line {first[0]})",
                         "YAML keeps only one value per key; remove or rename one of them",
                         (*path, key),
                     )
@@ -433,7 +433,7 @@ class _Builder:
                 self.doc.file,
                 line,
                 col,
-                f"unsupported YAML tag {node.tag!r}",
+                f"unsupported YAML tag {quoted(node.tag)}",
                 "manifests hold plain mappings, lists and scalars; remove the tag",
                 path,
             )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crank.hookspecs import hookimpl
-from crank.manifest.findings import Finding
+from crank.manifest.findings import Finding, quoted, schema_error_message
 from crank.manifest.quickcheck import conforms, is_plain_valid_schema
 from crank.manifest.schema_keywords import schema_problems
 
@@ -95,7 +95,7 @@ def unique_in_file(ctx: LintContext) -> Iterator[Finding]:
                 yield ctx.finding(
                     "CRK101",
                     (section, i, "id"),
-                    f"{label} id {cid!r} is declared twice (first at line {line})",
+                    f"{label} id {quoted(cid)} is declared twice (first at line {line})",
                     hint="each id appears once per file; remove or rename one of them",
                 )
             else:
@@ -113,8 +113,8 @@ def unique_across_plugins(ctx: LintContext) -> Iterator[Finding]:
                 yield ctx.finding(
                     "CRK102",
                     ("capabilities", i, "id"),
-                    f"capability id {cid!r} is also declared by installed worker "
-                    f"{_worker_name(other)!r} ({other.file})",
+                    f"capability id {quoted(cid)} is also declared by installed worker "
+                    f"{quoted(_worker_name(other))} ({other.file})",
                     hint="capability ids are global; rename one, or uninstall the other worker",
                 )
 
@@ -139,7 +139,7 @@ def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "CRK103",
                 ("deprecated", i, "replaced_by", j),
-                f"replacement {target!r} is not a capability of this manifest "
+                f"replacement {quoted(target)} is not a capability of this manifest "
                 "or of any installed worker",
                 hint="declare it under `capabilities:`, install the worker that serves it, "
                 "or fix the id",
@@ -155,8 +155,8 @@ def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "CRK104",
                 ("deprecated", i, "replaced_by"),
-                f"{dep.get('id')!r} is split into {len(targets)} capabilities but has no shim, "
-                "so old clients cannot be routed",
+                f"{quoted(dep.get('id'))} is split into {len(targets)} capabilities but has no "
+                "shim, so old clients cannot be routed",
                 hint="add `shim: {select_by: FIELD, map: {VALUE: NEW_ID, ...}, default: VALUE}`",
             )
         if not isinstance(shim, dict):
@@ -168,7 +168,7 @@ def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
                     yield ctx.finding(
                         "CRK104",
                         ("deprecated", i, "shim", "map", key),
-                        f"shim maps {key!r} to {target!r}, which is not in replaced_by",
+                        f"shim maps {quoted(key)} to {quoted(target)}, which is not in replaced_by",
                         hint=f"map to one of: {', '.join(targets)}",
                     )
             default = shim.get("default")
@@ -176,7 +176,7 @@ def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
                 yield ctx.finding(
                     "CRK104",
                     ("deprecated", i, "shim", "default"),
-                    f"shim default {default!r} is not a key of shim.map",
+                    f"shim default {quoted(default)} is not a key of shim.map",
                     hint=f"use one of: {', '.join(str(k) for k in mapping)}",
                 )
 
@@ -204,7 +204,8 @@ def sunset_approaching(ctx: LintContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "CRK106",
                 ("deprecated", i, "sunset"),
-                f"{cid!r} passed its sunset on {sunset.isoformat()}; calls are answered 410 Gone",
+                f"{quoted(cid)} passed its sunset on {sunset.isoformat()}; calls are answered "
+                "410 Gone",
                 hint="remove the deprecated entry (and its legacy routes), or move the sunset",
             )
         elif days <= SUNSET_WARNING_DAYS:
@@ -212,7 +213,7 @@ def sunset_approaching(ctx: LintContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "CRK106",
                 ("deprecated", i, "sunset"),
-                f"{cid!r} reaches its sunset {when} ({sunset.isoformat()})",
+                f"{quoted(cid)} reaches its sunset {when} ({sunset.isoformat()})",
                 hint="make sure clients have migrated, or move the sunset",
                 severity="warning",
             )
@@ -236,7 +237,7 @@ def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
                 yield ctx.finding(
                     "CRK107",
                     path,
-                    f"{part} is not a valid JSON Schema: {exc.message}",
+                    f"{part} is not a valid JSON Schema: {schema_error_message(exc)}",
                     hint="see https://json-schema.org/draft/2020-12 for the keywords and values",
                 )
 
@@ -286,7 +287,9 @@ def no_secrets(ctx: LintContext) -> Iterator[Finding]:
             and secrets.is_literal_secret(value)
         ):
             reported.add(path)
-            yield ctx.finding("CRK109", path, f"{key!r} holds a literal credential", hint=hint)
+            yield ctx.finding(
+                "CRK109", path, f"{quoted(key)} holds a literal credential", hint=hint
+            )
     for i, env in _entries(ctx.data.get("worker"), "env"):
         path = ("worker", "env", i, "default")
         literal = secrets.is_literal_secret(env.get("default"))
@@ -294,7 +297,7 @@ def no_secrets(ctx: LintContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "CRK109",
                 path,
-                f"secret variable {env.get('name')!r} has a literal default",
+                f"secret variable {quoted(env.get('name'))} has a literal default",
                 hint="secrets have no default in the manifest; set them in the environment",
             )
 
@@ -311,7 +314,7 @@ def deprecated_not_active(ctx: LintContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "CRK110",
                 ("deprecated", i, "id"),
-                f"{cid!r} is both deprecated and an active capability",
+                f"{quoted(cid)} is both deprecated and an active capability",
                 hint="remove it from `capabilities:` (the shim routes old calls), "
                 "or drop the deprecation",
             )
@@ -357,7 +360,7 @@ def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
                 yield ctx.finding(
                     "CRK112",
                     ("capabilities", i, "examples", j, "input", *error.absolute_path),
-                    f"example input does not match the input schema: {error.message}",
+                    f"example input does not match the input schema: {schema_error_message(error)}",
                     hint="fix the example, or the capability's input schema",
                 )
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from crank.manifest.findings import quoted
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -92,7 +94,7 @@ def schema_problems(schema: Any, path: Path = ()) -> Iterator[SchemaProblem]:
             yield SchemaProblem(
                 where,
                 "null-value",
-                f"{key!r} has no value (null)",
+                f"{quoted(key)} has no value (null)",
                 "give it a value, or remove it; if its text went on after a ',' or ': ', "
                 + _CUT_HINT,
             )
@@ -120,7 +122,7 @@ def _subschemas(key: str, value: Any, where: Path) -> Iterator[SchemaProblem]:
 def _member(member: Any, where: Path) -> Iterator[SchemaProblem]:
     if member is None:
         last = where[-1]
-        what = f"{where[-2]}[{last}]" if isinstance(last, int) else f"the schema of {last!r}"
+        what = f"{where[-2]}[{last}]" if isinstance(last, int) else f"the schema of {quoted(last)}"
         yield SchemaProblem(
             where,
             "null-value",
@@ -141,7 +143,7 @@ def _unknown(where: Path, key: str, value: Any) -> SchemaProblem:
         hint += "extension x-..."
     cut = " with no value: probably the tail of a text cut short" if value is None else ""
     return SchemaProblem(
-        where, "unknown-keyword", f"{key!r} is not a JSON Schema keyword{cut}", hint
+        where, "unknown-keyword", f"{quoted(key)} is not a JSON Schema keyword{cut}", hint
     )
 
 

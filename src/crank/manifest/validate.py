@@ -8,7 +8,7 @@ import math
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from crank.manifest.findings import Finding, non_finite_number
+from crank.manifest.findings import Finding, non_finite_number, quoted, schema_error_message
 from crank.manifest.quickcheck import conforms
 
 if TYPE_CHECKING:
@@ -88,10 +88,10 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
         key = True
         allowed = _allowed(schema)
         close = _close_match(extra, allowed)
-        message = f"unknown field {extra!r}"
+        message = f"unknown field {quoted(extra)}"
         hint = f"did you mean {close!r}?" if close else f"allowed fields: {', '.join(allowed)}"
         if not allowed and "additionalProperties" in schema:
-            message = f"field {extra!r} has an invalid value"
+            message = f"field {quoted(extra)} has an invalid value"
             hint = None
     elif validator == "required":
         missing = str(err.message).split("'")[1] if "'" in err.message else "?"
@@ -119,13 +119,13 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
         message = f"{_describe(err.instance)} is not a valid {err.validator_value}"
         hint = "write dates as YYYY-MM-DD" if err.validator_value == "date" else None
     elif validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        message = f"{err.instance!r} is out of range ({validator} {err.validator_value})"
+        message = f"{quoted(err.instance)} is out of range ({validator} {err.validator_value})"
         hint = "use a value within the allowed range"
     elif validator in ("minItems", "minProperties"):
         message = "must not be empty"
         hint = "add at least one entry"
     else:
-        message = err.message
+        message = schema_error_message(err)
     line, col = doc.position(path, key=key)
     return Finding(
         file=doc.file, line=line, col=col, rule=SCHEMA_RULE, message=message, path=path, hint=hint
