@@ -12,7 +12,7 @@ import click
 
 from crank.annotations import github_annotation
 from crank.cli.options import format_option, manifest_option, project_option
-from crank.errors import ExitCode, GenerateError
+from crank.errors import ExitCode, GenerateError, UsageError
 from crank.generate.check import check_project
 from crank.generate.project import load_project
 from crank.generate.render import RenderedFile, render_one, write_files
@@ -75,6 +75,22 @@ def new_worker(
     overwrite: tuple[str, ...],
 ) -> ExitCode:
     """Scaffold a worker package NAME: code, manifest, tests and deployment files."""
+    blank = next((c for c in capabilities if not c.strip()), None)
+    if blank is not None:
+        # an empty id used to be dropped, and the default capability scaffolded instead
+        raise UsageError(
+            f"--capability {blank!r} is empty: it needs a capability id",
+            hint="name one such as text.echo, or leave --capability out for <package>.echo",
+            subject="--capability",
+        )
+    if overwrite and not force:
+        # --overwrite replaces files of an existing folder, which only --force fills
+        raise UsageError(
+            f"--overwrite {overwrite[0]} needs --force",
+            hint="pass --force as well to fill the existing worker folder and replace the "
+            "files named by --overwrite (a backup is kept as FILE.orig)",
+            subject="--overwrite",
+        )
     if not capabilities and not no_input and sys.stdin.isatty():
         answer = click.prompt(
             "Capability ids (comma-separated, empty for the default)",
