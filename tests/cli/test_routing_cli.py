@@ -135,6 +135,34 @@ def test_routes_missing_manifest_is_a_usage_error(tmp_path: Path) -> None:
     assert empty.stderr.startswith(f"error: {tmp_path}: no crank.yaml in the folder\n")
 
 
+_WORKER_PATH_HINT = (
+    "  hint: give the path of a crank.yaml, of the folder holding it, or of the worker "
+    "project (its pyproject.toml's folder)\n"
+)
+
+
+def test_test_worker_says_why_a_path_holds_no_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An existing empty folder was taken for a worker's name ("no installed worker is
+    named"), and a symbolic link loop for a missing file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    (tmp_path / "dangling.yaml").symlink_to("nowhere.yaml")
+    for name, why in (
+        ("emptydir", "no crank.yaml in the folder"),
+        ("loop.yaml", "a symbolic link loop (ELOOP): its links never lead to a file"),
+        ("dangling.yaml", "a symbolic link to nowhere.yaml, which does not exist"),
+        ("missing.yaml", "no such manifest file"),
+    ):
+        result = crank("test-worker", name)
+        assert (result.exit_code, result.stdout) == (2, ""), name
+        assert result.stderr == f"error: {name}: {why}\n{_WORKER_PATH_HINT}"
+    looped = crank("routes", "--worker", "loop.yaml")
+    assert looped.stderr.startswith("error: loop.yaml: a symbolic link loop (ELOOP)")
+
+
 def test_a_worker_folder_is_taken_as_crank_run_takes_it() -> None:
     """``--worker`` names a crank.yaml or the folder holding it, as for ``crank run``."""
     by_file = crank("routes", "--format", "json", "--worker", str(KINDS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,15 +49,31 @@ def worker_manifest_file(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def why_no_manifest(path: Path) -> str:
+    """Why ``path`` holds no manifest to read: a folder without one, a symbolic link
+    that leads nowhere, or no file at all."""
+    try:
+        path.stat()
+    except OSError as exc:
+        # is_file() and is_dir() answer False for a loop as for a missing file
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (ELOOP): its links never lead to a file"
+        if path.is_symlink():
+            return f"a symbolic link to {path.readlink()}, which does not exist"
+        return "no such manifest file"
+    if path.is_dir():
+        return "no crank.yaml in the folder"
+    return "not a regular file (a pipe or a device?)"
+
+
 def load_manifest_file(path: str) -> Manifest:
     """The manifest at ``path`` (a crank.yaml, a folder holding one, or a worker
     project's folder, as ``crank run --worker`` takes it), a usage error when there is
     none."""
     found = worker_manifest_file(Path(path))
     if found is None:
-        what = "no crank.yaml in the folder" if Path(path).is_dir() else "no such manifest file"
         raise UsageError(
-            f"{path}: {what}",
+            f"{path}: {why_no_manifest(Path(path))}",
             hint="give the path of a crank.yaml, of the folder holding it, or of the worker "
             "project (its pyproject.toml's folder)",
             subject=path,

@@ -217,6 +217,10 @@ def _find_worker(name: str) -> Manifest:
     found = manager.find_worker(name)
     if found is not None:
         return found[1]
+    if given.is_dir() or given.is_symlink():
+        # the user named a folder (or a link) that holds no manifest: say that, rather
+        # than that no installed worker has its name
+        return load_manifest_file(name)
     raise UsageError(
         f"no installed worker is named {name!r}",
         hint=f"installed workers: {', '.join(manager.worker_names()) or 'none'}; "
