@@ -443,6 +443,23 @@ def test_render_to_an_unwritable_place_is_a_clear_error(pristine_worker: Path) -
     assert result.stderr.startswith("error: cannot write /proc/crank/.env.example: ")
 
 
+def test_render_under_a_file_names_the_file_in_the_way(
+    pristine_worker: Path, tmp_path: Path
+) -> None:
+    """mkdir's "File exists" did not say that good.yaml is a file, not a folder."""
+    (tmp_path / "good.yaml").write_text("kept\n")
+    target = tmp_path / "good.yaml" / "x"
+    result = CliRunner().invoke(
+        cli, ["render", "env", "--project", str(pristine_worker), "-o", str(target / "y")]
+    )
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: cannot write {target / 'y'}: {tmp_path / 'good.yaml'} is a file, not a folder\n"
+        f"  hint: write somewhere else, or move {tmp_path / 'good.yaml'} away\n"
+    )
+    assert (tmp_path / "good.yaml").read_text() == "kept\n"
+
+
 class Exploding:
     name = "exploding"
     description = "A renderer with a bug."

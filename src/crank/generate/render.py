@@ -236,9 +236,26 @@ def write_files(root: Path, files: list[RenderedFile] | tuple[RenderedFile, ...]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content, encoding="utf-8")
         except OSError as exc:
+            blocking = _file_in_the_way(target)
+            if blocking is not None:
+                # mkdir's own words, "File exists", do not say which file is in the way
+                raise GenerateError(
+                    f"cannot write {target}: {blocking} is a file, not a folder",
+                    hint=f"write somewhere else, or move {blocking} away",
+                    subject=str(target),
+                ) from None
             raise GenerateError(
                 f"cannot write {target}: {exc.strerror or exc}",
                 hint="check the folder exists and is writable",
                 subject=str(target),
             ) from None
     return [target for target, _ in targets]
+
+
+def _file_in_the_way(target: Path) -> Path | None:
+    """The closest existing folder of ``target`` when it is not a folder (``x.yaml`` of
+    ``x.yaml/Dockerfile``), else None."""
+    for folder in target.parents:
+        if folder.exists():
+            return None if folder.is_dir() else folder
+    return None
