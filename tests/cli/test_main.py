@@ -134,6 +134,21 @@ def test_main_exit_codes(failing_commands: None, capsys: pytest.CaptureFixture[s
     assert "error: No such command 'no-such-command'.\n  hint: see `crank --help`\n" in err
 
 
+@pytest.mark.parametrize("args", [[], ["migration"]], ids=["crank", "crank migration"])
+def test_a_group_without_a_command_prints_its_help(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Plain `crank` printed "error: Usage: ..." and a hint to read the help it had just
+    printed; now it answers as click's own groups do: the help on stderr, exit 2."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == ExitCode.USAGE
+    out, err = capsys.readouterr()
+    help_text = CliRunner().invoke(cli, [*args, "--help"]).stdout
+    assert (out, err) == ("", help_text)
+    assert err.startswith(f"Usage: {' '.join(['crank', *args])} [OPTIONS] COMMAND [ARGS]...")
+
+
 def test_python_dash_m_crank() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "crank", "schema"],

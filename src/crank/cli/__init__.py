@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # a group given no command (plain `crank`, `crank migration`) is no mistake to
+        # report: its help, on stderr with exit status 2, as click's own groups answer
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:  # click's usage errors (bad option, no such command)
         # in crank's own format (docs/cli.md): what is wrong, then where to read how
         ctx = getattr(exc, "ctx", None)
