@@ -25,6 +25,7 @@ from crank.cli import cli
 from crank.errors import BuildFailed, DockerConnectionLost, ExitCode, GenerateError
 from crank.generate.build import (
     DOCKER_API_VERSION,
+    check_image_tag,
     ensure_buildable,
     image_labels,
     source_metadata,
@@ -49,6 +50,69 @@ def test_no_docker_engine_is_exit_3_with_a_hint(
     assert hint == "  hint: start the Docker daemon (dockerd) or point DOCKER_HOST at a running one"
     assert not (pristine_worker / "crank-wheels").exists()
     assert not (pristine_worker / "requirements.lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--tag", "Bad Tag!"],
+            "error: image tag 'Bad Tag!' is not a valid Docker image reference\n"
+            "  hint: use NAME:TAG with a lower-case name (letters, digits, '.', '_', '-', '/') "
+            "and a tag of letters, digits, '_', '.' and '-', e.g. --tag "
+            "email-classifier:2.1.0\n",
+        ),
+        (
+            ["--crank-wheel", "missing.whl"],
+            "error: --crank-wheel missing.whl: no such file\n"
+            "  hint: pass a crank_workers-*.whl, or leave --crank-wheel out to pack the running "
+            "crank\n",
+        ),
+    ],
+    ids=["tag", "crank-wheel"],
+)
+def test_a_typo_in_tag_or_wheel_is_reported_before_docker_is_asked(
+    pristine_worker: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    """Without a Docker engine, the typo used to hide behind "no Docker engine answers"."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.chdir(pristine_worker)
+    result = CliRunner().invoke(cli, ["build", ".", "--quiet", *args])
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", message)
+    assert not (pristine_worker / "crank-wheels").exists()
+    assert not (pristine_worker / "requirements.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "email-classifier:2.1.0",
+        "email-classifier",
+        "localhost:5000/team/email_classifier:v2.1.0-rc.1",
+        "registry.example.com/a/b__c:latest",
+        "Registry.Example.com/a:1",
+    ],
+)
+def test_docker_image_references_are_accepted(tag: str) -> None:
+    check_image_tag(tag)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "Email:1",
+        "email:2.1.0+build.5",
+        "email:",
+        "email:-1",
+        "email@sha256:abc",
+        "a/" * 130 + "b",
+        "email:" + "1" * 129,
+        "",
+    ],
+)
+def test_invalid_image_references_are_refused(tag: str) -> None:
+    with pytest.raises(GenerateError, match="is not a valid Docker image reference"):
+        check_image_tag(tag)
 
 
 def test_project_without_dockerfile(worker_project: Path) -> None:

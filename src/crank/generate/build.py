@@ -21,7 +21,7 @@ from crank.generate.context import crank_version
 from crank.generate.drift import compare_files
 from crank.generate.lock import LOCK_FILE, lock_state, write_lock
 from crank.generate.render import get_renderer
-from crank.generate.staging import StagedWheels
+from crank.generate.staging import StagedWheels, check_crank_wheel
 from crank.generate.templates import template_version
 
 if TYPE_CHECKING:
@@ -39,6 +39,32 @@ class BuiltImage:
     image_id: str
     size_bytes: int
     labels: dict[str, str]
+
+
+# Docker's image reference grammar (github.com/distribution/reference): an optional
+# registry host, lower-case path components, an optional tag; no digest for a build.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_TAG = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*)(?::(?P<tag>[\w][\w.-]{{0,127}}))?"
+)
+#: Docker's limit on the name part of a reference (registry and path).
+MAX_IMAGE_NAME = 255
+
+
+def check_image_tag(tag: str) -> None:
+    """``tag`` is an image reference Docker takes (``name[:tag]``), else a GenerateError."""
+    match = IMAGE_TAG.fullmatch(tag)
+    if match is not None and len(match["name"]) <= MAX_IMAGE_NAME:
+        return
+    shown = tag if len(tag) <= 80 else f"{tag[:60]}... ({len(tag)} characters)"
+    raise GenerateError(
+        f"image tag {shown!r} is not a valid Docker image reference",
+        hint="use NAME:TAG with a lower-case name (letters, digits, '.', '_', '-', '/') and a "
+        "tag of letters, digits, '_', '.' and '-', e.g. --tag email-classifier:2.1.0",
+        subject=tag,
+    )
 
 
 def image_labels(project: WorkerProject) -> dict[str, str]:
@@ -214,6 +240,12 @@ def build_image(
     progress: Progress | None = None,
 ) -> BuiltImage:
     """Build the project's Dockerfile; ``progress`` receives every line of build output."""
+    # what the user typed is checked before Docker is asked anything: a typo in --tag or
+    # --crank-wheel must not hide behind "no Docker engine answers"
+    tag = tag or f"{project.manifest.name}:{project.manifest.metadata.version}"
+    check_image_tag(tag)
+    if crank_wheel is not None:
+        check_crank_wheel(crank_wheel)
     check_build_files(project)
     client = docker_client()
     try:
@@ -310,12 +342,11 @@ def stream_build(
 def _build(
     client: Any,
     project: WorkerProject,
-    tag: str | None,
+    tag: str,
     base_image: str | None,
     crank_wheel: Path | None,
     progress: Progress | None,
 ) -> BuiltImage:
-    tag = tag or f"{project.manifest.name}:{project.manifest.metadata.version}"
     labels = image_labels(project)
     buildargs = source_metadata(project)
     if base_image:

@@ -35,6 +35,23 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 
+def check_crank_wheel(path: Path) -> None:
+    """``--crank-wheel``: an existing ``.whl`` file, else a GenerateError saying which."""
+    if not path.exists():
+        why = "no such file"
+    elif not path.is_file():
+        why = "not a file"
+    elif not path.name.endswith(".whl"):
+        why = "not a wheel file (its name does not end in .whl)"
+    else:
+        return
+    raise GenerateError(
+        f"--crank-wheel {path}: {why}",
+        hint="pass a crank_workers-*.whl, or leave --crank-wheel out to pack the running crank",
+        subject=str(path),
+    )
+
+
 def build_worker_wheel(project: WorkerProject, dest: Path) -> Path:
     """The worker's wheel, built from its project folder with pip."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -75,15 +92,8 @@ class StagedWheels:
         self.created = False
 
     def __enter__(self) -> StagedWheels:
-
-        if self.crank_wheel is not None and (
-            not self.crank_wheel.is_file() or not self.crank_wheel.name.endswith(".whl")
-        ):
-            raise GenerateError(
-                f"{self.crank_wheel}: not a wheel file",
-                hint="pass a crank_workers-*.whl to --crank-wheel",
-                subject=str(self.crank_wheel),
-            )
+        if self.crank_wheel is not None:
+            check_crank_wheel(self.crank_wheel)
         if self.dir.exists():
             raise GenerateError(
                 f"{self.dir} already exists (left by an interrupted build?)",
