@@ -173,24 +173,11 @@ def test_force_never_overwrites_an_edited_file_unless_named(tmp_path: Path) -> N
 def test_overwrite_names_only_files_new_worker_writes(tmp_path: Path) -> None:
     args = ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
     assert CliRunner().invoke(cli, args).exit_code == 0
-    result = CliRunner().invoke(cli, [*args, "--force", "--overwrite", "../../etc/passwd"])
+    result = CliRunner().invoke(cli, [*args, "--overwrite", "../../etc/passwd"])
     assert result.exit_code == 2
     assert result.stderr.startswith(
         "error: --overwrite ../../etc/passwd: not a file new-worker writes\n"
     )
-
-
-def test_overwrite_without_force_is_refused(tmp_path: Path) -> None:
-    """The help says --overwrite works with --force; alone it was silently ignored."""
-    args = ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
-    result = CliRunner().invoke(cli, [*args, "--overwrite", "src/text_echo/worker.py"])
-    assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == (
-        "error: --overwrite src/text_echo/worker.py needs --force\n"
-        "  hint: pass --force as well to fill the existing worker folder and replace the files "
-        "named by --overwrite (a backup is kept as FILE.orig)\n"
-    )
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("empty", ["", "  "])

@@ -83,14 +83,6 @@ def new_worker(
             hint="name one such as text.echo, or leave --capability out for <package>.echo",
             subject="--capability",
         )
-    if overwrite and not force:
-        # --overwrite replaces files of an existing folder, which only --force fills
-        raise UsageError(
-            f"--overwrite {overwrite[0]} needs --force",
-            hint="pass --force as well to fill the existing worker folder and replace the "
-            "files named by --overwrite (a backup is kept as FILE.orig)",
-            subject="--overwrite",
-        )
     if not capabilities and not no_input and sys.stdin.isatty():
         answer = click.prompt(
             "Capability ids (comma-separated, empty for the default)",
