@@ -113,8 +113,8 @@ def quoted(value: Any) -> str:
     """``repr(value)``, or its first characters and how long it is: a finding about a
     100,000-character description must not print the description.
 
-    Worded as the HTTP API quotes a value (``crank.worker.validation.quoted``); this
-    layer sits below ``crank.worker`` and must not import it.
+    The HTTP API quotes the values of its errors with it too (through
+    ``crank.worker.validation``).
     """
     shown = repr(value)
     if len(shown) <= MAX_QUOTED:

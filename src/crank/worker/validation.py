@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from crank.manifest.findings import json_path
+from crank.manifest.findings import json_path, schema_error_message
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -68,31 +68,12 @@ def fast_path_applies(schema: Any) -> bool:
     )
 
 
-#: The longest quote of a value in an error message; a longer value is cut, with its length.
-MAX_QUOTED = 60
 #: The most problems one answer lists (a huge invalid list would otherwise list them all).
 MAX_REPORTED = 20
 
-
-def quoted(value: Any) -> str:
-    """``repr(value)``, or a short prefix of it that says how long the value is."""
-    text = repr(value)
-    if len(text) <= MAX_QUOTED:
-        return text
-    if isinstance(value, str):
-        return f"{value[: MAX_QUOTED - 20]!r}... ({len(value)} characters)"
-    return f"{text[: MAX_QUOTED - 20]}... ({len(text)} characters as Python shows it)"
-
-
-def error_message(error: Any) -> str:
-    """jsonschema's message, with the offending value (quoted in full by jsonschema) cut short."""
-    message = str(error.message)
-    full = repr(error.instance)
-    if len(full) > MAX_QUOTED and full in message:
-        message = message.replace(full, quoted(error.instance))
-    if len(message) > 4 * MAX_QUOTED:  # another quoted value (an enum, a pattern) too long
-        message = message[: 4 * MAX_QUOTED] + "..."
-    return message
+#: jsonschema's message, with the offending value (quoted in full by jsonschema) cut
+#: short: worded as a manifest finding quotes a value (one wording for every message).
+error_message = schema_error_message
 
 
 def schema_errors(validator: Validator, instance: Any) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ from crank.errors import (
     CrankError,
     ValidationFailed,
 )
+from crank.manifest.findings import quoted
 from crank.runtime.brokers.contract import IdempotencyKeyReused
 from crank.runtime.concurrency import ConcurrencyLimited
 from crank.runtime.gateway import CapabilityPaused, QueueFull, WorkerUnavailable
@@ -22,7 +23,6 @@ from crank.runtime.http.limits import BodyTooLarge
 from crank.runtime.http.request_parsing import UnsupportedMediaType
 from crank.runtime.http.responses import error_response
 from crank.runtime.logs import get_logger
-from crank.worker.validation import quoted
 
 if TYPE_CHECKING:
     from starlette.responses import Response
