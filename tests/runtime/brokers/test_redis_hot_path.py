@@ -5,12 +5,15 @@ names the streams to block on. Each against a real redis-server."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, cast
 
+import pytest
 import redis
 
 from crank.client.tasks import TaskInfo
 from crank.runtime.brokers import open_broker
+from crank.runtime.brokers import redis as redis_module
 from crank.runtime.brokers.contract import (
     ClaimOptions,
     TaskQuery,
@@ -153,3 +156,52 @@ def test_requested_is_the_id_asked_for_else_the_capability(redis_server: str) ->
         assert [listed[r.id] for r in records] == expected
     finally:
         broker.close()
+
+
+def _blocked_in_xreadgroup(admin: redis.Redis, name: str) -> bool:
+    clients = cast("list[dict[str, str]]", admin.client_list())
+    return any(c.get("name") == name and c.get("cmd") == "xreadgroup" for c in clients)
+
+
+@pytest.mark.parametrize("give_back", ["release", "recover", "retry"])
+def test_a_waiting_claim_wakes_for_a_task_given_back_or_a_retry_coming_due(
+    redis_server: str, monkeypatch: pytest.MonkeyPatch, give_back: str
+) -> None:
+    # A worker that found nothing waits in XREADGROUP BLOCK on the task streams. A task
+    # given back, or a retry put off, is no new entry there; the waiting worker must
+    # still take it at once, not when its wait runs out (made an hour here).
+    monkeypatch.setattr(redis_module, "_BLOCK_SLICE_S", 3600.0)
+    holder, waiter = redis_broker(redis_server), redis_broker(redis_server)
+    admin = redis.Redis.from_url(redis_server, decode_responses=True)
+    try:
+        [record] = holder.submit_many([TaskSpec("demo.echo", {"n": 1})])
+        [claim] = holder.claim(ClaimOptions("w1"))
+        waiter._command(("CLIENT", "SETNAME", "crank-waiter"), "name the connection")
+        got: list[str] = []
+        waiting = threading.Thread(
+            target=lambda: got.extend(
+                c.task.id for c in waiter.ack_and_claim([], ClaimOptions("w2", block_s=3600))
+            ),
+            daemon=True,  # left waiting for an hour if the test fails
+        )
+        waiting.start()
+        deadline = time.monotonic() + 120
+        while not _blocked_in_xreadgroup(admin, "crank-waiter"):
+            assert time.monotonic() < deadline, "the second worker never waited for tasks"
+            time.sleep(0.005)
+        if give_back == "release":
+            holder.release([claim])
+        elif give_back == "recover":
+            assert holder.recover("w1") == 1
+        else:
+            error = {"code": "DOWN", "message": "down"}
+            assert holder.fail(claim, error, retryable=True) == "retrying"
+        waiting.join(timeout=120)
+        assert not waiting.is_alive(), "the waiting worker was not woken"
+        assert got == [record.id]
+        # the wake-up entries were read and deleted, not left to pile up
+        assert admin.xlen("crank:wake") == 0
+    finally:
+        admin.close()
+        holder.close()
+        waiter.close()

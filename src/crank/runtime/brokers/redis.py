@@ -29,6 +29,11 @@ Layout (``P`` is the key prefix, default ``crank``):
   instead, they started from the front of the PEL at every scan and reached only
   its first entries: behind 40 in-flight tasks a released one waited until those
   were acked.
+* ``P:wake``: a stream (group ``crank``, trimmed to about 64 entries) a worker that
+  found nothing waits on beside its task streams: a give-back (``release``,
+  ``recover``) or a retry put off adds an entry, which wakes one waiting worker to
+  claim again (a waiting worker also stops waiting when the first retry comes due).
+  Without it a given-back task waited for the end of a worker's wait (0.5 s).
 * ``P:ev:<id>``: the events a streaming task emitted, one stream entry each with
   the id ``0-<n>`` (n = the event's number); expires ``result_ttl_s`` after the
   last event. Readers tail it with ``XREAD BLOCK``.
@@ -524,17 +529,22 @@ class RedisBroker(Broker):
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            claims = self._block(options, pending.streams, min(left, _BLOCK_SLICE_S))
+            wait_s = min(left, _BLOCK_SLICE_S)
+            if pending.retry_due is not None:  # the claim that comes after takes it
+                wait_s = min(wait_s, max(0.001, pending.retry_due - time.time()))
+            claims = self._block(options, pending.streams, wait_s)
             if claims:
                 return claims
 
     def _block(self, options: ClaimOptions, streams: Sequence[str], wait_s: float) -> list[Claim]:
-        """Wait on ``streams`` (the claim that found nothing names them) with
-        ``XREADGROUP BLOCK``; adopt what arrives."""
+        """Wait on ``streams`` (the claim that found nothing names them) and on
+        ``P:wake`` with ``XREADGROUP BLOCK``; adopt what arrives. A wake-up alone
+        returns nothing: the caller claims again at once."""
         if not streams:
             time.sleep(min(wait_s, 0.05))
             return []
         consumer = options.consumer
+        streams = [*streams, f"{self.prefix}:wake"]
         command = (
             "XREADGROUP", "GROUP", CONSUMER_GROUP, consumer, "COUNT", options.limit,
             "BLOCK", max(1, int(wait_s * 1000)), "STREAMS", *streams, *(">" for _ in streams),
@@ -1124,13 +1134,16 @@ class _PendingClaims:
         self._broker = broker
         self._inflight = inflight
         self._receipt = receipt
-        #: after a claim that found nothing: the streams it looked at (to block on).
+        #: after a claim that found nothing: the streams it looked at (to block on),
+        #: and when the first retry backing off comes due (``time.time()``'s clock).
         self.streams: list[str] = []
+        self.retry_due: float | None = None
 
     def result(self) -> list[Claim]:
-        flat, streams, lost = self._inflight.replies()[-1]
+        flat, streams, lost, due = self._inflight.replies()[-1]
         self._broker._lost(lost)
         if not flat:
             self.streams = list(streams)
+            self.retry_due = float(due) if due else None
             return []
         return list(self._broker._claims(flat, self._receipt))

@@ -1,6 +1,7 @@
 -- ARGV: prefix, consumer, limit, now, min_idle_ms, receipt, rotation, result ttl, ncaps, caps...
--- Returns {claimed, streams, lost}: claimed is (entry id, task fields) pairs, flat; when
--- it is empty, streams names the streams looked at, for the worker to block on; lost is
+-- Returns {claimed, streams, lost, due}: claimed is (entry id, task fields) pairs, flat;
+-- when it is empty, streams names the streams looked at, for the worker to block on, and
+-- due the time the first retry backing off comes due ('' if none); lost is
 -- (capability, status) of each task the claim ended (dead or cancelled), flat.
 local S = {P = ARGV[1], GROUP = 'crank', CONSUMER = ARGV[2], RECEIPT = ARGV[6], NOW = ARGV[4],
   TTL = ARGV[8], out = {}, lost = {}}
@@ -86,7 +87,11 @@ for _, s in ipairs(streams) do
     end
   end
 end
-if got > 0 then return {S.out, {}, S.lost} end
+if got > 0 then return {S.out, {}, S.lost, ''} end
 local names = {}
 for i, s in ipairs(streams) do names[i] = s[1] end
-return {S.out, names, S.lost}
+-- the worker waits on these streams and on P:wake (a give-back or a retry put off wakes
+-- it), at most until the first retry comes due
+pcall(redis.call, 'XGROUP', 'CREATE', P .. ':wake', GROUP, '$', 'MKSTREAM')
+local first = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
+return {S.out, names, S.lost, first[2] or ''}

@@ -45,6 +45,13 @@ local function give_back(P, stream, consumer, eid)
   redis.call('ZADD', P .. ':released:' .. stream, tonumber(string.match(eid, '^(%d+)')), eid)
 end
 
+-- Wake a worker waiting in XREADGROUP BLOCK (it waits on P:wake too, with the group
+-- 'crank': one entry wakes one worker): a task given back or a retry put off is no new
+-- entry on its stream, and a waiting worker would see it only when its wait ran out.
+local function wake_a_worker(P)
+  redis.call('XADD', P .. ':wake', 'MAXLEN', '~', 64, '*', 'w', '1')
+end
+
 local function take(S, stream, ent)
   local P, GROUP, NOW = S.P, S.GROUP, S.NOW
   local eid = ent[1]

@@ -6,6 +6,7 @@
 local P = ARGV[1]
 local release = ARGV[2] == '1'
 local out = {}
+local gave = false
 for i = 5, #ARGV, 3 do
   local key = P .. ':t:' .. ARGV[i]
   local h = redis.call('HMGET', key, 'status', 'receipt', 'stream', 'consumer', 'attempts',
@@ -20,6 +21,7 @@ for i = 5, #ARGV, 3 do
       redis.call('HSET', key, 'status', 'pending', 'consumer', '', 'receipt', '',
         'attempts', math.max(0, tonumber(h[5]) - 1))
       give_back(P, h[3], h[4], ARGV[i + 1])
+      gave = true
     else
       redis.call('XCLAIM', h[3], 'crank', h[4], 0, ARGV[i + 1], 'JUSTID')
     end
@@ -28,4 +30,5 @@ for i = 5, #ARGV, 3 do
     out[#out + 1] = 0
   end
 end
+if gave then wake_a_worker(P) end
 return out

@@ -29,6 +29,7 @@ if ARGV[5] == '1' and tonumber(h[3]) < tonumber(h[4]) then
     'consumer', '', 'receipt', '')
   redis.call('ZADD', P .. ':delayed', ARGV[8], id)
   redis.call('ZADD', P .. ':delayed:' .. h[5], ARGV[8], id)  -- counted per stream
+  wake_a_worker(P)  -- a waiting worker learns when this retry comes due
   return 'retrying'
 end
 redis.call('HSET', key, 'status', 'dead', 'error', ARGV[6], 'updated_at', ARGV[7],

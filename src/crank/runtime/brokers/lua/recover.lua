@@ -10,4 +10,5 @@ for _, stream in ipairs(streams) do
     count = count + 1
   end
 end
+if count > 0 then wake_a_worker(P) end
 return count
