@@ -87,6 +87,15 @@ def test_public_view_hides_secrets() -> None:
         ({"CRANK_MAX_BODY_BYTES": "-5"}, r"CRANK_MAX_BODY_BYTES must be at least 1 \(got -5\)"),
         ({"CRANK_UI": "maybe"}, "console mode 'maybe' is not one of on, readonly, off"),
         ({"CRANK_ACCESS_LOG": "some"}, "access log mode 'some' is not one of on, errors, off"),
+        (
+            {"CRANK_RESULT_SAFETY_POLL_S": "soon"},
+            "environment variable CRANK_RESULT_SAFETY_POLL_S='soon' is not a number",
+        ),
+        ({"CRANK_RESULT_SAFETY_POLL_S": "nan"}, "CRANK_RESULT_SAFETY_POLL_S='nan' is not a finite"),
+        (
+            {"CRANK_RESULT_SAFETY_POLL_S": "0"},
+            r"CRANK_RESULT_SAFETY_POLL_S must be more than 0 \(got 0\)",
+        ),
     ],
 )
 def test_bad_environment_is_a_usage_error(

@@ -14,6 +14,8 @@ Environment variables (all optional):
   without actions; actions refused) or ``off`` (not served);
 * ``CRANK_ACCESS_LOG``: the server's line per request: ``on`` (default), ``errors``
   (answers of status 400 and above only) or ``off``.
+* ``CRANK_RESULT_SAFETY_POLL_S``: how often a wait for a result that heard no notice
+  reads the task anyway (default 1 s; :mod:`crank.runtime.brokers.contract`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from crank.errors import UsageError
 from crank.runtime.brokers.common import url_without_password
+from crank.runtime.brokers.contract import SAFETY_POLL_ENV, SAFETY_POLL_S
 from crank.runtime.cpus import usable_cpus
 from crank.runtime.scaling import ScalingConfig
 
@@ -221,6 +224,21 @@ def _env_number(
     return number
 
 
+def _check_safety_poll(env: Mapping[str, str]) -> None:
+    """``CRANK_RESULT_SAFETY_POLL_S``, read where results are waited for (every process
+    ``crank run`` starts inherits it): a library falls back to the default for a wrong
+    value, ``crank run`` says so."""
+    poll = _env_number(env, SAFETY_POLL_ENV, float)
+    if poll is not None and poll <= 0:
+        raise UsageError(
+            f"{SAFETY_POLL_ENV} must be more than 0 (got {poll:g}): it is how often, in "
+            "seconds, a wait for a result that heard no notice reads the task anyway",
+            hint=f"set {SAFETY_POLL_ENV} to a number of seconds above 0, or unset it "
+            f"({SAFETY_POLL_S:g})",
+            subject=SAFETY_POLL_ENV,
+        )
+
+
 def pool_bounds(manifests: Sequence[Manifest]) -> tuple[int, int, int]:
     """min, max and target queue per worker from the manifests' ``worker.scaling``."""
     if not manifests:
@@ -287,6 +305,7 @@ def build_config(
         values["access_log"] = env["CRANK_ACCESS_LOG"].strip().lower()
     if env.get("CRANK_USAGE_DB"):
         values["usage_db"] = Path(env["CRANK_USAGE_DB"])
+    _check_safety_poll(env)
     values.update(overrides)
     return RuntimeConfig(**values)
 
