@@ -180,6 +180,19 @@ def test_overwrite_names_only_files_new_worker_writes(tmp_path: Path) -> None:
     )
 
 
+def test_overwrite_of_a_misspelt_file_is_refused_in_a_new_folder_too(tmp_path: Path) -> None:
+    # nothing to replace there, but the name is no less wrong: it was ignored in silence
+    args = ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*args, "--overwrite", "src/text_echo/wroker.py"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(
+        "error: --overwrite src/text_echo/wroker.py: not a file new-worker writes\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing written, the staging folder removed
+    named = CliRunner().invoke(cli, [*args, "--overwrite", "src/text_echo/worker.py"])
+    assert named.exit_code == 0, named.output
+
+
 @pytest.mark.parametrize("empty", ["", "  "])
 def test_an_empty_capability_is_refused(tmp_path: Path, empty: str) -> None:
     """An empty --capability was dropped, and the default capability scaffolded instead."""

@@ -159,14 +159,10 @@ def _check_description(description: str) -> None:
         )
 
 
-def _merge_into(
-    produced: Path, target: Path, files: tuple[str, ...], overwrite: tuple[str, ...]
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """Copy the rendered ``files`` into an existing ``target``; refuse (writing nothing)
-    when a file there differs and is not named in ``overwrite``.
-
-    Returns the files added, left unchanged and overwritten (each backed up first).
-    """
+def _files_to_overwrite(files: tuple[str, ...], overwrite: tuple[str, ...]) -> set[str]:
+    """The ``--overwrite`` names as paths in the worker folder; each must be one of the
+    ``files`` new-worker writes (into a new folder too: a misspelt name is no less
+    wrong there)."""
     wanted = {PurePosixPath(p).as_posix() for p in overwrite}
     unknown = sorted(wanted - set(files))
     if unknown:
@@ -176,6 +172,18 @@ def _merge_into(
             f"--overwrite {next((f for f in files if f.endswith('worker.py')), files[0])}",
             subject=unknown[0],
         )
+    return wanted
+
+
+def _merge_into(
+    produced: Path, target: Path, files: tuple[str, ...], overwrite: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Copy the rendered ``files`` into an existing ``target``; refuse (writing nothing)
+    when a file there differs and is not named in ``overwrite``.
+
+    Returns the files added, left unchanged and overwritten (each backed up first).
+    """
+    wanted = _files_to_overwrite(files, overwrite)
     added, unchanged, differ = [], [], []
     for rel in files:
         existing = target / rel
@@ -244,6 +252,7 @@ def _render_and_move(
         files = tuple(
             sorted(p.relative_to(produced).as_posix() for p in produced.rglob("*") if p.is_file())
         )
+        _files_to_overwrite(files, overwrite)
         if target.exists() and any(target.iterdir()):
             added, unchanged, overwritten = _merge_into(produced, target, files, overwrite)
             return replace(
