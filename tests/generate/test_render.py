@@ -298,10 +298,39 @@ def test_compose_cpus(cpu: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("memory", "expected"), [("512Mi", "512m"), ("1Gi", "1g"), ("1024", "1024"), ("64Ki", "64k")]
+    ("memory", "expected"),
+    [
+        ("512Mi", "512m"),
+        ("1Gi", "1g"),
+        ("1024", "1024"),
+        ("64Ki", "64k"),
+        # compose's units are binary: a decimal quantity becomes its byte count
+        ("512k", "512000"),
+        ("1G", "1000000000"),
+    ],
 )
 def test_compose_memory(memory: str, expected: str) -> None:
     assert compose_memory(memory) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("memory", "512K"),  # Kubernetes' kilo is a lower-case k: kubectl refuses "512K"
+        ("cpu", "1.5m"),  # a fraction of a millicore: no artifact could be rendered
+    ],
+)
+def test_resources_kubernetes_refuses_are_refused_by_the_manifest(
+    worker_project: Path, key: str, value: str
+) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["worker"]["resources"][key] = value
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = CliRunner().invoke(cli, ["check", str(worker_project)])
+    assert result.exit_code == 2, result.output
+    assert f'CRK002 a string "{value}" does not have the expected form' in result.stderr
+    assert "renderer" not in result.output
 
 
 def test_render_cli_prints_the_committed_file(pristine_worker: Path) -> None:

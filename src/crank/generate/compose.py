@@ -13,17 +13,11 @@ if TYPE_CHECKING:
 
     from crank.generate.project import WorkerProject
 
-_MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-_COMPOSE_UNITS = {
-    "Ki": "k",
-    "Mi": "m",
-    "Gi": "g",
-    "Ti": "t",
-    "K": "k",
-    "M": "m",
-    "G": "g",
-    "T": "t",
-}
+_MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+#: compose's byte units are powers of two, like Kubernetes' binary suffixes.
+_COMPOSE_UNITS = {"Ki": "k", "Mi": "m", "Gi": "g", "Ti": "t"}
+#: Kubernetes' decimal suffixes have no compose unit: they become a byte count.
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
 def compose_cpus(quantity: str) -> str:
@@ -34,11 +28,14 @@ def compose_cpus(quantity: str) -> str:
 
 
 def compose_memory(quantity: str) -> str:
-    """Kubernetes memory quantity ("512Mi") as a compose byte value ("512m")."""
+    """Kubernetes memory quantity ("512Mi", "1G") as a compose byte value ("512m",
+    "1000000000"): the same number of bytes."""
     match = _MEMORY.match(quantity)
     if match is None:  # the manifest schema only lets valid quantities through
         return quantity
     number, unit = match.groups()
+    if unit in _DECIMAL:
+        return str(int(number) * _DECIMAL[unit])
     return f"{number}{_COMPOSE_UNITS[unit]}" if unit else number
 
 
