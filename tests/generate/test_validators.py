@@ -184,3 +184,31 @@ def test_kubernetes_validate_does_reject_a_bad_deployment(tmp_path: Path) -> Non
         "spec: {selector: {}, template: {spec: {containers: [{name: x, imagee: y}]}}}\n"
     )
     failing(tool("kubernetes-validate"), "--strict", str(bad))
+
+
+@pytest.fixture
+def odd_worker(worker_project: Path) -> Path:
+    """The scaffolded worker with valid but awkward free text in its manifest, re-rendered."""
+    from click.testing import CliRunner
+
+    from crank.cli import cli
+
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["metadata"]["license"] = '"Apache-2.0" OR MIT, see $HOME\\LICENSE\nand NOTICE'
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = CliRunner().invoke(cli, ["check", "--fix", str(worker_project)])
+    assert result.exit_code == 0, result.output
+    return worker_project
+
+
+def test_free_text_of_the_manifest_keeps_the_dockerfile_valid(odd_worker: Path) -> None:
+    dockerfile = (odd_worker / "Dockerfile").read_text()
+    # quote, $ and backslash escaped (Docker reads back the license as written), the
+    # line break that would end the LABEL instruction as a space
+    assert (
+        'org.opencontainers.image.licenses="\\"Apache-2.0\\" OR MIT, see \\$HOME\\\\LICENSE'
+        ' and NOTICE" \\\n' in dockerfile
+    )
+    out = run(tool("hadolint"), "-f", "json", str(odd_worker / "Dockerfile"))
+    assert json.loads(out) == []

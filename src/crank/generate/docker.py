@@ -33,10 +33,19 @@ def project_distribution(project: WorkerProject) -> tuple[str, str]:
     return name or project.manifest.name, version or project.manifest.metadata.version
 
 
+def dockerfile_string(text: str) -> str:
+    """``text`` as the inside of a double-quoted Dockerfile string: a quote, a backslash
+    or a ``$`` (variable substitution) escaped, line breaks (which would end the
+    instruction) as spaces."""
+    text = " ".join(text.splitlines())
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+
+
 def dockerfile_context(project: WorkerProject) -> Mapping[str, Any]:
     gpu_required = project.manifest.worker.resources.gpu == "required"
     name, version = project_distribution(project)
     return {
+        "license_label": dockerfile_string(project.manifest.metadata.license or ""),
         "crank_requirement": shlex.quote(f"{DISTRIBUTION}=={crank_version()}"),
         "worker_requirement": shlex.quote(f"{name}=={version}"),
         "runtime_apt_packages": (["python3"] if gpu_required else []) + apt_packages(project),
