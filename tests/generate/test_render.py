@@ -211,6 +211,24 @@ def test_an_apt_package_may_name_its_version(worker_project: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def test_env_example_lists_what_crank_run_reads_and_nothing_it_ignores(
+    pristine_worker: Path,
+) -> None:
+    from pathlib import Path
+
+    runtime_md = Path(__file__).parents[2] / "docs" / "runtime.md"
+    table = runtime_md.read_text().split("| environment variable | default | meaning |")[1]
+    table = table.split("\n\n")[0]
+    documented = set(re.findall(r"^\| `(CRANK_[A-Z_]+)`", table, flags=re.MULTILINE))
+    assert {"CRANK_API_TOKEN", "CRANK_UI", "CRANK_LOG_FORMAT"} <= documented
+    env_example = (pristine_worker / ".env.example").read_text()
+    listed = set(re.findall(r"^(CRANK_[A-Z_]+)=", env_example, flags=re.MULTILINE))
+    assert documented | {"CRANK_BROKER_URL", "CRANK_DISABLE_PLUGINS"} == listed
+    # crank run sets CRANK_LOG_MODE for its worker processes from --mode; it reads none
+    deployment = (pristine_worker / "k8s" / "base" / "deployment.yaml").read_text()
+    assert "CRANK_LOG_MODE" not in deployment
+
+
 def test_gpu_required_uses_cuda_base_and_gpu_limits(gpu_worker: Path) -> None:
     files = {f.path: f.content for f in render_all(load_project(gpu_worker))}
     assert (

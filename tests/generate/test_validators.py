@@ -186,6 +186,17 @@ def test_kubernetes_validate_does_reject_a_bad_deployment(tmp_path: Path) -> Non
     failing(tool("kubernetes-validate"), "--strict", str(bad))
 
 
+#: worker.env defaults a .env file could misread: spaces, comments, $, quotes, lines.
+ODD_ENV = {
+    "PLAIN": "/models/a.onnx",
+    "SPACED": "a b  # not a comment",
+    "DOLLAR": "pa$$word ${HOME} $HOME",
+    "QUOTES": 'it\'s "quoted" \\ here',
+    "LINES": "one\ntwo",
+    "YAMLISH": "yes",
+}
+
+
 @pytest.fixture
 def odd_worker(worker_project: Path) -> Path:
     """The scaffolded worker with valid but awkward free text in its manifest, re-rendered."""
@@ -196,6 +207,10 @@ def odd_worker(worker_project: Path) -> Path:
     manifest = worker_project / "src" / "text_echo" / "crank.yaml"
     doc = yaml.safe_load(manifest.read_text())
     doc["metadata"]["license"] = '"Apache-2.0" OR MIT, see $HOME\\LICENSE\nand NOTICE'
+    doc["worker"]["env"] = [
+        {"name": name, "description": f"Line one of {name}\nline two  \n", "default": value}
+        for name, value in ODD_ENV.items()
+    ]
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = CliRunner().invoke(cli, ["check", "--fix", str(worker_project)])
     assert result.exit_code == 0, result.output
@@ -212,3 +227,19 @@ def test_free_text_of_the_manifest_keeps_the_dockerfile_valid(odd_worker: Path) 
     )
     out = run(tool("hadolint"), "-f", "json", str(odd_worker / "Dockerfile"))
     assert json.loads(out) == []
+
+
+def test_every_env_example_value_reads_back_as_written_by_compose(
+    odd_worker: Path, tmp_path: Path
+) -> None:
+    """.env.example copied to .env, as it says: compose's env_file gets each default."""
+    text = (odd_worker / ".env.example").read_text()
+    assert "# Line one of LINES\n# line two\nLINES=" in text  # every line a comment
+    (tmp_path / ".env").write_text(text)
+    (tmp_path / "compose.yml").write_text("services:\n  w:\n    image: x\n    env_file: [.env]\n")
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent", "HOME": "/home/elsewhere"}
+    out = run(tool("docker-compose"), "-f", "compose.yml", "config", "--format", "json",
+              cwd=tmp_path, env=env)  # fmt: skip
+    environment = json.loads(out)["services"]["w"]["environment"]
+    # compose prints a literal $ as $$ (escaped for a compose file)
+    assert {k: environment[k].replace("$$", "$") for k in ODD_ENV} == ODD_ENV

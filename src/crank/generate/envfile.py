@@ -1,7 +1,13 @@
-"""``.env.example``: every variable the worker reads, secrets left empty."""
+"""``.env.example``: every variable the worker reads, secrets left empty.
+
+Values are written so that docker compose (``env_file``) and a POSIX shell read them
+back as written: plain when they hold no character either treats specially, else
+single-quoted, else (a quote or a line break in them) double-quoted with escapes.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +20,20 @@ if TYPE_CHECKING:
     from crank.generate.project import WorkerProject
 
 
+#: Characters a value may hold unquoted: neither compose nor a shell treats them specially.
+_PLAIN = re.compile(r"[A-Za-z0-9_./:@,+=%-]*")
+_DOUBLE_QUOTED_ESCAPES = {"\\": "\\\\", '"': '\\"', "$": "\\$", "\n": "\\n", "\r": "\\r"}
+
+
+def dotenv_value(value: str) -> str:
+    """``value`` as the right-hand side of a ``.env`` line that reads back as ``value``."""
+    if _PLAIN.fullmatch(value):
+        return value
+    if "'" not in value and "\n" not in value and "\r" not in value:
+        return f"'{value}'"
+    return '"' + "".join(_DOUBLE_QUOTED_ESCAPES.get(c, c) for c in value) + '"'
+
+
 @dataclass(frozen=True)
 class EnvEntry:
     name: str
@@ -21,6 +41,18 @@ class EnvEntry:
     value: str
     required: bool = False
     secret: bool = False
+
+    @property
+    def comment_lines(self) -> list[str]:
+        """The description as comment lines (each line of it, then the flags)."""
+        flags = (" (required)" if self.required else "") + (" (secret)" if self.secret else "")
+        lines = [line.rstrip() for line in (self.description.strip() or self.name).splitlines()]
+        lines[-1] += flags
+        return [f"# {line}".rstrip() for line in lines]
+
+    @property
+    def assignment(self) -> str:
+        return f"{self.name}={dotenv_value(self.value)}"
 
 
 #: Variables crank's runtime reads in every worker container.
@@ -36,7 +68,21 @@ RUNTIME_ENV: tuple[EnvEntry, ...] = (
         "",
         secret=True,
     ),
-    EnvEntry("CRANK_LOG_MODE", "Log format: prod (JSON) or dev (readable)", "prod"),
+    EnvEntry(
+        "CRANK_LOG_FORMAT",
+        "Log lines: json, console (readable) or auto (the default: console on a terminal)",
+        "",
+    ),
+    EnvEntry(
+        "CRANK_ACCESS_LOG",
+        "A log line per HTTP request: on (the default), errors (status 400 and above) or off",
+        "",
+    ),
+    EnvEntry(
+        "CRANK_UI",
+        "The operator console at /ui: on (the default), readonly or off",
+        "",
+    ),
     EnvEntry("CRANK_MAX_PENDING", "Queued tasks accepted before answering 429", ""),
     EnvEntry("CRANK_MAX_INFLIGHT", "Concurrent HTTP requests before answering 429", ""),
     EnvEntry(
@@ -47,7 +93,18 @@ RUNTIME_ENV: tuple[EnvEntry, ...] = (
     ),
     EnvEntry("CRANK_MAX_BODY_BYTES", "Largest request body accepted", ""),
     EnvEntry("CRANK_GRACE_S", "Seconds in-flight tasks may run after SIGTERM", "10"),
+    EnvEntry(
+        "CRANK_MAX_CONCURRENCY",
+        "Calls of a capability running at once, over the manifest's max_concurrency:"
+        " CAPABILITY=N,...",
+        "",
+    ),
     EnvEntry("CRANK_DAILY_BUDGET_USD", "Daily LLM budget (pauses non-essential capabilities)", ""),
+    EnvEntry(
+        "CRANK_USAGE_DB",
+        "SQLite file where LLM usage is added up across processes (default crank-usage.db)",
+        "",
+    ),
     EnvEntry("CRANK_DISABLE_PLUGINS", "Comma-separated plugin names crank must not load", ""),
 )
 
