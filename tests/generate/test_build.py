@@ -32,6 +32,7 @@ from crank.generate.build import (
     stream_build,
 )
 from crank.generate.project import load_project
+from crank.generate.render import render_one
 from crank.generate.staging import StagedWheels
 
 if TYPE_CHECKING:
@@ -50,6 +51,23 @@ def test_no_docker_engine_is_exit_3_with_a_hint(
     assert hint == "  hint: start the Docker daemon (dockerd) or point DOCKER_HOST at a running one"
     assert not (pristine_worker / "crank-wheels").exists()
     assert not (pristine_worker / "requirements.lock").exists()
+
+
+def test_the_default_tag_of_a_version_with_build_metadata_is_the_rendered_one(
+    worker_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1.0.0+build.5 is tagged 1.0.0_build.5, the image docker-compose.yml runs."""
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(manifest.read_text().replace("version: 0.1.0", "version: 1.0.0+build.5"))
+    assert "image: text-echo:1.0.0_build.5\n" in (
+        render_one("compose", load_project(worker_project))[0].content
+    )
+    assert CliRunner().invoke(cli, ["check", "--fix", str(worker_project)]).exit_code == 0
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = CliRunner().invoke(cli, ["build", str(worker_project), "--quiet"])
+    # past the tag check (the version itself is no tag), on to asking Docker
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("error: no Docker engine answers at ")
 
 
 @pytest.mark.parametrize(

@@ -229,6 +229,40 @@ def test_env_example_lists_what_crank_run_reads_and_nothing_it_ignores(
     assert "CRANK_LOG_MODE" not in deployment
 
 
+def test_a_version_with_build_metadata_makes_valid_tags_and_labels(worker_project: Path) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("version: 0.1.0", "version: 1.2.0-rc.1+build.5")
+    )
+    files = {f.path: f.content for f in render_all(load_project(worker_project))}
+    kustomization = yaml.safe_load(files["k8s/base/kustomization.yaml"])
+    assert kustomization["images"][0]["newTag"] == "1.2.0-rc.1_build.5"
+    compose = yaml.safe_load(files["docker-compose.yml"])
+    assert compose["services"]["worker"]["image"] == "text-echo:1.2.0-rc.1_build.5"
+    for path, text in files.items():
+        for doc in yaml.safe_load_all(text) if path.startswith("k8s/") else ():
+            labels = doc.get("metadata", {}).get("labels", {})
+            version = labels.get("app.kubernetes.io/version")
+            assert version in (None, "1.2.0-rc.1_build.5"), path
+    # the OCI label holds the version as it is
+    assert 'org.opencontainers.image.version="1.2.0-rc.1+build.5"' in files["Dockerfile"]
+
+
+def test_a_version_too_long_for_a_label_stops_check_with_a_usage_error(
+    worker_project: Path,
+) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    long_version = "1.0.0-" + "rc" * 30  # 66 characters
+    manifest.write_text(manifest.read_text().replace("version: 0.1.0", f"version: {long_version}"))
+    result = CliRunner().invoke(cli, ["check", "--fix", str(worker_project)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        f"error: version {long_version!r} cannot be a Kubernetes label value ("
+    )
+    assert "hint: shorten the version's pre-release or build part" in result.stderr
+    assert "fixed" not in result.output
+
+
 def test_gpu_required_uses_cuda_base_and_gpu_limits(gpu_worker: Path) -> None:
     files = {f.path: f.content for f in render_all(load_project(gpu_worker))}
     assert (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import BuildFailed, DockerConnectionLost, DockerUnavailable, GenerateError
-from crank.generate.context import crank_version
+from crank.generate.context import crank_version, image_tag
 from crank.generate.drift import compare_files
 from crank.generate.lock import LOCK_FILE, lock_state, write_lock
 from crank.generate.render import get_renderer
@@ -242,7 +242,7 @@ def build_image(
     """Build the project's Dockerfile; ``progress`` receives every line of build output."""
     # what the user typed is checked before Docker is asked anything: a typo in --tag or
     # --crank-wheel must not hide behind "no Docker engine answers"
-    tag = tag or f"{project.manifest.name}:{project.manifest.metadata.version}"
+    tag = tag or f"{project.manifest.name}:{image_tag(project.manifest.metadata.version)}"
     check_image_tag(tag)
     if crank_wheel is not None:
         check_crank_wheel(crank_wheel)

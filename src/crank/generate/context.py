@@ -10,10 +10,12 @@ longer than that before it kills the container.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import crank
+from crank.errors import GenerateError
 from crank.generate.settings import load_settings
 
 if TYPE_CHECKING:
@@ -107,11 +109,43 @@ def apt_packages(project: WorkerProject) -> list[str]:
     return sorted({dep.apt for dep in project.manifest.dependencies.system if dep.apt})
 
 
+#: A Docker image tag, and a Kubernetes label value (at most 63 characters).
+_IMAGE_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def image_tag(version: str) -> str:
+    """The worker version as an image tag: semver's ``+`` (build metadata), which no
+    tag may hold, as ``_`` (``1.0.0+build.5`` -> ``1.0.0_build.5``)."""
+    tag = version.replace("+", "_")
+    if not _IMAGE_TAG.fullmatch(tag):
+        raise GenerateError(
+            f"version {version!r} makes the image tag {tag!r}, longer than Docker's 128 characters",
+            hint="shorten the version's pre-release or build part (metadata.version)",
+            subject=version,
+        )
+    return tag
+
+
+def version_label(version: str) -> str:
+    """The worker version as the value of the ``app.kubernetes.io/version`` label."""
+    value = image_tag(version)
+    if not _LABEL_VALUE.fullmatch(value):
+        raise GenerateError(
+            f"version {version!r} cannot be a Kubernetes label value ({value!r}: at most "
+            "63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit)",
+            hint="shorten the version's pre-release or build part (metadata.version)",
+            subject=version,
+        )
+    return value
+
+
 def labels(project: WorkerProject) -> str:
     """Kubernetes recommended labels as a one-line YAML mapping."""
     md = project.manifest.metadata
+    version = version_label(md.version)
     return (
-        f'{{app.kubernetes.io/name: {md.name}, app.kubernetes.io/version: "{md.version}", '
+        f'{{app.kubernetes.io/name: {md.name}, app.kubernetes.io/version: "{version}", '
         "app.kubernetes.io/managed-by: crank}"
     )
 
@@ -142,6 +176,7 @@ def common_context(project: WorkerProject) -> Mapping[str, Any]:
         "worker_version": manifest.metadata.version,
         "license": manifest.metadata.license or "",
         "image_name": manifest.name,
+        "image_tag": image_tag(manifest.metadata.version),
         "manifest_relpath": project.manifest_relpath,
         "package": project.package,
         "capability_ids": list(manifest.capability_ids),

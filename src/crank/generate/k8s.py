@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from crank.generate.context import settings_of
+from crank.generate.context import image_tag, settings_of
 from crank.generate.envfile import env_entries
 from crank.generate.render import RenderedFile, TemplateRenderer
 from crank.routing.queues import PRIORITY_BANDS, stream_key
@@ -127,7 +127,7 @@ def image_entry(project: WorkerProject) -> dict[str, str]:
     return {
         "name": project.manifest.name,
         "newName": f"{s.registry}/{project.manifest.name}",
-        "newTag": project.manifest.metadata.version,
+        "newTag": image_tag(project.manifest.metadata.version),
         "digest": s.image_digest,
     }
 
