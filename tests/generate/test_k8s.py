@@ -244,3 +244,23 @@ def test_a_tls_redis_is_reached_over_tls_by_crank_and_keda(worker_project: Path)
     triggers = docs["ScaledObject"]["spec"]["triggers"]
     assert {t["metadata"]["enableTLS"] for t in triggers} == {"true"}
     assert check_project(load_project(worker_project)).ok
+
+
+def test_capabilities_whose_ids_read_alike_get_triggers_of_their_own(
+    worker_project: Path,
+) -> None:
+    """`text.echo_x` and `text_echo.x` both spell text_echo_x; KEDA refuses a
+    ScaledObject whose triggers share a name, and the formula would count one twice."""
+    from crank.generate.k8s import keda_triggers
+
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    first = doc["capabilities"][0]
+    doc["capabilities"] = [{**first, "id": cid} for cid in ("text.echo_x", "text_echo.x")]
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    triggers = keda_triggers(load_project(worker_project))
+    assert len(triggers) == 2 * 15
+    assert len({t.name for t in triggers}) == len(triggers)
+    by_stream = {t.stream: t.name for t in triggers}
+    assert by_stream["crank:q:text.echo_x:0"] == "text_echo_x_p0"
+    assert by_stream["crank:q:text_echo.x:-7"] == "text_echo_x_2_n7"

@@ -74,12 +74,19 @@ def keda_triggers(project: WorkerProject) -> list[Trigger]:
 
     prefix = settings_of(project).broker_prefix
     triggers = []
+    taken: set[str] = set()
     for cap in project.manifest.capability_ids:
+        # KEDA refuses two triggers of one name: `a.b_c` and `a_b.c` get a_b_c and a_b_c_2
+        base = _identifier(cap)
+        n = 2
+        while base in taken:
+            base, n = f"{_identifier(cap)}_{n}", n + 1
+        taken.add(base)
         for band in PRIORITY_BANDS:
             sign = "n" if band < 0 else "p"
             triggers.append(
                 Trigger(
-                    f"{_identifier(cap)}_{sign}{abs(band)}",
+                    f"{base}_{sign}{abs(band)}",
                     cap,
                     band,
                     stream_key(prefix, cap, band),
