@@ -264,3 +264,29 @@ def test_capabilities_whose_ids_read_alike_get_triggers_of_their_own(
     by_stream = {t.stream: t.name for t in triggers}
     assert by_stream["crank:q:text.echo_x:0"] == "text_echo_x_p0"
     assert by_stream["crank:q:text_echo.x:-7"] == "text_echo_x_2_n7"
+
+
+def test_worker_env_never_shares_a_secret_key_or_a_name_with_crank(worker_project: Path) -> None:
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["worker"]["env"] = [
+        {"name": "API_TOKEN", "secret": True, "description": "Token of the upstream API"},
+        {"name": "REDIS_PASSWORD", "secret": True},
+        {"name": "MODEL_TOKEN", "secret": True},
+        {"name": "CRANK_GRACE_S", "default": "30"},
+    ]
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    fix(worker_project)
+    env = container(kustomize(worker_project / "k8s" / "overlays" / "keda"))["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), names
+    keys = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in env if "valueFrom" in e}
+    assert keys == {
+        "CRANK_REDIS_PASSWORD": "redis-password",
+        "CRANK_API_TOKEN": "api-token",
+        "API_TOKEN": "worker.api-token",
+        "REDIS_PASSWORD": "worker.redis-password",
+        "MODEL_TOKEN": "model-token",
+    }
+    # the grace the termination period is derived from, not a second value
+    assert {e["name"]: e.get("value") for e in env}["CRANK_GRACE_S"] == "10"

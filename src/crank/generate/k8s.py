@@ -110,9 +110,20 @@ def folded_sum(names: list[str], width: int = 90) -> list[str]:
     return [*lines, current] if current else lines
 
 
+#: The keys of the worker's Secret that crank's own variables read.
+CRANK_SECRET_KEYS = frozenset({"api-token", "redis-password"})
+#: The variables the Deployment sets itself (the manifest cannot set them a second time).
+DEPLOYMENT_ENV = frozenset(
+    {"CRANK_REDIS_PASSWORD", "CRANK_BROKER_URL", "CRANK_API_TOKEN", "CRANK_GRACE_S"}
+)
+
+
 def secret_key(env_name: str) -> str:
-    """The key of the worker's Secret holding environment variable ``env_name``."""
-    return env_name.lower().replace("_", "-")
+    """The key of the worker's Secret holding environment variable ``env_name``: its
+    name in lower case with dashes, or ``worker.<that>`` where crank's own variables
+    use that key (a worker's API_TOKEN must not be crank's bearer token)."""
+    key = env_name.lower().replace("_", "-")
+    return f"worker.{key}" if key in CRANK_SECRET_KEYS else key
 
 
 def broker_url(project: WorkerProject) -> str:
@@ -142,7 +153,11 @@ def image_entry(project: WorkerProject) -> dict[str, str]:
 def k8s_context(project: WorkerProject) -> Mapping[str, Any]:
 
     triggers = keda_triggers(project)
-    worker_env = [e for e in env_entries(project) if e.name in _manifest_env_names(project)]
+    worker_env = [
+        e
+        for e in env_entries(project)
+        if e.name in _manifest_env_names(project) and e.name not in DEPLOYMENT_ENV
+    ]
     return {
         "triggers": triggers,
         "backlog_formula": folded_sum([t.name for t in triggers]),
