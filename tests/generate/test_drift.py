@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 import yaml
@@ -138,6 +139,23 @@ def test_manifest_change_reports_only_the_artifacts_it_changes(worker_project: P
     assert (
         "apt-get install -y --no-install-recommends pandoc"
         in (worker_project / "Dockerfile").read_text()
+    )
+
+
+def test_a_stamp_without_its_content_digest_claims_no_reason_it_cannot_know(
+    worker_project: Path,
+) -> None:
+    """Only the digest tells a hand edit from a manifest change; without it, none is named."""
+    env_example = worker_project / ".env.example"
+    text = env_example.read_text()
+    env_example.write_text(re.sub(r" content=[0-9a-f]{16}", "", text, count=1) + "EXTRA=1\n")
+    result = CliRunner().invoke(cli, ["check", str(worker_project)])
+    assert result.exit_code == 1
+    first = result.stdout.splitlines()[0]
+    assert first == (
+        f"{worker_project}/.env.example:1: drift: .env.example differs from what 'env' renders "
+        "from the manifest (2 hunks; its stamp has no content digest to tell whether it was "
+        "edited)"
     )
 
 

@@ -99,7 +99,10 @@ def stale_reason(committed: str, rendered: str) -> str:
     reasons = []
     if old.get("template") != new.get("template"):
         reasons.append(f"rendered with template {old.get('template')}, now {new.get('template')}")
-    if "content" in old and old["content"] != content_digest(committed):
+    if "content" not in old:
+        # without its digest nothing tells a hand edit from a change of the inputs
+        reasons.append("its stamp has no content digest to tell whether it was edited")
+    elif old["content"] != content_digest(committed):
         reasons.append("edited by hand")
     elif not reasons:
         reasons.append("the manifest (or crank) changed since it was rendered")
