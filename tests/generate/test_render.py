@@ -410,6 +410,16 @@ def test_resources_kubernetes_refuses_are_refused_by_the_manifest(
     assert "renderer" not in result.output
 
 
+def test_render_help_names_every_artifact_crank_renders() -> None:
+    result = CliRunner().invoke(cli, ["render", "--help"])
+    assert result.exit_code == 0
+    help_text = " ".join(result.output.split())
+    builtin = [n for n, c in registered_renderers().items() if c.plugin == "crank.generate.builtin"]
+    assert len(builtin) == 8
+    for name in builtin:
+        assert re.search(rf"[(, ]{name}[,)]", help_text), name
+
+
 def test_render_cli_prints_the_committed_file(pristine_worker: Path) -> None:
     manifest = pristine_worker / "src" / "text_echo" / "crank.yaml"
     result = CliRunner().invoke(cli, ["render", "dockerfile", "--manifest", str(manifest)])

@@ -152,7 +152,7 @@ def next_steps(target: Path) -> list[str]:
 )
 def render(artifact: str, manifest: Path | None, project: Path | None, output: str) -> ExitCode:
     """Render one deployment ARTIFACT (dockerfile, dockerignore, ci, compose, k8s,
-    precommit, env, or a plugin's) from a manifest."""
+    precommit, yamllint, env, or a plugin's) from a manifest."""
     worker = load_project(project, manifest)
     files = render_one(artifact, worker)
     if not files:
