@@ -290,3 +290,17 @@ def test_worker_env_never_shares_a_secret_key_or_a_name_with_crank(worker_projec
     }
     # the grace the termination period is derived from, not a second value
     assert {e["name"]: e.get("value") for e in env}["CRANK_GRACE_S"] == "10"
+
+
+def test_a_worker_env_default_reaches_the_pod_as_written(worker_project: Path) -> None:
+    """Kubernetes expands $(VAR) in an env value and reads $$ as $; a default is data."""
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["worker"]["env"] = [{"name": "PROMPT", "default": "say $(CRANK_REDIS_PASSWORD) for $$5"}]
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    fix(worker_project)
+    env = container(kustomize(worker_project / "k8s" / "overlays" / "keda"))["env"]
+    value = {e["name"]: e.get("value") for e in env}["PROMPT"]
+    assert value == "say $$(CRANK_REDIS_PASSWORD) for $$$$5"
+    # what the kubelet makes of it: every $$ one $
+    assert value.replace("$$", "$") == "say $(CRANK_REDIS_PASSWORD) for $$5"

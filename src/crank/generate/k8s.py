@@ -165,7 +165,13 @@ def k8s_context(project: WorkerProject) -> Mapping[str, Any]:
         "image": image_entry(project),
         "secret_name": project.manifest.name,
         "worker_env": [
-            {"name": e.name, "value": e.value, "secret": e.secret, "key": secret_key(e.name)}
+            {
+                "name": e.name,
+                # Kubernetes expands $(VAR) in a value and reads $$ as $: the default as written
+                "value": e.value.replace("$", "$$"),
+                "secret": e.secret,
+                "key": secret_key(e.name),
+            }
             for e in worker_env
         ],
         "hpa_min_replicas": max(project.manifest.worker.scaling.min_workers, 1),
