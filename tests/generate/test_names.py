@@ -38,6 +38,10 @@ HOSTILE = [
     ("os", "is reserved"),
     ("pytest", "is already taken by an installed module"),
     (" x", "surrounding spaces"),
+    ("yes", "reads as a boolean or null in YAML"),
+    ("Null", "reads as a boolean or null in YAML"),
+    ("off", "reads as a boolean or null in YAML"),
+    ("y", "reads as a boolean or null in YAML"),
 ]
 
 
@@ -244,4 +248,17 @@ def test_unwritable_output_dir_is_a_clear_error() -> None:
     assert result.stderr == (
         "error: cannot write the worker into /proc: No such file or directory\n"
         "  hint: choose a writable --output-dir\n"
+    )
+
+
+def test_a_manifest_naming_its_worker_with_a_yaml_word_is_refused(worker_project: Path) -> None:
+    """Quoted in crank.yaml it is a string, but the Deployment names the worker unquoted:
+    `name: off` is the boolean false to Kubernetes."""
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(manifest.read_text().replace("name: text-echo", 'name: "off"'))
+    result = CliRunner().invoke(cli, ["check", str(worker_project)])
+    assert result.exit_code == 2, result.output
+    assert 'CRK002 a string "off" does not have the expected form' in result.stderr
+    assert "hint: it must match the pattern ^(?!(y|n|yes|no|on|off|true|false|null)$)" in (
+        result.stderr
     )

@@ -15,6 +15,8 @@ WORKER_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 CAPABILITY_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 #: Import names a worker package must never take (they would shadow something).
 RESERVED = frozenset({"crank", "test", "tests", "site", "builtins", "src", "setup", "conftest"})
+#: Words YAML 1.1 (Kubernetes' reader) reads as a boolean or null, not as a name.
+YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,13 @@ def worker_names(raw: str) -> WorkerNames:
     if len(worker) > 63:
         raise GenerateError(
             f"worker name {raw!r} is longer than 63 characters", hint=hint, subject=raw
+        )
+    if worker in YAML_WORDS:
+        raise GenerateError(
+            f"worker name {raw!r} reads as a boolean or null in YAML, not as a name "
+            "(the manifest, Kubernetes and compose files name the worker unquoted)",
+            hint=f"{hint}; e.g. {worker}-worker",
+            subject=raw,
         )
     if keyword.iskeyword(package) or keyword.issoftkeyword(package):
         raise GenerateError(f"worker name {raw!r} is a Python keyword", hint=hint, subject=raw)
