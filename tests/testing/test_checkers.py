@@ -603,3 +603,17 @@ def test_a_manifest_system_dependency_brings_its_version_command(
         "detail": f"{tool} 3.2",
         "hint": None,
     }
+
+
+@pytest.mark.parametrize("returned", [None, True, "found"])
+def test_a_checker_that_returns_something_else_is_reported_as_broken(
+    libreoffice_plugin: LibreOfficePlugin, returned: object
+) -> None:
+    libreoffice_plugin.check = lambda spec: returned  # type: ignore[method-assign,assignment,return-value]
+    result = check_dependency("libreoffice")
+    assert (result.available, result.broken) == (False, True)
+    assert result.reason.startswith(
+        "the 'libreoffice' dependency checker of plugin 'test-libreoffice' ("
+    )
+    assert result.reason.endswith(f"returned {returned!r}, not a DependencyResult")
+    assert result.hint is not None and "DependencyResult.found(spec)" in result.hint

@@ -197,17 +197,29 @@ class DependencyRegistry:
                     exc.hint = f"{exc.hint}; skipped: {'; '.join(self.skipped)}"
             raise
         checker = self.checkers[spec.kind]
+        plugin = self.providers.get(spec.kind)
+        of = f" of plugin {plugin!r}" if plugin else ""
         try:
-            return checker(spec)
+            result = checker(spec)
         except Exception as exc:  # a checker bug must show, not pass as "missing"
-            plugin = self.providers.get(spec.kind)
-            of = f" of plugin {plugin!r}" if plugin else ""
             return DependencyResult.failing(
                 spec,
                 f"the {spec.kind!r} dependency checker{of} ({_describe(checker)}) raised "
                 f"{type(exc).__name__}: {exc}",
                 error=exc,
             )
+        if not isinstance(result, DependencyResult):
+            # the same bug in another shape: it must not surface as an AttributeError
+            # in whatever reads the result next
+            return DependencyResult.failing(
+                spec,
+                f"the {spec.kind!r} dependency checker{of} ({_describe(checker)}) returned "
+                f"{result!r}, not a DependencyResult",
+                error=None,
+                hint="a bug in the plugin: a checker returns DependencyResult.found(spec), "
+                ".missing(spec, reason) or .failing(spec, reason, error=...)",
+            )
+        return result
 
 
 def _describe(obj: object) -> str:
