@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.errors import DependencyBroken, DependencyMissing
+from crank.errors import DependencyBroken, DependencyMissing, UsageError
 from crank.testing import ensure_dependency, self_test_mode
 from crank.testing.ensure import in_pytest
 
@@ -93,3 +93,15 @@ def test_importing_crank_testing_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout == "[]\n"
+
+
+def test_a_spec_that_is_not_a_string_is_a_usage_error_outside_pytest() -> None:
+    with self_test_mode(), pytest.raises(UsageError) as caught:
+        ensure_dependency(["exe:pandoc"])  # type: ignore[arg-type]
+    assert caught.value.message == "a dependency spec is a string, got ['exe:pandoc']"
+
+
+def test_a_hint_that_is_not_a_string_is_a_usage_error_outside_pytest() -> None:
+    with self_test_mode(), pytest.raises(UsageError) as caught:
+        ensure_dependency("exe:crank-nope", install_hint=3)  # type: ignore[arg-type]
+    assert caught.value.message == "install_hint= takes a string, got 3"

@@ -411,7 +411,49 @@ def test_a_bad_spec_is_an_error_not_a_skip(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*UsageError: dependency spec 'ex:pandoc': unknown kind 'ex'*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_bad_spec_is_an_error_not_a_skip.py:4: ensure_dependency: dependency spec "
+            "'ex:pandoc': unknown kind 'ex'"
+        ]
+    )
+
+
+def test_ensure_dependency_called_wrong_fails_at_the_call_without_a_crank_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        from crank.testing import ensure_dependency
+
+        def test_not_a_string():
+            ensure_dependency(3)
+
+        def test_not_a_constraint():
+            ensure_dependency("numpy>>1")
+
+        def test_hint_not_a_string():
+            ensure_dependency("exe:crank-nope", install_hint=3)
+
+        def test_empty_version_command():
+            ensure_dependency("exe:sh>=1", version_command="")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*.py:4: ensure_dependency: a dependency spec is a string, got 3",
+            "  hint: name a module *",
+            "*.py:7: ensure_dependency: dependency spec 'numpy>>1': '>>1' is not a version "
+            "constraint",
+            "*.py:10: ensure_dependency: install_hint= takes a string, got 3",
+            "*.py:13: ensure_dependency: version command '' names no program",
+        ]
+    )
+    output = result.stdout.str()
+    assert "Traceback" not in output and "crank/testing" not in output
+    assert "AttributeError" not in output
 
 
 def test_a_plugin_kind_through_an_inline_conftest_plugin(pytester: pytest.Pytester) -> None:

@@ -254,6 +254,12 @@ def check_dependency(
     Raises :class:`~crank.errors.UsageError` only for a spec that cannot be
     parsed (an unknown kind, a bad version constraint): a typo must not skip.
     """
+    if not isinstance(spec, str):
+        raise UsageError(
+            f"a dependency spec is a string, got {spec!r}",
+            hint="name a module ('numpy>=1.26'), 'exe:NAME', 'gpu' or a URL",
+            subject=str(spec),
+        )
     argv = version_argv(version_command)
     key = spec.strip() if argv is None else f"{spec.strip()} [{' '.join(argv)}]"
     with _lock:

@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NoReturn
 
-from crank.errors import DependencyBroken, DependencyMissing
+from crank.errors import DependencyBroken, DependencyMissing, UsageError
 from crank.testing.dependencies import DependencyResult, check_dependency
 from crank.testing.strict import current_policy
 
@@ -101,12 +101,33 @@ def ensure_dependency(
         constraint asks for it and none of ``--version``, ``-version``, ``-V``,
         ``version`` does (``"java -version"``).
     """
-    result = check_dependency(spec, version_command=version_command)
+    try:
+        for keyword, value in (("skip_message", skip_message), ("install_hint", install_hint)):
+            if value is not None and not isinstance(value, str):
+                raise UsageError(
+                    f"{keyword}= takes a string, got {value!r}",
+                    hint="write it like ensure_dependency('exe:pandoc', "
+                    "install_hint='apt-get install pandoc')",
+                )
+        result = check_dependency(spec, version_command=version_command)
+    except UsageError as exc:
+        if not in_pytest():
+            raise
+        # a test author's mistake: said once at the call, not as a traceback inside crank
+        _fail_at_caller(f"ensure_dependency: {exc}")
     if result.available:
         return result
     frame = _caller_frame()
     location = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else (None, None)
     enforce(result, skip_message=skip_message, install_hint=install_hint, location=location)
+
+
+def _fail_at_caller(message: str) -> NoReturn:
+    import pytest
+
+    frame = _caller_frame()
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}: " if frame is not None else ""
+    raise pytest.fail.Exception(where + message, pytrace=False) from None
 
 
 def enforce(
