@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-ProblemKind = Literal["failed", "unusable", "duplicate"]
+ProblemKind = Literal["failed", "unusable", "duplicate", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class ContributionProblem:
 
     ``failed``: the hook implementation raised. ``unusable``: a registered object
     is not what the hook takes. ``duplicate``: the name was taken by an earlier
-    registration, which is kept.
+    registration, which is kept. ``unknown``: a ``crank_*`` hook implementation
+    that matches no crank hook (a misspelt name), which is never called.
     """
 
     plugin: str

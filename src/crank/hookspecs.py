@@ -6,8 +6,10 @@ plugin can register any number of things and crank can check each one as it
 arrives. Every kind of contribution follows the same rules (see
 :class:`crank.plugins.Registry`): each plugin's implementation is called on its
 own, one that raises or registers something unusable is skipped and reported by
-name (``crank plugins``), and a name registered twice keeps its first
-registration. crank's own implementations are marked ``tryfirst``.
+name (``crank plugins``), a value returned instead of registered is reported and
+ignored, and a name registered twice keeps its first registration. An
+implementation named like no hook here is reported and never called. crank's own
+implementations are marked ``tryfirst``.
 
 Plugin authors import the types named here from :mod:`crank.plugin`.
 """

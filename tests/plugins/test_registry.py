@@ -265,3 +265,55 @@ def test_each_plugin_is_called_through_pluggy_with_tracing_and_wrappers(
     # one pluggy call per plugin, last registered first, the wrapper around each
     assert calls == [["two", "wrapper"], ["one", "wrapper"]]
     assert wrapped == ["around", "around"]
+
+
+def test_contributions_returned_instead_of_registered_are_reported(
+    manager: CrankPluginManager,
+) -> None:
+    class Returns:
+        @hookimpl
+        def crank_register_commands(self, register: Callable[..., None]) -> Any:
+            register(click.Command("greet"))
+            return [click.Command("wave")]
+
+    manager.register(Returns(), name="returns")
+    with pytest.warns(PluginLoadWarning) as caught:
+        found = manager.collect(COMMANDS)
+    assert list(found) == ["greet"]
+    (problem,) = manager.problems("returns")
+    assert (problem.kind, problem.hook) == ("unusable", COMMANDS.hook)
+    assert str(problem) == (
+        "crank plugin 'returns' returned [<Command wave>] from crank_register_commands, "
+        "which was ignored: the hook's return value is not read"
+    )
+    assert [str(w.message) for w in caught] == [str(problem)]
+
+
+def test_a_misspelt_hook_is_reported_and_not_listed_as_a_hook(
+    manager: CrankPluginManager,
+) -> None:
+    class Misspelt:
+        @hookimpl
+        def crank_register_command(self, register: Callable[..., None]) -> None:
+            register(click.Command("greet"))
+
+        @hookimpl
+        def crank_register_renderers(self, register: Callable[..., None]) -> None:
+            pass
+
+        def crank_helper(self) -> None:
+            """Not a hook implementation: crank never calls it, and says nothing of it."""
+
+    with pytest.warns(PluginLoadWarning) as caught:
+        manager.register(Misspelt(), name="misspelt")
+    (record,) = manager.records
+    assert record.hooks == ("crank_register_renderers",)
+    (problem,) = manager.problems("misspelt")
+    assert (problem.kind, problem.hook) == ("unknown", "crank_register_command")
+    assert str(problem) == (
+        "crank plugin 'misspelt' implements crank_register_command, which is not a crank hook "
+        "(did you mean crank_register_commands?), so it is never called"
+    )
+    assert [str(w.message) for w in caught] == [str(problem)]
+    manager.unregister("misspelt")
+    assert manager.problems() == ()

@@ -76,6 +76,8 @@ def build_plugin_manager(
         if ep.name not in seen:
             seen.add(ep.name)
             manager.records.append(_load_entry_point(pm, ep, blocked))
+    for record in manager.loaded():
+        manager.registry.check_hooks(record.name)
     return manager
 
 
@@ -97,7 +99,7 @@ def _load_builtin(pm: pluggy.PluginManager, modname: str, blocked: frozenset[str
         error = f"{type(exc).__name__}: {exc}"
         _warn_failed(modname, modname, error)
         return replace(record, status="failed", error=error)
-    return replace(record, hooks=hook_names(module))
+    return replace(record, hooks=hook_names(module, pm))
 
 
 def _load_entry_point(
@@ -124,7 +126,7 @@ def _load_entry_point(
         _warn_failed(ep.name, ep.value, error)
         # its manifest still says which capabilities are missing (crank run reports them)
         return replace(record, status="failed", error=error, manifest_path=_manifest_of(ep.value))
-    return replace(record, hooks=hook_names(plugin), manifest_path=_manifest_next_to(plugin))
+    return replace(record, hooks=hook_names(plugin, pm), manifest_path=_manifest_next_to(plugin))
 
 
 def _manifest_of(target: str) -> Path | None:

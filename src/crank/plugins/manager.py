@@ -132,8 +132,9 @@ class CrankPluginManager:
         if registered is not None:
             module = getattr(plugin, "__name__", None) or type(plugin).__module__
             self.records.append(
-                PluginRecord(registered, "loaded", str(module), hooks=hook_names(plugin))
+                PluginRecord(registered, "loaded", str(module), hooks=hook_names(plugin, self.pm))
             )
+            self.registry.check_hooks(registered)
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
@@ -141,8 +142,15 @@ class CrankPluginManager:
         self.registry.forget(name)
 
 
-def hook_names(plugin: object) -> tuple[str, ...]:
-    """The ``crank_*`` hooks a plugin implements."""
+def hook_names(plugin: object, pm: pluggy.PluginManager | None = None) -> tuple[str, ...]:
+    """The ``crank_*`` hooks a plugin implements.
+
+    Given the manager it is registered with: only the crank hooks pluggy will call
+    (not a helper that happens to start with ``crank_``, nor a misspelt hook).
+    """
+    if pm is not None:
+        callers = pm.get_hookcallers(plugin) or ()
+        return tuple(sorted(c.name for c in callers if c.spec is not None))
     return tuple(
         sorted(n for n in dir(plugin) if n.startswith("crank_") and callable(getattr(plugin, n)))
     )

@@ -64,6 +64,34 @@ class Registry:
                 self._problems[hook] = tuple(p for p in found if p.plugin != plugin)
             self._warned = {p for p in self._warned if p.plugin != plugin}
 
+    def check_hooks(self, plugin: str) -> None:
+        """Report each ``crank_*`` implementation of ``plugin`` that names no crank hook.
+
+        pluggy accepts an implementation of a hook it has no spec for and never calls
+        it, so a misspelt ``crank_register_command`` would do nothing without a word.
+        """
+        module = self._pm.get_plugin(plugin)
+        callers = self._pm.get_hookcallers(module) if module is not None else None
+        known = [
+            name
+            for name in dir(self._pm.hook)
+            if name.startswith("crank_") and getattr(self._pm.hook, name).spec is not None
+        ]
+        problems = [
+            ContributionProblem(
+                plugin=plugin,
+                hook=caller.name,
+                kind="unknown",
+                message=f"implements {caller.name}, which is not a crank hook"
+                f"{_did_you_mean(caller.name, known)}, so it is never called",
+                hint="crank's hooks and their arguments are specified in crank.hookspecs",
+            )
+            for caller in callers or ()
+            if caller.spec is None
+        ]
+        if problems:
+            self._settle(f"{plugin} (hooks)", problems)
+
     def collect(self, kind: ContributionKind[T]) -> dict[str, Contribution[T]]:
         """Every usable contribution of ``kind`` by name, in the order pluggy called them."""
         found: dict[str, Contribution[T]] = {}
@@ -128,7 +156,7 @@ class Registry:
             others = [p for p in plugins if p is not impl.plugin]
             one = self._pm.subset_hook_caller(hook, remove_plugins=others)
             try:
-                one(**kwargs_for(impl.plugin_name))
+                returned = one(**kwargs_for(impl.plugin_name))
             except Exception as exc:  # one broken plugin must not hide the others
                 problems.append(
                     ContributionProblem(
@@ -138,6 +166,19 @@ class Registry:
                         message=f"failed in {hook} and was skipped: {type(exc).__name__}: {exc}",
                         hint="a bug in the plugin: report it to its authors, or disable it "
                         "with CRANK_DISABLE_PLUGINS",
+                    )
+                )
+                continue
+            if returned:  # pluggy answers the implementation's result unless it was None
+                # contributions returned instead of registered would be lost without a word
+                problems.append(
+                    ContributionProblem(
+                        plugin=impl.plugin_name,
+                        hook=hook,
+                        kind="unusable",
+                        message=f"returned {_short(returned[0])} from {hook}, which was "
+                        "ignored: the hook's return value is not read",
+                        hint="call register(...) with each contribution, and return nothing",
                     )
                 )
 
@@ -160,6 +201,18 @@ def _unusable(
         message=f"registered an unusable {kind.noun}, which was skipped: {message}",
         hint=hint,
     )
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _same(first: object, second: object) -> bool:
