@@ -86,7 +86,7 @@ def crank_register_workers(register: RegisterWorker) -> None:
     found without this hook; use it to register manifests kept elsewhere.
 
     :param register: call with the :class:`pathlib.Path` (or ``str``) of a
-        ``crank.yaml``.
+        ``crank.yaml``; a path that is not a file is reported and skipped.
     :return: nothing; everything goes through ``register``.
 
     .. versionadded:: 0.1

@@ -94,6 +94,7 @@ def test_a_failing_builtin_does_not_stop_the_others(monkeypatch: pytest.MonkeyPa
 
 def test_manifests_registered_through_the_hook(tmp_path: Path) -> None:
     extra = tmp_path / "crank.yaml"
+    extra.write_text("")  # read only when a command loads the workers
 
     class Registers:
         @hookimpl

@@ -27,6 +27,17 @@ if TYPE_CHECKING:
     from crank.testing.specs import DependencySpec
 
 
+#: A worker manifest that exists (a registered path must be a file).
+MANIFEST = (
+    Path(__file__).resolve().parents[2]
+    / "plugins"
+    / "crank-text-streamer"
+    / "src"
+    / "crank_text_streamer"
+    / "crank.yaml"
+)
+
+
 @dataclass(frozen=True)
 class Renderer:
     name: str
@@ -95,8 +106,8 @@ KINDS = [
     ),
     Kind(
         WORKERS,
-        "/srv/w/crank.yaml",
-        lambda n: (Path("/srv/w/crank.yaml") if n == 0 else "/srv/w/crank.yaml",),
+        str(MANIFEST),
+        lambda n: (MANIFEST if n == 0 else str(MANIFEST),),
         (42,),
         "crank_register_workers got 42, not the path of a crank.yaml",
     ),
@@ -317,3 +328,17 @@ def test_a_misspelt_hook_is_reported_and_not_listed_as_a_hook(
     assert [str(w.message) for w in caught] == [str(problem)]
     manager.unregister("misspelt")
     assert manager.problems() == ()
+
+
+def test_a_worker_manifest_that_is_not_a_file_is_skipped(
+    manager: CrankPluginManager, tmp_path: Path
+) -> None:
+    missing = tmp_path / "crank.yaml"
+    manager.register(Registers(WORKERS.hook, (missing,), (MANIFEST,)), name="stale")
+    with pytest.warns(PluginLoadWarning):
+        assert manager.manifest_paths() == [MANIFEST]
+    (problem,) = manager.problems("stale")
+    assert str(problem) == (
+        "crank plugin 'stale' registered an unusable worker manifest, which was skipped: "
+        f"crank_register_workers got {str(missing)!r}, which is not a file"
+    )

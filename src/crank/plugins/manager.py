@@ -32,6 +32,14 @@ def _accept_worker(path: object) -> tuple[str, Path]:
             subject=path,
         )
     manifest = Path(path)
+    if not manifest.is_file():
+        # kept, it would make every command that reads the installed workers fail,
+        # naming a path but not the plugin behind it
+        raise PluginError(
+            f"crank_register_workers got {str(manifest)!r}, which is not a file",
+            hint="register the absolute path of a crank.yaml that the plugin ships",
+            subject=path,
+        )
     return str(manifest), manifest
 
 
