@@ -130,6 +130,20 @@ def test_a_bad_strategy_option_is_a_usage_error(pytester: pytest.Pytester) -> No
     )
 
 
+@pytest.mark.parametrize("quiet", ["-q", "-qq"])
+def test_a_bad_strategy_is_a_usage_error_in_a_quiet_run_too(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, quiet: str
+) -> None:
+    # -q prints no header, where the option used to be checked: the tests using the
+    # fixture then died inside crank and every other test ran
+    pytester.makepyfile("def test_x(gpu_strategy): pass\ndef test_y(): pass")
+    monkeypatch.setenv("CRANK_GPU_STRATEGY", "fullgpu")
+    result = pytester.runpytest(quiet)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown GPU strategy 'fullgpu' (CRANK_GPU_STRATEGY=fullgpu)*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
 # --- onnxruntime-gpu without CUDA libraries -------------------------------------------------
 
 

@@ -79,6 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _check_gpu_strategy_request(config)
     config.addinivalue_line(
         "markers",
         "requires(*specs): skip (or fail in strict mode) unless every crank dependency spec "
@@ -97,6 +98,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[summary_key] = session.summary
     config.pluginmanager.register(session, "crank-session-summary")
     push_policy(policy)
+
+
+def _check_gpu_strategy_request(config: pytest.Config) -> None:
+    """A misspelt strategy stops the run at start, as the header would (``-q`` has none)."""
+    requested = config.getoption("crank_gpu_strategy")
+    if not requested and not os.environ.get("CRANK_GPU_STRATEGY"):
+        return  # the common case: nothing to check, nothing imported
+    from crank.testing.gpu import resolve_request
+
+    try:
+        resolve_request(requested, os.environ)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
