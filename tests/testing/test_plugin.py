@@ -114,6 +114,40 @@ def test_strict_from_the_environment(
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "source", "keyword"),
+    [
+        (
+            (),
+            "declared,crank-missing-tool",
+            "CRANK_REQUIRE=declared,crank-missing-tool",
+            "declared",
+        ),
+        (("--crank-require=crank-missing-tool,all",), "", "--crank-require=*", "all"),
+    ],
+)
+def test_a_keyword_mixed_with_names_is_a_usage_error_not_a_name(
+    suite: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    env: str,
+    source: str,
+    keyword: str,
+) -> None:
+    # taken for a dependency called 'declared', it used to require nothing the
+    # manifests declare, in CI, without a word
+    if env:
+        monkeypatch.setenv("CRANK_REQUIRE", env)
+    result = suite.runpytest("-q", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: {source}: '{keyword}' cannot be combined with dependency names",
+            "  hint: give all, declared or none alone, or a list of names; *crank_dependencies*",
+        ]
+    )
+
+
 MANIFEST = """\
 apiVersion: crank.dev/v1
 kind: Worker

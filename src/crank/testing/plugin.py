@@ -85,14 +85,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "requires(*specs): skip (or fail in strict mode) unless every crank dependency spec "
         "is available, e.g. requires('exe:pandoc>=2.17', 'numpy>=1.26')",
     )
-    policy = StrictPolicy.resolve(
-        config.getoption("crank_require"),
-        os.environ,
-        rootdir=config.rootpath,
-        manifest_globs=tuple(config.getini("crank_manifests")),
-        suite_specs=tuple(config.getini("crank_dependencies")),
-        suite_file=config.inipath,
-    )
+    try:
+        policy = StrictPolicy.resolve(
+            config.getoption("crank_require"),
+            os.environ,
+            rootdir=config.rootpath,
+            manifest_globs=tuple(config.getini("crank_manifests")),
+            suite_specs=tuple(config.getini("crank_dependencies")),
+            suite_file=config.inipath,
+        )
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[policy_key] = policy
     session = SessionSummary(config)
     config.stash[summary_key] = session.summary

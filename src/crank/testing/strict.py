@@ -263,7 +263,17 @@ class StrictPolicy:
             return build("all")
         if lowered == "declared":
             return build("declared")
-        return build("names", [n.strip() for n in value.split(",") if n.strip()])
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        keywords = [n for n in names if n.lower() in ("all", "declared", "none", "off")]
+        if keywords:
+            # taken for a dependency's name, 'declared' would silently require nothing more
+            raise UsageError(
+                f"{source}: {keywords[0]!r} cannot be combined with dependency names",
+                hint="give all, declared or none alone, or a list of names; to require "
+                "more than the manifests declare, list it in the crank_dependencies ini option",
+                subject=value,
+            )
+        return build("names", names)
 
     def describe(self) -> str:
         if self.mode == "off":
