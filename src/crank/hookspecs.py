@@ -146,7 +146,8 @@ def crank_runtime_started(config: RuntimeConfig) -> None:
 
     :param config: the :class:`crank.plugin.RuntimeConfig` in force (frozen: a
         plugin reads it, it cannot change it).
-    :return: nothing. An exception is logged and does not stop the server.
+    :return: nothing. An exception is logged naming the plugin; it stops neither the
+        server nor the other plugins' implementations.
 
     .. versionadded:: 0.1
     """
@@ -160,7 +161,8 @@ def crank_task_finished(capability: str, status: str, duration_s: float) -> None
     :param capability: the capability id that ran.
     :param status: ``succeeded``, ``failed``, ``retrying`` or ``dead``.
     :param duration_s: wall time of the attempt, in seconds.
-    :return: nothing. An exception is logged; the task's outcome stands.
+    :return: nothing. An exception is logged naming the plugin; the task's outcome
+        stands and the other plugins' implementations are still called.
 
     .. versionadded:: 0.1
     """

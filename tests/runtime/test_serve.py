@@ -46,13 +46,18 @@ def test_runtime_started_hook_gets_the_config_and_a_bad_plugin_is_isolated() -> 
         log = Log()
         _announce_started(config, log)
         assert recorder.seen == [config]
+        # registered later, so pluggy calls it first: its exception used to end the call
         manager.register(Broken(), name="test-broken")
         try:
             _announce_started(config, log)
         finally:
             manager.unregister("test-broken")
+        assert recorder.seen == [config, config]
         assert log.errors == [
-            ("plugin_runtime_started_failed", {"error": "RuntimeError('plugin bug')"})
+            (
+                "plugin_runtime_started_failed",
+                {"plugin": "test-broken", "error": "RuntimeError('plugin bug')"},
+            )
         ]
     finally:
         manager.unregister("test-recorder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sqlite3
@@ -1105,6 +1106,48 @@ def test_task_finished_hook_counts_tasks_when_metrics_are_on(
     finally:
         close_files()
         reset_plugin_manager()
+
+
+def test_a_task_finished_hook_that_raises_spares_the_other_plugins(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pluggy
+
+    from crank import hookspecs
+    from crank.hookspecs import hookimpl
+    from crank.plugins import CrankPluginManager
+    from crank.runtime import worker_process
+
+    seen: list[tuple[str, str, float]] = []
+
+    class Counts:
+        @hookimpl
+        def crank_task_finished(self, capability: str, status: str, duration_s: float) -> None:
+            seen.append((capability, status, duration_s))
+
+    class Raises:
+        @hookimpl
+        def crank_task_finished(self, capability: str, status: str, duration_s: float) -> None:
+            raise RuntimeError("plugin bug")
+
+    def only_these(*, builtins: bool = True) -> CrankPluginManager:
+        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm.add_hookspecs(hookspecs)
+        manager = CrankPluginManager(pm)
+        manager.register(Counts(), name="counts")
+        manager.register(Raises(), name="raises")  # registered last: pluggy calls it first
+        return manager
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setattr(worker_process, "build_plugin_manager", only_these)
+    hook = worker_process.task_finished_hook()
+    assert hook is not None
+    with caplog.at_level(logging.ERROR, logger="crank.runtime.worker"):
+        hook("fixture.noop", "succeeded", 0.25)
+    assert seen == [("fixture.noop", "succeeded", 0.25)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "task_finished hook of plugin 'raises' failed"
+    ]
 
 
 def test_streaming_tasks_publish_each_event_and_other_tasks_publish_none(

@@ -103,6 +103,10 @@ class CrankPluginManager:
         """Every usable contribution of ``kind`` (see :class:`Registry`)."""
         return self.registry.collect(kind)
 
+    def callers(self, hook: str) -> list[tuple[str, Any]]:
+        """``(plugin, caller)`` per implementation of ``hook``, to call each one on its own."""
+        return self.registry.callers(hook)
+
     def problems(self, plugin: str | None = None) -> tuple[ContributionProblem, ...]:
         """Contribution problems found so far, of one plugin or of all."""
         if plugin is None:

@@ -142,25 +142,40 @@ class Registry:
             )
         )
 
+    def callers(self, hook: str) -> list[tuple[str, Callable[..., Any]]]:
+        """``(plugin name, caller)`` for each implementation of ``hook``, in pluggy's order.
+
+        Each caller runs that one plugin's implementation through pluggy (wrappers and
+        tracing apply), so whoever calls them can keep one plugin's exception from
+        stopping the others: pluggy's own call stops at the first.
+        """
+        caller = getattr(self._pm.hook, hook)
+        # pluggy calls the implementations last to first (tryfirst/trylast included)
+        impls = [i for i in reversed(caller.get_hookimpls()) if not (i.wrapper or i.hookwrapper)]
+        plugins = [i.plugin for i in impls]
+        return [
+            (
+                impl.plugin_name,
+                self._pm.subset_hook_caller(
+                    hook, remove_plugins=[p for p in plugins if p is not impl.plugin]
+                ),
+            )
+            for impl in impls
+        ]
+
     def _call_each(
         self,
         hook: str,
         kwargs_for: Callable[[str], dict[str, Any]],
         problems: list[ContributionProblem],
     ) -> None:
-        caller = getattr(self._pm.hook, hook)
-        # pluggy calls the implementations last to first (tryfirst/trylast included)
-        impls = [i for i in reversed(caller.get_hookimpls()) if not (i.wrapper or i.hookwrapper)]
-        plugins = [i.plugin for i in impls]
-        for impl in impls:
-            others = [p for p in plugins if p is not impl.plugin]
-            one = self._pm.subset_hook_caller(hook, remove_plugins=others)
+        for plugin, one in self.callers(hook):
             try:
-                returned = one(**kwargs_for(impl.plugin_name))
+                returned = one(**kwargs_for(plugin))
             except Exception as exc:  # one broken plugin must not hide the others
                 problems.append(
                     ContributionProblem(
-                        plugin=impl.plugin_name,
+                        plugin=plugin,
                         hook=hook,
                         kind="failed",
                         message=f"failed in {hook} and was skipped: {type(exc).__name__}: {exc}",
@@ -173,7 +188,7 @@ class Registry:
                 # contributions returned instead of registered would be lost without a word
                 problems.append(
                     ContributionProblem(
-                        plugin=impl.plugin_name,
+                        plugin=plugin,
                         hook=hook,
                         kind="unusable",
                         message=f"returned {_short(returned[0])} from {hook}, which was "

@@ -362,10 +362,12 @@ def _warn_if_open(config: RuntimeConfig, log: Any, env: Mapping[str, str]) -> No
 
 def _announce_started(config: RuntimeConfig, log: Any) -> None:
     _warn_if_open(config, log, os.environ)
-    try:
-        get_plugin_manager().hook.crank_runtime_started(config=config)
-    except Exception as exc:
-        log.error("plugin_runtime_started_failed", error=repr(exc))
+    # each plugin on its own: one that raises must not keep the others from hearing it
+    for plugin, started in get_plugin_manager().callers("crank_runtime_started"):
+        try:
+            started(config=config)
+        except Exception as exc:
+            log.error("plugin_runtime_started_failed", plugin=plugin, error=repr(exc))
 
 
 __all__ = [

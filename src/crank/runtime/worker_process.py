@@ -1259,12 +1259,18 @@ def task_finished_hook() -> Callable[[str, str, float], None] | None:
     metrics_on = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     if metrics_on and not manager.pm.has_plugin("crank.runtime.metrics.task"):
         manager.register(TaskMetricsPlugin(), name="crank.runtime.metrics.task")
-    if not manager.hook.crank_task_finished.get_hookimpls():
+    callers = manager.callers("crank_task_finished")
+    if not callers:
         return None
-    hook = manager.hook.crank_task_finished
 
     def call(capability: str, status: str, duration_s: float) -> None:
-        hook(capability=capability, status=status, duration_s=duration_s)
+        # each plugin on its own: one that raises must not keep the others (the
+        # task metrics among them) from counting the task
+        for plugin, finished in callers:
+            try:
+                finished(capability=capability, status=status, duration_s=duration_s)
+            except Exception:
+                log.exception("task_finished hook of plugin %r failed", plugin)
 
     return call
 
