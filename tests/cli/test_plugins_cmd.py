@@ -204,3 +204,52 @@ def test_plugins_command_gathers_and_shows_contribution_problems() -> None:
         ("crank_register_commands", "duplicate"),
         ("crank_register_renderers", "failed"),
     ]
+
+
+class LazyBroken:
+    @hookimpl
+    def crank_register_commands(self, register: Callable[[Any], None]) -> None:
+        from crank.plugin import LazyCommand
+
+        register(LazyCommand("gone", "crank_no_such_module:command", "a module not shipped"))
+        register(LazyCommand("misnamed", "crank.cli.plugins:no_such_command", "a typo"))
+        register(LazyCommand("not-a-command", "crank.cli.plugins:COLUMNS", "a tuple"))
+
+
+@pytest.mark.parametrize(
+    ("command", "why"),
+    [
+        (
+            "gone",
+            "crank_no_such_module:command: ModuleNotFoundError: No module named "
+            "'crank_no_such_module'",
+        ),
+        (
+            "misnamed",
+            "crank.cli.plugins:no_such_command: AttributeError: module "
+            "'crank.cli.plugins' has no attribute 'no_such_command'",
+        ),
+        (
+            "not-a-command",
+            "crank.cli.plugins:COLUMNS: TypeError: crank.cli.plugins:COLUMNS is "
+            "('NAME', 'VERSION', 'STATUS', 'HOOKS', 'MANIFEST'), not a click command",
+        ),
+    ],
+)
+def test_a_lazy_command_that_cannot_be_loaded_is_named_with_its_plugin(
+    command: str, why: str
+) -> None:
+    manager = get_plugin_manager()
+    manager.register(LazyBroken(), name="lazy-broken")
+    try:
+        listed = CliRunner().invoke(cli, ["--help"])
+        result = CliRunner().invoke(cli, [command])
+    finally:
+        manager.unregister("lazy-broken")
+    assert listed.exit_code == 0 and f"  {command} " in listed.stdout
+    assert result.exit_code == 4
+    assert result.stderr == (
+        f"error: command {command!r} of plugin 'lazy-broken' cannot be loaded from {why}\n"
+        "  hint: a bug in the plugin: report it to its authors, or disable it with "
+        "CRANK_DISABLE_PLUGINS=lazy-broken\n"
+    )

@@ -35,8 +35,8 @@ class LazyCommand:
     def load(self) -> click.Command:
         module, _, attr = self.target.partition(":")
         command = getattr(importlib.import_module(module), attr)
-        if not isinstance(command, click.Command):  # pragma: no cover - programming error
-            raise TypeError(f"{self.target} is not a click command")
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.target} is {command!r}, not a click command")
         return command
 
 
@@ -98,7 +98,7 @@ class CrankGroup(click.Group):
     hint), becomes the exit status here and only here.
     """
 
-    _cache: tuple[object, dict[str, click.Command | LazyCommand]] | None = None
+    _cache: tuple[object, dict[str, click.Command | LazyCommand], dict[str, str]] | None = None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -123,9 +123,14 @@ class CrankGroup(click.Group):
         cached = self._cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        found = {name: c.value for name, c in manager.collect(COMMANDS).items()}
-        self._cache = (key, found)
+        collected = manager.collect(COMMANDS)
+        found = {name: c.value for name, c in collected.items()}
+        self._cache = (key, found, {name: c.plugin for name, c in collected.items()})
         return found
+
+    def _plugin_of(self, name: str) -> str:
+        self._registered()
+        return self._cache[2].get(name, "?") if self._cache is not None else "?"
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self._registered()))
@@ -135,7 +140,17 @@ class CrankGroup(click.Group):
             return self.commands[cmd_name]
         entry = self._registered().get(cmd_name)
         if isinstance(entry, LazyCommand):
-            return entry.load()
+            try:
+                return entry.load()
+            except Exception as exc:  # the plugin's mistake, named like its other ones
+                plugin = self._plugin_of(cmd_name)
+                raise PluginError(
+                    f"command {cmd_name!r} of plugin {plugin!r} cannot be loaded from "
+                    f"{entry.target}: {type(exc).__name__}: {exc}",
+                    hint="a bug in the plugin: report it to its authors, or disable it with "
+                    f"CRANK_DISABLE_PLUGINS={plugin}",
+                    subject=entry,
+                ) from exc
         return entry
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
