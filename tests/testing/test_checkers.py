@@ -570,9 +570,7 @@ def test_an_unknown_kind_names_plugins_that_failed_to_load() -> None:
     with pytest.raises(UsageError) as caught:
         registry.check("libreoffice:calc")
     assert caught.value.hint is not None
-    assert caught.value.hint.endswith(
-        "plugins that failed to load: office (ModuleNotFoundError: uno)"
-    )
+    assert caught.value.hint.endswith("plugins not loaded: office (ModuleNotFoundError: uno)")
 
 
 def test_a_manifest_system_dependency_brings_its_version_command(
@@ -617,3 +615,23 @@ def test_a_checker_that_returns_something_else_is_reported_as_broken(
     )
     assert result.reason.endswith(f"returned {returned!r}, not a DependencyResult")
     assert result.hint is not None and "DependencyResult.found(spec)" in result.hint
+
+
+def test_with_crank_own_checkers_blocked_a_spec_is_a_usage_error_naming_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crank.plugins import reset_plugin_manager
+
+    monkeypatch.setenv("CRANK_DISABLE_PLUGINS", "crank.testing.builtin_checkers")
+    reset_plugin_manager()
+    clear_dependency_cache()
+    try:
+        with pytest.raises(UsageError) as caught:
+            check_dependency("numpy")
+    finally:
+        monkeypatch.delenv("CRANK_DISABLE_PLUGINS")
+        reset_plugin_manager()
+        clear_dependency_cache()
+    assert caught.value.message == "dependency spec 'numpy': no checker for kind 'module'"
+    assert caught.value.hint is not None
+    assert "crank.testing.builtin_checkers (blocked by CRANK_DISABLE_PLUGINS)" in caught.value.hint

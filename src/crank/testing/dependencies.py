@@ -156,7 +156,7 @@ class DependencyRegistry:
         skipped: tuple[str, ...] = (),
     ) -> None:
         self.checkers = dict(checkers)
-        #: plugins that failed to load: one of them may have provided a missing kind.
+        #: plugins that failed to load or were blocked: one may have provided a missing kind.
         self.failed_plugins = failed_plugins
         #: checker registrations that were skipped (the hook raised, a bad kind...).
         self.skipped = skipped
@@ -175,7 +175,9 @@ class DependencyRegistry:
             found = manager.collect(DEPENDENCY_CHECKERS)
         return cls(
             {kind: c.value for kind, c in found.items()},
-            failed_plugins=tuple(f"{r.name} ({r.error})" for r in manager.failed()),
+            failed_plugins=tuple(
+                f"{r.name} ({r.error})" for r in manager.records if r.status != "loaded"
+            ),
             providers={kind: c.plugin for kind, c in found.items()},
             skipped=tuple(str(p) for p in manager.problems() if p.hook == DEPENDENCY_CHECKERS.hook),
         )
@@ -190,13 +192,20 @@ class DependencyRegistry:
         except UsageError as exc:
             if "unknown kind" in exc.message or "no checker for" in exc.message:
                 if self.failed_plugins:
-                    exc.hint = (
-                        f"{exc.hint}; plugins that failed to load: {', '.join(self.failed_plugins)}"
-                    )
+                    exc.hint = f"{exc.hint}; plugins not loaded: {', '.join(self.failed_plugins)}"
                 if self.skipped:
                     exc.hint = f"{exc.hint}; skipped: {'; '.join(self.skipped)}"
             raise
-        checker = self.checkers[spec.kind]
+        checker = self.checkers.get(spec.kind)
+        if checker is None:  # the parser's default kind, 'module', whose plugin is missing
+            hint = "crank's own kinds come from crank.testing.builtin_checkers"
+            if self.failed_plugins:
+                hint += f"; plugins not loaded: {', '.join(self.failed_plugins)}"
+            raise UsageError(
+                f"dependency spec {raw!r}: no checker for kind {spec.kind!r}",
+                hint=hint,
+                subject=raw,
+            )
         plugin = self.providers.get(spec.kind)
         of = f" of plugin {plugin!r}" if plugin else ""
         try:
