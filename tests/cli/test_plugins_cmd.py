@@ -253,3 +253,46 @@ def test_a_lazy_command_that_cannot_be_loaded_is_named_with_its_plugin(
         "  hint: a bug in the plugin: report it to its authors, or disable it with "
         "CRANK_DISABLE_PLUGINS=lazy-broken\n"
     )
+
+
+def _explode() -> None:
+    raise ValueError("the plugin's own bug")
+
+
+class BuggyCommand:
+    @hookimpl
+    def crank_register_commands(self, register: Callable[[Any], None]) -> None:
+        register(click.Command("buggy", callback=_explode))
+
+
+def test_a_plugin_command_that_raises_is_named_with_its_own_frames() -> None:
+    manager = get_plugin_manager()
+    manager.register(BuggyCommand(), name="buggy-plugin")
+    try:
+        result = CliRunner().invoke(cli, ["buggy"])
+    finally:
+        manager.unregister("buggy-plugin")
+    assert result.exit_code == 4
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: command 'buggy' of plugin 'buggy-plugin' failed: ValueError: " + (
+        "the plugin's own bug"
+    )
+    # only this file's frames: none of click's or crank's
+    assert lines[1].startswith(f'  File "{__file__}", line ') and lines[1].endswith("_explode")
+    assert lines[2:] == [
+        '    raise ValueError("the plugin\'s own bug")',
+        "  hint: a bug in the plugin (the frames above are its own): report it to its authors, "
+        "or disable it with CRANK_DISABLE_PLUGINS=buggy-plugin",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_crank_own_command_bugs_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crank.cli.plugins
+
+    def broken(manager: Any) -> Any:
+        raise RuntimeError("crank's own bug")
+
+    monkeypatch.setattr(crank.cli.plugins, "gather_problems", broken)
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert isinstance(result.exception, RuntimeError)  # not reported as a plugin's

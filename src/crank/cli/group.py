@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -82,6 +84,27 @@ def name_too_long(exc: OSError) -> UsageError:
     )
 
 
+#: the plugin that registers crank's own commands.
+BUILTIN_COMMANDS_PLUGIN = "crank.cli.builtin"
+
+
+def _frames_of(plugin: object, exc: BaseException) -> str:
+    """The traceback of ``exc`` cut to the frames in ``plugin``'s package (its
+    innermost frame when none is there)."""
+    import traceback
+
+    origin = getattr(plugin, "__file__", None) or getattr(
+        sys.modules.get(type(plugin).__module__), "__file__", None
+    )
+    # a package's folder, or a one-file module itself (not the site-packages beside it)
+    home = None if origin is None else Path(origin)
+    if home is not None and home.name == "__init__.py":
+        home = home.parent
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if home is not None and Path(f.filename).is_relative_to(home)]
+    return "".join(traceback.format_list(own or frames[-1:])).rstrip("\n")
+
+
 def exit_status(outcome: object) -> int:
     """The exit status of what a command returned: its ExitCode (a plugin's command
     may return a plain int); anything else, None included, is OK."""
@@ -106,14 +129,42 @@ class CrankGroup(click.Group):
         except CrankError as exc:
             report_error(exc)
             raise click.exceptions.Exit(int(exc.exit_code)) from None
-        except OSError as exc:
-            if exc.errno != errno.ENAMETOOLONG:
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+                report_error(name_too_long(exc))
+                raise click.exceptions.Exit(ExitCode.USAGE) from None
+            failure = self._plugin_failure(ctx, exc)
+            if failure is None:
                 raise
-            report_error(name_too_long(exc))
-            raise click.exceptions.Exit(ExitCode.USAGE) from None
+            raise failure from None
         if status != ExitCode.OK:
             raise click.exceptions.Exit(status)
         return ExitCode.OK
+
+    def _plugin_failure(self, ctx: click.Context, exc: Exception) -> click.exceptions.Exit | None:
+        """Report a third-party command's bug by its plugin, with the plugin's own frames.
+
+        None for crank's own commands: their bugs keep Python's whole traceback.
+        """
+        name = ctx.invoked_subcommand
+        if name is None or name in self.commands:
+            return None
+        plugin = self._plugin_of(name)
+        if plugin in ("?", BUILTIN_COMMANDS_PLUGIN):
+            return None
+        frames = _frames_of(get_plugin_manager().pm.get_plugin(plugin), exc)
+        report_error(
+            PluginError(
+                f"command {name!r} of plugin {plugin!r} failed: {type(exc).__name__}: {exc}"
+                + (f"\n{frames}" if frames else ""),
+                hint="a bug in the plugin (the frames above are its own): report it to its "
+                f"authors, or disable it with CRANK_DISABLE_PLUGINS={plugin}",
+                subject=name,
+            )
+        )
+        return click.exceptions.Exit(PluginError.exit_code)
 
     def _registered(self) -> dict[str, click.Command | LazyCommand]:
         manager = get_plugin_manager()
