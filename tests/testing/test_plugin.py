@@ -602,6 +602,24 @@ def test_module_and_class_markers_count_every_test(pytester: pytest.Pytester) ->
 
 
 @pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("ex:redis-server", "dependency spec 'ex:redis-server': unknown kind 'ex'"),
+        ("redis-server>>7", "dependency spec 'redis-server>>7': '>>7' is not a version constraint"),
+    ],
+)
+def test_a_suite_dependency_written_wrong_stops_the_run_at_start(
+    pytester: pytest.Pytester, spec: str, problem: str
+) -> None:
+    # it matched no dependency, so CI=true silently did not require it
+    pytester.makeini(f"[pytest]\ncrank_dependencies =\n    exe:sh\n    {spec}\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: crank_dependencies in *tox.ini: {problem}"])
+
+
+@pytest.mark.parametrize(
     ("environ", "outcome"), [({}, {"skipped": 1}), ({"CI": "true"}, {"failed": 1})]
 )
 def test_a_suite_dependency_skips_outside_ci_and_fails_in_it(

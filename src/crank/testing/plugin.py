@@ -85,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "requires(*specs): skip (or fail in strict mode) unless every crank dependency spec "
         "is available, e.g. requires('exe:pandoc>=2.17', 'numpy>=1.26')",
     )
+    _check_suite_specs(config)
     try:
         policy = StrictPolicy.resolve(
             config.getoption("crank_require"),
@@ -114,6 +115,24 @@ def _check_gpu_strategy_request(config: pytest.Config) -> None:
         resolve_request(requested, os.environ)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _check_suite_specs(config: pytest.Config) -> None:
+    """A ``crank_dependencies`` spec crank cannot parse would match no dependency, so
+    strict mode would silently not require it: refused at start instead."""
+    specs = config.getini("crank_dependencies")
+    if not specs:
+        return  # the common case: no plugin loaded, nothing parsed
+    from crank.testing.dependencies import dependency_registry
+    from crank.testing.specs import parse_spec
+
+    kinds = dependency_registry().checkers
+    where = config.inipath or "the ini file"
+    for spec in specs:
+        try:
+            parse_spec(spec, kinds)
+        except UsageError as exc:
+            raise pytest.UsageError(f"crank_dependencies in {where}: {exc}") from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
