@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crank.errors import ValidationFailed, WorkerError
+from crank.errors import UsageError, ValidationFailed, WorkerError
 from crank.testing.workers import WorkerRunner
 
 if TYPE_CHECKING:
@@ -109,6 +109,14 @@ def test_a_missing_manifest_is_a_clear_error(crank_worker: WorkerRunner, tmp_pat
     with pytest.raises(WorkerError) as caught:
         crank_worker(tmp_path / "nope" / "crank.yaml")
     assert caught.value.message == f"no worker manifest at {tmp_path / 'nope' / 'crank.yaml'}"
+
+
+def test_a_worker_named_by_something_else_is_a_usage_error(crank_worker: WorkerRunner) -> None:
+    with pytest.raises(UsageError) as caught:
+        crank_worker(3)  # type: ignore[arg-type]
+    assert caught.value.message == (
+        "a worker is named by its crank.yaml, its folder or its name, got 3"
+    )
 
 
 def test_an_unknown_installed_worker_name_lists_the_installed_ones(

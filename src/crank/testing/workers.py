@@ -10,11 +10,12 @@ Used by the ``crank_worker`` fixture; works the same outside pytest::
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crank.errors import WorkerError
+from crank.errors import UsageError, WorkerError
 from crank.manifest import load_manifest
 from crank.plugins import get_plugin_manager
 from crank.worker.host import WorkerHost
@@ -59,6 +60,13 @@ class WorkerHandle:
 
 def find_manifest(target: str | Path) -> Path:
     """A manifest path, a folder holding ``crank.yaml``, or an installed worker's name."""
+    if not isinstance(target, str | os.PathLike):
+        raise UsageError(
+            f"a worker is named by its crank.yaml, its folder or its name, got {target!r}",
+            hint="write it like crank_worker('src/my_worker/crank.yaml') or "
+            "crank_worker('my-worker')",
+            subject=target,
+        )
     path = Path(target)
     if path.is_dir():
         path = path / "crank.yaml"
