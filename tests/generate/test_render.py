@@ -618,6 +618,45 @@ def test_a_renderer_that_raises_is_named_by_render(
     assert ok.exit_code == 0
 
 
+class ReturnsStrings:
+    name = "returns-strings"
+    description = "A renderer that returns text instead of RenderedFiles."
+
+    def render(self, project: object) -> object:
+        return ["FROM scratch\n"]
+
+
+class ReturnsStringsPlugin:
+    @hookimpl
+    def crank_register_renderers(self, register: Callable[[Any], None]) -> None:
+        register(ReturnsStrings())
+
+
+def test_a_renderer_that_returns_no_rendered_files_is_named_not_a_traceback(
+    pristine_worker: Path,
+) -> None:
+    manager = get_plugin_manager()
+    manager.register(ReturnsStringsPlugin(), name="test-strings")
+    try:
+        rendered = CliRunner().invoke(
+            cli, ["render", "returns-strings", "--project", str(pristine_worker)]
+        )
+        checked = CliRunner().invoke(cli, ["check", str(pristine_worker), "--format", "json"])
+    finally:
+        manager.unregister("test-strings")
+    failed = (
+        "renderer 'returns-strings' of plugin 'test-strings' failed: "
+        "render() returned ['FROM scratch\\n'], not a tuple of RenderedFile"
+    )
+    assert (rendered.exit_code, rendered.stdout) == (2, "")
+    assert rendered.stderr.startswith(f"error: {failed}\n  hint: a bug in the plugin")
+    assert checked.exit_code == 1, checked.output
+    findings = json.loads(checked.stdout)["projects"][0]["findings"]
+    assert [f["message"] for f in findings if f["kind"] == "renderer"] == [
+        f"{failed}; its files were left as they are (not checked, not removed)"
+    ]
+
+
 def test_check_reports_a_renderer_that_raises_and_checks_the_rest(
     worker_project: Path, exploding_renderer: None
 ) -> None:

@@ -111,6 +111,30 @@ def test_a_crashing_rule_is_a_finding_and_the_others_still_run(
     ]
 
 
+@dataclass(frozen=True)
+class StringRule:
+    id: str = "ACME003"
+    summary: str = "yields text, not findings"
+
+    def check(self, ctx: Any) -> Iterator[Any]:
+        yield "capability has no description"
+
+
+def test_a_rule_that_yields_no_finding_is_a_finding_naming_it(
+    register_plugin: Callable[..., None], write_manifest: Callable[..., Path]
+) -> None:
+    register_plugin(StringRule(), NoDescriptionRule())
+    findings = Linter(collect_rules(), installed_paths=()).lint_file(write_manifest(VALID))
+    assert [(f.rule, f.message, f.severity) for f in findings if f.rule != "CRK108"] == [
+        (
+            "ACME003",
+            "rule ACME003 produced 'capability has no description', which is not a Finding",
+            "error",
+        ),
+        ("ACME001", "capability has no description", "warning"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("rule", "message"),
     [

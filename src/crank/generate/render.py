@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from crank.contributions import Contribution, ContributionKind
 from crank.errors import CrankError, GenerateError, PluginError
@@ -179,12 +179,21 @@ def get_renderer(name: str) -> ArtifactRenderer:
 
 def _render(renderer: Contribution[ArtifactRenderer], project: WorkerProject) -> Rendering:
     try:
-        return Rendering(tuple(renderer.value.render(project)))
+        # Any: a plugin's renderer may return anything, which is checked below
+        returned: Any = renderer.value.render(project)
+        # text, a mapping or a lone file is one wrong value, not a sequence of them
+        single = isinstance(returned, str | bytes | RenderedFile | Mapping)
+        files: tuple[object, ...] = (returned,) if single else tuple(returned)
     except CrankError:
         raise  # a deliberate error about the project, which names what is wrong
     except Exception as exc:  # a broken renderer must not hide the other artifacts
         failure = RenderFailure(renderer.name, renderer.plugin, f"{type(exc).__name__}: {exc}")
         return Rendering((), (failure,))
+    wrong = next((f for f in files if not isinstance(f, RenderedFile)), None)
+    if wrong is not None:  # the same bug: it would crash whatever writes or compares them
+        error = f"render() returned {returned!r}, not a tuple of RenderedFile"
+        return Rendering((), (RenderFailure(renderer.name, renderer.plugin, error),))
+    return Rendering(cast("tuple[RenderedFile, ...]", files))
 
 
 def render_one(name: str, project: WorkerProject) -> tuple[RenderedFile, ...]:

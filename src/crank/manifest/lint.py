@@ -254,7 +254,7 @@ class Linter:
             if rule.id in disabled:
                 continue
             try:
-                findings.extend(rule.check(ctx))
+                produced = list(rule.check(ctx))
             except Exception as exc:  # a broken (plugin) rule must not hide the others
                 findings.append(
                     ctx.finding(
@@ -264,6 +264,20 @@ class Linter:
                         hint=f"a bug in the rule; skip it with `# crank-lint: disable={rule.id}`",
                     )
                 )
+                continue
+            wrong = next((f for f in produced if not isinstance(f, Finding)), None)
+            if wrong is not None:  # the same bug: it would crash whatever reads the findings
+                findings.append(
+                    ctx.finding(
+                        rule.id,
+                        (),
+                        f"rule {rule.id} produced {wrong!r}, which is not a Finding",
+                        hint="a bug in the rule (its check(ctx) yields ctx.finding(...)); skip "
+                        f"it with `# crank-lint: disable={rule.id}`",
+                    )
+                )
+                continue
+            findings.extend(produced)
         kept = {f for f in findings if f.rule not in disabled}
         return sorted(kept, key=_order)
 
