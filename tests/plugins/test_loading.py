@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -163,3 +164,44 @@ def test_a_hook_that_raises_is_skipped_and_named() -> None:
     ]
     assert "CRK101" in [r.id for r in rules]
     assert "lint" in commands
+
+
+def _dist(site: Path, dist: str, entry_point: str, module: str, command: str) -> None:
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"  # as a wheel names it
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[crank]\n{entry_point} = {module}\n")
+    (site / f"{module}.py").write_text(
+        "import click\nfrom crank.hookspecs import hookimpl\n\n"
+        f"@hookimpl\ndef crank_register_commands(register):\n"
+        f"    register(click.Command({command!r}))\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("blocked", "loaded"),
+    [("", "crank_testplugin_first"), ("crank-testplugin-first", "crank_testplugin_second")],
+)
+def test_two_plugins_of_one_name_the_second_is_listed_as_failed_not_dropped(
+    tmp_path: Path, plugins_on_path: Callable[..., None], blocked: str, loaded: str
+) -> None:
+    _dist(tmp_path, "crank-testplugin-first", "twin", "crank_testplugin_first", "first-cmd")
+    _dist(tmp_path, "crank-testplugin-second", "twin", "crank_testplugin_second", "second-cmd")
+    plugins_on_path(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manager = build_plugin_manager(environ={DISABLE_ENV: blocked})
+    twins = [(r.status, r.module) for r in manager.records if r.name == "twin"]
+    if not blocked:
+        error = (
+            "plugin name 'twin' is taken by 'crank-testplugin-first' (crank_testplugin_first), "
+            "so crank_testplugin_second was not loaded; uninstall one, or block one by its "
+            f"distribution name with {DISABLE_ENV}"
+        )
+        assert twins == [("loaded", loaded), ("failed", "crank_testplugin_second")]
+        assert [r.error for r in manager.records if r.name == "twin"] == [None, error]
+        assert [str(w.message) for w in caught if w.category is PluginLoadWarning] == [
+            f"crank plugin 'twin' (crank_testplugin_second) failed to load and was skipped: {error}"
+        ]
+    else:  # the blocked one leaves the name to the other
+        assert twins == [("blocked", "crank_testplugin_first"), ("loaded", loaded)]

@@ -71,11 +71,17 @@ def build_plugin_manager(
     if builtins:
         for modname in BUILTIN_PLUGINS:
             manager.records.append(_load_builtin(pm, modname, blocked))
-    seen: set[str] = set()
-    for ep in sorted(_entry_points(), key=lambda e: e.name):
-        if ep.name not in seen:
-            seen.add(ep.name)
-            manager.records.append(_load_entry_point(pm, ep, blocked))
+    taken: dict[str, metadata.EntryPoint] = {}
+    for ep in sorted(_entry_points(), key=lambda e: (e.name, _dist_name(e) or "", e.value)):
+        first = taken.get(ep.name)
+        if first is None:
+            record = _load_entry_point(pm, ep, blocked)
+            manager.records.append(record)
+            if record.status != "blocked":  # a blocked one leaves its name to the next
+                taken[ep.name] = ep
+        elif (_dist_name(first), first.value) != (_dist_name(ep), ep.value):
+            # another distribution's plugin of the same name: not loaded, but said so
+            manager.records.append(_name_taken(ep, first))
     for record in manager.loaded():
         manager.registry.check_hooks(record.name)
     return manager
@@ -127,6 +133,29 @@ def _load_entry_point(
         # its manifest still says which capabilities are missing (crank run reports them)
         return replace(record, status="failed", error=error, manifest_path=_manifest_of(ep.value))
     return replace(record, hooks=hook_names(plugin, pm), manifest_path=_manifest_next_to(plugin))
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else None
+
+
+def _name_taken(ep: metadata.EntryPoint, first: metadata.EntryPoint) -> PluginRecord:
+    dist = getattr(ep, "dist", None)
+    error = (
+        f"plugin name {ep.name!r} is taken by {_dist_name(first) or first.value!r} "
+        f"({first.value}), so {ep.value} was not loaded; uninstall one, or block one by its "
+        f"distribution name with {DISABLE_ENV}"
+    )
+    _warn_failed(ep.name, ep.value, error)
+    return PluginRecord(
+        name=ep.name,
+        status="failed",
+        module=ep.value,
+        distribution=_dist_name(ep),
+        version=dist.metadata["Version"] if dist is not None else None,
+        error=error,
+    )
 
 
 def _manifest_of(target: str) -> Path | None:
