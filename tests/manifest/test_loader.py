@@ -156,6 +156,28 @@ BAD_FILES: dict[str, tuple[bytes, int, int, str, str]] = {
         f"cannot read value: the number has more than {sys.get_int_max_str_digits():,} digits",
         "$.metadata",
     ),
+    # PyYAML raised its own error from the merge, which escaped as a traceback
+    "merge of a scalar": (
+        b"x: &x 1\ny:\n  k: 1\n  <<: *x\n",
+        4,
+        3,
+        "cannot merge: expected a mapping or list of mappings for merging, but found scalar",
+        "$.y",
+    ),
+    "merge of a list of scalars": (
+        b"y:\n  <<: [1, 2]\n",
+        2,
+        3,
+        "cannot merge: expected a mapping for merging, but found scalar",
+        "$.y",
+    ),
+    "duplicate keys beside a merge": (
+        b"b: &b {x: 1}\nc: {<<: *b, x: 2, x: 3}\n",
+        2,
+        19,
+        "duplicate key 'x' (first defined at line 2)",
+        "$.c.x",
+    ),
     "syntax error": (
         b"a: [1, 2\n",
         2,
@@ -340,3 +362,28 @@ def test_merge_keys_are_resolved(tmp_path: Path) -> None:
     file = tmp_path / "crank.yaml"
     file.write_text("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", encoding="utf-8")
     assert load_document(file).data["other"] == {"x": 1, "y": 2}
+
+
+def test_a_key_of_its_own_overrides_a_merged_one(tmp_path: Path) -> None:
+    """YAML's merge semantics: the mapping's own keys win, then the earlier merge source.
+    Overriding a merged key was reported as a duplicate key."""
+    file = tmp_path / "crank.yaml"
+    file.write_text(
+        "a: &a {x: 1, y: 2}\n"
+        "b: &b {x: 9, z: 3}\n"
+        "c: &c\n  <<: [*a, *b]\n  y: 5\n"
+        "d: *c\n",  # met again through an alias: flattened once, same answer
+        encoding="utf-8",
+    )
+    doc = load_document(file)
+    assert doc.data["c"] == {"x": 1, "y": 5, "z": 3}
+    assert doc.data["d"] == doc.data["c"]
+    assert doc.position(("c", "y")) == (5, 6)  # the overriding value, not the merged one
+
+
+def test_plain_keys_keep_their_spelling(tmp_path: Path) -> None:
+    """A key YAML reads as a boolean or a number was turned into Python's spelling of
+    it: ``on:`` became the key 'True' and ``1.10:`` the key '1.1'."""
+    file = tmp_path / "crank.yaml"
+    file.write_text("m: {on: 1, no: 2, 1.10: 3, 0x1F: 4, 7: 5}\n", encoding="utf-8")
+    assert load_document(file).data["m"] == {"on": 1, "no": 2, "1.10": 3, "0x1F": 4, "7": 5}

@@ -368,6 +368,8 @@ class _Builder:
         self.doc = doc
         self.visited = 0
         self.constructor = _Loader("")
+        #: pairs copied by merge keys, per mapping node already flattened
+        self.merged: dict[int, int] = {}
 
     def build(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
         self.visited += 1
@@ -393,35 +395,31 @@ class _Builder:
             )
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
-            self.constructor.flatten_mapping(node)
-            for key_node, value_node in node.value:
+            merged = self._flatten(node, path)
+            # a merge key (``<<: *base``) puts the pairs it copies first: the node's own
+            # keys override them, and an earlier merge source overrides a later one, so
+            # only the last pair of each key is kept. Only the node's own pairs can be
+            # duplicates of each other.
+            last: dict[str, int] = {}
+            for index, (key_node, _) in enumerate(node.value):
+                last[self._key(key_node, path)] = index
+            own: dict[str, int] = {}  # key -> line of the node's own pair
+            for index, (key_node, value_node) in enumerate(node.value):
                 kline, kcol = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+                key = self._key(key_node, path)
+                if index >= merged and key in own:
                     raise _fail(
                         self.doc.file,
                         kline,
                         kcol,
-                        "a mapping key must be a plain string",
-                        "use `name: value` pairs",
-                        path,
-                    )
-                key = self._scalar(key_node, path)
-                if not isinstance(key, str):
-                    key = str(key) if isinstance(key, int | float | bool) else None
-                    if key is None:
-                        raise _fail(
-                            self.doc.file, kline, kcol, "a mapping key must be a string", None, path
-                        )
-                if key in out:
-                    first = self.doc.key_positions.get((*path, key), (0, 0))
-                    raise _fail(
-                        self.doc.file,
-                        kline,
-                        kcol,
-                        f"duplicate key {quoted(key)} (first defined at line {first[0]})",
+                        f"duplicate key {quoted(key)} (first defined at line {own[key]})",
                         "YAML keeps only one value per key; remove or rename one of them",
                         (*path, key),
                     )
+                if index >= merged:
+                    own[key] = kline
+                if last[key] != index:
+                    continue  # overridden by a later pair of the same key
                 self.doc.key_positions[(*path, key)] = (kline, kcol)
                 out[key] = self.build(value_node, (*path, key))
             return out
@@ -438,6 +436,51 @@ class _Builder:
                 path,
             )
         return self._scalar(node, path)
+
+    def _flatten(self, node: yaml.MappingNode, path: tuple[str | int, ...]) -> int:
+        """Resolve the merge keys of ``node`` in place; the number of pairs they copied
+        (they come first). A node met again through an alias is flattened already."""
+        key = id(node)
+        if key not in self.merged:
+            merge_keys = [k for k, _ in node.value if k.tag == "tag:yaml.org,2002:merge"]
+            own = len(node.value) - len(merge_keys)
+            try:
+                self.constructor.flatten_mapping(node)
+            except yaml.MarkedYAMLError as exc:
+                # at the `<<` itself: PyYAML points at the merged node, maybe far away
+                mark = merge_keys[0].start_mark if merge_keys else node.start_mark
+                problem = exc.problem or "invalid merge key"
+                raise _fail(
+                    self.doc.file,
+                    mark.line + 1,
+                    mark.column + 1,
+                    f"cannot merge: {problem}",
+                    "`<<:` takes an alias of a mapping (`<<: *base`) or a list of them",
+                    path,
+                ) from None
+            self.merged[key] = len(node.value) - own
+        return self.merged[key]
+
+    def _key(self, node: yaml.Node, path: tuple[str | int, ...]) -> str:
+        """A mapping key as text. A plain key YAML reads as a number or a boolean keeps
+        its spelling: ``on:`` is the key 'on' and ``1.10:`` the key '1.10', not 'True'
+        and '1.1'."""
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TAGS:
+            raise _fail(
+                self.doc.file,
+                line,
+                col,
+                "a mapping key must be a plain string",
+                "use `name: value` pairs",
+                path,
+            )
+        key = self._scalar(node, path)
+        if isinstance(key, str):
+            return key
+        if isinstance(key, int | float | bool):
+            return str(node.value)
+        raise _fail(self.doc.file, line, col, "a mapping key must be a string", None, path)
 
     def _scalar(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
         line, col = node.start_mark.line + 1, node.start_mark.column + 1
