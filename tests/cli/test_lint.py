@@ -75,6 +75,25 @@ def test_wrong_type_points_at_the_node(tmp_path: Path) -> None:
     )
 
 
+def test_a_value_yaml_reads_as_a_number_or_boolean_is_shown_as_written(tmp_path: Path) -> None:
+    """``version: 1.10`` is the number 1.1 to YAML and the error code ``NO`` the boolean
+    false: the finding said 'got a number 1.1', a value nobody wrote, and 'change the
+    value to a string' without saying how."""
+    text = CLEAN.replace("version: 1.0.0\n    input", "version: 1.10\n    input")
+    write(tmp_path, text + "    errors: [{code: NO}]\n")
+    result = lint(tmp_path, "crank.yaml")
+    assert result.exit_code == 1
+    assert result.output == (
+        "crank.yaml:11:14 CRK002 expected string, got a number 1.1 (YAML reads the unquoted "
+        "1.10 as a number) [$.capabilities[0].version]\n"
+        '    hint: quote it to keep it as written: "1.10"\n'
+        "crank.yaml:14:21 CRK002 expected string, got a boolean false (YAML reads the "
+        "unquoted NO as a boolean) [$.capabilities[0].errors[0].code]\n"
+        '    hint: quote it to keep it as written: "NO"\n'
+        "2 errors, 0 warnings in 1 file\n"
+    )
+
+
 def test_a_long_value_is_quoted_short(tmp_path: Path) -> None:
     """A finding about a 100,000-character value quotes its start and its length, as the
     HTTP API does, rather than printing the value."""

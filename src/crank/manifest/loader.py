@@ -40,6 +40,9 @@ class LoadedDocument:
     #: positions of mapping *keys*, for findings about a key itself (unknown field).
     key_positions: dict[tuple[str | int, ...], Position] = field(default_factory=dict)
     text: str = ""
+    #: how each unquoted value YAML read as a boolean or number was written (``yes``,
+    #: ``1.10``), for findings that expected a string there
+    spellings: dict[tuple[str | int, ...], str] = field(default_factory=dict)
 
     def position(self, path: tuple[str | int, ...], *, key: bool = False) -> Position:
         """Position of ``path``, or of its nearest ancestor that has one."""
@@ -435,7 +438,10 @@ class _Builder:
                 "manifests hold plain mappings, lists and scalars; remove the tag",
                 path,
             )
-        return self._scalar(node, path)
+        value = self._scalar(node, path)
+        if isinstance(value, bool | int | float) and isinstance(node, yaml.ScalarNode):
+            self.doc.spellings[path] = node.value
+        return value
 
     def _flatten(self, node: yaml.MappingNode, path: tuple[str | int, ...]) -> int:
         """Resolve the merge keys of ``node`` in place; the number of pairs they copied

@@ -102,6 +102,15 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
         expected_s = " or ".join(expected) if isinstance(expected, list) else str(expected)
         message = f"expected {expected_s}, got {_describe(err.instance)}"
         hint = f"change the value to {'an' if expected_s[0] in 'aeiou' else 'a'} {expected_s}"
+        written = doc.spellings.get(path)
+        if written is not None and "string" in expected_s:
+            # `version: 1.10` is the number 1.1 and `name: no` the boolean false to YAML
+            kind = "a boolean" if isinstance(err.instance, bool) else "a number"
+            message = (
+                f"expected {expected_s}, got {_describe(err.instance)} "
+                f"(YAML reads the unquoted {written} as {kind})"
+            )
+            hint = f"quote it to keep it as written: {json.dumps(written)}"
     elif validator == "enum":
         options: list[Any] = list(err.validator_value)  # type: ignore[arg-type]
         choices = ", ".join(json.dumps(c) for c in options)
