@@ -65,6 +65,30 @@ OBJ = {"type": "object", "properties": {"n": {"type": "number"}, "s": {"type": "
             {"type": "object", "properties": {}, "additionalProperties": {"type": "string"}},
             [("additional_properties_tightened", "$"), ("type_narrowed", "$.n")],
         ),
+        # value constraints: each refuses some value the old schema accepted
+        ({"type": "integer"}, {"type": "integer", "minimum": 0}, [("constraint_narrowed", "$")]),
+        (
+            {"type": "integer", "minimum": 0},
+            {"type": "integer", "exclusiveMinimum": 0},
+            [("constraint_narrowed", "$")],
+        ),
+        ({"type": "number", "maximum": 9}, {"maximum": 8}, [("constraint_narrowed", "$")]),
+        ({"type": "string"}, {"type": "string", "maxLength": 10}, [("constraint_narrowed", "$")]),
+        ({"type": "string"}, {"type": "string", "pattern": "^a"}, [("constraint_narrowed", "$")]),
+        ({"type": "string"}, {"type": "string", "format": "email"}, [("constraint_narrowed", "$")]),
+        ({"type": "array"}, {"type": "array", "minItems": 1}, [("constraint_narrowed", "$")]),
+        ({"type": "array"}, {"type": "array", "uniqueItems": True}, [("constraint_narrowed", "$")]),
+        (
+            {"type": "object"},
+            {"type": "object", "maxProperties": 3},
+            [("constraint_narrowed", "$")],
+        ),
+        # ...and these refuse nothing it accepted
+        ({"type": "integer", "minimum": 5}, {"type": "integer", "minimum": 0}, []),
+        ({"type": "integer", "exclusiveMaximum": 5}, {"type": "integer", "maximum": 5}, []),
+        ({"type": "string", "maxLength": 10}, {"type": "string", "maxLength": 20}, []),
+        ({"type": "string", "pattern": "^a"}, {"type": "string"}, []),
+        ({"type": "string"}, {"type": "string", "format": "int32"}, []),  # checked by no one
     ],
 )
 def test_input_narrowings(old: Any, new: Any, expected: list[tuple[str, str]]) -> None:
@@ -109,10 +133,28 @@ def test_input_narrowings(old: Any, new: Any, expected: list[tuple[str, str]]) -
             {"type": "array", "items": {"type": ["string", "null"]}},
             [("type_changed", "$[*]")],
         ),
+        # a client relying on a bound (a length that fits its column) may now get more
+        ({"type": "string", "maxLength": 9}, {"type": "string"}, [("constraint_widened", "$")]),
+        (
+            {"type": "number", "minimum": 0},
+            {"type": "number", "minimum": -1},
+            [("constraint_widened", "$")],
+        ),
+        ({"type": "string", "format": "email"}, {"type": "string"}, [("constraint_widened", "$")]),
+        ({"type": "number"}, {"type": "number", "minimum": 0}, []),
+        ({"type": "string", "maxLength": 9}, {"type": "string", "maxLength": 5}, []),
     ],
 )
 def test_output_breaks(old: Any, new: Any, expected: list[tuple[str, str]]) -> None:
     assert kinds(output_breaks(old, new)) == expected
+
+
+def test_a_tightened_constraint_names_both_values_and_its_keyword() -> None:
+    old = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}
+    new = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}
+    (change,) = input_narrowings(old, new)
+    assert change.detail == "minimum tightened: minimum: 0 before, minimum: 1 now"
+    assert (change.path, change.schema_path) == ("$.n", ("properties", "n", "minimum"))
 
 
 def test_messages_name_the_types() -> None:

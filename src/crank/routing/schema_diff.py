@@ -1,10 +1,12 @@
 """Compare two JSON Schemas of one capability for changes that break existing clients.
 
 Input is *narrowed* when some payload the old schema accepted is refused by the
-new one: a new required field, a type narrowed, an enum value removed,
+new one: a new required field, a type narrowed, an enum value removed, a value
+constraint tightened (``minimum``, ``maxLength``, ``pattern``, ``format``...),
 ``additionalProperties`` tightened (or a property no longer accepted). Output is
 *broken* when a client reading the old shape can be surprised: a required field
-removed, a type changed to include something new, an enum value added.
+removed, a type changed to include something new, an enum value added, a value
+constraint loosened.
 
 The comparison walks ``properties``, ``items`` and ``additionalProperties``; ``$ref``
 and the combinators (``anyOf``/``oneOf``/``allOf``) are compared only as a whole
@@ -18,6 +20,7 @@ adding output fields, or lifting ``additionalProperties: false``, is not reporte
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +34,8 @@ ChangeKind = Literal[
     "required_removed",
     "type_changed",
     "enum_added",
+    "constraint_narrowed",
+    "constraint_widened",
 ]
 
 ALL_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string", "integer"})
@@ -141,6 +146,85 @@ def _required_at(schema: Schema, at: SchemaPath, name: str) -> SchemaPath:
     return _at(schema, at, "required")
 
 
+#: Keywords that bound a value from below / above, each with its exclusive twin.
+_LOWER = ("minimum", "exclusiveMinimum")
+_UPPER = ("maximum", "exclusiveMaximum")
+_MIN_COUNTS = ("minLength", "minItems", "minProperties", "minContains")
+_MAX_COUNTS = ("maxLength", "maxItems", "maxProperties", "maxContains")
+#: Keywords whose any change (or addition) may refuse a value the old schema took.
+_OPAQUE = ("pattern", "format", "multipleOf", "propertyNames", "dependentRequired")
+
+
+def _number(schema: Schema, key: str) -> float | None:
+    value = schema.get(key) if isinstance(schema, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _bound(schema: Schema, inclusive: str, exclusive: str, *, lower: bool) -> tuple[float, bool]:
+    """The tighter of ``inclusive``/``exclusive`` as (value, exclusive); none: infinite."""
+    found: list[tuple[float, bool]] = []
+    for key, is_exclusive in ((inclusive, False), (exclusive, True)):
+        value = _number(schema, key)
+        if value is not None:
+            found.append((value, is_exclusive))
+    if not found:
+        return (-math.inf if lower else math.inf), False
+    # at the same value the exclusive bound is the tighter one
+    return max(found) if lower else min(found, key=lambda b: (b[0], not b[1]))
+
+
+def _show(schema: Schema, keys: tuple[str, ...]) -> str:
+    shown = [f"{k}: {_key(schema[k])}" for k in keys if isinstance(schema, dict) and k in schema]
+    return ", ".join(shown) or "none"
+
+
+def tightened_constraints(old: Schema, new: Schema) -> list[tuple[str, ...]]:
+    """The value constraints by which ``new`` refuses some value ``old`` allowed (a bound
+    raised or lowered, a length limit, a pattern, a format...), each as the keywords
+    of its kind, the one to point at first."""
+    out: list[tuple[str, ...]] = []
+    for lower, (inclusive, exclusive) in ((True, _LOWER), (False, _UPPER)):
+        before = _bound(old, inclusive, exclusive, lower=lower)
+        after = _bound(new, inclusive, exclusive, lower=lower)
+        tighter = after[0] > before[0] if lower else after[0] < before[0]
+        if tighter or (after[0] == before[0] and after[1] and not before[1]):
+            keys = (exclusive, inclusive) if exclusive in new else (inclusive, exclusive)
+            out.append(keys)
+    for key in _MIN_COUNTS:
+        if (_number(new, key) or 0) > (_number(old, key) or 0):
+            out.append((key,))
+    for key in _MAX_COUNTS:
+        before_m, after_m = _number(old, key), _number(new, key)
+        if after_m is not None and (before_m is None or after_m < before_m):
+            out.append((key,))
+    if not isinstance(new, dict):
+        return out
+    if new.get("uniqueItems") is True and not (
+        isinstance(old, dict) and old.get("uniqueItems") is True
+    ):
+        out.append(("uniqueItems",))
+    for key in _OPAQUE:
+        was = old.get(key) if isinstance(old, dict) else None
+        if key in new and _key(new[key]) != _key(was) and _asserts(key, new[key]):
+            out.append((key,))
+    return out
+
+
+def _asserts(key: str, value: Any) -> bool:
+    """False for a ``format`` no validator checks (``int32``): it refuses nothing."""
+    if key != "format":
+        return True
+    from jsonschema import Draft202012Validator
+
+    return value in Draft202012Validator.FORMAT_CHECKER.checkers
+
+
+def _constraint_detail(verb: str, old: Schema, new: Schema, keys: tuple[str, ...]) -> str:
+    return f"{keys[0]} {verb}: {_show(old, keys)} before, {_show(new, keys)} now"
+
+
 def _type_detail(verb: str, old: Schema, new: Schema) -> str:
     return f"type {verb} from {_names(_types(old))} to {_names(_types(new))}"
 
@@ -166,6 +250,9 @@ def input_narrowings(
         )
     if not _enum_only(new) and _types(old) - _types(new):
         add("type_narrowed", path, _type_detail("narrowed", old, new), _at(new, at, "type"))
+    for keys in tightened_constraints(old, new):
+        detail = _constraint_detail("tightened", old, new, keys)
+        add("constraint_narrowed", path, detail, _at(new, at, *keys))
     old_enum, new_enum = _enum(old), _enum(new)
     if new_enum is not None:
         allowed = {_key(v) for v in new_enum}
@@ -225,6 +312,10 @@ def output_breaks(
         )
     if not _enum_only(old) and _types(new) - _types(old):
         add("type_changed", path, _type_detail("changed", old, new), _at(new, at, "type"))
+    # a client relying on a bound (a length that fits its column) may now get more
+    for keys in tightened_constraints(new, old):
+        detail = _constraint_detail("loosened", old, new, keys)
+        add("constraint_widened", path, detail, _at(new, at, *keys))
     old_enum, new_enum = _enum(old), _enum(new)
     if old_enum is not None:
         known = {_key(v) for v in old_enum}
