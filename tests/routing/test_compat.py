@@ -236,6 +236,18 @@ def test_major_bump_turns_contract_breaks_into_warnings() -> None:
     ]
 
 
+def test_a_lowered_major_version_strands_pinned_clients() -> None:
+    """2.3.0 -> 1.0.0 was reported compatible, yet every call to ``a.b@2`` then gets 404."""
+    old, new = manifest([cap("a.b", "2.3.0")]), manifest([cap("a.b", "1.0.0")])
+    assert rules(old, new) == [
+        (
+            "CMP006",
+            "the major version of 'a.b' went down, 2.3.0 -> 1.0.0: clients pinned to a.b@2 get 404",
+        )
+    ]
+    assert rules(old, manifest([cap("a.b", "2.2.0")])) == []  # pinning is by major only
+
+
 def test_changing_max_concurrency_is_not_breaking() -> None:
     old = manifest([cap("a.b")])
     for limit in (1, 50):

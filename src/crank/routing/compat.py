@@ -14,9 +14,12 @@ CMP002   deprecated entry removed before its sunset
 CMP003   deprecated capability cannot be routed: shim target missing, split
          without a shim, shim default or selector values not covered
 CMP004   input narrowed: new required field, type narrowed, enum value
-         removed, additionalProperties tightened (also through a shim)
-CMP005   output broken: required field removed, type changed, enum value added
-CMP006   breaking change without a major version bump
+         removed, value constraint tightened, additionalProperties tightened
+         (also through a shim)
+CMP005   output broken: required field removed, type changed, enum value
+         added, value constraint loosened
+CMP006   breaking change without a major version bump, or a major version
+         lowered
 CMP007   sunset moved earlier, or a grace period shorter than the minimum
 =======  ==================================================================
 """

@@ -225,8 +225,19 @@ def output_broken(ctx: CompatContext) -> Iterator[CompatFinding]:
 
 def breaking_without_major_bump(ctx: CompatContext) -> Iterator[CompatFinding]:
     for contract in ctx.kept.values():
+        old, new = contract.old, contract.new
+        if new.major < old.major:
+            yield ctx.finding(
+                "CMP006",
+                new.id,
+                "new",
+                (*contract.where, "version"),
+                f"the major version of {new.id!r} went down, {old.version} -> {new.version}: "
+                f"clients pinned to {new.id}@{old.major} get 404",
+                f"keep the version at {old.major}.x or above; a contract's version only goes up",
+            )
+            continue
         if contract.breaking and not contract.bumped:
-            old, new = contract.old, contract.new
             yield ctx.finding(
                 "CMP006",
                 new.id,
@@ -302,7 +313,9 @@ RULES: tuple[CompatRule, ...] = (
     CompatRule("CMP004", "input narrowed", input_narrowed),
     CompatRule("CMP005", "output broken", output_broken),
     CompatRule(
-        "CMP006", "breaking change without a major version bump", breaking_without_major_bump
+        "CMP006",
+        "breaking change without a major version bump, or a major version lowered",
+        breaking_without_major_bump,
     ),
     CompatRule("CMP007", "sunset moved earlier or grace period too short", sunset_too_soon),
 )
