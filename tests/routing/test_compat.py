@@ -236,6 +236,94 @@ def test_major_bump_turns_contract_breaks_into_warnings() -> None:
     ]
 
 
+SPLIT = {
+    "id": "a.old",
+    "replaced_by": ["a.fast", "a.slow"],
+    "shim": {"select_by": "mode", "map": {"fast": "a.fast", "slow": "a.slow"}, "default": "fast"},
+    "legacy_routes": ["/old"],
+}
+
+
+def test_a_kept_deprecation_routes_every_old_call_the_same_way_until_its_sunset() -> None:
+    """Dropping a map value, the default or the legacy route of a deprecated entry, or
+    renaming its selector, was reported compatible: old clients then got 400, 404, or
+    silently another capability's answer."""
+    caps = [cap("a.fast"), cap("a.slow")]
+    old = manifest(caps, [SPLIT])
+    shim = SPLIT["shim"]
+    changed = {
+        "map value dropped": {**shim, "map": {"fast": "a.fast"}},
+        "default dropped": {"select_by": "mode", "map": shim["map"]},
+        "default changed": {**shim, "default": "slow"},
+        "selector renamed": {**shim, "select_by": "kind"},
+    }
+    found = {
+        name: rules(old, manifest(caps, [{**SPLIT, "shim": new_shim}]))
+        for name, new_shim in changed.items()
+    }
+    assert found == {
+        "map value dropped": [
+            (
+                "CMP003",
+                "deprecated capability 'a.old' no longer routes mode='slow' (to a.slow "
+                "before): old clients get 400",
+            )
+        ],
+        "default dropped": [
+            (
+                "CMP003",
+                "deprecated capability 'a.old' no longer routes calls without 'mode' (to "
+                "a.fast before): old clients get 400",
+            )
+        ],
+        "default changed": [
+            (
+                "CMP003",
+                "deprecated capability 'a.old' now routes calls without 'mode' to a.slow "
+                "instead of a.fast: old clients get another capability's answer",
+            )
+        ],
+        "selector renamed": [
+            (
+                "CMP003",
+                "deprecated capability 'a.old' now routes mode='slow' to a.fast instead of "
+                "a.slow: old clients get another capability's answer",
+            )
+        ],
+    }
+    assert rules(old, manifest(caps, [{**SPLIT, "legacy_routes": []}])) == [
+        (
+            "CMP002",
+            "legacy route /old of deprecated capability 'a.old' was removed before its "
+            "sunset (2027-06-30): clients calling it get 404",
+        )
+    ]
+    # a new value or a new spelling of a successor (renamed in turn) strands no one
+    wider = {**shim, "map": {**shim["map"], "quick": "a.fast"}, "default": "quick"}
+    assert rules(old, manifest(caps, [{**SPLIT, "shim": wider}])) == []
+    renamed = {**shim, "map": {"fast": "a.fast", "slow": "a.slower"}}
+    assert (
+        rules(
+            old,
+            manifest(
+                [cap("a.fast"), cap("a.slower")],
+                [
+                    {**SPLIT, "shim": renamed},
+                    {"id": "a.slow", "replaced_by": ["a.slower"]},
+                ],
+            ),
+        )
+        == []
+    )
+    # after the sunset the old id answers 410 whatever the shim says
+    late = compare_manifests(
+        old,
+        manifest(caps, [{**SPLIT, "shim": changed["default dropped"], "legacy_routes": []}]),
+        today=dt.date(2027, 7, 1),
+    )
+    assert late.breaking == ()
+
+
 def test_a_lowered_major_version_strands_pinned_clients() -> None:
     """2.3.0 -> 1.0.0 was reported compatible, yet every call to ``a.b@2`` then gets 404."""
     old, new = manifest([cap("a.b", "2.3.0")]), manifest([cap("a.b", "1.0.0")])

@@ -10,9 +10,11 @@ warnings: the contract says it changed):
 
 =======  ==================================================================
 CMP001   capability removed without a ``deprecated`` entry
-CMP002   deprecated entry removed before its sunset
+CMP002   deprecated entry (or one of its legacy routes) removed before its
+         sunset
 CMP003   deprecated capability cannot be routed: shim target missing, split
-         without a shim, shim default or selector values not covered
+         without a shim, shim default or selector values not covered, a call
+         it routed before its sunset now refused or sent elsewhere
 CMP004   input narrowed: new required field, type narrowed, enum value
          removed, value constraint tightened, additionalProperties tightened
          (also through a shim)

@@ -144,6 +144,7 @@ def removed_without_deprecation(ctx: CompatContext) -> Iterator[CompatFinding]:
 
 
 def deprecation_removed_before_sunset(ctx: CompatContext) -> Iterator[CompatFinding]:
+    yield from _legacy_routes_removed(ctx)
     for dep_id in sorted(set(ctx.old_deps) - set(ctx.new_deps)):
         index, dep = ctx.old_deps[dep_id]
         if dep_id in ctx.new_caps:
@@ -165,6 +166,8 @@ def deprecated_cannot_be_routed(ctx: CompatContext) -> Iterator[CompatFinding]:
         yield from _unroutable(ctx, dep, ("deprecated", index))
     for base, dep, old_cap in ctx.newly_deprecated():
         yield from _shim_misses_old_calls(ctx, dep, base, old_cap)
+    for dep_id in sorted(set(ctx.old_deps) & set(ctx.new_deps)):
+        yield from _rerouted(ctx, ctx.old_deps[dep_id][1], *ctx.new_deps[dep_id])
 
 
 def input_narrowed(ctx: CompatContext) -> Iterator[CompatFinding]:
@@ -429,3 +432,90 @@ def _shim_misses_old_calls(
             f"old calls to {dep.id!r} may omit {shim.select_by!r}, and its shim has no default",
             f"add shim.default naming the successor for calls without {shim.select_by}",
         )
+
+
+def _legacy_routes_removed(ctx: CompatContext) -> Iterator[CompatFinding]:
+    """A legacy route of a deprecated entry kept in the new manifest answers until the
+    sunset, like the id itself (a removed entry is reported whole)."""
+    kept = {route for dep in ctx.new.deprecated for route in dep.legacy_routes}
+    for dep_id in sorted(set(ctx.old_deps) & set(ctx.new_deps)):
+        index, dep = ctx.old_deps[dep_id]
+        if ctx.today > dep.sunset:
+            continue
+        for i, route in enumerate(dep.legacy_routes):
+            if route not in kept:
+                yield ctx.finding(
+                    "CMP002",
+                    dep_id,
+                    "old",
+                    ("deprecated", index, "legacy_routes", i),
+                    f"legacy route {route} of deprecated capability {dep_id!r} was removed "
+                    f"before its sunset ({dep.sunset.isoformat()}): clients calling it get 404",
+                    f"keep {route} in legacy_routes until {dep.sunset.isoformat()} has passed",
+                )
+
+
+_ABSENT = object()
+
+
+def _route(dep: Deprecation, field: str | None, value: object) -> str | None:
+    """The successor the router picks for a call to ``dep`` whose payload has ``field``
+    set to ``value`` (``_ABSENT``: a payload without it); None when the call is refused."""
+    shim = dep.shim
+    if shim is None:
+        return dep.replaced_by[0] if len(dep.replaced_by) == 1 else None
+    picked = value if field == shim.select_by and value is not _ABSENT else shim.default
+    return shim.map.get(picked) if isinstance(picked, str) else None
+
+
+def _final(ctx: CompatContext, target: str) -> str:
+    """``target`` followed through renames (one-successor deprecations) of the new manifest."""
+    seen = {target}
+    while target in ctx.new_deps:
+        dep = ctx.new_deps[target][1]
+        if dep.shim is not None or len(dep.replaced_by) != 1 or dep.replaced_by[0] in seen:
+            break
+        target = dep.replaced_by[0]
+        seen.add(target)
+    return target
+
+
+def _rerouted(
+    ctx: CompatContext, old: Deprecation, index: int, new: Deprecation
+) -> Iterator[CompatFinding]:
+    """Every call the old deprecated entry routed must reach the same successor until the
+    sunset: a shim value, default or selector dropped or changed strands old clients or
+    silently hands them another capability."""
+    if ctx.today > old.sunset or (new.shim is None and len(new.replaced_by) > 1):
+        return  # 410 Gone either way / a split without a shim is reported already
+    field = old.shim.select_by if old.shim is not None else None
+    calls: list[tuple[object, str]] = [
+        (value, f"{field}={value!r}") for value in (old.shim.map if old.shim else ())
+    ]
+    calls.append((_ABSENT, f"calls without {field!r}" if field else "its calls"))
+    where: Path = ("deprecated", index, *(("shim",) if new.shim is not None else ()))
+    for value, described in calls:
+        before = _route(old, field, value)
+        if before is None:
+            continue  # refused before too
+        after = _route(new, field, value)
+        if after is None:
+            yield ctx.finding(
+                "CMP003",
+                old.id,
+                "new",
+                where,
+                f"deprecated capability {old.id!r} no longer routes {described} (to "
+                f"{before} before): old clients get 400",
+                f"keep routing {described} to {before} until the sunset ({old.sunset.isoformat()})",
+            )
+        elif _final(ctx, after) != _final(ctx, before):
+            yield ctx.finding(
+                "CMP003",
+                old.id,
+                "new",
+                where,
+                f"deprecated capability {old.id!r} now routes {described} to {after} "
+                f"instead of {before}: old clients get another capability's answer",
+                f"keep routing {described} to {before} until the sunset ({old.sunset.isoformat()})",
+            )
