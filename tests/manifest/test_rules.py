@@ -85,6 +85,28 @@ def test_crk101_duplicate_ids(manifest: Callable[..., Path]) -> None:
     ]
 
 
+def test_crk101_legacy_route_twice(manifest: Callable[..., Path]) -> None:
+    """Lint passed it, and the router then refused to load the manifest."""
+    path = manifest(
+        "capabilities:\n"
+        + cap("demo.a")
+        + cap("demo.b")
+        + "deprecated:\n"
+        + "  - {id: demo.x, replaced_by: [demo.a], sunset: 2027-12-01, legacy_routes: [/x]}\n"
+        + "  - {id: demo.y, replaced_by: [demo.b], sunset: 2027-12-01, legacy_routes: [/y, /x]}\n"
+    )
+    assert run(path, only="CRK101") == [
+        (
+            "CRK101",
+            17,
+            81,
+            "error",
+            "legacy route '/x' is declared twice (first at line 16)",
+            "$.deprecated[1].legacy_routes[1]",
+        )
+    ]
+
+
 def test_crk102_id_declared_by_another_installed_manifest(
     manifest: Callable[..., Path], tmp_path: Path
 ) -> None:

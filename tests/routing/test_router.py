@@ -240,6 +240,24 @@ def test_duplicate_capability_names_both_manifests() -> None:
     assert info.value.hint == "keep text.upper in one manifest; give the other a new id"
 
 
+def test_a_legacy_route_twice_in_one_manifest_is_not_called_two_workers() -> None:
+    """The message named 'two workers: demo (t.yaml) and demo (t.yaml)'."""
+    one = manifest(
+        "demo",
+        {"text.a": "1.0.0", "text.b": "1.0.0"},
+        [
+            {"id": "text.x", "replaced_by": ["text.a"], "legacy_routes": ["/x"]},
+            {"id": "text.y", "replaced_by": ["text.b"], "legacy_routes": ["/x"]},
+        ],
+        path="/w/demo/crank.yaml",
+    )
+    with pytest.raises(ManifestError) as info:
+        Router.from_manifests([one])
+    assert info.value.message == (
+        "legacy route '/x' is declared twice in demo (/w/demo/crank.yaml)"
+    )
+
+
 def test_deprecated_id_that_is_also_live_is_a_conflict() -> None:
     with pytest.raises(ManifestError, match=r"capability \(live and deprecated\) 'text.old'"):
         Router.from_manifests(

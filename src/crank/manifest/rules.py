@@ -100,6 +100,24 @@ def unique_in_file(ctx: LintContext) -> Iterator[Finding]:
                 )
             else:
                 first[cid] = i
+    # the router maps each legacy route to one deprecated id
+    routes: dict[str, tuple[int, int]] = {}
+    for i, dep in _entries(ctx.data, "deprecated"):
+        paths = dep.get("legacy_routes")
+        for j, route in enumerate(paths if isinstance(paths, list) else ()):
+            if not isinstance(route, str):
+                continue
+            if route not in routes:
+                routes[route] = (i, j)
+                continue
+            at = ("deprecated", *routes[route][:1], "legacy_routes", routes[route][1])
+            yield ctx.finding(
+                "CRK101",
+                ("deprecated", i, "legacy_routes", j),
+                f"legacy route {quoted(route)} is declared twice (first at line "
+                f"{ctx.doc.position(at)[0]})",
+                hint="a legacy route leads to one deprecated capability; keep it on one entry",
+            )
 
 
 def unique_across_plugins(ctx: LintContext) -> Iterator[Finding]:
@@ -415,7 +433,9 @@ def batching_fits_capability(ctx: LintContext) -> Iterator[Finding]:
 
 
 RULES: tuple[FunctionRule, ...] = (
-    FunctionRule("CRK101", "capability ids are unique within a file", unique_in_file),
+    FunctionRule(
+        "CRK101", "capability ids and legacy routes are unique within a file", unique_in_file
+    ),
     FunctionRule(
         "CRK102", "capability ids are unique across installed workers", unique_across_plugins
     ),

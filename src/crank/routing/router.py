@@ -366,6 +366,12 @@ def _successor(dep: Deprecation, data: dict[str, Any], manifest: Manifest) -> st
 
 
 def _duplicate(what: str, ident: str, first: Manifest, second: Manifest) -> None:
+    if first is second:
+        raise ManifestError(
+            f"{what} {ident!r} is declared twice in {first.name} ({first.path or '?'})",
+            hint="remove one of them (`crank lint` points at both)",
+            subject=ident,
+        )
     raise ManifestError(
         f"{what} {ident!r} is declared by two workers: {first.name} ({first.path or '?'}) "
         f"and {second.name} ({second.path or '?'})",
