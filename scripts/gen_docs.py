@@ -210,7 +210,8 @@ standalone: {{type: boolean, description: "A whole page (headers, <html> wrapper
 
 Plugins add rules through the `crank_register_lint_rules` hook, under their own
 prefix (see [plugins.md](plugins.md)); `CRK108` is registered by the worker layer,
-which imports the entrypoint. A manifest turns rules off for itself with a
+which imports the entrypoint, and `CRK116` by the testing layer, which knows the
+dependency kinds plugins register. A manifest turns rules off for itself with a
 comment anywhere in the file:
 
 ```yaml

@@ -39,6 +39,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crank.manifest.rules",
     "crank.worker.lint_rules",
     "crank.testing.builtin_checkers",
+    "crank.testing.lint_rules",
     "crank.generate.builtin",
 )
 

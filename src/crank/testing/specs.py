@@ -69,8 +69,11 @@ def version_argv(command: str | Sequence[str] | None) -> tuple[str, ...] | None:
     return argv
 
 
-def split_constraint(text: str) -> tuple[str, str | None]:
-    """``"numpy>=1.26"`` -> ``("numpy", ">=1.26")``; the constraint is validated."""
+def split_constraint(text: str, spec: str | None = None) -> tuple[str, str | None]:
+    """``"numpy>=1.26"`` -> ``("numpy", ">=1.26")``; the constraint is validated.
+
+    ``spec`` is the whole spec ``text`` is part of (``exe:pandoc>=2``), for the error.
+    """
     match = _CONSTRAINT_START.search(text)
     if match is None:
         return text.strip(), None
@@ -81,9 +84,9 @@ def split_constraint(text: str) -> tuple[str, str | None]:
         SpecifierSet(constraint)
     except InvalidSpecifier:
         raise UsageError(
-            f"dependency spec {text!r}: {constraint!r} is not a version constraint",
+            f"dependency spec {spec or text!r}: {constraint!r} is not a version constraint",
             hint="write it like 'numpy>=1.26' or 'exe:pandoc>=2.17,<4'",
-            subject=text,
+            subject=spec or text,
         ) from None
     return name, constraint
 
@@ -118,7 +121,7 @@ def parse_spec(raw: str, kinds: Collection[str]) -> DependencySpec:
                 "the crank_register_dependency_checkers hook",
                 subject=raw,
             )
-        target, constraint = split_constraint(rest)
+        target, constraint = split_constraint(rest, raw)
         if not target:
             raise UsageError(
                 f"dependency spec {raw!r}: nothing after {prefix + ':'!r}",
