@@ -170,6 +170,50 @@ def test_crk103_a_new_version_that_drops_a_replacement_is_caught_despite_the_ins
     ]
 
 
+def test_crk103_a_deprecated_id_may_be_replaced_by_another_but_not_in_a_loop(
+    manifest: Callable[..., Path],
+) -> None:
+    """docs/capabilities.md: 'A deprecated id may point at another deprecated id (renamed
+    twice); the router follows the chain.' Lint refused such a chain as a missing
+    replacement, and passed a loop, which the router refuses on every call."""
+    chain = manifest(
+        "capabilities:\n"
+        + cap("demo.v3")
+        + "deprecated:\n"
+        + "  - {id: demo.v1, replaced_by: [demo.v2], sunset: 2030-01-01}\n"
+        + "  - {id: demo.v2, replaced_by: [demo.v3], sunset: 2030-01-01}\n"
+    )
+    assert run(chain, only="CRK103") == []
+    loop = manifest(
+        "capabilities:\n"
+        + cap("demo.v3")
+        + "deprecated:\n"
+        + "  - {id: demo.v1, replaced_by: [demo.v2], sunset: 2030-01-01}\n"
+        + "  - id: demo.v2\n    replaced_by: [demo.v3, demo.v1]\n"
+        + "    shim: {select_by: t, map: {a: demo.v3, b: demo.v1}, default: a}\n"
+        + "    sunset: 2030-01-01\n",
+        name="loop.crank.yaml",
+    )
+    assert run(loop, only="CRK103") == [
+        (
+            "CRK103",
+            12,
+            10,
+            "error",
+            "deprecated capability 'demo.v1' routes back to itself: demo.v1 -> demo.v2 -> demo.v1",
+            "$.deprecated[0].id",
+        ),
+        (
+            "CRK103",
+            13,
+            9,
+            "error",
+            "deprecated capability 'demo.v2' routes back to itself: demo.v2 -> demo.v1 -> demo.v2",
+            "$.deprecated[1].id",
+        ),
+    ]
+
+
 def test_crk103_replacement_must_exist(manifest: Callable[..., Path], tmp_path: Path) -> None:
     body = (
         "capabilities:\n"

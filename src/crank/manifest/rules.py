@@ -137,11 +137,53 @@ def unique_across_plugins(ctx: LintContext) -> Iterator[Finding]:
                 )
 
 
+def deprecated_ids(data: Any) -> set[str]:
+    return {d["id"] for _, d in deprecations(data) if isinstance(d.get("id"), str)}
+
+
+def _targets(dep: dict[str, Any]) -> list[str]:
+    """Where a deprecated entry routes: its replaced_by and its shim's map values."""
+    found = dep.get("replaced_by")
+    targets = [t for t in found if isinstance(t, str)] if isinstance(found, list) else []
+    shim = dep.get("shim")
+    mapping = shim.get("map") if isinstance(shim, dict) else None
+    if isinstance(mapping, dict):
+        targets += [t for t in mapping.values() if isinstance(t, str) and t not in targets]
+    return targets
+
+
+def _loop(start: str, edges: dict[str, list[str]]) -> list[str] | None:
+    """The shortest route from ``start`` back to itself through deprecated ids, if any."""
+    paths = [[start]]
+    seen = {start}
+    while paths:
+        path = paths.pop(0)
+        for nxt in edges.get(path[-1], ()):
+            if nxt == start:
+                return [*path, start]
+            if nxt in edges and nxt not in seen:
+                seen.add(nxt)
+                paths.append([*path, nxt])
+    return None
+
+
 def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
-    known = capability_ids(ctx.data)
+    # a deprecated id may be replaced by another deprecated id (renamed twice)
+    known = capability_ids(ctx.data) | deprecated_ids(ctx.data)
     entries = list(deprecations(ctx.data))
     if not entries:
         return
+    edges = {dep["id"]: _targets(dep) for _, dep in entries if isinstance(dep.get("id"), str)}
+    for i, dep in entries:
+        cid = dep.get("id")
+        loop = _loop(cid, edges) if isinstance(cid, str) else None
+        if loop is not None:
+            yield ctx.finding(
+                "CRK103",
+                ("deprecated", i, "id"),
+                f"deprecated capability {quoted(cid)} routes back to itself: {' -> '.join(loop)}",
+                hint="every chain of replacements must end at a live capability",
+            )
     installed: set[str] | None = None
     for i, dep in entries:
         targets = dep.get("replaced_by")
@@ -151,7 +193,9 @@ def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
             if not isinstance(target, str) or target in known:
                 continue
             if installed is None:
-                installed = set().union(*(capability_ids(d.data) for d in ctx.installed()))
+                installed = set().union(
+                    *(capability_ids(d.data) | deprecated_ids(d.data) for d in ctx.installed())
+                )
             if target in installed:
                 continue
             yield ctx.finding(
@@ -439,7 +483,11 @@ RULES: tuple[FunctionRule, ...] = (
     FunctionRule(
         "CRK102", "capability ids are unique across installed workers", unique_across_plugins
     ),
-    FunctionRule("CRK103", "every replaced_by target exists", replaced_by_exists),
+    FunctionRule(
+        "CRK103",
+        "every replaced_by target exists, and no chain of replacements loops",
+        replaced_by_exists,
+    ),
     FunctionRule(
         "CRK104", "a split has a shim whose map and default are consistent", split_has_shim
     ),
