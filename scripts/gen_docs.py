@@ -208,6 +208,11 @@ standalone: {{type: boolean, description: A whole page (headers, <html> wrapper)
 standalone: {{type: boolean, description: "A whole page (headers, <html> wrapper)."}}
 ```
 
+It also warns about an unquoted `yes`, `no`, `on` or `off` in a schema's data
+(`enum`, `const`, `default`, `examples`) and in the capability's `examples`: YAML
+reads each as a boolean, so `enum: [yes, no]` refuses the text `"yes"`. Quote the
+word, or write `true`/`false`. (A plain key such as `on:` stays the text `on`.)
+
 Plugins add rules through the `crank_register_lint_rules` hook, under their own
 prefix (see [plugins.md](plugins.md)); `CRK108` is registered by the worker layer,
 which imports the entrypoint, and `CRK116` by the testing layer, which knows the

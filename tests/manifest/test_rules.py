@@ -681,6 +681,52 @@ def test_crk113_unknown_keywords_and_nulls_anywhere_in_a_schema(
     ]  # fmt: skip
 
 
+def test_crk113_warns_of_yes_and_no_read_as_booleans_in_data(
+    manifest: Callable[..., Path],
+) -> None:
+    """`enum: [yes, no]` is [true, false] to YAML: clients sending "yes" were refused
+    and lint said nothing. Keywords that take a boolean, and names, are left alone."""
+    path = manifest(
+        "capabilities:\n"
+        "  - id: demo.ask\n    version: 1.0.0\n"
+        "    input:\n"
+        "      type: object\n"
+        "      additionalProperties: no\n"
+        "      properties:\n"
+        "        answer: {type: string, enum: [yes, maybe, 'no']}\n"
+        "        enum: {type: string, default: Off}\n"
+        "    output: {type: object}\n"
+        "    examples:\n"
+        "      - {input: {answer: on}}\n"
+    )
+    assert run(path, only="CRK113") == [
+        (
+            "CRK113",
+            13,
+            39,
+            "warning",
+            "input schema: YAML reads the unquoted yes as the boolean true, not as text",
+            "$.capabilities[0].input.properties.answer.enum[0]",
+        ),
+        (
+            "CRK113",
+            14,
+            39,
+            "warning",
+            "input schema: YAML reads the unquoted Off as the boolean false, not as text",
+            "$.capabilities[0].input.properties.enum.default",
+        ),
+        (
+            "CRK113",
+            17,
+            26,
+            "warning",
+            "example input: YAML reads the unquoted on as the boolean true, not as text",
+            "$.capabilities[0].examples[0].input.answer",
+        ),
+    ]
+
+
 def test_crk113_names_what_2020_12_says_instead(manifest: Callable[..., Path]) -> None:
     from crank.manifest.lint import Linter
     from crank.manifest.rules import RULES

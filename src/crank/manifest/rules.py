@@ -439,6 +439,48 @@ def schemas_say_what_they_mean(ctx: LintContext) -> Iterator[Finding]:
                     hint=problem.hint,
                     key=problem.kind == "unknown-keyword",
                 )
+    yield from _yaml_booleans_in_data(ctx)
+
+
+#: YAML 1.1 reads these unquoted words as booleans; JSON (and YAML 1.2) as text.
+_WORD_BOOLEANS = frozenset({"yes", "no", "on", "off"})
+#: Schema keywords whose values are data, not schemas.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
+#: Schema keywords whose keys are names, not keywords (``properties: {enum: ...}``).
+_NAMING_KEYWORDS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+
+
+def _is_data(path: Path_) -> bool:
+    """Whether ``path``, inside a capability's input/output schema, is in a data value."""
+    return any(
+        key in _DATA_KEYWORDS and (k == 0 or path[k - 1] not in _NAMING_KEYWORDS)
+        for k, key in enumerate(path)
+    )
+
+
+def _yaml_booleans_in_data(ctx: LintContext) -> Iterator[Finding]:
+    """An unquoted ``yes``/``no``/``on``/``off`` in an enum, a const or an example is
+    the boolean true or false to YAML: ``enum: [yes, no]`` refuses the text "yes"."""
+    for path, spelling in sorted(ctx.doc.spellings.items(), key=lambda item: str(item[0])):
+        if spelling.lower() not in _WORD_BOOLEANS or path[:1] != ("capabilities",):
+            continue
+        rest = path[2:]
+        if rest[:1] in (("input",), ("output",)) and _is_data(rest[1:]):
+            where = f"{rest[0]} schema"
+        elif rest[:1] == ("examples",) and len(rest) > 3 and rest[2] in ("input", "output"):
+            where = f"example {rest[2]}"
+        else:
+            continue
+        value = "true" if spelling.lower() in ("yes", "on") else "false"
+        yield ctx.finding(
+            "CRK113",
+            path,
+            f"{where}: YAML reads the unquoted {spelling} as the boolean {value}, not as text",
+            hint=f'quote it ("{spelling}") to mean the text, or write {value} to mean the boolean',
+            severity="warning",
+        )
 
 
 def batching_fits_capability(ctx: LintContext) -> Iterator[Finding]:
@@ -504,7 +546,8 @@ RULES: tuple[FunctionRule, ...] = (
     ),
     FunctionRule(
         "CRK113",
-        "input and output schemas use only JSON Schema keywords, and no null values",
+        "input and output schemas use only JSON Schema keywords, and no null values; "
+        "no unquoted yes/no/on/off in their data or in examples",
         schemas_say_what_they_mean,
     ),
     FunctionRule(
