@@ -324,6 +324,31 @@ def test_a_kept_deprecation_routes_every_old_call_the_same_way_until_its_sunset(
     assert late.breaking == ()
 
 
+def test_turning_streaming_on_or_off_changes_every_answer() -> None:
+    """A streaming capability answers a plain call {"events": [...]}: the flip was
+    reported compatible."""
+    plain, streaming = cap("a.b"), {**cap("a.b"), "streaming": True}
+    assert rules(manifest([plain]), manifest([streaming])) == [
+        (
+            "CMP005",
+            "'a.b' became streaming: a plain call now answers {\"events\": [...]} instead "
+            "of one output",
+        ),
+        (
+            "CMP006",
+            "'a.b' changed incompatibly but its version went 1.0.0 -> 1.0.0 without a major bump",
+        ),
+    ]
+    assert [rule for rule, _ in rules(manifest([streaming]), manifest([plain]))] == [
+        "CMP005",
+        "CMP006",
+    ]
+    bumped = compare_manifests(
+        manifest([plain]), manifest([{**streaming, "version": "2.0.0"}]), today=TODAY
+    )
+    assert bumped.ok and [f.rule for f in bumped.warnings] == ["CMP005"]
+
+
 def test_a_lowered_major_version_strands_pinned_clients() -> None:
     """2.3.0 -> 1.0.0 was reported compatible, yet every call to ``a.b@2`` then gets 404."""
     old, new = manifest([cap("a.b", "2.3.0")]), manifest([cap("a.b", "1.0.0")])

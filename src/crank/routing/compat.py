@@ -19,7 +19,7 @@ CMP004   input narrowed: new required field, type narrowed, enum value
          removed, value constraint tightened, additionalProperties tightened
          (also through a shim)
 CMP005   output broken: required field removed, type changed, enum value
-         added, value constraint loosened
+         added, value constraint loosened, streaming turned on or off
 CMP006   breaking change without a major version bump, or a major version
          lowered
 CMP007   sunset moved earlier, or a grace period shorter than the minimum

@@ -119,8 +119,14 @@ class Contract:
         return output_breaks(self.old.output, self.new.output)
 
     @property
+    def streaming_changed(self) -> bool:
+        """A streaming capability answers a plain call ``{"events": [...]}``, not one
+        output: turning ``streaming`` on or off changes every answer's shape."""
+        return self.old.streaming != self.new.streaming
+
+    @property
     def breaking(self) -> bool:
-        return bool(self.narrowed or self.broken)
+        return bool(self.narrowed or self.broken or self.streaming_changed)
 
 
 # --- the rules: one function each --------------------------------------------------
@@ -200,6 +206,22 @@ def input_narrowed(ctx: CompatContext) -> Iterator[CompatFinding]:
 
 def output_broken(ctx: CompatContext) -> Iterator[CompatFinding]:
     for contract in ctx.kept.values():
+        if contract.streaming_changed:
+            cap_id = contract.new.id
+            yield ctx.finding(
+                "CMP005",
+                cap_id,
+                "new",
+                (*contract.where, "streaming"),
+                f"{cap_id!r} became streaming: a plain call now answers "
+                '{"events": [...]} instead of one output'
+                if contract.new.streaming
+                else f"{cap_id!r} is no longer streaming: a call asking for "
+                "text/event-stream now gets one JSON output, not events",
+                "keep streaming as it was, or add the new contract under a new id and "
+                f"deprecate {cap_id}",
+                warning=contract.bumped,
+            )
         for change in contract.broken:
             yield ctx.finding(
                 "CMP005",
