@@ -109,6 +109,16 @@ BAD_FILES: dict[str, tuple[bytes, int, int, str, str]] = {
     ),
     "empty file": (b"", 1, 1, "file is empty (no YAML content)", "$"),
     "only comments": (b"# nothing here\n\n", 1, 1, "file is empty (no YAML content)", "$"),
+    "only a document marker": (b"---\n", 1, 1, "file is empty (no YAML content)", "$"),
+    "only null": (b"~\n", 1, 1, "file is empty (no YAML content)", "$"),
+    # its NUL bytes were reported as binary data
+    "utf-16": (
+        "apiVersion: crank.dev/v1\n".encode("utf-16"),
+        1,
+        1,
+        "file is UTF-16 text; manifests are UTF-8",
+        "$",
+    ),
     "invalid utf-8": (b"name: caf\xe9\n", 1, 10, "file is not valid UTF-8 (byte 0xe9)", "$"),
     "multiple documents": (
         b"a: 1\n---\nb: 2\n",

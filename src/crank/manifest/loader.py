@@ -170,7 +170,26 @@ def read_manifest_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
     return decode_manifest_bytes(raw, file)
 
 
+#: Byte order marks of the encodings an editor may save text in, longest first.
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
 def decode_manifest_bytes(raw: bytes, file: str) -> str:
+    for bom, encoding in _OTHER_BOMS:
+        if raw.startswith(bom):
+            # its NUL bytes would be reported as binary data
+            raise _fail(
+                file,
+                1,
+                1,
+                f"file is {encoding} text; manifests are UTF-8",
+                "save the manifest as UTF-8 (an editor's 'Unicode' is often UTF-16)",
+            )
     nul = raw.find(b"\x00")
     if nul != -1:
         line, col = _line_col(raw, nul)
@@ -266,7 +285,12 @@ def parse_yaml(text: str, file: str) -> LoadedDocument:
     except yaml.YAMLError as exc:
         raise _fail(file, 1, 1, f"YAML error: {exc}", "fix the YAML syntax") from None
 
-    if root is None:
+    if root is None or (
+        # `---` alone, or `~`: a document whose only content is null
+        isinstance(root, yaml.ScalarNode)
+        and root.tag == "tag:yaml.org,2002:null"
+        and root.value in ("", "~", "null", "Null", "NULL")
+    ):
         raise _fail(
             file,
             1,
