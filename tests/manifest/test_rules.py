@@ -595,6 +595,21 @@ def test_crk111_min_above_max(write_manifest: Callable[..., Path]) -> None:
     ]
 
 
+def test_crk111_min_above_the_default_max(write_manifest: Callable[..., Path]) -> None:
+    """min_workers: 5 alone linted clean, and the renderers quietly raised max to 5."""
+    text = HEAD + "  scaling: {min_workers: 5}\ncapabilities:\n" + cap("demo.a")
+    assert run(write_manifest(text), only="CRK111") == [
+        (
+            "CRK111",
+            6,
+            26,
+            "error",
+            "min_workers (5) is greater than max_workers (4, its default)",
+            "$.worker.scaling.min_workers",
+        )
+    ]
+
+
 def test_crk112_examples_match_input_schema(manifest: Callable[..., Path]) -> None:
     body = (
         "capabilities:\n"

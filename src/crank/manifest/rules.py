@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.hookspecs import hookimpl
 from crank.manifest.findings import Finding, quoted, schema_error_message
+from crank.manifest.model import Scaling
 from crank.manifest.quickcheck import conforms, is_plain_valid_schema
 from crank.manifest.schema_keywords import schema_problems
 
@@ -387,12 +388,15 @@ def scaling_bounds(ctx: LintContext) -> Iterator[Finding]:
     scaling = worker.get("scaling") if isinstance(worker, dict) else None
     if not isinstance(scaling, dict):
         return
-    low, high = scaling.get("min_workers"), scaling.get("max_workers")
+    # an unset bound is its default: min_workers: 5 alone is above max_workers' 4
+    low = scaling.get("min_workers", Scaling.min_workers)
+    high = scaling.get("max_workers", Scaling.max_workers)
     if isinstance(low, int) and isinstance(high, int) and low > high:
+        shown = f"{high}" if "max_workers" in scaling else f"{high}, its default"
         yield ctx.finding(
             "CRK111",
             ("worker", "scaling", "min_workers"),
-            f"min_workers ({low}) is greater than max_workers ({high})",
+            f"min_workers ({low}) is greater than max_workers ({shown})",
             hint="raise max_workers or lower min_workers",
         )
 
