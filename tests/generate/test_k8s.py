@@ -304,3 +304,16 @@ def test_a_worker_env_default_reaches_the_pod_as_written(worker_project: Path) -
     assert value == "say $$(CRANK_REDIS_PASSWORD) for $$$$5"
     # what the kubelet makes of it: every $$ one $
     assert value.replace("$$", "$") == "say $(CRANK_REDIS_PASSWORD) for $$5"
+
+
+def test_worker_env_names_yaml_reads_as_words_stay_names(worker_project: Path) -> None:
+    """`- name: ON` is the boolean true to YAML, `NULL` is null: the pod's env broke."""
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["worker"]["env"] = [
+        {"name": name, "default": "1"} for name in ("ON", "Y", "N", "NULL", "TRUE", "OFF")
+    ]
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    fix(worker_project)
+    env = container(kustomize(worker_project / "k8s" / "overlays" / "keda"))["env"]
+    assert [e["name"] for e in env][-6:] == ["ON", "Y", "N", "NULL", "TRUE", "OFF"]
