@@ -185,8 +185,10 @@ JSON Schema with `crank schema`; check a manifest with `crank lint`.
 with a hint on the next line. `CRK001` means the file cannot be read as YAML
 (too large, binary, not UTF-8, duplicate keys, tabs, tags, more than one
 document...) or cannot be read at all (no permission, a dangling link), `CRK002`
-that it breaks the schema. Each file is linted whatever the others hold; a folder
-the search cannot look into is a `CRK001` warning naming it. The rules beyond
+that it breaks the schema; a `CRK001` warning marks an unquoted number YAML reads
+as another value than it shows (`010` is the octal 8, `1:30` the base-60 90).
+Each file is linted whatever the others hold; a folder the search cannot look
+into is a `CRK001` warning naming it. The rules beyond
 the schema:
 
 | rule | checks that |

@@ -94,6 +94,24 @@ def test_a_value_yaml_reads_as_a_number_or_boolean_is_shown_as_written(tmp_path:
     )
 
 
+def test_octal_and_base_60_numbers_are_warned_of(tmp_path: Path) -> None:
+    """YAML 1.1 reads `max_attempts: 010` as 8 and `timeout_s: 1:30` as 90, silently."""
+    text = CLEAN + "    max_attempts: 010\n    timeout_s: 1:30\n    examples: [{input: {n: 07}}]\n"
+    write(tmp_path, text)
+    result = lint(tmp_path, "--strict", "crank.yaml")
+    assert result.exit_code == 1
+    assert result.output == (
+        "crank.yaml:14:19 CRK001 warning: YAML reads the unquoted 010 as the octal number 8 "
+        "[$.capabilities[0].max_attempts]\n"
+        '    hint: drop the leading zero for a decimal number, or quote it ("010") for the '
+        "text\n"
+        "crank.yaml:15:16 CRK001 warning: YAML reads the unquoted 1:30 as the base-60 number "
+        "90 [$.capabilities[0].timeout_s]\n"
+        '    hint: write 90 for that number, or quote it ("1:30") for the text\n'
+        "0 errors, 2 warnings in 1 file\n"
+    )
+
+
 def test_a_long_value_is_quoted_short(tmp_path: Path) -> None:
     """A finding about a 100,000-character value quotes its start and its length, as the
     HTTP API does, rather than printing the value."""

@@ -13,6 +13,7 @@ layers above. A file opts out of rules with a comment anywhere in it::
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -243,7 +244,7 @@ class Linter:
 
     def lint_document(self, doc: LoadedDocument) -> list[Finding]:
         disabled = disabled_rules(doc.text)
-        findings = schema_findings(doc)
+        findings = schema_findings(doc) + _misread_numbers(doc)
         ctx = LintContext(
             doc=doc,
             today=self.today,
@@ -288,6 +289,52 @@ class Linter:
         for file in files:
             findings.extend(self.lint_file(file))
         return LintResult(files=tuple(files), findings=tuple(findings))
+
+
+#: YAML 1.1 integers that do not mean what they look like: ``010`` is octal (8), and
+#: ``1:30`` base 60 (90); JSON and YAML 1.2 have neither.
+_OCTAL_RE = re.compile(r"^[-+]?0[0-7_]+$")
+_SEXAGESIMAL_RE = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
+
+
+def _misread_numbers(doc: LoadedDocument) -> list[Finding]:
+    """A warning at each unquoted number YAML reads as another value than it shows."""
+    found: list[Finding] = []
+    for path, spelling in doc.spellings.items():
+        value = _value_at(doc.data, path)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        quote = f"quote it ({json.dumps(spelling)}) for the text"
+        if _OCTAL_RE.match(spelling):
+            if int(spelling.replace("_", ""), 10) == value:
+                continue  # 07 is 7 either way
+            how = f"the octal number {value}"
+            hint = f"drop the leading zero for a decimal number, or {quote}"
+        elif _SEXAGESIMAL_RE.match(spelling):
+            how = f"the base-60 number {value}"
+            hint = f"write {value} for that number, or {quote}"
+        else:
+            continue
+        line, col = doc.position(path)
+        found.append(
+            Finding(
+                file=doc.file,
+                line=line,
+                col=col,
+                rule=LOAD_RULE,
+                message=f"YAML reads the unquoted {spelling} as {how}",
+                severity="warning",
+                path=path,
+                hint=hint,
+            )
+        )
+    return found
+
+
+def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        data = data[step]  # every path in spellings leads to a value
+    return data
 
 
 def _unreadable_folder(exc: OSError) -> Finding:
