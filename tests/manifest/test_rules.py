@@ -500,6 +500,12 @@ def test_crk108_skipped_when_the_schema_fails(manifest: Callable[..., Path]) -> 
             "$.capabilities[0].description",
         ),
         ("    # old key: AKIAABCDEFGHIJKLMNOP\n", 16, "an AWS access key id", "$"),
+        (
+            "    description: 'queue at amqp://guest:s3cr3t@rabbit:5672/'\n",
+            28,
+            "a URL with a password",
+            "$.capabilities[0].description",
+        ),
     ],
 )
 def test_crk109_secret_shaped_tokens(
@@ -558,6 +564,39 @@ def test_crk109_credential_keys_and_secret_defaults(manifest: Callable[..., Path
             "error",
             "'password' holds a literal credential",
             "$.capabilities[0].examples[0].input.password",
+        ),
+    ]
+
+
+def test_crk109_a_credential_named_variable_has_no_literal_default(
+    manifest: Callable[..., Path],
+) -> None:
+    """Only `secret: true` variables were checked: a DB_PASSWORD default, or a URL
+    carrying its password, passed. Placeholders still do."""
+    body = (
+        "  env:\n"
+        "    - {name: DB_PASSWORD, default: hunter2}\n"
+        "    - {name: API_KEY, default: '${API_KEY}'}\n"
+        "    - {name: DB_URL, default: 'postgres://app:${DB_PASS}@db/app'}\n"
+        "    - {name: CACHE_URL, default: 'redis://:pw0rd@cache:6379/0'}\n"
+        "capabilities:\n" + cap("demo.a")
+    )
+    assert run(manifest(body), only="CRK109") == [
+        (
+            "CRK109",
+            7,
+            36,
+            "error",
+            "variable 'DB_PASSWORD', named like a credential, has a literal default",
+            "$.worker.env[0].default",
+        ),
+        (
+            "CRK109",
+            10,
+            35,
+            "error",
+            "value looks like a URL with a password",
+            "$.worker.env[3].default",
         ),
     ]
 

@@ -355,14 +355,23 @@ def no_secrets(ctx: LintContext) -> Iterator[Finding]:
             )
     for i, env in _entries(ctx.data.get("worker"), "env"):
         path = ("worker", "env", i, "default")
+        name = env.get("name")
         literal = secrets.is_literal_secret(env.get("default"))
-        if env.get("secret") is True and path not in reported and literal:
-            yield ctx.finding(
-                "CRK109",
-                path,
-                f"secret variable {quoted(env.get('name'))} has a literal default",
-                hint="secrets have no default in the manifest; set them in the environment",
-            )
+        if path in reported or not literal:
+            continue
+        if env.get("secret") is True:
+            what = f"secret variable {quoted(name)}"
+        elif isinstance(name, str) and secrets.is_secret_key(name):
+            what = f"variable {quoted(name)}, named like a credential,"
+        else:
+            continue
+        yield ctx.finding(
+            "CRK109",
+            path,
+            f"{what} has a literal default",
+            hint="secrets have no default in the manifest; set them in the environment "
+            "(and mark the variable `secret: true`)",
+        )
 
 
 def _at(ctx: LintContext, line: int, col: int, path: Path_, message: str, hint: str) -> Finding:

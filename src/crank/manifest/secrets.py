@@ -26,6 +26,15 @@ TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("an API secret key (sk-...)", re.compile(r"\bsk-(?:[A-Za-z0-9_-]*-)?[A-Za-z0-9]{20,}\b")),
     ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
     ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    # scheme://user:password@host, unless the password is a placeholder (${DB_PASS}, ***)
+    (
+        "a URL with a password",
+        re.compile(
+            r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:"
+            r"(?![$<{*]|(?:x+|password|pass|secret|changeme)@)[^\s:/@]+@",
+            re.IGNORECASE,
+        ),
+    ),
 )
 
 #: Mapping keys whose literal value is a credential.
