@@ -105,6 +105,31 @@ def test_shim_must_cover_every_selector_value_old_clients_may_send() -> None:
     ]
 
 
+def test_a_selector_old_clients_send_as_a_boolean_cannot_be_routed() -> None:
+    """The router routes by text values only: old clients sending {"fast": true} got
+    400, yet the split was reported compatible."""
+    old_in = {**TEXT_IN, "required": ["text", "fast"], "properties": {
+        "text": {"type": "string"}, "fast": {"type": "boolean"}}}  # fmt: skip
+    old = manifest([cap("a.run", inp=old_in)])
+    new = manifest(
+        [cap("a.fast"), cap("a.slow")],
+        [
+            {
+                "id": "a.run",
+                "replaced_by": ["a.fast", "a.slow"],
+                "shim": {"select_by": "fast", "map": {"true": "a.fast", "false": "a.slow"}},
+            }
+        ],
+    )
+    assert rules(old, new) == [
+        (
+            "CMP003",
+            "the shim of 'a.run' selects by 'fast', which old clients send as boolean: the "
+            "shim routes text values only",
+        )
+    ]
+
+
 def test_shim_default_must_be_a_map_key() -> None:
     old = manifest([cap("e.c")])
     new = manifest(

@@ -432,6 +432,19 @@ def _shim_misses_old_calls(
     old_input: Any = old_cap.input
     selector = old_input.get("properties", {}).get(shim.select_by) if old_input else None
     values = selector.get("enum") if isinstance(selector, dict) else None
+    declared = selector.get("type") if isinstance(selector, dict) else None
+    types = [declared] if isinstance(declared, str) else declared
+    if values is None and isinstance(types, list) and "string" not in types:
+        # the router picks a successor by a text value only (shim.map keys are text)
+        yield ctx.finding(
+            "CMP003",
+            dep.id,
+            "new",
+            (*base, "shim", "select_by"),
+            f"the shim of {dep.id!r} selects by {shim.select_by!r}, which old clients send "
+            f"as {' or '.join(str(t) for t in types)}: the shim routes text values only",
+            "select by a field old clients send as text, or keep the old capability",
+        )
     if isinstance(values, list):
         uncovered = [v for v in values if not (isinstance(v, str) and v in shim.map)]
         if uncovered:
