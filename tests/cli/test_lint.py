@@ -94,6 +94,14 @@ def test_a_value_yaml_reads_as_a_number_or_boolean_is_shown_as_written(tmp_path:
     )
 
 
+def test_a_date_written_as_a_number_is_told_the_date_form(tmp_path: Path) -> None:
+    text = CLEAN + "deprecated:\n  - {id: demo.old, replaced_by: [demo.echo], sunset: 20270331}\n"
+    write(tmp_path, text)
+    result = lint(tmp_path, "crank.yaml")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1] == "    hint: write dates as YYYY-MM-DD"
+
+
 def test_octal_and_base_60_numbers_are_warned_of(tmp_path: Path) -> None:
     """YAML 1.1 reads `max_attempts: 010` as 8 and `timeout_s: 1:30` as 90, silently."""
     text = CLEAN + "    max_attempts: 010\n    timeout_s: 1:30\n    examples: [{input: {n: 07}}]\n"

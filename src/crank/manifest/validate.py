@@ -111,6 +111,8 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
                 f"(YAML reads the unquoted {written} as {kind})"
             )
             hint = f"quote it to keep it as written: {json.dumps(written)}"
+            if schema.get("format") == "date":  # quoting 20270331 makes no date
+                hint = "write dates as YYYY-MM-DD"
     elif validator == "enum":
         options: list[Any] = list(err.validator_value)  # type: ignore[arg-type]
         choices = ", ".join(json.dumps(c) for c in options)
