@@ -342,3 +342,17 @@ def test_a_worker_manifest_that_is_not_a_file_is_skipped(
         "crank plugin 'stale' registered an unusable worker manifest, which was skipped: "
         f"crank_register_workers got {str(missing)!r}, which is not a file"
     )
+
+
+def test_a_hook_without_hookimpl_is_reported(manager: CrankPluginManager) -> None:
+    class Undecorated:
+        def crank_register_commands(self, register: Callable[..., None]) -> None:
+            register(click.Command("greet"))
+
+    with pytest.warns(PluginLoadWarning):
+        manager.register(Undecorated(), name="undecorated")
+    assert manager.records[0].hooks == ()
+    assert [str(p) for p in manager.problems("undecorated")] == [
+        "crank plugin 'undecorated' defines crank_register_commands without @hookimpl, so it "
+        "is never called"
+    ]

@@ -89,6 +89,18 @@ class Registry:
             for caller in callers or ()
             if caller.spec is None
         ]
+        implemented = {caller.name for caller in callers or ()}
+        problems.extend(
+            ContributionProblem(
+                plugin=plugin,
+                hook=name,
+                kind="unknown",
+                message=f"defines {name} without @hookimpl, so it is never called",
+                hint="decorate it with crank.plugin.hookimpl",
+            )
+            for name in known
+            if name not in implemented and callable(getattr(module, name, None))
+        )
         if problems:
             self._settle(f"{plugin} (hooks)", problems)
 
