@@ -412,10 +412,14 @@ def test_a_marker_written_wrong_is_an_error_at_its_line(pytester: pytest.Pyteste
         @pytest.mark.requires("exe:sh", reason="needs a shell", hint="apt-get install dash")
         def test_written_right():
             pass
+
+        @pytest.mark.requires("exe:sh", reason=None, hint=None)  # the documented defaults
+        def test_defaults_given():
+            pass
         """
     )
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1, errors=5)
+    result.assert_outcomes(passed=2, errors=5)
     result.stdout.fnmatch_lines(
         [
             "*test_a_marker_written_wrong_is_an_error_at_its_line.py:3: @pytest.mark.requires: "

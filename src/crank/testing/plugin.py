@@ -231,7 +231,8 @@ def _check_marker(mark: pytest.Mark) -> None:
             hint=f"it takes {' and '.join(k + '=' for k in _MARKER_KEYWORDS)}",
         )
     for key in _MARKER_KEYWORDS:
-        if key in mark.kwargs and not isinstance(mark.kwargs[key], str):
+        # None is the documented default: a helper forwarding hint=hint may pass it
+        if mark.kwargs.get(key) is not None and not isinstance(mark.kwargs[key], str):
             raise UsageError(f"{key}= takes a string, got {mark.kwargs[key]!r}", hint=example)
 
 
