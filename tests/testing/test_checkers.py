@@ -635,3 +635,24 @@ def test_with_crank_own_checkers_blocked_a_spec_is_a_usage_error_naming_them(
     assert caught.value.message == "dependency spec 'numpy': no checker for kind 'module'"
     assert caught.value.hint is not None
     assert "crank.testing.builtin_checkers (blocked by CRANK_DISABLE_PLUGINS)" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("version", "available", "reason"),
+    [
+        ("7.5.1", True, "libreoffice is available"),
+        ("6.4", False, "libreoffice 6.4 is installed but >=7 is required"),
+        (
+            None,
+            False,
+            "libreoffice is installed but its version is unknown, so >=7 cannot be checked",
+        ),
+    ],
+)
+def test_a_plugin_kind_constraint_is_compared_with_the_version_its_checker_found(
+    libreoffice_plugin: LibreOfficePlugin, version: str | None, available: bool, reason: str
+) -> None:
+    # the checker never looks at spec.constraint
+    libreoffice_plugin.check = lambda spec: DependencyResult.found(spec, version=version)  # type: ignore[method-assign]
+    result = check_dependency("libreoffice>=7")
+    assert (result.available, result.broken, result.reason) == (available, False, reason)

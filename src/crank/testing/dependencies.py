@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from crank.contributions import ContributionKind
 from crank.errors import PluginError, UsageError
 from crank.plugins import PluginLoadWarning, get_plugin_manager
-from crank.testing.specs import DependencySpec, parse_spec, version_argv
+from crank.testing.specs import DependencySpec, parse_spec, unmet_constraint, version_argv
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -228,6 +228,14 @@ class DependencyRegistry:
                 hint="a bug in the plugin: a checker returns DependencyResult.found(spec), "
                 ".missing(spec, reason) or .failing(spec, reason, error=...)",
             )
+        if result.available and spec.constraint is not None:
+            # a plugin's checker may not look at the constraint: crank compares it with
+            # the version the checker found, as its own checkers do
+            unmet = unmet_constraint(spec.name, result.version, spec.constraint)
+            if unmet is not None:
+                return DependencyResult.missing(
+                    spec, unmet, hint=result.hint, version=result.version
+                )
         return result
 
 
