@@ -68,7 +68,9 @@ def test_a_broken_plugin_is_isolated_and_named(
     assert get_plugin_manager() is manager
 
 
-@pytest.mark.parametrize("blocked", ["testplugin-broken", "crank-testplugin-broken"])
+@pytest.mark.parametrize(
+    "blocked", ["testplugin-broken", "crank-testplugin-broken", "Crank_Testplugin.Broken"]
+)
 def test_blocked_plugins_are_never_imported(
     test_plugins: Any, plugins_on_path: Callable[..., None], blocked: str
 ) -> None:

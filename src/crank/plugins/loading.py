@@ -12,6 +12,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import re
 import threading
 import warnings
 from dataclasses import replace
@@ -123,7 +124,9 @@ def _load_entry_point(
         distribution=dist_name,
         version=dist_meta["Version"] if dist_meta is not None else None,
     )
-    if ep.name in blocked or (dist_name is not None and dist_name in blocked):
+    if ep.name in blocked or (
+        dist_name is not None and _is_blocked_distribution(dist_name, blocked)
+    ):
         return replace(record, status="blocked", error=f"blocked by {DISABLE_ENV}")
     try:
         plugin = ep.load()
@@ -134,6 +137,15 @@ def _load_entry_point(
         # its manifest still says which capabilities are missing (crank run reports them)
         return replace(record, status="failed", error=error, manifest_path=_manifest_of(ep.value))
     return replace(record, hooks=hook_names(plugin, pm), manifest_path=_manifest_next_to(plugin))
+
+
+def _is_blocked_distribution(name: str, blocked: frozenset[str]) -> bool:
+    """Distribution names compare as pip compares them: ``Crank_Plugin.X`` is ``crank-plugin-x``."""
+
+    def normalize(text: str) -> str:
+        return re.sub(r"[-_.]+", "-", text).lower()
+
+    return normalize(name) in {normalize(b) for b in blocked}
 
 
 def _dist_name(ep: metadata.EntryPoint) -> str | None:
