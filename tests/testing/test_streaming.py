@@ -232,6 +232,30 @@ def test_bad_watermarks_are_refused() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("sizes", "got"),
+    [
+        ({"buffer_size": 4, "high_watermark": 8}, "low=4 high=8 buffer=4"),
+        ({"high_watermark": 2, "low_watermark": 5}, "low=5 high=2 buffer=16"),
+    ],
+)
+def test_a_harness_with_bad_watermarks_is_refused_when_made(
+    sizes: dict[str, Any], got: str
+) -> None:
+    # not at the first connect(), in the middle of a scenario
+    with pytest.raises(ValueError) as caught:
+        MockStreamingHarness(**sizes)
+    assert str(caught.value) == (
+        f"watermarks need 0 <= low_watermark < high_watermark <= buffer_size, got {got}"
+    )
+
+
+def test_a_harness_size_that_is_not_a_number_is_refused() -> None:
+    with pytest.raises(ValueError) as caught:
+        MockStreamingHarness(buffer_size="8")  # type: ignore[arg-type]
+    assert str(caught.value) == "buffer_size must be a whole number, got '8'"
+
+
 def test_sending_on_a_closed_connection_fails() -> None:
     async def scenario() -> None:
         harness = MockStreamingHarness()

@@ -137,6 +137,14 @@ class ConnectionLimitCoordinator:
 _END = object()
 
 
+def _check_watermarks(buffer_size: int, high_watermark: int, low_watermark: int) -> None:
+    if not 0 <= low_watermark < high_watermark <= buffer_size:
+        raise ValueError(
+            "watermarks need 0 <= low_watermark < high_watermark <= buffer_size, got "
+            f"low={low_watermark} high={high_watermark} buffer={buffer_size}"
+        )
+
+
 class MockConnection:
     """One in-memory connection: a bounded buffer between a producer and a consumer."""
 
@@ -149,11 +157,7 @@ class MockConnection:
         high_watermark: int,
         low_watermark: int,
     ) -> None:
-        if not 0 <= low_watermark < high_watermark <= buffer_size:
-            raise ValueError(
-                "watermarks need 0 <= low_watermark < high_watermark <= buffer_size, got "
-                f"low={low_watermark} high={high_watermark} buffer={buffer_size}"
-            )
+        _check_watermarks(buffer_size, high_watermark, low_watermark)
         self.id = connection_id
         self.clock = clock
         self.buffer_size = buffer_size
@@ -267,10 +271,16 @@ class MockStreamingHarness:
     results: list[ConnectionResult] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for name in ("max_connections", "buffer_size", "high_watermark", "low_watermark"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.high_watermark is None:
             self.high_watermark = self.buffer_size
         if self.low_watermark is None:
             self.low_watermark = self.high_watermark // 2
+        # checked here, not at the first connect() of a scenario that then dies mid-way
+        _check_watermarks(self.buffer_size, self.high_watermark, self.low_watermark)
         if self.coordinator is None:
             self.coordinator = ConnectionLimitCoordinator(self.max_connections)
         self._ids = itertools.count(1)
