@@ -252,6 +252,7 @@ def _section(path: list[str], out: list[str]) -> None:
 
     from crank.cli import cli
     from crank.cli.group import LazyCommand
+    from crank.errors import PluginError
 
     group: Any = cli
     for name in path[:-1]:
@@ -262,11 +263,13 @@ def _section(path: list[str], out: list[str]) -> None:
     entry = group._registered().get(name) if hasattr(group, "_registered") else None
     try:
         command = group.get_command(click.Context(cli), name)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, PluginError) as exc:
+        # a plugin's LazyCommand that cannot be loaded is a PluginError caused by the import
+        cause = exc.__cause__ if isinstance(exc, PluginError) and exc.__cause__ else exc
         short = entry.short_help if isinstance(entry, LazyCommand) else ""
         out.append(
             f"{short}\n\n*Reference not available: the command could not be "
-            f"loaded ({type(exc).__name__}).*\n"
+            f"loaded ({type(cause).__name__}).*\n"
         )
         return
     out.append(f"```text\n{_help(path)}```\n")
