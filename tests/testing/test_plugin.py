@@ -367,6 +367,30 @@ def test_the_marker_runs_before_fixtures(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*missing crank-missing-tool: * (hint: see docs/install.md)"])
 
 
+def test_a_test_marked_to_skip_skips_for_its_own_reason_even_in_strict_mode(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.skip(reason="not today")
+        @pytest.mark.requires("exe:crank-missing-tool")
+        def test_skip():
+            pass
+
+        @pytest.mark.skipif(True, reason="not here")
+        @pytest.mark.requires("exe:crank-missing-tool")
+        def test_skipif():
+            pass
+        """
+    )
+    result = pytester.runpytest("-rs", "--crank-require=all")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["SKIPPED * not today", "SKIPPED * not here"])
+    assert "crank dependencies" not in result.stdout.str()  # no dependency caused them
+
+
 def test_the_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

@@ -182,7 +182,11 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
         return (yield)
 
 
-@pytest.hookimpl(tryfirst=True)
+# Not tryfirst: after pytest's own skip/skipif evaluation (tryfirst), so a test marked
+# to skip is skipped for its own reason, not failed in strict mode for a dependency it
+# will never use; still before the fixtures, which pytest's runner (registered before
+# any plugin, so called after) sets up.
+@pytest.hookimpl
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("requires") is None:  # the common case: one cheap lookup
         return
