@@ -108,7 +108,9 @@ def crank_register_dependency_checkers(register: RegisterDependencyChecker) -> N
         :class:`crank.plugin.DependencySpec`, it returns a
         :class:`crank.plugin.DependencyResult` (``.found``, ``.missing`` or
         ``.failing``). A checker that raises makes the dependency *broken*, with
-        the kind and the checker named.
+        the kind and the checker named; one that raises :class:`crank.errors.UsageError`
+        says the spec itself is written wrong (a URL with no port), which its test
+        reports as the author's mistake.
     :return: nothing; everything goes through ``register``.
 
     .. versionadded:: 0.1

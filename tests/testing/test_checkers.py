@@ -656,3 +656,28 @@ def test_a_plugin_kind_constraint_is_compared_with_the_version_its_checker_found
     libreoffice_plugin.check = lambda spec: DependencyResult.found(spec, version=version)  # type: ignore[method-assign]
     result = check_dependency("libreoffice>=7")
     assert (result.available, result.broken, result.reason) == (available, False, reason)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("tcp://127.0.0.1", "dependency spec 'tcp://127.0.0.1' names no port"),
+        (
+            "tcp://127.0.0.1:5432x",
+            "dependency spec 'tcp://127.0.0.1:5432x' is not a valid URL: Port could not be cast "
+            "to integer value as '5432x'",
+        ),
+        (
+            "redis://:secret@127.0.0.1:99999",
+            "dependency spec 'redis://:***@127.0.0.1:99999' is not a valid URL: Port out of range "
+            "0-65535",
+        ),
+    ],
+)
+def test_a_service_url_written_wrong_is_a_usage_error_not_a_broken_checker(
+    spec: str, message: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_dependency(spec)
+    assert caught.value.message == message
+    assert "secret" not in str(caught.value)

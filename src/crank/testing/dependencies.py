@@ -210,6 +210,8 @@ class DependencyRegistry:
         of = f" of plugin {plugin!r}" if plugin else ""
         try:
             result = checker(spec)
+        except UsageError:
+            raise  # the checker found the spec itself written wrong: the author's to fix
         except Exception as exc:  # a checker bug must show, not pass as "missing"
             return DependencyResult.failing(
                 spec,

@@ -173,12 +173,23 @@ def check_executable(spec: DependencySpec) -> DependencyResult:
 
 
 def _address(spec: DependencySpec, default_port: int) -> tuple[str, int, str | None, str | None]:
-    parts = urlsplit(spec.url or spec.raw)
+    try:
+        parts = urlsplit(spec.url or spec.raw)
+        port = parts.port or default_port
+    except ValueError as exc:  # a port that is no number, an unclosed [IPv6 ...
+        raise UsageError(
+            f"dependency spec {spec.name!r} is not a valid URL: {exc}",
+            hint=f"write it like {_url_example(spec.kind)}",
+            subject=spec.name,
+        ) from None
     host = parts.hostname or "127.0.0.1"
-    port = parts.port or default_port
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return host, port, user, password
+
+
+def _url_example(kind: str) -> str:
+    return "redis://127.0.0.1:6379" if kind == "redis" else f"{kind}://127.0.0.1:5432"
 
 
 def _resp(*args: str) -> bytes:
@@ -242,12 +253,11 @@ def check_tcp(spec: DependencySpec) -> DependencyResult:
     """``tcp://host:port``: something accepts connections there."""
     host, port, _, _ = _address(spec, 0)
     where = f"{host}:{port}"
-    if not port:
-        return DependencyResult.failing(
-            spec,
-            f"{spec.name} names no port",
-            error=None,
-            hint="write it like tcp://127.0.0.1:5432",
+    if not port:  # the spec's mistake, not a broken service
+        raise UsageError(
+            f"dependency spec {spec.name!r} names no port",
+            hint=f"write it like {_url_example('tcp')}",
+            subject=spec.name,
         )
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
