@@ -12,6 +12,7 @@ import errno
 import importlib
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,6 @@ BUILTIN_COMMANDS_PLUGIN = "crank.cli.builtin"
 def _frames_of(plugin: object, exc: BaseException) -> str:
     """The traceback of ``exc`` cut to the frames in ``plugin``'s package (its
     innermost frame when none is there)."""
-    import traceback
-
     origin = getattr(plugin, "__file__", None) or getattr(
         sys.modules.get(type(plugin).__module__), "__file__", None
     )
