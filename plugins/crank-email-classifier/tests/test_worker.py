@@ -58,4 +58,4 @@ def test_text_without_words_is_a_declared_non_retryable_error(worker: WorkerHand
 def test_missing_text_is_refused_by_the_input_schema(worker: WorkerHandle) -> None:
     with pytest.raises(ValidationFailed) as info:
         worker.call("email.spam_detection", {"subject": "hi"})
-    assert info.value.errors == [{"path": "$", "message": "'text' is a required property"}]
+    assert info.value.errors == [{"path": "$", "message": '"text" is a required property'}]
