@@ -14,6 +14,7 @@ from crank.artifacts import (
     ArtifactNotFound,
     ArtifactStore,
     FilesystemArtifactStore,
+    metadata_errors,
 )
 
 if TYPE_CHECKING:
@@ -146,8 +147,16 @@ def test_missing_required_field_names_the_field(
     store: FilesystemArtifactStore, metadata: dict[str, Any]
 ) -> None:
     del metadata["original_sha256"]
-    with pytest.raises(ArtifactMetadataInvalid, match=r"\$\.original_sha256: 'original_sha256'"):
+    with pytest.raises(ArtifactMetadataInvalid, match=r'\$\.original_sha256: "original_sha256"'):
         store.put("x", metadata)
+
+
+def test_each_missing_field_is_named_at_its_own_path(metadata: dict[str, Any]) -> None:
+    del metadata["original_sha256"], metadata["capability"]
+    assert metadata_errors(metadata) == [
+        {"path": "$.capability", "message": '"capability" is a required property'},
+        {"path": "$.original_sha256", "message": '"original_sha256" is a required property'},
+    ]
 
 
 def test_extra_keys_are_allowed_under_extra(

@@ -133,7 +133,7 @@ def test_a_long_value_is_quoted_short(tmp_path: Path) -> None:
     )
     write(tmp_path, text)
     result = lint(tmp_path, "crank.yaml")
-    start = repr("x" * 40)
+    start = json.dumps("x" * 40)
     assert (result.exit_code, result.output) == (
         1,
         f"crank.yaml:7:16 CRK002 {start}... (100000 characters) is too long "

@@ -201,9 +201,9 @@ def test_invoke_invalid_input_exits_2_with_every_path() -> None:
     assert result.stdout == ""
     assert result.stderr == (
         "error: input for text.upper is invalid: $: Additional properties are not allowed "
-        "('x' was unexpected)\n"
-        "  $: Additional properties are not allowed ('x' was unexpected)\n"
-        "  $.text: '' should be non-empty\n"
+        '("x" was unexpected)\n'
+        '  $: Additional properties are not allowed ("x" was unexpected)\n'
+        '  $.text: "" should be non-empty\n'
         "  hint: match the capability's input schema (GET /v1/capabilities shows it)\n"
     )
 
@@ -252,8 +252,8 @@ def test_invoke_invalid_output_is_the_workers_failure_exit_4() -> None:
     assert result.exit_code == 4
     assert result.stderr.splitlines()[:2] == [
         "error: worker 'text-kinds' returned invalid output for text.upper: $.upper: 42 is not "
-        "of type 'string'",
-        "  $.upper: 42 is not of type 'string'",
+        'of type "string"',
+        '  $.upper: 42 is not of type "string"',
     ]
 
 

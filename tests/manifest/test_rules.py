@@ -379,8 +379,8 @@ def test_crk107_input_output_must_be_json_schemas(manifest: Callable[..., Path])
         (9, 53, "$.capabilities[0].input.properties.text.type"),
         (10, 38, "$.capabilities[0].output.required"),
     ]
-    assert rows[0][4].startswith("input is not a valid JSON Schema: 'strng' is not valid")
-    assert rows[1][4] == "output is not a valid JSON Schema: True is not of type 'array'"
+    assert rows[0][4].startswith('input is not a valid JSON Schema: "strng" is not valid')
+    assert rows[1][4] == 'output is not a valid JSON Schema: true is not of type "array"'
 
 
 def test_crk108_entrypoint_mismatch_and_import_errors(
@@ -666,7 +666,7 @@ def test_crk112_examples_match_input_schema(manifest: Callable[..., Path]) -> No
             13,
             20,
             "error",
-            "example input does not match the input schema: 'one' is not of type 'integer'",
+            'example input does not match the input schema: "one" is not of type "integer"',
             "$.capabilities[0].examples[1].input.n",
         )
     ]

@@ -93,7 +93,7 @@ def test_wrong_output_declared_error_and_crash_are_failures(tmp_path: Path) -> N
         "math.double: crash": ("failed", "RuntimeError: unlucky number"),
         "math.double: invalid": (
             "failed",
-            "input for math.double is invalid: $.n: 'two' is not of type 'integer'",
+            'input for math.double is invalid: $.n: "two" is not of type "integer"',
         ),
     }
 

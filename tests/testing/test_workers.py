@@ -91,7 +91,7 @@ def test_input_is_validated_like_the_runtime(crank_worker: WorkerRunner, greeter
     worker = crank_worker(greeter.parent)  # the folder works too
     with pytest.raises(ValidationFailed) as caught:
         worker.call("greet.hello", {"name": 7})
-    assert caught.value.errors == [{"path": "$.name", "message": "7 is not of type 'string'"}]
+    assert caught.value.errors == [{"path": "$.name", "message": '7 is not of type "string"'}]
 
 
 def test_setup_and_teardown_run_and_sys_path_is_restored(greeter: Path) -> None:

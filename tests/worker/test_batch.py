@@ -68,8 +68,8 @@ def test_invalid_input_fails_alone_and_is_not_handed_to_the_handler(
                            "caller": None}  # fmt: skip
     for bad in outcomes[1:]:
         assert isinstance(bad, ValidationFailed)
-    assert "'two' is not of type 'number'" in outcomes[1].message
-    assert "'n' is a required property" in outcomes[2].message
+    assert '"two" is not of type "number"' in outcomes[1].message
+    assert '"n" is a required property' in outcomes[2].message
 
 
 def test_a_handler_that_raises_fails_every_item_with_that_error(batch_host: WorkerHost) -> None:

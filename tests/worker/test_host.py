@@ -72,20 +72,20 @@ def test_input_errors_carry_json_paths(kinds_host: WorkerHost) -> None:
     with pytest.raises(ValidationFailed) as info:
         kinds_host.call("text.upper", {"text": "", "options": {"lang": 3}, "extra": 1})
     assert info.value.errors == [
-        {"path": "$", "message": "Additional properties are not allowed ('extra' was unexpected)"},
-        {"path": "$.options.lang", "message": "3 is not of type 'string'"},
-        {"path": "$.text", "message": "'' should be non-empty"},
+        {"path": "$", "message": 'Additional properties are not allowed ("extra" was unexpected)'},
+        {"path": "$.options.lang", "message": '3 is not of type "string"'},
+        {"path": "$.text", "message": '"" should be non-empty'},
     ]
     assert info.value.message == (
         "input for text.upper is invalid: $: Additional properties are not allowed "
-        "('extra' was unexpected)"
+        '("extra" was unexpected)'
     )
 
 
 def test_output_that_breaks_the_schema_is_a_worker_bug(kinds_host: WorkerHost) -> None:
     with pytest.raises(OutputInvalid) as info:
         kinds_host.call("text.upper", {"text": "wrong-output"})
-    assert info.value.errors == [{"path": "$.upper", "message": "42 is not of type 'string'"}]
+    assert info.value.errors == [{"path": "$.upper", "message": '42 is not of type "string"'}]
     assert "returned invalid output for text.upper: $.upper" in info.value.message
 
 

@@ -93,28 +93,26 @@ def test_formats_are_still_checked_without_the_fast_path() -> None:
     validator = SchemaValidator({"type": "object", "properties": {"d": {"format": "date"}}})
     assert validator.errors({"d": "2026-11-22"}) == []
     assert validator.errors({"d": "22/11/2026"}) == [
-        {"path": "$.d", "message": "'22/11/2026' is not a 'date'"}
+        {"path": "$.d", "message": '"22/11/2026" is not a "date"'}
     ]
 
 
 def test_errors_carry_json_paths_from_jsonschema() -> None:
     errors = SchemaValidator(EMAIL).errors({"text": "", "tags": ["ok", "Bad"]})
     assert errors == [
-        {"path": "$.tags[1]", "message": "'Bad' does not match '^[a-z]+$'"},
-        {"path": "$.text", "message": "'' should be non-empty"},
+        {"path": "$.tags[1]", "message": '"Bad" does not match "^[a-z]+$"'},
+        {"path": "$.text", "message": '"" should be non-empty'},
     ]
 
 
 def test_a_long_value_is_quoted_short_with_its_length() -> None:
     validator = SchemaValidator({"type": "object", "properties": {"s": {"maxLength": 3}}})
     [error] = validator.errors({"s": "y" * 10_000})
-    assert error == {"path": "$.s", "message": f"{'y' * 40!r}... (10000 characters) is too long"}
+    assert error == {"path": "$.s", "message": f'"{"y" * 40}"... (10000 characters) is too long'}
     [error] = validator.errors({"s": "yyyy"})
-    assert error["message"] == "'yyyy' is too long"
+    assert error["message"] == '"yyyy" is too long'
     long_list = SchemaValidator({"type": "string"}).errors(list(range(5_000)))
-    assert long_list[0]["message"].endswith(
-        "characters as Python shows it) is not of type 'string'"
-    )
+    assert long_list[0]["message"].endswith('characters of JSON) is not of type "string"')
     assert len(long_list[0]["message"]) < 200
 
 
@@ -123,3 +121,31 @@ def test_past_twenty_problems_the_last_entry_counts_the_rest() -> None:
     errors = validator.errors(list(range(100)))
     assert len(errors) == 20
     assert errors[-1] == {"path": "$", "message": "and 81 more problems not listed"}
+
+
+def test_messages_quote_values_as_json_writes_them() -> None:
+    """A client in any language reads these: true and null, not Python's True and None."""
+    validator = SchemaValidator(
+        {
+            "type": "object",
+            "properties": {
+                "flag": {"type": "string"},
+                "tag": {"enum": ["a", "b"]},
+                "kind": {"const": "x"},
+                "nested": {"type": "string"},
+            },
+            "required": ["need"],
+            "additionalProperties": False,
+        }
+    )
+    errors = validator.errors(
+        {"flag": True, "tag": None, "kind": "y", "nested": {"a": [1, None]}, "ünï": 1}
+    )
+    assert errors == [
+        {"path": "$", "message": '"need" is a required property'},
+        {"path": "$", "message": 'Additional properties are not allowed ("ünï" was unexpected)'},
+        {"path": "$.flag", "message": 'true is not of type "string"'},
+        {"path": "$.kind", "message": '"x" was expected'},
+        {"path": "$.nested", "message": '{"a": [1, null]} is not of type "string"'},
+        {"path": "$.tag", "message": 'null is not one of ["a", "b"]'},
+    ]

@@ -10,7 +10,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from crank.artifacts.errors import ArtifactMetadataInvalid
-from crank.manifest.findings import json_path
+from crank.manifest.findings import json_path, schema_error_message
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,12 +45,13 @@ def metadata_errors(metadata: Any) -> list[dict[str, str]]:
     for error in _validator().iter_errors(metadata):
         path = json_path(tuple(error.absolute_path))
         if error.validator == "required" and isinstance(error.instance, dict):
-            # name the missing field itself, not its parent object
+            # name the missing field itself (this error's: one error per field), not its
+            # parent object
             required: list[str] = list(error.validator_value)  # type: ignore[arg-type]
-            missing = [f for f in required if f not in error.instance]
+            missing = [f for f in required if error.message == f"{f!r} is a required property"]
             if missing:
                 path = json_path((*error.absolute_path, missing[0]))
-        found.append({"path": path, "message": error.message})
+        found.append({"path": path, "message": schema_error_message(error)})
     return sorted(found, key=lambda e: e["path"])
 
 

@@ -125,12 +125,48 @@ def quoted(value: Any) -> str:
     return f"{shown[:keep]}... ({len(shown)} characters as Python shows it)"
 
 
+def json_quoted(value: Any) -> str:
+    """``value`` as JSON writes it (``true``, ``null``, ``"text"``, ``["a", 1]``), or its
+    first characters and how long it is (see :func:`quoted`)."""
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    if len(shown) <= MAX_QUOTED:
+        return shown
+    keep = MAX_QUOTED - 20
+    if isinstance(value, str):
+        return f"{json.dumps(value[:keep], ensure_ascii=False)}... ({len(value)} characters)"
+    return f"{shown[:keep]}... ({len(shown)} characters of JSON)"
+
+
 def schema_error_message(error: Any) -> str:
-    """A jsonschema error's message with the value it quotes in full cut short."""
+    """A jsonschema error's message in JSON's words: the values it quotes as JSON writes
+    them (``true is not of type "string"``, not ``True is not of type 'string'``: the
+    reader may know no Python), a long one cut short."""
+    validator, instance, expected = error.validator, error.instance, error.validator_value
     message = str(error.message)
-    whole = repr(error.instance)
-    if len(whole) > MAX_QUOTED and whole in message:
-        message = message.replace(whole, quoted(error.instance))
+    if validator == "type":
+        types = expected if isinstance(expected, list) else [expected]
+        message = f"{json_quoted(instance)} is not of type {', '.join(map(json.dumps, types))}"
+    elif validator == "enum":
+        message = f"{json_quoted(instance)} is not one of {json_quoted(expected)}"
+    elif validator == "const":
+        message = f"{json_quoted(expected)} was expected"
+    elif validator == "required":
+        missing = [p for p in expected if message == f"{p!r} is a required property"]
+        if missing:
+            message = f"{json_quoted(missing[0])} is a required property"
+    elif validator in ("additionalProperties", "unevaluatedProperties") and isinstance(
+        instance, dict
+    ):
+        head, sep, names = message.partition("(")
+        for key in instance:  # the unexpected ones are quoted in the parentheses
+            names = names.replace(repr(key), json.dumps(key, ensure_ascii=False))
+        message = head + sep + names
+    else:
+        whole = repr(instance)
+        if message.startswith(whole):  # "5 is greater than...", "'ab' is too short"
+            message = json_quoted(instance) + message[len(whole) :]
+        if isinstance(expected, str | list | dict) and repr(expected) in message:
+            message = message.replace(repr(expected), json_quoted(expected), 1)  # a pattern
     # another quoted value (a long enum, a pattern) can still make it long
     limit = 4 * MAX_QUOTED
     return message if len(message) <= limit else f"{message[:limit]}..."

@@ -16,6 +16,7 @@ raises :class:`~crank.errors.CapabilityGone` naming the successors (HTTP 410).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -350,7 +351,9 @@ def _successor(dep: Deprecation, data: dict[str, Any], manifest: Manifest) -> st
             f"capability {dep.id!r} needs the field {shim.select_by!r} to choose a successor",
             hint=f"send {shim.select_by!r} as one of {choices}",
             subject=dep.id,
-            errors=[{"path": "$", "message": f"{shim.select_by!r} is a required property"}],
+            errors=[
+                {"path": "$", "message": f"{json.dumps(shim.select_by)} is a required property"}
+            ],
         )
     if not isinstance(value, str) or value not in shim.map:
         raise ValidationFailed(
