@@ -105,7 +105,7 @@ def test_broken_plugin_is_listed_as_failed_and_the_rest_work(
     result = run_crank(
         "plugins", "--format", "json", pythonpath=[test_plugins.good, test_plugins.broken]
     )
-    assert result.returncode == 0
+    assert result.returncode == 1  # found a problem: a CI step can tell
     by_name = {p["name"]: p for p in json.loads(result.stdout)}
     assert by_name["testplugin-good"]["status"] == "loaded"
     assert by_name["testplugin-broken"]["status"] == "failed"
@@ -118,6 +118,7 @@ def test_broken_plugin_is_listed_as_failed_and_the_rest_work(
     )
 
     text = run_crank("plugins", pythonpath=[test_plugins.good, test_plugins.broken])
+    assert text.returncode == 1
     lines = text.stdout.splitlines()
     broken = next(i for i, line in enumerate(lines) if line.startswith("testplugin-broken "))
     assert lines[broken].split() == ["testplugin-broken", "0.0.1", "failed", "-", "-"]
@@ -181,7 +182,7 @@ def test_plugins_command_gathers_and_shows_contribution_problems() -> None:
             data = CliRunner().invoke(cli, ["plugins", "--format", "json"])
     finally:
         manager.unregister("clashing")
-    assert text.exit_code == 0
+    assert text.exit_code == 1  # problems found: a script or CI step can tell
     lines = text.stdout.splitlines()
     row = next(i for i, line in enumerate(lines) if line.startswith("clashing "))
     assert lines[row].split()[:4] == [
@@ -197,7 +198,7 @@ def test_plugins_command_gathers_and_shows_contribution_problems() -> None:
         "RuntimeError: renderers exploded",
     ]
     assert lines[-1].endswith(" loaded, 0 failed, 0 blocked; 2 contribution problems")
-    assert data.exit_code == 0
+    assert data.exit_code == 1
     by_name = {p["name"]: p for p in json.loads(data.stdout)}
     assert all(p["problems"] == [] for name, p in by_name.items() if name != "clashing")
     assert [(p["hook"], p["kind"]) for p in by_name["clashing"]["problems"]] == [

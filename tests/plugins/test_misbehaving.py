@@ -35,7 +35,7 @@ RENDER_FAILED = (
 def test_plugins_lists_each_problem_under_the_plugin(test_plugins: Any, run_crank: Any) -> None:
     sites = [test_plugins.good, test_plugins.misbehaving]
     data = run_crank("plugins", "--format", "json", pythonpath=sites)
-    assert data.returncode == 0, data.stderr
+    assert data.returncode == 1, data.stderr  # problems found
     by_name = {p["name"]: p for p in json.loads(data.stdout)}
     assert by_name[PLUGIN]["status"] == "loaded"
     assert [(p["hook"], p["kind"]) for p in by_name[PLUGIN]["problems"]] == [
@@ -47,6 +47,7 @@ def test_plugins_lists_each_problem_under_the_plugin(test_plugins: Any, run_cran
     assert data.stderr == f"warning: {COMMANDS_FAILED}\nwarning: {SQUATTING}\n"
 
     text = run_crank("plugins", pythonpath=sites)
+    assert text.returncode == 1
     lines = text.stdout.splitlines()
     row = next(i for i, line in enumerate(lines) if line.startswith(f"{PLUGIN} "))
     assert lines[row + 1 : row + 3] == [

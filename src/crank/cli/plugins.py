@@ -61,23 +61,25 @@ def plugins(output_format: str) -> ExitCode:
     Status is loaded, failed (the error is shown) or blocked (named in
     CRANK_DISABLE_PLUGINS). A contribution crank could not use (a hook that
     raised, an unusable object, a name registered twice) is listed under its
-    plugin. A failed plugin or contribution never stops the others.
+    plugin. A failed plugin or contribution never stops the others, but
+    makes this command exit 1 (a blocked one does not: it was asked for).
     """
     manager = get_plugin_manager()
     records = manager.records
     problems = gather_problems(manager)
+    failed = sum(1 for r in records if r.status == "failed")
+    found = ExitCode.FINDINGS if failed or problems else ExitCode.OK
     if output_format == "json":
         click.echo(json.dumps([_as_dict(r, problems) for r in records], indent=2))
-        return ExitCode.OK
+        return found
     click.echo(format_table(records, problems))
-    failed = sum(1 for r in records if r.status == "failed")
     blocked = sum(1 for r in records if r.status == "blocked")
     loaded = len(records) - failed - blocked
     summary = f"{loaded} loaded, {failed} failed, {blocked} blocked"
     if problems:
         summary += f"; {len(problems)} contribution problem{'s' if len(problems) > 1 else ''}"
     click.echo(summary)
-    return ExitCode.OK
+    return found
 
 
 def _as_dict(record: PluginRecord, problems: Sequence[ContributionProblem]) -> dict[str, Any]:
