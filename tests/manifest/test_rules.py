@@ -837,6 +837,17 @@ def test_max_concurrency_is_a_positive_integer(manifest: Callable[..., Path]) ->
     ]
 
 
+def test_target_queue_per_worker_has_a_ceiling_keda_can_read(manifest: Callable[..., Path]) -> None:
+    # rendered into the ScaledObject's streamLength, which KEDA reads as a 64-bit integer
+    path = manifest(
+        "  scaling: {target_queue_per_worker: 100000000000000000000}\n"
+        "capabilities:\n" + cap("demo.a")
+    )
+    rows = run(path, only="CRK002")
+    assert [(r[0], r[5]) for r in rows] == [("CRK002", "$.worker.scaling.target_queue_per_worker")]
+    assert "maximum" in rows[0][4]
+
+
 def test_nan_and_infinity_are_refused_where_they_are(manifest: Callable[..., Path]) -> None:
     # NaN fails no minimum or maximum comparison: it passed the schema, then crashed
     # every renderer ("cannot convert float NaN to integer") as if a plugin were broken
