@@ -172,6 +172,24 @@ def test_successor_that_refuses_old_payloads_is_input_narrowing() -> None:
     ]
 
 
+def hints(old: Manifest, new: Manifest) -> list[str | None]:
+    return [f.finding.hint for f in compare_manifests(old, new, today=TODAY).breaking]
+
+
+def test_the_hint_speaks_of_a_selector_only_where_a_shim_drops_one() -> None:
+    strict_in = {**TEXT_IN, "required": ["text", "lang"]}
+    old = manifest([cap("t.old")])
+    renamed = manifest([cap("t.new", inp=strict_in)], [{"id": "t.old", "replaced_by": ["t.new"]}])
+    assert hints(old, renamed) == ["make t.new accept every payload t.old accepted"]
+    shim = {"select_by": "kind", "map": {"a": "t.new"}}
+    split = manifest(
+        [cap("t.new", inp=strict_in)], [{"id": "t.old", "replaced_by": ["t.new"], "shim": shim}]
+    )
+    assert "make t.new accept every payload t.old accepted (minus the selector)" in hints(
+        old, split
+    )
+
+
 def test_selector_is_removed_before_comparing_with_the_successor() -> None:
     old_in = {
         "type": "object",

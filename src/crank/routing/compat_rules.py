@@ -200,7 +200,8 @@ def input_narrowed(ctx: CompatContext) -> Iterator[CompatFinding]:
                     ("capabilities", index, "input", *change.schema_path),
                     f"calls to deprecated {dep.id!r} routed to {target!r} break: input at "
                     f"{change.path}: {change.detail}",
-                    f"make {target} accept every payload {dep.id} accepted (minus the selector)",
+                    f"make {target} accept every payload {dep.id} accepted"
+                    + (_MINUS_SELECTOR if _drops_selector(dep) else ""),
                 )
 
 
@@ -364,11 +365,18 @@ def _successors(ctx: CompatContext, dep: Deprecation) -> Iterator[tuple[str, int
             yield target, index, cap
 
 
+_MINUS_SELECTOR = " (minus the selector)"
+
+
+def _drops_selector(dep: Deprecation) -> bool:
+    """Whether the shim takes its selector out of what it routes (an alias has none)."""
+    return dep.shim is not None and not dep.shim.keep_selector
+
+
 def _input_through_shim(dep: Deprecation, old_cap: Capability) -> Any:
     """The old input a successor must accept: minus the selector, unless the shim keeps it."""
-    shim = dep.shim
-    if shim is not None and not shim.keep_selector:
-        return without_field(old_cap.input, shim.select_by)
+    if dep.shim is not None and _drops_selector(dep):
+        return without_field(old_cap.input, dep.shim.select_by)
     return old_cap.input
 
 
