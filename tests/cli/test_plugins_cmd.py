@@ -297,3 +297,17 @@ def test_crank_own_command_bugs_keep_their_traceback(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(crank.cli.plugins, "gather_problems", broken)
     result = CliRunner().invoke(cli, ["plugins"])
     assert isinstance(result.exception, RuntimeError)  # not reported as a plugin's
+
+
+def test_an_unknown_command_names_the_blocked_plugins(run_crank: Any) -> None:
+    """Blocking crank.cli.builtin takes crank's own commands away; say so, not only
+    'No such command'."""
+    result = run_crank("plugins", CRANK_DISABLE_PLUGINS="crank.cli.builtin")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: No such command 'plugins'.\n"
+        "  hint: see `crank --help`; CRANK_DISABLE_PLUGINS blocks crank.cli.builtin, and so "
+        "the commands they add\n"
+    )
+    plain = run_crank("no-such-command")
+    assert plain.stderr.endswith("  hint: see `crank --help`\n")

@@ -48,6 +48,19 @@ def _show_plugin_warnings_plainly() -> None:
     warnings.showwarning = show
 
 
+def _blocked_note(exc: click.ClickException) -> str:
+    """For an unknown command while plugins are blocked: which ones (blocking
+    crank.cli.builtin takes crank's own commands away, `crank plugins` included)."""
+    if not exc.format_message().startswith("No such command"):
+        return ""
+    from crank.plugins.loading import DISABLE_ENV, blocked_names
+
+    blocked = sorted(blocked_names())
+    if not blocked:
+        return ""
+    return f"; {DISABLE_ENV} blocks {', '.join(blocked)}, and so the commands they add"
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: returns the exit status (or exits with it)."""
     _show_plugin_warnings_plainly()
@@ -66,7 +79,7 @@ def main(argv: list[str] | None = None) -> Any:
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else "crank"
         click.echo(f"error: {exc.format_message()}", err=True)
-        click.echo(f"  hint: see `{where} --help`", err=True)
+        click.echo(f"  hint: see `{where} --help`{_blocked_note(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
