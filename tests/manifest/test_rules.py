@@ -837,6 +837,18 @@ def test_max_concurrency_is_a_positive_integer(manifest: Callable[..., Path]) ->
     ]
 
 
+def test_a_homepage_must_be_a_uri(write_manifest: Callable[..., Path]) -> None:
+    # documented as "Format: uri", and unchecked while jsonschema had no uri checker
+    head = HEAD.replace("version: 1.0.0}", "version: 1.0.0, homepage: HOME}")
+    body = "capabilities:\n" + cap("demo.a")
+    good = write_manifest(head.replace("HOME", "https://example.com/demo") + body, "good.yaml")
+    assert run(good, only="CRK002") == []
+    bad = write_manifest(head.replace("HOME", "example dot com") + body, "bad.yaml")
+    assert [(r[0], r[4], r[5]) for r in run(bad, only="CRK002")] == [
+        ("CRK002", 'a string "example dot com" is not a valid uri', "$.metadata.homepage")
+    ]
+
+
 def test_target_queue_per_worker_has_a_ceiling_keda_can_read(manifest: Callable[..., Path]) -> None:
     # rendered into the ScaledObject's streamLength, which KEDA reads as a 64-bit integer
     path = manifest(

@@ -93,7 +93,27 @@ def test_formats_are_still_checked_without_the_fast_path() -> None:
     validator = SchemaValidator({"type": "object", "properties": {"d": {"format": "date"}}})
     assert validator.errors({"d": "2026-11-22"}) == []
     assert validator.errors({"d": "22/11/2026"}) == [
-        {"path": "$.d", "message": '"22/11/2026" is not a "date"'}
+        {"path": "$.d", "message": '"22/11/2026" is not a valid date'}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "good", "bad"),
+    [
+        ("uri", "https://example.com/cat.png", "cat.png"),
+        ("uri-reference", "../cat.png", "not a uri %%"),
+        ("hostname", "example.com", "not a host"),
+        ("date-time", "2026-11-22T10:00:00Z", "2026-11-22 10h"),
+        ("duration", "PT5M", "5 minutes"),
+        ("json-pointer", "/a/0", "a/0"),
+    ],
+)
+def test_every_common_format_is_checked(fmt: str, good: str, bad: str) -> None:
+    """Without jsonschema's format checkers installed these were accepted unchecked."""
+    validator = SchemaValidator({"type": "object", "properties": {"v": {"format": fmt}}})
+    assert validator.errors({"v": good}) == []
+    assert validator.errors({"v": bad}) == [
+        {"path": "$.v", "message": f'"{bad}" is not a valid {fmt}'}
     ]
 
 

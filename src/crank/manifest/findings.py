@@ -150,6 +150,8 @@ def schema_error_message(error: Any) -> str:
         message = f"{json_quoted(instance)} is not one of {json_quoted(expected)}"
     elif validator == "const":
         message = f"{json_quoted(expected)} was expected"
+    elif validator == "format":
+        message = f"{json_quoted(instance)} is not a valid {expected}"
     elif validator == "required":
         missing = [p for p in expected if message == f"{p!r} is a required property"]
         if missing:
