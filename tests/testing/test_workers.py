@@ -140,3 +140,39 @@ def test_the_fixture_in_a_users_suite(pytester: pytest.Pytester, greeter: Path) 
     )
     pytester.runpytest().assert_outcomes(passed=1)
     assert (greeter.parent / "lifecycle.log").read_text() == "setup\nteardown\n"
+
+
+def test_a_relative_path_is_found_from_the_rootdir_too(pytester: pytest.Pytester) -> None:
+    """`pytest` started in tests/ (or by an IDE, in the test's folder) found no worker
+    at "src/<pkg>/crank.yaml", a path written from the project's root."""
+    package = pytester.path / "src" / "crank_greeter_rooted"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "worker.py").write_text(WORKER)
+    (package / "crank.yaml").write_text(
+        MANIFEST.replace("crank_greeter_fixture", "crank_greeter_rooted")
+    )
+    pytester.makeini("[pytest]\n")  # the project's root: pytest's rootdir
+    tests = pytester.mkdir("tests")
+    (tests / "test_greet.py").write_text(
+        textwrap.dedent(
+            """
+            def test_hello(crank_worker):
+                worker = crank_worker("src/crank_greeter_rooted/crank.yaml")
+                assert worker.call("greet.hello", {"name": "Di"}) == {"greeting": "Hello, Di!"}
+
+            def test_missing(crank_worker):
+                crank_worker("src/nope/crank.yaml")
+            """
+        )
+    )
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        monkeypatch.chdir(tests)
+        result = pytester.runpytest_inprocess("test_greet.py")
+    finally:
+        monkeypatch.undo()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [f"*no worker manifest at src/nope/crank.yaml (nor under {pytester.path})*"]
+    )

@@ -101,14 +101,15 @@ def mock_streaming_harness() -> MockStreamingHarness:
 
 
 @pytest.fixture
-def crank_worker() -> Iterator[WorkerRunner]:
+def crank_worker(request: pytest.FixtureRequest) -> Iterator[WorkerRunner]:
     """Start workers in-process: ``crank_worker("path/crank.yaml" or name).call(cap, data)``.
 
+    A relative path is looked for in the current folder, then under pytest's rootdir.
     Every worker started through it is torn down after the test.
     """
     from crank.testing.workers import WorkerRunner  # pytest start-up: see above
 
-    runner = WorkerRunner()
+    runner = WorkerRunner(root=request.config.rootpath)
     try:
         yield runner
     finally:

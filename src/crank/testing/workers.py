@@ -58,8 +58,11 @@ class WorkerHandle:
         return self.host.live()
 
 
-def find_manifest(target: str | Path) -> Path:
-    """A manifest path, a folder holding ``crank.yaml``, or an installed worker's name."""
+def find_manifest(target: str | Path, *, root: Path | None = None) -> Path:
+    """A manifest path, a folder holding ``crank.yaml``, or an installed worker's name.
+
+    A relative path is looked for in the current folder, then under ``root`` (pytest's
+    rootdir: the same test passes wherever pytest was started from)."""
     if not isinstance(target, str | os.PathLike):
         raise UsageError(
             f"a worker is named by its crank.yaml, its folder or its name, got {target!r}",
@@ -67,14 +70,16 @@ def find_manifest(target: str | Path) -> Path:
             "crank_worker('my-worker')",
             subject=target,
         )
-    path = Path(target)
-    if path.is_dir():
-        path = path / "crank.yaml"
-    if path.is_file():
-        return path
+    given = Path(target)
+    for path in [given] if given.is_absolute() or root is None else [given, root / given]:
+        if path.is_dir():
+            path = path / "crank.yaml"
+        if path.is_file():
+            return path
     if isinstance(target, Path) or str(target).endswith((".yaml", ".yml")) or "/" in str(target):
+        under = "" if given.is_absolute() or root is None else f" (nor under {root})"
         raise WorkerError(
-            f"no worker manifest at {target}",
+            f"no worker manifest at {target}{under}",
             hint="pass the path of a crank.yaml, its folder, or an installed worker's name",
             subject=str(target),
         )
@@ -104,12 +109,14 @@ def import_root(manifest_path: Path, module: str) -> Path | None:
 class WorkerRunner:
     """Starts workers on demand and stops all of them (and undoes sys.path) on close."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, root: Path | None = None) -> None:
         self.handles: list[WorkerHandle] = []
         self._paths: list[tuple[str, str]] = []
+        #: where a relative path is also looked for (see :func:`find_manifest`)
+        self.root = root
 
     def __call__(self, target: str | Path, *, app: WorkerApplication | None = None) -> WorkerHandle:
-        manifest_path = find_manifest(target)
+        manifest_path = find_manifest(target, root=self.root)
         manifest = load_manifest(manifest_path)
         root = import_root(manifest_path, manifest.worker.module)
         if root is not None and str(root) not in sys.path:
