@@ -63,10 +63,17 @@ def test_model_is_cached_and_reused(worker: WorkerHandle, model_dir: Path) -> No
     ("images", "message"),
     [
         ([[0] * 63], "images[0] must be a list of 64 grey levels, got 63 values"),
-        ([[0] * 64, "x"], "images[1] must be a list of 64 grey levels, got str"),
+        ([[0] * 64, "x"], "images[1] must be a list of 64 grey levels, got a string"),
         ([[0] * 63 + [17]], "images[0][63] = 17 is outside 0..16"),
         ([[0] * 10 + [-1] + [0] * 53], "images[0][10] = -1 is outside 0..16"),
-        ([[0] * 63 + ["dark"]], "every pixel must be a number between 0 and 16"),
+        ([[0] * 63 + ["dark"]], 'images[0][63] = "dark" is not a number'),
+        # numpy would read these as numbers; JSON says they are not
+        ([[0] * 5 + ["7"] + [0] * 58], 'images[0][5] = "7" is not a number'),
+        ([[True] + [0] * 63], "images[0][0] = true is not a number"),
+        ([[0] * 64, [0] * 63 + [None]], "images[1][63] = null is not a number"),
+        ([[[1]] + [0] * 63], "images[0][0] = [1] is not a number"),
+        # too large for a float: refused, not a crash of the whole batch
+        ([[10**400] + [0] * 63], "images[0][0] = 10000000000000000000... (401 characters)"),
     ],
 )
 def test_bad_images_are_refused_naming_the_image(
@@ -104,13 +111,16 @@ def test_a_batch_of_tasks_runs_through_the_model_once_and_answers_each(
             [
                 ({"images": images[0:2].tolist()}, None),
                 ({"images": [[0] * 63 + [17]]}, None),  # this task's image is bad
+                ({"images": [[10**400] + [0] * 63]}, None),  # and this one's overflows
                 ({"images": images[4:6].tolist()}, None),
             ],
         )
     finally:
         model.predict = predict
     assert runs == [4]  # the good tasks' four images in one run
-    assert [o["labels"] for o in (outcomes[0], outcomes[2])] == [a["labels"] for a in alone]
+    assert [o["labels"] for o in (outcomes[0], outcomes[3])] == [a["labels"] for a in alone]
     assert isinstance(outcomes[1], CapabilityError)
     assert (outcomes[1].code, outcomes[1].retryable) == ("INVALID_IMAGE", False)
     assert outcomes[1].message.startswith("images[0][63] = 17 is outside 0..16")
+    assert isinstance(outcomes[2], CapabilityError)
+    assert outcomes[2].message.startswith("images[0][0] = 1000")
