@@ -169,3 +169,22 @@ def test_messages_quote_values_as_json_writes_them() -> None:
         {"path": "$.nested", "message": '{"a": [1, null]} is not of type "string"'},
         {"path": "$.tag", "message": 'null is not one of ["a", "b"]'},
     ]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "instance", "message"),
+    [
+        ("oneOf", {}, 'exactly one of "content", "content_base64" is required'),
+        ("oneOf", {"content": "a", "content_base64": "YQ=="}, (
+            'only one of "content", "content_base64" may be given'
+        )),
+        ("anyOf", {}, 'at least one of "content", "content_base64" is required'),
+    ],
+)  # fmt: skip
+def test_one_of_several_fields_is_named_not_quoted_as_subschemas(
+    keyword: str, instance: dict[str, str], message: str
+) -> None:
+    """jsonschema's words quote each subschema ({'required': ['content']}) as Python."""
+    alternatives = [{"required": ["content"]}, {"required": ["content_base64"]}]
+    validator = SchemaValidator({"type": "object", keyword: alternatives})
+    assert validator.errors(instance) == [{"path": "$", "message": message}]

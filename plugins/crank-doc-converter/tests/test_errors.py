@@ -112,8 +112,18 @@ def test_a_bad_setting_is_reported(worker: WorkerHandle, monkeypatch: pytest.Mon
 
 
 def test_content_is_required(worker: WorkerHandle) -> None:
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed) as info:
         worker.call("document.convert", {"from": "markdown", "to": "html"})
+    assert 'exactly one of "content", "content_base64" is required' in str(info.value)
+
+
+def test_content_and_content_base64_together_are_refused_naming_both(
+    worker: WorkerHandle,
+) -> None:
+    data = {"from": "markdown", "to": "html", "content": "a", "content_base64": "YQ=="}
+    with pytest.raises(ValidationFailed) as info:
+        worker.call("document.convert", data)
+    assert 'only one of "content", "content_base64" may be given' in str(info.value)
 
 
 def test_without_pandoc_the_worker_is_not_ready_and_says_why(

@@ -137,6 +137,23 @@ def json_quoted(value: Any) -> str:
     return f"{shown[:keep]}... ({len(shown)} characters of JSON)"
 
 
+def _alternative_fields(validator: Any, expected: Any) -> list[str] | None:
+    """The fields of ``oneOf``/``anyOf: [{required: [a]}, {required: [b]}]`` (one of
+    several ways to send a thing), else None: jsonschema's words for these quote the
+    subschemas as Python dicts and never name a field."""
+    if validator not in ("oneOf", "anyOf") or not isinstance(expected, list) or not expected:
+        return None
+    fields: list[str] = []
+    for sub in expected:
+        if not isinstance(sub, dict) or set(sub) != {"required"}:
+            return None
+        names = sub["required"]
+        if not isinstance(names, list) or len(names) != 1 or not isinstance(names[0], str):
+            return None
+        fields.append(names[0])
+    return fields
+
+
 def schema_error_message(error: Any) -> str:
     """A jsonschema error's message in JSON's words: the values it quotes as JSON writes
     them (``true is not of type "string"``, not ``True is not of type 'string'``: the
@@ -156,6 +173,14 @@ def schema_error_message(error: Any) -> str:
         missing = [p for p in expected if message == f"{p!r} is a required property"]
         if missing:
             message = f"{json_quoted(missing[0])} is a required property"
+    elif (fields := _alternative_fields(validator, expected)) is not None:
+        names = ", ".join(json.dumps(f, ensure_ascii=False) for f in fields)
+        if "is valid under each of" in message:  # oneOf: more than one was given
+            message = f"only one of {names} may be given"
+        elif validator == "oneOf":
+            message = f"exactly one of {names} is required"
+        else:
+            message = f"at least one of {names} is required"
     elif validator in ("additionalProperties", "unevaluatedProperties") and isinstance(
         instance, dict
     ):
