@@ -7,7 +7,10 @@ pandoc process is killed and :class:`PandocTimeout` is raised.
 Reading always happens with ``--sandbox`` (no file or network access from
 ``include`` directives and the like). pandoc 2.17's sandbox also blocks its own
 docx/odt templates, so binary outputs are made in two steps: a sandboxed read
-into pandoc's JSON AST, then an unsandboxed write from that AST.
+into pandoc's JSON AST, then an unsandboxed write from that AST. The docx and odt
+writers embed every image they can fetch, a local file (``![](/etc/passwd)``) or a
+URL alike: the read replaces each image that is not already embedded (a ``data:``
+URI) by its description, as a sandboxed write would, so the write fetches nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import functools
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+#: The Lua filter that turns images not embedded in the document into their description.
+LOCAL_IMAGES_FILTER = Path(__file__).with_name("local_images.lua")
 
 
 class PandocMissing(Exception):
@@ -81,5 +88,6 @@ def convert(
     deadline = time.monotonic() + timeout_s
     if not binary_output:
         return _run([exe, "--sandbox", "-f", reader, "-t", writer, *extra_args], data, deadline)
-    ast = _run([exe, "--sandbox", "-f", reader, "-t", "json"], data, deadline)
+    read = [exe, "--sandbox", "-f", reader, "-t", "json", "--lua-filter", str(LOCAL_IMAGES_FILTER)]
+    ast = _run(read, data, deadline)
     return _run([exe, "-f", "json", "-t", writer, *extra_args, "-o", "-"], ast, deadline)
