@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.requires("exe:pandoc>=2.9", "onnxruntime"),
+    pytest.mark.requires("exe:pandoc>=2.15", "onnxruntime"),
     pytest.mark.requires(
         "crank_doc_converter",
         "crank_email_classifier",

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from crank.manifest import Manifest
     from crank.testing import WorkerHandle
 
-pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
+pytestmark = pytest.mark.requires("exe:pandoc>=2.15")
 
 MARKDOWN = "# Report\n\nSome *emphasis* and a [link](https://example.org).\n\n- one\n- two\n"
 

@@ -9,12 +9,15 @@ import pytest
 from crank_doc_converter import pandoc
 
 from crank.errors import ValidationFailed
+from crank.testing.specs import parse_spec
+from crank.testing.system_checks import check_executable
 from crank.worker import CapabilityError
 
 if TYPE_CHECKING:
+    from crank.manifest import Manifest
     from crank.testing import WorkerHandle, WorkerRunner
 
-pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
+pytestmark = pytest.mark.requires("exe:pandoc>=2.15")
 
 
 def convert_error(worker: WorkerHandle, data: dict[str, object]) -> CapabilityError:
@@ -153,3 +156,21 @@ def test_an_unwritable_artifact_store_is_a_declared_retryable_error(
     assert (err.code, err.retryable) == ("STORAGE_FAILED", True)
     assert err.message.startswith("the converted document could not be stored: cannot write")
     assert "writable" in err.details["hint"]
+
+
+def test_the_declared_pandoc_version_reads_with_the_sandbox(
+    manifest: Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every read runs pandoc --sandbox, new in pandoc 2.15: an older pandoc must fail the
+    dependency check (with its hint), not pass it and then fail every conversion."""
+    old = tmp_path / "pandoc"
+    old.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "pandoc 2.14.2"; exit 0; fi\n'
+        'echo "Unknown option --sandbox." >&2; exit 2\n'
+    )
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (pandoc_dep,) = manifest.dependencies.system
+    result = check_executable(parse_spec(pandoc_dep.check, ["exe"]))  # not the cached one
+    assert not result.available
+    assert "2.14.2" in result.reason

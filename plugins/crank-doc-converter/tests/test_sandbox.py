@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from crank.testing import WorkerHandle
 
-pytestmark = pytest.mark.requires("exe:pandoc>=2.9")
+pytestmark = pytest.mark.requires("exe:pandoc>=2.15")
 
 #: A 1x1 PNG, embedded in the document itself.
 PNG = base64.b64decode(
