@@ -114,6 +114,30 @@ def test_a_bad_setting_is_reported(worker: WorkerHandle, monkeypatch: pytest.Mon
     )
 
 
+POSITIVE = "must be a positive, finite number"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CRANK_DOC_TIMEOUT_S", "nan", f"CRANK_DOC_TIMEOUT_S {POSITIVE}, got nan"),
+        ("CRANK_DOC_TIMEOUT_S", "0", f"CRANK_DOC_TIMEOUT_S {POSITIVE}, got 0"),
+        ("CRANK_DOC_MAX_BYTES", "inf", "CRANK_DOC_MAX_BYTES='inf' is not a whole number"),
+        ("CRANK_DOC_MAX_BYTES", "nan", "CRANK_DOC_MAX_BYTES='nan' is not a whole number"),
+        ("CRANK_DOC_MAX_BYTES", "0.5", "CRANK_DOC_MAX_BYTES='0.5' is not a whole number"),
+        ("CRANK_DOC_MAX_BYTES", "-3", f"CRANK_DOC_MAX_BYTES {POSITIVE}, got -3"),
+    ],
+)  # fmt: skip
+def test_a_setting_that_is_not_a_usable_number_is_misconfigured(
+    worker: WorkerHandle, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    """nan and inf crashed the conversion (an undeclared ValueError/OverflowError); 0.5
+    bytes became a limit of 0 that refused every document as TOO_LARGE."""
+    monkeypatch.setenv(name, value)
+    err = convert_error(worker, {"from": "markdown", "to": "html", "content": "x"})
+    assert (err.code, err.message, err.retryable) == ("MISCONFIGURED", message, False)
+
+
 def test_content_is_required(worker: WorkerHandle) -> None:
     with pytest.raises(ValidationFailed) as info:
         worker.call("document.convert", {"from": "markdown", "to": "html"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,18 +24,22 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 30.0
 
 
-def _env_number(name: str, default: float) -> float:
+def _env_number(name: str, default: float, *, whole: bool = False) -> float:
+    """A positive, finite number from the environment (a whole one when ``whole``)."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        value = float(raw)
+        value = int(raw) if whole else float(raw)
     except ValueError:
+        kind = "a whole number" if whole else "a number"
         raise CapabilityError(
-            "MISCONFIGURED", f"{name}={raw!r} is not a number", retryable=False
+            "MISCONFIGURED", f"{name}={raw!r} is not {kind}", retryable=False
         ) from None
-    if value <= 0:
-        raise CapabilityError("MISCONFIGURED", f"{name} must be positive, got {raw}")
+    if not math.isfinite(value) or value <= 0:
+        raise CapabilityError(
+            "MISCONFIGURED", f"{name} must be a positive, finite number, got {raw}"
+        )
     return value
 
 
@@ -94,7 +99,7 @@ class DocumentConverter(WorkerApplication):
     def convert(self, data: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         source, target = self._formats(data)
         original = self._original(data, source.binary, source.name)
-        limit = int(_env_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
+        limit = int(_env_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, whole=True))
         if len(original) > limit:
             raise CapabilityError(
                 "TOO_LARGE",
