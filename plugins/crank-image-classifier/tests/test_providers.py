@@ -4,6 +4,7 @@ onnxruntime's profile of a real run, on the CPU build and on the GPU build witho
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -38,6 +39,19 @@ pytestmark = [pytest.mark.requires("onnxruntime", "sklearn", "onnx"), pytest.mar
 )
 def test_choose_providers(available: list[str], requested: str | None, chosen: list[str]) -> None:
     assert choose_providers(available, requested) == chosen
+
+
+def test_a_requested_provider_the_build_lacks_is_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    available = ["CPUExecutionProvider"]
+    with caplog.at_level(logging.WARNING, logger="crank_image_classifier"):
+        chosen = choose_providers(available, "CUDAExecutionProvder,CPUExecutionProvider")
+    assert chosen == ["CPUExecutionProvider"]
+    assert caplog.messages == [
+        "CRANK_ONNX_PROVIDERS names CUDAExecutionProvder, which this onnxruntime build does "
+        "not offer (it offers CPUExecutionProvider); asking for CPUExecutionProvider"
+    ]
 
 
 def test_the_model_is_standard_onnx_operators_with_gpu_kernels() -> None:

@@ -32,6 +32,16 @@ def choose_providers(available: list[str], requested: str | None = None) -> list
     if requested:
         wanted = [p.strip() for p in requested.split(",") if p.strip()]
         chosen = [p for p in wanted if p in available]
+        missing = [p for p in wanted if p not in available]
+        if missing:  # a typo, or a GPU build that is not installed: say so, not only "CPU"
+            log.warning(
+                "%s names %s, which this onnxruntime build does not offer (it offers %s); "
+                "asking for %s",
+                PROVIDERS_ENV,
+                ", ".join(missing),
+                ", ".join(available),
+                ", ".join(chosen) or "the CPU",
+            )
     else:
         chosen = [p for p in GPU_PROVIDERS if p in available][:1]
     if "CPUExecutionProvider" not in chosen:
