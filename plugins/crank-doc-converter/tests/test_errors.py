@@ -169,6 +169,45 @@ def test_without_pandoc_the_worker_is_not_ready_and_says_why(
     assert (err.code, err.retryable) == ("PANDOC_UNAVAILABLE", True)
 
 
+@pytest.mark.parametrize(
+    ("found", "reason"),
+    [
+        (OSError("No pandoc was found: ... call pypandoc.download_pandoc(...)"), (
+            "pandoc is not installed or not on PATH: apt-get install pandoc (or brew install "
+            "pandoc), version 2.15 or later"
+        )),
+        ("2.14.2", (
+            "pandoc 2.14.2 (/opt/pandoc) is too old: this worker reads every document with "
+            "--sandbox, new in pandoc 2.15; apt-get install pandoc"
+        )),
+    ],
+)  # fmt: skip
+def test_a_missing_or_too_old_pandoc_is_named_with_the_install_hint(
+    worker: WorkerHandle, monkeypatch: pytest.MonkeyPatch, found: object, reason: str
+) -> None:
+    """The reason /ready and PANDOC_UNAVAILABLE give: pypandoc's own message sent people
+    to pypandoc.download_pandoc(), and a pandoc without --sandbox was called ready."""
+    import pypandoc
+
+    def version() -> str:
+        if isinstance(found, Exception):
+            raise found
+        return str(found)
+
+    monkeypatch.setattr(pypandoc, "get_pandoc_path", lambda: "/opt/pandoc")
+    monkeypatch.setattr(pypandoc, "get_pandoc_version", version)
+    pandoc.find_pandoc.cache_clear()
+    try:
+        with pytest.raises(pandoc.PandocMissing) as info:
+            worker.ready()
+        assert str(info.value).startswith(reason)
+        err = convert_error(worker, {"from": "markdown", "to": "html", "content": "x"})
+        assert (err.code, err.retryable) == ("PANDOC_UNAVAILABLE", True)
+        assert err.message == f"pandoc cannot be used on this worker: {info.value}"
+    finally:
+        pandoc.find_pandoc.cache_clear()  # the real pandoc for the next tests
+
+
 def test_an_unwritable_artifact_store_is_a_declared_retryable_error(
     crank_worker: WorkerRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

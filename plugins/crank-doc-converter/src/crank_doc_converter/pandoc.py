@@ -48,14 +48,36 @@ class Pandoc:
     version: str
 
 
+#: The oldest pandoc that knows ``--sandbox``, which every read uses.
+MIN_VERSION = (2, 15)
+INSTALL_HINT = "apt-get install pandoc (or brew install pandoc), version 2.15 or later"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
 @functools.cache
 def find_pandoc() -> Pandoc:
+    """The pandoc to run; :class:`PandocMissing` says why there is none (missing, too old)."""
     import pypandoc
 
     try:
-        return Pandoc(pypandoc.get_pandoc_path(), pypandoc.get_pandoc_version())
-    except OSError as exc:
-        raise PandocMissing(str(exc)) from exc
+        found = Pandoc(pypandoc.get_pandoc_path(), pypandoc.get_pandoc_version())
+    except OSError:
+        # pypandoc's own words point at pypandoc.download_pandoc(); this worker's are apt
+        raise PandocMissing(f"pandoc is not installed or not on PATH: {INSTALL_HINT}") from None
+    if _version_tuple(found.version) < MIN_VERSION:
+        raise PandocMissing(
+            f"pandoc {found.version} ({found.path}) is too old: this worker reads every "
+            f"document with --sandbox, new in pandoc 2.15; {INSTALL_HINT}"
+        )
+    return found
 
 
 def _run(args: list[str], data: bytes, deadline: float) -> bytes:

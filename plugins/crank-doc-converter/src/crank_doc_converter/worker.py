@@ -138,7 +138,7 @@ class DocumentConverter(WorkerApplication):
             )
         except pandoc.PandocMissing as exc:
             raise CapabilityError(
-                "PANDOC_UNAVAILABLE", f"pandoc is not installed on this worker: {exc}"
+                "PANDOC_UNAVAILABLE", f"pandoc cannot be used on this worker: {exc}"
             ) from None
         except pandoc.PandocTimeout as exc:
             raise CapabilityError("TIMEOUT", f"conversion stopped: {exc}") from None
