@@ -454,9 +454,15 @@ class Supervisor:
     def _takeable(self, depth: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
         """(the depths of capabilities a ready worker here serves, the others): more
         processes would not run tasks whose worker failed to load or is not ready, nor
-        those of a capability no worker here declares."""
+        those of a capability no worker here declares. With no process (a pool scaled to
+        zero) no worker is known to be broken: only a process started for the tasks
+        would load it, so every task of a declared capability counts."""
         if not self.workers:  # who serves what is not known: every task counts
             return dict(depth), {}
+        if self.worker_counts()[0] == 0:
+            declared = {cap for caps in self.workers.values() for cap in caps}
+            kept = {cap: n for cap, n in depth.items() if cap in declared}
+            return kept, {cap: n for cap, n in depth.items() if cap not in declared and n > 0}
         serving = {
             cap
             for worker in self.worker_health().values()

@@ -152,3 +152,21 @@ def test_prod_mode_adds_no_processes_for_tasks_no_worker_here_can_take(crank_run
     assert "left out 60 tasks no worker here can take now: broken.echo (60)" in decision["reason"]
     assert len(run.workers()) == 1
     assert run.terminate() == 0
+
+
+def test_a_pool_scaled_to_zero_starts_a_process_for_queued_work(crank_run: Any) -> None:
+    # no process reports the worker while none runs: it is not known to be broken,
+    # and a process started for the queue is what would load it
+    run = crank_run("--mode", "prod", "--min-workers", "0", "--max-workers", "2")
+    assert run.workers() == []
+    task = run.http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "hi"}})
+    assert task.status_code == 202
+    done = run.wait_final(task.json()["id"], timeout_s=90)
+    assert (done["status"], done["result"]) == ("succeeded", {"text": "hi"})
+    decisions = [
+        (e["decision_type"], e["current_workers"])
+        for e in run.log_events()
+        if e.get("event") == "scaling_decision"
+    ]
+    assert ("scale_up", 0) in decisions, decisions
+    assert run.terminate() == 0
