@@ -43,6 +43,14 @@ def test_scrape_reads_queue_pool_and_budget() -> None:
     assert b"crank_broker_up 1.0" in body
 
 
+def test_served_capabilities_with_no_queued_task_read_zero() -> None:
+    metrics = ServerMetrics(snapshot, capabilities=["a.x", "c.z"])
+    value = metrics.registry.get_sample_value
+    assert value("crank_queue_depth", {"capability": "a.x"}) == 4
+    assert value("crank_queue_depth", {"capability": "c.z"}) == 0
+    assert value("crank_queue_backing_off", {"capability": "c.z"}) == 0
+
+
 def test_task_finished_hook_counts_outcomes() -> None:
     registry = worker_metrics().registry
     key = {"capability": "m.t", "status": "dead"}

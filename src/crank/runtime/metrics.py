@@ -44,7 +44,7 @@ from crank.runtime.task_metrics import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from prometheus_client.metrics_core import Metric
 
@@ -67,13 +67,15 @@ class RuntimeCollector:
         self,
         snapshot: Callable[[], SystemSnapshot],
         budget: Callable[[], BudgetState] | None = None,
+        capabilities: Sequence[str] = (),
     ) -> None:
         self._snapshot = snapshot
         self._budget = budget
+        self._capabilities = tuple(capabilities)
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        yield from _queue_gauges(snap)
+        yield from _queue_gauges(snap, self._capabilities)
         workers = GaugeMetricFamily("crank_workers", "Worker processes by state.", labels=["state"])
         workers.add_metric(["total"], snap.total_workers)
         workers.add_metric(["healthy"], snap.healthy_workers)
@@ -117,10 +119,12 @@ class RuntimeCollector:
                 )
 
 
-def _queue_gauges(snap: SystemSnapshot) -> Iterator[Metric]:
+def _queue_gauges(snap: SystemSnapshot, capabilities: Sequence[str] = ()) -> Iterator[Metric]:
     """The gauges read from the broker; while it does not answer, their samples are left
     out (nothing is known: a zero would clear an alert on ``crank_dead_letters > 0``)
-    and ``crank_broker_up`` 0 says why."""
+    and ``crank_broker_up`` 0 says why. Each of ``capabilities`` (those served here)
+    has its depth, 0 when none of its tasks waits: a series that vanished as its queue
+    emptied would read as "no data" on a dashboard, not as an empty queue."""
     depth = GaugeMetricFamily(
         "crank_queue_depth", "Pending tasks per capability.", labels=["capability"]
     )
@@ -131,7 +135,8 @@ def _queue_gauges(snap: SystemSnapshot) -> Iterator[Metric]:
     )
     if snap.queue_depth is not None:
         backing = snap.backing_off or {}
-        for cap, n in sorted(snap.queue_depth.items()):
+        queued = {**dict.fromkeys(capabilities, 0), **snap.queue_depth}
+        for cap, n in sorted(queued.items()):
             depth.add_metric([cap], n)
             backing_off.add_metric([cap], backing.get(cap, 0))
     yield depth
@@ -163,6 +168,7 @@ class ServerMetrics:
         *,
         multiprocess_dir: Path | None = None,
         shared: bool = False,
+        capabilities: Sequence[str] = (),
     ) -> None:
         self.registry = CollectorRegistry()
         # Several HTTP processes (``--http-processes``): each counts into its own file of
@@ -219,7 +225,7 @@ class ServerMetrics:
             BUDGET_ALERTS.name, BUDGET_ALERTS.help, BUDGET_ALERTS.labels, registry=r
         )
         if snapshot is not None:
-            self.registry.register(RuntimeCollector(snapshot, budget))
+            self.registry.register(RuntimeCollector(snapshot, budget, capabilities))
         #: what the worker processes counted (None: no worker processes report here).
         self._workers: Any = None
         if multiprocess_dir is not None:

@@ -76,9 +76,7 @@ def test_the_report_and_metrics_say_the_queue_is_unknown_while_the_broker_is_dow
     redis_services.broker.submit(TaskSpec("demo.echo", {"text": "waiting"}))
     before = http.get("/metrics").text
     assert _samples(before, "crank_dead_letters") == ["crank_dead_letters 1.0"]
-    assert _samples(before, "crank_queue_depth") == [
-        'crank_queue_depth{capability="demo.echo"} 1.0'
-    ]
+    assert 'crank_queue_depth{capability="demo.echo"} 1.0' in _samples(before, "crank_queue_depth")
 
     redis_server_aof.stop()
     wait_for_outage(http)

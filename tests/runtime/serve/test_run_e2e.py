@@ -77,6 +77,25 @@ def test_http_end_to_end_with_worker_processes(
     assert run.terminate() == 0
 
 
+def test_metrics_say_an_empty_queue_is_empty_for_every_served_capability(
+    crank_run: Starter,
+) -> None:
+    # a depth series that vanished as its queue drained reads as "no data", not as 0
+    run = crank_run()
+    accepted = run.http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}})
+    assert run.wait_final(accepted.json()["id"])["status"] == "succeeded"
+
+    def drained() -> str | None:
+        text: str = run.http.get("/metrics").text
+        return text if "crank_tasks_running 0.0" in text else None
+
+    metrics = run.wait_until(drained, what="an empty queue on /metrics")
+    for capability in ("demo.echo", "demo.slow", "demo.count", "demo.summarize"):
+        assert f'crank_queue_depth{{capability="{capability}"}} 0.0' in metrics
+        assert f'crank_queue_backing_off{{capability="{capability}"}} 0.0' in metrics
+    assert run.terminate() == 0
+
+
 def test_dead_worker_is_replaced_and_its_task_completes(crank_run: Starter, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     gate.mkdir()

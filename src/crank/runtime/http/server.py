@@ -99,7 +99,11 @@ def http_server(
     of several such processes (their metrics counted in the multiprocess files, their
     console sessions signed with ``session_key``)."""
     metrics = ServerMetrics(
-        status.snapshot, status.budget, multiprocess_dir=metrics_dir, shared=shared
+        status.snapshot,
+        status.budget,
+        multiprocess_dir=metrics_dir,
+        shared=shared,
+        capabilities=[r.capability_id for r in router.routes()],
     )
     services = build_services(
         config,

@@ -62,7 +62,12 @@ def build_services(
             non_essential=non_essential,
         )
     if metrics is None:
-        metrics = ServerMetrics(status.snapshot, status.budget, multiprocess_dir=config.metrics_dir)
+        metrics = ServerMetrics(
+            status.snapshot,
+            status.budget,
+            multiprocess_dir=config.metrics_dir,
+            capabilities=[r.capability_id for r in router.routes()],
+        )
     server_metrics = metrics
     status.on_budget_level = budget_announcer(
         lambda level: server_metrics.budget_alerts.labels(level).inc()
