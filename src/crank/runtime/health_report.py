@@ -84,6 +84,8 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
         # past reading with a few workers down
         problems += ["no worker can serve", *_worker_problems(snap)]
     if problems:
+        if snap.crashed_workers:  # the likely cause of a pool with nothing healthy
+            problems.append(_crashes(snap))
         return "critical", problems
     problems += _worker_problems(snap)
     if snap.healthy_workers < snap.min_workers:
@@ -100,10 +102,12 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
     if snap.paused_capabilities:
         problems.append(f"paused capabilities: {', '.join(snap.paused_capabilities)}")
     if snap.crashed_workers:
-        problems.append(
-            f"{snap.crashed_workers} worker process(es) crashed in the last {CRASH_WINDOW_S:.0f} s"
-        )
+        problems.append(_crashes(snap))
     return ("degraded" if problems else "healthy"), problems
+
+
+def _crashes(snap: SystemSnapshot) -> str:
+    return f"{snap.crashed_workers} worker process(es) crashed in the last {CRASH_WINDOW_S:.0f} s"
 
 
 def _worker_problems(snap: SystemSnapshot) -> list[str]:

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from crank.errors import CrankError
@@ -177,6 +177,7 @@ class Supervisor:
         #: replacements owed for children that died; paid once any backoff is over.
         self._owed = 0
         self._crash_streak = 0
+        self._last_exit_code: int | None = None
         self._hold_until = 0.0
         self._last_decision: dict[str, Any] | None = None
         #: worker name -> its capability ids: what the children are expected to report.
@@ -251,7 +252,28 @@ class Supervisor:
         folded = self._folded
         if folded is None or not _same_objects(folded[0], reports) or folded[1] != stale:
             folded = self._folded = (reports, stale, fold_reports(self.workers, reports, stale))
-        return dict(folded[2])
+        health = dict(folded[2])
+        looping = self.crash_loop()
+        if looping is not None:
+            # "no process has reported yet" would read as a slow start; say why none did
+            for name, worker in health.items():
+                if worker.state == "starting" and not worker.ready_processes:
+                    health[name] = replace(worker, reason=looping)
+        return health
+
+    def crash_loop(self) -> str | None:
+        """Why no worker process stays up, while they keep exiting as they start; else None."""
+        with self._lock:
+            reported = any(c.alive and c.report is not None for c in self._children)
+            if self._crash_streak < 2 or reported:  # one that reported broke the loop
+                return None
+            streak, code = self._crash_streak, self._last_exit_code
+            wait = max(0.0, self._hold_until - self.clock())
+        after = f"; the next starts in {wait:.0f} s" if wait >= 1 else ""
+        return (
+            f"worker processes keep exiting as they start ({streak} in a row, the last "
+            f"with exit code {code}){after}: read their stderr in the log"
+        )
 
     def crashes(self) -> int:
         """Worker processes that died without being asked to in the last ``CRASH_WINDOW_S``."""
@@ -398,6 +420,7 @@ class Supervisor:
             exited_itself = (child.proc.returncode or 0) >= 0
             quick = exited_itself and now - child.started_at < QUICK_DEATH_S
             self._crash_streak = self._crash_streak + 1 if quick else 0
+            self._last_exit_code = child.proc.returncode
             if self._crash_streak >= 2:
                 delay = min(MAX_RESTART_BACKOFF_S, 0.5 * 2.0 ** (self._crash_streak - 2))
                 self._hold_until = now + delay

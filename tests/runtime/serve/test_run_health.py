@@ -227,3 +227,51 @@ def test_a_hung_worker_process_is_named_everywhere_and_logged(crank_run: Starter
     worker = run.http.get("/v1/status").json()["workers"]["http-fixture"]
     assert (worker["ready_processes"], worker["live"], worker["reason"]) == (2, True, None)
     assert run.terminate() == 0
+
+
+def test_a_crash_loop_is_named_as_one_and_ends_when_processes_live(
+    crank_run: Starter, tmp_path: Path
+) -> None:
+    exit_file = tmp_path / "exit-on-import"
+    exit_file.touch()
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1",
+        workers=(HEALTH_WORKERS / "exits_on_import",),
+        env={"CRANK_FIXTURE_EXIT_FILE": str(exit_file)},
+        start=False,
+    ).start(ready=False)  # fmt: skip
+
+    def looping() -> dict[str, Any] | None:
+        r = answer(run, "/v1/status")
+        if r is None:
+            return None
+        doc: dict[str, Any] = r.json()
+        reason = doc["workers"]["exits-on-import"]["reason"] or ""
+        return doc if reason.startswith("worker processes keep exiting as they start") else None
+
+    status = run.wait_until(looping, what="the crash loop in /v1/status")
+    worker = status["workers"]["exits-on-import"]
+    assert worker["state"] == "starting"
+    assert "the last with exit code 3" in worker["reason"]
+    assert worker["reason"].endswith("read their stderr in the log")
+    assert status["overall_health"] == "critical"
+    assert status["problems"][0] == "no healthy worker process"
+    assert status["problems"][1].endswith("worker process(es) crashed in the last 300 s")
+    ready = run.http.get("/ready")
+    assert ready.status_code == 503
+    assert any(
+        p.startswith("worker 'exits-on-import' is starting: worker processes keep exiting")
+        for p in ready.json()["problems"]
+    ), ready.json()
+    # once a process lives, the loop is over: ready again, the crashes still counted
+    exit_file.unlink()
+    run.wait_ready(timeout_s=120)
+    status = run.http.get("/v1/status").json()
+    assert status["workers"]["exits-on-import"]["state"] == "ready"
+    assert status["workers"]["exits-on-import"]["reason"] is None
+    assert status["overall_health"] == "degraded"
+    assert status["worker_pool_health"]["failed_workers"] >= 2
+    assert run.http.post("/v1/capabilities/exiting.echo", json={"text": "hi"}).json() == {
+        "text": "hi"
+    }
+    assert run.terminate() == 0
