@@ -134,3 +134,15 @@ def test_queue_numbers_the_broker_did_not_give_are_null_not_zero() -> None:
         "degraded",
         ["the queue's numbers are unknown: the broker's statistics failed"],
     )
+
+
+def test_a_pool_with_no_healthy_process_says_why() -> None:
+    stuck = WorkerHealth("demo", ("a.x",), "ready", ready_processes=1, live=False, reason="late")
+    health, problems = overall_health(snap(healthy_workers=0, workers={"demo": stuck}))
+    assert (health, problems) == ("critical", [
+        "no healthy worker process", "worker 'demo' is not live: late",
+    ])  # fmt: skip
+    health, problems = overall_health(snap(healthy_workers=0, crashed_workers=3))
+    assert (health, problems) == ("critical", [
+        "no healthy worker process", "3 worker process(es) crashed in the last 300 s",
+    ])  # fmt: skip

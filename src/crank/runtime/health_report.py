@@ -84,8 +84,11 @@ def overall_health(snap: SystemSnapshot) -> tuple[Health, list[str]]:
         # past reading with a few workers down
         problems += ["no worker can serve", *_worker_problems(snap)]
     if problems:
-        if snap.crashed_workers:  # the likely cause of a pool with nothing healthy
-            problems.append(_crashes(snap))
+        if snap.min_workers > 0 and snap.healthy_workers == 0:
+            # why no process is healthy: its workers' problems, the crashes
+            problems += [p for p in _worker_problems(snap) if p not in problems]
+            if snap.crashed_workers:
+                problems.append(_crashes(snap))
         return "critical", problems
     problems += _worker_problems(snap)
     if snap.healthy_workers < snap.min_workers:

@@ -85,7 +85,7 @@ from crank.runtime.logs import configure_logging
 from crank.runtime.task_metrics import TaskMetricsPlugin, observe_ended_unrun
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.runtime.tracing import configure_tracing, record_outcome, task_trace
-from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ReportWriter
+from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ReportWriter, with_overdue_task
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError
 from crank.worker.host import OutputInvalid, WorkerHost
@@ -448,7 +448,32 @@ class WorkerLoop:
         """Report at once (the workers are starting), then check and report every interval."""
         self._reports.write(self.workers.report())
         while not self._health_stop.wait(self.config.health_interval_s):
-            self._reports.write(self.workers.check())
+            report = self.workers.check()
+            overdue = self._overdue()
+            if overdue is not None:
+                report = with_overdue_task(report, *overdue)
+            self._reports.write(report)
+
+    def _overdue(self) -> tuple[str, str] | None:
+        """(capability, why) while the running task's handler runs on more than a
+        visibility timeout past the task's deadline (the task has been delivered again by
+        then: nobody waits for this run, and the process can take nothing else)."""
+        with self._held_lock:
+            running = self._running
+            held = self._held.get(running[0]) if running is not None else None
+        if held is None:
+            return None
+        claim, deadline = held
+        if deadline is None:
+            return None
+        late = time.monotonic() - deadline
+        if late <= self.config.visibility_timeout_s:
+            return None
+        return claim.task.capability, (
+            f"the handler of task {claim.task.id} ({claim.task.capability}) has run "
+            f"{late:.0f} s past the task's deadline: it does not stop when its task is "
+            f"cancelled (a synchronous handler must look: ctx.check_cancelled())"
+        )
 
     # -- broker access with reconnection ---------------------------------------------
 

@@ -19,7 +19,7 @@ import json
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -101,6 +101,16 @@ class ProcessReport:
                 )
             )
         return cls(tuple(workers))
+
+
+def with_overdue_task(report: ProcessReport, capability: str, why: str) -> ProcessReport:
+    """``report`` with the worker of ``capability`` not live for ``why``: a handler that
+    ran far past its task's deadline holds its process as surely as a hang does."""
+    workers = tuple(
+        replace(w, live=False, reason=why) if capability in w.capabilities else w
+        for w in report.workers
+    )
+    return ProcessReport(workers)
 
 
 @dataclass(frozen=True)

@@ -256,7 +256,8 @@ def test_a_crash_loop_is_named_as_one_and_ends_when_processes_live(
     assert worker["reason"].endswith("read their stderr in the log")
     assert status["overall_health"] == "critical"
     assert status["problems"][0] == "no healthy worker process"
-    assert status["problems"][1].endswith("worker process(es) crashed in the last 300 s")
+    assert status["problems"][1] == f"worker 'exits-on-import' is starting: {worker['reason']}"
+    assert status["problems"][2].endswith("worker process(es) crashed in the last 300 s")
     ready = run.http.get("/ready")
     assert ready.status_code == 503
     assert any(
@@ -274,4 +275,46 @@ def test_a_crash_loop_is_named_as_one_and_ends_when_processes_live(
     assert run.http.post("/v1/capabilities/exiting.echo", json={"text": "hi"}).json() == {
         "text": "hi"
     }
+    assert run.terminate() == 0
+
+
+def test_a_handler_running_far_past_its_deadline_makes_its_worker_not_live(
+    crank_run: Starter, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1",
+        workers=(HEALTH_WORKERS / "ignores_deadline",),
+        env={"CRANK_FIXTURE_RELEASE_FILE": str(release)},
+    )  # fmt: skip
+    task = run.http.post("/v1/tasks", json={"capability": "stubborn.wait", "input": {}}).json()
+    late = (
+        f"worker 'ignores-deadline' is not live: the handler of task {task['id']} "
+        f"(stubborn.wait) has run "
+    )
+
+    def unhealthy() -> httpx.Response | None:
+        r = answer(run, "/health")
+        if r is None or r.status_code != 503:
+            return None
+        return r if any(p.startswith(late) for p in r.json()["problems"]) else None
+
+    # past the deadline (1 s) by more than the visibility timeout (30 s)
+    run.wait_until(unhealthy, timeout_s=120, what="/health naming the late handler")
+    status = run.http.get("/v1/status").json()
+    assert status["workers"]["ignores-deadline"]["live"] is False
+    assert status["workers"]["ignores-deadline"]["reason"].endswith(
+        "s past the task's deadline: it does not stop when its task is cancelled "
+        "(a synchronous handler must look: ctx.check_cancelled())"
+    )
+    assert status["worker_pool_health"]["healthy_workers"] == 0
+    assert status["overall_health"] == "critical"  # its one process can take no task
+    assert status["problems"][0] == "no healthy worker process"
+    assert any(p.startswith(late) for p in status["problems"]), status["problems"]
+    # the handler ends: the worker is live again
+    release.touch()
+    run.wait_until(
+        lambda: (r := answer(run, "/health")) is not None and r.status_code == 200,
+        what="/health 200 once the handler ended",
+    )
     assert run.terminate() == 0
