@@ -103,6 +103,23 @@ def test_run_refuses_inconsistent_bounds(
     )
 
 
+def test_run_refuses_a_dev_pool_of_no_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = crank(
+        ["run", "--worker", str(FIXTURE), "--mode", "dev", "--min-workers", "0"], capsys
+    )
+    assert code == 2
+    assert err == (
+        "error: --mode dev keeps a fixed pool: --min-workers 0 would start no worker "
+        "process, and tasks would wait forever\n"
+        "  hint: use --mode prod to scale to zero, or --max-workers 0 for the HTTP API "
+        "alone (workers elsewhere)\n"
+    )
+    assert not (tmp_path / "crank-queue.db").exists()
+
+
 def test_help_lists_the_options() -> None:
     result = CliRunner().invoke(cli, ["run", "--help"])
     assert result.exit_code == 0

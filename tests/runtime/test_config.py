@@ -33,6 +33,14 @@ def test_defaults_come_from_the_manifests(manifests: list[Manifest]) -> None:
     assert config.dynamic_pool and config.api_token is None and config.daily_budget_usd is None
 
 
+def test_dev_mode_has_no_pool_of_zero_that_would_take_tasks(manifests: list[Manifest]) -> None:
+    with pytest.raises(UsageError, match="--min-workers 0 would start no worker process"):
+        build_config(manifests, env={}, mode="dev", min_workers=0)
+    # the HTTP API alone stays possible in dev mode
+    config = build_config(manifests, env={}, mode="dev", max_workers=0)
+    assert (config.min_workers, config.max_workers) == (0, 0)
+
+
 def test_flags_win_over_environment(manifests: list[Manifest]) -> None:
     env = {
         "CRANK_BROKER_URL": "redis://h:1/0",

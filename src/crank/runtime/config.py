@@ -124,6 +124,15 @@ class RuntimeConfig:
                 f"--max-workers {self.max_workers}",
                 hint="use 0 <= --min-workers <= --max-workers (--max-workers 0: HTTP API only)",
             )
+        if self.mode == "dev" and self.min_workers == 0 < self.max_workers:
+            # dev never scales: its pool is min_workers processes, here none, while
+            # tasks would be accepted that nothing here runs and /ready said ready
+            raise UsageError(
+                "--mode dev keeps a fixed pool: --min-workers 0 would start no worker "
+                "process, and tasks would wait forever",
+                hint="use --mode prod to scale to zero, or --max-workers 0 for the HTTP API "
+                "alone (workers elsewhere)",
+            )
         if self.ui not in CONSOLE_MODES:
             raise UsageError(
                 f"console mode {self.ui!r} is not one of {', '.join(CONSOLE_MODES)}",
