@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from click.testing import CliRunner
@@ -43,11 +44,11 @@ def test_unreadable_dependency_specs_are_findings(tmp_path: Path) -> None:
         for line in result.output.splitlines()
         if "CRK116" in line
     ]
-    assert lines == [
-        "7:33 CRK116 'not a requirement' is not a PEP 508 requirement: Expected semicolon "
-        "(after name with no version specifier) or end [$.dependencies.python[1]]",
-        "7:54 CRK116 'requests>=' is not a PEP 508 requirement: Expected semicolon (after "
-        "name with no version specifier) or end [$.dependencies.python[2]]",
+    # packaging's own words after the colon change between its versions
+    pep508 = re.compile(r"(\S+ CRK116 '[^']+' is not a PEP 508 requirement): .+ (\[\S+\])")
+    assert [pep508.sub(r"\1 \2", line) for line in lines] == [
+        "7:33 CRK116 'not a requirement' is not a PEP 508 requirement [$.dependencies.python[1]]",
+        "7:54 CRK116 'requests>=' is not a PEP 508 requirement [$.dependencies.python[2]]",
         "10:27 CRK116 dependency spec 'exe-pandoc:x': unknown kind 'exe-pandoc' "
         "[$.dependencies.system[1].check]",
         "11:26 CRK116 dependency spec 'exe:pandoc>=two': '>=two' is not a version "
