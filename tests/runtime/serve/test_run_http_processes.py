@@ -188,6 +188,19 @@ def test_ready_is_503_from_every_process_while_the_workers_cannot_load(
         return r if problem in r.json()["problems"] else None
 
     run.wait_until(settled, what="the failure reported")
+
+    # each HTTP process reads the supervisor's file on its own: one may say it a moment
+    # (a publish interval) before the other does
+    def both_say_it() -> dict[int, list[httpx.Response]] | None:
+        answers = from_both(run, lambda: fresh(run, "GET", "/ready"))
+        return (
+            answers
+            if all(problem in rs[-1].json()["problems"] for rs in answers.values())
+            else None
+        )
+
+    run.wait_until(both_say_it, what="the failure reported by both HTTP processes")
+    # from then on, every answer of either says it
     answers = from_both(run, lambda: fresh(run, "GET", "/ready"))
     for responses in answers.values():
         for r in responses:
