@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from crank.artifacts import (
     ArtifactNotFound,
     ArtifactStore,
     FilesystemArtifactStore,
+    artifact_id_for,
     metadata_errors,
 )
 
@@ -27,14 +29,22 @@ def test_put_is_content_addressed_and_written_with_front_matter(
     content = "<h1>Title</h1>\n"
     ref = store.put(content, metadata)
 
-    assert ref.id == hashlib.sha256(content.encode()).hexdigest()
+    content_sha256 = hashlib.sha256(content.encode()).hexdigest()
+    provenance = {k: v for k, v in metadata.items() if k != "created_at"}
+    canonical = json.dumps(
+        {"content_sha256": content_sha256, "provenance": provenance},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    )  # fmt: skip
+    assert ref.id == hashlib.sha256(canonical.encode()).hexdigest()
+    assert ref.id == artifact_id_for(content_sha256, metadata)
     assert ref.created is True
     assert ref.path == store.root / "objects" / ref.id[:2] / f"{ref.id}.md"
     post = frontmatter.load(ref.path)
     assert post["source_format"] == "markdown"
     assert post["created_at"] == "2026-11-22T09:30:00Z"  # stays a string, not a YAML timestamp
     assert post["worker"] == {"name": "doc-converter", "version": "1.0.0"}
-    assert post["artifact"]["sha256"] == ref.id
+    assert post["artifact"]["sha256"] == content_sha256
+    assert post["artifact"]["addressed_by"] == "content+provenance"
     assert post.content == "<h1>Title</h1>"
 
 
@@ -55,7 +65,7 @@ def test_binary_content_round_trips_as_base64(
     blob = bytes(range(256)) * 3
     ref = store.put(blob, {**metadata, "target_format": "docx"})
     assert ref.encoding == "base64"
-    assert ref.id == hashlib.sha256(blob).hexdigest()
+    assert frontmatter.load(ref.path)["artifact"]["sha256"] == hashlib.sha256(blob).hexdigest()
     assert store.get(ref.id).content == blob
     assert store.verify(ref.id).ok
 
@@ -69,6 +79,70 @@ def test_same_content_twice_is_idempotent_and_keeps_first_metadata(
     assert second.created is False
     assert store.get_metadata(first.id)["created_at"] == "2026-11-22T09:30:00Z"
     assert len(store.list()) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"original_sha256": "b" * 64},
+        {"parameters": {"standalone": True}},
+        {"worker": {"name": "doc-converter", "version": "1.0.1"}},
+        {"source_format": "commonmark"},
+        {"extra": {"pandoc_version": "3.1"}},
+    ],
+)
+def test_the_same_bytes_made_another_way_are_another_artifact_with_their_own_metadata(
+    store: FilesystemArtifactStore, metadata: dict[str, Any], change: dict[str, Any]
+) -> None:
+    first = store.put("<h1>Hi</h1>", metadata)
+    other = {**metadata, **change}
+    second = store.put("<h1>Hi</h1>", other)
+    assert second.id != first.id
+    assert second.created is True
+    # each id's metadata says how that result was made: none is lost, none is shared
+    assert dict(store.get_metadata(first.id)) == metadata
+    assert dict(store.get_metadata(second.id)) == other
+    assert store.verify(first.id).ok
+    assert store.verify(second.id).ok
+    assert len(store.list()) == 2
+
+
+def test_an_artifact_stored_with_its_content_hash_as_id_still_reads_and_verifies(
+    store: FilesystemArtifactStore, metadata: dict[str, Any]
+) -> None:
+    """Stores written before provenance was part of the id keep working."""
+    content = "an older artifact"
+    legacy_id = hashlib.sha256(content.encode()).hexdigest()
+    block = {
+        "id": legacy_id,
+        "sha256": legacy_id,
+        "size": len(content),
+        "encoding": "utf-8",
+        "metadata_sha256": hashlib.sha256(
+            json.dumps(metadata, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest(),
+    }
+    path = store.path_for(legacy_id)
+    path.parent.mkdir(parents=True)
+    header = frontmatter.dumps(frontmatter.Post("", artifact=block, **metadata))
+    path.write_text(f"{header}\n{content}")  # as the store wrote it then
+    assert store.verify(legacy_id).ok
+    assert store.get(legacy_id).content == content
+    path.write_text(path.read_text().replace("older", "edited"))
+    assert store.verify(legacy_id).problems[0].startswith("content sha256 is ")
+
+
+def test_verify_detects_an_artifact_moved_under_another_id(
+    store: FilesystemArtifactStore, metadata: dict[str, Any]
+) -> None:
+    ref = store.put("content", metadata)
+    other = store.put("other content", metadata)
+    other.path.write_text(ref.path.read_text())  # one artifact's file under another's id
+    assert store.verify(other.id).problems == (
+        "the id does not match the content and provenance stored under it "
+        "(the file was renamed or its artifact block edited)",
+    )
+    assert store.verify(ref.id).ok
 
 
 def test_refuses_to_overwrite_different_content_under_the_same_id(

@@ -94,3 +94,24 @@ def test_binary_results_are_stored_as_bytes(
     stored = store.get(result["artifact_id"]).content
     assert stored == base64.b64decode(result["content_base64"])
     assert store.list(target_format="odt")[0].id == result["artifact_id"]
+
+
+def test_two_originals_with_the_same_result_each_keep_their_own_record(
+    worker: WorkerHandle, store: FilesystemArtifactStore
+) -> None:
+    """Setext and ATX headings convert to the same html: each answer's artifact still
+    names its own original."""
+    answers = [
+        worker.call("document.convert", {"from": "markdown", "to": "html", "content": text})
+        for text in ("# Same\n", "Same\n====\n", "# Same\n")
+    ]
+    assert len({a["content"] for a in answers}) == 1
+    first, other, again = answers
+    assert first["artifact_id"] != other["artifact_id"]
+    assert again["artifact_id"] == first["artifact_id"]  # the same conversion: stored once
+    assert again["created_at"] == first["created_at"]
+    for answer in answers:
+        meta = store.get_metadata(answer["artifact_id"])
+        assert meta["original_sha256"] == answer["original_sha256"]
+        assert meta["created_at"] == answer["created_at"]
+    assert len(store.list()) == 2

@@ -1,4 +1,4 @@
-"""Artifacts with standard YAML front-matter: a content-addressed store.
+"""Artifacts with standard YAML front-matter, addressed by content and provenance.
 
 ``FilesystemArtifactStore(root)`` is the default backend. An S3-compatible
 backend is not part of crank yet; :class:`ArtifactStore` is the Protocol one
@@ -27,6 +27,7 @@ from crank.artifacts.store import (
     ArtifactStore,
     FilesystemArtifactStore,
     Verification,
+    artifact_id_for,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ArtifactStore",
     "FilesystemArtifactStore",
     "Verification",
+    "artifact_id_for",
     "build_metadata",
     "metadata_errors",
     "metadata_schema",

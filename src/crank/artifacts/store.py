@@ -1,19 +1,27 @@
 """The artifact store: every artifact a file with validated YAML front-matter.
 
 Identity
-    An artifact's id is the lower-case hex **sha256 of its content bytes** (text
-    is hashed as UTF-8, binary content as the raw bytes): the store is
-    content-addressed. Storing the same bytes twice returns the first artifact
-    (its metadata is kept); the id never names two different contents, and a
-    file found under an id with other bytes in it (damaged or tampered with) is
-    never overwritten — :class:`ArtifactConflict` is raised instead.
+    An artifact is its content *and* how it was made. Its id is the lower-case hex
+    sha256 of the content's sha256 (text hashed as UTF-8, binary content as the
+    raw bytes) together with its **provenance**: the metadata without
+    ``created_at`` (formats, parameters, original, worker, capability, extra).
+    Storing the same content with the same provenance again (a retried task)
+    returns the first artifact, whose ``created_at`` is kept; the same bytes made
+    from another original, with other parameters or by another worker version
+    are another artifact, so the metadata under an id always describes how *that*
+    result was made. The id never names two different contents, and a file found
+    under an id with other bytes in it (damaged or tampered with) is never
+    overwritten — :class:`ArtifactConflict` is raised instead. Artifacts stored
+    before provenance was part of the id (id = content sha256, no
+    ``addressed_by`` in their block) are read and verified as they were written.
 
 Layout of :class:`FilesystemArtifactStore`
     ``<root>/objects/<id[:2]>/<id>.md``: YAML front-matter written through
     python-frontmatter, then the content verbatim (binary content as base64).
     The front-matter holds the validated metadata plus a store-managed
-    ``artifact`` block (id, sha256, size, encoding and the sha256 of the
-    canonical metadata), which is what :meth:`verify` checks against.
+    ``artifact`` block (id, the content's sha256, size, encoding, the sha256 of
+    the canonical metadata and ``addressed_by``), which is what :meth:`verify`
+    checks against.
 """
 
 from __future__ import annotations
@@ -46,6 +54,19 @@ Encoding = Literal["utf-8", "base64"]
 _ID = re.compile(r"^[0-9a-f]{64}$")
 _STORE_KEY = "artifact"
 _SUFFIX = ".md"
+#: ``addressed_by`` of an artifact whose id covers its content and its provenance.
+_CONTENT_AND_PROVENANCE = "content+provenance"
+
+
+def provenance(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """How an artifact was made: its metadata without ``created_at`` (when it was)."""
+    return {k: v for k, v in metadata.items() if k != "created_at"}
+
+
+def artifact_id_for(content_sha256: str, metadata: Mapping[str, Any]) -> str:
+    """The id of content (by its sha256) made as ``metadata`` says."""
+    doc = {"content_sha256": content_sha256, "provenance": provenance(metadata)}
+    return sha256_hex(canonical_json(doc))
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,7 @@ def _check_id(artifact_id: str) -> str:
     if not isinstance(artifact_id, str) or not _ID.match(artifact_id):
         raise ArtifactNotFound(
             f"{artifact_id!r} is not an artifact id",
-            hint="artifact ids are the 64 lower-case hex digits of the content's sha256",
+            hint="artifact ids are 64 lower-case hex digits (a sha256)",
             subject=artifact_id,
         )
     return artifact_id
@@ -155,19 +176,22 @@ class FilesystemArtifactStore:
     # -- writing ---------------------------------------------------------------
 
     def put(self, content: str | bytes, metadata: Mapping[str, Any]) -> ArtifactRef:
-        """Store ``content`` with validated ``metadata``; idempotent for identical content."""
+        """Store ``content`` with validated ``metadata``; idempotent for the same content
+        made the same way (the same provenance: the metadata but ``created_at``)."""
         import frontmatter
 
         meta = dict(metadata)
         validate_metadata(meta)
         raw, body, encoding = _encode(content)
-        artifact_id = sha256_hex(raw)
+        content_sha256 = sha256_hex(raw)
+        artifact_id = artifact_id_for(content_sha256, meta)
         block = {
             "id": artifact_id,
-            "sha256": artifact_id,
+            "sha256": content_sha256,
             "size": len(raw),
             "encoding": encoding,
             "metadata_sha256": sha256_hex(canonical_json(meta)),
+            "addressed_by": _CONTENT_AND_PROVENANCE,
         }
         header = frontmatter.dumps(frontmatter.Post("", **{_STORE_KEY: block, **meta}))
         if not header.endswith("\n---"):  # pragma: no cover - guards a python-frontmatter change
@@ -352,16 +376,31 @@ class FilesystemArtifactStore:
 
     def _problems(self, artifact_id: str, parsed: _Parsed, raw: bytes) -> tuple[str, ...]:
         problems = []
+        block = parsed.store_block
         actual = sha256_hex(raw)
-        if actual != artifact_id:
-            problems.append(f"content sha256 is {actual}, the id says {artifact_id}")
-        if parsed.store_block.get("sha256") != artifact_id:
-            problems.append("front-matter artifact.sha256 does not match the id")
         meta_hash = sha256_hex(canonical_json(parsed.metadata))
-        if parsed.store_block.get("metadata_sha256") != meta_hash:
-            problems.append(
-                "metadata was changed after the artifact was stored (metadata_sha256 differs)"
-            )
+        if block.get("addressed_by") == _CONTENT_AND_PROVENANCE:
+            recorded = block.get("sha256")
+            if actual != recorded:
+                problems.append(f"content sha256 is {actual}, the artifact recorded {recorded}")
+            if block.get("metadata_sha256") != meta_hash:
+                problems.append(
+                    "metadata was changed after the artifact was stored (metadata_sha256 differs)"
+                )
+            if not problems and artifact_id_for(actual, parsed.metadata) != artifact_id:
+                problems.append(
+                    "the id does not match the content and provenance stored under it "
+                    "(the file was renamed or its artifact block edited)"
+                )
+        else:  # stored before provenance was part of the id: the id is the content's sha256
+            if actual != artifact_id:
+                problems.append(f"content sha256 is {actual}, the id says {artifact_id}")
+            if block.get("sha256") != artifact_id:
+                problems.append("front-matter artifact.sha256 does not match the id")
+            if block.get("metadata_sha256") != meta_hash:
+                problems.append(
+                    "metadata was changed after the artifact was stored (metadata_sha256 differs)"
+                )
         problems.extend(
             f"metadata {e['path']}: {e['message']}" for e in metadata_errors(parsed.metadata)
         )
