@@ -12,6 +12,7 @@ from crank.runtime.worker_reports import (
     WorkerHealth,
     WorkerReport,
     fold_reports,
+    with_overdue_tasks,
 )
 
 EXPECTED = {"good": ("a.x",), "bad": ("b.y",), "slow": ("c.z",)}
@@ -47,6 +48,21 @@ def test_a_report_survives_the_line_format() -> None:
 def test_a_line_that_is_not_a_report_is_refused(line: bytes) -> None:
     with pytest.raises(ValueError):
         ProcessReport.from_line(line)
+
+
+def test_each_overdue_handler_makes_its_worker_not_live_with_every_reason() -> None:
+    report = ProcessReport(
+        (
+            WorkerReport("good", ("a.x",), "ready"),
+            WorkerReport("both", ("b.y", "b.z"), "ready"),
+        )
+    )
+    late = with_overdue_tasks(report, [("b.y", "batch late"), ("b.z", "task late")])
+    assert late.workers == (
+        WorkerReport("good", ("a.x",), "ready"),
+        WorkerReport("both", ("b.y", "b.z"), "ready", live=False, reason="batch late; task late"),
+    )
+    assert with_overdue_tasks(report, []) is report
 
 
 def test_the_pool_verdict_per_worker() -> None:

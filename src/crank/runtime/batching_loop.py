@@ -433,10 +433,14 @@ class BatchingLoop(WorkerLoop):
         claims, slots = self._slots_for([w.claim for w in batch.items])
         if not claims:
             return []
-        items = self._begin(claims, [deadlines[c.task.id] for c in claims])
+        held_until = [deadlines[c.task.id] for c in claims]
+        items = self._begin(claims, held_until)
         started = time.monotonic()
         try:
-            with batch_trace(cap, [c.task for c in claims], batch.reason) as traced:
+            with (
+                self._calling(cap, claims, held_until, batch=True),
+                batch_trace(cap, [c.task for c in claims], batch.reason) as traced,
+            ):
                 outcomes = run_formed(self.bindings[cap], items)
                 traced.record([outcome.error for outcome in outcomes])
         finally:
@@ -505,19 +509,26 @@ class BatchingLoop(WorkerLoop):
             deadlines = {unit.task.id: time.monotonic() + timeout if timeout else None}
             claims = [unit]
         kept, slots = self._slots_for_async(claims, finished)
-        items = self._begin(kept, [deadlines[c.task.id] for c in kept])
+        held_until = [deadlines[c.task.id] for c in kept]
+        items = self._begin(kept, held_until)
         started = time.monotonic()
         try:
             if not items:
                 return
+            calling = self._calling(
+                finished.capability, kept, held_until, batch=isinstance(unit, FormedBatch)
+            )
             if isinstance(unit, FormedBatch):
-                with batch_trace(unit.capability, [c.task for c in kept], unit.reason) as traced:
+                with (
+                    calling,
+                    batch_trace(unit.capability, [c.task for c in kept], unit.reason) as traced,
+                ):
                     outcomes = await arun_formed(binding, items)
                     traced.record([outcome.error for outcome in outcomes])
             else:
                 claim, ctx = items[0]
                 task = claim.task
-                with task_trace(task.id, task.capability, task.meta) as current:
+                with calling, task_trace(task.id, task.capability, task.meta) as current:
                     try:
                         result = await binding.host.acall(task.capability, task.payload, ctx)
                     except Exception as exc:

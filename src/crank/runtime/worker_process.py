@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -85,13 +86,13 @@ from crank.runtime.logs import configure_logging
 from crank.runtime.task_metrics import TaskMetricsPlugin, observe_ended_unrun
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.runtime.tracing import configure_tracing, record_outcome, task_trace
-from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ReportWriter, with_overdue_task
+from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ReportWriter, with_overdue_tasks
 from crank.worker.context import TaskCancelled, TaskContext
 from crank.worker.errors import CapabilityError
 from crank.worker.host import OutputInvalid, WorkerHost
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from types import FrameType
 
     from crank.runtime.brokers.contract import Broker, Claim, PendingClaims, TaskRecord
@@ -161,6 +162,43 @@ class Outcome:
     error: dict[str, Any] | None = None
     retryable: bool = False
     client_fault: bool = False
+
+
+#: what a handler that runs on far past its deadline should do instead.
+_HEED_CANCEL = (
+    "a synchronous handler must look: ctx.check_cancelled(); an async one must not block "
+    "its event loop nor swallow asyncio.CancelledError"
+)
+
+
+@dataclass(frozen=True)
+class HandlerCall:
+    """One handler call running now, off the one-task-at-a-time path: a batch handler's
+    call, or an async handler's task on the task loop (see :meth:`WorkerLoop._overdue`)."""
+
+    capability: str
+    task_ids: tuple[str, ...]
+    #: the latest of its tasks' deadlines (a :func:`time.monotonic` value; a batch is
+    #: cancelled once every item's passed); None when a task has none.
+    deadline: float | None
+    batch: bool = False
+
+    def overdue(self, late_s: float) -> str:
+        """Why the worker is not live, this call having run ``late_s`` past its deadline."""
+        if not self.batch:
+            return (
+                f"the handler of task {self.task_ids[0]} ({self.capability}) has run "
+                f"{late_s:.0f} s past the task's deadline: it does not stop when its task "
+                f"is cancelled ({_HEED_CANCEL})"
+            )
+        shown = ", ".join(self.task_ids[:3])
+        if len(self.task_ids) > 3:
+            shown += f" and {len(self.task_ids) - 3} more"
+        return (
+            f"the batch handler of {self.capability} (tasks {shown}) has run {late_s:.0f} s "
+            f"past its tasks' deadlines: it does not stop when they are cancelled "
+            f"({_HEED_CANCEL})"
+        )
 
 
 def load_bindings(manifest_paths: Sequence[str]) -> dict[str, CapabilityBinding]:
@@ -422,6 +460,10 @@ class WorkerLoop:
         self._limit = 1
         #: the task running now and since when (monotonic); the heartbeat's "past a beat".
         self._running: tuple[str, float] | None = None
+        #: the handler calls running off that path (batches, the task loop), under
+        #: ``_held_lock``: the health thread looks at them too (see _overdue).
+        self._calls: dict[int, HandlerCall] = {}
+        self._call_ids = itertools.count()
         #: the results not acked yet: of the batch that runs (_run_batch's list) and of
         #: the one before it (the loop's, acked with the next claim).
         self._results: list[tuple[Claim, Any]] = []
@@ -448,32 +490,48 @@ class WorkerLoop:
         """Report at once (the workers are starting), then check and report every interval."""
         self._reports.write(self.workers.report())
         while not self._health_stop.wait(self.config.health_interval_s):
-            report = self.workers.check()
-            overdue = self._overdue()
-            if overdue is not None:
-                report = with_overdue_task(report, *overdue)
-            self._reports.write(report)
+            self._reports.write(with_overdue_tasks(self.workers.check(), self._overdue()))
 
-    def _overdue(self) -> tuple[str, str] | None:
-        """(capability, why) while the running task's handler runs on more than a
-        visibility timeout past the task's deadline (the task has been delivered again by
-        then: nobody waits for this run, and the process can take nothing else)."""
+    def _overdue(self) -> list[tuple[str, str]]:
+        """(capability, why) of each handler that runs on more than a visibility timeout
+        past its task's deadline (the task has been delivered again by then: nobody waits
+        for this run, and the process, or that place in it, can take nothing else): the
+        task run one at a time, and every batch or task-loop call (:meth:`_calling`)."""
         with self._held_lock:
             running = self._running
             held = self._held.get(running[0]) if running is not None else None
-        if held is None:
-            return None
-        claim, deadline = held
-        if deadline is None:
-            return None
-        late = time.monotonic() - deadline
-        if late <= self.config.visibility_timeout_s:
-            return None
-        return claim.task.capability, (
-            f"the handler of task {claim.task.id} ({claim.task.capability}) has run "
-            f"{late:.0f} s past the task's deadline: it does not stop when its task is "
-            f"cancelled (a synchronous handler must look: ctx.check_cancelled())"
-        )
+            calls = list(self._calls.values())
+        if held is not None:
+            claim, deadline = held
+            calls.insert(0, HandlerCall(claim.task.capability, (claim.task.id,), deadline))
+        now, vt = time.monotonic(), self.config.visibility_timeout_s
+        return [
+            (call.capability, call.overdue(now - call.deadline))
+            for call in calls
+            if call.deadline is not None and now - call.deadline > vt
+        ]
+
+    @contextlib.contextmanager
+    def _calling(
+        self,
+        capability: str,
+        claims: Sequence[Claim],
+        deadlines: Sequence[float | None],
+        *,
+        batch: bool,
+    ) -> Iterator[None]:
+        """While a handler runs for ``claims`` off the one-at-a-time path: looked at by
+        :meth:`_overdue`."""
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        call = HandlerCall(capability, tuple(c.task.id for c in claims), deadline, batch)
+        with self._held_lock:
+            key = next(self._call_ids)
+            self._calls[key] = call
+        try:
+            yield
+        finally:
+            with self._held_lock:
+                del self._calls[key]
 
     # -- broker access with reconnection ---------------------------------------------
 

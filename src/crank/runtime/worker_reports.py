@@ -103,14 +103,19 @@ class ProcessReport:
         return cls(tuple(workers))
 
 
-def with_overdue_task(report: ProcessReport, capability: str, why: str) -> ProcessReport:
-    """``report`` with the worker of ``capability`` not live for ``why``: a handler that
-    ran far past its task's deadline holds its process as surely as a hang does."""
-    workers = tuple(
-        replace(w, live=False, reason=why) if capability in w.capabilities else w
-        for w in report.workers
-    )
-    return ProcessReport(workers)
+def with_overdue_tasks(report: ProcessReport, overdue: Sequence[tuple[str, str]]) -> ProcessReport:
+    """``report`` with each worker of an overdue ``(capability, why)`` not live, its reason
+    every ``why`` of its capabilities: a handler that ran far past its task's deadline
+    holds its process (or its place there) as surely as a hang does."""
+    if not overdue:
+        return report
+    workers = []
+    for worker in report.workers:
+        whys = [why for capability, why in overdue if capability in worker.capabilities]
+        if whys:
+            worker = replace(worker, live=False, reason="; ".join(whys))
+        workers.append(worker)
+    return ProcessReport(tuple(workers))
 
 
 @dataclass(frozen=True)
@@ -241,4 +246,5 @@ __all__ = [
     "WorkerReport",
     "WorkerState",
     "fold_reports",
+    "with_overdue_tasks",
 ]

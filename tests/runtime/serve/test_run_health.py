@@ -26,6 +26,10 @@ pytestmark = pytest.mark.slow
 HEALTH_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "health_workers"
 MISSING = HEALTH_WORKERS / "missing_dependency"
 NOT_READY = HEALTH_WORKERS / "not_ready"
+HEED_CANCEL = (
+    "a synchronous handler must look: ctx.check_cancelled(); an async one must not block "
+    "its event loop nor swallow asyncio.CancelledError"
+)
 IMPORT_ERROR = (
     "entrypoint module 'crank_health_missing_dep.worker' cannot be imported "
     "(No module named 'crank_fixture_dependency_not_installed')"
@@ -304,8 +308,7 @@ def test_a_handler_running_far_past_its_deadline_makes_its_worker_not_live(
     status = run.http.get("/v1/status").json()
     assert status["workers"]["ignores-deadline"]["live"] is False
     assert status["workers"]["ignores-deadline"]["reason"].endswith(
-        "s past the task's deadline: it does not stop when its task is cancelled "
-        "(a synchronous handler must look: ctx.check_cancelled())"
+        f"s past the task's deadline: it does not stop when its task is cancelled ({HEED_CANCEL})"
     )
     assert status["worker_pool_health"]["healthy_workers"] == 0
     assert status["overall_health"] == "critical"  # its one process can take no task
@@ -316,5 +319,60 @@ def test_a_handler_running_far_past_its_deadline_makes_its_worker_not_live(
     run.wait_until(
         lambda: (r := answer(run, "/health")) is not None and r.status_code == 200,
         what="/health 200 once the handler ended",
+    )
+    assert run.terminate() == 0
+
+
+def test_a_batch_or_concurrent_handler_far_past_its_deadline_makes_its_worker_not_live(
+    crank_run: Starter, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1",
+        workers=(HEALTH_WORKERS / "ignores_deadline_batching",),
+        env={"CRANK_FIXTURE_RELEASE_FILE": str(release)},
+    )  # fmt: skip
+
+    def submit(capability: str) -> str:
+        doc = run.http.post("/v1/tasks", json={"capability": capability, "input": {}}).json()
+        return str(doc["id"])
+
+    # the concurrent task first: its process takes it to the task loop and goes on
+    # claiming (the batch handler then holds the process's main thread)
+    concurrent = submit("stubborn.concurrent")
+    run.wait_until(
+        lambda: run.http.get(f"/v1/tasks/{concurrent}").json()["status"] == "running",
+        what="the concurrent task to start",
+    )
+    batch = submit("stubborn.batch")
+    late = {
+        f"the handler of task {concurrent} (stubborn.concurrent) has run ",
+        f"the batch handler of stubborn.batch (tasks {batch}) has run ",
+    }
+
+    def both_named() -> dict[str, Any] | None:
+        r = answer(run, "/health")
+        if r is None or r.status_code != 503:
+            return None
+        problems = " ".join(r.json()["problems"])
+        return r.json() if all(text in problems for text in late) else None
+
+    # past the deadlines (1 s) by more than the visibility timeout (30 s)
+    health = run.wait_until(both_named, timeout_s=120, what="/health naming both late handlers")
+    assert any(
+        p.startswith("worker 'ignores-deadline-batching' is not live: ") for p in health["problems"]
+    ), health
+    worker = run.http.get("/v1/status").json()["workers"]["ignores-deadline-batching"]
+    assert worker["live"] is False
+    assert worker["reason"].count(f"({HEED_CANCEL})") == 2
+    assert (
+        "s past its tasks' deadlines: it does not stop when they are cancelled"
+        in (worker["reason"])
+    )
+    # the handlers end: the worker is live again
+    release.touch()
+    run.wait_until(
+        lambda: (r := answer(run, "/health")) is not None and r.status_code == 200,
+        what="/health 200 once the handlers ended",
     )
     assert run.terminate() == 0
