@@ -696,6 +696,38 @@ def test_grace_period_over_releases_the_running_task(memory: Broker, tmp_path: P
 
 
 @pytest.mark.slow
+def test_grace_period_over_fails_a_task_run_past_its_deadline_and_counts_it(
+    memory: Broker, tmp_path: Path
+) -> None:
+    # Given back for free, a task whose handler always outlives its deadline and the
+    # grace (a stop every time it runs: a liveness probe restarting the stuck process)
+    # would come back for ever, its attempts never counted, never a dead letter.
+    exits: list[int] = []
+    loop = WorkerLoop(config(grace_s=0.2), broker=memory, hard_exit=exits.append)
+    gate = tmp_path / "gate"
+    # its deadline (0.01 s after it starts) is over before the grace (0.2 s after the stop)
+    record = memory.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}, timeout_s=0.01))
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        _wait_until_started(loop, record.id)
+        loop.request_stop()
+        _wait_for_exits(exits, 1)
+        after = memory.get(record.id)
+        assert after is not None and after.error is not None
+        assert (after.status, after.attempts, after.error["code"]) == ("retrying", 1, "TIMEOUT")
+        assert after.error["message"].startswith(
+            f"task {record.id} (fixture.wait_for_file) still ran "
+        )
+        assert after.error["message"].endswith(
+            " s past its deadline when its worker process stopped (grace period over)"
+        )
+    finally:
+        gate.touch()  # the handler ends; hard_exit did not end this process
+        thread.join(timeout=120)
+
+
+@pytest.mark.slow
 def test_grace_period_over_gives_back_a_claim_the_loop_had_not_recorded(
     memory: Broker, tmp_path: Path
 ) -> None:

@@ -14,7 +14,9 @@ and calls ``broker.recover(consumer)`` when one dies. Guarantees:
   redelivered while they run and hung ones are;
 * SIGTERM/SIGINT: stop claiming, give the unstarted part of the batch back,
   finish the running task within ``grace_s`` (past it, or on a second signal:
-  release it and exit 1); SIGHUP, which the kernel sends when the supervisor dies
+  release it and exit 1; a task whose handler runs past its deadline then is failed
+  as ``TIMEOUT`` instead, its attempt counted, so it cannot come back for ever);
+  SIGHUP, which the kernel sends when the supervisor dies
   (and may send more than once), is that stop however often it comes, and never the
   first of two; one that comes while the supervisor runs (the kernel sends it when
   the supervisor's thread that started this process ends) is no stop at all;
@@ -893,11 +895,29 @@ class WorkerLoop:
         watchdog.daemon = True
         watchdog.start()
         self._collect_prefetch()
+        now = time.monotonic()
         with self._held_lock:
+            # a handler still running past its task's deadline spent its attempt: given
+            # back for free, a task that always outlives it would come back for ever
+            late = [
+                (c, d)
+                for c, d in self._held.values()
+                if d is not None and d < now and c.task.id in self._contexts
+            ]
             held = [c for c, _ in self._held.values()]
-        log.error("stopping now (%s): releasing %d tasks and exiting", why, len(held))
+        late_ids = {c.task.id for c, _ in late}
+        held = [c for c in held if c.task.id not in late_ids]
+        log.error(
+            "stopping now (%s): releasing %d tasks%s and exiting",
+            why,
+            len(held),
+            f", failing {len(late)} past their deadline" if late else "",
+        )
         with contextlib.suppress(CrankError):
             self.broker.release(held)
+        for claim, deadline in late:
+            with contextlib.suppress(CrankError):
+                self._time_out(claim, now - deadline, why)
         # A claim on its way back when this runs (the stop lands between the broker's
         # answer and the loop recording it) is nobody's but this consumer's: given back
         # now, not after its visibility timeout.
@@ -906,6 +926,23 @@ class WorkerLoop:
         watchdog.cancel()
         logging.shutdown()
         self._hard_exit(EXIT_GRACE_EXCEEDED)
+
+    def _time_out(self, claim: Claim, late_s: float, why: str) -> None:
+        """Fail ``claim``'s task as out of time (retried while attempts are left, then a
+        dead letter): its handler still ran ``late_s`` past its deadline at a stop."""
+        task = claim.task
+        binding = self.bindings.get(task.capability)
+        timeout = task.timeout_s or (binding.capability.timeout_s if binding else None) or 0
+        error = {
+            "code": "TIMEOUT",
+            "message": (
+                f"task {task.id} ({task.capability}) still ran {late_s:.1f} s past its "
+                f"deadline when its worker process stopped ({why})"
+            ),
+            "type": "TaskCancelled",
+        }
+        status = self.broker.fail(claim, error, retryable=True)
+        self._finished(task.capability, status, timeout + late_s)
 
     # -- the loop ----------------------------------------------------------------------
 
