@@ -25,7 +25,8 @@ process run one at a time on the main thread, as in ``WorkerLoop``.
 
 At-least-once holds per task: each task of a batch is acked or failed on its own,
 and only after the handler answered for it; a task waiting for its batch or
-running is held by the process (the heartbeat extends it) and comes back to the
+running is held by the process (the heartbeat extends it until the task's deadline:
+a batch that hangs the process keeps none waiting behind it) and comes back to the
 queue if the process dies. Tasks finished on the task loop are settled by a
 settling thread (one ``ack_many`` for all that finished together), so a claim
 waiting on the broker holds no result back; batches run on the main thread are
@@ -326,7 +327,11 @@ class BatchingLoop(WorkerLoop):
             elif lane.batching is not None:
                 binding = self.bindings[cap]
                 timeout = claim.task.timeout_s or binding.capability.timeout_s
-                self._former.add(claim, now, now + timeout if timeout else None)
+                deadline = now + timeout if timeout else None
+                self._former.add(claim, now, deadline)
+                # held no longer than its deadline, as a running task: behind a batch
+                # that hangs this process, it goes to another process, not stays here
+                self._hold_until(claim, deadline)
             else:
                 with self._room:
                     self._backlog[cap].append(claim)
