@@ -122,7 +122,9 @@ def run_formed(
     cap = binding.capability.id
     try:
         values = binding.host.call_batch(cap, [(c.task.payload, ctx) for c, ctx in items])
-    except Exception as exc:  # the host itself failed (not the handler: it answers per item)
+    # the host itself failed (not the handler: it answers per item), or the handler
+    # called sys.exit(): each item fails, the process goes on
+    except (Exception, SystemExit) as exc:
         return [outcome_of_error(exc, c.task, ctx) for c, ctx in items]
     return [_outcome(v, c, ctx) for v, (c, ctx) in zip(values, items, strict=True)]
 
@@ -134,7 +136,7 @@ async def arun_formed(
     cap = binding.capability.id
     try:
         values = await binding.host.acall_batch(cap, [(c.task.payload, ctx) for c, ctx in items])
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # as run_formed
         return [outcome_of_error(exc, c.task, ctx) for c, ctx in items]
     return [_outcome(v, c, ctx) for v, (c, ctx) in zip(values, items, strict=True)]
 
@@ -177,9 +179,7 @@ class BatchingLoop(WorkerLoop):
         if any(lane.on_task_loop for lane in self._lanes.values()):
             self._task_loop = asyncio.new_event_loop()
             threads.append(
-                threading.Thread(
-                    target=self._task_loop.run_forever, name="crank-task-loop", daemon=True
-                )
+                threading.Thread(target=self._run_task_loop, name="crank-task-loop", daemon=True)
             )
         # before the first claim: a cancel sent while a claim is on its way is not lost
         stop_listening = self._listen_for_cancels(broker)
@@ -223,6 +223,20 @@ class BatchingLoop(WorkerLoop):
                 self._task_loop.close()
         log.info("worker %s stopped after %d tasks", self.config.consumer, self.processed)
         return int(ExitCode.OK)
+
+    def _run_task_loop(self) -> None:
+        """The task loop's thread. An async handler's ``sys.exit()`` is raised out of the
+        loop by asyncio (as well as to the call awaiting it, which fails its task): the
+        loop goes on, or every task on it would wait for ever."""
+        loop = self._task_loop
+        assert loop is not None
+        while True:
+            try:
+                loop.run_forever()
+            except (SystemExit, KeyboardInterrupt) as exc:
+                log.error("a handler on the task loop raised %r; the loop goes on", exc)
+                continue
+            return
 
     def _rooms(self) -> tuple[dict[str, int], dict[str, int], bool]:
         """How many tasks each capability with room takes now: (batching or concurrent
@@ -536,7 +550,7 @@ class BatchingLoop(WorkerLoop):
                 with calling, task_trace(task.id, task.capability, task.meta) as current:
                     try:
                         result = await binding.host.acall(task.capability, task.payload, ctx)
-                    except Exception as exc:
+                    except (Exception, SystemExit) as exc:  # sys.exit(): the task fails
                         outcomes = [outcome_of_error(exc, task, ctx)]
                     else:
                         outcomes = [Outcome(result=result)]

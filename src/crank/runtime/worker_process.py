@@ -281,7 +281,7 @@ def _run_task(
         on_context(ctx)
     try:
         return Outcome(result=binding.host.call(task.capability, task.payload, ctx))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a handler fails its task alone
         return outcome_of_error(exc, task, ctx)
 
 
@@ -292,10 +292,21 @@ def asked_to_stop(ctx: TaskContext | None) -> bool:
     return ctx.deadline is None or time.monotonic() < ctx.deadline
 
 
-def outcome_of_error(exc: Exception, task: TaskRecord, ctx: TaskContext | None = None) -> Outcome:
+def outcome_of_error(
+    exc: Exception | SystemExit, task: TaskRecord, ctx: TaskContext | None = None
+) -> Outcome:
     """What an exception that failed ``task`` comes to (a raised one, or one a batch
     handler answered for this task's item). ``ctx``: the task's context, which tells
-    a task cancelled by an operator (``CANCELLED``) from one out of time (``TIMEOUT``)."""
+    a task cancelled by an operator (``CANCELLED``) from one out of time (``TIMEOUT``).
+    A handler's ``sys.exit()`` fails its task as a crash (``INTERNAL``), never ends its
+    worker process: that would fail every task the process holds, again at each retry."""
+    if isinstance(exc, SystemExit):
+        log.error("task %s (%s) called sys.exit()", task.id, task.capability, exc_info=exc)
+        message = (
+            f"the handler called sys.exit({exc.code!r}): a handler fails its task by "
+            "raising an error, and the worker process goes on"
+        )
+        return Outcome(error={"code": "INTERNAL", "message": message, "type": "SystemExit"})
     if isinstance(exc, CapabilityError):
         error: dict[str, Any] = {
             "code": exc.code,

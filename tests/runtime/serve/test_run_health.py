@@ -376,3 +376,27 @@ def test_a_batch_or_concurrent_handler_far_past_its_deadline_makes_its_worker_no
         what="/health 200 once the handlers ended",
     )
     assert run.terminate() == 0
+
+
+def test_a_handler_calling_sys_exit_fails_its_task_and_its_process_goes_on(
+    crank_run: Starter,
+) -> None:
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1",
+        workers=(HEALTH_WORKERS / "exits_in_handler",),
+    )  # fmt: skip
+    processes = run.workers()
+    for capability in ("exiting.plain", "exiting.batch", "exiting.concurrent"):
+        task = run.http.post("/v1/tasks", json={"capability": capability, "input": {}}).json()
+        ended = run.wait_final(task["id"])
+        assert (ended["status"], ended["attempts"]) == ("dead", 1), ended
+        assert ended["error"] == {
+            "code": "INTERNAL",
+            "message": "the handler called sys.exit(3): a handler fails its task by raising "
+            "an error, and the worker process goes on",
+            "type": "SystemExit",
+        }
+    assert run.workers() == processes
+    assert "worker_died" not in run.log()
+    assert run.http.get("/health").status_code == 200
+    assert run.terminate() == 0
