@@ -126,6 +126,32 @@ def test_scale_step_applies_the_policy(broker: Broker) -> None:
         sup.stop(grace_s=5)
 
 
+def test_scaling_down_stops_an_idle_process_before_the_newest_busy_one(broker: Broker) -> None:
+    # the newest process runs a task (its report says so): stopped, it would cut that
+    # task at the end of its grace period, to run it again from the start elsewhere
+    busy = SLEEPER.replace('{"workers": []}', '{"workers": [], "running": 1}')
+    spawned: list[str] = []
+
+    def command(config: RuntimeConfig, consumer: str) -> list[str]:
+        spawned.append(consumer)
+        return [sys.executable, "-c", busy if len(spawned) == 3 else SLEEPER, consumer]
+
+    config = RuntimeConfig(broker_url="memory://", min_workers=1, max_workers=3)
+    sup = Supervisor(config, broker, command=command)
+    sup.start()
+    try:
+        sup._spawn()
+        sup._spawn()
+        wait_for(lambda: sup.worker_counts() == (3, 3))
+        wait_for(lambda: [c.report.running if c.report else None for c in sup._children][2] == 1)
+        decision = sup.scale_step()  # nothing queued, nothing running in the broker
+        assert (decision.decision_type, decision.target_workers) == ("scale_down", 2)
+        assert [c.consumer for c in sup._children if c.stopping] == [spawned[1]]
+        wait_for(lambda: sup.consumers() == [spawned[0], spawned[2]])
+    finally:
+        sup.stop(grace_s=5)
+
+
 def test_stop_kills_children_that_ignore_sigterm_after_grace(
     broker: Broker, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ from crank.runtime import worker_process
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 from crank.runtime.worker_process import WorkerLoop, WorkerProcessConfig, load_bindings
-from crank.runtime.worker_reports import PARENT_GONE_SIGNAL
+from crank.runtime.worker_reports import PARENT_GONE_SIGNAL, ProcessReport, ReportWriter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -674,6 +674,44 @@ def test_results_before_a_hung_quick_task_are_acked_long_before_the_next_beat(
             gate.touch()
         wait_final(memory, [hung.id])
     assert loop.processed == len(before) + 1
+
+
+class CollectedReports(ReportWriter):
+    """The reports a loop writes, kept in a list (no pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.reports: list[ProcessReport] = []
+
+    def write(self, report: ProcessReport) -> bool:
+        self.reports.append(report)
+        return True
+
+
+def test_reports_say_how_many_tasks_run(memory: Broker, tmp_path: Path) -> None:
+    # what the supervisor reads to stop an idle process before a busy one
+    reports = CollectedReports()
+    loop = WorkerLoop(config(health_interval_s=0.02), broker=memory, reports=reports)
+    gate = tmp_path / "gate"
+    record = memory.submit(TaskSpec("fixture.wait_for_file", {"path": str(gate)}))
+
+    def until_one_says(running: int, after: int) -> int:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            seen = [r.running for r in reports.reports[after:]]
+            if running in seen:
+                return after + seen.index(running)
+            time.sleep(0.01)
+        raise AssertionError(f"no report said {running} running")
+
+    with Running(loop):
+        try:
+            _wait_until_started(loop, record.id)
+            busy_at = until_one_says(1, 0)
+        finally:
+            gate.touch()
+        wait_final(memory, [record.id])
+        until_one_says(0, busy_at)
 
 
 @pytest.mark.slow

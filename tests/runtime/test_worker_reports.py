@@ -38,12 +38,21 @@ def test_a_report_survives_the_line_format() -> None:
     line = report.to_line()
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert ProcessReport.from_line(line) == report
+    busy = ProcessReport(report.workers, running=2)
+    assert ProcessReport.from_line(busy.to_line()) == busy
     assert report.live is False
 
 
 @pytest.mark.parametrize(
     "line",
-    [b"not json", b"[]", b'{"workers": 1}', b'{"workers": [{"name": "x", "state": "odd"}]}'],
+    [
+        b"not json",
+        b"[]",
+        b'{"workers": 1}',
+        b'{"workers": [{"name": "x", "state": "odd"}]}',
+        b'{"workers": [], "running": -1}',
+        b'{"workers": [], "running": "1"}',
+    ],
 )
 def test_a_line_that_is_not_a_report_is_refused(line: bytes) -> None:
     with pytest.raises(ValueError):

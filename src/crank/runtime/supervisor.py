@@ -7,7 +7,8 @@ in-flight tasks made deliverable again at once (``broker.recover(consumer)``)
 and is replaced by a new process — within one interval, far inside 5 s. Every
 ``scale_interval_s`` (prod mode, dynamic pool) it asks the pure policy in
 :mod:`crank.runtime.scaling` for a decision and applies it: new children to
-scale up, SIGTERM (finish in-flight, release the rest) to the newest to scale down.
+scale up, SIGTERM (finish in-flight, release the rest) to the newest to scale down,
+idle ones (running no task, by their last report) first.
 
 Each child reports its workers (loaded or failed, ready, live) on a pipe of its
 own (:mod:`crank.runtime.worker_reports`); a reader thread per child keeps its
@@ -121,6 +122,11 @@ def _worker_module(manifest_paths: tuple[str, ...]) -> str:
     if any(cap.batched_or_concurrent for m in manifests for cap in m.capabilities):
         return BATCHING_MODULE
     return WORKER_MODULE
+
+
+def _running(child: WorkerChild) -> int:
+    """The tasks ``child`` said it runs in its last report (0 before its first)."""
+    return child.report.running if child.report is not None else 0
 
 
 def _same_objects(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
@@ -512,8 +518,11 @@ class Supervisor:
             self._spawn()
         if delta < 0:
             with self._lock:
-                newest = [c for c in self._children if not c.stopping][delta:]
-            for child in newest:
+                newest_first = [c for c in self._children if not c.stopping][::-1]
+            # idle ones first: a busy one's running task would be cut at its grace period
+            # and run again from the start elsewhere
+            by_idleness = sorted(newest_first, key=lambda c: _running(c) > 0)
+            for child in by_idleness[:-delta]:
                 self._retire(child)
         return decision
 

@@ -503,7 +503,10 @@ class WorkerLoop:
         """Report at once (the workers are starting), then check and report every interval."""
         self._reports.write(self.workers.report())
         while not self._health_stop.wait(self.config.health_interval_s):
-            self._reports.write(with_overdue_tasks(self.workers.check(), self._overdue()))
+            report = with_overdue_tasks(self.workers.check(), self._overdue())
+            with self._held_lock:
+                running = len(self._contexts)  # the tasks whose handler runs now
+            self._reports.write(replace(report, running=running))
 
     def _overdue(self) -> list[tuple[str, str]]:
         """(capability, why) of each handler that runs on more than a visibility timeout

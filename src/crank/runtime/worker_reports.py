@@ -69,6 +69,9 @@ class ProcessReport:
     """Every worker of one process, as of its latest health check."""
 
     workers: tuple[WorkerReport, ...]
+    #: tasks whose handler runs in the process now (the supervisor scales down idle
+    #: processes first: a busy one's tasks would be cut at the end of its grace period).
+    running: int = 0
 
     @property
     def live(self) -> bool:
@@ -76,7 +79,7 @@ class ProcessReport:
         return all(w.live for w in self.workers)
 
     def to_line(self) -> bytes:
-        doc = {"workers": [w.as_dict() for w in self.workers]}
+        doc = {"workers": [w.as_dict() for w in self.workers], "running": self.running}
         return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
@@ -100,7 +103,10 @@ class ProcessReport:
                     reason=None if reason is None else str(reason),
                 )
             )
-        return cls(tuple(workers))
+        running = doc.get("running", 0)
+        if not isinstance(running, int) or isinstance(running, bool) or running < 0:
+            raise ValueError("a report's running is a count of tasks")
+        return cls(tuple(workers), running)
 
 
 def with_overdue_tasks(report: ProcessReport, overdue: Sequence[tuple[str, str]]) -> ProcessReport:
@@ -115,7 +121,7 @@ def with_overdue_tasks(report: ProcessReport, overdue: Sequence[tuple[str, str]]
         if whys:
             worker = replace(worker, live=False, reason="; ".join(whys))
         workers.append(worker)
-    return ProcessReport(tuple(workers))
+    return ProcessReport(tuple(workers), report.running)
 
 
 @dataclass(frozen=True)
