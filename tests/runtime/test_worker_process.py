@@ -715,7 +715,10 @@ def test_reports_say_how_many_tasks_run(memory: Broker, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_grace_period_over_releases_the_running_task(memory: Broker, tmp_path: Path) -> None:
+def test_grace_period_over_releases_the_running_task(
+    memory: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="crank.runtime.worker")
     exits: list[int] = []
     loop = WorkerLoop(config(grace_s=0.2), broker=memory, hard_exit=exits.append)
     # the task runs until the test opens the gate, so it cannot end within the grace
@@ -728,6 +731,10 @@ def test_grace_period_over_releases_the_running_task(memory: Broker, tmp_path: P
         loop.request_stop()
         _wait_for_exits(exits, 1)
         _assert_given_back(memory, record.id)
+        assert (
+            f"task {record.id} (fixture.wait_for_file) was cut short within its deadline: "
+            "given back, its attempt not counted, it runs again from the start"
+        ) in caplog.messages
     finally:
         gate.touch()  # the handler ends; hard_exit did not end this process
         thread.join(timeout=120)

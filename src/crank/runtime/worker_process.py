@@ -919,8 +919,17 @@ class WorkerLoop:
                 if d is not None and d < now and c.task.id in self._contexts
             ]
             held = [c for c, _ in self._held.values()]
+            cut = [c for c in held if c.task.id in self._contexts]
         late_ids = {c.task.id for c, _ in late}
         held = [c for c in held if c.task.id not in late_ids]
+        for claim in cut:
+            if claim.task.id not in late_ids:  # said, as nothing in the task will say it
+                log.warning(
+                    "task %s (%s) was cut short within its deadline: given back, its "
+                    "attempt not counted, it runs again from the start",
+                    claim.task.id,
+                    claim.task.capability,
+                )
         log.error(
             "stopping now (%s): releasing %d tasks%s and exiting",
             why,
