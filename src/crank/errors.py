@@ -22,7 +22,10 @@ to one public API lives with that API, still a :class:`CrankError`, so
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class ExitCode(enum.IntEnum):
@@ -121,11 +124,24 @@ class CapabilityNotFound(CrankError):
 
 
 class CapabilityGone(CrankError):
-    """A deprecated capability was called after its sunset date."""
+    """A deprecated capability was called after its sunset date.
 
-    def __init__(self, message: str, *, successors: tuple[str, ...] = (), **kw: Any) -> None:
+    ``headers`` are the ``Sunset`` (RFC 8594) and ``Link: <...>; rel="successor-version"``
+    headers the refusal answers with, so a client reads when the id retired and where
+    it went as it read them before the sunset.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        successors: tuple[str, ...] = (),
+        headers: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(message, **kw)
         self.successors = successors
+        self.headers = dict(headers or {})
 
 
 class ValidationFailed(CrankError):

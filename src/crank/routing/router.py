@@ -99,15 +99,23 @@ def deprecation_headers(
     """
     since = deprecation.deprecated_since or today
     since_ts = int(dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC).timestamp())
+    return {"Deprecation": f"@{since_ts}", **sunset_headers(deprecation, link_prefix=link_prefix)}
+
+
+def sunset_headers(
+    deprecation: Deprecation, *, link_prefix: str = "/v1/capabilities/"
+) -> dict[str, str]:
+    """``Sunset`` (RFC 8594) and the successors' ``Link`` (RFC 8288): what a deprecated
+    id answers with before its sunset and, refused (410), after it.
+
+    ``Sunset`` is the last second of the sunset day, since the id keeps answering
+    through that day.
+    """
     last_second = dt.datetime.combine(deprecation.sunset, dt.time(23, 59, 59), tzinfo=dt.UTC)
     links = ", ".join(
         f'<{link_prefix}{succ}>; rel="successor-version"' for succ in deprecation.replaced_by
     )
-    return {
-        "Deprecation": f"@{since_ts}",
-        "Sunset": format_datetime(last_second, usegmt=True),
-        "Link": links,
-    }
+    return {"Sunset": format_datetime(last_second, usegmt=True), "Link": links}
 
 
 class Router:
@@ -279,6 +287,7 @@ class Router:
                     "(see the worker's migration notes)",
                     subject=current,
                     successors=dep.replaced_by,
+                    headers=sunset_headers(dep),
                 )
             current = _successor(dep, data, declared.manifest)
             if current in seen or len(seen) > MAX_HOPS:

@@ -175,9 +175,13 @@ def test_retired_capability_is_410_naming_successors(client: TestClient) -> None
     for r in (
         client.post("/retired", json={"text": "x"}),
         client.post("/v1/tasks", json={"capability": "demo.retired", "input": {"text": "x"}}),
+        client.post("/v1/capabilities/demo.retired", json={"text": "x"}),
     ):
         assert r.status_code == 410
         assert r.json()["error"]["successors"] == ["demo.echo"]
+        # RFC 8594: the refusal says when the id retired, and where it went (RFC 8288)
+        assert r.headers["sunset"] == "Fri, 31 Jan 2020 23:59:59 GMT"
+        assert r.headers["link"] == '</v1/capabilities/demo.echo>; rel="successor-version"'
 
 
 def test_streaming_capability_over_sse(client: TestClient, worker: InlineWorker) -> None:

@@ -231,3 +231,22 @@ def test_the_document_served_is_the_one_built(email_services: Any, serve: Any) -
         ROUTES, email_services.router, version=email_services.version
     )
     assert create_app(email_services).routes  # mounted from the same table
+
+
+def test_a_410_carries_the_headers_the_document_requires(client: Client) -> None:
+    """Past its sunset an id still says when it retired and where it went: the document
+    promises Sunset and Link on every 410, and each 410 carries them."""
+    paths = client.get("/openapi.json").json()["paths"]
+    calls = {
+        ("/retired", "post"): {"text": "x"},
+        ("/v1/tasks", "post"): {"capability": "demo.retired", "input": {"text": "x"}},
+    }
+    for (path, method), body in calls.items():
+        documented = paths[path][method]["responses"]["410"]["headers"]
+        assert {name for name, h in documented.items() if h["required"]} == {"Sunset", "Link"}
+        answer = client.request(method, path, json=body)
+        assert answer.status_code == 410
+        for name in documented:
+            assert answer.headers.get(name), (path, name)
+    echo = paths["/echo"]["post"]["responses"]  # a deprecated id may retire while served
+    assert set(echo["410"]["headers"]) == {"Sunset", "Link"}

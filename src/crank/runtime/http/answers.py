@@ -44,7 +44,12 @@ def error_for(exc: BaseException) -> Response:
     """The HTTP answer for an error raised while preparing or running a call."""
     if isinstance(exc, CapabilityGone):
         return error_response(
-            410, "CAPABILITY_GONE", exc.message, hint=exc.hint, successors=list(exc.successors)
+            410,
+            "CAPABILITY_GONE",
+            exc.message,
+            hint=exc.hint,
+            headers=exc.headers,  # Sunset and the successors' Link, as before the sunset
+            successors=list(exc.successors),
         )
     if isinstance(exc, CapabilityNotFound):
         return error_response(404, "CAPABILITY_NOT_FOUND", exc.message, hint=exc.hint)

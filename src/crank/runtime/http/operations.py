@@ -255,6 +255,12 @@ ERROR_HEADERS: Mapping[int, Mapping[str, Header]] = {
             "not ready yet, or the broker, in a second (none for a worker that failed).",
         )
     },
+    410: {
+        "Sunset": Header(
+            {"type": "string"}, "When the id retired: the last second of its sunset day.", True
+        ),
+        "Link": DEPRECATION_HEADERS["Link"],
+    },
     504: {"Location": LOCATION, "X-Crank-Task-Id": TASK_ID},
 }
 
