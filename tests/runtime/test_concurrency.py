@@ -119,6 +119,11 @@ def test_the_http_gate_counts_its_own_calls_and_the_held_slots(tmp_path: Path) -
     with pytest.raises(ConcurrencyLimited) as info:
         gate.admit("a.b")  # two calls admitted here, none running yet
     assert (info.value.capability, info.value.limit) == ("a.b", 2)
+    # it says what fills the limit: calls that may still be queued, not "running"
+    assert info.value.message == (
+        "a.b is at its max_concurrency of 2: 2 synchronous or streaming call(s) of it are "
+        "in progress on this server (running, or queued until a worker takes them)"
+    )
     first.release()
     first.release()  # once only: still one admitted
     third = gate.admit("a.b")
@@ -126,8 +131,11 @@ def test_the_http_gate_counts_its_own_calls_and_the_held_slots(tmp_path: Path) -
     second.release()
     # queued tasks running elsewhere hold both slots: a call now would only wait
     held = [slots.try_acquire("a.b"), slots.try_acquire("a.b")]
-    with pytest.raises(ConcurrencyLimited):
+    with pytest.raises(ConcurrencyLimited) as info:
         gate.admit("a.b")
+    assert info.value.message == (
+        "a.b is at its max_concurrency of 2: all 2 of its slots are held by running tasks"
+    )
     for slot in held:
         assert slot is not None
         slot.release()

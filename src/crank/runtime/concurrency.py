@@ -174,17 +174,30 @@ class ConcurrencySlots:
 
 
 class ConcurrencyLimited(CrankError):
-    """A synchronous or streaming call beyond its capability's limit (HTTP 429)."""
+    """A synchronous or streaming call beyond its capability's limit (HTTP 429).
 
-    def __init__(self, capability: str, limit: int) -> None:
+    ``calls``: the calls this server admitted and that have not answered yet, when they
+    are what fills the limit (some may still wait in the queue for a worker); None when
+    every slot is held by a running task (a queued task or another server's call).
+    """
+
+    def __init__(self, capability: str, limit: int, *, calls: int | None = None) -> None:
+        if calls is not None:
+            why = (
+                f"{calls} synchronous or streaming call(s) of it are in progress on this "
+                "server (running, or queued until a worker takes them)"
+            )
+        else:
+            why = f"all {limit} of its slots are held by running tasks"
         super().__init__(
-            f"{capability} is running {limit} call(s) already, its max_concurrency",
-            hint="retry after the Retry-After delay, or queue it with POST /v1/tasks "
-            "(a queued task waits for a free slot)",
+            f"{capability} is at its max_concurrency of {limit}: {why}",
+            hint="retry after the Retry-After delay, when one may have ended; or queue it "
+            "with POST /v1/tasks, where it waits for a free slot instead of being refused",
             subject=capability,
         )
         self.capability = capability
         self.limit = limit
+        self.calls = calls
 
 
 class CallAdmission:
@@ -208,7 +221,9 @@ class CallAdmission:
             return Admitted(capability, None)
         with self._lock:
             admitted = self._admitted.get(capability, 0)
-            if admitted >= limit or (self.slots is not None and self.slots.full(capability)):
+            if admitted >= limit:
+                raise ConcurrencyLimited(capability, limit, calls=admitted)
+            if self.slots is not None and self.slots.full(capability):
                 raise ConcurrencyLimited(capability, limit)
             self._admitted[capability] = admitted + 1
         return Admitted(capability, self)

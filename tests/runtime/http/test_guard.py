@@ -111,6 +111,14 @@ def test_inflight_bound_answers_429_with_retry_after(make_services: Any, serve: 
         r = http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}})
         assert (r.status_code, r.json()["error"]["code"]) == (429, "OVERLOADED")
         assert r.headers["retry-after"] == "1"
+        # what is counted (requests, the waiting call's included) and what bounds it
+        assert r.json()["error"] == {
+            "code": "OVERLOADED",
+            "message": "the server is serving 1 request(s) at once already, its bound "
+            "(CRANK_MAX_INFLIGHT, shared among its HTTP processes)",
+            "hint": "retry after 1 s; a synchronous call, a ?wait= long-poll or an event "
+            "stream holds its place until it answers",
+        }
         assert http.get("/health").status_code == 200  # probes are never refused
         worker.go.set()
         slow.join(timeout=WAIT_S)

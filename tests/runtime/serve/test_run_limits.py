@@ -94,7 +94,10 @@ def test_synchronous_calls_past_the_limit_get_429(crank_run: Starter, tmp_path: 
         "limited.hold",
         2,
     )
-    assert error["message"] == "limited.hold is running 2 call(s) already, its max_concurrency"
+    assert error["message"] == (
+        "limited.hold is at its max_concurrency of 2: 2 synchronous or streaming call(s) of "
+        "it are in progress on this server (running, or queued until a worker takes them)"
+    )
     rejected = 'crank_requests_rejected_total{reason="concurrency_limit"} 1.0'
     assert rejected in run.http.get("/metrics").text
     # a queued task is not refused: it waits for a slot

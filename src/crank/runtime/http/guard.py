@@ -181,8 +181,10 @@ class GuardMiddleware:
             response = error_response(
                 429,
                 "OVERLOADED",
-                f"the server is serving {self.limiter.limit} requests already",
-                hint=f"retry after {RETRY_AFTER_S} s",
+                f"the server is serving {self.limiter.limit} request(s) at once already, its "
+                "bound (CRANK_MAX_INFLIGHT, shared among its HTTP processes)",
+                hint=f"retry after {RETRY_AFTER_S} s; a synchronous call, a ?wait= long-poll "
+                "or an event stream holds its place until it answers",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
             await response(scope, receive, send_with_ids)
