@@ -147,7 +147,30 @@ def test_the_dead_letter_routes_are_documented(client: Client) -> None:
         "redriveDeadLetter",
     }
     one = paths["/v1/dead-letters/{task_id}/redrive"]["post"]["responses"]
-    assert sorted(one) == ["200", "401", "404", "409", "413", "429", "503"]
+    assert sorted(one) == ["200", "400", "401", "404", "409", "413", "429", "503"]
     bulk = paths["/v1/capabilities/{capability}/dead-letters/redrive"]["post"]
     assert sorted(bulk["responses"]) == ["200", "400", "401", "413", "429", "503"]
     assert bulk["parameters"][0]["required"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("DELETE", "/v1/capabilities/demo.echo/dead-letters"),
+        ("POST", "/v1/capabilities/demo.echo/dead-letters/redrive"),
+        ("DELETE", "/v1/dead-letters/{id}"),
+        ("POST", "/v1/dead-letters/{id}/redrive"),
+    ],
+)
+def test_a_query_parameter_is_refused_and_nothing_changes(
+    client: Client, services: RuntimeServices, method: str, path: str
+) -> None:
+    """A filter these routes do not take (``?older_than=``) must not act on every dead
+    letter as if it were not there."""
+    task_id = dead_letter(client, services)
+    answer = client.request(method, path.format(id=task_id) + "?older_than=7d")
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["errors"] == [
+        {"path": "query:older_than", "message": "not a parameter of this route"}
+    ]
+    assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "dead"

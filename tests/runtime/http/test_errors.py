@@ -215,6 +215,28 @@ def test_a_parameter_a_task_route_does_not_take_is_refused(client: Client) -> No
     assert _error(r, 400, "INVALID_INPUT")["errors"][0]["path"] == "header:Last-Event-ID"
 
 
+def test_a_query_parameter_a_submit_or_call_does_not_take_is_refused(client: Client) -> None:
+    """``?priority=10`` queued the task at priority 0 as if it were not there; a call's
+    typo was as silent. Nothing is queued."""
+    body = {"capability": "demo.echo", "input": {"text": "a"}}
+    error = _error(client.post("/v1/tasks?priority=10", json=body), 400, "INVALID_INPUT")
+    assert error["errors"] == [
+        {"path": "query:priority", "message": "not a parameter of this route"}
+    ]
+    assert error["hint"].startswith("this route takes no query parameter")
+    r = client.post("/v1/capabilities/demo.echo?timeout=5", json={"text": "a"})
+    assert _error(r, 400, "INVALID_INPUT")["errors"][0]["path"] == "query:timeout"
+    for path in ("/v1/status?verbose=1", "/v1/capabilities?id=demo.echo"):
+        assert _error(client.get(path), 400, "INVALID_INPUT")["errors"][0]["path"].startswith(
+            "query:"
+        )
+    r = client.delete("/v1/tasks/nothing?force=1")
+    assert _error(r, 400, "INVALID_INPUT")["errors"][0]["path"] == "query:force"
+    assert client.get("/v1/tasks").json()["tasks"] == []
+    # a legacy route's old clients may send what the service it replaces ignored
+    assert client.post("/retired?v=1", json={"text": "a"}).status_code == 410
+
+
 @pytest.mark.parametrize("header", ["Idempotency-Key", "X-Crank-Caller"])
 def test_an_idempotency_key_or_caller_sent_twice_is_refused(client: Client, header: str) -> None:
     # the first one was used: a retry whose proxy added a second key could be filed

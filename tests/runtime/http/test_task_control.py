@@ -266,6 +266,7 @@ def test_cancel_is_documented(client: Client) -> None:
     assert sorted(operation["responses"]) == [
         "200",
         "202",
+        "400",
         "401",
         "404",
         "409",

@@ -17,12 +17,14 @@ from crank.errors import ValidationFailed
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
     GUARD_ERRORS,
+    NO_PARAMETERS,
     Operation,
     Param,
     Reply,
     component_ref,
     errors,
 )
+from crank.runtime.http.request_parsing import only_parameters
 from crank.runtime.http.responses import JSONResponse, error_response
 from crank.runtime.http.task_control import (
     _CALLER_FILTER,
@@ -107,7 +109,7 @@ REDRIVE_ONE = Operation(
     parameters=(_TASK_ID,),
     responses=(
         Reply(200, "Back on the queue (status pending).", {"application/json": _ONE_ANSWER}),
-        *errors(*GUARD_ERRORS, _NO_TASK, _NOT_DEAD, 503),
+        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, 503),
     ),
 )
 
@@ -131,7 +133,7 @@ PURGE_ONE = Operation(
     parameters=(_TASK_ID,),
     responses=(
         Reply(200, "Deleted; the task as it was.", {"application/json": _ONE_ANSWER}),
-        *errors(*GUARD_ERRORS, _NO_TASK, _NOT_DEAD, 503),
+        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, 503),
     ),
 )
 
@@ -193,6 +195,7 @@ class DeadLetterControl:
         broker = self.s.broker
         act = broker.redrive if outcome == "redriven" else broker.purge_dead_letter
         try:
+            only_parameters(request)
             change: DeadLetterChange | None = await run_in_threadpool(act, task_id)
         except Exception as exc:
             return error_for(exc)
@@ -214,6 +217,7 @@ class DeadLetterControl:
     async def _all(self, request: Request, outcome: str) -> Response:
         broker = self.s.broker
         try:
+            only_parameters(request)  # a filter it does not take must not purge everything
             capability = bulk_capability(request)
             redrive = outcome == "redriven"
             act = broker.redrive_dead_letters if redrive else broker.purge_dead_letters

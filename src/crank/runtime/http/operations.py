@@ -271,6 +271,10 @@ KEY_REUSED = (
     "capability or input.",
 )
 
+#: 400 of a route that takes no query parameter: one sent is refused, not ignored (a
+#: ``?priority=`` on a submit, a filter on a bulk purge, must not silently do less or more).
+NO_PARAMETERS = (400, "A query parameter: this route takes none (error.errors names it).")
+
 #: Errors every guarded route can answer (token, declared body size, overload).
 GUARD_ERRORS = (401, 413, 429)
 #: Errors of a route that reads a JSON body.
@@ -416,6 +420,7 @@ __all__ = [
     "JSON_OBJECT",
     "KEY_REUSED",
     "LOCATION",
+    "NO_PARAMETERS",
     "RETRY_AFTER",
     "TASK_ID",
     "TASK_PAGE_SCHEMA",

@@ -193,7 +193,10 @@ def only_parameters(request: Request, *names: str) -> None:
             message = "not a parameter of this route"
             raise ValidationFailed(
                 f"query parameter {name[:40]}: {message}",
-                hint=f"use {', '.join(f'?{n}=' for n in names)}" if names else "send none",
+                hint=f"use {', '.join(f'?{n}=' for n in names)}"
+                if names
+                else "this route takes no query parameter; leave it out (GET /openapi.json "
+                "lists what each route takes)",
                 errors=[{"path": f"query:{name[:40]}", "message": message}],
             )
 

@@ -39,6 +39,7 @@ from crank.runtime.http.operations import (
     JSON_OBJECT,
     KEY_REUSED,
     LOCATION,
+    NO_PARAMETERS,
     TASK_ID,
     Header,
     Operation,
@@ -277,10 +278,17 @@ class Handlers(TaskControl, DeadLetterControl):
         Operation(
             operation_id="status",
             summary="System health report.",
-            responses=(Reply(200, "The report.", _PLAIN_JSON), *errors(*GUARD_ERRORS)),
+            responses=(
+                Reply(200, "The report.", _PLAIN_JSON),
+                *errors(*GUARD_ERRORS, NO_PARAMETERS),
+            ),
         ),
     )
     async def status(self, request: Request) -> Response:
+        try:
+            only_parameters(request)
+        except Exception as exc:
+            return error_for(exc)
         return JSONResponse(await run_in_threadpool(self.s.status.report))
 
     @ROUTES.route(
@@ -291,11 +299,15 @@ class Handlers(TaskControl, DeadLetterControl):
             summary="Capabilities with their schemas.",
             responses=(
                 Reply(200, "Live and deprecated capabilities.", _PLAIN_JSON),
-                *errors(*GUARD_ERRORS),
+                *errors(*GUARD_ERRORS, NO_PARAMETERS),
             ),
         ),
     )
     async def capabilities(self, request: Request) -> Response:
+        try:  # ?id= would filter nothing: the whole list would look like the answer
+            only_parameters(request)
+        except Exception as exc:
+            return error_for(exc)
         router = self.s.router
         paused = self.s.status.paused()
         live = [
@@ -381,6 +393,7 @@ class Handlers(TaskControl, DeadLetterControl):
     )
     async def submit_task(self, request: Request) -> Response:
         try:
+            only_parameters(request)  # ?priority= is not the envelope's priority
             body = await json_body(request, self.s.config.max_body_bytes)
             ref, payload, priority = task_envelope(body)
             call = self._prepare(request, ref, payload, where="$.input")
@@ -549,7 +562,7 @@ class Handlers(TaskControl, DeadLetterControl):
     # documented once per capability: the manifests give each its schemas
     @ROUTES.route("POST", "/v1/capabilities/{capability_id}", documents=capability_calls)
     async def call_capability(self, request: Request) -> Response:
-        return await self._call(request, request.path_params["capability_id"])
+        return await self._call(request, request.path_params["capability_id"], legacy=False)
 
     # mounted at every legacy path the manifests declare ("/{legacy_path}" names them),
     # each documented as the deprecated capability it calls
@@ -560,7 +573,9 @@ class Handlers(TaskControl, DeadLetterControl):
         mounts=lambda router: router.legacy_routes(),
     )
     async def legacy(self, request: Request) -> Response:
-        return await self._call(request, self.s.router.legacy_routes()[request.url.path])
+        return await self._call(
+            request, self.s.router.legacy_routes()[request.url.path], legacy=True
+        )
 
     async def _wait(self, record: TaskRecord, timeout_s: float) -> TaskRecord | None:
         """The watched task once it ended, woken by its notice; None after ``timeout_s``.
@@ -601,16 +616,20 @@ class Handlers(TaskControl, DeadLetterControl):
         metrics = self.s.metrics
         metrics.child(metrics.sync_waits, how).inc()
 
-    async def _call(self, request: Request, ref: str) -> Response:
+    async def _call(self, request: Request, ref: str, *, legacy: bool) -> Response:
         """Submit, then wait for the result up to the capability's timeout (504 after).
 
         A capability at its ``max_concurrency`` answers 429 before anything is queued.
+        A query parameter is refused (400), except on a legacy route: its old clients may
+        send what the service it replaces ignored.
         """
         started = time.perf_counter()
         record: TaskRecord | None = None
         admitted: Admitted | None = None
         streaming = False
         try:
+            if not legacy:
+                only_parameters(request)
             payload = await json_body(request, self.s.config.max_body_bytes)
             call = self._prepare(request, ref, payload)
             admitted = self.s.admission.admit(call.target)

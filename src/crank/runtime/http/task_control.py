@@ -18,13 +18,14 @@ from crank.runtime.brokers.contract import MAX_PAGE, TASK_STATUSES, TaskQuery, c
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
     GUARD_ERRORS,
+    NO_PARAMETERS,
     Operation,
     Param,
     Reply,
     component_ref,
     errors,
 )
-from crank.runtime.http.request_parsing import CALLER_PATTERN
+from crank.runtime.http.request_parsing import CALLER_PATTERN, only_parameters
 from crank.runtime.http.responses import JSONResponse, error_response
 from crank.runtime.logs import get_logger
 
@@ -124,6 +125,7 @@ CANCEL_TASK = Operation(
         ),
         *errors(
             *GUARD_ERRORS,
+            NO_PARAMETERS,
             (404, "TASK_NOT_FOUND: no such task, or it expired."),
             (409, "TASK_FINISHED: the task ended before; error.task_status says how."),
             503,
@@ -230,6 +232,7 @@ class TaskControl:
         """``DELETE /v1/tasks/{task_id}``: stop a task (see :data:`CANCEL_TASK`)."""
         task_id = request.path_params["task_id"]
         try:
+            only_parameters(request)
             cancellation = await self.s.gateway.io.call(lambda: self.s.broker.cancel(task_id))
         except Exception as exc:
             return error_for(exc)
