@@ -83,6 +83,10 @@ def test_capability_refs() -> None:
     assert split_capability_ref("a.b") == ("a.b", None)
     with pytest.raises(CapabilityNotFound, match="is not a capability reference"):
         split_capability_ref("a.b@latest")
+    # digits to str.isdigit, not to int() (a ValueError) nor to a person
+    for major in ("\u00b2", "\u0663"):
+        with pytest.raises(CapabilityNotFound, match="is not a capability reference"):
+            split_capability_ref(f"a.b@{major}")
 
 
 def test_alias_routes_and_keeps_the_payload() -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.errors import CapabilityGone, CapabilityNotFound, ManifestError, ValidationFailed
 from crank.manifest import load_manifest
+from crank.manifest.findings import quoted
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 #: How many deprecated hops (a renamed id renamed again) a call may follow.
 MAX_HOPS = 8
+#: the most digits of a reference's major version (``id@MAJOR``).
+MAX_MAJOR_DIGITS = 18
 UNKNOWN_CALLER = "unknown"
 #: distinct (id, caller) keys kept in ``deprecated_calls``/``gone_calls``; later callers
 #: are counted as "other", so callers naming themselves freely cannot grow memory.
@@ -79,9 +82,11 @@ def split_capability_ref(ref: str) -> tuple[str, int | None]:
     cap_id, sep, major = ref.partition("@")
     if not sep:
         return ref, None
-    if not major.isdigit():
+    # ASCII digits only: "²" and "٣" are digits to str.isdigit, and int() refuses the first
+    # (as it does more than 4300 digits)
+    if not (major.isascii() and major.isdigit() and len(major) <= MAX_MAJOR_DIGITS):
         raise CapabilityNotFound(
-            f"{ref!r} is not a capability reference",
+            f"{quoted(ref)} is not a capability reference",
             hint="write the id, or id@MAJOR with a whole number, e.g. email.spam_detection@1",
             subject=ref,
         )
@@ -323,13 +328,13 @@ class Router:
                 )
             known = ", ".join(sorted({*self._routes, *self._deprecations})) or "none"
             raise CapabilityNotFound(
-                f"no installed worker serves capability {requested!r}",
+                f"no installed worker serves capability {quoted(requested)}",
                 hint=f"known capabilities: {known} (`crank routes` lists them)",
                 subject=requested,
             )
         if major is not None and major != route.major:
             raise CapabilityNotFound(
-                f"capability {requested!r} is not served: {cap_id} is at major version "
+                f"capability {quoted(requested)} is not served: {cap_id} is at major version "
                 f"{route.major} ({route.capability.version})",
                 hint=f"call {cap_id}@{route.major} or {cap_id}",
                 subject=requested,

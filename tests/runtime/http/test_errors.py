@@ -148,6 +148,28 @@ def test_an_unknown_task_id_is_quoted_short(client: Client) -> None:
     assert "(5000 characters)" in error["message"]
 
 
+def test_an_unknown_capability_is_quoted_short(client: Client) -> None:
+    for r in (
+        client.post(f"/v1/capabilities/{'a' * 5000}", json={}),
+        client.post("/v1/tasks", json={"capability": "b" * 5000, "input": {}}),
+        client.post(f"/v1/capabilities/demo.echo@{'1' * 5000}", json={}),
+    ):
+        error = _error(r, 404, "CAPABILITY_NOT_FOUND")
+        assert " characters)" in error["message"]
+        assert len(error["message"]) < 200
+
+
+def test_a_major_version_of_other_digits_is_a_404_not_a_broker_failure(client: Client) -> None:
+    # "2" written as a superscript: str.isdigit says yes, int() raised, the answer blamed
+    # the broker (503, Retry-After: a client retried it forever)
+    for r in (
+        client.post("/v1/capabilities/demo.echo@\u00b2", json={"text": "a"}),
+        client.post("/v1/tasks", json={"capability": "demo.echo@\u00b2", "input": {"text": "a"}}),
+    ):
+        error = _error(r, 404, "CAPABILITY_NOT_FOUND")
+        assert error["message"] == "'demo.echo@\u00b2' is not a capability reference"
+
+
 def test_a_bad_status_filter_lists_the_statuses(client: Client) -> None:
     error = _error(client.get("/v1/tasks?status=bogus"), 400, "INVALID_INPUT")
     assert error["hint"].startswith("use one of pending, ")
