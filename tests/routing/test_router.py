@@ -229,6 +229,29 @@ def test_gone_after_sunset_even_through_a_chain() -> None:
     assert r.is_gone("text.v2") and not r.is_gone("text.v1")
 
 
+def test_a_sunset_is_counted_in_utc_whatever_the_servers_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Sunset header promises the id until 23:59:59 GMT of its sunset day: a server
+    east of UTC retired it hours early, one west of it answered past the promise."""
+    import time
+
+    utc_hour = dt.datetime.now(dt.UTC).hour
+    # a zone whose local date is not the UTC date at this hour (POSIX signs are inverted)
+    monkeypatch.setenv("TZ", "Etc/GMT-14" if utc_hour >= 12 else "Etc/GMT+12")
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.UTC).date()
+        local = dt.date.today()
+        today = Router.from_manifests([manifest("a", {"text.v2": "1.0.0"})]).today()
+        after = dt.datetime.now(dt.UTC).date()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert local not in (before, after)  # the zone does differ
+    assert today in (before, after)
+
+
 def test_duplicate_capability_names_both_manifests() -> None:
     with pytest.raises(ManifestError) as info:
         Router.from_manifests(

@@ -93,6 +93,12 @@ def split_capability_ref(ref: str) -> tuple[str, int | None]:
     return cap_id, int(major)
 
 
+def utc_today() -> dt.date:
+    """Today in UTC: the day a sunset is counted in, as its ``Sunset`` header says (the
+    last second of the sunset day, GMT), whatever the server's time zone."""
+    return dt.datetime.now(dt.UTC).date()
+
+
 def deprecation_headers(
     deprecation: Deprecation, *, today: dt.date, link_prefix: str = "/v1/capabilities/"
 ) -> dict[str, str]:
@@ -135,7 +141,7 @@ class Router:
     ) -> None:
         self._routes = dict(routes)
         self._deprecations = dict(deprecations)
-        self._today = today or dt.date.today
+        self._today = today or utc_today
         self._lock = threading.Lock()
         self._headers: dict[tuple[str, dt.date], dict[str, str]] = {}
         self._callers: set[tuple[str, str]] = set()
