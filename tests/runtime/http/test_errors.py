@@ -83,6 +83,23 @@ def test_a_body_that_is_not_json_by_its_content_type_is_415(
     assert sum(services.broker.stats().pending.values()) == 0
 
 
+@pytest.mark.parametrize("path", ["/v1/tasks", "/v1/capabilities/demo.echo", "/echo"])
+def test_a_compressed_body_is_415_naming_its_encoding(
+    client: Client, services: RuntimeServices, path: str
+) -> None:
+    import gzip
+
+    body = gzip.compress(json.dumps({"capability": "demo.echo", "input": {"text": "x"}}).encode())
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    error = _error(client.post(path, content=body, headers=headers), 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert "Content-Encoding: gzip" in error["message"]
+    assert "uncompressed" in error["hint"]
+    assert sum(services.broker.stats().pending.values()) == 0
+    identity = {"Content-Type": "application/json", "Content-Encoding": "identity"}
+    body = json.dumps({"capability": "demo.echo", "input": {"text": "x"}}).encode()
+    assert client.post("/v1/tasks", content=body, headers=identity).status_code == 202
+
+
 @pytest.mark.parametrize(
     "content_type", ["application/json", "application/json; charset=utf-8", "application/x+json"]
 )

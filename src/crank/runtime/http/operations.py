@@ -231,7 +231,8 @@ ERROR_MEANINGS: Mapping[int, str] = {
     409: "Conflict with the state of the resource.",
     410: "Deprecated capability past its sunset; error.successors names the replacements.",
     413: "Request body too large.",
-    415: "The request body is not declared as JSON (Content-Type).",
+    415: "The request body is not declared as JSON (Content-Type), or is compressed "
+    "(Content-Encoding).",
     422: "The task failed for its input: the worker refused it or raised a declared error.",
     429: "Overloaded; retry after the Retry-After header.",
     502: "The worker failed while running the task (a crash or an undeclared error).",

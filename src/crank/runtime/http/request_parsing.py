@@ -49,13 +49,20 @@ def is_json_media_type(content_type: str) -> bool:
 
 async def json_body(request: Request, limit: int) -> Any:
     """The body as JSON: 415 unless its Content-Type is JSON (a missing one is taken for
-    JSON), 413 over ``limit``, 400 when empty, not strict JSON, or holding a string that
-    is not Unicode (a lone surrogate)."""
+    JSON) and it is not compressed (``Content-Encoding``), 413 over ``limit``, 400 when
+    empty, not strict JSON, or holding a string that is not Unicode (a lone surrogate)."""
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json_media_type(content_type):
         raise UnsupportedMediaType(
             f"the request body must be JSON, not {content_type[:80]!r}",
             hint="send the body as JSON with Content-Type: application/json",
+        )
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):  # its bytes would be read as broken UTF-8
+        raise UnsupportedMediaType(
+            f"the request body is compressed (Content-Encoding: {encoding[:40]}), which "
+            "the server does not read",
+            hint="send the JSON body uncompressed, without a Content-Encoding header",
         )
     return parse_json(await read_body(request, limit))
 
