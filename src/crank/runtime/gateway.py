@@ -60,6 +60,20 @@ class WorkerUnavailable(CrankError):
         self.worker = worker
 
 
+class SchemaUnusable(CrankError):
+    """A capability's input schema cannot be checked here: Python's ``re`` or jsonschema
+    refused it (an ECMA-262 ``pattern`` such as ``\\p{L}``) (HTTP 500: no retry helps)."""
+
+    def __init__(self, capability_id: str, exc: Exception) -> None:
+        super().__init__(
+            f"the input schema of {capability_id} cannot be checked: "
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            hint="fix the capability's input schema in its crank.yaml (`crank lint` names "
+            "the keyword, CRK107) and restart crank run; nothing was queued",
+            subject=capability_id,
+        )
+
+
 @dataclass(frozen=True)
 class PreparedCall:
     resolution: Resolution
@@ -145,7 +159,11 @@ class TaskGateway:
                 hint="retry after midnight UTC, or raise CRANK_DAILY_BUDGET_USD",
                 subject=resolution.target,
             )
-        errors = _rooted(self.validator(capability).errors(resolution.payload), where)
+        try:
+            found = self.validator(capability).errors(resolution.payload)
+        except Exception as exc:  # CPU only: a failure here is the schema's, not the broker's
+            raise SchemaUnusable(resolution.target, exc) from exc
+        errors = _rooted(found, where)
         if errors:
             raise ValidationFailed(
                 f"input for {resolution.target} is invalid: "
@@ -231,6 +249,7 @@ __all__ = [
     "CapabilityPaused",
     "PreparedCall",
     "QueueFull",
+    "SchemaUnusable",
     "TaskGateway",
     "WorkerUnavailable",
 ]

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from httpx import Client
 
     from crank.runtime.http.services import RuntimeServices
@@ -315,6 +317,34 @@ def test_an_unexpected_failure_is_a_json_500(
     error = _error(client.get("/v1/status"), 500, "INTERNAL")
     assert "RuntimeError" in error["message"]
     assert "a bug" not in error["message"]
+
+
+def test_an_input_schema_python_cannot_check_is_a_500_naming_it_not_a_broker_failure(
+    make_services: Any, serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``\\p{L}`` is a JSON Schema (ECMA-262) pattern Python's ``re`` refuses: every call
+    answered 503 BROKER_UNAVAILABLE with Retry-After, so clients retried for ever and
+    operators looked at the broker."""
+    from . import conftest
+
+    manifest = tmp_path / "crank.yaml"
+    declared = "text: {type: string, maxLength: 200}"
+    source = conftest.HTTP_MANIFEST.read_text()
+    assert declared in source
+    manifest.write_text(source.replace(declared, declared[:-1] + ', pattern: "^\\\\p{L}+$"}', 1))
+    monkeypatch.setattr(conftest, "HTTP_MANIFEST", manifest)
+    services = make_services()
+    http = serve(services)
+    for r in (
+        http.post("/v1/capabilities/demo.echo", json={"text": "abc"}),
+        http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "abc"}}),
+    ):
+        error = _error(r, 500, "SCHEMA_UNUSABLE")
+        assert error["message"].startswith("the input schema of demo.echo cannot be checked: ")
+        assert "bad escape \\p" in error["message"]
+        assert "crank lint" in error["hint"]
+        assert "retry-after" not in r.headers
+    assert sum(services.broker.stats().pending.values()) == 0
 
 
 @pytest.mark.parametrize("name", ["", "billing:v2", "x" * 65, "a b"])

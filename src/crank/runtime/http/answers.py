@@ -17,7 +17,12 @@ from crank.errors import (
 from crank.manifest.findings import quoted
 from crank.runtime.brokers.contract import IdempotencyKeyReused
 from crank.runtime.concurrency import ConcurrencyLimited
-from crank.runtime.gateway import CapabilityPaused, QueueFull, WorkerUnavailable
+from crank.runtime.gateway import (
+    CapabilityPaused,
+    QueueFull,
+    SchemaUnusable,
+    WorkerUnavailable,
+)
 from crank.runtime.http.guard import RETRY_AFTER_S
 from crank.runtime.http.limits import BodyTooLarge
 from crank.runtime.http.request_parsing import UnsupportedMediaType
@@ -101,6 +106,10 @@ def error_for(exc: BaseException) -> Response:
             hint=exc.hint,
             headers={"Retry-After": str(_seconds_to_utc_midnight())},
         )
+    if isinstance(exc, SchemaUnusable):
+        # the manifest's fault: a retry never helps, and the broker is not to blame
+        get_logger("crank.runtime.http").error("schema_unusable", error=exc.message)
+        return error_response(500, "SCHEMA_UNUSABLE", exc.message, hint=exc.hint)
     if isinstance(exc, BrokerError):
         return broker_unavailable(exc.message, exc.hint)
     if isinstance(exc, CrankError):
