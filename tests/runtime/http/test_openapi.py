@@ -128,6 +128,23 @@ def test_headers_are_declared_with_their_rules(client: Client) -> None:
     assert set(live["200"]["headers"]) == {"X-Crank-Task-Id"}
 
 
+def test_a_429_names_the_codes_each_route_answers(client: Client) -> None:
+    """Which 429 is which, and that each comes with Retry-After: OVERLOADED anywhere,
+    QUEUE_FULL where a task is queued, CONCURRENCY_LIMIT on a synchronous call."""
+    paths = client.get("/openapi.json").json()["paths"]
+    codes = ("OVERLOADED", "QUEUE_FULL", "CONCURRENCY_LIMIT")
+    for path, method, answered in (
+        ("/v1/tasks", "get", codes[:1]),
+        ("/v1/tasks", "post", codes[:2]),
+        ("/v1/capabilities/demo.echo", "post", codes),
+        ("/echo", "post", codes),
+        ("/retired", "post", codes[:1]),
+    ):
+        reply = paths[path][method]["responses"]["429"]
+        assert [c for c in codes if c in reply["description"]] == list(answered), path
+        assert reply["headers"]["Retry-After"]["required"] is True
+
+
 def test_a_503_names_the_codes_it_answers_and_when_to_retry(client: Client) -> None:
     """A generated client reads which 503 is which, and that the broker's comes with a
     Retry-After, from the document."""

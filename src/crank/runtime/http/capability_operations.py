@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.runtime.http.operations import (
     BODY_ERRORS,
+    CALL_LIMITS,
     DEPRECATION_HEADERS,
     GUARD_ERRORS,
     JSON_OBJECT,
@@ -223,7 +224,12 @@ def call_operation(
         if r.status == 409
         else r
         for r in errors(
-            *request_errors, _KEY_REUSED_OR_CANCELLED, *ran, 503, *((410,) if deprecated else ())
+            *request_errors,
+            CALL_LIMITS,
+            _KEY_REUSED_OR_CANCELLED,
+            *ran,
+            503,
+            *((410,) if deprecated else ()),
         )
     ]
     return Operation(

@@ -223,6 +223,11 @@ DEPRECATION_HEADERS: Mapping[str, Header] = {
     "Link": Header({"type": "string"}, 'The successors (rel="successor-version").', True),
 }
 
+# the codes of a 429, as its meanings name them
+_OVERLOADED = "OVERLOADED: the server serves its most requests at once (CRANK_MAX_INFLIGHT)"
+_QUEUE_FULL = "QUEUE_FULL: CRANK_MAX_PENDING tasks are pending"
+_RETRY = "Retry after the Retry-After header."
+
 #: What each error status means, unless the route says better (see :func:`errors`).
 ERROR_MEANINGS: Mapping[int, str] = {
     400: "Invalid input (JSON paths in error.errors).",
@@ -234,7 +239,7 @@ ERROR_MEANINGS: Mapping[int, str] = {
     415: "The request body is not declared as JSON (Content-Type), or is compressed "
     "(Content-Encoding).",
     422: "The task failed for its input: the worker refused it or raised a declared error.",
-    429: "Overloaded; retry after the Retry-After header.",
+    429: f"{_OVERLOADED}. {_RETRY}",
     502: "The worker failed while running the task (a crash or an undeclared error).",
     503: (
         "Unavailable: CAPABILITY_PAUSED (budget), WORKER_UNAVAILABLE (its worker failed to "
@@ -264,6 +269,15 @@ ERROR_HEADERS: Mapping[int, Mapping[str, Header]] = {
     },
     504: {"Location": LOCATION, "X-Crank-Task-Id": TASK_ID},
 }
+
+#: 429 of a route that queues a task: the in-flight bound, or the pending bound.
+SUBMIT_LIMITS = (429, f"{_OVERLOADED}; or {_QUEUE_FULL}. {_RETRY}")
+#: 429 of a synchronous call: those of :data:`SUBMIT_LIMITS`, or the capability's limit.
+CALL_LIMITS = (
+    429,
+    f"{_OVERLOADED}; {_QUEUE_FULL}; or CONCURRENCY_LIMIT: the capability is at its "
+    f"max_concurrency (error.max_concurrency). {_RETRY}",
+)
 
 #: 409 of the routes that take an Idempotency-Key.
 KEY_REUSED = (
@@ -412,6 +426,7 @@ class RouteTable:
 
 __all__ = [
     "BODY_ERRORS",
+    "CALL_LIMITS",
     "COMPONENTS",
     "DEPRECATION_HEADERS",
     "ERROR_HEADERS",
@@ -423,6 +438,7 @@ __all__ = [
     "LOCATION",
     "NO_PARAMETERS",
     "RETRY_AFTER",
+    "SUBMIT_LIMITS",
     "TASK_ID",
     "TASK_PAGE_SCHEMA",
     "TASK_SCHEMA",

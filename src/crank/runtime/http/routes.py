@@ -40,6 +40,7 @@ from crank.runtime.http.operations import (
     KEY_REUSED,
     LOCATION,
     NO_PARAMETERS,
+    SUBMIT_LIMITS,
     TASK_ID,
     Header,
     Operation,
@@ -387,7 +388,7 @@ class Handlers(TaskControl, DeadLetterControl):
             request_body=task_envelopes,
             responses=(
                 Reply(202, "Queued.", _TASK_JSON, _QUEUED_HEADERS),
-                *errors(*BODY_ERRORS, *GUARD_ERRORS, 404, KEY_REUSED, 410, 503),
+                *errors(*BODY_ERRORS, *GUARD_ERRORS, SUBMIT_LIMITS, 404, KEY_REUSED, 410, 503),
             ),
         ),
     )
