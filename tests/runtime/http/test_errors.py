@@ -347,6 +347,30 @@ def test_an_input_schema_python_cannot_check_is_a_500_naming_it_not_a_broker_fai
     assert sum(services.broker.stats().pending.values()) == 0
 
 
+def test_deprecated_ids_that_route_in_a_loop_are_a_500_naming_the_loop(
+    make_services: Any, serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a 503 UNAVAILABLE (a temporary state, worth a retry): the manifests served
+    are wrong until they are fixed."""
+    from . import conftest
+
+    manifest = tmp_path / "crank.yaml"
+    loop = (
+        "  - {id: demo.loop_a, replaced_by: [demo.loop_b], sunset: 2099-12-31}\n"
+        "  - {id: demo.loop_b, replaced_by: [demo.loop_a], sunset: 2099-12-31}\n"
+    )
+    manifest.write_text(conftest.HTTP_MANIFEST.read_text().rstrip("\n") + "\n" + loop)
+    monkeypatch.setattr(conftest, "HTTP_MANIFEST", manifest)
+    http = serve(make_services())
+    for r in (
+        http.post("/v1/capabilities/demo.loop_a", json={"text": "a"}),
+        http.post("/v1/tasks", json={"capability": "demo.loop_a", "input": {"text": "a"}}),
+    ):
+        error = _error(r, 500, "MANIFEST_ERROR")
+        assert "demo.loop_a -> demo.loop_b -> demo.loop_a" in error["message"]
+        assert "retry-after" not in r.headers
+
+
 @pytest.mark.parametrize("name", ["", "billing:v2", "x" * 65, "a b"])
 def test_a_caller_name_the_server_cannot_use_is_400(client: Client, name: str) -> None:
     body = {"capability": "demo.echo", "input": {"text": "x"}}

@@ -12,6 +12,7 @@ from crank.errors import (
     CapabilityGone,
     CapabilityNotFound,
     CrankError,
+    ManifestError,
     ValidationFailed,
 )
 from crank.manifest.findings import quoted
@@ -106,10 +107,13 @@ def error_for(exc: BaseException) -> Response:
             hint=exc.hint,
             headers={"Retry-After": str(_seconds_to_utc_midnight())},
         )
-    if isinstance(exc, SchemaUnusable):
-        # the manifest's fault: a retry never helps, and the broker is not to blame
-        get_logger("crank.runtime.http").error("schema_unusable", error=exc.message)
-        return error_response(500, "SCHEMA_UNUSABLE", exc.message, hint=exc.hint)
+    if isinstance(exc, SchemaUnusable | ManifestError):
+        # the served manifests' fault (a schema Python cannot check, deprecated ids that
+        # route in a loop): no retry helps until they are fixed, and the broker is not
+        # to blame
+        code = "SCHEMA_UNUSABLE" if isinstance(exc, SchemaUnusable) else "MANIFEST_ERROR"
+        get_logger("crank.runtime.http").error(code.lower(), error=exc.message)
+        return error_response(500, code, exc.message, hint=exc.hint)
     if isinstance(exc, BrokerError):
         return broker_unavailable(exc.message, exc.hint)
     if isinstance(exc, CrankError):
