@@ -314,9 +314,16 @@ def test_an_unexpected_failure_is_a_json_500(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(services.status, "report", broken)
-    error = _error(client.get("/v1/status"), 500, "INTERNAL")
+    r = client.get("/v1/status")
+    error = _error(r, 500, "INTERNAL")
     assert "RuntimeError" in error["message"]
     assert "a bug" not in error["message"]
+    # the server closes the connection after it: the client is told, and does not send
+    # its next request on it (which was reset)
+    assert r.headers["connection"] == "close"
+    for _ in range(3):
+        assert _error(client.get("/v1/status"), 500, "INTERNAL")
+        assert client.get("/health").status_code == 200
 
 
 def test_an_input_schema_python_cannot_check_is_a_500_naming_it_not_a_broker_failure(

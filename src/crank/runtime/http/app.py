@@ -78,13 +78,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
-    """A bug that escaped a handler: the documented JSON error, the details in the log."""
+    """A bug that escaped a handler: the documented JSON error, the details in the log.
+
+    ``Connection: close``: Starlette raises the error again once this answer is sent,
+    and the server then closes the connection; a client told nothing would send its
+    next request on it and have it reset."""
     get_logger("crank.runtime.http").error("unhandled_error", exc_info=exc)
     return error_response(
         500,
         "INTERNAL",
         f"the server failed while answering: {type(exc).__name__}",
         hint="this is a bug in crank or a plugin; the server log has the traceback",
+        headers={"Connection": "close"},
     )
 
 
