@@ -34,6 +34,37 @@ def test_an_unknown_path_is_a_json_404(client: Client) -> None:
     assert "openapi.json" in error["hint"]
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /v1/tasks HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n",
+    ],
+)
+def test_bytes_that_are_not_http_get_the_json_error_too(
+    client: Client, request_bytes: bytes
+) -> None:
+    """The server's own 400 for a malformed request was plain text, unlike every other
+    error."""
+    import socket
+
+    with socket.create_connection((client.base_url.host, client.base_url.port), 30) as raw:
+        raw.sendall(request_bytes)
+        answer = b""
+        while chunk := raw.recv(65536):  # the server closes the connection after it
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 400 Bad Request"
+    assert "content-type: application/json" in lines
+    assert "connection: close" in lines
+    assert f"content-length: {len(body)}" in lines
+    error = json.loads(body)["error"]
+    assert error["code"] == "MALFORMED_REQUEST"
+    assert error["message"].startswith("the request is not valid HTTP/1.1")
+
+
 def test_a_trailing_slash_is_redirected_to_the_path_alone_never_to_the_host_header(
     client: Client,
 ) -> None:

@@ -11,6 +11,7 @@ the turn that wrote it.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -65,11 +66,40 @@ class _GatheredWrites:
         return getattr(self._transport, name)
 
 
+#: the answer to bytes that are not an HTTP/1.1 request, in the API's error shape (uvicorn's
+#: own is plain text); the connection is closed after it, as uvicorn does.
+_MALFORMED = json.dumps(
+    {
+        "error": {
+            "code": "MALFORMED_REQUEST",
+            "message": "the request is not valid HTTP/1.1 (its request line, a header, "
+            "or its body's framing)",
+            "hint": "check the headers the client sends: Content-Length a number, no "
+            "control characters in values, one Transfer-Encoding",
+        }
+    },
+    separators=(",", ":"),
+).encode()
+
+
 class GatheringHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through :class:`_GatheredWrites`."""
+    """uvicorn's httptools protocol, writing through :class:`_GatheredWrites`, its 400
+    for a malformed request in the API's JSON error shape."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_GatheredWrites(transport, self.loop))  # type: ignore[arg-type]
+
+    def send_400_response(self, msg: str) -> None:
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(_MALFORMED),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + _MALFORMED)
+        self.transport.close()
 
 
 __all__ = ["GatheringHttpToolsProtocol"]
