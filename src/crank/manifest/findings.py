@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -56,11 +57,33 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
 
 
+def _finite(number: str) -> float:
+    # json.loads reads 1e309 as inf: an input would hold what no JSON can write back
+    value = float(number)
+    if math.isinf(value):
+        shown = number if len(number) <= 40 else f"{number[:30]}... ({len(number)} characters)"
+        raise ValueError(
+            f"the number {shown} is beyond the range of a 64-bit float (about ±1.8e308)"
+        )
+    return value
+
+
+#: what a number too large for a float needs: an exponent of 3 digits or more, or 309
+#: digits in a row (a cheap scan: only a body with one is read number by number).
+_HUGE_TEXT = re.compile(r"[eE]\+?[0-9]{3}|[0-9]{309}")
+_HUGE_BYTES = re.compile(rb"[eE]\+?[0-9]{3}|[0-9]{309}")
+
+
 def strict_json(text: str | bytes) -> Any:
-    """``json.loads`` without NaN and the infinities (a ValueError naming them), as the
-    HTTP API, the console and ``crank invoke`` read an input."""
+    """``json.loads`` without NaN and the infinities (a ValueError naming them, as for a
+    number beyond a float's range), as the HTTP API, the console and ``crank invoke``
+    read an input."""
+    if isinstance(text, str):
+        huge = _HUGE_TEXT.search(text) is not None
+    else:
+        huge = _HUGE_BYTES.search(text) is not None
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite if huge else None)
     except ValueError as exc:
         if type(exc) is ValueError and "integer string conversion" in str(exc):
             # Python's own words name sys.set_int_max_str_digits(), a fix for the

@@ -142,6 +142,24 @@ def test_json_media_types_are_accepted(client: Client, content_type: str) -> Non
     assert r.status_code == 202, r.text
 
 
+@pytest.mark.parametrize("number", ["1e309", "-2.5E+400", "1" + "0" * 400 + ".5"])
+def test_a_number_beyond_a_floats_range_is_not_read_as_infinity(
+    client: Client, services: RuntimeServices, number: str
+) -> None:
+    """Python reads 1e309 as inf: through a number without a maximum, a task was queued
+    with an input no JSON can write back (its GET answered 500)."""
+    for path, body in (
+        ("/v1/tasks", '{"capability": "demo.summarize", "input": {"text": "a", "cost_usd": %s}}'),
+        ("/v1/capabilities/demo.summarize", '{"text": "a", "cost_usd": %s}'),
+    ):
+        r = client.post(path, content=body % number, headers={"Content-Type": "application/json"})
+        error = _error(r, 400, "INVALID_INPUT")
+        assert "beyond the range of a 64-bit float" in error["message"]
+        assert error["errors"] == [{"path": "$", "message": "not valid JSON"}]
+        assert len(error["message"]) < 250
+    assert sum(services.broker.stats().pending.values()) == 0
+
+
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_not_json(client: Client, constant: str) -> None:
     body = '{"capability": "demo.slow", "input": {"seconds": ' + constant + "}}"
