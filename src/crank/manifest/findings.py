@@ -7,7 +7,10 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 Severity = Literal["error", "warning", "info"]
 
@@ -132,6 +135,18 @@ def lone_surrogate(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, s
 MAX_QUOTED = 60
 
 
+def _shortened(value: Any, shown: str, write: Callable[[str], str], whole: str) -> str:
+    """``shown`` (how ``value`` is written), or its first characters and how long it is:
+    a string's first characters written by ``write`` with its length in characters, else
+    the first characters of ``shown`` with its length, ``whole`` naming what was counted."""
+    if len(shown) <= MAX_QUOTED:
+        return shown
+    keep = MAX_QUOTED - 20
+    if isinstance(value, str):
+        return f"{write(value[:keep])}... ({len(value)} characters)"
+    return f"{shown[:keep]}... ({len(shown)} characters {whole})"
+
+
 def quoted(value: Any) -> str:
     """``repr(value)``, or its first characters and how long it is: a finding about a
     100,000-character description must not print the description.
@@ -139,25 +154,17 @@ def quoted(value: Any) -> str:
     The HTTP API quotes the values of its errors with it too (through
     ``crank.worker.validation``).
     """
-    shown = repr(value)
-    if len(shown) <= MAX_QUOTED:
-        return shown
-    keep = MAX_QUOTED - 20
-    if isinstance(value, str):
-        return f"{value[:keep]!r}... ({len(value)} characters)"
-    return f"{shown[:keep]}... ({len(shown)} characters as Python shows it)"
+    return _shortened(value, repr(value), repr, "as Python shows it")
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def json_quoted(value: Any) -> str:
     """``value`` as JSON writes it (``true``, ``null``, ``"text"``, ``["a", 1]``), or its
     first characters and how long it is (see :func:`quoted`)."""
-    shown = json.dumps(value, ensure_ascii=False, default=str)
-    if len(shown) <= MAX_QUOTED:
-        return shown
-    keep = MAX_QUOTED - 20
-    if isinstance(value, str):
-        return f"{json.dumps(value[:keep], ensure_ascii=False)}... ({len(value)} characters)"
-    return f"{shown[:keep]}... ({len(shown)} characters of JSON)"
+    return _shortened(value, _json_text(value), _json_text, "of JSON")
 
 
 def _alternative_fields(validator: Any, expected: Any) -> list[str] | None:
