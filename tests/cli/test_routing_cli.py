@@ -324,6 +324,11 @@ def test_invoke_shim_without_the_selector_value_exits_2() -> None:
             "or Infinity)\n",
         ),
         (
+            '{"text": "a",\n "text": "b"}',
+            'error: --input is not valid JSON: duplicate key "text" (first at line 1 column 2) '
+            "at line 2 column 2\n",
+        ),
+        (
             '{"text": ["a", "\\udfff"]}',
             "error: --input holds a lone UTF-16 surrogate ('\\udfff') at $.text[1]: it is not "
             "a Unicode character\n",

@@ -1,12 +1,13 @@
-"""How findings quote the values they name."""
+"""How findings quote the values they name, and how crank reads a JSON input strictly."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from crank.manifest.findings import json_quoted, quoted
+from crank.manifest.findings import json_quoted, quoted, strict_json
 
 
 @pytest.mark.parametrize(
@@ -36,3 +37,40 @@ def test_a_long_value_is_quoted_by_its_first_characters_and_its_length(
 ) -> None:
     assert quoted(value) == python
     assert json_quoted(value) == json
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"a": 1, "a": 2}',
+            'duplicate key "a" (first at line 1 column 2): line 1 column 10 (char 9)',
+        ),
+        (
+            '{\n  "x": {"b": [1, {"c": 1}], "b": 3}\n}',
+            'duplicate key "b" (first at line 2 column 9): line 2 column 29 (char 30)',
+        ),
+        (  # an escaped key is the same key
+            b'{"\\u0061": 1, "a": {"a": 1}}',
+            'duplicate key "a" (first at line 1 column 2): line 1 column 15 (char 14)',
+        ),
+        (
+            '[{"k": 1}, {"k": 2, "k": 3}]',
+            'duplicate key "k" (first at line 1 column 13): line 1 column 21 (char 20)',
+        ),
+    ],
+)
+def test_strict_json_refuses_a_key_given_twice_at_the_second(
+    text: str | bytes, message: str
+) -> None:
+    with pytest.raises(json.JSONDecodeError) as caught:
+        strict_json(text)
+    assert str(caught.value) == message
+
+
+def test_strict_json_takes_the_same_key_in_different_objects() -> None:
+    assert strict_json('{"a": 1, "b": {"a": 2}, "c": [{"a": 3}]}') == {
+        "a": 1,
+        "b": {"a": 2},
+        "c": [{"a": 3}],
+    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
 import math
 import re
 import sys
@@ -77,16 +79,104 @@ _HUGE_TEXT = re.compile(r"[eE]\+?[0-9]{3}|[0-9]{309}")
 _HUGE_BYTES = re.compile(rb"[eE]\+?[0-9]{3}|[0-9]{309}")
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        #: offsets of the key's first and second occurrences, once an object knows them
+        self.offsets: tuple[int, int] | None = None
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _after_space(text: str, idx: int) -> int:
+    match = _JSON_SPACE.match(text, idx)
+    return match.end() if match else idx
+
+
+def _key_offsets(text: str, start: int, scan_once: Any) -> dict[str, list[int]]:
+    """The offsets of the keys of the JSON object whose text starts at ``start`` (just
+    after its ``{``), read again: the object parsed up to its last pair already."""
+    offsets: dict[str, list[int]] = {}
+    idx = _after_space(text, start)
+    while idx < len(text) and text[idx] == '"':
+        key, end = json.decoder.scanstring(text, idx + 1)  # type: ignore[attr-defined]
+        offsets.setdefault(key, []).append(idx)
+        end = _after_space(text, end) + 1  # past the ':'
+        _, end = scan_once(text, _after_space(text, end))
+        idx = _after_space(text, end)
+        if idx < len(text) and text[idx] == ",":
+            idx = _after_space(text, idx + 1)
+    return offsets
+
+
+class _PositionedDecoder(json.JSONDecoder):
+    """A pure-Python decoder that finds where a duplicate key is: each object it parses
+    knows where it starts (the C scanner, used for every document without one, does
+    not say)."""
+
+    def __init__(self) -> None:
+        super().__init__(object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+        self.parse_object = self._parse_object
+        self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
+
+    def _parse_object(self, s_and_end: tuple[str, int], *args: Any) -> Any:
+        try:
+            return json.decoder.JSONObject(s_and_end, *args)  # type: ignore[attr-defined]
+        except _DuplicateKey as exc:
+            if exc.offsets is None:  # the innermost object holds the pair
+                text, start = s_and_end
+                found = _key_offsets(text, start, args[1]).get(exc.key, [])
+                if len(found) > 1:
+                    exc.offsets = (found[0], found[1])
+            raise
+
+
+def _duplicate_key_error(text: str | bytes, key: str) -> json.JSONDecodeError:
+    """The JSONDecodeError of a document with ``key`` twice in one object, at the second."""
+    doc = text if isinstance(text, str) else text.decode(json.detect_encoding(text))
+    shown = json_quoted(key)
+    try:
+        _PositionedDecoder().decode(doc)
+    except _DuplicateKey as exc:
+        if exc.offsets is not None:
+            first, second = exc.offsets
+            line = doc.count("\n", 0, first) + 1
+            col = first - doc.rfind("\n", 0, first)
+            message = f"duplicate key {shown} (first at line {line} column {col})"
+            return json.JSONDecodeError(message, doc, second)
+    return json.JSONDecodeError(f"duplicate key {shown}", doc, 0)
+
+
 def strict_json(text: str | bytes) -> Any:
     """``json.loads`` without NaN and the infinities (a ValueError naming them, as for a
-    number beyond a float's range), as the HTTP API, the console and ``crank invoke``
-    read an input."""
+    number beyond a float's range), and without a key given twice in one object (a
+    JSONDecodeError at the second: JSON readers disagree on which one wins), as the
+    HTTP API, the console and ``crank invoke`` read an input."""
     if isinstance(text, str):
         huge = _HUGE_TEXT.search(text) is not None
     else:
         huge = _HUGE_BYTES.search(text) is not None
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite if huge else None)
+        return json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite if huge else None,
+            object_pairs_hook=_unique_pairs,
+        )
+    except _DuplicateKey as exc:
+        raise _duplicate_key_error(text, exc.key) from None
     except ValueError as exc:
         if type(exc) is ValueError and "integer string conversion" in str(exc):
             # Python's own words name sys.set_int_max_str_digits(), a fix for the

@@ -175,6 +175,14 @@ def test_nan_and_infinity_are_not_json(client: Client, constant: str) -> None:
     _error(r, 400, "INVALID_INPUT")
 
 
+def test_a_key_given_twice_is_not_json(client: Client) -> None:
+    body = '{"capability": "demo.echo", "input": {"text": "a", "text": "b"}}'
+    r = client.post("/v1/tasks", content=body, headers={"Content-Type": "application/json"})
+    error = _error(r, 400, "INVALID_INPUT")
+    assert 'duplicate key "text" (first at line 1 column 39)' in error["message"]
+    assert error["errors"] == [{"path": "$", "message": "not valid JSON"}]
+
+
 def test_a_long_value_is_quoted_by_a_short_prefix_with_its_length(client: Client) -> None:
     text = "x" * 450_000
     r = client.post("/v1/capabilities/demo.echo", json={"text": text})
