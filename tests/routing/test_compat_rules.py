@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +14,9 @@ from crank.routing.compat import RULES, CompatContext, CompatRule
 from crank.routing.sources import manifest_from_file
 
 from .conftest import COMPAT
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TODAY = "2026-11-22"
 
@@ -142,7 +146,7 @@ def test_github_format_is_the_default_on_github_actions(monkeypatch: pytest.Monk
 
 
 def test_the_rules_are_a_table_of_one_function_per_rule() -> None:
-    assert [r.id for r in RULES] == [f"CMP00{n}" for n in range(1, 8)]
+    assert [r.id for r in RULES] == [f"CMP00{n}" for n in range(1, 9)]
     assert len({r.check for r in RULES}) == len(RULES)
     assert all(r.summary for r in RULES)
 
@@ -160,3 +164,20 @@ def test_each_rule_function_reports_only_its_own_id(rule: CompatRule) -> None:
     assert [
         f for f in rule.check(CompatContext(old, ok, today)) if f.finding.severity == "error"
     ] == []
+
+
+def test_cmp008_after_a_major_bump_is_only_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bumped = (
+        (COMPAT / "CMP008" / "new-bad.yaml")
+        .read_text()
+        .replace("version: 1.1.0\n    input", "version: 2.0.0\n    input")
+    )
+    (tmp_path / "new.yaml").write_text(bumped)
+    code, out, err = run_compat(str(COMPAT / "CMP008" / "old.yaml"), str(tmp_path / "new.yaml"))
+    assert (code, err) == (0, "")
+    assert out.count(" CMP008 warning: ") == 4
+    assert out.splitlines()[-1] == (
+        "compatible: no breaking changes from demo 1.0.0 to demo 1.1.0, 4 warnings"
+    )

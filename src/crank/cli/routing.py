@@ -210,7 +210,7 @@ def compat(
     """Find manifest changes that strand clients: crank compat OLD NEW.
 
     With --against GIT_REF, OLD is PATH as of that ref. Each breaking change has
-    a rule id (CMP001..CMP007, see docs/capabilities.md). Exit status: 0
+    a rule id (CMP001..CMP008, see docs/capabilities.md). Exit status: 0
     compatible, 1 breaking changes, 2 usage error.
     """
     try:

@@ -5,8 +5,8 @@
 is one function over a :class:`CompatContext`, listed in :data:`RULES` like the
 lint rules; :func:`summarize_changes` says what changed, breaking or not.
 
-Rules (a major version bump of a capability turns its CMP004/CMP005 findings into
-warnings: the contract says it changed):
+Rules (a major version bump of a capability turns its CMP004/CMP005/CMP008 findings
+into warnings: the contract says it changed):
 
 =======  ==================================================================
 CMP001   capability removed without a ``deprecated`` entry
@@ -23,6 +23,8 @@ CMP005   output broken: required field removed, type changed, enum value
 CMP006   breaking change without a major version bump, or a major version
          lowered
 CMP007   sunset moved earlier, or a grace period shorter than the minimum
+CMP008   failures tightened: timeout_s shortened, a declared error code
+         removed; max_attempts lowered or a code no longer retryable (warnings)
 =======  ==================================================================
 """
 
@@ -85,7 +87,12 @@ def summarize_changes(ctx: CompatContext) -> dict[str, list[Any]]:
             )
     for contract in ctx.kept.values():
         old, new = contract.old, contract.new
-        if old.version != new.version or old.input != new.input or old.output != new.output:
+        if (
+            old.version != new.version
+            or old.input != new.input
+            or old.output != new.output
+            or contract.failures_changed
+        ):
             changes["changed"].append(
                 {
                     "id": new.id,

@@ -1,4 +1,4 @@
-"""The compat rules CMP001-CMP007: one function each over a :class:`CompatContext`,
+"""The compat rules CMP001-CMP008: one function each over a :class:`CompatContext`,
 listed in :data:`RULES` like the lint rules (see :mod:`crank.routing.compat`)."""
 
 from __future__ import annotations
@@ -125,8 +125,35 @@ class Contract:
         return self.old.streaming != self.new.streaming
 
     @property
+    def timeout_shortened(self) -> bool:
+        """A call that ended in time under the old ``timeout_s`` may now end TIMEOUT (504)."""
+        return self.new.timeout_s < self.old.timeout_s
+
+    @property
+    def removed_errors(self) -> list[tuple[int, str]]:
+        """(index in the old ``errors``, code) of each declared error code the new contract
+        drops: a client that handles the code gets that failure under another one."""
+        kept = {e.code for e in self.new.errors}
+        return [(i, e.code) for i, e in enumerate(self.old.errors) if e.code not in kept]
+
+    @property
+    def failures_changed(self) -> bool:
+        """Whether how a call fails changed at all (errors, timeout_s, max_attempts)."""
+        return (self.old.errors, self.old.timeout_s, self.old.max_attempts) != (
+            self.new.errors,
+            self.new.timeout_s,
+            self.new.max_attempts,
+        )
+
+    @property
     def breaking(self) -> bool:
-        return bool(self.narrowed or self.broken or self.streaming_changed)
+        return bool(
+            self.narrowed
+            or self.broken
+            or self.streaming_changed
+            or self.timeout_shortened
+            or self.removed_errors
+        )
 
 
 # --- the rules: one function each --------------------------------------------------
@@ -249,6 +276,65 @@ def output_broken(ctx: CompatContext) -> Iterator[CompatFinding]:
                 )
 
 
+def failures_tightened(ctx: CompatContext) -> Iterator[CompatFinding]:
+    """How a call fails is part of its contract: a shorter ``timeout_s`` or a dropped error
+    code breaks clients (warnings after a major bump, as CMP004/CMP005); fewer attempts,
+    or a code no longer retryable, only makes failures more frequent (warnings)."""
+    for contract in ctx.kept.values():
+        old, new, cap_id = contract.old, contract.new, contract.new.id
+        if contract.timeout_shortened:
+            yield ctx.finding(
+                "CMP008",
+                cap_id,
+                "new",
+                (*contract.where, "timeout_s"),
+                f"the timeout of {cap_id!r} went down from {old.timeout_s:g} s to "
+                f"{new.timeout_s:g} s: a call taking longer, which ended in time before, "
+                "now ends TIMEOUT (504)",
+                f"keep timeout_s at {old.timeout_s:g} or more, or add the new contract under "
+                f"a new id and deprecate {cap_id}",
+                warning=contract.bumped,
+            )
+        old_index = ctx.old_caps[cap_id][0]
+        for i, code in contract.removed_errors:
+            yield ctx.finding(
+                "CMP008",
+                cap_id,
+                "old",
+                ("capabilities", old_index, "errors", i, "code"),
+                f"error code {code} of {cap_id!r} was removed: clients that handle it get "
+                "that failure under another code",
+                f"keep declaring {code} (a handler need not raise it), or add the new "
+                f"contract under a new id and deprecate {cap_id}",
+                warning=contract.bumped,
+            )
+        if new.max_attempts < old.max_attempts:
+            yield ctx.finding(
+                "CMP008",
+                cap_id,
+                "new",
+                (*contract.where, "max_attempts"),
+                f"max_attempts of {cap_id!r} went down from {old.max_attempts} to "
+                f"{new.max_attempts}: a task failing with a retryable error is dead-lettered "
+                "sooner",
+                "make sure clients can live with fewer retries",
+                warning=True,
+            )
+        for j, error in enumerate(new.errors):
+            before = old.error(error.code)
+            if before is not None and before.retryable and not error.retryable:
+                yield ctx.finding(
+                    "CMP008",
+                    cap_id,
+                    "new",
+                    (*contract.where, "errors", j, "retryable"),
+                    f"error code {error.code} of {cap_id!r} is no longer retryable: a task "
+                    "failing with it now fails at its first attempt",
+                    "make sure clients can live without these retries",
+                    warning=True,
+                )
+
+
 def breaking_without_major_bump(ctx: CompatContext) -> Iterator[CompatFinding]:
     for contract in ctx.kept.values():
         old, new = contract.old, contract.new
@@ -344,6 +430,12 @@ RULES: tuple[CompatRule, ...] = (
         breaking_without_major_bump,
     ),
     CompatRule("CMP007", "sunset moved earlier or grace period too short", sunset_too_soon),
+    CompatRule(
+        "CMP008",
+        "failures tightened: timeout_s shortened, an error code removed; fewer attempts "
+        "or an error no longer retryable (warnings)",
+        failures_tightened,
+    ),
 )
 
 
