@@ -305,6 +305,9 @@ def test_an_unknown_command_names_the_blocked_plugins(run_crank: Any) -> None:
     result = run_crank("plugins", CRANK_DISABLE_PLUGINS="crank.cli.builtin")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
+        "warning: crank's built-in plugin 'crank.cli.builtin' is blocked by "
+        "CRANK_DISABLE_PLUGINS, so crank's own commands (lint, run, plugins...) are missing; "
+        "remove it from CRANK_DISABLE_PLUGINS unless that is meant\n"
         "error: No such command 'plugins'.\n"
         "  hint: see `crank --help`; CRANK_DISABLE_PLUGINS blocks crank.cli.builtin, and so "
         "the commands they add\n"

@@ -83,6 +83,32 @@ def test_blocked_plugins_are_never_imported(
     assert "crank_testplugin_broken" not in sys.modules
 
 
+def test_blocking_a_builtin_says_what_crank_then_lacks(tmp_path: Path, run_crank: Any) -> None:
+    with pytest.warns(PluginLoadWarning) as caught:
+        manager = build_plugin_manager(environ={DISABLE_ENV: "crank.manifest.rules"})
+    assert record(manager, "crank.manifest.rules").status == "blocked"
+    assert [str(w.message) for w in caught] == [
+        "crank's built-in plugin 'crank.manifest.rules' is blocked by CRANK_DISABLE_PLUGINS, "
+        "so the lint rules CRK101-CRK107 and CRK109-CRK114 are not run; remove it from "
+        "CRANK_DISABLE_PLUGINS unless that is meant"
+    ]
+    # a lint run without those rules says so, not only "no problems"
+    manifest = tmp_path / "crank.yaml"
+    manifest.write_text(
+        "apiVersion: crank.dev/v1\nkind: Worker\nmetadata: {name: demo, version: 1.0.0}\n"
+        "worker: {entrypoint: demo.worker:Demo}\ncapabilities: []\n"
+    )
+    result = run_crank("lint", str(manifest), CRANK_DISABLE_PLUGINS="crank.manifest.rules")
+    assert result.stderr.startswith(
+        "warning: crank's built-in plugin 'crank.manifest.rules' is blocked by "
+        "CRANK_DISABLE_PLUGINS, so the lint rules"
+    )
+
+
+def test_each_builtin_says_what_blocking_it_takes_away() -> None:
+    assert set(plugins.loading.BUILTIN_CONTRIBUTIONS) == set(plugins.loading.BUILTIN_PLUGINS)
+
+
 def test_a_failing_builtin_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         plugins.loading,

@@ -45,6 +45,20 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 
+#: What each built-in plugin gives crank, named when CRANK_DISABLE_PLUGINS blocks it.
+BUILTIN_CONTRIBUTIONS: dict[str, str] = {
+    "crank.cli.builtin": "crank's own commands (lint, run, plugins...) are missing",
+    "crank.manifest.rules": "the lint rules CRK101-CRK107 and CRK109-CRK114 are not run",
+    "crank.worker.lint_rules": "the lint rules CRK108 and CRK115 are not run",
+    "crank.testing.builtin_checkers": (
+        "dependencies of the kinds module, dist, exe, gpu, onnxruntime, redis and tcp "
+        "cannot be checked"
+    ),
+    "crank.testing.lint_rules": "the lint rule CRK116 is not run",
+    "crank.generate.builtin": "crank's own artifacts (Dockerfile, compose, CI...) are not rendered",
+}
+
+
 def blocked_names(environ: dict[str, str] | None = None) -> frozenset[str]:
     raw = (environ if environ is not None else os.environ).get(DISABLE_ENV, "")
     return frozenset(n.strip() for n in raw.split(",") if n.strip())
@@ -99,6 +113,14 @@ def _load_builtin(pm: pluggy.PluginManager, modname: str, blocked: frozenset[str
         builtin=True,
     )
     if modname in blocked:
+        # crank itself is then incomplete: say what is missing wherever crank runs
+        missing = BUILTIN_CONTRIBUTIONS.get(modname, "what it registers is missing")
+        warnings.warn(
+            f"crank's built-in plugin {modname!r} is blocked by {DISABLE_ENV}, so {missing}; "
+            f"remove it from {DISABLE_ENV} unless that is meant",
+            PluginLoadWarning,
+            stacklevel=3,
+        )
         return replace(record, status="blocked", error=f"blocked by {DISABLE_ENV}")
     try:
         module = importlib.import_module(modname)
