@@ -347,6 +347,16 @@ def test_status_of_a_broken_checklist_and_missing_folder(tmp_path: Path) -> None
         "or ']', but got '<stream end>'\n"
         "  hint: fix the YAML syntax at this position\n"
     )
+    (tmp_path / "migration-x-2026-01-01.yml").write_text(
+        "sections:\n  a:\n    items:\n      - id: x\n        done: false\n        done: true\n"
+    )
+    twice = CliRunner().invoke(cli, ["migration", "status", str(tmp_path)])
+    assert (twice.exit_code, twice.stderr) == (
+        2,
+        f"error: {tmp_path / 'migration-x-2026-01-01.yml'}:6:9 not valid YAML: duplicate key "
+        "'done' (first defined at line 5)\n"
+        "  hint: YAML keeps only one value per key; remove or rename one of them\n",
+    )
     checklist = tmp_path / "migration-x-2026-01-01.yml"
     for content, why in (
         (b"\xff\xfe\x00", "not valid YAML ('utf-8' codec can't decode byte 0xff"),

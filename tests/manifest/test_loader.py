@@ -397,3 +397,23 @@ def test_plain_keys_keep_their_spelling(tmp_path: Path) -> None:
     file = tmp_path / "crank.yaml"
     file.write_text("m: {on: 1, no: 2, 1.10: 3, 0x1F: 4, 7: 5}\n", encoding="utf-8")
     assert load_document(file).data["m"] == {"on": 1, "no": 2, "1.10": 3, "0x1F": 4, "7": 5}
+
+
+def test_unique_key_loader_refuses_a_key_given_twice_and_allows_merge_overrides() -> None:
+    import yaml
+
+    from crank.manifest.loader import UniqueKeyLoader, describe_yaml_error
+
+    merged = "base: &b {a: 1, b: 2}\nx:\n  <<: *b\n  a: 3\n"
+    assert yaml.load(merged, Loader=UniqueKeyLoader) == {
+        "base": {"a": 1, "b": 2},
+        "x": {"a": 3, "b": 2},
+    }
+    with pytest.raises(yaml.MarkedYAMLError) as caught:
+        yaml.load("x:\n  a: 1\n  b: 2\n  a: 3\n", Loader=UniqueKeyLoader)
+    assert describe_yaml_error(caught.value) == (
+        4,
+        3,
+        "duplicate key 'a' (first defined at line 2)",
+        "YAML keeps only one value per key; remove or rename one of them",
+    )

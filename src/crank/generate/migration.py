@@ -18,7 +18,7 @@ from crank.errors import GenerateError, UsageError
 from crank.generate.check import check_project
 from crank.generate.project import load_project
 from crank.generate.templates import templates_dir
-from crank.manifest.loader import describe_yaml_error
+from crank.manifest.loader import UniqueKeyLoader, describe_yaml_error
 from crank.plugins import get_plugin_manager
 from crank.routing.compat import compare_manifests
 from crank.routing.sources import manifest_from_file, manifest_from_text, read_at_ref
@@ -443,7 +443,7 @@ def _read_checklist(path: Path) -> Any:
             subject=str(path),
         ) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as exc:
         line, col, problem, hint = describe_yaml_error(exc)
         raise GenerateError(

@@ -69,6 +69,32 @@ class _Loader(yaml.SafeLoader):
     yaml_implicit_resolvers = _RESOLVERS
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses a key given twice in one mapping, at the second
+    (a :class:`yaml.constructor.ConstructorError`), for YAML files other than manifests
+    that people edit by hand: PyYAML keeps the last value silently. Keys copied by a merge
+    key (``<<: *base``) may be overridden, as YAML allows."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            key = self.construct_object(key_node)
+            if key in first:
+                line = first[key].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {quoted(key)} (first defined at line {line})",
+                    key_node.start_mark,
+                )
+            first[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 #: libyaml's parser when PyYAML was built with it: several times faster than the
 #: pure-Python one, with the same nodes and marks. Its error messages are terser,
 #: so a document it rejects is parsed again by the pure-Python loader to explain why.
@@ -269,6 +295,8 @@ def describe_yaml_error(exc: yaml.MarkedYAMLError) -> tuple[int, int, str, str]:
     if _TAB_RE.search(str(exc)):
         problem = "tab character used for indentation"
         hint = "YAML indents with spaces only; replace the tab with spaces"
+    elif problem.startswith("duplicate key "):
+        hint = "YAML keeps only one value per key; remove or rename one of them"
     elif "expected a single document" in str(exc):
         problem = "more than one YAML document (a second '---')"
         hint = "the file is a single document; remove the extra '---' and what follows"
