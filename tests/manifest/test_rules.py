@@ -107,6 +107,52 @@ def test_crk101_legacy_route_twice(manifest: Callable[..., Path]) -> None:
     ]
 
 
+def test_crk101_an_error_code_env_variable_or_system_dependency_twice(
+    write_manifest: Callable[..., Path],
+) -> None:
+    """Each was taken silently: one entry's retryable flag, default or check lost."""
+    path = write_manifest(
+        HEAD
+        + "  env:\n    - {name: MODEL_DIR}\n    - {name: MODEL_DIR, default: /models}\n"
+        + "dependencies:\n  system:\n"
+        + '    - {name: pandoc, check: "exe:pandoc"}\n'
+        + '    - {name: pandoc, check: "exe:pandoc>=3"}\n'
+        + "capabilities:\n"
+        + cap(
+            "demo.echo",
+            "    errors:\n      - {code: BAD, retryable: true}\n"
+            "      - {code: OTHER}\n      - {code: BAD}\n",
+        )
+        + cap("demo.other", "    errors: [{code: BAD}]\n")
+    )
+    assert run(path, only="CRK101") == [
+        (
+            "CRK101",
+            8,
+            14,
+            "error",
+            "environment variable 'MODEL_DIR' is declared twice (first at line 7)",
+            "$.worker.env[1].name",
+        ),
+        (
+            "CRK101",
+            12,
+            14,
+            "error",
+            "system dependency 'pandoc' is declared twice (first at line 11)",
+            "$.dependencies.system[1].name",
+        ),
+        (
+            "CRK101",
+            21,
+            16,
+            "error",
+            "error code 'BAD' is declared twice (first at line 19)",
+            "$.capabilities[0].errors[2].code",
+        ),
+    ]
+
+
 def test_crk102_id_declared_by_another_installed_manifest(
     manifest: Callable[..., Path], tmp_path: Path
 ) -> None:

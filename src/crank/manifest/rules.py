@@ -119,6 +119,61 @@ def unique_in_file(ctx: LintContext) -> Iterator[Finding]:
                 f"{ctx.doc.position(at)[0]})",
                 hint="a legacy route leads to one deprecated capability; keep it on one entry",
             )
+    yield from _unique_names(ctx)
+
+
+def _named_twice(
+    ctx: LintContext, base: tuple[str | int, ...], entries: Any, key: str, label: str, hint: str
+) -> Iterator[Finding]:
+    """A finding at each entry of the list ``entries`` (at ``base``) whose ``key`` an
+    earlier entry has already: the code reads one of them, and which is not said."""
+    first: dict[str, int] = {}
+    for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+        name = entry.get(key) if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name not in first:
+            first[name] = i
+            continue
+        line = ctx.doc.position((*base, first[name], key))[0]
+        yield ctx.finding(
+            "CRK101",
+            (*base, i, key),
+            f"{label} {quoted(name)} is declared twice (first at line {line})",
+            hint=hint,
+        )
+
+
+def _unique_names(ctx: LintContext) -> Iterator[Finding]:
+    for i, cap in capabilities(ctx.data):
+        yield from _named_twice(
+            ctx,
+            ("capabilities", i, "errors"),
+            cap.get("errors"),
+            "code",
+            "error code",
+            "each code is one exception class with one retryable flag; keep one entry",
+        )
+    worker = ctx.data.get("worker") if isinstance(ctx.data, dict) else None
+    if isinstance(worker, dict):
+        yield from _named_twice(
+            ctx,
+            ("worker", "env"),
+            worker.get("env"),
+            "name",
+            "environment variable",
+            "a variable has one value; keep one entry (its description, default, secret)",
+        )
+    deps = ctx.data.get("dependencies") if isinstance(ctx.data, dict) else None
+    if isinstance(deps, dict):
+        yield from _named_twice(
+            ctx,
+            ("dependencies", "system"),
+            deps.get("system"),
+            "name",
+            "system dependency",
+            "describe each dependency once; put a version constraint in its check",
+        )
 
 
 def unique_across_plugins(ctx: LintContext) -> Iterator[Finding]:
@@ -533,7 +588,10 @@ def batching_fits_capability(ctx: LintContext) -> Iterator[Finding]:
 
 RULES: tuple[FunctionRule, ...] = (
     FunctionRule(
-        "CRK101", "capability ids and legacy routes are unique within a file", unique_in_file
+        "CRK101",
+        "capability ids and legacy routes are unique within a file, and so are a "
+        "capability's error codes, worker.env names and dependencies.system names",
+        unique_in_file,
     ),
     FunctionRule(
         "CRK102", "capability ids are unique across installed workers", unique_across_plugins
