@@ -225,6 +225,9 @@ comment anywhere in the file:
 # crank-lint: disable=CRK106,CRK109
 ```
 
+`CRK001` and `CRK002` errors cannot be turned off: crank refuses to load such a
+manifest whatever the comment says (a `CRK001` warning can be).
+
 Errors make `crank lint` exit with status 1; warnings (such as a sunset less
 than 30 days away) only with `--strict`; notes (an entrypoint that could not be
 imported because its package is not installed) never.

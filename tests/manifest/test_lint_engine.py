@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from click.testing import CliRunner
 
+from crank.cli import cli
 from crank.cli.lint import collect_rules
 from crank.errors import UsageError
 from crank.hookspecs import hookimpl
@@ -193,8 +195,21 @@ def test_disabled_rules_are_not_reported(write_manifest: Callable[..., Path]) ->
         "CRK002",
         "CRK109",
     }
-    path.write_text(text + "# crank-lint: disable=CRK109,CRK002\n", encoding="utf-8")
-    assert Linter(collect_rules(), installed_paths=()).lint_file(path) == []
+    path.write_text(text + "# crank-lint: disable=CRK109\n", encoding="utf-8")
+    assert {f.rule for f in Linter(collect_rules(), installed_paths=()).lint_file(path)} == {
+        "CRK002"
+    }
+
+
+def test_a_schema_error_cannot_be_disabled(write_manifest: Callable[..., Path]) -> None:
+    """crank run refuses the manifest whatever the comment says: lint must not call it
+    clean. A CRK001 warning (an unquoted octal number) can still be turned off."""
+    text = VALID.replace("version: 2.1.0", "version: 2.1.0\n  key: 010")
+    path = write_manifest(text + "# crank-lint: disable=CRK002,CRK001\n")
+    result = CliRunner().invoke(cli, ["lint", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:6:3 CRK002 unknown field 'key'" in result.stdout
+    assert "CRK001" not in result.stdout
 
 
 def test_findings_are_sorted_by_position(write_manifest: Callable[..., Path]) -> None:

@@ -200,6 +200,12 @@ class LintResult:
         )
 
 
+def _cannot_be_disabled(finding: Finding) -> bool:
+    """A manifest that does not load or breaks the schema is refused by every other crank
+    command: a disable comment must not make ``crank lint`` call it clean."""
+    return finding.severity == "error" and finding.rule in (LOAD_RULE, SCHEMA_RULE)
+
+
 class Linter:
     """Runs the schema check and ``rules``; one instance lints many files.
 
@@ -279,7 +285,7 @@ class Linter:
                 )
                 continue
             findings.extend(produced)
-        kept = {f for f in findings if f.rule not in disabled}
+        kept = {f for f in findings if f.rule not in disabled or _cannot_be_disabled(f)}
         return sorted(kept, key=_order)
 
     def lint_paths(self, paths: Iterable[Path | str]) -> LintResult:
