@@ -75,7 +75,8 @@ def test_blocked_plugins_are_never_imported(
     test_plugins: Any, plugins_on_path: Callable[..., None], blocked: str
 ) -> None:
     plugins_on_path(test_plugins.broken)
-    manager = build_plugin_manager(environ={DISABLE_ENV: f" other , {blocked}"})
+    with pytest.warns(PluginLoadWarning, match="names 'other': no installed plugin"):
+        manager = build_plugin_manager(environ={DISABLE_ENV: f" other , {blocked}"})
     broken = record(manager, "testplugin-broken")
     assert (broken.status, broken.error) == ("blocked", f"blocked by {DISABLE_ENV}")
     import sys
@@ -103,6 +104,22 @@ def test_blocking_a_builtin_says_what_crank_then_lacks(tmp_path: Path, run_crank
         "warning: crank's built-in plugin 'crank.manifest.rules' is blocked by "
         "CRANK_DISABLE_PLUGINS, so the lint rules"
     )
+
+
+def test_a_blocked_name_that_blocks_nothing_is_said(
+    test_plugins: Any, plugins_on_path: Callable[..., None]
+) -> None:
+    """A typo left the plugin meant loaded without a word."""
+    plugins_on_path(test_plugins.good)
+    with pytest.warns(PluginLoadWarning) as caught:
+        manager = build_plugin_manager(environ={DISABLE_ENV: "testplugin-god"}, builtins=False)
+    assert record(manager, "testplugin-good").status == "loaded"
+    [message] = [str(w.message) for w in caught]
+    assert message.startswith(
+        "CRANK_DISABLE_PLUGINS names 'testplugin-god': no installed plugin, so it blocks "
+        "nothing; give an entry-point name (crank plugins lists them: "
+    )
+    assert "testplugin-good" in message
 
 
 def test_each_builtin_says_what_blocking_it_takes_away() -> None:

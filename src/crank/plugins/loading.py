@@ -88,7 +88,8 @@ def build_plugin_manager(
         for modname in BUILTIN_PLUGINS:
             manager.records.append(_load_builtin(pm, modname, blocked))
     taken: dict[str, metadata.EntryPoint] = {}
-    for ep in sorted(_entry_points(), key=lambda e: (e.name, _dist_name(e) or "", e.value)):
+    eps = list(_entry_points())
+    for ep in sorted(eps, key=lambda e: (e.name, _dist_name(e) or "", e.value)):
         first = taken.get(ep.name)
         if first is None:
             record = _load_entry_point(pm, ep, blocked)
@@ -100,7 +101,31 @@ def build_plugin_manager(
             manager.records.append(_name_taken(ep, first))
     for record in manager.loaded():
         manager.registry.check_hooks(record.name)
+    if blocked:
+        _warn_unmatched(blocked, eps, builtins=builtins)
     return manager
+
+
+def _warn_unmatched(
+    blocked: frozenset[str], eps: list[metadata.EntryPoint], *, builtins: bool
+) -> None:
+    """A name in CRANK_DISABLE_PLUGINS that blocks nothing is a typo, or a module's name
+    where a plugin's is due: the plugin meant is loaded all the same, so say so."""
+    names = {ep.name for ep in eps} | (set(BUILTIN_PLUGINS) if builtins else set())
+    dists = [d for ep in eps if (d := _dist_name(ep)) is not None]
+    for name in sorted(blocked):
+        if name in names or any(_is_blocked_distribution(d, frozenset({name})) for d in dists):
+            continue
+        owner = next((ep for ep in eps if ep.value.partition(":")[0] == name), None)
+        if owner is not None:
+            why = f"the module of plugin {owner.name!r}, which is loaded; block it by that name"
+        else:
+            known = ", ".join(sorted(names)) or "none"
+            why = (
+                "no installed plugin, so it blocks nothing; give an entry-point name "
+                f"(crank plugins lists them: {known}) or a distribution name"
+            )
+        warnings.warn(f"{DISABLE_ENV} names {name!r}: {why}", PluginLoadWarning, stacklevel=3)
 
 
 def _load_builtin(pm: pluggy.PluginManager, modname: str, blocked: frozenset[str]) -> PluginRecord:
