@@ -112,7 +112,9 @@ def test_a_blocked_name_that_blocks_nothing_is_said(
     """A typo left the plugin meant loaded without a word."""
     plugins_on_path(test_plugins.good)
     with pytest.warns(PluginLoadWarning) as caught:
-        manager = build_plugin_manager(environ={DISABLE_ENV: "testplugin-god"}, builtins=False)
+        manager = build_plugin_manager(
+            environ={DISABLE_ENV: "testplugin-god,crank.manifest.rules"}, builtins=False
+        )
     assert record(manager, "testplugin-good").status == "loaded"
     [message] = [str(w.message) for w in caught]
     assert message.startswith(

@@ -102,16 +102,15 @@ def build_plugin_manager(
     for record in manager.loaded():
         manager.registry.check_hooks(record.name)
     if blocked:
-        _warn_unmatched(blocked, eps, builtins=builtins)
+        _warn_unmatched(blocked, eps)
     return manager
 
 
-def _warn_unmatched(
-    blocked: frozenset[str], eps: list[metadata.EntryPoint], *, builtins: bool
-) -> None:
+def _warn_unmatched(blocked: frozenset[str], eps: list[metadata.EntryPoint]) -> None:
     """A name in CRANK_DISABLE_PLUGINS that blocks nothing is a typo, or a module's name
     where a plugin's is due: the plugin meant is loaded all the same, so say so."""
-    names = {ep.name for ep in eps} | (set(BUILTIN_PLUGINS) if builtins else set())
+    # a built-in's name blocks it wherever built-ins load, even where they do not here
+    names = {ep.name for ep in eps} | set(BUILTIN_PLUGINS)
     dists = [d for ep in eps if (d := _dist_name(ep)) is not None]
     for name in sorted(blocked):
         if name in names or any(_is_blocked_distribution(d, frozenset({name})) for d in dists):
