@@ -216,7 +216,9 @@ def manifest_from_dict(doc: Mapping[str, Any], path: Path | None = None) -> Mani
         worker=WorkerSpec(
             entrypoint=w["entrypoint"],
             resources=Resources(**res),
-            scaling=Scaling(**sc),
+            # JSON Schema counts 2.0 as an integer: the replica counts written into
+            # Kubernetes and compose files must read 2
+            scaling=Scaling(**{k: int(v) for k, v in sc.items()}),
             env=tuple(EnvVar(**e) for e in w.get("env", ())),
         ),
         dependencies=Dependencies(
