@@ -429,6 +429,44 @@ def test_crk107_input_output_must_be_json_schemas(manifest: Callable[..., Path])
     assert rows[1][4] == 'output is not a valid JSON Schema: true is not of type "array"'
 
 
+def test_crk107_a_ref_that_does_not_resolve(manifest: Callable[..., Path]) -> None:
+    """CRK112 crashed on it ("a bug in the rule"), and every call would have failed."""
+    body = (
+        "capabilities:\n"
+        "  - id: demo.a\n"
+        "    version: 1.0.0\n"
+        "    input:\n"
+        "      $defs: {text: {type: string}}\n"
+        "      properties:\n"
+        "        a: {$ref: '#/$defs/text'}\n"
+        "        b: {$ref: '#/$defs/txet'}\n"
+        "        c: {$ref: input.json}\n"
+        "        d: {const: {$ref: data.json}}\n"
+        "    output: {type: object}\n"
+        "    examples: [{input: {a: x}}]\n"
+    )
+    rows = run(manifest(body), only=None)
+    assert [r for r in rows if r[0] in ("CRK107", "CRK112")] == [
+        (
+            "CRK107",
+            13,
+            19,
+            "error",
+            "input schema: $ref '#/$defs/txet' does not resolve within the schema",
+            "$.capabilities[0].input.properties.b.$ref",
+        ),
+        (
+            "CRK107",
+            14,
+            19,
+            "error",
+            "input schema: $ref 'input.json' points outside the schema (a file or URL); "
+            "a capability's schema must be self-contained",
+            "$.capabilities[0].input.properties.c.$ref",
+        ),
+    ]
+
+
 def test_crk108_entrypoint_mismatch_and_import_errors(
     manifest: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -358,6 +358,69 @@ def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
                     f"{part} is not a valid JSON Schema: {schema_error_message(exc)}",
                     hint="see https://json-schema.org/draft/2020-12 for the keywords and values",
                 )
+                continue
+            for where, ref in unresolved_refs(schema):
+                outside = not ref.startswith("#")
+                yield ctx.finding(
+                    "CRK107",
+                    ("capabilities", i, part, *where, "$ref"),
+                    f"{part} schema: $ref {quoted(ref)} "
+                    + (
+                        "points outside the schema (a file or URL); a capability's schema "
+                        "must be self-contained"
+                        if outside
+                        else "does not resolve within the schema"
+                    ),
+                    hint="put the schema it names under `$defs` and refer to it as "
+                    "'#/$defs/<name>'",
+                )
+
+
+#: keywords whose values are data, not schemas: a "$ref" in them is no reference
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _refs(node: Any, path: Path_, base: str) -> Iterator[tuple[Path_, str, str]]:
+    """(path, $ref, base URI it resolves against) of each reference in a schema."""
+    if isinstance(node, dict):
+        if isinstance(node.get("$id"), str):
+            from urllib.parse import urljoin
+
+            base = urljoin(base, node["$id"])
+        if isinstance(node.get("$ref"), str):
+            yield path, node["$ref"], base
+        for key, value in node.items():
+            if key not in _DATA_KEYWORDS:
+                yield from _refs(value, (*path, key), base)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _refs(item, (*path, index), base)
+
+
+def unresolved_refs(schema: Any) -> list[tuple[Path_, str]]:
+    """(path, $ref) of each ``$ref`` in a valid ``schema`` that it cannot resolve by
+    itself: validating against one fails (nothing is fetched from a file or the web)."""
+    found = list(_refs(schema, (), _SCHEMA_URI))
+    if not found:
+        return []
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
+    registry: Registry[Any] = Registry().with_resource(
+        _SCHEMA_URI, DRAFT202012.create_resource(schema)
+    )
+    registry = registry.crawl()
+    bad: list[tuple[Path_, str]] = []
+    for path, ref, base in found:
+        try:
+            registry.resolver(base_uri=base).lookup(ref)
+        except Unresolvable:
+            bad.append((path, ref))
+    return bad
+
+
+_SCHEMA_URI = "urn:crank:schema"
 
 
 def _walk(value: Any, path: Path_) -> Iterator[tuple[Path_, Any]]:
@@ -483,6 +546,8 @@ def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
             Draft202012Validator.check_schema(schema)
         except SchemaError:
             continue  # CRK107 reports it
+        if unresolved_refs(schema):
+            continue  # CRK107 reports it: validating would fail on the reference
         validator = Draft202012Validator(schema)
         for j, data in inputs:
             error = next(iter(sorted(validator.iter_errors(data), key=lambda e: e.path)), None)
@@ -606,7 +671,11 @@ RULES: tuple[FunctionRule, ...] = (
     ),
     FunctionRule("CRK105", "sunset is after deprecated_since", sunset_after_deprecation),
     FunctionRule("CRK106", "warn 30 days before a sunset, error after it", sunset_approaching),
-    FunctionRule("CRK107", "input and output are valid JSON Schemas", schemas_are_valid),
+    FunctionRule(
+        "CRK107",
+        "input and output are valid JSON Schemas, each `$ref` resolving within its schema",
+        schemas_are_valid,
+    ),
     FunctionRule("CRK109", "no secret-looking values", no_secrets),
     FunctionRule(
         "CRK110", "a deprecated id is not also an active capability", deprecated_not_active
