@@ -124,6 +124,27 @@ def test_a_blocked_name_that_blocks_nothing_is_said(
     assert "testplugin-good" in message
 
 
+def test_a_plugin_calling_sys_exit_on_import_is_isolated(
+    tmp_path: Path, plugins_on_path: Callable[..., None]
+) -> None:
+    """It ended crank (crank lint exited 1 printing only the plugin's text)."""
+    info = tmp_path / "crank_testplugin_exiting-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: crank-testplugin-exiting\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text("[crank]\nexiting = crank_testplugin_exiting\n")
+    (tmp_path / "crank_testplugin_exiting.py").write_text(
+        "import sys\nsys.exit('usage: exiting [options]')\n"
+    )
+    plugins_on_path(tmp_path)
+    with pytest.warns(PluginLoadWarning, match="SystemExit: usage: exiting"):
+        manager = build_plugin_manager(environ={})
+    exiting = record(manager, "exiting")
+    assert (exiting.status, exiting.error) == ("failed", "SystemExit: usage: exiting [options]")
+    assert record(manager, "crank.manifest.rules").status == "loaded"
+
+
 def test_each_builtin_says_what_blocking_it_takes_away() -> None:
     assert set(plugins.loading.BUILTIN_CONTRIBUTIONS) == set(plugins.loading.BUILTIN_PLUGINS)
 

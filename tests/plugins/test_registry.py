@@ -212,6 +212,23 @@ def test_a_hook_that_raises_keeps_what_it_registered_and_spares_the_others(
     assert manager.problems("healthy-but-empty") == ()
 
 
+def test_a_hook_that_calls_sys_exit_is_a_failed_plugin_not_the_end_of_crank(
+    manager: CrankPluginManager,
+) -> None:
+    class Exits:
+        @hookimpl
+        def crank_register_commands(self, register: Callable[..., None]) -> None:
+            raise SystemExit(3)
+
+    manager.register(Exits(), name="exits")
+    with pytest.warns(PluginLoadWarning) as caught:
+        found = manager.collect(COMMANDS)
+    assert found == {}
+    assert [str(w.message) for w in caught] == [
+        "crank plugin 'exits' failed in crank_register_commands and was skipped: SystemExit: 3"
+    ]
+
+
 def test_a_problem_is_warned_once_and_forgotten_with_its_plugin(
     manager: CrankPluginManager,
 ) -> None:

@@ -149,7 +149,7 @@ def _load_builtin(pm: pluggy.PluginManager, modname: str, blocked: frozenset[str
     try:
         module = importlib.import_module(modname)
         pm.register(module, name=modname)
-    except Exception as exc:  # a broken built-in must not take the others down
+    except (Exception, SystemExit) as exc:  # a broken built-in must not take the others down
         error = f"{type(exc).__name__}: {exc}"
         _warn_failed(modname, modname, error)
         return replace(record, status="failed", error=error)
@@ -177,7 +177,8 @@ def _load_entry_point(
     try:
         plugin = ep.load()
         pm.register(plugin, name=ep.name)
-    except Exception as exc:  # isolation is the point: any failure is reported
+    # isolation is the point: any failure is reported, a sys.exit() at import included
+    except (Exception, SystemExit) as exc:
         error = f"{type(exc).__name__}: {exc}"
         _warn_failed(ep.name, ep.value, error)
         # its manifest still says which capabilities are missing (crank run reports them)
@@ -221,7 +222,7 @@ def _manifest_of(target: str) -> Path | None:
     """The crank.yaml beside a module found without running it (for a plugin that failed)."""
     try:
         spec = importlib.util.find_spec(target.partition(":")[0])
-    except Exception:  # finding a submodule imports its package, which may be what failed
+    except (Exception, SystemExit):  # finding a submodule imports its package, which may fail
         return None
     if spec is None or spec.origin is None:
         return None

@@ -184,7 +184,7 @@ class Registry:
         for plugin, one in self.callers(hook):
             try:
                 returned = one(**kwargs_for(plugin))
-            except Exception as exc:  # one broken plugin must not hide the others
+            except (Exception, SystemExit) as exc:  # one broken plugin must not hide the others
                 problems.append(
                     ContributionProblem(
                         plugin=plugin,
