@@ -113,6 +113,17 @@ def _finding_for(doc: LoadedDocument, err: ValidationError) -> Finding:
             hint = f"quote it to keep it as written: {json.dumps(written)}"
             if schema.get("format") == "date":  # quoting 20270331 makes no date
                 hint = "write dates as YYYY-MM-DD"
+        elif (
+            isinstance(err.instance, str)
+            and ("number" in expected_s or "integer" in expected_s)
+            and (number := _number_as_text(err.instance)) is not None
+        ):
+            # YAML 1.1 takes an exponent only after a dot and with a sign: 1e3 is text
+            message = (
+                f"expected {expected_s}, got {_describe(err.instance)} "
+                f"(YAML reads {err.instance} as text, not as a number)"
+            )
+            hint = f"write it as {number}"
     elif validator == "enum":
         options: list[Any] = list(err.validator_value)  # type: ignore[arg-type]
         choices = ", ".join(json.dumps(c) for c in options)
@@ -202,3 +213,20 @@ def schema_findings(doc: LoadedDocument) -> list[Finding]:
     findings = {f for f in map(functools.partial(_finding_for, doc), errors) if f.path not in odd}
     findings |= set(non_finite)
     return sorted(findings, key=lambda f: (f.line, f.col, f.message))
+
+
+def _number_as_text(text: str) -> str | None:
+    """``text`` written as a number YAML reads (``1e3`` -> ``1000``), when it is one
+    that YAML read as text; else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or text.strip() != text or "e" not in text.lower():
+        return None
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    mantissa, _, exponent = repr(value).partition("e")
+    if not exponent:
+        return mantissa
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{int(exponent):+d}"
