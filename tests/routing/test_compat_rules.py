@@ -181,3 +181,28 @@ def test_cmp008_after_a_major_bump_is_only_warnings(
     assert out.splitlines()[-1] == (
         "compatible: no breaking changes from demo 1.0.0 to demo 1.1.0, 4 warnings"
     )
+
+
+def test_cmp008_warns_when_a_deprecated_ids_successor_fails_sooner(tmp_path: Path) -> None:
+    head = (
+        "apiVersion: crank.dev/v1\nkind: Worker\nmetadata: {name: demo, version: 1.0.0}\n"
+        "worker: {entrypoint: demo.worker:Demo}\ncapabilities:\n"
+    )
+    schemas = "input: {type: object}, output: {type: object}"
+    (tmp_path / "old.yaml").write_text(
+        head + f"  - {{id: demo.old, version: 1.0.0, {schemas}, timeout_s: 60, "
+        "errors: [{code: EMPTY}, {code: TOO_LONG}]}\n"
+    )
+    (tmp_path / "new.yaml").write_text(
+        head + f"  - {{id: demo.new, version: 1.0.0, {schemas}, errors: [{{code: EMPTY}}]}}\n"
+        "deprecated:\n  - {id: demo.old, replaced_by: [demo.new], sunset: 2027-06-01}\n"
+    )
+    code, out, err = run_compat(str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml"))
+    assert (code, err) == (0, "")
+    warnings = [line.split(" CMP008 warning: ")[1] for line in out.splitlines() if "CMP008" in line]
+    assert sorted(warnings) == [
+        "calls to deprecated 'demo.old' routed to 'demo.new' can no longer fail with "
+        "TOO_LONG, which demo.new does not declare [$.capabilities[0].errors]",
+        "calls to deprecated 'demo.old' routed to 'demo.new' get its timeout of 30 s instead "
+        "of 60 s [$.capabilities[0].timeout_s]",
+    ]

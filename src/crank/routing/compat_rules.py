@@ -333,6 +333,46 @@ def failures_tightened(ctx: CompatContext) -> Iterator[CompatFinding]:
                     "make sure clients can live without these retries",
                     warning=True,
                 )
+    for _, dep, old_cap in ctx.newly_deprecated():
+        for target, index, new_cap in _successors(ctx, dep):
+            yield from _successor_fails_sooner(ctx, dep, old_cap, target, index, new_cap)
+
+
+def _successor_fails_sooner(
+    ctx: CompatContext,
+    dep: Deprecation,
+    old_cap: Capability,
+    target: str,
+    index: int,
+    new_cap: Capability,
+) -> Iterator[CompatFinding]:
+    """Calls to a newly deprecated id run as its successor: warn where they now time out
+    sooner or fail under other codes (the deprecation headers tell clients to move)."""
+    hint = f"tell the clients of {dep.id} (the Deprecation header does) to move to {target}"
+    if new_cap.timeout_s < old_cap.timeout_s:
+        yield ctx.finding(
+            "CMP008",
+            dep.id,
+            "new",
+            ("capabilities", index, "timeout_s"),
+            f"calls to deprecated {dep.id!r} routed to {target!r} get its timeout of "
+            f"{new_cap.timeout_s:g} s instead of {old_cap.timeout_s:g} s",
+            hint,
+            warning=True,
+        )
+    kept = {e.code for e in new_cap.errors}
+    missing = [e.code for e in old_cap.errors if e.code not in kept]
+    if missing:
+        yield ctx.finding(
+            "CMP008",
+            dep.id,
+            "new",
+            ("capabilities", index, "errors"),
+            f"calls to deprecated {dep.id!r} routed to {target!r} can no longer fail with "
+            f"{', '.join(missing)}, which {target} does not declare",
+            hint,
+            warning=True,
+        )
 
 
 def breaking_without_major_bump(ctx: CompatContext) -> Iterator[CompatFinding]:
