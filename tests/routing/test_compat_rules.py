@@ -206,3 +206,19 @@ def test_cmp008_warns_when_a_deprecated_ids_successor_fails_sooner(tmp_path: Pat
         "calls to deprecated 'demo.old' routed to 'demo.new' get its timeout of 30 s instead "
         "of 60 s [$.capabilities[0].timeout_s]",
     ]
+
+
+def test_a_capability_that_only_became_streaming_is_listed_as_changed(tmp_path: Path) -> None:
+    """The report called it breaking (CMP005) but left it out of changes.changed, which
+    the migration checklist is generated from."""
+    old = (COMPAT / "CMP008" / "old.yaml").read_text()
+    (tmp_path / "new.yaml").write_text(
+        old.replace("    version: 1.0.0\n", "    version: 1.0.0\n    streaming: true\n")
+    )
+    code, out, _ = run_compat(
+        str(COMPAT / "CMP008" / "old.yaml"), str(tmp_path / "new.yaml"), "--format", "json"
+    )
+    assert code == 1
+    assert json.loads(out)["changes"]["changed"] == [
+        {"id": "demo.echo", "old_version": "1.0.0", "new_version": "1.0.0", "breaking": True}
+    ]

@@ -92,6 +92,7 @@ def summarize_changes(ctx: CompatContext) -> dict[str, list[Any]]:
             or old.input != new.input
             or old.output != new.output
             or contract.failures_changed
+            or contract.streaming_changed
         ):
             changes["changed"].append(
                 {
