@@ -195,6 +195,12 @@ the schema:
 |---|---|
 {rules}
 
+`CRK107` also names each `$ref` that does not resolve within its schema (`$ref:
+input.json`, or `#/$defs/` and a name that is not there): a capability's schemas
+are validated alone, so every call would fail on it, and crank refuses to load
+such a manifest. Put shared parts under `$defs` and refer to them as
+`#/$defs/<name>`.
+
 `CRK113` reads each capability's `input` and `output` as a validator does and
 reports, at the key's `line:col`, every keyword that is not JSON Schema 2020-12
 (`requierd`, `nullable`, `example`; extensions named `x-...` are allowed) and,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from crank.errors import ManifestError
 from crank.manifest.loader import load_document
 from crank.manifest.model import manifest_from_dict
+from crank.manifest.schema_refs import unresolved_ref_findings
 from crank.manifest.validate import schema_findings
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ def manifest_from_document(
     finding has none of its own.
     """
     findings = [f for f in schema_findings(doc) if f.severity == "error"]
+    # a schema whose $ref does not resolve fails every validation: refuse it here, once
+    findings = findings or unresolved_ref_findings(doc)
     if findings:
         first = findings[0]
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""

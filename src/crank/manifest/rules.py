@@ -15,6 +15,7 @@ from crank.manifest.findings import Finding, quoted, schema_error_message
 from crank.manifest.model import Scaling
 from crank.manifest.quickcheck import conforms, is_plain_valid_schema
 from crank.manifest.schema_keywords import schema_problems
+from crank.manifest.schema_refs import unresolved_ref_problem, unresolved_refs
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -360,67 +361,10 @@ def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
                 )
                 continue
             for where, ref in unresolved_refs(schema):
-                outside = not ref.startswith("#")
+                message, hint = unresolved_ref_problem(part, ref)
                 yield ctx.finding(
-                    "CRK107",
-                    ("capabilities", i, part, *where, "$ref"),
-                    f"{part} schema: $ref {quoted(ref)} "
-                    + (
-                        "points outside the schema (a file or URL); a capability's schema "
-                        "must be self-contained"
-                        if outside
-                        else "does not resolve within the schema"
-                    ),
-                    hint="put the schema it names under `$defs` and refer to it as "
-                    "'#/$defs/<name>'",
+                    "CRK107", ("capabilities", i, part, *where, "$ref"), message, hint=hint
                 )
-
-
-#: keywords whose values are data, not schemas: a "$ref" in them is no reference
-_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
-
-
-def _refs(node: Any, path: Path_, base: str) -> Iterator[tuple[Path_, str, str]]:
-    """(path, $ref, base URI it resolves against) of each reference in a schema."""
-    if isinstance(node, dict):
-        if isinstance(node.get("$id"), str):
-            from urllib.parse import urljoin
-
-            base = urljoin(base, node["$id"])
-        if isinstance(node.get("$ref"), str):
-            yield path, node["$ref"], base
-        for key, value in node.items():
-            if key not in _DATA_KEYWORDS:
-                yield from _refs(value, (*path, key), base)
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            yield from _refs(item, (*path, index), base)
-
-
-def unresolved_refs(schema: Any) -> list[tuple[Path_, str]]:
-    """(path, $ref) of each ``$ref`` in a valid ``schema`` that it cannot resolve by
-    itself: validating against one fails (nothing is fetched from a file or the web)."""
-    found = list(_refs(schema, (), _SCHEMA_URI))
-    if not found:
-        return []
-    from referencing import Registry
-    from referencing.exceptions import Unresolvable
-    from referencing.jsonschema import DRAFT202012
-
-    registry: Registry[Any] = Registry().with_resource(
-        _SCHEMA_URI, DRAFT202012.create_resource(schema)
-    )
-    registry = registry.crawl()
-    bad: list[tuple[Path_, str]] = []
-    for path, ref, base in found:
-        try:
-            registry.resolver(base_uri=base).lookup(ref)
-        except Unresolvable:
-            bad.append((path, ref))
-    return bad
-
-
-_SCHEMA_URI = "urn:crank:schema"
 
 
 def _walk(value: Any, path: Path_) -> Iterator[tuple[Path_, Any]]:
