@@ -314,7 +314,23 @@ def test_a_manifest_strict_mode_cannot_read_fails_the_test_clearly(
     monkeypatch.setenv("CI", "true")
     result = suite.runpytest("-k", "tool_two")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*UsageError: strict mode cannot read manifest *crank.yaml: *"])
+    result.stdout.fnmatch_lines(["*UsageError: strict mode cannot read manifest *crank.yaml*: *"])
+
+
+def test_a_manifest_key_given_twice_is_not_read_by_strict_mode(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its last `dependencies:` was used silently, whatever the first declared."""
+    (suite.path / "crank.yaml").write_text(MANIFEST + "dependencies: {}\n")
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest("-k", "tool_two")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*UsageError: strict mode cannot read manifest *crank.yaml:*: duplicate key "
+            "'dependencies' (first defined at line *)"
+        ]
+    )
 
 
 def test_a_declared_version_command_reads_the_version(

@@ -121,10 +121,22 @@ def declared_dependencies(manifests: Iterable[Path]) -> list[DeclaredDependency]
     import yaml
     from packaging.requirements import InvalidRequirement, Requirement
 
+    from crank.manifest.loader import UniqueKeyLoader, describe_yaml_error
+
     declared: list[DeclaredDependency] = []
     for path in manifests:
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            # a key given twice is refused: its two values would disagree on what is declared
+            text = path.read_text(encoding="utf-8")
+            doc = yaml.load(text, Loader=UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
+        except yaml.MarkedYAMLError as exc:
+            line, col, problem, _ = describe_yaml_error(exc)
+            raise UsageError(
+                f"strict mode cannot read manifest {path}:{line}:{col}: {problem}",
+                hint="fix the file (crank lint says more), or narrow the crank_manifests ini "
+                "option",
+                subject=str(path),
+            ) from exc
         except (OSError, yaml.YAMLError) as exc:
             raise UsageError(
                 f"strict mode cannot read manifest {path}: {exc}",
