@@ -166,6 +166,12 @@ schemas = st.recursive(
             keyword_values,
             st.one_of(inner, st.booleans()),
         ),
+        st.builds(
+            lambda base, key, subs: {**base, key: subs},
+            keyword_values,
+            st.sampled_from(["allOf", "anyOf", "oneOf", "not"]),
+            st.one_of(inner, st.booleans(), st.lists(inner, max_size=2), st.integers()),
+        ),
     ),
     max_leaves=6,
 )
@@ -189,6 +195,14 @@ def test_a_yes_for_an_instance_is_never_wrong(schema: dict[str, Any], instance: 
         return
     if conforms(instance, schema):
         assert list(Draft202012Validator(schema).iter_errors(instance)) == []
+
+
+@pytest.mark.parametrize("key", ["allOf", "anyOf", "oneOf"])
+def test_a_list_of_plain_schemas_is_plain_and_an_empty_one_is_not(key: str) -> None:
+    """The example streaming worker's output (a oneOf of events) needs no jsonschema."""
+    assert is_plain_valid_schema({key: [{"type": "string"}, {"type": "object"}]})
+    assert not is_plain_valid_schema({key: []})
+    assert not is_plain_valid_schema({key: [{"pattern": "\\p{L}"}]})
 
 
 @pytest.mark.parametrize(

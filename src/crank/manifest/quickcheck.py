@@ -226,8 +226,14 @@ def _plain_keyword(key: str, value: Any, depth: int) -> bool:
         return isinstance(value, dict) and all(
             is_plain_valid_schema(v, depth + 1) for v in value.values()
         )
-    if key in ("items", "additionalProperties"):
+    if key in ("items", "additionalProperties", "not"):
         return is_plain_valid_schema(value, depth + 1)
+    if key in ("allOf", "anyOf", "oneOf"):  # a non-empty list of schemas
+        return (
+            isinstance(value, list)
+            and bool(value)
+            and all(is_plain_valid_schema(v, depth + 1) for v in value)
+        )
     if key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return _number(value)
     if key in ("minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"):
