@@ -894,6 +894,33 @@ def test_entry_point_reports_a_bad_manifest_without_a_traceback(
     assert "Traceback" not in proc.stderr
 
 
+def test_entry_point_refuses_a_manifest_whose_calls_would_all_fail(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A worker process started on its own (a worker pod) checks what ``crank run`` checks:
+    deprecated ids that route in a loop fail every call of them."""
+    manifest = tmp_path / "crank.yaml"
+    loop = (
+        "deprecated:\n"
+        "  - {id: queue.loop_a, replaced_by: [queue.loop_b], sunset: 2099-12-31}\n"
+        "  - {id: queue.loop_b, replaced_by: [queue.loop_a], sunset: 2099-12-31}\n"
+    )
+    manifest.write_text(Path(MANIFEST).read_text().rstrip("\n") + "\n" + loop)
+    line = len(manifest.read_text().splitlines()) - 1
+    proc = subprocess.run(
+        [sys.executable, "-m", "crank.runtime.worker_process", "--broker", "memory://",
+         "--manifest", str(manifest)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: {manifest}:{line}:10 CRK103 deprecated capability 'queue.loop_a' routes back "
+        "to itself: queue.loop_a -> queue.loop_b -> queue.loop_a (and 1 more); every call of "
+        "it would fail",
+        "  hint: every chain of replacements must end at a live capability",
+    ]
+
+
 def test_entry_point_reports_a_bad_broker_url(env: dict[str, str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "crank.runtime.worker_process", "--broker", "amqp://x",

@@ -10,7 +10,7 @@ import click
 
 from crank.cli.routing import worker_manifest_file
 from crank.errors import ExitCode, UsageError
-from crank.manifest import load_manifest
+from crank.manifest.reading import load_servable_manifest
 from crank.plugins import get_plugin_manager
 from crank.runtime.config import AUTO, MAX_HTTP_PROCESSES, auto_http_processes, build_config
 from crank.runtime.serve import serve
@@ -40,7 +40,7 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
                 for r in manager.failed()
                 if r.manifest_path is not None and r.manifest_path not in paths
             ]
-            installed = [load_manifest(p) for p in paths]
+            installed = [load_servable_manifest(p) for p in paths]
         return installed
 
     if not names:
@@ -56,7 +56,7 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     for name in names:
         given = worker_manifest_file(Path(name))
         if given is not None:
-            manifests.append(load_manifest(given[0]))
+            manifests.append(load_servable_manifest(given[0]))
             import_paths.append(str(given[1]))
             continue
         match = [m for m in all_installed() if m.name == name]

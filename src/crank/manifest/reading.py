@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crank.errors import ManifestError
+from crank.manifest.findings import quoted
+from crank.manifest.lint import LintContext
 from crank.manifest.loader import load_document
 from crank.manifest.model import manifest_from_dict
 from crank.manifest.schema_refs import unresolved_ref_findings
 from crank.manifest.validate import schema_findings
 
 if TYPE_CHECKING:
+    from crank.manifest.findings import Finding
     from crank.manifest.loader import LoadedDocument
     from crank.manifest.model import Manifest
 
@@ -32,15 +36,72 @@ def manifest_from_document(
     # a schema whose $ref does not resolve fails every validation: refuse it here, once
     findings = findings or unresolved_ref_findings(doc)
     if findings:
-        first = findings[0]
-        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-        raise ManifestError(
-            f"{first.file}:{first.line}:{first.col} {first.rule} {first.message}{more}",
-            hint=first.hint or hint,
-            subject=doc.file,
-            findings=tuple(findings),
-        )
+        raise _refusal(doc, findings, hint)
     return manifest_from_dict(doc.data, Path(path) if path is not None else None)
+
+
+def _refusal(
+    doc: LoadedDocument,
+    findings: list[Finding],
+    hint: str,
+    about: str = "",
+    *,
+    serving: bool = False,
+) -> ManifestError:
+    first = findings[0]
+    more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+    return ManifestError(
+        f"{first.file}:{first.line}:{first.col} {first.rule} {about}{first.message}{more}"
+        + ("; every call of it would fail" if serving else ""),
+        hint=first.hint or hint,
+        subject=doc.file,
+        findings=tuple(findings),
+    )
+
+
+def _entry_named(doc: LoadedDocument, finding: Finding) -> str:
+    """``capability 'x': `` for a finding inside a capability or a deprecated entry."""
+    section, index = (*finding.path, None, None)[:2]
+    label = {"capabilities": "capability", "deprecated": "deprecated capability"}.get(str(section))
+    entries = doc.data.get(section) if isinstance(section, str) else None
+    if label is None or not isinstance(index, int) or not isinstance(entries, list):
+        return ""
+    entry = entries[index] if index < len(entries) else None
+    cid = entry.get("id") if isinstance(entry, dict) else None
+    if not isinstance(cid, str) or quoted(cid) in finding.message:
+        return ""  # the message names it already
+    return f"{label} {quoted(cid)}: "
+
+
+def unservable_findings(doc: LoadedDocument) -> list[Finding]:
+    """The ``crank lint`` errors, in a document that passed the manifest schema, that make
+    every call of one of its capabilities fail at run time (a schema Python's ``re`` or
+    jsonschema cannot use, deprecated ids that route in a loop, a split without a shim):
+    the lint rules' own checks (:data:`crank.manifest.rules.SERVING_CHECKS`), so both say
+    the same. A ``# crank-lint: disable=`` comment does not hide them: the calls fail
+    all the same."""
+    from crank.manifest.rules import SERVING_CHECKS
+
+    ctx = LintContext(doc=doc, today=dt.date.today())
+    return [f for check in SERVING_CHECKS for f in check(ctx) if f.severity == "error"]
+
+
+def load_servable_manifest(path: Path | str) -> Manifest:
+    """Load a manifest to serve: :func:`load_manifest`, and refuse one whose
+    capabilities would fail every call (:func:`unservable_findings`) with a
+    :class:`~crank.errors.ManifestError` naming the file, line, capability and fix."""
+    doc = load_document(path)
+    manifest = manifest_from_document(doc, path)
+    findings = unservable_findings(doc)
+    if findings:
+        raise _refusal(
+            doc,
+            findings,
+            "run `crank lint` on the file for every finding",
+            _entry_named(doc, findings[0]),
+            serving=True,
+        )
+    return manifest
 
 
 def load_manifest(path: Path | str) -> Manifest:
@@ -51,4 +112,9 @@ def load_manifest(path: Path | str) -> Manifest:
     return manifest_from_document(load_document(path), path)
 
 
-__all__ = ["load_manifest", "manifest_from_document"]
+__all__ = [
+    "load_manifest",
+    "load_servable_manifest",
+    "manifest_from_document",
+    "unservable_findings",
+]

@@ -224,12 +224,10 @@ def _loop(start: str, edges: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
-    # a deprecated id may be replaced by another deprecated id (renamed twice)
-    known = capability_ids(ctx.data) | deprecated_ids(ctx.data)
+def routing_loops(ctx: LintContext) -> Iterator[Finding]:
+    """CRK103 at each deprecated id whose replacements lead back to it: every call of
+    it fails."""
     entries = list(deprecations(ctx.data))
-    if not entries:
-        return
     edges = {dep["id"]: _targets(dep) for _, dep in entries if isinstance(dep.get("id"), str)}
     for i, dep in entries:
         cid = dep.get("id")
@@ -241,6 +239,15 @@ def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
                 f"deprecated capability {quoted(cid)} routes back to itself: {' -> '.join(loop)}",
                 hint="every chain of replacements must end at a live capability",
             )
+
+
+def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
+    # a deprecated id may be replaced by another deprecated id (renamed twice)
+    known = capability_ids(ctx.data) | deprecated_ids(ctx.data)
+    entries = list(deprecations(ctx.data))
+    if not entries:
+        return
+    yield from routing_loops(ctx)
     installed: set[str] | None = None
     for i, dep in entries:
         targets = dep.get("replaced_by")
@@ -265,12 +272,17 @@ def replaced_by_exists(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
-def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
+def _replacements(dep: dict[str, Any]) -> list[str]:
+    targets = dep.get("replaced_by")
+    return [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
+
+
+def splits_without_shim(ctx: LintContext) -> Iterator[Finding]:
+    """CRK104 at each deprecated id split in several without a shim: every call of it
+    fails, as nothing says which successor takes it."""
     for i, dep in deprecations(ctx.data):
-        targets = dep.get("replaced_by")
-        targets = [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
-        shim = dep.get("shim")
-        if len(targets) > 1 and shim is None:
+        targets = _replacements(dep)
+        if len(targets) > 1 and dep.get("shim") is None:
             yield ctx.finding(
                 "CRK104",
                 ("deprecated", i, "replaced_by"),
@@ -278,6 +290,13 @@ def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
                 "shim, so old clients cannot be routed",
                 hint="add `shim: {select_by: FIELD, map: {VALUE: NEW_ID, ...}, default: VALUE}`",
             )
+
+
+def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
+    yield from splits_without_shim(ctx)
+    for i, dep in deprecations(ctx.data):
+        targets = _replacements(dep)
+        shim = dep.get("shim")
         if not isinstance(shim, dict):
             continue
         mapping = shim.get("map")
@@ -338,6 +357,13 @@ def sunset_approaching(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
+#: How to fix a ``pattern`` (or ``patternProperties`` key) that Python's ``re`` refuses.
+_PATTERN_HINT = (
+    "crank checks patterns with Python's `re`, which lacks some ECMA-262 syntax such as "
+    "\\p{L}: write it for Python (letters: [^\\W\\d_]) or drop the pattern"
+)
+
+
 def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
     for i, cap in capabilities(ctx.data):
         for part in ("input", "output"):
@@ -357,7 +383,9 @@ def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
                     "CRK107",
                     path,
                     f"{part} is not a valid JSON Schema: {schema_error_message(exc)}",
-                    hint="see https://json-schema.org/draft/2020-12 for the keywords and values",
+                    hint=_PATTERN_HINT
+                    if (exc.validator, exc.validator_value) == ("format", "regex")
+                    else "see https://json-schema.org/draft/2020-12 for the keywords and values",
                 )
                 continue
             for where, ref in unresolved_refs(schema):
@@ -593,6 +621,16 @@ def batching_fits_capability(ctx: LintContext) -> Iterator[Finding]:
                 "task really answers a list",
                 severity="warning",
             )
+
+
+#: The checks whose errors make every call of a capability fail at run time, whatever
+#: else is installed: ``crank run`` and worker processes refuse such a manifest at start
+#: (:func:`crank.manifest.reading.unservable_findings`), with the findings of ``crank lint``.
+SERVING_CHECKS: tuple[Callable[[LintContext], Iterable[Finding]], ...] = (
+    schemas_are_valid,
+    routing_loops,
+    splits_without_shim,
+)
 
 
 RULES: tuple[FunctionRule, ...] = (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crank.errors import CrankError, UsageError
-from crank.manifest import load_manifest
+from crank.manifest.reading import load_servable_manifest
 from crank.runtime.task_services import RUNTIME_TASK_SERVICES
 from crank.runtime.worker_reports import ProcessReport, ReportedState, WorkerReport
 from crank.worker.host import WorkerHost
@@ -107,13 +107,13 @@ class HostedWorkers:
 
     @classmethod
     def from_paths(cls, manifest_paths: Sequence[str]) -> HostedWorkers:
-        """Read the manifests (nothing is imported yet)."""
+        """Read the manifests (nothing is imported yet); refuse one that cannot be served."""
         if not manifest_paths:
             raise UsageError(
                 "a worker process needs at least one manifest",
                 hint="pass --manifest path/to/crank.yaml (one per worker package)",
             )
-        return cls([HostedWorker(load_manifest(path)) for path in manifest_paths])
+        return cls([HostedWorker(load_servable_manifest(path)) for path in manifest_paths])
 
     @classmethod
     def from_bindings(cls, bindings: Mapping[str, CapabilityBinding]) -> HostedWorkers:

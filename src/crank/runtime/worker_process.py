@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_random
 
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
-from crank.manifest import load_manifest
+from crank.manifest.reading import load_servable_manifest
 from crank.plugins import build_plugin_manager
 from crank.runtime import run_dir
 from crank.runtime.brokers import open_broker
@@ -212,7 +212,7 @@ def load_bindings(manifest_paths: Sequence[str]) -> dict[str, CapabilityBinding]
         )
     bindings: dict[str, CapabilityBinding] = {}
     for path in manifest_paths:
-        manifest = load_manifest(path)
+        manifest = load_servable_manifest(path)
         host = WorkerHost(manifest, services=RUNTIME_TASK_SERVICES)
         for cap in manifest.capabilities:
             if cap.id in bindings:
