@@ -10,7 +10,7 @@ import click
 
 from crank.cli.routing import worker_manifest_file
 from crank.errors import ExitCode, UsageError
-from crank.manifest.reading import load_servable_manifest
+from crank.manifest.reading import check_replacements, load_servable_manifest
 from crank.plugins import get_plugin_manager
 from crank.runtime.config import AUTO, MAX_HTTP_PROCESSES, auto_http_processes, build_config
 from crank.runtime.serve import serve
@@ -50,6 +50,7 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
                 "no installed worker to serve",
                 hint="pip install a worker package, or name one with --worker PATH/TO/crank.yaml",
             )
+        check_replacements(found, lambda: get_plugin_manager().manifest_paths())
         return found, []
     manifests: list[Manifest] = []
     import_paths: list[str] = []
@@ -69,6 +70,7 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
                 subject=name,
             )
         manifests.extend(match)
+    check_replacements(manifests, lambda: get_plugin_manager().manifest_paths())
     return manifests, import_paths
 
 

@@ -15,6 +15,8 @@ from crank.manifest.schema_refs import unresolved_ref_findings
 from crank.manifest.validate import schema_findings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
     from crank.manifest.findings import Finding
     from crank.manifest.loader import LoadedDocument
     from crank.manifest.model import Manifest
@@ -112,7 +114,41 @@ def load_manifest(path: Path | str) -> Manifest:
     return manifest_from_document(load_document(path), path)
 
 
+def check_replacements(
+    manifests: Sequence[Manifest], installed_paths: Callable[[], Iterable[Path]]
+) -> None:
+    """Refuse deprecated ids replaced by a capability that neither the ``manifests`` to
+    serve nor any installed worker declare (CRK103): every call of them would fail.
+
+    Nothing is read again unless a replacement is declared outside ``manifests``."""
+    served = {c.id for m in manifests for c in m.capabilities} | {
+        d.id for m in manifests for d in m.deprecated
+    }
+    if all(t in served for m in manifests for d in m.deprecated for t in d.replaced_by):
+        return
+    from crank.manifest.rules import replaced_by_exists
+
+    docs = [load_document(m.path) for m in manifests if m.path is not None]
+
+    def elsewhere() -> list[LoadedDocument]:
+        known = {str(d.file) for d in docs}
+        return [*docs, *(load_document(p) for p in installed_paths() if str(p) not in known)]
+
+    for doc in docs:
+        ctx = LintContext(doc=doc, today=dt.date.today(), installed_source=elsewhere)
+        findings = [f for f in replaced_by_exists(ctx) if f.severity == "error"]
+        if findings:
+            raise _refusal(
+                doc,
+                findings,
+                "run `crank lint` on the file for every finding",
+                _entry_named(doc, findings[0]),
+                serving=True,
+            )
+
+
 __all__ = [
+    "check_replacements",
     "load_manifest",
     "load_servable_manifest",
     "manifest_from_document",

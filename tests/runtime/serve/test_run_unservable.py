@@ -115,3 +115,24 @@ def test_a_split_without_a_shim_stops_crank_run_at_start(
     assert (
         "  hint: add `shim: {select_by: FIELD, map: {VALUE: NEW_ID, ...}, default: VALUE}`"
     ) in lines
+
+
+def test_a_replacement_no_worker_declares_stops_crank_run_at_start(
+    crank_run: Callable[..., CrankRun], tmp_path: Path
+) -> None:
+    """Served, every call of demo.old_thing answered 404: nothing serves its successor."""
+    manifest = worker_with(
+        tmp_path,
+        append="  - {id: demo.old_thing, replaced_by: [demo.nowhere], sunset: 2099-12-31}\n",
+    )
+    code, lines = refused(crank_run, manifest)
+    assert code == 2
+    line = line_of(manifest, "demo.old_thing")
+    assert (
+        f"error: {manifest}:{line}:40 CRK103 deprecated capability 'demo.old_thing': replacement "
+        "'demo.nowhere' is not a capability of this manifest or of any installed worker; every "
+        "call of it would fail"
+    ) in lines
+    assert (
+        "  hint: declare it under `capabilities:`, install the worker that serves it, or fix the id"
+    ) in lines
