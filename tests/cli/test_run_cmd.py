@@ -120,6 +120,35 @@ def test_run_refuses_a_dev_pool_of_no_process(
     assert not (tmp_path / "crank-queue.db").exists()
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_run_refuses_a_replace_unlive_after_that_is_no_number_of_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = crank(
+        ["run", "--worker", str(FIXTURE), "--replace-unlive-after", value], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        f"error: Invalid value for '--replace-unlive-after': {float(value)} is not a number "
+        "of seconds, 0 or more\n"
+    )
+
+
+def test_run_names_crank_replace_unlive_s_when_it_is_negative(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRANK_REPLACE_UNLIVE_S", "-3")
+    code, out, err = crank(["run", "--worker", str(FIXTURE), "--max-workers", "0"], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: replace_unlive_s must be a number of seconds, 0 or more (got -3.0)\n"
+        "  hint: set --replace-unlive-after or CRANK_REPLACE_UNLIVE_S to the seconds a worker "
+        "process may stay not live before it is replaced (0: never), or unset it (20)\n"
+    )
+    assert not (tmp_path / "crank-queue.db").exists()
+
+
 def test_help_lists_the_options() -> None:
     result = CliRunner().invoke(cli, ["run", "--help"])
     assert result.exit_code == 0

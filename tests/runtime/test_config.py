@@ -59,6 +59,13 @@ def test_flags_win_over_environment(manifests: list[Manifest]) -> None:
     assert build_config(manifests, env=env).broker_url == "redis://h:1/0"
 
 
+def test_replace_unlive_s_from_the_environment_unless_given(manifests: list[Manifest]) -> None:
+    assert build_config(manifests, env={}).replace_unlive_s == 20.0
+    env = {"CRANK_REPLACE_UNLIVE_S": "0"}
+    assert build_config(manifests, env=env).replace_unlive_s == 0.0  # never
+    assert build_config(manifests, env=env, replace_unlive_s=5.0).replace_unlive_s == 5.0
+
+
 def test_single_bound_flag_keeps_the_pool_consistent(manifests: list[Manifest]) -> None:
     assert (build_config(manifests, env={}, min_workers=5).max_workers) == 5
     assert (build_config(manifests, env={}, max_workers=1).min_workers) == 1
@@ -90,6 +97,12 @@ def test_public_view_hides_secrets() -> None:
         ({"CRANK_DAILY_BUDGET_USD": "inf"}, "CRANK_DAILY_BUDGET_USD='inf' is not a finite number"),
         ({"CRANK_GRACE_S": "nan"}, "CRANK_GRACE_S='nan' is not a finite number"),
         ({"CRANK_GRACE_S": "-1"}, r"grace_s must be a number of seconds, 0 or more \(got -1.0\)"),
+        ({"CRANK_REPLACE_UNLIVE_S": "soon"}, "CRANK_REPLACE_UNLIVE_S='soon' is not a number"),
+        ({"CRANK_REPLACE_UNLIVE_S": "inf"}, "CRANK_REPLACE_UNLIVE_S='inf' is not a finite"),
+        (
+            {"CRANK_REPLACE_UNLIVE_S": "-1"},
+            r"replace_unlive_s must be a number of seconds, 0 or more \(got -1.0\)",
+        ),
         ({"CRANK_MAX_PENDING": "0"}, r"CRANK_MAX_PENDING must be at least 1 \(got 0\)"),
         ({"CRANK_MAX_INFLIGHT": "0"}, r"CRANK_MAX_INFLIGHT must be at least 1 \(got 0\)"),
         ({"CRANK_MAX_BODY_BYTES": "-5"}, r"CRANK_MAX_BODY_BYTES must be at least 1 \(got -5\)"),

@@ -37,6 +37,7 @@ def test_report_document() -> None:
         "healthy_workers": 2,
         "failed_workers": 0,
         "failed_workers_window_s": 300,
+        "replaced_unlive_workers": 0,
         "utilization_percentage": 50.0,
     }
     assert doc["workers"] == {
@@ -109,6 +110,11 @@ def test_recent_crashes_degrade_and_are_counted() -> None:
     )
     doc = health_report(snap(crashed_workers=3), NOW)
     assert doc["worker_pool_health"]["failed_workers"] == 3
+
+
+def test_processes_replaced_for_staying_not_live_are_counted() -> None:
+    doc = health_report(snap(replaced_unlive_workers=2), NOW)
+    assert doc["worker_pool_health"]["replaced_unlive_workers"] == 2
 
 
 def test_queue_numbers_the_broker_did_not_give_are_null_not_zero() -> None:

@@ -54,6 +54,9 @@ class Pool:
     def stale_processes(self) -> list[str]:
         return ["host-1-w2"]
 
+    def replaced_unlive(self) -> int:
+        return 1
+
     def problem(self) -> str | None:
         return None
 
@@ -77,6 +80,7 @@ def test_what_the_supervisor_writes_the_http_processes_read(tmp_path: Path) -> N
     assert view.worker_counts() == (2, 2)
     assert view.worker_health() == pool.health
     assert (view.crashes(), view.stale_processes()) == (3, ["host-1-w2"])
+    assert view.replaced_unlive() == 1
     assert view.last_decision() == {"action": "hold", "reason": "steady"}
     assert view.http_processes() == {"configured": 2, "alive": 2, "restarts": 0}
     assert view.problem() is None

@@ -298,3 +298,180 @@ def test_worker_health_is_folded_again_only_when_a_report_changes(
         assert folds
     finally:
         sup.stop(grace_s=5)
+
+
+class Log:
+    """A stand-in logger that keeps what was logged: (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        def log(event: str, **fields: Any) -> None:
+            self.lines.append((level, event, fields))
+
+        return log
+
+    def events(self, event: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(level, fields) for level, name, fields in self.lines if name == event]
+
+
+#: a worker process whose one worker says it is not live ("deadlocked"), every 20 ms,
+#: but live while the file argv[1] exists; exits on SIGTERM.
+UNLIVE = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    live = os.path.exists(sys.argv[1])
+    line = '{"workers": [{"name": "w", "capabilities": ["a.x"], "state": "ready", ' \\
+        '"live": %s, "reason": %s}]}\\n' % (
+            "true" if live else "false", "null" if live else '"deadlocked"')
+    os.write(int(os.environ["CRANK_REPORT_FD"]), line.encode())
+    time.sleep(0.02)
+"""
+
+
+def test_a_process_not_live_for_replace_unlive_s_is_stopped_and_replaced(
+    broker: Broker, tmp_path: Path
+) -> None:
+    now = [1000.0]
+    live = tmp_path / "live"
+    log = Log()
+    # the test drives the checks itself; the monitor thread stays asleep
+    config = RuntimeConfig(
+        broker_url="memory://",
+        min_workers=1,
+        max_workers=1,
+        monitor_interval_s=3600,
+        replace_unlive_s=60,
+    )
+    sup = Supervisor(
+        config,
+        broker,
+        command=lambda c, name: [sys.executable, "-c", UNLIVE, str(live)],
+        workers={"w": ["a.x"]},
+        clock=lambda: now[0],
+        log=log,
+    )
+    sup.start()
+    try:
+        (child,) = sup._children
+
+        def reports(is_live: bool) -> bool:
+            """A report as of now (the fake clock's) says live or not."""
+            report = child.report
+            fresh = child.reported_at == now[0]
+            return fresh and report is not None and report.live is is_live
+
+        def later(seconds: float) -> None:
+            now[0] += seconds
+            wait_for(lambda: child.reported_at == now[0])  # it keeps reporting
+
+        wait_for(lambda: reports(False))
+        assert sup.replace_unlive() == 0  # not live from now on
+        later(59)
+        assert sup.replace_unlive() == 0  # not for long enough yet
+        live.touch()
+        wait_for(lambda: reports(True))
+        assert sup.replace_unlive() == 0  # live again: the count starts over
+        live.unlink()
+        wait_for(lambda: reports(False))
+        assert sup.replace_unlive() == 0
+        later(59.9)
+        assert sup.replace_unlive() == 0
+        later(0.1)
+        assert sup.replace_unlive() == 1  # 60 s not live without a break
+        assert sup.events.replaced_unlive == sup.replaced_unlive() == 1
+        [(level, fields)] = log.events("worker_replaced_unlive")
+        assert level == "error"
+        assert (fields["consumer"], fields["pid"], fields["reason"]) == (
+            child.consumer,
+            child.proc.pid,
+            "deadlocked",
+        )
+        # stopped as a stop does, and a replacement already started in its place
+        assert child.stopping
+        assert child.consumer not in sup.consumers()
+        assert len(sup.consumers()) == 1
+        assert child.proc.wait(timeout=30) == 0  # it took its SIGTERM
+        sup.check_children()
+        # asked to stop: no crash, no crash-loop streak, nothing owed
+        assert (sup.events.died, sup.events.replaced, sup._crash_streak) == (0, 0, 0)
+        assert sup.crashes() == 0
+        assert sup.worker_counts()[0] == 1
+        assert [e for _, e, _ in log.lines if e == "worker_stopped"] == ["worker_stopped"]
+    finally:
+        sup.stop(grace_s=5)
+
+
+def test_a_hung_process_that_ignores_its_stop_is_killed_after_the_grace(
+    broker: Broker, tmp_path: Path
+) -> None:
+    now = [1000.0]
+    log = Log()
+    # reports once, then nothing: hung; SIGTERM does nothing to it
+    hung = (
+        "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "os.write(int(os.environ['CRANK_REPORT_FD']), b'{\"workers\": []}\\n'); time.sleep(600)"
+    )
+    config = RuntimeConfig(
+        broker_url="memory://",
+        min_workers=1,
+        max_workers=1,
+        monitor_interval_s=3600,
+        replace_unlive_s=5,
+        grace_s=3,
+    )
+    sup = Supervisor(
+        config,
+        broker,
+        command=lambda c, name: [sys.executable, "-c", hung],
+        clock=lambda: now[0],
+        log=log,
+    )
+    sup.start()
+    try:
+        (child,) = sup._children
+        wait_for(lambda: child.report is not None)
+        now[0] += sup.stale_after_s + 1  # silent too long: not live
+        assert sup.replace_unlive() == 0
+        now[0] += 5
+        assert sup.replace_unlive() == 1
+        [(_, fields)] = log.events("worker_replaced_unlive")
+        assert fields["reason"].startswith("it has not reported its health check for ")
+        now[0] += 3 + 1.9  # within the grace and its slack: left alone
+        sup.check_children()
+        assert child.alive
+        now[0] += 0.1
+        sup.check_children()  # past them: killed, reaped, not a crash
+        assert child.proc.returncode == -signal.SIGKILL
+        assert log.events("worker_killed_after_grace")
+        assert child not in sup._children
+        assert (sup.events.died, sup.events.replaced_unlive) == (0, 1)
+        assert sup.worker_counts()[0] == 1  # its replacement
+    finally:
+        sup.stop(grace_s=1)
+
+
+def test_replace_unlive_s_0_leaves_a_process_not_live_running(broker: Broker) -> None:
+    now = [1000.0]
+    config = RuntimeConfig(
+        broker_url="memory://",
+        min_workers=1,
+        max_workers=1,
+        monitor_interval_s=3600,
+        replace_unlive_s=0,
+    )
+    sup = Supervisor(config, broker, command=sleeper, clock=lambda: now[0])
+    sup.start()
+    try:
+        wait_for(lambda: sup.worker_counts() == (1, 1))
+        (consumer,) = sup.consumers()
+        now[0] += sup.stale_after_s + 1
+        assert sup.replace_unlive() == 0
+        now[0] += 86400
+        assert sup.replace_unlive() == 0
+        assert sup.consumers() == [consumer]
+        assert sup.events.replaced_unlive == 0
+    finally:
+        sup.stop(grace_s=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,13 @@ from crank.cli.routing import worker_manifest_file
 from crank.errors import ExitCode, UsageError
 from crank.manifest.reading import check_replacements, load_servable_manifest
 from crank.plugins import get_plugin_manager
-from crank.runtime.config import AUTO, MAX_HTTP_PROCESSES, auto_http_processes, build_config
+from crank.runtime.config import (
+    AUTO,
+    DEFAULT_REPLACE_UNLIVE_S,
+    MAX_HTTP_PROCESSES,
+    auto_http_processes,
+    build_config,
+)
 from crank.runtime.serve import serve
 
 if TYPE_CHECKING:
@@ -87,6 +94,13 @@ def _http_processes(ctx: click.Context, param: click.Parameter, value: str | Non
     return int(click.IntRange(1, MAX_HTTP_PROCESSES).convert(number, param, ctx))
 
 
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A finite number of seconds, 0 or more."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"{value} is not a number of seconds, 0 or more")
+    return value
+
+
 @click.command("run")
 @click.option(
     "--broker",
@@ -133,6 +147,17 @@ def _http_processes(ctx: click.Context, param: click.Parameter, value: str | Non
     "auto: one per CPU this process may use (its affinity, a container's CPU quota). More "
     "than one puts the supervisor in a process of its own.",
 )
+@click.option(
+    "--replace-unlive-after",
+    "replace_unlive_s",
+    type=float,
+    metavar="SECONDS",
+    callback=_seconds,
+    help="Seconds a worker process may stay not live (a handler far past its deadline, "
+    "no health report) before it is stopped and replaced "
+    f"(default {DEFAULT_REPLACE_UNLIVE_S:g}, or CRANK_REPLACE_UNLIVE_S); 0: never, "
+    "leaving it to an outside probe of /health.",
+)
 def run(
     broker_url: str | None,
     host: str,
@@ -142,6 +167,7 @@ def run(
     workers: tuple[str, ...],
     mode: str,
     http_processes: int | None,
+    replace_unlive_s: float | None,
 ) -> ExitCode:
     """Serve workers over HTTP and from a durable queue, with a supervised process pool.
 
@@ -155,6 +181,8 @@ def run(
     overrides: dict[str, Any] = {}
     if http_processes is not None:
         overrides["http_processes"] = http_processes
+    if replace_unlive_s is not None:
+        overrides["replace_unlive_s"] = replace_unlive_s
     config = build_config(
         manifests,
         broker_url=broker_url,

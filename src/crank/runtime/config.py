@@ -8,6 +8,8 @@ Environment variables (all optional):
   capabilities at 100 %;
 * ``CRANK_MAX_PENDING``, ``CRANK_MAX_INFLIGHT``, ``CRANK_MAX_BODY_BYTES``: overload bounds;
 * ``CRANK_GRACE_S``: how long in-flight tasks may run after SIGTERM;
+* ``CRANK_REPLACE_UNLIVE_S``: how long a worker process may stay not live before the
+  supervisor replaces it (default 20 s; 0: never, an outside probe decides);
 * ``CRANK_HTTP_PROCESSES``: processes serving the HTTP port (default 1), or ``auto``: one
   per CPU this process may use (:mod:`crank.runtime.cpus`);
 * ``CRANK_UI``: the operator console at ``/ui``: ``on`` (default), ``readonly`` (pages
@@ -53,6 +55,11 @@ DEV_MAX_WORKERS = 2
 MAX_HTTP_PROCESSES = 64
 #: what ``--http-processes`` / ``CRANK_HTTP_PROCESSES`` take for one per usable CPU.
 AUTO = "auto"
+#: seconds a worker process may stay not live before it is replaced: past a pause that
+#: ends by itself (a long collection, a slow disk), and before a liveness probe of
+#: ``/health`` restarts the whole pod (the generated one: after 3 failures 15 s apart,
+#: at least 30 s), healthy processes included.
+DEFAULT_REPLACE_UNLIVE_S = 20.0
 
 
 def auto_http_processes(text: str) -> int | None:
@@ -91,6 +98,9 @@ class RuntimeConfig:
     max_body_bytes: int = 1_048_576
     #: seconds in-flight tasks may still run after SIGTERM before they are returned.
     grace_s: float = 10.0
+    #: a worker process not live this long without a break is stopped and replaced
+    #: (0: never; ``--replace-unlive-after``, ``CRANK_REPLACE_UNLIVE_S``).
+    replace_unlive_s: float = DEFAULT_REPLACE_UNLIVE_S
     #: how often the supervisor checks children and takes a scaling decision.
     monitor_interval_s: float = 0.5
     scale_interval_s: float = 5.0
@@ -171,6 +181,15 @@ class RuntimeConfig:
                 hint="set CRANK_GRACE_S to the seconds in-flight tasks may still run after "
                 "SIGTERM, or unset it (10)",
                 subject="CRANK_GRACE_S",
+            )
+        if not (math.isfinite(self.replace_unlive_s) and self.replace_unlive_s >= 0):
+            raise UsageError(
+                f"replace_unlive_s must be a number of seconds, 0 or more "
+                f"(got {self.replace_unlive_s})",
+                hint="set --replace-unlive-after or CRANK_REPLACE_UNLIVE_S to the seconds a "
+                "worker process may stay not live before it is replaced (0: never), or unset "
+                f"it ({DEFAULT_REPLACE_UNLIVE_S:g})",
+                subject="CRANK_REPLACE_UNLIVE_S",
             )
         budget = self.daily_budget_usd
         if budget is not None and not (math.isfinite(budget) and budget > 0):
@@ -299,6 +318,7 @@ def build_config(
         ("max_inflight_requests", "CRANK_MAX_INFLIGHT", int),
         ("max_body_bytes", "CRANK_MAX_BODY_BYTES", int),
         ("grace_s", "CRANK_GRACE_S", float),
+        ("replace_unlive_s", "CRANK_REPLACE_UNLIVE_S", float),
     ):
         number = _env_number(env, name, kind)
         if number is not None:
@@ -330,6 +350,7 @@ __all__ = [
     "DEFAULT_BROKER_URL",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "DEFAULT_REPLACE_UNLIVE_S",
     "MAX_HTTP_PROCESSES",
     "AccessLogMode",
     "ConsoleMode",

@@ -67,6 +67,8 @@ class SystemSnapshot:
     workers: Mapping[str, WorkerHealth] = field(default_factory=dict)
     #: worker processes that died without being asked to in the last ``CRASH_WINDOW_S``.
     crashed_workers: int = 0
+    #: worker processes stopped and replaced since the start for staying not live.
+    replaced_unlive_workers: int = 0
     #: of ``queue_depth``, retries waiting out their backoff, per capability (None: unknown).
     backing_off: Mapping[str, int] | None = field(default_factory=dict)
 
@@ -145,6 +147,7 @@ def health_report(snap: SystemSnapshot, now: dt.datetime) -> dict[str, Any]:
             "healthy_workers": snap.healthy_workers,
             "failed_workers": snap.crashed_workers,
             "failed_workers_window_s": int(CRASH_WINDOW_S),
+            "replaced_unlive_workers": snap.replaced_unlive_workers,
             "utilization_percentage": utilization,
         },
         "workers": {name: w.as_dict() for name, w in sorted(snap.workers.items())},

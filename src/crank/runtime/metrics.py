@@ -31,7 +31,7 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from crank.runtime.task_metrics import (
     DURATION_BUCKETS,
@@ -97,6 +97,11 @@ class RuntimeCollector:
             "crank_worker_process_crashes",
             "Worker processes that died without being asked to in the last five minutes.",
             value=snap.crashed_workers,
+        )
+        yield CounterMetricFamily(
+            "crank_worker_processes_replaced_unlive",
+            "Worker processes stopped and replaced for staying not live.",
+            value=snap.replaced_unlive_workers,
         )
         paused = GaugeMetricFamily(
             "crank_capability_paused",

@@ -76,6 +76,7 @@ def pool_document(
         "workers": [_health_doc(w) for w in pool.worker_health().values()],
         "crashes": pool.crashes(),
         "stale": pool.stale_processes(),
+        "replaced_unlive": pool.replaced_unlive(),
         "last_decision": pool.last_decision(),
         "http": http,
     }
@@ -209,6 +210,10 @@ class SharedPoolView:
     def stale_processes(self) -> list[str]:
         doc = self._current()
         return [] if doc is None else [str(c) for c in doc["stale"]]
+
+    def replaced_unlive(self) -> int:
+        doc = self._current()
+        return 0 if doc is None else int(doc["replaced_unlive"])
 
     def http_processes(self) -> dict[str, int] | None:
         doc = self._current()

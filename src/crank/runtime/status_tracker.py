@@ -47,6 +47,10 @@ class PoolView(Protocol):
         """Live processes that stopped reporting."""
         ...
 
+    def replaced_unlive(self) -> int:
+        """Processes stopped and replaced so far for staying not live."""
+        ...
+
     def problem(self) -> str | None:
         """Why this view of the pool cannot be trusted now, or None."""
         ...
@@ -296,6 +300,7 @@ class StatusTracker:
             last_decision=self.pool.last_decision() if self.pool is not None else None,
             workers=self.workers(),
             crashed_workers=self.pool.crashes() if self.pool is not None else 0,
+            replaced_unlive_workers=self.pool.replaced_unlive() if self.pool is not None else 0,
             backing_off=dict(stats.backing_off) if stats else None,
         )
 

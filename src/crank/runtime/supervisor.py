@@ -13,7 +13,8 @@ idle ones (running no task, by their last report) first.
 Each child reports its workers (loaded or failed, ready, live) on a pipe of its
 own (:mod:`crank.runtime.worker_reports`); a reader thread per child keeps its
 latest report. A process is *healthy* when it is alive, reported within
-``stale_after_s`` and every worker it loaded answers its liveness check.
+``stale_after_s`` and every worker it loaded answers its liveness check. A process
+not live for ``replace_unlive_s`` without a break is stopped and replaced (no crash).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ WORKER_MODULE = "crank.runtime.worker_process"
 BATCHING_MODULE = "crank.runtime.batching_loop"
 #: a child dying sooner than this after its start counts towards a crash loop.
 QUICK_DEATH_S = 5.0
+#: how long past its grace a stopped child may take to exit before it is killed.
+STOP_SLACK_S = 2.0
 MAX_RESTART_BACKOFF_S = 30.0
 
 
@@ -71,6 +74,10 @@ class WorkerChild:
     #: the latest report of its workers, and when it came (the supervisor's clock).
     report: ProcessReport | None = None
     reported_at: float | None = None
+    #: since when it has been seen not live without a break (None: live).
+    unlive_since: float | None = None
+    #: asked to stop: killed if still alive then (the grace, and a little slack to exit).
+    kill_at: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -84,6 +91,8 @@ class PoolEvents:
     spawned: int = 0
     died: int = 0
     replaced: int = 0
+    #: processes stopped and replaced for staying not live (see ``replace_unlive_s``).
+    replaced_unlive: int = 0
     recovered_tasks: int = 0
     stopped: int = 0
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -320,6 +329,10 @@ class Supervisor:
             self.log.info("worker_responsive_again", consumer=name, pid=children[name].proc.pid)
         self._unresponsive = stale
 
+    def replaced_unlive(self) -> int:
+        """Worker processes stopped and replaced so far for staying not live."""
+        return self.events.replaced_unlive
+
     def last_decision(self) -> dict[str, Any] | None:
         return self._last_decision
 
@@ -386,8 +399,10 @@ class Supervisor:
                     child.report, child.reported_at = report, self.clock()
 
     def _retire(self, child: WorkerChild) -> None:
-        """Ask one child to stop: it finishes in-flight tasks and releases the rest."""
+        """Ask one child to stop: it finishes in-flight tasks and releases the rest; one
+        still alive after the grace period (hung: it cannot act on SIGTERM) is killed."""
         child.stopping = True
+        child.kill_at = self.clock() + self.config.grace_s + STOP_SLACK_S
         if child.alive:
             child.proc.send_signal(signal.SIGTERM)
         self.events.stopped += 1
@@ -411,6 +426,21 @@ class Supervisor:
         respawning twice a second; a child that lived longer resets the streak.
         """
         now = self.clock()
+        with self._lock:
+            overdue = [
+                c
+                for c in self._children
+                if c.stopping and c.kill_at is not None and now >= c.kill_at and c.alive
+            ]
+        for child in overdue:
+            self.log.warning(
+                "worker_killed_after_grace", consumer=child.consumer, grace_s=self.config.grace_s
+            )
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+            child.kill_at = None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=5)  # reaped below, its tasks recovered
         with self._lock:
             exited = [c for c in self._children if not c.alive]
             self._children = [c for c in self._children if c.alive]
@@ -456,6 +486,58 @@ class Supervisor:
         for _ in range(self.config.min_workers - total):
             self._spawn()
         return replaced
+
+    def _unlive_reason(self, child: WorkerChild, now: float) -> str | None:
+        """Why ``child`` is not live now (what ``/health`` says of it), or None."""
+        silent = self._silent_for(child, now)
+        if silent > self.stale_after_s:
+            return f"it has not reported its health check for {silent:.0f} s (hung, or too busy)"
+        if child.report is not None and not child.report.live:
+            return "; ".join(
+                w.reason or f"worker {w.name!r} is not live"
+                for w in child.report.workers
+                if not w.live
+            )
+        return None
+
+    def replace_unlive(self) -> int:
+        """Stop and replace each process not live for ``replace_unlive_s`` without a break.
+
+        Stopped as a stop does (SIGTERM, the grace, then killed); its tasks come back
+        through the usual recovery. The replacement starts at once: no crash, so no
+        crash-loop streak nor backoff. ``replace_unlive_s`` 0: never (an outside probe
+        decides). Returns the processes replaced.
+        """
+        limit = self.config.replace_unlive_s
+        now = self.clock()
+        due: list[tuple[WorkerChild, str, float]] = []
+        with self._lock:
+            for child in self._children:
+                if child.stopping or not child.alive:
+                    continue
+                reason = self._unlive_reason(child, now)
+                if reason is None:
+                    child.unlive_since = None
+                    continue
+                if child.unlive_since is None:
+                    child.unlive_since = now
+                if limit > 0 and now - child.unlive_since >= limit:
+                    due.append((child, reason, now - child.unlive_since))
+        if self._stop.is_set():
+            return 0
+        for child, reason, unlive_s in due:
+            self.log.error(
+                "worker_replaced_unlive",
+                consumer=child.consumer,
+                pid=child.proc.pid,
+                reason=reason,
+                unlive_for_s=round(unlive_s, 1),
+                replace_unlive_s=limit,
+            )
+            self.events.replaced_unlive += 1
+            self._retire(child)
+            self._spawn()
+        return len(due)
 
     # -- scaling --------------------------------------------------------------------
 
@@ -538,6 +620,7 @@ class Supervisor:
         while not self._stop.wait(self.config.monitor_interval_s):
             try:
                 self.check_children()
+                self.replace_unlive()
                 self.watch_workers()
                 if self.status is not None:
                     # reads today's LLM cost (cached 1 s): announces 80 % / 100 % even when idle
@@ -607,7 +690,7 @@ class Supervisor:
                 self._signal_stop(child)
         self.log.info("pool_stopping", workers=len(children), grace_s=grace)
         # The children stop on their own within ``grace``; a little slack for their exit.
-        deadline = time.monotonic() + grace + 2.0
+        deadline = time.monotonic() + grace + STOP_SLACK_S
         for child in children:
             left = max(0.0, deadline - time.monotonic())
             try:

@@ -198,7 +198,8 @@ def test_readiness_hook_gates_ready_and_the_capability(crank_run: Starter, tmp_p
 def test_a_hung_worker_process_is_named_everywhere_and_logged(crank_run: Starter) -> None:
     import os
 
-    run = crank_run("--min-workers", "2", "--max-workers", "2")
+    # not replaced (--replace-unlive-after 0): what is said of it while it lives on
+    run = crank_run("--min-workers", "2", "--max-workers", "2", "--replace-unlive-after", "0")
     hung, _ = run.workers()
     os.kill(hung, signal.SIGSTOP)  # alive, and silent: as a deadlock would leave it
     try:
@@ -287,7 +288,7 @@ def test_a_handler_running_far_past_its_deadline_makes_its_worker_not_live(
 ) -> None:
     release = tmp_path / "release"
     run = crank_run(
-        "--min-workers", "1", "--max-workers", "1",
+        "--min-workers", "1", "--max-workers", "1", "--replace-unlive-after", "0",
         workers=(HEALTH_WORKERS / "ignores_deadline",),
         env={"CRANK_FIXTURE_RELEASE_FILE": str(release)},
     )  # fmt: skip
@@ -323,12 +324,64 @@ def test_a_handler_running_far_past_its_deadline_makes_its_worker_not_live(
     assert run.terminate() == 0
 
 
+def test_a_process_not_live_for_replace_unlive_after_is_replaced(
+    crank_run: Starter, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    run = crank_run(
+        "--min-workers", "1", "--max-workers", "1", "--replace-unlive-after", "1",
+        workers=(HEALTH_WORKERS / "ignores_deadline",),
+        env={"CRANK_FIXTURE_RELEASE_FILE": str(release), "CRANK_GRACE_S": "1"},
+    )  # fmt: skip
+    [stuck] = run.workers()
+    task = run.http.post("/v1/tasks", json={"capability": "stubborn.wait", "input": {}}).json()
+
+    def replaced() -> list[dict[str, Any]]:
+        return [e for e in run.log_events() if e.get("event") == "worker_replaced_unlive"]
+
+    # past the deadline (1 s) by more than the visibility timeout (30 s), then 1 s more
+    [event] = run.wait_until(replaced, timeout_s=120, what="the stuck process replaced")
+    assert event["level"] == "error"
+    assert event["pid"] == stuck
+    assert event["reason"].startswith(
+        f"the handler of task {task['id']} (stubborn.wait) has run "
+    ), event
+    # stopped as a stop does: at the end of its grace its late task fails as TIMEOUT
+    run.wait_until(
+        lambda: any(
+            e.get("event") == "worker_stopped" and e.get("consumer") == event["consumer"]
+            for e in run.log_events()
+        ),
+        what="the stuck process stopped",
+    )
+    assert "failing 1 past their deadline" in run.log()
+    [fresh] = run.wait_until(
+        lambda: (pids := run.workers()) and stuck not in pids and pids,
+        what="a new worker process",
+    )
+    assert fresh != stuck
+    release.touch()  # the retry's handler ends: the worker is live again
+    run.wait_until(
+        lambda: (r := answer(run, "/health")) is not None and r.status_code == 200,
+        timeout_s=120,
+        what="/health 200 with the new process",
+    )
+    ended = run.wait_final(task["id"], timeout_s=120)
+    assert ended["status"] == "succeeded", ended
+    status = run.http.get("/v1/status").json()
+    assert status["worker_pool_health"]["replaced_unlive_workers"] == 1
+    assert status["worker_pool_health"]["failed_workers"] == 0  # no crash
+    assert "worker_died" not in run.log()
+    assert "crank_worker_processes_replaced_unlive_total 1.0" in run.http.get("/metrics").text
+    assert run.terminate() == 0
+
+
 def test_a_batch_or_concurrent_handler_far_past_its_deadline_makes_its_worker_not_live(
     crank_run: Starter, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
     run = crank_run(
-        "--min-workers", "1", "--max-workers", "1",
+        "--min-workers", "1", "--max-workers", "1", "--replace-unlive-after", "0",
         workers=(HEALTH_WORKERS / "ignores_deadline_batching",),
         env={"CRANK_FIXTURE_RELEASE_FILE": str(release)},
     )  # fmt: skip
