@@ -94,6 +94,11 @@ RUNTIME_ENV: tuple[EnvEntry, ...] = (
     EnvEntry("CRANK_MAX_BODY_BYTES", "Largest request body accepted", ""),
     EnvEntry("CRANK_GRACE_S", "Seconds in-flight tasks may run after SIGTERM", "10"),
     EnvEntry(
+        "CRANK_REPLACE_UNLIVE_S",
+        "Seconds a worker process may stay not live before it is replaced (0: never)",
+        "",
+    ),
+    EnvEntry(
         "CRANK_MAX_CONCURRENCY",
         "Calls of a capability running at once, over the manifest's max_concurrency:"
         " CAPABILITY=N,...",
