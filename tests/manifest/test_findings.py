@@ -68,6 +68,29 @@ def test_strict_json_refuses_a_key_given_twice_at_the_second(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32-le"])
+def test_strict_json_reads_bytes_as_json_loads_does(encoding: str) -> None:
+    # strict_json decodes bytes itself (its decoders are built once): every encoding
+    # json.loads detects, and a key given twice is still found in each
+    assert strict_json('{"a": [1, "é"]}'.encode(encoding)) == {"a": [1, "é"]}
+    with pytest.raises(json.JSONDecodeError, match='duplicate key "a"'):
+        strict_json('{"a": 1, "a": 2}'.encode(encoding))
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [  # bodies without a comma take the path that needs no duplicate check
+        ('\ufeff{"a": 1}', "Unexpected UTF-8 BOM"),
+        ('{"a": NaN}', "NaN is not a JSON value"),
+        ('{"a": 1e999}', "beyond the range of a 64-bit float"),
+        ('{"a": 1} x', "Extra data"),
+    ],
+)
+def test_strict_json_refuses_what_json_loads_would_take_or_refuse(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        strict_json(text)
+
+
 def test_strict_json_takes_the_same_key_in_different_objects() -> None:
     assert strict_json('{"a": 1, "b": {"a": 2}, "c": [{"a": 3}]}') == {
         "a": 1,
