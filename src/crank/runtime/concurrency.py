@@ -99,9 +99,13 @@ class Slot:
 class ConcurrencySlots:
     """The slots of every limited capability, as one process sees them (see the module)."""
 
-    def __init__(self, directory: Path | str, limits: Mapping[str, int]) -> None:
+    def __init__(
+        self, directory: Path | str, limits: Mapping[str, int], *, kind: str = "slot"
+    ) -> None:
         self.directory = Path(directory)
         self.limits = dict(limits)
+        #: the files' suffix: ``slot`` for running tasks, ``call`` for admitted calls
+        self.kind = kind
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         #: one open descriptor per slot file, kept for the life of the process.
@@ -115,7 +119,7 @@ class ConcurrencySlots:
     def _fd(self, key: tuple[str, int]) -> int:
         fd = self._fds.get(key)
         if fd is None:
-            name = f"{_SAFE.sub('_', key[0])}.{key[1]}.slot"
+            name = f"{_SAFE.sub('_', key[0])}.{key[1]}.{self.kind}"
             fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._fds[key] = fd
         return fd
@@ -203,15 +207,24 @@ class ConcurrencyLimited(CrankError):
 class CallAdmission:
     """The HTTP server's gate for synchronous and streaming calls of limited capabilities.
 
-    A call is admitted while fewer than the limit are admitted and not finished
-    here *and* some slot is free (queued tasks that run take slots too); past it,
-    :class:`ConcurrencyLimited`. The count here is exact for concurrent requests;
-    the slots add what other callers started.
+    A call is admitted while fewer than the limit are admitted and not finished *and*
+    some slot is free (queued tasks that run take slots too); past it,
+    :class:`ConcurrencyLimited`. Under ``crank run`` (``calls``) an admitted call holds
+    a *call mark*, a lock file ``<capability>.<n>.call`` beside the slots, so the count
+    is that of every HTTP process of the run (``--http-processes``), and a process that
+    dies lets its marks go; without it (one process in a test) the count is this
+    process's. The slots add what other callers started.
     """
 
-    def __init__(self, limits: Mapping[str, int], slots: ConcurrencySlots | None = None) -> None:
+    def __init__(
+        self,
+        limits: Mapping[str, int],
+        slots: ConcurrencySlots | None = None,
+        calls: ConcurrencySlots | None = None,
+    ) -> None:
         self.limits = dict(limits)
         self.slots = slots
+        self.calls = calls
         self._lock = threading.Lock()
         self._admitted: dict[str, int] = {}
 
@@ -219,6 +232,14 @@ class CallAdmission:
         limit = self.limits.get(capability)
         if limit is None:
             return Admitted(capability, None)
+        if self.calls is not None:
+            mark = self.calls.try_acquire(capability)
+            if mark is None:
+                raise ConcurrencyLimited(capability, limit, calls=limit)
+            if self.slots is not None and self.slots.full(capability):
+                mark.release()
+                raise ConcurrencyLimited(capability, limit)
+            return Admitted(capability, None, mark)
         with self._lock:
             admitted = self._admitted.get(capability, 0)
             if admitted >= limit:
@@ -239,11 +260,15 @@ class Admitted:
 
     capability: str
     _gate: CallAdmission | None
+    _mark: Slot | None = None
 
     def release(self) -> None:
         gate, self._gate = self._gate, None
         if gate is not None:
             gate._done(self.capability)
+        mark, self._mark = self._mark, None
+        if mark is not None:
+            mark.release()
 
 
 __all__ = [

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 HTTP_PROCESS = "crank.runtime.http_process"
+LIMITED = Path(__file__).resolve().parents[2] / "fixtures" / "limited_workers"
 
 
 def cmdline(pid: int) -> str:
@@ -209,6 +210,54 @@ def test_ready_is_503_from_every_process_while_the_workers_cannot_load(
     status = from_both(run, lambda: fresh(run, "GET", "/v1/status"))
     for responses in status.values():
         assert responses[-1].json()["workers"]["missing-dependency"]["state"] == "failed"
+
+
+def test_max_concurrency_counts_the_calls_of_every_http_process(
+    crank_run: Starter, tmp_path: Path
+) -> None:
+    # limited.hold allows 2 at once; one worker process runs the first call, the second
+    # waits in the queue. Each HTTP process used to count only the calls it admitted
+    # itself: with the two in different processes, a third was admitted by either and
+    # queued (2 + 2 in all) instead of the documented 429.
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run = crank_run(
+        "--http-processes", "2", "--min-workers", "1", "--max-workers", "1",
+        workers=(LIMITED,),
+        env={"CRANK_FIXTURE_GATE_DIR": str(gate)},
+    )  # fmt: skip
+    answers: list[httpx.Response] = []
+
+    def call() -> None:
+        with httpx.Client(base_url=run.url, timeout=120) as client:
+            answers.append(client.post("/v1/capabilities/limited.hold", json={}))
+
+    first = threading.Thread(target=call)
+    first.start()
+    run.wait_until(lambda: len(list(gate.glob("running-*"))) == 1, what="the first call running")
+    second = threading.Thread(target=call)
+    second.start()
+    queued = 'crank_queue_depth{capability="limited.hold"} 1.0'
+    run.wait_until(
+        lambda: queued in fresh(run, "GET", "/metrics").text, what="the second call queued"
+    )
+    refused = from_both(
+        run, lambda: fresh(run, "POST", "/v1/capabilities/limited.hold", json={}, timeout=60)
+    )
+    for responses in refused.values():
+        for r in responses:
+            assert r.status_code == 429
+            assert r.json()["error"]["message"].startswith(
+                "limited.hold is at its max_concurrency of 2: 2 synchronous or streaming "
+                "call(s) of it are in progress"
+            )
+    (gate / "open").touch()
+    first.join(timeout=120)
+    second.join(timeout=120)
+    assert sorted(a.status_code for a in answers) == [200, 200]
+    # the calls' marks were let go: a new call is admitted again
+    assert fresh(run, "POST", "/v1/capabilities/limited.hold", json={}).status_code == 200
+    assert run.terminate() == 0
 
 
 def test_an_http_process_that_dies_is_replaced(crank_run: Starter) -> None:

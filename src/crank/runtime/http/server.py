@@ -111,7 +111,11 @@ def http_server(
         router,
         status=status,
         metrics=metrics,
-        admission=CallAdmission(limits, ConcurrencySlots(slots_dir, limits)),
+        admission=CallAdmission(
+            limits,
+            ConcurrencySlots(slots_dir, limits),
+            calls=ConcurrencySlots(slots_dir, limits, kind="call"),
+        ),
     )
     services.session_key = session_key
     server = uvicorn_server(create_app(services), config)
