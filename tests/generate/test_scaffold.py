@@ -89,6 +89,20 @@ def test_new_worker_cli_output_and_files(tmp_path: Path) -> None:
     assert '[project.entry-points.crank]\ntext-echo = "text_echo"\n' in pyproject
 
 
+def test_new_worker_with_an_optional_gpu_gets_cpu_artifacts_and_says_so(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["new-worker", "vision", "--no-input", "--output-dir", str(tmp_path), "--gpu", "optional"],
+    )
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "vision"
+    assert sorted(p.name for p in (target / "k8s" / "overlays").iterdir()) == ["hpa", "keda"]
+    readme = (target / "README.md").read_text()
+    assert "kubectl apply -k k8s/overlays/keda" in readme
+    assert "overlays/gpu" not in readme  # it names only overlays it has
+    assert CliRunner().invoke(cli, ["check", str(target)]).exit_code == 0
+
+
 def test_description_with_yaml_and_toml_specials_is_quoted(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,

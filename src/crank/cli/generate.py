@@ -41,7 +41,10 @@ GPU_CHOICES = ("none", "optional", "required")
     type=click.Choice(GPU_CHOICES),
     default="none",
     show_default=True,
-    help="Whether the worker needs a GPU (a CUDA base image when required).",
+    help=(
+        "Whether the worker needs a GPU (a CUDA base image and the gpu overlay when "
+        "required; optional and none render CPU artifacts)."
+    ),
 )
 @click.option(
     "--output-dir",

@@ -9,7 +9,7 @@
   rendered for a worker that requires a GPU (CPU load says nothing about it).
 * ``k8s/overlays/gpu``: the KEDA overlay on GPU nodes (toleration, node
   selector, runtime class, one GPU and one worker process per pod); rendered
-  when the manifest's ``gpu`` is ``optional`` or ``required``.
+  when the manifest's ``gpu`` is ``required`` (the image is then the CUDA one).
 """
 
 from __future__ import annotations
@@ -191,7 +191,9 @@ def k8s_files(project: WorkerProject) -> tuple[tuple[str, str], ...]:
     files = [*BASE_FILES, *KEDA_FILES]
     if gpu != "required":
         files += HPA_FILES
-    if gpu != "none":
+    if gpu == "required":
+        # an `optional` worker's image is a CPU build (python-slim, the CPU wheels of
+        # its lock): a GPU given to its pods would sit unused
         files += GPU_FILES
     return tuple(files)
 
