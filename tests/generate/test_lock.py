@@ -3,6 +3,7 @@ turned into a wheelhouse whose every file matches a locked hash."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -313,3 +314,36 @@ def test_an_unresolvable_dependency_is_a_clear_error(worker_project: Path) -> No
         "(UV_INDEX_URL / UV_DEFAULT_INDEX name a mirror)"
     )
     assert not (worker_project / "requirements.lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("gpu", "locked", "found"),
+    [
+        ("required", ["onnxruntime"], True),
+        ("required", ["onnxruntime_gpu", "onnxruntime"], False),  # the GPU build is there
+        ("required", ["onnxruntime-gpu"], False),
+        ("optional", ["onnxruntime"], False),  # a CPU image: the CPU build is right
+    ],
+)
+def test_a_gpu_worker_that_locks_the_cpu_build_of_onnxruntime_is_named(
+    worker_project: Path, gpu: str, locked: list[str], found: bool
+) -> None:
+    # the CUDA image would run the model on the CPU, the GPU it was given unused
+    manifest = worker_project / "src" / "text_echo" / "crank.yaml"
+    manifest.write_text(manifest.read_text().replace("gpu: none", f"gpu: {gpu}"))
+    assert CliRunner().invoke(cli, ["check", str(worker_project), "--fix"]).exit_code == 0
+    lock = worker_project / "requirements.lock"
+    lock.write_text("".join(f"{name}==1.20.0 --hash=sha256:{'ab' * 32}\n" for name in locked))
+    result = CliRunner().invoke(cli, ["check", str(worker_project), "--format", "json"])
+    findings = json.loads(result.stdout)["projects"][0]["findings"]
+    named = [f for f in findings if "the CPU build" in f["message"]]
+    assert bool(named) is found
+    if found:
+        assert result.exit_code == 1
+        assert named[0]["file"] == "requirements.lock"
+        assert named[0]["message"] == (
+            "the worker requires a GPU (worker.resources.gpu: required), but the lock holds "
+            "onnxruntime, the CPU build: in the CUDA image the model would run on the CPU and "
+            "the GPU sit unused; depend on onnxruntime-gpu instead of onnxruntime in "
+            "pyproject.toml, then run `crank lock`"
+        )

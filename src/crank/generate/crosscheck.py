@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from crank.errors import WorkerError
+from crank.errors import GenerateError, WorkerError
 from crank.generate.drift import DriftFinding
-from crank.generate.lock import LOCK_FILE, lock_state
+from crank.generate.lock import LOCK_FILE, lock_state, parse_lock
 from crank.generate.pydeps import dependency_gaps
 from crank.worker.host import check_handlers, import_entrypoint
 
@@ -258,10 +258,42 @@ def check_lock(project: WorkerProject) -> list[DriftFinding]:
     ]
 
 
+#: locked CPU builds whose GPU build is another distribution: on the CUDA image the
+#: CPU one runs the model on the CPU, the GPU unused (what the lock should hold instead)
+CPU_ONLY_BUILDS = {"onnxruntime": "onnxruntime-gpu"}
+
+
+def check_gpu_build(project: WorkerProject) -> list[DriftFinding]:
+    """A worker that requires a GPU locks the GPU build of its runtime, not the CPU one."""
+    if project.manifest.worker.resources.gpu != "required":
+        return []
+    text = _read(project, LOCK_FILE)
+    if text is None:
+        return []
+    from packaging.utils import canonicalize_name
+
+    try:
+        locked = {canonicalize_name(r.name) for r in parse_lock(text)}
+    except GenerateError:  # an unreadable lock is check_lock's finding
+        return []
+    return [
+        _semantic(
+            LOCK_FILE,
+            f"the worker requires a GPU (worker.resources.gpu: required), but the lock holds "
+            f"{cpu}, the CPU build: in the CUDA image the model would run on the CPU and the "
+            f"GPU sit unused; depend on {gpu} instead of {cpu} in pyproject.toml, then run "
+            "`crank lock`",
+        )
+        for cpu, gpu in CPU_ONLY_BUILDS.items()
+        if cpu in locked and gpu not in locked
+    ]
+
+
 def cross_check(project: WorkerProject) -> list[DriftFinding]:
     return [
         *check_python_dependencies(project),
         *check_lock(project),
+        *check_gpu_build(project),
         *check_dockerfile(project),
         *check_ci(project),
         *check_kubernetes(project),
