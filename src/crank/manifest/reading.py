@@ -75,6 +75,17 @@ def _entry_named(doc: LoadedDocument, finding: Finding) -> str:
     return f"{label} {quoted(cid)}: "
 
 
+def _serving_refusal(doc: LoadedDocument, findings: list[Finding]) -> ManifestError:
+    """The refusal to serve ``doc``: its first finding, naming the capability it is about."""
+    return _refusal(
+        doc,
+        findings,
+        "run `crank lint` on the file for every finding",
+        _entry_named(doc, findings[0]),
+        serving=True,
+    )
+
+
 def unservable_findings(doc: LoadedDocument) -> list[Finding]:
     """The ``crank lint`` errors, in a document that passed the manifest schema, that make
     every call of one of its capabilities fail at run time (a schema Python's ``re`` or
@@ -96,13 +107,7 @@ def load_servable_manifest(path: Path | str) -> Manifest:
     manifest = manifest_from_document(doc, path)
     findings = unservable_findings(doc)
     if findings:
-        raise _refusal(
-            doc,
-            findings,
-            "run `crank lint` on the file for every finding",
-            _entry_named(doc, findings[0]),
-            serving=True,
-        )
+        raise _serving_refusal(doc, findings)
     return manifest
 
 
@@ -138,13 +143,7 @@ def check_replacements(
         ctx = LintContext(doc=doc, today=dt.date.today(), installed_source=elsewhere)
         findings = [f for f in replaced_by_exists(ctx) if f.severity == "error"]
         if findings:
-            raise _refusal(
-                doc,
-                findings,
-                "run `crank lint` on the file for every finding",
-                _entry_named(doc, findings[0]),
-                serving=True,
-            )
+            raise _serving_refusal(doc, findings)
 
 
 __all__ = [

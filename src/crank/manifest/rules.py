@@ -145,36 +145,46 @@ def _named_twice(
         )
 
 
+#: The lists in which CRK101 checks that no name is given twice: where the list is
+#: (``*``: in each item of a list), the key naming an entry, what it is, the hint.
+_NAMED_ONCE: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (
+        ("capabilities", "*", "errors"),
+        "code",
+        "error code",
+        "each code is one exception class with one retryable flag; keep one entry",
+    ),
+    (
+        ("worker", "env"),
+        "name",
+        "environment variable",
+        "a variable has one value; keep one entry (its description, default, secret)",
+    ),
+    (
+        ("dependencies", "system"),
+        "name",
+        "system dependency",
+        "describe each dependency once; put a version constraint in its check",
+    ),
+)
+
+
+def _nodes_at(data: Any, pattern: tuple[str, ...], path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
+    """(path, value) of each node ``pattern`` leads to in ``data``; ``*`` steps into each
+    item of a list. Steps through what is not a mapping (or a list) lead nowhere."""
+    if not pattern:
+        yield path, data
+    elif pattern[0] == "*":
+        for i, item in enumerate(data if isinstance(data, list) else ()):
+            yield from _nodes_at(item, pattern[1:], (*path, i))
+    elif isinstance(data, dict) and pattern[0] in data:
+        yield from _nodes_at(data[pattern[0]], pattern[1:], (*path, pattern[0]))
+
+
 def _unique_names(ctx: LintContext) -> Iterator[Finding]:
-    for i, cap in capabilities(ctx.data):
-        yield from _named_twice(
-            ctx,
-            ("capabilities", i, "errors"),
-            cap.get("errors"),
-            "code",
-            "error code",
-            "each code is one exception class with one retryable flag; keep one entry",
-        )
-    worker = ctx.data.get("worker") if isinstance(ctx.data, dict) else None
-    if isinstance(worker, dict):
-        yield from _named_twice(
-            ctx,
-            ("worker", "env"),
-            worker.get("env"),
-            "name",
-            "environment variable",
-            "a variable has one value; keep one entry (its description, default, secret)",
-        )
-    deps = ctx.data.get("dependencies") if isinstance(ctx.data, dict) else None
-    if isinstance(deps, dict):
-        yield from _named_twice(
-            ctx,
-            ("dependencies", "system"),
-            deps.get("system"),
-            "name",
-            "system dependency",
-            "describe each dependency once; put a version constraint in its check",
-        )
+    for pattern, key, label, hint in _NAMED_ONCE:
+        for base, entries in _nodes_at(ctx.data, pattern):
+            yield from _named_twice(ctx, base, entries, key, label, hint)
 
 
 def unique_across_plugins(ctx: LintContext) -> Iterator[Finding]:
