@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from crank.cli import cli
 from crank.errors import ManifestError
 from crank.manifest import load_manifest
+from crank.manifest.reading import load_servable_manifest
 
 from .conftest import VALID
 
@@ -43,3 +44,36 @@ def test_a_schema_ref_within_the_schema_loads(write_manifest: Callable[..., Path
     )
     manifest = load_manifest(write_manifest(text))
     assert manifest.capabilities[0].input["properties"]["text"] == {"$ref": "#/$defs/text"}
+
+
+SPLIT_WITH_SHIM = """\
+  - id: email.bill_detection
+    version: 1.0.0
+    input: {type: object}
+    output: {type: object}
+deprecated:
+  - id: email.classify
+    replaced_by: [email.spam_detection, email.bill_detection]
+    shim:
+      select_by: type
+      map: {spam: email.spam_detection, bill: email.bill_detection}
+      default: %s
+    sunset: 2099-12-31
+"""
+
+
+def test_a_shim_default_that_is_not_a_key_of_its_map_is_refused_to_serve(
+    write_manifest: Callable[..., Path],
+) -> None:
+    """Served, every call of email.classify without `type` was answered 422 naming a
+    value the caller never sent."""
+    path = write_manifest(VALID + SPLIT_WITH_SHIM % "ham")
+    with pytest.raises(ManifestError) as caught:
+        load_servable_manifest(path)
+    line = path.read_text().splitlines().index("      default: ham") + 1
+    assert caught.value.message == (
+        f"{path}:{line}:16 CRK104 deprecated capability 'email.classify': shim default 'ham' "
+        "is not a key of shim.map, so a call without 'type' cannot be routed"
+    )
+    assert caught.value.hint == "use one of: spam, bill"
+    assert load_servable_manifest(write_manifest(VALID + SPLIT_WITH_SHIM % "spam")).deprecated

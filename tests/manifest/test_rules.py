@@ -333,7 +333,7 @@ def test_crk104_split_needs_a_consistent_shim(manifest: Callable[..., Path]) -> 
             24,
             16,
             "error",
-            "shim default 'b' is not a key of shim.map",
+            "shim default 'b' is not a key of shim.map, so a call without 'kind' cannot be routed",
             "$.deprecated[1].shim.default",
         ),
     ]

@@ -47,14 +47,13 @@ def _refusal(
     findings: list[Finding],
     hint: str,
     about: str = "",
-    *,
-    serving: bool = False,
+    consequence: str = "",
 ) -> ManifestError:
     first = findings[0]
     more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
     return ManifestError(
         f"{first.file}:{first.line}:{first.col} {first.rule} {about}{first.message}{more}"
-        + ("; every call of it would fail" if serving else ""),
+        + consequence,
         hint=first.hint or hint,
         subject=doc.file,
         findings=tuple(findings),
@@ -76,20 +75,24 @@ def _entry_named(doc: LoadedDocument, finding: Finding) -> str:
 
 
 def _serving_refusal(doc: LoadedDocument, findings: list[Finding]) -> ManifestError:
-    """The refusal to serve ``doc``: its first finding, naming the capability it is about."""
+    """The refusal to serve ``doc``: its first finding, naming the capability it is
+    about. A shim default's finding says itself which calls fail (those without the
+    selector); the others make every call fail."""
+    first = findings[0]
     return _refusal(
         doc,
         findings,
         "run `crank lint` on the file for every finding",
-        _entry_named(doc, findings[0]),
-        serving=True,
+        _entry_named(doc, first),
+        "" if first.path[-2:] == ("shim", "default") else "; every call of it would fail",
     )
 
 
 def unservable_findings(doc: LoadedDocument) -> list[Finding]:
     """The ``crank lint`` errors, in a document that passed the manifest schema, that make
     every call of one of its capabilities fail at run time (a schema Python's ``re`` or
-    jsonschema cannot use, deprecated ids that route in a loop, a split without a shim):
+    jsonschema cannot use, deprecated ids that route in a loop, a split without a shim;
+    a shim default that is not a key of its map fails the calls without the selector):
     the lint rules' own checks (:data:`crank.manifest.rules.SERVING_CHECKS`), so both say
     the same. A ``# crank-lint: disable=`` comment does not hide them: the calls fail
     all the same."""

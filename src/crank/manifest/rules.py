@@ -302,8 +302,29 @@ def splits_without_shim(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
+def shim_defaults_in_map(ctx: LintContext) -> Iterator[Finding]:
+    """CRK104 at each shim default that is not a key of its map: every call of the
+    deprecated id without the selector fails, as the default picks no successor."""
+    for i, dep in deprecations(ctx.data):
+        shim = dep.get("shim")
+        mapping = shim.get("map") if isinstance(shim, dict) else None
+        if not isinstance(shim, dict) or not isinstance(mapping, dict):
+            continue
+        default = shim.get("default")
+        if isinstance(default, str) and default not in mapping:
+            select_by = shim.get("select_by")
+            yield ctx.finding(
+                "CRK104",
+                ("deprecated", i, "shim", "default"),
+                f"shim default {quoted(default)} is not a key of shim.map, so a call without "
+                f"{quoted(select_by)} cannot be routed",
+                hint=f"use one of: {', '.join(str(k) for k in mapping)}",
+            )
+
+
 def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
     yield from splits_without_shim(ctx)
+    yield from shim_defaults_in_map(ctx)
     for i, dep in deprecations(ctx.data):
         targets = _replacements(dep)
         shim = dep.get("shim")
@@ -319,14 +340,6 @@ def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
                         f"shim maps {quoted(key)} to {quoted(target)}, which is not in replaced_by",
                         hint=f"map to one of: {', '.join(targets)}",
                     )
-            default = shim.get("default")
-            if isinstance(default, str) and default not in mapping:
-                yield ctx.finding(
-                    "CRK104",
-                    ("deprecated", i, "shim", "default"),
-                    f"shim default {quoted(default)} is not a key of shim.map",
-                    hint=f"use one of: {', '.join(str(k) for k in mapping)}",
-                )
 
 
 def sunset_after_deprecation(ctx: LintContext) -> Iterator[Finding]:
@@ -633,13 +646,15 @@ def batching_fits_capability(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
-#: The checks whose errors make every call of a capability fail at run time, whatever
-#: else is installed: ``crank run`` and worker processes refuse such a manifest at start
+#: The checks whose errors make every call of a capability (or every call of a deprecated
+#: id without its shim's selector) fail at run time, whatever else is installed: ``crank
+#: run`` and worker processes refuse such a manifest at start
 #: (:func:`crank.manifest.reading.unservable_findings`), with the findings of ``crank lint``.
 SERVING_CHECKS: tuple[Callable[[LintContext], Iterable[Finding]], ...] = (
     schemas_are_valid,
     routing_loops,
     splits_without_shim,
+    shim_defaults_in_map,
 )
 
 

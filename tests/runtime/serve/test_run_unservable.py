@@ -136,3 +136,27 @@ def test_a_replacement_no_worker_declares_stops_crank_run_at_start(
     assert (
         "  hint: declare it under `capabilities:`, install the worker that serves it, or fix the id"
     ) in lines
+
+
+def test_a_shim_default_that_is_not_a_key_of_its_map_stops_crank_run_at_start(
+    crank_run: Callable[..., CrankRun], tmp_path: Path
+) -> None:
+    """Served, every call of demo.old_split without `mode` answered 422, naming a value
+    (the default) the caller never sent."""
+    manifest = worker_with(
+        tmp_path,
+        append=(
+            "  - id: demo.old_split\n"
+            "    replaced_by: [demo.echo, demo.slow]\n"
+            "    shim: {select_by: mode, map: {fast: demo.echo, slow: demo.slow}, default: quick}\n"
+            "    sunset: 2099-12-31\n"
+        ),
+    )
+    code, lines = refused(crank_run, manifest)
+    assert code == 2
+    line = line_of(manifest, "default: quick")
+    assert (
+        f"error: {manifest}:{line}:79 CRK104 deprecated capability 'demo.old_split': shim "
+        "default 'quick' is not a key of shim.map, so a call without 'mode' cannot be routed"
+    ) in lines
+    assert "  hint: use one of: fast, slow" in lines
