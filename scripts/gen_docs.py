@@ -231,6 +231,13 @@ comment anywhere in the file:
 # crank-lint: disable=CRK106,CRK109
 ```
 
+Ids are read case-insensitively; anything after the list is a free comment
+(`# crank-lint: disable=CRK106 until the 2027 release`). An id that names no rule
+(a typo such as `CRK10`, or the rule of a plugin that is not installed) is a
+`CRK001` warning at the comment, with the closest id if there is one, and so is a
+`# crank-lint` comment that is not of this form (`# crank-lint disable=...`
+without its colon): either would leave a rule on unnoticed.
+
 `CRK001` and `CRK002` errors cannot be turned off: crank refuses to load such a
 manifest whatever the comment says (a `CRK001` warning can be).
 

@@ -201,6 +201,36 @@ def test_disabled_rules_are_not_reported(write_manifest: Callable[..., Path]) ->
     }
 
 
+def test_a_disable_comment_that_turns_no_rule_off_is_a_warning_where_it_is_written(
+    write_manifest: Callable[..., Path],
+) -> None:
+    """`disable=CRK10` (a typo) was silent and turned off nothing, not even the CRK109 named
+    beside it; a comment without its colon was as silent."""
+    text = VALID.replace("version: 2.1.0", "version: 2.1.0\n  description: AKIAABCDEFGHIJKLMNOP")
+    path = write_manifest(
+        text
+        + "# crank-lint: disable=CRK10, crk109,CRK108 until 2027\n"
+        + "# crank-lint disable=CRK106\n"
+    )
+    result = CliRunner().invoke(cli, ["lint", "--strict", str(path)])
+    assert result.exit_code == 1
+    line = len(text.splitlines()) + 1
+    assert result.stdout.splitlines()[-5:] == [
+        f"{path}:{line}:23 CRK001 warning: `crank-lint: disable=` names CRK10, which is not the "
+        "id of any lint rule (did you mean CRK110?) [$]",
+        "    hint: fix the id (each finding of `crank lint` names its rule), or install the "
+        "plugin that registers the rule",
+        f"{path}:{line + 1}:1 CRK001 warning: '# crank-lint disable=CRK106' turns no rule off [$]",
+        "    hint: write it `# crank-lint: disable=ID,ID` (a colon after crank-lint, the ids "
+        "after `disable=`)",
+        "0 errors, 2 warnings in 1 file",
+    ]
+    assert "CRK109" not in result.stdout
+    # a plugin's rule is known while the plugin is installed
+    path.write_text(VALID + "# crank-lint: disable=CRK109,CRK108\n", encoding="utf-8")
+    assert Linter(collect_rules(), installed_paths=()).lint_file(path) == []
+
+
 def test_a_schema_error_cannot_be_disabled(write_manifest: Callable[..., Path]) -> None:
     """crank run refuses the manifest whatever the comment says: lint must not call it
     clean. A CRK001 warning (an unquoted octal number) can still be turned off."""

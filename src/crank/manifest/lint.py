@@ -13,6 +13,7 @@ layers above. A file opts out of rules with a comment anywhere in it::
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from crank.contributions import ContributionKind
 from crank.errors import ManifestError, PluginError, UsageError
-from crank.manifest.findings import Finding, Severity
+from crank.manifest.findings import Finding, Severity, quoted
 from crank.manifest.loader import LOAD_RULE, LoadedDocument, load_document
 from crank.manifest.model import manifest_from_dict
 from crank.manifest.validate import SCHEMA_RULE, schema_findings
@@ -33,9 +34,14 @@ if TYPE_CHECKING:
     from crank.manifest.model import Manifest
 
 RULE_ID_RE = re.compile(r"^[A-Z][A-Z0-9]*[0-9]{3}$")
-_ID = r"[A-Za-z][A-Za-z0-9]*[0-9]{3}"
+_WORD = r"[A-Za-z0-9_.-]+"
 #: ``# crank-lint: disable=CRK106,CRK109`` (anything after the list is a free comment).
-DISABLE_RE = re.compile(rf"#\s*crank-lint:\s*disable=({_ID}(?:\s*,\s*{_ID})*)")
+#: Any word is taken as an id, so that one that names no rule (a typo) can be reported.
+DISABLE_RE = re.compile(
+    rf"#[ \t]*crank-lint:[ \t]*disable=[ \t]*({_WORD}(?:[ \t]*,[ \t]*{_WORD})*)"
+)
+#: Any ``# crank-lint`` comment: one that is not a disable list turns nothing off.
+_LINT_COMMENT_RE = re.compile(r"#[ \t]*crank-lint\b[^\n]*")
 #: Directories never searched for manifests.
 SKIP_DIRS = frozenset(
     {
@@ -148,12 +154,57 @@ def _resolved(path: str | Path) -> Path:
         return Path(path)
 
 
+def _disabled_ids(text: str) -> Iterator[tuple[str, int]]:
+    """(id, offset in ``text``) of each id a ``# crank-lint: disable=`` comment names."""
+    for match in DISABLE_RE.finditer(text):
+        for word in re.finditer(r"[^,\s]+", match.group(1)):
+            yield word.group().upper(), match.start(1) + word.start()
+
+
 def disabled_rules(text: str) -> frozenset[str]:
     """Rule ids named by ``# crank-lint: disable=...`` comments in ``text``."""
-    found: set[str] = set()
-    for match in DISABLE_RE.finditer(text):
-        found.update(p.strip().upper() for p in match.group(1).split(",") if p.strip())
-    return frozenset(found)
+    return frozenset(rule_id for rule_id, _ in _disabled_ids(text))
+
+
+def _at_offset(doc: LoadedDocument, offset: int, message: str, hint: str) -> Finding:
+    line = doc.text.count("\n", 0, offset) + 1
+    col = offset - doc.text.rfind("\n", 0, offset)
+    return Finding(doc.file, line, col, LOAD_RULE, message, "warning", (), hint)
+
+
+def disable_comment_findings(doc: LoadedDocument, known: Iterable[str]) -> list[Finding]:
+    """A warning at each ``# crank-lint`` comment that turns nothing off: an id that
+    names none of the ``known`` rules (a typo: ``CRK10``), or a comment that is not of
+    the form ``# crank-lint: disable=ID,...``: unreported, either leaves a rule on unnoticed."""
+    ids = sorted(set(known))
+    found: list[Finding] = []
+    for rule_id, offset in _disabled_ids(doc.text):
+        if rule_id in ids:
+            continue
+        close = difflib.get_close_matches(rule_id, ids, n=1)
+        found.append(
+            _at_offset(
+                doc,
+                offset,
+                f"`crank-lint: disable=` names {rule_id}, which is not the id of any lint rule"
+                + (f" (did you mean {close[0]}?)" if close else ""),
+                "fix the id (each finding of `crank lint` names its rule), or install the "
+                "plugin that registers the rule",
+            )
+        )
+    lists = {m.start() for m in DISABLE_RE.finditer(doc.text)}
+    for comment in _LINT_COMMENT_RE.finditer(doc.text):
+        if comment.start() not in lists:
+            found.append(
+                _at_offset(
+                    doc,
+                    comment.start(),
+                    f"{quoted(comment.group().strip())} turns no rule off",
+                    "write it `# crank-lint: disable=ID,ID` (a colon after crank-lint, the ids "
+                    "after `disable=`)",
+                )
+            )
+    return found
 
 
 def _accept_rule(rule: object) -> tuple[str, LintRule]:
@@ -250,7 +301,10 @@ class Linter:
 
     def lint_document(self, doc: LoadedDocument) -> list[Finding]:
         disabled = disabled_rules(doc.text)
-        findings = schema_findings(doc) + _misread_numbers(doc)
+        known = {rule.id for rule in self.rules} | set(LINT_RULES.reserved)
+        findings = (
+            schema_findings(doc) + _misread_numbers(doc) + disable_comment_findings(doc, known)
+        )
         ctx = LintContext(
             doc=doc,
             today=self.today,
@@ -421,6 +475,7 @@ __all__ = [
     "LintResult",
     "LintRule",
     "Linter",
+    "disable_comment_findings",
     "disabled_rules",
     "discover_manifests",
     "is_manifest_name",
