@@ -32,7 +32,8 @@ class ContributionKind(Generic[T]):
     ``accept`` receives the arguments a plugin passed to ``register`` and returns
     ``(name, value)``; it raises :class:`~crank.errors.PluginError` (or any
     exception) when the contribution cannot be used. ``reserved`` maps names that
-    crank keeps for itself to what holds them.
+    crank keeps for itself to what holds them; ``crank_prefix`` starts every name
+    only crank's built-in plugins may register.
     """
 
     hook: str
@@ -42,6 +43,9 @@ class ContributionKind(Generic[T]):
     #: What precedes a name in messages ("lint rule id 'CRK101'"); the noun if empty.
     label: str = ""
     reserved: Mapping[str, str] = field(default_factory=dict)
+    #: A prefix of names that only crank's own (built-in) plugins may register
+    #: ("CRK" of lint rule ids): a third party's would pass for crank's.
+    crank_prefix: str = ""
 
     @property
     def name_label(self) -> str:

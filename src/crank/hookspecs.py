@@ -65,7 +65,8 @@ def crank_register_lint_rules(register: RegisterLintRule) -> None:
 
     :param register: call with a :class:`crank.plugin.LintRule`: an object with a
         stable ``id`` (``CRK`` + three digits for crank's own; plugins use their own
-        prefix, e.g. ``ACME001``), a one-line ``summary`` and ``check(ctx)``, which
+        prefix, e.g. ``ACME001``: a plugin's ``CRK`` id is skipped and reported, as is an
+        id another rule has), a one-line ``summary`` and ``check(ctx)``, which
         receives a :class:`crank.plugin.LintContext` and returns an iterable of
         :class:`crank.plugin.Finding` (``ctx.finding(...)`` builds one at a node).
         :class:`crank.plugin.FunctionRule` makes a rule of a function. A rule that

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from crank.cli import cli
+from crank.cli.lint import collect_rules
 from crank.cli.plugins import format_table
 from crank.contributions import ContributionProblem
 from crank.hookspecs import hookimpl
@@ -314,3 +315,34 @@ def test_an_unknown_command_names_the_blocked_plugins(run_crank: Any) -> None:
     )
     plain = run_crank("no-such-command")
     assert plain.stderr.endswith("  hint: see `crank --help`\n")
+
+
+class PosingAsCrank:
+    @hookimpl
+    def crank_register_lint_rules(self, register: Callable[[Any], None]) -> None:
+        from crank.plugin import FunctionRule
+
+        register(FunctionRule("CRK199", "looks like crank's", lambda ctx: ()))
+        register(FunctionRule("POSE001", "its own", lambda ctx: ()))
+
+
+def test_a_plugin_lint_rule_under_crank_s_prefix_is_a_problem_of_the_plugin() -> None:
+    """A CRK199 of a plugin passed for one of crank's own rules in every report."""
+    manager = get_plugin_manager()
+    manager.register(PosingAsCrank(), name="posing")
+    try:
+        with pytest.warns(PluginLoadWarning, match="posing"):
+            text = CliRunner().invoke(cli, ["plugins"])
+        ids = [rule.id for rule in collect_rules(manager)]
+    finally:
+        manager.unregister("posing")
+    assert text.exit_code == 1
+    lines = text.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("posing "))
+    assert lines[row + 1] == (
+        "    problem: registered an unusable lint rule, which was skipped: lint rule id "
+        "'CRK199' starts with CRK, which only crank's own lint rules use"
+    )
+    assert lines[-1].endswith("; 1 contribution problem")
+    assert "POSE001" in ids
+    assert "CRK199" not in ids

@@ -152,6 +152,11 @@ def test_a_rule_that_yields_no_finding_is_a_finding_naming_it(
             "registered twice ('crank.manifest.rules' registered it first)",
         ),
         (
+            NoDescriptionRule(id="CRK900"),
+            "registered an unusable lint rule, which was skipped: lint rule id 'CRK900' starts "
+            "with CRK, which only crank's own lint rules use",
+        ),
+        (
             NoDescriptionRule(id="CRK002"),
             "registered lint rule id 'CRK002', which was skipped: lint rule id 'CRK002' is "
             "registered twice ('crank' registered it first)",

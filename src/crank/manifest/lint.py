@@ -232,6 +232,7 @@ LINT_RULES: ContributionKind[LintRule] = ContributionKind(
     _accept_rule,
     label="lint rule id",
     reserved={LOAD_RULE: "crank", SCHEMA_RULE: "crank"},
+    crank_prefix="CRK",
 )
 
 

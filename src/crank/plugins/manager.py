@@ -87,7 +87,10 @@ class CrankPluginManager:
     registry: Registry = field(init=False)
 
     def __post_init__(self) -> None:
-        self.registry = Registry(self.pm)
+        self.registry = Registry(self.pm, builtin=self._is_builtin)
+
+    def _is_builtin(self, plugin: str) -> bool:
+        return any(r.builtin and r.name == plugin for r in self.records)
 
     @property
     def hook(self) -> Any:

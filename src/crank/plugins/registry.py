@@ -12,6 +12,8 @@ Whatever the kind (command, lint rule, renderer, dependency checker, worker):
 * A registered object that the kind cannot use is skipped.
 * A name registered twice: the first registration keeps it, the second is
   skipped. Registering the very same contribution again is not a conflict.
+* A name under a prefix crank keeps for itself (``CRK`` of lint rule ids) is
+  skipped unless one of crank's built-in plugins registers it.
 * Each of these is recorded as a :class:`ContributionProblem` naming the
   plugin (``crank plugins`` lists them) and warned about once with a
   :class:`PluginLoadWarning`. Nothing a plugin registers can stop crank.
@@ -41,8 +43,12 @@ class PluginLoadWarning(UserWarning):
 class Registry:
     """Gathers contributions through pluggy, isolating and recording each plugin's faults."""
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, *, builtin: Callable[[str], bool] = lambda _: False
+    ) -> None:
         self._pm = pm
+        #: Whether a plugin (by name) is one of crank's own.
+        self._builtin = builtin
         self._lock = threading.Lock()
         #: The problems of the latest collection of each hook.
         self._problems: dict[str, tuple[ContributionProblem, ...]] = {}
@@ -138,6 +144,10 @@ class Registry:
         owner = kind.reserved.get(name)
         first = found.get(name)
         if owner is None and first is None:
+            crank_s = bool(kind.crank_prefix) and name.startswith(kind.crank_prefix)
+            if crank_s and not self._builtin(plugin):
+                problems.append(_crank_prefix(kind, plugin, name))
+                return
             found[name] = Contribution(name, value, plugin)
             return
         if first is not None and _same(first.value, value):
@@ -227,6 +237,16 @@ def _unusable(
         kind="unusable",
         message=f"registered an unusable {kind.noun}, which was skipped: {message}",
         hint=hint,
+    )
+
+
+def _crank_prefix(kind: ContributionKind[Any], plugin: str, name: str) -> ContributionProblem:
+    prefix = kind.crank_prefix
+    return _unusable(
+        kind,
+        plugin,
+        f"{kind.name_label} {name!r} starts with {prefix}, which only crank's own {kind.noun}s use",
+        f"name the plugin's {kind.noun}s under a prefix of its own",
     )
 
 
