@@ -57,7 +57,7 @@ capabilities:
       properties:
         spam: {type: boolean}
     errors:
-      - {code: INVALID_INPUT, retryable: false}
+      - {code: EMPTY_TEXT, retryable: false}
       - {code: MODEL_UNAVAILABLE, retryable: true}
     timeout_s: 10
     examples:
@@ -220,6 +220,20 @@ It also warns about an unquoted `yes`, `no`, `on` or `off` in a schema's data
 (`enum`, `const`, `default`, `examples`) and in the capability's `examples`: YAML
 reads each as a boolean, so `enum: [yes, no]` refuses the text `"yes"`. Quote the
 word, or write `true`/`false`. (A plain key such as `on:` stays the text `on`.)
+
+`CRK117` keeps a capability's error codes apart from crank's own, as a client
+sees both in the same `error.code`. Declaring a code crank gives a task for a
+failure of its own (`INTERNAL`: a crash; `OUTPUT_INVALID`, `OUTPUT_NOT_JSON`,
+`WORKER_FAILED`, `WORKER_LOST`, `CANCELLED`, `CAPABILITY_NOT_SERVED`) is an
+error: such a task would be answered as the handler's declared error (422 with
+the code, not 502 `WORKER_FAILED`), and the client would take a crash for a
+refusal of its input. Declaring `INVALID_INPUT` or `TIMEOUT`, which a handler
+can mean as crank does, or the code of one of crank's HTTP answers
+(`CAPABILITY_NOT_FOUND`, `QUEUE_FULL`, `UNAUTHORIZED`... see
+[runtime.md](runtime.md)) is a warning: the handler's and crank's then differ
+only by the HTTP status, if at all. Give the worker's errors codes of their own
+(`EMPTY_TEXT`, `PANDOC_TIMEOUT`), or disable `CRK117` for a file that reuses one
+on purpose.
 
 Plugins add rules through the `crank_register_lint_rules` hook, under their own
 prefix (see [plugins.md](plugins.md)); `CRK108` is registered by the worker layer,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
+import re
 import sys
 import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
 
+import crank
 from crank.manifest.lint import Linter
-from crank.manifest.rules import RULES
+from crank.manifest.rules import CRANK_ANSWER_CODES, CRANK_TASK_ERROR_CODES, RULES
 from crank.worker.lint_rules import ENTRYPOINT_RULE
 
 if TYPE_CHECKING:
@@ -979,3 +982,70 @@ def test_findings_quote_a_value_short(value: object) -> None:
 
     assert len(quoted(value)) < 100
     assert quoted(value) == repr(value) or "characters" in quoted(value)
+
+
+def test_crk117_an_error_code_of_crank_s_own(manifest: Callable[..., Path]) -> None:
+    """Declared, INTERNAL turned a crash into a 422 that passed for the handler's error."""
+    errors = (
+        "    errors:\n"
+        "      - {code: INTERNAL, retryable: false}\n"
+        "      - {code: TIMEOUT, retryable: true}\n"
+        "      - {code: QUEUE_FULL, retryable: true}\n"
+        "      - {code: EMPTY_TEXT, retryable: false}\n"
+    )
+    assert run(manifest("capabilities:\n" + cap("demo.echo", errors)), only="CRK117") == [
+        (
+            "CRK117",
+            12,
+            16,
+            "error",
+            "error code 'INTERNAL' is crank's own for a handler that crashed: declared, such a "
+            "task is answered as the handler's declared error, and clients cannot tell which "
+            "it was",
+            "$.capabilities[0].errors[0].code",
+        ),
+        (
+            "CRK117",
+            13,
+            16,
+            "warning",
+            "error code 'TIMEOUT' is crank's own for a handler past its timeout_s: clients tell "
+            "the handler's from crank's only by the HTTP status, if at all",
+            "$.capabilities[0].errors[1].code",
+        ),
+        (
+            "CRK117",
+            14,
+            16,
+            "warning",
+            "error code 'QUEUE_FULL' is crank's own for one of its HTTP answers: clients tell "
+            "the handler's from crank's only by the HTTP status, if at all",
+            "$.capabilities[0].errors[2].code",
+        ),
+    ]
+
+
+#: Where crank's runtime names the code of an error it answers or gives a task.
+CODE_SITES = (
+    r"\"code\":\s*\"([A-Z][A-Z_]+)\"",
+    r"error_response\(\s*\w+,\s*\"([A-Z][A-Z_]+)\"",
+    r"\(\d{3}, \"([A-Z][A-Z_]+)\"",
+    r"\d{3}: \(\"([A-Z][A-Z_]+)\"",
+    r"code = \"([A-Z][A-Z_]+)\" if",
+    r"else \"([A-Z][A-Z_]+)\"",
+)
+
+
+def test_crk117_knows_every_code_crank_answers_with() -> None:
+    """The codes' lists live beside the rule: a code the runtime starts to answer with
+    must be added there, or CRK117 lets a manifest declare it unnoticed."""
+    root = pathlib.Path(crank.__file__).parent
+    found = {
+        code
+        for folder in ("runtime", "worker", "routing")
+        for source in (root / folder).rglob("*.py")
+        for pattern in CODE_SITES
+        for code in re.findall(pattern, source.read_text(encoding="utf-8"))
+    }
+    assert {"INTERNAL", "TIMEOUT", "WORKER_LOST", "NOT_FOUND", "CLIENT_CLOSED_REQUEST"} <= found
+    assert found - CRANK_TASK_ERROR_CODES.keys() - CRANK_ANSWER_CODES.keys() == set()

@@ -90,7 +90,7 @@ def test_blocking_a_builtin_says_what_crank_then_lacks(tmp_path: Path, run_crank
     assert record(manager, "crank.manifest.rules").status == "blocked"
     assert [str(w.message) for w in caught] == [
         "crank's built-in plugin 'crank.manifest.rules' is blocked by CRANK_DISABLE_PLUGINS, "
-        "so the lint rules CRK101-CRK107 and CRK109-CRK114 are not run; remove it from "
+        "so the lint rules CRK101-CRK107, CRK109-CRK114 and CRK117 are not run; remove it from "
         "CRANK_DISABLE_PLUGINS unless that is meant"
     ]
     # a lint run without those rules says so, not only "no problems"

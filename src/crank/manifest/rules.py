@@ -187,6 +187,86 @@ def _unique_names(ctx: LintContext) -> Iterator[Finding]:
             yield from _named_twice(ctx, base, entries, key, label, hint)
 
 
+#: The codes crank gives a task's error for a failure of its own, which no handler can
+#: mean: declared by a capability, such a task passes for the handler's declared error
+#: (a crash is answered 422 INTERNAL, not 502 WORKER_FAILED).
+CRANK_TASK_ERROR_CODES: dict[str, str] = {
+    "CANCELLED": "a task cancelled while it ran",
+    "CAPABILITY_NOT_SERVED": "a task no worker process serves",
+    "INTERNAL": "a handler that crashed",
+    "OUTPUT_INVALID": "an output its schema refuses",
+    "OUTPUT_NOT_JSON": "an output that is not JSON",
+    "WORKER_FAILED": "a worker that failed a task",
+    "WORKER_LOST": "a task whose worker kept dying",
+}
+#: The codes of crank's other answers, and the two task codes a handler can mean as
+#: crank does (its input refused, its time run out): declared, the handler's and
+#: crank's differ only by the HTTP status, or not at all.
+CRANK_ANSWER_CODES: dict[str, str] = {
+    "INVALID_INPUT": "an input its schema refuses",
+    "TIMEOUT": "a handler past its timeout_s",
+    **dict.fromkeys(
+        (
+            "BODY_TOO_LARGE",
+            "BROKER_UNAVAILABLE",
+            "CAPABILITY_GONE",
+            "CAPABILITY_NOT_FOUND",
+            "CAPABILITY_PAUSED",
+            "CLIENT_CLOSED_REQUEST",
+            "CONCURRENCY_LIMIT",
+            "IDEMPOTENCY_KEY_REUSED",
+            "MALFORMED_REQUEST",
+            "MANIFEST_ERROR",
+            "METHOD_NOT_ALLOWED",
+            "NOT_A_DEAD_LETTER",
+            "NOT_FOUND",
+            "NOT_STREAMING",
+            "OVERLOADED",
+            "QUEUE_FULL",
+            "SCHEMA_UNUSABLE",
+            "TASK_FINISHED",
+            "TASK_NOT_FOUND",
+            "UNAUTHORIZED",
+            "UNAVAILABLE",
+            "UNSUPPORTED_MEDIA_TYPE",
+            "WORKER_UNAVAILABLE",
+        ),
+        "one of its HTTP answers",
+    ),
+}
+
+
+def error_codes_are_the_worker_s(ctx: LintContext) -> Iterator[Finding]:
+    """CRK117 at each declared error code crank answers with itself: an error where
+    crank's own failure would pass for the handler's, a warning where only the HTTP
+    status tells them apart."""
+    for i, cap in capabilities(ctx.data):
+        for j, entry in _entries(cap, "errors"):
+            code = entry.get("code")
+            if not isinstance(code, str):
+                continue
+            if code in CRANK_TASK_ERROR_CODES:
+                yield ctx.finding(
+                    "CRK117",
+                    ("capabilities", i, "errors", j, "code"),
+                    f"error code {quoted(code)} is crank's own for "
+                    f"{CRANK_TASK_ERROR_CODES[code]}: declared, such a task is answered as "
+                    "the handler's declared error, and clients cannot tell which it was",
+                    hint="give the worker's error a code of its own (crank's are listed "
+                    "under CRK117 in the manifest reference)",
+                )
+            elif code in CRANK_ANSWER_CODES:
+                yield ctx.finding(
+                    "CRK117",
+                    ("capabilities", i, "errors", j, "code"),
+                    f"error code {quoted(code)} is crank's own for {CRANK_ANSWER_CODES[code]}: "
+                    "clients tell the handler's from crank's only by the HTTP status, if at all",
+                    hint="give the worker's error a code of its own, or disable CRK117 for "
+                    "this file if it means just what crank's does",
+                    severity="warning",
+                )
+
+
 def unique_across_plugins(ctx: LintContext) -> Iterator[Finding]:
     ours = [(i, c["id"]) for i, c in capabilities(ctx.data) if isinstance(c.get("id"), str)]
     if not ours:
@@ -702,6 +782,11 @@ RULES: tuple[FunctionRule, ...] = (
         "batching and concurrency are not declared on a streaming capability; a batching "
         "capability's output schema is one item's",
         batching_fits_capability,
+    ),
+    FunctionRule(
+        "CRK117",
+        "a capability's error codes are not codes crank answers with itself",
+        error_codes_are_the_worker_s,
     ),
 )
 

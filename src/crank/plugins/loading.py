@@ -48,7 +48,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 #: What each built-in plugin gives crank, named when CRANK_DISABLE_PLUGINS blocks it.
 BUILTIN_CONTRIBUTIONS: dict[str, str] = {
     "crank.cli.builtin": "crank's own commands (lint, run, plugins...) are missing",
-    "crank.manifest.rules": "the lint rules CRK101-CRK107 and CRK109-CRK114 are not run",
+    "crank.manifest.rules": ("the lint rules CRK101-CRK107, CRK109-CRK114 and CRK117 are not run"),
     "crank.worker.lint_rules": "the lint rules CRK108 and CRK115 are not run",
     "crank.testing.builtin_checkers": (
         "dependencies of the kinds module, dist, exe, gpu, onnxruntime, redis and tcp "
