@@ -227,13 +227,13 @@ failure of its own (`INTERNAL`: a crash; `OUTPUT_INVALID`, `OUTPUT_NOT_JSON`,
 `WORKER_FAILED`, `WORKER_LOST`, `CANCELLED`, `CAPABILITY_NOT_SERVED`) is an
 error: such a task would be answered as the handler's declared error (422 with
 the code, not 502 `WORKER_FAILED`), and the client would take a crash for a
-refusal of its input. Declaring `INVALID_INPUT` or `TIMEOUT`, which a handler
-can mean as crank does, or the code of one of crank's HTTP answers
+refusal of its input. Declaring the code of one of crank's HTTP answers
 (`CAPABILITY_NOT_FOUND`, `QUEUE_FULL`, `UNAUTHORIZED`... see
 [runtime.md](runtime.md)) is a warning: the handler's and crank's then differ
-only by the HTTP status, if at all. Give the worker's errors codes of their own
-(`EMPTY_TEXT`, `PANDOC_TIMEOUT`), or disable `CRK117` for a file that reuses one
-on purpose.
+only by the HTTP status. Give the worker's errors codes of their own
+(`EMPTY_TEXT`, `PANDOC_TIMEOUT`). `INVALID_INPUT` and `TIMEOUT` are the two a
+handler may declare: they mean for its refusals and time-outs what they mean
+for crank's (the input refused; out of time, worth a retry).
 
 Plugins add rules through the `crank_register_lint_rules` hook, under their own
 prefix (see [plugins.md](plugins.md)); `CRK108` is registered by the worker layer,

@@ -199,12 +199,12 @@ CRANK_TASK_ERROR_CODES: dict[str, str] = {
     "WORKER_FAILED": "a worker that failed a task",
     "WORKER_LOST": "a task whose worker kept dying",
 }
-#: The codes of crank's other answers, and the two task codes a handler can mean as
-#: crank does (its input refused, its time run out): declared, the handler's and
-#: crank's differ only by the HTTP status, or not at all.
+#: The two task codes a handler can mean just as crank does (its input refused, its
+#: time run out): a capability may declare them for its own refusals and time-outs.
+CRANK_SHARED_CODES = frozenset({"INVALID_INPUT", "TIMEOUT"})
+#: The codes of crank's other answers: declared, the handler's and crank's differ only
+#: by the HTTP status.
 CRANK_ANSWER_CODES: dict[str, str] = {
-    "INVALID_INPUT": "an input its schema refuses",
-    "TIMEOUT": "a handler past its timeout_s",
     **dict.fromkeys(
         (
             "BODY_TOO_LARGE",
@@ -260,9 +260,8 @@ def error_codes_are_the_worker_s(ctx: LintContext) -> Iterator[Finding]:
                     "CRK117",
                     ("capabilities", i, "errors", j, "code"),
                     f"error code {quoted(code)} is crank's own for {CRANK_ANSWER_CODES[code]}: "
-                    "clients tell the handler's from crank's only by the HTTP status, if at all",
-                    hint="give the worker's error a code of its own, or disable CRK117 for "
-                    "this file if it means just what crank's does",
+                    "clients tell the handler's from crank's only by the HTTP status",
+                    hint="give the worker's error a code of its own",
                     severity="warning",
                 )
 
