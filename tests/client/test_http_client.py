@@ -199,6 +199,17 @@ def test_a_deprecated_id_warns_naming_its_successor(client: Client) -> None:
     assert warning.filename == __file__
 
 
+def test_a_refused_call_of_a_deprecated_id_warns_too(client: Client) -> None:
+    """The caller whose input is wrong hears of the successor as well as of its mistake."""
+    with (
+        pytest.warns(CapabilityDeprecated, match="demo.echo") as warned,
+        pytest.raises(ApiError) as invalid,
+    ):
+        client.call("demo.legacy_echo", {"txt": "typo"})
+    assert (invalid.value.status, invalid.value.code) == (400, "INVALID_INPUT")
+    assert warned[0].filename == __file__
+
+
 def test_refused_requests_raise_the_documented_code(client: Client) -> None:
     with pytest.raises(ApiError) as invalid:
         client.call("demo.echo", {"txt": "typo"})

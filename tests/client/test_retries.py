@@ -100,6 +100,34 @@ def test_when_the_retries_run_out_the_429_is_raised(scripted: Any) -> None:
     assert len(server.requests) == 1
 
 
+def test_a_429_of_a_deprecated_id_warns_when_the_retries_run_out(scripted: Any) -> None:
+    deprecated = {
+        "Retry-After": "0",
+        "Deprecation": "@1767225600",
+        "Sunset": "Wed, 31 Mar 2027 23:59:59 GMT",
+        "Link": '</v1/capabilities/demo.echo>; rel="successor-version"',
+    }
+    server = scripted([(429, deprecated, BUSY)])
+    with (
+        Client(server.url, retry=RetryPolicy(attempts=1)) as client,
+        pytest.warns(CapabilityDeprecated, match="demo.echo") as warned,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.call("demo.legacy_echo", {"text": "x"})
+    assert (caught.value.status, caught.value.code) == (429, "OVERLOADED")
+    assert warned[0].filename == __file__
+
+    async def scenario() -> None:
+        async with AsyncClient(server.url, retry=RetryPolicy(attempts=1)) as client:
+            await client.submit("demo.legacy_echo", {"text": "x"})
+
+    with (
+        pytest.warns(CapabilityDeprecated, match="demo.echo"),
+        pytest.raises(ApiError, match="busy"),
+    ):
+        asyncio.run(scenario())
+
+
 def test_an_answer_that_is_not_json_still_names_its_status(scripted: Any) -> None:
     server = scripted([(500, {"Content-Type": "text/plain"}, b"Internal Server Error")])
     with Client(server.url) as client, pytest.raises(ApiError) as caught:

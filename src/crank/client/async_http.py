@@ -50,6 +50,7 @@ from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import (
     DEFAULT_URL,
     EventCursor,
+    RetryLater,
     RetryPolicy,
     client_options,
     request_headers,
@@ -58,6 +59,8 @@ from crank.client.wire import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
     from types import TracebackType
+
+    from crank.client.errors import ClientError
 
 #: ``warnings.warn`` in :meth:`AsyncClient._send` (1), the API coroutine (2), its caller (3).
 _USER_FRAME = 3
@@ -175,6 +178,7 @@ class AsyncClient:
 
     async def _send(self, planned: Planned) -> httpx.Response:
         """One request with retries; a 2xx answer, else the error raised."""
+        failure: ClientError | None = None
         try:
             async for attempt in AsyncRetrying(**self.retry.tenacity_options(planned.deadline)):
                 with attempt:
@@ -183,10 +187,16 @@ class AsyncClient:
                     )
                     busy(response)
         except SEND_FAILURES as exc:
-            raise planned.failure(exc, self.base_url, self.retry.attempts) from None
-        warning = planned.deprecation(response)
+            failure = planned.failure(exc, self.base_url, self.retry.attempts)
+            # a 429 still says the id is deprecated, when it does: warned as any answer
+            answered = exc.response if isinstance(exc, RetryLater) else None
+        else:
+            answered = response
+        warning = None if answered is None else planned.deprecation(answered)
         if warning is not None:
             warnings.warn(warning, stacklevel=_USER_FRAME)
+        if failure is not None:
+            raise failure
         return planned.answer(response)
 
     @contextlib.asynccontextmanager

@@ -315,11 +315,30 @@ class Router:
             callbacks = list(self.on_deprecated_call)
         for callback in callbacks:
             callback(cap_id, who)
-        key = (cap_id, today)
+        headers = self._announcement(first.deprecation, today)
+        return Resolution(capability_id, current, data, route, first.deprecation, headers)
+
+    def announcement(self, capability_ref: str) -> dict[str, str]:
+        """The ``Deprecation``, ``Sunset`` and ``Link`` headers of every answer to a call
+        of ``capability_ref`` (``id`` or ``id@major``), as :meth:`resolve` gives them: a
+        deprecated id's before its sunset, else none (a live id, an unknown one, or a
+        retired one, whose 410 carries its own)."""
+        try:
+            cap_id, _ = split_capability_ref(capability_ref)
+        except CapabilityNotFound:
+            return {}
+        declared = self._deprecations.get(cap_id)
+        today = self._today()
+        if declared is None or today > declared.deprecation.sunset:
+            return {}
+        return self._announcement(declared.deprecation, today)
+
+    def _announcement(self, deprecation: Deprecation, today: dt.date) -> dict[str, str]:
+        key = (deprecation.id, today)
         headers = self._headers.get(key)
         if headers is None:  # formatting dates is most of a shim's cost: once per id and day
-            headers = self._headers[key] = deprecation_headers(first.deprecation, today=today)
-        return Resolution(capability_id, current, data, route, first.deprecation, dict(headers))
+            headers = self._headers[key] = deprecation_headers(deprecation, today=today)
+        return dict(headers)
 
     def _live(
         self, cap_id: str, major: int | None, *, requested: str, via: Deprecation | None = None

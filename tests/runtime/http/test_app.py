@@ -196,6 +196,68 @@ def test_a_deprecated_id_serves_only_the_major_it_routes_to(
     assert r.headers["deprecation"] == "@1767225600"
 
 
+#: what every answer through demo.legacy_echo says of it (its manifest's deprecation).
+LEGACY_ECHO_HEADERS = {
+    "deprecation": "@1767225600",
+    "sunset": "Thu, 31 Dec 2099 23:59:59 GMT",
+    "link": '</v1/capabilities/demo.echo>; rel="successor-version"',
+}
+
+
+def test_refusals_of_a_deprecated_id_carry_its_deprecation_headers(
+    make_services: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client whose input is wrong, or who is told to come back later, learns that
+    the id it calls is deprecated, as a client whose call succeeded does."""
+    from crank.runtime.worker_reports import WorkerHealth
+
+    services = make_services(max_pending_tasks=1)
+    services.status.ttl_s = 0.0
+    http = serve(services)
+    typo = {"txt": "x"}
+    answers = {
+        "call, invalid input": http.post("/v1/capabilities/demo.legacy_echo", json=typo),
+        "legacy route, invalid input": http.post("/echo", json=typo),
+        "legacy route, not JSON": http.post(
+            "/echo", content=b"{}", headers={"Content-Type": "text/plain"}
+        ),
+        "submit, invalid input": http.post(
+            "/v1/tasks", json={"capability": "demo.legacy_echo", "input": typo}
+        ),
+    }
+    queued = http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}})
+    assert queued.status_code == 202  # the queue is full now
+    answers["call, queue full"] = http.post("/echo", json={"text": "b"})
+    answers["submit, queue full"] = http.post(
+        "/v1/tasks", json={"capability": "demo.legacy_echo", "input": {"text": "b"}}
+    )
+    failed = WorkerHealth("demo", ("demo.echo",), "failed", "ImportError: no module named x")
+    monkeypatch.setattr(services.status, "unavailable", lambda capability: failed)
+    answers["call, worker unavailable"] = http.post("/echo", json={"text": "c"})
+    answers["submit, worker unavailable"] = http.post(
+        "/v1/tasks", json={"capability": "demo.legacy_echo", "input": {"text": "c"}}
+    )
+    statuses = {what: r.status_code for what, r in answers.items()}
+    assert statuses == {
+        "call, invalid input": 400,
+        "legacy route, invalid input": 400,
+        "legacy route, not JSON": 415,
+        "submit, invalid input": 400,
+        "call, queue full": 429,
+        "submit, queue full": 429,
+        "call, worker unavailable": 503,
+        "submit, worker unavailable": 503,
+    }
+    for what, r in answers.items():
+        assert {name: r.headers.get(name) for name in LEGACY_ECHO_HEADERS} == (
+            LEGACY_ECHO_HEADERS
+        ), what
+    # a live id's refusal announces nothing
+    live = http.post("/v1/capabilities/demo.echo", json=typo)
+    assert live.status_code == 503
+    assert not {"deprecation", "sunset", "link"} & set(live.headers)
+
+
 def test_retired_capability_is_410_naming_successors(client: TestClient) -> None:
     for r in (
         client.post("/retired", json={"text": "x"}),

@@ -124,6 +124,19 @@ def test_headers_are_declared_with_their_rules(client: Client) -> None:
         )
         assert all(h["required"] for h in legacy[status]["headers"].values())
     assert legacy["504"]["headers"]["Location"]["required"] is True
+    # a refusal of the call announces the deprecation too, unless the guard refused it
+    # before the route (its 401, a declared body too large, OVERLOADED)
+    for status, required in (("400", True), ("409", True), ("415", True), ("503", True)):
+        headers = legacy[status]["headers"]
+        assert [headers[h]["required"] for h in ("Deprecation", "Sunset", "Link")] == [required] * 3
+    for status in ("413", "429"):
+        headers = legacy[status]["headers"]
+        assert [headers[h]["required"] for h in ("Deprecation", "Sunset", "Link")] == [False] * 3
+    assert "Deprecation" not in legacy["401"].get("headers", {})
+    assert "Deprecation" not in legacy["410"]["headers"]
+    for status in ("400", "409", "413", "415", "429", "503"):
+        assert submit["responses"][status]["headers"]["Deprecation"]["required"] is False
+    assert "Deprecation" not in submit["responses"]["404"].get("headers", {})
     live = paths["/v1/capabilities/demo.echo"]["post"]["responses"]
     assert set(live["200"]["headers"]) == {"X-Crank-Task-Id"}
 

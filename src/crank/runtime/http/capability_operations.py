@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from crank.runtime.http.operations import (
+    ANNOUNCED_REFUSALS,
     BODY_ERRORS,
     CALL_LIMITS,
     DEPRECATION_HEADERS,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from crank.manifest import Deprecation
     from crank.routing import Router
+    from crank.runtime.http.operations import Header
 
 IDEMPOTENCY_KEY = Param(
     "Idempotency-Key",
@@ -213,16 +215,23 @@ def call_operation(
     content: dict[str, Any] = {"application/json": _any_of(_distinct(bodies))}
     if streamed:
         content.update(event_stream(_any_of(_distinct(streamed))))
-    headers = {"X-Crank-Task-Id": TASK_ID, **(DEPRECATION_HEADERS if deprecated else {})}
+    deprecation = DEPRECATION_HEADERS if deprecated else {}
+    headers = {"X-Crank-Task-Id": TASK_ID, **deprecation}
     ran = (422, 502, 504)  # a task was queued: it names itself (and its deprecation)
-    # 409: a CANCELLED task names itself too; a reused key queued nothing
-    cancelled = {name: replace(h, required=False) for name, h in headers.items()}
+
+    def refusal_headers(status: int) -> Mapping[str, Header]:
+        if status in ran:
+            return headers
+        if status == 409:  # a CANCELLED task names itself too; a reused key queued nothing
+            return {"X-Crank-Task-Id": replace(TASK_ID, required=False), **deprecation}
+        if status not in ANNOUNCED_REFUSALS:
+            return {}
+        if status in GUARD_ERRORS:  # not when the guard refused it before the route
+            return {name: replace(h, required=False) for name, h in deprecation.items()}
+        return deprecation
+
     replies = [
-        r.with_headers(headers)
-        if r.status in ran
-        else r.with_headers(cancelled)
-        if r.status == 409
-        else r
+        r.with_headers(refusal_headers(r.status))
         for r in errors(
             *request_errors,
             CALL_LIMITS,

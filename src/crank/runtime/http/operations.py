@@ -223,6 +223,11 @@ DEPRECATION_HEADERS: Mapping[str, Header] = {
     "Link": Header({"type": "string"}, 'The successors (rel="successor-version").', True),
 }
 
+#: The refusals of a call that carry its deprecated id's headers (as its success does):
+#: those a handler answers once it knows the id (the guard's 401, 413 and 429, answered
+#: before, do not; nor a 404, 410 or 500, which say the call cannot be served at all).
+ANNOUNCED_REFUSALS = frozenset({400, 409, 413, 415, 429, 503})
+
 # the codes of a 429, as its meanings name them
 _OVERLOADED = "OVERLOADED: the server serves its most requests at once (CRANK_MAX_INFLIGHT)"
 _QUEUE_FULL = "QUEUE_FULL: CRANK_MAX_PENDING tasks are pending"
@@ -425,6 +430,7 @@ class RouteTable:
 
 
 __all__ = [
+    "ANNOUNCED_REFUSALS",
     "BODY_ERRORS",
     "CALL_LIMITS",
     "COMPONENTS",

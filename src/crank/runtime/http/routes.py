@@ -33,6 +33,7 @@ from crank.runtime.http.dead_letter_control import (
     DeadLetterControl,
 )
 from crank.runtime.http.operations import (
+    ANNOUNCED_REFUSALS,
     BODY_ERRORS,
     DEPRECATION_HEADERS,
     GUARD_ERRORS,
@@ -157,11 +158,12 @@ _STREAM_WAIT = Param(
 _EVENT_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 _PLAIN_JSON = {"application/json": JSON_OBJECT}
 _TASK_JSON = {"application/json": component_ref("Task")}
-#: a task queued through a deprecated id also carries its Deprecation headers.
-_QUEUED_HEADERS = {
-    "Location": LOCATION,
-    **{name: Header(h.schema, h.description) for name, h in DEPRECATION_HEADERS.items()},
+#: a task queued through a deprecated id, or refused once the envelope named one, also
+#: carries its Deprecation headers.
+_MAY_BE_DEPRECATED = {
+    name: Header(h.schema, h.description) for name, h in DEPRECATION_HEADERS.items()
 }
+_QUEUED_HEADERS = {"Location": LOCATION, **_MAY_BE_DEPRECATED}
 
 
 def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
@@ -347,14 +349,20 @@ class Handlers(TaskControl, DeadLetterControl):
         problems are reported at JSON paths under ``where``."""
         return self.s.gateway.prepare(ref, payload, caller=caller(request), where=where)
 
-    def _refusal(self, exc: Exception) -> Response:
-        """The answer for an error of a submit or a call; a refusal before queueing (a
-        paused capability, a full queue...) is counted in ``crank_requests_rejected_total``."""
+    def _refusal(self, exc: Exception, ref: str | None = None) -> Response:
+        """The answer for an error of a submit or a call of ``ref`` (None: not read yet);
+        a refusal before queueing (a paused capability, a full queue...) is counted in
+        ``crank_requests_rejected_total``. A refusal of a call to a deprecated id carries
+        its deprecation headers, as its success would: the client sending wrong input is
+        the one that most needs to hear the id is going away."""
         reason = rejection_reason(exc)
         if reason is not None:
             metrics = self.s.metrics
             metrics.child(metrics.rejected, reason).inc()
-        return error_for(exc)
+        response = error_for(exc)
+        if ref is not None and response.status_code in ANNOUNCED_REFUSALS:
+            response.headers.update(self.s.router.announcement(ref))
+        return response
 
     async def _submit(
         self, request: Request, call: PreparedCall, priority: int = 0, *, watch: bool = False
@@ -388,11 +396,17 @@ class Handlers(TaskControl, DeadLetterControl):
             request_body=task_envelopes,
             responses=(
                 Reply(202, "Queued.", _TASK_JSON, _QUEUED_HEADERS),
-                *errors(*BODY_ERRORS, *GUARD_ERRORS, SUBMIT_LIMITS, 404, KEY_REUSED, 410, 503),
+                *(
+                    r.with_headers(_MAY_BE_DEPRECATED) if r.status in ANNOUNCED_REFUSALS else r
+                    for r in errors(
+                        *BODY_ERRORS, *GUARD_ERRORS, SUBMIT_LIMITS, 404, KEY_REUSED, 410, 503
+                    )
+                ),
             ),
         ),
     )
     async def submit_task(self, request: Request) -> Response:
+        ref: str | None = None
         try:
             only_parameters(request)  # ?priority= is not the envelope's priority
             body = await json_body(request, self.s.config.max_body_bytes)
@@ -400,7 +414,7 @@ class Handlers(TaskControl, DeadLetterControl):
             call = self._prepare(request, ref, payload, where="$.input")
             record = await self._submit(request, call, priority)
         except Exception as exc:
-            return self._refusal(exc)
+            return self._refusal(exc, ref)
         location = f"/v1/tasks/{record.id}"
         return JSONResponse(
             {**task_doc(record), "location": location},
@@ -640,7 +654,7 @@ class Handlers(TaskControl, DeadLetterControl):
                 return await self._stream(request, call, record, started, admitted)
             done = await self._wait(record, call.capability.timeout_s)
         except Exception as exc:
-            return self._refusal(exc)
+            return self._refusal(exc, ref)
         finally:
             if not streaming:  # a stream does both when it ends
                 if record is not None:
