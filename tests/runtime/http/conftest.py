@@ -47,6 +47,36 @@ TODAY = dt.date(2026, 11, 22)
 WAIT_S = 60.0
 
 
+#: every code a 503 may carry, as error_for answers them.
+UNAVAILABLE_CODES = ("CAPABILITY_PAUSED", "WORKER_UNAVAILABLE", "BROKER_UNAVAILABLE")
+#: the routes that call no capability: they read or change tasks in the broker only, so
+#: their 503 is the broker's (none prepares a call, where a pause or a missing worker
+#: is found).
+BROKER_ROUTES = (
+    ("/v1/tasks", "get"),
+    ("/v1/tasks/{task_id}", "get"),
+    ("/v1/tasks/{task_id}", "delete"),
+    ("/v1/tasks/{task_id}/events", "get"),
+    ("/v1/dead-letters", "get"),
+    ("/v1/dead-letters/{task_id}", "delete"),
+    ("/v1/dead-letters/{task_id}/redrive", "post"),
+    ("/v1/capabilities/{capability}/dead-letters", "delete"),
+    ("/v1/capabilities/{capability}/dead-letters/redrive", "post"),
+)
+
+
+def documented_503_codes(spec: dict[str, Any]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(path, method) -> the codes its documented 503 names (the probes' 503 is no error)."""
+    return {
+        (path, method): tuple(
+            c for c in UNAVAILABLE_CODES if c in op["responses"]["503"]["description"]
+        )
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if "503" in op["responses"] and path not in ("/health", "/ready")
+    }
+
+
 class ScriptedWorker:
     """Claims one task, then runs ``script(broker, claim, go)`` on a thread."""
 

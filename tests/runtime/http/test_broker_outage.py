@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
 
-from .conftest import wait_for_outage
+from .conftest import BROKER_ROUTES, documented_503_codes, wait_for_outage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,23 +44,40 @@ def test_calls_answer_503_broker_unavailable_while_the_broker_is_down(
     http = serve(redis_services)
     task = http.post("/v1/tasks", json={"capability": "demo.echo", "input": {"text": "a"}})
     assert task.status_code == 202, task.text
+    task_id = task.json()["id"]
+    documented = documented_503_codes(http.get("/openapi.json").json())
     redis_server_aof.stop()
     wait_for_outage(http)
     answers = {
-        "POST /v1/tasks": http.post(
+        ("/v1/tasks", "post"): http.post(
             "/v1/tasks", json={"capability": "demo.echo", "input": {"text": "b"}}
         ),
-        "POST /v1/capabilities/demo.echo": http.post(
+        ("/v1/capabilities/demo.echo", "post"): http.post(
             "/v1/capabilities/demo.echo", json={"text": "c"}
         ),
-        "GET /v1/tasks": http.get("/v1/tasks"),
-        "GET /v1/tasks/{id}": http.get(f"/v1/tasks/{task.json()['id']}"),
-        "GET /v1/dead-letters": http.get("/v1/dead-letters"),
+        ("/v1/tasks", "get"): http.get("/v1/tasks"),
+        ("/v1/tasks/{task_id}", "get"): http.get(f"/v1/tasks/{task_id}"),
+        ("/v1/tasks/{task_id}", "delete"): http.delete(f"/v1/tasks/{task_id}"),
+        ("/v1/tasks/{task_id}/events", "get"): http.get(f"/v1/tasks/{task_id}/events"),
+        ("/v1/dead-letters", "get"): http.get("/v1/dead-letters"),
+        ("/v1/dead-letters/{task_id}", "delete"): http.delete(f"/v1/dead-letters/{task_id}"),
+        ("/v1/dead-letters/{task_id}/redrive", "post"): http.post(
+            f"/v1/dead-letters/{task_id}/redrive"
+        ),
+        ("/v1/capabilities/{capability}/dead-letters", "delete"): http.delete(
+            "/v1/capabilities/demo.echo/dead-letters"
+        ),
+        ("/v1/capabilities/{capability}/dead-letters/redrive", "post"): http.post(
+            "/v1/capabilities/demo.echo/dead-letters/redrive"
+        ),
     }
+    # every route that reads the broker is asked: each answers what its document says
+    assert set(BROKER_ROUTES) <= set(answers)
     for request, answer in answers.items():
         assert answer.status_code == 503, (request, answer.text)
         error: dict[str, Any] = answer.json()["error"]
         assert error["code"] == "BROKER_UNAVAILABLE", (request, error)
+        assert error["code"] in documented[request], request
         assert "Redis broker" in error["message"], (request, error)
         assert "redis-server" in error["hint"], (request, error)
         assert answer.headers["retry-after"] == "1", request

@@ -24,6 +24,8 @@ from crank.runtime.http.openapi import build_openapi
 from crank.runtime.http.routes import ROUTES
 from crank.runtime.http.services import build_services
 
+from .conftest import BROKER_ROUTES, UNAVAILABLE_CODES, documented_503_codes
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -160,18 +162,23 @@ def test_a_429_names_the_codes_each_route_answers(client: Client) -> None:
 
 def test_a_503_names_the_codes_it_answers_and_when_to_retry(client: Client) -> None:
     """A generated client reads which 503 is which, and that the broker's comes with a
-    Retry-After, from the document."""
-    paths = client.get("/openapi.json").json()["paths"]
-    for path, method in (
-        ("/v1/tasks", "post"),
-        ("/v1/tasks", "get"),
-        ("/v1/tasks/{task_id}", "get"),
-        ("/v1/capabilities/demo.echo", "post"),
-    ):
-        reply = paths[path][method]["responses"]["503"]
-        for code in ("BROKER_UNAVAILABLE", "CAPABILITY_PAUSED", "WORKER_UNAVAILABLE"):
-            assert code in reply["description"], (path, method, code)
-        assert "the broker" in reply["headers"]["Retry-After"]["description"], (path, method)
+    Retry-After, from the document: a route that calls no capability names the broker's
+    code alone, a call or a submit all three."""
+    spec = client.get("/openapi.json").json()
+    documented = documented_503_codes(spec)
+    assert {route: documented[route] for route in BROKER_ROUTES} == {
+        route: ("BROKER_UNAVAILABLE",) for route in BROKER_ROUTES
+    }
+    calls = {route: codes for route, codes in documented.items() if route not in BROKER_ROUTES}
+    assert {("/v1/tasks", "post"), ("/v1/capabilities/demo.echo", "post"), ("/echo", "post")} <= (
+        set(calls)
+    )
+    assert set(calls.values()) == {UNAVAILABLE_CODES}
+    for path, method in documented:
+        retry_after = spec["paths"][path][method]["responses"]["503"]["headers"]["Retry-After"]
+        assert "second" in retry_after["description"], (path, method)
+        # the broker's 503 always says when; a worker that failed to load never does
+        assert retry_after["required"] is ((path, method) in BROKER_ROUTES), (path, method)
 
 
 def test_the_task_envelope_requires_input_and_names_every_field(client: Client) -> None:

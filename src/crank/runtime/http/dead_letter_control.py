@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from crank.errors import ValidationFailed
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
+    BROKER_DOWN,
     GUARD_ERRORS,
     NO_PARAMETERS,
     Operation,
@@ -94,7 +95,7 @@ LIST_DEAD_LETTERS = Operation(
     parameters=(_CAPABILITY_FILTER, _CALLER_FILTER, _CURSOR, _LIMIT),
     responses=(
         Reply(200, "A page of dead letters.", {"application/json": component_ref("TaskPage")}),
-        *errors(*GUARD_ERRORS, 400, 503),
+        *errors(*GUARD_ERRORS, 400, BROKER_DOWN),
     ),
 )
 
@@ -109,7 +110,7 @@ REDRIVE_ONE = Operation(
     parameters=(_TASK_ID,),
     responses=(
         Reply(200, "Back on the queue (status pending).", {"application/json": _ONE_ANSWER}),
-        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, 503),
+        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, BROKER_DOWN),
     ),
 )
 
@@ -119,7 +120,7 @@ REDRIVE_ALL = Operation(
     parameters=(_CAPABILITY_PATH,),
     responses=(
         Reply(200, "How many went back (0: none was there).", {"application/json": _BULK_ANSWER}),
-        *errors(*GUARD_ERRORS, 400, 503),
+        *errors(*GUARD_ERRORS, 400, BROKER_DOWN),
     ),
 )
 
@@ -133,7 +134,7 @@ PURGE_ONE = Operation(
     parameters=(_TASK_ID,),
     responses=(
         Reply(200, "Deleted; the task as it was.", {"application/json": _ONE_ANSWER}),
-        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, 503),
+        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, BROKER_DOWN),
     ),
 )
 
@@ -143,7 +144,7 @@ PURGE_ALL = Operation(
     parameters=(_CAPABILITY_PATH,),
     responses=(
         Reply(200, "How many were deleted (0: none).", {"application/json": _BULK_ANSWER}),
-        *errors(*GUARD_ERRORS, 400, 503),
+        *errors(*GUARD_ERRORS, 400, BROKER_DOWN),
     ),
 )
 

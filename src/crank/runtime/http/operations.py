@@ -275,6 +275,14 @@ ERROR_HEADERS: Mapping[int, Mapping[str, Header]] = {
     504: {"Location": LOCATION, "X-Crank-Task-Id": TASK_ID},
 }
 
+#: 503 of a route that only reads or changes tasks in the broker: it calls no capability,
+#: so none is paused or without its worker there, and the broker's 503 always says when.
+BROKER_DOWN = (
+    503,
+    f"BROKER_UNAVAILABLE: the broker did not answer (or failed). {_RETRY}",
+    {"Retry-After": Header(_SECONDS, "When to try again: in a second.", required=True)},
+)
+
 #: 429 of a route that queues a task: the in-flight bound, or the pending bound.
 SUBMIT_LIMITS = (429, f"{_OVERLOADED}; or {_QUEUE_FULL}. {_RETRY}")
 #: 429 of a synchronous call: those of :data:`SUBMIT_LIMITS`, or the capability's limit.
@@ -301,14 +309,18 @@ GUARD_ERRORS = (401, 413, 429)
 BODY_ERRORS = (400, 413, 415)
 
 
-def errors(*statuses: int | tuple[int, str]) -> tuple[Reply, ...]:
+def errors(
+    *statuses: int | tuple[int, str] | tuple[int, str, Mapping[str, Header]],
+) -> tuple[Reply, ...]:
     """Error replies (the :data:`ERROR_SCHEMA` body and :data:`ERROR_HEADERS`) for
     ``statuses``, each once, in order; a ``(status, meaning)`` pair says what it means
-    on this route."""
+    on this route, a ``(status, meaning, headers)`` triple which headers it comes with
+    there too (in place of those of :data:`ERROR_HEADERS` of the same name)."""
     content = {"application/json": component_ref("Error")}
     replies: dict[int, Reply] = {}
     for status in statuses:
-        code, meaning = status if isinstance(status, tuple) else (status, None)
+        code, meaning = status[:2] if isinstance(status, tuple) else (status, None)
+        headers = status[2] if isinstance(status, tuple) and len(status) == 3 else {}
         if code in replies and meaning is None:
             continue
         if meaning is None:
@@ -317,7 +329,7 @@ def errors(*statuses: int | tuple[int, str]) -> tuple[Reply, ...]:
                     f"no meaning written for error status {code}; add it to ERROR_MEANINGS"
                 )
             meaning = ERROR_MEANINGS[code]
-        replies[code] = Reply(code, meaning, content, ERROR_HEADERS.get(code, {}))
+        replies[code] = Reply(code, meaning, content, {**ERROR_HEADERS.get(code, {}), **headers})
     return tuple(sorted(replies.values(), key=lambda r: r.status))
 
 
@@ -432,6 +444,7 @@ class RouteTable:
 __all__ = [
     "ANNOUNCED_REFUSALS",
     "BODY_ERRORS",
+    "BROKER_DOWN",
     "CALL_LIMITS",
     "COMPONENTS",
     "DEPRECATION_HEADERS",

@@ -35,6 +35,7 @@ from crank.runtime.http.dead_letter_control import (
 from crank.runtime.http.operations import (
     ANNOUNCED_REFUSALS,
     BODY_ERRORS,
+    BROKER_DOWN,
     DEPRECATION_HEADERS,
     GUARD_ERRORS,
     JSON_OBJECT,
@@ -204,7 +205,7 @@ def _events_operation(router: Router) -> Iterator[tuple[str, Operation]]:
                     (400, "Last-Event-ID, ?after= or ?wait= cannot be used, or another parameter."),
                     404,
                     (409, "The task's capability does not stream events; read the task instead."),
-                    503,
+                    BROKER_DOWN,
                 ),
             ),
         ),
@@ -439,7 +440,7 @@ class Handlers(TaskControl, DeadLetterControl):
             parameters=(_TASK_ID, _WAIT),
             responses=(
                 Reply(200, "The task (ended, or as it stands when the wait ran out).", _TASK_JSON),
-                *errors(*GUARD_ERRORS, (400, _BAD_WAIT), 404, 503),
+                *errors(*GUARD_ERRORS, (400, _BAD_WAIT), 404, BROKER_DOWN),
             ),
         ),
     )

@@ -17,6 +17,7 @@ from crank.errors import ValidationFailed
 from crank.runtime.brokers.contract import MAX_PAGE, TASK_STATUSES, TaskQuery, cursor_is_valid
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
+    BROKER_DOWN,
     GUARD_ERRORS,
     NO_PARAMETERS,
     Operation,
@@ -85,7 +86,7 @@ LIST_TASKS = Operation(
     parameters=(_STATUS, _CAPABILITY, _CALLER_FILTER, _CURSOR, _LIMIT),
     responses=(
         Reply(200, "A page of tasks.", {"application/json": component_ref("TaskPage")}),
-        *errors(*GUARD_ERRORS, 400, 503),
+        *errors(*GUARD_ERRORS, 400, BROKER_DOWN),
     ),
 )
 
@@ -128,7 +129,7 @@ CANCEL_TASK = Operation(
             NO_PARAMETERS,
             (404, "TASK_NOT_FOUND: no such task, or it expired."),
             (409, "TASK_FINISHED: the task ended before; error.task_status says how."),
-            503,
+            BROKER_DOWN,
         ),
     ),
 )
