@@ -312,6 +312,11 @@ def stream_error(task_id: str, data: Any) -> ClientError:
     code = str(error.get("code") or "WORKER_FAILED")
     message = str(error.get("message") or "the task failed")
     status = _text_or_none(error.get("status"))
+    if code == "TASK_NOT_JSON":
+        # not the task's failure: the server cannot write what the broker holds (an event
+        # with a NaN), which reading the task answers as a 500 with this code
+        hint = error.get("hint")
+        return ApiError(500, code, message, hint=str(hint) if hint else None, details=error)
     if code == "TIMEOUT" and status is None:
         # the stream's own wait ran out (no status: the task goes on); a task that ended
         # with code TIMEOUT (its handler ran out of time) carries its final status

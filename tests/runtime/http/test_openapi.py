@@ -74,10 +74,10 @@ def test_every_status_a_route_answers_is_declared_with_its_error_schema(client: 
         for method, op in ops.items()
     }
     assert declared[("/v1/tasks", "post")] == [
-        "202", "400", "401", "404", "409", "410", "413", "415", "429", "503",
+        "202", "400", "401", "404", "409", "410", "413", "415", "429", "500", "503",
     ]  # fmt: skip
     assert declared[("/v1/tasks/{task_id}", "get")] == [
-        "200", "400", "401", "404", "413", "429", "503",
+        "200", "400", "401", "404", "413", "429", "500", "503",
     ]  # fmt: skip
     [task_id, wait] = paths["/v1/tasks/{task_id}"]["get"]["parameters"]
     assert (task_id["name"], wait["name"], wait["in"], wait["required"]) == (
@@ -88,10 +88,11 @@ def test_every_status_a_route_answers_is_declared_with_its_error_schema(client: 
         "200", "400", "401", "404", "409", "413", "429", "503",
     ]  # fmt: skip
     assert declared[("/v1/capabilities/demo.echo", "post")] == [
-        "200", "400", "401", "409", "413", "415", "422", "429", "502", "503", "504",
+        "200", "400", "401", "409", "413", "415", "422", "429", "500", "502", "503", "504",
     ]  # fmt: skip
     assert declared[("/echo", "post")] == [
-        "200", "400", "401", "409", "410", "413", "415", "422", "429", "502", "503", "504",
+        "200", "400", "401", "409", "410", "413", "415", "422", "429", "500", "502", "503",
+        "504",
     ]  # fmt: skip
     # past its sunset a deprecated id answers 410 whatever the input
     assert declared[("/retired", "post")] == ["400", "401", "410", "413", "415", "429"]
@@ -120,7 +121,7 @@ def test_headers_are_declared_with_their_rules(client: Client) -> None:
     assert submit["responses"]["429"]["headers"]["Retry-After"]["required"] is True
     assert submit["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
     legacy = paths["/echo"]["post"]["responses"]
-    for status in ("200", "422", "502", "504"):
+    for status in ("200", "422", "500", "502", "504"):
         assert {"Deprecation", "Sunset", "Link", "X-Crank-Task-Id"} <= set(
             legacy[status]["headers"]
         )

@@ -28,6 +28,7 @@ from crank.runtime.http.operations import (
     JSON_OBJECT,
     KEY_REUSED,
     TASK_ID,
+    TASK_NOT_JSON,
     Operation,
     Param,
     Reply,
@@ -217,7 +218,9 @@ def call_operation(
         content.update(event_stream(_any_of(_distinct(streamed))))
     deprecation = DEPRECATION_HEADERS if deprecated else {}
     headers = {"X-Crank-Task-Id": TASK_ID, **deprecation}
-    ran = (422, 502, 504)  # a task was queued: it names itself (and its deprecation)
+    # a task was queued: it names itself (and its deprecation); 500: its stored result
+    # holds what JSON cannot write
+    ran = (422, 500, 502, 504)
 
     def refusal_headers(status: int) -> Mapping[str, Header]:
         if status in ran:
@@ -236,7 +239,10 @@ def call_operation(
             *request_errors,
             CALL_LIMITS,
             _KEY_REUSED_OR_CANCELLED,
-            *ran,
+            422,
+            TASK_NOT_JSON,
+            502,
+            504,
             503,
             *((410,) if deprecated else ()),
         )

@@ -275,6 +275,14 @@ ERROR_HEADERS: Mapping[int, Mapping[str, Header]] = {
     504: {"Location": LOCATION, "X-Crank-Task-Id": TASK_ID},
 }
 
+#: 500 of a route that answers a stored task or its result.
+TASK_NOT_JSON = (
+    500,
+    "TASK_NOT_JSON: the stored task (its result, input or error) holds a NaN or an "
+    "infinity, which JSON cannot write; error.errors gives its path. Only a producer that "
+    "does not check its values stores one; no retry helps.",
+)
+
 #: 503 of a route that only reads or changes tasks in the broker: it calls no capability,
 #: so none is paused or without its worker there, and the broker's 503 always says when.
 BROKER_DOWN = (
@@ -459,6 +467,7 @@ __all__ = [
     "RETRY_AFTER",
     "SUBMIT_LIMITS",
     "TASK_ID",
+    "TASK_NOT_JSON",
     "TASK_PAGE_SCHEMA",
     "TASK_SCHEMA",
     "TASK_SUMMARY_SCHEMA",

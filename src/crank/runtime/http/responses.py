@@ -1,12 +1,16 @@
-"""JSON answers: :class:`JSONResponse`, and error bodies: ``{"error": {"code",
-"message", "hint", ...}}``."""
+"""JSON answers: :class:`JSONResponse`, error bodies (``{"error": {"code",
+"message", "hint", ...}}``), and the answer for a stored task JSON cannot write."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from starlette import responses
+
+from crank.manifest.findings import non_finite_number
+from crank.runtime.logs import get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -41,4 +45,41 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
 
 
-__all__ = ["JSONResponse", "error_response"]
+def not_json(task_id: str, value: Any, *, subject: str | None = None) -> dict[str, Any]:
+    """The error body (``{code, message, ...}``) for a stored task, or a part of it named
+    by ``subject`` (``"event 3 of task t1"``), that holds a NaN or an infinity: JSON has no
+    form for them, and only a producer that does not check its values (an older crank,
+    another program writing to the broker) stores one. No retry helps."""
+    path, number = non_finite_number(value) or ("$", math.nan)
+    shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    get_logger("crank.runtime.http").error("task_not_json", task_id=task_id, path=path)
+    return {
+        "code": "TASK_NOT_JSON",
+        "message": f"{subject or f'task {task_id}'} cannot be answered: {path} is {shown}, "
+        "which JSON cannot write",
+        "hint": "it was stored as it is by a producer that does not check its values (an "
+        "older crank, or another program writing to the broker); the task is kept: fix "
+        "that producer",
+        "id": task_id,
+        "errors": [{"path": path, "message": f"{shown} is not a JSON number"}],
+    }
+
+
+def json_or_not_json(
+    body: Any,
+    task_id: str,
+    *,
+    subject: str | None = None,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """``body`` (a task, a result) as JSON; 500 ``TASK_NOT_JSON`` (see :func:`not_json`)
+    when it holds a NaN or an infinity, with the same headers."""
+    try:
+        return JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
+    except ValueError:  # what json.dumps refuses in decoded JSON: a non-finite float
+        error = not_json(task_id, body, subject=subject)
+        return JSONResponse({"error": error}, status_code=500, headers=dict(headers or {}))
+
+
+__all__ = ["JSONResponse", "error_response", "json_or_not_json", "not_json"]

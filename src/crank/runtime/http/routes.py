@@ -44,6 +44,7 @@ from crank.runtime.http.operations import (
     NO_PARAMETERS,
     SUBMIT_LIMITS,
     TASK_ID,
+    TASK_NOT_JSON,
     Header,
     Operation,
     Param,
@@ -63,12 +64,12 @@ from crank.runtime.http.request_parsing import (
     task_envelope,
     task_wait,
 )
-from crank.runtime.http.responses import JSONResponse, error_response
+from crank.runtime.http.responses import JSONResponse, error_response, json_or_not_json
 from crank.runtime.http.sse import (
     MAX_EVENT_ID,
+    event_frame,
     first_look,
     format_end,
-    format_event,
     live_events,
 )
 from crank.runtime.http.task_control import CANCEL_TASK, LIST_TASKS, TaskControl
@@ -400,7 +401,15 @@ class Handlers(TaskControl, DeadLetterControl):
                 *(
                     r.with_headers(_MAY_BE_DEPRECATED) if r.status in ANNOUNCED_REFUSALS else r
                     for r in errors(
-                        *BODY_ERRORS, *GUARD_ERRORS, SUBMIT_LIMITS, 404, KEY_REUSED, 410, 503
+                        *BODY_ERRORS,
+                        *GUARD_ERRORS,
+                        SUBMIT_LIMITS,
+                        404,
+                        KEY_REUSED,
+                        410,
+                        # a repeat of the submit (same Idempotency-Key) answers the task
+                        TASK_NOT_JSON,
+                        503,
                     )
                 ),
             ),
@@ -417,8 +426,9 @@ class Handlers(TaskControl, DeadLetterControl):
         except Exception as exc:
             return self._refusal(exc, ref)
         location = f"/v1/tasks/{record.id}"
-        return JSONResponse(
+        return json_or_not_json(  # a repeat (same Idempotency-Key) answers the task as it is
             {**task_doc(record), "location": location},
+            record.id,
             status_code=202,
             headers={"Location": location, **call.resolution.headers},
         )
@@ -440,7 +450,7 @@ class Handlers(TaskControl, DeadLetterControl):
             parameters=(_TASK_ID, _WAIT),
             responses=(
                 Reply(200, "The task (ended, or as it stands when the wait ran out).", _TASK_JSON),
-                *errors(*GUARD_ERRORS, (400, _BAD_WAIT), 404, BROKER_DOWN),
+                *errors(*GUARD_ERRORS, (400, _BAD_WAIT), 404, TASK_NOT_JSON, BROKER_DOWN),
             ),
         ),
     )
@@ -456,7 +466,7 @@ class Handlers(TaskControl, DeadLetterControl):
             return error_for(exc)
         if record is None:
             return task_not_found(task_id)
-        return JSONResponse(task_doc(record, with_input=True))
+        return json_or_not_json(task_doc(record, with_input=True), task_id)
 
     async def _wait_for_end(self, task_id: str, wait_s: float) -> TaskRecord | None:
         """The task once it ended, or as it stands after ``wait_s``, read from the broker
@@ -761,16 +771,20 @@ class Handlers(TaskControl, DeadLetterControl):
                 task_status=done.status,
                 attempts=done.attempts,
             )
+        subject = f"the result of task {done.id}"
         if not call.capability.streaming:
-            return JSONResponse(done.result, headers=dict(headers))
+            return json_or_not_json(done.result, done.id, subject=subject, headers=headers)
         events = list(done.result) if isinstance(done.result, list) else [done.result]
         if not _wants_sse(request):
-            return JSONResponse({"events": events}, headers=dict(headers))
+            return json_or_not_json({"events": events}, done.id, subject=subject, headers=headers)
 
         async def stream() -> AsyncIterator[bytes]:
             # the task ended before a live event was seen: its result holds them all
             for number, event in enumerate(events, start=1):
-                yield format_event(number, event)
+                frame, goes_on = event_frame(done.id, number, event)
+                yield frame
+                if not goes_on:
+                    return
             yield format_end(done.id, len(events))
 
         return StreamingResponse(

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
+from crank.runtime.http.responses import not_json
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -91,7 +93,20 @@ def _unpublished_events(broker: Broker, record: TaskRecord, after: int) -> Event
 
 
 def format_event(seq: int, event: Mapping[str, Any]) -> bytes:
-    return f"id: {seq}\nevent: message\ndata: {json.dumps(event)}\n\n".encode()
+    """One event's frame; ValueError for an event holding a NaN or an infinity (Python's
+    ``json`` would write ``NaN``, which no client's JSON reader takes)."""
+    return f"id: {seq}\nevent: message\ndata: {json.dumps(event, allow_nan=False)}\n\n".encode()
+
+
+def event_frame(task_id: str, seq: int, event: Mapping[str, Any]) -> tuple[bytes, bool]:
+    """The frame of one event and whether the stream goes on: an event JSON cannot write
+    (stored by a producer that does not check its values) ends it with ``event: error``
+    ``TASK_NOT_JSON`` instead of a ``data:`` line no client can read."""
+    try:
+        return format_event(seq, event), True
+    except ValueError:
+        subject = f"event {seq} of task {task_id}"
+        return format_error(not_json(task_id, event, subject=subject)), False
 
 
 def format_end(task_id: str, count: int) -> bytes:
@@ -225,14 +240,20 @@ async def _live_events(
 ) -> AsyncIterator[bytes]:
     sent = 0
     for seq, event in first:
-        yield format_event(seq, event)
+        frame, goes_on = event_frame(task_id, seq, event)
+        yield frame
+        if not goes_on:
+            return
         sent, after = sent + 1, seq
     pacer = _Pacer(task_id, notices)
     last_write = next_disconnect_check = time.monotonic()
     while True:
         found = await _look(broker, task_id, after, io)
         for seq, event in found.events:
-            yield format_event(seq, event)
+            frame, goes_on = event_frame(task_id, seq, event)
+            yield frame
+            if not goes_on:
+                return
             sent, after = sent + 1, seq
         now = time.monotonic()
         if found.events:
@@ -243,7 +264,10 @@ async def _live_events(
             if sent == 0 and found.record is not None:
                 replay = await run_in_threadpool(_unpublished_events, broker, found.record, after)
                 for seq, event in replay:
-                    yield format_event(seq, event)
+                    frame, goes_on = event_frame(task_id, seq, event)
+                    yield frame
+                    if not goes_on:
+                        return
                 sent += len(replay)
             failure = _failure(found.record, task_id)
             yield format_end(task_id, sent) if failure is None else format_error(failure)
@@ -271,6 +295,7 @@ async def _live_events(
 __all__ = [
     "MAX_EVENT_ID",
     "Look",
+    "event_frame",
     "first_look",
     "format_end",
     "format_event",
