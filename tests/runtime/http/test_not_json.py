@@ -88,6 +88,19 @@ def test_a_synchronous_call_whose_stored_result_is_not_json(
     _not_json(answer, task_id, f"the result of task {task_id}", "$.text", "NaN")
 
 
+def test_a_synchronous_call_whose_stored_error_is_not_json(
+    services: RuntimeServices, client: httpx.Client
+) -> None:
+    def script(broker: Broker, claim: Any, go: threading.Event) -> None:
+        error = {"code": "TOO_SLOW", "message": "took too long", "took_s": math.inf}
+        broker.fail(claim, error, retryable=False)
+
+    with ScriptedWorker(services.broker, script):
+        answer = client.post("/v1/capabilities/demo.echo", json={"text": "a"})
+    task_id = answer.headers["x-crank-task-id"]
+    _not_json(answer, task_id, f"the error of task {task_id}", "$.took_s", "Infinity")
+
+
 def test_an_event_that_is_not_json_ends_the_stream_with_an_error_event(
     services: RuntimeServices, client: httpx.Client
 ) -> None:

@@ -64,7 +64,12 @@ from crank.runtime.http.request_parsing import (
     task_envelope,
     task_wait,
 )
-from crank.runtime.http.responses import JSONResponse, error_response, json_or_not_json
+from crank.runtime.http.responses import (
+    JSONResponse,
+    error_response,
+    json_or_not_json,
+    not_json,
+)
 from crank.runtime.http.sse import (
     MAX_EVENT_ID,
     event_frame,
@@ -128,6 +133,41 @@ def _timed_out(call: PreparedCall, record: TaskRecord, headers: Mapping[str, str
         hint=f"the task goes on; poll {location}",
         headers={**headers, "Location": location},
         id=record.id,
+    )
+
+
+def _ended_badly(call: PreparedCall, done: TaskRecord, headers: Mapping[str, str]) -> Response:
+    """The answer of a synchronous call whose task did not succeed: 409 cancelled, 422 its
+    declared error, 502 the worker's failure (ValueError: its error is not JSON)."""
+    if done.status == "cancelled":
+        error = dict(done.error or {})
+        return error_response(
+            409,
+            "CANCELLED",
+            f"task {done.id} was cancelled before it finished",
+            hint=f"someone cancelled it (DELETE /v1/tasks/{done.id}); send the call again "
+            "to run it",
+            headers=headers,
+            id=done.id,
+            task_error=error,
+            task_status=done.status,
+            attempts=done.attempts,
+        )
+    error = dict(done.error or {})
+    code = str(error.get("code", "WORKER_FAILED"))
+    # the caller's fault (failed) or a declared error: 422 with its code; a crash,
+    # an undeclared error or a task that kept dying: the worker failed (502)
+    declared = done.status == "failed" or call.capability.error(code) is not None
+    return error_response(
+        422 if declared else 502,
+        code if declared else "WORKER_FAILED",
+        str(error.get("message", f"task {done.id} {done.status}")),
+        hint=f"task {done.id} ended {done.status} after {done.attempts} attempt(s)",
+        headers=headers,
+        id=done.id,
+        task_error=error,
+        task_status=done.status,
+        attempts=done.attempts,
     )
 
 
@@ -740,37 +780,12 @@ class Handlers(TaskControl, DeadLetterControl):
     def _result(
         self, request: Request, call: PreparedCall, done: TaskRecord, headers: Mapping[str, str]
     ) -> Response:
-        if done.status == "cancelled":
-            error = dict(done.error or {})
-            return error_response(
-                409,
-                "CANCELLED",
-                f"task {done.id} was cancelled before it finished",
-                hint=f"someone cancelled it (DELETE /v1/tasks/{done.id}); send the call again "
-                "to run it",
-                headers=headers,
-                id=done.id,
-                task_error=error,
-                task_status=done.status,
-                attempts=done.attempts,
-            )
         if done.status != "succeeded":
-            error = dict(done.error or {})
-            code = str(error.get("code", "WORKER_FAILED"))
-            # the caller's fault (failed) or a declared error: 422 with its code; a crash,
-            # an undeclared error or a task that kept dying: the worker failed (502)
-            declared = done.status == "failed" or call.capability.error(code) is not None
-            return error_response(
-                422 if declared else 502,
-                code if declared else "WORKER_FAILED",
-                str(error.get("message", f"task {done.id} {done.status}")),
-                hint=f"task {done.id} ended {done.status} after {done.attempts} attempt(s)",
-                headers=headers,
-                id=done.id,
-                task_error=error,
-                task_status=done.status,
-                attempts=done.attempts,
-            )
+            try:
+                return _ended_badly(call, done, headers)
+            except ValueError:  # its stored error holds a NaN or an infinity
+                error = not_json(done.id, done.error, subject=f"the error of task {done.id}")
+                return JSONResponse({"error": error}, status_code=500, headers=dict(headers))
         subject = f"the result of task {done.id}"
         if not call.capability.streaming:
             return json_or_not_json(done.result, done.id, subject=subject, headers=headers)
