@@ -76,6 +76,20 @@ def test_reading_the_task_answers_task_not_json_naming_it(
     assert caught.value.details["id"] == task_id
 
 
+def test_a_list_holding_a_task_whose_error_is_not_json_names_it(
+    services: RuntimeServices, client: httpx.Client
+) -> None:
+    broker = services.broker
+    broker.submit(TaskSpec("demo.echo", {"text": "fine"}))
+    record = broker.submit(TaskSpec("demo.slow", {"seconds": 0}, max_attempts=1))
+    [claim] = broker.claim(ClaimOptions("other", capabilities=("demo.slow",), block_s=WAIT_S))
+    broker.fail(claim, {"code": "BOOM", "message": "no", "took_s": math.nan}, retryable=False)
+    subject = f"task {record.id}, listed in this page,"
+    for answer in (client.get("/v1/tasks"), client.get("/v1/dead-letters")):
+        _not_json(answer, record.id, subject, "$.error.took_s", "NaN")
+    assert client.get("/v1/tasks?capability=demo.echo").status_code == 200
+
+
 def test_a_synchronous_call_whose_stored_result_is_not_json(
     services: RuntimeServices, client: httpx.Client
 ) -> None:

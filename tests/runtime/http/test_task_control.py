@@ -134,7 +134,7 @@ def test_the_list_is_documented_with_its_parameters(client: Client) -> None:
         "cursor",
         "limit",
     ]
-    assert sorted(operation["responses"]) == ["200", "400", "401", "413", "429", "503"]
+    assert sorted(operation["responses"]) == ["200", "400", "401", "413", "429", "500", "503"]
     page = document["components"]["schemas"]["TaskPage"]
     assert page["properties"]["tasks"]["items"] == {"$ref": "#/components/schemas/TaskSummary"}
 

@@ -19,6 +19,7 @@ from crank.runtime.http.operations import (
     BROKER_DOWN,
     GUARD_ERRORS,
     NO_PARAMETERS,
+    TASK_NOT_JSON,
     Operation,
     Param,
     Reply,
@@ -32,7 +33,7 @@ from crank.runtime.http.task_control import (
     _CURSOR,
     _LIMIT,
     MAX_FILTER_LENGTH,
-    page_doc,
+    page_answer,
     task_query,
 )
 from crank.runtime.logs import get_logger
@@ -95,7 +96,7 @@ LIST_DEAD_LETTERS = Operation(
     parameters=(_CAPABILITY_FILTER, _CALLER_FILTER, _CURSOR, _LIMIT),
     responses=(
         Reply(200, "A page of dead letters.", {"application/json": component_ref("TaskPage")}),
-        *errors(*GUARD_ERRORS, 400, BROKER_DOWN),
+        *errors(*GUARD_ERRORS, 400, TASK_NOT_JSON, BROKER_DOWN),
     ),
 )
 
@@ -173,7 +174,7 @@ class DeadLetterControl:
             page = await run_in_threadpool(self.s.broker.list_tasks, query)
         except Exception as exc:
             return error_for(exc)
-        return JSONResponse(page_doc(page))
+        return page_answer(page)
 
     async def redrive_dead_letter(self, request: Request) -> Response:
         """``POST /v1/dead-letters/{task_id}/redrive`` (see :data:`REDRIVE_ONE`)."""

@@ -275,7 +275,7 @@ ERROR_HEADERS: Mapping[int, Mapping[str, Header]] = {
     504: {"Location": LOCATION, "X-Crank-Task-Id": TASK_ID},
 }
 
-#: 500 of a route that answers a stored task or its result.
+#: 500 of a route that answers a stored task or its result (a list: a task's error).
 TASK_NOT_JSON = (
     500,
     "TASK_NOT_JSON: the stored task (its result, input or error) holds a NaN or an "

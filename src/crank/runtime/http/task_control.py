@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from crank.errors import ValidationFailed
+from crank.manifest.findings import non_finite_number
 from crank.runtime.brokers.contract import MAX_PAGE, TASK_STATUSES, TaskQuery, cursor_is_valid
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
     BROKER_DOWN,
     GUARD_ERRORS,
     NO_PARAMETERS,
+    TASK_NOT_JSON,
     Operation,
     Param,
     Reply,
@@ -27,7 +29,7 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import CALLER_PATTERN, only_parameters
-from crank.runtime.http.responses import JSONResponse, error_response
+from crank.runtime.http.responses import JSONResponse, error_response, not_json
 from crank.runtime.logs import get_logger
 
 if TYPE_CHECKING:
@@ -86,7 +88,7 @@ LIST_TASKS = Operation(
     parameters=(_STATUS, _CAPABILITY, _CALLER_FILTER, _CURSOR, _LIMIT),
     responses=(
         Reply(200, "A page of tasks.", {"application/json": component_ref("TaskPage")}),
-        *errors(*GUARD_ERRORS, 400, BROKER_DOWN),
+        *errors(*GUARD_ERRORS, 400, TASK_NOT_JSON, BROKER_DOWN),
     ),
 )
 
@@ -211,6 +213,19 @@ def page_doc(page: TaskPage) -> dict[str, Any]:
     return {"tasks": [t.as_dict() for t in page.tasks], "next_cursor": page.next_cursor}
 
 
+def page_answer(page: TaskPage) -> Response:
+    """A page of tasks as JSON; 500 ``TASK_NOT_JSON`` naming the first task whose stored
+    error holds a NaN or an infinity (see :func:`~.responses.not_json`)."""
+    doc = page_doc(page)
+    try:
+        return JSONResponse(doc)
+    except ValueError:
+        task = next(t for t in doc["tasks"] if non_finite_number(t) is not None)
+        subject = f"task {task['id']}, listed in this page,"
+        error = not_json(task["id"], task, subject=subject)
+        return JSONResponse({"error": error}, status_code=500)
+
+
 class TaskControl:
     """The task-control handlers (mixed into :class:`~crank.runtime.http.routes.Handlers`)."""
 
@@ -227,7 +242,7 @@ class TaskControl:
             page = await run_in_threadpool(self.s.broker.list_tasks, query)
         except Exception as exc:
             return error_for(exc)
-        return JSONResponse(page_doc(page))
+        return page_answer(page)
 
     async def cancel_task(self, request: Request) -> Response:
         """``DELETE /v1/tasks/{task_id}``: stop a task (see :data:`CANCEL_TASK`)."""
@@ -262,6 +277,7 @@ __all__ = [
     "CANCEL_TASK",
     "LIST_TASKS",
     "TaskControl",
+    "page_answer",
     "page_doc",
     "task_query",
 ]
