@@ -148,6 +148,9 @@ def test_the_dead_letter_routes_are_documented(client: Client) -> None:
     }
     one = paths["/v1/dead-letters/{task_id}/redrive"]["post"]["responses"]
     assert sorted(one) == ["200", "400", "401", "404", "409", "413", "429", "503"]
+    purge = paths["/v1/dead-letters/{task_id}"]["delete"]["responses"]
+    assert sorted(purge) == ["200", "400", "401", "404", "409", "413", "429", "500", "503"]
+    assert purge["500"]["description"].startswith("TASK_NOT_JSON: done, but ")
     bulk = paths["/v1/capabilities/{capability}/dead-letters/redrive"]["post"]
     assert sorted(bulk["responses"]) == ["200", "400", "401", "413", "429", "503"]
     assert bulk["parameters"][0]["required"] is True

@@ -43,11 +43,12 @@ def _stored(services: RuntimeServices, capability: str, result: Any, **payload: 
 
 def _not_json(answer: httpx.Response, task_id: str, subject: str, path: str, shown: str) -> None:
     assert answer.status_code == 500, answer.text
+    hint = HINT.replace("the task is kept", "do not send the request again")
     assert answer.json() == {
         "error": {
             "code": "TASK_NOT_JSON",
             "message": f"{subject} cannot be answered: {path} is {shown}, which JSON cannot write",
-            "hint": HINT,
+            "hint": hint if subject.endswith(", but it") else HINT,
             "id": task_id,
             "errors": [{"path": path, "message": f"{shown} is not a JSON number"}],
         }
@@ -192,3 +193,30 @@ def test_a_streaming_call_that_ended_with_a_result_that_is_not_json(
         answer = client.post("/v1/capabilities/demo.count", json={"n": 2})
     task_id = answer.headers["x-crank-task-id"]
     _not_json(answer, task_id, f"the result of task {task_id}", "$.events[1].i", "NaN")
+
+
+def test_an_action_on_such_a_task_is_done_and_says_so(
+    services: RuntimeServices, client: httpx.Client
+) -> None:
+    """Purging or cancelling it happens; the answer, which holds the task, says it
+    happened and why the task itself cannot follow (a redrive answers the task without
+    its old error: nothing there to refuse)."""
+    broker = services.broker
+
+    def failed(retryable: bool) -> str:
+        record = broker.submit(TaskSpec("demo.slow", {"seconds": 0}, max_attempts=2))
+        [claim] = broker.claim(ClaimOptions("other", capabilities=("demo.slow",), block_s=WAIT_S))
+        broker.fail(claim, {"code": "BOOM", "message": "no", "x": math.nan}, retryable=retryable)
+        return record.id
+
+    dead = failed(retryable=False)
+    purged = client.delete(f"/v1/dead-letters/{dead}")
+    _not_json(purged, dead, f"task {dead} was purged, but it", "$.error.x", "NaN")
+    assert services.broker.get(dead) is None
+
+    retrying = failed(retryable=True)
+    cancelled = client.delete(f"/v1/tasks/{retrying}")
+    # the error of a cancelled task keeps the one before as its cause
+    subject = f"task {retrying} was cancelled, but it"
+    _not_json(cancelled, retrying, subject, "$.error.cause.x", "NaN")
+    assert services.broker.get(retrying).status == "cancelled"  # type: ignore[union-attr]

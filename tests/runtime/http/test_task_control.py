@@ -272,5 +272,6 @@ def test_cancel_is_documented(client: Client) -> None:
         "409",
         "413",
         "429",
+        "500",
         "503",
     ]

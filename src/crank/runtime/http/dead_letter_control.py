@@ -17,6 +17,7 @@ from crank.errors import ValidationFailed
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
     BROKER_DOWN,
+    DONE_BUT_NOT_JSON,
     GUARD_ERRORS,
     NO_PARAMETERS,
     TASK_NOT_JSON,
@@ -27,7 +28,7 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import only_parameters
-from crank.runtime.http.responses import JSONResponse, error_response
+from crank.runtime.http.responses import JSONResponse, error_response, json_or_not_json
 from crank.runtime.http.task_control import (
     _CALLER_FILTER,
     _CURSOR,
@@ -135,7 +136,7 @@ PURGE_ONE = Operation(
     parameters=(_TASK_ID,),
     responses=(
         Reply(200, "Deleted; the task as it was.", {"application/json": _ONE_ANSWER}),
-        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, BROKER_DOWN),
+        *errors(*GUARD_ERRORS, NO_PARAMETERS, _NO_TASK, _NOT_DEAD, DONE_BUT_NOT_JSON, BROKER_DOWN),
     ),
 )
 
@@ -214,7 +215,9 @@ class DeadLetterControl:
                 task_status=status,
             )
         log.info("dead_letter_" + outcome, task_id=task_id, capability=change.task.capability)
-        return JSONResponse({**task_doc(change.task), "outcome": outcome})
+        return json_or_not_json(
+            {**task_doc(change.task), "outcome": outcome}, task_id, done=outcome
+        )
 
     async def _all(self, request: Request, outcome: str) -> Response:
         broker = self.s.broker

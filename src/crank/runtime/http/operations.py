@@ -283,6 +283,14 @@ TASK_NOT_JSON = (
     "does not check its values stores one; no retry helps.",
 )
 
+#: 500 of a route that changes a task and answers it as it stands after.
+DONE_BUT_NOT_JSON = (
+    500,
+    "TASK_NOT_JSON: done, but the task as it stands holds a NaN or an infinity (in its "
+    "error), which JSON cannot write; error.errors gives its path. Do not send the request "
+    "again.",
+)
+
 #: 503 of a route that only reads or changes tasks in the broker: it calls no capability,
 #: so none is paused or without its worker there, and the broker's 503 always says when.
 BROKER_DOWN = (
@@ -456,6 +464,7 @@ __all__ = [
     "CALL_LIMITS",
     "COMPONENTS",
     "DEPRECATION_HEADERS",
+    "DONE_BUT_NOT_JSON",
     "ERROR_HEADERS",
     "ERROR_MEANINGS",
     "ERROR_SCHEMA",

@@ -45,21 +45,26 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
 
 
-def not_json(task_id: str, value: Any, *, subject: str | None = None) -> dict[str, Any]:
+def not_json(
+    task_id: str, value: Any, *, subject: str | None = None, done: str | None = None
+) -> dict[str, Any]:
     """The error body (``{code, message, ...}``) for a stored task, or a part of it named
     by ``subject`` (``"event 3 of task t1"``), that holds a NaN or an infinity: JSON has no
     form for them, and only a producer that does not check its values (an older crank,
-    another program writing to the broker) stores one. No retry helps."""
+    another program writing to the broker) stores one. No retry helps. ``done``: what
+    the request did to the task all the same (``"purged"``), which the message says."""
     path, number = non_finite_number(value) or ("$", math.nan)
     shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
     get_logger("crank.runtime.http").error("task_not_json", task_id=task_id, path=path)
+    subject = subject or f"task {task_id}"
+    if done is not None:
+        subject = f"{subject} was {done}, but it"
+    kept = "do not send the request again" if done is not None else "the task is kept"
     return {
         "code": "TASK_NOT_JSON",
-        "message": f"{subject or f'task {task_id}'} cannot be answered: {path} is {shown}, "
-        "which JSON cannot write",
+        "message": f"{subject} cannot be answered: {path} is {shown}, which JSON cannot write",
         "hint": "it was stored as it is by a producer that does not check its values (an "
-        "older crank, or another program writing to the broker); the task is kept: fix "
-        "that producer",
+        f"older crank, or another program writing to the broker); {kept}: fix that producer",
         "id": task_id,
         "errors": [{"path": path, "message": f"{shown} is not a JSON number"}],
     }
@@ -70,6 +75,7 @@ def json_or_not_json(
     task_id: str,
     *,
     subject: str | None = None,
+    done: str | None = None,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
@@ -78,7 +84,7 @@ def json_or_not_json(
     try:
         return JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
     except ValueError:  # what json.dumps refuses in decoded JSON: a non-finite float
-        error = not_json(task_id, body, subject=subject)
+        error = not_json(task_id, body, subject=subject, done=done)
         return JSONResponse({"error": error}, status_code=500, headers=dict(headers or {}))
 
 

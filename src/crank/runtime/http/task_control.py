@@ -19,6 +19,7 @@ from crank.runtime.brokers.contract import MAX_PAGE, TASK_STATUSES, TaskQuery, c
 from crank.runtime.http.answers import error_for, task_doc, task_not_found
 from crank.runtime.http.operations import (
     BROKER_DOWN,
+    DONE_BUT_NOT_JSON,
     GUARD_ERRORS,
     NO_PARAMETERS,
     TASK_NOT_JSON,
@@ -29,7 +30,12 @@ from crank.runtime.http.operations import (
     errors,
 )
 from crank.runtime.http.request_parsing import CALLER_PATTERN, only_parameters
-from crank.runtime.http.responses import JSONResponse, error_response, not_json
+from crank.runtime.http.responses import (
+    JSONResponse,
+    error_response,
+    json_or_not_json,
+    not_json,
+)
 from crank.runtime.logs import get_logger
 
 if TYPE_CHECKING:
@@ -131,6 +137,7 @@ CANCEL_TASK = Operation(
             NO_PARAMETERS,
             (404, "TASK_NOT_FOUND: no such task, or it expired."),
             (409, "TASK_FINISHED: the task ended before; error.task_status says how."),
+            DONE_BUT_NOT_JSON,
             BROKER_DOWN,
         ),
     ),
@@ -270,7 +277,9 @@ class TaskControl:
             "outcome": cancellation.outcome,
             "message": _CANCEL_MESSAGES[cancellation.outcome],
         }
-        return JSONResponse(doc, status_code=200 if cancellation.outcome == "cancelled" else 202)
+        status = 200 if cancellation.outcome == "cancelled" else 202
+        done = "cancelled" if status == 200 else "told to stop"
+        return json_or_not_json(doc, task_id, done=done, status_code=status)
 
 
 __all__ = [
