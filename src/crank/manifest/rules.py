@@ -225,6 +225,7 @@ CRANK_ANSWER_CODES: dict[str, str] = {
             "QUEUE_FULL",
             "SCHEMA_UNUSABLE",
             "TASK_FINISHED",
+            "TASK_NOT_JSON",
             "TASK_NOT_FOUND",
             "UNAUTHORIZED",
             "UNAVAILABLE",
