@@ -265,8 +265,7 @@ class Router:
     ) -> Resolution:
         """Where a call to ``capability_id`` (``id`` or ``id@major``) goes, with what payload.
 
-        Raises :class:`CapabilityNotFound` for an unknown id or major version (through a
-        deprecated id, a major other than that of the capability it routes to),
+        Raises :class:`CapabilityNotFound` for an unknown id or major version,
         :class:`CapabilityGone` after a deprecated id's sunset, and
         :class:`ValidationFailed` when a split shim cannot pick a successor.
         """
@@ -309,7 +308,7 @@ class Router:
                     subject=cap_id,
                 )
             seen.append(current)
-        route = self._live(current, major, requested=capability_id, via=first.deprecation)
+        route = self._live(current, None, requested=capability_id, via=first.deprecation)
         with self._lock:
             self.deprecated_calls[(cap_id, who)] += 1
             callbacks = list(self.on_deprecated_call)
@@ -356,15 +355,6 @@ class Router:
             raise CapabilityNotFound(
                 f"no installed worker serves capability {quoted(requested)}",
                 hint=f"known capabilities: {known} (`crank routes` lists them)",
-                subject=requested,
-            )
-        if major is not None and major != route.major and via is not None:
-            # a deprecated id answers with its successor's contract: only that major is
-            # served through it, as only its own major is served through a live id
-            raise CapabilityNotFound(
-                f"capability {quoted(requested)} is not served: {via.id} is deprecated and "
-                f"routes to {cap_id}, at major version {route.major} ({route.capability.version})",
-                hint=f"call {cap_id}@{route.major}, or {via.id}@{route.major} until its sunset",
                 subject=requested,
             )
         if major is not None and major != route.major:

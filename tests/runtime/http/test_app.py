@@ -171,31 +171,6 @@ def test_legacy_route_answers_with_deprecation_headers(
     )
 
 
-def test_a_deprecated_id_serves_only_the_major_it_routes_to(
-    client: TestClient, worker: InlineWorker, services: RuntimeServices
-) -> None:
-    """``id@MAJOR`` pins a contract: through a deprecated id, its successor's; another
-    major is answered as a live id's unknown major is (404), not served by the successor."""
-    unknown = client.post("/v1/capabilities/demo.echo@9", json={"text": "x"})
-    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "CAPABILITY_NOT_FOUND")
-    for r in (
-        client.post("/v1/capabilities/demo.legacy_echo@9", json={"text": "x"}),
-        client.post("/v1/tasks", json={"capability": "demo.legacy_echo@9", "input": {"text": "x"}}),
-    ):
-        assert r.status_code == 404, r.text
-        error = r.json()["error"]
-        assert error["code"] == "CAPABILITY_NOT_FOUND"
-        assert error["message"] == (
-            "capability 'demo.legacy_echo@9' is not served: demo.legacy_echo is deprecated "
-            "and routes to demo.echo, at major version 1 (1.0.0)"
-        )
-        assert error["hint"] == "call demo.echo@1, or demo.legacy_echo@1 until its sunset"
-    assert services.router.deprecated_call_counts() == ({}, {})  # refused: not a routed call
-    r = client.post("/v1/capabilities/demo.legacy_echo@1", json={"text": "old"})
-    assert (r.status_code, r.json()) == (200, {"text": "old"})
-    assert r.headers["deprecation"] == "@1767225600"
-
-
 #: what every answer through demo.legacy_echo says of it (its manifest's deprecation).
 LEGACY_ECHO_HEADERS = {
     "deprecation": "@1767225600",
