@@ -171,6 +171,19 @@ def test_legacy_route_answers_with_deprecation_headers(
     )
 
 
+def test_a_deprecated_id_serves_a_client_pinned_to_another_major(
+    client: TestClient, worker: InlineWorker
+) -> None:
+    """Its clients pinned the old capability's major, which its successor (demo.echo,
+    1.0.0) need not share: they are served until the sunset, not stranded by a 404."""
+    for pinned in ("demo.legacy_echo@1", "demo.legacy_echo@2"):
+        r = client.post(f"/v1/capabilities/{pinned}", json={"text": "old"})
+        assert (r.status_code, r.json()) == (200, {"text": "old"}), pinned
+        assert r.headers["deprecation"] == "@1767225600"
+    r = client.post("/v1/capabilities/demo.echo@2", json={"text": "x"})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "CAPABILITY_NOT_FOUND")
+
+
 #: what every answer through demo.legacy_echo says of it (its manifest's deprecation).
 LEGACY_ECHO_HEADERS = {
     "deprecation": "@1767225600",
