@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from crank.cli import cli
 from crank.errors import ManifestError
 from crank.manifest import load_manifest
-from crank.manifest.reading import load_servable_manifest
+from crank.manifest.reading import check_replacements, load_servable_manifest
 
 from .conftest import VALID
 
@@ -77,3 +77,32 @@ def test_a_shim_default_that_is_not_a_key_of_its_map_is_refused_to_serve(
     )
     assert caught.value.hint == "use one of: spam, bill"
     assert load_servable_manifest(write_manifest(VALID + SPLIT_WITH_SHIM % "spam")).deprecated
+
+
+def test_a_shim_map_value_no_worker_declares_is_refused_to_serve(
+    write_manifest: Callable[..., Path],
+) -> None:
+    """Served, every call of email.classify with `type: ham` was answered 404: the shim
+    maps it to an id outside replaced_by that nothing serves."""
+    text = VALID + (SPLIT_WITH_SHIM % "spam").replace(
+        "bill: email.bill_detection}", "bill: email.bill_detection, ham: email.ham}"
+    )
+    path = write_manifest(text)
+    served = [load_servable_manifest(path)]
+    with pytest.raises(ManifestError) as caught:
+        check_replacements(served, list)
+    line = next(n for n, x in enumerate(text.splitlines(), 1) if "ham: email.ham" in x)
+    assert caught.value.message == (
+        f"{path}:{line}:74 CRK104 deprecated capability 'email.classify': shim maps 'ham' to "
+        "'email.ham', which is neither in replaced_by nor a capability of this manifest or of "
+        "any installed worker, so a call whose 'type' is 'ham' cannot be routed"
+    )
+    assert caught.value.hint == "map to one of: email.spam_detection, email.bill_detection"
+    # another installed worker serving email.ham makes the call routable
+    other = write_manifest(
+        VALID.replace("email-classifier", "ham-filter").replace(
+            "email.spam_detection", "email.ham"
+        ),
+        "other/crank.yaml",
+    )
+    check_replacements(served, lambda: [other])

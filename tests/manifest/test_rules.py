@@ -333,7 +333,9 @@ def test_crk104_split_needs_a_consistent_shim(manifest: Callable[..., Path]) -> 
             23,
             27,
             "error",
-            "shim maps 'x' to 'demo.other', which is not in replaced_by",
+            "shim maps 'x' to 'demo.other', which is neither in replaced_by nor a capability "
+            "of this manifest or of any installed worker, so a call whose 'kind' is 'x' cannot "
+            "be routed",
             "$.deprecated[1].shim.map.x",
         ),
         (
@@ -344,6 +346,28 @@ def test_crk104_split_needs_a_consistent_shim(manifest: Callable[..., Path]) -> 
             "shim default 'b' is not a key of shim.map, so a call without 'kind' cannot be routed",
             "$.deprecated[1].shim.default",
         ),
+    ]
+
+
+def test_crk104_a_shim_may_map_outside_replaced_by_only_to_a_declared_id(
+    manifest: Callable[..., Path],
+) -> None:
+    """Routed all the same, but replaced_by no longer tells clients where calls go."""
+    body = (
+        "capabilities:\n"
+        + cap("demo.a")
+        + cap("demo.b")
+        + cap("demo.c")
+        + (
+            "deprecated:\n"
+            "  - id: demo.old\n"
+            "    replaced_by: [demo.a, demo.b]\n"
+            "    shim: {select_by: kind, map: {a: demo.a, c: demo.c}}\n"
+            "    sunset: 2030-01-01\n"
+        )
+    )
+    assert [(f[4], f[5]) for f in run(manifest(body), only="CRK104")] == [
+        ("shim maps 'c' to 'demo.c', which is not in replaced_by", "$.deprecated[0].shim.map.c")
     ]
 
 

@@ -76,15 +76,16 @@ def _entry_named(doc: LoadedDocument, finding: Finding) -> str:
 
 def _serving_refusal(doc: LoadedDocument, findings: list[Finding]) -> ManifestError:
     """The refusal to serve ``doc``: its first finding, naming the capability it is
-    about. A shim default's finding says itself which calls fail (those without the
-    selector); the others make every call fail."""
+    about. A shim's default or map value says itself which calls fail (those without
+    the selector, or with the value); the others make every call fail."""
     first = findings[0]
+    some = first.path[-2:] == ("shim", "default") or first.path[-3:-1] == ("shim", "map")
     return _refusal(
         doc,
         findings,
         "run `crank lint` on the file for every finding",
         _entry_named(doc, first),
-        "" if first.path[-2:] == ("shim", "default") else "; every call of it would fail",
+        "" if some else "; every call of it would fail",
     )
 
 
@@ -126,25 +127,38 @@ def check_replacements(
     manifests: Sequence[Manifest], installed_paths: Callable[[], Iterable[Path]]
 ) -> None:
     """Refuse deprecated ids replaced by a capability that neither the ``manifests`` to
-    serve nor any installed worker declare (CRK103): every call of them would fail.
+    serve nor any installed worker declare (CRK103): every call of them would fail; and
+    shims mapping a selector value to such an id outside replaced_by (CRK104): every
+    call with that value would fail.
 
     Nothing is read again unless a replacement is declared outside ``manifests``."""
     served = {c.id for m in manifests for c in m.capabilities} | {
         d.id for m in manifests for d in m.deprecated
     }
-    if all(t in served for m in manifests for d in m.deprecated for t in d.replaced_by):
+    targets = {
+        t
+        for m in manifests
+        for d in m.deprecated
+        for t in (*d.replaced_by, *(d.shim.map.values() if d.shim else ()))
+    }
+    if targets <= served:
         return
-    from crank.manifest.rules import replaced_by_exists
+    from crank.manifest.rules import replaced_by_exists, shim_map_values_exist
 
     docs = [load_document(m.path) for m in manifests if m.path is not None]
 
+    loaded: list[LoadedDocument] = []
+
     def elsewhere() -> list[LoadedDocument]:
-        known = {str(d.file) for d in docs}
-        return [*docs, *(load_document(p) for p in installed_paths() if str(p) not in known)]
+        if not loaded:  # read once, for all the rules and files that ask
+            known = {str(d.file) for d in docs}
+            loaded.extend(load_document(p) for p in installed_paths() if str(p) not in known)
+        return [*docs, *loaded]
 
     for doc in docs:
         ctx = LintContext(doc=doc, today=dt.date.today(), installed_source=elsewhere)
-        findings = [f for f in replaced_by_exists(ctx) if f.severity == "error"]
+        found = [*replaced_by_exists(ctx), *shim_map_values_exist(ctx)]
+        findings = [f for f in found if f.severity == "error"]
         if findings:
             raise _serving_refusal(doc, findings)
 

@@ -402,24 +402,77 @@ def shim_defaults_in_map(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
-def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
-    yield from splits_without_shim(ctx)
-    yield from shim_defaults_in_map(ctx)
+def _shim_map_outside_replacements(
+    ctx: LintContext,
+) -> Iterator[tuple[int, Any, str, list[str], dict[str, Any]]]:
+    """(index, key, target, replaced_by, shim) of each shim map value not in its
+    entry's replaced_by."""
     for i, dep in deprecations(ctx.data):
         targets = _replacements(dep)
         shim = dep.get("shim")
-        if not isinstance(shim, dict):
+        mapping = shim.get("map") if isinstance(shim, dict) else None
+        if not isinstance(shim, dict) or not isinstance(mapping, dict) or not targets:
             continue
-        mapping = shim.get("map")
-        if isinstance(mapping, dict):
-            for key, target in mapping.items():
-                if isinstance(target, str) and targets and target not in targets:
-                    yield ctx.finding(
-                        "CRK104",
-                        ("deprecated", i, "shim", "map", key),
-                        f"shim maps {quoted(key)} to {quoted(target)}, which is not in replaced_by",
-                        hint=f"map to one of: {', '.join(targets)}",
-                    )
+        for key, target in mapping.items():
+            if isinstance(target, str) and target not in targets:
+                yield i, key, target, targets, shim
+
+
+def _declared_anywhere(ctx: LintContext) -> Callable[[str], bool]:
+    """Whether this manifest or an installed worker declares an id (live or deprecated);
+    the installed manifests are read on the first id this file does not declare."""
+    here = capability_ids(ctx.data) | deprecated_ids(ctx.data)
+    installed: set[str] | None = None
+
+    def declared(target: str) -> bool:
+        nonlocal installed
+        if target in here:
+            return True
+        if installed is None:
+            installed = set().union(
+                *(capability_ids(d.data) | deprecated_ids(d.data) for d in ctx.installed())
+            )
+        return target in installed
+
+    return declared
+
+
+def _unroutable_map_value(
+    ctx: LintContext, i: int, key: Any, target: str, targets: list[str], shim: dict[str, Any]
+) -> Finding:
+    return ctx.finding(
+        "CRK104",
+        ("deprecated", i, "shim", "map", key),
+        f"shim maps {quoted(key)} to {quoted(target)}, which is neither in replaced_by nor a "
+        "capability of this manifest or of any installed worker, so a call whose "
+        f"{quoted(shim.get('select_by'))} is {quoted(key)} cannot be routed",
+        hint=f"map to one of: {', '.join(targets)}",
+    )
+
+
+def shim_map_values_exist(ctx: LintContext) -> Iterator[Finding]:
+    """CRK104 at each shim map value outside replaced_by that neither this manifest nor
+    an installed worker declares: every call whose selector picks it fails."""
+    declared = _declared_anywhere(ctx)
+    for i, key, target, targets, shim in _shim_map_outside_replacements(ctx):
+        if not declared(target):
+            yield _unroutable_map_value(ctx, i, key, target, targets, shim)
+
+
+def split_has_shim(ctx: LintContext) -> Iterator[Finding]:
+    yield from splits_without_shim(ctx)
+    yield from shim_defaults_in_map(ctx)
+    declared = _declared_anywhere(ctx)
+    for i, key, target, targets, shim in _shim_map_outside_replacements(ctx):
+        if not declared(target):
+            yield _unroutable_map_value(ctx, i, key, target, targets, shim)
+            continue
+        yield ctx.finding(
+            "CRK104",
+            ("deprecated", i, "shim", "map", key),
+            f"shim maps {quoted(key)} to {quoted(target)}, which is not in replaced_by",
+            hint=f"map to one of: {', '.join(targets)}",
+        )
 
 
 def sunset_after_deprecation(ctx: LintContext) -> Iterator[Finding]:

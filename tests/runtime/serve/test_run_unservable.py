@@ -160,3 +160,28 @@ def test_a_shim_default_that_is_not_a_key_of_its_map_stops_crank_run_at_start(
         "default 'quick' is not a key of shim.map, so a call without 'mode' cannot be routed"
     ) in lines
     assert "  hint: use one of: fast, slow" in lines
+
+
+def test_a_shim_map_value_no_worker_declares_stops_crank_run_at_start(
+    crank_run: Callable[..., CrankRun], tmp_path: Path
+) -> None:
+    """Served, every call of demo.old_split with `mode: fast` answered 404: nothing
+    serves the id the shim maps it to."""
+    manifest = worker_with(
+        tmp_path,
+        append=(
+            "  - id: demo.old_split\n"
+            "    replaced_by: [demo.echo, demo.slow]\n"
+            "    shim: {select_by: mode, map: {fast: demo.nowhere, slow: demo.slow}}\n"
+            "    sunset: 2099-12-31\n"
+        ),
+    )
+    code, lines = refused(crank_run, manifest)
+    assert code == 2
+    line = line_of(manifest, "fast: demo.nowhere")
+    assert (
+        f"error: {manifest}:{line}:41 CRK104 deprecated capability 'demo.old_split': shim maps "
+        "'fast' to 'demo.nowhere', which is neither in replaced_by nor a capability of this "
+        "manifest or of any installed worker, so a call whose 'mode' is 'fast' cannot be routed"
+    ) in lines
+    assert "  hint: map to one of: demo.echo, demo.slow" in lines
