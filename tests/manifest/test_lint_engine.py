@@ -191,6 +191,11 @@ def test_disable_comment_parsing() -> None:
     assert disabled_rules(text) == {"CRK106", "CRK109", "ACME001"}
     assert disabled_rules("# crank-lint disable=CRK106\n") == frozenset()
     assert disabled_rules("# crank-lint: disable=CRK106 until the 2027 release\n") == {"CRK106"}
+    assert disabled_rules('a: "# crank-lint: disable=CRK106"  # crank-lint: disable=CRK109\n') == {
+        "CRK109"
+    }
+    # text that is not YAML: the comments before the error still count, and all after it
+    assert disabled_rules('a: "# crank-lint: disable=CRK106\n') == {"CRK106"}
 
 
 def test_disabled_rules_are_not_reported(write_manifest: Callable[..., Path]) -> None:
@@ -234,6 +239,37 @@ def test_a_disable_comment_that_turns_no_rule_off_is_a_warning_where_it_is_writt
     # a plugin's rule is known while the plugin is installed
     path.write_text(VALID + "# crank-lint: disable=CRK109,CRK108\n", encoding="utf-8")
     assert Linter(collect_rules(), installed_paths=()).lint_file(path) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"AKIAABCDEFGHIJKLMNOP # crank-lint: disable=CRK109"',
+        "'AKIAABCDEFGHIJKLMNOP # crank-lint: disable=CRK109'",
+        "|\n    AKIAABCDEFGHIJKLMNOP\n    # crank-lint: disable=CRK109",
+        "AKIAABCDEFGHIJKLMNOP#crank-lint:disable=CRK109",
+    ],
+    ids=["double-quoted", "single-quoted", "block", "plain"],
+)
+def test_a_disable_comment_inside_a_value_turns_nothing_off(
+    write_manifest: Callable[..., Path], value: str
+) -> None:
+    """Words inside a description turned CRK109 off as a comment would have."""
+    text = VALID.replace("version: 2.1.0", f"version: 2.1.0\n  description: {value}")
+    path = write_manifest(text)
+
+    def found() -> list[tuple[str, str]]:
+        findings = Linter(collect_rules(), installed_paths=()).lint_file(path)
+        # CRK108: a note that the entrypoint's module is not installed
+        return [(f.rule, f.message) for f in findings if f.rule != "CRK108"]
+
+    assert found() == [("CRK109", "value looks like an AWS access key id")]
+    # malformed, it is not reported as a comment that turns nothing off either
+    path.write_text(text.replace("crank-lint:", "crank-lint "), encoding="utf-8")
+    assert found() == [("CRK109", "value looks like an AWS access key id")]
+    # a real comment after the same value still turns the rule off
+    path.write_text(text + "# crank-lint: disable=CRK109\n", encoding="utf-8")
+    assert found() == []
 
 
 def test_a_schema_error_cannot_be_disabled(write_manifest: Callable[..., Path]) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import yaml
+
 from crank.contributions import ContributionKind
 from crank.errors import ManifestError, PluginError, UsageError
 from crank.manifest.findings import Finding, Severity, quoted
@@ -154,15 +156,34 @@ def _resolved(path: str | Path) -> Path:
         return Path(path)
 
 
+def _comments(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
+    """The matches of ``pattern`` (starting with ``#``) that are YAML comments: a ``#``
+    inside a value (``description: "see # crank-lint: disable=CRK109"``, a ``|`` block,
+    ``http://host/#x``) is text, and turns nothing off. The YAML scanner's tokens locate
+    the values; past a scanning error, every match counts as a comment."""
+    found = list(pattern.finditer(text))
+    if not found:
+        return found  # most manifests: no scanning
+    spans: list[tuple[int, int]] = []
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            spans.append((token.start_mark.index, token.end_mark.index))
+    except yaml.YAMLError:
+        # past the error nothing is known: count what follows the last token read
+        pass
+    return [m for m in found if not any(start <= m.start() < end for start, end in spans)]
+
+
 def _disabled_ids(text: str) -> Iterator[tuple[str, int]]:
     """(id, offset in ``text``) of each id a ``# crank-lint: disable=`` comment names."""
-    for match in DISABLE_RE.finditer(text):
+    for match in _comments(DISABLE_RE, text):
         for word in re.finditer(r"[^,\s]+", match.group(1)):
             yield word.group().upper(), match.start(1) + word.start()
 
 
 def disabled_rules(text: str) -> frozenset[str]:
-    """Rule ids named by ``# crank-lint: disable=...`` comments in ``text``."""
+    """Rule ids named by ``# crank-lint: disable=...`` comments in ``text`` (YAML
+    comments only: the same words inside a value turn nothing off)."""
     return frozenset(rule_id for rule_id, _ in _disabled_ids(text))
 
 
@@ -193,7 +214,7 @@ def disable_comment_findings(doc: LoadedDocument, known: Iterable[str]) -> list[
             )
         )
     lists = {m.start() for m in DISABLE_RE.finditer(doc.text)}
-    for comment in _LINT_COMMENT_RE.finditer(doc.text):
+    for comment in _comments(_LINT_COMMENT_RE, doc.text):
         if comment.start() not in lists:
             found.append(
                 _at_offset(
