@@ -252,7 +252,12 @@ disable=CRK109"`, a `|` block) are text, and turn nothing off. An id that names 
 (a typo such as `CRK10`, or the rule of a plugin that is not installed) is a
 `CRK001` warning at the comment, with the closest id if there is one, and so is a
 `# crank-lint` comment that is not of this form (`# crank-lint disable=...`
-without its colon): either would leave a rule on unnoticed.
+without its colon): either would leave a rule on unnoticed. The id of one of
+crank's own rules whose plugin `CRANK_DISABLE_PLUGINS` blocks (`CRK116` with
+`crank.testing.lint_rules` blocked) is a `CRK001` note instead, naming the
+blocked plugin: the comment is right, the rule is only not run; for a blocked
+third-party plugin, whose rules crank cannot know without importing it, the
+warning's hint names the plugins blocked.
 
 `CRK001` and `CRK002` errors cannot be turned off: crank refuses to load such a
 manifest whatever the comment says (a `CRK001` warning can be).

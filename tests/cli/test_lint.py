@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from crank.cli import cli
 from crank.manifest.validate import manifest_schema
+from crank.plugins import PluginLoadWarning
 
 from ..permissions import crank_unprivileged
 
@@ -293,6 +294,36 @@ def test_main_maps_errors_to_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
     assert info.value.code == 2
     err = capsys.readouterr().err  # click words it "No such option: --bogus" before 8.4
     assert "No such option" in err and "--bogus" in err
+
+
+def test_a_disable_comment_naming_the_rule_of_a_blocked_plugin_says_it_is_blocked(
+    tmp_path: Path, test_plugins: Any, plugins_on_path: Any
+) -> None:
+    """With crank's testing layer blocked, `disable=CRK116` was a warning that the rule
+    did not exist (failing --strict), whose hint said to install a plugin."""
+    plugins_on_path(test_plugins.good)
+    write(tmp_path, CLEAN.replace("disable=CRK108", "disable=CRK108,CRK116,TST001"))
+    blocked = {"CRANK_DISABLE_PLUGINS": "crank.testing.lint_rules,testplugin-good"}
+    with pytest.warns(PluginLoadWarning, match="'crank.testing.lint_rules' is blocked"):
+        result = lint(tmp_path, "--strict", "crank.yaml", env=blocked)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        "crank.yaml:1:30 CRK001 info: `crank-lint: disable=` names CRK116, which is not run: its "
+        "plugin 'crank.testing.lint_rules' is blocked by CRANK_DISABLE_PLUGINS [$]",
+        "    hint: nothing to fix in the manifest; to run CRK116, take crank.testing.lint_rules "
+        "out of CRANK_DISABLE_PLUGINS",
+        # a third party's rules are not known without importing it
+        "crank.yaml:1:37 CRK001 warning: `crank-lint: disable=` names TST001, which is not the id "
+        "of any lint rule [$]",
+        "    hint: fix the id (each finding of `crank lint` names its rule), install the plugin "
+        "that registers the rule, or take it out of CRANK_DISABLE_PLUGINS (which blocks "
+        "testplugin-good)",
+        "0 errors, 1 warning, 1 note in 1 file",
+    ]
+    # the note alone fails nothing, even with --strict (the manager, built, warns no more)
+    write(tmp_path, CLEAN.replace("disable=CRK108", "disable=CRK108,CRK116"))
+    result = lint(tmp_path, "--strict", "crank.yaml", env=blocked)
+    assert result.exit_code == 0, result.output
 
 
 def test_broken_plugin_does_not_stop_lint(

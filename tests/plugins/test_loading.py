@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,17 @@ def test_a_plugin_calling_sys_exit_on_import_is_isolated(
 
 def test_each_builtin_says_what_blocking_it_takes_away() -> None:
     assert set(plugins.loading.BUILTIN_CONTRIBUTIONS) == set(plugins.loading.BUILTIN_PLUGINS)
+
+
+def test_each_builtin_s_lint_rules_are_known_without_importing_it() -> None:
+    """The table that names a blocked built-in's rules is the rules it registers."""
+    registered: dict[str, set[str]] = {}
+    for name in plugins.loading.BUILTIN_PLUGINS:
+        module = importlib.import_module(name)
+        register = getattr(module, "crank_register_lint_rules", None)
+        if register is not None:
+            register(lambda rule, name=name: registered.setdefault(name, set()).add(rule.id))
+    assert registered == {k: set(v) for k, v in plugins.loading.BUILTIN_LINT_RULES.items()}
 
 
 def test_a_failing_builtin_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:

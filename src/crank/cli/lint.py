@@ -12,7 +12,7 @@ from crank.errors import ExitCode
 from crank.manifest.lint import LINT_RULES, Linter
 from crank.manifest.report import render
 from crank.manifest.validate import manifest_schema
-from crank.plugins import get_plugin_manager
+from crank.plugins import blocked_lint_rules, get_plugin_manager
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -47,7 +47,14 @@ def lint(
         # crank-lint: disable=CRK106,CRK109
     """
     manager = get_plugin_manager()
-    linter = Linter(collect_rules(manager), today=today, installed_paths=manager.manifest_paths())
+    blocked = [r for r in manager.records if r.status == "blocked"]
+    linter = Linter(
+        collect_rules(manager),
+        today=today,
+        installed_paths=manager.manifest_paths(),
+        blocked_rules=blocked_lint_rules(blocked),
+        blocked_plugins=[r.name for r in blocked if not r.builtin],
+    )
     result = linter.lint_paths(paths or (".",))
     click.echo(render(result, output_format), nl=False)
     return ExitCode.FINDINGS if result.failed(strict=strict) else ExitCode.OK

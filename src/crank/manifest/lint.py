@@ -31,7 +31,7 @@ from crank.manifest.model import manifest_from_dict
 from crank.manifest.validate import SCHEMA_RULE, schema_findings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from crank.manifest.model import Manifest
 
@@ -187,30 +187,61 @@ def disabled_rules(text: str) -> frozenset[str]:
     return frozenset(rule_id for rule_id, _ in _disabled_ids(text))
 
 
-def _at_offset(doc: LoadedDocument, offset: int, message: str, hint: str) -> Finding:
+def _at_offset(
+    doc: LoadedDocument, offset: int, message: str, hint: str, severity: Severity = "warning"
+) -> Finding:
     line = doc.text.count("\n", 0, offset) + 1
     col = offset - doc.text.rfind("\n", 0, offset)
-    return Finding(doc.file, line, col, LOAD_RULE, message, "warning", (), hint)
+    return Finding(doc.file, line, col, LOAD_RULE, message, severity, (), hint)
 
 
-def disable_comment_findings(doc: LoadedDocument, known: Iterable[str]) -> list[Finding]:
+def disable_comment_findings(
+    doc: LoadedDocument,
+    known: Iterable[str],
+    blocked_rules: Mapping[str, str] | None = None,
+    blocked_plugins: Sequence[str] = (),
+) -> list[Finding]:
     """A warning at each ``# crank-lint`` comment that turns nothing off: an id that
     names none of the ``known`` rules (a typo: ``CRK10``), or a comment that is not of
-    the form ``# crank-lint: disable=ID,...``: unreported, either leaves a rule on unnoticed."""
+    the form ``# crank-lint: disable=ID,...``: unreported, either leaves a rule on unnoticed.
+
+    An id in ``blocked_rules`` (id -> the plugin registering it, blocked by
+    CRANK_DISABLE_PLUGINS) names a rule that exists: a note says why it is not run.
+    ``blocked_plugins`` are the other blocked plugins, whose rules are not known."""
     ids = sorted(set(known))
+    blocked = blocked_rules or {}
     found: list[Finding] = []
     for rule_id, offset in _disabled_ids(doc.text):
         if rule_id in ids:
             continue
+        if rule_id in blocked:
+            plugin = blocked[rule_id]
+            found.append(
+                _at_offset(
+                    doc,
+                    offset,
+                    f"`crank-lint: disable=` names {rule_id}, which is not run: its plugin "
+                    f"{quoted(plugin)} is blocked by CRANK_DISABLE_PLUGINS",
+                    f"nothing to fix in the manifest; to run {rule_id}, take {plugin} out of "
+                    "CRANK_DISABLE_PLUGINS",
+                    "info",
+                )
+            )
+            continue
         close = difflib.get_close_matches(rule_id, ids, n=1)
+        install = (
+            "install the plugin that registers the rule, or take it out of "
+            f"CRANK_DISABLE_PLUGINS (which blocks {', '.join(blocked_plugins)})"
+            if blocked_plugins
+            else "or install the plugin that registers the rule"
+        )
         found.append(
             _at_offset(
                 doc,
                 offset,
                 f"`crank-lint: disable=` names {rule_id}, which is not the id of any lint rule"
                 + (f" (did you mean {close[0]}?)" if close else ""),
-                "fix the id (each finding of `crank lint` names its rule), or install the "
-                "plugin that registers the rule",
+                f"fix the id (each finding of `crank lint` names its rule), {install}",
             )
         )
     lists = {m.start() for m in DISABLE_RE.finditer(doc.text)}
@@ -284,7 +315,8 @@ class Linter:
 
     ``installed_paths`` are the installed workers' manifests, which the rules
     about other workers (CRK102, CRK103) compare against; they are read once,
-    when a rule first asks.
+    when a rule first asks. ``blocked_rules`` and ``blocked_plugins`` say which rules
+    CRANK_DISABLE_PLUGINS keeps from running (see :func:`disable_comment_findings`).
     """
 
     def __init__(
@@ -293,8 +325,12 @@ class Linter:
         *,
         today: dt.date | None = None,
         installed_paths: Iterable[Path] = (),
+        blocked_rules: Mapping[str, str] | None = None,
+        blocked_plugins: Sequence[str] = (),
     ) -> None:
         self.rules = list(rules)
+        self.blocked_rules = dict(blocked_rules or {})
+        self.blocked_plugins = tuple(blocked_plugins)
         self.today = today or dt.date.today()
         self._installed_paths = tuple(installed_paths)
         self._installed: list[LoadedDocument] | None = None
@@ -325,7 +361,9 @@ class Linter:
         disabled = disabled_rules(doc.text)
         known = {rule.id for rule in self.rules} | set(LINT_RULES.reserved)
         findings = (
-            schema_findings(doc) + _misread_numbers(doc) + disable_comment_findings(doc, known)
+            schema_findings(doc)
+            + _misread_numbers(doc)
+            + disable_comment_findings(doc, known, self.blocked_rules, self.blocked_plugins)
         )
         ctx = LintContext(
             doc=doc,

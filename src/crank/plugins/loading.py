@@ -59,6 +59,30 @@ BUILTIN_CONTRIBUTIONS: dict[str, str] = {
 }
 
 
+#: The lint rules each built-in plugin registers, known without importing it: a
+#: manifest's ``# crank-lint: disable=`` naming one while its plugin is blocked names a
+#: rule that exists, only not run here.
+BUILTIN_LINT_RULES: dict[str, tuple[str, ...]] = {
+    "crank.manifest.rules": (
+        *(f"CRK{n}" for n in range(101, 108)),
+        *(f"CRK{n}" for n in range(109, 115)),
+        "CRK117",
+    ),
+    "crank.worker.lint_rules": ("CRK108", "CRK115"),
+    "crank.testing.lint_rules": ("CRK116",),
+}
+
+
+def blocked_lint_rules(records: Iterable[PluginRecord]) -> dict[str, str]:
+    """Rule id -> the name of the blocked built-in plugin that registers it."""
+    return {
+        rule_id: r.name
+        for r in records
+        if r.status == "blocked" and r.builtin
+        for rule_id in BUILTIN_LINT_RULES.get(r.name, ())
+    }
+
+
 def blocked_names(environ: dict[str, str] | None = None) -> frozenset[str]:
     raw = (environ if environ is not None else os.environ).get(DISABLE_ENV, "")
     return frozenset(n.strip() for n in raw.split(",") if n.strip())
