@@ -247,8 +247,9 @@ comment anywhere in the file:
 
 Ids are read case-insensitively; anything after the list is a free comment
 (`# crank-lint: disable=CRK106 until the 2027 release`). Only a YAML comment
-counts: the same words inside a value (`description: "see # crank-lint:
-disable=CRK109"`, a `|` block) are text, and turn nothing off. An id that names no rule
+counts: the same words inside a value
+(`description: "see # crank-lint: disable=CRK109"`, a `|` block) are text, and
+turn nothing off. An id that names no rule
 (a typo such as `CRK10`, or the rule of a plugin that is not installed) is a
 `CRK001` warning at the comment, with the closest id if there is one, and so is a
 `# crank-lint` comment that is not of this form (`# crank-lint disable=...`
