@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import textwrap
 from typing import TYPE_CHECKING
@@ -176,3 +177,42 @@ def test_a_relative_path_is_found_from_the_rootdir_too(pytester: pytest.Pytester
     result.stdout.fnmatch_lines(
         [f"*no worker manifest at src/nope/crank.yaml (nor under {pytester.path})*"]
     )
+
+
+FAILING_SETUP_WORKER = """\
+from crank.worker import WorkerApplication, capability
+
+
+class Greeter(WorkerApplication):
+    async def setup(self):
+        raise RuntimeError("model file missing")
+
+    @capability("greet.hello")
+    def hello(self, data, ctx):
+        return {"greeting": "never"}
+
+    @capability("greet.spell")
+    def spell(self, data, ctx):
+        yield {"letter": "never"}
+"""
+
+
+def test_a_worker_whose_setup_raises_leaves_no_event_loop_open(
+    crank_worker: WorkerRunner, greeter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop that ran a failing async setup() stayed open: its ResourceWarning
+    surfaced at a later garbage collection, in whichever test happened to run then."""
+    (greeter.parent / "worker.py").write_text(FAILING_SETUP_WORKER)
+    loops: list[asyncio.AbstractEventLoop] = []
+    new_event_loop = asyncio.events.new_event_loop
+
+    def recording_new_event_loop() -> asyncio.AbstractEventLoop:
+        loop = new_event_loop()
+        loops.append(loop)
+        return loop
+
+    monkeypatch.setattr(asyncio.events, "new_event_loop", recording_new_event_loop)
+    with pytest.raises(RuntimeError, match="model file missing"):
+        crank_worker(greeter)
+    assert loops, "setup() ran on a loop of its own"
+    assert [loop.is_closed() for loop in loops] == [True] * len(loops)

@@ -123,7 +123,12 @@ class WorkerRunner:
             sys.path.insert(0, str(root))
             self._paths.append((str(root), manifest.worker.module.partition(".")[0]))
         host = WorkerHost(manifest, app)
-        host.start()
+        try:
+            host.start()
+        except BaseException:
+            # setup() failed: teardown() does not run, but the event loop it ran on closes
+            host.stop()
+            raise
         handle = WorkerHandle(host)
         self.handles.append(handle)
         return handle
