@@ -407,6 +407,43 @@ def test_a_test_marked_to_skip_skips_for_its_own_reason_even_in_strict_mode(
     assert "crank dependencies" not in result.stdout.str()  # no dependency caused them
 
 
+def test_an_xfail_mark_does_not_hide_a_required_or_broken_dependency(
+    suite: pytest.Pytester,
+) -> None:
+    """The strict failure and the broken import were counted as xfailed (a green run
+    without the install step) while the summary said the tests had failed."""
+    suite.makepyfile(
+        test_xfail="""
+        import pytest
+        from crank.errors import DependencyBroken
+        from crank.testing import ensure_dependency
+
+        @pytest.mark.xfail(reason="rounding bug")
+        @pytest.mark.requires("exe:crank-missing-tool")
+        def test_required():
+            assert 0.1 + 0.2 == 0.3
+
+        @pytest.mark.xfail(reason="rounding bug")
+        def test_broken():
+            ensure_dependency("crank_broken_mod")
+
+        @pytest.mark.xfail(raises=DependencyBroken, reason="broken on this platform")
+        def test_broken_expected():
+            ensure_dependency("crank_broken_mod")
+        """
+    )
+    result = suite.runpytest("test_xfail.py", "-rxX", "--crank-require=all")
+    result.assert_outcomes(failed=1, errors=1, xfailed=1)
+    result.stdout.fnmatch_lines(["XFAIL *test_broken_expected - broken on this platform"])
+    assert summary_lines(result) == [
+        "crank: 1 test failed - required crank-missing-tool is missing "
+        "(apt-get install crank-missing-tool)",
+        "crank: 1 test failed - crank_broken_mod is installed but broken "
+        "(pip install --force-reinstall crank_broken_mod, "
+        "or install the native libraries it needs)",
+    ]
+
+
 def test_the_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
