@@ -103,6 +103,26 @@ def test_strict_by_name_only_fails_the_named_dependency(suite: pytest.Pytester) 
     result.assert_outcomes(passed=1, skipped=2, errors=1, failed=1)
 
 
+def test_strict_by_spec_matches_a_spec_written_with_a_constraint(
+    pytester: pytest.Pytester,
+) -> None:
+    """--crank-require=exe:TOOL required the tool only where a test wrote the spec without
+    a version; ensure_dependency("exe:TOOL>=2") still skipped."""
+    pytester.makepyfile(
+        """
+        from crank.testing import ensure_dependency
+
+        def test_any_version():
+            ensure_dependency("exe:crank-missing-tool")
+
+        def test_a_version():
+            ensure_dependency("exe:crank-missing-tool>=2")
+        """
+    )
+    result = pytester.runpytest("--crank-require=exe:crank-missing-tool")
+    result.assert_outcomes(failed=2)
+
+
 def test_strict_from_the_environment(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

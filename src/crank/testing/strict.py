@@ -72,6 +72,9 @@ def dependency_keys(result: DependencyResult) -> frozenset[str]:
     """Every normalized name a result answers to in strict mode."""
 
     keys = {normalize(result.name), normalize(result.spec)}
+    if "://" not in result.spec:  # a URL's query may hold "="; it has no constraint
+        # "exe:pandoc>=2.17" answers to "exe:pandoc" too, as "numpy>=1.26" does to "numpy"
+        keys.add(normalize(re.split(r"[<>=!~]", result.spec, maxsplit=1)[0].strip()))
     if result.kind == "module":
         top = result.name.partition(".")[0]
         if top == result.name and top in DISTRIBUTION_OF_MODULE:
