@@ -263,6 +263,21 @@ def test_a_version_command_of_its_own(fake_bin: Path) -> None:
     assert check_dependency("exe:odd>=3").missing_only  # without it: no flag shows one
 
 
+def test_a_version_command_that_is_not_on_path_blames_the_command(fake_bin: Path) -> None:
+    """It said odd was broken and to reinstall it, when the version command had a typo."""
+    write_executable(fake_bin / "odd", 'echo "odd release 3.2"')
+    result = check_dependency("exe:odd>=3", version_command="odd-tool --release")
+    assert result.broken  # not a skip: the check cannot be made as written
+    assert (
+        result.reason
+        == "its version command `odd-tool --release` cannot run: 'odd-tool' is not on PATH"
+    )
+    assert result.hint == (
+        "correct the version command given for odd (version_command in the manifest's "
+        "system dependency, or ensure_dependency's version_command=)"
+    )
+
+
 def test_an_empty_version_command_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="names no program"):
         check_dependency("exe:sh>=1", version_command="  ")

@@ -142,6 +142,15 @@ def check_executable(spec: DependencySpec) -> DependencyResult:
         return DependencyResult.found(spec, reason=f"{path} runs")
 
     custom = spec.version_command or _declared_version_command(name)
+    if custom and shutil.which(custom[0]) is None:
+        # the command given for the version is wrong, not the program: fails all the same
+        return DependencyResult.failing(
+            spec,
+            f"its version command `{' '.join(custom)}` cannot run: {custom[0]!r} is not on PATH",
+            error=f"{custom[0]!r} is not on PATH",
+            hint=f"correct the version command given for {name} (version_command in the "
+            "manifest's system dependency, or ensure_dependency's version_command=)",
+        )
     commands = [list(custom)] if custom else [[path, flag] for flag in VERSION_FLAGS]
     version = None
     for argv in commands:
