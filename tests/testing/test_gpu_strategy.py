@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crank.errors import UsageError
-from crank.testing import select_gpu_strategy
+from crank.testing import ensure_dependency, select_gpu_strategy
 
 from .conftest import write_executable
 
@@ -142,6 +142,24 @@ def test_a_bad_strategy_is_a_usage_error_in_a_quiet_run_too(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown GPU strategy 'fullgpu' (CRANK_GPU_STRATEGY=fullgpu)*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.slow
+def test_the_strategy_a_quiet_project_used_is_reported_under_xdist(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No crank manifest, so no header: the strategy goes in the end-of-run summary. Under
+    xdist the workers chose it and the summary left it out, as if no test had used it."""
+    ensure_dependency("xdist", install_hint="pip install pytest-xdist")
+    pytester.makepyfile("def test_x(gpu_strategy): pass\ndef test_y(): pass")
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest_subprocess(
+        "-p", "crank.testing.plugin", "-p", "xdist.plugin", "-n", "2"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["*- crank dependencies -*", "crank: gpu strategy: *", "crank:   - *"]
+    )
 
 
 # --- onnxruntime-gpu without CUDA libraries -------------------------------------------------

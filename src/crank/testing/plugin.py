@@ -35,12 +35,16 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
     from crank.testing.ensure import DependencyOutcome
+    from crank.testing.gpu import GpuStrategy
 
 __all__ = ["crank_worker", "gpu_strategy", "mock_streaming_harness", "onnxruntime_gpu_site"]
 
 summary_key = pytest.StashKey[DependencySummary]()
 announced_key = pytest.StashKey[bool]()
 REPORT_ATTR = "crank_dependency"
+#: on the setup report of a test using ``gpu_strategy``: the strategy's summary lines
+#: (a plain list, so that it reaches the xdist controller, which chose no strategy)
+GPU_REPORT_ATTR = "crank_gpu_strategy"
 #: environment variables that choose crank's test behaviour explicitly.
 CRANK_ENV = ("CRANK_REQUIRE", "CRANK_GPU_STRATEGY")
 
@@ -163,9 +167,14 @@ def crank_lines(config: pytest.Config, *, gpu: bool = True) -> list[str]:
         strategy = gpu_strategy_for(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    lines.append(f"crank: gpu strategy: {strategy.name}")
-    lines.extend(f"crank:   - {item}" for item in strategy.evidence)
-    return lines
+    return [*lines, *strategy_lines(strategy)]
+
+
+def strategy_lines(strategy: GpuStrategy) -> list[str]:
+    return [
+        f"crank: gpu strategy: {strategy.name}",
+        *(f"crank:   - {item}" for item in strategy.evidence),
+    ]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -245,6 +254,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.when == "setup" and "gpu_strategy" in getattr(item, "fixturenames", ()):
+        strategy = item.config.stash.get(strategy_key, None)
+        if strategy is not None:
+            setattr(report, GPU_REPORT_ATTR, strategy_lines(strategy))
     excinfo = call.excinfo
     if excinfo is None:
         return report
@@ -277,8 +290,13 @@ class SessionSummary:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.summary = DependencySummary()
+        #: the GPU strategy tests used, as reported (by xdist workers, too)
+        self.gpu_lines: list[str] | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        gpu_lines: list[str] | None = getattr(report, GPU_REPORT_ATTR, None)
+        if gpu_lines is not None:
+            self.gpu_lines = list(gpu_lines)
         info: dict[str, Any] | None = getattr(report, REPORT_ATTR, None)
         if info is not None:
             self.summary.record(report.nodeid, info)
@@ -287,10 +305,12 @@ class SessionSummary:
         lines = self.summary.lines()
         # Quiet header (a project without crank manifests): if its tests used crank
         # after all, say here which policy and strategy applied to them.
-        used_gpu = strategy_key in self.config.stash
+        gpu_lines = self.gpu_lines
+        if gpu_lines is None and strategy_key in self.config.stash:
+            gpu_lines = strategy_lines(self.config.stash[strategy_key])
         context: list[str] = []
-        if not self.config.stash.get(announced_key, True) and (lines or used_gpu):
-            context = crank_lines(self.config, gpu=used_gpu)
+        if not self.config.stash.get(announced_key, True) and (lines or gpu_lines):
+            context = [*crank_lines(self.config, gpu=False), *(gpu_lines or [])]
         if lines or context:
             terminalreporter.section("crank dependencies", sep="-")
             for line in [*context, *lines]:
