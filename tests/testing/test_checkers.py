@@ -97,6 +97,18 @@ def test_any_exception_at_import_is_broken(module_dir: Path) -> None:
     )
 
 
+def test_a_module_that_exits_at_import_is_broken(module_dir: Path) -> None:
+    """SystemExit escaped the check: a test failed without crank's report, and outside
+    pytest (a worker's self_test()) it ended the whole process."""
+    (module_dir / "crank_exits.py").write_text("import sys\nsys.exit('no licence file found')\n")
+    result = check_dependency("crank_exits")
+    assert result.broken
+    assert result.reason == (
+        "Python module 'crank_exits' called sys.exit() on import: no licence file found"
+    )
+    assert isinstance(result.error, SystemExit)
+
+
 def _fake_torch(
     module_dir: Path, *, available: bool, cuda_build: str | None, op_fails: bool = False
 ) -> None:

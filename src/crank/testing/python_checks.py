@@ -98,6 +98,13 @@ def import_for_check(
             error=exc,
             hint=_reinstall(hint),
         )
+    except SystemExit as exc:  # would end the test run (or a worker's self-test)
+        return DependencyResult.failing(
+            spec,
+            f"Python module {module_name!r} called sys.exit() on import: {exc}",
+            error=exc,
+            hint=_reinstall(hint),
+        )
 
 
 def check_module(spec: DependencySpec) -> DependencyResult:
