@@ -81,6 +81,22 @@ def test_a_slow_consumer_pauses_the_producer_between_watermarks() -> None:
     asyncio.run(scenario())
 
 
+def test_settle_lets_a_producer_reach_a_high_watermark_above_fifty() -> None:
+    """settle() gave up after 50 event-loop rounds: a producer bound for a watermark of
+    100 stood at 50 events, running and unpaused, and the test saw a made-up state."""
+
+    async def scenario() -> None:
+        harness = MockStreamingHarness(buffer_size=200, high_watermark=100, low_watermark=10)
+        conn = (await harness.connect()).connection
+        assert conn is not None
+        producer = asyncio.create_task(harness.pump(conn, ({"n": i} for i in range(500))))
+        await harness.settle()
+        assert (conn.paused, conn.produced) == (True, 100)
+        producer.cancel()
+
+    asyncio.run(scenario())
+
+
 async def _drain(conn: MockConnection) -> AsyncIterator[Any]:
     while (event := await conn.receive()) is not None:
         yield event

@@ -135,6 +135,8 @@ class ConnectionLimitCoordinator:
 
 
 _END = object()
+#: :meth:`MockStreamingHarness.settle` stops after this many event-loop rounds in all.
+SETTLE_LIMIT = 10_000
 
 
 def _check_watermarks(buffer_size: int, high_watermark: int, low_watermark: int) -> None:
@@ -347,6 +349,23 @@ class MockStreamingHarness:
         await self.settle()
 
     async def settle(self, rounds: int = 50) -> None:
-        """Let every runnable task run until all wait on the clock, a buffer or the consumer."""
-        for _ in range(rounds):
+        """Let every runnable task run until all wait on the clock, a buffer or the consumer.
+
+        Settled means ``rounds`` event-loop rounds in a row in which nothing happened on
+        a connection and no one began or stopped waiting on the clock; a producer
+        filling a large buffer is not cut short. An endless stream that a consumer
+        keeps draining never settles: it is left running after ``SETTLE_LIMIT`` rounds.
+        """
+        before, quiet = self._progress(), 0
+        for _ in range(SETTLE_LIMIT):
+            if quiet >= rounds:
+                return
             await asyncio.sleep(0)
+            now = self._progress()
+            quiet = quiet + 1 if now == before else 0
+            before = now
+
+    def _progress(self) -> tuple[int, int, int]:
+        """What changes while a scenario makes progress."""
+        events = sum(len(connection.timeline) for connection in self.connections)
+        return len(self.results), self.clock.sleepers, events
