@@ -354,6 +354,25 @@ def test_cuda_provider_on_the_cpu_build_is_missing_and_the_warning_is_caught() -
     assert result.hint is not None and "onnxruntime-gpu" in result.hint
 
 
+@pytest.mark.parametrize(
+    ("spec", "meant"),
+    [
+        ("onnxruntime:CUDA", "CUDAExecutionProvider"),
+        ("onnxruntime:cudaexecutionprovider", "CUDAExecutionProvider"),
+        ("onnxruntime:TensorRTExecutionProvider", "TensorrtExecutionProvider"),
+    ],
+)
+def test_a_provider_onnxruntime_does_not_know_is_a_usage_error(spec: str, meant: str) -> None:
+    """A misspelt provider was 'missing': its tests skipped even on a GPU machine."""
+    with pytest.raises(UsageError) as caught:
+        check_dependency(spec)
+    provider = spec.partition(":")[2]
+    assert caught.value.message.startswith(
+        f"dependency spec {spec!r}: onnxruntime knows no provider {provider!r}"
+    )
+    assert caught.value.hint == f"did you mean 'onnxruntime:{meant}'?"
+
+
 def test_bare_onnxruntime_is_the_module() -> None:
     result = check_dependency("onnxruntime>=1.17")
     assert result.available and result.kind == "onnxruntime" and result.version

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from crank.errors import UsageError
 from crank.testing.dependencies import DependencyResult
 from crank.testing.onnx_providers import probe_provider
 from crank.testing.python_checks import check_module, import_for_check
@@ -131,6 +133,7 @@ def check_onnxruntime(spec: DependencySpec) -> DependencyResult:
         return imported
 
     version = str(getattr(imported, "__version__", "")) or None
+    _check_provider_name(spec, provider, imported)
     try:
         probe = probe_provider(provider, imported)
     except Exception as exc:  # onnxruntime is there but cannot create a session at all
@@ -144,3 +147,25 @@ def check_onnxruntime(spec: DependencySpec) -> DependencyResult:
     if probe.usable:
         return DependencyResult.found(spec, version=version, reason=probe.explanation())
     return DependencyResult.missing(spec, probe.explanation(), hint=hint, version=version)
+
+
+def _check_provider_name(spec: DependencySpec, provider: str, ort: Any) -> None:
+    """A provider no onnxruntime build has is a misspelling: an error, not a skip that
+    would hold even on the machine the test is meant for."""
+    known_providers = getattr(ort, "get_all_providers", None)
+    if not callable(known_providers):
+        return
+    known = [str(name) for name in known_providers()]
+    if provider in known:
+        return
+    folded = provider.lower()
+    close = [name for name in known if folded in name.lower()] or difflib.get_close_matches(
+        provider, known, n=1, cutoff=0.6
+    )
+    raise UsageError(
+        f"dependency spec {spec.raw!r}: onnxruntime knows no provider {provider!r}",
+        hint=f"did you mean 'onnxruntime:{close[0]}'?"
+        if close
+        else f"its providers: {', '.join(known)}",
+        subject=spec.raw,
+    )
