@@ -12,15 +12,14 @@ machine (in the pytest cache).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from crank.errors import DependencyMissing
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 _COMPLETE = ".complete"
 
@@ -38,6 +37,15 @@ def gpu_build_requirement() -> str:
         return "onnxruntime-gpu"
 
 
+def pip_install_target(target: Path, requirement: str) -> subprocess.CompletedProcess[str]:
+    """``pip install --target TARGET --no-deps REQUIREMENT``, output captured."""
+    argv = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--target", str(target), requirement,
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
 def install_onnxruntime_gpu(cache_root: Path) -> Path:
     """A folder holding onnxruntime-gpu (installed once, without its dependencies).
 
@@ -48,18 +56,32 @@ def install_onnxruntime_gpu(cache_root: Path) -> Path:
     site = cache_root / requirement.replace("<=", "-upto-")
     if (site / _COMPLETE).is_file():
         return site
-    argv = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--target", str(site), requirement,
-    ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise DependencyMissing(
-            f"pip could not install {requirement}: {proc.stderr.strip()[-800:]}",
-            hint="give pip a package index (PIP_INDEX_URL) or a folder of wheels (PIP_FIND_LINKS)",
-            subject=requirement,
-        )
-    (site / _COMPLETE).write_text(requirement, encoding="utf-8")
+    cache_root.mkdir(parents=True, exist_ok=True)
+    # pip installs into a folder of this process's own, renamed into place whole: pip
+    # --target skips what a folder already holds, so installing in place took the
+    # half-copied package of an interrupted run, or of an xdist worker still copying,
+    # for a whole one.
+    staging = Path(tempfile.mkdtemp(prefix=f"{site.name}.", suffix=".partial", dir=cache_root))
+    try:
+        proc = pip_install_target(staging, requirement)
+        if proc.returncode != 0:
+            raise DependencyMissing(
+                f"pip could not install {requirement}: {proc.stderr.strip()[-800:]}",
+                hint="give pip a package index (PIP_INDEX_URL) or a folder of wheels "
+                "(PIP_FIND_LINKS)",
+                subject=requirement,
+            )
+        (staging / _COMPLETE).write_text(requirement, encoding="utf-8")
+        if site.exists() and not (site / _COMPLETE).is_file():
+            shutil.rmtree(site, ignore_errors=True)  # left by an older, in-place install
+        try:
+            staging.rename(site)
+        except OSError:
+            if not (site / _COMPLETE).is_file():
+                raise
+            # another process (an xdist worker) finished first: its copy is as good
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing left after the rename
     return site
 
 
