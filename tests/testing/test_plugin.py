@@ -198,6 +198,43 @@ def test_ci_requires_what_the_manifest_declares(
     )
 
 
+def test_ci_requires_a_module_whose_declared_distribution_is_another_build(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's image declares opencv-python-headless or onnxruntime-gpu; its tests ask
+    for cv2 and onnxruntime, which CI then skipped although the install step was missing."""
+    (pytester.path / "crank.yaml").write_text(
+        "dependencies:\n  python: [opencv-python-headless>=4, onnxruntime-gpu>=1.17]\n"
+    )
+    pytester.makeconftest(
+        """
+        import sys
+
+        sys.modules["cv2"] = sys.modules["onnxruntime"] = None  # as if not installed
+        """
+    )
+    pytester.makepyfile(
+        """
+        from crank.testing import ensure_dependency
+
+        def test_cv2():
+            ensure_dependency("cv2")
+
+        def test_onnxruntime():
+            ensure_dependency("onnxruntime>=1.17")
+        """
+    )
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "cv2 is required (strict mode: CI=true and crank.yaml declares it) but missing: *"
+            "(hint: pip install 'opencv-python-headless>=4')",
+        ]
+    )
+
+
 def test_ci_without_a_declaration_still_skips(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

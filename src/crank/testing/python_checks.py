@@ -32,6 +32,13 @@ DISTRIBUTION_OF_MODULE = {
     "sklearn": "scikit-learn",
     "yaml": "PyYAML",
 }
+#: other distributions that install the same module, which a manifest may declare
+#: instead (a worker's image takes the headless OpenCV, or onnxruntime's GPU build)
+OTHER_DISTRIBUTIONS_OF_MODULE = {
+    "cv2": ("opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"),
+    "onnxruntime": ("onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino"),
+    "PIL": ("pillow-simd",),
+}
 
 
 def pip_hint(module_name: str, constraint: str | None = None) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from crank.errors import UsageError
-from crank.testing.python_checks import DISTRIBUTION_OF_MODULE
+from crank.testing.python_checks import DISTRIBUTION_OF_MODULE, OTHER_DISTRIBUTIONS_OF_MODULE
 from crank.testing.specs import split_constraint
 
 if TYPE_CHECKING:
@@ -75,10 +75,13 @@ def dependency_keys(result: DependencyResult) -> frozenset[str]:
     if "://" not in result.spec:  # a URL's query may hold "="; it has no constraint
         # "exe:pandoc>=2.17" answers to "exe:pandoc" too, as "numpy>=1.26" does to "numpy"
         keys.add(normalize(re.split(r"[<>=!~]", result.spec, maxsplit=1)[0].strip()))
-    if result.kind == "module":
-        top = result.name.partition(".")[0]
-        if top == result.name and top in DISTRIBUTION_OF_MODULE:
-            keys.add(normalize(DISTRIBUTION_OF_MODULE[top]))
+    # bare onnxruntime is a kind of its own (onnxruntime:PROVIDER), checked as the module
+    if result.kind in ("module", "onnxruntime") and "." not in result.name:
+        distributions = (
+            DISTRIBUTION_OF_MODULE.get(result.name, result.name),
+            *OTHER_DISTRIBUTIONS_OF_MODULE.get(result.name, ()),
+        )
+        keys.update(normalize(name) for name in distributions)
     return frozenset(keys)
 
 
