@@ -235,6 +235,26 @@ def test_ci_requires_a_module_whose_declared_distribution_is_another_build(
     )
 
 
+def test_a_quiet_run_says_in_the_summary_why_missing_dependencies_skipped(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-q prints no header, where the policy is: a CI run whose crank_manifests glob
+    found nothing skipped its tests without a word on why nothing was required."""
+    suite.makeini("[pytest]\ncrank_manifests =\n    plugins/*/crank.yaml\n")
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest("-q")
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- crank dependencies -*",
+            "crank: dependencies: CI=true, but no crank.yaml manifest declares any, so missing "
+            "dependencies skip (searched *, plugins/*/crank.yaml; add globs with the "
+            "crank_manifests ini option)",
+            "crank: 2 tests skipped - *",
+        ]
+    )
+
+
 def test_ci_without_a_declaration_still_skips(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -303,13 +303,13 @@ class SessionSummary:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = self.summary.lines()
-        # Quiet header (a project without crank manifests): if its tests used crank
-        # after all, say here which policy and strategy applied to them.
+        # Quiet header (a project without crank manifests) or no header (-q): if the
+        # tests used crank, say here which policy and strategy applied to them.
         gpu_lines = self.gpu_lines
         if gpu_lines is None and strategy_key in self.config.stash:
             gpu_lines = strategy_lines(self.config.stash[strategy_key])
         context: list[str] = []
-        if not self.config.stash.get(announced_key, True) and (lines or gpu_lines):
+        if not self.config.stash.get(announced_key, False) and (lines or gpu_lines):
             context = [*crank_lines(self.config, gpu=False), *(gpu_lines or [])]
         if lines or context:
             terminalreporter.section("crank dependencies", sep="-")
