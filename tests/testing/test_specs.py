@@ -84,6 +84,17 @@ def test_a_registered_kind_wins_over_the_module_reading() -> None:
             "dependency spec 'mongodb://localhost': no checker for mongodb:// services",
         ),
         ("   ", "empty dependency spec"),
+        # these were programs and distributions that do not exist: a skip, forever
+        ("exe:pandoc 2.17", "dependency spec 'exe:pandoc 2.17': 'pandoc 2.17' is not a program"),
+        ("exe:pandoc,>=2", "dependency spec 'exe:pandoc,>=2': 'pandoc,' is not a program"),
+        (
+            "dist:pytest 7",
+            "dependency spec 'dist:pytest 7': 'pytest 7' is not a distribution name",
+        ),
+        (
+            "dist:nvidia-ml-py@12",
+            "dependency spec 'dist:nvidia-ml-py@12': 'nvidia-ml-py@12' is not a distribution name",
+        ),
     ],
 )
 def test_bad_specs_are_usage_errors_with_a_hint(raw: str, message: str) -> None:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 _CONSTRAINT_START = re.compile(r"[<>=!~]")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+#: PEP 508 names (the name part of a requirement)
+_DISTRIBUTION_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
+#: what no program name on PATH holds: a version written without an operator
+_NOT_IN_A_PROGRAM = re.compile(r"[\s,]")
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
 
 #: Kinds that are parsed here rather than registered by a checker plugin.
@@ -131,6 +135,18 @@ def parse_spec(raw: str, kinds: Collection[str]) -> DependencySpec:
         name = target if prefix in (MODULE_KIND, "exe", "dist") else f"{prefix}:{target}"
         if prefix == MODULE_KIND:
             _check_module_name(raw, target)
+        elif prefix == "exe" and _NOT_IN_A_PROGRAM.search(target):
+            raise UsageError(
+                f"dependency spec {raw!r}: {target!r} is not a program",
+                hint="a version follows an operator: write it like 'exe:pandoc>=2.17'",
+                subject=raw,
+            )
+        elif prefix == "dist" and not _DISTRIBUTION_NAME.match(target):
+            raise UsageError(
+                f"dependency spec {raw!r}: {target!r} is not a distribution name",
+                hint="write it like 'dist:nvidia-ml-py>=12'",
+                subject=raw,
+            )
         return DependencySpec(raw=raw, kind=prefix, name=name, target=target, constraint=constraint)
     name, constraint = split_constraint(text)
     if name in kinds and name != MODULE_KIND:
