@@ -256,6 +256,19 @@ def test_the_version_is_read_with_the_usual_flags_in_turn(fake_bin: Path) -> Non
     assert check_dependency("exe:goish>=1.21").version == "1.22.3"
 
 
+def test_a_copyright_year_is_not_taken_for_the_version(fake_bin: Path) -> None:
+    """zip --version starts with its copyright years: crank read 'zip 1990', so zip>=3.1
+    passed on zip 3.0."""
+    write_executable(
+        fake_bin / "zipish",
+        "echo \"Copyright (c) 1990-2008 Info-ZIP - Type 'zip -L' for software license.\"\n"
+        "echo 'This is Zip 3.0 (July 5th 2008), by Info-ZIP.'",
+    )
+    result = check_dependency("exe:zipish>=3.1")
+    assert (result.available, result.version) == (False, "3.0")
+    assert result.reason == "zipish 3.0 is installed but >=3.1 is required"
+
+
 def test_a_version_no_flag_prints_cannot_be_checked_and_says_how_to_tell(fake_bin: Path) -> None:
     tool = write_executable(fake_bin / "quiet", "exit 0")
     result = check_dependency("exe:quiet>=1")

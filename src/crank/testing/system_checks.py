@@ -30,13 +30,15 @@ if TYPE_CHECKING:
 
 VERSION_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0
-_VERSION = re.compile(r"\d+(?:\.\d+)+|\d+")
+_DOTTED = re.compile(r"\d+(?:\.\d+)+")
+_NUMBER = re.compile(r"\d+")
 
 
 def parse_version(output: str) -> str | None:
-    """The first dotted number in ``--version`` output (``pandoc 2.17.1.1`` -> ``2.17.1.1``)."""
-    for line in output.splitlines():
-        match = _VERSION.search(line)
+    """The first dotted number in ``--version`` output (``pandoc 2.17.1.1`` -> ``2.17.1.1``),
+    else the first number: a copyright year before it (``zip``) is not its version."""
+    for pattern in (_DOTTED, _NUMBER):
+        match = pattern.search(output)
         if match is not None:
             return match.group(0)
     return None
