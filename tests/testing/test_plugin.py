@@ -103,6 +103,18 @@ def test_strict_by_name_only_fails_the_named_dependency(suite: pytest.Pytester) 
     result.assert_outcomes(passed=1, skipped=2, errors=1, failed=1)
 
 
+def test_a_require_list_of_no_names_is_a_usage_error(suite: pytest.Pytester) -> None:
+    # "--crank-require=," (a list whose names a CI template left empty) required nothing
+    result = suite.runpytest("-q", "--crank-require=,")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --crank-require=,: names no dependency",
+            "  hint: give all, declared or none, or dependency names: --crank-require=pandoc,*",
+        ]
+    )
+
+
 def test_strict_by_spec_matches_a_spec_written_with_a_constraint(
     pytester: pytest.Pytester,
 ) -> None:

@@ -282,6 +282,13 @@ class StrictPolicy:
         if lowered == "declared":
             return build("declared")
         names = [n.strip() for n in value.split(",") if n.strip()]
+        if not names:  # "," alone: required nothing without a word
+            raise UsageError(
+                f"{source}: names no dependency",
+                hint="give all, declared or none, or dependency names: "
+                "--crank-require=pandoc,redis://127.0.0.1:6379",
+                subject=value,
+            )
         keywords = [n for n in names if n.lower() in ("all", "declared", "none", "off")]
         if keywords:
             # taken for a dependency's name, 'declared' would silently require nothing more
