@@ -82,6 +82,7 @@ def test_wrong_output_declared_error_and_crash_are_failures(tmp_path: Path) -> N
         {"name": "wrong", "input": {"n": 2}, "output": {"result": 5}},
         {"name": "negative", "input": {"n": -1}},
         {"name": "crash", "input": {"n": 13}},
+        {"name": "exits", "input": {"n": 99}},
         {"name": "invalid", "input": {"n": "two"}},
     ]
     report = run_self_test(load_manifest(variant(tmp_path, examples=examples)))
@@ -91,6 +92,7 @@ def test_wrong_output_declared_error_and_crash_are_failures(tmp_path: Path) -> N
         "math.double: wrong": ("failed", "output $.result is 4, expected 5"),
         "math.double: negative": ("failed", "-1 is negative"),
         "math.double: crash": ("failed", "RuntimeError: unlucky number"),
+        "math.double: exits": ("failed", "the handler called sys.exit(0)"),
         "math.double: invalid": (
             "failed",
             'input for math.double is invalid: $.n: "two" is not of type "integer"',
@@ -115,6 +117,19 @@ def test_async_self_test_returning_false_fails(tmp_path: Path) -> None:
     assert not report.ok
     assert report.results[-1] == CheckResult(
         "self_test", "self_test()", "failed", "self_test() returned False"
+    )
+
+
+def test_a_self_test_that_calls_sys_exit_fails_and_the_report_is_kept(tmp_path: Path) -> None:
+    """SystemExit(0) escaped: crank test-worker ended with status 0 and no report."""
+    report = run_self_test(load_manifest(variant(tmp_path, entrypoint="ExitingSelfTestWorker")))
+    assert not report.ok
+    assert report.results[-1] == CheckResult(
+        "self_test",
+        "self_test()",
+        "failed",
+        "self_test() called sys.exit(0)",
+        "a self-test returns or raises; it must not end the process",
     )
 
 

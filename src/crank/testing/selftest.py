@@ -128,6 +128,14 @@ def run_example(host: WorkerHost, cap: Capability, index: int, example: Example)
     except Exception as exc:
         detail, hint = _describe(exc)
         return CheckResult("example", name, "failed", detail, hint)
+    except SystemExit as exc:  # would end `crank test-worker` (with 0: a false pass)
+        return CheckResult(
+            "example",
+            name,
+            "failed",
+            f"the handler called sys.exit({exc.code!r})",
+            "a handler returns or raises; it must not end the process",
+        )
     except BaseException as exc:
         outcome = _pytest_outcome(exc)
         if outcome is None:
@@ -154,6 +162,14 @@ def run_app_self_test(host: WorkerHost) -> CheckResult | None:
     except Exception as exc:
         detail, hint = _describe(exc)
         return CheckResult("self_test", "self_test()", "failed", detail, hint)
+    except SystemExit as exc:  # would end `crank test-worker` (with 0: a false pass)
+        return CheckResult(
+            "self_test",
+            "self_test()",
+            "failed",
+            f"self_test() called sys.exit({exc.code!r})",
+            "a self-test returns or raises; it must not end the process",
+        )
     except BaseException as exc:
         pytest_outcome = _pytest_outcome(exc)
         if pytest_outcome is None:
