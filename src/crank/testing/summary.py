@@ -25,7 +25,13 @@ class DependencySummary:
     def lines(self) -> list[str]:
         ordered = sorted(
             self._tests.items(),
-            key=lambda item: (_ORDER.get(item[0][0], 9), -len(item[1]), item[0][1]),
+            # every part of the key: xdist delivers reports in no fixed order
+            key=lambda item: (
+                _ORDER.get(item[0][0], 9),
+                -len(item[1]),
+                item[0][1],
+                item[0][2] or "",
+            ),
         )
         return [
             format_line(outcome, name, hint, len(nodes)) for (outcome, name, hint), nodes in ordered
