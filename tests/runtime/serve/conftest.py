@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 HTTP_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "http_workers"
+LIMITED_WORKERS = Path(__file__).resolve().parents[2] / "fixtures" / "limited_workers"
 CRANK_MAIN = "import sys; from crank.cli import main; sys.exit(main())"
 
 

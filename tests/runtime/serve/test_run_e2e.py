@@ -14,7 +14,7 @@ import pytest
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import TaskSpec
 
-from .conftest import CRANK_MAIN, HTTP_WORKERS
+from .conftest import CRANK_MAIN, HTTP_WORKERS, LIMITED_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 
-LIMITED = Path(__file__).resolve().parents[2] / "fixtures" / "limited_workers"
+LIMITED = LIMITED_WORKERS
 
 
 def test_http_end_to_end_with_worker_processes(

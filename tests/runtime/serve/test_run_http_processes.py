@@ -22,7 +22,7 @@ import pytest
 
 from crank.runtime.cpus import usable_cpus
 
-from .conftest import CRANK_MAIN, child_pids
+from .conftest import CRANK_MAIN, LIMITED_WORKERS, child_pids
 from .test_run_health import IMPORT_ERROR, MISSING
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 HTTP_PROCESS = "crank.runtime.http_process"
-LIMITED = Path(__file__).resolve().parents[2] / "fixtures" / "limited_workers"
+LIMITED = LIMITED_WORKERS
 
 
 def cmdline(pid: int) -> str:

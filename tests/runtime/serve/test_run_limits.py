@@ -12,24 +12,24 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from ..conftest import sse_frames
-from .conftest import CRANK_MAIN, HTTP_WORKERS
+from .conftest import CRANK_MAIN, HTTP_WORKERS, LIMITED_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     CrankRun = Any
     Starter = Callable[..., Any]
 
 pytestmark = pytest.mark.slow
 
-LIMITED = Path(__file__).resolve().parents[2] / "fixtures" / "limited_workers"
+LIMITED = LIMITED_WORKERS
 
 
 def running(gate: Path) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from crank.runtime.brokers import open_broker
 
-from .conftest import HTTP_WORKERS
+from .conftest import HTTP_WORKERS, LIMITED_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-LIMITED = Path(__file__).resolve().parents[2] / "fixtures" / "limited_workers"
+LIMITED = LIMITED_WORKERS
 #: what a worker process logs when the first stop signal reaches it.
 FIRST_STOP = "on SIGTERM: finishing the running task"
 
