@@ -819,3 +819,56 @@ def test_a_suite_dependency_skips_outside_ci_and_fails_in_it(
                 "*strict mode: CI=true and tox.ini declares it*",
             ]
         )
+
+
+UNMATCHED = "crank: warning: 'crank-misspelt-tool' (--crank-require=*) matched no dependency*"
+
+
+def test_a_required_name_that_matches_no_dependency_is_reported(suite: pytest.Pytester) -> None:
+    """A misspelt --crank-require name required nothing, and -q hid the header that
+    named it: a CI job believed itself strict."""
+    result = suite.runpytest("-q", "--crank-require=crank-misspelt-tool,crank-missing-tool")
+    result.assert_outcomes(passed=1, skipped=1, failed=3)
+    result.stdout.fnmatch_lines([UNMATCHED])
+    assert "'crank-missing-tool' (" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        # only a deselected test's marker names it: not a misspelling
+        (("-k", "tool_one"), "crank_missing_module"),
+        # checked by ensure_dependency, found available
+        ((), "exe:pandoc"),
+        # declared by the suite, never checked by a test
+        (
+            ("-o", "crank_dependencies=exe:crank-declared-tool", "-k", "available"),
+            "crank-declared-tool",
+        ),
+    ],
+)
+def test_a_required_name_some_dependency_answers_to_is_not_reported(
+    suite: pytest.Pytester, args: tuple[str, ...], name: str
+) -> None:
+    result = suite.runpytest("-q", f"--crank-require={name}", *args)
+    assert "matched no dependency" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_an_unmatched_required_name_is_reported_under_xdist(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ensure_dependency("xdist", install_hint="pip install pytest-xdist")
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = suite.runpytest_subprocess(
+        "-p",
+        "crank.testing.plugin",
+        "-p",
+        "xdist.plugin",
+        "-n",
+        "2",
+        "-q",
+        "--crank-require=crank-misspelt-tool,exe:pandoc,crank_broken_mod",
+    )
+    result.stdout.fnmatch_lines([UNMATCHED])
+    assert result.stdout.str().count("matched no dependency") == 1

@@ -292,6 +292,61 @@ class SessionSummary:
         self.summary = DependencySummary()
         #: the GPU strategy tests used, as reported (by xdist workers, too)
         self.gpu_lines: list[str] | None = None
+        #: ``--crank-require=NAME,...`` only: the names of every dependency a collected
+        #: test's marker names or a test checked (xdist workers send theirs)
+        self.used_keys: set[str] | None = (
+            set() if config.stash[policy_key].mode == "names" else None
+        )
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        # every collected item, deselected ones too: a name used there is not misspelt
+        if self.used_keys is None or item.get_closest_marker("requires") is None:
+            return
+        from crank.testing.dependencies import dependency_registry
+        from crank.testing.specs import parse_spec
+        from crank.testing.strict import spec_keys
+
+        kinds = dependency_registry().checkers
+        for mark in item.iter_markers("requires"):
+            for spec in mark.args:
+                try:
+                    parsed = parse_spec(spec, kinds)
+                except (UsageError, AttributeError, TypeError):
+                    continue  # a marker written wrong fails its test at setup
+                self.used_keys.update(spec_keys(parsed.raw.strip(), parsed.kind, parsed.name))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.used_keys is None:
+            return
+        from crank.testing.dependencies import cached_results
+        from crank.testing.strict import dependency_keys
+
+        for result in cached_results().values():
+            self.used_keys.update(dependency_keys(result))
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller prints the summary
+            workeroutput["crank_used_keys"] = sorted(self.used_keys)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        if self.used_keys is not None:
+            self.used_keys.update(getattr(node, "workeroutput", {}).get("crank_used_keys", ()))
+
+    def unmatched_lines(self) -> list[str]:
+        """A required name no dependency answered to: a misspelling that requires nothing."""
+        if self.used_keys is None or self.config.option.collectonly:
+            return []
+        policy = self.config.stash[policy_key]
+        try:
+            unmatched = policy.unmatched_names(self.used_keys)
+        except UsageError:  # a manifest strict mode cannot read: its tests said so
+            return []
+        return [
+            f"crank: warning: {name!r} ({policy.source}) matched no dependency: no test "
+            "checked it, no requires marker names it and no manifest or crank_dependencies "
+            "declares it, so it required nothing (misspelt?)"
+            for name in unmatched
+        ]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         gpu_lines: list[str] | None = getattr(report, GPU_REPORT_ATTR, None)
@@ -302,7 +357,7 @@ class SessionSummary:
             self.summary.record(report.nodeid, info)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        lines = self.summary.lines()
+        lines = [*self.summary.lines(), *self.unmatched_lines()]
         # Quiet header (a project without crank manifests) or no header (-q): if the
         # tests used crank, say here which policy and strategy applied to them.
         gpu_lines = self.gpu_lines

@@ -70,18 +70,23 @@ def is_ci(environ: Mapping[str, str]) -> bool:
 
 def dependency_keys(result: DependencyResult) -> frozenset[str]:
     """Every normalized name a result answers to in strict mode."""
+    return spec_keys(result.spec, result.kind, result.name)
 
-    keys = {normalize(result.name), normalize(result.spec)}
-    if "://" not in result.spec:  # a URL's query may hold "="; it has no constraint
+
+def spec_keys(spec: str, kind: str, name: str) -> frozenset[str]:
+    """Every normalized name a spec of ``kind`` naming ``name`` answers to."""
+
+    keys = {normalize(name), normalize(spec)}
+    if "://" not in spec:  # a URL's query may hold "="; it has no constraint
         # "exe:pandoc>=2.17" answers to "exe:pandoc" too, as "numpy>=1.26" does to "numpy"
-        keys.add(normalize(re.split(r"[<>=!~]", result.spec, maxsplit=1)[0].strip()))
+        keys.add(normalize(re.split(r"[<>=!~]", spec, maxsplit=1)[0].strip()))
     # bare onnxruntime is a kind of its own (onnxruntime:PROVIDER), checked as the module
-    if result.kind in ("module", "onnxruntime") and "." not in result.name:
+    if kind in ("module", "onnxruntime") and "." not in name:
         distributions = (
-            DISTRIBUTION_OF_MODULE.get(result.name, result.name),
-            *OTHER_DISTRIBUTIONS_OF_MODULE.get(result.name, ()),
+            DISTRIBUTION_OF_MODULE.get(name, name),
+            *OTHER_DISTRIBUTIONS_OF_MODULE.get(name, ()),
         )
-        keys.update(normalize(name) for name in distributions)
+        keys.update(normalize(each) for each in distributions)
     return frozenset(keys)
 
 
@@ -232,6 +237,8 @@ class StrictPolicy:
     ) -> None:
         self.mode: StrictMode = mode
         self.source = source
+        #: the names as given (said back when one matches nothing)
+        self.given_names = tuple(names)
         self.names = frozenset(normalize(n) for n in names)
         self.rootdir = rootdir
         self.manifest_globs = tuple(manifest_globs)
@@ -345,6 +352,18 @@ class StrictPolicy:
             if dep.version_command and key in dep.keys:
                 return dep.version_command
         return None
+
+    def unmatched_names(self, used: Iterable[str]) -> list[str]:
+        """Required names (``names`` mode) that none of the ``used`` keys nor any
+        declared dependency answers to: misspelt, they require nothing."""
+        if self.mode != "names":
+            return []
+        known = set(used)
+        unmatched = [n for n in self.given_names if normalize(n) not in known]
+        if unmatched:
+            declared = {key for dep in self.declared() for key in dep.keys}
+            unmatched = [n for n in unmatched if normalize(n) not in declared]
+        return unmatched
 
     def match_declared(self, result: DependencyResult) -> DeclaredDependency | None:
         keys = dependency_keys(result)
