@@ -346,6 +346,21 @@ def test_nvidia_smi_without_a_driver_is_broken(no_pynvml: None, fake_bin: Path) 
     assert "couldn't communicate with the NVIDIA driver" in result.reason
 
 
+@pytest.mark.parametrize(
+    ("spec", "written"), [("gpu>=2", ">=2"), ("nvidia-gpu==1", "==1"), ("gpu:H100", ":H100")]
+)
+def test_a_gpu_spec_with_a_version_or_target_is_a_usage_error(spec: str, written: str) -> None:
+    # a GPU has no version: "gpu>=2" was reported missing on every machine, GPU or not
+    with pytest.raises(UsageError) as caught:
+        check_dependency(spec)
+    assert caught.value.message == (
+        f"dependency spec {spec!r}: {spec.split(':')[0].split('>')[0].split('=')[0]} "
+        f"takes no {written!r}"
+    )
+    assert caught.value.hint is not None
+    assert "onnxruntime:CUDAExecutionProvider" in caught.value.hint
+
+
 # --- onnxruntime providers ------------------------------------------------------------------
 
 

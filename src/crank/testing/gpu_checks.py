@@ -94,6 +94,16 @@ def _detect_with_nvidia_smi() -> GpuDetection:
 
 def check_gpu(spec: DependencySpec) -> DependencyResult:
     """``gpu`` and ``nvidia-gpu``: at least one NVIDIA GPU answers."""
+    if spec.constraint is not None or spec.target is not None:
+        # a GPU has no version to compare and no sub-capability: such a spec could never
+        # be met, so it would skip even on the machine the test is meant for
+        written = spec.constraint or f":{spec.target}"
+        raise UsageError(
+            f"dependency spec {spec.raw!r}: {spec.kind} takes no {written!r}",
+            hint=f"write '{spec.kind}' alone; for a CUDA build or version, ask for "
+            "'onnxruntime:CUDAExecutionProvider', 'torch.cuda' or 'dist:NAME>=VERSION'",
+            subject=spec.raw,
+        )
     found = detect_nvidia_gpus()
     if found.broken is not None:
         return DependencyResult.failing(
