@@ -105,3 +105,33 @@ def test_a_hint_that_is_not_a_string_is_a_usage_error_outside_pytest() -> None:
     with self_test_mode(), pytest.raises(UsageError) as caught:
         ensure_dependency("exe:crank-nope", install_hint=3)  # type: ignore[arg-type]
     assert caught.value.message == "install_hint= takes a string, got 3"
+
+
+@pytest.mark.parametrize("spec", ["numpy>=1.26", "gpu", "redis://127.0.0.1:1"])
+def test_a_version_command_for_a_spec_that_is_not_exe_is_a_usage_error(spec: str) -> None:
+    """It was silently ignored: the version it names was never read nor compared."""
+    with self_test_mode(), pytest.raises(UsageError) as caught:
+        ensure_dependency(spec, version_command="tool --version")
+    assert "a version command applies only to exe: specs" in caught.value.message
+    assert caught.value.hint is not None
+
+
+def test_a_version_command_for_a_spec_that_is_not_exe_fails_the_test_at_its_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        from crank.testing import ensure_dependency
+
+        def test_x():
+            ensure_dependency("numpy>=1.26", version_command="numpy --version")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_version_command*.py:4: ensure_dependency: dependency spec 'numpy>=1.26': "
+            "a version command applies only to exe: specs, not to a module spec*"
+        ]
+    )

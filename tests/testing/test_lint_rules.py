@@ -66,3 +66,20 @@ def test_readable_dependency_specs_pass(tmp_path: Path) -> None:
     (tmp_path / "crank.yaml").write_text(text + "\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["lint", str(tmp_path / "crank.yaml")])
     assert (result.exit_code, result.output) == (0, "1 file checked, no problems found\n")
+
+
+def test_a_version_command_on_a_spec_that_is_not_exe_is_a_finding(tmp_path: Path) -> None:
+    """Only exe: checks run a version command: on another kind it was silently ignored."""
+    text = MANIFEST.replace(', "not a requirement", "requests>="', "")
+    text = "\n".join(line for line in text.splitlines() if "typo" not in line and "odd" not in line)
+    text = text.replace(
+        '{name: java, check: "exe:java>=17", version_command: "\'\'"}',
+        '{name: numpy, check: "numpy>=1.26", version_command: "numpy --version"}',
+    )
+    (tmp_path / "crank.yaml").write_text(text + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["lint", str(tmp_path / "crank.yaml")])
+    assert result.exit_code == 1
+    assert (
+        "CRK116 dependency spec 'numpy>=1.26': a version command applies only to exe: specs, "
+        "not to a module spec [$.dependencies.system[1].version_command]"
+    ) in result.output

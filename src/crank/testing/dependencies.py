@@ -188,6 +188,7 @@ class DependencyRegistry:
         try:
             spec = parse_spec(raw, self.checkers)
             if version_command is not None:
+                check_version_command_applies(spec)
                 spec = replace(spec, version_command=version_command)
         except UsageError as exc:
             if "unknown kind" in exc.message or "no checker for" in exc.message:
@@ -239,6 +240,21 @@ class DependencyRegistry:
                     spec, unmet, hint=result.hint, version=result.version
                 )
         return result
+
+
+def check_version_command_applies(spec: DependencySpec) -> None:
+    """Only ``exe:`` checks run a version command: given to another kind, it would be
+    silently ignored (and the version it names never compared)."""
+    if spec.kind != "exe":
+        raise UsageError(
+            f"dependency spec {spec.raw!r}: a version command applies only to exe: specs, "
+            f"not to a {spec.kind} spec",
+            hint="drop the version command, or check the program: 'exe:NAME>=VERSION'"
+            if spec.kind != "module"
+            else f"a module's version is read from its metadata: drop the version command, "
+            f"or check the program: 'exe:{spec.name}'",
+            subject=spec.raw,
+        )
 
 
 def _describe(obj: object) -> str:

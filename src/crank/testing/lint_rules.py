@@ -50,7 +50,7 @@ def dependencies_parse(ctx: LintContext) -> Iterator[Finding]:
     system = [(i, e) for i, e in enumerate(_list(deps, "system")) if isinstance(e, dict)]
     if not system:
         return
-    from crank.testing.dependencies import dependency_registry
+    from crank.testing.dependencies import check_version_command_applies, dependency_registry
     from crank.testing.specs import parse_spec, version_argv
 
     kinds = dependency_registry().checkers
@@ -59,9 +59,15 @@ def dependencies_parse(ctx: LintContext) -> Iterator[Finding]:
         problems: list[tuple[str, UsageError]] = []
         if isinstance(check, str) and check.strip():  # the schema reports an empty one
             try:
-                parse_spec(check, kinds)
+                parsed = parse_spec(check, kinds)
             except UsageError as exc:
                 problems.append(("check", exc))
+            else:
+                if isinstance(command, str):
+                    try:
+                        check_version_command_applies(parsed)
+                    except UsageError as exc:
+                        problems.append(("version_command", exc))
         if isinstance(command, str):
             try:
                 version_argv(command)
