@@ -62,6 +62,19 @@ def test_an_unknown_strategy_is_a_usage_error() -> None:
     assert caught.value.hint == "use one of: auto, full_gpu, mock_gpu, cpu_fallback"
 
 
+def test_a_blank_strategy_variable_is_unset_as_a_blank_require_is(
+    no_gpu: None, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CRANK_GPU_STRATEGY=" " stopped the run as an unknown strategy '' while a blank
+    CRANK_REQUIRE counts as unset."""
+    assert select_gpu_strategy(environ={"CRANK_GPU_STRATEGY": " "}).name == "cpu_fallback"
+    pytester.makepyfile("def test_x(gpu_strategy):\n    assert gpu_strategy.requested == 'auto'")
+    monkeypatch.setenv("CRANK_GPU_STRATEGY", " ")
+    monkeypatch.setenv("CRANK_REQUIRE", " ")
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(passed=1)
+
+
 def test_a_listed_gpu_is_not_enough_a_session_must_run_on_it(fake_gpu: None) -> None:
     # nvidia-smi lists a GPU, but the installed onnxruntime (CPU build) cannot use it;
     # its UserWarning is caught (filterwarnings=error is on) and kept as evidence.

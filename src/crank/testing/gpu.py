@@ -92,7 +92,7 @@ def resolve_request(requested: str | None, environ: Mapping[str, str]) -> tuple[
     """``(strategy or 'auto', where it came from)``; unknown names are a usage error."""
     if requested:
         value, source = requested, f"--crank-gpu-strategy={requested}"
-    elif environ.get(STRATEGY_ENV):
+    elif environ.get(STRATEGY_ENV, "").strip():  # blank is unset, as for CRANK_REQUIRE
         value, source = environ[STRATEGY_ENV], f"{STRATEGY_ENV}={environ[STRATEGY_ENV]}"
     else:
         value, source = "auto", "auto"
