@@ -6,6 +6,7 @@ Every test starts with the environment variables that steer the plugin removed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -19,6 +20,11 @@ import pytest
 # each run, and PyYAML's C loader keeps pointing at the node classes of the first import,
 # so a yaml first imported inside a run would leave two incompatible copies behind.
 import yaml  # noqa: F401
+
+# The same for onnxruntime, whose C extension refuses a second load in one process:
+# first imported inside an in-process run, the next run importing it fails.
+with contextlib.suppress(ImportError):
+    import onnxruntime  # noqa: F401
 
 from crank.testing.dependencies import clear_dependency_cache
 
