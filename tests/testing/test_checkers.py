@@ -677,6 +677,32 @@ def test_a_manifest_system_dependency_brings_its_version_command(
     }
 
 
+def test_a_checker_that_exits_is_reported_as_broken(
+    libreoffice_plugin: LibreOfficePlugin,
+) -> None:
+    """sys.exit() in a checker escaped the broken-dependency report and ended the run."""
+
+    def exits(spec: DependencySpec) -> DependencyResult:
+        raise SystemExit(3)
+
+    libreoffice_plugin.check = exits  # type: ignore[method-assign]
+    result = check_dependency("libreoffice")
+    assert (result.available, result.broken) == (False, True)
+    assert result.reason.endswith("raised SystemExit: 3")
+    assert isinstance(result.error, SystemExit)
+
+
+def test_a_checker_interrupted_by_the_user_still_stops(
+    libreoffice_plugin: LibreOfficePlugin,
+) -> None:
+    def interrupted(spec: DependencySpec) -> DependencyResult:
+        raise KeyboardInterrupt
+
+    libreoffice_plugin.check = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        check_dependency("libreoffice")
+
+
 @pytest.mark.parametrize("returned", [None, True, "found"])
 def test_a_checker_that_returns_something_else_is_reported_as_broken(
     libreoffice_plugin: LibreOfficePlugin, returned: object

@@ -213,7 +213,9 @@ class DependencyRegistry:
             result = checker(spec)
         except UsageError:
             raise  # the checker found the spec itself written wrong: the author's to fix
-        except Exception as exc:  # a checker bug must show, not pass as "missing"
+        # a checker bug must show, not pass as "missing"; sys.exit() in a checker (or in
+        # a tool it wraps) is one too, while KeyboardInterrupt still stops the run
+        except (Exception, SystemExit) as exc:
             return DependencyResult.failing(
                 spec,
                 f"the {spec.kind!r} dependency checker{of} ({_describe(checker)}) raised "
