@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import types
 from typing import TYPE_CHECKING
 
 import numpy
@@ -359,6 +360,75 @@ def test_a_gpu_spec_with_a_version_or_target_is_a_usage_error(spec: str, written
     )
     assert caught.value.hint is not None
     assert "onnxruntime:CUDAExecutionProvider" in caught.value.hint
+
+
+class FakeNVMLError(Exception):
+    """What pynvml raises: an NVML return code in ``value``."""
+
+    MESSAGES = {9: "Driver Not Loaded", 12: "NVML Shared Library Not Found"}
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.value = value
+
+    def __str__(self) -> str:
+        return self.MESSAGES[self.value]
+
+
+def fake_pynvml(monkeypatch: pytest.MonkeyPatch, init_error: int) -> None:
+    """pynvml installed (no GPU can exist here), its nvmlInit failing with that code."""
+    module = types.ModuleType("pynvml")
+
+    def nvml_init() -> None:
+        raise FakeNVMLError(init_error)
+
+    module.nvmlInit = nvml_init  # type: ignore[attr-defined]
+    module.NVML_ERROR_DRIVER_NOT_LOADED = 9  # type: ignore[attr-defined]
+    module.NVML_ERROR_LIBRARY_NOT_FOUND = 12  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+
+
+NO_DRIVER_SMI = (
+    'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."\nexit 9'
+)
+
+
+@pytest.mark.parametrize("through", ["pynvml", "nvidia-smi"])
+def test_a_driver_that_is_not_loaded_is_broken_whether_pynvml_is_installed_or_not(
+    monkeypatch: pytest.MonkeyPatch, fake_bin: Path, through: str
+) -> None:
+    """nvidia-smi failing counted as broken, NVML saying the same as missing: the same
+    machine failed or skipped depending on whether pynvml was installed."""
+    write_executable(fake_bin / "nvidia-smi", NO_DRIVER_SMI)
+    if through == "pynvml":
+        fake_pynvml(monkeypatch, init_error=9)
+    else:
+        monkeypatch.setitem(sys.modules, "pynvml", None)
+    result = check_dependency("gpu")
+    assert (result.available, result.broken) == (False, True)
+    assert result.hint == "check the NVIDIA driver installation"
+
+
+@pytest.mark.parametrize("smi", ["none", "failing"])
+def test_nvml_without_its_library_answers_as_nvidia_smi_does(
+    monkeypatch: pytest.MonkeyPatch, fake_bin: Path, tmp_path: Path, smi: str
+) -> None:
+    """pynvml installed on a machine without the driver library knows nothing more: the
+    answer is the one the machine gives without pynvml."""
+    fake_pynvml(monkeypatch, init_error=12)
+    if smi == "failing":
+        write_executable(fake_bin / "nvidia-smi", NO_DRIVER_SMI)
+        result = check_dependency("gpu")
+        assert result.broken
+        assert "couldn't communicate with the NVIDIA driver" in result.reason
+    else:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        result = check_dependency("gpu")
+        assert result.missing_only
+        assert result.reason == (
+            "no NVIDIA GPU: NVML could not initialise (NVML Shared Library Not Found) "
+            "and nvidia-smi is not on PATH"
+        )
 
 
 # --- onnxruntime providers ------------------------------------------------------------------

@@ -45,8 +45,15 @@ def detect_nvidia_gpus() -> GpuDetection:
         return GpuDetection((), "pynvml", f"pynvml failed to import: {exc}", broken=exc)
     try:
         pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound / DriverNotLoaded: no usable GPU
-        return GpuDetection((), "pynvml", f"NVML could not initialise: {exc}")
+    except Exception as exc:
+        if getattr(exc, "value", None) == getattr(pynvml, "NVML_ERROR_LIBRARY_NOT_FOUND", 12):
+            # no NVIDIA driver library: pynvml (often a pip dependency) knows no more than
+            # without it, so the machine answers as it would without pynvml
+            return _detect_with_nvidia_smi(f"NVML could not initialise ({exc})")
+        # the driver is installed but fails (not loaded, no permission...): broken, as
+        # nvidia-smi failing is
+        detail = f"NVML could not initialise: {exc}"
+        return GpuDetection((), "pynvml", detail, broken=exc)
     try:
         count = int(pynvml.nvmlDeviceGetCount())
         names = tuple(
@@ -67,12 +74,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _detect_with_nvidia_smi() -> GpuDetection:
+def _detect_with_nvidia_smi(why_not_nvml: str = "pynvml is not installed") -> GpuDetection:
     path = shutil.which("nvidia-smi")
     if path is None:
-        return GpuDetection(
-            (), "nvidia-smi", "pynvml is not installed and nvidia-smi is not on PATH"
-        )
+        return GpuDetection((), "nvidia-smi", f"{why_not_nvml} and nvidia-smi is not on PATH")
     try:
         proc = run_tool([path, "-L"])
     except (OSError, subprocess.TimeoutExpired) as exc:
