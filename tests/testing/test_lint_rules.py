@@ -83,3 +83,19 @@ def test_a_version_command_on_a_spec_that_is_not_exe_is_a_finding(tmp_path: Path
         "CRK116 dependency spec 'numpy>=1.26': a version command applies only to exe: specs, "
         "not to a module spec [$.dependencies.system[1].version_command]"
     ) in result.output
+
+
+def test_a_gpu_check_with_a_version_is_a_finding(tmp_path: Path) -> None:
+    """'gpu>=2' can never be met: crank test-worker refused it, lint passed it."""
+    text = MANIFEST.replace(', "not a requirement", "requests>="', "")
+    text = "\n".join(line for line in text.splitlines() if "typo" not in line and "odd" not in line)
+    text = text.replace(
+        '{name: java, check: "exe:java>=17", version_command: "\'\'"}',
+        '{name: gpu, check: "gpu>=2"}',
+    )
+    (tmp_path / "crank.yaml").write_text(text + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["lint", str(tmp_path / "crank.yaml")])
+    assert result.exit_code == 1
+    assert (
+        "CRK116 dependency spec 'gpu>=2': gpu takes no '>=2' [$.dependencies.system[1].check]"
+    ) in result.output

@@ -51,6 +51,7 @@ def dependencies_parse(ctx: LintContext) -> Iterator[Finding]:
     if not system:
         return
     from crank.testing.dependencies import check_version_command_applies, dependency_registry
+    from crank.testing.gpu_checks import check_gpu_spec
     from crank.testing.specs import parse_spec, version_argv
 
     kinds = dependency_registry().checkers
@@ -60,6 +61,7 @@ def dependencies_parse(ctx: LintContext) -> Iterator[Finding]:
         if isinstance(check, str) and check.strip():  # the schema reports an empty one
             try:
                 parsed = parse_spec(check, kinds)
+                check_gpu_spec(parsed)
             except UsageError as exc:
                 problems.append(("check", exc))
             else:
