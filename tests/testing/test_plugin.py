@@ -210,6 +210,25 @@ def test_ci_requires_what_the_manifest_declares(
     )
 
 
+@pytest.mark.parametrize("option", ["--crank-require=", "--crank-require= "])
+def test_a_blank_require_option_leaves_ci_strict(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    """A CI template's --crank-require=$NAMES with no names turned strictness off."""
+    (suite.path / "crank.yaml").write_text(MANIFEST)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("CRANK_GPU_STRATEGY", "cpu_fallback")
+    result = suite.runpytest(option, "--crank-gpu-strategy= ")
+    result.assert_outcomes(passed=1, failed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "crank: dependencies: dependencies declared in crank.yaml required (CI=true)",
+            "crank: gpu strategy: cpu_fallback",
+            "crank:   - forced by CRANK_GPU_STRATEGY=cpu_fallback",
+        ]
+    )
+
+
 def test_ci_requires_a_module_whose_declared_distribution_is_another_build(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

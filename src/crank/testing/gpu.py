@@ -90,7 +90,7 @@ def _installed(distribution: str) -> str | None:
 
 def resolve_request(requested: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
     """``(strategy or 'auto', where it came from)``; unknown names are a usage error."""
-    if requested:
+    if requested and requested.strip():  # blank is not given, as for the variable
         value, source = requested, f"--crank-gpu-strategy={requested}"
     elif environ.get(STRATEGY_ENV, "").strip():  # blank is unset, as for CRANK_REQUIRE
         value, source = environ[STRATEGY_ENV], f"{STRATEGY_ENV}={environ[STRATEGY_ENV]}"

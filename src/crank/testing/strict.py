@@ -260,7 +260,7 @@ class StrictPolicy:
         suite_specs: Sequence[str] = (),
         suite_file: Path | None = None,
     ) -> StrictPolicy:
-        if option is not None:
+        if option is not None and option.strip():  # blank is not given, as for the variable
             value, source = option, f"--crank-require={option}"
         elif environ.get(REQUIRE_ENV, "").strip():
             value, source = environ[REQUIRE_ENV], f"{REQUIRE_ENV}={environ[REQUIRE_ENV]}"
