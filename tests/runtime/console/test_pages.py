@@ -266,6 +266,25 @@ def test_dead_letters_page_lists_them_with_their_error(
     assert re.findall(r'<tr class="dead-letter" data-task="([0-9a-f]+)"', only) == [first]
 
 
+def test_dead_letters_of_a_capability_no_longer_served_can_be_chosen(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    # a worker removed since: its dead letters stay in the broker, to redrive or purge
+    client = console()
+    broker = client.services.broker
+    gone = _dead_letter(broker, "old.resize")
+    listing = client.http.get("/ui/dead-letters").text
+    cell = '<a href="/ui/dead-letters?capability=old.resize"'
+    assert cell in listing.split(f'data-task="{gone}"')[1]
+    chosen = client.http.get("/ui/dead-letters?capability=old.resize").text
+    assert '<option value="old.resize" selected>' in chosen
+    assert '<option value="" selected>' not in chosen
+    assert "Purge all of old.resize" in chosen
+    tasks = client.http.get("/ui/tasks?capability=old.resize").text
+    assert _listed(tasks) == [gone]
+    assert '<option value="old.resize" selected>' in tasks
+
+
 def test_a_task_whose_result_holds_a_lone_surrogate_shows_it_escaped(
     console: Callable[..., ConsoleClient],
 ) -> None:

@@ -141,6 +141,16 @@ async def task_view(web: ConsoleWeb, task_id: str) -> TaskView | None:
     )
 
 
+def capability_choices(web: ConsoleWeb, search: Search) -> list[str]:
+    """The capabilities a filter form offers: every one served here, and the one the
+    search names when no worker serves it any more (its tasks and dead letters stay in
+    the broker): the form then shows the filter that was applied, not "any"."""
+    served = [r.capability_id for r in web.s.router.routes()]
+    if search.capability is not None and search.capability not in served:
+        served.append(search.capability)
+    return served
+
+
 def no_task(web: ConsoleWeb, visit: Visit, task_id: str) -> Response:
     return web.refuse(
         visit,
@@ -183,7 +193,7 @@ async def task_search(web: ConsoleWeb, visit: Visit) -> Response:
         search=search,
         page=page,
         statuses=TASK_STATUSES,
-        capabilities=[r.capability_id for r in web.s.router.routes()],
+        capabilities=capability_choices(web, search),
         next_link=search.link(page.next_cursor) if page and page.next_cursor else None,
         first_link=search.link() if search.cursor else None,
     )
@@ -204,7 +214,7 @@ async def dead_letters(web: ConsoleWeb, visit: Visit) -> Response:
         active=f"{CONSOLE_PREFIX}/dead-letters",
         search=search,
         page=page,
-        capabilities=[r.capability_id for r in web.s.router.routes()],
+        capabilities=capability_choices(web, search),
         next_link=search.link(page.next_cursor, base="dead-letters")
         if page and page.next_cursor
         else None,
@@ -217,6 +227,7 @@ __all__ = [
     "SEARCH_PARAMETERS",
     "Search",
     "TaskView",
+    "capability_choices",
     "dead_letters",
     "no_task",
     "repeated",
