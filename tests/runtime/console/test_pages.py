@@ -250,6 +250,29 @@ def test_a_deprecated_id_past_its_sunset_shows_the_refused_callers(
     assert "calls are refused (HTTP 410)" in _text(section)
 
 
+def test_a_deprecated_ids_page_says_where_its_calls_go_not_that_nothing_serves_it(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    # the API routes the id to its successor: the console does not call it unknown
+    routed = client.http.get("/ui/capabilities/demo.legacy_echo")
+    assert routed.status_code == 303
+    assert routed.headers["location"] == "/ui/deprecated"
+    assert (
+        "demo.legacy_echo is a deprecated id: calls to it are routed to demo.echo until "
+        "its sunset on 2099-12-31." in _text(client.http.get("/ui/deprecated").text)
+    )
+    retired = client.http.get("/ui/capabilities/demo.retired")
+    assert retired.headers["location"] == "/ui/deprecated"
+    assert (
+        "demo.retired was retired after its sunset on 2020-01-31: calls to it answer 410. "
+        "Call demo.echo instead." in _text(client.http.get("/ui/deprecated").text)
+    )
+    unknown = client.http.get("/ui/capabilities/demo.nothing")
+    assert unknown.status_code == 404
+    assert "No installed worker serves the capability 'demo.nothing'" in _text(unknown.text)
+
+
 def test_dead_letters_page_lists_them_with_their_error(
     console: Callable[..., ConsoleClient],
 ) -> None:

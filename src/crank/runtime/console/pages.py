@@ -109,6 +109,23 @@ def _capability_page(
 
 
 def _no_capability(web: ConsoleWeb, visit: Visit, capability_id: str) -> Response:
+    router = web.s.router
+    dep = router.deprecated(capability_id)
+    if dep is not None:
+        # the API still answers this id (routed, or 410 after the sunset): "no worker
+        # serves it" would be untrue; its facts and callers are on the deprecated page
+        successors = ", ".join(dep.replaced_by)
+        if router.is_gone(capability_id):
+            message = (
+                f"{capability_id} was retired after its sunset on {dep.sunset.isoformat()}: "
+                f"calls to it answer 410. Call {successors} instead."
+            )
+        else:
+            message = (
+                f"{capability_id} is a deprecated id: calls to it are routed to {successors} "
+                f"until its sunset on {dep.sunset.isoformat()}."
+            )
+        return web.redirect(visit, f"{CONSOLE_PREFIX}/deprecated", flash=message)
     return web.refuse(
         visit,
         404,
