@@ -10,11 +10,14 @@ import time
 from typing import TYPE_CHECKING
 
 from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+from crank.runtime.worker_reports import WorkerHealth
 
 from .conftest import forms_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import pytest
 
     from crank.runtime.brokers.contract import Broker
 
@@ -107,6 +110,25 @@ def test_capability_page_shows_schemas_examples_and_a_labelled_form(
     textarea = re.search(r"<textarea[^>]*>(.*?)</textarea>", page, re.S)
     assert textarea is not None and '"text": "hello"' in html.unescape(textarea.group(1))
     assert client.http.get("/ui/capabilities/no.such").status_code == 404
+
+
+def test_a_capability_whose_worker_failed_to_load_says_so(
+    console: Callable[..., ConsoleClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = console()
+    failed = WorkerHealth("slowpoke", ("demo.slow",), "failed", "No module named 'numpy'")
+    monkeypatch.setattr(
+        client.services.status, "unavailable", lambda cap: failed if cap == "demo.slow" else None
+    )
+    listing = client.http.get("/ui/capabilities").text
+    assert "worker failed" in _row(listing, "data-capability", "demo.slow")
+    assert "worker failed" not in _row(listing, "data-capability", "demo.echo")
+    page = _text(client.http.get("/ui/capabilities/demo.slow").text)
+    assert (
+        "Worker state failed its worker failed to load: No module named 'numpy'; "
+        "calls answer 503 until it is fixed" in page
+    )
+    assert "Worker state" not in _text(client.http.get("/ui/capabilities/demo.echo").text)
 
 
 def test_the_form_calls_the_capability_and_shows_the_answer(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from crank.runtime.brokers.contract import TaskRecord
     from crank.runtime.console.throughput import OutcomeWindow
     from crank.runtime.console.web import ConsoleWeb, Visit
+    from crank.runtime.worker_reports import WorkerHealth
 
 #: seconds between reloads of the overview when the operator asks for it (?refresh=1).
 REFRESH_S = 5
@@ -52,6 +53,16 @@ def _aliases(web: ConsoleWeb) -> dict[str, list[str]]:
     return found
 
 
+def _unavailable(web: ConsoleWeb) -> dict[str, WorkerHealth]:
+    """Capability id -> its worker, where that worker failed to load or is not ready:
+    the API answers its calls 503 WORKER_UNAVAILABLE."""
+    found: dict[str, WorkerHealth] = {}
+    for route in web.s.router.routes():
+        if (worker := web.s.status.unavailable(route.capability_id)) is not None:
+            found[route.capability_id] = worker
+    return found
+
+
 async def capabilities(web: ConsoleWeb, visit: Visit) -> Response:
     paused = web.s.status.paused(wait=False)
     return web.render(
@@ -61,6 +72,7 @@ async def capabilities(web: ConsoleWeb, visit: Visit) -> Response:
         active="/ui/capabilities",
         routes=web.s.router.routes(),
         paused=paused,
+        unavailable=_unavailable(web),
         aliases=_aliases(web),
     )
 
@@ -102,6 +114,7 @@ def _capability_page(
         route=route,
         capability=route.capability,
         paused=route.capability_id in web.s.status.paused(wait=False),
+        unavailable=web.s.status.unavailable(route.capability_id),
         aliases=_aliases(web).get(route.capability_id, []),
         input_text=input_text,
         answer=answer,
