@@ -9,7 +9,8 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from crank.runtime.brokers.contract import ClaimOptions, TaskSpec
+from crank.runtime.brokers.contract import ClaimOptions, TaskQuery, TaskSpec
+from crank.runtime.concurrency import CallAdmission
 from crank.runtime.worker_reports import WorkerHealth
 
 from .conftest import forms_of
@@ -151,6 +152,28 @@ def test_the_form_calls_the_capability_and_shows_the_answer(
     assert record.meta["caller"] == "console"
     # the form keeps what was sent
     assert "from the form" in html.unescape(page.text.split("<textarea", 1)[1])
+
+
+def test_the_form_calls_past_max_concurrency_are_refused_as_the_api_refuses_them(
+    console: Callable[..., ConsoleClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = console()
+    monkeypatch.setattr(client.services, "admission", CallAdmission({"demo.echo": 1}))
+    held = client.services.admission.admit("demo.echo")  # another caller's call
+    api = client.http.post("/v1/capabilities/demo.echo", json={"text": "a"})
+    assert api.status_code == 429 and api.json()["error"]["code"] == "CONCURRENCY_LIMIT"
+    page = client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": "a"}'})
+    assert page.status_code == 429
+    assert "Answer: HTTP 429 CONCURRENCY_LIMIT" in _text(page.text)
+    assert not client.services.broker.list_tasks(TaskQuery(limit=10)).tasks  # nothing queued
+    # queueing it is POST /v1/tasks: the task waits for a slot
+    queued = client.post_form(
+        "/ui/capabilities/demo.echo/call", {"input": '{"text": "a"}', "run": "queue"}
+    )
+    assert queued.status_code == 303
+    held.release()
+    # the console's refused call held no slot of its own: one call is admitted again
+    client.services.admission.admit("demo.echo").release()
 
 
 def test_the_form_shows_the_apis_refusals(console: Callable[..., ConsoleClient]) -> None:

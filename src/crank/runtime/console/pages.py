@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from crank.manifest import Capability, Deprecation
     from crank.routing import Route
     from crank.runtime.brokers.contract import TaskRecord
+    from crank.runtime.concurrency import Admitted
     from crank.runtime.console.throughput import OutcomeWindow
     from crank.runtime.console.web import ConsoleWeb, Visit
     from crank.runtime.worker_reports import WorkerHealth
@@ -188,11 +189,18 @@ async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
     gateway = web.s.gateway
     state = visit.request.scope.get("state", {})
     meta = {"request_id": state.get("request_id"), "trace_id": state.get("trace_id")}
+    admitted: Admitted | None = None
     try:
         call = gateway.prepare(capability_id, payload, caller=CONSOLE_CALLER)
+        if run == "call":
+            # a call waits for its outcome, as POST /v1/capabilities/{id} does: past the
+            # capability's max_concurrency it is refused (429), as there, not queued
+            admitted = web.s.admission.admit(call.target)
         await gateway.refresh_stats()
         record = await gateway.submit(gateway.task_spec(call, meta=meta))
     except Exception as exc:
+        if admitted is not None:
+            admitted.release()
         if (reason := rejection_reason(exc)) is not None:
             web.s.metrics.rejected.labels(reason).inc()
         answer = _refusal(exc)
@@ -204,7 +212,11 @@ async def call_capability(web: ConsoleWeb, visit: Visit) -> Response:
         return web.redirect(
             visit, f"{CONSOLE_PREFIX}/tasks/{record.id}", flash=f"Queued task {record.id}."
         )
-    done = await web.s.broker.wait_for_result_async(record.id, call.capability.timeout_s)
+    try:
+        done = await web.s.broker.wait_for_result_async(record.id, call.capability.timeout_s)
+    finally:
+        if admitted is not None:
+            admitted.release()
     task = done or record
     answer = Answer(_outcome_status(call.capability, task), task=task)
     return _capability_page(web, visit, route, input_text=text, answer=answer)
