@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from .conftest import forms_of
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import httpx
     import pytest
 
     from crank.runtime.brokers.contract import Broker
@@ -174,6 +176,29 @@ def test_the_form_calls_past_max_concurrency_are_refused_as_the_api_refuses_them
     held.release()
     # the console's refused call held no slot of its own: one call is admitted again
     client.services.admission.admit("demo.echo").release()
+
+
+def test_a_call_cancelled_while_the_form_waits_is_a_409_as_the_api_answers(
+    console: Callable[..., ConsoleClient],
+) -> None:
+    client = console()
+    broker = client.services.broker
+    answers: list[httpx.Response] = []
+    form = threading.Thread(
+        target=lambda: answers.append(
+            client.post_form("/ui/capabilities/demo.echo/call", {"input": '{"text": "a"}'})
+        )
+    )
+    form.start()
+    deadline = time.monotonic() + 30
+    while not (found := broker.list_tasks(TaskQuery(limit=1)).tasks):
+        assert time.monotonic() < deadline, "the form's call was never queued"
+        time.sleep(0.01)
+    broker.cancel(found[0].id)  # from another tab, or DELETE /v1/tasks/{id}
+    form.join(30)
+    [page] = answers
+    assert "Answer: HTTP 409" in _text(page.text)
+    assert "cancelled" in _text(page.text)
 
 
 def test_the_form_shows_the_apis_refusals(console: Callable[..., ConsoleClient]) -> None:

@@ -228,6 +228,8 @@ def _outcome_status(capability: Capability, task: TaskRecord) -> int:
         return 200
     if not task.done:
         return 504  # no outcome within the capability's timeout; the task goes on
+    if task.status == "cancelled":
+        return 409
     code = str((task.error or {}).get("code", ""))
     declared = task.status == "failed" or capability.error(code) is not None
     return 422 if declared else 502
