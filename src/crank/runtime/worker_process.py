@@ -66,6 +66,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,7 +74,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_r
 
 from crank.errors import BrokerError, CrankError, ExitCode, UsageError, ValidationFailed
 from crank.manifest.reading import load_servable_manifest
-from crank.plugins import build_plugin_manager
+from crank.plugins import PluginLoadWarning, build_plugin_manager
 from crank.runtime import run_dir
 from crank.runtime.brokers import open_broker
 from crank.runtime.brokers.contract import ClaimOptions
@@ -1398,7 +1399,18 @@ def task_finished_hook() -> Callable[[str, str, float], None] | None:
     """Call ``crank_task_finished`` of the plugins (metrics when the supervisor asks for them)."""
     # the installed plugins only: none of crank's own implements the hook, and loading
     # them would import the CLI (click) into every worker process
-    manager = build_plugin_manager(builtins=False)
+    with warnings.catch_warnings(record=True) as caught:
+        # a plugin that fails to import: crank run told the terminal once; here it is
+        # a log line of this process, not a Python warning quoting crank's source line
+        warnings.simplefilter("always", PluginLoadWarning)
+        manager = build_plugin_manager(builtins=False)
+    for warning in caught:
+        if issubclass(warning.category, PluginLoadWarning):
+            log.warning("%s", warning.message)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     metrics_on = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     if metrics_on and not manager.pm.has_plugin("crank.runtime.metrics.task"):
         manager.register(TaskMetricsPlugin(), name="crank.runtime.metrics.task")

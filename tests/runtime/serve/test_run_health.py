@@ -6,6 +6,7 @@ it over HTTP, as an operator and a load balancer would.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,7 +132,9 @@ def test_a_worker_that_fails_to_import_is_reported_and_the_other_serves(
 def test_installed_worker_package_that_fails_to_import(
     crank_run: Starter, test_plugins: Any
 ) -> None:
-    pythonpath = f"{test_plugins.good}:{test_plugins.missing_dep}"
+    # the crank under test stays importable where PYTHONPATH is how it is found
+    paths = (test_plugins.good, test_plugins.missing_dep, os.environ.get("PYTHONPATH"))
+    pythonpath = os.pathsep.join(str(p) for p in paths if p)
     run = crank_run(
         "--min-workers", "1", "--max-workers", "1",
         workers=("testplugin-good", "testplugin-missing-dep"),
@@ -152,6 +155,14 @@ def test_installed_worker_package_that_fails_to_import(
     greeted = run.http.post("/v1/capabilities/testplugin.greet", json={"name": "ada"})
     assert (greeted.status_code, greeted.json()) == (200, {"greeting": "hello ada"})
     assert run.http.get("/v1/status").json()["overall_health"] == "degraded"
+    # the terminal is told once, plainly; each worker process logs it as a log line,
+    # never as a Python warning quoting crank's own source
+    log = run.log()
+    told = "warning: crank plugin 'testplugin-missing-dep' (crank_testplugin_missing_dep) failed"
+    assert log.count(told) == 1, log
+    assert "PluginLoadWarning" not in log and "build_plugin_manager" not in log, log
+    logged = [e for e in run.log_events() if "failed to load and was skipped" in str(e["event"])]
+    assert logged and all(e["level"] == "warning" for e in logged), logged
     assert run.terminate() == 0
 
 
@@ -196,7 +207,6 @@ def test_readiness_hook_gates_ready_and_the_capability(crank_run: Starter, tmp_p
 
 
 def test_a_hung_worker_process_is_named_everywhere_and_logged(crank_run: Starter) -> None:
-    import os
 
     # not replaced (--replace-unlive-after 0): what is said of it while it lives on
     run = crank_run("--min-workers", "2", "--max-workers", "2", "--replace-unlive-after", "0")
