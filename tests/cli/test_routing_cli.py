@@ -334,6 +334,9 @@ def test_invoke_shim_without_the_selector_value_exits_2() -> None:
             "a Unicode character\n",
         ),
         ("@latin1", "error: the input file {tmp}/in.json is not UTF-8 text: byte 10 is b'\\xe9'\n"),
+        ("@", "error: --input @ names no file\n"),
+        ("", "error: --input is empty: it needs a JSON object\n"),
+        ("@empty", "error: the input file {tmp}/in.json is empty: it needs a JSON object\n"),
         pytest.param(
             "[" * 100_000, "error: --input is not valid JSON: it nests too deeply\n", id="deep"
         ),
@@ -342,6 +345,9 @@ def test_invoke_shim_without_the_selector_value_exits_2() -> None:
 def test_invoke_unusable_input_exits_2(value: str, message: str, tmp_path: Path) -> None:
     if value == "@latin1":
         (tmp_path / "in.json").write_bytes('{"text": "\xe9"}'.encode("latin-1"))
+        value, message = f"@{tmp_path}/in.json", message.format(tmp=tmp_path)
+    if value == "@empty":
+        (tmp_path / "in.json").write_text(" \n")
         value, message = f"@{tmp_path}/in.json", message.format(tmp=tmp_path)
     result = crank("invoke", "text.upper", "--worker", str(KINDS), "--input", value)
     assert result.exit_code == 2

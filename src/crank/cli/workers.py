@@ -73,9 +73,22 @@ def _read_input(value: str) -> dict[str, Any]:
     source = "--input"
     text = value
     if value.startswith("@"):
+        if not value[1:]:  # Path("") is the current folder: "cannot read ... .: Is a directory"
+            raise UsageError(
+                "--input @ names no file",
+                hint="write the path right after the @, e.g. --input @input.json",
+                subject=source,
+            )
         file = Path(value[1:])
         source = str(file)
         text = _read_input_file(file)
+    if not text.strip():
+        what = "--input" if source == "--input" else f"the input file {source}"
+        raise UsageError(
+            f"{what} is empty: it needs a JSON object",
+            hint='pass a JSON object, e.g. --input \'{"text": "hello"}\'',
+            subject=source,
+        )
     try:
         data = strict_json(text)
     except json.JSONDecodeError as exc:
