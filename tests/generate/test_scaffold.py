@@ -389,3 +389,40 @@ def test_a_description_too_long_is_refused_before_rendering(tmp_path: Path) -> N
         ],
     )
     assert longest.exit_code == 0, longest.output
+
+
+@pytest.mark.slow
+def test_crank_run_in_the_new_project_leaves_nothing_git_would_add(tmp_path: Path) -> None:
+    """The next steps end with `crank run` in the project folder: its SQLite queue and
+    usage files there (with their -wal, -shm, -write and -checkpoint companions) are
+    ignored by the generated .gitignore, not left for `git add .` to commit."""
+    from ..runtime.serve.conftest import CrankRun
+
+    made = CliRunner().invoke(
+        cli, ["new-worker", "text-echo", "--no-input", "--output-dir", str(tmp_path)]
+    )
+    assert made.exit_code == 0, made.output
+    project = tmp_path / "text-echo"
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    before = set(os.listdir(project))
+    run = CrankRun(
+        project, "--worker", str(project), "--min-workers", "1", "--max-workers", "1",
+        db="crank-queue.db", fixture_workers=False,
+    )  # fmt: skip
+    try:
+        run.start()
+        answer = run.http.post("/v1/capabilities/text_echo.echo", json={"text": "hi"})
+        assert answer.status_code == 200, answer.text
+        assert run.terminate() == 0
+    finally:
+        run.close()
+    made_by_run = set(os.listdir(project)) - before - {run.log_path.name}
+    assert {"crank-queue.db", "crank-usage.db"} <= made_by_run
+    listed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", *sorted(made_by_run)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listed.stdout == "", f"left for git add: {listed.stdout} (run made {made_by_run})"
