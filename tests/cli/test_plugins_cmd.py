@@ -346,3 +346,57 @@ def test_a_plugin_lint_rule_under_crank_s_prefix_is_a_problem_of_the_plugin() ->
     assert lines[-1].endswith("; 1 contribution problem")
     assert "POSE001" in ids
     assert "CRK199" not in ids
+
+
+def _installed_without_its_manifest(site: Path) -> Path:
+    """A worker package 'installed' (a dist-info with its crank entry point) whose wheel
+    left out its crank.yaml: the module imports, and nothing beside it says what it does."""
+    (site / "manifestless_worker").mkdir(parents=True)
+    (site / "manifestless_worker" / "__init__.py").write_text("")
+    info = site / "manifestless_worker-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: manifestless-worker\nVersion: 0.1.0\n"
+    )
+    (info / "entry_points.txt").write_text("[crank]\nmanifestless = manifestless_worker\n")
+    return site
+
+
+NOTE = (
+    "plugin 'manifestless' (manifestless_worker) adds nothing: it implements no hook and "
+    "has no crank.yaml beside its module (a worker package must ship its crank.yaml "
+    "inside the package, as package data)"
+)
+
+
+def test_a_plugin_that_adds_nothing_is_explained(
+    tmp_path: Path, plugins_on_path: Callable[..., None]
+) -> None:
+    plugins_on_path(_installed_without_its_manifest(tmp_path))
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("manifestless "))
+    assert lines[row].split() == ["manifestless", "0.1.0", "loaded", "-", "-"]
+    assert lines[row + 1] == f"    note: {NOTE}"
+    assert sum("note:" in line for line in lines) == 1  # the others each add something
+
+
+def test_crank_run_with_no_worker_names_a_plugin_that_adds_nothing(
+    tmp_path: Path, plugins_on_path: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said only "no installed worker to serve: pip install a worker package", of a
+    worker package installed without its crank.yaml."""
+    from crank.plugins import reset_plugin_manager
+
+    # every other installed worker blocked: only the one without its manifest is left
+    others = [r.name for r in get_plugin_manager().records if r.manifest_path is not None]
+    monkeypatch.setenv("CRANK_DISABLE_PLUGINS", ",".join(others))
+    plugins_on_path(_installed_without_its_manifest(tmp_path))
+    reset_plugin_manager()
+    result = CliRunner().invoke(cli, ["run", "--port", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: no installed worker to serve; {NOTE}\n"
+        "  hint: pip install a worker package, or name one with --worker PATH/TO/crank.yaml\n"
+    )

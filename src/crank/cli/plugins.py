@@ -30,8 +30,22 @@ def _row(record: PluginRecord) -> tuple[str, ...]:
     return (record.name, record.version or "-", record.status, hooks, manifest)
 
 
-def format_table(records: list[PluginRecord], problems: Sequence[ContributionProblem] = ()) -> str:
-    """One row per plugin; its load error and its contributions' problems below it."""
+def idle_note(record: PluginRecord) -> str:
+    """Why a loaded plugin does nothing (see :meth:`CrankPluginManager.idle`)."""
+    return (
+        f"plugin {record.name!r} ({record.module}) adds nothing: it implements no hook and "
+        "has no crank.yaml beside its module (a worker package must ship its crank.yaml "
+        "inside the package, as package data)"
+    )
+
+
+def format_table(
+    records: list[PluginRecord],
+    problems: Sequence[ContributionProblem] = (),
+    idle: Sequence[PluginRecord] = (),
+) -> str:
+    """One row per plugin; its load error, its contributions' problems and, for one that
+    adds nothing, why, below it."""
     rows = [COLUMNS, *(_row(r) for r in records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
     lines: list[str] = []
@@ -42,6 +56,8 @@ def format_table(records: list[PluginRecord], problems: Sequence[ContributionPro
             lines.append(f"    error: {record.error}")
         if record is not None:
             lines.extend(f"    problem: {p.message}" for p in problems if p.plugin == record.name)
+        if record is not None and record in idle:
+            lines.append(f"    note: {idle_note(record)}")
     return "\n".join(lines)
 
 
@@ -72,7 +88,7 @@ def plugins(output_format: str) -> ExitCode:
     if output_format == "json":
         click.echo(json.dumps([_as_dict(r, problems) for r in records], indent=2))
         return found
-    click.echo(format_table(records, problems))
+    click.echo(format_table(records, problems, manager.idle()))
     blocked = sum(1 for r in records if r.status == "blocked")
     loaded = len(records) - failed - blocked
     summary = f"{loaded} loaded, {failed} failed, {blocked} blocked"

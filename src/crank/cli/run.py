@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from crank.cli.plugins import idle_note
 from crank.cli.routing import worker_manifest_file
 from crank.errors import ExitCode, UsageError
 from crank.manifest.reading import check_replacements, load_servable_manifest
@@ -53,8 +54,10 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
     if not names:
         found = all_installed()
         if not found:
+            idle = get_plugin_manager().idle()
             raise UsageError(
-                "no installed worker to serve",
+                "no installed worker to serve"
+                + "".join(f"; {idle_note(record)}" for record in idle),
                 hint="pip install a worker package, or name one with --worker PATH/TO/crank.yaml",
             )
         check_replacements(found, lambda: get_plugin_manager().manifest_paths())

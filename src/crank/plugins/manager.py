@@ -102,6 +102,16 @@ class CrankPluginManager:
     def failed(self) -> list[PluginRecord]:
         return [r for r in self.records if r.status == "failed"]
 
+    def idle(self) -> list[PluginRecord]:
+        """Loaded plugins that add nothing: no hook and no crank.yaml beside their module.
+
+        Most often a worker package installed without its manifest (not shipped as
+        package data), which crank could otherwise only report as "no worker installed".
+        """
+        return [
+            r for r in self.loaded() if not r.builtin and not r.hooks and r.manifest_path is None
+        ]
+
     def collect(self, kind: ContributionKind[T]) -> dict[str, Contribution[T]]:
         """Every usable contribution of ``kind`` (see :class:`Registry`)."""
         return self.registry.collect(kind)
