@@ -85,6 +85,18 @@ def test_routes_text_lists_live_deprecated_and_legacy_paths() -> None:
     )
 
 
+def test_one_worker_named_twice_routes_and_invokes_as_one() -> None:
+    """By its crank.yaml and by its folder: it was refused as "capability 'text.letters'
+    is declared by two workers", naming the same worker and file twice."""
+    twice = ("--worker", str(KINDS), "--worker", str(KINDS.parent))
+    routes = crank("routes", *twice, "--format", "json")
+    assert routes.exit_code == 0, routes.output
+    once = crank("routes", "--worker", str(KINDS), "--format", "json")
+    assert routes.stdout == once.stdout
+    called = crank("invoke", "text.upper", *twice, "--input", '{"text": "hi"}')
+    assert (called.exit_code, json.loads(called.stdout)["upper"]) == (0, "HI")
+
+
 def test_routes_json_and_gone_status() -> None:
     result = crank("routes", "--worker", str(EMAIL), "--format", "json", "--today", "2027-04-01")
     assert result.exit_code == 0
@@ -112,12 +124,14 @@ def test_routes_of_the_installed_workers(only_fixture_workers: None) -> None:
     assert result.stdout.splitlines()[-1] == "6 live, 0 deprecated"
 
 
-def test_routes_conflicting_workers_is_a_clear_error() -> None:
-    result = crank("routes", "--worker", str(EMAIL), "--worker", str(EMAIL))
+def test_routes_conflicting_workers_is_a_clear_error(tmp_path: Path) -> None:
+    copy = tmp_path / "crank.yaml"  # another file declaring the same capabilities
+    copy.write_text(EMAIL.read_text())
+    result = crank("routes", "--worker", str(EMAIL), "--worker", str(copy))
     assert result.exit_code == 2  # the manifests cannot be used together
     assert result.stderr == (
         f"error: capability 'email.spam_detection' is declared by two workers: email-classifier "
-        f"({EMAIL}) and email-classifier ({EMAIL})\n"
+        f"({EMAIL}) and email-classifier ({copy})\n"
         "  hint: keep email.spam_detection in one manifest; give the other a new id\n"
     )
 

@@ -89,6 +89,25 @@ def test_run_reports_a_taken_port(
     assert err.endswith("  hint: pick another --port, or stop what is listening there\n")
 
 
+def test_one_worker_named_twice_is_no_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By its folder and by its crank.yaml (or the same --worker again): it was refused as
+    "capability ... is declared by two workers", naming the same worker and file twice."""
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as busy:  # the workers are accepted: it goes on to the port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code, _, err = crank(
+            ["run", "--worker", str(FIXTURE), "--worker", str(FIXTURE / "crank.yaml"),
+             "--worker", str(FIXTURE), "--port", str(port)],
+            capsys,
+        )  # fmt: skip
+    assert code == 3, err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), err
+
+
 def test_run_refuses_inconsistent_bounds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

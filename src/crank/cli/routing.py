@@ -81,11 +81,27 @@ def load_manifest_file(path: str) -> Manifest:
     return load_manifest(found[0])
 
 
+def once_each(manifests: list[Manifest]) -> list[Manifest]:
+    """``manifests`` without repeats of one file: a worker named twice (by its folder and
+    by its crank.yaml, or the same ``--worker`` again) is one worker, not two declaring
+    the same capabilities."""
+    seen: set[Path] = set()
+    unique: list[Manifest] = []
+    for manifest in manifests:
+        where = manifest.path.resolve() if manifest.path is not None else None
+        if where is None or where not in seen:
+            unique.append(manifest)
+        if where is not None:
+            seen.add(where)
+    return unique
+
+
 def build_router(worker_paths: tuple[str, ...], today: dt.date | None) -> Router:
     """A router over ``--worker`` manifests, or over every installed worker."""
     clock = (lambda: today) if today is not None else None
     if worker_paths:
-        return Router.from_manifests([load_manifest_file(p) for p in worker_paths], today=clock)
+        manifests = once_each([load_manifest_file(p) for p in worker_paths])
+        return Router.from_manifests(manifests, today=clock)
     return load_router(get_plugin_manager().manifest_paths(), today=clock)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crank.cli.plugins import idle_note
-from crank.cli.routing import worker_manifest_file
+from crank.cli.routing import once_each, worker_manifest_file
 from crank.errors import ExitCode, UsageError
 from crank.manifest.reading import check_replacements, load_servable_manifest
 from crank.plugins import get_plugin_manager
@@ -80,8 +80,9 @@ def resolve_workers(names: tuple[str, ...]) -> tuple[list[Manifest], list[str]]:
                 subject=name,
             )
         manifests.extend(match)
-    check_replacements(manifests, lambda: get_plugin_manager().manifest_paths())
-    return manifests, import_paths
+    unique = once_each(manifests)
+    check_replacements(unique, lambda: get_plugin_manager().manifest_paths())
+    return unique, import_paths
 
 
 def _http_processes(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
