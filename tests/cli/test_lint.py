@@ -458,3 +458,17 @@ def test_lint_names_the_folders_it_could_not_search_when_it_found_nothing(
         "locked (Permission denied)\n"
         "  hint: make the folders readable by this user\n"
     )
+
+
+def test_a_python_file_given_by_mistake_is_named_as_no_manifest(tmp_path: Path) -> None:
+    """`crank lint src/demo/worker.py` answered only the YAML parser's "expected
+    '<document start>'" with "fix the YAML syntax at this position"."""
+    write(tmp_path, '"""A worker."""\n\nfrom typing import Any\n', name="worker.py")
+    result = lint(tmp_path, "worker.py")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[:2] == [
+        "worker.py:1:3 CRK001 YAML syntax error: expected '<document start>', but found "
+        "'<scalar>' [$]",
+        "    hint: is this a manifest? a .py file is read as YAML here; give crank.yaml or "
+        "*.crank.yaml files (or their folder)",
+    ]

@@ -309,6 +309,12 @@ def parse_yaml(text: str, file: str) -> LoadedDocument:
         root = _compose(text, file)
     except yaml.MarkedYAMLError as exc:
         line, col, problem, hint = describe_yaml_error(exc)
+        if Path(file).suffix.lower() not in ("", ".yaml", ".yml") and not file.startswith("<"):
+            # `crank lint src/demo/worker.py`: the YAML parser's complaint alone misleads
+            hint = (
+                f"is this a manifest? a {Path(file).suffix} file is read as YAML here; "
+                "give crank.yaml or *.crank.yaml files (or their folder)"
+            )
         raise _fail(file, line, col, f"YAML syntax error: {problem}", hint) from None
     except yaml.YAMLError as exc:
         raise _fail(file, 1, 1, f"YAML error: {exc}", "fix the YAML syntax") from None
