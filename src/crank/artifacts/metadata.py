@@ -34,7 +34,9 @@ def metadata_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> Validator:
-    from jsonschema import Draft202012Validator
+    from crank.manifest.jsonschema_lib import draft202012
+
+    Draft202012Validator = draft202012()
 
     return Draft202012Validator(metadata_schema())
 

@@ -528,7 +528,9 @@ def schemas_are_valid(ctx: LintContext) -> Iterator[Finding]:
                 continue  # the manifest schema reports a missing or non-mapping schema
             if is_plain_valid_schema(schema):
                 continue  # certainly valid, decided without importing jsonschema
-            from jsonschema import Draft202012Validator
+            from crank.manifest.jsonschema_lib import draft202012
+
+            Draft202012Validator = draft202012()
             from jsonschema.exceptions import SchemaError
 
             try:
@@ -667,7 +669,9 @@ def examples_match_schemas(ctx: LintContext) -> Iterator[Finding]:
             is_plain_valid_schema(schema) and all(conforms(d, schema) for _, d in inputs)
         ):
             continue  # nothing to check, or certainly fine without importing jsonschema
-        from jsonschema import Draft202012Validator
+        from crank.manifest.jsonschema_lib import draft202012
+
+        Draft202012Validator = draft202012()
         from jsonschema.exceptions import SchemaError
 
         try:

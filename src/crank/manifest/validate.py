@@ -33,7 +33,9 @@ def manifest_schema(api_version: str = CURRENT_API_VERSION) -> dict[str, Any]:
 
 @functools.cache
 def _validator(api_version: str) -> Validator:
-    from jsonschema import Draft202012Validator
+    from crank.manifest.jsonschema_lib import draft202012
+
+    Draft202012Validator = draft202012()
 
     return Draft202012Validator(
         manifest_schema(api_version), format_checker=Draft202012Validator.FORMAT_CHECKER

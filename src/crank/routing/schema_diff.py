@@ -216,7 +216,9 @@ def _asserts(key: str, value: Any) -> bool:
     """False for a ``format`` no validator checks (``int32``): it refuses nothing."""
     if key != "format":
         return True
-    from jsonschema import Draft202012Validator
+    from crank.manifest.jsonschema_lib import draft202012
+
+    Draft202012Validator = draft202012()
 
     return value in Draft202012Validator.FORMAT_CHECKER.checkers
 

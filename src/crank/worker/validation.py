@@ -114,7 +114,9 @@ class SchemaValidator:
         if self._full is None:
             # on first use: the fast path answers valid inputs, and loading a worker
             # (crank lint, a worker process starting) need not pay for jsonschema
-            from jsonschema import Draft202012Validator
+            from crank.manifest.jsonschema_lib import draft202012
+
+            Draft202012Validator = draft202012()
 
             self._full = Draft202012Validator(
                 self.schema, format_checker=Draft202012Validator.FORMAT_CHECKER
