@@ -402,6 +402,39 @@ def test_a_call_timeout_that_is_no_number_of_seconds_is_refused(
     assert server.requests == []
 
 
+@pytest.mark.slow
+def test_a_huge_timeout_waits_as_no_timeout_does(server: CrankRun) -> None:
+    """A client or call timeout of 1e10 s or more raised the socket's OverflowError
+    ("timestamp out of range for platform time_t") from every request of Client."""
+    with Client(server.url, timeout=1e10) as client:
+        assert client.call("demo.echo", {"text": "a"}) == {"text": "a"}
+        assert client.submit("demo.echo", {"text": "b"}).result(timeout=1e300) == {"text": "b"}
+    with Client(server.url) as client:
+        assert client.call("demo.echo", {"text": "c"}, timeout=1e300) == {"text": "c"}
+
+    async def main() -> None:
+        async with AsyncClient(server.url, timeout=1e300) as client:
+            assert await client.call("demo.echo", {"text": "d"}, timeout=1e300) == {"text": "d"}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("after", ["2", -1, 1.5, True, None])
+def test_an_after_that_is_no_event_id_is_refused(scripted: Any, after: object) -> None:
+    """``events(after="2")`` raised a TypeError from inside the client; -1 was sent."""
+    server = scripted([(200, {"Content-Type": "text/event-stream"}, b"event: end\ndata: {}\n\n")])
+    with Client(server.url) as client, pytest.raises(ClientError, match="not the id of an event"):
+        next(client.task("t1").events(after=after))  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as client:
+            with pytest.raises(ClientError, match="not the id of an event"):
+                await anext(client.task("t1").events(after=after))  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert server.requests == []
+
+
 def test_a_result_timeout_of_0_looks_once(scripted: Any) -> None:
     server = scripted([(200, {}, QUEUED)])
     with Client(server.url) as client:

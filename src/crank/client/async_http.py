@@ -45,7 +45,14 @@ from crank.client.exchange import (
     status_request,
     submit_request,
 )
-from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_id, check_task_request
+from crank.client.tasks import (
+    TaskEvent,
+    TaskInfo,
+    TaskList,
+    check_after,
+    check_id,
+    check_task_request,
+)
 from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import (
     DEFAULT_URL,
@@ -54,6 +61,7 @@ from crank.client.wire import (
     RetryPolicy,
     client_options,
     request_headers,
+    socket_timeout,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +92,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=request_headers(token, caller),
-            timeout=timeout,
+            timeout=socket_timeout(httpx.Timeout(timeout)),
             transport=transport,
         )
 
@@ -259,7 +267,7 @@ class AsyncTask:
     ) -> AsyncIterator[TaskEvent]:
         """The events of a streaming task, resumed after a dropped connection (see
         ``Task.events``)."""
-        cursor = EventCursor(self.id, last_id=after)
+        cursor = EventCursor(self.id, last_id=check_after(after))
         deadline = deadline_of(check_timeout(timeout, zero=True))
         policy = self.client.retry
         while True:

@@ -33,6 +33,7 @@ from crank.client.wire import (
     deprecation_of,
     error_of,
     new_idempotency_key,
+    socket_timeout,
     unbounded_read,
     unreachable,
 )
@@ -96,15 +97,16 @@ class Planned:
 
     def options_now(self) -> Mapping[str, Any]:
         """The options of a try made now: reading bounded by what is left of the deadline."""
-        left = seconds_left(self.deadline)
         timeout = self.options.get("timeout")
-        if left is None or not isinstance(timeout, httpx.Timeout):
+        if not isinstance(timeout, httpx.Timeout):
             return self.options
-        read = max(0.001, left) + self.grace_s
-        if timeout.read is not None and timeout.read <= read:
-            return self.options
-        bounded = httpx.Timeout(timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
-        return {**self.options, "timeout": bounded}
+        left = seconds_left(self.deadline)
+        read = None if left is None else max(0.001, left) + self.grace_s
+        if read is not None and (timeout.read is None or timeout.read > read):
+            timeout = httpx.Timeout(
+                timeout.connect, read=read, write=timeout.write, pool=timeout.pool
+            )
+        return {**self.options, "timeout": socket_timeout(timeout)}
 
     def failure(self, exc: Exception, base_url: str, attempts: int) -> ClientError:
         """The error to raise when sending failed with ``exc`` (the retries are over)."""

@@ -42,7 +42,14 @@ from crank.client.exchange import (
     status_request,
     submit_request,
 )
-from crank.client.tasks import TaskEvent, TaskInfo, TaskList, check_id, check_task_request
+from crank.client.tasks import (
+    TaskEvent,
+    TaskInfo,
+    TaskList,
+    check_after,
+    check_id,
+    check_task_request,
+)
 from crank.client.waiting import LongPolls, deadline_of, seconds_left
 from crank.client.wire import (
     DEFAULT_URL,
@@ -51,6 +58,7 @@ from crank.client.wire import (
     RetryPolicy,
     client_options,
     request_headers,
+    socket_timeout,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +94,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=request_headers(token, caller),
-            timeout=timeout,
+            timeout=socket_timeout(httpx.Timeout(timeout)),
             transport=transport,
         )
 
@@ -281,7 +289,7 @@ class Task:
         repeated); ends when the task ends; a failed task raises :class:`TaskFailed`
         after the events it sent. ``timeout`` bounds the whole wait (None: the task's).
         """
-        cursor = EventCursor(self.id, last_id=after)
+        cursor = EventCursor(self.id, last_id=check_after(after))
         deadline = deadline_of(check_timeout(timeout, zero=True))
         policy = self.client.retry
         while True:

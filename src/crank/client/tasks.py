@@ -186,6 +186,18 @@ def check_timeout(timeout: object, *, zero: bool) -> float | None:
     )
 
 
+def check_after(after: object) -> int:
+    """The ``after`` of ``events()``: the id of an event received, a whole number from 0
+    (0: from the first event); else a :class:`ClientError` before anything is sent."""
+    if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
+        return after
+    raise ClientError(
+        f"after {after!r:.40} is not the id of an event (a whole number, 0 or more)",
+        hint="pass the id of the last event received (TaskEvent.id), or 0 for all of them",
+        subject=str(after),
+    )
+
+
 def check_caller(caller: object) -> None:
     """A client's ``caller``: what the server takes as ``X-Crank-Caller`` (a metric label
     and the scope of idempotency keys), or a :class:`ClientError` saying so."""
@@ -271,6 +283,7 @@ __all__ = [
     "TaskEvent",
     "TaskInfo",
     "TaskRequest",
+    "check_after",
     "check_caller",
     "check_id",
     "check_idempotency_key",

@@ -344,6 +344,27 @@ def _json_or_text(data: str) -> Any:
         return data
 
 
+#: the longest wait handed to a socket (over 30 years: a wait that never runs out). The
+#: operating system's clock cannot count much further: a synchronous socket refuses
+#: 1e10 s with an ``OverflowError``, so a caller's huge ``timeout`` is cut to this.
+LONGEST_SOCKET_WAIT_S = 1e9
+
+
+def socket_timeout(timeout: httpx.Timeout) -> httpx.Timeout:
+    """``timeout`` with no bound longer than :data:`LONGEST_SOCKET_WAIT_S` (None stays
+    None: no bound)."""
+
+    def cut(seconds: float | None) -> float | None:
+        return None if seconds is None else min(seconds, LONGEST_SOCKET_WAIT_S)
+
+    return httpx.Timeout(
+        cut(timeout.connect),
+        read=cut(timeout.read),
+        write=cut(timeout.write),
+        pool=cut(timeout.pool),
+    )
+
+
 def unbounded_read(timeout: httpx.Timeout) -> httpx.Timeout:
     """``timeout`` without a bound on reading: the server bounds a wait for a result."""
     return httpx.Timeout(timeout.connect, read=None, write=timeout.write, pool=timeout.pool)
@@ -367,6 +388,7 @@ def cancel_not_supported(url: str, status: int) -> CancelNotSupported:
 
 __all__ = [
     "DEFAULT_URL",
+    "LONGEST_SOCKET_WAIT_S",
     "RETRIED_TRANSPORT_ERRORS",
     "EventCursor",
     "RetryLater",
@@ -380,6 +402,7 @@ __all__ = [
     "new_idempotency_key",
     "request_headers",
     "retry_after_s",
+    "socket_timeout",
     "stream_error",
     "unbounded_read",
     "unreachable",
