@@ -233,8 +233,14 @@ def test_a_repeated_key_of_an_ended_task_answers_without_waiting(
         ),
         ({"priority": 101}, "must be an integer from -100 to 100, not 101"),
         ({"priority": True}, "must be an integer from -100 to 100, not True"),
-        ({"max_attempts": 0}, "max_attempts of fixture.echo must be a whole number from 1, not 0"),
-        ({"max_attempts": 2.5}, "must be a whole number from 1, not 2.5"),
+        (
+            {"max_attempts": 0},
+            "max_attempts of fixture.echo must be a whole number from 1 to 100, not 0",
+        ),
+        ({"max_attempts": 2.5}, "must be a whole number from 1 to 100, not 2.5"),
+        # SQLite raised OverflowError; a manifest allows no more than 100
+        ({"max_attempts": 10**30}, "must be a whole number from 1 to 100, not 1000000"),
+        ({"max_attempts": 101}, "must be a whole number from 1 to 100, not 101"),
         (
             {"timeout_s": 0},
             "timeout_s of fixture.echo must be a number of seconds above 0, or None, not 0",
@@ -259,6 +265,17 @@ def test_options_the_http_api_would_refuse_are_refused_before_queueing(
             queue.submit("fixture.echo", {"k": 1}, **options)
         with pytest.raises(InvalidTask, match=re.escape(message)):
             queue.submit_many([TaskRequest("fixture.echo", {"k": 2}, **options)])
+        assert not queue.broker.stats().pending  # nothing was queued
+
+
+@pytest.mark.parametrize("meta", [{"at": object()}, {"score": math.nan}, 5])
+def test_a_meta_json_cannot_hold_is_refused_before_queueing(tmp_path: Path, meta: Any) -> None:
+    """A meta that is not JSON raised the encoder's TypeError from inside the broker."""
+    with connect(f"sqlite:///{tmp_path / 'queue.db'}") as queue:
+        with pytest.raises(
+            InvalidTask, match=re.escape("the meta of a fixture.echo task must be a mapping")
+        ):
+            queue.submit_many([TaskRequest("fixture.echo", {"k": 1}, meta=meta)])
         assert not queue.broker.stats().pending  # nothing was queued
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -54,6 +55,10 @@ if TYPE_CHECKING:
 
     from crank.runtime.brokers.contract import Broker, Cancellation, TaskRecord
 
+#: the most attempts a task may have: what a manifest's ``max_attempts`` allows (its
+#: schema's maximum), so a task queued here runs no more often than one the server queues.
+MAX_ATTEMPTS = 100
+
 #: What ``submit_many`` takes: a :class:`TaskRequest`, or ``(capability, input)``.
 TaskLike = TaskRequest | tuple[str, Mapping[str, Any]]
 
@@ -83,9 +88,14 @@ def _check_options(request: TaskRequest) -> None:
             subject=capability,
         )
     attempts = request.max_attempts
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+    if (
+        not isinstance(attempts, int)
+        or isinstance(attempts, bool)
+        or not 1 <= attempts <= MAX_ATTEMPTS
+    ):
         raise InvalidTask(
-            f"max_attempts of {capability} must be a whole number from 1, not {attempts!r:.40}",
+            f"max_attempts of {capability} must be a whole number from 1 to {MAX_ATTEMPTS}, "
+            f"not {attempts!r:.40}",
             hint="1 runs it once, without retries; 3 is the default",
             subject=capability,
         )
@@ -98,6 +108,16 @@ def _check_options(request: TaskRequest) -> None:
             subject=capability,
         )
     check_idempotency_key(request.idempotency_key, capability)
+    meta = request.meta
+    try:
+        json.dumps(dict(meta), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidTask(
+            f"the meta of a {capability} task must be a mapping that JSON can hold: {exc}",
+            hint="use only strings as keys, and dicts, lists, strings, finite numbers, "
+            "booleans and None as values",
+            subject=capability,
+        ) from None
 
 
 def _spec(request: TaskLike, caller: str | None) -> TaskSpec:
