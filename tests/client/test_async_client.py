@@ -144,6 +144,19 @@ def test_failures_warnings_and_refusals(server: CrankRun) -> None:
     asyncio.run(scenario())
 
 
+def test_a_deprecated_call_run_by_gather_warns_in_the_callers_file(server: CrankRun) -> None:
+    """Run by asyncio.gather, the warning pointed at asyncio/events.py, where Python's
+    default filters hide a DeprecationWarning: the documented example warned nothing."""
+
+    async def scenario() -> list[Any]:
+        async with AsyncClient(server.url) as client:
+            return await asyncio.gather(client.call("demo.legacy_echo", {"text": "old"}))
+
+    with pytest.warns(CapabilityDeprecated, match="call demo.echo instead") as warned:
+        assert asyncio.run(scenario()) == [{"text": "old"}]
+    assert [w.filename for w in warned] == [__file__]
+
+
 def test_no_server_is_unreachable() -> None:
     async def scenario() -> None:
         url = f"http://127.0.0.1:{free_port()}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -62,6 +61,7 @@ from crank.client.wire import (
     client_options,
     request_headers,
     socket_timeout,
+    warn_caller,
 )
 
 if TYPE_CHECKING:
@@ -69,9 +69,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from crank.client.errors import ClientError
-
-#: ``warnings.warn`` in :meth:`AsyncClient._send` (1), the API coroutine (2), its caller (3).
-_USER_FRAME = 3
 
 
 class AsyncClient:
@@ -202,7 +199,7 @@ class AsyncClient:
             answered = response
         warning = None if answered is None else planned.deprecation(answered)
         if warning is not None:
-            warnings.warn(warning, stacklevel=_USER_FRAME)
+            warn_caller(warning)
         if failure is not None:
             raise failure
         return planned.answer(response)

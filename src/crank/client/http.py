@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -59,6 +58,7 @@ from crank.client.wire import (
     client_options,
     request_headers,
     socket_timeout,
+    warn_caller,
 )
 
 if TYPE_CHECKING:
@@ -66,9 +66,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from crank.client.errors import ClientError
-
-#: ``warnings.warn`` in :meth:`Client._send` (1), the API method (2), its caller (3).
-_USER_FRAME = 3
 
 
 class Client:
@@ -214,7 +211,7 @@ class Client:
             answered = response
         warning = None if answered is None else planned.deprecation(answered)
         if warning is not None:
-            warnings.warn(warning, stacklevel=_USER_FRAME)
+            warn_caller(warning)
         if failure is not None:
             raise failure
         return planned.answer(response)

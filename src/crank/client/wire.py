@@ -10,8 +10,10 @@ import email.utils
 import json
 import random
 import re
+import sys
 import time
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -215,6 +217,25 @@ def deprecation_of(response: httpx.Response, requested: str) -> CapabilityDeprec
     return CapabilityDeprecated(requested, successors, response.headers.get("sunset"))
 
 
+def _inside(module: str) -> bool:
+    """Whether a frame of ``module`` is crank's client or asyncio's machinery, which a
+    warning meant for the caller's line passes by."""
+    return module.startswith(("crank.client.", "asyncio.")) or module == "asyncio"
+
+
+def warn_caller(warning: Warning) -> None:
+    """Warn ``warning`` pointed at the first line outside crank's client and asyncio: the
+    line that called the client, or, for a call run by ``asyncio.gather`` or a task of
+    its own (no caller on the stack), the line that runs the event loop. Pointed at
+    asyncio's insides, Python's default filters would hide a ``DeprecationWarning``."""
+    level = 1  # counted as warnings.warn counts: 1 is this function, 2 its caller...
+    frame = sys._getframe(1)
+    while frame.f_back is not None and _inside(str(frame.f_globals.get("__name__", ""))):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(warning, stacklevel=level + 1)
+
+
 def error_of(
     response: httpx.Response,
     body: Any,
@@ -406,4 +427,5 @@ __all__ = [
     "stream_error",
     "unbounded_read",
     "unreachable",
+    "warn_caller",
 ]
