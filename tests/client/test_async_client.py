@@ -11,6 +11,8 @@ from crank import AsyncClient
 from crank.client import (
     ApiError,
     CapabilityDeprecated,
+    ClientClosed,
+    ClientError,
     RetryPolicy,
     ServerUnreachable,
     TaskEvent,
@@ -155,6 +157,27 @@ def test_a_deprecated_call_run_by_gather_warns_in_the_callers_file(server: Crank
     with pytest.warns(CapabilityDeprecated, match="call demo.echo instead") as warned:
         assert asyncio.run(scenario()) == [{"text": "old"}]
     assert [w.filename for w in warned] == [__file__]
+
+
+def test_a_client_used_in_a_second_event_loop_says_so(server: CrankRun) -> None:
+    """A second asyncio.run with the same AsyncClient used the first loop's connections:
+    httpx's RuntimeError ("Event loop is closed") once that loop had ended."""
+    client = AsyncClient(server.url)
+
+    async def call() -> Any:
+        return await client.call("demo.echo", {"text": "x"})
+
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(call()) == {"text": "x"}
+        with pytest.raises(ClientError, match="used in another event loop") as caught:
+            asyncio.run(call())
+        assert not isinstance(caught.value, ClientClosed)
+        first.run_until_complete(client.aclose())
+    finally:
+        first.close()
+    with pytest.raises(ClientClosed):
+        asyncio.run(call())
 
 
 def test_no_server_is_unreachable() -> None:

@@ -19,7 +19,7 @@ import httpx
 from httpx_sse import EventSource
 from tenacity import AsyncRetrying
 
-from crank.client.errors import ApiError, ClientClosed, TaskTimeout
+from crank.client.errors import ApiError, ClientClosed, ClientError, TaskTimeout
 from crank.client.exchange import (
     EVENT_FAILURES,
     SEND_FAILURES,
@@ -68,8 +68,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
     from types import TracebackType
 
-    from crank.client.errors import ClientError
-
 
 class AsyncClient:
     """:class:`crank.client.Client` for asyncio: the same arguments, awaitable methods."""
@@ -92,6 +90,8 @@ class AsyncClient:
             timeout=socket_timeout(httpx.Timeout(timeout)),
             transport=transport,
         )
+        #: the event loop of the first request: the pool's connections belong to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def call(
         self,
@@ -160,12 +160,33 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         """Close the connection pool; every call after raises :class:`ClientClosed`."""
-        await self._http.aclose()
+        try:
+            await self._http.aclose()
+        except RuntimeError:
+            # its connections belong to another loop, maybe closed ("Event loop is
+            # closed"): they cannot be closed from this one, and the pool is closed anyway
+            if self._loop is None or self._loop is asyncio.get_running_loop():
+                raise
 
     def _open(self) -> httpx.AsyncClient:
         if self._http.is_closed:
             raise ClientClosed(
                 f"AsyncClient of {self.base_url}", hint="make a new AsyncClient(...)"
+            )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # task() outside a coroutine: nothing is sent
+            return self._http
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            # httpx would raise "Event loop is closed", or mix two loops' connections
+            raise ClientError(
+                f"AsyncClient of {self.base_url} is used in another event loop than its "
+                "first request's: its connections belong to that one",
+                hint="make one AsyncClient per event loop, e.g. `async with AsyncClient(...)` "
+                "in the coroutine asyncio.run runs",
+                subject=self.base_url,
             )
         return self._http
 
