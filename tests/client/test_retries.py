@@ -212,6 +212,19 @@ def test_a_caller_the_server_would_ignore_is_refused(tmp_path: Path) -> None:
         ("127.0.0.1:8080", 30.0, "base_url '127.0.0.1:8080' is not an http:// or https:// URL"),
         ("ftp://host", 30.0, "base_url 'ftp://host' is not an http:// or https:// URL"),
         ("http://", 30.0, "base_url 'http://' is not an http:// or https:// URL"),
+        # every request went to /?x=1/v1/...: 404 "no route /" from crank run
+        (
+            "http://127.0.0.1:8080?x=1",
+            30.0,
+            "base_url 'http://127.0.0.1:8080?x=1' holds a query or a fragment: "
+            "the client adds each request's path and query itself",
+        ),
+        (
+            "http://127.0.0.1:8080/#top",
+            30.0,
+            "base_url 'http://127.0.0.1:8080/#top' holds a query or a fragment: "
+            "the client adds each request's path and query itself",
+        ),
         ("http://127.0.0.1:8080", -1, "timeout -1 is not a number of seconds above 0"),
         ("http://127.0.0.1:8080", float("nan"), "timeout nan is not a number of seconds above 0"),
     ],

@@ -142,6 +142,14 @@ def client_options(base_url: object, timeout: object) -> str:
             hint=f"pass the address crank run serves, e.g. {DEFAULT_URL}",
             subject=str(base_url),
         )
+    if parts.query or parts.fragment or str(base_url).endswith(("?", "#")):
+        # every request would go to /?...{path}: crank run answers 404 "no route /"
+        raise ClientError(
+            f"base_url {base_url!r:.200} holds a query or a fragment: "
+            "the client adds each request's path and query itself",
+            hint=f"pass the address crank run serves alone, e.g. {DEFAULT_URL}",
+            subject=str(base_url),
+        )
     if timeout is not None and not positive_seconds(timeout):
         raise ClientError(
             f"timeout {timeout!r:.40} is not a number of seconds above 0",
