@@ -9,6 +9,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from crank import AsyncClient, Client
@@ -217,6 +218,25 @@ def test_a_stream_gone_silent_is_resumed_after_its_last_event(
 
     assert asyncio.run(main()) == [1, 2]
     assert server.last_event_ids[-1] == 1
+
+
+@pytest.mark.slow
+def test_events_that_find_no_free_connection_are_unreachable(
+    server: CrankRun, tmp_path: Path
+) -> None:
+    """With every connection of its pool held, events() raised httpx.PoolTimeout."""
+    gate = tmp_path / "gate"
+    transport = httpx.HTTPTransport(limits=httpx.Limits(max_connections=1))
+    policy = RetryPolicy(attempts=2, backoff_s=0.01)
+    with Client(server.url, timeout=0.5, transport=transport, retry=policy) as client:
+        task = client.submit("client.gated", {"gate": str(gate)})
+        held = task.events()  # open at its gate: the pool's one connection
+        assert next(held).id == 1
+        with pytest.raises(ServerUnreachable, match="PoolTimeout") as caught:
+            next(client.task(task.id).events())
+        assert "after 2 tries" in caught.value.message
+        gate.touch()
+        assert [event.id for event in held] == [2, 3, 4]
 
 
 def test_a_stream_that_stays_silent_gives_up_within_the_retry_policy(

@@ -50,11 +50,12 @@ SEND_FAILURES: tuple[type[Exception], ...] = (
     httpx.TimeoutException,
     *RETRIED_TRANSPORT_ERRORS,
 )
-#: What reading a task's events may fail with, and be resumed after.
+#: What reading a task's events may fail with, and be resumed after (a timeout other
+#: than a read's: no connection of the pool came free, a write stalled).
 EVENT_FAILURES: tuple[type[Exception], ...] = (
     RetryLater,
     TaskTimeout,
-    httpx.ReadTimeout,
+    httpx.TimeoutException,
     *RETRIED_TRANSPORT_ERRORS,
 )
 #: seconds a read may go on past the caller's deadline for the answer to arrive (the
